@@ -1,0 +1,22 @@
+import type { Command } from 'commander';
+import { configFilePath, loadConfig } from '../config/load-config.ts';
+import { redactUrl } from '../db/connect.ts';
+import { runCommand } from './exit-on-error.ts';
+
+/** `lis config`: the configuration in force (defaults filled in, secrets hidden), or its errors. */
+export function addConfigCommand(program: Command): void {
+  program
+    .command('config')
+    .description('validate the configuration and print it with every default filled in')
+    .action((_, command: Command) =>
+      runCommand(async () => {
+        const file = command.optsWithGlobals().config;
+        const config = loadConfig({ file });
+        const shown = structuredClone(config);
+        if (shown.database.url) shown.database.url = redactUrl(shown.database.url);
+        shown.database.embedded.password = '***';
+        console.error(`# from ${configFilePath({ file }) ?? 'built-in defaults (no config file)'}`);
+        console.log(JSON.stringify(shown, null, 2));
+      }),
+    );
+}

@@ -1,0 +1,76 @@
+import type { Command } from 'commander';
+import { loadConfig } from '../config/load-config.ts';
+import { createDb, databaseUrl, migrateToLatest, redactUrl } from '../db/connect.ts';
+import { embeddedStatus, stopEmbedded } from '../db/embedded-server.ts';
+import { runCommand } from './exit-on-error.ts';
+
+const configOf = (command: Command) => loadConfig({ file: command.optsWithGlobals().config });
+
+/** `lis db start|stop|status|migrate|url`: the database, embedded or configured. */
+export function addDbCommand(program: Command): void {
+  const db = program.command('db').description('manage the database (the embedded PostgreSQL unless a URL is configured)');
+
+  db.command('start')
+    .description('start the embedded PostgreSQL (initialising it on first use) and migrate')
+    .action((_, command: Command) =>
+      runCommand(async () => {
+        const config = configOf(command);
+        const url = await databaseUrl(config);
+        const kdb = createDb(url, 1);
+        try {
+          await migrateToLatest(kdb);
+        } finally {
+          await kdb.destroy();
+        }
+        const status = config.database.url ? null : embeddedStatus(config.database.embedded);
+        console.log(status ? `embedded PostgreSQL running (pid ${status.pid}, port ${status.port}, data ${status.dataDir})` : `using ${redactUrl(url)}`);
+      }),
+    );
+
+  db.command('stop')
+    .description('stop the embedded PostgreSQL')
+    .action((_, command: Command) =>
+      runCommand(async () => {
+        const config = configOf(command);
+        if (config.database.url) {
+          console.log(`a database URL is configured (${redactUrl(config.database.url)}): nothing embedded to stop`);
+          return;
+        }
+        console.log((await stopEmbedded(config.database.embedded)) ? 'embedded PostgreSQL stopped' : 'embedded PostgreSQL was not running');
+      }),
+    );
+
+  db.command('status')
+    .description('say whether the database is up and its schema current')
+    .action((_, command: Command) =>
+      runCommand(async () => {
+        const config = configOf(command);
+        if (!config.database.url) {
+          const s = embeddedStatus(config.database.embedded);
+          console.log(`embedded PostgreSQL: ${s.running ? `running (pid ${s.pid}, port ${s.port})` : s.initialised ? 'stopped' : 'not initialised'}; data ${s.dataDir}`);
+          return s.running ? 0 : 3;
+        }
+        console.log(`configured database: ${redactUrl(config.database.url)}`);
+        return 0;
+      }),
+    );
+
+  db.command('migrate')
+    .description('bring the schema up to date (every command also does this when it finds the schema behind)')
+    .action((_, command: Command) =>
+      runCommand(async () => {
+        const config = configOf(command);
+        const kdb = createDb(await databaseUrl(config), 1);
+        try {
+          const results = await migrateToLatest(kdb);
+          console.log(results.length ? results.map((r) => `applied ${r.migrationName}`).join('\n') : 'schema is up to date');
+        } finally {
+          await kdb.destroy();
+        }
+      }),
+    );
+
+  db.command('url')
+    .description('print the database URL (starting the embedded server if need be), e.g. for psql "$(npx lis db url)"')
+    .action((_, command: Command) => runCommand(async () => console.log(await databaseUrl(configOf(command)))));
+}

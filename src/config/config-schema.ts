@@ -1,0 +1,66 @@
+import os from 'node:os';
+import { z } from 'zod';
+
+/**
+ * The whole configuration, with its defaults. Every key is optional in the
+ * JSON file: what is left out takes the default shown here, so an empty file
+ * (or none at all) runs everything on one machine with an embedded PostgreSQL.
+ * Relative paths are resolved against the folder the command runs in.
+ */
+const positiveInt = z.number().int().positive();
+const seconds = z.number().positive();
+
+export const configSchema = z.strictObject({
+  /** This machine's name in the workers table and in `store_host`. */
+  host: z.string().min(1).max(200).regex(/^[^\s:]+$/, 'a host name without spaces or colons').default(() => os.hostname()),
+  /** Countries are lower-case codes such as `uk`; this list is what `--country` accepts (empty: any 2-3 letter code). */
+  countries: z.array(z.string().regex(/^[a-z]{2,3}$/, 'a 2-3 letter lower-case country code')).default([]),
+  database: z.strictObject({
+    /** A PostgreSQL URL. When null (and LIS_DATABASE_URL is unset) the embedded server is used. */
+    url: z.string().regex(/^postgres(ql)?:\/\//, 'a postgres:// or postgresql:// URL').nullable().default(null),
+    /** Connections per process. */
+    poolSize: positiveInt.max(100).default(8),
+    embedded: z.strictObject({
+      dataDir: z.string().default('./var/pg'),
+      port: positiveInt.max(65535).default(54329),
+      user: z.string().default('imagesys'),
+      password: z.string().default('imagesys'),
+      database: z.string().regex(/^[a-z_][a-z0-9_]*$/).default('imagesys'),
+    }).prefault({}),
+  }).prefault({}),
+  stores: z.strictObject({
+    originals: z.string().default('./var/originals'),
+    thumbnails: z.string().default('./var/thumbnails'),
+    /** True when the stores sit on a file system every host mounts: then any host may work any row. */
+    shared: z.boolean().default(false),
+  }).prefault({}),
+  log: z.strictObject({
+    dir: z.string().default('./var/log'),
+    level: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
+    /** winston-daily-rotate-file's maxFiles: a count, or days as `14d`. */
+    maxFiles: z.union([positiveInt, z.string().regex(/^\d+d$/, 'a count or days such as 14d')]).default('14d'),
+    /** Rotate within a day past this size (`100m`, `1g`). */
+    maxSize: z.string().regex(/^\d+[kmg]$/, 'a size such as 100m').default('100m'),
+  }).prefault({}),
+  queue: z.strictObject({
+    chunkSize: positiveInt.max(10000).default(500),
+    /** Attempts before a retryable failure becomes permanent. */
+    maxAttempts: positiveInt.max(100).default(6),
+    backoff: z.strictObject({
+      baseSeconds: seconds.default(30),
+      maxSeconds: seconds.default(6 * 3600),
+      /** Fraction of the delay drawn at random, so that retries of one failing host spread out. */
+      jitter: z.number().min(0).max(1).default(0.25),
+    }).prefault({}),
+    /** Service mode: how often an idle daemon looks for work when no notification came. */
+    pollSeconds: seconds.default(5),
+    heartbeatSeconds: seconds.default(10),
+  }).prefault({}),
+  enqueue: z.strictObject({
+    maxUrlLength: positiveInt.max(65536).default(2048),
+    batchSize: positiveInt.max(100000).default(5000),
+  }).prefault({}),
+});
+
+export type LisConfig = z.infer<typeof configSchema>;
+export type LisConfigInput = z.input<typeof configSchema>;

@@ -1,0 +1,21 @@
+import { UsageError } from '../errors.ts';
+import type { LisConfig } from './config-schema.ts';
+
+/** `UK` or `uk` -> `uk`; anything else is a usage error that says what is accepted. */
+export function parseCountry(value: string, config: Pick<LisConfig, 'countries'>): string {
+  const country = value.trim().toLowerCase();
+  if (!/^[a-z]{2,3}$/.test(country)) throw new UsageError(`--country ${JSON.stringify(value)}: expected a 2-3 letter country code such as uk`);
+  if (config.countries.length && !config.countries.includes(country)) {
+    throw new UsageError(`--country ${value}: not one of the configured countries (${config.countries.join(', ')})`);
+  }
+  return country;
+}
+
+/** A whole number within bounds, for numeric flags; the error names the flag. */
+export function parseIntFlag(flag: string, value: string, min: number, max: number): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
+    throw new UsageError(`${flag} ${JSON.stringify(value)}: expected a whole number from ${min} to ${max}`);
+  }
+  return n;
+}

@@ -1,0 +1,71 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+import { ConfigError } from '../errors.ts';
+import { configSchema, type LisConfig } from './config-schema.ts';
+
+/** Looked for in the working folder when neither --config nor LIS_CONFIG names a file. */
+export const DEFAULT_CONFIG_FILE = 'imagesys.json';
+
+export interface LoadConfigOptions {
+  /** A path given on the command line; wins over LIS_CONFIG. */
+  file?: string;
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+}
+
+/** Which file to read, or null for the built-in defaults. */
+export function configFilePath({ file, env = process.env, cwd = process.cwd() }: LoadConfigOptions): string | null {
+  if (file) return path.resolve(cwd, file);
+  if (env.LIS_CONFIG) return path.resolve(cwd, env.LIS_CONFIG);
+  const local = path.resolve(cwd, DEFAULT_CONFIG_FILE);
+  return fs.existsSync(local) ? local : null;
+}
+
+/** One line per problem, each naming the key, e.g. `queue.chunkSize: Too big: expected number to be <=10000`. */
+export function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .map((issue) => `  ${issue.path.length ? issue.path.join('.') : '(top level)'}: ${issue.message}`)
+    .join('\n');
+}
+
+/** Validates a parsed object, resolving relative paths against `cwd`. */
+export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env, cwd = process.cwd(), source = 'config'): LisConfig {
+  const result = configSchema.safeParse(raw ?? {});
+  if (!result.success) throw new ConfigError(`${source} is not valid:\n${describeIssues(result.error)}`);
+  const config = result.data;
+  if (env.LIS_DATABASE_URL) {
+    if (!/^postgres(ql)?:\/\//.test(env.LIS_DATABASE_URL)) {
+      throw new ConfigError('LIS_DATABASE_URL is not valid: expected a postgres:// or postgresql:// URL');
+    }
+    config.database.url = env.LIS_DATABASE_URL;
+  }
+  if (env.LIS_HOST) config.host = env.LIS_HOST;
+  const resolve = (p: string) => path.resolve(cwd, p);
+  config.database.embedded.dataDir = resolve(config.database.embedded.dataDir);
+  config.stores.originals = resolve(config.stores.originals);
+  config.stores.thumbnails = resolve(config.stores.thumbnails);
+  config.log.dir = resolve(config.log.dir);
+  return config;
+}
+
+/** Reads and validates the configuration; throws ConfigError with every problem found. */
+export function loadConfig(options: LoadConfigOptions = {}): LisConfig {
+  const env = options.env ?? process.env;
+  const cwd = options.cwd ?? process.cwd();
+  const file = configFilePath({ ...options, env, cwd });
+  if (!file) return parseConfig({}, env, cwd, 'the default config');
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`cannot read config file ${file}: ${(error as NodeJS.ErrnoException).code ?? error}`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(`config file ${file} is not valid JSON: ${(error as Error).message}`);
+  }
+  return parseConfig(raw, env, cwd, `config file ${file}`);
+}

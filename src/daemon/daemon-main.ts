@@ -1,0 +1,81 @@
+import { Command } from 'commander';
+import { parseCountry, parseIntFlag } from '../config/country.ts';
+import { loadConfig } from '../config/load-config.ts';
+import type { LisConfig } from '../config/config-schema.ts';
+import { databaseUrl, openDatabase, type Db } from '../db/connect.ts';
+import { runCommand } from '../cli/exit-on-error.ts';
+import { closeLogger, createLogger, type Logger } from '../log/create-logger.ts';
+import { errorMessage } from '../errors.ts';
+import { ProgressLine } from './progress-line.ts';
+import { runDaemon, type StageWorker } from './run-daemon.ts';
+import { installStopSignals } from './signals.ts';
+
+export interface DaemonFlags {
+  country: string;
+  verbose?: boolean;
+  chunkSize?: string;
+  service?: boolean;
+  config?: string;
+  [extra: string]: unknown;
+}
+
+export interface DaemonDefinition {
+  /** `lis_downloadd` */
+  command: string;
+  component: string;
+  description: string;
+  /** Adds the daemon's own flags (e.g. --noproxy). */
+  extraOptions?: (command: Command) => void;
+  /** Builds the stage worker once config, database and logger are ready. */
+  create(setup: { config: LisConfig; db: Db; log: Logger; country: string; flags: DaemonFlags }): Promise<StageWorker> | StageWorker;
+}
+
+/**
+ * The whole life of a daemon process: flags, config, logs, database, signals,
+ * the chunk loop, and an exit code. Each bin/lis_*d is this plus its stage.
+ */
+export async function daemonMain(definition: DaemonDefinition, argv = process.argv): Promise<void> {
+  const program = new Command(definition.command)
+    .description(definition.description)
+    .requiredOption('--country <code>', 'the country to work, e.g. uk')
+    .option('--verbose', 'debug lines too, and on screen')
+    .option('--chunk-size <n>', 'rows claimed at a time (default: queue.chunkSize from config)')
+    .option('--service', 'run as a service: wait for work instead of exiting when there is none; log to files only')
+    .option('--config <file>', 'config file (default: $LIS_CONFIG, else ./imagesys.json, else built-in defaults)')
+    .showHelpAfterError();
+  definition.extraOptions?.(program);
+  program.parse(argv);
+  const flags = program.opts<DaemonFlags>();
+
+  await runCommand(async () => {
+    const config = loadConfig({ file: flags.config });
+    const country = parseCountry(flags.country, config);
+    const chunkSize = flags.chunkSize === undefined ? config.queue.chunkSize : parseIntFlag('--chunk-size', flags.chunkSize, 1, 10000);
+    const log = createLogger({ component: definition.component, log: config.log, screen: !flags.service, verbose: flags.verbose, country });
+    const { controller, uninstall } = installStopSignals((signal) =>
+      log.info(`${signal} received: finishing the rows in hand, giving back the rest`, { scope: `${definition.component}::signal` }),
+    );
+    let db: Db | null = null;
+    let progress: ProgressLine | null = null;
+    try {
+      db = await openDatabase(config, { onPoolError: (error) => log.warn(`Database connection lost: ${errorMessage(error)}`) });
+      const url = await databaseUrl(config);
+      const worker = await definition.create({ config, db, log, country, flags });
+      let totals = { done: 0, failed: 0 };
+      progress = flags.service ? null : new ProgressLine(process.stderr, () => totals).start();
+      await runDaemon(worker, {
+        config, db, databaseUrl: url, log, country, chunkSize, service: Boolean(flags.service), signal: controller.signal,
+        onProgress: (t) => (totals = { done: t.done, failed: t.failed }),
+      });
+      return 0;
+    } catch (error) {
+      log.error(errorMessage(error), { scope: `${definition.component}::main` });
+      throw error;
+    } finally {
+      progress?.stop();
+      uninstall();
+      await db?.destroy();
+      await closeLogger(log);
+    }
+  });
+}

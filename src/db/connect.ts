@@ -1,0 +1,64 @@
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promises as fs } from 'node:fs';
+import { FileMigrationProvider, Kysely, Migrator, PostgresDialect, type MigrationResult } from 'kysely';
+import pg from 'pg';
+import type { LisConfig } from '../config/config-schema.ts';
+import { LisError, errorMessage } from '../errors.ts';
+import { ensureEmbeddedRunning } from './embedded-server.ts';
+import type { Database } from './schema.ts';
+
+export type Db = Kysely<Database>;
+
+export const MIGRATIONS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../migrations');
+
+/** The configured server's URL, or the embedded server's, started if need be. */
+export async function databaseUrl(config: LisConfig): Promise<string> {
+  return config.database.url ?? (await ensureEmbeddedRunning(config.database.embedded));
+}
+
+/** A Kysely instance over a pg pool. An idle connection that dies (a server restart) is logged, not fatal. */
+export function createDb(url: string, poolSize: number, onPoolError: (error: Error) => void = () => {}): Db {
+  const pool = new pg.Pool({ connectionString: url, max: poolSize, application_name: `imagesys:${path.basename(process.argv[1] ?? 'node')}` });
+  pool.on('error', onPoolError);
+  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+}
+
+export function migrator(db: Db): Migrator {
+  return new Migrator({
+    db,
+    provider: new FileMigrationProvider({ fs, path, migrationFolder: MIGRATIONS_DIR }),
+  });
+}
+
+/**
+ * Brings the schema up to date. Kysely's Migrator holds an advisory lock, so
+ * two processes running this at once is safe: the second finds nothing to do.
+ */
+export async function migrateToLatest(db: Db): Promise<MigrationResult[]> {
+  const { error, results } = await migrator(db).migrateToLatest();
+  if (error) {
+    const failed = results?.find((r) => r.status === 'Error');
+    throw new LisError('ERR_MIGRATION', `migration ${failed?.migrationName ?? ''} failed: ${errorMessage(error)}`, { cause: error });
+  }
+  return results ?? [];
+}
+
+/** Connects (starting the embedded server when no URL is configured) and migrates. */
+export async function openDatabase(config: LisConfig, options: { onPoolError?: (error: Error) => void; migrate?: boolean } = {}): Promise<Db> {
+  const url = await databaseUrl(config);
+  const db = createDb(url, config.database.poolSize, options.onPoolError);
+  try {
+    if (options.migrate !== false) await migrateToLatest(db);
+  } catch (error) {
+    await db.destroy();
+    if (error instanceof LisError) throw error;
+    throw new LisError('ERR_DATABASE', `cannot use the database at ${redactUrl(url)}: ${errorMessage(error)}`, { cause: error });
+  }
+  return db;
+}
+
+/** The URL without its password, for messages. */
+export function redactUrl(url: string): string {
+  return url.replace(/\/\/([^:/@]+):[^@]*@/, '//$1:***@');
+}

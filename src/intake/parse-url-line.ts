@@ -1,0 +1,38 @@
+export type ParsedLine =
+  | { kind: 'url'; datasourceId: number; url: string }
+  | { kind: 'skip' }
+  | { kind: 'bad'; reason: string };
+
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+/**
+ * One line of ETL input: `URL`, or `DATASOURCE<TAB>URL`. Blank lines and
+ * `#` comments are skipped. The URL is kept exactly as given (its hash is
+ * its identity), so it is checked, never rewritten.
+ */
+export function parseUrlLine(line: string, defaultDatasource: number | undefined, maxUrlLength: number): ParsedLine {
+  const text = line.endsWith('\r') ? line.slice(0, -1) : line;
+  if (text.trim() === '' || text.startsWith('#')) return { kind: 'skip' };
+  let datasourceId = defaultDatasource;
+  let url = text;
+  const tab = text.indexOf('\t');
+  if (tab >= 0) {
+    const field = text.slice(0, tab);
+    if (!/^\d{1,9}$/.test(field)) return { kind: 'bad', reason: `datasource ${JSON.stringify(field)} is not a whole number` };
+    datasourceId = Number(field);
+    url = text.slice(tab + 1);
+  }
+  if (datasourceId === undefined) return { kind: 'bad', reason: 'no datasource: give --datasource or a DATASOURCE<TAB>URL line' };
+  if (url.length > maxUrlLength) return { kind: 'bad', reason: `URL longer than ${maxUrlLength} characters (${url.length})` };
+  if (CONTROL.test(url)) return { kind: 'bad', reason: 'URL contains control characters' };
+  if (/\s/.test(url)) return { kind: 'bad', reason: 'URL contains white space' };
+  if (!/^https?:\/\//i.test(url)) return { kind: 'bad', reason: `not an http or https URL: ${JSON.stringify(url.slice(0, 80))}` };
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return { kind: 'bad', reason: `not a valid URL: ${JSON.stringify(url.slice(0, 80))}` };
+  }
+  if (!parsed.hostname) return { kind: 'bad', reason: 'URL has no host' };
+  return { kind: 'url', datasourceId, url };
+}

@@ -1,0 +1,66 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { loadConfig, parseConfig } from '../src/config/load-config.ts';
+import { parseCountry } from '../src/config/country.ts';
+import { formatLine } from '../src/log/line-format.ts';
+import { formatProgress } from '../src/daemon/progress-line.ts';
+
+describe('config', () => {
+  it('runs on defaults with no file at all', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-config-'));
+    const config = loadConfig({ env: {}, cwd: dir });
+    assert.equal(config.database.url, null);
+    assert.equal(config.queue.chunkSize, 500);
+    assert.equal(config.database.embedded.dataDir, path.join(dir, 'var/pg'));
+    assert.equal(config.host, os.hostname());
+    fs.rmSync(dir, { recursive: true });
+  });
+
+  it('takes the database URL and host from the environment', () => {
+    const config = parseConfig({ database: { url: 'postgres://a@b/c' } }, { LIS_DATABASE_URL: 'postgresql://x@y/z', LIS_HOST: 'n7' });
+    assert.equal(config.database.url, 'postgresql://x@y/z');
+    assert.equal(config.host, 'n7');
+    assert.throws(() => parseConfig({}, { LIS_DATABASE_URL: 'mysql://x' }), /LIS_DATABASE_URL is not valid/);
+  });
+
+  it('names every bad key and says what it expects', () => {
+    assert.throws(
+      () => parseConfig({ queue: { chunkSize: 'big', backoff: { jitter: 2 } }, log: { level: 'loud' }, hots: 'x' }, {}),
+      (error: Error) => {
+        assert.match(error.message, /queue\.chunkSize: Invalid input: expected number, received string/);
+        assert.match(error.message, /queue\.backoff\.jitter: Too big/);
+        assert.match(error.message, /log\.level: Invalid option: expected one of "error"\|"warn"\|"info"\|"debug"/);
+        assert.match(error.message, /\(top level\): Unrecognized key: "hots"/);
+        return true;
+      },
+    );
+  });
+
+  it('reports a file that is not JSON, or missing, by its path', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-config-'));
+    fs.writeFileSync(path.join(dir, 'imagesys.json'), '{ nope');
+    assert.throws(() => loadConfig({ env: {}, cwd: dir }), /imagesys\.json is not valid JSON/);
+    assert.throws(() => loadConfig({ env: { LIS_CONFIG: 'missing.json' }, cwd: dir }), /cannot read config file .*missing\.json: ENOENT/);
+    fs.rmSync(dir, { recursive: true });
+  });
+
+  it('accepts country codes in either case, and only configured ones when a list is set', () => {
+    assert.equal(parseCountry('UK', { countries: [] }), 'uk');
+    assert.throws(() => parseCountry('u1', { countries: [] }), /2-3 letter country code/);
+    assert.throws(() => parseCountry('de', { countries: ['uk', 'fr'] }), /not one of the configured countries \(uk, fr\)/);
+  });
+});
+
+describe('log and progress lines', () => {
+  it('writes lines the way the old system did', () => {
+    const line = formatLine({ time: new Date(2026, 5, 19, 9, 11, 26), level: 'info', scope: 'Download::get_chunk_of_work', pid: 6881, country: 'uk', message: 'Doing chunk of work for UK (size 500)' });
+    assert.equal(line, 'Jun 19 09:11:26 INFO Download::get_chunk_of_work[6881]:UK Doing chunk of work for UK (size 500)');
+    assert.equal(formatLine({ time: new Date(2026, 0, 2, 3, 4, 5), level: 'warn', pid: 1, message: 'x' }), 'Jan 02 03:04:05 WARN ImageSys[1] x');
+  });
+
+  it('shows rows done, rate and failures', () => {
+    assert.equal(formatProgress(12500, 3, 5000), '12,500 rows done (2,500/s), 3 failed');
+  });
+});

@@ -1,0 +1,91 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { sql } from 'kysely';
+import { countBy, insertUrls } from './helpers/rows.ts';
+import { spawnTs, waitFor } from './helpers/processes.ts';
+import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+
+const DAEMON = 'test/fixtures/test-daemon.ts';
+
+describe('daemon runner (a real daemon process)', () => {
+  let t: TestDatabase;
+  beforeEach(async () => (t = await createTestDatabase()));
+  afterEach(async () => t.drop());
+
+  it('a run by hand works until no rows are gained, says so, logs to its files and exits 0', async () => {
+    await insertUrls(t.db, 'uk', 1200);
+    await insertUrls(t.db, 'uk', 3, { prefix: 'http://images.example.com/bad/' });
+    const config = t.writeConfig();
+    const run = spawnTs(DAEMON, ['--country', 'UK', '--config', config, '--chunk-size', '500']);
+    const { code } = await run.exited;
+    assert.equal(code, 0, run.output());
+    assert.deepEqual(await countBy(t.db), { 'download/failed': 3, 'thumbnail/waiting': 1200 });
+    const failed = await t.db.selectFrom('live_images').select(['last_error', 'last_error_class']).where('state', '=', 'failed').execute();
+    assert.ok(failed.every((f) => f.last_error === 'fixture says bad' && f.last_error_class === 'fixture'));
+    const screen = run.output();
+    assert.match(screen, /^[A-Z][a-z]{2} \d{2} \d{2}:\d{2}:\d{2} INFO Test::get_chunk_of_work\[\d+\]:UK Doing chunk of work for UK \(size 500\)$/m);
+    assert.match(screen, /INFO Test::get_chunk_of_work\[\d+\]:UK No rows gained\. No work to do\.$/m);
+    assert.match(screen, /Exiting\(time_to_die: 0\)$/m);
+    const logFile = fs.readFileSync(path.join(t.config.log.dir, 'testd.log'), 'utf8');
+    assert.match(logFile, /Doing chunk of work for UK \(size 203\)/);
+    assert.ok(fs.existsSync(path.join(t.config.log.dir, 'testd.error.log')));
+    const worker = await t.db.selectFrom('workers').selectAll().executeTakeFirstOrThrow();
+    assert.equal(worker.component, 'testd');
+    assert.equal(worker.country, 'uk');
+    assert.equal(Number(worker.rows_done), 1200);
+    assert.equal(Number(worker.rows_failed), 3);
+    assert.ok(worker.stopped_at);
+  });
+
+  it('on SIGTERM mid-chunk it finishes the row in hand, gives back the rest of the chunk and exits', async () => {
+    await insertUrls(t.db, 'uk', 300);
+    const run = spawnTs(DAEMON, ['--country', 'uk', '--config', t.writeConfig()], { TEST_ROW_MS: '20' });
+    await waitFor(async () => (await countBy(t.db))['thumbnail/waiting'] >= 100, 30_000, '100 rows done');
+    run.child.kill('SIGTERM');
+    const { code } = await run.exited;
+    assert.equal(code, 0, run.output());
+    const counts = await countBy(t.db);
+    assert.equal(counts['download/waiting/locked'], undefined, `no row stays locked: ${JSON.stringify(counts)}`);
+    assert.ok(counts['thumbnail/waiting'] >= 100 && counts['thumbnail/waiting'] < 300, JSON.stringify(counts));
+    assert.equal(counts['thumbnail/waiting'] + counts['download/waiting'], 300);
+    assert.match(run.output(), /SIGTERM received/);
+    assert.match(run.output(), /Gave back \d+ unprocessed rows/);
+    assert.match(run.output(), /Exiting\(time_to_die: 1\)/);
+    const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM live_images WHERE attempts > 0`.execute(t.db);
+    assert.equal(Number(rows[0].n), 0, 'giving rows back costs them no attempt');
+  });
+
+  it('in service mode an idle daemon wakes at once when the ETL adds rows (LISTEN/NOTIFY, not the poll)', async () => {
+    const config = t.writeConfig({ queue: { pollSeconds: 120 } });
+    const run = spawnTs(DAEMON, ['--country', 'uk', '--config', config, '--service']);
+    try {
+      await waitFor(async () => (await t.db.selectFrom('workers').select('id').execute()).length === 1, 20_000, 'the daemon to register');
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const started = Date.now();
+      await insertUrls(t.db, 'uk', 5);
+      await waitFor(async () => (await countBy(t.db))['thumbnail/waiting'] === 5, 10_000, 'rows worked');
+      assert.ok(Date.now() - started < 5000, 'woken by the notification, well before the 120 s poll');
+    } finally {
+      run.child.kill('SIGTERM');
+      const { code } = await run.exited;
+      assert.equal(code, 0, run.output());
+    }
+    assert.equal(fs.readFileSync(path.join(t.config.log.dir, 'testd.log'), 'utf8').includes('service mode'), true);
+  });
+
+  it('rejects bad flags and bad config with a clear message and a non-zero exit', async () => {
+    const noCountry = spawnTs(DAEMON, ['--config', t.writeConfig()]);
+    assert.equal((await noCountry.exited).code, 1);
+    assert.match(noCountry.output(), /required option '--country <code>' not specified/);
+    const badChunk = spawnTs(DAEMON, ['--country', 'uk', '--chunk-size', 'lots', '--config', t.writeConfig()]);
+    assert.equal((await badChunk.exited).code, 2);
+    assert.match(badChunk.output(), /--chunk-size "lots": expected a whole number from 1 to 10000/);
+    const badFile = path.join(t.dir, 'bad.json');
+    fs.writeFileSync(badFile, JSON.stringify({ queue: { chunkSize: -1 }, stores: { sharedd: true } }));
+    const badConfig = spawnTs(DAEMON, ['--country', 'uk', '--config', badFile]);
+    assert.equal((await badConfig.exited).code, 1);
+    assert.match(badConfig.output(), /queue\.chunkSize: Too small/);
+    assert.match(badConfig.output(), /stores: Unrecognized key: "sharedd"/);
+  });
+});

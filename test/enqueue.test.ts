@@ -1,0 +1,78 @@
+import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
+import { sql } from 'kysely';
+import { enqueueUrlStream } from '../src/intake/enqueue-urls.ts';
+import { parseUrlLine } from '../src/intake/parse-url-line.ts';
+import { spawnTs } from './helpers/processes.ts';
+import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+
+describe('ETL intake', () => {
+  let t: TestDatabase;
+  beforeEach(async () => (t = await createTestDatabase()));
+  afterEach(async () => t.drop());
+
+  it('parses plain and DATASOURCE<TAB>URL lines, and says what is wrong with bad ones', () => {
+    assert.deepEqual(parseUrlLine('http://a.com/b.jpg', 16, 2048), { kind: 'url', datasourceId: 16, url: 'http://a.com/b.jpg' });
+    assert.deepEqual(parseUrlLine('7\thttps://a.com/b.jpg\r', 16, 2048), { kind: 'url', datasourceId: 7, url: 'https://a.com/b.jpg' });
+    assert.deepEqual(parseUrlLine('   ', 16, 2048), { kind: 'skip' });
+    assert.deepEqual(parseUrlLine('# comment', 16, 2048), { kind: 'skip' });
+    const bad = (line: string, ds: number | null = 16) => {
+      const r = parseUrlLine(line, ds ?? undefined, 40);
+      assert.equal(r.kind, 'bad', line);
+      return (r as { reason: string }).reason;
+    };
+    assert.match(bad('ftp://a.com/b.jpg'), /not an http or https URL/);
+    assert.match(bad('file:///etc/passwd'), /not an http or https URL/);
+    assert.match(bad('http://a.com/b\u0007.jpg'), /control characters/);
+    assert.match(bad('http://a.com/b c.jpg'), /white space/);
+    assert.match(bad(`http://a.com/${'x'.repeat(40)}`), /longer than 40 characters/);
+    assert.match(bad('x1\thttp://a.com/b.jpg'), /datasource "x1" is not a whole number/);
+    assert.match(bad('http://a.com/b.jpg', null), /no datasource/);
+    assert.match(bad('http://[bad/b.jpg'), /not a valid URL/);
+  });
+
+  it('queues good lines, skips bad ones with their line numbers, and only refreshes known URLs', async () => {
+    const bad: Array<[number, string]> = [];
+    const first = await enqueueUrlStream(t.db, Readable.from(['http://a.com/1.jpg\nnot a url\nhttp://a.com/2.jpg\n3\thttp://a.com/3.jpg\nhttp://a.com/1.jpg\n']), {
+      country: 'uk', datasourceId: 16, maxUrlLength: 2048, batchSize: 2, onBadLine: (n, reason) => bad.push([n, reason]),
+    });
+    assert.deepEqual(first, { lines: 5, inserted: 3, refreshed: 1, bad: 1 });
+    assert.deepEqual(bad.map(([n]) => n), [2]);
+    await sql`UPDATE live_images SET last_seen = now() - interval '3 days'`.execute(t.db);
+    const second = await enqueueUrlStream(t.db, Readable.from(['http://a.com/1.jpg\nhttp://a.com/4.jpg\n']), {
+      country: 'uk', datasourceId: 16, maxUrlLength: 2048, batchSize: 100,
+    });
+    assert.deepEqual(second, { lines: 2, inserted: 1, refreshed: 1, bad: 0 });
+    const rows = await t.db.selectFrom('live_images')
+      .select(['image_url', 'datasource_id', sql<boolean>`last_seen > now() - interval '1 minute'`.as('fresh')])
+      .orderBy('image_url').execute();
+    assert.deepEqual(rows, [
+      { image_url: 'http://a.com/1.jpg', datasource_id: 16, fresh: true },
+      { image_url: 'http://a.com/2.jpg', datasource_id: 16, fresh: false },
+      { image_url: 'http://a.com/3.jpg', datasource_id: 3, fresh: false },
+      { image_url: 'http://a.com/4.jpg', datasource_id: 16, fresh: true },
+    ]);
+    const datasources = await t.db.selectFrom('datasources').select(['country', 'datasource_id']).orderBy('datasource_id').execute();
+    assert.deepEqual(datasources, [{ country: 'uk', datasource_id: 3 }, { country: 'uk', datasource_id: 16 }]);
+  });
+
+  it('`lis enqueue` reads standard input, reports bad lines on stderr and a summary', async () => {
+    const input = ['http://x.com/a.jpg', 'javascript:alert(1)', 'http://x.com/b.jpg', ''].join('\n');
+    const run = spawnTs('bin/lis', ['--config', t.writeConfig(), 'enqueue', '--country', 'uk', '--datasource', '16', '-'], {}, input);
+    const { code } = await run.exited;
+    assert.equal(code, 0, run.output());
+    assert.match(run.output(), /line 2: not an http or https URL/);
+    assert.match(run.output(), /2 new, 0 already known \(last_seen refreshed\), 1 bad lines skipped, 3 lines read/);
+    const n = await t.db.selectFrom('live_images').select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow();
+    assert.equal(Number(n.n), 2);
+  });
+
+  it('`lis enqueue` refuses a bad country or datasource flag before reading anything', async () => {
+    const run = spawnTs('bin/lis', ['--config', t.writeConfig(), 'enqueue', '--country', 'united kingdom', '--datasource', '16'], {}, 'http://x.com/a.jpg\n');
+    assert.equal((await run.exited).code, 2);
+    assert.match(run.output(), /--country "united kingdom": expected a 2-3 letter country code/);
+    const ds = spawnTs('bin/lis', ['--config', t.writeConfig(), 'enqueue', '--country', 'uk', '--datasource', '-4'], {}, '');
+    assert.equal((await ds.exited).code, 2);
+    assert.match(ds.output(), /--datasource "-4": expected a whole number/);
+  });
+});

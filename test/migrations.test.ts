@@ -1,0 +1,38 @@
+import assert from 'node:assert/strict';
+import { sql } from 'kysely';
+import { createDb, migrateToLatest } from '../src/db/connect.ts';
+import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+
+describe('migrations', () => {
+  let t: TestDatabase;
+  beforeEach(async () => (t = await createTestDatabase({ migrated: false })));
+  afterEach(async () => t.drop());
+
+  it('build the schema from an empty database, and several at once is safe', async () => {
+    const dbs = Array.from({ length: 4 }, () => createDb(t.url, 1));
+    try {
+      const results = await Promise.all(dbs.map((db) => migrateToLatest(db)));
+      const applied = results.flat().filter((r) => r.status === 'Success').map((r) => r.migrationName);
+      assert.equal(new Set(applied).size, applied.length, 'each migration applied once');
+      assert.ok(applied.length >= 1);
+    } finally {
+      await Promise.all(dbs.map((db) => db.destroy()));
+    }
+    const { rows } = await sql<{ table_name: string }>`
+      SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_name NOT LIKE 'kysely%' ORDER BY 1`.execute(t.db);
+    assert.deepEqual(rows.map((r) => r.table_name), ['datasources', 'frontend_pushes', 'frontends', 'live_images', 'workers']);
+    assert.deepEqual(await migrateToLatest(t.db), [], 'a second run finds nothing to do');
+  });
+
+  it('claims through the partial index, not a scan of the table', async () => {
+    await migrateToLatest(t.db);
+    await sql`INSERT INTO live_images (country, datasource_id, image_url) SELECT 'uk', 1, 'http://a.com/' || g FROM generate_series(1, 20000) g`.execute(t.db);
+    await sql`UPDATE live_images SET stage = 'live', state = 'done' WHERE id % 10 <> 0`.execute(t.db);
+    await sql`ANALYZE live_images`.execute(t.db);
+    const { rows } = await sql<{ 'QUERY PLAN': string }>`
+      EXPLAIN SELECT id FROM live_images
+       WHERE country = 'uk' AND stage = 'download' AND store_host = '' AND state = 'waiting' AND locked_by IS NULL
+         AND id > 0 AND next_attempt_at <= now() ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED`.execute(t.db);
+    assert.match(rows.map((r) => r['QUERY PLAN']).join('\n'), /Index Scan using live_images_claim/);
+  });
+});
