@@ -52,6 +52,17 @@ export function embeddedStatus(settings: EmbeddedSettings): EmbeddedStatus {
   return { dataDir: settings.dataDir, initialised, running, pid: running ? holder!.pid : null, port: settings.port };
 }
 
+/** The server's last words, so that a failed start says why (a port in use, a permission). */
+function serverLogTail(settings: EmbeddedSettings, lines = 6): string {
+  const file = path.join(settings.dataDir, 'server.log');
+  try {
+    const tail = fs.readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+    return `last lines of ${file}:\n${tail}`;
+  } catch {
+    return `no server log at ${file}`;
+  }
+}
+
 async function runPgCtl(args: string[], settings: EmbeddedSettings): Promise<void> {
   const { pg_ctl } = await binaries();
   const ids = serverIds();
@@ -64,7 +75,7 @@ async function runPgCtl(args: string[], settings: EmbeddedSettings): Promise<voi
     child.on('error', reject);
     child.on('close', (code) => {
       if (code === 0) resolve();
-      else reject(new LisError('ERR_EMBEDDED_PG', `pg_ctl ${args[0]} failed (exit ${code}): ${output.trim()}\nserver log: ${path.join(settings.dataDir, 'server.log')}`));
+      else reject(new LisError('ERR_EMBEDDED_PG', `pg_ctl ${args[0]} failed (exit ${code}): ${output.trim()}\n${serverLogTail(settings)}`));
     });
   });
 }
