@@ -36,7 +36,7 @@ describe('queue', () => {
           for (const row of rows) {
             if (seen.has(row.id)) duplicates++;
             seen.set(row.id, `w${i}`);
-            ctx.report({ ok: true, row: { id: row.id, storeHost: 'testhost' } });
+            ctx.report({ ok: true, row: { id: row.id, set: { store_host: 'testhost' } } });
           }
           await new Promise((resolve) => setImmediate(resolve));
         },
@@ -102,7 +102,7 @@ describe('queue', () => {
     await sql`UPDATE live_images SET human_classified = true, image_class = 'floorplan' WHERE id = (SELECT min(id) FROM live_images)`.execute(t.db);
     const rows = await claimChunk(t.db, { country: 'uk', stage: 'download', workerId: 'w', storeHost: '', limit: 10, afterId: '0' });
     assert.equal(await finishRows(t.db, 'other', 'download', rows.map((r) => ({ id: r.id }))), 0, 'not by a worker that does not hold them');
-    assert.equal(await finishRows(t.db, 'w', 'download', rows.map((r) => ({ id: r.id, imageClass: 'photo', imageData: { width: 10 } }))), 2);
+    assert.equal(await finishRows(t.db, 'w', 'download', rows.map((r) => ({ id: r.id, set: { image_class: 'photo', image_data: { width: 10 } } }))), 2);
     const after = await t.db.selectFrom('live_images').select(['stage', 'image_class', 'image_data', 'locked_by']).orderBy('id').execute();
     assert.deepEqual(after, [
       { stage: 'thumbnail', image_class: 'floorplan', image_data: { width: 10 }, locked_by: null },

@@ -28,6 +28,8 @@ export function migrator(db: Db): Migrator {
   return new Migrator({
     db,
     provider: new FileMigrationProvider({ fs, path, migrationFolder: MIGRATIONS_DIR }),
+    // Migrations written on parallel branches land in any order; each is applied once all the same.
+    allowUnorderedMigrations: true,
   });
 }
 

@@ -1,40 +1,41 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
+import { patchedColumns, type RowPatch } from './row-patch.ts';
 import { nextStage, type WorkStage } from './stages.ts';
 
-/** What a stage learned about a row it finished; left out: unchanged. */
+/** A row a stage finished, and what it learned about it (left out: unchanged). */
 export interface FinishedRow {
   id: string;
-  imageData?: Record<string, unknown>;
-  storeHost?: string;
-  imageClass?: string;
+  set?: RowPatch;
 }
 
 /**
- * Moves rows this worker holds on to the next stage, in one statement, and
- * unlocks them. Rows whose lock the worker no longer holds (the manager gave
- * them to another worker) are left alone; the count says how many moved.
- * `image_class` is never overwritten on a row a person classified.
+ * Moves rows this worker holds on to the next stage and unlocks them, writing
+ * each row's patch, in one statement. Rows whose lock the worker no longer
+ * holds (the manager gave them to another worker) are left alone; the count
+ * says how many moved. `image_class` is never overwritten on a row a person
+ * classified.
  */
 export async function finishRows(db: Db, workerId: string, stage: WorkStage, rows: FinishedRow[]): Promise<number> {
   if (rows.length === 0) return 0;
   const next = nextStage(stage);
+  const columns = patchedColumns(rows.map((r) => r.set)).filter((c) => c !== 'image_class');
+  // jsonb_populate_record(li, patch) is the row with the patch's keys written over it, so rows in one
+  // batch may patch different columns.
+  const patched = columns.length
+    ? sql`(${sql.join(columns.map((c) => sql.ref(c)))}) = (SELECT ${sql.join(columns.map((c) => sql.ref(`r.${c}`)))} FROM jsonb_populate_record(li, v.patch) AS r),`
+    : sql``;
   const result = await sql`
     UPDATE live_images AS li
-       SET stage = ${next},
+       SET ${patched}
+           image_class = CASE WHEN li.human_classified OR NOT v.patch ? 'image_class' THEN li.image_class ELSE v.patch->>'image_class' END,
+           stage = ${next},
            state = ${next === 'live' ? 'done' : 'waiting'},
            locked_by = NULL, locked_at = NULL,
            attempts = 0, next_attempt_at = now(),
            last_error = NULL, last_error_class = NULL,
-           image_data = COALESCE(v.image_data, li.image_data),
-           store_host = COALESCE(v.store_host, li.store_host),
-           image_class = CASE WHEN li.human_classified THEN li.image_class ELSE COALESCE(v.image_class, li.image_class) END,
            updated_at = now()
-      FROM unnest(${rows.map((r) => r.id)}::bigint[],
-                  ${rows.map((r) => (r.imageData ? JSON.stringify(r.imageData) : null))}::jsonb[],
-                  ${rows.map((r) => r.storeHost ?? null)}::text[],
-                  ${rows.map((r) => r.imageClass ?? null)}::text[])
-             AS v(id, image_data, store_host, image_class)
+      FROM unnest(${rows.map((r) => r.id)}::bigint[], ${rows.map((r) => JSON.stringify(r.set ?? {}))}::jsonb[]) AS v(id, patch)
      WHERE li.id = v.id AND li.locked_by = ${workerId} AND li.stage = ${stage}`.execute(db);
   return Number(result.numAffectedRows ?? 0);
 }

@@ -1,0 +1,25 @@
+/**
+ * Columns a stage may write when it finishes a row, in the same statement
+ * that moves the row on (so a result and its stage change land together).
+ * A stage that needs another column adds it to its migration, to the type
+ * and to this list.
+ */
+export const PATCHABLE_COLUMNS = ['image_data', 'store_host', 'image_class'] as const;
+export type PatchableColumn = (typeof PATCHABLE_COLUMNS)[number];
+
+export interface RowPatch {
+  image_data?: Record<string, unknown>;
+  store_host?: string;
+  /** Ignored on rows a person classified (`human_classified`). */
+  image_class?: string;
+}
+
+/** The columns a batch writes, in a stable order; an unknown key is a programming error. */
+export function patchedColumns(patches: Array<RowPatch | undefined>): PatchableColumn[] {
+  const keys = new Set<string>();
+  for (const patch of patches) for (const key of Object.keys(patch ?? {})) keys.add(key);
+  for (const key of keys) {
+    if (!(PATCHABLE_COLUMNS as readonly string[]).includes(key)) throw new TypeError(`finishRows: column ${key} is not patchable`);
+  }
+  return PATCHABLE_COLUMNS.filter((c) => keys.has(c));
+}

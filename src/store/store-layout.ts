@@ -1,0 +1,21 @@
+import path from 'node:path';
+import type { LisConfig } from '../config/config-schema.ts';
+import { lis_path_for_hash, storePath } from '../hash/image-hash.ts';
+
+/**
+ * Where files live. Originals: `<stores.originals>/<country>/<aa>/<bb>/<hash>`
+ * (no extension: the bytes say what they are). Thumbnails, in the store and on
+ * every frontend alike: `<root>/<country>/<aa>/<bb>/<hash>_<preset>.<ext>`.
+ */
+export function originalPath(config: Pick<LisConfig, 'stores'>, country: string, hash: string): string {
+  return storePath(config.stores.originals, country, hash);
+}
+
+/** `uk/a3/0f/<hash>_small.jpg`: the same below the thumbnail store and below each frontend's root. */
+export function thumbnailRelativePath(country: string, hash: string, preset: string, ext: string): string {
+  return `${country}/${lis_path_for_hash(hash)}_${preset}.${ext}`;
+}
+
+export function thumbnailStorePath(config: Pick<LisConfig, 'stores'>, relativePath: string): string {
+  return path.join(config.stores.thumbnails, relativePath);
+}
