@@ -7,7 +7,8 @@ import { parseConfig } from '../../src/config/load-config.ts';
 import type { LisConfig, LisConfigInput } from '../../src/config/config-schema.ts';
 import { createDb, databaseUrl, migrateToLatest, type Db } from '../../src/db/connect.ts';
 
-export const TEMPLATE_DB = 'lis_test_template';
+// One per test run, so that runs side by side (several checkouts, CI) do not clobber each other's.
+export const TEMPLATE_DB = `lis_test_template_${process.pid}`;
 
 /**
  * The server the tests use: LIS_DATABASE_URL when set, else the embedded one
@@ -60,6 +61,10 @@ export interface TestDatabase {
   /** Writes `config` (with overrides) as a JSON file for child processes; returns its path. */
   writeConfig(overrides?: LisConfigInput): string;
   drop(): Promise<void>;
+}
+
+export async function dropTemplate(): Promise<void> {
+  await admin((client) => client.query(`DROP DATABASE IF EXISTS ${TEMPLATE_DB} WITH (FORCE)`));
 }
 
 /** A fresh, migrated database of its own (copied from the template) and a temp folder. */
