@@ -110,6 +110,13 @@ describe('queue', () => {
     ]);
   });
 
+  it('finishing can send a row to a stage other than the next (an unchanged refresh goes back to live)', async () => {
+    await insertUrls(t.db, 'uk', 2);
+    const rows = await claimChunk(t.db, { country: 'uk', stage: 'download', workerId: 'w', storeHost: '', limit: 10, afterId: '0' });
+    assert.equal(await finishRows(t.db, 'w', 'download', [{ id: rows[0].id, toStage: 'live' }, { id: rows[1].id }]), 2);
+    assert.deepEqual(await countBy(t.db), { 'live/done': 1, 'thumbnail/waiting': 1 });
+  });
+
   it('retries transient failures with backoff and fails permanent ones with the reason', async () => {
     await insertUrls(t.db, 'uk', 3);
     let rows = await claimChunk(t.db, { country: 'uk', stage: 'download', workerId: 'w', storeHost: '', limit: 10, afterId: '0' });
