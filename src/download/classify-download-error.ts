@@ -1,0 +1,121 @@
+import { DownloadError } from './download-error.ts';
+
+/** What a failed download records on its row (RowFailure without id and attempts). Pure. */
+export interface DownloadFailure {
+  reason: string;
+  errorClass: string;
+  retryable: boolean;
+  retryAfterSeconds?: number;
+}
+
+/**
+ * `Retry-After: 120` or `Retry-After: Wed, 21 Oct 2026 07:28:00 GMT` -> seconds
+ * from `now`; undefined when absent or nonsense. Capped at a day so that a
+ * server cannot park a row for ever.
+ */
+export function parseRetryAfter(value: string | string[] | undefined, now = Date.now()): number | undefined {
+  const text = Array.isArray(value) ? value[0] : value;
+  if (!text) return undefined;
+  const trimmed = text.trim();
+  let secondsFromNow: number;
+  if (/^\d+$/.test(trimmed)) secondsFromNow = Number(trimmed);
+  else {
+    const at = Date.parse(trimmed);
+    if (Number.isNaN(at)) return undefined;
+    secondsFromNow = Math.ceil((at - now) / 1000);
+  }
+  return secondsFromNow > 0 ? Math.min(secondsFromNow, 86_400) : undefined;
+}
+
+/**
+ * A response status that is not an image to keep, as a failure:
+ * 404/410 are permanent, 429/5xx and 408 retried (honouring Retry-After),
+ * any other 4xx permanent, anything else unexpected.
+ */
+export function statusFailure(status: number, statusMessage: string | undefined, retryAfter?: string | string[]): DownloadError {
+  const reason = `HTTP ${status}${statusMessage ? ` ${statusMessage}` : ''}`;
+  const after = parseRetryAfter(retryAfter);
+  if (status === 404 || status === 410) return new DownloadError(`http_${status}`, reason, { retryable: false });
+  if (status === 429) return new DownloadError('http_429', reason, { retryable: true, retryAfterSeconds: after });
+  if (status >= 500 && status <= 599) return new DownloadError('http_5xx', reason, { retryable: true, retryAfterSeconds: after });
+  if (status === 408) return new DownloadError('http_4xx', reason, { retryable: true, retryAfterSeconds: after });
+  if (status >= 400 && status <= 499) return new DownloadError('http_4xx', reason, { retryable: false });
+  if (status >= 300 && status <= 399) return new DownloadError('bad_redirect', `${reason} without a usable Location`, { retryable: false });
+  return new DownloadError('http_status', `${reason}: not a status an image comes with`, { retryable: false });
+}
+
+/** got's phase names for its timeouts, in words. */
+const TIMEOUT_PHASES: Record<string, string> = {
+  lookup: 'DNS lookup',
+  connect: 'connecting',
+  secureConnect: 'TLS handshake',
+  socket: 'the server going quiet (socket idle)',
+  send: 'sending the request',
+  response: 'waiting for the first byte',
+  request: 'the whole download',
+};
+
+const CONNECTION_CODES = new Set([
+  'ECONNRESET', 'ECONNREFUSED', 'ECONNABORTED', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ENETDOWN',
+  'EADDRNOTAVAIL', 'HPE_INVALID_CONSTANT', 'HPE_INVALID_CHUNK_SIZE', 'HPE_INVALID_HEADER_TOKEN', 'HPE_HEADER_OVERFLOW',
+  'HPE_INVALID_STATUS', 'HPE_INVALID_VERSION', 'HPE_UNEXPECTED_CONTENT_LENGTH', 'HPE_INVALID_CONTENT_LENGTH',
+  'HPE_INVALID_TRANSFER_ENCODING', 'HPE_CR_EXPECTED', 'HPE_LF_EXPECTED', 'ERR_STREAM_PREMATURE_CLOSE',
+]);
+
+const DNS_CODES = new Set(['ENOTFOUND', 'EAI_AGAIN', 'EAI_FAIL', 'EAI_NODATA', 'EAI_NONAME', 'ENODATA']);
+
+const DECODE_CODES = new Set(['Z_DATA_ERROR', 'Z_BUF_ERROR', 'ERR_BROTLI_DECOMPRESSION_FAILED', 'ERR__ERROR_FORMAT_PADDING_1']);
+
+interface ErrorLike {
+  message?: string;
+  code?: string;
+  event?: string;
+  cause?: unknown;
+}
+
+/** The error and its causes, outermost first (got wraps what hooks and sockets throw). */
+function chain(error: unknown): ErrorLike[] {
+  const out: ErrorLike[] = [];
+  let current: unknown = error;
+  while (current && typeof current === 'object' && out.length < 10) {
+    out.push(current as ErrorLike);
+    current = (current as ErrorLike).cause;
+  }
+  return out;
+}
+
+/**
+ * Any error a download can end in -> what to record. Our own DownloadErrors
+ * (wherever got wrapped them) keep their class; got's and the socket's are
+ * told apart by code. `afterHeaders`: the response had begun, so a reset is a
+ * body cut short (`truncated`) rather than a failed connection. Whatever is
+ * left is `internal`, retryable, with the message, so nothing is lost.
+ */
+export function classifyDownloadError(error: unknown, afterHeaders = false): DownloadFailure {
+  const errors = chain(error);
+  const ours = errors.find((e): e is DownloadError => e instanceof DownloadError);
+  if (ours) return { reason: ours.message, errorClass: ours.errorClass, retryable: ours.retryable, retryAfterSeconds: ours.retryAfterSeconds };
+
+  const codes = errors.map((e) => e.code).filter((c): c is string => typeof c === 'string');
+  const message = errors[0]?.message ?? String(error);
+  const has = (set: Set<string>) => codes.some((c) => set.has(c));
+  const timeout = errors.find((e) => e.code === 'ETIMEDOUT' && typeof e.event === 'string');
+
+  if (timeout) return { reason: `timeout: ${TIMEOUT_PHASES[timeout.event!] ?? timeout.event} took too long`, errorClass: 'timeout', retryable: true };
+  if (codes.includes('ETIMEDOUT')) return { reason: `timeout: ${message}`, errorClass: 'timeout', retryable: true };
+  if (codes.includes('ERR_TOO_MANY_REDIRECTS')) return { reason: message, errorClass: 'redirect_loop', retryable: false };
+  if (codes.some((c) => c === 'ERR_UNSUPPORTED_PROTOCOL' || c === 'ERR_INVALID_URL')) return { reason: `bad URL: ${message}`, errorClass: 'bad_url', retryable: false };
+  if (codes.includes('ERR_HTTP_CONTENT_LENGTH_MISMATCH')) return { reason: `truncated: ${message}`, errorClass: 'truncated', retryable: true };
+  if (has(DECODE_CODES)) return { reason: `bad content encoding: ${message}`, errorClass: 'bad_encoding', retryable: false };
+  if (has(DNS_CODES)) return { reason: `DNS: ${message}`, errorClass: 'dns', retryable: true };
+  if (codes.some((c) => c.startsWith('ERR_TLS') || c.startsWith('ERR_SSL') || /CERT|SELF_SIGNED|UNABLE_TO_VERIFY/.test(c))) {
+    return { reason: `TLS: ${message}`, errorClass: 'tls', retryable: false };
+  }
+  if (/^Bad response: \d+$/.test(message) || /Proxy timeout/.test(message)) return { reason: `proxy: ${message}`, errorClass: 'proxy', retryable: true };
+  if (has(CONNECTION_CODES) || (codes.includes('ERR_GOT_REQUEST_ERROR') && /socket hang up|aborted/i.test(message))) {
+    return afterHeaders
+      ? { reason: `truncated: the connection ended mid-body (${message})`, errorClass: 'truncated', retryable: true }
+      : { reason: `connection: ${message}`, errorClass: 'connection', retryable: true };
+  }
+  return { reason: `internal: ${message}`, errorClass: 'internal', retryable: true };
+}

@@ -1,0 +1,91 @@
+import http from 'node:http';
+import https from 'node:https';
+import got, { type Got } from 'got';
+import { HttpProxyAgent, HttpsProxyAgent } from 'hpagent';
+import type { DownloadConfig } from '../config/download-config.ts';
+import { addressPolicy, parseIp, type AddressPolicy } from './address-policy.ts';
+import { DownloadError, refusedAddress } from './download-error.ts';
+import { checkHostBeforeProxy, safeLookup } from './safe-lookup.ts';
+
+/** Idle keep-alive sockets are closed after this long (servers often close theirs after 5-60 s). */
+const FREE_SOCKET_MS = 15_000;
+
+export interface DownloadClient {
+  got: Got;
+  /** Whether requests go through `download.proxy`. */
+  proxied: boolean;
+  destroy(): void;
+}
+
+/**
+ * Refuses a URL before any socket is opened: a scheme other than http(s), and
+ * an IP-literal host the policy refuses (Node skips the DNS lookup for those,
+ * so the safe lookup never sees them). Runs on the first request and on
+ * every redirect.
+ */
+export function checkTargetUrl(url: URL, policy: AddressPolicy): void {
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new DownloadError('bad_url', `bad URL: only http and https are fetched, not ${url.protocol.replace(/:$/, '')}`, { retryable: false });
+  }
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  if (parseIp(host)) {
+    const why = policy.refusal(host);
+    if (why) throw refusedAddress(host, why);
+  }
+}
+
+/**
+ * The got instance every download uses: keep-alive agents whose DNS lookup
+ * drops refused addresses (or a proxy), the User-Agent, per-phase timeouts,
+ * no retries (the queue retries, with backoff), a redirect limit, and the
+ * address checks on every redirect. Bodies are decompressed; status codes
+ * are the caller's to judge.
+ */
+export function createDownloadClient(config: DownloadConfig, options: { noproxy?: boolean } = {}): DownloadClient {
+  const policy = addressPolicy(config.allowAddresses);
+  const proxy = options.noproxy ? null : config.proxy;
+  const lookup = safeLookup(policy);
+  const agentOptions = { keepAlive: true, maxSockets: config.concurrency, maxFreeSockets: config.perHostConcurrency, scheduling: 'lifo' as const, timeout: FREE_SOCKET_MS };
+  const agent = proxy
+    ? { http: new HttpProxyAgent({ ...agentOptions, proxy }), https: new HttpsProxyAgent({ ...agentOptions, proxy }) }
+    : { http: new http.Agent({ ...agentOptions, lookup }), https: new https.Agent({ ...agentOptions, lookup }) };
+  const connect = config.timeouts.connectSeconds * 1000;
+  const firstByte = config.timeouts.firstByteSeconds * 1000;
+
+  const checkTarget = async (target: { url?: string | URL }) => {
+    const url = target.url instanceof URL ? target.url : new URL(String(target.url));
+    checkTargetUrl(url, policy);
+    if (proxy && !parseIp(url.hostname.replace(/^\[|\]$/g, ''))) await checkHostBeforeProxy(policy, url.hostname);
+  };
+
+  const instance = got.extend({
+    agent,
+    // Also on the request, in case an agent is ever swapped: the agent's own option wins in Node.
+    dnsLookup: proxy ? undefined : lookup,
+    http2: false,
+    // The idle timeout (a body that stalls) is a little longer than the first-byte one, so that a
+    // server slow to answer is reported as such rather than as an idle socket.
+    timeout: { lookup: connect, connect, secureConnect: connect, send: connect, response: firstByte, socket: firstByte + 1000 },
+    retry: { limit: 0 },
+    maxRedirects: config.maxRedirects,
+    followRedirect: true,
+    throwHttpErrors: false,
+    decompress: true,
+    strictContentLength: true,
+    cache: false,
+    headers: { 'user-agent': config.userAgent, accept: 'image/avif,image/webp,image/*;q=0.9,*/*;q=0.5' },
+    hooks: {
+      beforeRequest: [async (o) => void (await checkTarget(o))],
+      beforeRedirect: [async (o) => void (await checkTarget(o))],
+    },
+  });
+
+  return {
+    got: instance,
+    proxied: Boolean(proxy),
+    destroy() {
+      agent.http.destroy();
+      agent.https.destroy();
+    },
+  };
+}

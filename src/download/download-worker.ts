@@ -1,0 +1,138 @@
+import { setMaxListeners } from 'node:events';
+import { access } from 'node:fs/promises';
+import type { LisConfig } from '../config/config-schema.ts';
+import type { ChunkContext, RowResult, StageWorker } from '../daemon/run-daemon.ts';
+import type { Db } from '../db/connect.ts';
+import { errorMessage } from '../errors.ts';
+import type { ClaimedRow } from '../queue/claim-chunk.ts';
+import type { RowPatch } from '../queue/row-patch.ts';
+import { originalPath } from '../store/store-layout.ts';
+import { createDownloadClient, type DownloadClient } from './download-client.ts';
+import { fetchOriginal, type FetchOutcome } from './fetch-original.ts';
+import { drainLimiter, HostLimiter } from './host-limiter.ts';
+
+/** What the last download left on a row: present on rows being refreshed. */
+interface PreviousDownload {
+  content_hash: string | null;
+  etag: string | null;
+  last_modified: string | null;
+}
+
+/** The limiter's key: the URL's host name; null for a URL that does not parse (failed at once). */
+export function hostKey(url: string): string | null {
+  try {
+    return new URL(url).hostname.toLowerCase();
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Pure: a download's outcome -> the row's result. New or changed bytes go on
+ * to thumbnailing; a 304 or the same bytes as before go straight back to live
+ * (the thumbnails on the frontends are still right).
+ */
+export function rowResult(row: Pick<ClaimedRow, 'id' | 'attempts'>, outcome: Exclude<FetchOutcome, { kind: 'stopped' }>, storeHost: string, now = new Date()): RowResult {
+  if (outcome.kind === 'failed') return { ok: false, failure: { id: row.id, attempts: row.attempts, ...outcome.failure } };
+  const set: RowPatch = { store_host: storeHost, downloaded_at: now.toISOString(), etag: outcome.etag, last_modified: outcome.lastModified };
+  if (outcome.kind === 'not_modified') return { ok: true, row: { id: row.id, set, toStage: 'live' } };
+  set.content_hash = outcome.contentHash;
+  set.original_bytes = outcome.bytes;
+  set.original_format = outcome.format;
+  return { ok: true, row: { id: row.id, set, ...(outcome.kind === 'identical' ? { toStage: 'live' as const } : {}) } };
+}
+
+/**
+ * The stage worker of lis_downloadd: a chunk's rows are downloaded
+ * `download.concurrency` at a time, each host within its own cap and delay,
+ * and each row is reported as soon as it is done. On a stop, no new download
+ * starts; those in flight get `download.stopGraceSeconds`, then are cut and
+ * left unreported (so given back untouched).
+ */
+export class DownloadWorker implements StageWorker {
+  readonly component = 'downloadd';
+  readonly scope = 'Download';
+  readonly stage = 'download' as const;
+  private readonly client: DownloadClient;
+  private readonly limiter: HostLimiter;
+  private readonly storeHost: string;
+
+  constructor(private readonly config: LisConfig, private readonly db: Db, private readonly country: string, options: { noproxy?: boolean } = {}) {
+    const d = config.download;
+    this.client = createDownloadClient(d, options);
+    this.limiter = new HostLimiter({ concurrency: d.concurrency, perHost: d.perHostConcurrency, perHostDelayMs: d.perHostDelaySeconds * 1000 });
+    this.storeHost = config.stores.shared ? '' : config.host;
+  }
+
+  get proxied(): boolean {
+    return this.client.proxied;
+  }
+
+  async processChunk(rows: ClaimedRow[], ctx: ChunkContext): Promise<void> {
+    const previous = await this.previousDownloads(rows);
+    const hardStop = new AbortController();
+    // Every download in flight listens to it.
+    setMaxListeners(this.config.download.concurrency + 10, hardStop.signal);
+    let grace: NodeJS.Timeout | null = null;
+    const onStop = () => {
+      grace = setTimeout(() => hardStop.abort(), this.config.download.stopGraceSeconds * 1000);
+    };
+    ctx.signal.addEventListener('abort', onStop, { once: true });
+    try {
+      for (const row of rows) {
+        const host = hostKey(row.image_url);
+        if (host === null) {
+          ctx.report({ ok: false, failure: { id: row.id, attempts: row.attempts, reason: `bad URL: ${JSON.stringify(row.image_url.slice(0, 200))} does not parse`, errorClass: 'bad_url', retryable: false } });
+        } else this.limiter.add(host, row);
+      }
+      const unstarted = await drainLimiter<ClaimedRow>(this.limiter, (row) => this.downloadRow(row, previous.get(row.id), ctx, hardStop.signal), ctx.signal);
+      if (unstarted.length) ctx.log.info(`Stopping: ${unstarted.length} downloads not started`, { scope: 'Download::process_chunk' });
+    } finally {
+      ctx.signal.removeEventListener('abort', onStop);
+      if (grace) clearTimeout(grace);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.client.destroy();
+  }
+
+  /** Never throws: whatever goes wrong becomes the row's failure (`internal`, retryable, when unforeseen). */
+  private async downloadRow(row: ClaimedRow, previous: PreviousDownload | undefined, ctx: ChunkContext, hardStop: AbortSignal): Promise<void> {
+    try {
+      const destination = originalPath(this.config, this.country, row.image_hash);
+      // Conditional requests and the same-bytes shortcut only when this host holds the last original
+      // (and so its thumbnails); otherwise the row needs a full download and new thumbnails here.
+      const haveOriginal = previous?.content_hash ? await access(destination).then(() => true, () => false) : false;
+      const started = Date.now();
+      const outcome = await fetchOriginal(this.client, {
+        url: row.image_url,
+        destination,
+        conditional: haveOriginal ? { etag: previous!.etag, lastModified: previous!.last_modified } : undefined,
+        previousHash: haveOriginal ? previous!.content_hash : null,
+        maxBytes: this.config.download.maxBytes,
+        totalMs: this.config.download.timeouts.totalSeconds * 1000,
+        signal: hardStop,
+      });
+      if (outcome.kind === 'stopped') return;
+      const ms = Date.now() - started;
+      if (outcome.kind === 'failed') ctx.log.debug(`${row.image_url}: ${outcome.failure.errorClass}: ${outcome.failure.reason} (${ms} ms)`, { scope: 'Download::fetch' });
+      else ctx.log.debug(`${row.image_url}: ${outcome.kind}${'bytes' in outcome ? ` ${outcome.bytes} bytes ${outcome.format}` : ''} (${ms} ms)`, { scope: 'Download::fetch' });
+      ctx.report(rowResult(row, outcome, this.storeHost));
+    } catch (error) {
+      ctx.log.error(`${row.image_url}: unexpected: ${errorMessage(error)}`, { scope: 'Download::fetch' });
+      ctx.report({ ok: false, failure: { id: row.id, attempts: row.attempts, reason: `internal: ${errorMessage(error)}`, errorClass: 'internal', retryable: true } });
+    }
+  }
+
+  /** The validators and hash of rows downloaded before (refreshes); one query per chunk. */
+  private async previousDownloads(rows: ClaimedRow[]): Promise<Map<string, PreviousDownload>> {
+    const found = await this.db
+      .selectFrom('live_images')
+      .select(['id', 'content_hash', 'etag', 'last_modified'])
+      .where('id', 'in', rows.map((r) => r.id))
+      .where('content_hash', 'is not', null)
+      .execute();
+    return new Map(found.map((r) => [r.id, r]));
+  }
+}

@@ -1,0 +1,123 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Request as GotRequest } from 'got';
+import { classifyDownloadError, statusFailure, type DownloadFailure } from './classify-download-error.ts';
+import type { DownloadClient } from './download-client.ts';
+import { DownloadError } from './download-error.ts';
+import { OriginalWriter } from './original-writer.ts';
+import type { ImageFormat } from './magic-sniff.ts';
+
+export interface FetchRequest {
+  url: string;
+  /** Where the original goes (originalPath). */
+  destination: string;
+  /** Validators from the last download: sent as If-None-Match / If-Modified-Since. */
+  conditional?: { etag: string | null; lastModified: string | null };
+  /** The last original's SHA-256: equal bytes are not written again. */
+  previousHash?: string | null;
+  maxBytes: number;
+  totalMs: number;
+  /** Aborts at once (a stop whose grace ran out); the outcome is then `stopped`. */
+  signal?: AbortSignal;
+}
+
+interface Validators {
+  etag: string | null;
+  lastModified: string | null;
+}
+
+export type FetchOutcome =
+  | ({ kind: 'stored' | 'identical'; bytes: number; contentHash: string; format: ImageFormat } & Validators)
+  | ({ kind: 'not_modified' } & Validators)
+  | { kind: 'failed'; failure: DownloadFailure }
+  | { kind: 'stopped' };
+
+interface ResponseHead {
+  statusCode: number;
+  statusMessage?: string;
+  headers: IncomingHttpHeaders;
+}
+
+class Stopped extends Error {}
+
+/** Resolves on the response headers; rejects on an error or a close that comes first. */
+function responseOf(stream: GotRequest): Promise<ResponseHead> {
+  return new Promise((resolve, reject) => {
+    const done = () => {
+      stream.off('response', onResponse);
+      stream.off('error', onError);
+      stream.off('close', onClose);
+    };
+    const onResponse = (response: ResponseHead) => (done(), resolve(response));
+    const onError = (error: unknown) => (done(), reject(error));
+    const onClose = () => (done(), reject(stream.errored ?? new Error('the request closed before a response')));
+    stream.once('response', onResponse);
+    stream.once('error', onError);
+    stream.once('close', onClose);
+  });
+}
+
+function validators(headers: IncomingHttpHeaders): Validators {
+  const etag = typeof headers.etag === 'string' && headers.etag.length <= 500 ? headers.etag : null;
+  const lastModified = typeof headers['last-modified'] === 'string' && headers['last-modified'].length <= 100 ? headers['last-modified'] : null;
+  return { etag, lastModified };
+}
+
+/**
+ * One download, start to end, never throwing: the response is judged (304,
+ * status), the body streamed through an OriginalWriter (sniff, size, hash,
+ * temp file + rename) under a deadline for the whole thing, and any failure
+ * classified. Nothing is left half-written whatever the server does.
+ */
+export async function fetchOriginal(client: DownloadClient, request: FetchRequest): Promise<FetchOutcome> {
+  const headers: Record<string, string> = {};
+  if (request.conditional?.etag) headers['if-none-match'] = request.conditional.etag;
+  if (request.conditional?.lastModified) headers['if-modified-since'] = request.conditional.lastModified;
+  const conditional = Object.keys(headers).length > 0;
+
+  let stream: GotRequest;
+  try {
+    stream = client.got.stream(request.url, { headers });
+  } catch (error) {
+    return { kind: 'failed', failure: classifyDownloadError(error) };
+  }
+  // Errors are read through responseOf and the iterator; this keeps a late one from being "unhandled".
+  stream.on('error', () => {});
+  const deadline = setTimeout(() => {
+    stream.destroy(new DownloadError('timeout', `timeout: not done within ${request.totalMs / 1000} s (download.timeouts.totalSeconds)`, { retryable: true }));
+  }, request.totalMs);
+  const onStop = () => stream.destroy(new Stopped('stopping'));
+  request.signal?.addEventListener('abort', onStop, { once: true });
+  if (request.signal?.aborted) onStop();
+
+  let afterHeaders = false;
+  let writer: OriginalWriter | null = null;
+  try {
+    const response = await responseOf(stream);
+    afterHeaders = true;
+    const found = validators(response.headers);
+    if (response.statusCode === 304 && conditional) {
+      return { kind: 'not_modified', etag: found.etag ?? request.conditional?.etag ?? null, lastModified: found.lastModified ?? request.conditional?.lastModified ?? null };
+    }
+    if (response.statusCode !== 200 && response.statusCode !== 203) {
+      throw statusFailure(response.statusCode, response.statusMessage, response.headers['retry-after']);
+    }
+    const declared = Number(response.headers['content-length']);
+    if (!response.headers['content-encoding'] && Number.isFinite(declared) && declared > request.maxBytes) {
+      // Only ever a reason to stop early: a smaller Content-Length is not trusted, the bytes are counted.
+      throw new DownloadError('too_large', `too large: Content-Length ${declared} is over ${request.maxBytes} bytes (download.maxBytes)`, { retryable: false });
+    }
+    writer = new OriginalWriter(request.destination, request.maxBytes);
+    for await (const chunk of stream) await writer.write(chunk as Buffer);
+    const written = await writer.finish(request.previousHash);
+    return { kind: written.stored ? 'stored' : 'identical', bytes: written.bytes, contentHash: written.contentHash, format: written.format, ...found };
+  } catch (error) {
+    await writer?.discard();
+    if (error instanceof Stopped || stream.errored instanceof Stopped) return { kind: 'stopped' };
+    // Leaving the loop early destroys the stream with a bare AbortError: the error we threw is the story.
+    return { kind: 'failed', failure: classifyDownloadError(error, afterHeaders) };
+  } finally {
+    clearTimeout(deadline);
+    request.signal?.removeEventListener('abort', onStop);
+    if (!stream.destroyed) stream.destroy();
+  }
+}

@@ -1,0 +1,147 @@
+/**
+ * Politeness and fairness: at most `concurrency` jobs at once overall, at
+ * most `perHost` to any one host, and at least `perHostDelayMs` between the
+ * starts of two jobs to one host. Hosts take turns (round robin), so a chunk
+ * full of one slow host's URLs leaves the other slots to the other hosts
+ * instead of queueing them all behind it.
+ *
+ * The limiter keeps its per-host state across chunks (a delay holds from one
+ * chunk to the next); the clock is injected so the rules are testable.
+ */
+export interface HostLimits {
+  concurrency: number;
+  perHost: number;
+  perHostDelayMs: number;
+}
+
+interface HostState {
+  active: number;
+  lastStart: number;
+  queue: unknown[];
+}
+
+export type Take<T> = { item: T; host: string } | { waitMs: number } | null;
+
+export class HostLimiter {
+  private readonly hosts = new Map<string, HostState>();
+  /** Hosts with queued jobs, in turn order. */
+  private turn: string[] = [];
+  private activeTotal = 0;
+  private queuedTotal = 0;
+
+  constructor(private readonly limits: HostLimits, private readonly now: () => number = Date.now) {}
+
+  get active(): number {
+    return this.activeTotal;
+  }
+
+  get queued(): number {
+    return this.queuedTotal;
+  }
+
+  add<T>(host: string, item: T): void {
+    let state = this.hosts.get(host);
+    if (!state) this.hosts.set(host, (state = { active: 0, lastStart: -Infinity, queue: [] }));
+    if (state.queue.length === 0) this.turn.push(host);
+    state.queue.push(item);
+    this.queuedTotal++;
+  }
+
+  /**
+   * The next job allowed to start now (counted as active until `done`), else
+   * how long until a delayed host opens, else null (all slots busy, or nothing queued).
+   */
+  take<T>(): Take<T> {
+    if (this.activeTotal >= this.limits.concurrency || this.queuedTotal === 0) return null;
+    const now = this.now();
+    let soonest = Infinity;
+    for (let i = 0; i < this.turn.length; i++) {
+      const host = this.turn[i];
+      const state = this.hosts.get(host)!;
+      if (state.active >= this.limits.perHost) continue;
+      const opensAt = state.lastStart + this.limits.perHostDelayMs;
+      if (opensAt > now) {
+        soonest = Math.min(soonest, opensAt - now);
+        continue;
+      }
+      const item = state.queue.shift() as T;
+      // This host goes to the back of the line (or leaves it when it has nothing more).
+      this.turn.splice(i, 1);
+      if (state.queue.length) this.turn.push(host);
+      state.active++;
+      state.lastStart = now;
+      this.activeTotal++;
+      this.queuedTotal--;
+      return { item, host };
+    }
+    return soonest < Infinity ? { waitMs: soonest } : null;
+  }
+
+  done(host: string): void {
+    const state = this.hosts.get(host);
+    if (!state) return;
+    state.active--;
+    this.activeTotal--;
+    // Forget idle hosts whose delay has passed, so millions of hosts over a day do not pile up.
+    if (state.active === 0 && state.queue.length === 0 && state.lastStart + this.limits.perHostDelayMs <= this.now()) this.hosts.delete(host);
+  }
+
+  /** Drops every queued job (not the active ones); returns them. */
+  clearQueued<T>(): T[] {
+    const dropped: T[] = [];
+    for (const host of this.turn) dropped.push(...(this.hosts.get(host)!.queue.splice(0) as T[]));
+    this.turn = [];
+    this.queuedTotal = 0;
+    return dropped;
+  }
+}
+
+/**
+ * Runs every queued job through `run`, as the limits allow, until the queue is
+ * empty and nothing is active. When `signal` aborts, no job starts any more
+ * and the promise settles once the active ones end; the unstarted are returned.
+ */
+export function drainLimiter<T>(limiter: HostLimiter, run: (item: T) => Promise<void>, signal: AbortSignal): Promise<T[]> {
+  return new Promise((resolve) => {
+    let timer: NodeJS.Timeout | null = null;
+    let unstarted: T[] = [];
+    const finishIfIdle = () => {
+      if (limiter.active === 0 && (limiter.queued === 0 || signal.aborted)) {
+        if (timer) clearTimeout(timer);
+        signal.removeEventListener('abort', onAbort);
+        resolve(unstarted);
+        return true;
+      }
+      return false;
+    };
+    const onAbort = () => {
+      unstarted = limiter.clearQueued<T>();
+      finishIfIdle();
+    };
+    const pump = () => {
+      if (signal.aborted) return void finishIfIdle();
+      for (;;) {
+        const next = limiter.take<T>();
+        if (next === null) break;
+        if ('waitMs' in next) {
+          if (!timer) {
+            timer = setTimeout(() => {
+              timer = null;
+              pump();
+            }, Math.max(1, next.waitMs));
+          }
+          break;
+        }
+        // run() must not throw; a rejection is treated as done all the same.
+        void run(next.item).catch(() => {}).finally(() => {
+          limiter.done(next.host);
+          pump();
+        });
+      }
+      finishIfIdle();
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    if (signal.aborted) onAbort();
+    else pump();
+  });
+}

@@ -1,0 +1,101 @@
+import crypto from 'node:crypto';
+import { mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { DownloadError } from './download-error.ts';
+import { completenessCheck, type CompletenessCheck } from './image-completeness.ts';
+import { describeStart, sniffImageFormat, SNIFF_BYTES, type ImageFormat } from './magic-sniff.ts';
+
+export interface WrittenOriginal {
+  /** False when the bytes equal the previous original's, which was left as it was. */
+  stored: boolean;
+  bytes: number;
+  contentHash: string;
+  format: ImageFormat;
+}
+
+/** Folders already made by this process: the store has 65,536 per country, so this stays small. */
+const madeDirs = new Set<string>();
+
+async function ensureDir(dir: string): Promise<void> {
+  if (madeDirs.has(dir)) return;
+  await mkdir(dir, { recursive: true });
+  madeDirs.add(dir);
+}
+
+/**
+ * Streams one original into a temp file beside its final place, and only an
+ * image that arrived whole gets there: the first bytes are sniffed before a
+ * file is even made, the size is counted as bytes arrive, the hash is taken
+ * on the way, and the temp file is fsynced and renamed at the end (or
+ * removed on any failure). Readers see the old original or the new one,
+ * never half of one.
+ */
+export class OriginalWriter {
+  private readonly hash = crypto.createHash('sha256');
+  private head: Buffer | null = Buffer.alloc(0);
+  private format: ImageFormat | null = null;
+  private check: CompletenessCheck | null = null;
+  private handle: FileHandle | null = null;
+  private temp: string | null = null;
+  private bytes = 0;
+
+  constructor(private readonly destination: string, private readonly maxBytes: number) {}
+
+  async write(chunk: Buffer): Promise<void> {
+    this.bytes += chunk.length;
+    if (this.bytes > this.maxBytes) {
+      throw new DownloadError('too_large', `too large: more than ${this.maxBytes} bytes (download.maxBytes)`, { retryable: false });
+    }
+    this.hash.update(chunk);
+    if (this.head) {
+      this.head = Buffer.concat([this.head, chunk]);
+      if (this.head.length >= SNIFF_BYTES) await this.startFile();
+      return;
+    }
+    this.check!.push(chunk);
+    await this.handle!.write(chunk);
+  }
+
+  /** Commits the file; when its hash equals `previousHash`, leaves the old one and reports `stored: false`. */
+  async finish(previousHash?: string | null): Promise<WrittenOriginal> {
+    if (this.head) await this.startFile();
+    const problem = this.check!.verdict();
+    if (problem) throw new DownloadError('truncated', `truncated: ${problem}`, { retryable: true });
+    const contentHash = this.hash.digest('hex');
+    const result = { bytes: this.bytes, contentHash, format: this.format! };
+    if (previousHash && previousHash === contentHash) {
+      await this.discard();
+      return { stored: false, ...result };
+    }
+    const handle = this.handle!;
+    this.handle = null;
+    await handle.sync();
+    await handle.close();
+    await rename(this.temp!, this.destination);
+    this.temp = null;
+    return { stored: true, ...result };
+  }
+
+  /** Removes the temp file, if any; safe to call at any point, and twice. */
+  async discard(): Promise<void> {
+    const handle = this.handle;
+    const temp = this.temp;
+    this.handle = null;
+    this.temp = null;
+    await handle?.close().catch(() => {});
+    if (temp) await unlink(temp).catch(() => {});
+  }
+
+  private async startFile(): Promise<void> {
+    const head = this.head!;
+    this.head = null;
+    this.format = sniffImageFormat(head);
+    if (!this.format) throw new DownloadError('not_image', `not an image (${describeStart(head)})`, { retryable: false });
+    this.check = completenessCheck(this.format);
+    this.check.push(head);
+    await ensureDir(path.dirname(this.destination));
+    this.temp = `${this.destination}.tmp-${process.pid}-${crypto.randomBytes(4).toString('hex')}`;
+    this.handle = await open(this.temp, 'wx');
+    await this.handle.write(head);
+  }
+}

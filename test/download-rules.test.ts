@@ -1,0 +1,209 @@
+import assert from 'node:assert/strict';
+import { parseConfig } from '../src/config/load-config.ts';
+import { addressPolicy, parseCidr, parseIp } from '../src/download/address-policy.ts';
+import { classifyDownloadError, parseRetryAfter, statusFailure } from '../src/download/classify-download-error.ts';
+import { DownloadError } from '../src/download/download-error.ts';
+import { rowResult } from '../src/download/download-worker.ts';
+import { HostLimiter } from '../src/download/host-limiter.ts';
+import { completenessCheck } from '../src/download/image-completeness.ts';
+import { describeStart, sniffImageFormat } from '../src/download/magic-sniff.ts';
+import { safeLookup } from '../src/download/safe-lookup.ts';
+import { makeTestImages, type TestImages } from './helpers/image-server.ts';
+
+describe('download rules (pure)', () => {
+  let images: TestImages;
+  before(async () => (images = await makeTestImages()));
+
+  describe('address policy', () => {
+    const strict = addressPolicy([]);
+    it('refuses loopback, private, link-local, CGNAT, multicast, reserved and IPv4-mapped addresses', () => {
+      const cases: Array<[string, string]> = [
+        ['127.0.0.1', 'loopback'], ['127.9.9.9', 'loopback'], ['10.1.2.3', 'private'], ['172.16.0.1', 'private'], ['172.31.255.255', 'private'],
+        ['192.168.1.1', 'private'], ['169.254.169.254', 'link-local'], ['100.64.0.1', 'CGNAT'], ['100.127.255.255', 'CGNAT'],
+        ['224.0.0.1', 'multicast'], ['239.255.255.250', 'multicast'], ['0.0.0.0', 'this network'], ['255.255.255.255', 'reserved'],
+        ['::1', 'loopback'], ['::', 'unspecified'], ['::ffff:127.0.0.1', 'IPv4-mapped'], ['::ffff:7f00:1', 'IPv4-mapped'], ['::ffff:8.8.8.8', 'IPv4-mapped'],
+        ['fd12:3456::1', 'private'], ['fe80::1%eth0', 'link-local'], ['ff02::1', 'multicast'], ['[::1]', 'loopback'],
+      ];
+      for (const [address, why] of cases) assert.equal(strict.refusal(address), why, address);
+    });
+    it('lets public addresses through', () => {
+      for (const address of ['8.8.8.8', '1.1.1.1', '172.32.0.1', '100.128.0.1', '2606:4700::1111', '2a00:1450:4009:81f::200e']) {
+        assert.equal(strict.refusal(address), null, address);
+      }
+    });
+    it('allows exactly the configured ranges, and not the same address IPv4-mapped', () => {
+      const policy = addressPolicy(['127.0.0.1/32', '10.20.0.0/16']);
+      assert.equal(policy.refusal('127.0.0.1'), null);
+      assert.equal(policy.refusal('127.0.0.2'), 'loopback');
+      assert.equal(policy.refusal('10.20.30.40'), null);
+      assert.equal(policy.refusal('10.21.0.1'), 'private');
+      assert.equal(policy.refusal('::ffff:127.0.0.1'), 'IPv4-mapped');
+      assert.equal(policy.refusal('localhost'), 'not an IP address');
+    });
+    it('parses addresses and ranges, and rejects junk', () => {
+      assert.equal(parseIp('1.2.3.4')!.value, 0x01020304n);
+      assert.equal(parseIp('::ffff:1.2.3.4')!.value, 0xffff01020304n);
+      assert.equal(parseIp('2001:db8::1')!.value, (0x20010db8n << 96n) | 1n);
+      assert.equal(parseIp('example.com'), null);
+      assert.deepEqual(parseCidr('10.9.8.7/8').base, 10n << 24n);
+      for (const bad of ['10.0.0.0/33', 'nope/8', '10.0.0.0/8/1', '10.0.0.0/x', '::1/129']) assert.throws(() => parseCidr(bad), /not an address range/, bad);
+    });
+    it('the config rejects a bad range by name', () => {
+      assert.throws(() => parseConfig({ download: { allowAddresses: ['127.0.0.1/40'] } }, {}), /download\.allowAddresses\.0: an address range/);
+      assert.deepEqual(parseConfig({}, {}).download.allowAddresses, []);
+    });
+  });
+
+  describe('safe DNS lookup', () => {
+    const fakeDns = (answers: Array<{ address: string; family: number }>) =>
+      ((_h: string, _o: unknown, cb: (e: null, a: typeof answers) => void) => cb(null, answers)) as never;
+    const lookup = (answers: Array<{ address: string; family: number }>, all: boolean) =>
+      new Promise<unknown>((resolve) =>
+        safeLookup(addressPolicy([]), fakeDns(answers))('feed.example', { all } as never, ((error: Error | null, address: unknown, family?: number) =>
+          resolve(error ? { error } : { address, family })) as never),
+      );
+    it('drops refused addresses from the answer and keeps the rest', async () => {
+      assert.deepEqual(await lookup([{ address: '10.0.0.1', family: 4 }, { address: '93.184.216.34', family: 4 }], false), { address: '93.184.216.34', family: 4 });
+      assert.deepEqual(await lookup([{ address: '::1', family: 6 }, { address: '93.184.216.34', family: 4 }], true), { address: [{ address: '93.184.216.34', family: 4 }], family: undefined });
+    });
+    it('fails with refused_address when every address is refused', async () => {
+      const { error } = (await lookup([{ address: '169.254.169.254', family: 4 }], true)) as { error: Error };
+      const failure = classifyDownloadError(error);
+      assert.equal(failure.errorClass, 'refused_address');
+      assert.equal(failure.reason, 'refused address: feed.example resolves to 169.254.169.254 (link-local)');
+      assert.equal(failure.retryable, false);
+    });
+  });
+
+  describe('magic numbers', () => {
+    it('knows JPEG, PNG, WebP, GIF, AVIF and TIFF by their bytes', () => {
+      assert.equal(sniffImageFormat(images.jpeg), 'jpeg');
+      assert.equal(sniffImageFormat(images.png), 'png');
+      assert.equal(sniffImageFormat(images.webp), 'webp');
+      assert.equal(sniffImageFormat(images.gif), 'gif');
+      assert.equal(sniffImageFormat(images.avif), 'avif');
+      assert.equal(sniffImageFormat(Buffer.from('II*\0abcdefgh')), 'tiff');
+      assert.equal(sniffImageFormat(Buffer.from('MM\0*abcdefgh')), 'tiff');
+      assert.equal(sniffImageFormat(Buffer.from('\0\0\0\x18ftypheic\0\0\0\0')), 'heif');
+    });
+    it('refuses HTML, SVG, PDF, BMP, empty and short bodies', () => {
+      for (const text of ['<!DOCTYPE html><html>', '<svg xmlns="http://www.w3.org/2000/svg">', '%PDF-1.7', 'BM6\0\0\0\0\0', '', '\xff\xd8']) {
+        assert.equal(sniffImageFormat(Buffer.from(text, 'latin1')), null, text);
+      }
+      assert.equal(describeStart(Buffer.from('<!DOCTYPE html>\n<html>')), 'starts with "<!DOCTYPE html>\\x0a"');
+      assert.equal(describeStart(Buffer.alloc(0)), 'empty body');
+    });
+  });
+
+  describe('completeness', () => {
+    const verdict = (format: Parameters<typeof completenessCheck>[0], bytes: Buffer, chunk = 7) => {
+      const check = completenessCheck(format);
+      for (let i = 0; i < bytes.length; i += chunk) check.push(bytes.subarray(i, i + chunk));
+      return check.verdict();
+    };
+    it('passes whole images, fed in any chunk size, with data after the end allowed for JPEG', () => {
+      for (const chunk of [1, 7, 4096]) {
+        assert.equal(verdict('jpeg', images.jpeg, chunk), null);
+        assert.equal(verdict('png', images.png, chunk), null);
+        assert.equal(verdict('webp', images.webp, chunk), null);
+        assert.equal(verdict('gif', images.gif, chunk), null);
+      }
+      assert.equal(verdict('jpeg', Buffer.concat([images.jpeg, Buffer.from('trailing camera data')])), null);
+    });
+    it('catches images cut short at any point', () => {
+      for (const [format, bytes] of [['jpeg', images.jpeg], ['png', images.png], ['webp', images.webp], ['gif', images.gif]] as const) {
+        for (const keep of [0.3, 0.6, 0.95]) {
+          assert.match(verdict(format, bytes.subarray(0, Math.floor(bytes.length * keep)))!, /cut short|shorter/, `${format} at ${keep}`);
+        }
+      }
+    });
+  });
+
+  describe('error classification', () => {
+    it('maps statuses: 404/410 permanent, 429/5xx retried with Retry-After, other 4xx permanent', () => {
+      const f = (status: number, after?: string) => {
+        const e = statusFailure(status, 'Msg', after);
+        return [e.errorClass, e.retryable, e.retryAfterSeconds];
+      };
+      assert.deepEqual(f(404), ['http_404', false, undefined]);
+      assert.deepEqual(f(410), ['http_410', false, undefined]);
+      assert.deepEqual(f(429, '120'), ['http_429', true, 120]);
+      assert.deepEqual(f(503, '30'), ['http_5xx', true, 30]);
+      assert.deepEqual(f(500), ['http_5xx', true, undefined]);
+      assert.deepEqual(f(403), ['http_4xx', false, undefined]);
+      assert.deepEqual(f(408), ['http_4xx', true, undefined]);
+      assert.deepEqual(f(204), ['http_status', false, undefined]);
+      assert.equal(statusFailure(404, 'Not Found').message, 'HTTP 404 Not Found');
+    });
+    it('reads Retry-After as seconds or a date, capped at a day, ignoring nonsense', () => {
+      const now = Date.UTC(2026, 0, 1);
+      assert.equal(parseRetryAfter('120', now), 120);
+      assert.equal(parseRetryAfter(new Date(now + 90_000).toUTCString(), now), 90);
+      assert.equal(parseRetryAfter('9999999', now), 86_400);
+      assert.equal(parseRetryAfter('soon', now), undefined);
+      assert.equal(parseRetryAfter(new Date(now - 5000).toUTCString(), now), undefined);
+      assert.equal(parseRetryAfter(undefined, now), undefined);
+    });
+    it('finds our own errors inside got wrappers, and sorts socket errors', () => {
+      const wrapped = Object.assign(new Error('wrapped'), { code: 'ERR_GOT_REQUEST_ERROR', cause: new DownloadError('not_image', 'not an image (x)', { retryable: false }) });
+      assert.deepEqual(classifyDownloadError(wrapped), { reason: 'not an image (x)', errorClass: 'not_image', retryable: false, retryAfterSeconds: undefined });
+      const code = (c: string, afterHeaders = false, extra = {}) => classifyDownloadError(Object.assign(new Error(c), { code: c, ...extra }), afterHeaders);
+      assert.equal(code('ECONNREFUSED').errorClass, 'connection');
+      assert.equal(code('ECONNRESET', true).errorClass, 'truncated');
+      assert.equal(code('ETIMEDOUT', false, { event: 'response' }).reason, 'timeout: waiting for the first byte took too long');
+      assert.equal(code('ERR_TOO_MANY_REDIRECTS').errorClass, 'redirect_loop');
+      assert.equal(code('ENOTFOUND').errorClass, 'dns');
+      assert.equal(code('CERT_HAS_EXPIRED').errorClass, 'tls');
+      assert.equal(code('Z_DATA_ERROR').errorClass, 'bad_encoding');
+      assert.deepEqual(classifyDownloadError(new TypeError('boom')), { reason: 'internal: boom', errorClass: 'internal', retryable: true });
+    });
+  });
+
+  describe('host limiter', () => {
+    it('caps each host, takes hosts in turn, and counts the overall cap', () => {
+      const limiter = new HostLimiter({ concurrency: 3, perHost: 2, perHostDelayMs: 0 }, () => 0);
+      for (let i = 0; i < 5; i++) limiter.add('slow.example', `s${i}`);
+      limiter.add('fast.example', 'f0');
+      const taken = [limiter.take(), limiter.take(), limiter.take()].map((t) => (t && 'item' in t ? t.item : t));
+      assert.deepEqual(taken, ['s0', 'f0', 's1'], 'the second host is not stuck behind the first');
+      assert.equal(limiter.take(), null, 'overall cap');
+      limiter.done('fast.example');
+      assert.equal(limiter.take(), null, 'slow.example is at its cap of 2');
+      limiter.done('slow.example');
+      assert.deepEqual(limiter.take(), { item: 's2', host: 'slow.example' });
+    });
+    it('spaces the starts of one host by the delay, and says how long to wait', () => {
+      let now = 1000;
+      const limiter = new HostLimiter({ concurrency: 10, perHost: 10, perHostDelayMs: 500 }, () => now);
+      limiter.add('a', 1);
+      limiter.add('a', 2);
+      limiter.add('b', 3);
+      assert.deepEqual(limiter.take(), { item: 1, host: 'a' });
+      assert.deepEqual(limiter.take(), { item: 3, host: 'b' });
+      assert.deepEqual(limiter.take(), { waitMs: 500 });
+      now += 500;
+      assert.deepEqual(limiter.take(), { item: 2, host: 'a' });
+    });
+  });
+
+  describe('row results', () => {
+    const row = { id: '7', attempts: 2 };
+    const at = new Date('2026-11-22T10:00:00Z');
+    it('new bytes go on to thumbnailing with everything recorded', () => {
+      const result = rowResult(row, { kind: 'stored', bytes: 10, contentHash: 'ab', format: 'png', etag: '"e"', lastModified: null }, 'web1', at);
+      assert.deepEqual(result, { ok: true, row: { id: '7', set: { store_host: 'web1', downloaded_at: at.toISOString(), etag: '"e"', last_modified: null, content_hash: 'ab', original_bytes: 10, original_format: 'png' } } });
+    });
+    it('a 304 or the same bytes go straight back to live', () => {
+      const same = rowResult(row, { kind: 'identical', bytes: 10, contentHash: 'ab', format: 'png', etag: null, lastModified: null }, '', at);
+      assert.equal(same.ok && same.row.toStage, 'live');
+      const notModified = rowResult(row, { kind: 'not_modified', etag: '"e"', lastModified: null }, '', at);
+      assert.equal(notModified.ok && notModified.row.toStage, 'live');
+      assert.equal(notModified.ok && notModified.row.set?.content_hash, undefined);
+    });
+    it('a failure keeps its class and attempts', () => {
+      assert.deepEqual(rowResult(row, { kind: 'failed', failure: { reason: 'HTTP 404', errorClass: 'http_404', retryable: false } }, '', at), {
+        ok: false, failure: { id: '7', attempts: 2, reason: 'HTTP 404', errorClass: 'http_404', retryable: false },
+      });
+    });
+  });
+});

@@ -1,0 +1,255 @@
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
+import { sql } from 'kysely';
+import type { LisConfigInput } from '../src/config/config-schema.ts';
+import { runDaemon } from '../src/daemon/run-daemon.ts';
+import { DownloadWorker } from '../src/download/download-worker.ts';
+import { refreshDueRows } from '../src/cli/refresh-command.ts';
+import { createLogger } from '../src/log/create-logger.ts';
+import { originalPath } from '../src/store/store-layout.ts';
+import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
+import { countBy } from './helpers/rows.ts';
+import { waitFor } from './helpers/processes.ts';
+import { makeTestImages, startImageServer, type ImageServer, type TestImages } from './helpers/image-server.ts';
+import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+
+
+interface RowView {
+  image_url: string;
+  image_hash: string;
+  stage: string;
+  state: string;
+  last_error: string | null;
+  last_error_class: string | null;
+  attempts: number;
+  next_attempt_at: Date;
+  content_hash: string | null;
+  etag: string | null;
+  last_modified: string | null;
+  original_bytes: number | null;
+  original_format: string | null;
+  store_host: string;
+  downloaded_at: Date | null;
+}
+
+describe('lis_downloadd worker (a real HTTP server, a real database)', function () {
+  this.timeout(30_000);
+  let images: TestImages;
+  let server: ImageServer;
+  let t: TestDatabase;
+
+  before(async () => {
+    images = await makeTestImages();
+    server = await startImageServer(images);
+  });
+  after(async () => server.close());
+  afterEach(async () => t?.drop());
+
+  async function setup(download: LisConfigInput['download'] = TEST_DOWNLOAD) {
+    t = await createTestDatabase({ overrides: { download } });
+  }
+
+  async function enqueue(urls: string[]): Promise<void> {
+    await t.db.insertInto('live_images').values(urls.map((image_url) => ({ country: 'uk', datasource_id: 1, image_url }))).execute();
+  }
+
+  async function run(options: { noproxy?: boolean } = {}) {
+    const log = createLogger({ component: 'downloadd', log: t.config.log, screen: false, files: false, verbose: true });
+    const worker = new DownloadWorker(t.config, t.db, 'uk', options);
+    return runDaemon(worker, { config: t.config, db: t.db, databaseUrl: t.url, log, country: 'uk', chunkSize: 500, service: false, signal: new AbortController().signal, workerId: `test:${crypto.randomUUID()}` });
+  }
+
+  async function rows(): Promise<Map<string, RowView>> {
+    const found = await t.db.selectFrom('live_images')
+      .select(['image_url', 'image_hash', 'stage', 'state', 'last_error', 'last_error_class', 'attempts', 'next_attempt_at', 'content_hash', 'etag', 'last_modified', 'original_bytes', 'original_format', 'store_host', 'downloaded_at'])
+      .execute();
+    return new Map(found.map((r) => [r.image_url.replace(server.origin, ''), r as RowView]));
+  }
+
+  const sha256 = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex');
+  const storeFiles = () => (fs.existsSync(t.config.stores.originals) ? fs.readdirSync(t.config.stores.originals, { recursive: true }).map(String) : []);
+
+  it('ends every case in the right state with the right reason, and stores only whole images', async () => {
+    await setup();
+    const good: Record<string, [Buffer, string]> = {
+      '/good.jpg': [images.jpeg, 'jpeg'], '/good.png': [images.png, 'png'], '/good.webp': [images.webp, 'webp'], '/good.gif': [images.gif, 'gif'],
+      '/good.avif': [images.avif, 'avif'], '/untyped.png': [images.png, 'png'], '/gzip.jpg': [images.jpeg, 'jpeg'], '/redirect-good': [images.jpeg, 'jpeg'],
+    };
+    const bad: Record<string, [string, RegExp, 'waiting' | 'failed']> = {
+      '/404': ['http_404', /^HTTP 404 Not Found$/, 'failed'],
+      '/410': ['http_410', /^HTTP 410 Gone$/, 'failed'],
+      '/403': ['http_4xx', /^HTTP 403 Forbidden$/, 'failed'],
+      '/500': ['http_5xx', /^HTTP 500 Internal Server Error$/, 'waiting'],
+      '/flaky.jpg?a': ['http_5xx', /^HTTP 500/, 'waiting'],
+      '/429': ['http_429', /^HTTP 429 Too Many Requests$/, 'waiting'],
+      '/503': ['http_5xx', /^HTTP 503 Service Unavailable$/, 'waiting'],
+      '/endless.jpg': ['too_large', /^too large: more than 1000000 bytes/, 'failed'],
+      '/huge-declared.jpg': ['too_large', /^too large: Content-Length 99999999999/, 'failed'],
+      '/drip.jpg': ['timeout', /^timeout: not done within 2 s/, 'waiting'],
+      '/slow-headers.jpg': ['timeout', /^timeout: waiting for the first byte took too long$/, 'waiting'],
+      '/lying-length.jpg': ['truncated', /^truncated: /, 'waiting'],
+      '/loop-a': ['redirect_loop', /redirect/i, 'failed'],
+      '/redirect-loopback': ['refused_address', /^refused address: 127\.0\.0\.2 \(loopback\)$/, 'failed'],
+      '/redirect-mapped': ['refused_address', /^refused address: ::ffff:7f00:1 \(IPv4-mapped\)$|^refused address: ::ffff:127\.0\.0\.1 \(IPv4-mapped\)$/, 'failed'],
+      '/redirect-metadata': ['refused_address', /^refused address: 169\.254\.169\.254 \(link-local\)$/, 'failed'],
+      '/redirect-ftp': ['bad_url', /^bad URL: /, 'failed'],
+      '/html-as-jpeg.jpg': ['not_image', /^not an image \(starts with "<!DOCTYPE html>\\x0a"\)$/, 'failed'],
+      '/empty.jpg': ['not_image', /^not an image \(empty body\)$/, 'failed'],
+      '/truncated.jpg': ['truncated', /^truncated: JPEG ends without its end-of-image marker/, 'waiting'],
+      '/bad-gzip.jpg': ['bad_encoding', /^bad content encoding: /, 'failed'],
+    };
+    await enqueue([...Object.keys(good), ...Object.keys(bad)].map((p) => server.url(p)));
+    const totals = await run();
+    assert.equal(totals.done + totals.failed, Object.keys(good).length + Object.keys(bad).length);
+
+    const found = await rows();
+    for (const [p, [bytes, format]] of Object.entries(good)) {
+      const row = found.get(p)!;
+      assert.equal(`${row.stage}/${row.state}`, 'thumbnail/waiting', `${p}: ${row.last_error}`);
+      assert.equal(row.content_hash, sha256(bytes), p);
+      assert.equal(row.original_bytes, bytes.length, p);
+      assert.equal(row.original_format, format, p);
+      assert.equal(row.store_host, 'testhost');
+      assert.ok(row.downloaded_at, p);
+      assert.deepEqual(fs.readFileSync(originalPath(t.config, 'uk', row.image_hash)), bytes, p);
+    }
+    for (const [p, [errorClass, reason, state]] of Object.entries(bad)) {
+      const row = found.get(p)!;
+      assert.equal(`${row.stage}/${row.state}/${row.last_error_class}`, `download/${state}/${errorClass}`, `${p}: ${row.last_error}`);
+      assert.match(row.last_error!, reason, `${p}: ${row.last_error}`);
+      assert.equal(row.attempts, 1, p);
+      assert.ok(!fs.existsSync(originalPath(t.config, 'uk', row.image_hash)), `${p}: no original stored`);
+    }
+    // Retry-After wins over the (30 s) backoff: 120 s for the 429, 600 s for the 503.
+    const waitOf = (p: string) => (found.get(p)!.next_attempt_at.getTime() - Date.now()) / 1000;
+    assert.ok(waitOf('/429') > 100 && waitOf('/429') <= 121, `429 waits ${waitOf('/429')}`);
+    assert.ok(waitOf('/503') > 500, `503 waits ${waitOf('/503')}`);
+    assert.ok(storeFiles().every((f) => !f.includes('.tmp-')), `no temp files left: ${storeFiles().join(', ')}`);
+    assert.equal(server.lastHeaders.get('/good.jpg')!['user-agent'], 'ImageSys-test/1 (+mailto:ops@example.invalid)');
+
+    // The flaky URL works on its next attempt.
+    await sql`UPDATE live_images SET next_attempt_at = now() WHERE image_url LIKE ${'%/flaky.jpg%'}`.execute(t.db);
+    await run();
+    const flaky = (await rows()).get('/flaky.jpg?a')!;
+    assert.equal(`${flaky.stage}/${flaky.state}`, 'thumbnail/waiting');
+    assert.equal(flaky.last_error, null);
+  });
+
+  it('keeps connections alive and holds each host to its cap', async () => {
+    await setup({ ...TEST_DOWNLOAD, concurrency: 8, perHostConcurrency: 2 });
+    server.maxActive = 0;
+    const before = server.connections();
+    await enqueue(Array.from({ length: 12 }, (_, i) => server.url(`/slow-ok.jpg?${i}`)));
+    const totals = await run();
+    assert.equal(totals.done, 12);
+    assert.ok(server.maxActive <= 2, `at most 2 at once to one host, saw ${server.maxActive}`);
+    assert.ok(server.connections() - before <= 2, `keep-alive: ${server.connections() - before} connections for 12 requests`);
+  });
+
+  it('refuses loopback reached through DNS or an IP literal when not allowed', async () => {
+    await setup({ ...TEST_DOWNLOAD, allowAddresses: [] });
+    await enqueue([`http://localhost:${server.port}/good.jpg`, server.url('/good.jpg'), `http://[::1]:${server.port}/good.jpg`, `http://2130706433:${server.port}/good.jpg`]);
+    const hitsBefore = server.hits.get('/good.jpg') ?? 0;
+    await run();
+    const found = await t.db.selectFrom('live_images').select(['image_url', 'state', 'last_error_class', 'last_error']).execute();
+    for (const row of found) {
+      assert.equal(`${row.state}/${row.last_error_class}`, 'failed/refused_address', `${row.image_url}: ${row.last_error}`);
+    }
+    assert.match(found.find((r) => r.image_url.includes('localhost'))!.last_error!, /^refused address: localhost resolves to (127\.0\.0\.1|::1) \(loopback\)$/);
+    assert.equal(server.hits.get('/good.jpg') ?? 0, hitsBefore, 'no request reached the server');
+  });
+
+  it('refresh: 304 and identical bytes go back to live without new thumbnails; changed bytes go on', async () => {
+    await setup();
+    server.etagVersion = 1;
+    await enqueue([server.url('/etag.jpg'), server.url('/same.jpg')]);
+    await run();
+    let found = await rows();
+    assert.equal(found.get('/etag.jpg')!.etag, '"v1"');
+    assert.equal(found.get('/etag.jpg')!.last_modified, 'Thu, 01 Jan 2026 00:00:00 GMT');
+    // As if thumbnailed and pushed a while ago.
+    await sql`UPDATE live_images SET stage = 'live', state = 'done', downloaded_at = now() - interval '40 days'`.execute(t.db);
+    assert.equal(await refreshDueRows(t.db, { country: 'uk', olderThanDays: 30 }), 2);
+    await run();
+    found = await rows();
+    assert.equal(server.lastHeaders.get('/etag.jpg')!['if-none-match'], '"v1"');
+    assert.equal(server.lastHeaders.get('/etag.jpg')!['if-modified-since'], 'Thu, 01 Jan 2026 00:00:00 GMT');
+    for (const p of ['/etag.jpg', '/same.jpg']) {
+      const row = found.get(p)!;
+      assert.equal(`${row.stage}/${row.state}`, 'live/done', `${p} unchanged: no new thumbnails`);
+      assert.ok(Date.now() - row.downloaded_at!.getTime() < 60_000, `${p} downloaded_at renewed`);
+    }
+    assert.equal(await refreshDueRows(t.db, { country: 'uk', olderThanDays: 30 }), 0, 'nothing is due any more');
+
+    server.etagVersion = 2;
+    await sql`UPDATE live_images SET downloaded_at = now() - interval '40 days'`.execute(t.db);
+    await refreshDueRows(t.db, { country: 'uk', olderThanDays: 30 });
+    await run();
+    const changed = (await rows()).get('/etag.jpg')!;
+    assert.equal(`${changed.stage}/${changed.state}`, 'thumbnail/waiting');
+    assert.equal(changed.etag, '"v2"');
+    assert.equal(changed.content_hash, sha256(images.jpeg2));
+    assert.deepEqual(fs.readFileSync(originalPath(t.config, 'uk', changed.image_hash)), images.jpeg2);
+  });
+
+  it('goes through download.proxy (CONNECT), and straight past it with --noproxy', async () => {
+    const tunnels: string[] = [];
+    const proxy = http.createServer((_req, res) => res.writeHead(405).end());
+    proxy.on('connect', (req, client, head) => {
+      tunnels.push(req.url!);
+      const [host, port] = req.url!.split(':');
+      const upstream = net.connect(Number(port), host, () => {
+        client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+        upstream.write(head);
+        upstream.pipe(client).pipe(upstream);
+      });
+      upstream.on('error', () => client.destroy());
+      client.on('error', () => upstream.destroy());
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    try {
+      await setup({ ...TEST_DOWNLOAD, proxy: `http://127.0.0.1:${(proxy.address() as net.AddressInfo).port}` });
+      await enqueue([server.url('/good.png'), server.url('/redirect-metadata')]);
+      await run();
+      let found = await rows();
+      assert.equal(found.get('/good.png')!.stage, 'thumbnail');
+      assert.equal(found.get('/redirect-metadata')!.last_error_class, 'refused_address', 'still checked with a proxy');
+      assert.ok(tunnels.length >= 1 && tunnels.every((to) => to === `127.0.0.1:${server.port}`), tunnels.join());
+      const tunnelled = tunnels.length;
+      await enqueue([server.url('/good.gif')]);
+      await run({ noproxy: true });
+      found = await rows();
+      assert.equal(found.get('/good.gif')!.stage, 'thumbnail');
+      assert.equal(tunnels.length, tunnelled, 'no tunnel with --noproxy');
+    } finally {
+      proxy.closeAllConnections();
+      await new Promise((resolve) => proxy.close(resolve));
+    }
+  });
+
+  it('on a stop, starts no new download and gives the unstarted rows back untouched', async () => {
+    await setup({ ...TEST_DOWNLOAD, concurrency: 2, perHostConcurrency: 2 });
+    await enqueue(Array.from({ length: 20 }, (_, i) => server.url(`/slow-ok.jpg?stop${i}`)));
+    const log = createLogger({ component: 'downloadd', log: t.config.log, screen: false, files: false });
+    const stop = new AbortController();
+    const hitsBefore = server.hits.get('/slow-ok.jpg') ?? 0;
+    const running = runDaemon(new DownloadWorker(t.config, t.db, 'uk'), {
+      config: t.config, db: t.db, databaseUrl: t.url, log, country: 'uk', chunkSize: 500, service: false, signal: stop.signal, workerId: 'test:stop',
+    });
+    await waitFor(() => (server.hits.get('/slow-ok.jpg') ?? 0) - hitsBefore >= 3, 10_000, 'downloads under way');
+    stop.abort();
+    const totals = await running;
+    const counts = await countBy(t.db);
+    assert.equal(counts['download/waiting/locked'], undefined, JSON.stringify(counts));
+    assert.ok(totals.done >= 3 && totals.done < 20, `done ${totals.done}`);
+    assert.equal(counts['thumbnail/waiting'], totals.done);
+    assert.equal(counts['download/waiting'], 20 - totals.done);
+    assert.equal((server.hits.get('/slow-ok.jpg') ?? 0) - hitsBefore, totals.done, 'every started download was finished and reported');
+    const { rows: tried } = await sql<{ n: string }>`SELECT count(*) AS n FROM live_images WHERE attempts > 0`.execute(t.db);
+    assert.equal(Number(tried[0].n), 0, 'given back without an attempt counted');
+  });
+});

@@ -1,0 +1,11 @@
+import type { LisConfigInput } from '../../src/config/config-schema.ts';
+
+/** Short limits, and 127.0.0.1 allowed: the test image server's address. */
+export const TEST_DOWNLOAD: LisConfigInput['download'] = {
+  allowAddresses: ['127.0.0.1/32'],
+  timeouts: { connectSeconds: 1, firstByteSeconds: 1, totalSeconds: 2 },
+  maxBytes: 1_000_000,
+  maxRedirects: 3,
+  userAgent: 'ImageSys-test/1 (+mailto:ops@example.invalid)',
+  stopGraceSeconds: 1,
+};
