@@ -1,0 +1,91 @@
+import type { Command } from 'commander';
+import { sql } from 'kysely';
+import { parseCountry, parseIntFlag } from '../config/country.ts';
+import { loadConfig } from '../config/load-config.ts';
+import { openDatabase } from '../db/connect.ts';
+import { UsageError } from '../errors.ts';
+import { resolveDetails, storedDetails, validateDetails } from '../thumbnail/process-details.ts';
+import { runCommand } from './exit-on-error.ts';
+
+interface SetFlags {
+  sharpen?: string;
+  gamma?: string;
+  quality?: string;
+  default?: boolean;
+}
+
+/** `lis datasource set|show`: a datasource's process details (sharpen, gamma, quality) for lis_thumbnaild. */
+export function addDatasourceCommand(program: Command): Command {
+  const datasource = program.command('datasource').description("a datasource's thumbnail settings (sharpen, gamma, quality); enable or disable it");
+
+  datasource
+    .command('set')
+    .description('set process details of one datasource; those not given stay as they are')
+    .argument('<country>', 'e.g. uk')
+    .argument('<datasource>', 'datasource id')
+    .option('--sharpen <RADIUSxSIGMA>', 'ImageMagick notation, e.g. 0x1 (radius from sigma 1); 0x0 or none: no sharpening')
+    .option('--gamma <g>', '1.0 = unchanged; above brightens, below darkens (0.1-10)')
+    .option('--quality <q>', 'JPEG quality, 1-100')
+    .option('--default', "forget this datasource's own settings: the config's defaults apply")
+    .action((countryArg: string, idArg: string, flags: SetFlags, command: Command) =>
+      runCommand(async () => {
+        const config = loadConfig({ file: command.optsWithGlobals().config });
+        const country = parseCountry(countryArg, config);
+        const datasourceId = parseIntFlag('datasource', idArg, 0, 999_999_999);
+        const given = validateDetails(flags);
+        if (!flags.default && Object.keys(given).length === 0) throw new UsageError('datasource set: give at least one of --sharpen, --gamma, --quality (or --default)');
+        if (flags.default && Object.keys(given).length) throw new UsageError('datasource set: --default cannot go with --sharpen, --gamma or --quality');
+        const db = await openDatabase(config);
+        try {
+          const columns = flags.default ? { sharpen: null, gamma: null, quality: null } : given;
+          await db
+            .insertInto('datasources')
+            .values({ country, datasource_id: datasourceId, ...columns })
+            .onConflict((oc) => oc.columns(['country', 'datasource_id']).doUpdateSet({ ...columns, updated_at: sql`now()` }))
+            .execute();
+          printDetails(country, datasourceId, resolveDetails(await storedDetails(db, country, datasourceId), config.thumbnail.defaults), await storedDetails(db, country, datasourceId));
+        } finally {
+          await db.destroy();
+        }
+      }),
+    );
+
+  datasource
+    .command('show')
+    .description('show process details in force: one datasource, or every datasource of a country, or all')
+    .argument('[country]', 'e.g. uk')
+    .argument('[datasource]', 'datasource id')
+    .action((countryArg: string | undefined, idArg: string | undefined, _flags: unknown, command: Command) =>
+      runCommand(async () => {
+        const config = loadConfig({ file: command.optsWithGlobals().config });
+        const country = countryArg === undefined ? undefined : parseCountry(countryArg, config);
+        const datasourceId = idArg === undefined ? undefined : parseIntFlag('datasource', idArg, 0, 999_999_999);
+        const db = await openDatabase(config);
+        try {
+          const { defaults } = config.thumbnail;
+          console.log(`defaults (config thumbnail.defaults): sharpen ${defaults.sharpen}, gamma ${defaults.gamma}, quality ${defaults.quality}`);
+          if (country !== undefined && datasourceId !== undefined) {
+            const stored = await storedDetails(db, country, datasourceId);
+            printDetails(country, datasourceId, resolveDetails(stored, defaults), stored);
+            return;
+          }
+          let query = db.selectFrom('datasources').select(['country', 'datasource_id', 'sharpen', 'gamma', 'quality', 'enabled', 'disabled_reason']).orderBy('country').orderBy('datasource_id');
+          if (country !== undefined) query = query.where('country', '=', country);
+          for (const row of await query.execute()) {
+            printDetails(row.country, row.datasource_id, resolveDetails(row, defaults), row);
+            if (!row.enabled) console.log(`  DISABLED: ${row.disabled_reason ?? 'no reason recorded'} (lis datasource enable ${row.country} ${row.datasource_id})`);
+          }
+        } finally {
+          await db.destroy();
+        }
+      }),
+    );
+  return datasource;
+}
+
+function printDetails(country: string, datasourceId: number, details: { sharpen: string; gamma: number; quality: number }, stored: { sharpen: string | null; gamma: number | null; quality: number | null }): void {
+  const mark = (own: unknown) => (own === null ? ' (default)' : '');
+  console.log(
+    `${country} ${datasourceId}: sharpen ${details.sharpen}${mark(stored.sharpen)}, gamma ${details.gamma}${mark(stored.gamma)}, quality ${details.quality}${mark(stored.quality)}`,
+  );
+}

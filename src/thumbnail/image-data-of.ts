@@ -1,0 +1,29 @@
+import type { ImageData } from '../store/image-data.ts';
+import type { Thumbnails } from './make-thumbnails.ts';
+
+/**
+ * The `image_data` of a thumbnailed row (the contract in src/store/image-data.ts,
+ * plus `perceptualHash`). `pathOf` gives a file's path relative to a thumbnail
+ * root. Pure.
+ */
+export function imageDataOf(made: Thumbnails, pathOf: (preset: string, ext: string) => string): ImageData {
+  const presets: ImageData['presets'] = {};
+  for (const [name, output] of Object.entries(made.presets)) {
+    const [jpeg, ...twins] = output.files;
+    presets[name] = {
+      width: output.width,
+      height: output.height,
+      bytes: jpeg.data.length,
+      path: pathOf(name, jpeg.ext),
+      ...(twins.length ? { twins: Object.fromEntries(twins.map((t) => [t.ext, { path: pathOf(name, t.ext), bytes: t.data.length }])) } : {}),
+    };
+  }
+  return {
+    original: made.original,
+    contentHash: made.contentHash,
+    presets,
+    dominantColor: made.dominantColor,
+    placeholder: { type: 'thumbhash', data: made.thumbHash },
+    perceptualHash: made.perceptualHash,
+  };
+}

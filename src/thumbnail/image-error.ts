@@ -1,0 +1,40 @@
+import { LisError, errorMessage } from '../errors.ts';
+import { diagnosePng } from './png-diagnosis.ts';
+
+/** Stable failure classes of the thumbnail stage (`last_error_class`). */
+export type ImageErrorClass =
+  | 'original_missing'
+  | 'corrupt_image'
+  | 'too_many_pixels'
+  | 'processing_timeout'
+  | 'unsupported_format'
+  | 'store_write_failed'
+  | 'bad_process_details';
+
+/** Retrying helps: the store may come back, a busy machine may be faster next time, a disk may be freed. */
+const RETRYABLE: ReadonlySet<ImageErrorClass> = new Set(['original_missing', 'processing_timeout', 'store_write_failed']);
+
+/** Why one image could not be thumbnailed; `code` is the row's error class. */
+export class ImageError extends LisError {
+  declare readonly code: ImageErrorClass;
+  readonly retryable: boolean;
+  constructor(code: ImageErrorClass, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = 'ImageError';
+    this.retryable = RETRYABLE.has(code);
+  }
+}
+
+/**
+ * Turns what libvips threw while decoding `original` into an ImageError with the
+ * decoder's own words, and ours where its are empty (damaged PNG structure).
+ */
+export function imageErrorFromDecoder(error: unknown, original: Buffer): ImageError {
+  if (error instanceof ImageError) return error;
+  const message = errorMessage(error).replace(/\s+/g, ' ').replace(/:\s*$/, '').trim() || 'unknown decoder error';
+  if (/pixel limit/i.test(message)) return new ImageError('too_many_pixels', message, { cause: error });
+  if (/timeout/i.test(message)) return new ImageError('processing_timeout', message, { cause: error });
+  const diagnosis = diagnosePng(original);
+  if (/unsupported image format/i.test(message) && !diagnosis) return new ImageError('unsupported_format', message, { cause: error });
+  return new ImageError('corrupt_image', diagnosis ? `${message} (${diagnosis})` : message, { cause: error });
+}

@@ -1,0 +1,194 @@
+import crypto from 'node:crypto';
+import sharp, { type Metadata, type Sharp, type SharpOptions } from 'sharp';
+import type { Preset, ThumbnailConfig } from '../config/thumbnail-config.ts';
+import { applyGamma } from './gamma-curve.ts';
+import { ImageError, imageErrorFromDecoder } from './image-error.ts';
+import { DHASH_HEIGHT, DHASH_WIDTH, differenceHash } from './perceptual-hash.ts';
+import { hexColour, THUMBHASH_MAX_SIDE, thumbHashOf } from './placeholder.ts';
+import { presetGeometry, uprightSize, workingSize, type Size } from './preset-geometry.ts';
+import type { ResolvedDetails } from './process-details.ts';
+
+/** Formats we decode. Others (SVG, PDF, ...) are refused: a listing photo is none of them, and they can reach outside. */
+export const SUPPORTED_FORMATS = new Set(['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif', 'avif']);
+
+export type TwinFormat = 'webp' | 'avif';
+
+export interface ThumbnailSettings {
+  presets: Record<string, Preset>;
+  details: ResolvedDetails;
+  twins: ThumbnailConfig['twins'];
+  maxPixels: number;
+  timeoutSeconds: number;
+  failOn: ThumbnailConfig['failOn'];
+}
+
+export interface PresetOutput {
+  width: number;
+  height: number;
+  /** The JPEG, then the twins switched on. */
+  files: Array<{ ext: 'jpg' | TwinFormat; data: Buffer }>;
+}
+
+export interface Thumbnails {
+  original: { width: number; height: number; format: string; bytes: number };
+  /** SHA-256 hex of the original's bytes. */
+  contentHash: string;
+  presets: Record<string, PresetOutput>;
+  dominantColor: string;
+  thumbHash: string;
+  /** dHash, signed 64-bit decimal. */
+  perceptualHash: string;
+  /** For classify-image: largest channel stdev and grey entropy of the picture. */
+  maxStdev: number;
+  entropy: number;
+}
+
+const WHITE = { r: 255, g: 255, b: 255 };
+
+/** The decoded picture every preset is cut from: upright, sRGB, flattened on white, 8-bit, 3 channels. */
+interface Working {
+  pixels: Buffer;
+  size: Size;
+}
+
+/**
+ * Makes every preset of one original. The original is decoded once, shrunk on
+ * load to the largest size any preset needs (`workingSize`), turned upright,
+ * converted to sRGB through its ICC profile (CMYK included), flattened on
+ * white, and held as raw pixels; each preset (and the analysis: colour,
+ * ThumbHash, dHash, stats) is derived from that. Throws ImageError.
+ */
+export async function makeThumbnails(original: Buffer, settings: ThumbnailSettings): Promise<Thumbnails> {
+  const contentHash = crypto.createHash('sha256').update(original).digest('hex');
+  const input = { failOn: settings.failOn, limitInputPixels: settings.maxPixels, autoOrient: true, sequentialRead: true, pages: 1, page: 0 } as const;
+
+  let header: Metadata;
+  try {
+    // The limit is ours to judge below, from the header, with a reason that gives the numbers.
+    header = await sharp(original, { ...input, limitInputPixels: false }).metadata();
+  } catch (error) {
+    throw imageErrorFromDecoder(error, original);
+  }
+  if (!header.format || !SUPPORTED_FORMATS.has(header.format)) {
+    throw new ImageError('unsupported_format', `unsupported image format: ${header.format ?? 'unknown'}`);
+  }
+  if (!header.width || !header.height) throw new ImageError('corrupt_image', 'the header gives no width or height');
+  // Judged from the header alone, before a single pixel is decoded, so a bomb costs next to nothing.
+  const pixelCount = header.width * header.height;
+  if (pixelCount > settings.maxPixels) {
+    throw new ImageError('too_many_pixels', `${header.width}x${header.height} is ${(pixelCount / 1e6).toFixed(1)} megapixels, over the limit of ${(settings.maxPixels / 1e6).toFixed(1)}`);
+  }
+  // With pages: 1, the header's height is the first frame's.
+  const upright = uprightSize({ width: header.width, height: header.height }, header.orientation);
+
+  const working = await decodeWorking(original, input, upright, settings);
+  applyGamma(working.pixels, settings.details.gamma);
+
+  const raw = { raw: { width: working.size.width, height: working.size.height, channels: 3 as const } };
+  const [presets, analysis] = await Promise.all([
+    derivePresets(working, raw, upright, settings),
+    analyse(working, raw),
+  ]);
+  return {
+    original: { width: upright.width, height: upright.height, format: header.format, bytes: original.length },
+    contentHash,
+    presets,
+    ...analysis,
+  };
+}
+
+async function decodeWorking(original: Buffer, input: SharpOptions, upright: Size, settings: ThumbnailSettings): Promise<Working> {
+  const target = workingSize(upright, Object.values(settings.presets));
+  try {
+    const { data, info } = await sharp(original, input)
+      .timeout({ seconds: Math.ceil(settings.timeoutSeconds) })
+      .resize(target.width, target.height, { fit: 'fill' })
+      .flatten({ background: WHITE })
+      .toColourspace('srgb')
+      .removeAlpha()
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3) throw new ImageError('corrupt_image', `decoded to ${info.channels} channels, expected 3`);
+    return { pixels: data, size: { width: info.width, height: info.height } };
+  } catch (error) {
+    throw imageErrorFromDecoder(error, original);
+  }
+}
+
+type RawInput = { raw: { width: number; height: number; channels: 3 } };
+
+async function derivePresets(working: Working, raw: RawInput, upright: Size, settings: ThumbnailSettings): Promise<Record<string, PresetOutput>> {
+  const entries = await Promise.all(
+    Object.entries(settings.presets).map(async ([name, preset]) => [name, await derivePreset(working, raw, upright, preset, settings)] as const),
+  );
+  return Object.fromEntries(entries);
+}
+
+async function derivePreset(working: Working, raw: RawInput, upright: Size, preset: Preset, settings: ThumbnailSettings): Promise<PresetOutput> {
+  const geometry = presetGeometry(upright, preset);
+  let pipeline = sharp(working.pixels, raw);
+  if (preset.mode === 'crop') {
+    pipeline = pipeline.resize(preset.width, preset.height, { fit: 'cover', position: 'attention' });
+  } else {
+    pipeline = pipeline.resize(geometry.inner.width, geometry.inner.height, { fit: 'fill' });
+    if (preset.mode === 'pad') {
+      const left = Math.floor((geometry.width - geometry.inner.width) / 2);
+      const top = Math.floor((geometry.height - geometry.inner.height) / 2);
+      pipeline = pipeline.extend({
+        left, right: geometry.width - geometry.inner.width - left,
+        top, bottom: geometry.height - geometry.inner.height - top,
+        background: WHITE,
+      });
+    }
+  }
+  if (settings.details.sharpenOptions) pipeline = pipeline.sharpen(settings.details.sharpenOptions);
+  const { quality } = settings.details;
+  const encoders: Array<['jpg' | TwinFormat, Sharp]> = [
+    // mozjpeg: trellis quantisation, optimised progressive scans, overshoot deringing, its own quant tables.
+    ['jpg', pipeline.clone().jpeg({ quality, mozjpeg: true, progressive: true, trellisQuantisation: true, optimiseCoding: true })],
+  ];
+  if (settings.twins.webp) encoders.push(['webp', pipeline.clone().webp({ quality: settings.twins.webpQuality ?? quality, effort: 4 })]);
+  if (settings.twins.avif) encoders.push(['avif', pipeline.clone().avif({ quality: settings.twins.avifQuality, effort: 3 })]);
+  const files = await Promise.all(encoders.map(async ([ext, encoder]) => ({ ext, data: await encoder.toBuffer() })));
+  return { width: geometry.width, height: geometry.height, files };
+}
+
+/**
+ * Colour, placeholder and the class facts from one ThumbHash-sized copy of the
+ * picture: at 100 px they are as good as at 640 and cost a tenth (stats over
+ * the working size took as long as a preset).
+ */
+async function analyse(working: Working, raw: RawInput): Promise<Pick<Thumbnails, 'dominantColor' | 'thumbHash' | 'perceptualHash' | 'maxStdev' | 'entropy'>> {
+  const small = await sharp(working.pixels, raw).resize(THUMBHASH_MAX_SIDE, THUMBHASH_MAX_SIDE, { fit: 'inside' }).raw().toBuffer({ resolveWithObject: true });
+  const smallRaw = { raw: { width: small.info.width, height: small.info.height, channels: 3 as const } };
+  const [stats, grey] = await Promise.all([
+    sharp(small.data, smallRaw).stats(),
+    // From the working size, not the small copy: a second downscale first moves the flat-area bits.
+    sharp(working.pixels, raw).resize(DHASH_WIDTH, DHASH_HEIGHT, { fit: 'fill' }).greyscale().raw().toBuffer(),
+  ]);
+  return {
+    dominantColor: hexColour(stats.dominant),
+    thumbHash: thumbHashOf(small.info.width, small.info.height, withOpaqueAlpha(small.data)),
+    perceptualHash: differenceHash(firstChannel(grey, DHASH_WIDTH * DHASH_HEIGHT)),
+    maxStdev: Math.max(...stats.channels.slice(0, 3).map((c) => c.stdev)),
+    entropy: stats.entropy,
+  };
+}
+
+/** RGB to RGBA, opaque: the picture is already flattened on white. */
+function withOpaqueAlpha(rgb: Buffer): Uint8Array {
+  const rgba = new Uint8Array((rgb.length / 3) * 4).fill(255);
+  for (let i = 0, j = 0; i < rgb.length; i += 3, j += 4) {
+    rgba[j] = rgb[i];
+    rgba[j + 1] = rgb[i + 1];
+    rgba[j + 2] = rgb[i + 2];
+  }
+  return rgba;
+}
+
+/** sharp's greyscale raw output may still carry three equal channels; take one. */
+function firstChannel(data: Buffer, pixels: number): Uint8Array {
+  if (data.length === pixels) return data;
+  const step = data.length / pixels;
+  return Uint8Array.from({ length: pixels }, (_, i) => data[i * step]);
+}

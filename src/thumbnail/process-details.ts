@@ -1,0 +1,71 @@
+import { sql } from 'kysely';
+import type { ThumbnailConfig } from '../config/thumbnail-config.ts';
+import type { Db } from '../db/connect.ts';
+import { UsageError } from '../errors.ts';
+import { parseSharpen, type SharpenOptions } from './parse-sharpen.ts';
+
+/** How one datasource's images are processed. */
+export interface ProcessDetails {
+  /** As stored and shown: ImageMagick `RADIUSxSIGMA`. */
+  sharpen: string;
+  gamma: number;
+  quality: number;
+}
+
+/** The same, ready for sharp. */
+export interface ResolvedDetails extends ProcessDetails {
+  sharpenOptions: SharpenOptions;
+}
+
+/** What a datasource sets for itself; null: the config's default. */
+export type StoredDetails = { [K in keyof ProcessDetails]: ProcessDetails[K] | null };
+
+export const GAMMA_RANGE = { min: 0.1, max: 10 } as const;
+export const QUALITY_RANGE = { min: 1, max: 100 } as const;
+
+/** A number within bounds, for decimal flags; the one wording of the error names the flag (cf. parseIntFlag). */
+export function parseNumberFlag(flag: string, value: string, min: number, max: number): number {
+  const n = Number(value);
+  if (!/^\d+(\.\d+)?$/.test(value.trim()) || n < min || n > max) {
+    throw new UsageError(`${flag} ${JSON.stringify(value)}: expected a number from ${min} to ${max}`);
+  }
+  return n;
+}
+
+/** The one place user-given process details are checked (CLI flags, and the config's defaults at start). */
+export function validateDetails(given: { sharpen?: string; gamma?: string; quality?: string }): Partial<ProcessDetails> {
+  const out: Partial<ProcessDetails> = {};
+  if (given.sharpen !== undefined) {
+    parseSharpen(given.sharpen, '--sharpen');
+    out.sharpen = given.sharpen.trim().toLowerCase();
+  }
+  if (given.gamma !== undefined) out.gamma = parseNumberFlag('--gamma', given.gamma, GAMMA_RANGE.min, GAMMA_RANGE.max);
+  if (given.quality !== undefined) {
+    out.quality = parseNumberFlag('--quality', given.quality, QUALITY_RANGE.min, QUALITY_RANGE.max);
+    if (!Number.isInteger(out.quality)) throw new UsageError(`--quality ${JSON.stringify(given.quality)}: expected a whole number from 1 to 100`);
+  }
+  return out;
+}
+
+/** A datasource's own settings over the config's defaults. Pure. */
+export function resolveDetails(stored: StoredDetails, defaults: ThumbnailConfig['defaults']): ResolvedDetails {
+  const sharpen = stored.sharpen ?? defaults.sharpen;
+  return {
+    sharpen,
+    // real (float4) comes back as 1.2000000476837158
+    gamma: stored.gamma === null ? defaults.gamma : Math.round(stored.gamma * 1000) / 1000,
+    quality: stored.quality ?? defaults.quality,
+    sharpenOptions: parseSharpen(sharpen, 'sharpen'),
+  };
+}
+
+/** `lis_datasource_process_details(country, datasource_id)`: one row, NULLs where the datasource sets nothing. */
+export async function storedDetails(db: Db, country: string, datasourceId: number): Promise<StoredDetails> {
+  const { rows } = await sql<StoredDetails>`
+    SELECT sharpen, gamma, quality FROM lis_datasource_process_details(${country}, ${datasourceId})`.execute(db);
+  return rows[0] ?? { sharpen: null, gamma: null, quality: null };
+}
+
+export async function processDetails(db: Db, country: string, datasourceId: number, defaults: ThumbnailConfig['defaults']): Promise<ResolvedDetails> {
+  return resolveDetails(await storedDetails(db, country, datasourceId), defaults);
+}

@@ -1,0 +1,167 @@
+import { readFile } from 'node:fs/promises';
+import type { LisConfig } from '../config/config-schema.ts';
+import type { Db } from '../db/connect.ts';
+import { UsageError, errorMessage } from '../errors.ts';
+import type { ChunkContext, RowResult, StageWorker } from '../daemon/run-daemon.ts';
+import type { ClaimedRow } from '../queue/claim-chunk.ts';
+import { writeFileAtomic } from '../store/atomic-file.ts';
+import { originalPath, thumbnailRelativePath, thumbnailStorePath } from '../store/store-layout.ts';
+import { classifyImage } from './classify-image.ts';
+import { countSameHash, markEarlierDuplicates, type DuplicateKey } from './duplicate-count.ts';
+import { ImageError } from './image-error.ts';
+import { imageDataOf } from './image-data-of.ts';
+import { makeThumbnails, type Thumbnails } from './make-thumbnails.ts';
+import { processDetails, type ResolvedDetails } from './process-details.ts';
+import { applySharpSettings, parallelismFor } from './sharp-settings.ts';
+
+export interface ThumbnailWorkerOptions {
+  config: LisConfig;
+  db: Db;
+}
+
+/** The thumbnail stage: each claimed row's original in, its presets out, the row on to `push`. */
+export function createThumbnailWorker({ config, db }: ThumbnailWorkerOptions): StageWorker {
+  const settings = config.thumbnail;
+  const parallelism = parallelismFor(settings);
+  applySharpSettings(parallelism);
+
+  // Pictures found duplicates: their earlier rows are re-classed once this chunk's results are written
+  // (at the next chunk, or at close), so that rows classed `photo` earlier in the same chunk are caught too.
+  const newDuplicates = new Map<string, DuplicateKey>();
+  const markNewDuplicates = async (log: { warn(message: string, meta: object): unknown }) => {
+    for (const [key, query] of newDuplicates) {
+      try {
+        await markEarlierDuplicates(db, query);
+        newDuplicates.delete(key);
+      } catch (error) {
+        log.warn(`Cannot re-class earlier duplicates of ${key}: ${errorMessage(error)}; trying again later`, { scope: 'Thumbnail::classify' });
+      }
+    }
+  };
+  let lastLog: ChunkContext['log'] | null = null;
+
+  return {
+    component: 'thumbnaild',
+    scope: 'Thumbnail',
+    stage: 'thumbnail',
+    async close() {
+      if (lastLog) await markNewDuplicates(lastLog);
+    },
+    async processChunk(rows, ctx) {
+      lastLog = ctx.log;
+      await markNewDuplicates(ctx.log);
+      const chunk = new ChunkState(rows.map((r) => r.id));
+      let next = 0;
+      // A fixed pool of lanes, each taking the next row: at most imagesInFlight images decoded at once.
+      const lane = async () => {
+        while (next < rows.length && !ctx.signal.aborted) {
+          const row = rows[next++];
+          const result = await thumbnailRow(row, chunk, ctx);
+          if (result) ctx.report(result);
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(parallelism.imagesInFlight, rows.length) }, lane));
+    },
+  };
+
+  /** One row, start to finish; null leaves it unreported (given back) when the database failed us. */
+  async function thumbnailRow(row: ClaimedRow, chunk: ChunkState, ctx: ChunkContext): Promise<RowResult | null> {
+    const fail = (error: ImageError): RowResult => {
+      ctx.log.debug(`${row.image_hash}: ${error.code}: ${error.message}`, { scope: 'Thumbnail::process' });
+      return { ok: false, failure: { id: row.id, attempts: row.attempts, reason: error.message, errorClass: error.code, retryable: error.retryable } };
+    };
+    let details: ResolvedDetails;
+    try {
+      details = await chunk.detailsFor(row.datasource_id, () => processDetails(db, row.country, row.datasource_id, settings.defaults));
+    } catch (error) {
+      // A bad value written straight into the table: permanent until someone fixes it and runs `lis retry`.
+      if (error instanceof UsageError) return fail(new ImageError('bad_process_details', `datasource ${row.datasource_id}: ${error.message}`));
+      ctx.log.error(`Datasource ${row.datasource_id}: cannot read its process details: ${errorMessage(error)}`, { scope: 'Thumbnail::process' });
+      return null;
+    }
+
+    let original: Buffer;
+    try {
+      original = await readFile(originalPath(config, row.country, row.image_hash));
+    } catch (error) {
+      return fail(new ImageError('original_missing', `original not readable: ${errorMessage(error)}`));
+    }
+
+    let made: Thumbnails;
+    try {
+      made = await makeThumbnails(original, { ...settings, details });
+    } catch (error) {
+      if (error instanceof ImageError) return fail(error);
+      // Not the image's fault (out of memory, a bug): give the row back and let a later run try it.
+      ctx.log.error(`${row.image_hash}: ${errorMessage(error)}`, { scope: 'Thumbnail::process' });
+      return null;
+    }
+
+    const relative = (preset: string, ext: string) => thumbnailRelativePath(row.country, row.image_hash, preset, ext);
+    try {
+      await Promise.all(
+        Object.entries(made.presets).flatMap(([name, output]) =>
+          output.files.map((file) => writeFileAtomic(thumbnailStorePath(config, relative(name, file.ext)), file.data)),
+        ),
+      );
+    } catch (error) {
+      return fail(new ImageError('store_write_failed', `cannot write thumbnails: ${errorMessage(error)}`));
+    }
+
+    let imageClass: string | undefined;
+    if (!row.human_classified) {
+      try {
+        imageClass = await classOf(row, made, chunk);
+      } catch (error) {
+        ctx.log.error(`${row.image_hash}: cannot classify: ${errorMessage(error)}`, { scope: 'Thumbnail::classify' });
+        return null;
+      }
+    }
+    return {
+      ok: true,
+      row: {
+        id: row.id,
+        set: {
+          image_data: imageDataOf(made, relative) as unknown as Record<string, unknown>,
+          perceptual_hash: made.perceptualHash,
+          ...(imageClass ? { image_class: imageClass } : {}),
+        },
+      },
+    };
+  }
+
+  async function classOf(row: ClaimedRow, made: Thumbnails, chunk: ChunkState): Promise<string> {
+    const rules = settings.classes;
+    const key = `${row.country}:${row.datasource_id}:${made.perceptualHash}`;
+    const inChunk = chunk.sawHash(key);
+    const query = { country: row.country, datasourceId: row.datasource_id, perceptualHash: made.perceptualHash, excludeIds: chunk.ids };
+    const recorded = await countSameHash(db, { ...query, limit: rules.duplicateMinListings });
+    const imageClass = classifyImage({ original: made.original, maxStdev: made.maxStdev, entropy: made.entropy, sameHashListings: recorded + inChunk }, rules);
+    if (imageClass === 'duplicate') newDuplicates.set(key, { country: row.country, datasourceId: row.datasource_id, perceptualHash: made.perceptualHash });
+    return imageClass;
+  }
+}
+
+/** What the rows of one chunk share: their ids, process details per datasource, perceptual hashes seen. */
+class ChunkState {
+  private readonly details = new Map<number, Promise<ResolvedDetails>>();
+  private readonly hashes = new Map<string, number>();
+  constructor(readonly ids: string[]) {}
+
+  detailsFor(datasourceId: number, load: () => Promise<ResolvedDetails>): Promise<ResolvedDetails> {
+    let found = this.details.get(datasourceId);
+    if (!found) {
+      found = load();
+      found.catch(() => this.details.delete(datasourceId));
+      this.details.set(datasourceId, found);
+    }
+    return found;
+  }
+
+  /** Counts this row in; returns how many rows of the chunk (this one included) had the picture. */
+  sawHash(key: string): number {
+    const n = (this.hashes.get(key) ?? 0) + 1;
+    this.hashes.set(key, n);
+    return n;
+  }
+}

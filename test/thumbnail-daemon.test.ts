@@ -1,0 +1,135 @@
+// lis_thumbnaild against a real PostgreSQL: the spawned daemon, the CLI, the classes.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import sharp from 'sharp';
+import { sql } from 'kysely';
+import type { ImageData } from '../src/store/image-data.ts';
+import { thumbnailStorePath } from '../src/store/store-layout.ts';
+import { storedDetails } from '../src/thumbnail/process-details.ts';
+import { countBy } from './helpers/rows.ts';
+import { spawnTs } from './helpers/processes.ts';
+import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+import {
+  EXIF_DIR, flatJpeg, insertThumbnailRows, logoPng, nearBlankPng, pixelBombPng, PNGSUITE_DIR, rowsByUrl, runThumbnailStage,
+} from './helpers/thumbnail-fixtures.ts';
+
+const photo = (name: string) => fs.readFileSync(path.join(EXIF_DIR, `${name}.jpg`));
+
+describe('lis_thumbnaild (real daemon, real PostgreSQL)', () => {
+  let t: TestDatabase;
+  afterEach(async () => t.drop());
+
+  it('a run by hand thumbnails the waiting rows, records image_data, writes the files and moves the rows to push', async () => {
+    t = await createTestDatabase();
+    await insertThumbnailRows(t.db, t.config, 'uk', [
+      { url: 'http://a.example/landscape.jpg', datasourceId: 16, original: photo('Landscape_3') },
+      { url: 'http://a.example/portrait.jpg', datasourceId: 16, original: photo('Portrait_6') },
+      { url: 'http://a.example/palette.png', datasourceId: 16, original: fs.readFileSync(path.join(PNGSUITE_DIR, 'basn3p08.png')) },
+      { url: 'http://a.example/corrupt.png', datasourceId: 16, original: fs.readFileSync(path.join(PNGSUITE_DIR, 'xc1n0g08.png')) },
+      { url: 'http://a.example/bomb.png', datasourceId: 16, original: pixelBombPng(50000, 50000) },
+      { url: 'http://a.example/lost.jpg', datasourceId: 16 },
+    ]);
+    const config = t.writeConfig({ thumbnail: { twins: { webp: true } } });
+
+    const set = spawnTs('bin/lis', ['--config', config, 'datasource', 'set', 'uk', '16', '--sharpen', '0x1', '--gamma', '1.0', '--quality', '90']);
+    assert.equal((await set.exited).code, 0, set.output());
+    assert.match(set.output(), /uk 16: sharpen 0x1, gamma 1, quality 90/);
+    const bad = spawnTs('bin/lis', ['--config', config, 'datasource', 'set', 'uk', '16', '--sharpen', '1y2']);
+    assert.equal((await bad.exited).code, 2);
+    assert.match(bad.output(), /--sharpen "1y2": expected RADIUSxSIGMA such as 0x1/);
+    const show = spawnTs('bin/lis', ['--config', config, 'datasource', 'show', 'uk', '16']);
+    assert.equal((await show.exited).code, 0, show.output());
+    assert.match(show.output(), /uk 16: sharpen 0x1, gamma 1, quality 90$/m);
+
+    const run = spawnTs('bin/lis_thumbnaild', ['--country', 'uk', '--config', config, '--verbose']);
+    const { code } = await run.exited;
+    assert.equal(code, 0, run.output());
+    assert.match(run.output(), /Exiting\(time_to_die: 0\)/);
+    assert.deepEqual(await countBy(t.db), { 'push/waiting': 3, 'thumbnail/failed': 2, 'thumbnail/waiting': 1 });
+
+    const rows = await rowsByUrl(t.db);
+    const corrupt = rows.get('http://a.example/corrupt.png')!;
+    assert.equal(corrupt.last_error_class, 'corrupt_image');
+    assert.match(corrupt.last_error!, /colour type 1 is not valid/);
+    assert.equal(rows.get('http://a.example/bomb.png')!.last_error_class, 'too_many_pixels');
+    const lost = rows.get('http://a.example/lost.jpg')!;
+    assert.equal(lost.last_error_class, 'original_missing');
+    assert.equal(lost.attempts, 1, 'retryable: waits for its backoff');
+
+    const landscape = rows.get('http://a.example/landscape.jpg')!;
+    const data = landscape.image_data as unknown as ImageData;
+    assert.deepEqual(data.original, { width: 1800, height: 1200, format: 'jpeg', bytes: photo('Landscape_3').length });
+    assert.match(data.contentHash, /^[0-9a-f]{64}$/);
+    assert.match(data.dominantColor!, /^#[0-9a-f]{6}$/);
+    assert.equal(data.placeholder!.type, 'thumbhash');
+    assert.ok(Buffer.from(data.placeholder!.data, 'base64').length > 10);
+    assert.equal(landscape.image_class, 'photo');
+    assert.equal(landscape.perceptual_hash, data.perceptualHash);
+    assert.deepEqual(Object.keys(data.presets).sort(), ['large', 'medium', 'small']);
+    const expected = { small: [120, 90], medium: [320, 240], large: [640, 427] } as Record<string, number[]>;
+    for (const [name, preset] of Object.entries(data.presets)) {
+      assert.match(preset.path, new RegExp(`^uk/[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{32}_${name}\\.jpg$`));
+      const file = fs.readFileSync(thumbnailStorePath(t.config, preset.path));
+      assert.equal(file.length, preset.bytes);
+      const meta = await sharp(file).metadata();
+      assert.deepEqual([meta.width, meta.height], expected[name]);
+      assert.deepEqual([preset.width, preset.height], expected[name]);
+      assert.equal(meta.isProgressive, true);
+      const webp = preset.twins!.webp;
+      assert.equal(webp.path, preset.path.replace(/\.jpg$/, '.webp'));
+      assert.equal(fs.statSync(thumbnailStorePath(t.config, webp.path)).size, webp.bytes);
+    }
+    const thumbs = fs.readdirSync(t.config.stores.thumbnails, { recursive: true }).map(String).filter((f) => /\.(jpg|webp)$/.test(f));
+    assert.equal(thumbs.length, 3 * 3 * 2, 'files only for the rows that succeeded, no temp files left');
+  });
+
+  it('classifies: photo, tiny, placeholder, duplicate across listings of one datasource; a person\'s class stays', async () => {
+    t = await createTestDatabase({ overrides: { queue: { chunkSize: 4 }, thumbnail: { classes: { duplicateMinListings: 3 } } } });
+    const logo = await logoPng();
+    const specs = [
+      { url: 'http://a.example/photo.jpg', original: photo('Landscape_1') },
+      { url: 'http://a.example/tiny.jpg', original: await sharp(photo('Landscape_1')).resize(150, 100).jpeg().toBuffer() },
+      { url: 'http://a.example/flat.jpg', original: await flatJpeg(800, 600) },
+      { url: 'http://a.example/blank.png', original: await nearBlankPng() },
+      // The same logo on listings of datasource 7, once re-encoded at another size: 4 rows, over two chunks.
+      ...[1, 2, 3].map((n) => ({ url: `http://a.example/logo${n}.png`, datasourceId: 7, original: logo })),
+      { url: 'http://a.example/logo4.jpg', datasourceId: 7, original: await sharp(logo).resize(450).jpeg({ quality: 85 }).toBuffer() },
+      // Twice in another datasource: below the threshold there.
+      ...[1, 2].map((n) => ({ url: `http://b.example/logo${n}.png`, datasourceId: 8, original: logo })),
+      // People said otherwise: a flat picture they call a photo, a photo they call a placeholder.
+      { url: 'http://a.example/person-photo.jpg', original: await flatJpeg(800, 600, { r: 10, g: 90, b: 10 }), humanClassified: true, imageClass: 'photo' },
+      { url: 'http://a.example/person-placeholder.jpg', original: photo('Portrait_1'), humanClassified: true, imageClass: 'placeholder' },
+    ];
+    await insertThumbnailRows(t.db, t.config, 'uk', specs.map((s) => ({ datasourceId: 1, ...s })));
+    const totals = await runThumbnailStage(t.db, t.config, t.url);
+    assert.equal(totals.done, specs.length);
+
+    const classes = Object.fromEntries([...(await rowsByUrl(t.db))].map(([url, r]) => [url.replace(/^http:\/\//, ''), r.image_class]));
+    assert.deepEqual(classes, {
+      'a.example/photo.jpg': 'photo',
+      'a.example/tiny.jpg': 'tiny',
+      'a.example/flat.jpg': 'placeholder',
+      'a.example/blank.png': 'placeholder',
+      'a.example/logo1.png': 'duplicate',
+      'a.example/logo2.png': 'duplicate',
+      'a.example/logo3.png': 'duplicate',
+      'a.example/logo4.jpg': 'duplicate',
+      'b.example/logo1.png': 'photo',
+      'b.example/logo2.png': 'photo',
+      'a.example/person-photo.jpg': 'photo',
+      'a.example/person-placeholder.jpg': 'placeholder',
+    });
+    const people = await t.db.selectFrom('live_images').select(['image_data', 'stage']).where('human_classified', '=', true).execute();
+    assert.ok(people.every((p) => p.stage === 'push' && p.image_data), 'a person\'s rows are thumbnailed all the same');
+  });
+
+  it('lis_datasource_process_details gives a datasource\'s own settings, NULLs for what it leaves to the config', async () => {
+    t = await createTestDatabase();
+    assert.deepEqual(await storedDetails(t.db, 'uk', 99), { sharpen: null, gamma: null, quality: null });
+    await sql`INSERT INTO datasources (country, datasource_id, quality) VALUES ('uk', 16, 70)`.execute(t.db);
+    assert.deepEqual(await storedDetails(t.db, 'uk', 16), { sharpen: null, gamma: null, quality: 70 });
+    const { rows } = await sql<{ enabled: boolean }>`SELECT enabled FROM lis_datasource_process_details('uk', 16)`.execute(t.db);
+    assert.equal(rows[0].enabled, true);
+  });
+});

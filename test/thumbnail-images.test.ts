@@ -1,0 +1,205 @@
+// makeThumbnails on real images: orientation, PngSuite, colour, safety, process details.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import sharp from 'sharp';
+import { thumbnailConfigSchema, type ThumbnailConfig } from '../src/config/thumbnail-config.ts';
+import { ImageError } from '../src/thumbnail/image-error.ts';
+import { makeThumbnails, type ThumbnailSettings } from '../src/thumbnail/make-thumbnails.ts';
+import { presetGeometry } from '../src/thumbnail/preset-geometry.ts';
+import { resolveDetails } from '../src/thumbnail/process-details.ts';
+import { BAR_COLOURS, cmykColourBars, EXIF_DIR, meanAbsDiff, pixelBombPng, PNGSUITE_DIR, rgbPixels } from './helpers/thumbnail-fixtures.ts';
+
+const config: ThumbnailConfig = thumbnailConfigSchema.parse({});
+
+function settings(details: { sharpen?: string; gamma?: number; quality?: number } = {}, more: Partial<ThumbnailSettings> = {}): ThumbnailSettings {
+  return {
+    presets: config.presets,
+    details: resolveDetails({ sharpen: details.sharpen ?? 'none', gamma: details.gamma ?? 1, quality: details.quality ?? 82 }, config.defaults),
+    twins: config.twins,
+    maxPixels: config.maxPixels,
+    timeoutSeconds: config.timeoutSeconds,
+    failOn: config.failOn,
+    ...more,
+  };
+}
+
+const jpegOf = (made: Awaited<ReturnType<typeof makeThumbnails>>, preset: string) => made.presets[preset].files[0].data;
+
+async function rejection(promise: Promise<unknown>): Promise<ImageError> {
+  try {
+    await promise;
+  } catch (error) {
+    assert.ok(error instanceof ImageError, `expected an ImageError, got ${error}`);
+    return error;
+  }
+  assert.fail('expected the image to be refused');
+}
+
+describe('thumbnails of real images (sharp)', () => {
+  it('turns every EXIF orientation upright (pixels compared with the unrotated photo)', async () => {
+    const files = fs.readdirSync(EXIF_DIR).filter((f) => f.endsWith('.jpg'));
+    assert.equal(files.length, 18);
+    for (const shape of ['Landscape', 'Portrait']) {
+      const reference = await makeThumbnails(fs.readFileSync(path.join(EXIF_DIR, `${shape}_1.jpg`)), settings());
+      const upright = await rgbPixels(jpegOf(reference, 'large'));
+      const mirrored = await rgbPixels(await sharp(jpegOf(reference, 'large')).flop().toBuffer());
+      const turned = await rgbPixels(await sharp(jpegOf(reference, 'large')).rotate(180).toBuffer());
+      assert.ok(meanAbsDiff(upright.data, mirrored.data) > 20 && meanAbsDiff(upright.data, turned.data) > 20, 'the check can tell a mirrored or turned picture');
+      for (const file of files.filter((f) => f.startsWith(shape))) {
+        const made = await makeThumbnails(fs.readFileSync(path.join(EXIF_DIR, file)), settings());
+        const { width, height } = made.presets.large;
+        assert.deepEqual([width, height], shape === 'Landscape' ? [640, 427] : [320, 480], file);
+        assert.deepEqual([made.original.width, made.original.height], shape === 'Landscape' ? [1800, 1200] : [1200, 1800], file);
+        const pixels = await rgbPixels(jpegOf(made, 'large'));
+        const diff = meanAbsDiff(pixels.data, upright.data);
+        assert.ok(diff < 6, `${file}: differs from the upright photo by ${diff.toFixed(1)} per sample`);
+      }
+    }
+  });
+
+  it('gives thumbnails of every valid PngSuite image, in the documented sizes, as clean progressive JPEGs', async () => {
+    const valid = fs.readdirSync(PNGSUITE_DIR).filter((f) => f.endsWith('.png') && !f.startsWith('x'));
+    assert.ok(valid.length >= 150, `${valid.length} valid images`);
+    for (const file of valid) {
+      const made = await makeThumbnails(fs.readFileSync(path.join(PNGSUITE_DIR, file)), settings());
+      for (const [name, preset] of Object.entries(config.presets)) {
+        const out = made.presets[name];
+        const expected = presetGeometry({ width: made.original.width, height: made.original.height }, preset);
+        assert.deepEqual([out.width, out.height], [expected.width, expected.height], `${file} ${name}`);
+        const meta = await sharp(out.files[0].data).metadata();
+        assert.equal(meta.format, 'jpeg');
+        assert.deepEqual([meta.width, meta.height], [out.width, out.height], `${file} ${name}: the file has the recorded size`);
+        assert.equal(meta.space, 'srgb', `${file}: sRGB`);
+        assert.equal(meta.channels, 3);
+        assert.equal(meta.isProgressive, true);
+      }
+      assert.match(made.dominantColor, /^#[0-9a-f]{6}$/);
+    }
+  });
+
+  it('fails every corrupt PngSuite x*.png as corrupt_image with the reason', async () => {
+    const corrupt = fs.readdirSync(PNGSUITE_DIR).filter((f) => f.startsWith('x') && f.endsWith('.png'));
+    assert.equal(corrupt.length, 14);
+    const reasons = new Map<string, string>();
+    for (const file of corrupt) {
+      const error = await rejection(makeThumbnails(fs.readFileSync(path.join(PNGSUITE_DIR, file)), settings()));
+      assert.equal(error.code, 'corrupt_image', `${file}: ${error.message}`);
+      assert.equal(error.retryable, false);
+      reasons.set(file, error.message);
+    }
+    assert.match(reasons.get('xs1n0g01.png')!, /PNG signature is damaged/);
+    assert.match(reasons.get('xcrn0g04.png')!, /PNG signature is damaged/);
+    assert.match(reasons.get('xc9n2c08.png')!, /colour type 9 is not valid/);
+    assert.match(reasons.get('xd3n2c08.png')!, /bit depth 3 is not valid for colour type 2/);
+    assert.match(reasons.get('xdtn0g01.png')!, /no IDAT chunk/);
+    assert.match(reasons.get('xcsn0g01.png')!, /libpng read error.*CRC error in the IDAT chunk/);
+    assert.match(reasons.get('xhdn0g08.png')!, /IHDR: CRC error/);
+  });
+
+  it('converts a CMYK JPEG to sRGB through its profile, with the right colours', async () => {
+    for (const embedProfile of [true, false]) {
+      const cmyk = await cmykColourBars({ embedProfile });
+      const original = await sharp(cmyk).metadata();
+      assert.equal(original.space, 'cmyk');
+      assert.equal(Boolean(original.icc), embedProfile);
+      const large = jpegOf(await makeThumbnails(cmyk, settings()), 'large');
+      const meta = await sharp(large).metadata();
+      assert.equal(meta.space, 'srgb');
+      assert.equal(meta.channels, 3);
+      assert.equal(meta.icc, undefined, 'no profile kept: sRGB is the web default');
+      const { data, width } = await rgbPixels(large);
+      BAR_COLOURS.forEach((expected, bar) => {
+        const at = (20 * width + Math.round((bar + 0.5) * (width / 4))) * 3;
+        const got = [...data.subarray(at, at + 3)];
+        // In-gamut colours survive sRGB -> CMYK -> sRGB through the profile within 30 levels (perceptual intent moves them a little); a naive
+        // conversion that ignores the profile (or inverted Adobe CMYK) misses by far more.
+        expected.forEach((level, c) => assert.ok(Math.abs(got[c] - level) <= 30, `${embedProfile ? 'embedded' : 'no'} profile, bar ${bar}: got ${got}, expected ${expected}`));
+      });
+    }
+  });
+
+  it('refuses a pixel bomb (a tiny PNG declaring 60000x60000) quickly, from the header', async () => {
+    const bomb = pixelBombPng(60000, 60000);
+    assert.ok(bomb.length < 200);
+    const started = Date.now();
+    const error = await rejection(makeThumbnails(bomb, settings()));
+    assert.equal(error.code, 'too_many_pixels');
+    assert.match(error.message, /3600\.0 megapixels, over the limit of 50\.0/);
+    assert.ok(Date.now() - started < 5000);
+    const limited = await rejection(makeThumbnails(fs.readFileSync(path.join(EXIF_DIR, 'Landscape_1.jpg')), settings({}, { maxPixels: 1_000_000 })));
+    assert.equal(limited.code, 'too_many_pixels');
+  });
+
+  it('refuses what is not an image, and formats we do not take, as unsupported_format', async () => {
+    assert.equal((await rejection(makeThumbnails(Buffer.from('<!DOCTYPE html><html></html>'), settings()))).code, 'unsupported_format');
+    const svg = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="400" height="300"><rect width="400" height="300"/></svg>');
+    const error = await rejection(makeThumbnails(svg, settings()));
+    assert.equal(error.code, 'unsupported_format');
+    assert.match(error.message, /svg/);
+    const truncated = fs.readFileSync(path.join(EXIF_DIR, 'Landscape_1.jpg')).subarray(0, 60_000);
+    const cut = await rejection(makeThumbnails(truncated, settings()));
+    assert.equal(cut.code, 'corrupt_image');
+    assert.ok(cut.message.length > 5, cut.message);
+  });
+
+  it('flattens transparency on white, takes the first frame of an animation, strips metadata', async () => {
+    const clear = await sharp({ create: { width: 400, height: 300, channels: 4, background: { r: 0, g: 0, b: 0, alpha: 0 } } }).png().toBuffer();
+    const flat = await rgbPixels(jpegOf(await makeThumbnails(clear, settings()), 'medium'));
+    assert.ok(flat.data.every((v) => v > 250), 'transparent comes out white, not black');
+
+    const frame = (colour: string) => sharp({ create: { width: 400, height: 300, channels: 3, background: colour } }).png().toBuffer();
+    const gif = await sharp([await frame('#ff0000'), await frame('#0000ff')], { join: { animated: true } }).gif().toBuffer();
+    assert.equal((await sharp(gif).metadata()).pages, 2);
+    const made = await makeThumbnails(gif, settings());
+    assert.deepEqual([made.original.width, made.original.height], [400, 300], 'one frame, not the strip of frames');
+    const first = await rgbPixels(jpegOf(made, 'small'));
+    assert.ok(first.data[0] > 200 && first.data[2] < 60, `red, the first frame: ${[...first.data.subarray(0, 3)]}`);
+
+    const photo = fs.readFileSync(path.join(EXIF_DIR, 'Landscape_5.jpg'));
+    assert.ok((await sharp(photo).metadata()).exif, 'the original carries EXIF');
+    const meta = await sharp(jpegOf(await makeThumbnails(photo, settings()), 'large')).metadata();
+    assert.equal(meta.exif, undefined);
+    assert.equal(meta.icc, undefined);
+    assert.equal(meta.orientation, undefined);
+  });
+
+  it('quality, gamma and sharpen visibly change the output', async () => {
+    const photo = fs.readFileSync(path.join(EXIF_DIR, 'Landscape_1.jpg'));
+    const plain = await makeThumbnails(photo, settings());
+    const low = await makeThumbnails(photo, settings({ quality: 30 }));
+    const high = await makeThumbnails(photo, settings({ quality: 95 }));
+    assert.ok(jpegOf(low, 'large').length * 2 < jpegOf(high, 'large').length, `quality 30: ${jpegOf(low, 'large').length} bytes, 95: ${jpegOf(high, 'large').length}`);
+
+    const mean = async (image: Buffer) => (await sharp(image).stats()).channels.slice(0, 3).reduce((s, c) => s + c.mean, 0) / 3;
+    const brighter = await makeThumbnails(photo, settings({ gamma: 1.8 }));
+    const darker = await makeThumbnails(photo, settings({ gamma: 0.6 }));
+    const base = await mean(jpegOf(plain, 'large'));
+    assert.ok((await mean(jpegOf(brighter, 'large'))) > base + 20, 'gamma 1.8 brightens');
+    assert.ok((await mean(jpegOf(darker, 'large'))) < base - 15, 'gamma 0.6 darkens');
+
+    const sharpened = await makeThumbnails(photo, settings({ sharpen: '0x1.5' }));
+    const edges = async (image: Buffer) => {
+      const { data, width } = await rgbPixels(image);
+      let sum = 0;
+      for (let i = 3; i < data.length; i++) if (i % (width * 3) >= 3) sum += Math.abs(data[i] - data[i - 3]);
+      return sum / data.length;
+    };
+    const [soft, crisp] = [await edges(jpegOf(plain, 'large')), await edges(jpegOf(sharpened, 'large'))];
+    assert.ok(crisp > soft * 1.15, `sharpen 0x1.5 strengthens edges: ${soft.toFixed(2)} -> ${crisp.toFixed(2)}`);
+  });
+
+  it('makes WebP and AVIF twins when switched on', async () => {
+    const photo = fs.readFileSync(path.join(EXIF_DIR, 'Portrait_1.jpg'));
+    const made = await makeThumbnails(photo, settings({}, { twins: { webp: true, avif: true, webpQuality: null, avifQuality: 50 } }));
+    for (const out of Object.values(made.presets)) {
+      assert.deepEqual(out.files.map((f) => f.ext), ['jpg', 'webp', 'avif']);
+      for (const file of out.files.slice(1)) {
+        const meta = await sharp(file.data).metadata();
+        assert.deepEqual([meta.width, meta.height], [out.width, out.height]);
+      }
+    }
+    assert.equal((await sharp(made.presets.small.files[1].data).metadata()).format, 'webp');
+    assert.equal((await sharp(made.presets.small.files[2].data).metadata()).format, 'heif');
+  });
+});

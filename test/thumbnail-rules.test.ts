@@ -1,0 +1,101 @@
+// The pure parts of lis_thumbnaild: notation, geometry, classes, hashes, PNG diagnosis.
+import assert from 'node:assert/strict';
+import { thumbnailConfigSchema } from '../src/config/thumbnail-config.ts';
+import { UsageError } from '../src/errors.ts';
+import { classifyImage } from '../src/thumbnail/classify-image.ts';
+import { gammaTable } from '../src/thumbnail/gamma-curve.ts';
+import { parseSharpen } from '../src/thumbnail/parse-sharpen.ts';
+import { differenceHash, hammingDistance } from '../src/thumbnail/perceptual-hash.ts';
+import { presetGeometry, uprightSize, workingSize } from '../src/thumbnail/preset-geometry.ts';
+import { resolveDetails, validateDetails } from '../src/thumbnail/process-details.ts';
+import { parallelismFor } from '../src/thumbnail/sharp-settings.ts';
+
+describe('thumbnail rules (pure)', () => {
+  it('reads ImageMagick RADIUSxSIGMA sharpen notation, with one wording of error', () => {
+    assert.deepEqual(parseSharpen('0x1'), { sigma: 1 });
+    assert.deepEqual(parseSharpen('2x0.5'), { sigma: 0.5 });
+    assert.equal(parseSharpen('0x0'), null);
+    assert.equal(parseSharpen('none'), null);
+    for (const bad of ['', '1', 'x1', '0x11', '0x-1', '1.x2', 'abc']) {
+      assert.throws(() => parseSharpen(bad), (e: unknown) =>
+        e instanceof UsageError && e.message === `--sharpen ${JSON.stringify(bad)}: expected RADIUSxSIGMA such as 0x1 (sigma 0.01-10), or 0x0 or none for no sharpening`);
+    }
+  });
+
+  it('validates process details given on the command line, naming the flag', () => {
+    assert.deepEqual(validateDetails({ sharpen: '0x1', gamma: '1.0', quality: '90' }), { sharpen: '0x1', gamma: 1, quality: 90 });
+    assert.throws(() => validateDetails({ gamma: '0' }), /--gamma "0": expected a number from 0.1 to 10/);
+    assert.throws(() => validateDetails({ gamma: 'bright' }), /--gamma "bright": expected a number from 0.1 to 10/);
+    assert.throws(() => validateDetails({ quality: '101' }), /--quality "101": expected a number from 1 to 100/);
+    assert.throws(() => validateDetails({ quality: '50.5' }), /--quality "50.5": expected a whole number from 1 to 100/);
+    const defaults = { sharpen: '0x0.5', gamma: 1, quality: 82 };
+    assert.deepEqual(resolveDetails({ sharpen: null, gamma: 1.2000000476837158, quality: null }, defaults), { sharpen: '0x0.5', gamma: 1.2, quality: 82, sharpenOptions: { sigma: 0.5 } });
+  });
+
+  it('config: presets are the only sizes; a bad default sharpen is a config error', () => {
+    const config = thumbnailConfigSchema.parse({});
+    assert.deepEqual(Object.keys(config.presets), ['small', 'medium', 'large']);
+    assert.deepEqual(config.presets.small, { width: 120, height: 90, mode: 'crop' });
+    assert.equal(config.maxPixels, 50_000_000);
+    assert.equal(thumbnailConfigSchema.safeParse({ presets: { 'Big Size': { width: 10, height: 10, mode: 'crop' } } }).success, false);
+    assert.equal(thumbnailConfigSchema.safeParse({ presets: { big: { width: 100, height: 100, mode: 'stretch' } } }).success, false);
+    assert.equal(thumbnailConfigSchema.safeParse({ presets: {} }).success, false);
+    const bad = thumbnailConfigSchema.safeParse({ defaults: { sharpen: 'lots' } });
+    assert.equal(bad.success, false);
+    assert.match(bad.error!.issues[0].message, /sharpen "lots": expected RADIUSxSIGMA/);
+  });
+
+  it('gives the documented size for each mode', () => {
+    const landscape = { width: 1800, height: 1200 };
+    assert.deepEqual(presetGeometry(landscape, { width: 120, height: 90, mode: 'crop' }), { width: 120, height: 90, inner: { width: 120, height: 90 } });
+    assert.deepEqual(presetGeometry(landscape, { width: 320, height: 240, mode: 'pad' }), { width: 320, height: 240, inner: { width: 320, height: 213 } });
+    assert.deepEqual(presetGeometry(landscape, { width: 640, height: 480, mode: 'resize' }), { width: 640, height: 427, inner: { width: 640, height: 427 } });
+    const small = { width: 100, height: 50 };
+    assert.deepEqual(presetGeometry(small, { width: 640, height: 480, mode: 'resize' }), { width: 100, height: 50, inner: small }, 'resize never enlarges');
+    assert.deepEqual(presetGeometry(small, { width: 320, height: 240, mode: 'pad' }), { width: 320, height: 240, inner: { width: 320, height: 160 } });
+    assert.deepEqual(presetGeometry(small, { width: 120, height: 90, mode: 'crop' }).inner, { width: 120, height: 90 });
+    const presets = Object.values(thumbnailConfigSchema.parse({}).presets);
+    assert.deepEqual(workingSize(landscape, presets), { width: 640, height: 427 }, 'decoded once, at the largest size any preset needs');
+    assert.deepEqual(workingSize({ width: 1200, height: 1800 }, presets), { width: 320, height: 480 });
+    assert.deepEqual(workingSize(small, presets), small, 'never above the original');
+    assert.deepEqual(uprightSize({ width: 10, height: 20 }, 6), { width: 20, height: 10 });
+    assert.deepEqual(uprightSize({ width: 10, height: 20 }, 3), { width: 10, height: 20 });
+  });
+
+  it('classifies by the documented rules, first match wins', () => {
+    const rules = thumbnailConfigSchema.parse({}).classes;
+    const photo = { original: { width: 1800, height: 1200 }, maxStdev: 60, entropy: 7.5, sameHashListings: 1 };
+    assert.equal(classifyImage(photo, rules), 'photo');
+    assert.equal(classifyImage({ ...photo, original: { width: 199, height: 1200 } }, rules), 'tiny');
+    assert.equal(classifyImage({ ...photo, original: { width: 800, height: 149 } }, rules), 'tiny');
+    assert.equal(classifyImage({ ...photo, maxStdev: 5 }, rules), 'placeholder');
+    assert.equal(classifyImage({ ...photo, entropy: 0.4 }, rules), 'placeholder');
+    assert.equal(classifyImage({ ...photo, entropy: 1.2 }, rules), 'photo', 'a logo of a few flat colours is not blank');
+    assert.equal(classifyImage({ ...photo, sameHashListings: 5 }, rules), 'duplicate');
+    assert.equal(classifyImage({ ...photo, sameHashListings: 4 }, rules), 'photo');
+    assert.equal(classifyImage({ ...photo, maxStdev: 1, sameHashListings: 50 }, rules), 'placeholder');
+  });
+
+  it('hashes pictures by their gradients, as a signed bigint', () => {
+    const ramp = Uint8Array.from({ length: 72 }, (_, i) => 255 - (i % 9) * 20);
+    assert.equal(differenceHash(ramp), '-1', 'every pixel brighter than its right neighbour: all 64 bits set');
+    assert.equal(differenceHash(new Uint8Array(72)), '0');
+    assert.equal(hammingDistance('-1', '0'), 64);
+    assert.equal(hammingDistance('5', '4'), 1);
+  });
+
+  it('gamma follows ImageMagick: 1 leaves levels alone, above 1 brightens mid-tones, black and white stay', () => {
+    assert.deepEqual([...gammaTable(1)], Array.from({ length: 256 }, (_, i) => i));
+    const bright = gammaTable(2);
+    assert.equal(bright[0], 0);
+    assert.equal(bright[255], 255);
+    assert.equal(bright[64], Math.round(255 * Math.sqrt(64 / 255)));
+    assert.ok(gammaTable(0.5)[128] < 128);
+  });
+
+  it('sets images in flight and threads from the cores, within the libuv pool', () => {
+    assert.deepEqual(parallelismFor({ imagesInFlight: null, sharpThreads: null }, 2, 4), { imagesInFlight: 2, sharpThreads: 1 });
+    assert.deepEqual(parallelismFor({ imagesInFlight: null, sharpThreads: null }, 16, 4), { imagesInFlight: 4, sharpThreads: 4 });
+    assert.deepEqual(parallelismFor({ imagesInFlight: 3, sharpThreads: 2 }, 16, 4), { imagesInFlight: 3, sharpThreads: 2 });
+  });
+});
