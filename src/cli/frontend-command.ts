@@ -1,0 +1,86 @@
+import type { Command } from 'commander';
+import { parseCountry } from '../config/country.ts';
+import { loadConfig } from '../config/load-config.ts';
+import { openDatabase, type Db } from '../db/connect.ts';
+import { addFrontend, listFrontends, removeFrontend, setFrontendEnabled } from '../push/frontend-registry.ts';
+import { frontendLag } from '../push/frontend-lag.ts';
+import { normaliseTarget } from '../push/frontend-target.ts';
+import { runCommand } from './exit-on-error.ts';
+
+async function withDb(command: Command, fn: (db: Db) => Promise<number | void>): Promise<void> {
+  await runCommand(async () => {
+    const config = loadConfig({ file: command.optsWithGlobals().config });
+    const db = await openDatabase(config);
+    try {
+      return await fn(db);
+    } finally {
+      await db.destroy();
+    }
+  });
+}
+
+/** `lis frontend add|list|enable|disable|remove`: the servers lis_pusherd keeps in sync. */
+export function addFrontendCommand(program: Command): void {
+  const frontend = program.command('frontend').description('manage the frontend servers thumbnails are pushed to');
+
+  frontend.command('add')
+    .description('add a frontend: TARGET is a local path, rsync://host[:port]/module[/path] or [user@]host:/path')
+    .argument('<name>', 'e.g. n1')
+    .argument('<target>', 'where its thumbnail root is')
+    .option('--disabled', 'add it disabled (enable it later to backfill it)')
+    .action((name: string, target: string, opts: { disabled?: boolean }, command: Command) =>
+      withDb(command, async (db) => {
+        const normalised = normaliseTarget(target);
+        await addFrontend(db, name, normalised, !opts.disabled);
+        console.log(`frontend ${name} added (${normalised})${opts.disabled ? ', disabled' : ': lis_pusherd backfills it with everything live'}`);
+      }));
+
+  frontend.command('list')
+    .description('list the frontends, with how many rows each lacks (live: backfill to do; push: not yet live)')
+    .option('--country <code>', 'count only this country')
+    .action((opts: { country?: string }, command: Command) =>
+      withDb(command, async (db) => {
+        const config = loadConfig({ file: command.optsWithGlobals().config });
+        const country = opts.country === undefined ? undefined : parseCountry(opts.country, config);
+        const frontends = await listFrontends(db);
+        const lag = new Map((await frontendLag(db, { country })).map((l) => [l.frontend, l]));
+        if (frontends.length === 0) {
+          console.log('no frontends (lis frontend add NAME TARGET)');
+          return;
+        }
+        console.log(['name', 'enabled', 'lag live', 'lag push', 'last pushed', 'target'].join('\t'));
+        for (const f of frontends) {
+          const l = lag.get(f.name);
+          console.log([f.name, f.enabled ? 'yes' : 'no', l?.live ?? 0, l?.push ?? 0, l?.lastPushedAt?.toISOString() ?? '-', f.target].join('\t'));
+          if (l?.lastError) console.log(`\tlast error: ${l.lastError}`);
+        }
+      }));
+
+  frontend.command('enable')
+    .description('enable a frontend: lis_pusherd backfills what went live while it was disabled')
+    .argument('<name>')
+    .option('--full', 'forget what it was sent before and send everything live again (a replaced disk)')
+    .action((name: string, opts: { full?: boolean }, command: Command) =>
+      withDb(command, async (db) => {
+        await setFrontendEnabled(db, name, true, { forget: opts.full });
+        console.log(`frontend ${name} enabled${opts.full ? ', its push records forgotten' : ''}: lis_pusherd backfills it`);
+      }));
+
+  frontend.command('disable')
+    .description('disable a frontend: it gets nothing more, and rows no longer wait for it to go live')
+    .argument('<name>')
+    .action((name: string, _opts: unknown, command: Command) =>
+      withDb(command, async (db) => {
+        await setFrontendEnabled(db, name, false);
+        console.log(`frontend ${name} disabled`);
+      }));
+
+  frontend.command('remove')
+    .description('remove a frontend and its push records (its files stay where they are)')
+    .argument('<name>')
+    .action((name: string, _opts: unknown, command: Command) =>
+      withDb(command, async (db) => {
+        await removeFrontend(db, name);
+        console.log(`frontend ${name} removed`);
+      }));
+}

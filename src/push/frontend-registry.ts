@@ -1,0 +1,72 @@
+import { sql } from 'kysely';
+import type { Db } from '../db/connect.ts';
+import { LisError } from '../errors.ts';
+import { parseFrontendTarget, type FrontendTarget } from './frontend-target.ts';
+
+export interface Frontend {
+  name: string;
+  target: string;
+  enabled: boolean;
+  parsed: FrontendTarget;
+}
+
+/** Failure classes that are a frontend's trouble, not the row's (see rsync-outcome.ts). */
+export const FRONTEND_ERROR_CLASSES = ['frontend_down', 'frontend_timeout', 'frontend_disk_full', 'rsync_error', 'rsync_missing', 'no_frontends'] as const;
+
+const NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+
+export async function listFrontends(db: Db): Promise<Frontend[]> {
+  const rows = await db.selectFrom('frontends').select(['name', 'target', 'enabled']).orderBy('name').execute();
+  return rows.map((r) => ({ ...r, parsed: parseFrontendTarget(r.target) }));
+}
+
+export async function enabledFrontends(db: Db): Promise<Frontend[]> {
+  return (await listFrontends(db)).filter((f) => f.enabled);
+}
+
+export async function addFrontend(db: Db, name: string, target: string, enabled = true): Promise<void> {
+  if (!NAME.test(name)) throw new LisError('ERR_FRONTEND_NAME', `frontend name ${JSON.stringify(name)}: use 1-64 letters, digits, _ . -`);
+  parseFrontendTarget(target);
+  const inserted = await db.insertInto('frontends').values({ name, target, enabled }).onConflict((oc) => oc.column('name').doNothing()).executeTakeFirst();
+  if (Number(inserted.numInsertedOrUpdatedRows ?? 0) === 0) throw new LisError('ERR_FRONTEND_EXISTS', `frontend ${name} already exists (lis frontend remove ${name} first)`);
+}
+
+/**
+ * Enables or disables a frontend. Re-enabling it makes the pushers backfill
+ * the live rows it missed (they look for them when `frontends.updated_at`
+ * moves); `forget` also drops its push records, so everything live is sent
+ * again (rsync skips what is already there), for a frontend whose disk was
+ * replaced. Disabling it lets rows that only waited for it go live at once.
+ */
+export async function setFrontendEnabled(db: Db, name: string, enabled: boolean, options: { forget?: boolean } = {}): Promise<void> {
+  await db.transaction().execute(async (trx) => {
+    const updated = await trx.updateTable('frontends').set({ enabled, updated_at: sql<Date>`now()` }).where('name', '=', name).executeTakeFirst();
+    if (Number(updated.numUpdatedRows) === 0) throw new LisError('ERR_NO_FRONTEND', `no frontend named ${name} (lis frontend list)`);
+    if (options.forget) await trx.deleteFrom('frontend_pushes').where('frontend', '=', name).execute();
+  });
+  if (!enabled) await wakeRowsWaitingOnFrontends(db);
+}
+
+/** Removes a frontend and its push records. */
+export async function removeFrontend(db: Db, name: string): Promise<void> {
+  const deleted = await db.deleteFrom('frontends').where('name', '=', name).executeTakeFirst();
+  if (Number(deleted.numDeletedRows) === 0) throw new LisError('ERR_NO_FRONTEND', `no frontend named ${name} (lis frontend list)`);
+  await wakeRowsWaitingOnFrontends(db);
+}
+
+/** Rows backing off because of a frontend are due now: the frontend they waited for may be gone. */
+async function wakeRowsWaitingOnFrontends(db: Db): Promise<number> {
+  const result = await db.updateTable('live_images')
+    .set({ next_attempt_at: sql<Date>`now()` })
+    .where('stage', '=', 'push').where('state', '=', 'waiting').where('locked_by', 'is', null)
+    .where('last_error_class', 'in', [...FRONTEND_ERROR_CLASSES])
+    .where('next_attempt_at', '>', sql<Date>`now()`)
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows);
+}
+
+/** Changes whenever a frontend is added, enabled, disabled or removed: backfill watches it. */
+export async function frontendsVersion(db: Db): Promise<string> {
+  const { rows } = await sql<{ v: string }>`SELECT count(*) || ':' || coalesce(max(updated_at)::text, '') AS v FROM frontends WHERE enabled`.execute(db);
+  return rows[0].v;
+}

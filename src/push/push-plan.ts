@@ -1,0 +1,99 @@
+import type { RowResult } from '../daemon/run-daemon.ts';
+import type { ClaimedRow } from '../queue/claim-chunk.ts';
+import { thumbnailFilesOf, type ImageData } from '../store/image-data.ts';
+
+/** A row with the files every frontend must have, relative to a thumbnail root. */
+export interface PushRow {
+  id: string;
+  country: string;
+  image_hash: string;
+  attempts: number;
+  files: string[];
+}
+
+/** How one frontend's rsync went for one row. */
+export type FrontendRowOutcome =
+  | { ok: true }
+  | { ok: false; errorClass: string; message: string }
+  /** Its files vanished from the store during the transfer (rsync exit 24): not the frontend's fault. */
+  | { ok: false; errorClass: 'thumbnail_missing'; message: string; vanished: true };
+
+/** `frontend` + tab + row id: who has what. */
+export const pushKey = (frontend: string, rowId: string) => `${frontend}\t${rowId}`;
+
+/** A relative path inside a thumbnail root; anything else in image_data is a bug upstream. */
+const RELATIVE_FILE = /^(?!\/)(?!.*(?:^|\/)\.\.?(?:\/|$))[^\0\n\r]+$/;
+
+/**
+ * Pure: the files of each claimed row, or why it cannot be pushed at all
+ * (`no_thumbnails`, `bad_image_data`: permanent; a person or lis_thumbnaild must fix the row).
+ */
+export function prepareRows(rows: ClaimedRow[], country: string): { rows: PushRow[]; rejected: RowResult[] } {
+  const ready: PushRow[] = [];
+  const rejected: RowResult[] = [];
+  for (const row of rows) {
+    const files = thumbnailFilesOf(row.image_data as ImageData | null);
+    const fail = (errorClass: string, reason: string) =>
+      rejected.push({ ok: false, failure: { id: row.id, attempts: row.attempts, errorClass, reason, retryable: false } });
+    if (files.length === 0) fail('no_thumbnails', 'image_data lists no thumbnail files (was it thumbnailed?)');
+    else if (files.some((f) => !RELATIVE_FILE.test(f))) fail('bad_image_data', `image_data holds a path that is not relative to the thumbnail root: ${JSON.stringify(files.find((f) => !RELATIVE_FILE.test(f)))}`);
+    else if (files.some((f) => !f.startsWith(`${country}/`))) fail('bad_image_data', `image_data holds a file outside ${country}/: ${JSON.stringify(files.find((f) => !f.startsWith(`${country}/`)))}`);
+    else ready.push({ id: row.id, country: row.country, image_hash: row.image_hash, attempts: row.attempts, files: [...new Set(files)] });
+  }
+  return { rows: ready, rejected };
+}
+
+/** Pure: for each frontend, the rows it does not have yet (one rsync each; none when it has them all). */
+export function planPush(rows: PushRow[], frontends: string[], have: Set<string>): Map<string, PushRow[]> {
+  const plan = new Map<string, PushRow[]>();
+  for (const frontend of frontends) {
+    const missing = rows.filter((r) => !have.has(pushKey(frontend, r.id)));
+    if (missing.length) plan.set(frontend, missing);
+  }
+  return plan;
+}
+
+export interface SettleOptions {
+  /** queue.maxAttempts: a frontend's trouble never uses up the last attempt (see decideRowResults). */
+  maxAttempts: number;
+}
+
+/**
+ * Pure: each row's result once the chunk's rsyncs are done. A row is live
+ * when every enabled frontend has it (it had it before, or got it now).
+ * Otherwise it waits for a retry that pushes only to the frontends it lacks.
+ *
+ * Attempts: a frontend that is down or failing is not the row's fault and may
+ * last hours, so such failures report `attempts` capped below
+ * `maxAttempts - 1`: they always stay retryable, and the backoff stops
+ * growing at `base * 2^(maxAttempts-2)` (8 minutes with the defaults), so a
+ * frontend that comes back is caught up within that. Only the row's own
+ * trouble (its thumbnails missing from the store) counts towards a permanent failure.
+ */
+export function decideRowResults(rows: PushRow[], frontends: string[], outcomes: Map<string, FrontendRowOutcome>, options: SettleOptions): RowResult[] {
+  return rows.map((row): RowResult => {
+    const failures: Array<{ frontend: string; errorClass: string; message: string }> = [];
+    const pushed: string[] = [];
+    let vanished: string | null = null;
+    for (const frontend of frontends) {
+      const outcome = outcomes.get(pushKey(frontend, row.id)) ?? { ok: true };
+      if (outcome.ok) pushed.push(frontend);
+      else if ('vanished' in outcome) vanished = outcome.message;
+      else failures.push({ frontend, ...outcome });
+    }
+    if (vanished !== null) {
+      return { ok: false, failure: { id: row.id, attempts: row.attempts, errorClass: 'thumbnail_missing', reason: vanished, retryable: true } };
+    }
+    if (failures.length === 0) return { ok: true, row: { id: row.id } };
+    const reason = `not on ${failures.map((f) => `${f.frontend} (${f.message})`).join('; ')}${pushed.length ? `; on ${pushed.join(', ')}` : ''}`;
+    return {
+      ok: false,
+      failure: { id: row.id, attempts: frontendFailureAttempts(row.attempts, options.maxAttempts), errorClass: failures[0].errorClass, reason, retryable: true },
+    };
+  });
+}
+
+/** The attempts a frontend failure reports: never enough for failRows to make it permanent. */
+export function frontendFailureAttempts(attempts: number, maxAttempts: number): number {
+  return Math.max(0, Math.min(attempts, maxAttempts - 2));
+}

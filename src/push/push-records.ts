@@ -1,0 +1,78 @@
+import { sql, type RawBuilder } from 'kysely';
+import type { Db } from '../db/connect.ts';
+import type { BackoffPolicy } from '../queue/backoff.ts';
+import { pushKey } from './push-plan.ts';
+
+/**
+ * The fingerprint of what a row's frontends must hold: md5 of its presets
+ * (paths, sizes, bytes). Computed by the database on both sides of every
+ * comparison, so there is one definition. `alias` names a live_images row.
+ */
+export function filesDigest(alias: string): RawBuilder<string> {
+  return sql<string>`md5(coalesce(${sql.ref(`${alias}.image_data`)}->'presets', 'null'::jsonb)::text)`;
+}
+
+/** SQL: frontend `frontend` has row `li` as it is now. */
+export function hasCurrentPush(frontend: RawBuilder<string> | string): RawBuilder<boolean> {
+  const f = typeof frontend === 'string' ? sql`${frontend}` : frontend;
+  return sql<boolean>`EXISTS (SELECT 1 FROM frontend_pushes fp
+                               WHERE fp.frontend = ${f} AND fp.country = li.country AND fp.image_hash = li.image_hash
+                                 AND fp.pushed_at IS NOT NULL AND fp.files_digest = ${filesDigest('li')})`;
+}
+
+/** Which of these rows each frontend already has, as `pushKey(frontend, id)`. */
+export async function loadCurrentPushes(db: Db, rowIds: string[], frontends: string[]): Promise<Set<string>> {
+  if (rowIds.length === 0 || frontends.length === 0) return new Set();
+  const { rows } = await sql<{ frontend: string; id: string }>`
+    SELECT fp.frontend, li.id
+      FROM live_images li
+      JOIN frontend_pushes fp ON fp.country = li.country AND fp.image_hash = li.image_hash
+     WHERE li.id = ANY(${rowIds}::bigint[]) AND fp.frontend = ANY(${frontends}::text[])
+       AND fp.pushed_at IS NOT NULL AND fp.files_digest = ${filesDigest('li')}`.execute(db);
+  return new Set(rows.map((r) => pushKey(r.frontend, r.id)));
+}
+
+export interface PushResult {
+  frontend: string;
+  rowId: string;
+  /** null: pushed. */
+  error: string | null;
+}
+
+/**
+ * Records how each (frontend, row) push went, in one statement. A success
+ * stamps `pushed_at` and the files' digest; a failure keeps what the frontend
+ * had before (an older version of the files, or nothing), counts the attempt
+ * and sets when backfill may try again (the queue's backoff on the record's
+ * attempts). Frontends removed meanwhile are skipped.
+ */
+export async function recordPushResults(db: Db, results: PushResult[], backoff: BackoffPolicy): Promise<number> {
+  if (results.length === 0) return 0;
+  // One order for every writer, so that concurrent upserts never deadlock.
+  const sorted = [...results].sort((a, b) => (a.frontend < b.frontend ? -1 : a.frontend > b.frontend ? 1 : Number(BigInt(a.rowId) - BigInt(b.rowId))));
+  const result = await sql`
+    INSERT INTO frontend_pushes AS fp (frontend, country, image_hash, pushed_at, attempts, last_error, files_digest, next_attempt_at, updated_at)
+    SELECT v.frontend, li.country, li.image_hash,
+           CASE WHEN v.error IS NULL THEN now() END,
+           CASE WHEN v.error IS NULL THEN 0 ELSE 1 END,
+           left(v.error, 2000),
+           CASE WHEN v.error IS NULL THEN ${filesDigest('li')} END,
+           CASE WHEN v.error IS NULL THEN now() ELSE now() + make_interval(secs => ${backoff.baseSeconds}::float8) END,
+           now()
+      FROM unnest(${sorted.map((r) => r.frontend)}::text[], ${sorted.map((r) => r.rowId)}::bigint[], ${sorted.map((r) => r.error)}::text[])
+             WITH ORDINALITY AS v(frontend, id, error, n)
+      JOIN live_images li ON li.id = v.id
+      JOIN frontends f ON f.name = v.frontend
+     ORDER BY v.n
+    ON CONFLICT (frontend, country, image_hash) DO UPDATE SET
+           pushed_at = CASE WHEN EXCLUDED.last_error IS NULL THEN EXCLUDED.pushed_at ELSE fp.pushed_at END,
+           files_digest = CASE WHEN EXCLUDED.last_error IS NULL THEN EXCLUDED.files_digest ELSE fp.files_digest END,
+           attempts = CASE WHEN EXCLUDED.last_error IS NULL THEN 0 ELSE fp.attempts + 1 END,
+           last_error = EXCLUDED.last_error,
+           next_attempt_at = CASE WHEN EXCLUDED.last_error IS NULL THEN now()
+                                  ELSE now() + make_interval(secs => least(${backoff.maxSeconds}::float8,
+                                                                           ${backoff.baseSeconds}::float8 * 2 ^ least(fp.attempts, 30))
+                                                                     * (1 - ${backoff.jitter}::float8 * random())) END,
+           updated_at = now()`.execute(db);
+  return Number(result.numAffectedRows ?? 0);
+}

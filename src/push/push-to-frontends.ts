@@ -1,0 +1,60 @@
+import type { PushConfig } from '../config/push-config.ts';
+import type { Frontend } from './frontend-registry.ts';
+import type { ConcurrencyLimit } from './limit-concurrency.ts';
+import { pushKey, type FrontendRowOutcome, type PushRow } from './push-plan.ts';
+import { buildRsyncInvocation } from './rsync-command.ts';
+import type { RsyncOutcome } from './rsync-outcome.ts';
+import { runRsync } from './run-rsync.ts';
+import { findMissingFiles } from './store-files.ts';
+
+/** One frontend's rsync of a chunk, for the log and the lag warning. */
+export interface FrontendTransfer {
+  frontend: string;
+  rows: number;
+  files: number;
+  outcome: RsyncOutcome;
+  seconds: number;
+}
+
+/**
+ * Runs one rsync per frontend of its planned rows, all frontends at once
+ * (within the shared limit), and turns each run into per-row outcomes. On
+ * exit 24 (files vanished from the store mid-run) rsync sent everything else,
+ * so the store is looked at again: rows whose files are all there count as
+ * pushed, the others as `thumbnail_missing`.
+ */
+export async function pushToFrontends(
+  plan: Map<string, PushRow[]>,
+  frontends: Frontend[],
+  options: { config: PushConfig; storeRoot: string; limit: ConcurrencyLimit },
+): Promise<{ outcomes: Map<string, FrontendRowOutcome>; transfers: FrontendTransfer[] }> {
+  const outcomes = new Map<string, FrontendRowOutcome>();
+  const byName = new Map(frontends.map((f) => [f.name, f]));
+  const transfers = await Promise.all([...plan].map(async ([name, rows]): Promise<FrontendTransfer> => {
+    const frontend = byName.get(name)!;
+    const files = rows.flatMap((r) => r.files);
+    const started = performance.now();
+    const outcome = await options.limit.run(() => runRsync(buildRsyncInvocation(options.config, frontend.parsed, options.storeRoot, files)));
+    const seconds = (performance.now() - started) / 1000;
+    if (outcome.ok) {
+      for (const row of rows) outcomes.set(pushKey(name, row.id), { ok: true });
+    } else if (outcome.errorClass === 'files_vanished') {
+      const gone = await findMissingFiles(options.storeRoot, rows);
+      for (const row of rows) {
+        const file = gone.get(row.id);
+        outcomes.set(pushKey(name, row.id), file === undefined ? { ok: true } : { ok: false, errorClass: 'thumbnail_missing', vanished: true, message: `thumbnail vanished from the store during the push: ${file}` });
+      }
+    } else {
+      for (const row of rows) outcomes.set(pushKey(name, row.id), { ok: false, errorClass: outcome.errorClass, message: outcome.message });
+    }
+    return { frontend: name, rows: rows.length, files: files.length, outcome, seconds };
+  }));
+  return { outcomes, transfers };
+}
+
+/** For the log: `n1: 500 rows, 1500 files, 21.4 MB in 0.8s` or `n3: FAILED rsync exit 10 ...`. */
+export function describeTransfer(t: FrontendTransfer): string {
+  if (!t.outcome.ok) return `${t.frontend}: ${t.rows} rows FAILED after ${t.seconds.toFixed(1)}s: ${t.outcome.message}`;
+  const mb = (t.outcome.stats.bytesTransferred / 1e6).toFixed(1);
+  return `${t.frontend}: ${t.rows} rows, ${t.files} files (${t.outcome.stats.filesTransferred} sent, ${mb} MB) in ${t.seconds.toFixed(1)}s`;
+}

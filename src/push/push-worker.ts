@@ -1,0 +1,81 @@
+import type { LisConfig } from '../config/config-schema.ts';
+import type { ChunkContext, StageWorker } from '../daemon/run-daemon.ts';
+import type { Db } from '../db/connect.ts';
+import type { ClaimedRow } from '../queue/claim-chunk.ts';
+import { enabledFrontends } from './frontend-registry.ts';
+import type { ConcurrencyLimit } from './limit-concurrency.ts';
+import { decideRowResults, frontendFailureAttempts, planPush, prepareRows, type FrontendRowOutcome } from './push-plan.ts';
+import { loadCurrentPushes, recordPushResults, type PushResult } from './push-records.ts';
+import { describeTransfer, pushToFrontends } from './push-to-frontends.ts';
+import { findMissingFiles } from './store-files.ts';
+
+export interface PushWorkerOptions {
+  config: LisConfig;
+  db: Db;
+  country: string;
+  limit: ConcurrencyLimit;
+  /** Called by close(): the backfill loop that runs beside the chunk loop. */
+  onClose?: () => Promise<void>;
+}
+
+/**
+ * lis_pusherd's stage: a chunk of rows in stage `push` goes, with one rsync
+ * per enabled frontend, to every frontend that lacks it; rows every enabled
+ * frontend now has go live, the rest wait (see decideRowResults).
+ */
+export class PushWorker implements StageWorker {
+  readonly component = 'pusherd';
+  readonly scope = 'Push';
+  readonly stage = 'push' as const;
+
+  constructor(private readonly options: PushWorkerOptions) {}
+
+  async processChunk(claimed: ClaimedRow[], ctx: ChunkContext): Promise<void> {
+    const { config, db, country } = this.options;
+    const scope = { scope: 'Push::process_chunk' };
+    const frontends = await enabledFrontends(db);
+    if (frontends.length === 0) {
+      // Making rows live with no frontend at all would publish nothing; they wait for `lis frontend add`.
+      ctx.log.warn('No enabled frontend (lis frontend add NAME TARGET): the chunk waits', scope);
+      for (const row of claimed) {
+        ctx.report({ ok: false, failure: { id: row.id, attempts: frontendFailureAttempts(row.attempts, config.queue.maxAttempts), errorClass: 'no_frontends', reason: 'no enabled frontend to push to', retryable: true } });
+      }
+      return;
+    }
+
+    const { rows: prepared, rejected } = prepareRows(claimed, country);
+    for (const r of rejected) ctx.report(r);
+    const missing = await findMissingFiles(config.stores.thumbnails, prepared);
+    for (const row of prepared) {
+      const file = missing.get(row.id);
+      if (file !== undefined) ctx.report({ ok: false, failure: { id: row.id, attempts: row.attempts, errorClass: 'thumbnail_missing', reason: `thumbnail missing from the store: ${file}`, retryable: true } });
+    }
+    const rows = prepared.filter((r) => !missing.has(r.id));
+    // Nothing is sent yet: stopping now gives the rest back untouched.
+    if (ctx.signal.aborted || rows.length === 0) return;
+
+    const names = frontends.map((f) => f.name);
+    const have = await loadCurrentPushes(db, rows.map((r) => r.id), names);
+    const plan = planPush(rows, names, have);
+    const { outcomes, transfers } = await pushToFrontends(plan, frontends, { config: config.push, storeRoot: config.stores.thumbnails, limit: this.options.limit });
+    for (const t of transfers) {
+      if (t.outcome.ok) ctx.log.debug(describeTransfer(t), scope);
+      else ctx.log.warn(`${describeTransfer(t)}; its rows stay not live until it catches up`, scope);
+    }
+
+    await recordPushResults(db, pushResultsOf(outcomes), config.queue.backoff);
+    for (const result of decideRowResults(rows, names, outcomes, { maxAttempts: config.queue.maxAttempts })) ctx.report(result);
+  }
+
+  async close(): Promise<void> {
+    await this.options.onClose?.();
+  }
+}
+
+/** What frontend_pushes learns from a chunk: each (frontend, row) pushed, or why not. */
+export function pushResultsOf(outcomes: Map<string, FrontendRowOutcome>): PushResult[] {
+  return [...outcomes].map(([key, outcome]) => {
+    const [frontend, rowId] = key.split('\t');
+    return { frontend, rowId, error: outcome.ok ? null : outcome.message };
+  });
+}

@@ -1,0 +1,98 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { addFrontend } from '../src/push/frontend-registry.ts';
+import { countBy } from './helpers/rows.ts';
+import { spawnTs, waitFor } from './helpers/processes.ts';
+import { differingFiles, insertPushRows } from './helpers/push-fixtures.ts';
+import { RsyncDaemon } from './helpers/rsync-daemons.ts';
+import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+
+describe('lis_pusherd and lis frontend (real processes)', function () {
+  this.timeout(60_000);
+  let t: TestDatabase;
+  let daemons: RsyncDaemon[] = [];
+  beforeEach(async () => {
+    t = await createTestDatabase();
+    daemons = await Promise.all(['n1', 'n2', 'n3'].map((n) => RsyncDaemon.start(path.join(t.dir, `rsyncd-${n}`))));
+  });
+  afterEach(async () => {
+    await Promise.all(daemons.map((d) => d.stop()));
+    await t.drop();
+  });
+
+  async function lis(config: string, ...args: string[]): Promise<string> {
+    const run = spawnTs('bin/lis', ['--config', config, ...args]);
+    const { code } = await run.exited;
+    assert.equal(code, 0, run.output());
+    return run.output();
+  }
+
+  it('frontends added with lis frontend add get a chunk byte for byte from bin/lis_pusherd, and the rows go live', async () => {
+    const config = t.writeConfig();
+    const local = path.join(t.dir, 'frontend-local');
+    await lis(config, 'frontend', 'add', 'local', local);
+    await lis(config, 'frontend', 'add', 'n1', daemons[0].url('live'));
+    // The others straight into the table: each `lis` process costs a couple of seconds of start-up.
+    for (const i of [1, 2]) await addFrontend(t.db, `n${i + 1}`, daemons[i].url('live'));
+    const files = await insertPushRows(t.db, t.config, 'uk', 25);
+
+    const run = spawnTs('bin/lis_pusherd', ['--country', 'uk', '--config', config, '--chunk-size', '10']);
+    const { code } = await run.exited;
+    assert.equal(code, 0, run.output());
+    assert.match(run.output(), /INFO Push::get_chunk_of_work\[\d+\]:UK Doing chunk of work for UK \(size 10\)/);
+    assert.match(run.output(), /No rows gained\. No work to do\./);
+    assert.deepEqual(await countBy(t.db), { 'live/done': 25 });
+    const roots = { local, n1: path.join(daemons[0].moduleDir, 'live'), n2: path.join(daemons[1].moduleDir, 'live'), n3: path.join(daemons[2].moduleDir, 'live') };
+    for (const [name, root] of Object.entries(roots)) assert.deepEqual(differingFiles(t.config.stores.thumbnails, root, files), [], name);
+
+    const list = await lis(config, 'frontend', 'list');
+    assert.match(list, new RegExp(`^n1\tyes\t0\t0\t\\d{4}-.*\t${daemons[0].url('live').replace(/[/.]/g, '\\$&')}$`, 'm'));
+    assert.match(list, /^local\tyes\t0\t0\t/m);
+  });
+
+  it('in service mode a frontend added while it runs is backfilled, and it stops cleanly on SIGTERM', async () => {
+    const config = t.writeConfig({ queue: { pollSeconds: 0.2 } });
+    await lis(config, 'frontend', 'add', 'n1', daemons[0].url());
+    const files = await insertPushRows(t.db, t.config, 'uk', 8);
+    const run = spawnTs('bin/lis_pusherd', ['--country', 'uk', '--config', config, '--service']);
+    try {
+      await waitFor(async () => (await countBy(t.db))['live/done'] === 8, 30_000, 'rows live on n1');
+      await lis(config, 'frontend', 'add', 'n2', daemons[1].url());
+      await waitFor(() => differingFiles(t.config.stores.thumbnails, daemons[1].moduleDir, files).length === 0, 30_000, 'n2 backfilled');
+      await lis(config, 'frontend', 'disable', 'n1');
+      const list = await lis(config, 'frontend', 'list');
+      assert.match(list, /^n1\tno\t0\t0\t/m);
+      assert.match(list, /^n2\tyes\t0\t0\t/m);
+    } finally {
+      run.child.kill('SIGTERM');
+      const { code } = await run.exited;
+      assert.equal(code, 0, run.output());
+    }
+    const logged = fs.readFileSync(path.join(t.config.log.dir, 'pusherd.log'), 'utf8');
+    assert.match(logged, /INFO Push::backfill\[\d+\]:UK Backfill n2: 8 rows, 24 files \(24 sent/);
+    assert.match(logged, /Exiting\(time_to_die: 1\)/);
+  });
+
+  it('a missing rsync binary is a clear start-up error', async () => {
+    const config = t.writeConfig({ push: { rsyncPath: '/nonexistent/rsync' } });
+    const run = spawnTs('bin/lis_pusherd', ['--country', 'uk', '--config', config]);
+    const { code } = await run.exited;
+    assert.equal(code, 1, run.output());
+    assert.match(run.output(), /rsync not found: install it \(apt-get install rsync\), or fix push\.rsyncPath \(\/nonexistent\/rsync\)/);
+  });
+
+  it('lis frontend refuses bad targets and unknown names', async () => {
+    const config = t.writeConfig();
+    const bad = spawnTs('bin/lis', ['--config', config, 'frontend', 'add', 'n1', 'http://n1/thumbs']);
+    assert.equal((await bad.exited).code, 1);
+    assert.match(bad.output(), /frontend target "http:\/\/n1\/thumbs": neither an absolute local path/);
+    const unknown = spawnTs('bin/lis', ['--config', config, 'frontend', 'enable', 'n9']);
+    assert.equal((await unknown.exited).code, 1);
+    assert.match(unknown.output(), /no frontend named n9/);
+    await lis(config, 'frontend', 'add', 'n1', './relative-root');
+    assert.equal((await t.db.selectFrom('frontends').select('target').executeTakeFirstOrThrow()).target, path.resolve('relative-root'));
+    await lis(config, 'frontend', 'remove', 'n1');
+    assert.equal((await t.db.selectFrom('frontends').selectAll().execute()).length, 0);
+  });
+});
