@@ -1,0 +1,35 @@
+import type { Command } from 'commander';
+import { parseCountry, parseIntFlag } from '../config/country.ts';
+import { loadConfig } from '../config/load-config.ts';
+import { openDatabase } from '../db/connect.ts';
+import { UsageError } from '../errors.ts';
+import { retryFailed } from '../manager/bad-retry-jobs.ts';
+import { isWorkStage, WORK_STAGES } from '../queue/stages.ts';
+import { runCommand } from './exit-on-error.ts';
+
+/** `lis retry --country uk [--reason R] [--datasource N] [--stage S]`: failed rows back to the queue. */
+export function addRetryCommand(program: Command): void {
+  program
+    .command('retry')
+    .description('put failed rows back in the queue (attempts reset), optionally only those of one reason, datasource or stage')
+    .requiredOption('--country <code>', 'the country')
+    .option('--reason <class>', 'only rows that failed with this last_error_class (e.g. timeout, http_5xx)')
+    .option('--datasource <id>', 'only this datasource')
+    .option('--stage <stage>', `only rows failed in this stage (${WORK_STAGES.join(', ')})`)
+    .action((opts: { country: string; reason?: string; datasource?: string; stage?: string }, command: Command) =>
+      runCommand(async () => {
+        const config = loadConfig({ file: command.optsWithGlobals().config });
+        const country = parseCountry(opts.country, config);
+        const datasourceId = opts.datasource === undefined ? undefined : parseIntFlag('--datasource', opts.datasource, 0, 999_999_999);
+        if (opts.stage !== undefined && !isWorkStage(opts.stage)) throw new UsageError(`--stage ${JSON.stringify(opts.stage)}: expected one of ${WORK_STAGES.join(', ')}`);
+        if (opts.reason !== undefined && !/^[a-z0-9_]+$/.test(opts.reason)) throw new UsageError(`--reason ${JSON.stringify(opts.reason)}: expected an error class such as http_5xx or timeout`);
+        const db = await openDatabase(config);
+        try {
+          const n = await retryFailed(db, { country, reason: opts.reason, datasourceId, stage: opts.stage });
+          console.log(`${n} failed rows put back in the queue`);
+        } finally {
+          await db.destroy();
+        }
+      }),
+    );
+}

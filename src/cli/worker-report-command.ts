@@ -1,0 +1,39 @@
+import type { Command } from 'commander';
+import { parseCountry } from '../config/country.ts';
+import { loadConfig } from '../config/load-config.ts';
+import { openDatabase } from '../db/connect.ts';
+import { ago, formatTable, workerReport } from '../manager/worker-report.ts';
+import { runCommand } from './exit-on-error.ts';
+
+/** `lis worker-report`: who is working, on what, how fast, and what each holds. */
+export function addWorkerReportCommand(program: Command): void {
+  program
+    .command('worker-report')
+    .description('every worker (running, or stopped in the last day): component, host, pid, heartbeat, last hour, rows held')
+    .option('--country <code>', 'only this country')
+    .option('--json', 'machine-readable')
+    .action((opts: { country?: string; json?: boolean }, command: Command) =>
+      runCommand(async () => {
+        const config = loadConfig({ file: command.optsWithGlobals().config });
+        const country = opts.country === undefined ? undefined : parseCountry(opts.country, config);
+        const db = await openDatabase(config);
+        try {
+          const rows = await workerReport(db, config.manager.staleWorkerSeconds, country);
+          if (opts.json) {
+            console.log(JSON.stringify(rows, null, 2));
+            return;
+          }
+          if (rows.length === 0) {
+            console.log('no workers running or stopped in the last day');
+            return;
+          }
+          console.log(formatTable(
+            ['component', 'host', 'pid', 'country', 'status', 'started', 'heartbeat', 'done/h', 'failed/h', 'holding'],
+            rows.map((r) => [r.component, r.host, r.pid, r.country ?? '-', r.status, r.startedAt.toISOString().slice(0, 19).replace('T', ' '), ago(r.silentSeconds), r.doneLastHour, r.failedLastHour, r.holding]),
+          ));
+        } finally {
+          await db.destroy();
+        }
+      }),
+    );
+}

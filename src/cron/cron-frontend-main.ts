@@ -1,0 +1,100 @@
+import { spawnSync } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
+import { Command } from 'commander';
+import { sql } from 'kysely';
+import { parseCountry } from '../config/country.ts';
+import { loadConfig } from '../config/load-config.ts';
+import { openDatabase, type Db } from '../db/connect.ts';
+import { runCommand } from '../cli/exit-on-error.ts';
+import { LisError, UsageError, errorMessage } from '../errors.ts';
+import { closeLogger, createLogger } from '../log/create-logger.ts';
+import { acquirePidLock, LockHeldError } from '../util/pid-lock-file.ts';
+import { dbScan } from './db-scan.ts';
+import { fsCheck } from './fs-check.ts';
+
+/** The weekly job runs behind the daemons: lowest CPU priority, and idle I/O class where ionice exists. */
+function lowerPriority(): void {
+  try {
+    os.setPriority(19);
+  } catch {
+    // Not allowed: run at normal priority rather than not at all.
+  }
+  spawnSync('ionice', ['-c', '3', '-p', String(process.pid)], { stdio: 'ignore' });
+}
+
+async function countriesOf(db: Db): Promise<string[]> {
+  const { rows } = await sql<{ country: string }>`
+    WITH RECURSIVE c AS (
+      (SELECT country FROM live_images ORDER BY country LIMIT 1)
+      UNION ALL
+      SELECT (SELECT l.country FROM live_images l WHERE l.country > c.country ORDER BY l.country LIMIT 1) FROM c WHERE c.country IS NOT NULL)
+    SELECT country FROM c WHERE country IS NOT NULL`.execute(db);
+  return rows.map((r) => r.country);
+}
+
+/** lis_cron_frontend --all | --fs_check | --db_scan [--country uk] [--verbose] [--dry-run] */
+export async function cronFrontendMain(argv = process.argv): Promise<void> {
+  const program = new Command('lis_cron_frontend')
+    .description('weekly upkeep: purge images no longer listed, check the frontends and stores against the table (config: $LIS_CONFIG or ./imagesys.json)')
+    .option('--all', 'both: --db_scan, then --fs_check')
+    .option('--fs_check', "walk each frontend's and this host's stores' trees: delete orphans, re-push what is missing, prune originals")
+    .option('--db_scan', 'the full live_images scan: purge images not seen for upkeep.purgeAfterDays, repair impossible states')
+    .option('--country <code>', 'only this country (default: every country in the table)')
+    .option('--verbose', 'debug lines too')
+    .option('--dry-run', 'say what would be removed or repaired, change nothing')
+    .showHelpAfterError();
+  program.parse(argv);
+  const flags = program.opts<{ all?: boolean; fs_check?: boolean; db_scan?: boolean; country?: string; verbose?: boolean; dryRun?: boolean }>();
+
+  await runCommand(async () => {
+    if (!flags.all && !flags.fs_check && !flags.db_scan) throw new UsageError('say what to do: --all, --fs_check or --db_scan');
+    const config = loadConfig();
+    const only = flags.country === undefined ? undefined : parseCountry(flags.country, config);
+    const log = createLogger({ component: 'cron_frontend', log: config.log, screen: true, verbose: flags.verbose, country: only });
+    lowerPriority();
+    let db: Db | null = null;
+    const scope = { scope: 'CronFrontend::main' };
+    let failures = 0;
+    try {
+      db = await openDatabase(config);
+      const countries = only ? [only] : await countriesOf(db);
+      for (const country of countries) {
+        const lockFile = path.join(config.services.runDir, `cron_frontend.${country}.lock`);
+        let release: () => void;
+        try {
+          release = acquirePidLock(lockFile, `lis_cron_frontend ${country} since ${new Date().toISOString()}`);
+        } catch (error) {
+          if (!(error instanceof LockHeldError)) throw error;
+          throw new LisError('ERR_CRON_RUNNING', `lis_cron_frontend for ${country.toUpperCase()} is already running: ${error.message}`);
+        }
+        const started = Date.now();
+        try {
+          const ctx = { config, db, log: log.child({ country }), country, dryRun: Boolean(flags.dryRun) };
+          const parts: string[] = [];
+          if (flags.all || flags.db_scan) {
+            const s = await dbScan(ctx);
+            const repaired = Object.values(s.repaired).reduce((a, b) => a + b, 0);
+            parts.push(`db_scan: ${s.purged} purged, ${s.purgeDeferred} deferred, ${repaired} repaired`);
+          }
+          if (flags.all || flags.fs_check) {
+            const s = await fsCheck(ctx);
+            const fronts = Object.entries(s.frontends).map(([n, t]) => `${n} ${t.orphans} orphans/${t.missing} re-pushed${t.error ? ' (not checked)' : ''}`).join(', ');
+            failures += Object.values(s.frontends).filter((t) => t.error).length;
+            parts.push(`fs_check: ${fronts || 'no frontends'}; thumbnails ${s.thumbnailStore.orphans} orphans/${s.thumbnailStore.partial} partial/${s.thumbnailStore.missing} redone; originals ${s.originalsStore.orphans} orphans/${s.originalsStore.partial} partial/${s.originalsStore.pruned} pruned/${s.originalsStore.missing} refetched`);
+          }
+          log.info(`Summary for ${country.toUpperCase()}${flags.dryRun ? ' (dry run: nothing changed)' : ''} in ${((Date.now() - started) / 1000).toFixed(1)}s: ${parts.join('; ')}`, { ...scope, country });
+        } catch (error) {
+          failures++;
+          log.error(`${country.toUpperCase()}: ${errorMessage(error)}`, { ...scope, country });
+        } finally {
+          release();
+        }
+      }
+      return failures ? 1 : 0;
+    } finally {
+      await db?.destroy();
+      await closeLogger(log);
+    }
+  });
+}

@@ -1,0 +1,136 @@
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { PushConfig } from '../config/push-config.ts';
+import { LisError } from '../errors.ts';
+import { rsyncDestination, type FrontendTarget } from '../push/frontend-target.ts';
+import { sshCommand } from '../push/rsync-command.ts';
+import { listLocalFiles } from './local-files.ts';
+
+/** Options every rsync to a frontend needs: time limits, and how to reach daemons and ssh hosts. */
+function reachOptions(config: PushConfig, target: FrontendTarget): string[] {
+  const args = [`--timeout=${config.timeoutSeconds}`];
+  if (target.kind === 'daemon') {
+    args.push(`--contimeout=${config.connectTimeoutSeconds}`);
+    if (config.daemonPasswordFile) args.push(`--password-file=${config.daemonPasswordFile}`);
+  }
+  if (target.kind === 'ssh') args.push('-e', sshCommand(config));
+  return args;
+}
+
+function runRsync(config: PushConfig, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    let stdout = '';
+    let stderr = '';
+    const child = spawn(config.rsyncPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
+    child.stdout.on('data', (c) => (stdout += c));
+    child.stderr.on('data', (c) => (stderr += c));
+    child.on('error', (e) => resolve({ code: null, stdout, stderr: e.message }));
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** Pure: the file names in `rsync --list-only -r` output (directories and links left out). */
+export function parseListOnly(output: string): string[] {
+  const files: string[] = [];
+  for (const line of output.split('\n')) {
+    // -rw-r--r--         12,345 2026/11/22 01:00:00 0f/a30f..._small.jpg
+    const m = /^-\S+\s+[\d,]+\s+\S+\s+\S+\s+(.+)$/.exec(line);
+    if (m) files.push(m[1]);
+  }
+  return files;
+}
+
+/** A frontend's files for one country, split by first-level folder (`00`..`ff`) in temp files, so memory stays small. */
+export interface FrontendListing {
+  /** Files below `<country>/<prefix>/`, relative to the frontend's root. */
+  filesIn(prefix: string): string[];
+  close(): void;
+}
+
+/**
+ * Lists every file of a country on a frontend. Local frontends are walked a
+ * folder at a time when asked; remote ones are listed by one rsync
+ * (`--list-only -r`), its output spread over one temp file per first-level
+ * folder as it streams, so ten million files need no more memory than a few.
+ */
+export async function listFrontendTree(config: PushConfig, target: FrontendTarget, country: string): Promise<FrontendListing> {
+  if (target.kind === 'local') return { filesIn: (prefix) => listLocalFiles(target.path, `${country}/${prefix}`), close: () => {} };
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-list-'));
+  const buckets = new Map<string, fs.WriteStream>();
+  const result = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+    let stderr = '';
+    let rest = '';
+    const child = spawn(config.rsyncPath, ['--list-only', '-r', ...reachOptions(config, target), `${rsyncDestination(target)}${country}/`], {
+      stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' },
+    });
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (chunk: string) => {
+      const lines = (rest + chunk).split('\n');
+      rest = lines.pop() ?? '';
+      for (const file of parseListOnly(lines.join('\n'))) {
+        const prefix = file.slice(0, 2);
+        if (!/^[0-9a-f]{2}$/.test(prefix) || file[2] !== '/') continue;
+        let out = buckets.get(prefix);
+        if (!out) buckets.set(prefix, (out = fs.createWriteStream(path.join(work, prefix))));
+        out.write(`${country}/${file}\n`);
+      }
+    });
+    child.stderr.on('data', (c) => (stderr += c));
+    child.on('error', (e) => resolve({ code: null, stderr: e.message }));
+    child.on('close', (code) => {
+      for (const file of parseListOnly(rest)) buckets.get(file.slice(0, 2))?.write(`${country}/${file}\n`);
+      resolve({ code, stderr });
+    });
+  });
+  await Promise.all([...buckets.values()].map((out) => new Promise((resolve) => out.end(resolve))));
+  const close = () => fs.rmSync(work, { recursive: true, force: true });
+  // 23 with "No such file or directory": the country has no folder there yet.
+  if (result.code !== 0 && !(result.code === 23 && /No such file or directory/.test(result.stderr))) {
+    close();
+    throw new LisError('ERR_FRONTEND_LIST', `cannot list ${country}/ on ${rsyncDestination(target)}: rsync exit ${result.code}: ${result.stderr.trim().split('\n').slice(-2).join(' ')}`);
+  }
+  return {
+    filesIn: (prefix) => {
+      const file = path.join(work, prefix);
+      return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').filter(Boolean) : [];
+    },
+    close,
+  };
+}
+
+/** Pure: rsync filter rules that delete exactly `files` (and nothing else) when syncing an empty tree with --delete. */
+export function deletionRules(files: string[]): string {
+  const dirs = new Set<string>();
+  for (const file of files) {
+    const parts = file.split('/');
+    for (let i = 1; i < parts.length; i++) dirs.add(`/${parts.slice(0, i).join('/')}/`);
+  }
+  return [...[...dirs].sort().map((d) => `+ ${d}`), ...files.map((f) => `+ /${f}`), '- *'].join('\n') + '\n';
+}
+
+/**
+ * Deletes files (relative to the frontend's root) from a frontend. Remote
+ * frontends: one rsync of an empty copy of the files' folders with --delete
+ * and filter rules naming exactly those files, so every other file (excluded)
+ * is protected; the same transport and options as the pusher's.
+ */
+export async function deleteFrontendFiles(config: PushConfig, target: FrontendTarget, files: string[]): Promise<void> {
+  if (files.length === 0) return;
+  if (target.kind === 'local') {
+    for (const file of files) fs.rmSync(path.join(target.path, file), { force: true });
+    return;
+  }
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-delete-'));
+  try {
+    const empty = path.join(work, 'empty');
+    for (const file of files) fs.mkdirSync(path.join(empty, path.dirname(file)), { recursive: true });
+    const rules = path.join(work, 'rules');
+    fs.writeFileSync(rules, deletionRules(files));
+    const result = await runRsync(config, ['-r', '--delete', '--omit-dir-times', `--filter=merge ${rules}`, ...reachOptions(config, target), `${empty}/`, rsyncDestination(target)]);
+    if (result.code !== 0) throw new LisError('ERR_FRONTEND_DELETE', `cannot delete ${files.length} files on ${rsyncDestination(target)}: rsync exit ${result.code}: ${result.stderr.trim().split('\n').slice(-2).join(' ')}`);
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,185 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { sql } from 'kysely';
+import type { LisConfig } from '../config/config-schema.ts';
+import type { Db } from '../db/connect.ts';
+import { errorMessage } from '../errors.ts';
+import type { Logger } from '../log/create-logger.ts';
+import { enabledFrontends } from '../push/frontend-registry.ts';
+import { thumbnailFilesOf, type ImageData } from '../store/image-data.ts';
+import { deleteFrontendFiles, listFrontendTree, type FrontendListing } from './frontend-files.ts';
+import { isRecent, listLocalFiles } from './local-files.ts';
+import { tempFileWriter } from '../store/atomic-file.ts';
+import { isProcessAlive } from '../util/pid-lock-file.ts';
+
+export interface FsCheckSummary {
+  /** Per frontend: orphans deleted and live rows sent back to the pusher. */
+  frontends: Record<string, { orphans: number; missing: number; error?: string }>;
+  thumbnailStore: { orphans: number; missing: number; partial: number };
+  originalsStore: { orphans: number; pruned: number; missing: number; partial: number };
+}
+
+/** A file younger than this may be a write in progress: it is not judged. */
+const SETTLE_SECONDS = 3600;
+
+/**
+ * A temp file of an atomic write whose writer on this host is gone (killed
+ * mid-write): never to be renamed into place, so garbage whatever its age.
+ * Returns null for files that are not temp files.
+ */
+function deadWritersTemp(file: string): boolean | null {
+  const pid = tempFileWriter(file);
+  return pid === null ? null : !isProcessAlive(pid);
+}
+
+interface RowFiles {
+  id: string;
+  image_hash: string;
+  stage: string;
+  state: string;
+  store_host: string;
+  image_data: ImageData | null;
+  updated_at: Date;
+}
+
+/** `00` .. `ff`: the first folder level, walked one at a time so memory stays small however many files there are. */
+export const PREFIXES = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
+async function rowsWithPrefix(db: Db, country: string, prefix: string): Promise<RowFiles[]> {
+  const next = (parseInt(prefix, 16) + 1).toString(16).padStart(2, '0');
+  const upper = prefix === 'ff' ? sql`true` : sql`image_hash < ${next}`;
+  const { rows } = await sql<RowFiles>`
+    SELECT id, image_hash, stage, state, store_host, image_data, updated_at FROM live_images
+     WHERE country = ${country} AND image_hash >= ${prefix} AND ${upper}`.execute(db);
+  return rows;
+}
+
+/**
+ * Walks each frontend's tree and this host's stores for one country, one
+ * hash prefix at a time: files no row accounts for are deleted (orphans);
+ * live rows whose files a frontend lacks go back to the pusher; rows whose
+ * store files are gone go back to the stage that makes them; originals no
+ * longer needed are pruned per `upkeep.pruneOriginals`.
+ */
+export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; country: string; dryRun: boolean }): Promise<FsCheckSummary> {
+  const { config, db, log, country, dryRun } = ctx;
+  const scope = { scope: 'CronFrontend::fs_check' };
+  const frontends = await enabledFrontends(db);
+  const summary: FsCheckSummary = {
+    frontends: Object.fromEntries(frontends.map((f) => [f.name, { orphans: 0, missing: 0 }])),
+    thumbnailStore: { orphans: 0, missing: 0, partial: 0 },
+    originalsStore: { orphans: 0, pruned: 0, missing: 0, partial: 0 },
+  };
+  const mine = (r: RowFiles) => config.stores.shared || r.store_host === config.host;
+  const listings = new Map<string, FrontendListing>();
+  for (const frontend of frontends) {
+    try {
+      listings.set(frontend.name, await listFrontendTree(config.push, frontend.parsed, country));
+    } catch (error) {
+      summary.frontends[frontend.name].error = errorMessage(error);
+      log.error(`${frontend.name}: ${errorMessage(error)}; skipping it this run`, scope);
+    }
+  }
+  try {
+  const pruneBefore = Date.now() - config.upkeep.keepOriginalsDays * 86400_000;
+
+  for (const prefix of PREFIXES) {
+    const rows = await rowsWithPrefix(db, country, prefix);
+    const known = new Set(rows.flatMap((r) => thumbnailFilesOf(r.image_data)));
+    const dir = `${country}/${prefix}`;
+
+    for (const frontend of frontends) {
+      const tally = summary.frontends[frontend.name];
+      const listing = listings.get(frontend.name);
+      if (tally.error || !listing) continue;
+      try {
+        const present = new Set(listing.filesIn(prefix));
+        const orphans = [...present].filter((f) => !known.has(f));
+        const missing = rows.filter((r) => r.stage === 'live' && thumbnailFilesOf(r.image_data).some((f) => !present.has(f)));
+        if (!dryRun) {
+          await deleteFrontendFiles(config.push, frontend.parsed, orphans);
+          await sendBackToPusher(db, country, frontend.name, missing);
+        }
+        tally.orphans += orphans.length;
+        tally.missing += missing.length;
+      } catch (error) {
+        tally.error = errorMessage(error);
+        log.error(`${frontend.name}: ${tally.error}; skipping it this run`, scope);
+      }
+    }
+
+    // This host's thumbnail store.
+    const storeFiles = listLocalFiles(config.stores.thumbnails, dir);
+    const storeSet = new Set(storeFiles);
+    for (const file of storeFiles) {
+      const full = path.join(config.stores.thumbnails, file);
+      const deadTemp = deadWritersTemp(file);
+      if (deadTemp !== null) {
+        if (deadTemp) {
+          summary.thumbnailStore.partial++;
+          if (!dryRun) fs.rmSync(full, { force: true });
+        }
+        continue;
+      }
+      if (known.has(file) || isRecent(full, SETTLE_SECONDS)) continue;
+      summary.thumbnailStore.orphans++;
+      if (!dryRun) fs.rmSync(full, { force: true });
+    }
+    const unthumbnailed = rows.filter((r) => mine(r) && r.stage === 'push' && r.state !== 'parked' && thumbnailFilesOf(r.image_data).some((f) => !storeSet.has(f)));
+    summary.thumbnailStore.missing += unthumbnailed.length;
+    if (!dryRun) await moveBack(db, unthumbnailed, 'push', 'thumbnail');
+
+    // This host's originals.
+    const hashes = new Map(rows.map((r) => [r.image_hash, r]));
+    const originals = listLocalFiles(config.stores.originals, dir);
+    const originalSet = new Set(originals.map((f) => path.basename(f)));
+    for (const file of originals) {
+      const full = path.join(config.stores.originals, file);
+      const deadTemp = deadWritersTemp(file);
+      if (deadTemp !== null) {
+        if (deadTemp) {
+          summary.originalsStore.partial++;
+          if (!dryRun) fs.rmSync(full, { force: true });
+        }
+        continue;
+      }
+      const row = hashes.get(path.basename(file));
+      if (!row) {
+        if (isRecent(full, SETTLE_SECONDS)) continue;
+        summary.originalsStore.orphans++;
+        if (!dryRun) fs.rmSync(full, { force: true });
+      } else if (config.upkeep.pruneOriginals === 'after_live' && row.stage === 'live' && row.updated_at.getTime() < pruneBefore) {
+        summary.originalsStore.pruned++;
+        if (!dryRun) fs.rmSync(full, { force: true });
+      }
+    }
+    const undownloaded = rows.filter((r) => mine(r) && r.stage === 'thumbnail' && r.state !== 'parked' && !originalSet.has(r.image_hash));
+    summary.originalsStore.missing += undownloaded.length;
+    if (!dryRun) await moveBack(db, undownloaded, 'thumbnail', 'download');
+  }
+  } finally {
+    for (const listing of listings.values()) listing.close();
+  }
+  for (const [name, t] of Object.entries(summary.frontends)) {
+    log.info(`${name}: ${dryRun ? 'would delete' : 'deleted'} ${t.orphans} orphans, ${t.missing} live rows missing files${dryRun ? '' : ' sent back to the pusher'}${t.error ? `; not checked: ${t.error}` : ''}`, scope);
+  }
+  log.info(`thumbnail store: ${summary.thumbnailStore.orphans} orphans, ${summary.thumbnailStore.partial} partial writes of dead processes, ${summary.thumbnailStore.missing} rows missing thumbnails; originals: ${summary.originalsStore.orphans} orphans, ${summary.originalsStore.partial} partial downloads of dead processes, ${summary.originalsStore.pruned} pruned, ${summary.originalsStore.missing} rows missing their original`, scope);
+  return summary;
+}
+
+/** Live rows a frontend lacks: its push record goes, and the row waits for the pusher (not live until every frontend has it). */
+async function sendBackToPusher(db: Db, country: string, frontend: string, rows: RowFiles[]): Promise<void> {
+  if (rows.length === 0) return;
+  await db.transaction().execute(async (trx) => {
+    await sql`DELETE FROM frontend_pushes WHERE frontend = ${frontend} AND country = ${country} AND image_hash = ANY(${rows.map((r) => r.image_hash)}::text[])`.execute(trx);
+    await sql`UPDATE live_images SET stage = 'push', state = 'waiting', attempts = 0, next_attempt_at = now(), updated_at = now()
+               WHERE id = ANY(${rows.map((r) => r.id)}::bigint[]) AND stage = 'live' AND locked_by IS NULL`.execute(trx);
+  });
+}
+
+async function moveBack(db: Db, rows: RowFiles[], from: string, to: string): Promise<void> {
+  if (rows.length === 0) return;
+  await sql`UPDATE live_images SET stage = ${to}, state = 'waiting', attempts = 0, next_attempt_at = now(), updated_at = now(),
+                   last_error = ${`files missing from the ${from === 'push' ? 'thumbnail' : 'originals'} store`}, last_error_class = 'store_missing'
+             WHERE id = ANY(${rows.map((r) => r.id)}::bigint[]) AND stage = ${from} AND locked_by IS NULL`.execute(db);
+}

@@ -1,0 +1,105 @@
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Command, Option } from 'commander';
+import cron, { type ScheduledTask } from 'node-cron';
+import { parseCountry } from '../config/country.ts';
+import { loadConfig } from '../config/load-config.ts';
+import { openDatabase, type Db } from '../db/connect.ts';
+import { runCommand } from '../cli/exit-on-error.ts';
+import { closeLogger, createLogger, type Logger } from '../log/create-logger.ts';
+import { errorMessage } from '../errors.ts';
+import { installStopSignals } from '../daemon/signals.ts';
+import { heartbeat, markStopped, registerWorker, workerIdFor } from '../daemon/worker-registry.ts';
+import { CHECKS, pruneStats, runCheck, sampleQueue, type Check, type CheckContext } from './run-check.ts';
+
+const CRON_FRONTEND_BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/lis_cron_frontend');
+
+/** Runs a check, logging (never throwing) a failure, so one bad run does not stop the schedule. */
+async function safeCheck(check: Check, ctx: CheckContext): Promise<boolean> {
+  try {
+    ctx.log.info(await runCheck(check, ctx), { scope: `Manager::${check}` });
+    return true;
+  } catch (error) {
+    ctx.log.error(`${check} failed: ${errorMessage(error)}`, { scope: `Manager::${check}` });
+    return false;
+  }
+}
+
+/** The weekly upkeep as a child process, so that its lock file and low priority apply as under cron. */
+function runCronFrontend(log: Logger, configFile: string | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    const args = ['--all', ...(configFile ? ['--config', configFile] : [])];
+    const child = spawn(process.execPath, [CRON_FRONTEND_BIN, ...args], { stdio: 'ignore' });
+    child.on('close', (code) => {
+      (code === 0 ? log.info : log.error)(`lis_cron_frontend --all exited ${code}`, { scope: 'Manager::cron_frontend' });
+      resolve();
+    });
+  });
+}
+
+async function serve(ctx: CheckContext, signal: AbortSignal, configFile: string | undefined): Promise<void> {
+  const { config, log } = ctx;
+  const tasks: ScheduledTask[] = [];
+  for (const check of CHECKS) {
+    const expression = config.manager.schedule[check];
+    if (!expression) continue;
+    tasks.push(cron.schedule(expression, () => safeCheck(check, ctx), { name: check, noOverlap: true }));
+    log.info(`Scheduled ${check}: ${expression}`, { scope: 'Manager::serve' });
+  }
+  if (config.manager.schedule.cron_frontend) {
+    tasks.push(cron.schedule(config.manager.schedule.cron_frontend, () => runCronFrontend(log, configFile), { name: 'cron_frontend', noOverlap: true }));
+    log.info(`Scheduled cron_frontend: ${config.manager.schedule.cron_frontend}`, { scope: 'Manager::serve' });
+  }
+  tasks.push(cron.schedule('* * * * *', () => sampleQueue(ctx.db).catch((e) => log.error(`sampling the queue failed: ${errorMessage(e)}`)), { name: 'sample_queue', noOverlap: true }));
+  tasks.push(cron.schedule('17 * * * *', () => pruneStats(ctx.db, config.manager.keepStatsDays).catch((e) => log.error(`pruning stats failed: ${errorMessage(e)}`)), { name: 'prune_stats', noOverlap: true }));
+  await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+  await Promise.all(tasks.map((t) => t.destroy()));
+}
+
+/** lis_managerd: heals the queue on a schedule (--service), or runs checks once by hand. */
+export async function managerdMain(argv = process.argv): Promise<void> {
+  const program = new Command('lis_managerd')
+    .description('heal the queue: release stuck jobs, park bad retries, disable bad datasources')
+    .addOption(new Option('--check <name>', 'run one check once and exit').choices([...CHECKS]))
+    .option('--country <code>', 'only this country (default: all)')
+    .option('--verbose', 'debug lines too')
+    .option('--service', 'run the checks on their schedules (manager.schedule) until stopped')
+    .option('--config <file>', 'config file')
+    .showHelpAfterError();
+  program.parse(argv);
+  const flags = program.opts<{ check?: Check; country?: string; verbose?: boolean; service?: boolean; config?: string }>();
+
+  await runCommand(async () => {
+    const config = loadConfig({ file: flags.config });
+    const country = flags.country === undefined ? undefined : parseCountry(flags.country, config);
+    const log = createLogger({ component: 'managerd', log: config.log, screen: !flags.service, verbose: flags.verbose, country });
+    const { controller, uninstall } = installStopSignals((s) => log.info(`${s} received: stopping`, { scope: 'Manager::signal' }));
+    let db: Db | null = null;
+    const workerId = workerIdFor(config.host, process.pid);
+    try {
+      db = await openDatabase(config, { onPoolError: (e) => log.warn(`Database connection lost: ${errorMessage(e)}`) });
+      const ctx: CheckContext = { config, db, log, country };
+      if (!flags.service) {
+        const checks = flags.check ? [flags.check] : [...CHECKS];
+        let ok = true;
+        for (const check of checks) ok = (await safeCheck(check, ctx)) && ok;
+        return ok ? 0 : 1;
+      }
+      await registerWorker(db, { id: workerId, component: 'managerd', host: config.host, pid: process.pid, country: country ?? null });
+      const beat = setInterval(() => heartbeat(db!, workerId, { done: 0, failed: 0, holding: 0 }).catch(() => {}), config.queue.heartbeatSeconds * 1000);
+      try {
+        await serve(ctx, controller.signal, flags.config);
+      } finally {
+        clearInterval(beat);
+        await markStopped(db, workerId).catch(() => {});
+      }
+      log.info('Exiting(time_to_die: 1)', { scope: 'Manager::main' });
+      return 0;
+    } finally {
+      uninstall();
+      await db?.destroy();
+      await closeLogger(log);
+    }
+  });
+}

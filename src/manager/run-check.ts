@@ -1,0 +1,74 @@
+import { sql } from 'kysely';
+import type { LisConfig } from '../config/config-schema.ts';
+import type { Db } from '../db/connect.ts';
+import type { Logger } from '../log/create-logger.ts';
+import { parkBadRetryJobs } from './bad-retry-jobs.ts';
+import { disableBadDatasources } from './bad-datasources.ts';
+import { notifyOperators } from './notify-operators.ts';
+import { redownloadFromGoneHosts, releaseStuckJobs } from './stuck-jobs.ts';
+
+export const CHECKS = ['stuck_jobs', 'bad_retry_jobs', 'bad_datasources'] as const;
+export type Check = (typeof CHECKS)[number];
+
+export interface CheckContext {
+  config: LisConfig;
+  db: Db;
+  log: Logger;
+  country?: string;
+}
+
+/** Runs one check once, logs what it did, and returns a one-line summary. */
+export async function runCheck(check: Check, ctx: CheckContext): Promise<string> {
+  const { config, db, log, country } = ctx;
+  const scope = { scope: `Manager::${check}` };
+  switch (check) {
+    case 'stuck_jobs': {
+      const released = await releaseStuckJobs(db, config.manager.staleWorkerSeconds, country);
+      for (const w of released) log.warn(`Released ${w.rows} rows held by ${w.workerId} (${w.component} on ${w.host}, silent for ${w.silentSeconds}s)`, scope);
+      const gone = config.stores.shared ? [] : await redownloadFromGoneHosts(db, config.manager.hostGoneHours, config.host);
+      for (const g of gone) log.warn(`Host ${g.host} gone for over ${config.manager.hostGoneHours}h: ${g.rows} rows sent back to download`, scope);
+      const rows = released.reduce((n, w) => n + w.rows, 0);
+      return `stuck_jobs: ${released.length} dead workers, ${rows} rows released; ${gone.length} gone hosts, ${gone.reduce((n, g) => n + g.rows, 0)} rows to download again`;
+    }
+    case 'bad_retry_jobs': {
+      const r = await parkBadRetryJobs(db, { maxAttempts: config.queue.maxAttempts, sameReasonLimit: config.manager.sameReasonLimit, country });
+      const summary = `bad_retry_jobs: ${r.outOfAttempts} out of attempts and ${r.sameReason} failing the same way parked as failed; ${r.originalMissing} with a lost original sent back to download`;
+      if (r.outOfAttempts + r.sameReason + r.originalMissing > 0) log.warn(summary, scope);
+      return summary;
+    }
+    case 'bad_datasources': {
+      const disabled = await disableBadDatasources(db, config.manager.badDatasource, country);
+      for (const d of disabled) {
+        await notifyOperators(log, config.manager.webhookUrl, {
+          subject: `datasource ${d.datasourceId} of ${d.country.toUpperCase()} disabled`,
+          detail: `${d.reason}; ${d.parked} rows parked. Re-open with: lis datasource enable ${d.country} ${d.datasourceId}`,
+          country: d.country, datasourceId: d.datasourceId, failureRate: d.failed / d.total,
+        });
+      }
+      return `bad_datasources: ${disabled.length} disabled${disabled.map((d) => ` (${d.country} ${d.datasourceId}: ${d.reason})`).join('')}`;
+    }
+  }
+}
+
+/** Records the queue's depth now, for the status page's chart over time. */
+export async function sampleQueue(db: Db): Promise<void> {
+  await sql`
+    INSERT INTO queue_samples (at, country, stage, due, later, held)
+    SELECT date_trunc('minute', now()), country, stage,
+           count(*) FILTER (WHERE locked_by IS NULL AND next_attempt_at <= now()),
+           count(*) FILTER (WHERE locked_by IS NULL AND next_attempt_at > now()),
+           count(*) FILTER (WHERE locked_by IS NOT NULL)
+      FROM live_images WHERE state = 'waiting' AND stage IN ('download', 'thumbnail', 'push')
+     GROUP BY country, stage
+    ON CONFLICT (at, country, stage) DO UPDATE SET due = EXCLUDED.due, later = EXCLUDED.later, held = EXCLUDED.held`.execute(db);
+}
+
+/** Drops per-minute figures and events older than `days`. */
+export async function pruneStats(db: Db, days: number): Promise<void> {
+  const cutoff = sql`now() - make_interval(days => ${Math.ceil(days)}::int)`;
+  await sql`DELETE FROM worker_minutes WHERE minute < ${cutoff}`.execute(db);
+  await sql`DELETE FROM datasource_minutes WHERE minute < ${cutoff}`.execute(db);
+  await sql`DELETE FROM manager_events WHERE at < ${cutoff}`.execute(db);
+  await sql`DELETE FROM queue_samples WHERE at < ${cutoff}`.execute(db);
+  await sql`DELETE FROM workers WHERE stopped_at < ${cutoff}`.execute(db);
+}

@@ -1,0 +1,74 @@
+import { sql } from 'kysely';
+import type { Db } from '../db/connect.ts';
+import { recordEvent } from './manager-events.ts';
+
+export interface ReleasedWorker {
+  workerId: string;
+  component: string;
+  host: string;
+  /** Seconds since its last heartbeat. */
+  silentSeconds: number;
+  rows: number;
+}
+
+/**
+ * Releases the rows held by workers whose heartbeat has gone stale (killed,
+ * crashed, host gone) and marks those workers stopped. A live worker beats
+ * every few seconds whatever its chunk is doing, so its rows are never taken,
+ * however long the chunk runs. The workers table is read first: the scan of
+ * held rows only runs when a dead worker may hold some.
+ */
+export async function releaseStuckJobs(db: Db, staleSeconds: number, country?: string): Promise<ReleasedWorker[]> {
+  const dead = await db
+    .selectFrom('workers')
+    .select(['id', 'component', 'host', sql<number>`extract(epoch FROM now() - heartbeat_at)::float8`.as('silent')])
+    .where('stopped_at', 'is', null)
+    .where(sql<boolean>`heartbeat_at < now() - make_interval(secs => ${staleSeconds})`)
+    .$if(country !== undefined, (q) => q.where('country', '=', country!))
+    .execute();
+  const released: ReleasedWorker[] = [];
+  for (const worker of dead) {
+    const result = await db.transaction().execute(async (trx) => {
+      const rows = await sql`
+        UPDATE live_images SET locked_by = NULL, locked_at = NULL
+         WHERE state = 'waiting' AND locked_by = ${worker.id}`.execute(trx);
+      await trx.updateTable('workers').set({ stopped_at: sql`now()`, holding: 0 }).where('id', '=', worker.id).execute();
+      return Number(rows.numAffectedRows ?? 0);
+    });
+    released.push({ workerId: worker.id, component: worker.component, host: worker.host, silentSeconds: Math.round(worker.silent), rows: result });
+    await recordEvent(db, {
+      check: 'stuck_jobs', country, subject: worker.id, rows: result,
+      detail: `released ${result} rows held by ${worker.id} (${worker.component}), silent for ${Math.round(worker.silent)}s`,
+    });
+  }
+  return released;
+}
+
+/**
+ * Rows whose files sit only in the stores of a host that has been gone for
+ * `goneHours` (no worker of it has beaten since) are sent back to download,
+ * where a live host will fetch them again. Each gone host is handled once
+ * (an event records it); shared stores (store_host '') are never affected.
+ */
+export async function redownloadFromGoneHosts(db: Db, goneHours: number, thisHost: string): Promise<Array<{ host: string; rows: number }>> {
+  const { rows: gone } = await sql<{ host: string }>`
+    SELECT w.host FROM workers w
+     WHERE w.host <> ${thisHost}
+     GROUP BY w.host
+    HAVING max(w.heartbeat_at) < now() - make_interval(hours => ${goneHours}::int)
+       AND NOT EXISTS (SELECT 1 FROM manager_events e
+                        WHERE e.check_name = 'host_gone' AND e.subject = w.host AND e.at > max(w.heartbeat_at))`.execute(db);
+  const out: Array<{ host: string; rows: number }> = [];
+  for (const { host } of gone) {
+    const result = await sql`
+      UPDATE live_images
+         SET stage = 'download', state = 'waiting', store_host = '', attempts = 0, next_attempt_at = now(),
+             last_error = 'files were on ' || store_host || ', gone for over ' || ${goneHours}::text || 'h', last_error_class = 'host_gone',
+             locked_by = NULL, locked_at = NULL, updated_at = now()
+       WHERE store_host = ${host} AND stage IN ('thumbnail', 'push') AND state IN ('waiting', 'failed')`.execute(db);
+    const rows = Number(result.numAffectedRows ?? 0);
+    out.push({ host, rows });
+    await recordEvent(db, { check: 'host_gone', subject: host, rows, detail: `host ${host} gone for over ${goneHours}h: ${rows} rows sent back to download` });
+  }
+  return out;
+}

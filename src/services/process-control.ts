@@ -1,0 +1,46 @@
+import fs from 'node:fs';
+import { isProcessAlive, readPidFile } from '../util/pid-lock-file.ts';
+
+export type ServiceState =
+  | { state: 'running'; pid: number; since: Date }
+  | { state: 'stopped' }
+  | { state: 'stale'; pid: number };
+
+/**
+ * What a pid file says, checked against the process table: a pid that is
+ * gone, or that now belongs to some other program, is a stale file.
+ */
+export function serviceState(pidFile: string, executable: string): ServiceState {
+  const holder = readPidFile(pidFile);
+  if (!holder) return { state: 'stopped' };
+  if (!isProcessAlive(holder.pid) || !commandLineMentions(holder.pid, executable)) return { state: 'stale', pid: holder.pid };
+  return { state: 'running', pid: holder.pid, since: fs.statSync(pidFile).mtime };
+}
+
+function commandLineMentions(pid: number, executable: string): boolean {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(executable);
+  } catch {
+    // No /proc (not Linux): trust the pid.
+    return true;
+  }
+}
+
+/** Resolves true once the process is gone, false after `timeoutMs`. */
+export async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (isProcessAlive(pid) && !isZombie(pid)) {
+    if (Date.now() > deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return true;
+}
+
+/** A child of ours that exited but was not reaped yet counts as dead. */
+function isZombie(pid: number): boolean {
+  try {
+    return /^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}

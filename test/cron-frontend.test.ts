@@ -1,0 +1,153 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { sql } from 'kysely';
+import { addFrontend } from '../src/push/frontend-registry.ts';
+import { deletionRules, parseListOnly } from '../src/cron/frontend-files.ts';
+import { originalPath, thumbnailStorePath } from '../src/store/store-layout.ts';
+import { insertPushRows } from './helpers/push-fixtures.ts';
+import { spawnTs } from './helpers/processes.ts';
+import { RsyncDaemon } from './helpers/rsync-daemons.ts';
+import { countBy } from './helpers/rows.ts';
+import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+
+const copyTo = (from: string, root: string, files: string[]) => {
+  for (const f of files) {
+    fs.mkdirSync(path.dirname(path.join(root, f)), { recursive: true });
+    fs.copyFileSync(path.join(from, f), path.join(root, f));
+  }
+};
+
+describe('lis_cron_frontend', () => {
+  let t: TestDatabase;
+  let daemon: RsyncDaemon;
+  let local: string;
+  let files: string[];
+  let configFile: string;
+
+  beforeEach(async function () {
+    this.timeout(30_000);
+    t = await createTestDatabase({ overrides: { services: { runDir: 'run' } } });
+    daemon = await RsyncDaemon.start(path.join(t.dir, 'n1'));
+    local = path.join(t.dir, 'n2');
+    await addFrontend(t.db, 'n1', daemon.url());
+    await addFrontend(t.db, 'n2', local);
+    files = await insertPushRows(t.db, t.config, 'uk', 6, { stage: 'live' });
+    for (const root of [daemon.moduleDir, local]) copyTo(t.config.stores.thumbnails, root, files);
+    const rows = await t.db.selectFrom('live_images').select('image_hash').execute();
+    for (const r of rows) {
+      fs.mkdirSync(path.dirname(originalPath(t.config, 'uk', r.image_hash)), { recursive: true });
+      fs.writeFileSync(originalPath(t.config, 'uk', r.image_hash), 'original');
+    }
+    configFile = t.writeConfig({ services: { runDir: path.join(t.dir, 'run') } });
+  });
+  afterEach(async () => {
+    await daemon.stop();
+    await t.drop();
+  });
+
+  const cron = async (args: string[]) => {
+    const run = spawnTs('bin/lis_cron_frontend', args, { LIS_CONFIG: configFile });
+    const { code } = await run.exited;
+    return { code, text: run.output() };
+  };
+
+  it('--db_scan purges expired images from the table, the stores and every frontend, and repairs impossible states', async function () {
+    this.timeout(60_000);
+    const expired = await t.db.selectFrom('live_images').select(['id', 'image_hash', 'image_data']).orderBy('id').limit(2).execute();
+    await sql`UPDATE live_images SET last_seen = now() - interval '40 days' WHERE id = ANY(${expired.map((r) => r.id)}::bigint[])`.execute(t.db);
+    await sql`INSERT INTO live_images (country, datasource_id, image_url, stage) VALUES ('uk', 1, 'http://x.com/odd.jpg', 'push')`.execute(t.db);
+    const expiredFiles = files.filter((f) => expired.some((r) => f.includes(r.image_hash)));
+    assert.equal(expiredFiles.length, 6);
+
+    const dry = await cron(['--db_scan', '--country', 'uk', '--dry-run']);
+    assert.equal(dry.code, 0, dry.text);
+    assert.match(dry.text, /Would purge 2 images/);
+    assert.equal((await countBy(t.db))['live/done'], 6, 'a dry run changes nothing');
+
+    const run = await cron(['--db_scan', '--country', 'uk', '--verbose']);
+    assert.equal(run.code, 0, run.text);
+    assert.match(run.text, /Summary for UK in [\d.]+s: db_scan: 2 purged, 0 deferred, 1 repaired/);
+    assert.deepEqual(await countBy(t.db), { 'live/done': 4, 'thumbnail/waiting': 1 });
+    for (const f of files) {
+      const gone = expiredFiles.includes(f);
+      for (const root of [t.config.stores.thumbnails, daemon.moduleDir, local]) {
+        assert.equal(fs.existsSync(path.join(root, f)), !gone, `${f} in ${root}`);
+      }
+    }
+    for (const r of expired) assert.equal(fs.existsSync(originalPath(t.config, 'uk', r.image_hash)), false);
+  });
+
+  it('--db_scan keeps expired rows for the next run while a frontend cannot be cleaned', async function () {
+    this.timeout(60_000);
+    await sql`UPDATE live_images SET last_seen = now() - interval '40 days'`.execute(t.db);
+    await daemon.stop();
+    const run = await cron(['--db_scan', '--country', 'uk']);
+    assert.match(run.text, /0 purged, 6 deferred/);
+    assert.equal((await countBy(t.db))['live/parked'], 6, 'parked, so no longer served, and retried next run');
+    await daemon.start();
+    const again = await cron(['--db_scan', '--country', 'uk']);
+    assert.match(again.text, /6 purged, 0 deferred/);
+    assert.deepEqual(await countBy(t.db), {});
+    const left = files.filter((f) => fs.existsSync(path.join(daemon.moduleDir, f)));
+    assert.deepEqual(left, []);
+  });
+
+  it('--fs_check deletes planted orphans and sends a live row whose file vanished back to the pusher', async function () {
+    this.timeout(60_000);
+    const orphan = 'uk/ab/cd/abcd0000000000000000000000000000_small.jpg';
+    for (const root of [daemon.moduleDir, local, t.config.stores.thumbnails]) {
+      fs.mkdirSync(path.dirname(path.join(root, orphan)), { recursive: true });
+      fs.writeFileSync(path.join(root, orphan), 'stray');
+      // Old enough to judge (a fresh file may be a write in progress).
+      const old = new Date(Date.now() - 2 * 3600_000);
+      fs.utimesSync(path.join(root, orphan), old, old);
+    }
+    fs.rmSync(path.join(local, files[4]));
+    const hash = /([0-9a-f]{32})_/.exec(files[4])![1];
+    await sql`INSERT INTO frontend_pushes (frontend, country, image_hash, pushed_at) VALUES ('n2', 'uk', ${hash}, now()), ('n1', 'uk', ${hash}, now())`.execute(t.db);
+
+    // Partial writes: one of a writer that died (SIGKILL mid-write), one of a writer still alive.
+    const deadTemp = `${files[0]}.tmp-999999-abcd1234`;
+    const liveTemp = `${files[1]}.tmp-${process.pid}-abcd1234`;
+    for (const f of [deadTemp, liveTemp]) fs.writeFileSync(path.join(t.config.stores.thumbnails, f), 'half a jpeg');
+
+    const run = await cron(['--fs_check', '--country', 'uk']);
+    assert.equal(run.code, 0, run.text);
+    assert.equal(fs.existsSync(path.join(t.config.stores.thumbnails, deadTemp)), false, 'a dead writer\'s partial file is removed at once');
+    assert.equal(fs.existsSync(path.join(t.config.stores.thumbnails, liveTemp)), true, 'a live writer\'s is left alone');
+    assert.match(run.text, /thumbnails 1 orphans\/1 partial/);
+    assert.match(run.text, /n1: deleted 1 orphans, 0 live rows missing files/);
+    assert.match(run.text, /n2: deleted 1 orphans, 1 live rows missing files sent back to the pusher/);
+    for (const root of [daemon.moduleDir, local, t.config.stores.thumbnails]) assert.equal(fs.existsSync(path.join(root, orphan)), false, root);
+    for (const f of files) assert.ok(fs.existsSync(path.join(daemon.moduleDir, f)), 'nothing else removed');
+    const row = await t.db.selectFrom('live_images').select(['stage', 'state']).where('image_hash', '=', hash).executeTakeFirstOrThrow();
+    assert.deepEqual(row, { stage: 'push', state: 'waiting' });
+    const pushes = await t.db.selectFrom('frontend_pushes').select('frontend').where('image_hash', '=', hash).execute();
+    assert.deepEqual(pushes, [{ frontend: 'n1' }], 'only the frontend that lacks it is pushed again');
+  });
+
+  it('refuses a second run for the same country while one holds the lock, saying who', async function () {
+    this.timeout(30_000);
+    const holder = spawn('sleep', ['30']);
+    try {
+      fs.mkdirSync(path.join(t.dir, 'run'), { recursive: true });
+      fs.writeFileSync(path.join(t.dir, 'run', 'cron_frontend.uk.lock'), `${holder.pid}\nlis_cron_frontend uk since earlier\n`);
+      const run = await cron(['--all', '--country', 'uk']);
+      assert.equal(run.code, 1);
+      assert.match(run.text, new RegExp(`lis_cron_frontend for UK is already running: .*held by pid ${holder.pid}`));
+    } finally {
+      holder.kill();
+    }
+    // A lock left by a process that died is stale and taken over.
+    const run = await cron(['--all', '--country', 'uk']);
+    assert.equal(run.code, 0, run.text);
+    assert.equal(fs.existsSync(path.join(t.dir, 'run', 'cron_frontend.uk.lock')), false, 'released at the end');
+  });
+
+  it('lists and deletes with rsync exactly the files named', () => {
+    assert.deepEqual(parseListOnly('drwxr-xr-x          4,096 2026/11/22 01:00:00 .\n-rw-r--r--         12,345 2026/11/22 01:00:00 0f/a_small.jpg\n'), ['0f/a_small.jpg']);
+    assert.equal(deletionRules(['uk/a3/0f/x_small.jpg']), '+ /uk/\n+ /uk/a3/\n+ /uk/a3/0f/\n+ /uk/a3/0f/x_small.jpg\n- *\n');
+  });
+});

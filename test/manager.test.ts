@@ -1,0 +1,147 @@
+import assert from 'node:assert/strict';
+import { sql } from 'kysely';
+import { parkBadRetryJobs } from '../src/manager/bad-retry-jobs.ts';
+import { disableBadDatasources, judgeDatasource } from '../src/manager/bad-datasources.ts';
+import { enableDatasource } from '../src/manager/datasource-switch.ts';
+import { redownloadFromGoneHosts, releaseStuckJobs } from '../src/manager/stuck-jobs.ts';
+import { countBy, insertUrls } from './helpers/rows.ts';
+import { spawnTs, waitFor } from './helpers/processes.ts';
+import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+
+const DAEMON = 'test/fixtures/test-daemon.ts';
+
+/** Test-only audit: one line per row each time it leaves the download stage. */
+async function auditStageMoves(t: TestDatabase): Promise<void> {
+  await sql`
+    CREATE TABLE stage_moves (id bigint, at timestamptz DEFAULT clock_timestamp());
+    CREATE FUNCTION audit_move() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN INSERT INTO stage_moves (id) VALUES (NEW.id); RETURN NULL; END $$;
+    CREATE TRIGGER audit_move AFTER UPDATE ON live_images FOR EACH ROW
+      WHEN (OLD.stage = 'download' AND NEW.stage <> 'download') EXECUTE FUNCTION audit_move();`.execute(t.db);
+}
+
+describe('lis_managerd', () => {
+  let t: TestDatabase;
+  beforeEach(async () => (t = await createTestDatabase({ overrides: { queue: { heartbeatSeconds: 0.5 }, manager: { staleWorkerSeconds: 5 } } })));
+  afterEach(async () => t.drop());
+
+  it('releases the rows of a daemon killed with SIGKILL mid-chunk; another worker finishes them, none done twice', async function () {
+    this.timeout(90_000);
+    await auditStageMoves(t);
+    await insertUrls(t.db, 'uk', 600);
+    const config = t.writeConfig();
+    const victim = spawnTs(DAEMON, ['--country', 'uk', '--config', config, '--chunk-size', '200'], { TEST_ROW_MS: '10' });
+    await waitFor(async () => ((await countBy(t.db))['thumbnail/waiting'] ?? 0) >= 150, 30_000, 'some rows done');
+    victim.child.kill('SIGKILL');
+    await victim.exited;
+    const held = (await countBy(t.db))['download/waiting/locked'] ?? 0;
+    assert.ok(held > 0, 'the killed daemon held rows');
+    // Not yet stale: nothing is taken from it.
+    assert.deepEqual(await releaseStuckJobs(t.db, 60), []);
+    await new Promise((resolve) => setTimeout(resolve, 5500));
+    const released = await releaseStuckJobs(t.db, 5);
+    assert.equal(released.length, 1);
+    assert.equal(released[0].rows, held, 'every row it held was released');
+    assert.equal(released[0].component, 'testd');
+    const events = await t.db.selectFrom('manager_events').selectAll().execute();
+    assert.equal(events.length, 1);
+    assert.equal(events[0].rows, held);
+    const rescuer = spawnTs(DAEMON, ['--country', 'uk', '--config', config]);
+    assert.equal((await rescuer.exited).code, 0, rescuer.output());
+    assert.deepEqual(await countBy(t.db), { 'thumbnail/waiting': 600 });
+    const { rows } = await sql<{ moves: string; rows: string }>`SELECT count(*) AS moves, count(DISTINCT id) AS rows FROM stage_moves`.execute(t.db);
+    assert.deepEqual(rows[0], { moves: '600', rows: '600' }, 'each row finished exactly once');
+  });
+
+  it('never takes the rows of a slow worker that is still alive', async function () {
+    this.timeout(60_000);
+    await insertUrls(t.db, 'uk', 20);
+    const slow = spawnTs(DAEMON, ['--country', 'uk', '--config', t.writeConfig(), '--service'], { TEST_ROW_MS: '60000' });
+    try {
+      await waitFor(async () => ((await countBy(t.db))['download/waiting/locked'] ?? 0) === 20, 20_000, 'the chunk claimed');
+      await new Promise((resolve) => setTimeout(resolve, 6000));
+      assert.deepEqual(await releaseStuckJobs(t.db, 5), [], 'its heartbeat keeps it alive');
+      assert.equal((await countBy(t.db))['download/waiting/locked'], 20);
+    } finally {
+      slow.child.kill('SIGKILL');
+      await slow.exited;
+    }
+  });
+
+  it('disables a datasource whose downloads all fail, parks its rows (new ones too), and re-enables it', async function () {
+    this.timeout(60_000);
+    await insertUrls(t.db, 'uk', 40, { datasourceId: 7, prefix: 'http://feed7.example.com/bad/' });
+    await insertUrls(t.db, 'uk', 40, { datasourceId: 8, prefix: 'http://feed8.example.com/ok/' });
+    await insertUrls(t.db, 'uk', 30, { datasourceId: 7, prefix: 'http://feed7.example.com/later/' });
+    await sql`UPDATE live_images SET next_attempt_at = now() + interval '1 hour' WHERE image_url LIKE '%/later/%'`.execute(t.db);
+    await sql`INSERT INTO datasources (country, datasource_id, updated_at) VALUES ('uk', 7, now() - interval '1 hour'), ('uk', 8, now() - interval '1 hour')`.execute(t.db);
+    const run = spawnTs(DAEMON, ['--country', 'uk', '--config', t.writeConfig()]);
+    assert.equal((await run.exited).code, 0, run.output());
+    const policy = { windowHours: 1, minAttempts: 20, failureRate: 0.9 };
+    const disabled = await disableBadDatasources(t.db, policy, 'uk');
+    assert.deepEqual(disabled.map((d) => [d.datasourceId, d.total, d.failed, d.parked]), [[7, 40, 40, 30]]);
+    assert.match(disabled[0].reason, /100% of 40 rows failed in the last 1h \(top reason: fixture x40\)/);
+    const ds = await t.db.selectFrom('datasources').selectAll().where('datasource_id', '=', 7).executeTakeFirstOrThrow();
+    assert.equal(ds.enabled, false);
+    await insertUrls(t.db, 'uk', 5, { datasourceId: 7, prefix: 'http://feed7.example.com/new/' });
+    const parked = await t.db.selectFrom('live_images').select((eb) => eb.fn.countAll<string>().as('n')).where('state', '=', 'parked').executeTakeFirstOrThrow();
+    assert.equal(Number(parked.n), 35, 'rows inserted for a disabled datasource are parked at once');
+    const show = spawnTs('bin/lis', ['--config', t.writeConfig(), 'datasource', 'show', 'uk']);
+    assert.equal((await show.exited).code, 0);
+    assert.match(show.output(), /uk 7: .*\n  DISABLED: 100% of 40 rows failed in the last 1h \(top reason: fixture x40\) \(lis datasource enable uk 7\)/);
+    const enable = spawnTs('bin/lis', ['--config', t.writeConfig(), 'datasource', 'enable', 'uk', '7']);
+    assert.equal((await enable.exited).code, 0, enable.output());
+    assert.match(enable.output(), /datasource 7 of uk enabled; 35 parked rows put back in the queue/);
+    assert.deepEqual(await disableBadDatasources(t.db, policy, 'uk'), [], 'failures from before the re-enable do not count');
+    assert.equal(await enableDatasource(t.db, 'uk', 999), null);
+    const unknown = spawnTs('bin/lis', ['--config', t.writeConfig(), 'datasource', 'enable', 'uk', '999']);
+    assert.equal((await unknown.exited).code, 1);
+    assert.match(unknown.output(), /no datasource 999 in uk/);
+  });
+
+  it('judges datasources by rate, only with enough attempts', () => {
+    const policy = { windowHours: 6, minAttempts: 50, failureRate: 0.9 };
+    const h = { country: 'uk', datasourceId: 1, total: 100, failed: 95, topReason: 'http_404', topReasonCount: 90 };
+    assert.equal(judgeDatasource(h, policy), '95% of 100 rows failed in the last 6h (top reason: http_404 x90)');
+    assert.equal(judgeDatasource({ ...h, failed: 80 }, policy), null);
+    assert.equal(judgeDatasource({ ...h, total: 40, failed: 40 }, policy), null);
+  });
+
+  it('parks rows out of attempts or failing the same way, and `lis retry` puts them back', async () => {
+    await insertUrls(t.db, 'uk', 6);
+    await sql`UPDATE live_images SET attempts = 9, last_error = 'HTTP 503', last_error_class = 'http_5xx' WHERE id % 3 = 0`.execute(t.db);
+    await sql`UPDATE live_images SET attempts = 2, same_error_count = 4, last_error = 'timed out', last_error_class = 'timeout' WHERE id % 3 = 1`.execute(t.db);
+    await sql`UPDATE live_images SET stage = 'thumbnail', state = 'failed', last_error_class = 'original_missing', store_host = 'h' WHERE id % 3 = 2`.execute(t.db);
+    const result = await parkBadRetryJobs(t.db, { maxAttempts: 6, sameReasonLimit: 4 });
+    assert.deepEqual(result, { outOfAttempts: 2, sameReason: 2, originalMissing: 2 });
+    assert.deepEqual(await countBy(t.db), { 'download/failed': 4, 'download/waiting': 2 });
+    const run = spawnTs('bin/lis', ['--config', t.writeConfig(), 'retry', '--country', 'uk', '--reason', 'timeout']);
+    assert.equal((await run.exited).code, 0, run.output());
+    assert.match(run.output(), /2 failed rows put back in the queue/);
+    assert.deepEqual(await countBy(t.db), { 'download/failed': 2, 'download/waiting': 4 });
+  });
+
+  it('sends rows whose files were on a host gone too long back to download, once', async () => {
+    await insertUrls(t.db, 'uk', 4);
+    await sql`UPDATE live_images SET stage = 'push', store_host = 'oldhost' WHERE id <= (SELECT min(id) + 2 FROM live_images)`.execute(t.db);
+    await sql`INSERT INTO workers (id, component, host, pid, heartbeat_at, stopped_at) VALUES ('oldhost:1', 'thumbnaild', 'oldhost', 1, now() - interval '3 days', now() - interval '3 days')`.execute(t.db);
+    assert.deepEqual(await redownloadFromGoneHosts(t.db, 24, 'testhost'), [{ host: 'oldhost', rows: 3 }]);
+    assert.deepEqual(await countBy(t.db), { 'download/waiting': 4 });
+    assert.deepEqual(await redownloadFromGoneHosts(t.db, 24, 'testhost'), [], 'handled once');
+  });
+
+  it('`lis_managerd --check` runs one check by hand; `lis worker-report` lists the workers', async function () {
+    this.timeout(60_000);
+    await insertUrls(t.db, 'uk', 50);
+    const config = t.writeConfig();
+    const daemon = spawnTs(DAEMON, ['--country', 'uk', '--config', config]);
+    assert.equal((await daemon.exited).code, 0);
+    const check = spawnTs('bin/lis_managerd', ['--check', 'stuck_jobs', '--country', 'uk', '--config', config]);
+    assert.equal((await check.exited).code, 0, check.output());
+    assert.match(check.output(), /INFO Manager::stuck_jobs\[\d+\]:UK stuck_jobs: 0 dead workers, 0 rows released/);
+    const report = spawnTs('bin/lis', ['--config', config, 'worker-report']);
+    assert.equal((await report.exited).code, 0, report.output());
+    assert.match(report.output(), /component\s+host\s+pid\s+country\s+status/);
+    assert.match(report.output(), /testd\s+testhost\s+\d+\s+uk\s+stopped\s+.*\s50\s+0\s+0$/m);
+  });
+});

@@ -1,0 +1,71 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawnTs, waitFor } from './helpers/processes.ts';
+import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+
+describe('servicectl', () => {
+  let t: TestDatabase;
+  beforeEach(async () => (t = await createTestDatabase()));
+  afterEach(async () => t.drop());
+
+  const ctl = async (args: string[]) => {
+    const run = spawnTs('bin/servicectl', args);
+    const { code } = await run.exited;
+    return { code, text: run.output() };
+  };
+
+  it('starts a real daemon detached, reports it, and stops it with SIGTERM', async function () {
+    this.timeout(60_000);
+    const config = t.writeConfig({ services: { runDir: path.join(t.dir, 'run') } });
+    assert.deepEqual(await ctl(['status', 'imagesys-managerd', '--config', config]), { code: 3, text: 'imagesys-managerd is stopped\n' });
+    const started = await ctl(['start', 'imagesys-managerd', '--config', config]);
+    assert.equal(started.code, 0, started.text);
+    const pid = Number(/started \(pid (\d+)\)/.exec(started.text)?.[1]);
+    assert.ok(pid > 0, started.text);
+    const status = await ctl(['status', 'imagesys-managerd', '--config', config]);
+    assert.equal(status.code, 0);
+    assert.match(status.text, new RegExp(`imagesys-managerd is running \\(pid ${pid}, since `));
+    // It is a real service: registered in the workers table, logging to its files.
+    await waitFor(async () => (await t.db.selectFrom('workers').select('id').where('component', '=', 'managerd').execute()).length === 1, 20_000, 'the manager to register');
+    assert.match((await ctl(['start', 'managerd', '--config', config])).text, /already running/);
+    const stopped = await ctl(['stop', 'imagesys-managerd', '--config', config]);
+    assert.equal(stopped.code, 0);
+    assert.equal(stopped.text, `Waiting for ${pid} to die...dead.\n`);
+    assert.equal((await ctl(['status', 'imagesys-managerd', '--config', config])).code, 3);
+    const log = fs.readFileSync(path.join(t.config.log.dir, 'managerd.log'), 'utf8');
+    assert.match(log, /Scheduled stuck_jobs/);
+    assert.match(log, /SIGTERM received: stopping/);
+    const worker = await t.db.selectFrom('workers').select('stopped_at').where('component', '=', 'managerd').executeTakeFirstOrThrow();
+    assert.ok(worker.stopped_at, 'it stopped cleanly');
+  });
+
+  it('tells a stale pid file from a running service, and refuses unknown services and actions', async () => {
+    const runDir = path.join(t.dir, 'run');
+    const config = t.writeConfig({ services: { runDir } });
+    fs.mkdirSync(runDir, { recursive: true });
+    fs.writeFileSync(path.join(runDir, 'imagesys-managerd.pid'), '999999\n');
+    const stale = await ctl(['status', 'imagesys-managerd', '--config', config]);
+    assert.equal(stale.code, 1);
+    assert.match(stale.text, /not running, but its pid file names 999999 \(stale/);
+    assert.match((await ctl(['stop', 'imagesys-managerd', '--config', config])).text, /removed stale pid file/);
+    const unknown = await ctl(['start', 'imagesys-nonsense', '--config', config]);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.text, /unknown service "imagesys-nonsense"/);
+    const noCountry = await ctl(['start', 'imagesys-downloadd', '--config', config]);
+    assert.equal(noCountry.code, 2);
+    assert.match(noCountry.text, /runs per country: give --country/);
+    const badAction = await ctl(['reload', 'imagesys-managerd', '--config', config]);
+    assert.equal(badAction.code, 2);
+  });
+
+  it('reports a daemon that cannot start, with its last words', async () => {
+    // servicectl's own config is fine; the daemon finds no database at that address.
+    const config = t.writeConfig({ services: { runDir: path.join(t.dir, 'run') }, database: { url: 'postgres://nobody:x@127.0.0.1:9/none' } });
+    const run = await ctl(['start', 'imagesys-managerd', '--config', config]);
+    assert.equal(run.code, 1, run.text);
+    assert.match(run.text, /Starting imagesys-managerd\.\.\.failed\./);
+    assert.match(run.text, /ECONNREFUSED|connect/);
+    assert.equal(fs.existsSync(path.join(t.dir, 'run', 'imagesys-managerd.pid')), false, 'no pid file left behind');
+  });
+});
