@@ -1,0 +1,36 @@
+import type { Command } from 'commander';
+import { parseIntFlag } from '../config/country.ts';
+import { loadConfig } from '../config/load-config.ts';
+import { openDatabase } from '../db/connect.ts';
+import { installStopSignals } from '../daemon/signals.ts';
+import { createStatusServer } from '../web/status-server.ts';
+import { runCommand } from './exit-on-error.ts';
+
+/** `lis web`: the read-only status page, on loopback unless configured otherwise. */
+export function addWebCommand(program: Command): void {
+  program
+    .command('web')
+    .description('serve the status page: queue and throughput charts, failures, frontend sync, workers, image lookup (read-only)')
+    .option('--port <n>', 'port (default: metrics.webPort, 8470; 0 picks a free one)')
+    .option('--host <address>', 'address to bind (default: metrics.host, 127.0.0.1)')
+    .action((opts: { port?: string; host?: string }, command: Command) =>
+      runCommand(async () => {
+        const config = loadConfig({ file: command.optsWithGlobals().config });
+        const port = opts.port === undefined ? config.metrics.webPort : parseIntFlag('--port', opts.port, 0, 65535);
+        const host = opts.host ?? config.metrics.host;
+        const db = await openDatabase(config);
+        const server = createStatusServer(db, config);
+        await new Promise<void>((resolve, reject) => {
+          server.once('error', reject);
+          server.listen(port, host, () => resolve());
+        });
+        const address = server.address() as { port: number };
+        console.log(`ImageSys status page at http://${host}:${address.port}/`);
+        const { controller } = installStopSignals(() => {});
+        await new Promise<void>((resolve) => controller.signal.addEventListener('abort', () => resolve(), { once: true }));
+        server.closeAllConnections();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+        await db.destroy();
+      }),
+    );
+}

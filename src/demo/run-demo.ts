@@ -1,0 +1,133 @@
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { sql } from 'kysely';
+import type { LisConfigInput } from '../config/config-schema.ts';
+import { parseConfig } from '../config/load-config.ts';
+import { databaseUrl, openDatabase } from '../db/connect.ts';
+import { LisError } from '../errors.ts';
+import { ImageSys } from '../interface/image-sys.ts';
+import { addFrontend } from '../push/frontend-registry.ts';
+import { BAD_PATHS, startSourceServer } from './source-server.ts';
+
+const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin');
+
+export interface DemoOptions {
+  dir: string;
+  photos: number;
+  /** The demo's own database on the server (dropped and made anew). */
+  database: string;
+  print: (line: string) => void;
+}
+
+/** Runs one daemon by hand to the end ("No rows gained"), its screen output kept in a file. */
+function runStage(bin: string, configFile: string, logFile: string): Promise<{ code: number | null; seconds: number }> {
+  const started = performance.now();
+  return new Promise((resolve) => {
+    const out = fs.openSync(logFile, 'a');
+    const child = spawn(process.execPath, [path.join(BIN, bin), '--country', 'uk', '--config', configFile], { stdio: ['ignore', out, out] });
+    child.on('close', (code) => {
+      fs.closeSync(out);
+      resolve({ code, seconds: (performance.now() - started) / 1000 });
+    });
+  });
+}
+
+async function freshDatabase(serverUrl: string, name: string): Promise<string> {
+  const admin = new URL(serverUrl);
+  admin.pathname = '/postgres';
+  const client = new pg.Client({ connectionString: admin.toString() });
+  await client.connect();
+  await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  await client.query(`CREATE DATABASE ${name}`);
+  await client.end();
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+/**
+ * The whole system on one machine in a minute: the embedded PostgreSQL (a
+ * database of its own), a local photo server with generated photos and a few
+ * bad URLs, three local frontends, and every daemon run until the queue is
+ * drained; then what went live, what failed and why, and how long each stage took.
+ */
+export async function runDemo({ dir, photos, database, print }: DemoOptions): Promise<number> {
+  const root = path.resolve(dir);
+  fs.rmSync(root, { recursive: true, force: true });
+  fs.mkdirSync(root, { recursive: true });
+  print(`Demo in ${root}`);
+  const server = await startSourceServer();
+  try {
+    const url = await freshDatabase(await databaseUrl(parseConfig({}, process.env)), database);
+    const input: LisConfigInput = {
+      database: { url },
+      stores: { originals: path.join(root, 'originals'), thumbnails: path.join(root, 'thumbnails') },
+      log: { dir: path.join(root, 'log') },
+      // The photo server is on loopback, which downloads refuse unless allowed.
+      download: { allowAddresses: ['127.0.0.1/32'], timeouts: { totalSeconds: 20 } },
+      // Give up at the first failure, so the demo ends with every row settled.
+      queue: { maxAttempts: 1 },
+      searchApi: { thumbnailBaseUrl: 'https://img.example.com/' },
+      services: { runDir: path.join(root, 'run') },
+    };
+    fs.mkdirSync(path.join(root, 'log'), { recursive: true });
+    const configFile = path.join(root, 'config.json');
+    fs.writeFileSync(configFile, `${JSON.stringify(input, null, 2)}\n`);
+    const config = parseConfig(input, {}, root, configFile);
+    const db = await openDatabase(config);
+    try {
+      for (const name of ['n1', 'n2', 'n3']) {
+        fs.mkdirSync(path.join(root, 'frontends', name), { recursive: true });
+        await addFrontend(db, name, path.join(root, 'frontends', name));
+      }
+      const images = await ImageSys.open({ config });
+      const good = Array.from({ length: photos }, (_, i) => `${server.base}/photos/${i + 1}.jpg`);
+      const bad = [...Object.keys(BAD_PATHS).map((p) => `${server.base}${p}`), 'http://10.20.30.40/private-network.jpg'];
+      await images.enqueue(good, { country: 'uk', datasourceId: 16 });
+      await images.enqueue(bad, { country: 'uk', datasourceId: 17 });
+      await images.close();
+      print(`Queued ${good.length} photos and ${bad.length} bad URLs for UK; frontends n1, n2, n3 under ${path.join(root, 'frontends')}`);
+
+      const stages: Array<[string, string]> = [['download', 'lis_downloadd'], ['thumbnail', 'lis_thumbnaild'], ['push', 'lis_pusherd']];
+      const timings: string[] = [];
+      for (const [stage, bin] of stages) {
+        const result = await runStage(bin, configFile, path.join(root, 'log', 'demo-screen.log'));
+        if (result.code !== 0) throw new LisError('ERR_DEMO', `${bin} exited ${result.code}: see ${path.join(root, 'log')}`);
+        const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM live_images WHERE stage <> ${stage} OR state <> 'waiting'`.execute(db);
+        timings.push(`${stage} ${result.seconds.toFixed(1)}s`);
+        print(`  ${bin.padEnd(15)} done in ${result.seconds.toFixed(1)}s (${rows[0].n} rows past ${stage} or settled)`);
+      }
+
+      const { rows: states } = await sql<{ stage: string; state: string; n: string }>`
+        SELECT stage, state, count(*) AS n FROM live_images GROUP BY 1, 2 ORDER BY 1, 2`.execute(db);
+      const { rows: failures } = await sql<{ image_url: string; last_error_class: string; last_error: string }>`
+        SELECT image_url, last_error_class, last_error FROM live_images WHERE state = 'failed' ORDER BY image_url`.execute(db);
+      const live = Number(states.find((s) => s.stage === 'live')?.n ?? 0);
+      const files = (name: string) => {
+        let n = 0;
+        const walk = (d: string) => fs.readdirSync(d, { withFileTypes: true }).forEach((e) => (e.isDirectory() ? walk(path.join(d, e.name)) : n++));
+        const dirPath = path.join(root, 'frontends', name);
+        if (fs.existsSync(dirPath)) walk(dirPath);
+        return n;
+      };
+      print('');
+      print(`Live: ${live} of ${good.length} photos, on n1 (${files('n1')} files), n2 (${files('n2')}), n3 (${files('n3')})`);
+      print(`Rows: ${states.map((s) => `${s.stage}/${s.state} ${s.n}`).join(', ')}`);
+      print(`Failed (${failures.length}), as expected for the bad URLs:`);
+      for (const f of failures) print(`  ${f.last_error_class.padEnd(16)} ${f.image_url.replace(server.base, '')}: ${f.last_error}`);
+      print(`Stage times: ${timings.join(', ')}`);
+      print('');
+      print(`Look around: npx lis_metrics --config ${path.relative(process.cwd(), configFile)}`);
+      print(`             npx lis web --config ${path.relative(process.cwd(), configFile)}   (status page, lookup by URL or hash)`);
+      const expectedFailures = bad.length;
+      return live === good.length && failures.length === expectedFailures ? 0 : 1;
+    } finally {
+      await db.destroy();
+    }
+  } finally {
+    await server.close();
+  }
+}

@@ -1,0 +1,20 @@
+import type { LisConfig } from '../config/config-schema.ts';
+import type { Db } from '../db/connect.ts';
+import { frontendLag, type FrontendLag } from '../push/frontend-lag.ts';
+import { datasourceFailures, queueDepth, rowCounts, storeDiskUse, throughput } from './queue-figures.ts';
+
+export type MetricsReport = Awaited<ReturnType<typeof collectReport>>;
+
+/** Everything `lis_metrics` and the status page show, in one object. */
+export async function collectReport(db: Db, config: LisConfig, country?: string) {
+  const [rows, queue, lastHour, lastDay, datasources, frontends, disk] = await Promise.all([
+    rowCounts(db, country),
+    queueDepth(db, country),
+    throughput(db, 60, country),
+    throughput(db, 24 * 60, country),
+    datasourceFailures(db, 24, country),
+    frontendLag(db, { country }) as Promise<FrontendLag[]>,
+    storeDiskUse(config),
+  ]);
+  return { at: new Date().toISOString(), country: country ?? null, rows, queue, throughput: { lastHour, lastDay }, datasources, frontends, disk };
+}

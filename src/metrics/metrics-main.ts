@@ -1,0 +1,30 @@
+import { Command } from 'commander';
+import { parseCountry } from '../config/country.ts';
+import { loadConfig } from '../config/load-config.ts';
+import { openDatabase } from '../db/connect.ts';
+import { runCommand } from '../cli/exit-on-error.ts';
+import { collectReport } from './collect-report.ts';
+import { formatReport } from './format-report.ts';
+
+/** lis_metrics [--country uk] [--json] */
+export async function metricsMain(argv = process.argv): Promise<void> {
+  const program = new Command('lis_metrics')
+    .description('rows per country and state, the queue and its age, throughput, datasource failure rates, frontend lag, store disk use')
+    .option('--country <code>', 'only this country')
+    .option('--json', 'machine-readable')
+    .option('--config <file>', 'config file')
+    .showHelpAfterError();
+  program.parse(argv);
+  const flags = program.opts<{ country?: string; json?: boolean; config?: string }>();
+  await runCommand(async () => {
+    const config = loadConfig({ file: flags.config });
+    const country = flags.country === undefined ? undefined : parseCountry(flags.country, config);
+    const db = await openDatabase(config);
+    try {
+      const report = await collectReport(db, config, country);
+      console.log(flags.json ? JSON.stringify(report, null, 2) : formatReport(report));
+    } finally {
+      await db.destroy();
+    }
+  });
+}

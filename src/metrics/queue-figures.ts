@@ -1,0 +1,86 @@
+import { execFile } from 'node:child_process';
+import { sql } from 'kysely';
+import type { LisConfig } from '../config/config-schema.ts';
+import type { Db } from '../db/connect.ts';
+
+const inCountry = (country: string | undefined, column = sql.ref('country')) => (country === undefined ? sql`true` : sql`${column} = ${country}`);
+
+/** Rows per country, stage and state: one scan of the table (a report's figure, not a scrape's). */
+export async function rowCounts(db: Db, country?: string): Promise<Array<{ country: string; stage: string; state: string; rows: number }>> {
+  const { rows } = await sql<{ country: string; stage: string; state: string; n: string }>`
+    SELECT country, stage, state, count(*) AS n FROM live_images WHERE ${inCountry(country)}
+     GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`.execute(db);
+  return rows.map((r) => ({ country: r.country, stage: r.stage, state: r.state, rows: Number(r.n) }));
+}
+
+/**
+ * The queue per country and stage: rows waiting (due now, or later after a
+ * failure), rows held by workers, and how long the oldest due row has waited.
+ * Reads only the claim index's rows (the backlog), so it is cheap enough to scrape.
+ */
+export async function queueDepth(db: Db, country?: string): Promise<Array<{ country: string; stage: string; due: number; later: number; held: number; oldestSeconds: number }>> {
+  const { rows } = await sql<{ country: string; stage: string; due: string; later: string; held: string; oldest: number | null }>`
+    SELECT country, stage,
+           count(*) FILTER (WHERE locked_by IS NULL AND next_attempt_at <= now()) AS due,
+           count(*) FILTER (WHERE locked_by IS NULL AND next_attempt_at > now()) AS later,
+           count(*) FILTER (WHERE locked_by IS NOT NULL) AS held,
+           extract(epoch FROM now() - min(updated_at) FILTER (WHERE locked_by IS NULL AND next_attempt_at <= now()))::float8 AS oldest
+      FROM live_images
+     WHERE state = 'waiting' AND stage IN ('download', 'thumbnail', 'push') AND ${inCountry(country)}
+     GROUP BY 1, 2 ORDER BY 1, 2`.execute(db);
+  return rows.map((r) => ({ country: r.country, stage: r.stage, due: Number(r.due), later: Number(r.later), held: Number(r.held), oldestSeconds: Math.round(r.oldest ?? 0) }));
+}
+
+/** Rows done and failed per component over the last `minutes`, from the workers' per-minute counts. */
+export async function throughput(db: Db, minutes: number, country?: string): Promise<Array<{ component: string; done: number; failed: number; perMinute: number }>> {
+  const { rows } = await sql<{ component: string; done: string; failed: string }>`
+    SELECT component, sum(done) AS done, sum(failed) AS failed FROM worker_minutes
+     WHERE minute > now() - make_interval(mins => ${minutes}) AND ${inCountry(country)}
+     GROUP BY 1 ORDER BY 1`.execute(db);
+  return rows.map((r) => ({ component: r.component, done: Number(r.done), failed: Number(r.failed), perMinute: Math.round((Number(r.done) / minutes) * 10) / 10 }));
+}
+
+/** Per minute, per component: the chart of throughput over time. */
+export async function throughputSeries(db: Db, minutes: number): Promise<Array<{ minute: Date; component: string; done: number; failed: number }>> {
+  const { rows } = await sql<{ minute: Date; component: string; done: string; failed: string }>`
+    SELECT minute, component, sum(done) AS done, sum(failed) AS failed FROM worker_minutes
+     WHERE minute > now() - make_interval(mins => ${minutes}) GROUP BY 1, 2 ORDER BY 1, 2`.execute(db);
+  return rows.map((r) => ({ minute: r.minute, component: r.component, done: Number(r.done), failed: Number(r.failed) }));
+}
+
+/** Per datasource over the last `hours`: rows worked, the failure rate, and the top failure reasons. */
+export async function datasourceFailures(db: Db, hours: number, country?: string): Promise<Array<{ country: string; datasourceId: number; enabled: boolean; total: number; failed: number; rate: number; reasons: Array<{ reason: string; rows: number }> }>> {
+  const { rows } = await sql<{ country: string; datasource_id: number; enabled: boolean | null; error_class: string; n: string }>`
+    SELECT m.country, m.datasource_id, d.enabled, m.error_class, sum(m.n) AS n
+      FROM datasource_minutes m LEFT JOIN datasources d USING (country, datasource_id)
+     WHERE m.minute > now() - make_interval(hours => ${hours}) AND ${inCountry(country, sql.ref('m.country'))}
+     GROUP BY 1, 2, 3, 4`.execute(db);
+  const by = new Map<string, { country: string; datasourceId: number; enabled: boolean; total: number; failed: number; rate: number; reasons: Array<{ reason: string; rows: number }> }>();
+  for (const r of rows) {
+    const key = `${r.country}:${r.datasource_id}`;
+    const entry = by.get(key) ?? { country: r.country, datasourceId: r.datasource_id, enabled: r.enabled ?? true, total: 0, failed: 0, rate: 0, reasons: [] };
+    const n = Number(r.n);
+    entry.total += n;
+    if (r.error_class !== '') {
+      entry.failed += n;
+      entry.reasons.push({ reason: r.error_class, rows: n });
+    }
+    by.set(key, entry);
+  }
+  return [...by.values()]
+    .map((e) => ({ ...e, rate: e.total ? Math.round((e.failed / e.total) * 1000) / 1000 : 0, reasons: e.reasons.sort((a, b) => b.rows - a.rows).slice(0, 5) }))
+    .sort((a, b) => b.failed - a.failed || a.country.localeCompare(b.country) || a.datasourceId - b.datasourceId);
+}
+
+/** Bytes used by this host's stores (`du`, bounded in time: a huge store answers null rather than hang a report). */
+export async function storeDiskUse(config: LisConfig): Promise<Record<'originals' | 'thumbnails', number | null>> {
+  const du = (dir: string) =>
+    new Promise<number | null>((resolve) => {
+      execFile('du', ['-sk', dir], { timeout: 60_000 }, (error, stdout) => {
+        const kb = Number(stdout.split(/\s/)[0]);
+        resolve(error || !Number.isFinite(kb) ? null : kb * 1024);
+      });
+    });
+  const [originals, thumbnails] = await Promise.all([du(config.stores.originals), du(config.stores.thumbnails)]);
+  return { originals, thumbnails };
+}

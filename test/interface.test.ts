@@ -1,0 +1,85 @@
+import assert from 'node:assert/strict';
+import { sql } from 'kysely';
+// As listing code would: by the package's name, through its public entry only.
+import { ImageSys, lis_hash_for_url, type SearchApiImage } from 'imagesys';
+import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+
+describe('the Interface (imported as a package)', () => {
+  let t: TestDatabase;
+  let images: ImageSys;
+  const liveUrl = 'http://feed.example.com/listing/1/photo-1.jpg';
+  const liveHash = lis_hash_for_url(liveUrl);
+
+  beforeEach(async () => {
+    t = await createTestDatabase({ overrides: { searchApi: { thumbnailBaseUrl: 'https://img.example.com/t' } } });
+    images = await ImageSys.open({ config: t.config });
+    const imageData = {
+      original: { width: 1800, height: 1200, format: 'jpeg', bytes: 456789 },
+      contentHash: 'c'.repeat(64),
+      presets: {
+        small: { width: 120, height: 80, bytes: 3000, path: `uk/${liveHash.slice(0, 2)}/${liveHash.slice(2, 4)}/${liveHash}_small.jpg` },
+        large: { width: 640, height: 427, bytes: 40000, path: `uk/${liveHash.slice(0, 2)}/${liveHash.slice(2, 4)}/${liveHash}_large.jpg`, twins: { webp: { path: `uk/x/${liveHash}_large.webp`, bytes: 30000 } } },
+      },
+      dominantColor: '#a0b0c0',
+      placeholder: { type: 'thumbhash', data: 'YJqGPQw7sFlslqhFafSE+Q6oJ1h2iHB2Rw' },
+    };
+    await sql`INSERT INTO live_images (country, datasource_id, image_url, stage, state, image_data, image_class)
+              VALUES ('uk', 16, ${liveUrl}, 'live', 'done', ${JSON.stringify(imageData)}::jsonb, 'photo'),
+                     ('uk', 16, 'http://feed.example.com/listing/1/photo-2.jpg', 'push', 'waiting', ${JSON.stringify(imageData)}::jsonb, 'photo')`.execute(t.db);
+  });
+  afterEach(async () => {
+    await images.close();
+    await t.drop();
+  });
+
+  it('gives the search API data of a live image by hash, and null for one that is not live', async () => {
+    const data = await images.getSearchApiDataForHash(liveHash);
+    const expected: SearchApiImage = {
+      hash: liveHash,
+      country: 'uk',
+      url: liveUrl,
+      imageClass: 'photo',
+      original: { width: 1800, height: 1200, format: 'jpeg', bytes: 456789 },
+      thumbnails: {
+        small: { url: `https://img.example.com/t/uk/${liveHash.slice(0, 2)}/${liveHash.slice(2, 4)}/${liveHash}_small.jpg`, width: 120, height: 80, twins: {} },
+        large: { url: `https://img.example.com/t/uk/${liveHash.slice(0, 2)}/${liveHash.slice(2, 4)}/${liveHash}_large.jpg`, width: 640, height: 427, twins: { webp: `https://img.example.com/t/uk/x/${liveHash}_large.webp` } },
+      },
+      dominantColor: '#a0b0c0',
+      placeholder: { type: 'thumbhash', data: 'YJqGPQw7sFlslqhFafSE+Q6oJ1h2iHB2Rw' },
+    };
+    assert.deepEqual(data, expected);
+    assert.equal(await images.getSearchApiDataForHash(lis_hash_for_url('http://feed.example.com/listing/1/photo-2.jpg')), null, 'in push: not live yet');
+    assert.equal(await images.getSearchApiDataForHash(lis_hash_for_url('http://nowhere.example.com/x.jpg')), null);
+    assert.equal(await images.getSearchApiDataForHash(liveHash, { country: 'fr' }), null);
+    await assert.rejects(images.getSearchApiDataForHash('not-a-hash'), /not an image hash/);
+  });
+
+  it('answers many hashes in one query', async () => {
+    const other = lis_hash_for_url('http://nowhere.example.com/x.jpg');
+    const map = await images.getSearchApiDataForHashes([liveHash, other, liveHash]);
+    assert.deepEqual([...map.keys()], [liveHash, other]);
+    assert.equal(map.get(liveHash)?.thumbnails.small.width, 120);
+    assert.equal(map.get(other), null);
+  });
+
+  it('imagesForSiBuild gives each photo its hash and state, queues new URLs and refreshes known ones', async () => {
+    await sql`UPDATE live_images SET last_seen = now() - interval '20 days'`.execute(t.db);
+    const urls = [liveUrl, 'http://feed.example.com/listing/1/photo-3.jpg', 'ftp://feed.example.com/x.jpg', 'http://feed.example.com/listing/1/photo-2.jpg'];
+    const result = await images.imagesForSiBuild(urls, { country: 'UK', datasourceId: 16 });
+    assert.deepEqual(result.map((r) => [r.hash, r.live, r.status]), [
+      [liveHash, true, 'live'],
+      [lis_hash_for_url(urls[1]), false, 'download'],
+      [null, false, 'rejected'],
+      [lis_hash_for_url(urls[3]), false, 'push'],
+    ]);
+    assert.match(result[2].error!, /not an http or https URL/);
+    const rows = await t.db.selectFrom('live_images').select(['image_url', sql<boolean>`last_seen > now() - interval '1 minute'`.as('fresh')]).orderBy('image_url').execute();
+    assert.deepEqual(rows.map((r) => r.fresh), [true, true, true]);
+    assert.equal(rows.length, 3, 'the new photo was queued');
+  });
+
+  it('enqueue queues URLs for listing code and reports bad ones', async () => {
+    const result = await images.enqueue(['http://a.example.com/1.jpg', 'http://a.example.com/1.jpg', liveUrl, 'not a url'], { country: 'uk', datasourceId: 16 });
+    assert.deepEqual(result, { inserted: 1, refreshed: 1, rejected: [{ url: 'not a url', reason: 'URL contains white space' }] });
+  });
+});

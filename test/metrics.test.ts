@@ -1,0 +1,97 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { sql } from 'kysely';
+import { sampleQueue } from '../src/manager/run-check.ts';
+import { datasourceFailures, queueDepth } from '../src/metrics/queue-figures.ts';
+import { insertUrls } from './helpers/rows.ts';
+import { spawnTs, waitFor } from './helpers/processes.ts';
+import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+
+/** The value of a Prometheus sample whose labels include `labels`, whatever their order; NaN when absent. */
+function sample(body: string, name: string, labels: Record<string, string>): number {
+  for (const line of body.split('\n')) {
+    const m = /^([a-z_]+)\{(.*)\} (\S+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const have = Object.fromEntries([...m[2].matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
+    if (Object.entries(labels).every(([k, v]) => have[k] === v)) return Number(m[3]);
+  }
+  return NaN;
+}
+
+describe('metrics', () => {
+  let t: TestDatabase;
+  beforeEach(async () => (t = await createTestDatabase({ overrides: { queue: { heartbeatSeconds: 0.5 } } })));
+  afterEach(async () => t.drop());
+
+  it('every daemon serves Prometheus metrics: rows done and failed by reason, latencies, queue depth, heartbeat', async function () {
+    this.timeout(60_000);
+    await insertUrls(t.db, 'uk', 30);
+    await insertUrls(t.db, 'uk', 4, { prefix: 'http://images.example.com/bad/' });
+    const daemon = spawnTs('test/fixtures/test-daemon.ts', ['--country', 'uk', '--config', t.writeConfig(), '--service', '--metrics-port', '0']);
+    try {
+      // A service logs to its files only.
+      const logFile = path.join(t.config.log.dir, 'testd.log');
+      const announced = () => (fs.existsSync(logFile) ? /Prometheus metrics at (http:\S+)/.exec(fs.readFileSync(logFile, 'utf8')) : null);
+      await waitFor(() => announced() !== null, 20_000, 'the exporter');
+      const url = announced()![1];
+      let body = '';
+      await waitFor(async () => {
+        body = await (await fetch(url)).text();
+        return /lis_rows_done_total\{[^}]*stage="download"[^}]*\} 30/.test(body) && /lis_rows_failed_total\{[^}]*\} 4/.test(body)
+          && /lis_worker_heartbeat_timestamp_seconds\{[^}]*\} [1-9]/.test(body)
+          // Queue figures are cached for 2 s: wait for a read after the chunk.
+          && sample(body, 'lis_queue_rows', { stage: 'thumbnail', kind: 'due' }) === 30;
+      }, 20_000, 'the counters');
+      assert.equal(sample(body, 'lis_rows_failed_total', { stage: 'download', reason: 'fixture', retryable: 'false', component: 'testd', country: 'uk' }), 4);
+      assert.equal(sample(body, 'lis_row_seconds_count', { stage: 'download' }), 34);
+      assert.equal(sample(body, 'lis_claim_seconds_count', { stage: 'download' }) >= 2, true);
+      assert.equal(sample(body, 'lis_chunk_rows_sum', { stage: 'download' }), 34);
+      assert.equal(sample(body, 'lis_queue_rows', { stage: 'thumbnail', kind: 'due' }), 30);
+      assert.equal(sample(body, 'lis_queue_oldest_seconds', { stage: 'thumbnail' }) >= 0, true);
+      assert.equal((await fetch(url.replace('/metrics', '/other'))).status, 404);
+    } finally {
+      daemon.child.kill('SIGTERM');
+      assert.equal((await daemon.exited).code, 0);
+    }
+  });
+
+  it('lis_metrics reports rows by state, the queue and its age, throughput, datasource failures and disk use', async function () {
+    this.timeout(60_000);
+    await insertUrls(t.db, 'uk', 20, { datasourceId: 3 });
+    await insertUrls(t.db, 'uk', 5, { datasourceId: 4, prefix: 'http://images.example.com/bad/' });
+    await insertUrls(t.db, 'fr', 7, { datasourceId: 3 });
+    await sql`UPDATE live_images SET updated_at = now() - interval '90 seconds' WHERE country = 'fr'`.execute(t.db);
+    const config = t.writeConfig();
+    const daemon = spawnTs('test/fixtures/test-daemon.ts', ['--country', 'uk', '--config', config]);
+    assert.equal((await daemon.exited).code, 0);
+    const run = spawnTs('bin/lis_metrics', ['--json', '--config', config]);
+    assert.equal((await run.exited).code, 0, run.output());
+    const report = JSON.parse(run.output());
+    assert.deepEqual(report.rows, [
+      { country: 'fr', stage: 'download', state: 'waiting', rows: 7 },
+      { country: 'uk', stage: 'download', state: 'failed', rows: 5 },
+      { country: 'uk', stage: 'thumbnail', state: 'waiting', rows: 20 },
+    ]);
+    const fr = report.queue.find((q: { country: string }) => q.country === 'fr');
+    assert.equal(fr.due, 7);
+    assert.ok(fr.oldestSeconds >= 89, 'the oldest row waited 90 s');
+    assert.deepEqual(report.throughput.lastHour, [{ component: 'testd', done: 20, failed: 5, perMinute: 0.3 }]);
+    assert.deepEqual(report.datasources.map((d: { datasourceId: number; total: number; failed: number; rate: number }) => [d.datasourceId, d.total, d.failed, d.rate]), [[4, 5, 5, 1], [3, 20, 0, 0]]);
+    assert.deepEqual(report.datasources[0].reasons, [{ reason: 'fixture', rows: 5 }]);
+    assert.ok('originals' in report.disk);
+    const text = spawnTs('bin/lis_metrics', ['--country', 'uk', '--config', config]);
+    assert.equal((await text.exited).code, 0);
+    assert.match(text.output(), /Queue \(waiting rows\)\ncountry\s+stage\s+due now/);
+    assert.match(text.output(), /uk\s+4\s+yes\s+5\s+5\s+100\.0%\s+fixture 5/);
+  });
+
+  it('samples the queue depth per minute for the charts', async () => {
+    await insertUrls(t.db, 'uk', 3);
+    await sampleQueue(t.db);
+    const samples = await t.db.selectFrom('queue_samples').select(['country', 'stage', 'due']).execute();
+    assert.deepEqual(samples, [{ country: 'uk', stage: 'download', due: 3 }]);
+    assert.deepEqual((await queueDepth(t.db, 'uk')).map((q) => q.due), [3]);
+    assert.deepEqual(await datasourceFailures(t.db, 1), []);
+  });
+});
