@@ -2,6 +2,14 @@ import { Command } from 'commander';
 import { addDbCommand } from './db-command.ts';
 import { addEnqueueCommand } from './enqueue-command.ts';
 import { addConfigCommand } from './config-command.ts';
+import { addRefreshCommand } from './refresh-command.ts';
+import { addFrontendCommand } from './frontend-command.ts';
+import { addDatasourceCommand } from './datasource-command.ts';
+import { addDatasourceSwitchCommands } from './datasource-switch-command.ts';
+import { addRetryCommand } from './retry-command.ts';
+import { addWorkerReportCommand } from './worker-report-command.ts';
+import { addWebCommand } from './web-command.ts';
+import { addDemoCommand } from './demo-command.ts';
 
 /** `lis`: every command that is not a daemon. */
 const program = new Command('lis')
@@ -12,5 +20,12 @@ const program = new Command('lis')
 addDbCommand(program);
 addEnqueueCommand(program);
 addConfigCommand(program);
+addRefreshCommand(program);
+addFrontendCommand(program);
+addDatasourceSwitchCommands(addDatasourceCommand(program));
+addRetryCommand(program);
+addWorkerReportCommand(program);
+addWebCommand(program);
+addDemoCommand(program);
 
 await program.parseAsync(process.argv);

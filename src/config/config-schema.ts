@@ -1,5 +1,9 @@
 import os from 'node:os';
 import { z } from 'zod';
+import { downloadConfigSchema } from './download-config.ts';
+import { pushConfigSchema } from './push-config.ts';
+import { thumbnailConfigSchema } from './thumbnail-config.ts';
+import { managerConfigSchema, servicesConfigSchema, upkeepConfigSchema } from './manager-config.ts';
 
 /**
  * The whole configuration, with its defaults. Every key is optional in the
@@ -56,10 +60,30 @@ export const configSchema = z.strictObject({
     pollSeconds: seconds.default(5),
     heartbeatSeconds: seconds.default(10),
   }).prefault({}),
+  /** What the Interface gives listing code. */
+  searchApi: z.strictObject({
+    /** Thumbnail URLs are this plus the file's path below a frontend's root (`uk/a3/0f/<hash>_small.jpg`). */
+    thumbnailBaseUrl: z.string().regex(/^(https?:\/\/|\/)/, 'an http(s) URL or a path starting with /').default('/thumbs/'),
+  }).prefault({}),
+  /** Prometheus exposition from the daemons (`--metrics-port` on a daemon wins), and the status page. */
+  metrics: z.strictObject({
+    /** Where /metrics and `lis web` listen: loopback unless an operator opens them up. */
+    host: z.string().default('127.0.0.1'),
+    /** Port per component; null: no exposition (each instance on one host needs its own port). */
+    ports: z.record(z.string(), z.number().int().min(0).max(65535).nullable()).default({}),
+    /** `lis web`'s port. */
+    webPort: z.number().int().min(0).max(65535).default(8470),
+  }).prefault({}),
+  manager: managerConfigSchema.prefault({}),
+  upkeep: upkeepConfigSchema.prefault({}),
+  services: servicesConfigSchema.prefault({}),
+  download: downloadConfigSchema.prefault({}),
   enqueue: z.strictObject({
     maxUrlLength: positiveInt.max(65536).default(2048),
     batchSize: positiveInt.max(100000).default(5000),
   }).prefault({}),
+  push: pushConfigSchema.prefault({}),
+  thumbnail: thumbnailConfigSchema.prefault({}),
 });
 
 export type LisConfig = z.infer<typeof configSchema>;

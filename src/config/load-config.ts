@@ -46,6 +46,7 @@ export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env, 
   config.stores.originals = resolve(config.stores.originals);
   config.stores.thumbnails = resolve(config.stores.thumbnails);
   config.log.dir = resolve(config.log.dir);
+  config.services.runDir = resolve(config.services.runDir);
   return config;
 }
 

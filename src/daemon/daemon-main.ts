@@ -9,12 +9,14 @@ import { errorMessage } from '../errors.ts';
 import { ProgressLine } from './progress-line.ts';
 import { runDaemon, type StageWorker } from './run-daemon.ts';
 import { installStopSignals } from './signals.ts';
+import { startPrometheusExporter } from '../metrics/prometheus-exporter.ts';
 
 export interface DaemonFlags {
   country: string;
   verbose?: boolean;
   chunkSize?: string;
   service?: boolean;
+  metricsPort?: string;
   config?: string;
   [extra: string]: unknown;
 }
@@ -42,6 +44,7 @@ export async function daemonMain(definition: DaemonDefinition, argv = process.ar
     .option('--chunk-size <n>', 'rows claimed at a time (default: queue.chunkSize from config)')
     .option('--service', 'run as a service: wait for work instead of exiting when there is none; log to files only')
     .option('--config <file>', 'config file (default: $LIS_CONFIG, else ./imagesys.json, else built-in defaults)')
+    .option('--metrics-port <port>', 'serve Prometheus metrics on this port (default: metrics.ports.<component> from config; 0 picks a free one)')
     .showHelpAfterError();
   definition.extraOptions?.(program);
   program.parse(argv);
@@ -57,14 +60,20 @@ export async function daemonMain(definition: DaemonDefinition, argv = process.ar
     );
     let db: Db | null = null;
     let progress: ProgressLine | null = null;
+    let exporter: Awaited<ReturnType<typeof startPrometheusExporter>> | null = null;
     try {
       db = await openDatabase(config, { onPoolError: (error) => log.warn(`Database connection lost: ${errorMessage(error)}`) });
       const url = await databaseUrl(config);
       const worker = await definition.create({ config, db, log, country, flags });
+      const port = flags.metricsPort === undefined ? config.metrics.ports[definition.component] : parseIntFlag('--metrics-port', flags.metricsPort, 0, 65535);
+      if (port !== undefined && port !== null) {
+        exporter = await startPrometheusExporter({ db, component: definition.component, country, host: config.metrics.host, port });
+        log.info(`Prometheus metrics at ${exporter.url}`, { scope: `${definition.component}::metrics` });
+      }
       let totals = { done: 0, failed: 0 };
       progress = flags.service ? null : new ProgressLine(process.stderr, () => totals).start();
       await runDaemon(worker, {
-        config, db, databaseUrl: url, log, country, chunkSize, service: Boolean(flags.service), signal: controller.signal,
+        config, db, databaseUrl: url, log, country, chunkSize, service: Boolean(flags.service), signal: controller.signal, observer: exporter?.observer,
         onProgress: (t) => (totals = { done: t.done, failed: t.failed }),
       });
       return 0;
@@ -73,6 +82,7 @@ export async function daemonMain(definition: DaemonDefinition, argv = process.ar
       throw error;
     } finally {
       progress?.stop();
+      await exporter?.close();
       uninstall();
       await db?.destroy();
       await closeLogger(log);

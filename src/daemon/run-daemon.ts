@@ -9,6 +9,7 @@ import { finishRows, type FinishedRow } from '../queue/finish-rows.ts';
 import { releaseRows } from '../queue/release-rows.ts';
 import type { WorkStage } from '../queue/stages.ts';
 import { WorkNotifier } from '../queue/work-notifier.ts';
+import { OutcomeTally } from './outcome-tally.ts';
 import { abortableDelay } from './signals.ts';
 import { heartbeat, markStopped, registerWorker, workerIdFor } from './worker-registry.ts';
 
@@ -46,8 +47,16 @@ export interface RunOptions {
   signal: AbortSignal;
   /** Several workers in one process (tests, benchmarks) need ids of their own; default `host:pid`. */
   workerId?: string;
+  observer?: RunObserver;
   /** Called after each flush, for progress lines and tests. */
   onProgress?: (totals: RunTotals) => void;
+}
+
+/** Hooks for metrics: what the runner saw, as it happens. */
+export interface RunObserver {
+  onClaim(stage: WorkStage, seconds: number, rows: number): void;
+  onResult(stage: WorkStage, result: RowResult, secondsSinceClaim: number): void;
+  onHeartbeat(): void;
 }
 
 export interface RunTotals {
@@ -76,19 +85,24 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
   const scope = (fn: string) => ({ scope: `${worker.scope}::${fn}` });
   const totals: RunTotals = { chunks: 0, done: 0, failed: 0, released: 0 };
   let unbeaten = { done: 0, failed: 0 };
+  let holding = 0;
+  const tally = new OutcomeTally();
 
-  const released = await registerWorker(db, { id: workerId, component: worker.component, host: config.host, pid: process.pid, country });
+  const released = await registerWorker(db, { id: workerId, component: worker.component, host: config.host, pid: process.pid, country, stage: worker.stage });
   if (released) log.warn(`Released ${released} rows an earlier process with this worker id (${workerId}) still held`, scope('start'));
   log.info(`Starting ${worker.component} for ${country.toUpperCase()} (worker ${workerId}, chunk size ${options.chunkSize}${options.service ? ', service mode' : ''})`, scope('start'));
 
   const beat = async () => {
     const batch = unbeaten;
     unbeaten = { done: 0, failed: 0 };
+    const outcomes = tally.take();
     try {
-      await heartbeat(db, workerId, batch.done, batch.failed);
+      await heartbeat(db, workerId, { ...batch, holding, country, stage: worker.stage, outcomes });
+      options.observer?.onHeartbeat();
     } catch (error) {
       unbeaten.done += batch.done;
       unbeaten.failed += batch.failed;
+      tally.restore(outcomes);
       log.warn(`Heartbeat failed: ${errorMessage(error)}`, scope('heartbeat'));
     }
   };
@@ -114,6 +128,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
         }
         totals.done += moved;
         totals.failed += outcome.updated;
+        holding = Math.max(0, holding - results.length);
         unbeaten.done += moved;
         unbeaten.failed += outcome.updated;
         options.onProgress?.(totals);
@@ -129,8 +144,9 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
     }
   }
 
-  async function workChunk(rows: ClaimedRow[]): Promise<void> {
+  async function workChunk(rows: ClaimedRow[], claimedAt: number): Promise<void> {
     const started = Date.now();
+    const datasourceOf = new Map(rows.map((r) => [r.id, r.datasource_id]));
     const reported = new Set<string>();
     let pending: RowResult[] = [];
     let flushing: Promise<void> = Promise.resolve();
@@ -138,6 +154,8 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
       const id = result.ok ? result.row.id : result.failure.id;
       if (reported.has(id)) return;
       reported.add(id);
+      tally.add(datasourceOf.get(id) ?? 0, result.ok ? '' : result.failure.errorClass);
+      options.observer?.onResult(worker.stage, result, (performance.now() - claimedAt) / 1000);
       pending.push(result);
       if (pending.length >= FLUSH_EVERY) {
         const batch = pending;
@@ -161,6 +179,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
         return 0;
       });
       totals.released += given;
+      holding = 0;
       log.info(`Gave back ${given} unprocessed rows`, scope('release'));
     }
     log.info(`Chunk done: ${reported.size} of ${rows.length} rows in ${((Date.now() - started) / 1000).toFixed(1)}s`, scope('get_chunk_of_work'));
@@ -170,8 +189,10 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
     let outageTries = 0;
     while (!signal.aborted) {
       let rows: ClaimedRow[];
+      const claimStarted = performance.now();
       try {
         rows = await cursor.next(options.chunkSize);
+        options.observer?.onClaim(worker.stage, (performance.now() - claimStarted) / 1000, rows.length);
         outageTries = 0;
       } catch (error) {
         outageTries++;
@@ -188,8 +209,9 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
         continue;
       }
       totals.chunks++;
+      holding = rows.length;
       log.info(`Doing chunk of work for ${country.toUpperCase()} (size ${rows.length})`, scope('get_chunk_of_work'));
-      await workChunk(rows);
+      await workChunk(rows, claimStarted);
     }
   } finally {
     clearInterval(heartbeatTimer);

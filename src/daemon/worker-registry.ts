@@ -8,6 +8,7 @@ export interface WorkerIdentity {
   host: string;
   pid: number;
   country: string | null;
+  stage?: string | null;
 }
 
 /** `host:pid`: unique among live processes, and what an operator sees in `ps`. */
@@ -35,25 +36,52 @@ export async function registerWorker(db: Db, worker: WorkerIdentity): Promise<nu
         stopped_at: null,
         rows_done: 0,
         rows_failed: 0,
+        holding: 0,
+        stage: worker.stage ?? null,
       }),
     )
     .execute();
   return released;
 }
 
-/** Says we are alive, and adds what we did since the last beat. */
-export async function heartbeat(db: Db, workerId: string, done: number, failed: number): Promise<void> {
-  await db
-    .updateTable('workers')
-    .set({
-      heartbeat_at: sql`now()`,
-      rows_done: sql`rows_done + ${done}`,
-      rows_failed: sql`rows_failed + ${failed}`,
-    })
-    .where('id', '=', workerId)
-    .execute();
+export interface Beat {
+  done: number;
+  failed: number;
+  /** Rows held right now. */
+  holding: number;
+  stage?: string;
+  country?: string;
+  /** Outcomes per datasource since the last beat ('' = done). */
+  outcomes?: Array<{ datasourceId: number; errorClass: string; n: number }>;
+}
+
+/**
+ * Says we are alive, what we hold, and adds what we did since the last beat
+ * to our totals and to this minute's counts, in one statement.
+ */
+export async function heartbeat(db: Db, workerId: string, beat: Beat): Promise<void> {
+  await sql`
+    WITH w AS (
+      UPDATE workers
+         SET heartbeat_at = now(), stopped_at = NULL, holding = ${beat.holding},
+             rows_done = rows_done + ${beat.done}, rows_failed = rows_failed + ${beat.failed}
+       WHERE id = ${workerId}
+      RETURNING id, component, country)
+    INSERT INTO worker_minutes (worker_id, minute, component, country, done, failed)
+    SELECT id, date_trunc('minute', now()), component, country, ${beat.done}, ${beat.failed} FROM w
+     WHERE ${beat.done + beat.failed} > 0
+    ON CONFLICT (worker_id, minute) DO UPDATE
+      SET done = worker_minutes.done + EXCLUDED.done, failed = worker_minutes.failed + EXCLUDED.failed`.execute(db);
+  const outcomes = beat.outcomes ?? [];
+  if (outcomes.length && beat.country && beat.stage) {
+    await sql`
+      INSERT INTO datasource_minutes (country, datasource_id, minute, stage, error_class, n)
+      SELECT ${beat.country}, d, date_trunc('minute', now()), ${beat.stage}, c, n
+        FROM unnest(${outcomes.map((o) => o.datasourceId)}::int[], ${outcomes.map((o) => o.errorClass)}::text[], ${outcomes.map((o) => o.n)}::int[]) AS v(d, c, n)
+      ON CONFLICT (country, datasource_id, minute, stage, error_class) DO UPDATE SET n = datasource_minutes.n + EXCLUDED.n`.execute(db);
+  }
 }
 
 export async function markStopped(db: Db, workerId: string): Promise<void> {
-  await db.updateTable('workers').set({ stopped_at: sql`now()`, heartbeat_at: sql`now()` }).where('id', '=', workerId).execute();
+  await db.updateTable('workers').set({ stopped_at: sql`now()`, heartbeat_at: sql`now()`, holding: 0 }).where('id', '=', workerId).execute();
 }

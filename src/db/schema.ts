@@ -17,6 +17,8 @@ export interface LiveImagesTable {
   insert_time: Timestamp;
   human_classified: Defaulted<boolean>;
   image_class: string | null;
+  /** 64-bit dHash of the picture (signed), set by lis_thumbnaild; pg returns bigint as a string. */
+  perceptual_hash: ColumnType<string | null, string | null | undefined, string | null>;
   stage: Defaulted<Stage>;
   state: Defaulted<State>;
   store_host: Defaulted<string>;
@@ -28,6 +30,18 @@ export interface LiveImagesTable {
   last_error_class: string | null;
   last_seen: Timestamp;
   updated_at: Timestamp;
+  /** Failures in a row with the same last_error_class. */
+  same_error_count: Defaulted<number>;
+  /** lis_downloadd: SHA-256 hex of the original's bytes; identical images at different URLs share it. */
+  content_hash: string | null;
+  /** lis_downloadd: validators the server sent, for conditional requests on refresh. */
+  etag: string | null;
+  last_modified: string | null;
+  /** lis_downloadd: when the original was last fetched or confirmed unchanged. */
+  downloaded_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+  original_bytes: number | null;
+  /** lis_downloadd: jpeg, png, webp, gif, avif, heif or tiff, from the magic number. */
+  original_format: string | null;
 }
 
 export interface DatasourcesTable {
@@ -57,6 +71,11 @@ export interface FrontendPushesTable {
   pushed_at: Date | null;
   attempts: Defaulted<number>;
   last_error: string | null;
+  /** md5 of the row's `image_data->'presets'` when pushed: a changed row counts as not pushed. */
+  files_digest: string | null;
+  /** Backfill tries this frontend again for the row no sooner than this. */
+  next_attempt_at: Timestamp;
+  updated_at: Timestamp;
 }
 
 export interface WorkersTable {
@@ -71,6 +90,50 @@ export interface WorkersTable {
   /** bigint: pg returns it as a string. */
   rows_done: ColumnType<string, number | undefined, number | string>;
   rows_failed: ColumnType<string, number | undefined, number | string>;
+  /** Rows it held at its last heartbeat. */
+  holding: Defaulted<number>;
+  stage: string | null;
+}
+
+/** Rows done and failed per worker per minute: the last hour's figures and throughput. */
+export interface WorkerMinutesTable {
+  worker_id: string;
+  minute: Timestamp;
+  component: string;
+  country: string | null;
+  done: Defaulted<number>;
+  failed: Defaulted<number>;
+}
+
+/** Outcomes per datasource per minute; error_class '' means done. */
+export interface DatasourceMinutesTable {
+  country: string;
+  datasource_id: number;
+  minute: Timestamp;
+  stage: string;
+  error_class: string;
+  n: number;
+}
+
+/** The queue's depth per minute (written by lis_managerd). */
+export interface QueueSamplesTable {
+  at: Timestamp;
+  country: string;
+  stage: string;
+  due: number;
+  later: number;
+  held: number;
+}
+
+/** What the manager healed, one line per action. */
+export interface ManagerEventsTable {
+  id: Generated<string>;
+  at: Timestamp;
+  check_name: string;
+  country: string | null;
+  subject: string | null;
+  rows: Defaulted<number>;
+  detail: string;
 }
 
 export interface Database {
@@ -79,6 +142,10 @@ export interface Database {
   frontends: FrontendsTable;
   frontend_pushes: FrontendPushesTable;
   workers: WorkersTable;
+  worker_minutes: WorkerMinutesTable;
+  manager_events: ManagerEventsTable;
+  datasource_minutes: DatasourceMinutesTable;
+  queue_samples: QueueSamplesTable;
 }
 
 export type LiveImage = Selectable<LiveImagesTable>;

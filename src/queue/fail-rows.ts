@@ -55,6 +55,7 @@ export async function failRows(db: Db, workerId: string, failures: RowFailure[],
            next_attempt_at = now() + make_interval(secs => v.delay),
            last_error = left(v.reason, 2000),
            last_error_class = v.error_class,
+           same_error_count = CASE WHEN li.last_error_class = v.error_class THEN li.same_error_count + 1 ELSE 1 END,
            locked_by = NULL, locked_at = NULL,
            updated_at = now()
       FROM unnest(${outcomes.map((o) => o.id)}::bigint[],

@@ -36,7 +36,7 @@ export async function finishRows(db: Db, workerId: string, stage: WorkStage, row
            state = CASE WHEN v.to_stage = 'live' THEN 'done' ELSE 'waiting' END,
            locked_by = NULL, locked_at = NULL,
            attempts = 0, next_attempt_at = now(),
-           last_error = NULL, last_error_class = NULL,
+           last_error = NULL, last_error_class = NULL, same_error_count = 0,
            updated_at = now()
       FROM unnest(${rows.map((r) => r.id)}::bigint[], ${rows.map((r) => JSON.stringify(r.set ?? {}))}::jsonb[], ${targets}::text[])
              AS v(id, patch, to_stage)

@@ -4,7 +4,7 @@
  * A stage that needs another column adds it to its migration, to the type
  * and to this list.
  */
-export const PATCHABLE_COLUMNS = ['image_data', 'store_host', 'image_class'] as const;
+export const PATCHABLE_COLUMNS = ['image_data', 'store_host', 'image_class', 'perceptual_hash', 'content_hash', 'etag', 'last_modified', 'downloaded_at', 'original_bytes', 'original_format'] as const;
 export type PatchableColumn = (typeof PATCHABLE_COLUMNS)[number];
 
 export interface RowPatch {
@@ -12,6 +12,18 @@ export interface RowPatch {
   store_host?: string;
   /** Ignored on rows a person classified (`human_classified`). */
   image_class?: string;
+  /** lis_thumbnaild: the picture's 64-bit dHash as a signed decimal string (bigint). */
+  perceptual_hash?: string;
+  /** lis_downloadd: SHA-256 hex of the original's bytes. */
+  content_hash?: string;
+  /** lis_downloadd: the server's ETag and Last-Modified, sent back on a refresh (null: none sent). */
+  etag?: string | null;
+  last_modified?: string | null;
+  /** lis_downloadd: when the original was last fetched or confirmed unchanged (ISO 8601). */
+  downloaded_at?: string;
+  original_bytes?: number;
+  /** lis_downloadd: what the magic number says: jpeg, png, webp, gif, avif, heif, tiff. */
+  original_format?: string;
 }
 
 /** The columns a batch writes, in a stable order; an unknown key is a programming error. */
