@@ -112,8 +112,12 @@ describe('lis_managerd', () => {
     await sql`UPDATE live_images SET attempts = 9, last_error = 'HTTP 503', last_error_class = 'http_5xx' WHERE id % 3 = 0`.execute(t.db);
     await sql`UPDATE live_images SET attempts = 2, same_error_count = 4, last_error = 'timed out', last_error_class = 'timeout' WHERE id % 3 = 1`.execute(t.db);
     await sql`UPDATE live_images SET stage = 'thumbnail', state = 'failed', last_error_class = 'original_missing', store_host = 'h' WHERE id % 3 = 2`.execute(t.db);
+    // A frontend's outage is not the row's fault: never parked, however long it lasts.
+    await sql`INSERT INTO live_images (country, datasource_id, image_url, stage, attempts, same_error_count, last_error_class)
+              VALUES ('uk', 1, 'http://x.com/waits-for-n3.jpg', 'push', 40, 40, 'frontend_down')`.execute(t.db);
     const result = await parkBadRetryJobs(t.db, { maxAttempts: 6, sameReasonLimit: 4 });
     assert.deepEqual(result, { outOfAttempts: 2, sameReason: 2, originalMissing: 2 });
+    await sql`DELETE FROM live_images WHERE stage = 'push' AND state = 'waiting'`.execute(t.db).then((r) => assert.equal(Number(r.numAffectedRows), 1));
     assert.deepEqual(await countBy(t.db), { 'download/failed': 4, 'download/waiting': 2 });
     const run = spawnTs('bin/lis', ['--config', t.writeConfig(), 'retry', '--country', 'uk', '--reason', 'timeout']);
     assert.equal((await run.exited).code, 0, run.output());

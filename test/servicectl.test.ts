@@ -59,13 +59,14 @@ describe('servicectl', () => {
     assert.equal(badAction.code, 2);
   });
 
-  it('reports a daemon that cannot start, with its last words', async () => {
-    // servicectl's own config is fine; the daemon finds no database at that address.
-    const config = t.writeConfig({ services: { runDir: path.join(t.dir, 'run') }, database: { url: 'postgres://nobody:x@127.0.0.1:9/none' } });
-    const run = await ctl(['start', 'imagesys-managerd', '--config', config]);
+  it('reports a daemon that cannot start, with its last words', async function () {
+    this.timeout(30_000);
+    // servicectl's own checks pass; the pusher finds no rsync at the configured path and exits at once.
+    const config = t.writeConfig({ services: { runDir: path.join(t.dir, 'run') }, push: { rsyncPath: '/nonexistent/rsync' } });
+    const run = await ctl(['start', 'imagesys-pusherd', '--country', 'uk', '--config', config]);
     assert.equal(run.code, 1, run.text);
-    assert.match(run.text, /Starting imagesys-managerd\.\.\.failed\./);
-    assert.match(run.text, /ECONNREFUSED|connect/);
-    assert.equal(fs.existsSync(path.join(t.dir, 'run', 'imagesys-managerd.pid')), false, 'no pid file left behind');
+    assert.match(run.text, /Starting imagesys-pusherd \(uk\)\.\.\.failed\./);
+    assert.match(run.text, /rsync not found: install it \(apt-get install rsync\)/);
+    assert.equal(fs.existsSync(path.join(t.dir, 'run', 'imagesys-pusherd.uk.pid')), false, 'no pid file left behind');
   });
 });

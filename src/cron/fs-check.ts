@@ -38,6 +38,7 @@ interface RowFiles {
   stage: string;
   state: string;
   store_host: string;
+  locked_by: string | null;
   image_data: ImageData | null;
   updated_at: Date;
 }
@@ -49,7 +50,7 @@ async function rowsWithPrefix(db: Db, country: string, prefix: string): Promise<
   const next = (parseInt(prefix, 16) + 1).toString(16).padStart(2, '0');
   const upper = prefix === 'ff' ? sql`true` : sql`image_hash < ${next}`;
   const { rows } = await sql<RowFiles>`
-    SELECT id, image_hash, stage, state, store_host, image_data, updated_at FROM live_images
+    SELECT id, image_hash, stage, state, store_host, locked_by, image_data, updated_at FROM live_images
      WHERE country = ${country} AND image_hash >= ${prefix} AND ${upper}`.execute(db);
   return rows;
 }
@@ -71,6 +72,9 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
     originalsStore: { orphans: 0, pruned: 0, missing: 0, partial: 0 },
   };
   const mine = (r: RowFiles) => config.stores.shared || r.store_host === config.host;
+  // A row another host now owns (its worker here was killed before finishing, and another host
+  // did the work): this host's copies are leftovers, unless a worker here holds the row right now.
+  const ownedElsewhere = (r: RowFiles) => !config.stores.shared && r.store_host !== config.host && !r.locked_by?.startsWith(`${config.host}:`);
   const listings = new Map<string, FrontendListing>();
   for (const frontend of frontends) {
     try {
@@ -109,6 +113,8 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
     }
 
     // This host's thumbnail store.
+    const elsewhere = new Set(rows.filter(ownedElsewhere).flatMap((r) => thumbnailFilesOf(r.image_data)));
+    const here = new Set(rows.filter((r) => !ownedElsewhere(r)).flatMap((r) => thumbnailFilesOf(r.image_data)));
     const storeFiles = listLocalFiles(config.stores.thumbnails, dir);
     const storeSet = new Set(storeFiles);
     for (const file of storeFiles) {
@@ -121,7 +127,7 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
         }
         continue;
       }
-      if (known.has(file) || isRecent(full, SETTLE_SECONDS)) continue;
+      if (here.has(file) || (!elsewhere.has(file) && isRecent(full, SETTLE_SECONDS))) continue;
       summary.thumbnailStore.orphans++;
       if (!dryRun) fs.rmSync(full, { force: true });
     }
@@ -144,8 +150,8 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
         continue;
       }
       const row = hashes.get(path.basename(file));
-      if (!row) {
-        if (isRecent(full, SETTLE_SECONDS)) continue;
+      if (!row || ownedElsewhere(row)) {
+        if (!row && isRecent(full, SETTLE_SECONDS)) continue;
         summary.originalsStore.orphans++;
         if (!dryRun) fs.rmSync(full, { force: true });
       } else if (config.upkeep.pruneOriginals === 'after_live' && row.stage === 'live' && row.updated_at.getTime() < pruneBefore) {

@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { parseCountry, parseIntFlag } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
 import type { LisConfig } from '../config/config-schema.ts';
-import { databaseUrl, openDatabase, type Db } from '../db/connect.ts';
+import { databaseUrl, openDatabase, openDatabaseWaiting, type Db } from '../db/connect.ts';
 import { runCommand } from '../cli/exit-on-error.ts';
 import { closeLogger, createLogger, type Logger } from '../log/create-logger.ts';
 import { errorMessage } from '../errors.ts';
@@ -62,7 +62,10 @@ export async function daemonMain(definition: DaemonDefinition, argv = process.ar
     let progress: ProgressLine | null = null;
     let exporter: Awaited<ReturnType<typeof startPrometheusExporter>> | null = null;
     try {
-      db = await openDatabase(config, { onPoolError: (error) => log.warn(`Database connection lost: ${errorMessage(error)}`) });
+      const onPoolError = (error: Error) => log.warn(`Database connection lost: ${errorMessage(error)}`);
+      db = flags.service
+        ? await openDatabaseWaiting(config, { retryForMs: 10 * 60_000, signal: controller.signal, onPoolError, onRetry: (m) => log.warn(m, { scope: `${definition.component}::main` }) })
+        : await openDatabase(config, { onPoolError });
       const url = await databaseUrl(config);
       const worker = await definition.create({ config, db, log, country, flags });
       const port = flags.metricsPort === undefined ? config.metrics.ports[definition.component] : parseIntFlag('--metrics-port', flags.metricsPort, 0, 65535);

@@ -20,6 +20,10 @@ export async function databaseUrl(config: LisConfig): Promise<string> {
 /** A Kysely instance over a pg pool. An idle connection that dies (a server restart) is logged, not fatal. */
 export function createDb(url: string, poolSize: number, onPoolError: (error: Error) => void = () => {}): Db {
   const pool = new pg.Pool({ connectionString: url, max: poolSize, application_name: `imagesys:${path.basename(process.argv[1] ?? 'node')}` });
+  // pg emits 'error' on a client whose server connection dies, even while it is checked out and its
+  // query is being rejected; the pool listens only to idle clients. Without a listener of our own, a
+  // PostgreSQL restart would crash the process instead of failing the query in hand.
+  pool.on('connect', (client) => client.on('error', onPoolError));
   pool.on('error', onPoolError);
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
 }
@@ -41,7 +45,7 @@ export async function migrateToLatest(db: Db): Promise<MigrationResult[]> {
   const { error, results } = await migrator(db).migrateToLatest();
   if (error) {
     const failed = results?.find((r) => r.status === 'Error');
-    throw new LisError('ERR_MIGRATION', `migration ${failed?.migrationName ?? ''} failed: ${errorMessage(error)}`, { cause: error });
+    throw new LisError('ERR_MIGRATION', failed ? `migration ${failed.migrationName} failed: ${errorMessage(error)}` : `cannot bring the schema up to date: ${errorMessage(error)}`, { cause: error });
   }
   return results ?? [];
 }
@@ -63,4 +67,29 @@ export async function openDatabase(config: LisConfig, options: { onPoolError?: (
 /** The URL without its password, for messages. */
 export function redactUrl(url: string): string {
   return url.replace(/\/\/([^:/@]+):[^@]*@/, '//$1:***@');
+}
+
+/**
+ * openDatabase for services: a database that is down at start-up (restarting,
+ * not up yet after a reboot) is waited for, with backoff, for up to
+ * `retryForMs`; a run by hand should fail at once instead.
+ */
+export async function openDatabaseWaiting(
+  config: LisConfig,
+  options: { retryForMs: number; signal: AbortSignal; onRetry: (message: string) => void; onPoolError?: (error: Error) => void },
+): Promise<Db> {
+  const deadline = Date.now() + options.retryForMs;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await openDatabase(config, { onPoolError: options.onPoolError });
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      // A bad config or a broken migration will not mend itself: only outages are waited out.
+      if (code === 'ERR_CONFIG' || (error instanceof LisError && error.code === 'ERR_MIGRATION' && /migration \S+ failed/.test(error.message))) throw error;
+      if (Date.now() > deadline || options.signal.aborted) throw error;
+      const delay = Math.min(30_000, 500 * 2 ** attempt);
+      options.onRetry(`database not reachable (${errorMessage(error)}); trying again in ${Math.round(delay / 1000)}s`);
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
 }

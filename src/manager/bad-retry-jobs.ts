@@ -1,6 +1,14 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
+import { FRONTEND_ERROR_CLASSES } from '../push/frontend-registry.ts';
 import { recordEvent } from './manager-events.ts';
+
+/**
+ * A frontend's outage is not the row's fault: the pusher retries such rows
+ * (with capped backoff) until the frontend is back, however many attempts
+ * that takes, so they are never parked here.
+ */
+const notTheRowsFault = sql`(last_error_class IS NULL OR last_error_class <> ALL(${[...FRONTEND_ERROR_CLASSES]}::text[]))`;
 
 export interface BadRetryResult {
   outOfAttempts: number;
@@ -19,11 +27,11 @@ export async function parkBadRetryJobs(db: Db, options: { maxAttempts: number; s
   const outOfAttempts = await sql`
     UPDATE live_images SET state = 'failed', updated_at = now(),
            last_error = 'out of attempts (' || attempts || '): ' || coalesce(last_error, 'no reason recorded')
-     WHERE state = 'waiting' AND locked_by IS NULL AND attempts >= ${options.maxAttempts} AND stage <> 'live' AND ${inCountry}`.execute(db);
+     WHERE state = 'waiting' AND locked_by IS NULL AND attempts >= ${options.maxAttempts} AND stage <> 'live' AND ${notTheRowsFault} AND ${inCountry}`.execute(db);
   const sameReason = await sql`
     UPDATE live_images SET state = 'failed', updated_at = now(),
            last_error = 'failed ' || same_error_count || ' times in a row: ' || coalesce(last_error, '')
-     WHERE state = 'waiting' AND locked_by IS NULL AND same_error_count >= ${options.sameReasonLimit} AND stage <> 'live' AND ${inCountry}`.execute(db);
+     WHERE state = 'waiting' AND locked_by IS NULL AND same_error_count >= ${options.sameReasonLimit} AND stage <> 'live' AND ${notTheRowsFault} AND ${inCountry}`.execute(db);
   const originalMissing = await sql`
     UPDATE live_images SET stage = 'download', state = 'waiting', store_host = '', attempts = 0, same_error_count = 0,
            next_attempt_at = now(), updated_at = now()

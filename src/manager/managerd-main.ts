@@ -5,7 +5,7 @@ import { Command, Option } from 'commander';
 import cron, { type ScheduledTask } from 'node-cron';
 import { parseCountry } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
-import { openDatabase, type Db } from '../db/connect.ts';
+import { openDatabase, openDatabaseWaiting, type Db } from '../db/connect.ts';
 import { runCommand } from '../cli/exit-on-error.ts';
 import { closeLogger, createLogger, type Logger } from '../log/create-logger.ts';
 import { errorMessage } from '../errors.ts';
@@ -78,7 +78,10 @@ export async function managerdMain(argv = process.argv): Promise<void> {
     let db: Db | null = null;
     const workerId = workerIdFor(config.host, process.pid);
     try {
-      db = await openDatabase(config, { onPoolError: (e) => log.warn(`Database connection lost: ${errorMessage(e)}`) });
+      const onPoolError = (e: Error) => log.warn(`Database connection lost: ${errorMessage(e)}`);
+      db = flags.service
+        ? await openDatabaseWaiting(config, { retryForMs: 10 * 60_000, signal: controller.signal, onPoolError, onRetry: (m) => log.warn(m, { scope: 'Manager::main' }) })
+        : await openDatabase(config, { onPoolError });
       const ctx: CheckContext = { config, db, log, country };
       if (!flags.service) {
         const checks = flags.check ? [flags.check] : [...CHECKS];

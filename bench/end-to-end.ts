@@ -1,0 +1,143 @@
+// The whole system on real photos, end to end: a local keep-alive HTTP source,
+// lis_downloadd, lis_thumbnaild (three presets) and lis_pusherd to three rsync
+// daemon frontends, all running at once on the embedded PostgreSQL; and in the
+// same run a plain sharp loop making the same thumbnails from files on disk.
+//   node --import tsx bench/end-to-end.ts [--images 400]
+// Needs ../shared/testdata (the exif-orientation set and PngSuite).
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { sql } from 'kysely';
+import sharp from 'sharp';
+import { parseConfig } from '../src/config/load-config.ts';
+import { addFrontend } from '../src/push/frontend-registry.ts';
+import { RsyncDaemon } from '../test/helpers/rsync-daemons.ts';
+import { flag, freshBenchDatabase } from './lib/bench-database.ts';
+
+const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+const TESTDATA = path.resolve(ROOT, '../shared/testdata');
+const images = flag('images', 400);
+const work = path.join(ROOT, 'var', 'bench-e2e');
+fs.rmSync(work, { recursive: true, force: true });
+fs.mkdirSync(work, { recursive: true });
+
+// The photo set: the 18 EXIF photos, copies of them resized to 1200 and 800 wide, and the valid PngSuite.
+if (!fs.existsSync(TESTDATA)) {
+  console.error(`needs ${TESTDATA} (the shared test data beside the checkout)`);
+  process.exit(2);
+}
+const exif = fs.readdirSync(path.join(TESTDATA, 'exif-orientation')).filter((f) => f.endsWith('.jpg')).map((f) => path.join(TESTDATA, 'exif-orientation', f));
+const sources: Buffer[] = [];
+for (const file of exif) {
+  sources.push(fs.readFileSync(file));
+  for (const width of [1200, 800]) sources.push(await sharp(file).resize({ width }).keepExif().jpeg({ quality: 90 }).toBuffer());
+}
+for (const f of fs.readdirSync(path.join(TESTDATA, 'pngsuite', 'png')).filter((f) => f.endsWith('.png') && !f.startsWith('x'))) {
+  sources.push(fs.readFileSync(path.join(TESTDATA, 'pngsuite', 'png', f)));
+}
+const bodyOf = (i: number) => sources[i % sources.length];
+const originalsDir = path.join(work, 'plain-originals');
+fs.mkdirSync(originalsDir, { recursive: true });
+for (let i = 0; i < images; i++) fs.writeFileSync(path.join(originalsDir, String(i)), bodyOf(i));
+const totalBytes = Array.from({ length: images }, (_, i) => bodyOf(i).length).reduce((a, b) => a + b, 0);
+console.log(`${images} images (${sources.length} distinct: ${exif.length} EXIF photos 1800x1200, ${exif.length * 2} resized copies, ${sources.length - exif.length * 3} PngSuite), ${(totalBytes / 1048576).toFixed(1)} MB`);
+
+// Baseline: a plain sharp loop, one pipeline per preset, as many images in flight as cores.
+const base = parseConfig({}, process.env);
+const presets = Object.entries(base.thumbnail.presets);
+const plainOut = path.join(work, 'plain-thumbs');
+fs.mkdirSync(plainOut, { recursive: true });
+const quality = base.thumbnail.defaults.quality;
+async function plainThumbnails(i: number): Promise<void> {
+  const file = path.join(originalsDir, String(i));
+  for (const [name, p] of presets) {
+    const pipeline = sharp(file, { failOn: 'none' }).rotate();
+    if (p.mode === 'crop') pipeline.resize(p.width, p.height, { fit: 'cover', position: sharp.strategy.attention });
+    else if (p.mode === 'pad') pipeline.resize(p.width, p.height, { fit: 'contain', background: '#ffffff' }).flatten({ background: '#ffffff' });
+    else pipeline.resize(p.width, p.height, { fit: 'inside', withoutEnlargement: true });
+    await pipeline.flatten({ background: '#ffffff' }).jpeg({ quality, mozjpeg: true, progressive: true }).toFile(path.join(plainOut, `${i}_${name}.jpg`));
+  }
+}
+const cores = os.availableParallelism();
+let next = 0;
+const plainStart = performance.now();
+await Promise.all(Array.from({ length: cores }, async () => {
+  while (next < images) await plainThumbnails(next++);
+}));
+const plainSeconds = (performance.now() - plainStart) / 1000;
+const plainRate = images / plainSeconds;
+console.log(`plain sharp loop: ${plainRate.toFixed(1)} images/s (${(plainRate * presets.length).toFixed(1)} thumbnails/s) in ${plainSeconds.toFixed(1)}s`);
+
+// The system.
+const { db, url, drop } = await freshBenchDatabase('lis_bench_e2e');
+await sql`
+  CREATE TABLE bench_moves (from_stage text, to_stage text, at timestamptz DEFAULT clock_timestamp());
+  CREATE FUNCTION bench_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+  BEGIN INSERT INTO bench_moves (from_stage, to_stage) VALUES (OLD.stage, NEW.stage); RETURN NULL; END $$;
+  CREATE TRIGGER bench_audit AFTER UPDATE ON live_images FOR EACH ROW WHEN (OLD.stage IS DISTINCT FROM NEW.stage) EXECUTE FUNCTION bench_audit();`.execute(db);
+const server = http.createServer((req, res) => {
+  const i = Number(/^\/img\/(\d+)$/.exec(req.url ?? '')?.[1] ?? NaN);
+  if (!Number.isInteger(i)) return void res.writeHead(404).end();
+  const body = bodyOf(i);
+  res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': body.length }).end(body);
+});
+await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+const sourceBase = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+const frontends: RsyncDaemon[] = [];
+for (const name of ['n1', 'n2', 'n3']) {
+  const daemon = await RsyncDaemon.start(path.join(work, 'frontends', name));
+  frontends.push(daemon);
+  await addFrontend(db, name, daemon.url());
+}
+const configFile = path.join(work, 'config.json');
+fs.writeFileSync(configFile, JSON.stringify({
+  database: { url },
+  stores: { originals: path.join(work, 'originals'), thumbnails: path.join(work, 'thumbnails') },
+  log: { dir: path.join(work, 'log') },
+  download: { allowAddresses: ['127.0.0.1/32'] },
+  queue: { pollSeconds: 0.2 },
+}));
+const daemons: Array<{ bin: string; child: ChildProcess; peakKb: number }> = ['lis_downloadd', 'lis_thumbnaild', 'lis_pusherd'].map((bin) => ({
+  bin,
+  child: spawn(process.execPath, [path.join(ROOT, 'bin', bin), '--country', 'uk', '--service', '--config', configFile], { stdio: 'ignore', env: { ...process.env, MALLOC_ARENA_MAX: '2' } }),
+  peakKb: 0,
+}));
+const peakOf = (pid: number) => Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+// Let the daemons start (and register) before the clock starts.
+for (;;) {
+  const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM workers WHERE stopped_at IS NULL`.execute(db);
+  if (Number(rows[0].n) === daemons.length) break;
+  await new Promise((resolve) => setTimeout(resolve, 100));
+}
+const started = performance.now();
+await sql`INSERT INTO live_images (country, datasource_id, image_url)
+          SELECT 'uk', 1, ${sourceBase} || '/img/' || g FROM generate_series(0, ${images - 1}) g`.execute(db);
+for (;;) {
+  const { rows } = await sql<{ waiting: string }>`SELECT count(*) FILTER (WHERE state = 'waiting') AS waiting FROM live_images`.execute(db);
+  for (const d of daemons) d.peakKb = Math.max(d.peakKb, peakOf(d.child.pid!));
+  if (Number(rows[0].waiting) === 0) break;
+  await new Promise((resolve) => setTimeout(resolve, 100));
+}
+const seconds = (performance.now() - started) / 1000;
+for (const d of daemons) d.peakKb = Math.max(d.peakKb, peakOf(d.child.pid!));
+await Promise.all(daemons.map((d) => new Promise((resolve) => (d.child.once('close', resolve), d.child.kill('SIGTERM')))));
+
+const { rows: states } = await sql<{ stage: string; state: string; n: string }>`SELECT stage, state, count(*) AS n FROM live_images GROUP BY 1, 2`.execute(db);
+const live = Number(states.find((s) => s.stage === 'live')?.n ?? 0);
+const { rows: stageSpans } = await sql<{ from_stage: string; n: string; span: number }>`
+  SELECT from_stage, count(*) AS n, extract(epoch FROM max(at) - min(at))::float8 AS span FROM bench_moves GROUP BY 1`.execute(db);
+const e2eRate = live / seconds;
+console.log(`\nsystem: ${live} of ${images} live on 3 frontends in ${seconds.toFixed(1)}s: ${e2eRate.toFixed(1)} images/s end to end (${states.map((s) => `${s.stage}/${s.state} ${s.n}`).join(', ')})`);
+for (const stage of ['download', 'thumbnail', 'push']) {
+  const s = stageSpans.find((x) => x.from_stage === stage);
+  if (s) console.log(`  ${stage.padEnd(9)} ${(Number(s.n) / Math.max(s.span, 0.001)).toFixed(1)} images/s while it ran (${s.n} rows over ${s.span.toFixed(1)}s, in parallel with the other stages)`);
+}
+for (const d of daemons) console.log(`  ${d.bin.padEnd(15)} peak memory ${(d.peakKb / 1024).toFixed(0)} MB`);
+console.log(`\nratio system end to end / plain sharp loop: ${(e2eRate / plainRate).toFixed(2)} (aim: at least 0.8)`);
+
+server.close();
+await Promise.all(frontends.map((f) => f.stop()));
+await drop();
+process.exit(0);

@@ -1,0 +1,381 @@
+// The chaos run: the whole system on two simulated hosts against one
+// PostgreSQL, while daemons are SIGKILLed and restarted, a frontend goes away
+// for a while and PostgreSQL restarts; then every promise is checked from the
+// table and the disks. Used by bench/chaos.ts and test/chaos.test.ts.
+import { spawn, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { sql } from 'kysely';
+import pg from 'pg';
+import type { LisConfigInput } from '../../src/config/config-schema.ts';
+import { parseConfig } from '../../src/config/load-config.ts';
+import { createDb, databaseUrl, migrateToLatest, type Db } from '../../src/db/connect.ts';
+import { ensureEmbeddedRunning, stopEmbedded } from '../../src/db/embedded-server.ts';
+import { addFrontend } from '../../src/push/frontend-registry.ts';
+import { thumbnailFilesOf, type ImageData } from '../../src/store/image-data.ts';
+import { RsyncDaemon } from '../../test/helpers/rsync-daemons.ts';
+import { BAD_KINDS, startChaosSource, type BadKind } from './chaos-source.ts';
+
+const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+
+export interface ChaosOptions {
+  /** URLs in all; a fifth of them bad. */
+  urls: number;
+  countries: string[];
+  datasources: number[];
+  /** Gives up (and fails the checks) if the queue has not drained by then. */
+  limitSeconds: number;
+  killEverySeconds: number;
+  /** n2's rsync daemon is stopped this long after the start, for this long. */
+  frontendDown: { atSeconds: number; forSeconds: number };
+  /** Restart the embedded PostgreSQL this long after the start (null: not; skipped with LIS_DATABASE_URL). */
+  restartPostgresAtSeconds: number | null;
+  dir: string;
+  print: (line: string) => void;
+}
+
+export interface ChaosCheck {
+  name: string;
+  ok: boolean;
+  detail: string;
+}
+
+export interface ChaosResult {
+  figures: Record<string, string | number>;
+  checks: ChaosCheck[];
+}
+
+interface Member {
+  /** Set just before we kill it, so that an exit we did not cause counts as a crash. */
+  killing?: boolean;
+  name: string;
+  host: string;
+  bin: string;
+  args: string[];
+  configFile: string;
+  child: ChildProcess | null;
+  starts: number;
+}
+
+interface Kill {
+  at: number;
+  member: string;
+  workerId: string;
+  held: number;
+  stage: boolean;
+}
+
+const HOSTS = ['hosta', 'hostb'];
+/** Several heartbeats (1 s) long, so that a worker slowed by a loaded machine is not taken for dead. */
+const STALE_SECONDS = 8;
+const STAGE_BINS = ['lis_downloadd', 'lis_thumbnaild', 'lis_pusherd'];
+
+function start(member: Member, logDir: string): void {
+  const out = fs.openSync(path.join(logDir, `${member.name.replaceAll('/', '-')}.out`), 'a');
+  member.child = spawn(process.execPath, [path.join(ROOT, 'bin', member.bin), ...member.args, '--config', member.configFile], { stdio: ['ignore', out, out] });
+  fs.closeSync(out);
+  member.starts++;
+}
+
+async function stopAll(members: Member[]): Promise<void> {
+  await Promise.all(members.map((m) => new Promise<void>((resolve) => {
+    const child = m.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return resolve();
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.once('close', () => (clearTimeout(timer), resolve()));
+    child.kill('SIGTERM');
+  })));
+}
+
+function walk(dir: string): string[] {
+  if (!fs.existsSync(dir)) return [];
+  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(path.join(dir, e.name)) : [path.join(dir, e.name)]));
+}
+
+/** `a 3, b 1`: how often each value occurs. */
+function countBy(values: string[]): string {
+  const counts = new Map<string, number>();
+  for (const v of values) counts.set(v, (counts.get(v) ?? 0) + 1);
+  return [...counts].sort().map(([k, n]) => `${k} ${n}`).join(', ');
+}
+
+const isTemp = (file: string) => /\.tmp-\d+-[0-9a-f]+$/.test(file) || /\/\.[^/]+\.[A-Za-z0-9]{6}$/.test(file);
+
+export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
+  const { print } = options;
+  const dir = path.resolve(options.dir);
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(path.join(dir, 'out'), { recursive: true });
+  const base = parseConfig({}, process.env);
+  const embedded = !base.database.url;
+  const serverUrl = await databaseUrl(base);
+  const dbName = `lis_chaos_${crypto.randomBytes(4).toString('hex')}`;
+  const admin = new URL(serverUrl);
+  admin.pathname = '/postgres';
+  const adminClient = new pg.Client({ connectionString: admin.toString() });
+  await adminClient.connect();
+  await adminClient.query(`CREATE DATABASE ${dbName}`);
+  await adminClient.end();
+  const url = new URL(serverUrl);
+  url.pathname = `/${dbName}`;
+  const db: Db = createDb(url.toString(), 4);
+  await migrateToLatest(db);
+  // Instrumentation of this run only: every stage change of every row, to prove none happens twice.
+  await sql`
+    CREATE TABLE chaos_moves (id bigint, from_stage text, to_stage text, at timestamptz DEFAULT clock_timestamp());
+    CREATE FUNCTION chaos_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN INSERT INTO chaos_moves (id, from_stage, to_stage) VALUES (NEW.id, OLD.stage, NEW.stage); RETURN NULL; END $$;
+    CREATE TRIGGER chaos_audit AFTER UPDATE ON live_images FOR EACH ROW
+      WHEN (OLD.stage IS DISTINCT FROM NEW.stage) EXECUTE FUNCTION chaos_audit();`.execute(db);
+
+  const source = await startChaosSource();
+  const frontends: RsyncDaemon[] = [];
+  for (const name of ['n1', 'n2', 'n3']) {
+    const daemon = await RsyncDaemon.start(path.join(dir, 'frontends', name));
+    frontends.push(daemon);
+    await addFrontend(db, name, daemon.url());
+  }
+
+  // The URLs: a fifth bad, spread over countries, datasources and bad kinds.
+  const kinds = Object.keys(BAD_KINDS) as BadKind[];
+  const expected = new Map<string, string | null>();
+  const perCountry = new Map<string, Array<{ url: string; ds: number }>>();
+  for (let i = 0; i < options.urls; i++) {
+    const country = options.countries[i % options.countries.length];
+    const ds = options.datasources[Math.floor(i / options.countries.length) % options.datasources.length];
+    let url: string;
+    if (i % 5 === 4) {
+      const kind = kinds[Math.floor(i / 5) % kinds.length];
+      url = kind === 'refused' ? `http://10.${(i >> 8) & 255}.${i & 255}.7/${i}.jpg` : `${kind === 'slow' ? source.slowBase : source.base}/${kind}/${i}.jpg`;
+      expected.set(`${country} ${url}`, BAD_KINDS[kind]);
+    } else {
+      url = `${source.base}/ok/${i}.jpg`;
+      expected.set(`${country} ${url}`, null);
+    }
+    perCountry.set(country, [...(perCountry.get(country) ?? []), { url, ds }]);
+  }
+  for (const [country, rows] of perCountry) {
+    await sql`INSERT INTO live_images (country, datasource_id, image_url)
+              SELECT ${country}, d, u FROM unnest(${rows.map((r) => r.ds)}::int[], ${rows.map((r) => r.url)}::text[]) AS v(d, u)`.execute(db);
+  }
+
+  // Two hosts, each with its own stores and one daemon of each stage per country; one manager.
+  const common: LisConfigInput = {
+    database: { url: url.toString(), poolSize: 3 },
+    queue: { chunkSize: 50, maxAttempts: 2, heartbeatSeconds: 1, pollSeconds: 1, backoff: { baseSeconds: 1, maxSeconds: 3, jitter: 0.25 } },
+    download: { allowAddresses: ['127.0.0.1/32', '127.0.0.2/32'], timeouts: { connectSeconds: 5, firstByteSeconds: 5, totalSeconds: 5 }, maxBytes: 1024 * 1024, stopGraceSeconds: 2 },
+    manager: { staleWorkerSeconds: STALE_SECONDS, schedule: { stuck_jobs: '*/2 * * * * *', bad_retry_jobs: '*/10 * * * * *', bad_datasources: null } },
+  };
+  const members: Member[] = [];
+  for (const host of HOSTS) {
+    const configFile = path.join(dir, `${host}.json`);
+    fs.writeFileSync(configFile, JSON.stringify({
+      ...common, host,
+      stores: { originals: path.join(dir, host, 'originals'), thumbnails: path.join(dir, host, 'thumbnails') },
+      log: { dir: path.join(dir, host, 'log') },
+      services: { runDir: path.join(dir, host, 'run') },
+    }));
+    for (const country of options.countries) {
+      for (const bin of STAGE_BINS) members.push({ name: `${host}/${country}/${bin}`, host, bin, args: ['--country', country, '--service'], configFile, child: null, starts: 0 });
+    }
+  }
+  members.push({ name: 'hosta/managerd', host: 'hosta', bin: 'lis_managerd', args: ['--service'], configFile: path.join(dir, 'hosta.json'), child: null, starts: 0 });
+  for (const m of members) start(m, path.join(dir, 'out'));
+  print(`chaos: ${options.urls} URLs (${[...expected.values()].filter((v) => v).length} bad) over ${options.countries.join(', ')}, ${members.length} processes on ${HOSTS.length} hosts, 3 rsync frontends`);
+
+  const started = performance.now();
+  const elapsed = () => (performance.now() - started) / 1000;
+  const kills: Kill[] = [];
+  const crashes: string[] = [];
+  let frontendOutage = 'none';
+  let pgRestart = 'none';
+  let drainedAt: number | null = null;
+  let nextKill = options.killEverySeconds;
+  let frontendState: 'up' | 'down' | 'back' = 'up';
+  let pgDone = options.restartPostgresAtSeconds === null || !embedded;
+  if (options.restartPostgresAtSeconds !== null && !embedded) pgRestart = 'skipped (LIS_DATABASE_URL set: not ours to restart)';
+
+  while (elapsed() < options.limitSeconds) {
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const t = elapsed();
+    let status: { waiting: number; locked: number };
+    try {
+      const { rows } = await sql<{ waiting: string; locked: string }>`
+        SELECT count(*) FILTER (WHERE state = 'waiting') AS waiting, count(*) FILTER (WHERE locked_by IS NOT NULL) AS locked FROM live_images`.execute(db);
+      status = { waiting: Number(rows[0].waiting), locked: Number(rows[0].locked) };
+    } catch {
+      continue; // PostgreSQL is restarting.
+    }
+    // A daemon that exits by itself has crashed: record it, and restart it as its supervisor would.
+    for (const m of members) {
+      if (m.child && !m.killing && (m.child.exitCode !== null || m.child.signalCode !== null)) {
+        crashes.push(`${m.name} exited ${m.child.exitCode ?? m.child.signalCode} at ${t.toFixed(0)}s`);
+        start(m, path.join(dir, 'out'));
+      }
+    }
+    const chaosOver = frontendState === 'back' && pgDone;
+    if (status.waiting === 0 && status.locked === 0 && chaosOver) {
+      drainedAt = t;
+      break;
+    }
+    if (frontendState === 'up' && t >= options.frontendDown.atSeconds) {
+      await frontends[1].stop();
+      frontendState = 'down';
+      print(`  ${t.toFixed(0)}s: frontend n2 stopped`);
+    } else if (frontendState === 'down' && t >= options.frontendDown.atSeconds + options.frontendDown.forSeconds) {
+      await frontends[1].start();
+      frontendState = 'back';
+      frontendOutage = `${options.frontendDown.forSeconds}s`;
+      print(`  ${t.toFixed(0)}s: frontend n2 back`);
+    }
+    if (!pgDone && t >= options.restartPostgresAtSeconds!) {
+      const stoppedAt = performance.now();
+      await stopEmbedded(base.database.embedded);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      await ensureEmbeddedRunning(base.database.embedded);
+      pgRestart = `down ${((performance.now() - stoppedAt) / 1000).toFixed(1)}s at ${t.toFixed(0)}s`;
+      pgDone = true;
+      print(`  ${t.toFixed(0)}s: PostgreSQL restarted`);
+      continue;
+    }
+    // Kill while there is work, so that kills land mid-chunk.
+    if (t >= nextKill && status.waiting > 0) try {
+      nextKill = t + options.killEverySeconds;
+      const candidates = members.filter((m) => m.child && m.child.exitCode === null && m.child.signalCode === null);
+      const victim = candidates[crypto.randomInt(candidates.length)];
+      const workerId = `${victim.host}:${victim.child!.pid}`;
+      const registered = await db.selectFrom('workers').select('id').where('id', '=', workerId).executeTakeFirst().catch(() => undefined);
+      if (!registered) continue; // still starting: it holds nothing yet; try another next time.
+      victim.killing = true;
+      victim.child!.kill('SIGKILL');
+      await new Promise((resolve) => victim.child!.once('close', resolve));
+      victim.killing = false;
+      const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM live_images WHERE locked_by = ${workerId}`.execute(db);
+      kills.push({ at: elapsed(), member: victim.name, workerId, held: Number(rows[0].n), stage: victim.bin !== 'lis_managerd' });
+      start(victim, path.join(dir, 'out'));
+    } catch (error) {
+      print(`  ${t.toFixed(0)}s: kill round skipped: ${(error as Error).message}`);
+    }
+  }
+  const drainSeconds = drainedAt;
+  for (const m of members) m.killing = true;
+  print(drainSeconds === null ? `  not drained after ${options.limitSeconds}s` : `  drained after ${drainSeconds.toFixed(1)}s`);
+  // A worker killed just before the drain, holding nothing, is noticed once its heartbeat is stale.
+  const lastKill = kills.length ? kills[kills.length - 1].at : 0;
+  const settle = Math.max(1, lastKill + STALE_SECONDS + 4 - elapsed());
+  await new Promise((resolve) => setTimeout(resolve, settle * 1000));
+  await stopAll(members);
+
+  // Partial files the kills left, before the system's own cleanup (fs_check) runs.
+  const allFiles = () => [...HOSTS.flatMap((h) => walk(path.join(dir, h, 'originals')).concat(walk(path.join(dir, h, 'thumbnails')))), ...frontends.flatMap((f) => walk(f.moduleDir))];
+  const partialBefore = allFiles().filter(isTemp).length;
+  for (const host of HOSTS) {
+    for (const country of options.countries) {
+      await new Promise<void>((resolve) => {
+        const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'lis_cron_frontend'), '--fs_check', '--country', country], {
+          env: { ...process.env, LIS_CONFIG: path.join(dir, `${host}.json`) }, stdio: ['ignore', fs.openSync(path.join(dir, 'out', `fs_check-${host}-${country}.out`), 'a'), 'pipe'],
+        });
+        child.on('close', () => resolve());
+      });
+    }
+  }
+
+  // Checks, from the table and the disks.
+  const checks: ChaosCheck[] = [];
+  const check = (name: string, ok: boolean, detail: string) => checks.push({ name, ok, detail });
+  const rows = (await sql<{ id: string; country: string; image_url: string; image_hash: string; stage: string; state: string; last_error_class: string | null; image_data: ImageData | null; store_host: string }>`
+    SELECT id, country, image_url, image_hash, stage, state, last_error_class, image_data, store_host FROM live_images`.execute(db)).rows;
+  const good = rows.filter((r) => expected.get(`${r.country} ${r.image_url}`) === null);
+  const bad = rows.filter((r) => expected.get(`${r.country} ${r.image_url}`));
+  check('no daemon crashed (every exit was a kill of ours)', crashes.length === 0, crashes.length ? crashes.slice(0, 5).join('; ') : `${members.length} processes, ${kills.length} kills, 0 crashes`);
+  check('drained in time', drainSeconds !== null, drainSeconds === null ? `not drained in ${options.limitSeconds}s` : `${drainSeconds.toFixed(1)}s`);
+
+  const notLive = good.filter((r) => r.stage !== 'live' || r.state !== 'done');
+  check('every good URL is live', notLive.length === 0 && good.length === [...expected.values()].filter((v) => v === null).length,
+    notLive.length ? `${notLive.length} not live, e.g. ${notLive.slice(0, 3).map((r) => `${r.image_url} ${r.stage}/${r.state} ${r.last_error_class}`).join('; ')}` : `${good.length} live`);
+  let missing = 0;
+  let differing = 0;
+  const expectedFiles = new Set<string>();
+  for (const r of good) {
+    for (const f of thumbnailFilesOf(r.image_data)) {
+      expectedFiles.add(f);
+      const copies = frontends.map((fe) => path.join(fe.moduleDir, f));
+      if (!copies.every((c) => fs.existsSync(c))) {
+        missing++;
+        continue;
+      }
+      const first = fs.readFileSync(copies[0]);
+      if (!copies.slice(1).every((c) => fs.readFileSync(c).equals(first))) differing++;
+    }
+  }
+  const presetsPerRow = good.length ? thumbnailFilesOf(good[0].image_data).length : 0;
+  check('every preset on every frontend, byte-identical', missing === 0 && differing === 0 && presetsPerRow >= 3,
+    `${expectedFiles.size} files x 3 frontends; ${missing} missing, ${differing} differing; ${presetsPerRow} files per image`);
+
+  const wrong = bad.filter((r) => r.state !== 'failed' || r.last_error_class !== expected.get(`${r.country} ${r.image_url}`));
+  const strayFailures = good.filter((r) => r.state === 'failed' || r.state === 'parked');
+  check('every bad URL failed with the right reason, nothing else failed', wrong.length === 0 && strayFailures.length === 0 && bad.length === [...expected.values()].filter((v) => v).length,
+    wrong.length || strayFailures.length
+      ? `${wrong.length} wrong, e.g. ${wrong.slice(0, 3).map((r) => `${r.image_url}: ${r.state} ${r.last_error_class} (expected ${expected.get(`${r.country} ${r.image_url}`)})`).join('; ')}; ${strayFailures.length} good ones failed`
+      : `${bad.length} failed as expected: ${countBy(bad.map((r) => r.last_error_class ?? '?'))}`);
+
+  const { rows: twice } = await sql<{ id: string; from_stage: string; to_stage: string; n: string }>`
+    SELECT id, from_stage, to_stage, count(*) AS n FROM chaos_moves GROUP BY 1, 2, 3 HAVING count(*) > 1`.execute(db);
+  const { rows: moves } = await sql<{ n: string }>`SELECT count(*) AS n FROM chaos_moves`.execute(db);
+  check('no row processed to completion twice', twice.length === 0,
+    twice.length ? `${twice.length} repeated moves, e.g. ${twice.slice(0, 3).map((m) => `row ${m.id} ${m.from_stage}->${m.to_stage} x${m.n}`).join('; ')}` : `${moves[0].n} stage moves, each once`);
+
+  const frontendFiles = frontends.flatMap((fe) => walk(fe.moduleDir).map((f) => path.relative(fe.moduleDir, f)));
+  const frontendStray = frontendFiles.filter((f) => isTemp(`/${f}`) || !expectedFiles.has(f));
+  const storeStray: string[] = [];
+  for (const host of HOSTS) {
+    const mine = rows.filter((r) => r.store_host === host);
+    const thumbs = new Set(mine.flatMap((r) => thumbnailFilesOf(r.image_data)));
+    const originals = new Set(mine.map((r) => r.image_hash));
+    for (const f of walk(path.join(dir, host, 'thumbnails'))) if (isTemp(f) || !thumbs.has(path.relative(path.join(dir, host, 'thumbnails'), f))) storeStray.push(f);
+    for (const f of walk(path.join(dir, host, 'originals'))) if (isTemp(f) || !originals.has(path.basename(f))) storeStray.push(f);
+  }
+  check('no orphan or partial file on any frontend or in the stores', frontendStray.length === 0 && storeStray.length === 0,
+    `${partialBefore} partial files left by kills were cleaned by lis_cron_frontend --fs_check; after it: ${frontendStray.length} stray on frontends, ${storeStray.length} in the stores${frontendStray.length + storeStray.length ? `, e.g. ${[...frontendStray, ...storeStray].slice(0, 3).join(', ')}` : ''}`);
+
+  const events = await db.selectFrom('manager_events').select(['subject', 'rows']).where('check_name', '=', 'stuck_jobs').execute();
+  const bySubject = new Map(events.map((e) => [e.subject, e.rows]));
+  const stageKills = kills.filter((k) => k.stage);
+  const mismatched = stageKills.filter((k) => bySubject.get(k.workerId) !== k.held);
+  const extra = events.filter((e) => !stageKills.some((k) => k.workerId === e.subject) && e.rows > 0);
+  check("the manager's stuck-job figures match what was killed", mismatched.length === 0 && extra.length === 0,
+    `${stageKills.length} stage daemons killed holding ${stageKills.reduce((n, k) => n + k.held, 0)} rows; manager released ${events.reduce((n, e) => n + e.rows, 0)} rows from ${events.length} dead workers`
+      + (mismatched.length ? `; mismatched: ${mismatched.slice(0, 3).map((k) => `${k.workerId} held ${k.held}, released ${bySubject.get(k.workerId) ?? 'nothing'}`).join('; ')}` : '')
+      + (extra.length ? `; released from workers not killed: ${extra.map((e) => `${e.subject} ${e.rows}`).join(', ')}` : ''));
+
+  await Promise.all(frontends.map((f) => f.stop()));
+  await source.close();
+  await db.destroy();
+  if (process.env.CHAOS_KEEP) print(`  kept database ${dbName} (CHAOS_KEEP)`);
+  else {
+  const dropper = new pg.Client({ connectionString: admin.toString() });
+  await dropper.connect();
+  await dropper.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
+  await dropper.end();
+  }
+
+  const figures = {
+    urls: options.urls,
+    good: good.length,
+    bad: bad.length,
+    countries: options.countries.join(','),
+    processes: members.length,
+    kills: kills.length,
+    'kills of stage daemons': stageKills.length,
+    'kills of the manager': kills.length - stageKills.length,
+    restarts: members.reduce((n, m) => n + m.starts - 1, 0),
+    crashes: crashes.length,
+    'frontend n2 down for': frontendOutage,
+    'PostgreSQL restart': pgRestart,
+    'time to drain (s)': drainSeconds === null ? 'not drained' : Number(drainSeconds.toFixed(1)),
+    'partial files before cleanup': partialBefore,
+    'source requests': source.requests(),
+  };
+  return { figures, checks };
+}

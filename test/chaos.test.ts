@@ -1,0 +1,30 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { runChaos } from '../bench/lib/chaos.ts';
+
+describe('chaos: the whole system keeps its promises while daemons are killed, a frontend goes away and PostgreSQL restarts', () => {
+  it('every good URL live everywhere, every bad one failed with its reason, nothing done twice, nothing left over', async function () {
+    this.timeout(420_000);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-chaos-'));
+    try {
+      const result = await runChaos({
+        urls: 1000,
+        countries: ['uk', 'fr'],
+        datasources: [11, 12, 13],
+        limitSeconds: 300,
+        killEverySeconds: 3,
+        frontendDown: { atSeconds: 8, forSeconds: 12 },
+        restartPostgresAtSeconds: 15,
+        dir,
+        print: () => {},
+      });
+      const report = [...Object.entries(result.figures).map(([k, v]) => `${k}: ${v}`), ...result.checks.map((c) => `${c.ok ? 'PASS' : 'FAIL'} ${c.name}: ${c.detail}`)].join('\n');
+      assert.ok(Number(result.figures.kills) >= 5, `daemons were killed:\n${report}`);
+      for (const check of result.checks) assert.ok(check.ok, `${check.name}: ${check.detail}\n\n${report}`);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
