@@ -98,6 +98,7 @@ fs.writeFileSync(configFile, JSON.stringify({
   log: { dir: path.join(work, 'log') },
   download: { allowAddresses: ['127.0.0.1/32'] },
   queue: { pollSeconds: 0.2 },
+  ...(process.env.E2E_IN_FLIGHT ? { thumbnail: { imagesInFlight: Number(process.env.E2E_IN_FLIGHT) } } : {}),
 }));
 const daemons: Array<{ bin: string; child: ChildProcess; peakKb: number }> = ['lis_downloadd', 'lis_thumbnaild', 'lis_pusherd'].map((bin) => ({
   bin,

@@ -94,7 +94,8 @@ describe('thumbnail rules (pure)', () => {
   });
 
   it('sets images in flight and threads from the cores, within the libuv pool', () => {
-    assert.deepEqual(parallelismFor({ imagesInFlight: null, sharpThreads: null }, 2, 4), { imagesInFlight: 2, sharpThreads: 1 });
+    assert.deepEqual(parallelismFor({ imagesInFlight: null, sharpThreads: null }, 2, 4), { imagesInFlight: 4, sharpThreads: 1 });
+    assert.deepEqual(parallelismFor({ imagesInFlight: null, sharpThreads: null }, 1, 4), { imagesInFlight: 2, sharpThreads: 1 });
     assert.deepEqual(parallelismFor({ imagesInFlight: null, sharpThreads: null }, 16, 4), { imagesInFlight: 4, sharpThreads: 4 });
     assert.deepEqual(parallelismFor({ imagesInFlight: 3, sharpThreads: 2 }, 16, 4), { imagesInFlight: 3, sharpThreads: 2 });
   });
