@@ -18,7 +18,7 @@ import { flag, freshBenchDatabase } from './lib/bench-database.ts';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const TESTDATA = path.resolve(ROOT, '../shared/testdata');
-const images = flag('images', 400);
+const images = flag('images', 1000);
 const work = path.join(ROOT, 'var', 'bench-e2e');
 fs.rmSync(work, { recursive: true, force: true });
 fs.mkdirSync(work, { recursive: true });

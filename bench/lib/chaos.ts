@@ -7,10 +7,9 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { sql } from 'kysely';
-import pg from 'pg';
 import type { LisConfigInput } from '../../src/config/config-schema.ts';
 import { parseConfig } from '../../src/config/load-config.ts';
-import { createDb, databaseUrl, migrateToLatest, type Db } from '../../src/db/connect.ts';
+import { createDb, databaseUrl, dropDatabase, migrateToLatest, recreateDatabase, type Db } from '../../src/db/connect.ts';
 import { ensureEmbeddedRunning, stopEmbedded } from '../../src/db/embedded-server.ts';
 import { addFrontend } from '../../src/push/frontend-registry.ts';
 import { thumbnailFilesOf, type ImageData } from '../../src/store/image-data.ts';
@@ -111,14 +110,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const embedded = !base.database.url;
   const serverUrl = await databaseUrl(base);
   const dbName = `lis_chaos_${crypto.randomBytes(4).toString('hex')}`;
-  const admin = new URL(serverUrl);
-  admin.pathname = '/postgres';
-  const adminClient = new pg.Client({ connectionString: admin.toString() });
-  await adminClient.connect();
-  await adminClient.query(`CREATE DATABASE ${dbName}`);
-  await adminClient.end();
-  const url = new URL(serverUrl);
-  url.pathname = `/${dbName}`;
+  const url = new URL(await recreateDatabase(serverUrl, dbName));
   const db: Db = createDb(url.toString(), 4);
   await migrateToLatest(db);
   // Instrumentation of this run only: every stage change of every row, to prove none happens twice.
@@ -353,12 +345,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   await source.close();
   await db.destroy();
   if (process.env.CHAOS_KEEP) print(`  kept database ${dbName} (CHAOS_KEEP)`);
-  else {
-  const dropper = new pg.Client({ connectionString: admin.toString() });
-  await dropper.connect();
-  await dropper.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
-  await dropper.end();
-  }
+  else await dropDatabase(serverUrl, dbName);
 
   const figures = {
     urls: options.urls,

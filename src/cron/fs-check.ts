@@ -23,13 +23,19 @@ export interface FsCheckSummary {
 const SETTLE_SECONDS = 3600;
 
 /**
- * A temp file of an atomic write whose writer on this host is gone (killed
- * mid-write): never to be renamed into place, so garbage whatever its age.
- * Returns null for files that are not temp files.
+ * Deals with a temp file of an atomic write: one whose writer on this host is
+ * gone (killed mid-write) will never be renamed into place, so it is removed
+ * whatever its age; a live writer's is left alone. Returns false for files
+ * that are not temp files, which the caller then judges.
  */
-function deadWritersTemp(file: string): boolean | null {
+function handledAsTemp(file: string, full: string, tally: { partial: number }, dryRun: boolean): boolean {
   const pid = tempFileWriter(file);
-  return pid === null ? null : !isProcessAlive(pid);
+  if (pid === null) return false;
+  if (!isProcessAlive(pid)) {
+    tally.partial++;
+    if (!dryRun) fs.rmSync(full, { force: true });
+  }
+  return true;
 }
 
 interface RowFiles {
@@ -119,14 +125,7 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
     const storeSet = new Set(storeFiles);
     for (const file of storeFiles) {
       const full = path.join(config.stores.thumbnails, file);
-      const deadTemp = deadWritersTemp(file);
-      if (deadTemp !== null) {
-        if (deadTemp) {
-          summary.thumbnailStore.partial++;
-          if (!dryRun) fs.rmSync(full, { force: true });
-        }
-        continue;
-      }
+      if (handledAsTemp(file, full, summary.thumbnailStore, dryRun)) continue;
       if (here.has(file) || (!elsewhere.has(file) && isRecent(full, SETTLE_SECONDS))) continue;
       summary.thumbnailStore.orphans++;
       if (!dryRun) fs.rmSync(full, { force: true });
@@ -141,14 +140,7 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
     const originalSet = new Set(originals.map((f) => path.basename(f)));
     for (const file of originals) {
       const full = path.join(config.stores.originals, file);
-      const deadTemp = deadWritersTemp(file);
-      if (deadTemp !== null) {
-        if (deadTemp) {
-          summary.originalsStore.partial++;
-          if (!dryRun) fs.rmSync(full, { force: true });
-        }
-        continue;
-      }
+      if (handledAsTemp(file, full, summary.originalsStore, dryRun)) continue;
       const row = hashes.get(path.basename(file));
       if (!row || ownedElsewhere(row)) {
         if (!row && isRecent(full, SETTLE_SECONDS)) continue;

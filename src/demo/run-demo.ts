@@ -2,11 +2,10 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import pg from 'pg';
 import { sql } from 'kysely';
 import type { LisConfigInput } from '../config/config-schema.ts';
 import { parseConfig } from '../config/load-config.ts';
-import { databaseUrl, openDatabase } from '../db/connect.ts';
+import { databaseUrl, openDatabase, recreateDatabase } from '../db/connect.ts';
 import { LisError } from '../errors.ts';
 import { ImageSys } from '../interface/image-sys.ts';
 import { addFrontend } from '../push/frontend-registry.ts';
@@ -35,19 +34,6 @@ function runStage(bin: string, configFile: string, logFile: string): Promise<{ c
   });
 }
 
-async function freshDatabase(serverUrl: string, name: string): Promise<string> {
-  const admin = new URL(serverUrl);
-  admin.pathname = '/postgres';
-  const client = new pg.Client({ connectionString: admin.toString() });
-  await client.connect();
-  await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  await client.query(`CREATE DATABASE ${name}`);
-  await client.end();
-  const url = new URL(serverUrl);
-  url.pathname = `/${name}`;
-  return url.toString();
-}
-
 /**
  * The whole system on one machine in a minute: the embedded PostgreSQL (a
  * database of its own), a local photo server with generated photos and a few
@@ -61,7 +47,7 @@ export async function runDemo({ dir, photos, database, print }: DemoOptions): Pr
   print(`Demo in ${root}`);
   const server = await startSourceServer();
   try {
-    const url = await freshDatabase(await databaseUrl(parseConfig({}, process.env)), database);
+    const url = await recreateDatabase(await databaseUrl(parseConfig({}, process.env)), database);
     const input: LisConfigInput = {
       database: { url },
       stores: { originals: path.join(root, 'originals'), thumbnails: path.join(root, 'thumbnails') },
