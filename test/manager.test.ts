@@ -1,4 +1,9 @@
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { closeLogger, createLogger } from '../src/log/create-logger.ts';
+import { runCheck } from '../src/manager/run-check.ts';
 import { sql } from 'kysely';
 import { parkBadRetryJobs } from '../src/manager/bad-retry-jobs.ts';
 import { disableBadDatasources, judgeDatasource } from '../src/manager/bad-datasources.ts';
@@ -97,6 +102,37 @@ describe('lis_managerd', () => {
     const unknown = spawnTs('bin/lis', ['--config', t.writeConfig(), 'datasource', 'enable', 'uk', '999']);
     assert.equal((await unknown.exited).code, 1);
     assert.match(unknown.output(), /no datasource 999 in uk/);
+  });
+
+  it('tells the operators through the webhook (and the error log) when it disables a datasource', async () => {
+    const received: Array<Record<string, unknown>> = [];
+    const hook = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c) => (body += c));
+      req.on('end', () => {
+        received.push(JSON.parse(body));
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', () => resolve()));
+    try {
+      const webhookUrl = `http://127.0.0.1:${(hook.address() as { port: number }).port}/alerts`;
+      await sql`INSERT INTO datasources (country, datasource_id, updated_at) VALUES ('uk', 9, now() - interval '1 hour')`.execute(t.db);
+      await sql`INSERT INTO datasource_minutes (country, datasource_id, minute, stage, error_class, n)
+                VALUES ('uk', 9, date_trunc('minute', now()), 'download', 'http_404', 60)`.execute(t.db);
+      const config = { ...t.config, manager: { ...t.config.manager, webhookUrl, badDatasource: { windowHours: 1, minAttempts: 50, failureRate: 0.9 } } };
+      const log = createLogger({ component: 'managerd', log: t.config.log, screen: false });
+      const summary = await runCheck('bad_datasources', { config, db: t.db, log, country: 'uk' });
+      await closeLogger(log);
+      assert.match(summary, /bad_datasources: 1 disabled \(uk 9: 100% of 60 rows failed/);
+      assert.equal(received.length, 1);
+      assert.equal(received[0].subject, 'datasource 9 of UK disabled');
+      assert.match(String(received[0].detail), /Re-open with: lis datasource enable uk 9/);
+      assert.equal(received[0].source, 'imagesys');
+      assert.match(fs.readFileSync(path.join(t.config.log.dir, 'managerd.error.log'), 'utf8'), /ERROR Manager::notify.*datasource 9 of UK disabled/);
+    } finally {
+      hook.close();
+    }
   });
 
   it('judges datasources by rate, only with enough attempts', () => {
