@@ -56,6 +56,19 @@ describe('daemon runner (a real daemon process)', () => {
     assert.equal(Number(rows[0].n), 0, 'giving rows back costs them no attempt');
   });
 
+  it('a second SIGTERM exits at once, leaving what it held to the manager', async () => {
+    await insertUrls(t.db, 'uk', 50);
+    const run = spawnTs(DAEMON, ['--country', 'uk', '--config', t.writeConfig()], { TEST_ROW_MS: '60000' });
+    await waitFor(async () => ((await countBy(t.db))['download/waiting/locked'] ?? 0) === 50, 30_000, 'the chunk claimed');
+    run.child.kill('SIGTERM');
+    await waitFor(() => /SIGTERM received/.test(run.output()), 10_000, 'the first signal seen');
+    run.child.kill('SIGTERM');
+    const { code } = await run.exited;
+    assert.equal(code, 143, run.output());
+    assert.match(run.output(), /SIGTERM again: exiting now/);
+    assert.equal((await countBy(t.db))['download/waiting/locked'], 50, 'still held: the manager releases them once the heartbeat is stale');
+  });
+
   it('in service mode an idle daemon wakes at once when the ETL adds rows (LISTEN/NOTIFY, not the poll)', async () => {
     const config = t.writeConfig({ queue: { pollSeconds: 120 } });
     const run = spawnTs(DAEMON, ['--country', 'uk', '--config', config, '--service']);
