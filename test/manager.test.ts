@@ -99,6 +99,11 @@ describe('lis_managerd', () => {
     assert.match(enable.output(), /datasource 7 of uk enabled; 35 parked rows put back in the queue/);
     assert.deepEqual(await disableBadDatasources(t.db, policy, 'uk'), [], 'failures from before the re-enable do not count');
     assert.equal(await enableDatasource(t.db, 'uk', 999), null);
+    const disable = spawnTs('bin/lis', ['--config', t.writeConfig(), 'datasource', 'disable', 'uk', '8', '--reason', 'feed sends watermarked photos']);
+    assert.equal((await disable.exited).code, 0, disable.output());
+    assert.match(disable.output(), /datasource 8 of uk disabled; 40 waiting rows parked/);
+    const ds8 = await t.db.selectFrom('datasources').select(['enabled', 'disabled_reason']).where('datasource_id', '=', 8).executeTakeFirstOrThrow();
+    assert.deepEqual(ds8, { enabled: false, disabled_reason: 'by hand: feed sends watermarked photos' });
     const unknown = spawnTs('bin/lis', ['--config', t.writeConfig(), 'datasource', 'enable', 'uk', '999']);
     assert.equal((await unknown.exited).code, 1);
     assert.match(unknown.output(), /no datasource 999 in uk/);

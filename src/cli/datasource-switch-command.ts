@@ -1,10 +1,25 @@
 import type { Command } from 'commander';
 import { parseCountry, parseIntFlag } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
-import { openDatabase } from '../db/connect.ts';
+import { openDatabase, type Db } from '../db/connect.ts';
 import { LisError } from '../errors.ts';
 import { disableDatasource, enableDatasource } from '../manager/datasource-switch.ts';
 import { runCommand } from './exit-on-error.ts';
+
+/** Parses COUNTRY and ID, opens the database, runs `fn`, and closes it again. */
+function withDatasource(command: Command, countryArg: string, idArg: string, fn: (db: Db, country: string, id: number) => Promise<void>): Promise<void> {
+  return runCommand(async () => {
+    const config = loadConfig({ file: command.optsWithGlobals().config });
+    const country = parseCountry(countryArg, config);
+    const id = parseIntFlag('datasource', idArg, 0, 999_999_999);
+    const db = await openDatabase(config);
+    try {
+      await fn(db, country, id);
+    } finally {
+      await db.destroy();
+    }
+  });
+}
 
 /** `lis datasource enable|disable COUNTRY ID`: what lis_managerd does to a failing datasource, by hand. */
 export function addDatasourceSwitchCommands(datasource: Command): void {
@@ -14,18 +29,10 @@ export function addDatasourceSwitchCommands(datasource: Command): void {
     .argument('<country>', 'e.g. uk')
     .argument('<datasource>', 'datasource id')
     .action((countryArg: string, idArg: string, _flags: unknown, command: Command) =>
-      runCommand(async () => {
-        const config = loadConfig({ file: command.optsWithGlobals().config });
-        const country = parseCountry(countryArg, config);
-        const id = parseIntFlag('datasource', idArg, 0, 999_999_999);
-        const db = await openDatabase(config);
-        try {
-          const unparked = await enableDatasource(db, country, id);
-          if (unparked === null) throw new LisError('ERR_NO_DATASOURCE', `no datasource ${id} in ${country}`);
-          console.log(`datasource ${id} of ${country} enabled; ${unparked} parked rows put back in the queue`);
-        } finally {
-          await db.destroy();
-        }
+      withDatasource(command, countryArg, idArg, async (db, country, id) => {
+        const unparked = await enableDatasource(db, country, id);
+        if (unparked === null) throw new LisError('ERR_NO_DATASOURCE', `no datasource ${id} in ${country}`);
+        console.log(`datasource ${id} of ${country} enabled; ${unparked} parked rows put back in the queue`);
       }),
     );
 
@@ -36,17 +43,9 @@ export function addDatasourceSwitchCommands(datasource: Command): void {
     .argument('<datasource>', 'datasource id')
     .requiredOption('--reason <text>', 'why, for the other operators')
     .action((countryArg: string, idArg: string, flags: { reason: string }, command: Command) =>
-      runCommand(async () => {
-        const config = loadConfig({ file: command.optsWithGlobals().config });
-        const country = parseCountry(countryArg, config);
-        const id = parseIntFlag('datasource', idArg, 0, 999_999_999);
-        const db = await openDatabase(config);
-        try {
-          const parked = await disableDatasource(db, country, id, `by hand: ${flags.reason}`);
-          console.log(`datasource ${id} of ${country} disabled; ${parked} waiting rows parked`);
-        } finally {
-          await db.destroy();
-        }
+      withDatasource(command, countryArg, idArg, async (db, country, id) => {
+        const parked = await disableDatasource(db, country, id, `by hand: ${flags.reason}`);
+        console.log(`datasource ${id} of ${country} disabled; ${parked} waiting rows parked`);
       }),
     );
 }

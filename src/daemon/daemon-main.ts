@@ -2,7 +2,8 @@ import { Command } from 'commander';
 import { parseCountry, parseIntFlag } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
 import type { LisConfig } from '../config/config-schema.ts';
-import { databaseUrl, openDatabase, openDatabaseWaiting, type Db } from '../db/connect.ts';
+import { openDatabase, openDatabaseWaiting, type Db } from '../db/connect.ts';
+import { embeddedUrl } from '../db/embedded-server.ts';
 import { runCommand } from '../cli/exit-on-error.ts';
 import { closeLogger, createLogger, type Logger } from '../log/create-logger.ts';
 import { errorMessage } from '../errors.ts';
@@ -66,7 +67,8 @@ export async function daemonMain(definition: DaemonDefinition, argv = process.ar
       db = flags.service
         ? await openDatabaseWaiting(config, { retryForMs: 10 * 60_000, signal: controller.signal, onPoolError, onRetry: (m) => log.warn(m, { scope: `${definition.component}::main` }) })
         : await openDatabase(config, { onPoolError });
-      const url = await databaseUrl(config);
+      // The server is up by now (openDatabase made sure): only its URL is needed, for LISTEN.
+      const url = config.database.url ?? embeddedUrl(config.database.embedded);
       const worker = await definition.create({ config, db, log, country, flags });
       const port = flags.metricsPort === undefined ? config.metrics.ports[definition.component] : parseIntFlag('--metrics-port', flags.metricsPort, 0, 65535);
       if (port !== undefined && port !== null) {
