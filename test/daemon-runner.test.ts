@@ -89,8 +89,14 @@ describe('daemon runner (a real daemon process)', () => {
 
   it('rejects bad flags and bad config with a clear message and a non-zero exit', async () => {
     const noCountry = spawnTs(DAEMON, ['--config', t.writeConfig()]);
-    assert.equal((await noCountry.exited).code, 1);
+    assert.equal((await noCountry.exited).code, 2, 'every usage error exits 2');
     assert.match(noCountry.output(), /required option '--country <code>' not specified/);
+    const unknownFlag = spawnTs(DAEMON, ['--country', 'uk', '--colour', 'red']);
+    assert.equal((await unknownFlag.exited).code, 2);
+    assert.match(unknownFlag.output(), /unknown option '--colour'/);
+    const help = spawnTs(DAEMON, ['--help']);
+    assert.equal((await help.exited).code, 0);
+    assert.match(help.output(), /--country <code>/);
     const badChunk = spawnTs(DAEMON, ['--country', 'uk', '--chunk-size', 'lots', '--config', t.writeConfig()]);
     assert.equal((await badChunk.exited).code, 2);
     assert.match(badChunk.output(), /--chunk-size "lots": expected a whole number from 1 to 10000/);

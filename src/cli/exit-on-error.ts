@@ -18,3 +18,13 @@ export async function runCommand(main: () => Promise<number | void>): Promise<vo
     }
   }
 }
+
+/**
+ * commander exits 1 on a flag it rejects (unknown, missing, not one of the
+ * choices); we say 2 for every usage error, as the README promises, so that
+ * scripts can tell "you called it wrong" from "it failed". --help stays 0.
+ */
+export function usageErrorsExit2<T extends { exitOverride(fn: (err: { exitCode: number }) => never): unknown }>(program: T): T {
+  program.exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
+  return program;
+}

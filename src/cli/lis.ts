@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { addDbCommand } from './db-command.ts';
+import { usageErrorsExit2 } from './exit-on-error.ts';
 import { addEnqueueCommand } from './enqueue-command.ts';
 import { addConfigCommand } from './config-command.ts';
 import { addRefreshCommand } from './refresh-command.ts';
@@ -12,7 +13,7 @@ import { addWebCommand } from './web-command.ts';
 import { addDemoCommand } from './demo-command.ts';
 
 /** `lis`: every command that is not a daemon. */
-const program = new Command('lis')
+const program = usageErrorsExit2(new Command('lis'))
   .description('ImageSys: listing photos downloaded, thumbnailed and pushed to the frontends')
   .option('--config <file>', 'config file (default: $LIS_CONFIG, else ./imagesys.json, else built-in defaults)')
   .showHelpAfterError();

@@ -6,7 +6,7 @@ import { sql } from 'kysely';
 import { parseCountry } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
 import { openDatabase, type Db } from '../db/connect.ts';
-import { runCommand } from '../cli/exit-on-error.ts';
+import { runCommand, usageErrorsExit2 } from '../cli/exit-on-error.ts';
 import { LisError, UsageError, errorMessage } from '../errors.ts';
 import { closeLogger, createLogger } from '../log/create-logger.ts';
 import { acquirePidLock, LockHeldError } from '../util/pid-lock-file.ts';
@@ -35,7 +35,7 @@ async function countriesOf(db: Db): Promise<string[]> {
 
 /** lis_cron_frontend --all | --fs_check | --db_scan [--country uk] [--verbose] [--dry-run] */
 export async function cronFrontendMain(argv = process.argv): Promise<void> {
-  const program = new Command('lis_cron_frontend')
+  const program = usageErrorsExit2(new Command('lis_cron_frontend'))
     .description('weekly upkeep: purge images no longer listed, check the frontends and stores against the table (config: $LIS_CONFIG or ./imagesys.json)')
     .option('--all', 'both: --db_scan, then --fs_check')
     .option('--fs_check', "walk each frontend's and this host's stores' trees: delete orphans, re-push what is missing, prune originals")

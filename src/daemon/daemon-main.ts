@@ -4,7 +4,7 @@ import { loadConfig } from '../config/load-config.ts';
 import type { LisConfig } from '../config/config-schema.ts';
 import { openDatabase, openDatabaseWaiting, type Db } from '../db/connect.ts';
 import { embeddedUrl } from '../db/embedded-server.ts';
-import { runCommand } from '../cli/exit-on-error.ts';
+import { runCommand, usageErrorsExit2 } from '../cli/exit-on-error.ts';
 import { closeLogger, createLogger, type Logger } from '../log/create-logger.ts';
 import { errorMessage } from '../errors.ts';
 import { ProgressLine } from './progress-line.ts';
@@ -38,7 +38,7 @@ export interface DaemonDefinition {
  * the chunk loop, and an exit code. Each bin/lis_*d is this plus its stage.
  */
 export async function daemonMain(definition: DaemonDefinition, argv = process.argv): Promise<void> {
-  const program = new Command(definition.command)
+  const program = usageErrorsExit2(new Command(definition.command))
     .description(definition.description)
     .requiredOption('--country <code>', 'the country to work, e.g. uk')
     .option('--verbose', 'debug lines too, and on screen')

@@ -6,7 +6,7 @@ import cron, { type ScheduledTask } from 'node-cron';
 import { parseCountry } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
 import { openDatabase, openDatabaseWaiting, type Db } from '../db/connect.ts';
-import { runCommand } from '../cli/exit-on-error.ts';
+import { runCommand, usageErrorsExit2 } from '../cli/exit-on-error.ts';
 import { closeLogger, createLogger, type Logger } from '../log/create-logger.ts';
 import { errorMessage } from '../errors.ts';
 import { installStopSignals } from '../daemon/signals.ts';
@@ -59,7 +59,7 @@ async function serve(ctx: CheckContext, signal: AbortSignal, configFile: string 
 
 /** lis_managerd: heals the queue on a schedule (--service), or runs checks once by hand. */
 export async function managerdMain(argv = process.argv): Promise<void> {
-  const program = new Command('lis_managerd')
+  const program = usageErrorsExit2(new Command('lis_managerd'))
     .description('heal the queue: release stuck jobs, park bad retries, disable bad datasources')
     .addOption(new Option('--check <name>', 'run one check once and exit').choices([...CHECKS]))
     .option('--country <code>', 'only this country (default: all)')

@@ -6,7 +6,7 @@ import { Command } from 'commander';
 import type { LisConfig } from '../config/config-schema.ts';
 import { parseCountry } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
-import { runCommand } from '../cli/exit-on-error.ts';
+import { runCommand, usageErrorsExit2 } from '../cli/exit-on-error.ts';
 import { LisError, UsageError } from '../errors.ts';
 import { serviceState, waitForExit } from './process-control.ts';
 import { SERVICES, parseServiceName, pidFileName, type ServiceName } from './service-names.ts';
@@ -102,7 +102,7 @@ function status(target: Target): number {
 
 /** servicectl start|stop|restart|status SERVICE [--country uk] */
 export async function servicectlMain(argv = process.argv): Promise<void> {
-  const program = new Command('servicectl')
+  const program = usageErrorsExit2(new Command('servicectl'))
     .description(`start, stop and check the ImageSys daemons as services (${Object.keys(SERVICES).join(', ')})`)
     .argument('<action>', 'start, stop, restart or status')
     .argument('<service>', 'e.g. imagesys-downloadd')
