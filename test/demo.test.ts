@@ -3,19 +3,15 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import pg from 'pg';
-import { databaseUrl } from '../src/db/connect.ts';
+import { databaseUrl, dropDatabase } from '../src/db/connect.ts';
 import { spawnTs } from './helpers/processes.ts';
-import { baseTestConfig, withDatabase } from './helpers/test-database.ts';
+import { baseTestConfig } from './helpers/test-database.ts';
 
 describe('lis demo', () => {
   const database = `lis_test_demo_${crypto.randomBytes(4).toString('hex')}`;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-demo-'));
   after(async () => {
-    const client = new pg.Client({ connectionString: withDatabase(await databaseUrl(baseTestConfig()), 'postgres') });
-    await client.connect();
-    await client.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
-    await client.end();
+    await dropDatabase(await databaseUrl(baseTestConfig()), database);
     fs.rmSync(dir, { recursive: true, force: true });
   });
 

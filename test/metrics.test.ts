@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { sql } from 'kysely';
 import { sampleQueue } from '../src/manager/run-check.ts';
-import { datasourceFailures, queueDepth } from '../src/metrics/queue-figures.ts';
+import { cachedStoreDiskUse, datasourceFailures, queueDepth, storeDiskUse } from '../src/metrics/queue-figures.ts';
 import { insertUrls } from './helpers/rows.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
@@ -84,6 +84,16 @@ describe('metrics', () => {
     assert.equal((await text.exited).code, 0);
     assert.match(text.output(), /Queue \(waiting rows\)\ncountry\s+stage\s+due now/);
     assert.match(text.output(), /uk\s+4\s+yes\s+5\s+5\s+100\.0%\s+fixture 5/);
+  });
+
+  it('measures store disk use, and the status page reads it from a cache rather than walking the store each time', async () => {
+    fs.mkdirSync(t.config.stores.originals, { recursive: true });
+    const first = await cachedStoreDiskUse(t.config);
+    fs.writeFileSync(path.join(t.config.stores.originals, 'big'), Buffer.alloc(4 * 1024 * 1024, 1));
+    assert.deepEqual(await cachedStoreDiskUse(t.config), first, 'within the cache time: no new walk');
+    const fresh = await cachedStoreDiskUse(t.config, 0);
+    assert.ok(fresh.originals! >= first.originals! + 4 * 1024 * 1024, `a new walk sees the new file (${first.originals} -> ${fresh.originals})`);
+    assert.deepEqual(await storeDiskUse(t.config), fresh);
   });
 
   it('samples the queue depth per minute for the charts', async () => {

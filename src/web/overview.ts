@@ -8,7 +8,7 @@ import { throughputSeries } from '../metrics/queue-figures.ts';
 /** Everything the status page shows, in one JSON document. */
 export async function overview(db: Db, config: LisConfig) {
   const [report, workers, throughput, queue, events] = await Promise.all([
-    collectReport(db, config),
+    collectReport(db, config, undefined, { cachedDisk: true }),
     workerReport(db, config.manager.staleWorkerSeconds),
     throughputSeries(db, 24 * 60),
     sql<{ at: Date; stage: string; due: number; later: number; held: number }>`

@@ -5,7 +5,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { parseConfig } from '../../src/config/load-config.ts';
 import type { LisConfig, LisConfigInput } from '../../src/config/config-schema.ts';
-import { createDb, databaseUrl, migrateToLatest, type Db } from '../../src/db/connect.ts';
+import { createDb, databaseUrl, dropDatabase, migrateToLatest, recreateDatabase, type Db } from '../../src/db/connect.ts';
 
 // One per test run, so that runs side by side (several checkouts, CI) do not clobber each other's.
 export const TEMPLATE_DB = `lis_test_template_${process.pid}`;
@@ -38,11 +38,7 @@ async function admin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
 
 /** Once per run: a migrated template database that each test database is copied from. */
 export async function prepareTemplate(): Promise<void> {
-  await admin(async (client) => {
-    await client.query(`DROP DATABASE IF EXISTS ${TEMPLATE_DB} WITH (FORCE)`);
-    await client.query(`CREATE DATABASE ${TEMPLATE_DB}`);
-  });
-  const db = createDb(withDatabase(await databaseUrl(baseTestConfig()), TEMPLATE_DB), 1);
+  const db = createDb(await recreateDatabase(await databaseUrl(baseTestConfig()), TEMPLATE_DB), 1);
   try {
     await migrateToLatest(db);
   } finally {
@@ -64,7 +60,7 @@ export interface TestDatabase {
 }
 
 export async function dropTemplate(): Promise<void> {
-  await admin((client) => client.query(`DROP DATABASE IF EXISTS ${TEMPLATE_DB} WITH (FORCE)`));
+  await dropDatabase(await databaseUrl(baseTestConfig()), TEMPLATE_DB);
 }
 
 /** A fresh, migrated database of its own (copied from the template) and a temp folder. */
@@ -95,7 +91,7 @@ export async function createTestDatabase(options: { migrated?: boolean; override
     },
     async drop() {
       await db.destroy();
-      await admin((client) => client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+      await dropDatabase(await databaseUrl(baseTestConfig()), name);
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
