@@ -39,7 +39,8 @@ const config = thumbnailConfigSchema.parse({});
 const presets = config.presets;
 const QUALITY = config.defaults.quality;
 const SHARPEN = config.defaults.sharpen; // 0x0.5: the same for every contender
-const SIGMA = Number(SHARPEN.split('x')[1]);
+// The plain loop sharpens as ImageMagick does, with the same mask as the daemon: the same thumbnails.
+const SHARPEN_KERNEL = resolveDetails({ sharpen: SHARPEN, gamma: 1, quality: 82 }, config.defaults).sharpenKernel;
 const parallelism = parallelismFor({
   imagesInFlight: process.argv.includes('--in-flight') ? Number(arg('in-flight', '1')) : null,
   sharpThreads: process.argv.includes('--threads') ? Number(arg('threads', '1')) : null,
@@ -92,7 +93,7 @@ function plainSharp(file: string, preset: Preset): Sharp {
   if (preset.mode === 'crop') p = p.resize(preset.width, preset.height, { fit: 'cover', position: 'attention' });
   else if (preset.mode === 'pad') p = p.resize(preset.width, preset.height, { fit: 'contain', background: '#ffffff' });
   else p = p.resize(preset.width, preset.height, { fit: 'inside', withoutEnlargement: true });
-  return p.flatten({ background: '#ffffff' }).sharpen({ sigma: SIGMA }).jpeg({ quality: QUALITY, mozjpeg: true, progressive: true });
+  return p.flatten({ background: '#ffffff' }).convolve(SHARPEN_KERNEL!).jpeg({ quality: QUALITY, mozjpeg: true, progressive: true });
 }
 
 /** ImageMagick / GraphicsMagick geometry for a preset mode. */

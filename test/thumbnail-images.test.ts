@@ -1,13 +1,17 @@
 // makeThumbnails on real images: orientation, PngSuite, colour, safety, process details.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { thumbnailConfigSchema, type ThumbnailConfig } from '../src/config/thumbnail-config.ts';
 import { ImageError } from '../src/thumbnail/image-error.ts';
 import { makeThumbnails, type ThumbnailSettings } from '../src/thumbnail/make-thumbnails.ts';
 import { presetGeometry } from '../src/thumbnail/preset-geometry.ts';
+import { parseSharpen } from '../src/thumbnail/parse-sharpen.ts';
 import { resolveDetails } from '../src/thumbnail/process-details.ts';
+import { sharpenKernel } from '../src/thumbnail/sharpen-kernel.ts';
 import { BAR_COLOURS, cmykColourBars, EXIF_DIR, meanAbsDiff, pixelBombPng, PNGSUITE_DIR, rgbPixels } from './helpers/thumbnail-fixtures.ts';
 
 const config: ThumbnailConfig = thumbnailConfigSchema.parse({});
@@ -187,6 +191,36 @@ describe('thumbnails of real images (sharp)', () => {
     };
     const [soft, crisp] = [await edges(jpegOf(plain, 'large')), await edges(jpegOf(sharpened, 'large'))];
     assert.ok(crisp > soft * 1.15, `sharpen 0x1.5 strengthens edges: ${soft.toFixed(2)} -> ${crisp.toFixed(2)}`);
+  });
+
+  it("sharpens exactly as ImageMagick's -sharpen does (the old system's look), within one level", async function () {
+    this.timeout(20_000);
+    // Debian's ImageMagick (the README's test command installs it); not whatever else is first on PATH.
+    const magick = '/usr/bin/convert';
+    assert.ok(fs.existsSync(magick), `${magick} (Debian's imagemagick package) is needed for this comparison`);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-sharpen-'));
+    try {
+      const input = path.join(dir, 'in.png');
+      await sharp(path.join(EXIF_DIR, 'Landscape_1.jpg')).resize(640).png().toFile(input);
+      const before = await sharp(input).removeAlpha().raw().toBuffer();
+      for (const notation of ['0x0.5', '0x1', '2x1.5']) {
+        const output = path.join(dir, `im-${notation}.png`);
+        execFileSync(magick, [input, '-sharpen', notation, output]);
+        const theirs = await sharp(output).removeAlpha().raw().toBuffer();
+        const ours = await sharp(input).removeAlpha().convolve(sharpenKernel(parseSharpen(notation))!).raw().toBuffer();
+        let sum = 0;
+        let max = 0;
+        for (let i = 0; i < ours.length; i++) {
+          const d = Math.abs(ours[i] - theirs[i]);
+          sum += d;
+          max = Math.max(max, d);
+        }
+        assert.ok(max <= 1 && sum / ours.length < 0.05, `${notation}: mean ${(sum / ours.length).toFixed(3)}, max ${max} levels from ImageMagick`);
+        assert.ok(meanAbsDiff(before, theirs) > 1, `${notation} changes the picture, so the comparison means something`);
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('makes WebP and AVIF twins when switched on', async () => {

@@ -5,6 +5,8 @@ import { UsageError } from '../src/errors.ts';
 import { classifyImage } from '../src/thumbnail/classify-image.ts';
 import { gammaTable } from '../src/thumbnail/gamma-curve.ts';
 import { parseSharpen } from '../src/thumbnail/parse-sharpen.ts';
+import { imageMagickWidth, sharpenKernel } from '../src/thumbnail/sharpen-kernel.ts';
+import { pictureStats } from '../src/thumbnail/picture-stats.ts';
 import { differenceHash, hammingDistance } from '../src/thumbnail/perceptual-hash.ts';
 import { presetGeometry, uprightSize, workingSize } from '../src/thumbnail/preset-geometry.ts';
 import { resolveDetails, validateDetails } from '../src/thumbnail/process-details.ts';
@@ -12,14 +14,33 @@ import { parallelismFor } from '../src/thumbnail/sharp-settings.ts';
 
 describe('thumbnail rules (pure)', () => {
   it('reads ImageMagick RADIUSxSIGMA sharpen notation, with one wording of error', () => {
-    assert.deepEqual(parseSharpen('0x1'), { sigma: 1 });
-    assert.deepEqual(parseSharpen('2x0.5'), { sigma: 0.5 });
+    assert.deepEqual(parseSharpen('0x1'), { radius: 0, sigma: 1 });
+    assert.deepEqual(parseSharpen('2x0.5'), { radius: 2, sigma: 0.5 });
     assert.equal(parseSharpen('0x0'), null);
     assert.equal(parseSharpen('none'), null);
-    for (const bad of ['', '1', 'x1', '0x11', '0x-1', '1.x2', 'abc']) {
+    for (const bad of ['', '1', 'x1', '0x11', '0x-1', '1.x2', 'abc', '11x1']) {
       assert.throws(() => parseSharpen(bad), (e: unknown) =>
-        e instanceof UsageError && e.message === `--sharpen ${JSON.stringify(bad)}: expected RADIUSxSIGMA such as 0x1 (sigma 0.01-10), or 0x0 or none for no sharpening`);
+        e instanceof UsageError && e.message === `--sharpen ${JSON.stringify(bad)}: expected RADIUSxSIGMA such as 0x1 (radius 0-10, sigma 0.01-10), or 0x0 or none for no sharpening`);
     }
+  });
+
+  it("builds ImageMagick's sharpen mask: its width rule, minus a Gaussian, centre raised, sum 1, light rings cut", () => {
+    // GetOptimalKernelWidth2D: the Gaussian's edge weight below 1/65535; an explicit radius gives 2r+1.
+    assert.deepEqual([0.5, 1, 1.5, 2].map((sigma) => imageMagickWidth(0, sigma)), [5, 9, 13, 15]);
+    assert.equal(imageMagickWidth(2, 1), 5);
+    for (const [spec, width] of [[{ radius: 0, sigma: 0.5 }, 3], [{ radius: 0, sigma: 1 }, 7], [{ radius: 2, sigma: 1 }, 5]] as const) {
+      const k = sharpenKernel(spec)!;
+      assert.equal(k.width, width, `0x${spec.sigma} (radius ${spec.radius})`);
+      assert.equal(k.height, width);
+      assert.ok(Math.abs(k.kernel.reduce((s, x) => s + x, 0) - 1) < 1e-12, 'sums to 1: flat areas keep their level');
+      const centre = (k.kernel.length - 1) / 2;
+      assert.ok(k.kernel[centre] > 1 && k.kernel.every((x, i) => i === centre || x <= 0));
+      assert.deepEqual(k.kernel, [...k.kernel].reverse(), 'symmetric');
+    }
+    // Sigma 0.5, before the cut: centre 1.2351, neighbours -0.0517, corners -0.0070 (ImageMagick's 5x5, rounded).
+    assert.deepEqual(sharpenKernel({ radius: 0, sigma: 0.5 })!.kernel.map((x) => Number(x.toFixed(3))), [-0.007, -0.052, -0.007, -0.052, 1.235, -0.052, -0.007, -0.052, -0.007]);
+    assert.equal(sharpenKernel(null), null);
+    assert.equal(sharpenKernel({ radius: 0, sigma: 0.01 }), null, 'too slight to change a pixel');
   });
 
   it('validates process details given on the command line, naming the flag', () => {
@@ -29,7 +50,7 @@ describe('thumbnail rules (pure)', () => {
     assert.throws(() => validateDetails({ quality: '101' }), /--quality "101": expected a number from 1 to 100/);
     assert.throws(() => validateDetails({ quality: '50.5' }), /--quality "50.5": expected a whole number from 1 to 100/);
     const defaults = { sharpen: '0x0.5', gamma: 1, quality: 82 };
-    assert.deepEqual(resolveDetails({ sharpen: null, gamma: 1.2000000476837158, quality: null }, defaults), { sharpen: '0x0.5', gamma: 1.2, quality: 82, sharpenOptions: { sigma: 0.5 } });
+    assert.deepEqual(resolveDetails({ sharpen: null, gamma: 1.2000000476837158, quality: null }, defaults), { sharpen: '0x0.5', gamma: 1.2, quality: 82, sharpenKernel: sharpenKernel({ radius: 0, sigma: 0.5 }) });
   });
 
   it('config: presets are the only sizes; a bad default sharpen is a config error', () => {
@@ -74,6 +95,23 @@ describe('thumbnail rules (pure)', () => {
     assert.equal(classifyImage({ ...photo, sameHashListings: 5 }, rules), 'duplicate');
     assert.equal(classifyImage({ ...photo, sameHashListings: 4 }, rules), 'photo');
     assert.equal(classifyImage({ ...photo, maxStdev: 1, sameHashListings: 50 }, rules), 'placeholder');
+  });
+
+  it('measures a picture: dominant colour cube, largest channel stdev, grey entropy', () => {
+    const flat = new Uint8Array(300).fill(200);
+    assert.deepEqual(pictureStats(flat), { dominant: { r: 200, g: 200, b: 200 }, maxStdev: 0, entropy: 0 });
+    // Half black, half white: one bit of entropy; the stdev of 0/255 halves; black wins the tie.
+    const halves = new Uint8Array(600);
+    halves.fill(255, 300);
+    const s = pictureStats(halves);
+    assert.deepEqual(s.dominant, { r: 8, g: 8, b: 8 });
+    assert.equal(s.entropy, 1);
+    assert.ok(Math.abs(s.maxStdev - 127.5 * Math.sqrt(200 / 199)) < 1e-9, 'sample stdev of 100 zeros and 100 x 255');
+    // Mostly blue with a red corner: blue dominates, only the red and blue channels vary.
+    const blue = new Uint8Array(300);
+    for (let i = 0; i < 100; i++) blue.set(i < 10 ? [250, 0, 0] : [0, 0, 250], i * 3);
+    const b = pictureStats(blue);
+    assert.deepEqual(b.dominant, { r: 8, g: 8, b: 248 });
   });
 
   it('hashes pictures by their gradients, as a signed bigint', () => {

@@ -4,6 +4,7 @@ import type { Preset, ThumbnailConfig } from '../config/thumbnail-config.ts';
 import { applyGamma } from './gamma-curve.ts';
 import { ImageError, imageErrorFromDecoder } from './image-error.ts';
 import { DHASH_HEIGHT, DHASH_WIDTH, differenceHash } from './perceptual-hash.ts';
+import { pictureStats } from './picture-stats.ts';
 import { hexColour, THUMBHASH_MAX_SIDE, thumbHashOf } from './placeholder.ts';
 import { presetGeometry, uprightSize, workingSize, type Size } from './preset-geometry.ts';
 import type { ResolvedDetails } from './process-details.ts';
@@ -141,7 +142,7 @@ async function derivePreset(working: Working, raw: RawInput, upright: Size, pres
       });
     }
   }
-  if (settings.details.sharpenOptions) pipeline = pipeline.sharpen(settings.details.sharpenOptions);
+  if (settings.details.sharpenKernel) pipeline = pipeline.convolve(settings.details.sharpenKernel);
   const { quality } = settings.details;
   const encoders: Array<['jpg' | TwinFormat, Sharp]> = [
     // mozjpeg: trellis quantisation, optimised progressive scans, overshoot deringing, its own quant tables.
@@ -156,21 +157,20 @@ async function derivePreset(working: Working, raw: RawInput, upright: Size, pres
 /**
  * Colour, placeholder and the class facts from one ThumbHash-sized copy of the
  * picture: at 100 px they are as good as at 640 and cost a tenth (stats over
- * the working size took as long as a preset).
+ * the working size took as long as a preset). Small pictures are not enlarged for it.
  */
 async function analyse(working: Working, raw: RawInput): Promise<Pick<Thumbnails, 'dominantColor' | 'thumbHash' | 'perceptualHash' | 'maxStdev' | 'entropy'>> {
-  const small = await sharp(working.pixels, raw).resize(THUMBHASH_MAX_SIDE, THUMBHASH_MAX_SIDE, { fit: 'inside' }).raw().toBuffer({ resolveWithObject: true });
-  const smallRaw = { raw: { width: small.info.width, height: small.info.height, channels: 3 as const } };
-  const [stats, grey] = await Promise.all([
-    sharp(small.data, smallRaw).stats(),
+  const [small, grey] = await Promise.all([
+    sharp(working.pixels, raw).resize(THUMBHASH_MAX_SIDE, THUMBHASH_MAX_SIDE, { fit: 'inside', withoutEnlargement: true }).raw().toBuffer({ resolveWithObject: true }),
     // From the working size, not the small copy: a second downscale first moves the flat-area bits.
     sharp(working.pixels, raw).resize(DHASH_WIDTH, DHASH_HEIGHT, { fit: 'fill' }).greyscale().raw().toBuffer(),
   ]);
+  const stats = pictureStats(small.data);
   return {
     dominantColor: hexColour(stats.dominant),
     thumbHash: thumbHashOf(small.info.width, small.info.height, withOpaqueAlpha(small.data)),
     perceptualHash: differenceHash(firstChannel(grey, DHASH_WIDTH * DHASH_HEIGHT)),
-    maxStdev: Math.max(...stats.channels.slice(0, 3).map((c) => c.stdev)),
+    maxStdev: stats.maxStdev,
     entropy: stats.entropy,
   };
 }

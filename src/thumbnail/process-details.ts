@@ -2,7 +2,8 @@ import { sql } from 'kysely';
 import type { ThumbnailConfig } from '../config/thumbnail-config.ts';
 import type { Db } from '../db/connect.ts';
 import { UsageError } from '../errors.ts';
-import { parseSharpen, type SharpenOptions } from './parse-sharpen.ts';
+import { parseSharpen } from './parse-sharpen.ts';
+import { sharpenKernel, type Kernel } from './sharpen-kernel.ts';
 
 /** How one datasource's images are processed. */
 export interface ProcessDetails {
@@ -14,7 +15,8 @@ export interface ProcessDetails {
 
 /** The same, ready for sharp. */
 export interface ResolvedDetails extends ProcessDetails {
-  sharpenOptions: SharpenOptions;
+  /** ImageMagick's sharpen mask for `sharpen`; null: none. */
+  sharpenKernel: Kernel | null;
 }
 
 /** What a datasource sets for itself; null: the config's default. */
@@ -55,7 +57,7 @@ export function resolveDetails(stored: StoredDetails, defaults: ThumbnailConfig[
     // real (float4) comes back as 1.2000000476837158
     gamma: stored.gamma === null ? defaults.gamma : Math.round(stored.gamma * 1000) / 1000,
     quality: stored.quality ?? defaults.quality,
-    sharpenOptions: parseSharpen(sharpen, 'sharpen'),
+    sharpenKernel: sharpenKernel(parseSharpen(sharpen, 'sharpen')),
   };
 }
 
