@@ -13,7 +13,7 @@ import { createLogger } from '../src/log/create-logger.ts';
 import { originalPath } from '../src/store/store-layout.ts';
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
 import { countBy } from './helpers/rows.ts';
-import { waitFor } from './helpers/processes.ts';
+import { spawnTs, waitFor } from './helpers/processes.ts';
 import { makeTestImages, startImageServer, type ImageServer, type TestImages } from './helpers/image-server.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
@@ -173,7 +173,15 @@ describe('lis_downloadd worker (a real HTTP server, a real database)', function 
     assert.equal(found.get('/etag.jpg')!.last_modified, 'Thu, 01 Jan 2026 00:00:00 GMT');
     // As if thumbnailed and pushed a while ago.
     await sql`UPDATE live_images SET stage = 'live', state = 'done', downloaded_at = now() - interval '40 days'`.execute(t.db);
-    assert.equal(await refreshDueRows(t.db, { country: 'uk', olderThanDays: 30 }), 2);
+    // The operator's command, as a real process.
+    const config = t.writeConfig();
+    const badFlag = spawnTs('bin/lis', ['--config', config, 'refresh', '--country', 'uk', '--older-than-days', 'soon']);
+    assert.equal((await badFlag.exited).code, 2, badFlag.output());
+    assert.match(badFlag.output(), /--older-than-days "soon"/);
+    const refresh = spawnTs('bin/lis', ['--config', config, 'refresh', '--country', 'uk', '--older-than-days', '30']);
+    assert.equal((await refresh.exited).code, 0, refresh.output());
+    assert.match(refresh.output(), /^2 live images queued for refresh \(downloaded more than 30 days ago\)$/m);
+    assert.deepEqual([...(await rows()).values()].map((r) => `${r.stage}/${r.state}`), ['download/waiting', 'download/waiting']);
     await run();
     found = await rows();
     assert.equal(server.lastHeaders.get('/etag.jpg')!['if-none-match'], '"v1"');
