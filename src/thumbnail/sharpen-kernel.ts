@@ -34,8 +34,8 @@ export function imageMagickWidth(radius: number, sigma: number): number {
  * The mask of ImageMagick's `-sharpen` (SharpenImage): minus a Gaussian, with
  * the centre raised to twice the Gaussian's sum, normalised to sum 1. Applied
  * per channel in sRGB, as ImageMagick applies it, so the old system's settings
- * keep their look; it costs a fifth of sharp's sharpen(), which converts each
- * thumbnail to Lab and back. Rings too light to change an 8-bit pixel are cut
+ * keep their look. At the default 0x0.5 it costs a fifth of sharp's sharpen(),
+ * which converts each thumbnail to Lab and back; at 0x1 about the same. Rings too light to change an 8-bit pixel are cut
  * off (sigma 0.5: ImageMagick's 5x5 becomes 3x3). Null when nothing is left.
  */
 export function sharpenKernel(spec: SharpenSpec): Kernel | null {
@@ -57,7 +57,8 @@ export function sharpenKernel(spec: SharpenSpec): Kernel | null {
     width -= 2;
     mask = maskOf(width);
   }
-  if (width < 3 || mask.every((x, i) => (i === (mask.length - 1) / 2 ? Math.abs(x - 1) : Math.abs(x)) < NEGLIGIBLE_RING)) return null;
+  const centre = (mask.length - 1) / 2;
+  if (mask.every((x, i) => Math.abs(i === centre ? x - 1 : x) < NEGLIGIBLE_RING)) return null;
   return { width, height: width, kernel: mask, scale: 1 };
 }
 
