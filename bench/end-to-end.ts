@@ -69,10 +69,13 @@ async function plainThumbnails(i: number): Promise<void> {
 const cores = os.availableParallelism();
 let next = 0;
 const plainStart = performance.now();
+const plainCpuStart = process.cpuUsage();
 await Promise.all(Array.from({ length: cores }, async () => {
   while (next < images) await plainThumbnails(next++);
 }));
 const plainSeconds = (performance.now() - plainStart) / 1000;
+const plainCpu = process.cpuUsage(plainCpuStart);
+const plainCpuSeconds = (plainCpu.user + plainCpu.system) / 1e6;
 const plainRate = images / plainSeconds;
 console.log(`plain sharp loop: ${plainRate.toFixed(1)} images/s (${(plainRate * presets.length).toFixed(1)} thumbnails/s) in ${plainSeconds.toFixed(1)}s`);
 
@@ -106,12 +109,17 @@ fs.writeFileSync(configFile, JSON.stringify({
   queue: { pollSeconds: 0.2 },
   ...(process.env.E2E_IN_FLIGHT ? { thumbnail: { imagesInFlight: Number(process.env.E2E_IN_FLIGHT) } } : {}),
 }));
-const daemons: Array<{ bin: string; child: ChildProcess; peakKb: number }> = ['lis_downloadd', 'lis_thumbnaild', 'lis_pusherd'].map((bin) => ({
+const daemons: Array<{ bin: string; child: ChildProcess; peakKb: number; cpuSeconds?: number }> = ['lis_downloadd', 'lis_thumbnaild', 'lis_pusherd'].map((bin) => ({
   bin,
   child: spawn(process.execPath, [path.join(ROOT, 'bin', bin), '--country', 'uk', '--service', '--config', configFile], { stdio: 'ignore', env: { ...process.env, MALLOC_ARENA_MAX: '2' } }),
   peakKb: 0,
 }));
 const peakOf = (pid: number) => Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+// utime + stime of the process and of its reaped children (pusherd's rsync clients), in seconds.
+const cpuOf = (pid: number) => {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+  return fields.slice(11, 15).reduce((sum, ticks) => sum + Number(ticks), 0) / 100;
+};
 // Let the daemons start (and register) before the clock starts.
 for (;;) {
   const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM workers WHERE stopped_at IS NULL`.execute(db);
@@ -129,7 +137,10 @@ for (;;) {
   await new Promise((resolve) => setTimeout(resolve, 100));
 }
 const seconds = (performance.now() - started) / 1000;
-for (const d of daemons) d.peakKb = Math.max(d.peakKb, peakOf(d.child.pid!));
+for (const d of daemons) {
+  d.peakKb = Math.max(d.peakKb, peakOf(d.child.pid!));
+  d.cpuSeconds = cpuOf(d.child.pid!);
+}
 await Promise.all(daemons.map((d) => new Promise((resolve) => (d.child.once('close', resolve), d.child.kill('SIGTERM')))));
 
 const { rows: states } = await sql<{ stage: string; state: string; n: string }>`SELECT stage, state, count(*) AS n FROM live_images GROUP BY 1, 2`.execute(db);
@@ -146,7 +157,8 @@ for (const stage of ['download', 'thumbnail', 'push']) {
   const o = offsets.find((x) => x.from_stage === stage);
   if (s && o) console.log(`  ${stage.padEnd(9)} ${(Number(s.n) / Math.max(s.span, 0.001)).toFixed(1)} images/s while it ran (${s.n} rows from ${o.first.toFixed(1)}s to ${o.last.toFixed(1)}s, in parallel with the other stages)`);
 }
-for (const d of daemons) console.log(`  ${d.bin.padEnd(15)} peak memory ${(d.peakKb / 1024).toFixed(0)} MB`);
+for (const d of daemons) console.log(`  ${d.bin.padEnd(15)} peak memory ${(d.peakKb / 1024).toFixed(0)} MB, CPU ${d.cpuSeconds!.toFixed(1)} s (start-up included)`);
+console.log(`  plain sharp loop: CPU ${plainCpuSeconds.toFixed(1)} s`);
 console.log(`\nratio system end to end / plain sharp loop: ${(e2eRate / plainRate).toFixed(2)} (aim: at least 0.8)`);
 
 server.close();
