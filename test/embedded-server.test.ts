@@ -2,9 +2,31 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { sql } from 'kysely';
+import { embeddedServerSettings, machineMemory } from '../src/db/embedded-server.ts';
 import { spawnTs } from './helpers/processes.ts';
+import { createTestDatabase } from './helpers/test-database.ts';
 
 describe('the embedded PostgreSQL', () => {
+  it('sizes shared_buffers from the machine: a quarter of its memory, 128 MB to 2 GB', async () => {
+    const GB = 1024 ** 3;
+    assert.equal(embeddedServerSettings(0.25 * GB).shared_buffers, '128MB');
+    assert.equal(embeddedServerSettings(2 * GB).shared_buffers, '512MB');
+    assert.equal(embeddedServerSettings(24 * GB).shared_buffers, '2048MB');
+    assert.equal(embeddedServerSettings(4 * GB).max_wal_size, '4GB');
+    if (process.env.LIS_DATABASE_URL) return; // a server of the operator's, with its own settings
+    // The server the tests run on is the embedded one, started with these settings.
+    const t = await createTestDatabase();
+    try {
+      const { rows } = await sql<{ shared_buffers: string }>`SHOW shared_buffers`.execute(t.db);
+      const expected = embeddedServerSettings(machineMemory()).shared_buffers;
+      assert.equal(rows[0].shared_buffers, expected.replace(/^(\d+)MB$/, (_, mb) => (Number(mb) % 1024 === 0 ? `${Number(mb) / 1024}GB` : `${mb}MB`)),
+        'a server started by an older version keeps its settings until `npx lis db stop; npx lis db start`');
+    } finally {
+      await t.drop();
+    }
+  });
+
   it('reports a data folder it has not initialised, and one the server user cannot reach, plainly', async function () {
     this.timeout(30_000);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-embedded-'));
