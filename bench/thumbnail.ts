@@ -40,7 +40,7 @@ const presets = config.presets;
 const QUALITY = config.defaults.quality;
 const SHARPEN = config.defaults.sharpen; // 0x0.5: the same for every contender
 // The plain loop sharpens as ImageMagick does, with the same mask as the daemon: the same thumbnails.
-const SHARPEN_KERNEL = resolveDetails({ sharpen: SHARPEN, gamma: 1, quality: 82 }, config.defaults).sharpenKernel;
+const SHARPEN_KERNEL = resolveDetails({ sharpen: SHARPEN, gamma: 1, quality: QUALITY }, config.defaults).sharpenKernel;
 const parallelism = parallelismFor({
   imagesInFlight: process.argv.includes('--in-flight') ? Number(arg('in-flight', '1')) : null,
   sharpThreads: process.argv.includes('--threads') ? Number(arg('threads', '1')) : null,
