@@ -135,6 +135,20 @@ describe('thumbnails of real images (sharp)', () => {
     assert.equal(limited.code, 'too_many_pixels');
   });
 
+  it('gives up on an image that takes longer than timeoutSeconds to decode, as a retryable processing_timeout', async function () {
+    this.timeout(60_000);
+    // Noise in AVIF is slow to decode (about 3 s here for 17.5 megapixels), well over a 1 s limit yet far under maxPixels.
+    const [width, height] = [5000, 3500];
+    const noise = await sharp({ create: { width, height, channels: 3, background: 'black', noise: { type: 'gaussian', mean: 128, sigma: 60 } } }).raw().toBuffer();
+    const slow = await sharp(noise, { raw: { width, height, channels: 3 } }).avif({ effort: 0, quality: 90 }).toBuffer();
+    const started = Date.now();
+    const error = await rejection(makeThumbnails(slow, settings({}, { timeoutSeconds: 1 })));
+    assert.equal(error.code, 'processing_timeout');
+    assert.equal(error.retryable, true);
+    assert.match(error.message, /^not decoded within 1 s \(thumbnail\.timeoutSeconds\); libvips: timeout: \d+% complete$/);
+    assert.ok(Date.now() - started < 30_000);
+  });
+
   it('refuses what is not an image, and formats we do not take, as unsupported_format', async () => {
     assert.equal((await rejection(makeThumbnails(Buffer.from('<!DOCTYPE html><html></html>'), settings()))).code, 'unsupported_format');
     const svg = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="400" height="300"><rect width="400" height="300"/></svg>');

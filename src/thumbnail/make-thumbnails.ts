@@ -112,7 +112,11 @@ async function decodeWorking(original: Buffer, input: SharpOptions, upright: Siz
     if (info.channels !== 3) throw new ImageError('corrupt_image', `decoded to ${info.channels} channels, expected 3`);
     return { pixels: data, size: { width: info.width, height: info.height } };
   } catch (error) {
-    throw imageErrorFromDecoder(error, original);
+    const imageError = imageErrorFromDecoder(error, original);
+    if (imageError.code !== 'processing_timeout') throw imageError;
+    // libvips words it "timeout: 4% complete" among seek errors from the aborted read; say which setting ran out.
+    const progress = /timeout: \d+% complete/.exec(imageError.message)?.[0] ?? imageError.message;
+    throw new ImageError('processing_timeout', `not decoded within ${Math.ceil(settings.timeoutSeconds)} s (thumbnail.timeoutSeconds); libvips: ${progress}`, { cause: error });
   }
 }
 
