@@ -89,7 +89,7 @@ describe('queue', () => {
     const cursor = new ClaimCursor(t.db, { country: 'uk', stage: 'download', workerId: 'w', storeHost: '' });
     const first = await cursor.next(10);
     // The first chunk fails and comes back at once (its retry is due now).
-    await sql`UPDATE live_images SET locked_by = NULL, locked_at = NULL WHERE id = ANY(${first.map((r) => r.id)}::bigint[])`.execute(t.db);
+    assert.equal(await releaseRows(t.db, 'w', first.map((r) => r.id)), 10);
     const second = await cursor.next(10);
     assert.ok(Number(second[0].id) > Number(first[9].id), 'resumes after its last row');
     const third = await cursor.next(15);

@@ -10,6 +10,8 @@ export const managerConfigSchema = z.strictObject({
     stuck_jobs: cronExpression.nullable().default('*/30 * * * * *'),
     bad_retry_jobs: cronExpression.nullable().default('*/5 * * * *'),
     bad_datasources: cronExpression.nullable().default('*/10 * * * *'),
+    /** Claimable rows missing from claimable_rows (unlocked by a hand-run UPDATE) listed again; reads the backlog. */
+    unlisted_rows: cronExpression.nullable().default('*/5 * * * *'),
     /** The weekly upkeep (lis_cron_frontend --all), when the manager runs it instead of cron; null: cron runs it. */
     cron_frontend: cronExpression.nullable().default(null),
   }).prefault({}),

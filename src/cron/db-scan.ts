@@ -4,6 +4,7 @@ import type { LisConfig } from '../config/config-schema.ts';
 import type { Db } from '../db/connect.ts';
 import { errorMessage } from '../errors.ts';
 import type { Logger } from '../log/create-logger.ts';
+import { listMissingClaimable } from '../queue/claimable-rows.ts';
 import { listFrontends, type Frontend } from '../push/frontend-registry.ts';
 import { thumbnailFilesOf, type ImageData } from '../store/image-data.ts';
 import { originalPath, thumbnailStorePath } from '../store/store-layout.ts';
@@ -123,5 +124,8 @@ async function repairImpossibleStates({ config, db, log, country, dryRun }: { co
     counts[name] = result;
     if (result) log.warn(`${dryRun ? 'Would repair' : 'Repaired'} ${result} rows: ${name.replaceAll('_', ' ')}`, { scope: 'CronFrontend::db_scan' });
   }
+  // After the rules above, which unlock rows without listing them for claims.
+  counts.claimable_but_unlisted = await listMissingClaimable(db, country, { dryRun });
+  if (counts.claimable_but_unlisted) log.warn(`${dryRun ? 'Would list' : 'Listed'} ${counts.claimable_but_unlisted} claimable rows missing from claimable_rows`, { scope: 'CronFrontend::db_scan' });
   return counts;
 }

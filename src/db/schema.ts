@@ -136,8 +136,18 @@ export interface ManagerEventsTable {
   detail: string;
 }
 
+/** A claimable row of live_images (waiting, unlocked, not live), keyed as the claim looks it up. */
+export interface ClaimableRowsTable {
+  id: string;
+  country: string;
+  stage: string;
+  store_host: string;
+  next_attempt_at: Timestamp;
+}
+
 export interface Database {
   live_images: LiveImagesTable;
+  claimable_rows: ClaimableRowsTable;
   datasources: DatasourcesTable;
   frontends: FrontendsTable;
   frontend_pushes: FrontendPushesTable;

@@ -1,6 +1,6 @@
 import type { Db } from '../db/connect.ts';
 
-export type CheckName = 'stuck_jobs' | 'bad_retry_jobs' | 'bad_datasources' | 'host_gone';
+export type CheckName = 'stuck_jobs' | 'bad_retry_jobs' | 'bad_datasources' | 'host_gone' | 'unlisted_rows';
 
 /** Records what the manager did, for the reports and for checking its figures afterwards. */
 export async function recordEvent(db: Db, event: { check: CheckName; country?: string | null; subject?: string | null; rows: number; detail: string }): Promise<void> {

@@ -4,10 +4,12 @@ import type { Db } from '../db/connect.ts';
 import type { Logger } from '../log/create-logger.ts';
 import { parkBadRetryJobs } from './bad-retry-jobs.ts';
 import { disableBadDatasources } from './bad-datasources.ts';
+import { listMissingClaimable } from '../queue/claimable-rows.ts';
+import { recordEvent } from './manager-events.ts';
 import { notifyOperators } from './notify-operators.ts';
 import { redownloadFromGoneHosts, releaseStuckJobs } from './stuck-jobs.ts';
 
-export const CHECKS = ['stuck_jobs', 'bad_retry_jobs', 'bad_datasources'] as const;
+export const CHECKS = ['stuck_jobs', 'bad_retry_jobs', 'bad_datasources', 'unlisted_rows'] as const;
 export type Check = (typeof CHECKS)[number];
 
 export interface CheckContext {
@@ -46,6 +48,15 @@ export async function runCheck(check: Check, ctx: CheckContext): Promise<string>
         });
       }
       return `bad_datasources: ${disabled.length} disabled${disabled.map((d) => ` (${d.country} ${d.datasourceId}: ${d.reason})`).join('')}`;
+    }
+    case 'unlisted_rows': {
+      const listed = await listMissingClaimable(db, country);
+      const summary = `unlisted_rows: ${listed} claimable rows had no claim entry and were listed again`;
+      if (listed > 0) {
+        log.warn(`${summary} (an UPDATE that unlocked rows by hand?)`, scope);
+        await recordEvent(db, { check: 'unlisted_rows', country, rows: listed, detail: summary });
+      }
+      return summary;
     }
   }
 }

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
+import { listMissingClaimable, relistColumns, unlockAndRelist } from '../queue/claimable-rows.ts';
 import { recordEvent } from './manager-events.ts';
 
 export interface ReleasedWorker {
@@ -29,11 +30,12 @@ export async function releaseStuckJobs(db: Db, staleSeconds: number, country?: s
   const released: ReleasedWorker[] = [];
   for (const worker of dead) {
     const result = await db.transaction().execute(async (trx) => {
-      const rows = await sql`
+      const rows = await unlockAndRelist(trx, sql`
         UPDATE live_images SET locked_by = NULL, locked_at = NULL
-         WHERE state = 'waiting' AND locked_by = ${worker.id}`.execute(trx);
+         WHERE state = 'waiting' AND locked_by = ${worker.id}
+        RETURNING ${relistColumns('live_images')}`);
       await trx.updateTable('workers').set({ stopped_at: sql`now()`, holding: 0 }).where('id', '=', worker.id).execute();
-      return Number(rows.numAffectedRows ?? 0);
+      return rows;
     });
     released.push({ workerId: worker.id, component: worker.component, host: worker.host, silentSeconds: Math.round(worker.silent), rows: result });
     await recordEvent(db, {
@@ -67,6 +69,8 @@ export async function redownloadFromGoneHosts(db: Db, goneHours: number, thisHos
              locked_by = NULL, locked_at = NULL, updated_at = now()
        WHERE store_host = ${host} AND stage IN ('thumbnail', 'push') AND state IN ('waiting', 'failed')`.execute(db);
     const rows = Number(result.numAffectedRows ?? 0);
+    // The row trigger lists the rows that were unlocked; these list the ones a dead worker of that host held.
+    await listMissingClaimable(db);
     out.push({ host, rows });
     await recordEvent(db, { check: 'host_gone', subject: host, rows, detail: `host ${host} gone for over ${goneHours}h: ${rows} rows sent back to download` });
   }

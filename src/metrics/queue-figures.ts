@@ -16,7 +16,7 @@ export async function rowCounts(db: Db, country?: string): Promise<Array<{ count
 /**
  * The queue per country and stage: rows waiting (due now, or later after a
  * failure), rows held by workers, and how long the oldest due row has waited.
- * Reads only the claim index's rows (the backlog), so it is cheap enough to scrape.
+ * Reads only the backlog (through live_images_waiting), so it is cheap enough to scrape.
  */
 export async function queueDepth(db: Db, country?: string): Promise<Array<{ country: string; stage: string; due: number; later: number; held: number; oldestSeconds: number }>> {
   const { rows } = await sql<{ country: string; stage: string; due: string; later: string; held: string; oldest: number | null }>`

@@ -4,7 +4,7 @@ import { claimChunk, type ClaimRequest, type ClaimedRow } from './claim-chunk.ts
 /**
  * Claims chunks in id order, resuming after the last id it got.
  *
- * Rows already worked leave dead entries at the head of the claim index until
+ * Rows already worked leave dead entries at the head of claimable_rows' index until
  * vacuum removes them; a claim that always started from the lowest id would
  * step over all of them every time and slow down as a drain goes on. Starting
  * after our last id skips them. When nothing is left ahead, it wraps to the

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
+import { relistColumns, unlockAndRelist } from './claimable-rows.ts';
 import { retryDelaySeconds, type BackoffPolicy } from './backoff.ts';
 
 /** Why a row could not be worked, as a stage reports it. */
@@ -48,7 +49,7 @@ export function decideFailures(failures: RowFailure[], policy: FailurePolicy, ra
 export async function failRows(db: Db, workerId: string, failures: RowFailure[], policy: FailurePolicy): Promise<{ updated: number; failed: number; retrying: number }> {
   if (failures.length === 0) return { updated: 0, failed: 0, retrying: 0 };
   const outcomes = decideFailures(failures, policy);
-  const result = await sql`
+  const updated = await unlockAndRelist(db, sql`
     UPDATE live_images AS li
        SET state = v.state,
            attempts = li.attempts + 1,
@@ -64,7 +65,8 @@ export async function failRows(db: Db, workerId: string, failures: RowFailure[],
                   ${failures.map((f) => f.reason)}::text[],
                   ${failures.map((f) => f.errorClass)}::text[])
              AS v(id, state, delay, reason, error_class)
-     WHERE li.id = v.id AND li.locked_by = ${workerId}`.execute(db);
+     WHERE li.id = v.id AND li.locked_by = ${workerId}
+    RETURNING ${relistColumns('li')}`);
   const failed = outcomes.filter((o) => o.state === 'failed').length;
-  return { updated: Number(result.numAffectedRows ?? 0), failed, retrying: outcomes.length - failed };
+  return { updated, failed, retrying: outcomes.length - failed };
 }

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
+import { relistColumns, unlockAndRelist } from './claimable-rows.ts';
 import { patchedColumns, type RowPatch } from './row-patch.ts';
 import { nextStage, type Stage, type WorkStage } from './stages.ts';
 
@@ -13,7 +14,7 @@ export interface FinishedRow {
 
 /**
  * Moves rows this worker holds on to the next stage and unlocks them, writing
- * each row's patch, in one statement. Rows whose lock the worker no longer
+ * each row's patch and listing them for the next stage's claims, in one statement. Rows whose lock the worker no longer
  * holds (the manager gave them to another worker) are left alone; the count
  * says how many moved. `image_class` is never overwritten on a row a person
  * classified.
@@ -28,7 +29,7 @@ export async function finishRows(db: Db, workerId: string, stage: WorkStage, row
   const patched = columns.length
     ? sql`(${sql.join(columns.map((c) => sql.ref(c)))}) = (SELECT ${sql.join(columns.map((c) => sql.ref(`r.${c}`)))} FROM jsonb_populate_record(li, v.patch) AS r),`
     : sql``;
-  const result = await sql`
+  return unlockAndRelist(db, sql`
     UPDATE live_images AS li
        SET ${patched}
            image_class = CASE WHEN li.human_classified OR NOT v.patch ? 'image_class' THEN li.image_class ELSE v.patch->>'image_class' END,
@@ -40,6 +41,6 @@ export async function finishRows(db: Db, workerId: string, stage: WorkStage, row
            updated_at = now()
       FROM unnest(${rows.map((r) => r.id)}::bigint[], ${rows.map((r) => JSON.stringify(r.set ?? {}))}::jsonb[], ${targets}::text[])
              AS v(id, patch, to_stage)
-     WHERE li.id = v.id AND li.locked_by = ${workerId} AND li.stage = ${stage}`.execute(db);
-  return Number(result.numAffectedRows ?? 0);
+     WHERE li.id = v.id AND li.locked_by = ${workerId} AND li.stage = ${stage}
+    RETURNING ${relistColumns('li')}`);
 }
