@@ -6,6 +6,7 @@ import pg from 'pg';
 import type { LisConfig } from '../config/config-schema.ts';
 import { LisError, errorMessage } from '../errors.ts';
 import { ensureEmbeddedRunning } from './embedded-server.ts';
+import { registerPool } from './prepared-query.ts';
 import type { Database } from './schema.ts';
 
 export type Db = Kysely<Database>;
@@ -25,7 +26,9 @@ export function createDb(url: string, poolSize: number, onPoolError: (error: Err
   // PostgreSQL restart would crash the process instead of failing the query in hand.
   pool.on('connect', (client) => client.on('error', onPoolError));
   pool.on('error', onPoolError);
-  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  registerPool(db, pool);
+  return db;
 }
 
 export function migrator(db: Db): Migrator {

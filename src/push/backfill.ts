@@ -43,7 +43,7 @@ export interface BackfillTotals {
 export async function liveRowsLacking(db: Db, frontend: string, country: string, storeHost: string, afterId: string, limit: number): Promise<ClaimedRow[]> {
   const { rows } = await sql<ClaimedRow>`
     SELECT li.id, li.country, li.image_url, li.image_hash, li.datasource_id, li.image_data, li.human_classified,
-           li.image_class, li.attempts, li.store_host, li.last_seen
+           li.image_class, li.attempts, li.store_host
       FROM live_images li
      WHERE li.country = ${country} AND li.stage = 'live' AND li.state = 'done' AND li.store_host = ${storeHost}
        AND li.id > ${afterId}::bigint

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
+import { runPrepared } from '../db/prepared-query.ts';
 import type { LiveImage } from '../db/schema.ts';
 import type { WorkStage } from './stages.ts';
 
@@ -16,7 +17,7 @@ export interface ClaimRequest {
 
 export type ClaimedRow = Pick<
   LiveImage,
-  'id' | 'country' | 'image_url' | 'image_hash' | 'datasource_id' | 'image_data' | 'human_classified' | 'image_class' | 'attempts' | 'store_host' | 'last_seen'
+  'id' | 'country' | 'image_url' | 'image_hash' | 'datasource_id' | 'image_data' | 'human_classified' | 'image_class' | 'attempts' | 'store_host'
 >;
 
 /**
@@ -44,7 +45,7 @@ export async function claimChunk(db: Db, request: ClaimRequest): Promise<Claimed
 }
 
 async function claimOnce(db: Db, request: ClaimRequest): Promise<{ picked: number; lastPickedId: string; rows: ClaimedRow[] }> {
-  const { rows } = await sql<Partial<ClaimedRow> & { picked: number; last_id: string | null }>`
+  const rows = await runPrepared(db, sql<Partial<ClaimedRow> & { picked: number; last_id: string | null }>`
     WITH picked AS (
            DELETE FROM claimable_rows
             WHERE ctid = ANY(ARRAY(
@@ -62,8 +63,8 @@ async function claimOnce(db: Db, request: ClaimRequest): Promise<{ picked: numbe
             WHERE li.id = picked.id AND li.country = ${request.country} AND li.stage = ${request.stage}
               AND li.store_host = ${request.storeHost} AND li.state = 'waiting' AND li.locked_by IS NULL
            RETURNING li.id, li.country, li.image_url, li.image_hash, li.datasource_id, li.image_data, li.human_classified,
-                     li.image_class, li.attempts, li.store_host, li.last_seen)
-    SELECT p.picked, p.last_id, c.* FROM (SELECT count(*)::int AS picked, max(id)::text AS last_id FROM picked) p LEFT JOIN claimed c ON true`.execute(db);
+                     li.image_class, li.attempts, li.store_host)
+    SELECT p.picked, p.last_id, c.* FROM (SELECT count(*)::int AS picked, max(id)::text AS last_id FROM picked) p LEFT JOIN claimed c ON true`);
   // The LEFT JOIN gives one row even when nothing was claimed, to carry the counts.
   const [{ picked, last_id: lastPickedId }] = rows;
   return {

@@ -1,4 +1,5 @@
 import { sql, type Kysely, type RawBuilder } from 'kysely';
+import { runPrepared } from '../db/prepared-query.ts';
 import type { Database } from '../db/schema.ts';
 
 /**
@@ -21,7 +22,7 @@ export function relistColumns(table: string): RawBuilder<unknown> {
  * were not, and would list them twice.
  */
 export async function unlockAndRelist(db: Kysely<Database>, update: RawBuilder<unknown>): Promise<number> {
-  const { rows } = await sql<{ updated: number }>`
+  const [row] = await runPrepared(db, sql<{ updated: number }>`
     WITH updated AS (${update}),
          listed AS (
            INSERT INTO claimable_rows (id, country, stage, store_host, next_attempt_at)
@@ -29,8 +30,8 @@ export async function unlockAndRelist(db: Kysely<Database>, update: RawBuilder<u
             WHERE state = 'waiting' AND locked_by IS NULL AND stage <> 'live'
            RETURNING country, stage)
     SELECT (SELECT count(*) FROM updated)::int AS updated,
-           (SELECT count(pg_notify('lis_work', country || ':' || stage)) FROM (SELECT DISTINCT country, stage FROM listed) s)::int AS woken`.execute(db);
-  return rows[0].updated;
+           (SELECT count(pg_notify('lis_work', country || ':' || stage)) FROM (SELECT DISTINCT country, stage FROM listed) s)::int AS woken`);
+  return row.updated;
 }
 
 /**
