@@ -97,6 +97,23 @@ describe('queue', () => {
     assert.deepEqual(third.slice(10).map((r) => r.id), first.slice(0, 5).map((r) => r.id));
   });
 
+  it('finishing a batch writes each row\'s own patch: a column some rows leave out keeps its value there, null is written as null', async () => {
+    await insertUrls(t.db, 'uk', 2);
+    await sql`UPDATE live_images SET etag = 'old', image_data = '{"width": 1}'`.execute(t.db);
+    const [a, b] = await claimChunk(t.db, { country: 'uk', stage: 'download', workerId: 'w', storeHost: '', limit: 10, afterId: '0' });
+    assert.equal(await finishRows(t.db, 'w', 'download', [
+      { id: a.id, set: { etag: null, store_host: 'hostA', original_bytes: 1234, downloaded_at: '2026-01-02T03:04:05.000Z' } },
+      { id: b.id, set: { image_data: { width: 2, presets: { small: { files: ['x.jpg'] } } }, store_host: 'hostB', perceptual_hash: '-9223372036854775808' }, toStage: 'live' },
+    ]), 2);
+    const after = await t.db.selectFrom('live_images')
+      .select(['stage', 'state', 'etag', 'store_host', 'image_data', 'original_bytes', 'perceptual_hash', sql<string>`to_char(downloaded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')`.as('downloaded')])
+      .orderBy('id').execute();
+    assert.deepEqual(after, [
+      { stage: 'thumbnail', state: 'waiting', etag: null, store_host: 'hostA', image_data: { width: 1 }, original_bytes: 1234, perceptual_hash: null, downloaded: '2026-01-02 03:04:05' },
+      { stage: 'live', state: 'done', etag: 'old', store_host: 'hostB', image_data: { width: 2, presets: { small: { files: ['x.jpg'] } } }, original_bytes: null, perceptual_hash: '-9223372036854775808', downloaded: null },
+    ]);
+  });
+
   it('finishing moves held rows on and leaves a person\'s classification alone', async () => {
     await insertUrls(t.db, 'uk', 2);
     await sql`UPDATE live_images SET human_classified = true, image_class = 'floorplan' WHERE id = (SELECT min(id) FROM live_images)`.execute(t.db);

@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
 import { relistColumns, unlockAndRelist } from './claimable-rows.ts';
-import { patchedColumns, type RowPatch } from './row-patch.ts';
+import { PATCH_COLUMN_TYPES, patchedColumns, type RowPatch } from './row-patch.ts';
 import { nextStage, type Stage, type WorkStage } from './stages.ts';
 
 /** A row a stage finished, and what it learned about it (left out: unchanged). */
@@ -22,25 +22,45 @@ export interface FinishedRow {
 export async function finishRows(db: Db, workerId: string, stage: WorkStage, rows: FinishedRow[]): Promise<number> {
   if (rows.length === 0) return 0;
   const next = nextStage(stage);
-  const targets = rows.map((r) => r.toStage ?? next);
-  const columns = patchedColumns(rows.map((r) => r.set)).filter((c) => c !== 'image_class');
-  // jsonb_populate_record(li, patch) is the row with the patch's keys written over it, so rows in one
-  // batch may patch different columns.
-  const patched = columns.length
-    ? sql`(${sql.join(columns.map((c) => sql.ref(c)))}) = (SELECT ${sql.join(columns.map((c) => sql.ref(`r.${c}`)))} FROM jsonb_populate_record(li, v.patch) AS r),`
-    : sql``;
+  const columns = patchedColumns(rows.map((r) => r.set));
+  // One typed array per patched column, beside the ids; where only some rows of the batch patch a
+  // column, a mask says which, and the others keep their value.
+  const arrays = [sql`${rows.map((r) => r.id)}::bigint[]`, sql`${rows.map((r) => r.toStage ?? next)}::text[]`];
+  const names = [sql`id`, sql`to_stage`];
+  const sets = [];
+  for (const column of columns) {
+    const has = rows.map((r) => r.set?.[column] !== undefined);
+    const values = rows.map((r) => patchValue(r.set?.[column]));
+    arrays.push(sql`${values}::${sql.raw(PATCH_COLUMN_TYPES[column])}[]`);
+    names.push(sql.ref(column));
+    const value = sql.ref(`v.${column}`);
+    const keep = sql.ref(`li.${column}`);
+    let patched = value;
+    if (!has.every(Boolean)) {
+      arrays.push(sql`${has}::boolean[]`);
+      names.push(sql.ref(`has_${column}`));
+      patched = sql`CASE WHEN ${sql.ref(`v.has_${column}`)} THEN ${value} ELSE ${keep} END`;
+    }
+    // A person's classification is never overwritten.
+    if (column === 'image_class') patched = sql`CASE WHEN li.human_classified THEN li.image_class ELSE ${patched} END`;
+    sets.push(sql`${sql.ref(column)} = ${patched},`);
+  }
   return unlockAndRelist(db, sql`
     UPDATE live_images AS li
-       SET ${patched}
-           image_class = CASE WHEN li.human_classified OR NOT v.patch ? 'image_class' THEN li.image_class ELSE v.patch->>'image_class' END,
+       SET ${sql.join(sets, sql` `)}
            stage = v.to_stage,
            state = CASE WHEN v.to_stage = 'live' THEN 'done' ELSE 'waiting' END,
            locked_by = NULL, locked_at = NULL,
            attempts = 0, next_attempt_at = now(),
            last_error = NULL, last_error_class = NULL, same_error_count = 0,
            updated_at = now()
-      FROM unnest(${rows.map((r) => r.id)}::bigint[], ${rows.map((r) => JSON.stringify(r.set ?? {}))}::jsonb[], ${targets}::text[])
-             AS v(id, patch, to_stage)
+      FROM unnest(${sql.join(arrays)}) AS v(${sql.join(names)})
      WHERE li.id = v.id AND li.locked_by = ${workerId} AND li.stage = ${stage}
     RETURNING ${relistColumns('li')}`);
+}
+
+/** A patch value as a pg array element: JSON for image_data, ISO 8601 for a Date, as given for the rest. */
+function patchValue(value: unknown): unknown {
+  if (value instanceof Date) return value.toISOString();
+  return value !== null && typeof value === 'object' ? JSON.stringify(value) : (value ?? null);
 }

@@ -7,6 +7,20 @@
 export const PATCHABLE_COLUMNS = ['image_data', 'store_host', 'image_class', 'perceptual_hash', 'content_hash', 'etag', 'last_modified', 'downloaded_at', 'original_bytes', 'original_format'] as const;
 export type PatchableColumn = (typeof PATCHABLE_COLUMNS)[number];
 
+/** Each patchable column's SQL type: a batch sends one array of it per column it patches. */
+export const PATCH_COLUMN_TYPES: Record<PatchableColumn, string> = {
+  image_data: 'jsonb',
+  store_host: 'text',
+  image_class: 'text',
+  perceptual_hash: 'bigint',
+  content_hash: 'text',
+  etag: 'text',
+  last_modified: 'text',
+  downloaded_at: 'timestamptz',
+  original_bytes: 'integer',
+  original_format: 'text',
+};
+
 export interface RowPatch {
   image_data?: Record<string, unknown>;
   store_host?: string;
