@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
-import { relistColumns, unlockAndRelist } from './claimable-rows.ts';
 import { retryDelaySeconds, type BackoffPolicy } from './backoff.ts';
+import { relistColumns, unlockAndRelist } from './claimable-rows.ts';
 
 /** Why a row could not be worked, as a stage reports it. */
 export interface RowFailure {

@@ -14,10 +14,10 @@ export interface FinishedRow {
 
 /**
  * Moves rows this worker holds on to the next stage and unlocks them, writing
- * each row's patch and listing them for the next stage's claims, in one statement. Rows whose lock the worker no longer
- * holds (the manager gave them to another worker) are left alone; the count
- * says how many moved. `image_class` is never overwritten on a row a person
- * classified.
+ * each row's patch and listing the rows for the next stage's claims, in one
+ * statement. Rows whose lock the worker no longer holds (the manager gave them
+ * to another worker) are left alone; the count says how many moved.
+ * `image_class` is never overwritten on a row a person classified.
  */
 export async function finishRows(db: Db, workerId: string, stage: WorkStage, rows: FinishedRow[]): Promise<number> {
   if (rows.length === 0) return 0;
