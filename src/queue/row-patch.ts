@@ -1,14 +1,11 @@
 /**
  * Columns a stage may write when it finishes a row, in the same statement
- * that moves the row on (so a result and its stage change land together).
+ * that moves the row on (so a result and its stage change land together),
+ * with the SQL type a batch sends each in (one array per patched column).
  * A stage that needs another column adds it to its migration, to the type
- * and to this list.
+ * and to this map.
  */
-export const PATCHABLE_COLUMNS = ['image_data', 'store_host', 'image_class', 'perceptual_hash', 'content_hash', 'etag', 'last_modified', 'downloaded_at', 'original_bytes', 'original_format'] as const;
-export type PatchableColumn = (typeof PATCHABLE_COLUMNS)[number];
-
-/** Each patchable column's SQL type: a batch sends one array of it per column it patches. */
-export const PATCH_COLUMN_TYPES: Record<PatchableColumn, string> = {
+export const PATCH_COLUMN_TYPES = {
   image_data: 'jsonb',
   store_host: 'text',
   image_class: 'text',
@@ -19,7 +16,9 @@ export const PATCH_COLUMN_TYPES: Record<PatchableColumn, string> = {
   downloaded_at: 'timestamptz',
   original_bytes: 'integer',
   original_format: 'text',
-};
+} as const;
+export type PatchableColumn = keyof typeof PATCH_COLUMN_TYPES;
+export const PATCHABLE_COLUMNS = Object.keys(PATCH_COLUMN_TYPES) as PatchableColumn[];
 
 export interface RowPatch {
   image_data?: Record<string, unknown>;
