@@ -58,18 +58,25 @@ describe('lis_cron_frontend', () => {
     const expired = await t.db.selectFrom('live_images').select(['id', 'image_hash', 'image_data']).orderBy('id').limit(2).execute();
     await sql`UPDATE live_images SET last_seen = now() - interval '40 days' WHERE id = ANY(${expired.map((r) => r.id)}::bigint[])`.execute(t.db);
     await sql`INSERT INTO live_images (country, datasource_id, image_url, stage) VALUES ('uk', 1, 'http://x.com/odd.jpg', 'push')`.execute(t.db);
+    // Claimable, but missing from claimable_rows (as after an UPDATE by hand that unlocked it): no claim would find it.
+    await sql`INSERT INTO live_images (country, datasource_id, image_url) VALUES ('uk', 1, 'http://x.com/unlisted.jpg')`.execute(t.db);
+    await sql`DELETE FROM claimable_rows WHERE id = (SELECT id FROM live_images WHERE image_url = 'http://x.com/unlisted.jpg')`.execute(t.db);
     const expiredFiles = files.filter((f) => expired.some((r) => f.includes(r.image_hash)));
     assert.equal(expiredFiles.length, 6);
 
     const dry = await cron(['--db_scan', '--country', 'uk', '--dry-run']);
     assert.equal(dry.code, 0, dry.text);
     assert.match(dry.text, /Would purge 2 images/);
+    assert.match(dry.text, /Would list 1 claimable rows missing from claimable_rows/);
     assert.equal((await countBy(t.db))['live/done'], 6, 'a dry run changes nothing');
 
     const run = await cron(['--db_scan', '--country', 'uk', '--verbose']);
     assert.equal(run.code, 0, run.text);
-    assert.match(run.text, /Summary for UK in [\d.]+s: db_scan: 2 purged, 0 deferred, 1 repaired/);
-    assert.deepEqual(await countBy(t.db), { 'live/done': 4, 'thumbnail/waiting': 1 });
+    assert.match(run.text, /Listed 1 claimable rows missing from claimable_rows/);
+    assert.match(run.text, /Summary for UK in [\d.]+s: db_scan: 2 purged, 0 deferred, 2 repaired/);
+    assert.deepEqual(await countBy(t.db), { 'download/waiting': 1, 'live/done': 4, 'thumbnail/waiting': 1 });
+    const { rows: listed } = await sql<{ stage: string }>`SELECT stage FROM claimable_rows ORDER BY stage`.execute(t.db);
+    assert.deepEqual(listed.map((r) => r.stage), ['download', 'thumbnail'], 'both claimable rows are listed for claims');
     for (const f of files) {
       const gone = expiredFiles.includes(f);
       for (const root of [t.config.stores.thumbnails, daemon.moduleDir, local]) {

@@ -9,6 +9,7 @@ import { parkBadRetryJobs } from '../src/manager/bad-retry-jobs.ts';
 import { disableBadDatasources, judgeDatasource } from '../src/manager/bad-datasources.ts';
 import { enableDatasource } from '../src/manager/datasource-switch.ts';
 import { redownloadFromGoneHosts, releaseStuckJobs } from '../src/manager/stuck-jobs.ts';
+import { claimChunk } from '../src/queue/claim-chunk.ts';
 import { countBy, insertUrls } from './helpers/rows.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
@@ -170,8 +171,12 @@ describe('lis_managerd', () => {
     await insertUrls(t.db, 'uk', 4);
     await sql`UPDATE live_images SET stage = 'push', store_host = 'oldhost' WHERE id <= (SELECT min(id) + 2 FROM live_images)`.execute(t.db);
     await sql`INSERT INTO workers (id, component, host, pid, heartbeat_at, stopped_at) VALUES ('oldhost:1', 'thumbnaild', 'oldhost', 1, now() - interval '3 days', now() - interval '3 days')`.execute(t.db);
+    // One of them held by the gone host's worker when it died.
+    assert.equal((await claimChunk(t.db, { country: 'uk', stage: 'push', workerId: 'oldhost:1', storeHost: 'oldhost', limit: 1, afterId: '0' })).length, 1);
     assert.deepEqual(await redownloadFromGoneHosts(t.db, 24, 'testhost'), [{ host: 'oldhost', rows: 3 }]);
     assert.deepEqual(await countBy(t.db), { 'download/waiting': 4 });
+    const again = await claimChunk(t.db, { country: 'uk', stage: 'download', workerId: 'w', storeHost: '', limit: 10, afterId: '0' });
+    assert.equal(again.length, 4, 'all four claimable again, the one the dead worker held included');
     assert.deepEqual(await redownloadFromGoneHosts(t.db, 24, 'testhost'), [], 'handled once');
   });
 

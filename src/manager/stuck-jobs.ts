@@ -69,10 +69,10 @@ export async function redownloadFromGoneHosts(db: Db, goneHours: number, thisHos
              locked_by = NULL, locked_at = NULL, updated_at = now()
        WHERE store_host = ${host} AND stage IN ('thumbnail', 'push') AND state IN ('waiting', 'failed')`.execute(db);
     const rows = Number(result.numAffectedRows ?? 0);
-    // The row trigger lists the rows that were unlocked; these list the ones a dead worker of that host held.
-    await listMissingClaimable(db);
     out.push({ host, rows });
     await recordEvent(db, { check: 'host_gone', subject: host, rows, detail: `host ${host} gone for over ${goneHours}h: ${rows} rows sent back to download` });
   }
+  // The row trigger listed the rows that were unlocked; this lists the ones dead workers of those hosts held.
+  if (out.some((h) => h.rows > 0)) await listMissingClaimable(db);
   return out;
 }
