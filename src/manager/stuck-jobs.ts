@@ -29,19 +29,24 @@ export async function releaseStuckJobs(db: Db, staleSeconds: number, country?: s
     .execute();
   const released: ReleasedWorker[] = [];
   for (const worker of dead) {
-    const result = await db.transaction().execute(async (trx) => {
-      const rows = await unlockAndRelist(trx, sql`
+    // One transaction for the marking, the release and its event: a manager killed half-way leaves
+    // either all three or none, and of two managers that find the same dead worker only the first
+    // (the one that marks it stopped) releases and records.
+    const rows = await db.transaction().execute(async (trx) => {
+      const marked = await trx.updateTable('workers').set({ stopped_at: sql`now()`, holding: 0 })
+        .where('id', '=', worker.id).where('stopped_at', 'is', null).executeTakeFirst();
+      if (Number(marked.numUpdatedRows) === 0) return null;
+      const count = await unlockAndRelist(trx, sql`
         UPDATE live_images SET locked_by = NULL, locked_at = NULL
          WHERE state = 'waiting' AND locked_by = ${worker.id}
         RETURNING ${relistColumns('live_images')}`);
-      await trx.updateTable('workers').set({ stopped_at: sql`now()`, holding: 0 }).where('id', '=', worker.id).execute();
-      return rows;
+      await recordEvent(trx, {
+        check: 'stuck_jobs', country, subject: worker.id, rows: count,
+        detail: `released ${count} rows held by ${worker.id} (${worker.component}), silent for ${Math.round(worker.silent)}s`,
+      });
+      return count;
     });
-    released.push({ workerId: worker.id, component: worker.component, host: worker.host, silentSeconds: Math.round(worker.silent), rows: result });
-    await recordEvent(db, {
-      check: 'stuck_jobs', country, subject: worker.id, rows: result,
-      detail: `released ${result} rows held by ${worker.id} (${worker.component}), silent for ${Math.round(worker.silent)}s`,
-    });
+    if (rows !== null) released.push({ workerId: worker.id, component: worker.component, host: worker.host, silentSeconds: Math.round(worker.silent), rows });
   }
   return released;
 }
