@@ -62,6 +62,9 @@ export interface FrontendsTable {
   enabled: Defaulted<boolean>;
   added_at: Timestamp;
   updated_at: Timestamp;
+  /** Since when rsync could not reach it (null: reachable); only its own pushes wait meanwhile. */
+  down_since: Date | null;
+  down_reason: string | null;
 }
 
 export interface FrontendPushesTable {
@@ -93,6 +96,11 @@ export interface WorkersTable {
   /** Rows it held at its last heartbeat. */
   holding: Defaulted<number>;
   stage: string | null;
+  /** Set while the worker has stopped claiming because of our own fault (a store full or unwritable). */
+  paused_reason: string | null;
+  paused_since: Date | null;
+  /** When it last finished, failed or gave back a row of its chunk: liveness by progress. */
+  progress_at: Date | null;
 }
 
 /** Rows done and failed per worker per minute: the last hour's figures and throughput. */
