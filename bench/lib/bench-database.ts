@@ -1,9 +1,29 @@
-import { parseConfig } from '../../src/config/load-config.ts';
+import { loadConfig } from '../../src/config/load-config.ts';
+import type { LisConfig } from '../../src/config/config-schema.ts';
 import { createDb, databaseUrl, dropDatabase, migrateToLatest, recreateDatabase, type Db } from '../../src/db/connect.ts';
+
+/** A `--name value` argument, or undefined. */
+export function argOf(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+/**
+ * The configuration as every command reads it: `--config FILE`, else `LIS_CONFIG`, else `imagesys.json` in
+ * the working folder, else the defaults; `LIS_DATABASE_URL` over any of them.
+ */
+export function benchConfig(): LisConfig {
+  return loadConfig({ file: argOf('config') });
+}
+
+/** The configured database server (or the embedded one, started on its configured port if need be). */
+export async function benchServerUrl(): Promise<string> {
+  return databaseUrl(benchConfig());
+}
 
 /** A fresh, migrated database on the configured (or embedded) server, dropped and made anew each run. */
 export async function freshBenchDatabase(name: string): Promise<{ db: Db; url: string; drop: () => Promise<void> }> {
-  const serverUrl = await databaseUrl(parseConfig({}, process.env));
+  const serverUrl = await benchServerUrl();
   const url = await recreateDatabase(serverUrl, name);
   const db = createDb(url, 4);
   await migrateToLatest(db);
@@ -23,6 +43,25 @@ export function percentile(sorted: number[], p: number): number {
 }
 
 export function flag(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
+  const value = argOf(name);
+  return value === undefined ? fallback : Number(value);
+}
+
+/** The last lines of every bench: one per comparison, `ratio <name>: X.XX` (contender over baseline; above 1: ahead). */
+export function printRatio(name: string, ratio: number): void {
+  console.log(`ratio ${name}: ${ratio.toFixed(2)}`);
+}
+
+/** Polls `check` every `everyMs` until it returns true; throws after `seconds` naming `what`: no bench waits forever. */
+export async function waitUntil(what: string, seconds: number, check: () => Promise<boolean> | boolean, everyMs = 100): Promise<void> {
+  const deadline = performance.now() + seconds * 1000;
+  while (!(await check())) {
+    if (performance.now() > deadline) throw new Error(`bench: gave up after ${seconds} s waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, everyMs));
+  }
+}
+
+/** Geometric mean: the one summary of per-pair ratios. */
+export function geomean(values: number[]): number {
+  return Math.exp(values.reduce((s, v) => s + Math.log(v), 0) / values.length);
 }

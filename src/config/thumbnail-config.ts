@@ -61,6 +61,11 @@ export const thumbnailConfigSchema = z.strictObject({
   }).prefault({}),
   /** Originals with more pixels (width x height, read from the header before decoding) are refused: decompression bombs. */
   maxPixels: z.number().int().positive().default(50_000_000),
+  /**
+   * Decoded pixels held at once over all images in flight (read from each header before decoding; a JPEG
+   * counts after its shrink on load). An image bigger than this runs alone: serialised, not refused.
+   */
+  pixelBudget: z.number().int().positive().default(25_000_000),
   /** One image's decoding and resizing may take this long; then `processing_timeout`. */
   timeoutSeconds: z.number().positive().max(600).default(30),
   /**

@@ -3,6 +3,8 @@ import sharp, { type Metadata, type Sharp, type SharpOptions } from 'sharp';
 import type { Preset, ThumbnailConfig } from '../config/thumbnail-config.ts';
 import { applyGamma } from './gamma-curve.ts';
 import { ImageError, imageErrorFromDecoder } from './image-error.ts';
+import { jpegOptions } from './jpeg-options.ts';
+import { decodeCost } from './pixel-budget.ts';
 import { DHASH_HEIGHT, DHASH_WIDTH, differenceHash } from './perceptual-hash.ts';
 import { pictureStats } from './picture-stats.ts';
 import { hexColour, THUMBHASH_MAX_SIDE, thumbHashOf } from './placeholder.ts';
@@ -44,6 +46,9 @@ export interface Thumbnails {
   entropy: number;
 }
 
+/** Waits for room for the pixels one decode holds; resolves to its release (see PixelBudget). */
+export type AdmitPixels = (pixels: number) => Promise<() => void>;
+
 const WHITE = { r: 255, g: 255, b: 255 };
 
 /** The decoded picture every preset is cut from: upright, sRGB, flattened on white, 8-bit, 3 channels. */
@@ -58,8 +63,11 @@ interface Working {
  * converted to sRGB through its ICC profile (CMYK included), flattened on
  * white, and held as raw pixels; each preset (and the analysis: colour,
  * ThumbHash, dHash, stats) is derived from that. Throws ImageError.
+ * With `admit`, the decode waits for room for its pixels (judged from the
+ * header) and gives them back once the working picture is made: the decode is
+ * where memory peaks; what follows holds only the working size.
  */
-export async function makeThumbnails(original: Buffer, settings: ThumbnailSettings): Promise<Thumbnails> {
+export async function makeThumbnails(original: Buffer, settings: ThumbnailSettings, admit?: AdmitPixels): Promise<Thumbnails> {
   const contentHash = crypto.createHash('sha256').update(original).digest('hex');
   const input = { failOn: settings.failOn, limitInputPixels: settings.maxPixels, autoOrient: true, sequentialRead: true, pages: 1, page: 0 } as const;
 
@@ -82,7 +90,14 @@ export async function makeThumbnails(original: Buffer, settings: ThumbnailSettin
   // With pages: 1, the header's height is the first frame's.
   const upright = uprightSize({ width: header.width, height: header.height }, header.orientation);
 
-  const working = await decodeWorking(original, input, upright, settings);
+  const target = workingSize(upright, Object.values(settings.presets));
+  const release = admit ? await admit(decodeCost({ format: header.format, ...upright }, target)) : null;
+  let working: Working;
+  try {
+    working = await decodeWorking(original, input, target, settings);
+  } finally {
+    release?.();
+  }
   applyGamma(working.pixels, settings.details.gamma);
 
   const raw = { raw: { width: working.size.width, height: working.size.height, channels: 3 as const } };
@@ -98,8 +113,7 @@ export async function makeThumbnails(original: Buffer, settings: ThumbnailSettin
   };
 }
 
-async function decodeWorking(original: Buffer, input: SharpOptions, upright: Size, settings: ThumbnailSettings): Promise<Working> {
-  const target = workingSize(upright, Object.values(settings.presets));
+async function decodeWorking(original: Buffer, input: SharpOptions, target: Size, settings: ThumbnailSettings): Promise<Working> {
   try {
     const { data, info } = await sharp(original, input)
       .timeout({ seconds: Math.ceil(settings.timeoutSeconds) })
@@ -149,8 +163,7 @@ async function derivePreset(working: Working, raw: RawInput, upright: Size, pres
   if (settings.details.sharpenKernel) pipeline = pipeline.convolve(settings.details.sharpenKernel);
   const { quality } = settings.details;
   const encoders: Array<['jpg' | TwinFormat, Sharp]> = [
-    // mozjpeg: trellis quantisation, optimised progressive scans, overshoot deringing, its own quant tables.
-    ['jpg', pipeline.clone().jpeg({ quality, mozjpeg: true, progressive: true, trellisQuantisation: true, optimiseCoding: true })],
+    ['jpg', pipeline.clone().jpeg(jpegOptions(quality, geometry.width * geometry.height))],
   ];
   if (settings.twins.webp) encoders.push(['webp', pipeline.clone().webp({ quality: settings.twins.webpQuality ?? quality, effort: 4 })]);
   if (settings.twins.avif) encoders.push(['avif', pipeline.clone().avif({ quality: settings.twins.avifQuality, effort: 3 })]);

@@ -11,6 +11,7 @@ import { countSameHash, markEarlierDuplicates, type DuplicateKey } from './dupli
 import { ImageError } from './image-error.ts';
 import { imageDataOf } from './image-data-of.ts';
 import { makeThumbnails, type Thumbnails } from './make-thumbnails.ts';
+import { PixelBudget } from './pixel-budget.ts';
 import { processDetails, type ResolvedDetails } from './process-details.ts';
 import { applySharpSettings, parallelismFor } from './sharp-settings.ts';
 
@@ -24,6 +25,9 @@ export function createThumbnailWorker({ config, db }: ThumbnailWorkerOptions): S
   const settings = config.thumbnail;
   const parallelism = parallelismFor(settings);
   applySharpSettings(parallelism);
+  // Memory is bounded by the pixels decoded at once, whatever their count (imagesInFlight bounds the count).
+  const pixelBudget = new PixelBudget(settings.pixelBudget);
+  const admitPixels = (pixels: number) => pixelBudget.acquire(pixels);
 
   // Pictures found duplicates: their earlier rows are re-classed once this chunk's results are written
   // (at the next chunk, or at close), so that rows classed `photo` earlier in the same chunk are caught too.
@@ -89,7 +93,7 @@ export function createThumbnailWorker({ config, db }: ThumbnailWorkerOptions): S
 
     let made: Thumbnails;
     try {
-      made = await makeThumbnails(original, { ...settings, details });
+      made = await makeThumbnails(original, { ...settings, details }, admitPixels);
     } catch (error) {
       if (error instanceof ImageError) return fail(error);
       // Not the image's fault (out of memory, a bug): give the row back and let a later run try it.

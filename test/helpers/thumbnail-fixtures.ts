@@ -11,8 +11,8 @@ import { originalPath } from '../../src/store/store-layout.ts';
 import { createThumbnailWorker } from '../../src/thumbnail/thumbnail-worker.ts';
 import { ROOT } from './processes.ts';
 
-/** The shared test images, beside the checkout. */
-export const TESTDATA = path.resolve(ROOT, '../shared/testdata');
+/** The shared test images, beside the checkout (or where LIS_TESTDATA says: a worktree lives elsewhere). */
+export const TESTDATA = path.resolve(process.env.LIS_TESTDATA ?? path.resolve(ROOT, '../shared/testdata'));
 export const EXIF_DIR = path.join(TESTDATA, 'exif-orientation');
 export const PNGSUITE_DIR = path.join(TESTDATA, 'pngsuite/png');
 
