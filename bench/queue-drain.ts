@@ -1,71 +1,137 @@
-// Drains a whole table through the real queue code (ClaimCursor + finishRows)
-// with several workers, and reports gain + finish rows/s and claim latency
-// for each window of the drain, next to a naive claim (always from the
-// lowest id) drained the same way in the same run.
-//   node --import tsx bench/queue-drain.ts [--rows 1000000] [--workers N] [--chunk 500] [--window 100000]
-// Workers default to one per core: the database shares the cores, so more only queue for them (the
-// claim's p99 doubles with twice as many) without draining faster.
+// Drains a whole table through the real queue code (ClaimCursor + finishRows on live_images, `workers`
+// workers) and, interleaved with it window by window, a raw-SQL keyset claim+finish of a narrow table of
+// the same row count in the same database: the floor of what any claim on this server costs. Window 1 of
+// ours, window 1 of raw, window 2 of ours... (ABAB), so load drift on a shared machine moves both sides alike.
+// Per window: rows/s of each, their ratio, and the claim p50/p99 of each; then the whole drain.
+//   node --import tsx bench/queue-drain.ts [--rows 1000000] [--workers N] [--chunk 500] [--window 100000] [--config FILE]
+// Workers default to one per core: the database shares the cores, so more only queue for them.
 import os from 'node:os';
 import { sql } from 'kysely';
 import { createDb, type Db } from '../src/db/connect.ts';
-import { claimChunk, type ClaimedRow } from '../src/queue/claim-chunk.ts';
 import { ClaimCursor } from '../src/queue/claim-cursor.ts';
 import { finishRows } from '../src/queue/finish-rows.ts';
-import { flag, freshBenchDatabase, percentile } from './lib/bench-database.ts';
+import { flag, freshBenchDatabase, printRatio, percentile } from './lib/bench-database.ts';
 
 const rows = flag('rows', 1_000_000);
 const workers = flag('workers', os.availableParallelism());
 const chunk = flag('chunk', 500);
-const windowSize = flag('window', 100_000);
+const windowSize = flag('window', Math.max(100_000, Math.floor(rows / 10)));
 
-type Claimer = (db: Db, workerId: string) => { next(limit: number): Promise<ClaimedRow[]> };
-const cursorClaimer: Claimer = (db, workerId) => new ClaimCursor(db, { country: 'uk', stage: 'download', workerId, storeHost: '' });
-const naiveClaimer: Claimer = (db, workerId) => ({
-  next: (limit) => claimChunk(db, { country: 'uk', stage: 'download', workerId, storeHost: '', limit, afterId: '0' }),
-});
-
-async function drain(label: string, claimer: Claimer): Promise<number> {
-  const { db, url, drop } = await freshBenchDatabase('lis_bench_queue');
-  await sql`INSERT INTO live_images (country, datasource_id, image_url)
-            SELECT 'uk', 1, 'http://images.example.com/uk/' || g || '.jpg' FROM generate_series(1, ${rows}) g`.execute(db);
-  await sql`VACUUM ANALYZE live_images`.execute(db);
-  let done = 0;
-  let windowStart = performance.now();
-  let windowClaims: number[] = [];
-  const started = performance.now();
-  console.log(`\n${label}: ${rows.toLocaleString('en-GB')} rows, ${workers} workers, chunk ${chunk}`);
-  console.log('  rows done   rows/s   claim p50   claim p99');
-  const report = () => {
-    const sorted = windowClaims.sort((a, b) => a - b);
-    const rate = windowSize / ((performance.now() - windowStart) / 1000);
-    console.log(`  ${String(done).padStart(9)} ${String(Math.round(rate)).padStart(8)} ${percentile(sorted, 50).toFixed(1).padStart(8)} ms ${percentile(sorted, 99).toFixed(1).padStart(8)} ms`);
-    windowClaims = [];
-    windowStart = performance.now();
-  };
-  await Promise.all(
-    Array.from({ length: workers }, async (_, i) => {
-      const wdb = createDb(url, 2);
-      const claim = claimer(wdb, `bench:${i}`);
-      for (;;) {
-        const t0 = performance.now();
-        const got = await claim.next(chunk);
-        windowClaims.push(performance.now() - t0);
-        if (got.length === 0) break;
-        await finishRows(wdb, `bench:${i}`, 'download', got.map((r) => ({ id: r.id })));
-        const before = done;
-        done += got.length;
-        if (Math.floor(done / windowSize) > Math.floor(before / windowSize)) report();
-      }
-      await wdb.destroy();
-    }),
-  );
-  const rate = rows / ((performance.now() - started) / 1000);
-  console.log(`  whole drain: ${Math.round(rate).toLocaleString('en-GB')} rows/s`);
-  await drop();
-  return rate;
+interface Side {
+  label: string;
+  done: number;
+  seconds: number;
+  /** One claim-and-finish per call; the ids it got (none: drained). */
+  workers: Array<{ db: Db; step: () => Promise<number> }>;
 }
 
-const ours = await drain('ClaimCursor (resumes after its last id)', cursorClaimer);
-const naive = await drain('baseline: naive claim (ORDER BY id from the lowest, every time)', naiveClaimer);
-console.log(`\nratio ClaimCursor / naive over the whole drain: ${(ours / naive).toFixed(2)}x`);
+const { db, url, drop } = await freshBenchDatabase('lis_bench_queue');
+console.log(`filling ${rows.toLocaleString('en-GB')} rows in live_images and in a narrow table ...`);
+const fillStart = performance.now();
+for (let from = 1; from <= rows; from += 1_000_000) {
+  const to = Math.min(rows, from + 999_999);
+  await sql`INSERT INTO live_images (country, datasource_id, image_url)
+            SELECT 'uk', 1, 'http://images.example.com/uk/' || g || '.jpg' FROM generate_series(${from}::int, ${to}::int) g`.execute(db);
+}
+await sql`CREATE TABLE bench_raw (id bigint PRIMARY KEY, done boolean NOT NULL DEFAULT false, locked_by text)`.execute(db);
+await sql`INSERT INTO bench_raw (id) SELECT g FROM generate_series(1, ${rows}::int) g`.execute(db);
+await sql`VACUUM ANALYZE live_images`.execute(db);
+await sql`VACUUM ANALYZE claimable_rows`.execute(db);
+await sql`VACUUM ANALYZE bench_raw`.execute(db);
+console.log(`filled in ${((performance.now() - fillStart) / 1000).toFixed(0)} s; ${workers} workers, chunk ${chunk}, windows of ${windowSize.toLocaleString('en-GB')} rows`);
+
+const claimTimes = { ours: [] as number[], raw: [] as number[] };
+
+function ourSide(): Side {
+  return {
+    label: 'ClaimCursor + finishRows (live_images)',
+    done: 0,
+    seconds: 0,
+    workers: Array.from({ length: workers }, (_, i) => {
+      const wdb = createDb(url, 2);
+      const cursor = new ClaimCursor(wdb, { country: 'uk', stage: 'download', workerId: `bench:${i}`, storeHost: '' });
+      return {
+        db: wdb,
+        step: async () => {
+          const t0 = performance.now();
+          const got = await cursor.next(chunk);
+          claimTimes.ours.push(performance.now() - t0);
+          if (got.length) await finishRows(wdb, `bench:${i}`, 'download', got.map((r) => ({ id: r.id })));
+          return got.length;
+        },
+      };
+    }),
+  };
+}
+
+/** The floor: keyset claim (after this worker's last id, SKIP LOCKED) and finish by primary key, on three columns. */
+function rawSide(): Side {
+  return {
+    label: 'raw SQL keyset claim+finish (narrow table)',
+    done: 0,
+    seconds: 0,
+    workers: Array.from({ length: workers }, (_, i) => {
+      const wdb = createDb(url, 2);
+      let after = '0';
+      return {
+        db: wdb,
+        step: async () => {
+          const t0 = performance.now();
+          const { rows: got } = await sql<{ id: string }>`
+            UPDATE bench_raw b SET locked_by = ${`bench:${i}`}
+              FROM (SELECT id FROM bench_raw WHERE id > ${after}::bigint AND NOT done AND locked_by IS NULL
+                     ORDER BY id LIMIT ${chunk} FOR UPDATE SKIP LOCKED) p
+             WHERE b.id = p.id RETURNING b.id`.execute(wdb);
+          claimTimes.raw.push(performance.now() - t0);
+          if (got.length) {
+            const ids = got.map((r) => r.id);
+            after = ids.reduce((a, b) => (a.length - b.length || (a < b ? -1 : 1)) > 0 ? a : b);
+            await sql`UPDATE bench_raw SET done = true, locked_by = NULL WHERE id = ANY(${ids}::bigint[])`.execute(wdb);
+          }
+          return got.length;
+        },
+      };
+    }),
+  };
+}
+
+/** Runs one side until `until` rows are done (or it is drained); rows/s and claim p50/p99 of the window. */
+async function window(side: Side, key: 'ours' | 'raw', until: number): Promise<{ rate: number; p50: number; p99: number; rows: number }> {
+  claimTimes[key] = [];
+  const before = side.done;
+  const t0 = performance.now();
+  await Promise.all(side.workers.map(async (w) => {
+    while (side.done < until) {
+      const n = await w.step();
+      if (n === 0) break;
+      side.done += n;
+    }
+  }));
+  const seconds = (performance.now() - t0) / 1000;
+  side.seconds += seconds;
+  const sorted = claimTimes[key].sort((a, b) => a - b);
+  const n = side.done - before;
+  return { rate: n / seconds, p50: percentile(sorted, 50), p99: percentile(sorted, 99), rows: n };
+}
+
+const ours = ourSide();
+const raw = rawSide();
+console.log('\n  window end   ours rows/s   raw rows/s   ratio   ours claim p50 / p99     raw claim p50 / p99');
+const ratios: number[] = [];
+for (let end = windowSize; ; end += windowSize) {
+  const target = Math.min(end, rows);
+  const a = await window(ours, 'ours', target);
+  const b = await window(raw, 'raw', target);
+  if (a.rows === 0 && b.rows === 0) break;
+  ratios.push(a.rate / b.rate);
+  console.log(`  ${String(target).padStart(10)} ${Math.round(a.rate).toString().padStart(13)} ${Math.round(b.rate).toString().padStart(12)} ${(a.rate / b.rate).toFixed(2).padStart(7)}   ${a.p50.toFixed(1).padStart(6)} / ${a.p99.toFixed(1).padStart(6)} ms    ${b.p50.toFixed(1).padStart(6)} / ${b.p99.toFixed(1).padStart(6)} ms`);
+  if (target >= rows) break;
+}
+const ourRate = ours.done / ours.seconds;
+const rawRate = raw.done / raw.seconds;
+console.log(`\n  whole drain: ours ${Math.round(ourRate).toLocaleString('en-GB')} rows/s (${ours.done} rows), raw ${Math.round(rawRate).toLocaleString('en-GB')} rows/s (${raw.done} rows)`);
+await Promise.all([...ours.workers, ...raw.workers].map((w) => w.db.destroy()));
+await drop();
+console.log('');
+printRatio('queue drain ClaimCursor / raw keyset claim+finish', ourRate / rawRate);
 process.exit(0);

@@ -163,7 +163,7 @@ async function derivePreset(working: Working, raw: RawInput, upright: Size, pres
   if (settings.details.sharpenKernel) pipeline = pipeline.convolve(settings.details.sharpenKernel);
   const { quality } = settings.details;
   const encoders: Array<['jpg' | TwinFormat, Sharp]> = [
-    ['jpg', pipeline.clone().jpeg(jpegOptions(quality, geometry.width * geometry.height))],
+    ['jpg', pipeline.clone().jpeg(jpegOptions(quality, preset.width * preset.height))],
   ];
   if (settings.twins.webp) encoders.push(['webp', pipeline.clone().webp({ quality: settings.twins.webpQuality ?? quality, effort: 4 })]);
   if (settings.twins.avif) encoders.push(['avif', pipeline.clone().avif({ quality: settings.twins.avifQuality, effort: 3 })]);
