@@ -71,7 +71,15 @@ async function childMain(contender: string, w: Workload, files: string[], pixelB
   });
   fs.rmSync(out, { recursive: true, force: true });
   const cpu = process.cpuUsage(cpuBefore);
-  process.stdout.write(JSON.stringify({ seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, maxRssMb: process.resourceUsage().maxRSS / 1024 }));
+  process.stdout.write(JSON.stringify({ seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, maxRssMb: peakRssMb() }));
+}
+
+/**
+ * This process's peak RSS: VmHWM, not getrusage's maxRSS, which on Linux keeps the parent's RSS at fork
+ * across exec (a parent that had made big PNGs showed as a 550 MB child).
+ */
+function peakRssMb(): number {
+  return Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync('/proc/self/status', 'utf8'))?.[1] ?? 0) / 1024;
 }
 
 /** One run of a contender: wall time, CPU time (user + system), peak RSS. */
