@@ -119,11 +119,13 @@ function line(label: string, r: Run, thumbs: number): string {
   return `    ${label.padEnd(26)} ${(thumbs / r.seconds).toFixed(1).padStart(7)} thumbs/s  CPU ${((r.cpuSeconds / thumbs) * 1000).toFixed(1).padStart(5)} ms/thumb  peak RSS ${r.maxRssMb.toFixed(0).padStart(4)} MB`;
 }
 
-async function speed(w: Workload, files: string[]): Promise<{ vsLoop: number; vsIm: number }> {
+async function speed(w: Workload, files: string[]): Promise<{ vsLoop: number; vsIm: number; cpuVsLoop: number; cpuVsIm: number }> {
   const thumbs = files.length * rounds * Object.keys(w.presets).length;
   console.log(`\n== workload ${w.name}: ${files.length} JPEGs x ${rounds} rounds; ${Object.entries(w.presets).map(([n, p]) => `${n} ${p.width}x${p.height} ${p.mode}`).join(', ')}; quality ${w.quality}, sharpen ${w.sharpen}`);
   const vsLoop: number[] = [];
   const vsIm: number[] = [];
+  const cpuVsLoop: number[] = [];
+  const cpuVsIm: number[] = [];
   for (let pair = 1; pair <= pairs; pair++) {
     // ABAB: the daemon first in odd pairs, last in even ones.
     const order = pair % 2 === 1 ? (['daemon', 'loop', 'im'] as const) : (['im', 'loop', 'daemon'] as const);
@@ -132,12 +134,14 @@ async function speed(w: Workload, files: string[]): Promise<{ vsLoop: number; vs
     const { daemon, loop, im } = runs as Record<'daemon' | 'loop' | 'im', Run>;
     vsLoop.push(loop.seconds / daemon.seconds);
     vsIm.push(im.seconds / daemon.seconds);
+    cpuVsLoop.push(loop.cpuSeconds / daemon.cpuSeconds);
+    cpuVsIm.push(im.cpuSeconds / daemon.cpuSeconds);
     console.log(`  pair ${pair}: daemon / plain loop ${(loop.seconds / daemon.seconds).toFixed(2)} (CPU ${(loop.cpuSeconds / daemon.cpuSeconds).toFixed(2)}), daemon / ImageMagick ${(im.seconds / daemon.seconds).toFixed(2)} (CPU ${(im.cpuSeconds / daemon.cpuSeconds).toFixed(2)})`);
     console.log(line('lis_thumbnaild (decode once)', daemon, thumbs));
     console.log(line('plain sharp loop', loop, thumbs));
     console.log(line('ImageMagick (+clone)', im, thumbs));
   }
-  return { vsLoop: geomean(vsLoop), vsIm: geomean(vsIm) };
+  return { vsLoop: geomean(vsLoop), vsIm: geomean(vsIm), cpuVsLoop: geomean(cpuVsLoop), cpuVsIm: geomean(cpuVsIm) };
 }
 
 /** Eight (by default) interlaced 7000x7000 PNGs, made once and kept under var/. */
@@ -189,7 +193,9 @@ async function main(): Promise<void> {
   const ratios: Array<[string, number]> = [];
   for (const w of workloads) {
     const r = await speed(w, files);
+    // Wall clock, then CPU time (loop's or ImageMagick's CPU over ours: other load on the machine sways it least).
     ratios.push([`thumbnail ${w.name} daemon / plain sharp loop`, r.vsLoop], [`thumbnail ${w.name} daemon / ImageMagick`, r.vsIm]);
+    ratios.push([`thumbnail ${w.name} daemon / plain sharp loop (CPU)`, r.cpuVsLoop], [`thumbnail ${w.name} daemon / ImageMagick (CPU)`, r.cpuVsIm]);
     if (!process.argv.includes('--no-quality')) ratios.push(...(await quality(w, files, config)));
   }
   console.log('');
