@@ -31,18 +31,20 @@ describe('lis_thumbnaild (real daemon, real PostgreSQL)', () => {
       { url: 'http://a.example/lost.jpg', datasourceId: 16 },
     ]);
     const config = t.writeConfig({ thumbnail: { twins: { webp: true } } });
+    // LIS_DATABASE_URL wins over a config file: the children must get this test's database, not an exported one.
+    const env = { LIS_DATABASE_URL: t.url };
 
-    const set = spawnTs('bin/lis', ['--config', config, 'datasource', 'set', 'uk', '16', '--sharpen', '0x1', '--gamma', '1.0', '--quality', '90']);
+    const set = spawnTs('bin/lis', ['--config', config, 'datasource', 'set', 'uk', '16', '--sharpen', '0x1', '--gamma', '1.0', '--quality', '90'], env);
     assert.equal((await set.exited).code, 0, set.output());
     assert.match(set.output(), /uk 16: sharpen 0x1, gamma 1, quality 90/);
-    const bad = spawnTs('bin/lis', ['--config', config, 'datasource', 'set', 'uk', '16', '--sharpen', '1y2']);
+    const bad = spawnTs('bin/lis', ['--config', config, 'datasource', 'set', 'uk', '16', '--sharpen', '1y2'], env);
     assert.equal((await bad.exited).code, 2);
     assert.match(bad.output(), /--sharpen "1y2": expected RADIUSxSIGMA such as 0x1/);
-    const show = spawnTs('bin/lis', ['--config', config, 'datasource', 'show', 'uk', '16']);
+    const show = spawnTs('bin/lis', ['--config', config, 'datasource', 'show', 'uk', '16'], env);
     assert.equal((await show.exited).code, 0, show.output());
     assert.match(show.output(), /uk 16: sharpen 0x1, gamma 1, quality 90$/m);
 
-    const run = spawnTs('bin/lis_thumbnaild', ['--country', 'uk', '--config', config, '--verbose']);
+    const run = spawnTs('bin/lis_thumbnaild', ['--country', 'uk', '--config', config, '--verbose'], env);
     const { code } = await run.exited;
     assert.equal(code, 0, run.output());
     assert.match(run.output(), /Exiting\(time_to_die: 0\)/);
