@@ -73,6 +73,8 @@ export const configSchema = z.strictObject({
     ports: z.record(z.string(), z.number().int().min(0).max(65535).nullable()).default({}),
     /** `lis web`'s port. */
     webPort: z.number().int().min(0).max(65535).default(8470),
+    /** Host names `lis web` answers besides localhost, `host`, its bind address and IP addresses (others get 421: DNS rebinding). */
+    webHostNames: z.array(z.string().regex(/^[A-Za-z0-9.-]+$/, 'a host name such as status.example.com')).default([]),
   }).prefault({}),
   manager: managerConfigSchema.prefault({}),
   upkeep: upkeepConfigSchema.prefault({}),
