@@ -6,7 +6,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { parseConfig } from '../src/config/load-config.ts';
 import { createDb, dropDatabase, migrateToLatest, recreateDatabase } from '../src/db/connect.ts';
-import { scramVerifier } from '../src/db/embedded-credentials.ts';
+import { passwordFile, readPassword, scramVerifier, writePassword } from '../src/db/embedded-credentials.ts';
 import { startLegacyFolder } from './helpers/legacy-embedded.ts';
 import { spawnTs } from './helpers/processes.ts';
 
@@ -37,6 +37,26 @@ describe('the embedded PostgreSQL: secure defaults', function () {
     // RFC 7677 5: user "user", password "pencil", salt W22ZaJ0SNY7soEsUEjb6gQ==, 4096 iterations.
     const verifier = scramVerifier('pencil', Buffer.from('W22ZaJ0SNY7soEsUEjb6gQ==', 'base64'), 4096);
     assert.equal(verifier, 'SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=');
+  });
+
+  it('writes password files 0600, owned by the owner of their folder (the daemons\' user) even when root writes them', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-pwfile-'));
+    try {
+      const folder = path.join(dir, 'var');
+      fs.mkdirSync(folder);
+      const owner = process.getuid?.() === 0 ? Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' })) : process.getuid!();
+      if (process.getuid?.() === 0) fs.chownSync(folder, owner, owner);
+      const file = passwordFile({ dataDir: path.join(folder, 'pg') }, 'role');
+      assert.equal(file, path.join(folder, 'pg.password'));
+      writePassword(file, 'first');
+      writePassword(file, 'second');
+      assert.equal(readPassword(file), 'second');
+      assert.equal(mode(file), 0o600);
+      assert.equal(fs.statSync(file).uid, owner);
+      assert.deepEqual(fs.readdirSync(folder), ['pg.password'], 'no temp file left');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('a fresh folder, in a private (0700) checkout: random passwords in 0600 files, a role that is no superuser, tests\' databases still made from a template', async () => {

@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { LisConfig } from '../config/config-schema.ts';
+import { LisError } from '../errors.ts';
 
 type EmbeddedSettings = LisConfig['database']['embedded'];
 
@@ -11,7 +12,7 @@ export const SUPERUSER = 'postgres';
 /**
  * Where the passwords of the embedded server's roles are kept: next to the
  * data folder (`./var/pg.password` for `./var/pg`), readable by their owner
- * only (0600). `role`: the daemons' role (`database.embedded.user`, not a
+ * only (0600): the owner of that folder. `role`: the daemons' role (`database.embedded.user`, not a
  * superuser); `superuser`: `postgres`.
  */
 export function passwordFile(settings: Pick<EmbeddedSettings, 'dataDir'>, which: 'role' | 'superuser'): string {
@@ -25,6 +26,9 @@ export function readPassword(file: string): string | null {
     return fs.readFileSync(file, 'utf8').trim() || null;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    if ((error as NodeJS.ErrnoException).code === 'EACCES') {
+      throw new LisError('ERR_EMBEDDED_PG', `cannot read the database password in ${file} (mode 0600, owner uid ${fs.statSync(file).uid}): run this as its owner, the user the daemons run as`);
+    }
     throw error;
   }
 }
@@ -40,6 +44,11 @@ export function writePassword(file: string, password: string): void {
     fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);
+  }
+  // As root, in a folder of another user's (the daemons' user, e.g. imagesys): the file is theirs, for them to read.
+  if (process.getuid?.() === 0) {
+    const { uid, gid } = fs.statSync(path.dirname(file));
+    if (uid !== 0) fs.chownSync(temp, uid, gid);
   }
   fs.renameSync(temp, file);
 }
