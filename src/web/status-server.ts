@@ -67,7 +67,7 @@ async function handle(req: http.IncomingMessage, res: http.ServerResponse, db: D
 export function createStatusServer(db: Db, config: LisConfig, bindHost = config.metrics.host): http.Server {
   const hostAllowed = hostHeaderCheck([config.host, bindHost, ...config.metrics.webHostNames]);
   const server = http.createServer((req, res) => {
-    handle(req, res, db, config, hostAllowed).catch((error: unknown) => {
+    void handle(req, res, db, config, hostAllowed).catch((error: unknown) => {
       if (!res.headersSent) json(res, 500, { error: errorMessage(error) });
       else res.destroy();
     });
