@@ -8,6 +8,7 @@ import { parseConfig } from '../src/config/load-config.ts';
 import { createDb, dropDatabase, migrateToLatest, recreateDatabase } from '../src/db/connect.ts';
 import { passwordFile, readPassword, scramVerifier, writePassword } from '../src/db/embedded-credentials.ts';
 import { startLegacyFolder } from './helpers/legacy-embedded.ts';
+import { freePort } from './helpers/rsync-daemons.ts';
 import { spawnTs } from './helpers/processes.ts';
 
 /** The CLI with this config and no LIS_DATABASE_URL (which would win over the config). */
@@ -66,11 +67,13 @@ describe('the embedded PostgreSQL: secure defaults', function () {
     fs.chmodSync(checkout, 0o700);
     const dataDir = path.join(checkout, 'var', 'pg');
     const config = path.join(dir, 'config.json');
-    fs.writeFileSync(config, JSON.stringify({ database: { embedded: { dataDir, port: 54391 } } }));
+    // A free port of its own: other checkouts on this machine run servers of their own.
+    const port = await freePort();
+    fs.writeFileSync(config, JSON.stringify({ database: { embedded: { dataDir, port } } }));
     try {
       const start = await lis(config, 'db', 'start');
       assert.equal(start.code, 0, start.out);
-      assert.match(start.out, /embedded PostgreSQL running \(pid \d+, port 54391, data /);
+      assert.match(start.out, new RegExp(`embedded PostgreSQL running \\(pid \\d+, port ${port}, data `));
       if (process.getuid?.() === 0) {
         // The server runs as postgres: the private folder was opened to it for passing through only, and stays 0700 for everyone else.
         assert.match(execFileSync('getfacl', ['-p', checkout], { encoding: 'utf8' }), /^user:postgres:--x$/m);
@@ -84,11 +87,11 @@ describe('the embedded PostgreSQL: secure defaults', function () {
       assert.match(password, /^[A-Za-z0-9_-]{32}$/);
 
       const url = (await lis(config, 'db', 'url')).out.trim();
-      assert.equal(url, `postgres://imagesys:${password}@127.0.0.1:54391/imagesys`);
+      assert.equal(url, `postgres://imagesys:${password}@127.0.0.1:${port}/imagesys`);
       assert.deepEqual(await query(url, 'SELECT rolsuper, rolcreatedb FROM pg_roles WHERE rolname = current_user'), [{ rolsuper: false, rolcreatedb: true }]);
       assert.equal(await codeOf(query(url, `COPY (SELECT 1) TO PROGRAM 'true'`)), '42501', 'no COPY TO PROGRAM for the daemons\' role');
       assert.equal(await codeOf(query(url.replace(password, 'imagesys'), 'SELECT 1')), '28P01', 'the old fixed password does not work');
-      const superUrl = `postgres://postgres:${fs.readFileSync(superFile, 'utf8').trim()}@127.0.0.1:54391/postgres`;
+      const superUrl = `postgres://postgres:${fs.readFileSync(superFile, 'utf8').trim()}@127.0.0.1:${port}/postgres`;
       assert.deepEqual(await query(superUrl, 'SELECT rolsuper FROM pg_roles WHERE rolname = current_user'), [{ rolsuper: true }]);
 
       // What test/helpers/test-database.ts does, as this role: a migrated template, a copy of it, both dropped.
@@ -103,7 +106,7 @@ describe('the embedded PostgreSQL: secure defaults', function () {
 
       const status = await lis(config, 'db', 'status');
       assert.equal(status.code, 0, status.out);
-      assert.match(status.out, /running \(pid \d+, port 54391\)/);
+      assert.match(status.out, new RegExp(`running \\(pid \\d+, port ${port}\\)`));
       assert.match(status.out, /^schema: current$/m);
       assert.equal((await lis(config, 'db', 'stop')).code, 0);
       const stopped = await lis(config, 'db', 'status');
@@ -117,10 +120,11 @@ describe('the embedded PostgreSQL: secure defaults', function () {
 
   it('a folder of an older version (superuser imagesys, password imagesys) is upgraded in place: data kept, passwords rotated, the role demoted', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-legacy-'));
-    const settings = parseConfig({ database: { embedded: { dataDir: path.join(dir, 'var', 'pg'), port: 54392 } } }, {}, dir).database.embedded;
+    const port = await freePort();
+    const settings = parseConfig({ database: { embedded: { dataDir: path.join(dir, 'var', 'pg'), port } } }, {}, dir).database.embedded;
     const config = path.join(dir, 'config.json');
-    fs.writeFileSync(config, JSON.stringify({ database: { embedded: { dataDir: settings.dataDir, port: 54392 } } }));
-    const oldUrl = (db: string) => `postgres://imagesys:imagesys@127.0.0.1:54392/${db}`;
+    fs.writeFileSync(config, JSON.stringify({ database: { embedded: { dataDir: settings.dataDir, port } } }));
+    const oldUrl = (db: string) => `postgres://imagesys:imagesys@127.0.0.1:${port}/${db}`;
     try {
       await startLegacyFolder(settings);
       await query(oldUrl('postgres'), 'CREATE DATABASE imagesys');
@@ -145,7 +149,7 @@ describe('the embedded PostgreSQL: secure defaults', function () {
         await query(url, `SELECT datname, pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname IN ('imagesys', 'lis_test_left_over') ORDER BY 1`),
         [{ datname: 'imagesys', owner: 'imagesys' }, { datname: 'lis_test_left_over', owner: 'imagesys' }],
       );
-      const superUrl = `postgres://postgres:${fs.readFileSync(path.join(dir, 'var', 'pg.superuser-password'), 'utf8').trim()}@127.0.0.1:54392/postgres`;
+      const superUrl = `postgres://postgres:${fs.readFileSync(path.join(dir, 'var', 'pg.superuser-password'), 'utf8').trim()}@127.0.0.1:${port}/postgres`;
       assert.deepEqual(await query(superUrl, `SELECT rolname FROM pg_roles WHERE rolsuper OR rolname LIKE 'lis_upgrade_%' ORDER BY 1`), [{ rolname: 'postgres' }]);
       assert.equal(await codeOf(query(url, `COPY (SELECT 1) TO PROGRAM 'true'`)), '42501');
       const again = await lis(config, 'db', 'migrate');
@@ -160,16 +164,17 @@ describe('the embedded PostgreSQL: secure defaults', function () {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-noserver-'));
     try {
       const config = path.join(dir, 'config.json');
-      fs.writeFileSync(config, JSON.stringify({ database: { url: 'postgres://imagesys:s3cret@127.0.0.1:54393/imagesys' } }));
+      const port = await freePort(); // nothing listens there
+      fs.writeFileSync(config, JSON.stringify({ database: { url: `postgres://imagesys:s3cret@127.0.0.1:${port}/imagesys` } }));
       for (const args of [['db', 'migrate'], ['frontend', 'list']]) {
         const run = await lis(config, ...args);
         assert.equal(run.code, 1, run.out);
-        assert.match(run.out, /cannot connect to the database at 127\.0\.0\.1:54393\/imagesys as imagesys: .*ECONNREFUSED/);
+        assert.match(run.out, new RegExp(`cannot connect to the database at 127\\.0\\.0\\.1:${port}/imagesys as imagesys: .*ECONNREFUSED`));
         assert.doesNotMatch(run.out, /s3cret/);
       }
       const status = await lis(config, 'db', 'status');
       assert.equal(status.code, 3);
-      assert.match(status.out, /cannot connect to the database at 127\.0\.0\.1:54393\/imagesys/);
+      assert.match(status.out, new RegExp(`cannot connect to the database at 127\\.0\\.0\\.1:${port}/imagesys`));
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { sql } from 'kysely';
 import { embeddedServerSettings, machineMemory } from '../src/db/embedded-server.ts';
 import { spawnTs } from './helpers/processes.ts';
+import { freePort } from './helpers/rsync-daemons.ts';
 import { createTestDatabase } from './helpers/test-database.ts';
 
 describe('the embedded PostgreSQL', () => {
@@ -36,7 +37,7 @@ describe('the embedded PostgreSQL', () => {
       const privateDir = path.join(dir, 'private');
       fs.mkdirSync(privateDir, { mode: 0o700 });
       fs.chmodSync(privateDir, 0o700);
-      fs.writeFileSync(config, JSON.stringify({ database: { embedded: { dataDir: path.join(privateDir, 'var', 'pg'), port: 54399 } } }));
+      fs.writeFileSync(config, JSON.stringify({ database: { embedded: { dataDir: path.join(privateDir, 'var', 'pg'), port: await freePort() } } }));
       const status = spawnTs('bin/lis', ['--config', config, 'db', 'status'], { LIS_DATABASE_URL: '' });
       assert.equal((await status.exited).code, 3);
       assert.match(status.output(), /embedded PostgreSQL: not initialised; data .*private\/var\/pg/);
