@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
 import { retryDelaySeconds, type BackoffPolicy } from './backoff.ts';
-import { relistColumns, unlockAndRelist } from './claimable-rows.ts';
+import { relistColumns, runTransition } from './claimable-rows.ts';
 
 /** Why a row could not be worked, as a stage reports it. */
 export interface RowFailure {
@@ -49,7 +49,11 @@ export function decideFailures(failures: RowFailure[], policy: FailurePolicy, ra
 export async function failRows(db: Db, workerId: string, failures: RowFailure[], policy: FailurePolicy): Promise<{ updated: number; failed: number; retrying: number }> {
   if (failures.length === 0) return { updated: 0, failed: 0, retrying: 0 };
   const outcomes = decideFailures(failures, policy);
-  const updated = await unlockAndRelist(db, sql`
+  const updated = await runTransition(db, {
+    mayBeListed: false,
+    candidates: sql`SELECT li.id, li.country, li.stage, li.store_host FROM live_images li
+                     WHERE li.id = ANY(${outcomes.map((o) => o.id)}::bigint[]) AND li.locked_by = ${workerId}`,
+    update: sql`
     UPDATE live_images AS li
        SET state = v.state,
            attempts = li.attempts + 1,
@@ -65,8 +69,9 @@ export async function failRows(db: Db, workerId: string, failures: RowFailure[],
                   ${failures.map((f) => f.reason)}::text[],
                   ${failures.map((f) => f.errorClass)}::text[])
              AS v(id, state, delay, reason, error_class)
-     WHERE li.id = v.id AND li.locked_by = ${workerId}
-    RETURNING ${relistColumns('li')}`);
+     WHERE li.id = v.id AND li.id IN (SELECT id FROM locked)
+    RETURNING ${relistColumns('li')}`,
+  });
   const failed = outcomes.filter((o) => o.state === 'failed').length;
   return { updated, failed, retrying: outcomes.length - failed };
 }
