@@ -31,8 +31,8 @@ export async function parkBadRetryJobs(db: Db, options: { maxAttempts: number; s
     where: sql`li.stage = 'thumbnail' AND li.state IN ('waiting', 'failed') AND li.locked_by IS NULL AND li.last_error_class = 'original_missing'
                AND ${options.country === undefined ? sql`true` : sql`li.country = ${options.country}`}`,
     to: 'download',
-    reason: sql`last_error`,
-    errorClass: sql`last_error_class`,
+    reason: sql`li.last_error`,
+    errorClass: sql`li.last_error_class`,
   });
   const result = {
     outOfAttempts,

@@ -68,7 +68,7 @@ export async function redownloadFromGoneHosts(db: Db, goneHours: number, thisHos
     const rows = await sendBackRows(db, {
       where: sql`li.store_host = ${host} AND li.stage IN ('thumbnail', 'push') AND li.state IN ('waiting', 'failed')`,
       to: 'download',
-      reason: sql`'files were on ' || store_host || ', gone for over ' || ${goneHours}::text || 'h'`,
+      reason: sql`'files were on ' || li.store_host || ', gone for over ' || ${goneHours}::text || 'h'`,
       errorClass: 'host_gone',
     });
     out.push({ host, rows });

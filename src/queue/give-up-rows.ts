@@ -20,8 +20,8 @@ export async function giveUpRows(db: Db, rule: GiveUpRule): Promise<number> {
   const which = rule.minAttempts !== undefined ? sql`li.attempts >= ${rule.minAttempts}` : sql`li.same_error_count >= ${rule.minSameErrors ?? 2147483647}`;
   const why =
     rule.minAttempts !== undefined
-      ? sql`'out of attempts (' || attempts || '): ' || coalesce(last_error, 'no reason recorded')`
-      : sql`'failed ' || same_error_count || ' times in a row: ' || coalesce(last_error, '')`;
+      ? sql`'out of attempts (' || li.attempts || '): ' || coalesce(li.last_error, 'no reason recorded')`
+      : sql`'failed ' || li.same_error_count || ' times in a row: ' || coalesce(li.last_error, '')`;
   return moveRows(
     db,
     sql`${claimableWhere('li')} AND ${which} AND ${rule.country === undefined ? sql`true` : sql`li.country = ${rule.country}`}
