@@ -41,9 +41,10 @@ export function relistColumns(table: string): RawBuilder<unknown> {
 
 export interface Transition {
   /**
-   * `SELECT ... FROM live_images li WHERE ...` with at least `li.id, li.country,
-   * li.stage, li.store_host`: the rows to change. They are locked in id order
-   * (this appends the ORDER BY and the lock) into a CTE named `locked`.
+   * `SELECT ... FROM live_images li ... WHERE ...`: the rows to change, with
+   * their `id` (and `country, stage, store_host` when `mayBeListed`). They are
+   * locked in id order (this appends the ORDER BY and the lock) into a CTE
+   * named `locked`, which the UPDATE joins as its only other row source.
    */
   candidates: RawBuilder<unknown>;
   /** `UPDATE live_images li SET ... FROM locked WHERE li.id = locked.id ... RETURNING ${relistColumns('li')}`. */

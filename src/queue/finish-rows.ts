@@ -49,10 +49,13 @@ export async function finishRows(db: Db, workerId: string, stage: WorkStage, row
     sets.push(sql`${sql.ref(column)} = ${patched},`);
   }
   // Reaching live, the version worked on becomes the one served (a rework's old files are orphans now).
+  // The lock step carries the batch's values (`v`), so the UPDATE joins one row source: a prepared
+  // statement's generic plan, guessing one row per side, turned a second join into 500 x 500 comparisons.
   return runTransition(db, {
     mayBeListed: false,
-    candidates: sql`SELECT li.id, li.country, li.stage, li.store_host FROM live_images li
-                     WHERE li.id = ANY(${rows.map((r) => r.id)}::bigint[]) AND li.locked_by = ${workerId} AND li.stage = ${stage}`,
+    candidates: sql`SELECT v.* FROM unnest(${sql.join(arrays)}) AS v(${sql.join(names)})
+                      JOIN live_images li ON li.id = v.id
+                     WHERE li.locked_by = ${workerId} AND li.stage = ${stage}`,
     update: sql`
     UPDATE live_images AS li
        SET ${sql.join(sets, sql` `)}
@@ -63,8 +66,8 @@ export async function finishRows(db: Db, workerId: string, stage: WorkStage, row
            attempts = 0, next_attempt_at = now(),
            last_error = NULL, last_error_class = NULL, same_error_count = 0,
            updated_at = now()
-      FROM locked, unnest(${sql.join(arrays)}) AS v(${sql.join(names)})
-     WHERE li.id = locked.id AND li.id = v.id
+      FROM locked AS v
+     WHERE li.id = v.id
     RETURNING ${relistColumns('li')}`,
   });
 }
