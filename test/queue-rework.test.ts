@@ -123,6 +123,15 @@ describe('rework of live images', function () {
     }
   });
 
+  it('file names: the first version keeps <hash>_<preset>.<ext>, later ones carry their version', () => {
+    const hash = 'a30ff540a1a736f738146ac899d94375';
+    assert.equal(thumbnailRelativePath('uk', hash, 'small', 'jpg'), `uk/a3/0f/${hash}_small.jpg`);
+    assert.equal(thumbnailRelativePath('uk', hash, 'small', 'webp', 2), `uk/a3/0f/${hash}_small.v2.webp`);
+    assert.equal(nextThumbnailVersion(null), 1, 'never thumbnailed');
+    assert.equal(nextThumbnailVersion({ presets: {} }), 2, 'thumbnailed before the versions: that was 1');
+    assert.equal(nextThumbnailVersion({ presets: {}, version: 2 }), 3);
+  });
+
   it('new rows overtake a rework backlog of a whole country within one chunk', async () => {
     await insertUrls(t.db, 'uk', 3000);
     // Set-up by hand: the whole country live.
