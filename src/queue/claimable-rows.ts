@@ -28,7 +28,12 @@ export function claimableWhere(t: string): RawBuilder<boolean> {
   return sql<boolean>`(${r}.state = 'waiting' AND ${r}.locked_by IS NULL AND ${r}.stage <> 'live')`;
 }
 
-/** A claimable row's priority in claimable_rows: 0 new (never live), 1 a rework of a live row. */
+/**
+ * A claimable row's priority in claimable_rows: 0 new (never live), 1 a rework
+ * of a live row. Lookups of an entry by id name both (`priority IN (0, 1)`),
+ * so the index (country, stage, store_host, priority, id) finds it in two
+ * descents instead of walking the whole backlog of its stage.
+ */
 export function priorityOf(t: string): RawBuilder<number> {
   return sql<number>`(CASE WHEN ${sql.table(t)}.live_data IS NULL THEN 0 ELSE 1 END)::smallint`;
 }
@@ -67,7 +72,8 @@ export async function runTransition(db: Kysely<Database>, t: Transition): Promis
            DELETE FROM claimable_rows c
             WHERE c.ctid = ANY(ARRAY(
                     SELECT c2.ctid FROM claimable_rows c2 JOIN locked o
-                        ON c2.country = o.country AND c2.stage = o.stage AND c2.store_host = o.store_host AND c2.id = o.id
+                        ON c2.country = o.country AND c2.stage = o.stage AND c2.store_host = o.store_host
+                       AND c2.priority IN (0, 1) AND c2.id = o.id
                        FOR UPDATE OF c2 SKIP LOCKED))),`
     : sql``;
   const [row] = await runPrepared(db, sql<{ updated: number }>`
@@ -96,7 +102,8 @@ export async function listMissingClaimable(db: Kysely<Database>, country?: strin
      WHERE ${claimableWhere('li')}
        AND ${country === undefined ? sql`true` : sql`li.country = ${country}`}
        AND NOT EXISTS (SELECT 1 FROM claimable_rows c
-                        WHERE c.country = li.country AND c.stage = li.stage AND c.store_host = li.store_host AND c.id = li.id)`;
+                        WHERE c.country = li.country AND c.stage = li.stage AND c.store_host = li.store_host
+                          AND c.priority IN (0, 1) AND c.id = li.id)`;
   if (options.dryRun) {
     const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM (${missing}) m`.execute(db);
     return rows[0].n;
