@@ -1,7 +1,6 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
 import type { LisConfigInput } from '../config/config-schema.ts';
 import { parseConfig } from '../config/load-config.ts';
@@ -10,8 +9,9 @@ import { LisError } from '../errors.ts';
 import { ImageSys } from '../interface/image-sys.ts';
 import { addFrontend } from '../push/frontend-registry.ts';
 import { BAD_PATHS, startSourceServer } from './source-server.ts';
+import { packagePath } from '../util/package-root.ts';
 
-const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin');
+const BIN = packagePath('bin');
 
 export interface DemoOptions {
   dir: string;
@@ -63,7 +63,8 @@ export async function runDemo({ dir, photos, database, print }: DemoOptions): Pr
     const configFile = path.join(root, 'config.json');
     fs.writeFileSync(configFile, `${JSON.stringify(input, null, 2)}\n`);
     const config = parseConfig(input, {}, root, configFile);
-    const db = await openDatabase(config);
+    // A database of its own, made just now: the demo installs its schema (a daemon would only check it).
+    const db = await openDatabase(config, { migrate: true });
     try {
       for (const name of ['n1', 'n2', 'n3']) {
         fs.mkdirSync(path.join(root, 'frontends', name), { recursive: true });

@@ -1,6 +1,4 @@
 import { spawn } from 'node:child_process';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import cron, { type ScheduledTask } from 'node-cron';
 import { parseCountry } from '../config/country.ts';
@@ -12,8 +10,9 @@ import { errorMessage } from '../errors.ts';
 import { installStopSignals } from '../daemon/signals.ts';
 import { heartbeat, markStopped, registerWorker, workerIdFor } from '../daemon/worker-registry.ts';
 import { CHECKS, pruneStats, runCheck, sampleQueue, type Check, type CheckContext } from './run-check.ts';
+import { packagePath } from '../util/package-root.ts';
 
-const CRON_FRONTEND_BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/lis_cron_frontend');
+const CRON_FRONTEND_BIN = packagePath('bin', 'lis_cron_frontend');
 
 /** Runs a check, logging (never throwing) a failure, so one bad run does not stop the schedule. */
 async function safeCheck(check: Check, ctx: CheckContext): Promise<boolean> {

@@ -1,7 +1,6 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import type { LisConfig } from '../config/config-schema.ts';
 import { parseCountry } from '../config/country.ts';
@@ -10,8 +9,9 @@ import { runCommand, usageErrorsExit2 } from '../cli/exit-on-error.ts';
 import { LisError, UsageError } from '../errors.ts';
 import { serviceState, waitForExit } from './process-control.ts';
 import { SERVICES, parseServiceName, pidFileName, type ServiceName } from './service-names.ts';
+import { packagePath } from '../util/package-root.ts';
 
-const BIN_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin');
+const BIN_DIR = packagePath('bin');
 const out = (text: string) => process.stdout.write(text);
 
 interface Target {

@@ -12,7 +12,9 @@ export interface Spawned {
 
 /** Runs a TypeScript entry point (or a bin/ file) as a real child process, collecting its output. */
 export function spawnTs(file: string, args: string[], env: NodeJS.ProcessEnv = {}, input?: string): Spawned {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.resolve(ROOT, file), ...args], {
+  // bin/* run the compiled code in dist/ as in production; other entry points are TypeScript, through tsx.
+  const loader = file.startsWith('bin/') ? [] : ['--import', 'tsx'];
+  const child = spawn(process.execPath, [...loader, path.resolve(ROOT, file), ...args], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['pipe', 'pipe', 'pipe'],
