@@ -16,7 +16,9 @@ export function spawnTs(file: string, args: string[], env: NodeJS.ProcessEnv = {
   const loader = file.startsWith('bin/') ? [] : ['--import', 'tsx'];
   const child = spawn(process.execPath, [...loader, path.resolve(ROOT, file), ...args], {
     cwd: ROOT,
-    env: { ...process.env, ...env },
+    // The run's LIS_DATABASE_URL names the server the template lives on; a child must use the test's
+    // own database from the config file it is given, which that variable would override.
+    env: { ...process.env, LIS_DATABASE_URL: undefined, ...env },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   let out = '';
