@@ -8,6 +8,7 @@ import { runCommand, usageErrorsExit2 } from '../cli/exit-on-error.ts';
 import { closeLogger, createLogger, type Logger } from '../log/create-logger.ts';
 import { errorMessage } from '../errors.ts';
 import { ProgressLine } from './progress-line.ts';
+import { signalReady } from './ready-signal.ts';
 import { runDaemon, type StageWorker } from './run-daemon.ts';
 import { installStopSignals } from './signals.ts';
 import { startPrometheusExporter } from '../metrics/prometheus-exporter.ts';
@@ -79,7 +80,7 @@ export async function daemonMain(definition: DaemonDefinition, argv = process.ar
       progress = flags.service ? null : new ProgressLine(process.stderr, () => totals).start();
       await runDaemon(worker, {
         config, db, databaseUrl: url, log, country, chunkSize, service: Boolean(flags.service), signal: controller.signal, observer: exporter?.observer,
-        onProgress: (t) => (totals = { done: t.done, failed: t.failed }),
+        onProgress: (t) => (totals = { done: t.done, failed: t.failed }), onReady: () => signalReady(),
       });
       return 0;
     } catch (error) {

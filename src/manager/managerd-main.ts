@@ -8,6 +8,7 @@ import { runCommand, usageErrorsExit2 } from '../cli/exit-on-error.ts';
 import { closeLogger, createLogger, type Logger } from '../log/create-logger.ts';
 import { errorMessage } from '../errors.ts';
 import { installStopSignals } from '../daemon/signals.ts';
+import { signalReady } from '../daemon/ready-signal.ts';
 import { heartbeat, markStopped, registerWorker, workerIdFor } from '../daemon/worker-registry.ts';
 import { CHECKS, pruneStats, runCheck, sampleQueue, type Check, type CheckContext } from './run-check.ts';
 import { packagePath } from '../util/package-root.ts';
@@ -37,7 +38,7 @@ function runCronFrontend(log: Logger, configFile: string | undefined): Promise<v
   });
 }
 
-async function serve(ctx: CheckContext, signal: AbortSignal, configFile: string | undefined): Promise<void> {
+async function serve(ctx: CheckContext, signal: AbortSignal, configFile: string | undefined, onReady: () => void): Promise<void> {
   const { config, log } = ctx;
   const tasks: ScheduledTask[] = [];
   for (const check of CHECKS) {
@@ -52,6 +53,7 @@ async function serve(ctx: CheckContext, signal: AbortSignal, configFile: string 
   }
   tasks.push(cron.schedule('* * * * *', () => sampleQueue(ctx.db).catch((e) => log.error(`sampling the queue failed: ${errorMessage(e)}`)), { name: 'sample_queue', noOverlap: true }));
   tasks.push(cron.schedule('17 * * * *', () => pruneStats(ctx.db, config.manager.keepStatsDays).catch((e) => log.error(`pruning stats failed: ${errorMessage(e)}`)), { name: 'prune_stats', noOverlap: true }));
+  onReady();
   await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
   await Promise.all(tasks.map((t) => t.destroy()));
 }
@@ -91,7 +93,7 @@ export async function managerdMain(argv = process.argv): Promise<void> {
       await registerWorker(db, { id: workerId, component: 'managerd', host: config.host, pid: process.pid, country: country ?? null });
       const beat = setInterval(() => heartbeat(db!, workerId, { done: 0, failed: 0, holding: 0 }).catch(() => {}), config.queue.heartbeatSeconds * 1000);
       try {
-        await serve(ctx, controller.signal, flags.config);
+        await serve(ctx, controller.signal, flags.config, signalReady);
       } finally {
         clearInterval(beat);
         await markStopped(db, workerId).catch(() => {});
