@@ -1,19 +1,16 @@
-import { spawn } from 'node:child_process';
 import { Command, Option } from 'commander';
 import cron, { type ScheduledTask } from 'node-cron';
 import { parseCountry } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
 import { openDatabase, openDatabaseWaiting, type Db } from '../db/connect.ts';
 import { runCommand, usageErrorsExit2 } from '../cli/exit-on-error.ts';
-import { closeLogger, createLogger, type Logger } from '../log/create-logger.ts';
+import { closeLogger, createLogger } from '../log/create-logger.ts';
 import { errorMessage } from '../errors.ts';
 import { installStopSignals } from '../daemon/signals.ts';
 import { signalReady } from '../daemon/ready-signal.ts';
 import { heartbeat, markStopped, registerWorker, workerIdFor } from '../daemon/worker-registry.ts';
+import { runUpkeep } from './run-upkeep.ts';
 import { CHECKS, pruneStats, runCheck, sampleQueue, type Check, type CheckContext } from './run-check.ts';
-import { packagePath } from '../util/package-root.ts';
-
-const CRON_FRONTEND_BIN = packagePath('bin', 'lis_cron_frontend');
 
 /** Runs a check, logging (never throwing) a failure, so one bad run does not stop the schedule. */
 async function safeCheck(check: Check, ctx: CheckContext): Promise<boolean> {
@@ -26,18 +23,6 @@ async function safeCheck(check: Check, ctx: CheckContext): Promise<boolean> {
   }
 }
 
-/** The weekly upkeep as a child process, so that its lock file and low priority apply as under cron. */
-function runCronFrontend(log: Logger, configFile: string | undefined): Promise<void> {
-  return new Promise((resolve) => {
-    const args = ['--all', ...(configFile ? ['--config', configFile] : [])];
-    const child = spawn(process.execPath, [CRON_FRONTEND_BIN, ...args], { stdio: 'ignore' });
-    child.on('close', (code) => {
-      (code === 0 ? log.info : log.error)(`lis_cron_frontend --all exited ${code}`, { scope: 'Manager::cron_frontend' });
-      resolve();
-    });
-  });
-}
-
 async function serve(ctx: CheckContext, signal: AbortSignal, configFile: string | undefined, onReady: () => void): Promise<void> {
   const { config, log } = ctx;
   const tasks: ScheduledTask[] = [];
@@ -48,7 +33,7 @@ async function serve(ctx: CheckContext, signal: AbortSignal, configFile: string 
     log.info(`Scheduled ${check}: ${expression}`, { scope: 'Manager::serve' });
   }
   if (config.manager.schedule.cron_frontend) {
-    tasks.push(cron.schedule(config.manager.schedule.cron_frontend, () => runCronFrontend(log, configFile), { name: 'cron_frontend', noOverlap: true }));
+    tasks.push(cron.schedule(config.manager.schedule.cron_frontend, () => runUpkeep(log, configFile), { name: 'cron_frontend', noOverlap: true }));
     log.info(`Scheduled cron_frontend: ${config.manager.schedule.cron_frontend}`, { scope: 'Manager::serve' });
   }
   tasks.push(cron.schedule('* * * * *', () => sampleQueue(ctx.db).catch((e) => log.error(`sampling the queue failed: ${errorMessage(e)}`)), { name: 'sample_queue', noOverlap: true }));
