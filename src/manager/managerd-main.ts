@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import cron, { type ScheduledTask } from 'node-cron';
-import { parseCountry } from '../config/country.ts';
+import { parseCountry, parseIntFlag } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
 import { openDatabase, openDatabaseWaiting, type Db } from '../db/connect.ts';
 import { runCommand, usageErrorsExit2 } from '../cli/exit-on-error.ts';
@@ -10,6 +10,8 @@ import { installStopSignals } from '../daemon/signals.ts';
 import { signalReady } from '../daemon/ready-signal.ts';
 import { heartbeat, markStopped, registerWorker, workerIdFor } from '../daemon/worker-registry.ts';
 import { runUpkeep } from './run-upkeep.ts';
+import { registerManagerEventMetrics } from './manager-event-metrics.ts';
+import { startInstanceExporter } from '../metrics/instance-exporter.ts';
 import { CHECKS, pruneStats, runCheck, sampleQueue, type Check, type CheckContext } from './run-check.ts';
 
 /** Runs a check, logging (never throwing) a failure, so one bad run does not stop the schedule. */
@@ -52,9 +54,10 @@ export async function managerdMain(argv = process.argv): Promise<void> {
     .option('--verbose', 'debug lines too')
     .option('--service', 'run the checks on their schedules (manager.schedule) until stopped')
     .option('--config <file>', 'config file')
+    .option('--metrics-port <port>', 'with --service: serve Prometheus metrics and /health on this port (default: metrics.ports.managerd; 0 picks a free one)')
     .showHelpAfterError();
   program.parse(argv);
-  const flags = program.opts<{ check?: Check; country?: string; verbose?: boolean; service?: boolean; config?: string }>();
+  const flags = program.opts<{ check?: Check; country?: string; verbose?: boolean; service?: boolean; config?: string; metricsPort?: string }>();
 
   await runCommand(async () => {
     const config = loadConfig({ file: flags.config });
@@ -76,11 +79,17 @@ export async function managerdMain(argv = process.argv): Promise<void> {
         return ok ? 0 : 1;
       }
       await registerWorker(db, { id: workerId, component: 'managerd', host: config.host, pid: process.pid, country: country ?? null });
-      const beat = setInterval(() => heartbeat(db!, workerId, { done: 0, failed: 0, holding: 0 }).catch(() => {}), config.queue.heartbeatSeconds * 1000);
+      const exporter = await startInstanceExporter({
+        config, db, log, component: 'managerd', country,
+        portFlag: flags.metricsPort === undefined ? undefined : parseIntFlag('--metrics-port', flags.metricsPort, 0, 65535),
+        extra: (registry) => registerManagerEventMetrics(registry, db!),
+      });
+      const beat = setInterval(() => void heartbeat(db!, workerId, { done: 0, failed: 0, holding: 0 }).then(() => exporter?.observer.onHeartbeat(), () => {}), config.queue.heartbeatSeconds * 1000);
       try {
         await serve(ctx, controller.signal, flags.config, signalReady);
       } finally {
         clearInterval(beat);
+        await exporter?.close();
         await markStopped(db, workerId).catch(() => {});
       }
       log.info('Exiting(time_to_die: 1)', { scope: 'Manager::main' });
