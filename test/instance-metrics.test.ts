@@ -7,6 +7,7 @@ import client from 'prom-client';
 import { recordEvent } from '../src/manager/manager-events.ts';
 import { registerManagerEventMetrics } from '../src/manager/manager-event-metrics.ts';
 import { instanceMetricsPort, metricsUrlFile } from '../src/metrics/instance-port.ts';
+import { isHealthy } from '../src/metrics/prometheus-exporter.ts';
 import { registerFrontendLagMetrics } from '../src/push/frontend-lag-metrics.ts';
 import { addFrontend } from '../src/push/frontend-registry.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
@@ -45,6 +46,13 @@ describe('metrics per daemon instance', () => {
     assert.equal(instanceMetricsPort(0, 'de', ['uk', 'de']), 0);
     assert.equal(instanceMetricsPort(null, 'de', ['uk', 'de']), null);
     assert.equal(instanceMetricsPort(undefined, 'de', ['uk', 'de']), null);
+  });
+
+  it('/health is healthy while heartbeats come, and not after three are missed', () => {
+    assert.equal(isHealthy(0, 10), true);
+    assert.equal(isHealthy(29.9, 10), true);
+    assert.equal(isHealthy(30, 10), false);
+    assert.equal(isHealthy(2, 0.5), false);
   });
 
   it('two countries\' daemons on one host each serve /metrics and /health on their own port, and say where in the run dir', async function () {

@@ -27,6 +27,11 @@ function nearestExisting(dir: string): string {
   return at;
 }
 
+/** Pure: alive and beating, when the last heartbeat (or the start, before the first) is younger than three beats. */
+export function isHealthy(secondsSinceBeat: number, heartbeatSeconds: number): boolean {
+  return secondsSinceBeat < 3 * heartbeatSeconds;
+}
+
 /** Queue figures are read at most this often, however often Prometheus scrapes. */
 const QUEUE_CACHE_MS = 2_000;
 
@@ -92,9 +97,8 @@ export async function startPrometheusExporter(options: ExporterOptions): Promise
 
   const server = http.createServer(async (req, res) => {
     if (req.url === '/health') {
-      // Alive and beating: the last heartbeat (or the start, before the first) is recent.
       const ageSeconds = (Date.now() - (lastBeat ?? started)) / 1000;
-      const ok = ageSeconds < 3 * (options.heartbeatSeconds ?? 10);
+      const ok = isHealthy(ageSeconds, options.heartbeatSeconds ?? 10);
       const body = { status: ok ? 'ok' : 'stale', component: options.component, country: options.country ?? null, pid: process.pid, heartbeatAgeSeconds: Math.round(ageSeconds) };
       res.writeHead(ok ? 200 : 503, { 'Content-Type': 'application/json' }).end(`${JSON.stringify(body)}\n`);
       return;
