@@ -8,8 +8,10 @@ import { createTestDatabase, type TestDatabase } from './helpers/test-database.t
 
 /** Runs plain Node (no tsx, whatever mocha runs under) in `cwd`; its exit code and output. */
 function plainNode(cwd: string, args: string[]): Promise<{ code: number | null; out: string }> {
+  // No tsx; and the config file's database, not the run's LIS_DATABASE_URL (which would win over it).
   const env = { ...process.env };
   delete env.NODE_OPTIONS;
+  delete env.LIS_DATABASE_URL;
   return new Promise((resolve) => {
     const child = spawn(process.execPath, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
