@@ -12,13 +12,15 @@ export interface Spawned {
 
 /** Runs a TypeScript entry point (or a bin/ file) as a real child process, collecting its output. */
 export function spawnTs(file: string, args: string[], env: NodeJS.ProcessEnv = {}, input?: string): Spawned {
+  // A test that gives a config means its database: LIS_DATABASE_URL (the server the whole run uses,
+  // which would override the config's url) is not passed on then.
+  const inherited = { ...process.env };
+  if (args.includes('--config') || env.LIS_CONFIG !== undefined) delete inherited.LIS_DATABASE_URL;
   // bin/* run the compiled code in dist/ as in production; other entry points are TypeScript, through tsx.
   const loader = file.startsWith('bin/') ? [] : ['--import', 'tsx'];
   const child = spawn(process.execPath, [...loader, path.resolve(ROOT, file), ...args], {
     cwd: ROOT,
-    // The run's LIS_DATABASE_URL names the server the template lives on; a child must use the test's
-    // own database from the config file it is given, which that variable would override.
-    env: { ...process.env, LIS_DATABASE_URL: undefined, ...env },
+    env: { ...inherited, ...env },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   let out = '';
