@@ -10,6 +10,7 @@ import { thumbnailFilesOf, type ImageData } from '../store/image-data.ts';
 import { deleteFrontendFiles, listFrontendTree, type FrontendListing } from './frontend-files.ts';
 import { isRecent, listLocalFiles } from './local-files.ts';
 import { tempFileWriter } from '../store/atomic-file.ts';
+import { isThumbnailName } from '../store/store-layout.ts';
 import { isProcessAlive } from '../util/pid-lock-file.ts';
 import { reworkRows } from '../queue/rework-rows.ts';
 import { idsInStage, sendBackRows } from '../queue/send-back-rows.ts';
@@ -112,7 +113,8 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
       if (tally.error || !listing) continue;
       try {
         const present = new Set(listing.filesIn(prefix));
-        const orphans = [...present].filter((f) => !known.has(f));
+        // Only files named as we name thumbnails: anything else on a frontend is not ours to delete.
+        const orphans = [...present].filter((f) => !known.has(f) && isThumbnailName(f, country));
         const missing = rows.filter((r) => r.stage === 'live' && thumbnailFilesOf(r.image_data).some((f) => !present.has(f)));
         if (!dryRun) {
           await deleteFrontendFiles(config.push, frontend.parsed, orphans);

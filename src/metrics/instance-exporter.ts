@@ -5,6 +5,7 @@ import type { Db } from '../db/connect.ts';
 import type { Logger } from '../log/create-logger.ts';
 import { instanceMetricsPort, metricsUrlFile } from './instance-port.ts';
 import { startPrometheusExporter } from './prometheus-exporter.ts';
+import { exposedBindWarning } from '../util/bind-address.ts';
 
 export type InstanceExporter = Awaited<ReturnType<typeof startPrometheusExporter>>;
 
@@ -35,6 +36,8 @@ export async function startInstanceExporter(options: {
   fs.mkdirSync(config.services.runDir, { recursive: true });
   fs.writeFileSync(urlFile, `${exporter.url}\n`);
   options.log.info(`Prometheus metrics at ${exporter.url} (health at ${exporter.url.replace(/\/metrics$/, '/health')})`, { scope: `${component}::metrics` });
+  const warning = exposedBindWarning('Prometheus /metrics', config.metrics.host);
+  if (warning) options.log.warn(warning, { scope: `${component}::metrics` });
   const close = exporter.close;
   return {
     ...exporter,

@@ -30,3 +30,13 @@ export function nextThumbnailVersion(imageData: { presets?: unknown; version?: u
 export function thumbnailStorePath(config: Pick<LisConfig, 'stores'>, relativePath: string): string {
   return path.join(config.stores.thumbnails, relativePath);
 }
+
+/**
+ * True when `relativePath` is named as we name thumbnails: `<country>/<aa>/<bb>/<hash>_<preset>.<ext>`,
+ * with `aa` and `bb` the hash's first four digits. The weekly upkeep deletes
+ * only such files from a frontend: whatever else lives there is not ours.
+ */
+export function isThumbnailName(relativePath: string, country?: string): boolean {
+  const m = /^([a-z]{2,3})\/([0-9a-f]{2})\/([0-9a-f]{2})\/([0-9a-f]{32})_[a-z][a-z0-9]{0,15}\.(jpg|webp|avif)$/.exec(relativePath);
+  return m !== null && (country === undefined || m[1] === country) && m[4].startsWith(m[2] + m[3]);
+}
