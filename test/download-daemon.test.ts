@@ -50,7 +50,7 @@ describe('bin/lis_downloadd (a real daemon process)', function () {
     }
     const stored = fs.readdirSync(t.config.stores.originals, { recursive: true }).map(String).filter((f) => /[0-9a-f]{32}/.test(path.basename(f)));
     assert.equal(stored.length, 3, `only the three good originals, no temp files: ${stored.join(', ')}`);
-    const log = fs.readFileSync(path.join(t.config.log.dir, 'downloadd.log'), 'utf8');
+    const log = fs.readFileSync(path.join(t.config.log.dir, 'downloadd.uk.log'), 'utf8');
     assert.match(log, /Download::fetch.*\/404: http_404: HTTP 404 Not Found/);
     const worker = await t.db.selectFrom('workers').selectAll().executeTakeFirstOrThrow();
     assert.equal(worker.component, 'downloadd');

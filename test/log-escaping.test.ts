@@ -34,7 +34,7 @@ describe('log lines cannot be forged', function () {
       await sql`INSERT INTO live_images (country, datasource_id, image_url) VALUES ('uk', 1, ${server.url('/404')} || E'\n' || ${forged})`.execute(t.db);
       const run = spawnTs('bin/lis_downloadd', ['--country', 'uk', '--config', t.writeConfig(), '--noproxy', '--verbose'], { LIS_DATABASE_URL: t.url });
       assert.equal((await run.exited).code, 0, run.output());
-      const lines = fs.readFileSync(path.join(t.config.log.dir, 'downloadd.log'), 'utf8').split('\n');
+      const lines = fs.readFileSync(path.join(t.config.log.dir, 'downloadd.uk.log'), 'utf8').split('\n');
       assert.ok(!lines.some((l) => l.startsWith('Jun 19 09:11:26')), `no forged line:\n${lines.join('\n')}`);
       const mentions = lines.filter((l) => l.includes('forged line'));
       assert.equal(mentions.length, 1, mentions.join('\n'));

@@ -31,7 +31,7 @@ describe('metrics', () => {
     const daemon = spawnTs('test/fixtures/test-daemon.ts', ['--country', 'uk', '--config', t.writeConfig(), '--service', '--metrics-port', '0']);
     try {
       // A service logs to its files only.
-      const logFile = path.join(t.config.log.dir, 'testd.log');
+      const logFile = path.join(t.config.log.dir, 'testd.uk.log');
       const announced = () => (fs.existsSync(logFile) ? /Prometheus metrics at (http:\S+)/.exec(fs.readFileSync(logFile, 'utf8')) : null);
       await waitFor(() => announced() !== null, 20_000, 'the exporter');
       const url = announced()![1];

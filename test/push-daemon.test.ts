@@ -69,7 +69,7 @@ describe('lis_pusherd and lis frontend (real processes)', function () {
       const { code } = await run.exited;
       assert.equal(code, 0, run.output());
     }
-    const logged = fs.readFileSync(path.join(t.config.log.dir, 'pusherd.log'), 'utf8');
+    const logged = fs.readFileSync(path.join(t.config.log.dir, 'pusherd.uk.log'), 'utf8');
     assert.match(logged, /INFO Push::backfill\[\d+\]:UK Backfill n2: 8 rows, 24 files \(24 sent/);
     assert.match(logged, /Exiting\(time_to_die: 1\)/);
   });

@@ -4,6 +4,20 @@ import path from 'node:path';
 import { spawnTs, waitFor } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
+/** Pids of live processes whose command line mentions `text` (a test's config file: its daemons and supervisors). */
+function processesMentioning(text: string): number[] {
+  const pids: number[] = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(text) && !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${entry}/stat`, 'utf8'))) pids.push(Number(entry));
+    } catch {
+      // Gone while we looked.
+    }
+  }
+  return pids;
+}
+
 describe('servicectl', () => {
   let t: TestDatabase;
   beforeEach(async () => (t = await createTestDatabase()));
@@ -54,7 +68,7 @@ describe('servicectl', () => {
     assert.match(unknown.text, /unknown service "imagesys-nonsense"/);
     const noCountry = await ctl(['start', 'imagesys-downloadd', '--config', config]);
     assert.equal(noCountry.code, 2);
-    assert.match(noCountry.text, /runs per country: give --country/);
+    assert.match(noCountry.text, /runs per country and the config lists no countries: give --country/);
     const badAction = await ctl(['reload', 'imagesys-managerd', '--config', config]);
     assert.equal(badAction.code, 2);
   });
@@ -68,5 +82,53 @@ describe('servicectl', () => {
     assert.match(run.text, /Starting imagesys-pusherd \(uk\)\.\.\.failed\./);
     assert.match(run.text, /rsync not found: install it \(apt-get install rsync\)/);
     assert.equal(fs.existsSync(path.join(t.dir, 'run', 'imagesys-pusherd.uk.pid')), false, 'no pid file left behind');
+    assert.deepEqual(processesMentioning(config), [], 'neither the daemon nor its supervisor left running');
+    assert.match(fs.readFileSync(path.join(t.config.log.dir, 'pusherd.uk.out'), 'utf8'), /exited 1 before it was ready: not restarting it/);
+  });
+
+  it('without --country acts on every configured country: starts, reports and stops each', async function () {
+    this.timeout(120_000);
+    const config = t.writeConfig({ countries: ['uk', 'de'], services: { runDir: path.join(t.dir, 'run') } });
+    try {
+      const started = await ctl(['start', 'imagesys-thumbnaild', '--config', config]);
+      assert.equal(started.code, 0, started.text);
+      const pids = [...started.text.matchAll(/Starting imagesys-thumbnaild \((uk|de)\)\.\.\.started \(pid (\d+)\)\./g)].map((m) => [m[1], Number(m[2])] as const);
+      assert.deepEqual(pids.map(([c]) => c), ['uk', 'de'], started.text);
+      // Ready means registered: each instance is in the workers table for its country by now.
+      const workers = await t.db.selectFrom('workers').select(['pid', 'country']).where('component', '=', 'thumbnaild').orderBy('country').execute();
+      assert.deepEqual(workers.map((w) => [w.country, w.pid]), [...pids].sort((a, b) => a[0].localeCompare(b[0])));
+      const status = await ctl(['status', 'thumbnaild', '--config', config]);
+      assert.equal(status.code, 0, status.text);
+      for (const [country, pid] of pids) assert.match(status.text, new RegExp(`imagesys-thumbnaild \\(${country}\\) is running \\(pid ${pid}, since `));
+      const stopped = await ctl(['stop', 'imagesys-thumbnaild', '--config', config]);
+      assert.equal(stopped.text, pids.map(([, pid]) => `Waiting for ${pid} to die...dead.\n`).join(''));
+      assert.equal((await ctl(['status', 'imagesys-thumbnaild', '--config', config])).code, 3);
+    } finally {
+      await ctl(['stop', 'imagesys-thumbnaild', '--config', config]);
+    }
+  });
+
+  it('starts a daemon killed with SIGKILL again, by its supervisor', async function () {
+    this.timeout(120_000);
+    const config = t.writeConfig({ services: { runDir: path.join(t.dir, 'run') } });
+    try {
+      const started = await ctl(['start', 'imagesys-managerd', '--config', config]);
+      assert.equal(started.code, 0, started.text);
+      const first = Number(/started \(pid (\d+)\)/.exec(started.text)![1]);
+      process.kill(first, 'SIGKILL');
+      let again = 0;
+      await waitFor(async () => {
+        const status = await ctl(['status', 'imagesys-managerd', '--config', config]);
+        again = Number(/is running \(pid (\d+)/.exec(status.text)?.[1] ?? 0);
+        return status.code === 0 && again !== first;
+      }, 30_000, 'the manager to run again');
+      assert.ok(again > 0);
+      assert.match(fs.readFileSync(path.join(t.config.log.dir, 'managerd.out'), 'utf8'), new RegExp(`imagesys-managerd \\(pid ${first}\\) was killed \\(signal 9\\); starting it again in 1s`));
+      const stopped = await ctl(['stop', 'imagesys-managerd', '--config', config]);
+      assert.equal(stopped.text, `Waiting for ${again} to die...dead.\n`);
+      assert.deepEqual(processesMentioning(config), []);
+    } finally {
+      await ctl(['stop', 'imagesys-managerd', '--config', config]);
+    }
   });
 });

@@ -70,7 +70,7 @@ export function addDbCommand(program: Command): void {
     );
 
   db.command('migrate')
-    .description('bring the schema up to date (every command also does this when it finds the schema behind)')
+    .description('bring the schema up to date: run once after installing or upgrading against a configured server (commands and the Interface only check it; with the embedded default they migrate themselves)')
     .action((_, command: Command) =>
       runCommand(async () => {
         const config = configOf(command);

@@ -71,7 +71,7 @@ export const configSchema = z.strictObject({
   metrics: z.strictObject({
     /** Where /metrics and `lis web` listen: loopback unless an operator opens them up. */
     host: z.string().default('127.0.0.1'),
-    /** Port per component; null: no exposition (each instance on one host needs its own port). */
+    /** Base port per component (`{"downloadd": 9401}`): a country's daemon adds its place in `countries` (uk 9401, de 9402); 0: any free port; null or absent: none. */
     ports: z.record(z.string(), z.number().int().min(0).max(65535).nullable()).default({}),
     /** `lis web`'s port. */
     webPort: z.number().int().min(0).max(65535).default(8470),

@@ -44,8 +44,10 @@ export const upkeepConfigSchema = z.strictObject({
   keepOriginalsDays: z.number().nonnegative().default(7),
 });
 
-/** servicectl: pid files and how long a stop waits before SIGKILL. */
+/** servicectl: pid and ready files, how long a start waits for ready and a stop before SIGKILL. */
 export const servicesConfigSchema = z.strictObject({
   runDir: z.string().default('./var/run'),
   stopTimeoutSeconds: z.number().positive().default(60),
+  /** How long `servicectl start` waits for a daemon to say it is ready (registered, listening) before giving up on it. */
+  startTimeoutSeconds: z.number().positive().default(120),
 });

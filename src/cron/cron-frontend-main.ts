@@ -43,13 +43,14 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
     .option('--country <code>', 'only this country (default: every country in the table)')
     .option('--verbose', 'debug lines too')
     .option('--dry-run', 'say what would be removed or repaired, change nothing')
+    .option('--config <file>', 'config file (default: $LIS_CONFIG, else ./imagesys.json, else built-in defaults)')
     .showHelpAfterError();
   program.parse(argv);
-  const flags = program.opts<{ all?: boolean; fs_check?: boolean; db_scan?: boolean; country?: string; verbose?: boolean; dryRun?: boolean }>();
+  const flags = program.opts<{ all?: boolean; fs_check?: boolean; db_scan?: boolean; country?: string; verbose?: boolean; dryRun?: boolean; config?: string }>();
 
   await runCommand(async () => {
     if (!flags.all && !flags.fs_check && !flags.db_scan) throw new UsageError('say what to do: --all, --fs_check or --db_scan');
-    const config = loadConfig();
+    const config = loadConfig({ file: flags.config });
     const only = flags.country === undefined ? undefined : parseCountry(flags.country, config);
     const log = createLogger({ component: 'cron_frontend', log: config.log, screen: true, verbose: flags.verbose, country: only });
     lowerPriority();

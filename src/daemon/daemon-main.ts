@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import type client from 'prom-client';
 import { parseCountry, parseIntFlag } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
 import type { LisConfig } from '../config/config-schema.ts';
@@ -8,10 +9,10 @@ import { runCommand, usageErrorsExit2 } from '../cli/exit-on-error.ts';
 import { closeLogger, createLogger, type Logger } from '../log/create-logger.ts';
 import { errorMessage } from '../errors.ts';
 import { ProgressLine } from './progress-line.ts';
+import { signalReady } from './ready-signal.ts';
 import { runDaemon, type StageWorker } from './run-daemon.ts';
 import { installStopSignals } from './signals.ts';
-import { startPrometheusExporter } from '../metrics/prometheus-exporter.ts';
-import { exposedBindWarning } from '../util/bind-address.ts';
+import { startInstanceExporter, type InstanceExporter } from '../metrics/instance-exporter.ts';
 
 export interface DaemonFlags {
   country: string;
@@ -32,6 +33,8 @@ export interface DaemonDefinition {
   extraOptions?: (command: Command) => void;
   /** Builds the stage worker once config, database and logger are ready. */
   create(setup: { config: LisConfig; db: Db; log: Logger; country: string; flags: DaemonFlags }): Promise<StageWorker> | StageWorker;
+  /** Registers the component's own Prometheus metrics (e.g. the pusher's frontend lag). */
+  metrics?(setup: { registry: client.Registry; config: LisConfig; db: Db; country: string }): void;
 }
 
 /**
@@ -46,7 +49,7 @@ export async function daemonMain(definition: DaemonDefinition, argv = process.ar
     .option('--chunk-size <n>', 'rows claimed at a time (default: queue.chunkSize from config)')
     .option('--service', 'run as a service: wait for work instead of exiting when there is none; log to files only')
     .option('--config <file>', 'config file (default: $LIS_CONFIG, else ./imagesys.json, else built-in defaults)')
-    .option('--metrics-port <port>', 'serve Prometheus metrics on this port (default: metrics.ports.<component> from config; 0 picks a free one)')
+    .option('--metrics-port <port>', 'serve Prometheus metrics and /health on this port (default: metrics.ports.<component> from config plus the country\'s place in "countries"; 0 picks a free one)')
     .showHelpAfterError();
   definition.extraOptions?.(program);
   program.parse(argv);
@@ -62,7 +65,7 @@ export async function daemonMain(definition: DaemonDefinition, argv = process.ar
     );
     let db: Db | null = null;
     let progress: ProgressLine | null = null;
-    let exporter: Awaited<ReturnType<typeof startPrometheusExporter>> | null = null;
+    let exporter: InstanceExporter | null = null;
     try {
       const onPoolError = (error: Error) => log.warn(`Database connection lost: ${errorMessage(error)}`);
       db = flags.service
@@ -71,18 +74,16 @@ export async function daemonMain(definition: DaemonDefinition, argv = process.ar
       // The server is up by now (openDatabase made sure): only its URL is needed, for LISTEN.
       const url = config.database.url ?? embeddedUrl(config.database.embedded);
       const worker = await definition.create({ config, db, log, country, flags });
-      const port = flags.metricsPort === undefined ? config.metrics.ports[definition.component] : parseIntFlag('--metrics-port', flags.metricsPort, 0, 65535);
-      if (port !== undefined && port !== null) {
-        exporter = await startPrometheusExporter({ db, component: definition.component, country, host: config.metrics.host, port });
-        log.info(`Prometheus metrics at ${exporter.url}`, { scope: `${definition.component}::metrics` });
-        const warning = exposedBindWarning('Prometheus /metrics', config.metrics.host);
-        if (warning) log.warn(warning, { scope: `${definition.component}::metrics` });
-      }
+      exporter = await startInstanceExporter({
+        config, db, log, component: definition.component, country,
+        portFlag: flags.metricsPort === undefined ? undefined : parseIntFlag('--metrics-port', flags.metricsPort, 0, 65535),
+        extra: definition.metrics && ((registry) => definition.metrics!({ registry, config, db: db!, country })),
+      });
       let totals = { done: 0, failed: 0 };
       progress = flags.service ? null : new ProgressLine(process.stderr, () => totals).start();
       await runDaemon(worker, {
         config, db, databaseUrl: url, log, country, chunkSize, service: Boolean(flags.service), signal: controller.signal, observer: exporter?.observer,
-        onProgress: (t) => (totals = { done: t.done, failed: t.failed }),
+        onProgress: (t) => (totals = { done: t.done, failed: t.failed }), onReady: () => signalReady(),
       });
       return 0;
     } catch (error) {

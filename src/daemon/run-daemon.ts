@@ -50,6 +50,8 @@ export interface RunOptions {
   observer?: RunObserver;
   /** Called after each flush, for progress lines and tests. */
   onProgress?: (totals: RunTotals) => void;
+  /** Called once the worker is registered and listening: the daemon's readiness signal. */
+  onReady?: () => void;
 }
 
 /** Hooks for metrics: what the runner saw, as it happens. */
@@ -110,6 +112,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
 
   const notifier = options.service ? new WorkNotifier(options.databaseUrl, `${country}:${worker.stage}`, (m) => log.warn(m, scope('listen'))) : null;
   await notifier?.start();
+  options.onReady?.();
 
   const cursor = new ClaimCursor(db, { country, stage: worker.stage, workerId, storeHost: claimHostFor(worker.stage, config) });
   const policy = { maxAttempts: config.queue.maxAttempts, backoff: config.queue.backoff };

@@ -1,5 +1,4 @@
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promises as fs } from 'node:fs';
 import { FileMigrationProvider, Kysely, Migrator, PostgresDialect, type MigrationResult } from 'kysely';
 import pg from 'pg';
@@ -7,11 +6,12 @@ import type { LisConfig } from '../config/config-schema.ts';
 import { LisError, errorMessage } from '../errors.ts';
 import { ensureEmbeddedRunning } from './embedded-server.ts';
 import { registerPool } from './prepared-query.ts';
+import { MIGRATIONS_DIR, assertSchemaCurrent } from './schema-version.ts';
 import type { Database } from './schema.ts';
 
 export type Db = Kysely<Database>;
 
-export const MIGRATIONS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../migrations');
+export { MIGRATIONS_DIR };
 
 /** The configured server's URL, or the embedded server's, started if need be. */
 export async function databaseUrl(config: LisConfig): Promise<string> {
@@ -93,12 +93,19 @@ export async function pendingMigrations(db: Db): Promise<string[]> {
   return migrations.filter((m) => m.executedAt === undefined).map((m) => m.name);
 }
 
-/** Connects (starting the embedded server when no URL is configured) and migrates. */
+/**
+ * Connects (starting the embedded server when no URL is configured). With the
+ * embedded default it also migrates, which is what a newcomer needs; against a
+ * configured server the schema is an operator's step (`lis db migrate`), so it
+ * is only checked: ERR_SCHEMA_BEHIND when this code knows newer migrations.
+ * `migrate: true` always migrates (the demo's own database, `lis db`).
+ */
 export async function openDatabase(config: LisConfig, options: { onPoolError?: (error: Error) => void; migrate?: boolean } = {}): Promise<Db> {
   const url = await databaseUrl(config);
   const db = createDb(url, config.database.poolSize, options.onPoolError);
   try {
-    if (options.migrate !== false) await migrateToLatest(db);
+    if (options.migrate ?? config.database.url === null) await migrateToLatest(db);
+    else await assertSchemaCurrent(db, redactUrl(url));
   } catch (error) {
     await db.destroy();
     if (error instanceof LisError) throw error;
@@ -128,7 +135,7 @@ export async function openDatabaseWaiting(
     } catch (error) {
       const code = (error as { code?: string }).code;
       // A bad config or a broken migration will not mend itself: only outages are waited out.
-      if (code === 'ERR_CONFIG' || (error instanceof LisError && error.code === 'ERR_MIGRATION' && /migration \S+ failed/.test(error.message))) throw error;
+      if (code === 'ERR_CONFIG' || code === 'ERR_SCHEMA_BEHIND' || (error instanceof LisError && error.code === 'ERR_MIGRATION' && /migration \S+ failed/.test(error.message))) throw error;
       if (Date.now() > deadline || options.signal.aborted) throw error;
       const delay = Math.min(30_000, 500 * 2 ** attempt);
       options.onRetry(`database not reachable (${errorMessage(error)}); trying again in ${Math.round(delay / 1000)}s`);

@@ -1,19 +1,24 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
-import type { LisConfigInput } from '../config/config-schema.ts';
+import type { LisConfig, LisConfigInput } from '../config/config-schema.ts';
 import { parseConfig } from '../config/load-config.ts';
-import { databaseUrl, openDatabase, recreateDatabase } from '../db/connect.ts';
+import { databaseUrl, openDatabase, recreateDatabase, redactUrl } from '../db/connect.ts';
+import { embeddedStatus } from '../db/embedded-server.ts';
 import { LisError } from '../errors.ts';
 import { ImageSys } from '../interface/image-sys.ts';
 import { addFrontend } from '../push/frontend-registry.ts';
 import { BAD_PATHS, startSourceServer } from './source-server.ts';
+import { packagePath } from '../util/package-root.ts';
 
-const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin');
+const BIN = packagePath('bin');
 
 export interface DemoOptions {
+  /** The operator's config, as every command finds it: the demo uses its database server (the embedded one when none is configured). */
+  config: LisConfig;
+  /** The file it came from, for the commands the demo suggests; undefined when found the default way. */
+  configFile?: string;
   dir: string;
   photos: number;
   /** The demo's own database on the server (dropped and made anew). */
@@ -40,14 +45,17 @@ function runStage(bin: string, configFile: string, logFile: string): Promise<{ c
  * bad URLs, three local frontends, and every daemon run until the queue is
  * drained; then what went live, what failed and why, and how long each stage took.
  */
-export async function runDemo({ dir, photos, database, print }: DemoOptions): Promise<number> {
+export async function runDemo({ config: base, configFile, dir, photos, database, print }: DemoOptions): Promise<number> {
   const root = path.resolve(dir);
   fs.rmSync(root, { recursive: true, force: true });
   fs.mkdirSync(root, { recursive: true });
   print(`Demo in ${root}`);
   const server = await startSourceServer();
+  const configArg = configFile ? ` --config ${configFile}` : '';
   try {
-    const url = await recreateDatabase(await databaseUrl(parseConfig({}, process.env)), database);
+    const serverUrl = await databaseUrl(base);
+    print(`Database ${database} on ${base.database.url ? `the configured server ${redactUrl(serverUrl)}` : `the embedded PostgreSQL (port ${base.database.embedded.port}, data ${base.database.embedded.dataDir})`}`);
+    const url = await recreateDatabase(serverUrl, database);
     const input: LisConfigInput = {
       database: { url },
       stores: { originals: path.join(root, 'originals'), thumbnails: path.join(root, 'thumbnails') },
@@ -63,7 +71,8 @@ export async function runDemo({ dir, photos, database, print }: DemoOptions): Pr
     const configFile = path.join(root, 'config.json');
     fs.writeFileSync(configFile, `${JSON.stringify(input, null, 2)}\n`);
     const config = parseConfig(input, {}, root, configFile);
-    const db = await openDatabase(config);
+    // A database of its own, made just now: the demo installs its schema (a daemon would only check it).
+    const db = await openDatabase(config, { migrate: true });
     try {
       for (const name of ['n1', 'n2', 'n3']) {
         fs.mkdirSync(path.join(root, 'frontends', name), { recursive: true });
@@ -115,5 +124,11 @@ export async function runDemo({ dir, photos, database, print }: DemoOptions): Pr
     }
   } finally {
     await server.close();
+    // The server outlives the demo (the next run, `lis web`, psql need it): say so, and how to stop it.
+    if (!base.database.url && embeddedStatus(base.database.embedded).running) {
+      print(`The embedded PostgreSQL is still running (port ${base.database.embedded.port}, data ${base.database.embedded.dataDir}): stop it with npx lis db stop${configArg}`);
+    } else if (base.database.url) {
+      print(`Nothing left running; the demo's database ${database} stays on the configured server (drop it with: DROP DATABASE ${database})`);
+    }
   }
 }

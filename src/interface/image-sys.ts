@@ -2,8 +2,10 @@ import { sql } from 'kysely';
 import type { LisConfig } from '../config/config-schema.ts';
 import { parseCountry } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
-import { openDatabase, type Db } from '../db/connect.ts';
-import { UsageError } from '../errors.ts';
+import { createDb, redactUrl, type Db } from '../db/connect.ts';
+import { embeddedUrl } from '../db/embedded-server.ts';
+import { assertSchemaCurrent } from '../db/schema-version.ts';
+import { LisError, UsageError, errorMessage } from '../errors.ts';
 import { isImageHash, lis_hash_for_url } from '../hash/image-hash.ts';
 import { parseUrlLine } from '../intake/parse-url-line.ts';
 import type { ImageData } from '../store/image-data.ts';
@@ -42,10 +44,26 @@ export class ImageSys {
     private readonly config: LisConfig,
   ) {}
 
-  /** Connects (starting the embedded database when none is configured, as every command does). */
+  /**
+   * Connects to the configured server (the embedded one's address when no URL
+   * is configured). A client, not an installer: it never starts a server and
+   * never migrates. Throws ERR_SCHEMA_BEHIND when the database lacks
+   * migrations this code knows (`lis db migrate`), ERR_DATABASE when the
+   * server cannot be reached.
+   */
   static async open(options: OpenOptions = {}): Promise<ImageSys> {
     const config = typeof options.config === 'object' ? options.config : loadConfig({ file: options.config });
-    return new ImageSys(await openDatabase(config), config);
+    const url = config.database.url ?? embeddedUrl(config.database.embedded);
+    const db = createDb(url, config.database.poolSize);
+    try {
+      await assertSchemaCurrent(db, redactUrl(url));
+    } catch (error) {
+      await db.destroy();
+      if (error instanceof LisError) throw error;
+      const hint = config.database.url ? '' : ' (the embedded server: is it started? `lis db start`)';
+      throw new LisError('ERR_DATABASE', `ImageSys cannot reach the database at ${redactUrl(url)}${hint}: ${errorMessage(error)}`, { cause: error });
+    }
+    return new ImageSys(db, config);
   }
 
   /** What the search API shows for a live image, or null when it is not live (or unknown). */

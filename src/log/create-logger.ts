@@ -7,7 +7,7 @@ import { formatLine } from './line-format.ts';
 export type Logger = winston.Logger;
 
 export interface LoggerOptions {
-  /** File names: `<component>.log` and `<component>.error.log`. */
+  /** File names: `<component>.<country>.log` and `<component>.<country>.error.log` (no country: `<component>.log`). */
   component: string;
   log: LisConfig['log'];
   /** Print to the terminal as well (a run by hand). */
@@ -32,13 +32,24 @@ const lineFormat = winston.format.printf((info) =>
 );
 
 /**
- * One logger per process: every line to `<component>.log`, errors also to
- * `<component>.error.log`, both rotated daily and by size and pruned after
- * `log.maxFiles`; and to the screen when run by hand.
+ * The files' base name: one per daemon instance (`downloadd.uk`), because
+ * winston-daily-rotate-file rotates a file from one process only; two
+ * countries' daemons sharing `downloadd.log` would rotate it under each other.
+ */
+export function logBaseName(component: string, country: string | undefined): string {
+  return country ? `${component}.${country}` : component;
+}
+
+/**
+ * One logger per process: every line to `<base>.log`, errors also to
+ * `<base>.error.log` (base: `downloadd.uk`, see logBaseName), both rotated
+ * daily and by size and pruned after `log.maxFiles`; and to the screen when
+ * run by hand.
  */
 export function createLogger(options: LoggerOptions): Logger {
   const level = options.verbose ? 'debug' : options.log.level;
   const transports: winston.transport[] = [];
+  const base = logBaseName(options.component, options.country);
   if (options.files !== false) {
     fs.mkdirSync(options.log.dir, { recursive: true });
     const common = {
@@ -46,18 +57,18 @@ export function createLogger(options: LoggerOptions): Logger {
       datePattern: 'YYYY-MM-DD',
       maxFiles: options.log.maxFiles,
       maxSize: options.log.maxSize,
-      // The current file keeps its plain name, so `tail -f downloadd.log` follows it across rotations.
+      // The current file keeps its plain name, so `tail -f downloadd.uk.log` follows it across rotations.
       createSymlink: true,
-      auditFile: `${options.log.dir}/.${options.component}-audit.json`,
+      auditFile: `${options.log.dir}/.${base}-audit.json`,
     };
     transports.push(
-      new DailyRotateFile({ ...common, filename: `${options.component}-%DATE%.log`, symlinkName: `${options.component}.log` }),
+      new DailyRotateFile({ ...common, filename: `${base}-%DATE%.log`, symlinkName: `${base}.log` }),
       new DailyRotateFile({
         ...common,
         level: 'warn',
-        filename: `${options.component}.error-%DATE%.log`,
-        symlinkName: `${options.component}.error.log`,
-        auditFile: `${options.log.dir}/.${options.component}-error-audit.json`,
+        filename: `${base}.error-%DATE%.log`,
+        symlinkName: `${base}.error.log`,
+        auditFile: `${options.log.dir}/.${base}-error-audit.json`,
       }),
     );
   }

@@ -1,19 +1,18 @@
-import { spawn } from 'node:child_process';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import cron, { type ScheduledTask } from 'node-cron';
-import { parseCountry } from '../config/country.ts';
+import { parseCountry, parseIntFlag } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
 import { openDatabase, openDatabaseWaiting, type Db } from '../db/connect.ts';
 import { runCommand, usageErrorsExit2 } from '../cli/exit-on-error.ts';
-import { closeLogger, createLogger, type Logger } from '../log/create-logger.ts';
+import { closeLogger, createLogger } from '../log/create-logger.ts';
 import { errorMessage } from '../errors.ts';
 import { installStopSignals } from '../daemon/signals.ts';
+import { signalReady } from '../daemon/ready-signal.ts';
 import { heartbeat, markStopped, registerWorker, workerIdFor } from '../daemon/worker-registry.ts';
+import { runUpkeep } from './run-upkeep.ts';
+import { registerManagerEventMetrics } from './manager-event-metrics.ts';
+import { startInstanceExporter } from '../metrics/instance-exporter.ts';
 import { CHECKS, pruneStats, runCheck, sampleQueue, type Check, type CheckContext } from './run-check.ts';
-
-const CRON_FRONTEND_BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/lis_cron_frontend');
 
 /** Runs a check, logging (never throwing) a failure, so one bad run does not stop the schedule. */
 async function safeCheck(check: Check, ctx: CheckContext): Promise<boolean> {
@@ -26,19 +25,7 @@ async function safeCheck(check: Check, ctx: CheckContext): Promise<boolean> {
   }
 }
 
-/** The weekly upkeep as a child process, so that its lock file and low priority apply as under cron. */
-function runCronFrontend(log: Logger, configFile: string | undefined): Promise<void> {
-  return new Promise((resolve) => {
-    const args = ['--all', ...(configFile ? ['--config', configFile] : [])];
-    const child = spawn(process.execPath, [CRON_FRONTEND_BIN, ...args], { stdio: 'ignore' });
-    child.on('close', (code) => {
-      (code === 0 ? log.info : log.error)(`lis_cron_frontend --all exited ${code}`, { scope: 'Manager::cron_frontend' });
-      resolve();
-    });
-  });
-}
-
-async function serve(ctx: CheckContext, signal: AbortSignal, configFile: string | undefined): Promise<void> {
+async function serve(ctx: CheckContext, signal: AbortSignal, configFile: string | undefined, onReady: () => void): Promise<void> {
   const { config, log } = ctx;
   const tasks: ScheduledTask[] = [];
   for (const check of CHECKS) {
@@ -48,11 +35,12 @@ async function serve(ctx: CheckContext, signal: AbortSignal, configFile: string 
     log.info(`Scheduled ${check}: ${expression}`, { scope: 'Manager::serve' });
   }
   if (config.manager.schedule.cron_frontend) {
-    tasks.push(cron.schedule(config.manager.schedule.cron_frontend, () => runCronFrontend(log, configFile), { name: 'cron_frontend', noOverlap: true }));
+    tasks.push(cron.schedule(config.manager.schedule.cron_frontend, () => runUpkeep(log, configFile), { name: 'cron_frontend', noOverlap: true }));
     log.info(`Scheduled cron_frontend: ${config.manager.schedule.cron_frontend}`, { scope: 'Manager::serve' });
   }
   tasks.push(cron.schedule('* * * * *', () => sampleQueue(ctx.db).catch((e) => log.error(`sampling the queue failed: ${errorMessage(e)}`)), { name: 'sample_queue', noOverlap: true }));
   tasks.push(cron.schedule('17 * * * *', () => pruneStats(ctx.db, config.manager.keepStatsDays).catch((e) => log.error(`pruning stats failed: ${errorMessage(e)}`)), { name: 'prune_stats', noOverlap: true }));
+  onReady();
   await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
   await Promise.all(tasks.map((t) => t.destroy()));
 }
@@ -66,9 +54,10 @@ export async function managerdMain(argv = process.argv): Promise<void> {
     .option('--verbose', 'debug lines too')
     .option('--service', 'run the checks on their schedules (manager.schedule) until stopped')
     .option('--config <file>', 'config file')
+    .option('--metrics-port <port>', 'with --service: serve Prometheus metrics and /health on this port (default: metrics.ports.managerd; 0 picks a free one)')
     .showHelpAfterError();
   program.parse(argv);
-  const flags = program.opts<{ check?: Check; country?: string; verbose?: boolean; service?: boolean; config?: string }>();
+  const flags = program.opts<{ check?: Check; country?: string; verbose?: boolean; service?: boolean; config?: string; metricsPort?: string }>();
 
   await runCommand(async () => {
     const config = loadConfig({ file: flags.config });
@@ -90,11 +79,17 @@ export async function managerdMain(argv = process.argv): Promise<void> {
         return ok ? 0 : 1;
       }
       await registerWorker(db, { id: workerId, component: 'managerd', host: config.host, pid: process.pid, country: country ?? null });
-      const beat = setInterval(() => heartbeat(db!, workerId, { done: 0, failed: 0, holding: 0 }).catch(() => {}), config.queue.heartbeatSeconds * 1000);
+      const exporter = await startInstanceExporter({
+        config, db, log, component: 'managerd', country,
+        portFlag: flags.metricsPort === undefined ? undefined : parseIntFlag('--metrics-port', flags.metricsPort, 0, 65535),
+        extra: (registry) => registerManagerEventMetrics(registry, db!),
+      });
+      const beat = setInterval(() => void heartbeat(db!, workerId, { done: 0, failed: 0, holding: 0 }).then(() => exporter?.observer.onHeartbeat(), () => {}), config.queue.heartbeatSeconds * 1000);
       try {
-        await serve(ctx, controller.signal, flags.config);
+        await serve(ctx, controller.signal, flags.config, signalReady);
       } finally {
         clearInterval(beat);
+        await exporter?.close();
         await markStopped(db, workerId).catch(() => {});
       }
       log.info('Exiting(time_to_die: 1)', { scope: 'Manager::main' });

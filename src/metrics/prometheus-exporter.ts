@@ -1,4 +1,6 @@
+import fs from 'node:fs';
 import http from 'node:http';
+import path from 'node:path';
 import client from 'prom-client';
 import type { Db } from '../db/connect.ts';
 import type { RunObserver } from '../daemon/run-daemon.ts';
@@ -7,23 +9,43 @@ import { queueDepth } from './queue-figures.ts';
 export interface ExporterOptions {
   db: Db;
   component: string;
-  country: string;
+  /** The instance's country; undefined for the manager, which works all (its queue figures then cover all). */
+  country?: string;
   host: string;
   port: number;
+  /** Free space of these folders is exposed as lis_store_free_bytes{store}. */
+  stores?: Record<string, string>;
+  /** /health says 503 when no heartbeat came for three of these. */
+  heartbeatSeconds?: number;
+  /** The component's own metrics (the pusher's frontend lag, the manager's events), registered on the instance's registry. */
+  extra?: (registry: client.Registry) => void;
+}
+
+function nearestExisting(dir: string): string {
+  let at = path.resolve(dir);
+  while (!fs.existsSync(at) && path.dirname(at) !== at) at = path.dirname(at);
+  return at;
+}
+
+/** Pure: alive and beating, when the last heartbeat (or the start, before the first) is younger than three beats. */
+export function isHealthy(secondsSinceBeat: number, heartbeatSeconds: number): boolean {
+  return secondsSinceBeat < 3 * heartbeatSeconds;
 }
 
 /** Queue figures are read at most this often, however often Prometheus scrapes. */
 const QUEUE_CACHE_MS = 2_000;
 
 /**
- * Prometheus exposition for one daemon at `http://host:port/metrics`: rows
- * done and failed (by reason), time per row and per claim, chunk sizes, the
- * queue's depth and age, and this worker's heartbeat. Returns the observer
+ * Prometheus exposition for one daemon instance at `http://host:port/metrics`:
+ * rows done and failed (by reason), time per row and per claim, chunk sizes,
+ * the queue's depth and age, this worker's heartbeat, the stores' free space,
+ * and the component's own (`extra`); `/health` answers 200 or 503 by the
+ * heartbeat. Returns the observer
  * the runner reports to, and a close function.
  */
 export async function startPrometheusExporter(options: ExporterOptions): Promise<{ observer: RunObserver; url: string; close: () => Promise<void> }> {
   const registry = new client.Registry();
-  registry.setDefaultLabels({ component: options.component, country: options.country });
+  registry.setDefaultLabels({ component: options.component, country: options.country ?? 'all' });
   client.collectDefaultMetrics({ register: registry, prefix: 'lis_process_' });
   const done = new client.Counter({ name: 'lis_rows_done_total', help: 'Rows finished by this worker', labelNames: ['stage'], registers: [registry] });
   const failed = new client.Counter({ name: 'lis_rows_failed_total', help: 'Rows failed by this worker, by error class', labelNames: ['stage', 'reason', 'retryable'], registers: [registry] });
@@ -58,9 +80,31 @@ export async function startPrometheusExporter(options: ExporterOptions): Promise
     },
   });
 
+  new client.Gauge({
+    name: 'lis_store_free_bytes', help: 'Free space on the file system of each store', labelNames: ['store'], registers: [registry],
+    async collect() {
+      this.reset();
+      for (const [store, dir] of Object.entries(options.stores ?? {})) {
+        // A store not made yet (nothing downloaded so far) will live on its nearest existing parent's file system.
+        const stats = await fs.promises.statfs(nearestExisting(dir)).catch(() => null);
+        if (stats) this.set({ store }, stats.bavail * stats.bsize);
+      }
+    },
+  });
+  options.extra?.(registry);
+  const started = Date.now();
+  let lastBeat: number | null = null;
+
   const server = http.createServer(async (req, res) => {
+    if (req.url === '/health') {
+      const ageSeconds = (Date.now() - (lastBeat ?? started)) / 1000;
+      const ok = isHealthy(ageSeconds, options.heartbeatSeconds ?? 10);
+      const body = { status: ok ? 'ok' : 'stale', component: options.component, country: options.country ?? null, pid: process.pid, heartbeatAgeSeconds: Math.round(ageSeconds) };
+      res.writeHead(ok ? 200 : 503, { 'Content-Type': 'application/json' }).end(`${JSON.stringify(body)}\n`);
+      return;
+    }
     if (req.url !== '/metrics') {
-      res.writeHead(404).end('see /metrics\n');
+      res.writeHead(404).end('see /metrics and /health\n');
       return;
     }
     try {
@@ -85,7 +129,10 @@ export async function startPrometheusExporter(options: ExporterOptions): Promise
       if (result.ok) done.inc({ stage });
       else failed.inc({ stage, reason: result.failure.errorClass, retryable: String(result.failure.retryable) });
     },
-    onHeartbeat: () => heartbeat.setToCurrentTime(),
+    onHeartbeat: () => {
+      lastBeat = Date.now();
+      heartbeat.setToCurrentTime();
+    },
   };
   return {
     observer,

@@ -1,5 +1,6 @@
 import type { LisConfig } from '../config/config-schema.ts';
 import { daemonMain, type DaemonDefinition } from '../daemon/daemon-main.ts';
+import { registerFrontendLagMetrics } from './frontend-lag-metrics.ts';
 import type { Db } from '../db/connect.ts';
 import type { Logger } from '../log/create-logger.ts';
 import { BackfillLoop } from './backfill.ts';
@@ -43,6 +44,7 @@ export const pusherdDefinition: DaemonDefinition = {
   command: 'lis_pusherd',
   component: 'pusherd',
   description: 'copies thumbnails to every enabled frontend with rsync; a row is live once every enabled frontend has it',
+  metrics: ({ registry, db, country }) => registerFrontendLagMetrics(registry, db, country),
   create: ({ config, db, log, country, flags }) =>
     createPusher({
       config, db, log, country,

@@ -8,18 +8,19 @@ export type ServiceState =
 
 /**
  * What a pid file says, checked against the process table: a pid that is
- * gone, or that now belongs to some other program, is a stale file.
+ * gone, or that now belongs to some other program (its command line does not
+ * mention `marker`), is a stale file.
  */
-export function serviceState(pidFile: string, executable: string): ServiceState {
+export function serviceState(pidFile: string, marker: string): ServiceState {
   const holder = readPidFile(pidFile);
   if (!holder) return { state: 'stopped' };
-  if (!isProcessAlive(holder.pid) || !commandLineMentions(holder.pid, executable)) return { state: 'stale', pid: holder.pid };
+  if (!isProcessAlive(holder.pid) || !commandLineMentions(holder.pid, marker)) return { state: 'stale', pid: holder.pid };
   return { state: 'running', pid: holder.pid, since: fs.statSync(pidFile).mtime };
 }
 
-function commandLineMentions(pid: number, executable: string): boolean {
+function commandLineMentions(pid: number, marker: string): boolean {
   try {
-    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(executable);
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(marker);
   } catch {
     // No /proc (not Linux): trust the pid.
     return true;

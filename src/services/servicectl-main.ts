@@ -4,121 +4,150 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import type { LisConfig } from '../config/config-schema.ts';
-import { parseCountry } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
 import { runCommand, usageErrorsExit2 } from '../cli/exit-on-error.ts';
-import { LisError, UsageError } from '../errors.ts';
+import { readReadyPid } from '../daemon/ready-signal.ts';
+import { UsageError } from '../errors.ts';
+import { isProcessAlive } from '../util/pid-lock-file.ts';
 import { serviceState, waitForExit } from './process-control.ts';
-import { SERVICES, parseServiceName, pidFileName, type ServiceName } from './service-names.ts';
+import { instancesOf, type ServiceInstance } from './service-instances.ts';
+import { SERVICES } from './service-names.ts';
 
-const BIN_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin');
 const out = (text: string) => process.stdout.write(text);
+/** The supervisor (a shell script beside this file, in src/ or dist/) that keeps an instance running. */
+const SUPERVISOR = fileURLToPath(new URL('./supervise.sh', import.meta.url));
+/** A supervisor's command line names its pid file: a pid file naming some other process is known stale. */
+const supervisorMarker = (instance: ServiceInstance) => `\0${instance.pidFile}\0`;
 
-interface Target {
-  service: ServiceName;
-  country: string | undefined;
-  pidFile: string;
-  executable: string;
-  label: string;
+function daemonArgs(instance: ServiceInstance, configFile: string | undefined): string[] {
+  return ['--service', ...(instance.country ? ['--country', instance.country] : []), ...(configFile ? ['--config', configFile] : [])];
 }
 
-function targetOf(config: LisConfig, name: string, countryFlag: string | undefined): Target {
-  const service = parseServiceName(name);
-  const spec = SERVICES[service];
-  if (spec.perCountry && countryFlag === undefined) throw new UsageError(`${service} runs per country: give --country, e.g. --country uk`);
-  const country = countryFlag === undefined ? undefined : parseCountry(countryFlag, config);
-  const executable = path.join(BIN_DIR, spec.bin);
-  if (!fs.existsSync(executable)) throw new LisError('ERR_NO_SERVICE', `${service} is not installed (${executable} missing)`);
-  return { service, country, executable, pidFile: path.join(config.services.runDir, pidFileName(service, country)), label: country ? `${service} (${country})` : service };
+/** Resolves when the daemon has written its ready file ('ready'), or the supervisor exited ('died'), or at the deadline. */
+function readyOrDeath(instance: ServiceInstance, supervisor: ReturnType<typeof spawn>, timeoutMs: number): Promise<'ready' | 'died' | 'timeout'> {
+  return new Promise((resolve) => {
+    const deadline = Date.now() + timeoutMs;
+    let exited = false;
+    supervisor.once('exit', () => (exited = true));
+    const check = () => {
+      // Ready counts only while the supervisor lives: a daemon that says ready and dies at once has not started.
+      if (exited) resolve('died');
+      else if (readReadyPid(instance.readyFile) !== null) resolve('ready');
+      else if (Date.now() > deadline) resolve('timeout');
+      else setTimeout(check, 100);
+    };
+    check();
+  });
 }
 
-async function start(config: LisConfig, target: Target, configFile: string | undefined): Promise<number> {
-  const state = serviceState(target.pidFile, target.executable);
+async function start(config: LisConfig, instance: ServiceInstance, configFile: string | undefined): Promise<number> {
+  const state = serviceState(instance.pidFile, supervisorMarker(instance));
   if (state.state === 'running') {
-    out(`${target.label} is already running (pid ${state.pid})\n`);
+    out(`${instance.label} is already running (pid ${readReadyPid(instance.readyFile) ?? state.pid})\n`);
     return 0;
   }
-  fs.mkdirSync(path.dirname(target.pidFile), { recursive: true });
-  fs.mkdirSync(config.log.dir, { recursive: true });
-  // What the process prints before its logger is up (a crash at start) lands here.
-  const outFile = path.join(config.log.dir, `${SERVICES[target.service].component}.out`);
-  const fd = fs.openSync(outFile, 'a');
-  const args = [target.executable, '--service', ...(target.country ? ['--country', target.country] : []), ...(configFile ? ['--config', configFile] : [])];
-  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', fd, fd], env: { MALLOC_ARENA_MAX: '2', ...process.env } });
+  fs.mkdirSync(path.dirname(instance.pidFile), { recursive: true });
+  fs.mkdirSync(path.dirname(instance.outFile), { recursive: true });
+  fs.rmSync(instance.readyFile, { force: true });
+  const fd = fs.openSync(instance.outFile, 'a');
+  const args = [SUPERVISOR, instance.readyFile, instance.pidFile, instance.label, process.execPath, instance.executable, ...daemonArgs(instance, configFile)];
+  const supervisor = spawn('/bin/sh', args, { detached: true, stdio: ['ignore', fd, fd], env: { MALLOC_ARENA_MAX: '2', ...process.env } });
   fs.closeSync(fd);
-  fs.writeFileSync(target.pidFile, `${child.pid}\n${target.label} started ${new Date().toISOString()}\n`);
-  child.unref();
-  out(`Starting ${target.label}...`);
-  // A daemon that cannot start (bad config, no database) exits at once: wait long enough to see it.
-  const died = await waitForExit(child.pid!, 2500);
-  if (died) {
-    fs.rmSync(target.pidFile, { force: true });
-    const tail = fs.readFileSync(outFile, 'utf8').trimEnd().split('\n').slice(-8).join('\n');
+  fs.writeFileSync(instance.pidFile, `${supervisor.pid}\n${instance.label} supervisor, started ${new Date().toISOString()}\n`);
+  out(`Starting ${instance.label}...`);
+  const outcome = await readyOrDeath(instance, supervisor, config.services.startTimeoutSeconds * 1000);
+  supervisor.unref();
+  if (outcome === 'ready') {
+    out(`started (pid ${readReadyPid(instance.readyFile)}).\n`);
+    return 0;
+  }
+  if (outcome === 'died') {
+    fs.rmSync(instance.pidFile, { force: true });
+    const tail = fs.readFileSync(instance.outFile, 'utf8').trimEnd().split('\n').slice(-8).join('\n');
     out(`failed.\n${tail}\n`);
     return 1;
   }
-  out(`started (pid ${child.pid}).\n`);
-  return 0;
+  out(`not ready after ${config.services.startTimeoutSeconds}s; still trying (supervisor pid ${supervisor.pid}): see ${instance.outFile} and the log\n`);
+  return 1;
 }
 
-async function stop(config: LisConfig, target: Target): Promise<number> {
-  const state = serviceState(target.pidFile, target.executable);
+async function stop(config: LisConfig, instance: ServiceInstance): Promise<number> {
+  const state = serviceState(instance.pidFile, supervisorMarker(instance));
   if (state.state === 'stopped') {
-    out(`${target.label} is not running\n`);
+    out(`${instance.label} is not running\n`);
     return 0;
   }
   if (state.state === 'stale') {
-    fs.rmSync(target.pidFile, { force: true });
-    out(`${target.label} is not running (removed stale pid file for ${state.pid})\n`);
+    fs.rmSync(instance.pidFile, { force: true });
+    out(`${instance.label} is not running (removed stale pid file for ${state.pid})\n`);
     return 0;
   }
+  const daemon = readReadyPid(instance.readyFile);
+  // The supervisor passes SIGTERM on to the daemon and exits once the daemon has.
   process.kill(state.pid, 'SIGTERM');
-  out(`Waiting for ${state.pid} to die...`);
-  if (await waitForExit(state.pid, config.services.stopTimeoutSeconds * 1000)) {
+  out(`Waiting for ${daemon ?? state.pid} to die...`);
+  const timeoutMs = config.services.stopTimeoutSeconds * 1000;
+  if ((await waitForExit(state.pid, timeoutMs)) && (daemon === null || (await waitForExit(daemon, 5_000)))) {
     out('dead.\n');
   } else {
-    process.kill(state.pid, 'SIGKILL');
+    for (const pid of [daemon, state.pid]) if (pid !== null && isProcessAlive(pid)) process.kill(pid, 'SIGKILL');
     await waitForExit(state.pid, 10_000);
     out(`still alive after ${config.services.stopTimeoutSeconds}s: killed (SIGKILL); the manager releases the rows it held.\n`);
   }
-  fs.rmSync(target.pidFile, { force: true });
+  fs.rmSync(instance.pidFile, { force: true });
+  fs.rmSync(instance.readyFile, { force: true });
   return 0;
 }
 
-/** LSB status codes: 0 running, 1 dead with a pid file left, 3 stopped. */
-function status(target: Target): number {
-  const state = serviceState(target.pidFile, target.executable);
+/** LSB status codes: 0 running, 1 dead with a pid file left, 3 stopped, 4 supervised but not ready (starting, or restarting after a crash). */
+function status(instance: ServiceInstance): number {
+  const state = serviceState(instance.pidFile, supervisorMarker(instance));
   if (state.state === 'running') {
-    out(`${target.label} is running (pid ${state.pid}, since ${state.since.toISOString()})\n`);
-    return 0;
+    const daemon = readReadyPid(instance.readyFile);
+    if (daemon !== null && isProcessAlive(daemon)) {
+      out(`${instance.label} is running (pid ${daemon}, since ${fs.statSync(instance.readyFile).mtime.toISOString()})\n`);
+      return 0;
+    }
+    out(`${instance.label} is not ready: starting, or restarting after a crash (supervisor pid ${state.pid}; see ${instance.outFile})\n`);
+    return 4;
   }
   if (state.state === 'stale') {
-    out(`${target.label} is not running, but its pid file names ${state.pid} (stale: it died)\n`);
+    out(`${instance.label} is not running, but its pid file names ${state.pid} (stale: it died)\n`);
     return 1;
   }
-  out(`${target.label} is stopped\n`);
+  out(`${instance.label} is stopped\n`);
   return 3;
+}
+
+/** Runs an action on each instance in turn; the first non-zero code, else 0. */
+async function eachInstance(instances: ServiceInstance[], action: (i: ServiceInstance) => Promise<number> | number): Promise<number> {
+  let code = 0;
+  for (const instance of instances) {
+    const result = await action(instance);
+    if (code === 0) code = result;
+  }
+  return code;
 }
 
 /** servicectl start|stop|restart|status SERVICE [--country uk] */
 export async function servicectlMain(argv = process.argv): Promise<void> {
   const program = usageErrorsExit2(new Command('servicectl'))
-    .description(`start, stop and check the ImageSys daemons as services (${Object.keys(SERVICES).join(', ')})`)
+    .description(`start, stop and check the ImageSys daemons as services (${Object.keys(SERVICES).join(', ')}); each runs under a supervisor that starts it again when it dies`)
     .argument('<action>', 'start, stop, restart or status')
     .argument('<service>', 'e.g. imagesys-downloadd')
-    .option('--country <code>', 'the country (the stage daemons run one instance per country)')
+    .option('--country <code>', 'one country\'s instance (default: every country in the config\'s "countries")')
     .option('--config <file>', 'config file, passed on to the daemon')
     .showHelpAfterError()
     .action((action: string, name: string, opts: { country?: string; config?: string }) =>
       runCommand(async () => {
         const config = loadConfig({ file: opts.config });
-        const target = targetOf(config, name, opts.country);
+        const instances = instancesOf(config, name, opts.country);
         const configFile = opts.config ? path.resolve(opts.config) : undefined;
         switch (action) {
-          case 'start': return start(config, target, configFile);
-          case 'stop': return stop(config, target);
-          case 'restart': await stop(config, target); return start(config, target, configFile);
-          case 'status': return status(target);
+          case 'start': return eachInstance(instances, (i) => start(config, i, configFile));
+          case 'stop': return eachInstance(instances, (i) => stop(config, i));
+          case 'restart': return eachInstance(instances, async (i) => (await stop(config, i), start(config, i, configFile)));
+          case 'status': return eachInstance(instances, status);
           default: throw new UsageError(`unknown action ${JSON.stringify(action)}: expected start, stop, restart or status`);
         }
       }),

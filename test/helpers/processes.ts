@@ -16,7 +16,9 @@ export function spawnTs(file: string, args: string[], env: NodeJS.ProcessEnv = {
   // which would override the config's url) is not passed on then.
   const inherited = { ...process.env };
   if (args.includes('--config') || env.LIS_CONFIG !== undefined) delete inherited.LIS_DATABASE_URL;
-  const child = spawn(process.execPath, ['--import', 'tsx', path.resolve(ROOT, file), ...args], {
+  // bin/* run the compiled code in dist/ as in production; other entry points are TypeScript, through tsx.
+  const loader = file.startsWith('bin/') ? [] : ['--import', 'tsx'];
+  const child = spawn(process.execPath, [...loader, path.resolve(ROOT, file), ...args], {
     cwd: ROOT,
     env: { ...inherited, ...env },
     stdio: ['pipe', 'pipe', 'pipe'],

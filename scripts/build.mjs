@@ -1,0 +1,45 @@
+#!/usr/bin/env node
+// npm run build: compiles src/ and migrations/ to dist/ (tsconfig.build.json) and copies the
+// non-TypeScript files of src/ (the initdb child, the status page) beside the compiled code that
+// loads them. `--if-stale` builds only when a source file is newer than the last build, so that the
+// test suite can make sure the bin/* it spawns run the code under test without paying for a no-op.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const dist = path.join(root, 'dist');
+const stamp = path.join(dist, '.build-stamp');
+
+function* files(dir) {
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) yield* files(full);
+    else yield full;
+  }
+}
+
+function newestSource() {
+  let newest = 0;
+  for (const dir of ['src', 'migrations']) for (const f of files(path.join(root, dir))) newest = Math.max(newest, fs.statSync(f).mtimeMs);
+  for (const f of ['tsconfig.json', 'tsconfig.build.json']) newest = Math.max(newest, fs.statSync(path.join(root, f)).mtimeMs);
+  return newest;
+}
+
+if (process.argv.includes('--if-stale') && fs.existsSync(stamp) && fs.statSync(stamp).mtimeMs >= newestSource()) process.exit(0);
+
+const started = Date.now();
+const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+execFileSync(process.execPath, [tsc, '-p', path.join(root, 'tsconfig.build.json')], { stdio: 'inherit', cwd: root });
+for (const file of files(path.join(root, 'src'))) {
+  if (file.endsWith('.ts')) continue;
+  const target = path.join(dist, path.relative(root, file));
+  fs.mkdirSync(path.dirname(target), { recursive: true });
+  fs.copyFileSync(file, target);
+}
+fs.writeFileSync(stamp, `${new Date(started).toISOString()}\n`);
+// The stamp's time is when the build began: a file saved during the build makes the next one run.
+fs.utimesSync(stamp, new Date(started), new Date(started));
+console.error(`built dist/ in ${((Date.now() - started) / 1000).toFixed(1)}s`);

@@ -1,0 +1,58 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { sql, type Kysely } from 'kysely';
+import { LisError } from '../errors.ts';
+import type { Database } from './schema.ts';
+
+/**
+ * The migrations this code knows: `migrations/*.ts` through tsx, the compiled
+ * `dist/migrations/*.js` when built (the same `../../migrations` from either).
+ */
+export const MIGRATIONS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../migrations');
+
+/** Names as Kysely records them in kysely_migration: the file name without its extension. */
+export function knownMigrations(dir = MIGRATIONS_DIR): string[] {
+  return fs
+    .readdirSync(dir)
+    .filter((f) => /\.(ts|js|mjs)$/.test(f) && !/\.d\.[mc]?ts$/.test(f))
+    .map((f) => f.replace(/\.(ts|js|mjs)$/, ''))
+    .sort();
+}
+
+export interface SchemaStatus {
+  /** Every known migration has been applied. */
+  current: boolean;
+  /** The newest migration applied (by name), or null on an empty database. */
+  lastApplied: string | null;
+  /** The newest migration this code knows. */
+  newestKnown: string;
+  /** Known but not applied, oldest first. */
+  missing: string[];
+}
+
+/** Pure: how the applied migrations compare with the known ones (a database ahead of the code is current). */
+export function compareMigrations(known: string[], applied: string[]): SchemaStatus {
+  const done = new Set(applied);
+  const missing = known.filter((name) => !done.has(name));
+  const sorted = [...applied].sort();
+  return { current: missing.length === 0, lastApplied: sorted.at(-1) ?? null, newestKnown: known.at(-1) ?? '', missing };
+}
+
+/** Reads kysely_migration (absent on a database never migrated) and compares it with the known migrations. */
+export async function schemaStatus(db: Kysely<Database>): Promise<SchemaStatus> {
+  const { rows: table } = await sql<{ present: boolean }>`SELECT to_regclass('kysely_migration') IS NOT NULL AS present`.execute(db);
+  const applied = table[0].present ? (await sql<{ name: string }>`SELECT name FROM kysely_migration`.execute(db)).rows.map((r) => r.name) : [];
+  return compareMigrations(knownMigrations(), applied);
+}
+
+/** Throws ERR_SCHEMA_BEHIND, saying what to run, unless every known migration has been applied. */
+export async function assertSchemaCurrent(db: Kysely<Database>, where: string): Promise<void> {
+  const status = await schemaStatus(db);
+  if (status.current) return;
+  throw new LisError(
+    'ERR_SCHEMA_BEHIND',
+    `the schema of ${where} is behind this code: ${status.missing.length} migration(s) not applied ` +
+      `(last applied ${status.lastApplied ?? 'none'}, newest known ${status.newestKnown}); run \`lis db migrate\` (with the same --config) once, then start again`,
+  );
+}

@@ -1,0 +1,25 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * The package's own folder (where package.json is), found by walking up from
+ * this file: `src/util/` when run through tsx, `dist/src/util/` when compiled.
+ * bin/ and other top-level files are found from here, not by a fixed `../..`.
+ */
+function findRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  while (!fs.existsSync(path.join(dir, 'package.json'))) {
+    const parent = path.dirname(dir);
+    if (parent === dir) throw new Error(`no package.json above ${fileURLToPath(import.meta.url)}`);
+    dir = parent;
+  }
+  return dir;
+}
+
+export const PACKAGE_ROOT = findRoot();
+
+/** A path inside the package, e.g. `packagePath('bin', 'lis_cron_frontend')`. */
+export function packagePath(...parts: string[]): string {
+  return path.join(PACKAGE_ROOT, ...parts);
+}

@@ -1,0 +1,123 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { sql } from 'kysely';
+import client from 'prom-client';
+import { recordEvent } from '../src/manager/manager-events.ts';
+import { registerManagerEventMetrics } from '../src/manager/manager-event-metrics.ts';
+import { instanceMetricsPort, metricsUrlFile } from '../src/metrics/instance-port.ts';
+import { isHealthy } from '../src/metrics/prometheus-exporter.ts';
+import { registerFrontendLagMetrics } from '../src/push/frontend-lag-metrics.ts';
+import { addFrontend } from '../src/push/frontend-registry.ts';
+import { spawnTs, waitFor } from './helpers/processes.ts';
+import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+
+/** Two consecutive loopback ports that are free now: a base port for two countries' instances. */
+async function freePortPair(): Promise<number> {
+  const bind = (port: number) =>
+    new Promise<net.Server | null>((resolve) => {
+      const server = net.createServer();
+      server.once('error', () => resolve(null));
+      server.listen(port, '127.0.0.1', () => resolve(server));
+    });
+  for (;;) {
+    const first = (await bind(0))!;
+    const port = (first.address() as net.AddressInfo).port;
+    const second = port < 65535 ? await bind(port + 1) : null;
+    await new Promise((resolve) => first.close(resolve));
+    if (second) {
+      await new Promise((resolve) => second.close(resolve));
+      return port;
+    }
+  }
+}
+
+describe('metrics per daemon instance', () => {
+  let t: TestDatabase;
+  beforeEach(async () => (t = await createTestDatabase({ overrides: { queue: { heartbeatSeconds: 0.5 } } })));
+  afterEach(async () => t.drop());
+
+  it('gives each country its own port: the base plus its place in countries; 0 picks one, null none', () => {
+    assert.equal(instanceMetricsPort(9401, 'uk', ['uk', 'de', 'fr']), 9401);
+    assert.equal(instanceMetricsPort(9401, 'fr', ['uk', 'de', 'fr']), 9403);
+    assert.equal(instanceMetricsPort(9401, 'uk', []), 9401);
+    assert.equal(instanceMetricsPort(9400, undefined, ['uk', 'de']), 9400);
+    assert.equal(instanceMetricsPort(0, 'de', ['uk', 'de']), 0);
+    assert.equal(instanceMetricsPort(null, 'de', ['uk', 'de']), null);
+    assert.equal(instanceMetricsPort(undefined, 'de', ['uk', 'de']), null);
+  });
+
+  it('/health is healthy while heartbeats come, and not after three are missed', () => {
+    assert.equal(isHealthy(0, 10), true);
+    assert.equal(isHealthy(29.9, 10), true);
+    assert.equal(isHealthy(30, 10), false);
+    assert.equal(isHealthy(2, 0.5), false);
+  });
+
+  it('two countries\' daemons on one host each serve /metrics and /health on their own port, and say where in the run dir', async function () {
+    this.timeout(90_000);
+    const base = await freePortPair();
+    const runDir = path.join(t.dir, 'run');
+    const config = t.writeConfig({ countries: ['uk', 'de'], metrics: { ports: { thumbnaild: base } }, services: { runDir } });
+    const daemons = ['uk', 'de'].map((country) => spawnTs('bin/lis_thumbnaild', ['--country', country, '--service', '--config', config]));
+    try {
+      for (const [i, country] of ['uk', 'de'].entries()) {
+        const urlFile = metricsUrlFile(runDir, 'thumbnaild', country);
+        await waitFor(() => fs.existsSync(urlFile), 30_000, `${country}'s metrics URL`);
+        const url = fs.readFileSync(urlFile, 'utf8').trim();
+        assert.equal(url, `http://127.0.0.1:${base + i}/metrics`);
+        const body = await (await fetch(url)).text();
+        assert.match(body, new RegExp(`lis_process_process_resident_memory_bytes\\{component="thumbnaild",country="${country}"\\} [1-9]`));
+        assert.match(body, /lis_store_free_bytes\{store="originals",component="thumbnaild",country="\w+"\} [1-9]\d*/);
+        let health: Response | null = null;
+        await waitFor(async () => (health = await fetch(url.replace('/metrics', '/health'))).status === 200, 20_000, `${country}'s health`);
+        const status = (await health!.json()) as { status: string; component: string; country: string; pid: number };
+        assert.deepEqual([status.status, status.component, status.country, status.pid], ['ok', 'thumbnaild', country, daemons[i].child.pid]);
+      }
+    } finally {
+      for (const d of daemons) d.child.kill('SIGTERM');
+      for (const d of daemons) assert.equal((await d.exited).code, 0, d.output());
+    }
+    for (const country of ['uk', 'de']) assert.equal(fs.existsSync(metricsUrlFile(runDir, 'thumbnaild', country)), false, 'the URL file goes with the daemon');
+  });
+
+  it('the pusher exposes each frontend\'s lag, the manager its events of the last day', async () => {
+    await addFrontend(t.db, 'n1', path.join(t.dir, 'n1'));
+    await addFrontend(t.db, 'n2', path.join(t.dir, 'n2'), false);
+    await sql`INSERT INTO live_images (country, datasource_id, image_url, stage, state)
+              VALUES ('uk', 16, 'http://feed.example.com/1.jpg', 'live', 'done'), ('uk', 16, 'http://feed.example.com/2.jpg', 'push', 'waiting'),
+                     ('de', 16, 'http://feed.example.com/3.jpg', 'push', 'waiting')`.execute(t.db);
+    const pusher = new client.Registry();
+    registerFrontendLagMetrics(pusher, t.db, 'uk');
+    const lag = await pusher.metrics();
+    assert.match(lag, /lis_frontend_lag_rows\{frontend="n1",kind="live"\} 1/);
+    assert.match(lag, /lis_frontend_lag_rows\{frontend="n1",kind="push"\} 1/);
+    assert.match(lag, /lis_frontend_enabled\{frontend="n2"\} 0/);
+
+    await recordEvent(t.db, { check: 'stuck_jobs', country: 'uk', subject: 'host1:12', rows: 40, detail: 'released' });
+    await recordEvent(t.db, { check: 'stuck_jobs', country: 'uk', subject: 'host1:13', rows: 2, detail: 'released' });
+    await sql`INSERT INTO manager_events (at, check_name, country, rows, detail) VALUES (now() - interval '2 days', 'stuck_jobs', 'uk', 99, 'old')`.execute(t.db);
+    const manager = new client.Registry();
+    registerManagerEventMetrics(manager, t.db);
+    const events = await manager.metrics();
+    assert.match(events, /lis_manager_events_last_day\{check="stuck_jobs",event_country="uk"\} 2/);
+    assert.match(events, /lis_manager_event_rows_last_day\{check="stuck_jobs",event_country="uk"\} 42/);
+  });
+
+  it('the manager serves /metrics and /health too', async function () {
+    this.timeout(60_000);
+    const runDir = path.join(t.dir, 'run');
+    const manager = spawnTs('bin/lis_managerd', ['--service', '--metrics-port', '0', '--config', t.writeConfig({ services: { runDir } })]);
+    try {
+      const urlFile = metricsUrlFile(runDir, 'managerd', undefined);
+      await waitFor(() => fs.existsSync(urlFile), 30_000, 'the manager\'s metrics URL');
+      const url = fs.readFileSync(urlFile, 'utf8').trim();
+      assert.match(await (await fetch(url)).text(), /lis_store_free_bytes\{store="originals",component="managerd",country="all"\}/);
+      await waitFor(async () => (await fetch(url.replace('/metrics', '/health'))).status === 200, 20_000, 'the manager\'s health');
+    } finally {
+      manager.child.kill('SIGTERM');
+      assert.equal((await manager.exited).code, 0, manager.output());
+    }
+  });
+});

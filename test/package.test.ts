@@ -1,0 +1,78 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ROOT } from './helpers/processes.ts';
+import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+
+/** Runs plain Node (no tsx, whatever mocha runs under) in `cwd`; its exit code and output. */
+function plainNode(cwd: string, args: string[]): Promise<{ code: number | null; out: string }> {
+  // No tsx; and the config file's database, not the run's LIS_DATABASE_URL (which would win over it).
+  const env = { ...process.env };
+  delete env.NODE_OPTIONS;
+  delete env.LIS_DATABASE_URL;
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (c) => (out += c));
+    child.stderr.on('data', (c) => (out += c));
+    child.on('close', (code) => resolve({ code, out }));
+  });
+}
+
+describe('the package, installed by another project', () => {
+  let t: TestDatabase;
+  let project: string;
+  beforeEach(async () => {
+    t = await createTestDatabase();
+    // Listing code's project: ImageSys installed by path (npm links a folder dependency like this).
+    project = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-listing-'));
+    fs.writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: 'listing', type: 'module', private: true, dependencies: { imagesys: `file:${ROOT}` } }));
+    fs.mkdirSync(path.join(project, 'node_modules'));
+    fs.symlinkSync(ROOT, path.join(project, 'node_modules', 'imagesys'));
+  });
+  afterEach(async () => {
+    fs.rmSync(project, { recursive: true, force: true });
+    await t.drop();
+  });
+
+  it('imports the compiled Interface in plain Node and answers through it', async function () {
+    this.timeout(60_000);
+    const config = t.writeConfig();
+    const script = `
+      import('imagesys').then(async (m) => {
+        const images = await m.ImageSys.open({ config: ${JSON.stringify(config)} });
+        const hash = m.lis_hash_for_url('http://feed.example.com/a.jpg');
+        const queued = await images.enqueue(['http://feed.example.com/a.jpg'], { country: 'uk', datasourceId: 16 });
+        const data = await images.getSearchApiDataForHash(hash);
+        await images.close();
+        console.log(JSON.stringify({ kind: typeof m.ImageSys, hash, inserted: queued.inserted, data }));
+      });`;
+    const run = await plainNode(project, ['-e', script]);
+    assert.equal(run.code, 0, run.out);
+    const result = JSON.parse(run.out.trim().split('\n').at(-1)!);
+    assert.equal(result.kind, 'function');
+    assert.match(result.hash, /^[0-9a-f]{32}$/);
+    assert.equal(result.inserted, 1);
+    assert.equal(result.data, null, 'queued, not live yet');
+  });
+
+  it('gives listing code written in TypeScript the types, from the declarations in dist/', async function () {
+    this.timeout(120_000);
+    fs.writeFileSync(
+      path.join(project, 'listing.ts'),
+      `import { ImageSys, type SearchApiImage } from 'imagesys';
+       const images: ImageSys = await ImageSys.open();
+       const data: SearchApiImage | null = await images.getSearchApiDataForHash('0'.repeat(32));
+       const wrong: number = data?.url ?? 0;
+       export { wrong };\n`,
+    );
+    fs.writeFileSync(path.join(project, 'tsconfig.json'), JSON.stringify({ compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true, skipLibCheck: true, types: [] }, files: ['listing.ts'] }));
+    const run = await plainNode(project, [path.join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', '.']);
+    // The one error is the deliberate one: the types are real (url is a string), not `any`.
+    assert.equal(run.code, 2, run.out);
+    assert.match(run.out, /listing\.ts\(4,\d+\): error TS2322: Type 'string \| 0' is not assignable to type 'number'/);
+    assert.equal(run.out.match(/error TS/g)?.length, 1, run.out);
+  });
+});
