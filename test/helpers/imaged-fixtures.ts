@@ -119,8 +119,10 @@ export async function startNginx(dir: string, root: string, upstreamPort: number
     .replaceAll('listen 80;', `listen 127.0.0.1:${port};`)
     .replaceAll('/var/www/thumbs', root)
     .replaceAll('127.0.0.1:8480', `127.0.0.1:${upstreamPort}`);
+  // Workers as the user running the test: the temp folders are private to it (as root, nginx would otherwise drop to nobody).
+  const user = process.getuid?.() === 0 ? 'user root;\n' : '';
   const conf = `daemon off;
-master_process on;
+${user}master_process on;
 worker_processes 1;
 pid ${dir}/nginx.pid;
 error_log ${dir}/logs/error.log warn;

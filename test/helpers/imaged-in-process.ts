@@ -11,7 +11,7 @@ import { SchemeFetcher } from '../../src/download/fetch-by-scheme.ts';
 import { createImagedServer } from '../../src/imaged/imaged-server.ts';
 import { ThumbnailService } from '../../src/imaged/thumbnail-service.ts';
 import { closeLogger, createLogger } from '../../src/log/create-logger.ts';
-import { originalPath, thumbnailRelativePath } from '../../src/store/store-layout.ts';
+import { originalPath, thumbnailRelativePath, thumbnailStorePath } from '../../src/store/store-layout.ts';
 import { createThumbnailWorker } from '../../src/thumbnail/thumbnail-worker.ts';
 
 /** lis_imaged's server and service in this process, on a loopback port: real HTTP, real database, real sharp. */
@@ -79,6 +79,12 @@ export async function insertLiveRow(db: Db, config: LisConfig, url: string, orig
     presets: Object.fromEntries(presets.map((p) => [p, { width: 1, height: 1, bytes: 1, path: pathOf(p).slice(1) }])),
   };
   await db.updateTable('live_images').set({ image_data: JSON.stringify(imageData) }).where('id', '=', id).execute();
+  // The listed presets' files, as the thumbnailer left them in the store (the pusher checks they are there).
+  for (const p of presets) {
+    const file = thumbnailStorePath(config, pathOf(p).slice(1));
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, `stand-in for ${p}`);
+  }
   return { id, hash, pathOf };
 }
 
