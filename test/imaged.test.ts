@@ -38,7 +38,7 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
 
   async function setup(imaged: LisConfigInput['imaged'] = {}, extra: LisConfigInput = {}) {
     t = await createTestDatabase({ overrides: { download: TEST_DOWNLOAD, thumbnail: { presets: PRESETS }, imaged, ...extra } });
-    const server = await startImagedInProcess(t.config, t.db);
+    const server = await startImagedInProcess(t.config, t.db, t.url);
     closers.push(server.close);
     return server;
   }

@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { parseIntFlag } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
 import { runCommand, usageErrorsExit2 } from '../cli/exit-on-error.ts';
-import { openDatabase, openDatabaseWaiting, type Db } from '../db/connect.ts';
+import { createDb, databaseUrl, openDatabase, openDatabaseWaiting, type Db } from '../db/connect.ts';
 import { createDownloadClient } from '../download/download-client.ts';
 import { SchemeFetcher } from '../download/fetch-by-scheme.ts';
 import { heartbeat, markStopped, registerWorker, workerIdFor } from '../daemon/worker-registry.ts';
@@ -39,10 +39,8 @@ export async function imagedMain(argv = process.argv): Promise<void> {
     const log = createLogger({ component: 'imaged', log: config.log, screen: !flags.service, verbose: flags.verbose });
     const scope = { scope: 'Imaged::main' };
     const { controller, uninstall } = installStopSignals((signal) => log.info(`${signal} received: finishing the requests in hand`, scope));
-    // Each generation holds a connection for its advisory lock and uses one more for its queries.
-    const poolSize = Math.max(config.database.poolSize, config.imaged.maxGenerations * 2 + 2);
-    const dbConfig = { ...config, database: { ...config.database, poolSize } };
     let db: Db | null = null;
+    let locks: Db | null = null;
     const client = createDownloadClient(config.download);
     const fetcher = new SchemeFetcher(client, config);
     const workerId = workerIdFor(config.host, process.pid);
@@ -50,13 +48,14 @@ export async function imagedMain(argv = process.argv): Promise<void> {
     try {
       const onPoolError = (error: Error) => log.warn(`Database connection lost: ${errorMessage(error)}`, scope);
       db = flags.service
-        ? await openDatabaseWaiting(dbConfig, { retryForMs: 10 * 60_000, signal: controller.signal, onPoolError, onRetry: (m) => log.warn(m, scope) })
-        : await openDatabase(dbConfig, { onPoolError });
+        ? await openDatabaseWaiting(config, { retryForMs: 10 * 60_000, signal: controller.signal, onPoolError, onRetry: (m) => log.warn(m, scope) })
+        : await openDatabase(config, { onPoolError });
       const database = db;
+      locks = createDb(await databaseUrl(config), config.imaged.maxGenerations, onPoolError);
       // Registered like the daemons, so that if this process dies holding a row, lis_managerd gives it back.
       await registerWorker(database, { id: workerId, component: 'imaged', host: config.host, pid: process.pid, country: null });
       const thumbnailer = createThumbnailWorker({ config, db: database });
-      const service = new ThumbnailService({ config, db: database, log, workerId, fetcher, thumbnailer });
+      const service = new ThumbnailService({ config, db: database, locks, log, workerId, fetcher, thumbnailer });
       const server = createImagedServer(config, service, log);
       beat = setInterval(() => void heartbeat(database, workerId, { done: 0, failed: 0, holding: service.gate.stats.running }).catch((error: unknown) => log.warn(`heartbeat: ${errorMessage(error)}`, scope)), config.queue.heartbeatSeconds * 1000);
       await new Promise<void>((resolve, reject) => {
@@ -84,6 +83,7 @@ export async function imagedMain(argv = process.argv): Promise<void> {
       client.destroy();
       if (db) await markStopped(db, workerId).catch(() => {});
       uninstall();
+      await locks?.destroy();
       await db?.destroy();
       await closeLogger(log);
     }

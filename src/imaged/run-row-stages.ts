@@ -18,6 +18,11 @@ import { candidateUrls } from './origin-urls.ts';
 export interface StageRunner {
   config: LisConfig;
   db: Db;
+  /**
+   * A pool of its own, `imaged.maxGenerations` connections, for the advisory locks: each generation
+   * holds one for its whole run, so they can never take the connections its queries need.
+   */
+  locks: Db;
   log: Logger;
   workerId: string;
   fetcher: SchemeFetcher;

@@ -89,7 +89,7 @@ export class ThumbnailService {
   private async generate(country: string, hash: string, preset: string, signal: AbortSignal): Promise<Answer> {
     const { config, log } = this.runner;
     const timeoutMs = Math.ceil(config.imaged.timeoutSeconds * 1000);
-    return this.db.transaction().execute(async (trx) => {
+    return this.runner.locks.transaction().execute(async (trx) => {
       await sql`SELECT set_config('lock_timeout', ${`${timeoutMs}ms`}, true)`.execute(trx);
       const started = Date.now();
       await sql`SELECT pg_advisory_xact_lock(${LOCK_NAMESPACE}::int, hashtext(${`${country}/${hash}`}))`.execute(trx);

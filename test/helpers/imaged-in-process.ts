@@ -5,7 +5,7 @@ import path from 'node:path';
 import { once } from 'node:events';
 import { sql } from 'kysely';
 import type { LisConfig } from '../../src/config/config-schema.ts';
-import type { Db } from '../../src/db/connect.ts';
+import { createDb, type Db } from '../../src/db/connect.ts';
 import { createDownloadClient } from '../../src/download/download-client.ts';
 import { SchemeFetcher } from '../../src/download/fetch-by-scheme.ts';
 import { createImagedServer } from '../../src/imaged/imaged-server.ts';
@@ -15,11 +15,12 @@ import { originalPath, thumbnailRelativePath, thumbnailStorePath } from '../../s
 import { createThumbnailWorker } from '../../src/thumbnail/thumbnail-worker.ts';
 
 /** lis_imaged's server and service in this process, on a loopback port: real HTTP, real database, real sharp. */
-export async function startImagedInProcess(config: LisConfig, db: Db): Promise<{ url: string; service: ThumbnailService; close: () => Promise<void> }> {
+export async function startImagedInProcess(config: LisConfig, db: Db, url: string): Promise<{ url: string; service: ThumbnailService; close: () => Promise<void> }> {
   const log = createLogger({ component: 'imaged', log: config.log, screen: false });
   const client = createDownloadClient(config.download);
   const fetcher = new SchemeFetcher(client, config);
-  const service = new ThumbnailService({ config, db, log, workerId: `testhost:imaged-${process.pid}`, fetcher, thumbnailer: createThumbnailWorker({ config, db }) });
+  const locks = createDb(url, config.imaged.maxGenerations);
+  const service = new ThumbnailService({ config, db, locks, log, workerId: `testhost:imaged-${process.pid}`, fetcher, thumbnailer: createThumbnailWorker({ config, db }) });
   const server = createImagedServer(config, service, log);
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
@@ -31,6 +32,7 @@ export async function startImagedInProcess(config: LisConfig, db: Db): Promise<{
       await new Promise((resolve) => server.close(resolve));
       fetcher.destroy();
       client.destroy();
+      await locks.destroy();
       await closeLogger(log);
     },
   };
