@@ -8,7 +8,7 @@ import { writeFileAtomic } from '../store/atomic-file.ts';
 import { originalPath, thumbnailRelativePath, thumbnailStorePath } from '../store/store-layout.ts';
 import { ImageError } from '../thumbnail/image-error.ts';
 import { makeThumbnails } from '../thumbnail/make-thumbnails.ts';
-import { processDetails } from '../thumbnail/process-details.ts';
+import { processDetails, type ResolvedDetails } from '../thumbnail/process-details.ts';
 import { candidateUrls } from './origin-urls.ts';
 import { fetchFromCandidates } from './fetch-candidates.ts';
 
@@ -44,7 +44,7 @@ export async function makePresetOfRow(db: Db, config: LisConfig, fetcher: Scheme
     if (outcome.kind === 'failed') throw new NotMadeError(502, `the original is not in the store and could not be fetched again: ${outcome.failure.errorClass}: ${outcome.failure.reason}`);
     original = await readFile(file);
   }
-  const details = await processDetails(db, row.country, row.datasource_id, config.thumbnail.defaults);
+  const details = await detailsOf(db, config, row);
   let made;
   try {
     // Only this preset: the decode shrinks on load to its size alone, the cheapest a miss can be.
@@ -66,6 +66,22 @@ export async function makePresetOfRow(db: Db, config: LisConfig, fetcher: Scheme
   };
   await recordPreset(db, row.id, preset, entry);
   return output.files;
+}
+
+/** Process details per datasource, read at most every DETAILS_MS: a miss should not cost a round trip for them. */
+const DETAILS_MS = 10_000;
+const detailsCaches = new WeakMap<Db, Map<string, { at: number; details: Promise<ResolvedDetails> }>>();
+
+function detailsOf(db: Db, config: LisConfig, row: RowForPreset): Promise<ResolvedDetails> {
+  let detailsCache = detailsCaches.get(db);
+  if (!detailsCache) detailsCaches.set(db, (detailsCache = new Map()));
+  const key = `${row.country}:${row.datasource_id}`;
+  const found = detailsCache.get(key);
+  if (found && Date.now() - found.at < DETAILS_MS) return found.details;
+  const details = processDetails(db, row.country, row.datasource_id, config.thumbnail.defaults);
+  void details.catch(() => detailsCache.delete(key));
+  detailsCache.set(key, { at: Date.now(), details });
+  return details;
 }
 
 /**

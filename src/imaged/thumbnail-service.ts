@@ -90,9 +90,9 @@ export class ThumbnailService {
     const { config, log } = this.runner;
     const timeoutMs = Math.ceil(config.imaged.timeoutSeconds * 1000);
     return this.runner.locks.transaction().execute(async (trx) => {
-      await sql`SELECT set_config('lock_timeout', ${`${timeoutMs}ms`}, true)`.execute(trx);
       const started = Date.now();
-      await sql`SELECT pg_advisory_xact_lock(${LOCK_NAMESPACE}::int, hashtext(${`${country}/${hash}`}))`.execute(trx);
+      // One round trip: the wait for the lock is bounded by lock_timeout, set first in the same statement.
+      await sql`SELECT set_config('lock_timeout', ${`${timeoutMs}ms`}, true), pg_advisory_xact_lock(${LOCK_NAMESPACE}::int, hashtext(${`${country}/${hash}`}))`.execute(trx);
       // Another process may have made it while we waited for the lock.
       const waited = await this.fromStore(country, hash, preset, 'jpg');
       if (waited) return { picture: waited, source: 'waited' as const };
