@@ -136,8 +136,18 @@ export class ThumbnailService {
       const found = await this.fromStore(country, hash, preset, 'jpg');
       if (found) return found;
       const row = await this.db.selectFrom('live_images').select(['state', 'locked_by', 'next_attempt_at']).where('id', '=', id).executeTakeFirst();
-      // Not held and not about to be: nobody is making it.
-      if (!row || row.state !== 'waiting' || (row.locked_by === null && row.next_attempt_at.getTime() > Date.now() + 1000)) return null;
+      if (!row || row.state !== 'waiting') return this.fromStore(country, hash, preset, 'jpg');
+      if (row.locked_by === null) {
+        // Given back (or between two stages) and due: work it here after all; not due: nobody is making it.
+        if (row.next_attempt_at.getTime() > Date.now() + 1000) return null;
+        const outcome = await runRowStages(this.runner, id, signal);
+        if (outcome.claimed && !outcome.result.ok) throw new NotMadeError(404, `${outcome.stage}: ${outcome.result.failure.errorClass}: ${outcome.result.failure.reason}`);
+        if (outcome.claimed && outcome.stage === 'thumbnail') {
+          this.generations++;
+          this.runner.log.info(`${country}/${hash}_${preset}: made by working the queued row's stages`, { scope: 'Imaged::make' });
+        }
+        continue;
+      }
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     return null;
