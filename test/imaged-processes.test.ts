@@ -72,6 +72,8 @@ describe('lis_imaged as processes: two at once, and behind a real nginx', functi
     assert.ok((data.image_data as { presets: Record<string, unknown> }).presets.medium);
     assert.equal((await rawGet(nginx.url, '/uk/../../etc/passwd')).status, 400);
     assert.equal((await rawGet(nginx.url, '/nosuch/small/a.jpg')).status, 404);
+    assert.equal((await rawGet(nginx.url, '/metrics')).status, 404, "lis_imaged's metrics are not public");
+    assert.equal((await rawGet(imaged.url, '/metrics')).status, 200);
 
     const push = spawnTs('bin/lis_pusherd', ['--country', 'uk', '--config', config], { LIS_DATABASE_URL: t.url });
     const { code } = await push.exited;

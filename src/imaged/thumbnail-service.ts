@@ -142,7 +142,9 @@ export class ThumbnailService {
         if (row.next_attempt_at.getTime() > Date.now() + 1000) return null;
         const outcome = await runRowStages(this.runner, id, signal);
         if (outcome.claimed && !outcome.result.ok) throw new NotMadeError(404, `${outcome.stage}: ${outcome.result.failure.errorClass}: ${outcome.result.failure.reason}`);
-        if (outcome.claimed && outcome.stage === 'thumbnail') {
+        // Not claimable here either (its files are on another host): that host's daemon will make it.
+        if (!outcome.claimed) return null;
+        if (outcome.stage === 'thumbnail') {
           this.generations++;
           this.runner.log.info(`${country}/${hash}_${preset}: made by working the queued row's stages`, { scope: 'Imaged::make' });
         }
