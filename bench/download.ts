@@ -65,7 +65,7 @@ async function main(): Promise<void> {
         database: { url: bench.url },
         stores: { originals: path.join(dir, `daemon-${kind}`) },
         log: { dir: path.join(dir, 'log') },
-        download: { concurrency, perHostConcurrency: concurrency, allowAddresses: ['127.0.0.1/32'] },
+        download: { concurrency, perHostConcurrency: concurrency, allowAddresses: ['127.0.0.1:*'] },
       }, {});
       const urls = Array.from({ length: n }, (_, i) => `${origin}/${kind}/${i}.jpg`);
       await bench.db.insertInto('live_images').values(urls.map((image_url) => ({ country: 'uk', datasource_id: 1, image_url }))).execute();

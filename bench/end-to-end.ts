@@ -105,7 +105,7 @@ fs.writeFileSync(configFile, JSON.stringify({
   database: { url },
   stores: { originals: path.join(work, 'originals'), thumbnails: path.join(work, 'thumbnails') },
   log: { dir: path.join(work, 'log') },
-  download: { allowAddresses: ['127.0.0.1/32'] },
+  download: { allowAddresses: ['127.0.0.1:*'] },
   queue: { pollSeconds: 0.2 },
   ...(process.env.E2E_IN_FLIGHT ? { thumbnail: { imagesInFlight: Number(process.env.E2E_IN_FLIGHT) } } : {}),
 }));

@@ -156,7 +156,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const common: LisConfigInput = {
     database: { url: url.toString(), poolSize: 3 },
     queue: { chunkSize: 50, maxAttempts: 2, heartbeatSeconds: 1, pollSeconds: 1, backoff: { baseSeconds: 1, maxSeconds: 3, jitter: 0.25 } },
-    download: { allowAddresses: ['127.0.0.1/32', '127.0.0.2/32'], timeouts: { connectSeconds: 5, firstByteSeconds: 5, totalSeconds: 5 }, maxBytes: 1024 * 1024, stopGraceSeconds: 2 },
+    download: { allowAddresses: ['127.0.0.1:*', '127.0.0.2:*'], timeouts: { connectSeconds: 5, firstByteSeconds: 5, totalSeconds: 5 }, maxBytes: 1024 * 1024, stopGraceSeconds: 2 },
     manager: { staleWorkerSeconds: STALE_SECONDS, schedule: { stuck_jobs: '*/2 * * * * *', bad_retry_jobs: '*/10 * * * * *', bad_datasources: null } },
   };
   const members: Member[] = [];

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../config/load-config.ts';
-import { createDb, databaseUrl, migrateToLatest, redactUrl } from '../db/connect.ts';
-import { embeddedStatus, stopEmbedded } from '../db/embedded-server.ts';
+import { connectionFailure, createDb, databaseUrl, describeServer, migrateToLatest, pendingMigrations, redactUrl } from '../db/connect.ts';
+import { embeddedStatus, embeddedUrl, stopEmbedded } from '../db/embedded-server.ts';
+import { errorMessage } from '../errors.ts';
 import { runCommand } from './exit-on-error.ts';
 
 const configOf = (command: Command) => loadConfig({ file: command.optsWithGlobals().config });
@@ -41,17 +42,30 @@ export function addDbCommand(program: Command): void {
     );
 
   db.command('status')
-    .description('say whether the database is up and its schema current')
+    .description('say whether the database is up (the port it listens on) and its schema current; exit 3 when it is not reachable')
     .action((_, command: Command) =>
       runCommand(async () => {
         const config = configOf(command);
-        if (!config.database.url) {
+        let url = config.database.url;
+        if (!url) {
           const s = embeddedStatus(config.database.embedded);
           console.log(`embedded PostgreSQL: ${s.running ? `running (pid ${s.pid}, port ${s.port})` : s.initialised ? 'stopped' : 'not initialised'}; data ${s.dataDir}`);
-          return s.running ? 0 : 3;
+          if (!s.running) return 3;
+          url = embeddedUrl(config.database.embedded, undefined, s.port);
+        } else {
+          console.log(`configured database: ${redactUrl(url)}`);
         }
-        console.log(`configured database: ${redactUrl(config.database.url)}`);
-        return 0;
+        const kdb = createDb(url, 1);
+        try {
+          const pending = await pendingMigrations(kdb);
+          console.log(pending.length === 0 ? 'schema: current' : `schema: behind, ${pending.length} migrations to apply (npx lis db migrate): ${pending.join(', ')}`);
+          return 0;
+        } catch (error) {
+          console.log(connectionFailure(url, error)?.message ?? `cannot read the schema's state at ${describeServer(url)}: ${errorMessage(error)}`);
+          return 3;
+        } finally {
+          await kdb.destroy();
+        }
       }),
     );
 

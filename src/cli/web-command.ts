@@ -3,6 +3,7 @@ import { parseIntFlag } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
 import { openDatabase } from '../db/connect.ts';
 import { installStopSignals } from '../daemon/signals.ts';
+import { exposedBindWarning } from '../util/bind-address.ts';
 import { createStatusServer } from '../web/status-server.ts';
 import { runCommand } from './exit-on-error.ts';
 
@@ -19,13 +20,15 @@ export function addWebCommand(program: Command): void {
         const port = opts.port === undefined ? config.metrics.webPort : parseIntFlag('--port', opts.port, 0, 65535);
         const host = opts.host ?? config.metrics.host;
         const db = await openDatabase(config);
-        const server = createStatusServer(db, config);
+        const server = createStatusServer(db, config, host);
         await new Promise<void>((resolve, reject) => {
           server.once('error', reject);
           server.listen(port, host, () => resolve());
         });
         const address = server.address() as { port: number };
-        console.log(`ImageSys status page at http://${host}:${address.port}/`);
+        console.log(`ImageSys status page at http://${host.includes(':') ? `[${host}]` : host}:${address.port}/`);
+        const warning = exposedBindWarning('lis web', host);
+        if (warning) console.warn(`warning: ${warning}`);
         const { controller } = installStopSignals(() => {});
         await new Promise<void>((resolve) => controller.signal.addEventListener('abort', () => resolve(), { once: true }));
         server.closeAllConnections();

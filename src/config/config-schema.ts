@@ -28,7 +28,9 @@ export const configSchema = z.strictObject({
     embedded: z.strictObject({
       dataDir: z.string().default('./var/pg'),
       port: positiveInt.max(65535).default(54329),
-      user: z.string().default('imagesys'),
+      /** The daemons' role: no superuser; its password is random, kept in `<dataDir>.password` (mode 0600). */
+      user: z.string().regex(/^[a-z_][a-z0-9_]*$/, 'a plain role name').refine((u) => u !== 'postgres', 'not postgres: that is the superuser').default('imagesys'),
+      /** Only for a data folder made before the password files: its superuser's password, used once to upgrade it. */
       password: z.string().default('imagesys'),
       database: z.string().regex(/^[a-z_][a-z0-9_]*$/).default('imagesys'),
     }).prefault({}),
@@ -74,6 +76,8 @@ export const configSchema = z.strictObject({
     ports: z.record(z.string(), z.number().int().min(0).max(65535).nullable()).default({}),
     /** `lis web`'s port. */
     webPort: z.number().int().min(0).max(65535).default(8470),
+    /** Host names `lis web` answers besides localhost, `host`, its bind address and IP addresses (others get 421: DNS rebinding). */
+    webHostNames: z.array(z.string().regex(/^[A-Za-z0-9.-]+$/, 'a host name such as status.example.com')).default([]),
   }).prefault({}),
   manager: managerConfigSchema.prefault({}),
   upkeep: upkeepConfigSchema.prefault({}),

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { parseCidr } from '../download/address-policy.ts';
+import { parseAllowEntry } from '../download/address-policy.ts';
 
 const positiveInt = z.number().int().positive();
 const seconds = z.number().positive();
@@ -32,18 +32,19 @@ export const downloadConfigSchema = z.strictObject({
   /** Redirects followed per download; more is a failure (`redirect_loop`). */
   maxRedirects: z.number().int().min(0).max(20).default(5),
   /**
-   * Address ranges (CIDR) allowed although they are loopback, private,
-   * link-local, CGNAT, multicast or reserved; e.g. `["127.0.0.1/32"]` for a
-   * local test server. Default none.
+   * Addresses allowed although they are loopback, private, link-local,
+   * CGNAT, multicast or reserved, with the ports they open: `127.0.0.1`,
+   * `10.0.0.0/8` (ports 80 and 443 only), `10.0.0.5:8080`, `127.0.0.1:*`
+   * (every port), `[::1]:8080`, `fc00::/7`. Default none.
    */
   allowAddresses: z.array(z.string().refine((cidr) => {
     try {
-      parseCidr(cidr);
+      parseAllowEntry(cidr);
       return true;
     } catch {
       return false;
     }
-  }, 'an address range such as 127.0.0.1/32 or fc00::/7')).default([]),
+  }, 'an address or range with an optional port, such as 127.0.0.1, 10.0.0.0/8:8080, 127.0.0.1:* or [::1]:8080')).default([]),
   /** On SIGTERM, in-flight downloads get this long to finish; the rest are given back untouched. */
   stopGraceSeconds: z.number().min(0).max(600).default(10),
 });

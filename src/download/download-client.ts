@@ -3,9 +3,9 @@ import https from 'node:https';
 import got, { type Got } from 'got';
 import { HttpProxyAgent, HttpsProxyAgent } from 'hpagent';
 import type { DownloadConfig } from '../config/download-config.ts';
-import { addressPolicy, parseIp, type AddressPolicy } from './address-policy.ts';
+import { addressPolicy, parseIp, urlPort, type AddressPolicy } from './address-policy.ts';
 import { DownloadError, refusedAddress } from './download-error.ts';
-import { checkHostBeforeProxy, safeLookup } from './safe-lookup.ts';
+import { checkHostBeforeProxy, policeAgent } from './safe-lookup.ts';
 
 /** Idle keep-alive sockets are closed after this long (servers often close theirs after 5-60 s). */
 const FREE_SOCKET_MS = 15_000;
@@ -29,7 +29,7 @@ export function checkTargetUrl(url: URL, policy: AddressPolicy): void {
   }
   const host = url.hostname.replace(/^\[|\]$/g, '');
   if (parseIp(host)) {
-    const why = policy.refusal(host);
+    const why = policy.refusal(host, urlPort(url));
     if (why) throw refusedAddress(host, why);
   }
 }
@@ -44,24 +44,21 @@ export function checkTargetUrl(url: URL, policy: AddressPolicy): void {
 export function createDownloadClient(config: DownloadConfig, options: { noproxy?: boolean } = {}): DownloadClient {
   const policy = addressPolicy(config.allowAddresses);
   const proxy = options.noproxy ? null : config.proxy;
-  const lookup = safeLookup(policy);
   const agentOptions = { keepAlive: true, maxSockets: config.concurrency, maxFreeSockets: config.perHostConcurrency, scheduling: 'lifo' as const, timeout: FREE_SOCKET_MS };
   const agent = proxy
     ? { http: new HttpProxyAgent({ ...agentOptions, proxy }), https: new HttpsProxyAgent({ ...agentOptions, proxy }) }
-    : { http: new http.Agent({ ...agentOptions, lookup }), https: new https.Agent({ ...agentOptions, lookup }) };
+    : { http: policeAgent(new http.Agent(agentOptions), policy), https: policeAgent(new https.Agent(agentOptions), policy) };
   const connect = config.timeouts.connectSeconds * 1000;
   const firstByte = config.timeouts.firstByteSeconds * 1000;
 
   const checkTarget = async (target: { url?: string | URL }) => {
     const url = target.url instanceof URL ? target.url : new URL(String(target.url));
     checkTargetUrl(url, policy);
-    if (proxy && !parseIp(url.hostname.replace(/^\[|\]$/g, ''))) await checkHostBeforeProxy(policy, url.hostname);
+    if (proxy && !parseIp(url.hostname.replace(/^\[|\]$/g, ''))) await checkHostBeforeProxy(policy, url.hostname, urlPort(url));
   };
 
   const instance = got.extend({
     agent,
-    // Also on the request, in case an agent is ever swapped: the agent's own option wins in Node.
-    dnsLookup: proxy ? undefined : lookup,
     http2: false,
     // The idle timeout (a body that stalls) is a little longer than the first-byte one, so that a
     // server slow to answer is reported as such rather than as an idle socket.

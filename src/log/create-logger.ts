@@ -26,7 +26,8 @@ const lineFormat = winston.format.printf((info) =>
     scope: info.scope as string | undefined,
     pid: process.pid,
     country: info.country as string | undefined,
-    message: String(info.message) + (info.stack && info.level === 'debug' ? `\n${info.stack}` : ''),
+    message: String(info.message),
+    detail: info.stack && info.level === 'debug' ? String(info.stack) : undefined,
   }),
 );
 

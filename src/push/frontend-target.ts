@@ -52,9 +52,14 @@ function cleanPath(target: string, p: string): string {
   return trimmed === '' && p.startsWith('/') ? '/' : trimmed;
 }
 
-/** What `lis frontend add` stores: relative local paths made absolute against the working folder. */
+/**
+ * What `lis frontend add` stores: relative local paths made absolute against
+ * the working folder. `..` is refused before that: resolving would quietly
+ * turn `../../etc` into `/etc`.
+ */
 export function normaliseTarget(target: string, cwd = process.cwd()): string {
   const t = target.trim();
+  if (t.split(/[/\\]/).includes('..')) throw new FrontendTargetError(target, 'the path may not contain ..');
   const local = t.startsWith('./') || t.startsWith('../') || t === '.' || t === '..';
   const absolute = local ? path.resolve(cwd, t) : t;
   return formatTarget(parseFrontendTarget(absolute));

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import type { LisConfig } from '../config/config-schema.ts';
 import type { Db } from '../db/connect.ts';
 import { errorMessage } from '../errors.ts';
+import { hostHeaderCheck } from './host-check.ts';
 import { lookupImage } from './lookup-image.ts';
 import { overview } from './overview.ts';
 
@@ -18,35 +19,63 @@ function json(res: http.ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store' }).end(JSON.stringify(body));
 }
 
+/** `/thumbs/<path>` with its escapes undone; null when the escapes are broken. */
+function thumbnailPath(pathname: string): string | null {
+  try {
+    return decodeURIComponent(pathname.slice('/thumbs/'.length));
+  } catch {
+    return null;
+  }
+}
+
+async function handle(req: http.IncomingMessage, res: http.ServerResponse, db: Db, config: LisConfig, hostAllowed: (host: string | undefined) => boolean): Promise<void> {
+  // DNS rebinding: a page of another site whose name now points here must not read us.
+  if (!hostAllowed(req.headers.host)) return json(res, 421, { error: `this server does not answer for host ${JSON.stringify(req.headers.host ?? '')}; add it to metrics.webHostNames` });
+  let url: URL;
+  try {
+    url = new URL(req.url ?? '/', 'http://status');
+  } catch {
+    return json(res, 400, { error: 'bad request target' });
+  }
+  if (req.method !== 'GET') return json(res, 405, { error: 'read-only: GET only' });
+  if (url.pathname === '/') return void res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' }).end(PAGE);
+  if (url.pathname === '/api/overview') return json(res, 200, await overview(db, config));
+  if (url.pathname === '/api/lookup') {
+    const q = url.searchParams.get('q') ?? '';
+    if (!q.trim() || q.length > config.enqueue.maxUrlLength) return json(res, 400, { error: 'give an image URL or hash' });
+    return json(res, 200, await lookupImage(db, q));
+  }
+  if (url.pathname.startsWith('/thumbs/')) {
+    const rel = thumbnailPath(url.pathname);
+    if (rel === null || !THUMBNAIL_PATH.test(rel)) return json(res, 404, { error: 'no such thumbnail' });
+    const file = path.join(config.stores.thumbnails, rel);
+    if (!fs.existsSync(file)) return json(res, 404, { error: 'not in this host\'s store' });
+    res.writeHead(200, { 'Content-Type': TYPES[rel.slice(rel.lastIndexOf('.') + 1)] });
+    fs.createReadStream(file).on('error', () => res.destroy()).pipe(res);
+    return;
+  }
+  json(res, 404, { error: 'not found' });
+}
+
 /**
  * The status page: reads, never writes. `/` the page, `/api/overview` its
  * figures, `/api/lookup?q=URL-or-hash` one image, `/thumbs/<path>` thumbnails
- * from this host's store. Only GET.
+ * from this host's store. Only GET, only for the host names of
+ * hostHeaderCheck (others get 421). No request, however malformed, can stop
+ * it: each one's failure is answered (or its socket closed) and forgotten.
  */
-export function createStatusServer(db: Db, config: LisConfig): http.Server {
-  return http.createServer(async (req, res) => {
-    const url = new URL(req.url ?? '/', 'http://status');
-    try {
-      if (req.method !== 'GET') return json(res, 405, { error: 'read-only: GET only' });
-      if (url.pathname === '/') return void res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' }).end(PAGE);
-      if (url.pathname === '/api/overview') return json(res, 200, await overview(db, config));
-      if (url.pathname === '/api/lookup') {
-        const q = url.searchParams.get('q') ?? '';
-        if (!q.trim() || q.length > config.enqueue.maxUrlLength) return json(res, 400, { error: 'give an image URL or hash' });
-        return json(res, 200, await lookupImage(db, q));
-      }
-      if (url.pathname.startsWith('/thumbs/')) {
-        const rel = decodeURIComponent(url.pathname.slice('/thumbs/'.length));
-        if (!THUMBNAIL_PATH.test(rel)) return json(res, 404, { error: 'no such thumbnail' });
-        const file = path.join(config.stores.thumbnails, rel);
-        if (!fs.existsSync(file)) return json(res, 404, { error: 'not in this host\'s store' });
-        res.writeHead(200, { 'Content-Type': TYPES[rel.slice(rel.lastIndexOf('.') + 1)] });
-        fs.createReadStream(file).pipe(res);
-        return;
-      }
-      json(res, 404, { error: 'not found' });
-    } catch (error) {
-      json(res, 500, { error: errorMessage(error) });
-    }
+export function createStatusServer(db: Db, config: LisConfig, bindHost = config.metrics.host): http.Server {
+  const hostAllowed = hostHeaderCheck([config.host, bindHost, ...config.metrics.webHostNames]);
+  const server = http.createServer((req, res) => {
+    void handle(req, res, db, config, hostAllowed).catch((error: unknown) => {
+      if (!res.headersSent) json(res, 500, { error: errorMessage(error) });
+      else res.destroy();
+    });
   });
+  // A request line or header the parser refuses: answer 400 and close, rather than let it surface as an error.
+  server.on('clientError', (_error, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    else socket.destroy();
+  });
+  return server;
 }
