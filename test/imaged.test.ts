@@ -57,9 +57,10 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     assert.deepEqual(await sharp(made.body).metadata().then((m) => [m.format, m.width, m.height]), ['jpeg', 320, 240]);
     const stored = thumbnailStorePath(t.config, row.pathOf('medium').slice(1));
     assert.deepEqual(fs.readFileSync(stored), made.body);
-    const after = await t.db.selectFrom('live_images').select(['image_data', 'stage']).where('id', '=', row.id).executeTakeFirstOrThrow();
+    const after = await t.db.selectFrom('live_images').select(['image_data', 'live_data', 'stage']).where('id', '=', row.id).executeTakeFirstOrThrow();
     const presets = (after.image_data as { presets: Record<string, { path: string; width: number }> }).presets;
     assert.deepEqual(Object.keys(presets).sort(), ['medium', 'small']);
+    assert.deepEqual(Object.keys((after.live_data as { presets: object }).presets).sort(), ['medium', 'small'], 'the Interface serves it at once');
     assert.equal(presets.medium.path, row.pathOf('medium').slice(1));
     assert.equal(after.stage, 'live');
     // Queued for pushing: the frontend's record no longer counts as pushed, so the pusher's backfill sends it.

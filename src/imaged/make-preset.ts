@@ -85,7 +85,8 @@ function detailsOf(db: Db, config: LisConfig, row: RowForPreset): Promise<Resolv
 }
 
 /**
- * Adds (or replaces) one preset in a row's image_data, and marks the row not
+ * Adds (or replaces) one preset in a row's image_data (and, on a live row, in
+ * the live_data the Interface answers with), and marks the row not
  * pushed to any frontend, so the pusher's backfill sends its files again: the
  * request came from a frontend that lacked one, and which one is not known.
  */
@@ -93,7 +94,11 @@ async function recordPreset(db: Db, id: string, preset: string, entry: ImageData
   await sql`
     WITH row AS (
       UPDATE live_images
-         SET image_data = jsonb_set(coalesce(image_data, '{}'::jsonb), ARRAY['presets', ${preset}]::text[], ${JSON.stringify(entry)}::jsonb, true),
+         SET image_data = jsonb_set(image_data, ARRAY['presets', ${preset}]::text[], ${JSON.stringify(entry)}::jsonb, true),
+             -- A live row serves the new preset at once: a frontend that lacks its file asks lis_imaged for it.
+             live_data = CASE WHEN stage = 'live' AND live_data ? 'presets'
+                              THEN jsonb_set(live_data, ARRAY['presets', ${preset}]::text[], ${JSON.stringify(entry)}::jsonb, true)
+                              ELSE live_data END,
              updated_at = now()
        WHERE id = ${id}::bigint AND image_data ? 'presets'
       RETURNING country, image_hash)

@@ -21,7 +21,9 @@ export async function claimRow(db: Db, id: string, workerId: string, storeHost: 
            DELETE FROM claimable_rows
             WHERE ctid = ANY(ARRAY(
                     SELECT c.ctid FROM claimable_rows c JOIN live_images l ON l.id = c.id
-                     WHERE l.id = ${id}::bigint AND c.country = l.country AND c.id = l.id AND ${claimable(storeHost)}
+                     WHERE l.id = ${id}::bigint AND ${claimable(storeHost)}
+                       -- Every key column, both priorities: the claim index finds the entry without walking the backlog.
+                       AND c.country = l.country AND c.stage = l.stage AND c.store_host = l.store_host AND c.priority IN (0, 1) AND c.id = l.id
                        FOR UPDATE OF c SKIP LOCKED))
            RETURNING id),
          claimed AS (

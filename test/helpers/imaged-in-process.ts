@@ -80,7 +80,7 @@ export async function insertLiveRow(db: Db, config: LisConfig, url: string, orig
     contentHash: 'x',
     presets: Object.fromEntries(presets.map((p) => [p, { width: 1, height: 1, bytes: 1, path: pathOf(p).slice(1) }])),
   };
-  await db.updateTable('live_images').set({ image_data: JSON.stringify(imageData) }).where('id', '=', id).execute();
+  await db.updateTable('live_images').set({ image_data: JSON.stringify(imageData), live_data: JSON.stringify(imageData) }).where('id', '=', id).execute();
   // The listed presets' files, as the thumbnailer left them in the store (the pusher checks they are there).
   for (const p of presets) {
     const file = thumbnailStorePath(config, pathOf(p).slice(1));
