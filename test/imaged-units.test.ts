@@ -16,8 +16,9 @@ describe('lis_imaged: pure parts', () => {
   it('parses frontend paths, origin paths in three forms, and refuses the rest', () => {
     const origins = new Set(['photos']);
     const parse = (p: string) => parseRequestPath(p, PRESETS, origins);
-    assert.deepEqual(parse(`/uk/01/23/${HASH}_small.jpg`), { kind: 'thumbnail', country: 'uk', hash: HASH, preset: 'small', ext: 'jpg' });
-    assert.deepEqual(parse(`/uk/01/23/${HASH}_medium.webp?x=1`), { kind: 'thumbnail', country: 'uk', hash: HASH, preset: 'medium', ext: 'webp' });
+    assert.deepEqual(parse(`/uk/01/23/${HASH}_small.jpg`), { kind: 'thumbnail', country: 'uk', hash: HASH, preset: 'small', ext: 'jpg', version: 1 });
+    assert.deepEqual(parse(`/uk/01/23/${HASH}_medium.webp?x=1`), { kind: 'thumbnail', country: 'uk', hash: HASH, preset: 'medium', ext: 'webp', version: 1 });
+    assert.deepEqual(parse(`/uk/01/23/${HASH}_medium.v12.jpg`), { kind: 'thumbnail', country: 'uk', hash: HASH, preset: 'medium', ext: 'jpg', version: 12 });
     assert.deepEqual(parse('/photos/small/a/b.jpg'), { kind: 'origin', origin: 'photos', preset: 'small', key: 'a/b.jpg' });
     assert.deepEqual(parse('/photos/120x90/a/b.jpg'), { kind: 'origin', origin: 'photos', preset: 'small', key: 'a/b.jpg' });
     assert.deepEqual(parse('/photos/320/240/resizecomp/a.jpg'), { kind: 'origin', origin: 'photos', preset: 'medium', key: 'a.jpg' });
@@ -33,6 +34,8 @@ describe('lis_imaged: pure parts', () => {
     assert.equal(refused('/photos/small/a\\b.jpg'), 400);
     assert.equal(refused('/photos/small/%e0%a4%a'), 400);
     assert.equal(refused(`/uk/01/23/${HASH}_small.png`), 404);
+    assert.equal(refused(`/uk/01/23/${HASH}_small.v1.jpg`), 404, 'version 1 has no suffix');
+    assert.equal(refused(`/uk/01/23/${HASH}_small.v02.jpg`), 404);
     assert.equal(refused(`/uk/01/24/${HASH}_small.jpg`), 404);
     assert.equal(refused('/other/small/a.jpg'), 404);
     assert.equal(refused('/photos/small'), 400);

@@ -88,6 +88,21 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     assert.equal(server.service.generations, 1);
   });
 
+  it("serves a reworked row's versioned names (`<hash>_<preset>.v<N>.jpg`), and only versions the row has", async () => {
+    const server = await setup();
+    const row = await insertLiveRow(t.db, t.config, 'http://example.invalid/v.jpg', original, []);
+    const data = JSON.stringify({ original: { width: 900, height: 600, format: 'jpeg', bytes: 1 }, contentHash: 'x', presets: {}, version: 2 });
+    await t.db.updateTable('live_images').set({ image_data: data, live_data: data }).where('id', '=', row.id).execute();
+    const versioned = row.pathOf('small').replace('_small.jpg', '_small.v2.jpg');
+    const made = await rawGet(server.url, versioned);
+    assert.equal(made.status, 200, made.body.toString());
+    assert.ok(fs.existsSync(thumbnailStorePath(t.config, versioned.slice(1))));
+    const after = await t.db.selectFrom('live_images').select('live_data').where('id', '=', row.id).executeTakeFirstOrThrow();
+    assert.equal((after.live_data as { presets: Record<string, { path: string }> }).presets.small.path, versioned.slice(1));
+    assert.equal((await rawGet(server.url, row.pathOf('small'))).status, 404, 'version 1 is not this row\'s');
+    assert.equal((await rawGet(server.url, versioned.replace('.v2.', '.v3.'))).status, 404);
+  });
+
   it('serves WebP and AVIF twins by extension when they are switched on', async () => {
     const server = await setup({}, { thumbnail: { presets: PRESETS, twins: { webp: true, avif: true } } });
     const row = await insertLiveRow(t.db, t.config, 'http://example.invalid/tw.jpg', original, []);

@@ -55,7 +55,7 @@ export function createImagedServer(config: LisConfig, service: ThumbnailService,
     let timer: NodeJS.Timeout | undefined;
     try {
       const work = parsed.kind === 'thumbnail'
-        ? service.thumbnail(parsed.country, parsed.hash, parsed.preset, parsed.ext, stop.signal)
+        ? service.thumbnail({ country: parsed.country, hash: parsed.hash, preset: parsed.preset, ext: parsed.ext, version: parsed.version }, stop.signal)
         : service.originThumbnail(parsed.origin, parsed.preset, parsed.key, stop.signal);
       const answer = await Promise.race([
         work,

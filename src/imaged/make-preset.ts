@@ -36,7 +36,7 @@ export class NotMadeError extends Error {
  * image_data gains the preset, so the pusher's backfill sends them to every
  * frontend. Returns the files made (the JPEG, then any twins).
  */
-export async function makePresetOfRow(db: Db, config: LisConfig, fetcher: SchemeFetcher, row: RowForPreset, preset: string): Promise<Array<{ ext: string; data: Buffer }>> {
+export async function makePresetOfRow(db: Db, config: LisConfig, fetcher: SchemeFetcher, row: RowForPreset, preset: string, version = 1): Promise<Array<{ ext: string; data: Buffer }>> {
   const file = originalPath(config, row.country, row.image_hash);
   let original = await readFile(file).catch(() => null);
   if (!original) {
@@ -54,7 +54,7 @@ export async function makePresetOfRow(db: Db, config: LisConfig, fetcher: Scheme
     throw error;
   }
   const output = made.presets[preset];
-  const relative = (ext: string) => thumbnailRelativePath(row.country, row.image_hash, preset, ext);
+  const relative = (ext: string) => thumbnailRelativePath(row.country, row.image_hash, preset, ext, version);
   await Promise.all(output.files.map((f) => writeFileAtomic(thumbnailStorePath(config, relative(f.ext)), f.data)));
   const [jpeg, ...twins] = output.files;
   const entry: ImageData['presets'][string] = {
@@ -64,7 +64,7 @@ export async function makePresetOfRow(db: Db, config: LisConfig, fetcher: Scheme
     path: relative(jpeg.ext),
     ...(twins.length ? { twins: Object.fromEntries(twins.map((t) => [t.ext, { path: relative(t.ext), bytes: t.data.length }])) } : {}),
   };
-  await recordPreset(db, row.id, preset, entry);
+  await recordPreset(db, row.id, preset, entry, version);
   return output.files;
 }
 
@@ -90,13 +90,15 @@ function detailsOf(db: Db, config: LisConfig, row: RowForPreset): Promise<Resolv
  * pushed to any frontend, so the pusher's backfill sends its files again: the
  * request came from a frontend that lacked one, and which one is not known.
  */
-async function recordPreset(db: Db, id: string, preset: string, entry: ImageData['presets'][string]): Promise<void> {
+async function recordPreset(db: Db, id: string, preset: string, entry: ImageData['presets'][string], version: number): Promise<void> {
   await sql`
     WITH row AS (
       UPDATE live_images
-         SET image_data = jsonb_set(image_data, ARRAY['presets', ${preset}]::text[], ${JSON.stringify(entry)}::jsonb, true),
+         SET image_data = CASE WHEN coalesce((image_data->>'version')::int, 1) = ${version}
+                               THEN jsonb_set(image_data, ARRAY['presets', ${preset}]::text[], ${JSON.stringify(entry)}::jsonb, true)
+                               ELSE image_data END,
              -- A live row serves the new preset at once: a frontend that lacks its file asks lis_imaged for it.
-             live_data = CASE WHEN stage = 'live' AND live_data ? 'presets'
+             live_data = CASE WHEN stage = 'live' AND live_data ? 'presets' AND coalesce((live_data->>'version')::int, 1) = ${version}
                               THEN jsonb_set(live_data, ARRAY['presets', ${preset}]::text[], ${JSON.stringify(entry)}::jsonb, true)
                               ELSE live_data END,
              updated_at = now()

@@ -2,13 +2,13 @@ import type { Preset } from '../config/thumbnail-config.ts';
 
 /** What a request names, once its path is judged. Pure. */
 export type ParsedRequest =
-  | { kind: 'thumbnail'; country: string; hash: string; preset: string; ext: 'jpg' | 'webp' | 'avif' }
+  | { kind: 'thumbnail'; country: string; hash: string; preset: string; ext: 'jpg' | 'webp' | 'avif'; version: number }
   | { kind: 'origin'; origin: string; preset: string; key: string }
   | { kind: 'refused'; status: 400 | 404; reason: string };
 
 const EXTENSIONS = new Set(['jpg', 'webp', 'avif']);
-/** `/<country>/<aa>/<bb>/<hash>_<preset>.<ext>`: exactly the layout below a frontend's root. */
-const THUMBNAIL = /^\/([a-z]{2,3})\/([0-9a-f]{2})\/([0-9a-f]{2})\/([0-9a-f]{32})_([a-z][a-z0-9]{0,15})\.([a-z]{3,4})$/;
+/** `/<country>/<aa>/<bb>/<hash>_<preset>[.v<N>].<ext>`: exactly the layout below a frontend's root (thumbnailRelativePath). */
+const THUMBNAIL = /^\/([a-z]{2,3})\/([0-9a-f]{2})\/([0-9a-f]{2})\/([0-9a-f]{32})_([a-z][a-z0-9]{0,15})(?:\.v([2-9]|[1-9][0-9]{1,5}))?\.([a-z]{3,4})$/;
 /** A key below an origin: plain path segments, none of them `.` or `..`. */
 const KEY_SEGMENT = /^[A-Za-z0-9_][A-Za-z0-9._~+-]{0,254}$/;
 /** OpenRoss's modes, as our preset modes (`resizecomp` pads on white). */
@@ -36,11 +36,11 @@ export function parseRequestPath(rawPath: string, presets: Record<string, Preset
   }
   const t = THUMBNAIL.exec(decoded);
   if (t) {
-    const [, country, aa, bb, hash, preset, ext] = t;
+    const [, country, aa, bb, hash, preset, version, ext] = t;
     if (hash.slice(0, 2) !== aa || hash.slice(2, 4) !== bb) return { kind: 'refused', status: 404, reason: 'the folders do not match the hash' };
     if (!EXTENSIONS.has(ext)) return { kind: 'refused', status: 404, reason: `no thumbnails in .${ext}` };
     if (!presets[preset]) return { kind: 'refused', status: 404, reason: `no preset ${preset}` };
-    return { kind: 'thumbnail', country, hash, preset, ext: ext as 'jpg' | 'webp' | 'avif' };
+    return { kind: 'thumbnail', country, hash, preset, ext: ext as 'jpg' | 'webp' | 'avif', version: version ? Number(version) : 1 };
   }
   const parts = decoded.split('/').slice(1);
   const origin = parts[0];

@@ -25,6 +25,19 @@ interface RowState {
   stage: string;
   state: string;
   locked_by: string | null;
+  /** The thumbnails' version in image_data (1 when unversioned), and in live_data (null: never live). */
+  version: number;
+  live_version: number | null;
+}
+
+/** What a thumbnail path names. */
+export interface ThumbnailName {
+  country: string;
+  hash: string;
+  preset: string;
+  ext: string;
+  /** 1: today's names `<hash>_<preset>.<ext>`; more: `<hash>_<preset>.v<N>.<ext>` (a rework's). */
+  version: number;
 }
 
 /** Advisory-lock namespace of lis_imaged: one generation per image across processes and hosts. */
@@ -51,15 +64,15 @@ export class ThumbnailService {
     return this.runner.db;
   }
 
-  /** The thumbnail `<country>/<aa>/<bb>/<hash>_<preset>.<ext>`; NotMadeError when there is none to give. */
-  async thumbnail(country: string, hash: string, preset: string, ext: string, signal: AbortSignal): Promise<Answer> {
-    const stored = await this.fromStore(country, hash, preset, ext);
+  /** The thumbnail `<country>/<aa>/<bb>/<hash>_<preset>[.v<N>].<ext>`; NotMadeError when there is none to give. */
+  async thumbnail(name: ThumbnailName, signal: AbortSignal): Promise<Answer> {
+    const stored = await this.fromStore(name, name.ext);
     if (stored) return { picture: stored, source: 'store' };
-    if (ext !== 'jpg' && !this.runner.config.thumbnail.twins[ext as 'webp' | 'avif']) throw new NotMadeError(404, `.${ext} twins are switched off (thumbnail.twins)`);
-    const answer = await this.gate.run(`${country}/${hash}/${preset}`, () => this.generate(country, hash, preset, signal));
-    if (answer.picture.ext === ext) return answer;
-    const twin = await this.fromStore(country, hash, preset, ext);
-    if (!twin) throw new NotMadeError(404, `no .${ext} twin was made`);
+    if (name.ext !== 'jpg' && !this.runner.config.thumbnail.twins[name.ext as 'webp' | 'avif']) throw new NotMadeError(404, `.${name.ext} twins are switched off (thumbnail.twins)`);
+    const answer = await this.gate.run(`${name.country}/${name.hash}/${name.preset}/${name.version}`, () => this.generate(name, signal));
+    if (answer.picture.ext === name.ext) return answer;
+    const twin = await this.fromStore(name, name.ext);
+    if (!twin) throw new NotMadeError(404, `no .${name.ext} twin was made`);
     return { picture: twin, source: answer.source };
   }
 
@@ -69,14 +82,15 @@ export class ThumbnailService {
     const url = originImageUrl(spec, key);
     if (url.length > this.runner.config.enqueue.maxUrlLength) throw new NotMadeError(404, 'key too long');
     const hash = lis_hash_for_url(url);
-    const stored = await this.fromStore(spec.country, hash, preset, 'jpg');
-    if (stored) return { picture: stored, source: 'store' };
-    await upsertUrls(this.db, spec.country, [{ datasourceId: spec.datasourceId, url }]);
-    return this.thumbnail(spec.country, hash, preset, 'jpg', signal);
+    const row = await this.rowOf(spec.country, hash);
+    if (!row) await upsertUrls(this.db, spec.country, [{ datasourceId: spec.datasourceId, url }]);
+    // The version the frontends serve (live_data), else the one being made.
+    const version = row?.live_version ?? row?.version ?? 1;
+    return this.thumbnail({ country: spec.country, hash, preset, ext: 'jpg', version }, signal);
   }
 
-  private async fromStore(country: string, hash: string, preset: string, ext: string): Promise<Picture | null> {
-    const file = thumbnailStorePath(this.runner.config, thumbnailRelativePath(country, hash, preset, ext));
+  private async fromStore(name: Omit<ThumbnailName, 'ext'>, ext: string): Promise<Picture | null> {
+    const file = thumbnailStorePath(this.runner.config, thumbnailRelativePath(name.country, name.hash, name.preset, ext, name.version));
     try {
       const [bytes, info] = await Promise.all([readFile(file), stat(file)]);
       return { bytes, mtime: info.mtime, ext };
@@ -86,23 +100,27 @@ export class ThumbnailService {
   }
 
   /** One generation, under the image's advisory lock (held by a transaction for the whole run). */
-  private async generate(country: string, hash: string, preset: string, signal: AbortSignal): Promise<Answer> {
+  private async generate(name: ThumbnailName, signal: AbortSignal): Promise<Answer> {
     const { config, log } = this.runner;
+    const { country, hash, preset } = name;
+    const label = `${country}/${hash}_${preset}${name.version > 1 ? `.v${name.version}` : ''}`;
     const timeoutMs = Math.ceil(config.imaged.timeoutSeconds * 1000);
     return this.runner.locks.transaction().execute(async (trx) => {
       const started = Date.now();
       // One round trip: the wait for the lock is bounded by lock_timeout, set first in the same statement.
       await sql`SELECT set_config('lock_timeout', ${`${timeoutMs}ms`}, true), pg_advisory_xact_lock(${LOCK_NAMESPACE}::int, hashtext(${`${country}/${hash}`}))`.execute(trx);
       // Another process may have made it while we waited for the lock.
-      const waited = await this.fromStore(country, hash, preset, 'jpg');
+      const waited = await this.fromStore(name, 'jpg');
       if (waited) return { picture: waited, source: 'waited' as const };
       const row = await this.rowOf(country, hash);
       if (!row) throw new NotMadeError(404, 'no such image');
       if (row.stage === 'push' || row.stage === 'live') {
+        // Only the names of a version the row has: the one being worked on (image_data) or the one served (live_data).
+        if (name.version !== row.version && name.version !== row.live_version) throw new NotMadeError(404, `no version ${name.version} of this image`);
         this.generations++;
-        const files = await makePresetOfRow(this.db, config, this.runner.fetcher, row, preset);
-        log.info(`${country}/${hash}_${preset}: made from the original for a ${row.stage} row`, { scope: 'Imaged::make' });
-        return { picture: await this.mustRead(country, hash, preset, files[0].ext), source: 'made' as const };
+        const files = await makePresetOfRow(this.db, config, this.runner.fetcher, row, preset, name.version);
+        log.info(`${label}: made from the original for a ${row.stage} row`, { scope: 'Imaged::make' });
+        return { picture: await this.mustRead(name, files[0].ext), source: 'made' as const };
       }
       if (row.state === 'failed' || row.state === 'parked') throw new NotMadeError(404, `the image ${row.state === 'failed' ? 'failed' : 'is parked'} in stage ${row.stage}`);
       const outcome = await runRowStages(this.runner, row.id, signal);
@@ -110,11 +128,11 @@ export class ThumbnailService {
       const ours = outcome.claimed && outcome.stage === 'thumbnail';
       if (ours) {
         this.generations++;
-        log.info(`${country}/${hash}_${preset}: made by working the queued row's stages`, { scope: 'Imaged::make' });
+        log.info(`${label}: made by working the queued row's stages`, { scope: 'Imaged::make' });
       }
       // Not ours (a daemon holds the row, or took it between two stages): its file once it has one.
-      const made = (await this.fromStore(country, hash, preset, 'jpg')) ?? (await this.waitForDaemon(row.id, country, hash, preset, timeoutMs - (Date.now() - started), signal));
-      if (!made) throw new NotMadeError(503, 'the image is being worked by a daemon; try again shortly');
+      const made = (await this.fromStore(name, 'jpg')) ?? (await this.waitForDaemon(row.id, name, timeoutMs - (Date.now() - started), signal));
+      if (!made) throw new NotMadeError(503, 'the image is being worked by a daemon, or its files are under another name; try again shortly');
       return { picture: made, source: ours ? ('made' as const) : ('waited' as const) };
     });
   }
@@ -122,7 +140,9 @@ export class ThumbnailService {
   private async rowOf(country: string, hash: string): Promise<RowState | null> {
     const row = await this.db
       .selectFrom('live_images')
-      .select(['id', 'country', 'image_hash', 'image_url', 'datasource_id', 'stage', 'state', 'locked_by'])
+      .select(['id', 'country', 'image_hash', 'image_url', 'datasource_id', 'stage', 'state', 'locked_by',
+        sql<number>`coalesce((image_data->>'version')::int, 1)`.as('version'),
+        sql<number | null>`CASE WHEN live_data IS NULL THEN NULL ELSE coalesce((live_data->>'version')::int, 1) END`.as('live_version')])
       .where('country', '=', country)
       .where('image_hash', '=', hash)
       .executeTakeFirst();
@@ -130,13 +150,14 @@ export class ThumbnailService {
   }
 
   /** A row a daemon holds (or that waits for its retry time): its file once it has one, within the time left. */
-  private async waitForDaemon(id: string, country: string, hash: string, preset: string, leftMs: number, signal: AbortSignal): Promise<Picture | null> {
+  private async waitForDaemon(id: string, name: ThumbnailName, leftMs: number, signal: AbortSignal): Promise<Picture | null> {
+    const { country, hash, preset } = name;
     const deadline = Date.now() + Math.max(0, leftMs);
     while (Date.now() < deadline && !signal.aborted) {
-      const found = await this.fromStore(country, hash, preset, 'jpg');
+      const found = await this.fromStore(name, 'jpg');
       if (found) return found;
       const row = await this.db.selectFrom('live_images').select(['state', 'locked_by', 'next_attempt_at']).where('id', '=', id).executeTakeFirst();
-      if (!row || row.state !== 'waiting') return this.fromStore(country, hash, preset, 'jpg');
+      if (!row || row.state !== 'waiting') return this.fromStore(name, 'jpg');
       if (row.locked_by === null) {
         // Given back (or between two stages) and due: work it here after all; not due: nobody is making it.
         if (row.next_attempt_at.getTime() > Date.now() + 1000) return null;
@@ -155,8 +176,8 @@ export class ThumbnailService {
     return null;
   }
 
-  private async mustRead(country: string, hash: string, preset: string, ext: string): Promise<Picture> {
-    const found = await this.fromStore(country, hash, preset, ext);
+  private async mustRead(name: ThumbnailName, ext: string): Promise<Picture> {
+    const found = await this.fromStore(name, ext);
     if (!found) throw new NotMadeError(503, 'the thumbnail was made but is not in the store');
     return found;
   }
