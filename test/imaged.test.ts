@@ -149,6 +149,7 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
   it('answers 404 for an image with no row, with the configured placeholder when there is one', async () => {
     const placeholder = await sharp({ create: { width: 10, height: 10, channels: 3, background: '#ccc' } }).png().toBuffer();
     const file = path.join(fs.mkdtempSync('/tmp/lis-ph-'), 'ph.png');
+    closers.push(async () => fs.rmSync(path.dirname(file), { recursive: true, force: true }));
     fs.writeFileSync(file, placeholder);
     const server = await setup({ placeholder: file });
     const hash = lis_hash_for_url('http://nowhere.invalid/x.jpg');
@@ -156,7 +157,6 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     assert.equal(res.status, 404);
     assert.equal(res.headers['content-type'], 'image/png');
     assert.deepEqual(res.body, placeholder);
-    fs.rmSync(path.dirname(file), { recursive: true });
   });
 
   it('refuses dot segments, encoded slashes, bad hashes, unknown origins and sizes that are not a preset', async () => {
@@ -240,10 +240,15 @@ describe('lis_downloadd fetches s3:// URLs', function () {
     const { DownloadWorker } = await import('../src/download/download-worker.ts');
     const { createLogger, closeLogger } = await import('../src/log/create-logger.ts');
     const s3dir = fs.mkdtempSync('/tmp/lis-s3rver-');
-    const s3 = await startS3rver(s3dir, ['etl-bucket']);
-    const t = await createTestDatabase({ overrides: { imaged: { s3: { 'etl-bucket': { endpoint: s3.endpoint, ...s3Credentials() } } } } });
-    const log = createLogger({ component: 'downloadd', log: t.config.log, screen: false });
+    const s3 = await startS3rver(s3dir, ['etl-bucket']).catch((error: unknown) => {
+      fs.rmSync(s3dir, { recursive: true, force: true });
+      throw error;
+    });
+    let t: TestDatabase | null = null;
+    let log: ReturnType<typeof createLogger> | null = null;
     try {
+      t = await createTestDatabase({ overrides: { imaged: { s3: { 'etl-bucket': { endpoint: s3.endpoint, ...s3Credentials() } } } } });
+      log = createLogger({ component: 'downloadd', log: t.config.log, screen: false });
       const picture = await photoJpeg(300, 200);
       const client = new S3Client({ endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: s3Credentials() });
       await client.send(new PutObjectCommand({ Bucket: 'etl-bucket', Key: 'x/1.jpg', Body: picture }));
@@ -258,8 +263,8 @@ describe('lis_downloadd fetches s3:// URLs', function () {
       const { originalPath } = await import('../src/store/store-layout.ts');
       assert.deepEqual(fs.readFileSync(originalPath(t.config, 'uk', lis_hash_for_url('s3://etl-bucket/x/1.jpg'))), picture);
     } finally {
-      await closeLogger(log);
-      await t.drop();
+      if (log) await closeLogger(log);
+      await t?.drop();
       await s3.close();
       fs.rmSync(s3dir, { recursive: true, force: true });
     }
