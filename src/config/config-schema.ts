@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { downloadConfigSchema } from './download-config.ts';
 import { pushConfigSchema } from './push-config.ts';
 import { thumbnailConfigSchema } from './thumbnail-config.ts';
+import { imagedConfigSchema } from './imaged-config.ts';
 import { managerConfigSchema, servicesConfigSchema, upkeepConfigSchema } from './manager-config.ts';
 
 /**
@@ -88,6 +89,7 @@ export const configSchema = z.strictObject({
   }).prefault({}),
   push: pushConfigSchema.prefault({}),
   thumbnail: thumbnailConfigSchema.prefault({}),
+  imaged: imagedConfigSchema.prefault({}),
 });
 
 export type LisConfig = z.infer<typeof configSchema>;

@@ -47,6 +47,10 @@ export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env, 
   config.stores.thumbnails = resolve(config.stores.thumbnails);
   config.log.dir = resolve(config.log.dir);
   config.services.runDir = resolve(config.services.runDir);
+  if (config.imaged.placeholder) config.imaged.placeholder = resolve(config.imaged.placeholder);
+  for (const origin of Object.values(config.imaged.origins)) {
+    for (const source of origin.sources) if (source.type === 'folder') source.dir = resolve(source.dir);
+  }
   return config;
 }
 

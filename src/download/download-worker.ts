@@ -8,7 +8,8 @@ import type { ClaimedRow } from '../queue/claim-chunk.ts';
 import type { RowPatch } from '../queue/row-patch.ts';
 import { originalPath } from '../store/store-layout.ts';
 import { createDownloadClient, type DownloadClient } from './download-client.ts';
-import { fetchOriginal, type FetchOutcome } from './fetch-original.ts';
+import { SchemeFetcher } from './fetch-by-scheme.ts';
+import type { FetchOutcome } from './fetch-original.ts';
 import { drainLimiter, HostLimiter } from './host-limiter.ts';
 
 /** What the last download left on a row: present on rows being refreshed. */
@@ -54,12 +55,14 @@ export class DownloadWorker implements StageWorker {
   readonly scope = 'Download';
   readonly stage = 'download' as const;
   private readonly client: DownloadClient;
+  private readonly fetcher: SchemeFetcher;
   private readonly limiter: HostLimiter;
   private readonly storeHost: string;
 
   constructor(private readonly config: LisConfig, private readonly db: Db, private readonly country: string, options: { noproxy?: boolean } = {}) {
     const d = config.download;
     this.client = createDownloadClient(d, options);
+    this.fetcher = new SchemeFetcher(this.client, config);
     this.limiter = new HostLimiter({ concurrency: d.concurrency, perHost: d.perHostConcurrency, perHostDelayMs: d.perHostDelaySeconds * 1000 });
     this.storeHost = config.stores.shared ? '' : config.host;
   }
@@ -95,6 +98,7 @@ export class DownloadWorker implements StageWorker {
 
   async close(): Promise<void> {
     this.client.destroy();
+    this.fetcher.destroy();
   }
 
   /** Never throws: whatever goes wrong becomes the row's failure (`internal`, retryable, when unforeseen). */
@@ -105,7 +109,7 @@ export class DownloadWorker implements StageWorker {
       // (and so its thumbnails); otherwise the row needs a full download and new thumbnails here.
       const haveOriginal = previous?.content_hash ? await access(destination).then(() => true, () => false) : false;
       const started = Date.now();
-      const outcome = await fetchOriginal(this.client, {
+      const outcome = await this.fetcher.fetch({
         url: row.image_url,
         destination,
         conditional: haveOriginal ? { etag: previous!.etag, lastModified: previous!.last_modified } : undefined,

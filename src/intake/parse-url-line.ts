@@ -26,7 +26,8 @@ export function parseUrlLine(line: string, defaultDatasource: number | undefined
   if (url.length > maxUrlLength) return { kind: 'bad', reason: `URL longer than ${maxUrlLength} characters (${url.length})` };
   if (CONTROL.test(url)) return { kind: 'bad', reason: 'URL contains control characters' };
   if (/\s/.test(url)) return { kind: 'bad', reason: 'URL contains white space' };
-  if (!/^https?:\/\//i.test(url)) return { kind: 'bad', reason: `not an http or https URL: ${JSON.stringify(url.slice(0, 80))}` };
+  // s3://bucket/key: fetched through the S3 API with the bucket's configured credentials (imaged.s3).
+  if (!/^(https?|s3):\/\//i.test(url)) return { kind: 'bad', reason: `not an http or https URL (nor s3://bucket/key): ${JSON.stringify(url.slice(0, 80))}` };
   let parsed: URL;
   try {
     parsed = new URL(url);

@@ -6,6 +6,7 @@ export const SERVICES = {
   'imagesys-thumbnaild': { bin: 'lis_thumbnaild', component: 'thumbnaild', perCountry: true },
   'imagesys-pusherd': { bin: 'lis_pusherd', component: 'pusherd', perCountry: true },
   'imagesys-managerd': { bin: 'lis_managerd', component: 'managerd', perCountry: false },
+  'imagesys-imaged': { bin: 'lis_imaged', component: 'imaged', perCountry: false },
 } as const;
 
 export type ServiceName = keyof typeof SERVICES;

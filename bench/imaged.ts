@@ -1,0 +1,168 @@
+// lis_imaged on misses and hits, in one run:
+// - misses: a live row lacks a preset and its 1800x1200 original is in the store: lis_imaged
+//   makes it (decode with shrink-on-load, resize, mozjpeg, write to the store, record in
+//   image_data, mark for pushing) and answers; each request a different row, as many in
+//   flight as --concurrency;
+// - the same misses through a plain sharp HTTP server that resizes one preset per request from
+//   the same originals (no database, no store write): the floor for a made-to-order resizer.
+//   It applies the same sharpening mask as lis_imaged (thumbnail.defaults.sharpen), so both make
+//   the same thumbnail. thumbor is not installable here (no Python packages from PyPI on this machine), so the plain
+//   sharp server stands in for it;
+// - hits through a real nginx with the shipped frontend config (the made files on its disk).
+// Ends with `ratio imaged_vs_plain_misses: X.XX` (misses/s of lis_imaged / of the plain server).
+//   node --import tsx bench/imaged.ts [--misses 80] [--concurrency 4] [--hits 4000]
+import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { once } from 'node:events';
+import { sql } from 'kysely';
+import sharp from 'sharp';
+import { parseConfig } from '../src/config/load-config.ts';
+import { createDb } from '../src/db/connect.ts';
+import { createDownloadClient } from '../src/download/download-client.ts';
+import { SchemeFetcher } from '../src/download/fetch-by-scheme.ts';
+import { createImagedServer } from '../src/imaged/imaged-server.ts';
+import { ThumbnailService } from '../src/imaged/thumbnail-service.ts';
+import { closeLogger, createLogger } from '../src/log/create-logger.ts';
+import { originalPath, thumbnailRelativePath } from '../src/store/store-layout.ts';
+import { resolveDetails } from '../src/thumbnail/process-details.ts';
+import { createThumbnailWorker } from '../src/thumbnail/thumbnail-worker.ts';
+import { photoJpeg, startNginx } from '../test/helpers/imaged-fixtures.ts';
+import { flag, freshBenchDatabase, percentile } from './lib/bench-database.ts';
+
+const misses = flag('misses', 80);
+const concurrency = flag('concurrency', 4);
+const hits = flag('hits', 4000);
+const PRESET = 'medium';
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+function get(url: string): Promise<{ status: number; bytes: number }> {
+  return new Promise((resolve, reject) => {
+    http.get(url, { agent }, (res) => {
+      let bytes = 0;
+      res.on('data', (c: Buffer) => (bytes += c.length));
+      res.on('end', () => resolve({ status: res.statusCode!, bytes }));
+    }).on('error', reject);
+  });
+}
+
+/** Requests `urls` with `lanes` in flight; per-request milliseconds and the wall time. */
+async function drive(urls: string[], lanes: number): Promise<{ ms: number[]; seconds: number }> {
+  const ms: number[] = [];
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(Array.from({ length: lanes }, async () => {
+    while (next < urls.length) {
+      const url = urls[next++];
+      const t0 = performance.now();
+      const res = await get(url);
+      if (res.status !== 200) throw new Error(`${url}: HTTP ${res.status}`);
+      ms.push(performance.now() - t0);
+    }
+  }));
+  return { ms: ms.sort((a, b) => a - b), seconds: (performance.now() - started) / 1000 };
+}
+
+function report(name: string, r: { ms: number[]; seconds: number }): number {
+  const perSecond = r.ms.length / r.seconds;
+  console.log(`${name.padEnd(28)} ${perSecond.toFixed(1).padStart(8)}/s   p50 ${percentile(r.ms, 50).toFixed(1)} ms   p99 ${percentile(r.ms, 99).toFixed(1)} ms   (${r.ms.length} requests, ${r.seconds.toFixed(2)} s)`);
+  return perSecond;
+}
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-bench-imaged-'));
+const bench = await freshBenchDatabase('lis_bench_imaged');
+const config = parseConfig({ host: 'benchhost', database: { url: bench.url }, stores: { originals: path.join(dir, 'originals'), thumbnails: path.join(dir, 'thumbnails') }, log: { dir: path.join(dir, 'log') }, imaged: { maxGenerations: Math.max(2, concurrency) } }, {}, dir);
+const log = createLogger({ component: 'imaged', log: config.log, screen: false });
+const client = createDownloadClient(config.download);
+const fetcher = new SchemeFetcher(client, config);
+const stops: Array<() => Promise<unknown>> = [];
+try {
+  console.log(`lis_imaged bench: ${misses} misses of preset ${PRESET} (${JSON.stringify(config.thumbnail.presets[PRESET])}) from stored 1800x1200 JPEG originals, ${concurrency} in flight; ${hits} hits through nginx; ${os.availableParallelism()} cores (shared: figures are as loaded as the machine)`);
+  // Live rows lacking the preset, each with its original in the store (two different pictures, alternating).
+  const pictures = [await photoJpeg(1800, 1200, 1), await photoJpeg(1800, 1200, 2)];
+  const { rows } = await sql<{ id: string; image_hash: string }>`
+    INSERT INTO live_images (country, datasource_id, image_url, stage, state, store_host, image_data)
+    SELECT 'uk', 1, 'http://bench.invalid/' || g || '.jpg', 'live', 'done', 'benchhost', '{"presets": {}}'::jsonb
+      FROM generate_series(1, ${misses + concurrency}) g
+    RETURNING id, image_hash`.execute(bench.db);
+  rows.forEach((row, i) => {
+    const file = originalPath(config, 'uk', row.image_hash);
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, pictures[i % 2]);
+  });
+
+  const locks = createDb(bench.url, config.imaged.maxGenerations);
+  stops.push(() => locks.destroy());
+  const service = new ThumbnailService({ config, db: bench.db, locks, log, workerId: 'benchhost:imaged', fetcher, thumbnailer: createThumbnailWorker({ config, db: bench.db }) });
+  const imaged = createImagedServer(config, service, log);
+  imaged.listen(0, '127.0.0.1');
+  await once(imaged, 'listening');
+  stops.push(() => new Promise((resolve) => (imaged.closeAllConnections(), imaged.close(resolve))));
+  const imagedUrl = `http://127.0.0.1:${(imaged.address() as AddressInfo).port}`;
+  const paths = rows.map((r) => `/${thumbnailRelativePath('uk', r.image_hash, PRESET, 'jpg')}`);
+
+  // The plain server: one request, one sharp pipeline from the original file to the preset's JPEG.
+  const preset = config.thumbnail.presets[PRESET];
+  const { sharpenKernel } = resolveDetails({ sharpen: null, gamma: null, quality: null }, config.thumbnail.defaults);
+  const plain = http.createServer((req, res) => {
+    const row = rows[Number(req.url!.slice(1))];
+    let pipeline = sharp(originalPath(config, 'uk', row.image_hash))
+      .resize(preset.width, preset.height, { fit: 'contain', background: '#ffffff' })
+      .flatten({ background: '#ffffff' });
+    if (sharpenKernel) pipeline = pipeline.convolve(sharpenKernel);
+    pipeline
+      .jpeg({ quality: config.thumbnail.defaults.quality, mozjpeg: true })
+      .toBuffer()
+      .then((body) => res.writeHead(200, { 'Content-Type': 'image/jpeg', 'Content-Length': body.length }).end(body))
+      .catch((error: unknown) => res.writeHead(500).end(String(error)));
+  });
+  plain.listen(0, '127.0.0.1');
+  await once(plain, 'listening');
+  stops.push(() => new Promise((resolve) => (plain.closeAllConnections(), plain.close(resolve))));
+  const plainUrl = `http://127.0.0.1:${(plain.address() as AddressInfo).port}`;
+
+  // Warm-up (sharp, the pool, JIT): the first `concurrency` rows, on both, not counted.
+  await drive(paths.slice(0, concurrency).map((p) => imagedUrl + p), concurrency);
+  await drive(rows.slice(0, concurrency).map((_, i) => `${plainUrl}/${i}`), concurrency);
+
+  // Interleaved rounds, so that load from elsewhere on the machine falls on both alike.
+  const rounds = 4;
+  const plainRun = { ms: [] as number[], seconds: 0 };
+  const imagedRun = { ms: [] as number[], seconds: 0 };
+  for (let r = 0; r < rounds; r++) {
+    const part = Array.from({ length: misses }, (_, i) => i + concurrency).filter((i) => i % rounds === r);
+    const p = await drive(part.map((i) => `${plainUrl}/${i}`), concurrency);
+    const m = await drive(part.map((i) => imagedUrl + paths[i]), concurrency);
+    plainRun.ms.push(...p.ms);
+    plainRun.seconds += p.seconds;
+    imagedRun.ms.push(...m.ms);
+    imagedRun.seconds += m.seconds;
+  }
+  plainRun.ms.sort((a, b) => a - b);
+  imagedRun.ms.sort((a, b) => a - b);
+  if (service.generations !== rows.length) throw new Error(`expected ${rows.length} generations, saw ${service.generations}`);
+  const imagedRate = report('lis_imaged misses', imagedRun);
+  const plainRate = report('plain sharp server misses', plainRun);
+
+  // Hits: nginx serving the made files from disk (its root is the thumbnail store, as a frontend's would be after a push).
+  const nginx = await startNginx(path.join(dir, 'nginx'), config.stores.thumbnails, Number(new URL(imagedUrl).port));
+  stops.push(nginx.stop);
+  const hitUrls = Array.from({ length: hits }, (_, i) => nginx.url + paths[i % paths.length]);
+  await drive(hitUrls.slice(0, 200), 8);
+  const hitRun = await drive(hitUrls, 8);
+  report('nginx hits (8 in flight)', hitRun);
+  if (service.generations !== rows.length) throw new Error('a hit reached lis_imaged');
+
+  console.log(`aim: miss p50 under 100 ms: ${percentile(imagedRun.ms, 50) < 100 ? 'met' : 'NOT met'}; misses/s at least the plain server's: ${imagedRate >= plainRate ? 'met' : 'NOT met'}`);
+  console.log(`ratio imaged_vs_plain_misses: ${(imagedRate / plainRate).toFixed(2)}`);
+} finally {
+  for (const stop of stops.reverse()) await stop().catch(() => {});
+  agent.destroy();
+  fetcher.destroy();
+  client.destroy();
+  await closeLogger(log);
+  await bench.drop();
+  fs.rmSync(dir, { recursive: true, force: true });
+}

@@ -1,0 +1,46 @@
+import { createReadStream } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { errorMessage } from '../errors.ts';
+import { DownloadError } from './download-error.ts';
+import type { FetchOutcome, FetchRequest } from './fetch-original.ts';
+import { OriginalWriter } from './original-writer.ts';
+
+/** Whether `file` lies inside one of `roots` (after resolving `..`). Pure. */
+export function insideRoots(file: string, roots: string[]): boolean {
+  const resolved = path.resolve(file);
+  return roots.some((root) => {
+    const relative = path.relative(path.resolve(root), resolved);
+    return relative !== '' && !relative.startsWith('..') && !path.isAbsolute(relative);
+  });
+}
+
+/**
+ * A `file://` original, allowed only below a configured origin folder
+ * (imaged.origins, type folder): an uploads folder waiting to be published.
+ * Any other file URL is refused, so the ETL cannot name /etc/passwd.
+ * Never throws.
+ */
+export async function fetchFileOriginal(allowedRoots: string[], request: FetchRequest): Promise<FetchOutcome> {
+  let file: string;
+  try {
+    file = fileURLToPath(request.url);
+  } catch {
+    return { kind: 'failed', failure: { reason: `bad URL: ${JSON.stringify(request.url.slice(0, 200))}`, errorClass: 'bad_url', retryable: false } };
+  }
+  if (!insideRoots(file, allowedRoots)) {
+    return { kind: 'failed', failure: { reason: `bad URL: ${file} is not below a configured origin folder`, errorClass: 'bad_url', retryable: false } };
+  }
+  const writer = new OriginalWriter(request.destination, request.maxBytes);
+  try {
+    for await (const chunk of createReadStream(file)) await writer.write(chunk as Buffer);
+    const written = await writer.finish(request.previousHash);
+    return { kind: written.stored ? 'stored' : 'identical', bytes: written.bytes, contentHash: written.contentHash, format: written.format, etag: null, lastModified: null };
+  } catch (error) {
+    await writer.discard();
+    if (error instanceof DownloadError) return { kind: 'failed', failure: { reason: error.message, errorClass: error.errorClass, retryable: error.retryable } };
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return { kind: 'failed', failure: { reason: `not found: ${file}`, errorClass: 'http_404', retryable: false } };
+    return { kind: 'failed', failure: { reason: `cannot read ${file}: ${errorMessage(error)}`, errorClass: 'connection', retryable: true } };
+  }
+}

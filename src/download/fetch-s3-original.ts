@@ -1,0 +1,95 @@
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import type { Readable } from 'node:stream';
+import type { S3Bucket } from '../config/imaged-config.ts';
+import { errorMessage } from '../errors.ts';
+import type { DownloadFailure } from './classify-download-error.ts';
+import { DownloadError } from './download-error.ts';
+import type { FetchOutcome, FetchRequest } from './fetch-original.ts';
+import { OriginalWriter } from './original-writer.ts';
+
+/** `s3://bucket/some/key.jpg` -> bucket and key; null when it is not such a URL. */
+export function parseS3Url(url: string): { bucket: string; key: string } | null {
+  const m = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,62})\/(.+)$/.exec(url);
+  return m ? { bucket: m[1], key: decodeURIComponent(m[2]) } : null;
+}
+
+/** One client per configured bucket, made on first use (they keep their sockets). */
+export class S3Clients {
+  private readonly clients = new Map<string, S3Client>();
+  constructor(private readonly buckets: Record<string, S3Bucket>) {}
+
+  clientFor(bucket: string): S3Client | null {
+    const settings = this.buckets[bucket];
+    if (!settings) return null;
+    let client = this.clients.get(bucket);
+    if (!client) {
+      client = new S3Client({
+        region: settings.region,
+        ...(settings.endpoint ? { endpoint: settings.endpoint } : {}),
+        forcePathStyle: settings.forcePathStyle,
+        credentials: { accessKeyId: settings.accessKeyId, secretAccessKey: settings.secretAccessKey },
+        // The queue retries, with backoff; a request here is tried once, like an HTTP download.
+        maxAttempts: 1,
+      });
+      this.clients.set(bucket, client);
+    }
+    return client;
+  }
+
+  destroy(): void {
+    for (const client of this.clients.values()) client.destroy();
+    this.clients.clear();
+  }
+}
+
+/** What S3 said, as the same failure classes an HTTP download records. Pure. */
+export function classifyS3Error(error: unknown): DownloadFailure {
+  if (error instanceof DownloadError) return { reason: error.message, errorClass: error.errorClass, retryable: error.retryable };
+  const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
+  const status = e.$metadata?.httpStatusCode;
+  const reason = `S3 ${e.name ?? 'error'}: ${errorMessage(error)}`;
+  if (e.name === 'NoSuchKey' || e.name === 'NotFound' || status === 404) return { reason, errorClass: 'http_404', retryable: false };
+  if (e.name === 'TimeoutError' || e.name === 'AbortError') return { reason, errorClass: 'timeout', retryable: true };
+  if (status !== undefined && status >= 500) return { reason, errorClass: 'http_5xx', retryable: true };
+  if (status !== undefined && status >= 400) return { reason, errorClass: 'http_4xx', retryable: false };
+  return { reason, errorClass: 'connection', retryable: true };
+}
+
+/**
+ * An `s3://bucket/key` original, through the real S3 API with the bucket's
+ * configured endpoint and credentials, into the store by the same
+ * OriginalWriter (sniff, size limit, hash, temp + rename) and under the same
+ * whole-download deadline as an HTTP one. Never throws.
+ */
+export async function fetchS3Original(clients: S3Clients, request: FetchRequest): Promise<FetchOutcome> {
+  const target = parseS3Url(request.url);
+  const client = target ? clients.clientFor(target.bucket) : null;
+  if (!target || !client) {
+    return { kind: 'failed', failure: { reason: `bad URL: no configured S3 bucket for ${JSON.stringify(request.url.slice(0, 200))} (imaged.s3)`, errorClass: 'bad_url', retryable: false } };
+  }
+  const abort = new AbortController();
+  const deadline = setTimeout(() => abort.abort(), request.totalMs);
+  const onStop = () => abort.abort();
+  request.signal?.addEventListener('abort', onStop, { once: true });
+  let writer: OriginalWriter | null = null;
+  try {
+    const response = await client.send(new GetObjectCommand({ Bucket: target.bucket, Key: target.key }), { abortSignal: abort.signal });
+    if (response.ContentLength !== undefined && response.ContentLength > request.maxBytes) {
+      throw new DownloadError('too_large', `too large: ContentLength ${response.ContentLength} is over ${request.maxBytes} bytes (download.maxBytes)`, { retryable: false });
+    }
+    writer = new OriginalWriter(request.destination, request.maxBytes);
+    for await (const chunk of response.Body as Readable) await writer.write(chunk as Buffer);
+    const written = await writer.finish(request.previousHash);
+    const etag = response.ETag ?? null;
+    const lastModified = response.LastModified?.toUTCString() ?? null;
+    return { kind: written.stored ? 'stored' : 'identical', bytes: written.bytes, contentHash: written.contentHash, format: written.format, etag, lastModified };
+  } catch (error) {
+    await writer?.discard();
+    if (request.signal?.aborted) return { kind: 'stopped' };
+    if (abort.signal.aborted) return { kind: 'failed', failure: { reason: `timeout: not done within ${request.totalMs / 1000} s (download.timeouts.totalSeconds)`, errorClass: 'timeout', retryable: true } };
+    return { kind: 'failed', failure: classifyS3Error(error) };
+  } finally {
+    clearTimeout(deadline);
+    request.signal?.removeEventListener('abort', onStop);
+  }
+}

@@ -1,0 +1,32 @@
+import { rename, rm } from 'node:fs/promises';
+import type { LisConfig } from '../config/config-schema.ts';
+import type { SchemeFetcher } from '../download/fetch-by-scheme.ts';
+import type { FetchOutcome } from '../download/fetch-original.ts';
+
+export type StoredOutcome = Exclude<FetchOutcome, { kind: 'stopped' }>;
+
+/**
+ * Fetches an original from every candidate URL at once, each into its own
+ * temp name beside `destination`; the first that arrives whole becomes the
+ * original (renamed into place) and the others are cut off and removed.
+ * When all fail, the first candidate's failure is the answer (the row's own
+ * URL speaks for the row). Limits are the downloader's: maxBytes and the
+ * whole-download deadline per fetch.
+ */
+export async function fetchFromCandidates(fetcher: SchemeFetcher, urls: string[], destination: string, config: Pick<LisConfig, 'download'>): Promise<StoredOutcome> {
+  const stop = new AbortController();
+  const parts = urls.map((_, i) => (urls.length === 1 ? destination : `${destination}.candidate-${process.pid}-${i}`));
+  const attempts = urls.map(async (url, i): Promise<FetchOutcome> => {
+    const outcome = await fetcher.fetch({ url, destination: parts[i], maxBytes: config.download.maxBytes, totalMs: config.download.timeouts.totalSeconds * 1000, signal: stop.signal });
+    if (outcome.kind === 'stored' || outcome.kind === 'identical') stop.abort();
+    return outcome;
+  });
+  const outcomes = await Promise.all(attempts);
+  const winner = outcomes.findIndex((o) => o.kind === 'stored' || o.kind === 'identical');
+  if (urls.length > 1) {
+    await Promise.all(parts.map((p, i) => (i === winner ? rename(p, destination) : rm(p, { force: true }))));
+  }
+  if (winner >= 0) return outcomes[winner] as StoredOutcome;
+  const first = outcomes[0];
+  return first.kind === 'stopped' ? { kind: 'failed', failure: { reason: 'stopped', errorClass: 'internal', retryable: true } } : first;
+}

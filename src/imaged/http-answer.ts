@@ -1,0 +1,48 @@
+import type http from 'node:http';
+
+/** A thumbnail's bytes as sent, with the file's modification time. */
+export interface Picture {
+  bytes: Buffer;
+  mtime: Date;
+  ext: string;
+}
+
+export const CONTENT_TYPES: Record<string, string> = { jpg: 'image/jpeg', webp: 'image/webp', avif: 'image/avif', png: 'image/png', gif: 'image/gif' };
+
+/** nginx's own ETag form (`"<mtime hex>-<size hex>"`), so the frontend's static answer and ours validate alike. Pure. */
+export function etagOf(picture: Pick<Picture, 'bytes' | 'mtime'>): string {
+  return `"${Math.floor(picture.mtime.getTime() / 1000).toString(16)}-${picture.bytes.length.toString(16)}"`;
+}
+
+/** Whether the request's validators match: If-None-Match wins over If-Modified-Since (RFC 9110). Pure. */
+export function notModified(headers: http.IncomingHttpHeaders, etag: string, mtime: Date): boolean {
+  const inm = headers['if-none-match'];
+  if (inm !== undefined) return inm.split(',').some((t) => t.trim().replace(/^W\//, '') === etag || t.trim() === '*');
+  const ims = headers['if-modified-since'];
+  if (ims === undefined) return false;
+  const since = Date.parse(ims);
+  return !Number.isNaN(since) && Math.floor(mtime.getTime() / 1000) * 1000 <= since;
+}
+
+/** 200 (or 304, or headers only for HEAD) with the validators and caching a thumbnail gets. */
+export function sendPicture(req: http.IncomingMessage, res: http.ServerResponse, picture: Picture, cacheControl: string, source: string): void {
+  const etag = etagOf(picture);
+  const headers: http.OutgoingHttpHeaders = {
+    ETag: etag,
+    'Last-Modified': picture.mtime.toUTCString(),
+    'Cache-Control': cacheControl,
+    'X-Imaged': source,
+  };
+  if (notModified(req.headers, etag, picture.mtime)) return void res.writeHead(304, headers).end();
+  headers['Content-Type'] = CONTENT_TYPES[picture.ext] ?? 'application/octet-stream';
+  headers['Content-Length'] = picture.bytes.length;
+  res.writeHead(200, headers);
+  res.end(req.method === 'HEAD' ? undefined : picture.bytes);
+}
+
+/** A short text answer: errors, refusals, 503 with Retry-After. */
+export function sendText(res: http.ServerResponse, status: number, text: string, extra: http.OutgoingHttpHeaders = {}): void {
+  if (res.headersSent) return void res.destroy();
+  res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'Cache-Control': 'no-store', ...extra });
+  res.end(`${text}\n`);
+}

@@ -1,0 +1,94 @@
+import type { AddressInfo } from 'node:net';
+import { Command } from 'commander';
+import { parseIntFlag } from '../config/country.ts';
+import { loadConfig } from '../config/load-config.ts';
+import { runCommand, usageErrorsExit2 } from '../cli/exit-on-error.ts';
+import { createDb, databaseUrl, openDatabase, openDatabaseWaiting, type Db } from '../db/connect.ts';
+import { createDownloadClient } from '../download/download-client.ts';
+import { SchemeFetcher } from '../download/fetch-by-scheme.ts';
+import { signalReady } from '../daemon/ready-signal.ts';
+import { heartbeat, markStopped, registerWorker, workerIdFor } from '../daemon/worker-registry.ts';
+import { installStopSignals } from '../daemon/signals.ts';
+import { errorMessage } from '../errors.ts';
+import { closeLogger, createLogger } from '../log/create-logger.ts';
+import { createThumbnailWorker } from '../thumbnail/thumbnail-worker.ts';
+import { createImagedServer } from './imaged-server.ts';
+import { ThumbnailService } from './thumbnail-service.ts';
+
+interface ImagedFlags {
+  port?: string;
+  config?: string;
+  verbose?: boolean;
+  service?: boolean;
+}
+
+/** `lis_imaged [--port N] [--config FILE]`: the on-demand thumbnail server behind the frontends' nginx. */
+export async function imagedMain(argv = process.argv): Promise<void> {
+  const program = usageErrorsExit2(new Command('lis_imaged'))
+    .description('answer for thumbnails the frontends lack: serve them from the store, or make them now')
+    .option('--port <n>', 'listen on this port (default: imaged.port from config; 0 picks a free one)')
+    .option('--config <file>', 'config file (default: $LIS_CONFIG, else ./imagesys.json, else built-in defaults)')
+    .option('--verbose', 'debug lines too, and on screen')
+    .option('--service', 'run as a service: log to files only')
+    .showHelpAfterError();
+  program.parse(argv);
+  const flags = program.opts<ImagedFlags>();
+
+  await runCommand(async () => {
+    const config = loadConfig({ file: flags.config });
+    const port = flags.port === undefined ? config.imaged.port : parseIntFlag('--port', flags.port, 0, 65535);
+    const log = createLogger({ component: 'imaged', log: config.log, screen: !flags.service, verbose: flags.verbose });
+    const scope = { scope: 'Imaged::main' };
+    const { controller, uninstall } = installStopSignals((signal) => log.info(`${signal} received: finishing the requests in hand`, scope));
+    let db: Db | null = null;
+    let locks: Db | null = null;
+    const client = createDownloadClient(config.download);
+    const fetcher = new SchemeFetcher(client, config);
+    const workerId = workerIdFor(config.host, process.pid);
+    let beat: NodeJS.Timeout | undefined;
+    try {
+      const onPoolError = (error: Error) => log.warn(`Database connection lost: ${errorMessage(error)}`, scope);
+      db = flags.service
+        ? await openDatabaseWaiting(config, { retryForMs: 10 * 60_000, signal: controller.signal, onPoolError, onRetry: (m) => log.warn(m, scope) })
+        : await openDatabase(config, { onPoolError });
+      const database = db;
+      locks = createDb(await databaseUrl(config), config.imaged.maxGenerations, onPoolError);
+      // Registered like the daemons, so that if this process dies holding a row, lis_managerd gives it back.
+      await registerWorker(database, { id: workerId, component: 'imaged', host: config.host, pid: process.pid, country: null });
+      const thumbnailer = createThumbnailWorker({ config, db: database });
+      const service = new ThumbnailService({ config, db: database, locks, log, workerId, fetcher, thumbnailer });
+      const server = createImagedServer(config, service, log);
+      beat = setInterval(() => void heartbeat(database, workerId, { done: 0, failed: 0, holding: service.gate.stats.running }).catch((error: unknown) => log.warn(`heartbeat: ${errorMessage(error)}`, scope)), config.queue.heartbeatSeconds * 1000);
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, config.imaged.host, () => resolve());
+      });
+      const address = server.address() as AddressInfo;
+      log.info(`lis_imaged listening on http://${config.imaged.host}:${address.port}/`, scope);
+      // servicectl start waits for this, not for a timer.
+      signalReady();
+      await new Promise<void>((resolve) => {
+        if (controller.signal.aborted) resolve();
+        controller.signal.addEventListener('abort', () => resolve(), { once: true });
+      });
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      });
+      await thumbnailer.close?.();
+      return 0;
+    } catch (error) {
+      log.error(errorMessage(error), scope);
+      throw error;
+    } finally {
+      clearInterval(beat);
+      fetcher.destroy();
+      client.destroy();
+      if (db) await markStopped(db, workerId).catch(() => {});
+      uninstall();
+      await locks?.destroy();
+      await db?.destroy();
+      await closeLogger(log);
+    }
+  });
+}

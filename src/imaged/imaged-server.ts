@@ -1,0 +1,95 @@
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import client from 'prom-client';
+import type { LisConfig } from '../config/config-schema.ts';
+import { errorMessage } from '../errors.ts';
+import type { Logger } from '../log/create-logger.ts';
+import { BusyError } from './generation-gate.ts';
+import { CONTENT_TYPES, sendPicture, sendText } from './http-answer.ts';
+import { NotMadeError } from './make-preset.ts';
+import { parseRequestPath } from './request-path.ts';
+import type { Answer, ThumbnailService } from './thumbnail-service.ts';
+
+class TimedOut extends Error {}
+
+/**
+ * lis_imaged's HTTP face: GET and HEAD of a frontend thumbnail path or an
+ * origin path, `/healthz`, and `/metrics` (Prometheus). Every answer is one
+ * of 200/304 (the picture), 400 (a path we never serve), 404 (no such image
+ * or preset; the placeholder when configured), 503 + Retry-After (busy, or
+ * not made in time), 502 (the source failed), 500 (a bug; logged).
+ */
+export function createImagedServer(config: LisConfig, service: ThumbnailService, log: Logger): http.Server {
+  const { imaged } = config;
+  const origins = new Set(Object.keys(imaged.origins));
+  const placeholder = imaged.placeholder ? { bytes: readFileSync(imaged.placeholder), type: CONTENT_TYPES[path.extname(imaged.placeholder).slice(1).replace('jpeg', 'jpg')] ?? 'application/octet-stream' } : null;
+  const registry = new client.Registry();
+  registry.setDefaultLabels({ component: 'imaged' });
+  const answers = new client.Counter({ name: 'lis_imaged_requests_total', help: 'Requests by status and source', labelNames: ['status', 'source'], registers: [registry] });
+  const seconds = new client.Histogram({ name: 'lis_imaged_request_seconds', help: 'Time to answer, by source', labelNames: ['source'], buckets: [0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [registry] });
+  new client.Gauge({ name: 'lis_imaged_generations_running', help: 'Generations in flight', registers: [registry], collect() { this.set(service.gate.stats.running); } });
+  new client.Gauge({ name: 'lis_imaged_requests_waiting', help: 'Requests waiting for a generation', registers: [registry], collect() { this.set(service.gate.stats.waiting); } });
+  const retryAfter = { 'Retry-After': String(imaged.retryAfterSeconds) };
+
+  const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
+    const started = process.hrtime.bigint();
+    const done = (status: number, source: string) => {
+      answers.inc({ status: String(status), source });
+      seconds.observe({ source }, Number(process.hrtime.bigint() - started) / 1e9);
+    };
+    if (req.method !== 'GET' && req.method !== 'HEAD') return sendText(res, 405, 'GET or HEAD only', { Allow: 'GET, HEAD' });
+    const rawPath = req.url ?? '/';
+    if (rawPath === '/healthz') return sendText(res, 200, 'ok');
+    if (rawPath === '/metrics') {
+      res.writeHead(200, { 'Content-Type': registry.contentType });
+      return void res.end(await registry.metrics());
+    }
+    const parsed = parseRequestPath(rawPath, config.thumbnail.presets, origins);
+    if (parsed.kind === 'refused') {
+      done(parsed.status, 'refused');
+      log.debug(`${parsed.status} ${rawPath.slice(0, 300)}: ${parsed.reason}`, { scope: 'Imaged::request' });
+      return sendText(res, parsed.status, parsed.reason);
+    }
+    const stop = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const work = parsed.kind === 'thumbnail'
+        ? service.thumbnail({ country: parsed.country, hash: parsed.hash, preset: parsed.preset, ext: parsed.ext, version: parsed.version }, stop.signal)
+        : service.originThumbnail(parsed.origin, parsed.preset, parsed.key, stop.signal);
+      const answer = await Promise.race([
+        work,
+        new Promise<Answer>((_, reject) => (timer = setTimeout(() => reject(new TimedOut()), imaged.timeoutSeconds * 1000))),
+      ]);
+      sendPicture(req, res, answer.picture, imaged.cacheControl, answer.source);
+      done(res.statusCode, answer.source);
+    } catch (error) {
+      if (error instanceof BusyError || error instanceof TimedOut) {
+        done(503, 'busy');
+        return sendText(res, 503, error instanceof TimedOut ? `not made within ${imaged.timeoutSeconds} s (imaged.timeoutSeconds)` : error.message, retryAfter);
+      }
+      if (error instanceof NotMadeError) {
+        done(error.status, 'not_made');
+        log.debug(`${error.status} ${rawPath.slice(0, 300)}: ${error.message}`, { scope: 'Imaged::request' });
+        if (error.status === 404 && placeholder) {
+          res.writeHead(404, { 'Content-Type': placeholder.type, 'Cache-Control': 'no-store', 'Content-Length': placeholder.bytes.length });
+          return void res.end(placeholder.bytes);
+        }
+        return sendText(res, error.status, error.message, error.status === 503 ? retryAfter : {});
+      }
+      done(500, 'error');
+      log.error(`${rawPath.slice(0, 300)}: ${errorMessage(error)}`, { scope: 'Imaged::request' });
+      sendText(res, 500, 'internal error (logged)');
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
+  const server = http.createServer((req, res) => void handle(req, res).catch((error: unknown) => {
+    log.error(`answering: ${errorMessage(error)}`, { scope: 'Imaged::request' });
+    sendText(res, 500, 'internal error (logged)');
+  }));
+  server.requestTimeout = (imaged.timeoutSeconds + 10) * 1000;
+  server.headersTimeout = 10_000;
+  return server;
+}

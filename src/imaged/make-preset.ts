@@ -1,0 +1,109 @@
+import { readFile } from 'node:fs/promises';
+import { sql } from 'kysely';
+import type { LisConfig } from '../config/config-schema.ts';
+import type { Db } from '../db/connect.ts';
+import type { SchemeFetcher } from '../download/fetch-by-scheme.ts';
+import type { ImageData } from '../store/image-data.ts';
+import { writeFileAtomic } from '../store/atomic-file.ts';
+import { originalPath, thumbnailRelativePath, thumbnailStorePath } from '../store/store-layout.ts';
+import { ImageError } from '../thumbnail/image-error.ts';
+import { makeThumbnails } from '../thumbnail/make-thumbnails.ts';
+import { processDetails, type ResolvedDetails } from '../thumbnail/process-details.ts';
+import { candidateUrls } from './origin-urls.ts';
+import { fetchFromCandidates } from './fetch-candidates.ts';
+
+export interface RowForPreset {
+  id: string;
+  country: string;
+  image_hash: string;
+  image_url: string;
+  datasource_id: number;
+}
+
+/** Why a thumbnail cannot be made now; `status` is what the request gets. */
+export class NotMadeError extends Error {
+  constructor(readonly status: 404 | 502 | 503, message: string) {
+    super(message);
+    this.name = 'NotMadeError';
+  }
+}
+
+/**
+ * One preset of a row already past thumbnailing (a new preset, changed
+ * details, a lost file): cut by the thumbnailer's own code from the original
+ * in the store, fetched again first (with the downloader's fetch and limits)
+ * when the original is gone. The files go to the thumbnail store and the row's
+ * image_data gains the preset, so the pusher's backfill sends them to every
+ * frontend. Returns the files made (the JPEG, then any twins).
+ */
+export async function makePresetOfRow(db: Db, config: LisConfig, fetcher: SchemeFetcher, row: RowForPreset, preset: string, version = 1): Promise<Array<{ ext: string; data: Buffer }>> {
+  const file = originalPath(config, row.country, row.image_hash);
+  let original = await readFile(file).catch(() => null);
+  if (!original) {
+    const outcome = await fetchFromCandidates(fetcher, candidateUrls(row.image_url, config.imaged.origins), file, config);
+    if (outcome.kind === 'failed') throw new NotMadeError(502, `the original is not in the store and could not be fetched again: ${outcome.failure.errorClass}: ${outcome.failure.reason}`);
+    original = await readFile(file);
+  }
+  const details = await detailsOf(db, config, row);
+  let made;
+  try {
+    // Only this preset: the decode shrinks on load to its size alone, the cheapest a miss can be.
+    made = await makeThumbnails(original, { ...config.thumbnail, presets: { [preset]: config.thumbnail.presets[preset] }, details });
+  } catch (error) {
+    if (error instanceof ImageError) throw new NotMadeError(404, `the original cannot be thumbnailed: ${error.code}: ${error.message}`);
+    throw error;
+  }
+  const output = made.presets[preset];
+  const relative = (ext: string) => thumbnailRelativePath(row.country, row.image_hash, preset, ext, version);
+  await Promise.all(output.files.map((f) => writeFileAtomic(thumbnailStorePath(config, relative(f.ext)), f.data)));
+  const [jpeg, ...twins] = output.files;
+  const entry: ImageData['presets'][string] = {
+    width: output.width,
+    height: output.height,
+    bytes: jpeg.data.length,
+    path: relative(jpeg.ext),
+    ...(twins.length ? { twins: Object.fromEntries(twins.map((t) => [t.ext, { path: relative(t.ext), bytes: t.data.length }])) } : {}),
+  };
+  await recordPreset(db, row.id, preset, entry, version);
+  return output.files;
+}
+
+/** Process details per datasource, read at most every DETAILS_MS: a miss should not cost a round trip for them. */
+const DETAILS_MS = 10_000;
+const detailsCaches = new WeakMap<Db, Map<string, { at: number; details: Promise<ResolvedDetails> }>>();
+
+function detailsOf(db: Db, config: LisConfig, row: RowForPreset): Promise<ResolvedDetails> {
+  let detailsCache = detailsCaches.get(db);
+  if (!detailsCache) detailsCaches.set(db, (detailsCache = new Map()));
+  const key = `${row.country}:${row.datasource_id}`;
+  const found = detailsCache.get(key);
+  if (found && Date.now() - found.at < DETAILS_MS) return found.details;
+  const details = processDetails(db, row.country, row.datasource_id, config.thumbnail.defaults);
+  void details.catch(() => detailsCache.delete(key));
+  detailsCache.set(key, { at: Date.now(), details });
+  return details;
+}
+
+/**
+ * Adds (or replaces) one preset in a row's image_data (and, on a live row, in
+ * the live_data the Interface answers with), and marks the row not
+ * pushed to any frontend, so the pusher's backfill sends its files again: the
+ * request came from a frontend that lacked one, and which one is not known.
+ */
+async function recordPreset(db: Db, id: string, preset: string, entry: ImageData['presets'][string], version: number): Promise<void> {
+  await sql`
+    WITH row AS (
+      UPDATE live_images
+         SET image_data = CASE WHEN coalesce((image_data->>'version')::int, 1) = ${version}
+                               THEN jsonb_set(image_data, ARRAY['presets', ${preset}]::text[], ${JSON.stringify(entry)}::jsonb, true)
+                               ELSE image_data END,
+             -- A live row serves the new preset at once: a frontend that lacks its file asks lis_imaged for it.
+             live_data = CASE WHEN stage = 'live' AND live_data ? 'presets' AND coalesce((live_data->>'version')::int, 1) = ${version}
+                              THEN jsonb_set(live_data, ARRAY['presets', ${preset}]::text[], ${JSON.stringify(entry)}::jsonb, true)
+                              ELSE live_data END,
+             updated_at = now()
+       WHERE id = ${id}::bigint AND image_data ? 'presets'
+      RETURNING country, image_hash)
+    UPDATE frontend_pushes fp SET pushed_at = NULL, next_attempt_at = now(), updated_at = now()
+      FROM row WHERE fp.country = row.country AND fp.image_hash = row.image_hash`.execute(db);
+}

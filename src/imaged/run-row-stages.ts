@@ -1,0 +1,82 @@
+import type { LisConfig } from '../config/config-schema.ts';
+import type { ChunkContext, RowResult, StageWorker } from '../daemon/run-daemon.ts';
+import { claimHostFor } from '../daemon/run-daemon.ts';
+import type { Db } from '../db/connect.ts';
+import { rowResult } from '../download/download-worker.ts';
+import type { SchemeFetcher } from '../download/fetch-by-scheme.ts';
+import type { Logger } from '../log/create-logger.ts';
+import type { ClaimedRow } from '../queue/claim-chunk.ts';
+import { claimRow } from '../queue/claim-row.ts';
+import { failRows } from '../queue/fail-rows.ts';
+import { finishRows } from '../queue/finish-rows.ts';
+import { releaseRows } from '../queue/release-rows.ts';
+import type { WorkStage } from '../queue/stages.ts';
+import { originalPath } from '../store/store-layout.ts';
+import { fetchFromCandidates } from './fetch-candidates.ts';
+import { candidateUrls } from './origin-urls.ts';
+
+export interface StageRunner {
+  config: LisConfig;
+  db: Db;
+  /**
+   * A pool of its own, `imaged.maxGenerations` connections, for the advisory locks: each generation
+   * holds one for its whole run, so they can never take the connections its queries need.
+   */
+  locks: Db;
+  log: Logger;
+  workerId: string;
+  fetcher: SchemeFetcher;
+  /** lis_thumbnaild's own stage worker: the thumbnails are made by its code, classification included. */
+  thumbnailer: StageWorker;
+}
+
+/** How far this process took a queued row: `claimed: false` when a daemon (or another lis_imaged) holds it. */
+export type StagesOutcome = { claimed: false } | { claimed: true; result: RowResult; stage: WorkStage };
+
+/**
+ * A row still in the queue, worked now for a request: claimed by id (so no
+ * daemon takes it meanwhile), then its remaining stages up to `push` done
+ * here through the queue's operations, each stage ending as a daemon's
+ * would (finishRows / failRows). The row is then lis_pusherd's as usual.
+ * Between stages the row is claimed again; if a daemon got it in that
+ * instant, the caller waits for it like for any held row.
+ */
+export async function runRowStages(runner: StageRunner, rowId: string, signal: AbortSignal): Promise<StagesOutcome> {
+  let last: StagesOutcome = { claimed: false };
+  for (;;) {
+    const row = await claimRow(runner.db, rowId, runner.workerId, claimHostFor('thumbnail', runner.config));
+    if (!row) return last;
+    let result: RowResult | null;
+    try {
+      result = row.stage === 'download' ? await downloadStage(runner, row) : await thumbnailStage(runner, row, signal);
+    } catch (error) {
+      await releaseRows(runner.db, runner.workerId, [row.id]);
+      throw error;
+    }
+    if (!result) {
+      // The stage gave no verdict (a database or internal fault): the row goes back untouched.
+      await releaseRows(runner.db, runner.workerId, [row.id]);
+      return last;
+    }
+    if (result.ok) await finishRows(runner.db, runner.workerId, row.stage, [result.row]);
+    else await failRows(runner.db, runner.workerId, [result.failure], { maxAttempts: runner.config.queue.maxAttempts, backoff: runner.config.queue.backoff });
+    last = { claimed: true, result, stage: row.stage };
+    runner.log.info(`${row.country}/${row.image_hash}: ${row.stage} ${result.ok ? 'done' : `failed: ${result.failure.errorClass}`} on request`, { scope: 'Imaged::stage' });
+    if (!result.ok || row.stage === 'thumbnail' || (result.row.toStage && result.row.toStage !== 'thumbnail')) return last;
+  }
+}
+
+/** The download stage for one row: its URL (and an origin's fallbacks, in parallel), under the downloader's limits. */
+async function downloadStage(runner: StageRunner, row: ClaimedRow): Promise<RowResult> {
+  const { config } = runner;
+  const outcome = await fetchFromCandidates(runner.fetcher, candidateUrls(row.image_url, config.imaged.origins), originalPath(config, row.country, row.image_hash), config);
+  return rowResult(row, outcome, config.stores.shared ? '' : config.host);
+}
+
+/** The thumbnail stage for one row, by lis_thumbnaild's worker; null when it gave the row back. */
+async function thumbnailStage(runner: StageRunner, row: ClaimedRow, signal: AbortSignal): Promise<RowResult | null> {
+  let result: RowResult | null = null;
+  const ctx: ChunkContext = { signal, log: runner.log, report: (r) => (result = r) };
+  await runner.thumbnailer.processChunk([row], ctx);
+  return result;
+}

@@ -1,0 +1,184 @@
+import { readFile, stat } from 'node:fs/promises';
+import { sql } from 'kysely';
+import type { Db } from '../db/connect.ts';
+import { upsertUrls } from '../intake/enqueue-urls.ts';
+import { thumbnailRelativePath, thumbnailStorePath } from '../store/store-layout.ts';
+import { GenerationGate } from './generation-gate.ts';
+import type { Picture } from './http-answer.ts';
+import { makePresetOfRow, NotMadeError } from './make-preset.ts';
+import { originImageUrl } from './origin-urls.ts';
+import { runRowStages, type StageRunner } from './run-row-stages.ts';
+import { lis_hash_for_url } from '../hash/image-hash.ts';
+
+/** A thumbnail answered, and where it came from: `store` (already there) or `made` (by this request's generation). */
+export interface Answer {
+  picture: Picture;
+  source: 'store' | 'made' | 'waited';
+}
+
+interface RowState {
+  id: string;
+  country: string;
+  image_hash: string;
+  image_url: string;
+  datasource_id: number;
+  stage: string;
+  state: string;
+  locked_by: string | null;
+  /** The thumbnails' version in image_data (1 when unversioned), and in live_data (null: never live). */
+  version: number;
+  live_version: number | null;
+}
+
+/** What a thumbnail path names. */
+export interface ThumbnailName {
+  country: string;
+  hash: string;
+  preset: string;
+  ext: string;
+  /** 1: today's names `<hash>_<preset>.<ext>`; more: `<hash>_<preset>.v<N>.<ext>` (a rework's). */
+  version: number;
+}
+
+/** Advisory-lock namespace of lis_imaged: one generation per image across processes and hosts. */
+const LOCK_NAMESPACE = 0x696d6764;
+
+/**
+ * What lis_imaged does for one thumbnail: the store's file when there;
+ * otherwise one generation per image (in this process: single flight under a
+ * bound; across processes: a PostgreSQL advisory lock per image, taken before
+ * anything is made and re-checked after), which makes the preset of a row
+ * past thumbnailing or works a queued row's stages now.
+ */
+export class ThumbnailService {
+  readonly gate: GenerationGate<Answer>;
+  /** Generations this process ran (tests and metrics). */
+  generations = 0;
+
+  constructor(private readonly runner: StageRunner) {
+    const { imaged } = runner.config;
+    this.gate = new GenerationGate(imaged.maxGenerations, imaged.maxWaiting);
+  }
+
+  private get db(): Db {
+    return this.runner.db;
+  }
+
+  /** The thumbnail `<country>/<aa>/<bb>/<hash>_<preset>[.v<N>].<ext>`; NotMadeError when there is none to give. */
+  async thumbnail(name: ThumbnailName, signal: AbortSignal): Promise<Answer> {
+    const stored = await this.fromStore(name, name.ext);
+    if (stored) return { picture: stored, source: 'store' };
+    if (name.ext !== 'jpg' && !this.runner.config.thumbnail.twins[name.ext as 'webp' | 'avif']) throw new NotMadeError(404, `.${name.ext} twins are switched off (thumbnail.twins)`);
+    const answer = await this.gate.run(`${name.country}/${name.hash}/${name.preset}/${name.version}`, () => this.generate(name, signal));
+    if (answer.picture.ext === name.ext) return answer;
+    const twin = await this.fromStore(name, name.ext);
+    if (!twin) throw new NotMadeError(404, `no .${name.ext} twin was made`);
+    return { picture: twin, source: answer.source };
+  }
+
+  /** `/<origin>/<preset>/<key>`: the row of the origin's URL for the key, made on first request. */
+  async originThumbnail(origin: string, preset: string, key: string, signal: AbortSignal): Promise<Answer> {
+    const spec = this.runner.config.imaged.origins[origin];
+    const url = originImageUrl(spec, key);
+    if (url.length > this.runner.config.enqueue.maxUrlLength) throw new NotMadeError(404, 'key too long');
+    const hash = lis_hash_for_url(url);
+    const row = await this.rowOf(spec.country, hash);
+    if (!row) await upsertUrls(this.db, spec.country, [{ datasourceId: spec.datasourceId, url }]);
+    // The version the frontends serve (live_data), else the one being made.
+    const version = row?.live_version ?? row?.version ?? 1;
+    return this.thumbnail({ country: spec.country, hash, preset, ext: 'jpg', version }, signal);
+  }
+
+  private async fromStore(name: Omit<ThumbnailName, 'ext'>, ext: string): Promise<Picture | null> {
+    const file = thumbnailStorePath(this.runner.config, thumbnailRelativePath(name.country, name.hash, name.preset, ext, name.version));
+    try {
+      const [bytes, info] = await Promise.all([readFile(file), stat(file)]);
+      return { bytes, mtime: info.mtime, ext };
+    } catch {
+      return null;
+    }
+  }
+
+  /** One generation, under the image's advisory lock (held by a transaction for the whole run). */
+  private async generate(name: ThumbnailName, signal: AbortSignal): Promise<Answer> {
+    const { config, log } = this.runner;
+    const { country, hash, preset } = name;
+    const label = `${country}/${hash}_${preset}${name.version > 1 ? `.v${name.version}` : ''}`;
+    const timeoutMs = Math.ceil(config.imaged.timeoutSeconds * 1000);
+    return this.runner.locks.transaction().execute(async (trx) => {
+      const started = Date.now();
+      // One round trip: the wait for the lock is bounded by lock_timeout, set first in the same statement.
+      await sql`SELECT set_config('lock_timeout', ${`${timeoutMs}ms`}, true), pg_advisory_xact_lock(${LOCK_NAMESPACE}::int, hashtext(${`${country}/${hash}`}))`.execute(trx);
+      // Another process may have made it while we waited for the lock.
+      const waited = await this.fromStore(name, 'jpg');
+      if (waited) return { picture: waited, source: 'waited' as const };
+      const row = await this.rowOf(country, hash);
+      if (!row) throw new NotMadeError(404, 'no such image');
+      if (row.stage === 'push' || row.stage === 'live') {
+        // Only the names of a version the row has: the one being worked on (image_data) or the one served (live_data).
+        if (name.version !== row.version && name.version !== row.live_version) throw new NotMadeError(404, `no version ${name.version} of this image`);
+        this.generations++;
+        const files = await makePresetOfRow(this.db, config, this.runner.fetcher, row, preset, name.version);
+        log.info(`${label}: made from the original for a ${row.stage} row`, { scope: 'Imaged::make' });
+        return { picture: await this.mustRead(name, files[0].ext), source: 'made' as const };
+      }
+      if (row.state === 'failed' || row.state === 'parked') throw new NotMadeError(404, `the image ${row.state === 'failed' ? 'failed' : 'is parked'} in stage ${row.stage}`);
+      const outcome = await runRowStages(this.runner, row.id, signal);
+      if (outcome.claimed && !outcome.result.ok) throw new NotMadeError(404, `${outcome.stage}: ${outcome.result.failure.errorClass}: ${outcome.result.failure.reason}`);
+      const ours = outcome.claimed && outcome.stage === 'thumbnail';
+      if (ours) {
+        this.generations++;
+        log.info(`${label}: made by working the queued row's stages`, { scope: 'Imaged::make' });
+      }
+      // Not ours (a daemon holds the row, or took it between two stages): its file once it has one.
+      const made = (await this.fromStore(name, 'jpg')) ?? (await this.waitForDaemon(row.id, name, timeoutMs - (Date.now() - started), signal));
+      if (!made) throw new NotMadeError(503, 'the image is being worked by a daemon, or its files are under another name; try again shortly');
+      return { picture: made, source: ours ? ('made' as const) : ('waited' as const) };
+    });
+  }
+
+  private async rowOf(country: string, hash: string): Promise<RowState | null> {
+    const row = await this.db
+      .selectFrom('live_images')
+      .select(['id', 'country', 'image_hash', 'image_url', 'datasource_id', 'stage', 'state', 'locked_by',
+        sql<number>`coalesce((image_data->>'version')::int, 1)`.as('version'),
+        sql<number | null>`CASE WHEN live_data IS NULL THEN NULL ELSE coalesce((live_data->>'version')::int, 1) END`.as('live_version')])
+      .where('country', '=', country)
+      .where('image_hash', '=', hash)
+      .executeTakeFirst();
+    return row ?? null;
+  }
+
+  /** A row a daemon holds (or that waits for its retry time): its file once it has one, within the time left. */
+  private async waitForDaemon(id: string, name: ThumbnailName, leftMs: number, signal: AbortSignal): Promise<Picture | null> {
+    const { country, hash, preset } = name;
+    const deadline = Date.now() + Math.max(0, leftMs);
+    while (Date.now() < deadline && !signal.aborted) {
+      const found = await this.fromStore(name, 'jpg');
+      if (found) return found;
+      const row = await this.db.selectFrom('live_images').select(['state', 'locked_by', 'next_attempt_at']).where('id', '=', id).executeTakeFirst();
+      if (!row || row.state !== 'waiting') return this.fromStore(name, 'jpg');
+      if (row.locked_by === null) {
+        // Given back (or between two stages) and due: work it here after all; not due: nobody is making it.
+        if (row.next_attempt_at.getTime() > Date.now() + 1000) return null;
+        const outcome = await runRowStages(this.runner, id, signal);
+        if (outcome.claimed && !outcome.result.ok) throw new NotMadeError(404, `${outcome.stage}: ${outcome.result.failure.errorClass}: ${outcome.result.failure.reason}`);
+        // Not claimable here either (its files are on another host): that host's daemon will make it.
+        if (!outcome.claimed) return null;
+        if (outcome.stage === 'thumbnail') {
+          this.generations++;
+          this.runner.log.info(`${country}/${hash}_${preset}: made by working the queued row's stages`, { scope: 'Imaged::make' });
+        }
+        continue;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    return null;
+  }
+
+  private async mustRead(name: ThumbnailName, ext: string): Promise<Picture> {
+    const found = await this.fromStore(name, ext);
+    if (!found) throw new NotMadeError(503, 'the thumbnail was made but is not in the store');
+    return found;
+  }
+}

@@ -1,0 +1,92 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { addFrontend } from '../src/push/frontend-registry.ts';
+import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
+import { OriginServer, photoJpeg, startImaged, startNginx } from './helpers/imaged-fixtures.ts';
+import { insertLiveRow, insertQueuedRow, rawGet } from './helpers/imaged-in-process.ts';
+import { spawnTs } from './helpers/processes.ts';
+import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+
+const PRESETS = {
+  small: { width: 120, height: 90, mode: 'crop' as const },
+  medium: { width: 320, height: 240, mode: 'pad' as const },
+};
+
+describe('lis_imaged as processes: two at once, and behind a real nginx', function () {
+  this.timeout(180_000);
+  let t: TestDatabase;
+  let origin: OriginServer;
+  let original: Buffer;
+  const closers: Array<() => Promise<void>> = [];
+
+  before(async () => {
+    original = await photoJpeg(900, 600);
+  });
+  beforeEach(async () => {
+    origin = await OriginServer.start(new Map([['/photo.jpg', original]]));
+    closers.push(() => origin.close());
+    t = await createTestDatabase({ overrides: { download: TEST_DOWNLOAD, thumbnail: { presets: PRESETS } } });
+  });
+  afterEach(async () => {
+    for (const close of closers.splice(0).reverse()) await close().catch(() => {});
+    await t.drop();
+  });
+
+  it('50 concurrent requests for one missing thumbnail, split over two lis_imaged processes, cause one generation and get the same bytes', async () => {
+    const config = t.writeConfig();
+    const [a, b] = await Promise.all([startImaged(config, { LIS_DATABASE_URL: t.url }), startImaged(config, { LIS_DATABASE_URL: t.url })]);
+    closers.push(a.stop, b.stop);
+    const row = await insertQueuedRow(t.db, origin.url('/photo.jpg'));
+    const answers = await Promise.all(Array.from({ length: 50 }, (_, i) => rawGet(i % 2 ? a.url : b.url, row.pathOf('small'))));
+    for (const answer of answers) {
+      assert.equal(answer.status, 200, answer.body.toString());
+      assert.deepEqual(answer.body, answers[0].body);
+    }
+    assert.equal(origin.hits.get('/photo.jpg'), 1, 'the original was fetched once');
+    const made = [a, b].map((p) => (p.run.output().match(/made by working the queued row's stages/g) ?? []).length);
+    assert.equal(made[0] + made[1], 1, `one generation in all: ${made.join(' + ')}`);
+    const after = await t.db.selectFrom('live_images').select(['stage', 'state', 'locked_by']).where('id', '=', row.id).executeTakeFirstOrThrow();
+    assert.deepEqual([after.stage, after.state, after.locked_by], ['push', 'waiting', null]);
+  });
+
+  it('through nginx: a missing thumbnail comes back made and is queued for pushing; after a lis_pusherd run nginx serves it from disk without lis_imaged', async () => {
+    const frontendRoot = path.join(t.dir, 'frontend-root');
+    fs.mkdirSync(frontendRoot, { recursive: true });
+    await addFrontend(t.db, 'local', frontendRoot);
+    const config = t.writeConfig();
+    const imaged = await startImaged(config, { LIS_DATABASE_URL: t.url });
+    closers.push(imaged.stop);
+    const nginx = await startNginx(path.join(t.dir, 'nginx'), frontendRoot, Number(new URL(imaged.url).port));
+    closers.push(nginx.stop);
+    // Live since before `medium` existed: only `small` is on the frontend.
+    const row = await insertLiveRow(t.db, t.config, origin.url('/photo.jpg'), original, ['small']);
+
+    const first = await rawGet(nginx.url, row.pathOf('medium'));
+    assert.equal(first.status, 200, first.body.toString());
+    assert.equal(first.headers['x-imaged'], 'made');
+    assert.equal(first.headers['content-type'], 'image/jpeg');
+    assert.equal(fs.existsSync(path.join(frontendRoot, row.pathOf('medium'))), false, 'not on the frontend yet');
+    // Queued for pushing: the row's files changed, so the pusher's backfill sends them to every frontend.
+    const data = await t.db.selectFrom('live_images').select('image_data').where('id', '=', row.id).executeTakeFirstOrThrow();
+    assert.ok((data.image_data as { presets: Record<string, unknown> }).presets.medium);
+    assert.equal((await rawGet(nginx.url, '/uk/../../etc/passwd')).status, 400);
+    assert.equal((await rawGet(nginx.url, '/nosuch/small/a.jpg')).status, 404);
+    assert.equal((await rawGet(nginx.url, '/metrics')).status, 404, "lis_imaged's metrics are not public");
+    assert.equal((await rawGet(imaged.url, '/metrics')).status, 200);
+
+    const push = spawnTs('bin/lis_pusherd', ['--country', 'uk', '--config', config], { LIS_DATABASE_URL: t.url });
+    const { code } = await push.exited;
+    assert.equal(code, 0, push.output());
+    assert.deepEqual(fs.readFileSync(path.join(frontendRoot, row.pathOf('medium'))), first.body);
+
+    await imaged.stop();
+    const hit = await rawGet(nginx.url, row.pathOf('medium'));
+    assert.equal(hit.status, 200);
+    assert.equal(hit.headers['x-imaged'], undefined, 'served by nginx from disk');
+    assert.deepEqual(hit.body, first.body);
+    // rsync keeps the mtime, and lis_imaged writes nginx's ETag form: the validators agree.
+    assert.equal(hit.headers.etag, first.headers.etag);
+    assert.equal((await rawGet(nginx.url, row.pathOf('medium'), { headers: { 'if-none-match': first.headers.etag } })).status, 304);
+  });
+});

@@ -1,0 +1,273 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import sharp from 'sharp';
+import type { LisConfigInput } from '../src/config/config-schema.ts';
+import { lis_hash_for_url } from '../src/hash/image-hash.ts';
+import { thumbnailRelativePath, thumbnailStorePath } from '../src/store/store-layout.ts';
+import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
+import { insertLiveRow, insertQueuedRow, rawGet, startImagedInProcess } from './helpers/imaged-in-process.ts';
+import { OriginServer, photoJpeg, s3Credentials, startS3rver } from './helpers/imaged-fixtures.ts';
+import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+
+const PRESETS = {
+  small: { width: 120, height: 90, mode: 'crop' as const },
+  medium: { width: 320, height: 240, mode: 'pad' as const },
+  large: { width: 640, height: 480, mode: 'resize' as const },
+};
+
+describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function () {
+  this.timeout(60_000);
+  let t: TestDatabase;
+  let origin: OriginServer;
+  let original: Buffer;
+  const closers: Array<() => Promise<void>> = [];
+
+  before(async () => {
+    original = await photoJpeg(900, 600);
+  });
+  beforeEach(async () => {
+    origin = await OriginServer.start(new Map([['/photo.jpg', original], ['/slow.jpg', original], ['/other.jpg', original]]));
+    closers.push(() => origin.close());
+  });
+  afterEach(async () => {
+    for (const close of closers.splice(0).reverse()) await close();
+    await t?.drop();
+  });
+
+  async function setup(imaged: LisConfigInput['imaged'] = {}, extra: LisConfigInput = {}) {
+    t = await createTestDatabase({ overrides: { download: TEST_DOWNLOAD, thumbnail: { presets: PRESETS }, imaged, ...extra } });
+    const server = await startImagedInProcess(t.config, t.db, t.url);
+    closers.push(server.close);
+    return server;
+  }
+
+  it('makes a preset a live row lacks (a preset added to the config) from the stored original, with no daemon running; then serves it from the store with ETag, 304 and HEAD', async () => {
+    const server = await setup();
+    // The row went live when only `small` existed: medium and large were added to the config since.
+    const row = await insertLiveRow(t.db, t.config, 'http://example.invalid/a.jpg', original, ['small']);
+    await t.db.insertInto('frontends').values({ name: 'fe1', target: path.join(t.dir, 'fe1') }).execute();
+    await t.db.insertInto('frontend_pushes').values({ frontend: 'fe1', country: 'uk', image_hash: row.hash, pushed_at: new Date(), files_digest: 'old' }).execute();
+
+    const made = await rawGet(server.url, row.pathOf('medium'));
+    assert.equal(made.status, 200, made.body.toString());
+    assert.equal(made.headers['content-type'], 'image/jpeg');
+    assert.equal(made.headers['x-imaged'], 'made');
+    assert.deepEqual(await sharp(made.body).metadata().then((m) => [m.format, m.width, m.height]), ['jpeg', 320, 240]);
+    const stored = thumbnailStorePath(t.config, row.pathOf('medium').slice(1));
+    assert.deepEqual(fs.readFileSync(stored), made.body);
+    const after = await t.db.selectFrom('live_images').select(['image_data', 'live_data', 'stage']).where('id', '=', row.id).executeTakeFirstOrThrow();
+    const presets = (after.image_data as { presets: Record<string, { path: string; width: number }> }).presets;
+    assert.deepEqual(Object.keys(presets).sort(), ['medium', 'small']);
+    assert.deepEqual(Object.keys((after.live_data as { presets: object }).presets).sort(), ['medium', 'small'], 'the Interface serves it at once');
+    assert.equal(presets.medium.path, row.pathOf('medium').slice(1));
+    assert.equal(after.stage, 'live');
+    // Queued for pushing: the frontend's record no longer counts as pushed, so the pusher's backfill sends it.
+    const push = await t.db.selectFrom('frontend_pushes').select('pushed_at').where('image_hash', '=', row.hash).executeTakeFirstOrThrow();
+    assert.equal(push.pushed_at, null);
+
+    const again = await rawGet(server.url, row.pathOf('medium'));
+    assert.equal(again.status, 200);
+    assert.equal(again.headers['x-imaged'], 'store');
+    assert.deepEqual(again.body, made.body);
+    assert.equal(again.headers.etag, made.headers.etag);
+    assert.ok(again.headers['last-modified']);
+    assert.equal(again.headers['cache-control'], 'public, max-age=86400');
+    const cached = await rawGet(server.url, row.pathOf('medium'), { headers: { 'if-none-match': again.headers.etag } });
+    assert.equal(cached.status, 304);
+    assert.equal(cached.body.length, 0);
+    const since = await rawGet(server.url, row.pathOf('medium'), { headers: { 'if-modified-since': again.headers['last-modified'] } });
+    assert.equal(since.status, 304);
+    const head = await rawGet(server.url, row.pathOf('medium'), { method: 'HEAD' });
+    assert.equal(head.status, 200);
+    assert.equal(Number(head.headers['content-length']), made.body.length);
+    assert.equal(head.body.length, 0);
+    // Twins are off: no WebP to give.
+    assert.equal((await rawGet(server.url, row.pathOf('medium', 'webp'))).status, 404);
+    assert.equal(server.service.generations, 1);
+  });
+
+  it("serves a reworked row's versioned names (`<hash>_<preset>.v<N>.jpg`), and only versions the row has", async () => {
+    const server = await setup();
+    const row = await insertLiveRow(t.db, t.config, 'http://example.invalid/v.jpg', original, []);
+    const data = JSON.stringify({ original: { width: 900, height: 600, format: 'jpeg', bytes: 1 }, contentHash: 'x', presets: {}, version: 2 });
+    await t.db.updateTable('live_images').set({ image_data: data, live_data: data }).where('id', '=', row.id).execute();
+    const versioned = row.pathOf('small').replace('_small.jpg', '_small.v2.jpg');
+    const made = await rawGet(server.url, versioned);
+    assert.equal(made.status, 200, made.body.toString());
+    assert.ok(fs.existsSync(thumbnailStorePath(t.config, versioned.slice(1))));
+    const after = await t.db.selectFrom('live_images').select('live_data').where('id', '=', row.id).executeTakeFirstOrThrow();
+    assert.equal((after.live_data as { presets: Record<string, { path: string }> }).presets.small.path, versioned.slice(1));
+    assert.equal((await rawGet(server.url, row.pathOf('small'))).status, 404, 'version 1 is not this row\'s');
+    assert.equal((await rawGet(server.url, versioned.replace('.v2.', '.v3.'))).status, 404);
+  });
+
+  it('serves WebP and AVIF twins by extension when they are switched on', async () => {
+    const server = await setup({}, { thumbnail: { presets: PRESETS, twins: { webp: true, avif: true } } });
+    const row = await insertLiveRow(t.db, t.config, 'http://example.invalid/tw.jpg', original, []);
+    const webp = await rawGet(server.url, row.pathOf('small', 'webp'));
+    assert.equal(webp.status, 200, webp.body.toString());
+    assert.equal(webp.headers['content-type'], 'image/webp');
+    assert.equal((await sharp(webp.body).metadata()).format, 'webp');
+    const avif = await rawGet(server.url, row.pathOf('small', 'avif'));
+    assert.equal(avif.status, 200);
+    assert.equal(avif.headers['content-type'], 'image/avif');
+    assert.equal(avif.headers['x-imaged'], 'store');
+    assert.equal(server.service.generations, 1);
+  });
+
+  it('fetches the original again when a live row has lost it', async () => {
+    const server = await setup();
+    const row = await insertLiveRow(t.db, t.config, origin.url('/photo.jpg'), null, ['small']);
+    const res = await rawGet(server.url, row.pathOf('large'));
+    assert.equal(res.status, 200, res.body.toString());
+    assert.deepEqual(await sharp(res.body).metadata().then((m) => [m.width, m.height]), [640, 427]);
+    assert.equal(origin.hits.get('/photo.jpg'), 1);
+  });
+
+  it('works a queued row now: downloads and thumbnails it through the queue and leaves it for lis_pusherd; ten requests at once make it once', async () => {
+    const server = await setup();
+    const row = await insertQueuedRow(t.db, origin.url('/photo.jpg'));
+    const answers = await Promise.all(Array.from({ length: 10 }, () => rawGet(server.url, row.pathOf('small'))));
+    for (const a of answers) {
+      assert.equal(a.status, 200, a.body.toString());
+      assert.deepEqual(a.body, answers[0].body);
+    }
+    assert.equal(server.service.generations, 1);
+    assert.equal(origin.hits.get('/photo.jpg'), 1);
+    const after = await t.db.selectFrom('live_images').selectAll().where('id', '=', row.id).executeTakeFirstOrThrow();
+    assert.deepEqual([after.stage, after.state, after.locked_by], ['push', 'waiting', null]);
+    assert.deepEqual(Object.keys((after.image_data as { presets: object }).presets).sort(), ['large', 'medium', 'small']);
+    assert.ok(after.image_class);
+    const listed = await t.db.selectFrom('claimable_rows').select('stage').where('id', '=', row.id).execute();
+    assert.deepEqual(listed.map((r) => r.stage), ['push']);
+    const medium = await rawGet(server.url, row.pathOf('medium'));
+    assert.equal(medium.headers['x-imaged'], 'store');
+  });
+
+  it('answers 404 for an image with no row, with the configured placeholder when there is one', async () => {
+    const placeholder = await sharp({ create: { width: 10, height: 10, channels: 3, background: '#ccc' } }).png().toBuffer();
+    const file = path.join(fs.mkdtempSync('/tmp/lis-ph-'), 'ph.png');
+    closers.push(async () => fs.rmSync(path.dirname(file), { recursive: true, force: true }));
+    fs.writeFileSync(file, placeholder);
+    const server = await setup({ placeholder: file });
+    const hash = lis_hash_for_url('http://nowhere.invalid/x.jpg');
+    const res = await rawGet(server.url, `/${thumbnailRelativePath('uk', hash, 'small', 'jpg')}`);
+    assert.equal(res.status, 404);
+    assert.equal(res.headers['content-type'], 'image/png');
+    assert.deepEqual(res.body, placeholder);
+  });
+
+  it('refuses dot segments, encoded slashes, bad hashes, unknown origins and sizes that are not a preset', async () => {
+    const server = await setup({ origins: { web: { country: 'uk', sources: [{ type: 'http', baseUrl: origin.url('/') }] } } });
+    const hash = lis_hash_for_url('x');
+    const cases: Array<[string, number]> = [
+      ['/uk/../../etc/passwd', 400],
+      [`/uk/${hash.slice(0, 2)}/${hash.slice(2, 4)}/..%2f..%2fpasswd`, 400],
+      ['/web/small/a%2Fb.jpg', 400],
+      ['/web/small/../secret.jpg', 400],
+      ['/uk/zz/zz/zzzz_small.jpg', 404],
+      [`/uk/00/00/${hash}_small.jpg`, 404],
+      [`/${thumbnailRelativePath('uk', hash, 'huge', 'jpg')}`, 404],
+      ['/nosuch/small/a.jpg', 404],
+      ['/web/999x999/photo.jpg', 400],
+      ['/web/120/90/stretch/photo.jpg', 400],
+      ['/web/121/90/crop/photo.jpg', 400],
+    ];
+    for (const [p, status] of cases) assert.equal((await rawGet(server.url, p)).status, status, p);
+    assert.equal((await rawGet(server.url, '/web/small/photo.jpg', { method: 'POST' })).status, 405);
+    assert.equal(origin.hits.size, 0, 'no refused request reached the origin');
+  });
+
+  it('answers 503 with Retry-After past its bound on generations and waiting requests', async () => {
+    const server = await setup({ maxGenerations: 1, maxWaiting: 0, retryAfterSeconds: 7, origins: { web: { country: 'uk', sources: [{ type: 'http', baseUrl: origin.url('/') }] } } });
+    origin.held.add('/slow.jpg');
+    const arrived = origin.arrival('/slow.jpg');
+    const slow = rawGet(server.url, '/web/small/slow.jpg');
+    await arrived;
+    const busy = await rawGet(server.url, '/web/small/other.jpg');
+    assert.equal(busy.status, 503);
+    assert.equal(busy.headers['retry-after'], '7');
+    origin.release();
+    assert.equal((await slow).status, 200);
+    assert.equal((await rawGet(server.url, '/web/small/other.jpg')).status, 200);
+  });
+
+  it('origins: an S3 bucket (s3rver, through @aws-sdk/client-s3) with a local-folder fallback, in its own, OpenRoss and phizer forms', async () => {
+    const s3dir = fs.mkdtempSync('/tmp/lis-s3rver-');
+    const s3 = await startS3rver(s3dir, ['listing-photos']);
+    closers.push(async () => {
+      await s3.close();
+      fs.rmSync(s3dir, { recursive: true, force: true });
+    });
+    const uploads = fs.mkdtempSync('/tmp/lis-uploads-');
+    closers.push(async () => fs.rmSync(uploads, { recursive: true, force: true }));
+    const server = await setup({
+      s3: { 'listing-photos': { endpoint: s3.endpoint, ...s3Credentials() } },
+      origins: { photos: { country: 'uk', datasourceId: 7, sources: [{ type: 's3', bucket: 'listing-photos' }, { type: 'folder', dir: uploads }] } },
+    });
+    const client = new S3Client({ endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: s3Credentials() });
+    await client.send(new PutObjectCommand({ Bucket: 'listing-photos', Key: 'flats/12/front.jpg', Body: original, ContentType: 'image/jpeg' }));
+    client.destroy();
+
+    const first = await rawGet(server.url, '/photos/small/flats/12/front.jpg');
+    assert.equal(first.status, 200, first.body.toString());
+    assert.equal(first.headers['x-imaged'], 'made');
+    const row = await t.db.selectFrom('live_images').selectAll().where('image_url', '=', 's3://listing-photos/flats/12/front.jpg').executeTakeFirstOrThrow();
+    assert.deepEqual([row.country, row.datasource_id, row.stage], ['uk', 7, 'push']);
+    const phizer = await rawGet(server.url, '/photos/120x90/flats/12/front.jpg');
+    const openRoss = await rawGet(server.url, '/photos/120/90/crop/flats/12/front.jpg');
+    const pad = await rawGet(server.url, '/photos/320/240/resizecomp/flats/12/front.jpg');
+    assert.deepEqual([phizer.status, phizer.headers['x-imaged']], [200, 'store']);
+    assert.deepEqual(phizer.body, first.body);
+    assert.deepEqual(openRoss.body, first.body);
+    assert.deepEqual(await sharp(pad.body).metadata().then((m) => [m.width, m.height]), [320, 240]);
+
+    // Only in the uploads folder (not yet in the bucket): the fallback, tried in parallel, has it.
+    fs.mkdirSync(path.join(uploads, 'new'), { recursive: true });
+    fs.writeFileSync(path.join(uploads, 'new/upload.jpg'), original);
+    const fallback = await rawGet(server.url, '/photos/medium/new/upload.jpg');
+    assert.equal(fallback.status, 200, fallback.body.toString());
+    assert.equal((await rawGet(server.url, '/photos/small/nowhere/none.jpg')).status, 404);
+  });
+});
+
+describe('lis_downloadd fetches s3:// URLs', function () {
+  this.timeout(60_000);
+  it('a row whose image_url is s3://bucket/key is downloaded through the S3 API with the bucket\'s configured credentials', async () => {
+    const { runDaemon } = await import('../src/daemon/run-daemon.ts');
+    const { DownloadWorker } = await import('../src/download/download-worker.ts');
+    const { createLogger, closeLogger } = await import('../src/log/create-logger.ts');
+    const s3dir = fs.mkdtempSync('/tmp/lis-s3rver-');
+    const s3 = await startS3rver(s3dir, ['etl-bucket']).catch((error: unknown) => {
+      fs.rmSync(s3dir, { recursive: true, force: true });
+      throw error;
+    });
+    let t: TestDatabase | null = null;
+    let log: ReturnType<typeof createLogger> | null = null;
+    try {
+      t = await createTestDatabase({ overrides: { imaged: { s3: { 'etl-bucket': { endpoint: s3.endpoint, ...s3Credentials() } } } } });
+      log = createLogger({ component: 'downloadd', log: t.config.log, screen: false });
+      const picture = await photoJpeg(300, 200);
+      const client = new S3Client({ endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: s3Credentials() });
+      await client.send(new PutObjectCommand({ Bucket: 'etl-bucket', Key: 'x/1.jpg', Body: picture }));
+      client.destroy();
+      await insertQueuedRow(t.db, 's3://etl-bucket/x/1.jpg');
+      await insertQueuedRow(t.db, 's3://etl-bucket/x/missing.jpg');
+      await insertQueuedRow(t.db, 's3://unconfigured-bucket/x/1.jpg');
+      await runDaemon(new DownloadWorker(t.config, t.db, 'uk'), { config: t.config, db: t.db, databaseUrl: t.url, log, country: 'uk', chunkSize: 10, service: false, signal: new AbortController().signal, workerId: 'test:s3' });
+      const rows = await t.db.selectFrom('live_images').select(['image_url', 'stage', 'state', 'last_error_class', 'original_bytes']).orderBy('id').execute();
+      assert.deepEqual(rows.map((r) => [r.stage, r.state, r.last_error_class]), [['thumbnail', 'waiting', null], ['download', 'failed', 'http_404'], ['download', 'failed', 'bad_url']]);
+      assert.equal(rows[0].original_bytes, picture.length);
+      const { originalPath } = await import('../src/store/store-layout.ts');
+      assert.deepEqual(fs.readFileSync(originalPath(t.config, 'uk', lis_hash_for_url('s3://etl-bucket/x/1.jpg'))), picture);
+    } finally {
+      if (log) await closeLogger(log);
+      await t?.drop();
+      await s3.close();
+      fs.rmSync(s3dir, { recursive: true, force: true });
+    }
+  });
+});
+
