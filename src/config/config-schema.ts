@@ -1,5 +1,6 @@
 import os from 'node:os';
 import { z } from 'zod';
+import { alertsConfigSchema } from './alerts-config.ts';
 import { downloadConfigSchema } from './download-config.ts';
 import { pushConfigSchema } from './push-config.ts';
 import { thumbnailConfigSchema } from './thumbnail-config.ts';
@@ -75,6 +76,7 @@ export const configSchema = z.strictObject({
     webPort: z.number().int().min(0).max(65535).default(8470),
   }).prefault({}),
   manager: managerConfigSchema.prefault({}),
+  alerts: alertsConfigSchema.prefault({}),
   upkeep: upkeepConfigSchema.prefault({}),
   services: servicesConfigSchema.prefault({}),
   download: downloadConfigSchema.prefault({}),

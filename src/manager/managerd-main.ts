@@ -11,6 +11,7 @@ import { closeLogger, createLogger, type Logger } from '../log/create-logger.ts'
 import { errorMessage } from '../errors.ts';
 import { installStopSignals } from '../daemon/signals.ts';
 import { heartbeat, markStopped, registerWorker, workerIdFor } from '../daemon/worker-registry.ts';
+import { recordEvent } from './manager-events.ts';
 import { CHECKS, pruneStats, runCheck, sampleQueue, type Check, type CheckContext } from './run-check.ts';
 
 const CRON_FRONTEND_BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/lis_cron_frontend');
@@ -26,16 +27,28 @@ async function safeCheck(check: Check, ctx: CheckContext): Promise<boolean> {
   }
 }
 
-/** The weekly upkeep as a child process, so that its lock file and low priority apply as under cron. */
-function runCronFrontend(log: Logger, configFile: string | undefined): Promise<void> {
-  return new Promise((resolve) => {
+/**
+ * The weekly upkeep as a child process, so that its lock file and low priority
+ * apply as under cron. It records its outcome per country; a run that failed
+ * without recording one (a crash, no database) is recorded here, for the alerts.
+ */
+async function runCronFrontend(db: Db, log: Logger, configFile: string | undefined): Promise<void> {
+  const started = new Date();
+  const code = await new Promise<number | null>((resolve) => {
     const args = ['--all', ...(configFile ? ['--config', configFile] : [])];
     const child = spawn(process.execPath, [CRON_FRONTEND_BIN, ...args], { stdio: 'ignore' });
-    child.on('close', (code) => {
-      (code === 0 ? log.info : log.error)(`lis_cron_frontend --all exited ${code}`, { scope: 'Manager::cron_frontend' });
-      resolve();
-    });
+    child.on('error', () => resolve(null));
+    child.on('close', (exit) => resolve(exit));
   });
+  (code === 0 ? log.info : log.error)(`lis_cron_frontend --all exited ${code}`, { scope: 'Manager::cron_frontend' });
+  if (code === 0) return;
+  try {
+    const recorded = await db.selectFrom('manager_events').select('id')
+      .where('check_name', '=', 'upkeep').where('at', '>=', started).where('detail', 'like', 'failed:%').executeTakeFirst();
+    if (!recorded) await recordEvent(db, { check: 'upkeep', subject: 'all', rows: 0, detail: `failed: lis_cron_frontend --all exited ${code} (see cron_frontend.error.log)` });
+  } catch (error) {
+    log.error(`recording the upkeep's failure failed: ${errorMessage(error)}`, { scope: 'Manager::cron_frontend' });
+  }
 }
 
 async function serve(ctx: CheckContext, signal: AbortSignal, configFile: string | undefined): Promise<void> {
@@ -48,7 +61,7 @@ async function serve(ctx: CheckContext, signal: AbortSignal, configFile: string 
     log.info(`Scheduled ${check}: ${expression}`, { scope: 'Manager::serve' });
   }
   if (config.manager.schedule.cron_frontend) {
-    tasks.push(cron.schedule(config.manager.schedule.cron_frontend, () => runCronFrontend(log, configFile), { name: 'cron_frontend', noOverlap: true }));
+    tasks.push(cron.schedule(config.manager.schedule.cron_frontend, () => runCronFrontend(ctx.db, log, configFile), { name: 'cron_frontend', noOverlap: true }));
     log.info(`Scheduled cron_frontend: ${config.manager.schedule.cron_frontend}`, { scope: 'Manager::serve' });
   }
   tasks.push(cron.schedule('* * * * *', () => sampleQueue(ctx.db).catch((e) => log.error(`sampling the queue failed: ${errorMessage(e)}`)), { name: 'sample_queue', noOverlap: true }));
