@@ -1,7 +1,7 @@
 import readline from 'node:readline';
 import type { Readable } from 'node:stream';
 import type { Db } from '../db/connect.ts';
-import { LisError } from '../errors.ts';
+import { LisError, errorMessage } from '../errors.ts';
 import { parseUrlLine } from './parse-url-line.ts';
 import { lineRanges, storeBatch, type BatchOutcome, type StoreBatchOptions } from './store-batch.ts';
 import type { UrlRow } from './upsert-urls.ts';
@@ -68,12 +68,14 @@ export async function enqueueUrlStream(db: Db, input: Readable, options: Enqueue
     options.onProgress?.(stats);
   };
   const send = async (batch: UrlRow[]) => {
-    // storeBatch never rejects (it reports), so no batch can fail unseen.
-    const task: Promise<void> = storeBatch(db, options.country, batch, options).then(settle, (error: unknown) => {
-      failed.push(...batch.map((row) => ({ row, reason: String(error) })));
-    });
+    // The task never rejects: whatever happens to the batch is recorded in `failed`, so no batch can fail unseen.
+    const task: Promise<void> = storeBatch(db, options.country, batch, options)
+      .then(settle)
+      .catch((error: unknown) => {
+        failed.push(...batch.map((row) => ({ row, reason: errorMessage(error) })));
+      })
+      .finally(() => inFlight.delete(task));
     inFlight.add(task);
-    void task.finally(() => inFlight.delete(task));
     if (inFlight.size >= 2) await Promise.race(inFlight);
   };
   let batch: UrlRow[] = [];

@@ -14,8 +14,8 @@ export interface Spawned {
 export function spawnTs(file: string, args: string[], env: NodeJS.ProcessEnv = {}, input?: string): Spawned {
   const child = spawn(process.execPath, ['--import', 'tsx', path.resolve(ROOT, file), ...args], {
     cwd: ROOT,
-    // LIS_DATABASE_URL would override the test's config file and send the child to the shared database.
-    env: { ...process.env, LIS_DATABASE_URL: undefined, ...env },
+    // Given a test's config file, LIS_DATABASE_URL would override its database and send the child to the shared one.
+    env: { ...process.env, ...(args.includes('--config') || env.LIS_CONFIG ? { LIS_DATABASE_URL: undefined } : {}), ...env },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   let out = '';
