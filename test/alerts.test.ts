@@ -9,6 +9,8 @@ import { redactSecrets } from '../src/alerts/redact-secrets.ts';
 import { closeLogger, createLogger } from '../src/log/create-logger.ts';
 import { recordEvent } from '../src/manager/manager-events.ts';
 import { runCheck } from '../src/manager/run-check.ts';
+import { parseConfig } from '../src/config/load-config.ts';
+import { spawnTs } from './helpers/processes.ts';
 import { startSmtpSink, type SmtpSink } from './helpers/smtp-sink.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
@@ -153,6 +155,18 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
     } finally {
       hook.close();
     }
+  });
+
+  it('`lis config` shows neither the webhook URL nor the SMTP password; LIS_SMTP_PASSWORD sets it', async () => {
+    const file = t.writeConfig({ alerts: { webhookUrl: 'https://hooks.example.invalid/T0KEN-in-config', smtp: { host: 'mail.example.invalid', password: 'pw-in-config-secret' } } });
+    const run = spawnTs('bin/lis', ['--config', file, 'config'], { LIS_SMTP_PASSWORD: 'pw-from-env-secret' });
+    assert.equal((await run.exited).code, 0, run.output());
+    const shown = JSON.parse(run.output().slice(run.output().indexOf('{')));
+    assert.equal(shown.alerts.smtp.host, 'mail.example.invalid');
+    assert.equal(shown.alerts.smtp.password, '***');
+    assert.equal(shown.alerts.webhookUrl, '***');
+    for (const secret of ['T0KEN-in-config', 'pw-in-config-secret', 'pw-from-env-secret']) assert.ok(!run.output().includes(secret), secret);
+    assert.equal(parseConfig({ alerts: { smtp: { password: 'a' } } }, { LIS_SMTP_PASSWORD: 'b' }).alerts.smtp.password, 'b');
   });
 
   it('judges error rates against the usual, and redacts secrets from text', () => {
