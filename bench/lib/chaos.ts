@@ -72,7 +72,8 @@ const STAGE_BINS = ['lis_downloadd', 'lis_thumbnaild', 'lis_pusherd'];
 
 function start(member: Member, logDir: string): void {
   const out = fs.openSync(path.join(logDir, `${member.name.replaceAll('/', '-')}.out`), 'a');
-  member.child = spawn(process.execPath, [path.join(ROOT, 'bin', member.bin), ...member.args, '--config', member.configFile], { stdio: ['ignore', out, out] });
+  // Its config file names the chaos database; LIS_DATABASE_URL would override it with the server's default one.
+  member.child = spawn(process.execPath, [path.join(ROOT, 'bin', member.bin), ...member.args, '--config', member.configFile], { stdio: ['ignore', out, out], env: { ...process.env, LIS_DATABASE_URL: undefined } });
   fs.closeSync(out);
   member.starts++;
 }
@@ -266,7 +267,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     for (const country of options.countries) {
       await new Promise<void>((resolve) => {
         const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'lis_cron_frontend'), '--fs_check', '--country', country], {
-          env: { ...process.env, LIS_CONFIG: path.join(dir, `${host}.json`) }, stdio: ['ignore', fs.openSync(path.join(dir, 'out', `fs_check-${host}-${country}.out`), 'a'), 'pipe'],
+          env: { ...process.env, LIS_DATABASE_URL: undefined, LIS_CONFIG: path.join(dir, `${host}.json`) }, stdio: ['ignore', fs.openSync(path.join(dir, 'out', `fs_check-${host}-${country}.out`), 'a'), 'pipe'],
         });
         child.on('close', () => resolve());
       });
