@@ -12,10 +12,13 @@ export interface Spawned {
 
 /** Runs a TypeScript entry point (or a bin/ file) as a real child process, collecting its output. */
 export function spawnTs(file: string, args: string[], env: NodeJS.ProcessEnv = {}, input?: string): Spawned {
+  // A test that gives a config means its database: LIS_DATABASE_URL (the server the whole run uses,
+  // which would override the config's url) is not passed on then.
+  const inherited = { ...process.env };
+  if (args.includes('--config') || env.LIS_CONFIG !== undefined) delete inherited.LIS_DATABASE_URL;
   const child = spawn(process.execPath, ['--import', 'tsx', path.resolve(ROOT, file), ...args], {
     cwd: ROOT,
-    // Given a test's config file, LIS_DATABASE_URL would override its database and send the child to the shared one.
-    env: { ...process.env, ...(args.includes('--config') || env.LIS_CONFIG ? { LIS_DATABASE_URL: undefined } : {}), ...env },
+    env: { ...inherited, ...env },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   let out = '';
