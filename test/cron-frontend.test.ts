@@ -126,6 +126,9 @@ describe('lis_cron_frontend', () => {
     assert.equal(fs.existsSync(path.join(t.config.stores.thumbnails, deadTemp)), false, 'a dead writer\'s partial file is removed at once');
     assert.equal(fs.existsSync(path.join(t.config.stores.thumbnails, liveTemp)), true, 'a live writer\'s is left alone');
     assert.match(run.text, /thumbnails 1 orphans\/1 partial/);
+    const upkeep = await t.db.selectFrom('manager_events').select(['subject', 'detail']).where('check_name', '=', 'upkeep').execute();
+    assert.equal(upkeep.length, 1, 'the outcome is recorded for the alerts');
+    assert.match(upkeep[0].detail, /^ok: fs_check: /);
     assert.match(run.text, /n1: deleted 1 orphans, 0 live rows missing files/);
     assert.match(run.text, /n2: deleted 1 orphans, 1 live rows missing files sent back to the pusher/);
     for (const root of [daemon.moduleDir, local, t.config.stores.thumbnails]) assert.equal(fs.existsSync(path.join(root, orphan)), false, root);

@@ -42,7 +42,7 @@ describe('bin/lis_downloadd (a real daemon process)', function () {
       '/drip.jpg': 'download/waiting/timeout',
       '/endless.jpg': 'download/failed/too_large',
       '/lying-length.jpg': 'download/waiting/truncated',
-      '/truncated.jpg': 'download/waiting/truncated',
+      '/truncated.jpg': 'download/failed/corrupt_image',
       '/429': 'download/waiting/http_429',
     });
     for (const row of rows.filter((r) => r.stage === 'thumbnail')) {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { parseConfig } from '../src/config/load-config.ts';
 import { addressPolicy } from '../src/download/address-policy.ts';
-import { classifyDownloadError, parseRetryAfter, statusFailure } from '../src/download/classify-download-error.ts';
+import { classifyDownloadError, classifyTransferError, parseRetryAfter, statusFailure } from '../src/download/classify-download-error.ts';
 import { DownloadError } from '../src/download/download-error.ts';
 import { rowResult } from '../src/download/download-worker.ts';
 import { HostLimiter } from '../src/download/host-limiter.ts';
@@ -70,10 +70,10 @@ describe('download rules (pure)', () => {
       }
       assert.equal(verdict('jpeg', Buffer.concat([images.jpeg, Buffer.from('trailing camera data')])), null);
     });
-    it('catches images cut short at any point', () => {
+    it('doubts images cut short at any point (the decoder then decides)', () => {
       for (const [format, bytes] of [['jpeg', images.jpeg], ['png', images.png], ['webp', images.webp], ['gif', images.gif]] as const) {
         for (const keep of [0.3, 0.6, 0.95]) {
-          assert.match(verdict(format, bytes.subarray(0, Math.floor(bytes.length * keep)))!, /cut short|shorter/, `${format} at ${keep}`);
+          assert.match(verdict(format, bytes.subarray(0, Math.floor(bytes.length * keep)))!, /ends without|ends before|shorter|has \d+ of/, `${format} at ${keep}`);
         }
       }
     });
@@ -116,6 +116,16 @@ describe('download rules (pure)', () => {
       assert.equal(code('CERT_HAS_EXPIRED').errorClass, 'tls');
       assert.equal(code('Z_DATA_ERROR').errorClass, 'bad_encoding');
       assert.deepEqual(classifyDownloadError(new TypeError('boom')), { reason: 'internal: boom', errorClass: 'internal', retryable: true });
+    });
+    it('calls a transfer truncated only when it was cut, and an over-long body what it is', () => {
+      const reset = Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
+      const parse = Object.assign(new Error('Parse Error: Expected HTTP/'), { code: 'HPE_INVALID_CONSTANT' });
+      assert.match(classifyTransferError(reset, { declared: 1000, chunked: false, received: 400 }).reason, /^truncated: the transfer was cut: 400 of the 1000 bytes/);
+      assert.equal(classifyTransferError(reset, { declared: null, chunked: true, received: 400 }).errorClass, 'truncated');
+      const over = classifyTransferError(parse, { declared: 1000, chunked: false, received: 0 });
+      assert.deepEqual([over.errorClass, over.retryable], ['overlong_body', false]);
+      assert.match(over.reason, /^the server sent more bytes than its Content-Length \(1000\)/);
+      assert.equal(classifyTransferError(Object.assign(new Error('x'), { code: 'ENOTFOUND' }), { declared: 10, chunked: false, received: 0 }).errorClass, 'dns');
     });
   });
 

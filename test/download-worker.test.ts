@@ -16,6 +16,7 @@ import { countBy, relistAll } from './helpers/rows.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
 import { makeTestImages, startImageServer, type ImageServer, type TestImages } from './helpers/image-server.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+import { runThumbnailStage } from './helpers/thumbnail-fixtures.ts';
 
 
 interface RowView {
@@ -78,6 +79,8 @@ describe('lis_downloadd worker (a real HTTP server, a real database)', function 
     const good: Record<string, [Buffer, string]> = {
       '/good.jpg': [images.jpeg, 'jpeg'], '/good.png': [images.png, 'png'], '/good.webp': [images.webp, 'webp'], '/good.gif': [images.gif, 'gif'],
       '/good.avif': [images.avif, 'avif'], '/untyped.png': [images.png, 'png'], '/gzip.jpg': [images.jpeg, 'jpeg'], '/redirect-good': [images.jpeg, 'jpeg'],
+      // Whole transfers with a damaged trailer the decoder reads without a warning.
+      '/no-trailer.gif': [images.gifNoTrailer, 'gif'], '/bad-iend.png': [images.pngBadIendType, 'png'], '/ffc9.jpg': [images.jpegEndsFfc9, 'jpeg'],
     };
     const bad: Record<string, [string, RegExp, 'waiting' | 'failed']> = {
       '/404': ['http_404', /^HTTP 404 Not Found$/, 'failed'],
@@ -91,7 +94,12 @@ describe('lis_downloadd worker (a real HTTP server, a real database)', function 
       '/huge-declared.jpg': ['too_large', /^too large: Content-Length 99999999999/, 'failed'],
       '/drip.jpg': ['timeout', /^timeout: not done within 2 s/, 'waiting'],
       '/slow-headers.jpg': ['timeout', /^timeout: waiting for the first byte took too long$/, 'waiting'],
-      '/lying-length.jpg': ['truncated', /^truncated: /, 'waiting'],
+      // Cut transfers: retried.
+      '/lying-length.jpg': ['truncated', /^truncated: the transfer was cut: \d+ of the 50000 bytes the Content-Length announced/, 'waiting'],
+      '/reset.jpg': ['truncated', /^truncated: the transfer was cut: \d+ of the \d+ bytes the Content-Length announced/, 'waiting'],
+      '/chunked-cut.jpg': ['truncated', /^truncated: the transfer was cut: the chunked body ended without its last chunk/, 'waiting'],
+      // The server broke HTTP: told as it is.
+      '/overlong.jpg': ['overlong_body', /^the server sent more bytes than its Content-Length \(\d+\)/, 'failed'],
       '/loop-a': ['redirect_loop', /redirect/i, 'failed'],
       '/redirect-loopback': ['refused_address', /^refused address: 127\.0\.0\.2 \(loopback\)$/, 'failed'],
       '/redirect-mapped': ['refused_address', /^refused address: ::ffff:7f00:1 \(IPv4-mapped\)$|^refused address: ::ffff:127\.0\.0\.1 \(IPv4-mapped\)$/, 'failed'],
@@ -99,7 +107,9 @@ describe('lis_downloadd worker (a real HTTP server, a real database)', function 
       '/redirect-ftp': ['bad_url', /^bad URL: /, 'failed'],
       '/html-as-jpeg.jpg': ['not_image', /^not an image \(starts with "<!DOCTYPE html>\\x0a"\)$/, 'failed'],
       '/empty.jpg': ['not_image', /^not an image \(empty body\)$/, 'failed'],
-      '/truncated.jpg': ['truncated', /^truncated: JPEG ends without its end-of-image marker/, 'waiting'],
+      // Complete transfers of files stored cut short: the decoder's words, never retried.
+      '/truncated.jpg': ['corrupt_image', /^JPEG ends without its end-of-image marker, and the decoder cannot read it: .*premature end of JPEG/i, 'failed'],
+      '/truncated.png': ['corrupt_image', /^PNG ends before its IEND chunk, and the decoder cannot read it: .*PNG ends inside the IDAT chunk/, 'failed'],
       '/bad-gzip.jpg': ['bad_encoding', /^bad content encoding: /, 'failed'],
     };
     await enqueue([...Object.keys(good), ...Object.keys(bad)].map((p) => server.url(p)));
@@ -138,6 +148,22 @@ describe('lis_downloadd worker (a real HTTP server, a real database)', function 
     const flaky = (await rows()).get('/flaky.jpg?a')!;
     assert.equal(`${flaky.stage}/${flaky.state}`, 'thumbnail/waiting');
     assert.equal(flaky.last_error, null);
+  });
+
+  it('complete downloads with a damaged trailer that the decoder reads go through download and thumbnailing', async () => {
+    await setup();
+    const damaged = ['/no-trailer.gif', '/bad-iend.png', '/ffc9.jpg'];
+    await enqueue(damaged.map((p) => server.url(p)));
+    await run();
+    await runThumbnailStage(t.db, t.config, t.url);
+    const found = await rows();
+    for (const p of damaged) {
+      const row = found.get(p)!;
+      assert.equal(`${row.stage}/${row.state}`, 'push/waiting', `${p}: ${row.last_error}`);
+      assert.equal(row.attempts, 0, p);
+    }
+    const thumbnailed = await t.db.selectFrom('live_images').select(['image_url', 'image_data']).execute();
+    for (const r of thumbnailed) assert.ok(r.image_data && 'presets' in r.image_data, r.image_url);
   });
 
   it('keeps connections alive and holds each host to its cap', async () => {

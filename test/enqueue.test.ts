@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { sql } from 'kysely';
-import { enqueueUrlStream } from '../src/intake/enqueue-urls.ts';
+import { EnqueueIncompleteError, enqueueUrlStream } from '../src/intake/enqueue-urls.ts';
 import { parseUrlLine } from '../src/intake/parse-url-line.ts';
+import { lineRanges } from '../src/intake/store-batch.ts';
 import { spawnTs } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
@@ -36,13 +37,13 @@ describe('ETL intake', () => {
     const first = await enqueueUrlStream(t.db, Readable.from(['http://a.com/1.jpg\nnot a url\nhttp://a.com/2.jpg\n3\thttp://a.com/3.jpg\nhttp://a.com/1.jpg\n']), {
       country: 'uk', datasourceId: 16, maxUrlLength: 2048, batchSize: 2, onBadLine: (n, reason) => bad.push([n, reason]),
     });
-    assert.deepEqual(first, { lines: 5, inserted: 3, refreshed: 1, bad: 1 });
+    assert.deepEqual(first, { lines: 5, inserted: 3, refreshed: 1, bad: 1, noDatasource: 0 });
     assert.deepEqual(bad.map(([n]) => n), [2]);
     await sql`UPDATE live_images SET last_seen = now() - interval '3 days'`.execute(t.db);
     const second = await enqueueUrlStream(t.db, Readable.from(['http://a.com/1.jpg\nhttp://a.com/4.jpg\n']), {
       country: 'uk', datasourceId: 16, maxUrlLength: 2048, batchSize: 100,
     });
-    assert.deepEqual(second, { lines: 2, inserted: 1, refreshed: 1, bad: 0 });
+    assert.deepEqual(second, { lines: 2, inserted: 1, refreshed: 1, bad: 0, noDatasource: 0 });
     const rows = await t.db.selectFrom('live_images')
       .select(['image_url', 'datasource_id', sql<boolean>`last_seen > now() - interval '1 minute'`.as('fresh')])
       .orderBy('image_url').execute();
@@ -74,5 +75,69 @@ describe('ETL intake', () => {
     const ds = spawnTs('bin/lis', ['--config', t.writeConfig(), 'enqueue', '--country', 'uk', '--datasource', '-4'], {}, '');
     assert.equal((await ds.exited).code, 2);
     assert.match(ds.output(), /--datasource "-4": expected a whole number/);
+  });
+
+  it('takes an upper-case scheme as the table does, and a row the table still refuses is skipped alone', async () => {
+    assert.deepEqual(parseUrlLine('HTTP://a.com/X.jpg', 16, 2048), { kind: 'url', datasourceId: 16, url: 'HTTP://a.com/X.jpg' });
+    // A rule only the table knows (as a DBA might add one): the batch is split until the row is alone.
+    await sql`ALTER TABLE live_images ADD CONSTRAINT test_no_blocked CHECK (image_url NOT LIKE '%/blocked/%')`.execute(t.db);
+    const lines = Array.from({ length: 9 }, (_, i) => (i === 6 ? 'http://a.com/blocked/7.jpg' : `${i % 2 ? 'HTTP' : 'https'}://a.com/${i + 1}.jpg`));
+    const bad: Array<[number, string]> = [];
+    const stats = await enqueueUrlStream(t.db, Readable.from([lines.join('\n')]), {
+      country: 'uk', datasourceId: 16, maxUrlLength: 2048, batchSize: 5000, onBadLine: (n, reason) => bad.push([n, reason]),
+    });
+    assert.deepEqual(stats, { lines: 9, inserted: 8, refreshed: 0, bad: 1, noDatasource: 0 });
+    assert.equal(bad.length, 1);
+    assert.equal(bad[0][0], 7);
+    assert.match(bad[0][1], /refused by the table: .*test_no_blocked/);
+    const stored = await t.db.selectFrom('live_images').select('image_url').where('image_url', 'like', 'HTTP:%').execute();
+    assert.equal(stored.length, 4);
+  });
+
+  it('a batch that keeps failing is retried, then the run fails naming every line not stored', async () => {
+    // A trigger that raises for any statement carrying a /poison/ URL: one batch fails as a whole, every time.
+    await sql`
+      CREATE FUNCTION test_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF EXISTS (SELECT 1 FROM new_rows WHERE image_url LIKE '%/poison/%') THEN RAISE EXCEPTION 'poisoned batch'; END IF;
+        RETURN NULL;
+      END $$;
+      CREATE TRIGGER test_poison AFTER INSERT ON live_images REFERENCING NEW TABLE AS new_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION test_poison();`.execute(t.db);
+    const lines = Array.from({ length: 16 }, (_, i) => (i === 5 ? 'http://a.com/poison/6.jpg' : `http://a.com/${i + 1}.jpg`));
+    const error = await enqueueUrlStream(t.db, Readable.from([lines.join('\n')]), { country: 'uk', datasourceId: 16, maxUrlLength: 2048, batchSize: 4, retryDelaysMs: [1, 1] })
+      .then(() => null, (e: unknown) => e);
+    assert.ok(error instanceof EnqueueIncompleteError, String(error));
+    const storedLines = (await t.db.selectFrom('live_images').select('image_url').execute()).map((r) => Number(/\/(\d+)\.jpg$/.exec(r.image_url)![1]));
+    const notStored = lines.map((_, i) => i + 1).filter((n) => !storedLines.includes(n));
+    assert.ok(notStored.includes(5) && notStored.includes(8), 'the poisoned batch (lines 5-8) is not stored');
+    // Every line not stored is named (read or not), none that was stored.
+    const named = new Set(error.notStored);
+    for (const n of notStored) assert.ok(named.has(n) || n > error.lastLineRead, `line ${n} is named or after the last line read`);
+    for (const n of storedLines) assert.ok(!named.has(n), `line ${n} was stored`);
+    assert.match(error.message, /poisoned batch/);
+    assert.match(error.message, new RegExp(`lines ${lineRanges(error.notStored)}`));
+    assert.equal(lineRanges([3, 4, 5, 9, 11, 12]), '3-5, 9, 11-12');
+  });
+
+  it('`lis enqueue` exits non-zero and names the lines when a batch cannot be stored', async () => {
+    await sql`
+      CREATE FUNCTION test_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF EXISTS (SELECT 1 FROM new_rows WHERE image_url LIKE '%/poison/%') THEN RAISE EXCEPTION 'poisoned batch'; END IF;
+        RETURN NULL;
+      END $$;
+      CREATE TRIGGER test_poison AFTER INSERT ON live_images REFERENCING NEW TABLE AS new_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION test_poison();`.execute(t.db);
+    const input = ['http://x.com/1.jpg', 'http://x.com/2.jpg', 'http://x.com/poison/3.jpg', 'http://x.com/4.jpg'].join('\n');
+    const run = spawnTs('bin/lis', ['--config', t.writeConfig({ enqueue: { batchSize: 2 } }), 'enqueue', '--country', 'uk', '--datasource', '16', '-'], {}, input);
+    assert.equal((await run.exited).code, 1, run.output());
+    assert.match(run.output(), /error: \d+ lines not stored \(lines (3-4|2-4|1-4)\): .*poisoned batch/);
+  });
+
+  it('`lis enqueue` with no datasource anywhere stores nothing and says so with exit 2', async () => {
+    const run = spawnTs('bin/lis', ['--config', t.writeConfig(), 'enqueue', '--country', 'uk', '-'], {}, 'http://x.com/a.jpg\nhttp://x.com/b.jpg\n');
+    assert.equal((await run.exited).code, 2, run.output());
+    assert.match(run.output(), /nothing stored: 2 lines name no datasource; give --datasource/);
   });
 });

@@ -82,4 +82,18 @@ describe('the Interface (imported as a package)', () => {
     const result = await images.enqueue(['http://a.example.com/1.jpg', 'http://a.example.com/1.jpg', liveUrl, 'not a url'], { country: 'uk', datasourceId: 16 });
     assert.deepEqual(result, { inserted: 1, refreshed: 1, rejected: [{ url: 'not a url', reason: 'URL contains white space' }] });
   });
+
+  it('a URL the table refuses is rejected alone, never thrown for the whole listing', async () => {
+    await sql`ALTER TABLE live_images ADD CONSTRAINT test_no_blocked CHECK (image_url NOT LIKE '%/blocked/%')`.execute(t.db);
+    const urls = ['HTTP://b.example.com/1.jpg', 'http://b.example.com/blocked/2.jpg', 'http://b.example.com/3.jpg'];
+    const result = await images.enqueue(urls, { country: 'uk', datasourceId: 16 });
+    assert.equal(result.inserted, 2);
+    assert.deepEqual(result.rejected.map((r) => r.url), [urls[1]]);
+    assert.match(result.rejected[0].reason, /refused by the table: .*test_no_blocked/);
+    const listing = [liveUrl, 'http://c.example.com/blocked/9.jpg', 'HTTPS://c.example.com/8.jpg'];
+    const si = await images.imagesForSiBuild(listing, { country: 'uk', datasourceId: 16 });
+    assert.deepEqual(si.map((r) => [r.url, r.status, r.live]), [[liveUrl, 'live', true], [listing[1], 'rejected', false], [listing[2], 'download', false]]);
+    assert.match(si[1].error!, /test_no_blocked/);
+    assert.equal(si[2].hash, lis_hash_for_url(listing[2]));
+  });
 });

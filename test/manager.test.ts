@@ -27,6 +27,18 @@ async function auditStageMoves(t: TestDatabase): Promise<void> {
       WHEN (OLD.stage = 'download' AND NEW.stage <> 'download') EXECUTE FUNCTION audit_move();`.execute(t.db);
 }
 
+/**
+ * `count` rows of datasource `ds` that failed with `errorClass` (as a stage leaves them), and the daemons'
+ * per-minute outcome counts for them: `outcomesPerRow` failures each, e.g. a push retried 23 times.
+ */
+async function failedRows(t: TestDatabase, ds: number, count: number, errorClass: string, stage = 'download', outcomesPerRow = 23): Promise<void> {
+  await insertUrls(t.db, 'uk', count, { datasourceId: ds, prefix: `http://feed${ds}.example.com/failing/` });
+  await sql`UPDATE live_images SET stage = ${stage}, attempts = 1, last_error = 'fixture', last_error_class = ${errorClass}, updated_at = now()
+             WHERE datasource_id = ${ds} AND image_url LIKE '%/failing/%'`.execute(t.db);
+  await sql`INSERT INTO datasource_minutes (country, datasource_id, minute, stage, error_class, n)
+            VALUES ('uk', ${ds}, date_trunc('minute', now()), ${stage}, ${errorClass}, ${count * outcomesPerRow})`.execute(t.db);
+}
+
 describe('lis_managerd', () => {
   let t: TestDatabase;
   beforeEach(async () => (t = await createTestDatabase({ overrides: { queue: { heartbeatSeconds: 0.5 }, manager: { staleWorkerSeconds: 5 } } })));
@@ -91,7 +103,7 @@ describe('lis_managerd', () => {
     const policy = { windowHours: 1, minAttempts: 20, failureRate: 0.9 };
     const disabled = await disableBadDatasources(t.db, policy, 'uk');
     assert.deepEqual(disabled.map((d) => [d.datasourceId, d.total, d.failed, d.parked]), [[7, 40, 40, 30]]);
-    assert.match(disabled[0].reason, /100% of 40 rows failed in the last 1h \(top reason: fixture x40\)/);
+    assert.match(disabled[0].reason, /100% of 40 rows failed in the last 1h \(top reason: http_404 on 40 rows\)/);
     const ds = await t.db.selectFrom('datasources').selectAll().where('datasource_id', '=', 7).executeTakeFirstOrThrow();
     assert.equal(ds.enabled, false);
     await insertUrls(t.db, 'uk', 5, { datasourceId: 7, prefix: 'http://feed7.example.com/new/' });
@@ -99,7 +111,7 @@ describe('lis_managerd', () => {
     assert.equal(Number(parked.n), 35, 'rows inserted for a disabled datasource are parked at once');
     const show = spawnTs('bin/lis', ['--config', t.writeConfig(), 'datasource', 'show', 'uk']);
     assert.equal((await show.exited).code, 0);
-    assert.match(show.output(), /uk 7: .*\n  DISABLED: 100% of 40 rows failed in the last 1h \(top reason: fixture x40\) \(lis datasource enable uk 7\)/);
+    assert.match(show.output(), /uk 7: .*\n  DISABLED: 100% of 40 rows failed in the last 1h \(top reason: http_404 on 40 rows\) \(lis datasource enable uk 7\)/);
     const enable = spawnTs('bin/lis', ['--config', t.writeConfig(), 'datasource', 'enable', 'uk', '7']);
     assert.equal((await enable.exited).code, 0, enable.output());
     assert.match(enable.output(), /datasource 7 of uk enabled; 35 parked rows put back in the queue/);
@@ -129,8 +141,7 @@ describe('lis_managerd', () => {
     try {
       const webhookUrl = `http://127.0.0.1:${(hook.address() as { port: number }).port}/alerts`;
       await sql`INSERT INTO datasources (country, datasource_id, updated_at) VALUES ('uk', 9, now() - interval '1 hour')`.execute(t.db);
-      await sql`INSERT INTO datasource_minutes (country, datasource_id, minute, stage, error_class, n)
-                VALUES ('uk', 9, date_trunc('minute', now()), 'download', 'http_404', 60)`.execute(t.db);
+      await failedRows(t, 9, 60, 'http_404');
       const config = { ...t.config, manager: { ...t.config.manager, webhookUrl, badDatasource: { windowHours: 1, minAttempts: 50, failureRate: 0.9 } } };
       const log = createLogger({ component: 'managerd', log: t.config.log, screen: false });
       const summary = await runCheck('bad_datasources', { config, db: t.db, log, country: 'uk' });
@@ -146,10 +157,28 @@ describe('lis_managerd', () => {
     }
   });
 
+  it('counts rows, not outcomes: a row failing many times is one row, and our own faults never disable', async () => {
+    await sql`INSERT INTO datasources (country, datasource_id, updated_at) VALUES ('uk', 11, now() - interval '1 hour'), ('uk', 12, now() - interval '1 hour'), ('uk', 13, now() - interval '1 hour')`.execute(t.db);
+    // 11: one frontend down for hours; 60 rows waiting to be pushed, 1380 failed pushes counted.
+    await failedRows(t, 11, 60, 'frontend_down', 'push');
+    // 12: one row failing over and over (100 outcomes), 59 rows fine.
+    await failedRows(t, 12, 1, 'http_5xx', 'download', 100);
+    await insertUrls(t.db, 'uk', 59, { datasourceId: 12, prefix: 'http://feed12.example.com/ok/' });
+    await sql`UPDATE live_images SET stage = 'thumbnail' WHERE datasource_id = 12 AND last_error_class IS NULL`.execute(t.db);
+    // 13: a feed of dead links, for contrast.
+    await failedRows(t, 13, 60, 'http_404');
+    const policy = { windowHours: 6, minAttempts: 50, failureRate: 0.9 };
+    const disabled = await disableBadDatasources(t.db, policy, 'uk');
+    assert.deepEqual(disabled.map((d) => [d.datasourceId, d.total, d.failed]), [[13, 60, 60]]);
+    assert.equal(disabled[0].reason, '100% of 60 rows failed in the last 6h (top reason: http_404 on 60 rows)');
+    const enabled = await t.db.selectFrom('datasources').select('datasource_id').where('enabled', '=', true).orderBy('datasource_id').execute();
+    assert.deepEqual(enabled.map((d) => d.datasource_id), [11, 12]);
+  });
+
   it('judges datasources by rate, only with enough attempts', () => {
     const policy = { windowHours: 6, minAttempts: 50, failureRate: 0.9 };
     const h = { country: 'uk', datasourceId: 1, total: 100, failed: 95, topReason: 'http_404', topReasonCount: 90 };
-    assert.equal(judgeDatasource(h, policy), '95% of 100 rows failed in the last 6h (top reason: http_404 x90)');
+    assert.equal(judgeDatasource(h, policy), '95% of 100 rows failed in the last 6h (top reason: http_404 on 90 rows)');
     assert.equal(judgeDatasource({ ...h, failed: 80 }, policy), null);
     assert.equal(judgeDatasource({ ...h, total: 40, failed: 40 }, policy), null);
   });

@@ -10,7 +10,7 @@ import { ROOT } from './helpers/processes.ts';
  * last_seen only (not a queue column); the insert triggers list and park new rows.
  */
 const ALLOWED: Array<{ file: string; statement: RegExp }> = [
-  { file: 'src/intake/enqueue-urls.ts', statement: /^INSERT INTO live_images\b/i },
+  { file: 'src/intake/upsert-urls.ts', statement: /^INSERT INTO live_images\b/i },
   { file: 'src/interface/image-sys.ts', statement: /^INSERT INTO live_images\b/i },
 ];
 
@@ -61,7 +61,7 @@ describe('one door for the queue', () => {
       "await db.insertInto('live_images').values(row)",
     ];
     for (const line of planted) assert.equal(queueWrites('src/manager/x.ts', line).length, 1, line);
-    assert.equal(queueWrites('src/intake/enqueue-urls.ts', 'sql`INSERT INTO live_images AS li (country) VALUES (1)`').length, 0, 'the intake may insert');
+    assert.equal(queueWrites('src/intake/upsert-urls.ts', 'sql`INSERT INTO live_images AS li (country) VALUES (1)`').length, 0, 'the intake may insert');
     assert.equal(queueWrites('src/intake/enqueue-urls.ts', 'sql`UPDATE live_images SET state = 1`').length, 1, 'but not update');
     assert.equal(queueWrites('src/manager/x.ts', "db.selectFrom('live_images')").length, 0, 'reads are fine');
   });

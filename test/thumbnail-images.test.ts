@@ -4,6 +4,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { crc32 } from 'node:zlib';
 import sharp from 'sharp';
 import { thumbnailConfigSchema, type ThumbnailConfig } from '../src/config/thumbnail-config.ts';
 import { ImageError } from '../src/thumbnail/image-error.ts';
@@ -97,8 +98,35 @@ describe('thumbnails of real images (sharp)', () => {
     assert.match(reasons.get('xc9n2c08.png')!, /colour type 9 is not valid/);
     assert.match(reasons.get('xd3n2c08.png')!, /bit depth 3 is not valid for colour type 2/);
     assert.match(reasons.get('xdtn0g01.png')!, /no IDAT chunk/);
-    assert.match(reasons.get('xcsn0g01.png')!, /libpng read error.*CRC error in the IDAT chunk/);
-    assert.match(reasons.get('xhdn0g08.png')!, /IHDR: CRC error/);
+    assert.match(reasons.get('xcsn0g01.png')!, /^CRC error in the IDAT chunk \(decoder: .*libpng read error/);
+    assert.match(reasons.get('xhdn0g08.png')!, /^CRC error in the IHDR chunk \(decoder: .*IHDR: CRC error/);
+    for (const [file, reason] of reasons) assert.doesNotMatch(reason, /error in tile|Warning treated as error/, file);
+  });
+
+  it('gives PNG faults that libvips words as "corrupt header" or "Warning treated as error" a reason a person can act on', async () => {
+    const png = await sharp({ create: { width: 64, height: 48, channels: 3, background: '#8080c0' } }).png().toBuffer();
+    const damaged = (edit: (b: Buffer) => void) => {
+      const b = Buffer.from(png);
+      edit(b);
+      return b;
+    };
+    const cases: Array<[string, Buffer, RegExp]> = [
+      // The IHDR's CRC is wrong: libvips says "Warning treated as error due to failOn setting".
+      ['IHDR CRC', damaged((b) => (b[29] ^= 0xff)), /^CRC error in the IHDR chunk \(decoder: a decoder warning \(refused by failOn: warning\); IHDR: CRC error\)$/],
+      // A bit depth PNG does not allow: libvips says "Input buffer has corrupt header:" and nothing more.
+      ['bit depth', damaged((b) => {
+        b[24] = 3;
+        b.writeUInt32BE(crc32(b.subarray(12, 29)), 29);
+      }), /^IHDR: bit depth 3 is not valid for colour type 2 \(decoder: Input buffer has corrupt header\)$/],
+      // A data chunk cut mid-way in a file that was otherwise sent whole.
+      ['cut IDAT', png.subarray(0, png.length - 20), /^PNG ends inside the IDAT chunk \(the file is cut short\)|^CRC error in the IDAT chunk/],
+    ];
+    for (const [name, bytes, reason] of cases) {
+      const error = await rejection(makeThumbnails(bytes, settings()));
+      assert.equal(error.code, 'corrupt_image', `${name}: ${error.message}`);
+      assert.match(error.message, reason, name);
+      assert.doesNotMatch(error.message, /^Input buffer has corrupt header|^Warning treated as error/, name);
+    }
   });
 
   it('converts a CMYK JPEG to sRGB through its profile, with the right colours', async () => {

@@ -15,6 +15,9 @@ export function addConfigCommand(program: Command): void {
         const shown = structuredClone(config);
         if (shown.database.url) shown.database.url = redactUrl(shown.database.url);
         shown.database.embedded.password = '***';
+        if (shown.alerts.smtp.password) shown.alerts.smtp.password = '***';
+        if (shown.alerts.webhookUrl) shown.alerts.webhookUrl = '***';
+        if (shown.manager.webhookUrl) shown.manager.webhookUrl = '***';
         console.error(`# from ${configFilePath({ file }) ?? 'built-in defaults (no config file)'}`);
         console.log(JSON.stringify(shown, null, 2));
       }),

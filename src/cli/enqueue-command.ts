@@ -4,9 +4,11 @@ import { parseCountry, parseIntFlag } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
 import { openDatabase } from '../db/connect.ts';
 import { ProgressLine } from '../daemon/progress-line.ts';
-import { LisError } from '../errors.ts';
-import { enqueueUrlStream } from '../intake/enqueue-urls.ts';
+import { LisError, UsageError } from '../errors.ts';
+import { EnqueueIncompleteError, enqueueUrlStream, type EnqueueStats } from '../intake/enqueue-urls.ts';
 import { runCommand } from './exit-on-error.ts';
+
+const summary = (s: EnqueueStats) => `${s.inserted} new, ${s.refreshed} already known (last_seen refreshed), ${s.bad} bad lines skipped, ${s.lines} lines read`;
 
 /** `lis enqueue --country uk --datasource 16 [FILE|-]`: the ETL's way in. */
 export function addEnqueueCommand(program: Command): void {
@@ -31,16 +33,26 @@ export function addEnqueueCommand(program: Command): void {
         let shown = { done: 0, failed: 0 };
         const progress = new ProgressLine(process.stderr, () => shown, 'URLs queued or refreshed').start();
         try {
-          const stats = await enqueueUrlStream(db, input as import('node:stream').Readable, {
-            country,
-            datasourceId,
-            maxUrlLength: config.enqueue.maxUrlLength,
-            batchSize: config.enqueue.batchSize,
-            onBadLine: (n, reason) => process.stderr.write(`line ${n}: ${reason}\n`),
-            onProgress: (s) => (shown = { done: s.inserted + s.refreshed, failed: s.bad }),
-          });
+          let stats: EnqueueStats;
+          try {
+            stats = await enqueueUrlStream(db, input as import('node:stream').Readable, {
+              country,
+              datasourceId,
+              maxUrlLength: config.enqueue.maxUrlLength,
+              batchSize: config.enqueue.batchSize,
+              onBadLine: (n, reason) => process.stderr.write(`line ${n}: ${reason}\n`),
+              onProgress: (s) => (shown = { done: s.inserted + s.refreshed, failed: s.bad }),
+            });
+          } catch (error) {
+            progress.stop();
+            if (error instanceof EnqueueIncompleteError) console.log(summary(error.stats));
+            throw error;
+          }
           progress.stop();
-          console.log(`${stats.inserted} new, ${stats.refreshed} already known (last_seen refreshed), ${stats.bad} bad lines skipped, ${stats.lines} lines read`);
+          console.log(summary(stats));
+          if (stats.inserted + stats.refreshed === 0 && stats.noDatasource > 0) {
+            throw new UsageError(`nothing stored: ${stats.noDatasource} lines name no datasource; give --datasource or DATASOURCE<TAB>URL lines`);
+          }
           return 0;
         } finally {
           progress.stop();

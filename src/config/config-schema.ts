@@ -1,5 +1,6 @@
 import os from 'node:os';
 import { z } from 'zod';
+import { alertsConfigSchema } from './alerts-config.ts';
 import { downloadConfigSchema } from './download-config.ts';
 import { pushConfigSchema } from './push-config.ts';
 import { thumbnailConfigSchema } from './thumbnail-config.ts';
@@ -80,6 +81,7 @@ export const configSchema = z.strictObject({
     webHostNames: z.array(z.string().regex(/^[A-Za-z0-9.-]+$/, 'a host name such as status.example.com')).default([]),
   }).prefault({}),
   manager: managerConfigSchema.prefault({}),
+  alerts: alertsConfigSchema.prefault({}),
   upkeep: upkeepConfigSchema.prefault({}),
   services: servicesConfigSchema.prefault({}),
   download: downloadConfigSchema.prefault({}),

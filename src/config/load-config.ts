@@ -41,6 +41,7 @@ export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env, 
     config.database.url = env.LIS_DATABASE_URL;
   }
   if (env.LIS_HOST) config.host = env.LIS_HOST;
+  if (env.LIS_SMTP_PASSWORD) config.alerts.smtp.password = env.LIS_SMTP_PASSWORD;
   const resolve = (p: string) => path.resolve(cwd, p);
   config.database.embedded.dataDir = resolve(config.database.embedded.dataDir);
   config.stores.originals = resolve(config.stores.originals);

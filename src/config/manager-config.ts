@@ -12,6 +12,8 @@ export const managerConfigSchema = z.strictObject({
     bad_datasources: cronExpression.nullable().default('*/10 * * * *'),
     /** Claimable rows missing from claimable_rows (unlocked by a hand-run UPDATE) listed again; reads the backlog. */
     unlisted_rows: cronExpression.nullable().default('*/5 * * * *'),
+    /** Looks for what operators must be told (alerts.*) and tells them. */
+    alerts: cronExpression.nullable().default('* * * * *'),
     /** The weekly upkeep (lis_cron_frontend --all), when the manager runs it instead of cron; null: cron runs it. */
     cron_frontend: cronExpression.nullable().default(null),
   }).prefault({}),
@@ -29,7 +31,7 @@ export const managerConfigSchema = z.strictObject({
     /** Disable at or above this share of failures. */
     failureRate: z.number().gt(0).max(1).default(0.9),
   }).prefault({}),
-  /** Where operators are told about disabled datasources, besides the error log: a URL that gets a JSON POST. */
+  /** Deprecated: alerts.webhookUrl. Where operators are told, besides the error log: a URL that gets a JSON POST. */
   webhookUrl: z.url({ protocol: /^https?$/ }).nullable().default(null),
   /** How long worker_minutes and manager_events are kept. */
   keepStatsDays: z.number().positive().default(14),

@@ -9,6 +9,7 @@ import { openDatabase, type Db } from '../db/connect.ts';
 import { runCommand, usageErrorsExit2 } from '../cli/exit-on-error.ts';
 import { LisError, UsageError, errorMessage } from '../errors.ts';
 import { closeLogger, createLogger } from '../log/create-logger.ts';
+import { recordEvent } from '../manager/manager-events.ts';
 import { acquirePidLock, LockHeldError } from '../util/pid-lock-file.ts';
 import { dbScan } from './db-scan.ts';
 import { fsCheck } from './fs-check.ts';
@@ -31,6 +32,11 @@ async function countriesOf(db: Db): Promise<string[]> {
       SELECT (SELECT l.country FROM live_images l WHERE l.country > c.country ORDER BY l.country LIMIT 1) FROM c WHERE c.country IS NOT NULL)
     SELECT country FROM c WHERE country IS NOT NULL`.execute(db);
   return rows.map((r) => r.country);
+}
+
+/** Records one country's upkeep outcome; a database that fails here must not hide the run's own outcome. */
+async function recordUpkeep(db: Db, country: string, detail: string): Promise<void> {
+  await recordEvent(db, { check: 'upkeep', country, subject: country, rows: 0, detail }).catch(() => {});
 }
 
 /** lis_cron_frontend --all | --fs_check | --db_scan [--country uk] [--verbose] [--dry-run] */
@@ -70,6 +76,7 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
           throw new LisError('ERR_CRON_RUNNING', `lis_cron_frontend for ${country.toUpperCase()} is already running: ${error.message}`);
         }
         const started = Date.now();
+        const failuresBefore = failures;
         try {
           const ctx = { config, db, log: log.child({ country }), country, dryRun: Boolean(flags.dryRun) };
           const parts: string[] = [];
@@ -84,10 +91,15 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
             failures += Object.values(s.frontends).filter((t) => t.error).length;
             parts.push(`fs_check: ${fronts || 'no frontends'}; thumbnails ${s.thumbnailStore.orphans} orphans/${s.thumbnailStore.partial} partial/${s.thumbnailStore.missing} redone; originals ${s.originalsStore.orphans} orphans/${s.originalsStore.partial} partial/${s.originalsStore.pruned} pruned/${s.originalsStore.missing} refetched`);
           }
-          log.info(`Summary for ${country.toUpperCase()}${flags.dryRun ? ' (dry run: nothing changed)' : ''} in ${((Date.now() - started) / 1000).toFixed(1)}s: ${parts.join('; ')}`, { ...scope, country });
+          const summary = parts.join('; ');
+          log.info(`Summary for ${country.toUpperCase()}${flags.dryRun ? ' (dry run: nothing changed)' : ''} in ${((Date.now() - started) / 1000).toFixed(1)}s: ${summary}`, { ...scope, country });
+          // The outcome, where the manager's alerts find it (whether cron or the manager ran us).
+          const ok = failures === failuresBefore;
+          if (!flags.dryRun) await recordUpkeep(db, country, ok ? `ok: ${summary}` : `failed: some frontends could not be checked: ${summary}`);
         } catch (error) {
           failures++;
           log.error(`${country.toUpperCase()}: ${errorMessage(error)}`, { ...scope, country });
+          await recordUpkeep(db, country, `failed: ${errorMessage(error)}`);
         } finally {
           release();
         }

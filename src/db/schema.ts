@@ -147,6 +147,14 @@ export interface ManagerEventsTable {
   detail: string;
 }
 
+/** An alert told to operators, by what it is about: de-duplication and the hourly cap. */
+export interface AlertsSentTable {
+  key: string;
+  kind: string;
+  sent_at: Timestamp;
+  subject: string;
+}
+
 /** A claimable row of live_images (waiting, unlocked, not live), keyed as the claim looks it up. */
 export interface ClaimableRowsTable {
   id: string;
@@ -169,6 +177,7 @@ export interface Database {
   manager_events: ManagerEventsTable;
   datasource_minutes: DatasourceMinutesTable;
   queue_samples: QueueSamplesTable;
+  alerts_sent: AlertsSentTable;
 }
 
 export type LiveImage = Selectable<LiveImagesTable>;

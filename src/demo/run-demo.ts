@@ -31,7 +31,9 @@ function runStage(bin: string, configFile: string, logFile: string): Promise<{ c
   const started = performance.now();
   return new Promise((resolve) => {
     const out = fs.openSync(logFile, 'a');
-    const child = spawn(process.execPath, [path.join(BIN, bin), '--country', 'uk', '--config', configFile], { stdio: ['ignore', out, out] });
+    // The demo's config file names its own database; LIS_DATABASE_URL would override it with the server's default one.
+    const env = { ...process.env, LIS_DATABASE_URL: undefined };
+    const child = spawn(process.execPath, [path.join(BIN, bin), '--country', 'uk', '--config', configFile], { stdio: ['ignore', out, out], env });
     child.on('close', (code) => {
       fs.closeSync(out);
       resolve({ code, seconds: (performance.now() - started) / 1000 });

@@ -29,8 +29,10 @@ export async function startSourceServer(): Promise<{ base: string; close: () => 
     if (url === '/bad/gone.jpg') return void res.writeHead(410).end('gone');
     if (url === '/bad/error-page.jpg') return void res.writeHead(200, { 'Content-Type': 'image/jpeg' }).end('<!DOCTYPE html><html><body>Sorry, this listing was removed</body></html>');
     if (url === '/bad/truncated.jpg') {
+      // A transfer cut short: the full length announced, half sent, the connection dropped.
       const p = await demoPhoto(1);
-      return void res.writeHead(200, { 'Content-Type': 'image/jpeg' }).end(p.body.subarray(0, Math.floor(p.body.length / 2)));
+      res.writeHead(200, { 'Content-Type': 'image/jpeg', 'Content-Length': p.body.length });
+      return void res.write(p.body.subarray(0, Math.floor(p.body.length / 2)), () => res.socket?.destroy());
     }
     res.writeHead(404).end();
   });

@@ -119,3 +119,37 @@ export function classifyDownloadError(error: unknown, afterHeaders = false): Dow
   }
   return { reason: `internal: ${message}`, errorClass: 'internal', retryable: true };
 }
+
+/** What had arrived of a body when its transfer failed. */
+export interface TransferSoFar {
+  /** Content-Length, when there is one and the body is not encoded (decoded bytes cannot be held against it). */
+  declared: number | null;
+  chunked: boolean;
+  /** Body bytes received. */
+  received: number;
+}
+
+/**
+ * A failure after the response began, told by the transfer: `truncated`
+ * (retried) only when it was cut: fewer bytes than Content-Length, a chunked
+ * body without its end, a connection lost mid-body. A server that sent more
+ * than its Content-Length broke HTTP: that is said as it is, not retried.
+ */
+export function classifyTransferError(error: unknown, transfer: TransferSoFar): DownloadFailure {
+  const failure = classifyDownloadError(error, true);
+  if (failure.errorClass !== 'truncated') return failure;
+  const message = chain(error)[0]?.message ?? String(error);
+  // With Content-Length framing the parser never reads body bytes: a parse error after the headers
+  // can only come from bytes after the announced body (however many of the body we had consumed yet).
+  const parseError = chain(error).some((e) => typeof e.code === 'string' && e.code.startsWith('HPE_'));
+  if (transfer.declared !== null) {
+    if (!parseError && transfer.received < transfer.declared) {
+      return { reason: `truncated: the transfer was cut: ${transfer.received} of the ${transfer.declared} bytes the Content-Length announced came (${message})`, errorClass: 'truncated', retryable: true };
+    }
+    return { reason: `the server sent more bytes than its Content-Length (${transfer.declared}): the response is malformed (${message})`, errorClass: 'overlong_body', retryable: false };
+  }
+  if (transfer.chunked) {
+    return { reason: `truncated: the transfer was cut: the chunked body ended without its last chunk, after ${transfer.received} bytes (${message})`, errorClass: 'truncated', retryable: true };
+  }
+  return failure;
+}

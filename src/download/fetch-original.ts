@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Request as GotRequest } from 'got';
-import { classifyDownloadError, statusFailure, type DownloadFailure } from './classify-download-error.ts';
+import { classifyDownloadError, classifyTransferError, statusFailure, type DownloadFailure, type TransferSoFar } from './classify-download-error.ts';
 import type { DownloadClient } from './download-client.ts';
 import { DownloadError } from './download-error.ts';
 import { OriginalWriter } from './original-writer.ts';
@@ -89,11 +89,16 @@ export async function fetchOriginal(client: DownloadClient, request: FetchReques
   request.signal?.addEventListener('abort', onStop, { once: true });
   if (request.signal?.aborted) onStop();
 
-  let afterHeaders = false;
+  let transfer: TransferSoFar | null = null;
   let writer: OriginalWriter | null = null;
   try {
     const response = await responseOf(stream);
-    afterHeaders = true;
+    const length = Number(response.headers['content-length']);
+    transfer = {
+      declared: !response.headers['content-encoding'] && response.headers['content-length'] !== undefined && Number.isSafeInteger(length) ? length : null,
+      chunked: /chunked/i.test(String(response.headers['transfer-encoding'] ?? '')),
+      received: 0,
+    };
     const found = validators(response.headers);
     if (response.statusCode === 304 && conditional) {
       return { kind: 'not_modified', etag: found.etag ?? request.conditional?.etag ?? null, lastModified: found.lastModified ?? request.conditional?.lastModified ?? null };
@@ -107,14 +112,17 @@ export async function fetchOriginal(client: DownloadClient, request: FetchReques
       throw new DownloadError('too_large', `too large: Content-Length ${declared} is over ${request.maxBytes} bytes (download.maxBytes)`, { retryable: false });
     }
     writer = new OriginalWriter(request.destination, request.maxBytes);
-    for await (const chunk of stream) await writer.write(chunk as Buffer);
+    for await (const chunk of stream) {
+      transfer.received += (chunk as Buffer).length;
+      await writer.write(chunk as Buffer);
+    }
     const written = await writer.finish(request.previousHash);
     return { kind: written.stored ? 'stored' : 'identical', bytes: written.bytes, contentHash: written.contentHash, format: written.format, ...found };
   } catch (error) {
     await writer?.discard();
     if (error instanceof Stopped || stream.errored instanceof Stopped) return { kind: 'stopped' };
     // Leaving the loop early destroys the stream with a bare AbortError: the error we threw is the story.
-    return { kind: 'failed', failure: classifyDownloadError(error, afterHeaders) };
+    return { kind: 'failed', failure: transfer ? classifyTransferError(error, transfer) : classifyDownloadError(error) };
   } finally {
     clearTimeout(deadline);
     request.signal?.removeEventListener('abort', onStop);

@@ -1,8 +1,12 @@
 import type { ImageFormat } from './magic-sniff.ts';
 
 /**
- * Whether a body that arrived in full is a whole image or one cut short at
- * the source (a half-uploaded file served with an honest Content-Length).
+ * Whether a body that arrived in full looks structurally finished. Only a
+ * doubt, never a verdict: many complete files have a damaged trailer (a GIF
+ * without its final 0x3B, a PNG with a mangled IEND type, a JPEG ending FF C9)
+ * and decode perfectly, so a file flagged here goes to the decoder, which
+ * decides (see decoder-verdict.ts). A transfer cut short is told by the
+ * transfer itself (bytes against Content-Length, the chunked end), not here.
  * Fed chunk by chunk while streaming, so nothing is buffered; pure.
  *
  * JPEG: the segments are walked to the end-of-image marker (bytes after it are
@@ -107,7 +111,7 @@ class JpegWalker implements CompletenessCheck {
   }
 
   verdict(): string | null {
-    return this.state === 'done' ? null : 'JPEG ends without its end-of-image marker (cut short at the source?)';
+    return this.state === 'done' ? null : 'JPEG ends without its end-of-image marker';
   }
 }
 
@@ -146,7 +150,7 @@ class PngWalker implements CompletenessCheck {
   }
 
   verdict(): string | null {
-    return this.ended ? null : 'PNG ends before its IEND chunk (cut short at the source?)';
+    return this.ended ? null : 'PNG ends before its IEND chunk';
   }
 }
 
@@ -162,7 +166,7 @@ class WebpSize implements CompletenessCheck {
   verdict(): string | null {
     if (this.head.length < 8) return 'WebP shorter than its header';
     const size = (this.head[4] | (this.head[5] << 8) | (this.head[6] << 16) | (this.head[7] << 24)) >>> 0;
-    return this.total >= size + 8 ? null : `WebP has ${this.total} of the ${size + 8} bytes its header declares (cut short at the source?)`;
+    return this.total >= size + 8 ? null : `WebP has ${this.total} of the ${size + 8} bytes its header declares`;
   }
 }
 
@@ -174,6 +178,6 @@ class GifTrailer implements CompletenessCheck {
   }
 
   verdict(): string | null {
-    return this.last === 0x3b ? null : 'GIF ends without its trailer byte (cut short at the source?)';
+    return this.last === 0x3b ? null : 'GIF ends without its trailer byte';
   }
 }

@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import { mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
+import { decoderVerdict } from './decoder-verdict.ts';
 import { DownloadError } from './download-error.ts';
 import { completenessCheck, type CompletenessCheck } from './image-completeness.ts';
 import { describeStart, sniffImageFormat, SNIFF_BYTES, type ImageFormat } from './magic-sniff.ts';
@@ -24,7 +25,7 @@ async function ensureDir(dir: string): Promise<void> {
 
 /**
  * Streams one original into a temp file beside its final place, and only an
- * image that arrived whole gets there: the first bytes are sniffed before a
+ * image that arrived whole and can be read gets there: the first bytes are sniffed before a
  * file is even made, the size is counted as bytes arrive, the hash is taken
  * on the way, and the temp file is fsynced and renamed at the end (or
  * removed on any failure). Readers see the old original or the new one,
@@ -59,8 +60,13 @@ export class OriginalWriter {
   /** Commits the file; when its hash equals `previousHash`, leaves the old one and reports `stored: false`. */
   async finish(previousHash?: string | null): Promise<WrittenOriginal> {
     if (this.head) await this.startFile();
-    const problem = this.check!.verdict();
-    if (problem) throw new DownloadError('truncated', `truncated: ${problem}`, { retryable: true });
+    // The transfer was complete (a cut one never gets here), so a retry would bring the same bytes:
+    // a file that looks unfinished is the decoder's to judge, and what it cannot read is permanent.
+    const doubt = this.check!.verdict();
+    if (doubt) {
+      const words = await decoderVerdict(this.temp!);
+      if (words) throw new DownloadError('corrupt_image', `${doubt}, and the decoder cannot read it: ${words}`, { retryable: false });
+    }
     const contentHash = this.hash.digest('hex');
     const result = { bytes: this.bytes, contentHash, format: this.format! };
     if (previousHash && previousHash === contentHash) {

@@ -1,16 +1,20 @@
 import readline from 'node:readline';
 import type { Readable } from 'node:stream';
-import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
+import { LisError, errorMessage } from '../errors.ts';
 import { parseUrlLine } from './parse-url-line.ts';
+import { lineRanges, storeBatch, type BatchOutcome, type StoreBatchOptions } from './store-batch.ts';
+import type { UrlRow } from './upsert-urls.ts';
 
-export interface EnqueueOptions {
+export { upsertUrls, type UrlRow } from './upsert-urls.ts';
+
+export interface EnqueueOptions extends StoreBatchOptions {
   country: string;
   /** For lines without their own `DATASOURCE<TAB>`. */
   datasourceId?: number;
   maxUrlLength: number;
   batchSize: number;
-  /** Each bad line, as it is found. */
+  /** Each bad line (the parser's or the table's verdict), as it is found. */
   onBadLine?: (lineNumber: number, reason: string, line: string) => void;
   onProgress?: (stats: EnqueueStats) => void;
 }
@@ -20,72 +24,89 @@ export interface EnqueueStats {
   inserted: number;
   refreshed: number;
   bad: number;
-}
-
-export interface UrlRow {
-  datasourceId: number;
-  url: string;
+  /** Bad lines that were bad only for want of a datasource (no --datasource, no DATASOURCE<TAB>). */
+  noDatasource: number;
 }
 
 /**
- * Queues new URLs and refreshes `last_seen` of known ones, in one statement
- * for the whole batch. Returns how many rows were new.
+ * The run stored some lines and not others: a batch kept failing. Carries the
+ * figures so far, and names the lines not stored; reading stopped there.
  */
-export async function upsertUrls(db: Db, country: string, rows: UrlRow[]): Promise<{ inserted: number; refreshed: number }> {
-  // ON CONFLICT may not touch one row twice in a statement: a URL repeated within a batch goes in once.
-  const unique = [...new Map(rows.map((r) => [r.url, r])).values()];
-  const datasources = [...new Set(unique.map((r) => r.datasourceId))];
-  await sql`
-    INSERT INTO datasources (country, datasource_id)
-    SELECT ${country}, unnest(${datasources}::int[])
-    ON CONFLICT DO NOTHING`.execute(db);
-  const { rows: result } = await sql<{ inserted: string }>`
-    WITH upserted AS (
-      INSERT INTO live_images AS li (country, datasource_id, image_url)
-      SELECT ${country}, d, u FROM unnest(${unique.map((r) => r.datasourceId)}::int[], ${unique.map((r) => r.url)}::text[]) AS v(d, u)
-      ON CONFLICT (country, image_hash) DO UPDATE SET last_seen = now()
-      RETURNING (xmax = 0) AS inserted)
-    SELECT count(*) FILTER (WHERE inserted) AS inserted FROM upserted`.execute(db);
-  const inserted = Number(result[0].inserted);
-  return { inserted, refreshed: rows.length - inserted };
+export class EnqueueIncompleteError extends LisError {
+  constructor(
+    readonly stats: EnqueueStats,
+    readonly notStored: number[],
+    readonly lastLineRead: number,
+    reason: string,
+  ) {
+    super('ERR_ENQUEUE_INCOMPLETE',
+      `${notStored.length} lines not stored (lines ${lineRanges(notStored)}): ${reason}; reading stopped after line ${lastLineRead}, so later lines were not read either. ` +
+      `Enqueueing is idempotent: run it again once the cause is fixed.`);
+    this.name = 'EnqueueIncompleteError';
+  }
 }
 
 /**
  * Reads URL lines from a stream and queues them in batches, two batches in
  * flight so that parsing and the database overlap. Bad lines are reported
- * with their numbers and skipped; the rest goes in.
+ * with their numbers and skipped; the rest goes in. Every batch's outcome is
+ * awaited: a batch that keeps failing stops the run with an
+ * EnqueueIncompleteError naming its lines, never a silent success.
  */
 export async function enqueueUrlStream(db: Db, input: Readable, options: EnqueueOptions): Promise<EnqueueStats> {
-  const stats: EnqueueStats = { lines: 0, inserted: 0, refreshed: 0, bad: 0 };
+  const stats: EnqueueStats = { lines: 0, inserted: 0, refreshed: 0, bad: 0, noDatasource: 0 };
+  const failed: BatchOutcome['failed'] = [];
   const inFlight = new Set<Promise<void>>();
+  const settle = (outcome: BatchOutcome) => {
+    stats.inserted += outcome.inserted;
+    stats.refreshed += outcome.refreshed;
+    for (const r of outcome.refused) {
+      stats.bad++;
+      options.onBadLine?.(r.row.line ?? 0, r.reason, r.row.url);
+    }
+    failed.push(...outcome.failed);
+    options.onProgress?.(stats);
+  };
   const send = async (batch: UrlRow[]) => {
-    const task = upsertUrls(db, options.country, batch).then((r) => {
-      stats.inserted += r.inserted;
-      stats.refreshed += r.refreshed;
-      options.onProgress?.(stats);
-    });
+    // The task never rejects: whatever happens to the batch is recorded in `failed`, so no batch can fail unseen.
+    const task: Promise<void> = storeBatch(db, options.country, batch, options)
+      .then(settle)
+      .catch((error: unknown) => {
+        failed.push(...batch.map((row) => ({ row, reason: errorMessage(error) })));
+      })
+      .finally(() => inFlight.delete(task));
     inFlight.add(task);
-    task.finally(() => inFlight.delete(task)).catch(() => {});
     if (inFlight.size >= 2) await Promise.race(inFlight);
   };
   let batch: UrlRow[] = [];
   const lines = readline.createInterface({ input, crlfDelay: Infinity });
-  for await (const line of lines) {
-    stats.lines++;
-    const parsed = parseUrlLine(line, options.datasourceId, options.maxUrlLength);
-    if (parsed.kind === 'skip') continue;
-    if (parsed.kind === 'bad') {
-      stats.bad++;
-      options.onBadLine?.(stats.lines, parsed.reason, line);
-      continue;
+  try {
+    for await (const line of lines) {
+      if (failed.length) break;
+      stats.lines++;
+      const parsed = parseUrlLine(line, options.datasourceId, options.maxUrlLength);
+      if (parsed.kind === 'skip') continue;
+      if (parsed.kind === 'bad') {
+        stats.bad++;
+        if (parsed.noDatasource) stats.noDatasource++;
+        options.onBadLine?.(stats.lines, parsed.reason, line);
+        continue;
+      }
+      batch.push({ datasourceId: parsed.datasourceId, url: parsed.url, line: stats.lines });
+      if (batch.length >= options.batchSize) {
+        await send(batch);
+        batch = [];
+      }
     }
-    batch.push({ datasourceId: parsed.datasourceId, url: parsed.url });
-    if (batch.length >= options.batchSize) {
-      await send(batch);
-      batch = [];
-    }
+    if (batch.length && !failed.length) await send(batch);
+    else if (batch.length) failed.push(...batch.map((row) => ({ row, reason: 'not sent: an earlier batch failed' })));
+  } finally {
+    lines.close();
+    await Promise.all(inFlight);
   }
-  if (batch.length) await send(batch);
-  await Promise.all(inFlight);
+  if (failed.length) {
+    const reason = failed.find((f) => !f.reason.startsWith('not sent'))?.reason ?? failed[0].reason;
+    throw new EnqueueIncompleteError(stats, failed.map((f) => f.row.line ?? 0), stats.lines, reason);
+  }
   return stats;
 }

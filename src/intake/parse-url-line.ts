@@ -1,9 +1,18 @@
 export type ParsedLine =
   | { kind: 'url'; datasourceId: number; url: string }
   | { kind: 'skip' }
-  | { kind: 'bad'; reason: string };
+  /** `noDatasource`: the line is fine but nothing says its datasource (a usage mistake when every line is so). */
+  | { kind: 'bad'; reason: string; noDatasource?: true };
 
 const CONTROL = /[\u0000-\u001f\u007f]/;
+
+/**
+ * The scheme test live_images' CHECK makes (`image_url ~* '^https?://'`):
+ * case-insensitive, as schemes are. Kept identical so that a line the parser
+ * takes is never refused by the table.
+ */
+// s3://bucket/key: fetched through the S3 API with the bucket's configured credentials (imaged.s3).
+export const URL_SCHEME = /^(https?|s3):\/\//i;
 
 /**
  * One line of ETL input: `URL`, or `DATASOURCE<TAB>URL`. Blank lines and
@@ -22,12 +31,11 @@ export function parseUrlLine(line: string, defaultDatasource: number | undefined
     datasourceId = Number(field);
     url = text.slice(tab + 1);
   }
-  if (datasourceId === undefined) return { kind: 'bad', reason: 'no datasource: give --datasource or a DATASOURCE<TAB>URL line' };
+  if (datasourceId === undefined) return { kind: 'bad', reason: 'no datasource: give --datasource or a DATASOURCE<TAB>URL line', noDatasource: true };
   if (url.length > maxUrlLength) return { kind: 'bad', reason: `URL longer than ${maxUrlLength} characters (${url.length})` };
   if (CONTROL.test(url)) return { kind: 'bad', reason: 'URL contains control characters' };
   if (/\s/.test(url)) return { kind: 'bad', reason: 'URL contains white space' };
-  // s3://bucket/key: fetched through the S3 API with the bucket's configured credentials (imaged.s3).
-  if (!/^(https?|s3):\/\//i.test(url)) return { kind: 'bad', reason: `not an http or https URL (nor s3://bucket/key): ${JSON.stringify(url.slice(0, 80))}` };
+  if (!URL_SCHEME.test(url)) return { kind: 'bad', reason: `not an http or https URL (nor s3://bucket/key): ${JSON.stringify(url.slice(0, 80))}` };
   let parsed: URL;
   try {
     parsed = new URL(url);

@@ -8,6 +8,7 @@ import { assertSchemaCurrent } from '../db/schema-version.ts';
 import { LisError, UsageError, errorMessage } from '../errors.ts';
 import { isImageHash, lis_hash_for_url } from '../hash/image-hash.ts';
 import { parseUrlLine } from '../intake/parse-url-line.ts';
+import { isRowDataError, storeBatch, type BatchOutcome } from '../intake/store-batch.ts';
 import type { ImageData } from '../store/image-data.ts';
 import { toSearchApiImage, type SearchApiImage } from './search-api-image.ts';
 
@@ -89,32 +90,44 @@ export class ImageSys {
   /**
    * A listing's photos for the search-index build, in the order given: each
    * URL's hash and where it stands. URLs not yet known are queued; known
-   * ones have last_seen refreshed (so the weekly purge keeps them).
+   * ones have last_seen refreshed (so the weekly purge keeps them). A URL the
+   * parser or the table refuses is `rejected` with its reason, alone.
    */
   async imagesForSiBuild(photoUrls: string[], options: { country: string; datasourceId: number }): Promise<SiImage[]> {
     const country = parseCountry(options.country, this.config);
     const checked = photoUrls.map((url) => ({ url, parsed: parseUrlLine(url, options.datasourceId, this.config.enqueue.maxUrlLength) }));
     const good = [...new Set(checked.filter((c) => c.parsed.kind === 'url').map((c) => c.url))];
     const states = new Map<string, { stage: string; state: string; last_error: string | null; live: boolean }>();
+    const refused = new Map<string, string>();
     if (good.length) {
-      const { rows } = await sql<{ image_url: string; stage: string; state: string; last_error: string | null; live: boolean }>`
+      const upsert = (urls: string[]) => sql<{ image_url: string; stage: string; state: string; last_error: string | null; live: boolean }>`
         WITH ds AS (
           INSERT INTO datasources (country, datasource_id) VALUES (${country}, ${options.datasourceId}) ON CONFLICT DO NOTHING)
         INSERT INTO live_images AS li (country, datasource_id, image_url)
-        SELECT ${country}, ${options.datasourceId}, u FROM unnest(${good}::text[]) AS u
+        SELECT ${country}, ${options.datasourceId}, u FROM unnest(${urls}::text[]) AS u
         ON CONFLICT (country, image_hash) DO UPDATE SET last_seen = now()
         RETURNING li.image_url, li.stage, li.state, li.last_error, (li.live_data IS NOT NULL AND li.last_error_class IS DISTINCT FROM 'expired') AS live`.execute(this.db);
+      let rows;
+      try {
+        ({ rows } = await upsert(good));
+      } catch (error) {
+        if (!isRowDataError(error)) throw error;
+        // Rare: a row the table refuses. Find it (and only it), then read the others' states.
+        for (const r of (await this.storeUrls(country, options.datasourceId, good)).refused) refused.set(r.row.url, r.reason);
+        ({ rows } = await upsert(good.filter((u) => !refused.has(u))));
+      }
       for (const r of rows) states.set(r.image_url, r);
     }
     return checked.map(({ url, parsed }) => {
       if (parsed.kind !== 'url') return { url, hash: null, live: false, status: 'rejected', error: parsed.kind === 'bad' ? parsed.reason : 'empty' };
+      if (refused.has(url)) return { url, hash: null, live: false, status: 'rejected', error: refused.get(url) };
       const s = states.get(url);
       const status = !s ? 'download' : s.state === 'failed' || s.state === 'parked' ? s.state : s.stage;
       return { url, hash: lis_hash_for_url(url), live: s?.live ?? false, status, ...(s?.last_error && s.state === 'failed' ? { error: s.last_error } : {}) };
     });
   }
 
-  /** Queues URLs for one country and datasource (refreshing last_seen of known ones); bad URLs come back with the reason. */
+  /** Queues URLs for one country and datasource (refreshing last_seen of known ones); bad URLs come back with the reason, each alone. */
   async enqueue(urls: string[], options: { country: string; datasourceId: number }): Promise<EnqueueResult> {
     const country = parseCountry(options.country, this.config);
     const rejected: EnqueueResult['rejected'] = [];
@@ -126,17 +139,16 @@ export class ImageSys {
     }
     const unique = [...new Set(good)];
     if (unique.length === 0) return { inserted: 0, refreshed: 0, rejected };
-    const { rows } = await sql<{ inserted: string }>`
-      WITH ds AS (
-        INSERT INTO datasources (country, datasource_id) VALUES (${country}, ${options.datasourceId}) ON CONFLICT DO NOTHING),
-      upserted AS (
-        INSERT INTO live_images AS li (country, datasource_id, image_url)
-        SELECT ${country}, ${options.datasourceId}, u FROM unnest(${unique}::text[]) AS u
-        ON CONFLICT (country, image_hash) DO UPDATE SET last_seen = now()
-        RETURNING (xmax = 0) AS inserted)
-      SELECT count(*) FILTER (WHERE inserted) AS inserted FROM upserted`.execute(this.db);
-    const inserted = Number(rows[0].inserted);
-    return { inserted, refreshed: unique.length - inserted, rejected };
+    const outcome = await this.storeUrls(country, options.datasourceId, unique);
+    for (const r of outcome.refused) rejected.push({ url: r.row.url, reason: r.reason });
+    return { inserted: outcome.inserted, refreshed: outcome.refreshed, rejected };
+  }
+
+  /** Stores URLs through the intake's batch rules; a batch the database keeps failing is an error, never a silent loss. */
+  private async storeUrls(country: string, datasourceId: number, urls: string[]): Promise<BatchOutcome> {
+    const outcome = await storeBatch(this.db, country, urls.map((url) => ({ datasourceId, url })));
+    if (outcome.failed.length) throw new LisError('ERR_ENQUEUE_INCOMPLETE', `${outcome.failed.length} URLs not stored: ${outcome.failed[0].reason}`);
+    return outcome;
   }
 
   async close(): Promise<void> {

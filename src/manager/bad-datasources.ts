@@ -1,14 +1,17 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
+import { sourceFaultClasses } from '../failure/failure-reasons.ts';
 import { disableDatasource } from './datasource-switch.ts';
 import { recordEvent } from './manager-events.ts';
 
 export interface DatasourceHealth {
   country: string;
   datasourceId: number;
+  /** Distinct rows tried in the window (not attempts: a row retried six times is one row). */
   total: number;
+  /** Distinct rows of those whose source (URL, server, file) failed; our own faults never count. */
   failed: number;
-  /** The most frequent failure class in the window, and how often. */
+  /** The most frequent source failure class among those rows, and on how many rows. */
   topReason: string | null;
   topReasonCount: number;
 }
@@ -24,44 +27,72 @@ export function judgeDatasource(h: DatasourceHealth, policy: BadDatasourcePolicy
   if (h.total < policy.minAttempts) return null;
   const rate = h.failed / h.total;
   if (rate < policy.failureRate) return null;
-  const top = h.topReason ? ` (top reason: ${h.topReason} x${h.topReasonCount})` : '';
+  const top = h.topReason ? ` (top reason: ${h.topReason} on ${h.topReasonCount} rows)` : '';
   return `${Math.round(rate * 100)}% of ${h.total} rows failed in the last ${policy.windowHours}h${top}`;
 }
 
-/** Failure figures of every enabled datasource over the window, from the daemons' per-minute outcome counts. */
-export async function datasourceHealth(db: Db, windowHours: number, country?: string): Promise<DatasourceHealth[]> {
-  const { rows } = await sql<{ country: string; datasource_id: number; total: string; failed: string; top_reason: string | null; top_count: string | null }>`
-    WITH recent AS (
-      SELECT m.country, m.datasource_id, m.error_class, sum(m.n) AS n
-        FROM datasource_minutes m
-        JOIN datasources d ON d.country = m.country AND d.datasource_id = m.datasource_id AND d.enabled
-       WHERE m.minute > now() - make_interval(hours => ${windowHours}::int)
-         -- Outcomes from before a datasource was last changed (re-enabled) do not count against it.
-         AND m.minute > date_trunc('minute', d.updated_at)
-         AND ${country === undefined ? sql`true` : sql`m.country = ${country}`}
-       GROUP BY 1, 2, 3)
-    SELECT country, datasource_id, sum(n) AS total, sum(n) FILTER (WHERE error_class <> '') AS failed,
-           (array_agg(error_class ORDER BY n DESC) FILTER (WHERE error_class <> ''))[1] AS top_reason,
-           (array_agg(n ORDER BY n DESC) FILTER (WHERE error_class <> ''))[1] AS top_count
-      FROM recent GROUP BY 1, 2`.execute(db);
-  return rows.map((r) => ({
-    country: r.country,
-    datasourceId: r.datasource_id,
-    total: Number(r.total),
-    failed: Number(r.failed ?? 0),
-    topReason: r.top_reason,
-    topReasonCount: Number(r.top_count ?? 0),
-  }));
+/**
+ * Datasources that may be bad, cheaply: from the daemons' per-minute outcome
+ * counts, those with at least `minFailures` source-fault outcomes in the
+ * window. Outcomes are at least as many as rows, so a datasource left out
+ * here cannot have that many failed rows either.
+ */
+async function suspects(db: Db, windowHours: number, minFailures: number, country?: string): Promise<Array<{ country: string; datasourceId: number }>> {
+  const { rows } = await sql<{ country: string; datasource_id: number }>`
+    SELECT m.country, m.datasource_id
+      FROM datasource_minutes m
+      JOIN datasources d ON d.country = m.country AND d.datasource_id = m.datasource_id AND d.enabled
+     WHERE m.minute > now() - make_interval(hours => ${windowHours}::int)
+       AND m.minute >= date_trunc('minute', d.updated_at)
+       AND m.error_class = ANY(${sourceFaultClasses()}::text[])
+       AND ${country === undefined ? sql`true` : sql`m.country = ${country}`}
+     GROUP BY 1, 2 HAVING sum(m.n) >= ${minFailures}`.execute(db);
+  return rows.map((r) => ({ country: r.country, datasourceId: r.datasource_id }));
 }
 
 /**
- * Disables every datasource whose recent failure rate crosses the threshold
- * (with at least minAttempts rows worked), parking its rows. Returns what it
- * disabled; the caller tells the operators.
+ * Distinct rows of one datasource tried in the window, and those whose source
+ * failed, from the rows themselves (through live_images_perceptual_hash, which
+ * leads with country and datasource). A row counts as tried when it was
+ * changed in the window after the datasource was last changed and has been
+ * worked at all; as failed when its last failure is the source's fault. A row
+ * that failed and then went on is not a bad row.
+ */
+async function rowHealth(db: Db, windowHours: number, country: string, datasourceId: number): Promise<DatasourceHealth> {
+  const { rows } = await sql<{ total: string; failed: string; top_reason: string | null; top_count: string | null }>`
+    WITH tried AS (
+      SELECT li.last_error_class AS error_class,
+             li.last_error_class = ANY(${sourceFaultClasses()}::text[]) AS source_fault
+        FROM live_images li JOIN datasources d USING (country, datasource_id)
+       WHERE li.country = ${country} AND li.datasource_id = ${datasourceId}
+         AND li.updated_at > now() - make_interval(hours => ${windowHours}::int)
+         AND li.updated_at > d.updated_at
+         AND (li.attempts > 0 OR li.stage <> 'download' OR li.state = 'failed' OR li.last_error_class IS NOT NULL)),
+    reasons AS (SELECT error_class, count(*) AS n FROM tried WHERE source_fault GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1)
+    SELECT (SELECT count(*) FROM tried) AS total,
+           (SELECT count(*) FROM tried WHERE source_fault) AS failed,
+           (SELECT error_class FROM reasons) AS top_reason,
+           (SELECT n FROM reasons) AS top_count`.execute(db);
+  const r = rows[0];
+  return { country, datasourceId, total: Number(r.total), failed: Number(r.failed), topReason: r.top_reason, topReasonCount: Number(r.top_count ?? 0) };
+}
+
+/** Row figures of every enabled datasource that might cross the policy's threshold. */
+export async function datasourceHealth(db: Db, policy: BadDatasourcePolicy, country?: string): Promise<DatasourceHealth[]> {
+  const minFailures = Math.max(1, Math.ceil(policy.minAttempts * policy.failureRate));
+  const health: DatasourceHealth[] = [];
+  for (const s of await suspects(db, policy.windowHours, minFailures, country)) health.push(await rowHealth(db, policy.windowHours, s.country, s.datasourceId));
+  return health;
+}
+
+/**
+ * Disables every datasource whose rows' sources failed at or above the
+ * threshold (with at least minAttempts rows tried), parking its rows. Returns
+ * what it disabled; the caller tells the operators.
  */
 export async function disableBadDatasources(db: Db, policy: BadDatasourcePolicy, country?: string): Promise<Array<DatasourceHealth & { reason: string; parked: number }>> {
   const disabled: Array<DatasourceHealth & { reason: string; parked: number }> = [];
-  for (const health of await datasourceHealth(db, policy.windowHours, country)) {
+  for (const health of await datasourceHealth(db, policy, country)) {
     const reason = judgeDatasource(health, policy);
     if (!reason) continue;
     const parked = await disableDatasource(db, health.country, health.datasourceId, reason);

@@ -4,7 +4,7 @@ import { parseCountry, parseIntFlag } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
 import { openDatabase, openDatabaseWaiting, type Db } from '../db/connect.ts';
 import { runCommand, usageErrorsExit2 } from '../cli/exit-on-error.ts';
-import { closeLogger, createLogger } from '../log/create-logger.ts';
+import { closeLogger, createLogger, type Logger } from '../log/create-logger.ts';
 import { errorMessage } from '../errors.ts';
 import { installStopSignals } from '../daemon/signals.ts';
 import { signalReady } from '../daemon/ready-signal.ts';
@@ -12,6 +12,7 @@ import { heartbeat, markStopped, registerWorker, workerIdFor } from '../daemon/w
 import { runUpkeep } from './run-upkeep.ts';
 import { registerManagerEventMetrics } from './manager-event-metrics.ts';
 import { startInstanceExporter } from '../metrics/instance-exporter.ts';
+import { recordEvent } from './manager-events.ts';
 import { CHECKS, pruneStats, runCheck, sampleQueue, type Check, type CheckContext } from './run-check.ts';
 
 /** Runs a check, logging (never throwing) a failure, so one bad run does not stop the schedule. */
@@ -25,6 +26,24 @@ async function safeCheck(check: Check, ctx: CheckContext): Promise<boolean> {
   }
 }
 
+/**
+ * The weekly upkeep, run as under cron. It records its outcome per country; a run
+ * that failed without recording one (a crash, no database) is recorded here, so
+ * the upkeep alert fires.
+ */
+async function upkeepFromManager(db: Db, log: Logger, configFile: string | undefined): Promise<void> {
+  const started = new Date();
+  const code = await runUpkeep(log, configFile);
+  if (code === 0) return;
+  try {
+    const recorded = await db.selectFrom('manager_events').select('id')
+      .where('check_name', '=', 'upkeep').where('at', '>=', started).where('detail', 'like', 'failed:%').executeTakeFirst();
+    if (!recorded) await recordEvent(db, { check: 'upkeep', subject: 'all', rows: 0, detail: `failed: lis_cron_frontend --all exited ${code} (see cron_frontend.error.log)` });
+  } catch (error) {
+    log.error(`recording the upkeep's failure failed: ${errorMessage(error)}`, { scope: 'Manager::cron_frontend' });
+  }
+}
+
 async function serve(ctx: CheckContext, signal: AbortSignal, configFile: string | undefined, onReady: () => void): Promise<void> {
   const { config, log } = ctx;
   const tasks: ScheduledTask[] = [];
@@ -35,7 +54,7 @@ async function serve(ctx: CheckContext, signal: AbortSignal, configFile: string 
     log.info(`Scheduled ${check}: ${expression}`, { scope: 'Manager::serve' });
   }
   if (config.manager.schedule.cron_frontend) {
-    tasks.push(cron.schedule(config.manager.schedule.cron_frontend, () => runUpkeep(log, configFile), { name: 'cron_frontend', noOverlap: true }));
+    tasks.push(cron.schedule(config.manager.schedule.cron_frontend, () => upkeepFromManager(ctx.db, log, configFile), { name: 'cron_frontend', noOverlap: true }));
     log.info(`Scheduled cron_frontend: ${config.manager.schedule.cron_frontend}`, { scope: 'Manager::serve' });
   }
   tasks.push(cron.schedule('* * * * *', () => sampleQueue(ctx.db).catch((e) => log.error(`sampling the queue failed: ${errorMessage(e)}`)), { name: 'sample_queue', noOverlap: true }));

@@ -6,10 +6,10 @@ import { listMissingClaimable } from '../queue/claimable-rows.ts';
 import { parkBadRetryJobs } from './bad-retry-jobs.ts';
 import { disableBadDatasources } from './bad-datasources.ts';
 import { recordEvent } from './manager-events.ts';
-import { notifyOperators } from './notify-operators.ts';
+import { runAlerts } from './alerts-check.ts';
 import { redownloadFromGoneHosts, releaseStuckJobs } from './stuck-jobs.ts';
 
-export const CHECKS = ['stuck_jobs', 'bad_retry_jobs', 'bad_datasources', 'unlisted_rows'] as const;
+export const CHECKS = ['stuck_jobs', 'bad_retry_jobs', 'bad_datasources', 'unlisted_rows', 'alerts'] as const;
 export type Check = (typeof CHECKS)[number];
 
 export interface CheckContext {
@@ -40,14 +40,13 @@ export async function runCheck(check: Check, ctx: CheckContext): Promise<string>
     }
     case 'bad_datasources': {
       const disabled = await disableBadDatasources(db, config.manager.badDatasource, country);
-      for (const d of disabled) {
-        await notifyOperators(log, config.manager.webhookUrl, {
-          subject: `datasource ${d.datasourceId} of ${d.country.toUpperCase()} disabled`,
-          detail: `${d.reason}; ${d.parked} rows parked. Re-open with: lis datasource enable ${d.country} ${d.datasourceId}`,
-          country: d.country, datasourceId: d.datasourceId, failureRate: d.failed / d.total,
-        });
-      }
+      // Told at once, through the alerts (so the scheduled alerts check does not tell it again).
+      if (disabled.length) await runAlerts(ctx, ['datasource_disabled']);
       return `bad_datasources: ${disabled.length} disabled${disabled.map((d) => ` (${d.country} ${d.datasourceId}: ${d.reason})`).join('')}`;
+    }
+    case 'alerts': {
+      const r = await runAlerts(ctx);
+      return `alerts: ${r.sent.length} sent, ${r.repeated} already sent, ${r.held.length} held back by the hourly cap, ${r.undelivered.length} undelivered (tried again next run)`;
     }
     case 'unlisted_rows': {
       const listed = await listMissingClaimable(db, country);
@@ -82,5 +81,6 @@ export async function pruneStats(db: Db, days: number): Promise<void> {
   await sql`DELETE FROM datasource_minutes WHERE minute < ${cutoff}`.execute(db);
   await sql`DELETE FROM manager_events WHERE at < ${cutoff}`.execute(db);
   await sql`DELETE FROM queue_samples WHERE at < ${cutoff}`.execute(db);
+  await sql`DELETE FROM alerts_sent WHERE sent_at < ${cutoff}`.execute(db);
   await sql`DELETE FROM workers WHERE stopped_at < ${cutoff}`.execute(db);
 }

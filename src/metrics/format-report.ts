@@ -20,9 +20,9 @@ export function formatReport(r: MetricsReport): string {
       return [c, h?.done ?? 0, h?.failed ?? 0, d?.done ?? 0, d?.failed ?? 0];
     }))
     : '  (no work in the last day)', '');
-  out.push('Datasources (last 24h)');
+  out.push('Datasources (last 24h; tries, not rows: a row retried counts each time)');
   out.push(r.datasources.length
-    ? formatTable(['country', 'datasource', 'enabled', 'rows', 'failed', 'rate', 'top reasons'], r.datasources.map((d) => [d.country, d.datasourceId, d.enabled ? 'yes' : 'NO', d.total, d.failed, `${(d.rate * 100).toFixed(1)}%`, d.reasons.map((x) => `${x.reason} ${x.rows}`).join(', ') || '-']))
+    ? formatTable(['country', 'datasource', 'enabled', 'tries', 'source failed', 'rate', 'our faults', 'top reasons (tries)'], r.datasources.map((d) => [d.country, d.datasourceId, d.enabled ? 'yes' : 'NO', d.tries, d.failed, `${(d.rate * 100).toFixed(1)}%`, d.ours, d.reasons.map((x) => `${x.reason} ${x.tries}`).join(', ') || '-']))
     : '  (no work in the last day)', '');
   out.push('Frontends (push lag: rows they lack)');
   out.push(r.frontends.length

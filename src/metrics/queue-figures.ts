@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { sql } from 'kysely';
 import type { LisConfig } from '../config/config-schema.ts';
 import type { Db } from '../db/connect.ts';
+import { isSourceFault } from '../failure/failure-reasons.ts';
 
 const inCountry = (country: string | undefined, column = sql.ref('country')) => (country === undefined ? sql`true` : sql`${column} = ${country}`);
 
@@ -48,28 +49,44 @@ export async function throughputSeries(db: Db, minutes: number): Promise<Array<{
   return rows.map((r) => ({ minute: r.minute, component: r.component, done: Number(r.done), failed: Number(r.failed) }));
 }
 
-/** Per datasource over the last `hours`: rows worked, the failure rate, and the top failure reasons. */
-export async function datasourceFailures(db: Db, hours: number, country?: string): Promise<Array<{ country: string; datasourceId: number; enabled: boolean; total: number; failed: number; rate: number; reasons: Array<{ reason: string; rows: number }> }>> {
+/** A datasource's outcomes over a window. Tries, not rows: a row retried six times is six tries. */
+export interface DatasourceFailures {
+  country: string;
+  datasourceId: number;
+  enabled: boolean;
+  /** Every try (done or failed). */
+  tries: number;
+  /** Tries that failed by the source's fault: what can get a datasource disabled (counted there in rows). */
+  failed: number;
+  /** Tries that failed by our own fault (a frontend down, a full store): never the datasource's. */
+  ours: number;
+  rate: number;
+  reasons: Array<{ reason: string; tries: number }>;
+}
+
+/** Per datasource over the last `hours`: tries, source failures and our own, and the top failure reasons. */
+export async function datasourceFailures(db: Db, hours: number, country?: string): Promise<DatasourceFailures[]> {
   const { rows } = await sql<{ country: string; datasource_id: number; enabled: boolean | null; error_class: string; n: string }>`
     SELECT m.country, m.datasource_id, d.enabled, m.error_class, sum(m.n) AS n
       FROM datasource_minutes m LEFT JOIN datasources d USING (country, datasource_id)
      WHERE m.minute > now() - make_interval(hours => ${hours}) AND ${inCountry(country, sql.ref('m.country'))}
      GROUP BY 1, 2, 3, 4`.execute(db);
-  const by = new Map<string, { country: string; datasourceId: number; enabled: boolean; total: number; failed: number; rate: number; reasons: Array<{ reason: string; rows: number }> }>();
+  const by = new Map<string, DatasourceFailures>();
   for (const r of rows) {
     const key = `${r.country}:${r.datasource_id}`;
-    const entry = by.get(key) ?? { country: r.country, datasourceId: r.datasource_id, enabled: r.enabled ?? true, total: 0, failed: 0, rate: 0, reasons: [] };
+    const entry = by.get(key) ?? { country: r.country, datasourceId: r.datasource_id, enabled: r.enabled ?? true, tries: 0, failed: 0, ours: 0, rate: 0, reasons: [] };
     const n = Number(r.n);
-    entry.total += n;
+    entry.tries += n;
     if (r.error_class !== '') {
-      entry.failed += n;
-      entry.reasons.push({ reason: r.error_class, rows: n });
+      if (isSourceFault(r.error_class)) entry.failed += n;
+      else entry.ours += n;
+      entry.reasons.push({ reason: r.error_class, tries: n });
     }
     by.set(key, entry);
   }
   return [...by.values()]
-    .map((e) => ({ ...e, rate: e.total ? Math.round((e.failed / e.total) * 1000) / 1000 : 0, reasons: e.reasons.sort((a, b) => b.rows - a.rows).slice(0, 5) }))
-    .sort((a, b) => b.failed - a.failed || a.country.localeCompare(b.country) || a.datasourceId - b.datasourceId);
+    .map((e) => ({ ...e, rate: e.tries ? Math.round((e.failed / e.tries) * 1000) / 1000 : 0, reasons: e.reasons.sort((a, b) => b.tries - a.tries).slice(0, 5) }))
+    .sort((a, b) => b.failed + b.ours - a.failed - a.ours || a.country.localeCompare(b.country) || a.datasourceId - b.datasourceId);
 }
 
 /** Bytes used by this host's stores (`du`, bounded in time: a huge store answers null rather than hang a report). */

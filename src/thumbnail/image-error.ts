@@ -1,4 +1,5 @@
-import { LisError, errorMessage } from '../errors.ts';
+import { LisError } from '../errors.ts';
+import { cleanDecoderMessage, decoderWords } from '../image/decoder-words.ts';
 import { diagnosePng } from './png-diagnosis.ts';
 
 /** Stable failure classes of the thumbnail stage (`last_error_class`). */
@@ -31,10 +32,9 @@ export class ImageError extends LisError {
  */
 export function imageErrorFromDecoder(error: unknown, original: Buffer): ImageError {
   if (error instanceof ImageError) return error;
-  const message = errorMessage(error).replace(/\s+/g, ' ').replace(/:\s*$/, '').trim() || 'unknown decoder error';
+  const message = cleanDecoderMessage(error);
   if (/pixel limit/i.test(message)) return new ImageError('too_many_pixels', message, { cause: error });
   if (/timeout/i.test(message)) return new ImageError('processing_timeout', message, { cause: error });
-  const diagnosis = diagnosePng(original);
-  if (/unsupported image format/i.test(message) && !diagnosis) return new ImageError('unsupported_format', message, { cause: error });
-  return new ImageError('corrupt_image', diagnosis ? `${message} (${diagnosis})` : message, { cause: error });
+  if (/unsupported image format/i.test(message) && !diagnosePng(original)) return new ImageError('unsupported_format', message, { cause: error });
+  return new ImageError('corrupt_image', decoderWords(error, original), { cause: error });
 }

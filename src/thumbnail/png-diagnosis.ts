@@ -26,12 +26,12 @@ export function diagnosePng(bytes: Buffer): string | null {
   let seenIdat = false;
   let first = true;
   while (offset < bytes.length) {
-    if (offset + 8 > bytes.length) return 'PNG ends inside a chunk header (truncated)';
+    if (offset + 8 > bytes.length) return 'PNG ends inside a chunk header (the file is cut short)';
     const length = bytes.readUInt32BE(offset);
     const type = bytes.subarray(offset + 4, offset + 8).toString('latin1');
     if (!/^[A-Za-z]{4}$/.test(type)) return `PNG chunk at byte ${offset} has an invalid type (${bytes.subarray(offset + 4, offset + 8).toString('hex')})`;
     const end = offset + 12 + length;
-    if (end > bytes.length) return `PNG ends inside the ${type} chunk (truncated)`;
+    if (end > bytes.length) return `PNG ends inside the ${type} chunk (the file is cut short)`;
     const stored = bytes.readUInt32BE(offset + 8 + length);
     if (crc32(bytes.subarray(offset + 4, offset + 8 + length)) !== stored) return `CRC error in the ${type} chunk`;
     if (first) {
@@ -46,5 +46,5 @@ export function diagnosePng(bytes: Buffer): string | null {
     if (type === 'IEND') return seenIdat ? null : 'PNG has no IDAT chunk (no image data)';
     offset = end;
   }
-  return seenIdat ? 'PNG ends without an IEND chunk (truncated)' : 'PNG has no IDAT chunk (no image data)';
+  return seenIdat ? 'PNG ends without an IEND chunk (the file is cut short)' : 'PNG has no IDAT chunk (no image data)';
 }

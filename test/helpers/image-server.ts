@@ -12,11 +12,24 @@ export interface TestImages {
   avif: Buffer;
   /** A different JPEG (a refresh that changed). */
   jpeg2: Buffer;
+  /** Complete downloads with a damaged trailer that the decoder reads without a warning. */
+  gifNoTrailer: Buffer;
+  pngBadIendType: Buffer;
+  jpegEndsFfc9: Buffer;
+}
+
+/** Trailers damaged as found on the web: the image data is whole, its last marker is not. */
+function damagedTrailers(gif: Buffer, png: Buffer, jpeg: Buffer): Pick<TestImages, 'gifNoTrailer' | 'pngBadIendType' | 'jpegEndsFfc9'> {
+  const pngBadIendType = Buffer.from(png);
+  pngBadIendType.write('IEXD', png.length - 8, 'latin1');
+  const jpegEndsFfc9 = Buffer.from(jpeg);
+  jpegEndsFfc9[jpeg.length - 1] = 0xc9;
+  return { gifNoTrailer: gif.subarray(0, gif.length - 1), pngBadIendType, jpegEndsFfc9 };
 }
 
 export async function makeTestImages(): Promise<TestImages> {
   const base = (r: number) => sharp({ create: { width: 64, height: 48, channels: 3, background: { r, g: 120, b: 200 } } });
-  return {
+  const made = {
     jpeg: await base(10).jpeg().toBuffer(),
     png: await base(20).png().toBuffer(),
     webp: await base(30).webp().toBuffer(),
@@ -24,6 +37,7 @@ export async function makeTestImages(): Promise<TestImages> {
     avif: await base(50).avif().toBuffer(),
     jpeg2: await base(200).jpeg().toBuffer(),
   };
+  return { ...made, ...damagedTrailers(made.gif, made.png, made.jpeg) };
 }
 
 export interface ImageServer {
@@ -131,7 +145,31 @@ export async function startImageServer(images: TestImages, options: { dripMs?: n
     '/redirect-ftp': (_q, res) => res.writeHead(302, { location: 'ftp://127.0.0.1/x.jpg' }).end(),
     '/html-as-jpeg.jpg': (_q, res) => send(res, html, 'image/jpeg'),
     '/empty.jpg': (_q, res) => send(res, Buffer.alloc(0)),
+    // Complete transfers (honest Content-Length) of a file stored cut short: a retry gets the same bytes.
     '/truncated.jpg': (_q, res) => send(res, images.jpeg.subarray(0, Math.floor(images.jpeg.length * 0.6))),
+    '/truncated.png': (_q, res) => send(res, images.png.subarray(0, Math.floor(images.png.length * 0.6)), 'image/png'),
+    // Complete transfers with a damaged trailer that the decoder reads: these must go live.
+    '/no-trailer.gif': (_q, res) => send(res, images.gifNoTrailer, 'image/gif'),
+    '/bad-iend.png': (_q, res) => send(res, images.pngBadIendType, 'image/png'),
+    '/ffc9.jpg': (_q, res) => send(res, images.jpegEndsFfc9),
+    // More bytes than the Content-Length says.
+    '/overlong.jpg': (req, res) => {
+      req.socket.write(`HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: ${images.jpeg.length}\r\n\r\n`);
+      req.socket.end(Buffer.concat([images.jpeg, Buffer.from('and then some bytes nobody announced')]));
+      res.on('error', () => {});
+    },
+    // Chunked, the whole image in one chunk, then the connection closes without the last (zero) chunk.
+    '/chunked-cut.jpg': (req, res) => {
+      req.socket.write(`HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nTransfer-Encoding: chunked\r\n\r\n`);
+      req.socket.end(Buffer.concat([Buffer.from(`${images.jpeg.length.toString(16)}\r\n`), images.jpeg, Buffer.from('\r\n')]));
+      res.on('error', () => {});
+    },
+    // Half the body, then a TCP reset.
+    '/reset.jpg': (req, res) => {
+      req.socket.write(`HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: ${images.jpeg.length}\r\n\r\n`);
+      req.socket.write(images.jpeg.subarray(0, images.jpeg.length >> 1), () => req.socket.resetAndDestroy());
+      res.on('error', () => {});
+    },
     '/gzip.jpg': (_q, res) => {
       const body = zlib.gzipSync(images.jpeg);
       res.writeHead(200, { 'content-type': 'image/jpeg', 'content-encoding': 'gzip', 'content-length': body.length });

@@ -1,0 +1,103 @@
+import { sql } from 'kysely';
+import type { AlertsConfig } from '../config/alerts-config.ts';
+import type { Db } from '../db/connect.ts';
+import type { Alert, AlertKind } from './alert.ts';
+import { judgeErrorRate, stageRates } from './error-rate.ts';
+
+/** Events older than this are not alerted any more (a manager that was down a day does not mail the past). */
+const LOOKBACK = sql`now() - interval '24 hours'`;
+
+const iso = (d: Date) => d.toISOString();
+
+async function datasourcesDisabled(db: Db): Promise<Alert[]> {
+  const { rows } = await sql<{ country: string; datasource_id: number; disabled_reason: string | null; disabled_at: Date }>`
+    SELECT country, datasource_id, disabled_reason, disabled_at FROM datasources
+     WHERE NOT enabled AND disabled_at > ${LOOKBACK} AND coalesce(disabled_reason, '') NOT LIKE 'by hand:%'`.execute(db);
+  return rows.map((r) => ({
+    kind: 'datasource_disabled',
+    key: `datasource_disabled:${r.country}:${r.datasource_id}:${iso(r.disabled_at)}`,
+    subject: `datasource ${r.datasource_id} of ${r.country.toUpperCase()} disabled`,
+    detail: `${r.disabled_reason ?? 'no reason recorded'}; its rows are parked. Re-open with: lis datasource enable ${r.country} ${r.datasource_id}`,
+    action: `Look at the feed's URLs (lis datasource show ${r.country}; the top reason says how they fail) and tell its owner. Once fixed: lis datasource enable ${r.country} ${r.datasource_id}`,
+  }));
+}
+
+async function storesPaused(db: Db): Promise<Alert[]> {
+  const { rows } = await sql<{ host: string; component: string; reason: string; since: Date }>`
+    SELECT host, component, min(paused_reason) AS reason, min(paused_since) AS since FROM workers
+     WHERE paused_reason IS NOT NULL AND stopped_at IS NULL GROUP BY host, component ORDER BY host, component`.execute(db);
+  return rows.map((r) => ({
+    kind: 'store_paused',
+    key: `store_paused:${r.host}:${r.component}`,
+    subject: `${r.component} on ${r.host} paused: a store is full or unwritable`,
+    detail: `${r.reason} (since ${iso(r.since)}). No row is charged meanwhile; the stage waits.`,
+    action: `Free space on that store (df -h; lis_cron_frontend --fs_check removes orphans; upkeep.pruneOriginals) or fix its mount/permissions. The stage resumes by itself.`,
+  }));
+}
+
+async function frontendsDown(db: Db, minutes: number): Promise<Alert[]> {
+  const { rows } = await sql<{ name: string; target: string; down_since: Date; down_reason: string | null }>`
+    SELECT name, target, down_since, down_reason FROM frontends
+     WHERE enabled AND down_since IS NOT NULL AND down_since < now() - make_interval(secs => ${minutes * 60}::float8)`.execute(db);
+  return rows.map((r) => ({
+    kind: 'frontend_down',
+    key: `frontend_down:${r.name}:${iso(r.down_since)}`,
+    subject: `frontend ${r.name} unreachable for over ${minutes} min`,
+    detail: `${r.name} (${r.target}) down since ${iso(r.down_since)}: ${r.down_reason ?? 'no reason recorded'}. Only its own pushes wait; the other frontends get everything.`,
+    action: `Check the host, its rsync daemon or sshd, and its disk. Once it answers, backfill catches it up. Gone for good: lis frontend disable ${r.name}`,
+  }));
+}
+
+async function workersDied(db: Db): Promise<Alert[]> {
+  const { rows } = await sql<{ id: string; subject: string | null; detail: string; at: Date }>`
+    SELECT id::text, subject, detail, at FROM manager_events WHERE check_name = 'stuck_jobs' AND at > ${LOOKBACK} ORDER BY id`.execute(db);
+  return rows.map((r) => ({
+    kind: 'worker_died',
+    key: `worker_died:${r.id}`,
+    subject: `worker ${r.subject ?? '?'} died`,
+    detail: `${r.detail} (at ${iso(r.at)}); its rows are back in the queue.`,
+    action: `Read its log on that host (var/log/<component>.error.log), then start it again (servicectl start <component>). Repeated deaths: out of memory (dmesg) or a crash to report.`,
+  }));
+}
+
+async function upkeepFailed(db: Db): Promise<Alert[]> {
+  const { rows } = await sql<{ id: string; country: string | null; subject: string | null; detail: string; at: Date }>`
+    SELECT id::text, country, subject, detail, at FROM manager_events
+     WHERE check_name = 'upkeep' AND detail LIKE 'failed:%' AND at > ${LOOKBACK} ORDER BY id`.execute(db);
+  return rows.map((r) => ({
+    kind: 'upkeep_failed',
+    key: `upkeep_failed:${r.subject ?? r.country ?? 'all'}:${r.id}`,
+    subject: `weekly upkeep failed${r.country ? ` for ${r.country.toUpperCase()}` : ''}`,
+    detail: `${r.detail.replace(/^failed:\s*/, '')} (at ${iso(r.at)})`,
+    action: `Read cron_frontend.error.log, fix the cause (a frontend unreachable, the database), then run lis_cron_frontend --all again. Until then unlisted images are not purged.`,
+  }));
+}
+
+async function errorRates(db: Db, config: AlertsConfig): Promise<Alert[]> {
+  const alerts: Alert[] = [];
+  for (const s of await stageRates(db, config.errorRate)) {
+    const verdict = judgeErrorRate(s, config.errorRate);
+    if (!verdict) continue;
+    alerts.push({
+      kind: 'error_rate',
+      key: `error_rate:${s.component}`,
+      subject: `${s.component}: error rate far above its usual`,
+      detail: verdict,
+      action: `See lis_metrics (datasources and their top reasons). One feed: the manager disables it when it crosses manager.badDatasource. Our own fault (a store, the network, a frontend): fix it.`,
+    });
+  }
+  return alerts;
+}
+
+/** Everything operators must be told now (before de-duplication), of the kinds asked for. */
+export async function findAlerts(db: Db, config: AlertsConfig, kinds?: AlertKind[]): Promise<Alert[]> {
+  const want = (k: AlertKind) => !kinds || kinds.includes(k);
+  const found: Alert[] = [];
+  if (want('datasource_disabled')) found.push(...(await datasourcesDisabled(db)));
+  if (want('store_paused')) found.push(...(await storesPaused(db)));
+  if (want('frontend_down')) found.push(...(await frontendsDown(db, config.frontendDownMinutes)));
+  if (want('worker_died')) found.push(...(await workersDied(db)));
+  if (want('upkeep_failed')) found.push(...(await upkeepFailed(db)));
+  if (want('error_rate')) found.push(...(await errorRates(db, config)));
+  return found;
+}

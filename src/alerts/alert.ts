@@ -1,0 +1,16 @@
+/** Kinds of alert, each with what it is about in its key (see README "Alerts"). */
+export const ALERT_KINDS = ['datasource_disabled', 'store_paused', 'frontend_down', 'worker_died', 'upkeep_failed', 'error_rate'] as const;
+export type AlertKind = (typeof ALERT_KINDS)[number];
+
+/** One thing an operator must be told. */
+export interface Alert {
+  kind: AlertKind;
+  /** What it is about, for de-duplication: the same key is sent once per alerts.dedupeMinutes. */
+  key: string;
+  /** One line: the mail's subject. */
+  subject: string;
+  /** What happened, with the figures. */
+  detail: string;
+  /** What the operator does about it. */
+  action: string;
+}

@@ -1,0 +1,60 @@
+import { sql } from 'kysely';
+import type { Db } from '../db/connect.ts';
+import type { Alert } from './alert.ts';
+
+export interface DeliveryPolicy {
+  dedupeMinutes: number;
+  maxPerHour: number;
+}
+
+export interface DeliveryReport {
+  sent: Alert[];
+  /** Sent before within dedupeMinutes: not repeated. */
+  repeated: number;
+  /** Over maxPerHour: left for a later run. */
+  held: Alert[];
+  /** Every channel failed: left for a later run. */
+  undelivered: Alert[];
+}
+
+/**
+ * Sends each alert once per dedupe window and at most maxPerHour an hour.
+ * Each alert is claimed in alerts_sent before it is sent (one statement, so two
+ * managers never both send it) and the claim is taken back when no channel
+ * took it, so it goes out on a later run.
+ */
+export async function deliverAlerts(db: Db, alerts: Alert[], policy: DeliveryPolicy, send: (alert: Alert) => Promise<boolean>): Promise<DeliveryReport> {
+  const report: DeliveryReport = { sent: [], repeated: 0, held: [], undelivered: [] };
+  const unique = [...new Map(alerts.map((a) => [a.key, a])).values()];
+  if (unique.length === 0) return report;
+  const dedupe = sql`now() - make_interval(secs => ${policy.dedupeMinutes * 60}::float8)`;
+  const recent = await sql<{ n: string }>`SELECT count(*) AS n FROM alerts_sent WHERE sent_at > now() - interval '1 hour'`.execute(db);
+  let budget = policy.maxPerHour - Number(recent.rows[0].n);
+  for (const alert of unique) {
+    const { rows } = await sql<{ key: string; previous: Date | null }>`
+      SELECT key, sent_at AS previous FROM alerts_sent WHERE key = ${alert.key} AND sent_at > ${dedupe}`.execute(db);
+    if (rows.length) {
+      report.repeated++;
+      continue;
+    }
+    if (budget <= 0) {
+      report.held.push(alert);
+      continue;
+    }
+    const claim = await sql<{ key: string }>`
+      INSERT INTO alerts_sent AS s (key, kind, subject) VALUES (${alert.key}, ${alert.kind}, ${alert.subject})
+      ON CONFLICT (key) DO UPDATE SET sent_at = now(), subject = EXCLUDED.subject WHERE s.sent_at <= ${dedupe}
+      RETURNING key`.execute(db);
+    if (claim.rows.length === 0) {
+      report.repeated++;
+      continue;
+    }
+    budget--;
+    if (await send(alert)) report.sent.push(alert);
+    else {
+      await sql`DELETE FROM alerts_sent WHERE key = ${alert.key}`.execute(db);
+      report.undelivered.push(alert);
+    }
+  }
+  return report;
+}

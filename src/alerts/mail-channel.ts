@@ -1,0 +1,42 @@
+import nodemailer, { type Transporter } from 'nodemailer';
+import type { AlertsConfig } from '../config/alerts-config.ts';
+import type { Alert } from './alert.ts';
+
+/** Sends alerts as plain-text mail through the configured SMTP server. */
+export interface MailChannel {
+  send(alert: Alert, host: string): Promise<void>;
+  close(): void;
+}
+
+/** Pure: the mail an alert becomes. */
+export function alertMail(alert: Alert, host: string, smtp: AlertsConfig['smtp']): { from: string; to: string[]; subject: string; text: string } {
+  return {
+    from: smtp.from,
+    to: smtp.to,
+    subject: `[ImageSys] ${alert.subject}`,
+    text: `${alert.subject}\n\n${alert.detail}\n\nWhat to do: ${alert.action}\n\n(alert ${alert.kind}, key ${alert.key}, from lis_managerd on ${host}; the same alert is not repeated within alerts.dedupeMinutes)\n`,
+  };
+}
+
+/** Null when no SMTP host or no recipient is configured. */
+export function mailChannel(smtp: AlertsConfig['smtp']): MailChannel | null {
+  if (!smtp.host || smtp.to.length === 0) return null;
+  const transport: Transporter = nodemailer.createTransport({
+    host: smtp.host,
+    port: smtp.port,
+    secure: smtp.secure,
+    auth: smtp.user ? { user: smtp.user, pass: smtp.password ?? '' } : undefined,
+    connectionTimeout: 15_000,
+    greetingTimeout: 15_000,
+    socketTimeout: 30_000,
+    // nodemailer's own logging would print the conversation, AUTH included.
+    logger: false,
+    debug: false,
+  });
+  return {
+    send: async (alert, host) => {
+      await transport.sendMail(alertMail(alert, host, smtp));
+    },
+    close: () => transport.close(),
+  };
+}

@@ -1,0 +1,22 @@
+/**
+ * Removes secrets (a webhook URL and its path, which often is the token; an
+ * SMTP password) from text bound for a log. Pure.
+ */
+export function redactSecrets(text: string, secrets: Array<string | null | undefined>): string {
+  const all = new Set<string>();
+  for (const secret of secrets) {
+    if (!secret) continue;
+    all.add(secret);
+    try {
+      const url = new URL(secret);
+      if (url.pathname.length > 1) all.add(url.pathname + url.search);
+      if (url.password) all.add(url.password);
+    } catch {
+      // Not a URL: the whole string is the secret.
+    }
+  }
+  let out = text;
+  // Longest first, so that a URL is replaced whole rather than around its path.
+  for (const secret of [...all].sort((a, b) => b.length - a.length)) out = out.split(secret).join('[redacted]');
+  return out;
+}

@@ -1,0 +1,182 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { sql } from 'kysely';
+import type { LisConfig } from '../src/config/config-schema.ts';
+import { judgeErrorRate } from '../src/alerts/error-rate.ts';
+import { redactSecrets } from '../src/alerts/redact-secrets.ts';
+import { closeLogger, createLogger } from '../src/log/create-logger.ts';
+import { recordEvent } from '../src/manager/manager-events.ts';
+import { runCheck } from '../src/manager/run-check.ts';
+import { parseConfig } from '../src/config/load-config.ts';
+import { spawnTs } from './helpers/processes.ts';
+import { startSmtpSink, type SmtpSink } from './helpers/smtp-sink.ts';
+import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+
+/** A webhook receiver on 127.0.0.1 answering with `status`. */
+async function startHook(status = 204): Promise<{ url: (p: string) => string; received: Array<Record<string, unknown>>; close: () => void }> {
+  const received: Array<Record<string, unknown>> = [];
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (c) => (body += c));
+    req.on('end', () => {
+      received.push(JSON.parse(body));
+      res.writeHead(status).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const port = (server.address() as { port: number }).port;
+  return { url: (p) => `http://127.0.0.1:${port}${p}`, received, close: () => server.close() };
+}
+
+/** A mail's text with quoted-printable soft breaks undone. */
+const bodyOf = (raw: string) => raw.slice(raw.indexOf('\r\n\r\n') + 4).replace(/=\r?\n/g, '').replace(/=([0-9A-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
+
+/** One of each thing worth an alert, and near misses that are not. */
+async function troubles(t: TestDatabase): Promise<void> {
+  await sql`
+    INSERT INTO datasources (country, datasource_id, enabled, disabled_reason, disabled_at) VALUES
+      ('uk', 7, false, '97% of 300 rows failed in the last 6h (top reason: http_404 on 280 rows)', now()),
+      ('uk', 8, false, 'by hand: feed sends watermarked photos', now());
+    INSERT INTO workers (id, component, host, pid, paused_reason, paused_since) VALUES
+      ('h1:10', 'thumbnaild', 'h1', 10, 'thumbnails store /srv/thumbs: 2.0% free, below thumbnail.minFreePercent 5%', now() - interval '3 minutes');
+    INSERT INTO frontends (name, target, down_since, down_reason) VALUES
+      ('n1', 'rsync://n1/thumbs', now() - interval '2 hours', 'rsync: connection refused'),
+      ('n2', 'rsync://n2/thumbs', now() - interval '1 minute', 'rsync: connection refused');
+    INSERT INTO worker_minutes (worker_id, minute, component, done, failed) VALUES
+      ('h1:11', date_trunc('minute', now()) - interval '5 minutes', 'downloadd', 100, 150),
+      ('h1:11', date_trunc('minute', now()) - interval '3 hours', 'downloadd', 10000, 100),
+      ('h1:12', date_trunc('minute', now()) - interval '5 minutes', 'thumbnaild', 300, 3);`.execute(t.db);
+  await recordEvent(t.db, { check: 'stuck_jobs', subject: 'h1:13', rows: 40, detail: 'released 40 rows held by h1:13 (downloadd), silent for 75s' });
+  await recordEvent(t.db, { check: 'upkeep', country: 'uk', subject: 'uk', rows: 0, detail: 'failed: frontend n1: rsync: connection refused' });
+  await recordEvent(t.db, { check: 'upkeep', country: 'fr', subject: 'fr', rows: 0, detail: 'ok: db_scan: 0 purged' });
+}
+
+describe('alerts to operators (a real SMTP server and webhook on loopback)', () => {
+  let t: TestDatabase;
+  let smtp: SmtpSink;
+  const login = { user: 'ops', password: 'hunter2-smtp-secret' };
+  beforeEach(async () => {
+    t = await createTestDatabase();
+    smtp = await startSmtpSink(login);
+  });
+  afterEach(async () => {
+    await smtp.close();
+    await t.drop();
+  });
+
+  const configWith = (alerts: Partial<LisConfig['alerts']>, password = login.password): LisConfig => ({
+    ...t.config,
+    alerts: {
+      ...t.config.alerts,
+      smtp: { host: '127.0.0.1', port: smtp.port, secure: false, user: login.user, password, from: 'imagesys@example.invalid', to: ['ops@example.invalid'] },
+      ...alerts,
+    },
+  });
+
+  async function check(config: LisConfig): Promise<string> {
+    const log = createLogger({ component: 'managerd', log: config.log, screen: false });
+    try {
+      return await runCheck('alerts', { config, db: t.db, log });
+    } finally {
+      await closeLogger(log);
+    }
+  }
+
+  it('mails and posts each kind of trouble once, with what to do, and not again within the dedupe window', async () => {
+    await troubles(t);
+    const hook = await startHook();
+    try {
+      const config = configWith({ webhookUrl: hook.url('/alerts') });
+      assert.match(await check(config), /^alerts: 6 sent, 0 already sent/);
+      const subjects = smtp.mails.map((m) => m.subject).sort();
+      assert.deepEqual(subjects, [
+        '[ImageSys] datasource 7 of UK disabled',
+        '[ImageSys] downloadd: error rate far above its usual',
+        '[ImageSys] frontend n1 unreachable for over 30 min',
+        '[ImageSys] thumbnaild on h1 paused: a store is full or unwritable',
+        '[ImageSys] weekly upkeep failed for UK',
+        '[ImageSys] worker h1:13 died',
+      ]);
+      for (const mail of smtp.mails) {
+        assert.deepEqual(mail.to, ['ops@example.invalid']);
+        assert.equal(mail.from, 'imagesys@example.invalid');
+        assert.match(bodyOf(mail.raw), /What to do: \S/);
+      }
+      const text = (s: string) => bodyOf(smtp.mails.find((m) => m.subject.includes(s))!.raw);
+      assert.match(text('datasource 7'), /97% of 300 rows failed.*\n*.*lis datasource enable uk 7/);
+      assert.match(text('error rate'), /60\.0% of 250 rows failed in the last 60 min; its usual 1\.0%/);
+      assert.match(text('paused'), /2\.0% free, below thumbnail\.minFreePercent/);
+      assert.match(text('frontend n1'), /rsync: connection refused/);
+      assert.equal(hook.received.length, 6);
+      assert.ok(hook.received.every((a) => a.source === 'imagesys' && typeof a.action === 'string' && typeof a.key === 'string'));
+
+      assert.match(await check(config), /^alerts: 0 sent, 6 already sent/);
+      assert.equal(smtp.mails.length, 6, 'nothing repeated within alerts.dedupeMinutes');
+      // A new trouble of a kind already told (another worker died) is told.
+      await recordEvent(t.db, { check: 'stuck_jobs', subject: 'h2:20', rows: 3, detail: 'released 3 rows held by h2:20 (pusherd), silent for 90s' });
+      assert.match(await check(config), /^alerts: 1 sent, 6 already sent/);
+      assert.equal(smtp.mails.at(-1)!.subject, '[ImageSys] worker h2:20 died');
+    } finally {
+      hook.close();
+    }
+  });
+
+  it('sends at most alerts.maxPerHour an hour; the rest wait', async () => {
+    await troubles(t);
+    const config = configWith({ maxPerHour: 2 });
+    assert.match(await check(config), /^alerts: 2 sent, 0 already sent, 4 held back by the hourly cap/);
+    assert.equal(smtp.mails.length, 2);
+    assert.match(fs.readFileSync(path.join(config.log.dir, 'managerd.log'), 'utf8'), /4 alerts held back by alerts\.maxPerHour \(2\)/);
+    // The hour passes (as far as the cap knows): the held ones go out.
+    await sql`UPDATE alerts_sent SET sent_at = now() - interval '61 minutes'`.execute(t.db);
+    assert.match(await check(configWith({ maxPerHour: 20, dedupeMinutes: 24 * 60 })), /^alerts: 4 sent, 2 already sent/);
+    assert.equal(new Set(smtp.mails.map((m) => m.subject)).size, 6);
+  });
+
+  it('never writes the webhook URL or the SMTP password to a log, and tries an undelivered alert again', async () => {
+    await troubles(t);
+    const hook = await startHook(500);
+    try {
+      const webhookUrl = hook.url('/hooks/T0KEN-very-secret-path');
+      const config = configWith({ webhookUrl }, 'wrong-password-also-secret');
+      assert.match(await check(config), /^alerts: 0 sent, 0 already sent, 0 held back by the hourly cap, 6 undelivered/);
+      assert.equal(smtp.mails.length, 0, 'the SMTP server refused the login');
+      assert.ok(hook.received.length >= 6, 'the webhook was tried');
+      const logs = fs.readdirSync(config.log.dir).map((f) => fs.readFileSync(path.join(config.log.dir, f), 'utf8')).join('\n');
+      assert.match(logs, /mail \(alerts\.smtp\) failed for "datasource 7 of UK disabled": .*Invalid/);
+      assert.match(logs, /the webhook \(alerts\.webhookUrl\) failed for "datasource 7 of UK disabled": .*500/);
+      for (const secret of ['T0KEN-very-secret-path', webhookUrl, 'wrong-password-also-secret', login.password]) assert.ok(!logs.includes(secret), `a log has ${secret}`);
+      const sent = await t.db.selectFrom('alerts_sent').select('key').execute();
+      assert.deepEqual(sent, [], 'undelivered alerts are not marked sent');
+      // Fixed: they go out on the next run.
+      assert.match(await check(configWith({})), /^alerts: 6 sent/);
+    } finally {
+      hook.close();
+    }
+  });
+
+  it('`lis config` shows neither the webhook URL nor the SMTP password; LIS_SMTP_PASSWORD sets it', async () => {
+    const file = t.writeConfig({ alerts: { webhookUrl: 'https://hooks.example.invalid/T0KEN-in-config', smtp: { host: 'mail.example.invalid', password: 'pw-in-config-secret' } } });
+    const run = spawnTs('bin/lis', ['--config', file, 'config'], { LIS_SMTP_PASSWORD: 'pw-from-env-secret' });
+    assert.equal((await run.exited).code, 0, run.output());
+    const shown = JSON.parse(run.output().slice(run.output().indexOf('{')));
+    assert.equal(shown.alerts.smtp.host, 'mail.example.invalid');
+    assert.equal(shown.alerts.smtp.password, '***');
+    assert.equal(shown.alerts.webhookUrl, '***');
+    for (const secret of ['T0KEN-in-config', 'pw-in-config-secret', 'pw-from-env-secret']) assert.ok(!run.output().includes(secret), secret);
+    assert.equal(parseConfig({ alerts: { smtp: { password: 'a' } } }, { LIS_SMTP_PASSWORD: 'b' }).alerts.smtp.password, 'b');
+  });
+
+  it('judges error rates against the usual, and redacts secrets from text', () => {
+    const policy = { windowMinutes: 60, baselineHours: 168, factor: 3, minRate: 0.2, minRows: 100 };
+    const s = { component: 'downloadd', done: 100, failed: 150, baselineDone: 9000, baselineFailed: 1000 };
+    assert.equal(judgeErrorRate(s, policy), '60.0% of 250 rows failed in the last 60 min; its usual 10.0% over the 168h before (10000 rows)');
+    assert.equal(judgeErrorRate({ ...s, baselineFailed: 5000, baselineDone: 5000 }, policy), null, 'a stage that always fails half is not news');
+    assert.equal(judgeErrorRate({ ...s, done: 10, failed: 15 }, policy), null, 'too few rows');
+    assert.equal(judgeErrorRate({ ...s, done: 1000, failed: 150 }, policy), null, 'under minRate');
+    assert.match(judgeErrorRate({ ...s, baselineDone: 0, baselineFailed: 0 }, policy)!, /no work in the 168h before/);
+    assert.equal(redactSecrets('POST https://hooks.example/T/abc?x=1 failed; /T/abc?x=1; pw hunter2', ['https://hooks.example/T/abc?x=1', 'hunter2']), 'POST [redacted] failed; [redacted]; pw [redacted]');
+  });
+});
