@@ -1,5 +1,4 @@
 import { readFile } from 'node:fs/promises';
-import { sql } from 'kysely';
 import type { LisConfig } from '../config/config-schema.ts';
 import type { Db } from '../db/connect.ts';
 import type { SchemeFetcher } from '../download/fetch-by-scheme.ts';
@@ -9,6 +8,7 @@ import { originalPath, thumbnailRelativePath, thumbnailStorePath } from '../stor
 import { ImageError } from '../thumbnail/image-error.ts';
 import { makeThumbnails } from '../thumbnail/make-thumbnails.ts';
 import { processDetails, type ResolvedDetails } from '../thumbnail/process-details.ts';
+import { addPreset } from '../queue/add-preset.ts';
 import { candidateUrls } from './origin-urls.ts';
 import { fetchFromCandidates } from './fetch-candidates.ts';
 
@@ -64,7 +64,7 @@ export async function makePresetOfRow(db: Db, config: LisConfig, fetcher: Scheme
     path: relative(jpeg.ext),
     ...(twins.length ? { twins: Object.fromEntries(twins.map((t) => [t.ext, { path: relative(t.ext), bytes: t.data.length }])) } : {}),
   };
-  await recordPreset(db, row.id, preset, entry, version);
+  await addPreset(db, row.id, preset, entry, version);
   return output.files;
 }
 
@@ -82,28 +82,4 @@ function detailsOf(db: Db, config: LisConfig, row: RowForPreset): Promise<Resolv
   void details.catch(() => detailsCache.delete(key));
   detailsCache.set(key, { at: Date.now(), details });
   return details;
-}
-
-/**
- * Adds (or replaces) one preset in a row's image_data (and, on a live row, in
- * the live_data the Interface answers with), and marks the row not
- * pushed to any frontend, so the pusher's backfill sends its files again: the
- * request came from a frontend that lacked one, and which one is not known.
- */
-async function recordPreset(db: Db, id: string, preset: string, entry: ImageData['presets'][string], version: number): Promise<void> {
-  await sql`
-    WITH row AS (
-      UPDATE live_images
-         SET image_data = CASE WHEN coalesce((image_data->>'version')::int, 1) = ${version}
-                               THEN jsonb_set(image_data, ARRAY['presets', ${preset}]::text[], ${JSON.stringify(entry)}::jsonb, true)
-                               ELSE image_data END,
-             -- A live row serves the new preset at once: a frontend that lacks its file asks lis_imaged for it.
-             live_data = CASE WHEN stage = 'live' AND live_data ? 'presets' AND coalesce((live_data->>'version')::int, 1) = ${version}
-                              THEN jsonb_set(live_data, ARRAY['presets', ${preset}]::text[], ${JSON.stringify(entry)}::jsonb, true)
-                              ELSE live_data END,
-             updated_at = now()
-       WHERE id = ${id}::bigint AND image_data ? 'presets'
-      RETURNING country, image_hash)
-    UPDATE frontend_pushes fp SET pushed_at = NULL, next_attempt_at = now(), updated_at = now()
-      FROM row WHERE fp.country = row.country AND fp.image_hash = row.image_hash`.execute(db);
 }
