@@ -20,9 +20,9 @@ describe('daemon runner (a real daemon process)', () => {
     const run = spawnTs(DAEMON, ['--country', 'UK', '--config', config, '--chunk-size', '500']);
     const { code } = await run.exited;
     assert.equal(code, 0, run.output());
-    assert.deepEqual(await countBy(t.db), { 'download/failed': 3, 'thumbnail/waiting': 1200 });
+    assert.deepEqual(await countBy(t.db), { "download/failed": 3, "thumbnail/waiting": 1200 }, run.output());
     const failed = await t.db.selectFrom('live_images').select(['last_error', 'last_error_class']).where('state', '=', 'failed').execute();
-    assert.ok(failed.every((f) => f.last_error === 'fixture says bad' && f.last_error_class === 'fixture'));
+    assert.ok(failed.every((f) => f.last_error === 'fixture says bad' && f.last_error_class === 'not_image'));
     const screen = run.output();
     assert.match(screen, /^[A-Z][a-z]{2} \d{2} \d{2}:\d{2}:\d{2} INFO Test::get_chunk_of_work\[\d+\]:UK Doing chunk of work for UK \(size 500\)$/m);
     assert.match(screen, /INFO Test::get_chunk_of_work\[\d+\]:UK No rows gained\. No work to do\.$/m);

@@ -14,7 +14,8 @@ export interface Spawned {
 export function spawnTs(file: string, args: string[], env: NodeJS.ProcessEnv = {}, input?: string): Spawned {
   const child = spawn(process.execPath, ['--import', 'tsx', path.resolve(ROOT, file), ...args], {
     cwd: ROOT,
-    env: { ...process.env, ...env },
+    // The test's own config names its database: the server URL the test run was given must not override it.
+    env: Object.fromEntries(Object.entries({ ...process.env, LIS_DATABASE_URL: undefined, ...env }).filter(([, v]) => v !== undefined)),
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   let out = '';
