@@ -90,7 +90,7 @@ describe('lis_managerd', () => {
     const policy = { windowHours: 1, minAttempts: 20, failureRate: 0.9 };
     const disabled = await disableBadDatasources(t.db, policy, 'uk');
     assert.deepEqual(disabled.map((d) => [d.datasourceId, d.total, d.failed, d.parked]), [[7, 40, 40, 30]]);
-    assert.match(disabled[0].reason, /100% of 40 rows failed in the last 1h \(top reason: fixture x40\)/);
+    assert.match(disabled[0].reason, /100% of 40 rows failed in the last 1h \(top reason: not_image x40\)/);
     const ds = await t.db.selectFrom('datasources').selectAll().where('datasource_id', '=', 7).executeTakeFirstOrThrow();
     assert.equal(ds.enabled, false);
     await insertUrls(t.db, 'uk', 5, { datasourceId: 7, prefix: 'http://feed7.example.com/new/' });
@@ -98,7 +98,7 @@ describe('lis_managerd', () => {
     assert.equal(Number(parked.n), 35, 'rows inserted for a disabled datasource are parked at once');
     const show = spawnTs('bin/lis', ['--config', t.writeConfig(), 'datasource', 'show', 'uk']);
     assert.equal((await show.exited).code, 0);
-    assert.match(show.output(), /uk 7: .*\n  DISABLED: 100% of 40 rows failed in the last 1h \(top reason: fixture x40\) \(lis datasource enable uk 7\)/);
+    assert.match(show.output(), /uk 7: .*\n  DISABLED: 100% of 40 rows failed in the last 1h \(top reason: not_image x40\) \(lis datasource enable uk 7\)/);
     const enable = spawnTs('bin/lis', ['--config', t.writeConfig(), 'datasource', 'enable', 'uk', '7']);
     assert.equal((await enable.exited).code, 0, enable.output());
     assert.match(enable.output(), /datasource 7 of uk enabled; 35 parked rows put back in the queue/);

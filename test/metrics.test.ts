@@ -43,7 +43,7 @@ describe('metrics', () => {
           // Queue figures are cached for 2 s: wait for a read after the chunk.
           && sample(body, 'lis_queue_rows', { stage: 'thumbnail', kind: 'due' }) === 30;
       }, 20_000, 'the counters');
-      assert.equal(sample(body, 'lis_rows_failed_total', { stage: 'download', reason: 'fixture', retryable: 'false', component: 'testd', country: 'uk' }), 4);
+      assert.equal(sample(body, 'lis_rows_failed_total', { stage: 'download', reason: 'not_image', retryable: 'false', component: 'testd', country: 'uk' }), 4);
       assert.equal(sample(body, 'lis_row_seconds_count', { stage: 'download' }), 34);
       assert.equal(sample(body, 'lis_claim_seconds_count', { stage: 'download' }) >= 2, true);
       assert.equal(sample(body, 'lis_chunk_rows_sum', { stage: 'download' }), 34);
@@ -78,12 +78,12 @@ describe('metrics', () => {
     assert.ok(fr.oldestSeconds >= 89, 'the oldest row waited 90 s');
     assert.deepEqual(report.throughput.lastHour, [{ component: 'testd', done: 20, failed: 5, perMinute: 0.3 }]);
     assert.deepEqual(report.datasources.map((d: { datasourceId: number; total: number; failed: number; rate: number }) => [d.datasourceId, d.total, d.failed, d.rate]), [[4, 5, 5, 1], [3, 20, 0, 0]]);
-    assert.deepEqual(report.datasources[0].reasons, [{ reason: 'fixture', rows: 5 }]);
+    assert.deepEqual(report.datasources[0].reasons, [{ reason: 'not_image', rows: 5 }]);
     assert.ok('originals' in report.disk);
     const text = spawnTs('bin/lis_metrics', ['--country', 'uk', '--config', config]);
     assert.equal((await text.exited).code, 0);
     assert.match(text.output(), /Queue \(waiting rows\)\ncountry\s+stage\s+due now/);
-    assert.match(text.output(), /uk\s+4\s+yes\s+5\s+5\s+100\.0%\s+fixture 5/);
+    assert.match(text.output(), /uk\s+4\s+yes\s+5\s+5\s+100\.0%\s+not_image 5/);
   });
 
   it('measures store disk use, and the status page reads it from a cache rather than walking the store each time', async () => {
