@@ -19,6 +19,9 @@ interface PreviousDownload {
   last_modified: string | null;
 }
 
+/** A download running longer than this gives its slot to the queue (HostLimiter.demote). */
+const SLOW_AFTER_MS = 2000;
+
 /** A row waiting for a download slot, with the chunk it belongs to. */
 interface DownloadJob {
   host: string;
@@ -126,7 +129,7 @@ export class DownloadWorker implements StageWorker {
       if (left === 0) return;
       for (const job of jobs) this.limiter.add(job.host, job);
       // A pump per chunk: it also starts jobs queued by other chunks, so a new chunk's rows start at once.
-      void drainLimiter<DownloadJob>(this.limiter, (job) => this.runJob(job), new AbortController().signal);
+      void drainLimiter<DownloadJob>(this.limiter, (job, demote) => this.runJob(job, demote), new AbortController().signal);
       await finished;
       if (unstarted) ctx.log.info(`Stopping: ${unstarted} downloads not started`, { scope: 'Download::process_chunk' });
     } finally {
@@ -135,11 +138,14 @@ export class DownloadWorker implements StageWorker {
     }
   }
 
-  private async runJob(job: DownloadJob): Promise<void> {
+  private async runJob(job: DownloadJob, demote: () => void): Promise<void> {
+    // A download still running after this long hands its slot to the next row (a drip-feed server).
+    const slow = setTimeout(demote, SLOW_AFTER_MS);
     try {
       if (job.ctx.signal.aborted) job.skipped();
       else await this.downloadRow(job.row, job.previous, job.ctx, job.hardStop);
     } finally {
+      clearTimeout(slow);
       job.settle();
     }
   }
