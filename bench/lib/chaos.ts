@@ -75,9 +75,16 @@ const HOSTS = ['hosta', 'hostb'];
 const STALE_SECONDS = 8;
 const STAGE_BINS = ['lis_downloadd', 'lis_thumbnaild', 'lis_pusherd'];
 
+/** The daemons' environment: without LIS_DATABASE_URL, which would win over the chaos database in their config. */
+function childEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.LIS_DATABASE_URL;
+  return env;
+}
+
 function start(member: Member, logDir: string): void {
   const out = fs.openSync(path.join(logDir, `${member.name.replaceAll('/', '-')}.out`), 'a');
-  member.child = spawn(process.execPath, [path.join(ROOT, 'bin', member.bin), ...member.args, '--config', member.configFile], { stdio: ['ignore', out, out] });
+  member.child = spawn(process.execPath, [path.join(ROOT, 'bin', member.bin), ...member.args, '--config', member.configFile], { stdio: ['ignore', out, out], env: childEnv() });
   fs.closeSync(out);
   member.starts++;
 }
@@ -319,7 +326,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     for (const country of options.countries) {
       await new Promise<void>((resolve) => {
         const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'lis_cron_frontend'), '--fs_check', '--country', country], {
-          env: { ...process.env, LIS_CONFIG: path.join(dir, `${host}.json`) }, stdio: ['ignore', fs.openSync(path.join(dir, 'out', `fs_check-${host}-${country}.out`), 'a'), 'pipe'],
+          env: { ...childEnv(), LIS_CONFIG: path.join(dir, `${host}.json`) }, stdio: ['ignore', fs.openSync(path.join(dir, 'out', `fs_check-${host}-${country}.out`), 'a'), 'pipe'],
         });
         child.on('close', () => resolve());
       });
