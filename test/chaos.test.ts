@@ -16,9 +16,9 @@ describe('chaos: the whole system keeps its promises while daemons are killed, a
         datasources: [11, 12, 13],
         limitSeconds: 300,
         killEverySeconds: 3,
-        // Down longer than the datasource window: the outage must disable no datasource.
+        // The frontend outage and the full store must disable no datasource (bad_datasources runs, sensitive).
         frontendDown: { atSeconds: 8, forSeconds: 12 },
-        datasourceWindowSeconds: 8,
+        datasourceCheck: true,
         storeFull: { atSeconds: 4, forSeconds: 8 },
         restartPostgresAtSeconds: 15,
         dir,

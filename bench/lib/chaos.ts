@@ -31,8 +31,12 @@ export interface ChaosOptions {
   frontendDown: { atSeconds: number; forSeconds: number };
   /** hosta's thumbnail store (a tmpfs) is filled to ENOSPC at this time, and emptied this long after (null: not). */
   storeFull?: { atSeconds: number; forSeconds: number } | null;
-  /** The manager's bad_datasources window, shorter than the frontend outage: an outage must disable nothing. */
-  datasourceWindowSeconds?: number;
+  /**
+   * Runs bad_datasources every 3 s, sensitive (30 % over at least 10 rows in 1 h, the shortest window the
+   * check takes): with only source faults counted, the fifth of bad URLs stays under it, so a disabled
+   * datasource means our outages were charged to it.
+   */
+  datasourceCheck?: boolean;
   /** Restart the embedded PostgreSQL this long after the start (null: not; skipped with LIS_DATABASE_URL). */
   restartPostgresAtSeconds: number | null;
   dir: string;
@@ -182,12 +186,12 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   // Two hosts, each with its own stores and one daemon of each stage per country; one manager.
   const common: LisConfigInput = {
     database: { url: url.toString(), poolSize: 3 },
-    queue: { chunkSize: 50, maxAttempts: 2, heartbeatSeconds: 1, pollSeconds: 1, backoff: { baseSeconds: 1, maxSeconds: 3, jitter: 0.25 } },
+    queue: { chunkSize: 50, maxAttempts: 2, heartbeatSeconds: 1, pollSeconds: 1, oursRetrySeconds: 2, backoff: { baseSeconds: 1, maxSeconds: 3, jitter: 0.25 } },
     download: { allowAddresses: ['127.0.0.1/32', '127.0.0.2/32'], timeouts: { connectSeconds: 5, firstByteSeconds: 5, totalSeconds: 5 }, maxBytes: 1024 * 1024, stopGraceSeconds: 2 },
     manager: {
       staleWorkerSeconds: STALE_SECONDS,
-      schedule: { stuck_jobs: '*/2 * * * * *', bad_retry_jobs: '*/10 * * * * *', bad_datasources: options.datasourceWindowSeconds ? '*/3 * * * * *' : null },
-      ...(options.datasourceWindowSeconds ? { badDatasource: { windowHours: options.datasourceWindowSeconds / 3600, minAttempts: 10 } } : {}),
+      schedule: { stuck_jobs: '*/2 * * * * *', bad_retry_jobs: '*/10 * * * * *', bad_datasources: options.datasourceCheck ? '*/3 * * * * *' : null },
+      ...(options.datasourceCheck ? { badDatasource: { windowHours: 1, minAttempts: 10, failureRate: 0.3 } } : {}),
     },
   };
   // hosta's thumbnail store on a file system of its own that can be filled (a tmpfs; root only).
@@ -205,6 +209,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   }
   const filler = path.join(fullStore, 'chaos-filler');
   let storeState: 'up' | 'full' | 'back' = storeMounted ? 'up' : 'back';
+  let storeFullAt = 0;
   const members: Member[] = [];
   for (const host of HOSTS) {
     const configFile = path.join(dir, `${host}.json`);
@@ -238,11 +243,12 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   while (elapsed() < options.limitSeconds) {
     await new Promise((resolve) => setTimeout(resolve, 500));
     const t = elapsed();
-    let status: { waiting: number; locked: number };
+    let status: { waiting: number; locked: number; downloaded: number };
     try {
-      const { rows } = await sql<{ waiting: string; locked: string }>`
-        SELECT count(*) FILTER (WHERE state = 'waiting') AS waiting, count(*) FILTER (WHERE locked_by IS NOT NULL) AS locked FROM live_images`.execute(db);
-      status = { waiting: Number(rows[0].waiting), locked: Number(rows[0].locked) };
+      const { rows } = await sql<{ waiting: string; locked: string; downloaded: string }>`
+        SELECT count(*) FILTER (WHERE state = 'waiting') AS waiting, count(*) FILTER (WHERE locked_by IS NOT NULL) AS locked,
+               count(*) FILTER (WHERE stage <> 'download') AS downloaded FROM live_images`.execute(db);
+      status = { waiting: Number(rows[0].waiting), locked: Number(rows[0].locked), downloaded: Number(rows[0].downloaded) };
     } catch {
       continue; // PostgreSQL is restarting.
     }
@@ -254,11 +260,13 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       }
     }
     const chaosOver = frontendState === 'back' && pgDone && storeState === 'back';
-    if (storeState === 'up' && t >= options.storeFull!.atSeconds) {
+    // Filled once the thumbnail daemons have work (on a loaded machine they may take long to start).
+    if (storeState === 'up' && t >= options.storeFull!.atSeconds && status.downloaded > 0) {
       fillUp(filler);
+      storeFullAt = t;
       storeState = 'full';
       print(`  ${t.toFixed(0)}s: hosta's thumbnail store full`);
-    } else if (storeState === 'full' && t >= options.storeFull!.atSeconds + options.storeFull!.forSeconds) {
+    } else if (storeState === 'full' && t >= storeFullAt + options.storeFull!.forSeconds) {
       fs.rmSync(filler);
       storeState = 'back';
       storeOutage = `${options.storeFull!.forSeconds}s`;
@@ -402,9 +410,15 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       + (extra.length ? `; released from workers not killed: ${extra.map((e) => `${e.subject} ${e.rows}`).join(', ')}` : ''));
 
   const { rows: disabled } = await sql<{ name: string }>`SELECT country || ' ' || datasource_id || ': ' || coalesce(disabled_reason, '') AS name FROM datasources WHERE NOT enabled`.execute(db);
-  check('no datasource disabled (our outages are not theirs)', disabled.length === 0, disabled.length ? disabled.map((d) => d.name).join('; ') : `none disabled; bad_datasources ${options.datasourceWindowSeconds ? `ran with a ${options.datasourceWindowSeconds}s window` : 'off'}`);
+  check('no datasource disabled (our outages are not theirs)', disabled.length === 0, disabled.length ? disabled.map((d) => d.name).join('; ') : `none disabled; bad_datasources ${options.datasourceCheck ? 'ran every 3 s at a 30 % threshold' : 'off'}`);
   const { rows: charged } = await sql<{ n: number }>`
     SELECT count(*)::int AS n FROM live_images WHERE last_error_class = ANY(${ourClasses()}::text[]) AND attempts > 0`.execute(db);
+  if (storeMounted) {
+    const log = ['thumbnaild.log', 'downloadd.log'].map((f) => path.join(dir, 'hosta', 'log', f)).filter((f) => fs.existsSync(f)).map((f) => fs.readFileSync(f, 'utf8')).join('\n');
+    const pauses = (log.match(/Store not writable, pausing/g) ?? []).length;
+    const resumes = (log.match(/Store writable again, resuming/g) ?? []).length;
+    check('the full store paused hosta and it resumed by itself', pauses > 0 && resumes > 0, `${pauses} pauses, ${resumes} resumes logged (a daemon killed while paused starts paused)`);
+  }
   check('no row charged for our own faults', charged[0].n === 0, `${charged[0].n} rows with an ours class and attempts charged`);
 
   await Promise.all(frontends.map((f) => f.stop()));
