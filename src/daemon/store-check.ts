@@ -1,6 +1,6 @@
-import crypto from 'node:crypto';
 import { mkdir, open, statfs, unlink } from 'node:fs/promises';
 import path from 'node:path';
+import { tempPathFor } from '../store/atomic-file.ts';
 
 export interface StoreLimits {
   /** Pause below this many free bytes (stores.minFreeBytes). */
@@ -60,7 +60,8 @@ export async function checkStore(dir: string, limits: StoreLimits): Promise<Stor
   }
   const low = spaceVerdict(dir, freeBytes, totalBytes, limits);
   if (low) return { dir, ok: false, reason: low, freeBytes, totalBytes };
-  const probe = path.join(dir, `.lis-probe-${process.pid}-${crypto.randomBytes(4).toString('hex')}`);
+  // Named as our temp files are, so that a probe left by a killed process is swept by lis_cron_frontend --fs_check.
+  const probe = tempPathFor(path.join(dir, '.lis-probe'));
   try {
     await mkdir(dir, { recursive: true });
     const handle = await open(probe, 'w');
