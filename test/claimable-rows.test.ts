@@ -12,7 +12,8 @@ import { claimChunk } from '../src/queue/claim-chunk.ts';
 import { failRows } from '../src/queue/fail-rows.ts';
 import { finishRows } from '../src/queue/finish-rows.ts';
 import { releaseRows } from '../src/queue/release-rows.ts';
-import { insertUrls } from './helpers/rows.ts';
+import { reworkRows } from '../src/queue/rework-rows.ts';
+import { insertUrls, relistAll } from './helpers/rows.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
 const policy = { maxAttempts: 3, backoff: { baseSeconds: 60, maxSeconds: 3600, jitter: 0.25 } };
@@ -68,11 +69,22 @@ describe('claimable_rows', () => {
     assert.equal(await enableDatasource(t.db, 'uk', 2), 5);
     await assertListed(t.db, '`lis retry` and re-enabling a datasource', 35);
 
-    await sql`UPDATE live_images SET stage = 'live', state = 'done', downloaded_at = now() - interval '40 days' WHERE id % 3 = 0`.execute(t.db);
+    // Set-up by hand (no trigger sees it any more, so the list is rebuilt): a third of the rows live.
+    await sql`UPDATE live_images SET stage = 'live', state = 'done', downloaded_at = now() - interval '40 days', image_data = '{"presets":{}}', live_data = '{"presets":{}}'
+               WHERE id % 3 = 0`.execute(t.db);
+    await relistAll(t.db);
     await sql`UPDATE live_images SET last_seen = now()`.execute(t.db);
-    await assertListed(t.db, 'an UPDATE by hand of unlocked rows (and the ETL seeing every URL again)');
-    assert.ok((await refreshDueRows(t.db, { country: 'uk', olderThanDays: 30 })) > 0);
+    await assertListed(t.db, 'the ETL seeing every URL again (last_seen only)');
+    assert.ok((await refreshDueRows(t.db, { country: 'uk', olderThanDays: 0, limit: 4 })) > 0);
     await assertListed(t.db, '`lis refresh`');
+    assert.ok((await reworkRows(t.db, 'thumbnail', { country: 'uk' })) > 0);
+    await assertListed(t.db, '`lis rethumbnail`');
+    await disableDatasource(t.db, 'uk', 1, 'test');
+    await assertListed(t.db, 'disabling a datasource (park)');
+    await enableDatasource(t.db, 'uk', 1);
+    await assertListed(t.db, 're-enabling it (unpark)');
+    const { rows: priorities } = await sql<{ priority: number; n: number }>`SELECT priority, count(*)::int AS n FROM claimable_rows GROUP BY 1 ORDER BY 1`.execute(t.db);
+    assert.deepEqual(priorities.map((p) => p.priority), [0, 1], 'reworks are listed with priority 1, new rows with 0');
 
     // A worker dies holding rows; the manager releases them.
     await sql`INSERT INTO workers (id, component, host, pid, heartbeat_at) VALUES ('dead:1', 'downloadd', 'dead', 1, now() - interval '1 hour')`.execute(t.db);
@@ -82,7 +94,7 @@ describe('claimable_rows', () => {
     await assertListed(t.db, 'the manager released a dead worker\'s rows');
   });
 
-  it('the manager lists again rows an UPDATE by hand unlocked, which no trigger sees', async () => {
+  it('the manager\'s alarm lists again rows an UPDATE by hand (outside src/queue) unlocked', async () => {
     await insertUrls(t.db, 'uk', 10);
     assert.equal((await claim(t.db, 'w', 3)).length, 3);
     await sql`UPDATE live_images SET locked_by = NULL, locked_at = NULL WHERE locked_by = 'w'`.execute(t.db);
@@ -108,7 +120,7 @@ describe('claimable_rows', () => {
     await sql`DELETE FROM live_images WHERE id = ANY(${ids.slice(0, 8)}::bigint[])`.execute(t.db);
     // An entry left behind for a row already in the next stage (say, by a hand-run INSERT).
     await sql`UPDATE live_images SET stage = 'thumbnail' WHERE id = ${ids[8]}`.execute(t.db);
-    await sql`INSERT INTO claimable_rows (id, country, stage, store_host, next_attempt_at) VALUES (${ids[8]}, 'uk', 'download', '', now())`.execute(t.db);
+    await sql`INSERT INTO claimable_rows (id, country, stage, store_host, next_attempt_at) VALUES (${ids[8]}, 'uk', 'download', '', now()), (${ids[8]}, 'uk', 'thumbnail', '', now())`.execute(t.db);
     const got = await claim(t.db, 'w', 10);
     assert.deepEqual(got.map((r) => r.id), ids.slice(9, 19), 'ten live rows, past the nine stale entries');
     const { rows: stale } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM claimable_rows WHERE stage = 'download' AND id <= ${ids[8]}`.execute(t.db);

@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { sql } from 'kysely';
+import { ImageSys } from '../src/interface/image-sys.ts';
 import { addFrontend } from '../src/push/frontend-registry.ts';
 import { deletionRules, parseListOnly } from '../src/cron/frontend-files.ts';
 import { originalPath, thumbnailStorePath } from '../src/store/store-layout.ts';
@@ -133,6 +134,12 @@ describe('lis_cron_frontend', () => {
     assert.deepEqual(row, { stage: 'push', state: 'waiting' });
     const pushes = await t.db.selectFrom('frontend_pushes').select('frontend').where('image_hash', '=', hash).execute();
     assert.deepEqual(pushes, [{ frontend: 'n1' }], 'only the frontend that lacks it is pushed again');
+    const images = await ImageSys.open({ config: t.config });
+    try {
+      assert.notEqual(await images.getSearchApiDataForHash(hash, { country: 'uk' }), null, 'the image stays live while it is pushed again');
+    } finally {
+      await images.close();
+    }
   });
 
   it('refuses a second run for the same country while one holds the lock, saying who', async function () {

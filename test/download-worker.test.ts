@@ -12,7 +12,7 @@ import { refreshDueRows } from '../src/cli/refresh-command.ts';
 import { createLogger } from '../src/log/create-logger.ts';
 import { originalPath } from '../src/store/store-layout.ts';
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
-import { countBy } from './helpers/rows.ts';
+import { countBy, relistAll } from './helpers/rows.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
 import { makeTestImages, startImageServer, type ImageServer, type TestImages } from './helpers/image-server.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
@@ -133,6 +133,7 @@ describe('lis_downloadd worker (a real HTTP server, a real database)', function 
 
     // The flaky URL works on its next attempt.
     await sql`UPDATE live_images SET next_attempt_at = now() WHERE image_url LIKE ${'%/flaky.jpg%'}`.execute(t.db);
+    await relistAll(t.db);
     await run();
     const flaky = (await rows()).get('/flaky.jpg?a')!;
     assert.equal(`${flaky.stage}/${flaky.state}`, 'thumbnail/waiting');
@@ -173,6 +174,7 @@ describe('lis_downloadd worker (a real HTTP server, a real database)', function 
     assert.equal(found.get('/etag.jpg')!.last_modified, 'Thu, 01 Jan 2026 00:00:00 GMT');
     // As if thumbnailed and pushed a while ago.
     await sql`UPDATE live_images SET stage = 'live', state = 'done', downloaded_at = now() - interval '40 days'`.execute(t.db);
+    await relistAll(t.db);
     // The operator's command, as a real process.
     const config = t.writeConfig();
     const badFlag = spawnTs('bin/lis', ['--config', config, 'refresh', '--country', 'uk', '--older-than-days', 'soon']);

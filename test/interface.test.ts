@@ -23,9 +23,9 @@ describe('the Interface (imported as a package)', () => {
       dominantColor: '#a0b0c0',
       placeholder: { type: 'thumbhash', data: 'YJqGPQw7sFlslqhFafSE+Q6oJ1h2iHB2Rw' },
     };
-    await sql`INSERT INTO live_images (country, datasource_id, image_url, stage, state, image_data, image_class)
-              VALUES ('uk', 16, ${liveUrl}, 'live', 'done', ${JSON.stringify(imageData)}::jsonb, 'photo'),
-                     ('uk', 16, 'http://feed.example.com/listing/1/photo-2.jpg', 'push', 'waiting', ${JSON.stringify(imageData)}::jsonb, 'photo')`.execute(t.db);
+    await sql`INSERT INTO live_images (country, datasource_id, image_url, stage, state, image_data, live_data, image_class)
+              VALUES ('uk', 16, ${liveUrl}, 'live', 'done', ${JSON.stringify(imageData)}::jsonb, ${JSON.stringify(imageData)}::jsonb, 'photo'),
+                     ('uk', 16, 'http://feed.example.com/listing/1/photo-2.jpg', 'push', 'waiting', ${JSON.stringify(imageData)}::jsonb, NULL, 'photo')`.execute(t.db);
   });
   afterEach(async () => {
     await images.close();

@@ -11,7 +11,7 @@ import { disableBadDatasources, judgeDatasource } from '../src/manager/bad-datas
 import { enableDatasource } from '../src/manager/datasource-switch.ts';
 import { redownloadFromGoneHosts, releaseStuckJobs } from '../src/manager/stuck-jobs.ts';
 import { claimChunk } from '../src/queue/claim-chunk.ts';
-import { countBy, insertUrls } from './helpers/rows.ts';
+import { countBy, insertUrls, relistAll } from './helpers/rows.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
@@ -84,6 +84,7 @@ describe('lis_managerd', () => {
     await insertUrls(t.db, 'uk', 40, { datasourceId: 8, prefix: 'http://feed8.example.com/ok/' });
     await insertUrls(t.db, 'uk', 30, { datasourceId: 7, prefix: 'http://feed7.example.com/later/' });
     await sql`UPDATE live_images SET next_attempt_at = now() + interval '1 hour' WHERE image_url LIKE '%/later/%'`.execute(t.db);
+    await relistAll(t.db);
     await sql`INSERT INTO datasources (country, datasource_id, updated_at) VALUES ('uk', 7, now() - interval '1 hour'), ('uk', 8, now() - interval '1 hour')`.execute(t.db);
     const run = spawnTs(DAEMON, ['--country', 'uk', '--config', t.writeConfig()]);
     assert.equal((await run.exited).code, 0, run.output());
@@ -174,6 +175,7 @@ describe('lis_managerd', () => {
   it('sends rows whose files were on a host gone too long back to download, once', async () => {
     await insertUrls(t.db, 'uk', 4);
     await sql`UPDATE live_images SET stage = 'push', store_host = 'oldhost' WHERE id <= (SELECT min(id) + 2 FROM live_images)`.execute(t.db);
+    await relistAll(t.db);
     await sql`INSERT INTO workers (id, component, host, pid, heartbeat_at, stopped_at) VALUES ('oldhost:1', 'thumbnaild', 'oldhost', 1, now() - interval '3 days', now() - interval '3 days')`.execute(t.db);
     // One of them held by the gone host's worker when it died.
     assert.equal((await claimChunk(t.db, { country: 'uk', stage: 'push', workerId: 'oldhost:1', storeHost: 'oldhost', limit: 1, afterId: '0' })).length, 1);

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { sql } from 'kysely';
+import { relistAll } from './helpers/rows.ts';
 import { createDb, migrateToLatest } from '../src/db/connect.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
@@ -30,13 +31,15 @@ describe('migrations', () => {
   it('claims through claimable_rows and its index, which lists only the claimable rows', async () => {
     await migrateToLatest(t.db);
     await sql`INSERT INTO live_images (country, datasource_id, image_url) SELECT 'uk', 1, 'http://a.com/' || g FROM generate_series(1, 20000) g`.execute(t.db);
+    // Set-up by hand (no trigger sees it): most rows live, the list rebuilt as the queue's operations keep it.
     await sql`UPDATE live_images SET stage = 'live', state = 'done' WHERE id % 10 <> 0`.execute(t.db);
+    await relistAll(t.db);
     const { rows: [listed] } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM claimable_rows`.execute(t.db);
-    assert.equal(listed.n, 2000, 'rows gone live left the list');
+    assert.equal(listed.n, 2000, 'only the claimable rows are listed');
     await sql`ANALYZE claimable_rows`.execute(t.db);
     const { rows } = await sql<{ 'QUERY PLAN': string }>`
       EXPLAIN SELECT ctid FROM claimable_rows
-       WHERE country = 'uk' AND stage = 'download' AND store_host = '' AND id > 0 AND next_attempt_at <= now()
+       WHERE country = 'uk' AND stage = 'download' AND store_host = '' AND priority = 0 AND id > 0 AND next_attempt_at <= now()
        ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED`.execute(t.db);
     assert.match(rows.map((r) => r['QUERY PLAN']).join('\n'), /Index Scan using claimable_rows_claim/);
   });

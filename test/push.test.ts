@@ -9,7 +9,7 @@ import { closeLogger, createLogger } from '../src/log/create-logger.ts';
 import { frontendLag } from '../src/push/frontend-lag.ts';
 import { addFrontend, setFrontendEnabled } from '../src/push/frontend-registry.ts';
 import { createPusher } from '../src/push/pusherd-main.ts';
-import { countBy } from './helpers/rows.ts';
+import { countBy, relistAll } from './helpers/rows.ts';
 import { differingFiles, insertPushRows } from './helpers/push-fixtures.ts';
 import { RsyncDaemon } from './helpers/rsync-daemons.ts';
 import { TestSshd } from './helpers/sshd.ts';
@@ -112,6 +112,7 @@ describe('lis_pusherd: pushing to rsync daemons, a local path and ssh (in-proces
     // Several more tries while it stays down: the rows never fail for good.
     for (let i = 0; i < 7; i++) {
       await sql`UPDATE live_images SET next_attempt_at = now()`.execute(t.db);
+      await relistAll(t.db);
       await runPusher();
     }
     assert.deepEqual(await countBy(t.db), { 'push/waiting': 20 }, 'a frontend outage is not the rows\' fault');
@@ -120,6 +121,7 @@ describe('lis_pusherd: pushing to rsync daemons, a local path and ssh (in-proces
     fs.rmSync(path.join(roots.n1, files[0]));
     await daemons[2].start();
     await sql`UPDATE live_images SET next_attempt_at = now()`.execute(t.db);
+    await relistAll(t.db);
     await runPusher();
     assert.deepEqual(await countBy(t.db), { 'live/done': 20 });
     assert.deepEqual(differingFiles(t.config.stores.thumbnails, roots.n3, files), []);
@@ -135,6 +137,7 @@ describe('lis_pusherd: pushing to rsync daemons, a local path and ssh (in-proces
     assert.deepEqual(await countBy(t.db), { 'push/waiting': 10 });
     // Back off far into the future, as after hours of outage: disabling n2 must not leave them waiting that long.
     await sql`UPDATE live_images SET next_attempt_at = now() + interval '1 hour'`.execute(t.db);
+    await relistAll(t.db);
     await setFrontendEnabled(t.db, 'n2', false);
     await runPusher();
     assert.deepEqual(await countBy(t.db), { 'live/done': 10 }, 'live once every enabled frontend has them');

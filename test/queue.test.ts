@@ -9,7 +9,7 @@ import { decideFailures, failRows } from '../src/queue/fail-rows.ts';
 import { finishRows } from '../src/queue/finish-rows.ts';
 import { releaseRows } from '../src/queue/release-rows.ts';
 import { claimHostFor, runDaemon, type StageWorker } from '../src/daemon/run-daemon.ts';
-import { countBy, insertUrls } from './helpers/rows.ts';
+import { countBy, insertUrls, relistAll } from './helpers/rows.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
 const policy = { maxAttempts: 3, backoff: { baseSeconds: 60, maxSeconds: 3600, jitter: 0.25 } };
@@ -74,6 +74,7 @@ describe('queue', () => {
     await insertUrls(t.db, 'uk', 5);
     await insertUrls(t.db, 'fr', 5);
     await sql`UPDATE live_images SET stage = 'thumbnail', store_host = CASE WHEN id % 2 = 0 THEN 'hostA' ELSE 'hostB' END WHERE country = 'uk'`.execute(t.db);
+    await relistAll(t.db);
     const fr = await claimChunk(t.db, { country: 'fr', stage: 'download', workerId: 'w', storeHost: '', limit: 50, afterId: '0' });
     assert.equal(fr.length, 5);
     assert.ok(fr.every((r) => r.country === 'fr'));
@@ -157,6 +158,7 @@ describe('queue', () => {
     assert.equal(rows.length, 0);
     // Out of attempts: the last transient failure is permanent.
     await sql`UPDATE live_images SET next_attempt_at = now(), attempts = 2 WHERE id = ${a.id}`.execute(t.db);
+    await relistAll(t.db);
     rows = await claimChunk(t.db, { country: 'uk', stage: 'download', workerId: 'w', storeHost: '', limit: 10, afterId: '0' });
     assert.equal(rows.length, 1);
     await failRows(t.db, 'w', [{ id: a.id, attempts: rows[0].attempts, reason: 'timed out', errorClass: 'timeout', retryable: true }], policy);

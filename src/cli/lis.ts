@@ -11,6 +11,8 @@ import { addRetryCommand } from './retry-command.ts';
 import { addWorkerReportCommand } from './worker-report-command.ts';
 import { addWebCommand } from './web-command.ts';
 import { addDemoCommand } from './demo-command.ts';
+import { addImageCommand } from './image-command.ts';
+import { addRethumbnailCommand } from './rethumbnail-command.ts';
 
 /** `lis`: every command that is not a daemon. */
 const program = usageErrorsExit2(new Command('lis'))
@@ -22,6 +24,8 @@ addDbCommand(program);
 addEnqueueCommand(program);
 addConfigCommand(program);
 addRefreshCommand(program);
+addRethumbnailCommand(program);
+addImageCommand(program);
 addFrontendCommand(program);
 addDatasourceSwitchCommands(addDatasourceCommand(program));
 addRetryCommand(program);

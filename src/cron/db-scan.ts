@@ -5,6 +5,8 @@ import type { Db } from '../db/connect.ts';
 import { errorMessage } from '../errors.ts';
 import type { Logger } from '../log/create-logger.ts';
 import { listMissingClaimable } from '../queue/claimable-rows.ts';
+import { deletePurgedRows, markRowsForPurge, PURGING } from '../queue/purge-rows.ts';
+import { repairImpossibleRows } from '../queue/repair-rows.ts';
 import { listFrontends, type Frontend } from '../push/frontend-registry.ts';
 import { thumbnailFilesOf, type ImageData } from '../store/image-data.ts';
 import { originalPath, thumbnailStorePath } from '../store/store-layout.ts';
@@ -19,8 +21,6 @@ export interface DbScanSummary {
 
 const PURGE_BATCH = 500;
 
-/** Marked while its files are being removed: parked (no daemon claims it, the search API no longer shows it). */
-const PURGING = 'expired';
 
 /**
  * The weekly full scan of one country: purges images the ETL has not seen for
@@ -43,8 +43,8 @@ async function purgeExpired({ config, db, log, country, dryRun }: { config: LisC
   for (;;) {
     // A row is marked before its files go, so that a run cut short picks it up again
     // even if the ETL saw it meanwhile: it will simply be queued anew.
-    const select = sql<{ id: string; image_hash: string; image_data: ImageData | null; store_host: string }>`
-      SELECT id, image_hash, image_data, store_host FROM live_images
+    const select = sql<{ id: string; image_hash: string; image_data: ImageData | null; live_data: ImageData | null; store_host: string }>`
+      SELECT id, image_hash, image_data, live_data, store_host FROM live_images
        WHERE country = ${country} AND id > ${afterId}::bigint AND locked_by IS NULL
          AND (last_seen < ${cutoff} OR (state = 'parked' AND last_error_class = ${PURGING}))
        ORDER BY id LIMIT ${PURGE_BATCH}`;
@@ -56,12 +56,13 @@ async function purgeExpired({ config, db, log, country, dryRun }: { config: LisC
       continue;
     }
     const ids = rows.map((r) => r.id);
-    await sql`UPDATE live_images SET state = 'parked', last_error_class = ${PURGING}, last_error = 'expired: not seen by the ETL for ' || ${config.upkeep.purgeAfterDays}::text || ' days', updated_at = now()
-               WHERE id = ANY(${ids}::bigint[]) AND locked_by IS NULL`.execute(db);
-    const files = rows.flatMap((r) => thumbnailFilesOf(r.image_data));
+    await markRowsForPurge(db, ids, config.upkeep.purgeAfterDays);
+    // Both versions of a row being reworked: the one served and the one worked on.
+    const filesOf = (r: (typeof rows)[number]) => [...new Set([...thumbnailFilesOf(r.live_data), ...thumbnailFilesOf(r.image_data)])];
+    const files = rows.flatMap(filesOf);
     const failedFrontends = await removeFromFrontends(config, frontends, files, log);
     for (const r of rows) {
-      for (const f of thumbnailFilesOf(r.image_data)) fs.rmSync(thumbnailStorePath(config, f), { force: true });
+      for (const f of filesOf(r)) fs.rmSync(thumbnailStorePath(config, f), { force: true });
       fs.rmSync(originalPath(config, country, r.image_hash), { force: true });
     }
     if (failedFrontends.length) {
@@ -69,11 +70,7 @@ async function purgeExpired({ config, db, log, country, dryRun }: { config: LisC
       log.warn(`Kept ${rows.length} expired rows for the next run: ${failedFrontends.join(', ')} could not be cleaned`, scope);
       continue;
     }
-    const deleted = await db.transaction().execute(async (trx) => {
-      await sql`DELETE FROM frontend_pushes WHERE country = ${country} AND image_hash = ANY(${rows.map((r) => r.image_hash)}::text[])`.execute(trx);
-      const result = await sql`DELETE FROM live_images WHERE id = ANY(${ids}::bigint[]) AND state = 'parked' AND last_error_class = ${PURGING}`.execute(trx);
-      return Number(result.numAffectedRows ?? 0);
-    });
+    const deleted = await deletePurgedRows(db, country, ids, rows.map((r) => r.image_hash));
     purged += deleted;
   }
   if (purged || purgeDeferred) log.info(`${dryRun ? 'Would purge' : 'Purged'} ${purged} images not seen for ${config.upkeep.purgeAfterDays} days${purgeDeferred ? `; ${purgeDeferred} deferred` : ''}`, scope);
@@ -101,30 +98,11 @@ export async function removeFromFrontends(config: LisConfig, frontends: Frontend
  * one statement; the counts say what was found.
  */
 async function repairImpossibleStates({ config, db, log, country, dryRun }: { config: LisConfig; db: Db; log: Logger; country: string; dryRun: boolean }): Promise<Record<string, number>> {
-  const stale = sql`now() - make_interval(secs => ${config.manager.staleWorkerSeconds})`;
-  const rules: Record<string, { where: ReturnType<typeof sql>; set: ReturnType<typeof sql> }> = {
-    done_but_not_live: { where: sql`stage <> 'live' AND state = 'done'`, set: sql`state = 'waiting', next_attempt_at = now()` },
-    live_but_waiting: { where: sql`stage = 'live' AND state = 'waiting' AND image_data IS NOT NULL AND locked_by IS NULL`, set: sql`state = 'done'` },
-    no_image_data_after_thumbnail: {
-      where: sql`stage IN ('push', 'live') AND image_data IS NULL AND locked_by IS NULL AND state <> 'parked'`,
-      set: sql`stage = 'thumbnail', state = 'waiting', attempts = 0, next_attempt_at = now()`,
-    },
-    locked_but_not_claimable: { where: sql`locked_by IS NOT NULL AND state <> 'waiting'`, set: sql`locked_by = NULL, locked_at = NULL` },
-    locked_by_unknown_worker: {
-      where: sql`locked_by IS NOT NULL AND locked_at < ${stale}
-                 AND NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = live_images.locked_by AND w.stopped_at IS NULL AND w.heartbeat_at > ${stale})`,
-      set: sql`locked_by = NULL, locked_at = NULL`,
-    },
-  };
-  const counts: Record<string, number> = {};
-  for (const [name, rule] of Object.entries(rules)) {
-    const result = dryRun
-      ? await sql<{ n: string }>`SELECT count(*) AS n FROM live_images WHERE country = ${country} AND ${rule.where}`.execute(db).then((r) => Number(r.rows[0].n))
-      : await sql`UPDATE live_images SET ${rule.set}, updated_at = now() WHERE country = ${country} AND ${rule.where}`.execute(db).then((r) => Number(r.numAffectedRows ?? 0));
-    counts[name] = result;
-    if (result) log.warn(`${dryRun ? 'Would repair' : 'Repaired'} ${result} rows: ${name.replaceAll('_', ' ')}`, { scope: 'CronFrontend::db_scan' });
+  const counts = await repairImpossibleRows(db, country, config.manager.staleWorkerSeconds, dryRun);
+  for (const [name, n] of Object.entries(counts)) {
+    if (n) log.warn(`${dryRun ? 'Would repair' : 'Repaired'} ${n} rows: ${name.replaceAll('_', ' ')}`, { scope: 'CronFrontend::db_scan' });
   }
-  // After the rules above, which unlock rows without listing them for claims.
+  // The alarm: no operation leaves a claimable row unlisted.
   counts.claimable_but_unlisted = await listMissingClaimable(db, country, { dryRun });
   if (counts.claimable_but_unlisted) log.warn(`${dryRun ? 'Would list' : 'Listed'} ${counts.claimable_but_unlisted} claimable rows missing from claimable_rows`, { scope: 'CronFrontend::db_scan' });
   return counts;

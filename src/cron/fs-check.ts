@@ -11,6 +11,8 @@ import { deleteFrontendFiles, listFrontendTree, type FrontendListing } from './f
 import { isRecent, listLocalFiles } from './local-files.ts';
 import { tempFileWriter } from '../store/atomic-file.ts';
 import { isProcessAlive } from '../util/pid-lock-file.ts';
+import { reworkRows } from '../queue/rework-rows.ts';
+import { idsInStage, sendBackRows } from '../queue/send-back-rows.ts';
 
 export interface FsCheckSummary {
   /** Per frontend: orphans deleted and live rows sent back to the pusher. */
@@ -46,7 +48,13 @@ interface RowFiles {
   store_host: string;
   locked_by: string | null;
   image_data: ImageData | null;
+  live_data: ImageData | null;
   updated_at: Date;
+}
+
+/** A row's files in any version still needed: the one served and the one being worked on. */
+function filesOf(r: RowFiles): string[] {
+  return [...new Set([...thumbnailFilesOf(r.live_data), ...thumbnailFilesOf(r.image_data)])];
 }
 
 /** `00` .. `ff`: the first folder level, walked one at a time so memory stays small however many files there are. */
@@ -56,7 +64,7 @@ async function rowsWithPrefix(db: Db, country: string, prefix: string): Promise<
   const next = (parseInt(prefix, 16) + 1).toString(16).padStart(2, '0');
   const upper = prefix === 'ff' ? sql`true` : sql`image_hash < ${next}`;
   const { rows } = await sql<RowFiles>`
-    SELECT id, image_hash, stage, state, store_host, locked_by, image_data, updated_at FROM live_images
+    SELECT id, image_hash, stage, state, store_host, locked_by, image_data, live_data, updated_at FROM live_images
      WHERE country = ${country} AND image_hash >= ${prefix} AND ${upper}`.execute(db);
   return rows;
 }
@@ -95,7 +103,7 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
 
   for (const prefix of PREFIXES) {
     const rows = await rowsWithPrefix(db, country, prefix);
-    const known = new Set(rows.flatMap((r) => thumbnailFilesOf(r.image_data)));
+    const known = new Set(rows.flatMap(filesOf));
     const dir = `${country}/${prefix}`;
 
     for (const frontend of frontends) {
@@ -119,8 +127,8 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
     }
 
     // This host's thumbnail store.
-    const elsewhere = new Set(rows.filter(ownedElsewhere).flatMap((r) => thumbnailFilesOf(r.image_data)));
-    const here = new Set(rows.filter((r) => !ownedElsewhere(r)).flatMap((r) => thumbnailFilesOf(r.image_data)));
+    const elsewhere = new Set(rows.filter(ownedElsewhere).flatMap(filesOf));
+    const here = new Set(rows.filter((r) => !ownedElsewhere(r)).flatMap(filesOf));
     const storeFiles = listLocalFiles(config.stores.thumbnails, dir);
     const storeSet = new Set(storeFiles);
     for (const file of storeFiles) {
@@ -165,19 +173,26 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
   return summary;
 }
 
-/** Live rows a frontend lacks: its push record goes, and the row waits for the pusher (not live until every frontend has it). */
+/**
+ * Live rows a frontend lacks: its push record goes, and the row is re-pushed
+ * as a rework: it stays live (the Interface keeps answering with live_data)
+ * while the pusher sends its files again. Push records first, then the rows
+ * (the queue's lock order).
+ */
 async function sendBackToPusher(db: Db, country: string, frontend: string, rows: RowFiles[]): Promise<void> {
   if (rows.length === 0) return;
   await db.transaction().execute(async (trx) => {
     await sql`DELETE FROM frontend_pushes WHERE frontend = ${frontend} AND country = ${country} AND image_hash = ANY(${rows.map((r) => r.image_hash)}::text[])`.execute(trx);
-    await sql`UPDATE live_images SET stage = 'push', state = 'waiting', attempts = 0, next_attempt_at = now(), updated_at = now()
-               WHERE id = ANY(${rows.map((r) => r.id)}::bigint[]) AND stage = 'live' AND locked_by IS NULL`.execute(trx);
+    await reworkRows(trx, 'push', { country, ids: rows.map((r) => r.id) });
   });
 }
 
-async function moveBack(db: Db, rows: RowFiles[], from: string, to: string): Promise<void> {
+async function moveBack(db: Db, rows: RowFiles[], from: 'push' | 'thumbnail', to: 'thumbnail' | 'download'): Promise<void> {
   if (rows.length === 0) return;
-  await sql`UPDATE live_images SET stage = ${to}, state = 'waiting', attempts = 0, next_attempt_at = now(), updated_at = now(),
-                   last_error = ${`files missing from the ${from === 'push' ? 'thumbnail' : 'originals'} store`}, last_error_class = 'store_missing'
-             WHERE id = ANY(${rows.map((r) => r.id)}::bigint[]) AND stage = ${from} AND locked_by IS NULL`.execute(db);
+  await sendBackRows(db, {
+    where: idsInStage(rows.map((r) => r.id), from),
+    to,
+    reason: `files missing from the ${from === 'push' ? 'thumbnail' : 'originals'} store`,
+    errorClass: 'store_missing',
+  });
 }

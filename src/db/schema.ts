@@ -13,7 +13,10 @@ export interface LiveImagesTable {
   /** md5(image_url), computed by the database. */
   image_hash: ColumnType<string, never, never>;
   datasource_id: number;
+  /** The version being worked on (thumbnailed, pushed); equals live_data once live. */
   image_data: ColumnType<Record<string, unknown> | null, string | null | undefined, string | null>;
+  /** What the frontends serve and the Interface answers with; kept while the row is reworked (null: never live). */
+  live_data: ColumnType<Record<string, unknown> | null, string | null | undefined, string | null>;
   insert_time: Timestamp;
   human_classified: Defaulted<boolean>;
   image_class: string | null;
@@ -151,6 +154,8 @@ export interface ClaimableRowsTable {
   stage: string;
   store_host: string;
   next_attempt_at: Timestamp;
+  /** 0: a new row (never live); 1: a rework of a live row. The claim takes 0 first. */
+  priority: Defaulted<number>;
 }
 
 export interface Database {

@@ -19,7 +19,7 @@ export interface SiImage {
   url: string;
   /** lis_hash_for_url(url); null when the URL is not acceptable (see `error`). */
   hash: string | null;
-  /** True when the image is live: its thumbnails are on every frontend. */
+  /** True when the image is live: its thumbnails are on every frontend (also while it is reworked). */
   live: boolean;
   /** Where it stands: `download`, `thumbnail`, `push`, `live`, or `failed`/`parked` with `error`. */
   status: string;
@@ -59,9 +59,10 @@ export class ImageSys {
     const country = options.country === undefined ? undefined : parseCountry(options.country, this.config);
     const result = new Map<string, SearchApiImage | null>(hashes.map((h) => [h, null]));
     if (hashes.length === 0) return result;
+    // live_data: the version on every frontend; a row being reworked keeps answering with it (not one being purged).
     const { rows } = await sql<{ image_hash: string; country: string; image_url: string; image_class: string | null; image_data: ImageData | null }>`
-      SELECT image_hash, country, image_url, image_class, image_data FROM live_images
-       WHERE image_hash = ANY(${[...new Set(hashes)]}::text[]) AND stage = 'live' AND state = 'done'
+      SELECT image_hash, country, image_url, image_class, live_data AS image_data FROM live_images
+       WHERE image_hash = ANY(${[...new Set(hashes)]}::text[]) AND live_data IS NOT NULL AND last_error_class IS DISTINCT FROM 'expired'
          AND ${country === undefined ? sql`true` : sql`country = ${country}`}`.execute(this.db);
     for (const row of rows) result.set(row.image_hash, toSearchApiImage(row, this.config.searchApi.thumbnailBaseUrl));
     return result;
@@ -76,22 +77,22 @@ export class ImageSys {
     const country = parseCountry(options.country, this.config);
     const checked = photoUrls.map((url) => ({ url, parsed: parseUrlLine(url, options.datasourceId, this.config.enqueue.maxUrlLength) }));
     const good = [...new Set(checked.filter((c) => c.parsed.kind === 'url').map((c) => c.url))];
-    const states = new Map<string, { stage: string; state: string; last_error: string | null }>();
+    const states = new Map<string, { stage: string; state: string; last_error: string | null; live: boolean }>();
     if (good.length) {
-      const { rows } = await sql<{ image_url: string; stage: string; state: string; last_error: string | null }>`
+      const { rows } = await sql<{ image_url: string; stage: string; state: string; last_error: string | null; live: boolean }>`
         WITH ds AS (
           INSERT INTO datasources (country, datasource_id) VALUES (${country}, ${options.datasourceId}) ON CONFLICT DO NOTHING)
         INSERT INTO live_images AS li (country, datasource_id, image_url)
         SELECT ${country}, ${options.datasourceId}, u FROM unnest(${good}::text[]) AS u
         ON CONFLICT (country, image_hash) DO UPDATE SET last_seen = now()
-        RETURNING li.image_url, li.stage, li.state, li.last_error`.execute(this.db);
+        RETURNING li.image_url, li.stage, li.state, li.last_error, (li.live_data IS NOT NULL AND li.last_error_class IS DISTINCT FROM 'expired') AS live`.execute(this.db);
       for (const r of rows) states.set(r.image_url, r);
     }
     return checked.map(({ url, parsed }) => {
       if (parsed.kind !== 'url') return { url, hash: null, live: false, status: 'rejected', error: parsed.kind === 'bad' ? parsed.reason : 'empty' };
       const s = states.get(url);
       const status = !s ? 'download' : s.state === 'failed' || s.state === 'parked' ? s.state : s.stage;
-      return { url, hash: lis_hash_for_url(url), live: s?.stage === 'live' && s.state === 'done', status, ...(s?.last_error && s.state === 'failed' ? { error: s.last_error } : {}) };
+      return { url, hash: lis_hash_for_url(url), live: s?.live ?? false, status, ...(s?.last_error && s.state === 'failed' ? { error: s.last_error } : {}) };
     });
   }
 

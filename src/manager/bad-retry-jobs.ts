@@ -1,6 +1,9 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
 import { FRONTEND_ERROR_CLASSES } from '../push/frontend-registry.ts';
+import { giveUpRows } from '../queue/give-up-rows.ts';
+import { retryFailedRows } from '../queue/retry-rows.ts';
+import { sendBackRows } from '../queue/send-back-rows.ts';
 import { recordEvent } from './manager-events.ts';
 
 /**
@@ -8,8 +11,6 @@ import { recordEvent } from './manager-events.ts';
  * (with capped backoff) until the frontend is back, however many attempts
  * that takes, so they are never parked here.
  */
-const notTheRowsFault = sql`(last_error_class IS NULL OR last_error_class <> ALL(${[...FRONTEND_ERROR_CLASSES]}::text[]))`;
-
 export interface BadRetryResult {
   outOfAttempts: number;
   sameReason: number;
@@ -23,24 +24,20 @@ export interface BadRetryResult {
  * vanished from the store back to download, since thumbnailing cannot help.
  */
 export async function parkBadRetryJobs(db: Db, options: { maxAttempts: number; sameReasonLimit: number; country?: string }): Promise<BadRetryResult> {
-  const inCountry = options.country === undefined ? sql`true` : sql`country = ${options.country}`;
-  const outOfAttempts = await sql`
-    UPDATE live_images SET state = 'failed', updated_at = now(),
-           last_error = 'out of attempts (' || attempts || '): ' || coalesce(last_error, 'no reason recorded')
-     WHERE state = 'waiting' AND locked_by IS NULL AND attempts >= ${options.maxAttempts} AND stage <> 'live' AND ${notTheRowsFault} AND ${inCountry}`.execute(db);
-  const sameReason = await sql`
-    UPDATE live_images SET state = 'failed', updated_at = now(),
-           last_error = 'failed ' || same_error_count || ' times in a row: ' || coalesce(last_error, '')
-     WHERE state = 'waiting' AND locked_by IS NULL AND same_error_count >= ${options.sameReasonLimit} AND stage <> 'live' AND ${notTheRowsFault} AND ${inCountry}`.execute(db);
-  const originalMissing = await sql`
-    UPDATE live_images SET stage = 'download', state = 'waiting', store_host = '', attempts = 0, same_error_count = 0,
-           next_attempt_at = now(), updated_at = now()
-     WHERE stage = 'thumbnail' AND state IN ('waiting', 'failed') AND locked_by IS NULL
-       AND last_error_class = 'original_missing' AND ${inCountry}`.execute(db);
+  const except = FRONTEND_ERROR_CLASSES;
+  const outOfAttempts = await giveUpRows(db, { country: options.country, minAttempts: options.maxAttempts, exceptErrorClasses: except });
+  const sameReason = await giveUpRows(db, { country: options.country, minSameErrors: options.sameReasonLimit, exceptErrorClasses: except });
+  const originalMissing = await sendBackRows(db, {
+    where: sql`li.stage = 'thumbnail' AND li.state IN ('waiting', 'failed') AND li.locked_by IS NULL AND li.last_error_class = 'original_missing'
+               AND ${options.country === undefined ? sql`true` : sql`li.country = ${options.country}`}`,
+    to: 'download',
+    reason: sql`li.last_error`,
+    errorClass: sql`li.last_error_class`,
+  });
   const result = {
-    outOfAttempts: Number(outOfAttempts.numAffectedRows ?? 0),
-    sameReason: Number(sameReason.numAffectedRows ?? 0),
-    originalMissing: Number(originalMissing.numAffectedRows ?? 0),
+    outOfAttempts,
+    sameReason,
+    originalMissing,
   };
   if (result.outOfAttempts + result.sameReason + result.originalMissing > 0) {
     await recordEvent(db, {
@@ -53,11 +50,5 @@ export async function parkBadRetryJobs(db: Db, options: { maxAttempts: number; s
 
 /** `lis retry`: failed rows back to waiting, attempts reset. Returns how many. */
 export async function retryFailed(db: Db, filter: { country: string; reason?: string; datasourceId?: number; stage?: string }): Promise<number> {
-  const result = await sql`
-    UPDATE live_images SET state = 'waiting', attempts = 0, same_error_count = 0, next_attempt_at = now(), updated_at = now()
-     WHERE state = 'failed' AND country = ${filter.country}
-       AND ${filter.reason === undefined ? sql`true` : sql`last_error_class = ${filter.reason}`}
-       AND ${filter.datasourceId === undefined ? sql`true` : sql`datasource_id = ${filter.datasourceId}`}
-       AND ${filter.stage === undefined ? sql`true` : sql`stage = ${filter.stage}`}`.execute(db);
-  return Number(result.numAffectedRows ?? 0);
+  return retryFailedRows(db, filter);
 }

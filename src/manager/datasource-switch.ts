@@ -1,5 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
+import { parkDatasourceRows } from '../queue/park-rows.ts';
+import { unparkDatasourceRows } from '../queue/unpark-rows.ts';
 
 /**
  * Disables a datasource and parks its waiting rows, so that no daemon claims
@@ -13,10 +15,8 @@ export async function disableDatasource(db: Db, country: string, datasourceId: n
       VALUES (${country}, ${datasourceId}, false, ${reason}, now())
       ON CONFLICT (country, datasource_id) DO UPDATE
         SET enabled = false, disabled_reason = EXCLUDED.disabled_reason, disabled_at = now(), updated_at = now()`.execute(trx);
-    const parked = await sql`
-      UPDATE live_images SET state = 'parked', updated_at = now()
-       WHERE country = ${country} AND datasource_id = ${datasourceId} AND state = 'waiting' AND locked_by IS NULL`.execute(trx);
-    return Number(parked.numAffectedRows ?? 0);
+    // The datasource's row first, then its rows (the queue's lock order).
+    return parkDatasourceRows(trx, country, datasourceId);
   });
 }
 
@@ -30,9 +30,6 @@ export async function enableDatasource(db: Db, country: string, datasourceId: nu
       .where('datasource_id', '=', datasourceId)
       .executeTakeFirst();
     if (Number(found.numUpdatedRows) === 0) return null;
-    const unparked = await sql`
-      UPDATE live_images SET state = 'waiting', attempts = 0, same_error_count = 0, next_attempt_at = now(), updated_at = now()
-       WHERE country = ${country} AND datasource_id = ${datasourceId} AND state = 'parked'`.execute(trx);
-    return Number(unparked.numAffectedRows ?? 0);
+    return unparkDatasourceRows(trx, country, datasourceId);
   });
 }

@@ -52,8 +52,9 @@ export async function runCheck(check: Check, ctx: CheckContext): Promise<string>
     case 'unlisted_rows': {
       const listed = await listMissingClaimable(db, country);
       const summary = `unlisted_rows: ${listed} claimable rows had no claim entry and were listed again`;
+      // An alarm: every queue operation keeps claimable_rows itself, so this must never fire.
       if (listed > 0) {
-        log.warn(`${summary} (an UPDATE that unlocked rows by hand?)`, scope);
+        log.error(`${summary} (an UPDATE of live_images outside src/queue, or a rolled-back claim?)`, scope);
         await recordEvent(db, { check: 'unlisted_rows', country, rows: listed, detail: summary });
       }
       return summary;

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
-import { listMissingClaimable, relistColumns, unlockAndRelist } from '../queue/claimable-rows.ts';
+import { releaseAllHeldBy } from '../queue/release-rows.ts';
+import { sendBackRows } from '../queue/send-back-rows.ts';
 import { recordEvent } from './manager-events.ts';
 
 export interface ReleasedWorker {
@@ -38,10 +39,7 @@ export async function releaseStuckJobs(db: Db, staleSeconds: number, country?: s
       const marked = await trx.updateTable('workers').set({ stopped_at: sql`now()`, holding: 0 })
         .where('id', '=', worker.id).where('stopped_at', 'is', null).executeTakeFirst();
       if (Number(marked.numUpdatedRows) === 0) return null;
-      const count = await unlockAndRelist(trx, sql`
-        UPDATE live_images SET locked_by = NULL, locked_at = NULL
-         WHERE state = 'waiting' AND locked_by = ${worker.id}
-        RETURNING ${relistColumns('live_images')}`);
+      const count = await releaseAllHeldBy(trx, worker.id);
       await recordEvent(trx, {
         check: 'stuck_jobs', country, subject: worker.id, rows: count,
         detail: `released ${count} rows held by ${worker.id} (${worker.component}), silent or without progress for ${Math.round(worker.silent)}s`,
@@ -69,17 +67,14 @@ export async function redownloadFromGoneHosts(db: Db, goneHours: number, thisHos
                         WHERE e.check_name = 'host_gone' AND e.subject = w.host AND e.at > max(w.heartbeat_at))`.execute(db);
   const out: Array<{ host: string; rows: number }> = [];
   for (const { host } of gone) {
-    const result = await sql`
-      UPDATE live_images
-         SET stage = 'download', state = 'waiting', store_host = '', attempts = 0, next_attempt_at = now(),
-             last_error = 'files were on ' || store_host || ', gone for over ' || ${goneHours}::text || 'h', last_error_class = 'host_gone',
-             locked_by = NULL, locked_at = NULL, updated_at = now()
-       WHERE store_host = ${host} AND stage IN ('thumbnail', 'push') AND state IN ('waiting', 'failed')`.execute(db);
-    const rows = Number(result.numAffectedRows ?? 0);
+    const rows = await sendBackRows(db, {
+      where: sql`li.store_host = ${host} AND li.stage IN ('thumbnail', 'push') AND li.state IN ('waiting', 'failed')`,
+      to: 'download',
+      reason: sql`'files were on ' || li.store_host || ', gone for over ' || ${goneHours}::text || 'h'`,
+      errorClass: 'host_gone',
+    });
     out.push({ host, rows });
     await recordEvent(db, { check: 'host_gone', subject: host, rows, detail: `host ${host} gone for over ${goneHours}h: ${rows} rows sent back to download` });
   }
-  // The row trigger listed the rows that were unlocked; this lists the ones dead workers of those hosts held.
-  if (out.some((h) => h.rows > 0)) await listMissingClaimable(db);
   return out;
 }

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
 import { LisError } from '../errors.ts';
+import { wakeRowsWaitingOnFrontends as wakeRows } from '../queue/wake-rows.ts';
 import { parseFrontendTarget, type FrontendTarget } from './frontend-target.ts';
 
 export interface Frontend {
@@ -56,13 +57,7 @@ export async function removeFrontend(db: Db, name: string): Promise<void> {
 
 /** Rows backing off because of a frontend are due now: the frontend they waited for may be gone. */
 async function wakeRowsWaitingOnFrontends(db: Db): Promise<number> {
-  const result = await db.updateTable('live_images')
-    .set({ next_attempt_at: sql<Date>`now()` })
-    .where('stage', '=', 'push').where('state', '=', 'waiting').where('locked_by', 'is', null)
-    .where('last_error_class', 'in', [...FRONTEND_ERROR_CLASSES])
-    .where('next_attempt_at', '>', sql<Date>`now()`)
-    .executeTakeFirst();
-  return Number(result.numUpdatedRows);
+  return wakeRows(db, FRONTEND_ERROR_CLASSES);
 }
 
 /** Changes whenever a frontend is added, enabled, disabled or removed: backfill watches it. */

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
-import { relistColumns, unlockAndRelist } from './claimable-rows.ts';
+import { relistColumns, runTransition } from './claimable-rows.ts';
 
 /** A row given back because of our own fault (a store, a frontend, the database): the row is not to blame. */
 export interface DeferredRow {
@@ -21,16 +21,23 @@ export interface DeferredRow {
  */
 export async function deferRows(db: Db, workerId: string, rows: DeferredRow[]): Promise<number> {
   if (rows.length === 0) return 0;
-  return unlockAndRelist(db, sql`
+  // The lock step carries the batch's values, so the UPDATE joins one row source (see fail-rows.ts).
+  return runTransition(db, {
+    mayBeListed: false,
+    candidates: sql`SELECT v.* FROM unnest(${rows.map((r) => r.id)}::bigint[], ${rows.map((r) => r.delaySeconds)}::float8[],
+                                           ${rows.map((r) => r.reason)}::text[], ${rows.map((r) => r.errorClass)}::text[])
+                           AS v(id, delay, reason, error_class)
+                      JOIN live_images li ON li.id = v.id
+                     WHERE li.locked_by = ${workerId}`,
+    update: sql`
     UPDATE live_images AS li
        SET next_attempt_at = now() + make_interval(secs => v.delay),
            last_error = left(v.reason, 2000),
            last_error_class = v.error_class,
            locked_by = NULL, locked_at = NULL,
            updated_at = now()
-      FROM unnest(${rows.map((r) => r.id)}::bigint[], ${rows.map((r) => r.delaySeconds)}::float8[],
-                  ${rows.map((r) => r.reason)}::text[], ${rows.map((r) => r.errorClass)}::text[])
-             AS v(id, delay, reason, error_class)
-     WHERE li.id = v.id AND li.locked_by = ${workerId}
-    RETURNING ${relistColumns('li')}`);
+      FROM locked AS v
+     WHERE li.id = v.id
+    RETURNING ${relistColumns('li')}`,
+  });
 }

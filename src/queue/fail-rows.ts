@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
 import { retryDelaySeconds, type BackoffPolicy } from './backoff.ts';
-import { relistColumns, unlockAndRelist } from './claimable-rows.ts';
+import { relistColumns, runTransition } from './claimable-rows.ts';
 
 /** Why a row could not be worked, as a stage reports it. */
 export interface RowFailure {
@@ -49,7 +49,18 @@ export function decideFailures(failures: RowFailure[], policy: FailurePolicy, ra
 export async function failRows(db: Db, workerId: string, failures: RowFailure[], policy: FailurePolicy): Promise<{ updated: number; failed: number; retrying: number }> {
   if (failures.length === 0) return { updated: 0, failed: 0, retrying: 0 };
   const outcomes = decideFailures(failures, policy);
-  const updated = await unlockAndRelist(db, sql`
+  // The lock step carries the batch's values, so the UPDATE joins one row source (see finish-rows.ts).
+  const updated = await runTransition(db, {
+    mayBeListed: false,
+    candidates: sql`SELECT v.* FROM unnest(${outcomes.map((o) => o.id)}::bigint[],
+                                           ${outcomes.map((o) => o.state)}::text[],
+                                           ${outcomes.map((o) => o.delaySeconds)}::float8[],
+                                           ${failures.map((f) => f.reason)}::text[],
+                                           ${failures.map((f) => f.errorClass)}::text[])
+                           AS v(id, state, delay, reason, error_class)
+                      JOIN live_images li ON li.id = v.id
+                     WHERE li.locked_by = ${workerId}`,
+    update: sql`
     UPDATE live_images AS li
        SET state = v.state,
            attempts = li.attempts + 1,
@@ -59,14 +70,10 @@ export async function failRows(db: Db, workerId: string, failures: RowFailure[],
            same_error_count = CASE WHEN li.last_error_class = v.error_class THEN li.same_error_count + 1 ELSE 1 END,
            locked_by = NULL, locked_at = NULL,
            updated_at = now()
-      FROM unnest(${outcomes.map((o) => o.id)}::bigint[],
-                  ${outcomes.map((o) => o.state)}::text[],
-                  ${outcomes.map((o) => o.delaySeconds)}::float8[],
-                  ${failures.map((f) => f.reason)}::text[],
-                  ${failures.map((f) => f.errorClass)}::text[])
-             AS v(id, state, delay, reason, error_class)
-     WHERE li.id = v.id AND li.locked_by = ${workerId}
-    RETURNING ${relistColumns('li')}`);
+      FROM locked AS v
+     WHERE li.id = v.id
+    RETURNING ${relistColumns('li')}`,
+  });
   const failed = outcomes.filter((o) => o.state === 'failed').length;
   return { updated, failed, retrying: outcomes.length - failed };
 }

@@ -4,8 +4,9 @@ import { errorMessage } from '../errors.ts';
 export const WORK_CHANNEL = 'lis_work';
 
 /**
- * Listens for `lis_work` notifications (sent by a trigger when rows become
- * claimable) so that an idle daemon wakes at once; polling stays the fallback,
+ * Listens for `lis_work` notifications (sent by the queue's operations and the
+ * insert trigger when rows become claimable) so that an idle daemon wakes at
+ * once; polling stays the fallback,
  * so a lost connection only makes it slower, never stuck.
  */
 export class WorkNotifier {

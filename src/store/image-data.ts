@@ -8,6 +8,8 @@ export interface ImageData {
   /** SHA-256 (hex) of the original's bytes: identical images at different URLs share it. */
   contentHash: string;
   presets: Record<string, PresetFile>;
+  /** Which thumbnailing of the row made the files (absent: 1); part of the file names from 2 on. */
+  version?: number;
   /** `#rrggbb` */
   dominantColor?: string;
   /** A tiny blurred stand-in shown while the thumbnail loads. */

@@ -26,16 +26,5 @@ export async function countSameHash(db: Db, q: SameHashQuery): Promise<number> {
   return Number(rows[0].n);
 }
 
-/**
- * Once a picture qualifies as a duplicate, the earlier rows with it (classed
- * `photo` before the count reached the threshold) become `duplicate` too, in
- * whatever stage they are; rows a person classified are left alone. Returns
- * how many changed.
- */
-export async function markEarlierDuplicates(db: Db, q: DuplicateKey): Promise<number> {
-  const result = await sql`
-    UPDATE live_images SET image_class = 'duplicate', updated_at = now()
-     WHERE country = ${q.country} AND datasource_id = ${q.datasourceId} AND perceptual_hash = ${q.perceptualHash}::bigint
-       AND image_class = 'photo' AND NOT human_classified`.execute(db);
-  return Number(result.numAffectedRows ?? 0);
-}
+/** Marking the earlier rows is a write to live_images, so it lives in the queue. */
+export { markEarlierDuplicates } from '../queue/classify-rows.ts';

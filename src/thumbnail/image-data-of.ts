@@ -4,9 +4,9 @@ import type { Thumbnails } from './make-thumbnails.ts';
 /**
  * The `image_data` of a thumbnailed row (the contract in src/store/image-data.ts,
  * plus `perceptualHash`). `pathOf` gives a file's path relative to a thumbnail
- * root. Pure.
+ * root; `version` is the thumbnailing's (see thumbnailRelativePath). Pure.
  */
-export function imageDataOf(made: Thumbnails, pathOf: (preset: string, ext: string) => string): ImageData {
+export function imageDataOf(made: Thumbnails, pathOf: (preset: string, ext: string) => string, version = 1): ImageData {
   const presets: ImageData['presets'] = {};
   for (const [name, output] of Object.entries(made.presets)) {
     const [jpeg, ...twins] = output.files;
@@ -25,5 +25,6 @@ export function imageDataOf(made: Thumbnails, pathOf: (preset: string, ext: stri
     dominantColor: made.dominantColor,
     placeholder: { type: 'thumbhash', data: made.thumbHash },
     perceptualHash: made.perceptualHash,
+    ...(version > 1 ? { version } : {}),
   };
 }

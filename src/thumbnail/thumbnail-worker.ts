@@ -5,7 +5,7 @@ import { UsageError, errorMessage } from '../errors.ts';
 import type { ChunkContext, RowResult, StageWorker } from '../daemon/run-daemon.ts';
 import type { ClaimedRow } from '../queue/claim-chunk.ts';
 import { writeFileAtomic } from '../store/atomic-file.ts';
-import { originalPath, thumbnailRelativePath, thumbnailStorePath } from '../store/store-layout.ts';
+import { nextThumbnailVersion, originalPath, thumbnailRelativePath, thumbnailStorePath } from '../store/store-layout.ts';
 import { classifyImage } from './classify-image.ts';
 import { countSameHash, markEarlierDuplicates, type DuplicateKey } from './duplicate-count.ts';
 import { ImageError } from './image-error.ts';
@@ -99,7 +99,9 @@ export function createThumbnailWorker({ config, db }: ThumbnailWorkerOptions): S
       return null;
     }
 
-    const relative = (preset: string, ext: string) => thumbnailRelativePath(row.country, row.image_hash, preset, ext);
+    // A new version gets new names: the files the frontends serve stay untouched until it is live everywhere.
+    const version = nextThumbnailVersion(row.image_data);
+    const relative = (preset: string, ext: string) => thumbnailRelativePath(row.country, row.image_hash, preset, ext, version);
     try {
       await Promise.all(
         Object.entries(made.presets).flatMap(([name, output]) =>
@@ -124,7 +126,7 @@ export function createThumbnailWorker({ config, db }: ThumbnailWorkerOptions): S
       row: {
         id: row.id,
         set: {
-          image_data: imageDataOf(made, relative) as unknown as Record<string, unknown>,
+          image_data: imageDataOf(made, relative, version) as unknown as Record<string, unknown>,
           perceptual_hash: made.perceptualHash,
           ...(imageClass ? { image_class: imageClass } : {}),
         },

@@ -36,10 +36,12 @@ export async function lookupImage(db: Db, query: string): Promise<ImageLookup[]>
     push(row.last_seen, 'last seen by the ETL');
     history.sort((a, b) => a.at.localeCompare(b.at));
     out.push({
-      row,
+      // A person's word (lis image classify) is shown as such; `serving` says whether the frontends
+      // serve a version of it (also while it is reworked).
+      row: { ...row, classified_by: row.human_classified ? 'a person (lis image classify)' : 'automatic', serving: row.live_data != null ? 'yes' : 'no' },
       history,
       pushes: pushes.map((p) => ({ ...p, pushed_at: at(p.pushed_at) })),
-      thumbnails: thumbnailFilesOf(row.image_data),
+      thumbnails: thumbnailFilesOf((row.live_data as ImageData | null) ?? row.image_data),
     });
   }
   return out;

@@ -12,10 +12,13 @@ export interface Spawned {
 
 /** Runs a TypeScript entry point (or a bin/ file) as a real child process, collecting its output. */
 export function spawnTs(file: string, args: string[], env: NodeJS.ProcessEnv = {}, input?: string): Spawned {
+  // A test that gives a config means its database: LIS_DATABASE_URL (the server the whole run uses,
+  // which would override the config's url) is not passed on then.
+  const inherited = { ...process.env };
+  if (args.includes('--config') || env.LIS_CONFIG !== undefined) delete inherited.LIS_DATABASE_URL;
   const child = spawn(process.execPath, ['--import', 'tsx', path.resolve(ROOT, file), ...args], {
     cwd: ROOT,
-    // The test's own config names its database: the server URL the test run was given must not override it.
-    env: Object.fromEntries(Object.entries({ ...process.env, LIS_DATABASE_URL: undefined, ...env }).filter(([, v]) => v !== undefined)),
+    env: { ...inherited, ...env },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   let out = '';

@@ -45,7 +45,8 @@ export async function insertPushRows(db: Db, config: LisConfig, country: string,
       files.push(rel);
     }
     const imageData: ImageData = { original: { width: 640, height: 480, format: 'jpeg', bytes: 1000 }, contentHash: row.image_hash, presets };
-    await db.updateTable('live_images').set({ image_data: JSON.stringify(imageData) }).where('id', '=', row.id).execute();
+    const json = JSON.stringify(imageData);
+    await db.updateTable('live_images').set({ image_data: json, live_data: options.stage === 'live' ? json : null }).where('id', '=', row.id).execute();
   }
   return files;
 }

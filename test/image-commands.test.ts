@@ -1,0 +1,68 @@
+// `lis image classify` (a human's word) and `lis rethumbnail`, run as the real CLI.
+import assert from 'node:assert/strict';
+import { sql } from 'kysely';
+import { claimChunk } from '../src/queue/claim-chunk.ts';
+import { finishRows } from '../src/queue/finish-rows.ts';
+import { lookupImage } from '../src/web/lookup-image.ts';
+import { spawnTs } from './helpers/processes.ts';
+import { countBy, insertUrls, relistAll } from './helpers/rows.ts';
+import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+
+describe('lis image classify and lis rethumbnail', function () {
+  this.timeout(60_000);
+  let t: TestDatabase;
+  beforeEach(async () => (t = await createTestDatabase()));
+  afterEach(async () => t.drop());
+
+  const lis = async (...args: string[]) => {
+    const run = spawnTs('bin/lis', ['--config', t.writeConfig(), ...args]);
+    const { code } = await run.exited;
+    return { code, output: run.output() };
+  };
+
+  it('a person\'s class is kept by the thumbnailer, shown by the lookup, and handed back with --auto', async () => {
+    await insertUrls(t.db, 'uk', 1);
+    const { image_hash: hash } = await t.db.selectFrom('live_images').select('image_hash').executeTakeFirstOrThrow();
+    const set = await lis('image', 'classify', hash, '--country', 'uk', '--class', 'tiny');
+    assert.equal(set.code, 0, set.output);
+    assert.match(set.output, /class tiny, set by hand/);
+    const [found] = await lookupImage(t.db, hash);
+    assert.equal(found.row.image_class, 'tiny');
+    assert.equal(found.row.classified_by, 'a person (lis image classify)');
+
+    // The stages run on; the thumbnailer's own class does not replace the person's.
+    await sql`UPDATE live_images SET stage = 'thumbnail'`.execute(t.db);
+    await relistAll(t.db);
+    const rows = await claimChunk(t.db, { country: 'uk', stage: 'thumbnail', workerId: 'w', storeHost: '', limit: 1, afterId: '0' });
+    assert.equal(await finishRows(t.db, 'w', 'thumbnail', rows.map((r) => ({ id: r.id, set: { image_class: 'photo' } }))), 1);
+    assert.equal((await lookupImage(t.db, hash))[0].row.image_class, 'tiny');
+
+    const auto = await lis('image', 'classify', hash, '--country', 'uk', '--auto');
+    assert.equal(auto.code, 0, auto.output);
+    const [after] = await lookupImage(t.db, hash);
+    assert.equal(after.row.classified_by, 'automatic');
+    assert.equal(after.row.human_classified, false);
+
+    assert.equal((await lis('image', 'classify', hash, '--country', 'uk', '--class', 'cat')).code, 2, 'an unknown class is a usage error');
+    assert.equal((await lis('image', 'classify', hash, '--country', 'uk')).code, 2, 'one of --class and --auto is needed');
+    const unknown = await lis('image', 'classify', 'f'.repeat(32), '--country', 'uk', '--class', 'photo');
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.output, /no image f{32} in uk/);
+  });
+
+  it('lis rethumbnail queues live images again (those lacking a preset with --preset) and they stay live', async () => {
+    await insertUrls(t.db, 'uk', 4);
+    await sql`UPDATE live_images SET stage = 'live', state = 'done', image_data = '{"presets":{"small":{"path":"x"}}}', live_data = '{"presets":{"small":{"path":"x"}}}'`.execute(t.db);
+    await sql`UPDATE live_images SET image_data = '{"presets":{"small":{"path":"x"},"huge":{"path":"y"}}}' WHERE id % 2 = 0`.execute(t.db);
+    await relistAll(t.db);
+    const some = await lis('rethumbnail', '--country', 'uk', '--preset', 'huge');
+    assert.equal(some.code, 0, some.output);
+    assert.match(some.output, /^2 live images queued/m);
+    assert.deepEqual(await countBy(t.db), { 'live/done': 2, 'thumbnail/waiting': 2 });
+    const all = await lis('rethumbnail');
+    assert.match(all.output, /^2 live images queued/m, 'every country; the rest');
+    const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM live_images WHERE live_data IS NOT NULL`.execute(t.db);
+    assert.equal(rows[0].n, 4, 'all still served');
+    assert.equal((await lis('rethumbnail', '--datasource', '1')).code, 2, '--datasource needs --country');
+  });
+});
