@@ -3,7 +3,11 @@
 // same files at the same concurrency, from a keep-alive server on 127.0.0.1
 // in a child process (so it does not share the daemon's event loop).
 //
-//   npm run bench:download -- [--small 3000] [--large 600] [--concurrency 32]
+// Then head-of-line blocking: the same small downloads with and without one
+// URL per chunk that drips a byte a second; the clean rows' throughput should
+// not suffer (`ratio drip_vs_clean` near 1.00).
+//
+//   npm run bench:download -- [--small 3000] [--large 600] [--concurrency 32] [--drip-rows 3000]
 import { fork } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -13,6 +17,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import got from 'got';
+import { sql } from 'kysely';
 import sharp from 'sharp';
 import { parseConfig } from '../src/config/load-config.ts';
 import { runDaemon } from '../src/daemon/run-daemon.ts';
@@ -32,6 +37,13 @@ async function serve(): Promise<void> {
   const small = await noiseJpeg(300, 225, 85);
   const large = await noiseJpeg(1020, 765, 85);
   const server = http.createServer({ keepAlive: true, keepAliveTimeout: 30_000 }, (req, res) => {
+    if (req.url!.startsWith('/drip/')) {
+      res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': small.length });
+      let sent = 0;
+      const timer = setInterval(() => res.write(small.subarray(sent, ++sent)), 1000);
+      res.on('close', () => clearInterval(timer));
+      return;
+    }
     const body = req.url!.startsWith('/large/') ? large : small;
     res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': body.length });
     res.end(body);
@@ -94,11 +106,50 @@ async function main(): Promise<void> {
       agent.http.destroy();
       console.log(`${kind.padEnd(5)} x${n}: lis_downloadd ${show(daemon)} | plain got loop ${show(baseline)} | ratio ${(daemon.seconds ? baseline.seconds / daemon.seconds : 0).toFixed(2)}`);
     }
+    await dripComparison({ origin, dir, bench, concurrency, n: flag('drip-rows', 3000) });
   } finally {
     child.kill();
     await bench.drop();
     fs.rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The clean rows' throughput with one drip-feed URL per chunk against without:
+ * time until every clean row is done (the drips end later, at the download
+ * timeout, shortened here to 20 s).
+ */
+async function dripComparison(o: { origin: string; dir: string; bench: Awaited<ReturnType<typeof freshBenchDatabase>>; concurrency: number; n: number }): Promise<void> {
+  const chunkSize = 500;
+  const seconds: Record<string, number> = { clean: Infinity, drip: Infinity };
+  // Each twice, in ABBA order, best of two: the machine's load moves more than the effect measured.
+  for (const [round, mode] of (['clean', 'drip', 'drip', 'clean'] as const).entries()) {
+    await sql`TRUNCATE live_images, claimable_rows`.execute(o.bench.db);
+    const config = parseConfig({
+      host: 'bench',
+      database: { url: o.bench.url },
+      stores: { originals: path.join(o.dir, `drip-${mode}-${round}`) },
+      log: { dir: path.join(o.dir, 'log') },
+      download: { concurrency: o.concurrency, perHostConcurrency: o.concurrency, allowAddresses: ['127.0.0.1:*'], timeouts: { totalSeconds: 20 } },
+    }, {});
+    // Ids follow the insert order: the drip URL is the first row of each chunk.
+    const urls = Array.from({ length: o.n }, (_, i) => `${o.origin}/small/${mode}-${round}-${i}.jpg`);
+    if (mode === 'drip') for (let i = 0; i < urls.length; i += chunkSize) urls.splice(i, 0, `${o.origin}/drip/${i}.jpg`);
+    await o.bench.db.insertInto('live_images').values(urls.map((image_url) => ({ country: 'uk', datasource_id: 1, image_url }))).execute();
+    const log = createLogger({ component: 'downloadd', log: config.log, screen: false, files: false });
+    const started = performance.now();
+    let cleanDone = 0;
+    await runDaemon(new DownloadWorker(config, o.bench.db, 'uk'), {
+      config, db: o.bench.db, databaseUrl: o.bench.url, log, country: 'uk', chunkSize, service: false, signal: new AbortController().signal, workerId: `bench:${mode}:${round}`,
+      onProgress: (t) => {
+        if (!cleanDone && t.done >= o.n) cleanDone = performance.now();
+      },
+    });
+    const took = ((cleanDone || performance.now()) - started) / 1000;
+    seconds[mode] = Math.min(seconds[mode], took);
+    console.log(`${mode.padEnd(5)} x${o.n}${mode === 'drip' ? ` + ${urls.length - o.n} drip URLs` : ''}: clean rows ${(o.n / took).toFixed(0)} images/s (${took.toFixed(2)} s)`);
+  }
+  console.log(`ratio drip_vs_clean: ${(seconds.clean / seconds.drip).toFixed(2)}`);
 }
 
 if (process.argv.includes('--serve')) await serve();

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { runChaos } from '../bench/lib/chaos.ts';
 
-describe('chaos: the whole system keeps its promises while daemons are killed, a frontend goes away and PostgreSQL restarts', () => {
+describe('chaos: the whole system keeps its promises while daemons are killed, a frontend goes away, a store fills up and PostgreSQL restarts', () => {
   it('every good URL live everywhere, every bad one failed with its reason, nothing done twice, nothing left over', async function () {
     this.timeout(420_000);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-chaos-'));
@@ -15,7 +16,10 @@ describe('chaos: the whole system keeps its promises while daemons are killed, a
         datasources: [11, 12, 13],
         limitSeconds: 300,
         killEverySeconds: 3,
+        // The frontend outage and the full store must disable no datasource (bad_datasources runs, sensitive).
         frontendDown: { atSeconds: 8, forSeconds: 12 },
+        datasourceCheck: true,
+        storeFull: { atSeconds: 4, forSeconds: 8 },
         restartPostgresAtSeconds: 15,
         dir,
         print: () => {},
@@ -24,6 +28,12 @@ describe('chaos: the whole system keeps its promises while daemons are killed, a
       assert.ok(Number(result.figures.kills) >= 5, `daemons were killed:\n${report}`);
       for (const check of result.checks) assert.ok(check.ok, `${check.name}: ${check.detail}\n\n${report}`);
     } finally {
+      // The store's tmpfs, should the run have stopped before unmounting it.
+      try {
+        execFileSync('umount', ['-l', path.join(dir, 'hosta', 'thumbnails')], { stdio: 'ignore' });
+      } catch {
+        // not mounted
+      }
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });

@@ -88,7 +88,7 @@ describe('push: pure parts', () => {
       assert.deepEqual(plan.get('n2')!.map((r) => r.id), ['1', '3']);
     });
 
-    it('a row is live only when every frontend has it; a frontend failure names the frontend and never uses up attempts', () => {
+    it('a row is live only when every frontend has it; a frontend failure names the frontend and carries an ours class (never charged by the runner)', () => {
       const outcomes = new Map<string, FrontendRowOutcome>([
         [pushKey('n1', '1'), { ok: true }], [pushKey('n2', '1'), { ok: true }],
         [pushKey('n1', '2'), { ok: true }], [pushKey('n2', '2'), { ok: false, errorClass: 'frontend_down', message: 'rsync exit 10 (error in socket I/O): refused' }],
@@ -96,7 +96,7 @@ describe('push: pure parts', () => {
       ]);
       const results = decideRowResults(rows, ['n1', 'n2'], outcomes, { maxAttempts: 6 });
       assert.deepEqual(results[0], { ok: true, row: { id: '1' } });
-      assert.deepEqual(results[1], { ok: false, failure: { id: '2', attempts: 4, errorClass: 'frontend_down', retryable: true, reason: 'not on n2 (rsync exit 10 (error in socket I/O): refused); on n1' } });
+      assert.deepEqual(results[1], { ok: false, failure: { id: '2', attempts: 5, errorClass: 'frontend_down', retryable: true, reason: 'not on n2 (rsync exit 10 (error in socket I/O): refused); on n1' } });
       assert.ok(!results[2].ok && results[2].failure.errorClass === 'thumbnail_missing' && results[2].failure.attempts === 5, 'the row\'s own trouble counts');
     });
   });

@@ -57,7 +57,7 @@ describe('lis_thumbnaild (real daemon, real PostgreSQL)', () => {
     assert.equal(rows.get('http://a.example/bomb.png')!.last_error_class, 'too_many_pixels');
     const lost = rows.get('http://a.example/lost.jpg')!;
     assert.equal(lost.last_error_class, 'original_missing');
-    assert.equal(lost.attempts, 1, 'retryable: waits for its backoff');
+    assert.equal(lost.attempts, 0, 'our fault (the store lost it): given back uncharged; the manager sends it back to download');
 
     const landscape = rows.get('http://a.example/landscape.jpg')!;
     const data = landscape.image_data as unknown as ImageData;

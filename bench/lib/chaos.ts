@@ -2,7 +2,7 @@
 // PostgreSQL, while daemons are SIGKILLed and restarted, a frontend goes away
 // for a while and PostgreSQL restarts; then every promise is checked from the
 // table and the disks. Used by bench/chaos.ts and test/chaos.test.ts.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -11,6 +11,7 @@ import type { LisConfigInput } from '../../src/config/config-schema.ts';
 import { parseConfig } from '../../src/config/load-config.ts';
 import { createDb, databaseUrl, dropDatabase, migrateToLatest, recreateDatabase, type Db } from '../../src/db/connect.ts';
 import { ensureEmbeddedRunning, stopEmbedded } from '../../src/db/embedded-server.ts';
+import { FAILURE_REASONS } from '../../src/failure/failure-reasons.ts';
 import { addFrontend } from '../../src/push/frontend-registry.ts';
 import { thumbnailFilesOf, type ImageData } from '../../src/store/image-data.ts';
 import { RsyncDaemon } from '../../test/helpers/rsync-daemons.ts';
@@ -28,6 +29,14 @@ export interface ChaosOptions {
   killEverySeconds: number;
   /** n2's rsync daemon is stopped this long after the start, for this long. */
   frontendDown: { atSeconds: number; forSeconds: number };
+  /** hosta's thumbnail store (a tmpfs) is filled to ENOSPC at this time, and emptied this long after (null: not). */
+  storeFull?: { atSeconds: number; forSeconds: number } | null;
+  /**
+   * Runs bad_datasources every 3 s, sensitive (30 % over at least 10 rows in 1 h, the shortest window the
+   * check takes): with only source faults counted, the fifth of bad URLs stays under it, so a disabled
+   * datasource means our outages were charged to it.
+   */
+  datasourceCheck?: boolean;
   /** Restart the embedded PostgreSQL this long after the start (null: not; skipped with LIS_DATABASE_URL). */
   restartPostgresAtSeconds: number | null;
   dir: string;
@@ -70,10 +79,16 @@ const HOSTS = ['hosta', 'hostb'];
 const STALE_SECONDS = 8;
 const STAGE_BINS = ['lis_downloadd', 'lis_thumbnaild', 'lis_pusherd'];
 
+/** The daemons' environment: without LIS_DATABASE_URL, which would win over the chaos database in their config. */
+function childEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.LIS_DATABASE_URL;
+  return env;
+}
+
 function start(member: Member, logDir: string): void {
   const out = fs.openSync(path.join(logDir, `${member.name.replaceAll('/', '-')}.out`), 'a');
-  // The config file names the chaos run's own database; a LIS_DATABASE_URL in our environment would win over it.
-  member.child = spawn(process.execPath, [path.join(ROOT, 'bin', member.bin), ...member.args, '--config', member.configFile], { stdio: ['ignore', out, out], env: { ...process.env, LIS_DATABASE_URL: undefined } });
+  member.child = spawn(process.execPath, [path.join(ROOT, 'bin', member.bin), ...member.args, '--config', member.configFile], { stdio: ['ignore', out, out], env: childEnv() });
   fs.closeSync(out);
   member.starts++;
 }
@@ -99,6 +114,21 @@ function countBy(values: string[]): string {
   for (const v of values) counts.set(v, (counts.get(v) ?? 0) + 1);
   return [...counts].sort().map(([k, n]) => `${k} ${n}`).join(', ');
 }
+
+/** Writes zeros until the file system says ENOSPC. */
+function fillUp(file: string): void {
+  const fd = fs.openSync(file, 'w');
+  const block = Buffer.alloc(256 * 1024);
+  try {
+    for (;;) fs.writeSync(fd, block);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOSPC') throw error;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+const ourClasses = () => Object.entries(FAILURE_REASONS).filter(([, r]) => r.owner === 'ours').map(([c]) => c);
 
 const isTemp = (file: string) => /\.tmp-\d+-[0-9a-f]+$/.test(file) || /\/\.[^/]+\.[A-Za-z0-9]{6}$/.test(file);
 
@@ -156,16 +186,38 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   // Two hosts, each with its own stores and one daemon of each stage per country; one manager.
   const common: LisConfigInput = {
     database: { url: url.toString(), poolSize: 3 },
-    queue: { chunkSize: 50, maxAttempts: 2, heartbeatSeconds: 1, pollSeconds: 1, backoff: { baseSeconds: 1, maxSeconds: 3, jitter: 0.25 } },
+    queue: { chunkSize: 50, maxAttempts: 2, heartbeatSeconds: 1, pollSeconds: 1, oursRetrySeconds: 2, backoff: { baseSeconds: 1, maxSeconds: 3, jitter: 0.25 } },
     download: { allowAddresses: ['127.0.0.1:*', '127.0.0.2:*'], timeouts: { connectSeconds: 5, firstByteSeconds: 5, totalSeconds: 5 }, maxBytes: 1024 * 1024, stopGraceSeconds: 2 },
-    manager: { staleWorkerSeconds: STALE_SECONDS, schedule: { stuck_jobs: '*/2 * * * * *', bad_retry_jobs: '*/10 * * * * *', bad_datasources: null } },
+    manager: {
+      staleWorkerSeconds: STALE_SECONDS,
+      schedule: { stuck_jobs: '*/2 * * * * *', bad_retry_jobs: '*/10 * * * * *', bad_datasources: options.datasourceCheck ? '*/3 * * * * *' : null },
+      // A window shorter than the frontend outage: if our outage were charged, the check would see nothing else.
+      ...(options.datasourceCheck ? { badDatasource: { windowHours: (options.frontendDown.forSeconds * 0.75) / 3600, minAttempts: 10, failureRate: 0.6 } } : {}),
+    },
   };
+  // hosta's thumbnail store on a file system of its own that can be filled (a tmpfs; root only).
+  const fullStore = path.join(dir, 'hosta', 'thumbnails');
+  let storeMounted = false;
+  let storeOutage = options.storeFull ? 'not run' : 'none';
+  if (options.storeFull) {
+    fs.mkdirSync(fullStore, { recursive: true });
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64m', 'tmpfs', fullStore], { stdio: 'ignore' });
+      storeMounted = true;
+    } catch (error) {
+      storeOutage = `skipped (cannot mount a tmpfs: ${(error as Error).message.split('\n')[0]})`;
+    }
+  }
+  const filler = path.join(fullStore, 'chaos-filler');
+  let storeState: 'up' | 'full' | 'back' = storeMounted ? 'up' : 'back';
+  let storeFullAt = 0;
   const members: Member[] = [];
   for (const host of HOSTS) {
     const configFile = path.join(dir, `${host}.json`);
     fs.writeFileSync(configFile, JSON.stringify({
       ...common, host,
-      stores: { originals: path.join(dir, host, 'originals'), thumbnails: path.join(dir, host, 'thumbnails') },
+      // A small minimum (the tmpfs is 64 MB) and quick checks, so the pause and the resume happen within the run.
+      stores: { originals: path.join(dir, host, 'originals'), thumbnails: path.join(dir, host, 'thumbnails'), minFreeBytes: 1024 * 1024, minFreePercent: 0, checkSeconds: 1, retryMaxSeconds: 2 },
       log: { dir: path.join(dir, host, 'log') },
       services: { runDir: path.join(dir, host, 'run') },
     }));
@@ -192,11 +244,12 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   while (elapsed() < options.limitSeconds) {
     await new Promise((resolve) => setTimeout(resolve, 500));
     const t = elapsed();
-    let status: { waiting: number; locked: number };
+    let status: { waiting: number; locked: number; downloaded: number };
     try {
-      const { rows } = await sql<{ waiting: string; locked: string }>`
-        SELECT count(*) FILTER (WHERE state = 'waiting') AS waiting, count(*) FILTER (WHERE locked_by IS NOT NULL) AS locked FROM live_images`.execute(db);
-      status = { waiting: Number(rows[0].waiting), locked: Number(rows[0].locked) };
+      const { rows } = await sql<{ waiting: string; locked: string; downloaded: string }>`
+        SELECT count(*) FILTER (WHERE state = 'waiting') AS waiting, count(*) FILTER (WHERE locked_by IS NOT NULL) AS locked,
+               count(*) FILTER (WHERE stage <> 'download') AS downloaded FROM live_images`.execute(db);
+      status = { waiting: Number(rows[0].waiting), locked: Number(rows[0].locked), downloaded: Number(rows[0].downloaded) };
     } catch {
       continue; // PostgreSQL is restarting.
     }
@@ -207,7 +260,19 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
         start(m, path.join(dir, 'out'));
       }
     }
-    const chaosOver = frontendState === 'back' && pgDone;
+    const chaosOver = frontendState === 'back' && pgDone && storeState === 'back';
+    // Filled once the thumbnail daemons have work (on a loaded machine they may take long to start).
+    if (storeState === 'up' && t >= options.storeFull!.atSeconds && status.downloaded > 0) {
+      fillUp(filler);
+      storeFullAt = t;
+      storeState = 'full';
+      print(`  ${t.toFixed(0)}s: hosta's thumbnail store full`);
+    } else if (storeState === 'full' && t >= storeFullAt + options.storeFull!.forSeconds) {
+      fs.rmSync(filler);
+      storeState = 'back';
+      storeOutage = `${options.storeFull!.forSeconds}s`;
+      print(`  ${t.toFixed(0)}s: hosta's thumbnail store has space again`);
+    }
     if (status.waiting === 0 && status.locked === 0 && chaosOver) {
       drainedAt = t;
       break;
@@ -237,9 +302,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       nextKill = t + options.killEverySeconds;
       const candidates = members.filter((m) => m.child && m.child.exitCode === null && m.child.signalCode === null);
       const victim = candidates[crypto.randomInt(candidates.length)];
-      const workerId = `${victim.host}:${victim.child!.pid}`;
-      const registered = await db.selectFrom('workers').select('id').where('id', '=', workerId).executeTakeFirst().catch(() => undefined);
+      // Worker ids are host:pid:random; the live one of this process is the one not stopped.
+      const registered = await db.selectFrom('workers').select('id').where('host', '=', victim.host).where('pid', '=', victim.child!.pid!)
+        .where('stopped_at', 'is', null).orderBy('started_at', 'desc').executeTakeFirst().catch(() => undefined);
       if (!registered) continue; // still starting: it holds nothing yet; try another next time.
+      const workerId = registered.id;
       victim.killing = true;
       victim.child!.kill('SIGKILL');
       await new Promise((resolve) => victim.child!.once('close', resolve));
@@ -259,6 +326,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const settle = Math.max(1, lastKill + STALE_SECONDS + 4 - elapsed());
   await new Promise((resolve) => setTimeout(resolve, settle * 1000));
   await stopAll(members);
+  if (storeState === 'full') fs.rmSync(filler);
 
   // Partial files the kills left, before the system's own cleanup (fs_check) runs.
   const allFiles = () => [...HOSTS.flatMap((h) => walk(path.join(dir, h, 'originals')).concat(walk(path.join(dir, h, 'thumbnails')))), ...frontends.flatMap((f) => walk(f.moduleDir))];
@@ -267,7 +335,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     for (const country of options.countries) {
       await new Promise<void>((resolve) => {
         const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'lis_cron_frontend'), '--fs_check', '--country', country], {
-          env: { ...process.env, LIS_DATABASE_URL: undefined, LIS_CONFIG: path.join(dir, `${host}.json`) }, stdio: ['ignore', fs.openSync(path.join(dir, 'out', `fs_check-${host}-${country}.out`), 'a'), 'pipe'],
+          env: { ...childEnv(), LIS_CONFIG: path.join(dir, `${host}.json`) }, stdio: ['ignore', fs.openSync(path.join(dir, 'out', `fs_check-${host}-${country}.out`), 'a'), 'pipe'],
         });
         child.on('close', () => resolve());
       });
@@ -342,8 +410,21 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       + (mismatched.length ? `; mismatched: ${mismatched.slice(0, 3).map((k) => `${k.workerId} held ${k.held}, released ${bySubject.get(k.workerId) ?? 'nothing'}`).join('; ')}` : '')
       + (extra.length ? `; released from workers not killed: ${extra.map((e) => `${e.subject} ${e.rows}`).join(', ')}` : ''));
 
+  const { rows: disabled } = await sql<{ name: string }>`SELECT country || ' ' || datasource_id || ': ' || coalesce(disabled_reason, '') AS name FROM datasources WHERE NOT enabled`.execute(db);
+  check('no datasource disabled (our outages are not theirs)', disabled.length === 0, disabled.length ? disabled.map((d) => d.name).join('; ') : `none disabled; bad_datasources ${options.datasourceCheck ? 'ran every 3 s at a 60 % threshold over a window shorter than the frontend outage' : 'off'}`);
+  const { rows: charged } = await sql<{ n: number }>`
+    SELECT count(*)::int AS n FROM live_images WHERE last_error_class = ANY(${ourClasses()}::text[]) AND attempts > 0`.execute(db);
+  if (storeMounted) {
+    const log = ['thumbnaild.log', 'downloadd.log'].map((f) => path.join(dir, 'hosta', 'log', f)).filter((f) => fs.existsSync(f)).map((f) => fs.readFileSync(f, 'utf8')).join('\n');
+    const pauses = (log.match(/Store not writable, pausing/g) ?? []).length;
+    const resumes = (log.match(/Store writable again, resuming/g) ?? []).length;
+    check('the full store paused hosta and it resumed by itself', pauses > 0 && resumes > 0, `${pauses} pauses, ${resumes} resumes logged (a daemon killed while paused starts paused)`);
+  }
+  check('no row charged for our own faults', charged[0].n === 0, `${charged[0].n} rows with an ours class and attempts charged`);
+
   await Promise.all(frontends.map((f) => f.stop()));
   await source.close();
+  if (storeMounted) execFileSync('umount', ['-l', fullStore], { stdio: 'ignore' });
   await db.destroy();
   if (process.env.CHAOS_KEEP) print(`  kept database ${dbName} (CHAOS_KEEP)`);
   else await dropDatabase(serverUrl, dbName);
@@ -361,6 +442,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     crashes: crashes.length,
     'frontend n2 down for': frontendOutage,
     'PostgreSQL restart': pgRestart,
+    'hosta thumbnail store full for': storeOutage,
     'time to drain (s)': drainSeconds === null ? 'not drained' : Number(drainSeconds.toFixed(1)),
     'partial files before cleanup': partialBefore,
     'source requests': source.requests(),

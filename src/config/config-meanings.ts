@@ -123,4 +123,10 @@ export const CONFIG_MEANINGS: Record<string, string | { meaning: string; default
   'alerts.errorRate.factor': '... is alerted at this many times the usual ...',
   'alerts.errorRate.minRate': '... and at least this share ...',
   'alerts.errorRate.minRows': '... with at least this many rows in the window',
+  'stores.minFreeBytes': 'a stage pauses claiming when a store it writes has less free (256 MiB by default)',
+  'stores.minFreePercent': '... or less than this share of its file system free',
+  'stores.checkSeconds': 'how often free space is looked at while all is well',
+  'stores.retryMaxSeconds': 'while paused, the store is looked at again with a backoff capped at this',
+  'queue.progressTimeoutSeconds': 'a chunk with no result for this long is given back; the manager treats the worker as wedged after this plus `manager.staleWorkerSeconds`',
+  'queue.oursRetrySeconds': 'rows given back for our own fault (a frontend down, a bug) may be claimed again after this; never charged',
 };

@@ -41,6 +41,14 @@ export const configSchema = z.strictObject({
     thumbnails: z.string().default('./var/thumbnails'),
     /** True when the stores sit on a file system every host mounts: then any host may work any row. */
     shared: z.boolean().default(false),
+    /** A stage pauses claiming (before the disk is full) when a store it writes has less free than this... */
+    minFreeBytes: z.number().int().min(0).default(256 * 1024 * 1024),
+    /** ... or less than this share of its file system free. */
+    minFreePercent: z.number().min(0).max(100).default(1),
+    /** How often free space is looked at while all is well. */
+    checkSeconds: seconds.default(10),
+    /** While paused, the store is looked at again with a backoff capped at this. */
+    retryMaxSeconds: seconds.default(60),
   }).prefault({}),
   log: z.strictObject({
     dir: z.string().default('./var/log'),
@@ -63,6 +71,10 @@ export const configSchema = z.strictObject({
     /** Service mode: how often an idle daemon looks for work when no notification came. */
     pollSeconds: seconds.default(5),
     heartbeatSeconds: seconds.default(10),
+    /** A worker with no result on its chunk for this long gives it back (and the manager treats it as dead). */
+    progressTimeoutSeconds: seconds.default(600),
+    /** Rows given back for our own fault (a frontend down, a bug) may be claimed again after this; no attempt is charged. */
+    oursRetrySeconds: seconds.default(60),
   }).prefault({}),
   /** What the Interface gives listing code. */
   searchApi: z.strictObject({

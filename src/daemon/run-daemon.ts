@@ -4,19 +4,21 @@ import { errorMessage } from '../errors.ts';
 import type { Logger } from '../log/create-logger.ts';
 import type { ClaimedRow } from '../queue/claim-chunk.ts';
 import { ClaimCursor } from '../queue/claim-cursor.ts';
-import { failRows, type RowFailure } from '../queue/fail-rows.ts';
-import { finishRows, type FinishedRow } from '../queue/finish-rows.ts';
 import { releaseRows } from '../queue/release-rows.ts';
 import type { WorkStage } from '../queue/stages.ts';
 import { WorkNotifier } from '../queue/work-notifier.ts';
+import { abortableDelay } from '../util/abortable-delay.ts';
+import { ChunkRun, isStoreFault, type ResultKind, type RowResult } from './chunk-run.ts';
 import { OutcomeTally } from './outcome-tally.ts';
-import { abortableDelay } from './signals.ts';
-import { heartbeat, markStopped, registerWorker, workerIdFor } from './worker-registry.ts';
+import { rethrowIfPermanent, writeResults } from './result-writer.ts';
+import type { StoreHealth } from './store-check.ts';
+import { StoreGuard } from './store-guard.ts';
+import { heartbeat, markStopped, registerWorker, setPaused, workerIdFor } from './worker-registry.ts';
 
-export type RowResult = { ok: true; row: FinishedRow } | { ok: false; failure: RowFailure };
+export type { RowResult } from './chunk-run.ts';
 
 export interface ChunkContext {
-  /** Aborted on SIGTERM/SIGINT: finish the rows in hand, start no new one. */
+  /** Aborted on SIGTERM/SIGINT, or when this chunk is dropped: finish the rows in hand, start no new one. */
   signal: AbortSignal;
   log: Logger;
   /** Call once per row as soon as it is done; rows never reported are given back. */
@@ -32,6 +34,14 @@ export interface StageWorker {
   stage: WorkStage;
   processChunk(rows: ClaimedRow[], ctx: ChunkContext): Promise<void>;
   close?(): Promise<void>;
+  /** Folders the stage writes: while one is full or unwritable, no chunk is claimed. */
+  stores?: string[];
+  /**
+   * True when processChunk may run for several chunks at once: the runner
+   * then claims the next chunk while a few slow rows of the last are still in
+   * flight, so one slow URL never idles the other slots.
+   */
+  overlapChunks?: boolean;
 }
 
 export interface RunOptions {
@@ -45,10 +55,10 @@ export interface RunOptions {
   /** Service mode waits for work; a run by hand exits when no rows are gained. */
   service: boolean;
   signal: AbortSignal;
-  /** Several workers in one process (tests, benchmarks) need ids of their own; default `host:pid`. */
+  /** Several workers in one process (tests, benchmarks) need ids of their own; default `host:pid:random`. */
   workerId?: string;
   observer?: RunObserver;
-  /** Called after each flush, for progress lines and tests. */
+  /** Called after each write, for progress lines and tests. */
   onProgress?: (totals: RunTotals) => void;
   /** Called once the worker is registered and listening: the daemon's readiness signal. */
   onReady?: () => void;
@@ -57,8 +67,11 @@ export interface RunOptions {
 /** Hooks for metrics: what the runner saw, as it happens. */
 export interface RunObserver {
   onClaim(stage: WorkStage, seconds: number, rows: number): void;
-  onResult(stage: WorkStage, result: RowResult, secondsSinceClaim: number): void;
+  /** `kind` says whose fault a failure is: `ours` rows were given back uncharged. */
+  onResult(stage: WorkStage, result: RowResult, secondsSinceClaim: number, kind?: ResultKind): void;
   onHeartbeat(): void;
+  onStoreHealth?(health: StoreHealth): void;
+  onPaused?(paused: boolean): void;
 }
 
 export interface RunTotals {
@@ -66,131 +79,209 @@ export interface RunTotals {
   done: number;
   failed: number;
   released: number;
+  /** Rows given back uncharged because of our own fault. */
+  deferred: number;
 }
 
-/** Results are written in batches of this many, and at the end of each chunk. */
+/** Results are written in batches of this many, and at least every second. */
 const FLUSH_EVERY = 100;
+const FLUSH_MS = 1000;
+/** With overlapping chunks: at most this many in flight, and a new claim only while the rows still unreported are at most this share of a chunk. */
+const MAX_CHUNKS_IN_FLIGHT = 16;
+const STRAGGLER_SHARE = 0.25;
 
 /** Rows of a stage this host may claim: downloads anywhere; later stages only where the files are. */
 export function claimHostFor(stage: WorkStage, config: LisConfig): string {
   return stage === 'download' || config.stores.shared ? '' : config.host;
 }
 
+/** Pure: may the runner claim another chunk now? */
+export function roomForChunk(inFlight: Array<{ unreported: number }>, overlap: boolean, chunkSize: number): boolean {
+  if (inFlight.length === 0) return true;
+  if (!overlap || inFlight.length >= MAX_CHUNKS_IN_FLIGHT) return false;
+  return inFlight.reduce((n, c) => n + c.unreported, 0) <= Math.max(1, Math.floor(chunkSize * STRAGGLER_SHARE));
+}
+
+const withTimeout = (p: Promise<unknown> | undefined, ms: number) =>
+  Promise.race([Promise.resolve(p).catch(() => {}), new Promise((resolve) => setTimeout(resolve, ms).unref())]);
+
 /**
  * The chunk loop every daemon shares: register, claim a chunk, let the stage
- * work it, write the results in batches, repeat; give back what was not done
- * when told to stop. Database outages are waited out, never fatal.
+ * work it, write results as they come, repeat; give back what was not done
+ * when told to stop. Our own faults never cost a row: they are given back,
+ * and a store that cannot be written pauses claiming. Database outages are
+ * waited out (until SIGTERM); errors no retry can fix stop the daemon.
  */
 export async function runDaemon(worker: StageWorker, options: RunOptions): Promise<RunTotals> {
-  const { config, db, log, country, signal } = options;
+  const { config, db, log, country } = options;
   const workerId = options.workerId ?? workerIdFor(config.host, process.pid);
   const scope = (fn: string) => ({ scope: `${worker.scope}::${fn}` });
-  const totals: RunTotals = { chunks: 0, done: 0, failed: 0, released: 0 };
+  const totals: RunTotals = { chunks: 0, done: 0, failed: 0, released: 0, deferred: 0 };
+  const fatalStop = new AbortController();
+  const signal = AbortSignal.any([options.signal, fatalStop.signal]);
+  let fatal: Error | null = null;
+  const failWith = (error: unknown) => {
+    fatal ??= error instanceof Error ? error : new Error(String(error));
+    fatalStop.abort(fatal);
+  };
   let unbeaten = { done: 0, failed: 0 };
-  let holding = 0;
+  let progressed = false;
   const tally = new OutcomeTally();
+  const chunks = new Set<ChunkRun>();
+  const identity = { id: workerId, component: worker.component, host: config.host, pid: process.pid, country, stage: worker.stage };
+  let wake: (() => void) | null = null;
+  const changed = () => wake?.();
 
-  const released = await registerWorker(db, { id: workerId, component: worker.component, host: config.host, pid: process.pid, country, stage: worker.stage });
+  const released = await registerWorker(db, identity).catch((error) => {
+    rethrowIfPermanent('Cannot register the worker', error);
+    throw error;
+  });
   if (released) log.warn(`Released ${released} rows an earlier process with this worker id (${workerId}) still held`, scope('start'));
   log.info(`Starting ${worker.component} for ${country.toUpperCase()} (worker ${workerId}, chunk size ${options.chunkSize}${options.service ? ', service mode' : ''})`, scope('start'));
 
+  const guard = new StoreGuard({
+    dirs: worker.stores ?? [],
+    limits: { minFreeBytes: config.stores.minFreeBytes, minFreePercent: config.stores.minFreePercent },
+    checkEverySeconds: config.stores.checkSeconds,
+    retryMaxSeconds: config.stores.retryMaxSeconds,
+    log,
+    scope: `${worker.scope}::store`,
+    onHealth: (h) => options.observer?.onStoreHealth?.(h),
+    onPause: async (reason) => {
+      options.observer?.onPaused?.(reason !== null);
+      await setPaused(db, workerId, reason);
+    },
+  });
+  const writerOptions = {
+    db, workerId: () => workerId, stage: worker.stage, log, scope: `${worker.scope}::flush`, signal: options.signal,
+    policy: { maxAttempts: config.queue.maxAttempts, backoff: config.queue.backoff },
+    onWritten: (o: { done: number; failed: number; deferred: number }) => {
+      totals.done += o.done;
+      totals.failed += o.failed;
+      totals.deferred += o.deferred;
+      unbeaten.done += o.done;
+      unbeaten.failed += o.failed;
+      options.onProgress?.(totals);
+    },
+  };
+  const flushChunk = (chunk: ChunkRun) => (chunk.flushing = chunk.flushing.then(() => writeResults(chunk, writerOptions)).catch(failWith));
+  const dropChunk = (chunk: ChunkRun) => {
+    chunk.drop();
+    chunks.delete(chunk);
+    changed();
+  };
+
+  let beating = false;
   const beat = async () => {
+    if (beating) return;
+    beating = true;
     const batch = unbeaten;
     unbeaten = { done: 0, failed: 0 };
     const outcomes = tally.take();
+    const holding = [...chunks].reduce((n, c) => n + c.unreported + c.pendingResults, 0);
+    const moved = progressed || holding === 0;
+    progressed = false;
     try {
-      await heartbeat(db, workerId, { ...batch, holding, country, stage: worker.stage, outcomes });
+      const alive = await heartbeat(db, workerId, { ...batch, holding, progressed: moved, country, stage: worker.stage, outcomes });
       options.observer?.onHeartbeat();
+      if (!alive && !options.signal.aborted) {
+        // The manager found us silent or wedged and gave our rows to others: never carry on as if nothing happened.
+        log.error(`The manager marked this worker stopped and released its rows (no heartbeat or no progress for too long): dropping ${chunks.size} chunks in hand, registering again`, scope('heartbeat'));
+        for (const chunk of [...chunks]) dropChunk(chunk);
+        await registerWorker(db, identity);
+      }
     } catch (error) {
       unbeaten.done += batch.done;
       unbeaten.failed += batch.failed;
       tally.restore(outcomes);
+      progressed ||= moved;
       log.warn(`Heartbeat failed: ${errorMessage(error)}`, scope('heartbeat'));
+    } finally {
+      beating = false;
+    }
+    await giveBackWedged();
+  };
+
+  /** A chunk with no result for queue.progressTimeoutSeconds is given back, so its rows do not wait for ever. */
+  const giveBackWedged = async () => {
+    for (const chunk of [...chunks]) {
+      const idleSeconds = (Date.now() - chunk.lastProgressAt) / 1000;
+      if (chunk.dropped || chunk.unreported === 0 || idleSeconds < config.queue.progressTimeoutSeconds) continue;
+      await flushChunk(chunk);
+      const ids = chunk.unreportedIds();
+      dropChunk(chunk);
+      log.error(`No progress on a chunk for ${Math.round(idleSeconds)}s (queue.progressTimeoutSeconds): giving back its ${ids.length} unfinished rows`, scope('progress'));
+      totals.released += await releaseRows(db, workerId, ids).catch(() => 0);
     }
   };
   const heartbeatTimer = setInterval(() => void beat(), config.queue.heartbeatSeconds * 1000);
+  const flushTimer = setInterval(() => {
+    for (const chunk of chunks) if (chunk.pendingResults > 0) void flushChunk(chunk);
+  }, FLUSH_MS);
 
   const notifier = options.service ? new WorkNotifier(options.databaseUrl, `${country}:${worker.stage}`, (m) => log.warn(m, scope('listen'))) : null;
   await notifier?.start();
   options.onReady?.();
 
   const cursor = new ClaimCursor(db, { country, stage: worker.stage, workerId, storeHost: claimHostFor(worker.stage, config) });
-  const policy = { maxAttempts: config.queue.maxAttempts, backoff: config.queue.backoff };
+  const oursDelay = config.queue.oursRetrySeconds;
 
-  /** Writes results, retrying through a database outage; gives up only when stopping and the outage persists. */
-  async function flush(results: RowResult[]): Promise<void> {
-    if (results.length === 0) return;
-    const finished = results.flatMap((r) => (r.ok ? [r.row] : []));
-    const failures = results.flatMap((r) => (r.ok ? [] : [r.failure]));
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const moved = await finishRows(db, workerId, worker.stage, finished);
-        const outcome = await failRows(db, workerId, failures, policy);
-        if (moved + outcome.updated < results.length) {
-          log.warn(`Lost the lock on ${results.length - moved - outcome.updated} rows (released by the manager?); their results were not written`, scope('flush'));
-        }
-        totals.done += moved;
-        totals.failed += outcome.updated;
-        holding = Math.max(0, holding - results.length);
-        unbeaten.done += moved;
-        unbeaten.failed += outcome.updated;
-        options.onProgress?.(totals);
-        return;
-      } catch (error) {
-        if (signal.aborted && attempt > 5) {
-          log.error(`Could not write ${results.length} results, giving up as we are stopping: ${errorMessage(error)}; the manager will release the rows`, scope('flush'));
-          return;
-        }
-        log.error(`Could not write ${results.length} results (try ${attempt}): ${errorMessage(error)}`, scope('flush'));
-        await new Promise((resolve) => setTimeout(resolve, Math.min(30_000, 500 * 2 ** attempt)));
-      }
-    }
-  }
-
-  async function workChunk(rows: ClaimedRow[], claimedAt: number): Promise<void> {
+  async function workChunk(chunk: ChunkRun): Promise<void> {
     const started = Date.now();
-    const datasourceOf = new Map(rows.map((r) => [r.id, r.datasource_id]));
-    const reported = new Set<string>();
-    let pending: RowResult[] = [];
-    let flushing: Promise<void> = Promise.resolve();
     const report = (result: RowResult) => {
-      const id = result.ok ? result.row.id : result.failure.id;
-      if (reported.has(id)) return;
-      reported.add(id);
-      tally.add(datasourceOf.get(id) ?? 0, result.ok ? '' : result.failure.errorClass);
-      options.observer?.onResult(worker.stage, result, (performance.now() - claimedAt) / 1000);
-      pending.push(result);
-      if (pending.length >= FLUSH_EVERY) {
-        const batch = pending;
-        pending = [];
-        flushing = flushing.then(() => flush(batch));
-      }
+      const kind = chunk.add(result, oursDelay);
+      if (kind === null) return;
+      progressed = true;
+      if (kind === 'ours') {
+        if (!result.ok && isStoreFault(result.failure.errorClass)) {
+          // Our store, not the row: pause before the next claim, and start no more rows of this chunk.
+          guard.flag();
+          chunk.stopStarting();
+        }
+      } else tally.add(chunk.datasourceOf.get(result.ok ? result.row.id : result.failure.id) ?? 0, result.ok ? '' : result.failure.errorClass);
+      options.observer?.onResult(worker.stage, result, (performance.now() - chunk.claimedAt) / 1000, kind);
+      if (chunk.pendingResults >= FLUSH_EVERY) void flushChunk(chunk);
+      changed();
     };
     try {
-      await worker.processChunk(rows, { signal, log, report });
+      await worker.processChunk(chunk.rows, { signal: chunk.signal, log, report });
     } catch (error) {
       // A stage must report its rows' failures itself; this is a bug or an outage, so the rest is retried later.
       log.error(`Chunk failed: ${errorMessage(error)}`, scope('process_chunk'));
     }
-    const batch = pending;
-    pending = [];
-    await (flushing = flushing.then(() => flush(batch)));
-    const unreported = rows.filter((r) => !reported.has(r.id)).map((r) => r.id);
-    if (unreported.length) {
+    if (chunk.dropped) return;
+    await flushChunk(chunk);
+    const unreported = chunk.unreportedIds();
+    chunks.delete(chunk);
+    changed();
+    if (unreported.length && !chunk.dropped) {
       const given = await releaseRows(db, workerId, unreported).catch((error) => {
         log.error(`Could not give back ${unreported.length} rows: ${errorMessage(error)}; the manager will release them`, scope('release'));
         return 0;
       });
       totals.released += given;
-      holding = 0;
       log.info(`Gave back ${given} unprocessed rows`, scope('release'));
     }
-    log.info(`Chunk done: ${reported.size} of ${rows.length} rows in ${((Date.now() - started) / 1000).toFixed(1)}s`, scope('get_chunk_of_work'));
+    log.info(`Chunk done: ${chunk.reported.size} of ${chunk.rows.length} rows in ${((Date.now() - started) / 1000).toFixed(1)}s`, scope('get_chunk_of_work'));
   }
 
+  /** Resolves when a chunk reports or ends, after `ms`, or at a stop. */
+  const nextChange = (ms: number) => {
+    const timer = new AbortController();
+    wake = () => timer.abort();
+    return abortableDelay(ms, AbortSignal.any([signal, timer.signal])).finally(() => (wake = null));
+  };
+
+  const running = new Set<Promise<void>>();
   try {
     let outageTries = 0;
     while (!signal.aborted) {
+      if (!roomForChunk([...chunks], Boolean(worker.overlapChunks), options.chunkSize)) {
+        await nextChange(config.queue.pollSeconds * 1000);
+        continue;
+      }
+      await guard.waitWritable(signal);
+      if (signal.aborted) break;
       let rows: ClaimedRow[];
       const claimStarted = performance.now();
       try {
@@ -198,31 +289,43 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
         options.observer?.onClaim(worker.stage, (performance.now() - claimStarted) / 1000, rows.length);
         outageTries = 0;
       } catch (error) {
+        rethrowIfPermanent('Cannot claim work', error);
         outageTries++;
         log.error(`Cannot claim work: ${errorMessage(error)}; trying again`, scope('get_chunk_of_work'));
         await abortableDelay(Math.min(30_000, 500 * 2 ** outageTries), signal);
         continue;
       }
       if (rows.length === 0) {
-        if (!options.service) {
+        if (chunks.size > 0) await nextChange(config.queue.pollSeconds * 1000);
+        else if (!options.service) {
           log.info('No rows gained. No work to do.', scope('get_chunk_of_work'));
           break;
-        }
-        await notifier!.wait(config.queue.pollSeconds * 1000, signal);
+        } else await notifier!.wait(config.queue.pollSeconds * 1000, signal);
         continue;
       }
       totals.chunks++;
-      holding = rows.length;
       log.info(`Doing chunk of work for ${country.toUpperCase()} (size ${rows.length})`, scope('get_chunk_of_work'));
-      await workChunk(rows, claimStarted);
+      const chunk = new ChunkRun(rows, claimStarted, signal);
+      chunks.add(chunk);
+      const work = workChunk(chunk).catch(failWith);
+      running.add(work);
+      void work.finally(() => running.delete(work));
     }
+    await Promise.all([...running]);
+    if (fatal) throw fatal;
+  } catch (error) {
+    failWith(error);
+    await Promise.all([...running]);
   } finally {
     clearInterval(heartbeatTimer);
-    await notifier?.close();
+    clearInterval(flushTimer);
+    // Each of these may meet a database that is gone: none may hold up the exit for long.
+    await withTimeout(notifier?.close(), 2000);
     await worker.close?.();
-    await beat();
-    await markStopped(db, workerId).catch(() => {});
-    log.info(`Exiting(time_to_die: ${signal.aborted ? 1 : 0})`, scope('main'));
+    await withTimeout(beat(), 2000);
+    await withTimeout(markStopped(db, workerId), 2000);
+    log.info(`Exiting(time_to_die: ${options.signal.aborted ? 1 : 0})`, scope('main'));
   }
+  if (fatal) throw fatal;
   return totals;
 }

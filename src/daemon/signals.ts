@@ -24,16 +24,4 @@ export function installStopSignals(onFirst: (signal: NodeJS.Signals) => void): {
   };
 }
 
-/** A delay that ends early when the signal aborts. */
-export function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done);
-  });
-}
+export { abortableDelay } from '../util/abortable-delay.ts';

@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
 import { releaseAllHeldBy } from '../queue/release-rows.ts';
@@ -11,9 +12,13 @@ export interface WorkerIdentity {
   stage?: string | null;
 }
 
-/** `host:pid`: unique among live processes, and what an operator sees in `ps`. */
+/**
+ * `host:pid:random`: host and pid for the operator (`ps`), and a random part
+ * because containers sharing a host name all run as pid 1: two of them must
+ * never take each other's rows.
+ */
 export function workerIdFor(host: string, pid: number): string {
-  return `${host}:${pid}`;
+  return `${host}:${pid}:${crypto.randomBytes(4).toString('hex')}`;
 }
 
 /**
@@ -26,7 +31,7 @@ export async function registerWorker(db: Db, worker: WorkerIdentity): Promise<nu
   const released = await releaseAllHeldBy(db, worker.id);
   await db
     .insertInto('workers')
-    .values({ ...worker, rows_done: 0, rows_failed: 0 })
+    .values({ ...worker, rows_done: 0, rows_failed: 0, progress_at: sql`now()` })
     .onConflict((oc) =>
       oc.column('id').doUpdateSet({
         component: worker.component,
@@ -34,6 +39,9 @@ export async function registerWorker(db: Db, worker: WorkerIdentity): Promise<nu
         started_at: sql`now()`,
         heartbeat_at: sql`now()`,
         stopped_at: null,
+        progress_at: sql`now()`,
+        paused_reason: null,
+        paused_since: null,
         rows_done: 0,
         rows_failed: 0,
         holding: 0,
@@ -51,27 +59,36 @@ export interface Beat {
   holding: number;
   stage?: string;
   country?: string;
+  /** True when a row of its chunks was finished, failed or given back since the last beat, or it holds none: liveness by progress. */
+  progressed?: boolean;
   /** Outcomes per datasource since the last beat ('' = done). */
   outcomes?: Array<{ datasourceId: number; errorClass: string; n: number }>;
 }
 
 /**
  * Says we are alive, what we hold, and adds what we did since the last beat
- * to our totals and to this minute's counts, in one statement.
+ * to our totals and to this minute's counts, in one statement. Returns false,
+ * writing nothing, when the manager has marked us stopped (silent or wedged too
+ * long) and released our rows: a beat never revives a worker; the caller drops
+ * its chunks and registers again.
  */
-export async function heartbeat(db: Db, workerId: string, beat: Beat): Promise<void> {
-  await sql`
+export async function heartbeat(db: Db, workerId: string, beat: Beat): Promise<boolean> {
+  const { rows } = await sql<{ alive: boolean }>`
     WITH w AS (
       UPDATE workers
-         SET heartbeat_at = now(), stopped_at = NULL, holding = ${beat.holding},
+         SET heartbeat_at = now(), holding = ${beat.holding},
+             progress_at = CASE WHEN ${beat.progressed ?? true}::boolean THEN now() ELSE progress_at END,
              rows_done = rows_done + ${beat.done}, rows_failed = rows_failed + ${beat.failed}
-       WHERE id = ${workerId}
-      RETURNING id, component, country)
-    INSERT INTO worker_minutes (worker_id, minute, component, country, done, failed)
-    SELECT id, date_trunc('minute', now()), component, country, ${beat.done}, ${beat.failed} FROM w
-     WHERE ${beat.done + beat.failed} > 0
-    ON CONFLICT (worker_id, minute) DO UPDATE
-      SET done = worker_minutes.done + EXCLUDED.done, failed = worker_minutes.failed + EXCLUDED.failed`.execute(db);
+       WHERE id = ${workerId} AND stopped_at IS NULL
+      RETURNING id, component, country),
+    m AS (
+      INSERT INTO worker_minutes (worker_id, minute, component, country, done, failed)
+      SELECT id, date_trunc('minute', now()), component, country, ${beat.done}, ${beat.failed} FROM w
+       WHERE ${beat.done + beat.failed} > 0
+      ON CONFLICT (worker_id, minute) DO UPDATE
+        SET done = worker_minutes.done + EXCLUDED.done, failed = worker_minutes.failed + EXCLUDED.failed)
+    SELECT count(*) > 0 AS alive FROM w`.execute(db);
+  if (!rows[0]?.alive) return false;
   const outcomes = beat.outcomes ?? [];
   if (outcomes.length && beat.country && beat.stage) {
     await sql`
@@ -80,6 +97,15 @@ export async function heartbeat(db: Db, workerId: string, beat: Beat): Promise<v
         FROM unnest(${outcomes.map((o) => o.datasourceId)}::int[], ${outcomes.map((o) => o.errorClass)}::text[], ${outcomes.map((o) => o.n)}::int[]) AS v(d, c, n)
       ON CONFLICT (country, datasource_id, minute, stage, error_class) DO UPDATE SET n = datasource_minutes.n + EXCLUDED.n`.execute(db);
   }
+  return true;
+}
+
+/** Records why the worker stopped claiming (a store full or unwritable), or clears it (null) when it resumes. */
+export async function setPaused(db: Db, workerId: string, reason: string | null): Promise<void> {
+  await db.updateTable('workers')
+    .set(reason === null ? { paused_reason: null, paused_since: null } : { paused_reason: reason, paused_since: sql`coalesce(paused_since, now())` })
+    .where('id', '=', workerId)
+    .execute();
 }
 
 export async function markStopped(db: Db, workerId: string): Promise<void> {

@@ -7,6 +7,7 @@ import { LisError, errorMessage } from '../errors.ts';
 import { ensureEmbeddedRunning } from './embedded-server.ts';
 import { registerPool } from './prepared-query.ts';
 import { MIGRATIONS_DIR, assertSchemaCurrent } from './schema-version.ts';
+import { abortableDelay } from '../util/abortable-delay.ts';
 import type { Database } from './schema.ts';
 
 export type Db = Kysely<Database>;
@@ -139,7 +140,8 @@ export async function openDatabaseWaiting(
       if (Date.now() > deadline || options.signal.aborted) throw error;
       const delay = Math.min(30_000, 500 * 2 ** attempt);
       options.onRetry(`database not reachable (${errorMessage(error)}); trying again in ${Math.round(delay / 1000)}s`);
-      await new Promise((resolve) => setTimeout(resolve, delay));
+      await abortableDelay(delay, options.signal);
+      if (options.signal.aborted) throw error;
     }
   }
 }

@@ -84,6 +84,14 @@ function chain(error: unknown): ErrorLike[] {
   return out;
 }
 
+/** A file system error (it names a path) in the chain: our store failed, whatever its code (ENOSPC, EROFS, or ENOENT from a recursive mkdir on a full disk). */
+export function storeErrorOf(error: unknown): { code: string; message: string } | null {
+  for (let e = error as { code?: unknown; path?: unknown; syscall?: unknown; message?: string; cause?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+    if (typeof e.path === 'string' && typeof e.syscall === 'string' && typeof e.code === 'string') return { code: e.code, message: e.message ?? '' };
+  }
+  return null;
+}
+
 /**
  * Any error a download can end in -> what to record. Our own DownloadErrors
  * (wherever got wrapped them) keep their class; got's and the socket's are
@@ -95,6 +103,9 @@ export function classifyDownloadError(error: unknown, afterHeaders = false): Dow
   const errors = chain(error);
   const ours = errors.find((e): e is DownloadError => e instanceof DownloadError);
   if (ours) return { reason: ours.message, errorClass: ours.errorClass, retryable: ours.retryable, retryAfterSeconds: ours.retryAfterSeconds };
+  const store = storeErrorOf(error);
+  // Our disk, not the URL: the runner gives the row back uncharged and pauses until the store is writable.
+  if (store) return { reason: `cannot write the original: ${store.code}: ${store.message}`, errorClass: 'store_write_failed', retryable: true };
 
   const codes = errors.map((e) => e.code).filter((c): c is string => typeof c === 'string');
   const message = errors[0]?.message ?? String(error);

@@ -8,6 +8,7 @@ import type { ClaimedRow } from '../queue/claim-chunk.ts';
 import type { RowPatch } from '../queue/row-patch.ts';
 import { originalPath } from '../store/store-layout.ts';
 import { createDownloadClient, type DownloadClient } from './download-client.ts';
+import { storeErrorOf } from './classify-download-error.ts';
 import { SchemeFetcher } from './fetch-by-scheme.ts';
 import type { FetchOutcome } from './fetch-original.ts';
 import { drainLimiter, HostLimiter } from './host-limiter.ts';
@@ -17,6 +18,20 @@ interface PreviousDownload {
   content_hash: string | null;
   etag: string | null;
   last_modified: string | null;
+}
+
+/** A download running longer than this gives its slot to the queue (HostLimiter.demote). */
+const SLOW_AFTER_MS = 2000;
+
+/** A row waiting for a download slot, with the chunk it belongs to. */
+interface DownloadJob {
+  host: string;
+  row: ClaimedRow;
+  previous: PreviousDownload | undefined;
+  ctx: ChunkContext;
+  hardStop: AbortSignal;
+  settle: () => void;
+  skipped: () => void;
 }
 
 /** The limiter's key: the URL's host name; null for a URL that does not parse (failed at once). */
@@ -54,6 +69,9 @@ export class DownloadWorker implements StageWorker {
   readonly component = 'downloadd';
   readonly scope = 'Download';
   readonly stage = 'download' as const;
+  /** One slow URL must not idle the other download slots: the runner claims on while stragglers finish. */
+  readonly overlapChunks = true;
+  readonly stores: string[];
   private readonly client: DownloadClient;
   private readonly fetcher: SchemeFetcher;
   private readonly limiter: HostLimiter;
@@ -65,12 +83,19 @@ export class DownloadWorker implements StageWorker {
     this.fetcher = new SchemeFetcher(this.client, config);
     this.limiter = new HostLimiter({ concurrency: d.concurrency, perHost: d.perHostConcurrency, perHostDelayMs: d.perHostDelaySeconds * 1000 });
     this.storeHost = config.stores.shared ? '' : config.host;
+    this.stores = [config.stores.originals];
   }
 
   get proxied(): boolean {
     return this.client.proxied;
   }
 
+  /**
+   * Queues the chunk's rows in the limiter shared by every chunk in flight
+   * (so the caps hold across chunks) and returns once each of its rows is
+   * done or, after a stop, left unstarted. A job carries its chunk's context,
+   * whichever chunk's pump starts it.
+   */
   async processChunk(rows: ClaimedRow[], ctx: ChunkContext): Promise<void> {
     const previous = await this.previousDownloads(rows);
     const hardStop = new AbortController();
@@ -79,20 +104,52 @@ export class DownloadWorker implements StageWorker {
     let grace: NodeJS.Timeout | null = null;
     const onStop = () => {
       grace = setTimeout(() => hardStop.abort(), this.config.download.stopGraceSeconds * 1000);
+      // Unstarted jobs of stopped chunks leave the queue now (skipping them one by one would wait out each host's delay).
+      for (const job of this.limiter.clearQueued<DownloadJob>()) {
+        if (job.ctx.signal.aborted) {
+          job.skipped();
+          job.settle();
+        } else this.limiter.add(job.host, job);
+      }
     };
     ctx.signal.addEventListener('abort', onStop, { once: true });
+    let unstarted = 0;
+    let left = 0;
+    let allDone: () => void = () => {};
+    const finished = new Promise<void>((resolve) => (allDone = resolve));
+    const settle = () => {
+      if (--left === 0) allDone();
+    };
     try {
+      const jobs: DownloadJob[] = [];
       for (const row of rows) {
         const host = hostKey(row.image_url);
         if (host === null) {
           ctx.report({ ok: false, failure: { id: row.id, attempts: row.attempts, reason: `bad URL: ${JSON.stringify(row.image_url.slice(0, 200))} does not parse`, errorClass: 'bad_url', retryable: false } });
-        } else this.limiter.add(host, row);
+        } else jobs.push({ host, row, previous: previous.get(row.id), ctx, hardStop: hardStop.signal, settle, skipped: () => unstarted++ });
       }
-      const unstarted = await drainLimiter<ClaimedRow>(this.limiter, (row) => this.downloadRow(row, previous.get(row.id), ctx, hardStop.signal), ctx.signal);
-      if (unstarted.length) ctx.log.info(`Stopping: ${unstarted.length} downloads not started`, { scope: 'Download::process_chunk' });
+      left = jobs.length;
+      if (left === 0) return;
+      for (const job of jobs) this.limiter.add(job.host, job);
+      // A pump per chunk: it also starts jobs queued by other chunks, so a new chunk's rows start at once.
+      void drainLimiter<DownloadJob>(this.limiter, (job, demote) => this.runJob(job, demote), new AbortController().signal);
+      await finished;
+      if (unstarted) ctx.log.info(`Stopping: ${unstarted} downloads not started`, { scope: 'Download::process_chunk' });
     } finally {
       ctx.signal.removeEventListener('abort', onStop);
       if (grace) clearTimeout(grace);
+    }
+  }
+
+  private async runJob(job: DownloadJob, demote: () => void): Promise<void> {
+    // A download still running after this long hands its slot to the next row (a drip-feed server).
+    const slow = setTimeout(demote, SLOW_AFTER_MS);
+    try {
+      if (job.ctx.signal.aborted) job.skipped();
+      else await this.downloadRow(job.row, job.previous, job.ctx, job.hardStop);
+    } finally {
+      clearTimeout(slow);
+      job.settle();
     }
   }
 
@@ -124,6 +181,10 @@ export class DownloadWorker implements StageWorker {
       else ctx.log.debug(`${row.image_url}: ${outcome.kind}${'bytes' in outcome ? ` ${outcome.bytes} bytes ${outcome.format}` : ''} (${ms} ms)`, { scope: 'Download::fetch' });
       ctx.report(rowResult(row, outcome, this.storeHost));
     } catch (error) {
+      if (storeErrorOf(error)) {
+        ctx.report({ ok: false, failure: { id: row.id, attempts: row.attempts, reason: `cannot write the original: ${errorMessage(error)}`, errorClass: 'store_write_failed', retryable: true } });
+        return;
+      }
       ctx.log.error(`${row.image_url}: unexpected: ${errorMessage(error)}`, { scope: 'Download::fetch' });
       ctx.report({ ok: false, failure: { id: row.id, attempts: row.attempts, reason: `internal: ${errorMessage(error)}`, errorClass: 'internal', retryable: true } });
     }

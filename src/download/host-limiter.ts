@@ -28,6 +28,8 @@ export class HostLimiter {
   private turn: string[] = [];
   private activeTotal = 0;
   private queuedTotal = 0;
+  /** Jobs running so long that their slots were handed to others (see demote). */
+  private slowTotal = 0;
 
   constructor(private readonly limits: HostLimits, private readonly now: () => number = Date.now) {}
 
@@ -77,7 +79,26 @@ export class HostLimiter {
     return soonest < Infinity ? { waitMs: soonest } : null;
   }
 
-  done(host: string): void {
+  /**
+   * A job that has run for long (a server dripping bytes) gives its slots to
+   * the queue, so one slow URL does not idle a download slot; at most a
+   * quarter of `concurrency` such jobs at once, so a slow host cannot take
+   * unbounded connections. True when demoted: then `done(host, true)`.
+   */
+  demote(host: string): boolean {
+    const state = this.hosts.get(host);
+    if (!state || this.slowTotal >= Math.max(1, Math.floor(this.limits.concurrency / 4))) return false;
+    state.active--;
+    this.activeTotal--;
+    this.slowTotal++;
+    return true;
+  }
+
+  done(host: string, demoted = false): void {
+    if (demoted) {
+      this.slowTotal--;
+      return;
+    }
     const state = this.hosts.get(host);
     if (!state) return;
     state.active--;
@@ -101,7 +122,7 @@ export class HostLimiter {
  * empty and nothing is active. When `signal` aborts, no job starts any more
  * and the promise settles once the active ones end; the unstarted are returned.
  */
-export function drainLimiter<T>(limiter: HostLimiter, run: (item: T) => Promise<void>, signal: AbortSignal): Promise<T[]> {
+export function drainLimiter<T>(limiter: HostLimiter, run: (item: T, demote: () => void) => Promise<void>, signal: AbortSignal): Promise<T[]> {
   return new Promise((resolve) => {
     let timer: NodeJS.Timeout | null = null;
     let unstarted: T[] = [];
@@ -133,8 +154,15 @@ export function drainLimiter<T>(limiter: HostLimiter, run: (item: T) => Promise<
           break;
         }
         // run() must not throw; a rejection is treated as done all the same.
-        void run(next.item).catch(() => {}).finally(() => {
-          limiter.done(next.host);
+        let demoted = false;
+        const demote = () => {
+          if (!demoted && limiter.demote(next.host)) {
+            demoted = true;
+            pump();
+          }
+        };
+        void run(next.item, demote).catch(() => {}).finally(() => {
+          limiter.done(next.host, demoted);
           pump();
         });
       }

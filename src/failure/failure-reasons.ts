@@ -57,6 +57,7 @@ export const FAILURE_REASONS = {
   original_missing: { owner: 'ours', retry: 'when_fixed', meaning: 'the downloaded original is not in the store (lost, or another host)' },
   thumbnail_missing: { owner: 'ours', retry: 'when_fixed', meaning: 'a thumbnail is not in the store when pushing' },
   bad_process_details: { owner: 'ours', retry: 'when_fixed', meaning: "the datasource's sharpen/gamma/quality settings are invalid" },
+  no_thumbnails: { owner: 'ours', retry: 'when_fixed', meaning: 'image_data lists no thumbnail files, so there is nothing to push' },
   bad_image_data: { owner: 'ours', retry: 'when_fixed', meaning: 'the row\'s image_data does not match the contract' },
   frontend_down: { owner: 'ours', retry: 'when_fixed', meaning: 'a frontend could not be reached; only its pushes wait' },
   frontend_timeout: { owner: 'ours', retry: 'when_fixed', meaning: 'a frontend stopped answering during a push' },

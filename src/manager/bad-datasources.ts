@@ -42,7 +42,7 @@ async function suspects(db: Db, windowHours: number, minFailures: number, countr
     SELECT m.country, m.datasource_id
       FROM datasource_minutes m
       JOIN datasources d ON d.country = m.country AND d.datasource_id = m.datasource_id AND d.enabled
-     WHERE m.minute > now() - make_interval(hours => ${windowHours}::int)
+     WHERE m.minute > now() - make_interval(secs => ${windowHours * 3600}::float8)
        AND m.minute >= date_trunc('minute', d.updated_at)
        AND m.error_class = ANY(${sourceFaultClasses()}::text[])
        AND ${country === undefined ? sql`true` : sql`m.country = ${country}`}
@@ -65,7 +65,7 @@ async function rowHealth(db: Db, windowHours: number, country: string, datasourc
              li.last_error_class = ANY(${sourceFaultClasses()}::text[]) AS source_fault
         FROM live_images li JOIN datasources d USING (country, datasource_id)
        WHERE li.country = ${country} AND li.datasource_id = ${datasourceId}
-         AND li.updated_at > now() - make_interval(hours => ${windowHours}::int)
+         AND li.updated_at > now() - make_interval(secs => ${windowHours * 3600}::float8)
          AND li.updated_at > d.updated_at
          AND (li.attempts > 0 OR li.stage <> 'download' OR li.state = 'failed' OR li.last_error_class IS NOT NULL)),
     reasons AS (SELECT error_class, count(*) AS n FROM tried WHERE source_fault GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1)

@@ -15,17 +15,19 @@ export interface ReleasedWorker {
 
 /**
  * Releases the rows held by workers whose heartbeat has gone stale (killed,
- * crashed, host gone) and marks those workers stopped. A live worker beats
- * every few seconds whatever its chunk is doing, so its rows are never taken,
- * however long the chunk runs. The workers table is read first: the scan of
+ * crashed, host gone), or that beat but have made no progress on the rows
+ * they hold for `wedgedSeconds`, and marks those workers stopped (their next
+ * heartbeat sees it and drops the chunk instead of reviving). The workers table is read first: the scan of
  * held rows only runs when a dead worker may hold some.
  */
-export async function releaseStuckJobs(db: Db, staleSeconds: number, country?: string): Promise<ReleasedWorker[]> {
+export async function releaseStuckJobs(db: Db, staleSeconds: number, country?: string, wedgedSeconds?: number): Promise<ReleasedWorker[]> {
+  // Wedged: it beats but has made no progress on the rows it holds for wedgedSeconds (liveness by progress).
+  const wedged = wedgedSeconds === undefined ? sql<boolean>`false` : sql<boolean>`(holding > 0 AND progress_at < now() - make_interval(secs => ${wedgedSeconds}))`;
   const dead = await db
     .selectFrom('workers')
-    .select(['id', 'component', 'host', sql<number>`extract(epoch FROM now() - heartbeat_at)::float8`.as('silent')])
+    .select(['id', 'component', 'host', sql<number>`extract(epoch FROM now() - least(heartbeat_at, coalesce(progress_at, heartbeat_at)))::float8`.as('silent')])
     .where('stopped_at', 'is', null)
-    .where(sql<boolean>`heartbeat_at < now() - make_interval(secs => ${staleSeconds})`)
+    .where(sql<boolean>`(heartbeat_at < now() - make_interval(secs => ${staleSeconds}) OR ${wedged})`)
     .$if(country !== undefined, (q) => q.where('country', '=', country!))
     .execute();
   const released: ReleasedWorker[] = [];
@@ -40,7 +42,7 @@ export async function releaseStuckJobs(db: Db, staleSeconds: number, country?: s
       const count = await releaseAllHeldBy(trx, worker.id);
       await recordEvent(trx, {
         check: 'stuck_jobs', country, subject: worker.id, rows: count,
-        detail: `released ${count} rows held by ${worker.id} (${worker.component}), silent for ${Math.round(worker.silent)}s`,
+        detail: `released ${count} rows held by ${worker.id} (${worker.component}), silent or without progress for ${Math.round(worker.silent)}s`,
       });
       return count;
     });

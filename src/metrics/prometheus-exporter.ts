@@ -55,6 +55,10 @@ export async function startPrometheusExporter(options: ExporterOptions): Promise
   });
   const claimSeconds = new client.Histogram({ name: 'lis_claim_seconds', help: 'Seconds a chunk claim takes', labelNames: ['stage'], buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], registers: [registry] });
   const chunkRows = new client.Histogram({ name: 'lis_chunk_rows', help: 'Rows gained per claim', labelNames: ['stage'], buckets: [0, 1, 10, 50, 100, 250, 500, 1000, 5000], registers: [registry] });
+  const givenBack = new client.Counter({ name: 'lis_rows_given_back_total', help: 'Rows given back uncharged because of our own fault (owner "ours" in the failure table), by class', labelNames: ['stage', 'reason'], registers: [registry] });
+  // Free space is lis_store_free_bytes below, read at each scrape for every store; the size comes from the stage's store checks.
+  const storeTotal = new client.Gauge({ name: 'lis_store_size_bytes', help: 'Size of the file system of each store this worker writes, by folder', labelNames: ['store'], registers: [registry] });
+  const paused = new client.Gauge({ name: 'lis_worker_paused', help: '1 while this worker claims nothing because a store is full or unwritable', registers: [registry] });
   const heartbeat = new client.Gauge({ name: 'lis_worker_heartbeat_timestamp_seconds', help: 'When this worker last told the database it is alive', registers: [registry] });
   let cache: { at: number; rows: Awaited<ReturnType<typeof queueDepth>> } | null = null;
   const readQueue = async () => {
@@ -124,11 +128,16 @@ export async function startPrometheusExporter(options: ExporterOptions): Promise
       claimSeconds.observe({ stage }, seconds);
       chunkRows.observe({ stage }, rows);
     },
-    onResult: (stage, result, seconds) => {
+    onResult: (stage, result, seconds, kind) => {
       rowSeconds.observe({ stage }, seconds);
       if (result.ok) done.inc({ stage });
+      else if (kind === 'ours') givenBack.inc({ stage, reason: result.failure.errorClass });
       else failed.inc({ stage, reason: result.failure.errorClass, retryable: String(result.failure.retryable) });
     },
+    onStoreHealth: (health) => {
+      if (health.totalBytes !== null) storeTotal.set({ store: health.dir }, health.totalBytes);
+    },
+    onPaused: (isPaused) => paused.set(isPaused ? 1 : 0),
     onHeartbeat: () => {
       lastBeat = Date.now();
       heartbeat.setToCurrentTime();

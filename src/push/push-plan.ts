@@ -54,8 +54,8 @@ export function planPush(rows: PushRow[], frontends: string[], have: Set<string>
 }
 
 export interface SettleOptions {
-  /** queue.maxAttempts: a frontend's trouble never uses up the last attempt (see decideRowResults). */
-  maxAttempts: number;
+  /** Kept for callers; attempts are no longer capped here (see decideRowResults). */
+  maxAttempts?: number;
 }
 
 /**
@@ -63,14 +63,12 @@ export interface SettleOptions {
  * when every enabled frontend has it (it had it before, or got it now).
  * Otherwise it waits for a retry that pushes only to the frontends it lacks.
  *
- * Attempts: a frontend that is down or failing is not the row's fault and may
- * last hours, so such failures report `attempts` capped below
- * `maxAttempts - 1`: they always stay retryable, and the backoff stops
- * growing at `base * 2^(maxAttempts-2)` (8 minutes with the defaults), so a
- * frontend that comes back is caught up within that. Only the row's own
- * trouble (its thumbnails missing from the store) counts towards a permanent failure.
+ * Attempts: a frontend that is down or failing is our fault (an `ours` class
+ * in src/failure/failure-reasons.ts), so the runner gives such rows back
+ * without charging them, to be pushed again after queue.oursRetrySeconds,
+ * however long the frontend stays down.
  */
-export function decideRowResults(rows: PushRow[], frontends: string[], outcomes: Map<string, FrontendRowOutcome>, options: SettleOptions): RowResult[] {
+export function decideRowResults(rows: PushRow[], frontends: string[], outcomes: Map<string, FrontendRowOutcome>, _options: SettleOptions = {}): RowResult[] {
   return rows.map((row): RowResult => {
     const failures: Array<{ frontend: string; errorClass: string; message: string }> = [];
     const pushed: string[] = [];
@@ -88,12 +86,7 @@ export function decideRowResults(rows: PushRow[], frontends: string[], outcomes:
     const reason = `not on ${failures.map((f) => `${f.frontend} (${f.message})`).join('; ')}${pushed.length ? `; on ${pushed.join(', ')}` : ''}`;
     return {
       ok: false,
-      failure: { id: row.id, attempts: frontendFailureAttempts(row.attempts, options.maxAttempts), errorClass: failures[0].errorClass, reason, retryable: true },
+      failure: { id: row.id, attempts: row.attempts, errorClass: failures[0].errorClass, reason, retryable: true },
     };
   });
-}
-
-/** The attempts a frontend failure reports: never enough for failRows to make it permanent. */
-export function frontendFailureAttempts(attempts: number, maxAttempts: number): number {
-  return Math.max(0, Math.min(attempts, maxAttempts - 2));
 }

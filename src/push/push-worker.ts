@@ -4,10 +4,11 @@ import type { Db } from '../db/connect.ts';
 import type { ClaimedRow } from '../queue/claim-chunk.ts';
 import { enabledFrontends } from './frontend-registry.ts';
 import type { ConcurrencyLimit } from './limit-concurrency.ts';
-import { decideRowResults, frontendFailureAttempts, planPush, prepareRows, type FrontendRowOutcome } from './push-plan.ts';
+import { decideRowResults, planPush, prepareRows, type FrontendRowOutcome } from './push-plan.ts';
 import { loadCurrentPushes, recordPushResults, type PushResult } from './push-records.ts';
 import { describeTransfer, pushToFrontends } from './push-to-frontends.ts';
 import { findMissingFiles } from './store-files.ts';
+import { recordFrontendHealth } from './frontend-health.ts';
 
 export interface PushWorkerOptions {
   config: LisConfig;
@@ -38,7 +39,7 @@ export class PushWorker implements StageWorker {
       // Making rows live with no frontend at all would publish nothing; they wait for `lis frontend add`.
       ctx.log.warn('No enabled frontend (lis frontend add NAME TARGET): the chunk waits', scope);
       for (const row of claimed) {
-        ctx.report({ ok: false, failure: { id: row.id, attempts: frontendFailureAttempts(row.attempts, config.queue.maxAttempts), errorClass: 'no_frontends', reason: 'no enabled frontend to push to', retryable: true } });
+        ctx.report({ ok: false, failure: { id: row.id, attempts: row.attempts, errorClass: 'no_frontends', reason: 'no enabled frontend to push to', retryable: true } });
       }
       return;
     }
@@ -60,8 +61,9 @@ export class PushWorker implements StageWorker {
     const { outcomes, transfers } = await pushToFrontends(plan, frontends, { config: config.push, storeRoot: config.stores.thumbnails, limit: this.options.limit });
     for (const t of transfers) {
       if (t.outcome.ok) ctx.log.debug(describeTransfer(t), scope);
-      else ctx.log.warn(`${describeTransfer(t)}; its rows stay not live until it catches up`, scope);
+      else ctx.log.warn(`${describeTransfer(t)}; its rows stay not live until it catches up (no row is charged)`, scope);
     }
+    await recordFrontendHealth(db, transfers).catch((error: Error) => ctx.log.warn(`Cannot record frontend health: ${error.message}`, scope));
 
     await recordPushResults(db, pushResultsOf(outcomes), config.queue.backoff);
     for (const result of decideRowResults(rows, names, outcomes, { maxAttempts: config.queue.maxAttempts })) ctx.report(result);

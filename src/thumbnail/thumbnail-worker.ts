@@ -48,6 +48,8 @@ export function createThumbnailWorker({ config, db }: ThumbnailWorkerOptions): S
     component: 'thumbnaild',
     scope: 'Thumbnail',
     stage: 'thumbnail',
+    // A full or read-only thumbnail store pauses the stage instead of charging rows.
+    stores: [config.stores.thumbnails],
     async close() {
       if (lastLog) await markNewDuplicates(lastLog);
     },

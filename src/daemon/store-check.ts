@@ -1,0 +1,85 @@
+import { mkdir, open, statfs, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import { tempPathFor } from '../store/atomic-file.ts';
+
+export interface StoreLimits {
+  /** Pause below this many free bytes (stores.minFreeBytes). */
+  minFreeBytes: number;
+  /** ... or below this share of the file system free (stores.minFreePercent). */
+  minFreePercent: number;
+}
+
+export interface StoreHealth {
+  dir: string;
+  ok: boolean;
+  /** Why not, with the real errno first (`ENOSPC: ...`, `EROFS: ...`): never Node's ENOENT from a recursive mkdir. */
+  reason: string | null;
+  freeBytes: number | null;
+  totalBytes: number | null;
+}
+
+/** The folder itself, or its nearest existing parent: where statfs can look before the store is made. */
+async function statfsNearest(dir: string): Promise<Awaited<ReturnType<typeof statfs>>> {
+  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
+    try {
+      return await statfs(d);
+    } catch (error) {
+      if (path.dirname(d) === d) throw error;
+    }
+  }
+}
+
+const PROBE_BYTES = 4096;
+
+/**
+ * Pure: whether free space is under the minimum, and the reason. Used before
+ * the probe so that a stage pauses before the disk is full, not after.
+ */
+export function spaceVerdict(dir: string, freeBytes: number, totalBytes: number, limits: StoreLimits): string | null {
+  if (freeBytes <= 0) return `ENOSPC: no space left on the file system of ${dir}`;
+  const percent = totalBytes > 0 ? (freeBytes / totalBytes) * 100 : 100;
+  if (freeBytes < limits.minFreeBytes) return `low space: ${freeBytes} bytes free on ${dir}, under stores.minFreeBytes (${limits.minFreeBytes})`;
+  if (percent < limits.minFreePercent) return `low space: ${percent.toFixed(2)}% free on ${dir}, under stores.minFreePercent (${limits.minFreePercent}%)`;
+  return null;
+}
+
+/**
+ * Can the stage write this store? Free space by statfs against the limits,
+ * then a real write (a small file, fsync, unlink), whose error code is the
+ * true one: a recursive mkdir on a full or read-only disk says ENOENT.
+ */
+export async function checkStore(dir: string, limits: StoreLimits): Promise<StoreHealth> {
+  let freeBytes: number;
+  let totalBytes: number;
+  try {
+    const fs = await statfsNearest(dir);
+    freeBytes = Number(fs.bavail) * Number(fs.bsize);
+    totalBytes = Number(fs.blocks) * Number(fs.bsize);
+  } catch (error) {
+    return { dir, ok: false, reason: `${codeOf(error)}: cannot statfs ${dir}: ${(error as Error).message}`, freeBytes: null, totalBytes: null };
+  }
+  const low = spaceVerdict(dir, freeBytes, totalBytes, limits);
+  if (low) return { dir, ok: false, reason: low, freeBytes, totalBytes };
+  // Named as our temp files are, so that a probe left by a killed process is swept by lis_cron_frontend --fs_check.
+  const probe = tempPathFor(path.join(dir, '.lis-probe'));
+  try {
+    await mkdir(dir, { recursive: true });
+    const handle = await open(probe, 'w');
+    try {
+      await handle.writeFile(Buffer.alloc(PROBE_BYTES));
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  } catch (error) {
+    return { dir, ok: false, reason: `${codeOf(error)}: cannot write ${dir}: ${(error as Error).message}`, freeBytes, totalBytes };
+  } finally {
+    await unlink(probe).catch(() => {});
+  }
+  return { dir, ok: true, reason: null, freeBytes, totalBytes };
+}
+
+function codeOf(error: unknown): string {
+  const code = (error as { code?: unknown }).code;
+  return typeof code === 'string' ? code : 'EIO';
+}

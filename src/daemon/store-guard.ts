@@ -1,0 +1,75 @@
+import type { Logger } from '../log/create-logger.ts';
+import { abortableDelay } from '../util/abortable-delay.ts';
+import { checkStore, type StoreHealth, type StoreLimits } from './store-check.ts';
+
+export interface StoreGuardOptions {
+  /** The folders the stage writes. */
+  dirs: string[];
+  limits: StoreLimits;
+  /** Free space is looked at no more often than this while all is well. */
+  checkEverySeconds: number;
+  /** The cap of the backoff between checks while paused. */
+  retryMaxSeconds: number;
+  log: Logger;
+  scope: string;
+  onHealth?: (health: StoreHealth) => void;
+  /** Records the pause (a reason) and its end (null), e.g. in workers.paused_reason. */
+  onPause: (reason: string | null) => Promise<void>;
+}
+
+/**
+ * Back-pressure on our own stores: before each claim the stage's stores are
+ * checked (statfs against the minimum, and a probe write when something
+ * failed); while one cannot be written the stage claims nothing, says why at
+ * error level with the real errno, and looks again with a capped backoff,
+ * resuming by itself once the store is fine.
+ */
+export class StoreGuard {
+  private lastCheck = 0;
+  private suspect = false;
+  paused: string | null = null;
+
+  constructor(private readonly options: StoreGuardOptions) {}
+
+  /** A stage reported a store fault: look again before the next claim. */
+  flag(): void {
+    this.suspect = true;
+  }
+
+  /** Returns once every store is writable (at once, mostly), or when `signal` aborts. */
+  async waitWritable(signal: AbortSignal): Promise<void> {
+    const { dirs, log, scope } = this.options;
+    if (dirs.length === 0) return;
+    if (!this.suspect && Date.now() - this.lastCheck < this.options.checkEverySeconds * 1000) return;
+    for (let attempt = 0; !signal.aborted; attempt++) {
+      const bad = await this.checkAll();
+      if (!bad) {
+        if (this.paused !== null) {
+          log.info(`Store writable again, resuming: ${this.paused} is over`, { scope });
+          this.paused = null;
+          await this.options.onPause(null).catch(() => {});
+        }
+        this.suspect = false;
+        return;
+      }
+      const delay = Math.min(this.options.retryMaxSeconds, 2 ** Math.min(attempt, 20)) * 1000;
+      if (this.paused === null || attempt === 0) {
+        log.error(`Store not writable, pausing (no rows claimed, none charged): ${bad}; looking again with backoff up to ${this.options.retryMaxSeconds}s`, { scope });
+        this.paused = bad;
+        await this.options.onPause(bad).catch((error: Error) => log.warn(`Cannot record the pause: ${error.message}`, { scope }));
+      }
+      await abortableDelay(delay, signal);
+    }
+  }
+
+  /** The first store's trouble, or null when all are fine. */
+  private async checkAll(): Promise<string | null> {
+    this.lastCheck = Date.now();
+    for (const dir of this.options.dirs) {
+      const health = await checkStore(dir, this.options.limits);
+      this.options.onHealth?.(health);
+      if (!health.ok) return health.reason;
+    }
+    return null;
+  }
+}

@@ -1,0 +1,130 @@
+// Our own faults never cost a row: a full store pauses the stage, a frontend
+// down holds only its own pushes. Real file systems (a tmpfs the test mounts),
+// real daemons, real rsync.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { sql } from 'kysely';
+import { parseConfig } from '../src/config/load-config.ts';
+import { runDaemon } from '../src/daemon/run-daemon.ts';
+import { closeLogger, createLogger } from '../src/log/create-logger.ts';
+import { runCheck } from '../src/manager/run-check.ts';
+import { addFrontend } from '../src/push/frontend-registry.ts';
+import { createPusher } from '../src/push/pusherd-main.ts';
+import { countBy } from './helpers/rows.ts';
+import { insertPushRows } from './helpers/push-fixtures.ts';
+import { spawnTs, waitFor, type Spawned } from './helpers/processes.ts';
+import { RsyncDaemon } from './helpers/rsync-daemons.ts';
+import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+import { flatJpeg, insertThumbnailRows } from './helpers/thumbnail-fixtures.ts';
+
+/** Writes zeros until the file system says ENOSPC. */
+function fillUp(file: string): void {
+  const fd = fs.openSync(file, 'w');
+  const block = Buffer.alloc(64 * 1024);
+  try {
+    for (;;) fs.writeSync(fd, block);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOSPC') throw error;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+async function chargedRows(t: TestDatabase): Promise<number> {
+  const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM live_images WHERE attempts > 0 OR state = 'failed'`.execute(t.db);
+  return rows[0].n;
+}
+
+describe('our own faults are never charged to a row', function () {
+  this.timeout(120_000);
+  let t: TestDatabase;
+  const cleanups: Array<() => Promise<void> | void> = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await Promise.resolve(c()).catch(() => {});
+    await t.drop();
+  });
+
+  it('a thumbnail store on a full file system (tmpfs) pauses lis_thumbnaild, charges nothing, logs ENOSPC, and it resumes by itself when space returns', async () => {
+    t = await createTestDatabase();
+    const store = path.join(t.dir, 'thumbs-tmpfs');
+    fs.mkdirSync(store);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', store]);
+    cleanups.push(() => {
+      execFileSync('umount', ['-l', store]);
+    });
+    const filler = path.join(store, 'filler');
+    fillUp(filler);
+    const colours = [[200, 40, 40], [40, 200, 40], [40, 40, 200], [200, 200, 40], [40, 200, 200], [200, 40, 200]];
+    await insertThumbnailRows(t.db, t.config, 'uk', await Promise.all(colours.map(async ([r, g, b], i) => ({ url: `http://a.example/${i}.jpg`, original: await flatJpeg(320, 240, { r, g, b }) }))));
+    const config = t.writeConfig({
+      stores: { thumbnails: store, minFreeBytes: 0, minFreePercent: 0, checkSeconds: 0.2, retryMaxSeconds: 0.5 },
+      queue: { pollSeconds: 0.5, heartbeatSeconds: 0.5 },
+    });
+    const run: Spawned = spawnTs('bin/lis_thumbnaild', ['--country', 'uk', '--config', config, '--service']);
+    cleanups.push(async () => {
+      if (run.child.exitCode === null) run.child.kill('SIGKILL');
+      await run.exited;
+    });
+    const paused = async () => (await t.db.selectFrom('workers').select(['paused_reason', 'paused_since']).executeTakeFirst()) ?? null;
+    await waitFor(async () => (await paused())?.paused_reason != null, 30_000, 'the worker paused');
+    assert.match((await paused())!.paused_reason!, /^ENOSPC/);
+    assert.ok((await paused())!.paused_since);
+    const errorLog = path.join(t.config.log.dir, 'thumbnaild.error.log');
+    await waitFor(() => fs.existsSync(errorLog) && /ERROR .*Store not writable, pausing .*ENOSPC/.test(fs.readFileSync(errorLog, 'utf8')), 10_000, 'ENOSPC in the error log');
+    assert.deepEqual(await countBy(t.db), { 'thumbnail/waiting': 6 }, 'nothing claimed while paused');
+    assert.equal(await chargedRows(t), 0);
+
+    fs.rmSync(filler);
+    await waitFor(async () => (await countBy(t.db))['push/waiting'] === 6, 30_000, 'every row thumbnailed once space returned');
+    assert.equal(await chargedRows(t), 0);
+    assert.equal((await paused())!.paused_reason, null, 'the pause is over');
+    assert.match(fs.readFileSync(path.join(t.config.log.dir, 'thumbnaild.log'), 'utf8'), /Store writable again, resuming/);
+    run.child.kill('SIGTERM');
+    assert.equal((await run.exited).code, 0, run.output());
+  });
+
+  it('a frontend down for hours (many retry rounds) holds only its own pushes: no row charged, every datasource enabled, down_since recorded and cleared', async () => {
+    t = await createTestDatabase();
+    const daemons = await Promise.all(['n1', 'n2'].map((n) => RsyncDaemon.start(path.join(t.dir, `rsyncd-${n}`))));
+    cleanups.push(() => Promise.all(daemons.map((d) => d.stop())).then(() => {}));
+    await addFrontend(t.db, 'n1', daemons[0].url('t'));
+    await addFrontend(t.db, 'n2', daemons[1].url('t'));
+    // Three datasources, all of whose rows wait for n2.
+    for (const ds of [21, 22, 23]) {
+      await insertPushRows(t.db, t.config, 'uk', 10, { prefix: `http://ds${ds}.example/` });
+      await sql`UPDATE live_images SET datasource_id = ${ds} WHERE image_url LIKE ${`http://ds${ds}.example/%`}`.execute(t.db);
+    }
+    await daemons[1].stop();
+    // "Six hours" in a few seconds: the window, minimum and retry time all shortened, many rounds run.
+    const config = parseConfig({
+      ...JSON.parse(fs.readFileSync(t.writeConfig(), 'utf8')),
+      queue: { oursRetrySeconds: 0.01, pollSeconds: 0.05 },
+      manager: { badDatasource: { windowHours: 6, minAttempts: 5, failureRate: 0.5 } },
+    }, {}, t.dir);
+    const log = createLogger({ component: 'pusherd', log: config.log, screen: false, files: false });
+    cleanups.push(() => closeLogger(log));
+    for (let round = 0; round < 6; round++) {
+      const pusher = await createPusher({ config, db: t.db, log, country: 'uk', chunkSize: 30, service: false, signal: new AbortController().signal });
+      await runDaemon(pusher, { config, db: t.db, databaseUrl: t.url, log, country: 'uk', chunkSize: 30, service: false, signal: new AbortController().signal });
+      await sql`UPDATE live_images SET next_attempt_at = now()`.execute(t.db);
+      await runCheck('bad_datasources', { config, db: t.db, log, country: 'uk' });
+    }
+    assert.deepEqual(await countBy(t.db), { 'push/waiting': 30 }, 'not live while n2 lacks them');
+    assert.equal(await chargedRows(t), 0, 'no row charged for the frontend');
+    const rows = await t.db.selectFrom('live_images').select(['last_error_class']).distinct().execute();
+    assert.deepEqual(rows.map((r) => r.last_error_class), ['frontend_down']);
+    const disabled = await sql<{ n: number }>`SELECT count(*)::int AS n FROM datasources WHERE NOT enabled`.execute(t.db);
+    assert.equal(disabled.rows[0].n, 0, 'no datasource disabled');
+    const n2 = await t.db.selectFrom('frontends').select(['down_since', 'down_reason']).where('name', '=', 'n2').executeTakeFirstOrThrow();
+    assert.ok(n2.down_since, 'down_since recorded');
+    assert.match(n2.down_reason!, /^frontend_down: /);
+
+    await daemons[1].start();
+    const pusher = await createPusher({ config, db: t.db, log, country: 'uk', chunkSize: 30, service: false, signal: new AbortController().signal });
+    await runDaemon(pusher, { config, db: t.db, databaseUrl: t.url, log, country: 'uk', chunkSize: 30, service: false, signal: new AbortController().signal });
+    assert.deepEqual(await countBy(t.db), { 'live/done': 30 });
+    assert.equal((await t.db.selectFrom('frontends').select('down_since').where('name', '=', 'n2').executeTakeFirstOrThrow()).down_since, null, 'cleared when it answers');
+  });
+});

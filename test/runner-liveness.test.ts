@@ -1,0 +1,229 @@
+// The runner's liveness: worker ids that cannot collide, wedged workers freed,
+// released workers that learn it, permanent SQL errors, SIGTERM in an outage,
+// and no head-of-line blocking behind a slow row.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import net from 'node:net';
+import { sql } from 'kysely';
+import type { LisConfigInput } from '../src/config/config-schema.ts';
+import { parseConfig } from '../src/config/load-config.ts';
+import { runDaemon, type RunOptions, type StageWorker } from '../src/daemon/run-daemon.ts';
+import { workerIdFor } from '../src/daemon/worker-registry.ts';
+import { DownloadWorker } from '../src/download/download-worker.ts';
+import { closeLogger, createLogger } from '../src/log/create-logger.ts';
+import { releaseStuckJobs } from '../src/manager/stuck-jobs.ts';
+import { countBy, insertUrls } from './helpers/rows.ts';
+import { spawnTs, waitFor, type Spawned } from './helpers/processes.ts';
+import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+
+describe('daemon runner: liveness and ids', function () {
+  this.timeout(90_000);
+  let t: TestDatabase;
+  const cleanups: Array<() => Promise<void> | void> = [];
+  beforeEach(async () => (t = await createTestDatabase()));
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+    await t.drop();
+  });
+
+  /** runDaemon in this process with the test's config plus `overrides`. */
+  function start(worker: StageWorker, overrides: LisConfigInput = {}, options: Partial<RunOptions> = {}) {
+    const config = parseConfig({ ...t.config, ...overrides, queue: { ...t.config.queue, ...overrides.queue } } as LisConfigInput, {});
+    const log = createLogger({ component: worker.component, log: config.log, screen: false, files: false });
+    const lines: string[] = [];
+    for (const level of ['error', 'warn', 'info'] as const) {
+      const original = log[level].bind(log);
+      (log as unknown as Record<string, unknown>)[level] = (message: string, meta?: object) => {
+        lines.push(`${level.toUpperCase()} ${message}`);
+        return original(message, meta);
+      };
+    }
+    const stop = new AbortController();
+    const done = runDaemon(worker, { config, db: t.db, databaseUrl: t.url, log, country: 'uk', chunkSize: 50, service: true, signal: stop.signal, ...options });
+    const settled = done.then(() => null, (error: Error) => error);
+    cleanups.push(async () => {
+      stop.abort();
+      await settled;
+      await closeLogger(log);
+    });
+    return { stop, done, settled, lines };
+  }
+
+  /** A stage that finishes each row at once and remembers who worked it. */
+  function recordingStage(seen: Map<string, string>, twice: string[], name: string): StageWorker {
+    return {
+      component: 'testd', scope: 'Test', stage: 'download',
+      async processChunk(rows, ctx) {
+        for (const row of rows) {
+          if (seen.has(row.id)) twice.push(`row ${row.id}: ${seen.get(row.id)} and ${name}`);
+          seen.set(row.id, name);
+          await new Promise((resolve) => setImmediate(resolve));
+          ctx.report({ ok: true, row: { id: row.id } });
+        }
+      },
+    };
+  }
+
+  it('two workers with the same host and pid get different ids and never share rows', async () => {
+    assert.notEqual(workerIdFor('box', 1), workerIdFor('box', 1));
+    assert.match(workerIdFor('box', 1), /^box:1:[0-9a-f]{8}$/);
+    await insertUrls(t.db, 'uk', 400);
+    const seen = new Map<string, string>();
+    const twice: string[] = [];
+    // Same host (config), same pid (one process): the situation of containers all running as pid 1.
+    const a = start(recordingStage(seen, twice, 'a'), {}, { service: false });
+    const b = start(recordingStage(seen, twice, 'b'), {}, { service: false });
+    assert.equal(await a.settled, null);
+    assert.equal(await b.settled, null);
+    assert.deepEqual(await countBy(t.db), { 'thumbnail/waiting': 400 });
+    assert.equal(seen.size, 400);
+    assert.deepEqual(twice, [], 'no row worked by both');
+    const workers = await t.db.selectFrom('workers').select('id').execute();
+    assert.equal(new Set(workers.map((w) => w.id)).size, 2);
+  });
+
+  /** Wedged on its first chunk (until that chunk is dropped); works later ones. */
+  function wedgedOnce(): StageWorker {
+    let chunks = 0;
+    return {
+      component: 'testd', scope: 'Test', stage: 'download',
+      async processChunk(rows, ctx) {
+        if (chunks++ === 0) return new Promise((resolve) => ctx.signal.addEventListener('abort', () => resolve()));
+        for (const row of rows) ctx.report({ ok: true, row: { id: row.id } });
+      },
+    };
+  }
+
+  it('a wedged chunk is given back by the worker itself after queue.progressTimeoutSeconds, uncharged', async () => {
+    await insertUrls(t.db, 'uk', 20);
+    const run = start(wedgedOnce(), { queue: { progressTimeoutSeconds: 1, heartbeatSeconds: 0.2, pollSeconds: 60 } });
+    await waitFor(() => run.lines.some((l) => /^ERROR No progress on a chunk for \d+s .*giving back its 20 unfinished rows/.test(l)), 20_000, 'the wedged chunk given back');
+    await waitFor(async () => (await countBy(t.db))['thumbnail/waiting'] === 20, 10_000, 'the rows worked once given back');
+    const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM live_images WHERE attempts > 0`.execute(t.db);
+    assert.equal(rows[0].n, 0);
+  });
+
+  it("the manager frees a wedged worker's rows by its progress_at; the worker learns it and drops the chunk instead of reviving", async () => {
+    await insertUrls(t.db, 'uk', 20);
+    const run = start(wedgedOnce(), { queue: { heartbeatSeconds: 0.2, pollSeconds: 0.2 } });
+    await waitFor(async () => Number((await t.db.selectFrom('workers').select('holding').executeTakeFirst())?.holding ?? 0) === 20, 10_000, 'holding 20');
+    await sql`UPDATE workers SET progress_at = now() - interval '1 hour'`.execute(t.db);
+    // Its heartbeat is fresh: only the lack of progress marks it.
+    const released = await releaseStuckJobs(t.db, 60, 'uk', 600);
+    assert.equal(released.length, 1);
+    assert.equal(released[0].rows, 20);
+    await waitFor(() => run.lines.some((l) => /^ERROR The manager marked this worker stopped and released its rows/.test(l)), 10_000, 'the worker learns it');
+    // Registered again, it claims the rows afresh (they were released, so it may) and works them.
+    await waitFor(async () => (await countBy(t.db))['thumbnail/waiting'] === 20, 10_000, 'the rows worked after the release');
+    assert.equal((await t.db.selectFrom('workers').select('stopped_at').executeTakeFirstOrThrow()).stopped_at, null, 'registered again');
+    const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM live_images WHERE attempts > 0`.execute(t.db);
+    assert.equal(rows[0].n, 0);
+  });
+
+  it('a permanent SQL error (an undefined column) stops the daemon with a clear message instead of retrying for ever', async () => {
+    await insertUrls(t.db, 'uk', 5);
+    let renamed = false;
+    const stage: StageWorker = {
+      component: 'testd', scope: 'Test', stage: 'download',
+      async processChunk(rows, ctx) {
+        await sql`ALTER TABLE live_images RENAME COLUMN last_error TO last_error_gone`.execute(t.db);
+        renamed = true;
+        for (const row of rows) ctx.report({ ok: false, failure: { id: row.id, attempts: 0, reason: 'HTTP 404', errorClass: 'http_404', retryable: false } });
+      },
+    };
+    const run = start(stage);
+    const error = (await run.settled) as (Error & { code?: string }) | null;
+    assert.ok(renamed);
+    assert.ok(error, 'runDaemon rejected');
+    assert.equal(error.code, 'ERR_DATABASE_PERMANENT');
+    assert.match(error.message, /SQLSTATE 42703: retrying cannot fix this; stopping/);
+  });
+
+  it('SIGTERM during a database outage exits within seconds (at start-up and while running)', async () => {
+    // A TCP proxy to the test's server that the test closes: the shared server is never touched.
+    const target = new URL(t.url);
+    const sockets = new Set<net.Socket>();
+    const proxy = net.createServer((client) => {
+      const upstream = net.connect(Number(target.port), target.hostname);
+      for (const s of [client, upstream]) {
+        sockets.add(s);
+        s.on('error', () => {});
+        s.on('close', () => sockets.delete(s));
+      }
+      client.pipe(upstream).pipe(client);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const port = (proxy.address() as net.AddressInfo).port;
+    const cut = () => {
+      proxy.close();
+      for (const s of sockets) s.destroy();
+    };
+    cleanups.push(cut);
+    const viaProxy = new URL(t.url);
+    viaProxy.port = String(port);
+    const config = t.writeConfig({ database: { url: viaProxy.toString() }, queue: { heartbeatSeconds: 0.5 } });
+    await insertUrls(t.db, 'uk', 200);
+    const run: Spawned = spawnTs('test/fixtures/test-daemon.ts', ['--country', 'uk', '--config', config], { TEST_ROW_MS: '50' });
+    cleanups.push(async () => {
+      if (run.child.exitCode === null) run.child.kill('SIGKILL');
+      await run.exited;
+    });
+    await waitFor(async () => ((await countBy(t.db))['thumbnail/waiting'] ?? 0) >= 20, 30_000, 'work under way');
+    cut();
+    await waitFor(() => /Could not write|Heartbeat failed|Database connection lost/.test(run.output()), 20_000, 'the outage seen');
+    const stopped = Date.now();
+    run.child.kill('SIGTERM');
+    const { code } = await run.exited;
+    const seconds = (Date.now() - stopped) / 1000;
+    assert.ok(seconds < 5, `exited ${seconds.toFixed(1)}s after SIGTERM:\n${run.output()}`);
+    assert.equal(code, 0, run.output());
+
+    // At start-up: waiting for a database that is not there ends at SIGTERM too.
+    const waiting = spawnTs('test/fixtures/test-daemon.ts', ['--country', 'uk', '--config', config, '--service']);
+    cleanups.push(async () => {
+      if (waiting.child.exitCode === null) waiting.child.kill('SIGKILL');
+      await waiting.exited;
+    });
+    const logFile = path.join(t.config.log.dir, 'testd.log');
+    await waitFor(() => fs.existsSync(logFile) && /database not reachable/.test(fs.readFileSync(logFile, 'utf8')), 20_000, 'waiting for the database');
+    const asked = Date.now();
+    waiting.child.kill('SIGTERM');
+    await waiting.exited;
+    assert.ok((Date.now() - asked) / 1000 < 5, waiting.output());
+  });
+
+  it('a URL that drips a byte a second holds neither the rest of its chunk nor the next chunk', async () => {
+    const server = http.createServer((req, res) => {
+      if (req.url!.includes('drip')) {
+        res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': '100000' });
+        const timer = setInterval(() => res.write(Buffer.from([0xff])), 1000);
+        res.on('close', () => clearInterval(timer));
+        return;
+      }
+      res.writeHead(404).end('no');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }));
+    const origin = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+    // Chunks of 40: one drip URL each, the rest fail fast (a 404 is as good as an image here: a result).
+    const urls = Array.from({ length: 240 }, (_, i) => (i % 40 === 0 ? `${origin}/drip/${i}.jpg` : `${origin}/img/${i}.jpg`));
+    await t.db.insertInto('live_images').values(urls.map((image_url) => ({ country: 'uk', datasource_id: 1, image_url }))).execute();
+    const overrides: LisConfigInput = { download: { allowAddresses: ['127.0.0.1:*'], concurrency: 8, perHostConcurrency: 8, perHostDelaySeconds: 0 } };
+    const config = parseConfig({ ...t.config, ...overrides } as LisConfigInput, {});
+    const run = start(new DownloadWorker(config, t.db, 'uk'), overrides, { chunkSize: 40 });
+    await waitFor(async () => (await countBy(t.db))['download/failed'] === 240, 120_000, 'every row done (the drips cut by a download timeout)');
+    const { rows } = await sql<{ drip: boolean; first: Date; last: Date }>`
+      SELECT image_url LIKE '%/drip/%' AS drip, min(updated_at) AS first, max(updated_at) AS last FROM live_images GROUP BY 1`.execute(t.db);
+    const fast = rows.find((r) => !r.drip)!;
+    const drips = rows.find((r) => r.drip)!;
+    // Every fast row of all six chunks was finished before the first drip ended: no chunk waited for its drip.
+    assert.ok(fast.last < drips.first, `fast rows done by ${fast.last.toISOString()}, first drip ended ${drips.first.toISOString()}\n${run.lines.join('\n')}`);
+    run.stop.abort();
+    assert.equal(await run.settled, null);
+  });
+});
