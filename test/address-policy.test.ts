@@ -94,7 +94,7 @@ describe('the downloader address policy', () => {
     const policy = addressPolicy(['10.0.0.1']);
     const fakeDns = ((_h: string, _o: unknown, cb: (e: null, a: unknown) => void) => cb(null, [{ address: '10.0.0.1', family: 4 }])) as never;
     const lookup = (port: number) => new Promise<{ error?: Error; address?: unknown }>((resolve) =>
-      safeLookup(policy, fakeDns, port)('img.example', {} as never, ((error: Error | null, address: unknown) => resolve(error ? { error } : { address })) as never));
+      safeLookup(policy, fakeDns, port)('img.example', {}, ((error: Error | null, address: unknown) => resolve(error ? { error } : { address }))));
     assert.deepEqual(await lookup(443), { address: '10.0.0.1' });
     const { error } = await lookup(5432);
     assert.equal(classifyDownloadError(error).errorClass, 'refused_address');

@@ -19,8 +19,8 @@ describe('download rules (pure)', () => {
       ((_h: string, _o: unknown, cb: (e: null, a: typeof answers) => void) => cb(null, answers)) as never;
     const lookup = (answers: Array<{ address: string; family: number }>, all: boolean) =>
       new Promise<unknown>((resolve) =>
-        safeLookup(addressPolicy([]), fakeDns(answers))('feed.example', { all } as never, ((error: Error | null, address: unknown, family?: number) =>
-          resolve(error ? { error } : { address, family })) as never),
+        safeLookup(addressPolicy([]), fakeDns(answers))('feed.example', { all }, ((error: Error | null, address: unknown, family?: number) =>
+          resolve(error ? { error } : { address, family }))),
       );
     it('drops refused addresses from the answer and keeps the rest', async () => {
       assert.deepEqual(await lookup([{ address: '10.0.0.1', family: 4 }, { address: '93.184.216.34', family: 4 }], false), { address: '93.184.216.34', family: 4 });

@@ -111,7 +111,7 @@ describe('lis_managerd', () => {
     assert.equal(Number(parked.n), 35, 'rows inserted for a disabled datasource are parked at once');
     const show = spawnTs('bin/lis', ['--config', t.writeConfig(), 'datasource', 'show', 'uk']);
     assert.equal((await show.exited).code, 0);
-    assert.match(show.output(), /uk 7: .*\n  DISABLED: 100% of 40 rows failed in the last 1h \(top reason: http_404 on 40 rows\) \(lis datasource enable uk 7\)/);
+    assert.match(show.output(), /uk 7: .*\n {2}DISABLED: 100% of 40 rows failed in the last 1h \(top reason: http_404 on 40 rows\) \(lis datasource enable uk 7\)/);
     const enable = spawnTs('bin/lis', ['--config', t.writeConfig(), 'datasource', 'enable', 'uk', '7']);
     assert.equal((await enable.exited).code, 0, enable.output());
     assert.match(enable.output(), /datasource 7 of uk enabled; 35 parked rows put back in the queue/);

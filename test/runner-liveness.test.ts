@@ -30,7 +30,7 @@ describe('daemon runner: liveness and ids', function () {
 
   /** runDaemon in this process with the test's config plus `overrides`. */
   function start(worker: StageWorker, overrides: LisConfigInput = {}, options: Partial<RunOptions> = {}) {
-    const config = parseConfig({ ...t.config, ...overrides, queue: { ...t.config.queue, ...overrides.queue } } as LisConfigInput, {});
+    const config = parseConfig({ ...t.config, ...overrides, queue: { ...t.config.queue, ...overrides.queue } }, {});
     const log = createLogger({ component: worker.component, log: config.log, screen: false, files: false });
     const lines: string[] = [];
     for (const level of ['error', 'warn', 'info'] as const) {
@@ -42,7 +42,7 @@ describe('daemon runner: liveness and ids', function () {
     }
     const stop = new AbortController();
     const done = runDaemon(worker, { config, db: t.db, databaseUrl: t.url, log, country: 'uk', chunkSize: 50, service: true, signal: stop.signal, ...options });
-    const settled = done.then(() => null, (error: Error) => error);
+    const settled = done.then(() => null, (error: Error & { code?: string }) => error);
     cleanups.push(async () => {
       stop.abort();
       await settled;
@@ -134,7 +134,7 @@ describe('daemon runner: liveness and ids', function () {
       },
     };
     const run = start(stage);
-    const error = (await run.settled) as (Error & { code?: string }) | null;
+    const error = await run.settled;
     assert.ok(renamed);
     assert.ok(error, 'runDaemon rejected');
     assert.equal(error.code, 'ERR_DATABASE_PERMANENT');
@@ -214,7 +214,7 @@ describe('daemon runner: liveness and ids', function () {
     const urls = Array.from({ length: 240 }, (_, i) => (i % 40 === 0 ? `${origin}/drip/${i}.jpg` : `${origin}/img/${i}.jpg`));
     await t.db.insertInto('live_images').values(urls.map((image_url) => ({ country: 'uk', datasource_id: 1, image_url }))).execute();
     const overrides: LisConfigInput = { download: { allowAddresses: ['127.0.0.1:*'], concurrency: 8, perHostConcurrency: 8, perHostDelaySeconds: 0 } };
-    const config = parseConfig({ ...t.config, ...overrides } as LisConfigInput, {});
+    const config = parseConfig({ ...t.config, ...overrides }, {});
     const run = start(new DownloadWorker(config, t.db, 'uk'), overrides, { chunkSize: 40 });
     await waitFor(async () => (await countBy(t.db))['download/failed'] === 240, 120_000, 'every row done (the drips cut by a download timeout)');
     const { rows } = await sql<{ drip: boolean; first: Date; last: Date }>`

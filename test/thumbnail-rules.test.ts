@@ -63,7 +63,7 @@ describe('thumbnail rules (pure)', () => {
     assert.equal(thumbnailConfigSchema.safeParse({ presets: {} }).success, false);
     const bad = thumbnailConfigSchema.safeParse({ defaults: { sharpen: 'lots' } });
     assert.equal(bad.success, false);
-    assert.match(bad.error!.issues[0].message, /sharpen "lots": expected RADIUSxSIGMA/);
+    assert.match(bad.error.issues[0].message, /sharpen "lots": expected RADIUSxSIGMA/);
   });
 
   it('gives the documented size for each mode', () => {

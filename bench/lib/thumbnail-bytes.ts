@@ -28,7 +28,7 @@ async function reference(upright: Buffer, preset: Preset, size: { width: number;
 
 const sizeOf = async (jpeg: Buffer) => {
   const m = await sharp(jpeg).metadata();
-  return { width: m.width!, height: m.height! };
+  return { width: m.width, height: m.height };
 };
 
 interface Tally { ours: number; im: number; plain: number; oursSsim: number; imSsim: number; plainSsim: number }

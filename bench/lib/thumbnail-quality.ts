@@ -8,8 +8,8 @@ export async function ssim(a: Buffer, b: Buffer): Promise<number> {
   if (ma.width !== mb.width || ma.height !== mb.height) {
     throw new Error(`SSIM of images of different sizes (${ma.width}x${ma.height} against ${mb.width}x${mb.height}): not aligned`);
   }
-  const width = ma.width!;
-  const height = ma.height!;
+  const width = ma.width;
+  const height = ma.height;
   const luma = (img: Buffer) => sharp(img).greyscale().raw().toBuffer();
   const [x, y] = [await luma(a), await luma(b)];
   const C1 = (0.01 * 255) ** 2;

@@ -76,7 +76,7 @@ export function embeddedStatus(settings: EmbeddedSettings): EmbeddedStatus {
       // gone meanwhile: the configured port it is
     }
   }
-  return { dataDir: settings.dataDir, initialised, running, pid: running ? holder!.pid : null, port };
+  return { dataDir: settings.dataDir, initialised, running, pid: running ? holder.pid : null, port };
 }
 
 /** The server's last words, so that a failed start says why (a port in use, a permission). */

@@ -83,7 +83,7 @@ export function parseAllowEntry(text: string): AllowEntry {
 }
 
 function inRange(ip: Ip, [base, prefix]: [Ip, number]): boolean {
-  return ip.kind() === base.kind() && (ip as ipaddr.IPv4).match(base as ipaddr.IPv4, prefix);
+  return ip.kind() === base.kind() && (ip as ipaddr.IPv4).match(base, prefix);
 }
 
 const v4 = (bytes: number[]) => new ipaddr.IPv4(bytes);

@@ -17,14 +17,14 @@ type Resolve = (hostname: string, options: dns.LookupAllOptions, callback: (erro
  */
 export function safeLookup(policy: AddressPolicy, resolve: Resolve = dns.lookup, port: number | null = null): LookupFunction {
   return (hostname, options, callback) => {
-    const wantsAll = Boolean((options as dns.LookupOptions).all);
-    resolve(hostname, { ...(options as dns.LookupOptions), all: true }, (error, addresses) => {
+    const wantsAll = Boolean(options.all);
+    resolve(hostname, { ...options, all: true }, (error, addresses) => {
       if (error) return void callback(error, '', 0);
       const allowed = addresses.filter((a) => policy.refusal(a.address, port) === null);
       if (allowed.length === 0) {
         const first = addresses[0];
         const error = first ? refusedAddress(first.address, policy.refusal(first.address, port)!, hostname) : Object.assign(new Error(`no address for ${hostname}`), { code: 'ENOTFOUND' });
-        return void callback(error as NodeJS.ErrnoException, '', 0);
+        return void callback(error, '', 0);
       }
       if (wantsAll) (callback as unknown as (e: null, a: dns.LookupAddress[]) => void)(null, allowed);
       else callback(null, allowed[0].address, allowed[0].family);
@@ -45,7 +45,7 @@ export function policeAgent<A extends http.Agent>(agent: A, policy: AddressPolic
   const create = target.createConnection.bind(agent);
   target.createConnection = (options, callback) => {
     const port = Number((options as net.TcpNetConnectOpts).port ?? 80);
-    const socket = create({ ...options, lookup: safeLookup(policy, resolve, port) } as net.NetConnectOpts, callback);
+    const socket = create({ ...options, lookup: safeLookup(policy, resolve, port) }, callback);
     socket.once('connect', () => {
       const why = socket.remoteAddress ? policy.refusal(socket.remoteAddress, socket.remotePort ?? port) : 'no peer address';
       if (why) socket.destroy(refusedAddress(socket.remoteAddress ?? '?', why, (options as net.TcpNetConnectOpts).host));

@@ -1,6 +1,6 @@
 import type { LisConfig } from '../config/config-schema.ts';
 import type { Db } from '../db/connect.ts';
-import { frontendLag, type FrontendLag } from '../push/frontend-lag.ts';
+import { frontendLag } from '../push/frontend-lag.ts';
 import { cachedStoreDiskUse, datasourceFailures, queueDepth, rowCounts, storeDiskUse, throughput } from './queue-figures.ts';
 
 export type MetricsReport = Awaited<ReturnType<typeof collectReport>>;
@@ -16,7 +16,7 @@ export async function collectReport(db: Db, config: LisConfig, country?: string,
     throughput(db, 60, country),
     throughput(db, 24 * 60, country),
     datasourceFailures(db, 24, country),
-    frontendLag(db, { country }) as Promise<FrontendLag[]>,
+    frontendLag(db, { country }),
     options.cachedDisk ? cachedStoreDiskUse(config) : storeDiskUse(config),
   ]);
   return { at: new Date().toISOString(), country: country ?? null, rows, queue, throughput: { lastHour, lastDay }, datasources, frontends, disk };

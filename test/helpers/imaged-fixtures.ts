@@ -140,8 +140,8 @@ ${site}
   fs.writeFileSync(confFile, conf);
   const child = spawn('/usr/sbin/nginx', ['-p', dir, '-c', confFile], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
-  child.stdout!.on('data', (c) => (out += c));
-  child.stderr!.on('data', (c) => (out += c));
+  child.stdout.on('data', (c) => (out += c));
+  child.stderr.on('data', (c) => (out += c));
   try {
     await waitForPort(port, 20_000, child);
   } catch (error) {

@@ -24,10 +24,10 @@ export function spawnTs(file: string, args: string[], env: NodeJS.ProcessEnv = {
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   let out = '';
-  child.stdout!.on('data', (chunk) => (out += chunk));
-  child.stderr!.on('data', (chunk) => (out += chunk));
-  if (input !== undefined) child.stdin!.end(input);
-  else child.stdin!.end();
+  child.stdout.on('data', (chunk) => (out += chunk));
+  child.stderr.on('data', (chunk) => (out += chunk));
+  if (input !== undefined) child.stdin.end(input);
+  else child.stdin.end();
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.on('close', (code, signal) => resolve({ code, signal })),
   );

@@ -85,8 +85,8 @@ export class RsyncDaemon {
     fs.rmSync(path.join(this.dir, 'rsyncd.pid'), { force: true });
     const child = spawn('rsync', ['--daemon', '--no-detach', '--address=127.0.0.1', `--port=${this.port}`, `--config=${path.join(this.dir, 'rsyncd.conf')}`,
       `--log-file=${path.join(this.dir, 'rsyncd.log')}`], { stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout!.on('data', (c) => (this.log += c));
-    child.stderr!.on('data', (c) => (this.log += c));
+    child.stdout.on('data', (c) => (this.log += c));
+    child.stderr.on('data', (c) => (this.log += c));
     this.child = child;
     try {
       await waitForPort(this.port, 10_000, child);

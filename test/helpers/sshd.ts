@@ -36,8 +36,8 @@ export class TestSshd {
       '',
     ].join('\n'));
     const child = spawn('/usr/sbin/sshd', ['-D', '-e', '-f', path.join(dir, 'sshd_config'), '-p', String(sshd.port)], { stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout!.on('data', (c) => (sshd.log += c));
-    child.stderr!.on('data', (c) => (sshd.log += c));
+    child.stdout.on('data', (c) => (sshd.log += c));
+    child.stderr.on('data', (c) => (sshd.log += c));
     sshd.child = child;
     try {
       await waitForPort(sshd.port, 10_000, child);
