@@ -97,7 +97,7 @@ function nodeContender(contender: 'daemon' | 'loop', w: Workload, files: string[
     const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), ...args], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, MALLOC_ARENA_MAX: '2' } });
     let text = '';
     child.stdout.on('data', (c) => (text += c));
-    child.on('close', (code) => (code === 0 ? resolve(JSON.parse(text)) : reject(new Error(`${contender} exited ${code}`))));
+    child.on('close', (code) => (code === 0 ? resolve(JSON.parse(text) as Run) : reject(new Error(`${contender} exited ${code}`))));
   });
 }
 

@@ -21,7 +21,7 @@ async function startHook(status = 204): Promise<{ url: (p: string) => string; re
     let body = '';
     req.on('data', (c) => (body += c));
     req.on('end', () => {
-      received.push(JSON.parse(body));
+      received.push(JSON.parse(body) as Record<string, unknown>);
       res.writeHead(status).end();
     });
   });
@@ -161,7 +161,7 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
     const file = t.writeConfig({ alerts: { webhookUrl: 'https://hooks.example.invalid/T0KEN-in-config', smtp: { host: 'mail.example.invalid', password: 'pw-in-config-secret' } } });
     const run = spawnTs('bin/lis', ['--config', file, 'config'], { LIS_SMTP_PASSWORD: 'pw-from-env-secret' });
     assert.equal((await run.exited).code, 0, run.output());
-    const shown = JSON.parse(run.output().slice(run.output().indexOf('{')));
+    const shown = JSON.parse(run.output().slice(run.output().indexOf('{'))) as LisConfig;
     assert.equal(shown.alerts.smtp.host, 'mail.example.invalid');
     assert.equal(shown.alerts.smtp.password, '***');
     assert.equal(shown.alerts.webhookUrl, '***');

@@ -133,7 +133,7 @@ describe('lis_managerd', () => {
       let body = '';
       req.on('data', (c) => (body += c));
       req.on('end', () => {
-        received.push(JSON.parse(body));
+        received.push(JSON.parse(body) as Record<string, unknown>);
         res.writeHead(204).end();
       });
     });

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { sql } from 'kysely';
 import { sampleQueue } from '../src/manager/run-check.ts';
+import type { MetricsReport } from '../src/metrics/collect-report.ts';
 import { cachedStoreDiskUse, datasourceFailures, queueDepth, storeDiskUse } from '../src/metrics/queue-figures.ts';
 import { insertUrls } from './helpers/rows.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
@@ -67,17 +68,18 @@ describe('metrics', () => {
     assert.equal((await daemon.exited).code, 0);
     const run = spawnTs('bin/lis_metrics', ['--json', '--config', config]);
     assert.equal((await run.exited).code, 0, run.output());
-    const report = JSON.parse(run.output());
+    const report = JSON.parse(run.output()) as MetricsReport;
     assert.deepEqual(report.rows, [
       { country: 'fr', stage: 'download', state: 'waiting', rows: 7 },
       { country: 'uk', stage: 'download', state: 'failed', rows: 5 },
       { country: 'uk', stage: 'thumbnail', state: 'waiting', rows: 20 },
     ]);
-    const fr = report.queue.find((q: { country: string }) => q.country === 'fr');
+    const fr = report.queue.find((q) => q.country === 'fr');
+    assert.ok(fr, 'a queue line for fr');
     assert.equal(fr.due, 7);
     assert.ok(fr.oldestSeconds >= 89, 'the oldest row waited 90 s');
     assert.deepEqual(report.throughput.lastHour, [{ component: 'testd', done: 20, failed: 5, perMinute: 0.3 }]);
-    assert.deepEqual(report.datasources.map((d: { datasourceId: number; tries: number; failed: number; rate: number }) => [d.datasourceId, d.tries, d.failed, d.rate]), [[4, 5, 5, 1], [3, 20, 0, 0]]);
+    assert.deepEqual(report.datasources.map((d) => [d.datasourceId, d.tries, d.failed, d.rate]), [[4, 5, 5, 1], [3, 20, 0, 0]]);
     assert.deepEqual(report.datasources[0].reasons, [{ reason: 'http_404', tries: 5 }]);
     assert.ok('originals' in report.disk);
     const text = spawnTs('bin/lis_metrics', ['--country', 'uk', '--config', config]);

@@ -51,7 +51,7 @@ describe('the package, installed by another project', () => {
       });`;
     const run = await plainNode(project, ['-e', script]);
     assert.equal(run.code, 0, run.out);
-    const result = JSON.parse(run.out.trim().split('\n').at(-1)!);
+    const result = JSON.parse(run.out.trim().split('\n').at(-1)!) as { kind: string; hash: string; inserted: number; data: unknown };
     assert.equal(result.kind, 'function');
     assert.match(result.hash, /^[0-9a-f]{32}$/);
     assert.equal(result.inserted, 1);

@@ -90,7 +90,7 @@ describe('the queue under concurrent operations', () => {
                 finished.push({ id: r.id, toStage: 'live', set: { downloaded_at: new Date().toISOString() } }); // a 304
               } else if (stage === 'thumbnail') {
                 const version = ((r.image_data as { version?: number } | null)?.version ?? 0) + 1;
-                finished.push({ id: r.id, set: { image_data: JSON.parse(data(version)) } });
+                finished.push({ id: r.id, set: { image_data: JSON.parse(data(version)) as Record<string, unknown> } });
               } else {
                 finished.push({ id: r.id });
               }

@@ -6,6 +6,7 @@ import { openDatabase } from '../db/connect.ts';
 import { UsageError } from '../errors.ts';
 import { resolveDetails, storedDetails, validateDetails } from '../thumbnail/process-details.ts';
 import { runCommand } from './exit-on-error.ts';
+import { configFileOf } from './global-options.ts';
 
 interface SetFlags {
   sharpen?: string;
@@ -29,7 +30,7 @@ export function addDatasourceCommand(program: Command): Command {
     .option('--default', "forget this datasource's own settings: the config's defaults apply")
     .action((countryArg: string, idArg: string, flags: SetFlags, command: Command) =>
       runCommand(async () => {
-        const config = loadConfig({ file: command.optsWithGlobals().config });
+        const config = loadConfig({ file: configFileOf(command) });
         const country = parseCountry(countryArg, config);
         const datasourceId = parseIntFlag('datasource', idArg, 0, 999_999_999);
         const given = validateDetails(flags);
@@ -57,7 +58,7 @@ export function addDatasourceCommand(program: Command): Command {
     .argument('[datasource]', 'datasource id')
     .action((countryArg: string | undefined, idArg: string | undefined, _flags: unknown, command: Command) =>
       runCommand(async () => {
-        const config = loadConfig({ file: command.optsWithGlobals().config });
+        const config = loadConfig({ file: configFileOf(command) });
         const country = countryArg === undefined ? undefined : parseCountry(countryArg, config);
         const datasourceId = idArg === undefined ? undefined : parseIntFlag('datasource', idArg, 0, 999_999_999);
         const db = await openDatabase(config);

@@ -5,11 +5,12 @@ import { openDatabase, type Db } from '../db/connect.ts';
 import { LisError } from '../errors.ts';
 import { disableDatasource, enableDatasource } from '../manager/datasource-switch.ts';
 import { runCommand } from './exit-on-error.ts';
+import { configFileOf } from './global-options.ts';
 
 /** Parses COUNTRY and ID, opens the database, runs `fn`, and closes it again. */
 function withDatasource(command: Command, countryArg: string, idArg: string, fn: (db: Db, country: string, id: number) => Promise<void>): Promise<void> {
   return runCommand(async () => {
-    const config = loadConfig({ file: command.optsWithGlobals().config });
+    const config = loadConfig({ file: configFileOf(command) });
     const country = parseCountry(countryArg, config);
     const id = parseIntFlag('datasource', idArg, 0, 999_999_999);
     const db = await openDatabase(config);

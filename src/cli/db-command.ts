@@ -4,8 +4,9 @@ import { connectionFailure, createDb, databaseUrl, describeServer, migrateToLate
 import { embeddedStatus, embeddedUrl, stopEmbedded } from '../db/embedded-server.ts';
 import { errorMessage } from '../errors.ts';
 import { runCommand } from './exit-on-error.ts';
+import { configFileOf } from './global-options.ts';
 
-const configOf = (command: Command) => loadConfig({ file: command.optsWithGlobals().config });
+const configOf = (command: Command) => loadConfig({ file: configFileOf(command) });
 
 /** `lis db start|stop|status|migrate|url`: the database, embedded or configured. */
 export function addDbCommand(program: Command): void {

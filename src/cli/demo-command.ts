@@ -4,6 +4,7 @@ import { parseIntFlag } from '../config/country.ts';
 import { runDemo } from '../demo/run-demo.ts';
 import { UsageError } from '../errors.ts';
 import { runCommand } from './exit-on-error.ts';
+import { configFileOf } from './global-options.ts';
 
 /** `lis demo`: the whole system, on this machine, in about a minute. */
 export function addDemoCommand(program: Command): void {
@@ -16,7 +17,7 @@ export function addDemoCommand(program: Command): void {
     .action((opts: { photos: string; dir: string; database: string }, command: Command) =>
       runCommand(() => {
         if (!/^[a-z_][a-z0-9_]{0,62}$/.test(opts.database)) throw new UsageError(`--database ${JSON.stringify(opts.database)}: a lower-case name such as imagesys_demo`);
-        const configFile: string | undefined = command.optsWithGlobals().config;
+        const configFile = configFileOf(command);
         return runDemo({ config: loadConfig({ file: configFile }), configFile, dir: opts.dir, photos: parseIntFlag('--photos', opts.photos, 1, 100000), database: opts.database, print: (line) => console.log(line) });
       }),
     );

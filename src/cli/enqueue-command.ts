@@ -7,6 +7,7 @@ import { ProgressLine } from '../daemon/progress-line.ts';
 import { LisError, UsageError } from '../errors.ts';
 import { EnqueueIncompleteError, enqueueUrlStream, type EnqueueStats } from '../intake/enqueue-urls.ts';
 import { runCommand } from './exit-on-error.ts';
+import { configFileOf } from './global-options.ts';
 
 const summary = (s: EnqueueStats) => `${s.inserted} new, ${s.refreshed} already known (last_seen refreshed), ${s.bad} bad lines skipped, ${s.lines} lines read`;
 
@@ -20,7 +21,7 @@ export function addEnqueueCommand(program: Command): void {
     .argument('[file]', 'file of URLs, or - for standard input', '-')
     .action((file: string, opts: { country: string; datasource?: string }, command: Command) =>
       runCommand(async () => {
-        const config = loadConfig({ file: command.optsWithGlobals().config });
+        const config = loadConfig({ file: configFileOf(command) });
         const country = parseCountry(opts.country, config);
         const datasourceId = opts.datasource === undefined ? undefined : parseIntFlag('--datasource', opts.datasource, 0, 999_999_999);
         let input: NodeJS.ReadableStream;

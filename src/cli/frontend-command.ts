@@ -6,10 +6,11 @@ import { addFrontend, listFrontends, removeFrontend, setFrontendEnabled } from '
 import { frontendLag } from '../push/frontend-lag.ts';
 import { normaliseTarget } from '../push/frontend-target.ts';
 import { runCommand } from './exit-on-error.ts';
+import { configFileOf } from './global-options.ts';
 
 async function withDb(command: Command, fn: (db: Db) => Promise<number | void>): Promise<void> {
   await runCommand(async () => {
-    const config = loadConfig({ file: command.optsWithGlobals().config });
+    const config = loadConfig({ file: configFileOf(command) });
     const db = await openDatabase(config);
     try {
       return await fn(db);
@@ -40,7 +41,7 @@ export function addFrontendCommand(program: Command): void {
     .option('--country <code>', 'count only this country')
     .action((opts: { country?: string }, command: Command) =>
       withDb(command, async (db) => {
-        const config = loadConfig({ file: command.optsWithGlobals().config });
+        const config = loadConfig({ file: configFileOf(command) });
         const country = opts.country === undefined ? undefined : parseCountry(opts.country, config);
         const frontends = await listFrontends(db);
         const lag = new Map((await frontendLag(db, { country })).map((l) => [l.frontend, l]));

@@ -6,6 +6,7 @@ import { LisError, UsageError } from '../errors.ts';
 import { isImageHash } from '../hash/image-hash.ts';
 import { classifyByHuman, IMAGE_CLASSES, type ImageClass } from '../queue/classify-rows.ts';
 import { runCommand } from './exit-on-error.ts';
+import { configFileOf } from './global-options.ts';
 
 /** `lis image classify HASH --country uk (--class photo|placeholder|tiny|duplicate | --auto)`: a human's word. */
 export function addImageCommand(program: Command): void {
@@ -18,7 +19,7 @@ export function addImageCommand(program: Command): void {
     .option('--auto', 'hand the image back to the automatic classification')
     .action((hash: string, opts: { country: string; class?: string; auto?: boolean }, command: Command) =>
       runCommand(async () => {
-        const config = loadConfig({ file: command.optsWithGlobals().config });
+        const config = loadConfig({ file: configFileOf(command) });
         const country = parseCountry(opts.country, config);
         if (!isImageHash(hash)) throw new UsageError(`not an image hash (32 lowercase hex digits): ${JSON.stringify(hash)}`);
         if ((opts.class === undefined) === !opts.auto) throw new UsageError('give exactly one of --class CLASS and --auto');

@@ -5,6 +5,7 @@ import type { Db } from '../db/connect.ts';
 import { openDatabase } from '../db/connect.ts';
 import { refreshRows } from '../queue/refresh-rows.ts';
 import { runCommand } from './exit-on-error.ts';
+import { configFileOf } from './global-options.ts';
 
 /** `lis refresh`'s work: the queue's refresh operation (live rows stay live meanwhile). Returns how many rows were queued. */
 export async function refreshDueRows(db: Db, options: { country: string; olderThanDays: number; limit?: number }): Promise<number> {
@@ -21,7 +22,7 @@ export function addRefreshCommand(program: Command): void {
     .option('--limit <n>', 'refresh at most this many (oldest first)')
     .action((opts: { country: string; olderThanDays: string; limit?: string }, command: Command) =>
       runCommand(async () => {
-        const config = loadConfig({ file: command.optsWithGlobals().config });
+        const config = loadConfig({ file: configFileOf(command) });
         const country = parseCountry(opts.country, config);
         const olderThanDays = parseIntFlag('--older-than-days', opts.olderThanDays, 0, 36500);
         const limit = opts.limit === undefined ? undefined : parseIntFlag('--limit', opts.limit, 1, 1_000_000_000);

@@ -5,6 +5,7 @@ import { openDatabase } from '../db/connect.ts';
 import { UsageError } from '../errors.ts';
 import { reworkRows } from '../queue/rework-rows.ts';
 import { runCommand } from './exit-on-error.ts';
+import { configFileOf } from './global-options.ts';
 
 /**
  * `lis rethumbnail [--country uk] [--datasource N] [--preset NAME] [--limit N]`:
@@ -22,7 +23,7 @@ export function addRethumbnailCommand(program: Command): void {
     .option('--limit <n>', 'at most this many (lowest ids first)')
     .action((opts: { country?: string; datasource?: string; preset?: string; limit?: string }, command: Command) =>
       runCommand(async () => {
-        const config = loadConfig({ file: command.optsWithGlobals().config });
+        const config = loadConfig({ file: configFileOf(command) });
         const country = opts.country === undefined ? undefined : parseCountry(opts.country, config);
         const datasourceId = opts.datasource === undefined ? undefined : parseIntFlag('--datasource', opts.datasource, 0, 999_999_999);
         if (datasourceId !== undefined && country === undefined) throw new UsageError('--datasource needs --country');

@@ -6,6 +6,7 @@ import { UsageError } from '../errors.ts';
 import { retryFailed } from '../manager/bad-retry-jobs.ts';
 import { isWorkStage, WORK_STAGES } from '../queue/stages.ts';
 import { runCommand } from './exit-on-error.ts';
+import { configFileOf } from './global-options.ts';
 
 /** `lis retry --country uk [--reason R] [--datasource N] [--stage S]`: failed rows back to the queue. */
 export function addRetryCommand(program: Command): void {
@@ -18,7 +19,7 @@ export function addRetryCommand(program: Command): void {
     .option('--stage <stage>', `only rows failed in this stage (${WORK_STAGES.join(', ')})`)
     .action((opts: { country: string; reason?: string; datasource?: string; stage?: string }, command: Command) =>
       runCommand(async () => {
-        const config = loadConfig({ file: command.optsWithGlobals().config });
+        const config = loadConfig({ file: configFileOf(command) });
         const country = parseCountry(opts.country, config);
         const datasourceId = opts.datasource === undefined ? undefined : parseIntFlag('--datasource', opts.datasource, 0, 999_999_999);
         if (opts.stage !== undefined && !isWorkStage(opts.stage)) throw new UsageError(`--stage ${JSON.stringify(opts.stage)}: expected one of ${WORK_STAGES.join(', ')}`);

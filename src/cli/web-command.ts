@@ -6,6 +6,7 @@ import { installStopSignals } from '../daemon/signals.ts';
 import { exposedBindWarning } from '../util/bind-address.ts';
 import { createStatusServer } from '../web/status-server.ts';
 import { runCommand } from './exit-on-error.ts';
+import { configFileOf } from './global-options.ts';
 
 /** `lis web`: the read-only status page, on loopback unless configured otherwise. */
 export function addWebCommand(program: Command): void {
@@ -16,7 +17,7 @@ export function addWebCommand(program: Command): void {
     .option('--host <address>', 'address to bind (default: metrics.host, 127.0.0.1)')
     .action((opts: { port?: string; host?: string }, command: Command) =>
       runCommand(async () => {
-        const config = loadConfig({ file: command.optsWithGlobals().config });
+        const config = loadConfig({ file: configFileOf(command) });
         const port = opts.port === undefined ? config.metrics.webPort : parseIntFlag('--port', opts.port, 0, 65535);
         const host = opts.host ?? config.metrics.host;
         const db = await openDatabase(config);

@@ -4,6 +4,7 @@ import { loadConfig } from '../config/load-config.ts';
 import { openDatabase } from '../db/connect.ts';
 import { ago, formatTable, workerReport } from '../manager/worker-report.ts';
 import { runCommand } from './exit-on-error.ts';
+import { configFileOf } from './global-options.ts';
 
 /** `lis worker-report`: who is working, on what, how fast, and what each holds. */
 export function addWorkerReportCommand(program: Command): void {
@@ -14,7 +15,7 @@ export function addWorkerReportCommand(program: Command): void {
     .option('--json', 'machine-readable')
     .action((opts: { country?: string; json?: boolean }, command: Command) =>
       runCommand(async () => {
-        const config = loadConfig({ file: command.optsWithGlobals().config });
+        const config = loadConfig({ file: configFileOf(command) });
         const country = opts.country === undefined ? undefined : parseCountry(opts.country, config);
         const db = await openDatabase(config);
         try {

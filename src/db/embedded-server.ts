@@ -153,7 +153,7 @@ async function createDatabaseIfMissing(settings: EmbeddedSettings): Promise<void
   try {
     const found = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [settings.database]);
     if (found.rowCount === 0) {
-      await client.query(`CREATE DATABASE ${client.escapeIdentifier(settings.database)}`).catch((error) => {
+      await client.query(`CREATE DATABASE ${client.escapeIdentifier(settings.database)}`).catch((error: Error & { code?: string }) => {
         if (error.code !== '42P04') throw error; // created meanwhile by another command
       });
     }

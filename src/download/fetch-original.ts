@@ -48,7 +48,7 @@ function responseOf(stream: GotRequest): Promise<ResponseHead> {
       stream.off('close', onClose);
     };
     const onResponse = (response: ResponseHead) => (done(), resolve(response));
-    const onError = (error: unknown) => (done(), reject(error));
+    const onError = (error: Error) => (done(), reject(error));
     const onClose = () => (done(), reject(stream.errored ?? new Error('the request closed before a response')));
     stream.once('response', onResponse);
     stream.once('error', onError);

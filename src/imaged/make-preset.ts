@@ -74,7 +74,7 @@ const detailsCaches = new WeakMap<Db, Map<string, { at: number; details: Promise
 
 function detailsOf(db: Db, config: LisConfig, row: RowForPreset): Promise<ResolvedDetails> {
   let detailsCache = detailsCaches.get(db);
-  if (!detailsCache) detailsCaches.set(db, (detailsCache = new Map()));
+  if (!detailsCache) detailsCaches.set(db, (detailsCache = new Map<string, { at: number; details: Promise<ResolvedDetails> }>()));
   const key = `${row.country}:${row.datasource_id}`;
   const found = detailsCache.get(key);
   if (found && Date.now() - found.at < DETAILS_MS) return found.details;

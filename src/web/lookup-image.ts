@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
+import type { LiveImage } from '../db/schema.ts';
 import { isImageHash, lis_hash_for_url } from '../hash/image-hash.ts';
 import { thumbnailFilesOf, type ImageData } from '../store/image-data.ts';
 
@@ -16,7 +17,7 @@ export interface ImageLookup {
 export async function lookupImage(db: Db, query: string): Promise<ImageLookup[]> {
   const q = query.trim();
   const hash = isImageHash(q.toLowerCase()) ? q.toLowerCase() : lis_hash_for_url(q);
-  const { rows } = await sql<Record<string, unknown> & { country: string; image_hash: string; image_data: ImageData | null }>`
+  const { rows } = await sql<Omit<LiveImage, 'image_data' | 'live_data'> & { image_data: ImageData | null; live_data: ImageData | null }>`
     SELECT * FROM live_images WHERE image_hash = ${hash} ORDER BY country`.execute(db);
   const out: ImageLookup[] = [];
   for (const row of rows) {
@@ -41,7 +42,7 @@ export async function lookupImage(db: Db, query: string): Promise<ImageLookup[]>
       row: { ...row, classified_by: row.human_classified ? 'a person (lis image classify)' : 'automatic', serving: row.live_data != null ? 'yes' : 'no' },
       history,
       pushes: pushes.map((p) => ({ ...p, pushed_at: at(p.pushed_at) })),
-      thumbnails: thumbnailFilesOf((row.live_data as ImageData | null) ?? row.image_data),
+      thumbnails: thumbnailFilesOf(row.live_data ?? row.image_data),
     });
   }
   return out;
