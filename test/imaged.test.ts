@@ -22,7 +22,7 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
   let t: TestDatabase;
   let origin: OriginServer;
   let original: Buffer;
-  const closers: Array<() => Promise<void>> = [];
+  const closers: Array<() => Promise<void> | void> = [];
 
   before(async () => {
     original = await photoJpeg(900, 600);
@@ -149,7 +149,7 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
   it('answers 404 for an image with no row, with the configured placeholder when there is one', async () => {
     const placeholder = await sharp({ create: { width: 10, height: 10, channels: 3, background: '#ccc' } }).png().toBuffer();
     const file = path.join(fs.mkdtempSync('/tmp/lis-ph-'), 'ph.png');
-    closers.push(async () => fs.rmSync(path.dirname(file), { recursive: true, force: true }));
+    closers.push(() => fs.rmSync(path.dirname(file), { recursive: true, force: true }));
     fs.writeFileSync(file, placeholder);
     const server = await setup({ placeholder: file });
     const hash = lis_hash_for_url('http://nowhere.invalid/x.jpg');
@@ -202,7 +202,7 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
       fs.rmSync(s3dir, { recursive: true, force: true });
     });
     const uploads = fs.mkdtempSync('/tmp/lis-uploads-');
-    closers.push(async () => fs.rmSync(uploads, { recursive: true, force: true }));
+    closers.push(() => fs.rmSync(uploads, { recursive: true, force: true }));
     const server = await setup({
       s3: { 'listing-photos': { endpoint: s3.endpoint, ...s3Credentials() } },
       origins: { photos: { country: 'uk', datasourceId: 7, sources: [{ type: 's3', bucket: 'listing-photos' }, { type: 'folder', dir: uploads }] } },

@@ -32,7 +32,7 @@ export async function startChaosSource(): Promise<{ base: string; slowBase: stri
   const cache = new Map<number, Buffer>();
   let requests = 0;
   const timers = new Set<NodeJS.Timeout>();
-  const server = http.createServer(async (req, res) => {
+  const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
     requests++;
     const m = /^\/(\w+)\/(\d+)\.jpg$/.exec(req.url ?? '');
     if (!m) return void res.writeHead(404).end();
@@ -67,7 +67,8 @@ export async function startChaosSource(): Promise<{ base: string; slowBase: stri
       return;
     }
     res.writeHead(404).end();
-  });
+  };
+  const server = http.createServer((req, res) => void handle(req, res));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
   const { port } = server.address() as { port: number };
   // The slow URLs come from a host of their own (another loopback address), as a slow feed would:

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { configFilePath, loadConfig } from '../config/load-config.ts';
 import { redactUrl } from '../db/connect.ts';
 import { runCommand } from './exit-on-error.ts';
+import { configFileOf } from './global-options.ts';
 
 /** `lis config`: the configuration in force (defaults filled in, secrets hidden), or its errors. */
 export function addConfigCommand(program: Command): void {
@@ -9,8 +10,8 @@ export function addConfigCommand(program: Command): void {
     .command('config')
     .description('validate the configuration and print it with every default filled in')
     .action((_, command: Command) =>
-      runCommand(async () => {
-        const file = command.optsWithGlobals().config;
+      runCommand(() => {
+        const file = configFileOf(command);
         const config = loadConfig({ file });
         const shown = structuredClone(config);
         if (shown.database.url) shown.database.url = redactUrl(shown.database.url);

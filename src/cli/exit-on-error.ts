@@ -4,7 +4,7 @@ import { LisError, errorMessage } from '../errors.ts';
  * The last word of every command: a known error prints its message and exits
  * 1 (2 for usage); anything else is a bug and prints its stack.
  */
-export async function runCommand(main: () => Promise<number | void>): Promise<void> {
+export async function runCommand(main: () => Promise<number | void> | number | void): Promise<void> {
   try {
     const code = await main();
     process.exitCode = code ?? 0;

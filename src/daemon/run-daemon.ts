@@ -33,7 +33,7 @@ export interface StageWorker {
   scope: string;
   stage: WorkStage;
   processChunk(rows: ClaimedRow[], ctx: ChunkContext): Promise<void>;
-  close?(): Promise<void>;
+  close?(): Promise<void> | void;
   /** Folders the stage writes: while one is full or unwritable, no chunk is claimed. */
   stores?: string[];
   /**

@@ -15,7 +15,7 @@ export const BAD_PATHS: Record<string, string> = {
  */
 export async function startSourceServer(): Promise<{ base: string; close: () => Promise<void> }> {
   const cache = new Map<number, { body: Buffer; type: string }>();
-  const server = http.createServer(async (req, res) => {
+  const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
     const url = req.url ?? '/';
     const photo = /^\/photos\/(\d+)\.jpg$/.exec(url);
     if (photo) {
@@ -35,7 +35,8 @@ export async function startSourceServer(): Promise<{ base: string; close: () => 
       return void res.write(p.body.subarray(0, Math.floor(p.body.length / 2)), () => res.socket?.destroy());
     }
     res.writeHead(404).end();
-  });
+  };
+  const server = http.createServer((req, res) => void handle(req, res));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
   const { port } = server.address() as { port: number };
   return {

@@ -153,7 +153,7 @@ export class DownloadWorker implements StageWorker {
     }
   }
 
-  async close(): Promise<void> {
+  close(): void {
     this.client.destroy();
     this.fetcher.destroy();
   }

@@ -99,7 +99,7 @@ export async function startPrometheusExporter(options: ExporterOptions): Promise
   const started = Date.now();
   let lastBeat: number | null = null;
 
-  const server = http.createServer(async (req, res) => {
+  const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
     if (req.url === '/health') {
       const ageSeconds = (Date.now() - (lastBeat ?? started)) / 1000;
       const ok = isHealthy(ageSeconds, options.heartbeatSeconds ?? 10);
@@ -117,7 +117,8 @@ export async function startPrometheusExporter(options: ExporterOptions): Promise
     } catch (error) {
       res.writeHead(500).end(`${(error as Error).message}\n`);
     }
-  });
+  };
+  const server = http.createServer((req, res) => void handle(req, res));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => resolve());

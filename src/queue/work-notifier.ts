@@ -30,7 +30,7 @@ export class WorkNotifier {
       this.onError(`notification connection lost: ${errorMessage(error)}; polling until it is back`);
       this.client = null;
       client.end().catch(() => {});
-      setTimeout(() => this.start().catch(() => {}), 5000).unref();
+      setTimeout(() => void this.start().catch(() => {}), 5000).unref();
     });
     try {
       await client.connect();
@@ -39,7 +39,7 @@ export class WorkNotifier {
     } catch (error) {
       this.onError(`cannot listen for work notifications: ${errorMessage(error)}; polling instead`);
       client.end().catch(() => {});
-      setTimeout(() => this.start().catch(() => {}), 5000).unref();
+      setTimeout(() => void this.start().catch(() => {}), 5000).unref();
     }
   }
 
