@@ -139,8 +139,8 @@ const stopDaemons = () => Promise.all(daemons.map((d) => d.child.exitCode === nu
   ? new Promise((resolve) => (d.child.once('close', resolve), d.child.kill('SIGTERM'))) : null));
 let early: string | null = null;
 void Promise.race(exited).then((why) => (early = why));
-let seconds = 0;
-let t0 = new Date();
+let seconds: number;
+let t0: Date;
 try {
 await waitUntil('the three daemons to register', 120, async () => {
   if (early) throw new Error(`bench: ${early} before registering (logs in ${path.join(work, 'log')})`);

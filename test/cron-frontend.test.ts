@@ -6,7 +6,7 @@ import { sql } from 'kysely';
 import { ImageSys } from '../src/interface/image-sys.ts';
 import { addFrontend } from '../src/push/frontend-registry.ts';
 import { deletionRules, parseListOnly } from '../src/cron/frontend-files.ts';
-import { originalPath, thumbnailStorePath } from '../src/store/store-layout.ts';
+import { originalPath } from '../src/store/store-layout.ts';
 import { insertPushRows } from './helpers/push-fixtures.ts';
 import { spawnTs } from './helpers/processes.ts';
 import { RsyncDaemon } from './helpers/rsync-daemons.ts';

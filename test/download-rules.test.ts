@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { parseConfig } from '../src/config/load-config.ts';
 import { addressPolicy } from '../src/download/address-policy.ts';
 import { classifyDownloadError, classifyTransferError, parseRetryAfter, statusFailure } from '../src/download/classify-download-error.ts';
 import { DownloadError } from '../src/download/download-error.ts';

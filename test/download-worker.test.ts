@@ -3,7 +3,6 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
-import path from 'node:path';
 import { sql } from 'kysely';
 import type { LisConfigInput } from '../src/config/config-schema.ts';
 import { runDaemon } from '../src/daemon/run-daemon.ts';

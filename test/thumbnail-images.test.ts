@@ -35,7 +35,7 @@ async function rejection(promise: Promise<unknown>): Promise<ImageError> {
   try {
     await promise;
   } catch (error) {
-    assert.ok(error instanceof ImageError, `expected an ImageError, got ${error}`);
+    assert.ok(error instanceof ImageError, `expected an ImageError, got ${String(error)}`);
     return error;
   }
   assert.fail('expected the image to be refused');
@@ -146,7 +146,7 @@ describe('thumbnails of real images (sharp)', () => {
         const got = [...data.subarray(at, at + 3)];
         // In-gamut colours survive sRGB -> CMYK -> sRGB through the profile within 30 levels (perceptual intent moves them a little); a naive
         // conversion that ignores the profile (or inverted Adobe CMYK) misses by far more.
-        expected.forEach((level, c) => assert.ok(Math.abs(got[c] - level) <= 30, `${embedProfile ? 'embedded' : 'no'} profile, bar ${bar}: got ${got}, expected ${expected}`));
+        expected.forEach((level, c) => assert.ok(Math.abs(got[c] - level) <= 30, `${embedProfile ? 'embedded' : 'no'} profile, bar ${bar}: got ${got.join(',')}, expected ${expected.join(',')}`));
       });
     }
   });
@@ -200,7 +200,7 @@ describe('thumbnails of real images (sharp)', () => {
     const made = await makeThumbnails(gif, settings());
     assert.deepEqual([made.original.width, made.original.height], [400, 300], 'one frame, not the strip of frames');
     const first = await rgbPixels(jpegOf(made, 'small'));
-    assert.ok(first.data[0] > 200 && first.data[2] < 60, `red, the first frame: ${[...first.data.subarray(0, 3)]}`);
+    assert.ok(first.data[0] > 200 && first.data[2] < 60, `red, the first frame: ${[...first.data.subarray(0, 3)].join(',')}`);
 
     const photo = fs.readFileSync(path.join(EXIF_DIR, 'Landscape_5.jpg'));
     assert.ok((await sharp(photo).metadata()).exif, 'the original carries EXIF');

@@ -11,7 +11,7 @@ function raw(port: number, bytes: string): Promise<string> {
     const socket = net.connect(port, '127.0.0.1');
     let answer = '';
     socket.setEncoding('latin1');
-    socket.on('data', (chunk) => {
+    socket.on('data', (chunk: string) => {
       answer += chunk;
       // One full answer is enough (keep-alive would hold the socket open).
       const m = /\r\n\r\n/.exec(answer);

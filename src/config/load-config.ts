@@ -65,7 +65,7 @@ export function loadConfig(options: LoadConfigOptions = {}): LisConfig {
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (error) {
-    throw new ConfigError(`cannot read config file ${file}: ${(error as NodeJS.ErrnoException).code ?? error}`);
+    throw new ConfigError(`cannot read config file ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
   }
   let raw: unknown;
   try {

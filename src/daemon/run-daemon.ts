@@ -119,7 +119,8 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
   const totals: RunTotals = { chunks: 0, done: 0, failed: 0, released: 0, deferred: 0 };
   const fatalStop = new AbortController();
   const signal = AbortSignal.any([options.signal, fatalStop.signal]);
-  let fatal: Error | null = null;
+  // Set by failWith, from callbacks: declared so that TypeScript does not narrow it to null for the whole body.
+  let fatal = null as Error | null;
   const failWith = (error: unknown) => {
     fatal ??= error instanceof Error ? error : new Error(String(error));
     fatalStop.abort(fatal);

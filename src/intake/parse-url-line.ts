@@ -4,6 +4,7 @@ export type ParsedLine =
   /** `noDatasource`: the line is fine but nothing says its datasource (a usage mistake when every line is so). */
   | { kind: 'bad'; reason: string; noDatasource?: true };
 
+// eslint-disable-next-line no-control-regex -- finding control characters is this pattern's purpose
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
 /**

@@ -27,7 +27,7 @@ const lineFormat = winston.format.printf((info) =>
     pid: process.pid,
     country: info.country as string | undefined,
     message: String(info.message),
-    detail: info.stack && info.level === 'debug' ? String(info.stack) : undefined,
+    detail: info.level === 'debug' && typeof info.stack === 'string' && info.stack ? info.stack : undefined,
   }),
 );
 

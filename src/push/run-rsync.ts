@@ -41,8 +41,8 @@ export async function checkRsync(command: string): Promise<string> {
   const outcome = await new Promise<{ code: number | null; out: string; missing: boolean; error?: string }>((resolve) => {
     let out = '';
     const child = spawn(command, ['--version'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout.on('data', (c: Buffer) => (out += c));
-    child.stderr.on('data', (c: Buffer) => (out += c));
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (out += c.toString()));
     child.on('error', (e: NodeJS.ErrnoException) => resolve({ code: null, out, missing: e.code === 'ENOENT' || e.code === 'EACCES', error: e.message }));
     child.on('close', (code) => resolve({ code, out, missing: false }));
   });

@@ -146,7 +146,7 @@ ${site}
     await waitForPort(port, 20_000, child);
   } catch (error) {
     await stopProcess(child);
-    throw new Error(`nginx did not start: ${String(error)}\n${out}`);
+    throw new Error(`nginx did not start: ${String(error)}\n${out}`, { cause: error });
   }
   return { url: `http://127.0.0.1:${port}`, stop: () => stopProcess(child) };
 }

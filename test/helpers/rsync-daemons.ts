@@ -91,7 +91,7 @@ export class RsyncDaemon {
     try {
       await waitForPort(this.port, 10_000, child);
     } catch (error) {
-      throw new Error(`${(error as Error).message}: ${this.log}`);
+      throw new Error(`${(error as Error).message}: ${this.log}`, { cause: error });
     }
   }
 

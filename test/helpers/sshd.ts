@@ -42,7 +42,7 @@ export class TestSshd {
     try {
       await waitForPort(sshd.port, 10_000, child);
     } catch (error) {
-      throw new Error(`${(error as Error).message}: ${sshd.log}`);
+      throw new Error(`${(error as Error).message}: ${sshd.log}`, { cause: error });
     }
     return sshd;
   }
