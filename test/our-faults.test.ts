@@ -71,7 +71,7 @@ describe('our own faults are never charged to a row', function () {
     await waitFor(async () => (await paused())?.paused_reason != null, 30_000, 'the worker paused');
     assert.match((await paused())!.paused_reason!, /^ENOSPC/);
     assert.ok((await paused())!.paused_since);
-    const errorLog = path.join(t.config.log.dir, 'thumbnaild.error.log');
+    const errorLog = path.join(t.config.log.dir, 'thumbnaild.uk.error.log');
     await waitFor(() => fs.existsSync(errorLog) && /ERROR .*Store not writable, pausing .*ENOSPC/.test(fs.readFileSync(errorLog, 'utf8')), 10_000, 'ENOSPC in the error log');
     assert.deepEqual(await countBy(t.db), { 'thumbnail/waiting': 6 }, 'nothing claimed while paused');
     assert.equal(await chargedRows(t), 0);
@@ -80,7 +80,7 @@ describe('our own faults are never charged to a row', function () {
     await waitFor(async () => (await countBy(t.db))['push/waiting'] === 6, 30_000, 'every row thumbnailed once space returned');
     assert.equal(await chargedRows(t), 0);
     assert.equal((await paused())!.paused_reason, null, 'the pause is over');
-    assert.match(fs.readFileSync(path.join(t.config.log.dir, 'thumbnaild.log'), 'utf8'), /Store writable again, resuming/);
+    assert.match(fs.readFileSync(path.join(t.config.log.dir, 'thumbnaild.uk.log'), 'utf8'), /Store writable again, resuming/);
     run.child.kill('SIGTERM');
     assert.equal((await run.exited).code, 0, run.output());
   });

@@ -186,7 +186,7 @@ describe('daemon runner: liveness and ids', function () {
       if (waiting.child.exitCode === null) waiting.child.kill('SIGKILL');
       await waiting.exited;
     });
-    const logFile = path.join(t.config.log.dir, 'testd.log');
+    const logFile = path.join(t.config.log.dir, 'testd.uk.log');
     await waitFor(() => fs.existsSync(logFile) && /database not reachable/.test(fs.readFileSync(logFile, 'utf8')), 20_000, 'waiting for the database');
     const asked = Date.now();
     waiting.child.kill('SIGTERM');

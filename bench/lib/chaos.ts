@@ -415,7 +415,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const { rows: charged } = await sql<{ n: number }>`
     SELECT count(*)::int AS n FROM live_images WHERE last_error_class = ANY(${ourClasses()}::text[]) AND attempts > 0`.execute(db);
   if (storeMounted) {
-    const log = ['thumbnaild.log', 'downloadd.log'].map((f) => path.join(dir, 'hosta', 'log', f)).filter((f) => fs.existsSync(f)).map((f) => fs.readFileSync(f, 'utf8')).join('\n');
+    // One log per daemon instance: <component>.<country>.log.
+    const logDir = path.join(dir, 'hosta', 'log');
+    const log = fs.readdirSync(logDir).filter((f) => /^(thumbnaild|downloadd)\.[a-z]+\.log$/.test(f)).map((f) => fs.readFileSync(path.join(logDir, f), 'utf8')).join('\n');
     const pauses = (log.match(/Store not writable, pausing/g) ?? []).length;
     const resumes = (log.match(/Store writable again, resuming/g) ?? []).length;
     check('the full store paused hosta and it resumed by itself', pauses > 0 && resumes > 0, `${pauses} pauses, ${resumes} resumes logged (a daemon killed while paused starts paused)`);

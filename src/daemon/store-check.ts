@@ -1,6 +1,6 @@
-import { mkdir, open, statfs, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, statfs, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { tempPathFor } from '../store/atomic-file.ts';
+import { tempFileWriter, tempPathFor } from '../store/atomic-file.ts';
 
 export interface StoreLimits {
   /** Pause below this many free bytes (stores.minFreeBytes). */
@@ -60,10 +60,11 @@ export async function checkStore(dir: string, limits: StoreLimits): Promise<Stor
   }
   const low = spaceVerdict(dir, freeBytes, totalBytes, limits);
   if (low) return { dir, ok: false, reason: low, freeBytes, totalBytes };
-  // Named as our temp files are, so that a probe left by a killed process is swept by lis_cron_frontend --fs_check.
-  const probe = tempPathFor(path.join(dir, '.lis-probe'));
+  // Named as our temp files are (the writer's pid in the name): a probe a killed process left is swept here.
+  const probe = tempPathFor(path.join(dir, PROBE_NAME));
   try {
     await mkdir(dir, { recursive: true });
+    await sweepDeadProbes(dir);
     const handle = await open(probe, 'w');
     try {
       await handle.writeFile(Buffer.alloc(PROBE_BYTES));
@@ -77,6 +78,30 @@ export async function checkStore(dir: string, limits: StoreLimits): Promise<Stor
     await unlink(probe).catch(() => {});
   }
   return { dir, ok: true, reason: null, freeBytes, totalBytes };
+}
+
+const PROBE_NAME = '.lis-probe';
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Probes sit at the store's top, where fs_check (which walks country folders)
+ * never looks; so a probe whose writer died (SIGKILL between write and unlink)
+ * is removed by the next check, of any process.
+ */
+async function sweepDeadProbes(dir: string): Promise<void> {
+  for (const name of await readdir(dir)) {
+    if (!name.startsWith(`${PROBE_NAME}.`)) continue;
+    const writer = tempFileWriter(name);
+    if (writer !== null && writer !== process.pid && !isAlive(writer)) await unlink(path.join(dir, name)).catch(() => {});
+  }
 }
 
 function codeOf(error: unknown): string {

@@ -84,9 +84,28 @@ export function createLogger(options: LoggerOptions): Logger {
 
 /** Closes the files so that a process can exit with every line written. */
 export async function closeLogger(logger: Logger): Promise<void> {
-  await new Promise<void>((resolve) => {
-    logger.on('finish', () => resolve());
+  const files = logger.transports.filter((t): t is DailyRotateFile => t instanceof DailyRotateFile);
+  await withDeadline(new Promise<void>((resolve) => {
+    logger.once('finish', () => resolve());
     logger.end();
-    setTimeout(resolve, 2000).unref();
+  }));
+  // The logger's 'finish' (winston waits for its transports') means every line reached the file
+  // transports, not the disk: end each transport's file stream and wait until it has flushed.
+  await withDeadline(Promise.all(files.map((t) => new Promise<void>((resolve) => {
+    const stream = (t as unknown as { logStream?: NodeJS.WritableStream }).logStream;
+    if (!stream) return resolve();
+    stream.end(() => resolve());
+  }))));
+}
+
+/** A stuck stream must not keep a stopping process alive: give up after a few seconds. */
+function withDeadline(promise: Promise<unknown>, ms = 5000): Promise<void> {
+  return new Promise<void>((resolve) => {
+    // Not unref'd: an exiting process waits these few seconds rather than lose its last lines.
+    const timer = setTimeout(resolve, ms);
+    void promise.then(() => {
+      clearTimeout(timer);
+      resolve();
+    });
   });
 }
