@@ -29,7 +29,10 @@ import { flag, freshBenchDatabase } from './lib/bench-database.ts';
 
 async function noiseJpeg(width: number, height: number, quality: number): Promise<Buffer> {
   const raw = crypto.randomBytes(width * height * 3);
-  return sharp(raw, { raw: { width, height, channels: 3 } }).blur(1.0).jpeg({ quality }).toBuffer();
+  return sharp(raw, { raw: { width, height, channels: 3 } })
+    .blur(1.0)
+    .jpeg({ quality })
+    .toBuffer();
 }
 
 /** The child: serves /small/* and /large/* with keep-alive until killed. */
@@ -48,7 +51,9 @@ async function serve(): Promise<void> {
     res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': body.length });
     res.end(body);
   });
-  server.listen(0, '127.0.0.1', () => process.send!({ port: (server.address() as import('node:net').AddressInfo).port, small: small.length, large: large.length }));
+  server.listen(0, '127.0.0.1', () =>
+    process.send!({ port: (server.address() as import('node:net').AddressInfo).port, small: small.length, large: large.length }),
+  );
 }
 
 interface Figures {
@@ -67,25 +72,43 @@ async function main(): Promise<void> {
   const origin = `http://127.0.0.1:${info.port}`;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-bench-download-'));
   const bench = await freshBenchDatabase('lis_bench_download');
-  console.log(`server: small ${(info.small / 1024).toFixed(0)} KB, large ${(info.large / 1024).toFixed(0)} KB JPEGs; concurrency ${concurrency}; ${os.cpus().length} cores`);
+  console.log(
+    `server: small ${(info.small / 1024).toFixed(0)} KB, large ${(info.large / 1024).toFixed(0)} KB JPEGs; concurrency ${concurrency}; ${os.cpus().length} cores`,
+  );
   try {
     for (const kind of ['small', 'large'] as const) {
       const n = counts[kind];
       const size = info[kind];
-      const config = parseConfig({
-        host: 'bench',
-        database: { url: bench.url },
-        stores: { originals: path.join(dir, `daemon-${kind}`) },
-        log: { dir: path.join(dir, 'log') },
-        download: { concurrency, perHostConcurrency: concurrency, allowAddresses: ['127.0.0.1:*'] },
-      }, {});
+      const config = parseConfig(
+        {
+          host: 'bench',
+          database: { url: bench.url },
+          stores: { originals: path.join(dir, `daemon-${kind}`) },
+          log: { dir: path.join(dir, 'log') },
+          download: { concurrency, perHostConcurrency: concurrency, allowAddresses: ['127.0.0.1:*'] },
+        },
+        {},
+      );
       const urls = Array.from({ length: n }, (_, i) => `${origin}/${kind}/${i}.jpg`);
-      await bench.db.insertInto('live_images').values(urls.map((image_url) => ({ country: 'uk', datasource_id: 1, image_url }))).execute();
+      await bench.db
+        .insertInto('live_images')
+        .values(urls.map((image_url) => ({ country: 'uk', datasource_id: 1, image_url })))
+        .execute();
 
       const log = createLogger({ component: 'downloadd', log: config.log, screen: false, files: false });
       const worker = new DownloadWorker(config, bench.db, 'uk');
       let started = performance.now();
-      const totals = await runDaemon(worker, { config, db: bench.db, databaseUrl: bench.url, log, country: 'uk', chunkSize: 500, service: false, signal: new AbortController().signal, workerId: `bench:${kind}` });
+      const totals = await runDaemon(worker, {
+        config,
+        db: bench.db,
+        databaseUrl: bench.url,
+        log,
+        country: 'uk',
+        chunkSize: 500,
+        service: false,
+        signal: new AbortController().signal,
+        workerId: `bench:${kind}`,
+      });
       const daemon: Figures = { images: totals.done, bytes: totals.done * size, seconds: (performance.now() - started) / 1000 };
       if (totals.done !== n) throw new Error(`only ${totals.done} of ${n} downloaded (${totals.failed} failed)`);
 
@@ -94,17 +117,21 @@ async function main(): Promise<void> {
       const baseConfig = { stores: { ...config.stores, originals: path.join(dir, `baseline-${kind}`) } };
       let next = 0;
       started = performance.now();
-      await Promise.all(Array.from({ length: concurrency }, async () => {
-        while (next < urls.length) {
-          const url = urls[next++];
-          const file = originalPath(baseConfig, 'uk', lis_hash_for_url(url));
-          await fs.promises.mkdir(path.dirname(file), { recursive: true });
-          await pipeline(got.stream(url, { agent, retry: { limit: 0 } }), fs.createWriteStream(file));
-        }
-      }));
+      await Promise.all(
+        Array.from({ length: concurrency }, async () => {
+          while (next < urls.length) {
+            const url = urls[next++];
+            const file = originalPath(baseConfig, 'uk', lis_hash_for_url(url));
+            await fs.promises.mkdir(path.dirname(file), { recursive: true });
+            await pipeline(got.stream(url, { agent, retry: { limit: 0 } }), fs.createWriteStream(file));
+          }
+        }),
+      );
       const baseline: Figures = { images: n, bytes: n * size, seconds: (performance.now() - started) / 1000 };
       agent.http.destroy();
-      console.log(`${kind.padEnd(5)} x${n}: lis_downloadd ${show(daemon)} | plain got loop ${show(baseline)} | ratio ${(daemon.seconds ? baseline.seconds / daemon.seconds : 0).toFixed(2)}`);
+      console.log(
+        `${kind.padEnd(5)} x${n}: lis_downloadd ${show(daemon)} | plain got loop ${show(baseline)} | ratio ${(daemon.seconds ? baseline.seconds / daemon.seconds : 0).toFixed(2)}`,
+      );
     }
     await dripComparison({ origin, dir, bench, concurrency, n: flag('drip-rows', 3000) });
   } finally {
@@ -119,35 +146,57 @@ async function main(): Promise<void> {
  * time until every clean row is done (the drips end later, at the download
  * timeout, shortened here to 20 s).
  */
-async function dripComparison(o: { origin: string; dir: string; bench: Awaited<ReturnType<typeof freshBenchDatabase>>; concurrency: number; n: number }): Promise<void> {
+async function dripComparison(o: {
+  origin: string;
+  dir: string;
+  bench: Awaited<ReturnType<typeof freshBenchDatabase>>;
+  concurrency: number;
+  n: number;
+}): Promise<void> {
   const chunkSize = 500;
   const seconds: Record<string, number> = { clean: Infinity, drip: Infinity };
   // Each twice, in ABBA order, best of two: the machine's load moves more than the effect measured.
   for (const [round, mode] of (['clean', 'drip', 'drip', 'clean'] as const).entries()) {
     await sql`TRUNCATE live_images, claimable_rows`.execute(o.bench.db);
-    const config = parseConfig({
-      host: 'bench',
-      database: { url: o.bench.url },
-      stores: { originals: path.join(o.dir, `drip-${mode}-${round}`) },
-      log: { dir: path.join(o.dir, 'log') },
-      download: { concurrency: o.concurrency, perHostConcurrency: o.concurrency, allowAddresses: ['127.0.0.1:*'], timeouts: { totalSeconds: 20 } },
-    }, {});
+    const config = parseConfig(
+      {
+        host: 'bench',
+        database: { url: o.bench.url },
+        stores: { originals: path.join(o.dir, `drip-${mode}-${round}`) },
+        log: { dir: path.join(o.dir, 'log') },
+        download: { concurrency: o.concurrency, perHostConcurrency: o.concurrency, allowAddresses: ['127.0.0.1:*'], timeouts: { totalSeconds: 20 } },
+      },
+      {},
+    );
     // Ids follow the insert order: the drip URL is the first row of each chunk.
     const urls = Array.from({ length: o.n }, (_, i) => `${o.origin}/small/${mode}-${round}-${i}.jpg`);
     if (mode === 'drip') for (let i = 0; i < urls.length; i += chunkSize) urls.splice(i, 0, `${o.origin}/drip/${i}.jpg`);
-    await o.bench.db.insertInto('live_images').values(urls.map((image_url) => ({ country: 'uk', datasource_id: 1, image_url }))).execute();
+    await o.bench.db
+      .insertInto('live_images')
+      .values(urls.map((image_url) => ({ country: 'uk', datasource_id: 1, image_url })))
+      .execute();
     const log = createLogger({ component: 'downloadd', log: config.log, screen: false, files: false });
     const started = performance.now();
     let cleanDone = 0;
     await runDaemon(new DownloadWorker(config, o.bench.db, 'uk'), {
-      config, db: o.bench.db, databaseUrl: o.bench.url, log, country: 'uk', chunkSize, service: false, signal: new AbortController().signal, workerId: `bench:${mode}:${round}`,
+      config,
+      db: o.bench.db,
+      databaseUrl: o.bench.url,
+      log,
+      country: 'uk',
+      chunkSize,
+      service: false,
+      signal: new AbortController().signal,
+      workerId: `bench:${mode}:${round}`,
       onProgress: (t) => {
         if (!cleanDone && t.done >= o.n) cleanDone = performance.now();
       },
     });
     const took = ((cleanDone || performance.now()) - started) / 1000;
     seconds[mode] = Math.min(seconds[mode], took);
-    console.log(`${mode.padEnd(5)} x${o.n}${mode === 'drip' ? ` + ${urls.length - o.n} drip URLs` : ''}: clean rows ${(o.n / took).toFixed(0)} images/s (${took.toFixed(2)} s)`);
+    console.log(
+      `${mode.padEnd(5)} x${o.n}${mode === 'drip' ? ` + ${urls.length - o.n} drip URLs` : ''}: clean rows ${(o.n / took).toFixed(0)} images/s (${took.toFixed(2)} s)`,
+    );
   }
   console.log(`ratio drip_vs_clean: ${(seconds.clean / seconds.drip).toFixed(2)}`);
 }

@@ -32,7 +32,10 @@ if (!fs.existsSync(TESTDATA)) {
   console.error(`needs ${TESTDATA} (the shared test data beside the checkout)`);
   process.exit(2);
 }
-const exif = fs.readdirSync(path.join(TESTDATA, 'exif-orientation')).filter((f) => f.endsWith('.jpg')).map((f) => path.join(TESTDATA, 'exif-orientation', f));
+const exif = fs
+  .readdirSync(path.join(TESTDATA, 'exif-orientation'))
+  .filter((f) => f.endsWith('.jpg'))
+  .map((f) => path.join(TESTDATA, 'exif-orientation', f));
 const sources: Buffer[] = [];
 for (const file of exif) {
   sources.push(fs.readFileSync(file));
@@ -46,7 +49,9 @@ const originalsDir = path.join(work, 'plain-originals');
 fs.mkdirSync(originalsDir, { recursive: true });
 for (let i = 0; i < images; i++) fs.writeFileSync(path.join(originalsDir, String(i)), bodyOf(i));
 const totalBytes = Array.from({ length: images }, (_, i) => bodyOf(i).length).reduce((a, b) => a + b, 0);
-console.log(`${images} images (${sources.length} distinct: ${exif.length} EXIF photos 1800x1200, ${exif.length * 2} resized copies, ${sources.length - exif.length * 3} PngSuite), ${(totalBytes / 1048576).toFixed(1)} MB`);
+console.log(
+  `${images} images (${sources.length} distinct: ${exif.length} EXIF photos 1800x1200, ${exif.length * 2} resized copies, ${sources.length - exif.length * 3} PngSuite), ${(totalBytes / 1048576).toFixed(1)} MB`,
+);
 
 // Baseline: a plain sharp loop, one pipeline per preset, as many images in flight as cores, making the same
 // thumbnails (the defaults sharpen at 0x0.5; an earlier version of this loop left that out and ran ~15% faster).
@@ -74,124 +79,154 @@ async function plainRun(): Promise<number> {
   let next = 0;
   const plainStart = performance.now();
   const plainCpuStart = process.cpuUsage();
-  await Promise.all(Array.from({ length: cores }, async () => {
-    while (next < images) await plainThumbnails(next++);
-  }));
+  await Promise.all(
+    Array.from({ length: cores }, async () => {
+      while (next < images) await plainThumbnails(next++);
+    }),
+  );
   const plainSeconds = (performance.now() - plainStart) / 1000;
   const plainCpu = process.cpuUsage(plainCpuStart);
   const plainCpuSeconds = (plainCpu.user + plainCpu.system) / 1e6;
   const plainRate = images / plainSeconds;
-  console.log(`plain sharp loop: ${plainRate.toFixed(1)} images/s (${(plainRate * presets.length).toFixed(1)} thumbnails/s) in ${plainSeconds.toFixed(1)}s, CPU ${plainCpuSeconds.toFixed(1)} s`);
+  console.log(
+    `plain sharp loop: ${plainRate.toFixed(1)} images/s (${(plainRate * presets.length).toFixed(1)} thumbnails/s) in ${plainSeconds.toFixed(1)}s, CPU ${plainCpuSeconds.toFixed(1)} s`,
+  );
   return plainRate;
 }
 
 // The system.
 async function systemRun(): Promise<number> {
-const { db, url, drop } = await freshBenchDatabase('lis_bench_e2e');
-fs.rmSync(path.join(work, 'frontends'), { recursive: true, force: true });
-for (const d of ['originals', 'thumbnails', 'log']) fs.rmSync(path.join(work, d), { recursive: true, force: true });
-await sql`
+  const { db, url, drop } = await freshBenchDatabase('lis_bench_e2e');
+  fs.rmSync(path.join(work, 'frontends'), { recursive: true, force: true });
+  for (const d of ['originals', 'thumbnails', 'log']) fs.rmSync(path.join(work, d), { recursive: true, force: true });
+  await sql`
   CREATE TABLE bench_moves (from_stage text, to_stage text, at timestamptz DEFAULT clock_timestamp());
   CREATE FUNCTION bench_audit() RETURNS trigger LANGUAGE plpgsql AS $$
   BEGIN INSERT INTO bench_moves (from_stage, to_stage) VALUES (OLD.stage, NEW.stage); RETURN NULL; END $$;
   CREATE TRIGGER bench_audit AFTER UPDATE ON live_images FOR EACH ROW WHEN (OLD.stage IS DISTINCT FROM NEW.stage) EXECUTE FUNCTION bench_audit();`.execute(db);
-const server = http.createServer((req, res) => {
-  const i = Number(/^\/img\/(\d+)$/.exec(req.url ?? '')?.[1] ?? NaN);
-  if (!Number.isInteger(i)) return void res.writeHead(404).end();
-  const body = bodyOf(i);
-  res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': body.length }).end(body);
-});
-await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-const sourceBase = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
-const frontends: RsyncDaemon[] = [];
-for (const name of ['n1', 'n2', 'n3']) {
-  const daemon = await RsyncDaemon.start(path.join(work, 'frontends', name));
-  frontends.push(daemon);
-  await addFrontend(db, name, daemon.url());
-}
-const configFile = path.join(work, 'config.json');
-fs.writeFileSync(configFile, JSON.stringify({
-  database: { url },
-  stores: { originals: path.join(work, 'originals'), thumbnails: path.join(work, 'thumbnails') },
-  log: { dir: path.join(work, 'log') },
-  download: { allowAddresses: ['127.0.0.1:*'] },
-  queue: { pollSeconds: 0.2 },
-  thumbnail: { ...base.thumbnail, ...(process.env.E2E_IN_FLIGHT ? { imagesInFlight: Number(process.env.E2E_IN_FLIGHT) } : {}) },
-}));
-const daemons: Array<{ bin: string; child: ChildProcess; peakKb: number; cpuSeconds?: number }> = ['lis_downloadd', 'lis_thumbnaild', 'lis_pusherd'].map((bin) => ({
-  bin,
-  child: spawn(process.execPath, [path.join(ROOT, 'bin', bin), '--country', 'uk', '--service', '--config', configFile], {
-    stdio: 'ignore',
-    // LIS_DATABASE_URL wins over a config file: the children must get the bench's database, not the caller's.
-    env: { ...process.env, MALLOC_ARENA_MAX: '2', LIS_DATABASE_URL: url, LIS_CONFIG: configFile },
-  }),
-  peakKb: 0,
-}));
-const peakOf = (pid: number) => Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
-// utime + stime of the process and of its reaped children (pusherd's rsync clients), in seconds.
-const cpuOf = (pid: number) => {
-  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
-  return fields.slice(11, 15).reduce((sum, ticks) => sum + Number(ticks), 0) / 100;
-};
-// Let the daemons start (and register) before the clock starts.
-const exited = daemons.map((d) => new Promise<string>((resolve) => d.child.once('exit', (code) => resolve(`${d.bin} exited ${code}`))));
-const stopDaemons = () => Promise.all(daemons.map((d) => d.child.exitCode === null && d.child.signalCode === null
-  ? new Promise((resolve) => (d.child.once('close', resolve), d.child.kill('SIGTERM'))) : null));
-let early: string | null = null;
-void Promise.race(exited).then((why) => (early = why));
-let seconds: number;
-let t0: Date;
-try {
-await waitUntil('the three daemons to register', 120, async () => {
-  if (early) throw new Error(`bench: ${early} before registering (logs in ${path.join(work, 'log')})`);
-  const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM workers WHERE stopped_at IS NULL`.execute(db);
-  return Number(rows[0].n) === daemons.length;
-});
-const started = performance.now();
-t0 = (await sql<{ t0: Date }>`SELECT clock_timestamp() AS t0`.execute(db)).rows[0].t0;
-await sql`INSERT INTO live_images (country, datasource_id, image_url)
+  const server = http.createServer((req, res) => {
+    const i = Number(/^\/img\/(\d+)$/.exec(req.url ?? '')?.[1] ?? NaN);
+    if (!Number.isInteger(i)) return void res.writeHead(404).end();
+    const body = bodyOf(i);
+    res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': body.length }).end(body);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const sourceBase = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  const frontends: RsyncDaemon[] = [];
+  for (const name of ['n1', 'n2', 'n3']) {
+    const daemon = await RsyncDaemon.start(path.join(work, 'frontends', name));
+    frontends.push(daemon);
+    await addFrontend(db, name, daemon.url());
+  }
+  const configFile = path.join(work, 'config.json');
+  fs.writeFileSync(
+    configFile,
+    JSON.stringify({
+      database: { url },
+      stores: { originals: path.join(work, 'originals'), thumbnails: path.join(work, 'thumbnails') },
+      log: { dir: path.join(work, 'log') },
+      download: { allowAddresses: ['127.0.0.1:*'] },
+      queue: { pollSeconds: 0.2 },
+      thumbnail: { ...base.thumbnail, ...(process.env.E2E_IN_FLIGHT ? { imagesInFlight: Number(process.env.E2E_IN_FLIGHT) } : {}) },
+    }),
+  );
+  const daemons: Array<{ bin: string; child: ChildProcess; peakKb: number; cpuSeconds?: number }> = ['lis_downloadd', 'lis_thumbnaild', 'lis_pusherd'].map(
+    (bin) => ({
+      bin,
+      child: spawn(process.execPath, [path.join(ROOT, 'bin', bin), '--country', 'uk', '--service', '--config', configFile], {
+        stdio: 'ignore',
+        // LIS_DATABASE_URL wins over a config file: the children must get the bench's database, not the caller's.
+        env: { ...process.env, MALLOC_ARENA_MAX: '2', LIS_DATABASE_URL: url, LIS_CONFIG: configFile },
+      }),
+      peakKb: 0,
+    }),
+  );
+  const peakOf = (pid: number) => Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+  // utime + stime of the process and of its reaped children (pusherd's rsync clients), in seconds.
+  const cpuOf = (pid: number) => {
+    const fields = fs
+      .readFileSync(`/proc/${pid}/stat`, 'utf8')
+      .replace(/^.*\) /, '')
+      .split(' ');
+    return fields.slice(11, 15).reduce((sum, ticks) => sum + Number(ticks), 0) / 100;
+  };
+  // Let the daemons start (and register) before the clock starts.
+  const exited = daemons.map((d) => new Promise<string>((resolve) => d.child.once('exit', (code) => resolve(`${d.bin} exited ${code}`))));
+  const stopDaemons = () =>
+    Promise.all(
+      daemons.map((d) =>
+        d.child.exitCode === null && d.child.signalCode === null ? new Promise((resolve) => (d.child.once('close', resolve), d.child.kill('SIGTERM'))) : null,
+      ),
+    );
+  let early: string | null = null;
+  void Promise.race(exited).then((why) => (early = why));
+  let seconds: number;
+  let t0: Date;
+  try {
+    await waitUntil('the three daemons to register', 120, async () => {
+      if (early) throw new Error(`bench: ${early} before registering (logs in ${path.join(work, 'log')})`);
+      const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM workers WHERE stopped_at IS NULL`.execute(db);
+      return Number(rows[0].n) === daemons.length;
+    });
+    const started = performance.now();
+    t0 = (await sql<{ t0: Date }>`SELECT clock_timestamp() AS t0`.execute(db)).rows[0].t0;
+    await sql`INSERT INTO live_images (country, datasource_id, image_url)
           SELECT 'uk', 1, ${sourceBase} || '/img/' || g FROM generate_series(0, ${images - 1}) g`.execute(db);
-await waitUntil('every row to leave the waiting state', deadlineSeconds, async () => {
-  if (early) throw new Error(`bench: ${early} during the run (logs in ${path.join(work, 'log')})`);
-  const { rows } = await sql<{ waiting: string }>`SELECT count(*) FILTER (WHERE state = 'waiting') AS waiting FROM live_images`.execute(db);
-  for (const d of daemons) d.peakKb = Math.max(d.peakKb, peakOf(d.child.pid!));
-  return Number(rows[0].waiting) === 0;
-});
-seconds = (performance.now() - started) / 1000;
-for (const d of daemons) {
-  d.peakKb = Math.max(d.peakKb, peakOf(d.child.pid!));
-  d.cpuSeconds = cpuOf(d.child.pid!);
-}
-} finally {
-  await stopDaemons();
-}
+    await waitUntil('every row to leave the waiting state', deadlineSeconds, async () => {
+      if (early) throw new Error(`bench: ${early} during the run (logs in ${path.join(work, 'log')})`);
+      const { rows } = await sql<{ waiting: string }>`SELECT count(*) FILTER (WHERE state = 'waiting') AS waiting FROM live_images`.execute(db);
+      for (const d of daemons) d.peakKb = Math.max(d.peakKb, peakOf(d.child.pid!));
+      return Number(rows[0].waiting) === 0;
+    });
+    seconds = (performance.now() - started) / 1000;
+    for (const d of daemons) {
+      d.peakKb = Math.max(d.peakKb, peakOf(d.child.pid!));
+      d.cpuSeconds = cpuOf(d.child.pid!);
+    }
+  } finally {
+    await stopDaemons();
+  }
 
-const { rows: states } = await sql<{ stage: string; state: string; n: string }>`SELECT stage, state, count(*) AS n FROM live_images GROUP BY 1, 2`.execute(db);
-const live = Number(states.find((s) => s.stage === 'live')?.n ?? 0);
-const { rows: stageSpans } = await sql<{ from_stage: string; n: string; span: number }>`
+  const { rows: states } = await sql<{ stage: string; state: string; n: string }>`SELECT stage, state, count(*) AS n FROM live_images GROUP BY 1, 2`.execute(
+    db,
+  );
+  const live = Number(states.find((s) => s.stage === 'live')?.n ?? 0);
+  const { rows: stageSpans } = await sql<{ from_stage: string; n: string; span: number }>`
   SELECT from_stage, count(*) AS n, extract(epoch FROM max(at) - min(at))::float8 AS span FROM bench_moves GROUP BY 1`.execute(db);
-const { rows: offsets } = await sql<{ from_stage: string; first: number; last: number }>`
+  const { rows: offsets } = await sql<{ from_stage: string; first: number; last: number }>`
   SELECT from_stage, extract(epoch FROM min(at) - ${t0}::timestamptz)::float8 AS first, extract(epoch FROM max(at) - ${t0}::timestamptz)::float8 AS last
     FROM bench_moves GROUP BY 1`.execute(db);
-const e2eRate = live / seconds;
-console.log(`\nsystem: ${live} of ${images} live on 3 frontends in ${seconds.toFixed(1)}s: ${e2eRate.toFixed(1)} images/s end to end (${states.map((s) => `${s.stage}/${s.state} ${s.n}`).join(', ')})`);
-for (const stage of ['download', 'thumbnail', 'push']) {
-  const s = stageSpans.find((x) => x.from_stage === stage);
-  const o = offsets.find((x) => x.from_stage === stage);
-  if (s && o) console.log(`  ${stage.padEnd(9)} ${(Number(s.n) / Math.max(s.span, 0.001)).toFixed(1)} images/s while it ran (${s.n} rows from ${o.first.toFixed(1)}s to ${o.last.toFixed(1)}s, in parallel with the other stages)`);
-}
-for (const d of daemons) console.log(`  ${d.bin.padEnd(15)} peak memory ${(d.peakKb / 1024).toFixed(0)} MB, CPU ${d.cpuSeconds!.toFixed(1)} s (start-up included)`);
-server.close();
-await Promise.all(frontends.map((f) => f.stop()));
-await drop();
-return e2eRate;
+  const e2eRate = live / seconds;
+  console.log(
+    `\nsystem: ${live} of ${images} live on 3 frontends in ${seconds.toFixed(1)}s: ${e2eRate.toFixed(1)} images/s end to end (${states.map((s) => `${s.stage}/${s.state} ${s.n}`).join(', ')})`,
+  );
+  for (const stage of ['download', 'thumbnail', 'push']) {
+    const s = stageSpans.find((x) => x.from_stage === stage);
+    const o = offsets.find((x) => x.from_stage === stage);
+    if (s && o)
+      console.log(
+        `  ${stage.padEnd(9)} ${(Number(s.n) / Math.max(s.span, 0.001)).toFixed(1)} images/s while it ran (${s.n} rows from ${o.first.toFixed(1)}s to ${o.last.toFixed(1)}s, in parallel with the other stages)`,
+      );
+  }
+  for (const d of daemons)
+    console.log(`  ${d.bin.padEnd(15)} peak memory ${(d.peakKb / 1024).toFixed(0)} MB, CPU ${d.cpuSeconds!.toFixed(1)} s (start-up included)`);
+  server.close();
+  await Promise.all(frontends.map((f) => f.stop()));
+  await drop();
+  return e2eRate;
 }
 
 const ratios: number[] = [];
 for (let pair = 1; pair <= pairs; pair++) {
   console.log(`\npair ${pair} of ${pairs}`);
   // ABAB, starting with the other one every second pair, so neither always runs on the warmer machine.
-  const [plainRate, systemRate] = pair % 2 === 1 ? [await plainRun(), await systemRun()] : await (async () => { const s = await systemRun(); return [await plainRun(), s]; })();
+  const [plainRate, systemRate] =
+    pair % 2 === 1
+      ? [await plainRun(), await systemRun()]
+      : await (async () => {
+          const s = await systemRun();
+          return [await plainRun(), s];
+        })();
   ratios.push(systemRate / plainRate);
   console.log(`pair ${pair}: system / plain sharp loop = ${(systemRate / plainRate).toFixed(2)} (aim: at least 0.8)`);
 }

@@ -23,13 +23,15 @@ await sql`INSERT INTO live_images (country, datasource_id, image_url)
 await sql`VACUUM ANALYZE live_images`.execute(db);
 
 function lines(prefix: string, n: number): Readable {
-  return Readable.from((function* () {
-    for (let i = 0; i < n; i += 1000) {
-      let block = '';
-      for (let j = i; j < Math.min(n, i + 1000); j++) block += `${prefix}${j}.jpg\n`;
-      yield block;
-    }
-  })());
+  return Readable.from(
+    (function* () {
+      for (let i = 0; i < n; i += 1000) {
+        let block = '';
+        for (let j = i; j < Math.min(n, i + 1000); j++) block += `${prefix}${j}.jpg\n`;
+        yield block;
+      }
+    })(),
+  );
 }
 
 /** The ceiling: the same URLs, already parsed, as bare multi-row INSERTs into the empty copy. */
@@ -61,7 +63,9 @@ const knownRatios: number[] = [];
 for (let pair = 1; pair <= pairs; pair++) {
   console.log(`pair ${pair}`);
   await sql`TRUNCATE bench_ceiling`.execute(db);
-  const ceiling = await timed('ceiling: bare multi-row INSERT into an empty, index-equal table', () => ceilingInsert(db, `http://ceiling${pair}.example.com/uk/`));
+  const ceiling = await timed('ceiling: bare multi-row INSERT into an empty, index-equal table', () =>
+    ceilingInsert(db, `http://ceiling${pair}.example.com/uk/`),
+  );
   const prefix = `http://new${pair}.example.com/uk/`;
   const fresh = await timed('lis enqueue code path, new URLs', () => enqueueUrlStream(db, lines(prefix, urls), options));
   const known = await timed('lis enqueue code path, known URLs (last_seen refresh)', () => enqueueUrlStream(db, lines(prefix, urls), options));

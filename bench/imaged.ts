@@ -40,11 +40,13 @@ const PRESET = 'medium';
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 function get(url: string): Promise<{ status: number; bytes: number }> {
   return new Promise((resolve, reject) => {
-    http.get(url, { agent }, (res) => {
-      let bytes = 0;
-      res.on('data', (c: Buffer) => (bytes += c.length));
-      res.on('end', () => resolve({ status: res.statusCode!, bytes }));
-    }).on('error', reject);
+    http
+      .get(url, { agent }, (res) => {
+        let bytes = 0;
+        res.on('data', (c: Buffer) => (bytes += c.length));
+        res.on('end', () => resolve({ status: res.statusCode!, bytes }));
+      })
+      .on('error', reject);
   });
 }
 
@@ -53,33 +55,49 @@ async function drive(urls: string[], lanes: number): Promise<{ ms: number[]; sec
   const ms: number[] = [];
   let next = 0;
   const started = performance.now();
-  await Promise.all(Array.from({ length: lanes }, async () => {
-    while (next < urls.length) {
-      const url = urls[next++];
-      const t0 = performance.now();
-      const res = await get(url);
-      if (res.status !== 200) throw new Error(`${url}: HTTP ${res.status}`);
-      ms.push(performance.now() - t0);
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: lanes }, async () => {
+      while (next < urls.length) {
+        const url = urls[next++];
+        const t0 = performance.now();
+        const res = await get(url);
+        if (res.status !== 200) throw new Error(`${url}: HTTP ${res.status}`);
+        ms.push(performance.now() - t0);
+      }
+    }),
+  );
   return { ms: ms.sort((a, b) => a - b), seconds: (performance.now() - started) / 1000 };
 }
 
 function report(name: string, r: { ms: number[]; seconds: number }): number {
   const perSecond = r.ms.length / r.seconds;
-  console.log(`${name.padEnd(28)} ${perSecond.toFixed(1).padStart(8)}/s   p50 ${percentile(r.ms, 50).toFixed(1)} ms   p99 ${percentile(r.ms, 99).toFixed(1)} ms   (${r.ms.length} requests, ${r.seconds.toFixed(2)} s)`);
+  console.log(
+    `${name.padEnd(28)} ${perSecond.toFixed(1).padStart(8)}/s   p50 ${percentile(r.ms, 50).toFixed(1)} ms   p99 ${percentile(r.ms, 99).toFixed(1)} ms   (${r.ms.length} requests, ${r.seconds.toFixed(2)} s)`,
+  );
   return perSecond;
 }
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-bench-imaged-'));
 const bench = await freshBenchDatabase('lis_bench_imaged');
-const config = parseConfig({ host: 'benchhost', database: { url: bench.url }, stores: { originals: path.join(dir, 'originals'), thumbnails: path.join(dir, 'thumbnails') }, log: { dir: path.join(dir, 'log') }, imaged: { maxGenerations: Math.max(2, concurrency) } }, {}, dir);
+const config = parseConfig(
+  {
+    host: 'benchhost',
+    database: { url: bench.url },
+    stores: { originals: path.join(dir, 'originals'), thumbnails: path.join(dir, 'thumbnails') },
+    log: { dir: path.join(dir, 'log') },
+    imaged: { maxGenerations: Math.max(2, concurrency) },
+  },
+  {},
+  dir,
+);
 const log = createLogger({ component: 'imaged', log: config.log, screen: false });
 const client = createDownloadClient(config.download);
 const fetcher = new SchemeFetcher(client, config);
 const stops: Array<() => Promise<unknown>> = [];
 try {
-  console.log(`lis_imaged bench: ${misses} misses of preset ${PRESET} (${JSON.stringify(config.thumbnail.presets[PRESET])}) from stored 1800x1200 JPEG originals, ${concurrency} in flight; ${hits} hits through nginx; ${os.availableParallelism()} cores (shared: figures are as loaded as the machine)`);
+  console.log(
+    `lis_imaged bench: ${misses} misses of preset ${PRESET} (${JSON.stringify(config.thumbnail.presets[PRESET])}) from stored 1800x1200 JPEG originals, ${concurrency} in flight; ${hits} hits through nginx; ${os.availableParallelism()} cores (shared: figures are as loaded as the machine)`,
+  );
   // Live rows lacking the preset, each with its original in the store (two different pictures, alternating).
   const pictures = [await photoJpeg(1800, 1200, 1), await photoJpeg(1800, 1200, 2)];
   const { rows } = await sql<{ id: string; image_hash: string }>`
@@ -95,7 +113,15 @@ try {
 
   const locks = createDb(bench.url, config.imaged.maxGenerations);
   stops.push(() => locks.destroy());
-  const service = new ThumbnailService({ config, db: bench.db, locks, log, workerId: 'benchhost:imaged', fetcher, thumbnailer: createThumbnailWorker({ config, db: bench.db }) });
+  const service = new ThumbnailService({
+    config,
+    db: bench.db,
+    locks,
+    log,
+    workerId: 'benchhost:imaged',
+    fetcher,
+    thumbnailer: createThumbnailWorker({ config, db: bench.db }),
+  });
   const imaged = createImagedServer(config, service, log);
   imaged.listen(0, '127.0.0.1');
   await once(imaged, 'listening');
@@ -124,8 +150,14 @@ try {
   const plainUrl = `http://127.0.0.1:${(plain.address() as AddressInfo).port}`;
 
   // Warm-up (sharp, the pool, JIT): the first `concurrency` rows, on both, not counted.
-  await drive(paths.slice(0, concurrency).map((p) => imagedUrl + p), concurrency);
-  await drive(rows.slice(0, concurrency).map((_, i) => `${plainUrl}/${i}`), concurrency);
+  await drive(
+    paths.slice(0, concurrency).map((p) => imagedUrl + p),
+    concurrency,
+  );
+  await drive(
+    rows.slice(0, concurrency).map((_, i) => `${plainUrl}/${i}`),
+    concurrency,
+  );
 
   // Interleaved rounds, so that load from elsewhere on the machine falls on both alike.
   const rounds = 4;
@@ -133,8 +165,14 @@ try {
   const imagedRun = { ms: [] as number[], seconds: 0 };
   for (let r = 0; r < rounds; r++) {
     const part = Array.from({ length: misses }, (_, i) => i + concurrency).filter((i) => i % rounds === r);
-    const p = await drive(part.map((i) => `${plainUrl}/${i}`), concurrency);
-    const m = await drive(part.map((i) => imagedUrl + paths[i]), concurrency);
+    const p = await drive(
+      part.map((i) => `${plainUrl}/${i}`),
+      concurrency,
+    );
+    const m = await drive(
+      part.map((i) => imagedUrl + paths[i]),
+      concurrency,
+    );
     plainRun.ms.push(...p.ms);
     plainRun.seconds += p.seconds;
     imagedRun.ms.push(...m.ms);
@@ -155,7 +193,9 @@ try {
   report('nginx hits (8 in flight)', hitRun);
   if (service.generations !== rows.length) throw new Error('a hit reached lis_imaged');
 
-  console.log(`aim: miss p50 under 100 ms: ${percentile(imagedRun.ms, 50) < 100 ? 'met' : 'NOT met'}; misses/s at least the plain server's: ${imagedRate >= plainRate ? 'met' : 'NOT met'}`);
+  console.log(
+    `aim: miss p50 under 100 ms: ${percentile(imagedRun.ms, 50) < 100 ? 'met' : 'NOT met'}; misses/s at least the plain server's: ${imagedRate >= plainRate ? 'met' : 'NOT met'}`,
+  );
   console.log(`ratio imaged_vs_plain_misses: ${(imagedRate / plainRate).toFixed(2)}`);
 } finally {
   for (const stop of stops.reverse()) await stop().catch(() => {});

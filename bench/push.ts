@@ -39,43 +39,51 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-bench-push-'));
 const { db, url, drop } = await freshBenchDatabase('lis_bench_push');
 const daemons = await Promise.all(['n1', 'n2', 'n3'].map((n) => RsyncDaemon.start(path.join(dir, n))));
 try {
-  const config = parseConfig({
-    host: 'bench', database: { url }, stores: { thumbnails: path.join(dir, 'store'), originals: path.join(dir, 'originals') },
-    log: { dir: path.join(dir, 'log') },
-  }, {}, dir);
+  const config = parseConfig(
+    {
+      host: 'bench',
+      database: { url },
+      stores: { thumbnails: path.join(dir, 'store'), originals: path.join(dir, 'originals') },
+      log: { dir: path.join(dir, 'log') },
+    },
+    {},
+    dir,
+  );
 
   /** One pair's rows, waiting in the push stage, and their files in the store's layout. */
   async function makeRows(pair: number): Promise<Array<{ rel: string; bytes: number }>> {
-  // Thumbnails: random bytes (rsync moves bytes; no -z, so the content does not matter) in the store's layout.
-  const { rows } = await sql<{ id: string; image_hash: string }>`
+    // Thumbnails: random bytes (rsync moves bytes; no -z, so the content does not matter) in the store's layout.
+    const { rows } = await sql<{ id: string; image_hash: string }>`
     INSERT INTO live_images (country, datasource_id, image_url, stage, store_host)
     SELECT 'uk', 1, 'http://bench.example.com/' || ${String(pair)}::text || '/' || g || '.jpg', 'push', 'bench' FROM generate_series(1, ${rowCount}) g
     RETURNING id, image_hash`.execute(db);
-  const files: Array<{ rel: string; bytes: number }> = [];
-  const ids: string[] = [];
-  const datas: string[] = [];
-  for (const row of rows) {
-    const presets: ImageData['presets'] = {};
-    for (const [preset, [min, max]] of Object.entries(PRESETS)) {
-      const rel = thumbnailRelativePath('uk', row.image_hash, preset, 'jpg');
-      const bytes = min + crypto.randomInt(max - min);
-      fs.mkdirSync(path.join(config.stores.thumbnails, path.dirname(rel)), { recursive: true });
-      fs.writeFileSync(path.join(config.stores.thumbnails, rel), crypto.randomBytes(bytes));
-      presets[preset] = { width: 100, height: 75, bytes, path: rel };
-      files.push({ rel, bytes });
+    const files: Array<{ rel: string; bytes: number }> = [];
+    const ids: string[] = [];
+    const datas: string[] = [];
+    for (const row of rows) {
+      const presets: ImageData['presets'] = {};
+      for (const [preset, [min, max]] of Object.entries(PRESETS)) {
+        const rel = thumbnailRelativePath('uk', row.image_hash, preset, 'jpg');
+        const bytes = min + crypto.randomInt(max - min);
+        fs.mkdirSync(path.join(config.stores.thumbnails, path.dirname(rel)), { recursive: true });
+        fs.writeFileSync(path.join(config.stores.thumbnails, rel), crypto.randomBytes(bytes));
+        presets[preset] = { width: 100, height: 75, bytes, path: rel };
+        files.push({ rel, bytes });
+      }
+      ids.push(row.id);
+      datas.push(JSON.stringify({ original: { width: 1, height: 1, format: 'jpeg', bytes: 1 }, contentHash: row.image_hash, presets }));
     }
-    ids.push(row.id);
-    datas.push(JSON.stringify({ original: { width: 1, height: 1, format: 'jpeg', bytes: 1 }, contentHash: row.image_hash, presets }));
-  }
-  await sql`UPDATE live_images li SET image_data = v.d FROM unnest(${ids}::bigint[], ${datas}::jsonb[]) AS v(id, d) WHERE li.id = v.id`.execute(db);
-  return files;
+    await sql`UPDATE live_images li SET image_data = v.d FROM unnest(${ids}::bigint[], ${datas}::jsonb[]) AS v(id, d) WHERE li.id = v.id`.execute(db);
+    return files;
   }
   for (const [i, d] of daemons.entries()) await addFrontend(db, `n${i + 1}`, d.url('pusher'));
   console.log(`${pairs} pairs of ${rowCount} rows (${rowCount * 3} files each) to 3 rsync daemons on 127.0.0.1; ${os.cpus().length} cores`);
 
   const report = (label: string, fileCount: number, bytes: number, seconds: number) => {
     const fps = fileCount / seconds;
-    console.log(`  ${label.padEnd(60)} ${fps.toFixed(0).padStart(7)} files/s  ${(bytes * 3 / 1e6 / seconds).toFixed(1).padStart(6)} MB/s to 3 frontends  (${seconds.toFixed(1)} s)`);
+    console.log(
+      `  ${label.padEnd(60)} ${fps.toFixed(0).padStart(7)} files/s  ${((bytes * 3) / 1e6 / seconds).toFixed(1).padStart(6)} MB/s to 3 frontends  (${seconds.toFixed(1)} s)`,
+    );
     return fps;
   };
 
@@ -85,11 +93,26 @@ try {
     const controller = new AbortController();
     const t0 = performance.now();
     const worker = await createPusher({ config, db, log, country: 'uk', chunkSize, service: false, signal: controller.signal });
-    const totals = await runDaemon(worker, { config, db, databaseUrl: url, log, country: 'uk', chunkSize, service: false, signal: controller.signal, workerId: 'bench:1' });
+    const totals = await runDaemon(worker, {
+      config,
+      db,
+      databaseUrl: url,
+      log,
+      country: 'uk',
+      chunkSize,
+      service: false,
+      signal: controller.signal,
+      workerId: 'bench:1',
+    });
     const seconds = (performance.now() - t0) / 1000;
     await closeLogger(log);
     if (totals.done !== rowCount) throw new Error(`only ${totals.done} of ${rowCount} rows went live; see ${config.log.dir}`);
-    return report(`lis_pusherd (chunk ${chunkSize}, one rsync per frontend)`, files.length, files.reduce((s, f) => s + f.bytes, 0), seconds);
+    return report(
+      `lis_pusherd (chunk ${chunkSize}, one rsync per frontend)`,
+      files.length,
+      files.reduce((s, f) => s + f.bytes, 0),
+      seconds,
+    );
   }
 
   // Baseline: what one would write by hand: per chunk of rows, one plain rsync per frontend with the chunk's
@@ -99,14 +122,31 @@ try {
     const t0 = performance.now();
     for (let i = 0; i < files.length; i += perChunk) {
       const list = path.join(dir, `files-${pair}-${i}.txt`);
-      fs.writeFileSync(list, files.slice(i, i + perChunk).map((f) => f.rel).join('\n') + '\n');
-      await Promise.all(daemons.map(async (d) => {
-        const { code, stderr } = await run('rsync', ['--relative', '--times', '--perms', '--chmod=D755,F644', '--mkpath', '--timeout=60', `--files-from=${list}`, '.', `${d.url('baseline')}/`], config.stores.thumbnails);
-        if (code !== 0) throw new Error(`baseline rsync failed: ${stderr}`);
-      }));
+      fs.writeFileSync(
+        list,
+        files
+          .slice(i, i + perChunk)
+          .map((f) => f.rel)
+          .join('\n') + '\n',
+      );
+      await Promise.all(
+        daemons.map(async (d) => {
+          const { code, stderr } = await run(
+            'rsync',
+            ['--relative', '--times', '--perms', '--chmod=D755,F644', '--mkpath', '--timeout=60', `--files-from=${list}`, '.', `${d.url('baseline')}/`],
+            config.stores.thumbnails,
+          );
+          if (code !== 0) throw new Error(`baseline rsync failed: ${stderr}`);
+        }),
+      );
     }
     const seconds = (performance.now() - t0) / 1000;
-    return report(`baseline: plain rsync, one --files-from per chunk per frontend`, files.length, files.reduce((s, f) => s + f.bytes, 0), seconds);
+    return report(
+      `baseline: plain rsync, one --files-from per chunk per frontend`,
+      files.length,
+      files.reduce((s, f) => s + f.bytes, 0),
+      seconds,
+    );
   }
 
   const ratios: number[] = [];
@@ -115,8 +155,13 @@ try {
     console.log(`pair ${pair}: ${files.length} files, ${(files.reduce((s, f) => s + f.bytes, 0) / 1e6).toFixed(1)} MB`);
     // ABBA: the pusher first in odd pairs, the baseline first in even ones.
     let pusher: number, baseline: number;
-    if (pair % 2 === 1) { pusher = await pusherRun(files); baseline = await baselineRun(files, pair); }
-    else { baseline = await baselineRun(files, pair); pusher = await pusherRun(files); }
+    if (pair % 2 === 1) {
+      pusher = await pusherRun(files);
+      baseline = await baselineRun(files, pair);
+    } else {
+      baseline = await baselineRun(files, pair);
+      pusher = await pusherRun(files);
+    }
     ratios.push(pusher / baseline);
     console.log(`  pair ${pair}: pusher / plain rsync per chunk = ${(pusher / baseline).toFixed(2)}`);
   }

@@ -38,7 +38,9 @@ await sql`INSERT INTO bench_raw (id) SELECT g FROM generate_series(1, ${rows}::i
 await sql`VACUUM ANALYZE live_images`.execute(db);
 await sql`VACUUM ANALYZE claimable_rows`.execute(db);
 await sql`VACUUM ANALYZE bench_raw`.execute(db);
-console.log(`filled in ${((performance.now() - fillStart) / 1000).toFixed(0)} s; ${workers} workers, chunk ${chunk}, windows of ${windowSize.toLocaleString('en-GB')} rows`);
+console.log(
+  `filled in ${((performance.now() - fillStart) / 1000).toFixed(0)} s; ${workers} workers, chunk ${chunk}, windows of ${windowSize.toLocaleString('en-GB')} rows`,
+);
 
 const claimTimes = { ours: [] as number[], raw: [] as number[] };
 
@@ -56,7 +58,13 @@ function ourSide(): Side {
           const t0 = performance.now();
           const got = await cursor.next(chunk);
           claimTimes.ours.push(performance.now() - t0);
-          if (got.length) await finishRows(wdb, `bench:${i}`, 'download', got.map((r) => ({ id: r.id })));
+          if (got.length)
+            await finishRows(
+              wdb,
+              `bench:${i}`,
+              'download',
+              got.map((r) => ({ id: r.id })),
+            );
           return got.length;
         },
       };
@@ -85,7 +93,7 @@ function rawSide(): Side {
           claimTimes.raw.push(performance.now() - t0);
           if (got.length) {
             const ids = got.map((r) => r.id);
-            after = ids.reduce((a, b) => (a.length - b.length || (a < b ? -1 : 1)) > 0 ? a : b);
+            after = ids.reduce((a, b) => ((a.length - b.length || (a < b ? -1 : 1)) > 0 ? a : b));
             await sql`UPDATE bench_raw SET done = true, locked_by = NULL WHERE id = ANY(${ids}::bigint[])`.execute(wdb);
           }
           return got.length;
@@ -100,13 +108,15 @@ async function window(side: Side, key: 'ours' | 'raw', until: number): Promise<{
   claimTimes[key] = [];
   const before = side.done;
   const t0 = performance.now();
-  await Promise.all(side.workers.map(async (w) => {
-    while (side.done < until) {
-      const n = await w.step();
-      if (n === 0) break;
-      side.done += n;
-    }
-  }));
+  await Promise.all(
+    side.workers.map(async (w) => {
+      while (side.done < until) {
+        const n = await w.step();
+        if (n === 0) break;
+        side.done += n;
+      }
+    }),
+  );
   const seconds = (performance.now() - t0) / 1000;
   side.seconds += seconds;
   const sorted = claimTimes[key].sort((a, b) => a - b);
@@ -124,12 +134,16 @@ for (let end = windowSize; ; end += windowSize) {
   const b = await window(raw, 'raw', target);
   if (a.rows === 0 && b.rows === 0) break;
   ratios.push(a.rate / b.rate);
-  console.log(`  ${String(target).padStart(10)} ${Math.round(a.rate).toString().padStart(13)} ${Math.round(b.rate).toString().padStart(12)} ${(a.rate / b.rate).toFixed(2).padStart(7)}   ${a.p50.toFixed(1).padStart(6)} / ${a.p99.toFixed(1).padStart(6)} ms    ${b.p50.toFixed(1).padStart(6)} / ${b.p99.toFixed(1).padStart(6)} ms`);
+  console.log(
+    `  ${String(target).padStart(10)} ${Math.round(a.rate).toString().padStart(13)} ${Math.round(b.rate).toString().padStart(12)} ${(a.rate / b.rate).toFixed(2).padStart(7)}   ${a.p50.toFixed(1).padStart(6)} / ${a.p99.toFixed(1).padStart(6)} ms    ${b.p50.toFixed(1).padStart(6)} / ${b.p99.toFixed(1).padStart(6)} ms`,
+  );
   if (target >= rows) break;
 }
 const ourRate = ours.done / ours.seconds;
 const rawRate = raw.done / raw.seconds;
-console.log(`\n  whole drain: ours ${Math.round(ourRate).toLocaleString('en-GB')} rows/s (${ours.done} rows), raw ${Math.round(rawRate).toLocaleString('en-GB')} rows/s (${raw.done} rows)`);
+console.log(
+  `\n  whole drain: ours ${Math.round(ourRate).toLocaleString('en-GB')} rows/s (${ours.done} rows), raw ${Math.round(rawRate).toLocaleString('en-GB')} rows/s (${raw.done} rows)`,
+);
 await Promise.all([...ours.workers, ...raw.workers].map((w) => w.db.destroy()));
 await drop();
 console.log('');

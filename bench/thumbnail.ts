@@ -45,12 +45,14 @@ async function drive(files: string[], work: (file: string, index: number) => Pro
   const jobs = Array.from({ length: rounds }, () => files).flat();
   let next = 0;
   const started = performance.now();
-  await Promise.all(Array.from({ length: lanes }, async () => {
-    while (next < jobs.length) {
-      const i = next++;
-      await work(jobs[i], i);
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: lanes }, async () => {
+      while (next < jobs.length) {
+        const i = next++;
+        await work(jobs[i], i);
+      }
+    }),
+  );
   return (performance.now() - started) / 1000;
 }
 
@@ -93,8 +95,22 @@ function nodeContender(contender: 'daemon' | 'loop', w: Workload, files: string[
   return new Promise((resolve, reject) => {
     const list = path.join(os.tmpdir(), `bench-thumbnail-files-${process.pid}.json`);
     fs.writeFileSync(list, JSON.stringify({ files, workload: w, pixelBudget }));
-    const args = ['--child', contender, '--list', list, '--rounds', String(rounds), '--in-flight', String(parallelism.imagesInFlight), '--threads', String(parallelism.sharpThreads)];
-    const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), ...args], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, MALLOC_ARENA_MAX: '2' } });
+    const args = [
+      '--child',
+      contender,
+      '--list',
+      list,
+      '--rounds',
+      String(rounds),
+      '--in-flight',
+      String(parallelism.imagesInFlight),
+      '--threads',
+      String(parallelism.sharpThreads),
+    ];
+    const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), ...args], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, MALLOC_ARENA_MAX: '2' },
+    });
     let text = '';
     child.stdout.on('data', (c) => (text += c));
     child.on('close', (code) => (code === 0 ? resolve(JSON.parse(text) as Run) : reject(new Error(`${contender} exited ${code}`))));
@@ -121,7 +137,11 @@ function line(label: string, r: Run, thumbs: number): string {
 
 async function speed(w: Workload, files: string[]): Promise<{ vsLoop: number; vsIm: number; cpuVsLoop: number; cpuVsIm: number }> {
   const thumbs = files.length * rounds * Object.keys(w.presets).length;
-  console.log(`\n== workload ${w.name}: ${files.length} JPEGs x ${rounds} rounds; ${Object.entries(w.presets).map(([n, p]) => `${n} ${p.width}x${p.height} ${p.mode}`).join(', ')}; quality ${w.quality}, sharpen ${w.sharpen}`);
+  console.log(
+    `\n== workload ${w.name}: ${files.length} JPEGs x ${rounds} rounds; ${Object.entries(w.presets)
+      .map(([n, p]) => `${n} ${p.width}x${p.height} ${p.mode}`)
+      .join(', ')}; quality ${w.quality}, sharpen ${w.sharpen}`,
+  );
   const vsLoop: number[] = [];
   const vsIm: number[] = [];
   const cpuVsLoop: number[] = [];
@@ -136,7 +156,9 @@ async function speed(w: Workload, files: string[]): Promise<{ vsLoop: number; vs
     vsIm.push(im.seconds / daemon.seconds);
     cpuVsLoop.push(loop.cpuSeconds / daemon.cpuSeconds);
     cpuVsIm.push(im.cpuSeconds / daemon.cpuSeconds);
-    console.log(`  pair ${pair}: daemon / plain loop ${(loop.seconds / daemon.seconds).toFixed(2)} (CPU ${(loop.cpuSeconds / daemon.cpuSeconds).toFixed(2)}), daemon / ImageMagick ${(im.seconds / daemon.seconds).toFixed(2)} (CPU ${(im.cpuSeconds / daemon.cpuSeconds).toFixed(2)})`);
+    console.log(
+      `  pair ${pair}: daemon / plain loop ${(loop.seconds / daemon.seconds).toFixed(2)} (CPU ${(loop.cpuSeconds / daemon.cpuSeconds).toFixed(2)}), daemon / ImageMagick ${(im.seconds / daemon.seconds).toFixed(2)} (CPU ${(im.cpuSeconds / daemon.cpuSeconds).toFixed(2)})`,
+    );
     console.log(line('lis_thumbnaild (decode once)', daemon, thumbs));
     console.log(line('plain sharp loop', loop, thumbs));
     console.log(line('ImageMagick (+clone)', im, thumbs));
@@ -164,13 +186,21 @@ async function memory(): Promise<void> {
   const count = flag('png-count', 8);
   const side = flag('png-side', 7000);
   const pngs = await bigPngs(count, side);
-  const photos = fs.readdirSync(dir).filter((f) => /\.jpe?g$/i.test(f)).map((f) => path.join(dir, f));
+  const photos = fs
+    .readdirSync(dir)
+    .filter((f) => /\.jpe?g$/i.test(f))
+    .map((f) => path.join(dir, f));
   const w = WORKLOADS.default;
   console.log(`peak RSS of makeThumbnails in a process of its own (MALLOC_ARENA_MAX=2), ${lanes} images in flight, ${rounds} rounds`);
-  for (const [label, files] of [[`${count} interlaced PNGs of ${side}x${side}`, pngs], [`${photos.length} photos`, photos]] as const) {
+  for (const [label, files] of [
+    [`${count} interlaced PNGs of ${side}x${side}`, pngs],
+    [`${photos.length} photos`, photos],
+  ] as const) {
     for (const budget of [config.pixelBudget, Number.MAX_SAFE_INTEGER]) {
       const r = await nodeContender('daemon', w, [...files], budget);
-      console.log(`  ${label.padEnd(36)} pixel budget ${budget === config.pixelBudget ? `${(budget / 1e6).toFixed(0)} Mpx` : 'off   '}: peak RSS ${r.maxRssMb.toFixed(0)} MB, ${((files.length * rounds) / r.seconds).toFixed(2)} images/s`);
+      console.log(
+        `  ${label.padEnd(36)} pixel budget ${budget === config.pixelBudget ? `${(budget / 1e6).toFixed(0)} Mpx` : 'off   '}: peak RSS ${r.maxRssMb.toFixed(0)} MB, ${((files.length * rounds) / r.seconds).toFixed(2)} images/s`,
+      );
     }
   }
 }
@@ -182,12 +212,21 @@ async function main(): Promise<void> {
     console.error(`bench/thumbnail.ts needs ImageMagick and GNU time from Debian; missing: ${missing.join(', ')}`);
     process.exit(2);
   }
-  const files = fs.readdirSync(dir).filter((f) => /\.jpe?g$/i.test(f)).map((f) => path.join(dir, f)).slice(0, flag('images', 1000));
+  const files = fs
+    .readdirSync(dir)
+    .filter((f) => /\.jpe?g$/i.test(f))
+    .map((f) => path.join(dir, f))
+    .slice(0, flag('images', 1000));
   if (files.length === 0) {
     console.error(`no JPEGs in ${dir} (--dir FOLDER, or LIS_TESTDATA)`);
     process.exit(2);
   }
-  console.log(`${os.availableParallelism()} cores (load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}), ${lanes} images in flight, ${parallelism.sharpThreads} libvips thread(s) each; ${pairs} interleaved pairs`);
+  console.log(
+    `${os.availableParallelism()} cores (load average ${os
+      .loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')}), ${lanes} images in flight, ${parallelism.sharpThreads} libvips thread(s) each; ${pairs} interleaved pairs`,
+  );
   const chosen = argOf('workload') ?? 'both';
   const workloads = chosen === 'both' ? Object.values(WORKLOADS) : [WORKLOADS[chosen]];
   const ratios: Array<[string, number]> = [];

@@ -12,12 +12,30 @@ describe('the downloader address policy', () => {
 
   it('refuses loopback, private, link-local, CGNAT, multicast, reserved and unspecified addresses', () => {
     const cases: Array<[string, string]> = [
-      ['127.0.0.1', 'loopback'], ['127.9.9.9', 'loopback'], ['10.1.2.3', 'private'], ['172.16.0.1', 'private'], ['172.31.255.255', 'private'],
-      ['192.168.1.1', 'private'], ['169.254.169.254', 'link-local'], ['100.64.0.1', 'CGNAT'], ['100.127.255.255', 'CGNAT'],
-      ['224.0.0.1', 'multicast'], ['239.255.255.250', 'multicast'], ['0.0.0.0', 'this network'], ['255.255.255.255', 'broadcast'],
-      ['192.0.2.1', 'reserved'], ['198.18.0.1', 'reserved'], ['240.0.0.1', 'reserved'],
-      ['::1', 'loopback'], ['::', 'this network'], ['[::1]', 'loopback'], ['fd12:3456::1', 'private'], ['fe80::1%eth0', 'link-local'],
-      ['ff02::1', 'multicast'], ['fec0::1', 'site-local'], ['2001:db8::1', 'reserved'],
+      ['127.0.0.1', 'loopback'],
+      ['127.9.9.9', 'loopback'],
+      ['10.1.2.3', 'private'],
+      ['172.16.0.1', 'private'],
+      ['172.31.255.255', 'private'],
+      ['192.168.1.1', 'private'],
+      ['169.254.169.254', 'link-local'],
+      ['100.64.0.1', 'CGNAT'],
+      ['100.127.255.255', 'CGNAT'],
+      ['224.0.0.1', 'multicast'],
+      ['239.255.255.250', 'multicast'],
+      ['0.0.0.0', 'this network'],
+      ['255.255.255.255', 'broadcast'],
+      ['192.0.2.1', 'reserved'],
+      ['198.18.0.1', 'reserved'],
+      ['240.0.0.1', 'reserved'],
+      ['::1', 'loopback'],
+      ['::', 'this network'],
+      ['[::1]', 'loopback'],
+      ['fd12:3456::1', 'private'],
+      ['fe80::1%eth0', 'link-local'],
+      ['ff02::1', 'multicast'],
+      ['fec0::1', 'site-local'],
+      ['2001:db8::1', 'reserved'],
     ];
     for (const [address, why] of cases) assert.equal(strict.refusal(address, 80), why, address);
   });
@@ -25,18 +43,26 @@ describe('the downloader address policy', () => {
   it('refuses every IPv6 form that carries a refused IPv4 address, and lets those carrying public ones through', () => {
     const refused: Array<[string, string]> = [
       // Never in a sane DNS answer: refused whatever they carry.
-      ['::ffff:127.0.0.1', 'IPv4-mapped'], ['::ffff:7f00:1', 'IPv4-mapped'], ['::ffff:8.8.8.8', 'IPv4-mapped'],
-      ['::127.0.0.1', 'IPv4-compatible'], ['::8.8.8.8', 'IPv4-compatible'], ['::ffff:0:7f00:1', 'IPv4-translated'],
+      ['::ffff:127.0.0.1', 'IPv4-mapped'],
+      ['::ffff:7f00:1', 'IPv4-mapped'],
+      ['::ffff:8.8.8.8', 'IPv4-mapped'],
+      ['::127.0.0.1', 'IPv4-compatible'],
+      ['::8.8.8.8', 'IPv4-compatible'],
+      ['::ffff:0:7f00:1', 'IPv4-translated'],
       // NAT64, both prefixes.
-      ['64:ff9b::127.0.0.1', 'NAT64 of loopback 127.0.0.1'], ['64:ff9b::a00:1', 'NAT64 of private 10.0.0.1'],
+      ['64:ff9b::127.0.0.1', 'NAT64 of loopback 127.0.0.1'],
+      ['64:ff9b::a00:1', 'NAT64 of private 10.0.0.1'],
       ['64:ff9b::a9fe:a9fe', 'NAT64 of link-local 169.254.169.254'],
       ['64:ff9b:1::7f00:1', 'NAT64 of loopback 127.0.0.1'], // the local-use prefix cut at /96
       // 6to4: 2002:<v4>::/48.
-      ['2002:7f00:1::1', '6to4 of loopback 127.0.0.1'], ['2002:c0a8:101::1', '6to4 of private 192.168.1.1'],
+      ['2002:7f00:1::1', '6to4 of loopback 127.0.0.1'],
+      ['2002:c0a8:101::1', '6to4 of private 192.168.1.1'],
       // Teredo: the client's address XOR-ed with ones (7f00:0001 -> 80ff:fffe), and the server's as is.
-      ['2001:0:4136:e378:8000:63bf:80ff:fffe', 'Teredo of loopback 127.0.0.1'], ['2001:0:a00:1:8000:63bf:f7f7:f7f7', 'Teredo of private 10.0.0.1'],
+      ['2001:0:4136:e378:8000:63bf:80ff:fffe', 'Teredo of loopback 127.0.0.1'],
+      ['2001:0:a00:1:8000:63bf:f7f7:f7f7', 'Teredo of private 10.0.0.1'],
       // ISATAP: any prefix, interface id 0:5efe or 200:5efe, then the IPv4 address.
-      ['2a00:1450::5efe:a00:1', 'ISATAP of private 10.0.0.1'], ['2a00:1450::200:5efe:7f00:1', 'ISATAP of loopback 127.0.0.1'],
+      ['2a00:1450::5efe:a00:1', 'ISATAP of private 10.0.0.1'],
+      ['2a00:1450::200:5efe:7f00:1', 'ISATAP of loopback 127.0.0.1'],
     ];
     for (const [address, why] of refused) assert.equal(strict.refusal(address, 80), why, address);
     // The local-use NAT64 prefix cut at /48 (the u octet skipped): 10.1.8.8 at bits 48-87, 8.8.8.8 last.
@@ -83,7 +109,18 @@ describe('the downloader address policy', () => {
     assert.equal(parseAllowEntry('[fc00::/7]:*').range[1], 7);
     assert.equal(parseAllowEntry('::1').range[1], 128);
     assert.equal(parseIp('example.com'), null);
-    for (const bad of ['10.0.0.0/33', 'nope/8', '10.0.0.0/8/1', '10.0.0.0/x', '::1/129', '127.0.0.1:0', '127.0.0.1:70000', '127.0.0.1:http', '[::1]:', '127.1']) {
+    for (const bad of [
+      '10.0.0.0/33',
+      'nope/8',
+      '10.0.0.0/8/1',
+      '10.0.0.0/x',
+      '::1/129',
+      '127.0.0.1:0',
+      '127.0.0.1:70000',
+      '127.0.0.1:http',
+      '[::1]:',
+      '127.1',
+    ]) {
       assert.throws(() => parseAllowEntry(bad), /not an allow-list entry/, bad);
     }
     assert.throws(() => parseConfig({ download: { allowAddresses: ['127.0.0.1/40'] } }, {}), /download\.allowAddresses\.0: an address or range/);
@@ -93,8 +130,10 @@ describe('the downloader address policy', () => {
   it('a lookup that knows the port drops addresses allowed on other ports only', async () => {
     const policy = addressPolicy(['10.0.0.1']);
     const fakeDns = ((_h: string, _o: unknown, cb: (e: null, a: unknown) => void) => cb(null, [{ address: '10.0.0.1', family: 4 }])) as never;
-    const lookup = (port: number) => new Promise<{ error?: Error; address?: unknown }>((resolve) =>
-      safeLookup(policy, fakeDns, port)('img.example', {}, ((error: Error | null, address: unknown) => resolve(error ? { error } : { address }))));
+    const lookup = (port: number) =>
+      new Promise<{ error?: Error; address?: unknown }>((resolve) =>
+        safeLookup(policy, fakeDns, port)('img.example', {}, (error: Error | null, address: unknown) => resolve(error ? { error } : { address })),
+      );
     assert.deepEqual(await lookup(443), { address: '10.0.0.1' });
     const { error } = await lookup(5432);
     assert.equal(classifyDownloadError(error).errorClass, 'refused_address');
@@ -113,7 +152,10 @@ describe('the downloader address policy', () => {
     const thisPort = createDownloadClient(parseConfig({ download: { ...download, allowAddresses: [`127.0.0.1:${port}`] } }, {}).download, { noproxy: true });
     try {
       for (const url of [`http://127.0.0.1:${port}/a.jpg`, `http://localhost:${port}/a.jpg`]) {
-        const error = await webOnly.got(url).then(() => null, (e: unknown) => e);
+        const error = await webOnly.got(url).then(
+          () => null,
+          (e: unknown) => e,
+        );
         assert.equal(classifyDownloadError(error).errorClass, 'refused_address', url);
         assert.match(classifyDownloadError(error).reason, /port \d+ is not allowed by 127\.0\.0\.1/);
       }

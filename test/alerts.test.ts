@@ -31,7 +31,11 @@ async function startHook(status = 204): Promise<{ url: (p: string) => string; re
 }
 
 /** A mail's text with quoted-printable soft breaks undone. */
-const bodyOf = (raw: string) => raw.slice(raw.indexOf('\r\n\r\n') + 4).replace(/=\r?\n/g, '').replace(/=([0-9A-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
+const bodyOf = (raw: string) =>
+  raw
+    .slice(raw.indexOf('\r\n\r\n') + 4)
+    .replace(/=\r?\n/g, '')
+    .replace(/=([0-9A-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
 
 /** One of each thing worth an alert, and near misses that are not. */
 async function troubles(t: TestDatabase): Promise<void> {
@@ -144,10 +148,14 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
       assert.match(await check(config), /^alerts: 0 sent, 0 already sent, 0 held back by the hourly cap, 6 undelivered/);
       assert.equal(smtp.mails.length, 0, 'the SMTP server refused the login');
       assert.ok(hook.received.length >= 6, 'the webhook was tried');
-      const logs = fs.readdirSync(config.log.dir).map((f) => fs.readFileSync(path.join(config.log.dir, f), 'utf8')).join('\n');
+      const logs = fs
+        .readdirSync(config.log.dir)
+        .map((f) => fs.readFileSync(path.join(config.log.dir, f), 'utf8'))
+        .join('\n');
       assert.match(logs, /mail \(alerts\.smtp\) failed for "datasource 7 of UK disabled": .*Invalid/);
       assert.match(logs, /the webhook \(alerts\.webhookUrl\) failed for "datasource 7 of UK disabled": .*500/);
-      for (const secret of ['T0KEN-very-secret-path', webhookUrl, 'wrong-password-also-secret', login.password]) assert.ok(!logs.includes(secret), `a log has ${secret}`);
+      for (const secret of ['T0KEN-very-secret-path', webhookUrl, 'wrong-password-also-secret', login.password])
+        assert.ok(!logs.includes(secret), `a log has ${secret}`);
       const sent = await t.db.selectFrom('alerts_sent').select('key').execute();
       assert.deepEqual(sent, [], 'undelivered alerts are not marked sent');
       // Fixed: they go out on the next run.
@@ -158,7 +166,9 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
   });
 
   it('`lis config` shows neither the webhook URL nor the SMTP password; LIS_SMTP_PASSWORD sets it', async () => {
-    const file = t.writeConfig({ alerts: { webhookUrl: 'https://hooks.example.invalid/T0KEN-in-config', smtp: { host: 'mail.example.invalid', password: 'pw-in-config-secret' } } });
+    const file = t.writeConfig({
+      alerts: { webhookUrl: 'https://hooks.example.invalid/T0KEN-in-config', smtp: { host: 'mail.example.invalid', password: 'pw-in-config-secret' } },
+    });
     const run = spawnTs('bin/lis', ['--config', file, 'config'], { LIS_SMTP_PASSWORD: 'pw-from-env-secret' });
     assert.equal((await run.exited).code, 0, run.output());
     const shown = JSON.parse(run.output().slice(run.output().indexOf('{'))) as LisConfig;
@@ -177,6 +187,9 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
     assert.equal(judgeErrorRate({ ...s, done: 10, failed: 15 }, policy), null, 'too few rows');
     assert.equal(judgeErrorRate({ ...s, done: 1000, failed: 150 }, policy), null, 'under minRate');
     assert.match(judgeErrorRate({ ...s, baselineDone: 0, baselineFailed: 0 }, policy)!, /no work in the 168h before/);
-    assert.equal(redactSecrets('POST https://hooks.example/T/abc?x=1 failed; /T/abc?x=1; pw hunter2', ['https://hooks.example/T/abc?x=1', 'hunter2']), 'POST [redacted] failed; [redacted]; pw [redacted]');
+    assert.equal(
+      redactSecrets('POST https://hooks.example/T/abc?x=1 failed; /T/abc?x=1; pw hunter2', ['https://hooks.example/T/abc?x=1', 'hunter2']),
+      'POST [redacted] failed; [redacted]; pw [redacted]',
+    );
   });
 });

@@ -24,7 +24,10 @@ describe('chaos: the whole system keeps its promises while daemons are killed, a
         dir,
         print: () => {},
       });
-      const report = [...Object.entries(result.figures).map(([k, v]) => `${k}: ${v}`), ...result.checks.map((c) => `${c.ok ? 'PASS' : 'FAIL'} ${c.name}: ${c.detail}`)].join('\n');
+      const report = [
+        ...Object.entries(result.figures).map(([k, v]) => `${k}: ${v}`),
+        ...result.checks.map((c) => `${c.ok ? 'PASS' : 'FAIL'} ${c.name}: ${c.detail}`),
+      ].join('\n');
       assert.ok(Number(result.figures.kills) >= 5, `daemons were killed:\n${report}`);
       for (const check of result.checks) assert.ok(check.ok, `${check.name}: ${check.detail}\n\n${report}`);
     } finally {

@@ -52,17 +52,44 @@ describe('claimable_rows', () => {
     await assertListed(t.db, 'a claim', 20);
 
     const [done, retrying, failing, released] = [held.slice(0, 4), held.slice(4, 7), held.slice(7, 8), held.slice(8)];
-    assert.equal(await finishRows(t.db, 'w', 'download', done.map((r) => ({ id: r.id }))), 4);
-    const failed = await failRows(t.db, 'w', [
-      ...retrying.map((r) => ({ id: r.id, attempts: 0, reason: 'HTTP 503', errorClass: 'http_5xx', retryable: true })),
-      ...failing.map((r) => ({ id: r.id, attempts: 0, reason: 'HTTP 404', errorClass: 'http_404', retryable: false })),
-    ], policy);
+    assert.equal(
+      await finishRows(
+        t.db,
+        'w',
+        'download',
+        done.map((r) => ({ id: r.id })),
+      ),
+      4,
+    );
+    const failed = await failRows(
+      t.db,
+      'w',
+      [
+        ...retrying.map((r) => ({ id: r.id, attempts: 0, reason: 'HTTP 503', errorClass: 'http_5xx', retryable: true })),
+        ...failing.map((r) => ({ id: r.id, attempts: 0, reason: 'HTTP 404', errorClass: 'http_404', retryable: false })),
+      ],
+      policy,
+    );
     assert.deepEqual(failed, { updated: 4, failed: 1, retrying: 3 });
-    assert.equal(await releaseRows(t.db, 'w', released.map((r) => r.id)), 2);
+    assert.equal(
+      await releaseRows(
+        t.db,
+        'w',
+        released.map((r) => r.id),
+      ),
+      2,
+    );
     await assertListed(t.db, 'finish (next stage), fail (retry later; failed for good) and release', 29);
     assert.equal((await claim(t.db, 'w', 10, 'thumbnail')).length, 4, 'finished rows are claimable in the next stage');
-    assert.ok((await claim(t.db, 'w', 50)).every((r) => !retrying.some((x) => x.id === r.id)), 'a row waiting out its backoff is not claimed');
-    await releaseRows(t.db, 'w', (await t.db.selectFrom('live_images').select('id').where('locked_by', '=', 'w').execute()).map((r) => r.id));
+    assert.ok(
+      (await claim(t.db, 'w', 50)).every((r) => !retrying.some((x) => x.id === r.id)),
+      'a row waiting out its backoff is not claimed',
+    );
+    await releaseRows(
+      t.db,
+      'w',
+      (await t.db.selectFrom('live_images').select('id').where('locked_by', '=', 'w').execute()).map((r) => r.id),
+    );
     await assertListed(t.db, 'releasing everything');
 
     assert.equal(await retryFailed(t.db, { country: 'uk' }), 1);
@@ -83,18 +110,25 @@ describe('claimable_rows', () => {
     await assertListed(t.db, 'disabling a datasource (park)');
     await enableDatasource(t.db, 'uk', 1);
     await assertListed(t.db, 're-enabling it (unpark)');
-    const { rows: priorities } = await sql<{ priority: number; n: number }>`SELECT priority, count(*)::int AS n FROM claimable_rows GROUP BY 1 ORDER BY 1`.execute(t.db);
-    assert.deepEqual(priorities.map((p) => p.priority), [0, 1], 'reworks are listed with priority 1, new rows with 0');
+    const { rows: priorities } = await sql<{
+      priority: number;
+      n: number;
+    }>`SELECT priority, count(*)::int AS n FROM claimable_rows GROUP BY 1 ORDER BY 1`.execute(t.db);
+    assert.deepEqual(
+      priorities.map((p) => p.priority),
+      [0, 1],
+      'reworks are listed with priority 1, new rows with 0',
+    );
 
     // A worker dies holding rows; the manager releases them.
     await sql`INSERT INTO workers (id, component, host, pid, heartbeat_at) VALUES ('dead:1', 'downloadd', 'dead', 1, now() - interval '1 hour')`.execute(t.db);
     assert.equal((await claim(t.db, 'dead:1', 6)).length, 6);
     const [released1] = await releaseStuckJobs(t.db, 60);
     assert.equal(released1.rows, 6);
-    await assertListed(t.db, 'the manager released a dead worker\'s rows');
+    await assertListed(t.db, "the manager released a dead worker's rows");
   });
 
-  it('the manager\'s alarm lists again rows an UPDATE by hand (outside src/queue) unlocked', async () => {
+  it("the manager's alarm lists again rows an UPDATE by hand (outside src/queue) unlocked", async () => {
     await insertUrls(t.db, 'uk', 10);
     assert.equal((await claim(t.db, 'w', 3)).length, 3);
     await sql`UPDATE live_images SET locked_by = NULL, locked_at = NULL WHERE locked_by = 'w'`.execute(t.db);
@@ -103,8 +137,14 @@ describe('claimable_rows', () => {
     assert.equal((await claim(t.db, 'w2', 10)).length, 7, 'so claims miss them');
     const log = createLogger({ component: 'managerd', log: t.config.log, screen: false, files: false });
     try {
-      assert.equal(await runCheck('unlisted_rows', { config: t.config, db: t.db, log, country: 'uk' }), 'unlisted_rows: 3 claimable rows had no claim entry and were listed again');
-      assert.equal(await runCheck('unlisted_rows', { config: t.config, db: t.db, log, country: 'uk' }), 'unlisted_rows: 0 claimable rows had no claim entry and were listed again');
+      assert.equal(
+        await runCheck('unlisted_rows', { config: t.config, db: t.db, log, country: 'uk' }),
+        'unlisted_rows: 3 claimable rows had no claim entry and were listed again',
+      );
+      assert.equal(
+        await runCheck('unlisted_rows', { config: t.config, db: t.db, log, country: 'uk' }),
+        'unlisted_rows: 0 claimable rows had no claim entry and were listed again',
+      );
     } finally {
       await closeLogger(log);
     }
@@ -120,9 +160,15 @@ describe('claimable_rows', () => {
     await sql`DELETE FROM live_images WHERE id = ANY(${ids.slice(0, 8)}::bigint[])`.execute(t.db);
     // An entry left behind for a row already in the next stage (say, by a hand-run INSERT).
     await sql`UPDATE live_images SET stage = 'thumbnail' WHERE id = ${ids[8]}`.execute(t.db);
-    await sql`INSERT INTO claimable_rows (id, country, stage, store_host, next_attempt_at) VALUES (${ids[8]}, 'uk', 'download', '', now()), (${ids[8]}, 'uk', 'thumbnail', '', now())`.execute(t.db);
+    await sql`INSERT INTO claimable_rows (id, country, stage, store_host, next_attempt_at) VALUES (${ids[8]}, 'uk', 'download', '', now()), (${ids[8]}, 'uk', 'thumbnail', '', now())`.execute(
+      t.db,
+    );
     const got = await claim(t.db, 'w', 10);
-    assert.deepEqual(got.map((r) => r.id), ids.slice(9, 19), 'ten live rows, past the nine stale entries');
+    assert.deepEqual(
+      got.map((r) => r.id),
+      ids.slice(9, 19),
+      'ten live rows, past the nine stale entries',
+    );
     const { rows: stale } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM claimable_rows WHERE stage = 'download' AND id <= ${ids[8]}`.execute(t.db);
     assert.equal(stale[0].n, 0, 'the stale entries are gone');
     assert.equal((await claim(t.db, 'w', 10, 'thumbnail')).map((r) => r.id).join(), ids[8], 'the moved row is still claimable in its stage');
@@ -133,8 +179,18 @@ describe('claimable_rows', () => {
     await sql`VACUUM live_images`.execute(t.db);
     await t.db.transaction().execute(async (trx) => {
       const rows = await claimChunk(trx, { country: 'uk', stage: 'download', workerId: 'w', storeHost: '', limit: 500, afterId: '0' });
-      assert.equal(await finishRows(trx, 'w', 'download', rows.map((r) => ({ id: r.id, set: { store_host: 'hostA', content_hash: 'x'.repeat(64) } }))), 500);
-      const { rows: [counts] } = await sql<{ updated: number; hot: number }>`
+      assert.equal(
+        await finishRows(
+          trx,
+          'w',
+          'download',
+          rows.map((r) => ({ id: r.id, set: { store_host: 'hostA', content_hash: 'x'.repeat(64) } })),
+        ),
+        500,
+      );
+      const {
+        rows: [counts],
+      } = await sql<{ updated: number; hot: number }>`
         SELECT pg_stat_get_xact_tuples_updated('live_images'::regclass)::int AS updated,
                pg_stat_get_xact_tuples_hot_updated('live_images'::regclass)::int AS hot`.execute(trx);
       assert.deepEqual(counts, { updated: 1000, hot: 1000 });

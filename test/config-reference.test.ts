@@ -13,7 +13,8 @@ describe('the configuration reference in README', () => {
 
   it('lists every key, and fails for a key without a meaning or a meaning without a key', () => {
     const keys = configReferenceRows().map((r) => r.key);
-    for (const key of ['host', 'database.embedded.port', 'services.startTimeoutSeconds', 'metrics.ports', 'thumbnail.classes.tinyWidth']) assert.ok(keys.includes(key), key);
+    for (const key of ['host', 'database.embedded.port', 'services.startTimeoutSeconds', 'metrics.ports', 'thumbnail.classes.tinyWidth'])
+      assert.ok(keys.includes(key), key);
     const { ['services.startTimeoutSeconds']: _dropped, ...lacking } = CONFIG_MEANINGS;
     assert.throws(() => configReferenceRows(lacking), { code: 'ERR_CONFIG_DOCS', message: /keys without a meaning .*: services\.startTimeoutSeconds/ });
     assert.throws(() => configReferenceRows({ ...CONFIG_MEANINGS, 'queue.gone': 'old' }), { message: /no longer has: queue\.gone/ });

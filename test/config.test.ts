@@ -55,7 +55,14 @@ describe('config', () => {
 
 describe('log and progress lines', () => {
   it('writes lines the way the old system did', () => {
-    const line = formatLine({ time: new Date(2026, 5, 19, 9, 11, 26), level: 'info', scope: 'Download::get_chunk_of_work', pid: 6881, country: 'uk', message: 'Doing chunk of work for UK (size 500)' });
+    const line = formatLine({
+      time: new Date(2026, 5, 19, 9, 11, 26),
+      level: 'info',
+      scope: 'Download::get_chunk_of_work',
+      pid: 6881,
+      country: 'uk',
+      message: 'Doing chunk of work for UK (size 500)',
+    });
     assert.equal(line, 'Jun 19 09:11:26 INFO Download::get_chunk_of_work[6881]:UK Doing chunk of work for UK (size 500)');
     assert.equal(formatLine({ time: new Date(2026, 0, 2, 3, 4, 5), level: 'warn', pid: 1, message: 'x' }), 'Jan 02 03:04:05 WARN ImageSys[1] x');
   });

@@ -77,7 +77,11 @@ describe('lis_cron_frontend', () => {
     assert.match(run.text, /Summary for UK in [\d.]+s: db_scan: 2 purged, 0 deferred, 2 repaired/);
     assert.deepEqual(await countBy(t.db), { 'download/waiting': 1, 'live/done': 4, 'thumbnail/waiting': 1 });
     const { rows: listed } = await sql<{ stage: string }>`SELECT stage FROM claimable_rows ORDER BY stage`.execute(t.db);
-    assert.deepEqual(listed.map((r) => r.stage), ['download', 'thumbnail'], 'both claimable rows are listed for claims');
+    assert.deepEqual(
+      listed.map((r) => r.stage),
+      ['download', 'thumbnail'],
+      'both claimable rows are listed for claims',
+    );
     for (const f of files) {
       const gone = expiredFiles.includes(f);
       for (const root of [t.config.stores.thumbnails, daemon.moduleDir, local]) {
@@ -114,7 +118,9 @@ describe('lis_cron_frontend', () => {
     }
     fs.rmSync(path.join(local, files[4]));
     const hash = /([0-9a-f]{32})_/.exec(files[4])![1];
-    await sql`INSERT INTO frontend_pushes (frontend, country, image_hash, pushed_at) VALUES ('n2', 'uk', ${hash}, now()), ('n1', 'uk', ${hash}, now())`.execute(t.db);
+    await sql`INSERT INTO frontend_pushes (frontend, country, image_hash, pushed_at) VALUES ('n2', 'uk', ${hash}, now()), ('n1', 'uk', ${hash}, now())`.execute(
+      t.db,
+    );
 
     // Partial writes: one of a writer that died (SIGKILL mid-write), one of a writer still alive.
     const deadTemp = `${files[0]}.tmp-999999-abcd1234`;
@@ -123,8 +129,8 @@ describe('lis_cron_frontend', () => {
 
     const run = await cron(['--fs_check', '--country', 'uk']);
     assert.equal(run.code, 0, run.text);
-    assert.equal(fs.existsSync(path.join(t.config.stores.thumbnails, deadTemp)), false, 'a dead writer\'s partial file is removed at once');
-    assert.equal(fs.existsSync(path.join(t.config.stores.thumbnails, liveTemp)), true, 'a live writer\'s is left alone');
+    assert.equal(fs.existsSync(path.join(t.config.stores.thumbnails, deadTemp)), false, "a dead writer's partial file is removed at once");
+    assert.equal(fs.existsSync(path.join(t.config.stores.thumbnails, liveTemp)), true, "a live writer's is left alone");
     assert.match(run.text, /thumbnails 1 orphans\/1 partial/);
     const upkeep = await t.db.selectFrom('manager_events').select(['subject', 'detail']).where('check_name', '=', 'upkeep').execute();
     assert.equal(upkeep.length, 1, 'the outcome is recorded for the alerts');
@@ -164,7 +170,9 @@ describe('lis_cron_frontend', () => {
   });
 
   it('lists and deletes with rsync exactly the files named', () => {
-    assert.deepEqual(parseListOnly('drwxr-xr-x          4,096 2026/11/22 01:00:00 .\n-rw-r--r--         12,345 2026/11/22 01:00:00 0f/a_small.jpg\n'), ['0f/a_small.jpg']);
+    assert.deepEqual(parseListOnly('drwxr-xr-x          4,096 2026/11/22 01:00:00 .\n-rw-r--r--         12,345 2026/11/22 01:00:00 0f/a_small.jpg\n'), [
+      '0f/a_small.jpg',
+    ]);
     assert.equal(deletionRules(['uk/a3/0f/x_small.jpg']), '+ /uk/\n+ /uk/a3/\n+ /uk/a3/0f/\n+ /uk/a3/0f/x_small.jpg\n- *\n');
   });
 });

@@ -20,7 +20,7 @@ describe('daemon runner (a real daemon process)', () => {
     const run = spawnTs(DAEMON, ['--country', 'UK', '--config', config, '--chunk-size', '500']);
     const { code } = await run.exited;
     assert.equal(code, 0, run.output());
-    assert.deepEqual(await countBy(t.db), { "download/failed": 3, "thumbnail/waiting": 1200 }, run.output());
+    assert.deepEqual(await countBy(t.db), { 'download/failed': 3, 'thumbnail/waiting': 1200 }, run.output());
     const failed = await t.db.selectFrom('live_images').select(['last_error', 'last_error_class']).where('state', '=', 'failed').execute();
     assert.ok(failed.every((f) => f.last_error === 'HTTP 404 Not Found (fixture)' && f.last_error_class === 'http_404'));
     const screen = run.output();

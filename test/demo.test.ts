@@ -22,7 +22,9 @@ async function freePort(): Promise<number> {
 function demoIn(cwd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [path.join(ROOT, 'bin/lis'), 'demo', '--dir', path.join(cwd, 'demo'), ...args], {
-      cwd, env: { ...process.env, LIS_DATABASE_URL: undefined, LIS_CONFIG: undefined, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+      cwd,
+      env: { ...process.env, LIS_DATABASE_URL: undefined, LIS_CONFIG: undefined, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
     child.stdout.on('data', (c) => (out += c));
@@ -55,7 +57,8 @@ describe('lis demo', () => {
     else assert.match(out, /The embedded PostgreSQL is still running \(port \d+, data .*\): stop it with npx lis db stop --config /);
     // Byte-identical on every frontend.
     const n1 = path.join(dir, 'demo', 'frontends', 'n1');
-    const walk = (d: string): string[] => fs.readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(path.join(d, e.name)) : [path.join(d, e.name)]));
+    const walk = (d: string): string[] =>
+      fs.readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(path.join(d, e.name)) : [path.join(d, e.name)]));
     for (const file of walk(n1)) {
       const rel = path.relative(n1, file);
       for (const other of ['n2', 'n3']) assert.ok(fs.readFileSync(file).equals(fs.readFileSync(path.join(dir, 'demo', 'frontends', other, rel))), rel);
@@ -83,7 +86,11 @@ describe('lis demo', () => {
     for (const [args, env, port] of cases) {
       const run = await demoIn(cwd, args, env);
       assert.equal(run.code, 1, run.out);
-      assert.match(run.out, new RegExp(`Database imagesys_demo on the configured server postgres://imagesys:\\*\\*\\*@127\\.0\\.0\\.1:${port}/postgres`), run.out);
+      assert.match(
+        run.out,
+        new RegExp(`Database imagesys_demo on the configured server postgres://imagesys:\\*\\*\\*@127\\.0\\.0\\.1:${port}/postgres`),
+        run.out,
+      );
       assert.match(run.out, new RegExp(`ECONNREFUSED 127\\.0\\.0\\.1:${port}`), run.out);
     }
     assert.equal(fs.existsSync(path.join(cwd, 'var', 'pg')), false, 'no embedded server was made');

@@ -21,8 +21,24 @@ describe('bin/lis_downloadd (a real daemon process)', function () {
   afterEach(async () => t.drop());
 
   it('downloads, classifies and stores, lives through every bad server, and exits 0', async () => {
-    const paths = ['/good.jpg', '/good.webp', '/gzip.jpg', '/404', '/html-as-jpeg.jpg', '/redirect-loopback', '/loop-a', '/drip.jpg', '/endless.jpg', '/lying-length.jpg', '/truncated.jpg', '/429'];
-    await t.db.insertInto('live_images').values(paths.map((p) => ({ country: 'uk', datasource_id: 3, image_url: server.url(p) }))).execute();
+    const paths = [
+      '/good.jpg',
+      '/good.webp',
+      '/gzip.jpg',
+      '/404',
+      '/html-as-jpeg.jpg',
+      '/redirect-loopback',
+      '/loop-a',
+      '/drip.jpg',
+      '/endless.jpg',
+      '/lying-length.jpg',
+      '/truncated.jpg',
+      '/429',
+    ];
+    await t.db
+      .insertInto('live_images')
+      .values(paths.map((p) => ({ country: 'uk', datasource_id: 3, image_url: server.url(p) })))
+      .execute();
     const run = spawnTs('bin/lis_downloadd', ['--country', 'uk', '--config', t.writeConfig(), '--noproxy', '--verbose']);
     const { code } = await run.exited;
     assert.equal(code, 0, run.output());
@@ -48,7 +64,10 @@ describe('bin/lis_downloadd (a real daemon process)', function () {
     for (const row of rows.filter((r) => r.stage === 'thumbnail')) {
       assert.ok(fs.existsSync(originalPath(t.config, 'uk', row.image_hash)), row.image_url);
     }
-    const stored = fs.readdirSync(t.config.stores.originals, { recursive: true }).map(String).filter((f) => /[0-9a-f]{32}/.test(path.basename(f)));
+    const stored = fs
+      .readdirSync(t.config.stores.originals, { recursive: true })
+      .map(String)
+      .filter((f) => /[0-9a-f]{32}/.test(path.basename(f)));
     assert.equal(stored.length, 3, `only the three good originals, no temp files: ${stored.join(', ')}`);
     const log = fs.readFileSync(path.join(t.config.log.dir, 'downloadd.uk.log'), 'utf8');
     assert.match(log, /Download::fetch.*\/404: http_404: HTTP 404 Not Found/);

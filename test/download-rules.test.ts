@@ -18,12 +18,31 @@ describe('download rules (pure)', () => {
       ((_h: string, _o: unknown, cb: (e: null, a: typeof answers) => void) => cb(null, answers)) as never;
     const lookup = (answers: Array<{ address: string; family: number }>, all: boolean) =>
       new Promise<unknown>((resolve) =>
-        safeLookup(addressPolicy([]), fakeDns(answers))('feed.example', { all }, ((error: Error | null, address: unknown, family?: number) =>
-          resolve(error ? { error } : { address, family }))),
+        safeLookup(addressPolicy([]), fakeDns(answers))('feed.example', { all }, (error: Error | null, address: unknown, family?: number) =>
+          resolve(error ? { error } : { address, family }),
+        ),
       );
     it('drops refused addresses from the answer and keeps the rest', async () => {
-      assert.deepEqual(await lookup([{ address: '10.0.0.1', family: 4 }, { address: '93.184.216.34', family: 4 }], false), { address: '93.184.216.34', family: 4 });
-      assert.deepEqual(await lookup([{ address: '::1', family: 6 }, { address: '93.184.216.34', family: 4 }], true), { address: [{ address: '93.184.216.34', family: 4 }], family: undefined });
+      assert.deepEqual(
+        await lookup(
+          [
+            { address: '10.0.0.1', family: 4 },
+            { address: '93.184.216.34', family: 4 },
+          ],
+          false,
+        ),
+        { address: '93.184.216.34', family: 4 },
+      );
+      assert.deepEqual(
+        await lookup(
+          [
+            { address: '::1', family: 6 },
+            { address: '93.184.216.34', family: 4 },
+          ],
+          true,
+        ),
+        { address: [{ address: '93.184.216.34', family: 4 }], family: undefined },
+      );
     });
     it('fails with refused_address when every address is refused', async () => {
       const { error } = (await lookup([{ address: '169.254.169.254', family: 4 }], true)) as { error: Error };
@@ -70,9 +89,18 @@ describe('download rules (pure)', () => {
       assert.equal(verdict('jpeg', Buffer.concat([images.jpeg, Buffer.from('trailing camera data')])), null);
     });
     it('doubts images cut short at any point (the decoder then decides)', () => {
-      for (const [format, bytes] of [['jpeg', images.jpeg], ['png', images.png], ['webp', images.webp], ['gif', images.gif]] as const) {
+      for (const [format, bytes] of [
+        ['jpeg', images.jpeg],
+        ['png', images.png],
+        ['webp', images.webp],
+        ['gif', images.gif],
+      ] as const) {
         for (const keep of [0.3, 0.6, 0.95]) {
-          assert.match(verdict(format, bytes.subarray(0, Math.floor(bytes.length * keep)))!, /ends without|ends before|shorter|has \d+ of/, `${format} at ${keep}`);
+          assert.match(
+            verdict(format, bytes.subarray(0, Math.floor(bytes.length * keep)))!,
+            /ends without|ends before|shorter|has \d+ of/,
+            `${format} at ${keep}`,
+          );
         }
       }
     });
@@ -104,7 +132,10 @@ describe('download rules (pure)', () => {
       assert.equal(parseRetryAfter(undefined, now), undefined);
     });
     it('finds our own errors inside got wrappers, and sorts socket errors', () => {
-      const wrapped = Object.assign(new Error('wrapped'), { code: 'ERR_GOT_REQUEST_ERROR', cause: new DownloadError('not_image', 'not an image (x)', { retryable: false }) });
+      const wrapped = Object.assign(new Error('wrapped'), {
+        code: 'ERR_GOT_REQUEST_ERROR',
+        cause: new DownloadError('not_image', 'not an image (x)', { retryable: false }),
+      });
       assert.deepEqual(classifyDownloadError(wrapped), { reason: 'not an image (x)', errorClass: 'not_image', retryable: false, retryAfterSeconds: undefined });
       const code = (c: string, afterHeaders = false, extra = {}) => classifyDownloadError(Object.assign(new Error(c), { code: c, ...extra }), afterHeaders);
       assert.equal(code('ECONNREFUSED').errorClass, 'connection');
@@ -119,12 +150,18 @@ describe('download rules (pure)', () => {
     it('calls a transfer truncated only when it was cut, and an over-long body what it is', () => {
       const reset = Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
       const parse = Object.assign(new Error('Parse Error: Expected HTTP/'), { code: 'HPE_INVALID_CONSTANT' });
-      assert.match(classifyTransferError(reset, { declared: 1000, chunked: false, received: 400 }).reason, /^truncated: the transfer was cut: 400 of the 1000 bytes/);
+      assert.match(
+        classifyTransferError(reset, { declared: 1000, chunked: false, received: 400 }).reason,
+        /^truncated: the transfer was cut: 400 of the 1000 bytes/,
+      );
       assert.equal(classifyTransferError(reset, { declared: null, chunked: true, received: 400 }).errorClass, 'truncated');
       const over = classifyTransferError(parse, { declared: 1000, chunked: false, received: 0 });
       assert.deepEqual([over.errorClass, over.retryable], ['overlong_body', false]);
       assert.match(over.reason, /^the server sent more bytes than its Content-Length \(1000\)/);
-      assert.equal(classifyTransferError(Object.assign(new Error('x'), { code: 'ENOTFOUND' }), { declared: 10, chunked: false, received: 0 }).errorClass, 'dns');
+      assert.equal(
+        classifyTransferError(Object.assign(new Error('x'), { code: 'ENOTFOUND' }), { declared: 10, chunked: false, received: 0 }).errorClass,
+        'dns',
+      );
     });
   });
 
@@ -160,7 +197,21 @@ describe('download rules (pure)', () => {
     const at = new Date('2026-11-22T10:00:00Z');
     it('new bytes go on to thumbnailing with everything recorded', () => {
       const result = rowResult(row, { kind: 'stored', bytes: 10, contentHash: 'ab', format: 'png', etag: '"e"', lastModified: null }, 'web1', at);
-      assert.deepEqual(result, { ok: true, row: { id: '7', set: { store_host: 'web1', downloaded_at: at.toISOString(), etag: '"e"', last_modified: null, content_hash: 'ab', original_bytes: 10, original_format: 'png' } } });
+      assert.deepEqual(result, {
+        ok: true,
+        row: {
+          id: '7',
+          set: {
+            store_host: 'web1',
+            downloaded_at: at.toISOString(),
+            etag: '"e"',
+            last_modified: null,
+            content_hash: 'ab',
+            original_bytes: 10,
+            original_format: 'png',
+          },
+        },
+      });
     });
     it('a 304 or the same bytes go straight back to live', () => {
       const same = rowResult(row, { kind: 'identical', bytes: 10, contentHash: 'ab', format: 'png', etag: null, lastModified: null }, '', at);
@@ -171,7 +222,8 @@ describe('download rules (pure)', () => {
     });
     it('a failure keeps its class and attempts', () => {
       assert.deepEqual(rowResult(row, { kind: 'failed', failure: { reason: 'HTTP 404', errorClass: 'http_404', retryable: false } }, '', at), {
-        ok: false, failure: { id: '7', attempts: 2, reason: 'HTTP 404', errorClass: 'http_404', retryable: false },
+        ok: false,
+        failure: { id: '7', attempts: 2, reason: 'HTTP 404', errorClass: 'http_404', retryable: false },
       });
     });
   });

@@ -17,7 +17,6 @@ import { makeTestImages, startImageServer, type ImageServer, type TestImages } f
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 import { runThumbnailStage } from './helpers/thumbnail-fixtures.ts';
 
-
 interface RowView {
   image_url: string;
   image_hash: string;
@@ -54,18 +53,48 @@ describe('lis_downloadd worker (a real HTTP server, a real database)', function 
   }
 
   async function enqueue(urls: string[]): Promise<void> {
-    await t.db.insertInto('live_images').values(urls.map((image_url) => ({ country: 'uk', datasource_id: 1, image_url }))).execute();
+    await t.db
+      .insertInto('live_images')
+      .values(urls.map((image_url) => ({ country: 'uk', datasource_id: 1, image_url })))
+      .execute();
   }
 
   async function run(options: { noproxy?: boolean } = {}) {
     const log = createLogger({ component: 'downloadd', log: t.config.log, screen: false, files: false, verbose: true });
     const worker = new DownloadWorker(t.config, t.db, 'uk', options);
-    return runDaemon(worker, { config: t.config, db: t.db, databaseUrl: t.url, log, country: 'uk', chunkSize: 500, service: false, signal: new AbortController().signal, workerId: `test:${crypto.randomUUID()}` });
+    return runDaemon(worker, {
+      config: t.config,
+      db: t.db,
+      databaseUrl: t.url,
+      log,
+      country: 'uk',
+      chunkSize: 500,
+      service: false,
+      signal: new AbortController().signal,
+      workerId: `test:${crypto.randomUUID()}`,
+    });
   }
 
   async function rows(): Promise<Map<string, RowView>> {
-    const found = await t.db.selectFrom('live_images')
-      .select(['image_url', 'image_hash', 'stage', 'state', 'last_error', 'last_error_class', 'attempts', 'next_attempt_at', 'content_hash', 'etag', 'last_modified', 'original_bytes', 'original_format', 'store_host', 'downloaded_at'])
+    const found = await t.db
+      .selectFrom('live_images')
+      .select([
+        'image_url',
+        'image_hash',
+        'stage',
+        'state',
+        'last_error',
+        'last_error_class',
+        'attempts',
+        'next_attempt_at',
+        'content_hash',
+        'etag',
+        'last_modified',
+        'original_bytes',
+        'original_format',
+        'store_host',
+        'downloaded_at',
+      ])
       .execute();
     return new Map(found.map((r) => [r.image_url.replace(server.origin, ''), r as RowView]));
   }
@@ -76,10 +105,18 @@ describe('lis_downloadd worker (a real HTTP server, a real database)', function 
   it('ends every case in the right state with the right reason, and stores only whole images', async () => {
     await setup();
     const good: Record<string, [Buffer, string]> = {
-      '/good.jpg': [images.jpeg, 'jpeg'], '/good.png': [images.png, 'png'], '/good.webp': [images.webp, 'webp'], '/good.gif': [images.gif, 'gif'],
-      '/good.avif': [images.avif, 'avif'], '/untyped.png': [images.png, 'png'], '/gzip.jpg': [images.jpeg, 'jpeg'], '/redirect-good': [images.jpeg, 'jpeg'],
+      '/good.jpg': [images.jpeg, 'jpeg'],
+      '/good.png': [images.png, 'png'],
+      '/good.webp': [images.webp, 'webp'],
+      '/good.gif': [images.gif, 'gif'],
+      '/good.avif': [images.avif, 'avif'],
+      '/untyped.png': [images.png, 'png'],
+      '/gzip.jpg': [images.jpeg, 'jpeg'],
+      '/redirect-good': [images.jpeg, 'jpeg'],
       // Whole transfers with a damaged trailer the decoder reads without a warning.
-      '/no-trailer.gif': [images.gifNoTrailer, 'gif'], '/bad-iend.png': [images.pngBadIendType, 'png'], '/ffc9.jpg': [images.jpegEndsFfc9, 'jpeg'],
+      '/no-trailer.gif': [images.gifNoTrailer, 'gif'],
+      '/bad-iend.png': [images.pngBadIendType, 'png'],
+      '/ffc9.jpg': [images.jpegEndsFfc9, 'jpeg'],
     };
     const bad: Record<string, [string, RegExp, 'waiting' | 'failed']> = {
       '/404': ['http_404', /^HTTP 404 Not Found$/, 'failed'],
@@ -101,7 +138,11 @@ describe('lis_downloadd worker (a real HTTP server, a real database)', function 
       '/overlong.jpg': ['overlong_body', /^the server sent more bytes than its Content-Length \(\d+\)/, 'failed'],
       '/loop-a': ['redirect_loop', /redirect/i, 'failed'],
       '/redirect-loopback': ['refused_address', /^refused address: 127\.0\.0\.2 \(loopback\)$/, 'failed'],
-      '/redirect-mapped': ['refused_address', /^refused address: ::ffff:7f00:1 \(IPv4-mapped\)$|^refused address: ::ffff:127\.0\.0\.1 \(IPv4-mapped\)$/, 'failed'],
+      '/redirect-mapped': [
+        'refused_address',
+        /^refused address: ::ffff:7f00:1 \(IPv4-mapped\)$|^refused address: ::ffff:127\.0\.0\.1 \(IPv4-mapped\)$/,
+        'failed',
+      ],
       '/redirect-metadata': ['refused_address', /^refused address: 169\.254\.169\.254 \(link-local\)$/, 'failed'],
       '/redirect-ftp': ['bad_url', /^bad URL: /, 'failed'],
       '/html-as-jpeg.jpg': ['not_image', /^not an image \(starts with "<!DOCTYPE html>\\x0a"\)$/, 'failed'],
@@ -137,7 +178,10 @@ describe('lis_downloadd worker (a real HTTP server, a real database)', function 
     const waitOf = (p: string) => (found.get(p)!.next_attempt_at.getTime() - Date.now()) / 1000;
     assert.ok(waitOf('/429') > 100 && waitOf('/429') <= 121, `429 waits ${waitOf('/429')}`);
     assert.ok(waitOf('/503') > 500, `503 waits ${waitOf('/503')}`);
-    assert.ok(storeFiles().every((f) => !f.includes('.tmp-')), `no temp files left: ${storeFiles().join(', ')}`);
+    assert.ok(
+      storeFiles().every((f) => !f.includes('.tmp-')),
+      `no temp files left: ${storeFiles().join(', ')}`,
+    );
     assert.equal(server.lastHeaders.get('/good.jpg')!['user-agent'], 'ImageSys-test/1 (+mailto:ops@example.invalid)');
 
     // The flaky URL works on its next attempt.
@@ -178,7 +222,12 @@ describe('lis_downloadd worker (a real HTTP server, a real database)', function 
 
   it('refuses loopback reached through DNS or an IP literal when not allowed', async () => {
     await setup({ ...TEST_DOWNLOAD, allowAddresses: [] });
-    await enqueue([`http://localhost:${server.port}/good.jpg`, server.url('/good.jpg'), `http://[::1]:${server.port}/good.jpg`, `http://2130706433:${server.port}/good.jpg`]);
+    await enqueue([
+      `http://localhost:${server.port}/good.jpg`,
+      server.url('/good.jpg'),
+      `http://[::1]:${server.port}/good.jpg`,
+      `http://2130706433:${server.port}/good.jpg`,
+    ]);
     const hitsBefore = server.hits.get('/good.jpg') ?? 0;
     await run();
     const found = await t.db.selectFrom('live_images').select(['image_url', 'state', 'last_error_class', 'last_error']).execute();
@@ -208,7 +257,10 @@ describe('lis_downloadd worker (a real HTTP server, a real database)', function 
     const refresh = spawnTs('bin/lis', ['--config', config, 'refresh', '--country', 'uk', '--older-than-days', '30']);
     assert.equal((await refresh.exited).code, 0, refresh.output());
     assert.match(refresh.output(), /^2 live images queued for refresh \(downloaded more than 30 days ago\)$/m);
-    assert.deepEqual([...(await rows()).values()].map((r) => `${r.stage}/${r.state}`), ['download/waiting', 'download/waiting']);
+    assert.deepEqual(
+      [...(await rows()).values()].map((r) => `${r.stage}/${r.state}`),
+      ['download/waiting', 'download/waiting'],
+    );
     await run();
     found = await rows();
     assert.equal(server.lastHeaders.get('/etag.jpg')!['if-none-match'], '"v1"');
@@ -273,7 +325,15 @@ describe('lis_downloadd worker (a real HTTP server, a real database)', function 
     const stop = new AbortController();
     const hitsBefore = server.hits.get('/slow-ok.jpg') ?? 0;
     const running = runDaemon(new DownloadWorker(t.config, t.db, 'uk'), {
-      config: t.config, db: t.db, databaseUrl: t.url, log, country: 'uk', chunkSize: 500, service: false, signal: stop.signal, workerId: 'test:stop',
+      config: t.config,
+      db: t.db,
+      databaseUrl: t.url,
+      log,
+      country: 'uk',
+      chunkSize: 500,
+      service: false,
+      signal: stop.signal,
+      workerId: 'test:stop',
     });
     await waitFor(() => (server.hits.get('/slow-ok.jpg') ?? 0) - hitsBefore >= 3, 10_000, 'downloads under way');
     stop.abort();

@@ -28,7 +28,11 @@ async function query<T extends pg.QueryResultRow>(url: string, text: string): Pr
   }
 }
 
-const codeOf = (promise: Promise<unknown>) => promise.then(() => 'ok', (e: { code?: string }) => e.code);
+const codeOf = (promise: Promise<unknown>) =>
+  promise.then(
+    () => 'ok',
+    (e: { code?: string }) => e.code,
+  );
 const mode = (file: string) => fs.statSync(file).mode & 0o777;
 
 describe('the embedded PostgreSQL: secure defaults', function () {
@@ -37,10 +41,13 @@ describe('the embedded PostgreSQL: secure defaults', function () {
   it('computes SCRAM verifiers as PostgreSQL does (RFC 7677 test vector)', () => {
     // RFC 7677 5: user "user", password "pencil", salt W22ZaJ0SNY7soEsUEjb6gQ==, 4096 iterations.
     const verifier = scramVerifier('pencil', Buffer.from('W22ZaJ0SNY7soEsUEjb6gQ==', 'base64'), 4096);
-    assert.equal(verifier, 'SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=');
+    assert.equal(
+      verifier,
+      'SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=',
+    );
   });
 
-  it('writes password files 0600, owned by the owner of their folder (the daemons\' user) even when root writes them', () => {
+  it("writes password files 0600, owned by the owner of their folder (the daemons' user) even when root writes them", () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-pwfile-'));
     try {
       const folder = path.join(dir, 'var');
@@ -60,7 +67,7 @@ describe('the embedded PostgreSQL: secure defaults', function () {
     }
   });
 
-  it('a fresh folder, in a private (0700) checkout: random passwords in 0600 files, a role that is no superuser, tests\' databases still made from a template', async () => {
+  it("a fresh folder, in a private (0700) checkout: random passwords in 0600 files, a role that is no superuser, tests' databases still made from a template", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-secure-'));
     const checkout = path.join(dir, 'checkout');
     fs.mkdirSync(checkout, { mode: 0o700 });
@@ -89,7 +96,7 @@ describe('the embedded PostgreSQL: secure defaults', function () {
       const url = (await lis(config, 'db', 'url')).out.trim();
       assert.equal(url, `postgres://imagesys:${password}@127.0.0.1:${port}/imagesys`);
       assert.deepEqual(await query(url, 'SELECT rolsuper, rolcreatedb FROM pg_roles WHERE rolname = current_user'), [{ rolsuper: false, rolcreatedb: true }]);
-      assert.equal(await codeOf(query(url, `COPY (SELECT 1) TO PROGRAM 'true'`)), '42501', 'no COPY TO PROGRAM for the daemons\' role');
+      assert.equal(await codeOf(query(url, `COPY (SELECT 1) TO PROGRAM 'true'`)), '42501', "no COPY TO PROGRAM for the daemons' role");
       assert.equal(await codeOf(query(url.replace(password, 'imagesys'), 'SELECT 1')), '28P01', 'the old fixed password does not work');
       const superUrl = `postgres://postgres:${fs.readFileSync(superFile, 'utf8').trim()}@127.0.0.1:${port}/postgres`;
       assert.deepEqual(await query(superUrl, 'SELECT rolsuper FROM pg_roles WHERE rolname = current_user'), [{ rolsuper: true }]);
@@ -144,13 +151,21 @@ describe('the embedded PostgreSQL: secure defaults', function () {
       // It owns what the old superuser made: future migrations can alter the tables and replace the functions.
       await query(url, `INSERT INTO live_images (country, datasource_id, image_url) VALUES ('uk', 1, 'http://a.com/c.jpg')`);
       await query(url, 'ALTER TABLE live_images ADD COLUMN upgrade_check int');
-      await query(url, `CREATE OR REPLACE FUNCTION lis_hash_for_url(url text) RETURNS text LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ SELECT md5(url) $$`);
+      await query(
+        url,
+        `CREATE OR REPLACE FUNCTION lis_hash_for_url(url text) RETURNS text LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ SELECT md5(url) $$`,
+      );
       assert.deepEqual(
         await query(url, `SELECT datname, pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname IN ('imagesys', 'lis_test_left_over') ORDER BY 1`),
-        [{ datname: 'imagesys', owner: 'imagesys' }, { datname: 'lis_test_left_over', owner: 'imagesys' }],
+        [
+          { datname: 'imagesys', owner: 'imagesys' },
+          { datname: 'lis_test_left_over', owner: 'imagesys' },
+        ],
       );
       const superUrl = `postgres://postgres:${fs.readFileSync(path.join(dir, 'var', 'pg.superuser-password'), 'utf8').trim()}@127.0.0.1:${port}/postgres`;
-      assert.deepEqual(await query(superUrl, `SELECT rolname FROM pg_roles WHERE rolsuper OR rolname LIKE 'lis_upgrade_%' ORDER BY 1`), [{ rolname: 'postgres' }]);
+      assert.deepEqual(await query(superUrl, `SELECT rolname FROM pg_roles WHERE rolsuper OR rolname LIKE 'lis_upgrade_%' ORDER BY 1`), [
+        { rolname: 'postgres' },
+      ]);
       assert.equal(await codeOf(query(url, `COPY (SELECT 1) TO PROGRAM 'true'`)), '42501');
       const again = await lis(config, 'db', 'migrate');
       assert.equal(again.code, 0, again.out);
@@ -166,7 +181,10 @@ describe('the embedded PostgreSQL: secure defaults', function () {
       const config = path.join(dir, 'config.json');
       const port = await freePort(); // nothing listens there
       fs.writeFileSync(config, JSON.stringify({ database: { url: `postgres://imagesys:s3cret@127.0.0.1:${port}/imagesys` } }));
-      for (const args of [['db', 'migrate'], ['frontend', 'list']]) {
+      for (const args of [
+        ['db', 'migrate'],
+        ['frontend', 'list'],
+      ]) {
         const run = await lis(config, ...args);
         assert.equal(run.code, 1, run.out);
         assert.match(run.out, new RegExp(`cannot connect to the database at 127\\.0\\.0\\.1:${port}/imagesys as imagesys: .*ECONNREFUSED`));

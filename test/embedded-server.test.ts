@@ -21,8 +21,11 @@ describe('the embedded PostgreSQL', () => {
     try {
       // pg_settings gives shared_buffers in 8 kB blocks, whatever unit it was set in.
       const { rows } = await sql<{ mb: number }>`SELECT setting::int * 8 / 1024 AS mb FROM pg_settings WHERE name = 'shared_buffers'`.execute(t.db);
-      assert.equal(`${rows[0].mb}MB`, embeddedServerSettings(machineMemory()).shared_buffers,
-        'a server started by an older version keeps its settings until `npx lis db stop; npx lis db start`');
+      assert.equal(
+        `${rows[0].mb}MB`,
+        embeddedServerSettings(machineMemory()).shared_buffers,
+        'a server started by an older version keeps its settings until `npx lis db stop; npx lis db start`',
+      );
     } finally {
       await t.drop();
     }

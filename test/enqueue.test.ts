@@ -34,19 +34,35 @@ describe('ETL intake', () => {
 
   it('queues good lines, skips bad ones with their line numbers, and only refreshes known URLs', async () => {
     const bad: Array<[number, string]> = [];
-    const first = await enqueueUrlStream(t.db, Readable.from(['http://a.com/1.jpg\nnot a url\nhttp://a.com/2.jpg\n3\thttp://a.com/3.jpg\nhttp://a.com/1.jpg\n']), {
-      country: 'uk', datasourceId: 16, maxUrlLength: 2048, batchSize: 2, onBadLine: (n, reason) => bad.push([n, reason]),
-    });
+    const first = await enqueueUrlStream(
+      t.db,
+      Readable.from(['http://a.com/1.jpg\nnot a url\nhttp://a.com/2.jpg\n3\thttp://a.com/3.jpg\nhttp://a.com/1.jpg\n']),
+      {
+        country: 'uk',
+        datasourceId: 16,
+        maxUrlLength: 2048,
+        batchSize: 2,
+        onBadLine: (n, reason) => bad.push([n, reason]),
+      },
+    );
     assert.deepEqual(first, { lines: 5, inserted: 3, refreshed: 1, bad: 1, noDatasource: 0 });
-    assert.deepEqual(bad.map(([n]) => n), [2]);
+    assert.deepEqual(
+      bad.map(([n]) => n),
+      [2],
+    );
     await sql`UPDATE live_images SET last_seen = now() - interval '3 days'`.execute(t.db);
     const second = await enqueueUrlStream(t.db, Readable.from(['http://a.com/1.jpg\nhttp://a.com/4.jpg\n']), {
-      country: 'uk', datasourceId: 16, maxUrlLength: 2048, batchSize: 100,
+      country: 'uk',
+      datasourceId: 16,
+      maxUrlLength: 2048,
+      batchSize: 100,
     });
     assert.deepEqual(second, { lines: 2, inserted: 1, refreshed: 1, bad: 0, noDatasource: 0 });
-    const rows = await t.db.selectFrom('live_images')
+    const rows = await t.db
+      .selectFrom('live_images')
       .select(['image_url', 'datasource_id', sql<boolean>`last_seen > now() - interval '1 minute'`.as('fresh')])
-      .orderBy('image_url').execute();
+      .orderBy('image_url')
+      .execute();
     assert.deepEqual(rows, [
       { image_url: 'http://a.com/1.jpg', datasource_id: 16, fresh: true },
       { image_url: 'http://a.com/2.jpg', datasource_id: 16, fresh: false },
@@ -54,7 +70,10 @@ describe('ETL intake', () => {
       { image_url: 'http://a.com/4.jpg', datasource_id: 16, fresh: true },
     ]);
     const datasources = await t.db.selectFrom('datasources').select(['country', 'datasource_id']).orderBy('datasource_id').execute();
-    assert.deepEqual(datasources, [{ country: 'uk', datasource_id: 3 }, { country: 'uk', datasource_id: 16 }]);
+    assert.deepEqual(datasources, [
+      { country: 'uk', datasource_id: 3 },
+      { country: 'uk', datasource_id: 16 },
+    ]);
   });
 
   it('`lis enqueue` reads standard input, reports bad lines on stderr and a summary', async () => {
@@ -64,7 +83,10 @@ describe('ETL intake', () => {
     assert.equal(code, 0, run.output());
     assert.match(run.output(), /line 2: not an http or https URL/);
     assert.match(run.output(), /2 new, 0 already known \(last_seen refreshed\), 1 bad lines skipped, 3 lines read/);
-    const n = await t.db.selectFrom('live_images').select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow();
+    const n = await t.db
+      .selectFrom('live_images')
+      .select((eb) => eb.fn.countAll<string>().as('n'))
+      .executeTakeFirstOrThrow();
     assert.equal(Number(n.n), 2);
   });
 
@@ -84,7 +106,11 @@ describe('ETL intake', () => {
     const lines = Array.from({ length: 9 }, (_, i) => (i === 6 ? 'http://a.com/blocked/7.jpg' : `${i % 2 ? 'HTTP' : 'https'}://a.com/${i + 1}.jpg`));
     const bad: Array<[number, string]> = [];
     const stats = await enqueueUrlStream(t.db, Readable.from([lines.join('\n')]), {
-      country: 'uk', datasourceId: 16, maxUrlLength: 2048, batchSize: 5000, onBadLine: (n, reason) => bad.push([n, reason]),
+      country: 'uk',
+      datasourceId: 16,
+      maxUrlLength: 2048,
+      batchSize: 5000,
+      onBadLine: (n, reason) => bad.push([n, reason]),
     });
     assert.deepEqual(stats, { lines: 9, inserted: 8, refreshed: 0, bad: 1, noDatasource: 0 });
     assert.equal(bad.length, 1);
@@ -105,8 +131,16 @@ describe('ETL intake', () => {
       CREATE TRIGGER test_poison AFTER INSERT ON live_images REFERENCING NEW TABLE AS new_rows
         FOR EACH STATEMENT EXECUTE FUNCTION test_poison();`.execute(t.db);
     const lines = Array.from({ length: 16 }, (_, i) => (i === 5 ? 'http://a.com/poison/6.jpg' : `http://a.com/${i + 1}.jpg`));
-    const error = await enqueueUrlStream(t.db, Readable.from([lines.join('\n')]), { country: 'uk', datasourceId: 16, maxUrlLength: 2048, batchSize: 4, retryDelaysMs: [1, 1] })
-      .then(() => null, (e: unknown) => e);
+    const error = await enqueueUrlStream(t.db, Readable.from([lines.join('\n')]), {
+      country: 'uk',
+      datasourceId: 16,
+      maxUrlLength: 2048,
+      batchSize: 4,
+      retryDelaysMs: [1, 1],
+    }).then(
+      () => null,
+      (e: unknown) => e,
+    );
     assert.ok(error instanceof EnqueueIncompleteError, String(error));
     const storedLines = (await t.db.selectFrom('live_images').select('image_url').execute()).map((r) => Number(/\/(\d+)\.jpg$/.exec(r.image_url)![1]));
     const notStored = lines.map((_, i) => i + 1).filter((n) => !storedLines.includes(n));
@@ -130,7 +164,12 @@ describe('ETL intake', () => {
       CREATE TRIGGER test_poison AFTER INSERT ON live_images REFERENCING NEW TABLE AS new_rows
         FOR EACH STATEMENT EXECUTE FUNCTION test_poison();`.execute(t.db);
     const input = ['http://x.com/1.jpg', 'http://x.com/2.jpg', 'http://x.com/poison/3.jpg', 'http://x.com/4.jpg'].join('\n');
-    const run = spawnTs('bin/lis', ['--config', t.writeConfig({ enqueue: { batchSize: 2 } }), 'enqueue', '--country', 'uk', '--datasource', '16', '-'], {}, input);
+    const run = spawnTs(
+      'bin/lis',
+      ['--config', t.writeConfig({ enqueue: { batchSize: 2 } }), 'enqueue', '--country', 'uk', '--datasource', '16', '-'],
+      {},
+      input,
+    );
     assert.equal((await run.exited).code, 1, run.output());
     assert.match(run.output(), /error: \d+ lines not stored \(lines (3-4|2-4|1-4)\): .*poisoned batch/);
   });

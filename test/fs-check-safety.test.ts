@@ -20,7 +20,11 @@ const plant = (root: string, rel: string) => {
 describe('frontend targets and fs_check never reach beyond what is ours', () => {
   it('refuses a target with .. before resolving it (../../etc is not /etc)', () => {
     for (const bad of ['../../etc', './a/../../etc', '..', 'front/../..', '/srv/../etc', '..\\etc']) {
-      assert.throws(() => normaliseTarget(bad, '/tmp/x/y'), (e: Error & { code?: string }) => e.code === 'ERR_FRONTEND_TARGET' && /may not contain \.\./.test(e.message), bad);
+      assert.throws(
+        () => normaliseTarget(bad, '/tmp/x/y'),
+        (e: Error & { code?: string }) => e.code === 'ERR_FRONTEND_TARGET' && /may not contain \.\./.test(e.message),
+        bad,
+      );
     }
     assert.equal(normaliseTarget('./front', '/tmp/x'), '/tmp/x/front');
   });
@@ -28,8 +32,14 @@ describe('frontend targets and fs_check never reach beyond what is ours', () => 
   it('knows our own file names', () => {
     assert.ok(isThumbnailName('uk/ab/cd/abcd0000000000000000000000000000_small.jpg', 'uk'));
     assert.ok(isThumbnailName('uk/ab/cd/abcd0000000000000000000000000000_large2.webp'));
-    for (const name of ['uk/ab/cd/ffff0000000000000000000000000000_small.jpg', 'uk/ab/cd/README.txt', 'uk/ab/cd/abcd0000000000000000000000000000_small.jpg.bak',
-      'uk/ab/cd/abcd0000000000000000000000000000_small.jpg.tmp-1-ab', 'uk/ab/notes.jpg', 'de/ab/cd/abcd0000000000000000000000000000_small.jpg']) {
+    for (const name of [
+      'uk/ab/cd/ffff0000000000000000000000000000_small.jpg',
+      'uk/ab/cd/README.txt',
+      'uk/ab/cd/abcd0000000000000000000000000000_small.jpg.bak',
+      'uk/ab/cd/abcd0000000000000000000000000000_small.jpg.tmp-1-ab',
+      'uk/ab/notes.jpg',
+      'de/ab/cd/abcd0000000000000000000000000000_small.jpg',
+    ]) {
       assert.equal(isThumbnailName(name, 'uk'), false, name);
     }
   });
@@ -57,7 +67,12 @@ describe('frontend targets and fs_check never reach beyond what is ours', () => 
 
     it('deletes only files named as ours, keeps unknown ones, and follows no symbolic link out of a target', async () => {
       const orphan = 'uk/ab/cd/abcd0000000000000000000000000000_small.jpg';
-      const unknown = ['uk/ab/cd/README.txt', 'uk/ab/cd/abcd0000000000000000000000000000_small.jpg.bak', 'uk/ab/notes.jpg', 'uk/ab/cd/ffff0000000000000000000000000000_small.jpg'];
+      const unknown = [
+        'uk/ab/cd/README.txt',
+        'uk/ab/cd/abcd0000000000000000000000000000_small.jpg.bak',
+        'uk/ab/notes.jpg',
+        'uk/ab/cd/ffff0000000000000000000000000000_small.jpg',
+      ];
       for (const root of [daemon.moduleDir, local]) for (const f of [orphan, ...unknown]) plant(root, f);
       // Links out of the target: a first-level folder, and a whole country, both pointing at files named like ours.
       plant(outside, 'ee/ff/eeff0000000000000000000000000000_small.jpg');
@@ -83,7 +98,10 @@ describe('frontend targets and fs_check never reach beyond what is ours', () => 
       }
       assert.ok(fs.existsSync(path.join(outside, 'ee/ff/eeff0000000000000000000000000000_small.jpg')), 'not reached through uk/ee');
       assert.ok(fs.existsSync(path.join(outside, 'ab/cd/abcd0000000000000000000000000000_small.jpg')), 'not reached through de');
-      assert.ok(fs.lstatSync(path.join(local, 'de')).isSymbolicLink() && fs.lstatSync(path.join(daemon.moduleDir, 'de')).isSymbolicLink(), 'the links themselves are left as they were');
+      assert.ok(
+        fs.lstatSync(path.join(local, 'de')).isSymbolicLink() && fs.lstatSync(path.join(daemon.moduleDir, 'de')).isSymbolicLink(),
+        'the links themselves are left as they were',
+      );
     });
   });
 });

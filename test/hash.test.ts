@@ -22,14 +22,20 @@ describe('image hashing', () => {
       'http://a.com/%20space%20/x.png',
       `http://a.com/${'x'.repeat(1500)}.jpg`,
     ];
-    await t.db.insertInto('live_images').values(urls.map((image_url) => ({ country: 'uk', datasource_id: 1, image_url }))).execute();
+    await t.db
+      .insertInto('live_images')
+      .values(urls.map((image_url) => ({ country: 'uk', datasource_id: 1, image_url })))
+      .execute();
     const rows = await t.db.selectFrom('live_images').select(['image_url', 'image_hash']).execute();
     assert.equal(rows.length, urls.length);
     for (const row of rows) {
       assert.equal(row.image_hash, lis_hash_for_url(row.image_url), row.image_url);
       assert.ok(isImageHash(row.image_hash));
     }
-    const { rows: fn } = await sql<{ h: string; p: string }>`SELECT lis_hash_for_url('http://a.com/b.jpg') AS h, lis_path_for_hash(lis_hash_for_url('http://a.com/b.jpg')) AS p`.execute(t.db);
+    const { rows: fn } = await sql<{
+      h: string;
+      p: string;
+    }>`SELECT lis_hash_for_url('http://a.com/b.jpg') AS h, lis_path_for_hash(lis_hash_for_url('http://a.com/b.jpg')) AS p`.execute(t.db);
     assert.deepEqual(fn[0], { h: 'a30ff540a1a736f738146ac899d94375', p: 'a3/0f/a30ff540a1a736f738146ac899d94375' });
   });
 

@@ -20,7 +20,7 @@ describe('lis image classify and lis rethumbnail', function () {
     return { code, output: run.output() };
   };
 
-  it('a person\'s class is kept by the thumbnailer, shown by the lookup, and handed back with --auto', async () => {
+  it("a person's class is kept by the thumbnailer, shown by the lookup, and handed back with --auto", async () => {
     await insertUrls(t.db, 'uk', 1);
     const { image_hash: hash } = await t.db.selectFrom('live_images').select('image_hash').executeTakeFirstOrThrow();
     const set = await lis('image', 'classify', hash, '--country', 'uk', '--class', 'tiny');
@@ -34,7 +34,15 @@ describe('lis image classify and lis rethumbnail', function () {
     await sql`UPDATE live_images SET stage = 'thumbnail'`.execute(t.db);
     await relistAll(t.db);
     const rows = await claimChunk(t.db, { country: 'uk', stage: 'thumbnail', workerId: 'w', storeHost: '', limit: 1, afterId: '0' });
-    assert.equal(await finishRows(t.db, 'w', 'thumbnail', rows.map((r) => ({ id: r.id, set: { image_class: 'photo' } }))), 1);
+    assert.equal(
+      await finishRows(
+        t.db,
+        'w',
+        'thumbnail',
+        rows.map((r) => ({ id: r.id, set: { image_class: 'photo' } })),
+      ),
+      1,
+    );
     assert.equal((await lookupImage(t.db, hash))[0].row.image_class, 'tiny');
 
     const auto = await lis('image', 'classify', hash, '--country', 'uk', '--auto');
@@ -52,7 +60,9 @@ describe('lis image classify and lis rethumbnail', function () {
 
   it('lis rethumbnail queues live images again (those lacking a preset with --preset) and they stay live', async () => {
     await insertUrls(t.db, 'uk', 4);
-    await sql`UPDATE live_images SET stage = 'live', state = 'done', image_data = '{"presets":{"small":{"path":"x"}}}', live_data = '{"presets":{"small":{"path":"x"}}}'`.execute(t.db);
+    await sql`UPDATE live_images SET stage = 'live', state = 'done', image_data = '{"presets":{"small":{"path":"x"}}}', live_data = '{"presets":{"small":{"path":"x"}}}'`.execute(
+      t.db,
+    );
     await sql`UPDATE live_images SET image_data = '{"presets":{"small":{"path":"x"},"huge":{"path":"y"}}}' WHERE id % 2 = 0`.execute(t.db);
     await relistAll(t.db);
     const some = await lis('rethumbnail', '--country', 'uk', '--preset', 'huge');

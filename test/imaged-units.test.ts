@@ -42,7 +42,15 @@ describe('lis_imaged: pure parts', () => {
   });
 
   it('names origin rows by their first source and finds the fallbacks of such a URL', () => {
-    const origin = { country: 'uk', datasourceId: 0, sources: [{ type: 's3' as const, bucket: 'b1', prefix: 'p/' }, { type: 'http' as const, baseUrl: 'http://10.0.0.5/o/' }, { type: 'folder' as const, dir: '/srv/up' }] };
+    const origin = {
+      country: 'uk',
+      datasourceId: 0,
+      sources: [
+        { type: 's3' as const, bucket: 'b1', prefix: 'p/' },
+        { type: 'http' as const, baseUrl: 'http://10.0.0.5/o/' },
+        { type: 'folder' as const, dir: '/srv/up' },
+      ],
+    };
     const url = originImageUrl(origin, 'a b/c.jpg');
     assert.equal(url, 's3://b1/p/a%20b/c.jpg');
     assert.deepEqual(candidateUrls(url, { photos: origin }), [url, 'http://10.0.0.5/o/a%20b/c.jpg', 'file:///srv/up/a%20b/c.jpg']);

@@ -28,7 +28,13 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     original = await photoJpeg(900, 600);
   });
   beforeEach(async () => {
-    origin = await OriginServer.start(new Map([['/photo.jpg', original], ['/slow.jpg', original], ['/other.jpg', original]]));
+    origin = await OriginServer.start(
+      new Map([
+        ['/photo.jpg', original],
+        ['/slow.jpg', original],
+        ['/other.jpg', original],
+      ]),
+    );
     closers.push(() => origin.close());
   });
   afterEach(async () => {
@@ -47,14 +53,25 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     const server = await setup();
     // The row went live when only `small` existed: medium and large were added to the config since.
     const row = await insertLiveRow(t.db, t.config, 'http://example.invalid/a.jpg', original, ['small']);
-    await t.db.insertInto('frontends').values({ name: 'fe1', target: path.join(t.dir, 'fe1') }).execute();
-    await t.db.insertInto('frontend_pushes').values({ frontend: 'fe1', country: 'uk', image_hash: row.hash, pushed_at: new Date(), files_digest: 'old' }).execute();
+    await t.db
+      .insertInto('frontends')
+      .values({ name: 'fe1', target: path.join(t.dir, 'fe1') })
+      .execute();
+    await t.db
+      .insertInto('frontend_pushes')
+      .values({ frontend: 'fe1', country: 'uk', image_hash: row.hash, pushed_at: new Date(), files_digest: 'old' })
+      .execute();
 
     const made = await rawGet(server.url, row.pathOf('medium'));
     assert.equal(made.status, 200, made.body.toString());
     assert.equal(made.headers['content-type'], 'image/jpeg');
     assert.equal(made.headers['x-imaged'], 'made');
-    assert.deepEqual(await sharp(made.body).metadata().then((m) => [m.format, m.width, m.height]), ['jpeg', 320, 240]);
+    assert.deepEqual(
+      await sharp(made.body)
+        .metadata()
+        .then((m) => [m.format, m.width, m.height]),
+      ['jpeg', 320, 240],
+    );
     const stored = thumbnailStorePath(t.config, row.pathOf('medium').slice(1));
     assert.deepEqual(fs.readFileSync(stored), made.body);
     const after = await t.db.selectFrom('live_images').select(['image_data', 'live_data', 'stage']).where('id', '=', row.id).executeTakeFirstOrThrow();
@@ -99,7 +116,7 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     assert.ok(fs.existsSync(thumbnailStorePath(t.config, versioned.slice(1))));
     const after = await t.db.selectFrom('live_images').select('live_data').where('id', '=', row.id).executeTakeFirstOrThrow();
     assert.equal((after.live_data as { presets: Record<string, { path: string }> }).presets.small.path, versioned.slice(1));
-    assert.equal((await rawGet(server.url, row.pathOf('small'))).status, 404, 'version 1 is not this row\'s');
+    assert.equal((await rawGet(server.url, row.pathOf('small'))).status, 404, "version 1 is not this row's");
     assert.equal((await rawGet(server.url, versioned.replace('.v2.', '.v3.'))).status, 404);
   });
 
@@ -122,7 +139,12 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     const row = await insertLiveRow(t.db, t.config, origin.url('/photo.jpg'), null, ['small']);
     const res = await rawGet(server.url, row.pathOf('large'));
     assert.equal(res.status, 200, res.body.toString());
-    assert.deepEqual(await sharp(res.body).metadata().then((m) => [m.width, m.height]), [640, 427]);
+    assert.deepEqual(
+      await sharp(res.body)
+        .metadata()
+        .then((m) => [m.width, m.height]),
+      [640, 427],
+    );
     assert.equal(origin.hits.get('/photo.jpg'), 1);
   });
 
@@ -141,13 +163,18 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     assert.deepEqual(Object.keys((after.image_data as { presets: object }).presets).sort(), ['large', 'medium', 'small']);
     assert.ok(after.image_class);
     const listed = await t.db.selectFrom('claimable_rows').select('stage').where('id', '=', row.id).execute();
-    assert.deepEqual(listed.map((r) => r.stage), ['push']);
+    assert.deepEqual(
+      listed.map((r) => r.stage),
+      ['push'],
+    );
     const medium = await rawGet(server.url, row.pathOf('medium'));
     assert.equal(medium.headers['x-imaged'], 'store');
   });
 
   it('answers 404 for an image with no row, with the configured placeholder when there is one', async () => {
-    const placeholder = await sharp({ create: { width: 10, height: 10, channels: 3, background: '#ccc' } }).png().toBuffer();
+    const placeholder = await sharp({ create: { width: 10, height: 10, channels: 3, background: '#ccc' } })
+      .png()
+      .toBuffer();
     const file = path.join(fs.mkdtempSync('/tmp/lis-ph-'), 'ph.png');
     closers.push(() => fs.rmSync(path.dirname(file), { recursive: true, force: true }));
     fs.writeFileSync(file, placeholder);
@@ -181,7 +208,12 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
   });
 
   it('answers 503 with Retry-After past its bound on generations and waiting requests', async () => {
-    const server = await setup({ maxGenerations: 1, maxWaiting: 0, retryAfterSeconds: 7, origins: { web: { country: 'uk', sources: [{ type: 'http', baseUrl: origin.url('/') }] } } });
+    const server = await setup({
+      maxGenerations: 1,
+      maxWaiting: 0,
+      retryAfterSeconds: 7,
+      origins: { web: { country: 'uk', sources: [{ type: 'http', baseUrl: origin.url('/') }] } },
+    });
     origin.held.add('/slow.jpg');
     const arrived = origin.arrival('/slow.jpg');
     const slow = rawGet(server.url, '/web/small/slow.jpg');
@@ -205,7 +237,16 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     closers.push(() => fs.rmSync(uploads, { recursive: true, force: true }));
     const server = await setup({
       s3: { 'listing-photos': { endpoint: s3.endpoint, ...s3Credentials() } },
-      origins: { photos: { country: 'uk', datasourceId: 7, sources: [{ type: 's3', bucket: 'listing-photos' }, { type: 'folder', dir: uploads }] } },
+      origins: {
+        photos: {
+          country: 'uk',
+          datasourceId: 7,
+          sources: [
+            { type: 's3', bucket: 'listing-photos' },
+            { type: 'folder', dir: uploads },
+          ],
+        },
+      },
     });
     const client = new S3Client({ endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: s3Credentials() });
     await client.send(new PutObjectCommand({ Bucket: 'listing-photos', Key: 'flats/12/front.jpg', Body: original, ContentType: 'image/jpeg' }));
@@ -222,7 +263,12 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     assert.deepEqual([phizer.status, phizer.headers['x-imaged']], [200, 'store']);
     assert.deepEqual(phizer.body, first.body);
     assert.deepEqual(openRoss.body, first.body);
-    assert.deepEqual(await sharp(pad.body).metadata().then((m) => [m.width, m.height]), [320, 240]);
+    assert.deepEqual(
+      await sharp(pad.body)
+        .metadata()
+        .then((m) => [m.width, m.height]),
+      [320, 240],
+    );
 
     // Only in the uploads folder (not yet in the bucket): the fallback, tried in parallel, has it.
     fs.mkdirSync(path.join(uploads, 'new'), { recursive: true });
@@ -235,7 +281,7 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
 
 describe('lis_downloadd fetches s3:// URLs', function () {
   this.timeout(60_000);
-  it('a row whose image_url is s3://bucket/key is downloaded through the S3 API with the bucket\'s configured credentials', async () => {
+  it("a row whose image_url is s3://bucket/key is downloaded through the S3 API with the bucket's configured credentials", async () => {
     const { runDaemon } = await import('../src/daemon/run-daemon.ts');
     const { DownloadWorker } = await import('../src/download/download-worker.ts');
     const { createLogger, closeLogger } = await import('../src/log/create-logger.ts');
@@ -256,9 +302,26 @@ describe('lis_downloadd fetches s3:// URLs', function () {
       await insertQueuedRow(t.db, 's3://etl-bucket/x/1.jpg');
       await insertQueuedRow(t.db, 's3://etl-bucket/x/missing.jpg');
       await insertQueuedRow(t.db, 's3://unconfigured-bucket/x/1.jpg');
-      await runDaemon(new DownloadWorker(t.config, t.db, 'uk'), { config: t.config, db: t.db, databaseUrl: t.url, log, country: 'uk', chunkSize: 10, service: false, signal: new AbortController().signal, workerId: 'test:s3' });
+      await runDaemon(new DownloadWorker(t.config, t.db, 'uk'), {
+        config: t.config,
+        db: t.db,
+        databaseUrl: t.url,
+        log,
+        country: 'uk',
+        chunkSize: 10,
+        service: false,
+        signal: new AbortController().signal,
+        workerId: 'test:s3',
+      });
       const rows = await t.db.selectFrom('live_images').select(['image_url', 'stage', 'state', 'last_error_class', 'original_bytes']).orderBy('id').execute();
-      assert.deepEqual(rows.map((r) => [r.stage, r.state, r.last_error_class]), [['thumbnail', 'waiting', null], ['download', 'failed', 'http_404'], ['download', 'failed', 'bad_url']]);
+      assert.deepEqual(
+        rows.map((r) => [r.stage, r.state, r.last_error_class]),
+        [
+          ['thumbnail', 'waiting', null],
+          ['download', 'failed', 'http_404'],
+          ['download', 'failed', 'bad_url'],
+        ],
+      );
       assert.equal(rows[0].original_bytes, picture.length);
       const { originalPath } = await import('../src/store/store-layout.ts');
       assert.deepEqual(fs.readFileSync(originalPath(t.config, 'uk', lis_hash_for_url('s3://etl-bucket/x/1.jpg'))), picture);
@@ -270,4 +333,3 @@ describe('lis_downloadd fetches s3:// URLs', function () {
     }
   });
 });
-

@@ -55,7 +55,7 @@ describe('metrics per daemon instance', () => {
     assert.equal(isHealthy(2, 0.5), false);
   });
 
-  it('two countries\' daemons on one host each serve /metrics and /health on their own port, and say where in the run dir', async function () {
+  it("two countries' daemons on one host each serve /metrics and /health on their own port, and say where in the run dir", async function () {
     this.timeout(90_000);
     const base = await freePortPair();
     const runDir = path.join(t.dir, 'run');
@@ -82,7 +82,7 @@ describe('metrics per daemon instance', () => {
     for (const country of ['uk', 'de']) assert.equal(fs.existsSync(metricsUrlFile(runDir, 'thumbnaild', country)), false, 'the URL file goes with the daemon');
   });
 
-  it('the pusher exposes each frontend\'s lag, the manager its events of the last day', async () => {
+  it("the pusher exposes each frontend's lag, the manager its events of the last day", async () => {
     await addFrontend(t.db, 'n1', path.join(t.dir, 'n1'));
     await addFrontend(t.db, 'n2', path.join(t.dir, 'n2'), false);
     await sql`INSERT INTO live_images (country, datasource_id, image_url, stage, state)
@@ -97,7 +97,9 @@ describe('metrics per daemon instance', () => {
 
     await recordEvent(t.db, { check: 'stuck_jobs', country: 'uk', subject: 'host1:12', rows: 40, detail: 'released' });
     await recordEvent(t.db, { check: 'stuck_jobs', country: 'uk', subject: 'host1:13', rows: 2, detail: 'released' });
-    await sql`INSERT INTO manager_events (at, check_name, country, rows, detail) VALUES (now() - interval '2 days', 'stuck_jobs', 'uk', 99, 'old')`.execute(t.db);
+    await sql`INSERT INTO manager_events (at, check_name, country, rows, detail) VALUES (now() - interval '2 days', 'stuck_jobs', 'uk', 99, 'old')`.execute(
+      t.db,
+    );
     const manager = new client.Registry();
     registerManagerEventMetrics(manager, t.db);
     const events = await manager.metrics();
@@ -111,10 +113,10 @@ describe('metrics per daemon instance', () => {
     const manager = spawnTs('bin/lis_managerd', ['--service', '--metrics-port', '0', '--config', t.writeConfig({ services: { runDir } })]);
     try {
       const urlFile = metricsUrlFile(runDir, 'managerd', undefined);
-      await waitFor(() => fs.existsSync(urlFile), 30_000, 'the manager\'s metrics URL');
+      await waitFor(() => fs.existsSync(urlFile), 30_000, "the manager's metrics URL");
       const url = fs.readFileSync(urlFile, 'utf8').trim();
       assert.match(await (await fetch(url)).text(), /lis_store_free_bytes\{store="originals",component="managerd",country="all"\}/);
-      await waitFor(async () => (await fetch(url.replace('/metrics', '/health'))).status === 200, 20_000, 'the manager\'s health');
+      await waitFor(async () => (await fetch(url.replace('/metrics', '/health'))).status === 200, 20_000, "the manager's health");
     } finally {
       manager.child.kill('SIGTERM');
       assert.equal((await manager.exited).code, 0, manager.output());

@@ -18,14 +18,22 @@ describe('the Interface (imported as a package)', () => {
       contentHash: 'c'.repeat(64),
       presets: {
         small: { width: 120, height: 80, bytes: 3000, path: `uk/${liveHash.slice(0, 2)}/${liveHash.slice(2, 4)}/${liveHash}_small.jpg` },
-        large: { width: 640, height: 427, bytes: 40000, path: `uk/${liveHash.slice(0, 2)}/${liveHash.slice(2, 4)}/${liveHash}_large.jpg`, twins: { webp: { path: `uk/x/${liveHash}_large.webp`, bytes: 30000 } } },
+        large: {
+          width: 640,
+          height: 427,
+          bytes: 40000,
+          path: `uk/${liveHash.slice(0, 2)}/${liveHash.slice(2, 4)}/${liveHash}_large.jpg`,
+          twins: { webp: { path: `uk/x/${liveHash}_large.webp`, bytes: 30000 } },
+        },
       },
       dominantColor: '#a0b0c0',
       placeholder: { type: 'thumbhash', data: 'YJqGPQw7sFlslqhFafSE+Q6oJ1h2iHB2Rw' },
     };
     await sql`INSERT INTO live_images (country, datasource_id, image_url, stage, state, image_data, live_data, image_class)
               VALUES ('uk', 16, ${liveUrl}, 'live', 'done', ${JSON.stringify(imageData)}::jsonb, ${JSON.stringify(imageData)}::jsonb, 'photo'),
-                     ('uk', 16, 'http://feed.example.com/listing/1/photo-2.jpg', 'push', 'waiting', ${JSON.stringify(imageData)}::jsonb, NULL, 'photo')`.execute(t.db);
+                     ('uk', 16, 'http://feed.example.com/listing/1/photo-2.jpg', 'push', 'waiting', ${JSON.stringify(imageData)}::jsonb, NULL, 'photo')`.execute(
+      t.db,
+    );
   });
   afterEach(async () => {
     await images.close();
@@ -42,7 +50,12 @@ describe('the Interface (imported as a package)', () => {
       original: { width: 1800, height: 1200, format: 'jpeg', bytes: 456789 },
       thumbnails: {
         small: { url: `https://img.example.com/t/uk/${liveHash.slice(0, 2)}/${liveHash.slice(2, 4)}/${liveHash}_small.jpg`, width: 120, height: 80, twins: {} },
-        large: { url: `https://img.example.com/t/uk/${liveHash.slice(0, 2)}/${liveHash.slice(2, 4)}/${liveHash}_large.jpg`, width: 640, height: 427, twins: { webp: `https://img.example.com/t/uk/x/${liveHash}_large.webp` } },
+        large: {
+          url: `https://img.example.com/t/uk/${liveHash.slice(0, 2)}/${liveHash.slice(2, 4)}/${liveHash}_large.jpg`,
+          width: 640,
+          height: 427,
+          twins: { webp: `https://img.example.com/t/uk/x/${liveHash}_large.webp` },
+        },
       },
       dominantColor: '#a0b0c0',
       placeholder: { type: 'thumbhash', data: 'YJqGPQw7sFlslqhFafSE+Q6oJ1h2iHB2Rw' },
@@ -66,20 +79,33 @@ describe('the Interface (imported as a package)', () => {
     await sql`UPDATE live_images SET last_seen = now() - interval '20 days'`.execute(t.db);
     const urls = [liveUrl, 'http://feed.example.com/listing/1/photo-3.jpg', 'ftp://feed.example.com/x.jpg', 'http://feed.example.com/listing/1/photo-2.jpg'];
     const result = await images.imagesForSiBuild(urls, { country: 'UK', datasourceId: 16 });
-    assert.deepEqual(result.map((r) => [r.hash, r.live, r.status]), [
-      [liveHash, true, 'live'],
-      [lis_hash_for_url(urls[1]), false, 'download'],
-      [null, false, 'rejected'],
-      [lis_hash_for_url(urls[3]), false, 'push'],
-    ]);
+    assert.deepEqual(
+      result.map((r) => [r.hash, r.live, r.status]),
+      [
+        [liveHash, true, 'live'],
+        [lis_hash_for_url(urls[1]), false, 'download'],
+        [null, false, 'rejected'],
+        [lis_hash_for_url(urls[3]), false, 'push'],
+      ],
+    );
     assert.match(result[2].error!, /not an http or https URL/);
-    const rows = await t.db.selectFrom('live_images').select(['image_url', sql<boolean>`last_seen > now() - interval '1 minute'`.as('fresh')]).orderBy('image_url').execute();
-    assert.deepEqual(rows.map((r) => r.fresh), [true, true, true]);
+    const rows = await t.db
+      .selectFrom('live_images')
+      .select(['image_url', sql<boolean>`last_seen > now() - interval '1 minute'`.as('fresh')])
+      .orderBy('image_url')
+      .execute();
+    assert.deepEqual(
+      rows.map((r) => r.fresh),
+      [true, true, true],
+    );
     assert.equal(rows.length, 3, 'the new photo was queued');
   });
 
   it('enqueue queues URLs for listing code and reports bad ones', async () => {
-    const result = await images.enqueue(['http://a.example.com/1.jpg', 'http://a.example.com/1.jpg', liveUrl, 'not a url'], { country: 'uk', datasourceId: 16 });
+    const result = await images.enqueue(['http://a.example.com/1.jpg', 'http://a.example.com/1.jpg', liveUrl, 'not a url'], {
+      country: 'uk',
+      datasourceId: 16,
+    });
     assert.deepEqual(result, { inserted: 1, refreshed: 1, rejected: [{ url: 'not a url', reason: 'URL contains white space' }] });
   });
 
@@ -88,11 +114,21 @@ describe('the Interface (imported as a package)', () => {
     const urls = ['HTTP://b.example.com/1.jpg', 'http://b.example.com/blocked/2.jpg', 'http://b.example.com/3.jpg'];
     const result = await images.enqueue(urls, { country: 'uk', datasourceId: 16 });
     assert.equal(result.inserted, 2);
-    assert.deepEqual(result.rejected.map((r) => r.url), [urls[1]]);
+    assert.deepEqual(
+      result.rejected.map((r) => r.url),
+      [urls[1]],
+    );
     assert.match(result.rejected[0].reason, /refused by the table: .*test_no_blocked/);
     const listing = [liveUrl, 'http://c.example.com/blocked/9.jpg', 'HTTPS://c.example.com/8.jpg'];
     const si = await images.imagesForSiBuild(listing, { country: 'uk', datasourceId: 16 });
-    assert.deepEqual(si.map((r) => [r.url, r.status, r.live]), [[liveUrl, 'live', true], [listing[1], 'rejected', false], [listing[2], 'download', false]]);
+    assert.deepEqual(
+      si.map((r) => [r.url, r.status, r.live]),
+      [
+        [liveUrl, 'live', true],
+        [listing[1], 'rejected', false],
+        [listing[2], 'download', false],
+      ],
+    );
     assert.match(si[1].error!, /test_no_blocked/);
     assert.equal(si[2].hash, lis_hash_for_url(listing[2]));
   });

@@ -14,10 +14,19 @@ describe('log lines cannot be forged', function () {
   it('escapes control characters and line separators, and keeps a stack trace indented below its line', () => {
     assert.equal(escapeControl('a\nb\rc\td\x1b[31me\x7f\u0085f\u2028g'), 'a\\nb\\rc\\td\\x1b[31me\\x7f\\x85f\\u2028g');
     assert.equal(escapeControl('plain http://a.com/b.jpg?x=1'), 'plain http://a.com/b.jpg?x=1');
-    const line = formatLine({ time: new Date(2026, 0, 2, 3, 4, 5), level: 'debug', pid: 1, message: 'x\nJan 02 03:04:05 ERROR Forged[1] y', detail: 'Error: x\nJan 02 03:04:05 ERROR Forged[1] y\n    at f (a.ts:1:1)' });
+    const line = formatLine({
+      time: new Date(2026, 0, 2, 3, 4, 5),
+      level: 'debug',
+      pid: 1,
+      message: 'x\nJan 02 03:04:05 ERROR Forged[1] y',
+      detail: 'Error: x\nJan 02 03:04:05 ERROR Forged[1] y\n    at f (a.ts:1:1)',
+    });
     const lines = line.split('\n');
     assert.equal(lines[0], 'Jan 02 03:04:05 DEBUG ImageSys[1] x\\nJan 02 03:04:05 ERROR Forged[1] y');
-    assert.ok(lines.slice(1).every((l) => l.startsWith('    ')), line);
+    assert.ok(
+      lines.slice(1).every((l) => l.startsWith('    ')),
+      line,
+    );
   });
 
   describe('a URL with a newline, inserted by plain SQL', () => {

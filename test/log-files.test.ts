@@ -17,16 +17,26 @@ describe('log files', () => {
   beforeEach(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-logs-'))));
   afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-  it('two countries\' daemons log and rotate at once, each in files of its own, losing no line', async function () {
+  it("two countries' daemons log and rotate at once, each in files of its own, losing no line", async function () {
     this.timeout(60_000);
     const count = 600;
     const writers = ['uk', 'de'].map((country) => spawnTs('test/helpers/log-writer.ts', [dir, country, String(count)]));
     for (const w of writers) assert.equal((await w.exited).code, 0, w.output());
-    for (const [country, other] of [['uk', 'de'], ['de', 'uk']]) {
+    for (const [country, other] of [
+      ['uk', 'de'],
+      ['de', 'uk'],
+    ]) {
       const all = linesOf(dir, `downloadd.${country}-`);
       const numbers = all.map((l) => Number(new RegExp(`${country} line (\\d+) `).exec(l)?.[1] ?? -1)).filter((n) => n >= 0);
-      assert.deepEqual([...numbers].sort((a, b) => a - b), Array.from({ length: count }, (_, i) => i), `${country}: every line once`);
-      assert.ok(all.every((l) => !l.includes(`${other} line`)), `${country}'s files hold no ${other} line`);
+      assert.deepEqual(
+        [...numbers].sort((a, b) => a - b),
+        Array.from({ length: count }, (_, i) => i),
+        `${country}: every line once`,
+      );
+      assert.ok(
+        all.every((l) => !l.includes(`${other} line`)),
+        `${country}'s files hold no ${other} line`,
+      );
       // 1k files: the 600 lines (~60 kB) were rotated many times.
       assert.ok(fs.readdirSync(dir).filter((f) => f.startsWith(`downloadd.${country}-`)).length > 20);
       const errors = linesOf(dir, `downloadd.${country}.error-`);

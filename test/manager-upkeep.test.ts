@@ -31,7 +31,7 @@ describe("the manager's scheduled upkeep (lis_cron_frontend --all)", () => {
     assert.equal(run.errors, '');
   });
 
-  it('logs a failure at error level, with the upkeep\'s last words', async function () {
+  it("logs a failure at error level, with the upkeep's last words", async function () {
     this.timeout(60_000);
     t = await createTestDatabase({ migrated: false });
     const run = await upkeep(t.writeConfig());

@@ -97,21 +97,33 @@ describe('lis_managerd', () => {
     await insertUrls(t.db, 'uk', 30, { datasourceId: 7, prefix: 'http://feed7.example.com/later/' });
     await sql`UPDATE live_images SET next_attempt_at = now() + interval '1 hour' WHERE image_url LIKE '%/later/%'`.execute(t.db);
     await relistAll(t.db);
-    await sql`INSERT INTO datasources (country, datasource_id, updated_at) VALUES ('uk', 7, now() - interval '1 hour'), ('uk', 8, now() - interval '1 hour')`.execute(t.db);
+    await sql`INSERT INTO datasources (country, datasource_id, updated_at) VALUES ('uk', 7, now() - interval '1 hour'), ('uk', 8, now() - interval '1 hour')`.execute(
+      t.db,
+    );
     const run = spawnTs(DAEMON, ['--country', 'uk', '--config', t.writeConfig()]);
     assert.equal((await run.exited).code, 0, run.output());
     const policy = { windowHours: 1, minAttempts: 20, failureRate: 0.9 };
     const disabled = await disableBadDatasources(t.db, policy, 'uk');
-    assert.deepEqual(disabled.map((d) => [d.datasourceId, d.total, d.failed, d.parked]), [[7, 40, 40, 30]]);
+    assert.deepEqual(
+      disabled.map((d) => [d.datasourceId, d.total, d.failed, d.parked]),
+      [[7, 40, 40, 30]],
+    );
     assert.match(disabled[0].reason, /100% of 40 rows failed in the last 1h \(top reason: http_404 on 40 rows\)/);
     const ds = await t.db.selectFrom('datasources').selectAll().where('datasource_id', '=', 7).executeTakeFirstOrThrow();
     assert.equal(ds.enabled, false);
     await insertUrls(t.db, 'uk', 5, { datasourceId: 7, prefix: 'http://feed7.example.com/new/' });
-    const parked = await t.db.selectFrom('live_images').select((eb) => eb.fn.countAll<string>().as('n')).where('state', '=', 'parked').executeTakeFirstOrThrow();
+    const parked = await t.db
+      .selectFrom('live_images')
+      .select((eb) => eb.fn.countAll<string>().as('n'))
+      .where('state', '=', 'parked')
+      .executeTakeFirstOrThrow();
     assert.equal(Number(parked.n), 35, 'rows inserted for a disabled datasource are parked at once');
     const show = spawnTs('bin/lis', ['--config', t.writeConfig(), 'datasource', 'show', 'uk']);
     assert.equal((await show.exited).code, 0);
-    assert.match(show.output(), /uk 7: .*\n {2}DISABLED: 100% of 40 rows failed in the last 1h \(top reason: http_404 on 40 rows\) \(lis datasource enable uk 7\)/);
+    assert.match(
+      show.output(),
+      /uk 7: .*\n {2}DISABLED: 100% of 40 rows failed in the last 1h \(top reason: http_404 on 40 rows\) \(lis datasource enable uk 7\)/,
+    );
     const enable = spawnTs('bin/lis', ['--config', t.writeConfig(), 'datasource', 'enable', 'uk', '7']);
     assert.equal((await enable.exited).code, 0, enable.output());
     assert.match(enable.output(), /datasource 7 of uk enabled; 35 parked rows put back in the queue/);
@@ -158,7 +170,9 @@ describe('lis_managerd', () => {
   });
 
   it('counts rows, not outcomes: a row failing many times is one row, and our own faults never disable', async () => {
-    await sql`INSERT INTO datasources (country, datasource_id, updated_at) VALUES ('uk', 11, now() - interval '1 hour'), ('uk', 12, now() - interval '1 hour'), ('uk', 13, now() - interval '1 hour')`.execute(t.db);
+    await sql`INSERT INTO datasources (country, datasource_id, updated_at) VALUES ('uk', 11, now() - interval '1 hour'), ('uk', 12, now() - interval '1 hour'), ('uk', 13, now() - interval '1 hour')`.execute(
+      t.db,
+    );
     // 11: one frontend down for hours; 60 rows waiting to be pushed, 1380 failed pushes counted.
     await failedRows(t, 11, 60, 'frontend_down', 'push');
     // 12: one row failing over and over (100 outcomes), 59 rows fine.
@@ -169,10 +183,16 @@ describe('lis_managerd', () => {
     await failedRows(t, 13, 60, 'http_404');
     const policy = { windowHours: 6, minAttempts: 50, failureRate: 0.9 };
     const disabled = await disableBadDatasources(t.db, policy, 'uk');
-    assert.deepEqual(disabled.map((d) => [d.datasourceId, d.total, d.failed]), [[13, 60, 60]]);
+    assert.deepEqual(
+      disabled.map((d) => [d.datasourceId, d.total, d.failed]),
+      [[13, 60, 60]],
+    );
     assert.equal(disabled[0].reason, '100% of 60 rows failed in the last 6h (top reason: http_404 on 60 rows)');
     const enabled = await t.db.selectFrom('datasources').select('datasource_id').where('enabled', '=', true).orderBy('datasource_id').execute();
-    assert.deepEqual(enabled.map((d) => d.datasource_id), [11, 12]);
+    assert.deepEqual(
+      enabled.map((d) => d.datasource_id),
+      [11, 12],
+    );
   });
 
   it('judges datasources by rate, only with enough attempts', () => {
@@ -187,7 +207,9 @@ describe('lis_managerd', () => {
     await insertUrls(t.db, 'uk', 6);
     await sql`UPDATE live_images SET attempts = 9, last_error = 'HTTP 503', last_error_class = 'http_5xx' WHERE id % 3 = 0`.execute(t.db);
     await sql`UPDATE live_images SET attempts = 2, same_error_count = 4, last_error = 'timed out', last_error_class = 'timeout' WHERE id % 3 = 1`.execute(t.db);
-    await sql`UPDATE live_images SET stage = 'thumbnail', state = 'failed', last_error_class = 'original_missing', store_host = 'h' WHERE id % 3 = 2`.execute(t.db);
+    await sql`UPDATE live_images SET stage = 'thumbnail', state = 'failed', last_error_class = 'original_missing', store_host = 'h' WHERE id % 3 = 2`.execute(
+      t.db,
+    );
     // A frontend's outage is not the row's fault: never parked, however long it lasts.
     await sql`INSERT INTO live_images (country, datasource_id, image_url, stage, attempts, same_error_count, last_error_class)
               VALUES ('uk', 1, 'http://x.com/waits-for-n3.jpg', 'push', 40, 40, 'frontend_down')`.execute(t.db);
@@ -205,7 +227,9 @@ describe('lis_managerd', () => {
     await insertUrls(t.db, 'uk', 4);
     await sql`UPDATE live_images SET stage = 'push', store_host = 'oldhost' WHERE id <= (SELECT min(id) + 2 FROM live_images)`.execute(t.db);
     await relistAll(t.db);
-    await sql`INSERT INTO workers (id, component, host, pid, heartbeat_at, stopped_at) VALUES ('oldhost:1', 'thumbnaild', 'oldhost', 1, now() - interval '3 days', now() - interval '3 days')`.execute(t.db);
+    await sql`INSERT INTO workers (id, component, host, pid, heartbeat_at, stopped_at) VALUES ('oldhost:1', 'thumbnaild', 'oldhost', 1, now() - interval '3 days', now() - interval '3 days')`.execute(
+      t.db,
+    );
     // One of them held by the gone host's worker when it died.
     assert.equal((await claimChunk(t.db, { country: 'uk', stage: 'push', workerId: 'oldhost:1', storeHost: 'oldhost', limit: 1, afterId: '0' })).length, 1);
     assert.deepEqual(await redownloadFromGoneHosts(t.db, 24, 'testhost'), [{ host: 'oldhost', rows: 3 }]);

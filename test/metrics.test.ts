@@ -37,13 +37,20 @@ describe('metrics', () => {
       await waitFor(() => announced() !== null, 20_000, 'the exporter');
       const url = announced()![1];
       let body = '';
-      await waitFor(async () => {
-        body = await (await fetch(url)).text();
-        return /lis_rows_done_total\{[^}]*stage="download"[^}]*\} 30/.test(body) && /lis_rows_failed_total\{[^}]*\} 4/.test(body)
-          && /lis_worker_heartbeat_timestamp_seconds\{[^}]*\} [1-9]/.test(body)
-          // Queue figures are cached for 2 s: wait for a read after the chunk.
-          && sample(body, 'lis_queue_rows', { stage: 'thumbnail', kind: 'due' }) === 30;
-      }, 20_000, 'the counters');
+      await waitFor(
+        async () => {
+          body = await (await fetch(url)).text();
+          return (
+            /lis_rows_done_total\{[^}]*stage="download"[^}]*\} 30/.test(body) &&
+            /lis_rows_failed_total\{[^}]*\} 4/.test(body) &&
+            /lis_worker_heartbeat_timestamp_seconds\{[^}]*\} [1-9]/.test(body) &&
+            // Queue figures are cached for 2 s: wait for a read after the chunk.
+            sample(body, 'lis_queue_rows', { stage: 'thumbnail', kind: 'due' }) === 30
+          );
+        },
+        20_000,
+        'the counters',
+      );
       assert.equal(sample(body, 'lis_rows_failed_total', { stage: 'download', reason: 'http_404', retryable: 'false', component: 'testd', country: 'uk' }), 4);
       assert.equal(sample(body, 'lis_row_seconds_count', { stage: 'download' }), 34);
       assert.equal(sample(body, 'lis_claim_seconds_count', { stage: 'download' }) >= 2, true);
@@ -79,7 +86,13 @@ describe('metrics', () => {
     assert.equal(fr.due, 7);
     assert.ok(fr.oldestSeconds >= 89, 'the oldest row waited 90 s');
     assert.deepEqual(report.throughput.lastHour, [{ component: 'testd', done: 20, failed: 5, perMinute: 0.3 }]);
-    assert.deepEqual(report.datasources.map((d) => [d.datasourceId, d.tries, d.failed, d.rate]), [[4, 5, 5, 1], [3, 20, 0, 0]]);
+    assert.deepEqual(
+      report.datasources.map((d) => [d.datasourceId, d.tries, d.failed, d.rate]),
+      [
+        [4, 5, 5, 1],
+        [3, 20, 0, 0],
+      ],
+    );
     assert.deepEqual(report.datasources[0].reasons, [{ reason: 'http_404', tries: 5 }]);
     assert.ok('originals' in report.disk);
     const text = spawnTs('bin/lis_metrics', ['--country', 'uk', '--config', config]);
@@ -103,7 +116,10 @@ describe('metrics', () => {
     await sampleQueue(t.db);
     const samples = await t.db.selectFrom('queue_samples').select(['country', 'stage', 'due']).execute();
     assert.deepEqual(samples, [{ country: 'uk', stage: 'download', due: 3 }]);
-    assert.deepEqual((await queueDepth(t.db, 'uk')).map((q) => q.due), [3]);
+    assert.deepEqual(
+      (await queueDepth(t.db, 'uk')).map((q) => q.due),
+      [3],
+    );
     assert.deepEqual(await datasourceFailures(t.db, 1), []);
   });
 });

@@ -13,7 +13,10 @@ describe('migrations', () => {
     const dbs = Array.from({ length: 4 }, () => createDb(t.url, 1));
     try {
       const results = await Promise.all(dbs.map((db) => migrateToLatest(db)));
-      const applied = results.flat().filter((r) => r.status === 'Success').map((r) => r.migrationName);
+      const applied = results
+        .flat()
+        .filter((r) => r.status === 'Success')
+        .map((r) => r.migrationName);
       assert.equal(new Set(applied).size, applied.length, 'each migration applied once');
       assert.ok(applied.length >= 1);
     } finally {
@@ -34,7 +37,9 @@ describe('migrations', () => {
     // Set-up by hand (no trigger sees it): most rows live, the list rebuilt as the queue's operations keep it.
     await sql`UPDATE live_images SET stage = 'live', state = 'done' WHERE id % 10 <> 0`.execute(t.db);
     await relistAll(t.db);
-    const { rows: [listed] } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM claimable_rows`.execute(t.db);
+    const {
+      rows: [listed],
+    } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM claimable_rows`.execute(t.db);
     assert.equal(listed.n, 2000, 'only the claimable rows are listed');
     await sql`ANALYZE claimable_rows`.execute(t.db);
     const { rows } = await sql<{ 'QUERY PLAN': string }>`

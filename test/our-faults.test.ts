@@ -56,8 +56,20 @@ describe('our own faults are never charged to a row', function () {
     });
     const filler = path.join(store, 'filler');
     fillUp(filler);
-    const colours = [[200, 40, 40], [40, 200, 40], [40, 40, 200], [200, 200, 40], [40, 200, 200], [200, 40, 200]];
-    await insertThumbnailRows(t.db, t.config, 'uk', await Promise.all(colours.map(async ([r, g, b], i) => ({ url: `http://a.example/${i}.jpg`, original: await flatJpeg(320, 240, { r, g, b }) }))));
+    const colours = [
+      [200, 40, 40],
+      [40, 200, 40],
+      [40, 40, 200],
+      [200, 200, 40],
+      [40, 200, 200],
+      [200, 40, 200],
+    ];
+    await insertThumbnailRows(
+      t.db,
+      t.config,
+      'uk',
+      await Promise.all(colours.map(async ([r, g, b], i) => ({ url: `http://a.example/${i}.jpg`, original: await flatJpeg(320, 240, { r, g, b }) }))),
+    );
     const config = t.writeConfig({
       stores: { thumbnails: store, minFreeBytes: 0, minFreePercent: 0, checkSeconds: 0.2, retryMaxSeconds: 0.5 },
       queue: { pollSeconds: 0.5, heartbeatSeconds: 0.5 },
@@ -72,7 +84,11 @@ describe('our own faults are never charged to a row', function () {
     assert.match((await paused())!.paused_reason!, /^ENOSPC/);
     assert.ok((await paused())!.paused_since);
     const errorLog = path.join(t.config.log.dir, 'thumbnaild.uk.error.log');
-    await waitFor(() => fs.existsSync(errorLog) && /ERROR .*Store not writable, pausing .*ENOSPC/.test(fs.readFileSync(errorLog, 'utf8')), 10_000, 'ENOSPC in the error log');
+    await waitFor(
+      () => fs.existsSync(errorLog) && /ERROR .*Store not writable, pausing .*ENOSPC/.test(fs.readFileSync(errorLog, 'utf8')),
+      10_000,
+      'ENOSPC in the error log',
+    );
     assert.deepEqual(await countBy(t.db), { 'thumbnail/waiting': 6 }, 'nothing claimed while paused');
     assert.equal(await chargedRows(t), 0);
 
@@ -98,23 +114,39 @@ describe('our own faults are never charged to a row', function () {
     }
     await daemons[1].stop();
     // "Six hours" in a few seconds: the window, minimum and retry time all shortened, many rounds run.
-    const config = parseConfig({
-      ...JSON.parse(fs.readFileSync(t.writeConfig(), 'utf8')),
-      queue: { oursRetrySeconds: 0.01, pollSeconds: 0.05 },
-      manager: { badDatasource: { windowHours: 6, minAttempts: 5, failureRate: 0.5 } },
-    }, {}, t.dir);
+    const config = parseConfig(
+      {
+        ...JSON.parse(fs.readFileSync(t.writeConfig(), 'utf8')),
+        queue: { oursRetrySeconds: 0.01, pollSeconds: 0.05 },
+        manager: { badDatasource: { windowHours: 6, minAttempts: 5, failureRate: 0.5 } },
+      },
+      {},
+      t.dir,
+    );
     const log = createLogger({ component: 'pusherd', log: config.log, screen: false, files: false });
     cleanups.push(() => closeLogger(log));
     for (let round = 0; round < 6; round++) {
       const pusher = await createPusher({ config, db: t.db, log, country: 'uk', chunkSize: 30, service: false, signal: new AbortController().signal });
-      await runDaemon(pusher, { config, db: t.db, databaseUrl: t.url, log, country: 'uk', chunkSize: 30, service: false, signal: new AbortController().signal });
+      await runDaemon(pusher, {
+        config,
+        db: t.db,
+        databaseUrl: t.url,
+        log,
+        country: 'uk',
+        chunkSize: 30,
+        service: false,
+        signal: new AbortController().signal,
+      });
       await sql`UPDATE live_images SET next_attempt_at = now()`.execute(t.db);
       await runCheck('bad_datasources', { config, db: t.db, log, country: 'uk' });
     }
     assert.deepEqual(await countBy(t.db), { 'push/waiting': 30 }, 'not live while n2 lacks them');
     assert.equal(await chargedRows(t), 0, 'no row charged for the frontend');
     const rows = await t.db.selectFrom('live_images').select(['last_error_class']).distinct().execute();
-    assert.deepEqual(rows.map((r) => r.last_error_class), ['frontend_down']);
+    assert.deepEqual(
+      rows.map((r) => r.last_error_class),
+      ['frontend_down'],
+    );
     const disabled = await sql<{ n: number }>`SELECT count(*)::int AS n FROM datasources WHERE NOT enabled`.execute(t.db);
     assert.equal(disabled.rows[0].n, 0, 'no datasource disabled');
     const n2 = await t.db.selectFrom('frontends').select(['down_since', 'down_reason']).where('name', '=', 'n2').executeTakeFirstOrThrow();
@@ -125,6 +157,10 @@ describe('our own faults are never charged to a row', function () {
     const pusher = await createPusher({ config, db: t.db, log, country: 'uk', chunkSize: 30, service: false, signal: new AbortController().signal });
     await runDaemon(pusher, { config, db: t.db, databaseUrl: t.url, log, country: 'uk', chunkSize: 30, service: false, signal: new AbortController().signal });
     assert.deepEqual(await countBy(t.db), { 'live/done': 30 });
-    assert.equal((await t.db.selectFrom('frontends').select('down_since').where('name', '=', 'n2').executeTakeFirstOrThrow()).down_since, null, 'cleared when it answers');
+    assert.equal(
+      (await t.db.selectFrom('frontends').select('down_since').where('name', '=', 'n2').executeTakeFirstOrThrow()).down_since,
+      null,
+      'cleared when it answers',
+    );
   });
 });

@@ -28,7 +28,10 @@ describe('the package, installed by another project', () => {
     t = await createTestDatabase();
     // Listing code's project: ImageSys installed by path (npm links a folder dependency like this).
     project = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-listing-'));
-    fs.writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: 'listing', type: 'module', private: true, dependencies: { imagesys: `file:${ROOT}` } }));
+    fs.writeFileSync(
+      path.join(project, 'package.json'),
+      JSON.stringify({ name: 'listing', type: 'module', private: true, dependencies: { imagesys: `file:${ROOT}` } }),
+    );
     fs.mkdirSync(path.join(project, 'node_modules'));
     fs.symlinkSync(ROOT, path.join(project, 'node_modules', 'imagesys'));
   });
@@ -68,7 +71,13 @@ describe('the package, installed by another project', () => {
        const wrong: number = data?.url ?? 0;
        export { wrong };\n`,
     );
-    fs.writeFileSync(path.join(project, 'tsconfig.json'), JSON.stringify({ compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true, skipLibCheck: true, types: [] }, files: ['listing.ts'] }));
+    fs.writeFileSync(
+      path.join(project, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true, skipLibCheck: true, types: [] },
+        files: ['listing.ts'],
+      }),
+    );
     const run = await plainNode(project, [path.join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', '.']);
     // The one error is the deliberate one: the types are real (url is a string), not `any`.
     assert.equal(run.code, 2, run.out);

@@ -97,18 +97,27 @@ describe('pixel budget (pure)', () => {
 
 /** Interlaced PNGs of `side` x `side` pixels, each a different gradient. */
 async function bigPngs(count: number, side: number): Promise<Buffer[]> {
-  return Promise.all(Array.from({ length: count }, (_, i) =>
-    sharp({ create: { width: side, height: side, channels: 3, background: { r: 40 * i, g: 120, b: 200 - 30 * i } } })
-      .composite([{ input: Buffer.from(`<svg width="${side}" height="${side}"><circle cx="${side / 2}" cy="${side / 2}" r="${side / (3 + i)}" fill="#fff"/></svg>`) }])
-      .png({ progressive: true, compressionLevel: 1 })
-      .toBuffer()));
+  return Promise.all(
+    Array.from({ length: count }, (_, i) =>
+      sharp({ create: { width: side, height: side, channels: 3, background: { r: 40 * i, g: 120, b: 200 - 30 * i } } })
+        .composite([
+          { input: Buffer.from(`<svg width="${side}" height="${side}"><circle cx="${side / 2}" cy="${side / 2}" r="${side / (3 + i)}" fill="#fff"/></svg>`) },
+        ])
+        .png({ progressive: true, compressionLevel: 1 })
+        .toBuffer(),
+    ),
+  );
 }
 
 describe('pixel budget (real decodes)', () => {
   it('makeThumbnails decodes a mix too big for the budget one at a time, and makes every one', async () => {
     const config = thumbnailConfigSchema.parse({});
     const settings: ThumbnailSettings = {
-      presets: config.presets, twins: config.twins, maxPixels: config.maxPixels, timeoutSeconds: 60, failOn: config.failOn,
+      presets: config.presets,
+      twins: config.twins,
+      maxPixels: config.maxPixels,
+      timeoutSeconds: 60,
+      failOn: config.failOn,
       details: resolveDetails({ sharpen: null, gamma: null, quality: null }, config.defaults),
     };
     const pngs = await bigPngs(4, 1500);
@@ -131,14 +140,19 @@ describe('pixel budget (real decodes)', () => {
     assert.equal(budget.held, 0, 'every pixel given back');
   });
 
-  describe('through lis_thumbnaild\'s worker', () => {
+  describe("through lis_thumbnaild's worker", () => {
     let t: TestDatabase;
     afterEach(async () => t.drop());
 
     it('a budget smaller than every image still thumbnails them all (none refused)', async () => {
       t = await createTestDatabase();
       const pngs = await bigPngs(3, 1200);
-      await insertThumbnailRows(t.db, t.config, 'uk', pngs.map((original, i) => ({ url: `http://a.example/big${i}.png`, original })));
+      await insertThumbnailRows(
+        t.db,
+        t.config,
+        'uk',
+        pngs.map((original, i) => ({ url: `http://a.example/big${i}.png`, original })),
+      );
       const config = { ...t.config, thumbnail: { ...t.config.thumbnail, pixelBudget: 1000 } };
       const totals = await runThumbnailStage(t.db, config, t.url);
       assert.equal(totals.done, 3);

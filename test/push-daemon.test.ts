@@ -43,7 +43,12 @@ describe('lis_pusherd and lis frontend (real processes)', function () {
     assert.match(run.output(), /INFO Push::get_chunk_of_work\[\d+\]:UK Doing chunk of work for UK \(size 10\)/);
     assert.match(run.output(), /No rows gained\. No work to do\./);
     assert.deepEqual(await countBy(t.db), { 'live/done': 25 });
-    const roots = { local, n1: path.join(daemons[0].moduleDir, 'live'), n2: path.join(daemons[1].moduleDir, 'live'), n3: path.join(daemons[2].moduleDir, 'live') };
+    const roots = {
+      local,
+      n1: path.join(daemons[0].moduleDir, 'live'),
+      n2: path.join(daemons[1].moduleDir, 'live'),
+      n3: path.join(daemons[2].moduleDir, 'live'),
+    };
     for (const [name, root] of Object.entries(roots)) assert.deepEqual(differingFiles(t.config.stores.thumbnails, root, files), [], name);
 
     const list = await lis(config, 'frontend', 'list');

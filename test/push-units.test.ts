@@ -9,8 +9,22 @@ describe('push: pure parts', () => {
   describe('frontend targets', () => {
     it('parses local paths, rsync daemons and ssh targets, and spells them back the same', () => {
       assert.deepEqual(parseFrontendTarget('/srv/thumbs/'), { kind: 'local', path: '/srv/thumbs' });
-      assert.deepEqual(parseFrontendTarget('rsync://n1.example.com:8730/thumbs/live'), { kind: 'daemon', user: null, host: 'n1.example.com', port: 8730, module: 'thumbs', path: 'live' });
-      assert.deepEqual(parseFrontendTarget('rsync://push@10.0.0.3/thumbs'), { kind: 'daemon', user: 'push', host: '10.0.0.3', port: null, module: 'thumbs', path: '' });
+      assert.deepEqual(parseFrontendTarget('rsync://n1.example.com:8730/thumbs/live'), {
+        kind: 'daemon',
+        user: null,
+        host: 'n1.example.com',
+        port: 8730,
+        module: 'thumbs',
+        path: 'live',
+      });
+      assert.deepEqual(parseFrontendTarget('rsync://push@10.0.0.3/thumbs'), {
+        kind: 'daemon',
+        user: 'push',
+        host: '10.0.0.3',
+        port: null,
+        module: 'thumbs',
+        path: '',
+      });
       assert.deepEqual(parseFrontendTarget('www@n3:/var/www/thumbs'), { kind: 'ssh', user: 'www', host: 'n3', path: '/var/www/thumbs' });
       for (const t of ['/srv/thumbs', 'rsync://n1.example.com:8730/thumbs/live', 'rsync://push@10.0.0.3/thumbs', 'www@n3:/var/www/thumbs', 'n3:/']) {
         assert.equal(formatTarget(parseFrontendTarget(t)), t);
@@ -21,8 +35,22 @@ describe('push: pure parts', () => {
     });
 
     it('refuses what rsync would misread or what climbs out of the root, with a stable code', () => {
-      for (const bad of ['', 'relative/path', 'rsync://host', 'rsync://host:99999/m', 'rsync://h/m/../x', '/srv/a b', 'host:relative', 'http://n1/x', ' /srv']) {
-        assert.throws(() => parseFrontendTarget(bad), (e: Error & { code?: string }) => e.code === 'ERR_FRONTEND_TARGET', bad);
+      for (const bad of [
+        '',
+        'relative/path',
+        'rsync://host',
+        'rsync://host:99999/m',
+        'rsync://h/m/../x',
+        '/srv/a b',
+        'host:relative',
+        'http://n1/x',
+        ' /srv',
+      ]) {
+        assert.throws(
+          () => parseFrontendTarget(bad),
+          (e: Error & { code?: string }) => e.code === 'ERR_FRONTEND_TARGET',
+          bad,
+        );
       }
     });
   });
@@ -40,7 +68,7 @@ describe('push: pure parts', () => {
       assert.ok(!inv.args.some((a) => a.startsWith('--bwlimit')));
     });
 
-    it('adds the bandwidth limit and, for ssh, the operator\'s ssh options ahead of ours', () => {
+    it("adds the bandwidth limit and, for ssh, the operator's ssh options ahead of ours", () => {
       const ssh = pushConfigSchema.parse({ bwLimit: '20m', sshOptions: ['-i', '/keys/my key', '-p', '2222'] });
       const inv = buildRsyncInvocation(ssh, parseFrontendTarget('www@n3:/var/www'), '/store', ['a']);
       assert.ok(inv.args.includes('--bwlimit=20m'));
@@ -52,11 +80,25 @@ describe('push: pure parts', () => {
 
   describe('rsync exits', () => {
     it('classifies by exit code and message, quoting rsync', () => {
-      const refused = classifyRsyncExit(10, null, 'rsync: [sender] failed to connect to 127.0.0.1 (127.0.0.1): Connection refused (111)\nrsync error: error in socket IO (code 10) at clientserver.c(139) [sender=3.5.0]\n');
+      const refused = classifyRsyncExit(
+        10,
+        null,
+        'rsync: [sender] failed to connect to 127.0.0.1 (127.0.0.1): Connection refused (111)\nrsync error: error in socket IO (code 10) at clientserver.c(139) [sender=3.5.0]\n',
+      );
       assert.equal(refused.ok, false);
       assert.ok(!refused.ok && refused.errorClass === 'frontend_down');
-      assert.ok(!refused.ok && refused.message.startsWith('rsync exit 10 (error in socket I/O): rsync: [sender] failed to connect to 127.0.0.1 (127.0.0.1): Connection refused (111)'), !refused.ok ? refused.message : '');
-      const full = classifyRsyncExit(11, null, 'rsync: [receiver] write failed on "/srv/uk/a3/0f/x_small.jpg": No space left on device (28)\nrsync error: error in file IO (code 11) at receiver.c(381) [receiver=3.2.7]');
+      assert.ok(
+        !refused.ok &&
+          refused.message.startsWith(
+            'rsync exit 10 (error in socket I/O): rsync: [sender] failed to connect to 127.0.0.1 (127.0.0.1): Connection refused (111)',
+          ),
+        !refused.ok ? refused.message : '',
+      );
+      const full = classifyRsyncExit(
+        11,
+        null,
+        'rsync: [receiver] write failed on "/srv/uk/a3/0f/x_small.jpg": No space left on device (28)\nrsync error: error in file IO (code 11) at receiver.c(381) [receiver=3.2.7]',
+      );
       assert.ok(!full.ok && full.errorClass === 'frontend_disk_full' && full.message.includes('No space left on device'));
       const cases: Array<[number, string, string]> = [
         [24, 'file has vanished: "/store/uk/x.jpg"', 'files_vanished'],
@@ -64,7 +106,7 @@ describe('push: pure parts', () => {
         [35, '', 'frontend_down'],
         [255, 'ssh: connect to host n3 port 22: Connection refused', 'frontend_down'],
         [12, 'rsync: connection unexpectedly closed (0 bytes received so far) [sender]', 'frontend_down'],
-        [5, '@ERROR: Unknown module \'thumb\'', 'rsync_error'],
+        [5, "@ERROR: Unknown module 'thumb'", 'rsync_error'],
         [23, 'rsync: [receiver] mkstemp "/srv/uk/.x.jpg.AbCdEf" failed: Permission denied (13)', 'rsync_error'],
       ];
       for (const [code, stderr, expected] of cases) {
@@ -76,7 +118,10 @@ describe('push: pure parts', () => {
     });
 
     it('reads --stats figures', () => {
-      assert.deepEqual(parseRsyncStats('Number of regular files transferred: 1,500\nTotal transferred file size: 31,234,567 bytes\n'), { filesTransferred: 1500, bytesTransferred: 31234567 });
+      assert.deepEqual(parseRsyncStats('Number of regular files transferred: 1,500\nTotal transferred file size: 31,234,567 bytes\n'), {
+        filesTransferred: 1500,
+        bytesTransferred: 31234567,
+      });
     });
   });
 
@@ -85,19 +130,36 @@ describe('push: pure parts', () => {
     it('pushes each frontend only what it lacks', () => {
       const plan = planPush(rows, ['n1', 'n2'], new Set([pushKey('n1', '1'), pushKey('n1', '2'), pushKey('n1', '3'), pushKey('n2', '2')]));
       assert.deepEqual([...plan.keys()], ['n2']);
-      assert.deepEqual(plan.get('n2')!.map((r) => r.id), ['1', '3']);
+      assert.deepEqual(
+        plan.get('n2')!.map((r) => r.id),
+        ['1', '3'],
+      );
     });
 
     it('a row is live only when every frontend has it; a frontend failure names the frontend and carries an ours class (never charged by the runner)', () => {
       const outcomes = new Map<string, FrontendRowOutcome>([
-        [pushKey('n1', '1'), { ok: true }], [pushKey('n2', '1'), { ok: true }],
-        [pushKey('n1', '2'), { ok: true }], [pushKey('n2', '2'), { ok: false, errorClass: 'frontend_down', message: 'rsync exit 10 (error in socket I/O): refused' }],
-        [pushKey('n1', '3'), { ok: false, errorClass: 'thumbnail_missing', message: 'thumbnail vanished from the store during the push: uk/3.jpg', vanished: true }],
+        [pushKey('n1', '1'), { ok: true }],
+        [pushKey('n2', '1'), { ok: true }],
+        [pushKey('n1', '2'), { ok: true }],
+        [pushKey('n2', '2'), { ok: false, errorClass: 'frontend_down', message: 'rsync exit 10 (error in socket I/O): refused' }],
+        [
+          pushKey('n1', '3'),
+          { ok: false, errorClass: 'thumbnail_missing', message: 'thumbnail vanished from the store during the push: uk/3.jpg', vanished: true },
+        ],
       ]);
       const results = decideRowResults(rows, ['n1', 'n2'], outcomes, { maxAttempts: 6 });
       assert.deepEqual(results[0], { ok: true, row: { id: '1' } });
-      assert.deepEqual(results[1], { ok: false, failure: { id: '2', attempts: 5, errorClass: 'frontend_down', retryable: true, reason: 'not on n2 (rsync exit 10 (error in socket I/O): refused); on n1' } });
-      assert.ok(!results[2].ok && results[2].failure.errorClass === 'thumbnail_missing' && results[2].failure.attempts === 5, 'the row\'s own trouble counts');
+      assert.deepEqual(results[1], {
+        ok: false,
+        failure: {
+          id: '2',
+          attempts: 5,
+          errorClass: 'frontend_down',
+          retryable: true,
+          reason: 'not on n2 (rsync exit 10 (error in socket I/O): refused); on n1',
+        },
+      });
+      assert.ok(!results[2].ok && results[2].failure.errorClass === 'thumbnail_missing' && results[2].failure.attempts === 5, "the row's own trouble counts");
     });
   });
 });

@@ -55,23 +55,42 @@ describe('lis_pusherd: pushing to rsync daemons, a local path and ssh (in-proces
 
   /** One run by hand of the pusher (chunk loop and backfill), as bin/lis_pusherd does it. */
   async function runPusher(overrides: LisConfigInput = {}, chunkSize = 40): Promise<RunTotals> {
-    const config = parseConfig({
-      ...JSON.parse(fs.readFileSync(t.writeConfig(), 'utf8')),
-      queue: { backoff: { baseSeconds: 0.01, jitter: 0 } },
-      ...overrides,
-    }, {}, t.dir);
+    const config = parseConfig(
+      {
+        ...JSON.parse(fs.readFileSync(t.writeConfig(), 'utf8')),
+        queue: { backoff: { baseSeconds: 0.01, jitter: 0 } },
+        ...overrides,
+      },
+      {},
+      t.dir,
+    );
     const log = createLogger({ component: 'pusherd', log: config.log, screen: false, country: 'uk' });
     const controller = new AbortController();
     try {
       const worker = await createPusher({ config, db: t.db, log, country: 'uk', chunkSize, service: false, signal: controller.signal });
-      return await runDaemon(worker, { config, db: t.db, databaseUrl: t.url, log, country: 'uk', chunkSize, service: false, signal: controller.signal, workerId: 'test:1' });
+      return await runDaemon(worker, {
+        config,
+        db: t.db,
+        databaseUrl: t.url,
+        log,
+        country: 'uk',
+        chunkSize,
+        service: false,
+        signal: controller.signal,
+        workerId: 'test:1',
+      });
     } finally {
       await closeLogger(log);
     }
   }
 
-  const pushedCount = async (frontend: string) => Number((await sql<{ n: string }>`
-    SELECT count(*) AS n FROM frontend_pushes WHERE frontend = ${frontend} AND pushed_at IS NOT NULL`.execute(t.db)).rows[0].n);
+  const pushedCount = async (frontend: string) =>
+    Number(
+      (
+        await sql<{ n: string }>`
+    SELECT count(*) AS n FROM frontend_pushes WHERE frontend = ${frontend} AND pushed_at IS NOT NULL`.execute(t.db)
+      ).rows[0].n,
+    );
 
   it('a chunk reaches three rsync daemons and a local path, byte for byte, and goes live', async () => {
     const { roots } = await addFrontends();
@@ -115,7 +134,7 @@ describe('lis_pusherd: pushing to rsync daemons, a local path and ssh (in-proces
       await relistAll(t.db);
       await runPusher();
     }
-    assert.deepEqual(await countBy(t.db), { 'push/waiting': 20 }, 'a frontend outage is not the rows\' fault');
+    assert.deepEqual(await countBy(t.db), { 'push/waiting': 20 }, "a frontend outage is not the rows' fault");
 
     // n1 now lacks a file it was sent: it is not sent again, so only n3 is pushed on the retry.
     fs.rmSync(path.join(roots.n1, files[0]));
@@ -156,7 +175,7 @@ describe('lis_pusherd: pushing to rsync daemons, a local path and ssh (in-proces
     assert.ok((await frontendLag(t.db)).every((l) => l.total === 0));
   });
 
-  it('rsync\'s own failures: an unknown module, a blocked path and a thumbnail missing from the store', async () => {
+  it("rsync's own failures: an unknown module, a blocked path and a thumbnail missing from the store", async () => {
     const { roots } = await addFrontends();
     await addFrontend(t.db, 'badmodule', `rsync://127.0.0.1:${daemons[0].port}/nosuchmodule`);
     const files = await insertPushRows(t.db, t.config, 'uk', 4);
@@ -201,7 +220,11 @@ describe('lis_pusherd: pushing to rsync daemons, a local path and ssh (in-proces
       await addFrontend(t.db, 'viassh', `root@127.0.0.1:${root}`);
       const files = await insertPushRows(t.db, t.config, 'uk', 6);
       await runPusher({ push: { sshOptions: [...sshd.clientOptions, '-o', 'BatchMode=yes'] } });
-      assert.deepEqual(await countBy(t.db), { 'live/done': 6 }, JSON.stringify(await t.db.selectFrom('live_images').select('last_error').execute()) + sshd.output());
+      assert.deepEqual(
+        await countBy(t.db),
+        { 'live/done': 6 },
+        JSON.stringify(await t.db.selectFrom('live_images').select('last_error').execute()) + sshd.output(),
+      );
       assert.deepEqual(differingFiles(t.config.stores.thumbnails, root, files), []);
     } finally {
       await sshd.stop();

@@ -67,7 +67,9 @@ describe('the queue under concurrent operations', () => {
     const worker = async (i: number) => {
       const db = createDb(t.url, 2);
       const id = `w${i}`;
-      const cursors = Object.fromEntries(WORK_STAGES.map((stage) => [stage, new ClaimCursor(db, { country: 'uk', stage, workerId: id, storeHost: '' })])) as Record<WorkStage, ClaimCursor>;
+      const cursors = Object.fromEntries(
+        WORK_STAGES.map((stage) => [stage, new ClaimCursor(db, { country: 'uk', stage, workerId: id, storeHost: '' })]),
+      ) as Record<WorkStage, ClaimCursor>;
       try {
         for (;;) {
           let got = 0;
@@ -125,16 +127,27 @@ describe('the queue under concurrent operations', () => {
           await enableDatasource(db, 'uk', 2);
           await retryFailedRows(db, { country: 'uk' });
           // A worker dies holding rows; the manager releases them.
-          await sql`INSERT INTO workers (id, component, host, pid, heartbeat_at) VALUES (${`dead${round}`}, 'testd', 'gone', 1, now() - interval '1 hour')`.execute(db);
+          await sql`INSERT INTO workers (id, component, host, pid, heartbeat_at) VALUES (${`dead${round}`}, 'testd', 'gone', 1, now() - interval '1 hour')`.execute(
+            db,
+          );
           const victim = new ClaimCursor(db, { country: 'uk', stage: WORK_STAGES[round % 3], workerId: `dead${round}`, storeHost: '' });
           await victim.next(10);
           await releaseStuckJobs(db, 60);
           // Purge a few rows the ETL stopped listing.
           const { rows } = await sql<{ id: string; image_hash: string }>`
             SELECT id, image_hash FROM live_images WHERE locked_by IS NULL AND id % 97 = ${round} ORDER BY id LIMIT 3`.execute(db);
-          await markRowsForPurge(db, rows.map((r) => r.id), 30);
+          await markRowsForPurge(
+            db,
+            rows.map((r) => r.id),
+            30,
+          );
           purged.push(...rows.map((r) => r.id));
-          const deleted = await deletePurgedRows(db, 'uk', rows.map((r) => r.id), rows.map((r) => r.image_hash));
+          const deleted = await deletePurgedRows(
+            db,
+            'uk',
+            rows.map((r) => r.id),
+            rows.map((r) => r.image_hash),
+          );
           assert.equal(deleted, rows.length);
         }
         failing = false;
@@ -152,17 +165,24 @@ describe('the queue under concurrent operations', () => {
     assert.deepEqual(errors.map(String), [], 'no operation failed (a deadlock would show here as 40P01)');
     assert.deepEqual(violations, [], 'no row held by two workers at once');
 
-    const { rows: [end] } = await sql<{ rows: number; live: number; same: number; held: number; listed: number }>`
+    const {
+      rows: [end],
+    } = await sql<{ rows: number; live: number; same: number; held: number; listed: number }>`
       SELECT count(*)::int AS rows,
              count(*) FILTER (WHERE stage = 'live' AND state = 'done')::int AS live,
              count(*) FILTER (WHERE live_data = image_data)::int AS same,
              count(*) FILTER (WHERE locked_by IS NOT NULL)::int AS held,
              (SELECT count(*)::int FROM claimable_rows) AS listed
         FROM live_images`.execute(t.db);
-    assert.deepEqual(end, { rows: ROWS - purged.length, live: ROWS - purged.length, same: ROWS - purged.length, held: 0, listed: 0 },
-      'every row not purged is live, serving what it was worked on, held by nobody, and no entry is left');
+    assert.deepEqual(
+      end,
+      { rows: ROWS - purged.length, live: ROWS - purged.length, same: ROWS - purged.length, held: 0, listed: 0 },
+      'every row not purged is live, serving what it was worked on, held by nobody, and no entry is left',
+    );
     assert.equal(await listMissingClaimable(t.db, undefined, { dryRun: true }), 0);
-    const { rows: [moves] } = await sql<{ n: number; workers: number }>`SELECT count(*)::int AS n, count(*) FILTER (WHERE worker LIKE 'w%')::int AS workers FROM moves`.execute(t.db);
+    const {
+      rows: [moves],
+    } = await sql<{ n: number; workers: number }>`SELECT count(*)::int AS n, count(*) FILTER (WHERE worker LIKE 'w%')::int AS workers FROM moves`.execute(t.db);
     assert.equal(moves.workers, movedByWorkers, 'each stage move a worker reported was made once, by it');
     // A row leaves a stage by a worker's finish at most as often as it entered it (rows start in download).
     const { rows: dupes } = await sql<{ id: string }>`

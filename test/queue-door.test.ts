@@ -42,7 +42,7 @@ export function queueWrites(file: string, text: string): string[] {
 }
 
 describe('one door for the queue', () => {
-  it('no module outside src/queue writes live_images or claimable_rows (the intake\'s INSERT excepted)', () => {
+  it("no module outside src/queue writes live_images or claimable_rows (the intake's INSERT excepted)", () => {
     const offenders = sourceFiles(path.join(ROOT, 'src'))
       .map((f) => path.relative(ROOT, f).split(path.sep).join('/'))
       .filter((f) => !f.startsWith('src/queue/'))
@@ -52,7 +52,7 @@ describe('one door for the queue', () => {
 
   it('the scan finds a write in every form it can take', () => {
     const planted = [
-      'await sql`UPDATE live_images SET state = \'parked\'`',
+      "await sql`UPDATE live_images SET state = 'parked'`",
       'await sql`\n  update  live_images set x = 1`',
       'await sql`DELETE FROM claimable_rows WHERE id = 1`',
       'await sql`INSERT INTO claimable_rows (id) VALUES (1)`',

@@ -32,7 +32,17 @@ describe('rework of live images', function () {
     const controller = new AbortController();
     try {
       const worker = await createPusher({ config, db: t.db, log, country: 'uk', chunkSize: 40, service: false, signal: controller.signal });
-      await runDaemon(worker, { config, db: t.db, databaseUrl: t.url, log, country: 'uk', chunkSize: 40, service: false, signal: controller.signal, workerId: 'test:1' });
+      await runDaemon(worker, {
+        config,
+        db: t.db,
+        databaseUrl: t.url,
+        log,
+        country: 'uk',
+        chunkSize: 40,
+        service: false,
+        signal: controller.signal,
+        workerId: 'test:1',
+      });
     } finally {
       await closeLogger(log);
     }
@@ -93,14 +103,20 @@ describe('rework of live images', function () {
       assert.deepEqual(await answer(), v1, 'not on every frontend yet: the old data');
       const onA = snapshot(roots.a);
       for (const [f, bytes] of Object.entries(v1Files)) assert.equal(onA[f], bytes, `${f}: the served file is untouched on a`);
-      assert.ok(Object.keys(onA).some((f) => f.includes('.v2.')), 'the new version sits beside it, under its own names');
+      assert.ok(
+        Object.keys(onA).some((f) => f.includes('.v2.')),
+        'the new version sits beside it, under its own names',
+      );
 
       // The frontend goes away: on every enabled frontend now, the new version is served.
       await removeFrontend(t.db, 'down');
       await runPusher();
       assert.deepEqual(await countBy(t.db), { 'live/done': 3 });
       const v2 = await answer();
-      assert.ok(v2.every((d, i) => d !== null && JSON.stringify(d) !== JSON.stringify(v1[i])), 'the new data once it is everywhere');
+      assert.ok(
+        v2.every((d, i) => d !== null && JSON.stringify(d) !== JSON.stringify(v1[i])),
+        'the new data once it is everywhere',
+      );
       assert.ok(JSON.stringify(v2).includes('.v2.jpg'));
 
       // An unchanged refresh (304): back to live with the same data, no push, no file touched.
@@ -112,7 +128,16 @@ describe('rework of live images', function () {
       const downloads = await claimChunk(t.db, { country: 'uk', stage: 'download', workerId: 'dl', storeHost: '', limit: 10, afterId: '0' });
       assert.equal(downloads.length, 3);
       // As lis_downloadd finishes a 304 (rowResult: not_modified).
-      await finishRows(t.db, 'dl', 'download', downloads.map((r) => ({ id: r.id, toStage: 'live' as const, set: { store_host: t.config.host, downloaded_at: new Date().toISOString(), etag: '"x"', last_modified: null } })));
+      await finishRows(
+        t.db,
+        'dl',
+        'download',
+        downloads.map((r) => ({
+          id: r.id,
+          toStage: 'live' as const,
+          set: { store_host: t.config.host, downloaded_at: new Date().toISOString(), etag: '"x"', last_modified: null },
+        })),
+      );
       assert.deepEqual((await sql`SELECT id, image_data, live_data FROM live_images ORDER BY id`.execute(t.db)).rows, before.rows);
       assert.deepEqual((await sql`SELECT * FROM frontend_pushes ORDER BY frontend, image_hash`.execute(t.db)).rows, pushesBefore.rows);
       await runPusher();
@@ -135,7 +160,9 @@ describe('rework of live images', function () {
   it('new rows overtake a rework backlog of a whole country within one chunk', async () => {
     await insertUrls(t.db, 'uk', 3000);
     // Set-up by hand: the whole country live.
-    await sql`UPDATE live_images SET stage = 'live', state = 'done', image_data = '{"presets":{}}', live_data = '{"presets":{}}', downloaded_at = now() - interval '90 days'`.execute(t.db);
+    await sql`UPDATE live_images SET stage = 'live', state = 'done', image_data = '{"presets":{}}', live_data = '{"presets":{}}', downloaded_at = now() - interval '90 days'`.execute(
+      t.db,
+    );
     await relistAll(t.db);
     assert.equal(await refreshRows(t.db, { country: 'uk', olderThanDays: 30 }), 3000);
     const cursor = new ClaimCursor(t.db, { country: 'uk', stage: 'download', workerId: 'w', storeHost: '' });
@@ -144,7 +171,14 @@ describe('rework of live images', function () {
     await insertUrls(t.db, 'uk', 30, { prefix: 'http://new.example.com/' });
     const next = await cursor.next(100);
     assert.equal(next.filter((r) => r.priority === 0).length, 30, 'the very next chunk holds every new row');
-    assert.deepEqual(next.slice(0, 30).map((r) => r.image_url.startsWith('http://new.example.com/')), Array(30).fill(true), 'first');
-    assert.ok(next.slice(30).every((r) => r.priority === 1), 'and the rest of the chunk goes on with the backlog');
+    assert.deepEqual(
+      next.slice(0, 30).map((r) => r.image_url.startsWith('http://new.example.com/')),
+      Array(30).fill(true),
+      'first',
+    );
+    assert.ok(
+      next.slice(30).every((r) => r.priority === 1),
+      'and the rest of the chunk goes on with the backlog',
+    );
   });
 });

@@ -42,15 +42,25 @@ describe('queue', () => {
         },
       };
       return runDaemon(worker, {
-        config: t.config, db, databaseUrl: t.url, log, country: 'uk', chunkSize: 137, service: false,
-        signal: new AbortController().signal, workerId: `testhost:w${i}`,
+        config: t.config,
+        db,
+        databaseUrl: t.url,
+        log,
+        country: 'uk',
+        chunkSize: 137,
+        service: false,
+        signal: new AbortController().signal,
+        workerId: `testhost:w${i}`,
       }).finally(() => db.destroy());
     });
     const totals = await Promise.all(workers);
     await closeLogger(log);
     assert.equal(duplicates, 0);
     assert.equal(seen.size, 20_000);
-    assert.equal(totals.reduce((n, x) => n + x.done, 0), 20_000);
+    assert.equal(
+      totals.reduce((n, x) => n + x.done, 0),
+      20_000,
+    );
     assert.ok(new Set(seen.values()).size >= 4, 'the work was shared between the workers');
     assert.deepEqual(await countBy(t.db), { 'thumbnail/waiting': 20_000 });
     const storeHosts = await t.db.selectFrom('live_images').select('store_host').distinct().execute();
@@ -64,8 +74,23 @@ describe('queue', () => {
     assert.equal(a.length, 6);
     assert.equal(b.length, 4);
     assert.equal(new Set([...a, ...b].map((r) => r.id)).size, 10);
-    assert.equal(await releaseRows(t.db, 'b', b.map((r) => r.id)), 4);
-    assert.equal(await releaseRows(t.db, 'b', a.map((r) => r.id)), 0, 'a worker cannot release what it does not hold');
+    assert.equal(
+      await releaseRows(
+        t.db,
+        'b',
+        b.map((r) => r.id),
+      ),
+      4,
+    );
+    assert.equal(
+      await releaseRows(
+        t.db,
+        'b',
+        a.map((r) => r.id),
+      ),
+      0,
+      'a worker cannot release what it does not hold',
+    );
     const c = await claimChunk(t.db, { country: 'uk', stage: 'download', workerId: 'c', storeHost: '', limit: 10, afterId: '0' });
     assert.deepEqual(c.map((r) => r.id).sort(), b.map((r) => r.id).sort());
   });
@@ -90,37 +115,100 @@ describe('queue', () => {
     const cursor = new ClaimCursor(t.db, { country: 'uk', stage: 'download', workerId: 'w', storeHost: '' });
     const first = await cursor.next(10);
     // The first chunk fails and comes back at once (its retry is due now).
-    assert.equal(await releaseRows(t.db, 'w', first.map((r) => r.id)), 10);
+    assert.equal(
+      await releaseRows(
+        t.db,
+        'w',
+        first.map((r) => r.id),
+      ),
+      10,
+    );
     const second = await cursor.next(10);
     assert.ok(Number(second[0].id) > Number(first[9].id), 'resumes after its last row');
     const third = await cursor.next(15);
     assert.equal(third.length, 15, 'ten ahead of the cursor, then five from the start');
-    assert.deepEqual(third.slice(10).map((r) => r.id), first.slice(0, 5).map((r) => r.id));
+    assert.deepEqual(
+      third.slice(10).map((r) => r.id),
+      first.slice(0, 5).map((r) => r.id),
+    );
   });
 
-  it('finishing a batch writes each row\'s own patch: a column some rows leave out keeps its value there, null is written as null', async () => {
+  it("finishing a batch writes each row's own patch: a column some rows leave out keeps its value there, null is written as null", async () => {
     await insertUrls(t.db, 'uk', 2);
     await sql`UPDATE live_images SET etag = 'old', image_data = '{"width": 1}'`.execute(t.db);
     const [a, b] = await claimChunk(t.db, { country: 'uk', stage: 'download', workerId: 'w', storeHost: '', limit: 10, afterId: '0' });
-    assert.equal(await finishRows(t.db, 'w', 'download', [
-      { id: a.id, set: { etag: null, store_host: 'hostA', original_bytes: 1234, downloaded_at: '2026-01-02T03:04:05.000Z' } },
-      { id: b.id, set: { image_data: { width: 2, presets: { small: { files: ['x.jpg'] } } }, store_host: 'hostB', perceptual_hash: '-9223372036854775808' }, toStage: 'live' },
-    ]), 2);
-    const after = await t.db.selectFrom('live_images')
-      .select(['stage', 'state', 'etag', 'store_host', 'image_data', 'original_bytes', 'perceptual_hash', sql<string>`to_char(downloaded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')`.as('downloaded')])
-      .orderBy('id').execute();
+    assert.equal(
+      await finishRows(t.db, 'w', 'download', [
+        { id: a.id, set: { etag: null, store_host: 'hostA', original_bytes: 1234, downloaded_at: '2026-01-02T03:04:05.000Z' } },
+        {
+          id: b.id,
+          set: { image_data: { width: 2, presets: { small: { files: ['x.jpg'] } } }, store_host: 'hostB', perceptual_hash: '-9223372036854775808' },
+          toStage: 'live',
+        },
+      ]),
+      2,
+    );
+    const after = await t.db
+      .selectFrom('live_images')
+      .select([
+        'stage',
+        'state',
+        'etag',
+        'store_host',
+        'image_data',
+        'original_bytes',
+        'perceptual_hash',
+        sql<string>`to_char(downloaded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')`.as('downloaded'),
+      ])
+      .orderBy('id')
+      .execute();
     assert.deepEqual(after, [
-      { stage: 'thumbnail', state: 'waiting', etag: null, store_host: 'hostA', image_data: { width: 1 }, original_bytes: 1234, perceptual_hash: null, downloaded: '2026-01-02 03:04:05' },
-      { stage: 'live', state: 'done', etag: 'old', store_host: 'hostB', image_data: { width: 2, presets: { small: { files: ['x.jpg'] } } }, original_bytes: null, perceptual_hash: '-9223372036854775808', downloaded: null },
+      {
+        stage: 'thumbnail',
+        state: 'waiting',
+        etag: null,
+        store_host: 'hostA',
+        image_data: { width: 1 },
+        original_bytes: 1234,
+        perceptual_hash: null,
+        downloaded: '2026-01-02 03:04:05',
+      },
+      {
+        stage: 'live',
+        state: 'done',
+        etag: 'old',
+        store_host: 'hostB',
+        image_data: { width: 2, presets: { small: { files: ['x.jpg'] } } },
+        original_bytes: null,
+        perceptual_hash: '-9223372036854775808',
+        downloaded: null,
+      },
     ]);
   });
 
-  it('finishing moves held rows on and leaves a person\'s classification alone', async () => {
+  it("finishing moves held rows on and leaves a person's classification alone", async () => {
     await insertUrls(t.db, 'uk', 2);
     await sql`UPDATE live_images SET human_classified = true, image_class = 'floorplan' WHERE id = (SELECT min(id) FROM live_images)`.execute(t.db);
     const rows = await claimChunk(t.db, { country: 'uk', stage: 'download', workerId: 'w', storeHost: '', limit: 10, afterId: '0' });
-    assert.equal(await finishRows(t.db, 'other', 'download', rows.map((r) => ({ id: r.id }))), 0, 'not by a worker that does not hold them');
-    assert.equal(await finishRows(t.db, 'w', 'download', rows.map((r) => ({ id: r.id, set: { image_class: 'photo', image_data: { width: 10 } } }))), 2);
+    assert.equal(
+      await finishRows(
+        t.db,
+        'other',
+        'download',
+        rows.map((r) => ({ id: r.id })),
+      ),
+      0,
+      'not by a worker that does not hold them',
+    );
+    assert.equal(
+      await finishRows(
+        t.db,
+        'w',
+        'download',
+        rows.map((r) => ({ id: r.id, set: { image_class: 'photo', image_data: { width: 10 } } })),
+      ),
+      2,
+    );
     const after = await t.db.selectFrom('live_images').select(['stage', 'image_class', 'image_data', 'locked_by']).orderBy('id').execute();
     assert.deepEqual(after, [
       { stage: 'thumbnail', image_class: 'floorplan', image_data: { width: 10 }, locked_by: null },
@@ -139,13 +227,26 @@ describe('queue', () => {
     await insertUrls(t.db, 'uk', 3);
     let rows = await claimChunk(t.db, { country: 'uk', stage: 'download', workerId: 'w', storeHost: '', limit: 10, afterId: '0' });
     const [a, b, c] = rows;
-    const result = await failRows(t.db, 'w', [
-      { id: a.id, attempts: a.attempts, reason: 'HTTP 503 Service Unavailable', errorClass: 'http_5xx', retryable: true },
-      { id: b.id, attempts: b.attempts, reason: 'HTTP 404 Not Found', errorClass: 'http_404', retryable: false },
-      { id: c.id, attempts: c.attempts, reason: 'HTTP 429', errorClass: 'http_429', retryable: true, retryAfterSeconds: 7200 },
-    ], policy);
+    const result = await failRows(
+      t.db,
+      'w',
+      [
+        { id: a.id, attempts: a.attempts, reason: 'HTTP 503 Service Unavailable', errorClass: 'http_5xx', retryable: true },
+        { id: b.id, attempts: b.attempts, reason: 'HTTP 404 Not Found', errorClass: 'http_404', retryable: false },
+        { id: c.id, attempts: c.attempts, reason: 'HTTP 429', errorClass: 'http_429', retryable: true, retryAfterSeconds: 7200 },
+      ],
+      policy,
+    );
     assert.deepEqual(result, { updated: 3, failed: 1, retrying: 2 });
-    const { rows: states } = await sql<{ id: string; state: string; attempts: number; wait: number; last_error: string; last_error_class: string; locked_by: string | null }>`
+    const { rows: states } = await sql<{
+      id: string;
+      state: string;
+      attempts: number;
+      wait: number;
+      last_error: string;
+      last_error_class: string;
+      locked_by: string | null;
+    }>`
       SELECT id, state, attempts, extract(epoch FROM next_attempt_at - now())::float8 AS wait, last_error, last_error_class, locked_by
         FROM live_images ORDER BY id`.execute(t.db);
     assert.equal(states[0].state, 'waiting');
@@ -169,7 +270,10 @@ describe('queue', () => {
   it('backoff doubles, is capped, and spreads by its jitter', () => {
     const none = () => 0;
     const all = () => 1;
-    assert.deepEqual([1, 2, 3, 4].map((n) => backoffSeconds(n, policy.backoff, none)), [60, 120, 240, 480]);
+    assert.deepEqual(
+      [1, 2, 3, 4].map((n) => backoffSeconds(n, policy.backoff, none)),
+      [60, 120, 240, 480],
+    );
     assert.equal(backoffSeconds(20, policy.backoff, none), 3600);
     assert.equal(backoffSeconds(1, policy.backoff, all), 45);
     assert.equal(retryDelaySeconds(1, policy.backoff, 10, none), 60, 'a shorter Retry-After does not hurry us');
@@ -182,6 +286,9 @@ describe('queue', () => {
       policy,
       none,
     );
-    assert.deepEqual(outcomes.map((o) => o.state), ['waiting', 'failed', 'failed']);
+    assert.deepEqual(
+      outcomes.map((o) => o.state),
+      ['waiting', 'failed', 'failed'],
+    );
   });
 });

@@ -42,7 +42,10 @@ describe('daemon runner: liveness and ids', function () {
     }
     const stop = new AbortController();
     const done = runDaemon(worker, { config, db: t.db, databaseUrl: t.url, log, country: 'uk', chunkSize: 50, service: true, signal: stop.signal, ...options });
-    const settled = done.then(() => null, (error: Error & { code?: string }) => error);
+    const settled = done.then(
+      () => null,
+      (error: Error & { code?: string }) => error,
+    );
     cleanups.push(async () => {
       stop.abort();
       await settled;
@@ -54,7 +57,9 @@ describe('daemon runner: liveness and ids', function () {
   /** A stage that finishes each row at once and remembers who worked it. */
   function recordingStage(seen: Map<string, string>, twice: string[], name: string): StageWorker {
     return {
-      component: 'testd', scope: 'Test', stage: 'download',
+      component: 'testd',
+      scope: 'Test',
+      stage: 'download',
       async processChunk(rows, ctx) {
         for (const row of rows) {
           if (seen.has(row.id)) twice.push(`row ${row.id}: ${seen.get(row.id)} and ${name}`);
@@ -88,7 +93,9 @@ describe('daemon runner: liveness and ids', function () {
   function wedgedOnce(): StageWorker {
     let chunks = 0;
     return {
-      component: 'testd', scope: 'Test', stage: 'download',
+      component: 'testd',
+      scope: 'Test',
+      stage: 'download',
       async processChunk(rows, ctx) {
         if (chunks++ === 0) return new Promise((resolve) => ctx.signal.addEventListener('abort', () => resolve()));
         for (const row of rows) ctx.report({ ok: true, row: { id: row.id } });
@@ -99,7 +106,11 @@ describe('daemon runner: liveness and ids', function () {
   it('a wedged chunk is given back by the worker itself after queue.progressTimeoutSeconds, uncharged', async () => {
     await insertUrls(t.db, 'uk', 20);
     const run = start(wedgedOnce(), { queue: { progressTimeoutSeconds: 1, heartbeatSeconds: 0.2, pollSeconds: 60 } });
-    await waitFor(() => run.lines.some((l) => /^ERROR No progress on a chunk for \d+s .*giving back its 20 unfinished rows/.test(l)), 20_000, 'the wedged chunk given back');
+    await waitFor(
+      () => run.lines.some((l) => /^ERROR No progress on a chunk for \d+s .*giving back its 20 unfinished rows/.test(l)),
+      20_000,
+      'the wedged chunk given back',
+    );
     await waitFor(async () => (await countBy(t.db))['thumbnail/waiting'] === 20, 10_000, 'the rows worked once given back');
     const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM live_images WHERE attempts > 0`.execute(t.db);
     assert.equal(rows[0].n, 0);
@@ -126,7 +137,9 @@ describe('daemon runner: liveness and ids', function () {
     await insertUrls(t.db, 'uk', 5);
     let renamed = false;
     const stage: StageWorker = {
-      component: 'testd', scope: 'Test', stage: 'download',
+      component: 'testd',
+      scope: 'Test',
+      stage: 'download',
       async processChunk(rows, ctx) {
         await sql`ALTER TABLE live_images RENAME COLUMN last_error TO last_error_gone`.execute(t.db);
         renamed = true;
@@ -205,14 +218,20 @@ describe('daemon runner: liveness and ids', function () {
       res.writeHead(404).end('no');
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    cleanups.push(() => new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }));
+    cleanups.push(
+      () =>
+        new Promise<void>((resolve) => {
+          server.closeAllConnections();
+          server.close(() => resolve());
+        }),
+    );
     const origin = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
     // Chunks of 40: one drip URL each, the rest fail fast (a 404 is as good as an image here: a result).
     const urls = Array.from({ length: 240 }, (_, i) => (i % 40 === 0 ? `${origin}/drip/${i}.jpg` : `${origin}/img/${i}.jpg`));
-    await t.db.insertInto('live_images').values(urls.map((image_url) => ({ country: 'uk', datasource_id: 1, image_url }))).execute();
+    await t.db
+      .insertInto('live_images')
+      .values(urls.map((image_url) => ({ country: 'uk', datasource_id: 1, image_url })))
+      .execute();
     const overrides: LisConfigInput = { download: { allowAddresses: ['127.0.0.1:*'], concurrency: 8, perHostConcurrency: 8, perHostDelaySeconds: 0 } };
     const config = parseConfig({ ...t.config, ...overrides }, {});
     const run = start(new DownloadWorker(config, t.db, 'uk'), overrides, { chunkSize: 40 });

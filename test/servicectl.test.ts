@@ -10,7 +10,8 @@ function processesMentioning(text: string): number[] {
   for (const entry of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      if (fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(text) && !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${entry}/stat`, 'utf8'))) pids.push(Number(entry));
+      if (fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(text) && !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${entry}/stat`, 'utf8')))
+        pids.push(Number(entry));
     } catch {
       // Gone while we looked.
     }
@@ -41,7 +42,11 @@ describe('servicectl', () => {
     assert.equal(status.code, 0);
     assert.match(status.text, new RegExp(`imagesys-managerd is running \\(pid ${pid}, since `));
     // It is a real service: registered in the workers table, logging to its files.
-    await waitFor(async () => (await t.db.selectFrom('workers').select('id').where('component', '=', 'managerd').execute()).length === 1, 20_000, 'the manager to register');
+    await waitFor(
+      async () => (await t.db.selectFrom('workers').select('id').where('component', '=', 'managerd').execute()).length === 1,
+      20_000,
+      'the manager to register',
+    );
     assert.match((await ctl(['start', 'managerd', '--config', config])).text, /already running/);
     const stopped = await ctl(['stop', 'imagesys-managerd', '--config', config]);
     assert.equal(stopped.code, 0);
@@ -92,11 +97,20 @@ describe('servicectl', () => {
     try {
       const started = await ctl(['start', 'imagesys-thumbnaild', '--config', config]);
       assert.equal(started.code, 0, started.text);
-      const pids = [...started.text.matchAll(/Starting imagesys-thumbnaild \((uk|de)\)\.\.\.started \(pid (\d+)\)\./g)].map((m) => [m[1], Number(m[2])] as const);
-      assert.deepEqual(pids.map(([c]) => c), ['uk', 'de'], started.text);
+      const pids = [...started.text.matchAll(/Starting imagesys-thumbnaild \((uk|de)\)\.\.\.started \(pid (\d+)\)\./g)].map(
+        (m) => [m[1], Number(m[2])] as const,
+      );
+      assert.deepEqual(
+        pids.map(([c]) => c),
+        ['uk', 'de'],
+        started.text,
+      );
       // Ready means registered: each instance is in the workers table for its country by now.
       const workers = await t.db.selectFrom('workers').select(['pid', 'country']).where('component', '=', 'thumbnaild').orderBy('country').execute();
-      assert.deepEqual(workers.map((w) => [w.country, w.pid]), [...pids].sort((a, b) => a[0].localeCompare(b[0])));
+      assert.deepEqual(
+        workers.map((w) => [w.country, w.pid]),
+        [...pids].sort((a, b) => a[0].localeCompare(b[0])),
+      );
       const status = await ctl(['status', 'thumbnaild', '--config', config]);
       assert.equal(status.code, 0, status.text);
       for (const [country, pid] of pids) assert.match(status.text, new RegExp(`imagesys-thumbnaild \\(${country}\\) is running \\(pid ${pid}, since `));
@@ -117,13 +131,20 @@ describe('servicectl', () => {
       const first = Number(/started \(pid (\d+)\)/.exec(started.text)![1]);
       process.kill(first, 'SIGKILL');
       let again = 0;
-      await waitFor(async () => {
-        const status = await ctl(['status', 'imagesys-managerd', '--config', config]);
-        again = Number(/is running \(pid (\d+)/.exec(status.text)?.[1] ?? 0);
-        return status.code === 0 && again !== first;
-      }, 30_000, 'the manager to run again');
+      await waitFor(
+        async () => {
+          const status = await ctl(['status', 'imagesys-managerd', '--config', config]);
+          again = Number(/is running \(pid (\d+)/.exec(status.text)?.[1] ?? 0);
+          return status.code === 0 && again !== first;
+        },
+        30_000,
+        'the manager to run again',
+      );
       assert.ok(again > 0);
-      assert.match(fs.readFileSync(path.join(t.config.log.dir, 'managerd.out'), 'utf8'), new RegExp(`imagesys-managerd \\(pid ${first}\\) was killed \\(signal 9\\); starting it again in 1s`));
+      assert.match(
+        fs.readFileSync(path.join(t.config.log.dir, 'managerd.out'), 'utf8'),
+        new RegExp(`imagesys-managerd \\(pid ${first}\\) was killed \\(signal 9\\); starting it again in 1s`),
+      );
       const stopped = await ctl(['stop', 'imagesys-managerd', '--config', config]);
       assert.equal(stopped.text, `Waiting for ${again} to die...dead.\n`);
       assert.deepEqual(processesMentioning(config), []);

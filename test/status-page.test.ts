@@ -24,24 +24,45 @@ describe('lis web: the status page, in headless Chromium', () => {
     t = await createTestDatabase();
     const rel = thumbnailRelativePath('uk', hash, 'small', 'jpg');
     fs.mkdirSync(path.dirname(path.join(t.config.stores.thumbnails, rel)), { recursive: true });
-    await sharp({ create: { width: 120, height: 90, channels: 3, background: '#3366cc' } }).jpeg().toFile(path.join(t.config.stores.thumbnails, rel));
-    const imageData = { original: { width: 800, height: 600, format: 'jpeg', bytes: 50000 }, contentHash: 'f'.repeat(64), presets: { small: { width: 120, height: 90, bytes: 900, path: rel } } };
+    await sharp({ create: { width: 120, height: 90, channels: 3, background: '#3366cc' } })
+      .jpeg()
+      .toFile(path.join(t.config.stores.thumbnails, rel));
+    const imageData = {
+      original: { width: 800, height: 600, format: 'jpeg', bytes: 50000 },
+      contentHash: 'f'.repeat(64),
+      presets: { small: { width: 120, height: 90, bytes: 900, path: rel } },
+    };
     await sql`INSERT INTO live_images (country, datasource_id, image_url, stage, state, image_data, image_class, store_host)
               VALUES ('uk', 16, ${url}, 'live', 'done', ${JSON.stringify(imageData)}::jsonb, 'photo', 'testhost'),
                      ('uk', 16, 'http://photos.example.com/listing/9/gone.jpg', 'download', 'failed', NULL, NULL, '')`.execute(t.db);
     await sql`UPDATE live_images SET last_error = 'HTTP 404 Not Found', last_error_class = 'http_404' WHERE state = 'failed'`.execute(t.db);
     await sql`INSERT INTO worker_minutes (worker_id, minute, component, country, done, failed)
-              SELECT 'h:1', date_trunc('minute', now()) - make_interval(mins => g), 'downloadd', 'uk', 40 + g, g % 3 FROM generate_series(0, 9) g`.execute(t.db);
+              SELECT 'h:1', date_trunc('minute', now()) - make_interval(mins => g), 'downloadd', 'uk', 40 + g, g % 3 FROM generate_series(0, 9) g`.execute(
+      t.db,
+    );
     await sql`INSERT INTO queue_samples (at, country, stage, due, later, held)
-              SELECT date_trunc('minute', now()) - make_interval(mins => g), 'uk', s, 100 - g * 5, 0, 0 FROM generate_series(0, 9) g, unnest(ARRAY['download', 'thumbnail']) s`.execute(t.db);
+              SELECT date_trunc('minute', now()) - make_interval(mins => g), 'uk', s, 100 - g * 5, 0, 0 FROM generate_series(0, 9) g, unnest(ARRAY['download', 'thumbnail']) s`.execute(
+      t.db,
+    );
     await sql`INSERT INTO datasource_minutes (country, datasource_id, minute, stage, error_class, n)
-              VALUES ('uk', 16, date_trunc('minute', now()), 'download', '', 30), ('uk', 16, date_trunc('minute', now()), 'download', 'http_404', 12)`.execute(t.db);
+              VALUES ('uk', 16, date_trunc('minute', now()), 'download', '', 30), ('uk', 16, date_trunc('minute', now()), 'download', 'http_404', 12)`.execute(
+      t.db,
+    );
     web = spawnTs('bin/lis', ['--config', t.writeConfig(), 'web', '--port', '0']);
     await waitFor(() => /status page at (http:\S+)/.test(web.output()), 20_000, 'lis web');
     base = /status page at (http:\S+)/.exec(web.output())![1];
     browser = await chromium.launch({
       executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
     });
   });
   after(async () => {
@@ -61,8 +82,8 @@ describe('lis web: the status page, in headless Chromium', () => {
     assert.deepEqual(points, [10, 10]);
     assert.equal(await page.getAttribute('#throughput-chart path[data-series="downloadd"]', 'data-points'), '10');
     assert.equal(await page.locator('#failures-chart rect[data-bar="uk:16:http_404"]').count(), 1);
-    assert.match(await page.textContent('#rows') ?? '', /live\s*done\s*1/);
-    assert.match(await page.textContent('#datasources') ?? '', /http_404 12/);
+    assert.match((await page.textContent('#rows')) ?? '', /live\s*done\s*1/);
+    assert.match((await page.textContent('#datasources')) ?? '', /http_404 12/);
     await page.close();
   });
 
@@ -73,10 +94,18 @@ describe('lis web: the status page, in headless Chromium', () => {
     await page.fill('#q', url);
     await page.click('#lookup button');
     await page.waitForSelector(`.image[data-hash="${hash}"]`);
-    const text = await page.textContent('#lookup-result') ?? '';
+    const text = (await page.textContent('#lookup-result')) ?? '';
     assert.match(text, /queued by the ETL/);
     assert.match(text, /live/);
-    const width = await page.$eval('.thumbs img', (img) => new Promise<number>((resolve) => ((img as HTMLImageElement).complete ? resolve((img as HTMLImageElement).naturalWidth) : img.addEventListener('load', () => resolve((img as HTMLImageElement).naturalWidth)))));
+    const width = await page.$eval(
+      '.thumbs img',
+      (img) =>
+        new Promise<number>((resolve) =>
+          (img as HTMLImageElement).complete
+            ? resolve((img as HTMLImageElement).naturalWidth)
+            : img.addEventListener('load', () => resolve((img as HTMLImageElement).naturalWidth)),
+        ),
+    );
     assert.equal(width, 120, 'the thumbnail is served from the store');
     await page.fill('#q', hash.slice(0, 31) + '0');
     await page.click('#lookup button');

@@ -11,7 +11,15 @@ import { countBy } from './helpers/rows.ts';
 import { spawnTs } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 import {
-  EXIF_DIR, flatJpeg, insertThumbnailRows, logoPng, nearBlankPng, pixelBombPng, PNGSUITE_DIR, rowsByUrl, runThumbnailStage,
+  EXIF_DIR,
+  flatJpeg,
+  insertThumbnailRows,
+  logoPng,
+  nearBlankPng,
+  pixelBombPng,
+  PNGSUITE_DIR,
+  rowsByUrl,
+  runThumbnailStage,
 } from './helpers/thumbnail-fixtures.ts';
 
 const photo = (name: string) => fs.readFileSync(path.join(EXIF_DIR, `${name}.jpg`));
@@ -82,11 +90,14 @@ describe('lis_thumbnaild (real daemon, real PostgreSQL)', () => {
       assert.equal(webp.path, preset.path.replace(/\.jpg$/, '.webp'));
       assert.equal(fs.statSync(thumbnailStorePath(t.config, webp.path)).size, webp.bytes);
     }
-    const thumbs = fs.readdirSync(t.config.stores.thumbnails, { recursive: true }).map(String).filter((f) => /\.(jpg|webp)$/.test(f));
+    const thumbs = fs
+      .readdirSync(t.config.stores.thumbnails, { recursive: true })
+      .map(String)
+      .filter((f) => /\.(jpg|webp)$/.test(f));
     assert.equal(thumbs.length, 3 * 3 * 2, 'files only for the rows that succeeded, no temp files left');
   });
 
-  it('classifies: photo, tiny, placeholder, duplicate across listings of one datasource; a person\'s class stays', async () => {
+  it("classifies: photo, tiny, placeholder, duplicate across listings of one datasource; a person's class stays", async () => {
     t = await createTestDatabase({ overrides: { queue: { chunkSize: 4 }, thumbnail: { classes: { duplicateMinListings: 3 } } } });
     const logo = await logoPng();
     const specs = [
@@ -103,7 +114,12 @@ describe('lis_thumbnaild (real daemon, real PostgreSQL)', () => {
       { url: 'http://a.example/person-photo.jpg', original: await flatJpeg(800, 600, { r: 10, g: 90, b: 10 }), humanClassified: true, imageClass: 'photo' },
       { url: 'http://a.example/person-placeholder.jpg', original: photo('Portrait_1'), humanClassified: true, imageClass: 'placeholder' },
     ];
-    await insertThumbnailRows(t.db, t.config, 'uk', specs.map((s) => ({ datasourceId: 1, ...s })));
+    await insertThumbnailRows(
+      t.db,
+      t.config,
+      'uk',
+      specs.map((s) => ({ datasourceId: 1, ...s })),
+    );
     const totals = await runThumbnailStage(t.db, t.config, t.url);
     assert.equal(totals.done, specs.length);
 
@@ -123,10 +139,13 @@ describe('lis_thumbnaild (real daemon, real PostgreSQL)', () => {
       'a.example/person-placeholder.jpg': 'placeholder',
     });
     const people = await t.db.selectFrom('live_images').select(['image_data', 'stage']).where('human_classified', '=', true).execute();
-    assert.ok(people.every((p) => p.stage === 'push' && p.image_data), 'a person\'s rows are thumbnailed all the same');
+    assert.ok(
+      people.every((p) => p.stage === 'push' && p.image_data),
+      "a person's rows are thumbnailed all the same",
+    );
   });
 
-  it('lis_datasource_process_details gives a datasource\'s own settings, NULLs for what it leaves to the config', async () => {
+  it("lis_datasource_process_details gives a datasource's own settings, NULLs for what it leaves to the config", async () => {
     t = await createTestDatabase();
     assert.deepEqual(await storedDetails(t.db, 'uk', 99), { sharpen: null, gamma: null, quality: null });
     await sql`INSERT INTO datasources (country, datasource_id, quality) VALUES ('uk', 16, 70)`.execute(t.db);

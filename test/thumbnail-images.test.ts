@@ -50,7 +50,10 @@ describe('thumbnails of real images (sharp)', () => {
       const upright = await rgbPixels(jpegOf(reference, 'large'));
       const mirrored = await rgbPixels(await sharp(jpegOf(reference, 'large')).flop().toBuffer());
       const turned = await rgbPixels(await sharp(jpegOf(reference, 'large')).rotate(180).toBuffer());
-      assert.ok(meanAbsDiff(upright.data, mirrored.data) > 20 && meanAbsDiff(upright.data, turned.data) > 20, 'the check can tell a mirrored or turned picture');
+      assert.ok(
+        meanAbsDiff(upright.data, mirrored.data) > 20 && meanAbsDiff(upright.data, turned.data) > 20,
+        'the check can tell a mirrored or turned picture',
+      );
       for (const file of files.filter((f) => f.startsWith(shape))) {
         const made = await makeThumbnails(fs.readFileSync(path.join(EXIF_DIR, file)), settings());
         const { width, height } = made.presets.large;
@@ -104,7 +107,9 @@ describe('thumbnails of real images (sharp)', () => {
   });
 
   it('gives PNG faults that libvips words as "corrupt header" or "Warning treated as error" a reason a person can act on', async () => {
-    const png = await sharp({ create: { width: 64, height: 48, channels: 3, background: '#8080c0' } }).png().toBuffer();
+    const png = await sharp({ create: { width: 64, height: 48, channels: 3, background: '#8080c0' } })
+      .png()
+      .toBuffer();
     const damaged = (edit: (b: Buffer) => void) => {
       const b = Buffer.from(png);
       edit(b);
@@ -112,12 +117,20 @@ describe('thumbnails of real images (sharp)', () => {
     };
     const cases: Array<[string, Buffer, RegExp]> = [
       // The IHDR's CRC is wrong: libvips says "Warning treated as error due to failOn setting".
-      ['IHDR CRC', damaged((b) => (b[29] ^= 0xff)), /^CRC error in the IHDR chunk \(decoder: a decoder warning \(refused by failOn: warning\); IHDR: CRC error\)$/],
+      [
+        'IHDR CRC',
+        damaged((b) => (b[29] ^= 0xff)),
+        /^CRC error in the IHDR chunk \(decoder: a decoder warning \(refused by failOn: warning\); IHDR: CRC error\)$/,
+      ],
       // A bit depth PNG does not allow: libvips says "Input buffer has corrupt header:" and nothing more.
-      ['bit depth', damaged((b) => {
-        b[24] = 3;
-        b.writeUInt32BE(crc32(b.subarray(12, 29)), 29);
-      }), /^IHDR: bit depth 3 is not valid for colour type 2 \(decoder: Input buffer has corrupt header\)$/],
+      [
+        'bit depth',
+        damaged((b) => {
+          b[24] = 3;
+          b.writeUInt32BE(crc32(b.subarray(12, 29)), 29);
+        }),
+        /^IHDR: bit depth 3 is not valid for colour type 2 \(decoder: Input buffer has corrupt header\)$/,
+      ],
       // A data chunk cut mid-way in a file that was otherwise sent whole.
       ['cut IDAT', png.subarray(0, png.length - 20), /^PNG ends inside the IDAT chunk \(the file is cut short\)|^CRC error in the IDAT chunk/],
     ];
@@ -146,7 +159,12 @@ describe('thumbnails of real images (sharp)', () => {
         const got = [...data.subarray(at, at + 3)];
         // In-gamut colours survive sRGB -> CMYK -> sRGB through the profile within 30 levels (perceptual intent moves them a little); a naive
         // conversion that ignores the profile (or inverted Adobe CMYK) misses by far more.
-        expected.forEach((level, c) => assert.ok(Math.abs(got[c] - level) <= 30, `${embedProfile ? 'embedded' : 'no'} profile, bar ${bar}: got ${got.join(',')}, expected ${expected.join(',')}`));
+        expected.forEach((level, c) =>
+          assert.ok(
+            Math.abs(got[c] - level) <= 30,
+            `${embedProfile ? 'embedded' : 'no'} profile, bar ${bar}: got ${got.join(',')}, expected ${expected.join(',')}`,
+          ),
+        );
       });
     }
   });
@@ -167,8 +185,12 @@ describe('thumbnails of real images (sharp)', () => {
     this.timeout(60_000);
     // Noise in AVIF is slow to decode (about 3 s here for 17.5 megapixels), well over a 1 s limit yet far under maxPixels.
     const [width, height] = [5000, 3500];
-    const noise = await sharp({ create: { width, height, channels: 3, background: 'black', noise: { type: 'gaussian', mean: 128, sigma: 60 } } }).raw().toBuffer();
-    const slow = await sharp(noise, { raw: { width, height, channels: 3 } }).avif({ effort: 0, quality: 90 }).toBuffer();
+    const noise = await sharp({ create: { width, height, channels: 3, background: 'black', noise: { type: 'gaussian', mean: 128, sigma: 60 } } })
+      .raw()
+      .toBuffer();
+    const slow = await sharp(noise, { raw: { width, height, channels: 3 } })
+      .avif({ effort: 0, quality: 90 })
+      .toBuffer();
     const started = Date.now();
     const error = await rejection(makeThumbnails(slow, settings({}, { timeoutSeconds: 1 })));
     assert.equal(error.code, 'processing_timeout');
@@ -190,12 +212,22 @@ describe('thumbnails of real images (sharp)', () => {
   });
 
   it('flattens transparency on white, takes the first frame of an animation, strips metadata', async () => {
-    const clear = await sharp({ create: { width: 400, height: 300, channels: 4, background: { r: 0, g: 0, b: 0, alpha: 0 } } }).png().toBuffer();
+    const clear = await sharp({ create: { width: 400, height: 300, channels: 4, background: { r: 0, g: 0, b: 0, alpha: 0 } } })
+      .png()
+      .toBuffer();
     const flat = await rgbPixels(jpegOf(await makeThumbnails(clear, settings()), 'medium'));
-    assert.ok(flat.data.every((v) => v > 250), 'transparent comes out white, not black');
+    assert.ok(
+      flat.data.every((v) => v > 250),
+      'transparent comes out white, not black',
+    );
 
-    const frame = (colour: string) => sharp({ create: { width: 400, height: 300, channels: 3, background: colour } }).png().toBuffer();
-    const gif = await sharp([await frame('#ff0000'), await frame('#0000ff')], { join: { animated: true } }).gif().toBuffer();
+    const frame = (colour: string) =>
+      sharp({ create: { width: 400, height: 300, channels: 3, background: colour } })
+        .png()
+        .toBuffer();
+    const gif = await sharp([await frame('#ff0000'), await frame('#0000ff')], { join: { animated: true } })
+      .gif()
+      .toBuffer();
     assert.equal((await sharp(gif).metadata()).pages, 2);
     const made = await makeThumbnails(gif, settings());
     assert.deepEqual([made.original.width, made.original.height], [400, 300], 'one frame, not the strip of frames');
@@ -215,7 +247,10 @@ describe('thumbnails of real images (sharp)', () => {
     const plain = await makeThumbnails(photo, settings());
     const low = await makeThumbnails(photo, settings({ quality: 30 }));
     const high = await makeThumbnails(photo, settings({ quality: 95 }));
-    assert.ok(jpegOf(low, 'large').length * 2 < jpegOf(high, 'large').length, `quality 30: ${jpegOf(low, 'large').length} bytes, 95: ${jpegOf(high, 'large').length}`);
+    assert.ok(
+      jpegOf(low, 'large').length * 2 < jpegOf(high, 'large').length,
+      `quality 30: ${jpegOf(low, 'large').length} bytes, 95: ${jpegOf(high, 'large').length}`,
+    );
 
     const mean = async (image: Buffer) => (await sharp(image).stats()).channels.slice(0, 3).reduce((s, c) => s + c.mean, 0) / 3;
     const brighter = await makeThumbnails(photo, settings({ gamma: 1.8 }));
@@ -249,7 +284,11 @@ describe('thumbnails of real images (sharp)', () => {
         const output = path.join(dir, `im-${notation}.png`);
         execFileSync(magick, [input, '-sharpen', notation, output]);
         const theirs = await sharp(output).removeAlpha().raw().toBuffer();
-        const ours = await sharp(input).removeAlpha().convolve(sharpenKernel(parseSharpen(notation))!).raw().toBuffer();
+        const ours = await sharp(input)
+          .removeAlpha()
+          .convolve(sharpenKernel(parseSharpen(notation))!)
+          .raw()
+          .toBuffer();
         let sum = 0;
         let max = 0;
         for (let i = 0; i < ours.length; i++) {
@@ -269,7 +308,10 @@ describe('thumbnails of real images (sharp)', () => {
     const photo = fs.readFileSync(path.join(EXIF_DIR, 'Portrait_1.jpg'));
     const made = await makeThumbnails(photo, settings({}, { twins: { webp: true, avif: true, webpQuality: null, avifQuality: 50 } }));
     for (const out of Object.values(made.presets)) {
-      assert.deepEqual(out.files.map((f) => f.ext), ['jpg', 'webp', 'avif']);
+      assert.deepEqual(
+        out.files.map((f) => f.ext),
+        ['jpg', 'webp', 'avif'],
+      );
       for (const file of out.files.slice(1)) {
         const meta = await sharp(file.data).metadata();
         assert.deepEqual([meta.width, meta.height], [out.width, out.height]);

@@ -19,16 +19,27 @@ describe('thumbnail rules (pure)', () => {
     assert.equal(parseSharpen('0x0'), null);
     assert.equal(parseSharpen('none'), null);
     for (const bad of ['', '1', 'x1', '0x11', '0x-1', '1.x2', 'abc', '11x1']) {
-      assert.throws(() => parseSharpen(bad), (e: unknown) =>
-        e instanceof UsageError && e.message === `--sharpen ${JSON.stringify(bad)}: expected RADIUSxSIGMA such as 0x1 (radius 0-10, sigma 0.01-10), or 0x0 or none for no sharpening`);
+      assert.throws(
+        () => parseSharpen(bad),
+        (e: unknown) =>
+          e instanceof UsageError &&
+          e.message === `--sharpen ${JSON.stringify(bad)}: expected RADIUSxSIGMA such as 0x1 (radius 0-10, sigma 0.01-10), or 0x0 or none for no sharpening`,
+      );
     }
   });
 
   it("builds ImageMagick's sharpen mask: its width rule, minus a Gaussian, centre raised, sum 1, light rings cut", () => {
     // GetOptimalKernelWidth2D: the Gaussian's edge weight below 1/65535; an explicit radius gives 2r+1.
-    assert.deepEqual([0.5, 1, 1.5, 2].map((sigma) => imageMagickWidth(0, sigma)), [5, 9, 13, 15]);
+    assert.deepEqual(
+      [0.5, 1, 1.5, 2].map((sigma) => imageMagickWidth(0, sigma)),
+      [5, 9, 13, 15],
+    );
     assert.equal(imageMagickWidth(2, 1), 5);
-    for (const [spec, width] of [[{ radius: 0, sigma: 0.5 }, 3], [{ radius: 0, sigma: 1 }, 7], [{ radius: 2, sigma: 1 }, 5]] as const) {
+    for (const [spec, width] of [
+      [{ radius: 0, sigma: 0.5 }, 3],
+      [{ radius: 0, sigma: 1 }, 7],
+      [{ radius: 2, sigma: 1 }, 5],
+    ] as const) {
       const k = sharpenKernel(spec)!;
       assert.equal(k.width, width, `0x${spec.sigma} (radius ${spec.radius})`);
       assert.equal(k.height, width);
@@ -38,7 +49,10 @@ describe('thumbnail rules (pure)', () => {
       assert.deepEqual(k.kernel, [...k.kernel].reverse(), 'symmetric');
     }
     // Sigma 0.5, before the cut: centre 1.2351, neighbours -0.0517, corners -0.0070 (ImageMagick's 5x5, rounded).
-    assert.deepEqual(sharpenKernel({ radius: 0, sigma: 0.5 })!.kernel.map((x) => Number(x.toFixed(3))), [-0.007, -0.052, -0.007, -0.052, 1.235, -0.052, -0.007, -0.052, -0.007]);
+    assert.deepEqual(
+      sharpenKernel({ radius: 0, sigma: 0.5 })!.kernel.map((x) => Number(x.toFixed(3))),
+      [-0.007, -0.052, -0.007, -0.052, 1.235, -0.052, -0.007, -0.052, -0.007],
+    );
     assert.equal(sharpenKernel(null), null);
     assert.equal(sharpenKernel({ radius: 0, sigma: 0.01 }), null, 'too slight to change a pixel');
   });
@@ -50,7 +64,12 @@ describe('thumbnail rules (pure)', () => {
     assert.throws(() => validateDetails({ quality: '101' }), /--quality "101": expected a number from 1 to 100/);
     assert.throws(() => validateDetails({ quality: '50.5' }), /--quality "50.5": expected a whole number from 1 to 100/);
     const defaults = { sharpen: '0x0.5', gamma: 1, quality: 82 };
-    assert.deepEqual(resolveDetails({ sharpen: null, gamma: 1.2000000476837158, quality: null }, defaults), { sharpen: '0x0.5', gamma: 1.2, quality: 82, sharpenKernel: sharpenKernel({ radius: 0, sigma: 0.5 }) });
+    assert.deepEqual(resolveDetails({ sharpen: null, gamma: 1.2000000476837158, quality: null }, defaults), {
+      sharpen: '0x0.5',
+      gamma: 1.2,
+      quality: 82,
+      sharpenKernel: sharpenKernel({ radius: 0, sigma: 0.5 }),
+    });
   });
 
   it('config: presets are the only sizes; a bad default sharpen is a config error', () => {
@@ -123,7 +142,10 @@ describe('thumbnail rules (pure)', () => {
   });
 
   it('gamma follows ImageMagick: 1 leaves levels alone, above 1 brightens mid-tones, black and white stay', () => {
-    assert.deepEqual([...gammaTable(1)], Array.from({ length: 256 }, (_, i) => i));
+    assert.deepEqual(
+      [...gammaTable(1)],
+      Array.from({ length: 256 }, (_, i) => i),
+    );
     const bright = gammaTable(2);
     assert.equal(bright[0], 0);
     assert.equal(bright[255], 255);

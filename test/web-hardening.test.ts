@@ -90,7 +90,9 @@ describe('lis web survives malformed requests and answers only its own host name
     }
     assert.doesNotMatch(web.output(), /warning/);
     // A daemon's /metrics on 0.0.0.0 (an empty queue: it starts, warns, finds no work, exits).
-    const daemon = spawnTs('bin/lis_downloadd', ['--country', 'uk', '--config', t.writeConfig({ metrics: { host: '0.0.0.0' } }), '--metrics-port', '0'], { LIS_DATABASE_URL: t.url });
+    const daemon = spawnTs('bin/lis_downloadd', ['--country', 'uk', '--config', t.writeConfig({ metrics: { host: '0.0.0.0' } }), '--metrics-port', '0'], {
+      LIS_DATABASE_URL: t.url,
+    });
     assert.equal((await daemon.exited).code, 0, daemon.output());
     assert.match(daemon.output(), /WARN \S+ Prometheus \/metrics listens on 0\.0\.0\.0, beyond this machine/);
     assert.equal(exposedBindWarning('x', '127.0.0.1'), null);

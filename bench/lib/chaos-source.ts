@@ -79,11 +79,12 @@ export async function startChaosSource(): Promise<{ base: string; slowBase: stri
     base: `http://127.0.0.1:${port}`,
     slowBase: `http://127.0.0.2:${port}`,
     requests: () => requests,
-    close: () => new Promise((resolve) => {
-      for (const t of timers) clearInterval(t);
-      server.closeAllConnections();
-      slowServer.closeAllConnections();
-      slowServer.close(() => server.close(() => resolve()));
-    }),
+    close: () =>
+      new Promise((resolve) => {
+        for (const t of timers) clearInterval(t);
+        server.closeAllConnections();
+        slowServer.closeAllConnections();
+        slowServer.close(() => server.close(() => resolve()));
+      }),
   };
 }

@@ -88,19 +88,27 @@ function childEnv(): NodeJS.ProcessEnv {
 
 function start(member: Member, logDir: string): void {
   const out = fs.openSync(path.join(logDir, `${member.name.replaceAll('/', '-')}.out`), 'a');
-  member.child = spawn(process.execPath, [path.join(ROOT, 'bin', member.bin), ...member.args, '--config', member.configFile], { stdio: ['ignore', out, out], env: childEnv() });
+  member.child = spawn(process.execPath, [path.join(ROOT, 'bin', member.bin), ...member.args, '--config', member.configFile], {
+    stdio: ['ignore', out, out],
+    env: childEnv(),
+  });
   fs.closeSync(out);
   member.starts++;
 }
 
 async function stopAll(members: Member[]): Promise<void> {
-  await Promise.all(members.map((m) => new Promise<void>((resolve) => {
-    const child = m.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return resolve();
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.once('close', () => (clearTimeout(timer), resolve()));
-    child.kill('SIGTERM');
-  })));
+  await Promise.all(
+    members.map(
+      (m) =>
+        new Promise<void>((resolve) => {
+          const child = m.child;
+          if (!child || child.exitCode !== null || child.signalCode !== null) return resolve();
+          const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+          child.once('close', () => (clearTimeout(timer), resolve()));
+          child.kill('SIGTERM');
+        }),
+    ),
+  );
 }
 
 function walk(dir: string): string[] {
@@ -112,7 +120,10 @@ function walk(dir: string): string[] {
 function countBy(values: string[]): string {
   const counts = new Map<string, number>();
   for (const v of values) counts.set(v, (counts.get(v) ?? 0) + 1);
-  return [...counts].sort().map(([k, n]) => `${k} ${n}`).join(', ');
+  return [...counts]
+    .sort()
+    .map(([k, n]) => `${k} ${n}`)
+    .join(', ');
 }
 
 /** Writes zeros until the file system says ENOSPC. */
@@ -128,7 +139,10 @@ function fillUp(file: string): void {
   }
 }
 
-const ourClasses = () => Object.entries(FAILURE_REASONS).filter(([, r]) => r.owner === 'ours').map(([c]) => c);
+const ourClasses = () =>
+  Object.entries(FAILURE_REASONS)
+    .filter(([, r]) => r.owner === 'ours')
+    .map(([c]) => c);
 
 const isTemp = (file: string) => /\.tmp-\d+-[0-9a-f]+$/.test(file) || /\/\.[^/]+\.[A-Za-z0-9]{6}$/.test(file);
 
@@ -186,13 +200,27 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   // Two hosts, each with its own stores and one daemon of each stage per country; one manager.
   const common: LisConfigInput = {
     database: { url: url.toString(), poolSize: 3 },
-    queue: { chunkSize: 50, maxAttempts: 2, heartbeatSeconds: 1, pollSeconds: 1, oursRetrySeconds: 2, backoff: { baseSeconds: 1, maxSeconds: 3, jitter: 0.25 } },
-    download: { allowAddresses: ['127.0.0.1:*', '127.0.0.2:*'], timeouts: { connectSeconds: 5, firstByteSeconds: 5, totalSeconds: 5 }, maxBytes: 1024 * 1024, stopGraceSeconds: 2 },
+    queue: {
+      chunkSize: 50,
+      maxAttempts: 2,
+      heartbeatSeconds: 1,
+      pollSeconds: 1,
+      oursRetrySeconds: 2,
+      backoff: { baseSeconds: 1, maxSeconds: 3, jitter: 0.25 },
+    },
+    download: {
+      allowAddresses: ['127.0.0.1:*', '127.0.0.2:*'],
+      timeouts: { connectSeconds: 5, firstByteSeconds: 5, totalSeconds: 5 },
+      maxBytes: 1024 * 1024,
+      stopGraceSeconds: 2,
+    },
     manager: {
       staleWorkerSeconds: STALE_SECONDS,
       schedule: { stuck_jobs: '*/2 * * * * *', bad_retry_jobs: '*/10 * * * * *', bad_datasources: options.datasourceCheck ? '*/3 * * * * *' : null },
       // A window shorter than the frontend outage: if our outage were charged, the check would see nothing else.
-      ...(options.datasourceCheck ? { badDatasource: { windowHours: (options.frontendDown.forSeconds * 0.75) / 3600, minAttempts: 10, failureRate: 0.6 } } : {}),
+      ...(options.datasourceCheck
+        ? { badDatasource: { windowHours: (options.frontendDown.forSeconds * 0.75) / 3600, minAttempts: 10, failureRate: 0.6 } }
+        : {}),
     },
   };
   // hosta's thumbnail store on a file system of its own that can be filled (a tmpfs; root only).
@@ -214,20 +242,42 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const members: Member[] = [];
   for (const host of HOSTS) {
     const configFile = path.join(dir, `${host}.json`);
-    fs.writeFileSync(configFile, JSON.stringify({
-      ...common, host,
-      // A small minimum (the tmpfs is 64 MB) and quick checks, so the pause and the resume happen within the run.
-      stores: { originals: path.join(dir, host, 'originals'), thumbnails: path.join(dir, host, 'thumbnails'), minFreeBytes: 1024 * 1024, minFreePercent: 0, checkSeconds: 1, retryMaxSeconds: 2 },
-      log: { dir: path.join(dir, host, 'log') },
-      services: { runDir: path.join(dir, host, 'run') },
-    }));
+    fs.writeFileSync(
+      configFile,
+      JSON.stringify({
+        ...common,
+        host,
+        // A small minimum (the tmpfs is 64 MB) and quick checks, so the pause and the resume happen within the run.
+        stores: {
+          originals: path.join(dir, host, 'originals'),
+          thumbnails: path.join(dir, host, 'thumbnails'),
+          minFreeBytes: 1024 * 1024,
+          minFreePercent: 0,
+          checkSeconds: 1,
+          retryMaxSeconds: 2,
+        },
+        log: { dir: path.join(dir, host, 'log') },
+        services: { runDir: path.join(dir, host, 'run') },
+      }),
+    );
     for (const country of options.countries) {
-      for (const bin of STAGE_BINS) members.push({ name: `${host}/${country}/${bin}`, host, bin, args: ['--country', country, '--service'], configFile, child: null, starts: 0 });
+      for (const bin of STAGE_BINS)
+        members.push({ name: `${host}/${country}/${bin}`, host, bin, args: ['--country', country, '--service'], configFile, child: null, starts: 0 });
     }
   }
-  members.push({ name: 'hosta/managerd', host: 'hosta', bin: 'lis_managerd', args: ['--service'], configFile: path.join(dir, 'hosta.json'), child: null, starts: 0 });
+  members.push({
+    name: 'hosta/managerd',
+    host: 'hosta',
+    bin: 'lis_managerd',
+    args: ['--service'],
+    configFile: path.join(dir, 'hosta.json'),
+    child: null,
+    starts: 0,
+  });
   for (const m of members) start(m, path.join(dir, 'out'));
-  print(`chaos: ${options.urls} URLs (${[...expected.values()].filter((v) => v).length} bad) over ${options.countries.join(', ')}, ${members.length} processes on ${HOSTS.length} hosts, 3 rsync frontends`);
+  print(
+    `chaos: ${options.urls} URLs (${[...expected.values()].filter((v) => v).length} bad) over ${options.countries.join(', ')}, ${members.length} processes on ${HOSTS.length} hosts, 3 rsync frontends`,
+  );
 
   const started = performance.now();
   const elapsed = () => (performance.now() - started) / 1000;
@@ -298,25 +348,33 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       continue;
     }
     // Kill while there is work, so that kills land mid-chunk.
-    if (t >= nextKill && status.waiting > 0) try {
-      nextKill = t + options.killEverySeconds;
-      const candidates = members.filter((m) => m.child && m.child.exitCode === null && m.child.signalCode === null);
-      const victim = candidates[crypto.randomInt(candidates.length)];
-      // Worker ids are host:pid:random; the live one of this process is the one not stopped.
-      const registered = await db.selectFrom('workers').select('id').where('host', '=', victim.host).where('pid', '=', victim.child!.pid!)
-        .where('stopped_at', 'is', null).orderBy('started_at', 'desc').executeTakeFirst().catch(() => undefined);
-      if (!registered) continue; // still starting: it holds nothing yet; try another next time.
-      const workerId = registered.id;
-      victim.killing = true;
-      victim.child!.kill('SIGKILL');
-      await new Promise((resolve) => victim.child!.once('close', resolve));
-      victim.killing = false;
-      const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM live_images WHERE locked_by = ${workerId}`.execute(db);
-      kills.push({ at: elapsed(), member: victim.name, workerId, held: Number(rows[0].n), stage: victim.bin !== 'lis_managerd' });
-      start(victim, path.join(dir, 'out'));
-    } catch (error) {
-      print(`  ${t.toFixed(0)}s: kill round skipped: ${(error as Error).message}`);
-    }
+    if (t >= nextKill && status.waiting > 0)
+      try {
+        nextKill = t + options.killEverySeconds;
+        const candidates = members.filter((m) => m.child && m.child.exitCode === null && m.child.signalCode === null);
+        const victim = candidates[crypto.randomInt(candidates.length)];
+        // Worker ids are host:pid:random; the live one of this process is the one not stopped.
+        const registered = await db
+          .selectFrom('workers')
+          .select('id')
+          .where('host', '=', victim.host)
+          .where('pid', '=', victim.child!.pid!)
+          .where('stopped_at', 'is', null)
+          .orderBy('started_at', 'desc')
+          .executeTakeFirst()
+          .catch(() => undefined);
+        if (!registered) continue; // still starting: it holds nothing yet; try another next time.
+        const workerId = registered.id;
+        victim.killing = true;
+        victim.child!.kill('SIGKILL');
+        await new Promise((resolve) => victim.child!.once('close', resolve));
+        victim.killing = false;
+        const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM live_images WHERE locked_by = ${workerId}`.execute(db);
+        kills.push({ at: elapsed(), member: victim.name, workerId, held: Number(rows[0].n), stage: victim.bin !== 'lis_managerd' });
+        start(victim, path.join(dir, 'out'));
+      } catch (error) {
+        print(`  ${t.toFixed(0)}s: kill round skipped: ${(error as Error).message}`);
+      }
   }
   const drainSeconds = drainedAt;
   for (const m of members) m.killing = true;
@@ -329,13 +387,17 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   if (storeState === 'full') fs.rmSync(filler);
 
   // Partial files the kills left, before the system's own cleanup (fs_check) runs.
-  const allFiles = () => [...HOSTS.flatMap((h) => walk(path.join(dir, h, 'originals')).concat(walk(path.join(dir, h, 'thumbnails')))), ...frontends.flatMap((f) => walk(f.moduleDir))];
+  const allFiles = () => [
+    ...HOSTS.flatMap((h) => walk(path.join(dir, h, 'originals')).concat(walk(path.join(dir, h, 'thumbnails')))),
+    ...frontends.flatMap((f) => walk(f.moduleDir)),
+  ];
   const partialBefore = allFiles().filter(isTemp).length;
   for (const host of HOSTS) {
     for (const country of options.countries) {
       await new Promise<void>((resolve) => {
         const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'lis_cron_frontend'), '--fs_check', '--country', country], {
-          env: { ...childEnv(), LIS_CONFIG: path.join(dir, `${host}.json`) }, stdio: ['ignore', fs.openSync(path.join(dir, 'out', `fs_check-${host}-${country}.out`), 'a'), 'pipe'],
+          env: { ...childEnv(), LIS_CONFIG: path.join(dir, `${host}.json`) },
+          stdio: ['ignore', fs.openSync(path.join(dir, 'out', `fs_check-${host}-${country}.out`), 'a'), 'pipe'],
         });
         child.on('close', () => resolve());
       });
@@ -345,16 +407,40 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   // Checks, from the table and the disks.
   const checks: ChaosCheck[] = [];
   const check = (name: string, ok: boolean, detail: string) => checks.push({ name, ok, detail });
-  const rows = (await sql<{ id: string; country: string; image_url: string; image_hash: string; stage: string; state: string; last_error_class: string | null; image_data: ImageData | null; store_host: string }>`
-    SELECT id, country, image_url, image_hash, stage, state, last_error_class, image_data, store_host FROM live_images`.execute(db)).rows;
+  const rows = (
+    await sql<{
+      id: string;
+      country: string;
+      image_url: string;
+      image_hash: string;
+      stage: string;
+      state: string;
+      last_error_class: string | null;
+      image_data: ImageData | null;
+      store_host: string;
+    }>`
+    SELECT id, country, image_url, image_hash, stage, state, last_error_class, image_data, store_host FROM live_images`.execute(db)
+  ).rows;
   const good = rows.filter((r) => expected.get(`${r.country} ${r.image_url}`) === null);
   const bad = rows.filter((r) => expected.get(`${r.country} ${r.image_url}`));
-  check('no daemon crashed (every exit was a kill of ours)', crashes.length === 0, crashes.length ? crashes.slice(0, 5).join('; ') : `${members.length} processes, ${kills.length} kills, 0 crashes`);
+  check(
+    'no daemon crashed (every exit was a kill of ours)',
+    crashes.length === 0,
+    crashes.length ? crashes.slice(0, 5).join('; ') : `${members.length} processes, ${kills.length} kills, 0 crashes`,
+  );
   check('drained in time', drainSeconds !== null, drainSeconds === null ? `not drained in ${options.limitSeconds}s` : `${drainSeconds.toFixed(1)}s`);
 
   const notLive = good.filter((r) => r.stage !== 'live' || r.state !== 'done');
-  check('every good URL is live', notLive.length === 0 && good.length === [...expected.values()].filter((v) => v === null).length,
-    notLive.length ? `${notLive.length} not live, e.g. ${notLive.slice(0, 3).map((r) => `${r.image_url} ${r.stage}/${r.state} ${r.last_error_class}`).join('; ')}` : `${good.length} live`);
+  check(
+    'every good URL is live',
+    notLive.length === 0 && good.length === [...expected.values()].filter((v) => v === null).length,
+    notLive.length
+      ? `${notLive.length} not live, e.g. ${notLive
+          .slice(0, 3)
+          .map((r) => `${r.image_url} ${r.stage}/${r.state} ${r.last_error_class}`)
+          .join('; ')}`
+      : `${good.length} live`,
+  );
   let missing = 0;
   let differing = 0;
   const expectedFiles = new Set<string>();
@@ -371,21 +457,38 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     }
   }
   const presetsPerRow = good.length ? thumbnailFilesOf(good[0].image_data).length : 0;
-  check('every preset on every frontend, byte-identical', missing === 0 && differing === 0 && presetsPerRow >= 3,
-    `${expectedFiles.size} files x 3 frontends; ${missing} missing, ${differing} differing; ${presetsPerRow} files per image`);
+  check(
+    'every preset on every frontend, byte-identical',
+    missing === 0 && differing === 0 && presetsPerRow >= 3,
+    `${expectedFiles.size} files x 3 frontends; ${missing} missing, ${differing} differing; ${presetsPerRow} files per image`,
+  );
 
   const wrong = bad.filter((r) => r.state !== 'failed' || r.last_error_class !== expected.get(`${r.country} ${r.image_url}`));
   const strayFailures = good.filter((r) => r.state === 'failed' || r.state === 'parked');
-  check('every bad URL failed with the right reason, nothing else failed', wrong.length === 0 && strayFailures.length === 0 && bad.length === [...expected.values()].filter((v) => v).length,
+  check(
+    'every bad URL failed with the right reason, nothing else failed',
+    wrong.length === 0 && strayFailures.length === 0 && bad.length === [...expected.values()].filter((v) => v).length,
     wrong.length || strayFailures.length
-      ? `${wrong.length} wrong, e.g. ${wrong.slice(0, 3).map((r) => `${r.image_url}: ${r.state} ${r.last_error_class} (expected ${expected.get(`${r.country} ${r.image_url}`)})`).join('; ')}; ${strayFailures.length} good ones failed`
-      : `${bad.length} failed as expected: ${countBy(bad.map((r) => r.last_error_class ?? '?'))}`);
+      ? `${wrong.length} wrong, e.g. ${wrong
+          .slice(0, 3)
+          .map((r) => `${r.image_url}: ${r.state} ${r.last_error_class} (expected ${expected.get(`${r.country} ${r.image_url}`)})`)
+          .join('; ')}; ${strayFailures.length} good ones failed`
+      : `${bad.length} failed as expected: ${countBy(bad.map((r) => r.last_error_class ?? '?'))}`,
+  );
 
   const { rows: twice } = await sql<{ id: string; from_stage: string; to_stage: string; n: string }>`
     SELECT id, from_stage, to_stage, count(*) AS n FROM chaos_moves GROUP BY 1, 2, 3 HAVING count(*) > 1`.execute(db);
   const { rows: moves } = await sql<{ n: string }>`SELECT count(*) AS n FROM chaos_moves`.execute(db);
-  check('no row processed to completion twice', twice.length === 0,
-    twice.length ? `${twice.length} repeated moves, e.g. ${twice.slice(0, 3).map((m) => `row ${m.id} ${m.from_stage}->${m.to_stage} x${m.n}`).join('; ')}` : `${moves[0].n} stage moves, each once`);
+  check(
+    'no row processed to completion twice',
+    twice.length === 0,
+    twice.length
+      ? `${twice.length} repeated moves, e.g. ${twice
+          .slice(0, 3)
+          .map((m) => `row ${m.id} ${m.from_stage}->${m.to_stage} x${m.n}`)
+          .join('; ')}`
+      : `${moves[0].n} stage moves, each once`,
+  );
 
   const frontendFiles = frontends.flatMap((fe) => walk(fe.moduleDir).map((f) => path.relative(fe.moduleDir, f)));
   const frontendStray = frontendFiles.filter((f) => isTemp(`/${f}`) || !expectedFiles.has(f));
@@ -394,33 +497,61 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     const mine = rows.filter((r) => r.store_host === host);
     const thumbs = new Set(mine.flatMap((r) => thumbnailFilesOf(r.image_data)));
     const originals = new Set(mine.map((r) => r.image_hash));
-    for (const f of walk(path.join(dir, host, 'thumbnails'))) if (isTemp(f) || !thumbs.has(path.relative(path.join(dir, host, 'thumbnails'), f))) storeStray.push(f);
+    for (const f of walk(path.join(dir, host, 'thumbnails')))
+      if (isTemp(f) || !thumbs.has(path.relative(path.join(dir, host, 'thumbnails'), f))) storeStray.push(f);
     for (const f of walk(path.join(dir, host, 'originals'))) if (isTemp(f) || !originals.has(path.basename(f))) storeStray.push(f);
   }
-  check('no orphan or partial file on any frontend or in the stores', frontendStray.length === 0 && storeStray.length === 0,
-    `${partialBefore} partial files left by kills were cleaned by lis_cron_frontend --fs_check; after it: ${frontendStray.length} stray on frontends, ${storeStray.length} in the stores${frontendStray.length + storeStray.length ? `, e.g. ${[...frontendStray, ...storeStray].slice(0, 3).join(', ')}` : ''}`);
+  check(
+    'no orphan or partial file on any frontend or in the stores',
+    frontendStray.length === 0 && storeStray.length === 0,
+    `${partialBefore} partial files left by kills were cleaned by lis_cron_frontend --fs_check; after it: ${frontendStray.length} stray on frontends, ${storeStray.length} in the stores${frontendStray.length + storeStray.length ? `, e.g. ${[...frontendStray, ...storeStray].slice(0, 3).join(', ')}` : ''}`,
+  );
 
   const events = await db.selectFrom('manager_events').select(['subject', 'rows']).where('check_name', '=', 'stuck_jobs').execute();
   const bySubject = new Map(events.map((e) => [e.subject, e.rows]));
   const stageKills = kills.filter((k) => k.stage);
   const mismatched = stageKills.filter((k) => bySubject.get(k.workerId) !== k.held);
   const extra = events.filter((e) => !stageKills.some((k) => k.workerId === e.subject) && e.rows > 0);
-  check("the manager's stuck-job figures match what was killed", mismatched.length === 0 && extra.length === 0,
-    `${stageKills.length} stage daemons killed holding ${stageKills.reduce((n, k) => n + k.held, 0)} rows; manager released ${events.reduce((n, e) => n + e.rows, 0)} rows from ${events.length} dead workers`
-      + (mismatched.length ? `; mismatched: ${mismatched.slice(0, 3).map((k) => `${k.workerId} held ${k.held}, released ${bySubject.get(k.workerId) ?? 'nothing'}`).join('; ')}` : '')
-      + (extra.length ? `; released from workers not killed: ${extra.map((e) => `${e.subject} ${e.rows}`).join(', ')}` : ''));
+  check(
+    "the manager's stuck-job figures match what was killed",
+    mismatched.length === 0 && extra.length === 0,
+    `${stageKills.length} stage daemons killed holding ${stageKills.reduce((n, k) => n + k.held, 0)} rows; manager released ${events.reduce((n, e) => n + e.rows, 0)} rows from ${events.length} dead workers` +
+      (mismatched.length
+        ? `; mismatched: ${mismatched
+            .slice(0, 3)
+            .map((k) => `${k.workerId} held ${k.held}, released ${bySubject.get(k.workerId) ?? 'nothing'}`)
+            .join('; ')}`
+        : '') +
+      (extra.length ? `; released from workers not killed: ${extra.map((e) => `${e.subject} ${e.rows}`).join(', ')}` : ''),
+  );
 
-  const { rows: disabled } = await sql<{ name: string }>`SELECT country || ' ' || datasource_id || ': ' || coalesce(disabled_reason, '') AS name FROM datasources WHERE NOT enabled`.execute(db);
-  check('no datasource disabled (our outages are not theirs)', disabled.length === 0, disabled.length ? disabled.map((d) => d.name).join('; ') : `none disabled; bad_datasources ${options.datasourceCheck ? 'ran every 3 s at a 60 % threshold over a window shorter than the frontend outage' : 'off'}`);
+  const { rows: disabled } = await sql<{
+    name: string;
+  }>`SELECT country || ' ' || datasource_id || ': ' || coalesce(disabled_reason, '') AS name FROM datasources WHERE NOT enabled`.execute(db);
+  check(
+    'no datasource disabled (our outages are not theirs)',
+    disabled.length === 0,
+    disabled.length
+      ? disabled.map((d) => d.name).join('; ')
+      : `none disabled; bad_datasources ${options.datasourceCheck ? 'ran every 3 s at a 60 % threshold over a window shorter than the frontend outage' : 'off'}`,
+  );
   const { rows: charged } = await sql<{ n: number }>`
     SELECT count(*)::int AS n FROM live_images WHERE last_error_class = ANY(${ourClasses()}::text[]) AND attempts > 0`.execute(db);
   if (storeMounted) {
     // One log per daemon instance: <component>.<country>.log.
     const logDir = path.join(dir, 'hosta', 'log');
-    const log = fs.readdirSync(logDir).filter((f) => /^(thumbnaild|downloadd)\.[a-z]+\.log$/.test(f)).map((f) => fs.readFileSync(path.join(logDir, f), 'utf8')).join('\n');
+    const log = fs
+      .readdirSync(logDir)
+      .filter((f) => /^(thumbnaild|downloadd)\.[a-z]+\.log$/.test(f))
+      .map((f) => fs.readFileSync(path.join(logDir, f), 'utf8'))
+      .join('\n');
     const pauses = (log.match(/Store not writable, pausing/g) ?? []).length;
     const resumes = (log.match(/Store writable again, resuming/g) ?? []).length;
-    check('the full store paused hosta and it resumed by itself', pauses > 0 && resumes > 0, `${pauses} pauses, ${resumes} resumes logged (a daemon killed while paused starts paused)`);
+    check(
+      'the full store paused hosta and it resumed by itself',
+      pauses > 0 && resumes > 0,
+      `${pauses} pauses, ${resumes} resumes logged (a daemon killed while paused starts paused)`,
+    );
   }
   check('no row charged for our own faults', charged[0].n === 0, `${charged[0].n} rows with an ours class and attempts charged`);
 

@@ -31,7 +31,14 @@ const sizeOf = async (jpeg: Buffer) => {
   return { width: m.width, height: m.height };
 };
 
-interface Tally { ours: number; im: number; plain: number; oursSsim: number; imSsim: number; plainSsim: number }
+interface Tally {
+  ours: number;
+  im: number;
+  plain: number;
+  oursSsim: number;
+  imSsim: number;
+  plainSsim: number;
+}
 
 /** Prints bytes and SSIM per size; returns the ratio lines (bytes at equal SSIM on the largest size). */
 export async function quality(w: Workload, files: string[], config: ThumbnailConfig): Promise<Array<[string, number]>> {
@@ -78,11 +85,15 @@ export async function quality(w: Workload, files: string[], config: ThumbnailCon
   console.log('    size      ours     ImageMagick  plain loop   bytes ours/IM    SSIM ours / IM / plain');
   for (const name of names) {
     const t = tally[name];
-    console.log(`    ${name.padEnd(8)} ${String(t.ours).padStart(8)} ${String(t.im).padStart(11)} ${String(t.plain).padStart(11)} ${(t.ours / t.im).toFixed(2).padStart(12)}      ${t.oursSsim.toFixed(4)} / ${t.imSsim.toFixed(4)} / ${t.plainSsim.toFixed(4)}`);
+    console.log(
+      `    ${name.padEnd(8)} ${String(t.ours).padStart(8)} ${String(t.im).padStart(11)} ${String(t.plain).padStart(11)} ${(t.ours / t.im).toFixed(2).padStart(12)}      ${t.oursSsim.toFixed(4)} / ${t.imSsim.toFixed(4)} / ${t.plainSsim.toFixed(4)}`,
+    );
   }
   // Ours against the same reference as ImageMagick's curve (the large size is a resize: one framing for both).
   const ourSsim = tally[largest].oursSsim;
   const imBytes = bytesAtSsim(curve, ourSsim);
-  console.log(`  ${largest} at equal SSIM (${ourSsim.toFixed(4)}): ours ${tally[largest].ours} bytes, ImageMagick ~${Math.round(imBytes)} (its curve: ${curve.map((c, i) => `q${IM_QUALITIES[i]} ${c.ssim.toFixed(4)}/${c.bytes}`).join(', ')})`);
+  console.log(
+    `  ${largest} at equal SSIM (${ourSsim.toFixed(4)}): ours ${tally[largest].ours} bytes, ImageMagick ~${Math.round(imBytes)} (its curve: ${curve.map((c, i) => `q${IM_QUALITIES[i]} ${c.ssim.toFixed(4)}/${c.bytes}`).join(', ')})`,
+  );
   return [[`thumbnail ${w.name} bytes ours / ImageMagick at equal SSIM (${largest})`, tally[largest].ours / imBytes]];
 }

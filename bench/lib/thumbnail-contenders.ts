@@ -17,11 +17,17 @@ export interface Workload {
 /** `default`: the config's presets and details; `migration`: quality 90, sharpen 0x1, three fit-inside sizes. */
 export function workloads(config: ThumbnailConfig): Record<string, Workload> {
   return {
-  default: { name: 'default', presets: config.presets, quality: config.defaults.quality, sharpen: config.defaults.sharpen },
-  migration: {
-    name: 'migration', quality: 90, sharpen: '0x1',
-    presets: { large: { width: 1024, height: 768, mode: 'resize' }, medium: { width: 480, height: 360, mode: 'resize' }, small: { width: 160, height: 120, mode: 'resize' } },
-  },
+    default: { name: 'default', presets: config.presets, quality: config.defaults.quality, sharpen: config.defaults.sharpen },
+    migration: {
+      name: 'migration',
+      quality: 90,
+      sharpen: '0x1',
+      presets: {
+        large: { width: 1024, height: 768, mode: 'resize' },
+        medium: { width: 480, height: 360, mode: 'resize' },
+        small: { width: 160, height: 120, mode: 'resize' },
+      },
+    },
   };
 }
 
@@ -29,7 +35,14 @@ export const detailsOf = (w: Workload, config: ThumbnailConfig) => resolveDetail
 
 /** makeThumbnails' settings for a workload: JPEG only (the others make no twins). */
 export function settingsOf(w: Workload, config: ThumbnailConfig): ThumbnailSettings {
-  return { presets: w.presets, details: detailsOf(w, config), twins: { ...config.twins, webp: false, avif: false }, maxPixels: config.maxPixels, timeoutSeconds: 120, failOn: config.failOn };
+  return {
+    presets: w.presets,
+    details: detailsOf(w, config),
+    twins: { ...config.twins, webp: false, avif: false },
+    maxPixels: config.maxPixels,
+    timeoutSeconds: 120,
+    failOn: config.failOn,
+  };
 }
 
 /** What one would write without the daemon: a pipeline per size, straight from the file, the daemon's JPEG settings. */
@@ -63,4 +76,3 @@ export function imArgs(file: string, out: string, w: Workload, options: { qualit
   }
   return [...args, 'null:'];
 }
-

@@ -18,16 +18,27 @@ export async function ssim(a: Buffer, b: Buffer): Promise<number> {
   let windows = 0;
   for (let wy = 0; wy + 8 <= height; wy += 4) {
     for (let wx = 0; wx + 8 <= width; wx += 4) {
-      let sx = 0, sy = 0, sxx = 0, syy = 0, sxy = 0;
+      let sx = 0,
+        sy = 0,
+        sxx = 0,
+        syy = 0,
+        sxy = 0;
       for (let j = 0; j < 8; j++) {
         for (let i = 0; i < 8; i++) {
           const p = x[(wy + j) * width + wx + i];
           const q = y[(wy + j) * width + wx + i];
-          sx += p; sy += q; sxx += p * p; syy += q * q; sxy += p * q;
+          sx += p;
+          sy += q;
+          sxx += p * p;
+          syy += q * q;
+          sxy += p * q;
         }
       }
-      const mx = sx / 64, my = sy / 64;
-      const vx = sxx / 64 - mx * mx, vy = syy / 64 - my * my, cxy = sxy / 64 - mx * my;
+      const mx = sx / 64,
+        my = sy / 64;
+      const vx = sxx / 64 - mx * mx,
+        vy = syy / 64 - my * my,
+        cxy = sxy / 64 - mx * my;
       total += ((2 * mx * my + C1) * (2 * cxy + C2)) / ((mx * mx + my * my + C1) * (vx + vy + C2));
       windows++;
     }

@@ -20,7 +20,9 @@ export function judgeErrorRate(s: StageRates, policy: AlertsConfig['errorRate'])
   const usual = baselineRows ? s.baselineFailed / baselineRows : 0;
   if (rate < policy.minRate || rate < usual * policy.factor) return null;
   const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
-  const before = baselineRows ? `its usual ${pct(usual)} over the ${policy.baselineHours}h before (${baselineRows} rows)` : `no work in the ${policy.baselineHours}h before to compare with`;
+  const before = baselineRows
+    ? `its usual ${pct(usual)} over the ${policy.baselineHours}h before (${baselineRows} rows)`
+    : `no work in the ${policy.baselineHours}h before to compare with`;
   return `${pct(rate)} of ${rows} rows failed in the last ${policy.windowMinutes} min; ${before}`;
 }
 
@@ -33,5 +35,11 @@ export async function stageRates(db: Db, policy: AlertsConfig['errorRate']): Pro
            sum(done) FILTER (WHERE minute > ${window}) AS done, sum(failed) FILTER (WHERE minute > ${window}) AS failed,
            sum(done) FILTER (WHERE minute <= ${window}) AS b_done, sum(failed) FILTER (WHERE minute <= ${window}) AS b_failed
       FROM worker_minutes WHERE minute > ${start} GROUP BY component ORDER BY component`.execute(db);
-  return rows.map((r) => ({ component: r.component, done: Number(r.done ?? 0), failed: Number(r.failed ?? 0), baselineDone: Number(r.b_done ?? 0), baselineFailed: Number(r.b_failed ?? 0) }));
+  return rows.map((r) => ({
+    component: r.component,
+    done: Number(r.done ?? 0),
+    failed: Number(r.failed ?? 0),
+    baselineDone: Number(r.b_done ?? 0),
+    baselineFailed: Number(r.b_failed ?? 0),
+  }));
 }

@@ -34,7 +34,8 @@ export function addDatasourceCommand(program: Command): Command {
         const country = parseCountry(countryArg, config);
         const datasourceId = parseIntFlag('datasource', idArg, 0, 999_999_999);
         const given = validateDetails(flags);
-        if (!flags.default && Object.keys(given).length === 0) throw new UsageError('datasource set: give at least one of --sharpen, --gamma, --quality (or --default)');
+        if (!flags.default && Object.keys(given).length === 0)
+          throw new UsageError('datasource set: give at least one of --sharpen, --gamma, --quality (or --default)');
         if (flags.default && Object.keys(given).length) throw new UsageError('datasource set: --default cannot go with --sharpen, --gamma or --quality');
         const db = await openDatabase(config);
         try {
@@ -44,7 +45,12 @@ export function addDatasourceCommand(program: Command): Command {
             .values({ country, datasource_id: datasourceId, ...columns })
             .onConflict((oc) => oc.columns(['country', 'datasource_id']).doUpdateSet({ ...columns, updated_at: sql`now()` }))
             .execute();
-          printDetails(country, datasourceId, resolveDetails(await storedDetails(db, country, datasourceId), config.thumbnail.defaults), await storedDetails(db, country, datasourceId));
+          printDetails(
+            country,
+            datasourceId,
+            resolveDetails(await storedDetails(db, country, datasourceId), config.thumbnail.defaults),
+            await storedDetails(db, country, datasourceId),
+          );
         } finally {
           await db.destroy();
         }
@@ -70,11 +76,16 @@ export function addDatasourceCommand(program: Command): Command {
             printDetails(country, datasourceId, resolveDetails(stored, defaults), stored);
             return;
           }
-          let query = db.selectFrom('datasources').select(['country', 'datasource_id', 'sharpen', 'gamma', 'quality', 'enabled', 'disabled_reason']).orderBy('country').orderBy('datasource_id');
+          let query = db
+            .selectFrom('datasources')
+            .select(['country', 'datasource_id', 'sharpen', 'gamma', 'quality', 'enabled', 'disabled_reason'])
+            .orderBy('country')
+            .orderBy('datasource_id');
           if (country !== undefined) query = query.where('country', '=', country);
           for (const row of await query.execute()) {
             printDetails(row.country, row.datasource_id, resolveDetails(row, defaults), row);
-            if (!row.enabled) console.log(`  DISABLED: ${row.disabled_reason ?? 'no reason recorded'} (lis datasource enable ${row.country} ${row.datasource_id})`);
+            if (!row.enabled)
+              console.log(`  DISABLED: ${row.disabled_reason ?? 'no reason recorded'} (lis datasource enable ${row.country} ${row.datasource_id})`);
           }
         } finally {
           await db.destroy();
@@ -84,7 +95,12 @@ export function addDatasourceCommand(program: Command): Command {
   return datasource;
 }
 
-function printDetails(country: string, datasourceId: number, details: { sharpen: string; gamma: number; quality: number }, stored: { sharpen: string | null; gamma: number | null; quality: number | null }): void {
+function printDetails(
+  country: string,
+  datasourceId: number,
+  details: { sharpen: string; gamma: number; quality: number },
+  stored: { sharpen: string | null; gamma: number | null; quality: number | null },
+): void {
   const mark = (own: unknown) => (own === null ? ' (default)' : '');
   console.log(
     `${country} ${datasourceId}: sharpen ${details.sharpen}${mark(stored.sharpen)}, gamma ${details.gamma}${mark(stored.gamma)}, quality ${details.quality}${mark(stored.quality)}`,

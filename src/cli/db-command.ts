@@ -50,7 +50,9 @@ export function addDbCommand(program: Command): void {
         let url = config.database.url;
         if (!url) {
           const s = embeddedStatus(config.database.embedded);
-          console.log(`embedded PostgreSQL: ${s.running ? `running (pid ${s.pid}, port ${s.port})` : s.initialised ? 'stopped' : 'not initialised'}; data ${s.dataDir}`);
+          console.log(
+            `embedded PostgreSQL: ${s.running ? `running (pid ${s.pid}, port ${s.port})` : s.initialised ? 'stopped' : 'not initialised'}; data ${s.dataDir}`,
+          );
           if (!s.running) return 3;
           url = embeddedUrl(config.database.embedded, undefined, s.port);
         } else {
@@ -59,7 +61,9 @@ export function addDbCommand(program: Command): void {
         const kdb = createDb(url, 1);
         try {
           const pending = await pendingMigrations(kdb);
-          console.log(pending.length === 0 ? 'schema: current' : `schema: behind, ${pending.length} migrations to apply (npx lis db migrate): ${pending.join(', ')}`);
+          console.log(
+            pending.length === 0 ? 'schema: current' : `schema: behind, ${pending.length} migrations to apply (npx lis db migrate): ${pending.join(', ')}`,
+          );
           return 0;
         } catch (error) {
           console.log(connectionFailure(url, error)?.message ?? `cannot read the schema's state at ${describeServer(url)}: ${errorMessage(error)}`);
@@ -71,7 +75,9 @@ export function addDbCommand(program: Command): void {
     );
 
   db.command('migrate')
-    .description('bring the schema up to date: run once after installing or upgrading against a configured server (commands and the Interface only check it; with the embedded default they migrate themselves)')
+    .description(
+      'bring the schema up to date: run once after installing or upgrading against a configured server (commands and the Interface only check it; with the embedded default they migrate themselves)',
+    )
     .action((_, command: Command) =>
       runCommand(async () => {
         const config = configOf(command);

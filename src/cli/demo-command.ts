@@ -10,15 +10,25 @@ import { configFileOf } from './global-options.ts';
 export function addDemoCommand(program: Command): void {
   program
     .command('demo')
-    .description('run the whole system on this machine: the configured database server (--config, $LIS_CONFIG, ./imagesys.json; else the embedded one), a local photo server (with bad URLs), three local frontends, every daemon until the queue is drained; then a summary')
+    .description(
+      'run the whole system on this machine: the configured database server (--config, $LIS_CONFIG, ./imagesys.json; else the embedded one), a local photo server (with bad URLs), three local frontends, every daemon until the queue is drained; then a summary',
+    )
     .option('--photos <n>', 'how many photos', '60')
     .option('--dir <folder>', 'where the demo keeps its stores, frontends and logs (emptied first)', './var/demo')
-    .option('--database <name>', 'the demo\'s own database on the server (dropped and made anew)', 'imagesys_demo')
+    .option('--database <name>', "the demo's own database on the server (dropped and made anew)", 'imagesys_demo')
     .action((opts: { photos: string; dir: string; database: string }, command: Command) =>
       runCommand(() => {
-        if (!/^[a-z_][a-z0-9_]{0,62}$/.test(opts.database)) throw new UsageError(`--database ${JSON.stringify(opts.database)}: a lower-case name such as imagesys_demo`);
+        if (!/^[a-z_][a-z0-9_]{0,62}$/.test(opts.database))
+          throw new UsageError(`--database ${JSON.stringify(opts.database)}: a lower-case name such as imagesys_demo`);
         const configFile = configFileOf(command);
-        return runDemo({ config: loadConfig({ file: configFile }), configFile, dir: opts.dir, photos: parseIntFlag('--photos', opts.photos, 1, 100000), database: opts.database, print: (line) => console.log(line) });
+        return runDemo({
+          config: loadConfig({ file: configFile }),
+          configFile,
+          dir: opts.dir,
+          photos: parseIntFlag('--photos', opts.photos, 1, 100000),
+          database: opts.database,
+          print: (line) => console.log(line),
+        });
       }),
     );
 }

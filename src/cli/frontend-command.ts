@@ -24,7 +24,8 @@ async function withDb(command: Command, fn: (db: Db) => Promise<number | void>):
 export function addFrontendCommand(program: Command): void {
   const frontend = program.command('frontend').description('manage the frontend servers thumbnails are pushed to');
 
-  frontend.command('add')
+  frontend
+    .command('add')
     .description('add a frontend: TARGET is a local path, rsync://host[:port]/module[/path] or [user@]host:/path')
     .argument('<name>', 'e.g. n1')
     .argument('<target>', 'where its thumbnail root is')
@@ -34,9 +35,11 @@ export function addFrontendCommand(program: Command): void {
         const normalised = normaliseTarget(target);
         await addFrontend(db, name, normalised, !opts.disabled);
         console.log(`frontend ${name} added (${normalised})${opts.disabled ? ', disabled' : ': lis_pusherd backfills it with everything live'}`);
-      }));
+      }),
+    );
 
-  frontend.command('list')
+  frontend
+    .command('list')
     .description('list the frontends, with how many rows each lacks (live: backfill to do; push: not yet live)')
     .option('--country <code>', 'count only this country')
     .action((opts: { country?: string }, command: Command) =>
@@ -55,9 +58,11 @@ export function addFrontendCommand(program: Command): void {
           console.log([f.name, f.enabled ? 'yes' : 'no', l?.live ?? 0, l?.push ?? 0, l?.lastPushedAt?.toISOString() ?? '-', f.target].join('\t'));
           if (l?.lastError) console.log(`\tlast error: ${l.lastError}`);
         }
-      }));
+      }),
+    );
 
-  frontend.command('enable')
+  frontend
+    .command('enable')
     .description('enable a frontend: lis_pusherd backfills what went live while it was disabled')
     .argument('<name>')
     .option('--full', 'forget what it was sent before and send everything live again (a replaced disk)')
@@ -65,23 +70,28 @@ export function addFrontendCommand(program: Command): void {
       withDb(command, async (db) => {
         await setFrontendEnabled(db, name, true, { forget: opts.full });
         console.log(`frontend ${name} enabled${opts.full ? ', its push records forgotten' : ''}: lis_pusherd backfills it`);
-      }));
+      }),
+    );
 
-  frontend.command('disable')
+  frontend
+    .command('disable')
     .description('disable a frontend: it gets nothing more, and rows no longer wait for it to go live')
     .argument('<name>')
     .action((name: string, _opts: unknown, command: Command) =>
       withDb(command, async (db) => {
         await setFrontendEnabled(db, name, false);
         console.log(`frontend ${name} disabled`);
-      }));
+      }),
+    );
 
-  frontend.command('remove')
+  frontend
+    .command('remove')
     .description('remove a frontend and its push records (its files stay where they are)')
     .argument('<name>')
     .action((name: string, _opts: unknown, command: Command) =>
       withDb(command, async (db) => {
         await removeFrontend(db, name);
         console.log(`frontend ${name} removed`);
-      }));
+      }),
+    );
 }

@@ -13,7 +13,7 @@ export function addImageCommand(program: Command): void {
   const image = program.command('image').description('one image');
   image
     .command('classify <hash>')
-    .description('set an image\'s class by hand (no stage overwrites it), or hand it back to the automatic rules with --auto')
+    .description("set an image's class by hand (no stage overwrites it), or hand it back to the automatic rules with --auto")
     .requiredOption('--country <code>', 'the country')
     .option('--class <class>', `one of ${IMAGE_CLASSES.join(', ')}`)
     .option('--auto', 'hand the image back to the automatic classification')

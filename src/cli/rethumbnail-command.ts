@@ -27,7 +27,8 @@ export function addRethumbnailCommand(program: Command): void {
         const country = opts.country === undefined ? undefined : parseCountry(opts.country, config);
         const datasourceId = opts.datasource === undefined ? undefined : parseIntFlag('--datasource', opts.datasource, 0, 999_999_999);
         if (datasourceId !== undefined && country === undefined) throw new UsageError('--datasource needs --country');
-        if (opts.preset !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(opts.preset)) throw new UsageError(`--preset ${JSON.stringify(opts.preset)}: expected a preset name`);
+        if (opts.preset !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(opts.preset))
+          throw new UsageError(`--preset ${JSON.stringify(opts.preset)}: expected a preset name`);
         const limit = opts.limit === undefined ? undefined : parseIntFlag('--limit', opts.limit, 1, 1_000_000_000);
         const db = await openDatabase(config);
         try {

@@ -22,8 +22,10 @@ export function addRetryCommand(program: Command): void {
         const config = loadConfig({ file: configFileOf(command) });
         const country = parseCountry(opts.country, config);
         const datasourceId = opts.datasource === undefined ? undefined : parseIntFlag('--datasource', opts.datasource, 0, 999_999_999);
-        if (opts.stage !== undefined && !isWorkStage(opts.stage)) throw new UsageError(`--stage ${JSON.stringify(opts.stage)}: expected one of ${WORK_STAGES.join(', ')}`);
-        if (opts.reason !== undefined && !/^[a-z0-9_]+$/.test(opts.reason)) throw new UsageError(`--reason ${JSON.stringify(opts.reason)}: expected an error class such as http_5xx or timeout`);
+        if (opts.stage !== undefined && !isWorkStage(opts.stage))
+          throw new UsageError(`--stage ${JSON.stringify(opts.stage)}: expected one of ${WORK_STAGES.join(', ')}`);
+        if (opts.reason !== undefined && !/^[a-z0-9_]+$/.test(opts.reason))
+          throw new UsageError(`--reason ${JSON.stringify(opts.reason)}: expected an error class such as http_5xx or timeout`);
         const db = await openDatabase(config);
         try {
           const n = await retryFailed(db, { country, reason: opts.reason, datasourceId, stage: opts.stage });

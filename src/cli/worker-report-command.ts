@@ -28,10 +28,23 @@ export function addWorkerReportCommand(program: Command): void {
             console.log('no workers running or stopped in the last day');
             return;
           }
-          console.log(formatTable(
-            ['component', 'host', 'pid', 'country', 'status', 'started', 'heartbeat', 'done/h', 'failed/h', 'holding'],
-            rows.map((r) => [r.component, r.host, r.pid, r.country ?? '-', r.status, r.startedAt.toISOString().slice(0, 19).replace('T', ' '), ago(r.silentSeconds), r.doneLastHour, r.failedLastHour, r.holding]),
-          ));
+          console.log(
+            formatTable(
+              ['component', 'host', 'pid', 'country', 'status', 'started', 'heartbeat', 'done/h', 'failed/h', 'holding'],
+              rows.map((r) => [
+                r.component,
+                r.host,
+                r.pid,
+                r.country ?? '-',
+                r.status,
+                r.startedAt.toISOString().slice(0, 19).replace('T', ' '),
+                ago(r.silentSeconds),
+                r.doneLastHour,
+                r.failedLastHour,
+                r.holding,
+              ]),
+            ),
+          );
         } finally {
           await db.destroy();
         }

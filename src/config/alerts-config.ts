@@ -6,19 +6,24 @@ import { z } from 'zod';
  */
 export const alertsConfigSchema = z.strictObject({
   /** Mail through an SMTP server; null host: no mail. */
-  smtp: z.strictObject({
-    host: z.string().min(1).nullable().default(null),
-    port: z.number().int().min(1).max(65535).default(587),
-    /** True: TLS from the first byte (port 465); false: STARTTLS when the server offers it. */
-    secure: z.boolean().default(false),
-    user: z.string().nullable().default(null),
-    /** Never logged. Better in LIS_SMTP_PASSWORD than in the file. */
-    password: z.string().nullable().default(null),
-    from: z.string().min(3).default('imagesys@localhost'),
-    to: z.array(z.string().min(3)).default([]),
-  }).prefault({}),
+  smtp: z
+    .strictObject({
+      host: z.string().min(1).nullable().default(null),
+      port: z.number().int().min(1).max(65535).default(587),
+      /** True: TLS from the first byte (port 465); false: STARTTLS when the server offers it. */
+      secure: z.boolean().default(false),
+      user: z.string().nullable().default(null),
+      /** Never logged. Better in LIS_SMTP_PASSWORD than in the file. */
+      password: z.string().nullable().default(null),
+      from: z.string().min(3).default('imagesys@localhost'),
+      to: z.array(z.string().min(3)).default([]),
+    })
+    .prefault({}),
   /** A URL that gets each alert as a JSON POST (chat, pager); never logged. Falls back to manager.webhookUrl. */
-  webhookUrl: z.url({ protocol: /^https?$/ }).nullable().default(null),
+  webhookUrl: z
+    .url({ protocol: /^https?$/ })
+    .nullable()
+    .default(null),
   /** The same alert (same thing, same cause) is not sent again within this many minutes while it lasts. */
   dedupeMinutes: z.number().positive().default(360),
   /** At most this many alerts an hour, all kinds together; the rest wait for the next hour (and are logged). */
@@ -26,17 +31,19 @@ export const alertsConfigSchema = z.strictObject({
   /** A frontend unreachable for longer than this is alerted. */
   frontendDownMinutes: z.number().positive().default(30),
   /** A stage whose share of failed rows over the last windowMinutes is far above its usual. */
-  errorRate: z.strictObject({
-    windowMinutes: z.number().int().min(5).default(60),
-    /** "Usual": the share over this many hours before the window. */
-    baselineHours: z.number().positive().default(168),
-    /** Alert at this many times the usual share ... */
-    factor: z.number().gt(1).default(3),
-    /** ... and at least this share (a stage that usually never fails is not alerted for 1 failure in 1000) ... */
-    minRate: z.number().gt(0).max(1).default(0.2),
-    /** ... with at least this many rows worked in the window. */
-    minRows: z.number().int().positive().default(100),
-  }).prefault({}),
+  errorRate: z
+    .strictObject({
+      windowMinutes: z.number().int().min(5).default(60),
+      /** "Usual": the share over this many hours before the window. */
+      baselineHours: z.number().positive().default(168),
+      /** Alert at this many times the usual share ... */
+      factor: z.number().gt(1).default(3),
+      /** ... and at least this share (a stage that usually never fails is not alerted for 1 failure in 1000) ... */
+      minRate: z.number().gt(0).max(1).default(0.2),
+      /** ... with at least this many rows worked in the window. */
+      minRows: z.number().int().positive().default(100),
+    })
+    .prefault({}),
 });
 
 export type AlertsConfig = z.infer<typeof alertsConfigSchema>;

@@ -68,10 +68,13 @@ export function configReferenceRows(meanings = CONFIG_MEANINGS): ReferenceRow[] 
   const undocumented = keys.filter(([key, node]) => !node.description && !(key in meanings)).map(([key]) => key);
   const stale = Object.keys(meanings).filter((key) => !keys.some(([k]) => k === key));
   if (undocumented.length || stale.length) {
-    throw new LisError('ERR_CONFIG_DOCS', [
-      ...(undocumented.length ? [`keys without a meaning (add them to src/config/config-meanings.ts, or .describe() them): ${undocumented.join(', ')}`] : []),
-      ...(stale.length ? [`meanings of keys the schema no longer has: ${stale.join(', ')}`] : []),
-    ].join('; '));
+    throw new LisError(
+      'ERR_CONFIG_DOCS',
+      [
+        ...(undocumented.length ? [`keys without a meaning (add them to src/config/config-meanings.ts, or .describe() them): ${undocumented.join(', ')}`] : []),
+        ...(stale.length ? [`meanings of keys the schema no longer has: ${stale.join(', ')}`] : []),
+      ].join('; '),
+    );
   }
   return keys.map(([key, node]) => {
     const doc = meanings[key];

@@ -18,89 +18,133 @@ const seconds = z.number().positive();
 
 export const configSchema = z.strictObject({
   /** This machine's name in the workers table and in `store_host`. */
-  host: z.string().min(1).max(200).regex(/^[^\s:]+$/, 'a host name without spaces or colons').default(() => os.hostname()),
+  host: z
+    .string()
+    .min(1)
+    .max(200)
+    .regex(/^[^\s:]+$/, 'a host name without spaces or colons')
+    .default(() => os.hostname()),
   /** Countries are lower-case codes such as `uk`; this list is what `--country` accepts (empty: any 2-3 letter code). */
   countries: z.array(z.string().regex(/^[a-z]{2,3}$/, 'a 2-3 letter lower-case country code')).default([]),
-  database: z.strictObject({
-    /** A PostgreSQL URL. When null (and LIS_DATABASE_URL is unset) the embedded server is used. */
-    url: z.string().regex(/^postgres(ql)?:\/\//, 'a postgres:// or postgresql:// URL').nullable().default(null),
-    /** Connections per process. */
-    poolSize: positiveInt.max(100).default(8),
-    embedded: z.strictObject({
-      dataDir: z.string().default('./var/pg'),
-      port: positiveInt.max(65535).default(54329),
-      /** The daemons' role: no superuser; its password is random, kept in `<dataDir>.password` (mode 0600). */
-      user: z.string().regex(/^[a-z_][a-z0-9_]*$/, 'a plain role name').refine((u) => u !== 'postgres', 'not postgres: that is the superuser').default('imagesys'),
-      /** Only for a data folder made before the password files: its superuser's password, used once to upgrade it. */
-      password: z.string().default('imagesys'),
-      database: z.string().regex(/^[a-z_][a-z0-9_]*$/).default('imagesys'),
-    }).prefault({}),
-  }).prefault({}),
-  stores: z.strictObject({
-    originals: z.string().default('./var/originals'),
-    thumbnails: z.string().default('./var/thumbnails'),
-    /** True when the stores sit on a file system every host mounts: then any host may work any row. */
-    shared: z.boolean().default(false),
-    /** A stage pauses claiming (before the disk is full) when a store it writes has less free than this... */
-    minFreeBytes: z.number().int().min(0).default(256 * 1024 * 1024),
-    /** ... or less than this share of its file system free. */
-    minFreePercent: z.number().min(0).max(100).default(1),
-    /** How often free space is looked at while all is well. */
-    checkSeconds: seconds.default(10),
-    /** While paused, the store is looked at again with a backoff capped at this. */
-    retryMaxSeconds: seconds.default(60),
-  }).prefault({}),
-  log: z.strictObject({
-    dir: z.string().default('./var/log'),
-    level: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
-    /** winston-daily-rotate-file's maxFiles: a count, or days as `14d`. */
-    maxFiles: z.union([positiveInt, z.string().regex(/^\d+d$/, 'a count or days such as 14d')]).default('14d'),
-    /** Rotate within a day past this size (`100m`, `1g`). */
-    maxSize: z.string().regex(/^\d+[kmg]$/, 'a size such as 100m').default('100m'),
-  }).prefault({}),
-  queue: z.strictObject({
-    chunkSize: positiveInt.max(10000).default(500),
-    /** Attempts before a retryable failure becomes permanent. */
-    maxAttempts: positiveInt.max(100).default(6),
-    backoff: z.strictObject({
-      baseSeconds: seconds.default(30),
-      maxSeconds: seconds.default(6 * 3600),
-      /** Fraction of the delay drawn at random, so that retries of one failing host spread out. */
-      jitter: z.number().min(0).max(1).default(0.25),
-    }).prefault({}),
-    /** Service mode: how often an idle daemon looks for work when no notification came. */
-    pollSeconds: seconds.default(5),
-    heartbeatSeconds: seconds.default(10),
-    /** A worker with no result on its chunk for this long gives it back (and the manager treats it as dead). */
-    progressTimeoutSeconds: seconds.default(600),
-    /** Rows given back for our own fault (a frontend down, a bug) may be claimed again after this; no attempt is charged. */
-    oursRetrySeconds: seconds.default(60),
-  }).prefault({}),
+  database: z
+    .strictObject({
+      /** A PostgreSQL URL. When null (and LIS_DATABASE_URL is unset) the embedded server is used. */
+      url: z
+        .string()
+        .regex(/^postgres(ql)?:\/\//, 'a postgres:// or postgresql:// URL')
+        .nullable()
+        .default(null),
+      /** Connections per process. */
+      poolSize: positiveInt.max(100).default(8),
+      embedded: z
+        .strictObject({
+          dataDir: z.string().default('./var/pg'),
+          port: positiveInt.max(65535).default(54329),
+          /** The daemons' role: no superuser; its password is random, kept in `<dataDir>.password` (mode 0600). */
+          user: z
+            .string()
+            .regex(/^[a-z_][a-z0-9_]*$/, 'a plain role name')
+            .refine((u) => u !== 'postgres', 'not postgres: that is the superuser')
+            .default('imagesys'),
+          /** Only for a data folder made before the password files: its superuser's password, used once to upgrade it. */
+          password: z.string().default('imagesys'),
+          database: z
+            .string()
+            .regex(/^[a-z_][a-z0-9_]*$/)
+            .default('imagesys'),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
+  stores: z
+    .strictObject({
+      originals: z.string().default('./var/originals'),
+      thumbnails: z.string().default('./var/thumbnails'),
+      /** True when the stores sit on a file system every host mounts: then any host may work any row. */
+      shared: z.boolean().default(false),
+      /** A stage pauses claiming (before the disk is full) when a store it writes has less free than this... */
+      minFreeBytes: z
+        .number()
+        .int()
+        .min(0)
+        .default(256 * 1024 * 1024),
+      /** ... or less than this share of its file system free. */
+      minFreePercent: z.number().min(0).max(100).default(1),
+      /** How often free space is looked at while all is well. */
+      checkSeconds: seconds.default(10),
+      /** While paused, the store is looked at again with a backoff capped at this. */
+      retryMaxSeconds: seconds.default(60),
+    })
+    .prefault({}),
+  log: z
+    .strictObject({
+      dir: z.string().default('./var/log'),
+      level: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
+      /** winston-daily-rotate-file's maxFiles: a count, or days as `14d`. */
+      maxFiles: z.union([positiveInt, z.string().regex(/^\d+d$/, 'a count or days such as 14d')]).default('14d'),
+      /** Rotate within a day past this size (`100m`, `1g`). */
+      maxSize: z
+        .string()
+        .regex(/^\d+[kmg]$/, 'a size such as 100m')
+        .default('100m'),
+    })
+    .prefault({}),
+  queue: z
+    .strictObject({
+      chunkSize: positiveInt.max(10000).default(500),
+      /** Attempts before a retryable failure becomes permanent. */
+      maxAttempts: positiveInt.max(100).default(6),
+      backoff: z
+        .strictObject({
+          baseSeconds: seconds.default(30),
+          maxSeconds: seconds.default(6 * 3600),
+          /** Fraction of the delay drawn at random, so that retries of one failing host spread out. */
+          jitter: z.number().min(0).max(1).default(0.25),
+        })
+        .prefault({}),
+      /** Service mode: how often an idle daemon looks for work when no notification came. */
+      pollSeconds: seconds.default(5),
+      heartbeatSeconds: seconds.default(10),
+      /** A worker with no result on its chunk for this long gives it back (and the manager treats it as dead). */
+      progressTimeoutSeconds: seconds.default(600),
+      /** Rows given back for our own fault (a frontend down, a bug) may be claimed again after this; no attempt is charged. */
+      oursRetrySeconds: seconds.default(60),
+    })
+    .prefault({}),
   /** What the Interface gives listing code. */
-  searchApi: z.strictObject({
-    /** Thumbnail URLs are this plus the file's path below a frontend's root (`uk/a3/0f/<hash>_small.jpg`). */
-    thumbnailBaseUrl: z.string().regex(/^(https?:\/\/|\/)/, 'an http(s) URL or a path starting with /').default('/thumbs/'),
-  }).prefault({}),
+  searchApi: z
+    .strictObject({
+      /** Thumbnail URLs are this plus the file's path below a frontend's root (`uk/a3/0f/<hash>_small.jpg`). */
+      thumbnailBaseUrl: z
+        .string()
+        .regex(/^(https?:\/\/|\/)/, 'an http(s) URL or a path starting with /')
+        .default('/thumbs/'),
+    })
+    .prefault({}),
   /** Prometheus exposition from the daemons (`--metrics-port` on a daemon wins), and the status page. */
-  metrics: z.strictObject({
-    /** Where /metrics and `lis web` listen: loopback unless an operator opens them up. */
-    host: z.string().default('127.0.0.1'),
-    /** Base port per component (`{"downloadd": 9401}`): a country's daemon adds its place in `countries` (uk 9401, de 9402); 0: any free port; null or absent: none. */
-    ports: z.record(z.string(), z.number().int().min(0).max(65535).nullable()).default({}),
-    /** `lis web`'s port. */
-    webPort: z.number().int().min(0).max(65535).default(8470),
-    /** Host names `lis web` answers besides localhost, `host`, its bind address and IP addresses (others get 421: DNS rebinding). */
-    webHostNames: z.array(z.string().regex(/^[A-Za-z0-9.-]+$/, 'a host name such as status.example.com')).default([]),
-  }).prefault({}),
+  metrics: z
+    .strictObject({
+      /** Where /metrics and `lis web` listen: loopback unless an operator opens them up. */
+      host: z.string().default('127.0.0.1'),
+      /** Base port per component (`{"downloadd": 9401}`): a country's daemon adds its place in `countries` (uk 9401, de 9402); 0: any free port; null or absent: none. */
+      ports: z.record(z.string(), z.number().int().min(0).max(65535).nullable()).default({}),
+      /** `lis web`'s port. */
+      webPort: z.number().int().min(0).max(65535).default(8470),
+      /** Host names `lis web` answers besides localhost, `host`, its bind address and IP addresses (others get 421: DNS rebinding). */
+      webHostNames: z.array(z.string().regex(/^[A-Za-z0-9.-]+$/, 'a host name such as status.example.com')).default([]),
+    })
+    .prefault({}),
   manager: managerConfigSchema.prefault({}),
   alerts: alertsConfigSchema.prefault({}),
   upkeep: upkeepConfigSchema.prefault({}),
   services: servicesConfigSchema.prefault({}),
   download: downloadConfigSchema.prefault({}),
-  enqueue: z.strictObject({
-    maxUrlLength: positiveInt.max(65536).default(2048),
-    batchSize: positiveInt.max(100000).default(5000),
-  }).prefault({}),
+  enqueue: z
+    .strictObject({
+      maxUrlLength: positiveInt.max(65536).default(2048),
+      batchSize: positiveInt.max(100000).default(5000),
+    })
+    .prefault({}),
   push: pushConfigSchema.prefault({}),
   thumbnail: thumbnailConfigSchema.prefault({}),
   imaged: imagedConfigSchema.prefault({}),

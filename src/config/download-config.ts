@@ -18,15 +18,21 @@ export const downloadConfigSchema = z.strictObject({
   /** Sent on every request: say who we are and how to reach us. */
   userAgent: z.string().min(1).max(500).default('ImageSys/0.1 (listing photo downloader; set download.userAgent to name a contact)'),
   /** An http:// or https:// proxy every request goes through (CONNECT); null: direct. `--noproxy` ignores it. */
-  proxy: z.string().regex(/^https?:\/\/[^\s]+$/, 'an http:// or https:// proxy URL').nullable().default(null),
-  timeouts: z.strictObject({
-    /** DNS lookup, TCP connect and TLS handshake, each. */
-    connectSeconds: seconds.default(10),
-    /** From the request sent to the response headers (the first byte). */
-    firstByteSeconds: seconds.default(20),
-    /** The whole download, redirects included: a server dripping bytes is cut off here. */
-    totalSeconds: seconds.default(60),
-  }).prefault({}),
+  proxy: z
+    .string()
+    .regex(/^https?:\/\/[^\s]+$/, 'an http:// or https:// proxy URL')
+    .nullable()
+    .default(null),
+  timeouts: z
+    .strictObject({
+      /** DNS lookup, TCP connect and TLS handshake, each. */
+      connectSeconds: seconds.default(10),
+      /** From the request sent to the response headers (the first byte). */
+      firstByteSeconds: seconds.default(20),
+      /** The whole download, redirects included: a server dripping bytes is cut off here. */
+      totalSeconds: seconds.default(60),
+    })
+    .prefault({}),
   /** Largest original kept, in bytes, counted while streaming (after gzip is undone), whatever Content-Length says. */
   maxBytes: positiveInt.max(2 ** 31 - 1).default(25 * 1024 * 1024),
   /** Redirects followed per download; more is a failure (`redirect_loop`). */
@@ -37,14 +43,18 @@ export const downloadConfigSchema = z.strictObject({
    * `10.0.0.0/8` (ports 80 and 443 only), `10.0.0.5:8080`, `127.0.0.1:*`
    * (every port), `[::1]:8080`, `fc00::/7`. Default none.
    */
-  allowAddresses: z.array(z.string().refine((cidr) => {
-    try {
-      parseAllowEntry(cidr);
-      return true;
-    } catch {
-      return false;
-    }
-  }, 'an address or range with an optional port, such as 127.0.0.1, 10.0.0.0/8:8080, 127.0.0.1:* or [::1]:8080')).default([]),
+  allowAddresses: z
+    .array(
+      z.string().refine((cidr) => {
+        try {
+          parseAllowEntry(cidr);
+          return true;
+        } catch {
+          return false;
+        }
+      }, 'an address or range with an optional port, such as 127.0.0.1, 10.0.0.0/8:8080, 127.0.0.1:* or [::1]:8080'),
+    )
+    .default([]),
   /** On SIGTERM, in-flight downloads get this long to finish; the rest are given back untouched. */
   stopGraceSeconds: z.number().min(0).max(600).default(10),
 });

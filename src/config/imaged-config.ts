@@ -8,7 +8,11 @@ import { z } from 'zod';
 /** An S3 bucket's endpoint and credentials; `s3://<bucket>/<key>` URLs (origins, and the ETL's) are read with them. */
 export const s3BucketSchema = z.strictObject({
   /** `http://127.0.0.1:9000` for MinIO or s3rver; null: AWS's own endpoint for the region. */
-  endpoint: z.string().regex(/^https?:\/\//, 'an http(s) URL').nullable().default(null),
+  endpoint: z
+    .string()
+    .regex(/^https?:\/\//, 'an http(s) URL')
+    .nullable()
+    .default(null),
   region: z.string().default('us-east-1'),
   accessKeyId: z.string().min(1),
   secretAccessKey: z.string().min(1),

@@ -24,9 +24,7 @@ export function configFilePath({ file, env = process.env, cwd = process.cwd() }:
 
 /** One line per problem, each naming the key, e.g. `queue.chunkSize: Too big: expected number to be <=10000`. */
 export function describeIssues(error: z.ZodError): string {
-  return error.issues
-    .map((issue) => `  ${issue.path.length ? issue.path.join('.') : '(top level)'}: ${issue.message}`)
-    .join('\n');
+  return error.issues.map((issue) => `  ${issue.path.length ? issue.path.join('.') : '(top level)'}: ${issue.message}`).join('\n');
 }
 
 /** Validates a parsed object, resolving relative paths against `cwd`. */

@@ -6,33 +6,40 @@ const cronExpression = z.string().refine((v) => cron.validate(v), 'not a valid c
 /** lis_managerd: when each check runs, and the thresholds it heals by. */
 export const managerConfigSchema = z.strictObject({
   /** node-cron expressions (with an optional seconds field); null switches a check off in service mode. */
-  schedule: z.strictObject({
-    stuck_jobs: cronExpression.nullable().default('*/30 * * * * *'),
-    bad_retry_jobs: cronExpression.nullable().default('*/5 * * * *'),
-    bad_datasources: cronExpression.nullable().default('*/10 * * * *'),
-    /** Claimable rows missing from claimable_rows (unlocked by a hand-run UPDATE) listed again; reads the backlog. */
-    unlisted_rows: cronExpression.nullable().default('*/5 * * * *'),
-    /** Looks for what operators must be told (alerts.*) and tells them. */
-    alerts: cronExpression.nullable().default('* * * * *'),
-    /** The weekly upkeep (lis_cron_frontend --all), when the manager runs it instead of cron; null: cron runs it. */
-    cron_frontend: cronExpression.nullable().default(null),
-  }).prefault({}),
+  schedule: z
+    .strictObject({
+      stuck_jobs: cronExpression.nullable().default('*/30 * * * * *'),
+      bad_retry_jobs: cronExpression.nullable().default('*/5 * * * *'),
+      bad_datasources: cronExpression.nullable().default('*/10 * * * *'),
+      /** Claimable rows missing from claimable_rows (unlocked by a hand-run UPDATE) listed again; reads the backlog. */
+      unlisted_rows: cronExpression.nullable().default('*/5 * * * *'),
+      /** Looks for what operators must be told (alerts.*) and tells them. */
+      alerts: cronExpression.nullable().default('* * * * *'),
+      /** The weekly upkeep (lis_cron_frontend --all), when the manager runs it instead of cron; null: cron runs it. */
+      cron_frontend: cronExpression.nullable().default(null),
+    })
+    .prefault({}),
   /** A worker whose heartbeat is older than this is dead: its rows are released. Keep it several heartbeats long. */
   staleWorkerSeconds: z.number().int().min(5).default(60),
   /** A host with no live worker for this long is gone: rows whose files sit only in its stores are downloaded again elsewhere. */
   hostGoneHours: z.number().positive().default(24),
   /** Rows failing this many times in a row with the same reason are parked as failed even with attempts left. */
   sameReasonLimit: z.number().int().min(2).default(4),
-  badDatasource: z.strictObject({
-    /** Window of recent work the failure rate is measured over. */
-    windowHours: z.number().positive().default(6),
-    /** No verdict below this many rows worked in the window. */
-    minAttempts: z.number().int().positive().default(50),
-    /** Disable at or above this share of failures. */
-    failureRate: z.number().gt(0).max(1).default(0.9),
-  }).prefault({}),
+  badDatasource: z
+    .strictObject({
+      /** Window of recent work the failure rate is measured over. */
+      windowHours: z.number().positive().default(6),
+      /** No verdict below this many rows worked in the window. */
+      minAttempts: z.number().int().positive().default(50),
+      /** Disable at or above this share of failures. */
+      failureRate: z.number().gt(0).max(1).default(0.9),
+    })
+    .prefault({}),
   /** Deprecated: alerts.webhookUrl. Where operators are told, besides the error log: a URL that gets a JSON POST. */
-  webhookUrl: z.url({ protocol: /^https?$/ }).nullable().default(null),
+  webhookUrl: z
+    .url({ protocol: /^https?$/ })
+    .nullable()
+    .default(null),
   /** How long worker_minutes and manager_events are kept. */
   keepStatsDays: z.number().positive().default(14),
 });

@@ -12,13 +12,27 @@ export const pushConfigSchema = z.strictObject({
   /** Seconds to wait for a frontend to answer: rsync `--contimeout` for rsync daemons, ssh `ConnectTimeout` for ssh. */
   connectTimeoutSeconds: z.number().int().positive().max(3600).default(15),
   /** rsync `--bwlimit` per transfer, e.g. `20m` or `5000` (KiB/s); null: no limit. */
-  bwLimit: z.string().regex(/^\d+(\.\d+)?[kKmMgG]?$/, 'a rate such as 20m or 5000 (KiB/s)').nullable().default(null),
+  bwLimit: z
+    .string()
+    .regex(/^\d+(\.\d+)?[kKmMgG]?$/, 'a rate such as 20m or 5000 (KiB/s)')
+    .nullable()
+    .default(null),
   /** rsync `--chmod` for what lands on the frontends (with `--perms`), so files are readable by the web server. */
-  chmod: z.string().regex(/^[DF0-7ugoa+=,rwxXst-]+$/, 'an rsync --chmod value such as D755,F644').default('D755,F644'),
+  chmod: z
+    .string()
+    .regex(/^[DF0-7ugoa+=,rwxXst-]+$/, 'an rsync --chmod value such as D755,F644')
+    .default('D755,F644'),
   /** The ssh client for `[user@]host:/path` frontends. */
   sshPath: z.string().min(1).default('ssh'),
   /** Extra ssh arguments, e.g. `["-i", "/etc/imagesys/push_key", "-p", "2222"]`; they win over the built-in `BatchMode=yes` and `ConnectTimeout`. */
-  sshOptions: z.array(z.string().min(1).regex(/^[^\n\r\0]*$/, 'no line breaks')).default([]),
+  sshOptions: z
+    .array(
+      z
+        .string()
+        .min(1)
+        .regex(/^[^\n\r\0]*$/, 'no line breaks'),
+    )
+    .default([]),
   /** For `rsync://user@host/...` frontends that need a password: rsync `--password-file`. */
   daemonPasswordFile: z.string().min(1).nullable().default(null),
   /** rsync processes running at once (one per frontend per chunk, and backfill). */

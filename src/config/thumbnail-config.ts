@@ -36,29 +36,36 @@ export const thumbnailConfigSchema = z.strictObject({
     .refine((p) => Object.keys(p).length > 0, 'at least one preset')
     .default(DEFAULT_PRESETS),
   /** Process details a datasource does not set for itself (`lis datasource set`). */
-  defaults: z.strictObject({
-    /** ImageMagick `RADIUSxSIGMA` (`0x1`: radius from sigma 1); `0x0` or `none`: no sharpening. */
-    sharpen: z.string().superRefine((value, ctx) => {
-      try {
-        parseSharpen(value, 'sharpen');
-      } catch (error) {
-        ctx.addIssue({ code: 'custom', message: errorMessage(error) });
-      }
-    }).default('0x0.5'),
-    /** 1.0 = unchanged; above 1 brightens the mid-tones, below darkens (ImageMagick's -gamma). */
-    gamma: z.number().min(0.1).max(10).default(1.0),
-    /** JPEG quality, 1-100. */
-    quality: z.number().int().min(1).max(100).default(82),
-  }).prefault({}),
+  defaults: z
+    .strictObject({
+      /** ImageMagick `RADIUSxSIGMA` (`0x1`: radius from sigma 1); `0x0` or `none`: no sharpening. */
+      sharpen: z
+        .string()
+        .superRefine((value, ctx) => {
+          try {
+            parseSharpen(value, 'sharpen');
+          } catch (error) {
+            ctx.addIssue({ code: 'custom', message: errorMessage(error) });
+          }
+        })
+        .default('0x0.5'),
+      /** 1.0 = unchanged; above 1 brightens the mid-tones, below darkens (ImageMagick's -gamma). */
+      gamma: z.number().min(0.1).max(10).default(1.0),
+      /** JPEG quality, 1-100. */
+      quality: z.number().int().min(1).max(100).default(82),
+    })
+    .prefault({}),
   /** Extra formats of every preset, beside the JPEG. */
-  twins: z.strictObject({
-    webp: z.boolean().default(false),
-    avif: z.boolean().default(false),
-    /** WebP quality; null: the datasource's JPEG quality. */
-    webpQuality: z.number().int().min(1).max(100).nullable().default(null),
-    /** AVIF quality: its scale is not JPEG's (50 looks about like JPEG 80). */
-    avifQuality: z.number().int().min(1).max(100).default(50),
-  }).prefault({}),
+  twins: z
+    .strictObject({
+      webp: z.boolean().default(false),
+      avif: z.boolean().default(false),
+      /** WebP quality; null: the datasource's JPEG quality. */
+      webpQuality: z.number().int().min(1).max(100).nullable().default(null),
+      /** AVIF quality: its scale is not JPEG's (50 looks about like JPEG 80). */
+      avifQuality: z.number().int().min(1).max(100).default(50),
+    })
+    .prefault({}),
   /** Originals with more pixels (width x height, read from the header before decoding) are refused: decompression bombs. */
   maxPixels: z.number().int().positive().default(50_000_000),
   /**
@@ -78,17 +85,19 @@ export const thumbnailConfigSchema = z.strictObject({
   /** libvips threads per image (sharp.concurrency); null: cores / images in flight (1 unless libuv's pool is the limit). */
   sharpThreads: z.number().int().min(1).max(256).nullable().default(null),
   /** How images are classified (`image_class`); rows a person classified are never changed. */
-  classes: z.strictObject({
-    /** `tiny`: an original narrower or lower than this (upright pixels). */
-    tinyWidth: z.number().int().min(0).default(200),
-    tinyHeight: z.number().int().min(0).default(150),
-    /** `placeholder`: every channel's standard deviation below this (0-255): a near-uniform picture. */
-    uniformMaxStdev: z.number().min(0).default(6),
-    /** `placeholder`: grey-level entropy below this (bits, 0-8): a near-blank picture, e.g. a white page saying "no photo". */
-    blankMaxEntropy: z.number().min(0).max(8).default(0.5),
-    /** `duplicate`: the same perceptual hash on at least this many rows of one datasource (this one included). */
-    duplicateMinListings: z.number().int().min(2).default(5),
-  }).prefault({}),
+  classes: z
+    .strictObject({
+      /** `tiny`: an original narrower or lower than this (upright pixels). */
+      tinyWidth: z.number().int().min(0).default(200),
+      tinyHeight: z.number().int().min(0).default(150),
+      /** `placeholder`: every channel's standard deviation below this (0-255): a near-uniform picture. */
+      uniformMaxStdev: z.number().min(0).default(6),
+      /** `placeholder`: grey-level entropy below this (bits, 0-8): a near-blank picture, e.g. a white page saying "no photo". */
+      blankMaxEntropy: z.number().min(0).max(8).default(0.5),
+      /** `duplicate`: the same perceptual hash on at least this many rows of one datasource (this one included). */
+      duplicateMinListings: z.number().int().min(2).default(5),
+    })
+    .prefault({}),
 });
 
 export type ThumbnailConfig = z.infer<typeof thumbnailConfigSchema>;

@@ -52,7 +52,15 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
     .option('--config <file>', 'config file (default: $LIS_CONFIG, else ./imagesys.json, else built-in defaults)')
     .showHelpAfterError();
   program.parse(argv);
-  const flags = program.opts<{ all?: boolean; fs_check?: boolean; db_scan?: boolean; country?: string; verbose?: boolean; dryRun?: boolean; config?: string }>();
+  const flags = program.opts<{
+    all?: boolean;
+    fs_check?: boolean;
+    db_scan?: boolean;
+    country?: string;
+    verbose?: boolean;
+    dryRun?: boolean;
+    config?: string;
+  }>();
 
   await runCommand(async () => {
     if (!flags.all && !flags.fs_check && !flags.db_scan) throw new UsageError('say what to do: --all, --fs_check or --db_scan');
@@ -87,12 +95,19 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
           }
           if (flags.all || flags.fs_check) {
             const s = await fsCheck(ctx);
-            const fronts = Object.entries(s.frontends).map(([n, t]) => `${n} ${t.orphans} orphans/${t.missing} re-pushed${t.error ? ' (not checked)' : ''}`).join(', ');
+            const fronts = Object.entries(s.frontends)
+              .map(([n, t]) => `${n} ${t.orphans} orphans/${t.missing} re-pushed${t.error ? ' (not checked)' : ''}`)
+              .join(', ');
             failures += Object.values(s.frontends).filter((t) => t.error).length;
-            parts.push(`fs_check: ${fronts || 'no frontends'}; thumbnails ${s.thumbnailStore.orphans} orphans/${s.thumbnailStore.partial} partial/${s.thumbnailStore.missing} redone; originals ${s.originalsStore.orphans} orphans/${s.originalsStore.partial} partial/${s.originalsStore.pruned} pruned/${s.originalsStore.missing} refetched`);
+            parts.push(
+              `fs_check: ${fronts || 'no frontends'}; thumbnails ${s.thumbnailStore.orphans} orphans/${s.thumbnailStore.partial} partial/${s.thumbnailStore.missing} redone; originals ${s.originalsStore.orphans} orphans/${s.originalsStore.partial} partial/${s.originalsStore.pruned} pruned/${s.originalsStore.missing} refetched`,
+            );
           }
           const summary = parts.join('; ');
-          log.info(`Summary for ${country.toUpperCase()}${flags.dryRun ? ' (dry run: nothing changed)' : ''} in ${((Date.now() - started) / 1000).toFixed(1)}s: ${summary}`, { ...scope, country });
+          log.info(
+            `Summary for ${country.toUpperCase()}${flags.dryRun ? ' (dry run: nothing changed)' : ''} in ${((Date.now() - started) / 1000).toFixed(1)}s: ${summary}`,
+            { ...scope, country },
+          );
           // The outcome, where the manager's alerts find it (whether cron or the manager ran us).
           const ok = failures === failuresBefore;
           if (!flags.dryRun) await recordUpkeep(db, country, ok ? `ok: ${summary}` : `failed: some frontends could not be checked: ${summary}`);

@@ -21,7 +21,6 @@ export interface DbScanSummary {
 
 const PURGE_BATCH = 500;
 
-
 /**
  * The weekly full scan of one country: purges images the ETL has not seen for
  * `upkeep.purgeAfterDays` (from every frontend and the stores, then from the
@@ -70,10 +69,19 @@ async function purgeExpired({ config, db, log, country, dryRun }: { config: LisC
       log.warn(`Kept ${rows.length} expired rows for the next run: ${failedFrontends.join(', ')} could not be cleaned`, scope);
       continue;
     }
-    const deleted = await deletePurgedRows(db, country, ids, rows.map((r) => r.image_hash));
+    const deleted = await deletePurgedRows(
+      db,
+      country,
+      ids,
+      rows.map((r) => r.image_hash),
+    );
     purged += deleted;
   }
-  if (purged || purgeDeferred) log.info(`${dryRun ? 'Would purge' : 'Purged'} ${purged} images not seen for ${config.upkeep.purgeAfterDays} days${purgeDeferred ? `; ${purgeDeferred} deferred` : ''}`, scope);
+  if (purged || purgeDeferred)
+    log.info(
+      `${dryRun ? 'Would purge' : 'Purged'} ${purged} images not seen for ${config.upkeep.purgeAfterDays} days${purgeDeferred ? `; ${purgeDeferred} deferred` : ''}`,
+      scope,
+    );
   return { purged, purgeDeferred };
 }
 
@@ -97,13 +105,28 @@ export async function removeFromFrontends(config: LisConfig, frontends: Frontend
  * Rows in states no code path should leave them in, put right. Each rule is
  * one statement; the counts say what was found.
  */
-async function repairImpossibleStates({ config, db, log, country, dryRun }: { config: LisConfig; db: Db; log: Logger; country: string; dryRun: boolean }): Promise<Record<string, number>> {
+async function repairImpossibleStates({
+  config,
+  db,
+  log,
+  country,
+  dryRun,
+}: {
+  config: LisConfig;
+  db: Db;
+  log: Logger;
+  country: string;
+  dryRun: boolean;
+}): Promise<Record<string, number>> {
   const counts = await repairImpossibleRows(db, country, config.manager.staleWorkerSeconds, dryRun);
   for (const [name, n] of Object.entries(counts)) {
     if (n) log.warn(`${dryRun ? 'Would repair' : 'Repaired'} ${n} rows: ${name.replaceAll('_', ' ')}`, { scope: 'CronFrontend::db_scan' });
   }
   // The alarm: no operation leaves a claimable row unlisted.
   counts.claimable_but_unlisted = await listMissingClaimable(db, country, { dryRun });
-  if (counts.claimable_but_unlisted) log.warn(`${dryRun ? 'Would list' : 'Listed'} ${counts.claimable_but_unlisted} claimable rows missing from claimable_rows`, { scope: 'CronFrontend::db_scan' });
+  if (counts.claimable_but_unlisted)
+    log.warn(`${dryRun ? 'Would list' : 'Listed'} ${counts.claimable_but_unlisted} claimable rows missing from claimable_rows`, {
+      scope: 'CronFrontend::db_scan',
+    });
   return counts;
 }

@@ -64,7 +64,8 @@ export async function listFrontendTree(config: PushConfig, target: FrontendTarge
     let rest = '';
     // The country folder without a trailing slash: were it a link, rsync lists the link and does not follow it.
     const child = spawn(config.rsyncPath, ['--list-only', '-r', ...reachOptions(config, target), `${rsyncDestination(target)}${country}`], {
-      stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, LC_ALL: 'C' },
     });
     child.stdout.setEncoding('utf8');
     child.stdout.on('data', (chunk: string) => {
@@ -81,7 +82,8 @@ export async function listFrontendTree(config: PushConfig, target: FrontendTarge
     child.stderr.on('data', (c) => (stderr += c));
     child.on('error', (e) => resolve({ code: null, stderr: e.message }));
     child.on('close', (code) => {
-      for (const file of parseListOnly(rest)) if (file.startsWith(`${country}/`)) buckets.get(file.slice(country.length + 1, country.length + 3))?.write(`${file}\n`);
+      for (const file of parseListOnly(rest))
+        if (file.startsWith(`${country}/`)) buckets.get(file.slice(country.length + 1, country.length + 3))?.write(`${file}\n`);
       resolve({ code, stderr });
     });
   });
@@ -90,7 +92,10 @@ export async function listFrontendTree(config: PushConfig, target: FrontendTarge
   // 23 with "No such file or directory": the country has no folder there yet.
   if (result.code !== 0 && !(result.code === 23 && /No such file or directory/.test(result.stderr))) {
     close();
-    throw new LisError('ERR_FRONTEND_LIST', `cannot list ${country}/ on ${rsyncDestination(target)}: rsync exit ${result.code}: ${result.stderr.trim().split('\n').slice(-2).join(' ')}`);
+    throw new LisError(
+      'ERR_FRONTEND_LIST',
+      `cannot list ${country}/ on ${rsyncDestination(target)}: rsync exit ${result.code}: ${result.stderr.trim().split('\n').slice(-2).join(' ')}`,
+    );
   }
   return {
     filesIn: (prefix) => {
@@ -130,8 +135,20 @@ export async function deleteFrontendFiles(config: PushConfig, target: FrontendTa
     for (const file of files) fs.mkdirSync(path.join(empty, path.dirname(file)), { recursive: true });
     const rules = path.join(work, 'rules');
     fs.writeFileSync(rules, deletionRules(files));
-    const result = await runRsync(config, ['-r', '--delete', '--omit-dir-times', `--filter=merge ${rules}`, ...reachOptions(config, target), `${empty}/`, rsyncDestination(target)]);
-    if (result.code !== 0) throw new LisError('ERR_FRONTEND_DELETE', `cannot delete ${files.length} files on ${rsyncDestination(target)}: rsync exit ${result.code}: ${result.stderr.trim().split('\n').slice(-2).join(' ')}`);
+    const result = await runRsync(config, [
+      '-r',
+      '--delete',
+      '--omit-dir-times',
+      `--filter=merge ${rules}`,
+      ...reachOptions(config, target),
+      `${empty}/`,
+      rsyncDestination(target),
+    ]);
+    if (result.code !== 0)
+      throw new LisError(
+        'ERR_FRONTEND_DELETE',
+        `cannot delete ${files.length} files on ${rsyncDestination(target)}: rsync exit ${result.code}: ${result.stderr.trim().split('\n').slice(-2).join(' ')}`,
+      );
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }

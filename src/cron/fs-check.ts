@@ -100,78 +100,86 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
     }
   }
   try {
-  const pruneBefore = Date.now() - config.upkeep.keepOriginalsDays * 86400_000;
+    const pruneBefore = Date.now() - config.upkeep.keepOriginalsDays * 86400_000;
 
-  for (const prefix of PREFIXES) {
-    const rows = await rowsWithPrefix(db, country, prefix);
-    const known = new Set(rows.flatMap(filesOf));
-    const dir = `${country}/${prefix}`;
+    for (const prefix of PREFIXES) {
+      const rows = await rowsWithPrefix(db, country, prefix);
+      const known = new Set(rows.flatMap(filesOf));
+      const dir = `${country}/${prefix}`;
 
-    for (const frontend of frontends) {
-      const tally = summary.frontends[frontend.name];
-      const listing = listings.get(frontend.name);
-      if (tally.error || !listing) continue;
-      try {
-        const present = new Set(listing.filesIn(prefix));
-        // Only files named as we name thumbnails: anything else on a frontend is not ours to delete.
-        const orphans = [...present].filter((f) => !known.has(f) && isThumbnailName(f, country));
-        const missing = rows.filter((r) => r.stage === 'live' && thumbnailFilesOf(r.image_data).some((f) => !present.has(f)));
-        if (!dryRun) {
-          await deleteFrontendFiles(config.push, frontend.parsed, orphans);
-          await sendBackToPusher(db, country, frontend.name, missing);
+      for (const frontend of frontends) {
+        const tally = summary.frontends[frontend.name];
+        const listing = listings.get(frontend.name);
+        if (tally.error || !listing) continue;
+        try {
+          const present = new Set(listing.filesIn(prefix));
+          // Only files named as we name thumbnails: anything else on a frontend is not ours to delete.
+          const orphans = [...present].filter((f) => !known.has(f) && isThumbnailName(f, country));
+          const missing = rows.filter((r) => r.stage === 'live' && thumbnailFilesOf(r.image_data).some((f) => !present.has(f)));
+          if (!dryRun) {
+            await deleteFrontendFiles(config.push, frontend.parsed, orphans);
+            await sendBackToPusher(db, country, frontend.name, missing);
+          }
+          tally.orphans += orphans.length;
+          tally.missing += missing.length;
+        } catch (error) {
+          tally.error = errorMessage(error);
+          log.error(`${frontend.name}: ${tally.error}; skipping it this run`, scope);
         }
-        tally.orphans += orphans.length;
-        tally.missing += missing.length;
-      } catch (error) {
-        tally.error = errorMessage(error);
-        log.error(`${frontend.name}: ${tally.error}; skipping it this run`, scope);
       }
-    }
 
-    // This host's thumbnail store.
-    const elsewhere = new Set(rows.filter(ownedElsewhere).flatMap(filesOf));
-    const here = new Set(rows.filter((r) => !ownedElsewhere(r)).flatMap(filesOf));
-    const storeFiles = listLocalFiles(config.stores.thumbnails, dir);
-    const storeSet = new Set(storeFiles);
-    for (const file of storeFiles) {
-      const full = path.join(config.stores.thumbnails, file);
-      if (handledAsTemp(file, full, summary.thumbnailStore, dryRun)) continue;
-      if (here.has(file) || (!elsewhere.has(file) && isRecent(full, SETTLE_SECONDS))) continue;
-      summary.thumbnailStore.orphans++;
-      if (!dryRun) fs.rmSync(full, { force: true });
-    }
-    const unthumbnailed = rows.filter((r) => mine(r) && r.stage === 'push' && r.state !== 'parked' && thumbnailFilesOf(r.image_data).some((f) => !storeSet.has(f)));
-    summary.thumbnailStore.missing += unthumbnailed.length;
-    if (!dryRun) await moveBack(db, unthumbnailed, 'push', 'thumbnail');
-
-    // This host's originals.
-    const hashes = new Map(rows.map((r) => [r.image_hash, r]));
-    const originals = listLocalFiles(config.stores.originals, dir);
-    const originalSet = new Set(originals.map((f) => path.basename(f)));
-    for (const file of originals) {
-      const full = path.join(config.stores.originals, file);
-      if (handledAsTemp(file, full, summary.originalsStore, dryRun)) continue;
-      const row = hashes.get(path.basename(file));
-      if (!row || ownedElsewhere(row)) {
-        if (!row && isRecent(full, SETTLE_SECONDS)) continue;
-        summary.originalsStore.orphans++;
-        if (!dryRun) fs.rmSync(full, { force: true });
-      } else if (config.upkeep.pruneOriginals === 'after_live' && row.stage === 'live' && row.updated_at.getTime() < pruneBefore) {
-        summary.originalsStore.pruned++;
+      // This host's thumbnail store.
+      const elsewhere = new Set(rows.filter(ownedElsewhere).flatMap(filesOf));
+      const here = new Set(rows.filter((r) => !ownedElsewhere(r)).flatMap(filesOf));
+      const storeFiles = listLocalFiles(config.stores.thumbnails, dir);
+      const storeSet = new Set(storeFiles);
+      for (const file of storeFiles) {
+        const full = path.join(config.stores.thumbnails, file);
+        if (handledAsTemp(file, full, summary.thumbnailStore, dryRun)) continue;
+        if (here.has(file) || (!elsewhere.has(file) && isRecent(full, SETTLE_SECONDS))) continue;
+        summary.thumbnailStore.orphans++;
         if (!dryRun) fs.rmSync(full, { force: true });
       }
+      const unthumbnailed = rows.filter(
+        (r) => mine(r) && r.stage === 'push' && r.state !== 'parked' && thumbnailFilesOf(r.image_data).some((f) => !storeSet.has(f)),
+      );
+      summary.thumbnailStore.missing += unthumbnailed.length;
+      if (!dryRun) await moveBack(db, unthumbnailed, 'push', 'thumbnail');
+
+      // This host's originals.
+      const hashes = new Map(rows.map((r) => [r.image_hash, r]));
+      const originals = listLocalFiles(config.stores.originals, dir);
+      const originalSet = new Set(originals.map((f) => path.basename(f)));
+      for (const file of originals) {
+        const full = path.join(config.stores.originals, file);
+        if (handledAsTemp(file, full, summary.originalsStore, dryRun)) continue;
+        const row = hashes.get(path.basename(file));
+        if (!row || ownedElsewhere(row)) {
+          if (!row && isRecent(full, SETTLE_SECONDS)) continue;
+          summary.originalsStore.orphans++;
+          if (!dryRun) fs.rmSync(full, { force: true });
+        } else if (config.upkeep.pruneOriginals === 'after_live' && row.stage === 'live' && row.updated_at.getTime() < pruneBefore) {
+          summary.originalsStore.pruned++;
+          if (!dryRun) fs.rmSync(full, { force: true });
+        }
+      }
+      const undownloaded = rows.filter((r) => mine(r) && r.stage === 'thumbnail' && r.state !== 'parked' && !originalSet.has(r.image_hash));
+      summary.originalsStore.missing += undownloaded.length;
+      if (!dryRun) await moveBack(db, undownloaded, 'thumbnail', 'download');
     }
-    const undownloaded = rows.filter((r) => mine(r) && r.stage === 'thumbnail' && r.state !== 'parked' && !originalSet.has(r.image_hash));
-    summary.originalsStore.missing += undownloaded.length;
-    if (!dryRun) await moveBack(db, undownloaded, 'thumbnail', 'download');
-  }
   } finally {
     for (const listing of listings.values()) listing.close();
   }
   for (const [name, t] of Object.entries(summary.frontends)) {
-    log.info(`${name}: ${dryRun ? 'would delete' : 'deleted'} ${t.orphans} orphans, ${t.missing} live rows missing files${dryRun ? '' : ' sent back to the pusher'}${t.error ? `; not checked: ${t.error}` : ''}`, scope);
+    log.info(
+      `${name}: ${dryRun ? 'would delete' : 'deleted'} ${t.orphans} orphans, ${t.missing} live rows missing files${dryRun ? '' : ' sent back to the pusher'}${t.error ? `; not checked: ${t.error}` : ''}`,
+      scope,
+    );
   }
-  log.info(`thumbnail store: ${summary.thumbnailStore.orphans} orphans, ${summary.thumbnailStore.partial} partial writes of dead processes, ${summary.thumbnailStore.missing} rows missing thumbnails; originals: ${summary.originalsStore.orphans} orphans, ${summary.originalsStore.partial} partial downloads of dead processes, ${summary.originalsStore.pruned} pruned, ${summary.originalsStore.missing} rows missing their original`, scope);
+  log.info(
+    `thumbnail store: ${summary.thumbnailStore.orphans} orphans, ${summary.thumbnailStore.partial} partial writes of dead processes, ${summary.thumbnailStore.missing} rows missing thumbnails; originals: ${summary.originalsStore.orphans} orphans, ${summary.originalsStore.partial} partial downloads of dead processes, ${summary.originalsStore.pruned} pruned, ${summary.originalsStore.missing} rows missing their original`,
+    scope,
+  );
   return summary;
 }
 
@@ -184,7 +192,9 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
 async function sendBackToPusher(db: Db, country: string, frontend: string, rows: RowFiles[]): Promise<void> {
   if (rows.length === 0) return;
   await db.transaction().execute(async (trx) => {
-    await sql`DELETE FROM frontend_pushes WHERE frontend = ${frontend} AND country = ${country} AND image_hash = ANY(${rows.map((r) => r.image_hash)}::text[])`.execute(trx);
+    await sql`DELETE FROM frontend_pushes WHERE frontend = ${frontend} AND country = ${country} AND image_hash = ANY(${rows.map((r) => r.image_hash)}::text[])`.execute(
+      trx,
+    );
     await reworkRows(trx, 'push', { country, ids: rows.map((r) => r.id) });
   });
 }
@@ -192,7 +202,10 @@ async function sendBackToPusher(db: Db, country: string, frontend: string, rows:
 async function moveBack(db: Db, rows: RowFiles[], from: 'push' | 'thumbnail', to: 'thumbnail' | 'download'): Promise<void> {
   if (rows.length === 0) return;
   await sendBackRows(db, {
-    where: idsInStage(rows.map((r) => r.id), from),
+    where: idsInStage(
+      rows.map((r) => r.id),
+      from,
+    ),
     to,
     reason: `files missing from the ${from === 'push' ? 'thumbnail' : 'originals'} store`,
     errorClass: 'store_missing',

@@ -49,7 +49,10 @@ export async function daemonMain(definition: DaemonDefinition, argv = process.ar
     .option('--chunk-size <n>', 'rows claimed at a time (default: queue.chunkSize from config)')
     .option('--service', 'run as a service: wait for work instead of exiting when there is none; log to files only')
     .option('--config <file>', 'config file (default: $LIS_CONFIG, else ./imagesys.json, else built-in defaults)')
-    .option('--metrics-port <port>', 'serve Prometheus metrics and /health on this port (default: metrics.ports.<component> from config plus the country\'s place in "countries"; 0 picks a free one)')
+    .option(
+      '--metrics-port <port>',
+      'serve Prometheus metrics and /health on this port (default: metrics.ports.<component> from config plus the country\'s place in "countries"; 0 picks a free one)',
+    )
     .showHelpAfterError();
   definition.extraOptions?.(program);
   program.parse(argv);
@@ -69,21 +72,39 @@ export async function daemonMain(definition: DaemonDefinition, argv = process.ar
     try {
       const onPoolError = (error: Error) => log.warn(`Database connection lost: ${errorMessage(error)}`);
       db = flags.service
-        ? await openDatabaseWaiting(config, { retryForMs: 10 * 60_000, signal: controller.signal, onPoolError, onRetry: (m) => log.warn(m, { scope: `${definition.component}::main` }) })
+        ? await openDatabaseWaiting(config, {
+            retryForMs: 10 * 60_000,
+            signal: controller.signal,
+            onPoolError,
+            onRetry: (m) => log.warn(m, { scope: `${definition.component}::main` }),
+          })
         : await openDatabase(config, { onPoolError });
       // The server is up by now (openDatabase made sure): only its URL is needed, for LISTEN.
       const url = config.database.url ?? embeddedUrl(config.database.embedded);
       const worker = await definition.create({ config, db, log, country, flags });
       exporter = await startInstanceExporter({
-        config, db, log, component: definition.component, country,
+        config,
+        db,
+        log,
+        component: definition.component,
+        country,
         portFlag: flags.metricsPort === undefined ? undefined : parseIntFlag('--metrics-port', flags.metricsPort, 0, 65535),
         extra: definition.metrics && ((registry) => definition.metrics!({ registry, config, db: db!, country })),
       });
       let totals = { done: 0, failed: 0 };
       progress = flags.service ? null : new ProgressLine(process.stderr, () => totals).start();
       await runDaemon(worker, {
-        config, db, databaseUrl: url, log, country, chunkSize, service: Boolean(flags.service), signal: controller.signal, observer: exporter?.observer,
-        onProgress: (t) => (totals = { done: t.done, failed: t.failed }), onReady: () => signalReady(),
+        config,
+        db,
+        databaseUrl: url,
+        log,
+        country,
+        chunkSize,
+        service: Boolean(flags.service),
+        signal: controller.signal,
+        observer: exporter?.observer,
+        onProgress: (t) => (totals = { done: t.done, failed: t.failed }),
+        onReady: () => signalReady(),
       });
       return 0;
     } catch (error) {

@@ -48,13 +48,16 @@ export async function writeResults(chunk: ChunkRun, options: WriterOptions): Pro
     if (chunk.dropped) return;
     try {
       const outcome = await flushResults(options.db, options.workerId(), options.stage, batch, options.policy);
-      if (outcome.lost > 0) log.warn(`Lost the lock on ${outcome.lost} rows (released by the manager?); their results were not written`, { scope: options.scope });
+      if (outcome.lost > 0)
+        log.warn(`Lost the lock on ${outcome.lost} rows (released by the manager?); their results were not written`, { scope: options.scope });
       options.onWritten(outcome);
       return;
     } catch (error) {
       rethrowIfPermanent(`Cannot write ${count} results`, error);
       if (options.signal.aborted) {
-        log.error(`Could not write ${count} results, giving up as we are stopping: ${errorMessage(error)}; the manager will release the rows`, { scope: options.scope });
+        log.error(`Could not write ${count} results, giving up as we are stopping: ${errorMessage(error)}; the manager will release the rows`, {
+          scope: options.scope,
+        });
         return;
       }
       log.error(`Could not write ${count} results (try ${attempt}): ${errorMessage(error)}`, { scope: options.scope });

@@ -138,7 +138,10 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
     throw error;
   });
   if (released) log.warn(`Released ${released} rows an earlier process with this worker id (${workerId}) still held`, scope('start'));
-  log.info(`Starting ${worker.component} for ${country.toUpperCase()} (worker ${workerId}, chunk size ${options.chunkSize}${options.service ? ', service mode' : ''})`, scope('start'));
+  log.info(
+    `Starting ${worker.component} for ${country.toUpperCase()} (worker ${workerId}, chunk size ${options.chunkSize}${options.service ? ', service mode' : ''})`,
+    scope('start'),
+  );
 
   const guard = new StoreGuard({
     dirs: worker.stores ?? [],
@@ -154,7 +157,12 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
     },
   });
   const writerOptions = {
-    db, workerId: () => workerId, stage: worker.stage, log, scope: `${worker.scope}::flush`, signal: options.signal,
+    db,
+    workerId: () => workerId,
+    stage: worker.stage,
+    log,
+    scope: `${worker.scope}::flush`,
+    signal: options.signal,
     policy: { maxAttempts: config.queue.maxAttempts, backoff: config.queue.backoff },
     onWritten: (o: { done: number; failed: number; deferred: number }) => {
       totals.done += o.done;
@@ -187,7 +195,10 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
       options.observer?.onHeartbeat();
       if (!alive && !options.signal.aborted) {
         // The manager found us silent or wedged and gave our rows to others: never carry on as if nothing happened.
-        log.error(`The manager marked this worker stopped and released its rows (no heartbeat or no progress for too long): dropping ${chunks.size} chunks in hand, registering again`, scope('heartbeat'));
+        log.error(
+          `The manager marked this worker stopped and released its rows (no heartbeat or no progress for too long): dropping ${chunks.size} chunks in hand, registering again`,
+          scope('heartbeat'),
+        );
         for (const chunk of [...chunks]) dropChunk(chunk);
         await registerWorker(db, identity);
       }
@@ -211,7 +222,10 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
       await flushChunk(chunk);
       const ids = chunk.unreportedIds();
       dropChunk(chunk);
-      log.error(`No progress on a chunk for ${Math.round(idleSeconds)}s (queue.progressTimeoutSeconds): giving back its ${ids.length} unfinished rows`, scope('progress'));
+      log.error(
+        `No progress on a chunk for ${Math.round(idleSeconds)}s (queue.progressTimeoutSeconds): giving back its ${ids.length} unfinished rows`,
+        scope('progress'),
+      );
       totals.released += await releaseRows(db, workerId, ids).catch(() => 0);
     }
   };

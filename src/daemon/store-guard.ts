@@ -54,7 +54,9 @@ export class StoreGuard {
       }
       const delay = Math.min(this.options.retryMaxSeconds, 2 ** Math.min(attempt, 20)) * 1000;
       if (this.paused === null || attempt === 0) {
-        log.error(`Store not writable, pausing (no rows claimed, none charged): ${bad}; looking again with backoff up to ${this.options.retryMaxSeconds}s`, { scope });
+        log.error(`Store not writable, pausing (no rows claimed, none charged): ${bad}; looking again with backoff up to ${this.options.retryMaxSeconds}s`, {
+          scope,
+        });
         this.paused = bad;
         await this.options.onPause(bad).catch((error: Error) => log.warn(`Cannot record the pause: ${error.message}`, { scope }));
       }

@@ -102,12 +102,17 @@ export async function heartbeat(db: Db, workerId: string, beat: Beat): Promise<b
 
 /** Records why the worker stopped claiming (a store full or unwritable), or clears it (null) when it resumes. */
 export async function setPaused(db: Db, workerId: string, reason: string | null): Promise<void> {
-  await db.updateTable('workers')
+  await db
+    .updateTable('workers')
     .set(reason === null ? { paused_reason: null, paused_since: null } : { paused_reason: reason, paused_since: sql`coalesce(paused_since, now())` })
     .where('id', '=', workerId)
     .execute();
 }
 
 export async function markStopped(db: Db, workerId: string): Promise<void> {
-  await db.updateTable('workers').set({ stopped_at: sql`now()`, heartbeat_at: sql`now()`, holding: 0 }).where('id', '=', workerId).execute();
+  await db
+    .updateTable('workers')
+    .set({ stopped_at: sql`now()`, heartbeat_at: sql`now()`, holding: 0 })
+    .where('id', '=', workerId)
+    .execute();
 }

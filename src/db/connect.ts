@@ -34,7 +34,20 @@ export function describeServer(url: string): string {
 }
 
 /** Errors that mean the server could not be reached or would not let us in (no query ran). */
-const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET', '28P01', '28000', '3D000', '57P03', '53300']);
+const CONNECT_CODES = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ECONNRESET',
+  '28P01',
+  '28000',
+  '3D000',
+  '57P03',
+  '53300',
+]);
 
 /**
  * A failure to connect as an operator should read it: "cannot connect to the
@@ -83,7 +96,11 @@ export async function migrateToLatest(db: Db): Promise<MigrationResult[]> {
     const unreachable = url ? connectionFailure(url, error) : null;
     if (unreachable) throw unreachable;
     const failed = results?.find((r) => r.status === 'Error');
-    throw new LisError('ERR_MIGRATION', failed ? `migration ${failed.migrationName} failed: ${errorMessage(error)}` : `cannot bring the schema up to date: ${errorMessage(error)}`, { cause: error });
+    throw new LisError(
+      'ERR_MIGRATION',
+      failed ? `migration ${failed.migrationName} failed: ${errorMessage(error)}` : `cannot bring the schema up to date: ${errorMessage(error)}`,
+      { cause: error },
+    );
   }
   return results ?? [];
 }
@@ -110,7 +127,10 @@ export async function openDatabase(config: LisConfig, options: { onPoolError?: (
   } catch (error) {
     await db.destroy();
     if (error instanceof LisError) throw error;
-    throw connectionFailure(url, error) ?? new LisError('ERR_DATABASE', `cannot use the database at ${describeServer(url)}: ${errorMessage(error)}`, { cause: error });
+    throw (
+      connectionFailure(url, error) ??
+      new LisError('ERR_DATABASE', `cannot use the database at ${describeServer(url)}: ${errorMessage(error)}`, { cause: error })
+    );
   }
   return db;
 }
@@ -136,7 +156,12 @@ export async function openDatabaseWaiting(
     } catch (error) {
       const code = (error as { code?: string }).code;
       // A bad config or a broken migration will not mend itself: only outages are waited out.
-      if (code === 'ERR_CONFIG' || code === 'ERR_SCHEMA_BEHIND' || (error instanceof LisError && error.code === 'ERR_MIGRATION' && /migration \S+ failed/.test(error.message))) throw error;
+      if (
+        code === 'ERR_CONFIG' ||
+        code === 'ERR_SCHEMA_BEHIND' ||
+        (error instanceof LisError && error.code === 'ERR_MIGRATION' && /migration \S+ failed/.test(error.message))
+      )
+        throw error;
       if (Date.now() > deadline || options.signal.aborted) throw error;
       const delay = Math.min(30_000, 500 * 2 ** attempt);
       options.onRetry(`database not reachable (${errorMessage(error)}); trying again in ${Math.round(delay / 1000)}s`);

@@ -11,7 +11,13 @@ const PERMANENT_CLASSES = new Set(['0A', '22', '23', '26', '28', '2B', '34', '3D
 export function permanentSqlState(error: unknown): string | null {
   for (let e: unknown = error, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
     const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) && (e as { severity?: unknown }).severity !== undefined && PERMANENT_CLASSES.has(code.slice(0, 2))) return code;
+    if (
+      typeof code === 'string' &&
+      /^[0-9A-Z]{5}$/.test(code) &&
+      (e as { severity?: unknown }).severity !== undefined &&
+      PERMANENT_CLASSES.has(code.slice(0, 2))
+    )
+      return code;
   }
   return null;
 }

@@ -27,7 +27,10 @@ export function readPassword(file: string): string | null {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
     if ((error as NodeJS.ErrnoException).code === 'EACCES') {
-      throw new LisError('ERR_EMBEDDED_PG', `cannot read the database password in ${file} (mode 0600, owner uid ${fs.statSync(file).uid}): run this as its owner, the user the daemons run as`);
+      throw new LisError(
+        'ERR_EMBEDDED_PG',
+        `cannot read the database password in ${file} (mode 0600, owner uid ${fs.statSync(file).uid}): run this as its owner, the user the daemons run as`,
+      );
     }
     throw error;
   }

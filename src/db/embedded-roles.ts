@@ -50,7 +50,9 @@ async function finishRole(settings: EmbeddedSettings, superuserPassword: string)
   const password = randomPassword();
   const databases = await withClient(settings, SUPERUSER, superuserPassword, 'postgres', async (c) => {
     const exists = (await c.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [settings.user])).rowCount;
-    await c.query(`${exists ? 'ALTER' : 'CREATE'} ROLE ${c.escapeIdentifier(settings.user)} WITH ${ROLE_OPTIONS} PASSWORD ${c.escapeLiteral(scramVerifier(password))}`);
+    await c.query(
+      `${exists ? 'ALTER' : 'CREATE'} ROLE ${c.escapeIdentifier(settings.user)} WITH ${ROLE_OPTIONS} PASSWORD ${c.escapeLiteral(scramVerifier(password))}`,
+    );
     const { rows } = await c.query<{ datname: string }>(
       `SELECT datname FROM pg_database WHERE datallowconn AND datname NOT IN ('postgres', 'template1') AND datdba IN (SELECT oid FROM pg_roles WHERE rolname IN ($1, $2))`,
       [SUPERUSER, settings.user],
@@ -85,19 +87,29 @@ async function reassignObjects(c: pg.Client, owner: string): Promise<void> {
     const run = async (list: string[]) => {
       for (const statement of list) await c.query(statement);
     };
-    await run(await statements(`SELECT format('ALTER SCHEMA %I OWNER TO ${to}', nspname) AS sql FROM pg_namespace n WHERE nspowner = ${superuser} AND ${userSchemas}`));
-    await run(await statements(`SELECT format('ALTER TABLE %s OWNER TO ${to}', c.oid::regclass) AS sql FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                                 WHERE c.relowner = ${superuser} AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND ${userSchemas}`));
+    await run(
+      await statements(`SELECT format('ALTER SCHEMA %I OWNER TO ${to}', nspname) AS sql FROM pg_namespace n WHERE nspowner = ${superuser} AND ${userSchemas}`),
+    );
+    await run(
+      await statements(`SELECT format('ALTER TABLE %s OWNER TO ${to}', c.oid::regclass) AS sql FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                                 WHERE c.relowner = ${superuser} AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND ${userSchemas}`),
+    );
     // Sequences not tied to a column (those moved with their table).
-    await run(await statements(`SELECT format('ALTER SEQUENCE %s OWNER TO ${to}', c.oid::regclass) AS sql FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                                 WHERE c.relowner = ${superuser} AND c.relkind = 'S' AND ${userSchemas}`));
-    await run(await statements(`SELECT format('ALTER ROUTINE %s OWNER TO ${to}', p.oid::regprocedure) AS sql FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-                                 WHERE p.proowner = ${superuser} AND ${userSchemas}`));
+    await run(
+      await statements(`SELECT format('ALTER SEQUENCE %s OWNER TO ${to}', c.oid::regclass) AS sql FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                                 WHERE c.relowner = ${superuser} AND c.relkind = 'S' AND ${userSchemas}`),
+    );
+    await run(
+      await statements(`SELECT format('ALTER ROUTINE %s OWNER TO ${to}', p.oid::regprocedure) AS sql FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                                 WHERE p.proowner = ${superuser} AND ${userSchemas}`),
+    );
     // Stand-alone types only: a table's row type and an array type follow their owner.
-    await run(await statements(`SELECT format('ALTER %s %s OWNER TO ${to}', CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, t.oid::regtype) AS sql
+    await run(
+      await statements(`SELECT format('ALTER %s %s OWNER TO ${to}', CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, t.oid::regtype) AS sql
                                   FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
                                  WHERE t.typowner = ${superuser} AND t.typrelid = 0 AND t.typtype IN ('b', 'c', 'd', 'e', 'r')
-                                   AND NOT EXISTS (SELECT 1 FROM pg_type e WHERE e.typarray = t.oid) AND ${userSchemas}`));
+                                   AND NOT EXISTS (SELECT 1 FROM pg_type e WHERE e.typarray = t.oid) AND ${userSchemas}`),
+    );
     await c.query('COMMIT');
   } catch (error) {
     await c.query('ROLLBACK');

@@ -132,7 +132,15 @@ async function initialise(settings: EmbeddedSettings): Promise<void> {
     fs.closeSync(fd);
   }
   const output = await new Promise<{ code: number | null; text: string }>((resolve, reject) => {
-    const args = [`--pgdata=${settings.dataDir}`, '--auth=scram-sha-256', `--username=${SUPERUSER}`, `--pwfile=${pwfile}`, '--encoding=UTF8', '--lc-messages=C', '--no-instructions'];
+    const args = [
+      `--pgdata=${settings.dataDir}`,
+      '--auth=scram-sha-256',
+      `--username=${SUPERUSER}`,
+      `--pwfile=${pwfile}`,
+      '--encoding=UTF8',
+      '--lc-messages=C',
+      '--no-instructions',
+    ];
     const child = spawn(initdb, args, { ...ids, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_MESSAGES: 'C' } });
     let text = '';
     child.stdout.on('data', (chunk) => (text += chunk));
@@ -166,9 +174,17 @@ async function createDatabaseIfMissing(settings: EmbeddedSettings): Promise<void
 export async function startServer(settings: EmbeddedSettings): Promise<void> {
   await runPgCtl(
     [
-      'start', '-w', '-t', '60', '-D', settings.dataDir, '-l', path.join(settings.dataDir, 'server.log'),
+      'start',
+      '-w',
+      '-t',
+      '60',
+      '-D',
+      settings.dataDir,
+      '-l',
+      path.join(settings.dataDir, 'server.log'),
       // TCP on loopback only; no Unix socket, whose path length limit deep checkouts exceed.
-      '-o', [
+      '-o',
+      [
         `-p ${settings.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''`,
         ...Object.entries(embeddedServerSettings(machineMemory())).map(([name, value]) => `-c ${name}=${value}`),
       ].join(' '),

@@ -12,7 +12,8 @@ function canTraverse(user: string, dir: string): boolean {
     execFileSync('su', [user, '-s', '/bin/sh', '-c', 'test -x "$0"', dir], { stdio: 'ignore' });
     return true;
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new LisError('ERR_EMBEDDED_PG', 'su is missing: cannot check what the postgres user can reach');
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new LisError('ERR_EMBEDDED_PG', 'su is missing: cannot check what the postgres user can reach');
     return false;
   }
 }
@@ -40,10 +41,14 @@ export function grantServerUserTraverse(targets: readonly string[]): string[] {
         execFileSync('setfacl', ['-m', `u:${SERVER_USER}:x`, dir], { stdio: ['ignore', 'ignore', 'pipe'] });
       } catch (error) {
         const missing = (error as NodeJS.ErrnoException).code === 'ENOENT';
-        throw new LisError('ERR_EMBEDDED_PG',
+        throw new LisError(
+          'ERR_EMBEDDED_PG',
           `the embedded PostgreSQL runs as the "${SERVER_USER}" user (it refuses root), which cannot reach ${full}: ${dir} is closed to it, and ` +
-          (missing ? 'setfacl is not installed (apt-get install acl)' : `setfacl could not open it (${String((error as { stderr?: Buffer }).stderr ?? error).trim()})`) +
-          `; make the folders above it traversable (chmod o+x ${dir}), move the checkout, or set LIS_DATABASE_URL to a server of your own`);
+            (missing
+              ? 'setfacl is not installed (apt-get install acl)'
+              : `setfacl could not open it (${String((error as { stderr?: Buffer }).stderr ?? error).trim()})`) +
+            `; make the folders above it traversable (chmod o+x ${dir}), move the checkout, or set LIS_DATABASE_URL to a server of your own`,
+        );
       }
       opened.push(dir);
     }
@@ -64,7 +69,11 @@ export function serverIds(): { uid?: number; gid?: number } {
     } catch {
       groupExists = false;
     }
-    execFileSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', ...(groupExists ? ['-g', SERVER_USER] : ['--user-group']), SERVER_USER], { stdio: 'ignore' });
+    execFileSync(
+      'useradd',
+      ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', ...(groupExists ? ['-g', SERVER_USER] : ['--user-group']), SERVER_USER],
+      { stdio: 'ignore' },
+    );
     return { uid: id('-u'), gid: id('-g') };
   }
 }

@@ -56,7 +56,9 @@ export async function runDemo({ config: base, configFile, dir, photos, database,
   const configArg = configFile ? ` --config ${configFile}` : '';
   try {
     const serverUrl = await databaseUrl(base);
-    print(`Database ${database} on ${base.database.url ? `the configured server ${redactUrl(serverUrl)}` : `the embedded PostgreSQL (port ${base.database.embedded.port}, data ${base.database.embedded.dataDir})`}`);
+    print(
+      `Database ${database} on ${base.database.url ? `the configured server ${redactUrl(serverUrl)}` : `the embedded PostgreSQL (port ${base.database.embedded.port}, data ${base.database.embedded.dataDir})`}`,
+    );
     const url = await recreateDatabase(serverUrl, database);
     const input: LisConfigInput = {
       database: { url },
@@ -88,7 +90,11 @@ export async function runDemo({ config: base, configFile, dir, photos, database,
       await images.close();
       print(`Queued ${good.length} photos and ${bad.length} bad URLs for UK; frontends n1, n2, n3 under ${path.join(root, 'frontends')}`);
 
-      const stages: Array<[string, string]> = [['download', 'lis_downloadd'], ['thumbnail', 'lis_thumbnaild'], ['push', 'lis_pusherd']];
+      const stages: Array<[string, string]> = [
+        ['download', 'lis_downloadd'],
+        ['thumbnail', 'lis_thumbnaild'],
+        ['push', 'lis_pusherd'],
+      ];
       const timings: string[] = [];
       for (const [stage, bin] of stages) {
         const result = await runStage(bin, configFile, path.join(root, 'log', 'demo-screen.log'));
@@ -128,7 +134,9 @@ export async function runDemo({ config: base, configFile, dir, photos, database,
     await server.close();
     // The server outlives the demo (the next run, `lis web`, psql need it): say so, and how to stop it.
     if (!base.database.url && embeddedStatus(base.database.embedded).running) {
-      print(`The embedded PostgreSQL is still running (port ${base.database.embedded.port}, data ${base.database.embedded.dataDir}): stop it with npx lis db stop${configArg}`);
+      print(
+        `The embedded PostgreSQL is still running (port ${base.database.embedded.port}, data ${base.database.embedded.dataDir}): stop it with npx lis db stop${configArg}`,
+      );
     } else if (base.database.url) {
       print(`Nothing left running; the demo's database ${database} stays on the configured server (drop it with: DROP DATABASE ${database})`);
     }

@@ -27,7 +27,8 @@ export async function startSourceServer(): Promise<{ base: string; close: () => 
     }
     if (url === '/bad/missing.jpg') return void res.writeHead(404).end('not found');
     if (url === '/bad/gone.jpg') return void res.writeHead(410).end('gone');
-    if (url === '/bad/error-page.jpg') return void res.writeHead(200, { 'Content-Type': 'image/jpeg' }).end('<!DOCTYPE html><html><body>Sorry, this listing was removed</body></html>');
+    if (url === '/bad/error-page.jpg')
+      return void res.writeHead(200, { 'Content-Type': 'image/jpeg' }).end('<!DOCTYPE html><html><body>Sorry, this listing was removed</body></html>');
     if (url === '/bad/truncated.jpg') {
       // A transfer cut short: the full length announced, half sent, the connection dropped.
       const p = await demoPhoto(1);
@@ -41,9 +42,10 @@ export async function startSourceServer(): Promise<{ base: string; close: () => 
   const { port } = server.address() as { port: number };
   return {
     base: `http://127.0.0.1:${port}`,
-    close: () => new Promise((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }

@@ -35,8 +35,16 @@ export interface AllowEntry {
 
 /** ipaddr.js's range names as an operator reads them. */
 const LABELS: Record<string, string> = {
-  unspecified: 'this network', broadcast: 'broadcast', multicast: 'multicast', linkLocal: 'link-local', loopback: 'loopback',
-  carrierGradeNat: 'CGNAT', private: 'private', reserved: 'reserved', uniqueLocal: 'private', deprecatedSiteLocal: 'site-local',
+  unspecified: 'this network',
+  broadcast: 'broadcast',
+  multicast: 'multicast',
+  linkLocal: 'link-local',
+  loopback: 'loopback',
+  carrierGradeNat: 'CGNAT',
+  private: 'private',
+  reserved: 'reserved',
+  uniqueLocal: 'private',
+  deprecatedSiteLocal: 'site-local',
 };
 
 /**

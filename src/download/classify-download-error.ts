@@ -56,10 +56,27 @@ const TIMEOUT_PHASES: Record<string, string> = {
 };
 
 const CONNECTION_CODES = new Set([
-  'ECONNRESET', 'ECONNREFUSED', 'ECONNABORTED', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ENETDOWN',
-  'EADDRNOTAVAIL', 'HPE_INVALID_CONSTANT', 'HPE_INVALID_CHUNK_SIZE', 'HPE_INVALID_HEADER_TOKEN', 'HPE_HEADER_OVERFLOW',
-  'HPE_INVALID_STATUS', 'HPE_INVALID_VERSION', 'HPE_UNEXPECTED_CONTENT_LENGTH', 'HPE_INVALID_CONTENT_LENGTH',
-  'HPE_INVALID_TRANSFER_ENCODING', 'HPE_CR_EXPECTED', 'HPE_LF_EXPECTED', 'ERR_STREAM_PREMATURE_CLOSE',
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ECONNABORTED',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EHOSTDOWN',
+  'ENETDOWN',
+  'EADDRNOTAVAIL',
+  'HPE_INVALID_CONSTANT',
+  'HPE_INVALID_CHUNK_SIZE',
+  'HPE_INVALID_HEADER_TOKEN',
+  'HPE_HEADER_OVERFLOW',
+  'HPE_INVALID_STATUS',
+  'HPE_INVALID_VERSION',
+  'HPE_UNEXPECTED_CONTENT_LENGTH',
+  'HPE_INVALID_CONTENT_LENGTH',
+  'HPE_INVALID_TRANSFER_ENCODING',
+  'HPE_CR_EXPECTED',
+  'HPE_LF_EXPECTED',
+  'ERR_STREAM_PREMATURE_CLOSE',
 ]);
 
 const DNS_CODES = new Set(['ENOTFOUND', 'EAI_AGAIN', 'EAI_FAIL', 'EAI_NODATA', 'EAI_NONAME', 'ENODATA']);
@@ -86,7 +103,11 @@ function chain(error: unknown): ErrorLike[] {
 
 /** A file system error (it names a path) in the chain: our store failed, whatever its code (ENOSPC, EROFS, or ENOENT from a recursive mkdir on a full disk). */
 export function storeErrorOf(error: unknown): { code: string; message: string } | null {
-  for (let e = error as { code?: unknown; path?: unknown; syscall?: unknown; message?: string; cause?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+  for (
+    let e = error as { code?: unknown; path?: unknown; syscall?: unknown; message?: string; cause?: unknown } | undefined, depth = 0;
+    e && depth < 5;
+    e = e.cause as typeof e, depth++
+  ) {
     if (typeof e.path === 'string' && typeof e.syscall === 'string' && typeof e.code === 'string') return { code: e.code, message: e.message ?? '' };
   }
   return null;
@@ -115,7 +136,8 @@ export function classifyDownloadError(error: unknown, afterHeaders = false): Dow
   if (timeout) return { reason: `timeout: ${TIMEOUT_PHASES[timeout.event!] ?? timeout.event} took too long`, errorClass: 'timeout', retryable: true };
   if (codes.includes('ETIMEDOUT')) return { reason: `timeout: ${message}`, errorClass: 'timeout', retryable: true };
   if (codes.includes('ERR_TOO_MANY_REDIRECTS')) return { reason: message, errorClass: 'redirect_loop', retryable: false };
-  if (codes.some((c) => c === 'ERR_UNSUPPORTED_PROTOCOL' || c === 'ERR_INVALID_URL')) return { reason: `bad URL: ${message}`, errorClass: 'bad_url', retryable: false };
+  if (codes.some((c) => c === 'ERR_UNSUPPORTED_PROTOCOL' || c === 'ERR_INVALID_URL'))
+    return { reason: `bad URL: ${message}`, errorClass: 'bad_url', retryable: false };
   if (codes.includes('ERR_HTTP_CONTENT_LENGTH_MISMATCH')) return { reason: `truncated: ${message}`, errorClass: 'truncated', retryable: true };
   if (has(DECODE_CODES)) return { reason: `bad content encoding: ${message}`, errorClass: 'bad_encoding', retryable: false };
   if (has(DNS_CODES)) return { reason: `DNS: ${message}`, errorClass: 'dns', retryable: true };
@@ -155,12 +177,24 @@ export function classifyTransferError(error: unknown, transfer: TransferSoFar): 
   const parseError = chain(error).some((e) => typeof e.code === 'string' && e.code.startsWith('HPE_'));
   if (transfer.declared !== null) {
     if (!parseError && transfer.received < transfer.declared) {
-      return { reason: `truncated: the transfer was cut: ${transfer.received} of the ${transfer.declared} bytes the Content-Length announced came (${message})`, errorClass: 'truncated', retryable: true };
+      return {
+        reason: `truncated: the transfer was cut: ${transfer.received} of the ${transfer.declared} bytes the Content-Length announced came (${message})`,
+        errorClass: 'truncated',
+        retryable: true,
+      };
     }
-    return { reason: `the server sent more bytes than its Content-Length (${transfer.declared}): the response is malformed (${message})`, errorClass: 'overlong_body', retryable: false };
+    return {
+      reason: `the server sent more bytes than its Content-Length (${transfer.declared}): the response is malformed (${message})`,
+      errorClass: 'overlong_body',
+      retryable: false,
+    };
   }
   if (transfer.chunked) {
-    return { reason: `truncated: the transfer was cut: the chunked body ended without its last chunk, after ${transfer.received} bytes (${message})`, errorClass: 'truncated', retryable: true };
+    return {
+      reason: `truncated: the transfer was cut: the chunked body ended without its last chunk, after ${transfer.received} bytes (${message})`,
+      errorClass: 'truncated',
+      retryable: true,
+    };
   }
   return failure;
 }

@@ -44,7 +44,13 @@ export function checkTargetUrl(url: URL, policy: AddressPolicy): void {
 export function createDownloadClient(config: DownloadConfig, options: { noproxy?: boolean } = {}): DownloadClient {
   const policy = addressPolicy(config.allowAddresses);
   const proxy = options.noproxy ? null : config.proxy;
-  const agentOptions = { keepAlive: true, maxSockets: config.concurrency, maxFreeSockets: config.perHostConcurrency, scheduling: 'lifo' as const, timeout: FREE_SOCKET_MS };
+  const agentOptions = {
+    keepAlive: true,
+    maxSockets: config.concurrency,
+    maxFreeSockets: config.perHostConcurrency,
+    scheduling: 'lifo' as const,
+    timeout: FREE_SOCKET_MS,
+  };
   const agent = proxy
     ? { http: new HttpProxyAgent({ ...agentOptions, proxy }), https: new HttpsProxyAgent({ ...agentOptions, proxy }) }
     : { http: policeAgent(new http.Agent(agentOptions), policy), https: policeAgent(new https.Agent(agentOptions), policy) };

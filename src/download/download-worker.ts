@@ -48,7 +48,12 @@ export function hostKey(url: string): string | null {
  * to thumbnailing; a 304 or the same bytes as before go straight back to live
  * (the thumbnails on the frontends are still right).
  */
-export function rowResult(row: Pick<ClaimedRow, 'id' | 'attempts'>, outcome: Exclude<FetchOutcome, { kind: 'stopped' }>, storeHost: string, now = new Date()): RowResult {
+export function rowResult(
+  row: Pick<ClaimedRow, 'id' | 'attempts'>,
+  outcome: Exclude<FetchOutcome, { kind: 'stopped' }>,
+  storeHost: string,
+  now = new Date(),
+): RowResult {
   if (outcome.kind === 'failed') return { ok: false, failure: { id: row.id, attempts: row.attempts, ...outcome.failure } };
   const set: RowPatch = { store_host: storeHost, downloaded_at: now.toISOString(), etag: outcome.etag, last_modified: outcome.lastModified };
   if (outcome.kind === 'not_modified') return { ok: true, row: { id: row.id, set, toStage: 'live' } };
@@ -77,7 +82,12 @@ export class DownloadWorker implements StageWorker {
   private readonly limiter: HostLimiter;
   private readonly storeHost: string;
 
-  constructor(private readonly config: LisConfig, private readonly db: Db, private readonly country: string, options: { noproxy?: boolean } = {}) {
+  constructor(
+    private readonly config: LisConfig,
+    private readonly db: Db,
+    private readonly country: string,
+    options: { noproxy?: boolean } = {},
+  ) {
     const d = config.download;
     this.client = createDownloadClient(d, options);
     this.fetcher = new SchemeFetcher(this.client, config);
@@ -125,7 +135,16 @@ export class DownloadWorker implements StageWorker {
       for (const row of rows) {
         const host = hostKey(row.image_url);
         if (host === null) {
-          ctx.report({ ok: false, failure: { id: row.id, attempts: row.attempts, reason: `bad URL: ${JSON.stringify(row.image_url.slice(0, 200))} does not parse`, errorClass: 'bad_url', retryable: false } });
+          ctx.report({
+            ok: false,
+            failure: {
+              id: row.id,
+              attempts: row.attempts,
+              reason: `bad URL: ${JSON.stringify(row.image_url.slice(0, 200))} does not parse`,
+              errorClass: 'bad_url',
+              retryable: false,
+            },
+          });
         } else jobs.push({ host, row, previous: previous.get(row.id), ctx, hardStop: hardStop.signal, settle, skipped: () => unstarted++ });
       }
       left = jobs.length;
@@ -164,7 +183,12 @@ export class DownloadWorker implements StageWorker {
       const destination = originalPath(this.config, this.country, row.image_hash);
       // Conditional requests and the same-bytes shortcut only when this host holds the last original
       // (and so its thumbnails); otherwise the row needs a full download and new thumbnails here.
-      const haveOriginal = previous?.content_hash ? await access(destination).then(() => true, () => false) : false;
+      const haveOriginal = previous?.content_hash
+        ? await access(destination).then(
+            () => true,
+            () => false,
+          )
+        : false;
       const started = Date.now();
       const outcome = await this.fetcher.fetch({
         url: row.image_url,
@@ -177,16 +201,32 @@ export class DownloadWorker implements StageWorker {
       });
       if (outcome.kind === 'stopped') return;
       const ms = Date.now() - started;
-      if (outcome.kind === 'failed') ctx.log.debug(`${row.image_url}: ${outcome.failure.errorClass}: ${outcome.failure.reason} (${ms} ms)`, { scope: 'Download::fetch' });
-      else ctx.log.debug(`${row.image_url}: ${outcome.kind}${'bytes' in outcome ? ` ${outcome.bytes} bytes ${outcome.format}` : ''} (${ms} ms)`, { scope: 'Download::fetch' });
+      if (outcome.kind === 'failed')
+        ctx.log.debug(`${row.image_url}: ${outcome.failure.errorClass}: ${outcome.failure.reason} (${ms} ms)`, { scope: 'Download::fetch' });
+      else
+        ctx.log.debug(`${row.image_url}: ${outcome.kind}${'bytes' in outcome ? ` ${outcome.bytes} bytes ${outcome.format}` : ''} (${ms} ms)`, {
+          scope: 'Download::fetch',
+        });
       ctx.report(rowResult(row, outcome, this.storeHost));
     } catch (error) {
       if (storeErrorOf(error)) {
-        ctx.report({ ok: false, failure: { id: row.id, attempts: row.attempts, reason: `cannot write the original: ${errorMessage(error)}`, errorClass: 'store_write_failed', retryable: true } });
+        ctx.report({
+          ok: false,
+          failure: {
+            id: row.id,
+            attempts: row.attempts,
+            reason: `cannot write the original: ${errorMessage(error)}`,
+            errorClass: 'store_write_failed',
+            retryable: true,
+          },
+        });
         return;
       }
       ctx.log.error(`${row.image_url}: unexpected: ${errorMessage(error)}`, { scope: 'Download::fetch' });
-      ctx.report({ ok: false, failure: { id: row.id, attempts: row.attempts, reason: `internal: ${errorMessage(error)}`, errorClass: 'internal', retryable: true } });
+      ctx.report({
+        ok: false,
+        failure: { id: row.id, attempts: row.attempts, reason: `internal: ${errorMessage(error)}`, errorClass: 'internal', retryable: true },
+      });
     }
   }
 
@@ -195,7 +235,11 @@ export class DownloadWorker implements StageWorker {
     const found = await this.db
       .selectFrom('live_images')
       .select(['id', 'content_hash', 'etag', 'last_modified'])
-      .where('id', 'in', rows.map((r) => r.id))
+      .where(
+        'id',
+        'in',
+        rows.map((r) => r.id),
+      )
       .where('content_hash', 'is not', null)
       .execute();
     return new Map(found.map((r) => [r.id, r]));

@@ -14,7 +14,10 @@ export class SchemeFetcher {
   private readonly s3: S3Clients;
   private readonly folders: string[];
 
-  constructor(private readonly client: DownloadClient, config: Pick<LisConfig, 'imaged'>) {
+  constructor(
+    private readonly client: DownloadClient,
+    config: Pick<LisConfig, 'imaged'>,
+  ) {
     this.s3 = new S3Clients(config.imaged.s3);
     this.folders = Object.values(config.imaged.origins).flatMap((o) => o.sources.flatMap((s) => (s.type === 'folder' ? [s.dir] : [])));
   }

@@ -35,7 +35,14 @@ export async function fetchFileOriginal(allowedRoots: string[], request: FetchRe
   try {
     for await (const chunk of createReadStream(file)) await writer.write(chunk as Buffer);
     const written = await writer.finish(request.previousHash);
-    return { kind: written.stored ? 'stored' : 'identical', bytes: written.bytes, contentHash: written.contentHash, format: written.format, etag: null, lastModified: null };
+    return {
+      kind: written.stored ? 'stored' : 'identical',
+      bytes: written.bytes,
+      contentHash: written.contentHash,
+      format: written.format,
+      etag: null,
+      lastModified: null,
+    };
   } catch (error) {
     await writer.discard();
     if (error instanceof DownloadError) return { kind: 'failed', failure: { reason: error.message, errorClass: error.errorClass, retryable: error.retryable } };

@@ -101,7 +101,11 @@ export async function fetchOriginal(client: DownloadClient, request: FetchReques
     };
     const found = validators(response.headers);
     if (response.statusCode === 304 && conditional) {
-      return { kind: 'not_modified', etag: found.etag ?? request.conditional?.etag ?? null, lastModified: found.lastModified ?? request.conditional?.lastModified ?? null };
+      return {
+        kind: 'not_modified',
+        etag: found.etag ?? request.conditional?.etag ?? null,
+        lastModified: found.lastModified ?? request.conditional?.lastModified ?? null,
+      };
     }
     if (response.statusCode !== 200 && response.statusCode !== 203) {
       throw statusFailure(response.statusCode, response.statusMessage, response.headers['retry-after']);

@@ -65,7 +65,14 @@ export async function fetchS3Original(clients: S3Clients, request: FetchRequest)
   const target = parseS3Url(request.url);
   const client = target ? clients.clientFor(target.bucket) : null;
   if (!target || !client) {
-    return { kind: 'failed', failure: { reason: `bad URL: no configured S3 bucket for ${JSON.stringify(request.url.slice(0, 200))} (imaged.s3)`, errorClass: 'bad_url', retryable: false } };
+    return {
+      kind: 'failed',
+      failure: {
+        reason: `bad URL: no configured S3 bucket for ${JSON.stringify(request.url.slice(0, 200))} (imaged.s3)`,
+        errorClass: 'bad_url',
+        retryable: false,
+      },
+    };
   }
   const abort = new AbortController();
   const deadline = setTimeout(() => abort.abort(), request.totalMs);
@@ -75,18 +82,31 @@ export async function fetchS3Original(clients: S3Clients, request: FetchRequest)
   try {
     const response = await client.send(new GetObjectCommand({ Bucket: target.bucket, Key: target.key }), { abortSignal: abort.signal });
     if (response.ContentLength !== undefined && response.ContentLength > request.maxBytes) {
-      throw new DownloadError('too_large', `too large: ContentLength ${response.ContentLength} is over ${request.maxBytes} bytes (download.maxBytes)`, { retryable: false });
+      throw new DownloadError('too_large', `too large: ContentLength ${response.ContentLength} is over ${request.maxBytes} bytes (download.maxBytes)`, {
+        retryable: false,
+      });
     }
     writer = new OriginalWriter(request.destination, request.maxBytes);
     for await (const chunk of response.Body as Readable) await writer.write(chunk as Buffer);
     const written = await writer.finish(request.previousHash);
     const etag = response.ETag ?? null;
     const lastModified = response.LastModified?.toUTCString() ?? null;
-    return { kind: written.stored ? 'stored' : 'identical', bytes: written.bytes, contentHash: written.contentHash, format: written.format, etag, lastModified };
+    return {
+      kind: written.stored ? 'stored' : 'identical',
+      bytes: written.bytes,
+      contentHash: written.contentHash,
+      format: written.format,
+      etag,
+      lastModified,
+    };
   } catch (error) {
     await writer?.discard();
     if (request.signal?.aborted) return { kind: 'stopped' };
-    if (abort.signal.aborted) return { kind: 'failed', failure: { reason: `timeout: not done within ${request.totalMs / 1000} s (download.timeouts.totalSeconds)`, errorClass: 'timeout', retryable: true } };
+    if (abort.signal.aborted)
+      return {
+        kind: 'failed',
+        failure: { reason: `timeout: not done within ${request.totalMs / 1000} s (download.timeouts.totalSeconds)`, errorClass: 'timeout', retryable: true },
+      };
     return { kind: 'failed', failure: classifyS3Error(error) };
   } finally {
     clearTimeout(deadline);

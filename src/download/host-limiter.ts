@@ -31,7 +31,10 @@ export class HostLimiter {
   /** Jobs running so long that their slots were handed to others (see demote). */
   private slowTotal = 0;
 
-  constructor(private readonly limits: HostLimits, private readonly now: () => number = Date.now) {}
+  constructor(
+    private readonly limits: HostLimits,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   get active(): number {
     return this.activeTotal;
@@ -146,10 +149,13 @@ export function drainLimiter<T>(limiter: HostLimiter, run: (item: T, demote: () 
         if (next === null) break;
         if ('waitMs' in next) {
           if (!timer) {
-            timer = setTimeout(() => {
-              timer = null;
-              pump();
-            }, Math.max(1, next.waitMs));
+            timer = setTimeout(
+              () => {
+                timer = null;
+                pump();
+              },
+              Math.max(1, next.waitMs),
+            );
           }
           break;
         }
@@ -161,10 +167,12 @@ export function drainLimiter<T>(limiter: HostLimiter, run: (item: T, demote: () 
             pump();
           }
         };
-        void run(next.item, demote).catch(() => {}).finally(() => {
-          limiter.done(next.host, demoted);
-          pump();
-        });
+        void run(next.item, demote)
+          .catch(() => {})
+          .finally(() => {
+            limiter.done(next.host, demoted);
+            pump();
+          });
       }
       finishIfIdle();
     };

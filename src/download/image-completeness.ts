@@ -23,11 +23,16 @@ export interface CompletenessCheck {
 
 export function completenessCheck(format: ImageFormat): CompletenessCheck {
   switch (format) {
-    case 'jpeg': return new JpegWalker();
-    case 'png': return new PngWalker();
-    case 'webp': return new WebpSize();
-    case 'gif': return new GifTrailer();
-    default: return { push() {}, verdict: () => null };
+    case 'jpeg':
+      return new JpegWalker();
+    case 'png':
+      return new PngWalker();
+    case 'webp':
+      return new WebpSize();
+    case 'gif':
+      return new GifTrailer();
+    default:
+      return { push() {}, verdict: () => null };
   }
 }
 

@@ -40,7 +40,10 @@ export class OriginalWriter {
   private temp: string | null = null;
   private bytes = 0;
 
-  constructor(private readonly destination: string, private readonly maxBytes: number) {}
+  constructor(
+    private readonly destination: string,
+    private readonly maxBytes: number,
+  ) {}
 
   async write(chunk: Buffer): Promise<void> {
     this.bytes += chunk.length;

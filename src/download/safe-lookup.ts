@@ -5,7 +5,11 @@ import type { LookupFunction } from 'node:net';
 import type { AddressPolicy } from './address-policy.ts';
 import { refusedAddress } from './download-error.ts';
 
-type Resolve = (hostname: string, options: dns.LookupAllOptions, callback: (error: NodeJS.ErrnoException | null, addresses: dns.LookupAddress[]) => void) => void;
+type Resolve = (
+  hostname: string,
+  options: dns.LookupAllOptions,
+  callback: (error: NodeJS.ErrnoException | null, addresses: dns.LookupAddress[]) => void,
+) => void;
 
 /**
  * A DNS lookup for the sockets the downloader opens: it resolves as usual and
@@ -23,7 +27,9 @@ export function safeLookup(policy: AddressPolicy, resolve: Resolve = dns.lookup,
       const allowed = addresses.filter((a) => policy.refusal(a.address, port) === null);
       if (allowed.length === 0) {
         const first = addresses[0];
-        const error = first ? refusedAddress(first.address, policy.refusal(first.address, port)!, hostname) : Object.assign(new Error(`no address for ${hostname}`), { code: 'ENOTFOUND' });
+        const error = first
+          ? refusedAddress(first.address, policy.refusal(first.address, port)!, hostname)
+          : Object.assign(new Error(`no address for ${hostname}`), { code: 'ENOTFOUND' });
         return void callback(error, '', 0);
       }
       if (wantsAll) (callback as unknown as (e: null, a: dns.LookupAddress[]) => void)(null, allowed);

@@ -58,7 +58,7 @@ export const FAILURE_REASONS = {
   thumbnail_missing: { owner: 'ours', retry: 'when_fixed', meaning: 'a thumbnail is not in the store when pushing' },
   bad_process_details: { owner: 'ours', retry: 'when_fixed', meaning: "the datasource's sharpen/gamma/quality settings are invalid" },
   no_thumbnails: { owner: 'ours', retry: 'when_fixed', meaning: 'image_data lists no thumbnail files, so there is nothing to push' },
-  bad_image_data: { owner: 'ours', retry: 'when_fixed', meaning: 'the row\'s image_data does not match the contract' },
+  bad_image_data: { owner: 'ours', retry: 'when_fixed', meaning: "the row's image_data does not match the contract" },
   frontend_down: { owner: 'ours', retry: 'when_fixed', meaning: 'a frontend could not be reached; only its pushes wait' },
   frontend_timeout: { owner: 'ours', retry: 'when_fixed', meaning: 'a frontend stopped answering during a push' },
   frontend_disk_full: { owner: 'ours', retry: 'when_fixed', meaning: "a frontend's disk is full" },
@@ -84,5 +84,7 @@ export function isSourceFault(errorClass: string): boolean {
 
 /** The classes that count against a datasource, for SQL (`last_error_class = ANY(...)`). */
 export function sourceFaultClasses(): string[] {
-  return Object.entries(FAILURE_REASONS).filter(([, r]) => r.owner === 'source').map(([c]) => c);
+  return Object.entries(FAILURE_REASONS)
+    .filter(([, r]) => r.owner === 'source')
+    .map(([c]) => c);
 }

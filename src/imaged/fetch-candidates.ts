@@ -13,11 +13,22 @@ export type StoredOutcome = Exclude<FetchOutcome, { kind: 'stopped' }>;
  * URL speaks for the row). Limits are the downloader's: maxBytes and the
  * whole-download deadline per fetch.
  */
-export async function fetchFromCandidates(fetcher: SchemeFetcher, urls: string[], destination: string, config: Pick<LisConfig, 'download'>): Promise<StoredOutcome> {
+export async function fetchFromCandidates(
+  fetcher: SchemeFetcher,
+  urls: string[],
+  destination: string,
+  config: Pick<LisConfig, 'download'>,
+): Promise<StoredOutcome> {
   const stop = new AbortController();
   const parts = urls.map((_, i) => (urls.length === 1 ? destination : `${destination}.candidate-${process.pid}-${i}`));
   const attempts = urls.map(async (url, i): Promise<FetchOutcome> => {
-    const outcome = await fetcher.fetch({ url, destination: parts[i], maxBytes: config.download.maxBytes, totalMs: config.download.timeouts.totalSeconds * 1000, signal: stop.signal });
+    const outcome = await fetcher.fetch({
+      url,
+      destination: parts[i],
+      maxBytes: config.download.maxBytes,
+      totalMs: config.download.timeouts.totalSeconds * 1000,
+      signal: stop.signal,
+    });
     if (outcome.kind === 'stored' || outcome.kind === 'identical') stop.abort();
     return outcome;
   });

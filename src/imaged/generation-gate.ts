@@ -20,7 +20,10 @@ export class GenerationGate<T> {
   private running = 0;
   private waiting = 0;
 
-  constructor(private readonly maxRunning: number, private readonly maxWaiting: number) {}
+  constructor(
+    private readonly maxRunning: number,
+    private readonly maxWaiting: number,
+  ) {}
 
   /** Figures for metrics and tests. */
   get stats(): { running: number; waiting: number; keys: number } {
@@ -35,7 +38,9 @@ export class GenerationGate<T> {
       return current.finally(() => this.waiting--);
     }
     if (this.running >= this.maxRunning && this.waiting >= this.maxWaiting) {
-      return Promise.reject(new BusyError(`${this.running} generations running and ${this.waiting} requests waiting (imaged.maxGenerations, imaged.maxWaiting)`));
+      return Promise.reject(
+        new BusyError(`${this.running} generations running and ${this.waiting} requests waiting (imaged.maxGenerations, imaged.maxWaiting)`),
+      );
     }
     const run = this.slot().then(async () => {
       try {

@@ -58,7 +58,13 @@ export async function imagedMain(argv = process.argv): Promise<void> {
       const thumbnailer = createThumbnailWorker({ config, db: database });
       const service = new ThumbnailService({ config, db: database, locks, log, workerId, fetcher, thumbnailer });
       const server = createImagedServer(config, service, log);
-      beat = setInterval(() => void heartbeat(database, workerId, { done: 0, failed: 0, holding: service.gate.stats.running }).catch((error: unknown) => log.warn(`heartbeat: ${errorMessage(error)}`, scope)), config.queue.heartbeatSeconds * 1000);
+      beat = setInterval(
+        () =>
+          void heartbeat(database, workerId, { done: 0, failed: 0, holding: service.gate.stats.running }).catch((error: unknown) =>
+            log.warn(`heartbeat: ${errorMessage(error)}`, scope),
+          ),
+        config.queue.heartbeatSeconds * 1000,
+      );
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen(port, config.imaged.host, () => resolve());

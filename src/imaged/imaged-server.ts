@@ -23,13 +23,43 @@ class TimedOut extends Error {}
 export function createImagedServer(config: LisConfig, service: ThumbnailService, log: Logger): http.Server {
   const { imaged } = config;
   const origins = new Set(Object.keys(imaged.origins));
-  const placeholder = imaged.placeholder ? { bytes: readFileSync(imaged.placeholder), type: CONTENT_TYPES[path.extname(imaged.placeholder).slice(1).replace('jpeg', 'jpg')] ?? 'application/octet-stream' } : null;
+  const placeholder = imaged.placeholder
+    ? {
+        bytes: readFileSync(imaged.placeholder),
+        type: CONTENT_TYPES[path.extname(imaged.placeholder).slice(1).replace('jpeg', 'jpg')] ?? 'application/octet-stream',
+      }
+    : null;
   const registry = new client.Registry();
   registry.setDefaultLabels({ component: 'imaged' });
-  const answers = new client.Counter({ name: 'lis_imaged_requests_total', help: 'Requests by status and source', labelNames: ['status', 'source'], registers: [registry] });
-  const seconds = new client.Histogram({ name: 'lis_imaged_request_seconds', help: 'Time to answer, by source', labelNames: ['source'], buckets: [0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [registry] });
-  new client.Gauge({ name: 'lis_imaged_generations_running', help: 'Generations in flight', registers: [registry], collect() { this.set(service.gate.stats.running); } });
-  new client.Gauge({ name: 'lis_imaged_requests_waiting', help: 'Requests waiting for a generation', registers: [registry], collect() { this.set(service.gate.stats.waiting); } });
+  const answers = new client.Counter({
+    name: 'lis_imaged_requests_total',
+    help: 'Requests by status and source',
+    labelNames: ['status', 'source'],
+    registers: [registry],
+  });
+  const seconds = new client.Histogram({
+    name: 'lis_imaged_request_seconds',
+    help: 'Time to answer, by source',
+    labelNames: ['source'],
+    buckets: [0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [registry],
+  });
+  new client.Gauge({
+    name: 'lis_imaged_generations_running',
+    help: 'Generations in flight',
+    registers: [registry],
+    collect() {
+      this.set(service.gate.stats.running);
+    },
+  });
+  new client.Gauge({
+    name: 'lis_imaged_requests_waiting',
+    help: 'Requests waiting for a generation',
+    registers: [registry],
+    collect() {
+      this.set(service.gate.stats.waiting);
+    },
+  });
   const retryAfter = { 'Retry-After': String(imaged.retryAfterSeconds) };
 
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
@@ -54,9 +84,10 @@ export function createImagedServer(config: LisConfig, service: ThumbnailService,
     const stop = new AbortController();
     let timer: NodeJS.Timeout | undefined;
     try {
-      const work = parsed.kind === 'thumbnail'
-        ? service.thumbnail({ country: parsed.country, hash: parsed.hash, preset: parsed.preset, ext: parsed.ext, version: parsed.version }, stop.signal)
-        : service.originThumbnail(parsed.origin, parsed.preset, parsed.key, stop.signal);
+      const work =
+        parsed.kind === 'thumbnail'
+          ? service.thumbnail({ country: parsed.country, hash: parsed.hash, preset: parsed.preset, ext: parsed.ext, version: parsed.version }, stop.signal)
+          : service.originThumbnail(parsed.origin, parsed.preset, parsed.key, stop.signal);
       const answer = await Promise.race([
         work,
         new Promise<Answer>((_, reject) => (timer = setTimeout(() => reject(new TimedOut()), imaged.timeoutSeconds * 1000))),
@@ -85,10 +116,13 @@ export function createImagedServer(config: LisConfig, service: ThumbnailService,
     }
   };
 
-  const server = http.createServer((req, res) => void handle(req, res).catch((error: unknown) => {
-    log.error(`answering: ${errorMessage(error)}`, { scope: 'Imaged::request' });
-    sendText(res, 500, 'internal error (logged)');
-  }));
+  const server = http.createServer(
+    (req, res) =>
+      void handle(req, res).catch((error: unknown) => {
+        log.error(`answering: ${errorMessage(error)}`, { scope: 'Imaged::request' });
+        sendText(res, 500, 'internal error (logged)');
+      }),
+  );
   server.requestTimeout = (imaged.timeoutSeconds + 10) * 1000;
   server.headersTimeout = 10_000;
   return server;

@@ -22,7 +22,10 @@ export interface RowForPreset {
 
 /** Why a thumbnail cannot be made now; `status` is what the request gets. */
 export class NotMadeError extends Error {
-  constructor(readonly status: 404 | 502 | 503, message: string) {
+  constructor(
+    readonly status: 404 | 502 | 503,
+    message: string,
+  ) {
     super(message);
     this.name = 'NotMadeError';
   }
@@ -36,12 +39,20 @@ export class NotMadeError extends Error {
  * image_data gains the preset, so the pusher's backfill sends them to every
  * frontend. Returns the files made (the JPEG, then any twins).
  */
-export async function makePresetOfRow(db: Db, config: LisConfig, fetcher: SchemeFetcher, row: RowForPreset, preset: string, version = 1): Promise<Array<{ ext: string; data: Buffer }>> {
+export async function makePresetOfRow(
+  db: Db,
+  config: LisConfig,
+  fetcher: SchemeFetcher,
+  row: RowForPreset,
+  preset: string,
+  version = 1,
+): Promise<Array<{ ext: string; data: Buffer }>> {
   const file = originalPath(config, row.country, row.image_hash);
   let original = await readFile(file).catch(() => null);
   if (!original) {
     const outcome = await fetchFromCandidates(fetcher, candidateUrls(row.image_url, config.imaged.origins), file, config);
-    if (outcome.kind === 'failed') throw new NotMadeError(502, `the original is not in the store and could not be fetched again: ${outcome.failure.errorClass}: ${outcome.failure.reason}`);
+    if (outcome.kind === 'failed')
+      throw new NotMadeError(502, `the original is not in the store and could not be fetched again: ${outcome.failure.errorClass}: ${outcome.failure.reason}`);
     original = await readFile(file);
   }
   const details = await detailsOf(db, config, row);

@@ -53,7 +53,10 @@ export function parseRequestPath(rawPath: string, presets: Record<string, Preset
 }
 
 /** The preset a path names after the origin, and how many segments that took. */
-function presetOf(parts: string[], presets: Record<string, Preset>): { kind: 'preset'; preset: string; used: number } | Extract<ParsedRequest, { kind: 'refused' }> {
+function presetOf(
+  parts: string[],
+  presets: Record<string, Preset>,
+): { kind: 'preset'; preset: string; used: number } | Extract<ParsedRequest, { kind: 'refused' }> {
   const [a, b, c] = parts;
   if (a !== undefined && Object.hasOwn(presets, a)) return { kind: 'preset', preset: a, used: 1 };
   const phizer = /^(\d{1,5})x(\d{1,5})$/.exec(a ?? '');

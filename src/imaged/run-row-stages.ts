@@ -61,7 +61,9 @@ export async function runRowStages(runner: StageRunner, rowId: string, signal: A
     if (result.ok) await finishRows(runner.db, runner.workerId, row.stage, [result.row]);
     else await failRows(runner.db, runner.workerId, [result.failure], { maxAttempts: runner.config.queue.maxAttempts, backoff: runner.config.queue.backoff });
     last = { claimed: true, result, stage: row.stage };
-    runner.log.info(`${row.country}/${row.image_hash}: ${row.stage} ${result.ok ? 'done' : `failed: ${result.failure.errorClass}`} on request`, { scope: 'Imaged::stage' });
+    runner.log.info(`${row.country}/${row.image_hash}: ${row.stage} ${result.ok ? 'done' : `failed: ${result.failure.errorClass}`} on request`, {
+      scope: 'Imaged::stage',
+    });
     if (!result.ok || row.stage === 'thumbnail' || (result.row.toStage && result.row.toStage !== 'thumbnail')) return last;
   }
 }
@@ -69,7 +71,12 @@ export async function runRowStages(runner: StageRunner, rowId: string, signal: A
 /** The download stage for one row: its URL (and an origin's fallbacks, in parallel), under the downloader's limits. */
 async function downloadStage(runner: StageRunner, row: ClaimedRow): Promise<RowResult> {
   const { config } = runner;
-  const outcome = await fetchFromCandidates(runner.fetcher, candidateUrls(row.image_url, config.imaged.origins), originalPath(config, row.country, row.image_hash), config);
+  const outcome = await fetchFromCandidates(
+    runner.fetcher,
+    candidateUrls(row.image_url, config.imaged.origins),
+    originalPath(config, row.country, row.image_hash),
+    config,
+  );
   return rowResult(row, outcome, config.stores.shared ? '' : config.host);
 }
 

@@ -68,7 +68,8 @@ export class ThumbnailService {
   async thumbnail(name: ThumbnailName, signal: AbortSignal): Promise<Answer> {
     const stored = await this.fromStore(name, name.ext);
     if (stored) return { picture: stored, source: 'store' };
-    if (name.ext !== 'jpg' && !this.runner.config.thumbnail.twins[name.ext as 'webp' | 'avif']) throw new NotMadeError(404, `.${name.ext} twins are switched off (thumbnail.twins)`);
+    if (name.ext !== 'jpg' && !this.runner.config.thumbnail.twins[name.ext as 'webp' | 'avif'])
+      throw new NotMadeError(404, `.${name.ext} twins are switched off (thumbnail.twins)`);
     const answer = await this.gate.run(`${name.country}/${name.hash}/${name.preset}/${name.version}`, () => this.generate(name, signal));
     if (answer.picture.ext === name.ext) return answer;
     const twin = await this.fromStore(name, name.ext);
@@ -108,7 +109,9 @@ export class ThumbnailService {
     return this.runner.locks.transaction().execute(async (trx) => {
       const started = Date.now();
       // One round trip: the wait for the lock is bounded by lock_timeout, set first in the same statement.
-      await sql`SELECT set_config('lock_timeout', ${`${timeoutMs}ms`}, true), pg_advisory_xact_lock(${LOCK_NAMESPACE}::int, hashtext(${`${country}/${hash}`}))`.execute(trx);
+      await sql`SELECT set_config('lock_timeout', ${`${timeoutMs}ms`}, true), pg_advisory_xact_lock(${LOCK_NAMESPACE}::int, hashtext(${`${country}/${hash}`}))`.execute(
+        trx,
+      );
       // Another process may have made it while we waited for the lock.
       const waited = await this.fromStore(name, 'jpg');
       if (waited) return { picture: waited, source: 'waited' as const };
@@ -122,9 +125,11 @@ export class ThumbnailService {
         log.info(`${label}: made from the original for a ${row.stage} row`, { scope: 'Imaged::make' });
         return { picture: await this.mustRead(name, files[0].ext), source: 'made' as const };
       }
-      if (row.state === 'failed' || row.state === 'parked') throw new NotMadeError(404, `the image ${row.state === 'failed' ? 'failed' : 'is parked'} in stage ${row.stage}`);
+      if (row.state === 'failed' || row.state === 'parked')
+        throw new NotMadeError(404, `the image ${row.state === 'failed' ? 'failed' : 'is parked'} in stage ${row.stage}`);
       const outcome = await runRowStages(this.runner, row.id, signal);
-      if (outcome.claimed && !outcome.result.ok) throw new NotMadeError(404, `${outcome.stage}: ${outcome.result.failure.errorClass}: ${outcome.result.failure.reason}`);
+      if (outcome.claimed && !outcome.result.ok)
+        throw new NotMadeError(404, `${outcome.stage}: ${outcome.result.failure.errorClass}: ${outcome.result.failure.reason}`);
       const ours = outcome.claimed && outcome.stage === 'thumbnail';
       if (ours) {
         this.generations++;
@@ -140,9 +145,18 @@ export class ThumbnailService {
   private async rowOf(country: string, hash: string): Promise<RowState | null> {
     const row = await this.db
       .selectFrom('live_images')
-      .select(['id', 'country', 'image_hash', 'image_url', 'datasource_id', 'stage', 'state', 'locked_by',
+      .select([
+        'id',
+        'country',
+        'image_hash',
+        'image_url',
+        'datasource_id',
+        'stage',
+        'state',
+        'locked_by',
         sql<number>`coalesce((image_data->>'version')::int, 1)`.as('version'),
-        sql<number | null>`CASE WHEN live_data IS NULL THEN NULL ELSE coalesce((live_data->>'version')::int, 1) END`.as('live_version')])
+        sql<number | null>`CASE WHEN live_data IS NULL THEN NULL ELSE coalesce((live_data->>'version')::int, 1) END`.as('live_version'),
+      ])
       .where('country', '=', country)
       .where('image_hash', '=', hash)
       .executeTakeFirst();
@@ -162,7 +176,8 @@ export class ThumbnailService {
         // Given back (or between two stages) and due: work it here after all; not due: nobody is making it.
         if (row.next_attempt_at.getTime() > Date.now() + 1000) return null;
         const outcome = await runRowStages(this.runner, id, signal);
-        if (outcome.claimed && !outcome.result.ok) throw new NotMadeError(404, `${outcome.stage}: ${outcome.result.failure.errorClass}: ${outcome.result.failure.reason}`);
+        if (outcome.claimed && !outcome.result.ok)
+          throw new NotMadeError(404, `${outcome.stage}: ${outcome.result.failure.errorClass}: ${outcome.result.failure.reason}`);
         // Not claimable here either (its files are on another host): that host's daemon will make it.
         if (!outcome.claimed) return null;
         if (outcome.stage === 'thumbnail') {

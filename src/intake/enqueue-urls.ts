@@ -39,9 +39,11 @@ export class EnqueueIncompleteError extends LisError {
     readonly lastLineRead: number,
     reason: string,
   ) {
-    super('ERR_ENQUEUE_INCOMPLETE',
+    super(
+      'ERR_ENQUEUE_INCOMPLETE',
       `${notStored.length} lines not stored (lines ${lineRanges(notStored)}): ${reason}; reading stopped after line ${lastLineRead}, so later lines were not read either. ` +
-      `Enqueueing is idempotent: run it again once the cause is fixed.`);
+        `Enqueueing is idempotent: run it again once the cause is fixed.`,
+    );
     this.name = 'EnqueueIncompleteError';
   }
 }
@@ -106,7 +108,12 @@ export async function enqueueUrlStream(db: Db, input: Readable, options: Enqueue
   }
   if (failed.length) {
     const reason = failed.find((f) => !f.reason.startsWith('not sent'))?.reason ?? failed[0].reason;
-    throw new EnqueueIncompleteError(stats, failed.map((f) => f.row.line ?? 0), stats.lines, reason);
+    throw new EnqueueIncompleteError(
+      stats,
+      failed.map((f) => f.row.line ?? 0),
+      stats.lines,
+      reason,
+    );
   }
   return stats;
 }

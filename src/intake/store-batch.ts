@@ -41,10 +41,16 @@ export async function storeBatch(db: Db, country: string, rows: UrlRow[], option
       return { ...r, refused: [], failed: [] };
     } catch (error) {
       if (isRowDataError(error)) {
-        if (rows.length === 1) return { inserted: 0, refreshed: 0, refused: [{ row: rows[0], reason: `refused by the table: ${errorMessage(error)}` }], failed: [] };
+        if (rows.length === 1)
+          return { inserted: 0, refreshed: 0, refused: [{ row: rows[0], reason: `refused by the table: ${errorMessage(error)}` }], failed: [] };
         const half = Math.ceil(rows.length / 2);
         const [a, b] = [await storeBatch(db, country, rows.slice(0, half), options), await storeBatch(db, country, rows.slice(half), options)];
-        return { inserted: a.inserted + b.inserted, refreshed: a.refreshed + b.refreshed, refused: [...a.refused, ...b.refused], failed: [...a.failed, ...b.failed] };
+        return {
+          inserted: a.inserted + b.inserted,
+          refreshed: a.refreshed + b.refreshed,
+          refused: [...a.refused, ...b.refused],
+          failed: [...a.failed, ...b.failed],
+        };
       }
       if (attempt >= delays.length) return { inserted: 0, refreshed: 0, refused: [], failed: rows.map((row) => ({ row, reason: errorMessage(error) })) };
       await new Promise((resolve) => setTimeout(resolve, delays[attempt]));
@@ -56,7 +62,7 @@ export async function storeBatch(db: Db, country: string, rows: UrlRow[], option
 export function lineRanges(lines: number[]): string {
   const sorted = [...new Set(lines)].sort((a, b) => a - b);
   const parts: string[] = [];
-  for (let i = 0; i < sorted.length; ) {
+  for (let i = 0; i < sorted.length;) {
     let j = i;
     while (j + 1 < sorted.length && sorted[j + 1] === sorted[j] + 1) j++;
     parts.push(i === j ? `${sorted[i]}` : `${sorted[i]}-${sorted[j]}`);

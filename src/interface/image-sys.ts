@@ -100,13 +100,16 @@ export class ImageSys {
     const states = new Map<string, { stage: string; state: string; last_error: string | null; live: boolean }>();
     const refused = new Map<string, string>();
     if (good.length) {
-      const upsert = (urls: string[]) => sql<{ image_url: string; stage: string; state: string; last_error: string | null; live: boolean }>`
+      const upsert = (urls: string[]) =>
+        sql<{ image_url: string; stage: string; state: string; last_error: string | null; live: boolean }>`
         WITH ds AS (
           INSERT INTO datasources (country, datasource_id) VALUES (${country}, ${options.datasourceId}) ON CONFLICT DO NOTHING)
         INSERT INTO live_images AS li (country, datasource_id, image_url)
         SELECT ${country}, ${options.datasourceId}, u FROM unnest(${urls}::text[]) AS u
         ON CONFLICT (country, image_hash) DO UPDATE SET last_seen = now()
-        RETURNING li.image_url, li.stage, li.state, li.last_error, (li.live_data IS NOT NULL AND li.last_error_class IS DISTINCT FROM 'expired') AS live`.execute(this.db);
+        RETURNING li.image_url, li.stage, li.state, li.last_error, (li.live_data IS NOT NULL AND li.last_error_class IS DISTINCT FROM 'expired') AS live`.execute(
+          this.db,
+        );
       let rows;
       try {
         ({ rows } = await upsert(good));
@@ -146,7 +149,11 @@ export class ImageSys {
 
   /** Stores URLs through the intake's batch rules; a batch the database keeps failing is an error, never a silent loss. */
   private async storeUrls(country: string, datasourceId: number, urls: string[]): Promise<BatchOutcome> {
-    const outcome = await storeBatch(this.db, country, urls.map((url) => ({ datasourceId, url })));
+    const outcome = await storeBatch(
+      this.db,
+      country,
+      urls.map((url) => ({ datasourceId, url })),
+    );
     if (outcome.failed.length) throw new LisError('ERR_ENQUEUE_INCOMPLETE', `${outcome.failed.length} URLs not stored: ${outcome.failed[0].reason}`);
     return outcome;
   }

@@ -85,17 +85,26 @@ export function createLogger(options: LoggerOptions): Logger {
 /** Closes the files so that a process can exit with every line written. */
 export async function closeLogger(logger: Logger): Promise<void> {
   const files = logger.transports.filter((t): t is DailyRotateFile => t instanceof DailyRotateFile);
-  await withDeadline(new Promise<void>((resolve) => {
-    logger.once('finish', () => resolve());
-    logger.end();
-  }));
+  await withDeadline(
+    new Promise<void>((resolve) => {
+      logger.once('finish', () => resolve());
+      logger.end();
+    }),
+  );
   // The logger's 'finish' (winston waits for its transports') means every line reached the file
   // transports, not the disk: end each transport's file stream and wait until it has flushed.
-  await withDeadline(Promise.all(files.map((t) => new Promise<void>((resolve) => {
-    const stream = (t as unknown as { logStream?: NodeJS.WritableStream }).logStream;
-    if (!stream) return resolve();
-    stream.end(() => resolve());
-  }))));
+  await withDeadline(
+    Promise.all(
+      files.map(
+        (t) =>
+          new Promise<void>((resolve) => {
+            const stream = (t as unknown as { logStream?: NodeJS.WritableStream }).logStream;
+            if (!stream) return resolve();
+            stream.end(() => resolve());
+          }),
+      ),
+    ),
+  );
 }
 
 /** A stuck stream must not keep a stopping process alive: give up after a few seconds. */

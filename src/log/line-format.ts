@@ -38,6 +38,11 @@ export function escapeControl(text: string): string {
 /** `Jun 19 09:11:26 INFO Download::get_chunk_of_work[6881]:UK Doing chunk of work for UK (size 500)` */
 export function formatLine({ time, level, scope, pid, country, message, detail }: LineFields): string {
   const where = `${escapeControl(scope ?? 'ImageSys')}[${pid}]${country ? `:${escapeControl(country.toUpperCase())}` : ''}`;
-  const more = detail ? detail.split(/\r?\n/).map((line) => `\n    ${escapeControl(line.trim())}`).join('') : '';
+  const more = detail
+    ? detail
+        .split(/\r?\n/)
+        .map((line) => `\n    ${escapeControl(line.trim())}`)
+        .join('')
+    : '';
   return `${syslogTime(time)} ${level.toUpperCase()} ${where} ${escapeControl(message)}${more}`;
 }

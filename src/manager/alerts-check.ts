@@ -20,7 +20,9 @@ export async function runAlerts(ctx: { config: LisConfig; db: Db; log: Logger },
   try {
     const report = await deliverAlerts(db, alerts, config.alerts, (alert) => notifyOperators(channels, alert));
     if (report.held.length) {
-      log.warn(`${report.held.length} alerts held back by alerts.maxPerHour (${config.alerts.maxPerHour}): ${report.held.map((a) => a.subject).join('; ')}`, { scope: 'Manager::alerts' });
+      log.warn(`${report.held.length} alerts held back by alerts.maxPerHour (${config.alerts.maxPerHour}): ${report.held.map((a) => a.subject).join('; ')}`, {
+        scope: 'Manager::alerts',
+      });
     }
     return report;
   } finally {

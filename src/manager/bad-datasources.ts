@@ -90,14 +90,21 @@ export async function datasourceHealth(db: Db, policy: BadDatasourcePolicy, coun
  * threshold (with at least minAttempts rows tried), parking its rows. Returns
  * what it disabled; the caller tells the operators.
  */
-export async function disableBadDatasources(db: Db, policy: BadDatasourcePolicy, country?: string): Promise<Array<DatasourceHealth & { reason: string; parked: number }>> {
+export async function disableBadDatasources(
+  db: Db,
+  policy: BadDatasourcePolicy,
+  country?: string,
+): Promise<Array<DatasourceHealth & { reason: string; parked: number }>> {
   const disabled: Array<DatasourceHealth & { reason: string; parked: number }> = [];
   for (const health of await datasourceHealth(db, policy, country)) {
     const reason = judgeDatasource(health, policy);
     if (!reason) continue;
     const parked = await disableDatasource(db, health.country, health.datasourceId, reason);
     await recordEvent(db, {
-      check: 'bad_datasources', country: health.country, subject: String(health.datasourceId), rows: parked,
+      check: 'bad_datasources',
+      country: health.country,
+      subject: String(health.datasourceId),
+      rows: parked,
       detail: `disabled datasource ${health.datasourceId} of ${health.country}: ${reason}; ${parked} rows parked`,
     });
     disabled.push({ ...health, reason, parked });

@@ -41,7 +41,9 @@ export async function parkBadRetryJobs(db: Db, options: { maxAttempts: number; s
   };
   if (result.outOfAttempts + result.sameReason + result.originalMissing > 0) {
     await recordEvent(db, {
-      check: 'bad_retry_jobs', country: options.country, rows: result.outOfAttempts + result.sameReason + result.originalMissing,
+      check: 'bad_retry_jobs',
+      country: options.country,
+      rows: result.outOfAttempts + result.sameReason + result.originalMissing,
       detail: `failed ${result.outOfAttempts} out of attempts, ${result.sameReason} failing the same way; ${result.originalMissing} with a lost original sent back to download`,
     });
   }

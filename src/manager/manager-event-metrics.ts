@@ -23,14 +23,20 @@ export function registerManagerEventMetrics(registry: client.Registry, db: Db): 
     return cache.rows;
   };
   new client.Gauge({
-    name: 'lis_manager_events_last_day', help: 'Manager actions in the last 24 hours (released workers, parked retries, disabled datasources ...), by check', labelNames: ['check', 'event_country'], registers: [registry],
+    name: 'lis_manager_events_last_day',
+    help: 'Manager actions in the last 24 hours (released workers, parked retries, disabled datasources ...), by check',
+    labelNames: ['check', 'event_country'],
+    registers: [registry],
     async collect() {
       this.reset();
       for (const r of await read()) this.set({ check: r.check_name, event_country: r.country ?? 'all' }, Number(r.events));
     },
   });
   new client.Gauge({
-    name: 'lis_manager_event_rows_last_day', help: 'Rows the manager acted on in the last 24 hours, by check', labelNames: ['check', 'event_country'], registers: [registry],
+    name: 'lis_manager_event_rows_last_day',
+    help: 'Rows the manager acted on in the last 24 hours, by check',
+    labelNames: ['check', 'event_country'],
+    registers: [registry],
     async collect() {
       this.reset();
       for (const r of await read()) this.set({ check: r.check_name, event_country: r.country ?? 'all' }, Number(r.rows));

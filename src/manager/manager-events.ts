@@ -4,7 +4,10 @@ import type { Db } from '../db/connect.ts';
 export type CheckName = 'stuck_jobs' | 'bad_retry_jobs' | 'bad_datasources' | 'host_gone' | 'unlisted_rows' | 'upkeep';
 
 /** Records what the manager did, for the reports and for checking its figures afterwards. */
-export async function recordEvent(db: Db, event: { check: CheckName; country?: string | null; subject?: string | null; rows: number; detail: string }): Promise<void> {
+export async function recordEvent(
+  db: Db,
+  event: { check: CheckName; country?: string | null; subject?: string | null; rows: number; detail: string },
+): Promise<void> {
   await db
     .insertInto('manager_events')
     .values({ check_name: event.check, country: event.country ?? null, subject: event.subject ?? null, rows: event.rows, detail: event.detail })

@@ -36,9 +36,20 @@ async function upkeepFromManager(db: Db, log: Logger, configFile: string | undef
   const code = await runUpkeep(log, configFile);
   if (code === 0) return;
   try {
-    const recorded = await db.selectFrom('manager_events').select('id')
-      .where('check_name', '=', 'upkeep').where('at', '>=', started).where('detail', 'like', 'failed:%').executeTakeFirst();
-    if (!recorded) await recordEvent(db, { check: 'upkeep', subject: 'all', rows: 0, detail: `failed: lis_cron_frontend --all exited ${code} (see cron_frontend.error.log)` });
+    const recorded = await db
+      .selectFrom('manager_events')
+      .select('id')
+      .where('check_name', '=', 'upkeep')
+      .where('at', '>=', started)
+      .where('detail', 'like', 'failed:%')
+      .executeTakeFirst();
+    if (!recorded)
+      await recordEvent(db, {
+        check: 'upkeep',
+        subject: 'all',
+        rows: 0,
+        detail: `failed: lis_cron_frontend --all exited ${code} (see cron_frontend.error.log)`,
+      });
   } catch (error) {
     log.error(`recording the upkeep's failure failed: ${errorMessage(error)}`, { scope: 'Manager::cron_frontend' });
   }
@@ -54,11 +65,23 @@ async function serve(ctx: CheckContext, signal: AbortSignal, configFile: string 
     log.info(`Scheduled ${check}: ${expression}`, { scope: 'Manager::serve' });
   }
   if (config.manager.schedule.cron_frontend) {
-    tasks.push(cron.schedule(config.manager.schedule.cron_frontend, () => upkeepFromManager(ctx.db, log, configFile), { name: 'cron_frontend', noOverlap: true }));
+    tasks.push(
+      cron.schedule(config.manager.schedule.cron_frontend, () => upkeepFromManager(ctx.db, log, configFile), { name: 'cron_frontend', noOverlap: true }),
+    );
     log.info(`Scheduled cron_frontend: ${config.manager.schedule.cron_frontend}`, { scope: 'Manager::serve' });
   }
-  tasks.push(cron.schedule('* * * * *', () => sampleQueue(ctx.db).catch((e) => log.error(`sampling the queue failed: ${errorMessage(e)}`)), { name: 'sample_queue', noOverlap: true }));
-  tasks.push(cron.schedule('17 * * * *', () => pruneStats(ctx.db, config.manager.keepStatsDays).catch((e) => log.error(`pruning stats failed: ${errorMessage(e)}`)), { name: 'prune_stats', noOverlap: true }));
+  tasks.push(
+    cron.schedule('* * * * *', () => sampleQueue(ctx.db).catch((e) => log.error(`sampling the queue failed: ${errorMessage(e)}`)), {
+      name: 'sample_queue',
+      noOverlap: true,
+    }),
+  );
+  tasks.push(
+    cron.schedule('17 * * * *', () => pruneStats(ctx.db, config.manager.keepStatsDays).catch((e) => log.error(`pruning stats failed: ${errorMessage(e)}`)), {
+      name: 'prune_stats',
+      noOverlap: true,
+    }),
+  );
   onReady();
   await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
   await Promise.all(tasks.map((t) => t.destroy()));
@@ -88,7 +111,12 @@ export async function managerdMain(argv = process.argv): Promise<void> {
     try {
       const onPoolError = (e: Error) => log.warn(`Database connection lost: ${errorMessage(e)}`);
       db = flags.service
-        ? await openDatabaseWaiting(config, { retryForMs: 10 * 60_000, signal: controller.signal, onPoolError, onRetry: (m) => log.warn(m, { scope: 'Manager::main' }) })
+        ? await openDatabaseWaiting(config, {
+            retryForMs: 10 * 60_000,
+            signal: controller.signal,
+            onPoolError,
+            onRetry: (m) => log.warn(m, { scope: 'Manager::main' }),
+          })
         : await openDatabase(config, { onPoolError });
       const ctx: CheckContext = { config, db, log, country };
       if (!flags.service) {
@@ -99,11 +127,22 @@ export async function managerdMain(argv = process.argv): Promise<void> {
       }
       await registerWorker(db, { id: workerId, component: 'managerd', host: config.host, pid: process.pid, country: country ?? null });
       const exporter = await startInstanceExporter({
-        config, db, log, component: 'managerd', country,
+        config,
+        db,
+        log,
+        component: 'managerd',
+        country,
         portFlag: flags.metricsPort === undefined ? undefined : parseIntFlag('--metrics-port', flags.metricsPort, 0, 65535),
         extra: (registry) => registerManagerEventMetrics(registry, db!),
       });
-      const beat = setInterval(() => void heartbeat(db!, workerId, { done: 0, failed: 0, holding: 0 }).then(() => exporter?.observer.onHeartbeat(), () => {}), config.queue.heartbeatSeconds * 1000);
+      const beat = setInterval(
+        () =>
+          void heartbeat(db!, workerId, { done: 0, failed: 0, holding: 0 }).then(
+            () => exporter?.observer.onHeartbeat(),
+            () => {},
+          ),
+        config.queue.heartbeatSeconds * 1000,
+      );
       try {
         await serve(ctx, controller.signal, flags.config, signalReady);
       } finally {

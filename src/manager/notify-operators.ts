@@ -33,7 +33,9 @@ export async function notifyOperators(channels: OperatorChannels, alert: Alert):
   if (channels.mail) tries.push(channels.mail.send(alert, channels.host).then(() => true, failed('mail (alerts.smtp)')));
   if (channels.webhookUrl) {
     const json = { source: 'imagesys', at: new Date().toISOString(), host: channels.host, ...alert };
-    tries.push(got.post(channels.webhookUrl, { json, timeout: { request: 10_000 }, retry: { limit: 2 } }).then(() => true, failed('the webhook (alerts.webhookUrl)')));
+    tries.push(
+      got.post(channels.webhookUrl, { json, timeout: { request: 10_000 }, retry: { limit: 2 } }).then(() => true, failed('the webhook (alerts.webhookUrl)')),
+    );
   }
   if (tries.length === 0) return true;
   return (await Promise.all(tries)).some(Boolean);

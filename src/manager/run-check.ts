@@ -25,7 +25,12 @@ export async function runCheck(check: Check, ctx: CheckContext): Promise<string>
   const scope = { scope: `Manager::${check}` };
   switch (check) {
     case 'stuck_jobs': {
-      const released = await releaseStuckJobs(db, config.manager.staleWorkerSeconds, country, config.queue.progressTimeoutSeconds + config.manager.staleWorkerSeconds);
+      const released = await releaseStuckJobs(
+        db,
+        config.manager.staleWorkerSeconds,
+        country,
+        config.queue.progressTimeoutSeconds + config.manager.staleWorkerSeconds,
+      );
       for (const w of released) log.warn(`Released ${w.rows} rows held by ${w.workerId} (${w.component} on ${w.host}, silent for ${w.silentSeconds}s)`, scope);
       const gone = config.stores.shared ? [] : await redownloadFromGoneHosts(db, config.manager.hostGoneHours, config.host);
       for (const g of gone) log.warn(`Host ${g.host} gone for over ${config.manager.hostGoneHours}h: ${g.rows} rows sent back to download`, scope);

@@ -21,7 +21,11 @@ export function runUpkeep(log: Logger, configFile: string | undefined, env: Node
     child.on('close', (code, signal) => {
       const scope = { scope: 'Manager::cron_frontend' };
       if (code === 0) log.info('lis_cron_frontend --all exited 0', scope);
-      else log.error(`lis_cron_frontend --all ${signal ? `was killed (${signal})` : `exited ${code}`}: ${tail.trimEnd().split('\n').slice(-6).join(' | ')}`, scope);
+      else
+        log.error(
+          `lis_cron_frontend --all ${signal ? `was killed (${signal})` : `exited ${code}`}: ${tail.trimEnd().split('\n').slice(-6).join(' | ')}`,
+          scope,
+        );
       resolve(code);
     });
   });

@@ -22,7 +22,8 @@ export interface ReleasedWorker {
  */
 export async function releaseStuckJobs(db: Db, staleSeconds: number, country?: string, wedgedSeconds?: number): Promise<ReleasedWorker[]> {
   // Wedged: it beats but has made no progress on the rows it holds for wedgedSeconds (liveness by progress).
-  const wedged = wedgedSeconds === undefined ? sql<boolean>`false` : sql<boolean>`(holding > 0 AND progress_at < now() - make_interval(secs => ${wedgedSeconds}))`;
+  const wedged =
+    wedgedSeconds === undefined ? sql<boolean>`false` : sql<boolean>`(holding > 0 AND progress_at < now() - make_interval(secs => ${wedgedSeconds}))`;
   const dead = await db
     .selectFrom('workers')
     .select(['id', 'component', 'host', sql<number>`extract(epoch FROM now() - least(heartbeat_at, coalesce(progress_at, heartbeat_at)))::float8`.as('silent')])
@@ -36,12 +37,19 @@ export async function releaseStuckJobs(db: Db, staleSeconds: number, country?: s
     // either all three or none, and of two managers that find the same dead worker only the first
     // (the one that marks it stopped) releases and records.
     const rows = await db.transaction().execute(async (trx) => {
-      const marked = await trx.updateTable('workers').set({ stopped_at: sql`now()`, holding: 0 })
-        .where('id', '=', worker.id).where('stopped_at', 'is', null).executeTakeFirst();
+      const marked = await trx
+        .updateTable('workers')
+        .set({ stopped_at: sql`now()`, holding: 0 })
+        .where('id', '=', worker.id)
+        .where('stopped_at', 'is', null)
+        .executeTakeFirst();
       if (Number(marked.numUpdatedRows) === 0) return null;
       const count = await releaseAllHeldBy(trx, worker.id);
       await recordEvent(trx, {
-        check: 'stuck_jobs', country, subject: worker.id, rows: count,
+        check: 'stuck_jobs',
+        country,
+        subject: worker.id,
+        rows: count,
         detail: `released ${count} rows held by ${worker.id} (${worker.component}), silent or without progress for ${Math.round(worker.silent)}s`,
       });
       return count;

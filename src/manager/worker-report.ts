@@ -20,8 +20,19 @@ export interface WorkerReportRow {
 /** Every worker running, or stopped within the last day, with its last hour's figures. */
 export async function workerReport(db: Db, staleSeconds: number, country?: string): Promise<WorkerReportRow[]> {
   const { rows } = await sql<{
-    id: string; component: string; host: string; pid: number; country: string | null; stage: string | null;
-    started_at: Date; heartbeat_at: Date; stopped_at: Date | null; holding: number; silent: number; done: string; failed: string;
+    id: string;
+    component: string;
+    host: string;
+    pid: number;
+    country: string | null;
+    stage: string | null;
+    started_at: Date;
+    heartbeat_at: Date;
+    stopped_at: Date | null;
+    holding: number;
+    silent: number;
+    done: string;
+    failed: string;
   }>`
     SELECT w.id, w.component, w.host, w.pid, w.country, w.stage, w.started_at, w.heartbeat_at, w.stopped_at, w.holding,
            extract(epoch FROM now() - w.heartbeat_at)::float8 AS silent,
@@ -53,7 +64,14 @@ export async function workerReport(db: Db, staleSeconds: number, country?: strin
 export function formatTable(headers: string[], rows: Array<Array<string | number>>): string {
   const cells = [headers, ...rows.map((r) => r.map(String))];
   const widths = headers.map((_, i) => Math.max(...cells.map((r) => r[i].length)));
-  return cells.map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n');
+  return cells
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(widths[i]))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 /** Pure: `3m ago`, `2h ago`. */

@@ -28,9 +28,14 @@ export async function startInstanceExporter(options: {
   const port = options.portFlag ?? instanceMetricsPort(config.metrics.ports[component], country, config.countries);
   if (port === null) return null;
   const exporter = await startPrometheusExporter({
-    db: options.db, component, country, host: config.metrics.host, port,
+    db: options.db,
+    component,
+    country,
+    host: config.metrics.host,
+    port,
     stores: { originals: config.stores.originals, thumbnails: config.stores.thumbnails },
-    heartbeatSeconds: config.queue.heartbeatSeconds, extra: options.extra,
+    heartbeatSeconds: config.queue.heartbeatSeconds,
+    extra: options.extra,
   });
   const urlFile = metricsUrlFile(config.services.runDir, component, country);
   fs.mkdirSync(config.services.runDir, { recursive: true });

@@ -48,25 +48,66 @@ export async function startPrometheusExporter(options: ExporterOptions): Promise
   registry.setDefaultLabels({ component: options.component, country: options.country ?? 'all' });
   client.collectDefaultMetrics({ register: registry, prefix: 'lis_process_' });
   const done = new client.Counter({ name: 'lis_rows_done_total', help: 'Rows finished by this worker', labelNames: ['stage'], registers: [registry] });
-  const failed = new client.Counter({ name: 'lis_rows_failed_total', help: 'Rows failed by this worker, by error class', labelNames: ['stage', 'reason', 'retryable'], registers: [registry] });
-  const rowSeconds = new client.Histogram({
-    name: 'lis_row_seconds', help: 'Seconds from claiming a row to its result', labelNames: ['stage'],
-    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300], registers: [registry],
+  const failed = new client.Counter({
+    name: 'lis_rows_failed_total',
+    help: 'Rows failed by this worker, by error class',
+    labelNames: ['stage', 'reason', 'retryable'],
+    registers: [registry],
   });
-  const claimSeconds = new client.Histogram({ name: 'lis_claim_seconds', help: 'Seconds a chunk claim takes', labelNames: ['stage'], buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], registers: [registry] });
-  const chunkRows = new client.Histogram({ name: 'lis_chunk_rows', help: 'Rows gained per claim', labelNames: ['stage'], buckets: [0, 1, 10, 50, 100, 250, 500, 1000, 5000], registers: [registry] });
-  const givenBack = new client.Counter({ name: 'lis_rows_given_back_total', help: 'Rows given back uncharged because of our own fault (owner "ours" in the failure table), by class', labelNames: ['stage', 'reason'], registers: [registry] });
+  const rowSeconds = new client.Histogram({
+    name: 'lis_row_seconds',
+    help: 'Seconds from claiming a row to its result',
+    labelNames: ['stage'],
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
+    registers: [registry],
+  });
+  const claimSeconds = new client.Histogram({
+    name: 'lis_claim_seconds',
+    help: 'Seconds a chunk claim takes',
+    labelNames: ['stage'],
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [registry],
+  });
+  const chunkRows = new client.Histogram({
+    name: 'lis_chunk_rows',
+    help: 'Rows gained per claim',
+    labelNames: ['stage'],
+    buckets: [0, 1, 10, 50, 100, 250, 500, 1000, 5000],
+    registers: [registry],
+  });
+  const givenBack = new client.Counter({
+    name: 'lis_rows_given_back_total',
+    help: 'Rows given back uncharged because of our own fault (owner "ours" in the failure table), by class',
+    labelNames: ['stage', 'reason'],
+    registers: [registry],
+  });
   // Free space is lis_store_free_bytes below, read at each scrape for every store; the size comes from the stage's store checks.
-  const storeTotal = new client.Gauge({ name: 'lis_store_size_bytes', help: 'Size of the file system of each store this worker writes, by folder', labelNames: ['store'], registers: [registry] });
-  const paused = new client.Gauge({ name: 'lis_worker_paused', help: '1 while this worker claims nothing because a store is full or unwritable', registers: [registry] });
-  const heartbeat = new client.Gauge({ name: 'lis_worker_heartbeat_timestamp_seconds', help: 'When this worker last told the database it is alive', registers: [registry] });
+  const storeTotal = new client.Gauge({
+    name: 'lis_store_size_bytes',
+    help: 'Size of the file system of each store this worker writes, by folder',
+    labelNames: ['store'],
+    registers: [registry],
+  });
+  const paused = new client.Gauge({
+    name: 'lis_worker_paused',
+    help: '1 while this worker claims nothing because a store is full or unwritable',
+    registers: [registry],
+  });
+  const heartbeat = new client.Gauge({
+    name: 'lis_worker_heartbeat_timestamp_seconds',
+    help: 'When this worker last told the database it is alive',
+    registers: [registry],
+  });
   let cache: { at: number; rows: Awaited<ReturnType<typeof queueDepth>> } | null = null;
   const readQueue = async () => {
     if (!cache || Date.now() - cache.at > QUEUE_CACHE_MS) cache = { at: Date.now(), rows: await queueDepth(options.db, options.country) };
     return cache.rows;
   };
   new client.Gauge({
-    name: 'lis_queue_rows', help: 'Waiting rows of this country by stage: due now, retrying later, held by workers', labelNames: ['stage', 'kind'], registers: [registry],
+    name: 'lis_queue_rows',
+    help: 'Waiting rows of this country by stage: due now, retrying later, held by workers',
+    labelNames: ['stage', 'kind'],
+    registers: [registry],
     async collect() {
       this.reset();
       for (const q of await readQueue()) {
@@ -77,7 +118,10 @@ export async function startPrometheusExporter(options: ExporterOptions): Promise
     },
   });
   new client.Gauge({
-    name: 'lis_queue_oldest_seconds', help: 'How long the oldest due row of each stage has waited', labelNames: ['stage'], registers: [registry],
+    name: 'lis_queue_oldest_seconds',
+    help: 'How long the oldest due row of each stage has waited',
+    labelNames: ['stage'],
+    registers: [registry],
     async collect() {
       this.reset();
       for (const q of await readQueue()) this.set({ stage: q.stage }, q.oldestSeconds);
@@ -85,7 +129,10 @@ export async function startPrometheusExporter(options: ExporterOptions): Promise
   });
 
   new client.Gauge({
-    name: 'lis_store_free_bytes', help: 'Free space on the file system of each store', labelNames: ['store'], registers: [registry],
+    name: 'lis_store_free_bytes',
+    help: 'Free space on the file system of each store',
+    labelNames: ['store'],
+    registers: [registry],
     async collect() {
       this.reset();
       for (const [store, dir] of Object.entries(options.stores ?? {})) {
@@ -103,7 +150,13 @@ export async function startPrometheusExporter(options: ExporterOptions): Promise
     if (req.url === '/health') {
       const ageSeconds = (Date.now() - (lastBeat ?? started)) / 1000;
       const ok = isHealthy(ageSeconds, options.heartbeatSeconds ?? 10);
-      const body = { status: ok ? 'ok' : 'stale', component: options.component, country: options.country ?? null, pid: process.pid, heartbeatAgeSeconds: Math.round(ageSeconds) };
+      const body = {
+        status: ok ? 'ok' : 'stale',
+        component: options.component,
+        country: options.country ?? null,
+        pid: process.pid,
+        heartbeatAgeSeconds: Math.round(ageSeconds),
+      };
       res.writeHead(ok ? 200 : 503, { 'Content-Type': 'application/json' }).end(`${JSON.stringify(body)}\n`);
       return;
     }

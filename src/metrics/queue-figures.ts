@@ -19,7 +19,10 @@ export async function rowCounts(db: Db, country?: string): Promise<Array<{ count
  * failure), rows held by workers, and how long the oldest due row has waited.
  * Reads only the backlog (through live_images_waiting), so it is cheap enough to scrape.
  */
-export async function queueDepth(db: Db, country?: string): Promise<Array<{ country: string; stage: string; due: number; later: number; held: number; oldestSeconds: number }>> {
+export async function queueDepth(
+  db: Db,
+  country?: string,
+): Promise<Array<{ country: string; stage: string; due: number; later: number; held: number; oldestSeconds: number }>> {
   const { rows } = await sql<{ country: string; stage: string; due: string; later: string; held: string; oldest: number | null }>`
     SELECT country, stage,
            count(*) FILTER (WHERE locked_by IS NULL AND next_attempt_at <= now()) AS due,
@@ -29,16 +32,32 @@ export async function queueDepth(db: Db, country?: string): Promise<Array<{ coun
       FROM live_images
      WHERE state = 'waiting' AND stage IN ('download', 'thumbnail', 'push') AND ${inCountry(country)}
      GROUP BY 1, 2 ORDER BY 1, 2`.execute(db);
-  return rows.map((r) => ({ country: r.country, stage: r.stage, due: Number(r.due), later: Number(r.later), held: Number(r.held), oldestSeconds: Math.round(r.oldest ?? 0) }));
+  return rows.map((r) => ({
+    country: r.country,
+    stage: r.stage,
+    due: Number(r.due),
+    later: Number(r.later),
+    held: Number(r.held),
+    oldestSeconds: Math.round(r.oldest ?? 0),
+  }));
 }
 
 /** Rows done and failed per component over the last `minutes`, from the workers' per-minute counts. */
-export async function throughput(db: Db, minutes: number, country?: string): Promise<Array<{ component: string; done: number; failed: number; perMinute: number }>> {
+export async function throughput(
+  db: Db,
+  minutes: number,
+  country?: string,
+): Promise<Array<{ component: string; done: number; failed: number; perMinute: number }>> {
   const { rows } = await sql<{ component: string; done: string; failed: string }>`
     SELECT component, sum(done) AS done, sum(failed) AS failed FROM worker_minutes
      WHERE minute > now() - make_interval(mins => ${minutes}) AND ${inCountry(country)}
      GROUP BY 1 ORDER BY 1`.execute(db);
-  return rows.map((r) => ({ component: r.component, done: Number(r.done), failed: Number(r.failed), perMinute: Math.round((Number(r.done) / minutes) * 10) / 10 }));
+  return rows.map((r) => ({
+    component: r.component,
+    done: Number(r.done),
+    failed: Number(r.failed),
+    perMinute: Math.round((Number(r.done) / minutes) * 10) / 10,
+  }));
 }
 
 /** Per minute, per component: the chart of throughput over time. */
@@ -74,7 +93,16 @@ export async function datasourceFailures(db: Db, hours: number, country?: string
   const by = new Map<string, DatasourceFailures>();
   for (const r of rows) {
     const key = `${r.country}:${r.datasource_id}`;
-    const entry = by.get(key) ?? { country: r.country, datasourceId: r.datasource_id, enabled: r.enabled ?? true, tries: 0, failed: 0, ours: 0, rate: 0, reasons: [] };
+    const entry = by.get(key) ?? {
+      country: r.country,
+      datasourceId: r.datasource_id,
+      enabled: r.enabled ?? true,
+      tries: 0,
+      failed: 0,
+      ours: 0,
+      rate: 0,
+      reasons: [],
+    };
     const n = Number(r.n);
     entry.tries += n;
     if (r.error_class !== '') {
@@ -85,7 +113,11 @@ export async function datasourceFailures(db: Db, hours: number, country?: string
     by.set(key, entry);
   }
   return [...by.values()]
-    .map((e) => ({ ...e, rate: e.tries ? Math.round((e.failed / e.tries) * 1000) / 1000 : 0, reasons: e.reasons.sort((a, b) => b.tries - a.tries).slice(0, 5) }))
+    .map((e) => ({
+      ...e,
+      rate: e.tries ? Math.round((e.failed / e.tries) * 1000) / 1000 : 0,
+      reasons: e.reasons.sort((a, b) => b.tries - a.tries).slice(0, 5),
+    }))
     .sort((a, b) => b.failed + b.ours - a.failed - a.ours || a.country.localeCompare(b.country) || a.datasourceId - b.datasourceId);
 }
 

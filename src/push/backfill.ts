@@ -84,7 +84,9 @@ async function backfillFrontend(frontend: Frontend, options: BackfillOptions): P
     let failedTransfer = false;
     if (rows.length) {
       const { outcomes, transfers } = await pushToFrontends(new Map([[frontend.name, rows]]), [frontend], {
-        config: config.push, storeRoot: config.stores.thumbnails, limit: options.limit,
+        config: config.push,
+        storeRoot: config.stores.thumbnails,
+        limit: options.limit,
       });
       for (const row of rows) {
         const outcome = outcomes.get(pushKey(frontend.name, row.id))!;
@@ -145,7 +147,10 @@ export class BackfillLoop {
         try {
           const totals = await backfillPass({ ...this.options, signal });
           const moved = Object.entries(totals).filter(([, t]) => t.pushed || t.failed);
-          if (moved.length) log.info(`Backfill pass: ${moved.map(([f, t]) => `${f} +${t.pushed}${t.failed ? ` (${t.failed} failed)` : ''}`).join(', ')}`, { scope: 'Push::backfill' });
+          if (moved.length)
+            log.info(`Backfill pass: ${moved.map(([f, t]) => `${f} +${t.pushed}${t.failed ? ` (${t.failed} failed)` : ''}`).join(', ')}`, {
+              scope: 'Push::backfill',
+            });
         } catch (error) {
           log.error(`Backfill pass failed: ${errorMessage(error)}; trying again later`, { scope: 'Push::backfill' });
         }

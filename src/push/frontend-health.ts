@@ -24,7 +24,12 @@ export function frontendHealthOf(transfers: FrontendTransfer[]): { down: Array<{
 export async function recordFrontendHealth(db: Db, transfers: FrontendTransfer[]): Promise<void> {
   const { down, up } = frontendHealthOf(transfers);
   for (const d of down) {
-    await db.updateTable('frontends').set({ down_since: sql`coalesce(down_since, now())`, down_reason: d.reason.slice(0, 2000) }).where('name', '=', d.name).execute();
+    await db
+      .updateTable('frontends')
+      .set({ down_since: sql`coalesce(down_since, now())`, down_reason: d.reason.slice(0, 2000) })
+      .where('name', '=', d.name)
+      .execute();
   }
-  if (up.length) await db.updateTable('frontends').set({ down_since: null, down_reason: null }).where('name', 'in', up).where('down_since', 'is not', null).execute();
+  if (up.length)
+    await db.updateTable('frontends').set({ down_since: null, down_reason: null }).where('name', 'in', up).where('down_since', 'is not', null).execute();
 }

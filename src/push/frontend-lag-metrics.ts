@@ -17,7 +17,10 @@ export function registerFrontendLagMetrics(registry: client.Registry, db: Db, co
     return cache.lag;
   };
   new client.Gauge({
-    name: 'lis_frontend_lag_rows', help: 'Rows of this country a frontend does not have yet: live (backfill) or in push', labelNames: ['frontend', 'kind'], registers: [registry],
+    name: 'lis_frontend_lag_rows',
+    help: 'Rows of this country a frontend does not have yet: live (backfill) or in push',
+    labelNames: ['frontend', 'kind'],
+    registers: [registry],
     async collect() {
       this.reset();
       for (const f of await read()) {
@@ -27,7 +30,10 @@ export function registerFrontendLagMetrics(registry: client.Registry, db: Db, co
     },
   });
   new client.Gauge({
-    name: 'lis_frontend_enabled', help: '1 when the frontend is enabled, 0 when an operator or the manager disabled it', labelNames: ['frontend'], registers: [registry],
+    name: 'lis_frontend_enabled',
+    help: '1 when the frontend is enabled, 0 when an operator or the manager disabled it',
+    labelNames: ['frontend'],
+    registers: [registry],
     async collect() {
       this.reset();
       for (const f of await read()) this.set({ frontend: f.frontend }, f.enabled ? 1 : 0);

@@ -28,8 +28,13 @@ export async function enabledFrontends(db: Db): Promise<Frontend[]> {
 export async function addFrontend(db: Db, name: string, target: string, enabled = true): Promise<void> {
   if (!NAME.test(name)) throw new LisError('ERR_FRONTEND_NAME', `frontend name ${JSON.stringify(name)}: use 1-64 letters, digits, _ . -`);
   parseFrontendTarget(target);
-  const inserted = await db.insertInto('frontends').values({ name, target, enabled }).onConflict((oc) => oc.column('name').doNothing()).executeTakeFirst();
-  if (Number(inserted.numInsertedOrUpdatedRows ?? 0) === 0) throw new LisError('ERR_FRONTEND_EXISTS', `frontend ${name} already exists (lis frontend remove ${name} first)`);
+  const inserted = await db
+    .insertInto('frontends')
+    .values({ name, target, enabled })
+    .onConflict((oc) => oc.column('name').doNothing())
+    .executeTakeFirst();
+  if (Number(inserted.numInsertedOrUpdatedRows ?? 0) === 0)
+    throw new LisError('ERR_FRONTEND_EXISTS', `frontend ${name} already exists (lis frontend remove ${name} first)`);
 }
 
 /**
@@ -41,7 +46,11 @@ export async function addFrontend(db: Db, name: string, target: string, enabled 
  */
 export async function setFrontendEnabled(db: Db, name: string, enabled: boolean, options: { forget?: boolean } = {}): Promise<void> {
   await db.transaction().execute(async (trx) => {
-    const updated = await trx.updateTable('frontends').set({ enabled, updated_at: sql<Date>`now()` }).where('name', '=', name).executeTakeFirst();
+    const updated = await trx
+      .updateTable('frontends')
+      .set({ enabled, updated_at: sql<Date>`now()` })
+      .where('name', '=', name)
+      .executeTakeFirst();
     if (Number(updated.numUpdatedRows) === 0) throw new LisError('ERR_NO_FRONTEND', `no frontend named ${name} (lis frontend list)`);
     if (options.forget) await trx.deleteFrom('frontend_pushes').where('frontend', '=', name).execute();
   });

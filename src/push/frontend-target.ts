@@ -12,7 +12,10 @@ export type FrontendTarget =
 
 export class FrontendTargetError extends LisError {
   constructor(target: string, why: string) {
-    super('ERR_FRONTEND_TARGET', `frontend target ${JSON.stringify(target)}: ${why}; expected a local path (/srv/thumbs), rsync://host[:port]/module[/path] or [user@]host:/path`);
+    super(
+      'ERR_FRONTEND_TARGET',
+      `frontend target ${JSON.stringify(target)}: ${why}; expected a local path (/srv/thumbs), rsync://host[:port]/module[/path] or [user@]host:/path`,
+    );
     this.name = 'FrontendTargetError';
   }
 }

@@ -36,8 +36,13 @@ export function prepareRows(rows: ClaimedRow[], country: string): { rows: PushRo
     const fail = (errorClass: string, reason: string) =>
       rejected.push({ ok: false, failure: { id: row.id, attempts: row.attempts, errorClass, reason, retryable: false } });
     if (files.length === 0) fail('no_thumbnails', 'image_data lists no thumbnail files (was it thumbnailed?)');
-    else if (files.some((f) => !RELATIVE_FILE.test(f))) fail('bad_image_data', `image_data holds a path that is not relative to the thumbnail root: ${JSON.stringify(files.find((f) => !RELATIVE_FILE.test(f)))}`);
-    else if (files.some((f) => !f.startsWith(`${country}/`))) fail('bad_image_data', `image_data holds a file outside ${country}/: ${JSON.stringify(files.find((f) => !f.startsWith(`${country}/`)))}`);
+    else if (files.some((f) => !RELATIVE_FILE.test(f)))
+      fail(
+        'bad_image_data',
+        `image_data holds a path that is not relative to the thumbnail root: ${JSON.stringify(files.find((f) => !RELATIVE_FILE.test(f)))}`,
+      );
+    else if (files.some((f) => !f.startsWith(`${country}/`)))
+      fail('bad_image_data', `image_data holds a file outside ${country}/: ${JSON.stringify(files.find((f) => !f.startsWith(`${country}/`)))}`);
     else ready.push({ id: row.id, country: row.country, image_hash: row.image_hash, attempts: row.attempts, files: [...new Set(files)] });
   }
   return { rows: ready, rejected };

@@ -30,25 +30,32 @@ export async function pushToFrontends(
 ): Promise<{ outcomes: Map<string, FrontendRowOutcome>; transfers: FrontendTransfer[] }> {
   const outcomes = new Map<string, FrontendRowOutcome>();
   const byName = new Map(frontends.map((f) => [f.name, f]));
-  const transfers = await Promise.all([...plan].map(async ([name, rows]): Promise<FrontendTransfer> => {
-    const frontend = byName.get(name)!;
-    const files = rows.flatMap((r) => r.files);
-    const started = performance.now();
-    const outcome = await options.limit.run(() => runRsync(buildRsyncInvocation(options.config, frontend.parsed, options.storeRoot, files)));
-    const seconds = (performance.now() - started) / 1000;
-    if (outcome.ok) {
-      for (const row of rows) outcomes.set(pushKey(name, row.id), { ok: true });
-    } else if (outcome.errorClass === 'files_vanished') {
-      const gone = await findMissingFiles(options.storeRoot, rows);
-      for (const row of rows) {
-        const file = gone.get(row.id);
-        outcomes.set(pushKey(name, row.id), file === undefined ? { ok: true } : { ok: false, errorClass: 'thumbnail_missing', vanished: true, message: `thumbnail vanished from the store during the push: ${file}` });
+  const transfers = await Promise.all(
+    [...plan].map(async ([name, rows]): Promise<FrontendTransfer> => {
+      const frontend = byName.get(name)!;
+      const files = rows.flatMap((r) => r.files);
+      const started = performance.now();
+      const outcome = await options.limit.run(() => runRsync(buildRsyncInvocation(options.config, frontend.parsed, options.storeRoot, files)));
+      const seconds = (performance.now() - started) / 1000;
+      if (outcome.ok) {
+        for (const row of rows) outcomes.set(pushKey(name, row.id), { ok: true });
+      } else if (outcome.errorClass === 'files_vanished') {
+        const gone = await findMissingFiles(options.storeRoot, rows);
+        for (const row of rows) {
+          const file = gone.get(row.id);
+          outcomes.set(
+            pushKey(name, row.id),
+            file === undefined
+              ? { ok: true }
+              : { ok: false, errorClass: 'thumbnail_missing', vanished: true, message: `thumbnail vanished from the store during the push: ${file}` },
+          );
+        }
+      } else {
+        for (const row of rows) outcomes.set(pushKey(name, row.id), { ok: false, errorClass: outcome.errorClass, message: outcome.message });
       }
-    } else {
-      for (const row of rows) outcomes.set(pushKey(name, row.id), { ok: false, errorClass: outcome.errorClass, message: outcome.message });
-    }
-    return { frontend: name, rows: rows.length, files: files.length, outcome, seconds };
-  }));
+      return { frontend: name, rows: rows.length, files: files.length, outcome, seconds };
+    }),
+  );
   return { outcomes, transfers };
 }
 

@@ -39,7 +39,10 @@ export class PushWorker implements StageWorker {
       // Making rows live with no frontend at all would publish nothing; they wait for `lis frontend add`.
       ctx.log.warn('No enabled frontend (lis frontend add NAME TARGET): the chunk waits', scope);
       for (const row of claimed) {
-        ctx.report({ ok: false, failure: { id: row.id, attempts: row.attempts, errorClass: 'no_frontends', reason: 'no enabled frontend to push to', retryable: true } });
+        ctx.report({
+          ok: false,
+          failure: { id: row.id, attempts: row.attempts, errorClass: 'no_frontends', reason: 'no enabled frontend to push to', retryable: true },
+        });
       }
       return;
     }
@@ -49,16 +52,34 @@ export class PushWorker implements StageWorker {
     const missing = await findMissingFiles(config.stores.thumbnails, prepared);
     for (const row of prepared) {
       const file = missing.get(row.id);
-      if (file !== undefined) ctx.report({ ok: false, failure: { id: row.id, attempts: row.attempts, errorClass: 'thumbnail_missing', reason: `thumbnail missing from the store: ${file}`, retryable: true } });
+      if (file !== undefined)
+        ctx.report({
+          ok: false,
+          failure: {
+            id: row.id,
+            attempts: row.attempts,
+            errorClass: 'thumbnail_missing',
+            reason: `thumbnail missing from the store: ${file}`,
+            retryable: true,
+          },
+        });
     }
     const rows = prepared.filter((r) => !missing.has(r.id));
     // Nothing is sent yet: stopping now gives the rest back untouched.
     if (ctx.signal.aborted || rows.length === 0) return;
 
     const names = frontends.map((f) => f.name);
-    const have = await loadCurrentPushes(db, rows.map((r) => r.id), names);
+    const have = await loadCurrentPushes(
+      db,
+      rows.map((r) => r.id),
+      names,
+    );
     const plan = planPush(rows, names, have);
-    const { outcomes, transfers } = await pushToFrontends(plan, frontends, { config: config.push, storeRoot: config.stores.thumbnails, limit: this.options.limit });
+    const { outcomes, transfers } = await pushToFrontends(plan, frontends, {
+      config: config.push,
+      storeRoot: config.stores.thumbnails,
+      limit: this.options.limit,
+    });
     for (const t of transfers) {
       if (t.outcome.ok) ctx.log.debug(describeTransfer(t), scope);
       else ctx.log.warn(`${describeTransfer(t)}; its rows stay not live until it catches up (no row is charged)`, scope);

@@ -47,7 +47,10 @@ export const pusherdDefinition: DaemonDefinition = {
   metrics: ({ registry, db, country }) => registerFrontendLagMetrics(registry, db, country),
   create: ({ config, db, log, country, flags }) =>
     createPusher({
-      config, db, log, country,
+      config,
+      db,
+      log,
+      country,
       chunkSize: flags.chunkSize === undefined ? config.queue.chunkSize : Number(flags.chunkSize),
       service: Boolean(flags.service),
       signal: stopSignal(),

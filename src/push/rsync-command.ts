@@ -25,8 +25,13 @@ export interface RsyncInvocation {
  */
 export function buildRsyncInvocation(config: PushConfig, target: FrontendTarget, sourceRoot: string, files: string[]): RsyncInvocation {
   const args = [
-    '--files-from=-', '--from0',
-    '--times', '--perms', `--chmod=${config.chmod}`, '--omit-dir-times', '--mkpath',
+    '--files-from=-',
+    '--from0',
+    '--times',
+    '--perms',
+    `--chmod=${config.chmod}`,
+    '--omit-dir-times',
+    '--mkpath',
     `--timeout=${config.timeoutSeconds}`,
     '--stats',
   ];

@@ -15,9 +15,7 @@ export interface RsyncStats {
   bytesTransferred: number;
 }
 
-export type RsyncOutcome =
-  | { ok: true; stats: RsyncStats }
-  | { ok: false; errorClass: RsyncErrorClass; exitCode: number | null; message: string };
+export type RsyncOutcome = { ok: true; stats: RsyncStats } | { ok: false; errorClass: RsyncErrorClass; exitCode: number | null; message: string };
 
 /** rsync's EXIT VALUES (man rsync). */
 const EXIT_MEANINGS: Record<number, string> = {
@@ -46,7 +44,8 @@ const EXIT_MEANINGS: Record<number, string> = {
   255: 'the remote shell failed',
 };
 
-const UNREACHABLE = /Connection refused|No route to host|Network is unreachable|Name or service not known|Could not resolve hostname|Temporary failure in name resolution|Connection timed out|connection unexpectedly closed|Connection reset by peer|Permission denied \(publickey|Host key verification failed|failed to connect to/i;
+const UNREACHABLE =
+  /Connection refused|No route to host|Network is unreachable|Name or service not known|Could not resolve hostname|Temporary failure in name resolution|Connection timed out|connection unexpectedly closed|Connection reset by peer|Permission denied \(publickey|Host key verification failed|failed to connect to/i;
 const DISK_FULL = /No space left on device|Disk quota exceeded/i;
 
 /** Pure: classifies an exit (code, or the signal that killed rsync) with its stderr. */
@@ -69,11 +68,17 @@ function errorClassOf(exitCode: number | null, stderr: string): RsyncErrorClass 
 
 /** The lines of stderr that say what went wrong (rsync's own, the daemon's @ERROR, ssh's), de-duplicated. */
 export function rsyncSaid(stderr: string): string {
-  const lines = stderr.split(/\r?\n/).map((l) => l.trim()).filter(Boolean);
+  const lines = stderr
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter(Boolean);
   const telling = lines.filter((l) => /^(rsync:|rsync error:|@ERROR|ssh:|ERROR:)|Permission denied|Connection refused|No space left/i.test(l));
   const chosen = [...new Set(telling.length ? telling : lines.slice(-3))];
   // rsync's closing "rsync error: ... (code N) at main.c(1234)" only repeats the exit code: keep it last and short.
-  return chosen.map((l) => l.replace(/ at [\w./-]+\(\d+\) \[[^\]]*\]/, '')).slice(0, 4).join('; ');
+  return chosen
+    .map((l) => l.replace(/ at [\w./-]+\(\d+\) \[[^\]]*\]/, ''))
+    .slice(0, 4)
+    .join('; ');
 }
 
 /** Pure: `--stats` figures from stdout (numbers may carry thousands separators). */

@@ -24,7 +24,9 @@ export function runRsync(invocation: RsyncInvocation, cwd?: string): Promise<Rsy
     child.stdin.end(invocation.input);
     child.on('error', (error: NodeJS.ErrnoException) => {
       resolve({
-        ok: false, exitCode: null, errorClass: error.code === 'ENOENT' ? 'rsync_missing' : 'rsync_error',
+        ok: false,
+        exitCode: null,
+        errorClass: error.code === 'ENOENT' ? 'rsync_missing' : 'rsync_error',
         message: error.code === 'ENOENT' ? rsyncMissingMessage(invocation.command) : `cannot start ${invocation.command}: ${error.message}`,
       });
     });
@@ -48,7 +50,11 @@ export async function checkRsync(command: string): Promise<string> {
   });
   if (outcome.missing) throw new LisError('ERR_RSYNC_MISSING', rsyncMissingMessage(command));
   const version = /rsync\s+version\s+v?(\d+)\.(\d+)\.(\d+)/.exec(outcome.out);
-  if (outcome.code !== 0 || !version) throw new LisError('ERR_RSYNC_MISSING', `${command} --version did not run as rsync (${outcome.error ?? `exit ${outcome.code}`}): install rsync (apt-get install rsync)`);
+  if (outcome.code !== 0 || !version)
+    throw new LisError(
+      'ERR_RSYNC_MISSING',
+      `${command} --version did not run as rsync (${outcome.error ?? `exit ${outcome.code}`}): install rsync (apt-get install rsync)`,
+    );
   const [major, minor, patch] = version.slice(1).map(Number);
   if (major * 10000 + minor * 100 + patch < 30203) {
     throw new LisError('ERR_RSYNC_TOO_OLD', `rsync ${major}.${minor}.${patch} is too old: lis_pusherd needs 3.2.3 or newer (--mkpath)`);

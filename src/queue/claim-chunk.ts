@@ -52,7 +52,12 @@ export async function claimChunk(db: Db, request: ClaimRequest): Promise<Claimed
   return claimed.sort((a, b) => a.priority - b.priority || compareIds(a.id, b.id));
 }
 
-async function claimOnce(db: Db, request: ClaimRequest, after: [string, string], limit: number): Promise<{ picked: number; lastPicked: [string, string]; rows: ClaimedRow[] }> {
+async function claimOnce(
+  db: Db,
+  request: ClaimRequest,
+  after: [string, string],
+  limit: number,
+): Promise<{ picked: number; lastPicked: [string, string]; rows: ClaimedRow[] }> {
   const entries = (priority: number, afterId: string, max: RawBuilder<unknown>) => sql`
            DELETE FROM claimable_rows
             WHERE ctid = ANY(ARRAY(
@@ -63,7 +68,9 @@ async function claimOnce(db: Db, request: ClaimRequest, after: [string, string],
                      LIMIT ${max}
                        FOR UPDATE SKIP LOCKED))
            RETURNING id, priority`;
-  const rows = await runPrepared(db, sql<Partial<ClaimedRow> & { picked: number; last_new: string | null; last_rework: string | null }>`
+  const rows = await runPrepared(
+    db,
+    sql<Partial<ClaimedRow> & { picked: number; last_new: string | null; last_rework: string | null }>`
     WITH new_rows AS (${entries(0, after[0], sql`${limit}::int`)}),
          reworks AS (${entries(1, after[1], sql`(${limit}::int - (SELECT count(*) FROM new_rows))`)}),
          picked AS (SELECT id, priority FROM new_rows UNION ALL SELECT id, priority FROM reworks),
@@ -83,15 +90,14 @@ async function claimOnce(db: Db, request: ClaimRequest, after: [string, string],
     SELECT p.picked, p.last_new, p.last_rework, c.*
       FROM (SELECT count(*)::int AS picked, max(id) FILTER (WHERE priority = 0)::text AS last_new,
                    max(id) FILTER (WHERE priority = 1)::text AS last_rework FROM picked) p
-      LEFT JOIN claimed c ON true`);
+      LEFT JOIN claimed c ON true`,
+  );
   // The LEFT JOIN gives one row even when nothing was claimed, to carry the counts.
   const [{ picked, last_new: lastNew, last_rework: lastRework }] = rows;
   return {
     picked,
     lastPicked: [lastNew ?? after[0], lastRework ?? after[1]],
-    rows: rows
-      .filter((r) => r.id != null)
-      .map(({ picked: _picked, last_new: _n, last_rework: _r, ...row }) => row as ClaimedRow),
+    rows: rows.filter((r) => r.id != null).map(({ picked: _picked, last_new: _n, last_rework: _r, ...row }) => row as ClaimedRow),
   };
 }
 

@@ -16,7 +16,9 @@ import type { WorkStage } from './stages.ts';
  */
 export async function claimRow(db: Db, id: string, workerId: string, storeHost: string): Promise<(ClaimedRow & { stage: WorkStage }) | null> {
   // Entries first, skipping one a chunk claim holds (as claimChunk takes its locks: entry, then row), so the two never deadlock.
-  const rows = await runPrepared(db, sql<ClaimedRow & { stage: WorkStage }>`
+  const rows = await runPrepared(
+    db,
+    sql<ClaimedRow & { stage: WorkStage }>`
     WITH unlisted AS (
            DELETE FROM claimable_rows
             WHERE ctid = ANY(ARRAY(
@@ -32,7 +34,8 @@ export async function claimRow(db: Db, id: string, workerId: string, storeHost: 
             WHERE li.id = ${id}::bigint AND ${claimable(storeHost, 'li')}
            RETURNING li.id, li.country, li.image_url, li.image_hash, li.datasource_id, li.image_data, li.human_classified,
                      li.image_class, li.attempts, li.store_host, li.stage)
-    SELECT claimed.* FROM claimed`);
+    SELECT claimed.* FROM claimed`,
+  );
   return rows[0] ?? null;
 }
 

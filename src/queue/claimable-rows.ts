@@ -76,7 +76,9 @@ export async function runTransition(db: Kysely<Database>, t: Transition): Promis
                        AND c2.priority IN (0, 1) AND c2.id = o.id
                        FOR UPDATE OF c2 SKIP LOCKED))),`
     : sql``;
-  const [row] = await runPrepared(db, sql<{ updated: number }>`
+  const [row] = await runPrepared(
+    db,
+    sql<{ updated: number }>`
     WITH locked AS MATERIALIZED (${t.candidates} ORDER BY li.id FOR NO KEY UPDATE OF li),
          ${unlist}
          updated AS (${t.update}),
@@ -86,7 +88,8 @@ export async function runTransition(db: Kysely<Database>, t: Transition): Promis
             WHERE state = 'waiting' AND locked_by IS NULL AND stage <> 'live'
            RETURNING country, stage)
     SELECT (SELECT count(*) FROM updated)::int AS updated,
-           (SELECT count(pg_notify('lis_work', country || ':' || stage)) FROM (SELECT DISTINCT country, stage FROM listed) s)::int AS woken`);
+           (SELECT count(pg_notify('lis_work', country || ':' || stage)) FROM (SELECT DISTINCT country, stage FROM listed) s)::int AS woken`,
+  );
   return row.updated;
 }
 

@@ -46,7 +46,12 @@ export function decideFailures(failures: RowFailure[], policy: FailurePolicy, ra
  * one waits for its backoff, the rest (and the retryable ones out of
  * attempts) become `failed` with the reason. Returns how many were updated.
  */
-export async function failRows(db: Db, workerId: string, failures: RowFailure[], policy: FailurePolicy): Promise<{ updated: number; failed: number; retrying: number }> {
+export async function failRows(
+  db: Db,
+  workerId: string,
+  failures: RowFailure[],
+  policy: FailurePolicy,
+): Promise<{ updated: number; failed: number; retrying: number }> {
   if (failures.length === 0) return { updated: 0, failed: 0, retrying: 0 };
   const outcomes = decideFailures(failures, policy);
   // The lock step carries the batch's values, so the UPDATE joins one row source (see finish-rows.ts).

@@ -8,5 +8,9 @@ import { moveRows } from './move-rows.ts';
  * datasource first, in the same transaction (lock order: control rows first).
  */
 export async function parkDatasourceRows(db: Db, country: string, datasourceId: number): Promise<number> {
-  return moveRows(db, sql`li.country = ${country} AND li.datasource_id = ${datasourceId} AND li.state = 'waiting' AND li.locked_by IS NULL`, sql`state = 'parked'`);
+  return moveRows(
+    db,
+    sql`li.country = ${country} AND li.datasource_id = ${datasourceId} AND li.state = 'waiting' AND li.locked_by IS NULL`,
+    sql`state = 'parked'`,
+  );
 }

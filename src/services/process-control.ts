@@ -1,10 +1,7 @@
 import fs from 'node:fs';
 import { isProcessAlive, readPidFile } from '../util/pid-lock-file.ts';
 
-export type ServiceState =
-  | { state: 'running'; pid: number; since: Date }
-  | { state: 'stopped' }
-  | { state: 'stale'; pid: number };
+export type ServiceState = { state: 'running'; pid: number; since: Date } | { state: 'stopped' } | { state: 'stale'; pid: number };
 
 /**
  * What a pid file says, checked against the process table: a pid that is

@@ -132,7 +132,9 @@ async function eachInstance(instances: ServiceInstance[], action: (i: ServiceIns
 /** servicectl start|stop|restart|status SERVICE [--country uk] */
 export async function servicectlMain(argv = process.argv): Promise<void> {
   const program = usageErrorsExit2(new Command('servicectl'))
-    .description(`start, stop and check the ImageSys daemons as services (${Object.keys(SERVICES).join(', ')}); each runs under a supervisor that starts it again when it dies`)
+    .description(
+      `start, stop and check the ImageSys daemons as services (${Object.keys(SERVICES).join(', ')}); each runs under a supervisor that starts it again when it dies`,
+    )
     .argument('<action>', 'start, stop, restart or status')
     .argument('<service>', 'e.g. imagesys-downloadd')
     .option('--country <code>', 'one country\'s instance (default: every country in the config\'s "countries")')
@@ -144,11 +146,16 @@ export async function servicectlMain(argv = process.argv): Promise<void> {
         const instances = instancesOf(config, name, opts.country);
         const configFile = opts.config ? path.resolve(opts.config) : undefined;
         switch (action) {
-          case 'start': return eachInstance(instances, (i) => start(config, i, configFile));
-          case 'stop': return eachInstance(instances, (i) => stop(config, i));
-          case 'restart': return eachInstance(instances, async (i) => (await stop(config, i), start(config, i, configFile)));
-          case 'status': return eachInstance(instances, status);
-          default: throw new UsageError(`unknown action ${JSON.stringify(action)}: expected start, stop, restart or status`);
+          case 'start':
+            return eachInstance(instances, (i) => start(config, i, configFile));
+          case 'stop':
+            return eachInstance(instances, (i) => stop(config, i));
+          case 'restart':
+            return eachInstance(instances, async (i) => (await stop(config, i), start(config, i, configFile)));
+          case 'status':
+            return eachInstance(instances, status);
+          default:
+            throw new UsageError(`unknown action ${JSON.stringify(action)}: expected start, stop, restart or status`);
         }
       }),
     );

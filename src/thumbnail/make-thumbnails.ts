@@ -85,7 +85,10 @@ export async function makeThumbnails(original: Buffer, settings: ThumbnailSettin
   // Judged from the header alone, before a single pixel is decoded, so a bomb costs next to nothing.
   const pixelCount = header.width * header.height;
   if (pixelCount > settings.maxPixels) {
-    throw new ImageError('too_many_pixels', `${header.width}x${header.height} is ${(pixelCount / 1e6).toFixed(1)} megapixels, over the limit of ${(settings.maxPixels / 1e6).toFixed(1)}`);
+    throw new ImageError(
+      'too_many_pixels',
+      `${header.width}x${header.height} is ${(pixelCount / 1e6).toFixed(1)} megapixels, over the limit of ${(settings.maxPixels / 1e6).toFixed(1)}`,
+    );
   }
   // With pages: 1, the header's height is the first frame's.
   const upright = uprightSize({ width: header.width, height: header.height }, header.orientation);
@@ -101,10 +104,7 @@ export async function makeThumbnails(original: Buffer, settings: ThumbnailSettin
   applyGamma(working.pixels, settings.details.gamma);
 
   const raw = { raw: { width: working.size.width, height: working.size.height, channels: 3 as const } };
-  const [presets, analysis] = await Promise.all([
-    derivePresets(working, raw, upright, settings),
-    analyse(working, raw),
-  ]);
+  const [presets, analysis] = await Promise.all([derivePresets(working, raw, upright, settings), analyse(working, raw)]);
   return {
     original: { width: upright.width, height: upright.height, format: header.format, bytes: original.length },
     contentHash,
@@ -130,7 +130,9 @@ async function decodeWorking(original: Buffer, input: SharpOptions, target: Size
     if (imageError.code !== 'processing_timeout') throw imageError;
     // libvips words it "timeout: 4% complete" among seek errors from the aborted read; say which setting ran out.
     const progress = /timeout: \d+% complete/.exec(imageError.message)?.[0] ?? imageError.message;
-    throw new ImageError('processing_timeout', `not decoded within ${Math.ceil(settings.timeoutSeconds)} s (thumbnail.timeoutSeconds); libvips: ${progress}`, { cause: error });
+    throw new ImageError('processing_timeout', `not decoded within ${Math.ceil(settings.timeoutSeconds)} s (thumbnail.timeoutSeconds); libvips: ${progress}`, {
+      cause: error,
+    });
   }
 }
 
@@ -154,17 +156,17 @@ async function derivePreset(working: Working, raw: RawInput, upright: Size, pres
       const left = Math.floor((geometry.width - geometry.inner.width) / 2);
       const top = Math.floor((geometry.height - geometry.inner.height) / 2);
       pipeline = pipeline.extend({
-        left, right: geometry.width - geometry.inner.width - left,
-        top, bottom: geometry.height - geometry.inner.height - top,
+        left,
+        right: geometry.width - geometry.inner.width - left,
+        top,
+        bottom: geometry.height - geometry.inner.height - top,
         background: WHITE,
       });
     }
   }
   if (settings.details.sharpenKernel) pipeline = pipeline.convolve(settings.details.sharpenKernel);
   const { quality } = settings.details;
-  const encoders: Array<['jpg' | TwinFormat, Sharp]> = [
-    ['jpg', pipeline.clone().jpeg(jpegOptions(quality, preset.width * preset.height))],
-  ];
+  const encoders: Array<['jpg' | TwinFormat, Sharp]> = [['jpg', pipeline.clone().jpeg(jpegOptions(quality, preset.width * preset.height))]];
   if (settings.twins.webp) encoders.push(['webp', pipeline.clone().webp({ quality: settings.twins.webpQuality ?? quality, effort: 4 })]);
   if (settings.twins.avif) encoders.push(['avif', pipeline.clone().avif({ quality: settings.twins.avifQuality, effort: 3 })]);
   const files = await Promise.all(encoders.map(async ([ext, encoder]) => ({ ext, data: await encoder.toBuffer() })));
@@ -178,7 +180,10 @@ async function derivePreset(working: Working, raw: RawInput, upright: Size, pres
  */
 async function analyse(working: Working, raw: RawInput): Promise<Pick<Thumbnails, 'dominantColor' | 'thumbHash' | 'perceptualHash' | 'maxStdev' | 'entropy'>> {
   const [small, grey] = await Promise.all([
-    sharp(working.pixels, raw).resize(THUMBHASH_MAX_SIDE, THUMBHASH_MAX_SIDE, { fit: 'inside', withoutEnlargement: true }).raw().toBuffer({ resolveWithObject: true }),
+    sharp(working.pixels, raw)
+      .resize(THUMBHASH_MAX_SIDE, THUMBHASH_MAX_SIDE, { fit: 'inside', withoutEnlargement: true })
+      .raw()
+      .toBuffer({ resolveWithObject: true }),
     // From the working size, not the small copy: a second downscale first moves the flat-area bits.
     sharp(working.pixels, raw).resize(DHASH_WIDTH, DHASH_HEIGHT, { fit: 'fill' }).greyscale().raw().toBuffer(),
   ]);

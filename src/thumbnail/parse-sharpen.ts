@@ -23,7 +23,9 @@ export function parseSharpen(value: string, what = '--sharpen'): SharpenSpec {
   const radius = match ? Number(match[1]) : NaN;
   const sigma = match ? Number(match[2]) : NaN;
   if (!match || radius > MAX_RADIUS || !(sigma === 0 || (sigma >= MIN_SIGMA && sigma <= MAX_SIGMA))) {
-    throw new UsageError(`${what} ${JSON.stringify(value)}: expected RADIUSxSIGMA such as 0x1 (radius 0-${MAX_RADIUS}, sigma ${MIN_SIGMA}-${MAX_SIGMA}), or 0x0 or none for no sharpening`);
+    throw new UsageError(
+      `${what} ${JSON.stringify(value)}: expected RADIUSxSIGMA such as 0x1 (radius 0-${MAX_RADIUS}, sigma ${MIN_SIGMA}-${MAX_SIGMA}), or 0x0 or none for no sharpening`,
+    );
   }
   return sigma === 0 ? null : { radius, sigma };
 }

@@ -15,7 +15,8 @@ export const DHASH_HEIGHT = 8;
 export const DHASH_MARGIN = 3;
 
 export function differenceHash(grey9x8: Uint8Array): string {
-  if (grey9x8.length !== DHASH_WIDTH * DHASH_HEIGHT) throw new RangeError(`differenceHash: expected ${DHASH_WIDTH * DHASH_HEIGHT} grey samples, got ${grey9x8.length}`);
+  if (grey9x8.length !== DHASH_WIDTH * DHASH_HEIGHT)
+    throw new RangeError(`differenceHash: expected ${DHASH_WIDTH * DHASH_HEIGHT} grey samples, got ${grey9x8.length}`);
   let bits = 0n;
   for (let y = 0; y < DHASH_HEIGHT; y++) {
     for (let x = 0; x < DHASH_WIDTH - 1; x++) {

@@ -20,11 +20,17 @@ export function pictureStats(rgb: Uint8Array): PictureStats {
   const sum = [0, 0, 0];
   const squares = [0, 0, 0];
   for (let i = 0; i < rgb.length; i += 3) {
-    const r = rgb[i], g = rgb[i + 1], b = rgb[i + 2];
+    const r = rgb[i],
+      g = rgb[i + 1],
+      b = rgb[i + 2];
     cubes[((r >> 4) << 8) | ((g >> 4) << 4) | (b >> 4)]++;
     grey[Math.round(0.2126 * r + 0.7152 * g + 0.0722 * b)]++;
-    sum[0] += r; sum[1] += g; sum[2] += b;
-    squares[0] += r * r; squares[1] += g * g; squares[2] += b * b;
+    sum[0] += r;
+    sum[1] += g;
+    sum[2] += b;
+    squares[0] += r * r;
+    squares[1] += g * g;
+    squares[2] += b * b;
   }
   let best = 0;
   for (let c = 1; c < cubes.length; c++) if (cubes[c] > cubes[best]) best = c;

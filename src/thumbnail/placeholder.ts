@@ -10,5 +10,11 @@ export function thumbHashOf(width: number, height: number, rgba: Uint8Array): st
 
 /** `#rrggbb` */
 export function hexColour(c: { r: number; g: number; b: number }): string {
-  return `#${[c.r, c.g, c.b].map((v) => Math.max(0, Math.min(255, Math.round(v))).toString(16).padStart(2, '0')).join('')}`;
+  return `#${[c.r, c.g, c.b]
+    .map((v) =>
+      Math.max(0, Math.min(255, Math.round(v)))
+        .toString(16)
+        .padStart(2, '0'),
+    )
+    .join('')}`;
 }

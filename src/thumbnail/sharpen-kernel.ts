@@ -26,7 +26,7 @@ export function imageMagickWidth(radius: number, sigma: number): number {
     const j = (width - 1) / 2;
     let normalize = 0;
     for (let v = -j; v <= j; v++) for (let u = -j; u <= j; u++) normalize += Math.exp(-(u * u + v * v) * alpha) * beta;
-    if (Math.exp(-(j * j) * alpha) * beta / normalize < IM_QUANTUM_SCALE) return width - 2;
+    if ((Math.exp(-(j * j) * alpha) * beta) / normalize < IM_QUANTUM_SCALE) return width - 2;
   }
 }
 

@@ -13,7 +13,9 @@ export async function overview(db: Db, config: LisConfig) {
     throughputSeries(db, 24 * 60),
     sql<{ at: Date; stage: string; due: number; later: number; held: number }>`
       SELECT at, stage, sum(due)::int AS due, sum(later)::int AS later, sum(held)::int AS held FROM queue_samples
-       WHERE at > now() - interval '24 hours' GROUP BY 1, 2 ORDER BY 1, 2`.execute(db).then((r) => r.rows),
+       WHERE at > now() - interval '24 hours' GROUP BY 1, 2 ORDER BY 1, 2`
+      .execute(db)
+      .then((r) => r.rows),
     db.selectFrom('manager_events').selectAll().orderBy('at', 'desc').limit(20).execute(),
   ]);
   return { ...report, workers, series: { throughput, queue }, events };

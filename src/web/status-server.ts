@@ -28,9 +28,16 @@ function thumbnailPath(pathname: string): string | null {
   }
 }
 
-async function handle(req: http.IncomingMessage, res: http.ServerResponse, db: Db, config: LisConfig, hostAllowed: (host: string | undefined) => boolean): Promise<void> {
+async function handle(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  db: Db,
+  config: LisConfig,
+  hostAllowed: (host: string | undefined) => boolean,
+): Promise<void> {
   // DNS rebinding: a page of another site whose name now points here must not read us.
-  if (!hostAllowed(req.headers.host)) return json(res, 421, { error: `this server does not answer for host ${JSON.stringify(req.headers.host ?? '')}; add it to metrics.webHostNames` });
+  if (!hostAllowed(req.headers.host))
+    return json(res, 421, { error: `this server does not answer for host ${JSON.stringify(req.headers.host ?? '')}; add it to metrics.webHostNames` });
   let url: URL;
   try {
     url = new URL(req.url ?? '/', 'http://status');
@@ -49,9 +56,11 @@ async function handle(req: http.IncomingMessage, res: http.ServerResponse, db: D
     const rel = thumbnailPath(url.pathname);
     if (rel === null || !THUMBNAIL_PATH.test(rel)) return json(res, 404, { error: 'no such thumbnail' });
     const file = path.join(config.stores.thumbnails, rel);
-    if (!fs.existsSync(file)) return json(res, 404, { error: 'not in this host\'s store' });
+    if (!fs.existsSync(file)) return json(res, 404, { error: "not in this host's store" });
     res.writeHead(200, { 'Content-Type': TYPES[rel.slice(rel.lastIndexOf('.') + 1)] });
-    fs.createReadStream(file).on('error', () => res.destroy()).pipe(res);
+    fs.createReadStream(file)
+      .on('error', () => res.destroy())
+      .pipe(res);
     return;
   }
   json(res, 404, { error: 'not found' });

@@ -20,7 +20,9 @@ export async function photoJpeg(width: number, height: number, seed = 1): Promis
       raw[i + 2] = ((x ^ y) * seed) & 0xff;
     }
   }
-  return sharp(raw, { raw: { width, height, channels: 3 } }).jpeg({ quality: 85 }).toBuffer();
+  return sharp(raw, { raw: { width, height, channels: 3 } })
+    .jpeg({ quality: 85 })
+    .toBuffer();
 }
 
 /** A real HTTP origin on 127.0.0.1: fixed files, hits counted; a held path answers only once released. */
@@ -29,7 +31,10 @@ export class OriginServer {
   readonly held = new Set<string>();
   private readonly waiting: Array<() => void> = [];
   private readonly arrivals = new Set<(path: string) => void>();
-  private constructor(private readonly server: http.Server, readonly port: number) {}
+  private constructor(
+    private readonly server: http.Server,
+    readonly port: number,
+  ) {}
 
   static async start(files: Map<string, Buffer>): Promise<OriginServer> {
     let self: OriginServer | null = null;
@@ -115,7 +120,8 @@ export async function stopProcess(child: ChildProcess): Promise<void> {
 export async function startNginx(dir: string, root: string, upstreamPort: number): Promise<{ url: string; stop: () => Promise<void> }> {
   const port = await freePort();
   fs.mkdirSync(path.join(dir, 'logs'), { recursive: true });
-  const site = fs.readFileSync(path.join(ROOT, 'nginx/imagesys-frontend.conf'), 'utf8')
+  const site = fs
+    .readFileSync(path.join(ROOT, 'nginx/imagesys-frontend.conf'), 'utf8')
     .replaceAll('listen 80;', `listen 127.0.0.1:${port};`)
     .replaceAll('/var/www/thumbs', root)
     .replaceAll('127.0.0.1:8480', `127.0.0.1:${upstreamPort}`);

@@ -15,12 +15,24 @@ import { originalPath, thumbnailRelativePath, thumbnailStorePath } from '../../s
 import { createThumbnailWorker } from '../../src/thumbnail/thumbnail-worker.ts';
 
 /** lis_imaged's server and service in this process, on a loopback port: real HTTP, real database, real sharp. */
-export async function startImagedInProcess(config: LisConfig, db: Db, url: string): Promise<{ url: string; service: ThumbnailService; close: () => Promise<void> }> {
+export async function startImagedInProcess(
+  config: LisConfig,
+  db: Db,
+  url: string,
+): Promise<{ url: string; service: ThumbnailService; close: () => Promise<void> }> {
   const log = createLogger({ component: 'imaged', log: config.log, screen: false });
   const client = createDownloadClient(config.download);
   const fetcher = new SchemeFetcher(client, config);
   const locks = createDb(url, config.imaged.maxGenerations);
-  const service = new ThumbnailService({ config, db, locks, log, workerId: `testhost:imaged-${process.pid}`, fetcher, thumbnailer: createThumbnailWorker({ config, db }) });
+  const service = new ThumbnailService({
+    config,
+    db,
+    locks,
+    log,
+    workerId: `testhost:imaged-${process.pid}`,
+    fetcher,
+    thumbnailer: createThumbnailWorker({ config, db }),
+  });
   const server = createImagedServer(config, service, log);
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
@@ -48,12 +60,15 @@ export interface RawResponse {
 export function rawGet(base: string, rawPath: string, options: { method?: string; headers?: http.OutgoingHttpHeaders } = {}): Promise<RawResponse> {
   const url = new URL(base);
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: url.hostname, port: url.port, path: rawPath, method: options.method ?? 'GET', headers: options.headers, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }));
-      res.on('error', reject);
-    });
+    const req = http.request(
+      { host: url.hostname, port: url.port, path: rawPath, method: options.method ?? 'GET', headers: options.headers, agent: false },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }));
+        res.on('error', reject);
+      },
+    );
     req.on('error', reject);
     req.end();
   });
@@ -64,7 +79,13 @@ export function rawGet(base: string, rawPath: string, options: { method?: string
  * image_data lists only `presets` (so any other configured preset is "new").
  * Returns its hash and the frontend path of a preset.
  */
-export async function insertLiveRow(db: Db, config: LisConfig, url: string, original: Buffer | null, presets: string[] = []): Promise<{ id: string; hash: string; pathOf: (preset: string, ext?: string) => string }> {
+export async function insertLiveRow(
+  db: Db,
+  config: LisConfig,
+  url: string,
+  original: Buffer | null,
+  presets: string[] = [],
+): Promise<{ id: string; hash: string; pathOf: (preset: string, ext?: string) => string }> {
   const { rows } = await sql<{ id: string; image_hash: string }>`
     INSERT INTO live_images (country, datasource_id, image_url, stage, state, store_host)
     VALUES ('uk', 1, ${url}, 'live', 'done', ${config.host}) RETURNING id, image_hash`.execute(db);
@@ -80,7 +101,11 @@ export async function insertLiveRow(db: Db, config: LisConfig, url: string, orig
     contentHash: 'x',
     presets: Object.fromEntries(presets.map((p) => [p, { width: 1, height: 1, bytes: 1, path: pathOf(p).slice(1) }])),
   };
-  await db.updateTable('live_images').set({ image_data: JSON.stringify(imageData), live_data: JSON.stringify(imageData) }).where('id', '=', id).execute();
+  await db
+    .updateTable('live_images')
+    .set({ image_data: JSON.stringify(imageData), live_data: JSON.stringify(imageData) })
+    .where('id', '=', id)
+    .execute();
   // The listed presets' files, as the thumbnailer left them in the store (the pusher checks they are there).
   for (const p of presets) {
     const file = thumbnailStorePath(config, pathOf(p).slice(1));

@@ -23,7 +23,14 @@ export async function startLegacyFolder(settings: LisConfig['database']['embedde
   fs.writeFileSync(pwfile, `${settings.password}\n`, { mode: 0o644 });
   try {
     await new Promise<void>((resolve, reject) => {
-      const args = [`--pgdata=${settings.dataDir}`, '--auth=scram-sha-256', `--username=${settings.user}`, `--pwfile=${pwfile}`, '--encoding=UTF8', '--no-instructions'];
+      const args = [
+        `--pgdata=${settings.dataDir}`,
+        '--auth=scram-sha-256',
+        `--username=${settings.user}`,
+        `--pwfile=${pwfile}`,
+        '--encoding=UTF8',
+        '--no-instructions',
+      ];
       const child = spawn(initdb, args, { ...ids, stdio: ['ignore', 'ignore', 'inherit'] });
       child.on('error', reject);
       child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`initdb exit ${code}`))));

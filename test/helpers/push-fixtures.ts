@@ -16,7 +16,9 @@ export async function jpegBytes(width: number, seed: number): Promise<Buffer> {
   const noise = crypto.createHash('sha256').update(String(seed)).digest();
   const raw = Buffer.alloc(width * height * 3);
   for (let i = 0; i < raw.length; i++) raw[i] = (noise[i % noise.length] + i * 7 + seed) & 0xff;
-  return sharp(raw, { raw: { width, height, channels: 3 } }).jpeg({ quality: 80 }).toBuffer();
+  return sharp(raw, { raw: { width, height, channels: 3 } })
+    .jpeg({ quality: 80 })
+    .toBuffer();
 }
 
 /**
@@ -24,7 +26,13 @@ export async function jpegBytes(width: number, seed: number): Promise<Buffer> {
  * the thumbnail store and image_data naming them, store_host this host.
  * Returns the rows' relative file paths.
  */
-export async function insertPushRows(db: Db, config: LisConfig, country: string, count: number, options: { prefix?: string; stage?: 'push' | 'live' } = {}): Promise<string[]> {
+export async function insertPushRows(
+  db: Db,
+  config: LisConfig,
+  country: string,
+  count: number,
+  options: { prefix?: string; stage?: 'push' | 'live' } = {},
+): Promise<string[]> {
   const prefix = options.prefix ?? `http://img.example.com/${country}/`;
   const { rows } = await sql<{ id: string; image_hash: string }>`
     INSERT INTO live_images (country, datasource_id, image_url, stage, state, store_host)
@@ -46,7 +54,11 @@ export async function insertPushRows(db: Db, config: LisConfig, country: string,
     }
     const imageData: ImageData = { original: { width: 640, height: 480, format: 'jpeg', bytes: 1000 }, contentHash: row.image_hash, presets };
     const json = JSON.stringify(imageData);
-    await db.updateTable('live_images').set({ image_data: json, live_data: options.stage === 'live' ? json : null }).where('id', '=', row.id).execute();
+    await db
+      .updateTable('live_images')
+      .set({ image_data: json, live_data: options.stage === 'live' ? json : null })
+      .where('id', '=', row.id)
+      .execute();
   }
   return files;
 }

@@ -50,23 +50,29 @@ export class RsyncDaemon {
   private child: ChildProcess | null = null;
   private log = '';
 
-  private constructor(readonly dir: string, readonly port: number) {
+  private constructor(
+    readonly dir: string,
+    readonly port: number,
+  ) {
     this.moduleDir = path.join(dir, 'module');
   }
 
   static async start(dir: string): Promise<RsyncDaemon> {
     fs.mkdirSync(path.join(dir, 'module'), { recursive: true });
     const daemon = new RsyncDaemon(dir, await freePort());
-    fs.writeFileSync(path.join(dir, 'rsyncd.conf'), [
-      `pid file = ${path.join(dir, 'rsyncd.pid')}`,
-      'use chroot = no',
-      'uid = 0',
-      'gid = 0',
-      '[thumbs]',
-      `  path = ${daemon.moduleDir}`,
-      '  read only = no',
-      '',
-    ].join('\n'));
+    fs.writeFileSync(
+      path.join(dir, 'rsyncd.conf'),
+      [
+        `pid file = ${path.join(dir, 'rsyncd.pid')}`,
+        'use chroot = no',
+        'uid = 0',
+        'gid = 0',
+        '[thumbs]',
+        `  path = ${daemon.moduleDir}`,
+        '  read only = no',
+        '',
+      ].join('\n'),
+    );
     await daemon.start();
     return daemon;
   }
@@ -83,8 +89,18 @@ export class RsyncDaemon {
   async start(): Promise<void> {
     if (this.running) return;
     fs.rmSync(path.join(this.dir, 'rsyncd.pid'), { force: true });
-    const child = spawn('rsync', ['--daemon', '--no-detach', '--address=127.0.0.1', `--port=${this.port}`, `--config=${path.join(this.dir, 'rsyncd.conf')}`,
-      `--log-file=${path.join(this.dir, 'rsyncd.log')}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(
+      'rsync',
+      [
+        '--daemon',
+        '--no-detach',
+        '--address=127.0.0.1',
+        `--port=${this.port}`,
+        `--config=${path.join(this.dir, 'rsyncd.conf')}`,
+        `--log-file=${path.join(this.dir, 'rsyncd.log')}`,
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     child.stdout.on('data', (c) => (this.log += c));
     child.stderr.on('data', (c) => (this.log += c));
     this.child = child;

@@ -12,7 +12,10 @@ export class TestSshd {
   private child: ChildProcess | null = null;
   private log = '';
 
-  private constructor(readonly dir: string, readonly port: number) {}
+  private constructor(
+    readonly dir: string,
+    readonly port: number,
+  ) {}
 
   static async start(dir: string): Promise<TestSshd> {
     fs.mkdirSync(dir, { recursive: true });
@@ -23,18 +26,21 @@ export class TestSshd {
     key('client_key');
     fs.copyFileSync(path.join(dir, 'client_key.pub'), path.join(dir, 'authorized_keys'));
     const sshd = new TestSshd(dir, await freePort());
-    fs.writeFileSync(path.join(dir, 'sshd_config'), [
-      'ListenAddress 127.0.0.1',
-      `HostKey ${path.join(dir, 'host_key')}`,
-      'PermitRootLogin prohibit-password',
-      'PasswordAuthentication no',
-      'KbdInteractiveAuthentication no',
-      'StrictModes no',
-      `AuthorizedKeysFile ${path.join(dir, 'authorized_keys')}`,
-      'UsePAM no',
-      `PidFile ${path.join(dir, 'sshd.pid')}`,
-      '',
-    ].join('\n'));
+    fs.writeFileSync(
+      path.join(dir, 'sshd_config'),
+      [
+        'ListenAddress 127.0.0.1',
+        `HostKey ${path.join(dir, 'host_key')}`,
+        'PermitRootLogin prohibit-password',
+        'PasswordAuthentication no',
+        'KbdInteractiveAuthentication no',
+        'StrictModes no',
+        `AuthorizedKeysFile ${path.join(dir, 'authorized_keys')}`,
+        'UsePAM no',
+        `PidFile ${path.join(dir, 'sshd.pid')}`,
+        '',
+      ].join('\n'),
+    );
     const child = spawn('/usr/sbin/sshd', ['-D', '-e', '-f', path.join(dir, 'sshd_config'), '-p', String(sshd.port)], { stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout.on('data', (c) => (sshd.log += c));
     child.stderr.on('data', (c) => (sshd.log += c));
@@ -48,8 +54,18 @@ export class TestSshd {
   }
 
   get clientOptions(): string[] {
-    return ['-i', path.join(this.dir, 'client_key'), '-p', String(this.port),
-      '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR'];
+    return [
+      '-i',
+      path.join(this.dir, 'client_key'),
+      '-p',
+      String(this.port),
+      '-o',
+      'StrictHostKeyChecking=no',
+      '-o',
+      'UserKnownHostsFile=/dev/null',
+      '-o',
+      'LogLevel=ERROR',
+    ];
   }
 
   output(): string {

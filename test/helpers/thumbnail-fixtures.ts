@@ -26,16 +26,25 @@ export interface ThumbnailRowSpec {
 }
 
 /** Rows waiting in the thumbnail stage, with their originals in the store (as lis_downloadd leaves them). */
-export async function insertThumbnailRows(db: Db, config: LisConfig, country: string, specs: ThumbnailRowSpec[]): Promise<Array<{ id: string; image_hash: string; url: string }>> {
+export async function insertThumbnailRows(
+  db: Db,
+  config: LisConfig,
+  country: string,
+  specs: ThumbnailRowSpec[],
+): Promise<Array<{ id: string; image_hash: string; url: string }>> {
   const out = [];
   for (const spec of specs) {
     const row = await db
       .insertInto('live_images')
       .values({
-        country, datasource_id: spec.datasourceId ?? 1, image_url: spec.url, stage: 'thumbnail',
+        country,
+        datasource_id: spec.datasourceId ?? 1,
+        image_url: spec.url,
+        stage: 'thumbnail',
         // lis_downloadd records the host whose store holds the original; later stages claim only their host's rows.
         store_host: config.stores.shared ? '' : config.host,
-        human_classified: spec.humanClassified ?? false, image_class: spec.imageClass ?? null,
+        human_classified: spec.humanClassified ?? false,
+        image_class: spec.imageClass ?? null,
       })
       .returning(['id', 'image_hash'])
       .executeTakeFirstOrThrow();
@@ -54,7 +63,14 @@ export async function runThumbnailStage(db: Db, config: LisConfig, url: string, 
   const log = createLogger({ component: 'thumbnaild', log: config.log, screen: false, country });
   try {
     return await runDaemon(createThumbnailWorker({ config, db }), {
-      config, db, databaseUrl: url, log, country, chunkSize: config.queue.chunkSize, service: false, signal: new AbortController().signal,
+      config,
+      db,
+      databaseUrl: url,
+      log,
+      country,
+      chunkSize: config.queue.chunkSize,
+      service: false,
+      signal: new AbortController().signal,
       workerId: `test:${process.pid}`,
     });
   } finally {
@@ -62,8 +78,25 @@ export async function runThumbnailStage(db: Db, config: LisConfig, url: string, 
   }
 }
 
-export async function rowsByUrl(db: Db): Promise<Map<string, { stage: string; state: string; image_class: string | null; image_data: Record<string, unknown> | null; last_error: string | null; last_error_class: string | null; attempts: number; perceptual_hash: string | null }>> {
-  const rows = await db.selectFrom('live_images').select(['image_url', 'stage', 'state', 'image_class', 'image_data', 'last_error', 'last_error_class', 'attempts', 'perceptual_hash']).execute();
+export async function rowsByUrl(db: Db): Promise<
+  Map<
+    string,
+    {
+      stage: string;
+      state: string;
+      image_class: string | null;
+      image_data: Record<string, unknown> | null;
+      last_error: string | null;
+      last_error_class: string | null;
+      attempts: number;
+      perceptual_hash: string | null;
+    }
+  >
+> {
+  const rows = await db
+    .selectFrom('live_images')
+    .select(['image_url', 'stage', 'state', 'image_class', 'image_data', 'last_error', 'last_error_class', 'attempts', 'perceptual_hash'])
+    .execute();
   return new Map(rows.map((r) => [r.image_url, r]));
 }
 
@@ -98,12 +131,19 @@ export function pixelBombPng(width: number, height: number): Buffer {
  * embedded, as print workflows leave them, or without (`embedProfile: false`).
  */
 export async function cmykColourBars(options: { embedProfile?: boolean } = {}): Promise<Buffer> {
-  const png = await sharp(colourBarsRgb(), { raw: { width: 400, height: 300, channels: 3 } }).png().toBuffer();
+  const png = await sharp(colourBarsRgb(), { raw: { width: 400, height: 300, channels: 3 } })
+    .png()
+    .toBuffer();
   const pipeline = options.embedProfile === false ? sharp(png).toColourspace('cmyk') : sharp(png).withIccProfile('cmyk');
   return pipeline.jpeg({ quality: 95 }).toBuffer();
 }
 
-export const BAR_COLOURS = [[170, 60, 50], [70, 140, 70], [60, 90, 160], [128, 128, 128]] as const;
+export const BAR_COLOURS = [
+  [170, 60, 50],
+  [70, 140, 70],
+  [60, 90, 160],
+  [128, 128, 128],
+] as const;
 
 function colourBarsRgb(): Buffer {
   const pixels = Buffer.alloc(400 * 300 * 3);
@@ -115,7 +155,9 @@ function colourBarsRgb(): Buffer {
 
 /** A flat picture (a "no photo" stand-in), `width` x `height`. */
 export function flatJpeg(width: number, height: number, colour = { r: 200, g: 200, b: 200 }): Promise<Buffer> {
-  return sharp({ create: { width, height, channels: 3, background: colour } }).jpeg().toBuffer();
+  return sharp({ create: { width, height, channels: 3, background: colour } })
+    .jpeg()
+    .toBuffer();
 }
 
 /** A white page with a short black bar: near-blank, but not uniform. */
@@ -128,8 +170,9 @@ export function nearBlankPng(): Promise<Buffer> {
 
 /** A made-up agency logo: stripes and a circle, different enough from any photo. */
 export function logoPng(): Promise<Buffer> {
-  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="600" height="400"><rect width="600" height="400" fill="#1d3f8a"/>`
-    + `<rect y="150" width="600" height="40" fill="#f2c200"/><circle cx="300" cy="200" r="110" fill="#e8e8e8"/><rect x="240" y="60" width="30" height="280" fill="#c2185b"/></svg>`;
+  const svg =
+    `<svg xmlns="http://www.w3.org/2000/svg" width="600" height="400"><rect width="600" height="400" fill="#1d3f8a"/>` +
+    `<rect y="150" width="600" height="40" fill="#f2c200"/><circle cx="300" cy="200" r="110" fill="#e8e8e8"/><rect x="240" y="60" width="30" height="280" fill="#c2185b"/></svg>`;
   return sharp(Buffer.from(svg)).png().toBuffer();
 }
 
