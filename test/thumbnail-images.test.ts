@@ -8,7 +8,7 @@ import { crc32 } from 'node:zlib';
 import sharp from 'sharp';
 import { thumbnailConfigSchema, type ThumbnailConfig } from '../src/config/thumbnail-config.ts';
 import { ImageError } from '../src/thumbnail/image-error.ts';
-import { makeThumbnails, type ThumbnailSettings } from '../src/thumbnail/make-thumbnails.ts';
+import { makePresets, makeThumbnails, type ThumbnailSettings } from '../src/thumbnail/make-thumbnails.ts';
 import { presetGeometry } from '../src/thumbnail/preset-geometry.ts';
 import { parseSharpen } from '../src/thumbnail/parse-sharpen.ts';
 import { resolveDetails } from '../src/thumbnail/process-details.ts';
@@ -319,5 +319,35 @@ describe('thumbnails of real images (sharp)', () => {
     }
     assert.equal((await sharp(made.presets.small.files[1].data).metadata()).format, 'webp');
     assert.equal((await sharp(made.presets.small.files[2].data).metadata()).format, 'heif');
+  });
+  it('makePresets (a lis_imaged miss) makes the very bytes makeThumbnails makes for the same presets, without the analyses', async () => {
+    const twins = { webp: true, avif: true, webpQuality: null, avifQuality: 50 };
+    const cases: Array<[string, ThumbnailSettings]> = [
+      ['Landscape_1.jpg', settings({ sharpen: '0x0.5' })],
+      ['Portrait_6.jpg', settings({ sharpen: '0x1.5', gamma: 1.4, quality: 70 })],
+      ['Landscape_8.jpg', settings({}, { twins })],
+    ];
+    for (const [file, base] of cases) {
+      const photo = fs.readFileSync(path.join(EXIF_DIR, file));
+      // One preset at a time, as lis_imaged asks: the working size is that preset's alone.
+      for (const [name, preset] of Object.entries(config.presets)) {
+        const one = { ...base, presets: { [name]: preset } };
+        const [full, lean] = await Promise.all([makeThumbnails(photo, one), makePresets(photo, one)]);
+        assert.deepEqual(lean.original, full.original, `${file} ${name}`);
+        assert.deepEqual(Object.keys(lean.presets), [name]);
+        const [a, b] = [full.presets[name], lean.presets[name]];
+        assert.deepEqual([b.width, b.height], [a.width, a.height], `${file} ${name}`);
+        assert.deepEqual(
+          b.files.map((f) => f.ext),
+          a.files.map((f) => f.ext),
+        );
+        a.files.forEach((f, i) => assert.ok(b.files[i].data.equals(f.data), `${file} ${name}.${f.ext}: the same bytes`));
+      }
+      // And with every preset at once (lis_thumbnaild's call): the same working picture, so the same files.
+      const [full, lean] = await Promise.all([makeThumbnails(photo, base), makePresets(photo, base)]);
+      for (const name of Object.keys(config.presets))
+        assert.ok(lean.presets[name].files[0].data.equals(full.presets[name].files[0].data), `${file} all ${name}`);
+      assert.equal('thumbHash' in lean || 'contentHash' in lean, false, 'no analysis');
+    }
   });
 });

@@ -6,7 +6,7 @@ import type { ImageData } from '../store/image-data.ts';
 import { writeFileAtomic } from '../store/atomic-file.ts';
 import { originalPath, thumbnailRelativePath, thumbnailStorePath } from '../store/store-layout.ts';
 import { ImageError } from '../thumbnail/image-error.ts';
-import { makeThumbnails } from '../thumbnail/make-thumbnails.ts';
+import { makePresets } from '../thumbnail/make-thumbnails.ts';
 import { processDetails, type ResolvedDetails } from '../thumbnail/process-details.ts';
 import { addPreset } from '../queue/add-preset.ts';
 import { candidateUrls } from './origin-urls.ts';
@@ -58,8 +58,9 @@ export async function makePresetOfRow(
   const details = await detailsOf(db, config, row);
   let made;
   try {
-    // Only this preset: the decode shrinks on load to its size alone, the cheapest a miss can be.
-    made = await makeThumbnails(original, { ...config.thumbnail, presets: { [preset]: config.thumbnail.presets[preset] }, details });
+    // Only this preset: the decode shrinks on load to its size alone, the cheapest a miss can be; and no
+    // hash or analysis, which the row (past thumbnailing) already has in its image_data.
+    made = await makePresets(original, { ...config.thumbnail, presets: { [preset]: config.thumbnail.presets[preset] }, details });
   } catch (error) {
     if (error instanceof ImageError) throw new NotMadeError(404, `the original cannot be thumbnailed: ${error.code}: ${error.message}`);
     throw error;

@@ -69,6 +69,36 @@ interface Working {
  */
 export async function makeThumbnails(original: Buffer, settings: ThumbnailSettings, admit?: AdmitPixels): Promise<Thumbnails> {
   const contentHash = crypto.createHash('sha256').update(original).digest('hex');
+  const decoded = await decodeOriginal(original, settings, admit);
+  const [presets, analysis] = await Promise.all([derivePresets(decoded, settings), analyse(decoded.working, decoded.raw)]);
+  return { original: decoded.original, contentHash, presets, ...analysis };
+}
+
+/** The presets alone, with no hash and no analysis: what a row that already has them lacks. */
+export type Presets = Pick<Thumbnails, 'original' | 'presets'>;
+
+/**
+ * Makes the presets in `settings` exactly as makeThumbnails does (the same
+ * decode, geometry, gamma, sharpening and encoders, so the same bytes), but
+ * skips the SHA-256 and the analyses: a row past thumbnailing already has them
+ * in its image_data, and a single-preset miss in lis_imaged should not pay for
+ * them again. Throws ImageError.
+ */
+export async function makePresets(original: Buffer, settings: ThumbnailSettings, admit?: AdmitPixels): Promise<Presets> {
+  const decoded = await decodeOriginal(original, settings, admit);
+  return { original: decoded.original, presets: await derivePresets(decoded, settings) };
+}
+
+/** An original decoded to the working picture, gamma applied, with what the presets and analyses need of it. */
+interface Decoded {
+  working: Working;
+  raw: RawInput;
+  upright: Size;
+  original: Thumbnails['original'];
+}
+
+/** Header checks (format, size, pixel limit), then the one decode to the working picture every preset is cut from. */
+async function decodeOriginal(original: Buffer, settings: ThumbnailSettings, admit?: AdmitPixels): Promise<Decoded> {
   const input = { failOn: settings.failOn, limitInputPixels: settings.maxPixels, autoOrient: true, sequentialRead: true, pages: 1, page: 0 } as const;
 
   let header: Metadata;
@@ -104,13 +134,7 @@ export async function makeThumbnails(original: Buffer, settings: ThumbnailSettin
   applyGamma(working.pixels, settings.details.gamma);
 
   const raw = { raw: { width: working.size.width, height: working.size.height, channels: 3 as const } };
-  const [presets, analysis] = await Promise.all([derivePresets(working, raw, upright, settings), analyse(working, raw)]);
-  return {
-    original: { width: upright.width, height: upright.height, format: header.format, bytes: original.length },
-    contentHash,
-    presets,
-    ...analysis,
-  };
+  return { working, raw, upright, original: { width: upright.width, height: upright.height, format: header.format, bytes: original.length } };
 }
 
 async function decodeWorking(original: Buffer, input: SharpOptions, target: Size, settings: ThumbnailSettings): Promise<Working> {
@@ -138,7 +162,7 @@ async function decodeWorking(original: Buffer, input: SharpOptions, target: Size
 
 type RawInput = { raw: { width: number; height: number; channels: 3 } };
 
-async function derivePresets(working: Working, raw: RawInput, upright: Size, settings: ThumbnailSettings): Promise<Record<string, PresetOutput>> {
+async function derivePresets({ working, raw, upright }: Decoded, settings: ThumbnailSettings): Promise<Record<string, PresetOutput>> {
   const entries = await Promise.all(
     Object.entries(settings.presets).map(async ([name, preset]) => [name, await derivePreset(working, raw, upright, preset, settings)] as const),
   );
