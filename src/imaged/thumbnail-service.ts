@@ -1,9 +1,9 @@
 import { readFile, stat } from 'node:fs/promises';
-import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
 import { upsertUrls } from '../intake/enqueue-urls.ts';
 import { thumbnailRelativePath, thumbnailStorePath } from '../store/store-layout.ts';
 import { GenerationGate } from './generation-gate.ts';
+import { lockImageRow, readRow } from './image-row.ts';
 import type { Picture } from './http-answer.ts';
 import { makePresetOfRow, NotMadeError } from './make-preset.ts';
 import { originImageUrl } from './origin-urls.ts';
@@ -16,20 +16,6 @@ export interface Answer {
   source: 'store' | 'made' | 'waited';
 }
 
-interface RowState {
-  id: string;
-  country: string;
-  image_hash: string;
-  image_url: string;
-  datasource_id: number;
-  stage: string;
-  state: string;
-  locked_by: string | null;
-  /** The thumbnails' version in image_data (1 when unversioned), and in live_data (null: never live). */
-  version: number;
-  live_version: number | null;
-}
-
 /** What a thumbnail path names. */
 export interface ThumbnailName {
   country: string;
@@ -39,9 +25,6 @@ export interface ThumbnailName {
   /** 1: today's names `<hash>_<preset>.<ext>`; more: `<hash>_<preset>.v<N>.<ext>` (a rework's). */
   version: number;
 }
-
-/** Advisory-lock namespace of lis_imaged: one generation per image across processes and hosts. */
-const LOCK_NAMESPACE = 0x696d6764;
 
 /**
  * What lis_imaged does for one thumbnail: the store's file when there;
@@ -83,7 +66,7 @@ export class ThumbnailService {
     const url = originImageUrl(spec, key);
     if (url.length > this.runner.config.enqueue.maxUrlLength) throw new NotMadeError(404, 'key too long');
     const hash = lis_hash_for_url(url);
-    const row = await this.rowOf(spec.country, hash);
+    const row = await readRow(this.db, spec.country, hash);
     if (!row) await upsertUrls(this.db, spec.country, [{ datasourceId: spec.datasourceId, url }]);
     // The version the frontends serve (live_data), else the one being made.
     const version = row?.live_version ?? row?.version ?? 1;
@@ -108,14 +91,10 @@ export class ThumbnailService {
     const timeoutMs = Math.ceil(config.imaged.timeoutSeconds * 1000);
     return this.runner.locks.transaction().execute(async (trx) => {
       const started = Date.now();
-      // One round trip: the wait for the lock is bounded by lock_timeout, set first in the same statement.
-      await sql`SELECT set_config('lock_timeout', ${`${timeoutMs}ms`}, true), pg_advisory_xact_lock(${LOCK_NAMESPACE}::int, hashtext(${`${country}/${hash}`}))`.execute(
-        trx,
-      );
+      const row = await lockImageRow(trx, country, hash, timeoutMs);
       // Another process may have made it while we waited for the lock.
       const waited = await this.fromStore(name, 'jpg');
       if (waited) return { picture: waited, source: 'waited' as const };
-      const row = await this.rowOf(country, hash);
       if (!row) throw new NotMadeError(404, 'no such image');
       if (row.stage === 'push' || row.stage === 'live') {
         // Only the names of a version the row has: the one being worked on (image_data) or the one served (live_data).
@@ -123,7 +102,7 @@ export class ThumbnailService {
         this.generations++;
         const files = await makePresetOfRow(this.db, config, this.runner.fetcher, row, preset, name.version);
         log.info(`${label}: made from the original for a ${row.stage} row`, { scope: 'Imaged::make' });
-        return { picture: await this.mustRead(name, files[0].ext), source: 'made' as const };
+        return { picture: await this.madePicture(name, files[0]), source: 'made' as const };
       }
       if (row.state === 'failed' || row.state === 'parked')
         throw new NotMadeError(404, `the image ${row.state === 'failed' ? 'failed' : 'is parked'} in stage ${row.stage}`);
@@ -140,27 +119,6 @@ export class ThumbnailService {
       if (!made) throw new NotMadeError(503, 'the image is being worked by a daemon, or its files are under another name; try again shortly');
       return { picture: made, source: ours ? ('made' as const) : ('waited' as const) };
     });
-  }
-
-  private async rowOf(country: string, hash: string): Promise<RowState | null> {
-    const row = await this.db
-      .selectFrom('live_images')
-      .select([
-        'id',
-        'country',
-        'image_hash',
-        'image_url',
-        'datasource_id',
-        'stage',
-        'state',
-        'locked_by',
-        sql<number>`coalesce((image_data->>'version')::int, 1)`.as('version'),
-        sql<number | null>`CASE WHEN live_data IS NULL THEN NULL ELSE coalesce((live_data->>'version')::int, 1) END`.as('live_version'),
-      ])
-      .where('country', '=', country)
-      .where('image_hash', '=', hash)
-      .executeTakeFirst();
-    return row ?? null;
   }
 
   /** A row a daemon holds (or that waits for its retry time): its file once it has one, within the time left. */
@@ -191,9 +149,11 @@ export class ThumbnailService {
     return null;
   }
 
-  private async mustRead(name: ThumbnailName, ext: string): Promise<Picture> {
-    const found = await this.fromStore(name, ext);
-    if (!found) throw new NotMadeError(503, 'the thumbnail was made but is not in the store');
-    return found;
+  /** The file just written, answered from memory; only its mtime is read, so the ETag is the one nginx gives for it. */
+  private async madePicture(name: ThumbnailName, file: { ext: string; data: Buffer }): Promise<Picture> {
+    const path = thumbnailStorePath(this.runner.config, thumbnailRelativePath(name.country, name.hash, name.preset, file.ext, name.version));
+    const info = await stat(path).catch(() => null);
+    if (!info) throw new NotMadeError(503, 'the thumbnail was made but is not in the store');
+    return { bytes: file.data, mtime: info.mtime, ext: file.ext };
   }
 }

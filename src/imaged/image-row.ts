@@ -1,0 +1,52 @@
+import { sql } from 'kysely';
+import type { Db } from '../db/connect.ts';
+
+/** What lis_imaged needs of an image's row to decide how to make a thumbnail of it. */
+export interface RowState {
+  id: string;
+  country: string;
+  image_hash: string;
+  image_url: string;
+  datasource_id: number;
+  stage: string;
+  state: string;
+  locked_by: string | null;
+  /** The thumbnails' version in image_data (1 when unversioned), and in live_data (null: never live). */
+  version: number;
+  live_version: number | null;
+}
+
+/** Advisory-lock namespace of lis_imaged: one generation per image across processes and hosts. */
+const LOCK_NAMESPACE = 0x696d6764;
+
+/** The columns of RowState (id as text, so to_jsonb keeps every digit of a bigint). */
+const rowSelect = (country: string, hash: string) => sql`
+  SELECT id::text AS id, country, image_hash, image_url, datasource_id, stage, state, locked_by,
+         coalesce((image_data->>'version')::int, 1) AS version,
+         CASE WHEN live_data IS NULL THEN NULL ELSE coalesce((live_data->>'version')::int, 1) END AS live_version
+    FROM live_images WHERE country = ${country} AND image_hash = ${hash}`;
+
+/** The row of `<country>/<hash>`, or null. */
+export async function readRow(db: Db, country: string, hash: string): Promise<RowState | null> {
+  const { rows } = await sql<RowState>`${rowSelect(country, hash)}`.execute(db);
+  return rows[0] ?? null;
+}
+
+/**
+ * Takes the image's advisory lock for the rest of `trx` and reads its row.
+ * Usually one round trip: the lock is tried and the row read in the same
+ * statement; taken at once, no other generation was at this image, so the row
+ * is as current as a separate read would be. Held by another generation: waits
+ * for it (bounded by lock_timeout, `timeoutMs`) and reads the row afterwards,
+ * as that generation left it.
+ */
+export async function lockImageRow(trx: Db, country: string, hash: string, timeoutMs: number): Promise<RowState | null> {
+  const key = `${country}/${hash}`;
+  const { rows } = await sql<{ locked: boolean; row: RowState | null }>`
+    SELECT pg_try_advisory_xact_lock(${LOCK_NAMESPACE}::int, hashtext(${key})) AS locked,
+           (SELECT to_jsonb(r) FROM (${rowSelect(country, hash)}) r) AS row`.execute(trx);
+  if (rows[0].locked) return rows[0].row;
+  // One round trip: the wait for the lock is bounded by lock_timeout, set first in the same statement.
+  await sql`SELECT set_config('lock_timeout', ${`${timeoutMs}ms`}, true), pg_advisory_xact_lock(${LOCK_NAMESPACE}::int, hashtext(${key}))`.execute(trx);
+  return readRow(trx, country, hash);
+}
