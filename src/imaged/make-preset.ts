@@ -38,6 +38,9 @@ export class NotMadeError extends Error {
  * when the original is gone. The files go to the thumbnail store and the row's
  * image_data gains the preset, so the pusher's backfill sends them to every
  * frontend. Returns the files made (the JPEG, then any twins).
+ * `record` is where the preset is recorded: the caller's transaction (the one
+ * holding the image's lock), so the record shares its commit instead of
+ * costing a round trip and a WAL flush of its own.
  */
 export async function makePresetOfRow(
   db: Db,
@@ -46,6 +49,7 @@ export async function makePresetOfRow(
   row: RowForPreset,
   preset: string,
   version = 1,
+  record: Db = db,
 ): Promise<Array<{ ext: string; data: Buffer }>> {
   const file = originalPath(config, row.country, row.image_hash);
   let original = await readFile(file).catch(() => null);
@@ -76,7 +80,7 @@ export async function makePresetOfRow(
     path: relative(jpeg.ext),
     ...(twins.length ? { twins: Object.fromEntries(twins.map((t) => [t.ext, { path: relative(t.ext), bytes: t.data.length }])) } : {}),
   };
-  await addPreset(db, row.id, preset, entry, version);
+  await addPreset(record, row.id, preset, entry, version);
   return output.files;
 }
 

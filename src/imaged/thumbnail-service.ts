@@ -100,7 +100,7 @@ export class ThumbnailService {
         // Only the names of a version the row has: the one being worked on (image_data) or the one served (live_data).
         if (name.version !== row.version && name.version !== row.live_version) throw new NotMadeError(404, `no version ${name.version} of this image`);
         this.generations++;
-        const files = await makePresetOfRow(this.db, config, this.runner.fetcher, row, preset, name.version);
+        const files = await makePresetOfRow(this.db, config, this.runner.fetcher, row, preset, name.version, trx);
         log.info(`${label}: made from the original for a ${row.stage} row`, { scope: 'Imaged::make' });
         return { picture: await this.madePicture(name, files[0]), source: 'made' as const };
       }
@@ -149,11 +149,13 @@ export class ThumbnailService {
     return null;
   }
 
-  /** The file just written, answered from memory; only its mtime is read, so the ETag is the one nginx gives for it. */
+  /**
+   * The file just written, answered from memory; only its mtime is read, so the ETag is the one nginx gives for it.
+   * Never throws: it runs inside the transaction that records the preset, which an error here would roll back.
+   */
   private async madePicture(name: ThumbnailName, file: { ext: string; data: Buffer }): Promise<Picture> {
     const path = thumbnailStorePath(this.runner.config, thumbnailRelativePath(name.country, name.hash, name.preset, file.ext, name.version));
     const info = await stat(path).catch(() => null);
-    if (!info) throw new NotMadeError(503, 'the thumbnail was made but is not in the store');
-    return { bytes: file.data, mtime: info.mtime, ext: file.ext };
+    return { bytes: file.data, mtime: info?.mtime ?? new Date(), ext: file.ext };
   }
 }
