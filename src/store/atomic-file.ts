@@ -23,10 +23,9 @@ export function tempFileWriter(file: string): number | null {
  * them, and cleanup after a SIGKILL needs to know.)
  */
 export async function writeFileAtomic(file: string, data: Buffer | string): Promise<void> {
-  await mkdir(path.dirname(file), { recursive: true });
   const temp = tempPathFor(file);
   try {
-    const handle = await open(temp, 'w', 0o644);
+    const handle = await openMakingFolders(temp);
     try {
       await handle.writeFile(data);
       await handle.sync();
@@ -37,5 +36,20 @@ export async function writeFileAtomic(file: string, data: Buffer | string): Prom
   } catch (error) {
     await rm(temp, { force: true });
     throw error;
+  }
+}
+
+/**
+ * Opens a new file for writing, making its folders only when they are missing:
+ * they usually exist, and each call is a turn on libuv's pool, which sharp's
+ * decodes share.
+ */
+async function openMakingFolders(file: string) {
+  try {
+    return await open(file, 'w', 0o644);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    await mkdir(path.dirname(file), { recursive: true });
+    return open(file, 'w', 0o644);
   }
 }
