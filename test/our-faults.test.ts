@@ -18,19 +18,7 @@ import { spawnTs, waitFor, type Spawned } from './helpers/processes.ts';
 import { RsyncDaemon } from './helpers/rsync-daemons.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 import { flatJpeg, insertThumbnailRows } from './helpers/thumbnail-fixtures.ts';
-
-/** Writes zeros until the file system says ENOSPC. */
-function fillUp(file: string): void {
-  const fd = fs.openSync(file, 'w');
-  const block = Buffer.alloc(64 * 1024);
-  try {
-    for (;;) fs.writeSync(fd, block);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOSPC') throw error;
-  } finally {
-    fs.closeSync(fd);
-  }
-}
+import { fillUp } from '../bench/lib/fill-up.ts';
 
 async function chargedRows(t: TestDatabase): Promise<number> {
   const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM live_images WHERE attempts > 0 OR state = 'failed'`.execute(t.db);

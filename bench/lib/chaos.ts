@@ -16,6 +16,7 @@ import { addFrontend } from '../../src/push/frontend-registry.ts';
 import { thumbnailFilesOf, type ImageData } from '../../src/store/image-data.ts';
 import { RsyncDaemon } from '../../test/helpers/rsync-daemons.ts';
 import { BAD_KINDS, startChaosSource, type BadKind } from './chaos-source.ts';
+import { fillUp } from './fill-up.ts';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 
@@ -124,19 +125,6 @@ function countBy(values: string[]): string {
     .sort()
     .map(([k, n]) => `${k} ${n}`)
     .join(', ');
-}
-
-/** Writes zeros until the file system says ENOSPC. */
-function fillUp(file: string): void {
-  const fd = fs.openSync(file, 'w');
-  const block = Buffer.alloc(256 * 1024);
-  try {
-    for (;;) fs.writeSync(fd, block);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOSPC') throw error;
-  } finally {
-    fs.closeSync(fd);
-  }
 }
 
 const ourClasses = () =>
