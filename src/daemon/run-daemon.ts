@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { LisConfig } from '../config/config-schema.ts';
 import type { Db } from '../db/connect.ts';
 import { errorMessage } from '../errors.ts';
@@ -86,8 +87,13 @@ export interface RunTotals {
 /** Results are written in batches of this many, and at least every second. */
 const FLUSH_EVERY = 100;
 const FLUSH_MS = 1000;
-/** With overlapping chunks: at most this many in flight, and a new claim only while the rows still unreported are at most this share of a chunk. */
-const MAX_CHUNKS_IN_FLIGHT = 16;
+/**
+ * With overlapping chunks: at most this many in flight, and a new claim only while the rows still
+ * unreported are at most this share of a chunk. Stragglers live as long as the download timeout, so a
+ * backlog with one slow URL per chunk keeps about rate x timeout / chunk size chunks in flight (40 at
+ * 1,000 rows/s, 20 s and 500 rows): 16 stalled the claim loop until the first straggler ended.
+ */
+const MAX_CHUNKS_IN_FLIGHT = 128;
 const STRAGGLER_SHARE = 0.25;
 
 /** Rows of a stage this host may claim: downloads anywhere; later stages only where the files are. */
@@ -119,6 +125,8 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
   const totals: RunTotals = { chunks: 0, done: 0, failed: 0, released: 0, deferred: 0 };
   const fatalStop = new AbortController();
   const signal = AbortSignal.any([options.signal, fatalStop.signal]);
+  // Every chunk in flight listens to it (AbortSignal.any): not a leak, so no warning for up to the cap.
+  setMaxListeners(MAX_CHUNKS_IN_FLIGHT + 16, signal);
   // Set by failWith, from callbacks: declared so that TypeScript does not narrow it to null for the whole body.
   let fatal = null as Error | null;
   const failWith = (error: unknown) => {

@@ -46,7 +46,9 @@ export function createDownloadClient(config: DownloadConfig, options: { noproxy?
   const proxy = options.noproxy ? null : config.proxy;
   const agentOptions = {
     keepAlive: true,
-    maxSockets: config.concurrency,
+    // The host limiter bounds downloads; the agent must also fit the slow ones it hands on (up to twice
+    // concurrency, see HostLimiter.demote), or drip-feed URLs hold every socket and the rest queue here.
+    maxSockets: config.concurrency * 3,
     maxFreeSockets: config.perHostConcurrency,
     scheduling: 'lifo' as const,
     timeout: FREE_SOCKET_MS,

@@ -21,7 +21,7 @@ interface PreviousDownload {
 }
 
 /** A download running longer than this gives its slot to the queue (HostLimiter.demote). */
-const SLOW_AFTER_MS = 2000;
+const SLOW_AFTER_MS = 1000;
 
 /** A row waiting for a download slot, with the chunk it belongs to. */
 interface DownloadJob {

@@ -84,13 +84,16 @@ export class HostLimiter {
 
   /**
    * A job that has run for long (a server dripping bytes) gives its slots to
-   * the queue, so one slow URL does not idle a download slot; at most a
-   * quarter of `concurrency` such jobs at once, so a slow host cannot take
-   * unbounded connections. True when demoted: then `done(host, true)`.
+   * the queue, so one slow URL does not idle a download slot; at most twice
+   * `concurrency` such jobs at once (a slow job is an idle socket and a body
+   * capped at maxBytes), so slow hosts cannot take unbounded connections.
+   * A quarter of `concurrency` was too few: with one drip-feed URL per chunk
+   * the drips outnumbered it and held every slot again. True when demoted:
+   * then `done(host, true)`.
    */
   demote(host: string): boolean {
     const state = this.hosts.get(host);
-    if (!state || this.slowTotal >= Math.max(1, Math.floor(this.limits.concurrency / 4))) return false;
+    if (!state || this.slowTotal >= this.limits.concurrency * 2) return false;
     state.active--;
     this.activeTotal--;
     this.slowTotal++;
