@@ -2,21 +2,12 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { databaseUrl, dropDatabase } from '../src/db/connect.ts';
 import { ROOT, spawnTs } from './helpers/processes.ts';
 import { baseTestConfig } from './helpers/test-database.ts';
-
-/** A loopback port nothing listens on (bound, then freed). */
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
+import { freePort } from './helpers/rsync-daemons.ts';
 
 /** `lis demo` in `cwd` with `env` (and no LIS_DATABASE_URL of the test run's); its exit code and output. */
 function demoIn(cwd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; out: string }> {

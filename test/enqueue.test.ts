@@ -1,11 +1,24 @@
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { sql } from 'kysely';
+import type { Db } from '../src/db/connect.ts';
 import { EnqueueIncompleteError, enqueueUrlStream } from '../src/intake/enqueue-urls.ts';
 import { parseUrlLine } from '../src/intake/parse-url-line.ts';
 import { lineRanges } from '../src/intake/store-batch.ts';
 import { spawnTs } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+
+/** A trigger that raises for any statement carrying a /poison/ URL: that batch fails as a whole, every time. */
+async function poisonBatches(db: Db): Promise<void> {
+  await sql`
+    CREATE FUNCTION test_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF EXISTS (SELECT 1 FROM new_rows WHERE image_url LIKE '%/poison/%') THEN RAISE EXCEPTION 'poisoned batch'; END IF;
+      RETURN NULL;
+    END $$;
+    CREATE TRIGGER test_poison AFTER INSERT ON live_images REFERENCING NEW TABLE AS new_rows
+      FOR EACH STATEMENT EXECUTE FUNCTION test_poison();`.execute(db);
+}
 
 describe('ETL intake', () => {
   let t: TestDatabase;
@@ -121,15 +134,7 @@ describe('ETL intake', () => {
   });
 
   it('a batch that keeps failing is retried, then the run fails naming every line not stored', async () => {
-    // A trigger that raises for any statement carrying a /poison/ URL: one batch fails as a whole, every time.
-    await sql`
-      CREATE FUNCTION test_poison() RETURNS trigger LANGUAGE plpgsql AS $$
-      BEGIN
-        IF EXISTS (SELECT 1 FROM new_rows WHERE image_url LIKE '%/poison/%') THEN RAISE EXCEPTION 'poisoned batch'; END IF;
-        RETURN NULL;
-      END $$;
-      CREATE TRIGGER test_poison AFTER INSERT ON live_images REFERENCING NEW TABLE AS new_rows
-        FOR EACH STATEMENT EXECUTE FUNCTION test_poison();`.execute(t.db);
+    await poisonBatches(t.db);
     const lines = Array.from({ length: 16 }, (_, i) => (i === 5 ? 'http://a.com/poison/6.jpg' : `http://a.com/${i + 1}.jpg`));
     const error = await enqueueUrlStream(t.db, Readable.from([lines.join('\n')]), {
       country: 'uk',
@@ -155,14 +160,7 @@ describe('ETL intake', () => {
   });
 
   it('`lis enqueue` exits non-zero and names the lines when a batch cannot be stored', async () => {
-    await sql`
-      CREATE FUNCTION test_poison() RETURNS trigger LANGUAGE plpgsql AS $$
-      BEGIN
-        IF EXISTS (SELECT 1 FROM new_rows WHERE image_url LIKE '%/poison/%') THEN RAISE EXCEPTION 'poisoned batch'; END IF;
-        RETURN NULL;
-      END $$;
-      CREATE TRIGGER test_poison AFTER INSERT ON live_images REFERENCING NEW TABLE AS new_rows
-        FOR EACH STATEMENT EXECUTE FUNCTION test_poison();`.execute(t.db);
+    await poisonBatches(t.db);
     const input = ['http://x.com/1.jpg', 'http://x.com/2.jpg', 'http://x.com/poison/3.jpg', 'http://x.com/4.jpg'].join('\n');
     const run = spawnTs(
       'bin/lis',

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { sql } from 'kysely';
 import { ImageSys } from '../src/interface/image-sys.ts';
@@ -8,15 +7,7 @@ import { parseConfig } from '../src/config/load-config.ts';
 import { compareMigrations, knownMigrations } from '../src/db/schema-version.ts';
 import { spawnTs } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
-
-/** A loopback port nothing listens on (bound, then freed). */
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
+import { freePort } from './helpers/rsync-daemons.ts';
 
 const newest = () => knownMigrations().at(-1)!;
 
