@@ -5,8 +5,8 @@
 //   flight as --concurrency;
 // - the same misses through a plain sharp HTTP server that resizes one preset per request from
 //   the same originals (no database, no store write): the floor for a made-to-order resizer.
-//   It applies the same sharpening mask as lis_imaged (thumbnail.defaults.sharpen), so both make
-//   the same thumbnail. thumbor is not installable here (no Python packages from PyPI on this machine), so the plain
+//   It applies the same sharpening mask (thumbnail.defaults.sharpen) and the same JPEG settings
+//   (src/thumbnail/jpeg-options.ts) as lis_imaged, so both make the same thumbnail. thumbor is not installable here (no Python packages from PyPI on this machine), so the plain
 //   sharp server stands in for it;
 // - hits through a real nginx with the shipped frontend config (the made files on its disk).
 // Ends with `ratio imaged_vs_plain_misses: X.XX` (misses/s of lis_imaged / of the plain server).
@@ -20,13 +20,14 @@ import { once } from 'node:events';
 import { sql } from 'kysely';
 import sharp from 'sharp';
 import { parseConfig } from '../src/config/load-config.ts';
-import { createDb } from '../src/db/connect.ts';
+import { createDb, type Db } from '../src/db/connect.ts';
 import { createDownloadClient } from '../src/download/download-client.ts';
 import { SchemeFetcher } from '../src/download/fetch-by-scheme.ts';
 import { createImagedServer } from '../src/imaged/imaged-server.ts';
 import { ThumbnailService } from '../src/imaged/thumbnail-service.ts';
 import { closeLogger, createLogger } from '../src/log/create-logger.ts';
 import { originalPath, thumbnailRelativePath } from '../src/store/store-layout.ts';
+import { jpegOptions } from '../src/thumbnail/jpeg-options.ts';
 import { resolveDetails } from '../src/thumbnail/process-details.ts';
 import { createThumbnailWorker } from '../src/thumbnail/thumbnail-worker.ts';
 import { photoJpeg, startNginx } from '../test/helpers/imaged-fixtures.ts';
@@ -69,6 +70,25 @@ async function drive(urls: string[], lanes: number): Promise<{ ms: number[]; sec
   return { ms: ms.sort((a, b) => a - b), seconds: (performance.now() - started) / 1000 };
 }
 
+/**
+ * CPU milliseconds used so far by the bench database's own server processes (its connections, and the WAL
+ * writer that flushes their commits), from /proc in clock ticks of 10 ms; other databases on the server do not count.
+ */
+async function postgresCpuMs(db: Db): Promise<number> {
+  const { rows } = await sql<{ pid: number }>`
+    SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() OR backend_type = 'walwriter'`.execute(db);
+  let ticks = 0;
+  for (const { pid } of rows) {
+    try {
+      const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // Not on this machine (a remote server: PostgreSQL's CPU is then not counted), or gone since the query.
+    }
+  }
+  return ticks * 10;
+}
+
 function report(name: string, r: { ms: number[]; seconds: number }): number {
   const perSecond = r.ms.length / r.seconds;
   console.log(
@@ -109,7 +129,14 @@ try {
     const file = originalPath(config, 'uk', row.image_hash);
     fs.mkdirSync(path.dirname(file), { recursive: true });
     fs.writeFileSync(file, pictures[i % 2]);
+    // A live row's folder in the thumbnail store exists: lis_thumbnaild wrote its other presets there.
+    fs.mkdirSync(path.dirname(path.join(config.stores.thumbnails, thumbnailRelativePath('uk', row.image_hash, PRESET, 'jpg'))), { recursive: true });
   });
+  // What lis_thumbnaild records of each original, as a live row has it.
+  await sql`
+    UPDATE live_images l SET image_data = jsonb_set(l.image_data, '{original}', jsonb_build_object('width', 1800, 'height', 1200, 'format', 'jpeg', 'bytes', v.bytes))
+      FROM unnest(${rows.map((r) => r.id)}::bigint[], ${rows.map((_, i) => pictures[i % 2].length)}::int[]) AS v(id, bytes)
+     WHERE l.id = v.id`.execute(bench.db);
 
   const locks = createDb(bench.url, config.imaged.maxGenerations);
   stops.push(() => locks.destroy());
@@ -139,7 +166,7 @@ try {
       .flatten({ background: '#ffffff' });
     if (sharpenKernel) pipeline = pipeline.convolve(sharpenKernel);
     pipeline
-      .jpeg({ quality: config.thumbnail.defaults.quality, mozjpeg: true })
+      .jpeg(jpegOptions(config.thumbnail.defaults.quality, preset.width * preset.height))
       .toBuffer()
       .then((body) => res.writeHead(200, { 'Content-Type': 'image/jpeg', 'Content-Length': body.length }).end(body))
       .catch((error: unknown) => res.writeHead(500).end(String(error)));
@@ -163,15 +190,29 @@ try {
   const rounds = 4;
   const plainRun = { ms: [] as number[], seconds: 0 };
   const imagedRun = { ms: [] as number[], seconds: 0 };
+  // CPU per miss, of this process (both servers and the client run here) and of PostgreSQL's processes.
+  const cpu = { plain: { node: 0, pg: 0 }, imaged: { node: 0, pg: 0 } };
+  const measured = async <T>(who: 'plain' | 'imaged', work: () => Promise<T>): Promise<T> => {
+    const [node, pg] = [process.cpuUsage(), await postgresCpuMs(bench.db)];
+    const result = await work();
+    const used = process.cpuUsage(node);
+    cpu[who].node += (used.user + used.system) / 1000;
+    cpu[who].pg += (await postgresCpuMs(bench.db)) - pg;
+    return result;
+  };
   for (let r = 0; r < rounds; r++) {
     const part = Array.from({ length: misses }, (_, i) => i + concurrency).filter((i) => i % rounds === r);
-    const p = await drive(
-      part.map((i) => `${plainUrl}/${i}`),
-      concurrency,
+    const p = await measured('plain', () =>
+      drive(
+        part.map((i) => `${plainUrl}/${i}`),
+        concurrency,
+      ),
     );
-    const m = await drive(
-      part.map((i) => imagedUrl + paths[i]),
-      concurrency,
+    const m = await measured('imaged', () =>
+      drive(
+        part.map((i) => imagedUrl + paths[i]),
+        concurrency,
+      ),
     );
     plainRun.ms.push(...p.ms);
     plainRun.seconds += p.seconds;
@@ -183,6 +224,10 @@ try {
   if (service.generations !== rows.length) throw new Error(`expected ${rows.length} generations, saw ${service.generations}`);
   const imagedRate = report('lis_imaged misses', imagedRun);
   const plainRate = report('plain sharp server misses', plainRun);
+  const perMiss = (ms: number) => (ms / misses).toFixed(2);
+  console.log(
+    `CPU per miss: lis_imaged ${perMiss(cpu.imaged.node)} ms in node + ${perMiss(cpu.imaged.pg)} ms in PostgreSQL; plain server ${perMiss(cpu.plain.node)} ms + ${perMiss(cpu.plain.pg)} ms (client included in both)`,
+  );
 
   // Hits: nginx serving the made files from disk (its root is the thumbnail store, as a frontend's would be after a push).
   const nginx = await startNginx(path.join(dir, 'nginx'), config.stores.thumbnails, Number(new URL(imagedUrl).port));

@@ -14,21 +14,35 @@ export interface RowState {
   /** The thumbnails' version in image_data (1 when unversioned), and in live_data (null: never live). */
   version: number;
   live_version: number | null;
+  /** Whether image_data or live_data records the preset asked for at the version asked for (false when none was named). */
+  recorded: boolean;
+  /** image_data.original (width, height, format, bytes), when thumbnailed. */
+  original: { width: number; height: number; format: string; bytes: number } | null;
 }
 
 /** Advisory-lock namespace of lis_imaged: one generation per image across processes and hosts. */
 const LOCK_NAMESPACE = 0x696d6764;
 
+/** What is asked for of an image: a preset at a version (a thumbnail's name), or nothing in particular. */
+export interface Wanted {
+  preset: string;
+  version: number;
+}
+
 /** The columns of RowState (id as text, so to_jsonb keeps every digit of a bigint). */
-const rowSelect = (country: string, hash: string) => sql`
+const rowSelect = (country: string, hash: string, wanted: Wanted | null) => sql`
   SELECT id::text AS id, country, image_hash, image_url, datasource_id, stage, state, locked_by,
          coalesce((image_data->>'version')::int, 1) AS version,
-         CASE WHEN live_data IS NULL THEN NULL ELSE coalesce((live_data->>'version')::int, 1) END AS live_version
+         CASE WHEN live_data IS NULL THEN NULL ELSE coalesce((live_data->>'version')::int, 1) END AS live_version,
+         coalesce(${wanted !== null} AND (
+           (coalesce((image_data->>'version')::int, 1) = ${wanted?.version ?? 0} AND image_data->'presets' ? ${wanted?.preset ?? ''}) OR
+           (coalesce((live_data->>'version')::int, 1) = ${wanted?.version ?? 0} AND live_data->'presets' ? ${wanted?.preset ?? ''})), false) AS recorded,
+         image_data->'original' AS original
     FROM live_images WHERE country = ${country} AND image_hash = ${hash}`;
 
 /** The row of `<country>/<hash>`, or null. */
-export async function readRow(db: Db, country: string, hash: string): Promise<RowState | null> {
-  const { rows } = await sql<RowState>`${rowSelect(country, hash)}`.execute(db);
+export async function readRow(db: Db, country: string, hash: string, wanted: Wanted | null = null): Promise<RowState | null> {
+  const { rows } = await sql<RowState>`${rowSelect(country, hash, wanted)}`.execute(db);
   return rows[0] ?? null;
 }
 
@@ -40,13 +54,13 @@ export async function readRow(db: Db, country: string, hash: string): Promise<Ro
  * for it (bounded by lock_timeout, `timeoutMs`) and reads the row afterwards,
  * as that generation left it.
  */
-export async function lockImageRow(trx: Db, country: string, hash: string, timeoutMs: number): Promise<RowState | null> {
+export async function lockImageRow(trx: Db, country: string, hash: string, wanted: Wanted, timeoutMs: number): Promise<RowState | null> {
   const key = `${country}/${hash}`;
   const { rows } = await sql<{ locked: boolean; row: RowState | null }>`
     SELECT pg_try_advisory_xact_lock(${LOCK_NAMESPACE}::int, hashtext(${key})) AS locked,
-           (SELECT to_jsonb(r) FROM (${rowSelect(country, hash)}) r) AS row`.execute(trx);
+           (SELECT to_jsonb(r) FROM (${rowSelect(country, hash, wanted)}) r) AS row`.execute(trx);
   if (rows[0].locked) return rows[0].row;
   // One round trip: the wait for the lock is bounded by lock_timeout, set first in the same statement.
   await sql`SELECT set_config('lock_timeout', ${`${timeoutMs}ms`}, true), pg_advisory_xact_lock(${LOCK_NAMESPACE}::int, hashtext(${key}))`.execute(trx);
-  return readRow(trx, country, hash);
+  return readRow(trx, country, hash, wanted);
 }

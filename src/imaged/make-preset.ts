@@ -6,7 +6,8 @@ import type { ImageData } from '../store/image-data.ts';
 import { writeFileAtomic } from '../store/atomic-file.ts';
 import { originalPath, thumbnailRelativePath, thumbnailStorePath } from '../store/store-layout.ts';
 import { ImageError } from '../thumbnail/image-error.ts';
-import { makePresets } from '../thumbnail/make-thumbnails.ts';
+import { makePresets } from '../thumbnail/make-presets.ts';
+import type { Thumbnails } from '../thumbnail/make-thumbnails.ts';
 import { processDetails, type ResolvedDetails } from '../thumbnail/process-details.ts';
 import { addPreset } from '../queue/add-preset.ts';
 import { candidateUrls } from './origin-urls.ts';
@@ -18,6 +19,8 @@ export interface RowForPreset {
   image_hash: string;
   image_url: string;
   datasource_id: number;
+  /** image_data.original: what lis_thumbnaild read of the original's header (null before thumbnailing). */
+  original: Thumbnails['original'] | null;
 }
 
 /** Why a thumbnail cannot be made now; `status` is what the request gets. */
@@ -64,7 +67,11 @@ export async function makePresetOfRow(
   try {
     // Only this preset: the decode shrinks on load to its size alone, the cheapest a miss can be; and no
     // hash or analysis, which the row (past thumbnailing) already has in its image_data.
-    made = await makePresets(original, { ...config.thumbnail, presets: { [preset]: config.thumbnail.presets[preset] }, details });
+    made = await makePresets(
+      original,
+      { ...config.thumbnail, presets: { [preset]: config.thumbnail.presets[preset] }, details },
+      { known: row.original ?? undefined },
+    );
   } catch (error) {
     if (error instanceof ImageError) throw new NotMadeError(404, `the original cannot be thumbnailed: ${error.code}: ${error.message}`);
     throw error;

@@ -96,9 +96,12 @@ export class ThumbnailService {
     const timeoutMs = Math.ceil(config.imaged.timeoutSeconds * 1000);
     return this.runner.locks.transaction().execute(async (trx) => {
       const started = Date.now();
-      const row = await lockImageRow(trx, country, hash, timeoutMs);
-      // Another process may have made it while we waited for the lock.
-      const waited = await this.fromStore(name, 'jpg');
+      const row = await lockImageRow(trx, country, hash, { preset, version: name.version }, timeoutMs);
+      // Another process may have made it while we waited for the lock. A generation records its preset under this
+      // lock, so a row past thumbnailing with no record of it has no file of it to find: skip the store's lookup.
+      // (A crash between a file and its record costs one generation more: the same bytes, written whole, recorded.)
+      const past = row?.stage === 'push' || row?.stage === 'live';
+      const waited = !past || row.recorded ? await this.fromStore(name, 'jpg') : null;
       if (waited) return { picture: waited, source: 'waited' as const };
       if (!row) throw new NotMadeError(404, 'no such image');
       if (row.stage === 'push' || row.stage === 'live') {

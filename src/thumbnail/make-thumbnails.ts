@@ -49,7 +49,7 @@ export interface Thumbnails {
 /** Waits for room for the pixels one decode holds; resolves to its release (see PixelBudget). */
 export type AdmitPixels = (pixels: number) => Promise<() => void>;
 
-const WHITE = { r: 255, g: 255, b: 255 };
+export const WHITE = { r: 255, g: 255, b: 255 };
 
 /** The decoded picture every preset is cut from: upright, sRGB, flattened on white, 8-bit, 3 channels. */
 interface Working {
@@ -74,18 +74,12 @@ export async function makeThumbnails(original: Buffer, settings: ThumbnailSettin
   return { original: decoded.original, contentHash, presets, ...analysis };
 }
 
-/** The presets alone, with no hash and no analysis: what a row that already has them lacks. */
+/** The presets alone, with no hash and no analysis: what a row that already has them lacks (see make-presets.ts). */
 export type Presets = Pick<Thumbnails, 'original' | 'presets'>;
 
-/**
- * Makes the presets in `settings` exactly as makeThumbnails does (the same
- * decode, geometry, gamma, sharpening and encoders, so the same bytes), but
- * skips the SHA-256 and the analyses: a row past thumbnailing already has them
- * in its image_data, and a single-preset miss in lis_imaged should not pay for
- * them again. Throws ImageError.
- */
-export async function makePresets(original: Buffer, settings: ThumbnailSettings, admit?: AdmitPixels): Promise<Presets> {
-  const decoded = await decodeOriginal(original, settings, admit);
+/** makeThumbnails' road without the SHA-256 and the analyses, from a header already read. */
+export async function makeThumbnailsWithoutAnalysis(original: Buffer, settings: ThumbnailSettings, header: Header, admit?: AdmitPixels): Promise<Presets> {
+  const decoded = await decodeOriginal(original, settings, admit, header);
   return { original: decoded.original, presets: await derivePresets(decoded, settings) };
 }
 
@@ -97,14 +91,25 @@ interface Decoded {
   original: Thumbnails['original'];
 }
 
-/** Header checks (format, size, pixel limit), then the one decode to the working picture every preset is cut from. */
-async function decodeOriginal(original: Buffer, settings: ThumbnailSettings, admit?: AdmitPixels): Promise<Decoded> {
-  const input = { failOn: settings.failOn, limitInputPixels: settings.maxPixels, autoOrient: true, sequentialRead: true, pages: 1, page: 0 } as const;
+/** The decoder's input options: the first frame, upright, read sequentially, our failOn and pixel limit. */
+export function decoderInput(settings: Pick<ThumbnailSettings, 'failOn' | 'maxPixels'>) {
+  return { failOn: settings.failOn, limitInputPixels: settings.maxPixels, autoOrient: true, sequentialRead: true, pages: 1, page: 0 } as const;
+}
 
+/** What the header says of an original: its format, upright size and sample depth. */
+export interface Header {
+  format: string;
+  upright: Size;
+  /** libvips' band format: `uchar` is 8-bit. */
+  depth: string;
+}
+
+/** Reads and judges the header (format, size, pixel limit), before a single pixel is decoded: a bomb costs next to nothing. */
+export async function readHeader(original: Buffer, settings: Pick<ThumbnailSettings, 'failOn' | 'maxPixels'>): Promise<Header> {
   let header: Metadata;
   try {
     // The limit is ours to judge below, from the header, with a reason that gives the numbers.
-    header = await sharp(original, { ...input, limitInputPixels: false }).metadata();
+    header = await sharp(original, { ...decoderInput(settings), limitInputPixels: false }).metadata();
   } catch (error) {
     throw imageErrorFromDecoder(error, original);
   }
@@ -112,7 +117,6 @@ async function decodeOriginal(original: Buffer, settings: ThumbnailSettings, adm
     throw new ImageError('unsupported_format', `unsupported image format: ${header.format ?? 'unknown'}`);
   }
   if (!header.width || !header.height) throw new ImageError('corrupt_image', 'the header gives no width or height');
-  // Judged from the header alone, before a single pixel is decoded, so a bomb costs next to nothing.
   const pixelCount = header.width * header.height;
   if (pixelCount > settings.maxPixels) {
     throw new ImageError(
@@ -121,10 +125,15 @@ async function decodeOriginal(original: Buffer, settings: ThumbnailSettings, adm
     );
   }
   // With pages: 1, the header's height is the first frame's.
-  const upright = uprightSize({ width: header.width, height: header.height }, header.orientation);
+  return { format: header.format, upright: uprightSize({ width: header.width, height: header.height }, header.orientation), depth: header.depth ?? 'uchar' };
+}
 
+/** Header checks (format, size, pixel limit), then the one decode to the working picture every preset is cut from. */
+async function decodeOriginal(original: Buffer, settings: ThumbnailSettings, admit?: AdmitPixels, header?: Header): Promise<Decoded> {
+  const input = decoderInput(settings);
+  const { format, upright } = header ?? (await readHeader(original, settings));
   const target = workingSize(upright, Object.values(settings.presets));
-  const release = admit ? await admit(decodeCost({ format: header.format, ...upright }, target)) : null;
+  const release = admit ? await admit(decodeCost({ format, ...upright }, target)) : null;
   let working: Working;
   try {
     working = await decodeWorking(original, input, target, settings);
@@ -134,7 +143,7 @@ async function decodeOriginal(original: Buffer, settings: ThumbnailSettings, adm
   applyGamma(working.pixels, settings.details.gamma);
 
   const raw = { raw: { width: working.size.width, height: working.size.height, channels: 3 as const } };
-  return { working, raw, upright, original: { width: upright.width, height: upright.height, format: header.format, bytes: original.length } };
+  return { working, raw, upright, original: { width: upright.width, height: upright.height, format, bytes: original.length } };
 }
 
 async function decodeWorking(original: Buffer, input: SharpOptions, target: Size, settings: ThumbnailSettings): Promise<Working> {
@@ -150,14 +159,19 @@ async function decodeWorking(original: Buffer, input: SharpOptions, target: Size
     if (info.channels !== 3) throw new ImageError('corrupt_image', `decoded to ${info.channels} channels, expected 3`);
     return { pixels: data, size: { width: info.width, height: info.height } };
   } catch (error) {
-    const imageError = imageErrorFromDecoder(error, original);
-    if (imageError.code !== 'processing_timeout') throw imageError;
-    // libvips words it "timeout: 4% complete" among seek errors from the aborted read; say which setting ran out.
-    const progress = /timeout: \d+% complete/.exec(imageError.message)?.[0] ?? imageError.message;
-    throw new ImageError('processing_timeout', `not decoded within ${Math.ceil(settings.timeoutSeconds)} s (thumbnail.timeoutSeconds); libvips: ${progress}`, {
-      cause: error,
-    });
+    throw decodeError(error, original, settings);
   }
+}
+
+/** What a failed decode throws: the decoder's words as an ImageError, and for a timeout which setting ran out. */
+export function decodeError(error: unknown, original: Buffer, settings: Pick<ThumbnailSettings, 'timeoutSeconds'>): ImageError {
+  const imageError = imageErrorFromDecoder(error, original);
+  if (imageError.code !== 'processing_timeout') return imageError;
+  // libvips words it "timeout: 4% complete" among seek errors from the aborted read; say which setting ran out.
+  const progress = /timeout: \d+% complete/.exec(imageError.message)?.[0] ?? imageError.message;
+  return new ImageError('processing_timeout', `not decoded within ${Math.ceil(settings.timeoutSeconds)} s (thumbnail.timeoutSeconds); libvips: ${progress}`, {
+    cause: error,
+  });
 }
 
 type RawInput = { raw: { width: number; height: number; channels: 3 } };
@@ -169,31 +183,44 @@ async function derivePresets({ working, raw, upright }: Decoded, settings: Thumb
   return Object.fromEntries(entries);
 }
 
-async function derivePreset(working: Working, raw: RawInput, upright: Size, preset: Preset, settings: ThumbnailSettings): Promise<PresetOutput> {
+function derivePreset(working: Working, raw: RawInput, upright: Size, preset: Preset, settings: ThumbnailSettings): Promise<PresetOutput> {
+  return cutPreset(() => sharp(working.pixels, raw), upright, preset, settings);
+}
+
+/**
+ * One preset from pipelines whose input is the picture (upright, sRGB, on
+ * white; `input` makes a new one): the preset's geometry, the datasource's
+ * sharpening, then the JPEG and any twins, one pipeline per encoder. Not
+ * sharp's clone(): it structuredClone()s the options, input buffer included,
+ * a copy of the whole working picture (or original) per file.
+ */
+export async function cutPreset(input: () => Sharp, upright: Size, preset: Preset, settings: ThumbnailSettings): Promise<PresetOutput> {
   const geometry = presetGeometry(upright, preset);
-  let pipeline = sharp(working.pixels, raw);
-  if (preset.mode === 'crop') {
-    pipeline = pipeline.resize(preset.width, preset.height, { fit: 'cover', position: 'attention' });
-  } else {
-    pipeline = pipeline.resize(geometry.inner.width, geometry.inner.height, { fit: 'fill' });
-    if (preset.mode === 'pad') {
-      const left = Math.floor((geometry.width - geometry.inner.width) / 2);
-      const top = Math.floor((geometry.height - geometry.inner.height) / 2);
-      pipeline = pipeline.extend({
-        left,
-        right: geometry.width - geometry.inner.width - left,
-        top,
-        bottom: geometry.height - geometry.inner.height - top,
-        background: WHITE,
-      });
+  const cut = (): Sharp => {
+    let pipeline = input();
+    if (preset.mode === 'crop') {
+      pipeline = pipeline.resize(preset.width, preset.height, { fit: 'cover', position: 'attention' });
+    } else {
+      pipeline = pipeline.resize(geometry.inner.width, geometry.inner.height, { fit: 'fill' });
+      if (preset.mode === 'pad') {
+        const left = Math.floor((geometry.width - geometry.inner.width) / 2);
+        const top = Math.floor((geometry.height - geometry.inner.height) / 2);
+        pipeline = pipeline.extend({
+          left,
+          right: geometry.width - geometry.inner.width - left,
+          top,
+          bottom: geometry.height - geometry.inner.height - top,
+          background: WHITE,
+        });
+      }
     }
-  }
-  if (settings.details.sharpenKernel) pipeline = pipeline.convolve(settings.details.sharpenKernel);
+    return settings.details.sharpenKernel ? pipeline.convolve(settings.details.sharpenKernel) : pipeline;
+  };
   const { quality } = settings.details;
-  const encoders: Array<['jpg' | TwinFormat, Sharp]> = [['jpg', pipeline.clone().jpeg(jpegOptions(quality, preset.width * preset.height))]];
-  if (settings.twins.webp) encoders.push(['webp', pipeline.clone().webp({ quality: settings.twins.webpQuality ?? quality, effort: 4 })]);
-  if (settings.twins.avif) encoders.push(['avif', pipeline.clone().avif({ quality: settings.twins.avifQuality, effort: 3 })]);
-  const files = await Promise.all(encoders.map(async ([ext, encoder]) => ({ ext, data: await encoder.toBuffer() })));
+  const encoders: Array<['jpg' | TwinFormat, () => Sharp]> = [['jpg', () => cut().jpeg(jpegOptions(quality, preset.width * preset.height))]];
+  if (settings.twins.webp) encoders.push(['webp', () => cut().webp({ quality: settings.twins.webpQuality ?? quality, effort: 4 })]);
+  if (settings.twins.avif) encoders.push(['avif', () => cut().avif({ quality: settings.twins.avifQuality, effort: 3 })]);
+  const files = await Promise.all(encoders.map(async ([ext, encoder]) => ({ ext, data: await encoder().toBuffer() })));
   return { width: geometry.width, height: geometry.height, files };
 }
 
