@@ -6,10 +6,14 @@
 // - the same misses through a plain sharp HTTP server that resizes one preset per request from
 //   the same originals (no database, no store write): the floor for a made-to-order resizer.
 //   It applies the same sharpening mask (thumbnail.defaults.sharpen) and the same JPEG settings
-//   (src/thumbnail/jpeg-options.ts) as lis_imaged, so both make the same thumbnail. thumbor is not installable here (no Python packages from PyPI on this machine), so the plain
-//   sharp server stands in for it;
+//   (src/thumbnail/jpeg-options.ts) as lis_imaged, so both make the same thumbnail. thumbor is not
+//   installable here (no Python packages from PyPI on this machine), so the plain sharp server
+//   stands in for it;
+// - the plain server again, storing each file as lis_imaged does (temp file, fsync, rename): what
+//   keeping the result costs, apart from the database;
 // - hits through a real nginx with the shipped frontend config (the made files on its disk).
-// Ends with `ratio imaged_vs_plain_misses: X.XX` (misses/s of lis_imaged / of the plain server).
+// Prints CPU per miss of each (node, and the bench database's PostgreSQL processes), and ends with
+// `ratio imaged_vs_plain_misses: X.XX` and `ratio imaged_vs_plain_storing_misses: X.XX` (misses/s over misses/s).
 //   node --import tsx bench/imaged.ts [--misses 80] [--concurrency 4] [--hits 4000]
 import fs from 'node:fs';
 import http from 'node:http';
@@ -26,6 +30,7 @@ import { SchemeFetcher } from '../src/download/fetch-by-scheme.ts';
 import { createImagedServer } from '../src/imaged/imaged-server.ts';
 import { ThumbnailService } from '../src/imaged/thumbnail-service.ts';
 import { closeLogger, createLogger } from '../src/log/create-logger.ts';
+import { writeFileAtomic } from '../src/store/atomic-file.ts';
 import { originalPath, thumbnailRelativePath } from '../src/store/store-layout.ts';
 import { jpegOptions } from '../src/thumbnail/jpeg-options.ts';
 import { resolveDetails } from '../src/thumbnail/process-details.ts';
@@ -156,11 +161,15 @@ try {
   const imagedUrl = `http://127.0.0.1:${(imaged.address() as AddressInfo).port}`;
   const paths = rows.map((r) => `/${thumbnailRelativePath('uk', r.image_hash, PRESET, 'jpg')}`);
 
-  // The plain server: one request, one sharp pipeline from the original file to the preset's JPEG.
+  // The plain server: one request, one sharp pipeline from the original file to the preset's JPEG. With `?store`,
+  // it also writes the file into a store of its own as lis_imaged does (temp file, fsync, rename), and nothing else:
+  // the cost of keeping what was made, apart from the database.
   const preset = config.thumbnail.presets[PRESET];
   const { sharpenKernel } = resolveDetails({ sharpen: null, gamma: null, quality: null }, config.thumbnail.defaults);
+  const plainStore = path.join(dir, 'plain-store');
   const plain = http.createServer((req, res) => {
-    const row = rows[Number(req.url!.slice(1))];
+    const url = new URL(req.url!, 'http://plain');
+    const row = rows[Number(url.pathname.slice(1))];
     let pipeline = sharp(originalPath(config, 'uk', row.image_hash))
       .resize(preset.width, preset.height, { fit: 'contain', background: '#ffffff' })
       .flatten({ background: '#ffffff' });
@@ -168,65 +177,62 @@ try {
     pipeline
       .jpeg(jpegOptions(config.thumbnail.defaults.quality, preset.width * preset.height))
       .toBuffer()
-      .then((body) => res.writeHead(200, { 'Content-Type': 'image/jpeg', 'Content-Length': body.length }).end(body))
+      .then(async (body) => {
+        if (url.searchParams.has('store')) await writeFileAtomic(path.join(plainStore, thumbnailRelativePath('uk', row.image_hash, PRESET, 'jpg')), body);
+        res.writeHead(200, { 'Content-Type': 'image/jpeg', 'Content-Length': body.length }).end(body);
+      })
       .catch((error: unknown) => res.writeHead(500).end(String(error)));
   });
+  for (const row of rows) fs.mkdirSync(path.dirname(path.join(plainStore, thumbnailRelativePath('uk', row.image_hash, PRESET, 'jpg'))), { recursive: true });
   plain.listen(0, '127.0.0.1');
   await once(plain, 'listening');
   stops.push(() => new Promise((resolve) => (plain.closeAllConnections(), plain.close(resolve))));
   const plainUrl = `http://127.0.0.1:${(plain.address() as AddressInfo).port}`;
 
-  // Warm-up (sharp, the pool, JIT): the first `concurrency` rows, on both, not counted.
-  await drive(
-    paths.slice(0, concurrency).map((p) => imagedUrl + p),
-    concurrency,
-  );
-  await drive(
-    rows.slice(0, concurrency).map((_, i) => `${plainUrl}/${i}`),
-    concurrency,
-  );
-
-  // Interleaved rounds, so that load from elsewhere on the machine falls on both alike.
-  const rounds = 4;
-  const plainRun = { ms: [] as number[], seconds: 0 };
-  const imagedRun = { ms: [] as number[], seconds: 0 };
-  // CPU per miss, of this process (both servers and the client run here) and of PostgreSQL's processes.
-  const cpu = { plain: { node: 0, pg: 0 }, imaged: { node: 0, pg: 0 } };
-  const measured = async <T>(who: 'plain' | 'imaged', work: () => Promise<T>): Promise<T> => {
-    const [node, pg] = [process.cpuUsage(), await postgresCpuMs(bench.db)];
-    const result = await work();
-    const used = process.cpuUsage(node);
-    cpu[who].node += (used.user + used.system) / 1000;
-    cpu[who].pg += (await postgresCpuMs(bench.db)) - pg;
-    return result;
+  const contenders = {
+    imaged: { label: 'lis_imaged misses', url: (i: number) => imagedUrl + paths[i] },
+    plain: { label: 'plain sharp server misses', url: (i: number) => `${plainUrl}/${i}` },
+    storing: { label: 'plain server, storing', url: (i: number) => `${plainUrl}/${i}?store` },
   };
+  type Contender = keyof typeof contenders;
+  const order = Object.keys(contenders) as Contender[];
+
+  // Warm-up (sharp, the pool, JIT): the first `concurrency` rows, on each, not counted (lis_imaged makes them).
+  for (const who of order)
+    await drive(
+      Array.from({ length: concurrency }, (_, i) => contenders[who].url(i)),
+      concurrency,
+    );
+
+  // Interleaved rounds (A B C, then C B A, ...), so that load from elsewhere on the machine falls on all alike.
+  const rounds = 4;
+  const runs = Object.fromEntries(order.map((who) => [who, { ms: [] as number[], seconds: 0 }])) as Record<Contender, { ms: number[]; seconds: number }>;
+  // CPU per miss, of this process (the servers and the client run here) and of PostgreSQL's processes.
+  const cpu = Object.fromEntries(order.map((who) => [who, { node: 0, pg: 0 }])) as Record<Contender, { node: number; pg: number }>;
   for (let r = 0; r < rounds; r++) {
     const part = Array.from({ length: misses }, (_, i) => i + concurrency).filter((i) => i % rounds === r);
-    const p = await measured('plain', () =>
-      drive(
-        part.map((i) => `${plainUrl}/${i}`),
+    for (const who of r % 2 === 0 ? order : [...order].reverse()) {
+      const [node, pg] = [process.cpuUsage(), await postgresCpuMs(bench.db)];
+      const run = await drive(
+        part.map((i) => contenders[who].url(i)),
         concurrency,
-      ),
-    );
-    const m = await measured('imaged', () =>
-      drive(
-        part.map((i) => imagedUrl + paths[i]),
-        concurrency,
-      ),
-    );
-    plainRun.ms.push(...p.ms);
-    plainRun.seconds += p.seconds;
-    imagedRun.ms.push(...m.ms);
-    imagedRun.seconds += m.seconds;
+      );
+      const used = process.cpuUsage(node);
+      cpu[who].node += (used.user + used.system) / 1000;
+      cpu[who].pg += (await postgresCpuMs(bench.db)) - pg;
+      runs[who].ms.push(...run.ms);
+      runs[who].seconds += run.seconds;
+    }
   }
-  plainRun.ms.sort((a, b) => a - b);
-  imagedRun.ms.sort((a, b) => a - b);
   if (service.generations !== rows.length) throw new Error(`expected ${rows.length} generations, saw ${service.generations}`);
-  const imagedRate = report('lis_imaged misses', imagedRun);
-  const plainRate = report('plain sharp server misses', plainRun);
+  const rate = {} as Record<Contender, number>;
+  for (const who of order) {
+    runs[who].ms.sort((a, b) => a - b);
+    rate[who] = report(contenders[who].label, runs[who]);
+  }
   const perMiss = (ms: number) => (ms / misses).toFixed(2);
   console.log(
-    `CPU per miss: lis_imaged ${perMiss(cpu.imaged.node)} ms in node + ${perMiss(cpu.imaged.pg)} ms in PostgreSQL; plain server ${perMiss(cpu.plain.node)} ms + ${perMiss(cpu.plain.pg)} ms (client included in both)`,
+    `CPU per miss (client included): ${order.map((who) => `${who} ${perMiss(cpu[who].node)} ms in node + ${perMiss(cpu[who].pg)} ms in PostgreSQL`).join('; ')}`,
   );
 
   // Hits: nginx serving the made files from disk (its root is the thumbnail store, as a frontend's would be after a push).
@@ -239,9 +245,10 @@ try {
   if (service.generations !== rows.length) throw new Error('a hit reached lis_imaged');
 
   console.log(
-    `aim: miss p50 under 100 ms: ${percentile(imagedRun.ms, 50) < 100 ? 'met' : 'NOT met'}; misses/s at least the plain server's: ${imagedRate >= plainRate ? 'met' : 'NOT met'}`,
+    `aim: miss p50 under 100 ms: ${percentile(runs.imaged.ms, 50) < 100 ? 'met' : 'NOT met'}; misses/s at least the plain server's: ${rate.imaged >= rate.plain ? 'met' : 'NOT met'}`,
   );
-  console.log(`ratio imaged_vs_plain_misses: ${(imagedRate / plainRate).toFixed(2)}`);
+  console.log(`ratio imaged_vs_plain_misses: ${(rate.imaged / rate.plain).toFixed(2)}`);
+  console.log(`ratio imaged_vs_plain_storing_misses: ${(rate.imaged / rate.storing).toFixed(2)}`);
 } finally {
   for (const stop of stops.reverse()) await stop().catch(() => {});
   agent.destroy();
