@@ -13,6 +13,7 @@ import path from 'node:path';
 import { sql } from 'kysely';
 import sharp from 'sharp';
 import { addFrontend } from '../src/push/frontend-registry.ts';
+import { DAEMON_ENV, nodeFlagsOf } from '../src/services/launch-settings.ts';
 import { resolveDetails } from '../src/thumbnail/process-details.ts';
 import { RsyncDaemon } from '../test/helpers/rsync-daemons.ts';
 import { argOf, benchConfig, flag, freshBenchDatabase, geomean, printRatio, waitUntil } from './lib/bench-database.ts';
@@ -133,10 +134,11 @@ async function systemRun(): Promise<number> {
   const daemons: Array<{ bin: string; child: ChildProcess; peakKb: number; cpuSeconds?: number }> = ['lis_downloadd', 'lis_thumbnaild', 'lis_pusherd'].map(
     (bin) => ({
       bin,
-      child: spawn(process.execPath, [path.join(ROOT, 'bin', bin), '--country', 'uk', '--service', '--config', configFile], {
+      // Started as servicectl starts them: the launch settings (malloc arenas, V8 flags) of src/services/launch-settings.ts.
+      child: spawn(process.execPath, [...nodeFlagsOf(bin), path.join(ROOT, 'bin', bin), '--country', 'uk', '--service', '--config', configFile], {
         stdio: 'ignore',
         // LIS_DATABASE_URL wins over a config file: the children must get the bench's database, not the caller's.
-        env: { ...process.env, MALLOC_ARENA_MAX: '2', LIS_DATABASE_URL: url, LIS_CONFIG: configFile },
+        env: { ...process.env, ...DAEMON_ENV, LIS_DATABASE_URL: url, LIS_CONFIG: configFile },
       }),
       peakKb: 0,
     }),

@@ -4,8 +4,8 @@
 // JPEG settings: src/thumbnail/jpeg-options.ts) and ImageMagick (one process per image, every size from one
 // decode via +clone). Two workloads: `default` (the config's presets, quality 82, sharpen 0x0.5) and
 // `migration` (quality 90, sharpen 0x1, three fit-inside sizes, as a site coming from ImageMagick sets it).
-// Node contenders run in child processes of their own (with MALLOC_ARENA_MAX=2, as servicectl starts the
-// daemon) so that peak RSS is their own. Then bytes and SSIM (see bench/lib/thumbnail-quality.ts).
+// Node contenders run in child processes of their own (with lis_thumbnaild's launch settings, as servicectl starts
+// the daemon: src/services/launch-settings.ts) so that peak RSS is their own. Then bytes and SSIM (see bench/lib/thumbnail-quality.ts).
 //   node --import tsx bench/thumbnail.ts [--workload default|migration|both] [--rounds 3] [--pairs 3]
 //     [--dir FOLDER_OF_JPEGS] [--images N] [--config FILE] [--no-quality]
 //   node --import tsx bench/thumbnail.ts --memory [--png-count 8] [--png-side 7000]   peak RSS on big interlaced PNGs
@@ -18,6 +18,7 @@ import { promisify } from 'node:util';
 import sharp from 'sharp';
 import type { ThumbnailConfig } from '../src/config/thumbnail-config.ts';
 import { makeThumbnails } from '../src/thumbnail/make-thumbnails.ts';
+import { DAEMON_ENV, nodeFlagsOf } from '../src/services/launch-settings.ts';
 import { PixelBudget } from '../src/thumbnail/pixel-budget.ts';
 import { applySharpSettings, parallelismFor } from '../src/thumbnail/sharp-settings.ts';
 import { argOf, benchConfig, flag, geomean, printRatio } from './lib/bench-database.ts';
@@ -107,9 +108,9 @@ function nodeContender(contender: 'daemon' | 'loop', w: Workload, files: string[
       '--threads',
       String(parallelism.sharpThreads),
     ];
-    const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), ...args], {
+    const child = spawn(process.execPath, [...nodeFlagsOf('lis_thumbnaild'), '--import', 'tsx', fileURLToPath(import.meta.url), ...args], {
       stdio: ['ignore', 'pipe', 'inherit'],
-      env: { ...process.env, MALLOC_ARENA_MAX: '2' },
+      env: { ...process.env, ...DAEMON_ENV },
     });
     let text = '';
     child.stdout.on('data', (c) => (text += c));
@@ -191,7 +192,7 @@ async function memory(): Promise<void> {
     .filter((f) => /\.jpe?g$/i.test(f))
     .map((f) => path.join(dir, f));
   const w = WORKLOADS.default;
-  console.log(`peak RSS of makeThumbnails in a process of its own (MALLOC_ARENA_MAX=2), ${lanes} images in flight, ${rounds} rounds`);
+  console.log(`peak RSS of makeThumbnails in a process of its own (lis_thumbnaild's launch settings), ${lanes} images in flight, ${rounds} rounds`);
   for (const [label, files] of [
     [`${count} interlaced PNGs of ${side}x${side}`, pngs],
     [`${photos.length} photos`, photos],

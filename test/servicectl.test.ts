@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
+import { DAEMON_ENV, nodeFlagsOf } from '../src/services/launch-settings.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
@@ -111,6 +112,13 @@ describe('servicectl', () => {
         workers.map((w) => [w.country, w.pid]),
         [...pids].sort((a, b) => a[0].localeCompare(b[0])),
       );
+      // Started with the daemon's launch settings (src/services/launch-settings.ts).
+      for (const [, pid] of pids) {
+        const argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+        assert.deepEqual(argv.slice(1, 1 + nodeFlagsOf('lis_thumbnaild').length), [...nodeFlagsOf('lis_thumbnaild')], argv.join(' '));
+        const environ = fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+        for (const [k, v] of Object.entries(DAEMON_ENV)) assert.ok(environ.includes(`${k}=${v}`), `${k}=${v}`);
+      }
       const status = await ctl(['status', 'thumbnaild', '--config', config]);
       assert.equal(status.code, 0, status.text);
       for (const [country, pid] of pids) assert.match(status.text, new RegExp(`imagesys-thumbnaild \\(${country}\\) is running \\(pid ${pid}, since `));
