@@ -108,8 +108,25 @@ describe('the embedded PostgreSQL: secure defaults', function () {
       await db.destroy();
       await query(url.replace(/\/imagesys$/, '/postgres'), 'CREATE DATABASE lis_secure_copy TEMPLATE lis_secure_template');
       assert.deepEqual(await query(url.replace(/\/imagesys$/, '/lis_secure_copy'), `SELECT count(*)::int AS n FROM live_images`), [{ n: 0 }]);
+      // A superuser's session on it (after a big bench drain: autovacuum) is not ours to end: FORCE is refused (42501),
+      // the plain DROP that follows waits for it, and while a session stays, the error says whose it is.
+      const held = new pg.Client({ connectionString: superUrl.replace(/\/postgres$/, '/lis_secure_copy') });
+      await held.connect();
+      try {
+        await assert.rejects(dropDatabase(url, 'lis_secure_copy'), (e: Error & { code?: string }) => {
+          assert.equal(e.code, 'ERR_DB_IN_USE');
+          assert.match(
+            e.message,
+            /cannot drop database lis_secure_copy: a superuser's session is on it \(database "lis_secure_copy" is being accessed by other users\)/,
+          );
+          return true;
+        });
+      } finally {
+        await held.end();
+      }
       await dropDatabase(url, 'lis_secure_copy');
       await dropDatabase(url, 'lis_secure_template');
+      assert.deepEqual(await query(superUrl, `SELECT datname FROM pg_database WHERE datname LIKE 'lis_secure_%'`), []);
 
       const status = await lis(config, 'db', 'status');
       assert.equal(status.code, 0, status.out);

@@ -181,8 +181,24 @@ export async function recreateDatabase(serverUrl: string, name: string): Promise
   return url.toString();
 }
 
+/**
+ * Drops database `name`, ending its sessions (FORCE). A session of a superuser's on it cannot be ended by
+ * our role (42501): after a bench's big drain that is autovacuum working on the database, which a plain
+ * DROP DATABASE stops itself (waiting up to 5 s for it), so that is tried next; it fails with a clear
+ * message when someone's session is still there.
+ */
 export async function dropDatabase(serverUrl: string, name: string): Promise<void> {
-  await onServer(serverUrl, (client) => client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(name)} WITH (FORCE)`));
+  await onServer(serverUrl, async (client) => {
+    const database = client.escapeIdentifier(name);
+    try {
+      await client.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+    } catch (error) {
+      if ((error as { code?: string }).code !== '42501') throw error;
+      await client.query(`DROP DATABASE IF EXISTS ${database}`).catch((again: Error) => {
+        throw new LisError('ERR_DB_IN_USE', `cannot drop database ${name}: a superuser's session is on it (${again.message})`, { cause: again });
+      });
+    }
+  });
 }
 
 async function onServer(serverUrl: string, fn: (client: pg.Client) => Promise<unknown>): Promise<void> {
