@@ -14,7 +14,7 @@
 // - hits through a real nginx with the shipped frontend config (the made files on its disk).
 // Prints CPU per miss of each (node, and the bench database's PostgreSQL processes), and ends with
 // `ratio imaged_vs_plain_misses: X.XX` and `ratio imaged_vs_plain_storing_misses: X.XX` (misses/s over misses/s).
-//   node --import tsx bench/imaged.ts [--misses 80] [--concurrency 4] [--hits 4000]
+//   node --import tsx bench/imaged.ts [--misses 400] [--concurrency 4] [--hits 4000]
 import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -38,7 +38,7 @@ import { createThumbnailWorker } from '../src/thumbnail/thumbnail-worker.ts';
 import { photoJpeg, startNginx } from '../test/helpers/imaged-fixtures.ts';
 import { flag, freshBenchDatabase, percentile } from './lib/bench-database.ts';
 
-const misses = flag('misses', 80);
+const misses = flag('misses', 400);
 const concurrency = flag('concurrency', 4);
 const hits = flag('hits', 4000);
 const PRESET = 'medium';
