@@ -1,11 +1,24 @@
 import assert from 'node:assert/strict';
 import { pushConfigSchema } from '../src/config/push-config.ts';
+import { roomForChunk } from '../src/daemon/run-daemon.ts';
 import { formatTarget, normaliseTarget, parseFrontendTarget, rsyncDestination } from '../src/push/frontend-target.ts';
 import { decideRowResults, planPush, pushKey, type FrontendRowOutcome, type PushRow } from '../src/push/push-plan.ts';
 import { buildRsyncInvocation, sshCommand } from '../src/push/rsync-command.ts';
 import { classifyRsyncExit, parseRsyncStats } from '../src/push/rsync-outcome.ts';
 
 describe('push: pure parts', () => {
+  it('the runner lets a pusher work push.chunksAtOnce whole chunks at once (2 by default), and no more', () => {
+    const busy = { unreported: 500 };
+    assert.equal(pushConfigSchema.parse({}).chunksAtOnce, 2);
+    assert.equal(roomForChunk([], false, 500, 2), true);
+    assert.equal(roomForChunk([busy], false, 500, 2), true, 'the next chunk is sent while the last one finishes');
+    assert.equal(roomForChunk([busy, busy], false, 500, 2), false);
+    assert.equal(roomForChunk([busy], false, 500), false, 'one at a time without it');
+    // Overlapping workers (lis_downloadd) as before: another chunk once the rest are stragglers.
+    assert.equal(roomForChunk([{ unreported: 10 }], true, 500), true);
+    assert.equal(roomForChunk([{ unreported: 400 }], true, 500), false);
+  });
+
   describe('frontend targets', () => {
     it('parses local paths, rsync daemons and ssh targets, and spells them back the same', () => {
       assert.deepEqual(parseFrontendTarget('/srv/thumbs/'), { kind: 'local', path: '/srv/thumbs' });

@@ -76,6 +76,7 @@ export const CONFIG_MEANINGS: Record<string, string | { meaning: string; default
   'push.sshOptions': 'its arguments, e.g. `["-i", "/etc/imagesys/push_key", "-p", "2222"]`',
   'push.daemonPasswordFile': 'rsync `--password-file` for daemons with `auth users`',
   'push.maxParallel': 'rsync processes at once (chunk and backfill together)',
+  'push.chunksAtOnce': 'chunks one lis_pusherd sends at once (one rsync per frontend each): one is claimed and sent while the last finishes',
   'push.backfillCheckSeconds': 'service mode: backfill pass at least this often',
   'thumbnail.presets': { meaning: 'the only sizes: `{name: {width, height, mode}}`', default: 'small 120x90 crop, medium 320x240 pad, large 640x480 resize' },
   'thumbnail.defaults.sharpen': 'for datasources without their own (`lis datasource set`)',

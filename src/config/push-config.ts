@@ -38,6 +38,12 @@ export const pushConfigSchema = z.strictObject({
   /** rsync processes running at once (one per frontend per chunk, and backfill). */
   maxParallel: z.number().int().positive().max(64).default(8),
   /**
+   * Chunks a pusher works at once: while one chunk's rsyncs run, the next is claimed and sent, so the
+   * claim, the store check and the records of one overlap the transfers of the other (bench:push: 0.66 of
+   * plain rsync per chunk with 1, 1.09 with 2). Each chunk runs one rsync per frontend, within maxParallel.
+   */
+  chunksAtOnce: z.number().int().min(1).max(8).default(2),
+  /**
    * Service mode: how often to look for live rows a frontend lacks (backfill) even when no
    * frontend was added or re-enabled; those changes are seen within `queue.pollSeconds`.
    */

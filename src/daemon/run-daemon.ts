@@ -43,6 +43,11 @@ export interface StageWorker {
    * flight, so one slow URL never idles the other slots.
    */
   overlapChunks?: boolean;
+  /**
+   * Whole chunks worked at once (default 1): lis_pusherd sends one chunk while
+   * the last one's rsyncs finish and its results are written.
+   */
+  chunksAtOnce?: number;
 }
 
 export interface RunOptions {
@@ -102,8 +107,8 @@ export function claimHostFor(stage: WorkStage, config: LisConfig): string {
 }
 
 /** Pure: may the runner claim another chunk now? */
-export function roomForChunk(inFlight: Array<{ unreported: number }>, overlap: boolean, chunkSize: number): boolean {
-  if (inFlight.length === 0) return true;
+export function roomForChunk(inFlight: Array<{ unreported: number }>, overlap: boolean, chunkSize: number, chunksAtOnce = 1): boolean {
+  if (inFlight.length < chunksAtOnce) return true;
   if (!overlap || inFlight.length >= MAX_CHUNKS_IN_FLIGHT) return false;
   return inFlight.reduce((n, c) => n + c.unreported, 0) <= Math.max(1, Math.floor(chunkSize * STRAGGLER_SHARE));
 }
@@ -299,7 +304,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
   try {
     let outageTries = 0;
     while (!signal.aborted) {
-      if (!roomForChunk([...chunks], Boolean(worker.overlapChunks), options.chunkSize)) {
+      if (!roomForChunk([...chunks], Boolean(worker.overlapChunks), options.chunkSize, worker.chunksAtOnce)) {
         await nextChange(config.queue.pollSeconds * 1000);
         continue;
       }

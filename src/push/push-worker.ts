@@ -28,8 +28,12 @@ export class PushWorker implements StageWorker {
   readonly component = 'pusherd';
   readonly scope = 'Push';
   readonly stage = 'push' as const;
+  /** push.chunksAtOnce: the next chunk's rsyncs run while the last one's finish and its results are written. */
+  readonly chunksAtOnce: number;
 
-  constructor(private readonly options: PushWorkerOptions) {}
+  constructor(private readonly options: PushWorkerOptions) {
+    this.chunksAtOnce = options.config.push.chunksAtOnce;
+  }
 
   async processChunk(claimed: ClaimedRow[], ctx: ChunkContext): Promise<void> {
     const { config, db, country } = this.options;
