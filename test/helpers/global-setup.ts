@@ -1,15 +1,26 @@
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
+import { embeddedStatus, stopEmbedded } from '../../src/db/embedded-server.ts';
 import { ROOT } from './processes.ts';
-import { dropTemplate, prepareTemplate } from './test-database.ts';
+import { baseTestConfig, dropTemplate, prepareTemplate } from './test-database.ts';
+
+/** Whether this run started the embedded PostgreSQL (no LIS_DATABASE_URL, and it was not running): then it stops it. */
+let startedEmbedded = false;
 
 /** Builds dist/ if stale; starts (or finds) the real PostgreSQL and migrates the template every test database is copied from. */
 export async function mochaGlobalSetup(): Promise<void> {
   // Tests that spawn bin/* run the compiled dist/: rebuild it when a source file changed since the last build.
   execFileSync(process.execPath, [path.join(ROOT, 'scripts/build.mjs'), '--if-stale'], { stdio: 'inherit' });
+  const { database } = baseTestConfig();
+  startedEmbedded = !database.url && !embeddedStatus(database.embedded).running;
   await prepareTemplate();
 }
 
+/** Drops the template; a server this run started is stopped, one found running (`lis db start`) is left as found. */
 export async function mochaGlobalTeardown(): Promise<void> {
-  await dropTemplate();
+  try {
+    await dropTemplate();
+  } finally {
+    if (startedEmbedded) await stopEmbedded(baseTestConfig().database.embedded);
+  }
 }
