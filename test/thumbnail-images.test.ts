@@ -326,18 +326,27 @@ describe('thumbnails of real images (sharp)', () => {
     const twins = { webp: true, avif: true, webpQuality: null, avifQuality: 50 };
     // One pipeline (8-bit, no gamma, no twins; the header from image_data or read), and makeThumbnails' road (gamma,
     // twins, a 16-bit PNG); a record of other bytes is not trusted.
-    const cases: Array<[string, ThumbnailSettings, 'record' | 'stale record' | 'header']> = [
+    const cases: Array<[string, ThumbnailSettings, 'record' | 'stale record' | 'record of a JPEG, PNG bytes' | 'header']> = [
       [path.join(EXIF_DIR, 'Landscape_1.jpg'), settings({ sharpen: '0x0.5' }), 'header'],
       [path.join(EXIF_DIR, 'Portrait_5.jpg'), settings({ sharpen: '0x1' }), 'record'],
       [path.join(EXIF_DIR, 'Landscape_3.jpg'), settings({}), 'stale record'],
       [path.join(EXIF_DIR, 'Portrait_6.jpg'), settings({ sharpen: '0x1.5', gamma: 1.4, quality: 70 }), 'record'],
       [path.join(EXIF_DIR, 'Landscape_8.jpg'), settings({}, { twins }), 'header'],
       [path.join(PNGSUITE_DIR, 'basn6a16.png'), settings({ sharpen: '0x0.5' }), 'header'],
+      // A record that says JPEG, of the right length, for bytes that are not one: the header is read (format check, real size).
+      [path.join(PNGSUITE_DIR, 'basn2c08.png'), settings({ sharpen: '0x0.5' }), 'record of a JPEG, PNG bytes'],
     ];
     for (const [file, base, header] of cases) {
       const photo = fs.readFileSync(file);
       const recorded = (await makeThumbnails(photo, base)).original;
-      const known = header === 'record' ? recorded : header === 'stale record' ? { ...recorded, width: 7, bytes: photo.length + 1 } : undefined;
+      const known =
+        header === 'record'
+          ? recorded
+          : header === 'stale record'
+            ? { ...recorded, width: 7, bytes: photo.length + 1 }
+            : header === 'record of a JPEG, PNG bytes'
+              ? { ...recorded, format: 'jpeg', width: 640, height: 480 }
+              : undefined;
       // One preset at a time, as lis_imaged asks: the working size is that preset's alone.
       for (const [name, preset] of Object.entries(config.presets)) {
         const one = { ...base, presets: { [name]: preset } };

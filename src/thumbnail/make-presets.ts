@@ -55,9 +55,17 @@ export async function makePresets(original: Buffer, settings: ThumbnailSettings,
   };
 }
 
-/** The header image_data recorded, when it is these bytes' and a JPEG's (always 8-bit); else null, and the header is read. */
+/** A JPEG's first bytes (SOI and the next marker's FF). */
+const JPEG_MAGIC = Buffer.from([0xff, 0xd8, 0xff]);
+
+/**
+ * The header image_data recorded, when it is these bytes' (same length, and they start as a JPEG does, so a
+ * record never lets another format past the format check) and a JPEG's (always 8-bit); else null, and the
+ * header is read.
+ */
 function headerFromRecord(original: Buffer, known: Thumbnails['original'] | undefined): Header | null {
   if (known?.format !== 'jpeg' || known.bytes !== original.length || !(known.width > 0 && known.height > 0)) return null;
+  if (!original.subarray(0, JPEG_MAGIC.length).equals(JPEG_MAGIC)) return null;
   return { format: known.format, upright: { width: known.width, height: known.height }, depth: 'uchar' };
 }
 
