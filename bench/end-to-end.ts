@@ -17,6 +17,7 @@ import { DAEMON_ENV, nodeFlagsOf } from '../src/services/launch-settings.ts';
 import { resolveDetails } from '../src/thumbnail/process-details.ts';
 import { RsyncDaemon } from '../test/helpers/rsync-daemons.ts';
 import { argOf, benchConfig, flag, freshBenchDatabase, geomean, printRatio, waitUntil } from './lib/bench-database.ts';
+import { cpuSeconds, peakRssKb } from './lib/proc-stats.ts';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const TESTDATA = path.resolve(argOf('testdata') ?? process.env.LIS_TESTDATA ?? path.resolve(ROOT, '../shared/testdata'));
@@ -143,15 +144,6 @@ async function systemRun(): Promise<number> {
       peakKb: 0,
     }),
   );
-  const peakOf = (pid: number) => Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
-  // utime + stime of the process and of its reaped children (pusherd's rsync clients), in seconds.
-  const cpuOf = (pid: number) => {
-    const fields = fs
-      .readFileSync(`/proc/${pid}/stat`, 'utf8')
-      .replace(/^.*\) /, '')
-      .split(' ');
-    return fields.slice(11, 15).reduce((sum, ticks) => sum + Number(ticks), 0) / 100;
-  };
   // Let the daemons start (and register) before the clock starts.
   const exited = daemons.map((d) => new Promise<string>((resolve) => d.child.once('exit', (code) => resolve(`${d.bin} exited ${code}`))));
   const stopDaemons = () =>
@@ -177,13 +169,13 @@ async function systemRun(): Promise<number> {
     await waitUntil('every row to leave the waiting state', deadlineSeconds, async () => {
       if (early) throw new Error(`bench: ${early} during the run (logs in ${path.join(work, 'log')})`);
       const { rows } = await sql<{ waiting: string }>`SELECT count(*) FILTER (WHERE state = 'waiting') AS waiting FROM live_images`.execute(db);
-      for (const d of daemons) d.peakKb = Math.max(d.peakKb, peakOf(d.child.pid!));
+      for (const d of daemons) d.peakKb = Math.max(d.peakKb, peakRssKb(d.child.pid!));
       return Number(rows[0].waiting) === 0;
     });
     seconds = (performance.now() - started) / 1000;
     for (const d of daemons) {
-      d.peakKb = Math.max(d.peakKb, peakOf(d.child.pid!));
-      d.cpuSeconds = cpuOf(d.child.pid!);
+      d.peakKb = Math.max(d.peakKb, peakRssKb(d.child.pid!));
+      d.cpuSeconds = cpuSeconds(d.child.pid!, { children: true });
     }
   } finally {
     await stopDaemons();

@@ -37,6 +37,7 @@ import { resolveDetails } from '../src/thumbnail/process-details.ts';
 import { createThumbnailWorker } from '../src/thumbnail/thumbnail-worker.ts';
 import { photoJpeg, startNginx } from '../test/helpers/imaged-fixtures.ts';
 import { flag, freshBenchDatabase, percentile } from './lib/bench-database.ts';
+import { cpuSeconds } from './lib/proc-stats.ts';
 
 const misses = flag('misses', 400);
 const concurrency = flag('concurrency', 4);
@@ -77,21 +78,12 @@ async function drive(urls: string[], lanes: number): Promise<{ ms: number[]; sec
 
 /**
  * CPU milliseconds used so far by the bench database's own server processes (its connections, and the WAL
- * writer that flushes their commits), from /proc in clock ticks of 10 ms; other databases on the server do not count.
+ * writer that flushes their commits), from /proc; other databases on the server do not count, nor a server on another machine.
  */
 async function postgresCpuMs(db: Db): Promise<number> {
   const { rows } = await sql<{ pid: number }>`
     SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() OR backend_type = 'walwriter'`.execute(db);
-  let ticks = 0;
-  for (const { pid } of rows) {
-    try {
-      const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-      ticks += Number(fields[11]) + Number(fields[12]);
-    } catch {
-      // Not on this machine (a remote server: PostgreSQL's CPU is then not counted), or gone since the query.
-    }
-  }
-  return ticks * 10;
+  return rows.reduce((ms, { pid }) => ms + cpuSeconds(pid) * 1000, 0);
 }
 
 function report(name: string, r: { ms: number[]; seconds: number }): number {

@@ -22,6 +22,7 @@ import { DAEMON_ENV, nodeFlagsOf } from '../src/services/launch-settings.ts';
 import { PixelBudget } from '../src/thumbnail/pixel-budget.ts';
 import { applySharpSettings, parallelismFor } from '../src/thumbnail/sharp-settings.ts';
 import { argOf, benchConfig, flag, geomean, printRatio } from './lib/bench-database.ts';
+import { peakRssKb } from './lib/proc-stats.ts';
 import { quality } from './lib/thumbnail-bytes.ts';
 import { IM, imArgs, plainSharp, settingsOf, workloads, type Workload } from './lib/thumbnail-contenders.ts';
 
@@ -74,15 +75,7 @@ async function childMain(contender: string, w: Workload, files: string[], pixelB
   });
   fs.rmSync(out, { recursive: true, force: true });
   const cpu = process.cpuUsage(cpuBefore);
-  process.stdout.write(JSON.stringify({ seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, maxRssMb: peakRssMb() }));
-}
-
-/**
- * This process's peak RSS: VmHWM, not getrusage's maxRSS, which on Linux keeps the parent's RSS at fork
- * across exec (a parent that had made big PNGs showed as a 550 MB child).
- */
-function peakRssMb(): number {
-  return Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync('/proc/self/status', 'utf8'))?.[1] ?? 0) / 1024;
+  process.stdout.write(JSON.stringify({ seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, maxRssMb: peakRssKb('self') / 1024 }));
 }
 
 /** One run of a contender: wall time, CPU time (user + system), peak RSS. */
