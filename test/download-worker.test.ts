@@ -59,9 +59,10 @@ describe('lis_downloadd worker (a real HTTP server, a real database)', function 
       .execute();
   }
 
-  async function run(options: { noproxy?: boolean } = {}) {
+  /** lis_downloadd's run by hand, in this process; `signal` stops it. */
+  async function run(options: { noproxy?: boolean; signal?: AbortSignal } = {}) {
     const log = createLogger({ component: 'downloadd', log: t.config.log, screen: false, files: false, verbose: true });
-    const worker = new DownloadWorker(t.config, t.db, 'uk', options);
+    const worker = new DownloadWorker(t.config, t.db, 'uk', { noproxy: options.noproxy });
     return runDaemon(worker, {
       config: t.config,
       db: t.db,
@@ -70,7 +71,7 @@ describe('lis_downloadd worker (a real HTTP server, a real database)', function 
       country: 'uk',
       chunkSize: 500,
       service: false,
-      signal: new AbortController().signal,
+      signal: options.signal ?? new AbortController().signal,
       workerId: `test:${crypto.randomUUID()}`,
     });
   }
@@ -321,20 +322,9 @@ describe('lis_downloadd worker (a real HTTP server, a real database)', function 
   it('on a stop, starts no new download and gives the unstarted rows back untouched', async () => {
     await setup({ ...TEST_DOWNLOAD, concurrency: 2, perHostConcurrency: 2 });
     await enqueue(Array.from({ length: 20 }, (_, i) => server.url(`/slow-ok.jpg?stop${i}`)));
-    const log = createLogger({ component: 'downloadd', log: t.config.log, screen: false, files: false });
     const stop = new AbortController();
     const hitsBefore = server.hits.get('/slow-ok.jpg') ?? 0;
-    const running = runDaemon(new DownloadWorker(t.config, t.db, 'uk'), {
-      config: t.config,
-      db: t.db,
-      databaseUrl: t.url,
-      log,
-      country: 'uk',
-      chunkSize: 500,
-      service: false,
-      signal: stop.signal,
-      workerId: 'test:stop',
-    });
+    const running = run({ signal: stop.signal });
     await waitFor(() => (server.hits.get('/slow-ok.jpg') ?? 0) - hitsBefore >= 3, 10_000, 'downloads under way');
     stop.abort();
     const totals = await running;
