@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
 import { pushConfigSchema } from '../src/config/push-config.ts';
+import { parseConfig } from '../src/config/load-config.ts';
 import { roomForChunk } from '../src/daemon/run-daemon.ts';
+import type { Db } from '../src/db/connect.ts';
+import { ConcurrencyLimit } from '../src/push/limit-concurrency.ts';
+import { PushWorker } from '../src/push/push-worker.ts';
 import { formatTarget, normaliseTarget, parseFrontendTarget, rsyncDestination } from '../src/push/frontend-target.ts';
 import { decideRowResults, planPush, pushKey, type FrontendRowOutcome, type PushRow } from '../src/push/push-plan.ts';
 import { buildRsyncInvocation, sshCommand } from '../src/push/rsync-command.ts';
@@ -10,6 +14,10 @@ describe('push: pure parts', () => {
   it('the runner lets a pusher work push.chunksAtOnce whole chunks at once (2 by default), and no more', () => {
     const busy = { unreported: 500 };
     assert.equal(pushConfigSchema.parse({}).chunksAtOnce, 2);
+    // The pusher hands the runner what the config says.
+    const config = parseConfig({ host: 'h', database: { url: 'postgres://h/db' }, push: { chunksAtOnce: 3 } }, {}, '/tmp');
+    assert.equal(new PushWorker({ config, db: null as unknown as Db, country: 'uk', limit: new ConcurrencyLimit(8) }).chunksAtOnce, 3);
+    assert.throws(() => parseConfig({ push: { chunksAtOnce: 0 } }, {}, '/tmp'), /chunksAtOnce/);
     assert.equal(roomForChunk([], false, 500, 2), true);
     assert.equal(roomForChunk([busy], false, 500, 2), true, 'the next chunk is sent while the last one finishes');
     assert.equal(roomForChunk([busy, busy], false, 500, 2), false);
