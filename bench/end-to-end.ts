@@ -14,8 +14,8 @@ import { sql } from 'kysely';
 import sharp from 'sharp';
 import { addFrontend } from '../src/push/frontend-registry.ts';
 import { DAEMON_ENV, nodeFlagsOf } from '../src/services/launch-settings.ts';
-import { resolveDetails } from '../src/thumbnail/process-details.ts';
 import { RsyncDaemon } from '../test/helpers/rsync-daemons.ts';
+import { plainSharp, workloads } from './lib/thumbnail-contenders.ts';
 import { argOf, benchConfig, flag, freshBenchDatabase, geomean, printRatio, waitUntil } from './lib/bench-database.ts';
 import { cpuSeconds, peakRssKb } from './lib/proc-stats.ts';
 
@@ -56,25 +56,17 @@ console.log(
 );
 
 // Baseline: a plain sharp loop, one pipeline per preset, as many images in flight as cores, making the same
-// thumbnails (the defaults sharpen at 0x0.5; an earlier version of this loop left that out and ran ~15% faster).
+// thumbnails as the daemon (bench/lib/thumbnail-contenders.ts: its sharpening, JPEG settings and failOn). An earlier
+// version encoded with mozjpeg's scan search on every preset, slower than the daemon's settings, which flattered
+// the ratio; one before that left out the sharpening and ran ~15% faster.
 const base = benchConfig();
-const presets = Object.entries(base.thumbnail.presets);
+const workload = workloads(base.thumbnail).default;
+const presets = Object.entries(workload.presets);
 const plainOut = path.join(work, 'plain-thumbs');
 fs.mkdirSync(plainOut, { recursive: true });
-const quality = base.thumbnail.defaults.quality;
-// The same thumbnails as the daemon's: its default sharpening (ImageMagick's mask), quality and encoder.
-const sharpen = resolveDetails({ sharpen: null, gamma: null, quality: null }, base.thumbnail.defaults).sharpenKernel;
 async function plainThumbnails(i: number): Promise<void> {
   const file = path.join(originalsDir, String(i));
-  for (const [name, p] of presets) {
-    const pipeline = sharp(file, { failOn: 'none' }).rotate();
-    if (p.mode === 'crop') pipeline.resize(p.width, p.height, { fit: 'cover', position: sharp.strategy.attention });
-    else if (p.mode === 'pad') pipeline.resize(p.width, p.height, { fit: 'contain', background: '#ffffff' }).flatten({ background: '#ffffff' });
-    else pipeline.resize(p.width, p.height, { fit: 'inside', withoutEnlargement: true });
-    pipeline.flatten({ background: '#ffffff' });
-    if (sharpen) pipeline.convolve(sharpen);
-    await pipeline.jpeg({ quality, mozjpeg: true, progressive: true }).toFile(path.join(plainOut, `${i}_${name}.jpg`));
-  }
+  for (const [name, preset] of presets) await plainSharp(file, preset, workload, base.thumbnail).toFile(path.join(plainOut, `${i}_${name}.jpg`));
 }
 const cores = os.availableParallelism();
 async function plainRun(): Promise<number> {

@@ -45,9 +45,12 @@ export function settingsOf(w: Workload, config: ThumbnailConfig): ThumbnailSetti
   };
 }
 
-/** What one would write without the daemon: a pipeline per size, straight from the file, the daemon's JPEG settings. */
+/**
+ * What one would write without the daemon: a pipeline per size, straight from the file, with the daemon's
+ * sharpening, JPEG settings (src/thumbnail/jpeg-options.ts) and failOn, so that both make the same files.
+ */
 export function plainSharp(file: string, preset: Preset, w: Workload, config: ThumbnailConfig): Sharp {
-  let p = sharp(file, { failOn: 'warning' }).rotate();
+  let p = sharp(file, { failOn: config.failOn }).rotate();
   if (preset.mode === 'crop') p = p.resize(preset.width, preset.height, { fit: 'cover', position: 'attention' });
   else if (preset.mode === 'pad') p = p.resize(preset.width, preset.height, { fit: 'contain', background: '#ffffff' });
   else p = p.resize(preset.width, preset.height, { fit: 'inside', withoutEnlargement: true });
