@@ -3,7 +3,8 @@ import type client from 'prom-client';
 import { parseCountry, parseIntFlag } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
 import type { LisConfig } from '../config/config-schema.ts';
-import { openDatabase, openDatabaseWaiting, type Db } from '../db/connect.ts';
+import type { Db } from '../db/connect.ts';
+import { openDaemonDatabase } from './open-daemon-database.ts';
 import { embeddedUrl } from '../db/embedded-server.ts';
 import { runCommand, usageErrorsExit2 } from '../cli/exit-on-error.ts';
 import { closeLogger, createLogger, type Logger } from '../log/create-logger.ts';
@@ -70,15 +71,11 @@ export async function daemonMain(definition: DaemonDefinition, argv = process.ar
     let progress: ProgressLine | null = null;
     let exporter: InstanceExporter | null = null;
     try {
-      const onPoolError = (error: Error) => log.warn(`Database connection lost: ${errorMessage(error)}`);
-      db = flags.service
-        ? await openDatabaseWaiting(config, {
-            retryForMs: 10 * 60_000,
-            signal: controller.signal,
-            onPoolError,
-            onRetry: (m) => log.warn(m, { scope: `${definition.component}::main` }),
-          })
-        : await openDatabase(config, { onPoolError });
+      db = await openDaemonDatabase(config, {
+        service: Boolean(flags.service),
+        signal: controller.signal,
+        warn: (m) => log.warn(m, { scope: `${definition.component}::main` }),
+      });
       // The server is up by now (openDatabase made sure): only its URL is needed, for LISTEN.
       const url = config.database.url ?? embeddedUrl(config.database.embedded);
       const worker = await definition.create({ config, db, log, country, flags });

@@ -3,7 +3,8 @@ import { Command } from 'commander';
 import { parseIntFlag } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
 import { runCommand, usageErrorsExit2 } from '../cli/exit-on-error.ts';
-import { createDb, databaseUrl, openDatabase, openDatabaseWaiting, type Db } from '../db/connect.ts';
+import { createDb, databaseUrl, type Db } from '../db/connect.ts';
+import { openDaemonDatabase, poolErrorWarning } from '../daemon/open-daemon-database.ts';
 import { createDownloadClient } from '../download/download-client.ts';
 import { SchemeFetcher } from '../download/fetch-by-scheme.ts';
 import { signalReady } from '../daemon/ready-signal.ts';
@@ -47,12 +48,10 @@ export async function imagedMain(argv = process.argv): Promise<void> {
     const workerId = workerIdFor(config.host, process.pid);
     let beat: NodeJS.Timeout | undefined;
     try {
-      const onPoolError = (error: Error) => log.warn(`Database connection lost: ${errorMessage(error)}`, scope);
-      db = flags.service
-        ? await openDatabaseWaiting(config, { retryForMs: 10 * 60_000, signal: controller.signal, onPoolError, onRetry: (m) => log.warn(m, scope) })
-        : await openDatabase(config, { onPoolError });
+      const warn = (m: string) => log.warn(m, scope);
+      db = await openDaemonDatabase(config, { service: Boolean(flags.service), signal: controller.signal, warn });
       const database = db;
-      locks = createDb(await databaseUrl(config), config.imaged.maxGenerations, onPoolError);
+      locks = createDb(await databaseUrl(config), config.imaged.maxGenerations, poolErrorWarning(warn));
       // Registered like the daemons, so that if this process dies holding a row, lis_managerd gives it back.
       await registerWorker(database, { id: workerId, component: 'imaged', host: config.host, pid: process.pid, country: null });
       const thumbnailer = createThumbnailWorker({ config, db: database });

@@ -2,7 +2,8 @@ import { Command, Option } from 'commander';
 import cron, { type ScheduledTask } from 'node-cron';
 import { parseCountry, parseIntFlag } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
-import { openDatabase, openDatabaseWaiting, type Db } from '../db/connect.ts';
+import type { Db } from '../db/connect.ts';
+import { openDaemonDatabase } from '../daemon/open-daemon-database.ts';
 import { runCommand, usageErrorsExit2 } from '../cli/exit-on-error.ts';
 import { closeLogger, createLogger, type Logger } from '../log/create-logger.ts';
 import { errorMessage } from '../errors.ts';
@@ -109,15 +110,11 @@ export async function managerdMain(argv = process.argv): Promise<void> {
     let db: Db | null = null;
     const workerId = workerIdFor(config.host, process.pid);
     try {
-      const onPoolError = (e: Error) => log.warn(`Database connection lost: ${errorMessage(e)}`);
-      db = flags.service
-        ? await openDatabaseWaiting(config, {
-            retryForMs: 10 * 60_000,
-            signal: controller.signal,
-            onPoolError,
-            onRetry: (m) => log.warn(m, { scope: 'Manager::main' }),
-          })
-        : await openDatabase(config, { onPoolError });
+      db = await openDaemonDatabase(config, {
+        service: Boolean(flags.service),
+        signal: controller.signal,
+        warn: (m) => log.warn(m, { scope: 'Manager::main' }),
+      });
       const ctx: CheckContext = { config, db, log, country };
       if (!flags.service) {
         const checks = flags.check ? [flags.check] : [...CHECKS];
