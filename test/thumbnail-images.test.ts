@@ -10,7 +10,8 @@ import { thumbnailConfigSchema, type ThumbnailConfig } from '../src/config/thumb
 import { ImageError } from '../src/thumbnail/image-error.ts';
 import { BASELINE_MAX_PIXELS } from '../src/thumbnail/jpeg-options.ts';
 import { makePresets } from '../src/thumbnail/make-presets.ts';
-import { makeThumbnails, type ThumbnailSettings } from '../src/thumbnail/make-thumbnails.ts';
+import { analysisCopy, makeThumbnails, type ThumbnailSettings } from '../src/thumbnail/make-thumbnails.ts';
+import { THUMBHASH_MAX_SIDE } from '../src/thumbnail/placeholder.ts';
 import { presetGeometry } from '../src/thumbnail/preset-geometry.ts';
 import { parseSharpen } from '../src/thumbnail/parse-sharpen.ts';
 import { resolveDetails } from '../src/thumbnail/process-details.ts';
@@ -366,6 +367,28 @@ describe('thumbnails of real images (sharp)', () => {
       for (const name of Object.keys(config.presets))
         assert.ok(lean.presets[name].files[0].data.equals(full.presets[name].files[0].data), `${file} all ${name}`);
       assert.equal('thumbHash' in lean || 'contentHash' in lean, false, 'no analysis');
+    }
+  });
+  it("the analyses' ThumbHash copy: a picture inside its size is used as it is, with the very pixels sharp's fit would give; a larger one is fitted", async () => {
+    // Noise, so any resampling at all would move pixels; sizes at, under and over the copy's side.
+    const sizes = [
+      [32, 32],
+      [THUMBHASH_MAX_SIDE, 60],
+      [THUMBHASH_MAX_SIDE, THUMBHASH_MAX_SIDE],
+      [THUMBHASH_MAX_SIDE + 1, 40],
+      [640, 427],
+    ];
+    for (const [width, height] of sizes) {
+      const pixels = Buffer.from(Array.from({ length: width * height * 3 }, (_, i) => (i * 7919 + ((i * i) % 251)) % 256));
+      const raw = { raw: { width, height, channels: 3 as const } };
+      const viaSharp = await sharp(pixels, raw)
+        .resize(THUMBHASH_MAX_SIDE, THUMBHASH_MAX_SIDE, { fit: 'inside', withoutEnlargement: true })
+        .raw()
+        .toBuffer({ resolveWithObject: true });
+      const copy = await analysisCopy({ pixels, size: { width, height } }, raw);
+      assert.deepEqual([copy.info.width, copy.info.height], [viaSharp.info.width, viaSharp.info.height], `${width}x${height}`);
+      assert.ok(copy.data.equals(viaSharp.data), `${width}x${height}: the same pixels`);
+      assert.ok(Math.max(copy.info.width, copy.info.height) <= THUMBHASH_MAX_SIDE);
     }
   });
 });
