@@ -43,6 +43,13 @@ describe('config', () => {
     fs.writeFileSync(path.join(dir, 'imagesys.json'), '{ nope');
     assert.throws(() => loadConfig({ env: {}, cwd: dir }), /imagesys\.json is not valid JSON/);
     assert.throws(() => loadConfig({ env: { LIS_CONFIG: 'missing.json' }, cwd: dir }), /cannot read config file .*missing\.json: ENOENT/);
+    // `null` is valid JSON but no configuration: it must not quietly mean "the defaults" (the embedded server in ./var/pg).
+    fs.writeFileSync(path.join(dir, 'imagesys.json'), 'null\n');
+    assert.throws(
+      () => loadConfig({ env: {}, cwd: dir }),
+      (error: Error & { code?: string }) =>
+        error.code === 'ERR_CONFIG' && /imagesys\.json is not valid:\n {2}\(top level\): Invalid input: expected object, received null/.test(error.message),
+    );
     fs.rmSync(dir, { recursive: true });
   });
 

@@ -151,6 +151,14 @@ describe('lis_cron_frontend', () => {
     }
   });
 
+  it('says it had nothing to do when no country has rows, rather than printing nothing', async function () {
+    this.timeout(30_000);
+    await sql`DELETE FROM live_images`.execute(t.db);
+    const run = await cron(['--all', '--dry-run']);
+    assert.equal(run.code, 0, run.text);
+    assert.match(run.text, /INFO CronFrontend::main\[\d+\] No country has rows in live_images: nothing to do \(--country XX checks one anyway\)/);
+  });
+
   it('refuses a second run for the same country while one holds the lock, saying who', async function () {
     this.timeout(30_000);
     const holder = spawn('sleep', ['30']);

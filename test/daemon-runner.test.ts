@@ -100,6 +100,14 @@ describe('daemon runner (a real daemon process)', () => {
     const badChunk = spawnTs(DAEMON, ['--country', 'uk', '--chunk-size', 'lots', '--config', t.writeConfig()]);
     assert.equal((await badChunk.exited).code, 2);
     assert.match(badChunk.output(), /--chunk-size "lots": expected a whole number from 1 to 10000/);
+    // A bad --metrics-port is refused before anything starts: with the database unreachable, the flag is still what is named.
+    const unreachable = t.writeConfig({ database: { url: 'postgres://imagesys:x@127.0.0.1:1/nowhere' } });
+    const badPort = spawnTs(DAEMON, ['--country', 'uk', '--metrics-port', '99999', '--config', unreachable]);
+    assert.equal((await badPort.exited).code, 2, badPort.output());
+    assert.equal(badPort.output(), 'error: --metrics-port "99999": expected a whole number from 0 to 65535\n');
+    const managerPort = spawnTs('bin/lis_managerd', ['--service', '--metrics-port', 'x', '--config', unreachable]);
+    assert.equal((await managerPort.exited).code, 2, managerPort.output());
+    assert.equal(managerPort.output(), 'error: --metrics-port "x": expected a whole number from 0 to 65535\n');
     const badFile = path.join(t.dir, 'bad.json');
     fs.writeFileSync(badFile, JSON.stringify({ queue: { chunkSize: -1 }, stores: { sharedd: true } }));
     const badConfig = spawnTs(DAEMON, ['--country', 'uk', '--config', badFile]);

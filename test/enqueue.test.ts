@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import path from 'node:path';
 import { Readable } from 'node:stream';
 import { sql } from 'kysely';
 import type { Db } from '../src/db/connect.ts';
@@ -110,6 +111,17 @@ describe('ETL intake', () => {
     const ds = spawnTs('bin/lis', ['--config', t.writeConfig(), 'enqueue', '--country', 'uk', '--datasource', '-4'], {}, '');
     assert.equal((await ds.exited).code, 2);
     assert.match(ds.output(), /--datasource "-4": expected a whole number/);
+  });
+
+  it('`lis enqueue` says in one line that its file is a folder, missing or unreadable (exit 1, no stack trace)', async () => {
+    const enqueue = async (file: string) => {
+      const run = spawnTs('bin/lis', ['--config', t.writeConfig(), 'enqueue', '--country', 'uk', '--datasource', '16', file]);
+      return { code: (await run.exited).code, text: run.output() };
+    };
+    // Before: a folder surfaced mid-read as "error: Error: EISDIR: illegal operation on a directory, read".
+    assert.deepEqual(await enqueue(t.dir), { code: 1, text: `error: ${t.dir} is a folder: give a file of URLs, or - for standard input\n` });
+    const missing = path.join(t.dir, 'missing.txt');
+    assert.deepEqual(await enqueue(missing), { code: 1, text: `error: no such file: ${missing}\n` });
   });
 
   it('takes an upper-case scheme as the table does, and a row the table still refuses is skipped alone', async () => {

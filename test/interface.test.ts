@@ -109,6 +109,55 @@ describe('the Interface (imported as a package)', () => {
     assert.deepEqual(result, { inserted: 1, refreshed: 1, rejected: [{ url: 'not a url', reason: 'URL contains white space' }] });
   });
 
+  it('refuses wrong arguments from plain JavaScript as ERR_USAGE naming them, before the database sees them', async () => {
+    // As untyped listing code would call it. Before: PostgreSQL's 22P02 for 'x' and NaN, a datasource -1 stored, TypeErrors.
+    const js = images as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+    const refused = async (call: Promise<unknown>, message: RegExp) =>
+      assert.rejects(call, (error: Error & { code?: string }) => error.code === 'ERR_USAGE' && message.test(error.message));
+    for (const method of ['enqueue', 'imagesForSiBuild']) {
+      for (const datasourceId of ['16', -1, 1.5, NaN, 2 ** 40, undefined])
+        await refused(
+          js[method](['http://d.example.com/1.jpg'], { country: 'uk', datasourceId }),
+          new RegExp(`^ImageSys\\.${method}: datasourceId must be a whole number from 0 to 999999999, got `),
+        );
+      await refused(js[method](['http://d.example.com/1.jpg']), /options \{ country, datasourceId \} are required/);
+      await refused(js[method]('http://d.example.com/1.jpg', { country: 'uk', datasourceId: 16 }), /must be an array, got string/);
+      await refused(js[method](['http://d.example.com/1.jpg'], { country: 44, datasourceId: 16 }), /country must be a string such as 'uk', got 44/);
+    }
+    await refused(js.getSearchApiDataForHashes(null), /hashes must be an array, got null/);
+    await refused(js.getSearchApiDataForHashes([liveHash], { country: 5 }), /country must be a string/);
+    const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM live_images WHERE image_url LIKE 'http://d.example.com/%'`.execute(t.db);
+    assert.equal(rows[0].n, 0, 'nothing was stored by a refused call');
+  });
+
+  it("checks each URL as given, not as a line of lis enqueue's input: nothing trimmed, no comments, no DATASOURCE<TAB>", async () => {
+    // Before: a trailing CR was let through and stored (a control character in image_url), '#...' was 'empty',
+    // and '7<TAB>URL' reached the table as a URL. A non-string is rejected alone, like any bad URL.
+    const urls = ['http://e.example.com/1.jpg\r', '#http://e.example.com/2.jpg', '7\thttp://e.example.com/3.jpg', '', null, 'http://e.example.com/4.jpg'];
+    const result = await images.enqueue(urls as string[], { country: 'uk', datasourceId: 16 });
+    assert.deepEqual(result, {
+      inserted: 1,
+      refreshed: 0,
+      rejected: [
+        { url: urls[0], reason: 'URL contains control characters' },
+        { url: urls[1], reason: 'not an http or https URL (nor s3://bucket/key): "#http://e.example.com/2.jpg"' },
+        { url: urls[2], reason: 'URL contains control characters' },
+        { url: '', reason: 'empty URL' },
+        { url: null, reason: 'not a string: null' },
+      ],
+    });
+    const si = await images.imagesForSiBuild(urls as string[], { country: 'uk', datasourceId: 16 });
+    assert.deepEqual(
+      si.map((r) => [r.status, r.hash]),
+      [...urls.slice(0, 5).map(() => ['rejected', null]), ['download', lis_hash_for_url(urls[5]!)]],
+    );
+    const { rows } = await sql<{ image_url: string }>`SELECT image_url FROM live_images WHERE image_url LIKE '%e.example.com%'`.execute(t.db);
+    assert.deepEqual(
+      rows.map((r) => r.image_url),
+      [urls[5]],
+    );
+  });
+
   it('a URL the table refuses is rejected alone, never thrown for the whole listing', async () => {
     await sql`ALTER TABLE live_images ADD CONSTRAINT test_no_blocked CHECK (image_url NOT LIKE '%/blocked/%')`.execute(t.db);
     const urls = ['HTTP://b.example.com/1.jpg', 'http://b.example.com/blocked/2.jpg', 'http://b.example.com/3.jpg'];

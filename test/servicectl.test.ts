@@ -77,6 +77,17 @@ describe('servicectl', () => {
     assert.match(noCountry.text, /runs per country and the config lists no countries: give --country/);
     const badAction = await ctl(['reload', 'imagesys-managerd', '--config', config]);
     assert.equal(badAction.code, 2);
+    assert.match(badAction.text, /unknown action "reload": expected start, stop, restart, status/);
+    // Named as a bad action even where the service alone would be refused (per country, no countries configured).
+    const badActionPerCountry = await ctl(['strat', 'imagesys-downloadd', '--config', config]);
+    assert.deepEqual(badActionPerCountry, { code: 2, text: 'error: unknown action "strat": expected start, stop, restart, status\n' });
+    // lis_imaged has no --country: refused here, rather than started to exit at once with a usage error.
+    const imagedCountry = await ctl(['start', 'imagesys-imaged', '--country', 'uk', '--config', config]);
+    assert.deepEqual(imagedCountry, {
+      code: 2,
+      text: 'error: imagesys-imaged runs once per host for every country: --country does not apply (lis_imaged has no such flag)\n',
+    });
+    assert.equal(fs.existsSync(path.join(runDir, 'imagesys-imaged.uk.pid')), false);
   });
 
   it('reports a daemon that cannot start, with its last words', async function () {

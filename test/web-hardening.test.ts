@@ -79,6 +79,24 @@ describe('lis web survives malformed requests and answers only its own host name
     assert.equal(statusOf(await raw(port, 'GET /api/overview HTTP/1.0\r\n\r\n')), 421);
   });
 
+  it("says in one line, exit 1 and promptly, that a port is taken: lis web and a daemon's /metrics", async () => {
+    // The running lis web holds `port`. Before the fix: a stack trace, and lis web lingered ~10 s on its pool's idle connections.
+    const second = spawnTs('bin/lis', ['--config', t.writeConfig(), 'web', '--port', String(port)], { LIS_DATABASE_URL: t.url });
+    const timer = setTimeout(() => second.child.kill('SIGKILL'), 8_000);
+    const { code, signal } = await second.exited;
+    clearTimeout(timer);
+    assert.equal(signal, null, `lis web did not exit by itself: ${second.output()}`);
+    assert.equal(code, 1, second.output());
+    assert.equal(
+      second.output(),
+      `error: lis web cannot listen on 127.0.0.1:${port}: EADDRINUSE: the port is already in use (another process listens there: stop it, or pick another port; 0 picks a free one)\n`,
+    );
+    const daemon = spawnTs('bin/lis_downloadd', ['--country', 'uk', '--config', t.writeConfig(), '--metrics-port', String(port)], { LIS_DATABASE_URL: t.url });
+    assert.equal((await daemon.exited).code, 1, daemon.output());
+    assert.match(daemon.output(), /^error: downloadd \/metrics cannot listen on 127\.0\.0\.1:\d+: EADDRINUSE: the port is already in use/m);
+    assert.doesNotMatch(daemon.output(), /\n\s+at /, 'no stack trace');
+  });
+
   it('warns when bound beyond loopback', async () => {
     const wide = spawnTs('bin/lis', ['--config', t.writeConfig(), 'web', '--port', '0', '--host', '0.0.0.0'], { LIS_DATABASE_URL: t.url });
     try {

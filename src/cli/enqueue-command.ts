@@ -4,12 +4,32 @@ import { parseCountry, parseIntFlag } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
 import { openDatabase } from '../db/connect.ts';
 import { ProgressLine } from '../daemon/progress-line.ts';
-import { LisError, UsageError } from '../errors.ts';
+import { LisError, UsageError, errorMessage } from '../errors.ts';
 import { EnqueueIncompleteError, enqueueUrlStream, type EnqueueStats } from '../intake/enqueue-urls.ts';
 import { runCommand } from './exit-on-error.ts';
 import { configFileOf } from './global-options.ts';
 
 const summary = (s: EnqueueStats) => `${s.inserted} new, ${s.refreshed} already known (last_seen refreshed), ${s.bad} bad lines skipped, ${s.lines} lines read`;
+
+/**
+ * The file of URLs, opened now: a folder, an unreadable file or a missing one is
+ * said in one line (ERR_NO_FILE) before the database is touched, not left to
+ * surface mid-read as an unclassified error.
+ */
+function openInput(file: string): fs.ReadStream {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new LisError('ERR_NO_FILE', code === 'ENOENT' ? `no such file: ${file}` : `cannot read ${file}: ${code ?? errorMessage(error)}`);
+  }
+  if (fs.fstatSync(fd).isDirectory()) {
+    fs.closeSync(fd);
+    throw new LisError('ERR_NO_FILE', `${file} is a folder: give a file of URLs, or - for standard input`);
+  }
+  return fs.createReadStream(file, { fd });
+}
 
 /** `lis enqueue --country uk --datasource 16 [FILE|-]`: the ETL's way in. */
 export function addEnqueueCommand(program: Command): void {
@@ -26,10 +46,7 @@ export function addEnqueueCommand(program: Command): void {
         const datasourceId = opts.datasource === undefined ? undefined : parseIntFlag('--datasource', opts.datasource, 0, 999_999_999);
         let input: NodeJS.ReadableStream;
         if (file === '-') input = process.stdin;
-        else {
-          if (!fs.existsSync(file)) throw new LisError('ERR_NO_FILE', `no such file: ${file}`);
-          input = fs.createReadStream(file);
-        }
+        else input = openInput(file);
         const db = await openDatabase(config);
         let shown = { done: 0, failed: 0 };
         const progress = new ProgressLine(process.stderr, () => shown, 'URLs queued or refreshed').start();

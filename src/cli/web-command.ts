@@ -4,6 +4,7 @@ import { loadConfig } from '../config/load-config.ts';
 import { openDatabase } from '../db/connect.ts';
 import { installStopSignals } from '../daemon/signals.ts';
 import { exposedBindWarning } from '../util/bind-address.ts';
+import { listenOrExplain } from '../util/listen.ts';
 import { createStatusServer } from '../web/status-server.ts';
 import { runCommand } from './exit-on-error.ts';
 import { configFileOf } from './global-options.ts';
@@ -21,20 +22,21 @@ export function addWebCommand(program: Command): void {
         const port = opts.port === undefined ? config.metrics.webPort : parseIntFlag('--port', opts.port, 0, 65535);
         const host = opts.host ?? config.metrics.host;
         const db = await openDatabase(config);
-        const server = createStatusServer(db, config, host);
-        await new Promise<void>((resolve, reject) => {
-          server.once('error', reject);
-          server.listen(port, host, () => resolve());
-        });
-        const address = server.address() as { port: number };
-        console.log(`ImageSys status page at http://${host.includes(':') ? `[${host}]` : host}:${address.port}/`);
-        const warning = exposedBindWarning('lis web', host);
-        if (warning) console.warn(`warning: ${warning}`);
-        const { controller } = installStopSignals(() => {});
-        await new Promise<void>((resolve) => controller.signal.addEventListener('abort', () => resolve(), { once: true }));
-        server.closeAllConnections();
-        await new Promise<void>((resolve) => server.close(() => resolve()));
-        await db.destroy();
+        // try/finally: a port that cannot be bound must not leave the pool's connections holding the process open.
+        try {
+          const server = createStatusServer(db, config, host);
+          await listenOrExplain(server, port, host, 'lis web');
+          const address = server.address() as { port: number };
+          console.log(`ImageSys status page at http://${host.includes(':') ? `[${host}]` : host}:${address.port}/`);
+          const warning = exposedBindWarning('lis web', host);
+          if (warning) console.warn(`warning: ${warning}`);
+          const { controller } = installStopSignals(() => {});
+          await new Promise<void>((resolve) => controller.signal.addEventListener('abort', () => resolve(), { once: true }));
+          server.closeAllConnections();
+          await new Promise<void>((resolve) => server.close(() => resolve()));
+        } finally {
+          await db.destroy();
+        }
       }),
     );
 }

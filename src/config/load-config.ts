@@ -29,7 +29,9 @@ export function describeIssues(error: z.ZodError): string {
 
 /** Validates a parsed object, resolving relative paths against `cwd`. */
 export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env, cwd = process.cwd(), source = 'config'): LisConfig {
-  const result = configSchema.safeParse(raw ?? {});
+  // Only "nothing given" means the defaults: a file holding `null` is a mistake (an
+  // emptied or half-written file), not a request to run on the embedded server.
+  const result = configSchema.safeParse(raw === undefined ? {} : raw);
   if (!result.success) throw new ConfigError(`${source} is not valid:\n${describeIssues(result.error)}`);
   const config = result.data;
   if (env.LIS_DATABASE_URL) {

@@ -74,6 +74,8 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
     try {
       db = await openDatabase(config);
       const countries = only ? [only] : await countriesOf(db);
+      // Said rather than left silent: an operator checking a run (or a cron mail) must see that it ran and why it did nothing.
+      if (countries.length === 0) log.info('No country has rows in live_images: nothing to do (--country XX checks one anyway)', scope);
       for (const country of countries) {
         const lockFile = path.join(config.services.runDir, `cron_frontend.${country}.lock`);
         let release: () => void;

@@ -63,6 +63,8 @@ export async function daemonMain(definition: DaemonDefinition, argv = process.ar
     const config = loadConfig({ file: flags.config });
     const country = parseCountry(flags.country, config);
     const chunkSize = flags.chunkSize === undefined ? config.queue.chunkSize : parseIntFlag('--chunk-size', flags.chunkSize, 1, 10000);
+    // Every flag is checked before anything starts: a bad one is a usage error (exit 2), not an ERROR in the daemon's log after connecting.
+    const metricsPort = flags.metricsPort === undefined ? undefined : parseIntFlag('--metrics-port', flags.metricsPort, 0, 65535);
     const log = createLogger({ component: definition.component, log: config.log, screen: !flags.service, verbose: flags.verbose, country });
     const { controller, uninstall } = installStopSignals((signal) =>
       log.info(`${signal} received: finishing the rows in hand, giving back the rest`, { scope: `${definition.component}::signal` }),
@@ -85,7 +87,7 @@ export async function daemonMain(definition: DaemonDefinition, argv = process.ar
         log,
         component: definition.component,
         country,
-        portFlag: flags.metricsPort === undefined ? undefined : parseIntFlag('--metrics-port', flags.metricsPort, 0, 65535),
+        portFlag: metricsPort,
         extra: definition.metrics && ((registry) => definition.metrics!({ registry, config, db: db!, country })),
       });
       let totals = { done: 0, failed: 0 };

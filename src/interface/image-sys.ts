@@ -1,13 +1,13 @@
 import { sql } from 'kysely';
 import type { LisConfig } from '../config/config-schema.ts';
 import { parseCountry } from '../config/country.ts';
-import { loadConfig } from '../config/load-config.ts';
+import { loadConfig, parseConfig } from '../config/load-config.ts';
 import { createDb, redactUrl, type Db } from '../db/connect.ts';
 import { embeddedUrl } from '../db/embedded-server.ts';
 import { assertSchemaCurrent } from '../db/schema-version.ts';
 import { LisError, UsageError, errorMessage } from '../errors.ts';
 import { isImageHash, lis_hash_for_url } from '../hash/image-hash.ts';
-import { parseUrlLine } from '../intake/parse-url-line.ts';
+import { checkUrl } from '../intake/parse-url-line.ts';
 import { isRowDataError, storeBatch, type BatchOutcome } from '../intake/store-batch.ts';
 import type { ImageData } from '../store/image-data.ts';
 import { toSearchApiImage, type SearchApiImage } from './search-api-image.ts';
@@ -27,6 +27,40 @@ export interface SiImage {
   /** Where it stands: `download`, `thumbnail`, `push`, `live`, or `failed`/`parked` with `error`. */
   status: string;
   error?: string;
+}
+
+/**
+ * The Interface is called from plain JavaScript too, where nothing checks its
+ * arguments before they reach us. A wrong argument is the caller's mistake:
+ * it is refused as UsageError (ERR_USAGE) naming the argument, never passed on
+ * to PostgreSQL (a raw 22P02 for datasourceId 'x', or a datasource -1 stored).
+ */
+function usage(method: string, message: string): UsageError {
+  return new UsageError(`ImageSys.${method}: ${message}`);
+}
+
+/** A wrong value as the caller would recognise it: `"5"`, `NaN`, `undefined`. */
+const shown = (value: unknown) => (typeof value === 'number' ? String(value) : (JSON.stringify(value) ?? String(value)));
+
+function requireArray(method: string, name: string, value: unknown): unknown[] {
+  if (!Array.isArray(value)) throw usage(method, `${name} must be an array, got ${value === null ? 'null' : typeof value}`);
+  return value;
+}
+
+/** The country and datasource of enqueue and imagesForSiBuild: the same bounds as `lis enqueue --datasource`. */
+function listingOptions(method: string, options: unknown, config: LisConfig): { country: string; datasourceId: number } {
+  if (typeof options !== 'object' || options === null) throw usage(method, 'options { country, datasourceId } are required');
+  const { country, datasourceId } = options as { country?: unknown; datasourceId?: unknown };
+  if (typeof country !== 'string') throw usage(method, `country must be a string such as 'uk', got ${shown(country)}`);
+  if (typeof datasourceId !== 'number' || !Number.isSafeInteger(datasourceId) || datasourceId < 0 || datasourceId > 999_999_999)
+    throw usage(method, `datasourceId must be a whole number from 0 to 999999999, got ${shown(datasourceId)}`);
+  return { country: parseCountry(country, config), datasourceId };
+}
+
+/** One URL as listing code gave it: checked by the URL rules, never trimmed or read as a line of `lis enqueue` input. */
+function urlVerdict(value: unknown, maxUrlLength: number): { ok: true } | { ok: false; reason: string } {
+  if (typeof value !== 'string') return { ok: false, reason: `not a string: ${value === null ? 'null' : typeof value}` };
+  return checkUrl(value, maxUrlLength);
 }
 
 export interface EnqueueResult {
@@ -53,7 +87,11 @@ export class ImageSys {
    * server cannot be reached.
    */
   static async open(options: OpenOptions = {}): Promise<ImageSys> {
-    const config = typeof options.config === 'object' ? options.config : loadConfig({ file: options.config });
+    // An object is validated like a file (a partial object would otherwise fail later, in the middle of a call).
+    const config =
+      typeof options.config === 'object' && options.config !== null
+        ? parseConfig(options.config, {}, process.cwd(), 'the config given to ImageSys.open')
+        : loadConfig({ file: options.config });
     const url = config.database.url ?? embeddedUrl(config.database.embedded);
     const db = createDb(url, config.database.poolSize);
     try {
@@ -74,6 +112,10 @@ export class ImageSys {
 
   /** The batch form: every hash asked for is in the map, null where not live. */
   async getSearchApiDataForHashes(hashes: string[], options: { country?: string } = {}): Promise<Map<string, SearchApiImage | null>> {
+    requireArray('getSearchApiDataForHashes', 'hashes', hashes);
+    if (typeof options !== 'object' || options === null) throw usage('getSearchApiDataForHashes', 'options must be an object such as { country: "uk" }');
+    if (options.country !== undefined && typeof options.country !== 'string')
+      throw usage('getSearchApiDataForHashes', `country must be a string such as 'uk', got ${shown(options.country)}`);
     for (const h of hashes) if (!isImageHash(h)) throw new UsageError(`not an image hash (32 lowercase hex digits): ${JSON.stringify(h)}`);
     const country = options.country === undefined ? undefined : parseCountry(options.country, this.config);
     const result = new Map<string, SearchApiImage | null>(hashes.map((h) => [h, null]));
@@ -94,18 +136,21 @@ export class ImageSys {
    * parser or the table refuses is `rejected` with its reason, alone.
    */
   async imagesForSiBuild(photoUrls: string[], options: { country: string; datasourceId: number }): Promise<SiImage[]> {
-    const country = parseCountry(options.country, this.config);
-    const checked = photoUrls.map((url) => ({ url, parsed: parseUrlLine(url, options.datasourceId, this.config.enqueue.maxUrlLength) }));
-    const good = [...new Set(checked.filter((c) => c.parsed.kind === 'url').map((c) => c.url))];
+    const { country, datasourceId } = listingOptions('imagesForSiBuild', options, this.config);
+    const checked = requireArray('imagesForSiBuild', 'photoUrls', photoUrls).map((url) => ({
+      url: url as string,
+      verdict: urlVerdict(url, this.config.enqueue.maxUrlLength),
+    }));
+    const good = [...new Set(checked.filter((c) => c.verdict.ok).map((c) => c.url))];
     const states = new Map<string, { stage: string; state: string; last_error: string | null; live: boolean }>();
     const refused = new Map<string, string>();
     if (good.length) {
       const upsert = (urls: string[]) =>
         sql<{ image_url: string; stage: string; state: string; last_error: string | null; live: boolean }>`
         WITH ds AS (
-          INSERT INTO datasources (country, datasource_id) VALUES (${country}, ${options.datasourceId}) ON CONFLICT DO NOTHING)
+          INSERT INTO datasources (country, datasource_id) VALUES (${country}, ${datasourceId}) ON CONFLICT DO NOTHING)
         INSERT INTO live_images AS li (country, datasource_id, image_url)
-        SELECT ${country}, ${options.datasourceId}, u FROM unnest(${urls}::text[]) AS u
+        SELECT ${country}, ${datasourceId}, u FROM unnest(${urls}::text[]) AS u
         ON CONFLICT (country, image_hash) DO UPDATE SET last_seen = now()
         RETURNING li.image_url, li.stage, li.state, li.last_error, (li.live_data IS NOT NULL AND li.last_error_class IS DISTINCT FROM 'expired') AS live`.execute(
           this.db,
@@ -116,13 +161,13 @@ export class ImageSys {
       } catch (error) {
         if (!isRowDataError(error)) throw error;
         // Rare: a row the table refuses. Find it (and only it), then read the others' states.
-        for (const r of (await this.storeUrls(country, options.datasourceId, good)).refused) refused.set(r.row.url, r.reason);
+        for (const r of (await this.storeUrls(country, datasourceId, good)).refused) refused.set(r.row.url, r.reason);
         ({ rows } = await upsert(good.filter((u) => !refused.has(u))));
       }
       for (const r of rows) states.set(r.image_url, r);
     }
-    return checked.map(({ url, parsed }) => {
-      if (parsed.kind !== 'url') return { url, hash: null, live: false, status: 'rejected', error: parsed.kind === 'bad' ? parsed.reason : 'empty' };
+    return checked.map(({ url, verdict }) => {
+      if (!verdict.ok) return { url, hash: null, live: false, status: 'rejected', error: verdict.reason };
       if (refused.has(url)) return { url, hash: null, live: false, status: 'rejected', error: refused.get(url) };
       const s = states.get(url);
       const status = !s ? 'download' : s.state === 'failed' || s.state === 'parked' ? s.state : s.stage;
@@ -132,17 +177,17 @@ export class ImageSys {
 
   /** Queues URLs for one country and datasource (refreshing last_seen of known ones); bad URLs come back with the reason, each alone. */
   async enqueue(urls: string[], options: { country: string; datasourceId: number }): Promise<EnqueueResult> {
-    const country = parseCountry(options.country, this.config);
+    const { country, datasourceId } = listingOptions('enqueue', options, this.config);
     const rejected: EnqueueResult['rejected'] = [];
     const good: string[] = [];
-    for (const url of urls) {
-      const parsed = parseUrlLine(url, options.datasourceId, this.config.enqueue.maxUrlLength);
-      if (parsed.kind === 'url') good.push(url);
-      else rejected.push({ url, reason: parsed.kind === 'bad' ? parsed.reason : 'empty' });
+    for (const url of requireArray('enqueue', 'urls', urls)) {
+      const verdict = urlVerdict(url, this.config.enqueue.maxUrlLength);
+      if (verdict.ok) good.push(url as string);
+      else rejected.push({ url: url as string, reason: verdict.reason });
     }
     const unique = [...new Set(good)];
     if (unique.length === 0) return { inserted: 0, refreshed: 0, rejected };
-    const outcome = await this.storeUrls(country, options.datasourceId, unique);
+    const outcome = await this.storeUrls(country, datasourceId, unique);
     for (const r of outcome.refused) rejected.push({ url: r.row.url, reason: r.reason });
     return { inserted: outcome.inserted, refreshed: outcome.refreshed, rejected };
   }

@@ -105,6 +105,8 @@ export async function managerdMain(argv = process.argv): Promise<void> {
   await runCommand(async () => {
     const config = loadConfig({ file: flags.config });
     const country = flags.country === undefined ? undefined : parseCountry(flags.country, config);
+    // Checked before anything starts: a bad port is a usage error (exit 2), not found only after connecting and registering.
+    const metricsPort = flags.metricsPort === undefined ? undefined : parseIntFlag('--metrics-port', flags.metricsPort, 0, 65535);
     const log = createLogger({ component: 'managerd', log: config.log, screen: !flags.service, verbose: flags.verbose, country });
     const { controller, uninstall } = installStopSignals((s) => log.info(`${s} received: stopping`, { scope: 'Manager::signal' }));
     let db: Db | null = null;
@@ -129,7 +131,7 @@ export async function managerdMain(argv = process.argv): Promise<void> {
         log,
         component: 'managerd',
         country,
-        portFlag: flags.metricsPort === undefined ? undefined : parseIntFlag('--metrics-port', flags.metricsPort, 0, 65535),
+        portFlag: metricsPort,
         extra: (registry) => registerManagerEventMetrics(registry, db!),
       });
       const beat = setInterval(

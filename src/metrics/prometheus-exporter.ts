@@ -5,6 +5,7 @@ import client from 'prom-client';
 import type { Db } from '../db/connect.ts';
 import type { RunObserver } from '../daemon/run-daemon.ts';
 import { queueDepth } from './queue-figures.ts';
+import { listenOrExplain } from '../util/listen.ts';
 
 export interface ExporterOptions {
   db: Db;
@@ -172,10 +173,7 @@ export async function startPrometheusExporter(options: ExporterOptions): Promise
     }
   };
   const server = http.createServer((req, res) => void handle(req, res));
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host, () => resolve());
-  });
+  await listenOrExplain(server, options.port, options.host, `${options.component} /metrics`);
   const address = server.address() as { port: number };
   const observer: RunObserver = {
     onClaim: (stage, seconds, rows) => {

@@ -29,6 +29,8 @@ export function instancesOf(config: LisConfig, name: string, countryFlag: string
   const spec = SERVICES[service];
   const executable = packagePath('bin', spec.bin);
   if (!fs.existsSync(executable)) throw new LisError('ERR_NO_SERVICE', `${service} is not installed (${executable} missing)`);
+  if (countryFlag !== undefined && !spec.takesCountry)
+    throw new UsageError(`${service} runs once per host for every country: --country does not apply (${spec.bin} has no such flag)`);
   let countries: Array<string | undefined>;
   if (countryFlag !== undefined) countries = [parseCountry(countryFlag, config)];
   else if (!spec.perCountry) countries = [undefined];

@@ -1,12 +1,17 @@
 import { UsageError } from '../errors.ts';
 
-/** The services servicectl knows: name -> executable, and whether it needs a country. */
+/**
+ * The services servicectl knows: name -> executable, whether it needs a country,
+ * and whether its daemon takes --country at all (lis_imaged serves every country
+ * and refuses the flag, so servicectl must refuse it too rather than start a
+ * daemon that exits at once).
+ */
 export const SERVICES = {
-  'imagesys-downloadd': { bin: 'lis_downloadd', component: 'downloadd', perCountry: true },
-  'imagesys-thumbnaild': { bin: 'lis_thumbnaild', component: 'thumbnaild', perCountry: true },
-  'imagesys-pusherd': { bin: 'lis_pusherd', component: 'pusherd', perCountry: true },
-  'imagesys-managerd': { bin: 'lis_managerd', component: 'managerd', perCountry: false },
-  'imagesys-imaged': { bin: 'lis_imaged', component: 'imaged', perCountry: false },
+  'imagesys-downloadd': { bin: 'lis_downloadd', component: 'downloadd', perCountry: true, takesCountry: true },
+  'imagesys-thumbnaild': { bin: 'lis_thumbnaild', component: 'thumbnaild', perCountry: true, takesCountry: true },
+  'imagesys-pusherd': { bin: 'lis_pusherd', component: 'pusherd', perCountry: true, takesCountry: true },
+  'imagesys-managerd': { bin: 'lis_managerd', component: 'managerd', perCountry: false, takesCountry: true },
+  'imagesys-imaged': { bin: 'lis_imaged', component: 'imaged', perCountry: false, takesCountry: false },
 } as const;
 
 export type ServiceName = keyof typeof SERVICES;

@@ -15,6 +15,7 @@ import { instancesOf, type ServiceInstance } from './service-instances.ts';
 import { SERVICES } from './service-names.ts';
 
 const out = (text: string) => process.stdout.write(text);
+const ACTIONS = ['start', 'stop', 'restart', 'status'];
 /** The supervisor (a shell script beside this file, in src/ or dist/) that keeps an instance running. */
 const SUPERVISOR = fileURLToPath(new URL('./supervise.sh', import.meta.url));
 /** A supervisor's command line names its pid file: a pid file naming some other process is known stale. */
@@ -144,6 +145,8 @@ export async function servicectlMain(argv = process.argv): Promise<void> {
     .showHelpAfterError()
     .action((action: string, name: string, opts: { country?: string; config?: string }) =>
       runCommand(async () => {
+        // The action first: a typo in it must be named as such, not hidden behind a complaint about the service or the config.
+        if (!ACTIONS.includes(action)) throw new UsageError(`unknown action ${JSON.stringify(action)}: expected ${ACTIONS.join(', ')}`);
         const config = loadConfig({ file: opts.config });
         const instances = instancesOf(config, name, opts.country);
         const configFile = opts.config ? path.resolve(opts.config) : undefined;
@@ -157,7 +160,7 @@ export async function servicectlMain(argv = process.argv): Promise<void> {
           case 'status':
             return eachInstance(instances, status);
           default:
-            throw new UsageError(`unknown action ${JSON.stringify(action)}: expected start, stop, restart or status`);
+            throw new Error(`action ${action} is in ACTIONS but not handled`);
         }
       }),
     );
