@@ -79,7 +79,7 @@ describe('lis web survives malformed requests and answers only its own host name
     assert.equal(statusOf(await raw(port, 'GET /api/overview HTTP/1.0\r\n\r\n')), 421);
   });
 
-  it("says in one line, exit 1 and promptly, that a port is taken: lis web and a daemon's /metrics", async () => {
+  it("says in one line, exit 1 and promptly, that a port is taken: lis web, a daemon's /metrics and lis_imaged", async () => {
     // The running lis web holds `port`. Before the fix: a stack trace, and lis web lingered ~10 s on its pool's idle connections.
     const second = spawnTs('bin/lis', ['--config', t.writeConfig(), 'web', '--port', String(port)], { LIS_DATABASE_URL: t.url });
     const timer = setTimeout(() => second.child.kill('SIGKILL'), 8_000);
@@ -95,6 +95,10 @@ describe('lis web survives malformed requests and answers only its own host name
     assert.equal((await daemon.exited).code, 1, daemon.output());
     assert.match(daemon.output(), /^error: downloadd \/metrics cannot listen on 127\.0\.0\.1:\d+: EADDRINUSE: the port is already in use/m);
     assert.doesNotMatch(daemon.output(), /\n\s+at /, 'no stack trace');
+    const imaged = spawnTs('bin/lis_imaged', ['--config', t.writeConfig(), '--port', String(port)], { LIS_DATABASE_URL: t.url });
+    assert.equal((await imaged.exited).code, 1, imaged.output());
+    assert.match(imaged.output(), /^error: lis_imaged cannot listen on 127\.0\.0\.1:\d+: EADDRINUSE: the port is already in use/m);
+    assert.doesNotMatch(imaged.output(), /\n\s+at /, 'no stack trace');
   });
 
   it('warns when bound beyond loopback', async () => {

@@ -11,6 +11,7 @@ import { signalReady } from '../daemon/ready-signal.ts';
 import { heartbeat, markStopped, registerWorker, workerIdFor } from '../daemon/worker-registry.ts';
 import { installStopSignals } from '../daemon/signals.ts';
 import { errorMessage } from '../errors.ts';
+import { listenOrExplain } from '../util/listen.ts';
 import { closeLogger, createLogger } from '../log/create-logger.ts';
 import { createThumbnailWorker } from '../thumbnail/thumbnail-worker.ts';
 import { createImagedServer } from './imaged-server.ts';
@@ -64,10 +65,7 @@ export async function imagedMain(argv = process.argv): Promise<void> {
           ),
         config.queue.heartbeatSeconds * 1000,
       );
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(port, config.imaged.host, () => resolve());
-      });
+      await listenOrExplain(server, port, config.imaged.host, 'lis_imaged');
       const address = server.address() as AddressInfo;
       log.info(`lis_imaged listening on http://${config.imaged.host}:${address.port}/`, scope);
       // servicectl start waits for this, not for a timer.
