@@ -17,7 +17,7 @@ import { DAEMON_ENV, nodeFlagsOf } from '../src/services/launch-settings.ts';
 import { RsyncDaemon } from '../test/helpers/rsync-daemons.ts';
 import { plainSharp, workloads } from './lib/thumbnail-contenders.ts';
 import { argOf, benchConfig, flag, freshBenchDatabase, geomean, printRatio, waitUntil } from './lib/bench-database.ts';
-import { cpuSeconds, peakRssKb } from './lib/proc-stats.ts';
+import { busyShare, cpuSeconds, machineCpu, peakRssKb } from './lib/proc-stats.ts';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const TESTDATA = path.resolve(argOf('testdata') ?? process.env.LIS_TESTDATA ?? path.resolve(ROOT, '../shared/testdata'));
@@ -73,6 +73,7 @@ async function plainRun(): Promise<number> {
   let next = 0;
   const plainStart = performance.now();
   const plainCpuStart = process.cpuUsage();
+  const machineStart = machineCpu();
   await Promise.all(
     Array.from({ length: cores }, async () => {
       while (next < images) await plainThumbnails(next++);
@@ -81,9 +82,10 @@ async function plainRun(): Promise<number> {
   const plainSeconds = (performance.now() - plainStart) / 1000;
   const plainCpu = process.cpuUsage(plainCpuStart);
   const plainCpuSeconds = (plainCpu.user + plainCpu.system) / 1e6;
+  const busy = busyShare(machineStart, machineCpu());
   const plainRate = images / plainSeconds;
   console.log(
-    `plain sharp loop: ${plainRate.toFixed(1)} images/s (${(plainRate * presets.length).toFixed(1)} thumbnails/s) in ${plainSeconds.toFixed(1)}s, CPU ${plainCpuSeconds.toFixed(1)} s`,
+    `plain sharp loop: ${plainRate.toFixed(1)} images/s (${(plainRate * presets.length).toFixed(1)} thumbnails/s) in ${plainSeconds.toFixed(1)}s, CPU ${plainCpuSeconds.toFixed(1)} s; the machine's cores ${(busy * 100).toFixed(0)} % busy`,
   );
   return plainRate;
 }
@@ -148,6 +150,9 @@ async function systemRun(): Promise<number> {
   void Promise.race(exited).then((why) => (early = why));
   let seconds: number;
   let t0: Date;
+  // How busy the machine's cores were while the system ran (daemons, PostgreSQL, rsync, the source): idle cores are room it left unused.
+  let machineStart: ReturnType<typeof machineCpu>;
+  let busy: number;
   try {
     await waitUntil('the three daemons to register', 120, async () => {
       if (early) throw new Error(`bench: ${early} before registering (logs in ${path.join(work, 'log')})`);
@@ -155,6 +160,7 @@ async function systemRun(): Promise<number> {
       return Number(rows[0].n) === daemons.length;
     });
     const started = performance.now();
+    machineStart = machineCpu();
     t0 = (await sql<{ t0: Date }>`SELECT clock_timestamp() AS t0`.execute(db)).rows[0].t0;
     await sql`INSERT INTO live_images (country, datasource_id, image_url)
           SELECT 'uk', 1, ${sourceBase} || '/img/' || g FROM generate_series(0, ${images - 1}) g`.execute(db);
@@ -165,6 +171,7 @@ async function systemRun(): Promise<number> {
       return Number(rows[0].waiting) === 0;
     });
     seconds = (performance.now() - started) / 1000;
+    busy = busyShare(machineStart, machineCpu());
     for (const d of daemons) {
       d.peakKb = Math.max(d.peakKb, peakRssKb(d.child.pid!));
       d.cpuSeconds = cpuSeconds(d.child.pid!, { children: true });
@@ -184,7 +191,7 @@ async function systemRun(): Promise<number> {
     FROM bench_moves GROUP BY 1`.execute(db);
   const e2eRate = live / seconds;
   console.log(
-    `\nsystem: ${live} of ${images} live on 3 frontends in ${seconds.toFixed(1)}s: ${e2eRate.toFixed(1)} images/s end to end (${states.map((s) => `${s.stage}/${s.state} ${s.n}`).join(', ')})`,
+    `\nsystem: ${live} of ${images} live on 3 frontends in ${seconds.toFixed(1)}s: ${e2eRate.toFixed(1)} images/s end to end (${states.map((s) => `${s.stage}/${s.state} ${s.n}`).join(', ')}); the machine's cores ${(busy * 100).toFixed(0)} % busy`,
   );
   for (const stage of ['download', 'thumbnail', 'push']) {
     const s = stageSpans.find((x) => x.from_stage === stage);

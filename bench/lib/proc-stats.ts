@@ -32,3 +32,16 @@ export function cpuSeconds(pid: number, options: { children?: boolean } = {}): n
     return 0;
   }
 }
+
+/** The whole machine's CPU time so far, from /proc/stat's first line: busy and idle seconds over all cores. */
+export function machineCpu(): { busy: number; idle: number } {
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  return { busy: (user + nice + system + irq + softirq + steal) / TICKS_PER_SECOND, idle: (idle + iowait) / TICKS_PER_SECOND };
+}
+
+/** The share of the machine's CPU that was busy between two machineCpu() readings (0-1). */
+export function busyShare(before: { busy: number; idle: number }, after: { busy: number; idle: number }): number {
+  const busy = after.busy - before.busy;
+  const idle = after.idle - before.idle;
+  return busy + idle > 0 ? busy / (busy + idle) : 0;
+}
