@@ -123,7 +123,13 @@ describe('the Interface (imported as a package)', () => {
       await refused(js[method](['http://d.example.com/1.jpg']), /options \{ country, datasourceId \} are required/);
       await refused(js[method]('http://d.example.com/1.jpg', { country: 'uk', datasourceId: 16 }), /must be an array, got string/);
       await refused(js[method](['http://d.example.com/1.jpg'], { country: 44, datasourceId: 16 }), /country must be a string such as 'uk', got 44/);
+      // Named as the caller gave it: the Interface has no --country flag.
+      await refused(
+        js[method](['http://d.example.com/1.jpg'], { country: 'xxxx', datasourceId: 16 }),
+        new RegExp(`^ImageSys\\.${method}: country "xxxx": expected a 2-3 letter country code such as uk$`),
+      );
     }
+    await refused(js.getSearchApiDataForHashes([liveHash], { country: 'u1' }), /^ImageSys\.getSearchApiDataForHashes: country "u1": expected a 2-3 letter/);
     await refused(js.getSearchApiDataForHashes(null), /hashes must be an array, got null/);
     await refused(js.getSearchApiDataForHashes([liveHash], { country: 5 }), /country must be a string/);
     const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM live_images WHERE image_url LIKE 'http://d.example.com/%'`.execute(t.db);

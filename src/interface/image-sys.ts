@@ -54,7 +54,7 @@ function listingOptions(method: string, options: unknown, config: LisConfig): { 
   if (typeof country !== 'string') throw usage(method, `country must be a string such as 'uk', got ${shown(country)}`);
   if (typeof datasourceId !== 'number' || !Number.isSafeInteger(datasourceId) || datasourceId < 0 || datasourceId > 999_999_999)
     throw usage(method, `datasourceId must be a whole number from 0 to 999999999, got ${shown(datasourceId)}`);
-  return { country: parseCountry(country, config), datasourceId };
+  return { country: parseCountry(country, config, `ImageSys.${method}: country`), datasourceId };
 }
 
 /** One URL as listing code gave it: checked by the URL rules, never trimmed or read as a line of `lis enqueue` input. */
@@ -117,7 +117,7 @@ export class ImageSys {
     if (options.country !== undefined && typeof options.country !== 'string')
       throw usage('getSearchApiDataForHashes', `country must be a string such as 'uk', got ${shown(options.country)}`);
     for (const h of hashes) if (!isImageHash(h)) throw new UsageError(`not an image hash (32 lowercase hex digits): ${JSON.stringify(h)}`);
-    const country = options.country === undefined ? undefined : parseCountry(options.country, this.config);
+    const country = options.country === undefined ? undefined : parseCountry(options.country, this.config, 'ImageSys.getSearchApiDataForHashes: country');
     const result = new Map<string, SearchApiImage | null>(hashes.map((h) => [h, null]));
     if (hashes.length === 0) return result;
     // live_data: the version on every frontend; a row being reworked keeps answering with it (not one being purged).
