@@ -136,6 +136,23 @@ describe('the Interface (imported as a package)', () => {
     assert.equal(rows[0].n, 0, 'nothing was stored by a refused call');
   });
 
+  it('refuses a call after close() as ERR_CLOSED, saying to open a new one', async () => {
+    const closed = await ImageSys.open({ config: t.config });
+    await closed.close();
+    await closed.close(); // a second close does nothing
+    const refused = (call: () => Promise<unknown>, method: string) =>
+      assert.rejects(
+        call,
+        (error: Error & { code?: string }) => error.code === 'ERR_CLOSED' && error.message === `ImageSys.${method}: ImageSys is closed; open() a new one`,
+      );
+    await refused(() => closed.getSearchApiDataForHash(liveHash), 'getSearchApiDataForHash');
+    await refused(() => closed.getSearchApiDataForHashes([liveHash]), 'getSearchApiDataForHashes');
+    await refused(() => closed.imagesForSiBuild([liveUrl], { country: 'uk', datasourceId: 16 }), 'imagesForSiBuild');
+    await refused(() => closed.enqueue([liveUrl], { country: 'uk', datasourceId: 16 }), 'enqueue');
+    // Even a call that would not have needed the database: a closed ImageSys answers nothing.
+    await refused(() => closed.enqueue([], { country: 'uk', datasourceId: 16 }), 'enqueue');
+  });
+
   it("checks each URL as given, not as a line of lis enqueue's input: nothing trimmed, no comments, no DATASOURCE<TAB>", async () => {
     // Before: a trailing CR was let through and stored (a control character in image_url), '#...' was 'empty',
     // and '7<TAB>URL' reached the table as a URL. A non-string is rejected alone, like any bad URL.

@@ -74,10 +74,17 @@ export interface EnqueueResult {
  * database round trip, however many images it is asked about.
  */
 export class ImageSys {
+  private closed = false;
+
   private constructor(
     private readonly db: Db,
     private readonly config: LisConfig,
   ) {}
+
+  /** A call after close() is the caller's bug; said as one, with a stable code, not as the pool's "driver has already been destroyed". */
+  private assertOpen(method: string): void {
+    if (this.closed) throw new LisError('ERR_CLOSED', `ImageSys.${method}: ImageSys is closed; open() a new one`);
+  }
 
   /**
    * Connects to the configured server (the embedded one's address when no URL
@@ -107,11 +114,13 @@ export class ImageSys {
 
   /** What the search API shows for a live image, or null when it is not live (or unknown). */
   async getSearchApiDataForHash(hash: string, options: { country?: string } = {}): Promise<SearchApiImage | null> {
+    this.assertOpen('getSearchApiDataForHash');
     return (await this.getSearchApiDataForHashes([hash], options)).get(hash) ?? null;
   }
 
   /** The batch form: every hash asked for is in the map, null where not live. */
   async getSearchApiDataForHashes(hashes: string[], options: { country?: string } = {}): Promise<Map<string, SearchApiImage | null>> {
+    this.assertOpen('getSearchApiDataForHashes');
     requireArray('getSearchApiDataForHashes', 'hashes', hashes);
     if (typeof options !== 'object' || options === null) throw usage('getSearchApiDataForHashes', 'options must be an object such as { country: "uk" }');
     if (options.country !== undefined && typeof options.country !== 'string')
@@ -136,6 +145,7 @@ export class ImageSys {
    * parser or the table refuses is `rejected` with its reason, alone.
    */
   async imagesForSiBuild(photoUrls: string[], options: { country: string; datasourceId: number }): Promise<SiImage[]> {
+    this.assertOpen('imagesForSiBuild');
     const { country, datasourceId } = listingOptions('imagesForSiBuild', options, this.config);
     const checked = requireArray('imagesForSiBuild', 'photoUrls', photoUrls).map((url) => ({
       url: url as string,
@@ -177,6 +187,7 @@ export class ImageSys {
 
   /** Queues URLs for one country and datasource (refreshing last_seen of known ones); bad URLs come back with the reason, each alone. */
   async enqueue(urls: string[], options: { country: string; datasourceId: number }): Promise<EnqueueResult> {
+    this.assertOpen('enqueue');
     const { country, datasourceId } = listingOptions('enqueue', options, this.config);
     const rejected: EnqueueResult['rejected'] = [];
     const good: string[] = [];
@@ -203,7 +214,10 @@ export class ImageSys {
     return outcome;
   }
 
+  /** Ends the connections. Once is enough: a second close() does nothing. */
   async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
     await this.db.destroy();
   }
 }
