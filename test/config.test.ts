@@ -53,6 +53,18 @@ describe('config', () => {
     fs.rmSync(dir, { recursive: true });
   });
 
+  it("refuses a metrics base port whose last country's instance would listen past 65535, naming the key", () => {
+    const ports = (downloadd: number) => ({ countries: ['uk', 'de', 'fr'], metrics: { ports: { downloadd, thumbnaild: 9411, pusherd: null, managerd: 0 } } });
+    assert.equal(parseConfig(ports(65533), {}).metrics.ports.downloadd, 65533, 'fr gets 65535: the last port there is');
+    assert.throws(
+      () => parseConfig(ports(65534), {}),
+      (error: Error & { code?: string }) =>
+        error.code === 'ERR_CONFIG' &&
+        /metrics\.ports\.downloadd: fr's instance \(place 2 in countries\) would get port 65536, past 65535: lower the base port/.test(error.message),
+    );
+    assert.equal(parseConfig({ metrics: { ports: { downloadd: 65535 } } }, {}).metrics.ports.downloadd, 65535, 'no countries: no offset');
+  });
+
   it('accepts country codes in either case, and only configured ones when a list is set', () => {
     assert.equal(parseCountry('UK', { countries: [] }), 'uk');
     assert.throws(() => parseCountry('u1', { countries: [] }), /2-3 letter country code/);

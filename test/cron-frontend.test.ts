@@ -159,6 +159,12 @@ describe('lis_cron_frontend', () => {
     assert.match(run.text, /INFO CronFrontend::main\[\d+\] No country has rows in live_images: nothing to do \(--country XX checks one anyway\)/);
   });
 
+  it('--help names every place its config can come from, --config first', async () => {
+    const help = spawnTs('bin/lis_cron_frontend', ['--help']);
+    assert.equal((await help.exited).code, 0, help.output());
+    assert.match(help.output().replace(/\s+/g, ' '), /\(config: --config, else \$LIS_CONFIG, else \.\/imagesys\.json\)/);
+  });
+
   it('refuses a second run for the same country while one holds the lock, saying who', async function () {
     this.timeout(30_000);
     const holder = spawn('sleep', ['30']);

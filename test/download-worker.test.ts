@@ -255,7 +255,11 @@ describe('lis_downloadd worker (a real HTTP server, a real database)', function 
     const badFlag = spawnTs('bin/lis', ['--config', config, 'refresh', '--country', 'uk', '--older-than-days', 'soon']);
     assert.equal((await badFlag.exited).code, 2, badFlag.output());
     assert.match(badFlag.output(), /--older-than-days "soon"/);
-    const refresh = spawnTs('bin/lis', ['--config', config, 'refresh', '--country', 'uk', '--older-than-days', '30']);
+    const help = spawnTs('bin/lis', ['refresh', '--help']);
+    assert.equal((await help.exited).code, 0, help.output());
+    assert.match(help.output(), /--older-than-days <n>\s+refresh originals downloaded longer ago than this\s+\(default: 30\)/, 'a number, not "30"');
+    // The default, 30 days, as --help says.
+    const refresh = spawnTs('bin/lis', ['--config', config, 'refresh', '--country', 'uk']);
     assert.equal((await refresh.exited).code, 0, refresh.output());
     assert.match(refresh.output(), /^2 live images queued for refresh \(downloaded more than 30 days ago\)$/m);
     assert.deepEqual(

@@ -39,9 +39,16 @@ describe('image hashing', () => {
     assert.deepEqual(fn[0], { h: 'a30ff540a1a736f738146ac899d94375', p: 'a3/0f/a30ff540a1a736f738146ac899d94375' });
   });
 
-  it('refuses to make a path from something that is not a hash', () => {
-    assert.throws(() => lis_path_for_hash('../../etc/passwd'), /not an image hash/);
-    assert.throws(() => lis_path_for_hash('A30FF540A1A736F738146AC899D94375'), /not an image hash/);
+  it('refuses to make a path from something that is not a hash, and to hash what is not a string, as ERR_USAGE naming the argument', () => {
+    const usage = (message: RegExp) => (error: Error & { code?: string }) => error.code === 'ERR_USAGE' && message.test(error.message);
+    const notHash = /^lis_path_for_hash: hash must be an image hash \(32 lowercase hex digits\), got /;
+    assert.throws(() => lis_path_for_hash('../../etc/passwd'), usage(notHash));
+    assert.throws(() => lis_path_for_hash('A30FF540A1A736F738146AC899D94375'), usage(notHash));
+    assert.throws(() => lis_path_for_hash('zz'), usage(/got "zz"$/));
+    // As plain JavaScript would call them.
+    assert.throws(() => (lis_path_for_hash as (h: unknown) => string)(undefined), usage(/got undefined$/));
+    assert.throws(() => (lis_hash_for_url as (u: unknown) => string)(undefined), usage(/^lis_hash_for_url: url must be a string, got undefined$/));
+    assert.throws(() => (lis_hash_for_url as (u: unknown) => string)(null), usage(/got null$/));
   });
 
   it('lets an ETL queue an image with a plain INSERT of country, datasource and URL', async () => {

@@ -14,8 +14,10 @@ describe('lis image classify and lis rethumbnail', function () {
   beforeEach(async () => (t = await createTestDatabase()));
   afterEach(async () => t.drop());
 
+  // The presets of the rework test: `huge` added to the config after images went live with `small` only.
+  const presets = { small: { width: 120, height: 90, mode: 'crop' as const }, huge: { width: 2000, height: 1500, mode: 'resize' as const } };
   const lis = async (...args: string[]) => {
-    const run = spawnTs('bin/lis', ['--config', t.writeConfig(), ...args]);
+    const run = spawnTs('bin/lis', ['--config', t.writeConfig({ thumbnail: { presets } }), ...args]);
     const { code } = await run.exited;
     return { code, output: run.output() };
   };
@@ -74,5 +76,18 @@ describe('lis image classify and lis rethumbnail', function () {
     const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM live_images WHERE live_data IS NOT NULL`.execute(t.db);
     assert.equal(rows[0].n, 4, 'all still served');
     assert.equal((await lis('rethumbnail', '--datasource', '1')).code, 2, '--datasource needs --country');
+  });
+
+  it('lis rethumbnail refuses a preset the config does not have, naming those it has, and queues nothing', async () => {
+    await insertUrls(t.db, 'uk', 2);
+    await sql`UPDATE live_images SET stage = 'live', state = 'done', image_data = '{"presets":{"small":{"path":"x"}}}', live_data = '{"presets":{"small":{"path":"x"}}}'`.execute(
+      t.db,
+    );
+    await relistAll(t.db);
+    // Every live image lacks a name no preset has: without the check this typo queued them all.
+    const typo = await lis('rethumbnail', '--country', 'uk', '--preset', 'hgue');
+    assert.equal(typo.code, 2, typo.output);
+    assert.match(typo.output, /--preset "hgue": not a configured preset \(thumbnail.presets: small, huge\)/);
+    assert.deepEqual(await countBy(t.db), { 'live/done': 2 });
   });
 });

@@ -107,6 +107,24 @@ describe('metrics per daemon instance', () => {
     assert.match(events, /lis_manager_event_rows_last_day\{check="stuck_jobs",event_country="uk"\} 42/);
   });
 
+  it('a manager whose /metrics port is taken exits 1, saying why, and leaves no live workers row', async function () {
+    this.timeout(60_000);
+    const taken = net.createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as net.AddressInfo).port;
+    try {
+      const manager = spawnTs('bin/lis_managerd', ['--service', '--metrics-port', String(port), '--config', t.writeConfig()]);
+      assert.equal((await manager.exited).code, 1, manager.output());
+      assert.match(manager.output(), new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}: EADDRINUSE`));
+      const alive = await t.db.selectFrom('workers').select('id').where('component', '=', 'managerd').where('stopped_at', 'is', null).execute();
+      assert.deepEqual(alive, [], 'no row says the manager is alive');
+      // A service logs to files only: why it stopped is there too.
+      assert.match(fs.readFileSync(path.join(t.config.log.dir, 'managerd.error.log'), 'utf8'), /cannot listen on .*EADDRINUSE/);
+    } finally {
+      await new Promise((resolve) => taken.close(resolve));
+    }
+  });
+
   it('the manager serves /metrics and /health too', async function () {
     this.timeout(60_000);
     const runDir = path.join(t.dir, 'run');

@@ -123,11 +123,34 @@ describe('the Interface (imported as a package)', () => {
       await refused(js[method](['http://d.example.com/1.jpg']), /options \{ country, datasourceId \} are required/);
       await refused(js[method]('http://d.example.com/1.jpg', { country: 'uk', datasourceId: 16 }), /must be an array, got string/);
       await refused(js[method](['http://d.example.com/1.jpg'], { country: 44, datasourceId: 16 }), /country must be a string such as 'uk', got 44/);
+      // Named as the caller gave it: the Interface has no --country flag.
+      await refused(
+        js[method](['http://d.example.com/1.jpg'], { country: 'xxxx', datasourceId: 16 }),
+        new RegExp(`^ImageSys\\.${method}: country "xxxx": expected a 2-3 letter country code such as uk$`),
+      );
     }
+    await refused(js.getSearchApiDataForHashes([liveHash], { country: 'u1' }), /^ImageSys\.getSearchApiDataForHashes: country "u1": expected a 2-3 letter/);
     await refused(js.getSearchApiDataForHashes(null), /hashes must be an array, got null/);
     await refused(js.getSearchApiDataForHashes([liveHash], { country: 5 }), /country must be a string/);
     const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM live_images WHERE image_url LIKE 'http://d.example.com/%'`.execute(t.db);
     assert.equal(rows[0].n, 0, 'nothing was stored by a refused call');
+  });
+
+  it('refuses a call after close() as ERR_CLOSED, saying to open a new one', async () => {
+    const closed = await ImageSys.open({ config: t.config });
+    await closed.close();
+    await closed.close(); // a second close does nothing
+    const refused = (call: () => Promise<unknown>, method: string) =>
+      assert.rejects(
+        call,
+        (error: Error & { code?: string }) => error.code === 'ERR_CLOSED' && error.message === `ImageSys.${method}: ImageSys is closed; open() a new one`,
+      );
+    await refused(() => closed.getSearchApiDataForHash(liveHash), 'getSearchApiDataForHash');
+    await refused(() => closed.getSearchApiDataForHashes([liveHash]), 'getSearchApiDataForHashes');
+    await refused(() => closed.imagesForSiBuild([liveUrl], { country: 'uk', datasourceId: 16 }), 'imagesForSiBuild');
+    await refused(() => closed.enqueue([liveUrl], { country: 'uk', datasourceId: 16 }), 'enqueue');
+    // Even a call that would not have needed the database: a closed ImageSys answers nothing.
+    await refused(() => closed.enqueue([], { country: 'uk', datasourceId: 16 }), 'enqueue');
   });
 
   it("checks each URL as given, not as a line of lis enqueue's input: nothing trimmed, no comments, no DATASOURCE<TAB>", async () => {

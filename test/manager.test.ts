@@ -223,6 +223,22 @@ describe('lis_managerd', () => {
     assert.deepEqual(await countBy(t.db), { 'download/failed': 2, 'download/waiting': 4 });
   });
 
+  it('`lis retry --reason` that matches nothing says so and lists the reasons failed rows have', async () => {
+    await insertUrls(t.db, 'uk', 5);
+    await sql`UPDATE live_images SET state = 'failed', last_error_class = CASE WHEN id % 5 = 0 THEN 'http_5xx' ELSE 'timeout' END`.execute(t.db);
+    await relistAll(t.db);
+    const lis = (...args: string[]) => spawnTs('bin/lis', ['--config', t.writeConfig(), 'retry', '--country', 'uk', ...args]);
+    const typo = lis('--reason', 'timeot');
+    assert.equal((await typo.exited).code, 0, typo.output());
+    assert.match(typo.output(), /^0 failed rows put back in the queue$/m);
+    assert.match(typo.output(), /no failed row \(country uk\) has reason "timeot"; the failed rows' reasons now: timeout \(4\), http_5xx \(1\)/);
+    // Scoped as the retry was: nothing failed in the thumbnail stage.
+    const elsewhere = lis('--reason', 'timeout', '--stage', 'thumbnail');
+    assert.equal((await elsewhere.exited).code, 0, elsewhere.output());
+    assert.match(elsewhere.output(), /no failed row \(country uk, stage thumbnail\) has reason "timeout"; no row there is failed/);
+    assert.deepEqual(await countBy(t.db), { 'download/failed': 5 });
+  });
+
   it('sends rows whose files were on a host gone too long back to download, once', async () => {
     await insertUrls(t.db, 'uk', 4);
     await sql`UPDATE live_images SET stage = 'push', store_host = 'oldhost' WHERE id <= (SELECT min(id) + 2 FROM live_images)`.execute(t.db);

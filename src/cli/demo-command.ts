@@ -6,6 +6,9 @@ import { UsageError } from '../errors.ts';
 import { runCommand } from './exit-on-error.ts';
 import { configFileOf } from './global-options.ts';
 
+/** Not a commander default: a string one shows as (default: "60"), as if it were a word (see lis refresh). */
+const DEFAULT_PHOTOS = 60;
+
 /** `lis demo`: the whole system, on this machine, in about a minute. */
 export function addDemoCommand(program: Command): void {
   program
@@ -13,10 +16,10 @@ export function addDemoCommand(program: Command): void {
     .description(
       'run the whole system on this machine: the configured database server (--config, $LIS_CONFIG, ./imagesys.json; else the embedded one), a local photo server (with bad URLs), three local frontends, every daemon until the queue is drained; then a summary',
     )
-    .option('--photos <n>', 'how many photos', '60')
+    .option('--photos <n>', `how many photos (default: ${DEFAULT_PHOTOS})`)
     .option('--dir <folder>', 'where the demo keeps its stores, frontends and logs (emptied first)', './var/demo')
     .option('--database <name>', "the demo's own database on the server (dropped and made anew)", 'imagesys_demo')
-    .action((opts: { photos: string; dir: string; database: string }, command: Command) =>
+    .action((opts: { photos?: string; dir: string; database: string }, command: Command) =>
       runCommand(() => {
         if (!/^[a-z_][a-z0-9_]{0,62}$/.test(opts.database))
           throw new UsageError(`--database ${JSON.stringify(opts.database)}: a lower-case name such as imagesys_demo`);
@@ -25,7 +28,7 @@ export function addDemoCommand(program: Command): void {
           config: loadConfig({ file: configFile }),
           configFile,
           dir: opts.dir,
-          photos: parseIntFlag('--photos', opts.photos, 1, 100000),
+          photos: opts.photos === undefined ? DEFAULT_PHOTOS : parseIntFlag('--photos', opts.photos, 1, 100000),
           database: opts.database,
           print: (line) => console.log(line),
         });

@@ -12,19 +12,22 @@ export async function refreshDueRows(db: Db, options: { country: string; olderTh
   return refreshRows(db, options);
 }
 
+const DEFAULT_OLDER_THAN_DAYS = 30;
+
 /** `lis refresh --country uk [--older-than-days 30] [--limit N]` */
 export function addRefreshCommand(program: Command): void {
   program
     .command('refresh')
     .description('queue live images downloaded more than N days ago for a conditional re-download (they stay live meanwhile)')
     .requiredOption('--country <code>', 'the country to refresh')
-    .option('--older-than-days <n>', 'refresh originals downloaded longer ago than this', '30')
+    // No commander default: given as a string it shows as (default: "30"), a number that looks like a word.
+    .option('--older-than-days <n>', `refresh originals downloaded longer ago than this (default: ${DEFAULT_OLDER_THAN_DAYS})`)
     .option('--limit <n>', 'refresh at most this many (oldest first)')
-    .action((opts: { country: string; olderThanDays: string; limit?: string }, command: Command) =>
+    .action((opts: { country: string; olderThanDays?: string; limit?: string }, command: Command) =>
       runCommand(async () => {
         const config = loadConfig({ file: configFileOf(command) });
         const country = parseCountry(opts.country, config);
-        const olderThanDays = parseIntFlag('--older-than-days', opts.olderThanDays, 0, 36500);
+        const olderThanDays = opts.olderThanDays === undefined ? DEFAULT_OLDER_THAN_DAYS : parseIntFlag('--older-than-days', opts.olderThanDays, 0, 36500);
         const limit = opts.limit === undefined ? undefined : parseIntFlag('--limit', opts.limit, 1, 1_000_000_000);
         const db = await openDatabase(config);
         try {

@@ -19,7 +19,7 @@ export function addRethumbnailCommand(program: Command): void {
     .description('thumbnail live images again (they stay live; the new version replaces the old once on every frontend)')
     .option('--country <code>', 'only this country (default: all)')
     .option('--datasource <id>', 'only this datasource (with --country)')
-    .option('--preset <name>', 'only images that lack this preset (one added to the config)')
+    .option('--preset <name>', 'only images that lack this preset (one of thumbnail.presets, e.g. one just added)')
     .option('--limit <n>', 'at most this many (lowest ids first)')
     .action((opts: { country?: string; datasource?: string; preset?: string; limit?: string }, command: Command) =>
       runCommand(async () => {
@@ -27,8 +27,10 @@ export function addRethumbnailCommand(program: Command): void {
         const country = opts.country === undefined ? undefined : parseCountry(opts.country, config);
         const datasourceId = opts.datasource === undefined ? undefined : parseIntFlag('--datasource', opts.datasource, 0, 999_999_999);
         if (datasourceId !== undefined && country === undefined) throw new UsageError('--datasource needs --country');
-        if (opts.preset !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(opts.preset))
-          throw new UsageError(`--preset ${JSON.stringify(opts.preset)}: expected a preset name`);
+        // Only configured presets are ever made, so every live image lacks any other name: a typo would queue them all.
+        const presets = Object.keys(config.thumbnail.presets);
+        if (opts.preset !== undefined && !presets.includes(opts.preset))
+          throw new UsageError(`--preset ${JSON.stringify(opts.preset)}: not a configured preset (thumbnail.presets: ${presets.join(', ')})`);
         const limit = opts.limit === undefined ? undefined : parseIntFlag('--limit', opts.limit, 1, 1_000_000_000);
         const db = await openDatabase(config);
         try {

@@ -4,6 +4,7 @@ import { loadConfig } from '../config/load-config.ts';
 import { openDatabase } from '../db/connect.ts';
 import { UsageError } from '../errors.ts';
 import { retryFailed } from '../manager/bad-retry-jobs.ts';
+import { failedReasonCounts } from '../queue/failed-reasons.ts';
 import { isWorkStage, WORK_STAGES } from '../queue/stages.ts';
 import { runCommand } from './exit-on-error.ts';
 import { configFileOf } from './global-options.ts';
@@ -28,8 +29,23 @@ export function addRetryCommand(program: Command): void {
           throw new UsageError(`--reason ${JSON.stringify(opts.reason)}: expected an error class such as http_5xx or timeout`);
         const db = await openDatabase(config);
         try {
-          const n = await retryFailed(db, { country, reason: opts.reason, datasourceId, stage: opts.stage });
+          const filter = { country, datasourceId, stage: opts.stage };
+          const n = await retryFailed(db, { ...filter, reason: opts.reason });
           console.log(`${n} failed rows put back in the queue`);
+          // Classes outside the failure table are stored too (host_gone, expired...), so an unknown name is not
+          // refused up front; but a typo must not pass for "nothing to do": show what the rows do have.
+          if (n === 0 && opts.reason !== undefined) {
+            const scope = [
+              `country ${country}`,
+              ...(datasourceId === undefined ? [] : [`datasource ${datasourceId}`]),
+              ...(opts.stage ? [`stage ${opts.stage}`] : []),
+            ];
+            const reasons = await failedReasonCounts(db, filter);
+            console.log(
+              `no failed row (${scope.join(', ')}) has reason ${JSON.stringify(opts.reason)}; ` +
+                (reasons.length ? `the failed rows' reasons now: ${reasons.map((r) => `${r.reason} (${r.rows})`).join(', ')}` : 'no row there is failed'),
+            );
+          }
         } finally {
           await db.destroy();
         }

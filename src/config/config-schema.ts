@@ -6,6 +6,7 @@ import { pushConfigSchema } from './push-config.ts';
 import { thumbnailConfigSchema } from './thumbnail-config.ts';
 import { imagedConfigSchema } from './imaged-config.ts';
 import { managerConfigSchema, servicesConfigSchema, upkeepConfigSchema } from './manager-config.ts';
+import { MAX_PORT, metricsPortsPastRange } from '../metrics/instance-port.ts';
 
 /**
  * The whole configuration, with its defaults. Every key is optional in the
@@ -16,7 +17,7 @@ import { managerConfigSchema, servicesConfigSchema, upkeepConfigSchema } from '.
 const positiveInt = z.number().int().positive();
 const seconds = z.number().positive();
 
-export const configSchema = z.strictObject({
+const configObject = z.strictObject({
   /** This machine's name in the workers table and in `store_host`. */
   host: z
     .string()
@@ -126,7 +127,7 @@ export const configSchema = z.strictObject({
     .strictObject({
       /** Where /metrics and `lis web` listen: loopback unless an operator opens them up. */
       host: z.string().default('127.0.0.1'),
-      /** Base port per component (`{"downloadd": 9401}`): a country's daemon adds its place in `countries` (uk 9401, de 9402); 0: any free port; null or absent: none. */
+      /** Base port per component (`{"downloadd": 9401}`): a country's daemon adds its place in `countries` (uk 9401, de 9402; the last must stay within 65535, see configSchema); 0: any free port; null or absent: none. */
       ports: z.record(z.string(), z.number().int().min(0).max(65535).nullable()).default({}),
       /** `lis web`'s port. */
       webPort: z.number().int().min(0).max(65535).default(8470),
@@ -148,6 +149,18 @@ export const configSchema = z.strictObject({
   push: pushConfigSchema.prefault({}),
   thumbnail: thumbnailConfigSchema.prefault({}),
   imaged: imagedConfigSchema.prefault({}),
+});
+
+export const configSchema = configObject.superRefine((config, ctx) => {
+  // A country's instance listens on its base port plus the country's place: past 65535 it could only fail at
+  // start, with a bare RangeError. Said here, where both numbers are, naming the key to change.
+  for (const { component, country, port } of metricsPortsPastRange(config.metrics.ports, config.countries)) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['metrics', 'ports', component],
+      message: `${country}'s instance (place ${config.countries.indexOf(country)} in countries) would get port ${port}, past ${MAX_PORT}: lower the base port`,
+    });
+  }
 });
 
 export type LisConfig = z.infer<typeof configSchema>;

@@ -42,7 +42,9 @@ async function recordUpkeep(db: Db, country: string, detail: string): Promise<vo
 /** lis_cron_frontend --all | --fs_check | --db_scan [--country uk] [--verbose] [--dry-run] */
 export async function cronFrontendMain(argv = process.argv): Promise<void> {
   const program = usageErrorsExit2(new Command('lis_cron_frontend'))
-    .description('weekly upkeep: purge images no longer listed, check the frontends and stores against the table (config: $LIS_CONFIG or ./imagesys.json)')
+    .description(
+      'weekly upkeep: purge images no longer listed, check the frontends and stores against the table (config: --config, else $LIS_CONFIG, else ./imagesys.json)',
+    )
     .option('--all', 'both: --db_scan, then --fs_check')
     .option('--fs_check', "walk each frontend's and this host's stores' trees: delete orphans, re-push what is missing, prune originals")
     .option('--db_scan', 'the full live_images scan: purge images not seen for upkeep.purgeAfterDays, repair impossible states')

@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import path from 'node:path';
+import { UsageError } from '../errors.ts';
 
 const HASH_PATTERN = /^[0-9a-f]{32}$/;
 
@@ -8,6 +9,8 @@ const HASH_PATTERN = /^[0-9a-f]{32}$/;
  * value PostgreSQL's `md5(image_url)` stores in `live_images.image_hash`.
  */
 export function lis_hash_for_url(url: string): string {
+  // Exported by the Interface to plain JavaScript: a wrong argument is the caller's mistake, said as one (ERR_USAGE).
+  if (typeof url !== 'string') throw new UsageError(`lis_hash_for_url: url must be a string, got ${url === null ? 'null' : typeof url}`);
   return crypto.createHash('md5').update(url, 'utf8').digest('hex');
 }
 
@@ -17,7 +20,8 @@ export function isImageHash(value: string): boolean {
 
 /** `a30ff540...` -> `a3/0f/a30ff540...`: two levels of 256 folders keep any one folder small. */
 export function lis_path_for_hash(hash: string): string {
-  if (!isImageHash(hash)) throw new TypeError(`not an image hash (32 lowercase hex digits): ${JSON.stringify(hash)}`);
+  if (typeof hash !== 'string' || !isImageHash(hash))
+    throw new UsageError(`lis_path_for_hash: hash must be an image hash (32 lowercase hex digits), got ${JSON.stringify(hash) ?? String(hash)}`);
   return `${hash.slice(0, 2)}/${hash.slice(2, 4)}/${hash}`;
 }
 

@@ -54,7 +54,7 @@ function listingOptions(method: string, options: unknown, config: LisConfig): { 
   if (typeof country !== 'string') throw usage(method, `country must be a string such as 'uk', got ${shown(country)}`);
   if (typeof datasourceId !== 'number' || !Number.isSafeInteger(datasourceId) || datasourceId < 0 || datasourceId > 999_999_999)
     throw usage(method, `datasourceId must be a whole number from 0 to 999999999, got ${shown(datasourceId)}`);
-  return { country: parseCountry(country, config), datasourceId };
+  return { country: parseCountry(country, config, `ImageSys.${method}: country`), datasourceId };
 }
 
 /** One URL as listing code gave it: checked by the URL rules, never trimmed or read as a line of `lis enqueue` input. */
@@ -74,10 +74,17 @@ export interface EnqueueResult {
  * database round trip, however many images it is asked about.
  */
 export class ImageSys {
+  private closed = false;
+
   private constructor(
     private readonly db: Db,
     private readonly config: LisConfig,
   ) {}
+
+  /** A call after close() is the caller's bug; said as one, with a stable code, not as the pool's "driver has already been destroyed". */
+  private assertOpen(method: string): void {
+    if (this.closed) throw new LisError('ERR_CLOSED', `ImageSys.${method}: ImageSys is closed; open() a new one`);
+  }
 
   /**
    * Connects to the configured server (the embedded one's address when no URL
@@ -107,17 +114,19 @@ export class ImageSys {
 
   /** What the search API shows for a live image, or null when it is not live (or unknown). */
   async getSearchApiDataForHash(hash: string, options: { country?: string } = {}): Promise<SearchApiImage | null> {
+    this.assertOpen('getSearchApiDataForHash');
     return (await this.getSearchApiDataForHashes([hash], options)).get(hash) ?? null;
   }
 
   /** The batch form: every hash asked for is in the map, null where not live. */
   async getSearchApiDataForHashes(hashes: string[], options: { country?: string } = {}): Promise<Map<string, SearchApiImage | null>> {
+    this.assertOpen('getSearchApiDataForHashes');
     requireArray('getSearchApiDataForHashes', 'hashes', hashes);
     if (typeof options !== 'object' || options === null) throw usage('getSearchApiDataForHashes', 'options must be an object such as { country: "uk" }');
     if (options.country !== undefined && typeof options.country !== 'string')
       throw usage('getSearchApiDataForHashes', `country must be a string such as 'uk', got ${shown(options.country)}`);
     for (const h of hashes) if (!isImageHash(h)) throw new UsageError(`not an image hash (32 lowercase hex digits): ${JSON.stringify(h)}`);
-    const country = options.country === undefined ? undefined : parseCountry(options.country, this.config);
+    const country = options.country === undefined ? undefined : parseCountry(options.country, this.config, 'ImageSys.getSearchApiDataForHashes: country');
     const result = new Map<string, SearchApiImage | null>(hashes.map((h) => [h, null]));
     if (hashes.length === 0) return result;
     // live_data: the version on every frontend; a row being reworked keeps answering with it (not one being purged).
@@ -136,6 +145,7 @@ export class ImageSys {
    * parser or the table refuses is `rejected` with its reason, alone.
    */
   async imagesForSiBuild(photoUrls: string[], options: { country: string; datasourceId: number }): Promise<SiImage[]> {
+    this.assertOpen('imagesForSiBuild');
     const { country, datasourceId } = listingOptions('imagesForSiBuild', options, this.config);
     const checked = requireArray('imagesForSiBuild', 'photoUrls', photoUrls).map((url) => ({
       url: url as string,
@@ -177,6 +187,7 @@ export class ImageSys {
 
   /** Queues URLs for one country and datasource (refreshing last_seen of known ones); bad URLs come back with the reason, each alone. */
   async enqueue(urls: string[], options: { country: string; datasourceId: number }): Promise<EnqueueResult> {
+    this.assertOpen('enqueue');
     const { country, datasourceId } = listingOptions('enqueue', options, this.config);
     const rejected: EnqueueResult['rejected'] = [];
     const good: string[] = [];
@@ -203,7 +214,10 @@ export class ImageSys {
     return outcome;
   }
 
+  /** Ends the connections. Once is enough: a second close() does nothing. */
   async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
     await this.db.destroy();
   }
 }

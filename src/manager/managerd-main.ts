@@ -124,7 +124,8 @@ export async function managerdMain(argv = process.argv): Promise<void> {
         for (const check of checks) ok = (await safeCheck(check, ctx)) && ok;
         return ok ? 0 : 1;
       }
-      await registerWorker(db, { id: workerId, component: 'managerd', host: config.host, pid: process.pid, country: country ?? null });
+      // /metrics first, as the daemons do: a port that cannot be bound must end the start before a workers row
+      // says "alive" (nothing would mark it stopped but the next stuck_jobs check).
       const exporter = await startInstanceExporter({
         config,
         db,
@@ -134,23 +135,31 @@ export async function managerdMain(argv = process.argv): Promise<void> {
         portFlag: metricsPort,
         extra: (registry) => registerManagerEventMetrics(registry, db!),
       });
-      const beat = setInterval(
-        () =>
-          void heartbeat(db!, workerId, { done: 0, failed: 0, holding: 0 }).then(
-            () => exporter?.observer.onHeartbeat(),
-            () => {},
-          ),
-        config.queue.heartbeatSeconds * 1000,
-      );
       try {
-        await serve(ctx, controller.signal, flags.config, signalReady);
+        await registerWorker(db, { id: workerId, component: 'managerd', host: config.host, pid: process.pid, country: country ?? null });
+        const beat = setInterval(
+          () =>
+            void heartbeat(db!, workerId, { done: 0, failed: 0, holding: 0 }).then(
+              () => exporter?.observer.onHeartbeat(),
+              () => {},
+            ),
+          config.queue.heartbeatSeconds * 1000,
+        );
+        try {
+          await serve(ctx, controller.signal, flags.config, signalReady);
+        } finally {
+          clearInterval(beat);
+          await markStopped(db, workerId).catch(() => {});
+        }
       } finally {
-        clearInterval(beat);
         await exporter?.close();
-        await markStopped(db, workerId).catch(() => {});
       }
       log.info('Exiting(time_to_die: 1)', { scope: 'Manager::main' });
       return 0;
+    } catch (error) {
+      // As the daemons do: a service logs to files only, so why it stopped must be there too, not only on stderr.
+      log.error(errorMessage(error), { scope: 'Manager::main' });
+      throw error;
     } finally {
       uninstall();
       await db?.destroy();

@@ -12,6 +12,23 @@ export function instanceMetricsPort(base: number | null | undefined, country: st
   return base + Math.max(0, countries.indexOf(country));
 }
 
+/** The highest port a TCP listener can have. */
+export const MAX_PORT = 65535;
+
+/**
+ * Pure: the base ports (`metrics.ports`) whose last country's instance would
+ * get a port past 65535, with that port. The last place is the highest, so
+ * it is the only one to check.
+ */
+export function metricsPortsPastRange(ports: Record<string, number | null>, countries: string[]): Array<{ component: string; country: string; port: number }> {
+  const last = countries.at(-1);
+  if (last === undefined) return [];
+  return Object.entries(ports).flatMap(([component, base]) => {
+    const port = instanceMetricsPort(base, last, countries);
+    return port !== null && port > MAX_PORT ? [{ component, country: last, port }] : [];
+  });
+}
+
 /** Where a daemon instance writes its metrics URL (so that a port picked at random can be found): `run/imagesys-downloadd.uk.metrics`. */
 export function metricsUrlFile(runDir: string, component: string, country: string | undefined): string {
   return path.join(runDir, `imagesys-${component}${country ? `.${country}` : ''}.metrics`);
