@@ -127,6 +127,15 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
     }
   });
 
+  it("names a dead worker's own log file and service (per component and country) in what to do", async () => {
+    await sql`INSERT INTO workers (id, component, host, pid, country) VALUES ('h3:30:ab', 'pusherd', 'h3', 30, 'de')`.execute(t.db);
+    await recordEvent(t.db, { check: 'stuck_jobs', subject: 'h3:30:ab', rows: 5, detail: 'released 5 rows held by h3:30:ab (pusherd), silent for 70s' });
+    assert.match(await check(configWith({})), /^alerts: 1 sent/);
+    const text = bodyOf(smtp.mails[0].raw);
+    assert.match(text, /var\/log\/pusherd\.de\.error\.log/);
+    assert.match(text, /servicectl start imagesys-pusherd --country de/);
+  });
+
   it('sends at most alerts.maxPerHour an hour; the rest wait', async () => {
     await troubles(t);
     const config = configWith({ maxPerHour: 2 });

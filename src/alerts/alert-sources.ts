@@ -48,15 +48,24 @@ async function frontendsDown(db: Db, minutes: number): Promise<Alert[]> {
   }));
 }
 
+/** Where a worker's errors are logged, and how to start it again (its log file and service are per component and country). */
+export function workerDiedAction(component: string | null, country: string | null): string {
+  const log = component ? `var/log/${component}${country ? `.${country}` : ''}.error.log` : 'var/log/<component>.<country>.error.log';
+  const start = component ? `servicectl start imagesys-${component}${country ? ` --country ${country}` : ''}` : 'servicectl start imagesys-<component>';
+  return `Read its log on that host (${log}), then start it again (${start}). Repeated deaths: out of memory (dmesg) or a crash to report.`;
+}
+
 async function workersDied(db: Db): Promise<Alert[]> {
-  const { rows } = await sql<{ id: string; subject: string | null; detail: string; at: Date }>`
-    SELECT id::text, subject, detail, at FROM manager_events WHERE check_name = 'stuck_jobs' AND at > ${LOOKBACK} ORDER BY id`.execute(db);
+  const { rows } = await sql<{ id: string; subject: string | null; detail: string; at: Date; component: string | null; country: string | null }>`
+    SELECT e.id::text, e.subject, e.detail, e.at, w.component, w.country
+      FROM manager_events e LEFT JOIN workers w ON w.id = e.subject
+     WHERE e.check_name = 'stuck_jobs' AND e.at > ${LOOKBACK} ORDER BY e.id`.execute(db);
   return rows.map((r) => ({
     kind: 'worker_died',
     key: `worker_died:${r.id}`,
     subject: `worker ${r.subject ?? '?'} died`,
     detail: `${r.detail} (at ${iso(r.at)}); its rows are back in the queue.`,
-    action: `Read its log on that host (var/log/<component>.error.log), then start it again (servicectl start <component>). Repeated deaths: out of memory (dmesg) or a crash to report.`,
+    action: workerDiedAction(r.component, r.country),
   }));
 }
 
