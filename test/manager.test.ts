@@ -214,7 +214,7 @@ describe('lis_managerd', () => {
     await sql`INSERT INTO live_images (country, datasource_id, image_url, stage, attempts, same_error_count, last_error_class)
               VALUES ('uk', 1, 'http://x.com/waits-for-n3.jpg', 'push', 40, 40, 'frontend_down')`.execute(t.db);
     const result = await parkBadRetryJobs(t.db, { maxAttempts: 6, sameReasonLimit: 4 });
-    assert.deepEqual(result, { outOfAttempts: 2, sameReason: 2, originalMissing: 2 });
+    assert.deepEqual(result, { outOfAttempts: 2, sameReason: 2, originalMissing: 2, thumbnailsMissing: 0 });
     await sql`DELETE FROM live_images WHERE stage = 'push' AND state = 'waiting'`.execute(t.db).then((r) => assert.equal(Number(r.numAffectedRows), 1));
     assert.deepEqual(await countBy(t.db), { 'download/failed': 4, 'download/waiting': 2 });
     const run = spawnTs('bin/lis', ['--config', t.writeConfig(), 'retry', '--country', 'uk', '--reason', 'timeout']);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
+import { sql } from 'kysely';
 import { addFrontend } from '../src/push/frontend-registry.ts';
 import { countBy } from './helpers/rows.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
@@ -54,6 +55,44 @@ describe('lis_pusherd and lis frontend (real processes)', function () {
     const list = await lis(config, 'frontend', 'list');
     assert.match(list, new RegExp(`^n1\tyes\t0\t0\t\\d{4}-.*\t${daemons[0].url('live').replace(/[/.]/g, '\\$&')}$`, 'm'));
     assert.match(list, /^local\tyes\t0\t0\t/m);
+  });
+
+  it("a row whose thumbnails are not in the store, or not listed, is given back uncharged, and lis_managerd's bad_retry_jobs sends it back to thumbnail", async () => {
+    const config = t.writeConfig();
+    await addFrontend(t.db, 'n1', daemons[0].url('live'));
+    const files = await insertPushRows(t.db, t.config, 'uk', 3);
+    const { rows: ids } = await sql<{ id: string; image_hash: string }>`SELECT id, image_hash FROM live_images ORDER BY id`.execute(t.db);
+    // The first lists no files; the second's small thumbnail is gone from the store; the third is whole.
+    await sql`UPDATE live_images SET image_data = '{}'::jsonb WHERE id = ${ids[0].id}`.execute(t.db);
+    fs.rmSync(
+      path.join(
+        t.config.stores.thumbnails,
+        files.find((f) => f.includes(ids[1].image_hash))!,
+      ),
+    );
+    const push = spawnTs('bin/lis_pusherd', ['--country', 'uk', '--config', config]);
+    assert.equal((await push.exited).code, 0, push.output());
+    const after = async () =>
+      (
+        await sql<{ stage: string; state: string; attempts: number; last_error_class: string | null }>`
+          SELECT stage, state, attempts, last_error_class FROM live_images ORDER BY id`.execute(t.db)
+      ).rows.map((r) => [r.stage, r.state, r.attempts, r.last_error_class]);
+    assert.deepEqual(await after(), [
+      ['push', 'waiting', 0, 'no_thumbnails'],
+      ['push', 'waiting', 0, 'thumbnail_missing'],
+      ['live', 'done', 0, null],
+    ]);
+    const check = spawnTs('bin/lis_managerd', ['--config', config, '--check', 'bad_retry_jobs']);
+    assert.equal((await check.exited).code, 0, check.output());
+    assert.match(check.output(), /2 with thumbnails missing from the store sent back to thumbnail/);
+    assert.deepEqual(await after(), [
+      ['thumbnail', 'waiting', 0, 'no_thumbnails'],
+      ['thumbnail', 'waiting', 0, 'thumbnail_missing'],
+      ['live', 'done', 0, null],
+    ]);
+    // Listed for the thumbnail stage's claims, now.
+    const { rows: listed } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM claimable_rows WHERE stage = 'thumbnail'`.execute(t.db);
+    assert.equal(listed[0].n, 2);
   });
 
   it('in service mode a frontend added while it runs is backfilled, and it stops cleanly on SIGTERM', async () => {

@@ -15,15 +15,33 @@ export interface BadRetryResult {
   outOfAttempts: number;
   sameReason: number;
   originalMissing: number;
+  thumbnailsMissing: number;
 }
+
+/**
+ * Push failures that pushing again cannot mend: a thumbnail not in the store, or image_data listing no
+ * files or bad paths. Our fault (given back uncharged), but the pusher would retry them every
+ * queue.oursRetrySeconds for ever; the thumbnail stage makes the files (and the record) again.
+ */
+export const REMAKE_THUMBNAIL_CLASSES = ['thumbnail_missing', 'no_thumbnails', 'bad_image_data'] as const;
 
 /**
  * Parks as failed the waiting rows that have used up their attempts (say,
  * after queue.maxAttempts was lowered) or that failed `sameReasonLimit`
- * times in a row with the same reason; and sends rows whose original has
- * vanished from the store back to download, since thumbnailing cannot help.
+ * times in a row with the same reason; sends rows whose original has
+ * vanished from the store back to download, since thumbnailing cannot help;
+ * and push rows whose thumbnails are missing or unlisted back to thumbnail.
  */
 export async function parkBadRetryJobs(db: Db, options: { maxAttempts: number; sameReasonLimit: number; country?: string }): Promise<BadRetryResult> {
+  // First: such a row is to be made again, not parked.
+  const thumbnailsMissing = await sendBackRows(db, {
+    where: sql`li.stage = 'push' AND li.state IN ('waiting', 'failed') AND li.locked_by IS NULL
+               AND li.last_error_class = ANY(${[...REMAKE_THUMBNAIL_CLASSES]}::text[])
+               AND ${options.country === undefined ? sql`true` : sql`li.country = ${options.country}`}`,
+    to: 'thumbnail',
+    reason: sql`li.last_error`,
+    errorClass: sql`li.last_error_class`,
+  });
   const except = FRONTEND_ERROR_CLASSES;
   const outOfAttempts = await giveUpRows(db, { country: options.country, minAttempts: options.maxAttempts, exceptErrorClasses: except });
   const sameReason = await giveUpRows(db, { country: options.country, minSameErrors: options.sameReasonLimit, exceptErrorClasses: except });
@@ -34,20 +52,18 @@ export async function parkBadRetryJobs(db: Db, options: { maxAttempts: number; s
     reason: sql`li.last_error`,
     errorClass: sql`li.last_error_class`,
   });
-  const result = {
-    outOfAttempts,
-    sameReason,
-    originalMissing,
-  };
-  if (result.outOfAttempts + result.sameReason + result.originalMissing > 0) {
-    await recordEvent(db, {
-      check: 'bad_retry_jobs',
-      country: options.country,
-      rows: result.outOfAttempts + result.sameReason + result.originalMissing,
-      detail: `failed ${result.outOfAttempts} out of attempts, ${result.sameReason} failing the same way; ${result.originalMissing} with a lost original sent back to download`,
-    });
-  }
+  const result = { outOfAttempts, sameReason, originalMissing, thumbnailsMissing };
+  const rows = outOfAttempts + sameReason + originalMissing + thumbnailsMissing;
+  if (rows > 0) await recordEvent(db, { check: 'bad_retry_jobs', country: options.country, rows, detail: describeBadRetry(result) });
   return result;
+}
+
+/** One line for the log and the manager's events. */
+export function describeBadRetry(r: BadRetryResult): string {
+  return (
+    `${r.outOfAttempts} out of attempts and ${r.sameReason} failing the same way parked as failed; ` +
+    `${r.originalMissing} with a lost original sent back to download; ${r.thumbnailsMissing} with thumbnails missing from the store sent back to thumbnail`
+  );
 }
 
 /** `lis retry`: failed rows back to waiting, attempts reset. Returns how many. */

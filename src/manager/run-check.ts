@@ -3,7 +3,7 @@ import type { LisConfig } from '../config/config-schema.ts';
 import type { Db } from '../db/connect.ts';
 import type { Logger } from '../log/create-logger.ts';
 import { listMissingClaimable } from '../queue/claimable-rows.ts';
-import { parkBadRetryJobs } from './bad-retry-jobs.ts';
+import { describeBadRetry, parkBadRetryJobs } from './bad-retry-jobs.ts';
 import { disableBadDatasources } from './bad-datasources.ts';
 import { recordEvent } from './manager-events.ts';
 import { runAlerts } from './alerts-check.ts';
@@ -39,8 +39,8 @@ export async function runCheck(check: Check, ctx: CheckContext): Promise<string>
     }
     case 'bad_retry_jobs': {
       const r = await parkBadRetryJobs(db, { maxAttempts: config.queue.maxAttempts, sameReasonLimit: config.manager.sameReasonLimit, country });
-      const summary = `bad_retry_jobs: ${r.outOfAttempts} out of attempts and ${r.sameReason} failing the same way parked as failed; ${r.originalMissing} with a lost original sent back to download`;
-      if (r.outOfAttempts + r.sameReason + r.originalMissing > 0) log.warn(summary, scope);
+      const summary = `bad_retry_jobs: ${describeBadRetry(r)}`;
+      if (r.outOfAttempts + r.sameReason + r.originalMissing + r.thumbnailsMissing > 0) log.warn(summary, scope);
       return summary;
     }
     case 'bad_datasources': {

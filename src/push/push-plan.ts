@@ -26,7 +26,8 @@ const RELATIVE_FILE = /^(?!\/)(?!.*(?:^|\/)\.\.?(?:\/|$))[^\0\n\r]+$/;
 
 /**
  * Pure: the files of each claimed row, or why it cannot be pushed at all
- * (`no_thumbnails`, `bad_image_data`: permanent; a person or lis_thumbnaild must fix the row).
+ * (`no_thumbnails`, `bad_image_data`: pushing again cannot help; the row is given back uncharged and
+ * lis_managerd's bad_retry_jobs sends it back to thumbnail, see REMAKE_THUMBNAIL_CLASSES).
  */
 export function prepareRows(rows: ClaimedRow[], country: string): { rows: PushRow[]; rejected: RowResult[] } {
   const ready: PushRow[] = [];
