@@ -57,6 +57,16 @@ describe('lis_pusherd and lis frontend (real processes)', function () {
     assert.match(list, /^local\tyes\t0\t0\t/m);
   });
 
+  it('lis frontend add refuses a target that does not parse as a usage error (exit 2), before connecting', async () => {
+    // A database nobody listens on: reaching for it would fail with exit 1 and "cannot connect".
+    const config = t.writeConfig({ database: { url: 'postgres://nobody@127.0.0.1:1/none' } });
+    for (const target of ['../../etc', 'not a target']) {
+      const run = spawnTs('bin/lis', ['--config', config, 'frontend', 'add', 'n4', target], { LIS_DATABASE_URL: '' });
+      assert.equal((await run.exited).code, 2, run.output());
+      assert.match(run.output(), new RegExp(`^error: frontend target "${target.replace(/\./g, '\\.')}": `, 'm'));
+    }
+  });
+
   it("a row whose thumbnails are not in the store, or not listed, is given back uncharged, and lis_managerd's bad_retry_jobs sends it back to thumbnail", async () => {
     const config = t.writeConfig();
     await addFrontend(t.db, 'n1', daemons[0].url('live'));

@@ -4,12 +4,15 @@ import { loadConfig } from '../config/load-config.ts';
 import { openDatabase, type Db } from '../db/connect.ts';
 import { addFrontend, listFrontends, removeFrontend, setFrontendEnabled } from '../push/frontend-registry.ts';
 import { frontendLag } from '../push/frontend-lag.ts';
-import { normaliseTarget } from '../push/frontend-target.ts';
+import { UsageError } from '../errors.ts';
+import { FrontendTargetError, normaliseTarget } from '../push/frontend-target.ts';
 import { runCommand } from './exit-on-error.ts';
 import { configFileOf } from './global-options.ts';
 
-async function withDb(command: Command, fn: (db: Db) => Promise<number | void>): Promise<void> {
+/** Runs `fn` on the config's database; `checkFirst` judges the arguments before anything is opened. */
+async function withDb(command: Command, fn: (db: Db) => Promise<number | void>, checkFirst?: () => void): Promise<void> {
   await runCommand(async () => {
+    checkFirst?.();
     const config = loadConfig({ file: configFileOf(command) });
     const db = await openDatabase(config);
     try {
@@ -31,11 +34,15 @@ export function addFrontendCommand(program: Command): void {
     .argument('<target>', 'where its thumbnail root is')
     .option('--disabled', 'add it disabled (enable it later to backfill it)')
     .action((name: string, target: string, opts: { disabled?: boolean }, command: Command) =>
-      withDb(command, async (db) => {
-        const normalised = normaliseTarget(target);
-        await addFrontend(db, name, normalised, !opts.disabled);
-        console.log(`frontend ${name} added (${normalised})${opts.disabled ? ', disabled' : ': lis_pusherd backfills it with everything live'}`);
-      }),
+      withDb(
+        command,
+        async (db) => {
+          const normalised = normaliseTarget(target);
+          await addFrontend(db, name, normalised, !opts.disabled);
+          console.log(`frontend ${name} added (${normalised})${opts.disabled ? ', disabled' : ': lis_pusherd backfills it with everything live'}`);
+        },
+        () => targetArgument(target),
+      ),
     );
 
   frontend
@@ -94,4 +101,14 @@ export function addFrontendCommand(program: Command): void {
         console.log(`frontend ${name} removed`);
       }),
     );
+}
+
+/** A target typed on the command line that does not parse is a usage error (exit 2, as every wrong argument), said before connecting. */
+function targetArgument(target: string): void {
+  try {
+    normaliseTarget(target);
+  } catch (error) {
+    if (error instanceof FrontendTargetError) throw new UsageError(error.message);
+    throw error;
+  }
 }
