@@ -38,6 +38,9 @@ describe('lis_imaged: pure parts', () => {
     assert.equal(refused(`/uk/01/23/${HASH}_small.v02.jpg`), 404);
     assert.equal(refused(`/uk/01/24/${HASH}_small.jpg`), 404);
     assert.equal(refused('/other/small/a.jpg'), 404);
+    // Names of Object.prototype's members that fit the preset pattern are no presets.
+    assert.equal(refused(`/uk/01/23/${HASH}_constructor.jpg`), 404);
+    assert.equal(refused('/photos/constructor/a.jpg'), 404);
     assert.equal(refused('/photos/small'), 400);
   });
 

@@ -207,6 +207,18 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     assert.equal(origin.hits.size, 0, 'no refused request reached the origin');
   });
 
+  it("makes nothing for a preset name that is a member of Object's prototype (`_constructor.jpg`)", async () => {
+    const server = await setup();
+    const row = await insertLiveRow(t.db, t.config, 'http://example.invalid/proto.jpg', original, ['small']);
+    const res = await rawGet(server.url, row.pathOf('constructor'));
+    assert.equal(res.status, 404, res.body.toString());
+    assert.equal(fs.existsSync(thumbnailStorePath(t.config, row.pathOf('constructor').slice(1))), false, 'no file in the store');
+    const after = await t.db.selectFrom('live_images').select(['image_data', 'live_data']).where('id', '=', row.id).executeTakeFirstOrThrow();
+    assert.deepEqual(Object.keys((after.image_data as { presets: object }).presets), ['small']);
+    assert.deepEqual(Object.keys((after.live_data as { presets: object }).presets), ['small']);
+    assert.equal(server.service.generations, 0);
+  });
+
   it('answers 503 with Retry-After past its bound on generations and waiting requests', async () => {
     const server = await setup({
       maxGenerations: 1,
