@@ -123,6 +123,19 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     assert.equal((await rawGet(server.url, versioned.replace('.v2.', '.v3.'))).status, 404);
   });
 
+  it('a queued row asked for a version its thumbnailing does not make: 404 (as for a thumbnailed row), not 503', async () => {
+    const server = await setup();
+    const row = await insertQueuedRow(t.db, origin.url('/photo.jpg'));
+    const v2 = row.pathOf('small').replace('_small.jpg', '_small.v2.jpg');
+    const res = await rawGet(server.url, v2);
+    assert.equal(res.status, 404, res.body.toString());
+    // Its stages were worked all the same: the row is thumbnailed (version 1) and the retry gives the same answer.
+    const after = await t.db.selectFrom('live_images').select(['stage', 'state']).where('id', '=', row.id).executeTakeFirstOrThrow();
+    assert.deepEqual([after.stage, after.state], ['push', 'waiting']);
+    assert.equal((await rawGet(server.url, v2)).status, 404);
+    assert.equal((await rawGet(server.url, row.pathOf('small'))).headers['x-imaged'], 'store');
+  });
+
   it('serves WebP and AVIF twins by extension when they are switched on', async () => {
     const server = await setup({}, { thumbnail: { presets: PRESETS, twins: { webp: true, avif: true } } });
     const row = await insertLiveRow(t.db, t.config, 'http://example.invalid/tw.jpg', original, []);

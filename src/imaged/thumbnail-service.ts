@@ -118,13 +118,18 @@ export class ThumbnailService {
       if (outcome.claimed && !outcome.result.ok)
         throw new NotMadeError(404, `${outcome.stage}: ${outcome.result.failure.errorClass}: ${outcome.result.failure.reason}`);
       const ours = outcome.claimed && outcome.stage === 'thumbnail';
-      if (ours) {
-        this.generations++;
-        log.info(`${label}: made by working the queued row's stages`, { scope: 'Imaged::make' });
-      }
+      if (ours) this.generations++;
       // Not ours (a daemon holds the row, or took it between two stages): its file once it has one.
       const made = (await this.fromStore(name, 'jpg')) ?? (await this.waitForDaemon(row.id, name, timeoutMs - (Date.now() - started), signal));
-      if (!made) throw new NotMadeError(503, 'the image is being worked by a daemon, or its files are under another name; try again shortly');
+      if (!made) {
+        // Thumbnailed now, but not under this name: a version the row does not have (`.v2` of a new row) is 404 as
+        // for any row past thumbnailing (above); a 503 would only send the client back for the same 404.
+        const now = await readRow(trx, country, hash);
+        if ((now?.stage === 'push' || now?.stage === 'live') && name.version !== now.version && name.version !== now.live_version)
+          throw new NotMadeError(404, `no version ${name.version} of this image`);
+        throw new NotMadeError(503, 'the image is being worked by a daemon, or its files are under another name; try again shortly');
+      }
+      if (ours) log.info(`${label}: made by working the queued row's stages`, { scope: 'Imaged::make' });
       return { picture: made, source: ours ? ('made' as const) : ('waited' as const) };
     });
   }
