@@ -123,6 +123,18 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     assert.equal((await rawGet(server.url, versioned.replace('.v2.', '.v3.'))).status, 404);
   });
 
+  it('a queued row whose download fails for now (refused connection; retried later) is 502 with the error, not 404; one that fails for good is 404', async () => {
+    const server = await setup();
+    const refused = await insertQueuedRow(t.db, 'http://127.0.0.1:1/refused.jpg');
+    const res = await rawGet(server.url, refused.pathOf('small'));
+    assert.equal(res.status, 502, res.body.toString());
+    assert.match(res.body.toString(), /connection/);
+    const after = await t.db.selectFrom('live_images').select(['stage', 'state']).where('id', '=', refused.id).executeTakeFirstOrThrow();
+    assert.deepEqual([after.stage, after.state], ['download', 'waiting'], 'the daemons retry it');
+    const missing = await insertQueuedRow(t.db, origin.url('/missing.jpg'));
+    assert.equal((await rawGet(server.url, missing.pathOf('small'))).status, 404);
+  });
+
   it('a queued row asked for a version its thumbnailing does not make: 404 (as for a thumbnailed row), not 503', async () => {
     const server = await setup();
     const row = await insertQueuedRow(t.db, origin.url('/photo.jpg'));
