@@ -38,6 +38,9 @@ describe('lis_imaged: pure parts', () => {
     assert.equal(refused(`/uk/01/23/${HASH}_small.v02.jpg`), 404);
     assert.equal(refused(`/uk/01/24/${HASH}_small.jpg`), 404);
     assert.equal(refused('/other/small/a.jpg'), 404);
+    // Names of Object.prototype's members that fit the preset pattern are no presets.
+    assert.equal(refused(`/uk/01/23/${HASH}_constructor.jpg`), 404);
+    assert.equal(refused('/photos/constructor/a.jpg'), 404);
     assert.equal(refused('/photos/small'), 400);
   });
 
@@ -70,6 +73,11 @@ describe('lis_imaged: pure parts', () => {
     assert.equal(notModified({ 'if-none-match': '"x"', 'if-modified-since': 'Sun, 29 Nov 2026 10:00:00 GMT' }, etag, picture.mtime), false);
     assert.equal(notModified({ 'if-modified-since': 'Sun, 29 Nov 2026 10:00:00 GMT' }, etag, picture.mtime), true);
     assert.equal(notModified({ 'if-modified-since': 'Sun, 29 Nov 2026 09:59:59 GMT' }, etag, picture.mtime), false);
+    // RFC 9110's obsolete forms count; anything that is no HTTP-date is ignored (Date.parse would take these as 2099 and 3000).
+    assert.equal(notModified({ 'if-modified-since': 'Sunday, 29-Nov-26 10:00:00 GMT' }, etag, picture.mtime), true);
+    assert.equal(notModified({ 'if-modified-since': 'Sun Nov 29 10:00:00 2026' }, etag, picture.mtime), true);
+    assert.equal(notModified({ 'if-modified-since': '2099' }, etag, picture.mtime), false);
+    assert.equal(notModified({ 'if-modified-since': '1 Jan 3000' }, etag, picture.mtime), false);
   });
 
   it('the gate runs one make per key, bounds runs and waiters, and refuses beyond', async () => {

@@ -4,11 +4,14 @@ import path from 'node:path';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import sharp from 'sharp';
 import type { LisConfigInput } from '../src/config/config-schema.ts';
+import { sql } from 'kysely';
 import { lis_hash_for_url } from '../src/hash/image-hash.ts';
+import { lockImageRow } from '../src/imaged/image-row.ts';
 import { thumbnailRelativePath, thumbnailStorePath } from '../src/store/store-layout.ts';
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
 import { insertLiveRow, insertQueuedRow, rawGet, startImagedInProcess } from './helpers/imaged-in-process.ts';
 import { OriginServer, photoJpeg, s3Credentials, startS3rver } from './helpers/imaged-fixtures.ts';
+import { waitFor } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
 const PRESETS = {
@@ -120,6 +123,31 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     assert.equal((await rawGet(server.url, versioned.replace('.v2.', '.v3.'))).status, 404);
   });
 
+  it('a queued row whose download fails for now (refused connection; retried later) is 502 with the error, not 404; one that fails for good is 404', async () => {
+    const server = await setup();
+    const refused = await insertQueuedRow(t.db, 'http://127.0.0.1:1/refused.jpg');
+    const res = await rawGet(server.url, refused.pathOf('small'));
+    assert.equal(res.status, 502, res.body.toString());
+    assert.match(res.body.toString(), /connection/);
+    const after = await t.db.selectFrom('live_images').select(['stage', 'state']).where('id', '=', refused.id).executeTakeFirstOrThrow();
+    assert.deepEqual([after.stage, after.state], ['download', 'waiting'], 'the daemons retry it');
+    const missing = await insertQueuedRow(t.db, origin.url('/missing.jpg'));
+    assert.equal((await rawGet(server.url, missing.pathOf('small'))).status, 404);
+  });
+
+  it('a queued row asked for a version its thumbnailing does not make: 404 (as for a thumbnailed row), not 503', async () => {
+    const server = await setup();
+    const row = await insertQueuedRow(t.db, origin.url('/photo.jpg'));
+    const v2 = row.pathOf('small').replace('_small.jpg', '_small.v2.jpg');
+    const res = await rawGet(server.url, v2);
+    assert.equal(res.status, 404, res.body.toString());
+    // Its stages were worked all the same: the row is thumbnailed (version 1) and the retry gives the same answer.
+    const after = await t.db.selectFrom('live_images').select(['stage', 'state']).where('id', '=', row.id).executeTakeFirstOrThrow();
+    assert.deepEqual([after.stage, after.state], ['push', 'waiting']);
+    assert.equal((await rawGet(server.url, v2)).status, 404);
+    assert.equal((await rawGet(server.url, row.pathOf('small'))).headers['x-imaged'], 'store');
+  });
+
   it('serves WebP and AVIF twins by extension when they are switched on', async () => {
     const server = await setup({}, { thumbnail: { presets: PRESETS, twins: { webp: true, avif: true } } });
     const row = await insertLiveRow(t.db, t.config, 'http://example.invalid/tw.jpg', original, []);
@@ -205,6 +233,58 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     for (const [p, status] of cases) assert.equal((await rawGet(server.url, p)).status, status, p);
     assert.equal((await rawGet(server.url, '/web/small/photo.jpg', { method: 'POST' })).status, 405);
     assert.equal(origin.hits.size, 0, 'no refused request reached the origin');
+  });
+
+  it("makes nothing for a preset name that is a member of Object's prototype (`_constructor.jpg`)", async () => {
+    const server = await setup();
+    const row = await insertLiveRow(t.db, t.config, 'http://example.invalid/proto.jpg', original, ['small']);
+    const res = await rawGet(server.url, row.pathOf('constructor'));
+    assert.equal(res.status, 404, res.body.toString());
+    assert.equal(fs.existsSync(thumbnailStorePath(t.config, row.pathOf('constructor').slice(1))), false, 'no file in the store');
+    const after = await t.db.selectFrom('live_images').select(['image_data', 'live_data']).where('id', '=', row.id).executeTakeFirstOrThrow();
+    assert.deepEqual(Object.keys((after.image_data as { presets: object }).presets), ['small']);
+    assert.deepEqual(Object.keys((after.live_data as { presets: object }).presets), ['small']);
+    assert.equal(server.service.generations, 0);
+  });
+
+  it("answers 503, not 500, to a request that joined a generation whose wait for the image's lock ran out", async () => {
+    const server = await setup({ timeoutSeconds: 1, retryAfterSeconds: 3 });
+    const row = await insertLiveRow(t.db, t.config, 'http://example.invalid/locked.jpg', original, ['small']);
+    // Another process's generation of this image: its advisory lock, held by a transaction of ours until released.
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let locked!: () => void;
+    const isLocked = new Promise<void>((resolve) => (locked = resolve));
+    const holder = t.db.transaction().execute(async (trx) => {
+      await lockImageRow(trx, 'uk', row.hash, { preset: 'small', version: 1 }, 1000);
+      locked();
+      await released;
+    });
+    closers.push(async () => {
+      release();
+      await holder;
+    });
+    await isLocked;
+    const first = rawGet(server.url, row.pathOf('medium'));
+    // Its generation waits for the lock: a request joining it now starts its own clock after that wait began,
+    // so the wait's lock_timeout reaches it before its own deadline does.
+    await waitFor(
+      async () =>
+        (
+          await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_locks
+             WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`.execute(t.db)
+        ).rows[0].n > 0,
+      10_000,
+      'the generation to wait for the lock',
+    );
+    const joined = await rawGet(server.url, row.pathOf('medium'));
+    assert.equal(joined.status, 503, joined.body.toString());
+    assert.equal(joined.headers['retry-after'], '3');
+    assert.equal((await first).status, 503);
+    release();
+    await holder;
+    // The lock free again, the thumbnail is made.
+    assert.equal((await rawGet(server.url, row.pathOf('medium'))).status, 200);
   });
 
   it('answers 503 with Retry-After past its bound on generations and waiting requests', async () => {

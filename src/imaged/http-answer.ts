@@ -20,9 +20,18 @@ export function notModified(headers: http.IncomingHttpHeaders, etag: string, mti
   if (inm !== undefined) return inm.split(',').some((t) => t.trim().replace(/^W\//, '') === etag || t.trim() === '*');
   const ims = headers['if-modified-since'];
   if (ims === undefined) return false;
-  const since = Date.parse(ims);
+  // Only an HTTP-date counts (RFC 9110 says to ignore anything else): Date.parse alone takes `2099` or `1 Jan 3000`
+  // as dates, and would answer 304 for a file the client never had.
+  const value = ims.trim();
+  if (!HTTP_DATE.test(value)) return false;
+  // asctime carries no zone, and Date.parse would read it as local time: it is GMT.
+  const since = Date.parse(value.endsWith(' GMT') ? value : `${value} GMT`);
   return !Number.isNaN(since) && Math.floor(mtime.getTime() / 1000) * 1000 <= since;
 }
+
+/** RFC 9110's three forms: IMF-fixdate, obsolete RFC 850, asctime. */
+const HTTP_DATE =
+  /^(?:[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT|[A-Z][a-z]{5,8}, \d{2}-[A-Z][a-z]{2}-\d{2} \d{2}:\d{2}:\d{2} GMT|[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2} \d{4})$/;
 
 /** 200 (or 304, or headers only for HEAD) with the validators and caching a thumbnail gets. */
 export function sendPicture(req: http.IncomingMessage, res: http.ServerResponse, picture: Picture, cacheControl: string, source: string): void {

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
+import { NotMadeError } from './make-preset.ts';
 
 /** What lis_imaged needs of an image's row to decide how to make a thumbnail of it. */
 export interface RowState {
@@ -22,6 +23,8 @@ export interface RowState {
 
 /** Advisory-lock namespace of lis_imaged: one generation per image across processes and hosts. */
 const LOCK_NAMESPACE = 0x696d6764;
+/** PostgreSQL's SQLSTATE when lock_timeout ends a wait. */
+const LOCK_NOT_AVAILABLE = '55P03';
 
 /** What is asked for of an image: a preset at a version (a thumbnail's name), or nothing in particular. */
 export interface Wanted {
@@ -61,6 +64,14 @@ export async function lockImageRow(trx: Db, country: string, hash: string, wante
            (SELECT to_jsonb(r) FROM (${rowSelect(country, hash, wanted)}) r) AS row`.execute(trx);
   if (rows[0].locked) return rows[0].row;
   // One round trip: the wait for the lock is bounded by lock_timeout, set first in the same statement.
-  await sql`SELECT set_config('lock_timeout', ${`${timeoutMs}ms`}, true), pg_advisory_xact_lock(${LOCK_NAMESPACE}::int, hashtext(${key}))`.execute(trx);
+  try {
+    await sql`SELECT set_config('lock_timeout', ${`${timeoutMs}ms`}, true), pg_advisory_xact_lock(${LOCK_NAMESPACE}::int, hashtext(${key}))`.execute(trx);
+  } catch (error) {
+    // lock_not_available: the other generation outlasted our wait. Busy, not a bug: requests that joined this
+    // generation after it began waiting are still within their own time, and get this answer (503, Retry-After).
+    if ((error as { code?: unknown }).code === LOCK_NOT_AVAILABLE)
+      throw new NotMadeError(503, `another generation of this image held it for over ${timeoutMs} ms; try again shortly`);
+    throw error;
+  }
   return readRow(trx, country, hash, wanted);
 }

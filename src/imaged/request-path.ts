@@ -39,7 +39,9 @@ export function parseRequestPath(rawPath: string, presets: Record<string, Preset
     const [, country, aa, bb, hash, preset, version, ext] = t;
     if (hash.slice(0, 2) !== aa || hash.slice(2, 4) !== bb) return { kind: 'refused', status: 404, reason: 'the folders do not match the hash' };
     if (!EXTENSIONS.has(ext)) return { kind: 'refused', status: 404, reason: `no thumbnails in .${ext}` };
-    if (!presets[preset]) return { kind: 'refused', status: 404, reason: `no preset ${preset}` };
+    // Own keys only: `constructor` fits the name pattern and `presets.constructor` is Object's, so a plain lookup would
+    // take it for a preset and make (and record, and push) `<hash>_constructor.jpg` of any live image.
+    if (!Object.hasOwn(presets, preset)) return { kind: 'refused', status: 404, reason: `no preset ${preset}` };
     return { kind: 'thumbnail', country, hash, preset, ext: ext as 'jpg' | 'webp' | 'avif', version: version ? Number(version) : 1 };
   }
   const parts = decoded.split('/').slice(1);

@@ -115,16 +115,20 @@ export class ThumbnailService {
       if (row.state === 'failed' || row.state === 'parked')
         throw new NotMadeError(404, `the image ${row.state === 'failed' ? 'failed' : 'is parked'} in stage ${row.stage}`);
       const outcome = await runRowStages(this.runner, row.id, signal);
-      if (outcome.claimed && !outcome.result.ok)
-        throw new NotMadeError(404, `${outcome.stage}: ${outcome.result.failure.errorClass}: ${outcome.result.failure.reason}`);
+      if (outcome.claimed && !outcome.result.ok) throw await this.stageFailed(trx, country, hash, outcome.stage, outcome.result.failure);
       const ours = outcome.claimed && outcome.stage === 'thumbnail';
-      if (ours) {
-        this.generations++;
-        log.info(`${label}: made by working the queued row's stages`, { scope: 'Imaged::make' });
-      }
+      if (ours) this.generations++;
       // Not ours (a daemon holds the row, or took it between two stages): its file once it has one.
       const made = (await this.fromStore(name, 'jpg')) ?? (await this.waitForDaemon(row.id, name, timeoutMs - (Date.now() - started), signal));
-      if (!made) throw new NotMadeError(503, 'the image is being worked by a daemon, or its files are under another name; try again shortly');
+      if (!made) {
+        // Thumbnailed now, but not under this name: a version the row does not have (`.v2` of a new row) is 404 as
+        // for any row past thumbnailing (above); a 503 would only send the client back for the same 404.
+        const now = await readRow(trx, country, hash);
+        if ((now?.stage === 'push' || now?.stage === 'live') && name.version !== now.version && name.version !== now.live_version)
+          throw new NotMadeError(404, `no version ${name.version} of this image`);
+        throw new NotMadeError(503, 'the image is being worked by a daemon, or its files are under another name; try again shortly');
+      }
+      if (ours) log.info(`${label}: made by working the queued row's stages`, { scope: 'Imaged::make' });
       return { picture: made, source: ours ? ('made' as const) : ('waited' as const) };
     });
   }
@@ -142,8 +146,7 @@ export class ThumbnailService {
         // Given back (or between two stages) and due: work it here after all; not due: nobody is making it.
         if (row.next_attempt_at.getTime() > Date.now() + 1000) return null;
         const outcome = await runRowStages(this.runner, id, signal);
-        if (outcome.claimed && !outcome.result.ok)
-          throw new NotMadeError(404, `${outcome.stage}: ${outcome.result.failure.errorClass}: ${outcome.result.failure.reason}`);
+        if (outcome.claimed && !outcome.result.ok) throw await this.stageFailed(this.db, country, hash, outcome.stage, outcome.result.failure);
         // Not claimable here either (its files are on another host): that host's daemon will make it.
         if (!outcome.claimed) return null;
         if (outcome.stage === 'thumbnail') {
@@ -155,6 +158,17 @@ export class ThumbnailService {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     return null;
+  }
+
+  /**
+   * The answer to a stage of ours that failed: 404 when the row failed for good (no such image to give); when
+   * failRows left it waiting for a retry (a timeout, a refused connection, a 5xx), the daemons will make it after its
+   * backoff, so this is the source's passing fault, 502 with its error (as for a lost original), or 503 past download.
+   */
+  private async stageFailed(db: Db, country: string, hash: string, stage: string, failure: { errorClass: string; reason: string }): Promise<NotMadeError> {
+    const row = await readRow(db, country, hash);
+    const status = row?.state !== 'waiting' ? 404 : stage === 'download' ? 502 : 503;
+    return new NotMadeError(status, `${stage}: ${failure.errorClass}: ${failure.reason}${status === 404 ? '' : ' (to be retried)'}`);
   }
 
   /**
