@@ -139,7 +139,7 @@ describe('lis_pusherd and lis frontend (real processes)', function () {
   it('lis frontend refuses bad targets and unknown names', async () => {
     const config = t.writeConfig();
     const bad = spawnTs('bin/lis', ['--config', config, 'frontend', 'add', 'n1', 'http://n1/thumbs']);
-    assert.equal((await bad.exited).code, 1);
+    assert.equal((await bad.exited).code, 2, 'a usage error');
     assert.match(bad.output(), /frontend target "http:\/\/n1\/thumbs": neither an absolute local path/);
     const unknown = spawnTs('bin/lis', ['--config', config, 'frontend', 'enable', 'n9']);
     assert.equal((await unknown.exited).code, 1);
