@@ -7,6 +7,7 @@ import type { LisConfigInput } from '../src/config/config-schema.ts';
 import { sql } from 'kysely';
 import { lis_hash_for_url } from '../src/hash/image-hash.ts';
 import { lockImageRow } from '../src/imaged/image-row.ts';
+import { upsertUrls } from '../src/intake/upsert-urls.ts';
 import { thumbnailRelativePath, thumbnailStorePath } from '../src/store/store-layout.ts';
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
 import { insertLiveRow, insertQueuedRow, rawGet, startImagedInProcess } from './helpers/imaged-in-process.ts';
@@ -233,6 +234,61 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     for (const [p, status] of cases) assert.equal((await rawGet(server.url, p)).status, status, p);
     assert.equal((await rawGet(server.url, '/web/small/photo.jpg', { method: 'POST' })).status, 405);
     assert.equal(origin.hits.size, 0, 'no refused request reached the origin');
+  });
+
+  it('an origin key the origin lacks leaves no row behind (one request or many at once); a passing failure, a row the ETL enqueued before or during the request, are kept', async () => {
+    const server = await setup({
+      origins: {
+        web: { country: 'uk', datasourceId: 3, sources: [{ type: 'http', baseUrl: origin.url('/') }] },
+        down: { country: 'uk', datasourceId: 3, sources: [{ type: 'http', baseUrl: 'http://127.0.0.1:1/' }] },
+      },
+    });
+    const rowOf = (url: string) =>
+      t.db.selectFrom('live_images').select(['stage', 'state', 'last_error_class']).where('image_url', '=', url).executeTakeFirst();
+    const count = async () =>
+      Number(
+        (
+          await t.db
+            .selectFrom('live_images')
+            .select((e) => e.fn.countAll().as('n'))
+            .executeTakeFirstOrThrow()
+        ).n,
+      );
+
+    const miss = await rawGet(server.url, '/web/small/random-1.jpg');
+    assert.equal(miss.status, 404, miss.body.toString());
+    assert.equal(origin.hits.get('/random-1.jpg'), 1);
+    assert.equal(await count(), 0, 'the row the request made is gone again');
+
+    // Many requests for one new key, two presets (two generations, one advisory lock): one row made, then none.
+    const all = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        rawGet(server.url, i % 2 ? '/web/small/random-2.jpg' : '/web/120/90/crop/random-2.jpg').then((r) => r.status),
+      ).concat(Array.from({ length: 4 }, () => rawGet(server.url, '/web/medium/random-2.jpg').then((r) => r.status))),
+    );
+    assert.deepEqual(new Set(all), new Set([404]));
+    assert.equal(await count(), 0);
+
+    // A passing failure (connection refused): the row stays, for the daemons to retry.
+    const refused = await rawGet(server.url, '/down/small/a.jpg');
+    assert.equal(refused.status, 502, refused.body.toString());
+    assert.deepEqual(await rowOf('http://127.0.0.1:1/a.jpg'), { stage: 'download', state: 'waiting', last_error_class: 'connection' });
+
+    // The ETL's row, there before the request: failed, and kept.
+    await insertQueuedRow(t.db, origin.url('/etl.jpg'));
+    assert.equal((await rawGet(server.url, '/web/small/etl.jpg')).status, 404);
+    assert.deepEqual(await rowOf(origin.url('/etl.jpg')), { stage: 'download', state: 'failed', last_error_class: 'http_404' });
+
+    // The ETL enqueues the URL while the request's download is under way: the row is the ETL's too, and kept.
+    origin.held.add('/late.jpg');
+    const arrived = origin.arrival('/late.jpg');
+    const late = rawGet(server.url, '/web/small/late.jpg');
+    await arrived;
+    await upsertUrls(t.db, 'uk', [{ datasourceId: 3, url: origin.url('/late.jpg') }]);
+    origin.release();
+    assert.equal((await late).status, 404);
+    assert.deepEqual(await rowOf(origin.url('/late.jpg')), { stage: 'download', state: 'failed', last_error_class: 'http_404' });
+    assert.equal(await count(), 3);
   });
 
   it("makes nothing for a preset name that is a member of Object's prototype (`_constructor.jpg`)", async () => {
