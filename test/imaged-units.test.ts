@@ -32,6 +32,11 @@ describe('lis_imaged: pure parts', () => {
     assert.equal(refused('/photos/123456/90/crop/a.jpg'), 400);
     assert.equal(refused('/photos/999999x9/a.jpg'), 400);
     assert.equal(refused('/photos/12345678901234567890x90/a.jpg'), 400);
+    // One URL per thumbnail: leading zeros name no preset.
+    assert.equal(refused('/photos/0120/090/crop/a.jpg'), 400);
+    assert.equal(refused('/photos/120/090/crop/a.jpg'), 400);
+    assert.equal(refused('/photos/0120x90/a.jpg'), 400);
+    assert.equal(refused('/photos/120x090/a.jpg'), 400);
     assert.equal(refused('/photos/small/.hidden'), 400);
     assert.equal(refused('/photos/small/a%2f..%2fb'), 400);
     assert.equal(refused('/photos//small/a.jpg'), 400);

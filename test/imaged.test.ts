@@ -232,6 +232,8 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
       ['/web/121/90/crop/photo.jpg', 400],
       ['/web/123456/90/crop/a.jpg', 400],
       ['/web/999999x9/a.jpg', 400],
+      ['/web/0120/090/crop/a.jpg', 400],
+      ['/web/0120x90/a.jpg', 400],
     ];
     for (const [p, status] of cases) assert.equal((await rawGet(server.url, p)).status, status, p);
     assert.equal((await rawGet(server.url, '/web/small/photo.jpg', { method: 'POST' })).status, 405);
