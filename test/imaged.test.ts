@@ -237,6 +237,9 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     ];
     for (const [p, status] of cases) assert.equal((await rawGet(server.url, p)).status, status, p);
     assert.equal((await rawGet(server.url, '/web/small/photo.jpg', { method: 'POST' })).status, 405);
+    assert.equal((await rawGet(server.url, '/web/small/photo.jpg', { method: 'DELETE' })).status, 405);
+    const metrics = (await rawGet(server.url, '/metrics')).body.toString();
+    assert.match(metrics, /^lis_imaged_requests_total\{[^}]*status="405"[^}]*\} 2$/m, '405 answers are counted');
     assert.equal(origin.hits.size, 0, 'no refused request reached the origin');
   });
 

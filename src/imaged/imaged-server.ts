@@ -68,7 +68,11 @@ export function createImagedServer(config: LisConfig, service: ThumbnailService,
       answers.inc({ status: String(status), source });
       seconds.observe({ source }, Number(process.hrtime.bigint() - started) / 1e9);
     };
-    if (req.method !== 'GET' && req.method !== 'HEAD') return sendText(res, 405, 'GET or HEAD only', { Allow: 'GET, HEAD' });
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      // Counted like every other refusal: a burst of POSTs shows on the dashboard too.
+      done(405, 'refused');
+      return sendText(res, 405, 'GET or HEAD only', { Allow: 'GET, HEAD' });
+    }
     const rawPath = req.url ?? '/';
     if (rawPath === '/healthz') return sendText(res, 200, 'ok');
     if (rawPath === '/metrics') {
