@@ -240,6 +240,12 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     assert.equal((await rawGet(server.url, '/web/small/photo.jpg', { method: 'DELETE' })).status, 405);
     const metrics = (await rawGet(server.url, '/metrics')).body.toString();
     assert.match(metrics, /^lis_imaged_requests_total\{[^}]*status="405"[^}]*\} 2$/m, '405 answers are counted');
+    // The monitoring paths ignore a query, as the thumbnail paths do.
+    const health = await rawGet(server.url, '/healthz?x');
+    assert.deepEqual([health.status, health.body.toString()], [200, 'ok\n']);
+    const scraped = await rawGet(server.url, '/metrics?name[]=lis_imaged_requests_total');
+    assert.equal(scraped.status, 200);
+    assert.match(scraped.body.toString(), /^lis_imaged_requests_total\{/m);
     assert.equal(origin.hits.size, 0, 'no refused request reached the origin');
   });
 

@@ -74,8 +74,10 @@ export function createImagedServer(config: LisConfig, service: ThumbnailService,
       return sendText(res, 405, 'GET or HEAD only', { Allow: 'GET, HEAD' });
     }
     const rawPath = req.url ?? '/';
-    if (rawPath === '/healthz') return sendText(res, 200, 'ok');
-    if (rawPath === '/metrics') {
+    // The query is ignored here as on thumbnail paths (a scraper's or a cache-buster's `?x` is the same page).
+    const bare = rawPath.split('?')[0];
+    if (bare === '/healthz') return sendText(res, 200, 'ok');
+    if (bare === '/metrics') {
       res.writeHead(200, { 'Content-Type': registry.contentType });
       return void res.end(await registry.metrics());
     }
