@@ -200,7 +200,7 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     assert.equal(medium.headers['x-imaged'], 'store');
   });
 
-  it('answers 404 for an image with no row, with the configured placeholder when there is one', async () => {
+  it('answers 404 with the configured placeholder for a picture it cannot give (no row, failed row, missing version), not for a twin switched off', async () => {
     const placeholder = await sharp({ create: { width: 10, height: 10, channels: 3, background: '#ccc' } })
       .png()
       .toBuffer();
@@ -213,6 +213,18 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     assert.equal(res.status, 404);
     assert.equal(res.headers['content-type'], 'image/png');
     assert.deepEqual(res.body, placeholder);
+    // Any picture it cannot give: a failed row, a version the row does not have.
+    const failed = await insertQueuedRow(t.db, origin.url('/missing.jpg'));
+    const live = await insertLiveRow(t.db, t.config, 'http://example.invalid/ph.jpg', original, ['small']);
+    for (const p of [failed.pathOf('small'), live.pathOf('small').replace('_small.jpg', '_small.v2.jpg')]) {
+      const r = await rawGet(server.url, p);
+      assert.deepEqual([r.status, r.headers['content-type']], [404, 'image/png'], p);
+    }
+    // Not for a twin switched off: a format is missing, not the picture.
+    const twin = await rawGet(server.url, live.pathOf('small', 'webp'));
+    assert.equal(twin.status, 404);
+    assert.match(twin.headers['content-type'] ?? '', /^text\/plain/);
+    assert.match(twin.body.toString(), /twins are switched off/);
   });
 
   it('refuses dot segments, encoded slashes, bad hashes, unknown origins and sizes that are not a preset', async () => {

@@ -17,7 +17,7 @@ class TimedOut extends Error {}
  * lis_imaged's HTTP face: GET and HEAD of a frontend thumbnail path or an
  * origin path, `/healthz`, and `/metrics` (Prometheus). Every answer is one
  * of 200/304 (the picture), 400 (a path we never serve), 404 (no such image
- * or preset; the placeholder when configured), 503 + Retry-After (busy, or
+ * or preset; the placeholder, when configured, for an image we cannot give), 503 + Retry-After (busy, or
  * not made in time), 502 (the source failed), 500 (a bug; logged).
  */
 export function createImagedServer(config: LisConfig, service: ThumbnailService, log: Logger): http.Server {
@@ -108,7 +108,11 @@ export function createImagedServer(config: LisConfig, service: ThumbnailService,
       if (error instanceof NotMadeError) {
         done(error.status, 'not_made');
         log.debug(`${error.status} ${rawPath.slice(0, 300)}: ${error.message}`, { scope: 'Imaged::request' });
-        if (error.status === 404 && placeholder) {
+        // The placeholder stands in for a picture we cannot give (no row, failed or parked, no such version, a key
+        // the origin lacks, an original that cannot be thumbnailed). Not for a WebP/AVIF twin not made: a format is
+        // missing, not a picture ("no photo" would be untrue where the JPEG is there), and a plain 404 shows that the
+        // pages and thumbnail.twins disagree.
+        if (error.status === 404 && placeholder && error.code !== 'ERR_IMAGED_NO_TWIN') {
           res.writeHead(404, { 'Content-Type': placeholder.type, 'Cache-Control': 'no-store', 'Content-Length': placeholder.bytes.length });
           return void res.end(placeholder.bytes);
         }

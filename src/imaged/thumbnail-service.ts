@@ -55,11 +55,11 @@ export class ThumbnailService {
     const stored = await this.fromStore(name, name.ext);
     if (stored) return { picture: stored, source: 'store' };
     if (name.ext !== 'jpg' && !this.runner.config.thumbnail.twins[name.ext as 'webp' | 'avif'])
-      throw new NotMadeError(404, `.${name.ext} twins are switched off (thumbnail.twins)`);
+      throw new NotMadeError(404, `.${name.ext} twins are switched off (thumbnail.twins)`, 'ERR_IMAGED_NO_TWIN');
     const answer = await this.gate.run(gateKey(name), () => this.generate(name, signal));
     if (answer.picture.ext === name.ext) return answer;
     const twin = await this.fromStore(name, name.ext);
-    if (!twin) throw new NotMadeError(404, `no .${name.ext} twin was made`);
+    if (!twin) throw new NotMadeError(404, `no .${name.ext} twin was made`, 'ERR_IMAGED_NO_TWIN');
     return { picture: twin, source: answer.source };
   }
 
