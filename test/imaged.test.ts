@@ -136,6 +136,21 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     assert.equal((await rawGet(server.url, missing.pathOf('small'))).status, 404);
   });
 
+  it('a queued row waiting for its retry time is 503 saying so, with a Retry-After until that time', async () => {
+    const server = await setup({ retryAfterSeconds: 5 });
+    const row = await insertQueuedRow(t.db, origin.url('/photo.jpg'));
+    // As failRows leaves a row whose download failed for now: waiting, unlocked, its retry an hour away.
+    const { rows } = await sql<{ at: Date }>`
+      UPDATE live_images SET attempts = 1, last_error_class = 'timeout', next_attempt_at = now() + interval '1 hour'
+       WHERE id = ${row.id} RETURNING next_attempt_at AS at`.execute(t.db);
+    const res = await rawGet(server.url, row.pathOf('small'));
+    assert.equal(res.status, 503, res.body.toString());
+    assert.equal(res.body.toString(), `the image waits for its retry at ${rows[0].at.toISOString()} (last error: timeout)\n`);
+    const after = Number(res.headers['retry-after']);
+    assert.ok(after > 3500 && after <= 3600, `Retry-After ${after}`);
+    assert.equal(origin.hits.size, 0, 'nothing fetched it');
+  });
+
   it('a queued row asked for a version its thumbnailing does not make: 404 (as for a thumbnailed row), not 503', async () => {
     const server = await setup();
     const row = await insertQueuedRow(t.db, origin.url('/photo.jpg'));

@@ -116,7 +116,8 @@ export function createImagedServer(config: LisConfig, service: ThumbnailService,
           res.writeHead(404, { 'Content-Type': placeholder.type, 'Cache-Control': 'no-store', 'Content-Length': placeholder.bytes.length });
           return void res.end(placeholder.bytes);
         }
-        return sendText(res, error.status, error.message, error.status === 503 ? retryAfter : {});
+        const after = error.options.retryAfterSeconds;
+        return sendText(res, error.status, error.message, error.status !== 503 ? {} : after ? { 'Retry-After': String(after) } : retryAfter);
       }
       done(500, 'error');
       log.error(`${rawPath.slice(0, 300)}: ${errorMessage(error)}`, { scope: 'Imaged::request' });

@@ -34,6 +34,8 @@ export class NotMadeError extends LisError {
     readonly status: 404 | 502 | 503,
     message: string,
     code: 'ERR_IMAGED_NOT_MADE' | 'ERR_IMAGED_NO_TWIN' = 'ERR_IMAGED_NOT_MADE',
+    /** For a 503: when to come back, if the cause says (a row's retry time); else imaged.retryAfterSeconds. */
+    readonly options: { retryAfterSeconds?: number } = {},
   ) {
     super(code, message);
     this.name = 'NotMadeError';

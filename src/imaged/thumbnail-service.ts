@@ -161,11 +161,22 @@ export class ThumbnailService {
     while (Date.now() < deadline && !signal.aborted) {
       const found = await this.fromStore(name, 'jpg');
       if (found) return found;
-      const row = await this.db.selectFrom('live_images').select(['state', 'locked_by', 'next_attempt_at']).where('id', '=', id).executeTakeFirst();
+      const row = await this.db
+        .selectFrom('live_images')
+        .select(['state', 'locked_by', 'next_attempt_at', 'last_error_class'])
+        .where('id', '=', id)
+        .executeTakeFirst();
       if (!row || row.state !== 'waiting') return this.fromStore(name, 'jpg');
       if (row.locked_by === null) {
-        // Given back (or between two stages) and due: work it here after all; not due: nobody is making it.
-        if (row.next_attempt_at.getTime() > Date.now() + 1000) return null;
+        // Given back (or between two stages) and due: work it here after all. Not due: nobody is making it (a
+        // failure's backoff, or a row given back for our own fault), so say so and when to come back.
+        const retryAt = row.next_attempt_at.getTime();
+        if (retryAt > Date.now() + 1000) {
+          const why = row.last_error_class ? ` (last error: ${row.last_error_class})` : '';
+          throw new NotMadeError(503, `the image waits for its retry at ${row.next_attempt_at.toISOString()}${why}`, 'ERR_IMAGED_NOT_MADE', {
+            retryAfterSeconds: Math.max(1, Math.ceil((retryAt - Date.now()) / 1000)),
+          });
+        }
         const outcome = await runRowStages(this.runner, id, signal);
         if (outcome.claimed && !outcome.result.ok) throw await this.stageFailed(this.db, country, hash, outcome.stage, outcome.result.failure);
         // Not claimable here either (its files are on another host): that host's daemon will make it.
