@@ -28,6 +28,15 @@ describe('lis_imaged: pure parts', () => {
     };
     assert.equal(refused('/photos/320/240/crop/a.jpg'), 400, 'a size that exists but in another mode');
     assert.equal(refused('/photos/100x100/a.jpg'), 400);
+    // A size that names no preset is 400 whatever its length (6 digits were 404 "no preset").
+    assert.equal(refused('/photos/123456/90/crop/a.jpg'), 400);
+    assert.equal(refused('/photos/999999x9/a.jpg'), 400);
+    assert.equal(refused('/photos/12345678901234567890x90/a.jpg'), 400);
+    // One URL per thumbnail: leading zeros name no preset.
+    assert.equal(refused('/photos/0120/090/crop/a.jpg'), 400);
+    assert.equal(refused('/photos/120/090/crop/a.jpg'), 400);
+    assert.equal(refused('/photos/0120x90/a.jpg'), 400);
+    assert.equal(refused('/photos/120x090/a.jpg'), 400);
     assert.equal(refused('/photos/small/.hidden'), 400);
     assert.equal(refused('/photos/small/a%2f..%2fb'), 400);
     assert.equal(refused('/photos//small/a.jpg'), 400);

@@ -7,6 +7,7 @@ import type { LisConfigInput } from '../src/config/config-schema.ts';
 import { sql } from 'kysely';
 import { lis_hash_for_url } from '../src/hash/image-hash.ts';
 import { lockImageRow } from '../src/imaged/image-row.ts';
+import { upsertUrls } from '../src/intake/upsert-urls.ts';
 import { thumbnailRelativePath, thumbnailStorePath } from '../src/store/store-layout.ts';
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
 import { insertLiveRow, insertQueuedRow, rawGet, startImagedInProcess } from './helpers/imaged-in-process.ts';
@@ -135,6 +136,21 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     assert.equal((await rawGet(server.url, missing.pathOf('small'))).status, 404);
   });
 
+  it('a queued row waiting for its retry time is 503 saying so, with a Retry-After until that time', async () => {
+    const server = await setup({ retryAfterSeconds: 5 });
+    const row = await insertQueuedRow(t.db, origin.url('/photo.jpg'));
+    // As failRows leaves a row whose download failed for now: waiting, unlocked, its retry an hour away.
+    const { rows } = await sql<{ at: Date }>`
+      UPDATE live_images SET attempts = 1, last_error_class = 'timeout', next_attempt_at = now() + interval '1 hour'
+       WHERE id = ${row.id} RETURNING next_attempt_at AS at`.execute(t.db);
+    const res = await rawGet(server.url, row.pathOf('small'));
+    assert.equal(res.status, 503, res.body.toString());
+    assert.equal(res.body.toString(), `the image waits for its retry at ${rows[0].at.toISOString()} (last error: timeout)\n`);
+    const after = Number(res.headers['retry-after']);
+    assert.ok(after > 3500 && after <= 3600, `Retry-After ${after}`);
+    assert.equal(origin.hits.size, 0, 'nothing fetched it');
+  });
+
   it('a queued row asked for a version its thumbnailing does not make: 404 (as for a thumbnailed row), not 503', async () => {
     const server = await setup();
     const row = await insertQueuedRow(t.db, origin.url('/photo.jpg'));
@@ -199,7 +215,7 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     assert.equal(medium.headers['x-imaged'], 'store');
   });
 
-  it('answers 404 for an image with no row, with the configured placeholder when there is one', async () => {
+  it('answers 404 with the configured placeholder for a picture it cannot give (no row, failed row, missing version), not for a twin switched off', async () => {
     const placeholder = await sharp({ create: { width: 10, height: 10, channels: 3, background: '#ccc' } })
       .png()
       .toBuffer();
@@ -212,6 +228,18 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     assert.equal(res.status, 404);
     assert.equal(res.headers['content-type'], 'image/png');
     assert.deepEqual(res.body, placeholder);
+    // Any picture it cannot give: a failed row, a version the row does not have.
+    const failed = await insertQueuedRow(t.db, origin.url('/missing.jpg'));
+    const live = await insertLiveRow(t.db, t.config, 'http://example.invalid/ph.jpg', original, ['small']);
+    for (const p of [failed.pathOf('small'), live.pathOf('small').replace('_small.jpg', '_small.v2.jpg')]) {
+      const r = await rawGet(server.url, p);
+      assert.deepEqual([r.status, r.headers['content-type']], [404, 'image/png'], p);
+    }
+    // Not for a twin switched off: a format is missing, not the picture.
+    const twin = await rawGet(server.url, live.pathOf('small', 'webp'));
+    assert.equal(twin.status, 404);
+    assert.match(twin.headers['content-type'] ?? '', /^text\/plain/);
+    assert.match(twin.body.toString(), /twins are switched off/);
   });
 
   it('refuses dot segments, encoded slashes, bad hashes, unknown origins and sizes that are not a preset', async () => {
@@ -229,10 +257,78 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
       ['/web/999x999/photo.jpg', 400],
       ['/web/120/90/stretch/photo.jpg', 400],
       ['/web/121/90/crop/photo.jpg', 400],
+      ['/web/123456/90/crop/a.jpg', 400],
+      ['/web/999999x9/a.jpg', 400],
+      ['/web/0120/090/crop/a.jpg', 400],
+      ['/web/0120x90/a.jpg', 400],
     ];
     for (const [p, status] of cases) assert.equal((await rawGet(server.url, p)).status, status, p);
     assert.equal((await rawGet(server.url, '/web/small/photo.jpg', { method: 'POST' })).status, 405);
+    assert.equal((await rawGet(server.url, '/web/small/photo.jpg', { method: 'DELETE' })).status, 405);
+    const metrics = (await rawGet(server.url, '/metrics')).body.toString();
+    assert.match(metrics, /^lis_imaged_requests_total\{[^}]*status="405"[^}]*\} 2$/m, '405 answers are counted');
+    // The monitoring paths ignore a query, as the thumbnail paths do.
+    const health = await rawGet(server.url, '/healthz?x');
+    assert.deepEqual([health.status, health.body.toString()], [200, 'ok\n']);
+    const scraped = await rawGet(server.url, '/metrics?name[]=lis_imaged_requests_total');
+    assert.equal(scraped.status, 200);
+    assert.match(scraped.body.toString(), /^lis_imaged_requests_total\{/m);
     assert.equal(origin.hits.size, 0, 'no refused request reached the origin');
+  });
+
+  it('an origin key the origin lacks leaves no row behind (one request or many at once); a passing failure, a row the ETL enqueued before or during the request, are kept', async () => {
+    const server = await setup({
+      origins: {
+        web: { country: 'uk', datasourceId: 3, sources: [{ type: 'http', baseUrl: origin.url('/') }] },
+        down: { country: 'uk', datasourceId: 3, sources: [{ type: 'http', baseUrl: 'http://127.0.0.1:1/' }] },
+      },
+    });
+    const rowOf = (url: string) =>
+      t.db.selectFrom('live_images').select(['stage', 'state', 'last_error_class']).where('image_url', '=', url).executeTakeFirst();
+    const count = async () =>
+      Number(
+        (
+          await t.db
+            .selectFrom('live_images')
+            .select((e) => e.fn.countAll().as('n'))
+            .executeTakeFirstOrThrow()
+        ).n,
+      );
+
+    const miss = await rawGet(server.url, '/web/small/random-1.jpg');
+    assert.equal(miss.status, 404, miss.body.toString());
+    assert.equal(origin.hits.get('/random-1.jpg'), 1);
+    assert.equal(await count(), 0, 'the row the request made is gone again');
+
+    // Many requests for one new key, two presets (two generations, one advisory lock): one row made, then none.
+    const all = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        rawGet(server.url, i % 2 ? '/web/small/random-2.jpg' : '/web/120/90/crop/random-2.jpg').then((r) => r.status),
+      ).concat(Array.from({ length: 4 }, () => rawGet(server.url, '/web/medium/random-2.jpg').then((r) => r.status))),
+    );
+    assert.deepEqual(new Set(all), new Set([404]));
+    assert.equal(await count(), 0);
+
+    // A passing failure (connection refused): the row stays, for the daemons to retry.
+    const refused = await rawGet(server.url, '/down/small/a.jpg');
+    assert.equal(refused.status, 502, refused.body.toString());
+    assert.deepEqual(await rowOf('http://127.0.0.1:1/a.jpg'), { stage: 'download', state: 'waiting', last_error_class: 'connection' });
+
+    // The ETL's row, there before the request: failed, and kept.
+    await insertQueuedRow(t.db, origin.url('/etl.jpg'));
+    assert.equal((await rawGet(server.url, '/web/small/etl.jpg')).status, 404);
+    assert.deepEqual(await rowOf(origin.url('/etl.jpg')), { stage: 'download', state: 'failed', last_error_class: 'http_404' });
+
+    // The ETL enqueues the URL while the request's download is under way: the row is the ETL's too, and kept.
+    origin.held.add('/late.jpg');
+    const arrived = origin.arrival('/late.jpg');
+    const late = rawGet(server.url, '/web/small/late.jpg');
+    await arrived;
+    await upsertUrls(t.db, 'uk', [{ datasourceId: 3, url: origin.url('/late.jpg') }]);
+    origin.release();
+    assert.equal((await late).status, 404);
+    assert.deepEqual(await rowOf(origin.url('/late.jpg')), { stage: 'download', state: 'failed', last_error_class: 'http_404' });
+    assert.equal(await count(), 3);
   });
 
   it("makes nothing for a preset name that is a member of Object's prototype (`_constructor.jpg`)", async () => {

@@ -105,7 +105,8 @@ export const CONFIG_MEANINGS: Record<string, string | { meaning: string; default
   'imaged.timeoutSeconds': "one request's whole life (waiting, fetching, making); then 503",
   'imaged.retryAfterSeconds': 'Retry-After on a 503',
   'imaged.cacheControl': 'Cache-Control of a thumbnail it serves',
-  'imaged.placeholder': 'an image file sent with the 404 for a thumbnail that has no row; null: a short text',
+  'imaged.placeholder':
+    'an image file sent as the body of a 404 for a picture lis_imaged cannot give (no row, failed or parked, no such version, a key the origin lacks); not for a WebP/AVIF twin not made; null: a short text',
   'imaged.origins': 'path prefix -> `{country, datasourceId, sources: [{type: s3|http|folder, ...}]}` (`GET /<origin>/<preset>/<key>`)',
   'imaged.s3': 'bucket -> `{endpoint, region, accessKeyId, secretAccessKey, forcePathStyle}`, for origins and `s3://` URLs',
   'manager.schedule.alerts': 'node-cron expression for the alert checks; null: off',

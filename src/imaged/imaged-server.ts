@@ -17,7 +17,7 @@ class TimedOut extends Error {}
  * lis_imaged's HTTP face: GET and HEAD of a frontend thumbnail path or an
  * origin path, `/healthz`, and `/metrics` (Prometheus). Every answer is one
  * of 200/304 (the picture), 400 (a path we never serve), 404 (no such image
- * or preset; the placeholder when configured), 503 + Retry-After (busy, or
+ * or preset; the placeholder, when configured, for an image we cannot give), 503 + Retry-After (busy, or
  * not made in time), 502 (the source failed), 500 (a bug; logged).
  */
 export function createImagedServer(config: LisConfig, service: ThumbnailService, log: Logger): http.Server {
@@ -68,10 +68,16 @@ export function createImagedServer(config: LisConfig, service: ThumbnailService,
       answers.inc({ status: String(status), source });
       seconds.observe({ source }, Number(process.hrtime.bigint() - started) / 1e9);
     };
-    if (req.method !== 'GET' && req.method !== 'HEAD') return sendText(res, 405, 'GET or HEAD only', { Allow: 'GET, HEAD' });
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      // Counted like every other refusal: a burst of POSTs shows on the dashboard too.
+      done(405, 'refused');
+      return sendText(res, 405, 'GET or HEAD only', { Allow: 'GET, HEAD' });
+    }
     const rawPath = req.url ?? '/';
-    if (rawPath === '/healthz') return sendText(res, 200, 'ok');
-    if (rawPath === '/metrics') {
+    // The query is ignored here as on thumbnail paths (a scraper's or a cache-buster's `?x` is the same page).
+    const bare = rawPath.split('?')[0];
+    if (bare === '/healthz') return sendText(res, 200, 'ok');
+    if (bare === '/metrics') {
       res.writeHead(200, { 'Content-Type': registry.contentType });
       return void res.end(await registry.metrics());
     }
@@ -102,11 +108,16 @@ export function createImagedServer(config: LisConfig, service: ThumbnailService,
       if (error instanceof NotMadeError) {
         done(error.status, 'not_made');
         log.debug(`${error.status} ${rawPath.slice(0, 300)}: ${error.message}`, { scope: 'Imaged::request' });
-        if (error.status === 404 && placeholder) {
+        // The placeholder stands in for a picture we cannot give (no row, failed or parked, no such version, a key
+        // the origin lacks, an original that cannot be thumbnailed). Not for a WebP/AVIF twin not made: a format is
+        // missing, not a picture ("no photo" would be untrue where the JPEG is there), and a plain 404 shows that the
+        // pages and thumbnail.twins disagree.
+        if (error.status === 404 && placeholder && error.code !== 'ERR_IMAGED_NO_TWIN') {
           res.writeHead(404, { 'Content-Type': placeholder.type, 'Cache-Control': 'no-store', 'Content-Length': placeholder.bytes.length });
           return void res.end(placeholder.bytes);
         }
-        return sendText(res, error.status, error.message, error.status === 503 ? retryAfter : {});
+        const after = error.options.retryAfterSeconds;
+        return sendText(res, error.status, error.message, error.status !== 503 ? {} : after ? { 'Retry-After': String(after) } : retryAfter);
       }
       done(500, 'error');
       log.error(`${rawPath.slice(0, 300)}: ${errorMessage(error)}`, { scope: 'Imaged::request' });

@@ -9,6 +9,7 @@ import { ImageError } from '../thumbnail/image-error.ts';
 import { makePresets } from '../thumbnail/make-presets.ts';
 import type { Thumbnails } from '../thumbnail/make-thumbnails.ts';
 import { processDetails, type ResolvedDetails } from '../thumbnail/process-details.ts';
+import { LisError } from '../errors.ts';
 import { addPreset } from '../queue/add-preset.ts';
 import { candidateUrls } from './origin-urls.ts';
 import { fetchFromCandidates } from './fetch-candidates.ts';
@@ -23,13 +24,20 @@ export interface RowForPreset {
   original: Thumbnails['original'] | null;
 }
 
-/** Why a thumbnail cannot be made now; `status` is what the request gets. */
-export class NotMadeError extends Error {
+/**
+ * Why a thumbnail cannot be made now; `status` is what the request gets. `code`: ERR_IMAGED_NOT_MADE, or
+ * ERR_IMAGED_NO_TWIN for a WebP/AVIF twin that is not made (switched off in thumbnail.twins, or missing) of
+ * an image whose JPEG there is: a 404 sent without the placeholder.
+ */
+export class NotMadeError extends LisError {
   constructor(
     readonly status: 404 | 502 | 503,
     message: string,
+    code: 'ERR_IMAGED_NOT_MADE' | 'ERR_IMAGED_NO_TWIN' = 'ERR_IMAGED_NOT_MADE',
+    /** For a 503: when to come back, if the cause says (a row's retry time); else imaged.retryAfterSeconds. */
+    readonly options: { retryAfterSeconds?: number } = {},
   ) {
-    super(message);
+    super(code, message);
     this.name = 'NotMadeError';
   }
 }

@@ -61,18 +61,28 @@ function presetOf(
 ): { kind: 'preset'; preset: string; used: number } | Extract<ParsedRequest, { kind: 'refused' }> {
   const [a, b, c] = parts;
   if (a !== undefined && Object.hasOwn(presets, a)) return { kind: 'preset', preset: a, used: 1 };
-  const phizer = /^(\d{1,5})x(\d{1,5})$/.exec(a ?? '');
+  // Any run of digits is a size: one that names no preset is 400 whatever its length (a 6-digit one is no
+  // preset name, and must not fall through to "no preset" 404).
+  const phizer = /^(\d+)x(\d+)$/.exec(a ?? '');
   if (phizer) {
-    const found = findPreset(presets, Number(phizer[1]), Number(phizer[2]));
+    const found = canonical(phizer[1], phizer[2]) && findPreset(presets, Number(phizer[1]), Number(phizer[2]));
     return found ? { kind: 'preset', preset: found, used: 1 } : { kind: 'refused', status: 400, reason: `size ${a} is not a configured preset` };
   }
-  if (/^\d{1,5}$/.test(a ?? '') && /^\d{1,5}$/.test(b ?? '') && c !== undefined) {
+  if (/^\d+$/.test(a ?? '') && /^\d+$/.test(b ?? '') && c !== undefined) {
     const mode = OPENROSS_MODES[c];
     if (!mode) return { kind: 'refused', status: 400, reason: `mode ${c} is not crop, resize or resizecomp` };
-    const found = findPreset(presets, Number(a), Number(b), mode);
+    const found = canonical(a, b) && findPreset(presets, Number(a), Number(b), mode);
     return found ? { kind: 'preset', preset: found, used: 3 } : { kind: 'refused', status: 400, reason: `size ${a}x${b} ${c} is not a configured preset` };
   }
   return { kind: 'refused', status: 404, reason: `no preset ${a ?? ''}` };
+}
+
+/**
+ * Whether sizes are written the one way (`120`, not `0120`): each thumbnail has one URL, so caches and the
+ * frontends' logs see one name for it. A non-canonical size names no preset (400, like any other).
+ */
+function canonical(...sizes: string[]): boolean {
+  return sizes.every((s) => /^[1-9]\d*$/.test(s));
 }
 
 function findPreset(presets: Record<string, Preset>, width: number, height: number, mode?: Preset['mode']): string | undefined {

@@ -1,6 +1,6 @@
 import { open, stat } from 'node:fs/promises';
 import type { Db } from '../db/connect.ts';
-import { upsertUrls } from '../intake/enqueue-urls.ts';
+import { deleteMissedOriginRow, insertOriginRow } from '../queue/origin-rows.ts';
 import { thumbnailRelativePath, thumbnailStorePath } from '../store/store-layout.ts';
 import { GenerationGate } from './generation-gate.ts';
 import { lockImageRow, readRow } from './image-row.ts';
@@ -25,6 +25,9 @@ export interface ThumbnailName {
   /** 1: today's names `<hash>_<preset>.<ext>`; more: `<hash>_<preset>.v<N>.<ext>` (a rework's). */
   version: number;
 }
+
+/** One generation per thumbnail name in this process: what the gate's single flight is keyed by. */
+const gateKey = (name: ThumbnailName) => `${name.country}/${name.hash}/${name.preset}/${name.version}`;
 
 /**
  * What lis_imaged does for one thumbnail: the store's file when there;
@@ -52,25 +55,43 @@ export class ThumbnailService {
     const stored = await this.fromStore(name, name.ext);
     if (stored) return { picture: stored, source: 'store' };
     if (name.ext !== 'jpg' && !this.runner.config.thumbnail.twins[name.ext as 'webp' | 'avif'])
-      throw new NotMadeError(404, `.${name.ext} twins are switched off (thumbnail.twins)`);
-    const answer = await this.gate.run(`${name.country}/${name.hash}/${name.preset}/${name.version}`, () => this.generate(name, signal));
+      throw new NotMadeError(404, `.${name.ext} twins are switched off (thumbnail.twins)`, 'ERR_IMAGED_NO_TWIN');
+    const answer = await this.gate.run(gateKey(name), () => this.generate(name, signal));
     if (answer.picture.ext === name.ext) return answer;
     const twin = await this.fromStore(name, name.ext);
-    if (!twin) throw new NotMadeError(404, `no .${name.ext} twin was made`);
+    if (!twin) throw new NotMadeError(404, `no .${name.ext} twin was made`, 'ERR_IMAGED_NO_TWIN');
     return { picture: twin, source: answer.source };
   }
 
-  /** `/<origin>/<preset>/<key>`: the row of the origin's URL for the key, made on first request. */
+  /**
+   * `/<origin>/<preset>/<key>`: the row of the origin's URL for the key, made on first request. A new row is
+   * inserted inside the generation (under the gate, so a request refused as busy inserts nothing, and requests
+   * for the same key in this process share the one insert), and deleted again when its first download finds
+   * that the origin has no such key: a miss leaves no row behind, however many random keys are asked for.
+   */
   async originThumbnail(origin: string, preset: string, key: string, signal: AbortSignal): Promise<Answer> {
     const spec = this.runner.config.imaged.origins[origin];
     const url = originImageUrl(spec, key);
     if (url.length > this.runner.config.enqueue.maxUrlLength) throw new NotMadeError(404, 'key too long');
     const hash = lis_hash_for_url(url);
     const row = await readRow(this.db, spec.country, hash);
-    if (!row) await upsertUrls(this.db, spec.country, [{ datasourceId: spec.datasourceId, url }]);
     // The version the frontends serve (live_data), else the one being made.
     const version = row?.live_version ?? row?.version ?? 1;
-    return this.thumbnail({ country: spec.country, hash, preset, ext: 'jpg', version }, signal);
+    const name: ThumbnailName = { country: spec.country, hash, preset, ext: 'jpg', version };
+    if (row) return this.thumbnail(name, signal);
+    return this.gate.run(gateKey(name), async () => {
+      const inserted = await insertOriginRow(this.db, spec.country, spec.datasourceId, url);
+      try {
+        return await this.generate(name, signal);
+      } catch (error) {
+        // Whatever the generation answered (404 from our own download or a daemon's, 503 after waiting for one):
+        // the delete's conditions are what decide. After the generation, so its lock is released and nothing of
+        // this process works the row; another process's generation finds a failed row, or none: 404 either way.
+        if (inserted !== null && error instanceof NotMadeError && (await deleteMissedOriginRow(this.db, inserted)))
+          throw new NotMadeError(404, `the origin has no key ${key}`);
+        throw error;
+      }
+    });
   }
 
   private async fromStore(name: Omit<ThumbnailName, 'ext'>, ext: string): Promise<Picture | null> {
@@ -140,11 +161,22 @@ export class ThumbnailService {
     while (Date.now() < deadline && !signal.aborted) {
       const found = await this.fromStore(name, 'jpg');
       if (found) return found;
-      const row = await this.db.selectFrom('live_images').select(['state', 'locked_by', 'next_attempt_at']).where('id', '=', id).executeTakeFirst();
+      const row = await this.db
+        .selectFrom('live_images')
+        .select(['state', 'locked_by', 'next_attempt_at', 'last_error_class'])
+        .where('id', '=', id)
+        .executeTakeFirst();
       if (!row || row.state !== 'waiting') return this.fromStore(name, 'jpg');
       if (row.locked_by === null) {
-        // Given back (or between two stages) and due: work it here after all; not due: nobody is making it.
-        if (row.next_attempt_at.getTime() > Date.now() + 1000) return null;
+        // Given back (or between two stages) and due: work it here after all. Not due: nobody is making it (a
+        // failure's backoff, or a row given back for our own fault), so say so and when to come back.
+        const retryAt = row.next_attempt_at.getTime();
+        if (retryAt > Date.now() + 1000) {
+          const why = row.last_error_class ? ` (last error: ${row.last_error_class})` : '';
+          throw new NotMadeError(503, `the image waits for its retry at ${row.next_attempt_at.toISOString()}${why}`, 'ERR_IMAGED_NOT_MADE', {
+            retryAfterSeconds: Math.max(1, Math.ceil((retryAt - Date.now()) / 1000)),
+          });
+        }
         const outcome = await runRowStages(this.runner, id, signal);
         if (outcome.claimed && !outcome.result.ok) throw await this.stageFailed(this.db, country, hash, outcome.stage, outcome.result.failure);
         // Not claimable here either (its files are on another host): that host's daemon will make it.

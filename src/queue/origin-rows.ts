@@ -1,0 +1,46 @@
+import { sql } from 'kysely';
+import type { Db } from '../db/connect.ts';
+import type { FailureClass } from '../failure/failure-reasons.ts';
+
+/**
+ * The failure classes that say an origin does not have a key, for good: a 404 or 410 (an S3 NoSuchKey and a
+ * missing file under an origin folder are recorded as http_404 too). Transient ones (timeouts, 5xx) are not.
+ */
+export const KEY_NOT_AT_ORIGIN: readonly FailureClass[] = ['http_404', 'http_410'];
+
+/**
+ * lis_imaged's row for an origin key, queued like any new URL. Returns its id
+ * when this call inserted it, null when it was there already (the ETL's, or
+ * another request's). Unlike upsertUrls, a known URL is left untouched: its
+ * last_seen stays its insert_time until something else enqueues it, which is
+ * what deleteMissedOriginRow reads as "nobody else wants this row".
+ */
+export async function insertOriginRow(db: Db, country: string, datasourceId: number, url: string): Promise<string | null> {
+  // Control rows first, in a statement of their own (the queue's lock order, claimable-rows.ts).
+  await sql`INSERT INTO datasources (country, datasource_id) VALUES (${country}, ${datasourceId}) ON CONFLICT DO NOTHING`.execute(db);
+  const { rows } = await sql<{ id: string }>`
+    INSERT INTO live_images (country, datasource_id, image_url) VALUES (${country}, ${datasourceId}, ${url})
+    ON CONFLICT (country, image_hash) DO NOTHING
+    RETURNING id::text AS id`.execute(db);
+  return rows[0]?.id ?? null;
+}
+
+/**
+ * Deletes the row `insertOriginRow` gave this request, when its first download
+ * failed because the origin has no such key, so that a request for a key the
+ * origin lacks leaves nothing behind. Only while it is still exactly that: in
+ * download, failed once, with a not-found class, held by nobody, and never
+ * enqueued since (last_seen = insert_time: the ETL's or the Interface's upsert
+ * refreshes last_seen; a row they also want is kept). A failed row has no
+ * claimable_rows entry and, before push, no frontend_pushes. One statement;
+ * a concurrent change of the row is waited for and the conditions read again.
+ * Returns whether it was deleted.
+ */
+export async function deleteMissedOriginRow(db: Db, id: string): Promise<boolean> {
+  const { rows } = await sql<{ id: string }>`
+    DELETE FROM live_images
+     WHERE id = ${id}::bigint AND stage = 'download' AND state = 'failed' AND attempts = 1 AND locked_by IS NULL
+       AND last_error_class = ANY(${[...KEY_NOT_AT_ORIGIN]}::text[]) AND last_seen = insert_time
+    RETURNING id::text AS id`.execute(db);
+  return rows.length > 0;
+}
