@@ -31,7 +31,8 @@ describe('lis_pusherd and lis frontend (real processes)', function () {
 
   it('frontends added with lis frontend add get a chunk byte for byte from bin/lis_pusherd, and the rows go live', async () => {
     const config = t.writeConfig();
-    const local = path.join(t.dir, 'frontend-local');
+    // A space in the path: a checkout under "my sites" puts the demo's frontends there.
+    const local = path.join(t.dir, 'frontend local');
     await lis(config, 'frontend', 'add', 'local', local);
     await lis(config, 'frontend', 'add', 'n1', daemons[0].url('live'));
     // The others straight into the table: each `lis` process costs a couple of seconds of start-up.

@@ -55,6 +55,11 @@ describe('push: pure parts', () => {
       assert.equal(normaliseTarget('./front', '/tmp/x'), '/tmp/x/front');
     });
 
+    it('takes a local path with spaces and other printable characters (a checkout under "my sites")', () => {
+      for (const ok of ['/home/me/my sites/var/demo/frontends/n1', '/srv/thümbs (n1)/#1'])
+        assert.deepEqual(parseFrontendTarget(ok), { kind: 'local', path: ok });
+    });
+
     it('refuses what rsync would misread or what climbs out of the root, with a stable code', () => {
       for (const bad of [
         '',
@@ -62,7 +67,10 @@ describe('push: pure parts', () => {
         'rsync://host',
         'rsync://host:99999/m',
         'rsync://h/m/../x',
-        '/srv/a b',
+        'rsync://h/m/a b',
+        'www@n3:/var/a b',
+        '/srv/a\nb',
+        '/srv/a\tb',
         'host:relative',
         'http://n1/x',
         ' /srv',

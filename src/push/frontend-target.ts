@@ -24,8 +24,13 @@ const USER = '[A-Za-z0-9_][A-Za-z0-9_.-]*';
 const HOST = '[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?';
 const DAEMON = new RegExp(`^rsync://(?:(${USER})@)?(${HOST})(?::(\\d{1,5}))?/([A-Za-z0-9_.-]+)(/.*)?$`);
 const SSH = new RegExp(`^(?:(${USER})@)?(${HOST}):(/.*)$`);
-/** rsync reads these paths itself (and the remote shell splits ssh ones): keep them plain. */
+/** rsync parses a remote path again on the far side (and a remote shell splits ssh ones): keep them plain. */
 const SAFE_PATH = /^[A-Za-z0-9_./+@%=,~-]*$/;
+/**
+ * A local path reaches rsync as one argument and is read by nothing else, so any printable character goes
+ * (a space: a checkout under "/home/me/my sites" puts the demo's frontends there); control characters do not.
+ */
+const LOCAL_PATH = /^\P{Cc}*$/u;
 
 /**
  * Pure: parses and validates a target. A local path must be absolute (the
@@ -41,15 +46,19 @@ export function parseFrontendTarget(target: string): FrontendTarget {
     if (port !== null && (port < 1 || port > 65535)) throw new FrontendTargetError(target, `port ${port} is out of range`);
     return { kind: 'daemon', user: m[1] ?? null, host: m[2], port, module: m[4], path: cleanPath(target, (m[5] ?? '').replace(/^\/+/, '')) };
   }
-  if (target.startsWith('/')) return { kind: 'local', path: cleanPath(target, target) };
+  if (target.startsWith('/')) return { kind: 'local', path: cleanPath(target, target, LOCAL_PATH) };
   const ssh = SSH.exec(target);
   // `http://host/x` would read as host `http`, path `//host/x`: a URL, not what was meant.
   if (ssh && !ssh[3].startsWith('//')) return { kind: 'ssh', user: ssh[1] ?? null, host: ssh[2], path: cleanPath(target, ssh[3]) };
   throw new FrontendTargetError(target, 'neither an absolute local path, an rsync:// address nor host:/path');
 }
 
-function cleanPath(target: string, p: string): string {
-  if (!SAFE_PATH.test(p)) throw new FrontendTargetError(target, 'the path may hold only letters, digits and _ . / + @ % = , ~ -');
+function cleanPath(target: string, p: string, allowed = SAFE_PATH): string {
+  if (!allowed.test(p))
+    throw new FrontendTargetError(
+      target,
+      allowed === LOCAL_PATH ? 'the path may not hold control characters' : 'a remote path may hold only letters, digits and _ . / + @ % = , ~ -',
+    );
   if (p.split('/').includes('..')) throw new FrontendTargetError(target, 'the path may not contain ..');
   const trimmed = p.replace(/\/+$/, '');
   return trimmed === '' && p.startsWith('/') ? '/' : trimmed;
