@@ -1,0 +1,75 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import sharp from 'sharp';
+import { downloadConfigSchema } from '../src/config/download-config.ts';
+import { createDownloadClient, type DownloadClient } from '../src/download/download-client.ts';
+import { fetchOriginal, type FetchOutcome } from '../src/download/fetch-original.ts';
+import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
+import { rawHead, startHostileServer, type HostileServer, type RawHandler } from './helpers/hostile-server.ts';
+
+/**
+ * fetchOriginal against servers that break HTTP on purpose (raw sockets):
+ * each case must end as the right failure class, quickly, with nothing left
+ * in the store.
+ */
+describe('downloads from hostile servers', function () {
+  this.timeout(10_000);
+  let jpeg: Buffer;
+  let dir: string;
+  let server: HostileServer | null = null;
+  let client: DownloadClient | null = null;
+
+  before(async () => {
+    jpeg = await sharp({ create: { width: 64, height: 48, channels: 3, background: { r: 1, g: 2, b: 3 } } })
+      .jpeg()
+      .toBuffer();
+  });
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-hostile-'));
+  });
+  afterEach(async () => {
+    client?.destroy();
+    client = null;
+    await server?.close();
+    server = null;
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function serve(routes: Record<string, RawHandler>): Promise<HostileServer> {
+    server = await startHostileServer(routes);
+    client = createDownloadClient(downloadConfigSchema.parse(TEST_DOWNLOAD), { noproxy: true });
+    return server;
+  }
+
+  let n = 0;
+  const fetch = (url: string, conditional?: { etag: string | null; lastModified: string | null }): Promise<FetchOutcome> =>
+    fetchOriginal(client!, { url, destination: path.join(dir, `${n++}.jpg`), conditional, maxBytes: 1_000_000, totalMs: 2000 });
+  const failure = (outcome: FetchOutcome) => {
+    if (outcome.kind !== 'failed') assert.fail(`expected a failure, got ${JSON.stringify(outcome)}`);
+    return outcome.failure;
+  };
+
+  it('retries once, on a fresh connection, when a reused keep-alive socket was closed by the server (not the source failing)', async () => {
+    // Each connection serves one response and then, like a server whose keep-alive timeout ran out
+    // just as our next request went out, drops the connection on the next request without a word.
+    const s = await serve({
+      '/a.jpg': (socket, { served }) => (
+        served > 0 ? socket.destroy() : socket.write(rawHead('200 OK', { 'content-length': jpeg.length })),
+        socket.write(jpeg)
+      ),
+    });
+    assert.equal((await fetch(`${s.origin}/a.jpg?1`)).kind, 'stored');
+    const second = await fetch(`${s.origin}/a.jpg?2`);
+    assert.equal(second.kind, 'stored', JSON.stringify(second));
+    assert.deepEqual(s.received, ['GET /a.jpg?1 HTTP/1.1', 'GET /a.jpg?2 HTTP/1.1', 'GET /a.jpg?2 HTTP/1.1']);
+  });
+
+  it('still fails a fresh connection that the server resets, without asking twice', async () => {
+    const s = await serve({ '/reset.jpg': (socket) => socket.destroy() });
+    const f = failure(await fetch(`${s.origin}/reset.jpg`));
+    assert.equal(f.errorClass, 'connection');
+    assert.equal(s.received.length, 1);
+  });
+});
