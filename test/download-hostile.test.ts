@@ -51,7 +51,7 @@ describe('downloads from hostile servers', function () {
     return outcome.failure;
   };
 
-  it('retries once, on a fresh connection, when a reused keep-alive socket was closed by the server (not the source failing)', async () => {
+  it('sends again, on a fresh connection, when a reused keep-alive socket was closed by the server (not the source failing)', async () => {
     // Each connection serves one response and then, like a server whose keep-alive timeout ran out
     // just as our next request went out, drops the connection on the next request without a word.
     const s = await serve({
@@ -64,6 +64,15 @@ describe('downloads from hostile servers', function () {
     const second = await fetch(`${s.origin}/a.jpg?2`);
     assert.equal(second.kind, 'stored', JSON.stringify(second));
     assert.deepEqual(s.received, ['GET /a.jpg?1 HTTP/1.1', 'GET /a.jpg?2 HTTP/1.1', 'GET /a.jpg?2 HTTP/1.1']);
+  });
+
+  it('an unasked-for 304 is a status no image comes with, not a redirect; an asked-for one is not_modified', async () => {
+    const s = await serve({ '/304.jpg': (socket) => socket.write(rawHead('304 Not Modified', { etag: '"v1"' })) });
+    const f = failure(await fetch(`${s.origin}/304.jpg`));
+    assert.equal(f.errorClass, 'http_status');
+    assert.match(f.reason, /^HTTP 304 Not Modified: not a status an image comes with/);
+    assert.equal(f.retryable, false);
+    assert.equal((await fetch(`${s.origin}/304.jpg`, { etag: '"v1"', lastModified: null })).kind, 'not_modified');
   });
 
   it('still fails a fresh connection that the server resets, without asking twice', async () => {

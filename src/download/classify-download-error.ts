@@ -40,6 +40,8 @@ export function statusFailure(status: number, statusMessage: string | undefined,
   if (status >= 500 && status <= 599) return new DownloadError('http_5xx', reason, { retryable: true, retryAfterSeconds: after });
   if (status === 408) return new DownloadError('http_4xx', reason, { retryable: true, retryAfterSeconds: after });
   if (status >= 400 && status <= 499) return new DownloadError('http_4xx', reason, { retryable: false });
+  // A 304 is an answer to validators; one we did not ask for (none were sent) is no redirect at all.
+  if (status === 304) return new DownloadError('http_status', `${reason}: not a status an image comes with (no validators were sent)`, { retryable: false });
   if (status >= 300 && status <= 399) return new DownloadError('bad_redirect', `${reason} without a usable Location`, { retryable: false });
   return new DownloadError('http_status', `${reason}: not a status an image comes with`, { retryable: false });
 }
