@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import sharp from 'sharp';
 import { downloadConfigSchema } from '../src/config/download-config.ts';
 import { createDownloadClient, type DownloadClient } from '../src/download/download-client.ts';
@@ -73,6 +75,40 @@ describe('downloads from hostile servers', function () {
     assert.match(f.reason, /^HTTP 304 Not Modified: not a status an image comes with/);
     assert.equal(f.retryable, false);
     assert.equal((await fetch(`${s.origin}/304.jpg`, { etag: '"v1"', lastModified: null })).kind, 'not_modified');
+  });
+
+  it('a compressed body whose stream stops short is truncated (retried), one that is not compressed data is bad_encoding', async () => {
+    const body = Buffer.concat([jpeg, crypto.randomBytes(50_000)]);
+    const cut =
+      (compressed: Buffer, encoding: string): RawHandler =>
+      (socket) => {
+        // No Content-Length, no chunks: the end of the connection is the end of the body, so only the
+        // compressed stream itself can tell that it was cut.
+        socket.write(rawHead('200 OK', { 'content-encoding': encoding, connection: 'close' }));
+        socket.end(compressed.subarray(0, compressed.length >> 1));
+      };
+    const s = await serve({
+      '/cut-gzip.jpg': cut(zlib.gzipSync(body), 'gzip'),
+      '/cut-br.jpg': cut(zlib.brotliCompressSync(body), 'br'),
+      '/cut-deflate-chunked.jpg': (socket) => {
+        const half = zlib.deflateSync(body).subarray(0, 20_000);
+        socket.write(rawHead('200 OK', { 'content-encoding': 'deflate', 'transfer-encoding': 'chunked' }));
+        socket.write(`${half.length.toString(16)}\r\n`);
+        socket.write(half);
+        socket.write('\r\n0\r\n\r\n');
+      },
+      '/not-gzip.jpg': (socket) =>
+        socket.write(rawHead('200 OK', { 'content-encoding': 'gzip', 'content-length': jpeg.length }) + jpeg.toString('latin1'), 'latin1'),
+    });
+    for (const p of ['/cut-gzip.jpg', '/cut-br.jpg', '/cut-deflate-chunked.jpg']) {
+      const f = failure(await fetch(`${s.origin}${p}`));
+      assert.equal(f.errorClass, 'truncated', `${p}: ${f.reason}`);
+      assert.match(f.reason, /^truncated: the compressed body stops before its end/, p);
+      assert.equal(f.retryable, true);
+    }
+    const f = failure(await fetch(`${s.origin}/not-gzip.jpg`));
+    assert.equal(f.errorClass, 'bad_encoding', f.reason);
+    assert.deepEqual(fs.readdirSync(dir), []);
   });
 
   it('still fails a fresh connection that the server resets, without asking twice', async () => {
