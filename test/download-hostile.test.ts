@@ -111,6 +111,20 @@ describe('downloads from hostile servers', function () {
     assert.deepEqual(fs.readdirSync(dir), []);
   });
 
+  it("a host name the resolver rejects (over 255 characters) is the URL's fault, bad_url, not our internal error", async () => {
+    // Five labels of 60: each one legal, the whole name too long for getaddrinfo (EINVAL).
+    const longHost = Array(5).fill('a'.repeat(60)).join('.');
+    const s = await serve({
+      '/long-host': (socket) => socket.write(rawHead('302 Found', { location: `http://${longHost}/x.jpg`, 'content-length': 0 })),
+    });
+    for (const url of [`http://${longHost}/x.jpg`, `${s.origin}/long-host`]) {
+      const f = failure(await fetch(url));
+      assert.equal(f.errorClass, 'bad_url', f.reason);
+      assert.match(f.reason, /^bad URL: the host name cannot be looked up/);
+      assert.equal(f.retryable, false);
+    }
+  });
+
   it('still fails a fresh connection that the server resets, without asking twice', async () => {
     const s = await serve({ '/reset.jpg': (socket) => socket.destroy() });
     const f = failure(await fetch(`${s.origin}/reset.jpg`));

@@ -96,6 +96,7 @@ const COMPRESSED_CUT = 'Z_BUF_ERROR';
 interface ErrorLike {
   message?: string;
   code?: string;
+  syscall?: string;
   event?: string;
   cause?: unknown;
 }
@@ -153,6 +154,11 @@ export function classifyDownloadError(error: unknown, afterHeaders = false): Dow
     return { reason: `truncated: the compressed body stops before its end (${message})`, errorClass: 'truncated', retryable: true };
   }
   if (has(DECODE_CODES)) return { reason: `bad content encoding: ${message}`, errorClass: 'bad_encoding', retryable: false };
+  // getaddrinfo refuses to look the name up at all (longer than 255 characters): the URL's fault, the same
+  // on every try. Left alone it fell through to `internal` and was given back, uncharged, for ever.
+  if (errors.some((e) => e.code === 'EINVAL' && e.syscall === 'getaddrinfo')) {
+    return { reason: `bad URL: the host name cannot be looked up (${message.slice(0, 120)})`, errorClass: 'bad_url', retryable: false };
+  }
   if (has(DNS_CODES)) return { reason: `DNS: ${message}`, errorClass: 'dns', retryable: true };
   if (codes.some((c) => c.startsWith('ERR_TLS') || c.startsWith('ERR_SSL') || /CERT|SELF_SIGNED|UNABLE_TO_VERIFY/.test(c))) {
     return { reason: `TLS: ${message}`, errorClass: 'tls', retryable: false };
