@@ -40,6 +40,8 @@ export function statusFailure(status: number, statusMessage: string | undefined,
   if (status >= 500 && status <= 599) return new DownloadError('http_5xx', reason, { retryable: true, retryAfterSeconds: after });
   if (status === 408) return new DownloadError('http_4xx', reason, { retryable: true, retryAfterSeconds: after });
   if (status >= 400 && status <= 499) return new DownloadError('http_4xx', reason, { retryable: false });
+  // A 304 is an answer to validators; one we did not ask for (none were sent) is no redirect at all.
+  if (status === 304) return new DownloadError('http_status', `${reason}: not a status an image comes with (no validators were sent)`, { retryable: false });
   if (status >= 300 && status <= 399) return new DownloadError('bad_redirect', `${reason} without a usable Location`, { retryable: false });
   return new DownloadError('http_status', `${reason}: not a status an image comes with`, { retryable: false });
 }
@@ -81,11 +83,20 @@ const CONNECTION_CODES = new Set([
 
 const DNS_CODES = new Set(['ENOTFOUND', 'EAI_AGAIN', 'EAI_FAIL', 'EAI_NODATA', 'EAI_NONAME', 'ENODATA']);
 
-const DECODE_CODES = new Set(['Z_DATA_ERROR', 'Z_BUF_ERROR', 'ERR_BROTLI_DECOMPRESSION_FAILED', 'ERR__ERROR_FORMAT_PADDING_1']);
+const DECODE_CODES = new Set(['Z_DATA_ERROR', 'ERR_BROTLI_DECOMPRESSION_FAILED', 'ERR__ERROR_FORMAT_PADDING_1']);
+
+/**
+ * zlib's "unexpected end of file" (gzip, deflate and brotli alike): the compressed stream stopped before
+ * its own end marker. The data decoded well up to there, so the transfer was cut: the only sign of it
+ * when the body ends with the connection (no Content-Length, no chunks), or when a proxy's chunked
+ * response ended cleanly after its upstream broke off.
+ */
+const COMPRESSED_CUT = 'Z_BUF_ERROR';
 
 interface ErrorLike {
   message?: string;
   code?: string;
+  syscall?: string;
   event?: string;
   cause?: unknown;
 }
@@ -139,7 +150,15 @@ export function classifyDownloadError(error: unknown, afterHeaders = false): Dow
   if (codes.some((c) => c === 'ERR_UNSUPPORTED_PROTOCOL' || c === 'ERR_INVALID_URL'))
     return { reason: `bad URL: ${message}`, errorClass: 'bad_url', retryable: false };
   if (codes.includes('ERR_HTTP_CONTENT_LENGTH_MISMATCH')) return { reason: `truncated: ${message}`, errorClass: 'truncated', retryable: true };
+  if (codes.includes(COMPRESSED_CUT)) {
+    return { reason: `truncated: the compressed body stops before its end (${message})`, errorClass: 'truncated', retryable: true };
+  }
   if (has(DECODE_CODES)) return { reason: `bad content encoding: ${message}`, errorClass: 'bad_encoding', retryable: false };
+  // getaddrinfo refuses to look the name up at all (longer than 255 characters): the URL's fault, the same
+  // on every try. Left alone it fell through to `internal` and was given back, uncharged, for ever.
+  if (errors.some((e) => e.code === 'EINVAL' && e.syscall === 'getaddrinfo')) {
+    return { reason: `bad URL: the host name cannot be looked up (${message.slice(0, 120)})`, errorClass: 'bad_url', retryable: false };
+  }
   if (has(DNS_CODES)) return { reason: `DNS: ${message}`, errorClass: 'dns', retryable: true };
   if (codes.some((c) => c.startsWith('ERR_TLS') || c.startsWith('ERR_SSL') || /CERT|SELF_SIGNED|UNABLE_TO_VERIFY/.test(c))) {
     return { reason: `TLS: ${message}`, errorClass: 'tls', retryable: false };
@@ -170,7 +189,8 @@ export interface TransferSoFar {
  */
 export function classifyTransferError(error: unknown, transfer: TransferSoFar): DownloadFailure {
   const failure = classifyDownloadError(error, true);
-  if (failure.errorClass !== 'truncated') return failure;
+  // A cut compressed stream says so itself; the framing below counts wire bytes, which it does not judge.
+  if (failure.errorClass !== 'truncated' || chain(error).some((e) => e.code === COMPRESSED_CUT)) return failure;
   const message = chain(error)[0]?.message ?? String(error);
   // With Content-Length framing the parser never reads body bytes: a parse error after the headers
   // can only come from bytes after the announced body (however many of the body we had consumed yet).

@@ -67,8 +67,25 @@ function validators(headers: IncomingHttpHeaders): Validators {
  * status), the body streamed through an OriginalWriter (sniff, size, hash,
  * temp file + rename) under a deadline for the whole thing, and any failure
  * classified. Nothing is left half-written whatever the server does.
+ *
+ * A request sent on a kept-alive socket that the server had just closed (its
+ * keep-alive timeout ran out as we reused it: Node's documented race) fails
+ * before any response, through no fault of the source: it is sent again
+ * (on another pooled socket, or a new connection), within the same deadline,
+ * as Node's docs advise (`request.reusedSocket`).
  */
 export async function fetchOriginal(client: DownloadClient, request: FetchRequest): Promise<FetchOutcome> {
+  const started = Date.now();
+  for (;;) {
+    const attempt = await fetchOnce(client, request, request.totalMs - (Date.now() - started));
+    // Each stale failure drops that socket from the pool (at most maxFreeSockets of them), so this ends:
+    // at the latest on a new connection, whose failure is the source's.
+    if (!attempt.staleSocket || Date.now() - started >= request.totalMs) return attempt.outcome;
+  }
+}
+
+/** One request; `leftMs` is what remains of request.totalMs. `staleSocket`: it failed as a reused socket does when the server had closed it. */
+async function fetchOnce(client: DownloadClient, request: FetchRequest, leftMs: number): Promise<{ outcome: FetchOutcome; staleSocket?: boolean }> {
   const headers: Record<string, string> = {};
   if (request.conditional?.etag) headers['if-none-match'] = request.conditional.etag;
   if (request.conditional?.lastModified) headers['if-modified-since'] = request.conditional.lastModified;
@@ -78,13 +95,13 @@ export async function fetchOriginal(client: DownloadClient, request: FetchReques
   try {
     stream = client.got.stream(request.url, { headers });
   } catch (error) {
-    return { kind: 'failed', failure: classifyDownloadError(error) };
+    return { outcome: { kind: 'failed', failure: classifyDownloadError(error) } };
   }
   // Errors are read through responseOf and the iterator; this keeps a late one from being "unhandled".
   stream.on('error', () => {});
   const deadline = setTimeout(() => {
     stream.destroy(new DownloadError('timeout', `timeout: not done within ${request.totalMs / 1000} s (download.timeouts.totalSeconds)`, { retryable: true }));
-  }, request.totalMs);
+  }, leftMs);
   const onStop = () => stream.destroy(new Stopped('stopping'));
   request.signal?.addEventListener('abort', onStop, { once: true });
   if (request.signal?.aborted) onStop();
@@ -102,9 +119,11 @@ export async function fetchOriginal(client: DownloadClient, request: FetchReques
     const found = validators(response.headers);
     if (response.statusCode === 304 && conditional) {
       return {
-        kind: 'not_modified',
-        etag: found.etag ?? request.conditional?.etag ?? null,
-        lastModified: found.lastModified ?? request.conditional?.lastModified ?? null,
+        outcome: {
+          kind: 'not_modified',
+          etag: found.etag ?? request.conditional?.etag ?? null,
+          lastModified: found.lastModified ?? request.conditional?.lastModified ?? null,
+        },
       };
     }
     if (response.statusCode !== 200 && response.statusCode !== 203) {
@@ -121,12 +140,17 @@ export async function fetchOriginal(client: DownloadClient, request: FetchReques
       await writer.write(chunk as Buffer);
     }
     const written = await writer.finish(request.previousHash);
-    return { kind: written.stored ? 'stored' : 'identical', bytes: written.bytes, contentHash: written.contentHash, format: written.format, ...found };
+    return {
+      outcome: { kind: written.stored ? 'stored' : 'identical', bytes: written.bytes, contentHash: written.contentHash, format: written.format, ...found },
+    };
   } catch (error) {
     await writer?.discard();
-    if (error instanceof Stopped || stream.errored instanceof Stopped) return { kind: 'stopped' };
+    if (error instanceof Stopped || stream.errored instanceof Stopped) return { outcome: { kind: 'stopped' } };
     // Leaving the loop early destroys the stream with a bare AbortError: the error we threw is the story.
-    return { kind: 'failed', failure: transfer ? classifyTransferError(error, transfer) : classifyDownloadError(error) };
+    const failure = transfer ? classifyTransferError(error, transfer) : classifyDownloadError(error);
+    // No response at all on a reused socket that was reset or closed: the stale keep-alive race.
+    const staleSocket = !transfer && stream.reusedSocket === true && failure.errorClass === 'connection';
+    return { outcome: { kind: 'failed', failure }, staleSocket };
   } finally {
     clearTimeout(deadline);
     request.signal?.removeEventListener('abort', onStop);
