@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
 import sharp from 'sharp';
 import { addFrontend } from '../src/push/frontend-registry.ts';
@@ -19,7 +20,8 @@ import { plainSharp, workloads } from './lib/thumbnail-contenders.ts';
 import { argOf, benchConfig, flag, freshBenchDatabase, geomean, printRatio, waitUntil } from './lib/bench-database.ts';
 import { busyShare, cpuSeconds, machineCpu, peakRssKb } from './lib/proc-stats.ts';
 
-const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+// fileURLToPath, not URL.pathname: a checkout under a folder with a space would read as my%20clone.
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const TESTDATA = path.resolve(argOf('testdata') ?? process.env.LIS_TESTDATA ?? path.resolve(ROOT, '../shared/testdata'));
 const images = flag('images', 1000);
 const pairs = flag('pairs', 2);

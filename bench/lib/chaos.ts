@@ -6,6 +6,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
 import type { LisConfigInput } from '../../src/config/config-schema.ts';
 import { parseConfig } from '../../src/config/load-config.ts';
@@ -18,7 +19,8 @@ import { RsyncDaemon } from '../../test/helpers/rsync-daemons.ts';
 import { BAD_KINDS, startChaosSource, type BadKind } from './chaos-source.ts';
 import { fillUp } from './fill-up.ts';
 
-const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+// fileURLToPath, not URL.pathname: a checkout under a folder with a space would read as my%20clone.
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 export interface ChaosOptions {
   /** URLs in all; a fifth of them bad. */
