@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { isRsyncTempName } from '../src/cron/frontend-files.ts';
 import { addFrontend } from '../src/push/frontend-registry.ts';
 import { normaliseTarget } from '../src/push/frontend-target.ts';
 import { isThumbnailName } from '../src/store/store-layout.ts';
@@ -102,6 +104,52 @@ describe('frontend targets and fs_check never reach beyond what is ours', () => 
         fs.lstatSync(path.join(local, 'de')).isSymbolicLink() && fs.lstatSync(path.join(daemon.moduleDir, 'de')).isSymbolicLink(),
         'the links themselves are left as they were',
       );
+    });
+
+    it('removes the hidden temp files of an rsync killed mid-transfer once they are old, never a fresh one nor anything not ours', async () => {
+      // A real rsync into the local frontend, killed with SIGKILL (its whole process group, as systemd or
+      // the OOM killer would) while it writes: it leaves `.<name>.XXXXXX`, and nothing under the real name.
+      const name = 'uk/ab/cd/abcd1111111111111111111111111111_large.jpg';
+      const store = path.join(t.dir, 'killstore');
+      fs.mkdirSync(path.join(store, path.dirname(name)), { recursive: true });
+      fs.writeFileSync(path.join(store, name), Buffer.alloc(20_000_000, 7));
+      const rsync = spawn('rsync', ['--times', '--relative', '--bwlimit=200', `${store}/./${name}`, `${local}/`], { detached: true, stdio: 'ignore' });
+      const closed = new Promise((resolve) => rsync.once('close', resolve));
+      const folder = path.join(local, path.dirname(name));
+      let temp: string | undefined;
+      try {
+        for (const deadline = Date.now() + 10_000; !temp;) {
+          temp = fs.existsSync(folder) ? fs.readdirSync(folder).find((f) => f.startsWith('.abcd1111')) : undefined;
+          if (!temp && Date.now() > deadline) throw new Error('rsync wrote no temp file within 10 s');
+          if (!temp) await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+      } finally {
+        process.kill(-rsync.pid!, 'SIGKILL');
+        await closed;
+      }
+      const killed = `${path.dirname(name)}/${temp}`;
+      assert.ok(isRsyncTempName(killed, 'uk'), killed);
+      assert.equal(fs.existsSync(path.join(local, name)), false, 'nothing under the real name');
+      fs.utimesSync(path.join(local, killed), OLD, OLD);
+      // The same leftover on the daemon; a fresh one (a transfer may be writing it) and a dot file not ours, both kept.
+      plant(daemon.moduleDir, killed);
+      const fresh = 'uk/ab/cd/.abcd2222222222222222222222222222_small.jpg.Zx9Yw8';
+      const notOurs = 'uk/ab/cd/.notes.txt.AbCdEf';
+      for (const root of [daemon.moduleDir, local]) {
+        plant(root, notOurs);
+        plant(root, fresh);
+        fs.utimesSync(path.join(root, fresh), new Date(), new Date());
+      }
+
+      const run = spawnTs('bin/lis_cron_frontend', ['--fs_check', '--country', 'uk'], { LIS_CONFIG: t.writeConfig(), LIS_DATABASE_URL: t.url });
+      assert.equal((await run.exited).code, 0, run.output());
+      assert.match(run.output(), /n1: deleted 1 orphans/);
+      assert.match(run.output(), /n2: deleted 1 orphans/);
+      for (const root of [daemon.moduleDir, local]) {
+        assert.equal(fs.existsSync(path.join(root, killed)), false, `the dead transfer's temp file is gone from ${root}`);
+        assert.ok(fs.existsSync(path.join(root, fresh)), `a fresh temp file is kept in ${root}`);
+        assert.ok(fs.existsSync(path.join(root, notOurs)), `a dot file not ours is kept in ${root}`);
+      }
     });
   });
 });

@@ -6,7 +6,24 @@ import type { PushConfig } from '../config/push-config.ts';
 import { LisError } from '../errors.ts';
 import { rsyncDestination, type FrontendTarget } from '../push/frontend-target.ts';
 import { sshCommand } from '../push/rsync-command.ts';
-import { isPlainFileBelow, listLocalFiles } from './local-files.ts';
+import { isThumbnailName } from '../store/store-layout.ts';
+import { isPlainFileBelow, isRecent, listLocalFiles } from './local-files.ts';
+
+/**
+ * An rsync temp file younger than this may belong to a transfer still running (rsync writes it on and
+ * on, and gives up after push.timeoutSeconds without data): it is not listed, so not judged.
+ */
+export const RSYNC_TEMP_SETTLE_SECONDS = 3600;
+
+/**
+ * Pure: `<dir>/.<name>.XXXXXX` where `<dir>/<name>` is one of our thumbnails: the hidden temp file rsync
+ * writes before renaming it into place. A transfer killed hard (SIGKILL of the pusher's unit, the OOM
+ * killer, a frontend's rsync daemon dying) leaves it behind for good: nothing else ever removes it.
+ */
+export function isRsyncTempName(relativePath: string, country?: string): boolean {
+  const m = /^(.*\/)\.([^/]+)\.[A-Za-z0-9]{6}$/.exec(relativePath);
+  return m !== null && isThumbnailName(`${m[1]}${m[2]}`, country);
+}
 
 /** Options every rsync to a frontend needs: time limits, and how to reach daemons and ssh hosts. */
 function reachOptions(config: PushConfig, target: FrontendTarget): string[] {
@@ -33,13 +50,26 @@ function runRsync(config: PushConfig, args: string[]): Promise<{ code: number | 
 
 /** Pure: the file names in `rsync --list-only -r` output (directories and links left out). */
 export function parseListOnly(output: string): string[] {
-  const files: string[] = [];
+  return parseListOnlyEntries(output).map((e) => e.file);
+}
+
+/** Pure: the files in `rsync --list-only -r` output with their modification times (rsync prints local time). */
+export function parseListOnlyEntries(output: string): Array<{ file: string; mtime: Date }> {
+  const files: Array<{ file: string; mtime: Date }> = [];
   for (const line of output.split('\n')) {
     // -rw-r--r--         12,345 2026/11/22 01:00:00 0f/a30f..._small.jpg
-    const m = /^-\S+\s+[\d,]+\s+\S+\s+\S+\s+(.+)$/.exec(line);
-    if (m) files.push(m[1]);
+    const m = /^-\S+\s+[\d,.]+\s+(\d+)\/(\d+)\/(\d+)\s+(\d+):(\d+):(\d+)\s+(.+)$/.exec(line);
+    if (m) {
+      const [y, mo, d, h, mi, se] = m.slice(1, 7).map(Number);
+      files.push({ file: m[7], mtime: new Date(y, mo - 1, d, h, mi, se) });
+    }
   }
   return files;
+}
+
+/** A listed file fs_check may judge: anything but an rsync temp file that may still be written. */
+function settled(file: string, mtime: Date): boolean {
+  return !isRsyncTempName(file) || Date.now() - mtime.getTime() >= RSYNC_TEMP_SETTLE_SECONDS * 1000;
 }
 
 /** A frontend's files for one country, split by first-level folder (`00`..`ff`) in temp files, so memory stays small. */
@@ -56,7 +86,14 @@ export interface FrontendListing {
  * folder as it streams, so ten million files need no more memory than a few.
  */
 export async function listFrontendTree(config: PushConfig, target: FrontendTarget, country: string): Promise<FrontendListing> {
-  if (target.kind === 'local') return { filesIn: (prefix) => listLocalFiles(target.path, `${country}/${prefix}`), close: () => {} };
+  if (target.kind === 'local') {
+    const root = target.path;
+    return {
+      filesIn: (prefix) =>
+        listLocalFiles(root, `${country}/${prefix}`).filter((f) => !isRsyncTempName(f) || !isRecent(path.join(root, f), RSYNC_TEMP_SETTLE_SECONDS)),
+      close: () => {},
+    };
+  }
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-list-'));
   const buckets = new Map<string, fs.WriteStream>();
   const result = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
@@ -71,7 +108,8 @@ export async function listFrontendTree(config: PushConfig, target: FrontendTarge
     child.stdout.on('data', (chunk: string) => {
       const lines = (rest + chunk).split('\n');
       rest = lines.pop() ?? '';
-      for (const file of parseListOnly(lines.join('\n'))) {
+      for (const { file, mtime } of parseListOnlyEntries(lines.join('\n'))) {
+        if (!settled(file, mtime)) continue;
         const prefix = file.slice(country.length + 1, country.length + 3);
         if (!file.startsWith(`${country}/`) || !/^[0-9a-f]{2}$/.test(prefix) || file[country.length + 3] !== '/') continue;
         let out = buckets.get(prefix);
@@ -82,8 +120,8 @@ export async function listFrontendTree(config: PushConfig, target: FrontendTarge
     child.stderr.on('data', (c) => (stderr += c));
     child.on('error', (e) => resolve({ code: null, stderr: e.message }));
     child.on('close', (code) => {
-      for (const file of parseListOnly(rest))
-        if (file.startsWith(`${country}/`)) buckets.get(file.slice(country.length + 1, country.length + 3))?.write(`${file}\n`);
+      for (const { file, mtime } of parseListOnlyEntries(rest))
+        if (file.startsWith(`${country}/`) && settled(file, mtime)) buckets.get(file.slice(country.length + 1, country.length + 3))?.write(`${file}\n`);
       resolve({ code, stderr });
     });
   });

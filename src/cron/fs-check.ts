@@ -7,7 +7,7 @@ import { errorMessage } from '../errors.ts';
 import type { Logger } from '../log/create-logger.ts';
 import { enabledFrontends } from '../push/frontend-registry.ts';
 import { thumbnailFilesOf, type ImageData } from '../store/image-data.ts';
-import { deleteFrontendFiles, listFrontendTree, type FrontendListing } from './frontend-files.ts';
+import { deleteFrontendFiles, isRsyncTempName, listFrontendTree, type FrontendListing } from './frontend-files.ts';
 import { isRecent, listLocalFiles } from './local-files.ts';
 import { tempFileWriter } from '../store/atomic-file.ts';
 import { isThumbnailName } from '../store/store-layout.ts';
@@ -113,8 +113,10 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
         if (tally.error || !listing) continue;
         try {
           const present = new Set(listing.filesIn(prefix));
-          // Only files named as we name thumbnails: anything else on a frontend is not ours to delete.
-          const orphans = [...present].filter((f) => !known.has(f) && isThumbnailName(f, country));
+          // Only files named as we name thumbnails (or rsync's temp files of them, left by a transfer killed
+          // hard; the listing leaves out those young enough to be written still): anything else on a
+          // frontend is not ours to delete.
+          const orphans = [...present].filter((f) => !known.has(f) && (isThumbnailName(f, country) || isRsyncTempName(f, country)));
           const missing = rows.filter((r) => r.stage === 'live' && thumbnailFilesOf(r.image_data).some((f) => !present.has(f)));
           if (!dryRun) {
             await deleteFrontendFiles(config.push, frontend.parsed, orphans);
