@@ -91,7 +91,15 @@ export class PushWorker implements StageWorker {
     await recordFrontendHealth(db, transfers).catch((error: Error) => ctx.log.warn(`Cannot record frontend health: ${error.message}`, scope));
 
     await recordPushResults(db, pushResultsOf(outcomes), config.queue.backoff);
-    for (const result of decideRowResults(rows, names, outcomes, { maxAttempts: config.queue.maxAttempts })) ctx.report(result);
+    // A frontend disabled or removed while its rsync ran (typically the one that hangs, which is why it was
+    // disabled) must not hold the chunk back: `lis frontend disable` promises its rows go live at once, and
+    // its wake-up ran before these rows were given back. Judged by those still enabled; were none left,
+    // by those of the start (rows never go live with nobody serving them).
+    const stillEnabled = new Set((await enabledFrontends(db)).map((f) => f.name));
+    const judgedBy = names.some((n) => stillEnabled.has(n)) ? names.filter((n) => stillEnabled.has(n)) : names;
+    for (const name of names.filter((n) => !judgedBy.includes(n)))
+      ctx.log.info(`${name} was disabled or removed during the push: the chunk's rows no longer wait for it`, scope);
+    for (const result of decideRowResults(rows, judgedBy, outcomes, { maxAttempts: config.queue.maxAttempts })) ctx.report(result);
   }
 
   async close(): Promise<void> {

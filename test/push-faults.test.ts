@@ -1,0 +1,152 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import type { LisConfigInput } from '../src/config/config-schema.ts';
+import { parseConfig } from '../src/config/load-config.ts';
+import { runDaemon, type RunTotals } from '../src/daemon/run-daemon.ts';
+import { closeLogger, createLogger } from '../src/log/create-logger.ts';
+import { addFrontend, removeFrontend, setFrontendEnabled } from '../src/push/frontend-registry.ts';
+import { createPusher } from '../src/push/pusherd-main.ts';
+import { insertPushRows } from './helpers/push-fixtures.ts';
+import { RsyncDaemon } from './helpers/rsync-daemons.ts';
+import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+
+/** Every file below `root`, relative, hidden ones (rsync's temp files) included. */
+function allFiles(root: string): string[] {
+  if (!fs.existsSync(root)) return [];
+  return fs
+    .readdirSync(root, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile())
+    .map((e) => path.relative(root, path.join(e.parentPath, e.name)));
+}
+
+describe('lis_pusherd against faulty frontends', function () {
+  this.timeout(60_000);
+  let t: TestDatabase;
+  const mounts: string[] = [];
+  const daemons: RsyncDaemon[] = [];
+
+  beforeEach(async () => (t = await createTestDatabase()));
+  afterEach(async () => {
+    for (const d of daemons.splice(0)) await d.stop();
+    for (const m of mounts.splice(0)) execFileSync('umount', ['-l', m]);
+    await t.drop();
+  });
+
+  /** A 1 MB tmpfs at `dir` (root only), unmounted after the test whatever happens. */
+  function smallDisk(dir: string): void {
+    fs.mkdirSync(dir, { recursive: true });
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir]);
+    mounts.push(dir);
+  }
+
+  /** One run by hand of the pusher (chunk loop and backfill), as bin/lis_pusherd does it. */
+  async function runPusher(overrides: LisConfigInput = {}, chunkSize = 40): Promise<RunTotals> {
+    const config = parseConfig(
+      { ...JSON.parse(fs.readFileSync(t.writeConfig(), 'utf8')), queue: { backoff: { baseSeconds: 0.01, jitter: 0 } }, ...overrides },
+      {},
+      t.dir,
+    );
+    const log = createLogger({ component: 'pusherd', log: config.log, screen: false, country: 'uk' });
+    const controller = new AbortController();
+    try {
+      const worker = await createPusher({ config, db: t.db, log, country: 'uk', chunkSize, service: false, signal: controller.signal });
+      return await runDaemon(worker, {
+        config,
+        db: t.db,
+        databaseUrl: t.url,
+        log,
+        country: 'uk',
+        chunkSize,
+        service: false,
+        signal: controller.signal,
+        workerId: 'test:1',
+      });
+    } finally {
+      await closeLogger(log);
+    }
+  }
+
+  for (const kind of ['local', 'daemon'] as const) {
+    it(`a ${kind} frontend whose disk fills mid-push: frontend_disk_full, nothing charged, no temp file left, and all goes live once freed`, async () => {
+      const disk = path.join(t.dir, `disk-${kind}`);
+      smallDisk(disk);
+      let target = path.join(disk, 'root');
+      if (kind === 'daemon') {
+        const d = await RsyncDaemon.start(path.join(t.dir, 'd1'));
+        daemons.push(d);
+        fs.rmSync(d.moduleDir, { recursive: true });
+        fs.symlinkSync(disk, d.moduleDir);
+        target = d.url('root');
+      }
+      await addFrontend(t.db, 'n1', target);
+      // Leave ~60 KB free: the 6 rows' thumbnails (~330 KB) do not fit.
+      fs.writeFileSync(path.join(disk, 'filler'), Buffer.alloc(1024 * 1024 - 60 * 1024));
+      const files = await insertPushRows(t.db, t.config, 'uk', 6);
+      // Given back for our fault, the rows are due again at once: the second run is the retry.
+      const retrySoon = { queue: { backoff: { baseSeconds: 0.01, jitter: 0 }, oursRetrySeconds: 0.01 } };
+      await runPusher(retrySoon);
+      const rows = await t.db.selectFrom('live_images').select(['stage', 'state', 'attempts', 'last_error', 'last_error_class']).execute();
+      for (const r of rows) {
+        assert.deepEqual([r.stage, r.state, r.attempts, r.last_error_class], ['push', 'waiting', 0, 'frontend_disk_full'], JSON.stringify(r));
+        assert.match(r.last_error!, /^not on n1 \(rsync exit 11 .*No space left on device/);
+      }
+      const [n1] = await t.db.selectFrom('frontends').select(['down_since', 'down_reason']).execute();
+      assert.ok(n1.down_since, 'the frontend is marked down (what the manager alerts on)');
+      assert.match(n1.down_reason!, /^frontend_disk_full: .*No space left on device/);
+      // rsync removed its temp file of the write that failed; nothing half-written under a real name.
+      assert.deepEqual(
+        allFiles(disk).filter((f) => path.basename(f).startsWith('.')),
+        [],
+      );
+      for (const f of allFiles(path.join(disk, 'root')))
+        assert.ok(fs.readFileSync(path.join(disk, 'root', f)).equals(fs.readFileSync(path.join(t.config.stores.thumbnails, f))), f);
+
+      fs.rmSync(path.join(disk, 'filler'));
+      await runPusher(retrySoon);
+      const after = await t.db.selectFrom('live_images').select(['stage', 'attempts']).execute();
+      assert.deepEqual(
+        after.map((r) => [r.stage, r.attempts]),
+        after.map(() => ['live', 0]),
+      );
+      assert.equal(allFiles(path.join(disk, 'root')).length, files.length);
+      assert.equal((await t.db.selectFrom('frontends').select('down_since').executeTakeFirstOrThrow()).down_since, null);
+    });
+  }
+
+  for (const how of ['disabled', 'removed'] as const) {
+    it(`a frontend ${how} while its rsync hangs no longer holds the chunk back: the rows go live in the same pass, uncharged`, async () => {
+      const good = path.join(t.dir, 'good');
+      await addFrontend(t.db, 'good', good);
+      // A "frontend" that accepts the connection and never says a word: rsync waits there until --timeout.
+      const sockets: net.Socket[] = [];
+      let changed: Promise<void> | undefined;
+      const hang = net.createServer((socket) => {
+        sockets.push(socket);
+        // rsync is now in flight to it: the operator gives up on it.
+        changed ??= how === 'disabled' ? setFrontendEnabled(t.db, 'hung', false) : removeFrontend(t.db, 'hung');
+      });
+      await new Promise<void>((resolve) => hang.listen(0, '127.0.0.1', resolve));
+      try {
+        await addFrontend(t.db, 'hung', `rsync://127.0.0.1:${(hang.address() as net.AddressInfo).port}/thumbs`);
+        const files = await insertPushRows(t.db, t.config, 'uk', 3);
+        // Rows given back for our fault wait a minute (the default): within this test that means "not live".
+        await runPusher({ push: { timeoutSeconds: 2, connectTimeoutSeconds: 2 } });
+        assert.ok(changed, 'rsync connected to the hung frontend');
+        await changed;
+        const rows = await t.db.selectFrom('live_images').select(['stage', 'state', 'attempts', 'last_error_class']).execute();
+        assert.deepEqual(
+          rows.map((r) => [r.stage, r.state, r.attempts]),
+          rows.map(() => ['live', 'done', 0]),
+          JSON.stringify(rows),
+        );
+        assert.deepEqual(allFiles(good).sort(), [...files].sort());
+      } finally {
+        for (const s of sockets) s.destroy();
+        await new Promise((resolve) => hang.close(resolve));
+      }
+    });
+  }
+});
