@@ -149,4 +149,23 @@ describe('lis_pusherd against faulty frontends', function () {
       }
     });
   }
+
+  it('a frontend that fails only during backfill is marked down (the manager alerts on it) and cleared once backfill reaches it', async () => {
+    const d = await RsyncDaemon.start(path.join(t.dir, 'n1'));
+    daemons.push(d);
+    await d.stop();
+    // Everything is live already (a quiet country): backfill is the only traffic the new frontend gets.
+    const files = await insertPushRows(t.db, t.config, 'uk', 3, { stage: 'live' });
+    await addFrontend(t.db, 'n1', d.url());
+    await runPusher();
+    const down = await t.db.selectFrom('frontends').select(['down_since', 'down_reason']).executeTakeFirstOrThrow();
+    assert.ok(down.down_since, 'marked down');
+    assert.match(down.down_reason!, /^frontend_down: rsync exit 10 .*Connection refused/);
+
+    await d.start();
+    await runPusher();
+    assert.deepEqual(allFiles(d.moduleDir).sort(), [...files].sort());
+    const up = await t.db.selectFrom('frontends').select(['down_since', 'down_reason']).executeTakeFirstOrThrow();
+    assert.deepEqual(up, { down_since: null, down_reason: null });
+  });
 });

@@ -12,6 +12,7 @@ import { prepareRows, pushKey } from './push-plan.ts';
 import { filesDigest, recordPushResults, type PushResult } from './push-records.ts';
 import { describeTransfer, pushToFrontends } from './push-to-frontends.ts';
 import { findMissingFiles } from './store-files.ts';
+import { recordFrontendHealth } from './frontend-health.ts';
 
 /**
  * Backfill: live rows a frontend lacks (it was added, or re-enabled after
@@ -93,6 +94,9 @@ async function backfillFrontend(frontend: Frontend, options: BackfillOptions): P
         results.push({ frontend: frontend.name, rowId: row.id, error: outcome.ok ? null : outcome.message });
       }
       const t = transfers[0];
+      // Backfill may be all the traffic a frontend gets (a new or re-enabled one, a quiet country): its
+      // failures must mark it down for the manager's alert, and its successes clear that, as chunks do.
+      await recordFrontendHealth(db, transfers).catch((error: Error) => log.warn(`Cannot record frontend health: ${error.message}`, scope));
       failedTransfer = !t.outcome.ok && t.outcome.errorClass !== 'files_vanished';
       if (failedTransfer) log.warn(`Backfill ${describeTransfer(t)}; trying again later`, scope);
       else log.info(`Backfill ${describeTransfer(t)}`, scope);
