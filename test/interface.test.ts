@@ -204,4 +204,29 @@ describe('the Interface (imported as a package)', () => {
     assert.match(si[1].error!, /test_no_blocked/);
     assert.equal(si[2].hash, lis_hash_for_url(listing[2]));
   });
+  it('8 calls at once with overlapping URLs in different orders neither deadlock nor store a URL twice', async () => {
+    // Without one lock order, INSERT ... ON CONFLICT statements meeting the same rows in different orders deadlock (40P01).
+    const pool = Array.from({ length: 2000 }, (_, i) => `http://d.example.com/${i}.jpg`);
+    let seed = 7;
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const shuffled = () =>
+      pool
+        .map((u) => [random(), u] as const)
+        .sort((a, b) => a[0] - b[0])
+        .map(([, u]) => u)
+        .slice(0, 1500);
+    const counted = async () =>
+      Number((await sql<{ n: string }>`SELECT count(*) AS n FROM live_images WHERE image_url LIKE 'http://d.example.com/%'`.execute(t.db)).rows[0].n);
+    const results = await Promise.all(Array.from({ length: 8 }, () => images.enqueue(shuffled(), { country: 'uk', datasourceId: 16 })));
+    const stored = await counted();
+    assert.equal(
+      results.reduce((sum, r) => sum + r.inserted, 0),
+      stored,
+      'each URL counted as inserted once',
+    );
+    assert.ok(results.every((r) => r.inserted + r.refreshed === 1500));
+    const si = await Promise.all(Array.from({ length: 8 }, () => images.imagesForSiBuild(shuffled(), { country: 'uk', datasourceId: 16 })));
+    assert.ok(si.every((listing) => listing.length === 1500 && listing.every((r) => r.status === 'download')));
+    assert.ok((await counted()) <= pool.length);
+  });
 });

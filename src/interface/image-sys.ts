@@ -9,6 +9,7 @@ import { LisError, UsageError, errorMessage } from '../errors.ts';
 import { isImageHash, lis_hash_for_url } from '../hash/image-hash.ts';
 import { checkUrl } from '../intake/parse-url-line.ts';
 import { isRowDataError, storeBatch, type BatchOutcome } from '../intake/store-batch.ts';
+import { inLockOrder } from '../intake/upsert-urls.ts';
 import type { ImageData } from '../store/image-data.ts';
 import { toSearchApiImage, type SearchApiImage } from './search-api-image.ts';
 
@@ -167,12 +168,12 @@ export class ImageSys {
         );
       let rows;
       try {
-        ({ rows } = await upsert(good));
+        ({ rows } = await upsert(inLockOrder(good)));
       } catch (error) {
         if (!isRowDataError(error)) throw error;
         // Rare: a row the table refuses. Find it (and only it), then read the others' states.
         for (const r of (await this.storeUrls(country, datasourceId, good)).refused) refused.set(r.row.url, r.reason);
-        ({ rows } = await upsert(good.filter((u) => !refused.has(u))));
+        ({ rows } = await upsert(inLockOrder(good.filter((u) => !refused.has(u)))));
       }
       for (const r of rows) states.set(r.image_url, r);
     }
