@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { sql } from 'kysely';
 // As listing code would: by the package's name, through its public entry only.
 import { ImageSys, lis_hash_for_url, type SearchApiImage } from 'imagesys';
@@ -228,5 +229,44 @@ describe('the Interface (imported as a package)', () => {
     const si = await Promise.all(Array.from({ length: 8 }, () => images.imagesForSiBuild(shuffled(), { country: 'uk', datasourceId: 16 })));
     assert.ok(si.every((listing) => listing.length === 1500 && listing.every((r) => r.status === 'download')));
     assert.ok((await counted()) <= pool.length);
+  });
+  it('a call while the server is away fails as ERR_DATABASE, and the next one once it is back works', async () => {
+    // A TCP proxy stands in for the server, so that "stopped" and "started again" do not touch the shared one.
+    const target = new URL(t.url);
+    const sockets = new Set<net.Socket>();
+    const proxy = net.createServer((client) => {
+      const server = net.connect(Number(target.port || 5432), target.hostname);
+      for (const s of [client, server]) {
+        sockets.add(s);
+        s.on('error', () => {}).on('close', () => sockets.delete(s));
+      }
+      client.pipe(server).pipe(client);
+    });
+    const listen = (port: number) => new Promise<void>((resolve) => proxy.listen(port, '127.0.0.1', resolve));
+    await listen(0);
+    const port = (proxy.address() as net.AddressInfo).port;
+    const url = new URL(t.url);
+    url.hostname = '127.0.0.1';
+    url.port = String(port);
+    const viaProxy = await ImageSys.open({ config: { ...t.config, database: { ...t.config.database, url: url.toString() } } });
+    try {
+      await Promise.all([viaProxy.getSearchApiDataForHashes([liveHash]), viaProxy.imagesForSiBuild([liveUrl], { country: 'uk', datasourceId: 16 })]);
+      await new Promise<void>((resolve) => {
+        proxy.close(() => resolve());
+        for (const s of sockets) s.destroy();
+      });
+      for (const call of [
+        () => viaProxy.getSearchApiDataForHashes([liveHash]),
+        () => viaProxy.imagesForSiBuild([liveUrl], { country: 'uk', datasourceId: 16 }),
+      ])
+        await assert.rejects(call(), (e: Error & { code?: string }) => e.code === 'ERR_DATABASE' && /cannot be reached/.test(e.message));
+      await listen(port);
+      assert.equal((await viaProxy.getSearchApiDataForHash(liveHash))?.hash, liveHash);
+      assert.equal((await viaProxy.imagesForSiBuild([liveUrl], { country: 'uk', datasourceId: 16 }))[0].status, 'live');
+    } finally {
+      await viaProxy.close();
+      proxy.close();
+      for (const s of sockets) s.destroy();
+    }
   });
 });

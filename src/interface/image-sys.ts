@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import type { LisConfig } from '../config/config-schema.ts';
 import { parseCountry } from '../config/country.ts';
 import { loadConfig, parseConfig } from '../config/load-config.ts';
-import { createDb, redactUrl, type Db } from '../db/connect.ts';
+import { connectionFailure, createDb, describeServer, redactUrl, type Db } from '../db/connect.ts';
 import { embeddedUrl } from '../db/embedded-server.ts';
 import { assertSchemaCurrent } from '../db/schema-version.ts';
 import { LisError, UsageError, errorMessage } from '../errors.ts';
@@ -64,6 +64,21 @@ function urlVerdict(value: unknown, maxUrlLength: number): { ok: true } | { ok: 
   return checkUrl(value, maxUrlLength);
 }
 
+/**
+ * The server gone under a call (stopped, restarting, unreachable) is said as
+ * open() says it, ERR_DATABASE naming the server, not as pg's bare "Connection
+ * terminated unexpectedly" (no code) or a 57P01 from a connection the restart
+ * killed. The pool drops dead connections, so a call once the server is back works.
+ */
+function unreachable(method: string, url: string, error: unknown): unknown {
+  const code = (error as { code?: unknown } | null)?.code;
+  const shutDown = typeof code === 'string' && /^57P0[123]$/.test(code); // admin_shutdown, crash_shutdown, cannot_connect_now
+  if (!shutDown && !connectionFailure(url, error)) return error;
+  return new LisError('ERR_DATABASE', `ImageSys.${method}: the database at ${describeServer(url)} cannot be reached: ${errorMessage(error)}`, {
+    cause: error,
+  });
+}
+
 export interface EnqueueResult {
   inserted: number;
   refreshed: number;
@@ -80,6 +95,7 @@ export class ImageSys {
   private constructor(
     private readonly db: Db,
     private readonly config: LisConfig,
+    private readonly url: string,
   ) {}
 
   /** A call after close() is the caller's bug; said as one, with a stable code, not as the pool's "driver has already been destroyed". */
@@ -110,7 +126,7 @@ export class ImageSys {
       const hint = config.database.url ? '' : ' (the embedded server: is it started? `lis db start`)';
       throw new LisError('ERR_DATABASE', `ImageSys cannot reach the database at ${redactUrl(url)}${hint}: ${errorMessage(error)}`, { cause: error });
     }
-    return new ImageSys(db, config);
+    return new ImageSys(db, config, url);
   }
 
   /** What the search API shows for a live image, or null when it is not live (or unknown). */
@@ -134,7 +150,11 @@ export class ImageSys {
     const { rows } = await sql<{ image_hash: string; country: string; image_url: string; image_class: string | null; image_data: ImageData | null }>`
       SELECT image_hash, country, image_url, image_class, live_data AS image_data FROM live_images
        WHERE image_hash = ANY(${[...new Set(hashes)]}::text[]) AND live_data IS NOT NULL AND last_error_class IS DISTINCT FROM 'expired'
-         AND ${country === undefined ? sql`true` : sql`country = ${country}`}`.execute(this.db);
+         AND ${country === undefined ? sql`true` : sql`country = ${country}`}`
+      .execute(this.db)
+      .catch((error: unknown) => {
+        throw unreachable('getSearchApiDataForHashes', this.url, error);
+      });
     for (const row of rows) result.set(row.image_hash, toSearchApiImage(row, this.config.searchApi.thumbnailBaseUrl));
     return result;
   }
@@ -170,7 +190,7 @@ export class ImageSys {
       try {
         ({ rows } = await upsert(inLockOrder(good)));
       } catch (error) {
-        if (!isRowDataError(error)) throw error;
+        if (!isRowDataError(error)) throw unreachable('imagesForSiBuild', this.url, error);
         // Rare: a row the table refuses. Find it (and only it), then read the others' states.
         for (const r of (await this.storeUrls(country, datasourceId, good)).refused) refused.set(r.row.url, r.reason);
         ({ rows } = await upsert(inLockOrder(good.filter((u) => !refused.has(u)))));
