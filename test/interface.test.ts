@@ -269,4 +269,20 @@ describe('the Interface (imported as a package)', () => {
       for (const s of sockets) s.destroy();
     }
   });
+  it('rejects a URL with a lone surrogate, which PostgreSQL would store as another URL (U+FFFD)', async () => {
+    const lone = 'http://e.example.com/a\uD83D.jpg';
+    const pair = 'http://e.example.com/\uD83D\uDE00.jpg';
+    const reason = 'URL is not well-formed Unicode (a lone surrogate)';
+    assert.deepEqual(await images.enqueue([lone, pair], { country: 'uk', datasourceId: 16 }), { inserted: 1, refreshed: 0, rejected: [{ url: lone, reason }] });
+    const si = await images.imagesForSiBuild([lone, pair], { country: 'uk', datasourceId: 16 });
+    assert.deepEqual(
+      si.map((r) => [r.status, r.hash, r.error]),
+      [
+        ['rejected', null, reason],
+        ['download', lis_hash_for_url(pair), undefined],
+      ],
+    );
+    const { rows } = await sql<{ image_hash: string }>`SELECT image_hash FROM live_images WHERE image_url LIKE 'http://e.example.com/%'`.execute(t.db);
+    assert.deepEqual(rows, [{ image_hash: lis_hash_for_url(pair) }], 'the emoji URL is stored as given, hashed alike by JS and md5(image_url)');
+  });
 });

@@ -49,6 +49,9 @@ export function checkUrl(url: string, maxUrlLength: number): { ok: true } | { ok
   if (url.length > maxUrlLength) return bad(`URL longer than ${maxUrlLength} characters (${url.length})`);
   if (CONTROL.test(url)) return bad('URL contains control characters');
   if (/\s/.test(url)) return bad('URL contains white space');
+  // A lone surrogate (JavaScript strings may hold one; UTF-8 cannot) is sent to PostgreSQL as U+FFFD: the row would
+  // hold another URL than the one given, and imagesForSiBuild, matching rows by URL, would call it "download" forever.
+  if (/\p{Cs}/u.test(url)) return bad('URL is not well-formed Unicode (a lone surrogate)');
   if (!URL_SCHEME.test(url)) return bad(`not an http or https URL (nor s3://bucket/key): ${JSON.stringify(url.slice(0, 80))}`);
   let parsed: URL;
   try {
