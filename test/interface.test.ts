@@ -285,4 +285,18 @@ describe('the Interface (imported as a package)', () => {
     const { rows } = await sql<{ image_hash: string }>`SELECT image_hash FROM live_images WHERE image_url LIKE 'http://e.example.com/%'`.execute(t.db);
     assert.deepEqual(rows, [{ image_hash: lis_hash_for_url(pair) }], 'the emoji URL is stored as given, hashed alike by JS and md5(image_url)');
   });
+  it('imagesForSiBuild says "parked" for a new URL of a disabled datasource from the first call, as the table parks it', async () => {
+    await sql`INSERT INTO datasources (country, datasource_id, enabled) VALUES ('uk', 17, false)`.execute(t.db);
+    const urls = ['http://f.example.com/1.jpg'];
+    for (let call = 1; call <= 2; call++)
+      assert.deepEqual(
+        (await images.imagesForSiBuild(urls, { country: 'uk', datasourceId: 17 })).map((r) => r.status),
+        ['parked'],
+        `call ${call}`,
+      );
+    assert.deepEqual(
+      (await images.imagesForSiBuild(['http://f.example.com/2.jpg'], { country: 'uk', datasourceId: 16 })).map((r) => r.status),
+      ['download'],
+    );
+  });
 });

@@ -183,9 +183,12 @@ export class ImageSys {
         INSERT INTO live_images AS li (country, datasource_id, image_url)
         SELECT ${country}, ${datasourceId}, u FROM unnest(${urls}::text[]) AS u
         ON CONFLICT (country, image_hash) DO UPDATE SET last_seen = now()
-        RETURNING li.image_url, li.stage, li.state, li.last_error, (li.live_data IS NOT NULL AND li.last_error_class IS DISTINCT FROM 'expired') AS live`.execute(
-          this.db,
-        );
+        RETURNING li.image_url, li.stage,
+          -- RETURNING shows a new row before live_images_park_disabled (an AFTER trigger) parks it: say what that trigger does.
+          CASE WHEN li.xmax = 0 AND li.state = 'waiting'
+                AND EXISTS (SELECT 1 FROM datasources d WHERE d.country = ${country} AND d.datasource_id = ${datasourceId} AND NOT d.enabled)
+               THEN 'parked' ELSE li.state END AS state,
+          li.last_error, (li.live_data IS NOT NULL AND li.last_error_class IS DISTINCT FROM 'expired') AS live`.execute(this.db);
       let rows;
       try {
         ({ rows } = await upsert(inLockOrder(good)));
