@@ -110,6 +110,22 @@ describe('ETL intake', () => {
     ]);
   });
 
+  it('a line that is not UTF-8 (a Latin-1 é) is a bad line, not stored as another URL with U+FFFD', async () => {
+    const bad: string[] = [];
+    const file = Buffer.concat([Buffer.from('http://latin.example.com/'), Buffer.from([0xe9]), Buffer.from('t.jpg\nhttp://latin.example.com/\u00e9t.jpg\n')]);
+    const stats = await enqueueUrlStream(t.db, Readable.from([file]), {
+      country: 'uk',
+      datasourceId: 16,
+      maxUrlLength: 2048,
+      batchSize: 100,
+      onBadLine: (n, reason) => bad.push(`${n}: ${reason}`),
+    });
+    assert.deepEqual(bad, ['1: not UTF-8: the line has bytes that are not UTF-8 (save the file as UTF-8)']);
+    assert.equal(stats.inserted, 1);
+    const rows = await t.db.selectFrom('live_images').select('image_url').execute();
+    assert.deepEqual(rows, [{ image_url: 'http://latin.example.com/\u00e9t.jpg' }]);
+  });
+
   it('`lis enqueue` reads standard input, reports bad lines on stderr and a summary', async () => {
     const input = ['http://x.com/a.jpg', 'javascript:alert(1)', 'http://x.com/b.jpg', ''].join('\n');
     const run = spawnTs('bin/lis', ['--config', t.writeConfig(), 'enqueue', '--country', 'uk', '--datasource', '16', '-'], {}, input);

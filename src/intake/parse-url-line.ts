@@ -33,6 +33,9 @@ export function parseUrlLine(line: string, defaultDatasource: number | undefined
     url = text.slice(tab + 1);
   }
   if (datasourceId === undefined) return { kind: 'bad', reason: 'no datasource: give --datasource or a DATASOURCE<TAB>URL line', noDatasource: true };
+  // Input is read as UTF-8, and bytes that are not UTF-8 (a Latin-1 export's é) arrive as U+FFFD: stored, the row would
+  // be another URL than the file's, fetched as %EF%BF%BD. Said as a bad line instead; a URL never means U+FFFD itself.
+  if (url.includes('\uFFFD')) return { kind: 'bad', reason: 'not UTF-8: the line has bytes that are not UTF-8 (save the file as UTF-8)' };
   const verdict = checkUrl(url, maxUrlLength);
   return verdict.ok ? { kind: 'url', datasourceId, url } : { kind: 'bad', reason: verdict.reason };
 }
