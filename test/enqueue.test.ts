@@ -90,6 +90,42 @@ describe('ETL intake', () => {
     ]);
   });
 
+  it('takes a file with a byte order mark and CRLF line endings: line 1 is not lost', async () => {
+    const bad: string[] = [];
+    const file = Buffer.from('\uFEFF7\thttp://bom.example.com/1.jpg\r\n\r\n# comment\r\nhttp://bom.example.com/2.jpg\r\n', 'utf8');
+    assert.equal(file[0], 0xef);
+    const stats = await enqueueUrlStream(t.db, Readable.from([file]), {
+      country: 'uk',
+      datasourceId: 16,
+      maxUrlLength: 2048,
+      batchSize: 100,
+      onBadLine: (n, reason) => bad.push(`${n}: ${reason}`),
+    });
+    assert.deepEqual(bad, []);
+    assert.deepEqual(stats, { lines: 4, inserted: 2, refreshed: 0, bad: 0, noDatasource: 0 });
+    const rows = await t.db.selectFrom('live_images').select(['datasource_id', 'image_url']).orderBy('image_url').execute();
+    assert.deepEqual(rows, [
+      { datasource_id: 7, image_url: 'http://bom.example.com/1.jpg' },
+      { datasource_id: 16, image_url: 'http://bom.example.com/2.jpg' },
+    ]);
+  });
+
+  it('a line that is not UTF-8 (a Latin-1 é) is a bad line, not stored as another URL with U+FFFD', async () => {
+    const bad: string[] = [];
+    const file = Buffer.concat([Buffer.from('http://latin.example.com/'), Buffer.from([0xe9]), Buffer.from('t.jpg\nhttp://latin.example.com/\u00e9t.jpg\n')]);
+    const stats = await enqueueUrlStream(t.db, Readable.from([file]), {
+      country: 'uk',
+      datasourceId: 16,
+      maxUrlLength: 2048,
+      batchSize: 100,
+      onBadLine: (n, reason) => bad.push(`${n}: ${reason}`),
+    });
+    assert.deepEqual(bad, ['1: not UTF-8: the line has bytes that are not UTF-8 (save the file as UTF-8)']);
+    assert.equal(stats.inserted, 1);
+    const rows = await t.db.selectFrom('live_images').select('image_url').execute();
+    assert.deepEqual(rows, [{ image_url: 'http://latin.example.com/\u00e9t.jpg' }]);
+  });
+
   it('`lis enqueue` reads standard input, reports bad lines on stderr and a summary', async () => {
     const input = ['http://x.com/a.jpg', 'javascript:alert(1)', 'http://x.com/b.jpg', ''].join('\n');
     const run = spawnTs('bin/lis', ['--config', t.writeConfig(), 'enqueue', '--country', 'uk', '--datasource', '16', '-'], {}, input);

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { sql } from 'kysely';
 // As listing code would: by the package's name, through its public entry only.
 import { ImageSys, lis_hash_for_url, type SearchApiImage } from 'imagesys';
@@ -203,5 +204,99 @@ describe('the Interface (imported as a package)', () => {
     );
     assert.match(si[1].error!, /test_no_blocked/);
     assert.equal(si[2].hash, lis_hash_for_url(listing[2]));
+  });
+  it('8 calls at once with overlapping URLs in different orders neither deadlock nor store a URL twice', async () => {
+    // Without one lock order, INSERT ... ON CONFLICT statements meeting the same rows in different orders deadlock (40P01).
+    const pool = Array.from({ length: 2000 }, (_, i) => `http://d.example.com/${i}.jpg`);
+    let seed = 7;
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const shuffled = () =>
+      pool
+        .map((u) => [random(), u] as const)
+        .sort((a, b) => a[0] - b[0])
+        .map(([, u]) => u)
+        .slice(0, 1500);
+    const counted = async () =>
+      Number((await sql<{ n: string }>`SELECT count(*) AS n FROM live_images WHERE image_url LIKE 'http://d.example.com/%'`.execute(t.db)).rows[0].n);
+    const results = await Promise.all(Array.from({ length: 8 }, () => images.enqueue(shuffled(), { country: 'uk', datasourceId: 16 })));
+    const stored = await counted();
+    assert.equal(
+      results.reduce((sum, r) => sum + r.inserted, 0),
+      stored,
+      'each URL counted as inserted once',
+    );
+    assert.ok(results.every((r) => r.inserted + r.refreshed === 1500));
+    const si = await Promise.all(Array.from({ length: 8 }, () => images.imagesForSiBuild(shuffled(), { country: 'uk', datasourceId: 16 })));
+    assert.ok(si.every((listing) => listing.length === 1500 && listing.every((r) => r.status === 'download')));
+    assert.ok((await counted()) <= pool.length);
+  });
+  it('a call while the server is away fails as ERR_DATABASE, and the next one once it is back works', async () => {
+    // A TCP proxy stands in for the server, so that "stopped" and "started again" do not touch the shared one.
+    const target = new URL(t.url);
+    const sockets = new Set<net.Socket>();
+    const proxy = net.createServer((client) => {
+      const server = net.connect(Number(target.port || 5432), target.hostname);
+      for (const s of [client, server]) {
+        sockets.add(s);
+        s.on('error', () => {}).on('close', () => sockets.delete(s));
+      }
+      client.pipe(server).pipe(client);
+    });
+    const listen = (port: number) => new Promise<void>((resolve) => proxy.listen(port, '127.0.0.1', resolve));
+    await listen(0);
+    const port = (proxy.address() as net.AddressInfo).port;
+    const url = new URL(t.url);
+    url.hostname = '127.0.0.1';
+    url.port = String(port);
+    const viaProxy = await ImageSys.open({ config: { ...t.config, database: { ...t.config.database, url: url.toString() } } });
+    try {
+      await Promise.all([viaProxy.getSearchApiDataForHashes([liveHash]), viaProxy.imagesForSiBuild([liveUrl], { country: 'uk', datasourceId: 16 })]);
+      await new Promise<void>((resolve) => {
+        proxy.close(() => resolve());
+        for (const s of sockets) s.destroy();
+      });
+      for (const call of [
+        () => viaProxy.getSearchApiDataForHashes([liveHash]),
+        () => viaProxy.imagesForSiBuild([liveUrl], { country: 'uk', datasourceId: 16 }),
+      ])
+        await assert.rejects(call(), (e: Error & { code?: string }) => e.code === 'ERR_DATABASE' && /cannot be reached/.test(e.message));
+      await listen(port);
+      assert.equal((await viaProxy.getSearchApiDataForHash(liveHash))?.hash, liveHash);
+      assert.equal((await viaProxy.imagesForSiBuild([liveUrl], { country: 'uk', datasourceId: 16 }))[0].status, 'live');
+    } finally {
+      await viaProxy.close();
+      proxy.close();
+      for (const s of sockets) s.destroy();
+    }
+  });
+  it('rejects a URL with a lone surrogate, which PostgreSQL would store as another URL (U+FFFD)', async () => {
+    const lone = 'http://e.example.com/a\uD83D.jpg';
+    const pair = 'http://e.example.com/\uD83D\uDE00.jpg';
+    const reason = 'URL is not well-formed Unicode (a lone surrogate)';
+    assert.deepEqual(await images.enqueue([lone, pair], { country: 'uk', datasourceId: 16 }), { inserted: 1, refreshed: 0, rejected: [{ url: lone, reason }] });
+    const si = await images.imagesForSiBuild([lone, pair], { country: 'uk', datasourceId: 16 });
+    assert.deepEqual(
+      si.map((r) => [r.status, r.hash, r.error]),
+      [
+        ['rejected', null, reason],
+        ['download', lis_hash_for_url(pair), undefined],
+      ],
+    );
+    const { rows } = await sql<{ image_hash: string }>`SELECT image_hash FROM live_images WHERE image_url LIKE 'http://e.example.com/%'`.execute(t.db);
+    assert.deepEqual(rows, [{ image_hash: lis_hash_for_url(pair) }], 'the emoji URL is stored as given, hashed alike by JS and md5(image_url)');
+  });
+  it('imagesForSiBuild says "parked" for a new URL of a disabled datasource from the first call, as the table parks it', async () => {
+    await sql`INSERT INTO datasources (country, datasource_id, enabled) VALUES ('uk', 17, false)`.execute(t.db);
+    const urls = ['http://f.example.com/1.jpg'];
+    for (let call = 1; call <= 2; call++)
+      assert.deepEqual(
+        (await images.imagesForSiBuild(urls, { country: 'uk', datasourceId: 17 })).map((r) => r.status),
+        ['parked'],
+        `call ${call}`,
+      );
+    assert.deepEqual(
+      (await images.imagesForSiBuild(['http://f.example.com/2.jpg'], { country: 'uk', datasourceId: 16 })).map((r) => r.status),
+      ['download'],
+    );
   });
 });

@@ -83,9 +83,12 @@ export async function enqueueUrlStream(db: Db, input: Readable, options: Enqueue
   let batch: UrlRow[] = [];
   const lines = readline.createInterface({ input, crlfDelay: Infinity });
   try {
-    for await (const line of lines) {
+    for await (let line of lines) {
       if (failed.length) break;
       stats.lines++;
+      // A file saved by Windows tools (Notepad, Excel's "CSV UTF-8") starts with a byte order mark, which
+      // readline keeps: line 1 would be a bad line ("white space", or a datasource "\uFEFF16"), silently lost.
+      if (stats.lines === 1 && line.startsWith('\uFEFF')) line = line.slice(1);
       const parsed = parseUrlLine(line, options.datasourceId, options.maxUrlLength);
       if (parsed.kind === 'skip') continue;
       if (parsed.kind === 'bad') {

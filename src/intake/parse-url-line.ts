@@ -33,6 +33,9 @@ export function parseUrlLine(line: string, defaultDatasource: number | undefined
     url = text.slice(tab + 1);
   }
   if (datasourceId === undefined) return { kind: 'bad', reason: 'no datasource: give --datasource or a DATASOURCE<TAB>URL line', noDatasource: true };
+  // Input is read as UTF-8, and bytes that are not UTF-8 (a Latin-1 export's é) arrive as U+FFFD: stored, the row would
+  // be another URL than the file's, fetched as %EF%BF%BD. Said as a bad line instead; a URL never means U+FFFD itself.
+  if (url.includes('\uFFFD')) return { kind: 'bad', reason: 'not UTF-8: the line has bytes that are not UTF-8 (save the file as UTF-8)' };
   const verdict = checkUrl(url, maxUrlLength);
   return verdict.ok ? { kind: 'url', datasourceId, url } : { kind: 'bad', reason: verdict.reason };
 }
@@ -49,6 +52,9 @@ export function checkUrl(url: string, maxUrlLength: number): { ok: true } | { ok
   if (url.length > maxUrlLength) return bad(`URL longer than ${maxUrlLength} characters (${url.length})`);
   if (CONTROL.test(url)) return bad('URL contains control characters');
   if (/\s/.test(url)) return bad('URL contains white space');
+  // A lone surrogate (JavaScript strings may hold one; UTF-8 cannot) is sent to PostgreSQL as U+FFFD: the row would
+  // hold another URL than the one given, and imagesForSiBuild, matching rows by URL, would call it "download" forever.
+  if (/\p{Cs}/u.test(url)) return bad('URL is not well-formed Unicode (a lone surrogate)');
   if (!URL_SCHEME.test(url)) return bad(`not an http or https URL (nor s3://bucket/key): ${JSON.stringify(url.slice(0, 80))}`);
   let parsed: URL;
   try {

@@ -2,13 +2,14 @@ import { sql } from 'kysely';
 import type { LisConfig } from '../config/config-schema.ts';
 import { parseCountry } from '../config/country.ts';
 import { loadConfig, parseConfig } from '../config/load-config.ts';
-import { createDb, redactUrl, type Db } from '../db/connect.ts';
+import { connectionFailure, createDb, describeServer, redactUrl, type Db } from '../db/connect.ts';
 import { embeddedUrl } from '../db/embedded-server.ts';
 import { assertSchemaCurrent } from '../db/schema-version.ts';
 import { LisError, UsageError, errorMessage } from '../errors.ts';
 import { isImageHash, lis_hash_for_url } from '../hash/image-hash.ts';
 import { checkUrl } from '../intake/parse-url-line.ts';
 import { isRowDataError, storeBatch, type BatchOutcome } from '../intake/store-batch.ts';
+import { inLockOrder } from '../intake/upsert-urls.ts';
 import type { ImageData } from '../store/image-data.ts';
 import { toSearchApiImage, type SearchApiImage } from './search-api-image.ts';
 
@@ -63,6 +64,21 @@ function urlVerdict(value: unknown, maxUrlLength: number): { ok: true } | { ok: 
   return checkUrl(value, maxUrlLength);
 }
 
+/**
+ * The server gone under a call (stopped, restarting, unreachable) is said as
+ * open() says it, ERR_DATABASE naming the server, not as pg's bare "Connection
+ * terminated unexpectedly" (no code) or a 57P01 from a connection the restart
+ * killed. The pool drops dead connections, so a call once the server is back works.
+ */
+function unreachable(method: string, url: string, error: unknown): unknown {
+  const code = (error as { code?: unknown } | null)?.code;
+  const shutDown = typeof code === 'string' && /^57P0[123]$/.test(code); // admin_shutdown, crash_shutdown, cannot_connect_now
+  if (!shutDown && !connectionFailure(url, error)) return error;
+  return new LisError('ERR_DATABASE', `ImageSys.${method}: the database at ${describeServer(url)} cannot be reached: ${errorMessage(error)}`, {
+    cause: error,
+  });
+}
+
 export interface EnqueueResult {
   inserted: number;
   refreshed: number;
@@ -79,6 +95,7 @@ export class ImageSys {
   private constructor(
     private readonly db: Db,
     private readonly config: LisConfig,
+    private readonly url: string,
   ) {}
 
   /** A call after close() is the caller's bug; said as one, with a stable code, not as the pool's "driver has already been destroyed". */
@@ -109,7 +126,7 @@ export class ImageSys {
       const hint = config.database.url ? '' : ' (the embedded server: is it started? `lis db start`)';
       throw new LisError('ERR_DATABASE', `ImageSys cannot reach the database at ${redactUrl(url)}${hint}: ${errorMessage(error)}`, { cause: error });
     }
-    return new ImageSys(db, config);
+    return new ImageSys(db, config, url);
   }
 
   /** What the search API shows for a live image, or null when it is not live (or unknown). */
@@ -133,7 +150,11 @@ export class ImageSys {
     const { rows } = await sql<{ image_hash: string; country: string; image_url: string; image_class: string | null; image_data: ImageData | null }>`
       SELECT image_hash, country, image_url, image_class, live_data AS image_data FROM live_images
        WHERE image_hash = ANY(${[...new Set(hashes)]}::text[]) AND live_data IS NOT NULL AND last_error_class IS DISTINCT FROM 'expired'
-         AND ${country === undefined ? sql`true` : sql`country = ${country}`}`.execute(this.db);
+         AND ${country === undefined ? sql`true` : sql`country = ${country}`}`
+      .execute(this.db)
+      .catch((error: unknown) => {
+        throw unreachable('getSearchApiDataForHashes', this.url, error);
+      });
     for (const row of rows) result.set(row.image_hash, toSearchApiImage(row, this.config.searchApi.thumbnailBaseUrl));
     return result;
   }
@@ -162,17 +183,20 @@ export class ImageSys {
         INSERT INTO live_images AS li (country, datasource_id, image_url)
         SELECT ${country}, ${datasourceId}, u FROM unnest(${urls}::text[]) AS u
         ON CONFLICT (country, image_hash) DO UPDATE SET last_seen = now()
-        RETURNING li.image_url, li.stage, li.state, li.last_error, (li.live_data IS NOT NULL AND li.last_error_class IS DISTINCT FROM 'expired') AS live`.execute(
-          this.db,
-        );
+        RETURNING li.image_url, li.stage,
+          -- RETURNING shows a new row before live_images_park_disabled (an AFTER trigger) parks it: say what that trigger does.
+          CASE WHEN li.xmax = 0 AND li.state = 'waiting'
+                AND EXISTS (SELECT 1 FROM datasources d WHERE d.country = ${country} AND d.datasource_id = ${datasourceId} AND NOT d.enabled)
+               THEN 'parked' ELSE li.state END AS state,
+          li.last_error, (li.live_data IS NOT NULL AND li.last_error_class IS DISTINCT FROM 'expired') AS live`.execute(this.db);
       let rows;
       try {
-        ({ rows } = await upsert(good));
+        ({ rows } = await upsert(inLockOrder(good)));
       } catch (error) {
-        if (!isRowDataError(error)) throw error;
+        if (!isRowDataError(error)) throw unreachable('imagesForSiBuild', this.url, error);
         // Rare: a row the table refuses. Find it (and only it), then read the others' states.
         for (const r of (await this.storeUrls(country, datasourceId, good)).refused) refused.set(r.row.url, r.reason);
-        ({ rows } = await upsert(good.filter((u) => !refused.has(u))));
+        ({ rows } = await upsert(inLockOrder(good.filter((u) => !refused.has(u)))));
       }
       for (const r of rows) states.set(r.image_url, r);
     }
