@@ -151,6 +151,22 @@ describe('lis_cron_frontend', () => {
     }
   });
 
+  it('--fs_check leaves a local frontend whose root is missing (disk not mounted) alone: nothing re-pushed, and says why', async function () {
+    this.timeout(60_000);
+    await sql`INSERT INTO frontend_pushes (frontend, country, image_hash, pushed_at) SELECT 'n2', country, image_hash, now() FROM live_images`.execute(t.db);
+    fs.rmSync(local, { recursive: true });
+    const run = await cron(['--fs_check', '--country', 'uk']);
+    assert.equal(run.code, 1, 'a frontend not checked is a failed run, as an unreachable one is');
+    assert.ok(run.text.includes(`frontend n2's root ${local} is missing (not mounted?); not checking it this run, nothing sent back to the pusher`), run.text);
+    assert.match(run.text, /n2: deleted 0 orphans, 0 live rows missing files sent back to the pusher; not checked: root missing \(not mounted\?\)/);
+    assert.match(run.text, /fs_check: n1 0 orphans\/0 re-pushed, n2 0 orphans\/0 re-pushed \(not checked\)/);
+    assert.deepEqual(await countBy(t.db), { 'live/done': 6 }, 'no row is sent back to the pusher');
+    assert.equal((await t.db.selectFrom('frontend_pushes').where('frontend', '=', 'n2').select('image_hash').execute()).length, 6, 'its push records are kept');
+    assert.equal(fs.existsSync(local), false);
+    const upkeep = await t.db.selectFrom('manager_events').select('detail').where('check_name', '=', 'upkeep').executeTakeFirstOrThrow();
+    assert.match(upkeep.detail, /^failed: some frontends could not be checked: /);
+  });
+
   it('says it had nothing to do when no country has rows, rather than printing nothing', async function () {
     this.timeout(30_000);
     await sql`DELETE FROM live_images`.execute(t.db);

@@ -150,6 +150,47 @@ describe('lis_pusherd against faulty frontends', function () {
     });
   }
 
+  it('a local frontend whose disk is not mounted is down: its rows fail frontend_down uncharged, nothing is written in its place, and they go live once it is back', async () => {
+    const mount = path.join(t.dir, 'mnt', 'n3');
+    const root = path.join(mount, 'thumbs');
+    await addFrontend(t.db, 'n3', root);
+    assert.ok(fs.statSync(root).isDirectory(), 'adding a local frontend creates its root');
+    // The disk goes away (not mounted at boot): its root goes with it.
+    fs.rmSync(mount, { recursive: true });
+    const pushFiles = await insertPushRows(t.db, t.config, 'uk', 3);
+    // Live already, so only backfill sends them to n3.
+    const liveFiles = await insertPushRows(t.db, t.config, 'uk', 2, { stage: 'live', prefix: 'http://img.example.com/uk/live-' });
+    const retrySoon = { queue: { backoff: { baseSeconds: 0.01, jitter: 0 }, oursRetrySeconds: 0.01 } };
+
+    await runPusher(retrySoon);
+    const rows = await t.db
+      .selectFrom('live_images')
+      .select(['stage', 'state', 'attempts', 'last_error', 'last_error_class'])
+      .where('stage', '=', 'push')
+      .execute();
+    assert.equal(rows.length, 3);
+    for (const r of rows) {
+      assert.deepEqual([r.stage, r.state, r.attempts, r.last_error_class], ['push', 'waiting', 0, 'frontend_down'], JSON.stringify(r));
+      assert.equal(r.last_error, `not on n3 (frontend n3's root ${root} is missing (not mounted?))`);
+    }
+    const backfilled = await t.db.selectFrom('frontend_pushes').select(['pushed_at', 'last_error']).execute();
+    assert.equal(backfilled.filter((p) => p.pushed_at === null && p.last_error?.includes('is missing (not mounted?)')).length, 5, JSON.stringify(backfilled));
+    assert.equal(fs.existsSync(mount), false, 'nothing is created where the disk should be');
+    const n3 = await t.db.selectFrom('frontends').select(['down_since', 'down_reason']).executeTakeFirstOrThrow();
+    assert.ok(n3.down_since, 'marked down (what the manager alerts on)');
+    assert.equal(n3.down_reason, `frontend_down: frontend n3's root ${root} is missing (not mounted?)`);
+
+    fs.mkdirSync(root, { recursive: true });
+    await runPusher(retrySoon);
+    const after = await t.db.selectFrom('live_images').select(['stage', 'attempts']).execute();
+    assert.deepEqual(
+      after.map((r) => [r.stage, r.attempts]),
+      after.map(() => ['live', 0]),
+    );
+    assert.deepEqual(allFiles(root).sort(), [...pushFiles, ...liveFiles].sort());
+    assert.equal((await t.db.selectFrom('frontends').select('down_since').executeTakeFirstOrThrow()).down_since, null);
+  });
+
   it('a frontend that fails only during backfill is marked down (the manager alerts on it) and cleared once backfill reaches it', async () => {
     const d = await RsyncDaemon.start(path.join(t.dir, 'n1'));
     daemons.push(d);

@@ -194,7 +194,12 @@ describe('lis_pusherd: pushing to rsync daemons, a local path and ssh (in-proces
     await setFrontendEnabled(t.db, 'badmodule', false);
     const blocked = path.join(t.dir, 'blocked');
     fs.writeFileSync(blocked, 'not a folder');
+    await assert.rejects(addFrontend(t.db, 'blocked', blocked), /cannot create frontend blocked's root .*blocked: EEXIST/);
+    // Adding made the root; a file put in its place afterwards is rsync's to refuse.
+    fs.rmSync(blocked);
     await addFrontend(t.db, 'blocked', blocked);
+    fs.rmdirSync(blocked);
+    fs.writeFileSync(blocked, 'not a folder');
     await runPusher({}, 10);
     const again = await t.db.selectFrom('live_images').select(['last_error', 'last_error_class']).where('id', '!=', rows[0].id).execute();
     for (const r of again) {

@@ -5,7 +5,8 @@ import type { LisConfig } from '../config/config-schema.ts';
 import type { Db } from '../db/connect.ts';
 import { errorMessage } from '../errors.ts';
 import type { Logger } from '../log/create-logger.ts';
-import { enabledFrontends } from '../push/frontend-registry.ts';
+import { enabledFrontends, type Frontend } from '../push/frontend-registry.ts';
+import { localRootMissing } from '../push/frontend-target.ts';
 import { thumbnailFilesOf, type ImageData } from '../store/image-data.ts';
 import { deleteFrontendFiles, isRsyncTempName, listFrontendTree, type FrontendListing } from './frontend-files.ts';
 import { isRecent, listLocalFiles } from './local-files.ts';
@@ -91,7 +92,20 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
   // did the work): this host's copies are leftovers, unless a worker here holds the row right now.
   const ownedElsewhere = (r: RowFiles) => !config.stores.shared && r.store_host !== config.host && !r.locked_by?.startsWith(`${config.host}:`);
   const listings = new Map<string, FrontendListing>();
+  /**
+   * A local frontend whose root is gone (its disk not mounted) would list as empty and every live row
+   * would be sent back to the pusher: it is not checked. Asked again before each folder, as a disk may
+   * go away during the walk.
+   */
+  const skipIfRootMissing = (frontend: Frontend): boolean => {
+    const missing = localRootMissing(frontend.name, frontend.parsed);
+    if (!missing) return false;
+    summary.frontends[frontend.name].error = 'root missing (not mounted?)';
+    log.error(`${missing}; not checking it this run, nothing sent back to the pusher`, scope);
+    return true;
+  };
   for (const frontend of frontends) {
+    if (skipIfRootMissing(frontend)) continue;
     try {
       listings.set(frontend.name, await listFrontendTree(config.push, frontend.parsed, country));
     } catch (error) {
@@ -110,7 +124,7 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
       for (const frontend of frontends) {
         const tally = summary.frontends[frontend.name];
         const listing = listings.get(frontend.name);
-        if (tally.error || !listing) continue;
+        if (tally.error || !listing || skipIfRootMissing(frontend)) continue;
         try {
           const present = new Set(listing.filesIn(prefix));
           // Only files named as we name thumbnails (or rsync's temp files of them, left by a transfer killed

@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
 import { LisError } from '../errors.ts';
@@ -25,9 +26,21 @@ export async function enabledFrontends(db: Db): Promise<Frontend[]> {
   return (await listFrontends(db)).filter((f) => f.enabled);
 }
 
+/**
+ * Adds a frontend. A local one's root is created here, once (mkdir -p): from
+ * then on a missing root means its disk is not mounted, and the pushers and
+ * fs_check leave it alone rather than recreate it on this host's own disk.
+ */
 export async function addFrontend(db: Db, name: string, target: string, enabled = true): Promise<void> {
   if (!NAME.test(name)) throw new LisError('ERR_FRONTEND_NAME', `frontend name ${JSON.stringify(name)}: use 1-64 letters, digits, _ . -`);
-  parseFrontendTarget(target);
+  const parsed = parseFrontendTarget(target);
+  if (parsed.kind === 'local') {
+    try {
+      fs.mkdirSync(parsed.path, { recursive: true });
+    } catch (error) {
+      throw new LisError('ERR_FRONTEND_ROOT', `cannot create frontend ${name}'s root ${parsed.path}: ${(error as Error).message}`);
+    }
+  }
   const inserted = await db
     .insertInto('frontends')
     .values({ name, target, enabled })

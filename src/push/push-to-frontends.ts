@@ -1,5 +1,6 @@
 import type { PushConfig } from '../config/push-config.ts';
 import type { Frontend } from './frontend-registry.ts';
+import { localRootMissing } from './frontend-target.ts';
 import type { ConcurrencyLimit } from './limit-concurrency.ts';
 import { pushKey, type FrontendRowOutcome, type PushRow } from './push-plan.ts';
 import { buildRsyncInvocation } from './rsync-command.ts';
@@ -35,7 +36,14 @@ export async function pushToFrontends(
       const frontend = byName.get(name)!;
       const files = rows.flatMap((r) => r.files);
       const started = performance.now();
-      const outcome = await options.limit.run(() => runRsync(buildRsyncInvocation(options.config, frontend.parsed, options.storeRoot, files)));
+      // A local root gone (its disk not mounted) is that frontend's outage: rsync is not run, as its
+      // --mkpath would recreate the root on this host's disk and the rows would go live without being served.
+      // Looked at just before rsync would start (a run may wait its turn in the limit for a while).
+      const outcome = await options.limit.run((): Promise<RsyncOutcome> => {
+        const missingRoot = localRootMissing(name, frontend.parsed);
+        if (missingRoot) return Promise.resolve({ ok: false, errorClass: 'frontend_down', exitCode: null, message: missingRoot });
+        return runRsync(buildRsyncInvocation(options.config, frontend.parsed, options.storeRoot, files));
+      });
       const seconds = (performance.now() - started) / 1000;
       if (outcome.ok) {
         for (const row of rows) outcomes.set(pushKey(name, row.id), { ok: true });

@@ -19,7 +19,9 @@ export interface RsyncInvocation {
  * - `--times`: a retry of a chunk skips files already there (size + mtime).
  * - `--perms --chmod`: the web server can read what lands, whatever the store's modes.
  * - `--omit-dir-times`: folders are shared by many images; stamping them is wasted work.
- * - `--mkpath`: the frontend's root (and a daemon module's sub-path) is created when missing.
+ * - `--mkpath`: a remote frontend's root (a daemon module's sub-path, an ssh path) is created when missing.
+ *   A local root is not meant to be: pushToFrontends does not run rsync when it is missing (a disk not
+ *   mounted), as this would recreate it on the pushing host's own disk.
  * - `--timeout` (and `--contimeout`/`ConnectTimeout`): a dead frontend fails fast instead of hanging.
  * - `--stats`: bytes and files moved, for the log and the benchmark.
  */
