@@ -59,7 +59,11 @@ export const FAILURE_REASONS = {
   bad_process_details: { owner: 'ours', retry: 'when_fixed', meaning: "the datasource's sharpen/gamma/quality settings are invalid" },
   no_thumbnails: { owner: 'ours', retry: 'when_fixed', meaning: 'image_data lists no thumbnail files, so there is nothing to push' },
   bad_image_data: { owner: 'ours', retry: 'when_fixed', meaning: "the row's image_data does not match the contract" },
-  frontend_down: { owner: 'ours', retry: 'when_fixed', meaning: 'a frontend could not be reached; only its pushes wait' },
+  frontend_down: {
+    owner: 'ours',
+    retry: 'when_fixed',
+    meaning: "a frontend could not be reached (or a local one's root is missing: not mounted?); only its pushes wait",
+  },
   frontend_timeout: { owner: 'ours', retry: 'when_fixed', meaning: 'a frontend stopped answering during a push' },
   frontend_disk_full: { owner: 'ours', retry: 'when_fixed', meaning: "a frontend's disk is full" },
   files_vanished: { owner: 'ours', retry: 'when_fixed', meaning: 'files went away from the store during a push' },
