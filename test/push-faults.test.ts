@@ -4,13 +4,10 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import type { LisConfigInput } from '../src/config/config-schema.ts';
-import { parseConfig } from '../src/config/load-config.ts';
-import { runDaemon, type RunTotals } from '../src/daemon/run-daemon.ts';
-import { closeLogger, createLogger } from '../src/log/create-logger.ts';
 import { addFrontend, removeFrontend, setFrontendEnabled } from '../src/push/frontend-registry.ts';
-import { createPusher } from '../src/push/pusherd-main.ts';
 import { insertPushRows } from './helpers/push-fixtures.ts';
 import { RsyncDaemon } from './helpers/rsync-daemons.ts';
+import { runPusherOnce } from './helpers/run-pusher.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
 /** Every file below `root`, relative, hidden ones (rsync's temp files) included. */
@@ -42,32 +39,7 @@ describe('lis_pusherd against faulty frontends', function () {
     mounts.push(dir);
   }
 
-  /** One run by hand of the pusher (chunk loop and backfill), as bin/lis_pusherd does it. */
-  async function runPusher(overrides: LisConfigInput = {}, chunkSize = 40): Promise<RunTotals> {
-    const config = parseConfig(
-      { ...JSON.parse(fs.readFileSync(t.writeConfig(), 'utf8')), queue: { backoff: { baseSeconds: 0.01, jitter: 0 } }, ...overrides },
-      {},
-      t.dir,
-    );
-    const log = createLogger({ component: 'pusherd', log: config.log, screen: false, country: 'uk' });
-    const controller = new AbortController();
-    try {
-      const worker = await createPusher({ config, db: t.db, log, country: 'uk', chunkSize, service: false, signal: controller.signal });
-      return await runDaemon(worker, {
-        config,
-        db: t.db,
-        databaseUrl: t.url,
-        log,
-        country: 'uk',
-        chunkSize,
-        service: false,
-        signal: controller.signal,
-        workerId: 'test:1',
-      });
-    } finally {
-      await closeLogger(log);
-    }
-  }
+  const runPusher = (overrides: LisConfigInput = {}, chunkSize = 40) => runPusherOnce(t, overrides, chunkSize);
 
   for (const kind of ['local', 'daemon'] as const) {
     it(`a ${kind} frontend whose disk fills mid-push: frontend_disk_full, nothing charged, no temp file left, and all goes live once freed`, async () => {

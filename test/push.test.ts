@@ -3,16 +3,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { sql } from 'kysely';
 import type { LisConfigInput } from '../src/config/config-schema.ts';
-import { parseConfig } from '../src/config/load-config.ts';
-import { runDaemon, type RunTotals } from '../src/daemon/run-daemon.ts';
-import { closeLogger, createLogger } from '../src/log/create-logger.ts';
 import { frontendLag } from '../src/push/frontend-lag.ts';
 import { addFrontend, setFrontendEnabled } from '../src/push/frontend-registry.ts';
-import { createPusher } from '../src/push/pusherd-main.ts';
 import { countBy, relistAll } from './helpers/rows.ts';
 import { differingFiles, insertPushRows } from './helpers/push-fixtures.ts';
 import { RsyncDaemon } from './helpers/rsync-daemons.ts';
 import { TestSshd } from './helpers/sshd.ts';
+import { runPusherOnce } from './helpers/run-pusher.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
 /** Frontends of one test: three rsync daemons (shared by the file, a sub-folder per test) and a local path. */
@@ -53,36 +50,7 @@ describe('lis_pusherd: pushing to rsync daemons, a local path and ssh (in-proces
     return { roots };
   }
 
-  /** One run by hand of the pusher (chunk loop and backfill), as bin/lis_pusherd does it. */
-  async function runPusher(overrides: LisConfigInput = {}, chunkSize = 40): Promise<RunTotals> {
-    const config = parseConfig(
-      {
-        ...JSON.parse(fs.readFileSync(t.writeConfig(), 'utf8')),
-        queue: { backoff: { baseSeconds: 0.01, jitter: 0 } },
-        ...overrides,
-      },
-      {},
-      t.dir,
-    );
-    const log = createLogger({ component: 'pusherd', log: config.log, screen: false, country: 'uk' });
-    const controller = new AbortController();
-    try {
-      const worker = await createPusher({ config, db: t.db, log, country: 'uk', chunkSize, service: false, signal: controller.signal });
-      return await runDaemon(worker, {
-        config,
-        db: t.db,
-        databaseUrl: t.url,
-        log,
-        country: 'uk',
-        chunkSize,
-        service: false,
-        signal: controller.signal,
-        workerId: 'test:1',
-      });
-    } finally {
-      await closeLogger(log);
-    }
-  }
+  const runPusher = (overrides: LisConfigInput = {}, chunkSize = 40) => runPusherOnce(t, overrides, chunkSize);
 
   const pushedCount = async (frontend: string) =>
     Number(
