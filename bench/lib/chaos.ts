@@ -137,6 +137,20 @@ const ourClasses = () =>
 const isTemp = (file: string) => /\.tmp-\d+-[0-9a-f]+$/.test(file) || /\/\.[^/]+\.[A-Za-z0-9]{6}$/.test(file);
 
 export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
+  // What a run starts (frontends, the source, the daemons, the tmpfs) is stopped even when the run throws
+  // half-way; on the normal road it stops them itself, and a second stop is harmless.
+  const cleanups: Array<() => unknown> = [];
+  try {
+    return await runChaosOnce(options, cleanups);
+  } finally {
+    for (const cleanup of cleanups.reverse())
+      await Promise.resolve()
+        .then(cleanup)
+        .catch(() => {});
+  }
+}
+
+async function runChaosOnce(options: ChaosOptions, cleanups: Array<() => unknown>): Promise<ChaosResult> {
   const { print } = options;
   const dir = path.resolve(options.dir);
   fs.rmSync(dir, { recursive: true, force: true });
@@ -157,10 +171,12 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       WHEN (OLD.stage IS DISTINCT FROM NEW.stage) EXECUTE FUNCTION chaos_audit();`.execute(db);
 
   const source = await startChaosSource();
+  cleanups.push(() => source.close());
   const frontends: RsyncDaemon[] = [];
   for (const name of ['n1', 'n2', 'n3']) {
     const daemon = await RsyncDaemon.start(path.join(dir, 'frontends', name));
     frontends.push(daemon);
+    cleanups.push(() => daemon.stop());
     await addFrontend(db, name, daemon.url());
   }
 
@@ -221,6 +237,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     fs.mkdirSync(fullStore, { recursive: true });
     try {
       execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64m', 'tmpfs', fullStore], { stdio: 'ignore' });
+      cleanups.push(() => execFileSync('umount', ['-l', fullStore], { stdio: 'ignore' }));
       storeMounted = true;
     } catch (error) {
       storeOutage = `skipped (cannot mount a tmpfs: ${(error as Error).message.split('\n')[0]})`;
@@ -230,6 +247,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   let storeState: 'up' | 'full' | 'back' = storeMounted ? 'up' : 'back';
   let storeFullAt = 0;
   const members: Member[] = [];
+  cleanups.push(() => stopAll(members));
   for (const host of HOSTS) {
     const configFile = path.join(dir, `${host}.json`);
     fs.writeFileSync(
