@@ -1,6 +1,6 @@
 import type { Db } from '../db/connect.ts';
 import { errorMessage } from '../errors.ts';
-import { upsertUrls, type UrlRow } from './upsert-urls.ts';
+import { enqueueRows, type UrlRow } from '../queue/enqueue-rows.ts';
 
 /** What became of one batch: counts for the rows stored, and every row that was not, with why. */
 export interface BatchOutcome {
@@ -37,7 +37,7 @@ export async function storeBatch(db: Db, country: string, rows: UrlRow[], option
   const delays = options.retryDelaysMs ?? [500, 2000];
   for (let attempt = 0; ; attempt++) {
     try {
-      const r = await upsertUrls(db, country, rows);
+      const r = await enqueueRows(db, country, rows);
       return { ...r, refused: [], failed: [] };
     } catch (error) {
       if (isRowDataError(error)) {
