@@ -8,8 +8,11 @@ export interface BatchOutcome {
   refreshed: number;
   /** Rows the table refused on their own (a CHECK, a bad value): skipped like a bad line. */
   refused: Array<{ row: UrlRow; reason: string }>;
-  /** Rows not stored because the batch kept failing (the database, a trigger): the run must not succeed. */
-  failed: Array<{ row: UrlRow; reason: string }>;
+  /**
+   * Rows not stored because the batch kept failing (the database, a trigger): the run must not succeed.
+   * `error` is the last one, when there was one, so that a caller can tell an unreachable server apart.
+   */
+  failed: Array<{ row: UrlRow; reason: string; error?: unknown }>;
 }
 
 export interface StoreBatchOptions {
@@ -52,7 +55,7 @@ export async function storeBatch(db: Db, country: string, rows: UrlRow[], option
           failed: [...a.failed, ...b.failed],
         };
       }
-      if (attempt >= delays.length) return { inserted: 0, refreshed: 0, refused: [], failed: rows.map((row) => ({ row, reason: errorMessage(error) })) };
+      if (attempt >= delays.length) return { inserted: 0, refreshed: 0, refused: [], failed: rows.map((row) => ({ row, reason: errorMessage(error), error })) };
       await new Promise((resolve) => setTimeout(resolve, delays[attempt]));
     }
   }

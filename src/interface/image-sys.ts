@@ -189,7 +189,7 @@ export class ImageSys {
       } catch (error) {
         if (!isRowDataError(error)) throw unreachable('imagesForSiBuild', this.url, error);
         // Rare: a row the table refuses. Find it (and only it), then read the others' states.
-        for (const r of (await this.storeUrls(country, datasourceId, good)).refused) refused.set(r.row.url, r.reason);
+        for (const r of (await this.storeUrls('imagesForSiBuild', country, datasourceId, good)).refused) refused.set(r.row.url, r.reason);
         rows = await queue(good.filter((u) => !refused.has(u)));
       }
       for (const r of rows) states.set(r.url, r);
@@ -216,19 +216,28 @@ export class ImageSys {
     }
     const unique = [...new Set(good)];
     if (unique.length === 0) return { inserted: 0, refreshed: 0, rejected };
-    const outcome = await this.storeUrls(country, datasourceId, unique);
+    const outcome = await this.storeUrls('enqueue', country, datasourceId, unique);
     for (const r of outcome.refused) rejected.push({ url: r.row.url, reason: r.reason });
     return { inserted: outcome.inserted, refreshed: outcome.refreshed, rejected };
   }
 
-  /** Stores URLs through the intake's batch rules; a batch the database keeps failing is an error, never a silent loss. */
-  private async storeUrls(country: string, datasourceId: number, urls: string[]): Promise<BatchOutcome> {
+  /**
+   * Stores URLs through the intake's batch rules; a batch the database keeps failing is an error, never a
+   * silent loss. The server away after the retries is ERR_DATABASE, as every other call says it: the
+   * batch is not the cause, so ERR_ENQUEUE_INCOMPLETE is kept for a batch that failed for another reason.
+   */
+  private async storeUrls(method: string, country: string, datasourceId: number, urls: string[]): Promise<BatchOutcome> {
     const outcome = await storeBatch(
       this.db,
       country,
       urls.map((url) => ({ datasourceId, url })),
     );
-    if (outcome.failed.length) throw new LisError('ERR_ENQUEUE_INCOMPLETE', `${outcome.failed.length} URLs not stored: ${outcome.failed[0].reason}`);
+    if (outcome.failed.length) {
+      const { error, reason } = outcome.failed[0];
+      const away = unreachable(method, this.url, error);
+      if (away !== error) throw away;
+      throw new LisError('ERR_ENQUEUE_INCOMPLETE', `${outcome.failed.length} URLs not stored: ${reason}`);
+    }
     return outcome;
   }
 
