@@ -31,6 +31,9 @@ describe('ETL intake', () => {
     assert.deepEqual(parseUrlLine('7\thttps://a.com/b.jpg\r', 16, 2048), { kind: 'url', datasourceId: 7, url: 'https://a.com/b.jpg' });
     assert.deepEqual(parseUrlLine('   ', 16, 2048), { kind: 'skip' });
     assert.deepEqual(parseUrlLine('# comment', 16, 2048), { kind: 'skip' });
+    // A comment is a line whose first non-blank character is # (before: an indented one was a bad line, "white space").
+    assert.deepEqual(parseUrlLine('   # indented comment', 16, 2048), { kind: 'skip' });
+    assert.deepEqual(parseUrlLine(' \t # after blanks and a tab\r', 16, 2048), { kind: 'skip' });
     const bad = (line: string, ds: number | null = 16) => {
       const r = parseUrlLine(line, ds ?? undefined, 40);
       assert.equal(r.kind, 'bad', line);
@@ -127,12 +130,13 @@ describe('ETL intake', () => {
   });
 
   it('`lis enqueue` reads standard input, reports bad lines on stderr and a summary', async () => {
-    const input = ['http://x.com/a.jpg', 'javascript:alert(1)', 'http://x.com/b.jpg', ''].join('\n');
+    const input = ['http://x.com/a.jpg', 'javascript:alert(1)', '  # an indented comment', 'http://x.com/b.jpg', ''].join('\n');
     const run = spawnTs('bin/lis', ['--config', t.writeConfig(), 'enqueue', '--country', 'uk', '--datasource', '16', '-'], {}, input);
     const { code } = await run.exited;
     assert.equal(code, 0, run.output());
     assert.match(run.output(), /line 2: not an http or https URL/);
-    assert.match(run.output(), /2 new, 0 already known \(last_seen refreshed\), 1 bad lines skipped, 3 lines read/);
+    assert.match(run.output(), /2 new, 0 already known \(last_seen refreshed\), 1 bad lines skipped, 4 lines read/);
+    assert.doesNotMatch(run.output(), /line 3/, 'the comment is no bad line');
     const n = await t.db
       .selectFrom('live_images')
       .select((eb) => eb.fn.countAll<string>().as('n'))

@@ -15,6 +15,9 @@ const CONTROL = /[\u0000-\u001f\u007f]/;
 // s3://bucket/key: fetched through the S3 API with the bucket's configured credentials (imaged.s3).
 export const URL_SCHEME = /^(https?|s3):\/\//i;
 
+/** A comment: a line whose first non-blank character (blanks: spaces and tabs) is `#`, indented ones too. */
+const COMMENT = /^[ \t]*#/;
+
 /**
  * One line of ETL input: `URL`, or `DATASOURCE<TAB>URL`. Blank lines and
  * `#` comments are skipped. The URL is kept exactly as given (its hash is
@@ -22,7 +25,7 @@ export const URL_SCHEME = /^(https?|s3):\/\//i;
  */
 export function parseUrlLine(line: string, defaultDatasource: number | undefined, maxUrlLength: number): ParsedLine {
   const text = line.endsWith('\r') ? line.slice(0, -1) : line;
-  if (text.trim() === '' || text.startsWith('#')) return { kind: 'skip' };
+  if (text.trim() === '' || COMMENT.test(text)) return { kind: 'skip' };
   let datasourceId = defaultDatasource;
   let url = text;
   const tab = text.indexOf('\t');
