@@ -43,7 +43,11 @@ describe('ETL intake', () => {
     assert.match(bad('file:///etc/passwd'), /not an http or https URL/);
     assert.match(bad('http://a.com/b\u0007.jpg'), /control characters/);
     assert.match(bad('http://a.com/b c.jpg'), /white space/);
-    assert.match(bad(`http://a.com/${'x'.repeat(40)}`), /longer than 40 characters/);
+    assert.match(bad(`http://a.com/${'x'.repeat(40)}`), /longer than 40 characters \(53\)/);
+    // Characters are code points: a URL of emoji (two UTF-16 code units each) is as long as it looks, not twice.
+    const emoji = `http://a.com/${'\u{1F600}'.repeat(27)}`; // 40 characters, 67 code units
+    assert.deepEqual(parseUrlLine(emoji, 16, 40), { kind: 'url', datasourceId: 16, url: emoji });
+    assert.match(bad(`${emoji}\u{1F600}`), /longer than 40 characters \(41\)/);
     assert.match(bad('x1\thttp://a.com/b.jpg'), /datasource "x1" is not a whole number/);
     assert.match(bad('http://a.com/b.jpg', null), /no datasource/);
     assert.match(bad('http://[bad/b.jpg'), /not a valid URL/);

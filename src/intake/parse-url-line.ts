@@ -1,3 +1,5 @@
+import { codePointLength } from '../util/code-points.ts';
+
 export type ParsedLine =
   | { kind: 'url'; datasourceId: number; url: string }
   | { kind: 'skip' }
@@ -52,7 +54,8 @@ export function parseUrlLine(line: string, defaultDatasource: number | undefined
 export function checkUrl(url: string, maxUrlLength: number): { ok: true } | { ok: false; reason: string } {
   const bad = (reason: string) => ({ ok: false as const, reason });
   if (url === '') return bad('empty URL');
-  if (url.length > maxUrlLength) return bad(`URL longer than ${maxUrlLength} characters (${url.length})`);
+  const length = codePointLength(url);
+  if (length > maxUrlLength) return bad(`URL longer than ${maxUrlLength} characters (${length})`);
   if (CONTROL.test(url)) return bad('URL contains control characters');
   if (/\s/.test(url)) return bad('URL contains white space');
   // A lone surrogate (JavaScript strings may hold one; UTF-8 cannot) is sent to PostgreSQL as U+FFFD: the row would
