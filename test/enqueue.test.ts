@@ -3,7 +3,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { sql } from 'kysely';
 import type { Db } from '../src/db/connect.ts';
-import { EnqueueIncompleteError, enqueueUrlStream } from '../src/intake/enqueue-urls.ts';
+import { EnqueueIncompleteError, enqueueUrlStream, type EnqueueOptions, type EnqueueStats } from '../src/intake/enqueue-urls.ts';
 import { parseUrlLine } from '../src/intake/parse-url-line.ts';
 import { lineRanges } from '../src/intake/store-batch.ts';
 import { spawnTs } from './helpers/processes.ts';
@@ -21,6 +21,23 @@ async function poisonBatches(db: Db): Promise<void> {
       FOR EACH STATEMENT EXECUTE FUNCTION test_poison();`.execute(db);
 }
 
+/**
+ * The intake over `input` as `lis enqueue --country uk --datasource 16` reads it (batches of 100 unless
+ * `options` say otherwise), with each bad line as `N: reason`.
+ */
+async function enqueueInput(db: Db, input: string | Buffer, options: Partial<EnqueueOptions> = {}): Promise<{ stats: EnqueueStats; bad: string[] }> {
+  const bad: string[] = [];
+  const stats = await enqueueUrlStream(db, Readable.from([input]), {
+    country: 'uk',
+    datasourceId: 16,
+    maxUrlLength: 2048,
+    batchSize: 100,
+    onBadLine: (n, reason) => bad.push(`${n}: ${reason}`),
+    ...options,
+  });
+  return { stats, bad };
+}
+
 describe('ETL intake', () => {
   let t: TestDatabase;
   beforeEach(async () => (t = await createTestDatabase()));
@@ -31,6 +48,9 @@ describe('ETL intake', () => {
     assert.deepEqual(parseUrlLine('7\thttps://a.com/b.jpg\r', 16, 2048), { kind: 'url', datasourceId: 7, url: 'https://a.com/b.jpg' });
     assert.deepEqual(parseUrlLine('   ', 16, 2048), { kind: 'skip' });
     assert.deepEqual(parseUrlLine('# comment', 16, 2048), { kind: 'skip' });
+    // A comment is a line whose first non-blank character is # (before: an indented one was a bad line, "white space").
+    assert.deepEqual(parseUrlLine('   # indented comment', 16, 2048), { kind: 'skip' });
+    assert.deepEqual(parseUrlLine(' \t # after blanks and a tab\r', 16, 2048), { kind: 'skip' });
     const bad = (line: string, ds: number | null = 16) => {
       const r = parseUrlLine(line, ds ?? undefined, 40);
       assert.equal(r.kind, 'bad', line);
@@ -40,38 +60,23 @@ describe('ETL intake', () => {
     assert.match(bad('file:///etc/passwd'), /not an http or https URL/);
     assert.match(bad('http://a.com/b\u0007.jpg'), /control characters/);
     assert.match(bad('http://a.com/b c.jpg'), /white space/);
-    assert.match(bad(`http://a.com/${'x'.repeat(40)}`), /longer than 40 characters/);
+    assert.match(bad(`http://a.com/${'x'.repeat(40)}`), /longer than 40 characters \(53\)/);
+    // Characters are code points: a URL of emoji (two UTF-16 code units each) is as long as it looks, not twice.
+    const emoji = `http://a.com/${'\u{1F600}'.repeat(27)}`; // 40 characters, 67 code units
+    assert.deepEqual(parseUrlLine(emoji, 16, 40), { kind: 'url', datasourceId: 16, url: emoji });
+    assert.match(bad(`${emoji}\u{1F600}`), /longer than 40 characters \(41\)/);
     assert.match(bad('x1\thttp://a.com/b.jpg'), /datasource "x1" is not a whole number/);
     assert.match(bad('http://a.com/b.jpg', null), /no datasource/);
     assert.match(bad('http://[bad/b.jpg'), /not a valid URL/);
   });
 
   it('queues good lines, skips bad ones with their line numbers, and only refreshes known URLs', async () => {
-    const bad: Array<[number, string]> = [];
-    const first = await enqueueUrlStream(
-      t.db,
-      Readable.from(['http://a.com/1.jpg\nnot a url\nhttp://a.com/2.jpg\n3\thttp://a.com/3.jpg\nhttp://a.com/1.jpg\n']),
-      {
-        country: 'uk',
-        datasourceId: 16,
-        maxUrlLength: 2048,
-        batchSize: 2,
-        onBadLine: (n, reason) => bad.push([n, reason]),
-      },
-    );
-    assert.deepEqual(first, { lines: 5, inserted: 3, refreshed: 1, bad: 1, noDatasource: 0 });
-    assert.deepEqual(
-      bad.map(([n]) => n),
-      [2],
-    );
+    const first = await enqueueInput(t.db, 'http://a.com/1.jpg\nnot a url\nhttp://a.com/2.jpg\n3\thttp://a.com/3.jpg\nhttp://a.com/1.jpg\n', { batchSize: 2 });
+    assert.deepEqual(first.stats, { lines: 5, inserted: 3, refreshed: 1, bad: 1, noDatasource: 0 });
+    assert.deepEqual(first.bad, ['2: URL contains white space']);
     await sql`UPDATE live_images SET last_seen = now() - interval '3 days'`.execute(t.db);
-    const second = await enqueueUrlStream(t.db, Readable.from(['http://a.com/1.jpg\nhttp://a.com/4.jpg\n']), {
-      country: 'uk',
-      datasourceId: 16,
-      maxUrlLength: 2048,
-      batchSize: 100,
-    });
-    assert.deepEqual(second, { lines: 2, inserted: 1, refreshed: 1, bad: 0, noDatasource: 0 });
+    const second = await enqueueInput(t.db, 'http://a.com/1.jpg\nhttp://a.com/4.jpg\n');
+    assert.deepEqual(second.stats, { lines: 2, inserted: 1, refreshed: 1, bad: 0, noDatasource: 0 });
     const rows = await t.db
       .selectFrom('live_images')
       .select(['image_url', 'datasource_id', sql<boolean>`last_seen > now() - interval '1 minute'`.as('fresh')])
@@ -91,16 +96,9 @@ describe('ETL intake', () => {
   });
 
   it('takes a file with a byte order mark and CRLF line endings: line 1 is not lost', async () => {
-    const bad: string[] = [];
     const file = Buffer.from('\uFEFF7\thttp://bom.example.com/1.jpg\r\n\r\n# comment\r\nhttp://bom.example.com/2.jpg\r\n', 'utf8');
     assert.equal(file[0], 0xef);
-    const stats = await enqueueUrlStream(t.db, Readable.from([file]), {
-      country: 'uk',
-      datasourceId: 16,
-      maxUrlLength: 2048,
-      batchSize: 100,
-      onBadLine: (n, reason) => bad.push(`${n}: ${reason}`),
-    });
+    const { stats, bad } = await enqueueInput(t.db, file);
     assert.deepEqual(bad, []);
     assert.deepEqual(stats, { lines: 4, inserted: 2, refreshed: 0, bad: 0, noDatasource: 0 });
     const rows = await t.db.selectFrom('live_images').select(['datasource_id', 'image_url']).orderBy('image_url').execute();
@@ -111,15 +109,8 @@ describe('ETL intake', () => {
   });
 
   it('a line that is not UTF-8 (a Latin-1 é) is a bad line, not stored as another URL with U+FFFD', async () => {
-    const bad: string[] = [];
     const file = Buffer.concat([Buffer.from('http://latin.example.com/'), Buffer.from([0xe9]), Buffer.from('t.jpg\nhttp://latin.example.com/\u00e9t.jpg\n')]);
-    const stats = await enqueueUrlStream(t.db, Readable.from([file]), {
-      country: 'uk',
-      datasourceId: 16,
-      maxUrlLength: 2048,
-      batchSize: 100,
-      onBadLine: (n, reason) => bad.push(`${n}: ${reason}`),
-    });
+    const { stats, bad } = await enqueueInput(t.db, file);
     assert.deepEqual(bad, ['1: not UTF-8: the line has bytes that are not UTF-8 (save the file as UTF-8)']);
     assert.equal(stats.inserted, 1);
     const rows = await t.db.selectFrom('live_images').select('image_url').execute();
@@ -127,12 +118,13 @@ describe('ETL intake', () => {
   });
 
   it('`lis enqueue` reads standard input, reports bad lines on stderr and a summary', async () => {
-    const input = ['http://x.com/a.jpg', 'javascript:alert(1)', 'http://x.com/b.jpg', ''].join('\n');
+    const input = ['http://x.com/a.jpg', 'javascript:alert(1)', '  # an indented comment', 'http://x.com/b.jpg', ''].join('\n');
     const run = spawnTs('bin/lis', ['--config', t.writeConfig(), 'enqueue', '--country', 'uk', '--datasource', '16', '-'], {}, input);
     const { code } = await run.exited;
     assert.equal(code, 0, run.output());
     assert.match(run.output(), /line 2: not an http or https URL/);
-    assert.match(run.output(), /2 new, 0 already known \(last_seen refreshed\), 1 bad lines skipped, 3 lines read/);
+    assert.match(run.output(), /2 new, 0 already known \(last_seen refreshed\), 1 bad lines skipped, 4 lines read/);
+    assert.doesNotMatch(run.output(), /line 3/, 'the comment is no bad line');
     const n = await t.db
       .selectFrom('live_images')
       .select((eb) => eb.fn.countAll<string>().as('n'))
@@ -165,18 +157,10 @@ describe('ETL intake', () => {
     // A rule only the table knows (as a DBA might add one): the batch is split until the row is alone.
     await sql`ALTER TABLE live_images ADD CONSTRAINT test_no_blocked CHECK (image_url NOT LIKE '%/blocked/%')`.execute(t.db);
     const lines = Array.from({ length: 9 }, (_, i) => (i === 6 ? 'http://a.com/blocked/7.jpg' : `${i % 2 ? 'HTTP' : 'https'}://a.com/${i + 1}.jpg`));
-    const bad: Array<[number, string]> = [];
-    const stats = await enqueueUrlStream(t.db, Readable.from([lines.join('\n')]), {
-      country: 'uk',
-      datasourceId: 16,
-      maxUrlLength: 2048,
-      batchSize: 5000,
-      onBadLine: (n, reason) => bad.push([n, reason]),
-    });
+    const { stats, bad } = await enqueueInput(t.db, lines.join('\n'), { batchSize: 5000 });
     assert.deepEqual(stats, { lines: 9, inserted: 8, refreshed: 0, bad: 1, noDatasource: 0 });
     assert.equal(bad.length, 1);
-    assert.equal(bad[0][0], 7);
-    assert.match(bad[0][1], /refused by the table: .*test_no_blocked/);
+    assert.match(bad[0], /^7: refused by the table: .*test_no_blocked/);
     const stored = await t.db.selectFrom('live_images').select('image_url').where('image_url', 'like', 'HTTP:%').execute();
     assert.equal(stored.length, 4);
   });
@@ -184,13 +168,7 @@ describe('ETL intake', () => {
   it('a batch that keeps failing is retried, then the run fails naming every line not stored', async () => {
     await poisonBatches(t.db);
     const lines = Array.from({ length: 16 }, (_, i) => (i === 5 ? 'http://a.com/poison/6.jpg' : `http://a.com/${i + 1}.jpg`));
-    const error = await enqueueUrlStream(t.db, Readable.from([lines.join('\n')]), {
-      country: 'uk',
-      datasourceId: 16,
-      maxUrlLength: 2048,
-      batchSize: 4,
-      retryDelaysMs: [1, 1],
-    }).then(
+    const error = await enqueueInput(t.db, lines.join('\n'), { batchSize: 4, retryDelaysMs: [1, 1] }).then(
       () => null,
       (e: unknown) => e,
     );

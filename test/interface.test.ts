@@ -255,14 +255,21 @@ describe('the Interface (imported as a package)', () => {
         proxy.close(() => resolve());
         for (const s of sockets) s.destroy();
       });
+      // enqueue too (it retries first): an unreachable server is not an incomplete batch (before: ERR_ENQUEUE_INCOMPLETE).
       for (const call of [
         () => viaProxy.getSearchApiDataForHashes([liveHash]),
         () => viaProxy.imagesForSiBuild([liveUrl], { country: 'uk', datasourceId: 16 }),
+        () => viaProxy.enqueue([liveUrl], { country: 'uk', datasourceId: 16 }),
       ])
-        await assert.rejects(call(), (e: Error & { code?: string }) => e.code === 'ERR_DATABASE' && /cannot be reached/.test(e.message));
+        await assert.rejects(
+          call(),
+          (e: Error & { code?: string }) =>
+            e.code === 'ERR_DATABASE' && new RegExp(`ImageSys\\.\\w+: the database at .*:${port}\\b.* cannot be reached`).test(e.message),
+        );
       await listen(port);
       assert.equal((await viaProxy.getSearchApiDataForHash(liveHash))?.hash, liveHash);
       assert.equal((await viaProxy.imagesForSiBuild([liveUrl], { country: 'uk', datasourceId: 16 }))[0].status, 'live');
+      assert.deepEqual(await viaProxy.enqueue([liveUrl], { country: 'uk', datasourceId: 16 }), { inserted: 0, refreshed: 1, rejected: [] });
     } finally {
       await viaProxy.close();
       proxy.close();

@@ -9,6 +9,7 @@ import { makePresetOfRow, NotMadeError } from './make-preset.ts';
 import { originImageUrl } from './origin-urls.ts';
 import { runRowStages, type StageRunner } from './run-row-stages.ts';
 import { lis_hash_for_url } from '../hash/image-hash.ts';
+import { codePointLength } from '../util/code-points.ts';
 
 /** A thumbnail answered, and where it came from: `store` (already there) or `made` (by this request's generation). */
 export interface Answer {
@@ -72,7 +73,7 @@ export class ThumbnailService {
   async originThumbnail(origin: string, preset: string, key: string, signal: AbortSignal): Promise<Answer> {
     const spec = this.runner.config.imaged.origins[origin];
     const url = originImageUrl(spec, key);
-    if (url.length > this.runner.config.enqueue.maxUrlLength) throw new NotMadeError(404, 'key too long');
+    if (codePointLength(url) > this.runner.config.enqueue.maxUrlLength) throw new NotMadeError(404, 'key too long');
     const hash = lis_hash_for_url(url);
     const row = await readRow(this.db, spec.country, hash);
     // The version the frontends serve (live_data), else the one being made.

@@ -4,9 +4,7 @@ import type { Db } from '../db/connect.ts';
 import { LisError, errorMessage } from '../errors.ts';
 import { parseUrlLine } from './parse-url-line.ts';
 import { lineRanges, storeBatch, type BatchOutcome, type StoreBatchOptions } from './store-batch.ts';
-import type { UrlRow } from './upsert-urls.ts';
-
-export { upsertUrls, type UrlRow } from './upsert-urls.ts';
+import type { UrlRow } from '../queue/enqueue-rows.ts';
 
 export interface EnqueueOptions extends StoreBatchOptions {
   country: string;

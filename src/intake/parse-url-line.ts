@@ -1,3 +1,5 @@
+import { codePointLength } from '../util/code-points.ts';
+
 export type ParsedLine =
   | { kind: 'url'; datasourceId: number; url: string }
   | { kind: 'skip' }
@@ -15,6 +17,9 @@ const CONTROL = /[\u0000-\u001f\u007f]/;
 // s3://bucket/key: fetched through the S3 API with the bucket's configured credentials (imaged.s3).
 export const URL_SCHEME = /^(https?|s3):\/\//i;
 
+/** A comment: a line whose first non-blank character (blanks: spaces and tabs) is `#`, indented ones too. */
+const COMMENT = /^[ \t]*#/;
+
 /**
  * One line of ETL input: `URL`, or `DATASOURCE<TAB>URL`. Blank lines and
  * `#` comments are skipped. The URL is kept exactly as given (its hash is
@@ -22,7 +27,7 @@ export const URL_SCHEME = /^(https?|s3):\/\//i;
  */
 export function parseUrlLine(line: string, defaultDatasource: number | undefined, maxUrlLength: number): ParsedLine {
   const text = line.endsWith('\r') ? line.slice(0, -1) : line;
-  if (text.trim() === '' || text.startsWith('#')) return { kind: 'skip' };
+  if (text.trim() === '' || COMMENT.test(text)) return { kind: 'skip' };
   let datasourceId = defaultDatasource;
   let url = text;
   const tab = text.indexOf('\t');
@@ -49,7 +54,8 @@ export function parseUrlLine(line: string, defaultDatasource: number | undefined
 export function checkUrl(url: string, maxUrlLength: number): { ok: true } | { ok: false; reason: string } {
   const bad = (reason: string) => ({ ok: false as const, reason });
   if (url === '') return bad('empty URL');
-  if (url.length > maxUrlLength) return bad(`URL longer than ${maxUrlLength} characters (${url.length})`);
+  const length = codePointLength(url);
+  if (length > maxUrlLength) return bad(`URL longer than ${maxUrlLength} characters (${length})`);
   if (CONTROL.test(url)) return bad('URL contains control characters');
   if (/\s/.test(url)) return bad('URL contains white space');
   // A lone surrogate (JavaScript strings may hold one; UTF-8 cannot) is sent to PostgreSQL as U+FFFD: the row would

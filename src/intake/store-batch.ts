@@ -1,6 +1,6 @@
 import type { Db } from '../db/connect.ts';
 import { errorMessage } from '../errors.ts';
-import { upsertUrls, type UrlRow } from './upsert-urls.ts';
+import { enqueueRows, type UrlRow } from '../queue/enqueue-rows.ts';
 
 /** What became of one batch: counts for the rows stored, and every row that was not, with why. */
 export interface BatchOutcome {
@@ -8,8 +8,11 @@ export interface BatchOutcome {
   refreshed: number;
   /** Rows the table refused on their own (a CHECK, a bad value): skipped like a bad line. */
   refused: Array<{ row: UrlRow; reason: string }>;
-  /** Rows not stored because the batch kept failing (the database, a trigger): the run must not succeed. */
-  failed: Array<{ row: UrlRow; reason: string }>;
+  /**
+   * Rows not stored because the batch kept failing (the database, a trigger): the run must not succeed.
+   * `error` is the last one, when there was one, so that a caller can tell an unreachable server apart.
+   */
+  failed: Array<{ row: UrlRow; reason: string; error?: unknown }>;
 }
 
 export interface StoreBatchOptions {
@@ -37,7 +40,7 @@ export async function storeBatch(db: Db, country: string, rows: UrlRow[], option
   const delays = options.retryDelaysMs ?? [500, 2000];
   for (let attempt = 0; ; attempt++) {
     try {
-      const r = await upsertUrls(db, country, rows);
+      const r = await enqueueRows(db, country, rows);
       return { ...r, refused: [], failed: [] };
     } catch (error) {
       if (isRowDataError(error)) {
@@ -52,7 +55,7 @@ export async function storeBatch(db: Db, country: string, rows: UrlRow[], option
           failed: [...a.failed, ...b.failed],
         };
       }
-      if (attempt >= delays.length) return { inserted: 0, refreshed: 0, refused: [], failed: rows.map((row) => ({ row, reason: errorMessage(error) })) };
+      if (attempt >= delays.length) return { inserted: 0, refreshed: 0, refused: [], failed: rows.map((row) => ({ row, reason: errorMessage(error), error })) };
       await new Promise((resolve) => setTimeout(resolve, delays[attempt]));
     }
   }

@@ -9,7 +9,7 @@ import { LisError, UsageError, errorMessage } from '../errors.ts';
 import { isImageHash, lis_hash_for_url } from '../hash/image-hash.ts';
 import { checkUrl } from '../intake/parse-url-line.ts';
 import { isRowDataError, storeBatch, type BatchOutcome } from '../intake/store-batch.ts';
-import { inLockOrder } from '../intake/upsert-urls.ts';
+import { enqueueRowStates, type EnqueuedRow } from '../queue/enqueue-rows.ts';
 import type { ImageData } from '../store/image-data.ts';
 import { toSearchApiImage, type SearchApiImage } from './search-api-image.ts';
 
@@ -87,7 +87,8 @@ export interface EnqueueResult {
 
 /**
  * The only thing other code imports from ImageSys. Every call is one
- * database round trip, however many images it is asked about.
+ * database round trip, however many images it is asked about; a call that
+ * queues URLs makes two, its datasource row first (the queue's lock order).
  */
 export class ImageSys {
   private closed = false;
@@ -173,39 +174,32 @@ export class ImageSys {
       verdict: urlVerdict(url, this.config.enqueue.maxUrlLength),
     }));
     const good = [...new Set(checked.filter((c) => c.verdict.ok).map((c) => c.url))];
-    const states = new Map<string, { stage: string; state: string; last_error: string | null; live: boolean }>();
+    const states = new Map<string, EnqueuedRow>();
     const refused = new Map<string, string>();
     if (good.length) {
-      const upsert = (urls: string[]) =>
-        sql<{ image_url: string; stage: string; state: string; last_error: string | null; live: boolean }>`
-        WITH ds AS (
-          INSERT INTO datasources (country, datasource_id) VALUES (${country}, ${datasourceId}) ON CONFLICT DO NOTHING)
-        INSERT INTO live_images AS li (country, datasource_id, image_url)
-        SELECT ${country}, ${datasourceId}, u FROM unnest(${urls}::text[]) AS u
-        ON CONFLICT (country, image_hash) DO UPDATE SET last_seen = now()
-        RETURNING li.image_url, li.stage,
-          -- RETURNING shows a new row before live_images_park_disabled (an AFTER trigger) parks it: say what that trigger does.
-          CASE WHEN li.xmax = 0 AND li.state = 'waiting'
-                AND EXISTS (SELECT 1 FROM datasources d WHERE d.country = ${country} AND d.datasource_id = ${datasourceId} AND NOT d.enabled)
-               THEN 'parked' ELSE li.state END AS state,
-          li.last_error, (li.live_data IS NOT NULL AND li.last_error_class IS DISTINCT FROM 'expired') AS live`.execute(this.db);
+      const queue = (urls: string[]) =>
+        enqueueRowStates(
+          this.db,
+          country,
+          urls.map((url) => ({ datasourceId, url })),
+        );
       let rows;
       try {
-        ({ rows } = await upsert(inLockOrder(good)));
+        rows = await queue(good);
       } catch (error) {
         if (!isRowDataError(error)) throw unreachable('imagesForSiBuild', this.url, error);
         // Rare: a row the table refuses. Find it (and only it), then read the others' states.
-        for (const r of (await this.storeUrls(country, datasourceId, good)).refused) refused.set(r.row.url, r.reason);
-        ({ rows } = await upsert(inLockOrder(good.filter((u) => !refused.has(u)))));
+        for (const r of (await this.storeUrls('imagesForSiBuild', country, datasourceId, good)).refused) refused.set(r.row.url, r.reason);
+        rows = await queue(good.filter((u) => !refused.has(u)));
       }
-      for (const r of rows) states.set(r.image_url, r);
+      for (const r of rows) states.set(r.url, r);
     }
     return checked.map(({ url, verdict }) => {
       if (!verdict.ok) return { url, hash: null, live: false, status: 'rejected', error: verdict.reason };
       if (refused.has(url)) return { url, hash: null, live: false, status: 'rejected', error: refused.get(url) };
       const s = states.get(url);
       const status = !s ? 'download' : s.state === 'failed' || s.state === 'parked' ? s.state : s.stage;
-      return { url, hash: lis_hash_for_url(url), live: s?.live ?? false, status, ...(s?.last_error && s.state === 'failed' ? { error: s.last_error } : {}) };
+      return { url, hash: lis_hash_for_url(url), live: s?.live ?? false, status, ...(s?.lastError && s.state === 'failed' ? { error: s.lastError } : {}) };
     });
   }
 
@@ -222,19 +216,28 @@ export class ImageSys {
     }
     const unique = [...new Set(good)];
     if (unique.length === 0) return { inserted: 0, refreshed: 0, rejected };
-    const outcome = await this.storeUrls(country, datasourceId, unique);
+    const outcome = await this.storeUrls('enqueue', country, datasourceId, unique);
     for (const r of outcome.refused) rejected.push({ url: r.row.url, reason: r.reason });
     return { inserted: outcome.inserted, refreshed: outcome.refreshed, rejected };
   }
 
-  /** Stores URLs through the intake's batch rules; a batch the database keeps failing is an error, never a silent loss. */
-  private async storeUrls(country: string, datasourceId: number, urls: string[]): Promise<BatchOutcome> {
+  /**
+   * Stores URLs through the intake's batch rules; a batch the database keeps failing is an error, never a
+   * silent loss. The server away after the retries is ERR_DATABASE, as every other call says it: the
+   * batch is not the cause, so ERR_ENQUEUE_INCOMPLETE is kept for a batch that failed for another reason.
+   */
+  private async storeUrls(method: string, country: string, datasourceId: number, urls: string[]): Promise<BatchOutcome> {
     const outcome = await storeBatch(
       this.db,
       country,
       urls.map((url) => ({ datasourceId, url })),
     );
-    if (outcome.failed.length) throw new LisError('ERR_ENQUEUE_INCOMPLETE', `${outcome.failed.length} URLs not stored: ${outcome.failed[0].reason}`);
+    if (outcome.failed.length) {
+      const { error, reason } = outcome.failed[0];
+      const away = unreachable(method, this.url, error);
+      if (away !== error) throw away;
+      throw new LisError('ERR_ENQUEUE_INCOMPLETE', `${outcome.failed.length} URLs not stored: ${reason}`);
+    }
     return outcome;
   }
 

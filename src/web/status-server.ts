@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import type { LisConfig } from '../config/config-schema.ts';
 import type { Db } from '../db/connect.ts';
 import { errorMessage } from '../errors.ts';
+import { codePointLength } from '../util/code-points.ts';
 import { hostHeaderCheck } from './host-check.ts';
 import { lookupImage } from './lookup-image.ts';
 import { overview } from './overview.ts';
@@ -49,7 +50,7 @@ async function handle(
   if (url.pathname === '/api/overview') return json(res, 200, await overview(db, config));
   if (url.pathname === '/api/lookup') {
     const q = url.searchParams.get('q') ?? '';
-    if (!q.trim() || q.length > config.enqueue.maxUrlLength) return json(res, 400, { error: 'give an image URL or hash' });
+    if (!q.trim() || codePointLength(q) > config.enqueue.maxUrlLength) return json(res, 400, { error: 'give an image URL or hash' });
     return json(res, 200, await lookupImage(db, q));
   }
   if (url.pathname.startsWith('/thumbs/')) {
