@@ -7,7 +7,7 @@ import type { LisConfigInput } from '../src/config/config-schema.ts';
 import { sql } from 'kysely';
 import { lis_hash_for_url } from '../src/hash/image-hash.ts';
 import { lockImageRow } from '../src/imaged/image-row.ts';
-import { upsertUrls } from '../src/intake/upsert-urls.ts';
+import { enqueueRows } from '../src/queue/enqueue-rows.ts';
 import { thumbnailRelativePath, thumbnailStorePath } from '../src/store/store-layout.ts';
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
 import { insertLiveRow, insertQueuedRow, rawGet, startImagedInProcess } from './helpers/imaged-in-process.ts';
@@ -324,7 +324,7 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     const arrived = origin.arrival('/late.jpg');
     const late = rawGet(server.url, '/web/small/late.jpg');
     await arrived;
-    await upsertUrls(t.db, 'uk', [{ datasourceId: 3, url: origin.url('/late.jpg') }]);
+    await enqueueRows(t.db, 'uk', [{ datasourceId: 3, url: origin.url('/late.jpg') }]);
     origin.release();
     assert.equal((await late).status, 404);
     assert.deepEqual(await rowOf(origin.url('/late.jpg')), { stage: 'download', state: 'failed', last_error_class: 'http_404' });

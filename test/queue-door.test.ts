@@ -51,7 +51,7 @@ describe('one door for the queue', () => {
     ];
     for (const line of planted) assert.equal(queueWrites('src/manager/x.ts', line).length, 1, line);
     // Queueing a URL is a queue operation (src/queue/enqueue-rows.ts): neither the intake nor the Interface may insert.
-    assert.equal(queueWrites('src/intake/upsert-urls.ts', 'sql`INSERT INTO live_images AS li (country) VALUES (1)`').length, 1, 'the intake may not insert');
+    assert.equal(queueWrites('src/intake/store-batch.ts', 'sql`INSERT INTO live_images AS li (country) VALUES (1)`').length, 1, 'the intake may not insert');
     assert.equal(queueWrites('src/interface/image-sys.ts', 'sql`\n  INSERT INTO live_images AS li (country) VALUES (1)`').length, 1, 'nor the Interface');
     assert.equal(queueWrites('src/intake/enqueue-urls.ts', 'sql`UPDATE live_images SET state = 1`').length, 1, 'nor update');
     assert.equal(queueWrites('src/manager/x.ts', "db.selectFrom('live_images')").length, 0, 'reads are fine');
