@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { configFilePath, loadConfig } from '../config/load-config.ts';
 import { redactUrl } from '../db/connect.ts';
-import { runCommand } from './exit-on-error.ts';
+import { runCommand } from '../util/exit-on-error.ts';
 import { configFileOf } from './global-options.ts';
 
 /** `lis config`: the configuration in force (defaults filled in, secrets hidden), or its errors. */

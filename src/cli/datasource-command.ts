@@ -5,7 +5,7 @@ import { loadConfig } from '../config/load-config.ts';
 import { openDatabase } from '../db/connect.ts';
 import { UsageError } from '../errors.ts';
 import { resolveDetails, storedDetails, validateDetails } from '../thumbnail/process-details.ts';
-import { runCommand } from './exit-on-error.ts';
+import { runCommand } from '../util/exit-on-error.ts';
 import { configFileOf } from './global-options.ts';
 
 interface SetFlags {

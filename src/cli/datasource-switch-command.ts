@@ -4,7 +4,7 @@ import { loadConfig } from '../config/load-config.ts';
 import { openDatabase, type Db } from '../db/connect.ts';
 import { LisError } from '../errors.ts';
 import { disableDatasource, enableDatasource } from '../manager/datasource-switch.ts';
-import { runCommand } from './exit-on-error.ts';
+import { runCommand } from '../util/exit-on-error.ts';
 import { configFileOf } from './global-options.ts';
 
 /** Parses COUNTRY and ID, opens the database, runs `fn`, and closes it again. */

@@ -3,7 +3,7 @@ import { loadConfig } from '../config/load-config.ts';
 import { connectionFailure, createDb, databaseUrl, describeServer, migrateToLatest, pendingMigrations, redactUrl } from '../db/connect.ts';
 import { embeddedStatus, embeddedUrl, stopEmbedded } from '../db/embedded-server.ts';
 import { errorMessage } from '../errors.ts';
-import { runCommand } from './exit-on-error.ts';
+import { runCommand } from '../util/exit-on-error.ts';
 import { configFileOf } from './global-options.ts';
 
 const configOf = (command: Command) => loadConfig({ file: configFileOf(command) });

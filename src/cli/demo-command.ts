@@ -3,7 +3,7 @@ import { loadConfig } from '../config/load-config.ts';
 import { parseIntFlag } from '../config/country.ts';
 import { runDemo } from '../demo/run-demo.ts';
 import { UsageError } from '../errors.ts';
-import { runCommand } from './exit-on-error.ts';
+import { runCommand } from '../util/exit-on-error.ts';
 import { configFileOf } from './global-options.ts';
 
 /** Not a commander default: a string one shows as (default: "60"), as if it were a word (see lis refresh). */

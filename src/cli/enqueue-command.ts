@@ -6,7 +6,7 @@ import { openDatabase } from '../db/connect.ts';
 import { ProgressLine } from '../daemon/progress-line.ts';
 import { LisError, UsageError, errorMessage } from '../errors.ts';
 import { EnqueueIncompleteError, enqueueUrlStream, type EnqueueStats } from '../intake/enqueue-urls.ts';
-import { runCommand } from './exit-on-error.ts';
+import { runCommand } from '../util/exit-on-error.ts';
 import { configFileOf } from './global-options.ts';
 
 const summary = (s: EnqueueStats) => `${s.inserted} new, ${s.refreshed} already known (last_seen refreshed), ${s.bad} bad lines skipped, ${s.lines} lines read`;

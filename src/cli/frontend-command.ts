@@ -6,7 +6,7 @@ import { addFrontend, listFrontends, removeFrontend, setFrontendEnabled } from '
 import { frontendLag } from '../push/frontend-lag.ts';
 import { UsageError } from '../errors.ts';
 import { FrontendTargetError, normaliseTarget } from '../push/frontend-target.ts';
-import { runCommand } from './exit-on-error.ts';
+import { runCommand } from '../util/exit-on-error.ts';
 import { configFileOf } from './global-options.ts';
 
 /** Runs `fn` on the config's database; `checkFirst` judges the arguments before anything is opened. */

@@ -5,7 +5,7 @@ import { openDatabase } from '../db/connect.ts';
 import { LisError, UsageError } from '../errors.ts';
 import { isImageHash } from '../hash/image-hash.ts';
 import { classifyByHuman, IMAGE_CLASSES, type ImageClass } from '../queue/classify-rows.ts';
-import { runCommand } from './exit-on-error.ts';
+import { runCommand } from '../util/exit-on-error.ts';
 import { configFileOf } from './global-options.ts';
 
 /** `lis image classify HASH --country uk (--class photo|placeholder|tiny|duplicate | --auto)`: a human's word. */

@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { addDbCommand } from './db-command.ts';
-import { usageErrorsExit2 } from './exit-on-error.ts';
+import { usageErrorsExit2 } from '../util/exit-on-error.ts';
 import { addEnqueueCommand } from './enqueue-command.ts';
 import { addConfigCommand } from './config-command.ts';
 import { addRefreshCommand } from './refresh-command.ts';

@@ -4,7 +4,7 @@ import { loadConfig } from '../config/load-config.ts';
 import type { Db } from '../db/connect.ts';
 import { openDatabase } from '../db/connect.ts';
 import { refreshRows } from '../queue/refresh-rows.ts';
-import { runCommand } from './exit-on-error.ts';
+import { runCommand } from '../util/exit-on-error.ts';
 import { configFileOf } from './global-options.ts';
 
 /** `lis refresh`'s work: the queue's refresh operation (live rows stay live meanwhile). Returns how many rows were queued. */

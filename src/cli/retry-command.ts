@@ -6,7 +6,7 @@ import { UsageError } from '../errors.ts';
 import { retryFailed } from '../manager/bad-retry-jobs.ts';
 import { failedReasonCounts } from '../queue/failed-reasons.ts';
 import { isWorkStage, WORK_STAGES } from '../queue/stages.ts';
-import { runCommand } from './exit-on-error.ts';
+import { runCommand } from '../util/exit-on-error.ts';
 import { configFileOf } from './global-options.ts';
 
 /** `lis retry --country uk [--reason R] [--datasource N] [--stage S]`: failed rows back to the queue. */

@@ -6,7 +6,7 @@ import { installStopSignals } from '../daemon/signals.ts';
 import { exposedBindWarning } from '../util/bind-address.ts';
 import { listenOrExplain } from '../util/listen.ts';
 import { createStatusServer } from '../web/status-server.ts';
-import { runCommand } from './exit-on-error.ts';
+import { runCommand } from '../util/exit-on-error.ts';
 import { configFileOf } from './global-options.ts';
 
 /** `lis web`: the read-only status page, on loopback unless configured otherwise. */

@@ -3,7 +3,7 @@ import { parseCountry } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
 import { openDatabase } from '../db/connect.ts';
 import { ago, formatTable, workerReport } from '../manager/worker-report.ts';
-import { runCommand } from './exit-on-error.ts';
+import { runCommand } from '../util/exit-on-error.ts';
 import { configFileOf } from './global-options.ts';
 
 /** `lis worker-report`: who is working, on what, how fast, and what each holds. */

@@ -6,7 +6,7 @@ import { pushConfigSchema } from './push-config.ts';
 import { thumbnailConfigSchema } from './thumbnail-config.ts';
 import { imagedConfigSchema } from './imaged-config.ts';
 import { managerConfigSchema, servicesConfigSchema, upkeepConfigSchema } from './manager-config.ts';
-import { MAX_PORT, metricsPortsPastRange } from '../metrics/instance-port.ts';
+import { MAX_PORT, metricsPortsPastRange } from './metrics-ports.ts';
 
 /**
  * The whole configuration, with its defaults. Every key is optional in the

@@ -6,7 +6,7 @@ import { sql } from 'kysely';
 import { parseCountry } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
 import { openDatabase, type Db } from '../db/connect.ts';
-import { runCommand, usageErrorsExit2 } from '../cli/exit-on-error.ts';
+import { runCommand, usageErrorsExit2 } from '../util/exit-on-error.ts';
 import { LisError, UsageError, errorMessage } from '../errors.ts';
 import { closeLogger, createLogger } from '../log/create-logger.ts';
 import { recordEvent } from '../manager/manager-events.ts';

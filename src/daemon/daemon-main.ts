@@ -6,14 +6,14 @@ import type { LisConfig } from '../config/config-schema.ts';
 import type { Db } from '../db/connect.ts';
 import { openDaemonDatabase } from './open-daemon-database.ts';
 import { embeddedUrl } from '../db/embedded-server.ts';
-import { runCommand, usageErrorsExit2 } from '../cli/exit-on-error.ts';
+import { runCommand, usageErrorsExit2 } from '../util/exit-on-error.ts';
 import { closeLogger, createLogger, type Logger } from '../log/create-logger.ts';
 import { errorMessage } from '../errors.ts';
 import { ProgressLine } from './progress-line.ts';
 import { signalReady } from './ready-signal.ts';
 import { runDaemon, type StageWorker } from './run-daemon.ts';
 import { installStopSignals } from './signals.ts';
-import { startInstanceExporter, type InstanceExporter } from '../metrics/instance-exporter.ts';
+import { startInstanceExporter, type InstanceExporter } from './instance-exporter.ts';
 
 export interface DaemonFlags {
   country: string;

@@ -1,5 +1,5 @@
 import type { ColumnType, Generated, Insertable, Selectable } from 'kysely';
-import type { Stage, State } from '../queue/stages.ts';
+import type { Stage, State } from './queue-columns.ts';
 
 /** Columns the database fills in; writable, but never needed on insert. */
 type Defaulted<T> = ColumnType<T, T | undefined, T>;

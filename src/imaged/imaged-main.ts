@@ -2,7 +2,7 @@ import type { AddressInfo } from 'node:net';
 import { Command } from 'commander';
 import { parseIntFlag } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
-import { runCommand, usageErrorsExit2 } from '../cli/exit-on-error.ts';
+import { runCommand, usageErrorsExit2 } from '../util/exit-on-error.ts';
 import { createDb, databaseUrl, type Db } from '../db/connect.ts';
 import { openDaemonDatabase, poolErrorWarning } from '../daemon/open-daemon-database.ts';
 import { createDownloadClient } from '../download/download-client.ts';

@@ -4,7 +4,7 @@ import { parseCountry, parseIntFlag } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
 import type { Db } from '../db/connect.ts';
 import { openDaemonDatabase } from '../daemon/open-daemon-database.ts';
-import { runCommand, usageErrorsExit2 } from '../cli/exit-on-error.ts';
+import { runCommand, usageErrorsExit2 } from '../util/exit-on-error.ts';
 import { closeLogger, createLogger, type Logger } from '../log/create-logger.ts';
 import { errorMessage } from '../errors.ts';
 import { installStopSignals } from '../daemon/signals.ts';
@@ -12,7 +12,7 @@ import { signalReady } from '../daemon/ready-signal.ts';
 import { heartbeat, markStopped, registerWorker, workerIdFor } from '../daemon/worker-registry.ts';
 import { runUpkeep } from './run-upkeep.ts';
 import { registerManagerEventMetrics } from './manager-event-metrics.ts';
-import { startInstanceExporter } from '../metrics/instance-exporter.ts';
+import { startInstanceExporter } from '../daemon/instance-exporter.ts';
 import { recordEvent } from './manager-events.ts';
 import { CHECKS, pruneStats, runCheck, sampleQueue, type Check, type CheckContext } from './run-check.ts';
 

@@ -1,7 +1,8 @@
 import type { LisConfig } from '../config/config-schema.ts';
 import type { Db } from '../db/connect.ts';
 import { frontendLag } from '../push/frontend-lag.ts';
-import { cachedStoreDiskUse, datasourceFailures, queueDepth, rowCounts, storeDiskUse, throughput } from './queue-figures.ts';
+import { datasourceFailures, queueDepth, rowCounts, throughput } from '../queue/queue-figures.ts';
+import { cachedStoreDiskUse, storeDiskUse } from '../store/store-disk-use.ts';
 
 export type MetricsReport = Awaited<ReturnType<typeof collectReport>>;
 

@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { parseCountry } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
 import { openDatabase } from '../db/connect.ts';
-import { runCommand, usageErrorsExit2 } from '../cli/exit-on-error.ts';
+import { runCommand, usageErrorsExit2 } from '../util/exit-on-error.ts';
 import { collectReport } from './collect-report.ts';
 import { formatReport } from './format-report.ts';
 

@@ -1,24 +1,16 @@
 /**
- * Where a row is in the pipeline. A row waits in a stage until a daemon of
- * that stage claims it; `live` is the end.
+ * The pipeline's stages and a row's states within one (their values are the
+ * schema's, src/db/queue-columns.ts), and which stages daemons work.
  */
-export const STAGES = ['download', 'thumbnail', 'push', 'live'] as const;
-export type Stage = (typeof STAGES)[number];
+import { STAGES, type Stage } from '../db/queue-columns.ts';
+
+export { STAGES, STATES, type Stage, type State } from '../db/queue-columns.ts';
 
 /** The stages a daemon claims from. */
 export const WORK_STAGES = ['download', 'thumbnail', 'push'] as const;
 export type WorkStage = (typeof WORK_STAGES)[number];
 
-/**
- * How a row stands within its stage:
- * - `waiting`: claimable once unlocked and `next_attempt_at` has passed;
- * - `failed`: given up, with `last_error` saying why; `lis retry` puts it back;
- * - `parked`: held back (its datasource is disabled) and not claimed;
- * - `done`: only for live rows.
- */
-export const STATES = ['waiting', 'failed', 'parked', 'done'] as const;
-export type State = (typeof STATES)[number];
-
+/** The stage a row moves to when `stage` finishes it. */
 export function nextStage(stage: WorkStage): Stage {
   return STAGES[STAGES.indexOf(stage) + 1];
 }

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import type { LisConfig } from '../config/config-schema.ts';
 import { loadConfig } from '../config/load-config.ts';
-import { runCommand, usageErrorsExit2 } from '../cli/exit-on-error.ts';
+import { runCommand, usageErrorsExit2 } from '../util/exit-on-error.ts';
 import { readReadyPid } from '../daemon/ready-signal.ts';
 import { UsageError } from '../errors.ts';
 import { isProcessAlive } from '../util/pid-lock-file.ts';

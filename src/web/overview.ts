@@ -3,7 +3,7 @@ import type { LisConfig } from '../config/config-schema.ts';
 import type { Db } from '../db/connect.ts';
 import { workerReport } from '../manager/worker-report.ts';
 import { collectReport } from '../metrics/collect-report.ts';
-import { throughputSeries } from '../metrics/queue-figures.ts';
+import { throughputSeries } from '../queue/queue-figures.ts';
 
 /** Everything the status page shows, in one JSON document. */
 export async function overview(db: Db, config: LisConfig) {

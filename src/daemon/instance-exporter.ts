@@ -3,7 +3,7 @@ import type client from 'prom-client';
 import type { LisConfig } from '../config/config-schema.ts';
 import type { Db } from '../db/connect.ts';
 import type { Logger } from '../log/create-logger.ts';
-import { instanceMetricsPort, metricsUrlFile } from './instance-port.ts';
+import { instanceMetricsPort, metricsUrlFile } from '../config/metrics-ports.ts';
 import type { startPrometheusExporter } from './prometheus-exporter.ts';
 import { exposedBindWarning } from '../util/bind-address.ts';
 

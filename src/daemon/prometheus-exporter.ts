@@ -3,8 +3,8 @@ import http from 'node:http';
 import path from 'node:path';
 import client from 'prom-client';
 import type { Db } from '../db/connect.ts';
-import type { RunObserver } from '../daemon/run-daemon.ts';
-import { queueDepth } from './queue-figures.ts';
+import type { RunObserver } from './run-daemon.ts';
+import { queueDepth } from '../queue/queue-figures.ts';
 import { listenOrExplain } from '../util/listen.ts';
 
 export interface ExporterOptions {

@@ -1,6 +1,5 @@
-import { execFile } from 'node:child_process';
+/** What the queue holds and how fast it moves: reads for reports, the status page and /metrics (no writes). */
 import { sql } from 'kysely';
-import type { LisConfig } from '../config/config-schema.ts';
 import type { Db } from '../db/connect.ts';
 import { isSourceFault } from '../failure/failure-reasons.ts';
 
@@ -119,30 +118,4 @@ export async function datasourceFailures(db: Db, hours: number, country?: string
       reasons: e.reasons.sort((a, b) => b.tries - a.tries).slice(0, 5),
     }))
     .sort((a, b) => b.failed + b.ours - a.failed - a.ours || a.country.localeCompare(b.country) || a.datasourceId - b.datasourceId);
-}
-
-/** Bytes used by this host's stores (`du`, bounded in time: a huge store answers null rather than hang a report). */
-export async function storeDiskUse(config: LisConfig): Promise<Record<'originals' | 'thumbnails', number | null>> {
-  const du = (dir: string) =>
-    new Promise<number | null>((resolve) => {
-      execFile('du', ['-sk', dir], { timeout: 60_000 }, (error, stdout) => {
-        const kb = Number(stdout.split(/\s/)[0]);
-        resolve(error || !Number.isFinite(kb) ? null : kb * 1024);
-      });
-    });
-  const [originals, thumbnails] = await Promise.all([du(config.stores.originals), du(config.stores.thumbnails)]);
-  return { originals, thumbnails };
-}
-
-let diskCache: { at: number; key: string; value: Promise<Record<'originals' | 'thumbnails', number | null>> } | null = null;
-
-/**
- * storeDiskUse, at most once per `maxAgeMs`: the status page refreshes every
- * few seconds, and walking a store of millions of files that often would be
- * the heaviest thing the host does.
- */
-export function cachedStoreDiskUse(config: LisConfig, maxAgeMs = 10 * 60_000): Promise<Record<'originals' | 'thumbnails', number | null>> {
-  const key = `${config.stores.originals}\n${config.stores.thumbnails}`;
-  if (!diskCache || diskCache.key !== key || Date.now() - diskCache.at > maxAgeMs) diskCache = { at: Date.now(), key, value: storeDiskUse(config) };
-  return diskCache.value;
 }
