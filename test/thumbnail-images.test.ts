@@ -16,6 +16,7 @@ import { presetGeometry } from '../src/thumbnail/preset-geometry.ts';
 import { parseSharpen } from '../src/thumbnail/parse-sharpen.ts';
 import { resolveDetails } from '../src/thumbnail/process-details.ts';
 import { sharpenKernel } from '../src/thumbnail/sharpen-kernel.ts';
+import { gammaRgbProfile, pngWithProfile, srgbOfLinear } from './helpers/icc-profile.ts';
 import { BAR_COLOURS, cmykColourBars, EXIF_DIR, meanAbsDiff, pixelBombPng, PNGSUITE_DIR, rgbPixels } from './helpers/thumbnail-fixtures.ts';
 
 const config: ThumbnailConfig = thumbnailConfigSchema.parse({});
@@ -170,6 +171,53 @@ describe('thumbnails of real images (sharp)', () => {
         );
       });
     }
+  });
+
+  it('converts 8-bit and 16-bit pictures to sRGB through their embedded profile, with the right colours and no profile left', async () => {
+    // A profile whose samples are linear light (sRGB primaries, gamma 1): (200, 100, 50) in it is sRGB's encoding of each.
+    const colour = [200, 100, 50];
+    const expected = colour.map(srgbOfLinear);
+    const [width, height] = [400, 300];
+    const samples = (scale: number) => Array.from({ length: width * height * 3 }, (_, i) => colour[i % 3] * scale);
+    const pngs = {
+      '8-bit': await sharp(Buffer.from(samples(1)), { raw: { width, height, channels: 3 } })
+        .png()
+        .toBuffer(),
+      '16-bit': await sharp(Uint16Array.from(samples(257)), { raw: { width, height, channels: 3 } })
+        .toColourspace('rgb16')
+        .png()
+        .toBuffer(),
+    };
+    for (const [depth, png] of Object.entries(pngs)) {
+      const original = pngWithProfile(png, gammaRgbProfile(1));
+      const meta = await sharp(original).metadata();
+      assert.ok(meta.icc && meta.depth === (depth === '8-bit' ? 'uchar' : 'ushort'), `${depth}: the original carries the profile`);
+      const large = { large: config.presets.large };
+      const made = [
+        jpegOf(await makeThumbnails(original, settings()), 'large'),
+        (await makePresets(original, settings({}, { presets: large }))).presets.large.files[0].data,
+      ];
+      for (const [road, jpeg] of made.entries()) {
+        assert.equal((await sharp(jpeg).metadata()).icc, undefined, 'no profile kept: sRGB is the web default');
+        const { data } = await rgbPixels(jpeg);
+        const got = [...data.subarray(0, 3)];
+        // A 16-bit decode that skipped or botched the profile came out 220,171,129.
+        expected.forEach((level, c) =>
+          assert.ok(
+            Math.abs(got[c] - level) <= 2,
+            `${depth}, ${road ? 'makePresets' : 'makeThumbnails'}: got ${got.join(',')}, expected ${expected.join(',')}`,
+          ),
+        );
+      }
+    }
+    // 10-bit AVIF (as HDR phones save HEIF) with an sRGB profile: the same road; it came out 188,105,61.
+    const avif = await sharp(Buffer.from(samples(1)), { raw: { width, height, channels: 3 } })
+      .withIccProfile('srgb')
+      .avif({ bitdepth: 10, lossless: true })
+      .toBuffer();
+    assert.equal((await sharp(avif).metadata()).depth, 'ushort');
+    const { data } = await rgbPixels(jpegOf(await makeThumbnails(avif, settings()), 'large'));
+    colour.forEach((level, c) => assert.ok(Math.abs(data[c] - level) <= 2, `10-bit AVIF: got ${[...data.subarray(0, 3)].join(',')}`));
   });
 
   it('refuses a pixel bomb (a tiny PNG declaring 60000x60000) quickly, from the header', async () => {

@@ -102,6 +102,8 @@ export interface Header {
   upright: Size;
   /** libvips' band format: `uchar` is 8-bit. */
   depth: string;
+  /** An ICC profile is embedded (it matters only to a 16-bit picture: see decoderPipeline). */
+  hasProfile: boolean;
 }
 
 /** Reads and judges the header (format, size, pixel limit), before a single pixel is decoded: a bomb costs next to nothing. */
@@ -125,18 +127,24 @@ export async function readHeader(original: Buffer, settings: Pick<ThumbnailSetti
     );
   }
   // With pages: 1, the header's height is the first frame's.
-  return { format: header.format, upright: uprightSize({ width: header.width, height: header.height }, header.orientation), depth: header.depth ?? 'uchar' };
+  return {
+    format: header.format,
+    upright: uprightSize({ width: header.width, height: header.height }, header.orientation),
+    depth: header.depth ?? 'uchar',
+    hasProfile: Boolean(header.icc),
+  };
 }
 
 /** Header checks (format, size, pixel limit), then the one decode to the working picture every preset is cut from. */
 async function decodeOriginal(original: Buffer, settings: ThumbnailSettings, admit?: AdmitPixels, header?: Header): Promise<Decoded> {
   const input = decoderInput(settings);
-  const { format, upright } = header ?? (await readHeader(original, settings));
+  const known = header ?? (await readHeader(original, settings));
+  const { format, upright } = known;
   const target = workingSize(upright, Object.values(settings.presets));
   const release = admit ? await admit(decodeCost({ format, ...upright }, target)) : null;
   let working: Working;
   try {
-    working = await decodeWorking(original, input, target, settings);
+    working = await decodeWorking(original, input, target, settings, known);
   } finally {
     release?.();
   }
@@ -146,9 +154,24 @@ async function decodeOriginal(original: Buffer, settings: ThumbnailSettings, adm
   return { working, raw, upright, original: { width: upright.width, height: upright.height, format, bytes: original.length } };
 }
 
-async function decodeWorking(original: Buffer, input: SharpOptions, target: Size, settings: ThumbnailSettings): Promise<Working> {
+/**
+ * The decoder's pipeline for `original`, on the colour road to sRGB. sharp converts a 16-bit RGB picture
+ * with a profile to Display P3, its working space for 16-bit (sharp 0.35, pipeline.cc), and
+ * toColourspace('srgb') then changes only the depth, so P3 numbers came out as sRGB: linear-light
+ * (200,100,50) gave 220,171,130 where 229,168,122 is right, an sRGB-tagged picture lost saturation
+ * (200,100,50 became 187,105,61). Worked in 8-bit sRGB it is converted to sRGB, and every thumbnail is
+ * 8-bit anyway. Other pictures keep sharp's road: theirs is right, and their pixels (so the hashes
+ * stored of them) stay as they were. (A 16-bit grey picture's profile is not applied at all: sharp
+ * skips it, on either road.)
+ */
+export function decoderPipeline(original: Buffer, input: SharpOptions, header: Pick<Header, 'depth' | 'hasProfile'>): Sharp {
+  const pipeline = sharp(original, input);
+  return header.depth !== 'uchar' && header.hasProfile ? pipeline.pipelineColourspace('srgb') : pipeline;
+}
+
+async function decodeWorking(original: Buffer, input: SharpOptions, target: Size, settings: ThumbnailSettings, header: Header): Promise<Working> {
   try {
-    const { data, info } = await sharp(original, input)
+    const { data, info } = await decoderPipeline(original, input, header)
       .timeout({ seconds: Math.ceil(settings.timeoutSeconds) })
       .resize(target.width, target.height, { fit: 'fill' })
       .flatten({ background: WHITE })
