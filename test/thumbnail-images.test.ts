@@ -220,6 +220,34 @@ describe('thumbnails of real images (sharp)', () => {
     colour.forEach((level, c) => assert.ok(Math.abs(data[c] - level) <= 2, `10-bit AVIF: got ${[...data.subarray(0, 3)].join(',')}`));
   });
 
+  it('thumbnails a strip (1x30000 upright, also turned by EXIF): every preset at its size, the crop from its middle', async () => {
+    // Blue, with a red band in the middle third of its length: the crop is cut from the middle (cropWindow).
+    const length = 30000;
+    const strip = Buffer.alloc(length * 3);
+    for (let i = 0; i < length; i++) strip.set(i > length / 3 && i < (2 * length) / 3 ? [220, 20, 20] : [20, 20, 220], i * 3);
+    const tall = await sharp(strip, { raw: { width: 1, height: length, channels: 3 } })
+      .png()
+      .toBuffer();
+    // Stored wide, shown tall: EXIF orientation 6 on a 30000x1 PNG.
+    const turned = await sharp(strip, { raw: { width: length, height: 1, channels: 3 } })
+      .withMetadata({ orientation: 6 })
+      .png()
+      .toBuffer();
+    for (const [name, original] of Object.entries({ tall, turned })) {
+      const made = await makeThumbnails(original, settings());
+      assert.deepEqual([made.original.width, made.original.height], [1, length], name);
+      const sizes = Object.fromEntries(Object.entries(made.presets).map(([preset, p]) => [preset, [p.width, p.height]]));
+      assert.deepEqual(sizes, { small: [120, 90], medium: [320, 240], large: [1, 480] }, name);
+      const small = (await makePresets(original, settings({}, { presets: { small: config.presets.small } }))).presets.small.files[0].data;
+      for (const jpeg of [jpegOf(made, 'small'), small]) {
+        const { data, width, height } = await rgbPixels(jpeg);
+        assert.deepEqual([width, height], [120, 90]);
+        const centre = [...data.subarray((45 * 120 + 60) * 3, (45 * 120 + 60) * 3 + 3)];
+        assert.ok(centre[0] > 150 && centre[2] < 100, `${name}: the crop shows the red middle, got ${centre.join(',')}`);
+      }
+    }
+  });
+
   it('refuses a pixel bomb (a tiny PNG declaring 60000x60000) quickly, from the header', async () => {
     const bomb = pixelBombPng(60000, 60000);
     assert.ok(bomb.length < 200);

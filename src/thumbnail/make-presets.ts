@@ -80,7 +80,7 @@ async function onePipeline(original: Buffer, header: Header, preset: Preset, set
         .flatten({ background: WHITE })
         .toColourspace('srgb')
         .removeAlpha();
-    return await cutPreset(input, header.upright, preset, settings);
+    return await cutPreset(input, header.upright, header.upright, preset, settings);
   } catch (error) {
     throw error instanceof ImageError ? error : decodeError(error, original, settings);
   } finally {

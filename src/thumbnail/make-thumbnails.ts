@@ -8,7 +8,7 @@ import { decodeCost } from './pixel-budget.ts';
 import { DHASH_HEIGHT, DHASH_WIDTH, differenceHash } from './perceptual-hash.ts';
 import { pictureStats } from './picture-stats.ts';
 import { hexColour, THUMBHASH_MAX_SIDE, thumbHashOf } from './placeholder.ts';
-import { presetGeometry, uprightSize, workingSize, type Size } from './preset-geometry.ts';
+import { cropWindow, presetGeometry, uprightSize, workingSize, type Size } from './preset-geometry.ts';
 import type { ResolvedDetails } from './process-details.ts';
 
 /** Formats we decode. Others (SVG, PDF, ...) are refused: a listing photo is none of them, and they can reach outside. */
@@ -207,21 +207,24 @@ async function derivePresets({ working, raw, upright }: Decoded, settings: Thumb
 }
 
 function derivePreset(working: Working, raw: RawInput, upright: Size, preset: Preset, settings: ThumbnailSettings): Promise<PresetOutput> {
-  return cutPreset(() => sharp(working.pixels, raw), upright, preset, settings);
+  return cutPreset(() => sharp(working.pixels, raw), working.size, upright, preset, settings);
 }
 
 /**
  * One preset from pipelines whose input is the picture (upright, sRGB, on
- * white; `input` makes a new one): the preset's geometry, the datasource's
+ * white, `picture` pixels; `input` makes a new one) of an original of
+ * `upright` pixels: the preset's geometry (a crop from `cropWindow`), the datasource's
  * sharpening, then the JPEG and any twins, one pipeline per encoder. Not
  * sharp's clone(): it structuredClone()s the options, input buffer included,
  * a copy of the whole working picture (or original) per file.
  */
-export async function cutPreset(input: () => Sharp, upright: Size, preset: Preset, settings: ThumbnailSettings): Promise<PresetOutput> {
+export async function cutPreset(input: () => Sharp, picture: Size, upright: Size, preset: Preset, settings: ThumbnailSettings): Promise<PresetOutput> {
   const geometry = presetGeometry(upright, preset);
   const cut = (): Sharp => {
     let pipeline = input();
     if (preset.mode === 'crop') {
+      const window = cropWindow(picture, preset);
+      if (window.width !== picture.width || window.height !== picture.height) pipeline = pipeline.extract(window);
       pipeline = pipeline.resize(preset.width, preset.height, { fit: 'cover', position: 'attention' });
     } else {
       pipeline = pipeline.resize(geometry.inner.width, geometry.inner.height, { fit: 'fill' });
