@@ -146,6 +146,33 @@ describe('lis_thumbnaild (real daemon, real PostgreSQL)', () => {
     );
   });
 
+  it('a gamma written straight into the table outside 0.1-10 (0, negative, NaN, 11) fails its rows as bad_process_details, uncharged, with no thumbnail made', async () => {
+    t = await createTestDatabase();
+    const gammas = { 21: '0', 22: '-1', 23: 'NaN', 24: '11', 25: '0.1', 26: '10' } as Record<number, string>;
+    for (const [id, gamma] of Object.entries(gammas)) {
+      await sql`INSERT INTO datasources (country, datasource_id, gamma) VALUES ('uk', ${Number(id)}, ${gamma}::real)`.execute(t.db);
+    }
+    await insertThumbnailRows(
+      t.db,
+      t.config,
+      'uk',
+      Object.keys(gammas).map((id) => ({ url: `http://a.example/${id}.jpg`, datasourceId: Number(id), original: photo('Landscape_1') })),
+    );
+    await runThumbnailStage(t.db, t.config, t.url);
+    const rows = await rowsByUrl(t.db);
+    for (const [id, gamma] of Object.entries(gammas)) {
+      const row = rows.get(`http://a.example/${id}.jpg`)!;
+      if (gamma === '0.1' || gamma === '10') {
+        assert.equal(row.stage, 'push', `gamma ${gamma} is within the range: ${row.last_error}`);
+        continue;
+      }
+      assert.equal(row.last_error_class, 'bad_process_details', `gamma ${gamma}: ${row.stage} ${row.last_error}`);
+      assert.match(row.last_error!, new RegExp(`datasource ${id}: gamma ${gamma}: expected a number from 0.1 to 10`));
+      assert.equal(row.attempts, 0, 'our fault (a bad setting), not the image');
+      assert.equal(row.image_data, null);
+    }
+  });
+
   it("lis_datasource_process_details gives a datasource's own settings, NULLs for what it leaves to the config", async () => {
     t = await createTestDatabase();
     assert.deepEqual(await storedDetails(t.db, 'uk', 99), { sharpen: null, gamma: null, quality: null });
