@@ -4,6 +4,8 @@ import { thumbnailConfigSchema } from '../src/config/thumbnail-config.ts';
 import { UsageError } from '../src/errors.ts';
 import { classifyImage } from '../src/thumbnail/classify-image.ts';
 import { gammaTable } from '../src/thumbnail/gamma-curve.ts';
+import { ImageError } from '../src/thumbnail/image-error.ts';
+import { decodeError } from '../src/thumbnail/make-thumbnails.ts';
 import { parseSharpen } from '../src/thumbnail/parse-sharpen.ts';
 import { imageMagickWidth, sharpenKernel } from '../src/thumbnail/sharpen-kernel.ts';
 import { pictureStats } from '../src/thumbnail/picture-stats.ts';
@@ -129,6 +131,23 @@ describe('thumbnail rules (pure)', () => {
       assert.ok(searched <= CROP_SEARCH_BOXES * box.width * box.height * 1.5, `${size.width}x${size.height}: ${searched} pixels searched`);
       assert.ok(window.left + window.width <= size.width && window.top + window.height <= size.height);
     }
+  });
+
+  it('a decode that fails for want of our own threads, memory or files is not blamed on the image: the error goes on as it was, and the row is given back', () => {
+    // The first as libvips said it in a real run with too few threads allowed (prlimit --nproc): it had been charged as corrupt_image.
+    const ours = [
+      'glib: Error creating thread: Resource temporarily unavailable',
+      'vips_tracked: out of memory --- size == 187MB',
+      'VipsForeignLoad: Cannot allocate memory',
+      'VipsForeignLoad: Too many open files',
+    ];
+    for (const message of ours) {
+      const error = decodeError(new Error(message), Buffer.alloc(0), { timeoutSeconds: 30 });
+      assert.ok(!(error instanceof ImageError), `${message}: ${error instanceof ImageError ? error.code : ''}`);
+      assert.equal(error.message, message);
+    }
+    const corrupt = decodeError(new Error('VipsJpeg: Premature end of input file'), Buffer.alloc(0), { timeoutSeconds: 30 });
+    assert.ok(corrupt instanceof ImageError && corrupt.code === 'corrupt_image');
   });
 
   it('classifies by the documented rules, first match wins', () => {

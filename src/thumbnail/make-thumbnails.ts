@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import sharp, { type Metadata, type Sharp, type SharpOptions } from 'sharp';
 import type { Preset, ThumbnailConfig } from '../config/thumbnail-config.ts';
 import { applyGamma } from './gamma-curve.ts';
-import { ImageError, imageErrorFromDecoder } from './image-error.ts';
+import { decoderFailure, ImageError } from './image-error.ts';
 import { jpegOptions } from './jpeg-options.ts';
 import { decodeCost } from './pixel-budget.ts';
 import { DHASH_HEIGHT, DHASH_WIDTH, differenceHash } from './perceptual-hash.ts';
@@ -113,7 +113,7 @@ export async function readHeader(original: Buffer, settings: Pick<ThumbnailSetti
     // The limit is ours to judge below, from the header, with a reason that gives the numbers.
     header = await sharp(original, { ...decoderInput(settings), limitInputPixels: false }).metadata();
   } catch (error) {
-    throw imageErrorFromDecoder(error, original);
+    throw decoderFailure(error, original);
   }
   if (!header.format || !SUPPORTED_FORMATS.has(header.format)) {
     throw new ImageError('unsupported_format', `unsupported image format: ${header.format ?? 'unknown'}`);
@@ -186,10 +186,13 @@ async function decodeWorking(original: Buffer, input: SharpOptions, target: Size
   }
 }
 
-/** What a failed decode throws: the decoder's words as an ImageError, and for a timeout which setting ran out. */
-export function decodeError(error: unknown, original: Buffer, settings: Pick<ThumbnailSettings, 'timeoutSeconds'>): ImageError {
-  const imageError = imageErrorFromDecoder(error, original);
-  if (imageError.code !== 'processing_timeout') return imageError;
+/**
+ * What a failed decode throws: the decoder's words as an ImageError, and for a timeout which setting ran
+ * out; a shortage of our own (threads, memory) as it was (decoderFailure), for the row to be given back.
+ */
+export function decodeError(error: unknown, original: Buffer, settings: Pick<ThumbnailSettings, 'timeoutSeconds'>): Error {
+  const imageError = decoderFailure(error, original);
+  if (!(imageError instanceof ImageError) || imageError.code !== 'processing_timeout') return imageError;
   // libvips words it "timeout: 4% complete" among seek errors from the aborted read; say which setting ran out.
   const progress = /timeout: \d+% complete/.exec(imageError.message)?.[0] ?? imageError.message;
   return new ImageError('processing_timeout', `not decoded within ${Math.ceil(settings.timeoutSeconds)} s (thumbnail.timeoutSeconds); libvips: ${progress}`, {
