@@ -321,6 +321,40 @@ describe('thumbnails of real images (sharp)', () => {
     assert.equal(meta.orientation, undefined);
   });
 
+  it('no metadata reaches any file, on either road, twins included: EXIF with GPS, XMP, IPTC, ICC, comments', async () => {
+    const segment = (marker: number, payload: string) => {
+      const head = Buffer.from([0xff, marker, 0, 0]);
+      head.writeUInt16BE(payload.length + 2, 2);
+      return Buffer.concat([head, Buffer.from(payload, 'latin1')]);
+    };
+    const tagged = await sharp(fs.readFileSync(path.join(EXIF_DIR, 'Landscape_6.jpg')))
+      .withExif({ IFD0: { Make: 'SecretCam', Copyright: 'SecretOwner' }, IFD3: { GPSLatitudeRef: 'N', GPSLatitude: '51/1 30/1 0/1' } })
+      .withXmp('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">SecretXmp</rdf:RDF></x:xmpmeta>')
+      .withIccProfile('p3')
+      .jpeg()
+      .toBuffer();
+    const iptc = segment(0xed, 'Photoshop 3.0\x008BIM\x04\x04\x00\x00\x00\x00\x00\x10\x1c\x02\x78\x00\x0bSecretIptc');
+    const original = Buffer.concat([tagged.subarray(0, 2), segment(0xfe, 'SecretComment'), iptc, tagged.subarray(2)]);
+    const meta = await sharp(original).metadata();
+    assert.ok(meta.exif && meta.xmp && meta.iptc && meta.icc, 'the original carries them all');
+    const twins = { ...config.twins, webp: true, avif: true };
+    const files = [
+      ...Object.values((await makeThumbnails(original, settings({}, { twins }))).presets),
+      ...(await Promise.all(
+        Object.entries(config.presets).map(
+          async ([name, preset]) => (await makePresets(original, settings({}, { twins, presets: { [name]: preset } }))).presets[name],
+        ),
+      )),
+    ].flatMap((p) => p.files);
+    assert.equal(files.length, 18);
+    for (const file of files) {
+      const out = await sharp(file.data).metadata();
+      assert.deepEqual([out.exif, out.xmp, out.iptc, out.icc, out.comments], [undefined, undefined, undefined, undefined, undefined], file.ext);
+      const text = file.data.toString('latin1');
+      for (const word of ['Secret', 'GPS', 'Exif', 'ICC_PROFILE', '8BIM', 'xmpmeta']) assert.ok(!text.includes(word), `${file.ext}: ${word} in the bytes`);
+    }
+  });
+
   it('quality, gamma and sharpen visibly change the output', async () => {
     const photo = fs.readFileSync(path.join(EXIF_DIR, 'Landscape_1.jpg'));
     const plain = await makeThumbnails(photo, settings());
