@@ -17,6 +17,7 @@ import { parseSharpen } from '../src/thumbnail/parse-sharpen.ts';
 import { resolveDetails } from '../src/thumbnail/process-details.ts';
 import { sharpenKernel } from '../src/thumbnail/sharpen-kernel.ts';
 import { gammaRgbProfile, pngWithProfile, srgbOfLinear } from './helpers/icc-profile.ts';
+import { makeTestImages, startImageServer } from './helpers/image-server.ts';
 import { BAR_COLOURS, cmykColourBars, EXIF_DIR, meanAbsDiff, pixelBombPng, PNGSUITE_DIR, rgbPixels } from './helpers/thumbnail-fixtures.ts';
 
 const config: ThumbnailConfig = thumbnailConfigSchema.parse({});
@@ -288,6 +289,28 @@ describe('thumbnails of real images (sharp)', () => {
     const cut = await rejection(makeThumbnails(truncated, settings()));
     assert.equal(cut.code, 'corrupt_image');
     assert.ok(cut.message.length > 5, cut.message);
+  });
+
+  it('an SVG that points outside (image, use, XInclude, external entity, CSS import, file:) is refused without a single connection', async () => {
+    const server = await startImageServer(await makeTestImages());
+    try {
+      const at = server.url('/good.png');
+      const svgs = [
+        `<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="400" height="300"><image href="${at}" width="400" height="300"/><image xlink:href="${at}" width="9" height="9"/></svg>`,
+        `<svg xmlns="http://www.w3.org/2000/svg" width="400" height="300"><use href="${at}#x"/><style>@import url(${at});</style></svg>`,
+        `<svg xmlns="http://www.w3.org/2000/svg" xmlns:xi="http://www.w3.org/2001/XInclude" width="4" height="3"><xi:include href="${at}" parse="text"/></svg>`,
+        `<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY x SYSTEM "${at}">]><svg xmlns="http://www.w3.org/2000/svg" width="4" height="3"><text>&x;</text></svg>`,
+        '<svg xmlns="http://www.w3.org/2000/svg" width="4" height="3"><image href="file:///etc/passwd" width="4" height="3"/></svg>',
+      ];
+      for (const svg of svgs) {
+        const error = await rejection(makeThumbnails(Buffer.from(svg), settings()));
+        // Refused as SVG, or (the external entity) as XML the parser will not read: either way never drawn.
+        assert.ok(['unsupported_format', 'corrupt_image'].includes(error.code), `${error.code}: ${error.message}`);
+      }
+      assert.equal(server.connections(), 0, 'no request left the thumbnailer');
+    } finally {
+      await server.close();
+    }
   });
 
   it('flattens transparency on white, takes the first frame of an animation, strips metadata', async () => {
