@@ -7,6 +7,7 @@ import { sql } from 'kysely';
 import type { ImageData } from '../src/store/image-data.ts';
 import { thumbnailStorePath } from '../src/store/store-layout.ts';
 import { storedDetails } from '../src/thumbnail/process-details.ts';
+import { gammaRgbProfile, pngWithProfile } from './helpers/icc-profile.ts';
 import { countBy } from './helpers/rows.ts';
 import { spawnTs } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
@@ -98,6 +99,49 @@ describe('lis_thumbnaild (real daemon, real PostgreSQL)', () => {
     assert.equal(thumbs.length, 3 * 3 * 2, 'files only for the rows that succeeded, no temp files left');
   });
 
+  it('a real run stores files with no metadata (a GPS-tagged photo) and the right colours (a 16-bit PNG with a profile)', async () => {
+    t = await createTestDatabase();
+    const gpsTagged = await sharp(photo('Landscape_6'))
+      .withExif({ IFD0: { Make: 'SecretCam' }, IFD3: { GPSLatitudeRef: 'N', GPSLatitude: '51/1 30/1 0/1' } })
+      .withXmp('<x:xmpmeta xmlns:x="adobe:ns:meta/">SecretXmp</x:xmpmeta>')
+      .jpeg()
+      .toBuffer();
+    // Linear light in its profile: (200, 100, 50) is 229,168,122 in sRGB.
+    const samples = Uint16Array.from({ length: 400 * 300 * 3 }, (_, i) => [200, 100, 50][i % 3] * 257);
+    const profiled16 = pngWithProfile(
+      await sharp(samples, { raw: { width: 400, height: 300, channels: 3 } })
+        .toColourspace('rgb16')
+        .png()
+        .toBuffer(),
+      gammaRgbProfile(1),
+    );
+    await insertThumbnailRows(t.db, t.config, 'uk', [
+      { url: 'http://a.example/gps.jpg', original: gpsTagged },
+      { url: 'http://a.example/deep.png', original: profiled16 },
+    ]);
+    const config = t.writeConfig({ thumbnail: { twins: { webp: true, avif: true } } });
+    const run = spawnTs('bin/lis_thumbnaild', ['--country', 'uk', '--config', config], { LIS_DATABASE_URL: t.url });
+    assert.equal((await run.exited).code, 0, run.output());
+    assert.deepEqual(await countBy(t.db), { 'push/waiting': 2 });
+    const rows = await rowsByUrl(t.db);
+    const filesOf = (url: string) =>
+      Object.values((rows.get(url)!.image_data as unknown as ImageData).presets).flatMap((p) => [p.path, ...Object.values(p.twins ?? {}).map((tw) => tw.path)]);
+    for (const file of [...filesOf('http://a.example/gps.jpg'), ...filesOf('http://a.example/deep.png')]) {
+      const bytes = fs.readFileSync(thumbnailStorePath(t.config, file));
+      const meta = await sharp(bytes).metadata();
+      assert.deepEqual([meta.exif, meta.xmp, meta.icc], [undefined, undefined, undefined], file);
+      assert.ok(!/Secret|GPS|Exif/.test(bytes.toString('latin1')), `${file}: metadata in the bytes`);
+    }
+    for (const file of filesOf('http://a.example/deep.png')) {
+      const { data } = await sharp(fs.readFileSync(thumbnailStorePath(t.config, file)))
+        .removeAlpha()
+        .raw()
+        .toBuffer({ resolveWithObject: true });
+      const got = [...data.subarray(0, 3)];
+      [229, 168, 122].forEach((level, c) => assert.ok(Math.abs(got[c] - level) <= 3, `${file}: got ${got.join(',')}`));
+    }
+  });
+
   it("classifies: photo, tiny, placeholder, duplicate across listings of one datasource; a person's class stays", async () => {
     t = await createTestDatabase({ overrides: { queue: { chunkSize: 4 }, thumbnail: { classes: { duplicateMinListings: 3 } } } });
     const logo = await logoPng();
@@ -144,6 +188,33 @@ describe('lis_thumbnaild (real daemon, real PostgreSQL)', () => {
       people.every((p) => p.stage === 'push' && p.image_data),
       "a person's rows are thumbnailed all the same",
     );
+  });
+
+  it('a gamma written straight into the table outside 0.1-10 (0, negative, NaN, 11) fails its rows as bad_process_details, uncharged, with no thumbnail made', async () => {
+    t = await createTestDatabase();
+    const gammas = { 21: '0', 22: '-1', 23: 'NaN', 24: '11', 25: '0.1', 26: '10' } as Record<number, string>;
+    for (const [id, gamma] of Object.entries(gammas)) {
+      await sql`INSERT INTO datasources (country, datasource_id, gamma) VALUES ('uk', ${Number(id)}, ${gamma}::real)`.execute(t.db);
+    }
+    await insertThumbnailRows(
+      t.db,
+      t.config,
+      'uk',
+      Object.keys(gammas).map((id) => ({ url: `http://a.example/${id}.jpg`, datasourceId: Number(id), original: photo('Landscape_1') })),
+    );
+    await runThumbnailStage(t.db, t.config, t.url);
+    const rows = await rowsByUrl(t.db);
+    for (const [id, gamma] of Object.entries(gammas)) {
+      const row = rows.get(`http://a.example/${id}.jpg`)!;
+      if (gamma === '0.1' || gamma === '10') {
+        assert.equal(row.stage, 'push', `gamma ${gamma} is within the range: ${row.last_error}`);
+        continue;
+      }
+      assert.equal(row.last_error_class, 'bad_process_details', `gamma ${gamma}: ${row.stage} ${row.last_error}`);
+      assert.match(row.last_error!, new RegExp(`datasource ${id}: gamma ${gamma}: expected a number from 0.1 to 10`));
+      assert.equal(row.attempts, 0, 'our fault (a bad setting), not the image');
+      assert.equal(row.image_data, null);
+    }
   });
 
   it("lis_datasource_process_details gives a datasource's own settings, NULLs for what it leaves to the config", async () => {

@@ -16,6 +16,8 @@ import { presetGeometry } from '../src/thumbnail/preset-geometry.ts';
 import { parseSharpen } from '../src/thumbnail/parse-sharpen.ts';
 import { resolveDetails } from '../src/thumbnail/process-details.ts';
 import { sharpenKernel } from '../src/thumbnail/sharpen-kernel.ts';
+import { gammaRgbProfile, pngWithProfile, srgbOfLinear } from './helpers/icc-profile.ts';
+import { makeTestImages, startImageServer } from './helpers/image-server.ts';
 import { BAR_COLOURS, cmykColourBars, EXIF_DIR, meanAbsDiff, pixelBombPng, PNGSUITE_DIR, rgbPixels } from './helpers/thumbnail-fixtures.ts';
 
 const config: ThumbnailConfig = thumbnailConfigSchema.parse({});
@@ -172,6 +174,81 @@ describe('thumbnails of real images (sharp)', () => {
     }
   });
 
+  it('converts 8-bit and 16-bit pictures to sRGB through their embedded profile, with the right colours and no profile left', async () => {
+    // A profile whose samples are linear light (sRGB primaries, gamma 1): (200, 100, 50) in it is sRGB's encoding of each.
+    const colour = [200, 100, 50];
+    const expected = colour.map(srgbOfLinear);
+    const [width, height] = [400, 300];
+    const samples = (scale: number) => Array.from({ length: width * height * 3 }, (_, i) => colour[i % 3] * scale);
+    const pngs = {
+      '8-bit': await sharp(Buffer.from(samples(1)), { raw: { width, height, channels: 3 } })
+        .png()
+        .toBuffer(),
+      '16-bit': await sharp(Uint16Array.from(samples(257)), { raw: { width, height, channels: 3 } })
+        .toColourspace('rgb16')
+        .png()
+        .toBuffer(),
+    };
+    for (const [depth, png] of Object.entries(pngs)) {
+      const original = pngWithProfile(png, gammaRgbProfile(1));
+      const meta = await sharp(original).metadata();
+      assert.ok(meta.icc && meta.depth === (depth === '8-bit' ? 'uchar' : 'ushort'), `${depth}: the original carries the profile`);
+      const large = { large: config.presets.large };
+      const made = [
+        jpegOf(await makeThumbnails(original, settings()), 'large'),
+        (await makePresets(original, settings({}, { presets: large }))).presets.large.files[0].data,
+      ];
+      for (const [road, jpeg] of made.entries()) {
+        assert.equal((await sharp(jpeg).metadata()).icc, undefined, 'no profile kept: sRGB is the web default');
+        const { data } = await rgbPixels(jpeg);
+        const got = [...data.subarray(0, 3)];
+        // A 16-bit decode that skipped or botched the profile came out 220,171,129.
+        expected.forEach((level, c) =>
+          assert.ok(
+            Math.abs(got[c] - level) <= 2,
+            `${depth}, ${road ? 'makePresets' : 'makeThumbnails'}: got ${got.join(',')}, expected ${expected.join(',')}`,
+          ),
+        );
+      }
+    }
+    // 10-bit AVIF (as HDR phones save HEIF) with an sRGB profile: the same road; it came out 188,105,61.
+    const avif = await sharp(Buffer.from(samples(1)), { raw: { width, height, channels: 3 } })
+      .withIccProfile('srgb')
+      .avif({ bitdepth: 10, lossless: true })
+      .toBuffer();
+    assert.equal((await sharp(avif).metadata()).depth, 'ushort');
+    const { data } = await rgbPixels(jpegOf(await makeThumbnails(avif, settings()), 'large'));
+    colour.forEach((level, c) => assert.ok(Math.abs(data[c] - level) <= 2, `10-bit AVIF: got ${[...data.subarray(0, 3)].join(',')}`));
+  });
+
+  it('thumbnails a strip (1x30000 upright, also turned by EXIF): every preset at its size, the crop from its middle', async () => {
+    // Blue, with a red band in the middle third of its length: the crop is cut from the middle (cropWindow).
+    const length = 30000;
+    const strip = Buffer.alloc(length * 3);
+    for (let i = 0; i < length; i++) strip.set(i > length / 3 && i < (2 * length) / 3 ? [220, 20, 20] : [20, 20, 220], i * 3);
+    const tall = await sharp(strip, { raw: { width: 1, height: length, channels: 3 } })
+      .png()
+      .toBuffer();
+    // Stored wide, shown tall: EXIF orientation 6 on a 30000x1 PNG.
+    const turned = await sharp(strip, { raw: { width: length, height: 1, channels: 3 } })
+      .withMetadata({ orientation: 6 })
+      .png()
+      .toBuffer();
+    for (const [name, original] of Object.entries({ tall, turned })) {
+      const made = await makeThumbnails(original, settings());
+      assert.deepEqual([made.original.width, made.original.height], [1, length], name);
+      const sizes = Object.fromEntries(Object.entries(made.presets).map(([preset, p]) => [preset, [p.width, p.height]]));
+      assert.deepEqual(sizes, { small: [120, 90], medium: [320, 240], large: [1, 480] }, name);
+      const small = (await makePresets(original, settings({}, { presets: { small: config.presets.small } }))).presets.small.files[0].data;
+      for (const jpeg of [jpegOf(made, 'small'), small]) {
+        const { data, width, height } = await rgbPixels(jpeg);
+        assert.deepEqual([width, height], [120, 90]);
+        const centre = [...data.subarray((45 * 120 + 60) * 3, (45 * 120 + 60) * 3 + 3)];
+        assert.ok(centre[0] > 150 && centre[2] < 100, `${name}: the crop shows the red middle, got ${centre.join(',')}`);
+      }
+    }
+  });
+
   it('refuses a pixel bomb (a tiny PNG declaring 60000x60000) quickly, from the header', async () => {
     const bomb = pixelBombPng(60000, 60000);
     assert.ok(bomb.length < 200);
@@ -214,6 +291,28 @@ describe('thumbnails of real images (sharp)', () => {
     assert.ok(cut.message.length > 5, cut.message);
   });
 
+  it('an SVG that points outside (image, use, XInclude, external entity, CSS import, file:) is refused without a single connection', async () => {
+    const server = await startImageServer(await makeTestImages());
+    try {
+      const at = server.url('/good.png');
+      const svgs = [
+        `<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="400" height="300"><image href="${at}" width="400" height="300"/><image xlink:href="${at}" width="9" height="9"/></svg>`,
+        `<svg xmlns="http://www.w3.org/2000/svg" width="400" height="300"><use href="${at}#x"/><style>@import url(${at});</style></svg>`,
+        `<svg xmlns="http://www.w3.org/2000/svg" xmlns:xi="http://www.w3.org/2001/XInclude" width="4" height="3"><xi:include href="${at}" parse="text"/></svg>`,
+        `<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY x SYSTEM "${at}">]><svg xmlns="http://www.w3.org/2000/svg" width="4" height="3"><text>&x;</text></svg>`,
+        '<svg xmlns="http://www.w3.org/2000/svg" width="4" height="3"><image href="file:///etc/passwd" width="4" height="3"/></svg>',
+      ];
+      for (const svg of svgs) {
+        const error = await rejection(makeThumbnails(Buffer.from(svg), settings()));
+        // Refused as SVG, or (the external entity) as XML the parser will not read: either way never drawn.
+        assert.ok(['unsupported_format', 'corrupt_image'].includes(error.code), `${error.code}: ${error.message}`);
+      }
+      assert.equal(server.connections(), 0, 'no request left the thumbnailer');
+    } finally {
+      await server.close();
+    }
+  });
+
   it('flattens transparency on white, takes the first frame of an animation, strips metadata', async () => {
     const clear = await sharp({ create: { width: 400, height: 300, channels: 4, background: { r: 0, g: 0, b: 0, alpha: 0 } } })
       .png()
@@ -243,6 +342,40 @@ describe('thumbnails of real images (sharp)', () => {
     assert.equal(meta.exif, undefined);
     assert.equal(meta.icc, undefined);
     assert.equal(meta.orientation, undefined);
+  });
+
+  it('no metadata reaches any file, on either road, twins included: EXIF with GPS, XMP, IPTC, ICC, comments', async () => {
+    const segment = (marker: number, payload: string) => {
+      const head = Buffer.from([0xff, marker, 0, 0]);
+      head.writeUInt16BE(payload.length + 2, 2);
+      return Buffer.concat([head, Buffer.from(payload, 'latin1')]);
+    };
+    const tagged = await sharp(fs.readFileSync(path.join(EXIF_DIR, 'Landscape_6.jpg')))
+      .withExif({ IFD0: { Make: 'SecretCam', Copyright: 'SecretOwner' }, IFD3: { GPSLatitudeRef: 'N', GPSLatitude: '51/1 30/1 0/1' } })
+      .withXmp('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">SecretXmp</rdf:RDF></x:xmpmeta>')
+      .withIccProfile('p3')
+      .jpeg()
+      .toBuffer();
+    const iptc = segment(0xed, 'Photoshop 3.0\x008BIM\x04\x04\x00\x00\x00\x00\x00\x10\x1c\x02\x78\x00\x0bSecretIptc');
+    const original = Buffer.concat([tagged.subarray(0, 2), segment(0xfe, 'SecretComment'), iptc, tagged.subarray(2)]);
+    const meta = await sharp(original).metadata();
+    assert.ok(meta.exif && meta.xmp && meta.iptc && meta.icc, 'the original carries them all');
+    const twins = { ...config.twins, webp: true, avif: true };
+    const files = [
+      ...Object.values((await makeThumbnails(original, settings({}, { twins }))).presets),
+      ...(await Promise.all(
+        Object.entries(config.presets).map(
+          async ([name, preset]) => (await makePresets(original, settings({}, { twins, presets: { [name]: preset } }))).presets[name],
+        ),
+      )),
+    ].flatMap((p) => p.files);
+    assert.equal(files.length, 18);
+    for (const file of files) {
+      const out = await sharp(file.data).metadata();
+      assert.deepEqual([out.exif, out.xmp, out.iptc, out.icc, out.comments], [undefined, undefined, undefined, undefined, undefined], file.ext);
+      const text = file.data.toString('latin1');
+      for (const word of ['Secret', 'GPS', 'Exif', 'ICC_PROFILE', '8BIM', 'xmpmeta']) assert.ok(!text.includes(word), `${file.ext}: ${word} in the bytes`);
+    }
   });
 
   it('quality, gamma and sharpen visibly change the output', async () => {

@@ -4,11 +4,13 @@ import { thumbnailConfigSchema } from '../src/config/thumbnail-config.ts';
 import { UsageError } from '../src/errors.ts';
 import { classifyImage } from '../src/thumbnail/classify-image.ts';
 import { gammaTable } from '../src/thumbnail/gamma-curve.ts';
+import { ImageError } from '../src/thumbnail/image-error.ts';
+import { decodeError } from '../src/thumbnail/make-thumbnails.ts';
 import { parseSharpen } from '../src/thumbnail/parse-sharpen.ts';
 import { imageMagickWidth, sharpenKernel } from '../src/thumbnail/sharpen-kernel.ts';
 import { pictureStats } from '../src/thumbnail/picture-stats.ts';
 import { differenceHash, hammingDistance } from '../src/thumbnail/perceptual-hash.ts';
-import { presetGeometry, uprightSize, workingSize } from '../src/thumbnail/preset-geometry.ts';
+import { CROP_SEARCH_BOXES, cropWindow, presetGeometry, uprightSize, workingSize } from '../src/thumbnail/preset-geometry.ts';
 import { resolveDetails, validateDetails } from '../src/thumbnail/process-details.ts';
 import { parallelismFor } from '../src/thumbnail/sharp-settings.ts';
 
@@ -100,6 +102,52 @@ describe('thumbnail rules (pure)', () => {
     assert.deepEqual(workingSize(small, presets), small, 'never above the original');
     assert.deepEqual(uprightSize({ width: 10, height: 20 }, 6), { width: 20, height: 10 });
     assert.deepEqual(uprightSize({ width: 10, height: 20 }, 3), { width: 10, height: 20 });
+  });
+
+  it("a crop's attention search covers at most a few boxes: a strip (1x30000) is cut from its middle, not enlarged whole", () => {
+    const box = { width: 120, height: 90, mode: 'crop' } as const;
+    const whole = (size: { width: number; height: number }) => ({ left: 0, top: 0, ...size });
+    // Ordinary pictures, panoramas included, keep the whole picture for the attention strategy to choose from.
+    for (const size of [
+      { width: 640, height: 427 },
+      { width: 50, height: 40 },
+      { width: 900, height: 90 },
+      { width: 120, height: 700 },
+    ]) {
+      assert.deepEqual(cropWindow(size, box), whole(size), `${size.width}x${size.height}`);
+    }
+    // Covering the box would enlarge a 1x30000 strip to 120x3,600,000 pixels (24 s of attention search for a 30,000-pixel image).
+    const tall = cropWindow({ width: 1, height: 30000 }, box);
+    assert.deepEqual(tall, { left: 0, top: 14997, width: 1, height: 6 });
+    const wide = cropWindow({ width: 30000, height: 1 }, box);
+    assert.deepEqual(wide, { left: 14994, top: 0, width: 11, height: 1 });
+    for (const [size, window] of [
+      [{ width: 1, height: 30000 }, tall],
+      [{ width: 30000, height: 1 }, wide],
+      [{ width: 7, height: 5000 }, cropWindow({ width: 7, height: 5000 }, box)],
+    ] as const) {
+      const cover = Math.max(box.width / window.width, box.height / window.height);
+      const searched = window.width * cover * window.height * cover;
+      assert.ok(searched <= CROP_SEARCH_BOXES * box.width * box.height * 1.5, `${size.width}x${size.height}: ${searched} pixels searched`);
+      assert.ok(window.left + window.width <= size.width && window.top + window.height <= size.height);
+    }
+  });
+
+  it('a decode that fails for want of our own threads, memory or files is not blamed on the image: the error goes on as it was, and the row is given back', () => {
+    // The first as libvips said it in a real run with too few threads allowed (prlimit --nproc): it had been charged as corrupt_image.
+    const ours = [
+      'glib: Error creating thread: Resource temporarily unavailable',
+      'vips_tracked: out of memory --- size == 187MB',
+      'VipsForeignLoad: Cannot allocate memory',
+      'VipsForeignLoad: Too many open files',
+    ];
+    for (const message of ours) {
+      const error = decodeError(new Error(message), Buffer.alloc(0), { timeoutSeconds: 30 });
+      assert.ok(!(error instanceof ImageError), `${message}: ${error instanceof ImageError ? error.code : ''}`);
+      assert.equal(error.message, message);
+    }
+    const corrupt = decodeError(new Error('VipsJpeg: Premature end of input file'), Buffer.alloc(0), { timeoutSeconds: 30 });
+    assert.ok(corrupt instanceof ImageError && corrupt.code === 'corrupt_image');
   });
 
   it('classifies by the documented rules, first match wins', () => {

@@ -66,7 +66,8 @@ const JPEG_MAGIC = Buffer.from([0xff, 0xd8, 0xff]);
 function headerFromRecord(original: Buffer, known: Thumbnails['original'] | undefined): Header | null {
   if (known?.format !== 'jpeg' || known.bytes !== original.length || !(known.width > 0 && known.height > 0)) return null;
   if (!original.subarray(0, JPEG_MAGIC.length).equals(JPEG_MAGIC)) return null;
-  return { format: known.format, upright: { width: known.width, height: known.height }, depth: 'uchar' };
+  // A JPEG is 8-bit, so whether it has a profile does not change its road (decoderPipeline).
+  return { format: known.format, upright: { width: known.width, height: known.height }, depth: 'uchar', hasProfile: false };
 }
 
 async function onePipeline(original: Buffer, header: Header, preset: Preset, settings: ThumbnailSettings, admit?: AdmitPixels) {
@@ -79,7 +80,7 @@ async function onePipeline(original: Buffer, header: Header, preset: Preset, set
         .flatten({ background: WHITE })
         .toColourspace('srgb')
         .removeAlpha();
-    return await cutPreset(input, header.upright, preset, settings);
+    return await cutPreset(input, header.upright, header.upright, preset, settings);
   } catch (error) {
     throw error instanceof ImageError ? error : decodeError(error, original, settings);
   } finally {

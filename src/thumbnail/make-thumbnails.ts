@@ -2,13 +2,13 @@ import crypto from 'node:crypto';
 import sharp, { type Metadata, type Sharp, type SharpOptions } from 'sharp';
 import type { Preset, ThumbnailConfig } from '../config/thumbnail-config.ts';
 import { applyGamma } from './gamma-curve.ts';
-import { ImageError, imageErrorFromDecoder } from './image-error.ts';
+import { decoderFailure, ImageError } from './image-error.ts';
 import { jpegOptions } from './jpeg-options.ts';
 import { decodeCost } from './pixel-budget.ts';
 import { DHASH_HEIGHT, DHASH_WIDTH, differenceHash } from './perceptual-hash.ts';
 import { pictureStats } from './picture-stats.ts';
 import { hexColour, THUMBHASH_MAX_SIDE, thumbHashOf } from './placeholder.ts';
-import { presetGeometry, uprightSize, workingSize, type Size } from './preset-geometry.ts';
+import { cropWindow, presetGeometry, uprightSize, workingSize, type Size } from './preset-geometry.ts';
 import type { ResolvedDetails } from './process-details.ts';
 
 /** Formats we decode. Others (SVG, PDF, ...) are refused: a listing photo is none of them, and they can reach outside. */
@@ -102,6 +102,8 @@ export interface Header {
   upright: Size;
   /** libvips' band format: `uchar` is 8-bit. */
   depth: string;
+  /** An ICC profile is embedded (it matters only to a 16-bit picture: see decoderPipeline). */
+  hasProfile: boolean;
 }
 
 /** Reads and judges the header (format, size, pixel limit), before a single pixel is decoded: a bomb costs next to nothing. */
@@ -111,7 +113,7 @@ export async function readHeader(original: Buffer, settings: Pick<ThumbnailSetti
     // The limit is ours to judge below, from the header, with a reason that gives the numbers.
     header = await sharp(original, { ...decoderInput(settings), limitInputPixels: false }).metadata();
   } catch (error) {
-    throw imageErrorFromDecoder(error, original);
+    throw decoderFailure(error, original);
   }
   if (!header.format || !SUPPORTED_FORMATS.has(header.format)) {
     throw new ImageError('unsupported_format', `unsupported image format: ${header.format ?? 'unknown'}`);
@@ -125,18 +127,24 @@ export async function readHeader(original: Buffer, settings: Pick<ThumbnailSetti
     );
   }
   // With pages: 1, the header's height is the first frame's.
-  return { format: header.format, upright: uprightSize({ width: header.width, height: header.height }, header.orientation), depth: header.depth ?? 'uchar' };
+  return {
+    format: header.format,
+    upright: uprightSize({ width: header.width, height: header.height }, header.orientation),
+    depth: header.depth ?? 'uchar',
+    hasProfile: Boolean(header.icc),
+  };
 }
 
 /** Header checks (format, size, pixel limit), then the one decode to the working picture every preset is cut from. */
 async function decodeOriginal(original: Buffer, settings: ThumbnailSettings, admit?: AdmitPixels, header?: Header): Promise<Decoded> {
   const input = decoderInput(settings);
-  const { format, upright } = header ?? (await readHeader(original, settings));
+  const known = header ?? (await readHeader(original, settings));
+  const { format, upright } = known;
   const target = workingSize(upright, Object.values(settings.presets));
   const release = admit ? await admit(decodeCost({ format, ...upright }, target)) : null;
   let working: Working;
   try {
-    working = await decodeWorking(original, input, target, settings);
+    working = await decodeWorking(original, input, target, settings, known);
   } finally {
     release?.();
   }
@@ -146,9 +154,24 @@ async function decodeOriginal(original: Buffer, settings: ThumbnailSettings, adm
   return { working, raw, upright, original: { width: upright.width, height: upright.height, format, bytes: original.length } };
 }
 
-async function decodeWorking(original: Buffer, input: SharpOptions, target: Size, settings: ThumbnailSettings): Promise<Working> {
+/**
+ * The decoder's pipeline for `original`, on the colour road to sRGB. sharp converts a 16-bit RGB picture
+ * with a profile to Display P3, its working space for 16-bit (sharp 0.35, pipeline.cc), and
+ * toColourspace('srgb') then changes only the depth, so P3 numbers came out as sRGB: linear-light
+ * (200,100,50) gave 220,171,130 where 229,168,122 is right, an sRGB-tagged picture lost saturation
+ * (200,100,50 became 187,105,61). Worked in 8-bit sRGB it is converted to sRGB, and every thumbnail is
+ * 8-bit anyway. Other pictures keep sharp's road: theirs is right, and their pixels (so the hashes
+ * stored of them) stay as they were. (A 16-bit grey picture's profile is not applied at all: sharp
+ * skips it, on either road.)
+ */
+export function decoderPipeline(original: Buffer, input: SharpOptions, header: Pick<Header, 'depth' | 'hasProfile'>): Sharp {
+  const pipeline = sharp(original, input);
+  return header.depth !== 'uchar' && header.hasProfile ? pipeline.pipelineColourspace('srgb') : pipeline;
+}
+
+async function decodeWorking(original: Buffer, input: SharpOptions, target: Size, settings: ThumbnailSettings, header: Header): Promise<Working> {
   try {
-    const { data, info } = await sharp(original, input)
+    const { data, info } = await decoderPipeline(original, input, header)
       .timeout({ seconds: Math.ceil(settings.timeoutSeconds) })
       .resize(target.width, target.height, { fit: 'fill' })
       .flatten({ background: WHITE })
@@ -163,10 +186,13 @@ async function decodeWorking(original: Buffer, input: SharpOptions, target: Size
   }
 }
 
-/** What a failed decode throws: the decoder's words as an ImageError, and for a timeout which setting ran out. */
-export function decodeError(error: unknown, original: Buffer, settings: Pick<ThumbnailSettings, 'timeoutSeconds'>): ImageError {
-  const imageError = imageErrorFromDecoder(error, original);
-  if (imageError.code !== 'processing_timeout') return imageError;
+/**
+ * What a failed decode throws: the decoder's words as an ImageError, and for a timeout which setting ran
+ * out; a shortage of our own (threads, memory) as it was (decoderFailure), for the row to be given back.
+ */
+export function decodeError(error: unknown, original: Buffer, settings: Pick<ThumbnailSettings, 'timeoutSeconds'>): Error {
+  const imageError = decoderFailure(error, original);
+  if (!(imageError instanceof ImageError) || imageError.code !== 'processing_timeout') return imageError;
   // libvips words it "timeout: 4% complete" among seek errors from the aborted read; say which setting ran out.
   const progress = /timeout: \d+% complete/.exec(imageError.message)?.[0] ?? imageError.message;
   return new ImageError('processing_timeout', `not decoded within ${Math.ceil(settings.timeoutSeconds)} s (thumbnail.timeoutSeconds); libvips: ${progress}`, {
@@ -184,21 +210,24 @@ async function derivePresets({ working, raw, upright }: Decoded, settings: Thumb
 }
 
 function derivePreset(working: Working, raw: RawInput, upright: Size, preset: Preset, settings: ThumbnailSettings): Promise<PresetOutput> {
-  return cutPreset(() => sharp(working.pixels, raw), upright, preset, settings);
+  return cutPreset(() => sharp(working.pixels, raw), working.size, upright, preset, settings);
 }
 
 /**
  * One preset from pipelines whose input is the picture (upright, sRGB, on
- * white; `input` makes a new one): the preset's geometry, the datasource's
+ * white, `picture` pixels; `input` makes a new one) of an original of
+ * `upright` pixels: the preset's geometry (a crop from `cropWindow`), the datasource's
  * sharpening, then the JPEG and any twins, one pipeline per encoder. Not
  * sharp's clone(): it structuredClone()s the options, input buffer included,
  * a copy of the whole working picture (or original) per file.
  */
-export async function cutPreset(input: () => Sharp, upright: Size, preset: Preset, settings: ThumbnailSettings): Promise<PresetOutput> {
+export async function cutPreset(input: () => Sharp, picture: Size, upright: Size, preset: Preset, settings: ThumbnailSettings): Promise<PresetOutput> {
   const geometry = presetGeometry(upright, preset);
   const cut = (): Sharp => {
     let pipeline = input();
     if (preset.mode === 'crop') {
+      const window = cropWindow(picture, preset);
+      if (window.width !== picture.width || window.height !== picture.height) pipeline = pipeline.extract(window);
       pipeline = pipeline.resize(preset.width, preset.height, { fit: 'cover', position: 'attention' });
     } else {
       pipeline = pipeline.resize(geometry.inner.width, geometry.inner.height, { fit: 'fill' });

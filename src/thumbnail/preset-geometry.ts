@@ -63,3 +63,37 @@ export function workingSize(original: Size, presets: Preset[]): Size {
 export function uprightSize(stored: Size, orientation: number | undefined): Size {
   return orientation !== undefined && orientation >= 5 && orientation <= 8 ? { width: stored.height, height: stored.width } : stored;
 }
+
+/** A region of a picture, in its pixels. */
+export interface Region extends Size {
+  left: number;
+  top: number;
+}
+
+/**
+ * How many boxes' worth of covering picture a crop's attention search may look through. Ordinary
+ * pictures, panoramas included, overflow a box by a small factor (a 3:2 photo in a 4:3 box by 1.125, a
+ * 10:1 panorama by 7.5) and keep their whole picture.
+ */
+export const CROP_SEARCH_BOXES = 8;
+
+/**
+ * The part of a picture (`size`, upright) a crop preset is cut from: the whole picture, unless covering
+ * the box would make it more than CROP_SEARCH_BOXES boxes long; then its middle, that many boxes long.
+ * sharp scales the whole picture to cover the box before its attention strategy searches it, so a
+ * strip of 1x30000 pixels became 120x3,600,000 for a 120x90 box (24 s of CPU for a picture of 30,000
+ * pixels, and ten times that for ten times the strip, unbounded by thumbnail.timeoutSeconds). Pure.
+ */
+export function cropWindow(size: Size, box: Size): Region {
+  const scale = Math.max(box.width / size.width, box.height / size.height);
+  const longest = (boxSide: number) => Math.max(1, Math.round((CROP_SEARCH_BOXES * boxSide) / scale));
+  if (size.width * scale > CROP_SEARCH_BOXES * box.width) {
+    const width = longest(box.width);
+    return { left: Math.floor((size.width - width) / 2), top: 0, width, height: size.height };
+  }
+  if (size.height * scale > CROP_SEARCH_BOXES * box.height) {
+    const height = longest(box.height);
+    return { left: 0, top: Math.floor((size.height - height) / 2), width: size.width, height };
+  }
+  return { left: 0, top: 0, ...size };
+}

@@ -49,13 +49,21 @@ export function validateDetails(given: { sharpen?: string; gamma?: string; quali
   return out;
 }
 
-/** A datasource's own settings over the config's defaults. Pure. */
+/**
+ * A datasource's own settings over the config's defaults. Pure. Throws UsageError for a value no
+ * command would have written (the table's gamma has no CHECK): a gamma of 0 or NaN made black
+ * thumbnails, a negative one garbage, and they went live as if nothing were wrong.
+ */
 export function resolveDetails(stored: StoredDetails, defaults: ThumbnailConfig['defaults']): ResolvedDetails {
   const sharpen = stored.sharpen ?? defaults.sharpen;
+  // real (float4) comes back as 1.2000000476837158
+  const gamma = stored.gamma === null ? defaults.gamma : Math.round(stored.gamma * 1000) / 1000;
+  if (!(gamma >= GAMMA_RANGE.min && gamma <= GAMMA_RANGE.max)) {
+    throw new UsageError(`gamma ${gamma}: expected a number from ${GAMMA_RANGE.min} to ${GAMMA_RANGE.max}`);
+  }
   return {
     sharpen,
-    // real (float4) comes back as 1.2000000476837158
-    gamma: stored.gamma === null ? defaults.gamma : Math.round(stored.gamma * 1000) / 1000,
+    gamma,
     quality: stored.quality ?? defaults.quality,
     sharpenKernel: sharpenKernel(parseSharpen(sharpen, 'sharpen')),
   };

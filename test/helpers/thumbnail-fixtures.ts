@@ -101,7 +101,7 @@ export async function rowsByUrl(db: Db): Promise<
 }
 
 /** A PNG chunk with its length and CRC. */
-function pngChunk(type: string, data: Buffer): Buffer {
+export function pngChunk(type: string, data: Buffer): Buffer {
   const head = Buffer.alloc(8);
   head.writeUInt32BE(data.length, 0);
   head.write(type, 4, 'latin1');
