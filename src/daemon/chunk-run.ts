@@ -99,7 +99,7 @@ export function deferredOf(failure: RowFailure, oursDelaySeconds: number): Defer
   return { id: failure.id, reason: failure.reason, errorClass: failure.errorClass, delaySeconds };
 }
 
-/** Classes that mean a store of ours cannot be written: the stage pauses until it can. */
+/** Classes that mean a store of ours cannot be used (written, or read at all): the stage pauses until it can. */
 export function isStoreFault(errorClass: string): boolean {
   return errorClass === 'store_write_failed' || errorClass === 'store_paused';
 }

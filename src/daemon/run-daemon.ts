@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { setMaxListeners } from 'node:events';
 import type { LisConfig } from '../config/config-schema.ts';
 import type { Db } from '../db/connect.ts';
@@ -37,6 +38,11 @@ export interface StageWorker {
   close?(): Promise<void> | void;
   /** Folders the stage writes: while one is full or unwritable, no chunk is claimed. */
   stores?: string[];
+  /**
+   * Stores the stage reads files from (each country has its folder below): when the stage reports one
+   * missing (`store_paused`), no chunk is claimed until the country's folder is back.
+   */
+  readStores?: string[];
   /**
    * True when processChunk may run for several chunks at once: the runner
    * then claims the next chunk while a few slow rows of the last are still in
@@ -158,6 +164,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
 
   const guard = new StoreGuard({
     dirs: worker.stores ?? [],
+    readDirs: (worker.readStores ?? []).map((store) => path.join(store, country)),
     limits: { minFreeBytes: config.stores.minFreeBytes, minFreePercent: config.stores.minFreePercent },
     checkEverySeconds: config.stores.checkSeconds,
     retryMaxSeconds: config.stores.retryMaxSeconds,

@@ -1,4 +1,5 @@
-import { mkdir, open, readdir, statfs, unlink } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, mkdir, open, readdir, stat, statfs, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { tempFileWriter, tempPathFor } from '../store/atomic-file.ts';
 
@@ -78,6 +79,21 @@ export async function checkStore(dir: string, limits: StoreLimits): Promise<Stor
     await unlink(probe).catch(() => {});
   }
   return { dir, ok: true, reason: null, freeBytes, totalBytes };
+}
+
+/**
+ * Can the stage read this folder of a store? It must be there, as a folder we may list and enter. A store
+ * that is not mounted (or was emptied) has no country folder: every file would be "not found", and each
+ * row would be sent back a stage for a file that was never lost. Returns why not, or null.
+ */
+export async function checkReadable(dir: string): Promise<string | null> {
+  try {
+    if (!(await stat(dir)).isDirectory()) return `ENOTDIR: ${dir} is not a folder`;
+    await access(dir, constants.R_OK | constants.X_OK);
+    return null;
+  } catch (error) {
+    return `${codeOf(error)}: cannot read ${dir}${codeOf(error) === 'ENOENT' ? ' (is the store mounted?)' : ''}: ${(error as Error).message}`;
+  }
 }
 
 const PROBE_NAME = '.lis-probe';

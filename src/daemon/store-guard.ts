@@ -1,10 +1,15 @@
 import type { Logger } from '../log/create-logger.ts';
 import { abortableDelay } from '../util/abortable-delay.ts';
-import { checkStore, type StoreHealth, type StoreLimits } from './store-check.ts';
+import { checkReadable, checkStore, type StoreHealth, type StoreLimits } from './store-check.ts';
 
 export interface StoreGuardOptions {
   /** The folders the stage writes. */
   dirs: string[];
+  /**
+   * The folders the stage reads, which must be there: looked at only after the stage reported one missing
+   * (a folder that is not there yet on a new install pauses nothing), and until it is back.
+   */
+  readDirs?: string[];
   limits: StoreLimits;
   /** Free space is looked at no more often than this while all is well. */
   checkEverySeconds: number;
@@ -20,14 +25,16 @@ export interface StoreGuardOptions {
 /**
  * Back-pressure on our own stores: before each claim the stage's stores are
  * checked (statfs against the minimum, and a probe write when something
- * failed); while one cannot be written the stage claims nothing, says why at
- * error level with the real errno, and looks again with a capped backoff,
- * resuming by itself once the store is fine.
+ * failed), and, after the stage found one missing, the folders it reads;
+ * while one cannot be used the stage claims nothing, says why at error level
+ * with the real errno, and looks again with a capped backoff, resuming by
+ * itself once the store is fine.
  */
 export class StoreGuard {
   private lastCheck = 0;
   private suspect = false;
   paused: string | null = null;
+  private pausedKind: 'writable' | 'readable' = 'writable';
 
   constructor(private readonly options: StoreGuardOptions) {}
 
@@ -39,13 +46,13 @@ export class StoreGuard {
   /** Returns once every store is writable (at once, mostly), or when `signal` aborts. */
   async waitWritable(signal: AbortSignal): Promise<void> {
     const { dirs, log, scope } = this.options;
-    if (dirs.length === 0) return;
+    if (dirs.length === 0 && !this.options.readDirs?.length) return;
     if (!this.suspect && Date.now() - this.lastCheck < this.options.checkEverySeconds * 1000) return;
     for (let attempt = 0; !signal.aborted; attempt++) {
       const bad = await this.checkAll();
       if (!bad) {
         if (this.paused !== null) {
-          log.info(`Store writable again, resuming: ${this.paused} is over`, { scope });
+          log.info(`Store ${this.pausedKind} again, resuming: ${this.paused} is over`, { scope });
           this.paused = null;
           await this.options.onPause(null).catch(() => {});
         }
@@ -54,23 +61,32 @@ export class StoreGuard {
       }
       const delay = Math.min(this.options.retryMaxSeconds, 2 ** Math.min(attempt, 20)) * 1000;
       if (this.paused === null || attempt === 0) {
-        log.error(`Store not writable, pausing (no rows claimed, none charged): ${bad}; looking again with backoff up to ${this.options.retryMaxSeconds}s`, {
-          scope,
-        });
-        this.paused = bad;
-        await this.options.onPause(bad).catch((error: Error) => log.warn(`Cannot record the pause: ${error.message}`, { scope }));
+        log.error(
+          `Store not ${bad.kind}, pausing (no rows claimed, none charged): ${bad.reason}; looking again with backoff up to ${this.options.retryMaxSeconds}s`,
+          {
+            scope,
+          },
+        );
+        this.paused = bad.reason;
+        this.pausedKind = bad.kind;
+        await this.options.onPause(bad.reason).catch((error: Error) => log.warn(`Cannot record the pause: ${error.message}`, { scope }));
       }
       await abortableDelay(delay, signal);
     }
   }
 
   /** The first store's trouble, or null when all are fine. */
-  private async checkAll(): Promise<string | null> {
+  private async checkAll(): Promise<{ kind: 'writable' | 'readable'; reason: string } | null> {
     this.lastCheck = Date.now();
+    if (this.suspect)
+      for (const dir of this.options.readDirs ?? []) {
+        const unreadable = await checkReadable(dir);
+        if (unreadable) return { kind: 'readable', reason: unreadable };
+      }
     for (const dir of this.options.dirs) {
       const health = await checkStore(dir, this.options.limits);
       this.options.onHealth?.(health);
-      if (!health.ok) return health.reason;
+      if (!health.ok) return { kind: 'writable', reason: health.reason! };
     }
     return null;
   }

@@ -53,7 +53,17 @@ export const FAILURE_REASONS = {
   processing_timeout: { owner: 'source', retry: 'backoff', meaning: 'decoding and resizing took longer than thumbnail.timeoutSeconds' },
   // Our own faults: never charged.
   store_write_failed: { owner: 'ours', retry: 'when_fixed', meaning: 'a store could not be written (full, read-only, permissions)' },
-  store_paused: { owner: 'ours', retry: 'when_fixed', meaning: 'a store is below its free-space minimum or unwritable; the stage is paused' },
+  store_paused: {
+    owner: 'ours',
+    retry: 'when_fixed',
+    meaning:
+      'a store is below its free-space minimum or unwritable, or a store the stage reads has no folder for the country (not mounted?); the stage is paused',
+  },
+  store_read_failed: {
+    owner: 'ours',
+    retry: 'when_fixed',
+    meaning: 'a file in a store could not be read for a reason other than its absence (permissions, an I/O error, too many open files)',
+  },
   original_missing: { owner: 'ours', retry: 'when_fixed', meaning: 'the downloaded original is not in the store (lost, or another host)' },
   thumbnail_missing: { owner: 'ours', retry: 'when_fixed', meaning: 'a thumbnail is not in the store when pushing' },
   bad_process_details: { owner: 'ours', retry: 'when_fixed', meaning: "the datasource's sharpen/gamma/quality settings are invalid" },

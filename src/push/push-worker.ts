@@ -1,4 +1,6 @@
+import path from 'node:path';
 import type { LisConfig } from '../config/config-schema.ts';
+import { checkReadable } from '../daemon/store-check.ts';
 import type { ChunkContext, StageWorker } from '../daemon/run-daemon.ts';
 import type { Db } from '../db/connect.ts';
 import type { ClaimedRow } from '../queue/claim-chunk.ts';
@@ -30,9 +32,12 @@ export class PushWorker implements StageWorker {
   readonly stage = 'push' as const;
   /** push.chunksAtOnce: the next chunk's rsyncs run while the last one's finish and its results are written. */
   readonly chunksAtOnce: number;
+  /** The thumbnail store: with no folder for the country (not mounted), the stage pauses (see processChunk). */
+  readonly readStores: string[];
 
   constructor(private readonly options: PushWorkerOptions) {
     this.chunksAtOnce = options.config.push.chunksAtOnce;
+    this.readStores = [options.config.stores.thumbnails];
   }
 
   async processChunk(claimed: ClaimedRow[], ctx: ChunkContext): Promise<void> {
@@ -54,6 +59,9 @@ export class PushWorker implements StageWorker {
     const { rows: prepared, rejected } = prepareRows(claimed, country);
     for (const r of rejected) ctx.report(r);
     const missing = await findMissingFiles(config.stores.thumbnails, prepared);
+    // Files missing because the whole store is away (no folder for the country: not mounted) are not lost:
+    // a store fault that pauses the stage, instead of sending every row back to be thumbnailed again.
+    const storeAway = missing.size ? await checkReadable(path.join(config.stores.thumbnails, country)) : null;
     for (const row of prepared) {
       const file = missing.get(row.id);
       if (file !== undefined)
@@ -62,8 +70,8 @@ export class PushWorker implements StageWorker {
           failure: {
             id: row.id,
             attempts: row.attempts,
-            errorClass: 'thumbnail_missing',
-            reason: `thumbnail missing from the store: ${file}`,
+            errorClass: storeAway ? 'store_paused' : 'thumbnail_missing',
+            reason: storeAway ? `the thumbnail store is not usable: ${storeAway}` : `thumbnail missing from the store: ${file}`,
             retryable: true,
           },
         });

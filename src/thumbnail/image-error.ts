@@ -4,10 +4,18 @@ import { diagnosePng } from './png-diagnosis.ts';
 
 /** Stable failure classes of the thumbnail stage (`last_error_class`). */
 export type ImageErrorClass =
-  'original_missing' | 'corrupt_image' | 'too_many_pixels' | 'processing_timeout' | 'unsupported_format' | 'store_write_failed' | 'bad_process_details';
+  | 'original_missing'
+  | 'corrupt_image'
+  | 'too_many_pixels'
+  | 'processing_timeout'
+  | 'unsupported_format'
+  | 'store_write_failed'
+  | 'store_read_failed'
+  | 'store_paused'
+  | 'bad_process_details';
 
 /** Retrying helps: the store may come back, a busy machine may be faster next time, a disk may be freed. */
-const RETRYABLE: ReadonlySet<ImageErrorClass> = new Set(['original_missing', 'processing_timeout', 'store_write_failed']);
+const RETRYABLE: ReadonlySet<ImageErrorClass> = new Set(['original_missing', 'processing_timeout', 'store_write_failed', 'store_read_failed', 'store_paused']);
 
 /** Why one image could not be thumbnailed; `code` is the row's error class. */
 export class ImageError extends LisError {

@@ -1,4 +1,6 @@
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { checkReadable } from '../daemon/store-check.ts';
 import type { LisConfig } from '../config/config-schema.ts';
 import type { Db } from '../db/connect.ts';
 import { UsageError, errorMessage } from '../errors.ts';
@@ -48,8 +50,10 @@ export function createThumbnailWorker({ config, db }: ThumbnailWorkerOptions): S
     component: 'thumbnaild',
     scope: 'Thumbnail',
     stage: 'thumbnail',
-    // A full or read-only thumbnail store pauses the stage instead of charging rows.
+    // A full or read-only thumbnail store pauses the stage instead of charging rows; so does an originals store
+    // with no folder for the country (not mounted), instead of sending every row back to download.
     stores: [config.stores.thumbnails],
+    readStores: [config.stores.originals],
     async close() {
       if (lastLog) await markNewDuplicates(lastLog);
     },
@@ -90,7 +94,7 @@ export function createThumbnailWorker({ config, db }: ThumbnailWorkerOptions): S
     try {
       original = await readFile(originalPath(config, row.country, row.image_hash));
     } catch (error) {
-      return fail(new ImageError('original_missing', `original not readable: ${errorMessage(error)}`));
+      return fail(await originalReadFailure(config.stores.originals, row.country, error));
     }
 
     let made: Thumbnails;
@@ -172,4 +176,20 @@ class ChunkState {
     this.hashes.set(key, n);
     return n;
   }
+}
+
+/**
+ * Why an original could not be read, and so what becomes of its row:
+ * - not there, in a store that has the country's folder: `original_missing` (lis_managerd sends it back to download);
+ * - not there because the store has no folder for the country at all (not mounted, emptied): `store_paused`, a
+ *   store fault that pauses the stage, rather than sending every row of the country back to its source;
+ * - there but unreadable (permissions, an I/O error, too many open files): `store_read_failed`, given back
+ *   uncharged and tried again later; the original is not lost, so it is not fetched again.
+ */
+export async function originalReadFailure(originals: string, country: string, error: unknown): Promise<ImageError> {
+  const code = (error as { code?: unknown }).code;
+  if (code !== 'ENOENT' && code !== 'ENOTDIR') return new ImageError('store_read_failed', `cannot read the original: ${errorMessage(error)}`);
+  const unreadable = await checkReadable(path.join(originals, country));
+  if (unreadable) return new ImageError('store_paused', `the originals store is not usable: ${unreadable}`);
+  return new ImageError('original_missing', `original not readable: ${errorMessage(error)}`);
 }

@@ -1,0 +1,124 @@
+// A store that is not there (not mounted), or a file in it that cannot be read, is our fault: lis_thumbnaild
+// and lis_pusherd pause (or give the row back) instead of sending rows a stage back for files never lost.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { sql } from 'kysely';
+import { originalPath } from '../src/store/store-layout.ts';
+import { addFrontend } from '../src/push/frontend-registry.ts';
+import { insertPushRows } from './helpers/push-fixtures.ts';
+import { countBy } from './helpers/rows.ts';
+import { spawnTs, waitFor, type Spawned } from './helpers/processes.ts';
+import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+import { flatJpeg, insertThumbnailRows, runThumbnailStage } from './helpers/thumbnail-fixtures.ts';
+
+/** Each row's class and attempts, by URL. */
+async function rowFacts(t: TestDatabase): Promise<Record<string, { stage: string; state: string; attempts: number; cls: string | null }>> {
+  const { rows } = await sql<{ image_url: string; stage: string; state: string; attempts: number; last_error_class: string | null }>`
+    SELECT image_url, stage, state, attempts, last_error_class FROM live_images ORDER BY id`.execute(t.db);
+  return Object.fromEntries(rows.map((r) => [r.image_url, { stage: r.stage, state: r.state, attempts: r.attempts, cls: r.last_error_class }]));
+}
+
+describe('the stores a stage reads: not there, or a file unreadable', function () {
+  this.timeout(90_000);
+  let t: TestDatabase;
+  const cleanups: Array<() => Promise<void> | void> = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await Promise.resolve(c()).catch(() => {});
+    await t.drop();
+  });
+
+  it('with no folder for the country (not mounted) pauses the stage, sends nothing back to download, and resumes when it is back', async () => {
+    t = await createTestDatabase();
+    const specs = await Promise.all(
+      [0, 1, 2, 3].map(async (i) => ({ url: `http://a.example/${i}.jpg`, original: await flatJpeg(320, 240, { r: 60 * i, g: 90, b: 200 }) })),
+    );
+    await insertThumbnailRows(t.db, t.config, 'uk', specs);
+    const country = path.join(t.config.stores.originals, 'uk');
+    const away = `${country}.unmounted`;
+    fs.renameSync(country, away);
+    const config = t.writeConfig({
+      stores: { minFreeBytes: 0, minFreePercent: 0, checkSeconds: 0.2, retryMaxSeconds: 0.5 },
+      queue: { pollSeconds: 0.5, heartbeatSeconds: 0.5 },
+    });
+    const run: Spawned = spawnTs('bin/lis_thumbnaild', ['--country', 'uk', '--config', config, '--service']);
+    cleanups.push(async () => {
+      if (run.child.exitCode === null) run.child.kill('SIGKILL');
+      await run.exited;
+    });
+    const pausedReason = async () => (await t.db.selectFrom('workers').select('paused_reason').executeTakeFirst())?.paused_reason ?? null;
+    await waitFor(async () => (await pausedReason()) !== null, 30_000, 'the worker paused');
+    assert.match((await pausedReason())!, /^ENOENT: cannot read .*originals\/uk \(is the store mounted\?\)/);
+    const errorLog = path.join(t.config.log.dir, 'thumbnaild.uk.error.log');
+    await waitFor(
+      () => fs.existsSync(errorLog) && /ERROR .*Store not readable, pausing/.test(fs.readFileSync(errorLog, 'utf8')),
+      10_000,
+      'the pause in the error log',
+    );
+    const facts = Object.values(await rowFacts(t));
+    assert.deepEqual(await countBy(t.db), { 'thumbnail/waiting': 4 }, 'nothing moved while the store was away');
+    assert.ok(
+      facts.every((f) => f.attempts === 0 && f.cls !== 'original_missing'),
+      `no row charged or marked original_missing: ${JSON.stringify(facts)}`,
+    );
+
+    fs.renameSync(away, country);
+    await waitFor(async () => (await countBy(t.db))['push/waiting'] === 4, 30_000, 'every row thumbnailed once the store was back');
+    assert.equal(await pausedReason(), null, 'the pause is over');
+    assert.match(fs.readFileSync(path.join(t.config.log.dir, 'thumbnaild.uk.log'), 'utf8'), /Store readable again, resuming/);
+    run.child.kill('SIGTERM');
+    assert.equal((await run.exited).code, 0, run.output());
+  });
+
+  it('an original that is there but cannot be read is given back uncharged (store_read_failed), not sent to download; its chunk goes on', async () => {
+    t = await createTestDatabase();
+    const specs = await Promise.all(
+      [0, 1, 2].map(async (i) => ({ url: `http://b.example/${i}.jpg`, original: await flatJpeg(320, 240, { r: 200, g: 60 * i, b: 90 }) })),
+    );
+    const [bad] = await insertThumbnailRows(t.db, t.config, 'uk', specs);
+    // A read that fails with something other than "not there" (EISDIR here; EACCES or EIO on a real store).
+    const file = originalPath(t.config, 'uk', bad.image_hash);
+    fs.rmSync(file);
+    fs.mkdirSync(file);
+    await runThumbnailStage(t.db, t.config, t.url);
+    const facts = await rowFacts(t);
+    assert.deepEqual(facts[bad.url], { stage: 'thumbnail', state: 'waiting', attempts: 0, cls: 'store_read_failed' });
+    assert.equal(facts['http://b.example/1.jpg'].stage, 'push');
+    assert.equal(facts['http://b.example/2.jpg'].stage, 'push');
+    const { paused_reason } = await t.db.selectFrom('workers').select('paused_reason').executeTakeFirstOrThrow();
+    assert.equal(paused_reason, null, 'one unreadable file pauses nothing');
+  });
+
+  it('a thumbnail store with no folder for the country pauses lis_pusherd: nothing sent back to thumbnail, and it resumes when it is back', async () => {
+    t = await createTestDatabase();
+    await addFrontend(t.db, 'n1', path.join(t.dir, 'n1'));
+    await insertPushRows(t.db, t.config, 'uk', 3);
+    const country = path.join(t.config.stores.thumbnails, 'uk');
+    const away = `${country}.unmounted`;
+    fs.renameSync(country, away);
+    const config = t.writeConfig({
+      stores: { minFreeBytes: 0, minFreePercent: 0, checkSeconds: 0.2, retryMaxSeconds: 0.5 },
+      queue: { pollSeconds: 0.5, heartbeatSeconds: 0.5 },
+    });
+    const run: Spawned = spawnTs('bin/lis_pusherd', ['--country', 'uk', '--config', config, '--service']);
+    cleanups.push(async () => {
+      if (run.child.exitCode === null) run.child.kill('SIGKILL');
+      await run.exited;
+    });
+    const pausedReason = async () => (await t.db.selectFrom('workers').select('paused_reason').executeTakeFirst())?.paused_reason ?? null;
+    await waitFor(async () => (await pausedReason()) !== null, 30_000, 'the pusher paused');
+    assert.match((await pausedReason())!, /^ENOENT: cannot read .*thumbnails\/uk \(is the store mounted\?\)/);
+    assert.deepEqual(await countBy(t.db), { 'push/waiting': 3 }, 'nothing sent back to thumbnail');
+    const facts = Object.values(await rowFacts(t));
+    assert.ok(
+      facts.every((f) => f.attempts === 0 && f.cls !== 'thumbnail_missing'),
+      `no row charged or marked thumbnail_missing: ${JSON.stringify(facts)}`,
+    );
+
+    fs.renameSync(away, country);
+    await waitFor(async () => (await countBy(t.db))['live/done'] === 3, 30_000, 'every row live once the store was back');
+    assert.equal(await pausedReason(), null, 'the pause is over');
+    run.child.kill('SIGTERM');
+    assert.equal((await run.exited).code, 0, run.output());
+  });
+});
