@@ -196,6 +196,7 @@ export class DownloadWorker implements StageWorker {
         conditional: haveOriginal ? { etag: previous!.etag, lastModified: previous!.last_modified } : undefined,
         previousHash: haveOriginal ? previous!.content_hash : null,
         maxBytes: this.config.download.maxBytes,
+        maxPixels: this.config.thumbnail.maxPixels,
         totalMs: this.config.download.timeouts.totalSeconds * 1000,
         signal: hardStop,
       });
@@ -204,9 +205,12 @@ export class DownloadWorker implements StageWorker {
       if (outcome.kind === 'failed')
         ctx.log.debug(`${row.image_url}: ${outcome.failure.errorClass}: ${outcome.failure.reason} (${ms} ms)`, { scope: 'Download::fetch' });
       else
-        ctx.log.debug(`${row.image_url}: ${outcome.kind}${'bytes' in outcome ? ` ${outcome.bytes} bytes ${outcome.format}` : ''} (${ms} ms)`, {
-          scope: 'Download::fetch',
-        });
+        ctx.log.debug(
+          `${row.image_url}: ${outcome.kind}${'bytes' in outcome ? ` ${outcome.bytes} bytes ${outcome.format}` : ''}${'unverified' in outcome && outcome.unverified ? ` (${outcome.unverified}: the thumbnailer judges it)` : ''} (${ms} ms)`,
+          {
+            scope: 'Download::fetch',
+          },
+        );
       ctx.report(rowResult(row, outcome, this.storeHost));
     } catch (error) {
       if (storeErrorOf(error)) {

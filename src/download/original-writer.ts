@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import { mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { decoderVerdict } from './decoder-verdict.ts';
+import { decoderVerdict, type VerdictLimits } from './decoder-verdict.ts';
 import { DownloadError } from './download-error.ts';
 import { completenessCheck, type CompletenessCheck } from './image-completeness.ts';
 import { describeStart, sniffImageFormat, SNIFF_BYTES, type ImageFormat } from './magic-sniff.ts';
@@ -12,6 +12,13 @@ export interface WrittenOriginal {
   bytes: number;
   contentHash: string;
   format: ImageFormat;
+  /** Set when the file looked unfinished and the decoder gave no verdict in time (the thumbnailer judges it): why. */
+  unverified?: string;
+}
+
+/** What an original may cost: its bytes (download.maxBytes), and the decoder's check of a doubted one. */
+export interface WriterLimits extends VerdictLimits {
+  maxBytes: number;
 }
 
 /** Folders already made by this process: the store has 65,536 per country, so this stays small. */
@@ -42,13 +49,13 @@ export class OriginalWriter {
 
   constructor(
     private readonly destination: string,
-    private readonly maxBytes: number,
+    private readonly limits: WriterLimits,
   ) {}
 
   async write(chunk: Buffer): Promise<void> {
     this.bytes += chunk.length;
-    if (this.bytes > this.maxBytes) {
-      throw new DownloadError('too_large', `too large: more than ${this.maxBytes} bytes (download.maxBytes)`, { retryable: false });
+    if (this.bytes > this.limits.maxBytes) {
+      throw new DownloadError('too_large', `too large: more than ${this.limits.maxBytes} bytes (download.maxBytes)`, { retryable: false });
     }
     this.hash.update(chunk);
     if (this.head) {
@@ -66,12 +73,16 @@ export class OriginalWriter {
     // The transfer was complete (a cut one never gets here), so a retry would bring the same bytes:
     // a file that looks unfinished is the decoder's to judge, and what it cannot read is permanent.
     const doubt = this.check!.verdict();
-    if (doubt) {
-      const words = await decoderVerdict(this.temp!);
-      if (words) throw new DownloadError('corrupt_image', `${doubt}, and the decoder cannot read it: ${words}`, { retryable: false });
-    }
+    const verdict = doubt ? await decoderVerdict(this.temp!, this.limits) : null;
+    if (verdict?.kind === 'unreadable')
+      throw new DownloadError('corrupt_image', `${doubt}, and the decoder cannot read it: ${verdict.words}`, { retryable: false });
     const contentHash = this.hash.digest('hex');
-    const result = { bytes: this.bytes, contentHash, format: this.format! };
+    const result = {
+      bytes: this.bytes,
+      contentHash,
+      format: this.format!,
+      ...(verdict?.kind === 'undecided' ? { unverified: `${doubt}; ${verdict.why}` } : {}),
+    };
     if (previousHash && previousHash === contentHash) {
       await this.discard();
       return { stored: false, ...result };
