@@ -138,6 +138,18 @@ describe('downloads from hostile servers', function () {
     }
   });
 
+  it("a response whose header block is over Node's limit is the server's fault and permanent (headers_too_large), not a connection to retry", async () => {
+    const s = await serve({
+      '/fat.jpg': (socket) =>
+        socket.write(Buffer.concat([Buffer.from(rawHead('200 OK', { 'x-padding': 'a'.repeat(20_000), 'content-length': jpeg.length })), jpeg])),
+    });
+    const f = failure(await fetch(`${s.origin}/fat.jpg`));
+    assert.deepEqual([f.errorClass, f.retryable], ['headers_too_large', false], f.reason);
+    assert.match(f.reason, /^response headers too large: over Node's limit of 16384 bytes/);
+    assert.equal(s.received.length, 1, 'asked once');
+    assert.deepEqual(fs.readdirSync(dir), []);
+  });
+
   it('still fails a fresh connection that the server resets, without asking twice', async () => {
     const s = await serve({ '/reset.jpg': (socket) => socket.destroy() });
     const f = failure(await fetch(`${s.origin}/reset.jpg`));

@@ -1,3 +1,4 @@
+import http from 'node:http';
 import { DownloadError } from './download-error.ts';
 
 /** What a failed download records on its row (RowFailure without id and attempts). Pure. */
@@ -70,7 +71,6 @@ const CONNECTION_CODES = new Set([
   'HPE_INVALID_CONSTANT',
   'HPE_INVALID_CHUNK_SIZE',
   'HPE_INVALID_HEADER_TOKEN',
-  'HPE_HEADER_OVERFLOW',
   'HPE_INVALID_STATUS',
   'HPE_INVALID_VERSION',
   'HPE_UNEXPECTED_CONTENT_LENGTH',
@@ -164,6 +164,13 @@ export function classifyDownloadError(error: unknown, afterHeaders = false): Dow
     return { reason: `TLS: ${message}`, errorClass: 'tls', retryable: false };
   }
   if (/^Bad response: \d+$/.test(message) || /Proxy timeout/.test(message)) return { reason: `proxy: ${message}`, errorClass: 'proxy', retryable: true };
+  // More header bytes than Node's parser reads: what the server sends, not the network, and the same on every try.
+  if (codes.includes('HPE_HEADER_OVERFLOW'))
+    return {
+      reason: `response headers too large: over Node's limit of ${http.maxHeaderSize} bytes (${message})`,
+      errorClass: 'headers_too_large',
+      retryable: false,
+    };
   if (has(CONNECTION_CODES) || (codes.includes('ERR_GOT_REQUEST_ERROR') && /socket hang up|aborted/i.test(message))) {
     return afterHeaders
       ? { reason: `truncated: the connection ended mid-body (${message})`, errorClass: 'truncated', retryable: true }
