@@ -21,6 +21,19 @@ export interface WriterLimits extends VerdictLimits {
   maxBytes: number;
 }
 
+/**
+ * A file system error on our own file, made to name it: a write, fsync or close fails with the errno
+ * (ENOSPC, EIO, EDQUOT) but no path, and storeErrorOf tells our disk's faults from the network's by the
+ * path (a socket's EPIPE has a syscall and a code too). Unnamed, a full store was recorded as `internal`.
+ */
+const namingFile =
+  (file: string) =>
+  (error: unknown): never => {
+    if (error && typeof error === 'object' && typeof (error as { code?: unknown }).code === 'string' && !('path' in error))
+      Object.assign(error, { path: file });
+    throw error;
+  };
+
 /** Folders already made by this process: the store has 65,536 per country, so this stays small. */
 const madeDirs = new Set<string>();
 
@@ -64,7 +77,7 @@ export class OriginalWriter {
       return;
     }
     this.check!.push(chunk);
-    await this.handle!.write(chunk);
+    await this.handle!.write(chunk).catch(namingFile(this.temp!));
   }
 
   /** Commits the file; when its hash equals `previousHash`, leaves the old one and reports `stored: false`. */
@@ -88,9 +101,10 @@ export class OriginalWriter {
       return { stored: false, ...result };
     }
     const handle = this.handle!;
+    // Still ours to close (in discard) if the fsync fails.
+    await handle.sync().catch(namingFile(this.temp!));
     this.handle = null;
-    await handle.sync();
-    await handle.close();
+    await handle.close().catch(namingFile(this.temp!));
     await rename(this.temp!, this.destination);
     this.temp = null;
     return { stored: true, ...result };
@@ -116,6 +130,6 @@ export class OriginalWriter {
     await ensureDir(path.dirname(this.destination));
     this.temp = `${this.destination}.tmp-${process.pid}-${crypto.randomBytes(4).toString('hex')}`;
     this.handle = await open(this.temp, 'wx');
-    await this.handle.write(head);
+    await this.handle.write(head).catch(namingFile(this.temp));
   }
 }
