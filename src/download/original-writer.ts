@@ -127,9 +127,18 @@ export class OriginalWriter {
     if (!this.format) throw new DownloadError('not_image', `not an image (${describeStart(head)})`, { retryable: false });
     this.check = completenessCheck(this.format);
     this.check.push(head);
-    await ensureDir(path.dirname(this.destination));
+    const folder = path.dirname(this.destination);
+    await ensureDir(folder);
     this.temp = `${this.destination}.tmp-${process.pid}-${crypto.randomBytes(4).toString('hex')}`;
-    this.handle = await open(this.temp, 'wx');
+    this.handle = await open(this.temp, 'wx').catch(async (error: NodeJS.ErrnoException) => {
+      // Made by this process, and gone since (the store emptied, a fresh disk mounted in its place): made again,
+      // once. Left cached, every row of that folder failed store_write_failed (its chunk stopped, the rows given
+      // back) until the process restarted.
+      if (error.code !== 'ENOENT') throw error;
+      madeDirs.delete(folder);
+      await ensureDir(folder);
+      return open(this.temp!, 'wx');
+    });
     await this.handle.write(head).catch(namingFile(this.temp));
   }
 }

@@ -1,0 +1,39 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import sharp from 'sharp';
+import { OriginalWriter } from '../src/download/original-writer.ts';
+
+/** OriginalWriter and the store's folders, on the real file system. */
+describe("the originals store's folders", () => {
+  let dir: string;
+  let jpeg: Buffer;
+  before(async () => {
+    jpeg = await sharp({ create: { width: 32, height: 24, channels: 3, background: { r: 9, g: 8, b: 7 } } })
+      .jpeg()
+      .toBuffer();
+  });
+  beforeEach(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-store-folders-'))));
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  const write = async (file: string) => {
+    const writer = new OriginalWriter(file, { maxBytes: 1_000_000, maxPixels: 50_000_000, until: Date.now() + 10_000 });
+    try {
+      await writer.write(jpeg);
+      return await writer.finish();
+    } catch (error) {
+      await writer.discard();
+      throw error;
+    }
+  };
+
+  it('makes a folder again that went away since this process made it (a store emptied, or a fresh disk mounted in its place)', async () => {
+    const store = path.join(dir, 'originals');
+    assert.equal((await write(path.join(store, 'uk/aa/bb/first'))).stored, true);
+    fs.rmSync(path.join(store, 'uk'), { recursive: true });
+    assert.equal((await write(path.join(store, 'uk/aa/bb/second'))).stored, true);
+    assert.deepEqual(fs.readFileSync(path.join(store, 'uk/aa/bb/second')), jpeg);
+    assert.deepEqual(fs.readdirSync(path.join(store, 'uk/aa/bb')), ['second']);
+  });
+});
