@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
+import { classifyDownloadError } from '../src/download/classify-download-error.ts';
 import { OriginalWriter } from '../src/download/original-writer.ts';
 
 /** OriginalWriter and the store's folders, on the real file system. */
@@ -35,5 +37,22 @@ describe("the originals store's folders", () => {
     assert.equal((await write(path.join(store, 'uk/aa/bb/second'))).stored, true);
     assert.deepEqual(fs.readFileSync(path.join(store, 'uk/aa/bb/second')), jpeg);
     assert.deepEqual(fs.readdirSync(path.join(store, 'uk/aa/bb')), ['second']);
+  });
+
+  it("a store on a read-only file system fails with EROFS, said once, not Node's ENOENT from a recursive mkdir", async () => {
+    const store = path.join(dir, 'originals');
+    fs.mkdirSync(store);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,ro', 'tmpfs', store]);
+    try {
+      const error = await write(path.join(store, 'uk/aa/bb/first')).then(
+        () => assert.fail('written on a read-only file system'),
+        (e: unknown) => e,
+      );
+      const failure = classifyDownloadError(error);
+      assert.equal(failure.errorClass, 'store_write_failed');
+      assert.match(failure.reason, /^cannot write the original: EROFS: read-only file system, mkdir '.*\/originals\/uk'$/);
+    } finally {
+      execFileSync('umount', ['-l', store]);
+    }
   });
 });

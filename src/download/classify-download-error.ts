@@ -124,6 +124,11 @@ export function storeErrorOf(error: unknown): { code: string; message: string } 
   return null;
 }
 
+/** A store error in words, its code once (Node's messages start with it: `EROFS: read-only file system, mkdir ...`). */
+export function storeWords(store: { code: string; message: string }): string {
+  return store.message.startsWith(`${store.code}:`) ? store.message : `${store.code}: ${store.message}`;
+}
+
 /**
  * Any error a download can end in -> what to record. Our own DownloadErrors
  * (wherever got wrapped them) keep their class; got's and the socket's are
@@ -137,7 +142,7 @@ export function classifyDownloadError(error: unknown, afterHeaders = false): Dow
   if (ours) return { reason: ours.message, errorClass: ours.errorClass, retryable: ours.retryable, retryAfterSeconds: ours.retryAfterSeconds };
   const store = storeErrorOf(error);
   // Our disk, not the URL: the runner gives the row back uncharged and pauses until the store is writable.
-  if (store) return { reason: `cannot write the original: ${store.code}: ${store.message}`, errorClass: 'store_write_failed', retryable: true };
+  if (store) return { reason: `cannot write the original: ${storeWords(store)}`, errorClass: 'store_write_failed', retryable: true };
 
   const codes = errors.map((e) => e.code).filter((c): c is string => typeof c === 'string');
   const message = errors[0]?.message ?? String(error);

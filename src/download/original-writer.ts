@@ -39,7 +39,15 @@ const madeDirs = new Set<string>();
 
 async function ensureDir(dir: string): Promise<void> {
   if (madeDirs.has(dir)) return;
-  await mkdir(dir, { recursive: true });
+  await mkdir(dir, { recursive: true }).catch(async (error: NodeJS.ErrnoException) => {
+    // A recursive mkdir says ENOENT for the first level it could not make, whatever the reason (a read-only or
+    // full file system): that level made alone says the real one, which the row's reason and the operator need.
+    if (error.code !== 'ENOENT' || !error.path) throw error;
+    await mkdir(error.path).catch((alone: NodeJS.ErrnoException) => {
+      if (alone.code !== 'EEXIST') throw alone; // made meanwhile (another process): go on
+    });
+    await mkdir(dir, { recursive: true });
+  });
   madeDirs.add(dir);
 }
 
