@@ -134,6 +134,11 @@ describe('our own faults are never charged to a row', function () {
       failed.map((r) => r.last_error_class),
       ['store_write_failed'],
     );
+    // The operator reads why the rest of the chunk was not started: not a stop of the daemon.
+    const logFile = path.join(config.log.dir, 'downloadd.uk.log');
+    const said = /Not starting \d+ downloads of this chunk: the originals store cannot be written \(store_write_failed\); given back uncharged/;
+    await waitFor(() => fs.existsSync(logFile) && said.test(fs.readFileSync(logFile, 'utf8')), 10_000, 'why the chunk stopped, in the log');
+    assert.doesNotMatch(fs.readFileSync(logFile, 'utf8'), /Stopping: \d+ downloads not started/);
     const stored = (await countBy(t.db))['thumbnail/waiting'] ?? 0;
     // Once the store failed, no more of the chunk was fetched: only what was in flight went to the source in vain.
     const fetched = images.hits.get('/good.jpg') ?? 0;
