@@ -9,6 +9,7 @@ import { downloadConfigSchema } from '../src/config/download-config.ts';
 import { createDownloadClient, type DownloadClient } from '../src/download/download-client.ts';
 import { fetchOriginal, type FetchOutcome } from '../src/download/fetch-original.ts';
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
+import { pixelBombPng } from './helpers/thumbnail-fixtures.ts';
 import { rawHead, startHostileServer, type HostileServer, type RawHandler } from './helpers/hostile-server.ts';
 
 /**
@@ -46,8 +47,20 @@ describe('downloads from hostile servers', function () {
   }
 
   let n = 0;
-  const fetch = (url: string, conditional?: { etag: string | null; lastModified: string | null }): Promise<FetchOutcome> =>
-    fetchOriginal(client!, { url, destination: path.join(dir, `${n++}.jpg`), conditional, maxBytes: 1_000_000, totalMs: 2000 });
+  const fetch = (
+    url: string,
+    conditional?: { etag: string | null; lastModified: string | null },
+    limits: { totalMs?: number; maxPixels?: number; maxBytes?: number } = {},
+  ): Promise<FetchOutcome> =>
+    fetchOriginal(client!, {
+      url,
+      destination: path.join(dir, `${n++}.jpg`),
+      conditional,
+      maxBytes: 1_000_000,
+      totalMs: 2000,
+      maxPixels: 50_000_000,
+      ...limits,
+    });
   const failure = (outcome: FetchOutcome) => {
     if (outcome.kind !== 'failed') assert.fail(`expected a failure, got ${JSON.stringify(outcome)}`);
     return outcome.failure;
@@ -125,10 +138,67 @@ describe('downloads from hostile servers', function () {
     }
   });
 
+  it("a response whose header block is over Node's limit is the server's fault and permanent (headers_too_large), not a connection to retry", async () => {
+    const s = await serve({
+      '/fat.jpg': (socket) =>
+        socket.write(Buffer.concat([Buffer.from(rawHead('200 OK', { 'x-padding': 'a'.repeat(20_000), 'content-length': jpeg.length })), jpeg])),
+    });
+    const f = failure(await fetch(`${s.origin}/fat.jpg`));
+    assert.deepEqual([f.errorClass, f.retryable], ['headers_too_large', false], f.reason);
+    assert.match(f.reason, /^response headers too large: over Node's limit of 16384 bytes/);
+    assert.equal(s.received.length, 1, 'asked once');
+    assert.deepEqual(fs.readdirSync(dir), []);
+  });
+
   it('still fails a fresh connection that the server resets, without asking twice', async () => {
     const s = await serve({ '/reset.jpg': (socket) => socket.destroy() });
     const f = failure(await fetch(`${s.origin}/reset.jpg`));
     assert.equal(f.errorClass, 'connection');
     assert.equal(s.received.length, 1);
+  });
+
+  /** An interlaced PNG whose last IDAT is cut in half (chunk length and CRC fixed) and without IEND: a doubt the decoder refuses only at the end. */
+  async function cutInterlacedPng(side: number): Promise<Buffer> {
+    const png = await sharp({ create: { width: side, height: side, channels: 3, background: { r: 200, g: 100, b: 50 } } })
+      .png({ progressive: true })
+      .toBuffer();
+    let last = -1;
+    for (let at = 8; at < png.length; at += 12 + png.readUInt32BE(at)) if (png.toString('latin1', at + 4, at + 8) === 'IDAT') last = at;
+    const data = png.subarray(last + 8, last + 8 + Math.floor(png.readUInt32BE(last) / 2));
+    const head = Buffer.alloc(8);
+    head.writeUInt32BE(data.length, 0);
+    head.write('IDAT', 4, 'latin1');
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(zlib.crc32(Buffer.concat([head.subarray(4), data])));
+    return Buffer.concat([png.subarray(0, last), head, data, crc]);
+  }
+
+  const serveBytes =
+    (body: Buffer): RawHandler =>
+    (socket) =>
+      socket.write(Buffer.concat([Buffer.from(rawHead('200 OK', { 'content-type': 'image/png', 'content-length': body.length })), body]));
+
+  it("a whole file whose doubt the decoder cannot settle within the download's time is stored for the thumbnailer to judge, not decoded past the deadline", async function () {
+    // 36 megapixels, interlaced: the decoder needs the whole picture (no shrink-on-load), well over the 0.25 s given here;
+    // decoded to the end it would be refused (its data is cut), so a verdict means the decode outlived the deadline.
+    this.timeout(30_000);
+    const slow = await cutInterlacedPng(6000);
+    const s = await serve({ '/slow.png': serveBytes(slow) });
+    const outcome = await fetch(`${s.origin}/slow.png`, undefined, { totalMs: 250 });
+    assert.equal(outcome.kind, 'stored', JSON.stringify(outcome));
+    assert.match(outcome.kind === 'stored' ? (outcome.unverified ?? '') : '', /^PNG ends before its IEND chunk; not decoded within the download's time/);
+    // With time to spare, the same file is refused by the decoder, as before.
+    const judged = failure(await fetch(`${s.origin}/slow.png`, undefined, { totalMs: 20_000 }));
+    assert.equal(judged.errorClass, 'corrupt_image', judged.reason);
+  });
+
+  it('a doubted file over thumbnail.maxPixels is not decoded by the download (a pixel bomb costs nothing); the thumbnailer refuses it', async () => {
+    const bomb = pixelBombPng(2000, 2000).subarray(0, -12); // no IEND: doubted; its data would not fill 4 megapixels
+    const s = await serve({ '/bomb.png': serveBytes(bomb) });
+    const outcome = await fetch(`${s.origin}/bomb.png`, undefined, { maxPixels: 1_000_000 });
+    assert.equal(outcome.kind, 'stored', JSON.stringify(outcome));
+    assert.match(outcome.kind === 'stored' ? (outcome.unverified ?? '') : '', /2000x2000 is over thumbnail\.maxPixels/);
+    const decoded = failure(await fetch(`${s.origin}/bomb.png`, undefined, { maxPixels: 50_000_000 }));
+    assert.equal(decoded.errorClass, 'corrupt_image', decoded.reason);
   });
 });

@@ -331,6 +331,74 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     assert.equal(await count(), 3);
   });
 
+  it("an origin key's row that lis_downloadd claimed first, and failed with 404 after the request gave up, does not stay behind", async () => {
+    const server = await setup(
+      { timeoutSeconds: 3, origins: { web: { country: 'uk', datasourceId: 3, sources: [{ type: 'http', baseUrl: origin.url('/') }] } } },
+      // The daemon's download waits for the origin's answer longer than the request waits for the daemon.
+      { download: { ...TEST_DOWNLOAD, timeouts: { connectSeconds: 2, firstByteSeconds: 30, totalSeconds: 30 } } },
+    );
+    const url = origin.url('/raced.jpg');
+    const hash = lis_hash_for_url(url);
+    const count = async () => Number((await sql<{ n: string }>`SELECT count(*) AS n FROM live_images`.execute(t.db)).rows[0].n);
+    // The image's advisory lock, held by the test until the daemon has the row: lis_imaged inserts the row and then
+    // waits for the lock, so the daemon claims the new row first (as a notified lis_downloadd can).
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let locked!: () => void;
+    const isLocked = new Promise<void>((resolve) => (locked = resolve));
+    const holder = t.db.transaction().execute(async (trx) => {
+      await lockImageRow(trx, 'uk', hash, { preset: 'small', version: 1 }, 1000);
+      locked();
+      await released;
+    });
+    closers.push(async () => {
+      release();
+      await holder;
+    });
+    await isLocked;
+    origin.held.add('/raced.jpg');
+    const arrived = origin.arrival('/raced.jpg');
+    const request = rawGet(server.url, '/web/small/raced.jpg');
+    await waitFor(async () => (await count()) === 1, 10_000, "lis_imaged's row");
+
+    const { runDaemon } = await import('../src/daemon/run-daemon.ts');
+    const { DownloadWorker } = await import('../src/download/download-worker.ts');
+    const { createLogger, closeLogger } = await import('../src/log/create-logger.ts');
+    const log = createLogger({ component: 'downloadd', log: t.config.log, screen: false, files: false });
+    closers.push(() => closeLogger(log));
+    const daemon = runDaemon(new DownloadWorker(t.config, t.db, 'uk'), {
+      config: t.config,
+      db: t.db,
+      databaseUrl: t.url,
+      log,
+      country: 'uk',
+      chunkSize: 10,
+      service: false,
+      signal: new AbortController().signal,
+      workerId: 'test:raced',
+    });
+    closers.push(async () => {
+      origin.release();
+      await daemon;
+    });
+    await arrived;
+    release();
+    await holder;
+    // The request waits for the daemon until its deadline, and gives up while the daemon still holds the row.
+    const answer = await request;
+    assert.equal(answer.status, 503, answer.body.toString());
+    const held = await t.db.selectFrom('live_images').select(['state', 'locked_by']).executeTakeFirstOrThrow();
+    assert.deepEqual(held, { state: 'waiting', locked_by: 'test:raced' });
+    // Its generation, which goes on after the answer, gives up too (its own deadline).
+    await waitFor(() => server.service.gate.stats.running === 0, 10_000, 'the generation to end');
+    assert.deepEqual(await t.db.selectFrom('live_images').select(['state', 'locked_by']).executeTakeFirstOrThrow(), held);
+    // Now the origin answers 404 to the daemon, which fails the row: lis_imaged's follow-up deletes it.
+    origin.release();
+    await daemon;
+    await waitFor(async () => (await count()) === 0, 10_000, 'the missed row to be deleted');
+    assert.equal(origin.hits.get('/raced.jpg'), 1, 'fetched once, by the daemon');
+  });
+
   it("makes nothing for a preset name that is a member of Object's prototype (`_constructor.jpg`)", async () => {
     const server = await setup();
     const row = await insertLiveRow(t.db, t.config, 'http://example.invalid/proto.jpg', original, ['small']);

@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { sql } from 'kysely';
 import { parseConfig } from '../src/config/load-config.ts';
@@ -19,6 +20,10 @@ import { RsyncDaemon } from './helpers/rsync-daemons.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 import { flatJpeg, insertThumbnailRows } from './helpers/thumbnail-fixtures.ts';
 import { fillUp } from '../bench/lib/fill-up.ts';
+import { DownloadWorker } from '../src/download/download-worker.ts';
+import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
+import { insertUrls } from './helpers/rows.ts';
+import { makeTestImages, startImageServer } from './helpers/image-server.ts';
 
 async function chargedRows(t: TestDatabase): Promise<number> {
   const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM live_images WHERE attempts > 0 OR state = 'failed'`.execute(t.db);
@@ -87,6 +92,64 @@ describe('our own faults are never charged to a row', function () {
     assert.match(fs.readFileSync(path.join(t.config.log.dir, 'thumbnaild.uk.log'), 'utf8'), /Store writable again, resuming/);
     run.child.kill('SIGTERM');
     assert.equal((await run.exited).code, 0, run.output());
+  });
+
+  it('an originals store that fills up mid-chunk: lis_downloadd records store_write_failed (not internal), fetches no more of the chunk, pauses, charges nothing, and resumes when space returns', async () => {
+    const store = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-originals-tmpfs-'));
+    // Room for a few dozen originals (a tmpfs page each): full well before the chunk's 400 rows are done.
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', store]);
+    cleanups.push(() => {
+      execFileSync('umount', ['-l', store]);
+      fs.rmSync(store, { recursive: true, force: true });
+    });
+    t = await createTestDatabase({
+      overrides: {
+        download: { ...TEST_DOWNLOAD, concurrency: 8, perHostConcurrency: 8 },
+        stores: { originals: store, minFreeBytes: 0, minFreePercent: 0, checkSeconds: 0.2, retryMaxSeconds: 0.5 },
+      },
+    });
+    const { config } = t;
+    const images = await startImageServer(await makeTestImages());
+    cleanups.push(() => images.close());
+    await insertUrls(t.db, 'uk', 400, { prefix: `${images.url('/good.jpg')}?` });
+    const log = createLogger({ component: 'downloadd', log: config.log, screen: false, country: 'uk' });
+    cleanups.push(() => closeLogger(log));
+    const stop = new AbortController();
+    cleanups.push(() => stop.abort());
+    const worker = new DownloadWorker(config, t.db, 'uk');
+    const run = runDaemon(worker, { config, db: t.db, databaseUrl: t.url, log, country: 'uk', chunkSize: 500, service: false, signal: stop.signal });
+    cleanups.push(async () => {
+      stop.abort();
+      await run.catch(() => {});
+    });
+    const paused = async () => (await t.db.selectFrom('workers').select('paused_reason').executeTakeFirst())?.paused_reason ?? null;
+    await waitFor(async () => (await paused()) !== null, 30_000, 'the worker paused');
+    assert.match((await paused())!, /^ENOSPC/);
+    const locked = async () => Number((await sql<{ n: string }>`SELECT count(*) AS n FROM live_images WHERE locked_by IS NOT NULL`.execute(t.db)).rows[0].n);
+    await waitFor(async () => (await locked()) === 0, 30_000, 'the chunk given back');
+    assert.equal(await chargedRows(t), 0);
+    const { rows: failed } = await sql<{ last_error_class: string; n: number }>`
+      SELECT last_error_class, count(*)::int AS n FROM live_images WHERE last_error_class IS NOT NULL GROUP BY 1`.execute(t.db);
+    assert.deepEqual(
+      failed.map((r) => r.last_error_class),
+      ['store_write_failed'],
+    );
+    // The operator reads why the rest of the chunk was not started: not a stop of the daemon.
+    const logFile = path.join(config.log.dir, 'downloadd.uk.log');
+    const said = /Not starting \d+ downloads of this chunk: the originals store cannot be written \(store_write_failed\); given back uncharged/;
+    await waitFor(() => fs.existsSync(logFile) && said.test(fs.readFileSync(logFile, 'utf8')), 10_000, 'why the chunk stopped, in the log');
+    assert.doesNotMatch(fs.readFileSync(logFile, 'utf8'), /Stopping: \d+ downloads not started/);
+    const stored = (await countBy(t.db))['thumbnail/waiting'] ?? 0;
+    // Once the store failed, no more of the chunk was fetched: only what was in flight went to the source in vain.
+    const fetched = images.hits.get('/good.jpg') ?? 0;
+    assert.ok(fetched - stored <= 2 * 8, `${fetched} fetched for ${stored} stored`);
+
+    execFileSync('mount', ['-o', 'remount,size=16m', store]);
+    await run;
+    assert.deepEqual(await countBy(t.db), { 'thumbnail/waiting': 400 });
+    assert.equal(await chargedRows(t), 0);
+    assert.equal(await paused(), null);
+    worker.close();
   });
 
   it('a frontend down for hours (many retry rounds) holds only its own pushes: no row charged, every datasource enabled, down_since recorded and cleared', async () => {

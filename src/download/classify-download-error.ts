@@ -1,3 +1,4 @@
+import http from 'node:http';
 import { DownloadError } from './download-error.ts';
 
 /** What a failed download records on its row (RowFailure without id and attempts). Pure. */
@@ -70,7 +71,6 @@ const CONNECTION_CODES = new Set([
   'HPE_INVALID_CONSTANT',
   'HPE_INVALID_CHUNK_SIZE',
   'HPE_INVALID_HEADER_TOKEN',
-  'HPE_HEADER_OVERFLOW',
   'HPE_INVALID_STATUS',
   'HPE_INVALID_VERSION',
   'HPE_UNEXPECTED_CONTENT_LENGTH',
@@ -124,6 +124,11 @@ export function storeErrorOf(error: unknown): { code: string; message: string } 
   return null;
 }
 
+/** A store error in words, its code once (Node's messages start with it: `EROFS: read-only file system, mkdir ...`). */
+export function storeWords(store: { code: string; message: string }): string {
+  return store.message.startsWith(`${store.code}:`) ? store.message : `${store.code}: ${store.message}`;
+}
+
 /**
  * Any error a download can end in -> what to record. Our own DownloadErrors
  * (wherever got wrapped them) keep their class; got's and the socket's are
@@ -137,7 +142,7 @@ export function classifyDownloadError(error: unknown, afterHeaders = false): Dow
   if (ours) return { reason: ours.message, errorClass: ours.errorClass, retryable: ours.retryable, retryAfterSeconds: ours.retryAfterSeconds };
   const store = storeErrorOf(error);
   // Our disk, not the URL: the runner gives the row back uncharged and pauses until the store is writable.
-  if (store) return { reason: `cannot write the original: ${store.code}: ${store.message}`, errorClass: 'store_write_failed', retryable: true };
+  if (store) return { reason: `cannot write the original: ${storeWords(store)}`, errorClass: 'store_write_failed', retryable: true };
 
   const codes = errors.map((e) => e.code).filter((c): c is string => typeof c === 'string');
   const message = errors[0]?.message ?? String(error);
@@ -164,6 +169,13 @@ export function classifyDownloadError(error: unknown, afterHeaders = false): Dow
     return { reason: `TLS: ${message}`, errorClass: 'tls', retryable: false };
   }
   if (/^Bad response: \d+$/.test(message) || /Proxy timeout/.test(message)) return { reason: `proxy: ${message}`, errorClass: 'proxy', retryable: true };
+  // More header bytes than Node's parser reads: what the server sends, not the network, and the same on every try.
+  if (codes.includes('HPE_HEADER_OVERFLOW'))
+    return {
+      reason: `response headers too large: over Node's limit of ${http.maxHeaderSize} bytes (${message})`,
+      errorClass: 'headers_too_large',
+      retryable: false,
+    };
   if (has(CONNECTION_CODES) || (codes.includes('ERR_GOT_REQUEST_ERROR') && /socket hang up|aborted/i.test(message))) {
     return afterHeaders
       ? { reason: `truncated: the connection ended mid-body (${message})`, errorClass: 'truncated', retryable: true }

@@ -124,6 +124,15 @@ export class DownloadWorker implements StageWorker {
     };
     ctx.signal.addEventListener('abort', onStop, { once: true });
     let unstarted = 0;
+    // The runner stops a chunk for a stop of the daemon, and for our store failing: the log says which.
+    let storeFailed = false;
+    const chunkCtx: ChunkContext = {
+      ...ctx,
+      report: (result) => {
+        if (!result.ok && result.failure.errorClass === 'store_write_failed') storeFailed = true;
+        ctx.report(result);
+      },
+    };
     let left = 0;
     let allDone: () => void = () => {};
     const finished = new Promise<void>((resolve) => (allDone = resolve));
@@ -145,7 +154,7 @@ export class DownloadWorker implements StageWorker {
               retryable: false,
             },
           });
-        } else jobs.push({ host, row, previous: previous.get(row.id), ctx, hardStop: hardStop.signal, settle, skipped: () => unstarted++ });
+        } else jobs.push({ host, row, previous: previous.get(row.id), ctx: chunkCtx, hardStop: hardStop.signal, settle, skipped: () => unstarted++ });
       }
       left = jobs.length;
       if (left === 0) return;
@@ -153,7 +162,13 @@ export class DownloadWorker implements StageWorker {
       // A pump per chunk: it also starts jobs queued by other chunks, so a new chunk's rows start at once.
       void drainLimiter<DownloadJob>(this.limiter, (job, demote) => this.runJob(job, demote), new AbortController().signal);
       await finished;
-      if (unstarted) ctx.log.info(`Stopping: ${unstarted} downloads not started`, { scope: 'Download::process_chunk' });
+      if (unstarted)
+        ctx.log.info(
+          storeFailed
+            ? `Not starting ${unstarted} downloads of this chunk: the originals store cannot be written (store_write_failed); given back uncharged`
+            : `Stopping: ${unstarted} downloads not started`,
+          { scope: 'Download::process_chunk' },
+        );
     } finally {
       ctx.signal.removeEventListener('abort', onStop);
       if (grace) clearTimeout(grace);
@@ -196,6 +211,7 @@ export class DownloadWorker implements StageWorker {
         conditional: haveOriginal ? { etag: previous!.etag, lastModified: previous!.last_modified } : undefined,
         previousHash: haveOriginal ? previous!.content_hash : null,
         maxBytes: this.config.download.maxBytes,
+        maxPixels: this.config.thumbnail.maxPixels,
         totalMs: this.config.download.timeouts.totalSeconds * 1000,
         signal: hardStop,
       });
@@ -204,9 +220,12 @@ export class DownloadWorker implements StageWorker {
       if (outcome.kind === 'failed')
         ctx.log.debug(`${row.image_url}: ${outcome.failure.errorClass}: ${outcome.failure.reason} (${ms} ms)`, { scope: 'Download::fetch' });
       else
-        ctx.log.debug(`${row.image_url}: ${outcome.kind}${'bytes' in outcome ? ` ${outcome.bytes} bytes ${outcome.format}` : ''} (${ms} ms)`, {
-          scope: 'Download::fetch',
-        });
+        ctx.log.debug(
+          `${row.image_url}: ${outcome.kind}${'bytes' in outcome ? ` ${outcome.bytes} bytes ${outcome.format}` : ''}${'unverified' in outcome && outcome.unverified ? ` (${outcome.unverified}: the thumbnailer judges it)` : ''} (${ms} ms)`,
+          {
+            scope: 'Download::fetch',
+          },
+        );
       ctx.report(rowResult(row, outcome, this.storeHost));
     } catch (error) {
       if (storeErrorOf(error)) {

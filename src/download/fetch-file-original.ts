@@ -31,7 +31,12 @@ export async function fetchFileOriginal(allowedRoots: string[], request: FetchRe
   if (!insideRoots(file, allowedRoots)) {
     return { kind: 'failed', failure: { reason: `bad URL: ${file} is not below a configured origin folder`, errorClass: 'bad_url', retryable: false } };
   }
-  const writer = new OriginalWriter(request.destination, request.maxBytes);
+  const writer = new OriginalWriter(request.destination, {
+    maxBytes: request.maxBytes,
+    maxPixels: request.maxPixels,
+    until: Date.now() + request.totalMs,
+    signal: request.signal,
+  });
   try {
     for await (const chunk of createReadStream(file)) await writer.write(chunk as Buffer);
     const written = await writer.finish(request.previousHash);
@@ -40,6 +45,7 @@ export async function fetchFileOriginal(allowedRoots: string[], request: FetchRe
       bytes: written.bytes,
       contentHash: written.contentHash,
       format: written.format,
+      ...(written.unverified ? { unverified: written.unverified } : {}),
       etag: null,
       lastModified: null,
     };

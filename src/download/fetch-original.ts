@@ -15,6 +15,8 @@ export interface FetchRequest {
   /** The last original's SHA-256: equal bytes are not written again. */
   previousHash?: string | null;
   maxBytes: number;
+  /** thumbnail.maxPixels: a doubted file over it is not decoded by the download (OriginalWriter). */
+  maxPixels: number;
   totalMs: number;
   /** Aborts at once (a stop whose grace ran out); the outcome is then `stopped`. */
   signal?: AbortSignal;
@@ -26,7 +28,7 @@ interface Validators {
 }
 
 export type FetchOutcome =
-  | ({ kind: 'stored' | 'identical'; bytes: number; contentHash: string; format: ImageFormat } & Validators)
+  | ({ kind: 'stored' | 'identical'; bytes: number; contentHash: string; format: ImageFormat; unverified?: string } & Validators)
   | ({ kind: 'not_modified' } & Validators)
   | { kind: 'failed'; failure: DownloadFailure }
   | { kind: 'stopped' };
@@ -90,6 +92,7 @@ async function fetchOnce(client: DownloadClient, request: FetchRequest, leftMs: 
   if (request.conditional?.etag) headers['if-none-match'] = request.conditional.etag;
   if (request.conditional?.lastModified) headers['if-modified-since'] = request.conditional.lastModified;
   const conditional = Object.keys(headers).length > 0;
+  const started = Date.now();
 
   let stream: GotRequest;
   try {
@@ -134,18 +137,23 @@ async function fetchOnce(client: DownloadClient, request: FetchRequest, leftMs: 
       // Only ever a reason to stop early: a smaller Content-Length is not trusted, the bytes are counted.
       throw new DownloadError('too_large', `too large: Content-Length ${declared} is over ${request.maxBytes} bytes (download.maxBytes)`, { retryable: false });
     }
-    writer = new OriginalWriter(request.destination, request.maxBytes);
+    writer = new OriginalWriter(request.destination, {
+      maxBytes: request.maxBytes,
+      maxPixels: request.maxPixels,
+      until: started + leftMs,
+      signal: request.signal,
+    });
     for await (const chunk of stream) {
       transfer.received += (chunk as Buffer).length;
       await writer.write(chunk as Buffer);
     }
     const written = await writer.finish(request.previousHash);
-    return {
-      outcome: { kind: written.stored ? 'stored' : 'identical', bytes: written.bytes, contentHash: written.contentHash, format: written.format, ...found },
-    };
+    const { stored, ...kept } = written;
+    return { outcome: { kind: stored ? 'stored' : 'identical', ...kept, ...found } };
   } catch (error) {
     await writer?.discard();
-    if (error instanceof Stopped || stream.errored instanceof Stopped) return { outcome: { kind: 'stopped' } };
+    // A stop during the decoder's check comes as the signal's reason, the transfer being over.
+    if (error instanceof Stopped || stream.errored instanceof Stopped || request.signal?.aborted) return { outcome: { kind: 'stopped' } };
     // Leaving the loop early destroys the stream with a bare AbortError: the error we threw is the story.
     const failure = transfer ? classifyTransferError(error, transfer) : classifyDownloadError(error);
     // No response at all on a reused socket that was reset or closed: the stale keep-alive race.

@@ -75,6 +75,7 @@ export async function fetchS3Original(clients: S3Clients, request: FetchRequest)
     };
   }
   const abort = new AbortController();
+  const started = Date.now();
   const deadline = setTimeout(() => abort.abort(), request.totalMs);
   const onStop = () => abort.abort();
   request.signal?.addEventListener('abort', onStop, { once: true });
@@ -86,7 +87,12 @@ export async function fetchS3Original(clients: S3Clients, request: FetchRequest)
         retryable: false,
       });
     }
-    writer = new OriginalWriter(request.destination, request.maxBytes);
+    writer = new OriginalWriter(request.destination, {
+      maxBytes: request.maxBytes,
+      maxPixels: request.maxPixels,
+      until: started + request.totalMs,
+      signal: request.signal,
+    });
     for await (const chunk of response.Body as Readable) await writer.write(chunk as Buffer);
     const written = await writer.finish(request.previousHash);
     const etag = response.ETag ?? null;
@@ -96,6 +102,7 @@ export async function fetchS3Original(clients: S3Clients, request: FetchRequest)
       bytes: written.bytes,
       contentHash: written.contentHash,
       format: written.format,
+      ...(written.unverified ? { unverified: written.unverified } : {}),
       etag,
       lastModified,
     };

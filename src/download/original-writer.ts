@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import { mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { decoderVerdict } from './decoder-verdict.ts';
+import { decoderVerdict, type VerdictLimits } from './decoder-verdict.ts';
 import { DownloadError } from './download-error.ts';
 import { completenessCheck, type CompletenessCheck } from './image-completeness.ts';
 import { describeStart, sniffImageFormat, SNIFF_BYTES, type ImageFormat } from './magic-sniff.ts';
@@ -12,14 +12,42 @@ export interface WrittenOriginal {
   bytes: number;
   contentHash: string;
   format: ImageFormat;
+  /** Set when the file looked unfinished and the decoder gave no verdict in time (the thumbnailer judges it): why. */
+  unverified?: string;
 }
+
+/** What an original may cost: its bytes (download.maxBytes), and the decoder's check of a doubted one. */
+export interface WriterLimits extends VerdictLimits {
+  maxBytes: number;
+}
+
+/**
+ * A file system error on our own file, made to name it: a write, fsync or close fails with the errno
+ * (ENOSPC, EIO, EDQUOT) but no path, and storeErrorOf tells our disk's faults from the network's by the
+ * path (a socket's EPIPE has a syscall and a code too). Unnamed, a full store was recorded as `internal`.
+ */
+const namingFile =
+  (file: string) =>
+  (error: unknown): never => {
+    if (error && typeof error === 'object' && typeof (error as { code?: unknown }).code === 'string' && !('path' in error))
+      Object.assign(error, { path: file });
+    throw error;
+  };
 
 /** Folders already made by this process: the store has 65,536 per country, so this stays small. */
 const madeDirs = new Set<string>();
 
 async function ensureDir(dir: string): Promise<void> {
   if (madeDirs.has(dir)) return;
-  await mkdir(dir, { recursive: true });
+  await mkdir(dir, { recursive: true }).catch(async (error: NodeJS.ErrnoException) => {
+    // A recursive mkdir says ENOENT for the first level it could not make, whatever the reason (a read-only or
+    // full file system): that level made alone says the real one, which the row's reason and the operator need.
+    if (error.code !== 'ENOENT' || !error.path) throw error;
+    await mkdir(error.path).catch((alone: NodeJS.ErrnoException) => {
+      if (alone.code !== 'EEXIST') throw alone; // made meanwhile (another process): go on
+    });
+    await mkdir(dir, { recursive: true });
+  });
   madeDirs.add(dir);
 }
 
@@ -42,13 +70,13 @@ export class OriginalWriter {
 
   constructor(
     private readonly destination: string,
-    private readonly maxBytes: number,
+    private readonly limits: WriterLimits,
   ) {}
 
   async write(chunk: Buffer): Promise<void> {
     this.bytes += chunk.length;
-    if (this.bytes > this.maxBytes) {
-      throw new DownloadError('too_large', `too large: more than ${this.maxBytes} bytes (download.maxBytes)`, { retryable: false });
+    if (this.bytes > this.limits.maxBytes) {
+      throw new DownloadError('too_large', `too large: more than ${this.limits.maxBytes} bytes (download.maxBytes)`, { retryable: false });
     }
     this.hash.update(chunk);
     if (this.head) {
@@ -57,7 +85,7 @@ export class OriginalWriter {
       return;
     }
     this.check!.push(chunk);
-    await this.handle!.write(chunk);
+    await this.handle!.write(chunk).catch(namingFile(this.temp!));
   }
 
   /** Commits the file; when its hash equals `previousHash`, leaves the old one and reports `stored: false`. */
@@ -66,20 +94,25 @@ export class OriginalWriter {
     // The transfer was complete (a cut one never gets here), so a retry would bring the same bytes:
     // a file that looks unfinished is the decoder's to judge, and what it cannot read is permanent.
     const doubt = this.check!.verdict();
-    if (doubt) {
-      const words = await decoderVerdict(this.temp!);
-      if (words) throw new DownloadError('corrupt_image', `${doubt}, and the decoder cannot read it: ${words}`, { retryable: false });
-    }
+    const verdict = doubt ? await decoderVerdict(this.temp!, this.limits) : null;
+    if (verdict?.kind === 'unreadable')
+      throw new DownloadError('corrupt_image', `${doubt}, and the decoder cannot read it: ${verdict.words}`, { retryable: false });
     const contentHash = this.hash.digest('hex');
-    const result = { bytes: this.bytes, contentHash, format: this.format! };
+    const result = {
+      bytes: this.bytes,
+      contentHash,
+      format: this.format!,
+      ...(verdict?.kind === 'undecided' ? { unverified: `${doubt}; ${verdict.why}` } : {}),
+    };
     if (previousHash && previousHash === contentHash) {
       await this.discard();
       return { stored: false, ...result };
     }
     const handle = this.handle!;
+    // Still ours to close (in discard) if the fsync fails.
+    await handle.sync().catch(namingFile(this.temp!));
     this.handle = null;
-    await handle.sync();
-    await handle.close();
+    await handle.close().catch(namingFile(this.temp!));
     await rename(this.temp!, this.destination);
     this.temp = null;
     return { stored: true, ...result };
@@ -102,9 +135,18 @@ export class OriginalWriter {
     if (!this.format) throw new DownloadError('not_image', `not an image (${describeStart(head)})`, { retryable: false });
     this.check = completenessCheck(this.format);
     this.check.push(head);
-    await ensureDir(path.dirname(this.destination));
+    const folder = path.dirname(this.destination);
+    await ensureDir(folder);
     this.temp = `${this.destination}.tmp-${process.pid}-${crypto.randomBytes(4).toString('hex')}`;
-    this.handle = await open(this.temp, 'wx');
-    await this.handle.write(head);
+    this.handle = await open(this.temp, 'wx').catch(async (error: NodeJS.ErrnoException) => {
+      // Made by this process, and gone since (the store emptied, a fresh disk mounted in its place): made again,
+      // once. Left cached, every row of that folder failed store_write_failed (its chunk stopped, the rows given
+      // back) until the process restarted.
+      if (error.code !== 'ENOENT') throw error;
+      madeDirs.delete(folder);
+      await ensureDir(folder);
+      return open(this.temp!, 'wx');
+    });
+    await this.handle.write(head).catch(namingFile(this.temp));
   }
 }

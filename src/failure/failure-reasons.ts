@@ -43,6 +43,11 @@ export const FAILURE_REASONS = {
   timeout: { owner: 'source', retry: 'backoff', meaning: 'the server was too slow (which phase is in the message)' },
   truncated: { owner: 'source', retry: 'backoff', meaning: 'the transfer was cut: fewer bytes than Content-Length, a reset, a chunked body without its end' },
   overlong_body: { owner: 'source', retry: 'never', meaning: 'the server sent more bytes than its Content-Length: a broken response, the same on every try' },
+  headers_too_large: {
+    owner: 'source',
+    retry: 'never',
+    meaning: "the response headers are larger than Node's limit (16 KiB): the server's doing, the same on every try",
+  },
   bad_encoding: { owner: 'source', retry: 'never', meaning: 'the Content-Encoding could not be decoded' },
   too_large: { owner: 'source', retry: 'never', meaning: 'larger than download.maxBytes' },
   not_image: { owner: 'source', retry: 'never', meaning: 'the bytes are not an image (HTML, text, ...)' },

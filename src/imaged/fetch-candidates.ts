@@ -17,7 +17,7 @@ export async function fetchFromCandidates(
   fetcher: SchemeFetcher,
   urls: string[],
   destination: string,
-  config: Pick<LisConfig, 'download'>,
+  config: Pick<LisConfig, 'download' | 'thumbnail'>,
 ): Promise<StoredOutcome> {
   const stop = new AbortController();
   const parts = urls.map((_, i) => (urls.length === 1 ? destination : `${destination}.candidate-${process.pid}-${i}`));
@@ -26,6 +26,7 @@ export async function fetchFromCandidates(
       url,
       destination: parts[i],
       maxBytes: config.download.maxBytes,
+      maxPixels: config.thumbnail.maxPixels,
       totalMs: config.download.timeouts.totalSeconds * 1000,
       signal: stop.signal,
     });

@@ -25,6 +25,13 @@ export async function insertOriginRow(db: Db, country: string, datasourceId: num
   return rows[0]?.id ?? null;
 }
 
+/** The row is still exactly what lis_imaged inserted, failed once because the origin lacks the key, held by nobody. */
+const missed = sql`stage = 'download' AND state = 'failed' AND attempts = 1 AND locked_by IS NULL
+  AND last_error_class = ANY(${[...KEY_NOT_AT_ORIGIN]}::text[]) AND last_seen = insert_time`;
+
+/** Its first download has not ended yet (new, or held by a daemon), and nobody else has enqueued it since. */
+const undecided = sql`stage = 'download' AND state = 'waiting' AND attempts = 0 AND last_seen = insert_time`;
+
 /**
  * Deletes the row `insertOriginRow` gave this request, when its first download
  * failed because the origin has no such key, so that a request for a key the
@@ -38,9 +45,27 @@ export async function insertOriginRow(db: Db, country: string, datasourceId: num
  */
 export async function deleteMissedOriginRow(db: Db, id: string): Promise<boolean> {
   const { rows } = await sql<{ id: string }>`
-    DELETE FROM live_images
-     WHERE id = ${id}::bigint AND stage = 'download' AND state = 'failed' AND attempts = 1 AND locked_by IS NULL
-       AND last_error_class = ANY(${[...KEY_NOT_AT_ORIGIN]}::text[]) AND last_seen = insert_time
+    DELETE FROM live_images WHERE id = ${id}::bigint AND ${missed}
     RETURNING id::text AS id`.execute(db);
   return rows.length > 0;
+}
+
+/**
+ * The same deletion for rows whose first download was still under way when
+ * their request gave up (a lis_downloadd claimed the new row first, and holds
+ * it past the request's deadline): deletes those missed by now, and returns
+ * the ids still undecided, to be looked at again. A row that went anywhere
+ * else (downloaded, failed for another reason or retried, enqueued by the ETL)
+ * is neither: it is the queue's like any other. One statement: the DELETE
+ * re-reads a row a daemon changes meanwhile; the undecided ones are those of
+ * the statement's snapshot that it did not delete.
+ */
+export async function settleMissedOriginRows(db: Db, ids: readonly string[]): Promise<{ deleted: number; undecided: string[] }> {
+  if (ids.length === 0) return { deleted: 0, undecided: [] };
+  const { rows } = await sql<{ id: string; deleted: boolean }>`
+    WITH gone AS (DELETE FROM live_images WHERE id = ANY(${ids}::bigint[]) AND ${missed} RETURNING id)
+    SELECT id::text AS id, true AS deleted FROM gone
+    UNION ALL
+    SELECT id::text, false FROM live_images WHERE id = ANY(${ids}::bigint[]) AND ${undecided} AND id NOT IN (SELECT id FROM gone)`.execute(db);
+  return { deleted: rows.filter((r) => r.deleted).length, undecided: rows.filter((r) => !r.deleted).map((r) => r.id) };
 }
