@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parseConfig } from '../src/config/load-config.ts';
-import { addressPolicy, parseAllowEntry, parseIp } from '../src/download/address-policy.ts';
+import { addressPolicy, parseAllowEntry, parseIp } from '../src/net/address-policy.ts';
 import { classifyDownloadError } from '../src/download/classify-download-error.ts';
 import { createDownloadClient } from '../src/download/download-client.ts';
 import { safeLookup } from '../src/download/safe-lookup.ts';

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { addressPolicy } from '../src/download/address-policy.ts';
+import { addressPolicy } from '../src/net/address-policy.ts';
 import { classifyDownloadError, classifyTransferError, parseRetryAfter, statusFailure } from '../src/download/classify-download-error.ts';
 import { DownloadError } from '../src/download/download-error.ts';
 import { rowResult } from '../src/download/download-worker.ts';

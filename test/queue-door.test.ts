@@ -3,20 +3,13 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ROOT } from './helpers/processes.ts';
+import { sourceFiles } from './helpers/source-files.ts';
 
 const WRITE = [
   /\b(UPDATE|INSERT\s+INTO|DELETE\s+FROM)\s+(ONLY\s+)?(live_images|claimable_rows)\b/gi,
   /\b(updateTable|insertInto|deleteFrom|replaceInto|mergeInto)\(\s*['"`](live_images|claimable_rows)\b/g,
   /\bMERGE\s+INTO\s+(live_images|claimable_rows)\b/gi,
 ];
-
-function sourceFiles(dir: string): string[] {
-  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
-    const full = path.join(dir, e.name);
-    if (e.isDirectory()) return sourceFiles(full);
-    return /\.(ts|mts|js|mjs|sql)$/.test(e.name) ? [full] : [];
-  });
-}
 
 /** Every write to the queue tables in `text`, as `file:line: statement`. */
 export function queueWrites(file: string, text: string): string[] {

@@ -13,7 +13,7 @@ import { makePresets } from '../src/thumbnail/make-presets.ts';
 import { analysisCopy, makeThumbnails, type ThumbnailSettings } from '../src/thumbnail/make-thumbnails.ts';
 import { THUMBHASH_MAX_SIDE } from '../src/thumbnail/placeholder.ts';
 import { presetGeometry } from '../src/thumbnail/preset-geometry.ts';
-import { parseSharpen } from '../src/thumbnail/parse-sharpen.ts';
+import { parseSharpen } from '../src/config/parse-sharpen.ts';
 import { resolveDetails } from '../src/thumbnail/process-details.ts';
 import { sharpenKernel } from '../src/thumbnail/sharpen-kernel.ts';
 import { gammaRgbProfile, pngWithProfile, srgbOfLinear } from './helpers/icc-profile.ts';

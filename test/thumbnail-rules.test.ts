@@ -6,7 +6,7 @@ import { classifyImage } from '../src/thumbnail/classify-image.ts';
 import { gammaTable } from '../src/thumbnail/gamma-curve.ts';
 import { ImageError } from '../src/thumbnail/image-error.ts';
 import { decodeError } from '../src/thumbnail/make-thumbnails.ts';
-import { parseSharpen } from '../src/thumbnail/parse-sharpen.ts';
+import { parseSharpen } from '../src/config/parse-sharpen.ts';
 import { imageMagickWidth, sharpenKernel } from '../src/thumbnail/sharpen-kernel.ts';
 import { pictureStats } from '../src/thumbnail/picture-stats.ts';
 import { differenceHash, hammingDistance } from '../src/thumbnail/perceptual-hash.ts';

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { parseAllowEntry } from '../download/address-policy.ts';
+import { parseAllowEntry } from '../net/address-policy.ts';
 
 const positiveInt = z.number().int().positive();
 const seconds = z.number().positive();

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { errorMessage } from '../errors.ts';
-import { parseSharpen } from '../thumbnail/parse-sharpen.ts';
+import { parseSharpen } from './parse-sharpen.ts';
 
 /** Preset names end up in file names (`<hash>_<name>.jpg`), so they are short lower-case words. */
 export const PRESET_NAME = /^[a-z][a-z0-9]{0,15}$/;

@@ -3,7 +3,7 @@ import https from 'node:https';
 import got, { type Got } from 'got';
 import { HttpProxyAgent, HttpsProxyAgent } from 'hpagent';
 import type { DownloadConfig } from '../config/download-config.ts';
-import { addressPolicy, parseIp, urlPort, type AddressPolicy } from './address-policy.ts';
+import { addressPolicy, parseIp, urlPort, type AddressPolicy } from '../net/address-policy.ts';
 import { DownloadError, refusedAddress } from './download-error.ts';
 import { checkHostBeforeProxy, policeAgent } from './safe-lookup.ts';
 

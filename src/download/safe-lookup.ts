@@ -2,7 +2,7 @@ import dns from 'node:dns';
 import type http from 'node:http';
 import type net from 'node:net';
 import type { LookupFunction } from 'node:net';
-import type { AddressPolicy } from './address-policy.ts';
+import type { AddressPolicy } from '../net/address-policy.ts';
 import { refusedAddress } from './download-error.ts';
 
 type Resolve = (

@@ -1,5 +1,5 @@
 import { errorMessage } from '../errors.ts';
-import { diagnosePng } from '../thumbnail/png-diagnosis.ts';
+import { diagnosePng } from './png-diagnosis.ts';
 
 /**
  * libvips' message, made readable: one line, each distinct complaint once,

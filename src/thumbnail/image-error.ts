@@ -1,6 +1,6 @@
 import { LisError } from '../errors.ts';
 import { cleanDecoderMessage, decoderWords } from '../image/decoder-words.ts';
-import { diagnosePng } from './png-diagnosis.ts';
+import { diagnosePng } from '../image/png-diagnosis.ts';
 
 /** Stable failure classes of the thumbnail stage (`last_error_class`). */
 export type ImageErrorClass =

@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import type { ThumbnailConfig } from '../config/thumbnail-config.ts';
 import type { Db } from '../db/connect.ts';
 import { UsageError } from '../errors.ts';
-import { parseSharpen } from './parse-sharpen.ts';
+import { parseSharpen } from '../config/parse-sharpen.ts';
 import { sharpenKernel, type Kernel } from './sharpen-kernel.ts';
 
 /** How one datasource's images are processed. */

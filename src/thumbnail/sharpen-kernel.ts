@@ -1,4 +1,4 @@
-import type { SharpenSpec } from './parse-sharpen.ts';
+import type { SharpenSpec } from '../config/parse-sharpen.ts';
 
 /** A convolution mask as sharp's convolve() takes it: odd width and height, at least 3. */
 export interface Kernel {
