@@ -133,6 +133,28 @@ describe('daemon runner: liveness and ids', function () {
     assert.equal(rows[0].n, 0);
   });
 
+  it('a worker marked stopped as its run ends stays stopped: its last beat does not register it again', async () => {
+    await insertUrls(t.db, 'uk', 5);
+    const workerId = 'testhost:1:exit';
+    // The manager (or our own exit, reached by a beat still under way) marks the worker stopped as the run ends.
+    const stage: StageWorker = {
+      ...recordingStage(new Map(), [], 'a'),
+      async close() {
+        await sql`UPDATE workers SET stopped_at = now() WHERE id = ${workerId}`.execute(t.db);
+      },
+    };
+    const run = start(stage, { queue: { heartbeatSeconds: 60 } }, { service: false, workerId });
+    await run.done;
+    assert.deepEqual(
+      run.lines.filter((l) => /registering again/.test(l)),
+      [],
+      'no registration after the run',
+    );
+    const workers = await t.db.selectFrom('workers').select(['id', 'stopped_at']).execute();
+    assert.equal(workers.length, 1);
+    assert.ok(workers[0].stopped_at, 'the worker row says stopped');
+  });
+
   it('a permanent SQL error (an undefined column) stops the daemon with a clear message instead of retrying for ever', async () => {
     await insertUrls(t.db, 'uk', 5);
     let renamed = false;

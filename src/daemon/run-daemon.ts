@@ -200,10 +200,12 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
     changed();
   };
 
-  let beating = false;
-  const beat = async () => {
-    if (beating) return;
-    beating = true;
+  // The beat in flight, if any: the exit waits for it, so that no beat of ours lands after markStopped.
+  let beating: Promise<void> | null = null;
+  // Set once the run is over: a worker marked stopped then (by the manager, or by our own exit) stays stopped.
+  let exiting = false;
+  const beat = (): Promise<void> => (beating ??= beatOnce().finally(() => (beating = null)));
+  const beatOnce = async () => {
     const batch = unbeaten;
     unbeaten = { done: 0, failed: 0 };
     const outcomes = tally.take();
@@ -213,7 +215,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
     try {
       const alive = await heartbeat(db, workerId, { ...batch, holding, progressed: moved, country, stage: worker.stage, outcomes });
       options.observer?.onHeartbeat();
-      if (!alive && !options.signal.aborted) {
+      if (!alive && !options.signal.aborted && !exiting) {
         // The manager found us silent or wedged and gave our rows to others: never carry on as if nothing happened.
         log.error(
           `The manager marked this worker stopped and released its rows (no heartbeat or no progress for too long): dropping ${chunks.size} chunks in hand, registering again`,
@@ -228,8 +230,6 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
       tally.restore(outcomes);
       progressed ||= moved;
       log.warn(`Heartbeat failed: ${errorMessage(error)}`, scope('heartbeat'));
-    } finally {
-      beating = false;
     }
     await giveBackWedged();
   };
@@ -357,6 +357,11 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
     // Each of these may meet a database that is gone: none may hold up the exit for long.
     await withTimeout(notifier?.close(), 2000);
     await worker.close?.();
+    exiting = true;
+    // The timer's beat may still be under way: wait for it, then the last beat with the last figures, then the
+    // mark. A beat landing after the mark would read our own stop as the manager's and register us again: a
+    // worker row "running" with no process behind it, which the manager would later report as dead.
+    await withTimeout(beating ?? undefined, 2000);
     await withTimeout(beat(), 2000);
     await withTimeout(markStopped(db, workerId), 2000);
     log.info(`Exiting(time_to_die: ${options.signal.aborted ? 1 : 0})`, scope('main'));
