@@ -1,9 +1,11 @@
 // A store that is not there (not mounted), or a file in it that cannot be read, is our fault: lis_thumbnaild
 // and lis_pusherd pause (or give the row back) instead of sending rows a stage back for files never lost.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { sql } from 'kysely';
+import { STORE_MARKER } from '../src/daemon/store-check.ts';
 import { originalPath } from '../src/store/store-layout.ts';
 import { addFrontend } from '../src/push/frontend-registry.ts';
 import { insertPushRows } from './helpers/push-fixtures.ts';
@@ -120,5 +122,62 @@ describe('the stores a stage reads: not there, or a file unreadable', function (
     assert.equal(await pausedReason(), null, 'the pause is over');
     run.child.kill('SIGTERM');
     assert.equal((await run.exited).code, 0, run.output());
+  });
+
+  it("a thumbnail store whose disk is not mounted pauses lis_thumbnaild instead of filling the host's own disk, and it resumes when the disk is back", async () => {
+    t = await createTestDatabase();
+    // The store's disk: a folder bind-mounted on the configured store, as a separate disk would be.
+    const disk = path.join(t.dir, 'thumbs-disk');
+    const store = t.config.stores.thumbnails;
+    fs.mkdirSync(disk);
+    fs.mkdirSync(store, { recursive: true });
+    const mounted = () => execFileSync('findmnt', ['-n', store], { encoding: 'utf8' }).trim() !== '';
+    const mount = () => execFileSync('mount', ['--bind', disk, store]);
+    const umount = () => execFileSync('umount', [store]);
+    mount();
+    cleanups.push(() => {
+      try {
+        if (mounted()) umount();
+      } catch {
+        // not mounted
+      }
+    });
+    // Earlier work of this host: live rows whose thumbnails are on that disk (the marker a first check left).
+    await insertPushRows(t.db, t.config, 'uk', 2, { stage: 'live' });
+    fs.writeFileSync(path.join(store, STORE_MARKER), 'marked\n');
+    umount();
+    const specs = await Promise.all(
+      [0, 1, 2].map(async (i) => ({ url: `http://c.example/${i}.jpg`, original: await flatJpeg(320, 240, { r: 90, g: 200, b: 60 * i }) })),
+    );
+    await insertThumbnailRows(t.db, t.config, 'uk', specs);
+    const config = t.writeConfig({
+      stores: { minFreeBytes: 0, minFreePercent: 0, checkSeconds: 0.2, retryMaxSeconds: 0.5 },
+      queue: { pollSeconds: 0.5, heartbeatSeconds: 0.5 },
+    });
+    const run: Spawned = spawnTs('bin/lis_thumbnaild', ['--country', 'uk', '--config', config, '--service']);
+    cleanups.push(async () => {
+      if (run.child.exitCode === null) run.child.kill('SIGKILL');
+      await run.exited;
+    });
+    const pausedReason = async () => (await t.db.selectFrom('workers').select('paused_reason').executeTakeFirst())?.paused_reason ?? null;
+    await waitFor(async () => (await pausedReason()) !== null, 30_000, 'the worker paused');
+    assert.match((await pausedReason())!, /is empty and has no \.imagesys-store, but rows of this host have files there: is its disk mounted\?/);
+    assert.deepEqual(await countBy(t.db), { 'thumbnail/waiting': 3, 'live/done': 2 }, 'nothing thumbnailed onto the wrong disk');
+    assert.deepEqual(fs.readdirSync(store), [], "nothing written on the host's own disk");
+
+    mount();
+    await waitFor(async () => (await countBy(t.db))['push/waiting'] === 3, 30_000, 'thumbnailed once the disk was back');
+    assert.equal(await pausedReason(), null, 'the pause is over');
+    assert.ok(fs.readdirSync(path.join(disk, 'uk')).length > 0, 'the files are on the disk');
+    run.child.kill('SIGTERM');
+    assert.equal((await run.exited).code, 0, run.output());
+  });
+
+  it('a new store, or one from before the marker, is marked at its first check', async () => {
+    t = await createTestDatabase();
+    await insertThumbnailRows(t.db, t.config, 'uk', [{ url: 'http://d.example/0.jpg', original: await flatJpeg(64, 48) }]);
+    await runThumbnailStage(t.db, t.config, t.url);
+    assert.ok(fs.existsSync(path.join(t.config.stores.thumbnails, STORE_MARKER)), 'the thumbnail store is marked');
+    assert.deepEqual(await countBy(t.db), { 'push/waiting': 1 });
   });
 });

@@ -5,6 +5,7 @@ import type { Db } from '../db/connect.ts';
 import { errorMessage } from '../errors.ts';
 import type { Logger } from '../log/create-logger.ts';
 import type { ClaimedRow } from '../queue/claim-chunk.ts';
+import { rowsPastStageOnHost } from '../queue/queue-figures.ts';
 import { ClaimCursor } from '../queue/claim-cursor.ts';
 import { releaseRows } from '../queue/release-rows.ts';
 import type { WorkStage } from '../queue/stages.ts';
@@ -165,6 +166,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
   const guard = new StoreGuard({
     dirs: worker.stores ?? [],
     readDirs: (worker.readStores ?? []).map((store) => path.join(store, country)),
+    expectsFiles: () => rowsPastStageOnHost(db, config.stores.shared ? '' : config.host, worker.stage),
     limits: { minFreeBytes: config.stores.minFreeBytes, minFreePercent: config.stores.minFreePercent },
     checkEverySeconds: config.stores.checkSeconds,
     retryMaxSeconds: config.stores.retryMaxSeconds,

@@ -1,5 +1,5 @@
 import { constants } from 'node:fs';
-import { access, mkdir, open, readdir, stat, statfs, unlink } from 'node:fs/promises';
+import { access, mkdir, open, readdir, stat, statfs, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { tempFileWriter, tempPathFor } from '../store/atomic-file.ts';
 
@@ -49,7 +49,7 @@ export function spaceVerdict(dir: string, freeBytes: number, totalBytes: number,
  * then a real write (a small file, fsync, unlink), whose error code is the
  * true one: a recursive mkdir on a full or read-only disk says ENOENT.
  */
-export async function checkStore(dir: string, limits: StoreLimits): Promise<StoreHealth> {
+export async function checkStore(dir: string, limits: StoreLimits, expectsFiles?: () => Promise<boolean>): Promise<StoreHealth> {
   let freeBytes: number;
   let totalBytes: number;
   try {
@@ -66,6 +66,8 @@ export async function checkStore(dir: string, limits: StoreLimits): Promise<Stor
   try {
     await mkdir(dir, { recursive: true });
     await sweepDeadProbes(dir);
+    const unmounted = expectsFiles ? await checkStoreMarker(dir, expectsFiles) : null;
+    if (unmounted) return { dir, ok: false, reason: unmounted, freeBytes, totalBytes };
     const handle = await open(probe, 'w');
     try {
       await handle.writeFile(Buffer.alloc(PROBE_BYTES));
@@ -97,6 +99,34 @@ export async function checkReadable(dir: string): Promise<string | null> {
 }
 
 const PROBE_NAME = '.lis-probe';
+
+/** The file at a store's top that says "this is the store" (beside the probes, where fs_check never looks). */
+export const STORE_MARKER = '.imagesys-store';
+
+/**
+ * Is `dir` the store, or the empty folder its disk is mounted on, which a writer would fill instead (the
+ * host's own disk) while the files of the rows are on the disk that is not there? A store is marked at its
+ * first check. Unmarked and empty while rows of this host have files in it (`expectsFiles`): not mounted,
+ * say so. Unmarked otherwise (a new store, or one from before the marker): mark it. Returns why not, or null.
+ */
+export async function checkStoreMarker(dir: string, expectsFiles: () => Promise<boolean>): Promise<string | null> {
+  const marker = path.join(dir, STORE_MARKER);
+  if (
+    await stat(marker).then(
+      () => true,
+      () => false,
+    )
+  )
+    return null;
+  const entries = (await readdir(dir)).filter((name) => !name.startsWith(`${PROBE_NAME}.`));
+  // Not known (the database away): neither pause for it nor mark, and look again at the next check.
+  const expected = entries.length === 0 ? await expectsFiles().catch(() => null) : false;
+  if (expected === null) return null;
+  if (expected)
+    return `ENOENT: ${dir} is empty and has no ${STORE_MARKER}, but rows of this host have files there: is its disk mounted? (If its files are really gone, say so: touch ${marker})`;
+  await writeFile(marker, `An ImageSys store, marked ${new Date().toISOString()}. Its absence tells an unmounted disk from the store: do not remove.\n`);
+  return null;
+}
 
 function isAlive(pid: number): boolean {
   try {

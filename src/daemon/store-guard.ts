@@ -13,6 +13,11 @@ export interface StoreGuardOptions {
   limits: StoreLimits;
   /** Free space is looked at no more often than this while all is well. */
   checkEverySeconds: number;
+  /**
+   * Whether rows of this host have files in the stores the stage writes (rows past its stage): an empty
+   * store without its marker is then a disk that is not mounted (see checkStoreMarker).
+   */
+  expectsFiles?: () => Promise<boolean>;
   /** The cap of the backoff between checks while paused. */
   retryMaxSeconds: number;
   log: Logger;
@@ -84,7 +89,7 @@ export class StoreGuard {
         if (unreadable) return { kind: 'readable', reason: unreadable };
       }
     for (const dir of this.options.dirs) {
-      const health = await checkStore(dir, this.options.limits);
+      const health = await checkStore(dir, this.options.limits, this.options.expectsFiles);
       this.options.onHealth?.(health);
       if (!health.ok) return { kind: 'writable', reason: health.reason! };
     }

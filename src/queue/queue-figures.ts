@@ -1,6 +1,7 @@
-/** What the queue holds and how fast it moves: reads for reports, the status page and /metrics (no writes). */
+/** What the queue holds and how fast it moves: reads for reports, the status page, /metrics and the stores' checks (no writes). */
 import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
+import { STAGES, type WorkStage } from './stages.ts';
 import { isSourceFault } from '../failure/failure-reasons.ts';
 
 const inCountry = (country: string | undefined, column = sql.ref('country')) => (country === undefined ? sql`true` : sql`${column} = ${country}`);
@@ -118,4 +119,15 @@ export async function datasourceFailures(db: Db, hours: number, country?: string
       reasons: e.reasons.sort((a, b) => b.tries - a.tries).slice(0, 5),
     }))
     .sort((a, b) => b.failed + b.ours - a.failed - a.ours || a.country.localeCompare(b.country) || a.datasourceId - b.datasourceId);
+}
+
+/**
+ * Whether any row past `stage` keeps its files in the stores of `storeHost` (`''`: stores shared by every
+ * host): a store that a stage writes should then not be empty. Stops at the first such row.
+ */
+export async function rowsPastStageOnHost(db: Db, storeHost: string, stage: WorkStage): Promise<boolean> {
+  const later = STAGES.slice(STAGES.indexOf(stage) + 1);
+  const { rows } = await sql<{ found: boolean }>`
+    SELECT EXISTS (SELECT 1 FROM live_images WHERE store_host = ${storeHost} AND stage = ANY(${later}::text[])) AS found`.execute(db);
+  return rows[0].found;
 }
