@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { sql } from 'kysely';
 // As listing code would: by the package's name, through its public entry only.
 import { ImageSys, lis_hash_for_url, type SearchApiImage } from 'imagesys';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+import { startDatabaseProxy } from './helpers/database-proxy.ts';
 
 describe('the Interface (imported as a package)', () => {
   let t: TestDatabase;
@@ -232,29 +232,12 @@ describe('the Interface (imported as a package)', () => {
   });
   it('a call while the server is away fails as ERR_DATABASE, and the next one once it is back works', async () => {
     // A TCP proxy stands in for the server, so that "stopped" and "started again" do not touch the shared one.
-    const target = new URL(t.url);
-    const sockets = new Set<net.Socket>();
-    const proxy = net.createServer((client) => {
-      const server = net.connect(Number(target.port || 5432), target.hostname);
-      for (const s of [client, server]) {
-        sockets.add(s);
-        s.on('error', () => {}).on('close', () => sockets.delete(s));
-      }
-      client.pipe(server).pipe(client);
-    });
-    const listen = (port: number) => new Promise<void>((resolve) => proxy.listen(port, '127.0.0.1', resolve));
-    await listen(0);
-    const port = (proxy.address() as net.AddressInfo).port;
-    const url = new URL(t.url);
-    url.hostname = '127.0.0.1';
-    url.port = String(port);
-    const viaProxy = await ImageSys.open({ config: { ...t.config, database: { ...t.config.database, url: url.toString() } } });
+    const proxy = await startDatabaseProxy(t.url);
+    const { port } = proxy;
+    const viaProxy = await ImageSys.open({ config: { ...t.config, database: { ...t.config.database, url: proxy.url } } });
     try {
       await Promise.all([viaProxy.getSearchApiDataForHashes([liveHash]), viaProxy.imagesForSiBuild([liveUrl], { country: 'uk', datasourceId: 16 })]);
-      await new Promise<void>((resolve) => {
-        proxy.close(() => resolve());
-        for (const s of sockets) s.destroy();
-      });
+      await proxy.cut();
       // enqueue too (it retries first): an unreachable server is not an incomplete batch (before: ERR_ENQUEUE_INCOMPLETE).
       for (const call of [
         () => viaProxy.getSearchApiDataForHashes([liveHash]),
@@ -266,14 +249,13 @@ describe('the Interface (imported as a package)', () => {
           (e: Error & { code?: string }) =>
             e.code === 'ERR_DATABASE' && new RegExp(`ImageSys\\.\\w+: the database at .*:${port}\\b.* cannot be reached`).test(e.message),
         );
-      await listen(port);
+      await proxy.restore();
       assert.equal((await viaProxy.getSearchApiDataForHash(liveHash))?.hash, liveHash);
       assert.equal((await viaProxy.imagesForSiBuild([liveUrl], { country: 'uk', datasourceId: 16 }))[0].status, 'live');
       assert.deepEqual(await viaProxy.enqueue([liveUrl], { country: 'uk', datasourceId: 16 }), { inserted: 0, refreshed: 1, rejected: [] });
     } finally {
       await viaProxy.close();
-      proxy.close();
-      for (const s of sockets) s.destroy();
+      await proxy.cut();
     }
   });
   it('rejects a URL with a lone surrogate, which PostgreSQL would store as another URL (U+FFFD)', async () => {

@@ -17,6 +17,7 @@ import { releaseStuckJobs } from '../src/manager/stuck-jobs.ts';
 import { countBy, insertUrls } from './helpers/rows.ts';
 import { spawnTs, waitFor, type Spawned } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+import { startDatabaseProxy } from './helpers/database-proxy.ts';
 
 describe('daemon runner: liveness and ids', function () {
   this.timeout(90_000);
@@ -178,27 +179,10 @@ describe('daemon runner: liveness and ids', function () {
 
   it('SIGTERM during a database outage exits within seconds (at start-up and while running)', async () => {
     // A TCP proxy to the test's server that the test closes: the shared server is never touched.
-    const target = new URL(t.url);
-    const sockets = new Set<net.Socket>();
-    const proxy = net.createServer((client) => {
-      const upstream = net.connect(Number(target.port), target.hostname);
-      for (const s of [client, upstream]) {
-        sockets.add(s);
-        s.on('error', () => {});
-        s.on('close', () => sockets.delete(s));
-      }
-      client.pipe(upstream).pipe(client);
-    });
-    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-    const port = (proxy.address() as net.AddressInfo).port;
-    const cut = () => {
-      proxy.close();
-      for (const s of sockets) s.destroy();
-    };
+    const proxy = await startDatabaseProxy(t.url);
+    const cut = () => proxy.cut();
     cleanups.push(cut);
-    const viaProxy = new URL(t.url);
-    viaProxy.port = String(port);
-    const config = t.writeConfig({ database: { url: viaProxy.toString() }, queue: { heartbeatSeconds: 0.5 } });
+    const config = t.writeConfig({ database: { url: proxy.url }, queue: { heartbeatSeconds: 0.5 } });
     await insertUrls(t.db, 'uk', 200);
     const run: Spawned = spawnTs('test/fixtures/test-daemon.ts', ['--country', 'uk', '--config', config], { TEST_ROW_MS: '50' });
     cleanups.push(async () => {
@@ -206,7 +190,7 @@ describe('daemon runner: liveness and ids', function () {
       await run.exited;
     });
     await waitFor(async () => ((await countBy(t.db))['thumbnail/waiting'] ?? 0) >= 20, 30_000, 'work under way');
-    cut();
+    await cut();
     await waitFor(() => /Could not write|Heartbeat failed|Database connection lost/.test(run.output()), 20_000, 'the outage seen');
     const stopped = Date.now();
     run.child.kill('SIGTERM');
@@ -227,6 +211,28 @@ describe('daemon runner: liveness and ids', function () {
     waiting.child.kill('SIGTERM');
     await waiting.exited;
     assert.ok((Date.now() - asked) / 1000 < 5, waiting.output());
+  });
+
+  it('after "Cannot claim work" in a database outage, the log says when the database is back, and work goes on', async () => {
+    const proxy = await startDatabaseProxy(t.url);
+    cleanups.push(() => proxy.cut());
+    const config = t.writeConfig({ database: { url: proxy.url }, queue: { heartbeatSeconds: 0.5, pollSeconds: 0.2 } });
+    const run: Spawned = spawnTs('test/fixtures/test-daemon.ts', ['--country', 'uk', '--config', config, '--service']);
+    cleanups.push(async () => {
+      if (run.child.exitCode === null) run.child.kill('SIGKILL');
+      await run.exited;
+    });
+    const logFile = path.join(t.config.log.dir, 'testd.uk.log');
+    const logged = (pattern: RegExp) => fs.existsSync(logFile) && pattern.test(fs.readFileSync(logFile, 'utf8'));
+    await waitFor(() => logged(/Starting testd for UK/), 20_000, 'the daemon started');
+    await proxy.cut();
+    await waitFor(() => logged(/Cannot claim work: .*; trying again/), 20_000, 'the outage logged');
+    await proxy.restore();
+    await insertUrls(t.db, 'uk', 5);
+    await waitFor(async () => (await countBy(t.db))['thumbnail/waiting'] === 5, 30_000, 'the rows worked after the outage');
+    assert.ok(logged(/Database reachable again after \d+ failed claims: carrying on/), fs.readFileSync(logFile, 'utf8'));
+    run.child.kill('SIGTERM');
+    assert.equal((await run.exited).code, 0, run.output());
   });
 
   it('a URL that drips a byte a second holds neither the rest of its chunk nor the next chunk', async () => {

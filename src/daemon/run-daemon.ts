@@ -324,6 +324,8 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
       try {
         rows = await cursor.next(options.chunkSize);
         options.observer?.onClaim(worker.stage, (performance.now() - claimStarted) / 1000, rows.length);
+        // The operator who read "Cannot claim work" in the error log needs to read that it is over, too.
+        if (outageTries > 0) log.info(`Database reachable again after ${outageTries} failed claims: carrying on`, scope('get_chunk_of_work'));
         outageTries = 0;
       } catch (error) {
         rethrowIfPermanent('Cannot claim work', error);
