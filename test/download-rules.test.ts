@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { addressPolicy } from '../src/net/address-policy.ts';
 import { classifyDownloadError, classifyTransferError, parseRetryAfter, statusFailure } from '../src/download/classify-download-error.ts';
+import { shortOrUnreadable } from '../src/download/decoder-verdict.ts';
 import { DownloadError } from '../src/download/download-error.ts';
 import { rowResult } from '../src/download/download-worker.ts';
 import { HostLimiter } from '../src/download/host-limiter.ts';
@@ -10,6 +11,20 @@ import { safeLookup } from '../src/download/safe-lookup.ts';
 import { makeTestImages, type TestImages } from './helpers/image-server.ts';
 
 describe('download rules (pure)', () => {
+  it('the decoder check gives no verdict, instead of corrupt_image, when the decoder ran short of our threads, memory or files', async () => {
+    // As libvips says them (the first seen in a real run with too few threads allowed).
+    for (const message of [
+      'glib: Error creating thread: Resource temporarily unavailable',
+      'vips_tracked: out of memory --- size == 187MB',
+      'VipsForeignLoad: Too many open files',
+    ]) {
+      const verdict = await shortOrUnreadable('/nonexistent', new Error(message));
+      assert.equal(verdict.kind, 'undecided', message);
+    }
+    const corrupt = await shortOrUnreadable('/nonexistent', new Error('VipsJpeg: Premature end of input file'));
+    assert.equal(corrupt.kind, 'unreadable');
+  });
+
   let images: TestImages;
   before(async () => (images = await makeTestImages()));
 

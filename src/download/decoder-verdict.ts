@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import sharp from 'sharp';
-import { decoderWords } from '../image/decoder-words.ts';
+import { decoderWords, isOurShortage } from '../image/decoder-words.ts';
 
 /** What the decoder says of a downloaded file: it reads, it cannot (its words), or no verdict here (why). */
 export type DecoderVerdict = { kind: 'reads' } | { kind: 'unreadable'; words: string } | { kind: 'undecided'; why: string };
@@ -40,7 +40,7 @@ export async function decoderVerdict(file: string, limits: VerdictLimits): Promi
     const header = await sharp(file, options).metadata();
     pixels = { width: header.width ?? 0, height: header.height ?? 0 };
   } catch (error) {
-    return unreadable(file, error);
+    return shortOrUnreadable(file, error);
   }
   if (pixels.width * pixels.height > limits.maxPixels)
     return { kind: 'undecided', why: `${pixels.width}x${pixels.height} is over thumbnail.maxPixels: not decoded here` };
@@ -70,11 +70,18 @@ export async function decoderVerdict(file: string, limits: VerdictLimits): Promi
     if (limits.signal?.aborted) throw error;
     if (TIMED_OUT.test(String((error as Error)?.message)))
       return { kind: 'undecided', why: "not decoded within the download's time (download.timeouts.totalSeconds)" };
-    return unreadable(file, error);
+    return shortOrUnreadable(file, error);
   } finally {
     clearTimeout(timer);
     if (onAbort) limits.signal?.removeEventListener('abort', onAbort);
   }
+}
+
+/** The machine ran short (threads, memory, file descriptors): no verdict, not the file's fault; else unreadable. */
+export function shortOrUnreadable(file: string, error: unknown): Promise<DecoderVerdict> {
+  if (isOurShortage(error))
+    return Promise.resolve({ kind: 'undecided', why: `the decoder ran short of our resources: ${String((error as Error)?.message ?? error).split('\n')[0]}` });
+  return unreadable(file, error);
 }
 
 async function unreadable(file: string, error: unknown): Promise<DecoderVerdict> {

@@ -32,3 +32,16 @@ export function decoderWords(error: unknown, bytes: Buffer): string {
   const diagnosis = diagnosePng(bytes);
   return diagnosis ? `${diagnosis} (decoder: ${message})` : message;
 }
+
+/**
+ * libvips' words when the machine, not the image, ran short: a thread it could not start (seen with too
+ * few threads allowed), memory it could not get for a picture within thumbnail.maxPixels, file
+ * descriptors. Not the image's fault, so never an ImageError (which would charge the row, and for
+ * corrupt_image fail it for good and count against its datasource).
+ */
+const OUT_OF_OUR_RESOURCES = /error creating thread|out of memory --- size ==|cannot allocate memory|too many open files/i;
+
+/** Whether a decoder's error is the machine's shortage (see OUT_OF_OUR_RESOURCES), not the image's fault. */
+export function isOurShortage(error: unknown): boolean {
+  return OUT_OF_OUR_RESOURCES.test(errorMessage(error));
+}

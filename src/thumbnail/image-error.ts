@@ -1,5 +1,5 @@
 import { LisError } from '../errors.ts';
-import { cleanDecoderMessage, decoderWords } from '../image/decoder-words.ts';
+import { cleanDecoderMessage, decoderWords, isOurShortage } from '../image/decoder-words.ts';
 import { diagnosePng } from '../image/png-diagnosis.ts';
 
 /** Stable failure classes of the thumbnail stage (`last_error_class`). */
@@ -28,17 +28,9 @@ export class ImageError extends LisError {
   }
 }
 
-/**
- * libvips' words when the machine, not the image, ran short: a thread it could not start (seen with too
- * few threads allowed), memory it could not get for a picture within thumbnail.maxPixels, file
- * descriptors. Not the image's fault, so never an ImageError (which would charge the row, and for
- * corrupt_image fail it for good and count against its datasource).
- */
-const OUT_OF_OUR_RESOURCES = /error creating thread|out of memory --- size ==|cannot allocate memory|too many open files/i;
-
-/** What a failed decode throws: our own shortage (see OUT_OF_OUR_RESOURCES) as it was, for the row to be given back; else the ImageError. */
+/** What a failed decode throws: our own shortage (isOurShortage) as it was, for the row to be given back; else the ImageError. */
 export function decoderFailure(error: unknown, original: Buffer): Error {
-  if (error instanceof Error && !(error instanceof ImageError) && OUT_OF_OUR_RESOURCES.test(error.message)) return error;
+  if (error instanceof Error && !(error instanceof ImageError) && isOurShortage(error)) return error;
   return imageErrorFromDecoder(error, original);
 }
 
