@@ -109,6 +109,18 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     assert.equal(server.service.generations, 1);
   });
 
+  it('a datasource whose process details were written invalid into the table gets 503 saying so, not 500', async () => {
+    const server = await setup();
+    const row = await insertLiveRow(t.db, t.config, 'http://example.invalid/g.jpg', original, ['small']);
+    await sql`INSERT INTO datasources (country, datasource_id, gamma) VALUES ('uk', 1, 0) ON CONFLICT (country, datasource_id) DO UPDATE SET gamma = 0`.execute(
+      t.db,
+    );
+    const answer = await rawGet(server.url, row.pathOf('medium'));
+    assert.equal(answer.status, 503, answer.body.toString());
+    assert.match(answer.body.toString(), /datasource 1 of uk: its process details are invalid \(gamma 0: expected a number from 0\.1 to 10\)/);
+    assert.equal(server.service.generations, 1, 'tried once, nothing made');
+  });
+
   it("serves a reworked row's versioned names (`<hash>_<preset>.v<N>.jpg`), and only versions the row has", async () => {
     const server = await setup();
     const row = await insertLiveRow(t.db, t.config, 'http://example.invalid/v.jpg', original, []);

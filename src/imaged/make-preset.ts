@@ -9,7 +9,7 @@ import { ImageError } from '../thumbnail/image-error.ts';
 import { makePresets } from '../thumbnail/make-presets.ts';
 import type { Thumbnails } from '../thumbnail/make-thumbnails.ts';
 import { processDetails, type ResolvedDetails } from '../thumbnail/process-details.ts';
-import { LisError } from '../errors.ts';
+import { LisError, UsageError } from '../errors.ts';
 import { addPreset } from '../queue/add-preset.ts';
 import { candidateUrls } from './origin-urls.ts';
 import { fetchFromCandidates } from './fetch-candidates.ts';
@@ -70,7 +70,19 @@ export async function makePresetOfRow(
       throw new NotMadeError(502, `the original is not in the store and could not be fetched again: ${outcome.failure.errorClass}: ${outcome.failure.reason}`);
     original = await readFile(file);
   }
-  const details = await detailsOf(db, config, row);
+  let details: ResolvedDetails;
+  try {
+    details = await detailsOf(db, config, row);
+  } catch (error) {
+    // A bad value written straight into the table (the thumbnailer fails such rows as bad_process_details):
+    // ours to fix, not the client's and not a bug, so a 503 that says what, rather than a 500.
+    if (error instanceof UsageError)
+      throw new NotMadeError(
+        503,
+        `datasource ${row.datasource_id} of ${row.country}: its process details are invalid (${error.message}); fix them with lis datasource`,
+      );
+    throw error;
+  }
   let made;
   try {
     // Only this preset: the decode shrinks on load to its size alone, the cheapest a miss can be; and no
