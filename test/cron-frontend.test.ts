@@ -164,7 +164,7 @@ describe('lis_cron_frontend', () => {
     assert.equal((await t.db.selectFrom('frontend_pushes').where('frontend', '=', 'n2').select('image_hash').execute()).length, 6, 'its push records are kept');
     assert.equal(fs.existsSync(local), false);
     const upkeep = await t.db.selectFrom('manager_events').select('detail').where('check_name', '=', 'upkeep').executeTakeFirstOrThrow();
-    assert.match(upkeep.detail, /^failed: some frontends could not be checked: /);
+    assert.match(upkeep.detail, /^failed: some frontends or stores could not be checked: /);
   });
 
   it('says it had nothing to do when no country has rows, rather than printing nothing', async function () {

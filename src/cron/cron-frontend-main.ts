@@ -100,9 +100,14 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
           if (flags.all || flags.fs_check) {
             const s = await fsCheck(ctx);
             const fronts = Object.entries(s.frontends)
-              .map(([n, t]) => `${n} ${t.orphans} orphans/${t.missing} re-pushed${t.error ? ' (not checked)' : ''}`)
+              .map(
+                ([n, t]) =>
+                  `${n} ${t.orphans} orphans/${t.missing} re-pushed${t.error ? ' (not checked)' : t.unwalked.length ? ` (${t.unwalked.length} linked folders not walked)` : ''}`,
+              )
               .join(', ');
-            failures += Object.values(s.frontends).filter((t) => t.error).length;
+            // A tree walked only in part (a linked folder) was not checked either: the run failed, and says where.
+            failures += Object.values(s.frontends).filter((t) => t.error || t.unwalked.length).length;
+            failures += [s.thumbnailStore, s.originalsStore].filter((t) => t.unwalked.length).length;
             parts.push(
               `fs_check: ${fronts || 'no frontends'}; thumbnails ${s.thumbnailStore.orphans} orphans/${s.thumbnailStore.partial} partial/${s.thumbnailStore.missing} redone; originals ${s.originalsStore.orphans} orphans/${s.originalsStore.partial} partial/${s.originalsStore.pruned} pruned/${s.originalsStore.missing} refetched`,
             );
@@ -114,7 +119,7 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
           );
           // The outcome, where the manager's alerts find it (whether cron or the manager ran us).
           const ok = failures === failuresBefore;
-          if (!flags.dryRun) await recordUpkeep(db, country, ok ? `ok: ${summary}` : `failed: some frontends could not be checked: ${summary}`);
+          if (!flags.dryRun) await recordUpkeep(db, country, ok ? `ok: ${summary}` : `failed: some frontends or stores could not be checked: ${summary}`);
         } catch (error) {
           failures++;
           log.error(`${country.toUpperCase()}: ${errorMessage(error)}`, { ...scope, country });

@@ -9,18 +9,18 @@ import { enabledFrontends, type Frontend } from '../push/frontend-registry.ts';
 import { localRootMissing } from '../push/frontend-target.ts';
 import { thumbnailFilesOf, type ImageData } from '../store/image-data.ts';
 import { deleteFrontendFiles, isRsyncTempName, listFrontendTree, type FrontendListing } from './frontend-files.ts';
-import { isRecent, listLocalFiles } from './local-files.ts';
+import { behindLink, isRecent, walkLocalTree } from './local-files.ts';
 import { tempFileWriter } from '../store/atomic-file.ts';
-import { isThumbnailName } from '../store/store-layout.ts';
+import { isThumbnailName, originalPath } from '../store/store-layout.ts';
 import { isProcessAlive } from '../util/pid-lock-file.ts';
 import { reworkRows } from '../queue/rework-rows.ts';
 import { idsInStage, sendBackRows } from '../queue/send-back-rows.ts';
 
 export interface FsCheckSummary {
-  /** Per frontend: orphans deleted and live rows sent back to the pusher. */
-  frontends: Record<string, { orphans: number; missing: number; error?: string }>;
-  thumbnailStore: { orphans: number; missing: number; partial: number };
-  originalsStore: { orphans: number; pruned: number; missing: number; partial: number };
+  /** Per frontend: orphans deleted, live rows sent back to the pusher, and the linked folders not walked (nothing judged behind them). */
+  frontends: Record<string, { orphans: number; missing: number; error?: string; unwalked: string[] }>;
+  thumbnailStore: { orphans: number; missing: number; partial: number; unwalked: string[] };
+  originalsStore: { orphans: number; pruned: number; missing: number; partial: number; unwalked: string[] };
 }
 
 /** A file younger than this may be a write in progress: it is not judged. */
@@ -83,9 +83,9 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
   const scope = { scope: 'CronFrontend::fs_check' };
   const frontends = await enabledFrontends(db);
   const summary: FsCheckSummary = {
-    frontends: Object.fromEntries(frontends.map((f) => [f.name, { orphans: 0, missing: 0 }])),
-    thumbnailStore: { orphans: 0, missing: 0, partial: 0 },
-    originalsStore: { orphans: 0, pruned: 0, missing: 0, partial: 0 },
+    frontends: Object.fromEntries(frontends.map((f) => [f.name, { orphans: 0, missing: 0, unwalked: [] }])),
+    thumbnailStore: { orphans: 0, missing: 0, partial: 0, unwalked: [] },
+    originalsStore: { orphans: 0, pruned: 0, missing: 0, partial: 0, unwalked: [] },
   };
   const mine = (r: RowFiles) => config.stores.shared || r.store_host === config.host;
   // A row another host now owns (its worker here was killed before finishing, and another host
@@ -126,18 +126,24 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
         const listing = listings.get(frontend.name);
         if (tally.error || !listing || skipIfRootMissing(frontend)) continue;
         try {
-          const present = new Set(listing.filesIn(prefix));
+          const tree = listing.treeIn(prefix);
+          const present = new Set(tree.files);
           // Only files named as we name thumbnails (or rsync's temp files of them, left by a transfer killed
           // hard; the listing leaves out those young enough to be written still): anything else on a
           // frontend is not ours to delete.
           const orphans = [...present].filter((f) => !known.has(f) && (isThumbnailName(f, country) || isRsyncTempName(f, country)));
-          const missing = rows.filter((r) => r.stage === 'live' && thumbnailFilesOf(r.image_data).some((f) => !present.has(f)));
+          // Files behind a link were not seen, so not judged missing: walked as empty, a linked country would
+          // send every live row of it back to the pusher on every run.
+          const missing = rows.filter(
+            (r) => r.stage === 'live' && !rowBehindLinks(r, tree.links) && thumbnailFilesOf(r.image_data).some((f) => !present.has(f)),
+          );
           if (!dryRun) {
             await deleteFrontendFiles(config.push, frontend.parsed, orphans);
             await sendBackToPusher(db, country, frontend.name, missing);
           }
           tally.orphans += orphans.length;
           tally.missing += missing.length;
+          noteUnwalked(tally.unwalked, tree.links);
         } catch (error) {
           tally.error = errorMessage(error);
           log.error(`${frontend.name}: ${tally.error}; skipping it this run`, scope);
@@ -147,7 +153,8 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
       // This host's thumbnail store.
       const elsewhere = new Set(rows.filter(ownedElsewhere).flatMap(filesOf));
       const here = new Set(rows.filter((r) => !ownedElsewhere(r)).flatMap(filesOf));
-      const storeFiles = listLocalFiles(config.stores.thumbnails, dir);
+      const { files: storeFiles, links: storeLinks } = walkLocalTree(config.stores.thumbnails, dir);
+      noteUnwalked(summary.thumbnailStore.unwalked, storeLinks);
       const storeSet = new Set(storeFiles);
       for (const file of storeFiles) {
         const full = path.join(config.stores.thumbnails, file);
@@ -157,14 +164,20 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
         if (!dryRun) fs.rmSync(full, { force: true });
       }
       const unthumbnailed = rows.filter(
-        (r) => mine(r) && r.stage === 'push' && r.state !== 'parked' && thumbnailFilesOf(r.image_data).some((f) => !storeSet.has(f)),
+        (r) =>
+          mine(r) &&
+          r.stage === 'push' &&
+          r.state !== 'parked' &&
+          !rowBehindLinks(r, storeLinks) &&
+          thumbnailFilesOf(r.image_data).some((f) => !storeSet.has(f)),
       );
       summary.thumbnailStore.missing += unthumbnailed.length;
       if (!dryRun) await moveBack(db, unthumbnailed, 'push', 'thumbnail');
 
       // This host's originals.
       const hashes = new Map(rows.map((r) => [r.image_hash, r]));
-      const originals = listLocalFiles(config.stores.originals, dir);
+      const { files: originals, links: originalLinks } = walkLocalTree(config.stores.originals, dir);
+      noteUnwalked(summary.originalsStore.unwalked, originalLinks);
       const originalSet = new Set(originals.map((f) => path.basename(f)));
       for (const file of originals) {
         const full = path.join(config.stores.originals, file);
@@ -179,12 +192,26 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
           if (!dryRun) fs.rmSync(full, { force: true });
         }
       }
-      const undownloaded = rows.filter((r) => mine(r) && r.stage === 'thumbnail' && r.state !== 'parked' && !originalSet.has(r.image_hash));
+      const undownloaded = rows.filter(
+        (r) =>
+          mine(r) &&
+          r.stage === 'thumbnail' &&
+          r.state !== 'parked' &&
+          !originalSet.has(r.image_hash) &&
+          !behindLink(path.relative(config.stores.originals, originalPath(config, country, r.image_hash)), originalLinks),
+      );
       summary.originalsStore.missing += undownloaded.length;
       if (!dryRun) await moveBack(db, undownloaded, 'thumbnail', 'download');
     }
   } finally {
     for (const listing of listings.values()) listing.close();
+  }
+  for (const [name, t] of [
+    ...Object.entries(summary.frontends),
+    ['thumbnail store', summary.thumbnailStore],
+    ['originals store', summary.originalsStore],
+  ] as const) {
+    if (t.unwalked.length) log.error(`${name}: ${describeUnwalked(t.unwalked)}: not walked (nothing behind it deleted, re-pushed or made again)`, scope);
   }
   for (const [name, t] of Object.entries(summary.frontends)) {
     log.info(
@@ -197,6 +224,22 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
     scope,
   );
   return summary;
+}
+
+/** True when any file of the row, in either version, lies behind one of `links`: then it was not seen. */
+function rowBehindLinks(r: RowFiles, links: readonly string[]): boolean {
+  return links.length > 0 && filesOf(r).some((f) => behindLink(f, links));
+}
+
+/** Adds the links not yet noted (a linked country shows up under every prefix). */
+function noteUnwalked(unwalked: string[], links: readonly string[]): void {
+  for (const l of links) if (!unwalked.includes(l)) unwalked.push(l);
+}
+
+/** Pure: `uk is a symbolic link`, `uk/0f, uk/a3 are symbolic links`, at most five named. */
+export function describeUnwalked(links: readonly string[]): string {
+  const named = links.slice(0, 5).join(', ') + (links.length > 5 ? ` and ${links.length - 5} more` : '');
+  return `${named} ${links.length === 1 ? 'is a symbolic link' : 'are symbolic links'}`;
 }
 
 /**
