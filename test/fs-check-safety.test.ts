@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { sql } from 'kysely';
 import { isRsyncTempName } from '../src/cron/frontend-files.ts';
 import { addFrontend } from '../src/push/frontend-registry.ts';
 import { normaliseTarget } from '../src/push/frontend-target.ts';
@@ -143,6 +144,31 @@ describe('frontend targets and fs_check never reach beyond what is ours', () => 
         assert.ok(fs.existsSync(path.join(outside, 'n2-uk', f.slice('uk/'.length))), `${f} kept behind n2's link`);
         assert.ok(fs.existsSync(path.join(daemon.moduleDir, f)), `${f} kept on n1 (through its link or not)`);
       }
+    });
+
+    it("deletes a replaced version's files (`.v2` names) once a newer one is live, and keeps both versions of a row being reworked", async () => {
+      // Row 1 was reworked twice (v3 live): its v1 and v2 files are orphans. Row 2 is being reworked (v2 served, v3 on its way).
+      const files = await insertPushRows(t.db, t.config, 'uk', 2, { stage: 'live' });
+      const rows = await t.db.selectFrom('live_images').select(['id', 'image_hash']).orderBy('id').execute();
+      const version = (f: string, v: number) => f.replace(/\.jpg$/, `.v${v}.jpg`);
+      const of = (hash: string) => files.filter((f) => f.includes(hash));
+      await sql`UPDATE live_images SET image_data = replace(image_data::text, '.jpg"', '.v3.jpg"')::jsonb, live_data = replace(live_data::text, '.jpg"', '.v3.jpg"')::jsonb
+                 WHERE id = ${rows[0].id}`.execute(t.db);
+      await sql`UPDATE live_images SET stage = 'push', state = 'waiting', image_data = replace(image_data::text, '.jpg"', '.v3.jpg"')::jsonb,
+                       live_data = replace(live_data::text, '.jpg"', '.v2.jpg"')::jsonb WHERE id = ${rows[1].id}`.execute(t.db);
+      const replaced = [...of(rows[0].image_hash), ...of(rows[0].image_hash).map((f) => version(f, 2))];
+      const kept = [...of(rows[0].image_hash).map((f) => version(f, 3)), ...of(rows[1].image_hash).flatMap((f) => [version(f, 2), version(f, 3)])];
+      // And the temp file of a v2 transfer killed long ago.
+      const deadTemp = replaced[3].replace(/\/([^/]+)$/, '/.$1.Qw3rTy');
+      for (const root of [daemon.moduleDir, local]) for (const f of [...replaced, ...kept, deadTemp]) plant(root, f);
+
+      const run = spawnTs('bin/lis_cron_frontend', ['--fs_check', '--country', 'uk'], { LIS_CONFIG: t.writeConfig(), LIS_DATABASE_URL: t.url });
+      assert.equal((await run.exited).code, 0, run.output());
+      for (const root of [daemon.moduleDir, local]) {
+        for (const f of [...replaced, deadTemp]) assert.equal(fs.existsSync(path.join(root, f)), false, `${f} (replaced) deleted from ${root}`);
+        for (const f of kept) assert.ok(fs.existsSync(path.join(root, f)), `${f} (served or on its way) kept in ${root}`);
+      }
+      assert.match(run.output(), /n1: deleted 7 orphans/);
     });
 
     it('removes the hidden temp files of an rsync killed mid-transfer once they are old, never a fresh one nor anything not ours', async () => {

@@ -16,13 +16,22 @@ import { isPlainFileBelow, isRecent, walkLocalTree, type LocalTree } from './loc
 export const RSYNC_TEMP_SETTLE_SECONDS = 3600;
 
 /**
+ * Pure: one of our thumbnails on a frontend, in any version: `<hash>_<preset>.<ext>` (isThumbnailName) or a
+ * rework's `<hash>_<preset>.v<N>.<ext>` (thumbnailRelativePath). Without the second, a replaced version's
+ * files (`.v2` once `.v3` is live) were never deleted from a frontend.
+ */
+export function isOurFrontendName(relativePath: string, country?: string): boolean {
+  return isThumbnailName(relativePath.replace(/\.v[1-9][0-9]{0,5}(\.[a-z]+)$/, '$1'), country);
+}
+
+/**
  * Pure: `<dir>/.<name>.XXXXXX` where `<dir>/<name>` is one of our thumbnails: the hidden temp file rsync
  * writes before renaming it into place. A transfer killed hard (SIGKILL of the pusher's unit, the OOM
  * killer, a frontend's rsync daemon dying) leaves it behind for good: nothing else ever removes it.
  */
 export function isRsyncTempName(relativePath: string, country?: string): boolean {
   const m = /^(.*\/)\.([^/]+)\.[A-Za-z0-9]{6}$/.exec(relativePath);
-  return m !== null && isThumbnailName(`${m[1]}${m[2]}`, country);
+  return m !== null && isOurFrontendName(`${m[1]}${m[2]}`, country);
 }
 
 /** Options every rsync to a frontend needs: time limits, and how to reach daemons and ssh hosts. */

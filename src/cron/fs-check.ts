@@ -8,10 +8,10 @@ import type { Logger } from '../log/create-logger.ts';
 import { enabledFrontends, type Frontend } from '../push/frontend-registry.ts';
 import { localRootMissing } from '../push/frontend-target.ts';
 import { thumbnailFilesOf, type ImageData } from '../store/image-data.ts';
-import { deleteFrontendFiles, isRsyncTempName, listFrontendTree, type FrontendListing } from './frontend-files.ts';
+import { deleteFrontendFiles, isOurFrontendName, isRsyncTempName, listFrontendTree, type FrontendListing } from './frontend-files.ts';
 import { behindLink, isRecent, walkLocalTree } from './local-files.ts';
 import { tempFileWriter } from '../store/atomic-file.ts';
-import { isThumbnailName, originalPath } from '../store/store-layout.ts';
+import { originalPath } from '../store/store-layout.ts';
 import { isProcessAlive } from '../util/pid-lock-file.ts';
 import { reworkRows } from '../queue/rework-rows.ts';
 import { idsInStage, sendBackRows } from '../queue/send-back-rows.ts';
@@ -131,7 +131,7 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
           // Only files named as we name thumbnails (or rsync's temp files of them, left by a transfer killed
           // hard; the listing leaves out those young enough to be written still): anything else on a
           // frontend is not ours to delete.
-          const orphans = [...present].filter((f) => !known.has(f) && (isThumbnailName(f, country) || isRsyncTempName(f, country)));
+          const orphans = [...present].filter((f) => !known.has(f) && (isOurFrontendName(f, country) || isRsyncTempName(f, country)));
           // Files behind a link were not seen, so not judged missing: walked as empty, a linked country would
           // send every live row of it back to the pusher on every run.
           const missing = rows.filter(
