@@ -3,12 +3,15 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { sql } from 'kysely';
+import pg from 'pg';
+import { dbScan } from '../src/cron/db-scan.ts';
+import { closeLogger, createLogger } from '../src/log/create-logger.ts';
 import { ImageSys } from '../src/interface/image-sys.ts';
 import { addFrontend } from '../src/push/frontend-registry.ts';
 import { deletionRules, parseListOnly } from '../src/cron/frontend-files.ts';
 import { originalPath } from '../src/store/store-layout.ts';
 import { insertPushRows } from './helpers/push-fixtures.ts';
-import { spawnTs } from './helpers/processes.ts';
+import { spawnTs, waitFor } from './helpers/processes.ts';
 import { RsyncDaemon } from './helpers/rsync-daemons.ts';
 import { countBy } from './helpers/rows.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
@@ -104,6 +107,48 @@ describe('lis_cron_frontend', () => {
     assert.deepEqual(await countBy(t.db), {});
     const left = files.filter((f) => fs.existsSync(path.join(daemon.moduleDir, f)));
     assert.deepEqual(left, []);
+  });
+
+  it('--db_scan purges only the rows it marked: one claimed, or seen again by the ETL, while the purge picked its batch keeps its files', async function () {
+    this.timeout(60_000);
+    await sql`UPDATE live_images SET last_seen = now() - interval '40 days'`.execute(t.db);
+    const rows = await t.db.selectFrom('live_images').select(['id', 'image_hash']).orderBy('id').execute();
+    const [claimed, relisted] = rows;
+    // A pusher's claim and an ETL's upsert, in flight (row locks held) as the purge reads its batch; they commit once it waits on them.
+    const other = new pg.Client({ connectionString: t.url });
+    await other.connect();
+    const log = createLogger({ component: 'cron_frontend', log: t.config.log, screen: false });
+    try {
+      await other.query('BEGIN');
+      await other.query(`UPDATE live_images SET locked_by = 'h:1:push', locked_at = now() WHERE id = $1`, [claimed.id]);
+      await other.query(`UPDATE live_images SET last_seen = now() WHERE id = $1`, [relisted.id]);
+      const scan = dbScan({ config: t.config, db: t.db, log, country: 'uk', dryRun: false });
+      await waitFor(
+        async () => {
+          const { rows: waiting } = await sql`SELECT 1 FROM pg_stat_activity WHERE datname = ${t.name} AND wait_event_type = 'Lock'`.execute(t.db);
+          return waiting.length > 0;
+        },
+        20_000,
+        'the purge to wait for the rows in flight',
+      );
+      await other.query('COMMIT');
+      const summary = await scan;
+      assert.equal(summary.purged, 4);
+    } finally {
+      await other.end();
+      await closeLogger(log);
+    }
+    assert.deepEqual(
+      (await t.db.selectFrom('live_images').select('id').orderBy('id').execute()).map((r) => r.id),
+      [claimed.id, relisted.id],
+      'both kept',
+    );
+    for (const r of [claimed, relisted]) {
+      const own = files.filter((f) => f.includes(r.image_hash));
+      for (const root of [t.config.stores.thumbnails, daemon.moduleDir, local])
+        for (const f of own) assert.ok(fs.existsSync(path.join(root, f)), `${f} kept in ${root}`);
+      assert.ok(fs.existsSync(originalPath(t.config, 'uk', r.image_hash)), 'its original kept');
+    }
   });
 
   it('--fs_check deletes planted orphans and sends a live row whose file vanished back to the pusher', async function () {

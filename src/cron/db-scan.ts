@@ -54,26 +54,35 @@ async function purgeExpired({ config, db, log, country, dryRun }: { config: LisC
       purged += rows.length;
       continue;
     }
-    const ids = rows.map((r) => r.id);
-    await markRowsForPurge(db, ids, config.upkeep.purgeAfterDays);
+    await markRowsForPurge(
+      db,
+      rows.map((r) => r.id),
+      config.upkeep.purgeAfterDays,
+    );
+    // Only the rows marked lose their files: one a worker claimed, or the ETL saw again, after the
+    // SELECT above is not marked, and deleting its files would break an image still in use.
+    const marked = await sql<{ id: string; image_hash: string; image_data: ImageData | null; live_data: ImageData | null; store_host: string }>`
+      SELECT id, image_hash, image_data, live_data, store_host FROM live_images
+       WHERE id = ANY(${rows.map((r) => r.id)}::bigint[]) AND state = 'parked' AND last_error_class = ${PURGING} ORDER BY id`.execute(db);
+    const ids = marked.rows.map((r) => r.id);
     // Both versions of a row being reworked: the one served and the one worked on.
     const filesOf = (r: (typeof rows)[number]) => [...new Set([...thumbnailFilesOf(r.live_data), ...thumbnailFilesOf(r.image_data)])];
-    const files = rows.flatMap(filesOf);
+    const files = marked.rows.flatMap(filesOf);
     const failedFrontends = await removeFromFrontends(config, frontends, files, log);
-    for (const r of rows) {
+    for (const r of marked.rows) {
       for (const f of filesOf(r)) fs.rmSync(thumbnailStorePath(config, f), { force: true });
       fs.rmSync(originalPath(config, country, r.image_hash), { force: true });
     }
     if (failedFrontends.length) {
-      purgeDeferred += rows.length;
-      log.warn(`Kept ${rows.length} expired rows for the next run: ${failedFrontends.join(', ')} could not be cleaned`, scope);
+      purgeDeferred += ids.length;
+      log.warn(`Kept ${ids.length} expired rows for the next run: ${failedFrontends.join(', ')} could not be cleaned`, scope);
       continue;
     }
     const deleted = await deletePurgedRows(
       db,
       country,
       ids,
-      rows.map((r) => r.image_hash),
+      marked.rows.map((r) => r.image_hash),
     );
     purged += deleted;
   }
