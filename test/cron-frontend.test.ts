@@ -100,10 +100,17 @@ describe('lis_cron_frontend', () => {
     await daemon.stop();
     const run = await cron(['--db_scan', '--country', 'uk']);
     assert.match(run.text, /0 purged, 6 deferred/);
+    // Not a success: the images are still on n1. Exit 1, and the outcome the upkeep_failed alert reads says why.
+    assert.equal(run.code, 1, run.text);
+    const { rows: outcome } = await sql<{ detail: string }>`SELECT detail FROM manager_events WHERE check_name = 'upkeep' ORDER BY id DESC LIMIT 1`.execute(
+      t.db,
+    );
+    assert.match(outcome[0].detail, /^failed: 6 expired images not purged: n1 could not be cleaned; /);
     assert.equal((await countBy(t.db))['live/parked'], 6, 'parked, so no longer served, and retried next run');
     await daemon.start();
     const again = await cron(['--db_scan', '--country', 'uk']);
     assert.match(again.text, /6 purged, 0 deferred/);
+    assert.equal(again.code, 0, again.text);
     assert.deepEqual(await countBy(t.db), {});
     const left = files.filter((f) => fs.existsSync(path.join(daemon.moduleDir, f)));
     assert.deepEqual(left, []);
@@ -209,7 +216,7 @@ describe('lis_cron_frontend', () => {
     assert.equal((await t.db.selectFrom('frontend_pushes').where('frontend', '=', 'n2').select('image_hash').execute()).length, 6, 'its push records are kept');
     assert.equal(fs.existsSync(local), false);
     const upkeep = await t.db.selectFrom('manager_events').select('detail').where('check_name', '=', 'upkeep').executeTakeFirstOrThrow();
-    assert.match(upkeep.detail, /^failed: some frontends or stores could not be checked: /);
+    assert.match(upkeep.detail, /^failed: n2 could not be checked; fs_check: /);
   });
 
   it('says it had nothing to do when no country has rows, rather than printing nothing', async function () {

@@ -88,14 +88,17 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
           throw new LisError('ERR_CRON_RUNNING', `lis_cron_frontend for ${country.toUpperCase()} is already running: ${error.message}`);
         }
         const started = Date.now();
-        const failuresBefore = failures;
         try {
+          // What makes this country's run a failure, each in a few words: the outcome's one-line reason.
+          const problems: string[] = [];
           const ctx = { config, db, log: log.child({ country }), country, dryRun: Boolean(flags.dryRun) };
           const parts: string[] = [];
           if (flags.all || flags.db_scan) {
             const s = await dbScan(ctx);
             const repaired = Object.values(s.repaired).reduce((a, b) => a + b, 0);
             parts.push(`db_scan: ${s.purged} purged, ${s.purgeDeferred} deferred, ${repaired} repaired`);
+            // Deferred is not done: those images are still on a frontend, and only a next run removes them.
+            if (s.purgeDeferred) problems.push(`${s.purgeDeferred} expired images not purged: ${s.uncleaned.join(', ')} could not be cleaned`);
           }
           if (flags.all || flags.fs_check) {
             const s = await fsCheck(ctx);
@@ -106,8 +109,12 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
               )
               .join(', ');
             // A tree walked only in part (a linked folder) was not checked either: the run failed, and says where.
-            failures += Object.values(s.frontends).filter((t) => t.error || t.unwalked.length).length;
-            failures += [s.thumbnailStore, s.originalsStore].filter((t) => t.unwalked.length).length;
+            const unchecked = [
+              ...Object.entries(s.frontends).filter(([, t]) => t.error || t.unwalked.length),
+              ...(s.thumbnailStore.unwalked.length ? [['thumbnail store']] : []),
+              ...(s.originalsStore.unwalked.length ? [['originals store']] : []),
+            ].map(([name]) => name);
+            if (unchecked.length) problems.push(`${unchecked.join(', ')} could not be checked`);
             parts.push(
               `fs_check: ${fronts || 'no frontends'}; thumbnails ${s.thumbnailStore.orphans} orphans/${s.thumbnailStore.partial} partial/${s.thumbnailStore.missing} redone; originals ${s.originalsStore.orphans} orphans/${s.originalsStore.partial} partial/${s.originalsStore.pruned} pruned/${s.originalsStore.missing} refetched`,
             );
@@ -118,8 +125,8 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
             { ...scope, country },
           );
           // The outcome, where the manager's alerts find it (whether cron or the manager ran us).
-          const ok = failures === failuresBefore;
-          if (!flags.dryRun) await recordUpkeep(db, country, ok ? `ok: ${summary}` : `failed: some frontends or stores could not be checked: ${summary}`);
+          if (problems.length) failures++;
+          if (!flags.dryRun) await recordUpkeep(db, country, problems.length ? `failed: ${problems.join('; ')}; ${summary}` : `ok: ${summary}`);
         } catch (error) {
           failures++;
           log.error(`${country.toUpperCase()}: ${errorMessage(error)}`, { ...scope, country });

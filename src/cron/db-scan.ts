@@ -16,6 +16,8 @@ export interface DbScanSummary {
   purged: number;
   /** Expired rows kept for the next run because a frontend could not be cleaned. */
   purgeDeferred: number;
+  /** The frontends that could not be cleaned (why purgeDeferred is not 0). */
+  uncleaned: string[];
   repaired: Record<string, number>;
 }
 
@@ -38,6 +40,7 @@ async function purgeExpired({ config, db, log, country, dryRun }: { config: LisC
   const frontends = await listFrontends(db);
   let purged = 0;
   let purgeDeferred = 0;
+  const uncleaned = new Set<string>();
   let afterId = '0';
   for (;;) {
     // A row is marked before its files go, so that a run cut short picks it up again
@@ -75,6 +78,7 @@ async function purgeExpired({ config, db, log, country, dryRun }: { config: LisC
     }
     if (failedFrontends.length) {
       purgeDeferred += ids.length;
+      for (const name of failedFrontends) uncleaned.add(name);
       log.warn(`Kept ${ids.length} expired rows for the next run: ${failedFrontends.join(', ')} could not be cleaned`, scope);
       continue;
     }
@@ -91,7 +95,7 @@ async function purgeExpired({ config, db, log, country, dryRun }: { config: LisC
       `${dryRun ? 'Would purge' : 'Purged'} ${purged} images not seen for ${config.upkeep.purgeAfterDays} days${purgeDeferred ? `; ${purgeDeferred} deferred` : ''}`,
       scope,
     );
-  return { purged, purgeDeferred };
+  return { purged, purgeDeferred, uncleaned: [...uncleaned] };
 }
 
 /** Removes files from every frontend (enabled or not: a disabled one may be re-enabled). Returns the frontends that failed. */
