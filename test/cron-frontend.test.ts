@@ -12,7 +12,7 @@ import { deletionRules, parseListOnly } from '../src/cron/frontend-files.ts';
 import { originalPath } from '../src/store/store-layout.ts';
 import { insertPushRows } from './helpers/push-fixtures.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
-import { RsyncDaemon } from './helpers/rsync-daemons.ts';
+import { freePort, RsyncDaemon } from './helpers/rsync-daemons.ts';
 import { countBy } from './helpers/rows.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
@@ -114,6 +114,24 @@ describe('lis_cron_frontend', () => {
     assert.deepEqual(await countBy(t.db), {});
     const left = files.filter((f) => fs.existsSync(path.join(daemon.moduleDir, f)));
     assert.deepEqual(left, []);
+  });
+
+  it('--db_scan purges although a disabled frontend (gone for good) cannot be reached, and says what it left there', async function () {
+    this.timeout(60_000);
+    // `lis frontend disable n3` is what the README says to do with a frontend gone for good: it must not hold every purge back.
+    await addFrontend(t.db, 'n3', `rsync://127.0.0.1:${await freePort()}/thumbs`, false);
+    await sql`UPDATE live_images SET last_seen = now() - interval '40 days'`.execute(t.db);
+    const run = await cron(['--db_scan', '--country', 'uk']);
+    assert.equal(run.code, 0, run.text);
+    assert.match(run.text, /6 purged, 0 deferred/);
+    assert.match(run.text, /n3 \(disabled\) could not be cleaned: .*fs_check removes them if it is enabled again/);
+    assert.deepEqual(await countBy(t.db), {});
+    for (const root of [daemon.moduleDir, local])
+      assert.deepEqual(
+        files.filter((f) => fs.existsSync(path.join(root, f))),
+        [],
+        `all gone from ${root}`,
+      );
   });
 
   it('--db_scan purges only the rows it marked: one claimed, or seen again by the ETL, while the purge picked its batch keeps its files', async function () {

@@ -71,7 +71,17 @@ async function purgeExpired({ config, db, log, country, dryRun }: { config: LisC
     // Both versions of a row being reworked: the one served and the one worked on.
     const filesOf = (r: (typeof rows)[number]) => [...new Set([...thumbnailFilesOf(r.live_data), ...thumbnailFilesOf(r.image_data)])];
     const files = marked.rows.flatMap(filesOf);
-    const failedFrontends = await removeFromFrontends(config, frontends, files, log);
+    // A disabled frontend is cleaned too when it answers (it may be enabled again), but one that does not
+    // holds nothing back: disabling is what the README says to do with a frontend gone for good, and were it
+    // enabled again, fs_check deletes there whatever no row accounts for.
+    const failed = await removeFromFrontends(config, frontends, files, log);
+    const failedFrontends = failed.filter((name) => frontends.some((f) => f.name === name && f.enabled));
+    const leftOnDisabled = failed.filter((name) => !failedFrontends.includes(name));
+    if (leftOnDisabled.length)
+      log.warn(
+        `${leftOnDisabled.map((n) => `${n} (disabled)`).join(', ')} could not be cleaned: ${files.length} files of expired images left there (fs_check removes them if it is enabled again)`,
+        scope,
+      );
     for (const r of marked.rows) {
       for (const f of filesOf(r)) fs.rmSync(thumbnailStorePath(config, f), { force: true });
       fs.rmSync(originalPath(config, country, r.image_hash), { force: true });
@@ -98,7 +108,7 @@ async function purgeExpired({ config, db, log, country, dryRun }: { config: LisC
   return { purged, purgeDeferred, uncleaned: [...uncleaned] };
 }
 
-/** Removes files from every frontend (enabled or not: a disabled one may be re-enabled). Returns the frontends that failed. */
+/** Removes files from every frontend (enabled or not: a disabled one may be re-enabled). Returns the names of the frontends that failed. */
 export async function removeFromFrontends(config: LisConfig, frontends: Frontend[], files: string[], log: Logger): Promise<string[]> {
   const failed: string[] = [];
   await Promise.all(
@@ -107,7 +117,9 @@ export async function removeFromFrontends(config: LisConfig, frontends: Frontend
         await deleteFrontendFiles(config.push, f.parsed, files);
       } catch (error) {
         failed.push(f.name);
-        log.error(`${f.name}: ${errorMessage(error)}`, { scope: 'CronFrontend::remove' });
+        // Only an enabled frontend's failure holds the purge back (an error); a disabled one's is expected.
+        if (f.enabled) log.error(`${f.name}: ${errorMessage(error)}`, { scope: 'CronFrontend::remove' });
+        else log.warn(`${f.name} (disabled): ${errorMessage(error)}`, { scope: 'CronFrontend::remove' });
       }
     }),
   );
