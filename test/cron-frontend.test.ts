@@ -269,6 +269,23 @@ describe('lis_cron_frontend', () => {
     assert.equal(fs.existsSync(path.join(t.dir, 'run', 'cron_frontend.uk.lock')), false, 'released at the end');
   });
 
+  it('a country whose run is already going is skipped, not the countries after it', async function () {
+    this.timeout(30_000);
+    await sql`INSERT INTO live_images (country, datasource_id, image_url) VALUES ('de', 1, 'http://x.com/de.jpg')`.execute(t.db);
+    // `--country de` by hand still running when the weekly --all comes (countries go in order: de, then uk).
+    const holder = spawn('sleep', ['30']);
+    try {
+      fs.mkdirSync(path.join(t.dir, 'run'), { recursive: true });
+      fs.writeFileSync(path.join(t.dir, 'run', 'cron_frontend.de.lock'), `${holder.pid}\nlis_cron_frontend de since earlier\n`);
+      const run = await cron(['--all']);
+      assert.equal(run.code, 1, run.text);
+      assert.match(run.text, /lis_cron_frontend for DE is already running/);
+      assert.match(run.text, /Summary for UK/);
+    } finally {
+      holder.kill();
+    }
+  });
+
   it('lists and deletes with rsync exactly the files named', () => {
     assert.deepEqual(parseListOnly('drwxr-xr-x          4,096 2026/11/22 01:00:00 .\n-rw-r--r--         12,345 2026/11/22 01:00:00 0f/a_small.jpg\n'), [
       '0f/a_small.jpg',

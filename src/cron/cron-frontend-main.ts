@@ -85,7 +85,12 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
           release = acquirePidLock(lockFile, `lis_cron_frontend ${country} since ${new Date().toISOString()}`);
         } catch (error) {
           if (!(error instanceof LockHeldError)) throw error;
-          throw new LisError('ERR_CRON_RUNNING', `lis_cron_frontend for ${country.toUpperCase()} is already running: ${error.message}`);
+          // That country only: the countries after it are still done (the other run records its own outcome).
+          const held = new LisError('ERR_CRON_RUNNING', `lis_cron_frontend for ${country.toUpperCase()} is already running: ${error.message}`);
+          if (only) throw held;
+          failures++;
+          log.error(`${held.message}; skipped here`, { ...scope, country });
+          continue;
         }
         const started = Date.now();
         try {
