@@ -195,6 +195,37 @@ describe('lis_managerd', () => {
     );
   });
 
+  it('disables no datasource when most fail at once the same way: that is our network, not their feeds', async () => {
+    await sql`INSERT INTO datasources (country, datasource_id, updated_at) SELECT 'uk', g, now() - interval '1 hour' FROM generate_series(21, 24) g`.execute(
+      t.db,
+    );
+    // Our DNS resolver (or uplink) down during the nightly feed: every datasource's downloads fail as dns/connection.
+    await failedRows(t, 21, 60, 'dns');
+    await failedRows(t, 22, 60, 'dns');
+    await failedRows(t, 23, 60, 'connection');
+    // One datasource had its rows in before the outage.
+    await insertUrls(t.db, 'uk', 60, { datasourceId: 24, prefix: 'http://feed24.example.com/ok/' });
+    await sql`UPDATE live_images SET stage = 'thumbnail', updated_at = now() WHERE datasource_id = 24`.execute(t.db);
+    await sql`INSERT INTO datasource_minutes (country, datasource_id, minute, stage, error_class, n) VALUES ('uk', 24, date_trunc('minute', now()), 'download', '', 60)`.execute(
+      t.db,
+    );
+    const policy = { windowHours: 6, minAttempts: 50, failureRate: 0.9 };
+    assert.deepEqual(await disableBadDatasources(t.db, policy, 'uk'), []);
+    assert.equal((await t.db.selectFrom('datasources').select('datasource_id').where('enabled', '=', false).execute()).length, 0);
+    const events = await t.db.selectFrom('manager_events').select(['check_name', 'detail']).execute();
+    assert.equal(events.length, 1);
+    assert.match(events[0].detail ?? '', /^3 of 4 active datasources fail at once .*none disabled/);
+    // One bad feed among healthy ones is still disabled.
+    await sql`INSERT INTO datasource_minutes (country, datasource_id, minute, stage, error_class, n)
+              SELECT 'uk', g, date_trunc('minute', now()), 'download', '', 60 FROM generate_series(31, 34) g`.execute(t.db);
+    await sql`INSERT INTO datasources (country, datasource_id) SELECT 'uk', g FROM generate_series(31, 34) g`.execute(t.db);
+    await sql`UPDATE live_images SET last_error_class = NULL, updated_at = now() WHERE datasource_id IN (22, 23)`.execute(t.db);
+    assert.deepEqual(
+      (await disableBadDatasources(t.db, policy, 'uk')).map((d) => d.datasourceId),
+      [21],
+    );
+  });
+
   it('judges datasources by rate, only with enough attempts', () => {
     const policy = { windowHours: 6, minAttempts: 50, failureRate: 0.9 };
     const h = { country: 'uk', datasourceId: 1, total: 100, failed: 95, topReason: 'http_404', topReasonCount: 90 };
