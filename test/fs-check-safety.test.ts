@@ -171,6 +171,32 @@ describe('frontend targets and fs_check never reach beyond what is ours', () => 
       assert.match(run.output(), /n1: deleted 7 orphans/);
     });
 
+    it("removes the listing a killed run left in the temp folder (a country's whole file list), never a running one's", async () => {
+      // A run killed mid-walk (SIGTERM from systemd, SIGKILL, the OOM killer) leaves its listing behind: on a
+      // big frontend, hundreds of MB in /tmp for every killed run. What it leaves, under a pid now gone:
+      const dead = spawn('true');
+      await new Promise((resolve) => dead.once('close', resolve));
+      const left = path.join(os.tmpdir(), `lis-list-${dead.pid}-Ab12Cd`);
+      const running = path.join(os.tmpdir(), `lis-list-${process.pid}-Ef34Gh`);
+      for (const dir of [left, running]) {
+        fs.mkdirSync(dir, { recursive: true });
+        fs.writeFileSync(path.join(dir, 'ab'), 'uk/ab/cd/abcd0000000000000000000000000000_small.jpg\n');
+      }
+      try {
+        const run = spawnTs('bin/lis_cron_frontend', ['--fs_check', '--country', 'uk'], { LIS_CONFIG: t.writeConfig(), LIS_DATABASE_URL: t.url });
+        assert.equal((await run.exited).code, 0, run.output());
+        assert.equal(fs.existsSync(left), false, "the dead run's listing is removed");
+        assert.ok(fs.existsSync(running), "a running process's listing is kept");
+        assert.deepEqual(
+          fs.readdirSync(os.tmpdir()).filter((d) => d.startsWith(`lis-list-${run.child.pid}-`)),
+          [],
+          'and this run left none of its own',
+        );
+      } finally {
+        for (const dir of [left, running]) fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
     it('removes the hidden temp files of an rsync killed mid-transfer once they are old, never a fresh one nor anything not ours', async () => {
       // A real rsync into the local frontend, killed with SIGKILL (its whole process group, as systemd or
       // the OOM killer would) while it writes: it leaves `.<name>.XXXXXX`, and nothing under the real name.

@@ -13,6 +13,7 @@ import { recordEvent } from '../manager/manager-events.ts';
 import { acquirePidLock, LockHeldError } from '../util/pid-lock-file.ts';
 import { dbScan } from './db-scan.ts';
 import { fsCheck } from './fs-check.ts';
+import { sweepDeadRunsTempFolders } from './frontend-files.ts';
 
 /** The weekly job runs behind the daemons: lowest CPU priority, and idle I/O class where ionice exists. */
 function lowerPriority(): void {
@@ -74,6 +75,8 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
     const scope = { scope: 'CronFrontend::main' };
     let failures = 0;
     try {
+      const swept = sweepDeadRunsTempFolders();
+      if (swept) log.info(`Removed ${swept} temp folders of earlier runs that were killed`, scope);
       db = await openDatabase(config);
       const countries = only ? [only] : await countriesOf(db);
       // Said rather than left silent: an operator checking a run (or a cron mail) must see that it ran and why it did nothing.

@@ -7,6 +7,7 @@ import { LisError } from '../errors.ts';
 import { rsyncDestination, type FrontendTarget } from '../push/frontend-target.ts';
 import { sshCommand } from '../push/rsync-command.ts';
 import { isThumbnailName } from '../store/store-layout.ts';
+import { isProcessAlive } from '../util/pid-lock-file.ts';
 import { isPlainFileBelow, isRecent, walkLocalTree, type LocalTree } from './local-files.ts';
 
 /**
@@ -32,6 +33,29 @@ export function isOurFrontendName(relativePath: string, country?: string): boole
 export function isRsyncTempName(relativePath: string, country?: string): boolean {
   const m = /^(.*\/)\.([^/]+)\.[A-Za-z0-9]{6}$/.exec(relativePath);
   return m !== null && isOurFrontendName(`${m[1]}${m[2]}`, country);
+}
+
+/** Temp folders of a run, named with its pid so that a later run can tell a dead run's leftovers. */
+const TEMP_PREFIXES = ['lis-list-', 'lis-delete-'] as const;
+
+function makeTempFolder(prefix: (typeof TEMP_PREFIXES)[number]): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `${prefix}${process.pid}-`));
+}
+
+/**
+ * Removes the temp folders of runs that are gone: a run killed mid-walk (SIGTERM from systemd, SIGKILL,
+ * the OOM killer) cannot clean up, and its listing holds a country's whole file list. Returns how many.
+ */
+export function sweepDeadRunsTempFolders(): number {
+  let swept = 0;
+  for (const name of fs.readdirSync(os.tmpdir())) {
+    const prefix = TEMP_PREFIXES.find((p) => name.startsWith(p));
+    const pid = prefix ? /^(\d+)-/.exec(name.slice(prefix.length))?.[1] : undefined;
+    if (pid === undefined || isProcessAlive(Number(pid))) continue;
+    fs.rmSync(path.join(os.tmpdir(), name), { recursive: true, force: true });
+    swept++;
+  }
+  return swept;
 }
 
 /** Options every rsync to a frontend needs: time limits, and how to reach daemons and ssh hosts. */
@@ -119,7 +143,7 @@ export async function listFrontendTree(config: PushConfig, target: FrontendTarge
       close: () => {},
     };
   }
-  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-list-'));
+  const work = makeTempFolder('lis-list-');
   const buckets = new Map<string, fs.WriteStream>();
   // Links are few (none in our own layout): kept in memory, by first-level folder ('' for the country itself).
   const links = new Map<string, string[]>();
@@ -203,7 +227,7 @@ export async function deleteFrontendFiles(config: PushConfig, target: FrontendTa
     for (const file of files) if (isPlainFileBelow(target.path, file)) fs.rmSync(path.join(target.path, file), { force: true });
     return;
   }
-  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-delete-'));
+  const work = makeTempFolder('lis-delete-');
   try {
     const empty = path.join(work, 'empty');
     for (const file of files) fs.mkdirSync(path.join(empty, path.dirname(file)), { recursive: true });
