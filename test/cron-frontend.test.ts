@@ -237,6 +237,23 @@ describe('lis_cron_frontend', () => {
     assert.match(upkeep.detail, /^failed: n2 could not be checked; fs_check: /);
   });
 
+  it("--fs_check leaves rows alone when this host's stores are not mounted: nothing made again or downloaded again, and says why", async function () {
+    this.timeout(60_000);
+    const ids = (await t.db.selectFrom('live_images').select('id').orderBy('id').execute()).map((r) => r.id);
+    await sql`UPDATE live_images SET stage = 'push', state = 'waiting' WHERE id = ANY(${ids.slice(0, 2)}::bigint[])`.execute(t.db);
+    await sql`UPDATE live_images SET stage = 'thumbnail', state = 'waiting' WHERE id = ANY(${ids.slice(2, 4)}::bigint[])`.execute(t.db);
+    const before = await countBy(t.db);
+    // Both disks gone from under their mount points.
+    for (const store of [t.config.stores.thumbnails, t.config.stores.originals]) fs.renameSync(store, `${store}.unmounted`);
+    const run = await cron(['--fs_check', '--country', 'uk']);
+    assert.deepEqual(await countBy(t.db), before, `no row sent back for files it cannot see: ${run.text}`);
+    assert.equal(run.code, 1, 'a store not checked is a failed run');
+    assert.ok(run.text.includes(`thumbnail store ${t.config.stores.thumbnails} is missing (not mounted?)`), run.text);
+    assert.ok(run.text.includes(`originals store ${t.config.stores.originals} is missing (not mounted?)`), run.text);
+    const upkeep = await t.db.selectFrom('manager_events').select('detail').where('check_name', '=', 'upkeep').executeTakeFirstOrThrow();
+    assert.match(upkeep.detail, /^failed: thumbnail store, originals store could not be checked; fs_check: /);
+  });
+
   it('says it had nothing to do when no country has rows, rather than printing nothing', async function () {
     this.timeout(30_000);
     await sql`DELETE FROM live_images`.execute(t.db);

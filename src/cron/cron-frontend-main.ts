@@ -119,8 +119,8 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
             // A tree walked only in part (a linked folder) was not checked either: the run failed, and says where.
             const unchecked = [
               ...Object.entries(s.frontends).filter(([, t]) => t.error || t.unwalked.length),
-              ...(s.thumbnailStore.unwalked.length ? [['thumbnail store']] : []),
-              ...(s.originalsStore.unwalked.length ? [['originals store']] : []),
+              ...(s.thumbnailStore.error || s.thumbnailStore.unwalked.length ? [['thumbnail store']] : []),
+              ...(s.originalsStore.error || s.originalsStore.unwalked.length ? [['originals store']] : []),
             ].map(([name]) => name);
             if (unchecked.length) problems.push(`${unchecked.join(', ')} could not be checked`);
             parts.push(

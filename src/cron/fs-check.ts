@@ -19,8 +19,8 @@ import { idsInStage, sendBackRows } from '../queue/send-back-rows.ts';
 export interface FsCheckSummary {
   /** Per frontend: orphans deleted, live rows sent back to the pusher, and the linked folders not walked (nothing judged behind them). */
   frontends: Record<string, { orphans: number; missing: number; error?: string; unwalked: string[] }>;
-  thumbnailStore: { orphans: number; missing: number; partial: number; unwalked: string[] };
-  originalsStore: { orphans: number; pruned: number; missing: number; partial: number; unwalked: string[] };
+  thumbnailStore: { orphans: number; missing: number; partial: number; unwalked: string[]; error?: string };
+  originalsStore: { orphans: number; pruned: number; missing: number; partial: number; unwalked: string[]; error?: string };
 }
 
 /** A file younger than this may be a write in progress: it is not judged. */
@@ -104,6 +104,20 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
     log.error(`${missing}; not checking it this run, nothing sent back to the pusher`, scope);
     return true;
   };
+  /**
+   * The same for this host's stores: a store whose root is gone (its disk not mounted) would walk as
+   * empty, and every row in push would be thumbnailed again, every row in thumbnail downloaded again.
+   * Asked before each folder, and skipped while missing; it is an error (the run fails) once rows of
+   * this host need it (`needing`), as a host that never wrote a store has none.
+   */
+  const storeSkipped = (label: string, root: string, tally: { error?: string }, needing: number): boolean => {
+    if (fs.existsSync(root)) return false;
+    if (needing > 0 && !tally.error) {
+      tally.error = 'root missing (not mounted?)';
+      log.error(`${label} ${root} is missing (not mounted?); not checking it this run, nothing made again or downloaded again`, scope);
+    }
+    return true;
+  };
   for (const frontend of frontends) {
     if (skipIfRootMissing(frontend)) continue;
     try {
@@ -151,57 +165,62 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
       }
 
       // This host's thumbnail store.
-      const elsewhere = new Set(rows.filter(ownedElsewhere).flatMap(filesOf));
-      const here = new Set(rows.filter((r) => !ownedElsewhere(r)).flatMap(filesOf));
-      const { files: storeFiles, links: storeLinks } = walkLocalTree(config.stores.thumbnails, dir);
-      noteUnwalked(summary.thumbnailStore.unwalked, storeLinks);
-      const storeSet = new Set(storeFiles);
-      for (const file of storeFiles) {
-        const full = path.join(config.stores.thumbnails, file);
-        if (handledAsTemp(file, full, summary.thumbnailStore, dryRun)) continue;
-        if (here.has(file) || (!elsewhere.has(file) && isRecent(full, SETTLE_SECONDS))) continue;
-        summary.thumbnailStore.orphans++;
-        if (!dryRun) fs.rmSync(full, { force: true });
-      }
-      const unthumbnailed = rows.filter(
-        (r) =>
-          mine(r) &&
-          r.stage === 'push' &&
-          r.state !== 'parked' &&
-          !rowBehindLinks(r, storeLinks) &&
-          thumbnailFilesOf(r.image_data).some((f) => !storeSet.has(f)),
-      );
-      summary.thumbnailStore.missing += unthumbnailed.length;
-      if (!dryRun) await moveBack(db, unthumbnailed, 'push', 'thumbnail');
-
-      // This host's originals.
-      const hashes = new Map(rows.map((r) => [r.image_hash, r]));
-      const { files: originals, links: originalLinks } = walkLocalTree(config.stores.originals, dir);
-      noteUnwalked(summary.originalsStore.unwalked, originalLinks);
-      const originalSet = new Set(originals.map((f) => path.basename(f)));
-      for (const file of originals) {
-        const full = path.join(config.stores.originals, file);
-        if (handledAsTemp(file, full, summary.originalsStore, dryRun)) continue;
-        const row = hashes.get(path.basename(file));
-        if (!row || ownedElsewhere(row)) {
-          if (!row && isRecent(full, SETTLE_SECONDS)) continue;
-          summary.originalsStore.orphans++;
-          if (!dryRun) fs.rmSync(full, { force: true });
-        } else if (config.upkeep.pruneOriginals === 'after_live' && row.stage === 'live' && row.updated_at.getTime() < pruneBefore) {
-          summary.originalsStore.pruned++;
+      const needing = (stage: string) => rows.filter((r) => mine(r) && r.stage === stage && r.state !== 'parked').length;
+      if (!storeSkipped('thumbnail store', config.stores.thumbnails, summary.thumbnailStore, needing('push'))) {
+        const elsewhere = new Set(rows.filter(ownedElsewhere).flatMap(filesOf));
+        const here = new Set(rows.filter((r) => !ownedElsewhere(r)).flatMap(filesOf));
+        const { files: storeFiles, links: storeLinks } = walkLocalTree(config.stores.thumbnails, dir);
+        noteUnwalked(summary.thumbnailStore.unwalked, storeLinks);
+        const storeSet = new Set(storeFiles);
+        for (const file of storeFiles) {
+          const full = path.join(config.stores.thumbnails, file);
+          if (handledAsTemp(file, full, summary.thumbnailStore, dryRun)) continue;
+          if (here.has(file) || (!elsewhere.has(file) && isRecent(full, SETTLE_SECONDS))) continue;
+          summary.thumbnailStore.orphans++;
           if (!dryRun) fs.rmSync(full, { force: true });
         }
+        const unthumbnailed = rows.filter(
+          (r) =>
+            mine(r) &&
+            r.stage === 'push' &&
+            r.state !== 'parked' &&
+            !rowBehindLinks(r, storeLinks) &&
+            thumbnailFilesOf(r.image_data).some((f) => !storeSet.has(f)),
+        );
+        summary.thumbnailStore.missing += unthumbnailed.length;
+        if (!dryRun) await moveBack(db, unthumbnailed, 'push', 'thumbnail');
       }
-      const undownloaded = rows.filter(
-        (r) =>
-          mine(r) &&
-          r.stage === 'thumbnail' &&
-          r.state !== 'parked' &&
-          !originalSet.has(r.image_hash) &&
-          !behindLink(path.relative(config.stores.originals, originalPath(config, country, r.image_hash)), originalLinks),
-      );
-      summary.originalsStore.missing += undownloaded.length;
-      if (!dryRun) await moveBack(db, undownloaded, 'thumbnail', 'download');
+
+      // This host's originals.
+      if (!storeSkipped('originals store', config.stores.originals, summary.originalsStore, needing('thumbnail'))) {
+        const hashes = new Map(rows.map((r) => [r.image_hash, r]));
+        const { files: originals, links: originalLinks } = walkLocalTree(config.stores.originals, dir);
+        noteUnwalked(summary.originalsStore.unwalked, originalLinks);
+        const originalSet = new Set(originals.map((f) => path.basename(f)));
+        for (const file of originals) {
+          const full = path.join(config.stores.originals, file);
+          if (handledAsTemp(file, full, summary.originalsStore, dryRun)) continue;
+          const row = hashes.get(path.basename(file));
+          if (!row || ownedElsewhere(row)) {
+            if (!row && isRecent(full, SETTLE_SECONDS)) continue;
+            summary.originalsStore.orphans++;
+            if (!dryRun) fs.rmSync(full, { force: true });
+          } else if (config.upkeep.pruneOriginals === 'after_live' && row.stage === 'live' && row.updated_at.getTime() < pruneBefore) {
+            summary.originalsStore.pruned++;
+            if (!dryRun) fs.rmSync(full, { force: true });
+          }
+        }
+        const undownloaded = rows.filter(
+          (r) =>
+            mine(r) &&
+            r.stage === 'thumbnail' &&
+            r.state !== 'parked' &&
+            !originalSet.has(r.image_hash) &&
+            !behindLink(path.relative(config.stores.originals, originalPath(config, country, r.image_hash)), originalLinks),
+        );
+        summary.originalsStore.missing += undownloaded.length;
+        if (!dryRun) await moveBack(db, undownloaded, 'thumbnail', 'download');
+      }
     }
   } finally {
     for (const listing of listings.values()) listing.close();
