@@ -254,6 +254,41 @@ describe('lis_cron_frontend', () => {
     assert.match(upkeep.detail, /^failed: thumbnail store, originals store could not be checked; fs_check: /);
   });
 
+  it('stopped by SIGTERM mid-run: exits non-zero saying so, records the failure for the alert, and frees its lock', async function () {
+    this.timeout(60_000);
+    // A live row n2 lacks, so fs_check re-pushes it; its row lock is held here, so the run stops there, mid-walk.
+    const row = await t.db.selectFrom('live_images').select(['id', 'image_hash']).orderBy('id').executeTakeFirstOrThrow();
+    for (const f of files.filter((f) => f.includes(row.image_hash))) fs.rmSync(path.join(local, f));
+    const other = new pg.Client({ connectionString: t.url });
+    await other.connect();
+    try {
+      await other.query('BEGIN');
+      await other.query('SELECT 1 FROM live_images WHERE id = $1 FOR UPDATE', [row.id]);
+      const run = spawnTs('bin/lis_cron_frontend', ['--fs_check', '--country', 'uk'], { LIS_CONFIG: configFile });
+      await waitFor(
+        async () => {
+          const { rows: waiting } = await sql`SELECT 1 FROM pg_stat_activity WHERE datname = ${t.name} AND wait_event_type = 'Lock'`.execute(t.db);
+          return waiting.length > 0;
+        },
+        30_000,
+        'the run to wait on the row',
+      );
+      run.child.kill('SIGTERM');
+      const { code } = await run.exited;
+      assert.equal(code, 143, run.output());
+      assert.match(run.output(), /SIGTERM received: stopped before the run finished \(in UK\)/);
+    } finally {
+      await other.query('ROLLBACK');
+      await other.end();
+    }
+    const upkeep = await t.db.selectFrom('manager_events').select('detail').where('check_name', '=', 'upkeep').executeTakeFirstOrThrow();
+    assert.match(upkeep.detail, /^failed: stopped by SIGTERM before it finished/);
+    // The next run takes over (the lock's process is gone) and finishes the job.
+    const again = await cron(['--fs_check', '--country', 'uk']);
+    assert.equal(again.code, 0, again.text);
+    assert.match(again.text, /n2 0 orphans\/1 re-pushed/);
+  });
+
   it('says it had nothing to do when no country has rows, rather than printing nothing', async function () {
     this.timeout(30_000);
     await sql`DELETE FROM live_images`.execute(t.db);

@@ -74,6 +74,29 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
     let db: Db | null = null;
     const scope = { scope: 'CronFrontend::main' };
     let failures = 0;
+    // The country being worked, for a stop by signal (systemd, a shutdown, Ctrl-C) half-way.
+    let current: { country: string; release: () => void } | null = null;
+    const stop = (signal: NodeJS.Signals) => {
+      const where = current;
+      log.error(`${signal} received: stopped before the run finished${where ? ` (in ${where.country.toUpperCase()})` : ''}; the next run takes over`, scope);
+      // Every change is its own statement, so nothing is half-done; what is left is the outcome, for the
+      // upkeep_failed alert (a run under cron has nobody else to record it), and the lock.
+      void (async () => {
+        try {
+          if (db && where && !flags.dryRun)
+            await Promise.race([
+              recordUpkeep(db, where.country, `failed: stopped by ${signal} before it finished`),
+              new Promise((resolve) => setTimeout(resolve, 5000).unref()),
+            ]);
+        } finally {
+          where?.release();
+          await closeLogger(log).catch(() => {});
+          process.exit(signal === 'SIGINT' ? 130 : 143);
+        }
+      })();
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
     try {
       const swept = sweepDeadRunsTempFolders();
       if (swept) log.info(`Removed ${swept} temp folders of earlier runs that were killed`, scope);
@@ -96,6 +119,7 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
           continue;
         }
         const started = Date.now();
+        current = { country, release };
         try {
           // What makes this country's run a failure, each in a few words: the outcome's one-line reason.
           const problems: string[] = [];
@@ -140,6 +164,7 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
           log.error(`${country.toUpperCase()}: ${errorMessage(error)}`, { ...scope, country });
           await recordUpkeep(db, country, `failed: ${errorMessage(error)}`);
         } finally {
+          current = null;
           release();
         }
       }
