@@ -226,6 +226,39 @@ describe('lis_managerd', () => {
     );
   });
 
+  it('two managers judging the same datasource at once disable it once: one event, one alert, and the second does not overwrite the first', async () => {
+    await sql`INSERT INTO datasources (country, datasource_id, updated_at) VALUES ('uk', 41, now() - interval '1 hour')`.execute(t.db);
+    await failedRows(t, 41, 60, 'http_404');
+    const policy = { windowHours: 6, minAttempts: 50, failureRate: 0.9 };
+    // Two hosts' managers on the same schedule: both read the figures, then both disable. The datasource's row is
+    // held here until both wait on it, so that neither can see the other's disabling before it judges.
+    const holder = createDb(t.url, 1);
+    const second = createDb(t.url, 1);
+    try {
+      const both = await holder.transaction().execute(async (trx) => {
+        await sql`SELECT 1 FROM datasources WHERE datasource_id = 41 FOR UPDATE`.execute(trx);
+        const runs = Promise.all([disableBadDatasources(t.db, policy, 'uk'), disableBadDatasources(second, policy, 'uk')]);
+        await waitFor(
+          async () => {
+            const { rows } = await sql`SELECT 1 FROM pg_stat_activity WHERE datname = ${t.name} AND wait_event_type = 'Lock'`.execute(t.db);
+            return rows.length === 2;
+          },
+          20_000,
+          'both managers to wait on the datasource',
+        );
+        // Wrapped: a promise returned as such would be awaited before the commit that lets the runs go on.
+        return { runs };
+      });
+      const disabled = await both.runs;
+      assert.deepEqual(disabled.map((d) => d.length).sort(), [0, 1]);
+    } finally {
+      await holder.destroy();
+      await second.destroy();
+    }
+    const events = await t.db.selectFrom('manager_events').select('detail').where('check_name', '=', 'bad_datasources').execute();
+    assert.equal(events.length, 1, JSON.stringify(events));
+  });
+
   it('judges datasources by rate, only with enough attempts', () => {
     const policy = { windowHours: 6, minAttempts: 50, failureRate: 0.9 };
     const h = { country: 'uk', datasourceId: 1, total: 100, failed: 95, topReason: 'http_404', topReasonCount: 90 };

@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
 import { sourceFaultClasses } from '../failure/failure-reasons.ts';
-import { disableDatasource } from './datasource-switch.ts';
+import { disableUnlessChanged } from './datasource-switch.ts';
 import { recordEvent } from './manager-events.ts';
 
 export interface DatasourceHealth {
@@ -123,6 +123,9 @@ export async function disableBadDatasources(
   onFailingTogether?: (message: string) => void,
 ): Promise<Array<DatasourceHealth & { reason: string; parked: number }>> {
   const disabled: Array<DatasourceHealth & { reason: string; parked: number }> = [];
+  // The figures' time: a datasource changed after it (enabled again, disabled by someone else) is left alone.
+  const { rows: clock } = await sql<{ at: Date }>`SELECT clock_timestamp() AS at`.execute(db);
+  const judgedAt = clock[0].at;
   const bad = (await datasourceHealth(db, policy, country)).flatMap((health) => {
     const reason = judgeDatasource(health, policy);
     return reason ? [{ health, reason }] : [];
@@ -144,7 +147,8 @@ export async function disableBadDatasources(
     }
   }
   for (const { health, reason } of bad) {
-    const parked = await disableDatasource(db, health.country, health.datasourceId, reason);
+    const parked = await disableUnlessChanged(db, health.country, health.datasourceId, reason, judgedAt);
+    if (parked === null) continue;
     await recordEvent(db, {
       check: 'bad_datasources',
       country: health.country,
