@@ -57,7 +57,16 @@ describe('lis_managerd', () => {
     assert.ok(held > 0, 'the killed daemon held rows');
     // Not yet stale: nothing is taken from it.
     assert.deepEqual(await releaseStuckJobs(t.db, 60), []);
-    await new Promise((resolve) => setTimeout(resolve, 5500));
+    await waitFor(
+      async () => {
+        const { rows } = await sql<{
+          stale: boolean;
+        }>`SELECT bool_and(heartbeat_at < now() - interval '5 seconds') AS stale FROM workers WHERE stopped_at IS NULL AND component = 'testd'`.execute(t.db);
+        return rows[0].stale === true;
+      },
+      20_000,
+      'the killed worker silent for over 5 s',
+    );
     // Two managers (two hosts) find the dead worker at once: only one releases its rows and records it.
     const second = createDb(t.url, 1);
     const [first, other] = await Promise.all([releaseStuckJobs(t.db, 5), releaseStuckJobs(second, 5)]).finally(() => second.destroy());
@@ -81,7 +90,15 @@ describe('lis_managerd', () => {
     const slow = spawnTs(DAEMON, ['--country', 'uk', '--config', t.writeConfig(), '--service'], { TEST_ROW_MS: '60000' });
     try {
       await waitFor(async () => ((await countBy(t.db))['download/waiting/locked'] ?? 0) === 20, 20_000, 'the chunk claimed');
-      await new Promise((resolve) => setTimeout(resolve, 6000));
+      // Held for longer than the stale limit (5 s), beating all along.
+      await waitFor(
+        async () => {
+          const { rows } = await sql<{ held: boolean }>`SELECT bool_and(locked_at < now() - interval '6 seconds') AS held FROM live_images`.execute(t.db);
+          return rows[0].held === true;
+        },
+        20_000,
+        'the chunk held for over 6 s',
+      );
       assert.deepEqual(await releaseStuckJobs(t.db, 5), [], 'its heartbeat keeps it alive');
       assert.equal((await countBy(t.db))['download/waiting/locked'], 20);
     } finally {
