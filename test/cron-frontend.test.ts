@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -287,6 +288,44 @@ describe('lis_cron_frontend', () => {
     const again = await cron(['--fs_check', '--country', 'uk']);
     assert.equal(again.code, 0, again.text);
     assert.match(again.text, /n2 0 orphans\/1 re-pushed/);
+  });
+
+  it('--fs_check does not re-push a row that went live after it listed the frontend', async function () {
+    this.timeout(60_000);
+    // The walk is paused (a row lock, held here) at the first folder, after n1 was listed; meanwhile the pusher
+    // puts a new row live in a later folder. n1's listing, hours old on a big frontend, cannot have its files.
+    const rows = await t.db.selectFrom('live_images').select(['id', 'image_hash']).orderBy('image_hash').execute();
+    const first = rows[0];
+    for (const f of files.filter((f) => f.includes(first.image_hash))) fs.rmSync(path.join(daemon.moduleDir, f));
+    let n = 0;
+    const url = () => `http://img.example.com/late${n}/1.jpg`;
+    while (!crypto.createHash('md5').update(url()).digest('hex').startsWith('f')) n++;
+    assert.ok(first.image_hash < 'f', 'the paused folder comes first');
+    const other = new pg.Client({ connectionString: t.url });
+    await other.connect();
+    try {
+      await other.query('BEGIN');
+      await other.query('SELECT 1 FROM live_images WHERE id = $1 FOR UPDATE', [first.id]);
+      const run = spawnTs('bin/lis_cron_frontend', ['--fs_check', '--country', 'uk'], { LIS_CONFIG: configFile });
+      await waitFor(
+        async () => {
+          const { rows: waiting } = await sql`SELECT 1 FROM pg_stat_activity WHERE datname = ${t.name} AND wait_event_type = 'Lock'`.execute(t.db);
+          return waiting.length > 0;
+        },
+        30_000,
+        'the walk to wait on the first row',
+      );
+      const late = await insertPushRows(t.db, t.config, 'uk', 1, { stage: 'live', prefix: url().replace(/1\.jpg$/, '') });
+      assert.ok(late[0].startsWith('uk/f'), late[0]);
+      for (const root of [daemon.moduleDir, local]) copyTo(t.config.stores.thumbnails, root, late);
+      await other.query('ROLLBACK');
+      const { code } = await run.exited;
+      assert.equal(code, 0, run.output());
+      assert.match(run.output(), /n1 0 orphans\/1 re-pushed, n2 0 orphans\/0 re-pushed/);
+    } finally {
+      await other.end();
+    }
+    assert.deepEqual(await countBy(t.db), { 'live/done': 6, 'push/waiting': 1 }, 'only the row n1 really lacked');
   });
 
   it('says it had nothing to do when no country has rows, rather than printing nothing', async function () {

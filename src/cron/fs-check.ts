@@ -9,7 +9,7 @@ import { enabledFrontends, type Frontend } from '../push/frontend-registry.ts';
 import { localRootMissing } from '../push/frontend-target.ts';
 import { thumbnailFilesOf, type ImageData } from '../store/image-data.ts';
 import { deleteFrontendFiles, isOurFrontendName, isRsyncTempName, listFrontendTree, type FrontendListing } from './frontend-files.ts';
-import { behindLink, isRecent, walkLocalTree } from './local-files.ts';
+import { behindLink, isRecent, walkLocalTree, type LocalTree } from './local-files.ts';
 import { tempFileWriter } from '../store/atomic-file.ts';
 import { originalPath } from '../store/store-layout.ts';
 import { isProcessAlive } from '../util/pid-lock-file.ts';
@@ -118,9 +118,13 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
     }
     return true;
   };
+  // When each listing was taken (the database's clock, as rows' updated_at): a remote frontend is listed
+  // once, here, and its listing may be hours old by the last folder; a local one is walked folder by folder.
+  const listedAt = new Map<string, Date>();
   for (const frontend of frontends) {
     if (skipIfRootMissing(frontend)) continue;
     try {
+      if (frontend.parsed.kind !== 'local') listedAt.set(frontend.name, await databaseNow(db));
       listings.set(frontend.name, await listFrontendTree(config.push, frontend.parsed, country));
     } catch (error) {
       summary.frontends[frontend.name].error = errorMessage(error);
@@ -131,25 +135,43 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
     const pruneBefore = Date.now() - config.upkeep.keepOriginalsDays * 86400_000;
 
     for (const prefix of PREFIXES) {
+      // The frontends' files first, then the rows: a file is on a frontend only once its row's image_data
+      // names it, so every file seen is known to rows read after it (read before, a version pushed and made
+      // live in between would look like an orphan and be deleted).
+      const walkedAt = await databaseNow(db);
+      const trees = new Map<string, LocalTree>();
+      for (const frontend of frontends) {
+        const tally = summary.frontends[frontend.name];
+        const listing = listings.get(frontend.name);
+        if (tally.error || !listing || skipIfRootMissing(frontend)) continue;
+        try {
+          trees.set(frontend.name, listing.treeIn(prefix));
+          if (frontend.parsed.kind === 'local') listedAt.set(frontend.name, walkedAt);
+        } catch (error) {
+          tally.error = errorMessage(error);
+          log.error(`${frontend.name}: ${tally.error}; skipping it this run`, scope);
+        }
+      }
       const rows = await rowsWithPrefix(db, country, prefix);
       const known = new Set(rows.flatMap(filesOf));
       const dir = `${country}/${prefix}`;
 
       for (const frontend of frontends) {
         const tally = summary.frontends[frontend.name];
-        const listing = listings.get(frontend.name);
-        if (tally.error || !listing || skipIfRootMissing(frontend)) continue;
+        const tree = trees.get(frontend.name);
+        if (tally.error || !tree) continue;
         try {
-          const tree = listing.treeIn(prefix);
           const present = new Set(tree.files);
+          const seenAt = listedAt.get(frontend.name)!;
           // Only files named as we name thumbnails (or rsync's temp files of them, left by a transfer killed
           // hard; the listing leaves out those young enough to be written still): anything else on a
           // frontend is not ours to delete.
           const orphans = [...present].filter((f) => !known.has(f) && (isOurFrontendName(f, country) || isRsyncTempName(f, country)));
           // Files behind a link were not seen, so not judged missing: walked as empty, a linked country would
           // send every live row of it back to the pusher on every run.
+          // And only rows live before the listing: one that went live since is on the frontend, not in the listing.
           const missing = rows.filter(
-            (r) => r.stage === 'live' && !rowBehindLinks(r, tree.links) && thumbnailFilesOf(r.image_data).some((f) => !present.has(f)),
+            (r) => r.stage === 'live' && r.updated_at < seenAt && !rowBehindLinks(r, tree.links) && thumbnailFilesOf(r.image_data).some((f) => !present.has(f)),
           );
           if (!dryRun) {
             await deleteFrontendFiles(config.push, frontend.parsed, orphans);
@@ -243,6 +265,12 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
     scope,
   );
   return summary;
+}
+
+/** The database's clock now (rows' updated_at is written by it, whatever this host's clock says). */
+async function databaseNow(db: Db): Promise<Date> {
+  const { rows } = await sql<{ now: Date }>`SELECT clock_timestamp() AS now`.execute(db);
+  return rows[0].now;
 }
 
 /** True when any file of the row, in either version, lies behind one of `links`: then it was not seen. */
