@@ -6,6 +6,7 @@ import path from 'node:path';
 import { sql } from 'kysely';
 import pg from 'pg';
 import { dbScan } from '../src/cron/db-scan.ts';
+import { refreshRows } from '../src/queue/refresh-rows.ts';
 import { closeLogger, createLogger } from '../src/log/create-logger.ts';
 import { ImageSys } from '../src/interface/image-sys.ts';
 import { addFrontend } from '../src/push/frontend-registry.ts';
@@ -326,6 +327,19 @@ describe('lis_cron_frontend', () => {
       await other.end();
     }
     assert.deepEqual(await countBy(t.db), { 'live/done': 6, 'push/waiting': 1 }, 'only the row n1 really lacked');
+  });
+
+  it("--fs_check keeps this host's files of rows waiting to be downloaded again (lis refresh), which stay live", async function () {
+    this.timeout(60_000);
+    // `lis refresh` clears store_host while the row waits for its conditional download; a 304 sends it straight
+    // back to live "touching neither its data nor its files". Those files are this host's, not another's.
+    assert.equal(await refreshRows(t.db, { country: 'uk', olderThanDays: 0 }), 6);
+    const run = await cron(['--fs_check', '--country', 'uk']);
+    assert.equal(run.code, 0, run.text);
+    assert.match(run.text, /thumbnails 0 orphans\/0 partial\/0 redone; originals 0 orphans/);
+    for (const f of files) assert.ok(fs.existsSync(path.join(t.config.stores.thumbnails, f)), `${f} kept in the store`);
+    for (const r of await t.db.selectFrom('live_images').select('image_hash').execute())
+      assert.ok(fs.existsSync(originalPath(t.config, 'uk', r.image_hash)), 'its original kept (on a 304 the row goes back to live as it was)');
   });
 
   it('says it had nothing to do when no country has rows, rather than printing nothing', async function () {

@@ -90,7 +90,10 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
   const mine = (r: RowFiles) => config.stores.shared || r.store_host === config.host;
   // A row another host now owns (its worker here was killed before finishing, and another host
   // did the work): this host's copies are leftovers, unless a worker here holds the row right now.
-  const ownedElsewhere = (r: RowFiles) => !config.stores.shared && r.store_host !== config.host && !r.locked_by?.startsWith(`${config.host}:`);
+  // A row owned by no host yet (store_host '': waiting for download, e.g. after `lis refresh`, which
+  // sends it back to live as it was on a 304) is nobody else's: its files here are kept.
+  const ownedElsewhere = (r: RowFiles) =>
+    !config.stores.shared && r.store_host !== '' && r.store_host !== config.host && !r.locked_by?.startsWith(`${config.host}:`);
   const listings = new Map<string, FrontendListing>();
   /**
    * A local frontend whose root is gone (its disk not mounted) would list as empty and every live row
