@@ -284,6 +284,23 @@ describe('lis_managerd', () => {
     assert.equal(judgeDatasource({ ...h, total: 40, failed: 40 }, policy), null);
   });
 
+  it("parks no row as failing the same way when its last failure was ours (the streak was the source's, the reason shown would be ours)", async () => {
+    await insertUrls(t.db, 'uk', 2);
+    // Four timeouts in a row, then given back uncharged because the store was full (deferRows keeps the streak):
+    // parked now, it would read "failed 4 times in a row: store paused", and `lis retry --reason timeout` would miss it.
+    await sql`UPDATE live_images SET attempts = 4, same_error_count = 4, last_error = 'store /srv/originals is 97% full', last_error_class = 'store_paused'
+               WHERE id = (SELECT min(id) FROM live_images)`.execute(t.db);
+    await sql`UPDATE live_images SET attempts = 4, same_error_count = 4, last_error = 'timed out', last_error_class = 'timeout'
+               WHERE id = (SELECT max(id) FROM live_images)`.execute(t.db);
+    const result = await parkBadRetryJobs(t.db, { maxAttempts: 6, sameReasonLimit: 4 });
+    assert.equal(result.sameReason, 1, 'only the row whose streak is its own last failure');
+    const { rows } = await sql<{ last_error_class: string; state: string }>`SELECT last_error_class, state FROM live_images ORDER BY id`.execute(t.db);
+    assert.deepEqual(rows, [
+      { last_error_class: 'store_paused', state: 'waiting' },
+      { last_error_class: 'timeout', state: 'failed' },
+    ]);
+  });
+
   it('parks rows out of attempts or failing the same way, and `lis retry` puts them back', async () => {
     await insertUrls(t.db, 'uk', 6);
     await sql`UPDATE live_images SET attempts = 9, last_error = 'HTTP 503', last_error_class = 'http_5xx' WHERE id % 3 = 0`.execute(t.db);
