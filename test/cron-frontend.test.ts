@@ -1,15 +1,20 @@
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { sql } from 'kysely';
+import pg from 'pg';
+import { dbScan } from '../src/cron/db-scan.ts';
+import { refreshRows } from '../src/queue/refresh-rows.ts';
+import { closeLogger, createLogger } from '../src/log/create-logger.ts';
 import { ImageSys } from '../src/interface/image-sys.ts';
 import { addFrontend } from '../src/push/frontend-registry.ts';
 import { deletionRules, parseListOnly } from '../src/cron/frontend-files.ts';
 import { originalPath } from '../src/store/store-layout.ts';
 import { insertPushRows } from './helpers/push-fixtures.ts';
-import { spawnTs } from './helpers/processes.ts';
-import { RsyncDaemon } from './helpers/rsync-daemons.ts';
+import { spawnTs, waitFor } from './helpers/processes.ts';
+import { freePort, RsyncDaemon } from './helpers/rsync-daemons.ts';
 import { countBy } from './helpers/rows.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
@@ -97,13 +102,80 @@ describe('lis_cron_frontend', () => {
     await daemon.stop();
     const run = await cron(['--db_scan', '--country', 'uk']);
     assert.match(run.text, /0 purged, 6 deferred/);
+    // Not a success: the images are still on n1. Exit 1, and the outcome the upkeep_failed alert reads says why.
+    assert.equal(run.code, 1, run.text);
+    const { rows: outcome } = await sql<{ detail: string }>`SELECT detail FROM manager_events WHERE check_name = 'upkeep' ORDER BY id DESC LIMIT 1`.execute(
+      t.db,
+    );
+    assert.match(outcome[0].detail, /^failed: 6 expired images not purged: n1 could not be cleaned; /);
     assert.equal((await countBy(t.db))['live/parked'], 6, 'parked, so no longer served, and retried next run');
     await daemon.start();
     const again = await cron(['--db_scan', '--country', 'uk']);
     assert.match(again.text, /6 purged, 0 deferred/);
+    assert.equal(again.code, 0, again.text);
     assert.deepEqual(await countBy(t.db), {});
     const left = files.filter((f) => fs.existsSync(path.join(daemon.moduleDir, f)));
     assert.deepEqual(left, []);
+  });
+
+  it('--db_scan purges although a disabled frontend (gone for good) cannot be reached, and says what it left there', async function () {
+    this.timeout(60_000);
+    // `lis frontend disable n3` is what the README says to do with a frontend gone for good: it must not hold every purge back.
+    await addFrontend(t.db, 'n3', `rsync://127.0.0.1:${await freePort()}/thumbs`, false);
+    await sql`UPDATE live_images SET last_seen = now() - interval '40 days'`.execute(t.db);
+    const run = await cron(['--db_scan', '--country', 'uk']);
+    assert.equal(run.code, 0, run.text);
+    assert.match(run.text, /6 purged, 0 deferred/);
+    assert.match(run.text, /n3 \(disabled\) could not be cleaned: .*fs_check removes them if it is enabled again/);
+    assert.deepEqual(await countBy(t.db), {});
+    for (const root of [daemon.moduleDir, local])
+      assert.deepEqual(
+        files.filter((f) => fs.existsSync(path.join(root, f))),
+        [],
+        `all gone from ${root}`,
+      );
+  });
+
+  it('--db_scan purges only the rows it marked: one claimed, or seen again by the ETL, while the purge picked its batch keeps its files', async function () {
+    this.timeout(60_000);
+    await sql`UPDATE live_images SET last_seen = now() - interval '40 days'`.execute(t.db);
+    const rows = await t.db.selectFrom('live_images').select(['id', 'image_hash']).orderBy('id').execute();
+    const [claimed, relisted] = rows;
+    // A pusher's claim and an ETL's upsert, in flight (row locks held) as the purge reads its batch; they commit once it waits on them.
+    const other = new pg.Client({ connectionString: t.url });
+    await other.connect();
+    const log = createLogger({ component: 'cron_frontend', log: t.config.log, screen: false });
+    try {
+      await other.query('BEGIN');
+      await other.query(`UPDATE live_images SET locked_by = 'h:1:push', locked_at = now() WHERE id = $1`, [claimed.id]);
+      await other.query(`UPDATE live_images SET last_seen = now() WHERE id = $1`, [relisted.id]);
+      const scan = dbScan({ config: t.config, db: t.db, log, country: 'uk', dryRun: false });
+      await waitFor(
+        async () => {
+          const { rows: waiting } = await sql`SELECT 1 FROM pg_stat_activity WHERE datname = ${t.name} AND wait_event_type = 'Lock'`.execute(t.db);
+          return waiting.length > 0;
+        },
+        20_000,
+        'the purge to wait for the rows in flight',
+      );
+      await other.query('COMMIT');
+      const summary = await scan;
+      assert.equal(summary.purged, 4);
+    } finally {
+      await other.end();
+      await closeLogger(log);
+    }
+    assert.deepEqual(
+      (await t.db.selectFrom('live_images').select('id').orderBy('id').execute()).map((r) => r.id),
+      [claimed.id, relisted.id],
+      'both kept',
+    );
+    for (const r of [claimed, relisted]) {
+      const own = files.filter((f) => f.includes(r.image_hash));
+      for (const root of [t.config.stores.thumbnails, daemon.moduleDir, local])
+        for (const f of own) assert.ok(fs.existsSync(path.join(root, f)), `${f} kept in ${root}`);
+      assert.ok(fs.existsSync(originalPath(t.config, 'uk', r.image_hash)), 'its original kept');
+    }
   });
 
   it('--fs_check deletes planted orphans and sends a live row whose file vanished back to the pusher', async function () {
@@ -164,7 +236,110 @@ describe('lis_cron_frontend', () => {
     assert.equal((await t.db.selectFrom('frontend_pushes').where('frontend', '=', 'n2').select('image_hash').execute()).length, 6, 'its push records are kept');
     assert.equal(fs.existsSync(local), false);
     const upkeep = await t.db.selectFrom('manager_events').select('detail').where('check_name', '=', 'upkeep').executeTakeFirstOrThrow();
-    assert.match(upkeep.detail, /^failed: some frontends could not be checked: /);
+    assert.match(upkeep.detail, /^failed: n2 could not be checked; fs_check: /);
+  });
+
+  it("--fs_check leaves rows alone when this host's stores are not mounted: nothing made again or downloaded again, and says why", async function () {
+    this.timeout(60_000);
+    const ids = (await t.db.selectFrom('live_images').select('id').orderBy('id').execute()).map((r) => r.id);
+    await sql`UPDATE live_images SET stage = 'push', state = 'waiting' WHERE id = ANY(${ids.slice(0, 2)}::bigint[])`.execute(t.db);
+    await sql`UPDATE live_images SET stage = 'thumbnail', state = 'waiting' WHERE id = ANY(${ids.slice(2, 4)}::bigint[])`.execute(t.db);
+    const before = await countBy(t.db);
+    // Both disks gone from under their mount points.
+    for (const store of [t.config.stores.thumbnails, t.config.stores.originals]) fs.renameSync(store, `${store}.unmounted`);
+    const run = await cron(['--fs_check', '--country', 'uk']);
+    assert.deepEqual(await countBy(t.db), before, `no row sent back for files it cannot see: ${run.text}`);
+    assert.equal(run.code, 1, 'a store not checked is a failed run');
+    assert.ok(run.text.includes(`thumbnail store ${t.config.stores.thumbnails} is missing (not mounted?)`), run.text);
+    assert.ok(run.text.includes(`originals store ${t.config.stores.originals} is missing (not mounted?)`), run.text);
+    const upkeep = await t.db.selectFrom('manager_events').select('detail').where('check_name', '=', 'upkeep').executeTakeFirstOrThrow();
+    assert.match(upkeep.detail, /^failed: thumbnail store, originals store could not be checked; fs_check: /);
+  });
+
+  it('stopped by SIGTERM mid-run: exits non-zero saying so, records the failure for the alert, and frees its lock', async function () {
+    this.timeout(60_000);
+    // A live row n2 lacks, so fs_check re-pushes it; its row lock is held here, so the run stops there, mid-walk.
+    const row = await t.db.selectFrom('live_images').select(['id', 'image_hash']).orderBy('id').executeTakeFirstOrThrow();
+    for (const f of files.filter((f) => f.includes(row.image_hash))) fs.rmSync(path.join(local, f));
+    const other = new pg.Client({ connectionString: t.url });
+    await other.connect();
+    try {
+      await other.query('BEGIN');
+      await other.query('SELECT 1 FROM live_images WHERE id = $1 FOR UPDATE', [row.id]);
+      const run = spawnTs('bin/lis_cron_frontend', ['--fs_check', '--country', 'uk'], { LIS_CONFIG: configFile });
+      await waitFor(
+        async () => {
+          const { rows: waiting } = await sql`SELECT 1 FROM pg_stat_activity WHERE datname = ${t.name} AND wait_event_type = 'Lock'`.execute(t.db);
+          return waiting.length > 0;
+        },
+        30_000,
+        'the run to wait on the row',
+      );
+      run.child.kill('SIGTERM');
+      const { code } = await run.exited;
+      assert.equal(code, 143, run.output());
+      assert.match(run.output(), /SIGTERM received: stopped before the run finished \(in UK\)/);
+    } finally {
+      await other.query('ROLLBACK');
+      await other.end();
+    }
+    const upkeep = await t.db.selectFrom('manager_events').select('detail').where('check_name', '=', 'upkeep').executeTakeFirstOrThrow();
+    assert.match(upkeep.detail, /^failed: stopped by SIGTERM before it finished/);
+    // The next run takes over (the lock's process is gone) and finishes the job.
+    const again = await cron(['--fs_check', '--country', 'uk']);
+    assert.equal(again.code, 0, again.text);
+    assert.match(again.text, /n2 0 orphans\/1 re-pushed/);
+  });
+
+  it('--fs_check does not re-push a row that went live after it listed the frontend', async function () {
+    this.timeout(60_000);
+    // The walk is paused (a row lock, held here) at the first folder, after n1 was listed; meanwhile the pusher
+    // puts a new row live in a later folder. n1's listing, hours old on a big frontend, cannot have its files.
+    const rows = await t.db.selectFrom('live_images').select(['id', 'image_hash']).orderBy('image_hash').execute();
+    const first = rows[0];
+    for (const f of files.filter((f) => f.includes(first.image_hash))) fs.rmSync(path.join(daemon.moduleDir, f));
+    let n = 0;
+    const url = () => `http://img.example.com/late${n}/1.jpg`;
+    while (!crypto.createHash('md5').update(url()).digest('hex').startsWith('f')) n++;
+    assert.ok(first.image_hash < 'f', 'the paused folder comes first');
+    const other = new pg.Client({ connectionString: t.url });
+    await other.connect();
+    try {
+      await other.query('BEGIN');
+      await other.query('SELECT 1 FROM live_images WHERE id = $1 FOR UPDATE', [first.id]);
+      const run = spawnTs('bin/lis_cron_frontend', ['--fs_check', '--country', 'uk'], { LIS_CONFIG: configFile });
+      await waitFor(
+        async () => {
+          const { rows: waiting } = await sql`SELECT 1 FROM pg_stat_activity WHERE datname = ${t.name} AND wait_event_type = 'Lock'`.execute(t.db);
+          return waiting.length > 0;
+        },
+        30_000,
+        'the walk to wait on the first row',
+      );
+      const late = await insertPushRows(t.db, t.config, 'uk', 1, { stage: 'live', prefix: url().replace(/1\.jpg$/, '') });
+      assert.ok(late[0].startsWith('uk/f'), late[0]);
+      for (const root of [daemon.moduleDir, local]) copyTo(t.config.stores.thumbnails, root, late);
+      await other.query('ROLLBACK');
+      const { code } = await run.exited;
+      assert.equal(code, 0, run.output());
+      assert.match(run.output(), /n1 0 orphans\/1 re-pushed, n2 0 orphans\/0 re-pushed/);
+    } finally {
+      await other.end();
+    }
+    assert.deepEqual(await countBy(t.db), { 'live/done': 6, 'push/waiting': 1 }, 'only the row n1 really lacked');
+  });
+
+  it("--fs_check keeps this host's files of rows waiting to be downloaded again (lis refresh), which stay live", async function () {
+    this.timeout(60_000);
+    // `lis refresh` clears store_host while the row waits for its conditional download; a 304 sends it straight
+    // back to live "touching neither its data nor its files". Those files are this host's, not another's.
+    assert.equal(await refreshRows(t.db, { country: 'uk', olderThanDays: 0 }), 6);
+    const run = await cron(['--fs_check', '--country', 'uk']);
+    assert.equal(run.code, 0, run.text);
+    assert.match(run.text, /thumbnails 0 orphans\/0 partial\/0 redone; originals 0 orphans/);
+    for (const f of files) assert.ok(fs.existsSync(path.join(t.config.stores.thumbnails, f)), `${f} kept in the store`);
+    for (const r of await t.db.selectFrom('live_images').select('image_hash').execute())
+      assert.ok(fs.existsSync(originalPath(t.config, 'uk', r.image_hash)), 'its original kept (on a 304 the row goes back to live as it was)');
   });
 
   it('says it had nothing to do when no country has rows, rather than printing nothing', async function () {
@@ -197,6 +372,23 @@ describe('lis_cron_frontend', () => {
     const run = await cron(['--all', '--country', 'uk']);
     assert.equal(run.code, 0, run.text);
     assert.equal(fs.existsSync(path.join(t.dir, 'run', 'cron_frontend.uk.lock')), false, 'released at the end');
+  });
+
+  it('a country whose run is already going is skipped, not the countries after it', async function () {
+    this.timeout(30_000);
+    await sql`INSERT INTO live_images (country, datasource_id, image_url) VALUES ('de', 1, 'http://x.com/de.jpg')`.execute(t.db);
+    // `--country de` by hand still running when the weekly --all comes (countries go in order: de, then uk).
+    const holder = spawn('sleep', ['30']);
+    try {
+      fs.mkdirSync(path.join(t.dir, 'run'), { recursive: true });
+      fs.writeFileSync(path.join(t.dir, 'run', 'cron_frontend.de.lock'), `${holder.pid}\nlis_cron_frontend de since earlier\n`);
+      const run = await cron(['--all']);
+      assert.equal(run.code, 1, run.text);
+      assert.match(run.text, /lis_cron_frontend for DE is already running/);
+      assert.match(run.text, /Summary for UK/);
+    } finally {
+      holder.kill();
+    }
   });
 
   it('lists and deletes with rsync exactly the files named', () => {

@@ -3,15 +3,22 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { sql } from 'kysely';
 import { isRsyncTempName } from '../src/cron/frontend-files.ts';
 import { addFrontend } from '../src/push/frontend-registry.ts';
 import { normaliseTarget } from '../src/push/frontend-target.ts';
 import { isThumbnailName } from '../src/store/store-layout.ts';
+import { insertPushRows } from './helpers/push-fixtures.ts';
 import { spawnTs } from './helpers/processes.ts';
 import { RsyncDaemon } from './helpers/rsync-daemons.ts';
+import { countBy } from './helpers/rows.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
 const OLD = new Date(Date.now() - 2 * 3600_000);
+const copy = (from: string, root: string, rel: string) => {
+  fs.mkdirSync(path.dirname(path.join(root, rel)), { recursive: true });
+  fs.copyFileSync(path.join(from, rel), path.join(root, rel));
+};
 const plant = (root: string, rel: string) => {
   fs.mkdirSync(path.dirname(path.join(root, rel)), { recursive: true });
   fs.writeFileSync(path.join(root, rel), 'not ours?');
@@ -85,13 +92,17 @@ describe('frontend targets and fs_check never reach beyond what is ours', () => 
 
       for (const country of ['uk', 'de']) {
         const run = spawnTs('bin/lis_cron_frontend', ['--fs_check', '--country', country], { LIS_CONFIG: t.writeConfig(), LIS_DATABASE_URL: t.url });
-        assert.equal((await run.exited).code, 0, run.output());
+        // A linked folder is not walked, and the run says so and fails: that part of the frontend went unchecked.
+        assert.equal((await run.exited).code, 1, run.output());
         if (country === 'uk') {
           assert.match(run.output(), /n1: deleted 1 orphans/);
           assert.match(run.output(), /n2: deleted 1 orphans/);
+          assert.match(run.output(), /n2: uk\/ee is a symbolic link: not walked/);
         } else {
           assert.match(run.output(), /n1: deleted 0 orphans/);
           assert.match(run.output(), /n2: deleted 0 orphans/);
+          assert.match(run.output(), /n1: de is a symbolic link: not walked/);
+          assert.match(run.output(), /n2: de is a symbolic link: not walked/);
         }
       }
       for (const root of [daemon.moduleDir, local]) {
@@ -104,6 +115,86 @@ describe('frontend targets and fs_check never reach beyond what is ours', () => 
         fs.lstatSync(path.join(local, 'de')).isSymbolicLink() && fs.lstatSync(path.join(daemon.moduleDir, 'de')).isSymbolicLink(),
         'the links themselves are left as they were',
       );
+    });
+
+    it('judges nothing behind a linked folder: no live row re-pushed, no store row sent back, and the run says it did not walk it', async () => {
+      // An operator's layout: a country on another disk (n2's uk/, the thumbnail store's uk/) or one folder of it (n1's uk/<aa>).
+      // Walked as empty, every live row there would be re-pushed and every row in push sent back to thumbnail, week after week.
+      const files = await insertPushRows(t.db, t.config, 'uk', 12, { stage: 'live' });
+      await insertPushRows(t.db, t.config, 'uk', 3, { stage: 'push', prefix: 'http://img.example.com/pending/' });
+      for (const root of [daemon.moduleDir, local]) for (const f of files) copy(t.config.stores.thumbnails, root, f);
+      const moveAndLink = (from: string, to: string) => {
+        fs.mkdirSync(path.dirname(to), { recursive: true });
+        fs.renameSync(from, to);
+        fs.symlinkSync(to, from);
+      };
+      moveAndLink(path.join(local, 'uk'), path.join(outside, 'n2-uk'));
+      const linkedPrefix = files[0].split('/')[1];
+      moveAndLink(path.join(daemon.moduleDir, 'uk', linkedPrefix), path.join(outside, 'n1-prefix'));
+      moveAndLink(path.join(t.config.stores.thumbnails, 'uk'), path.join(outside, 'store-uk'));
+      const before = await countBy(t.db);
+
+      const run = spawnTs('bin/lis_cron_frontend', ['--fs_check', '--country', 'uk'], { LIS_CONFIG: t.writeConfig(), LIS_DATABASE_URL: t.url });
+      const { code } = await run.exited;
+      assert.deepEqual(await countBy(t.db), before, `nothing re-pushed or sent back: ${run.output()}`);
+      assert.equal(code, 1, `a frontend not fully walked is a run that failed: ${run.output()}`);
+      assert.match(run.output(), /n2: .*uk is a symbolic link: not walked/);
+      assert.match(run.output(), new RegExp(`n1: .*uk/${linkedPrefix} is a symbolic link: not walked`));
+      for (const f of files) {
+        assert.ok(fs.existsSync(path.join(outside, 'n2-uk', f.slice('uk/'.length))), `${f} kept behind n2's link`);
+        assert.ok(fs.existsSync(path.join(daemon.moduleDir, f)), `${f} kept on n1 (through its link or not)`);
+      }
+    });
+
+    it("deletes a replaced version's files (`.v2` names) once a newer one is live, and keeps both versions of a row being reworked", async () => {
+      // Row 1 was reworked twice (v3 live): its v1 and v2 files are orphans. Row 2 is being reworked (v2 served, v3 on its way).
+      const files = await insertPushRows(t.db, t.config, 'uk', 2, { stage: 'live' });
+      const rows = await t.db.selectFrom('live_images').select(['id', 'image_hash']).orderBy('id').execute();
+      const version = (f: string, v: number) => f.replace(/\.jpg$/, `.v${v}.jpg`);
+      const of = (hash: string) => files.filter((f) => f.includes(hash));
+      await sql`UPDATE live_images SET image_data = replace(image_data::text, '.jpg"', '.v3.jpg"')::jsonb, live_data = replace(live_data::text, '.jpg"', '.v3.jpg"')::jsonb
+                 WHERE id = ${rows[0].id}`.execute(t.db);
+      await sql`UPDATE live_images SET stage = 'push', state = 'waiting', image_data = replace(image_data::text, '.jpg"', '.v3.jpg"')::jsonb,
+                       live_data = replace(live_data::text, '.jpg"', '.v2.jpg"')::jsonb WHERE id = ${rows[1].id}`.execute(t.db);
+      const replaced = [...of(rows[0].image_hash), ...of(rows[0].image_hash).map((f) => version(f, 2))];
+      const kept = [...of(rows[0].image_hash).map((f) => version(f, 3)), ...of(rows[1].image_hash).flatMap((f) => [version(f, 2), version(f, 3)])];
+      // And the temp file of a v2 transfer killed long ago.
+      const deadTemp = replaced[3].replace(/\/([^/]+)$/, '/.$1.Qw3rTy');
+      for (const root of [daemon.moduleDir, local]) for (const f of [...replaced, ...kept, deadTemp]) plant(root, f);
+
+      const run = spawnTs('bin/lis_cron_frontend', ['--fs_check', '--country', 'uk'], { LIS_CONFIG: t.writeConfig(), LIS_DATABASE_URL: t.url });
+      assert.equal((await run.exited).code, 0, run.output());
+      for (const root of [daemon.moduleDir, local]) {
+        for (const f of [...replaced, deadTemp]) assert.equal(fs.existsSync(path.join(root, f)), false, `${f} (replaced) deleted from ${root}`);
+        for (const f of kept) assert.ok(fs.existsSync(path.join(root, f)), `${f} (served or on its way) kept in ${root}`);
+      }
+      assert.match(run.output(), /n1: deleted 7 orphans/);
+    });
+
+    it("removes the listing a killed run left in the temp folder (a country's whole file list), never a running one's", async () => {
+      // A run killed mid-walk (SIGTERM from systemd, SIGKILL, the OOM killer) leaves its listing behind: on a
+      // big frontend, hundreds of MB in /tmp for every killed run. What it leaves, under a pid now gone:
+      const dead = spawn('true');
+      await new Promise((resolve) => dead.once('close', resolve));
+      const left = path.join(os.tmpdir(), `lis-list-${dead.pid}-Ab12Cd`);
+      const running = path.join(os.tmpdir(), `lis-list-${process.pid}-Ef34Gh`);
+      for (const dir of [left, running]) {
+        fs.mkdirSync(dir, { recursive: true });
+        fs.writeFileSync(path.join(dir, 'ab'), 'uk/ab/cd/abcd0000000000000000000000000000_small.jpg\n');
+      }
+      try {
+        const run = spawnTs('bin/lis_cron_frontend', ['--fs_check', '--country', 'uk'], { LIS_CONFIG: t.writeConfig(), LIS_DATABASE_URL: t.url });
+        assert.equal((await run.exited).code, 0, run.output());
+        assert.equal(fs.existsSync(left), false, "the dead run's listing is removed");
+        assert.ok(fs.existsSync(running), "a running process's listing is kept");
+        assert.deepEqual(
+          fs.readdirSync(os.tmpdir()).filter((d) => d.startsWith(`lis-list-${run.child.pid}-`)),
+          [],
+          'and this run left none of its own',
+        );
+      } finally {
+        for (const dir of [left, running]) fs.rmSync(dir, { recursive: true, force: true });
+      }
     });
 
     it('removes the hidden temp files of an rsync killed mid-transfer once they are old, never a fresh one nor anything not ours', async () => {

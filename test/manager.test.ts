@@ -57,7 +57,16 @@ describe('lis_managerd', () => {
     assert.ok(held > 0, 'the killed daemon held rows');
     // Not yet stale: nothing is taken from it.
     assert.deepEqual(await releaseStuckJobs(t.db, 60), []);
-    await new Promise((resolve) => setTimeout(resolve, 5500));
+    await waitFor(
+      async () => {
+        const { rows } = await sql<{
+          stale: boolean;
+        }>`SELECT bool_and(heartbeat_at < now() - interval '5 seconds') AS stale FROM workers WHERE stopped_at IS NULL AND component = 'testd'`.execute(t.db);
+        return rows[0].stale === true;
+      },
+      20_000,
+      'the killed worker silent for over 5 s',
+    );
     // Two managers (two hosts) find the dead worker at once: only one releases its rows and records it.
     const second = createDb(t.url, 1);
     const [first, other] = await Promise.all([releaseStuckJobs(t.db, 5), releaseStuckJobs(second, 5)]).finally(() => second.destroy());
@@ -81,7 +90,15 @@ describe('lis_managerd', () => {
     const slow = spawnTs(DAEMON, ['--country', 'uk', '--config', t.writeConfig(), '--service'], { TEST_ROW_MS: '60000' });
     try {
       await waitFor(async () => ((await countBy(t.db))['download/waiting/locked'] ?? 0) === 20, 20_000, 'the chunk claimed');
-      await new Promise((resolve) => setTimeout(resolve, 6000));
+      // Held for longer than the stale limit (5 s), beating all along.
+      await waitFor(
+        async () => {
+          const { rows } = await sql<{ held: boolean }>`SELECT bool_and(locked_at < now() - interval '6 seconds') AS held FROM live_images`.execute(t.db);
+          return rows[0].held === true;
+        },
+        20_000,
+        'the chunk held for over 6 s',
+      );
       assert.deepEqual(await releaseStuckJobs(t.db, 5), [], 'its heartbeat keeps it alive');
       assert.equal((await countBy(t.db))['download/waiting/locked'], 20);
     } finally {
@@ -195,12 +212,93 @@ describe('lis_managerd', () => {
     );
   });
 
+  it('disables no datasource when most fail at once the same way: that is our network, not their feeds', async () => {
+    await sql`INSERT INTO datasources (country, datasource_id, updated_at) SELECT 'uk', g, now() - interval '1 hour' FROM generate_series(21, 24) g`.execute(
+      t.db,
+    );
+    // Our DNS resolver (or uplink) down during the nightly feed: every datasource's downloads fail as dns/connection.
+    await failedRows(t, 21, 60, 'dns');
+    await failedRows(t, 22, 60, 'dns');
+    await failedRows(t, 23, 60, 'connection');
+    // One datasource had its rows in before the outage.
+    await insertUrls(t.db, 'uk', 60, { datasourceId: 24, prefix: 'http://feed24.example.com/ok/' });
+    await sql`UPDATE live_images SET stage = 'thumbnail', updated_at = now() WHERE datasource_id = 24`.execute(t.db);
+    await sql`INSERT INTO datasource_minutes (country, datasource_id, minute, stage, error_class, n) VALUES ('uk', 24, date_trunc('minute', now()), 'download', '', 60)`.execute(
+      t.db,
+    );
+    const policy = { windowHours: 6, minAttempts: 50, failureRate: 0.9 };
+    assert.deepEqual(await disableBadDatasources(t.db, policy, 'uk'), []);
+    assert.equal((await t.db.selectFrom('datasources').select('datasource_id').where('enabled', '=', false).execute()).length, 0);
+    const events = await t.db.selectFrom('manager_events').select(['check_name', 'detail']).execute();
+    assert.equal(events.length, 1);
+    assert.match(events[0].detail ?? '', /^3 of 4 active datasources fail at once .*none disabled/);
+    // One bad feed among healthy ones is still disabled.
+    await sql`INSERT INTO datasource_minutes (country, datasource_id, minute, stage, error_class, n)
+              SELECT 'uk', g, date_trunc('minute', now()), 'download', '', 60 FROM generate_series(31, 34) g`.execute(t.db);
+    await sql`INSERT INTO datasources (country, datasource_id) SELECT 'uk', g FROM generate_series(31, 34) g`.execute(t.db);
+    await sql`UPDATE live_images SET last_error_class = NULL, updated_at = now() WHERE datasource_id IN (22, 23)`.execute(t.db);
+    assert.deepEqual(
+      (await disableBadDatasources(t.db, policy, 'uk')).map((d) => d.datasourceId),
+      [21],
+    );
+  });
+
+  it('two managers judging the same datasource at once disable it once: one event, one alert, and the second does not overwrite the first', async () => {
+    await sql`INSERT INTO datasources (country, datasource_id, updated_at) VALUES ('uk', 41, now() - interval '1 hour')`.execute(t.db);
+    await failedRows(t, 41, 60, 'http_404');
+    const policy = { windowHours: 6, minAttempts: 50, failureRate: 0.9 };
+    // Two hosts' managers on the same schedule: both read the figures, then both disable. The datasource's row is
+    // held here until both wait on it, so that neither can see the other's disabling before it judges.
+    const holder = createDb(t.url, 1);
+    const second = createDb(t.url, 1);
+    try {
+      const both = await holder.transaction().execute(async (trx) => {
+        await sql`SELECT 1 FROM datasources WHERE datasource_id = 41 FOR UPDATE`.execute(trx);
+        const runs = Promise.all([disableBadDatasources(t.db, policy, 'uk'), disableBadDatasources(second, policy, 'uk')]);
+        await waitFor(
+          async () => {
+            const { rows } = await sql`SELECT 1 FROM pg_stat_activity WHERE datname = ${t.name} AND wait_event_type = 'Lock'`.execute(t.db);
+            return rows.length === 2;
+          },
+          20_000,
+          'both managers to wait on the datasource',
+        );
+        // Wrapped: a promise returned as such would be awaited before the commit that lets the runs go on.
+        return { runs };
+      });
+      const disabled = await both.runs;
+      assert.deepEqual(disabled.map((d) => d.length).sort(), [0, 1]);
+    } finally {
+      await holder.destroy();
+      await second.destroy();
+    }
+    const events = await t.db.selectFrom('manager_events').select('detail').where('check_name', '=', 'bad_datasources').execute();
+    assert.equal(events.length, 1, JSON.stringify(events));
+  });
+
   it('judges datasources by rate, only with enough attempts', () => {
     const policy = { windowHours: 6, minAttempts: 50, failureRate: 0.9 };
     const h = { country: 'uk', datasourceId: 1, total: 100, failed: 95, topReason: 'http_404', topReasonCount: 90 };
     assert.equal(judgeDatasource(h, policy), '95% of 100 rows failed in the last 6h (top reason: http_404 on 90 rows)');
     assert.equal(judgeDatasource({ ...h, failed: 80 }, policy), null);
     assert.equal(judgeDatasource({ ...h, total: 40, failed: 40 }, policy), null);
+  });
+
+  it("parks no row as failing the same way when its last failure was ours (the streak was the source's, the reason shown would be ours)", async () => {
+    await insertUrls(t.db, 'uk', 2);
+    // Four timeouts in a row, then given back uncharged because the store was full (deferRows keeps the streak):
+    // parked now, it would read "failed 4 times in a row: store paused", and `lis retry --reason timeout` would miss it.
+    await sql`UPDATE live_images SET attempts = 4, same_error_count = 4, last_error = 'store /srv/originals is 97% full', last_error_class = 'store_paused'
+               WHERE id = (SELECT min(id) FROM live_images)`.execute(t.db);
+    await sql`UPDATE live_images SET attempts = 4, same_error_count = 4, last_error = 'timed out', last_error_class = 'timeout'
+               WHERE id = (SELECT max(id) FROM live_images)`.execute(t.db);
+    const result = await parkBadRetryJobs(t.db, { maxAttempts: 6, sameReasonLimit: 4 });
+    assert.equal(result.sameReason, 1, 'only the row whose streak is its own last failure');
+    const { rows } = await sql<{ last_error_class: string; state: string }>`SELECT last_error_class, state FROM live_images ORDER BY id`.execute(t.db);
+    assert.deepEqual(rows, [
+      { last_error_class: 'store_paused', state: 'waiting' },
+      { last_error_class: 'timeout', state: 'failed' },
+    ]);
   });
 
   it('parks rows out of attempts or failing the same way, and `lis retry` puts them back', async () => {

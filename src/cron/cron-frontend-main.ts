@@ -13,6 +13,7 @@ import { recordEvent } from '../manager/manager-events.ts';
 import { acquirePidLock, LockHeldError } from '../util/pid-lock-file.ts';
 import { dbScan } from './db-scan.ts';
 import { fsCheck } from './fs-check.ts';
+import { sweepDeadRunsTempFolders } from './frontend-files.ts';
 
 /** The weekly job runs behind the daemons: lowest CPU priority, and idle I/O class where ionice exists. */
 function lowerPriority(): void {
@@ -73,7 +74,32 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
     let db: Db | null = null;
     const scope = { scope: 'CronFrontend::main' };
     let failures = 0;
+    // The country being worked, for a stop by signal (systemd, a shutdown, Ctrl-C) half-way.
+    let current: { country: string; release: () => void } | null = null;
+    const stop = (signal: NodeJS.Signals) => {
+      const where = current;
+      log.error(`${signal} received: stopped before the run finished${where ? ` (in ${where.country.toUpperCase()})` : ''}; the next run takes over`, scope);
+      // Every change is its own statement, so nothing is half-done; what is left is the outcome, for the
+      // upkeep_failed alert (a run under cron has nobody else to record it), and the lock.
+      void (async () => {
+        try {
+          if (db && where && !flags.dryRun)
+            await Promise.race([
+              recordUpkeep(db, where.country, `failed: stopped by ${signal} before it finished`),
+              new Promise((resolve) => setTimeout(resolve, 5000).unref()),
+            ]);
+        } finally {
+          where?.release();
+          await closeLogger(log).catch(() => {});
+          process.exit(signal === 'SIGINT' ? 130 : 143);
+        }
+      })();
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
     try {
+      const swept = sweepDeadRunsTempFolders();
+      if (swept) log.info(`Removed ${swept} temp folders of earlier runs that were killed`, scope);
       db = await openDatabase(config);
       const countries = only ? [only] : await countriesOf(db);
       // Said rather than left silent: an operator checking a run (or a cron mail) must see that it ran and why it did nothing.
@@ -85,24 +111,42 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
           release = acquirePidLock(lockFile, `lis_cron_frontend ${country} since ${new Date().toISOString()}`);
         } catch (error) {
           if (!(error instanceof LockHeldError)) throw error;
-          throw new LisError('ERR_CRON_RUNNING', `lis_cron_frontend for ${country.toUpperCase()} is already running: ${error.message}`);
+          // That country only: the countries after it are still done (the other run records its own outcome).
+          const held = new LisError('ERR_CRON_RUNNING', `lis_cron_frontend for ${country.toUpperCase()} is already running: ${error.message}`);
+          if (only) throw held;
+          failures++;
+          log.error(`${held.message}; skipped here`, { ...scope, country });
+          continue;
         }
         const started = Date.now();
-        const failuresBefore = failures;
+        current = { country, release };
         try {
+          // What makes this country's run a failure, each in a few words: the outcome's one-line reason.
+          const problems: string[] = [];
           const ctx = { config, db, log: log.child({ country }), country, dryRun: Boolean(flags.dryRun) };
           const parts: string[] = [];
           if (flags.all || flags.db_scan) {
             const s = await dbScan(ctx);
             const repaired = Object.values(s.repaired).reduce((a, b) => a + b, 0);
             parts.push(`db_scan: ${s.purged} purged, ${s.purgeDeferred} deferred, ${repaired} repaired`);
+            // Deferred is not done: those images are still on a frontend, and only a next run removes them.
+            if (s.purgeDeferred) problems.push(`${s.purgeDeferred} expired images not purged: ${s.uncleaned.join(', ')} could not be cleaned`);
           }
           if (flags.all || flags.fs_check) {
             const s = await fsCheck(ctx);
             const fronts = Object.entries(s.frontends)
-              .map(([n, t]) => `${n} ${t.orphans} orphans/${t.missing} re-pushed${t.error ? ' (not checked)' : ''}`)
+              .map(
+                ([n, t]) =>
+                  `${n} ${t.orphans} orphans/${t.missing} re-pushed${t.error ? ' (not checked)' : t.unwalked.length ? ` (${t.unwalked.length} linked folders not walked)` : ''}`,
+              )
               .join(', ');
-            failures += Object.values(s.frontends).filter((t) => t.error).length;
+            // A tree walked only in part (a linked folder) was not checked either: the run failed, and says where.
+            const unchecked = [
+              ...Object.entries(s.frontends).filter(([, t]) => t.error || t.unwalked.length),
+              ...(s.thumbnailStore.error || s.thumbnailStore.unwalked.length ? [['thumbnail store']] : []),
+              ...(s.originalsStore.error || s.originalsStore.unwalked.length ? [['originals store']] : []),
+            ].map(([name]) => name);
+            if (unchecked.length) problems.push(`${unchecked.join(', ')} could not be checked`);
             parts.push(
               `fs_check: ${fronts || 'no frontends'}; thumbnails ${s.thumbnailStore.orphans} orphans/${s.thumbnailStore.partial} partial/${s.thumbnailStore.missing} redone; originals ${s.originalsStore.orphans} orphans/${s.originalsStore.partial} partial/${s.originalsStore.pruned} pruned/${s.originalsStore.missing} refetched`,
             );
@@ -113,13 +157,14 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
             { ...scope, country },
           );
           // The outcome, where the manager's alerts find it (whether cron or the manager ran us).
-          const ok = failures === failuresBefore;
-          if (!flags.dryRun) await recordUpkeep(db, country, ok ? `ok: ${summary}` : `failed: some frontends could not be checked: ${summary}`);
+          if (problems.length) failures++;
+          if (!flags.dryRun) await recordUpkeep(db, country, problems.length ? `failed: ${problems.join('; ')}; ${summary}` : `ok: ${summary}`);
         } catch (error) {
           failures++;
           log.error(`${country.toUpperCase()}: ${errorMessage(error)}`, { ...scope, country });
           await recordUpkeep(db, country, `failed: ${errorMessage(error)}`);
         } finally {
+          current = null;
           release();
         }
       }

@@ -16,6 +16,8 @@ export interface DbScanSummary {
   purged: number;
   /** Expired rows kept for the next run because a frontend could not be cleaned. */
   purgeDeferred: number;
+  /** The frontends that could not be cleaned (why purgeDeferred is not 0). */
+  uncleaned: string[];
   repaired: Record<string, number>;
 }
 
@@ -38,6 +40,7 @@ async function purgeExpired({ config, db, log, country, dryRun }: { config: LisC
   const frontends = await listFrontends(db);
   let purged = 0;
   let purgeDeferred = 0;
+  const uncleaned = new Set<string>();
   let afterId = '0';
   for (;;) {
     // A row is marked before its files go, so that a run cut short picks it up again
@@ -54,26 +57,46 @@ async function purgeExpired({ config, db, log, country, dryRun }: { config: LisC
       purged += rows.length;
       continue;
     }
-    const ids = rows.map((r) => r.id);
-    await markRowsForPurge(db, ids, config.upkeep.purgeAfterDays);
+    await markRowsForPurge(
+      db,
+      rows.map((r) => r.id),
+      config.upkeep.purgeAfterDays,
+    );
+    // Only the rows marked lose their files: one a worker claimed, or the ETL saw again, after the
+    // SELECT above is not marked, and deleting its files would break an image still in use.
+    const marked = await sql<{ id: string; image_hash: string; image_data: ImageData | null; live_data: ImageData | null; store_host: string }>`
+      SELECT id, image_hash, image_data, live_data, store_host FROM live_images
+       WHERE id = ANY(${rows.map((r) => r.id)}::bigint[]) AND state = 'parked' AND last_error_class = ${PURGING} ORDER BY id`.execute(db);
+    const ids = marked.rows.map((r) => r.id);
     // Both versions of a row being reworked: the one served and the one worked on.
     const filesOf = (r: (typeof rows)[number]) => [...new Set([...thumbnailFilesOf(r.live_data), ...thumbnailFilesOf(r.image_data)])];
-    const files = rows.flatMap(filesOf);
-    const failedFrontends = await removeFromFrontends(config, frontends, files, log);
-    for (const r of rows) {
+    const files = marked.rows.flatMap(filesOf);
+    // A disabled frontend is cleaned too when it answers (it may be enabled again), but one that does not
+    // holds nothing back: disabling is what the README says to do with a frontend gone for good, and were it
+    // enabled again, fs_check deletes there whatever no row accounts for.
+    const failed = await removeFromFrontends(config, frontends, files, log);
+    const failedFrontends = failed.filter((name) => frontends.some((f) => f.name === name && f.enabled));
+    const leftOnDisabled = failed.filter((name) => !failedFrontends.includes(name));
+    if (leftOnDisabled.length)
+      log.warn(
+        `${leftOnDisabled.map((n) => `${n} (disabled)`).join(', ')} could not be cleaned: ${files.length} files of expired images left there (fs_check removes them if it is enabled again)`,
+        scope,
+      );
+    for (const r of marked.rows) {
       for (const f of filesOf(r)) fs.rmSync(thumbnailStorePath(config, f), { force: true });
       fs.rmSync(originalPath(config, country, r.image_hash), { force: true });
     }
     if (failedFrontends.length) {
-      purgeDeferred += rows.length;
-      log.warn(`Kept ${rows.length} expired rows for the next run: ${failedFrontends.join(', ')} could not be cleaned`, scope);
+      purgeDeferred += ids.length;
+      for (const name of failedFrontends) uncleaned.add(name);
+      log.warn(`Kept ${ids.length} expired rows for the next run: ${failedFrontends.join(', ')} could not be cleaned`, scope);
       continue;
     }
     const deleted = await deletePurgedRows(
       db,
       country,
       ids,
-      rows.map((r) => r.image_hash),
+      marked.rows.map((r) => r.image_hash),
     );
     purged += deleted;
   }
@@ -82,10 +105,10 @@ async function purgeExpired({ config, db, log, country, dryRun }: { config: LisC
       `${dryRun ? 'Would purge' : 'Purged'} ${purged} images not seen for ${config.upkeep.purgeAfterDays} days${purgeDeferred ? `; ${purgeDeferred} deferred` : ''}`,
       scope,
     );
-  return { purged, purgeDeferred };
+  return { purged, purgeDeferred, uncleaned: [...uncleaned] };
 }
 
-/** Removes files from every frontend (enabled or not: a disabled one may be re-enabled). Returns the frontends that failed. */
+/** Removes files from every frontend (enabled or not: a disabled one may be re-enabled). Returns the names of the frontends that failed. */
 export async function removeFromFrontends(config: LisConfig, frontends: Frontend[], files: string[], log: Logger): Promise<string[]> {
   const failed: string[] = [];
   await Promise.all(
@@ -94,7 +117,9 @@ export async function removeFromFrontends(config: LisConfig, frontends: Frontend
         await deleteFrontendFiles(config.push, f.parsed, files);
       } catch (error) {
         failed.push(f.name);
-        log.error(`${f.name}: ${errorMessage(error)}`, { scope: 'CronFrontend::remove' });
+        // Only an enabled frontend's failure holds the purge back (an error); a disabled one's is expected.
+        if (f.enabled) log.error(`${f.name}: ${errorMessage(error)}`, { scope: 'CronFrontend::remove' });
+        else log.warn(`${f.name} (disabled): ${errorMessage(error)}`, { scope: 'CronFrontend::remove' });
       }
     }),
   );

@@ -7,7 +7,8 @@ import { LisError } from '../errors.ts';
 import { rsyncDestination, type FrontendTarget } from '../push/frontend-target.ts';
 import { sshCommand } from '../push/rsync-command.ts';
 import { isThumbnailName } from '../store/store-layout.ts';
-import { isPlainFileBelow, isRecent, listLocalFiles } from './local-files.ts';
+import { isProcessAlive } from '../util/pid-lock-file.ts';
+import { isPlainFileBelow, isRecent, walkLocalTree, type LocalTree } from './local-files.ts';
 
 /**
  * An rsync temp file younger than this may belong to a transfer still running (rsync writes it on and
@@ -16,13 +17,45 @@ import { isPlainFileBelow, isRecent, listLocalFiles } from './local-files.ts';
 export const RSYNC_TEMP_SETTLE_SECONDS = 3600;
 
 /**
+ * Pure: one of our thumbnails on a frontend, in any version: `<hash>_<preset>.<ext>` (isThumbnailName) or a
+ * rework's `<hash>_<preset>.v<N>.<ext>` (thumbnailRelativePath). Without the second, a replaced version's
+ * files (`.v2` once `.v3` is live) were never deleted from a frontend.
+ */
+export function isOurFrontendName(relativePath: string, country?: string): boolean {
+  return isThumbnailName(relativePath.replace(/\.v[1-9][0-9]{0,5}(\.[a-z]+)$/, '$1'), country);
+}
+
+/**
  * Pure: `<dir>/.<name>.XXXXXX` where `<dir>/<name>` is one of our thumbnails: the hidden temp file rsync
  * writes before renaming it into place. A transfer killed hard (SIGKILL of the pusher's unit, the OOM
  * killer, a frontend's rsync daemon dying) leaves it behind for good: nothing else ever removes it.
  */
 export function isRsyncTempName(relativePath: string, country?: string): boolean {
   const m = /^(.*\/)\.([^/]+)\.[A-Za-z0-9]{6}$/.exec(relativePath);
-  return m !== null && isThumbnailName(`${m[1]}${m[2]}`, country);
+  return m !== null && isOurFrontendName(`${m[1]}${m[2]}`, country);
+}
+
+/** Temp folders of a run, named with its pid so that a later run can tell a dead run's leftovers. */
+const TEMP_PREFIXES = ['lis-list-', 'lis-delete-'] as const;
+
+function makeTempFolder(prefix: (typeof TEMP_PREFIXES)[number]): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `${prefix}${process.pid}-`));
+}
+
+/**
+ * Removes the temp folders of runs that are gone: a run killed mid-walk (SIGTERM from systemd, SIGKILL,
+ * the OOM killer) cannot clean up, and its listing holds a country's whole file list. Returns how many.
+ */
+export function sweepDeadRunsTempFolders(): number {
+  let swept = 0;
+  for (const name of fs.readdirSync(os.tmpdir())) {
+    const prefix = TEMP_PREFIXES.find((p) => name.startsWith(p));
+    const pid = prefix ? /^(\d+)-/.exec(name.slice(prefix.length))?.[1] : undefined;
+    if (pid === undefined || isProcessAlive(Number(pid))) continue;
+    fs.rmSync(path.join(os.tmpdir(), name), { recursive: true, force: true });
+    swept++;
+  }
+  return swept;
 }
 
 /** Options every rsync to a frontend needs: time limits, and how to reach daemons and ssh hosts. */
@@ -67,6 +100,17 @@ export function parseListOnlyEntries(output: string): Array<{ file: string; mtim
   return files;
 }
 
+/** Pure: the symbolic links in `rsync --list-only -r` output (rsync lists a link, it does not follow it). */
+export function parseListOnlyLinks(output: string): string[] {
+  const links: string[] = [];
+  for (const line of output.split('\n')) {
+    // lrwxrwxrwx             30 2026/11/22 01:00:00 uk/0f   (with --links, ` -> /mnt/disk2/uk/0f` follows)
+    const m = /^l\S+\s+[\d,.]+\s+\d+\/\d+\/\d+\s+\d+:\d+:\d+\s+(.+?)(?: -> .*)?$/.exec(line);
+    if (m) links.push(m[1]);
+  }
+  return links;
+}
+
 /** A listed file fs_check may judge: anything but an rsync temp file that may still be written. */
 function settled(file: string, mtime: Date): boolean {
   return !isRsyncTempName(file) || Date.now() - mtime.getTime() >= RSYNC_TEMP_SETTLE_SECONDS * 1000;
@@ -74,8 +118,11 @@ function settled(file: string, mtime: Date): boolean {
 
 /** A frontend's files for one country, split by first-level folder (`00`..`ff`) in temp files, so memory stays small. */
 export interface FrontendListing {
-  /** Files below `<country>/<prefix>/`, relative to the frontend's root. */
-  filesIn(prefix: string): string[];
+  /**
+   * Files below `<country>/<prefix>/`, relative to the frontend's root, and the symbolic links not
+   * followed there (the country or prefix folder itself included): what is behind them was not seen.
+   */
+  treeIn(prefix: string): LocalTree;
   close(): void;
 }
 
@@ -89,13 +136,23 @@ export async function listFrontendTree(config: PushConfig, target: FrontendTarge
   if (target.kind === 'local') {
     const root = target.path;
     return {
-      filesIn: (prefix) =>
-        listLocalFiles(root, `${country}/${prefix}`).filter((f) => !isRsyncTempName(f) || !isRecent(path.join(root, f), RSYNC_TEMP_SETTLE_SECONDS)),
+      treeIn: (prefix) => {
+        const tree = walkLocalTree(root, `${country}/${prefix}`);
+        return { files: tree.files.filter((f) => !isRsyncTempName(f) || !isRecent(path.join(root, f), RSYNC_TEMP_SETTLE_SECONDS)), links: tree.links };
+      },
       close: () => {},
     };
   }
-  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-list-'));
+  const work = makeTempFolder('lis-list-');
   const buckets = new Map<string, fs.WriteStream>();
+  // Links are few (none in our own layout): kept in memory, by first-level folder ('' for the country itself).
+  const links = new Map<string, string[]>();
+  const noteLinks = (output: string) => {
+    for (const link of parseListOnlyLinks(output)) {
+      const key = link === country ? '' : link.startsWith(`${country}/`) ? link.slice(country.length + 1, country.length + 3) : null;
+      if (key !== null) links.set(key, [...(links.get(key) ?? []), link]);
+    }
+  };
   const result = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
     let stderr = '';
     let rest = '';
@@ -108,6 +165,7 @@ export async function listFrontendTree(config: PushConfig, target: FrontendTarge
     child.stdout.on('data', (chunk: string) => {
       const lines = (rest + chunk).split('\n');
       rest = lines.pop() ?? '';
+      noteLinks(lines.join('\n'));
       for (const { file, mtime } of parseListOnlyEntries(lines.join('\n'))) {
         if (!settled(file, mtime)) continue;
         const prefix = file.slice(country.length + 1, country.length + 3);
@@ -120,6 +178,7 @@ export async function listFrontendTree(config: PushConfig, target: FrontendTarge
     child.stderr.on('data', (c) => (stderr += c));
     child.on('error', (e) => resolve({ code: null, stderr: e.message }));
     child.on('close', (code) => {
+      noteLinks(rest);
       for (const { file, mtime } of parseListOnlyEntries(rest))
         if (file.startsWith(`${country}/`) && settled(file, mtime)) buckets.get(file.slice(country.length + 1, country.length + 3))?.write(`${file}\n`);
       resolve({ code, stderr });
@@ -136,9 +195,10 @@ export async function listFrontendTree(config: PushConfig, target: FrontendTarge
     );
   }
   return {
-    filesIn: (prefix) => {
+    treeIn: (prefix) => {
       const file = path.join(work, prefix);
-      return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').filter(Boolean) : [];
+      const linked = [...(links.get('') ?? []), ...(links.get(prefix) ?? [])];
+      return { files: fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').filter(Boolean) : [], links: linked };
     },
     close,
   };
@@ -167,7 +227,7 @@ export async function deleteFrontendFiles(config: PushConfig, target: FrontendTa
     for (const file of files) if (isPlainFileBelow(target.path, file)) fs.rmSync(path.join(target.path, file), { force: true });
     return;
   }
-  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-delete-'));
+  const work = makeTempFolder('lis-delete-');
   try {
     const empty = path.join(work, 'empty');
     for (const file of files) fs.mkdirSync(path.join(empty, path.dirname(file)), { recursive: true });

@@ -8,19 +8,19 @@ import type { Logger } from '../log/create-logger.ts';
 import { enabledFrontends, type Frontend } from '../push/frontend-registry.ts';
 import { localRootMissing } from '../push/frontend-target.ts';
 import { thumbnailFilesOf, type ImageData } from '../store/image-data.ts';
-import { deleteFrontendFiles, isRsyncTempName, listFrontendTree, type FrontendListing } from './frontend-files.ts';
-import { isRecent, listLocalFiles } from './local-files.ts';
+import { deleteFrontendFiles, isOurFrontendName, isRsyncTempName, listFrontendTree, type FrontendListing } from './frontend-files.ts';
+import { behindLink, isRecent, walkLocalTree, type LocalTree } from './local-files.ts';
 import { tempFileWriter } from '../store/atomic-file.ts';
-import { isThumbnailName } from '../store/store-layout.ts';
+import { originalPath } from '../store/store-layout.ts';
 import { isProcessAlive } from '../util/pid-lock-file.ts';
 import { reworkRows } from '../queue/rework-rows.ts';
 import { idsInStage, sendBackRows } from '../queue/send-back-rows.ts';
 
 export interface FsCheckSummary {
-  /** Per frontend: orphans deleted and live rows sent back to the pusher. */
-  frontends: Record<string, { orphans: number; missing: number; error?: string }>;
-  thumbnailStore: { orphans: number; missing: number; partial: number };
-  originalsStore: { orphans: number; pruned: number; missing: number; partial: number };
+  /** Per frontend: orphans deleted, live rows sent back to the pusher, and the linked folders not walked (nothing judged behind them). */
+  frontends: Record<string, { orphans: number; missing: number; error?: string; unwalked: string[] }>;
+  thumbnailStore: { orphans: number; missing: number; partial: number; unwalked: string[]; error?: string };
+  originalsStore: { orphans: number; pruned: number; missing: number; partial: number; unwalked: string[]; error?: string };
 }
 
 /** A file younger than this may be a write in progress: it is not judged. */
@@ -83,14 +83,17 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
   const scope = { scope: 'CronFrontend::fs_check' };
   const frontends = await enabledFrontends(db);
   const summary: FsCheckSummary = {
-    frontends: Object.fromEntries(frontends.map((f) => [f.name, { orphans: 0, missing: 0 }])),
-    thumbnailStore: { orphans: 0, missing: 0, partial: 0 },
-    originalsStore: { orphans: 0, pruned: 0, missing: 0, partial: 0 },
+    frontends: Object.fromEntries(frontends.map((f) => [f.name, { orphans: 0, missing: 0, unwalked: [] }])),
+    thumbnailStore: { orphans: 0, missing: 0, partial: 0, unwalked: [] },
+    originalsStore: { orphans: 0, pruned: 0, missing: 0, partial: 0, unwalked: [] },
   };
   const mine = (r: RowFiles) => config.stores.shared || r.store_host === config.host;
   // A row another host now owns (its worker here was killed before finishing, and another host
   // did the work): this host's copies are leftovers, unless a worker here holds the row right now.
-  const ownedElsewhere = (r: RowFiles) => !config.stores.shared && r.store_host !== config.host && !r.locked_by?.startsWith(`${config.host}:`);
+  // A row owned by no host yet (store_host '': waiting for download, e.g. after `lis refresh`, which
+  // sends it back to live as it was on a 304) is nobody else's: its files here are kept.
+  const ownedElsewhere = (r: RowFiles) =>
+    !config.stores.shared && r.store_host !== '' && r.store_host !== config.host && !r.locked_by?.startsWith(`${config.host}:`);
   const listings = new Map<string, FrontendListing>();
   /**
    * A local frontend whose root is gone (its disk not mounted) would list as empty and every live row
@@ -104,9 +107,27 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
     log.error(`${missing}; not checking it this run, nothing sent back to the pusher`, scope);
     return true;
   };
+  /**
+   * The same for this host's stores: a store whose root is gone (its disk not mounted) would walk as
+   * empty, and every row in push would be thumbnailed again, every row in thumbnail downloaded again.
+   * Asked before each folder, and skipped while missing; it is an error (the run fails) once rows of
+   * this host need it (`needing`), as a host that never wrote a store has none.
+   */
+  const storeSkipped = (label: string, root: string, tally: { error?: string }, needing: number): boolean => {
+    if (fs.existsSync(root)) return false;
+    if (needing > 0 && !tally.error) {
+      tally.error = 'root missing (not mounted?)';
+      log.error(`${label} ${root} is missing (not mounted?); not checking it this run, nothing made again or downloaded again`, scope);
+    }
+    return true;
+  };
+  // When each listing was taken (the database's clock, as rows' updated_at): a remote frontend is listed
+  // once, here, and its listing may be hours old by the last folder; a local one is walked folder by folder.
+  const listedAt = new Map<string, Date>();
   for (const frontend of frontends) {
     if (skipIfRootMissing(frontend)) continue;
     try {
+      if (frontend.parsed.kind !== 'local') listedAt.set(frontend.name, await databaseNow(db));
       listings.set(frontend.name, await listFrontendTree(config.push, frontend.parsed, country));
     } catch (error) {
       summary.frontends[frontend.name].error = errorMessage(error);
@@ -117,27 +138,51 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
     const pruneBefore = Date.now() - config.upkeep.keepOriginalsDays * 86400_000;
 
     for (const prefix of PREFIXES) {
+      // The frontends' files first, then the rows: a file is on a frontend only once its row's image_data
+      // names it, so every file seen is known to rows read after it (read before, a version pushed and made
+      // live in between would look like an orphan and be deleted).
+      const walkedAt = await databaseNow(db);
+      const trees = new Map<string, LocalTree>();
+      for (const frontend of frontends) {
+        const tally = summary.frontends[frontend.name];
+        const listing = listings.get(frontend.name);
+        if (tally.error || !listing || skipIfRootMissing(frontend)) continue;
+        try {
+          trees.set(frontend.name, listing.treeIn(prefix));
+          if (frontend.parsed.kind === 'local') listedAt.set(frontend.name, walkedAt);
+        } catch (error) {
+          tally.error = errorMessage(error);
+          log.error(`${frontend.name}: ${tally.error}; skipping it this run`, scope);
+        }
+      }
       const rows = await rowsWithPrefix(db, country, prefix);
       const known = new Set(rows.flatMap(filesOf));
       const dir = `${country}/${prefix}`;
 
       for (const frontend of frontends) {
         const tally = summary.frontends[frontend.name];
-        const listing = listings.get(frontend.name);
-        if (tally.error || !listing || skipIfRootMissing(frontend)) continue;
+        const tree = trees.get(frontend.name);
+        if (tally.error || !tree) continue;
         try {
-          const present = new Set(listing.filesIn(prefix));
+          const present = new Set(tree.files);
+          const seenAt = listedAt.get(frontend.name)!;
           // Only files named as we name thumbnails (or rsync's temp files of them, left by a transfer killed
           // hard; the listing leaves out those young enough to be written still): anything else on a
           // frontend is not ours to delete.
-          const orphans = [...present].filter((f) => !known.has(f) && (isThumbnailName(f, country) || isRsyncTempName(f, country)));
-          const missing = rows.filter((r) => r.stage === 'live' && thumbnailFilesOf(r.image_data).some((f) => !present.has(f)));
+          const orphans = [...present].filter((f) => !known.has(f) && (isOurFrontendName(f, country) || isRsyncTempName(f, country)));
+          // Files behind a link were not seen, so not judged missing: walked as empty, a linked country would
+          // send every live row of it back to the pusher on every run.
+          // And only rows live before the listing: one that went live since is on the frontend, not in the listing.
+          const missing = rows.filter(
+            (r) => r.stage === 'live' && r.updated_at < seenAt && !rowBehindLinks(r, tree.links) && thumbnailFilesOf(r.image_data).some((f) => !present.has(f)),
+          );
           if (!dryRun) {
             await deleteFrontendFiles(config.push, frontend.parsed, orphans);
             await sendBackToPusher(db, country, frontend.name, missing);
           }
           tally.orphans += orphans.length;
           tally.missing += missing.length;
+          noteUnwalked(tally.unwalked, tree.links);
         } catch (error) {
           tally.error = errorMessage(error);
           log.error(`${frontend.name}: ${tally.error}; skipping it this run`, scope);
@@ -145,46 +190,72 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
       }
 
       // This host's thumbnail store.
-      const elsewhere = new Set(rows.filter(ownedElsewhere).flatMap(filesOf));
-      const here = new Set(rows.filter((r) => !ownedElsewhere(r)).flatMap(filesOf));
-      const storeFiles = listLocalFiles(config.stores.thumbnails, dir);
-      const storeSet = new Set(storeFiles);
-      for (const file of storeFiles) {
-        const full = path.join(config.stores.thumbnails, file);
-        if (handledAsTemp(file, full, summary.thumbnailStore, dryRun)) continue;
-        if (here.has(file) || (!elsewhere.has(file) && isRecent(full, SETTLE_SECONDS))) continue;
-        summary.thumbnailStore.orphans++;
-        if (!dryRun) fs.rmSync(full, { force: true });
-      }
-      const unthumbnailed = rows.filter(
-        (r) => mine(r) && r.stage === 'push' && r.state !== 'parked' && thumbnailFilesOf(r.image_data).some((f) => !storeSet.has(f)),
-      );
-      summary.thumbnailStore.missing += unthumbnailed.length;
-      if (!dryRun) await moveBack(db, unthumbnailed, 'push', 'thumbnail');
-
-      // This host's originals.
-      const hashes = new Map(rows.map((r) => [r.image_hash, r]));
-      const originals = listLocalFiles(config.stores.originals, dir);
-      const originalSet = new Set(originals.map((f) => path.basename(f)));
-      for (const file of originals) {
-        const full = path.join(config.stores.originals, file);
-        if (handledAsTemp(file, full, summary.originalsStore, dryRun)) continue;
-        const row = hashes.get(path.basename(file));
-        if (!row || ownedElsewhere(row)) {
-          if (!row && isRecent(full, SETTLE_SECONDS)) continue;
-          summary.originalsStore.orphans++;
-          if (!dryRun) fs.rmSync(full, { force: true });
-        } else if (config.upkeep.pruneOriginals === 'after_live' && row.stage === 'live' && row.updated_at.getTime() < pruneBefore) {
-          summary.originalsStore.pruned++;
+      const needing = (stage: string) => rows.filter((r) => mine(r) && r.stage === stage && r.state !== 'parked').length;
+      if (!storeSkipped('thumbnail store', config.stores.thumbnails, summary.thumbnailStore, needing('push'))) {
+        const elsewhere = new Set(rows.filter(ownedElsewhere).flatMap(filesOf));
+        const here = new Set(rows.filter((r) => !ownedElsewhere(r)).flatMap(filesOf));
+        const { files: storeFiles, links: storeLinks } = walkLocalTree(config.stores.thumbnails, dir);
+        noteUnwalked(summary.thumbnailStore.unwalked, storeLinks);
+        const storeSet = new Set(storeFiles);
+        for (const file of storeFiles) {
+          const full = path.join(config.stores.thumbnails, file);
+          if (handledAsTemp(file, full, summary.thumbnailStore, dryRun)) continue;
+          if (here.has(file) || (!elsewhere.has(file) && isRecent(full, SETTLE_SECONDS))) continue;
+          summary.thumbnailStore.orphans++;
           if (!dryRun) fs.rmSync(full, { force: true });
         }
+        const unthumbnailed = rows.filter(
+          (r) =>
+            mine(r) &&
+            r.stage === 'push' &&
+            r.state !== 'parked' &&
+            !rowBehindLinks(r, storeLinks) &&
+            thumbnailFilesOf(r.image_data).some((f) => !storeSet.has(f)),
+        );
+        summary.thumbnailStore.missing += unthumbnailed.length;
+        if (!dryRun) await moveBack(db, unthumbnailed, 'push', 'thumbnail');
       }
-      const undownloaded = rows.filter((r) => mine(r) && r.stage === 'thumbnail' && r.state !== 'parked' && !originalSet.has(r.image_hash));
-      summary.originalsStore.missing += undownloaded.length;
-      if (!dryRun) await moveBack(db, undownloaded, 'thumbnail', 'download');
+
+      // This host's originals.
+      if (!storeSkipped('originals store', config.stores.originals, summary.originalsStore, needing('thumbnail'))) {
+        const hashes = new Map(rows.map((r) => [r.image_hash, r]));
+        const { files: originals, links: originalLinks } = walkLocalTree(config.stores.originals, dir);
+        noteUnwalked(summary.originalsStore.unwalked, originalLinks);
+        const originalSet = new Set(originals.map((f) => path.basename(f)));
+        for (const file of originals) {
+          const full = path.join(config.stores.originals, file);
+          if (handledAsTemp(file, full, summary.originalsStore, dryRun)) continue;
+          const row = hashes.get(path.basename(file));
+          if (!row || ownedElsewhere(row)) {
+            if (!row && isRecent(full, SETTLE_SECONDS)) continue;
+            summary.originalsStore.orphans++;
+            if (!dryRun) fs.rmSync(full, { force: true });
+          } else if (config.upkeep.pruneOriginals === 'after_live' && row.stage === 'live' && row.updated_at.getTime() < pruneBefore) {
+            summary.originalsStore.pruned++;
+            if (!dryRun) fs.rmSync(full, { force: true });
+          }
+        }
+        const undownloaded = rows.filter(
+          (r) =>
+            mine(r) &&
+            r.stage === 'thumbnail' &&
+            r.state !== 'parked' &&
+            !originalSet.has(r.image_hash) &&
+            !behindLink(path.relative(config.stores.originals, originalPath(config, country, r.image_hash)), originalLinks),
+        );
+        summary.originalsStore.missing += undownloaded.length;
+        if (!dryRun) await moveBack(db, undownloaded, 'thumbnail', 'download');
+      }
     }
   } finally {
     for (const listing of listings.values()) listing.close();
+  }
+  for (const [name, t] of [
+    ...Object.entries(summary.frontends),
+    ['thumbnail store', summary.thumbnailStore],
+    ['originals store', summary.originalsStore],
+  ] as const) {
+    if (t.unwalked.length) log.error(`${name}: ${describeUnwalked(t.unwalked)}: not walked (nothing behind it deleted, re-pushed or made again)`, scope);
   }
   for (const [name, t] of Object.entries(summary.frontends)) {
     log.info(
@@ -197,6 +268,28 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
     scope,
   );
   return summary;
+}
+
+/** The database's clock now (rows' updated_at is written by it, whatever this host's clock says). */
+async function databaseNow(db: Db): Promise<Date> {
+  const { rows } = await sql<{ now: Date }>`SELECT clock_timestamp() AS now`.execute(db);
+  return rows[0].now;
+}
+
+/** True when any file of the row, in either version, lies behind one of `links`: then it was not seen. */
+function rowBehindLinks(r: RowFiles, links: readonly string[]): boolean {
+  return links.length > 0 && filesOf(r).some((f) => behindLink(f, links));
+}
+
+/** Adds the links not yet noted (a linked country shows up under every prefix). */
+function noteUnwalked(unwalked: string[], links: readonly string[]): void {
+  for (const l of links) if (!unwalked.includes(l)) unwalked.push(l);
+}
+
+/** Pure: `uk is a symbolic link`, `uk/0f, uk/a3 are symbolic links`, at most five named. */
+export function describeUnwalked(links: readonly string[]): string {
+  const named = links.slice(0, 5).join(', ') + (links.length > 5 ? ` and ${links.length - 5} more` : '');
+  return `${named} ${links.length === 1 ? 'is a symbolic link' : 'are symbolic links'}`;
 }
 
 /**

@@ -2,20 +2,24 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 /**
- * True when every folder of `rel` below `root` is a real folder, not a
- * symbolic link (a missing one counts as real: there is nothing to follow).
+ * The first folder of `rel` below `root` (as a path relative to `root`) that is a symbolic link, or null
+ * when all are real folders (a missing one counts as real: there is nothing to follow).
  */
-function realFoldersBelow(root: string, rel: string): boolean {
+function linkedFolderOf(root: string, rel: string): string | null {
   const parts = rel.split('/').filter(Boolean);
   for (let i = 1; i <= parts.length; i++) {
     try {
-      if (fs.lstatSync(path.join(root, ...parts.slice(0, i))).isSymbolicLink()) return false;
+      if (fs.lstatSync(path.join(root, ...parts.slice(0, i))).isSymbolicLink()) return parts.slice(0, i).join('/');
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return true;
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw error;
     }
   }
-  return true;
+  return null;
+}
+
+function realFoldersBelow(root: string, rel: string): boolean {
+  return linkedFolderOf(root, rel) === null;
 }
 
 /**
@@ -32,15 +36,24 @@ export function isPlainFileBelow(root: string, rel: string): boolean {
   }
 }
 
+/** What a walk found: files, and the symbolic links it did not follow (both relative to the root). */
+export interface LocalTree {
+  files: string[];
+  /** `dir` itself or a folder on the way to it when that is a link (then nothing was walked), else links met below it. */
+  links: string[];
+}
+
 /**
  * Every file below `<root>/<dir>` as paths relative to `root`, temp files of
- * interrupted writes included (they are garbage to clean up). Symbolic links
- * are never followed, neither on the way to `dir` nor below it: whatever they
- * point at is not ours.
+ * interrupted writes included (they are garbage to clean up), and the links
+ * met. Symbolic links are never followed, neither on the way to `dir` nor
+ * below it: whatever they point at is not ours. The links are reported so that
+ * what lies behind them is not judged missing either (we cannot see it).
  */
-export function listLocalFiles(root: string, dir: string): string[] {
-  const out: string[] = [];
-  if (!realFoldersBelow(root, dir)) return out;
+export function walkLocalTree(root: string, dir: string): LocalTree {
+  const out: LocalTree = { files: [], links: [] };
+  const linked = linkedFolderOf(root, dir);
+  if (linked !== null) return { files: [], links: [linked] };
   const walk = (rel: string) => {
     let entries: fs.Dirent[];
     try {
@@ -52,11 +65,17 @@ export function listLocalFiles(root: string, dir: string): string[] {
     for (const entry of entries) {
       const child = `${rel}/${entry.name}`;
       if (entry.isDirectory()) walk(child);
-      else if (entry.isFile()) out.push(child);
+      else if (entry.isFile()) out.files.push(child);
+      else if (entry.isSymbolicLink()) out.links.push(child);
     }
   };
   walk(dir);
   return out;
+}
+
+/** Pure: true when `file` lies at or below one of `links` (so it could not be seen). */
+export function behindLink(file: string, links: readonly string[]): boolean {
+  return links.some((l) => file === l || file.startsWith(`${l}/`));
 }
 
 /** True when the file changed within `seconds`: possibly a write in progress, not to be judged yet. */

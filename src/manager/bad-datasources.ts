@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
 import { sourceFaultClasses } from '../failure/failure-reasons.ts';
-import { disableDatasource } from './datasource-switch.ts';
+import { disableUnlessChanged } from './datasource-switch.ts';
 import { recordEvent } from './manager-events.ts';
 
 export interface DatasourceHealth {
@@ -77,6 +77,30 @@ async function rowHealth(db: Db, windowHours: number, country: string, datasourc
   return { country, datasourceId, total: Number(r.total), failed: Number(r.failed), topReason: r.top_reason, topReasonCount: Number(r.top_count ?? 0) };
 }
 
+/**
+ * Enabled datasources worked in the window (at least minAttempts outcomes, done or the source's fault), from
+ * the per-minute counts: what the bad ones are measured against, to tell a bad feed from our own outage.
+ */
+async function activeDatasources(db: Db, windowHours: number, minOutcomes: number, country?: string): Promise<number> {
+  const { rows } = await sql<{ n: number }>`
+    SELECT count(*)::int AS n FROM (
+      SELECT 1 FROM datasource_minutes m
+        JOIN datasources d ON d.country = m.country AND d.datasource_id = m.datasource_id AND d.enabled
+       WHERE m.minute > now() - make_interval(secs => ${windowHours * 3600}::float8)
+         AND (m.error_class = '' OR m.error_class = ANY(${sourceFaultClasses()}::text[]))
+         AND ${country === undefined ? sql`true` : sql`m.country = ${country}`}
+       GROUP BY m.country, m.datasource_id HAVING sum(m.n) >= ${minOutcomes}) a`.execute(db);
+  return rows[0].n;
+}
+
+/**
+ * Pure: true when the bad datasources are most of those worked (two at least): feeds do not die
+ * together, so that is our side failing (DNS, the uplink, a proxy), whose errors look like the source's.
+ */
+export function failingTogether(bad: number, active: number): boolean {
+  return bad >= 2 && bad * 2 > active;
+}
+
 /** Row figures of every enabled datasource that might cross the policy's threshold. */
 export async function datasourceHealth(db: Db, policy: BadDatasourcePolicy, country?: string): Promise<DatasourceHealth[]> {
   const minFailures = Math.max(1, Math.ceil(policy.minAttempts * policy.failureRate));
@@ -88,18 +112,43 @@ export async function datasourceHealth(db: Db, policy: BadDatasourcePolicy, coun
 /**
  * Disables every datasource whose rows' sources failed at or above the
  * threshold (with at least minAttempts rows tried), parking its rows. Returns
- * what it disabled; the caller tells the operators.
+ * what it disabled; the caller tells the operators. When most of the datasources
+ * worked fail at once, none is: the cause is on our side (failingTogether).
  */
 export async function disableBadDatasources(
   db: Db,
   policy: BadDatasourcePolicy,
   country?: string,
+  /** Told when most datasources fail at once (then none is disabled): for the error log. */
+  onFailingTogether?: (message: string) => void,
 ): Promise<Array<DatasourceHealth & { reason: string; parked: number }>> {
   const disabled: Array<DatasourceHealth & { reason: string; parked: number }> = [];
-  for (const health of await datasourceHealth(db, policy, country)) {
+  // The figures' time: a datasource changed after it (enabled again, disabled by someone else) is left alone.
+  const { rows: clock } = await sql<{ at: Date }>`SELECT clock_timestamp() AS at`.execute(db);
+  const judgedAt = clock[0].at;
+  const bad = (await datasourceHealth(db, policy, country)).flatMap((health) => {
     const reason = judgeDatasource(health, policy);
-    if (!reason) continue;
-    const parked = await disableDatasource(db, health.country, health.datasourceId, reason);
+    return reason ? [{ health, reason }] : [];
+  });
+  if (bad.length >= 2) {
+    const active = await activeDatasources(db, policy.windowHours, policy.minAttempts, country);
+    if (failingTogether(bad.length, active)) {
+      const reasons = [...new Set(bad.map((b) => b.health.topReason))].join(', ');
+      await recordEvent(db, {
+        check: 'bad_datasources',
+        country,
+        rows: 0,
+        detail: `${bad.length} of ${active} active datasources fail at once (${reasons}): our network, DNS or proxy, not their feeds; none disabled`,
+      });
+      onFailingTogether?.(
+        `${bad.length} of ${active} active datasources fail at once (top reasons: ${reasons}): check this side's DNS, uplink and proxy; none disabled`,
+      );
+      return [];
+    }
+  }
+  for (const { health, reason } of bad) {
+    const parked = await disableUnlessChanged(db, health.country, health.datasourceId, reason, judgedAt);
+    if (parked === null) continue;
     await recordEvent(db, {
       check: 'bad_datasources',
       country: health.country,

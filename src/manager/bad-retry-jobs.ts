@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
+import { sourceFaultClasses } from '../failure/failure-reasons.ts';
 import { FRONTEND_ERROR_CLASSES } from '../push/frontend-registry.ts';
 import { giveUpRows } from '../queue/give-up-rows.ts';
 import { retryFailedRows } from '../queue/retry-rows.ts';
@@ -44,7 +45,14 @@ export async function parkBadRetryJobs(db: Db, options: { maxAttempts: number; s
   });
   const except = FRONTEND_ERROR_CLASSES;
   const outOfAttempts = await giveUpRows(db, { country: options.country, minAttempts: options.maxAttempts, exceptErrorClasses: except });
-  const sameReason = await giveUpRows(db, { country: options.country, minSameErrors: options.sameReasonLimit, exceptErrorClasses: except });
+  // A streak is the source's failing again and again; a row last given back for our own fault (deferRows
+  // keeps its streak) is not parked now, under our reason, and its source is judged on its next try.
+  const sameReason = await giveUpRows(db, {
+    country: options.country,
+    minSameErrors: options.sameReasonLimit,
+    exceptErrorClasses: except,
+    onlyErrorClasses: sourceFaultClasses(),
+  });
   const originalMissing = await sendBackRows(db, {
     where: sql`li.stage = 'thumbnail' AND li.state IN ('waiting', 'failed') AND li.locked_by IS NULL AND li.last_error_class = 'original_missing'
                AND ${options.country === undefined ? sql`true` : sql`li.country = ${options.country}`}`,

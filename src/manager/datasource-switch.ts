@@ -20,6 +20,28 @@ export async function disableDatasource(db: Db, country: string, datasourceId: n
   });
 }
 
+/**
+ * The manager's disabling, on figures read at `judgedAt`: only while the datasource is still enabled and
+ * unchanged since (not re-enabled by hand, not disabled by a person or by another host's manager meanwhile),
+ * so that two managers disable it once and nobody acts on stale figures. Returns the rows parked, or null
+ * when it was left as it was.
+ */
+export async function disableUnlessChanged(db: Db, country: string, datasourceId: number, reason: string, judgedAt: Date): Promise<number | null> {
+  return db.transaction().execute(async (trx) => {
+    const { numUpdatedRows } = await trx
+      .updateTable('datasources')
+      .set({ enabled: false, disabled_reason: reason, disabled_at: sql`now()`, updated_at: sql`now()` })
+      .where('country', '=', country)
+      .where('datasource_id', '=', datasourceId)
+      .where('enabled', '=', true)
+      .where('updated_at', '<', judgedAt)
+      .executeTakeFirst();
+    if (Number(numUpdatedRows) === 0) return null;
+    // The datasource's row first, then its rows (the queue's lock order).
+    return parkDatasourceRows(trx, country, datasourceId);
+  });
+}
+
 /** Re-opens a datasource: its parked rows wait again, attempts reset. Returns the rows unparked (null: no such datasource). */
 export async function enableDatasource(db: Db, country: string, datasourceId: number): Promise<number | null> {
   return db.transaction().execute(async (trx) => {

@@ -44,7 +44,7 @@ export async function runCheck(check: Check, ctx: CheckContext): Promise<string>
       return summary;
     }
     case 'bad_datasources': {
-      const disabled = await disableBadDatasources(db, config.manager.badDatasource, country);
+      const disabled = await disableBadDatasources(db, config.manager.badDatasource, country, (message) => log.error(message, scope));
       // Told at once, through the alerts (so the scheduled alerts check does not tell it again).
       if (disabled.length) await runAlerts(ctx, ['datasource_disabled']);
       return `bad_datasources: ${disabled.length} disabled${disabled.map((d) => ` (${d.country} ${d.datasourceId}: ${d.reason})`).join('')}`;

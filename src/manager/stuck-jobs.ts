@@ -21,27 +21,37 @@ export interface ReleasedWorker {
  * held rows only runs when a dead worker may hold some.
  */
 export async function releaseStuckJobs(db: Db, staleSeconds: number, country?: string, wedgedSeconds?: number): Promise<ReleasedWorker[]> {
+  // Silence is counted from the database's start at the earliest: while the server was down (a restart, an
+  // upgrade) no worker could beat or record progress, and that outage is ours, not theirs. Without this, the
+  // first check after a restart of over staleSeconds found every worker dead, released every chunk and
+  // raised worker_died for each. Asked again in the marking transaction: one that beat since is left alone.
+  const since = (column: 'heartbeat_at' | 'progress_at') => sql`greatest(${sql.ref(column)}, pg_postmaster_start_time())`;
   // Wedged: it beats but has made no progress on the rows it holds for wedgedSeconds (liveness by progress).
   const wedged =
-    wedgedSeconds === undefined ? sql<boolean>`false` : sql<boolean>`(holding > 0 AND progress_at < now() - make_interval(secs => ${wedgedSeconds}))`;
+    wedgedSeconds === undefined
+      ? sql<boolean>`false`
+      : sql<boolean>`(holding > 0 AND ${since('progress_at')} < now() - make_interval(secs => ${wedgedSeconds}))`;
+  const silent = sql<boolean>`(${since('heartbeat_at')} < now() - make_interval(secs => ${staleSeconds}) OR ${wedged})`;
   const dead = await db
     .selectFrom('workers')
     .select(['id', 'component', 'host', sql<number>`extract(epoch FROM now() - least(heartbeat_at, coalesce(progress_at, heartbeat_at)))::float8`.as('silent')])
     .where('stopped_at', 'is', null)
-    .where(sql<boolean>`(heartbeat_at < now() - make_interval(secs => ${staleSeconds}) OR ${wedged})`)
+    .where(silent)
     .$if(country !== undefined, (q) => q.where('country', '=', country!))
     .execute();
   const released: ReleasedWorker[] = [];
   for (const worker of dead) {
     // One transaction for the marking, the release and its event: a manager killed half-way leaves
     // either all three or none, and of two managers that find the same dead worker only the first
-    // (the one that marks it stopped) releases and records.
+    // (the one that marks it stopped) releases and records. The mark asks again whether it is silent
+    // (under the row lock): a slow worker that beat since the read above keeps its rows.
     const rows = await db.transaction().execute(async (trx) => {
       const marked = await trx
         .updateTable('workers')
         .set({ stopped_at: sql`now()`, holding: 0 })
         .where('id', '=', worker.id)
         .where('stopped_at', 'is', null)
+        .where(silent)
         .executeTakeFirst();
       if (Number(marked.numUpdatedRows) === 0) return null;
       const count = await releaseAllHeldBy(trx, worker.id);

@@ -13,7 +13,9 @@ export interface WorkerReportRow {
   silentSeconds: number;
   status: 'alive' | 'silent' | 'stopped';
   holding: number;
+  /** Rows this worker finished in the last hour. */
   doneLastHour: number;
+  /** Failed tries in the last hour, not rows: a row retried after a failure counts once per failure. */
   failedLastHour: number;
 }
 

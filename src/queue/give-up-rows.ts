@@ -10,6 +10,8 @@ export interface GiveUpRule {
   minSameErrors?: number;
   /** Failure classes that are not the row's fault (a frontend's outage): such rows are never given up. */
   exceptErrorClasses: readonly string[];
+  /** When given, only rows whose last failure is one of these classes (the source's, for a streak). */
+  onlyErrorClasses?: readonly string[];
 }
 
 /**
@@ -25,7 +27,8 @@ export async function giveUpRows(db: Db, rule: GiveUpRule): Promise<number> {
   return moveRows(
     db,
     sql`${claimableWhere('li')} AND ${which} AND ${rule.country === undefined ? sql`true` : sql`li.country = ${rule.country}`}
-        AND (li.last_error_class IS NULL OR li.last_error_class <> ALL(${[...rule.exceptErrorClasses]}::text[]))`,
+        AND (li.last_error_class IS NULL OR li.last_error_class <> ALL(${[...rule.exceptErrorClasses]}::text[]))
+        AND ${rule.onlyErrorClasses === undefined ? sql`true` : sql`li.last_error_class = ANY(${[...rule.onlyErrorClasses]}::text[])`}`,
     sql`state = 'failed', last_error = ${why}`,
   );
 }

@@ -8,13 +8,16 @@ export const PURGING = 'expired';
 /**
  * Purge, step 1: rows the ETL no longer lists are marked (parked as
  * `expired`) before their files go, so that a run cut short finds them again.
- * Rows a worker holds are left for the next run. Returns how many.
+ * Rows a worker holds are left for the next run, and so are rows the ETL saw
+ * again since the caller picked them (both checked under the row lock).
+ * Returns how many; the caller reads back which (markedForPurge).
  */
 export async function markRowsForPurge(db: Db, ids: string[], purgeAfterDays: number): Promise<number> {
   if (ids.length === 0) return 0;
   return moveRows(
     db,
-    sql`li.id = ANY(${ids}::bigint[]) AND li.locked_by IS NULL`,
+    sql`li.id = ANY(${ids}::bigint[]) AND li.locked_by IS NULL
+        AND (li.last_seen < now() - make_interval(secs => ${purgeAfterDays * 86400}) OR (li.state = 'parked' AND li.last_error_class = ${PURGING}))`,
     sql`state = 'parked', last_error_class = ${PURGING}, last_error = 'expired: not seen by the ETL for ' || ${purgeAfterDays}::text || ' days'`,
   );
 }

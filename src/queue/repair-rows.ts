@@ -6,6 +6,7 @@ import { moveRows } from './move-rows.ts';
  * Repair: rows in states no operation leaves them in (a hand-run UPDATE, a
  * restore from an old backup), put right by db_scan, one rule per statement.
  */
+// A worker's silence counts from the database's start at the earliest (see releaseStuckJobs).
 function repairRules(staleWorkerSeconds: number): Record<string, { where: RawBuilder<unknown>; set: RawBuilder<unknown> }> {
   const stale = sql`now() - make_interval(secs => ${staleWorkerSeconds})`;
   return {
@@ -21,7 +22,8 @@ function repairRules(staleWorkerSeconds: number): Record<string, { where: RawBui
     locked_but_not_claimable: { where: sql`li.locked_by IS NOT NULL AND li.state <> 'waiting'`, set: sql`locked_by = NULL, locked_at = NULL` },
     locked_by_unknown_worker: {
       where: sql`li.locked_by IS NOT NULL AND li.locked_at < ${stale}
-                 AND NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = li.locked_by AND w.stopped_at IS NULL AND w.heartbeat_at > ${stale})`,
+                 AND NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = li.locked_by AND w.stopped_at IS NULL
+                                    AND greatest(w.heartbeat_at, pg_postmaster_start_time()) > ${stale})`,
       set: sql`locked_by = NULL, locked_at = NULL`,
     },
   };
