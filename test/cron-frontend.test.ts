@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { sql } from 'kysely';
+import { STORE_MARKER } from '../src/daemon/store-check.ts';
 import pg from 'pg';
 import { dbScan } from '../src/cron/db-scan.ts';
 import { refreshRows } from '../src/queue/refresh-rows.ts';
@@ -254,6 +255,21 @@ describe('lis_cron_frontend', () => {
     assert.ok(run.text.includes(`originals store ${t.config.stores.originals} is missing (not mounted?)`), run.text);
     const upkeep = await t.db.selectFrom('manager_events').select('detail').where('check_name', '=', 'upkeep').executeTakeFirstOrThrow();
     assert.match(upkeep.detail, /^failed: thumbnail store, originals store could not be checked; fs_check: /);
+  });
+
+  it('--fs_check takes an empty, unmarked store folder (a mount point without its disk) for a store not mounted, not for a store that lost every file', async function () {
+    this.timeout(60_000);
+    const ids = (await t.db.selectFrom('live_images').select('id').orderBy('id').execute()).map((r) => r.id);
+    await sql`UPDATE live_images SET stage = 'push', state = 'waiting' WHERE id = ANY(${ids.slice(0, 2)}::bigint[])`.execute(t.db);
+    const before = await countBy(t.db);
+    // The disk is gone from under its mount point, which stays as an empty folder.
+    const store = t.config.stores.thumbnails;
+    fs.renameSync(store, `${store}.unmounted`);
+    fs.mkdirSync(store);
+    const run = await cron(['--fs_check', '--country', 'uk']);
+    assert.deepEqual(await countBy(t.db), before, `no row sent back for files it cannot see: ${run.text}`);
+    assert.equal(run.code, 1, run.text);
+    assert.ok(run.text.includes(`thumbnail store ${store} is empty and has no ${STORE_MARKER} (not mounted?)`), run.text);
   });
 
   it('stopped by SIGTERM mid-run: exits non-zero saying so, records the failure for the alert, and frees its lock', async function () {

@@ -15,6 +15,7 @@ import { originalPath } from '../store/store-layout.ts';
 import { isProcessAlive } from '../util/pid-lock-file.ts';
 import { reworkRows } from '../queue/rework-rows.ts';
 import { idsInStage, sendBackRows } from '../queue/send-back-rows.ts';
+import { STORE_MARKER } from '../daemon/store-check.ts';
 
 export interface FsCheckSummary {
   /** Per frontend: orphans deleted, live rows sent back to the pusher, and the linked folders not walked (nothing judged behind them). */
@@ -114,10 +115,11 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
    * this host need it (`needing`), as a host that never wrote a store has none.
    */
   const storeSkipped = (label: string, root: string, tally: { error?: string }, needing: number): boolean => {
-    if (fs.existsSync(root)) return false;
+    const away = storeAway(root);
+    if (!away) return false;
     if (needing > 0 && !tally.error) {
-      tally.error = 'root missing (not mounted?)';
-      log.error(`${label} ${root} is missing (not mounted?); not checking it this run, nothing made again or downloaded again`, scope);
+      tally.error = `${away} (not mounted?)`;
+      log.error(`${label} ${root} ${away} (not mounted?); not checking it this run, nothing made again or downloaded again`, scope);
     }
     return true;
   };
@@ -319,4 +321,15 @@ async function moveBack(db: Db, rows: RowFiles[], from: 'push' | 'thumbnail', to
     reason: `files missing from the ${from === 'push' ? 'thumbnail' : 'originals'} store`,
     errorClass: 'store_missing',
   });
+}
+
+/**
+ * Why a store's folder is not the store (null when it is): missing, or the empty, unmarked folder a disk is
+ * mounted on (the daemons mark each store they write at its first check: see checkStoreMarker). Only an
+ * empty folder counts as away: a store of files from before the marker is the store.
+ */
+export function storeAway(root: string): string | null {
+  if (!fs.existsSync(root)) return 'is missing';
+  if (fs.existsSync(path.join(root, STORE_MARKER))) return null;
+  return fs.readdirSync(root).some((name) => !name.startsWith('.lis-probe.')) ? null : `is empty and has no ${STORE_MARKER}`;
 }
