@@ -229,11 +229,13 @@ describe('download rules (pure)', () => {
       });
     });
     it('a 304 or the same bytes go straight back to live', () => {
-      const same = rowResult(row, { kind: 'identical', bytes: 10, contentHash: 'ab', format: 'png', etag: null, lastModified: null }, '', at);
+      const same = rowResult(row, { kind: 'identical', bytes: 10, contentHash: 'ab', format: 'png', etag: null, lastModified: null }, 'web2', at);
       assert.equal(same.ok && same.row.toStage, 'live');
-      const notModified = rowResult(row, { kind: 'not_modified', etag: '"e"', lastModified: null }, '', at);
+      const notModified = rowResult(row, { kind: 'not_modified', etag: '"e"', lastModified: null }, 'web2', at);
       assert.equal(notModified.ok && notModified.row.toStage, 'live');
       assert.equal(notModified.ok && notModified.row.set?.content_hash, undefined);
+      // Nothing was written on web2 (a refresh downloaded there, the files are on web1): the row keeps its host.
+      for (const r of [same, notModified]) assert.ok(r.ok && r.row.set && !('store_host' in r.row.set), JSON.stringify(r));
     });
     it('a failure keeps its class and attempts', () => {
       assert.deepEqual(rowResult(row, { kind: 'failed', failure: { reason: 'HTTP 404', errorClass: 'http_404', retryable: false } }, '', at), {

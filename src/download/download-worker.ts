@@ -45,8 +45,11 @@ export function hostKey(url: string): string | null {
 
 /**
  * Pure: a download's outcome -> the row's result. New or changed bytes go on
- * to thumbnailing; a 304 or the same bytes as before go straight back to live
- * (the thumbnails on the frontends are still right).
+ * to thumbnailing, and the row's files are now in this host's store
+ * (`store_host`); a 304 or the same bytes as before go straight back to live
+ * (the thumbnails on the frontends are still right) and write nothing here, so
+ * the row's files stay on the host that has them: naming this one would send
+ * later stages and fs_check to a store without them.
  */
 export function rowResult(
   row: Pick<ClaimedRow, 'id' | 'attempts'>,
@@ -55,12 +58,13 @@ export function rowResult(
   now = new Date(),
 ): RowResult {
   if (outcome.kind === 'failed') return { ok: false, failure: { id: row.id, attempts: row.attempts, ...outcome.failure } };
-  const set: RowPatch = { store_host: storeHost, downloaded_at: now.toISOString(), etag: outcome.etag, last_modified: outcome.lastModified };
+  const set: RowPatch = { downloaded_at: now.toISOString(), etag: outcome.etag, last_modified: outcome.lastModified };
   if (outcome.kind === 'not_modified') return { ok: true, row: { id: row.id, set, toStage: 'live' } };
   set.content_hash = outcome.contentHash;
   set.original_bytes = outcome.bytes;
   set.original_format = outcome.format;
-  return { ok: true, row: { id: row.id, set, ...(outcome.kind === 'identical' ? { toStage: 'live' as const } : {}) } };
+  if (outcome.kind === 'identical') return { ok: true, row: { id: row.id, set, toStage: 'live' } };
+  return { ok: true, row: { id: row.id, set: { store_host: storeHost, ...set } } };
 }
 
 /**
