@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
+import { STORE_MARKER } from '../../src/daemon/store-check.ts';
 import type { LisConfigInput } from '../../src/config/config-schema.ts';
 import { parseConfig } from '../../src/config/load-config.ts';
 import { createDb, databaseUrl, dropDatabase, migrateToLatest, recreateDatabase, type Db } from '../../src/db/connect.ts';
@@ -501,13 +502,16 @@ async function runChaosOnce(options: ChaosOptions, cleanups: Array<() => unknown
   const frontendFiles = frontends.flatMap((fe) => walk(fe.moduleDir).map((f) => path.relative(fe.moduleDir, f)));
   const frontendStray = frontendFiles.filter((f) => isTemp(`/${f}`) || !expectedFiles.has(f));
   const storeStray: string[] = [];
+  // Each store's marker (its top, made by a daemon's first check) is the store's, not a stray file.
+  const marker = (f: string) =>
+    path.basename(f) === STORE_MARKER && HOSTS.some((h) => ['thumbnails', 'originals'].some((s) => path.dirname(f) === path.join(dir, h, s)));
   for (const host of HOSTS) {
     const mine = rows.filter((r) => r.store_host === host);
     const thumbs = new Set(mine.flatMap((r) => thumbnailFilesOf(r.image_data)));
     const originals = new Set(mine.map((r) => r.image_hash));
     for (const f of walk(path.join(dir, host, 'thumbnails')))
-      if (isTemp(f) || !thumbs.has(path.relative(path.join(dir, host, 'thumbnails'), f))) storeStray.push(f);
-    for (const f of walk(path.join(dir, host, 'originals'))) if (isTemp(f) || !originals.has(path.basename(f))) storeStray.push(f);
+      if (!marker(f) && (isTemp(f) || !thumbs.has(path.relative(path.join(dir, host, 'thumbnails'), f)))) storeStray.push(f);
+    for (const f of walk(path.join(dir, host, 'originals'))) if (!marker(f) && (isTemp(f) || !originals.has(path.basename(f)))) storeStray.push(f);
   }
   check(
     'no orphan or partial file on any frontend or in the stores',
