@@ -148,6 +148,25 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
     assert.equal(new Set(smtp.mails.map((m) => m.subject)).size, 6);
   });
 
+  it('a flood of one kind (a worker crash-looping) does not spend the hourly cap before the other kinds get theirs', async () => {
+    // A worker dying every two minutes: 25 deaths within the hour, each its own alert.
+    for (let i = 0; i < 25; i++)
+      await recordEvent(t.db, {
+        check: 'stuck_jobs',
+        subject: `h1:${100 + i}`,
+        rows: 1,
+        detail: `released 1 rows held by h1:${100 + i} (downloadd), silent for 70s`,
+      });
+    await recordEvent(t.db, { check: 'upkeep', country: 'uk', subject: 'uk', rows: 0, detail: 'failed: frontend n1: rsync: connection refused' });
+    await sql`INSERT INTO frontends (name, target, down_since, down_reason) VALUES ('n1', 'rsync://n1/thumbs', now() - interval '2 hours', 'rsync: connection refused')`.execute(
+      t.db,
+    );
+    assert.match(await check(configWith({ maxPerHour: 5 })), /^alerts: 5 sent, 0 already sent, 22 held back/);
+    const subjects = smtp.mails.map((m) => m.subject);
+    assert.ok(subjects.includes('[ImageSys] weekly upkeep failed for UK'), subjects.join('\n'));
+    assert.ok(subjects.includes('[ImageSys] frontend n1 unreachable for over 30 min'), subjects.join('\n'));
+  });
+
   it('never writes the webhook URL or the SMTP password to a log, and tries an undelivered alert again', async () => {
     await troubles(t);
     const hook = await startHook(500);
