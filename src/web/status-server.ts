@@ -4,6 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { LisConfig } from '../config/config-schema.ts';
 import type { Db } from '../db/connect.ts';
+import { connectionFailure } from '../db/connect.ts';
 import { errorMessage } from '../errors.ts';
 import { codePointLength } from '../util/code-points.ts';
 import { hostHeaderCheck } from './host-check.ts';
@@ -78,7 +79,9 @@ export function createStatusServer(db: Db, config: LisConfig, bindHost = config.
   const hostAllowed = hostHeaderCheck([config.host, bindHost, ...config.metrics.webHostNames]);
   const server = http.createServer((req, res) => {
     void handle(req, res, db, config, hostAllowed).catch((error: unknown) => {
-      if (!res.headersSent) json(res, 500, { error: errorMessage(error) });
+      // The database away is not our bug: 503, and the page says so (never with the URL's password).
+      const away = connectionFailure(config.database.url ?? 'the embedded server', error);
+      if (!res.headersSent) json(res, away ? 503 : 500, away ? { error: away.message, code: away.code } : { error: errorMessage(error) });
       else res.destroy();
     });
   });

@@ -1,0 +1,75 @@
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { chromium, type Browser } from 'playwright-core';
+import { spawnTs, waitFor, type Spawned } from './helpers/processes.ts';
+import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+
+const CHROMIUM = '/usr/bin/chromium';
+
+/** A TCP relay on 127.0.0.1 to PostgreSQL; cut() is the database going away (connections reset, new ones refused). */
+async function startRelay(target: { host: string; port: number }): Promise<{ port: number; cut: () => Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(target.port, target.host);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => s.destroy());
+    }
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    cut: async () => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const s of sockets) s.destroy();
+      await closed;
+    },
+  };
+}
+
+describe('lis web while PostgreSQL is down', () => {
+  let t: TestDatabase;
+  let web: Spawned | undefined;
+  let browser: Browser | undefined;
+  let relay: Awaited<ReturnType<typeof startRelay>> | undefined;
+
+  before(async () => {
+    t = await createTestDatabase();
+  });
+  after(async () => {
+    await browser?.close();
+    await relay?.cut();
+    web?.child.kill('SIGTERM');
+    await web?.exited;
+    await t?.drop();
+  });
+
+  it('says the database cannot be reached, rather than going blank or staying silently stale', async function () {
+    this.timeout(90_000);
+    const db = new URL(t.url);
+    relay = await startRelay({ host: db.hostname, port: Number(db.port || 5432) });
+    const viaRelay = new URL(t.url);
+    viaRelay.port = String(relay.port);
+    web = spawnTs('bin/lis', ['--config', t.writeConfig({ database: { url: viaRelay.toString() } }), 'web', '--port', '0']);
+    await waitFor(() => /status page at (http:\S+)/.test(web!.output()), 20_000, 'lis web');
+    const base = /status page at (http:\S+)/.exec(web.output())![1];
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run'] });
+    const page = await browser.newPage();
+    await page.goto(base);
+    await page.waitForFunction(() => /updated/.test(document.getElementById('updated')?.textContent ?? ''));
+    assert.equal(await page.isVisible('#trouble'), false, 'no trouble shown while all is well');
+
+    await relay.cut();
+    const api = await fetch(new URL('api/overview', base));
+    assert.equal(api.status, 503);
+    assert.match(((await api.json()) as { error: string }).error, /cannot connect to the database at 127\.0\.0\.1:\d+.*ECONNREFUSED|Connection terminated/);
+
+    await page.reload();
+    await page.waitForSelector('#trouble', { state: 'visible', timeout: 20_000 });
+    assert.match((await page.textContent('#trouble')) ?? '', /database/);
+    assert.ok(!(await page.content()).includes(t.url), 'not the database URL');
+    await page.close();
+  });
+});
