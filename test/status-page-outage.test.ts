@@ -1,39 +1,16 @@
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { chromium, type Browser } from 'playwright-core';
+import { startTcpRelay, type TcpRelay } from './helpers/tcp-relay.ts';
 import { spawnTs, waitFor, type Spawned } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 
-/** A TCP relay on 127.0.0.1 to PostgreSQL; cut() is the database going away (connections reset, new ones refused). */
-async function startRelay(target: { host: string; port: number }): Promise<{ port: number; cut: () => Promise<void> }> {
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((client) => {
-    const upstream = net.connect(target.port, target.host);
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on('close', () => sockets.delete(s));
-      s.on('error', () => s.destroy());
-    }
-    client.pipe(upstream).pipe(client);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    cut: async () => {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      for (const s of sockets) s.destroy();
-      await closed;
-    },
-  };
-}
-
 describe('lis web while PostgreSQL is down', () => {
   let t: TestDatabase;
   let web: Spawned | undefined;
   let browser: Browser | undefined;
-  let relay: Awaited<ReturnType<typeof startRelay>> | undefined;
+  let relay: TcpRelay | undefined;
 
   before(async () => {
     t = await createTestDatabase();
@@ -49,7 +26,7 @@ describe('lis web while PostgreSQL is down', () => {
   it('says the database cannot be reached, rather than going blank or staying silently stale', async function () {
     this.timeout(90_000);
     const db = new URL(t.url);
-    relay = await startRelay({ host: db.hostname, port: Number(db.port || 5432) });
+    relay = await startTcpRelay({ host: db.hostname, port: Number(db.port || 5432) });
     const viaRelay = new URL(t.url);
     viaRelay.port = String(relay.port);
     web = spawnTs('bin/lis', ['--config', t.writeConfig({ database: { url: viaRelay.toString() } }), 'web', '--port', '0']);
