@@ -113,6 +113,25 @@ describe('lis web: the status page, in headless Chromium', () => {
     await page.close();
   });
 
+  it('scans live_images (rows by state, frontend lag) at most once a minute for all viewers, and says how old those figures are', async function () {
+    this.timeout(60_000);
+    type Overview = { rows: unknown[]; rowsAt: string; queue: Array<{ country: string }> };
+    const first = (await (await fetch(`${base}api/overview`)).json()) as Overview;
+    await sql`INSERT INTO live_images (country, datasource_id, image_url) VALUES ('de', 3, 'http://photos.example.com/listing/10/new.jpg')`.execute(t.db);
+    const second = (await (await fetch(`${base}api/overview`)).json()) as Overview;
+    assert.deepEqual(second.rows, first.rows, 'a refresh within the minute does not count the table again');
+    assert.equal(second.rowsAt, first.rowsAt);
+    assert.ok(
+      second.queue.some((q) => q.country === 'de'),
+      'the queue, read through the waiting rows only, is current',
+    );
+    const page = await browser.newPage();
+    await page.goto(base);
+    await page.waitForSelector('#rows table');
+    assert.match((await page.textContent('#rows-at')) ?? '', /as of \d/);
+    await page.close();
+  });
+
   it('is read-only and serves nothing outside the thumbnail layout', async () => {
     assert.equal((await fetch(`${base}api/overview`, { method: 'POST' })).status, 405);
     assert.equal((await fetch(`${base}thumbs/..%2F..%2Fetc%2Fpasswd`)).status, 404);
