@@ -167,6 +167,18 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
     assert.ok(subjects.includes('[ImageSys] frontend n1 unreachable for over 30 min'), subjects.join('\n'));
   });
 
+  it("judges each country's daemon by its own rows: a big country's good work does not hide a small one's failing", async () => {
+    await sql`
+      INSERT INTO worker_minutes (worker_id, minute, component, country, done, failed) VALUES
+        ('h1:21', date_trunc('minute', now()) - interval '5 minutes', 'downloadd', 'uk', 100, 150),
+        ('h1:21', date_trunc('minute', now()) - interval '3 hours', 'downloadd', 'uk', 10000, 100),
+        ('h1:22', date_trunc('minute', now()) - interval '5 minutes', 'downloadd', 'de', 20000, 100),
+        ('h1:22', date_trunc('minute', now()) - interval '3 hours', 'downloadd', 'de', 90000, 900);`.execute(t.db);
+    assert.match(await check(configWith({})), /^alerts: 1 sent/);
+    assert.equal(smtp.mails[0].subject, '[ImageSys] downloadd UK: error rate far above its usual');
+    assert.match(bodyOf(smtp.mails[0].raw), /60\.0% of 250 rows failed in the last 60 min; its usual 1\.0%/);
+  });
+
   it('never writes the webhook URL or the SMTP password to a log, and tries an undelivered alert again', async () => {
     await troubles(t);
     const hook = await startHook(500);
@@ -209,7 +221,7 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
 
   it('judges error rates against the usual, and redacts secrets from text', () => {
     const policy = { windowMinutes: 60, baselineHours: 168, factor: 3, minRate: 0.2, minRows: 100 };
-    const s = { component: 'downloadd', done: 100, failed: 150, baselineDone: 9000, baselineFailed: 1000 };
+    const s = { component: 'downloadd', country: 'uk', done: 100, failed: 150, baselineDone: 9000, baselineFailed: 1000 };
     assert.equal(judgeErrorRate(s, policy), '60.0% of 250 rows failed in the last 60 min; its usual 10.0% over the 168h before (10000 rows)');
     assert.equal(judgeErrorRate({ ...s, baselineFailed: 5000, baselineDone: 5000 }, policy), null, 'a stage that always fails half is not news');
     assert.equal(judgeErrorRate({ ...s, done: 10, failed: 15 }, policy), null, 'too few rows');

@@ -87,12 +87,13 @@ async function errorRates(db: Db, config: AlertsConfig): Promise<Alert[]> {
   for (const s of await stageRates(db, config.errorRate)) {
     const verdict = judgeErrorRate(s, config.errorRate);
     if (!verdict) continue;
+    const daemon = `${s.component}${s.country ? ` ${s.country.toUpperCase()}` : ''}`;
     alerts.push({
       kind: 'error_rate',
-      key: `error_rate:${s.component}`,
-      subject: `${s.component}: error rate far above its usual`,
+      key: `error_rate:${s.component}:${s.country ?? 'all'}`,
+      subject: `${daemon}: error rate far above its usual`,
       detail: verdict,
-      action: `See lis_metrics (datasources and their top reasons). One feed: the manager disables it when it crosses manager.badDatasource. Our own fault (a store, the network, a frontend): fix it.`,
+      action: `See lis_metrics${s.country ? ` --country ${s.country}` : ''} (datasources and their top reasons). One feed: the manager disables it when it crosses manager.badDatasource. Our own fault (a store, the network, a frontend): fix it.`,
     });
   }
   return alerts;
