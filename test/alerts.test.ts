@@ -37,6 +37,13 @@ const bodyOf = (raw: string) =>
     .replace(/=\r?\n/g, '')
     .replace(/=([0-9A-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
 
+/** stuck_jobs released `subject` a minute ago (deaths are told once they are not this fresh). */
+async function workerDied(t: TestDatabase, subject: string, detail: string, rows = 1): Promise<void> {
+  await sql`INSERT INTO manager_events (at, check_name, subject, rows, detail) VALUES (now() - interval '1 minute', 'stuck_jobs', ${subject}, ${rows}, ${detail})`.execute(
+    t.db,
+  );
+}
+
 /** One of each thing worth an alert, and near misses that are not. */
 async function troubles(t: TestDatabase): Promise<void> {
   await sql`
@@ -52,7 +59,7 @@ async function troubles(t: TestDatabase): Promise<void> {
       ('h1:11', date_trunc('minute', now()) - interval '5 minutes', 'downloadd', 100, 150),
       ('h1:11', date_trunc('minute', now()) - interval '3 hours', 'downloadd', 10000, 100),
       ('h1:12', date_trunc('minute', now()) - interval '5 minutes', 'thumbnaild', 300, 3);`.execute(t.db);
-  await recordEvent(t.db, { check: 'stuck_jobs', subject: 'h1:13', rows: 40, detail: 'released 40 rows held by h1:13 (downloadd), silent for 75s' });
+  await workerDied(t, 'h1:13', 'released 40 rows held by h1:13 (downloadd), silent for 75s', 40);
   await recordEvent(t.db, { check: 'upkeep', country: 'uk', subject: 'uk', rows: 0, detail: 'failed: frontend n1: rsync: connection refused' });
   await recordEvent(t.db, { check: 'upkeep', country: 'fr', subject: 'fr', rows: 0, detail: 'ok: db_scan: 0 purged' });
 }
@@ -119,7 +126,7 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
       assert.match(await check(config), /^alerts: 0 sent, 6 already sent/);
       assert.equal(smtp.mails.length, 6, 'nothing repeated within alerts.dedupeMinutes');
       // A new trouble of a kind already told (another worker died) is told.
-      await recordEvent(t.db, { check: 'stuck_jobs', subject: 'h2:20', rows: 3, detail: 'released 3 rows held by h2:20 (pusherd), silent for 90s' });
+      await workerDied(t, 'h2:20', 'released 3 rows held by h2:20 (pusherd), silent for 90s', 3);
       assert.match(await check(config), /^alerts: 1 sent, 6 already sent/);
       assert.equal(smtp.mails.at(-1)!.subject, '[ImageSys] worker h2:20 died');
     } finally {
@@ -128,12 +135,48 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
   });
 
   it("names a dead worker's own log file and service (per component and country) in what to do", async () => {
-    await sql`INSERT INTO workers (id, component, host, pid, country) VALUES ('h3:30:ab', 'pusherd', 'h3', 30, 'de')`.execute(t.db);
-    await recordEvent(t.db, { check: 'stuck_jobs', subject: 'h3:30:ab', rows: 5, detail: 'released 5 rows held by h3:30:ab (pusherd), silent for 70s' });
+    await sql`INSERT INTO workers (id, component, host, pid, country, heartbeat_at, stopped_at) VALUES ('h3:30:ab', 'pusherd', 'h3', 30, 'de', now() - interval '3 minutes', now() - interval '1 minute')`.execute(
+      t.db,
+    );
+    await workerDied(t, 'h3:30:ab', 'released 5 rows held by h3:30:ab (pusherd), silent for 70s', 5);
     assert.match(await check(configWith({})), /^alerts: 1 sent/);
     const text = bodyOf(smtp.mails[0].raw);
     assert.match(text, /var\/log\/pusherd\.de\.error\.log/);
     assert.match(text, /servicectl start imagesys-pusherd --country de/);
+  });
+
+  it('a worker the manager released that is beating again is told as back, not as dead to be started', async () => {
+    // The database was away for two minutes: the manager released both workers when it came back. h5:50 beat
+    // again and registered anew (same id); h5:51 really died.
+    await sql`
+      INSERT INTO workers (id, component, host, pid, country, heartbeat_at, stopped_at) VALUES
+        ('h5:50:aa', 'downloadd', 'h5', 50, 'uk', now(), NULL),
+        ('h5:51:bb', 'thumbnaild', 'h5', 51, 'uk', now() - interval '3 minutes', now() - interval '40 seconds')`.execute(t.db);
+    for (const id of ['h5:50:aa', 'h5:51:bb'])
+      await sql`INSERT INTO manager_events (at, check_name, subject, rows, detail)
+                VALUES (now() - interval '40 seconds', 'stuck_jobs', ${id}, 7, ${`released 7 rows held by ${id}, silent or without progress for 130s`})`.execute(
+        t.db,
+      );
+    assert.match(await check(configWith({})), /^alerts: 2 sent/);
+    const subjects = smtp.mails.map((m) => m.subject).sort();
+    assert.deepEqual(subjects, ['[ImageSys] worker h5:50:aa stalled and is back', '[ImageSys] worker h5:51:bb died']);
+    const back = bodyOf(smtp.mails.find((m) => m.subject.includes('h5:50'))!.raw);
+    assert.doesNotMatch(back, /servicectl start/, 'nothing to start');
+    assert.match(back, /database/);
+  });
+
+  it("waits a moment before telling a worker's death, so that one which beats again is not told as dead", async () => {
+    // stuck_jobs and alerts run in the same second: the released worker has not had a heartbeat to come back yet.
+    await sql`INSERT INTO workers (id, component, host, pid, country, heartbeat_at, stopped_at) VALUES ('h6:60:cc', 'pusherd', 'h6', 60, 'uk', now() - interval '70 seconds', now())`.execute(
+      t.db,
+    );
+    await recordEvent(t.db, { check: 'stuck_jobs', subject: 'h6:60:cc', rows: 1, detail: 'released 1 rows held by h6:60:cc, silent for 70s' });
+    assert.match(await check(configWith({})), /^alerts: 0 sent/);
+    // Its next heartbeat: registered again.
+    await sql`UPDATE workers SET stopped_at = NULL, heartbeat_at = now() WHERE id = 'h6:60:cc'`.execute(t.db);
+    await sql`UPDATE manager_events SET at = now() - interval '1 minute'`.execute(t.db);
+    assert.match(await check(configWith({})), /^alerts: 1 sent/);
+    assert.equal(smtp.mails[0].subject, '[ImageSys] worker h6:60:cc stalled and is back');
   });
 
   it('sends at most alerts.maxPerHour an hour; the rest wait', async () => {
@@ -150,13 +193,7 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
 
   it('a flood of one kind (a worker crash-looping) does not spend the hourly cap before the other kinds get theirs', async () => {
     // A worker dying every two minutes: 25 deaths within the hour, each its own alert.
-    for (let i = 0; i < 25; i++)
-      await recordEvent(t.db, {
-        check: 'stuck_jobs',
-        subject: `h1:${100 + i}`,
-        rows: 1,
-        detail: `released 1 rows held by h1:${100 + i} (downloadd), silent for 70s`,
-      });
+    for (let i = 0; i < 25; i++) await workerDied(t, `h1:${100 + i}`, `released 1 rows held by h1:${100 + i} (downloadd), silent for 70s`);
     await recordEvent(t.db, { check: 'upkeep', country: 'uk', subject: 'uk', rows: 0, detail: 'failed: frontend n1: rsync: connection refused' });
     await sql`INSERT INTO frontends (name, target, down_since, down_reason) VALUES ('n1', 'rsync://n1/thumbs', now() - interval '2 hours', 'rsync: connection refused')`.execute(
       t.db,

@@ -48,25 +48,46 @@ async function frontendsDown(db: Db, minutes: number): Promise<Alert[]> {
   }));
 }
 
+function workerLog(component: string | null, country: string | null): string {
+  return component ? `var/log/${component}${country ? `.${country}` : ''}.error.log` : 'var/log/<component>.<country>.error.log';
+}
+
 /** Where a worker's errors are logged, and how to start it again (its log file and service are per component and country). */
 export function workerDiedAction(component: string | null, country: string | null): string {
-  const log = component ? `var/log/${component}${country ? `.${country}` : ''}.error.log` : 'var/log/<component>.<country>.error.log';
+  const log = workerLog(component, country);
   const start = component ? `servicectl start imagesys-${component}${country ? ` --country ${country}` : ''}` : 'servicectl start imagesys-<component>';
   return `Read its log on that host (${log}), then start it again (${start}). Repeated deaths: out of memory (dmesg) or a crash to report.`;
 }
 
+/**
+ * A released worker's next heartbeat (every queue.heartbeatSeconds, 10 s) registers it again: a death is told
+ * once this old, so that stuck_jobs and the alerts running in the same second do not call a living worker dead.
+ */
+const DEATH_GRACE = sql`now() - interval '30 seconds'`;
+
 async function workersDied(db: Db): Promise<Alert[]> {
-  const { rows } = await sql<{ id: string; subject: string | null; detail: string; at: Date; component: string | null; country: string | null }>`
-    SELECT e.id::text, e.subject, e.detail, e.at, w.component, w.country
+  const { rows } = await sql<{ id: string; subject: string | null; detail: string; at: Date; component: string | null; country: string | null; back: boolean }>`
+    SELECT e.id::text, e.subject, e.detail, e.at, w.component, w.country,
+           coalesce(w.stopped_at IS NULL AND w.heartbeat_at > e.at, false) AS back
       FROM manager_events e LEFT JOIN workers w ON w.id = e.subject
-     WHERE e.check_name = 'stuck_jobs' AND e.at > ${LOOKBACK} ORDER BY e.id`.execute(db);
-  return rows.map((r) => ({
-    kind: 'worker_died',
-    key: `worker_died:${r.id}`,
-    subject: `worker ${r.subject ?? '?'} died`,
-    detail: `${r.detail} (at ${iso(r.at)}); its rows are back in the queue.`,
-    action: workerDiedAction(r.component, r.country),
-  }));
+     WHERE e.check_name = 'stuck_jobs' AND e.at > ${LOOKBACK} AND e.at <= ${DEATH_GRACE} ORDER BY e.id`.execute(db);
+  return rows.map((r) =>
+    r.back
+      ? {
+          kind: 'worker_died',
+          key: `worker_died:${r.id}`,
+          subject: `worker ${r.subject ?? '?'} stalled and is back`,
+          detail: `${r.detail} (at ${iso(r.at)}); its rows went back to the queue, and it beats again and works.`,
+          action: `Nothing to start. Several workers at once: the database or their host stalled (a database outage, a paused VM); one alone: it hung on its work, see its log (${workerLog(r.component, r.country)}).`,
+        }
+      : {
+          kind: 'worker_died',
+          key: `worker_died:${r.id}`,
+          subject: `worker ${r.subject ?? '?'} died`,
+          detail: `${r.detail} (at ${iso(r.at)}); its rows are back in the queue.`,
+          action: workerDiedAction(r.component, r.country),
+        },
+  );
 }
 
 async function upkeepFailed(db: Db): Promise<Alert[]> {
