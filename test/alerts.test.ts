@@ -242,6 +242,21 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
     }
   });
 
+  it('never writes a webhook token carried in the host name (https://<token>.m.example/) to a log', async function () {
+    this.timeout(30_000);
+    await sql`INSERT INTO datasources (country, datasource_id, enabled, disabled_reason, disabled_at) VALUES ('uk', 9, false, '95% of 100 rows failed', now())`.execute(
+      t.db,
+    );
+    const config = configWith({ webhookUrl: 'http://t0ken-8f3a2c.invalid/' });
+    assert.match(await check(config), /^alerts: 1 sent/, 'the mail took it');
+    const logs = fs
+      .readdirSync(config.log.dir)
+      .map((f) => fs.readFileSync(path.join(config.log.dir, f), 'utf8'))
+      .join('\n');
+    assert.match(logs, /the webhook \(alerts\.webhookUrl\) failed for "datasource 9 of UK disabled": .*ENOTFOUND/);
+    assert.ok(!logs.includes('t0ken-8f3a2c'), logs);
+  });
+
   it('`lis config` shows neither the webhook URL nor the SMTP password; LIS_SMTP_PASSWORD sets it', async () => {
     const file = t.writeConfig({
       alerts: { webhookUrl: 'https://hooks.example.invalid/T0KEN-in-config', smtp: { host: 'mail.example.invalid', password: 'pw-in-config-secret' } },
@@ -267,6 +282,10 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
     assert.equal(
       redactSecrets('POST https://hooks.example/T/abc?x=1 failed; /T/abc?x=1; pw hunter2', ['https://hooks.example/T/abc?x=1', 'hunter2']),
       'POST [redacted] failed; [redacted]; pw [redacted]',
+    );
+    assert.equal(
+      redactSecrets('getaddrinfo ENOTFOUND eo9x2.m.example; connect ECONNREFUSED 127.0.0.1:9', ['https://eo9x2.m.example/', 'http://127.0.0.1:9/']),
+      'getaddrinfo ENOTFOUND [redacted]; connect ECONNREFUSED 127.0.0.1:9',
     );
   });
 });
