@@ -122,7 +122,7 @@ export async function startPrometheusExporter(options: ExporterOptions): Promise
   // Free space is lis_store_free_bytes below, read at each scrape for every store; the size comes from the stage's store checks.
   const storeTotal = new client.Gauge({
     name: 'lis_store_size_bytes',
-    help: 'Size of the file system of each store this worker writes, by folder',
+    help: 'Size of the file system of each store this worker writes (store=originals|thumbnails, as lis_store_free_bytes)',
     labelNames: ['store'],
     registers: [registry],
   });
@@ -192,6 +192,8 @@ export async function startPrometheusExporter(options: ExporterOptions): Promise
     },
   });
   options.extra?.(registry);
+  // The same label as lis_store_free_bytes (originals|thumbnails), never a folder path: free / size must join.
+  const storeName = (dir: string) => Object.entries(options.stores ?? {}).find(([, folder]) => path.resolve(folder) === path.resolve(dir))?.[0] ?? 'other';
   const started = Date.now();
   let lastBeat: number | null = null;
 
@@ -235,7 +237,7 @@ export async function startPrometheusExporter(options: ExporterOptions): Promise
       else failed.inc({ stage, reason: result.failure.errorClass, retryable: String(result.failure.retryable) });
     },
     onStoreHealth: (health) => {
-      if (health.totalBytes !== null) storeTotal.set({ store: health.dir }, health.totalBytes);
+      if (health.totalBytes !== null) storeTotal.set({ store: storeName(health.dir) }, health.totalBytes);
     },
     onPaused: (isPaused) => paused.set(isPaused ? 1 : 0),
     onHeartbeat: () => {
