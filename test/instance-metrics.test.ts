@@ -121,6 +121,18 @@ describe('metrics per daemon instance', () => {
     }
   });
 
+  it('says tries, not rows, in the HELP of the series that count each try of a row', async () => {
+    const exporter = await startPrometheusExporter({ db: t.db, component: 'downloadd', country: 'uk', host: '127.0.0.1', port: 0 });
+    try {
+      const body = await (await fetch(exporter.url)).text();
+      // A row failing three times before it is parked adds 3 to lis_rows_failed_total: the README's datasource figures say "tries" too.
+      assert.match(body, /^# HELP lis_rows_failed_total .*\btries\b.*each time/m);
+      assert.match(body, /^# HELP lis_rows_given_back_total .*\btries\b/im);
+    } finally {
+      await exporter.close();
+    }
+  });
+
   it('a manager whose /metrics port is taken exits 1, saying why, and leaves no live workers row', async function () {
     this.timeout(60_000);
     const taken = net.createServer();

@@ -88,7 +88,7 @@ export async function startPrometheusExporter(options: ExporterOptions): Promise
   const done = new client.Counter({ name: 'lis_rows_done_total', help: 'Rows finished by this worker', labelNames: ['stage'], registers: [registry] });
   const failed = new client.Counter({
     name: 'lis_rows_failed_total',
-    help: 'Rows failed by this worker, by error class',
+    help: 'Failed tries of rows by this worker, charged to the source, by error class (a row retried counts each time it fails)',
     labelNames: ['stage', 'reason', 'retryable'],
     registers: [registry],
   });
@@ -115,7 +115,7 @@ export async function startPrometheusExporter(options: ExporterOptions): Promise
   });
   const givenBack = new client.Counter({
     name: 'lis_rows_given_back_total',
-    help: 'Rows given back uncharged because of our own fault (owner "ours" in the failure table), by class',
+    help: 'Tries of rows given back uncharged because of our own fault (owner "ours" in the failure table), by class (a row given back again counts again)',
     labelNames: ['stage', 'reason'],
     registers: [registry],
   });
