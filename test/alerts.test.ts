@@ -179,6 +179,27 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
     assert.equal(smtp.mails[0].subject, '[ImageSys] worker h6:60:cc stalled and is back');
   });
 
+  it('says "recovered" once a paused store resumes, and tells a new pause again, however soon', async () => {
+    await sql`INSERT INTO workers (id, component, host, pid, country, paused_reason, paused_since)
+              VALUES ('h7:70:aa', 'thumbnaild', 'h7', 70, 'uk', 'thumbnails store /srv/thumbs: 2.0% free', now())`.execute(t.db);
+    const config = configWith({});
+    assert.match(await check(config), /^alerts: 1 sent/);
+    assert.equal(smtp.mails.at(-1)!.subject, '[ImageSys] thumbnaild on h7 paused: a store is full or unwritable');
+    assert.match(await check(config), /^alerts: 0 sent, 1 already sent/);
+
+    await sql`UPDATE workers SET paused_reason = NULL, paused_since = NULL`.execute(t.db);
+    assert.match(await check(config), /^alerts: 1 sent/);
+    assert.equal(smtp.mails.at(-1)!.subject, '[ImageSys] recovered: thumbnaild on h7 paused: a store is full or unwritable');
+    assert.match(bodyOf(smtp.mails.at(-1)!.raw), /Nothing to do/);
+    assert.match(await check(config), /^alerts: 0 sent, 0 already sent/, 'told once');
+
+    // Full again an hour later, well within alerts.dedupeMinutes: a new trouble, told.
+    await sql`UPDATE workers SET paused_reason = 'thumbnails store /srv/thumbs: 1.0% free', paused_since = now()`.execute(t.db);
+    assert.match(await check(config), /^alerts: 1 sent/);
+    assert.equal(smtp.mails.at(-1)!.subject, '[ImageSys] thumbnaild on h7 paused: a store is full or unwritable');
+    assert.equal(smtp.mails.length, 3);
+  });
+
   it('sends at most alerts.maxPerHour an hour; the rest wait', async () => {
     await troubles(t);
     const config = configWith({ maxPerHour: 2 });

@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { AlertsConfig } from '../config/alerts-config.ts';
 import type { Db } from '../db/connect.ts';
-import type { Alert, AlertKind } from './alert.ts';
+import { ALERT_KINDS, type Alert, type AlertKind } from './alert.ts';
 import { judgeErrorRate, stageRates } from './error-rate.ts';
 
 /** Events older than this are not alerted any more (a manager that was down a day does not mail the past). */
@@ -120,6 +120,35 @@ async function errorRates(db: Db, config: AlertsConfig): Promise<Alert[]> {
   return alerts;
 }
 
+/** Troubles that end by themselves, and what their ending means. */
+const RECOVERY: Partial<Record<AlertKind, string>> = {
+  store_paused: 'no running worker of it is paused now (the store has room again or is writable, or the daemon was stopped)',
+  frontend_down: 'it takes pushes again (or was disabled); backfill catches it up',
+  // Not error_rate: a rate hovering at the line would fire and recover every few minutes; it keeps dedupeMinutes.
+};
+
+/**
+ * A "recovered" notice for each trouble of these kinds that was told and is
+ * no longer found. Sending it sets the told trouble aside (deliverAlerts), so
+ * that the same trouble coming back is told again, however soon.
+ */
+async function recoveries(db: Db, kinds: AlertKind[], firing: Alert[]): Promise<Alert[]> {
+  const ending = kinds.filter((k) => RECOVERY[k]);
+  if (ending.length === 0) return [];
+  const { rows } = await sql<{ key: string; kind: AlertKind; subject: string; sent_at: Date }>`
+    SELECT key, kind, subject, sent_at FROM alerts_sent
+     WHERE kind = ANY(${ending}::text[]) AND NOT (key = ANY(${firing.map((a) => a.key)}::text[]))
+       AND key NOT LIKE '%:recovered:%' AND key NOT LIKE '%:ended:%' ORDER BY sent_at`.execute(db);
+  return rows.map((r) => ({
+    kind: r.kind,
+    key: `${r.key}:recovered:${iso(r.sent_at)}`,
+    recovers: r.key,
+    subject: `recovered: ${r.subject}`,
+    detail: `Told at ${iso(r.sent_at)}; now ${RECOVERY[r.kind]}.`,
+    action: 'Nothing to do. Should it come back, it is told again.',
+  }));
+}
+
 /** Everything operators must be told now (before de-duplication), of the kinds asked for. */
 export async function findAlerts(db: Db, config: AlertsConfig, kinds?: AlertKind[]): Promise<Alert[]> {
   const want = (k: AlertKind) => !kinds || kinds.includes(k);
@@ -130,5 +159,6 @@ export async function findAlerts(db: Db, config: AlertsConfig, kinds?: AlertKind
   if (want('worker_died')) found.push(...(await workersDied(db)));
   if (want('upkeep_failed')) found.push(...(await upkeepFailed(db)));
   if (want('error_rate')) found.push(...(await errorRates(db, config)));
+  found.push(...(await recoveries(db, kinds ?? [...ALERT_KINDS], found)));
   return found;
 }

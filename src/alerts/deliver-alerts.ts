@@ -65,8 +65,11 @@ export async function deliverAlerts(db: Db, alerts: Alert[], policy: DeliveryPol
       continue;
     }
     budget--;
-    if (await send(alert)) report.sent.push(alert);
-    else {
+    if (await send(alert)) {
+      report.sent.push(alert);
+      // The trouble it ended is set aside (kept for the hourly count): its key is free for the next time.
+      if (alert.recovers) await sql`UPDATE alerts_sent SET key = key || ':ended:' || ${new Date().toISOString()} WHERE key = ${alert.recovers}`.execute(db);
+    } else {
       await sql`DELETE FROM alerts_sent WHERE key = ${alert.key}`.execute(db);
       report.undelivered.push(alert);
     }
