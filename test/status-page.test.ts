@@ -132,6 +132,25 @@ describe('lis web: the status page, in headless Chromium', () => {
     await page.close();
   });
 
+  it("shows every time in the viewer's own zone, saying which, not some in UTC and some in local time", async function () {
+    this.timeout(60_000);
+    await sql`INSERT INTO manager_events (at, check_name, country, rows, detail) VALUES ('2026-11-30T01:00:00Z', 'stuck_jobs', 'uk', 3, 'released 3 rows')`.execute(
+      t.db,
+    );
+    const context = await browser.newContext({ timezoneId: 'Asia/Kolkata' });
+    try {
+      const page = await context.newPage();
+      await page.goto(base);
+      await page.waitForSelector('#events table');
+      const events = (await page.textContent('#events')) ?? '';
+      assert.match(events, /2026-11-30 06:30:00 (GMT\+5:30|IST)/, events);
+      assert.doesNotMatch(events, /T01:00:00/, 'not UTC ISO beside local times');
+      assert.match((await page.textContent('#updated')) ?? '', /updated \d{4}-\d\d-\d\d \d\d:\d\d:\d\d (GMT\+5:30|IST)/);
+    } finally {
+      await context.close();
+    }
+  });
+
   it('is read-only and serves nothing outside the thumbnail layout', async () => {
     assert.equal((await fetch(`${base}api/overview`, { method: 'POST' })).status, 405);
     assert.equal((await fetch(`${base}thumbs/..%2F..%2Fetc%2Fpasswd`)).status, 404);
