@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import path from 'node:path';
 import { sql } from 'kysely';
 import type { LisConfig } from '../src/config/config-schema.ts';
@@ -276,6 +277,29 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
       .join('\n');
     assert.match(logs, /the webhook \(alerts\.webhookUrl\) failed for "datasource 9 of UK disabled": .*ENOTFOUND/);
     assert.ok(!logs.includes('t0ken-8f3a2c'), logs);
+  });
+
+  it('an SMTP server that never answers costs one timeout a run, not one per alert; the webhook still gets each', async function () {
+    this.timeout(60_000);
+    const connections: net.Socket[] = [];
+    const hung = net.createServer((socket) => connections.push(socket));
+    await new Promise<void>((resolve) => hung.listen(0, '127.0.0.1', () => resolve()));
+    const hook = await startHook();
+    try {
+      for (const id of [11, 12, 13])
+        await sql`INSERT INTO datasources (country, datasource_id, enabled, disabled_reason, disabled_at) VALUES ('uk', ${id}, false, '95% of 100 rows failed', now())`.execute(
+          t.db,
+        );
+      const config = configWith({ webhookUrl: hook.url('/alerts') });
+      config.alerts.smtp = { ...config.alerts.smtp, port: (hung.address() as net.AddressInfo).port };
+      assert.match(await check(config), /^alerts: 3 sent/, 'the webhook took them');
+      assert.equal(hook.received.length, 3);
+      assert.equal(connections.length, 1, 'the mail server was tried once this run, not once per alert');
+    } finally {
+      for (const socket of connections) socket.destroy();
+      hung.close();
+      hook.close();
+    }
   });
 
   it('`lis config` shows neither the webhook URL nor the SMTP password; LIS_SMTP_PASSWORD sets it', async () => {
