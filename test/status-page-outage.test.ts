@@ -34,9 +34,12 @@ describe('lis web while PostgreSQL is down', () => {
     const base = /status page at (http:\S+)/.exec(web.output())![1];
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run'] });
     const page = await browser.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (error) => errors.push(error.message));
     await page.goto(base);
     await page.waitForFunction(() => /updated/.test(document.getElementById('updated')?.textContent ?? ''));
     assert.equal(await page.isVisible('#trouble'), false, 'no trouble shown while all is well');
+    assert.match((await page.textContent('#rows')) ?? '', /nothing yet/, 'an empty database renders');
 
     await relay.cut();
     const api = await fetch(new URL('api/overview', base));
@@ -47,6 +50,7 @@ describe('lis web while PostgreSQL is down', () => {
     await page.waitForSelector('#trouble', { state: 'visible', timeout: 20_000 });
     assert.match((await page.textContent('#trouble')) ?? '', /database/);
     assert.ok(!(await page.content()).includes(t.url), 'not the database URL');
+    assert.deepEqual(errors, [], 'no script error, with no rows or with no database');
     await page.close();
   });
 });

@@ -151,6 +151,27 @@ describe('lis web: the status page, in headless Chromium', () => {
     }
   });
 
+  it('shows text from the database as text: markup in an event, a reason or a host name never runs', async function () {
+    this.timeout(60_000);
+    const markup = '<img src=x onerror="window.__pwned=1">';
+    await sql`INSERT INTO manager_events (check_name, country, rows, detail) VALUES ('upkeep', 'uk', 0, ${`failed: ${markup}`})`.execute(t.db);
+    await sql`INSERT INTO workers (id, component, host, pid, country) VALUES ('evil:1:aa', 'downloadd', ${markup}, 1, 'uk')`.execute(t.db);
+    await sql`INSERT INTO datasource_minutes (country, datasource_id, minute, stage, error_class, n)
+              VALUES ('uk', 17, date_trunc('minute', now()), 'download', ${markup}, 5)`.execute(t.db);
+    const page = await browser.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (error) => errors.push(error.message));
+    await page.goto(base);
+    await page.waitForSelector('#events table');
+    assert.match((await page.textContent('#events')) ?? '', /failed: <img src=x onerror/);
+    assert.match((await page.textContent('#workers')) ?? '', /<img src=x/);
+    assert.match((await page.textContent('#datasources')) ?? '', /<img src=x/);
+    assert.equal(await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned), undefined);
+    assert.equal(await page.locator('main img').count(), 0, 'no element made of the markup');
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
   it('is read-only and serves nothing outside the thumbnail layout', async () => {
     assert.equal((await fetch(`${base}api/overview`, { method: 'POST' })).status, 405);
     assert.equal((await fetch(`${base}thumbs/..%2F..%2Fetc%2Fpasswd`)).status, 404);
