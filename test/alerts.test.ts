@@ -135,6 +135,21 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
     }
   });
 
+  it('two managers (two hosts) running the alerts check at the same moment send each alert once', async () => {
+    await troubles(t);
+    const hook = await startHook();
+    try {
+      const config = configWith({ webhookUrl: hook.url('/alerts') });
+      const [a, b] = await Promise.all([check({ ...config, host: 'm1' }), check({ ...config, host: 'm2' })]);
+      const sent = (r: string) => Number(/^alerts: (\d+) sent/.exec(r)![1]);
+      assert.equal(sent(a) + sent(b), 6, `${a}\n${b}`);
+      assert.equal(smtp.mails.length, 6);
+      assert.equal(hook.received.length, 6);
+    } finally {
+      hook.close();
+    }
+  });
+
   it("names a dead worker's own log file and service (per component and country) in what to do", async () => {
     await sql`INSERT INTO workers (id, component, host, pid, country, heartbeat_at, stopped_at) VALUES ('h3:30:ab', 'pusherd', 'h3', 30, 'de', now() - interval '3 minutes', now() - interval '1 minute')`.execute(
       t.db,
