@@ -198,6 +198,10 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
   it('says "recovered" once a paused store resumes, and tells a new pause again, however soon', async () => {
     await sql`INSERT INTO workers (id, component, host, pid, country, paused_reason, paused_since)
               VALUES ('h7:70:aa', 'thumbnaild', 'h7', 70, 'uk', 'thumbnails store /srv/thumbs: 2.0% free', now())`.execute(t.db);
+    // Told three days ago and long over (before recovered notices existed): no notice for it now.
+    await sql`INSERT INTO alerts_sent (key, kind, subject, sent_at) VALUES ('store_paused:h8:pusherd', 'store_paused', 'pusherd on h8 paused', now() - interval '3 days')`.execute(
+      t.db,
+    );
     const config = configWith({});
     assert.match(await check(config), /^alerts: 1 sent/);
     assert.equal(smtp.mails.at(-1)!.subject, '[ImageSys] thumbnaild on h7 paused: a store is full or unwritable');

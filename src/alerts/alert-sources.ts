@@ -132,13 +132,15 @@ const RECOVERY: Partial<Record<AlertKind, string>> = {
  * no longer found. Sending it sets the told trouble aside (deliverAlerts), so
  * that the same trouble coming back is told again, however soon.
  */
-async function recoveries(db: Db, kinds: AlertKind[], firing: Alert[]): Promise<Alert[]> {
+async function recoveries(db: Db, kinds: AlertKind[], firing: Alert[], dedupeMinutes: number): Promise<Alert[]> {
   const ending = kinds.filter((k) => RECOVERY[k]);
   if (ending.length === 0) return [];
   const { rows } = await sql<{ key: string; kind: AlertKind; subject: string; sent_at: Date }>`
     SELECT key, kind, subject, sent_at FROM alerts_sent
      WHERE kind = ANY(${ending}::text[]) AND NOT (key = ANY(${firing.map((a) => a.key)}::text[]))
-       AND key NOT LIKE '%:recovered:%' AND key NOT LIKE '%:ended:%' ORDER BY sent_at`.execute(db);
+       AND key NOT LIKE '%:recovered:%' AND key NOT LIKE '%:ended:%'
+       -- A trouble that lasts is told again each dedupe window; one told before both windows ended long ago.
+       AND sent_at > now() - make_interval(secs => ${Math.max(24 * 60, dedupeMinutes) * 60}::float8) ORDER BY sent_at`.execute(db);
   return rows.map((r) => ({
     kind: r.kind,
     key: `${r.key}:recovered:${iso(r.sent_at)}`,
@@ -159,6 +161,6 @@ export async function findAlerts(db: Db, config: AlertsConfig, kinds?: AlertKind
   if (want('worker_died')) found.push(...(await workersDied(db)));
   if (want('upkeep_failed')) found.push(...(await upkeepFailed(db)));
   if (want('error_rate')) found.push(...(await errorRates(db, config)));
-  found.push(...(await recoveries(db, kinds ?? [...ALERT_KINDS], found)));
+  found.push(...(await recoveries(db, kinds ?? [...ALERT_KINDS], found, config.dedupeMinutes)));
   return found;
 }
