@@ -50,6 +50,16 @@ describe('lis web while PostgreSQL is down', () => {
     await page.waitForSelector('#trouble', { state: 'visible', timeout: 20_000 });
     assert.match((await page.textContent('#trouble')) ?? '', /database/);
     assert.ok(!(await page.content()).includes(t.url), 'not the database URL');
+    await page.fill('#q', 'http://photos.example.com/listing/9/front.jpg');
+    await page.click('#lookup button');
+    await page.waitForSelector('#lookup-result .bad');
+    assert.match((await page.textContent('#lookup-result')) ?? '', /cannot connect to the database/);
+
+    // lis web itself gone: the lookup says so rather than doing nothing.
+    web.child.kill('SIGTERM');
+    await web.exited;
+    await page.click('#lookup button');
+    await page.waitForSelector('#lookup-result .bad:has-text("does not answer")', { timeout: 20_000 });
     assert.deepEqual(errors, [], 'no script error, with no rows or with no database');
     await page.close();
   });
