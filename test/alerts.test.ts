@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import path from 'node:path';
 import { sql } from 'kysely';
 import type { LisConfig } from '../src/config/config-schema.ts';
@@ -37,6 +38,13 @@ const bodyOf = (raw: string) =>
     .replace(/=\r?\n/g, '')
     .replace(/=([0-9A-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
 
+/** stuck_jobs released `subject` a minute ago (deaths are told once they are not this fresh). */
+async function workerDied(t: TestDatabase, subject: string, detail: string, rows = 1): Promise<void> {
+  await sql`INSERT INTO manager_events (at, check_name, subject, rows, detail) VALUES (now() - interval '1 minute', 'stuck_jobs', ${subject}, ${rows}, ${detail})`.execute(
+    t.db,
+  );
+}
+
 /** One of each thing worth an alert, and near misses that are not. */
 async function troubles(t: TestDatabase): Promise<void> {
   await sql`
@@ -52,7 +60,7 @@ async function troubles(t: TestDatabase): Promise<void> {
       ('h1:11', date_trunc('minute', now()) - interval '5 minutes', 'downloadd', 100, 150),
       ('h1:11', date_trunc('minute', now()) - interval '3 hours', 'downloadd', 10000, 100),
       ('h1:12', date_trunc('minute', now()) - interval '5 minutes', 'thumbnaild', 300, 3);`.execute(t.db);
-  await recordEvent(t.db, { check: 'stuck_jobs', subject: 'h1:13', rows: 40, detail: 'released 40 rows held by h1:13 (downloadd), silent for 75s' });
+  await workerDied(t, 'h1:13', 'released 40 rows held by h1:13 (downloadd), silent for 75s', 40);
   await recordEvent(t.db, { check: 'upkeep', country: 'uk', subject: 'uk', rows: 0, detail: 'failed: frontend n1: rsync: connection refused' });
   await recordEvent(t.db, { check: 'upkeep', country: 'fr', subject: 'fr', rows: 0, detail: 'ok: db_scan: 0 purged' });
 }
@@ -119,7 +127,7 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
       assert.match(await check(config), /^alerts: 0 sent, 6 already sent/);
       assert.equal(smtp.mails.length, 6, 'nothing repeated within alerts.dedupeMinutes');
       // A new trouble of a kind already told (another worker died) is told.
-      await recordEvent(t.db, { check: 'stuck_jobs', subject: 'h2:20', rows: 3, detail: 'released 3 rows held by h2:20 (pusherd), silent for 90s' });
+      await workerDied(t, 'h2:20', 'released 3 rows held by h2:20 (pusherd), silent for 90s', 3);
       assert.match(await check(config), /^alerts: 1 sent, 6 already sent/);
       assert.equal(smtp.mails.at(-1)!.subject, '[ImageSys] worker h2:20 died');
     } finally {
@@ -127,13 +135,89 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
     }
   });
 
+  it('two managers (two hosts) running the alerts check at the same moment send each alert once', async () => {
+    await troubles(t);
+    const hook = await startHook();
+    try {
+      const config = configWith({ webhookUrl: hook.url('/alerts') });
+      const [a, b] = await Promise.all([check({ ...config, host: 'm1' }), check({ ...config, host: 'm2' })]);
+      const sent = (r: string) => Number(/^alerts: (\d+) sent/.exec(r)![1]);
+      assert.equal(sent(a) + sent(b), 6, `${a}\n${b}`);
+      assert.equal(smtp.mails.length, 6);
+      assert.equal(hook.received.length, 6);
+    } finally {
+      hook.close();
+    }
+  });
+
   it("names a dead worker's own log file and service (per component and country) in what to do", async () => {
-    await sql`INSERT INTO workers (id, component, host, pid, country) VALUES ('h3:30:ab', 'pusherd', 'h3', 30, 'de')`.execute(t.db);
-    await recordEvent(t.db, { check: 'stuck_jobs', subject: 'h3:30:ab', rows: 5, detail: 'released 5 rows held by h3:30:ab (pusherd), silent for 70s' });
+    await sql`INSERT INTO workers (id, component, host, pid, country, heartbeat_at, stopped_at) VALUES ('h3:30:ab', 'pusherd', 'h3', 30, 'de', now() - interval '3 minutes', now() - interval '1 minute')`.execute(
+      t.db,
+    );
+    await workerDied(t, 'h3:30:ab', 'released 5 rows held by h3:30:ab (pusherd), silent for 70s', 5);
     assert.match(await check(configWith({})), /^alerts: 1 sent/);
     const text = bodyOf(smtp.mails[0].raw);
     assert.match(text, /var\/log\/pusherd\.de\.error\.log/);
     assert.match(text, /servicectl start imagesys-pusherd --country de/);
+  });
+
+  it('a worker the manager released that is beating again is told as back, not as dead to be started', async () => {
+    // The database was away for two minutes: the manager released both workers when it came back. h5:50 beat
+    // again and registered anew (same id); h5:51 really died.
+    await sql`
+      INSERT INTO workers (id, component, host, pid, country, heartbeat_at, stopped_at) VALUES
+        ('h5:50:aa', 'downloadd', 'h5', 50, 'uk', now(), NULL),
+        ('h5:51:bb', 'thumbnaild', 'h5', 51, 'uk', now() - interval '3 minutes', now() - interval '40 seconds')`.execute(t.db);
+    for (const id of ['h5:50:aa', 'h5:51:bb'])
+      await sql`INSERT INTO manager_events (at, check_name, subject, rows, detail)
+                VALUES (now() - interval '40 seconds', 'stuck_jobs', ${id}, 7, ${`released 7 rows held by ${id}, silent or without progress for 130s`})`.execute(
+        t.db,
+      );
+    assert.match(await check(configWith({})), /^alerts: 2 sent/);
+    const subjects = smtp.mails.map((m) => m.subject).sort();
+    assert.deepEqual(subjects, ['[ImageSys] worker h5:50:aa stalled and is back', '[ImageSys] worker h5:51:bb died']);
+    const back = bodyOf(smtp.mails.find((m) => m.subject.includes('h5:50'))!.raw);
+    assert.doesNotMatch(back, /servicectl start/, 'nothing to start');
+    assert.match(back, /database/);
+  });
+
+  it("waits a moment before telling a worker's death, so that one which beats again is not told as dead", async () => {
+    // stuck_jobs and alerts run in the same second: the released worker has not had a heartbeat to come back yet.
+    await sql`INSERT INTO workers (id, component, host, pid, country, heartbeat_at, stopped_at) VALUES ('h6:60:cc', 'pusherd', 'h6', 60, 'uk', now() - interval '70 seconds', now())`.execute(
+      t.db,
+    );
+    await recordEvent(t.db, { check: 'stuck_jobs', subject: 'h6:60:cc', rows: 1, detail: 'released 1 rows held by h6:60:cc, silent for 70s' });
+    assert.match(await check(configWith({})), /^alerts: 0 sent/);
+    // Its next heartbeat: registered again.
+    await sql`UPDATE workers SET stopped_at = NULL, heartbeat_at = now() WHERE id = 'h6:60:cc'`.execute(t.db);
+    await sql`UPDATE manager_events SET at = now() - interval '1 minute'`.execute(t.db);
+    assert.match(await check(configWith({})), /^alerts: 1 sent/);
+    assert.equal(smtp.mails[0].subject, '[ImageSys] worker h6:60:cc stalled and is back');
+  });
+
+  it('says "recovered" once a paused store resumes, and tells a new pause again, however soon', async () => {
+    await sql`INSERT INTO workers (id, component, host, pid, country, paused_reason, paused_since)
+              VALUES ('h7:70:aa', 'thumbnaild', 'h7', 70, 'uk', 'thumbnails store /srv/thumbs: 2.0% free', now())`.execute(t.db);
+    // Told three days ago and long over (before recovered notices existed): no notice for it now.
+    await sql`INSERT INTO alerts_sent (key, kind, subject, sent_at) VALUES ('store_paused:h8:pusherd', 'store_paused', 'pusherd on h8 paused', now() - interval '3 days')`.execute(
+      t.db,
+    );
+    const config = configWith({});
+    assert.match(await check(config), /^alerts: 1 sent/);
+    assert.equal(smtp.mails.at(-1)!.subject, '[ImageSys] thumbnaild on h7 paused: a store is full or unwritable');
+    assert.match(await check(config), /^alerts: 0 sent, 1 already sent/);
+
+    await sql`UPDATE workers SET paused_reason = NULL, paused_since = NULL`.execute(t.db);
+    assert.match(await check(config), /^alerts: 1 sent/);
+    assert.equal(smtp.mails.at(-1)!.subject, '[ImageSys] recovered: thumbnaild on h7 paused: a store is full or unwritable');
+    assert.match(bodyOf(smtp.mails.at(-1)!.raw), /Nothing to do/);
+    assert.match(await check(config), /^alerts: 0 sent, 0 already sent/, 'told once');
+
+    // Full again an hour later, well within alerts.dedupeMinutes: a new trouble, told.
+    await sql`UPDATE workers SET paused_reason = 'thumbnails store /srv/thumbs: 1.0% free', paused_since = now()`.execute(t.db);
+    assert.match(await check(config), /^alerts: 1 sent/);
+    assert.equal(smtp.mails.at(-1)!.subject, '[ImageSys] thumbnaild on h7 paused: a store is full or unwritable');
+    assert.equal(smtp.mails.length, 3);
   });
 
   it('sends at most alerts.maxPerHour an hour; the rest wait', async () => {
@@ -146,6 +230,31 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
     await sql`UPDATE alerts_sent SET sent_at = now() - interval '61 minutes'`.execute(t.db);
     assert.match(await check(configWith({ maxPerHour: 20, dedupeMinutes: 24 * 60 })), /^alerts: 4 sent, 2 already sent/);
     assert.equal(new Set(smtp.mails.map((m) => m.subject)).size, 6);
+  });
+
+  it('a flood of one kind (a worker crash-looping) does not spend the hourly cap before the other kinds get theirs', async () => {
+    // A worker dying every two minutes: 25 deaths within the hour, each its own alert.
+    for (let i = 0; i < 25; i++) await workerDied(t, `h1:${100 + i}`, `released 1 rows held by h1:${100 + i} (downloadd), silent for 70s`);
+    await recordEvent(t.db, { check: 'upkeep', country: 'uk', subject: 'uk', rows: 0, detail: 'failed: frontend n1: rsync: connection refused' });
+    await sql`INSERT INTO frontends (name, target, down_since, down_reason) VALUES ('n1', 'rsync://n1/thumbs', now() - interval '2 hours', 'rsync: connection refused')`.execute(
+      t.db,
+    );
+    assert.match(await check(configWith({ maxPerHour: 5 })), /^alerts: 5 sent, 0 already sent, 22 held back/);
+    const subjects = smtp.mails.map((m) => m.subject);
+    assert.ok(subjects.includes('[ImageSys] weekly upkeep failed for UK'), subjects.join('\n'));
+    assert.ok(subjects.includes('[ImageSys] frontend n1 unreachable for over 30 min'), subjects.join('\n'));
+  });
+
+  it("judges each country's daemon by its own rows: a big country's good work does not hide a small one's failing", async () => {
+    await sql`
+      INSERT INTO worker_minutes (worker_id, minute, component, country, done, failed) VALUES
+        ('h1:21', date_trunc('minute', now()) - interval '5 minutes', 'downloadd', 'uk', 100, 150),
+        ('h1:21', date_trunc('minute', now()) - interval '3 hours', 'downloadd', 'uk', 10000, 100),
+        ('h1:22', date_trunc('minute', now()) - interval '5 minutes', 'downloadd', 'de', 20000, 100),
+        ('h1:22', date_trunc('minute', now()) - interval '3 hours', 'downloadd', 'de', 90000, 900);`.execute(t.db);
+    assert.match(await check(configWith({})), /^alerts: 1 sent/);
+    assert.equal(smtp.mails[0].subject, '[ImageSys] downloadd UK: error rate far above its usual');
+    assert.match(bodyOf(smtp.mails[0].raw), /60\.0% of 250 rows failed in the last 60 min; its usual 1\.0%/);
   });
 
   it('never writes the webhook URL or the SMTP password to a log, and tries an undelivered alert again', async () => {
@@ -174,6 +283,44 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
     }
   });
 
+  it('never writes a webhook token carried in the host name (https://<token>.m.example/) to a log', async function () {
+    this.timeout(30_000);
+    await sql`INSERT INTO datasources (country, datasource_id, enabled, disabled_reason, disabled_at) VALUES ('uk', 9, false, '95% of 100 rows failed', now())`.execute(
+      t.db,
+    );
+    const config = configWith({ webhookUrl: 'http://t0ken-8f3a2c.invalid/' });
+    assert.match(await check(config), /^alerts: 1 sent/, 'the mail took it');
+    const logs = fs
+      .readdirSync(config.log.dir)
+      .map((f) => fs.readFileSync(path.join(config.log.dir, f), 'utf8'))
+      .join('\n');
+    assert.match(logs, /the webhook \(alerts\.webhookUrl\) failed for "datasource 9 of UK disabled": .*ENOTFOUND/);
+    assert.ok(!logs.includes('t0ken-8f3a2c'), logs);
+  });
+
+  it('an SMTP server that never answers costs one timeout a run, not one per alert; the webhook still gets each', async function () {
+    this.timeout(60_000);
+    const connections: net.Socket[] = [];
+    const hung = net.createServer((socket) => connections.push(socket));
+    await new Promise<void>((resolve) => hung.listen(0, '127.0.0.1', () => resolve()));
+    const hook = await startHook();
+    try {
+      for (const id of [11, 12, 13])
+        await sql`INSERT INTO datasources (country, datasource_id, enabled, disabled_reason, disabled_at) VALUES ('uk', ${id}, false, '95% of 100 rows failed', now())`.execute(
+          t.db,
+        );
+      const config = configWith({ webhookUrl: hook.url('/alerts') });
+      config.alerts.smtp = { ...config.alerts.smtp, port: (hung.address() as net.AddressInfo).port };
+      assert.match(await check(config), /^alerts: 3 sent/, 'the webhook took them');
+      assert.equal(hook.received.length, 3);
+      assert.equal(connections.length, 1, 'the mail server was tried once this run, not once per alert');
+    } finally {
+      for (const socket of connections) socket.destroy();
+      hung.close();
+      hook.close();
+    }
+  });
+
   it('`lis config` shows neither the webhook URL nor the SMTP password; LIS_SMTP_PASSWORD sets it', async () => {
     const file = t.writeConfig({
       alerts: { webhookUrl: 'https://hooks.example.invalid/T0KEN-in-config', smtp: { host: 'mail.example.invalid', password: 'pw-in-config-secret' } },
@@ -190,7 +337,7 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
 
   it('judges error rates against the usual, and redacts secrets from text', () => {
     const policy = { windowMinutes: 60, baselineHours: 168, factor: 3, minRate: 0.2, minRows: 100 };
-    const s = { component: 'downloadd', done: 100, failed: 150, baselineDone: 9000, baselineFailed: 1000 };
+    const s = { component: 'downloadd', country: 'uk', done: 100, failed: 150, baselineDone: 9000, baselineFailed: 1000 };
     assert.equal(judgeErrorRate(s, policy), '60.0% of 250 rows failed in the last 60 min; its usual 10.0% over the 168h before (10000 rows)');
     assert.equal(judgeErrorRate({ ...s, baselineFailed: 5000, baselineDone: 5000 }, policy), null, 'a stage that always fails half is not news');
     assert.equal(judgeErrorRate({ ...s, done: 10, failed: 15 }, policy), null, 'too few rows');
@@ -199,6 +346,10 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
     assert.equal(
       redactSecrets('POST https://hooks.example/T/abc?x=1 failed; /T/abc?x=1; pw hunter2', ['https://hooks.example/T/abc?x=1', 'hunter2']),
       'POST [redacted] failed; [redacted]; pw [redacted]',
+    );
+    assert.equal(
+      redactSecrets('getaddrinfo ENOTFOUND eo9x2.m.example; connect ECONNREFUSED 127.0.0.1:9', ['https://eo9x2.m.example/', 'http://127.0.0.1:9/']),
+      'getaddrinfo ENOTFOUND [redacted]; connect ECONNREFUSED 127.0.0.1:9',
     );
   });
 });

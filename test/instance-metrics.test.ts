@@ -7,7 +7,7 @@ import client from 'prom-client';
 import { recordEvent } from '../src/manager/manager-events.ts';
 import { registerManagerEventMetrics } from '../src/manager/manager-event-metrics.ts';
 import { instanceMetricsPort, metricsUrlFile } from '../src/config/metrics-ports.ts';
-import { isHealthy } from '../src/daemon/prometheus-exporter.ts';
+import { isHealthy, startPrometheusExporter } from '../src/daemon/prometheus-exporter.ts';
 import { registerFrontendLagMetrics } from '../src/push/frontend-lag-metrics.ts';
 import { addFrontend } from '../src/push/frontend-registry.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
@@ -105,6 +105,32 @@ describe('metrics per daemon instance', () => {
     const events = await manager.metrics();
     assert.match(events, /lis_manager_events_last_day\{check="stuck_jobs",event_country="uk"\} 2/);
     assert.match(events, /lis_manager_event_rows_last_day\{check="stuck_jobs",event_country="uk"\} 42/);
+  });
+
+  it("labels a store's size as its free space (store=originals|thumbnails), so that free / size can be computed", async () => {
+    const stores = { originals: path.join(t.dir, 'originals'), thumbnails: path.join(t.dir, 'thumbnails') };
+    const exporter = await startPrometheusExporter({ db: t.db, component: 'thumbnaild', country: 'uk', host: '127.0.0.1', port: 0, stores });
+    try {
+      exporter.observer.onStoreHealth?.({ dir: stores.thumbnails, ok: true, reason: null, freeBytes: 1000, totalBytes: 4000 });
+      const body = await (await fetch(exporter.url)).text();
+      assert.match(body, /^lis_store_size_bytes\{store="thumbnails",component="thumbnaild",country="uk"\} 4000$/m);
+      assert.match(body, /^lis_store_free_bytes\{store="thumbnails",component="thumbnaild",country="uk"\} \d+$/m);
+      assert.ok(!body.includes(t.dir), 'no folder paths as label values');
+    } finally {
+      await exporter.close();
+    }
+  });
+
+  it('says tries, not rows, in the HELP of the series that count each try of a row', async () => {
+    const exporter = await startPrometheusExporter({ db: t.db, component: 'downloadd', country: 'uk', host: '127.0.0.1', port: 0 });
+    try {
+      const body = await (await fetch(exporter.url)).text();
+      // A row failing three times before it is parked adds 3 to lis_rows_failed_total: the README's datasource figures say "tries" too.
+      assert.match(body, /^# HELP lis_rows_failed_total .*\btries\b.*each time/m);
+      assert.match(body, /^# HELP lis_rows_given_back_total .*\btries\b/im);
+    } finally {
+      await exporter.close();
+    }
   });
 
   it('a manager whose /metrics port is taken exits 1, saying why, and leaves no live workers row', async function () {

@@ -113,6 +113,65 @@ describe('lis web: the status page, in headless Chromium', () => {
     await page.close();
   });
 
+  it('scans live_images (rows by state, frontend lag) at most once a minute for all viewers, and says how old those figures are', async function () {
+    this.timeout(60_000);
+    type Overview = { rows: unknown[]; rowsAt: string; queue: Array<{ country: string }> };
+    const first = (await (await fetch(`${base}api/overview`)).json()) as Overview;
+    await sql`INSERT INTO live_images (country, datasource_id, image_url) VALUES ('de', 3, 'http://photos.example.com/listing/10/new.jpg')`.execute(t.db);
+    const second = (await (await fetch(`${base}api/overview`)).json()) as Overview;
+    assert.deepEqual(second.rows, first.rows, 'a refresh within the minute does not count the table again');
+    assert.equal(second.rowsAt, first.rowsAt);
+    assert.ok(
+      second.queue.some((q) => q.country === 'de'),
+      'the queue, read through the waiting rows only, is current',
+    );
+    const page = await browser.newPage();
+    await page.goto(base);
+    await page.waitForSelector('#rows table');
+    assert.match((await page.textContent('#rows-at')) ?? '', /as of \d/);
+    await page.close();
+  });
+
+  it("shows every time in the viewer's own zone, saying which, not some in UTC and some in local time", async function () {
+    this.timeout(60_000);
+    await sql`INSERT INTO manager_events (at, check_name, country, rows, detail) VALUES ('2026-11-30T01:00:00Z', 'stuck_jobs', 'uk', 3, 'released 3 rows')`.execute(
+      t.db,
+    );
+    const context = await browser.newContext({ timezoneId: 'Asia/Kolkata' });
+    try {
+      const page = await context.newPage();
+      await page.goto(base);
+      await page.waitForSelector('#events table');
+      const events = (await page.textContent('#events')) ?? '';
+      assert.match(events, /2026-11-30 06:30:00 (GMT\+5:30|IST)/, events);
+      assert.doesNotMatch(events, /T01:00:00/, 'not UTC ISO beside local times');
+      assert.match((await page.textContent('#updated')) ?? '', /updated \d{4}-\d\d-\d\d \d\d:\d\d:\d\d (GMT\+5:30|IST)/);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('shows text from the database as text: markup in an event, a reason or a host name never runs', async function () {
+    this.timeout(60_000);
+    const markup = '<img src=x onerror="window.__pwned=1">';
+    await sql`INSERT INTO manager_events (check_name, country, rows, detail) VALUES ('upkeep', 'uk', 0, ${`failed: ${markup}`})`.execute(t.db);
+    await sql`INSERT INTO workers (id, component, host, pid, country) VALUES ('evil:1:aa', 'downloadd', ${markup}, 1, 'uk')`.execute(t.db);
+    await sql`INSERT INTO datasource_minutes (country, datasource_id, minute, stage, error_class, n)
+              VALUES ('uk', 17, date_trunc('minute', now()), 'download', ${markup}, 5)`.execute(t.db);
+    const page = await browser.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (error) => errors.push(error.message));
+    await page.goto(base);
+    await page.waitForSelector('#events table');
+    assert.match((await page.textContent('#events')) ?? '', /failed: <img src=x onerror/);
+    assert.match((await page.textContent('#workers')) ?? '', /<img src=x/);
+    assert.match((await page.textContent('#datasources')) ?? '', /<img src=x/);
+    assert.equal(await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned), undefined);
+    assert.equal(await page.locator('main img').count(), 0, 'no element made of the markup');
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
   it('is read-only and serves nothing outside the thumbnail layout', async () => {
     assert.equal((await fetch(`${base}api/overview`, { method: 'POST' })).status, 405);
     assert.equal((await fetch(`${base}thumbs/..%2F..%2Fetc%2Fpasswd`)).status, 404);

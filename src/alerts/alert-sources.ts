@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { AlertsConfig } from '../config/alerts-config.ts';
 import type { Db } from '../db/connect.ts';
-import type { Alert, AlertKind } from './alert.ts';
+import { ALERT_KINDS, type Alert, type AlertKind } from './alert.ts';
 import { judgeErrorRate, stageRates } from './error-rate.ts';
 
 /** Events older than this are not alerted any more (a manager that was down a day does not mail the past). */
@@ -48,25 +48,46 @@ async function frontendsDown(db: Db, minutes: number): Promise<Alert[]> {
   }));
 }
 
+function workerLog(component: string | null, country: string | null): string {
+  return component ? `var/log/${component}${country ? `.${country}` : ''}.error.log` : 'var/log/<component>.<country>.error.log';
+}
+
 /** Where a worker's errors are logged, and how to start it again (its log file and service are per component and country). */
 export function workerDiedAction(component: string | null, country: string | null): string {
-  const log = component ? `var/log/${component}${country ? `.${country}` : ''}.error.log` : 'var/log/<component>.<country>.error.log';
+  const log = workerLog(component, country);
   const start = component ? `servicectl start imagesys-${component}${country ? ` --country ${country}` : ''}` : 'servicectl start imagesys-<component>';
   return `Read its log on that host (${log}), then start it again (${start}). Repeated deaths: out of memory (dmesg) or a crash to report.`;
 }
 
+/**
+ * A released worker's next heartbeat (every queue.heartbeatSeconds, 10 s) registers it again: a death is told
+ * once this old, so that stuck_jobs and the alerts running in the same second do not call a living worker dead.
+ */
+const DEATH_GRACE = sql`now() - interval '30 seconds'`;
+
 async function workersDied(db: Db): Promise<Alert[]> {
-  const { rows } = await sql<{ id: string; subject: string | null; detail: string; at: Date; component: string | null; country: string | null }>`
-    SELECT e.id::text, e.subject, e.detail, e.at, w.component, w.country
+  const { rows } = await sql<{ id: string; subject: string | null; detail: string; at: Date; component: string | null; country: string | null; back: boolean }>`
+    SELECT e.id::text, e.subject, e.detail, e.at, w.component, w.country,
+           coalesce(w.stopped_at IS NULL AND w.heartbeat_at > e.at, false) AS back
       FROM manager_events e LEFT JOIN workers w ON w.id = e.subject
-     WHERE e.check_name = 'stuck_jobs' AND e.at > ${LOOKBACK} ORDER BY e.id`.execute(db);
-  return rows.map((r) => ({
-    kind: 'worker_died',
-    key: `worker_died:${r.id}`,
-    subject: `worker ${r.subject ?? '?'} died`,
-    detail: `${r.detail} (at ${iso(r.at)}); its rows are back in the queue.`,
-    action: workerDiedAction(r.component, r.country),
-  }));
+     WHERE e.check_name = 'stuck_jobs' AND e.at > ${LOOKBACK} AND e.at <= ${DEATH_GRACE} ORDER BY e.id`.execute(db);
+  return rows.map((r) =>
+    r.back
+      ? {
+          kind: 'worker_died',
+          key: `worker_died:${r.id}`,
+          subject: `worker ${r.subject ?? '?'} stalled and is back`,
+          detail: `${r.detail} (at ${iso(r.at)}); its rows went back to the queue, and it beats again and works.`,
+          action: `Nothing to start. Several workers at once: the database or their host stalled (a database outage, a paused VM); one alone: it hung on its work, see its log (${workerLog(r.component, r.country)}).`,
+        }
+      : {
+          kind: 'worker_died',
+          key: `worker_died:${r.id}`,
+          subject: `worker ${r.subject ?? '?'} died`,
+          detail: `${r.detail} (at ${iso(r.at)}); its rows are back in the queue.`,
+          action: workerDiedAction(r.component, r.country),
+        },
+  );
 }
 
 async function upkeepFailed(db: Db): Promise<Alert[]> {
@@ -87,15 +108,47 @@ async function errorRates(db: Db, config: AlertsConfig): Promise<Alert[]> {
   for (const s of await stageRates(db, config.errorRate)) {
     const verdict = judgeErrorRate(s, config.errorRate);
     if (!verdict) continue;
+    const daemon = `${s.component}${s.country ? ` ${s.country.toUpperCase()}` : ''}`;
     alerts.push({
       kind: 'error_rate',
-      key: `error_rate:${s.component}`,
-      subject: `${s.component}: error rate far above its usual`,
+      key: `error_rate:${s.component}:${s.country ?? 'all'}`,
+      subject: `${daemon}: error rate far above its usual`,
       detail: verdict,
-      action: `See lis_metrics (datasources and their top reasons). One feed: the manager disables it when it crosses manager.badDatasource. Our own fault (a store, the network, a frontend): fix it.`,
+      action: `See lis_metrics${s.country ? ` --country ${s.country}` : ''} (datasources and their top reasons). One feed: the manager disables it when it crosses manager.badDatasource. Our own fault (a store, the network, a frontend): fix it.`,
     });
   }
   return alerts;
+}
+
+/** Troubles that end by themselves, and what their ending means. */
+const RECOVERY: Partial<Record<AlertKind, string>> = {
+  store_paused: 'no running worker of it is paused now (the store has room again or is writable, or the daemon was stopped)',
+  frontend_down: 'it takes pushes again (or was disabled); backfill catches it up',
+  // Not error_rate: a rate hovering at the line would fire and recover every few minutes; it keeps dedupeMinutes.
+};
+
+/**
+ * A "recovered" notice for each trouble of these kinds that was told and is
+ * no longer found. Sending it sets the told trouble aside (deliverAlerts), so
+ * that the same trouble coming back is told again, however soon.
+ */
+async function recoveries(db: Db, kinds: AlertKind[], firing: Alert[], dedupeMinutes: number): Promise<Alert[]> {
+  const ending = kinds.filter((k) => RECOVERY[k]);
+  if (ending.length === 0) return [];
+  const { rows } = await sql<{ key: string; kind: AlertKind; subject: string; sent_at: Date }>`
+    SELECT key, kind, subject, sent_at FROM alerts_sent
+     WHERE kind = ANY(${ending}::text[]) AND NOT (key = ANY(${firing.map((a) => a.key)}::text[]))
+       AND key NOT LIKE '%:recovered:%' AND key NOT LIKE '%:ended:%'
+       -- A trouble that lasts is told again each dedupe window; one told before both windows ended long ago.
+       AND sent_at > now() - make_interval(secs => ${Math.max(24 * 60, dedupeMinutes) * 60}::float8) ORDER BY sent_at`.execute(db);
+  return rows.map((r) => ({
+    kind: r.kind,
+    key: `${r.key}:recovered:${iso(r.sent_at)}`,
+    recovers: r.key,
+    subject: `recovered: ${r.subject}`,
+    detail: `Told at ${iso(r.sent_at)}; now ${RECOVERY[r.kind]}.`,
+    action: 'Nothing to do. Should it come back, it is told again.',
+  }));
 }
 
 /** Everything operators must be told now (before de-duplication), of the kinds asked for. */
@@ -108,5 +161,6 @@ export async function findAlerts(db: Db, config: AlertsConfig, kinds?: AlertKind
   if (want('worker_died')) found.push(...(await workersDied(db)));
   if (want('upkeep_failed')) found.push(...(await upkeepFailed(db)));
   if (want('error_rate')) found.push(...(await errorRates(db, config)));
+  found.push(...(await recoveries(db, kinds ?? [...ALERT_KINDS], found, config.dedupeMinutes)));
   return found;
 }

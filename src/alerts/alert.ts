@@ -13,4 +13,6 @@ export interface Alert {
   detail: string;
   /** What the operator does about it. */
   action: string;
+  /** For a "recovered" notice: the key of the trouble that ended, set aside once the notice went out. */
+  recovers?: string;
 }

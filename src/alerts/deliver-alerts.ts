@@ -18,7 +18,23 @@ export interface DeliveryReport {
 }
 
 /**
- * Sends each alert once per dedupe window and at most maxPerHour an hour.
+ * Pure: the order alerts spend the hourly cap in, taking one of each kind in
+ * turn, so that a flood of one kind (a worker dying every two minutes, many
+ * datasources disabled together) cannot hold back the only alert of another
+ * hour after hour, until it is too old to be told at all.
+ */
+export function fairOrder(alerts: Alert[]): Alert[] {
+  const byKind = new Map<string, Alert[]>();
+  for (const alert of alerts) byKind.set(alert.kind, [...(byKind.get(alert.kind) ?? []), alert]);
+  const queues = [...byKind.values()];
+  const out: Alert[] = [];
+  for (let i = 0; out.length < alerts.length; i++) for (const queue of queues) if (i < queue.length) out.push(queue[i]);
+  return out;
+}
+
+/**
+ * Sends each alert once per dedupe window and at most maxPerHour an hour,
+ * each kind in turn (fairOrder).
  * Each alert is claimed in alerts_sent before it is sent (one statement, so two
  * managers never both send it) and the claim is taken back when no channel
  * took it, so it goes out on a later run.
@@ -30,13 +46,11 @@ export async function deliverAlerts(db: Db, alerts: Alert[], policy: DeliveryPol
   const dedupe = sql`now() - make_interval(secs => ${policy.dedupeMinutes * 60}::float8)`;
   const recent = await sql<{ n: string }>`SELECT count(*) AS n FROM alerts_sent WHERE sent_at > now() - interval '1 hour'`.execute(db);
   let budget = policy.maxPerHour - Number(recent.rows[0].n);
-  for (const alert of unique) {
-    const { rows } = await sql<{ key: string; previous: Date | null }>`
-      SELECT key, sent_at AS previous FROM alerts_sent WHERE key = ${alert.key} AND sent_at > ${dedupe}`.execute(db);
-    if (rows.length) {
-      report.repeated++;
-      continue;
-    }
+  const told = await sql<{ key: string }>`
+    SELECT key FROM alerts_sent WHERE key = ANY(${unique.map((a) => a.key)}::text[]) AND sent_at > ${dedupe}`.execute(db);
+  const repeated = new Set(told.rows.map((r) => r.key));
+  report.repeated = repeated.size;
+  for (const alert of fairOrder(unique.filter((a) => !repeated.has(a.key)))) {
     if (budget <= 0) {
       report.held.push(alert);
       continue;
@@ -46,12 +60,16 @@ export async function deliverAlerts(db: Db, alerts: Alert[], policy: DeliveryPol
       ON CONFLICT (key) DO UPDATE SET sent_at = now(), subject = EXCLUDED.subject WHERE s.sent_at <= ${dedupe}
       RETURNING key`.execute(db);
     if (claim.rows.length === 0) {
+      // Another manager claimed it meanwhile.
       report.repeated++;
       continue;
     }
     budget--;
-    if (await send(alert)) report.sent.push(alert);
-    else {
+    if (await send(alert)) {
+      report.sent.push(alert);
+      // The trouble it ended is set aside (kept for the hourly count): its key is free for the next time.
+      if (alert.recovers) await sql`UPDATE alerts_sent SET key = key || ':ended:' || ${new Date().toISOString()} WHERE key = ${alert.recovers}`.execute(db);
+    } else {
       await sql`DELETE FROM alerts_sent WHERE key = ${alert.key}`.execute(db);
       report.undelivered.push(alert);
     }

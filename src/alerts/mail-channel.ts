@@ -18,7 +18,10 @@ export function alertMail(alert: Alert, host: string, smtp: AlertsConfig['smtp']
   };
 }
 
-/** Null when no SMTP host or no recipient is configured. */
+/** nodemailer's codes for a server that cannot take any mail now (not for one message it refused). */
+const SERVER_DOWN = new Set(['ETIMEDOUT', 'ECONNECTION', 'ESOCKET', 'EDNS', 'ETLS', 'EAUTH']);
+
+/** Null when no SMTP host or no recipient is configured. One channel serves one run of the alerts check. */
 export function mailChannel(smtp: AlertsConfig['smtp']): MailChannel | null {
   if (!smtp.host || smtp.to.length === 0) return null;
   const transport: Transporter = nodemailer.createTransport({
@@ -33,9 +36,18 @@ export function mailChannel(smtp: AlertsConfig['smtp']): MailChannel | null {
     logger: false,
     debug: false,
   });
+  // A server that cannot be reached or refuses our login now will for the rest of this run: the later
+  // alerts fail at once with its error, instead of each waiting out the timeouts (and delaying its webhook).
+  let down: Error | null = null;
   return {
     send: async (alert, host) => {
-      await transport.sendMail(alertMail(alert, host, smtp));
+      if (down) throw down;
+      try {
+        await transport.sendMail(alertMail(alert, host, smtp));
+      } catch (error) {
+        if (SERVER_DOWN.has((error as { code?: string }).code ?? '')) down = error as Error;
+        throw error;
+      }
     },
     close: () => transport.close(),
   };

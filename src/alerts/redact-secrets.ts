@@ -1,6 +1,10 @@
+import net from 'node:net';
+
 /**
- * Removes secrets (a webhook URL and its path, which often is the token; an
- * SMTP password) from text bound for a log. Pure.
+ * Removes secrets (a webhook URL; its path, which often is the token; its host
+ * name, which is the token for services that give each hook a host of its own,
+ * as in `getaddrinfo ENOTFOUND <token>.m.example`; an SMTP password) from text
+ * bound for a log. An IP address or localhost names nobody and is kept. Pure.
  */
 export function redactSecrets(text: string, secrets: Array<string | null | undefined>): string {
   const all = new Set<string>();
@@ -11,6 +15,8 @@ export function redactSecrets(text: string, secrets: Array<string | null | undef
       const url = new URL(secret);
       if (url.pathname.length > 1) all.add(url.pathname + url.search);
       if (url.password) all.add(url.password);
+      const host = url.hostname.replace(/^\[|\]$/g, '');
+      if (host && net.isIP(host) === 0 && host !== 'localhost') all.add(url.hostname);
     } catch {
       // Not a URL: the whole string is the secret.
     }

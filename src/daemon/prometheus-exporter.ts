@@ -36,6 +36,43 @@ export function isHealthy(secondsSinceBeat: number, heartbeatSeconds: number): b
 /** Queue figures are read at most this often, however often Prometheus scrapes. */
 const QUEUE_CACHE_MS = 2_000;
 
+/** A scrape answers within this, whatever the database does (Prometheus gives up at its scrape_timeout, 10 s by default). */
+const SCRAPE_DEADLINE_MS = 5_000;
+
+const READ_FAILED = 'lis_metric_read_failed';
+
+/** `promise`, or a rejection once `ms` have passed. */
+function within<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    timer.unref();
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * The registry's exposition, each family on its own: one that cannot be read
+ * in time (the database away or not answering) is left out and named in
+ * lis_metric_read_failed{metric}, rather than failing the whole scrape, which
+ * Prometheus would show as the daemon down and lose its own counters with.
+ */
+async function exposition(registry: client.Registry, readFailed: client.Gauge): Promise<string> {
+  const names = registry
+    .getMetricsAsArray()
+    .map((m) => m.name)
+    .filter((n) => n !== READ_FAILED);
+  const read = await Promise.allSettled(names.map((name) => within(registry.getSingleMetricAsString(name), SCRAPE_DEADLINE_MS)));
+  readFailed.reset();
+  const parts: string[] = [];
+  read.forEach((r, i) => {
+    if (r.status === 'fulfilled') parts.push(r.value);
+    else readFailed.set({ metric: names[i] }, 1);
+  });
+  parts.push(await registry.getSingleMetricAsString(READ_FAILED));
+  return `${parts.join('\n\n')}\n`;
+}
+
 /**
  * Prometheus exposition for one daemon instance at `http://host:port/metrics`:
  * rows done and failed (by reason), time per row and per claim, chunk sizes,
@@ -51,7 +88,7 @@ export async function startPrometheusExporter(options: ExporterOptions): Promise
   const done = new client.Counter({ name: 'lis_rows_done_total', help: 'Rows finished by this worker', labelNames: ['stage'], registers: [registry] });
   const failed = new client.Counter({
     name: 'lis_rows_failed_total',
-    help: 'Rows failed by this worker, by error class',
+    help: 'Failed tries of rows by this worker, charged to the source, by error class (a row retried counts each time it fails)',
     labelNames: ['stage', 'reason', 'retryable'],
     registers: [registry],
   });
@@ -78,14 +115,14 @@ export async function startPrometheusExporter(options: ExporterOptions): Promise
   });
   const givenBack = new client.Counter({
     name: 'lis_rows_given_back_total',
-    help: 'Rows given back uncharged because of our own fault (owner "ours" in the failure table), by class',
+    help: 'Tries of rows given back uncharged because of our own fault (owner "ours" in the failure table), by class (a row given back again counts again)',
     labelNames: ['stage', 'reason'],
     registers: [registry],
   });
   // Free space is lis_store_free_bytes below, read at each scrape for every store; the size comes from the stage's store checks.
   const storeTotal = new client.Gauge({
     name: 'lis_store_size_bytes',
-    help: 'Size of the file system of each store this worker writes, by folder',
+    help: 'Size of the file system of each store this worker writes (store=originals|thumbnails, as lis_store_free_bytes)',
     labelNames: ['store'],
     registers: [registry],
   });
@@ -99,10 +136,21 @@ export async function startPrometheusExporter(options: ExporterOptions): Promise
     help: 'When this worker last told the database it is alive',
     registers: [registry],
   });
+  const readFailed = new client.Gauge({
+    name: READ_FAILED,
+    help: '1 for each metric this scrape could not read in time (the database away, most often); it is left out, the rest is served',
+    labelNames: ['metric'],
+    registers: [registry],
+  });
   let cache: { at: number; rows: Awaited<ReturnType<typeof queueDepth>> } | null = null;
+  // One read at a time, shared by the gauges that need it: a hung database is not asked again by each.
+  let reading: Promise<Awaited<ReturnType<typeof queueDepth>>> | null = null;
   const readQueue = async () => {
-    if (!cache || Date.now() - cache.at > QUEUE_CACHE_MS) cache = { at: Date.now(), rows: await queueDepth(options.db, options.country) };
-    return cache.rows;
+    if (cache && Date.now() - cache.at <= QUEUE_CACHE_MS) return cache.rows;
+    reading ??= queueDepth(options.db, options.country)
+      .then((rows) => (cache = { at: Date.now(), rows }).rows)
+      .finally(() => (reading = null));
+    return reading;
   };
   new client.Gauge({
     name: 'lis_queue_rows',
@@ -144,6 +192,8 @@ export async function startPrometheusExporter(options: ExporterOptions): Promise
     },
   });
   options.extra?.(registry);
+  // The same label as lis_store_free_bytes (originals|thumbnails), never a folder path: free / size must join.
+  const storeName = (dir: string) => Object.entries(options.stores ?? {}).find(([, folder]) => path.resolve(folder) === path.resolve(dir))?.[0] ?? 'other';
   const started = Date.now();
   let lastBeat: number | null = null;
 
@@ -166,7 +216,7 @@ export async function startPrometheusExporter(options: ExporterOptions): Promise
       return;
     }
     try {
-      const body = await registry.metrics();
+      const body = await exposition(registry, readFailed);
       res.writeHead(200, { 'Content-Type': registry.contentType }).end(body);
     } catch (error) {
       res.writeHead(500).end(`${(error as Error).message}\n`);
@@ -187,7 +237,7 @@ export async function startPrometheusExporter(options: ExporterOptions): Promise
       else failed.inc({ stage, reason: result.failure.errorClass, retryable: String(result.failure.retryable) });
     },
     onStoreHealth: (health) => {
-      if (health.totalBytes !== null) storeTotal.set({ store: health.dir }, health.totalBytes);
+      if (health.totalBytes !== null) storeTotal.set({ store: storeName(health.dir) }, health.totalBytes);
     },
     onPaused: (isPaused) => paused.set(isPaused ? 1 : 0),
     onHeartbeat: () => {

@@ -4,11 +4,12 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { LisConfig } from '../config/config-schema.ts';
 import type { Db } from '../db/connect.ts';
+import { connectionFailure } from '../db/connect.ts';
 import { errorMessage } from '../errors.ts';
 import { codePointLength } from '../util/code-points.ts';
 import { hostHeaderCheck } from './host-check.ts';
 import { lookupImage } from './lookup-image.ts';
-import { overview } from './overview.ts';
+import { overviewReader } from './overview.ts';
 
 const PAGE = fs.readFileSync(path.join(path.dirname(fileURLToPath(import.meta.url)), 'status-page.html'));
 
@@ -35,6 +36,7 @@ async function handle(
   db: Db,
   config: LisConfig,
   hostAllowed: (host: string | undefined) => boolean,
+  overview: () => Promise<unknown>,
 ): Promise<void> {
   // DNS rebinding: a page of another site whose name now points here must not read us.
   if (!hostAllowed(req.headers.host))
@@ -47,7 +49,7 @@ async function handle(
   }
   if (req.method !== 'GET') return json(res, 405, { error: 'read-only: GET only' });
   if (url.pathname === '/') return void res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' }).end(PAGE);
-  if (url.pathname === '/api/overview') return json(res, 200, await overview(db, config));
+  if (url.pathname === '/api/overview') return json(res, 200, await overview());
   if (url.pathname === '/api/lookup') {
     const q = url.searchParams.get('q') ?? '';
     if (!q.trim() || codePointLength(q) > config.enqueue.maxUrlLength) return json(res, 400, { error: 'give an image URL or hash' });
@@ -76,9 +78,12 @@ async function handle(
  */
 export function createStatusServer(db: Db, config: LisConfig, bindHost = config.metrics.host): http.Server {
   const hostAllowed = hostHeaderCheck([config.host, bindHost, ...config.metrics.webHostNames]);
+  const overview = overviewReader(db, config);
   const server = http.createServer((req, res) => {
-    void handle(req, res, db, config, hostAllowed).catch((error: unknown) => {
-      if (!res.headersSent) json(res, 500, { error: errorMessage(error) });
+    void handle(req, res, db, config, hostAllowed, overview).catch((error: unknown) => {
+      // The database away is not our bug: 503, and the page says so (never with the URL's password).
+      const away = connectionFailure(config.database.url ?? 'the embedded server', error);
+      if (!res.headersSent) json(res, away ? 503 : 500, away ? { error: away.message, code: away.code } : { error: errorMessage(error) });
       else res.destroy();
     });
   });

@@ -1,0 +1,20 @@
+/**
+ * One read shared by every caller for `maxAgeMs` (and while it is in flight),
+ * with when it was made: N open status pages, refreshing every few seconds,
+ * cost one read a period, not N. A failed read is not kept, so the next caller
+ * tries again.
+ */
+export function sharedRead<T>(read: () => Promise<T>, maxAgeMs: number): () => Promise<{ value: T; at: Date }> {
+  let last: { started: number; result: Promise<{ value: T; at: Date }> } | null = null;
+  return () => {
+    if (last && Date.now() - last.started <= maxAgeMs) return last.result;
+    const started = Date.now();
+    const result = read().then((value) => ({ value, at: new Date() }));
+    const entry = { started, result };
+    last = entry;
+    result.catch(() => {
+      if (last === entry) last = null;
+    });
+    return result;
+  };
+}
