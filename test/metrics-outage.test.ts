@@ -3,12 +3,12 @@ import { sql } from 'kysely';
 import { createDb, type Db } from '../src/db/connect.ts';
 import { startPrometheusExporter } from '../src/daemon/prometheus-exporter.ts';
 import { registerFrontendLagMetrics } from '../src/push/frontend-lag-metrics.ts';
-import { startTcpRelay, type TcpRelay } from './helpers/tcp-relay.ts';
+import { startDatabaseProxy, type DatabaseProxy } from './helpers/database-proxy.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
 describe("a daemon's /metrics while PostgreSQL is away", () => {
   let t: TestDatabase;
-  let relay: TcpRelay;
+  let relay: DatabaseProxy;
   let db: Db;
   let exporter: Awaited<ReturnType<typeof startPrometheusExporter>>;
 
@@ -17,11 +17,8 @@ describe("a daemon's /metrics while PostgreSQL is away", () => {
     await sql`INSERT INTO live_images (country, datasource_id, image_url, stage, state) VALUES ('uk', 16, 'http://feed.example.com/1.jpg', 'push', 'waiting')`.execute(
       t.db,
     );
-    const target = new URL(t.url);
-    relay = await startTcpRelay({ host: target.hostname, port: Number(target.port || 5432) });
-    const viaRelay = new URL(t.url);
-    viaRelay.port = String(relay.port);
-    db = createDb(viaRelay.toString(), 4);
+    relay = await startDatabaseProxy(t.url);
+    db = createDb(relay.url, 4);
     exporter = await startPrometheusExporter({
       db,
       component: 'pusherd',

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { chromium, type Browser } from 'playwright-core';
-import { startTcpRelay, type TcpRelay } from './helpers/tcp-relay.ts';
+import { startDatabaseProxy, type DatabaseProxy } from './helpers/database-proxy.ts';
 import { spawnTs, waitFor, type Spawned } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
@@ -10,7 +10,7 @@ describe('lis web while PostgreSQL is down', () => {
   let t: TestDatabase;
   let web: Spawned | undefined;
   let browser: Browser | undefined;
-  let relay: TcpRelay | undefined;
+  let relay: DatabaseProxy | undefined;
 
   before(async () => {
     t = await createTestDatabase();
@@ -25,11 +25,8 @@ describe('lis web while PostgreSQL is down', () => {
 
   it('says the database cannot be reached, rather than going blank or staying silently stale', async function () {
     this.timeout(90_000);
-    const db = new URL(t.url);
-    relay = await startTcpRelay({ host: db.hostname, port: Number(db.port || 5432) });
-    const viaRelay = new URL(t.url);
-    viaRelay.port = String(relay.port);
-    web = spawnTs('bin/lis', ['--config', t.writeConfig({ database: { url: viaRelay.toString() } }), 'web', '--port', '0']);
+    relay = await startDatabaseProxy(t.url);
+    web = spawnTs('bin/lis', ['--config', t.writeConfig({ database: { url: relay.url } }), 'web', '--port', '0']);
     await waitFor(() => /status page at (http:\S+)/.test(web!.output()), 20_000, 'lis web');
     const base = /status page at (http:\S+)/.exec(web.output())![1];
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run'] });

@@ -1,22 +1,31 @@
 import net from 'node:net';
 
 /**
- * A TCP proxy on 127.0.0.1 in front of the test's database server, so that a test can take "the database"
- * away and give it back without touching the shared server: `cut()` closes the proxy and every connection
- * through it (clients see ECONNRESET, then ECONNREFUSED), `restore()` listens again on the same port.
+ * A TCP proxy on 127.0.0.1 in front of the test's database server, so that a test can cause outages
+ * without touching the shared server.
  */
 export interface DatabaseProxy {
   /** The database URL through the proxy. */
   url: string;
   port: number;
+  /** The server going away: open connections reset, new ones refused. */
   cut(): Promise<void>;
+  /** The server back: listening again on the same port. */
   restore(): Promise<void>;
+  /** The server's host dropping packets: open connections reset, new ones accepted and never answered. */
+  hang(): void;
 }
 
 export async function startDatabaseProxy(databaseUrl: string): Promise<DatabaseProxy> {
   const target = new URL(databaseUrl);
   const sockets = new Set<net.Socket>();
+  let hanging = false;
   const proxy = net.createServer((client) => {
+    if (hanging) {
+      sockets.add(client);
+      client.on('error', () => {}).on('close', () => sockets.delete(client));
+      return;
+    }
     const upstream = net.connect(Number(target.port || 5432), target.hostname);
     for (const s of [client, upstream]) {
       sockets.add(s);
@@ -47,5 +56,9 @@ export async function startDatabaseProxy(databaseUrl: string): Promise<DatabaseP
         for (const s of sockets) s.destroy();
       }),
     restore: () => listen(port),
+    hang: () => {
+      hanging = true;
+      for (const s of sockets) s.destroy();
+    },
   };
 }
