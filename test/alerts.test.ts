@@ -257,6 +257,16 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
     assert.match(bodyOf(smtp.mails[0].raw), /60\.0% of 250 rows failed in the last 60 min; its usual 1\.0%/);
   });
 
+  it('tells of a stage failing by our own fault (a bug) through its error rate, as no other alert does', async () => {
+    await sql`
+      INSERT INTO worker_minutes (worker_id, minute, component, country, done, failed, ours) VALUES
+        ('h1:31', date_trunc('minute', now()) - interval '5 minutes', 'thumbnaild', 'uk', 100, 0, 150),
+        ('h1:31', date_trunc('minute', now()) - interval '3 hours', 'thumbnaild', 'uk', 10000, 100, 0);`.execute(t.db);
+    assert.match(await check(configWith({})), /^alerts: 1 sent/);
+    assert.equal(smtp.mails[0].subject, '[ImageSys] thumbnaild UK: error rate far above its usual');
+    assert.match(bodyOf(smtp.mails[0].raw), /60\.0% of 250 rows failed in the last 60 min; its usual 1\.0%/);
+  });
+
   it('never writes the webhook URL or the SMTP password to a log, and tries an undelivered alert again', async () => {
     await troubles(t);
     const hook = await startHook(500);

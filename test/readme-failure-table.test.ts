@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { FAILURE_REASONS, type FailureReason } from '../src/failure/failure-reasons.ts';
+import { FAILURE_REASONS, ownedByStageErrorRate, type FailureReason } from '../src/failure/failure-reasons.ts';
 import { ROOT } from './helpers/processes.ts';
 
 /** The rows of README's failure table ("Whose fault"): class, owner, retried?, alert, meaning. */
@@ -38,6 +38,8 @@ describe("README's failure table", () => {
       assert.equal(row.meaning, reason.meaning, cls);
       // A source fault counts toward its datasource's failure rate (bad_datasources), so that is its alert.
       if (reason.owner === 'source') assert.equal(row.alert, 'datasource disabled (by rate)', cls);
+      // Ours: the stage's error rate (worker_minutes.ours) for those no alert of their own covers.
+      else assert.equal(row.alert === 'stage error rate', ownedByStageErrorRate(cls), `${cls}: ${row.alert}`);
     }
   });
 });

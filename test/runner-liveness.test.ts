@@ -156,6 +156,42 @@ describe('daemon runner: liveness and ids', function () {
     assert.ok(workers[0].stopped_at, 'the worker row says stopped');
   });
 
+  it("counts rows given back for our own fault: a bug in the stage's error rate (worker_minutes.ours), every class in the datasource's figures", async () => {
+    await insertUrls(t.db, 'uk', 9);
+    const classOf = (id: string) => ['internal', 'frontend_down', ''][Number(id) % 3];
+    const stage: StageWorker = {
+      component: 'testd',
+      scope: 'Test',
+      stage: 'download',
+      processChunk(rows, ctx) {
+        for (const row of rows) {
+          const cls = classOf(row.id);
+          ctx.report(
+            cls
+              ? { ok: false, failure: { id: row.id, attempts: row.attempts, reason: cls, errorClass: cls, retryable: true } }
+              : { ok: true, row: { id: row.id } },
+          );
+        }
+        return Promise.resolve();
+      },
+    };
+    const run = start(stage, {}, { service: false });
+    await run.done;
+    const minutes = await sql<{ done: number; failed: number; ours: number }>`
+      SELECT sum(done)::int AS done, sum(failed)::int AS failed, sum(ours)::int AS ours FROM worker_minutes`.execute(t.db);
+    // frontend_down has an alert of its own (frontend down): only the bug counts in the stage's error rate.
+    assert.deepEqual(minutes.rows[0], { done: 3, failed: 0, ours: 3 });
+    const classes = await sql<{ error_class: string; n: number }>`
+      SELECT error_class, sum(n)::int AS n FROM datasource_minutes GROUP BY 1 ORDER BY 1`.execute(t.db);
+    assert.deepEqual(classes.rows, [
+      { error_class: '', n: 3 },
+      { error_class: 'frontend_down', n: 3 },
+      { error_class: 'internal', n: 3 },
+    ]);
+    const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM live_images WHERE attempts > 0`.execute(t.db);
+    assert.equal(rows[0].n, 0, 'nobody charged');
+  });
+
   it('a permanent SQL error (an undefined column) stops the daemon with a clear message instead of retrying for ever', async () => {
     await insertUrls(t.db, 'uk', 5);
     let renamed = false;

@@ -29,7 +29,8 @@ export function judgeErrorRate(s: StageRates, policy: AlertsConfig['errorRate'])
 }
 
 /**
- * Per component and country, from the workers' per-minute counts: each
+ * Per component and country, from the workers' per-minute counts (failed: the source's failures, and the
+ * rows given back for our faults that no other alert covers: a bug, a lost file): each
  * country's daemon on its own, so that a big country's good work does not
  * dilute a small one's failing below minRate.
  */
@@ -45,8 +46,8 @@ export async function stageRates(db: Db, policy: AlertsConfig['errorRate']): Pro
     b_failed: string | null;
   }>`
     SELECT component, country,
-           sum(done) FILTER (WHERE minute > ${window}) AS done, sum(failed) FILTER (WHERE minute > ${window}) AS failed,
-           sum(done) FILTER (WHERE minute <= ${window}) AS b_done, sum(failed) FILTER (WHERE minute <= ${window}) AS b_failed
+           sum(done) FILTER (WHERE minute > ${window}) AS done, sum(failed + ours) FILTER (WHERE minute > ${window}) AS failed,
+           sum(done) FILTER (WHERE minute <= ${window}) AS b_done, sum(failed + ours) FILTER (WHERE minute <= ${window}) AS b_failed
       FROM worker_minutes WHERE minute > ${start} GROUP BY component, country ORDER BY component, country`.execute(db);
   return rows.map((r) => ({
     component: r.component,

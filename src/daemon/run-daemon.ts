@@ -3,6 +3,7 @@ import { setMaxListeners } from 'node:events';
 import type { LisConfig } from '../config/config-schema.ts';
 import type { Db } from '../db/connect.ts';
 import { errorMessage } from '../errors.ts';
+import { ownedByStageErrorRate } from '../failure/failure-reasons.ts';
 import type { Logger } from '../log/create-logger.ts';
 import type { ClaimedRow } from '../queue/claim-chunk.ts';
 import { rowsPastStageOnHost } from '../queue/queue-figures.ts';
@@ -145,7 +146,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
     fatal ??= error instanceof Error ? error : new Error(String(error));
     fatalStop.abort(fatal);
   };
-  let unbeaten = { done: 0, failed: 0 };
+  let unbeaten = { done: 0, failed: 0, ours: 0 };
   let progressed = false;
   const tally = new OutcomeTally();
   const chunks = new Set<ChunkRun>();
@@ -209,7 +210,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
   const beat = (): Promise<void> => (beating ??= beatOnce().finally(() => (beating = null)));
   const beatOnce = async () => {
     const batch = unbeaten;
-    unbeaten = { done: 0, failed: 0 };
+    unbeaten = { done: 0, failed: 0, ours: 0 };
     const outcomes = tally.take();
     const holding = [...chunks].reduce((n, c) => n + c.unreported + c.pendingResults, 0);
     const moved = progressed || holding === 0;
@@ -229,6 +230,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
     } catch (error) {
       unbeaten.done += batch.done;
       unbeaten.failed += batch.failed;
+      unbeaten.ours += batch.ours;
       tally.restore(outcomes);
       progressed ||= moved;
       log.warn(`Heartbeat failed: ${errorMessage(error)}`, scope('heartbeat'));
@@ -269,13 +271,17 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
       const kind = chunk.add(result, oursDelay);
       if (kind === null) return;
       progressed = true;
-      if (kind === 'ours') {
-        if (!result.ok && isStoreFault(result.failure.errorClass)) {
+      if (kind === 'ours' && !result.ok) {
+        if (isStoreFault(result.failure.errorClass)) {
           // Our store, not the row: pause before the next claim, and start no more rows of this chunk.
           guard.flag();
           chunk.stopStarting();
         }
-      } else tally.add(chunk.datasourceOf.get(result.ok ? result.row.id : result.failure.id) ?? 0, result.ok ? '' : result.failure.errorClass);
+        // No other alert tells of a bug or a lost file: the stage's error rate counts them.
+        if (ownedByStageErrorRate(result.failure.errorClass)) unbeaten.ours++;
+      }
+      // Every outcome, ours included (the datasource's "ours" figure); bad_datasources counts only the source's.
+      tally.add(chunk.datasourceOf.get(result.ok ? result.row.id : result.failure.id) ?? 0, result.ok ? '' : result.failure.errorClass);
       options.observer?.onResult(worker.stage, result, (performance.now() - chunk.claimedAt) / 1000, kind);
       if (chunk.pendingResults >= FLUSH_EVERY) void flushChunk(chunk);
       changed();

@@ -55,6 +55,8 @@ export async function registerWorker(db: Db, worker: WorkerIdentity): Promise<nu
 export interface Beat {
   done: number;
   failed: number;
+  /** Rows given back for our own fault that the stage's error rate counts (ownedByStageErrorRate). */
+  ours?: number;
   /** Rows held right now. */
   holding: number;
   stage?: string;
@@ -82,11 +84,12 @@ export async function heartbeat(db: Db, workerId: string, beat: Beat): Promise<b
        WHERE id = ${workerId} AND stopped_at IS NULL
       RETURNING id, component, country),
     m AS (
-      INSERT INTO worker_minutes (worker_id, minute, component, country, done, failed)
-      SELECT id, date_trunc('minute', now()), component, country, ${beat.done}, ${beat.failed} FROM w
-       WHERE ${beat.done + beat.failed} > 0
+      INSERT INTO worker_minutes (worker_id, minute, component, country, done, failed, ours)
+      SELECT id, date_trunc('minute', now()), component, country, ${beat.done}, ${beat.failed}, ${beat.ours ?? 0} FROM w
+       WHERE ${beat.done + beat.failed + (beat.ours ?? 0)} > 0
       ON CONFLICT (worker_id, minute) DO UPDATE
-        SET done = worker_minutes.done + EXCLUDED.done, failed = worker_minutes.failed + EXCLUDED.failed)
+        SET done = worker_minutes.done + EXCLUDED.done, failed = worker_minutes.failed + EXCLUDED.failed,
+            ours = worker_minutes.ours + EXCLUDED.ours)
     SELECT count(*) > 0 AS alive FROM w`.execute(db);
   if (!rows[0]?.alive) return false;
   const outcomes = beat.outcomes ?? [];

@@ -113,7 +113,10 @@ export interface WorkerMinutesTable {
   component: string;
   country: string | null;
   done: Defaulted<number>;
+  /** Tries that failed by the source's fault. */
   failed: Defaulted<number>;
+  /** Rows given back for our own fault of a class the stage's error-rate alert judges (ownedByStageErrorRate). */
+  ours: Defaulted<number>;
 }
 
 /** Outcomes per datasource per minute; error_class '' means done. */

@@ -91,6 +91,27 @@ export const FAILURE_REASONS = {
 
 export type FailureClass = keyof typeof FAILURE_REASONS;
 
+/**
+ * Our classes that an alert of their own covers: a store paused, a frontend down, a worker that died (the
+ * database away). The others of ours (a bug, a lost original, files gone from the store) are the stage's
+ * error-rate alert's, counted per worker and minute (worker_minutes.ours).
+ */
+const ALERTED_ON_THEIR_OWN: ReadonlySet<string> = new Set([
+  'store_write_failed',
+  'store_paused',
+  'frontend_down',
+  'frontend_timeout',
+  'frontend_disk_full',
+  'rsync_error',
+  'no_frontends',
+  'database',
+]);
+
+/** True for a class of ours that only the stage's error-rate alert tells operators about (an unknown class: a bug). */
+export function ownedByStageErrorRate(errorClass: string): boolean {
+  return !isSourceFault(errorClass) && !ALERTED_ON_THEIR_OWN.has(errorClass);
+}
+
 /** The rule for a class; an unknown class is treated as our bug, so nobody is blamed for it. */
 export function failureReason(errorClass: string): FailureReason {
   return (FAILURE_REASONS as Record<string, FailureReason>)[errorClass] ?? FAILURE_REASONS.internal;
