@@ -16,14 +16,15 @@ import { startSmtpSink, type SmtpSink } from './helpers/smtp-sink.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
 /** A webhook receiver on 127.0.0.1 answering with `status`. */
-async function startHook(status = 204): Promise<{ url: (p: string) => string; received: Array<Record<string, unknown>>; close: () => void }> {
+/** A webhook receiver answering `statuses` in turn (the last one from then on). */
+async function startHook(...statuses: number[]): Promise<{ url: (p: string) => string; received: Array<Record<string, unknown>>; close: () => void }> {
   const received: Array<Record<string, unknown>> = [];
   const server = http.createServer((req, res) => {
     let body = '';
     req.on('data', (c) => (body += c));
     req.on('end', () => {
       received.push(JSON.parse(body) as Record<string, unknown>);
-      res.writeHead(status).end();
+      res.writeHead(statuses[Math.min(received.length - 1, statuses.length - 1)] ?? 204).end();
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
@@ -265,6 +266,18 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
     assert.match(await check(configWith({})), /^alerts: 1 sent/);
     assert.equal(smtp.mails[0].subject, '[ImageSys] thumbnaild UK: error rate far above its usual');
     assert.match(bodyOf(smtp.mails[0].raw), /60\.0% of 250 rows failed in the last 60 min; its usual 1\.0%/);
+  });
+
+  it('sends an alert to the webhook again when the receiver fails for a moment (a 503), within the same run', async () => {
+    await recordEvent(t.db, { check: 'upkeep', country: 'uk', subject: 'uk', rows: 0, detail: 'failed: frontend n1: rsync: connection refused' });
+    const hook = await startHook(503, 204);
+    try {
+      assert.match(await check(configWith({ smtp: { ...t.config.alerts.smtp, host: null }, webhookUrl: hook.url('/alerts') })), /^alerts: 1 sent/);
+      assert.equal(hook.received.length, 2, 'the 503, then the retry');
+      assert.equal(hook.received[0].key, hook.received[1].key, 'the same alert, which the receiver can tell by its key');
+    } finally {
+      hook.close();
+    }
   });
 
   it('never writes the webhook URL or the SMTP password to a log, and tries an undelivered alert again', async () => {

@@ -34,7 +34,10 @@ export async function notifyOperators(channels: OperatorChannels, alert: Alert):
   if (channels.webhookUrl) {
     const json = { source: 'imagesys', at: new Date().toISOString(), host: channels.host, ...alert };
     tries.push(
-      got.post(channels.webhookUrl, { json, timeout: { request: 10_000 }, retry: { limit: 2 } }).then(() => true, failed('the webhook (alerts.webhookUrl)')),
+      // got retries no POST unless told: the alert's `key` lets a receiver drop a repeat, so a retry is safe.
+      got
+        .post(channels.webhookUrl, { json, timeout: { request: 10_000 }, retry: { limit: 2, methods: ['POST'] } })
+        .then(() => true, failed('the webhook (alerts.webhookUrl)')),
     );
   }
   if (tries.length === 0) return true;
