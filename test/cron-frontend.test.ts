@@ -54,6 +54,39 @@ describe('lis_cron_frontend', () => {
     await t.drop();
   });
 
+  /**
+   * lis_cron_frontend `args` started while a row lock on `id` is held here: returns once the run waits on it.
+   * `release()` (once is enough) lets it go on.
+   */
+  async function runWaitingOnRow(id: string, args: string[], what: string) {
+    const other = new pg.Client({ connectionString: t.url });
+    await other.connect();
+    let released = false;
+    const release = async () => {
+      if (released) return;
+      released = true;
+      await other.query('ROLLBACK').catch(() => {});
+      await other.end();
+    };
+    try {
+      await other.query('BEGIN');
+      await other.query('SELECT 1 FROM live_images WHERE id = $1 FOR UPDATE', [id]);
+      const run = spawnTs('bin/lis_cron_frontend', args, { LIS_CONFIG: configFile });
+      await waitFor(
+        async () => {
+          const { rows: waiting } = await sql`SELECT 1 FROM pg_stat_activity WHERE datname = ${t.name} AND wait_event_type = 'Lock'`.execute(t.db);
+          return waiting.length > 0;
+        },
+        30_000,
+        what,
+      );
+      return { run, release };
+    } catch (error) {
+      await release();
+      throw error;
+    }
+  }
+
   const cron = async (args: string[]) => {
     const run = spawnTs('bin/lis_cron_frontend', args, { LIS_CONFIG: configFile });
     const { code } = await run.exited;
@@ -277,27 +310,15 @@ describe('lis_cron_frontend', () => {
     // A live row n2 lacks, so fs_check re-pushes it; its row lock is held here, so the run stops there, mid-walk.
     const row = await t.db.selectFrom('live_images').select(['id', 'image_hash']).orderBy('id').executeTakeFirstOrThrow();
     for (const f of files.filter((f) => f.includes(row.image_hash))) fs.rmSync(path.join(local, f));
-    const other = new pg.Client({ connectionString: t.url });
-    await other.connect();
+    const held = await runWaitingOnRow(row.id, ['--fs_check', '--country', 'uk'], 'the run to wait on the row');
+    const { run } = held;
     try {
-      await other.query('BEGIN');
-      await other.query('SELECT 1 FROM live_images WHERE id = $1 FOR UPDATE', [row.id]);
-      const run = spawnTs('bin/lis_cron_frontend', ['--fs_check', '--country', 'uk'], { LIS_CONFIG: configFile });
-      await waitFor(
-        async () => {
-          const { rows: waiting } = await sql`SELECT 1 FROM pg_stat_activity WHERE datname = ${t.name} AND wait_event_type = 'Lock'`.execute(t.db);
-          return waiting.length > 0;
-        },
-        30_000,
-        'the run to wait on the row',
-      );
       run.child.kill('SIGTERM');
       const { code } = await run.exited;
       assert.equal(code, 143, run.output());
       assert.match(run.output(), /SIGTERM received: stopped before the run finished \(in UK\)/);
     } finally {
-      await other.query('ROLLBACK');
-      await other.end();
+      await held.release();
     }
     const upkeep = await t.db.selectFrom('manager_events').select('detail').where('check_name', '=', 'upkeep').executeTakeFirstOrThrow();
     assert.match(upkeep.detail, /^failed: stopped by SIGTERM before it finished/);
@@ -318,29 +339,18 @@ describe('lis_cron_frontend', () => {
     const url = () => `http://img.example.com/late${n}/1.jpg`;
     while (!crypto.createHash('md5').update(url()).digest('hex').startsWith('f')) n++;
     assert.ok(first.image_hash < 'f', 'the paused folder comes first');
-    const other = new pg.Client({ connectionString: t.url });
-    await other.connect();
+    const held = await runWaitingOnRow(first.id, ['--fs_check', '--country', 'uk'], 'the walk to wait on the first row');
+    const { run } = held;
     try {
-      await other.query('BEGIN');
-      await other.query('SELECT 1 FROM live_images WHERE id = $1 FOR UPDATE', [first.id]);
-      const run = spawnTs('bin/lis_cron_frontend', ['--fs_check', '--country', 'uk'], { LIS_CONFIG: configFile });
-      await waitFor(
-        async () => {
-          const { rows: waiting } = await sql`SELECT 1 FROM pg_stat_activity WHERE datname = ${t.name} AND wait_event_type = 'Lock'`.execute(t.db);
-          return waiting.length > 0;
-        },
-        30_000,
-        'the walk to wait on the first row',
-      );
       const late = await insertPushRows(t.db, t.config, 'uk', 1, { stage: 'live', prefix: url().replace(/1\.jpg$/, '') });
       assert.ok(late[0].startsWith('uk/f'), late[0]);
       for (const root of [daemon.moduleDir, local]) copyTo(t.config.stores.thumbnails, root, late);
-      await other.query('ROLLBACK');
+      await held.release();
       const { code } = await run.exited;
       assert.equal(code, 0, run.output());
       assert.match(run.output(), /n1 0 orphans\/1 re-pushed, n2 0 orphans\/0 re-pushed/);
     } finally {
-      await other.end();
+      await held.release();
     }
     assert.deepEqual(await countBy(t.db), { 'live/done': 6, 'push/waiting': 1 }, 'only the row n1 really lacked');
   });

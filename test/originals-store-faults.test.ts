@@ -21,6 +21,9 @@ async function rowFacts(t: TestDatabase): Promise<Record<string, { stage: string
   return Object.fromEntries(rows.map((r) => [r.image_url, { stage: r.stage, state: r.state, attempts: r.attempts, cls: r.last_error_class }]));
 }
 
+/** The worker's pause as recorded (null: not paused). */
+const pausedReason = async (t: TestDatabase) => (await t.db.selectFrom('workers').select('paused_reason').executeTakeFirst())?.paused_reason ?? null;
+
 describe('the stores a stage reads: not there, or a file unreadable', function () {
   this.timeout(90_000);
   let t: TestDatabase;
@@ -29,6 +32,21 @@ describe('the stores a stage reads: not there, or a file unreadable', function (
     for (const c of cleanups.splice(0).reverse()) await Promise.resolve(c()).catch(() => {});
     await t.drop();
   });
+
+  /** `bin` as a service with quick store checks, stopped by the cleanups; returns once its worker paused. */
+  async function startPausing(bin: string): Promise<Spawned> {
+    const config = t.writeConfig({
+      stores: { minFreeBytes: 0, minFreePercent: 0, checkSeconds: 0.2, retryMaxSeconds: 0.5 },
+      queue: { pollSeconds: 0.5, heartbeatSeconds: 0.5 },
+    });
+    const run = spawnTs(bin, ['--country', 'uk', '--config', config, '--service']);
+    cleanups.push(async () => {
+      if (run.child.exitCode === null) run.child.kill('SIGKILL');
+      await run.exited;
+    });
+    await waitFor(async () => (await pausedReason(t)) !== null, 30_000, `${bin} paused`);
+    return run;
+  }
 
   it('with no folder for the country (not mounted) pauses the stage, sends nothing back to download, and resumes when it is back', async () => {
     t = await createTestDatabase();
@@ -39,18 +57,8 @@ describe('the stores a stage reads: not there, or a file unreadable', function (
     const country = path.join(t.config.stores.originals, 'uk');
     const away = `${country}.unmounted`;
     fs.renameSync(country, away);
-    const config = t.writeConfig({
-      stores: { minFreeBytes: 0, minFreePercent: 0, checkSeconds: 0.2, retryMaxSeconds: 0.5 },
-      queue: { pollSeconds: 0.5, heartbeatSeconds: 0.5 },
-    });
-    const run: Spawned = spawnTs('bin/lis_thumbnaild', ['--country', 'uk', '--config', config, '--service']);
-    cleanups.push(async () => {
-      if (run.child.exitCode === null) run.child.kill('SIGKILL');
-      await run.exited;
-    });
-    const pausedReason = async () => (await t.db.selectFrom('workers').select('paused_reason').executeTakeFirst())?.paused_reason ?? null;
-    await waitFor(async () => (await pausedReason()) !== null, 30_000, 'the worker paused');
-    assert.match((await pausedReason())!, /^ENOENT: cannot read .*originals\/uk \(is the store mounted\?\)/);
+    const run = await startPausing('bin/lis_thumbnaild');
+    assert.match((await pausedReason(t))!, /^ENOENT: cannot read .*originals\/uk \(is the store mounted\?\)/);
     const errorLog = path.join(t.config.log.dir, 'thumbnaild.uk.error.log');
     await waitFor(
       () => fs.existsSync(errorLog) && /ERROR .*Store not readable, pausing/.test(fs.readFileSync(errorLog, 'utf8')),
@@ -66,7 +74,7 @@ describe('the stores a stage reads: not there, or a file unreadable', function (
 
     fs.renameSync(away, country);
     await waitFor(async () => (await countBy(t.db))['push/waiting'] === 4, 30_000, 'every row thumbnailed once the store was back');
-    assert.equal(await pausedReason(), null, 'the pause is over');
+    assert.equal(await pausedReason(t), null, 'the pause is over');
     assert.match(fs.readFileSync(path.join(t.config.log.dir, 'thumbnaild.uk.log'), 'utf8'), /Store readable again, resuming/);
     run.child.kill('SIGTERM');
     assert.equal((await run.exited).code, 0, run.output());
@@ -98,18 +106,8 @@ describe('the stores a stage reads: not there, or a file unreadable', function (
     const country = path.join(t.config.stores.thumbnails, 'uk');
     const away = `${country}.unmounted`;
     fs.renameSync(country, away);
-    const config = t.writeConfig({
-      stores: { minFreeBytes: 0, minFreePercent: 0, checkSeconds: 0.2, retryMaxSeconds: 0.5 },
-      queue: { pollSeconds: 0.5, heartbeatSeconds: 0.5 },
-    });
-    const run: Spawned = spawnTs('bin/lis_pusherd', ['--country', 'uk', '--config', config, '--service']);
-    cleanups.push(async () => {
-      if (run.child.exitCode === null) run.child.kill('SIGKILL');
-      await run.exited;
-    });
-    const pausedReason = async () => (await t.db.selectFrom('workers').select('paused_reason').executeTakeFirst())?.paused_reason ?? null;
-    await waitFor(async () => (await pausedReason()) !== null, 30_000, 'the pusher paused');
-    assert.match((await pausedReason())!, /^ENOENT: cannot read .*thumbnails\/uk \(is the store mounted\?\)/);
+    const run = await startPausing('bin/lis_pusherd');
+    assert.match((await pausedReason(t))!, /^ENOENT: cannot read .*thumbnails\/uk \(is the store mounted\?\)/);
     assert.deepEqual(await countBy(t.db), { 'push/waiting': 3 }, 'nothing sent back to thumbnail');
     const facts = Object.values(await rowFacts(t));
     assert.ok(
@@ -119,7 +117,7 @@ describe('the stores a stage reads: not there, or a file unreadable', function (
 
     fs.renameSync(away, country);
     await waitFor(async () => (await countBy(t.db))['live/done'] === 3, 30_000, 'every row live once the store was back');
-    assert.equal(await pausedReason(), null, 'the pause is over');
+    assert.equal(await pausedReason(t), null, 'the pause is over');
     run.child.kill('SIGTERM');
     assert.equal((await run.exited).code, 0, run.output());
   });
@@ -150,24 +148,14 @@ describe('the stores a stage reads: not there, or a file unreadable', function (
       [0, 1, 2].map(async (i) => ({ url: `http://c.example/${i}.jpg`, original: await flatJpeg(320, 240, { r: 90, g: 200, b: 60 * i }) })),
     );
     await insertThumbnailRows(t.db, t.config, 'uk', specs);
-    const config = t.writeConfig({
-      stores: { minFreeBytes: 0, minFreePercent: 0, checkSeconds: 0.2, retryMaxSeconds: 0.5 },
-      queue: { pollSeconds: 0.5, heartbeatSeconds: 0.5 },
-    });
-    const run: Spawned = spawnTs('bin/lis_thumbnaild', ['--country', 'uk', '--config', config, '--service']);
-    cleanups.push(async () => {
-      if (run.child.exitCode === null) run.child.kill('SIGKILL');
-      await run.exited;
-    });
-    const pausedReason = async () => (await t.db.selectFrom('workers').select('paused_reason').executeTakeFirst())?.paused_reason ?? null;
-    await waitFor(async () => (await pausedReason()) !== null, 30_000, 'the worker paused');
-    assert.match((await pausedReason())!, /is empty and has no \.imagesys-store, but rows of this host have files there: is its disk mounted\?/);
+    const run = await startPausing('bin/lis_thumbnaild');
+    assert.match((await pausedReason(t))!, /is empty and has no \.imagesys-store, but rows of this host have files there: is its disk mounted\?/);
     assert.deepEqual(await countBy(t.db), { 'thumbnail/waiting': 3, 'live/done': 2 }, 'nothing thumbnailed onto the wrong disk');
     assert.deepEqual(fs.readdirSync(store), [], "nothing written on the host's own disk");
 
     mount();
     await waitFor(async () => (await countBy(t.db))['push/waiting'] === 3, 30_000, 'thumbnailed once the disk was back');
-    assert.equal(await pausedReason(), null, 'the pause is over');
+    assert.equal(await pausedReason(t), null, 'the pause is over');
     assert.ok(fs.readdirSync(path.join(disk, 'uk')).length > 0, 'the files are on the disk');
     run.child.kill('SIGTERM');
     assert.equal((await run.exited).code, 0, run.output());
