@@ -46,6 +46,31 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     await t?.drop();
   });
 
+  /**
+   * The image's advisory lock, held by a transaction of this test (as another process's generation holds it)
+   * until the returned function is called (or the test ends); that resolves once the lock is free again.
+   */
+  async function holdImageLock(hash: string): Promise<() => Promise<void>> {
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let locked!: () => void;
+    const isLocked = new Promise<void>((resolve) => (locked = resolve));
+    const holder = t.db.transaction().execute(async (trx) => {
+      await lockImageRow(trx, 'uk', hash, { preset: 'small', version: 1 }, 1000);
+      locked();
+      await released;
+    });
+    closers.push(async () => {
+      release();
+      await holder;
+    });
+    await isLocked;
+    return async () => {
+      release();
+      await holder;
+    };
+  }
+
   async function setup(imaged: LisConfigInput['imaged'] = {}, extra: LisConfigInput = {}) {
     t = await createTestDatabase({ overrides: { download: TEST_DOWNLOAD, thumbnail: { presets: PRESETS }, imaged, ...extra } });
     const server = await startImagedInProcess(t.config, t.db, t.url);
@@ -354,20 +379,7 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     const count = async () => Number((await sql<{ n: string }>`SELECT count(*) AS n FROM live_images`.execute(t.db)).rows[0].n);
     // The image's advisory lock, held by the test until the daemon has the row: lis_imaged inserts the row and then
     // waits for the lock, so the daemon claims the new row first (as a notified lis_downloadd can).
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => (release = resolve));
-    let locked!: () => void;
-    const isLocked = new Promise<void>((resolve) => (locked = resolve));
-    const holder = t.db.transaction().execute(async (trx) => {
-      await lockImageRow(trx, 'uk', hash, { preset: 'small', version: 1 }, 1000);
-      locked();
-      await released;
-    });
-    closers.push(async () => {
-      release();
-      await holder;
-    });
-    await isLocked;
+    const release = await holdImageLock(hash);
     origin.held.add('/raced.jpg');
     const arrived = origin.arrival('/raced.jpg');
     const request = rawGet(server.url, '/web/small/raced.jpg');
@@ -394,8 +406,7 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
       await daemon;
     });
     await arrived;
-    release();
-    await holder;
+    await release();
     // The request waits for the daemon until its deadline, and gives up while the daemon still holds the row.
     const answer = await request;
     assert.equal(answer.status, 503, answer.body.toString());
@@ -427,20 +438,7 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     const server = await setup({ timeoutSeconds: 1, retryAfterSeconds: 3 });
     const row = await insertLiveRow(t.db, t.config, 'http://example.invalid/locked.jpg', original, ['small']);
     // Another process's generation of this image: its advisory lock, held by a transaction of ours until released.
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => (release = resolve));
-    let locked!: () => void;
-    const isLocked = new Promise<void>((resolve) => (locked = resolve));
-    const holder = t.db.transaction().execute(async (trx) => {
-      await lockImageRow(trx, 'uk', row.hash, { preset: 'small', version: 1 }, 1000);
-      locked();
-      await released;
-    });
-    closers.push(async () => {
-      release();
-      await holder;
-    });
-    await isLocked;
+    const release = await holdImageLock(row.hash);
     const first = rawGet(server.url, row.pathOf('medium'));
     // Its generation waits for the lock: a request joining it now starts its own clock after that wait began,
     // so the wait's lock_timeout reaches it before its own deadline does.
@@ -457,8 +455,7 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     assert.equal(joined.status, 503, joined.body.toString());
     assert.equal(joined.headers['retry-after'], '3');
     assert.equal((await first).status, 503);
-    release();
-    await holder;
+    await release();
     // The lock free again, the thumbnail is made.
     assert.equal((await rawGet(server.url, row.pathOf('medium'))).status, 200);
   });
