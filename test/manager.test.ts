@@ -14,6 +14,7 @@ import { claimChunk } from '../src/queue/claim-chunk.ts';
 import { countBy, insertUrls, relistAll } from './helpers/rows.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+import { serverUpFor } from './helpers/server-uptime.ts';
 
 const DAEMON = 'test/fixtures/test-daemon.ts';
 
@@ -67,6 +68,7 @@ describe('lis_managerd', () => {
       20_000,
       'the killed worker silent for over 5 s',
     );
+    await serverUpFor(t.db, 5);
     // Two managers (two hosts) find the dead worker at once: only one releases its rows and records it.
     const second = createDb(t.url, 1);
     const [first, other] = await Promise.all([releaseStuckJobs(t.db, 5), releaseStuckJobs(second, 5)]).finally(() => second.destroy());

@@ -18,6 +18,7 @@ import { WORK_STAGES, type WorkStage } from '../src/queue/stages.ts';
 import { wakeRowsWaitingOnFrontends } from '../src/queue/wake-rows.ts';
 import { insertUrls, relistAll } from './helpers/rows.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+import { serverUpFor } from './helpers/server-uptime.ts';
 
 const ROWS = 2000;
 const LIVE_AT_START = 600;
@@ -121,6 +122,8 @@ describe('the queue under concurrent operations', () => {
     const chaos = async () => {
       const db = createDb(t.url, 2);
       try {
+        // Its dead workers are judged silent for 2 s, counted from the server's start at the earliest.
+        await serverUpFor(db, 2);
         for (let round = 0; round < CHAOS_ROUNDS; round++) {
           await disableDatasource(db, 'uk', 2, 'chaos');
           await refreshRows(db, { country: 'uk', olderThanDays: 30, limit: 40 });
@@ -135,7 +138,7 @@ describe('the queue under concurrent operations', () => {
           );
           const victim = new ClaimCursor(db, { country: 'uk', stage: WORK_STAGES[round % 3], workerId: `dead${round}`, storeHost: '' });
           await victim.next(10);
-          await releaseStuckJobs(db, 60);
+          await releaseStuckJobs(db, 2);
           // Purge a few rows the ETL stopped listing.
           const { rows } = await sql<{ id: string; image_hash: string }>`
             SELECT id, image_hash FROM live_images WHERE locked_by IS NULL AND id % 97 = ${round} ORDER BY id LIMIT 3`.execute(db);

@@ -18,6 +18,7 @@ import { countBy, insertUrls } from './helpers/rows.ts';
 import { spawnTs, waitFor, type Spawned } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 import { startDatabaseProxy } from './helpers/database-proxy.ts';
+import { serverUpFor } from './helpers/server-uptime.ts';
 
 describe('daemon runner: liveness and ids', function () {
   this.timeout(90_000);
@@ -123,7 +124,8 @@ describe('daemon runner: liveness and ids', function () {
     await waitFor(async () => Number((await t.db.selectFrom('workers').select('holding').executeTakeFirst())?.holding ?? 0) === 20, 10_000, 'holding 20');
     await sql`UPDATE workers SET progress_at = now() - interval '1 hour'`.execute(t.db);
     // Its heartbeat is fresh: only the lack of progress marks it.
-    const released = await releaseStuckJobs(t.db, 60, 'uk', 600);
+    await serverUpFor(t.db, 2);
+    const released = await releaseStuckJobs(t.db, 60, 'uk', 2);
     assert.equal(released.length, 1);
     assert.equal(released[0].rows, 20);
     await waitFor(() => run.lines.some((l) => /^ERROR The manager marked this worker stopped and released its rows/.test(l)), 10_000, 'the worker learns it');
