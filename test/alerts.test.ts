@@ -200,7 +200,7 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
     await sql`INSERT INTO workers (id, component, host, pid, country, paused_reason, paused_since)
               VALUES ('h7:70:aa', 'thumbnaild', 'h7', 70, 'uk', 'thumbnails store /srv/thumbs: 2.0% free', now())`.execute(t.db);
     // Told three days ago and long over (before recovered notices existed): no notice for it now.
-    await sql`INSERT INTO alerts_sent (key, kind, subject, sent_at) VALUES ('store_paused:h8:pusherd', 'store_paused', 'pusherd on h8 paused', now() - interval '3 days')`.execute(
+    await sql`INSERT INTO alerts_sent (key, kind, subject, sent_at, delivered_at) VALUES ('store_paused:h8:pusherd', 'store_paused', 'pusherd on h8 paused', now() - interval '3 days', now() - interval '3 days')`.execute(
       t.db,
     );
     const config = configWith({});
@@ -266,6 +266,25 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
     assert.match(await check(configWith({})), /^alerts: 1 sent/);
     assert.equal(smtp.mails[0].subject, '[ImageSys] thumbnaild UK: error rate far above its usual');
     assert.match(bodyOf(smtp.mails[0].raw), /60\.0% of 250 rows failed in the last 60 min; its usual 1\.0%/);
+  });
+
+  it('sends an alert whose claim a manager left undelivered (it died before sending), once the claim is old; not while another may be sending it', async () => {
+    await recordEvent(t.db, { check: 'upkeep', country: 'uk', subject: 'uk', rows: 0, detail: 'failed: frontend n1: rsync: connection refused' });
+    const config = configWith({});
+    // Claimed a moment ago by another manager, which may be sending it now.
+    const { id } = await t.db.selectFrom('manager_events').select('id').where('check_name', '=', 'upkeep').executeTakeFirstOrThrow();
+    const key = `upkeep_failed:uk:${id}`;
+    await sql`INSERT INTO alerts_sent (key, kind, subject, sent_at) VALUES (${key}, 'upkeep_failed', 'weekly upkeep failed for UK', now() - interval '30 seconds')`.execute(
+      t.db,
+    );
+    assert.match(await check(config), /^alerts: 0 sent, 1 already sent/);
+    // Claimed ten minutes ago and never delivered: its manager died between the claim and the send.
+    await sql`UPDATE alerts_sent SET sent_at = now() - interval '10 minutes'`.execute(t.db);
+    assert.match(await check(config), /^alerts: 1 sent/);
+    assert.equal(smtp.mails.at(-1)!.subject, '[ImageSys] weekly upkeep failed for UK');
+    const { delivered_at } = await t.db.selectFrom('alerts_sent').select('delivered_at').executeTakeFirstOrThrow();
+    assert.ok(delivered_at, 'marked delivered');
+    assert.match(await check(config), /^alerts: 0 sent, 1 already sent/, 'and not again');
   });
 
   it('sends an alert to the webhook again when the receiver fails for a moment (a 503), within the same run', async () => {

@@ -138,7 +138,7 @@ async function recoveries(db: Db, kinds: AlertKind[], firing: Alert[], dedupeMin
   const { rows } = await sql<{ key: string; kind: AlertKind; subject: string; sent_at: Date }>`
     SELECT key, kind, subject, sent_at FROM alerts_sent
      WHERE kind = ANY(${ending}::text[]) AND NOT (key = ANY(${firing.map((a) => a.key)}::text[]))
-       AND key NOT LIKE '%:recovered:%' AND key NOT LIKE '%:ended:%'
+       AND key NOT LIKE '%:recovered:%' AND key NOT LIKE '%:ended:%' AND delivered_at IS NOT NULL
        -- A trouble that lasts is told again each dedupe window; one told before both windows ended long ago.
        AND sent_at > now() - make_interval(secs => ${Math.max(24 * 60, dedupeMinutes) * 60}::float8) ORDER BY sent_at`.execute(db);
   return rows.map((r) => ({

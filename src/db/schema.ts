@@ -156,6 +156,8 @@ export interface AlertsSentTable {
   kind: string;
   sent_at: Timestamp;
   subject: string;
+  /** Null while claimed and not yet delivered (see deliverAlerts). */
+  delivered_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
 }
 
 /** A claimable row of live_images (waiting, unlocked, not live), keyed as the claim looks it up. */
