@@ -15,7 +15,7 @@ import { originalPath } from '../store/store-layout.ts';
 import { isProcessAlive } from '../util/pid-lock-file.ts';
 import { reworkRows } from '../queue/rework-rows.ts';
 import { idsInStage, sendBackRows } from '../queue/send-back-rows.ts';
-import { STORE_MARKER } from '../daemon/store-check.ts';
+import { STORE_MARKER, storeMarkState } from '../daemon/store-check.ts';
 
 export interface FsCheckSummary {
   /** Per frontend: orphans deleted, live rows sent back to the pusher, and the linked folders not walked (nothing judged behind them). */
@@ -114,8 +114,8 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
    * Asked before each folder, and skipped while missing; it is an error (the run fails) once rows of
    * this host need it (`needing`), as a host that never wrote a store has none.
    */
-  const storeSkipped = (label: string, root: string, tally: { error?: string }, needing: number): boolean => {
-    const away = storeAway(root);
+  const storeSkipped = async (label: string, root: string, tally: { error?: string }, needing: number): Promise<boolean> => {
+    const away = await storeAway(root);
     if (!away) return false;
     if (needing > 0 && !tally.error) {
       tally.error = `${away} (not mounted?)`;
@@ -193,7 +193,7 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
 
       // This host's thumbnail store.
       const needing = (stage: string) => rows.filter((r) => mine(r) && r.stage === stage && r.state !== 'parked').length;
-      if (!storeSkipped('thumbnail store', config.stores.thumbnails, summary.thumbnailStore, needing('push'))) {
+      if (!(await storeSkipped('thumbnail store', config.stores.thumbnails, summary.thumbnailStore, needing('push')))) {
         const elsewhere = new Set(rows.filter(ownedElsewhere).flatMap(filesOf));
         const here = new Set(rows.filter((r) => !ownedElsewhere(r)).flatMap(filesOf));
         const { files: storeFiles, links: storeLinks } = walkLocalTree(config.stores.thumbnails, dir);
@@ -219,7 +219,7 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
       }
 
       // This host's originals.
-      if (!storeSkipped('originals store', config.stores.originals, summary.originalsStore, needing('thumbnail'))) {
+      if (!(await storeSkipped('originals store', config.stores.originals, summary.originalsStore, needing('thumbnail')))) {
         const hashes = new Map(rows.map((r) => [r.image_hash, r]));
         const { files: originals, links: originalLinks } = walkLocalTree(config.stores.originals, dir);
         noteUnwalked(summary.originalsStore.unwalked, originalLinks);
@@ -328,8 +328,7 @@ async function moveBack(db: Db, rows: RowFiles[], from: 'push' | 'thumbnail', to
  * mounted on (the daemons mark each store they write at its first check: see checkStoreMarker). Only an
  * empty folder counts as away: a store of files from before the marker is the store.
  */
-export function storeAway(root: string): string | null {
+export async function storeAway(root: string): Promise<string | null> {
   if (!fs.existsSync(root)) return 'is missing';
-  if (fs.existsSync(path.join(root, STORE_MARKER))) return null;
-  return fs.readdirSync(root).some((name) => !name.startsWith('.lis-probe.')) ? null : `is empty and has no ${STORE_MARKER}`;
+  return (await storeMarkState(root)) === 'empty' ? `is empty and has no ${STORE_MARKER}` : null;
 }

@@ -104,6 +104,17 @@ const PROBE_NAME = '.lis-probe';
 export const STORE_MARKER = '.imagesys-store';
 
 /**
+ * How a store's folder stands with its marker: `marked`; `empty` (no marker and nothing in it but probes:
+ * a new store, or the folder a disk is mounted on without the disk); `unmarked` (files from before the
+ * marker: the store). The folder must exist. One read of the store's top, whose few entries are countries.
+ */
+export async function storeMarkState(dir: string): Promise<'marked' | 'empty' | 'unmarked'> {
+  const entries = await readdir(dir);
+  if (entries.includes(STORE_MARKER)) return 'marked';
+  return entries.some((name) => !name.startsWith(`${PROBE_NAME}.`)) ? 'unmarked' : 'empty';
+}
+
+/**
  * Is `dir` the store, or the empty folder its disk is mounted on, which a writer would fill instead (the
  * host's own disk) while the files of the rows are on the disk that is not there? A store is marked at its
  * first check. Unmarked and empty while rows of this host have files in it (`expectsFiles`): not mounted,
@@ -111,16 +122,10 @@ export const STORE_MARKER = '.imagesys-store';
  */
 export async function checkStoreMarker(dir: string, expectsFiles: () => Promise<boolean>): Promise<string | null> {
   const marker = path.join(dir, STORE_MARKER);
-  if (
-    await stat(marker).then(
-      () => true,
-      () => false,
-    )
-  )
-    return null;
-  const entries = (await readdir(dir)).filter((name) => !name.startsWith(`${PROBE_NAME}.`));
+  const state = await storeMarkState(dir);
+  if (state === 'marked') return null;
   // Not known (the database away): neither pause for it nor mark, and look again at the next check.
-  const expected = entries.length === 0 ? await expectsFiles().catch(() => null) : false;
+  const expected = state === 'empty' ? await expectsFiles().catch(() => null) : false;
   if (expected === null) return null;
   if (expected)
     return `ENOENT: ${dir} is empty and has no ${STORE_MARKER}, but rows of this host have files there: is its disk mounted? (If its files are really gone, say so: touch ${marker})`;
