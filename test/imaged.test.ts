@@ -9,6 +9,9 @@ import { lis_hash_for_url } from '../src/hash/image-hash.ts';
 import { lockImageRow } from '../src/imaged/image-row.ts';
 import { enqueueRows } from '../src/queue/enqueue-rows.ts';
 import { thumbnailRelativePath, thumbnailStorePath } from '../src/store/store-layout.ts';
+import { runDaemon, type RunTotals } from '../src/daemon/run-daemon.ts';
+import { DownloadWorker } from '../src/download/download-worker.ts';
+import { closeLogger, createLogger, type Logger } from '../src/log/create-logger.ts';
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
 import { insertLiveRow, insertQueuedRow, rawGet, startImagedInProcess } from './helpers/imaged-in-process.ts';
 import { OriginServer, photoJpeg, s3Credentials, startS3rver } from './helpers/imaged-fixtures.ts';
@@ -20,6 +23,21 @@ const PRESETS = {
   medium: { width: 320, height: 240, mode: 'pad' as const },
   large: { width: 640, height: 480, mode: 'resize' as const },
 };
+
+/** lis_downloadd's worker run by hand in this process (until no rows are gained), logging to `log`. */
+function runDownloads(t: TestDatabase, log: Logger, workerId: string): Promise<RunTotals> {
+  return runDaemon(new DownloadWorker(t.config, t.db, 'uk'), {
+    config: t.config,
+    db: t.db,
+    databaseUrl: t.url,
+    log,
+    country: 'uk',
+    chunkSize: 10,
+    service: false,
+    signal: new AbortController().signal,
+    workerId,
+  });
+}
 
 describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function () {
   this.timeout(60_000);
@@ -385,22 +403,9 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     const request = rawGet(server.url, '/web/small/raced.jpg');
     await waitFor(async () => (await count()) === 1, 10_000, "lis_imaged's row");
 
-    const { runDaemon } = await import('../src/daemon/run-daemon.ts');
-    const { DownloadWorker } = await import('../src/download/download-worker.ts');
-    const { createLogger, closeLogger } = await import('../src/log/create-logger.ts');
     const log = createLogger({ component: 'downloadd', log: t.config.log, screen: false, files: false });
     closers.push(() => closeLogger(log));
-    const daemon = runDaemon(new DownloadWorker(t.config, t.db, 'uk'), {
-      config: t.config,
-      db: t.db,
-      databaseUrl: t.url,
-      log,
-      country: 'uk',
-      chunkSize: 10,
-      service: false,
-      signal: new AbortController().signal,
-      workerId: 'test:raced',
-    });
+    const daemon = runDownloads(t, log, 'test:raced');
     closers.push(async () => {
       origin.release();
       await daemon;
@@ -535,9 +540,6 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
 describe('lis_downloadd fetches s3:// URLs', function () {
   this.timeout(60_000);
   it("a row whose image_url is s3://bucket/key is downloaded through the S3 API with the bucket's configured credentials", async () => {
-    const { runDaemon } = await import('../src/daemon/run-daemon.ts');
-    const { DownloadWorker } = await import('../src/download/download-worker.ts');
-    const { createLogger, closeLogger } = await import('../src/log/create-logger.ts');
     const s3dir = fs.mkdtempSync('/tmp/lis-s3rver-');
     const s3 = await startS3rver(s3dir, ['etl-bucket']).catch((error: unknown) => {
       fs.rmSync(s3dir, { recursive: true, force: true });
@@ -555,17 +557,7 @@ describe('lis_downloadd fetches s3:// URLs', function () {
       await insertQueuedRow(t.db, 's3://etl-bucket/x/1.jpg');
       await insertQueuedRow(t.db, 's3://etl-bucket/x/missing.jpg');
       await insertQueuedRow(t.db, 's3://unconfigured-bucket/x/1.jpg');
-      await runDaemon(new DownloadWorker(t.config, t.db, 'uk'), {
-        config: t.config,
-        db: t.db,
-        databaseUrl: t.url,
-        log,
-        country: 'uk',
-        chunkSize: 10,
-        service: false,
-        signal: new AbortController().signal,
-        workerId: 'test:s3',
-      });
+      await runDownloads(t, log, 'test:s3');
       const rows = await t.db.selectFrom('live_images').select(['image_url', 'stage', 'state', 'last_error_class', 'original_bytes']).orderBy('id').execute();
       assert.deepEqual(
         rows.map((r) => [r.stage, r.state, r.last_error_class]),
