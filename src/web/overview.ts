@@ -4,7 +4,7 @@ import type { Db } from '../db/connect.ts';
 import { workerReport } from '../manager/worker-report.ts';
 import { collectReport, wholeTableFigures } from '../metrics/collect-report.ts';
 import { throughputSeries } from '../queue/queue-figures.ts';
-import { sharedRead } from './shared-read.ts';
+import { sharedRead } from '../util/shared-read.ts';
 
 /** Rows by state and frontend lag scan live_images whole: at most this often, whoever is looking. */
 const WHOLE_TABLE_MAX_AGE_MS = 60_000;
