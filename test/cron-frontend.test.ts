@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { sql } from 'kysely';
 import { STORE_MARKER } from '../src/daemon/store-check.ts';
+import { FRONTEND_MARKER } from '../src/push/frontend-root-check.ts';
 import pg from 'pg';
 import { dbScan } from '../src/cron/db-scan.ts';
 import { refreshRows } from '../src/queue/refresh-rows.ts';
@@ -257,21 +258,34 @@ describe('lis_cron_frontend', () => {
     }
   });
 
-  it('--fs_check leaves a local frontend whose root is missing (disk not mounted) alone: nothing re-pushed, and says why', async function () {
-    this.timeout(60_000);
-    await sql`INSERT INTO frontend_pushes (frontend, country, image_hash, pushed_at) SELECT 'n2', country, image_hash, now() FROM live_images`.execute(t.db);
-    fs.rmSync(local, { recursive: true });
-    const run = await cron(['--fs_check', '--country', 'uk']);
-    assert.equal(run.code, 1, 'a frontend not checked is a failed run, as an unreachable one is');
-    assert.ok(run.text.includes(`frontend n2's root ${local} is missing (not mounted?); not checking it this run, nothing sent back to the pusher`), run.text);
-    assert.match(run.text, /n2: deleted 0 orphans, 0 live rows missing files sent back to the pusher; not checked: root missing \(not mounted\?\)/);
-    assert.match(run.text, /fs_check: n1 0 orphans\/0 re-pushed, n2 0 orphans\/0 re-pushed \(not checked\)/);
-    assert.deepEqual(await countBy(t.db), { 'live/done': 6 }, 'no row is sent back to the pusher');
-    assert.equal((await t.db.selectFrom('frontend_pushes').where('frontend', '=', 'n2').select('image_hash').execute()).length, 6, 'its push records are kept');
-    assert.equal(fs.existsSync(local), false);
-    const upkeep = await t.db.selectFrom('manager_events').select('detail').where('check_name', '=', 'upkeep').executeTakeFirstOrThrow();
-    assert.match(upkeep.detail, /^failed: n2 could not be checked; fs_check: /);
-  });
+  for (const how of ['missing', 'an empty folder without its marker (the mount point of a disk not mounted)'] as const) {
+    it(`--fs_check leaves a local frontend whose root is ${how} alone: nothing re-pushed, and says why`, async function () {
+      this.timeout(60_000);
+      await sql`INSERT INTO frontend_pushes (frontend, country, image_hash, pushed_at) SELECT 'n2', country, image_hash, now() FROM live_images`.execute(t.db);
+      fs.rmSync(local, { recursive: true });
+      if (how !== 'missing') fs.mkdirSync(local);
+      const run = await cron(['--fs_check', '--country', 'uk']);
+      assert.equal(run.code, 1, 'a frontend not checked is a failed run, as an unreachable one is');
+      const why = how === 'missing' ? `is missing (not mounted?)` : `is empty and has no ${FRONTEND_MARKER}, but rows were pushed there: is its disk mounted?`;
+      assert.ok(run.text.includes(`frontend n2's root ${local} ${why}`), run.text);
+      assert.ok(run.text.includes('; not checking it this run, nothing sent back to the pusher'), run.text);
+      assert.match(run.text, /n2: deleted 0 orphans, 0 live rows missing files sent back to the pusher; not checked: root missing or empty \(not mounted\?\)/);
+      assert.match(run.text, /fs_check: n1 0 orphans\/0 re-pushed, n2 0 orphans\/0 re-pushed \(not checked\)/);
+      assert.deepEqual(await countBy(t.db), { 'live/done': 6 }, 'no row is sent back to the pusher');
+      assert.equal(
+        (await t.db.selectFrom('frontend_pushes').where('frontend', '=', 'n2').select('image_hash').execute()).length,
+        6,
+        'its push records are kept',
+      );
+      assert.deepEqual(
+        how === 'missing' ? fs.existsSync(local) : fs.readdirSync(local),
+        how === 'missing' ? false : [],
+        'nothing made or written in its place',
+      );
+      const upkeep = await t.db.selectFrom('manager_events').select('detail').where('check_name', '=', 'upkeep').executeTakeFirstOrThrow();
+      assert.match(upkeep.detail, /^failed: n2 could not be checked; fs_check: /);
+    });
+  }
 
   it("--fs_check leaves rows alone when this host's stores are not mounted: nothing made again or downloaded again, and says why", async function () {
     this.timeout(60_000);

@@ -7,16 +7,18 @@ import type { LisConfigInput } from '../src/config/config-schema.ts';
 import { addFrontend, removeFrontend, setFrontendEnabled } from '../src/push/frontend-registry.ts';
 import { insertPushRows } from './helpers/push-fixtures.ts';
 import { RsyncDaemon } from './helpers/rsync-daemons.ts';
+import { FRONTEND_MARKER } from '../src/push/frontend-root-check.ts';
 import { runPusherOnce } from './helpers/run-pusher.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
-/** Every file below `root`, relative, hidden ones (rsync's temp files) included. */
+/** Every file below `root`, relative, hidden ones (rsync's temp files) included; not a local frontend root's own marker. */
 function allFiles(root: string): string[] {
   if (!fs.existsSync(root)) return [];
   return fs
     .readdirSync(root, { recursive: true, withFileTypes: true })
     .filter((e) => e.isFile())
-    .map((e) => path.relative(root, path.join(e.parentPath, e.name)));
+    .map((e) => path.relative(root, path.join(e.parentPath, e.name)))
+    .filter((f) => path.basename(f) !== FRONTEND_MARKER);
 }
 
 describe('lis_pusherd against faulty frontends', function () {
@@ -161,6 +163,43 @@ describe('lis_pusherd against faulty frontends', function () {
     );
     assert.deepEqual(allFiles(root).sort(), [...pushFiles, ...liveFiles].sort());
     assert.equal((await t.db.selectFrom('frontends').select('down_since').executeTakeFirstOrThrow()).down_since, null);
+  });
+
+  it('a local frontend whose root is itself the mount point: with the disk away, the empty folder is not filled, its rows wait uncharged, and go live once it is back', async () => {
+    // The frontend's disk, bind-mounted on its root, as a separate disk mounted at /srv/thumbs would be.
+    const disk = path.join(t.dir, 'disk-n3');
+    const root = path.join(t.dir, 'srv-n3');
+    fs.mkdirSync(disk);
+    await addFrontend(t.db, 'n3', root);
+    execFileSync('mount', ['--bind', disk, root]);
+    mounts.push(root);
+    const first = await insertPushRows(t.db, t.config, 'uk', 3);
+    await runPusher();
+    assert.deepEqual(allFiles(disk).sort(), [...first].sort(), 'pushed to the disk');
+    assert.ok(fs.existsSync(path.join(disk, FRONTEND_MARKER)), 'the root is marked at its first push');
+
+    // The disk goes away (a reboot without it): what is left is the empty folder it was mounted on.
+    execFileSync('umount', [root]);
+    mounts.splice(mounts.indexOf(root), 1);
+    const second = await insertPushRows(t.db, t.config, 'uk', 2, { prefix: 'http://img.example.com/uk/later-' });
+    await runPusher({ queue: { backoff: { baseSeconds: 0.01, jitter: 0 }, oursRetrySeconds: 0.01 } });
+    const waiting = await t.db.selectFrom('live_images').select(['stage', 'attempts', 'last_error', 'last_error_class']).where('stage', '=', 'push').execute();
+    assert.equal(waiting.length, 2);
+    for (const r of waiting) {
+      assert.deepEqual([r.attempts, r.last_error_class], [0, 'frontend_down'], JSON.stringify(r));
+      assert.match(r.last_error!, /root .*srv-n3 is empty and has no \.imagesys-frontend, but rows were pushed there: is its disk mounted\?/);
+    }
+    assert.deepEqual(fs.readdirSync(root), [], "nothing is written in the disk's place");
+
+    execFileSync('mount', ['--bind', disk, root]);
+    mounts.push(root);
+    await runPusher({ queue: { backoff: { baseSeconds: 0.01, jitter: 0 }, oursRetrySeconds: 0.01 } });
+    const after = await t.db.selectFrom('live_images').select(['stage', 'attempts']).execute();
+    assert.deepEqual(
+      after.map((r) => [r.stage, r.attempts]),
+      after.map(() => ['live', 0]),
+    );
+    assert.deepEqual(allFiles(disk).sort(), [...first, ...second].sort());
   });
 
   it('a frontend that fails only during backfill is marked down (the manager alerts on it) and cleared once backfill reaches it', async () => {

@@ -6,7 +6,7 @@ import type { Db } from '../db/connect.ts';
 import { errorMessage } from '../errors.ts';
 import type { Logger } from '../log/create-logger.ts';
 import { enabledFrontends, type Frontend } from '../push/frontend-registry.ts';
-import { localRootMissing } from '../push/frontend-target.ts';
+import { localRootAway, pushedTo } from '../push/frontend-root-check.ts';
 import { thumbnailFilesOf, type ImageData } from '../store/image-data.ts';
 import { deleteFrontendFiles, isOurFrontendName, isRsyncTempName, listFrontendTree, type FrontendListing } from './frontend-files.ts';
 import { behindLink, isRecent, walkLocalTree, type LocalTree } from './local-files.ts';
@@ -97,15 +97,15 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
     !config.stores.shared && r.store_host !== '' && r.store_host !== config.host && !r.locked_by?.startsWith(`${config.host}:`);
   const listings = new Map<string, FrontendListing>();
   /**
-   * A local frontend whose root is gone (its disk not mounted) would list as empty and every live row
+   * A local frontend whose root is gone or empty and unmarked (its disk not mounted) would list as empty and every live row
    * would be sent back to the pusher: it is not checked. Asked again before each folder, as a disk may
    * go away during the walk.
    */
-  const skipIfRootMissing = (frontend: Frontend): boolean => {
-    const missing = localRootMissing(frontend.name, frontend.parsed);
-    if (!missing) return false;
-    summary.frontends[frontend.name].error = 'root missing (not mounted?)';
-    log.error(`${missing}; not checking it this run, nothing sent back to the pusher`, scope);
+  const skipIfRootAway = async (frontend: Frontend): Promise<boolean> => {
+    const away = await localRootAway(frontend.name, frontend.parsed, () => pushedTo(db, frontend.name));
+    if (!away) return false;
+    summary.frontends[frontend.name].error = 'root missing or empty (not mounted?)';
+    log.error(`${away}; not checking it this run, nothing sent back to the pusher`, scope);
     return true;
   };
   /**
@@ -127,7 +127,7 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
   // once, here, and its listing may be hours old by the last folder; a local one is walked folder by folder.
   const listedAt = new Map<string, Date>();
   for (const frontend of frontends) {
-    if (skipIfRootMissing(frontend)) continue;
+    if (await skipIfRootAway(frontend)) continue;
     try {
       if (frontend.parsed.kind !== 'local') listedAt.set(frontend.name, await databaseNow(db));
       listings.set(frontend.name, await listFrontendTree(config.push, frontend.parsed, country));
@@ -148,7 +148,7 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
       for (const frontend of frontends) {
         const tally = summary.frontends[frontend.name];
         const listing = listings.get(frontend.name);
-        if (tally.error || !listing || skipIfRootMissing(frontend)) continue;
+        if (tally.error || !listing || (await skipIfRootAway(frontend))) continue;
         try {
           trees.set(frontend.name, listing.treeIn(prefix));
           if (frontend.parsed.kind === 'local') listedAt.set(frontend.name, walkedAt);

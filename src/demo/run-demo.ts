@@ -9,6 +9,7 @@ import { embeddedStatus } from '../db/embedded-server.ts';
 import { LisError } from '../errors.ts';
 import { ImageSys } from '../interface/image-sys.ts';
 import { addFrontend } from '../push/frontend-registry.ts';
+import { FRONTEND_MARKER } from '../push/frontend-root-check.ts';
 import { BAD_PATHS, startSourceServer } from './source-server.ts';
 import { packagePath } from '../util/package-root.ts';
 
@@ -111,7 +112,9 @@ export async function runDemo({ config: base, configFile, dir, photos, database,
       const live = Number(states.find((s) => s.stage === 'live')?.n ?? 0);
       const files = (name: string) => {
         let n = 0;
-        const walk = (d: string) => fs.readdirSync(d, { withFileTypes: true }).forEach((e) => (e.isDirectory() ? walk(path.join(d, e.name)) : n++));
+        // Thumbnails, not the root's own marker.
+        const walk = (d: string) =>
+          fs.readdirSync(d, { withFileTypes: true }).forEach((e) => (e.isDirectory() ? walk(path.join(d, e.name)) : e.name !== FRONTEND_MARKER && n++));
         const dirPath = path.join(root, 'frontends', name);
         if (fs.existsSync(dirPath)) walk(dirPath);
         return n;

@@ -77,7 +77,7 @@ export const FAILURE_REASONS = {
   frontend_down: {
     owner: 'ours',
     retry: 'when_fixed',
-    meaning: "a frontend could not be reached (or a local one's root is missing: not mounted?); only its pushes wait",
+    meaning: "a frontend could not be reached (or a local one's root is missing, or empty and unmarked: not mounted?); only its pushes wait",
   },
   frontend_timeout: { owner: 'ours', retry: 'when_fixed', meaning: 'a frontend stopped answering during a push' },
   frontend_disk_full: { owner: 'ours', retry: 'when_fixed', meaning: "a frontend's disk is full" },

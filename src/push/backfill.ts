@@ -88,6 +88,7 @@ async function backfillFrontend(frontend: Frontend, options: BackfillOptions): P
         config: config.push,
         storeRoot: config.stores.thumbnails,
         limit: options.limit,
+        db,
       });
       for (const row of rows) {
         const outcome = outcomes.get(pushKey(frontend.name, row.id))!;

@@ -1,4 +1,3 @@
-import fs from 'node:fs';
 import path from 'node:path';
 import { LisError } from '../errors.ts';
 
@@ -101,23 +100,4 @@ export function rsyncDestination(t: FrontendTarget): string {
     case 'ssh':
       return slash(formatTarget(t));
   }
-}
-
-/**
- * Why a local frontend cannot be written now, or null when it can (and for
- * remote targets, which rsync reaches and judges itself). Its root is made
- * when the frontend is added (addFrontend), so a missing root means the disk
- * under it is not mounted: writing there would fill the pushing host's own
- * disk (rsync --mkpath would recreate it) and fs_check would read it as empty.
- */
-export function localRootMissing(name: string, target: FrontendTarget): string | null {
-  if (target.kind !== 'local') return null;
-  try {
-    fs.statSync(target.path);
-    return null;
-  } catch (error) {
-    // Only "not there" is an unmounted disk; anything else (a file in its place, no permission) rsync reports in its own words.
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') return null;
-  }
-  return `frontend ${name}'s root ${target.path} is missing (not mounted?)`;
 }

@@ -1,6 +1,7 @@
 import type { PushConfig } from '../config/push-config.ts';
+import type { Db } from '../db/connect.ts';
 import type { Frontend } from './frontend-registry.ts';
-import { localRootMissing } from './frontend-target.ts';
+import { localRootAway, pushedTo } from './frontend-root-check.ts';
 import type { ConcurrencyLimit } from './limit-concurrency.ts';
 import { pushKey, type FrontendRowOutcome, type PushRow } from './push-plan.ts';
 import { buildRsyncInvocation } from './rsync-command.ts';
@@ -27,7 +28,7 @@ export interface FrontendTransfer {
 export async function pushToFrontends(
   plan: Map<string, PushRow[]>,
   frontends: Frontend[],
-  options: { config: PushConfig; storeRoot: string; limit: ConcurrencyLimit },
+  options: { config: PushConfig; storeRoot: string; limit: ConcurrencyLimit; db: Db },
 ): Promise<{ outcomes: Map<string, FrontendRowOutcome>; transfers: FrontendTransfer[] }> {
   const outcomes = new Map<string, FrontendRowOutcome>();
   const byName = new Map(frontends.map((f) => [f.name, f]));
@@ -36,12 +37,12 @@ export async function pushToFrontends(
       const frontend = byName.get(name)!;
       const files = rows.flatMap((r) => r.files);
       const started = performance.now();
-      // A local root gone (its disk not mounted) is that frontend's outage: rsync is not run, as its
-      // --mkpath would recreate the root on this host's disk and the rows would go live without being served.
+      // A local root away (its disk not mounted) is that frontend's outage: rsync is not run, as it would
+      // write to this host's own disk and the rows would go live without being served.
       // Looked at just before rsync would start (a run may wait its turn in the limit for a while).
-      const outcome = await options.limit.run((): Promise<RsyncOutcome> => {
-        const missingRoot = localRootMissing(name, frontend.parsed);
-        if (missingRoot) return Promise.resolve({ ok: false, errorClass: 'frontend_down', exitCode: null, message: missingRoot });
+      const outcome = await options.limit.run(async (): Promise<RsyncOutcome> => {
+        const away = await localRootAway(name, frontend.parsed, () => pushedTo(options.db, name));
+        if (away) return { ok: false, errorClass: 'frontend_down', exitCode: null, message: away };
         return runRsync(buildRsyncInvocation(options.config, frontend.parsed, options.storeRoot, files));
       });
       const seconds = (performance.now() - started) / 1000;

@@ -91,6 +91,7 @@ export class PushWorker implements StageWorker {
       config: config.push,
       storeRoot: config.stores.thumbnails,
       limit: this.options.limit,
+      db,
     });
     for (const t of transfers) {
       if (t.outcome.ok) ctx.log.debug(describeTransfer(t), scope);
