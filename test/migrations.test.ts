@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { sql } from 'kysely';
 import { relistAll } from './helpers/rows.ts';
-import { createDb, migrateToLatest } from '../src/db/connect.ts';
+import { createDb, migrateToLatest, migrator } from '../src/db/connect.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
 describe('migrations', () => {
@@ -47,5 +47,22 @@ describe('migrations', () => {
        WHERE country = 'uk' AND stage = 'download' AND store_host = '' AND priority = 0 AND id > 0 AND next_attempt_at <= now()
        ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED`.execute(t.db);
     assert.match(rows.map((r) => r['QUERY PLAN']).join('\n'), /Index Scan using claimable_rows_claim/);
+  });
+
+  it("gives each row's same-error streak its own class: the last error's, where there is a streak", async () => {
+    const before = await migrator(t.db).migrateTo('2026-11-30T01-alerts-delivered');
+    assert.equal(before.error, undefined);
+    await sql`INSERT INTO live_images (country, datasource_id, image_url, same_error_count, last_error_class) VALUES
+                ('uk', 1, 'http://a.com/streak.jpg', 3, 'timeout'),
+                ('uk', 1, 'http://a.com/deferred-only.jpg', 0, 'store_paused'),
+                ('uk', 1, 'http://a.com/new.jpg', 0, NULL)`.execute(t.db);
+    await migrateToLatest(t.db);
+    const { rows } = await sql<{ image_url: string; streak_class: string | null }>`
+      SELECT image_url, streak_class FROM live_images ORDER BY id`.execute(t.db);
+    assert.deepEqual(rows, [
+      { image_url: 'http://a.com/streak.jpg', streak_class: 'timeout' },
+      { image_url: 'http://a.com/deferred-only.jpg', streak_class: null },
+      { image_url: 'http://a.com/new.jpg', streak_class: null },
+    ]);
   });
 });

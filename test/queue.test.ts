@@ -9,6 +9,9 @@ import { decideFailures, failRows } from '../src/queue/fail-rows.ts';
 import { finishRows } from '../src/queue/finish-rows.ts';
 import { releaseRows } from '../src/queue/release-rows.ts';
 import { claimHostFor, runDaemon, type StageWorker } from '../src/daemon/run-daemon.ts';
+import { parkBadRetryJobs } from '../src/manager/bad-retry-jobs.ts';
+import { claimRow } from '../src/queue/claim-row.ts';
+import { deferRows } from '../src/queue/defer-rows.ts';
 import { countBy, insertUrls, relistAll } from './helpers/rows.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
@@ -265,6 +268,89 @@ describe('queue', () => {
     await failRows(t.db, 'w', [{ id: a.id, attempts: rows[0].attempts, reason: 'timed out', errorClass: 'timeout', retryable: true }], policy);
     const final = await t.db.selectFrom('live_images').select(['state', 'attempts', 'last_error']).where('id', '=', a.id).executeTakeFirstOrThrow();
     assert.deepEqual(final, { state: 'failed', attempts: 3, last_error: 'timed out' });
+  });
+
+  describe('the same-error streak (manager.sameReasonLimit)', () => {
+    // Attempts to spare and no backoff: only the streak can park a row here, and each try may follow at once.
+    const streakPolicy = { maxAttempts: 100, backoff: { baseSeconds: 0, maxSeconds: 0, jitter: 0 } };
+    const timeout = { reason: 'timed out after 30 s', errorClass: 'timeout' };
+    const refused = { reason: 'connection refused', errorClass: 'connection' };
+    const storeFull = { reason: 'store /srv/originals is 97% full', errorClass: 'store_paused' };
+
+    /** One try of the row: claimed by id as a worker would, then failed by its source or given back for our fault. */
+    async function tryRow(id: string, outcome: { reason: string; errorClass: string }, ours = false): Promise<void> {
+      const row = await claimRow(t.db, id, 'w', '');
+      assert.ok(row, `row ${id} is claimable for the next try`);
+      if (ours) assert.equal(await deferRows(t.db, 'w', [{ id, ...outcome, delaySeconds: 0 }]), 1);
+      else assert.equal((await failRows(t.db, 'w', [{ id, attempts: row.attempts, ...outcome, retryable: true }], streakPolicy)).updated, 1);
+    }
+
+    async function rowState(id: string) {
+      return t.db.selectFrom('live_images').select(['state', 'attempts', 'last_error', 'last_error_class']).where('id', '=', id).executeTakeFirstOrThrow();
+    }
+
+    async function oneRow(): Promise<string> {
+      await insertUrls(t.db, 'uk', 1);
+      return (await t.db.selectFrom('live_images').select('id').executeTakeFirstOrThrow()).id;
+    }
+
+    it('a deferral between the same source failures neither resets nor extends the streak: A, A, ours, A reaches the limit', async () => {
+      const id = await oneRow();
+      await tryRow(id, timeout);
+      await tryRow(id, timeout);
+      await tryRow(id, storeFull, true);
+      // Two of the source's failures, shown as our fault for now: not parked, and the deferral added nothing.
+      assert.equal((await parkBadRetryJobs(t.db, { maxAttempts: 100, sameReasonLimit: 3 })).sameReason, 0);
+      assert.deepEqual(await rowState(id), { state: 'waiting', attempts: 2, last_error: storeFull.reason, last_error_class: 'store_paused' });
+      await tryRow(id, timeout);
+      assert.equal((await parkBadRetryJobs(t.db, { maxAttempts: 100, sameReasonLimit: 3 })).sameReason, 1);
+      assert.deepEqual(await rowState(id), {
+        state: 'failed',
+        attempts: 3,
+        last_error: `failed 3 times in a row: ${timeout.reason}`,
+        last_error_class: 'timeout',
+      });
+    });
+
+    it('a source failure of another class after a deferral starts a new streak: A, A, ours, B counts B once', async () => {
+      const id = await oneRow();
+      await tryRow(id, timeout);
+      await tryRow(id, timeout);
+      await tryRow(id, storeFull, true);
+      await tryRow(id, refused);
+      assert.equal((await parkBadRetryJobs(t.db, { maxAttempts: 100, sameReasonLimit: 3 })).sameReason, 0, 'one refusal is no streak of 3');
+      await tryRow(id, refused);
+      await tryRow(id, storeFull, true);
+      await tryRow(id, refused);
+      assert.equal((await parkBadRetryJobs(t.db, { maxAttempts: 100, sameReasonLimit: 3 })).sameReason, 1);
+      assert.deepEqual(await rowState(id), {
+        state: 'failed',
+        attempts: 5,
+        last_error: `failed 3 times in a row: ${refused.reason}`,
+        last_error_class: 'connection',
+      });
+    });
+
+    it('deferrals alone never park a row, however many, before or after a failure of the source', async () => {
+      await insertUrls(t.db, 'uk', 2);
+      const [fresh, once] = (await t.db.selectFrom('live_images').select('id').orderBy('id').execute()).map((r) => r.id);
+      await tryRow(once, timeout);
+      for (let i = 0; i < 4; i++) {
+        await tryRow(fresh, storeFull, true);
+        await tryRow(once, storeFull, true);
+      }
+      assert.deepEqual(await parkBadRetryJobs(t.db, { maxAttempts: 100, sameReasonLimit: 2 }), {
+        outOfAttempts: 0,
+        sameReason: 0,
+        originalMissing: 0,
+        thumbnailsMissing: 0,
+      });
+      assert.deepEqual(await countBy(t.db), { 'download/waiting': 2 });
+      // The one source failure before them is still one: a second makes the streak of 2.
+      await tryRow(once, timeout);
+      assert.equal((await parkBadRetryJobs(t.db, { maxAttempts: 100, sameReasonLimit: 2 })).sameReason, 1);
+      assert.equal((await rowState(once)).state, 'failed');
+    });
   });
 
   it('backoff doubles, is capped, and spreads by its jitter', () => {

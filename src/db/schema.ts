@@ -33,8 +33,13 @@ export interface LiveImagesTable {
   last_error_class: string | null;
   last_seen: Timestamp;
   updated_at: Timestamp;
-  /** Failures in a row with the same last_error_class. */
+  /**
+   * Failures in a row of class `streak_class` (failRows). Rows given back for our fault (deferRows) change
+   * last_error_class but neither reset nor extend the streak; a failure of another class starts a new one.
+   */
   same_error_count: Defaulted<number>;
+  /** The class of the current streak; null when there is none (same_error_count 0). */
+  streak_class: string | null;
   /** lis_downloadd: SHA-256 hex of the original's bytes; identical images at different URLs share it. */
   content_hash: string | null;
   /** lis_downloadd: validators the server sent, for conditional requests on refresh. */

@@ -45,8 +45,9 @@ export async function parkBadRetryJobs(db: Db, options: { maxAttempts: number; s
   });
   const except = FRONTEND_ERROR_CLASSES;
   const outOfAttempts = await giveUpRows(db, { country: options.country, minAttempts: options.maxAttempts, exceptErrorClasses: except });
-  // A streak is the source's failing again and again; a row last given back for our own fault (deferRows
-  // keeps its streak) is not parked now, under our reason, and its source is judged on its next try.
+  // A streak is the source's failing again and again (same_error_count of streak_class, which deferRows
+  // leaves alone); a row last given back for our own fault is not parked now, under our reason, and its
+  // source is judged on its next try: the same failure again parks it, another starts a new streak.
   const sameReason = await giveUpRows(db, {
     country: options.country,
     minSameErrors: options.sameReasonLimit,

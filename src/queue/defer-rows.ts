@@ -16,7 +16,9 @@ export interface DeferredRow {
 /**
  * Gives rows back unharmed: unlocked and claimable again after their delay,
  * with the reason shown, but no attempt counted and the same-error streak
- * left as it was, so nothing ever becomes permanent or parked for our fault.
+ * left as it was (failRows counts it by streak_class, not by the class shown
+ * here), so nothing ever becomes permanent or parked for our fault, and our
+ * hiccups between a source's failures neither reset nor extend its streak.
  * Only rows this worker still holds are touched; returns how many.
  */
 export async function deferRows(db: Db, workerId: string, rows: DeferredRow[]): Promise<number> {

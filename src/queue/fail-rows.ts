@@ -72,7 +72,9 @@ export async function failRows(
            next_attempt_at = now() + make_interval(secs => v.delay),
            last_error = left(v.reason, 2000),
            last_error_class = v.error_class,
-           same_error_count = CASE WHEN li.last_error_class = v.error_class THEN li.same_error_count + 1 ELSE 1 END,
+           -- The streak's own class, not last_error_class: a deferral since (deferRows) shows ours there.
+           same_error_count = CASE WHEN li.streak_class = v.error_class THEN li.same_error_count + 1 ELSE 1 END,
+           streak_class = v.error_class,
            locked_by = NULL, locked_at = NULL,
            updated_at = now()
       FROM locked AS v

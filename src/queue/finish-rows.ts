@@ -64,7 +64,7 @@ export async function finishRows(db: Db, workerId: string, stage: WorkStage, row
            state = CASE WHEN v.to_stage = 'live' THEN 'done' ELSE 'waiting' END,
            locked_by = NULL, locked_at = NULL,
            attempts = 0, next_attempt_at = now(),
-           last_error = NULL, last_error_class = NULL, same_error_count = 0,
+           last_error = NULL, last_error_class = NULL, same_error_count = 0, streak_class = NULL,
            updated_at = now()
       FROM locked AS v
      WHERE li.id = v.id

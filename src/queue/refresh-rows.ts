@@ -20,7 +20,7 @@ export async function refreshRows(db: Db, options: { country: string; olderThanD
            ORDER BY r.downloaded_at NULLS FIRST, r.id
            LIMIT ${options.limit ?? 1_000_000_000}))
         AND li.stage = 'live' AND li.state = 'done' AND li.locked_by IS NULL`,
-    sql`stage = 'download', state = 'waiting', store_host = '', attempts = 0, same_error_count = 0, next_attempt_at = now(),
+    sql`stage = 'download', state = 'waiting', store_host = '', attempts = 0, same_error_count = 0, streak_class = NULL, next_attempt_at = now(),
         last_error = NULL, last_error_class = NULL`,
   );
 }

@@ -17,7 +17,7 @@ function repairRules(staleWorkerSeconds: number): Record<string, { where: RawBui
     },
     no_image_data_after_thumbnail: {
       where: sql`li.stage IN ('push', 'live') AND li.image_data IS NULL AND li.locked_by IS NULL AND li.state <> 'parked'`,
-      set: sql`stage = 'thumbnail', state = 'waiting', attempts = 0, next_attempt_at = now()`,
+      set: sql`stage = 'thumbnail', state = 'waiting', attempts = 0, same_error_count = 0, streak_class = NULL, next_attempt_at = now()`,
     },
     locked_but_not_claimable: { where: sql`li.locked_by IS NOT NULL AND li.state <> 'waiting'`, set: sql`locked_by = NULL, locked_at = NULL` },
     locked_by_unknown_worker: {

@@ -16,6 +16,6 @@ export async function retryFailedRows(db: Db, filter: RetryFilter): Promise<numb
     db,
     sql`li.state = 'failed' AND li.country = ${filter.country} AND ${optionalFilter('last_error_class', filter.reason)}
         AND ${optionalFilter('datasource_id', filter.datasourceId)} AND ${optionalFilter('stage', filter.stage)}`,
-    sql`state = 'waiting', attempts = 0, same_error_count = 0, next_attempt_at = now()`,
+    sql`state = 'waiting', attempts = 0, same_error_count = 0, streak_class = NULL, next_attempt_at = now()`,
   );
 }

@@ -31,6 +31,6 @@ export async function reworkRows(db: Db, to: 'thumbnail' | 'push', filter: Rewor
              AND ${filter.ids === undefined ? sql`true` : sql`r.id = ANY(${filter.ids}::bigint[])`}
            ORDER BY r.id LIMIT ${filter.limit ?? 1_000_000_000}))
         AND li.stage = 'live' AND li.state = 'done' AND li.locked_by IS NULL`,
-    sql`stage = ${to}, state = 'waiting', attempts = 0, same_error_count = 0, next_attempt_at = now(), last_error = NULL, last_error_class = NULL`,
+    sql`stage = ${to}, state = 'waiting', attempts = 0, same_error_count = 0, streak_class = NULL, next_attempt_at = now(), last_error = NULL, last_error_class = NULL`,
   );
 }

@@ -23,7 +23,7 @@ export async function sendBackRows(db: Db, s: SendBack): Promise<number> {
   return moveRows(
     db,
     s.where,
-    sql`stage = ${s.to}, state = 'waiting', attempts = 0, same_error_count = 0, next_attempt_at = now(),
+    sql`stage = ${s.to}, state = 'waiting', attempts = 0, same_error_count = 0, streak_class = NULL, next_attempt_at = now(),
         ${s.to === 'download' ? sql`store_host = '',` : sql``}
         locked_by = NULL, locked_at = NULL, last_error = ${value(s.reason)}, last_error_class = ${value(s.errorClass)}`,
   );

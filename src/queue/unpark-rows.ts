@@ -7,6 +7,6 @@ export async function unparkDatasourceRows(db: Db, country: string, datasourceId
   return moveRows(
     db,
     sql`li.country = ${country} AND li.datasource_id = ${datasourceId} AND li.state = 'parked' AND li.last_error_class IS DISTINCT FROM 'expired'`,
-    sql`state = 'waiting', attempts = 0, same_error_count = 0, next_attempt_at = now()`,
+    sql`state = 'waiting', attempts = 0, same_error_count = 0, streak_class = NULL, next_attempt_at = now()`,
   );
 }
