@@ -355,6 +355,29 @@ describe('lis_managerd', () => {
     assert.deepEqual(await redownloadFromGoneHosts(t.db, 24, 'testhost'), [], 'handled once');
   });
 
+  it("a manager run with --country sends back only its country's rows from a gone host; the other country's manager does its own", async () => {
+    await insertUrls(t.db, 'uk', 3);
+    await insertUrls(t.db, 'de', 2);
+    await sql`UPDATE live_images SET stage = 'push', store_host = 'oldhost'`.execute(t.db);
+    await relistAll(t.db);
+    await sql`INSERT INTO workers (id, component, host, pid, heartbeat_at, stopped_at) VALUES ('oldhost:1', 'thumbnaild', 'oldhost', 1, now() - interval '3 days', now() - interval '3 days')`.execute(
+      t.db,
+    );
+    assert.deepEqual(await redownloadFromGoneHosts(t.db, 24, 'testhost', 'uk'), [{ host: 'oldhost', rows: 3 }]);
+    assert.deepEqual(await countBy(t.db, sql`country = 'uk'`), { 'download/waiting': 3 });
+    assert.deepEqual(await countBy(t.db, sql`country = 'de'`), { 'push/waiting': 2 }, "the other country's rows are not this manager's");
+    assert.deepEqual(await redownloadFromGoneHosts(t.db, 24, 'testhost', 'uk'), [], 'handled once for uk');
+    // The de manager is not kept from its own rows by the uk manager's handling of the host.
+    assert.deepEqual(await redownloadFromGoneHosts(t.db, 24, 'testhost', 'de'), [{ host: 'oldhost', rows: 2 }]);
+    assert.deepEqual(await countBy(t.db), { 'download/waiting': 5 });
+    assert.deepEqual(await redownloadFromGoneHosts(t.db, 24, 'testhost', 'de'), [], 'handled once for de');
+    const events = await t.db.selectFrom('manager_events').select(['country', 'subject', 'rows']).where('check_name', '=', 'host_gone').orderBy('id').execute();
+    assert.deepEqual(events, [
+      { country: 'uk', subject: 'oldhost', rows: 3 },
+      { country: 'de', subject: 'oldhost', rows: 2 },
+    ]);
+  });
+
   it('`lis_managerd --check` runs one check by hand; `lis worker-report` lists the workers', async function () {
     this.timeout(60_000);
     await insertUrls(t.db, 'uk', 50);

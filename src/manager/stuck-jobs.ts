@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
 import { releaseAllHeldBy } from '../queue/release-rows.ts';
+import { optionalFilter } from '../queue/move-rows.ts';
 import { sendBackRows } from '../queue/send-back-rows.ts';
 import { recordEvent } from './manager-events.ts';
 
@@ -72,27 +73,38 @@ export async function releaseStuckJobs(db: Db, staleSeconds: number, country?: s
 /**
  * Rows whose files sit only in the stores of a host that has been gone for
  * `goneHours` (no worker of it has beaten since) are sent back to download,
- * where a live host will fetch them again. Each gone host is handled once
- * (an event records it); shared stores (store_host '') are never affected.
+ * where a live host will fetch them again: only the rows of `country` when
+ * given (a manager run with --country acts on its country alone, as its other
+ * checks do). Each gone host is handled once per country (an event records it,
+ * with the country; one recorded for all countries covers each); shared stores
+ * (store_host '') are never affected.
  */
-export async function redownloadFromGoneHosts(db: Db, goneHours: number, thisHost: string): Promise<Array<{ host: string; rows: number }>> {
+export async function redownloadFromGoneHosts(db: Db, goneHours: number, thisHost: string, country?: string): Promise<Array<{ host: string; rows: number }>> {
+  const handled = country === undefined ? sql`e.country IS NULL` : sql`(e.country IS NULL OR e.country = ${country})`;
   const { rows: gone } = await sql<{ host: string }>`
     SELECT w.host FROM workers w
      WHERE w.host <> ${thisHost}
      GROUP BY w.host
     HAVING max(w.heartbeat_at) < now() - make_interval(hours => ${goneHours}::int)
        AND NOT EXISTS (SELECT 1 FROM manager_events e
-                        WHERE e.check_name = 'host_gone' AND e.subject = w.host AND e.at > max(w.heartbeat_at))`.execute(db);
+                        WHERE e.check_name = 'host_gone' AND e.subject = w.host AND ${handled} AND e.at > max(w.heartbeat_at))`.execute(db);
   const out: Array<{ host: string; rows: number }> = [];
   for (const { host } of gone) {
     const rows = await sendBackRows(db, {
-      where: sql`li.store_host = ${host} AND li.stage IN ('thumbnail', 'push') AND li.state IN ('waiting', 'failed')`,
+      where: sql`li.store_host = ${host} AND ${optionalFilter('country', country)} AND li.stage IN ('thumbnail', 'push') AND li.state IN ('waiting', 'failed')`,
       to: 'download',
       reason: sql`'files were on ' || li.store_host || ', gone for over ' || ${goneHours}::text || 'h'`,
       errorClass: 'host_gone',
     });
     out.push({ host, rows });
-    await recordEvent(db, { check: 'host_gone', subject: host, rows, detail: `host ${host} gone for over ${goneHours}h: ${rows} rows sent back to download` });
+    const scope = country === undefined ? '' : ` of ${country}`;
+    await recordEvent(db, {
+      check: 'host_gone',
+      country,
+      subject: host,
+      rows,
+      detail: `host ${host} gone for over ${goneHours}h: ${rows} rows${scope} sent back to download`,
+    });
   }
   return out;
 }
