@@ -11,7 +11,8 @@ import { closeLogger, createLogger } from '../src/log/create-logger.ts';
 import { recordEvent } from '../src/manager/manager-events.ts';
 import { runCheck } from '../src/manager/run-check.ts';
 import { parseConfig } from '../src/config/load-config.ts';
-import { spawnTs } from './helpers/processes.ts';
+import { createDb, type Db } from '../src/db/connect.ts';
+import { spawnTs, waitFor } from './helpers/processes.ts';
 import { startSmtpSink, type SmtpSink } from './helpers/smtp-sink.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
@@ -88,10 +89,10 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
     },
   });
 
-  async function check(config: LisConfig): Promise<string> {
+  async function check(config: LisConfig, db: Db = t.db): Promise<string> {
     const log = createLogger({ component: 'managerd', log: config.log, screen: false });
     try {
-      return await runCheck('alerts', { config, db: t.db, log });
+      return await runCheck('alerts', { config, db, log });
     } finally {
       await closeLogger(log);
     }
@@ -147,6 +148,45 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
       assert.equal(smtp.mails.length, 6);
       assert.equal(hook.received.length, 6);
     } finally {
+      hook.close();
+    }
+  });
+
+  it('two managers (two hosts) running the alerts check at the same moment send alerts.maxPerHour between them, not each', async () => {
+    await troubles(t);
+    const hook = await startHook();
+    // Each manager on a pool of its own, as on two hosts.
+    const holder = createDb(t.url, 1);
+    const second = createDb(t.url, 2);
+    try {
+      const config = configWith({ maxPerHour: 2, webhookUrl: hook.url('/alerts') });
+      // alerts_sent is held against writes (reads go on) until both managers wait to write it: each has read what
+      // it reads before its first claim, so neither can have seen the other's claims. Forced, not hoped for.
+      const both = await holder.transaction().execute(async (trx) => {
+        await sql`LOCK TABLE alerts_sent IN SHARE MODE`.execute(trx);
+        const runs = Promise.all([check({ ...config, host: 'm1' }), check({ ...config, host: 'm2' }, second)]);
+        await waitFor(
+          async () => {
+            const { rows } = await sql`SELECT 1 FROM pg_stat_activity WHERE datname = ${t.name} AND wait_event_type = 'Lock'`.execute(t.db);
+            return rows.length === 2;
+          },
+          20_000,
+          'both managers to wait to claim',
+        );
+        // Wrapped: a promise returned as such would be awaited before the commit that lets the runs go on.
+        return { runs };
+      });
+      const [a, b] = await both.runs;
+      const sent = (r: string) => Number(/^alerts: (\d+) sent/.exec(r)![1]);
+      assert.equal(sent(a) + sent(b), 2, `${a}\n${b}`);
+      assert.equal(smtp.mails.length, 2);
+      assert.equal(hook.received.length, 2);
+      const claims = await t.db.selectFrom('alerts_sent').select(['key', 'delivered_at']).execute();
+      assert.equal(claims.length, 2, JSON.stringify(claims));
+      assert.ok(claims.every((c) => c.delivered_at));
+    } finally {
+      await holder.destroy();
+      await second.destroy();
       hook.close();
     }
   });

@@ -355,6 +355,65 @@ describe('lis_managerd', () => {
     assert.deepEqual(await redownloadFromGoneHosts(t.db, 24, 'testhost'), [], 'handled once');
   });
 
+  it("a manager run with --country sends back only its country's rows from a gone host; the other country's manager does its own", async () => {
+    await insertUrls(t.db, 'uk', 3);
+    await insertUrls(t.db, 'de', 2);
+    await sql`UPDATE live_images SET stage = 'push', store_host = 'oldhost'`.execute(t.db);
+    await relistAll(t.db);
+    await sql`INSERT INTO workers (id, component, host, pid, heartbeat_at, stopped_at) VALUES ('oldhost:1', 'thumbnaild', 'oldhost', 1, now() - interval '3 days', now() - interval '3 days')`.execute(
+      t.db,
+    );
+    assert.deepEqual(await redownloadFromGoneHosts(t.db, 24, 'testhost', 'uk'), [{ host: 'oldhost', rows: 3 }]);
+    assert.deepEqual(await countBy(t.db, sql`country = 'uk'`), { 'download/waiting': 3 });
+    assert.deepEqual(await countBy(t.db, sql`country = 'de'`), { 'push/waiting': 2 }, "the other country's rows are not this manager's");
+    assert.deepEqual(await redownloadFromGoneHosts(t.db, 24, 'testhost', 'uk'), [], 'handled once for uk');
+    // The de manager is not kept from its own rows by the uk manager's handling of the host.
+    assert.deepEqual(await redownloadFromGoneHosts(t.db, 24, 'testhost', 'de'), [{ host: 'oldhost', rows: 2 }]);
+    assert.deepEqual(await countBy(t.db), { 'download/waiting': 5 });
+    assert.deepEqual(await redownloadFromGoneHosts(t.db, 24, 'testhost', 'de'), [], 'handled once for de');
+    const events = await t.db.selectFrom('manager_events').select(['country', 'subject', 'rows']).where('check_name', '=', 'host_gone').orderBy('id').execute();
+    assert.deepEqual(events, [
+      { country: 'uk', subject: 'oldhost', rows: 3 },
+      { country: 'de', subject: 'oldhost', rows: 2 },
+    ]);
+  });
+
+  it('two managers (two hosts) finding the same gone host at once send its rows back once and record it once', async () => {
+    await insertUrls(t.db, 'uk', 3);
+    await sql`UPDATE live_images SET stage = 'push', store_host = 'oldhost'`.execute(t.db);
+    await relistAll(t.db);
+    await sql`INSERT INTO workers (id, component, host, pid, heartbeat_at, stopped_at) VALUES ('oldhost:1', 'thumbnaild', 'oldhost', 1, now() - interval '3 days', now() - interval '3 days')`.execute(
+      t.db,
+    );
+    // The gone host's rows are held here until both managers wait (on them, or on each other): both have found the
+    // host gone before either has sent anything back or recorded it.
+    const holder = createDb(t.url, 1);
+    const second = createDb(t.url, 1);
+    try {
+      const both = await holder.transaction().execute(async (trx) => {
+        await sql`SELECT 1 FROM live_images FOR UPDATE`.execute(trx);
+        const runs = Promise.all([redownloadFromGoneHosts(t.db, 24, 'testhost'), redownloadFromGoneHosts(second, 24, 'testhost')]);
+        await waitFor(
+          async () => {
+            const { rows } = await sql`SELECT 1 FROM pg_stat_activity WHERE datname = ${t.name} AND wait_event_type = 'Lock'`.execute(t.db);
+            return rows.length === 2;
+          },
+          20_000,
+          'both managers to wait on the gone host',
+        );
+        // Wrapped: a promise returned as such would be awaited before the commit that lets the runs go on.
+        return { runs };
+      });
+      assert.deepEqual((await both.runs).flat(), [{ host: 'oldhost', rows: 3 }]);
+    } finally {
+      await holder.destroy();
+      await second.destroy();
+    }
+    assert.deepEqual(await countBy(t.db), { 'download/waiting': 3 });
+    const events = await t.db.selectFrom('manager_events').select(['subject', 'rows']).where('check_name', '=', 'host_gone').execute();
+    assert.deepEqual(events, [{ subject: 'oldhost', rows: 3 }]);
+  });
+
   it('`lis_managerd --check` runs one check by hand; `lis worker-report` lists the workers', async function () {
     this.timeout(60_000);
     await insertUrls(t.db, 'uk', 50);

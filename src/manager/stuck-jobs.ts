@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
 import { releaseAllHeldBy } from '../queue/release-rows.ts';
+import { optionalFilter } from '../queue/move-rows.ts';
 import { sendBackRows } from '../queue/send-back-rows.ts';
 import { recordEvent } from './manager-events.ts';
 
@@ -69,30 +70,60 @@ export async function releaseStuckJobs(db: Db, staleSeconds: number, country?: s
   return released;
 }
 
+/** Advisory-lock namespace of host_gone ('gone'), keyed by the host: one manager at a time handles a gone host. */
+const GONE_LOCK = 0x676f6e65;
+
 /**
- * Rows whose files sit only in the stores of a host that has been gone for
- * `goneHours` (no worker of it has beaten since) are sent back to download,
- * where a live host will fetch them again. Each gone host is handled once
- * (an event records it); shared stores (store_host '') are never affected.
+ * Hosts other than `thisHost` none of whose workers has beaten for `goneHours`, not yet handled for this scope
+ * since: a host_gone event for all countries covers every scope, one for a country covers that country's.
  */
-export async function redownloadFromGoneHosts(db: Db, goneHours: number, thisHost: string): Promise<Array<{ host: string; rows: number }>> {
-  const { rows: gone } = await sql<{ host: string }>`
+function goneHosts(db: Db, goneHours: number, thisHost: string, country: string | undefined, only?: string) {
+  const handled = country === undefined ? sql`e.country IS NULL` : sql`(e.country IS NULL OR e.country = ${country})`;
+  return sql<{ host: string }>`
     SELECT w.host FROM workers w
-     WHERE w.host <> ${thisHost}
+     WHERE w.host <> ${thisHost} AND ${only === undefined ? sql`true` : sql`w.host = ${only}`}
      GROUP BY w.host
     HAVING max(w.heartbeat_at) < now() - make_interval(hours => ${goneHours}::int)
        AND NOT EXISTS (SELECT 1 FROM manager_events e
-                        WHERE e.check_name = 'host_gone' AND e.subject = w.host AND e.at > max(w.heartbeat_at))`.execute(db);
+                        WHERE e.check_name = 'host_gone' AND e.subject = w.host AND ${handled} AND e.at > max(w.heartbeat_at))`.execute(db);
+}
+
+/**
+ * Rows whose files sit only in the stores of a host that has been gone for
+ * `goneHours` (no worker of it has beaten since) are sent back to download,
+ * where a live host will fetch them again: only the rows of `country` when
+ * given (a manager run with --country acts on its country alone, as its other
+ * checks do). Each gone host is handled once per country (an event records it,
+ * with the country; one recorded for all countries covers each); shared stores
+ * (store_host '') are never affected.
+ */
+export async function redownloadFromGoneHosts(db: Db, goneHours: number, thisHost: string, country?: string): Promise<Array<{ host: string; rows: number }>> {
+  const { rows: gone } = await goneHosts(db, goneHours, thisHost, country);
   const out: Array<{ host: string; rows: number }> = [];
   for (const { host } of gone) {
-    const rows = await sendBackRows(db, {
-      where: sql`li.store_host = ${host} AND li.stage IN ('thumbnail', 'push') AND li.state IN ('waiting', 'failed')`,
-      to: 'download',
-      reason: sql`'files were on ' || li.store_host || ', gone for over ' || ${goneHours}::text || 'h'`,
-      errorClass: 'host_gone',
+    // One transaction for the send-back and its event, under the host's lock, asking again whether the host
+    // is gone and unhandled: two managers (two hosts) that found it gone at the same moment both sent back
+    // (the second 0 rows) and both recorded and logged it.
+    const rows = await db.transaction().execute(async (trx) => {
+      await sql`SELECT pg_advisory_xact_lock(${GONE_LOCK}::int, hashtext(${host}))`.execute(trx);
+      if ((await goneHosts(trx, goneHours, thisHost, country, host)).rows.length === 0) return null;
+      const count = await sendBackRows(trx, {
+        where: sql`li.store_host = ${host} AND ${optionalFilter('country', country)} AND li.stage IN ('thumbnail', 'push') AND li.state IN ('waiting', 'failed')`,
+        to: 'download',
+        reason: sql`'files were on ' || li.store_host || ', gone for over ' || ${goneHours}::text || 'h'`,
+        errorClass: 'host_gone',
+      });
+      const scope = country === undefined ? '' : ` of ${country}`;
+      await recordEvent(trx, {
+        check: 'host_gone',
+        country,
+        subject: host,
+        rows: count,
+        detail: `host ${host} gone for over ${goneHours}h: ${count} rows${scope} sent back to download`,
+      });
+      return count;
     });
-    out.push({ host, rows });
-    await recordEvent(db, { check: 'host_gone', subject: host, rows, detail: `host ${host} gone for over ${goneHours}h: ${rows} rows sent back to download` });
+    if (rows !== null) out.push({ host, rows });
   }
   return out;
 }
