@@ -363,7 +363,19 @@ describe('lis_managerd', () => {
     await sql`INSERT INTO workers (id, component, host, pid, heartbeat_at, stopped_at) VALUES ('oldhost:1', 'thumbnaild', 'oldhost', 1, now() - interval '3 days', now() - interval '3 days')`.execute(
       t.db,
     );
-    assert.deepEqual(await redownloadFromGoneHosts(t.db, 24, 'testhost', 'uk'), [{ host: 'oldhost', rows: 3 }]);
+    // As lis_managerd --country uk runs it: through its stuck_jobs check.
+    const log = createLogger({ component: 'managerd', log: t.config.log, screen: false });
+    try {
+      const summary = await runCheck('stuck_jobs', {
+        config: { ...t.config, manager: { ...t.config.manager, hostGoneHours: 24 } },
+        db: t.db,
+        log,
+        country: 'uk',
+      });
+      assert.match(summary, /1 gone hosts, 3 rows to download again$/);
+    } finally {
+      await closeLogger(log);
+    }
     assert.deepEqual(await countBy(t.db, sql`country = 'uk'`), { 'download/waiting': 3 });
     assert.deepEqual(await countBy(t.db, sql`country = 'de'`), { 'push/waiting': 2 }, "the other country's rows are not this manager's");
     assert.deepEqual(await redownloadFromGoneHosts(t.db, 24, 'testhost', 'uk'), [], 'handled once for uk');

@@ -32,7 +32,7 @@ export async function runCheck(check: Check, ctx: CheckContext): Promise<string>
         config.queue.progressTimeoutSeconds + config.manager.staleWorkerSeconds,
       );
       for (const w of released) log.warn(`Released ${w.rows} rows held by ${w.workerId} (${w.component} on ${w.host}, silent for ${w.silentSeconds}s)`, scope);
-      const gone = config.stores.shared ? [] : await redownloadFromGoneHosts(db, config.manager.hostGoneHours, config.host);
+      const gone = config.stores.shared ? [] : await redownloadFromGoneHosts(db, config.manager.hostGoneHours, config.host, country);
       for (const g of gone) log.warn(`Host ${g.host} gone for over ${config.manager.hostGoneHours}h: ${g.rows} rows sent back to download`, scope);
       const rows = released.reduce((n, w) => n + w.rows, 0);
       return `stuck_jobs: ${released.length} dead workers, ${rows} rows released; ${gone.length} gone hosts, ${gone.reduce((n, g) => n + g.rows, 0)} rows to download again`;
