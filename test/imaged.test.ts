@@ -8,6 +8,8 @@ import { sql } from 'kysely';
 import { lis_hash_for_url } from '../src/hash/image-hash.ts';
 import { lockImageRow } from '../src/imaged/image-row.ts';
 import { enqueueRows } from '../src/queue/enqueue-rows.ts';
+import { insertOriginRow } from '../src/queue/origin-rows.ts';
+import { disableDatasource } from '../src/manager/datasource-switch.ts';
 import { thumbnailRelativePath, thumbnailStorePath } from '../src/store/store-layout.ts';
 import { runDaemon, type RunTotals } from '../src/daemon/run-daemon.ts';
 import { DownloadWorker } from '../src/download/download-worker.ts';
@@ -425,6 +427,38 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     await daemon;
     await waitFor(async () => (await count()) === 0, 10_000, 'the missed row to be deleted');
     assert.equal(origin.hits.get('/raced.jpg'), 1, 'fetched once, by the daemon');
+  });
+
+  it("an origin key's row goes in through the queue's one insert: new, it is queued as enqueueRows queues a URL; known, it is left untouched", async () => {
+    t = await createTestDatabase({ overrides: { download: TEST_DOWNLOAD, thumbnail: { presets: PRESETS } } });
+    await disableDatasource(t.db, 'uk', 4, 'test');
+    const state = (url: string) =>
+      t.db
+        .selectFrom('live_images')
+        .select(['id', 'datasource_id', 'stage', 'state', sql<boolean>`last_seen < now() - interval '1 day'`.as('old')])
+        .where('image_url', '=', url)
+        .executeTakeFirst();
+    const listed = async (id: string) => (await t.db.selectFrom('claimable_rows').select('stage').where('id', '=', id).execute()).map((r) => r.stage);
+
+    // New: its datasource row made first, the row queued in download and listed for the download daemons.
+    const id = await insertOriginRow(t.db, 'uk', 3, 's3://photos/new.jpg');
+    assert.ok(id);
+    assert.deepEqual(await state('s3://photos/new.jpg'), { id, datasource_id: 3, stage: 'download', state: 'waiting', old: false });
+    assert.deepEqual(await listed(id), ['download']);
+    assert.ok(await t.db.selectFrom('datasources').select('enabled').where('datasource_id', '=', 3).executeTakeFirst());
+    // Asked again: already there, so not this call's.
+    assert.equal(await insertOriginRow(t.db, 'uk', 3, 's3://photos/new.jpg'), null);
+    // A disabled datasource's new row is parked by the insert's trigger, and listed for nobody.
+    const parked = await insertOriginRow(t.db, 'uk', 4, 's3://photos/parked.jpg');
+    assert.deepEqual(await state('s3://photos/parked.jpg'), { id: parked, datasource_id: 4, stage: 'download', state: 'parked', old: false });
+    assert.deepEqual(await listed(parked!), []);
+    // The ETL's row, last seen two days ago: a request does not count as the ETL seeing it (the purge goes by that).
+    await enqueueRows(t.db, 'uk', [{ datasourceId: 3, url: 's3://photos/etl.jpg' }]);
+    await sql`UPDATE live_images SET last_seen = now() - interval '2 days' WHERE image_url = 's3://photos/etl.jpg'`.execute(t.db);
+    const etl = await state('s3://photos/etl.jpg');
+    assert.equal(await insertOriginRow(t.db, 'uk', 5, 's3://photos/etl.jpg'), null);
+    assert.deepEqual(await state('s3://photos/etl.jpg'), etl);
+    assert.equal(etl?.old, true);
   });
 
   it("makes nothing for a preset name that is a member of Object's prototype (`_constructor.jpg`)", async () => {

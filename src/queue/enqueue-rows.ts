@@ -13,7 +13,7 @@ export interface UrlRow {
 export interface EnqueuedRow {
   url: string;
   stage: string;
-  /** `parked` already for a new row of a disabled datasource (see `upsertRows`). */
+  /** `parked` already for a new row of a disabled datasource (see `upsert`). */
   state: string;
   lastError: string | null;
   /** Its thumbnails are on every frontend (also while it is reworked); an expired row is not. */
@@ -65,6 +65,21 @@ export async function enqueueRowStates(db: Db, country: string, rows: UrlRow[]):
   return result;
 }
 
+/**
+ * Queue only what is new: a URL not yet known becomes a row exactly as in
+ * `enqueueRows` (the same statement, the same triggers), and a known one is
+ * left untouched, its last_seen too. Returns the ids of the rows inserted.
+ * lis_imaged's row for an origin key comes through here (src/queue/origin-rows.ts).
+ */
+export async function enqueueNewRows(db: Db, country: string, rows: UrlRow[]): Promise<string[]> {
+  const unique = distinctInLockOrder(rows);
+  await insertDatasources(db, country, unique);
+  const { rows: result } = await sql<{ id: string }>`
+    WITH upserted AS (${upsert(country, unique, 'leave')})
+    SELECT id FROM upserted`.execute(db);
+  return result.map((r) => r.id);
+}
+
 /** ON CONFLICT may not touch one row twice in a statement: a URL repeated in `rows` goes in once (its last datasource). */
 function distinctInLockOrder(rows: UrlRow[]): UrlRow[] {
   const byUrl = new Map(rows.map((r) => [r.url, r]));
@@ -85,18 +100,19 @@ async function insertDatasources(db: Db, country: string, rows: UrlRow[]): Promi
 }
 
 /**
- * The one upsert both operations share, as the CTE `upserted`; `rows` are
- * distinct and in lock order. RETURNING shows a new row before
- * live_images_park_disabled (an AFTER trigger) parks it: `state` says what
- * that trigger does. The disabled datasources are read once per statement
+ * The one upsert every operation shares, as the CTE `upserted`; `rows` are
+ * distinct and in lock order. A known URL's row has last_seen refreshed
+ * (`refresh`) or is left alone (`leave`: then it is not returned either).
+ * RETURNING shows a new row before live_images_park_disabled (an AFTER
+ * trigger) parks it: `state` says what that trigger does. The disabled datasources are read once per statement
  * (an InitPlan), not looked up for every row.
  */
-function upsert(country: string, rows: UrlRow[]): RawBuilder<unknown> {
+function upsert(country: string, rows: UrlRow[], known: 'refresh' | 'leave' = 'refresh'): RawBuilder<unknown> {
   return sql`
     INSERT INTO live_images AS li (country, datasource_id, image_url)
     SELECT ${country}, d, u FROM unnest(${rows.map((r) => r.datasourceId)}::int[], ${rows.map((r) => r.url)}::text[]) AS v(d, u)
-    ON CONFLICT (country, image_hash) DO UPDATE SET last_seen = now()
-    RETURNING (li.xmax = 0) AS inserted, li.image_url, li.stage,
+    ON CONFLICT (country, image_hash) ${known === 'refresh' ? sql`DO UPDATE SET last_seen = now()` : sql`DO NOTHING`}
+    RETURNING li.id::text AS id, (li.xmax = 0) AS inserted, li.image_url, li.stage,
       CASE WHEN li.xmax = 0 AND li.state = 'waiting'
             AND li.datasource_id = ANY(ARRAY(SELECT d.datasource_id FROM datasources d WHERE d.country = ${country} AND NOT d.enabled))
            THEN 'parked' ELSE li.state END AS state,

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
 import type { FailureClass } from '../failure/failure-reasons.ts';
+import { enqueueNewRows } from './enqueue-rows.ts';
 
 /**
  * The failure classes that say an origin does not have a key, for good: a 404 or 410 (an S3 NoSuchKey and a
@@ -9,20 +10,16 @@ import type { FailureClass } from '../failure/failure-reasons.ts';
 export const KEY_NOT_AT_ORIGIN: readonly FailureClass[] = ['http_404', 'http_410'];
 
 /**
- * lis_imaged's row for an origin key, queued like any new URL. Returns its id
- * when this call inserted it, null when it was there already (the ETL's, or
- * another request's). Unlike upsertUrls, a known URL is left untouched: its
- * last_seen stays its insert_time until something else enqueues it, which is
- * what deleteMissedOriginRow reads as "nobody else wants this row".
+ * lis_imaged's row for an origin key, queued like any new URL (`enqueueNewRows`,
+ * the one insert of the queue). Returns its id when this call inserted it, null
+ * when it was there already (the ETL's, or another request's). Unlike
+ * `enqueueRows`, a known URL is left untouched: its last_seen stays its
+ * insert_time until something else enqueues it, which is what
+ * deleteMissedOriginRow reads as "nobody else wants this row".
  */
 export async function insertOriginRow(db: Db, country: string, datasourceId: number, url: string): Promise<string | null> {
-  // Control rows first, in a statement of their own (the queue's lock order, claimable-rows.ts).
-  await sql`INSERT INTO datasources (country, datasource_id) VALUES (${country}, ${datasourceId}) ON CONFLICT DO NOTHING`.execute(db);
-  const { rows } = await sql<{ id: string }>`
-    INSERT INTO live_images (country, datasource_id, image_url) VALUES (${country}, ${datasourceId}, ${url})
-    ON CONFLICT (country, image_hash) DO NOTHING
-    RETURNING id::text AS id`.execute(db);
-  return rows[0]?.id ?? null;
+  const [id] = await enqueueNewRows(db, country, [{ datasourceId, url }]);
+  return id ?? null;
 }
 
 /** The row is still exactly what lis_imaged inserted, failed once because the origin lacks the key, held by nobody. */
