@@ -17,7 +17,7 @@ import { closeLogger, createLogger, type Logger } from '../src/log/create-logger
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
 import { insertLiveRow, insertQueuedRow, rawGet, startImagedInProcess } from './helpers/imaged-in-process.ts';
 import { OriginServer, photoJpeg, s3Credentials, startS3rver } from './helpers/imaged-fixtures.ts';
-import { waitFor } from './helpers/processes.ts';
+import { spawnTs, waitFor } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
 const PRESETS = {
@@ -388,7 +388,7 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     assert.equal(await count(), 3);
   });
 
-  it("an origin key's row that lis_downloadd claimed first, and failed with 404 after the request gave up, does not stay behind", async () => {
+  it("an origin key's row that lis_downloadd claimed first, and failed with 404 after the request gave up and lis_imaged stopped, is deleted by lis_managerd's missed_origin_rows; a key the origin has and the ETL's rows are kept", async () => {
     const server = await setup(
       { timeoutSeconds: 3, origins: { web: { country: 'uk', datasourceId: 3, sources: [{ type: 'http', baseUrl: origin.url('/') }] } } },
       // The daemon's download waits for the origin's answer longer than the request waits for the daemon.
@@ -396,14 +396,14 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     );
     const url = origin.url('/raced.jpg');
     const hash = lis_hash_for_url(url);
-    const count = async () => Number((await sql<{ n: string }>`SELECT count(*) AS n FROM live_images`.execute(t.db)).rows[0].n);
+    const rows = () => t.db.selectFrom('live_images').select(['image_url', 'stage', 'state', 'last_error_class']).orderBy('image_url').execute();
     // The image's advisory lock, held by the test until the daemon has the row: lis_imaged inserts the row and then
     // waits for the lock, so the daemon claims the new row first (as a notified lis_downloadd can).
     const release = await holdImageLock(hash);
     origin.held.add('/raced.jpg');
     const arrived = origin.arrival('/raced.jpg');
     const request = rawGet(server.url, '/web/small/raced.jpg');
-    await waitFor(async () => (await count()) === 1, 10_000, "lis_imaged's row");
+    await waitFor(async () => (await rows()).length === 1, 10_000, "lis_imaged's row");
 
     const log = createLogger({ component: 'downloadd', log: t.config.log, screen: false, files: false });
     closers.push(() => closeLogger(log));
@@ -419,14 +419,33 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     assert.equal(answer.status, 503, answer.body.toString());
     const held = await t.db.selectFrom('live_images').select(['state', 'locked_by']).executeTakeFirstOrThrow();
     assert.deepEqual(held, { state: 'waiting', locked_by: 'test:raced' });
-    // Its generation, which goes on after the answer, gives up too (its own deadline).
+    // Its generation, which goes on after the answer, gives up too (its own deadline); then lis_imaged stops.
     await waitFor(() => server.service.gate.stats.running === 0, 10_000, 'the generation to end');
+    await server.close();
     assert.deepEqual(await t.db.selectFrom('live_images').select(['state', 'locked_by']).executeTakeFirstOrThrow(), held);
-    // Now the origin answers 404 to the daemon, which fails the row: lis_imaged's follow-up deletes it.
+    // Now the origin answers 404 to the daemon, which fails the row; no lis_imaged is left to look at it.
     origin.release();
     await daemon;
-    await waitFor(async () => (await count()) === 0, 10_000, 'the missed row to be deleted');
     assert.equal(origin.hits.get('/raced.jpg'), 1, 'fetched once, by the daemon');
+    assert.deepEqual(await rows(), [{ image_url: url, stage: 'download', state: 'failed', last_error_class: 'http_404' }]);
+
+    // Beside it: the row of an origin key the origin has (made by a request, downloaded by a daemon), and the ETL's
+    // row of a key the origin lacks, failed the same way (as before, a request never deletes it; nor does the check).
+    await insertOriginRow(t.db, 'uk', 3, origin.url('/photo.jpg'));
+    await enqueueRows(t.db, 'uk', [{ datasourceId: 3, url: origin.url('/etl-missing.jpg') }]);
+    await runDownloads(t, log, 'test:later');
+    const kept = [
+      { image_url: origin.url('/etl-missing.jpg'), stage: 'download', state: 'failed', last_error_class: 'http_404' },
+      { image_url: origin.url('/photo.jpg'), stage: 'thumbnail', state: 'waiting', last_error_class: null },
+    ];
+    assert.deepEqual(await rows(), [...kept, { image_url: url, stage: 'download', state: 'failed', last_error_class: 'http_404' }]);
+
+    const check = spawnTs('bin/lis_managerd', ['--check', 'missed_origin_rows', '--config', t.writeConfig()]);
+    assert.equal((await check.exited).code, 0, check.output());
+    assert.match(check.output(), /missed_origin_rows: 1 rows of origin keys the origin lacks deleted/);
+    assert.deepEqual(await rows(), kept);
+    const events = await t.db.selectFrom('manager_events').select(['check_name', 'rows']).execute();
+    assert.deepEqual(events, [{ check_name: 'missed_origin_rows', rows: 1 }]);
   });
 
   it("an origin key's row goes in through the queue's one insert: new, it is queued as enqueueRows queues a URL; known, it is left untouched", async () => {
