@@ -5,7 +5,8 @@ import { addFrontend } from '../src/push/frontend-registry.ts';
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
 import { OriginServer, photoJpeg, startImaged, startNginx } from './helpers/imaged-fixtures.ts';
 import { insertLiveRow, insertQueuedRow, rawGet } from './helpers/imaged-in-process.ts';
-import { spawnTs } from './helpers/processes.ts';
+import { spawnTs, waitFor } from './helpers/processes.ts';
+import { serverUpFor } from './helpers/server-uptime.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
 const PRESETS = {
@@ -48,6 +49,49 @@ describe('lis_imaged as processes: two at once, and behind a real nginx', functi
     assert.equal(made[0] + made[1], 1, `one generation in all: ${made.join(' + ')}`);
     const after = await t.db.selectFrom('live_images').select(['stage', 'state', 'locked_by']).where('id', '=', row.id).executeTakeFirstOrThrow();
     assert.deepEqual([after.stage, after.state, after.locked_by], ['push', 'waiting', null]);
+  });
+
+  it("SIGKILL of lis_imaged while it downloads a new origin key: once the row is released and a lis_downloadd finds no key, lis_managerd's missed_origin_rows deletes it", async () => {
+    const config = t.writeConfig({
+      imaged: { origins: { web: { country: 'uk', datasourceId: 3, sources: [{ type: 'http', baseUrl: origin.url('/') }] } } },
+      queue: { heartbeatSeconds: 0.5 },
+      manager: { staleWorkerSeconds: 5 },
+    });
+    const env = { LIS_DATABASE_URL: t.url };
+    const imaged = await startImaged(config, env);
+    closers.push(imaged.stop);
+    const url = origin.url('/gone.jpg');
+    origin.held.add('/gone.jpg');
+    const arrived = origin.arrival('/gone.jpg');
+    const request = rawGet(imaged.url, '/web/small/gone.jpg').catch((error: Error) => error);
+    await arrived;
+    const row = () =>
+      t.db.selectFrom('live_images').select(['stage', 'state', 'locked_by', 'last_error_class']).where('image_url', '=', url).executeTakeFirst();
+    const held = await row();
+    assert.ok(held?.locked_by?.startsWith(`testhost:${imaged.run.child.pid}:`), `lis_imaged holds its new row, downloading it: ${JSON.stringify(held)}`);
+    imaged.run.child.kill('SIGKILL');
+    await imaged.run.exited;
+    assert.ok((await request) instanceof Error, 'the request died with the process');
+    origin.release();
+
+    // stuck_jobs gives the dead process's row back (silence counts from the server's start at the earliest).
+    await serverUpFor(t.db, 5);
+    await waitFor(
+      async () => {
+        const run = spawnTs('bin/lis_managerd', ['--check', 'stuck_jobs', '--config', config]);
+        assert.equal((await run.exited).code, 0, run.output());
+        return (await row())?.locked_by === null;
+      },
+      60_000,
+      'stuck_jobs to release the row',
+    );
+    const download = spawnTs('bin/lis_downloadd', ['--country', 'uk', '--config', config, '--noproxy']);
+    assert.equal((await download.exited).code, 0, download.output());
+    assert.deepEqual(await row(), { stage: 'download', state: 'failed', locked_by: null, last_error_class: 'http_404' });
+
+    const check = spawnTs('bin/lis_managerd', ['--check', 'missed_origin_rows', '--config', config]);
+    assert.equal((await check.exited).code, 0, check.output());
+    assert.equal(await row(), undefined, 'the missed row is gone');
   });
 
   it('through nginx: a missing thumbnail comes back made and is queued for pushing; after a lis_pusherd run nginx serves it from disk without lis_imaged', async () => {

@@ -8,6 +8,8 @@ import { sql } from 'kysely';
 import { lis_hash_for_url } from '../src/hash/image-hash.ts';
 import { lockImageRow } from '../src/imaged/image-row.ts';
 import { enqueueRows } from '../src/queue/enqueue-rows.ts';
+import { insertOriginRow } from '../src/queue/origin-rows.ts';
+import { disableDatasource } from '../src/manager/datasource-switch.ts';
 import { thumbnailRelativePath, thumbnailStorePath } from '../src/store/store-layout.ts';
 import { runDaemon, type RunTotals } from '../src/daemon/run-daemon.ts';
 import { DownloadWorker } from '../src/download/download-worker.ts';
@@ -15,7 +17,7 @@ import { closeLogger, createLogger, type Logger } from '../src/log/create-logger
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
 import { insertLiveRow, insertQueuedRow, rawGet, startImagedInProcess } from './helpers/imaged-in-process.ts';
 import { OriginServer, photoJpeg, s3Credentials, startS3rver } from './helpers/imaged-fixtures.ts';
-import { waitFor } from './helpers/processes.ts';
+import { spawnTs, waitFor } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
 const PRESETS = {
@@ -386,7 +388,7 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     assert.equal(await count(), 3);
   });
 
-  it("an origin key's row that lis_downloadd claimed first, and failed with 404 after the request gave up, does not stay behind", async () => {
+  it("an origin key's row that lis_downloadd claimed first, and failed with 404 after the request gave up and lis_imaged stopped, is deleted by lis_managerd's missed_origin_rows; a key the origin has and the ETL's rows are kept", async () => {
     const server = await setup(
       { timeoutSeconds: 3, origins: { web: { country: 'uk', datasourceId: 3, sources: [{ type: 'http', baseUrl: origin.url('/') }] } } },
       // The daemon's download waits for the origin's answer longer than the request waits for the daemon.
@@ -394,14 +396,14 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     );
     const url = origin.url('/raced.jpg');
     const hash = lis_hash_for_url(url);
-    const count = async () => Number((await sql<{ n: string }>`SELECT count(*) AS n FROM live_images`.execute(t.db)).rows[0].n);
+    const rows = () => t.db.selectFrom('live_images').select(['image_url', 'stage', 'state', 'last_error_class']).orderBy('image_url').execute();
     // The image's advisory lock, held by the test until the daemon has the row: lis_imaged inserts the row and then
     // waits for the lock, so the daemon claims the new row first (as a notified lis_downloadd can).
     const release = await holdImageLock(hash);
     origin.held.add('/raced.jpg');
     const arrived = origin.arrival('/raced.jpg');
     const request = rawGet(server.url, '/web/small/raced.jpg');
-    await waitFor(async () => (await count()) === 1, 10_000, "lis_imaged's row");
+    await waitFor(async () => (await rows()).length === 1, 10_000, "lis_imaged's row");
 
     const log = createLogger({ component: 'downloadd', log: t.config.log, screen: false, files: false });
     closers.push(() => closeLogger(log));
@@ -417,14 +419,65 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     assert.equal(answer.status, 503, answer.body.toString());
     const held = await t.db.selectFrom('live_images').select(['state', 'locked_by']).executeTakeFirstOrThrow();
     assert.deepEqual(held, { state: 'waiting', locked_by: 'test:raced' });
-    // Its generation, which goes on after the answer, gives up too (its own deadline).
+    // Its generation, which goes on after the answer, gives up too (its own deadline); then lis_imaged stops.
     await waitFor(() => server.service.gate.stats.running === 0, 10_000, 'the generation to end');
+    await server.close();
     assert.deepEqual(await t.db.selectFrom('live_images').select(['state', 'locked_by']).executeTakeFirstOrThrow(), held);
-    // Now the origin answers 404 to the daemon, which fails the row: lis_imaged's follow-up deletes it.
+    // Now the origin answers 404 to the daemon, which fails the row; no lis_imaged is left to look at it.
     origin.release();
     await daemon;
-    await waitFor(async () => (await count()) === 0, 10_000, 'the missed row to be deleted');
     assert.equal(origin.hits.get('/raced.jpg'), 1, 'fetched once, by the daemon');
+    assert.deepEqual(await rows(), [{ image_url: url, stage: 'download', state: 'failed', last_error_class: 'http_404' }]);
+
+    // Beside it: the row of an origin key the origin has (made by a request, downloaded by a daemon), and the ETL's
+    // row of a key the origin lacks, failed the same way (as before, a request never deletes it; nor does the check).
+    await insertOriginRow(t.db, 'uk', 3, origin.url('/photo.jpg'));
+    await enqueueRows(t.db, 'uk', [{ datasourceId: 3, url: origin.url('/etl-missing.jpg') }]);
+    await runDownloads(t, log, 'test:later');
+    const kept = [
+      { image_url: origin.url('/etl-missing.jpg'), stage: 'download', state: 'failed', last_error_class: 'http_404' },
+      { image_url: origin.url('/photo.jpg'), stage: 'thumbnail', state: 'waiting', last_error_class: null },
+    ];
+    assert.deepEqual(await rows(), [...kept, { image_url: url, stage: 'download', state: 'failed', last_error_class: 'http_404' }]);
+
+    const check = spawnTs('bin/lis_managerd', ['--check', 'missed_origin_rows', '--config', t.writeConfig()]);
+    assert.equal((await check.exited).code, 0, check.output());
+    assert.match(check.output(), /missed_origin_rows: 1 rows of origin keys the origin lacks deleted/);
+    assert.deepEqual(await rows(), kept);
+    const events = await t.db.selectFrom('manager_events').select(['check_name', 'rows']).execute();
+    assert.deepEqual(events, [{ check_name: 'missed_origin_rows', rows: 1 }]);
+  });
+
+  it("an origin key's row goes in through the queue's one insert: new, it is queued as enqueueRows queues a URL; known, it is left untouched", async () => {
+    t = await createTestDatabase({ overrides: { download: TEST_DOWNLOAD, thumbnail: { presets: PRESETS } } });
+    await disableDatasource(t.db, 'uk', 4, 'test');
+    const state = (url: string) =>
+      t.db
+        .selectFrom('live_images')
+        .select(['id', 'datasource_id', 'stage', 'state', sql<boolean>`last_seen < now() - interval '1 day'`.as('old')])
+        .where('image_url', '=', url)
+        .executeTakeFirst();
+    const listed = async (id: string) => (await t.db.selectFrom('claimable_rows').select('stage').where('id', '=', id).execute()).map((r) => r.stage);
+
+    // New: its datasource row made first, the row queued in download and listed for the download daemons.
+    const id = await insertOriginRow(t.db, 'uk', 3, 's3://photos/new.jpg');
+    assert.ok(id);
+    assert.deepEqual(await state('s3://photos/new.jpg'), { id, datasource_id: 3, stage: 'download', state: 'waiting', old: false });
+    assert.deepEqual(await listed(id), ['download']);
+    assert.ok(await t.db.selectFrom('datasources').select('enabled').where('datasource_id', '=', 3).executeTakeFirst());
+    // Asked again: already there, so not this call's.
+    assert.equal(await insertOriginRow(t.db, 'uk', 3, 's3://photos/new.jpg'), null);
+    // A disabled datasource's new row is parked by the insert's trigger, and listed for nobody.
+    const parked = await insertOriginRow(t.db, 'uk', 4, 's3://photos/parked.jpg');
+    assert.deepEqual(await state('s3://photos/parked.jpg'), { id: parked, datasource_id: 4, stage: 'download', state: 'parked', old: false });
+    assert.deepEqual(await listed(parked!), []);
+    // The ETL's row, last seen two days ago: a request does not count as the ETL seeing it (the purge goes by that).
+    await enqueueRows(t.db, 'uk', [{ datasourceId: 3, url: 's3://photos/etl.jpg' }]);
+    await sql`UPDATE live_images SET last_seen = now() - interval '2 days' WHERE image_url = 's3://photos/etl.jpg'`.execute(t.db);
+    const etl = await state('s3://photos/etl.jpg');
+    assert.equal(await insertOriginRow(t.db, 'uk', 5, 's3://photos/etl.jpg'), null);
+    assert.deepEqual(await state('s3://photos/etl.jpg'), etl);
+    assert.equal(etl?.old, true);
   });
 
   it("makes nothing for a preset name that is a member of Object's prototype (`_constructor.jpg`)", async () => {

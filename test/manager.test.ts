@@ -11,6 +11,11 @@ import { disableBadDatasources, judgeDatasource } from '../src/manager/bad-datas
 import { enableDatasource } from '../src/manager/datasource-switch.ts';
 import { redownloadFromGoneHosts, releaseStuckJobs } from '../src/manager/stuck-jobs.ts';
 import { claimChunk } from '../src/queue/claim-chunk.ts';
+import { claimRow } from '../src/queue/claim-row.ts';
+import { enqueueRows, enqueueUnseenRows } from '../src/queue/enqueue-rows.ts';
+import { failRows } from '../src/queue/fail-rows.ts';
+import { insertOriginRow } from '../src/queue/origin-rows.ts';
+import { settleMissedOriginRows } from '../src/manager/missed-origin-rows.ts';
 import { countBy, insertUrls, relistAll } from './helpers/rows.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
@@ -439,5 +444,93 @@ describe('lis_managerd', () => {
     assert.equal((await report.exited).code, 0, report.output());
     assert.match(report.output(), /component\s+host\s+pid\s+country\s+status/);
     assert.match(report.output(), /testd\s+testhost\s+\d+\s+uk\s+stopped\s+.*\s50\s+0\s+0$/m);
+  });
+});
+
+describe('lis_managerd: missed_origin_rows', () => {
+  let t: TestDatabase;
+  beforeEach(async () => (t = await createTestDatabase()));
+  afterEach(async () => t.drop());
+  const POLICY = { maxAttempts: 5, backoff: { baseSeconds: 0, maxSeconds: 0, jitter: 0 } };
+  const url = (key: string) => `s3://photos/${key}`;
+
+  /** One download of the row, ended as a lis_downloadd ends it: claimed, then failed with `errorClass`. */
+  async function failDownload(id: string, errorClass: string, retryable = false): Promise<void> {
+    const row = await claimRow(t.db, id, 'test:downloadd', '');
+    assert.ok(row, `row ${id} claimable`);
+    await failRows(t.db, 'test:downloadd', [{ id, attempts: row.attempts, reason: errorClass, errorClass, retryable }], POLICY);
+  }
+  const origin = async (key: string, country = 'uk') => (await insertOriginRow(t.db, country, 3, url(key)))!;
+  const left = async () => (await t.db.selectFrom('live_images').select('image_url').orderBy('image_url').execute()).map((r) => r.image_url);
+
+  it('deletes the rows of origin keys whose download found no key, whoever failed them, and nothing a listing named, still in play, or ever downloaded', async () => {
+    await failDownload(await origin('gone-404.jpg'), 'http_404');
+    await failDownload(await origin('gone-410.jpg'), 'http_410');
+    const late = await origin('gone-after-timeout.jpg');
+    await failDownload(late, 'timeout', true);
+    await failDownload(late, 'http_404');
+    // Kept: a passing failure (retried), a row a worker holds, a 404 of a row the ETL named (before or after the
+    // request), a row once downloaded (its files are the purge's to delete), another country's with --country.
+    await failDownload(await origin('retrying.jpg'), 'timeout', true);
+    assert.ok(await claimRow(t.db, await origin('held.jpg'), 'test:downloadd', ''));
+    const named = await origin('named-later.jpg');
+    await enqueueRows(t.db, 'uk', [{ datasourceId: 3, url: url('named-later.jpg') }]);
+    await failDownload(named, 'http_404');
+    await enqueueRows(t.db, 'uk', [{ datasourceId: 3, url: url('etl.jpg') }]);
+    const etl = await t.db.selectFrom('live_images').select('id').where('image_url', '=', url('etl.jpg')).executeTakeFirstOrThrow();
+    assert.equal(await insertOriginRow(t.db, 'uk', 3, url('etl.jpg')), null);
+    await failDownload(etl.id, 'http_404');
+    const downloaded = await origin('downloaded-once.jpg');
+    await failDownload(downloaded, 'http_404');
+    await sql`UPDATE live_images SET downloaded_at = now() - interval '1 day' WHERE id = ${downloaded}::bigint`.execute(t.db);
+    await failDownload(await origin('other-country.jpg', 'de'), 'http_404');
+
+    const ctx = { config: t.config, db: t.db, log: createLogger({ component: 'managerd', log: t.config.log, screen: false, files: false }), country: 'uk' };
+    try {
+      assert.equal(await runCheck('missed_origin_rows', ctx), 'missed_origin_rows: 3 rows of origin keys the origin lacks deleted');
+      const kept = ['downloaded-once.jpg', 'etl.jpg', 'held.jpg', 'named-later.jpg', 'other-country.jpg', 'retrying.jpg'].map(url);
+      assert.deepEqual(await left(), kept);
+      assert.equal(await runCheck('missed_origin_rows', { ...ctx, country: undefined }), 'missed_origin_rows: 1 rows of origin keys the origin lacks deleted');
+      assert.deepEqual(
+        await left(),
+        kept.filter((u) => u !== url('other-country.jpg')),
+      );
+      assert.equal(await runCheck('missed_origin_rows', ctx), 'missed_origin_rows: 0 rows of origin keys the origin lacks deleted');
+      const events = await t.db.selectFrom('manager_events').select(['check_name', 'country', 'rows']).orderBy('id').execute();
+      assert.deepEqual(events, [
+        { check_name: 'missed_origin_rows', country: 'uk', rows: 3 },
+        { check_name: 'missed_origin_rows', country: null, rows: 1 },
+      ]);
+    } finally {
+      await closeLogger(ctx.log);
+    }
+  });
+
+  it('a listing that names the URL in a transaction begun before the request inserted the row still counts: the row is kept', async () => {
+    await t.db.transaction().execute(async (trx) => {
+      await sql`SELECT now()`.execute(trx);
+      await origin('raced-listing.jpg');
+      await enqueueRows(trx, 'uk', [{ datasourceId: 3, url: url('raced-listing.jpg') }]);
+    });
+    const row = await t.db
+      .selectFrom('live_images')
+      .select(['id', sql<boolean>`last_seen >= insert_time`.as('seen')])
+      .executeTakeFirstOrThrow();
+    assert.equal(row.seen, true, 'last_seen is never before the insert');
+    await failDownload(row.id, 'http_404');
+    assert.equal(await settleMissedOriginRows(t.db), 0);
+    assert.deepEqual(await left(), [url('raced-listing.jpg')]);
+  });
+
+  it('deletes any number of them, a thousand rows per statement', async () => {
+    const keys = Array.from({ length: 2100 }, (_, i) => ({ datasourceId: 3, url: url(`random-${i}.jpg`) }));
+    assert.equal((await enqueueUnseenRows(t.db, 'uk', keys)).length, 2100);
+    // As 2100 downloads leave them (failRows, one statement for the lot).
+    const ids = (await t.db.selectFrom('live_images').select('id').execute()).map((r) => r.id);
+    await sql`UPDATE live_images SET locked_by = 'test:downloadd', locked_at = now()`.execute(t.db);
+    const failures = ids.map((id) => ({ id, attempts: 0, reason: 'HTTP 404', errorClass: 'http_404', retryable: false }));
+    assert.equal((await failRows(t.db, 'test:downloadd', failures, POLICY)).failed, 2100);
+    assert.equal(await settleMissedOriginRows(t.db, 'uk'), 2100);
+    assert.deepEqual(await left(), []);
   });
 });

@@ -39,6 +39,7 @@ export const CONFIG_MEANINGS: Record<string, string | { meaning: string; default
   'manager.schedule.bad_retry_jobs': 'node-cron expression; null: off',
   'manager.schedule.bad_datasources': 'node-cron expression; null: off',
   'manager.schedule.unlisted_rows': 'node-cron expression; null: off',
+  'manager.schedule.missed_origin_rows': 'node-cron expression; null: off',
   'manager.schedule.cron_frontend': 'e.g. `0 5 * * 6` to run the weekly upkeep from the manager instead of cron',
   'manager.staleWorkerSeconds': 'a worker silent this long is dead',
   'manager.hostGoneHours': 'a host silent this long is gone',

@@ -13,6 +13,8 @@ export const managerConfigSchema = z.strictObject({
       bad_datasources: cronExpression.nullable().default('*/10 * * * *'),
       /** Claimable rows missing from claimable_rows (unlocked by a hand-run UPDATE) listed again; reads the backlog. */
       unlisted_rows: cronExpression.nullable().default('*/5 * * * *'),
+      /** Rows lis_imaged made for origin keys the origin lacks, that their request could not delete; reads the failed rows. */
+      missed_origin_rows: cronExpression.nullable().default('*/5 * * * *'),
       /** Looks for what operators must be told (alerts.*) and tells them. */
       alerts: cronExpression.nullable().default('* * * * *'),
       /** The weekly upkeep (lis_cron_frontend --all), when the manager runs it instead of cron; null: cron runs it. */

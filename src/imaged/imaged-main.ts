@@ -79,7 +79,6 @@ export async function imagedMain(argv = process.argv): Promise<void> {
         server.closeIdleConnections();
       });
       await thumbnailer.close?.();
-      await service.close();
       return 0;
     } catch (error) {
       log.error(errorMessage(error), scope);

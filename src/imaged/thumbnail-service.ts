@@ -2,11 +2,10 @@ import { open, stat } from 'node:fs/promises';
 import type { Db } from '../db/connect.ts';
 import { deleteMissedOriginRow, insertOriginRow } from '../queue/origin-rows.ts';
 import { thumbnailRelativePath, thumbnailStorePath } from '../store/store-layout.ts';
-import { BusyError, GenerationGate } from './generation-gate.ts';
+import { GenerationGate } from './generation-gate.ts';
 import { lockImageRow, readRow } from './image-row.ts';
 import type { Picture } from './http-answer.ts';
 import { makePresetOfRow, NotMadeError } from './make-preset.ts';
-import { MAX_FOLLOWED, MissedOriginRows } from './missed-origin-rows.ts';
 import { originImageUrl } from './origin-urls.ts';
 import { runRowStages, type StageRunner } from './run-row-stages.ts';
 import { lis_hash_for_url } from '../hash/image-hash.ts';
@@ -42,18 +41,10 @@ export class ThumbnailService {
   readonly gate: GenerationGate<Answer>;
   /** Generations this process ran (tests and metrics). */
   generations = 0;
-  /** Rows of origin keys whose request gave up before their first download ended. */
-  readonly missed: MissedOriginRows;
 
   constructor(private readonly runner: StageRunner) {
     const { imaged } = runner.config;
     this.gate = new GenerationGate(imaged.maxGenerations, imaged.maxWaiting);
-    this.missed = new MissedOriginRows(runner.db, runner.log);
-  }
-
-  /** At a stop, before the database closes: a last look at the rows of origin keys still followed. */
-  close(): Promise<void> {
-    return this.missed.close();
   }
 
   private get db(): Db {
@@ -77,9 +68,10 @@ export class ThumbnailService {
    * `/<origin>/<preset>/<key>`: the row of the origin's URL for the key, made on first request. A new row is
    * inserted inside the generation (under the gate, so a request refused as busy inserts nothing, and requests
    * for the same key in this process share the one insert), and deleted again when its first download finds
-   * that the origin has no such key: a miss leaves no row behind, however many random keys are asked for. When
-   * the request ends before that download does (a lis_downloadd claimed the row first and still holds it), the
-   * row is followed until it has (MissedOriginRows); while too many are, new keys are refused (503).
+   * that the origin has no such key: a miss leaves no row behind, however many random keys are asked for. The row
+   * is inserted UNSEEN (only a request wants it), so when the request ends before that download does (a
+   * lis_downloadd claimed the row first and still holds it), or this process stops, lis_managerd's
+   * `missed_origin_rows` check deletes it once the download has failed so: the mark is in the row, not here.
    */
   async originThumbnail(origin: string, preset: string, key: string, signal: AbortSignal): Promise<Answer> {
     const spec = this.runner.config.imaged.origins[origin];
@@ -92,7 +84,6 @@ export class ThumbnailService {
     const name: ThumbnailName = { country: spec.country, hash, preset, ext: 'jpg', version };
     if (row) return this.thumbnail(name, signal);
     return this.gate.run(gateKey(name), async () => {
-      if (this.missed.full) throw new BusyError(`${MAX_FOLLOWED} rows of new origin keys wait for their first download to end`);
       const inserted = await insertOriginRow(this.db, spec.country, spec.datasourceId, url);
       try {
         return await this.generate(name, signal);
@@ -102,8 +93,7 @@ export class ThumbnailService {
         // this process works the row; another process's generation finds a failed row, or none: 404 either way.
         if (inserted !== null && error instanceof NotMadeError && (await deleteMissedOriginRow(this.db, inserted)))
           throw new NotMadeError(404, `the origin has no key ${key}`);
-        // Not deleted: maybe its download is still under way in a daemon, whose 404 nobody would check again.
-        if (inserted !== null) this.missed.follow(inserted);
+        // Not deleted: maybe its download is still under way in a daemon; if that finds no key, missed_origin_rows deletes it.
         throw error;
       }
     });

@@ -6,10 +6,11 @@ import { listMissingClaimable } from '../queue/claimable-rows.ts';
 import { describeBadRetry, parkBadRetryJobs } from './bad-retry-jobs.ts';
 import { disableBadDatasources } from './bad-datasources.ts';
 import { recordEvent } from './manager-events.ts';
+import { settleMissedOriginRows } from './missed-origin-rows.ts';
 import { runAlerts } from './alerts-check.ts';
 import { redownloadFromGoneHosts, releaseStuckJobs } from './stuck-jobs.ts';
 
-export const CHECKS = ['stuck_jobs', 'bad_retry_jobs', 'bad_datasources', 'unlisted_rows', 'alerts'] as const;
+export const CHECKS = ['stuck_jobs', 'bad_retry_jobs', 'bad_datasources', 'unlisted_rows', 'missed_origin_rows', 'alerts'] as const;
 export type Check = (typeof CHECKS)[number];
 
 export interface CheckContext {
@@ -62,6 +63,10 @@ export async function runCheck(check: Check, ctx: CheckContext): Promise<string>
         await recordEvent(db, { check: 'unlisted_rows', country, rows: listed, detail: summary });
       }
       return summary;
+    }
+    case 'missed_origin_rows': {
+      const deleted = await settleMissedOriginRows(db, country);
+      return `missed_origin_rows: ${deleted} rows of origin keys the origin lacks deleted`;
     }
   }
 }

@@ -13,7 +13,7 @@ export interface UrlRow {
 export interface EnqueuedRow {
   url: string;
   stage: string;
-  /** `parked` already for a new row of a disabled datasource (see `upsertRows`). */
+  /** `parked` already for a new row of a disabled datasource (see `upsert`). */
   state: string;
   lastError: string | null;
   /** Its thumbnails are on every frontend (also while it is reworked); an expired row is not. */
@@ -65,6 +65,31 @@ export async function enqueueRowStates(db: Db, country: string, rows: UrlRow[]):
   return result;
 }
 
+/**
+ * A row no listing has named: queued by `enqueueUnseenRows` and enqueued by
+ * nobody since. Its last_seen is one microsecond before its insert_time (both
+ * the inserting statement's now()); an enqueue of the URL afterwards sets
+ * last_seen to now(), never earlier than insert_time, so the mark goes for good.
+ * Kept in the row, it survives any restart and reads the same on every host.
+ */
+export const UNSEEN = sql`last_seen = insert_time - interval '1 microsecond'`;
+
+/**
+ * Queue URLs that no listing named (lis_imaged's request for an origin key,
+ * src/queue/origin-rows.ts): a URL not yet known becomes a row as in
+ * `enqueueRows` (the same statement, the same triggers), but UNSEEN; a known
+ * one is left untouched, its last_seen too (a request is not the ETL seeing
+ * it). Returns the ids of the rows inserted.
+ */
+export async function enqueueUnseenRows(db: Db, country: string, rows: UrlRow[]): Promise<string[]> {
+  const unique = distinctInLockOrder(rows);
+  await insertDatasources(db, country, unique);
+  const { rows: result } = await sql<{ id: string }>`
+    WITH upserted AS (${upsert(country, unique, { seen: false })})
+    SELECT id FROM upserted`.execute(db);
+  return result.map((r) => r.id);
+}
+
 /** ON CONFLICT may not touch one row twice in a statement: a URL repeated in `rows` goes in once (its last datasource). */
 function distinctInLockOrder(rows: UrlRow[]): UrlRow[] {
   const byUrl = new Map(rows.map((r) => [r.url, r]));
@@ -85,18 +110,22 @@ async function insertDatasources(db: Db, country: string, rows: UrlRow[]): Promi
 }
 
 /**
- * The one upsert both operations share, as the CTE `upserted`; `rows` are
- * distinct and in lock order. RETURNING shows a new row before
+ * The one upsert every operation shares, as the CTE `upserted`; `rows` are
+ * distinct and in lock order. `seen` (a listing named the URLs): a new row
+ * is seen now, a known row's last_seen is refreshed (never to before its
+ * insert, see UNSEEN). Not seen: a new row is UNSEEN, and a known row is left
+ * alone (and not returned). RETURNING shows a new row before
  * live_images_park_disabled (an AFTER trigger) parks it: `state` says what
  * that trigger does. The disabled datasources are read once per statement
  * (an InitPlan), not looked up for every row.
  */
-function upsert(country: string, rows: UrlRow[]): RawBuilder<unknown> {
+function upsert(country: string, rows: UrlRow[], { seen }: { seen: boolean } = { seen: true }): RawBuilder<unknown> {
   return sql`
-    INSERT INTO live_images AS li (country, datasource_id, image_url)
-    SELECT ${country}, d, u FROM unnest(${rows.map((r) => r.datasourceId)}::int[], ${rows.map((r) => r.url)}::text[]) AS v(d, u)
-    ON CONFLICT (country, image_hash) DO UPDATE SET last_seen = now()
-    RETURNING (li.xmax = 0) AS inserted, li.image_url, li.stage,
+    INSERT INTO live_images AS li (country, datasource_id, image_url, last_seen)
+    SELECT ${country}, d, u, ${seen ? sql`now()` : sql`now() - interval '1 microsecond'`}
+      FROM unnest(${rows.map((r) => r.datasourceId)}::int[], ${rows.map((r) => r.url)}::text[]) AS v(d, u)
+    ON CONFLICT (country, image_hash) ${seen ? sql`DO UPDATE SET last_seen = greatest(now(), li.insert_time)` : sql`DO NOTHING`}
+    RETURNING li.id::text AS id, (li.xmax = 0) AS inserted, li.image_url, li.stage,
       CASE WHEN li.xmax = 0 AND li.state = 'waiting'
             AND li.datasource_id = ANY(ARRAY(SELECT d.datasource_id FROM datasources d WHERE d.country = ${country} AND NOT d.enabled))
            THEN 'parked' ELSE li.state END AS state,

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
 import type { FailureClass } from '../failure/failure-reasons.ts';
+import { enqueueUnseenRows, UNSEEN } from './enqueue-rows.ts';
 
 /**
  * The failure classes that say an origin does not have a key, for good: a 404 or 410 (an S3 NoSuchKey and a
@@ -9,38 +10,35 @@ import type { FailureClass } from '../failure/failure-reasons.ts';
 export const KEY_NOT_AT_ORIGIN: readonly FailureClass[] = ['http_404', 'http_410'];
 
 /**
- * lis_imaged's row for an origin key, queued like any new URL. Returns its id
- * when this call inserted it, null when it was there already (the ETL's, or
- * another request's). Unlike upsertUrls, a known URL is left untouched: its
- * last_seen stays its insert_time until something else enqueues it, which is
- * what deleteMissedOriginRow reads as "nobody else wants this row".
+ * lis_imaged's row for an origin key, queued like any new URL but UNSEEN
+ * (`enqueueUnseenRows`, the one insert of the queue): the mark, in the row,
+ * says that only a request wanted it. Returns its id when this call inserted
+ * it, null when it was there already (the ETL's, or another request's, left
+ * untouched).
  */
 export async function insertOriginRow(db: Db, country: string, datasourceId: number, url: string): Promise<string | null> {
-  // Control rows first, in a statement of their own (the queue's lock order, claimable-rows.ts).
-  await sql`INSERT INTO datasources (country, datasource_id) VALUES (${country}, ${datasourceId}) ON CONFLICT DO NOTHING`.execute(db);
-  const { rows } = await sql<{ id: string }>`
-    INSERT INTO live_images (country, datasource_id, image_url) VALUES (${country}, ${datasourceId}, ${url})
-    ON CONFLICT (country, image_hash) DO NOTHING
-    RETURNING id::text AS id`.execute(db);
-  return rows[0]?.id ?? null;
+  const [id] = await enqueueUnseenRows(db, country, [{ datasourceId, url }]);
+  return id ?? null;
 }
 
-/** The row is still exactly what lis_imaged inserted, failed once because the origin lacks the key, held by nobody. */
-const missed = sql`stage = 'download' AND state = 'failed' AND attempts = 1 AND locked_by IS NULL
-  AND last_error_class = ANY(${[...KEY_NOT_AT_ORIGIN]}::text[]) AND last_seen = insert_time`;
-
-/** Its first download has not ended yet (new, or held by a daemon), and nobody else has enqueued it since. */
-const undecided = sql`stage = 'download' AND state = 'waiting' AND attempts = 0 AND last_seen = insert_time`;
+/**
+ * A missed origin row: only a request wanted it (UNSEEN: no listing named its
+ * URL since), and its download failed for good because the origin has no such
+ * key; held by nobody. Never downloaded (downloaded_at IS NULL): so it has no
+ * original, no thumbnails and no frontend_pushes, and being failed, no
+ * claimable_rows entry: deleting the row leaves nothing behind. (A row once
+ * downloaded, sent back to download and then missed, is kept for the purge,
+ * which also deletes its files.)
+ */
+const missed = sql`stage = 'download' AND state = 'failed' AND locked_by IS NULL
+  AND last_error_class = ANY(${[...KEY_NOT_AT_ORIGIN]}::text[]) AND downloaded_at IS NULL AND ${UNSEEN}`;
 
 /**
- * Deletes the row `insertOriginRow` gave this request, when its first download
+ * Deletes the row `insertOriginRow` gave this request, when its download
  * failed because the origin has no such key, so that a request for a key the
- * origin lacks leaves nothing behind. Only while it is still exactly that: in
- * download, failed once, with a not-found class, held by nobody, and never
- * enqueued since (last_seen = insert_time: the ETL's or the Interface's upsert
- * refreshes last_seen; a row they also want is kept). A failed row has no
- * claimable_rows entry and, before push, no frontend_pushes. One statement;
- * a concurrent change of the row is waited for and the conditions read again.
+ * origin lacks leaves nothing behind at once. Only while it is missed (above):
+ * a row the ETL or the Interface enqueued meanwhile is kept. One statement; a
+ * concurrent change of the row is waited for and the conditions read again.
  * Returns whether it was deleted.
  */
 export async function deleteMissedOriginRow(db: Db, id: string): Promise<boolean> {
@@ -50,22 +48,27 @@ export async function deleteMissedOriginRow(db: Db, id: string): Promise<boolean
   return rows.length > 0;
 }
 
+/** Rows deleted per statement by `deleteMissedOriginRows`: its locks are held briefly. */
+const BATCH = 1000;
+
 /**
- * The same deletion for rows whose first download was still under way when
- * their request gave up (a lis_downloadd claimed the new row first, and holds
- * it past the request's deadline): deletes those missed by now, and returns
- * the ids still undecided, to be looked at again. A row that went anywhere
- * else (downloaded, failed for another reason or retried, enqueued by the ETL)
- * is neither: it is the queue's like any other. One statement: the DELETE
- * re-reads a row a daemon changes meanwhile; the undecided ones are those of
- * the statement's snapshot that it did not delete.
+ * Every missed origin row (of one country, or all), whoever failed it: the
+ * rows a lis_downloadd failed after the request that made them had given up
+ * (or after lis_imaged stopped), which nobody else looks at again. lis_managerd's
+ * `missed_origin_rows` check. In batches, each locking its rows in id order (the
+ * queue's lock order) and skipping those another statement holds (the next run
+ * takes them); the lock re-reads the conditions. Returns how many were deleted.
  */
-export async function settleMissedOriginRows(db: Db, ids: readonly string[]): Promise<{ deleted: number; undecided: string[] }> {
-  if (ids.length === 0) return { deleted: 0, undecided: [] };
-  const { rows } = await sql<{ id: string; deleted: boolean }>`
-    WITH gone AS (DELETE FROM live_images WHERE id = ANY(${ids}::bigint[]) AND ${missed} RETURNING id)
-    SELECT id::text AS id, true AS deleted FROM gone
-    UNION ALL
-    SELECT id::text, false FROM live_images WHERE id = ANY(${ids}::bigint[]) AND ${undecided} AND id NOT IN (SELECT id FROM gone)`.execute(db);
-  return { deleted: rows.filter((r) => r.deleted).length, undecided: rows.filter((r) => !r.deleted).map((r) => r.id) };
+export async function deleteMissedOriginRows(db: Db, country?: string): Promise<number> {
+  const inCountry = country === undefined ? sql`true` : sql`country = ${country}`;
+  let deleted = 0;
+  for (;;) {
+    const { rows } = await sql<{ n: number }>`
+      WITH doomed AS MATERIALIZED (
+             SELECT id FROM live_images WHERE ${missed} AND ${inCountry} ORDER BY id LIMIT ${BATCH} FOR UPDATE SKIP LOCKED),
+           gone AS (DELETE FROM live_images li USING doomed WHERE li.id = doomed.id RETURNING li.id)
+      SELECT count(*)::int AS n FROM gone`.execute(db);
+    deleted += rows[0].n;
+    if (rows[0].n < BATCH) return deleted;
+  }
 }

@@ -42,7 +42,6 @@ export async function startImagedInProcess(
     async close() {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
-      await service.close();
       fetcher.destroy();
       client.destroy();
       await locks.destroy();
