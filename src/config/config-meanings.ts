@@ -120,7 +120,7 @@ export const CONFIG_MEANINGS: Record<string, string | { meaning: string; default
   'alerts.smtp.to': 'who gets the mail',
   'alerts.webhookUrl': 'each alert as a JSON POST (never logged); falls back to `manager.webhookUrl`',
   'alerts.dedupeMinutes': 'the same alert is not sent again within this while it lasts',
-  'alerts.maxPerHour': 'at most this many alerts an hour; the rest wait (and are logged)',
+  'alerts.maxPerHour': 'at most this many alerts an hour, from all managers together; the rest wait (and are logged)',
   'alerts.frontendDownMinutes': 'a frontend unreachable longer than this is alerted',
   'alerts.errorRate.windowMinutes': "a stage's failed share over this window ...",
   'alerts.errorRate.baselineHours': '... against its usual share over these hours before ...',
