@@ -2,7 +2,10 @@
 import assert from 'node:assert/strict';
 import { sql } from 'kysely';
 import { claimChunk } from '../src/queue/claim-chunk.ts';
+import { enqueueRows } from '../src/queue/enqueue-rows.ts';
 import { finishRows } from '../src/queue/finish-rows.ts';
+import { insertOriginRow } from '../src/queue/origin-rows.ts';
+import { lis_hash_for_url } from '../src/hash/image-hash.ts';
 import { lookupImage } from '../src/web/lookup-image.ts';
 import { spawnTs } from './helpers/processes.ts';
 import { countBy, insertUrls, relistAll } from './helpers/rows.ts';
@@ -21,6 +24,18 @@ describe('lis image classify and lis rethumbnail', function () {
     const { code } = await run.exited;
     return { code, output: run.output() };
   };
+
+  it('the lookup tells a row made by a request to lis_imaged from one the ETL queued, until a listing names it', async () => {
+    const url = 's3://photos/uk/a.jpg';
+    assert.ok(await insertOriginRow(t.db, 'uk', 1, url));
+    const hash = lis_hash_for_url(url);
+    const history = async () => (await lookupImage(t.db, hash))[0].history.map((h) => h.what);
+    assert.deepEqual(await history(), ['queued by a request to lis_imaged (an origin key)', 'now download/waiting (attempts 0)']);
+    await enqueueRows(t.db, 'uk', [{ datasourceId: 1, url }]);
+    const after = await history();
+    assert.equal(after[0], 'queued by the ETL');
+    assert.ok(after.includes('last seen by the ETL'), after.join('; '));
+  });
 
   it("a person's class is kept by the thumbnailer, shown by the lookup, and handed back with --auto", async () => {
     await insertUrls(t.db, 'uk', 1);

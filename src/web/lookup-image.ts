@@ -3,6 +3,7 @@ import type { Db } from '../db/connect.ts';
 import type { LiveImage } from '../db/schema.ts';
 import { isImageHash, lis_hash_for_url } from '../hash/image-hash.ts';
 import { thumbnailFilesOf, type ImageData } from '../store/image-data.ts';
+import { UNSEEN } from '../queue/enqueue-rows.ts';
 
 export interface ImageLookup {
   row: Record<string, unknown>;
@@ -17,8 +18,9 @@ export interface ImageLookup {
 export async function lookupImage(db: Db, query: string): Promise<ImageLookup[]> {
   const q = query.trim();
   const hash = isImageHash(q.toLowerCase()) ? q.toLowerCase() : lis_hash_for_url(q);
-  const { rows } = await sql<Omit<LiveImage, 'image_data' | 'live_data'> & { image_data: ImageData | null; live_data: ImageData | null }>`
-    SELECT * FROM live_images WHERE image_hash = ${hash} ORDER BY country`.execute(db);
+  // `unseen`: made by a request to lis_imaged for an origin key, and named by no listing since (UNSEEN).
+  const { rows } = await sql<Omit<LiveImage, 'image_data' | 'live_data'> & { image_data: ImageData | null; live_data: ImageData | null; unseen: boolean }>`
+    SELECT *, ${UNSEEN} AS unseen FROM live_images WHERE image_hash = ${hash} ORDER BY country`.execute(db);
   const out: ImageLookup[] = [];
   for (const row of rows) {
     const { rows: pushes } = await sql<{ frontend: string; pushed_at: Date | null; attempts: number; last_error: string | null }>`
@@ -30,11 +32,11 @@ export async function lookupImage(db: Db, query: string): Promise<ImageLookup[]>
       const t = at(v);
       if (t) history.push({ at: t, what });
     };
-    push(row.insert_time, 'queued by the ETL');
+    push(row.insert_time, row.unseen ? 'queued by a request to lis_imaged (an origin key)' : 'queued by the ETL');
     push(row.downloaded_at, `original downloaded${row.original_bytes ? ` (${row.original_bytes} bytes, ${row.original_format ?? '?'})` : ''}`);
     for (const p of pushes) push(p.pushed_at, `pushed to ${p.frontend}`);
     push(row.updated_at, `now ${row.stage}/${row.state}${row.last_error ? `: ${row.last_error}` : ''} (attempts ${row.attempts})`);
-    push(row.last_seen, 'last seen by the ETL');
+    if (!row.unseen) push(row.last_seen, 'last seen by the ETL');
     history.sort((a, b) => a.at.localeCompare(b.at));
     out.push({
       // A person's word (lis image classify) is shown as such; `serving` says whether the frontends
