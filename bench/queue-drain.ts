@@ -2,7 +2,9 @@
 // workers) and, interleaved with it window by window, a raw-SQL keyset claim+finish of a narrow table of
 // the same row count in the same database: the floor of what any claim on this server costs. Window 1 of
 // ours, window 1 of raw, window 2 of ours... (ABAB), so load drift on a shared machine moves both sides alike.
-// Per window: rows/s of each, their ratio, and the claim p50/p99 of each; then the whole drain.
+// Per window: rows/s of each, their ratio, the claim p50/p99 of each, and the CPU time each side's database
+// connections used per row (from /proc, so only for a server on this machine): on a shared machine the rows/s
+// move with the load, the CPU per row much less. Then the whole drain.
 //   node --import tsx bench/queue-drain.ts [--rows 1000000] [--workers N] [--chunk 500] [--window 100000] [--config FILE]
 // Workers default to one per core: the database shares the cores, so more only queue for them.
 import os from 'node:os';
@@ -11,6 +13,7 @@ import { createDb, type Db } from '../src/db/connect.ts';
 import { ClaimCursor } from '../src/queue/claim-cursor.ts';
 import { finishRows } from '../src/queue/finish-rows.ts';
 import { flag, freshBenchDatabase, printRatio, percentile } from './lib/bench-database.ts';
+import { cpuSeconds } from './lib/proc-stats.ts';
 
 const rows = flag('rows', 1_000_000);
 const workers = flag('workers', os.availableParallelism());
@@ -21,6 +24,8 @@ interface Side {
   label: string;
   done: number;
   seconds: number;
+  /** CPU seconds its connections' server processes used, over its windows. */
+  serverCpu: number;
   /** One claim-and-finish per call; the ids it got (none: drained). */
   workers: Array<{ db: Db; step: () => Promise<number> }>;
 }
@@ -49,6 +54,7 @@ function ourSide(): Side {
     label: 'ClaimCursor + finishRows (live_images)',
     done: 0,
     seconds: 0,
+    serverCpu: 0,
     workers: Array.from({ length: workers }, (_, i) => {
       const wdb = createDb(url, 2);
       const cursor = new ClaimCursor(wdb, { country: 'uk', stage: 'download', workerId: `bench:${i}`, storeHost: '' });
@@ -78,6 +84,7 @@ function rawSide(): Side {
     label: 'raw SQL keyset claim+finish (narrow table)',
     done: 0,
     seconds: 0,
+    serverCpu: 0,
     workers: Array.from({ length: workers }, (_, i) => {
       const wdb = createDb(url, 2);
       let after = '0';
@@ -103,10 +110,21 @@ function rawSide(): Side {
   };
 }
 
-/** Runs one side until `until` rows are done (or it is drained); rows/s and claim p50/p99 of the window. */
-async function window(side: Side, key: 'ours' | 'raw', until: number): Promise<{ rate: number; p50: number; p99: number; rows: number }> {
+/**
+ * CPU seconds used so far by each server process of a connection to the bench database but `db`'s own (0 when
+ * the server is on another machine). Only one side runs at a time, so what they add up in a window is its.
+ */
+async function serverCpuByPid(): Promise<Map<number, number>> {
+  const { rows } = await sql<{ pid: number }>`
+    SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()`.execute(db);
+  return new Map(rows.map(({ pid }) => [pid, cpuSeconds(pid)]));
+}
+
+/** Runs one side until `until` rows are done (or it is drained); rows/s, claim p50/p99 and server CPU µs a row of the window. */
+async function window(side: Side, key: 'ours' | 'raw', until: number): Promise<{ rate: number; p50: number; p99: number; rows: number; cpuPerRow: number }> {
   claimTimes[key] = [];
   const before = side.done;
+  const cpuBefore = await serverCpuByPid();
   const t0 = performance.now();
   await Promise.all(
     side.workers.map(async (w) => {
@@ -119,14 +137,18 @@ async function window(side: Side, key: 'ours' | 'raw', until: number): Promise<{
   );
   const seconds = (performance.now() - t0) / 1000;
   side.seconds += seconds;
+  // A connection the pool opened during the window started at 0; one it closed before the end is not counted.
+  let cpu = 0;
+  for (const [pid, used] of await serverCpuByPid()) cpu += used - (cpuBefore.get(pid) ?? 0);
+  side.serverCpu += cpu;
   const sorted = claimTimes[key].sort((a, b) => a - b);
   const n = side.done - before;
-  return { rate: n / seconds, p50: percentile(sorted, 50), p99: percentile(sorted, 99), rows: n };
+  return { rate: n / seconds, p50: percentile(sorted, 50), p99: percentile(sorted, 99), rows: n, cpuPerRow: (cpu / n) * 1e6 };
 }
 
 const ours = ourSide();
 const raw = rawSide();
-console.log('\n  window end   ours rows/s   raw rows/s   ratio   ours claim p50 / p99     raw claim p50 / p99');
+console.log('\n  window end   ours rows/s   raw rows/s   ratio   ours claim p50 / p99     raw claim p50 / p99   server CPU µs/row ours / raw');
 const ratios: number[] = [];
 for (let end = windowSize; ; end += windowSize) {
   const target = Math.min(end, rows);
@@ -135,7 +157,7 @@ for (let end = windowSize; ; end += windowSize) {
   if (a.rows === 0 && b.rows === 0) break;
   ratios.push(a.rate / b.rate);
   console.log(
-    `  ${String(target).padStart(10)} ${Math.round(a.rate).toString().padStart(13)} ${Math.round(b.rate).toString().padStart(12)} ${(a.rate / b.rate).toFixed(2).padStart(7)}   ${a.p50.toFixed(1).padStart(6)} / ${a.p99.toFixed(1).padStart(6)} ms    ${b.p50.toFixed(1).padStart(6)} / ${b.p99.toFixed(1).padStart(6)} ms`,
+    `  ${String(target).padStart(10)} ${Math.round(a.rate).toString().padStart(13)} ${Math.round(b.rate).toString().padStart(12)} ${(a.rate / b.rate).toFixed(2).padStart(7)}   ${a.p50.toFixed(1).padStart(6)} / ${a.p99.toFixed(1).padStart(6)} ms    ${b.p50.toFixed(1).padStart(6)} / ${b.p99.toFixed(1).padStart(6)} ms   ${a.cpuPerRow.toFixed(1).padStart(6)} / ${b.cpuPerRow.toFixed(1).padStart(5)}`,
   );
   if (target >= rows) break;
 }
@@ -144,8 +166,13 @@ const rawRate = raw.done / raw.seconds;
 console.log(
   `\n  whole drain: ours ${Math.round(ourRate).toLocaleString('en-GB')} rows/s (${ours.done} rows), raw ${Math.round(rawRate).toLocaleString('en-GB')} rows/s (${raw.done} rows)`,
 );
-await Promise.all([...ours.workers, ...raw.workers].map((w) => w.db.destroy()));
-await drop();
+const ourCpu = (ours.serverCpu / ours.done) * 1e6;
+const rawCpu = (raw.serverCpu / raw.done) * 1e6;
+if (ourCpu > 0 && rawCpu > 0)
+  console.log(`  server CPU a row: ours ${ourCpu.toFixed(1)} µs, raw ${rawCpu.toFixed(1)} µs (raw / ours ${(rawCpu / ourCpu).toFixed(2)})`);
 console.log('');
 printRatio('queue drain ClaimCursor / raw keyset claim+finish', ourRate / rawRate);
+// After the figures: an autovacuum still working on the database can make dropping it fail.
+await Promise.all([...ours.workers, ...raw.workers].map((w) => w.db.destroy()));
+await drop();
 process.exit(0);
