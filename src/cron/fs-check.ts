@@ -77,12 +77,20 @@ async function rowsWithPrefix(db: Db, country: string, prefix: string): Promise<
  * hash prefix at a time: files no row accounts for are deleted (orphans);
  * live rows whose files a frontend lacks go back to the pusher; rows whose
  * store files are gone go back to the stage that makes them; originals no
- * longer needed are pruned per `upkeep.pruneOriginals`.
+ * longer needed are pruned per `upkeep.pruneOriginals`. With `walkFrontends`
+ * false (another host is walking them) only this host's stores.
  */
-export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; country: string; dryRun: boolean }): Promise<FsCheckSummary> {
+export async function fsCheck(ctx: {
+  config: LisConfig;
+  db: Db;
+  log: Logger;
+  country: string;
+  dryRun: boolean;
+  walkFrontends?: boolean;
+}): Promise<FsCheckSummary> {
   const { config, db, log, country, dryRun } = ctx;
   const scope = { scope: 'CronFrontend::fs_check' };
-  const frontends = await enabledFrontends(db);
+  const frontends = ctx.walkFrontends === false ? [] : await enabledFrontends(db);
   const summary: FsCheckSummary = {
     frontends: Object.fromEntries(frontends.map((f) => [f.name, { orphans: 0, missing: 0, unwalked: [] }])),
     thumbnailStore: { orphans: 0, missing: 0, partial: 0, unwalked: [] },
