@@ -8,6 +8,7 @@ import { STORE_MARKER } from '../src/daemon/store-check.ts';
 import { FRONTEND_MARKER } from '../src/push/frontend-root-check.ts';
 import pg from 'pg';
 import { dbScan } from '../src/cron/db-scan.ts';
+import { findAlerts } from '../src/alerts/alert-sources.ts';
 import { refreshRows } from '../src/queue/refresh-rows.ts';
 import { closeLogger, createLogger } from '../src/log/create-logger.ts';
 import { ImageSys } from '../src/interface/image-sys.ts';
@@ -541,5 +542,30 @@ describe('lis_cron_frontend on two hosts at once', () => {
     assert.match(a.text, /fs_check: n1 0 orphans\/0 re-pushed, n2 0 orphans\/1 re-pushed/, summaries);
     assert.equal(a.code, 0, a.text);
     assert.deepEqual(await countBy(t.db), { 'live/done': 5, 'push/waiting': 1 });
+  });
+
+  it('upkeep_failed names the host whose run failed: a frontend down fails the host working the shared part, not the one that skipped it', async function () {
+    this.timeout(90_000);
+    await sql`UPDATE live_images SET last_seen = now() - interval '40 days'`.execute(t.db);
+    await daemon.stop();
+    const first = await t.db.selectFrom('live_images').select('id').orderBy('id').executeTakeFirstOrThrow();
+    const { a, b } = await bothAtOnce(first.id, ['--db_scan', '--country', 'uk']);
+    assert.equal(a.code, 1, a.text);
+    assert.equal(b.code, 0, b.text);
+    // Host B's run, once A's is over, finds n1 still down: its own failure.
+    const later = spawnTs('bin/lis_cron_frontend', ['--db_scan', '--country', 'uk'], { LIS_CONFIG: configB });
+    assert.equal((await later.exited).code, 1, later.output());
+
+    const events = await t.db.selectFrom('manager_events').select(['subject', 'detail']).where('check_name', '=', 'upkeep').orderBy('id').execute();
+    assert.deepEqual(
+      events.map((e) => `${e.subject}: ${e.detail.slice(0, e.detail.indexOf(':'))}`),
+      ['hostb: ok', 'testhost: failed', 'hostb: failed'],
+      'each outcome names the host that ran it',
+    );
+    const alerts = await findAlerts(t.db, t.config.alerts, ['upkeep_failed']);
+    assert.deepEqual(
+      alerts.map((x) => x.subject),
+      ['weekly upkeep failed for UK on testhost', 'weekly upkeep failed for UK on hostb'],
+    );
   });
 });

@@ -36,9 +36,12 @@ async function countriesOf(db: Db): Promise<string[]> {
   return rows.map((r) => r.country);
 }
 
-/** Records one country's upkeep outcome; a database that fails here must not hide the run's own outcome. */
-async function recordUpkeep(db: Db, country: string, detail: string): Promise<void> {
-  await recordEvent(db, { check: 'upkeep', country, subject: country, rows: 0, detail }).catch(() => {});
+/**
+ * Records one country's upkeep outcome on this host (the subject: each host runs its own, and an alert must say
+ * which failed); a database that fails here must not hide the run's own outcome.
+ */
+async function recordUpkeep(db: Db, country: string, host: string, detail: string): Promise<void> {
+  await recordEvent(db, { check: 'upkeep', country, subject: host, rows: 0, detail }).catch(() => {});
 }
 
 /** lis_cron_frontend --all | --fs_check | --db_scan [--country uk] [--verbose] [--dry-run] */
@@ -86,7 +89,7 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
         try {
           if (db && where && !flags.dryRun)
             await Promise.race([
-              recordUpkeep(db, where.country, `failed: stopped by ${signal} before it finished`),
+              recordUpkeep(db, where.country, config.host, `failed: stopped by ${signal} before it finished`),
               new Promise((resolve) => setTimeout(resolve, 5000).unref()),
             ]);
         } finally {
@@ -183,11 +186,11 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
           );
           // The outcome, where the manager's alerts find it (whether cron or the manager ran us).
           if (problems.length) failures++;
-          if (!flags.dryRun) await recordUpkeep(db, country, problems.length ? `failed: ${problems.join('; ')}; ${summary}` : `ok: ${summary}`);
+          if (!flags.dryRun) await recordUpkeep(db, country, config.host, problems.length ? `failed: ${problems.join('; ')}; ${summary}` : `ok: ${summary}`);
         } catch (error) {
           failures++;
           log.error(`${country.toUpperCase()}: ${errorMessage(error)}`, { ...scope, country });
-          await recordUpkeep(db, country, `failed: ${errorMessage(error)}`);
+          await recordUpkeep(db, country, config.host, `failed: ${errorMessage(error)}`);
         } finally {
           current = null;
           release();
