@@ -483,10 +483,10 @@ describe('lis_cron_frontend on two hosts at once', () => {
    * meanwhile: B either finishes on its own, or comes to wait on the same row (it is doing the same work). Then
    * A goes on. Both outcomes.
    */
-  async function bothAtOnce(id: string, args: string[]) {
-    const held = await runHeldOnRow(t, configFile, id, args, "host A's run to wait on the row");
+  async function bothAtOnce(id: string, args: string[], configA = configFile, configOfB = configB) {
+    const held = await runHeldOnRow(t, configA, id, args, "host A's run to wait on the row");
     const a = held.run;
-    const b = spawnTs('bin/lis_cron_frontend', args, { LIS_CONFIG: configB });
+    const b = spawnTs('bin/lis_cron_frontend', args, { LIS_CONFIG: configOfB });
     try {
       let bDone = false;
       void b.exited.then(() => (bDone = true));
@@ -567,5 +567,35 @@ describe('lis_cron_frontend on two hosts at once', () => {
       alerts.map((x) => x.subject),
       ['weekly upkeep failed for UK on testhost', 'weekly upkeep failed for UK on hostb'],
     );
+  });
+
+  it('with stores every host mounts (stores.shared), the stores are walked from one host at a time too', async function () {
+    this.timeout(90_000);
+    const sharedA = t.writeConfig({ services: { runDir: path.join(t.dir, 'run') }, stores: { shared: true } });
+    const sharedB = t.writeConfig({
+      host: 'hostb',
+      services: { runDir: path.join(t.dir, 'hostb', 'run') },
+      stores: { shared: true },
+      log: { dir: path.join(t.dir, 'hostb', 'log') },
+    });
+    const row = await t.db.selectFrom('live_images').select(['id', 'image_hash']).orderBy('id').executeTakeFirstOrThrow();
+    for (const f of files.filter((f) => f.includes(row.image_hash))) fs.rmSync(path.join(local, f));
+    const orphan = path.join(t.config.stores.thumbnails, 'uk/ab/cd/abcd0000000000000000000000000000_small.jpg');
+    fs.mkdirSync(path.dirname(orphan), { recursive: true });
+    fs.writeFileSync(orphan, 'stray');
+    const old = new Date(Date.now() - 2 * 3600_000);
+    fs.utimesSync(orphan, old, old);
+
+    const { a, b } = await bothAtOnce(row.id, ['--fs_check', '--country', 'uk'], sharedA, sharedB);
+    const summaries = `A: ${summaryOf(a.text)} | B: ${summaryOf(b.text)}`;
+    assert.match(
+      b.text,
+      /fs_check: frontends and stores \(shared\) skipped \(worked by lis_cron_frontend on testhost pid \d+[^;]*$/m,
+      `host B walked the shared stores too: ${summaries}`,
+    );
+    assert.equal(b.code, 0, b.text);
+    assert.match(a.text, /fs_check: n1 0 orphans\/0 re-pushed, n2 0 orphans\/1 re-pushed; thumbnails 1 orphans/, summaries);
+    assert.equal(a.code, 0, a.text);
+    assert.equal(fs.existsSync(orphan), false);
   });
 });

@@ -147,9 +147,11 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
                 log.error(`the database connection holding ${country.toUpperCase()}'s shared upkeep was lost: ${errorMessage(error)}`, { ...scope, country }),
               );
           const elsewhere = cluster && !cluster.held ? cluster.holder : null;
+          // Stores every host mounts are shared work as well.
+          const sharedStores = config.stores.shared;
           if (elsewhere)
             log.info(
-              `${country.toUpperCase()}: the database scan and the frontends are being worked by ${elsewhere}; skipped here, this host's stores are still checked`,
+              `${country.toUpperCase()}: the database scan and the frontends are being worked by ${elsewhere}; skipped here, ${sharedStores ? 'and so are the stores (stores.shared: they are the same on every host)' : "this host's stores are still checked"}`,
               { ...scope, country },
             );
           if ((flags.all || flags.db_scan) && elsewhere) parts.push(`db_scan: skipped (worked by ${elsewhere})`);
@@ -161,7 +163,7 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
             if (s.purgeDeferred) problems.push(`${s.purgeDeferred} expired images not purged: ${s.uncleaned.join(', ')} could not be cleaned`);
           }
           if (flags.all || flags.fs_check) {
-            const s = await fsCheck({ ...ctx, walkFrontends: !elsewhere });
+            const s = await fsCheck({ ...ctx, walkFrontends: !elsewhere, walkStores: !(elsewhere && sharedStores) });
             const fronts = Object.entries(s.frontends)
               .map(
                 ([n, t]) =>
@@ -175,9 +177,11 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
               ...(s.originalsStore.error || s.originalsStore.unwalked.length ? [['originals store']] : []),
             ].map(([name]) => name);
             if (unchecked.length) problems.push(`${unchecked.join(', ')} could not be checked`);
-            parts.push(
-              `fs_check: ${elsewhere ? `frontends skipped (worked by ${elsewhere})` : fronts || 'no frontends'}; thumbnails ${s.thumbnailStore.orphans} orphans/${s.thumbnailStore.partial} partial/${s.thumbnailStore.missing} redone; originals ${s.originalsStore.orphans} orphans/${s.originalsStore.partial} partial/${s.originalsStore.pruned} pruned/${s.originalsStore.missing} refetched`,
-            );
+            if (elsewhere && sharedStores) parts.push(`fs_check: frontends and stores (shared) skipped (worked by ${elsewhere})`);
+            else
+              parts.push(
+                `fs_check: ${elsewhere ? `frontends skipped (worked by ${elsewhere})` : fronts || 'no frontends'}; thumbnails ${s.thumbnailStore.orphans} orphans/${s.thumbnailStore.partial} partial/${s.thumbnailStore.missing} redone; originals ${s.originalsStore.orphans} orphans/${s.originalsStore.partial} partial/${s.originalsStore.pruned} pruned/${s.originalsStore.missing} refetched`,
+              );
           }
           const summary = parts.join('; ');
           log.info(
