@@ -598,4 +598,32 @@ describe('lis_cron_frontend on two hosts at once', () => {
     assert.equal(a.code, 0, a.text);
     assert.equal(fs.existsSync(orphan), false);
   });
+
+  it("a host's run killed outright (SIGKILL) leaves no lock behind: the next run of another host does the shared part", async function () {
+    this.timeout(90_000);
+    await sql`UPDATE live_images SET last_seen = now() - interval '40 days'`.execute(t.db);
+    const first = await t.db.selectFrom('live_images').select('id').orderBy('id').executeTakeFirstOrThrow();
+    const held = await runHeldOnRow(t, configFile, first.id, ['--db_scan', '--country', 'uk'], "host A's run to wait on the row");
+    try {
+      held.run.child.kill('SIGKILL');
+      await held.run.exited;
+    } finally {
+      await held.release();
+    }
+    // The server ends a dead client's session when it notices; then its lock is free.
+    await waitFor(
+      async () =>
+        (
+          await sql`SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`.execute(
+            t.db,
+          )
+        ).rows.length === 0,
+      30_000,
+      "the killed run's session to end",
+    );
+    const run = spawnTs('bin/lis_cron_frontend', ['--db_scan', '--country', 'uk'], { LIS_CONFIG: configB });
+    assert.equal((await run.exited).code, 0, run.output());
+    assert.match(run.output(), /Summary for UK in [\d.]+s: db_scan: 6 purged, 0 deferred/);
+    assert.deepEqual(await countBy(t.db), {});
+  });
 });
