@@ -8,6 +8,7 @@ import { STORE_MARKER } from '../src/daemon/store-check.ts';
 import { FRONTEND_MARKER } from '../src/push/frontend-root-check.ts';
 import pg from 'pg';
 import { dbScan } from '../src/cron/db-scan.ts';
+import { findAlerts } from '../src/alerts/alert-sources.ts';
 import { refreshRows } from '../src/queue/refresh-rows.ts';
 import { closeLogger, createLogger } from '../src/log/create-logger.ts';
 import { ImageSys } from '../src/interface/image-sys.ts';
@@ -27,6 +28,59 @@ const copyTo = (from: string, root: string, files: string[]) => {
   }
 };
 
+/**
+ * Six live UK rows of this host, their files in its stores and on two frontends: n1 (an rsync daemon) and n2
+ * (a local folder).
+ */
+async function sixLiveRows() {
+  const t = await createTestDatabase({ overrides: { services: { runDir: 'run' } } });
+  const daemon = await RsyncDaemon.start(path.join(t.dir, 'n1'));
+  const local = path.join(t.dir, 'n2');
+  await addFrontend(t.db, 'n1', daemon.url());
+  await addFrontend(t.db, 'n2', local);
+  const files = await insertPushRows(t.db, t.config, 'uk', 6, { stage: 'live' });
+  for (const root of [daemon.moduleDir, local]) copyTo(t.config.stores.thumbnails, root, files);
+  const rows = await t.db.selectFrom('live_images').select('image_hash').execute();
+  for (const r of rows) {
+    fs.mkdirSync(path.dirname(originalPath(t.config, 'uk', r.image_hash)), { recursive: true });
+    fs.writeFileSync(originalPath(t.config, 'uk', r.image_hash), 'original');
+  }
+  const configFile = t.writeConfig({ services: { runDir: path.join(t.dir, 'run') } });
+  return { t, daemon, local, files, configFile };
+}
+
+/** Backends of this test's database waiting on a lock (a row lock held by the test). */
+async function waitingOnLocks(t: TestDatabase): Promise<number> {
+  const { rows } = await sql`SELECT 1 FROM pg_stat_activity WHERE datname = ${t.name} AND wait_event_type = 'Lock'`.execute(t.db);
+  return rows.length;
+}
+
+/**
+ * lis_cron_frontend `args` (with `configFile`) started while a row lock on `id` is held here: returns once the run
+ * waits on it. `release()` (once is enough) lets it go on.
+ */
+async function runHeldOnRow(t: TestDatabase, configFile: string, id: string, args: string[], what: string) {
+  const other = new pg.Client({ connectionString: t.url });
+  await other.connect();
+  let released = false;
+  const release = async () => {
+    if (released) return;
+    released = true;
+    await other.query('ROLLBACK').catch(() => {});
+    await other.end();
+  };
+  try {
+    await other.query('BEGIN');
+    await other.query('SELECT 1 FROM live_images WHERE id = $1 FOR UPDATE', [id]);
+    const run = spawnTs('bin/lis_cron_frontend', args, { LIS_CONFIG: configFile });
+    await waitFor(async () => (await waitingOnLocks(t)) > 0, 30_000, what);
+    return { run, release };
+  } catch (error) {
+    await release();
+    throw error;
+  }
+}
+
 describe('lis_cron_frontend', () => {
   let t: TestDatabase;
   let daemon: RsyncDaemon;
@@ -36,57 +90,14 @@ describe('lis_cron_frontend', () => {
 
   beforeEach(async function () {
     this.timeout(30_000);
-    t = await createTestDatabase({ overrides: { services: { runDir: 'run' } } });
-    daemon = await RsyncDaemon.start(path.join(t.dir, 'n1'));
-    local = path.join(t.dir, 'n2');
-    await addFrontend(t.db, 'n1', daemon.url());
-    await addFrontend(t.db, 'n2', local);
-    files = await insertPushRows(t.db, t.config, 'uk', 6, { stage: 'live' });
-    for (const root of [daemon.moduleDir, local]) copyTo(t.config.stores.thumbnails, root, files);
-    const rows = await t.db.selectFrom('live_images').select('image_hash').execute();
-    for (const r of rows) {
-      fs.mkdirSync(path.dirname(originalPath(t.config, 'uk', r.image_hash)), { recursive: true });
-      fs.writeFileSync(originalPath(t.config, 'uk', r.image_hash), 'original');
-    }
-    configFile = t.writeConfig({ services: { runDir: path.join(t.dir, 'run') } });
+    ({ t, daemon, local, files, configFile } = await sixLiveRows());
   });
   afterEach(async () => {
     await daemon.stop();
     await t.drop();
   });
 
-  /**
-   * lis_cron_frontend `args` started while a row lock on `id` is held here: returns once the run waits on it.
-   * `release()` (once is enough) lets it go on.
-   */
-  async function runWaitingOnRow(id: string, args: string[], what: string) {
-    const other = new pg.Client({ connectionString: t.url });
-    await other.connect();
-    let released = false;
-    const release = async () => {
-      if (released) return;
-      released = true;
-      await other.query('ROLLBACK').catch(() => {});
-      await other.end();
-    };
-    try {
-      await other.query('BEGIN');
-      await other.query('SELECT 1 FROM live_images WHERE id = $1 FOR UPDATE', [id]);
-      const run = spawnTs('bin/lis_cron_frontend', args, { LIS_CONFIG: configFile });
-      await waitFor(
-        async () => {
-          const { rows: waiting } = await sql`SELECT 1 FROM pg_stat_activity WHERE datname = ${t.name} AND wait_event_type = 'Lock'`.execute(t.db);
-          return waiting.length > 0;
-        },
-        30_000,
-        what,
-      );
-      return { run, release };
-    } catch (error) {
-      await release();
-      throw error;
-    }
-  }
+  const runWaitingOnRow = (id: string, args: string[], what: string) => runHeldOnRow(t, configFile, id, args, what);
 
   const cron = async (args: string[]) => {
     const run = spawnTs('bin/lis_cron_frontend', args, { LIS_CONFIG: configFile });
@@ -436,5 +447,183 @@ describe('lis_cron_frontend', () => {
       '0f/a_small.jpg',
     ]);
     assert.equal(deletionRules(['uk/a3/0f/x_small.jpg']), '+ /uk/\n+ /uk/a3/\n+ /uk/a3/0f/\n+ /uk/a3/0f/x_small.jpg\n- *\n');
+  });
+});
+
+describe('lis_cron_frontend on two hosts at once', () => {
+  let t: TestDatabase;
+  let daemon: RsyncDaemon;
+  let local: string;
+  let files: string[];
+  /** Host A: this test's host (`testhost`), whose stores hold the rows' files. */
+  let configFile: string;
+  /** Host B (`hostb`): the same database and frontends, stores, run folder and logs of its own. */
+  let configB: string;
+  let storesB: { originals: string; thumbnails: string };
+
+  beforeEach(async function () {
+    this.timeout(30_000);
+    ({ t, daemon, local, files, configFile } = await sixLiveRows());
+    const b = path.join(t.dir, 'hostb');
+    storesB = { originals: path.join(b, 'originals'), thumbnails: path.join(b, 'thumbnails') };
+    configB = t.writeConfig({ host: 'hostb', services: { runDir: path.join(b, 'run') }, stores: storesB, log: { dir: path.join(b, 'log') } });
+  });
+  afterEach(async () => {
+    await daemon.stop();
+    await t.drop();
+  });
+
+  /** The holder of the cluster-wide part as host B names it (host A's run: testhost, and its pid). */
+  const heldByA =
+    /UK: the database scan and the frontends are being worked by lis_cron_frontend on testhost pid \d+ \(since [^)]+\); skipped here, this host's stores are still checked/;
+  const summaryOf = (text: string) => /Summary for UK.*/.exec(text)?.[0] ?? '(no summary)';
+
+  /**
+   * Host A's run held on a row lock where it changes what every host shares, and host B's run started
+   * meanwhile: B either finishes on its own, or comes to wait on the same row (it is doing the same work). Then
+   * A goes on. Both outcomes.
+   */
+  async function bothAtOnce(id: string, args: string[], configA = configFile, configOfB = configB) {
+    const held = await runHeldOnRow(t, configA, id, args, "host A's run to wait on the row");
+    const a = held.run;
+    const b = spawnTs('bin/lis_cron_frontend', args, { LIS_CONFIG: configOfB });
+    try {
+      let bDone = false;
+      void b.exited.then(() => (bDone = true));
+      await waitFor(async () => bDone || (await waitingOnLocks(t)) > 1, 30_000, "host B's run to finish or to wait on the same row");
+      await held.release();
+      const [ea, eb] = await Promise.all([a.exited, b.exited]);
+      return { a: { code: ea.code, text: a.output() }, b: { code: eb.code, text: b.output() } };
+    } finally {
+      await held.release();
+      a.child.kill();
+      b.child.kill();
+    }
+  }
+
+  it('--db_scan of a country runs on one host at a time: the other says who runs it and skips it, and that is no failure', async function () {
+    this.timeout(90_000);
+    await sql`UPDATE live_images SET last_seen = now() - interval '40 days'`.execute(t.db);
+    const first = await t.db.selectFrom('live_images').select('id').orderBy('id').executeTakeFirstOrThrow();
+    const { a, b } = await bothAtOnce(first.id, ['--db_scan', '--country', 'uk']);
+    const summaries = `A: ${summaryOf(a.text)} | B: ${summaryOf(b.text)}`;
+    assert.match(b.text, heldByA, `host B scanned the database too: ${summaries}`);
+    assert.match(b.text, /Summary for UK in [\d.]+s: db_scan: skipped \(worked by lis_cron_frontend on testhost pid \d+/, summaries);
+    assert.equal(b.code, 0, b.text);
+    assert.match(a.text, /Summary for UK in [\d.]+s: db_scan: 6 purged, 0 deferred/, summaries);
+    assert.equal(a.code, 0, a.text);
+    assert.deepEqual(await countBy(t.db), {});
+    for (const root of [daemon.moduleDir, local])
+      assert.deepEqual(
+        files.filter((f) => fs.existsSync(path.join(root, f))),
+        [],
+        root,
+      );
+  });
+
+  it('--fs_check walks the frontends from one host at a time, while each host still checks its own stores', async function () {
+    this.timeout(90_000);
+    // A live row n2 lacks: host A re-pushes it, held on its row lock meanwhile.
+    const row = await t.db.selectFrom('live_images').select(['id', 'image_hash']).orderBy('id').executeTakeFirstOrThrow();
+    for (const f of files.filter((f) => f.includes(row.image_hash))) fs.rmSync(path.join(local, f));
+    // An orphan in host B's own thumbnail store, old enough to be judged.
+    const orphan = path.join(storesB.thumbnails, 'uk/ab/cd/abcd0000000000000000000000000000_small.jpg');
+    fs.mkdirSync(path.dirname(orphan), { recursive: true });
+    fs.writeFileSync(orphan, 'stray');
+    const old = new Date(Date.now() - 2 * 3600_000);
+    fs.utimesSync(orphan, old, old);
+
+    const { a, b } = await bothAtOnce(row.id, ['--fs_check', '--country', 'uk']);
+    const summaries = `A: ${summaryOf(a.text)} | B: ${summaryOf(b.text)}`;
+    assert.match(b.text, heldByA, `host B walked the frontends too: ${summaries}`);
+    assert.match(b.text, /fs_check: frontends skipped \(worked by lis_cron_frontend on testhost pid \d+[^;]*; thumbnails 1 orphans/, summaries);
+    assert.equal(fs.existsSync(orphan), false, "host B's own store is checked");
+    assert.equal(b.code, 0, b.text);
+    assert.match(a.text, /fs_check: n1 0 orphans\/0 re-pushed, n2 0 orphans\/1 re-pushed/, summaries);
+    assert.equal(a.code, 0, a.text);
+    assert.deepEqual(await countBy(t.db), { 'live/done': 5, 'push/waiting': 1 });
+  });
+
+  it('upkeep_failed names the host whose run failed: a frontend down fails the host working the shared part, not the one that skipped it', async function () {
+    this.timeout(90_000);
+    await sql`UPDATE live_images SET last_seen = now() - interval '40 days'`.execute(t.db);
+    await daemon.stop();
+    const first = await t.db.selectFrom('live_images').select('id').orderBy('id').executeTakeFirstOrThrow();
+    const { a, b } = await bothAtOnce(first.id, ['--db_scan', '--country', 'uk']);
+    assert.equal(a.code, 1, a.text);
+    assert.equal(b.code, 0, b.text);
+    // Host B's run, once A's is over, finds n1 still down: its own failure.
+    const later = spawnTs('bin/lis_cron_frontend', ['--db_scan', '--country', 'uk'], { LIS_CONFIG: configB });
+    assert.equal((await later.exited).code, 1, later.output());
+
+    const events = await t.db.selectFrom('manager_events').select(['subject', 'detail']).where('check_name', '=', 'upkeep').orderBy('id').execute();
+    assert.deepEqual(
+      events.map((e) => `${e.subject}: ${e.detail.slice(0, e.detail.indexOf(':'))}`),
+      ['hostb: ok', 'testhost: failed', 'hostb: failed'],
+      'each outcome names the host that ran it',
+    );
+    const alerts = await findAlerts(t.db, t.config.alerts, ['upkeep_failed']);
+    assert.deepEqual(
+      alerts.map((x) => x.subject),
+      ['weekly upkeep failed for UK on testhost', 'weekly upkeep failed for UK on hostb'],
+    );
+  });
+
+  it('with stores every host mounts (stores.shared), the stores are walked from one host at a time too', async function () {
+    this.timeout(90_000);
+    const sharedA = t.writeConfig({ services: { runDir: path.join(t.dir, 'run') }, stores: { shared: true } });
+    const sharedB = t.writeConfig({
+      host: 'hostb',
+      services: { runDir: path.join(t.dir, 'hostb', 'run') },
+      stores: { shared: true },
+      log: { dir: path.join(t.dir, 'hostb', 'log') },
+    });
+    const row = await t.db.selectFrom('live_images').select(['id', 'image_hash']).orderBy('id').executeTakeFirstOrThrow();
+    for (const f of files.filter((f) => f.includes(row.image_hash))) fs.rmSync(path.join(local, f));
+    const orphan = path.join(t.config.stores.thumbnails, 'uk/ab/cd/abcd0000000000000000000000000000_small.jpg');
+    fs.mkdirSync(path.dirname(orphan), { recursive: true });
+    fs.writeFileSync(orphan, 'stray');
+    const old = new Date(Date.now() - 2 * 3600_000);
+    fs.utimesSync(orphan, old, old);
+
+    const { a, b } = await bothAtOnce(row.id, ['--fs_check', '--country', 'uk'], sharedA, sharedB);
+    const summaries = `A: ${summaryOf(a.text)} | B: ${summaryOf(b.text)}`;
+    assert.match(
+      b.text,
+      /fs_check: frontends and stores \(shared\) skipped \(worked by lis_cron_frontend on testhost pid \d+[^;]*$/m,
+      `host B walked the shared stores too: ${summaries}`,
+    );
+    assert.equal(b.code, 0, b.text);
+    assert.match(a.text, /fs_check: n1 0 orphans\/0 re-pushed, n2 0 orphans\/1 re-pushed; thumbnails 1 orphans/, summaries);
+    assert.equal(a.code, 0, a.text);
+    assert.equal(fs.existsSync(orphan), false);
+  });
+
+  it("a host's run killed outright (SIGKILL) leaves no lock behind: the next run of another host does the shared part", async function () {
+    this.timeout(90_000);
+    await sql`UPDATE live_images SET last_seen = now() - interval '40 days'`.execute(t.db);
+    const first = await t.db.selectFrom('live_images').select('id').orderBy('id').executeTakeFirstOrThrow();
+    const held = await runHeldOnRow(t, configFile, first.id, ['--db_scan', '--country', 'uk'], "host A's run to wait on the row");
+    try {
+      held.run.child.kill('SIGKILL');
+      await held.run.exited;
+    } finally {
+      await held.release();
+    }
+    // The server ends a dead client's session when it notices; then its lock is free.
+    await waitFor(
+      async () =>
+        (
+          await sql`SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`.execute(
+            t.db,
+          )
+        ).rows.length === 0,
+      30_000,
+      "the killed run's session to end",
+    );
+    const run = spawnTs('bin/lis_cron_frontend', ['--db_scan', '--country', 'uk'], { LIS_CONFIG: configB });
+    assert.equal((await run.exited).code, 0, run.output());
+    assert.match(run.output(), /Summary for UK in [\d.]+s: db_scan: 6 purged, 0 deferred/);
+    assert.deepEqual(await countBy(t.db), {});
   });
 });

@@ -94,13 +94,24 @@ async function upkeepFailed(db: Db): Promise<Alert[]> {
   const { rows } = await sql<{ id: string; country: string | null; subject: string | null; detail: string; at: Date }>`
     SELECT id::text, country, subject, detail, at FROM manager_events
      WHERE check_name = 'upkeep' AND detail LIKE 'failed:%' AND at > ${LOOKBACK} ORDER BY id`.execute(db);
-  return rows.map((r) => ({
-    kind: 'upkeep_failed',
-    key: `upkeep_failed:${r.subject ?? r.country ?? 'all'}:${r.id}`,
-    subject: `weekly upkeep failed${r.country ? ` for ${r.country.toUpperCase()}` : ''}`,
-    detail: `${r.detail.replace(/^failed:\s*/, '')} (at ${iso(r.at)})`,
-    action: `Read cron_frontend.error.log, fix the cause (a frontend unreachable, the database), then run lis_cron_frontend --all again. Until then unlisted images are not purged.`,
-  }));
+  return rows.map((r) => {
+    const host = upkeepHost(r);
+    return {
+      kind: 'upkeep_failed',
+      key: `upkeep_failed:${r.subject ?? r.country ?? 'all'}:${r.id}`,
+      subject: `weekly upkeep failed${r.country ? ` for ${r.country.toUpperCase()}` : ''}${host ? ` on ${host}` : ''}`,
+      detail: `${r.detail.replace(/^failed:\s*/, '')} (at ${iso(r.at)})`,
+      action: `Read cron_frontend.error.log${host ? ` on ${host}` : ''}, fix the cause (a frontend unreachable, a store of that host, the database), then run lis_cron_frontend --all there again. Until then unlisted images are not purged.`,
+    };
+  });
+}
+
+/**
+ * The host whose upkeep run an outcome is (each host runs its own): its subject. Outcomes recorded before
+ * the host was (subject the country, or `all`) name none.
+ */
+function upkeepHost(r: { country: string | null; subject: string | null }): string | null {
+  return r.subject && r.subject !== r.country && r.subject !== 'all' ? r.subject : null;
 }
 
 async function errorRates(db: Db, config: AlertsConfig): Promise<Alert[]> {

@@ -5,12 +5,13 @@ import { Command } from 'commander';
 import { sql } from 'kysely';
 import { parseCountry } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
-import { openDatabase, type Db } from '../db/connect.ts';
+import { databaseUrl, openDatabase, type Db } from '../db/connect.ts';
 import { runCommand, usageErrorsExit2 } from '../util/exit-on-error.ts';
 import { LisError, UsageError, errorMessage } from '../errors.ts';
 import { closeLogger, createLogger } from '../log/create-logger.ts';
 import { recordEvent } from '../manager/manager-events.ts';
 import { acquirePidLock, LockHeldError } from '../util/pid-lock-file.ts';
+import { takeClusterPart, type ClusterPart } from './cluster-lock.ts';
 import { dbScan } from './db-scan.ts';
 import { fsCheck } from './fs-check.ts';
 import { sweepDeadRunsTempFolders } from './frontend-files.ts';
@@ -35,9 +36,12 @@ async function countriesOf(db: Db): Promise<string[]> {
   return rows.map((r) => r.country);
 }
 
-/** Records one country's upkeep outcome; a database that fails here must not hide the run's own outcome. */
-async function recordUpkeep(db: Db, country: string, detail: string): Promise<void> {
-  await recordEvent(db, { check: 'upkeep', country, subject: country, rows: 0, detail }).catch(() => {});
+/**
+ * Records one country's upkeep outcome on this host (the subject: each host runs its own, and an alert must say
+ * which failed); a database that fails here must not hide the run's own outcome.
+ */
+async function recordUpkeep(db: Db, country: string, host: string, detail: string): Promise<void> {
+  await recordEvent(db, { check: 'upkeep', country, subject: host, rows: 0, detail }).catch(() => {});
 }
 
 /** lis_cron_frontend --all | --fs_check | --db_scan [--country uk] [--verbose] [--dry-run] */
@@ -85,7 +89,7 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
         try {
           if (db && where && !flags.dryRun)
             await Promise.race([
-              recordUpkeep(db, where.country, `failed: stopped by ${signal} before it finished`),
+              recordUpkeep(db, where.country, config.host, `failed: stopped by ${signal} before it finished`),
               new Promise((resolve) => setTimeout(resolve, 5000).unref()),
             ]);
         } finally {
@@ -101,6 +105,7 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
       const swept = sweepDeadRunsTempFolders();
       if (swept) log.info(`Removed ${swept} temp folders of earlier runs that were killed`, scope);
       db = await openDatabase(config);
+      const url = await databaseUrl(config);
       const countries = only ? [only] : await countriesOf(db);
       // Said rather than left silent: an operator checking a run (or a cron mail) must see that it ran and why it did nothing.
       if (countries.length === 0) log.info('No country has rows in live_images: nothing to do (--country XX checks one anyway)', scope);
@@ -119,13 +124,38 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
           continue;
         }
         const started = Date.now();
-        current = { country, release };
+        let cluster: ClusterPart | null = null;
+        // The shared part's lock goes with its connection anyway (process.exit closes it); ended here to be prompt.
+        current = {
+          country,
+          release: () => {
+            release();
+            if (cluster?.held) void cluster.release();
+          },
+        };
         try {
           // What makes this country's run a failure, each in a few words: the outcome's one-line reason.
           const problems: string[] = [];
           const ctx = { config, db, log: log.child({ country }), country, dryRun: Boolean(flags.dryRun) };
           const parts: string[] = [];
-          if (flags.all || flags.db_scan) {
+          // What every host shares (the database scan and purge, the frontends' trees) is worked by one host at a
+          // time; this host's stores by each. A dry run changes nothing: it neither takes the shared part nor makes
+          // a real run skip it.
+          cluster = flags.dryRun
+            ? null
+            : await takeClusterPart(url, db, country, { host: config.host, pid: process.pid }, (error) =>
+                log.error(`the database connection holding ${country.toUpperCase()}'s shared upkeep was lost: ${errorMessage(error)}`, { ...scope, country }),
+              );
+          const elsewhere = cluster && !cluster.held ? cluster.holder : null;
+          // Stores every host mounts are shared work as well.
+          const sharedStores = config.stores.shared;
+          if (elsewhere)
+            log.info(
+              `${country.toUpperCase()}: the database scan and the frontends are being worked by ${elsewhere}; skipped here, ${sharedStores ? 'and so are the stores (stores.shared: they are the same on every host)' : "this host's stores are still checked"}`,
+              { ...scope, country },
+            );
+          if ((flags.all || flags.db_scan) && elsewhere) parts.push(`db_scan: skipped (worked by ${elsewhere})`);
+          else if (flags.all || flags.db_scan) {
             const s = await dbScan(ctx);
             const repaired = Object.values(s.repaired).reduce((a, b) => a + b, 0);
             parts.push(`db_scan: ${s.purged} purged, ${s.purgeDeferred} deferred, ${repaired} repaired`);
@@ -133,7 +163,7 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
             if (s.purgeDeferred) problems.push(`${s.purgeDeferred} expired images not purged: ${s.uncleaned.join(', ')} could not be cleaned`);
           }
           if (flags.all || flags.fs_check) {
-            const s = await fsCheck(ctx);
+            const s = await fsCheck({ ...ctx, walkFrontends: !elsewhere, walkStores: !(elsewhere && sharedStores) });
             const fronts = Object.entries(s.frontends)
               .map(
                 ([n, t]) =>
@@ -147,9 +177,11 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
               ...(s.originalsStore.error || s.originalsStore.unwalked.length ? [['originals store']] : []),
             ].map(([name]) => name);
             if (unchecked.length) problems.push(`${unchecked.join(', ')} could not be checked`);
-            parts.push(
-              `fs_check: ${fronts || 'no frontends'}; thumbnails ${s.thumbnailStore.orphans} orphans/${s.thumbnailStore.partial} partial/${s.thumbnailStore.missing} redone; originals ${s.originalsStore.orphans} orphans/${s.originalsStore.partial} partial/${s.originalsStore.pruned} pruned/${s.originalsStore.missing} refetched`,
-            );
+            if (elsewhere && sharedStores) parts.push(`fs_check: frontends and stores (shared) skipped (worked by ${elsewhere})`);
+            else
+              parts.push(
+                `fs_check: ${elsewhere ? `frontends skipped (worked by ${elsewhere})` : fronts || 'no frontends'}; thumbnails ${s.thumbnailStore.orphans} orphans/${s.thumbnailStore.partial} partial/${s.thumbnailStore.missing} redone; originals ${s.originalsStore.orphans} orphans/${s.originalsStore.partial} partial/${s.originalsStore.pruned} pruned/${s.originalsStore.missing} refetched`,
+              );
           }
           const summary = parts.join('; ');
           log.info(
@@ -158,14 +190,15 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
           );
           // The outcome, where the manager's alerts find it (whether cron or the manager ran us).
           if (problems.length) failures++;
-          if (!flags.dryRun) await recordUpkeep(db, country, problems.length ? `failed: ${problems.join('; ')}; ${summary}` : `ok: ${summary}`);
+          if (!flags.dryRun) await recordUpkeep(db, country, config.host, problems.length ? `failed: ${problems.join('; ')}; ${summary}` : `ok: ${summary}`);
         } catch (error) {
           failures++;
           log.error(`${country.toUpperCase()}: ${errorMessage(error)}`, { ...scope, country });
-          await recordUpkeep(db, country, `failed: ${errorMessage(error)}`);
+          await recordUpkeep(db, country, config.host, `failed: ${errorMessage(error)}`);
         } finally {
           current = null;
           release();
+          if (cluster?.held) await cluster.release();
         }
       }
       return failures ? 1 : 0;

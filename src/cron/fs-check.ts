@@ -77,12 +77,22 @@ async function rowsWithPrefix(db: Db, country: string, prefix: string): Promise<
  * hash prefix at a time: files no row accounts for are deleted (orphans);
  * live rows whose files a frontend lacks go back to the pusher; rows whose
  * store files are gone go back to the stage that makes them; originals no
- * longer needed are pruned per `upkeep.pruneOriginals`.
+ * longer needed are pruned per `upkeep.pruneOriginals`. With `walkFrontends`
+ * false (another host is walking them) the stores only; with `walkStores` false
+ * (shared stores, walked by that host too) the stores are left alone as well.
  */
-export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; country: string; dryRun: boolean }): Promise<FsCheckSummary> {
+export async function fsCheck(ctx: {
+  config: LisConfig;
+  db: Db;
+  log: Logger;
+  country: string;
+  dryRun: boolean;
+  walkFrontends?: boolean;
+  walkStores?: boolean;
+}): Promise<FsCheckSummary> {
   const { config, db, log, country, dryRun } = ctx;
   const scope = { scope: 'CronFrontend::fs_check' };
-  const frontends = await enabledFrontends(db);
+  const frontends = ctx.walkFrontends === false ? [] : await enabledFrontends(db);
   const summary: FsCheckSummary = {
     frontends: Object.fromEntries(frontends.map((f) => [f.name, { orphans: 0, missing: 0, unwalked: [] }])),
     thumbnailStore: { orphans: 0, missing: 0, partial: 0, unwalked: [] },
@@ -115,6 +125,7 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
    * this host need it (`needing`), as a host that never wrote a store has none.
    */
   const storeSkipped = async (label: string, root: string, tally: { error?: string }, needing: number): Promise<boolean> => {
+    if (ctx.walkStores === false) return true;
     const away = await storeAway(root);
     if (!away) return false;
     if (needing > 0 && !tally.error) {
@@ -265,10 +276,11 @@ export async function fsCheck(ctx: { config: LisConfig; db: Db; log: Logger; cou
       scope,
     );
   }
-  log.info(
-    `thumbnail store: ${summary.thumbnailStore.orphans} orphans, ${summary.thumbnailStore.partial} partial writes of dead processes, ${summary.thumbnailStore.missing} rows missing thumbnails; originals: ${summary.originalsStore.orphans} orphans, ${summary.originalsStore.partial} partial downloads of dead processes, ${summary.originalsStore.pruned} pruned, ${summary.originalsStore.missing} rows missing their original`,
-    scope,
-  );
+  if (ctx.walkStores !== false)
+    log.info(
+      `thumbnail store: ${summary.thumbnailStore.orphans} orphans, ${summary.thumbnailStore.partial} partial writes of dead processes, ${summary.thumbnailStore.missing} rows missing thumbnails; originals: ${summary.originalsStore.orphans} orphans, ${summary.originalsStore.partial} partial downloads of dead processes, ${summary.originalsStore.pruned} pruned, ${summary.originalsStore.missing} rows missing their original`,
+      scope,
+    );
   return summary;
 }
 
