@@ -5,15 +5,14 @@ import { loadConfig } from '../config/load-config.ts';
 import type { Db } from '../db/connect.ts';
 import { openDaemonDatabase } from '../daemon/open-daemon-database.ts';
 import { runCommand, usageErrorsExit2 } from '../util/exit-on-error.ts';
-import { closeLogger, createLogger, type Logger } from '../log/create-logger.ts';
+import { closeLogger, createLogger } from '../log/create-logger.ts';
 import { errorMessage } from '../errors.ts';
 import { installStopSignals } from '../daemon/signals.ts';
 import { signalReady } from '../daemon/ready-signal.ts';
 import { heartbeat, markStopped, registerWorker, workerIdFor } from '../daemon/worker-registry.ts';
-import { runUpkeep } from './run-upkeep.ts';
+import { upkeepFromManager } from './run-upkeep.ts';
 import { registerManagerEventMetrics } from './manager-event-metrics.ts';
 import { startInstanceExporter } from '../daemon/instance-exporter.ts';
-import { recordEvent } from './manager-events.ts';
 import { CHECKS, pruneStats, runCheck, sampleQueue, type Check, type CheckContext } from './run-check.ts';
 
 /** Runs a check, logging (never throwing) a failure, so one bad run does not stop the schedule. */
@@ -24,35 +23,6 @@ async function safeCheck(check: Check, ctx: CheckContext): Promise<boolean> {
   } catch (error) {
     ctx.log.error(`${check} failed: ${errorMessage(error)}`, { scope: `Manager::${check}` });
     return false;
-  }
-}
-
-/**
- * The weekly upkeep, run as under cron. It records its outcome per country; a run
- * that failed without recording one (a crash, no database) is recorded here, so
- * the upkeep alert fires.
- */
-async function upkeepFromManager(db: Db, log: Logger, configFile: string | undefined): Promise<void> {
-  const started = new Date();
-  const code = await runUpkeep(log, configFile);
-  if (code === 0) return;
-  try {
-    const recorded = await db
-      .selectFrom('manager_events')
-      .select('id')
-      .where('check_name', '=', 'upkeep')
-      .where('at', '>=', started)
-      .where('detail', 'like', 'failed:%')
-      .executeTakeFirst();
-    if (!recorded)
-      await recordEvent(db, {
-        check: 'upkeep',
-        subject: 'all',
-        rows: 0,
-        detail: `failed: lis_cron_frontend --all exited ${code} (see cron_frontend.error.log)`,
-      });
-  } catch (error) {
-    log.error(`recording the upkeep's failure failed: ${errorMessage(error)}`, { scope: 'Manager::cron_frontend' });
   }
 }
 
@@ -67,7 +37,10 @@ async function serve(ctx: CheckContext, signal: AbortSignal, configFile: string 
   }
   if (config.manager.schedule.cron_frontend) {
     tasks.push(
-      cron.schedule(config.manager.schedule.cron_frontend, () => upkeepFromManager(ctx.db, log, configFile), { name: 'cron_frontend', noOverlap: true }),
+      cron.schedule(config.manager.schedule.cron_frontend, () => upkeepFromManager(ctx.db, log, config.host, configFile), {
+        name: 'cron_frontend',
+        noOverlap: true,
+      }),
     );
     log.info(`Scheduled cron_frontend: ${config.manager.schedule.cron_frontend}`, { scope: 'Manager::serve' });
   }
