@@ -1,12 +1,14 @@
 import type { LisConfig } from '../config/config-schema.ts';
 import type { ChunkContext, RowResult, StageWorker } from '../daemon/run-daemon.ts';
 import { claimHostFor } from '../daemon/run-daemon.ts';
+import { deferredOf, resultKind } from '../daemon/chunk-run.ts';
 import type { Db } from '../db/connect.ts';
 import { rowResult } from '../download/download-worker.ts';
 import type { SchemeFetcher } from '../download/fetch-by-scheme.ts';
 import type { Logger } from '../log/create-logger.ts';
 import type { ClaimedRow } from '../queue/claim-chunk.ts';
 import { claimRow } from '../queue/claim-row.ts';
+import { deferRows } from '../queue/defer-rows.ts';
 import { failRows } from '../queue/fail-rows.ts';
 import { finishRows } from '../queue/finish-rows.ts';
 import { releaseRows } from '../queue/release-rows.ts';
@@ -37,7 +39,8 @@ export type StagesOutcome = { claimed: false } | { claimed: true; result: RowRes
  * A row still in the queue, worked now for a request: claimed by id (so no
  * daemon takes it meanwhile), then its remaining stages up to `push` done
  * here through the queue's operations, each stage ending as a daemon's
- * would (finishRows / failRows). The row is then lis_pusherd's as usual.
+ * would: finishRows, failRows for the source's faults, deferRows (given back
+ * uncharged) for ours. The row is then lis_pusherd's as usual.
  * Between stages the row is claimed again; if a daemon got it in that
  * instant, the caller waits for it like for any held row.
  */
@@ -58,7 +61,11 @@ export async function runRowStages(runner: StageRunner, rowId: string, signal: A
       await releaseRows(runner.db, runner.workerId, [row.id]);
       return last;
     }
+    const kind = resultKind(result);
     if (result.ok) await finishRows(runner.db, runner.workerId, row.stage, [result.row]);
+    // Our fault (a store full, read-only or unreadable, a lost original) costs the row nothing, as in the daemons:
+    // failRows would count an attempt, and after queue.maxAttempts fail the row for good for a disk of ours.
+    else if (kind === 'ours') await deferRows(runner.db, runner.workerId, [deferredOf(result.failure, runner.config.queue.oursRetrySeconds)]);
     else await failRows(runner.db, runner.workerId, [result.failure], { maxAttempts: runner.config.queue.maxAttempts, backoff: runner.config.queue.backoff });
     last = { claimed: true, result, stage: row.stage };
     runner.log.info(`${row.country}/${row.image_hash}: ${row.stage} ${result.ok ? 'done' : `failed: ${result.failure.errorClass}`} on request`, {

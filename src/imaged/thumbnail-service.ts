@@ -10,6 +10,7 @@ import { MAX_FOLLOWED, MissedOriginRows } from './missed-origin-rows.ts';
 import { originImageUrl } from './origin-urls.ts';
 import { runRowStages, type StageRunner } from './run-row-stages.ts';
 import { lis_hash_for_url } from '../hash/image-hash.ts';
+import { isSourceFault } from '../failure/failure-reasons.ts';
 import { codePointLength } from '../util/code-points.ts';
 
 /** A thumbnail answered, and where it came from: `store` (already there) or `made` (by this request's generation). */
@@ -208,11 +209,19 @@ export class ThumbnailService {
   }
 
   /**
-   * The answer to a stage of ours that failed: 404 when the row failed for good (no such image to give); when
-   * failRows left it waiting for a retry (a timeout, a refused connection, a 5xx), the daemons will make it after its
-   * backoff, so this is the source's passing fault, 502 with its error (as for a lost original), or 503 past download.
+   * The answer to a stage of ours that failed: our own fault (a store full, read-only or unreadable) is 503, the row
+   * given back uncharged, never a 502 that blames the source; 404 when the row failed for good (no such image to
+   * give); when failRows left it waiting for a retry (a timeout, a refused connection, a 5xx), the daemons will make
+   * it after its backoff, so this is the source's passing fault, 502 with its error (as for a lost original), or 503
+   * past download.
    */
   private async stageFailed(db: Db, country: string, hash: string, stage: string, failure: { errorClass: string; reason: string }): Promise<NotMadeError> {
+    if (!isSourceFault(failure.errorClass)) {
+      this.runner.log.error(`${country}/${hash}: ${stage} on request: ${failure.errorClass}: ${failure.reason} (ours; the row is not charged)`, {
+        scope: 'Imaged::stage',
+      });
+      return new NotMadeError(503, `${stage}: ${failure.errorClass}: ${failure.reason} (our fault, not the image's; try again shortly)`);
+    }
     const row = await readRow(db, country, hash);
     const status = row?.state !== 'waiting' ? 404 : stage === 'download' ? 502 : 503;
     return new NotMadeError(status, `${stage}: ${failure.errorClass}: ${failure.reason}${status === 404 ? '' : ' (to be retried)'}`);
