@@ -8,7 +8,8 @@ import type { LisConfigInput } from '../src/config/config-schema.ts';
 import { fillUp } from '../bench/lib/fill-up.ts';
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
 import { OriginServer, photoJpeg } from './helpers/imaged-fixtures.ts';
-import { insertQueuedRow, rawGet, startImagedInProcess } from './helpers/imaged-in-process.ts';
+import { insertLiveRow, insertQueuedRow, rawGet, startImagedInProcess } from './helpers/imaged-in-process.ts';
+import { originalPath, thumbnailStorePath } from '../src/store/store-layout.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
 const PRESETS = {
@@ -99,5 +100,59 @@ describe('lis_imaged QA: our faults, abusive clients', function () {
     const made = await rawGet(server.url, row.pathOf('small'));
     assert.equal(made.status, 200, made.body.toString());
     assert.deepEqual(await rowFacts(t.db, row.id), { stage: 'push', state: 'waiting', attempts: 0, locked_by: null, last_error_class: null });
+  });
+
+  it("a live row's new preset with the thumbnail store full or read-only is 503 naming it, not 500; nothing recorded, no partial file", async () => {
+    const thumbs = tmpfs('4m');
+    const { t, server } = await setup({ stores: { thumbnails: thumbs } });
+    const row = await insertLiveRow(t.db, t.config, origin.url('/photo.jpg'), original, ['small']);
+    const presets = async () =>
+      Object.keys(
+        ((await t.db.selectFrom('live_images').select('image_data').where('id', '=', row.id).executeTakeFirstOrThrow()).image_data as { presets: object })
+          .presets,
+      );
+    fillUp(path.join(thumbs, 'filler'));
+    const full = await rawGet(server.url, row.pathOf('medium'));
+    assert.equal(full.status, 503, full.body.toString());
+    assert.match(full.body.toString(), /store_write_failed: cannot write thumbnails: ENOSPC/);
+    assert.equal(full.headers['retry-after'], '5');
+    assert.deepEqual(partials(thumbs), []);
+    assert.equal(fs.existsSync(thumbnailStorePath(t.config, row.pathOf('medium').slice(1))), false);
+    fs.rmSync(path.join(thumbs, 'filler'));
+
+    execFileSync('mount', ['-o', 'remount,ro', thumbs]);
+    const readOnly = await rawGet(server.url, row.pathOf('medium'));
+    assert.equal(readOnly.status, 503, readOnly.body.toString());
+    assert.match(readOnly.body.toString(), /store_write_failed: cannot write thumbnails: EROFS/);
+    assert.deepEqual(await presets(), ['small'], 'nothing recorded');
+    assert.match(fs.readFileSync(path.join(t.config.log.dir, 'imaged.error.log'), 'utf8'), /503 .*EROFS/, 'told to the operators');
+
+    execFileSync('mount', ['-o', 'remount,rw', thumbs]);
+    assert.equal((await rawGet(server.url, row.pathOf('medium'))).status, 200);
+    assert.deepEqual((await presets()).sort(), ['medium', 'small']);
+  });
+
+  it("a live row's original that is there but unreadable is 503 store_read_failed: not fetched again from the source, nor blamed on it (502)", async () => {
+    const { t, server } = await setup();
+    const row = await insertLiveRow(t.db, t.config, origin.url('/photo.jpg'), null, ['small']);
+    // A read that fails with something other than "not there" (EISDIR here; EACCES or EIO on a real store).
+    fs.mkdirSync(originalPath(t.config, 'uk', row.hash), { recursive: true });
+    const answer = await rawGet(server.url, row.pathOf('medium'));
+    assert.equal(answer.status, 503, answer.body.toString());
+    assert.match(answer.body.toString(), /store_read_failed: cannot read the original: EISDIR/);
+    assert.equal(origin.hits.size, 0, 'the source was not asked');
+  });
+
+  it("a live row's lost original fetched again into a full originals store is 503 (ours), not 502 (the source's)", async () => {
+    const originals = tmpfs('256k');
+    const { t, server } = await setup({ stores: { originals } });
+    const row = await insertLiveRow(t.db, t.config, origin.url('/photo.jpg'), null, ['small']);
+    fillUp(path.join(originals, 'filler'));
+    const answer = await rawGet(server.url, row.pathOf('medium'));
+    assert.equal(answer.status, 503, answer.body.toString());
+    assert.match(answer.body.toString(), /could not be stored again: store_write_failed: .*ENOSPC/);
+    assert.deepEqual(partials(originals), []);
+    fs.rmSync(path.join(originals, 'filler'));
+    assert.equal((await rawGet(server.url, row.pathOf('medium'))).status, 200);
   });
 });

@@ -107,7 +107,9 @@ export function createImagedServer(config: LisConfig, service: ThumbnailService,
       }
       if (error instanceof NotMadeError) {
         done(error.status, 'not_made');
-        log.debug(`${error.status} ${rawPath.slice(0, 300)}: ${error.message}`, { scope: 'Imaged::request' });
+        // Our own faults (a store full or unreadable) are for operators to see; the rest is the traffic's.
+        if (error.options.ours) log.error(`${error.status} ${rawPath.slice(0, 300)}: ${error.message}`, { scope: 'Imaged::request' });
+        else log.debug(`${error.status} ${rawPath.slice(0, 300)}: ${error.message}`, { scope: 'Imaged::request' });
         // The placeholder stands in for a picture we cannot give (no row, failed or parked, no such version, a key
         // the origin lacks, an original that cannot be thumbnailed). Not for a WebP/AVIF twin not made: a format is
         // missing, not a picture ("no photo" would be untrue where the JPEG is there), and a plain 404 shows that the

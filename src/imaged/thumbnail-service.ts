@@ -216,12 +216,15 @@ export class ThumbnailService {
    * past download.
    */
   private async stageFailed(db: Db, country: string, hash: string, stage: string, failure: { errorClass: string; reason: string }): Promise<NotMadeError> {
-    if (!isSourceFault(failure.errorClass)) {
-      this.runner.log.error(`${country}/${hash}: ${stage} on request: ${failure.errorClass}: ${failure.reason} (ours; the row is not charged)`, {
-        scope: 'Imaged::stage',
-      });
-      return new NotMadeError(503, `${stage}: ${failure.errorClass}: ${failure.reason} (our fault, not the image's; try again shortly)`);
-    }
+    if (!isSourceFault(failure.errorClass))
+      return new NotMadeError(
+        503,
+        `${stage}: ${failure.errorClass}: ${failure.reason} (our fault, not the image's; try again shortly)`,
+        'ERR_IMAGED_NOT_MADE',
+        {
+          ours: true,
+        },
+      );
     const row = await readRow(db, country, hash);
     const status = row?.state !== 'waiting' ? 404 : stage === 'download' ? 502 : 503;
     return new NotMadeError(status, `${stage}: ${failure.errorClass}: ${failure.reason}${status === 404 ? '' : ' (to be retried)'}`);
