@@ -11,6 +11,8 @@ import { OriginServer, photoJpeg } from './helpers/imaged-fixtures.ts';
 import { insertLiveRow, insertQueuedRow, rawGet, startImagedInProcess } from './helpers/imaged-in-process.ts';
 import { originalPath, thumbnailStorePath } from '../src/store/store-layout.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+import { startDatabaseProxy } from './helpers/database-proxy.ts';
+import { createDb } from '../src/db/connect.ts';
 
 const PRESETS = {
   small: { width: 120, height: 90, mode: 'crop' as const },
@@ -154,5 +156,29 @@ describe('lis_imaged QA: our faults, abusive clients', function () {
     assert.deepEqual(partials(originals), []);
     fs.rmSync(path.join(originals, 'filler'));
     assert.equal((await rawGet(server.url, row.pathOf('medium'))).status, 200);
+  });
+
+  it('the database going away mid-generation is 503 with Retry-After, not 500', async () => {
+    t = await createTestDatabase({ overrides: { download: TEST_DOWNLOAD, thumbnail: { presets: PRESETS } } });
+    const proxy = await startDatabaseProxy(t.url);
+    closers.push(() => proxy.cut());
+    const db = createDb(proxy.url, 4);
+    closers.push(() => db.destroy());
+    const server = await startImagedInProcess(t.config, db, proxy.url);
+    closers.push(server.close);
+    const row = await insertQueuedRow(t.db, origin.url('/photo.jpg'));
+    // The row is claimed and its download under way when the database goes.
+    origin.held.add('/photo.jpg');
+    const arrived = origin.arrival('/photo.jpg');
+    const request = rawGet(server.url, row.pathOf('small'));
+    await arrived;
+    await proxy.cut();
+    origin.release();
+    const away = await request;
+    assert.equal(away.status, 503, away.body.toString());
+    assert.match(away.body.toString(), /database/);
+    assert.equal(away.headers['retry-after'], '5');
+    const refused = await rawGet(server.url, row.pathOf('medium'));
+    assert.deepEqual([refused.status, refused.headers['retry-after']], [503, '5'], refused.body.toString());
   });
 });

@@ -3,6 +3,7 @@ import http from 'node:http';
 import path from 'node:path';
 import client from 'prom-client';
 import type { LisConfig } from '../config/config-schema.ts';
+import { connectionFailure } from '../db/connect.ts';
 import { errorMessage } from '../errors.ts';
 import type { Logger } from '../log/create-logger.ts';
 import { BusyError } from './generation-gate.ts';
@@ -18,7 +19,7 @@ class TimedOut extends Error {}
  * origin path, `/healthz`, and `/metrics` (Prometheus). Every answer is one
  * of 200/304 (the picture), 400 (a path we never serve), 404 (no such image
  * or preset; the placeholder, when configured, for an image we cannot give), 503 + Retry-After (busy, or
- * not made in time), 502 (the source failed), 500 (a bug; logged).
+ * not made in time, or the database away), 502 (the source failed), 500 (a bug; logged).
  */
 export function createImagedServer(config: LisConfig, service: ThumbnailService, log: Logger): http.Server {
   const { imaged } = config;
@@ -61,6 +62,7 @@ export function createImagedServer(config: LisConfig, service: ThumbnailService,
     },
   });
   const retryAfter = { 'Retry-After': String(imaged.retryAfterSeconds) };
+  const databaseName = config.database.url ?? 'the embedded server';
 
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
     const started = process.hrtime.bigint();
@@ -120,6 +122,16 @@ export function createImagedServer(config: LisConfig, service: ThumbnailService,
         }
         const after = error.options.retryAfterSeconds;
         return sendText(res, error.status, error.message, error.status !== 503 ? {} : after ? { 'Retry-After': String(after) } : retryAfter);
+      }
+      // The database away (refused, reset mid-query): ours, passing, and not a bug. 503 so that nginx and the
+      // browsers come back, rather than a 500 that reads as broken.
+      // pg's "Client has encountered a connection error and is not queryable" (a pooled client whose connection
+      // broke under it) is not among connectionFailure's words: the same outage.
+      const away = connectionFailure(databaseName, error) ?? (/is not queryable/.test(errorMessage(error)) ? error : null);
+      if (away) {
+        done(503, 'database');
+        log.error(`${rawPath.slice(0, 300)}: the database cannot be reached: ${errorMessage(away)}`, { scope: 'Imaged::request' });
+        return sendText(res, 503, 'the database cannot be reached; try again shortly', retryAfter);
       }
       done(500, 'error');
       log.error(`${rawPath.slice(0, 300)}: ${errorMessage(error)}`, { scope: 'Imaged::request' });
