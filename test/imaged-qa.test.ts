@@ -158,7 +158,7 @@ describe('lis_imaged QA: our faults, abusive clients', function () {
     assert.equal((await rawGet(server.url, row.pathOf('medium'))).status, 200);
   });
 
-  it('the database going away mid-generation is 503 with Retry-After, not 500', async () => {
+  it('the database going away mid-generation is 503 with Retry-After, not 500; the claimed row is given back once it is back, uncharged, and the next request makes it', async () => {
     t = await createTestDatabase({ overrides: { download: TEST_DOWNLOAD, thumbnail: { presets: PRESETS } } });
     const proxy = await startDatabaseProxy(t.url);
     closers.push(() => proxy.cut());
@@ -180,5 +180,10 @@ describe('lis_imaged QA: our faults, abusive clients', function () {
     assert.equal(away.headers['retry-after'], '5');
     const refused = await rawGet(server.url, row.pathOf('medium'));
     assert.deepEqual([refused.status, refused.headers['retry-after']], [503, '5'], refused.body.toString());
+
+    await proxy.restore();
+    const made = await rawGet(server.url, row.pathOf('small'));
+    assert.equal(made.status, 200, made.body.toString());
+    assert.deepEqual(await rowFacts(t.db, row.id), { stage: 'push', state: 'waiting', attempts: 0, locked_by: null, last_error_class: null });
   });
 });

@@ -9,6 +9,7 @@ import { makePresetOfRow, NotMadeError } from './make-preset.ts';
 import { MAX_FOLLOWED, MissedOriginRows } from './missed-origin-rows.ts';
 import { originImageUrl } from './origin-urls.ts';
 import { runRowStages, type StageRunner } from './run-row-stages.ts';
+import { UnreleasedRows } from './unreleased-rows.ts';
 import { lis_hash_for_url } from '../hash/image-hash.ts';
 import { isSourceFault } from '../failure/failure-reasons.ts';
 import { codePointLength } from '../util/code-points.ts';
@@ -45,16 +46,20 @@ export class ThumbnailService {
   generations = 0;
   /** Rows of origin keys whose request gave up before their first download ended. */
   readonly missed: MissedOriginRows;
+  /** Rows claimed for a request that the database did not let us give back yet. */
+  readonly unreleased: UnreleasedRows;
 
   constructor(private readonly runner: StageRunner) {
     const { imaged } = runner.config;
     this.gate = new GenerationGate(imaged.maxGenerations, imaged.maxWaiting);
     this.missed = new MissedOriginRows(runner.db, runner.log);
+    this.unreleased = new UnreleasedRows(runner.db, runner.workerId, runner.log);
   }
 
-  /** At a stop, before the database closes: a last look at the rows of origin keys still followed. */
-  close(): Promise<void> {
-    return this.missed.close();
+  /** At a stop, before the database closes: a last try at rows owed back, a last look at the rows of origin keys still followed. */
+  async close(): Promise<void> {
+    await this.unreleased.close();
+    await this.missed.close();
   }
 
   private get db(): Db {
@@ -151,7 +156,7 @@ export class ThumbnailService {
       }
       if (row.state === 'failed' || row.state === 'parked')
         throw new NotMadeError(404, `the image ${row.state === 'failed' ? 'failed' : 'is parked'} in stage ${row.stage}`);
-      const outcome = await runRowStages(this.runner, row.id, signal);
+      const outcome = await runRowStages(this.runner, row.id, signal, this.unreleased);
       if (outcome.claimed && !outcome.result.ok) throw await this.stageFailed(trx, country, hash, outcome.stage, outcome.result.failure);
       const ours = outcome.claimed && outcome.stage === 'thumbnail';
       if (ours) this.generations++;
@@ -193,7 +198,7 @@ export class ThumbnailService {
             retryAfterSeconds: Math.max(1, Math.ceil((retryAt - Date.now()) / 1000)),
           });
         }
-        const outcome = await runRowStages(this.runner, id, signal);
+        const outcome = await runRowStages(this.runner, id, signal, this.unreleased);
         if (outcome.claimed && !outcome.result.ok) throw await this.stageFailed(this.db, country, hash, outcome.stage, outcome.result.failure);
         // Not claimable here either (its files are on another host): that host's daemon will make it.
         if (!outcome.claimed) return null;
