@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import type { LisConfigInput } from '../src/config/config-schema.ts';
 import { fillUp } from '../bench/lib/fill-up.ts';
@@ -13,6 +14,7 @@ import { originalPath, thumbnailStorePath } from '../src/store/store-layout.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 import { startDatabaseProxy } from './helpers/database-proxy.ts';
 import { createDb } from '../src/db/connect.ts';
+import { waitFor } from './helpers/processes.ts';
 
 const PRESETS = {
   small: { width: 120, height: 90, mode: 'crop' as const },
@@ -185,5 +187,31 @@ describe('lis_imaged QA: our faults, abusive clients', function () {
     const made = await rawGet(server.url, row.pathOf('small'));
     assert.equal(made.status, 200, made.body.toString());
     assert.deepEqual(await rowFacts(t.db, row.id), { stage: 'push', state: 'waiting', attempts: 0, locked_by: null, last_error_class: null });
+  });
+
+  it('clients that hang up while waiting free their places at once: their generations never start, and nothing is fetched or inserted for them', async () => {
+    const { t, server } = await setup({
+      imaged: { maxGenerations: 1, maxWaiting: 2, origins: { web: { country: 'uk', datasourceId: 1, sources: [{ type: 'http', baseUrl: origin.url('/') }] } } },
+    });
+    origin.held.add('/photo.jpg');
+    const arrived = origin.arrival('/photo.jpg');
+    const first = rawGet(server.url, '/web/small/photo.jpg');
+    await arrived;
+    // Two clients for other keys wait for the one slot, then hang up.
+    const port = new URL(server.url).port;
+    const leavers = ['/web/small/b.jpg', '/web/small/c.jpg'].map((p) => http.get({ host: '127.0.0.1', port, path: p, agent: false }).on('error', () => {}));
+    await waitFor(() => server.service.gate.stats.waiting === 2, 10_000, 'two requests waiting');
+    for (const leaver of leavers) leaver.destroy();
+    await waitFor(() => server.service.gate.stats.waiting === 0, 10_000, 'their places freed');
+
+    const next = rawGet(server.url, '/web/small/photo.jpg?again');
+    origin.release();
+    assert.equal((await first).status, 200);
+    assert.equal((await next).status, 200);
+    assert.deepEqual([...origin.hits.keys()], ['/photo.jpg'], 'nothing fetched for the clients that left');
+    const urls = (await t.db.selectFrom('live_images').select('image_url').execute()).map((r) => r.image_url);
+    assert.deepEqual(urls, [origin.url('/photo.jpg')], 'no row inserted for them');
+    const metrics = (await rawGet(server.url, '/metrics')).body.toString();
+    assert.match(metrics, /^lis_imaged_requests_total\{[^}]*status="499"[^}]*\} 2$/m, 'counted as gone');
   });
 });

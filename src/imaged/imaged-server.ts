@@ -6,7 +6,7 @@ import type { LisConfig } from '../config/config-schema.ts';
 import { connectionFailure } from '../db/connect.ts';
 import { errorMessage } from '../errors.ts';
 import type { Logger } from '../log/create-logger.ts';
-import { BusyError } from './generation-gate.ts';
+import { BusyError, RequestGoneError } from './generation-gate.ts';
 import { CONTENT_TYPES, sendPicture, sendText } from './http-answer.ts';
 import { NotMadeError } from './make-preset.ts';
 import { parseRequestPath } from './request-path.ts';
@@ -89,7 +89,10 @@ export function createImagedServer(config: LisConfig, service: ThumbnailService,
       log.debug(`${parsed.status} ${rawPath.slice(0, 300)}: ${parsed.reason}`, { scope: 'Imaged::request' });
       return sendText(res, parsed.status, parsed.reason);
     }
+    // Aborted when the client hangs up before its answer, and once the request is answered (a 503 after
+    // imaged.timeoutSeconds included): either way it stops waiting in the gate and frees its place there.
     const stop = new AbortController();
+    res.on('close', () => stop.abort());
     let timer: NodeJS.Timeout | undefined;
     try {
       const work =
@@ -103,6 +106,11 @@ export function createImagedServer(config: LisConfig, service: ThumbnailService,
       sendPicture(req, res, answer.picture, imaged.cacheControl, answer.source);
       done(res.statusCode, answer.source);
     } catch (error) {
+      if (error instanceof RequestGoneError) {
+        // The client hung up while waiting (499, as nginx counts it): nobody to answer.
+        done(499, 'gone');
+        return void res.destroy();
+      }
       if (error instanceof BusyError || error instanceof TimedOut) {
         done(503, 'busy');
         return sendText(res, 503, error instanceof TimedOut ? `not made within ${imaged.timeoutSeconds} s (imaged.timeoutSeconds)` : error.message, retryAfter);
@@ -138,6 +146,7 @@ export function createImagedServer(config: LisConfig, service: ThumbnailService,
       sendText(res, 500, 'internal error (logged)');
     } finally {
       clearTimeout(timer);
+      stop.abort();
     }
   };
 

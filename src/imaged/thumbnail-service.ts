@@ -30,6 +30,14 @@ export interface ThumbnailName {
   version: number;
 }
 
+/**
+ * The signal a generation runs under: a request's own (`signal` of thumbnail() and originThumbnail(), aborted when
+ * its client hangs up) only ends that request's wait in the gate. A generation that has started is shared by every
+ * request of its key and is finished whatever they do: stopped half-way, it would leave its row given back and its
+ * work thrown away, to be done again by the next request.
+ */
+const UNSTOPPED = new AbortController().signal;
+
 /** One generation per thumbnail name in this process: what the gate's single flight is keyed by. */
 const gateKey = (name: ThumbnailName) => `${name.country}/${name.hash}/${name.preset}/${name.version}`;
 
@@ -66,13 +74,16 @@ export class ThumbnailService {
     return this.runner.db;
   }
 
-  /** The thumbnail `<country>/<aa>/<bb>/<hash>_<preset>[.v<N>].<ext>`; NotMadeError when there is none to give. */
+  /**
+   * The thumbnail `<country>/<aa>/<bb>/<hash>_<preset>[.v<N>].<ext>`; NotMadeError when there is none to give.
+   * `signal`: the request's; when it aborts, RequestGoneError, and the request's place in the gate is freed.
+   */
   async thumbnail(name: ThumbnailName, signal: AbortSignal): Promise<Answer> {
     const stored = await this.fromStore(name, name.ext);
     if (stored) return { picture: stored, source: 'store' };
     if (name.ext !== 'jpg' && !this.runner.config.thumbnail.twins[name.ext as 'webp' | 'avif'])
       throw new NotMadeError(404, `.${name.ext} twins are switched off (thumbnail.twins)`, 'ERR_IMAGED_NO_TWIN');
-    const answer = await this.gate.run(gateKey(name), () => this.generate(name, signal));
+    const answer = await this.gate.run(gateKey(name), () => this.generate(name, UNSTOPPED), signal);
     if (answer.picture.ext === name.ext) return answer;
     const twin = await this.fromStore(name, name.ext);
     if (!twin) throw new NotMadeError(404, `no .${name.ext} twin was made`, 'ERR_IMAGED_NO_TWIN');
@@ -97,22 +108,26 @@ export class ThumbnailService {
     const version = row?.live_version ?? row?.version ?? 1;
     const name: ThumbnailName = { country: spec.country, hash, preset, ext: 'jpg', version };
     if (row) return this.thumbnail(name, signal);
-    return this.gate.run(gateKey(name), async () => {
-      if (this.missed.full) throw new BusyError(`${MAX_FOLLOWED} rows of new origin keys wait for their first download to end`);
-      const inserted = await insertOriginRow(this.db, spec.country, spec.datasourceId, url);
-      try {
-        return await this.generate(name, signal);
-      } catch (error) {
-        // Whatever the generation answered (404 from our own download or a daemon's, 503 after waiting for one):
-        // the delete's conditions are what decide. After the generation, so its lock is released and nothing of
-        // this process works the row; another process's generation finds a failed row, or none: 404 either way.
-        if (inserted !== null && error instanceof NotMadeError && (await deleteMissedOriginRow(this.db, inserted)))
-          throw new NotMadeError(404, `the origin has no key ${key}`);
-        // Not deleted: maybe its download is still under way in a daemon, whose 404 nobody would check again.
-        if (inserted !== null) this.missed.follow(inserted);
-        throw error;
-      }
-    });
+    return this.gate.run(
+      gateKey(name),
+      async () => {
+        if (this.missed.full) throw new BusyError(`${MAX_FOLLOWED} rows of new origin keys wait for their first download to end`);
+        const inserted = await insertOriginRow(this.db, spec.country, spec.datasourceId, url);
+        try {
+          return await this.generate(name, UNSTOPPED);
+        } catch (error) {
+          // Whatever the generation answered (404 from our own download or a daemon's, 503 after waiting for one):
+          // the delete's conditions are what decide. After the generation, so its lock is released and nothing of
+          // this process works the row; another process's generation finds a failed row, or none: 404 either way.
+          if (inserted !== null && error instanceof NotMadeError && (await deleteMissedOriginRow(this.db, inserted)))
+            throw new NotMadeError(404, `the origin has no key ${key}`);
+          // Not deleted: maybe its download is still under way in a daemon, whose 404 nobody would check again.
+          if (inserted !== null) this.missed.follow(inserted);
+          throw error;
+        }
+      },
+      signal,
+    );
   }
 
   private async fromStore(name: Omit<ThumbnailName, 'ext'>, ext: string): Promise<Picture | null> {
