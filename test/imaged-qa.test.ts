@@ -8,7 +8,10 @@ import path from 'node:path';
 import type { LisConfigInput } from '../src/config/config-schema.ts';
 import { fillUp } from '../bench/lib/fill-up.ts';
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
-import { OriginServer, photoJpeg } from './helpers/imaged-fixtures.ts';
+import { OriginServer, photoJpeg, startImaged } from './helpers/imaged-fixtures.ts';
+import { runCheck } from '../src/manager/run-check.ts';
+import { closeLogger, createLogger } from '../src/log/create-logger.ts';
+import { serverUpFor } from './helpers/server-uptime.ts';
 import { insertLiveRow, insertQueuedRow, rawGet, startImagedInProcess } from './helpers/imaged-in-process.ts';
 import { originalPath, thumbnailStorePath } from '../src/store/store-layout.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
@@ -213,5 +216,43 @@ describe('lis_imaged QA: our faults, abusive clients', function () {
     assert.deepEqual(urls, [origin.url('/photo.jpg')], 'no row inserted for them');
     const metrics = (await rawGet(server.url, '/metrics')).body.toString();
     assert.match(metrics, /^lis_imaged_requests_total\{[^}]*status="499"[^}]*\} 2$/m, 'counted as gone');
+  });
+
+  it('lis_imaged killed (SIGKILL) mid-generation: the row is given back by the normal healing, uncharged, no partial file stays in sight, and the next request makes it', async () => {
+    const { t } = await setup({ manager: { staleWorkerSeconds: 5 }, queue: { heartbeatSeconds: 0.5 }, imaged: { timeoutSeconds: 3 } });
+    const config = t.writeConfig();
+    const first = await startImaged(config, { LIS_DATABASE_URL: t.url });
+    closers.push(first.stop);
+    const row = await insertQueuedRow(t.db, origin.url('/photo.jpg'));
+    origin.held.add('/photo.jpg');
+    const arrived = origin.arrival('/photo.jpg');
+    const request = rawGet(first.url, row.pathOf('small')).catch((error: unknown) => error);
+    await arrived;
+    first.run.child.kill('SIGKILL');
+    await first.run.exited;
+    assert.ok((await request) instanceof Error, 'the connection died with it');
+    const held = await rowFacts(t.db, row.id);
+    assert.match(held.locked_by ?? '', /^testhost:/, 'claimed by the dead lis_imaged');
+    origin.release();
+
+    const second = await startImaged(config, { LIS_DATABASE_URL: t.url });
+    closers.push(second.stop);
+    // lis_managerd's stuck_jobs gives the dead worker's row back once its heartbeat is stale.
+    await serverUpFor(t.db, 5);
+    const log = createLogger({ component: 'managerd', log: t.config.log, screen: false, files: false });
+    closers.push(() => closeLogger(log));
+    await waitFor(
+      async () => {
+        await runCheck('stuck_jobs', { config: t.config, db: t.db, log });
+        return (await rowFacts(t.db, row.id)).locked_by === null;
+      },
+      20_000,
+      "the dead worker's row given back",
+    );
+    assert.deepEqual(await rowFacts(t.db, row.id), { stage: 'download', state: 'waiting', attempts: 0, locked_by: null, last_error_class: null });
+    const made = await rawGet(second.url, row.pathOf('small'));
+    assert.equal(made.status, 200, made.body.toString());
+    assert.deepEqual(partials(t.config.stores.thumbnails), []);
+    assert.deepEqual(await rowFacts(t.db, row.id), { stage: 'push', state: 'waiting', attempts: 0, locked_by: null, last_error_class: null });
   });
 });
