@@ -35,7 +35,7 @@ describe('lis_imaged QA: our faults, abusive clients', function () {
     original = await photoJpeg(900, 600);
   });
   beforeEach(async () => {
-    origin = await OriginServer.start(new Map([['/photo.jpg', original]]));
+    origin = await OriginServer.start(new Map(['/photo.jpg', '/h1.jpg', '/h2.jpg', '/h3.jpg'].map((p) => [p, original])));
     closers.push(() => origin.close());
   });
   afterEach(async () => {
@@ -254,5 +254,21 @@ describe('lis_imaged QA: our faults, abusive clients', function () {
     assert.equal(made.status, 200, made.body.toString());
     assert.deepEqual(partials(t.config.stores.thumbnails), []);
     assert.deepEqual(await rowFacts(t.db, row.id), { stage: 'push', state: 'waiting', attempts: 0, locked_by: null, last_error_class: null });
+  });
+
+  it("fetches of originals keep the downloader's per-host limit (download.perHostConcurrency), however many generations run", async () => {
+    const { server } = await setup({
+      download: { ...TEST_DOWNLOAD, perHostConcurrency: 1 },
+      imaged: { maxGenerations: 3, origins: { web: { country: 'uk', datasourceId: 1, sources: [{ type: 'http', baseUrl: origin.url('/') }] } } },
+    });
+    const keys = ['/h1.jpg', '/h2.jpg', '/h3.jpg'];
+    for (const k of keys) origin.held.add(k);
+    // Three new keys of one origin at once: three generations, one host.
+    const answers = keys.map((k) => rawGet(server.url, `/web/small${k}`));
+    await waitFor(() => origin.hits.size === 3 || server.service.hostSlots.queued === 2, 10_000, 'the fetches to start or queue');
+    assert.equal(origin.hits.size, 1, `one fetch at a time to the host: ${[...origin.hits.keys()].join(', ')}`);
+    origin.release();
+    for (const answer of answers) assert.equal((await answer).status, 200);
+    assert.equal(origin.hits.size, 3);
   });
 });

@@ -1,7 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type { LisConfig } from '../config/config-schema.ts';
 import type { Db } from '../db/connect.ts';
-import type { SchemeFetcher } from '../download/fetch-by-scheme.ts';
 import type { ImageData } from '../store/image-data.ts';
 import { writeFileAtomic } from '../store/atomic-file.ts';
 import { originalPath, thumbnailRelativePath, thumbnailStorePath } from '../store/store-layout.ts';
@@ -14,6 +13,7 @@ import { isSourceFault } from '../failure/failure-reasons.ts';
 import { addPreset } from '../queue/add-preset.ts';
 import { candidateUrls } from './origin-urls.ts';
 import { fetchFromCandidates } from './fetch-candidates.ts';
+import type { OriginalFetcher } from './host-slots.ts';
 
 export interface RowForPreset {
   id: string;
@@ -60,7 +60,7 @@ export class NotMadeError extends LisError {
 export async function makePresetOfRow(
   db: Db,
   config: LisConfig,
-  fetcher: SchemeFetcher,
+  fetcher: OriginalFetcher,
   row: RowForPreset,
   preset: string,
   version = 1,

@@ -4,7 +4,6 @@ import { claimHostFor } from '../daemon/run-daemon.ts';
 import { deferredOf, resultKind } from '../daemon/chunk-run.ts';
 import type { Db } from '../db/connect.ts';
 import { rowResult } from '../download/download-worker.ts';
-import type { SchemeFetcher } from '../download/fetch-by-scheme.ts';
 import type { Logger } from '../log/create-logger.ts';
 import type { ClaimedRow } from '../queue/claim-chunk.ts';
 import { claimRow } from '../queue/claim-row.ts';
@@ -14,6 +13,7 @@ import { finishRows } from '../queue/finish-rows.ts';
 import type { WorkStage } from '../queue/stages.ts';
 import { originalPath } from '../store/store-layout.ts';
 import { fetchFromCandidates } from './fetch-candidates.ts';
+import type { OriginalFetcher } from './host-slots.ts';
 import { candidateUrls } from './origin-urls.ts';
 import type { UnreleasedRows } from './unreleased-rows.ts';
 
@@ -27,7 +27,8 @@ export interface StageRunner {
   locks: Db;
   log: Logger;
   workerId: string;
-  fetcher: SchemeFetcher;
+  /** A SchemeFetcher; ThumbnailService puts it behind HostSlots (the downloader's per-host limits). */
+  fetcher: OriginalFetcher;
   /** lis_thumbnaild's own stage worker: the thumbnails are made by its code, classification included. */
   thumbnailer: StageWorker;
 }

@@ -10,6 +10,7 @@ import { MAX_FOLLOWED, MissedOriginRows } from './missed-origin-rows.ts';
 import { originImageUrl } from './origin-urls.ts';
 import { runRowStages, type StageRunner } from './run-row-stages.ts';
 import { UnreleasedRows } from './unreleased-rows.ts';
+import { HostSlots } from './host-slots.ts';
 import { lis_hash_for_url } from '../hash/image-hash.ts';
 import { isSourceFault } from '../failure/failure-reasons.ts';
 import { codePointLength } from '../util/code-points.ts';
@@ -57,8 +58,14 @@ export class ThumbnailService {
   /** Rows claimed for a request that the database did not let us give back yet. */
   readonly unreleased: UnreleasedRows;
 
-  constructor(private readonly runner: StageRunner) {
+  /** Every fetch of an original, within the downloader's per-host limits. */
+  readonly hostSlots: HostSlots;
+  private readonly runner: StageRunner;
+
+  constructor(runner: StageRunner) {
     const { imaged } = runner.config;
+    this.hostSlots = new HostSlots(runner.fetcher, runner.config.download);
+    this.runner = { ...runner, fetcher: this.hostSlots };
     this.gate = new GenerationGate(imaged.maxGenerations, imaged.maxWaiting);
     this.missed = new MissedOriginRows(runner.db, runner.log);
     this.unreleased = new UnreleasedRows(runner.db, runner.workerId, runner.log);
