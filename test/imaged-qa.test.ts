@@ -271,4 +271,46 @@ describe('lis_imaged QA: our faults, abusive clients', function () {
     for (const answer of answers) assert.equal((await answer).status, 200);
     assert.equal(origin.hits.size, 3);
   });
+
+  it('a file in the store that its row has no record of (a generation killed between the file and its record) is made again and recorded, so it gets pushed; before, it was served as it was and never pushed', async () => {
+    const { t, server } = await setup();
+    const row = await insertLiveRow(t.db, t.config, origin.url('/photo.jpg'), original, ['small']);
+    await t.db
+      .insertInto('frontends')
+      .values({ name: 'fe1', target: path.join(t.dir, 'fe1') })
+      .execute();
+    await t.db
+      .insertInto('frontend_pushes')
+      .values({ frontend: 'fe1', country: 'uk', image_hash: row.hash, pushed_at: new Date(), files_digest: 'old' })
+      .execute();
+    // What a lis_imaged killed after writing `medium` and before its transaction committed leaves: the file, no record.
+    const made = await rawGet(server.url, row.pathOf('medium'));
+    assert.equal(made.status, 200);
+    const recorded = await t.db.selectFrom('live_images').select(['image_data', 'live_data']).where('id', '=', row.id).executeTakeFirstOrThrow();
+    await t.db
+      .updateTable('live_images')
+      .set({
+        image_data: JSON.stringify({
+          ...(recorded.image_data as object),
+          presets: { small: (recorded.image_data as { presets: Record<string, unknown> }).presets.small },
+        }),
+        live_data: JSON.stringify({
+          ...(recorded.live_data as object),
+          presets: { small: (recorded.live_data as { presets: Record<string, unknown> }).presets.small },
+        }),
+      })
+      .where('id', '=', row.id)
+      .execute();
+    await t.db.updateTable('frontend_pushes').set({ pushed_at: new Date() }).execute();
+
+    const again = await rawGet(server.url, row.pathOf('medium'));
+    assert.equal(again.status, 200, again.body.toString());
+    assert.deepEqual(again.body, made.body, 'the same bytes');
+    const after = await t.db.selectFrom('live_images').select('image_data').where('id', '=', row.id).executeTakeFirstOrThrow();
+    assert.deepEqual(Object.keys((after.image_data as { presets: object }).presets).sort(), ['medium', 'small'], 'recorded now');
+    const push = await t.db.selectFrom('frontend_pushes').select('pushed_at').executeTakeFirstOrThrow();
+    assert.equal(push.pushed_at, null, 'queued for pushing');
+    // Recorded, it is a plain store hit again.
+    assert.equal((await rawGet(server.url, row.pathOf('medium'))).headers['x-imaged'], 'store');
+  });
 });

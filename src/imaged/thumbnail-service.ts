@@ -87,7 +87,7 @@ export class ThumbnailService {
    */
   async thumbnail(name: ThumbnailName, signal: AbortSignal): Promise<Answer> {
     const stored = await this.fromStore(name, name.ext);
-    if (stored) return { picture: stored, source: 'store' };
+    if (stored && (await this.recordedOrNotOurs(name))) return { picture: stored, source: 'store' };
     if (name.ext !== 'jpg' && !this.runner.config.thumbnail.twins[name.ext as 'webp' | 'avif'])
       throw new NotMadeError(404, `.${name.ext} twins are switched off (thumbnail.twins)`, 'ERR_IMAGED_NO_TWIN');
     const answer = await this.gate.run(gateKey(name), () => this.generate(name, UNSTOPPED), signal);
@@ -137,6 +137,21 @@ export class ThumbnailService {
     );
   }
 
+  /**
+   * Whether a file found in the store may be served as it is: false only for a row past thumbnailing that has no
+   * record of it, the leftover of a generation killed (or whose database went away) between the file and its
+   * record. Served as it is, that file was never pushed (the pusher sends what image_data lists), so every request
+   * for it came back here for good; now the generation runs, writes the same bytes and records them. A request
+   * reaches lis_imaged only when its frontend lacks the file, so the row read is not on the hot path (nginx is).
+   * The database away: the file is served all the same (the record can wait; the picture is there).
+   */
+  private async recordedOrNotOurs(name: ThumbnailName): Promise<boolean> {
+    const row = await readRow(this.db, name.country, name.hash, { preset: name.preset, version: name.version }).catch(() => null);
+    if (!row || (row.stage !== 'push' && row.stage !== 'live')) return true;
+    if (name.version !== row.version && name.version !== row.live_version) return true;
+    return row.recorded;
+  }
+
   private async fromStore(name: Omit<ThumbnailName, 'ext'>, ext: string): Promise<Picture | null> {
     const file = thumbnailStorePath(this.runner.config, thumbnailRelativePath(name.country, name.hash, name.preset, ext, name.version));
     // One open, then its handle: a miss costs one call on libuv's pool (which sharp's decodes share), not two.
@@ -163,7 +178,8 @@ export class ThumbnailService {
       const row = await lockImageRow(trx, country, hash, { preset, version: name.version }, timeoutMs);
       // Another process may have made it while we waited for the lock. A generation records its preset under this
       // lock, so a row past thumbnailing with no record of it has no file of it to find: skip the store's lookup.
-      // (A crash between a file and its record costs one generation more: the same bytes, written whole, recorded.)
+      // (A crash between a file and its record costs one generation more: thumbnail() does not serve such a file as
+      // it is (recordedOrNotOurs), so it comes here and is written again whole, the same bytes, and recorded.)
       const past = row?.stage === 'push' || row?.stage === 'live';
       const waited = !past || row.recorded ? await this.fromStore(name, 'jpg') : null;
       if (waited) return { picture: waited, source: 'waited' as const };
