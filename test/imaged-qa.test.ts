@@ -313,4 +313,15 @@ describe('lis_imaged QA: our faults, abusive clients', function () {
     // Recorded, it is a plain store hit again.
     assert.equal((await rawGet(server.url, row.pathOf('medium'))).headers['x-imaged'], 'store');
   });
+
+  it('a placeholder named in capitals (`NO-PHOTO.JPEG`) is sent as image/jpeg, not application/octet-stream', async () => {
+    const dir = fs.mkdtempSync('/tmp/lis-imaged-qa-ph-');
+    closers.push(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const file = path.join(dir, 'NO-PHOTO.JPEG');
+    fs.writeFileSync(file, await photoJpeg(8, 8));
+    const { server } = await setup({ imaged: { placeholder: file } });
+    const answer = await rawGet(server.url, `/uk/00/00/${'0'.repeat(32)}_small.jpg`);
+    assert.deepEqual([answer.status, answer.headers['content-type']], [404, 'image/jpeg']);
+    assert.deepEqual(answer.body, fs.readFileSync(file));
+  });
 });

@@ -27,7 +27,8 @@ export function createImagedServer(config: LisConfig, service: ThumbnailService,
   const placeholder = imaged.placeholder
     ? {
         bytes: readFileSync(imaged.placeholder),
-        type: CONTENT_TYPES[path.extname(imaged.placeholder).slice(1).replace('jpeg', 'jpg')] ?? 'application/octet-stream',
+        // By its extension in any case (`NO-PHOTO.JPG`, `.jpeg`): a placeholder sent as octet-stream is a download, not a picture.
+        type: CONTENT_TYPES[path.extname(imaged.placeholder).slice(1).toLowerCase().replace('jpeg', 'jpg')] ?? 'application/octet-stream',
       }
     : null;
   const registry = new client.Registry();
