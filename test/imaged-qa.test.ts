@@ -324,4 +324,24 @@ describe('lis_imaged QA: our faults, abusive clients', function () {
     assert.deepEqual([answer.status, answer.headers['content-type']], [404, 'image/jpeg']);
     assert.deepEqual(answer.body, fs.readFileSync(file));
   });
+
+  it('paths of images that do not exist are 404 at once, without a generation slot: a flood of them does not push real misses into 503', async () => {
+    const { t, server } = await setup({ imaged: { maxGenerations: 1, maxWaiting: 0 } });
+    const row = await insertQueuedRow(t.db, origin.url('/photo.jpg'));
+    origin.held.add('/photo.jpg');
+    const arrived = origin.arrival('/photo.jpg');
+    const real = rawGet(server.url, row.pathOf('small'));
+    await arrived;
+    assert.equal(server.service.gate.stats.running, 1, 'the one slot is taken');
+    const guesses = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => {
+        const hash = (i.toString(16).padStart(2, '0') + 'ab').padEnd(32, '0');
+        return rawGet(server.url, `/uk/${hash.slice(0, 2)}/${hash.slice(2, 4)}/${hash}_small.jpg`);
+      }),
+    );
+    assert.deepEqual(new Set(guesses.map((g) => g.status)), new Set([404]));
+    assert.equal(guesses[0].body.toString(), 'no such image\n');
+    origin.release();
+    assert.equal((await real).status, 200);
+  });
 });

@@ -90,6 +90,10 @@ export class ThumbnailService {
     if (stored && (await this.recordedOrNotOurs(name))) return { picture: stored, source: 'store' };
     if (name.ext !== 'jpg' && !this.runner.config.thumbnail.twins[name.ext as 'webp' | 'avif'])
       throw new NotMadeError(404, `.${name.ext} twins are switched off (thumbnail.twins)`, 'ERR_IMAGED_NO_TWIN');
+    // No such image: 404 at once, outside the gate. Paths of images that do not exist (random hashes, a crawler's
+    // guesses) each took a generation slot and a locks-pool transaction to learn it, and pushed real misses into 503.
+    // One indexed read more for a real miss; generate reads the row again under the image's lock.
+    if (!(await readRow(this.db, name.country, name.hash))) throw new NotMadeError(404, 'no such image');
     const answer = await this.gate.run(gateKey(name), () => this.generate(name, UNSTOPPED), signal);
     if (answer.picture.ext === name.ext) return answer;
     const twin = await this.fromStore(name, name.ext);
