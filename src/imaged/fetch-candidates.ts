@@ -1,6 +1,6 @@
 import { rename, rm } from 'node:fs/promises';
 import type { LisConfig } from '../config/config-schema.ts';
-import type { SchemeFetcher } from '../download/fetch-by-scheme.ts';
+import type { OriginalFetcher } from './host-slots.ts';
 import type { FetchOutcome } from '../download/fetch-original.ts';
 
 export type StoredOutcome = Exclude<FetchOutcome, { kind: 'stopped' }>;
@@ -14,7 +14,7 @@ export type StoredOutcome = Exclude<FetchOutcome, { kind: 'stopped' }>;
  * whole-download deadline per fetch.
  */
 export async function fetchFromCandidates(
-  fetcher: SchemeFetcher,
+  fetcher: OriginalFetcher,
   urls: string[],
   destination: string,
   config: Pick<LisConfig, 'download' | 'thumbnail'>,

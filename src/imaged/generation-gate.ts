@@ -8,14 +8,34 @@ export class BusyError extends LisError {
   }
 }
 
+/** A request's wait ended because its client went away (or it was answered otherwise): nobody to answer. */
+export class RequestGoneError extends LisError {
+  constructor() {
+    super('ERR_IMAGED_REQUEST_GONE', 'the request ended before its thumbnail was made');
+    this.name = 'RequestGoneError';
+  }
+}
+
+/** One run of a key: its result, how many requests still want it, and its place in the queue while it waits for a slot. */
+interface Flight<T> {
+  result: Promise<T>;
+  interest: number;
+  /** Set while the run waits for a slot: takes it out of the queue (nobody wants it any more). */
+  dequeue: (() => void) | null;
+}
+
 /**
  * In-process single flight with a bound: one run per key at a time (a
  * request for a key already being made waits for that run and gets its
  * result), at most `maxRunning` runs, at most `maxWaiting` requests waiting
  * (for a slot or for a run of their key); beyond that, BusyError at once.
+ * A request whose `signal` aborts (its client hung up) stops waiting at once
+ * and frees its waiting place; a run still queued for a slot that nobody
+ * wants any more leaves the queue unstarted. A run that has started is
+ * finished all the same (never left half-done), for its file and its row.
  */
 export class GenerationGate<T> {
-  private readonly runs = new Map<string, Promise<T>>();
+  private readonly runs = new Map<string, Flight<T>>();
   private readonly queue: Array<() => void> = [];
   private running = 0;
   private waiting = 0;
@@ -30,19 +50,22 @@ export class GenerationGate<T> {
     return { running: this.running, waiting: this.waiting, keys: this.runs.size };
   }
 
-  run(key: string, make: () => Promise<T>): Promise<T> {
+  run(key: string, make: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    if (signal?.aborted) return Promise.reject(new RequestGoneError());
     const current = this.runs.get(key);
     if (current) {
       if (this.waiting >= this.maxWaiting) return Promise.reject(new BusyError(`${this.waiting} requests already waiting (imaged.maxWaiting)`));
       this.waiting++;
-      return current.finally(() => this.waiting--);
+      current.interest++;
+      return this.follow(current, signal, () => this.waiting--);
     }
     if (this.running >= this.maxRunning && this.waiting >= this.maxWaiting) {
       return Promise.reject(
         new BusyError(`${this.running} generations running and ${this.waiting} requests waiting (imaged.maxGenerations, imaged.maxWaiting)`),
       );
     }
-    const run = this.slot().then(async () => {
+    const flight: Flight<T> = { result: Promise.resolve() as Promise<T>, interest: 1, dequeue: null };
+    flight.result = this.slot(key, flight).then(async () => {
       try {
         return await make();
       } finally {
@@ -51,23 +74,59 @@ export class GenerationGate<T> {
         this.queue.shift()?.();
       }
     });
-    this.runs.set(key, run);
-    return run;
+    // A run dequeued unstarted rejects with nobody left to hear it.
+    flight.result.catch(() => {});
+    this.runs.set(key, flight);
+    return this.follow(flight, signal, () => {});
   }
 
-  /** Resolves when a run may start (counting it as running). */
-  private slot(): Promise<void> {
+  /** The run's result for one request, or RequestGoneError as soon as its signal aborts; `leave` runs once either way. */
+  private follow(flight: Flight<T>, signal: AbortSignal | undefined, leave: () => void): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      let left = false;
+      const end = () => {
+        if (left) return false;
+        left = true;
+        leave();
+        signal?.removeEventListener('abort', gone);
+        return true;
+      };
+      const gone = () => {
+        if (!end()) return;
+        flight.interest--;
+        if (flight.interest === 0) flight.dequeue?.();
+        reject(new RequestGoneError());
+      };
+      signal?.addEventListener('abort', gone, { once: true });
+      flight.result.then(
+        (value) => end() && resolve(value),
+        (error: unknown) => end() && reject(error as Error),
+      );
+    });
+  }
+
+  /** Resolves when a run may start (counting it as running); rejects if it leaves the queue unstarted. */
+  private slot(key: string, flight: Flight<T>): Promise<void> {
     if (this.running < this.maxRunning) {
       this.running++;
       return Promise.resolve();
     }
     this.waiting++;
-    return new Promise((resolve) => {
-      this.queue.push(() => {
+    return new Promise((resolve, reject) => {
+      const start = () => {
+        flight.dequeue = null;
         this.waiting--;
         this.running++;
         resolve();
-      });
+      };
+      flight.dequeue = () => {
+        flight.dequeue = null;
+        this.queue.splice(this.queue.indexOf(start), 1);
+        this.waiting--;
+        if (this.runs.get(key) === flight) this.runs.delete(key);
+        reject(new RequestGoneError());
+      };
+      this.queue.push(start);
     });
   }
 }

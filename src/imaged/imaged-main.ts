@@ -78,6 +78,8 @@ export async function imagedMain(argv = process.argv): Promise<void> {
         server.close(() => resolve());
         server.closeIdleConnections();
       });
+      // A last try at rows the database would not take back (UnreleasedRows), while it is still open.
+      await service.close();
       await thumbnailer.close?.();
       return 0;
     } catch (error) {

@@ -3,9 +3,10 @@ import http from 'node:http';
 import path from 'node:path';
 import client from 'prom-client';
 import type { LisConfig } from '../config/config-schema.ts';
+import { connectionFailure } from '../db/connect.ts';
 import { errorMessage } from '../errors.ts';
 import type { Logger } from '../log/create-logger.ts';
-import { BusyError } from './generation-gate.ts';
+import { BusyError, RequestGoneError } from './generation-gate.ts';
 import { CONTENT_TYPES, sendPicture, sendText } from './http-answer.ts';
 import { NotMadeError } from './make-preset.ts';
 import { parseRequestPath } from './request-path.ts';
@@ -18,7 +19,7 @@ class TimedOut extends Error {}
  * origin path, `/healthz`, and `/metrics` (Prometheus). Every answer is one
  * of 200/304 (the picture), 400 (a path we never serve), 404 (no such image
  * or preset; the placeholder, when configured, for an image we cannot give), 503 + Retry-After (busy, or
- * not made in time), 502 (the source failed), 500 (a bug; logged).
+ * not made in time, or the database away), 502 (the source failed), 500 (a bug; logged).
  */
 export function createImagedServer(config: LisConfig, service: ThumbnailService, log: Logger): http.Server {
   const { imaged } = config;
@@ -26,7 +27,8 @@ export function createImagedServer(config: LisConfig, service: ThumbnailService,
   const placeholder = imaged.placeholder
     ? {
         bytes: readFileSync(imaged.placeholder),
-        type: CONTENT_TYPES[path.extname(imaged.placeholder).slice(1).replace('jpeg', 'jpg')] ?? 'application/octet-stream',
+        // By its extension in any case (`NO-PHOTO.JPG`, `.jpeg`): a placeholder sent as octet-stream is a download, not a picture.
+        type: CONTENT_TYPES[path.extname(imaged.placeholder).slice(1).toLowerCase().replace('jpeg', 'jpg')] ?? 'application/octet-stream',
       }
     : null;
   const registry = new client.Registry();
@@ -61,6 +63,7 @@ export function createImagedServer(config: LisConfig, service: ThumbnailService,
     },
   });
   const retryAfter = { 'Retry-After': String(imaged.retryAfterSeconds) };
+  const databaseName = config.database.url ?? 'the embedded server';
 
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
     const started = process.hrtime.bigint();
@@ -87,7 +90,10 @@ export function createImagedServer(config: LisConfig, service: ThumbnailService,
       log.debug(`${parsed.status} ${rawPath.slice(0, 300)}: ${parsed.reason}`, { scope: 'Imaged::request' });
       return sendText(res, parsed.status, parsed.reason);
     }
+    // Aborted when the client hangs up before its answer, and once the request is answered (a 503 after
+    // imaged.timeoutSeconds included): either way it stops waiting in the gate and frees its place there.
     const stop = new AbortController();
+    res.on('close', () => stop.abort());
     let timer: NodeJS.Timeout | undefined;
     try {
       const work =
@@ -101,13 +107,20 @@ export function createImagedServer(config: LisConfig, service: ThumbnailService,
       sendPicture(req, res, answer.picture, imaged.cacheControl, answer.source);
       done(res.statusCode, answer.source);
     } catch (error) {
+      if (error instanceof RequestGoneError) {
+        // The client hung up while waiting (499, as nginx counts it): nobody to answer.
+        done(499, 'gone');
+        return void res.destroy();
+      }
       if (error instanceof BusyError || error instanceof TimedOut) {
         done(503, 'busy');
         return sendText(res, 503, error instanceof TimedOut ? `not made within ${imaged.timeoutSeconds} s (imaged.timeoutSeconds)` : error.message, retryAfter);
       }
       if (error instanceof NotMadeError) {
         done(error.status, 'not_made');
-        log.debug(`${error.status} ${rawPath.slice(0, 300)}: ${error.message}`, { scope: 'Imaged::request' });
+        // Our own faults (a store full or unreadable) are for operators to see; the rest is the traffic's.
+        if (error.options.ours) log.error(`${error.status} ${rawPath.slice(0, 300)}: ${error.message}`, { scope: 'Imaged::request' });
+        else log.debug(`${error.status} ${rawPath.slice(0, 300)}: ${error.message}`, { scope: 'Imaged::request' });
         // The placeholder stands in for a picture we cannot give (no row, failed or parked, no such version, a key
         // the origin lacks, an original that cannot be thumbnailed). Not for a WebP/AVIF twin not made: a format is
         // missing, not a picture ("no photo" would be untrue where the JPEG is there), and a plain 404 shows that the
@@ -119,11 +132,22 @@ export function createImagedServer(config: LisConfig, service: ThumbnailService,
         const after = error.options.retryAfterSeconds;
         return sendText(res, error.status, error.message, error.status !== 503 ? {} : after ? { 'Retry-After': String(after) } : retryAfter);
       }
+      // The database away (refused, reset mid-query): ours, passing, and not a bug. 503 so that nginx and the
+      // browsers come back, rather than a 500 that reads as broken.
+      // pg's "Client has encountered a connection error and is not queryable" (a pooled client whose connection
+      // broke under it) is not among connectionFailure's words: the same outage.
+      const away = connectionFailure(databaseName, error) ?? (/is not queryable/.test(errorMessage(error)) ? error : null);
+      if (away) {
+        done(503, 'database');
+        log.error(`${rawPath.slice(0, 300)}: the database cannot be reached: ${errorMessage(away)}`, { scope: 'Imaged::request' });
+        return sendText(res, 503, 'the database cannot be reached; try again shortly', retryAfter);
+      }
       done(500, 'error');
       log.error(`${rawPath.slice(0, 300)}: ${errorMessage(error)}`, { scope: 'Imaged::request' });
       sendText(res, 500, 'internal error (logged)');
     } finally {
       clearTimeout(timer);
+      stop.abort();
     }
   };
 

@@ -1,7 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type { LisConfig } from '../config/config-schema.ts';
 import type { Db } from '../db/connect.ts';
-import type { SchemeFetcher } from '../download/fetch-by-scheme.ts';
 import type { ImageData } from '../store/image-data.ts';
 import { writeFileAtomic } from '../store/atomic-file.ts';
 import { originalPath, thumbnailRelativePath, thumbnailStorePath } from '../store/store-layout.ts';
@@ -9,10 +8,12 @@ import { ImageError } from '../thumbnail/image-error.ts';
 import { makePresets } from '../thumbnail/make-presets.ts';
 import type { Thumbnails } from '../thumbnail/make-thumbnails.ts';
 import { processDetails, type ResolvedDetails } from '../thumbnail/process-details.ts';
-import { LisError, UsageError } from '../errors.ts';
+import { LisError, UsageError, errorMessage } from '../errors.ts';
+import { isSourceFault } from '../failure/failure-reasons.ts';
 import { addPreset } from '../queue/add-preset.ts';
 import { candidateUrls } from './origin-urls.ts';
 import { fetchFromCandidates } from './fetch-candidates.ts';
+import type { OriginalFetcher } from './host-slots.ts';
 
 export interface RowForPreset {
   id: string;
@@ -34,8 +35,11 @@ export class NotMadeError extends LisError {
     readonly status: 404 | 502 | 503,
     message: string,
     code: 'ERR_IMAGED_NOT_MADE' | 'ERR_IMAGED_NO_TWIN' = 'ERR_IMAGED_NOT_MADE',
-    /** For a 503: when to come back, if the cause says (a row's retry time); else imaged.retryAfterSeconds. */
-    readonly options: { retryAfterSeconds?: number } = {},
+    /**
+     * For a 503: when to come back, if the cause says (a row's retry time); else imaged.retryAfterSeconds.
+     * `ours`: our own fault (a store, the database), logged as an error for operators; the row is not charged.
+     */
+    readonly options: { retryAfterSeconds?: number; ours?: boolean } = {},
   ) {
     super(code, message);
     this.name = 'NotMadeError';
@@ -56,19 +60,24 @@ export class NotMadeError extends LisError {
 export async function makePresetOfRow(
   db: Db,
   config: LisConfig,
-  fetcher: SchemeFetcher,
+  fetcher: OriginalFetcher,
   row: RowForPreset,
   preset: string,
   version = 1,
   record: Db = db,
 ): Promise<Array<{ ext: string; data: Buffer }>> {
   const file = originalPath(config, row.country, row.image_hash);
-  let original = await readFile(file).catch(() => null);
+  let original = await readOriginal(file);
   if (!original) {
     const outcome = await fetchFromCandidates(fetcher, candidateUrls(row.image_url, config.imaged.origins), file, config);
-    if (outcome.kind === 'failed')
-      throw new NotMadeError(502, `the original is not in the store and could not be fetched again: ${outcome.failure.errorClass}: ${outcome.failure.reason}`);
-    original = await readFile(file);
+    if (outcome.kind === 'failed') {
+      const { errorClass, reason } = outcome.failure;
+      // Fetched, but our store could not keep it (full, read-only): ours, not the source's 502.
+      if (!isSourceFault(errorClass)) throw oursError(`the original is not in the store and could not be stored again: ${errorClass}: ${reason}`);
+      throw new NotMadeError(502, `the original is not in the store and could not be fetched again: ${errorClass}: ${reason}`);
+    }
+    original = await readOriginal(file);
+    if (!original) throw oursError('the original fetched again is not in the store (removed meanwhile?)');
   }
   let details: ResolvedDetails;
   try {
@@ -98,7 +107,10 @@ export async function makePresetOfRow(
   }
   const output = made.presets[preset];
   const relative = (ext: string) => thumbnailRelativePath(row.country, row.image_hash, preset, ext, version);
-  await Promise.all(output.files.map((f) => writeFileAtomic(thumbnailStorePath(config, relative(f.ext)), f.data)));
+  await Promise.all(output.files.map((f) => writeFileAtomic(thumbnailStorePath(config, relative(f.ext)), f.data))).catch((error: unknown) => {
+    // A store full or read-only is ours to fix, not a bug (500): 503, nothing recorded (writeFileAtomic leaves no temp).
+    throw oursError(`store_write_failed: cannot write thumbnails: ${errorMessage(error)}`);
+  });
   const [jpeg, ...twins] = output.files;
   const entry: ImageData['presets'][string] = {
     width: output.width,
@@ -109,6 +121,25 @@ export async function makePresetOfRow(
   };
   await addPreset(record, row.id, preset, entry, version);
   return output.files;
+}
+
+/** A 503 for a fault of ours (a store): logged as an error, charged to nobody. */
+function oursError(message: string): NotMadeError {
+  return new NotMadeError(503, `${message} (our fault, not the image's; try again shortly)`, 'ERR_IMAGED_NOT_MADE', { ours: true });
+}
+
+/**
+ * The original in the store, or null when it is not there (ENOENT: lost, or never kept here). Any other error
+ * (permissions, EIO, a folder in its place) is our store's fault: 503 store_read_failed, not a reason to fetch the
+ * original again from the source and answer for the source's reply.
+ */
+async function readOriginal(file: string): Promise<Buffer | null> {
+  try {
+    return await readFile(file);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw oursError(`store_read_failed: cannot read the original: ${errorMessage(error)}`);
+  }
 }
 
 /** Process details per datasource, read at most every DETAILS_MS: a miss should not cost a round trip for them. */

@@ -1,19 +1,21 @@
 import type { LisConfig } from '../config/config-schema.ts';
 import type { ChunkContext, RowResult, StageWorker } from '../daemon/run-daemon.ts';
 import { claimHostFor } from '../daemon/run-daemon.ts';
+import { deferredOf, resultKind } from '../daemon/chunk-run.ts';
 import type { Db } from '../db/connect.ts';
 import { rowResult } from '../download/download-worker.ts';
-import type { SchemeFetcher } from '../download/fetch-by-scheme.ts';
 import type { Logger } from '../log/create-logger.ts';
 import type { ClaimedRow } from '../queue/claim-chunk.ts';
 import { claimRow } from '../queue/claim-row.ts';
+import { deferRows } from '../queue/defer-rows.ts';
 import { failRows } from '../queue/fail-rows.ts';
 import { finishRows } from '../queue/finish-rows.ts';
-import { releaseRows } from '../queue/release-rows.ts';
 import type { WorkStage } from '../queue/stages.ts';
 import { originalPath } from '../store/store-layout.ts';
 import { fetchFromCandidates } from './fetch-candidates.ts';
+import type { OriginalFetcher } from './host-slots.ts';
 import { candidateUrls } from './origin-urls.ts';
+import type { UnreleasedRows } from './unreleased-rows.ts';
 
 export interface StageRunner {
   config: LisConfig;
@@ -25,7 +27,8 @@ export interface StageRunner {
   locks: Db;
   log: Logger;
   workerId: string;
-  fetcher: SchemeFetcher;
+  /** A SchemeFetcher; ThumbnailService puts it behind HostSlots (the downloader's per-host limits). */
+  fetcher: OriginalFetcher;
   /** lis_thumbnaild's own stage worker: the thumbnails are made by its code, classification included. */
   thumbnailer: StageWorker;
 }
@@ -37,11 +40,12 @@ export type StagesOutcome = { claimed: false } | { claimed: true; result: RowRes
  * A row still in the queue, worked now for a request: claimed by id (so no
  * daemon takes it meanwhile), then its remaining stages up to `push` done
  * here through the queue's operations, each stage ending as a daemon's
- * would (finishRows / failRows). The row is then lis_pusherd's as usual.
+ * would: finishRows, failRows for the source's faults, deferRows (given back
+ * uncharged) for ours. The row is then lis_pusherd's as usual.
  * Between stages the row is claimed again; if a daemon got it in that
  * instant, the caller waits for it like for any held row.
  */
-export async function runRowStages(runner: StageRunner, rowId: string, signal: AbortSignal): Promise<StagesOutcome> {
+export async function runRowStages(runner: StageRunner, rowId: string, signal: AbortSignal, unreleased: UnreleasedRows): Promise<StagesOutcome> {
   let last: StagesOutcome = { claimed: false };
   for (;;) {
     const row = await claimRow(runner.db, rowId, runner.workerId, claimHostFor('thumbnail', runner.config));
@@ -49,23 +53,33 @@ export async function runRowStages(runner: StageRunner, rowId: string, signal: A
     let result: RowResult | null;
     try {
       result = row.stage === 'download' ? await downloadStage(runner, row) : await thumbnailStage(runner, row, signal);
+      // The stage gave no verdict (a database or internal fault): the row goes back untouched.
+      if (result) await endStage(runner, row.stage, result);
     } catch (error) {
-      await releaseRows(runner.db, runner.workerId, [row.id]);
+      // Whatever failed (the stage, or the database under its end), the claim must not outlive this request.
+      await unreleased.giveBack(row.id);
       throw error;
     }
     if (!result) {
-      // The stage gave no verdict (a database or internal fault): the row goes back untouched.
-      await releaseRows(runner.db, runner.workerId, [row.id]);
+      await unreleased.giveBack(row.id);
       return last;
     }
-    if (result.ok) await finishRows(runner.db, runner.workerId, row.stage, [result.row]);
-    else await failRows(runner.db, runner.workerId, [result.failure], { maxAttempts: runner.config.queue.maxAttempts, backoff: runner.config.queue.backoff });
     last = { claimed: true, result, stage: row.stage };
     runner.log.info(`${row.country}/${row.image_hash}: ${row.stage} ${result.ok ? 'done' : `failed: ${result.failure.errorClass}`} on request`, {
       scope: 'Imaged::stage',
     });
     if (!result.ok || row.stage === 'thumbnail' || (result.row.toStage && result.row.toStage !== 'thumbnail')) return last;
   }
+}
+
+/** Ends a stage as a daemon's chunk would: finished, the source's failure charged, or ours given back uncharged. */
+async function endStage(runner: StageRunner, stage: WorkStage, result: RowResult): Promise<void> {
+  const { db, workerId, config } = runner;
+  if (result.ok) return void (await finishRows(db, workerId, stage, [result.row]));
+  // Our fault (a store full, read-only or unreadable, a lost original) costs the row nothing, as in the daemons:
+  // failRows would count an attempt, and after queue.maxAttempts fail the row for good for a disk of ours.
+  if (resultKind(result) === 'ours') return void (await deferRows(db, workerId, [deferredOf(result.failure, config.queue.oursRetrySeconds)]));
+  await failRows(db, workerId, [result.failure], { maxAttempts: config.queue.maxAttempts, backoff: config.queue.backoff });
 }
 
 /** The download stage for one row: its URL (and an origin's fallbacks, in parallel), under the downloader's limits. */

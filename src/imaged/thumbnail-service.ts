@@ -8,7 +8,10 @@ import type { Picture } from './http-answer.ts';
 import { makePresetOfRow, NotMadeError } from './make-preset.ts';
 import { originImageUrl } from './origin-urls.ts';
 import { runRowStages, type StageRunner } from './run-row-stages.ts';
+import { UnreleasedRows } from './unreleased-rows.ts';
+import { HostSlots } from './host-slots.ts';
 import { lis_hash_for_url } from '../hash/image-hash.ts';
+import { isSourceFault } from '../failure/failure-reasons.ts';
 import { codePointLength } from '../util/code-points.ts';
 
 /** A thumbnail answered, and where it came from: `store` (already there) or `made` (by this request's generation). */
@@ -27,6 +30,14 @@ export interface ThumbnailName {
   version: number;
 }
 
+/**
+ * The signal a generation runs under: a request's own (`signal` of thumbnail() and originThumbnail(), aborted when
+ * its client hangs up) only ends that request's wait in the gate. A generation that has started is shared by every
+ * request of its key and is finished whatever they do: stopped half-way, it would leave its row given back and its
+ * work thrown away, to be done again by the next request.
+ */
+const UNSTOPPED = new AbortController().signal;
+
 /** One generation per thumbnail name in this process: what the gate's single flight is keyed by. */
 const gateKey = (name: ThumbnailName) => `${name.country}/${name.hash}/${name.preset}/${name.version}`;
 
@@ -41,23 +52,44 @@ export class ThumbnailService {
   readonly gate: GenerationGate<Answer>;
   /** Generations this process ran (tests and metrics). */
   generations = 0;
+  /** Rows claimed for a request that the database did not let us give back yet. */
+  readonly unreleased: UnreleasedRows;
 
-  constructor(private readonly runner: StageRunner) {
+  /** Every fetch of an original, within the downloader's per-host limits. */
+  readonly hostSlots: HostSlots;
+  private readonly runner: StageRunner;
+
+  constructor(runner: StageRunner) {
     const { imaged } = runner.config;
+    this.hostSlots = new HostSlots(runner.fetcher, runner.config.download);
+    this.runner = { ...runner, fetcher: this.hostSlots };
     this.gate = new GenerationGate(imaged.maxGenerations, imaged.maxWaiting);
+    this.unreleased = new UnreleasedRows(runner.db, runner.workerId, runner.log);
+  }
+
+  /** At a stop, before the database closes: a last try at rows owed back. */
+  async close(): Promise<void> {
+    await this.unreleased.close();
   }
 
   private get db(): Db {
     return this.runner.db;
   }
 
-  /** The thumbnail `<country>/<aa>/<bb>/<hash>_<preset>[.v<N>].<ext>`; NotMadeError when there is none to give. */
+  /**
+   * The thumbnail `<country>/<aa>/<bb>/<hash>_<preset>[.v<N>].<ext>`; NotMadeError when there is none to give.
+   * `signal`: the request's; when it aborts, RequestGoneError, and the request's place in the gate is freed.
+   */
   async thumbnail(name: ThumbnailName, signal: AbortSignal): Promise<Answer> {
     const stored = await this.fromStore(name, name.ext);
-    if (stored) return { picture: stored, source: 'store' };
+    if (stored && (await this.recordedOrNotOurs(name))) return { picture: stored, source: 'store' };
     if (name.ext !== 'jpg' && !this.runner.config.thumbnail.twins[name.ext as 'webp' | 'avif'])
       throw new NotMadeError(404, `.${name.ext} twins are switched off (thumbnail.twins)`, 'ERR_IMAGED_NO_TWIN');
-    const answer = await this.gate.run(gateKey(name), () => this.generate(name, signal));
+    // No such image: 404 at once, outside the gate. Paths of images that do not exist (random hashes, a crawler's
+    // guesses) each took a generation slot and a locks-pool transaction to learn it, and pushed real misses into 503.
+    // One indexed read more for a real miss; generate reads the row again under the image's lock.
+    if (!(await readRow(this.db, name.country, name.hash))) throw new NotMadeError(404, 'no such image');
+    const answer = await this.gate.run(gateKey(name), () => this.generate(name, UNSTOPPED), signal);
     if (answer.picture.ext === name.ext) return answer;
     const twin = await this.fromStore(name, name.ext);
     if (!twin) throw new NotMadeError(404, `no .${name.ext} twin was made`, 'ERR_IMAGED_NO_TWIN');
@@ -83,20 +115,39 @@ export class ThumbnailService {
     const version = row?.live_version ?? row?.version ?? 1;
     const name: ThumbnailName = { country: spec.country, hash, preset, ext: 'jpg', version };
     if (row) return this.thumbnail(name, signal);
-    return this.gate.run(gateKey(name), async () => {
-      const inserted = await insertOriginRow(this.db, spec.country, spec.datasourceId, url);
-      try {
-        return await this.generate(name, signal);
-      } catch (error) {
-        // Whatever the generation answered (404 from our own download or a daemon's, 503 after waiting for one):
-        // the delete's conditions are what decide. After the generation, so its lock is released and nothing of
-        // this process works the row; another process's generation finds a failed row, or none: 404 either way.
-        if (inserted !== null && error instanceof NotMadeError && (await deleteMissedOriginRow(this.db, inserted)))
-          throw new NotMadeError(404, `the origin has no key ${key}`);
-        // Not deleted: maybe its download is still under way in a daemon; if that finds no key, missed_origin_rows deletes it.
-        throw error;
-      }
-    });
+    return this.gate.run(
+      gateKey(name),
+      async () => {
+        const inserted = await insertOriginRow(this.db, spec.country, spec.datasourceId, url);
+        try {
+          return await this.generate(name, UNSTOPPED);
+        } catch (error) {
+          // Whatever the generation answered (404 from our own download or a daemon's, 503 after waiting for one):
+          // the delete's conditions are what decide. After the generation, so its lock is released and nothing of
+          // this process works the row; another process's generation finds a failed row, or none: 404 either way.
+          if (inserted !== null && error instanceof NotMadeError && (await deleteMissedOriginRow(this.db, inserted)))
+            throw new NotMadeError(404, `the origin has no key ${key}`);
+          // Not deleted: maybe its download is still under way in a daemon; if that finds no key, missed_origin_rows deletes it.
+          throw error;
+        }
+      },
+      signal,
+    );
+  }
+
+  /**
+   * Whether a file found in the store may be served as it is: false only for a row past thumbnailing that has no
+   * record of it, the leftover of a generation killed (or whose database went away) between the file and its
+   * record. Served as it is, that file was never pushed (the pusher sends what image_data lists), so every request
+   * for it came back here for good; now the generation runs, writes the same bytes and records them. A request
+   * reaches lis_imaged only when its frontend lacks the file, so the row read is not on the hot path (nginx is).
+   * The database away: the file is served all the same (the record can wait; the picture is there).
+   */
+  private async recordedOrNotOurs(name: ThumbnailName): Promise<boolean> {
+    const row = await readRow(this.db, name.country, name.hash, { preset: name.preset, version: name.version }).catch(() => null);
+    if (!row || (row.stage !== 'push' && row.stage !== 'live')) return true;
+    if (name.version !== row.version && name.version !== row.live_version) return true;
+    return row.recorded;
   }
 
   private async fromStore(name: Omit<ThumbnailName, 'ext'>, ext: string): Promise<Picture | null> {
@@ -125,7 +176,8 @@ export class ThumbnailService {
       const row = await lockImageRow(trx, country, hash, { preset, version: name.version }, timeoutMs);
       // Another process may have made it while we waited for the lock. A generation records its preset under this
       // lock, so a row past thumbnailing with no record of it has no file of it to find: skip the store's lookup.
-      // (A crash between a file and its record costs one generation more: the same bytes, written whole, recorded.)
+      // (A crash between a file and its record costs one generation more: thumbnail() does not serve such a file as
+      // it is (recordedOrNotOurs), so it comes here and is written again whole, the same bytes, and recorded.)
       const past = row?.stage === 'push' || row?.stage === 'live';
       const waited = !past || row.recorded ? await this.fromStore(name, 'jpg') : null;
       if (waited) return { picture: waited, source: 'waited' as const };
@@ -140,7 +192,7 @@ export class ThumbnailService {
       }
       if (row.state === 'failed' || row.state === 'parked')
         throw new NotMadeError(404, `the image ${row.state === 'failed' ? 'failed' : 'is parked'} in stage ${row.stage}`);
-      const outcome = await runRowStages(this.runner, row.id, signal);
+      const outcome = await runRowStages(this.runner, row.id, signal, this.unreleased);
       if (outcome.claimed && !outcome.result.ok) throw await this.stageFailed(trx, country, hash, outcome.stage, outcome.result.failure);
       const ours = outcome.claimed && outcome.stage === 'thumbnail';
       if (ours) this.generations++;
@@ -182,7 +234,7 @@ export class ThumbnailService {
             retryAfterSeconds: Math.max(1, Math.ceil((retryAt - Date.now()) / 1000)),
           });
         }
-        const outcome = await runRowStages(this.runner, id, signal);
+        const outcome = await runRowStages(this.runner, id, signal, this.unreleased);
         if (outcome.claimed && !outcome.result.ok) throw await this.stageFailed(this.db, country, hash, outcome.stage, outcome.result.failure);
         // Not claimable here either (its files are on another host): that host's daemon will make it.
         if (!outcome.claimed) return null;
@@ -198,11 +250,22 @@ export class ThumbnailService {
   }
 
   /**
-   * The answer to a stage of ours that failed: 404 when the row failed for good (no such image to give); when
-   * failRows left it waiting for a retry (a timeout, a refused connection, a 5xx), the daemons will make it after its
-   * backoff, so this is the source's passing fault, 502 with its error (as for a lost original), or 503 past download.
+   * The answer to a stage of ours that failed: our own fault (a store full, read-only or unreadable) is 503, the row
+   * given back uncharged, never a 502 that blames the source; 404 when the row failed for good (no such image to
+   * give); when failRows left it waiting for a retry (a timeout, a refused connection, a 5xx), the daemons will make
+   * it after its backoff, so this is the source's passing fault, 502 with its error (as for a lost original), or 503
+   * past download.
    */
   private async stageFailed(db: Db, country: string, hash: string, stage: string, failure: { errorClass: string; reason: string }): Promise<NotMadeError> {
+    if (!isSourceFault(failure.errorClass))
+      return new NotMadeError(
+        503,
+        `${stage}: ${failure.errorClass}: ${failure.reason} (our fault, not the image's; try again shortly)`,
+        'ERR_IMAGED_NOT_MADE',
+        {
+          ours: true,
+        },
+      );
     const row = await readRow(db, country, hash);
     const status = row?.state !== 'waiting' ? 404 : stage === 'download' ? 502 : 503;
     return new NotMadeError(status, `${stage}: ${failure.errorClass}: ${failure.reason}${status === 404 ? '' : ' (to be retried)'}`);

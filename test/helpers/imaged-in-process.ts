@@ -42,6 +42,7 @@ export async function startImagedInProcess(
     async close() {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
+      await service.close();
       fetcher.destroy();
       client.destroy();
       await locks.destroy();
