@@ -36,18 +36,21 @@ export async function startImagedInProcess(
   const server = createImagedServer(config, service, log);
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
+  let closing: Promise<void> | null = null;
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     service,
-    async close() {
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
-      await service.close();
-      fetcher.destroy();
-      client.destroy();
-      await locks.destroy();
-      await closeLogger(log);
-    },
+    // Once, however often it is called (a test may close it itself, and afterEach again).
+    close: () =>
+      (closing ??= (async () => {
+        server.closeAllConnections();
+        await new Promise((resolve) => server.close(resolve));
+        await service.close();
+        fetcher.destroy();
+        client.destroy();
+        await locks.destroy();
+        await closeLogger(log);
+      })()),
   };
 }
 
