@@ -318,9 +318,14 @@ describe('lis_managerd', () => {
     // A frontend's outage is not the row's fault: never parked, however long it lasts.
     await sql`INSERT INTO live_images (country, datasource_id, image_url, stage, attempts, same_error_count, last_error_class)
               VALUES ('uk', 1, 'http://x.com/waits-for-n3.jpg', 'push', 40, 40, 'frontend_down')`.execute(t.db);
+    // Out of attempts (queue.maxAttempts lowered), but last given back for our fault: not parked under our reason
+    // (`lis retry --reason http_5xx` would miss it); its source's next try decides.
+    await sql`INSERT INTO live_images (country, datasource_id, image_url, stage, attempts, last_error, last_error_class)
+              VALUES ('uk', 1, 'http://x.com/store-was-full.jpg', 'thumbnail', 9, 'ENOSPC', 'store_write_failed')`.execute(t.db);
     const result = await parkBadRetryJobs(t.db, { maxAttempts: 6, sameReasonLimit: 4 });
     assert.deepEqual(result, { outOfAttempts: 2, sameReason: 2, originalMissing: 2, thumbnailsMissing: 0 });
     await sql`DELETE FROM live_images WHERE stage = 'push' AND state = 'waiting'`.execute(t.db).then((r) => assert.equal(Number(r.numAffectedRows), 1));
+    await sql`DELETE FROM live_images WHERE stage = 'thumbnail' AND state = 'waiting'`.execute(t.db).then((r) => assert.equal(Number(r.numAffectedRows), 1));
     assert.deepEqual(await countBy(t.db), { 'download/failed': 4, 'download/waiting': 2 });
     const run = spawnTs('bin/lis', ['--config', t.writeConfig(), 'retry', '--country', 'uk', '--reason', 'timeout']);
     assert.equal((await run.exited).code, 0, run.output());

@@ -44,10 +44,17 @@ export async function parkBadRetryJobs(db: Db, options: { maxAttempts: number; s
     errorClass: sql`li.last_error_class`,
   });
   const except = FRONTEND_ERROR_CLASSES;
-  const outOfAttempts = await giveUpRows(db, { country: options.country, minAttempts: options.maxAttempts, exceptErrorClasses: except });
+  // A row last given back for our own fault is not parked now, under our reason (out of attempts or on a
+  // streak): `lis retry --reason <the source's class>` would miss it. Its source is judged on its next try,
+  // where failRows fails a row out of attempts itself.
+  const outOfAttempts = await giveUpRows(db, {
+    country: options.country,
+    minAttempts: options.maxAttempts,
+    exceptErrorClasses: except,
+    onlyErrorClasses: sourceFaultClasses(),
+  });
   // A streak is the source's failing again and again (same_error_count of streak_class, which deferRows
-  // leaves alone); a row last given back for our own fault is not parked now, under our reason, and its
-  // source is judged on its next try: the same failure again parks it, another starts a new streak.
+  // leaves alone): the same failure again parks it, another starts a new streak.
   const sameReason = await giveUpRows(db, {
     country: options.country,
     minSameErrors: options.sameReasonLimit,
