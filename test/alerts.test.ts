@@ -12,8 +12,9 @@ import { recordEvent } from '../src/manager/manager-events.ts';
 import { runCheck } from '../src/manager/run-check.ts';
 import { parseConfig } from '../src/config/load-config.ts';
 import { createDb, type Db } from '../src/db/connect.ts';
-import { spawnTs, waitFor } from './helpers/processes.ts';
+import { spawnTs } from './helpers/processes.ts';
 import { startSmtpSink, type SmtpSink } from './helpers/smtp-sink.ts';
+import { raceWhileHeld } from './helpers/forced-race.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
 /** A webhook receiver on 127.0.0.1 answering with `status`. */
@@ -156,27 +157,17 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
     await troubles(t);
     const hook = await startHook();
     // Each manager on a pool of its own, as on two hosts.
-    const holder = createDb(t.url, 1);
     const second = createDb(t.url, 2);
     try {
       const config = configWith({ maxPerHour: 2, webhookUrl: hook.url('/alerts') });
-      // alerts_sent is held against writes (reads go on) until both managers wait to write it: each has read what
-      // it reads before its first claim, so neither can have seen the other's claims. Forced, not hoped for.
-      const both = await holder.transaction().execute(async (trx) => {
-        await sql`LOCK TABLE alerts_sent IN SHARE MODE`.execute(trx);
-        const runs = Promise.all([check({ ...config, host: 'm1' }), check({ ...config, host: 'm2' }, second)]);
-        await waitFor(
-          async () => {
-            const { rows } = await sql`SELECT 1 FROM pg_stat_activity WHERE datname = ${t.name} AND wait_event_type = 'Lock'`.execute(t.db);
-            return rows.length === 2;
-          },
-          20_000,
-          'both managers to wait to claim',
-        );
-        // Wrapped: a promise returned as such would be awaited before the commit that lets the runs go on.
-        return { runs };
-      });
-      const [a, b] = await both.runs;
+      // alerts_sent is held against writes (reads go on) until both managers wait to write it.
+      const [a, b] = await raceWhileHeld(
+        t,
+        sql`LOCK TABLE alerts_sent IN SHARE MODE`,
+        () => Promise.all([check({ ...config, host: 'm1' }), check({ ...config, host: 'm2' }, second)]),
+        2,
+        'both managers to wait to claim',
+      );
       const sent = (r: string) => Number(/^alerts: (\d+) sent/.exec(r)![1]);
       assert.equal(sent(a) + sent(b), 2, `${a}\n${b}`);
       assert.equal(smtp.mails.length, 2);
@@ -185,7 +176,6 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
       assert.equal(claims.length, 2, JSON.stringify(claims));
       assert.ok(claims.every((c) => c.delivered_at));
     } finally {
-      await holder.destroy();
       await second.destroy();
       hook.close();
     }

@@ -12,7 +12,7 @@ import { OriginServer, photoJpeg, startImaged } from './helpers/imaged-fixtures.
 import { runCheck } from '../src/manager/run-check.ts';
 import { closeLogger, createLogger } from '../src/log/create-logger.ts';
 import { serverUpFor } from './helpers/server-uptime.ts';
-import { insertLiveRow, insertQueuedRow, rawGet, startImagedInProcess } from './helpers/imaged-in-process.ts';
+import { insertLiveRow, insertQueuedRow, pushedToFrontend, rawGet, startImagedInProcess } from './helpers/imaged-in-process.ts';
 import { originalPath, thumbnailStorePath } from '../src/store/store-layout.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 import { startDatabaseProxy } from './helpers/database-proxy.ts';
@@ -275,14 +275,7 @@ describe('lis_imaged QA: our faults, abusive clients', function () {
   it('a file in the store that its row has no record of (a generation killed between the file and its record) is made again and recorded, so it gets pushed; before, it was served as it was and never pushed', async () => {
     const { t, server } = await setup();
     const row = await insertLiveRow(t.db, t.config, origin.url('/photo.jpg'), original, ['small']);
-    await t.db
-      .insertInto('frontends')
-      .values({ name: 'fe1', target: path.join(t.dir, 'fe1') })
-      .execute();
-    await t.db
-      .insertInto('frontend_pushes')
-      .values({ frontend: 'fe1', country: 'uk', image_hash: row.hash, pushed_at: new Date(), files_digest: 'old' })
-      .execute();
+    await pushedToFrontend(t.db, t.dir, row.hash);
     // What a lis_imaged killed after writing `medium` and before its transaction committed leaves: the file, no record.
     const made = await rawGet(server.url, row.pathOf('medium'));
     assert.equal(made.status, 200);

@@ -15,7 +15,7 @@ import { runDaemon, type RunTotals } from '../src/daemon/run-daemon.ts';
 import { DownloadWorker } from '../src/download/download-worker.ts';
 import { closeLogger, createLogger, type Logger } from '../src/log/create-logger.ts';
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
-import { insertLiveRow, insertQueuedRow, rawGet, startImagedInProcess } from './helpers/imaged-in-process.ts';
+import { insertLiveRow, insertQueuedRow, pushedToFrontend, rawGet, startImagedInProcess } from './helpers/imaged-in-process.ts';
 import { OriginServer, photoJpeg, s3Credentials, startS3rver } from './helpers/imaged-fixtures.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
@@ -102,14 +102,7 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     const server = await setup();
     // The row went live when only `small` existed: medium and large were added to the config since.
     const row = await insertLiveRow(t.db, t.config, 'http://example.invalid/a.jpg', original, ['small']);
-    await t.db
-      .insertInto('frontends')
-      .values({ name: 'fe1', target: path.join(t.dir, 'fe1') })
-      .execute();
-    await t.db
-      .insertInto('frontend_pushes')
-      .values({ frontend: 'fe1', country: 'uk', image_hash: row.hash, pushed_at: new Date(), files_digest: 'old' })
-      .execute();
+    await pushedToFrontend(t.db, t.dir, row.hash);
 
     const made = await rawGet(server.url, row.pathOf('medium'));
     assert.equal(made.status, 200, made.body.toString());

@@ -18,6 +18,7 @@ import { insertOriginRow } from '../src/queue/origin-rows.ts';
 import { settleMissedOriginRows } from '../src/manager/missed-origin-rows.ts';
 import { countBy, insertUrls, relistAll } from './helpers/rows.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
+import { raceWhileHeld } from './helpers/forced-race.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 import { serverUpFor } from './helpers/server-uptime.ts';
 
@@ -256,27 +257,17 @@ describe('lis_managerd', () => {
     const policy = { windowHours: 6, minAttempts: 50, failureRate: 0.9 };
     // Two hosts' managers on the same schedule: both read the figures, then both disable. The datasource's row is
     // held here until both wait on it, so that neither can see the other's disabling before it judges.
-    const holder = createDb(t.url, 1);
     const second = createDb(t.url, 1);
     try {
-      const both = await holder.transaction().execute(async (trx) => {
-        await sql`SELECT 1 FROM datasources WHERE datasource_id = 41 FOR UPDATE`.execute(trx);
-        const runs = Promise.all([disableBadDatasources(t.db, policy, 'uk'), disableBadDatasources(second, policy, 'uk')]);
-        await waitFor(
-          async () => {
-            const { rows } = await sql`SELECT 1 FROM pg_stat_activity WHERE datname = ${t.name} AND wait_event_type = 'Lock'`.execute(t.db);
-            return rows.length === 2;
-          },
-          20_000,
-          'both managers to wait on the datasource',
-        );
-        // Wrapped: a promise returned as such would be awaited before the commit that lets the runs go on.
-        return { runs };
-      });
-      const disabled = await both.runs;
+      const disabled = await raceWhileHeld(
+        t,
+        sql`SELECT 1 FROM datasources WHERE datasource_id = 41 FOR UPDATE`,
+        () => Promise.all([disableBadDatasources(t.db, policy, 'uk'), disableBadDatasources(second, policy, 'uk')]),
+        2,
+        'both managers to wait on the datasource',
+      );
       assert.deepEqual(disabled.map((d) => d.length).sort(), [0, 1]);
     } finally {
-      await holder.destroy();
       await second.destroy();
     }
     const events = await t.db.selectFrom('manager_events').select('detail').where('check_name', '=', 'bad_datasources').execute();
@@ -409,26 +400,17 @@ describe('lis_managerd', () => {
     );
     // The gone host's rows are held here until both managers wait (on them, or on each other): both have found the
     // host gone before either has sent anything back or recorded it.
-    const holder = createDb(t.url, 1);
     const second = createDb(t.url, 1);
     try {
-      const both = await holder.transaction().execute(async (trx) => {
-        await sql`SELECT 1 FROM live_images FOR UPDATE`.execute(trx);
-        const runs = Promise.all([redownloadFromGoneHosts(t.db, 24, 'testhost'), redownloadFromGoneHosts(second, 24, 'testhost')]);
-        await waitFor(
-          async () => {
-            const { rows } = await sql`SELECT 1 FROM pg_stat_activity WHERE datname = ${t.name} AND wait_event_type = 'Lock'`.execute(t.db);
-            return rows.length === 2;
-          },
-          20_000,
-          'both managers to wait on the gone host',
-        );
-        // Wrapped: a promise returned as such would be awaited before the commit that lets the runs go on.
-        return { runs };
-      });
-      assert.deepEqual((await both.runs).flat(), [{ host: 'oldhost', rows: 3 }]);
+      const runs = await raceWhileHeld(
+        t,
+        sql`SELECT 1 FROM live_images FOR UPDATE`,
+        () => Promise.all([redownloadFromGoneHosts(t.db, 24, 'testhost'), redownloadFromGoneHosts(second, 24, 'testhost')]),
+        2,
+        'both managers to wait on the gone host',
+      );
+      assert.deepEqual(runs.flat(), [{ host: 'oldhost', rows: 3 }]);
     } finally {
-      await holder.destroy();
       await second.destroy();
     }
     assert.deepEqual(await countBy(t.db), { 'download/waiting': 3 });

@@ -119,6 +119,15 @@ export async function insertLiveRow(
   return { id, hash, pathOf };
 }
 
+/** A frontend `fe1` (a local folder under `dir`) that has the row's files as they were (digest 'old'): pushed once. */
+export async function pushedToFrontend(db: Db, dir: string, hash: string): Promise<void> {
+  await db
+    .insertInto('frontends')
+    .values({ name: 'fe1', target: path.join(dir, 'fe1') })
+    .execute();
+  await db.insertInto('frontend_pushes').values({ frontend: 'fe1', country: 'uk', image_hash: hash, pushed_at: new Date(), files_digest: 'old' }).execute();
+}
+
 /** A row as the ETL leaves it: stage download, waiting. */
 export async function insertQueuedRow(db: Db, url: string): Promise<{ id: string; hash: string; pathOf: (preset: string, ext?: string) => string }> {
   await sql`INSERT INTO datasources (country, datasource_id) VALUES ('uk', 1) ON CONFLICT DO NOTHING`.execute(db);
