@@ -1,0 +1,147 @@
+// The shipped frontend config (nginx/imagesys-frontend.conf) in a real nginx, as a frontend's operator would
+// meet it: lis_imaged down or hung, several lis_imaged, caching equal on a disk hit and a miss, odd paths.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import sharp from 'sharp';
+import type { LisConfigInput } from '../src/config/config-schema.ts';
+import { imagedConfigSchema } from '../src/config/imaged-config.ts';
+import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
+import { startHostileServer, rawHead, type HostileServer } from './helpers/hostile-server.ts';
+import { OriginServer, photoJpeg, startNginx, type NginxOptions } from './helpers/imaged-fixtures.ts';
+import { insertQueuedRow, rawGet, startImagedInProcess } from './helpers/imaged-in-process.ts';
+import { freePort } from './helpers/rsync-daemons.ts';
+import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+
+/** What lis_imaged sends by default; the config must say the same (README: keep them equal). */
+const IMAGED_DEFAULTS = imagedConfigSchema.parse({});
+const HASH = 'a30ff540c1d2e3f4a5b6c7d8e9f00112';
+const thumb = (preset: string, ext = 'jpg') => `/uk/a3/0f/${HASH}_${preset}.${ext}`;
+const PRESETS = {
+  small: { width: 120, height: 90, mode: 'crop' as const },
+  medium: { width: 320, height: 240, mode: 'pad' as const },
+};
+
+describe('the frontend nginx config in a real nginx', function () {
+  this.timeout(60_000);
+  const closers: Array<() => Promise<void> | void> = [];
+  let dir: string;
+  let root: string;
+  let t: TestDatabase | undefined;
+
+  beforeEach(() => {
+    dir = fs.mkdtempSync('/tmp/lis-nginx-');
+    root = path.join(dir, 'root');
+    fs.mkdirSync(root);
+  });
+  afterEach(async () => {
+    for (const close of closers.splice(0).reverse()) await close();
+    await t?.drop();
+    t = undefined;
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** A real lis_imaged (in this process: real HTTP, database, sharp) behind the nginx. */
+  async function imagedBehindNginx(imaged: LisConfigInput['imaged'] = {}) {
+    t = await createTestDatabase({ overrides: { download: TEST_DOWNLOAD, thumbnail: { presets: PRESETS }, imaged } });
+    const imagedServer = await startImagedInProcess(t.config, t.db, t.url);
+    closers.push(imagedServer.close);
+    const nginx = await nginxTo(Number(new URL(imagedServer.url).port));
+    return { t, imaged: imagedServer, nginx };
+  }
+
+  async function nginxTo(upstream: number | number[], options: NginxOptions = {}) {
+    const nginx = await startNginx(path.join(dir, 'nginx'), root, upstream, options);
+    closers.push(nginx.stop);
+    return nginx;
+  }
+
+  async function standIn(routes: Parameters<typeof startHostileServer>[0]): Promise<HostileServer> {
+    const server = await startHostileServer(routes);
+    closers.push(() => server.close());
+    return server;
+  }
+
+  /** A file on the frontend's disk, as lis_pusherd leaves it. */
+  function onDisk(rel: string, bytes: Buffer | string = 'jpeg bytes'): string {
+    const file = path.join(root, rel);
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, bytes);
+    return file;
+  }
+
+  /** The answer lis_imaged gives when it cannot make the image now (sendText's 503). */
+  function assertTryAgain(answer: Awaited<ReturnType<typeof rawGet>>, what: string) {
+    assert.equal(answer.status, 503, `${what}: ${answer.status} ${answer.body.toString()}`);
+    assert.equal(answer.headers['retry-after'], String(IMAGED_DEFAULTS.retryAfterSeconds), what);
+    assert.equal(answer.headers['cache-control'], 'no-store', what);
+    assert.match(answer.headers['content-type'] ?? '', /^text\/plain/, what);
+    assert.doesNotMatch(answer.body.toString(), /<html>/, what);
+  }
+
+  it("every lis_imaged down (connection refused): a miss and an origin path are 503 with Retry-After and no-store, not nginx's HTML 502", async () => {
+    const nginx = await nginxTo(await freePort());
+    assertTryAgain(await rawGet(nginx.url, thumb('small')), 'a thumbnail not on disk');
+    assertTryAgain(await rawGet(nginx.url, '/web/small/a.jpg'), 'an origin path');
+    const head = await rawGet(nginx.url, thumb('small'), { method: 'HEAD' });
+    assert.deepEqual([head.status, head.headers['retry-after']], [503, String(IMAGED_DEFAULTS.retryAfterSeconds)]);
+    // A hit does not need lis_imaged.
+    onDisk(thumb('small'));
+    assert.equal((await rawGet(nginx.url, thumb('small'))).status, 200);
+  });
+
+  it("lis_imaged hung (no answer within proxy_read_timeout): 503 with Retry-After, not nginx's HTML 504", async () => {
+    const hung = await OriginServer.start(new Map());
+    closers.push(() => hung.close());
+    hung.held.add(thumb('small'));
+    const nginx = await nginxTo(hung.port, { readTimeout: '1s' });
+    assertTryAgain(await rawGet(nginx.url, thumb('small')), 'a miss lis_imaged never answers');
+    assert.equal(hung.hits.get(thumb('small')), 1, 'asked once');
+  });
+
+  it("lis_imaged's own answers pass unchanged: 404 with the placeholder, 503 busy with its Retry-After, 405 with Allow, 304, HEAD", async () => {
+    const placeholder = await sharp({ create: { width: 10, height: 10, channels: 3, background: '#ccc' } })
+      .png()
+      .toBuffer();
+    const placeholderFile = path.join(dir, 'ph.png');
+    fs.writeFileSync(placeholderFile, placeholder);
+    const origin = await OriginServer.start(new Map([['/photo.jpg', await photoJpeg(300, 200)]]));
+    closers.push(() => origin.close());
+    const { t, nginx } = await imagedBehindNginx({ placeholder: placeholderFile, maxGenerations: 1, maxWaiting: 0, retryAfterSeconds: 7 });
+
+    const none = await rawGet(nginx.url, thumb('small'));
+    assert.deepEqual([none.status, none.headers['content-type'], none.headers['cache-control']], [404, 'image/png', 'no-store']);
+    assert.deepEqual(none.body, placeholder);
+
+    const post = await rawGet(nginx.url, thumb('small'), { method: 'POST' });
+    assert.deepEqual([post.status, post.headers.allow], [405, 'GET, HEAD']);
+
+    // One generation at a time and no waiting: a second miss while the first is made is lis_imaged's busy 503.
+    const row = await insertQueuedRow(t.db, origin.url('/photo.jpg'));
+    origin.held.add('/photo.jpg');
+    const arrived = origin.arrival('/photo.jpg');
+    const first = rawGet(nginx.url, row.pathOf('small'));
+    await arrived;
+    const busy = await rawGet(nginx.url, row.pathOf('medium'));
+    assert.deepEqual([busy.status, busy.headers['retry-after']], [503, '7'], busy.body.toString());
+    assert.doesNotMatch(busy.body.toString(), /cannot be reached/, "lis_imaged's text, not the config's");
+    origin.release();
+    const made = await first;
+    assert.equal(made.status, 200, made.body.toString());
+
+    const again = await rawGet(nginx.url, row.pathOf('small'), { headers: { 'if-none-match': made.headers.etag } });
+    assert.deepEqual([again.status, again.headers['x-imaged']], [304, 'store']);
+    const head = await rawGet(nginx.url, row.pathOf('small'), { method: 'HEAD' });
+    assert.deepEqual([head.status, head.headers['content-length'], head.body.length], [200, made.headers['content-length'], 0]);
+  });
+
+  it("an upstream's own 502 (lis_imaged: the source failed) passes unchanged, body and all", async () => {
+    const body = 'the source failed: http_500\n';
+    const upstream = await standIn({
+      [thumb('small')]: (s) => s.write(rawHead('502 Bad Gateway', { 'content-type': 'text/plain; charset=utf-8', 'content-length': body.length }) + body),
+    });
+    const nginx = await nginxTo(upstream.port);
+    const answer = await rawGet(nginx.url, thumb('small'));
+    assert.deepEqual([answer.status, answer.body.toString()], [502, body]);
+  });
+});
