@@ -9,7 +9,8 @@ import { imagedConfigSchema } from '../src/config/imaged-config.ts';
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
 import { startHostileServer, rawHead, type HostileServer } from './helpers/hostile-server.ts';
 import { OriginServer, photoJpeg, startNginx, type NginxOptions } from './helpers/imaged-fixtures.ts';
-import { insertQueuedRow, rawGet, startImagedInProcess } from './helpers/imaged-in-process.ts';
+import { insertLiveRow, insertQueuedRow, rawGet, startImagedInProcess } from './helpers/imaged-in-process.ts';
+import { thumbnailStorePath } from '../src/store/store-layout.ts';
 import { freePort } from './helpers/rsync-daemons.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
@@ -143,5 +144,31 @@ describe('the frontend nginx config in a real nginx', function () {
     const nginx = await nginxTo(upstream.port);
     const answer = await rawGet(nginx.url, thumb('small'));
     assert.deepEqual([answer.status, answer.body.toString()], [502, body]);
+  });
+
+  it('one thumbnail carries the same caching and validators from disk as from lis_imaged (imaged.cacheControl, no Expires)', async () => {
+    const { t, nginx } = await imagedBehindNginx();
+    const row = await insertLiveRow(t.db, t.config, 'http://example.invalid/a.jpg', null, ['small']);
+    const fromImaged = await rawGet(nginx.url, row.pathOf('small'));
+    assert.deepEqual([fromImaged.status, fromImaged.headers['x-imaged']], [200, 'store']);
+    // As lis_pusherd leaves it: the store's file with its mtime (rsync -t).
+    const store = thumbnailStorePath(t.config, row.pathOf('small').slice(1));
+    const file = onDisk(row.pathOf('small'), fs.readFileSync(store));
+    const { mtime } = fs.statSync(store);
+    fs.utimesSync(file, mtime, mtime);
+    const fromDisk = await rawGet(nginx.url, row.pathOf('small'));
+    assert.deepEqual([fromDisk.status, fromDisk.headers['x-imaged']], [200, undefined], 'a hit, served by nginx');
+    const caching = (h: typeof fromDisk.headers) => ({
+      'cache-control': h['cache-control'],
+      expires: h.expires,
+      etag: h.etag,
+      'last-modified': h['last-modified'],
+      'content-type': h['content-type'],
+      'content-length': h['content-length'],
+    });
+    assert.deepEqual(caching(fromDisk.headers), caching(fromImaged.headers));
+    assert.equal(fromDisk.headers['cache-control'], IMAGED_DEFAULTS.cacheControl);
+    const notModified = await rawGet(nginx.url, row.pathOf('small'), { headers: { 'if-none-match': fromImaged.headers.etag } });
+    assert.deepEqual([notModified.status, notModified.headers['cache-control'], notModified.headers.expires], [304, IMAGED_DEFAULTS.cacheControl, undefined]);
   });
 });
