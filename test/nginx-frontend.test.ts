@@ -171,4 +171,33 @@ describe('the frontend nginx config in a real nginx', function () {
     const notModified = await rawGet(nginx.url, row.pathOf('small'), { headers: { 'if-none-match': fromImaged.headers.etag } });
     assert.deepEqual([notModified.status, notModified.headers['cache-control'], notModified.headers.expires], [304, IMAGED_DEFAULTS.cacheControl, undefined]);
   });
+
+  it('a path lis_imaged refuses (dot segments, encoded slashes, backslashes, doubled slashes) is 400 from nginx too, hit or miss; a query string is no part of it', async () => {
+    const upstream = await standIn({});
+    const nginx = await nginxTo(upstream.port);
+    onDisk(thumb('small'));
+    const name = `${HASH}_small.jpg`;
+    for (const bad of [
+      `/uk/a3%2f0f/${name}`,
+      `/uk/a3%2F0f/${name}`,
+      `/uk/a3/0f/..%2f0f/${name}`,
+      `/uk/a3/xx/../0f/${name}`,
+      `/uk/a3/./0f/${name}`,
+      `/uk/a3/0f/%2e%2e/0f/${name}`,
+      `//uk/a3/0f/${name}`,
+      `/uk/a3//0f/${name}`,
+      `/uk/a3/0f%5c..%5c0f/${name}`,
+      `/uk/a3/0f\\..\\0f/${name}`,
+      `/uk/a3/0f/${name}%00.jpg`,
+    ]) {
+      for (const p of [bad, bad.replace('_small', '_medium')]) assert.equal((await rawGet(nginx.url, p)).status, 400, p);
+    }
+    assert.deepEqual(upstream.received, [], 'none reached lis_imaged');
+    // The same characters in a query (a cache-buster, a tracking tag) are not the path's.
+    const hit = await rawGet(nginx.url, `${thumb('small')}?from=http://a.example//x/../y%2F`);
+    assert.equal(hit.status, 200);
+    const miss = await rawGet(nginx.url, `${thumb('medium')}?v=..//`);
+    assert.equal(miss.status, 404, 'passed to lis_imaged (here a stand-in that has nothing)');
+    assert.deepEqual(upstream.received, [`GET ${thumb('medium')}?v=..// HTTP/1.1`], 'the query goes with it');
+  });
 });
