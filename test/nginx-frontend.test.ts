@@ -200,4 +200,18 @@ describe('the frontend nginx config in a real nginx', function () {
     assert.equal(miss.status, 404, 'passed to lis_imaged (here a stand-in that has nothing)');
     assert.deepEqual(upstream.received, [`GET ${thumb('medium')}?v=..// HTTP/1.1`], 'the query goes with it');
   });
+
+  it('a method other than GET or HEAD on a thumbnail on disk is 405 with Allow: GET, HEAD, as lis_imaged answers a miss', async () => {
+    const upstream = await standIn({});
+    const nginx = await nginxTo(upstream.port);
+    onDisk(thumb('small'));
+    for (const method of ['POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH']) {
+      const answer = await rawGet(nginx.url, thumb('small'), { method });
+      assert.deepEqual([answer.status, answer.headers.allow], [405, 'GET, HEAD'], method);
+      assert.doesNotMatch(answer.body.toString(), /<html>/, method);
+    }
+    assert.deepEqual(upstream.received, [], 'answered by nginx');
+    const head = await rawGet(nginx.url, thumb('small'), { method: 'HEAD' });
+    assert.deepEqual([head.status, head.headers.allow], [200, undefined]);
+  });
 });
