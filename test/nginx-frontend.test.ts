@@ -7,7 +7,7 @@ import sharp from 'sharp';
 import type { LisConfigInput } from '../src/config/config-schema.ts';
 import { imagedConfigSchema } from '../src/config/imaged-config.ts';
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
-import { startHostileServer, rawHead, type HostileServer } from './helpers/hostile-server.ts';
+import { startHostileServer, rawHead, type HostileServer, type RawHandler } from './helpers/hostile-server.ts';
 import { OriginServer, photoJpeg, startNginx, type NginxOptions } from './helpers/imaged-fixtures.ts';
 import { insertLiveRow, insertQueuedRow, rawGet, startImagedInProcess } from './helpers/imaged-in-process.ts';
 import { thumbnailStorePath } from '../src/store/store-layout.ts';
@@ -213,5 +213,37 @@ describe('the frontend nginx config in a real nginx', function () {
     assert.deepEqual(upstream.received, [], 'answered by nginx');
     const head = await rawGet(nginx.url, thumb('small'), { method: 'HEAD' });
     assert.deepEqual([head.status, head.headers.allow], [200, undefined]);
+  });
+
+  it('several lis_imaged: one down costs no request (the next is asked); a busy 503 is passed on, not retried on another; connections are kept alive', async () => {
+    const busy = 'busy: 3 generations running, 100 waiting\n';
+    let reused = 0;
+    const made: (tag: string) => RawHandler = (tag) => (s, request) => {
+      if (request.served > 0) reused++;
+      s.write(rawHead('200 OK', { 'content-type': 'image/jpeg', 'content-length': tag.length }) + tag);
+    };
+    const a = await standIn({
+      [thumb('small')]: made('A'),
+      [thumb('medium')]: (s) => s.write(rawHead('503 Service Unavailable', { 'retry-after': 5, 'content-length': busy.length }) + busy),
+    });
+    const b = await standIn({
+      [thumb('small')]: made('B'),
+      [thumb('medium')]: (s) => s.write(rawHead('503 Service Unavailable', { 'retry-after': 5, 'content-length': busy.length }) + busy),
+    });
+    const nginx = await nginxTo([await freePort(), a.port, b.port]);
+    const answers = [];
+    for (let i = 0; i < 6; i++) answers.push(await rawGet(nginx.url, thumb('small')));
+    assert.deepEqual(
+      answers.map((r) => r.status),
+      [200, 200, 200, 200, 200, 200],
+    );
+    assert.deepEqual(new Set(answers.map((r) => r.body.toString())), new Set(['A', 'B']), 'both live ones answer');
+    assert.ok(reused > 0, 'upstream keepalive: a connection to lis_imaged served more than one request');
+    for (let i = 0; i < 4; i++) {
+      const answer = await rawGet(nginx.url, thumb('medium'));
+      assert.deepEqual([answer.status, answer.headers['retry-after'], answer.body.toString()], [503, '5', busy]);
+    }
+    const asked = (server: HostileServer, p: string) => server.received.filter((l) => l.includes(p)).length;
+    assert.equal(asked(a, thumb('medium')) + asked(b, thumb('medium')), 4, 'each busy answer from one lis_imaged, none retried');
   });
 });
