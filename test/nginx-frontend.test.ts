@@ -1,7 +1,10 @@
 // The shipped frontend config (nginx/imagesys-frontend.conf) in a real nginx, as a frontend's operator would
 // meet it: lis_imaged down or hung, several lis_imaged, caching equal on a disk hit and a miss, odd paths.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import sharp from 'sharp';
 import type { LisConfigInput } from '../src/config/config-schema.ts';
@@ -61,6 +64,33 @@ describe('the frontend nginx config in a real nginx', function () {
     const server = await startHostileServer(routes);
     closers.push(() => server.close());
     return server;
+  }
+
+  /**
+   * A port whose SYNs go unanswered, as a lis_imaged host that is powered off or cut off by a firewall: a
+   * listener in a stopped process (it never accepts), its accept queue filled (backlog 1 holds 2 connections),
+   * so the kernel drops every further SYN and a connect waits for its timeout.
+   */
+  async function silentPort(): Promise<number> {
+    const script = `const net = require('net'), fs = require('fs');
+      const s = net.createServer().listen({ port: 0, host: '127.0.0.1', backlog: 1 }, () => {
+        fs.writeSync(1, s.address().port + '\\n');
+        process.kill(process.pid, 'SIGSTOP');
+      });`;
+    const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    closers.push(() => {
+      const closed = once(child, 'close');
+      child.kill('SIGKILL');
+      return closed.then(() => {});
+    });
+    const [line] = (await once(child.stdout, 'data')) as [Buffer];
+    const port = Number(line.toString().trim());
+    for (let i = 0; i < 2; i++) {
+      const socket = net.connect(port, '127.0.0.1');
+      closers.push(() => void socket.destroy());
+      await once(socket, 'connect');
+    }
+    return port;
   }
 
   /** A file on the frontend's disk, as lis_pusherd leaves it. */
@@ -245,5 +275,24 @@ describe('the frontend nginx config in a real nginx', function () {
     }
     const asked = (server: HostileServer, p: string) => server.received.filter((l) => l.includes(p)).length;
     assert.equal(asked(a, thumb('medium')) + asked(b, thumb('medium')), 4, 'each busy answer from one lis_imaged, none retried');
+  });
+
+  it('a lis_imaged host that is silent (SYNs dropped: powered off, firewalled) is given up within seconds for the next, not after 60 s', async () => {
+    const good = await standIn({ [thumb('small')]: (s) => s.write(rawHead('200 OK', { 'content-type': 'image/jpeg', 'content-length': 1 }) + 'B') });
+    const silent = await silentPort();
+    const nginx = await nginxTo([silent, good.port]);
+    // Round robin asks the first listed, the silent one, first. nginx's default proxy_connect_timeout is 60 s.
+    const deadline = (ms: number) => new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms).unref());
+    const answer = await Promise.race([rawGet(nginx.url, thumb('small')), deadline(20_000)]);
+    assert.deepEqual([answer.status, answer.body.toString()], [200, 'B']);
+    assert.equal(good.received.length, 1);
+    const errors = fs.readFileSync(path.join(dir, 'nginx/logs/error.log'), 'utf8');
+    assert.match(errors, /upstream timed out \(110: Connection timed out\) while connecting to upstream/);
+  });
+
+  it('every lis_imaged silent: 503 with Retry-After within seconds', async () => {
+    const nginx = await nginxTo(await silentPort());
+    const deadline = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no answer within 20 s')), 20_000).unref());
+    assertTryAgain(await Promise.race([rawGet(nginx.url, thumb('small')), deadline]), 'a miss with the one lis_imaged silent');
   });
 });
