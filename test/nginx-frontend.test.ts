@@ -202,6 +202,22 @@ describe('the frontend nginx config in a real nginx', function () {
     assert.deepEqual([notModified.status, notModified.headers['cache-control'], notModified.headers.expires], [304, IMAGED_DEFAULTS.cacheControl, undefined]);
   });
 
+  it('If-Modified-Since later than the file (a cache that sends its own fetch time) is 304 from disk as from lis_imaged (RFC 9110), not only the exact date', async () => {
+    const { t, imaged, nginx } = await imagedBehindNginx();
+    const row = await insertLiveRow(t.db, t.config, 'http://example.invalid/a.jpg', null, ['small']);
+    const store = thumbnailStorePath(t.config, row.pathOf('small').slice(1));
+    const { mtime } = fs.statSync(store);
+    const file = onDisk(row.pathOf('small'), fs.readFileSync(store));
+    fs.utimesSync(file, mtime, mtime);
+    const ask = (base: string, date: Date) => rawGet(base, row.pathOf('small'), { headers: { 'if-modified-since': date.toUTCString() } });
+    const later = new Date(mtime.getTime() + 3600_000);
+    const earlier = new Date(mtime.getTime() - 3600_000);
+    assert.equal((await ask(imaged.url, later)).status, 304, 'lis_imaged');
+    assert.equal((await ask(nginx.url, later)).status, 304, 'nginx, from disk');
+    assert.equal((await ask(imaged.url, earlier)).status, 200, 'lis_imaged: changed since');
+    assert.equal((await ask(nginx.url, earlier)).status, 200, 'nginx: changed since');
+  });
+
   it('a path lis_imaged refuses (dot segments, encoded slashes, backslashes, doubled slashes) is 400 from nginx too, hit or miss; a query string is no part of it', async () => {
     const upstream = await standIn({});
     const nginx = await nginxTo(upstream.port);
