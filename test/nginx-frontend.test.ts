@@ -311,4 +311,25 @@ describe('the frontend nginx config in a real nginx', function () {
     const deadline = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no answer within 20 s')), 20_000).unref());
     assertTryAgain(await Promise.race([rawGet(nginx.url, thumb('small')), deadline]), 'a miss with the one lis_imaged silent');
   });
+
+  it("lis_imaged's /metrics and /healthz stay private however the path is written; very long paths; a missing root sends every thumbnail to lis_imaged", async () => {
+    const secret = 'lis_imaged_requests_total 1\n';
+    const page: RawHandler = (s) => s.write(rawHead('200 OK', { 'content-length': secret.length }) + secret);
+    const upstream = await standIn({ '/metrics': page, '/healthz': page });
+    fs.rmSync(root, { recursive: true });
+    const nginx = await nginxTo(upstream.port);
+    for (const p of ['/metrics', '/healthz', '/metrics?x=1', '/%6Detrics', '/%68ealthz', '/web/../metrics', '//metrics', '/metrics/.']) {
+      const answer = await rawGet(nginx.url, p);
+      assert.ok([400, 404].includes(answer.status), `${p}: ${answer.status}`);
+      assert.doesNotMatch(answer.body.toString(), /lis_imaged_requests_total/, p);
+    }
+    assert.deepEqual(upstream.received, [], 'none reached lis_imaged');
+    // Longer than lis_imaged takes (1024) goes to it (its 400); longer than nginx's header buffers (8k) is nginx's 414.
+    assert.equal((await rawGet(nginx.url, `/web/small/${'a'.repeat(2000)}.jpg`)).status, 404, 'passed to the stand-in');
+    assert.equal((await rawGet(nginx.url, `/web/small/${'a'.repeat(9000)}.jpg`)).status, 414);
+    assert.equal(upstream.received.length, 1);
+    // No root (a frontend disk not mounted): nginx serves no file and asks lis_imaged for each.
+    assert.equal((await rawGet(nginx.url, thumb('small'))).status, 404);
+    assert.equal(upstream.received.at(-1), `GET ${thumb('small')} HTTP/1.1`);
+  });
 });
