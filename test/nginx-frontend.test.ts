@@ -332,4 +332,23 @@ describe('the frontend nginx config in a real nginx', function () {
     assert.equal((await rawGet(nginx.url, thumb('small'))).status, 404);
     assert.equal(upstream.received.at(-1), `GET ${thumb('small')} HTTP/1.1`);
   });
+
+  it("thumbnails are not gzipped, from disk or from lis_imaged, even where the frontend's nginx.conf gzips every type", async () => {
+    const jpeg = await photoJpeg(300, 200);
+    const upstream = await standIn({
+      [thumb('medium')]: (s) => {
+        s.write(rawHead('200 OK', { 'content-type': 'image/jpeg', 'content-length': jpeg.length, etag: '"1-2"' }));
+        s.write(jpeg);
+      },
+    });
+    const nginx = await nginxTo(upstream.port, { http: 'gzip_types *; gzip_proxied any; gzip_min_length 1;' });
+    onDisk(thumb('small'), jpeg);
+    const hit = await rawGet(nginx.url, thumb('small'), { headers: { 'accept-encoding': 'gzip' } });
+    assert.deepEqual([hit.status, hit.headers['content-encoding']], [200, undefined]);
+    assert.doesNotMatch(hit.headers.etag ?? '', /^W\//, 'a strong ETag, as lis_imaged gives');
+    assert.deepEqual(hit.body, jpeg);
+    const miss = await rawGet(nginx.url, thumb('medium'), { headers: { 'accept-encoding': 'gzip' } });
+    assert.deepEqual([miss.status, miss.headers['content-encoding'], miss.headers.etag], [200, undefined, '"1-2"']);
+    assert.deepEqual(miss.body, jpeg);
+  });
 });

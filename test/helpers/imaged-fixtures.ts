@@ -115,6 +115,8 @@ export async function stopProcess(child: ChildProcess): Promise<void> {
 export interface NginxOptions {
   /** proxy_read_timeout instead of the shipped one, so that a test of a hung lis_imaged need not wait for it. */
   readTimeout?: string;
+  /** More directives for the http block, as a frontend's own nginx.conf may have them (`gzip_types *;`). */
+  http?: string;
 }
 
 /**
@@ -150,6 +152,8 @@ events { worker_connections 256; }
 http {
   types { image/jpeg jpg; image/webp webp; image/avif avif; }
   default_type application/octet-stream;
+  gzip on; # as Debian's nginx.conf has it
+  ${options.http ?? ''}
   access_log ${dir}/logs/access.log;
   client_body_temp_path ${dir}/client_body; proxy_temp_path ${dir}/proxy; fastcgi_temp_path ${dir}/fastcgi;
   uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;
