@@ -351,4 +351,16 @@ describe('the frontend nginx config in a real nginx', function () {
     assert.deepEqual([miss.status, miss.headers['content-encoding'], miss.headers.etag], [200, undefined, '"1-2"']);
     assert.deepEqual(miss.body, jpeg);
   });
+
+  it("a twin on disk has its image type whatever the frontend's mime.types knows (nginx 1.18's has no avif), as lis_imaged sends it", async () => {
+    const upstream = await standIn({});
+    const nginx = await nginxTo(upstream.port, { types: 'image/jpeg jpeg jpg; image/webp webp;' });
+    const types = { jpg: 'image/jpeg', webp: 'image/webp', avif: 'image/avif' };
+    for (const [ext, type] of Object.entries(types)) {
+      onDisk(thumb('small', ext));
+      const answer = await rawGet(nginx.url, thumb('small', ext));
+      assert.deepEqual([answer.status, answer.headers['content-type']], [200, type], ext);
+    }
+    assert.deepEqual(upstream.received, []);
+  });
 });

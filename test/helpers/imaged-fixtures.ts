@@ -117,6 +117,8 @@ export interface NginxOptions {
   readTimeout?: string;
   /** More directives for the http block, as a frontend's own nginx.conf may have them (`gzip_types *;`). */
   http?: string;
+  /** The http block's types instead of jpg, webp and avif: an older mime.types (nginx 1.18's has no avif). */
+  types?: string;
 }
 
 /**
@@ -150,7 +152,7 @@ pid ${dir}/nginx.pid;
 error_log ${dir}/logs/error.log warn;
 events { worker_connections 256; }
 http {
-  types { image/jpeg jpg; image/webp webp; image/avif avif; }
+  types { ${options.types ?? 'image/jpeg jpg; image/webp webp; image/avif avif;'} }
   default_type application/octet-stream;
   gzip on; # as Debian's nginx.conf has it
   ${options.http ?? ''}
