@@ -13,7 +13,7 @@ import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
 import { startHostileServer, rawHead, type HostileServer, type RawHandler } from './helpers/hostile-server.ts';
 import { OriginServer, photoJpeg, startNginx, type NginxOptions } from './helpers/imaged-fixtures.ts';
 import { insertLiveRow, insertQueuedRow, rawGet, startImagedInProcess } from './helpers/imaged-in-process.ts';
-import { thumbnailStorePath } from '../src/store/store-layout.ts';
+import { thumbnailRelativePath, thumbnailStorePath } from '../src/store/store-layout.ts';
 import { freePort } from './helpers/rsync-daemons.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
@@ -362,5 +362,33 @@ describe('the frontend nginx config in a real nginx', function () {
       assert.deepEqual([answer.status, answer.headers['content-type']], [200, type], ext);
     }
     assert.deepEqual(upstream.received, []);
+  });
+
+  it('the thumbnail location serves from disk every name lis_pusherd pushes (store-layout: presets of 1 to 16 characters, versions, twins), and nothing else of the root', async () => {
+    const upstream = await standIn({});
+    const nginx = await nginxTo(upstream.port);
+    const names: string[] = [];
+    for (const preset of ['s', 'small', 'x1234567890abcde'])
+      for (const version of [1, 2, 10, 123456])
+        for (const ext of ['jpg', 'webp', 'avif']) names.push(`/${thumbnailRelativePath('uk', HASH, preset, ext, version)}`);
+    names.push(`/${thumbnailRelativePath('usa', HASH, 'small', 'jpg')}`);
+    for (const name of names) {
+      onDisk(name, name);
+      const answer = await rawGet(nginx.url, name);
+      assert.deepEqual([answer.status, answer.body.toString(), answer.headers['cache-control']], [200, name, IMAGED_DEFAULTS.cacheControl], name);
+    }
+    assert.deepEqual(upstream.received, [], 'all from disk');
+    // Files in the root that are not thumbnails (the push marker, a partial rsync file, a name no preset can have)
+    // are never sent from disk: lis_imaged is asked, and refuses them.
+    for (const other of [
+      '/.imagesys-frontend',
+      `/uk/a3/0f/.${HASH}_small.jpg.Ab12Cd`,
+      `/uk/a3/0f/${HASH}_x1234567890abcdef.jpg`,
+      `/uk/a3/0f/${HASH}_small.png`,
+    ]) {
+      onDisk(other, 'not served');
+      assert.equal((await rawGet(nginx.url, other)).status, 404, other);
+    }
+    assert.equal(upstream.received.length, 4);
   });
 });
