@@ -111,20 +111,38 @@ export async function stopProcess(child: ChildProcess): Promise<void> {
   await closed;
 }
 
+/** What a test changes in the shipped config besides ports and root. */
+export interface NginxOptions {
+  /** proxy_read_timeout instead of the shipped one, so that a test of a hung lis_imaged need not wait for it. */
+  readTimeout?: string;
+  /** More directives for the http block, as a frontend's own nginx.conf may have them (`gzip_types *;`). */
+  http?: string;
+  /** The http block's types instead of jpg, webp and avif: an older mime.types (nginx 1.18's has no avif). */
+  types?: string;
+}
+
 /**
  * A real nginx (Debian's /usr/sbin/nginx) on a loopback port with the shipped
  * frontend config: `root` the frontend's folder, misses proxied to lis_imaged
- * at `upstream`. Everything (config, pid, logs, temp folders) under `dir`;
+ * at `upstream` (one port, or several: the upstream block lists them all).
+ * Everything (config, pid, logs, temp folders) under `dir`;
  * `daemon off`, so the child is nginx's master and stop() ends it.
  */
-export async function startNginx(dir: string, root: string, upstreamPort: number): Promise<{ url: string; stop: () => Promise<void> }> {
+export async function startNginx(
+  dir: string,
+  root: string,
+  upstream: number | number[],
+  options: NginxOptions = {},
+): Promise<{ url: string; stop: () => Promise<void> }> {
   const port = await freePort();
   fs.mkdirSync(path.join(dir, 'logs'), { recursive: true });
-  const site = fs
+  const servers = [upstream].flat().map((p) => `server 127.0.0.1:${p};`);
+  let site = fs
     .readFileSync(path.join(ROOT, 'nginx/imagesys-frontend.conf'), 'utf8')
     .replaceAll('listen 80;', `listen 127.0.0.1:${port};`)
     .replaceAll('/var/www/thumbs', root)
-    .replaceAll('127.0.0.1:8480', `127.0.0.1:${upstreamPort}`);
+    .replaceAll('server 127.0.0.1:8480;', servers.join('\n    '));
+  if (options.readTimeout) site = site.replaceAll(/proxy_read_timeout \w+;/g, `proxy_read_timeout ${options.readTimeout};`);
   // Workers as the user running the test: the temp folders are private to it (as root, nginx would otherwise drop to nobody).
   const user = process.getuid?.() === 0 ? 'user root;\n' : '';
   const conf = `daemon off;
@@ -134,8 +152,10 @@ pid ${dir}/nginx.pid;
 error_log ${dir}/logs/error.log warn;
 events { worker_connections 256; }
 http {
-  types { image/jpeg jpg; image/webp webp; image/avif avif; }
+  types { ${options.types ?? 'image/jpeg jpg; image/webp webp; image/avif avif;'} }
   default_type application/octet-stream;
+  gzip on; # as Debian's nginx.conf has it
+  ${options.http ?? ''}
   access_log ${dir}/logs/access.log;
   client_body_temp_path ${dir}/client_body; proxy_temp_path ${dir}/proxy; fastcgi_temp_path ${dir}/fastcgi;
   uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;
