@@ -42,12 +42,41 @@ export class S3Clients {
   }
 }
 
-/** What S3 said, as the same failure classes an HTTP download records. Pure. */
-export function classifyS3Error(error: unknown): DownloadFailure {
+/**
+ * S3's answers that refuse us the bucket, not the key: our credentials (a key id S3 does not know, a wrong
+ * secret, an expired or bad token), our clock, our region or endpoint, a bucket name in our config that does
+ * not exist, or a policy that does not let us read. The bucket's endpoint and credentials are ours
+ * (imaged.s3), so no row and no datasource is to blame: every key of the bucket fails the same way until an
+ * operator fixes the config or the policy. (S3 answers a 403 AccessDenied for a missing key too when we may
+ * not list the bucket: it will not say which, and only granting s3:ListBucket lets it say NoSuchKey.)
+ */
+const REFUSED_US = new Set([
+  'AccessDenied',
+  'AccountProblem',
+  'AllAccessDisabled',
+  'AuthorizationHeaderMalformed',
+  'ExpiredToken',
+  'IllegalLocationConstraintException',
+  'InvalidAccessKeyId',
+  'InvalidBucketName',
+  'InvalidToken',
+  'NoSuchBucket',
+  'NotSignedUp',
+  'PermanentRedirect',
+  'RequestTimeTooSkewed',
+  'SignatureDoesNotMatch',
+  'TokenRefreshRequired',
+]);
+
+/** What S3 said, as the same failure classes an HTTP download records, and `s3_refused` for what is ours to fix. Pure. */
+export function classifyS3Error(error: unknown, bucket = '?'): DownloadFailure {
   if (error instanceof DownloadError) return { reason: error.message, errorClass: error.errorClass, retryable: error.retryable };
   const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
   const status = e.$metadata?.httpStatusCode;
   const reason = `S3 ${e.name ?? 'error'}: ${errorMessage(error)}`;
+  // Any 403: with our own credentials it is our key, our clock or the bucket's policy, never the image.
+  if ((e.name !== undefined && REFUSED_US.has(e.name)) || status === 403 || status === 301)
+    return { reason: `${reason} (bucket ${bucket}: check its imaged.s3 entry and the bucket's policy)`, errorClass: 's3_refused', retryable: true };
   if (e.name === 'NoSuchKey' || e.name === 'NotFound' || status === 404) return { reason, errorClass: 'http_404', retryable: false };
   if (e.name === 'TimeoutError' || e.name === 'AbortError') return { reason, errorClass: 'timeout', retryable: true };
   if (status !== undefined && status >= 500) return { reason, errorClass: 'http_5xx', retryable: true };
@@ -114,7 +143,7 @@ export async function fetchS3Original(clients: S3Clients, request: FetchRequest)
         kind: 'failed',
         failure: { reason: `timeout: not done within ${request.totalMs / 1000} s (download.timeouts.totalSeconds)`, errorClass: 'timeout', retryable: true },
       };
-    return { kind: 'failed', failure: classifyS3Error(error) };
+    return { kind: 'failed', failure: classifyS3Error(error, target.bucket) };
   } finally {
     clearTimeout(deadline);
     request.signal?.removeEventListener('abort', onStop);
