@@ -2,7 +2,7 @@ import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import type { Readable } from 'node:stream';
 import type { S3Bucket } from '../config/imaged-config.ts';
 import { errorMessage } from '../errors.ts';
-import type { DownloadFailure } from './classify-download-error.ts';
+import { storeErrorOf, storeWords, type DownloadFailure } from './classify-download-error.ts';
 import { DownloadError } from './download-error.ts';
 import type { FetchOutcome, FetchRequest } from './fetch-original.ts';
 import { OriginalWriter } from './original-writer.ts';
@@ -71,6 +71,9 @@ const REFUSED_US = new Set([
 /** What S3 said, as the same failure classes an HTTP download records, and `s3_refused` for what is ours to fix. Pure. */
 export function classifyS3Error(error: unknown, bucket = '?'): DownloadFailure {
   if (error instanceof DownloadError) return { reason: error.message, errorClass: error.errorClass, retryable: error.retryable };
+  // Our disk failing while the body is written (it names a path): ours, as for an HTTP download, not a broken connection.
+  const store = storeErrorOf(error);
+  if (store) return { reason: `cannot write the original: ${storeWords(store)}`, errorClass: 'store_write_failed', retryable: true };
   const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
   const status = e.$metadata?.httpStatusCode;
   const reason = `S3 ${e.name ?? 'error'}: ${errorMessage(error)}`;
