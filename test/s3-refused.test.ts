@@ -12,7 +12,7 @@ import { runDaemon } from '../src/daemon/run-daemon.ts';
 import { DownloadWorker } from '../src/download/download-worker.ts';
 import { closeLogger, createLogger } from '../src/log/create-logger.ts';
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
-import { photoJpeg, s3Credentials, startS3rver } from './helpers/imaged-fixtures.ts';
+import { OriginServer, photoJpeg, s3Credentials, startS3rver } from './helpers/imaged-fixtures.ts';
 import { insertQueuedRow, rawGet, startImagedInProcess } from './helpers/imaged-in-process.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
@@ -154,5 +154,51 @@ describe("S3 refusing us a bucket of imaged.s3 is our fault, not the source's", 
       assert.ok(row, `${bucket}: the row is kept (a key we could not look for is not a missing key)`);
       assert.deepEqual([row.stage, row.state, row.attempts, row.last_error_class], ['download', 'waiting', 0, 's3_refused'], bucket);
     }
+  });
+
+  it("lis_imaged: a fallback bucket S3 refuses us keeps the first source's (HTTP) 404 from failing (and deleting) the row: 503, kept uncharged", async () => {
+    // The first source: an HTTP origin that has no key at all.
+    const origin = await OriginServer.start(new Map());
+    closers.push(() => origin.close());
+    t = await createTestDatabase({
+      overrides: {
+        download: TEST_DOWNLOAD,
+        thumbnail: { presets: { small: { width: 120, height: 90, mode: 'crop' } } },
+        imaged: {
+          s3: await buckets(),
+          origins: {
+            // The HTTP origin first (it has not got the key), the bucket we may not read as its fallback.
+            photos: {
+              country: 'uk',
+              datasourceId: 7,
+              sources: [
+                { type: 'http', baseUrl: origin.url('/photos/') },
+                { type: 's3', bucket: 'locked' },
+              ],
+            },
+            both: {
+              country: 'uk',
+              datasourceId: 8,
+              sources: [
+                { type: 'http', baseUrl: origin.url('/both/') },
+                { type: 's3', bucket: 'good' },
+              ],
+            },
+          },
+        },
+      },
+    });
+    const server = await startImagedInProcess(t.config, t.db, t.url);
+    closers.push(server.close);
+
+    const answer = await rawGet(server.url, '/photos/small/x/1.jpg');
+    assert.equal(answer.status, 503, answer.body.toString());
+    assert.match(answer.body.toString(), /s3_refused/);
+    const rows = Object.values(await rowsByUrl(t.db));
+    assert.equal(rows.length, 1, 'the row is kept: the key may well be in the bucket');
+    assert.deepEqual([rows[0].stage, rows[0].state, rows[0].attempts, rows[0].last_error_class], ['download', 'waiting', 0, 's3_refused']);
+    // Both sources answering that they lack the key is still a 404, and leaves nothing behind.
+    assert.equal((await rawGet(server.url, '/both/small/x/nowhere.jpg')).status, 404);
+    assert.equal((await rowsByUrl(t.db))[origin.url('/both/x/nowhere.jpg')], undefined);
   });
 });

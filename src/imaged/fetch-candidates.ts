@@ -2,6 +2,7 @@ import { rename, rm } from 'node:fs/promises';
 import type { LisConfig } from '../config/config-schema.ts';
 import type { OriginalFetcher } from './host-slots.ts';
 import type { FetchOutcome } from '../download/fetch-original.ts';
+import { isSourceFault } from '../failure/failure-reasons.ts';
 
 export type StoredOutcome = Exclude<FetchOutcome, { kind: 'stopped' }>;
 
@@ -10,7 +11,10 @@ export type StoredOutcome = Exclude<FetchOutcome, { kind: 'stopped' }>;
  * temp name beside `destination`; the first that arrives whole becomes the
  * original (renamed into place) and the others are cut off and removed.
  * When all fail, the first candidate's failure is the answer (the row's own
- * URL speaks for the row). Limits are the downloader's: maxBytes and the
+ * URL speaks for the row), unless another failed for our own fault: then
+ * that is, since the key may be where we could not look (a bucket S3 refused
+ * us), and a 404 of the others would fail the row (and lis_imaged delete it)
+ * for our config. Limits are the downloader's: maxBytes and the
  * whole-download deadline per fetch.
  */
 export async function fetchFromCandidates(
@@ -40,5 +44,7 @@ export async function fetchFromCandidates(
   }
   if (winner >= 0) return outcomes[winner] as StoredOutcome;
   const first = outcomes[0];
-  return first.kind === 'stopped' ? { kind: 'failed', failure: { reason: 'stopped', errorClass: 'internal', retryable: true } } : first;
+  if (first.kind === 'stopped') return { kind: 'failed', failure: { reason: 'stopped', errorClass: 'internal', retryable: true } };
+  const ours = outcomes.find((o) => o.kind === 'failed' && !isSourceFault(o.failure.errorClass));
+  return (ours as StoredOutcome | undefined) ?? first;
 }
