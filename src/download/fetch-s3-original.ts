@@ -13,10 +13,19 @@ export function parseS3Url(url: string): { bucket: string; key: string } | null 
   return m ? { bucket: m[1], key: decodeURIComponent(m[2]) } : null;
 }
 
+/** The downloader's phase limits (download.timeouts), which hold for S3 as for HTTP. */
+export interface S3Limits {
+  connectMs: number;
+  firstByteMs: number;
+}
+
 /** One client per configured bucket, made on first use (they keep their sockets). */
 export class S3Clients {
   private readonly clients = new Map<string, S3Client>();
-  constructor(private readonly buckets: Record<string, S3Bucket>) {}
+  constructor(
+    private readonly buckets: Record<string, S3Bucket>,
+    readonly limits: S3Limits,
+  ) {}
 
   clientFor(bucket: string): S3Client | null {
     const settings = this.buckets[bucket];
@@ -30,6 +39,8 @@ export class S3Clients {
         credentials: { accessKeyId: settings.accessKeyId, secretAccessKey: settings.secretAccessKey },
         // The queue retries, with backoff; a request here is tried once, like an HTTP download.
         maxAttempts: 1,
+        // The SDK has no connect limit of its own: a host that drops the SYN would wait for the OS's.
+        requestHandler: { connectionTimeout: this.limits.connectMs },
       });
       this.clients.set(bucket, client);
     }
@@ -91,7 +102,7 @@ export function classifyS3Error(error: unknown, bucket = '?'): DownloadFailure {
  * An `s3://bucket/key` original, through the real S3 API with the bucket's
  * configured endpoint and credentials, into the store by the same
  * OriginalWriter (sniff, size limit, hash, temp + rename) and under the same
- * whole-download deadline as an HTTP one. Never throws.
+ * limits as an HTTP one (connect, first byte, the whole download). Never throws.
  */
 export async function fetchS3Original(clients: S3Clients, request: FetchRequest): Promise<FetchOutcome> {
   const target = parseS3Url(request.url);
@@ -109,11 +120,19 @@ export async function fetchS3Original(clients: S3Clients, request: FetchRequest)
   const abort = new AbortController();
   const started = Date.now();
   const deadline = setTimeout(() => abort.abort(), request.totalMs);
+  // An endpoint that accepts and never answers is cut where an HTTP server would be (connect, then the first
+  // byte), not held until the whole download's limit: every row of the bucket would keep a slot that long.
+  let noAnswer = false;
+  const firstByte = setTimeout(() => {
+    noAnswer = true;
+    abort.abort();
+  }, clients.limits.connectMs + clients.limits.firstByteMs);
   const onStop = () => abort.abort();
   request.signal?.addEventListener('abort', onStop, { once: true });
   let writer: OriginalWriter | null = null;
   try {
     const response = await client.send(new GetObjectCommand({ Bucket: target.bucket, Key: target.key }), { abortSignal: abort.signal });
+    clearTimeout(firstByte);
     if (response.ContentLength !== undefined && response.ContentLength > request.maxBytes) {
       throw new DownloadError('too_large', `too large: ContentLength ${response.ContentLength} is over ${request.maxBytes} bytes (download.maxBytes)`, {
         retryable: false,
@@ -141,6 +160,11 @@ export async function fetchS3Original(clients: S3Clients, request: FetchRequest)
   } catch (error) {
     await writer?.discard();
     if (request.signal?.aborted) return { kind: 'stopped' };
+    if (noAnswer)
+      return {
+        kind: 'failed',
+        failure: { reason: 'timeout: waiting for the first byte took too long (download.timeouts.firstByteSeconds)', errorClass: 'timeout', retryable: true },
+      };
     if (abort.signal.aborted)
       return {
         kind: 'failed',
@@ -149,6 +173,7 @@ export async function fetchS3Original(clients: S3Clients, request: FetchRequest)
     return { kind: 'failed', failure: classifyS3Error(error, target.bucket) };
   } finally {
     clearTimeout(deadline);
+    clearTimeout(firstByte);
     request.signal?.removeEventListener('abort', onStop);
   }
 }
