@@ -7,10 +7,16 @@ import { DownloadError } from './download-error.ts';
 import type { FetchOutcome, FetchRequest } from './fetch-original.ts';
 import { OriginalWriter } from './original-writer.ts';
 
-/** `s3://bucket/some/key.jpg` -> bucket and key; null when it is not such a URL. */
+/** `s3://bucket/some/key.jpg` -> bucket and key; null when it is not such a URL (a broken %-escape too). */
 export function parseS3Url(url: string): { bucket: string; key: string } | null {
   const m = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,62})\/(.+)$/.exec(url);
-  return m ? { bucket: m[1], key: decodeURIComponent(m[2]) } : null;
+  if (!m) return null;
+  try {
+    return { bucket: m[1], key: decodeURIComponent(m[2]) };
+  } catch {
+    // A URIError thrown out of a fetch that never throws became the worker's `internal`: retried for ever.
+    return null;
+  }
 }
 
 /** The downloader's phase limits (download.timeouts), which hold for S3 as for HTTP. */
@@ -111,7 +117,9 @@ export async function fetchS3Original(clients: S3Clients, request: FetchRequest)
     return {
       kind: 'failed',
       failure: {
-        reason: `bad URL: no configured S3 bucket for ${JSON.stringify(request.url.slice(0, 200))} (imaged.s3)`,
+        reason: target
+          ? `bad URL: no configured S3 bucket for ${JSON.stringify(request.url.slice(0, 200))} (imaged.s3)`
+          : `bad URL: not s3://bucket/key with a valid key: ${JSON.stringify(request.url.slice(0, 200))}`,
         errorClass: 'bad_url',
         retryable: false,
       },
