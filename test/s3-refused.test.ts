@@ -17,15 +17,15 @@ import { insertQueuedRow, rawGet, startImagedInProcess } from './helpers/imaged-
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
 /**
- * An S3 endpoint on 127.0.0.1 that refuses every request as S3 does, with its XML error body: the bucket's
- * first path segment picks the code. (s3rver checks the access key id, but not a V4 signature, and has no
+ * An S3 endpoint on 127.0.0.1 that refuses every request as S3 does, with its XML error body: the bucket
+ * (the path's first segment) picks the status and code. (s3rver checks the access key id, but not a V4 signature, and has no
  * bucket policies: AccessDenied and SignatureDoesNotMatch come from here.)
  */
-async function startRefusingS3(codes: Record<string, string>): Promise<{ endpoint: string; close: () => Promise<void> }> {
+async function startRefusingS3(codes: Record<string, [number, string]>): Promise<{ endpoint: string; close: () => Promise<void> }> {
   const server = http.createServer((req, res) => {
     const bucket = (req.url ?? '/').split('/')[1];
-    const code = codes[bucket] ?? 'NoSuchBucket';
-    res.writeHead(code === 'NoSuchBucket' ? 404 : 403, { 'Content-Type': 'application/xml', 'x-amz-request-id': 'test' });
+    const [status, code] = codes[bucket] ?? [404, 'NoSuchBucket'];
+    res.writeHead(status, { 'Content-Type': 'application/xml', 'x-amz-request-id': 'test' });
     res.end(`<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>refused by the test</Message><RequestId>test</RequestId></Error>`);
   });
   server.listen(0, '127.0.0.1');
@@ -56,7 +56,11 @@ describe("S3 refusing us a bucket of imaged.s3 is our fault, not the source's", 
     closers.push(() => fs.rmSync(dir, { recursive: true, force: true }));
     const s3 = await startS3rver(dir, ['good', 'locked']);
     closers.push(() => s3.close());
-    const refusing = await startRefusingS3({ denied: 'AccessDenied', resigned: 'SignatureDoesNotMatch' });
+    const refusing = await startRefusingS3({
+      denied: [403, 'AccessDenied'],
+      resigned: [403, 'SignatureDoesNotMatch'],
+      impatient: [400, 'RequestTimeout'],
+    });
     closers.push(() => refusing.close());
     picture = await photoJpeg(300, 200);
     const client = new S3Client({ endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: s3Credentials() });
@@ -71,6 +75,8 @@ describe("S3 refusing us a bucket of imaged.s3 is our fault, not the source's", 
       gone: { endpoint: s3.endpoint, ...s3Credentials() },
       denied: { endpoint: refusing.endpoint, ...s3Credentials() },
       resigned: { endpoint: refusing.endpoint, ...s3Credentials() },
+      // S3 gave up waiting for our request: a passing fault, retried like a timeout (as HTTP's 408).
+      impatient: { endpoint: refusing.endpoint, ...s3Credentials() },
     };
   }
 
@@ -85,7 +91,7 @@ describe("S3 refusing us a bucket of imaged.s3 is our fault, not the source's", 
     t = await createTestDatabase({ overrides: { download: TEST_DOWNLOAD, imaged: { s3: await buckets() } } });
     const db = t.db;
     const refused = ['locked', 'gone', 'denied', 'resigned'].map((b) => `s3://${b}/x/1.jpg`);
-    for (const url of ['s3://good/x/1.jpg', 's3://good/x/missing.jpg', ...refused]) await insertQueuedRow(db, url);
+    for (const url of ['s3://good/x/1.jpg', 's3://good/x/missing.jpg', 's3://impatient/x/1.jpg', ...refused]) await insertQueuedRow(db, url);
     const log = createLogger({ component: 'downloadd', log: t.config.log, screen: false });
     closers.push(() => closeLogger(log));
     const worker = new DownloadWorker(t.config, db, 'uk');
@@ -107,6 +113,12 @@ describe("S3 refusing us a bucket of imaged.s3 is our fault, not the source's", 
     assert.deepEqual([rows['s3://good/x/1.jpg'].stage, rows['s3://good/x/1.jpg'].last_error_class], ['thumbnail', null]);
     const missing = rows['s3://good/x/missing.jpg'];
     assert.deepEqual([missing.state, missing.last_error_class, missing.attempts], ['failed', 'http_404', 1], 'a missing key stays the source fault it is');
+    const impatient = rows['s3://impatient/x/1.jpg'];
+    assert.deepEqual(
+      [impatient.state, impatient.last_error_class, impatient.attempts],
+      ['waiting', 'timeout', 1],
+      'RequestTimeout: retried, not failed for good',
+    );
     const expected: Record<string, RegExp> = {
       locked: /^S3 InvalidAccessKeyId: .*\(bucket locked: check its imaged\.s3 entry/,
       gone: /^S3 NoSuchBucket: .*\(bucket gone: /,
@@ -122,7 +134,7 @@ describe("S3 refusing us a bucket of imaged.s3 is our fault, not the source's", 
     // The operator's part: no alert of its own covers it, so the stage's error rate counts every such row.
     const { rows: minutes } = await sql<{ ours: number; failed: number }>`
       SELECT sum(ours)::int AS ours, sum(failed)::int AS failed FROM worker_minutes WHERE worker_id = 'test:s3-refused'`.execute(db);
-    assert.deepEqual(minutes[0], { ours: refused.length, failed: 1 });
+    assert.deepEqual(minutes[0], { ours: refused.length, failed: 2 });
   });
 
   it('lis_imaged answers 503 (our fault) for a key of a bucket S3 refuses us, and keeps the row uncharged; a missing key of a good bucket is still 404', async () => {

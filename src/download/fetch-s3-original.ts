@@ -98,7 +98,8 @@ export function classifyS3Error(error: unknown, bucket = '?'): DownloadFailure {
   if ((e.name !== undefined && REFUSED_US.has(e.name)) || status === 403 || status === 301)
     return { reason: `${reason} (bucket ${bucket}: check its imaged.s3 entry and the bucket's policy)`, errorClass: 's3_refused', retryable: true };
   if (e.name === 'NoSuchKey' || e.name === 'NotFound' || status === 404) return { reason, errorClass: 'http_404', retryable: false };
-  if (e.name === 'TimeoutError' || e.name === 'AbortError') return { reason, errorClass: 'timeout', retryable: true };
+  // RequestTimeout (400): S3 gave up waiting for our request's bytes; a passing fault, as HTTP's 408 is retried.
+  if (e.name === 'TimeoutError' || e.name === 'AbortError' || e.name === 'RequestTimeout') return { reason, errorClass: 'timeout', retryable: true };
   if (status !== undefined && status >= 500) return { reason, errorClass: 'http_5xx', retryable: true };
   if (status !== undefined && status >= 400) return { reason, errorClass: 'http_4xx', retryable: false };
   return { reason, errorClass: 'connection', retryable: true };
