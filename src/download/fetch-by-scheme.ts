@@ -16,9 +16,10 @@ export class SchemeFetcher {
 
   constructor(
     private readonly client: DownloadClient,
-    config: Pick<LisConfig, 'imaged'>,
+    config: Pick<LisConfig, 'imaged' | 'download'>,
   ) {
-    this.s3 = new S3Clients(config.imaged.s3);
+    const { connectSeconds, firstByteSeconds } = config.download.timeouts;
+    this.s3 = new S3Clients(config.imaged.s3, { connectMs: connectSeconds * 1000, firstByteMs: firstByteSeconds * 1000 });
     this.folders = Object.values(config.imaged.origins).flatMap((o) => o.sources.flatMap((s) => (s.type === 'folder' ? [s.dir] : [])));
   }
 

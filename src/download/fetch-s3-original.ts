@@ -2,21 +2,36 @@ import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import type { Readable } from 'node:stream';
 import type { S3Bucket } from '../config/imaged-config.ts';
 import { errorMessage } from '../errors.ts';
-import type { DownloadFailure } from './classify-download-error.ts';
+import { storeErrorOf, storeWords, type DownloadFailure } from './classify-download-error.ts';
 import { DownloadError } from './download-error.ts';
 import type { FetchOutcome, FetchRequest } from './fetch-original.ts';
 import { OriginalWriter } from './original-writer.ts';
 
-/** `s3://bucket/some/key.jpg` -> bucket and key; null when it is not such a URL. */
+/** `s3://bucket/some/key.jpg` -> bucket and key; null when it is not such a URL (a broken %-escape too). */
 export function parseS3Url(url: string): { bucket: string; key: string } | null {
   const m = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,62})\/(.+)$/.exec(url);
-  return m ? { bucket: m[1], key: decodeURIComponent(m[2]) } : null;
+  if (!m) return null;
+  try {
+    return { bucket: m[1], key: decodeURIComponent(m[2]) };
+  } catch {
+    // A URIError thrown out of a fetch that never throws became the worker's `internal`: retried for ever.
+    return null;
+  }
+}
+
+/** The downloader's phase limits (download.timeouts), which hold for S3 as for HTTP. */
+export interface S3Limits {
+  connectMs: number;
+  firstByteMs: number;
 }
 
 /** One client per configured bucket, made on first use (they keep their sockets). */
 export class S3Clients {
   private readonly clients = new Map<string, S3Client>();
-  constructor(private readonly buckets: Record<string, S3Bucket>) {}
+  constructor(
+    private readonly buckets: Record<string, S3Bucket>,
+    readonly limits: S3Limits,
+  ) {}
 
   clientFor(bucket: string): S3Client | null {
     const settings = this.buckets[bucket];
@@ -30,6 +45,8 @@ export class S3Clients {
         credentials: { accessKeyId: settings.accessKeyId, secretAccessKey: settings.secretAccessKey },
         // The queue retries, with backoff; a request here is tried once, like an HTTP download.
         maxAttempts: 1,
+        // The SDK has no connect limit of its own: a host that drops the SYN would wait for the OS's.
+        requestHandler: { connectionTimeout: this.limits.connectMs },
       });
       this.clients.set(bucket, client);
     }
@@ -42,14 +59,47 @@ export class S3Clients {
   }
 }
 
-/** What S3 said, as the same failure classes an HTTP download records. Pure. */
-export function classifyS3Error(error: unknown): DownloadFailure {
+/**
+ * S3's answers that refuse us the bucket, not the key: our credentials (a key id S3 does not know, a wrong
+ * secret, an expired or bad token), our clock, our region or endpoint, a bucket name in our config that does
+ * not exist, or a policy that does not let us read. The bucket's endpoint and credentials are ours
+ * (imaged.s3), so no row and no datasource is to blame: every key of the bucket fails the same way until an
+ * operator fixes the config or the policy. (S3 answers a 403 AccessDenied for a missing key too when we may
+ * not list the bucket: it will not say which, and only granting s3:ListBucket lets it say NoSuchKey.)
+ */
+const REFUSED_US = new Set([
+  'AccessDenied',
+  'AccountProblem',
+  'AllAccessDisabled',
+  'AuthorizationHeaderMalformed',
+  'ExpiredToken',
+  'IllegalLocationConstraintException',
+  'InvalidAccessKeyId',
+  'InvalidBucketName',
+  'InvalidToken',
+  'NoSuchBucket',
+  'NotSignedUp',
+  'PermanentRedirect',
+  'RequestTimeTooSkewed',
+  'SignatureDoesNotMatch',
+  'TokenRefreshRequired',
+]);
+
+/** What S3 said, as the same failure classes an HTTP download records, and `s3_refused` for what is ours to fix. Pure. */
+export function classifyS3Error(error: unknown, bucket = '?'): DownloadFailure {
   if (error instanceof DownloadError) return { reason: error.message, errorClass: error.errorClass, retryable: error.retryable };
+  // Our disk failing while the body is written (it names a path): ours, as for an HTTP download, not a broken connection.
+  const store = storeErrorOf(error);
+  if (store) return { reason: `cannot write the original: ${storeWords(store)}`, errorClass: 'store_write_failed', retryable: true };
   const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
   const status = e.$metadata?.httpStatusCode;
   const reason = `S3 ${e.name ?? 'error'}: ${errorMessage(error)}`;
+  // Any 403: with our own credentials it is our key, our clock or the bucket's policy, never the image.
+  if ((e.name !== undefined && REFUSED_US.has(e.name)) || status === 403 || status === 301)
+    return { reason: `${reason} (bucket ${bucket}: check its imaged.s3 entry and the bucket's policy)`, errorClass: 's3_refused', retryable: true };
   if (e.name === 'NoSuchKey' || e.name === 'NotFound' || status === 404) return { reason, errorClass: 'http_404', retryable: false };
-  if (e.name === 'TimeoutError' || e.name === 'AbortError') return { reason, errorClass: 'timeout', retryable: true };
+  // RequestTimeout (400): S3 gave up waiting for our request's bytes; a passing fault, as HTTP's 408 is retried.
+  if (e.name === 'TimeoutError' || e.name === 'AbortError' || e.name === 'RequestTimeout') return { reason, errorClass: 'timeout', retryable: true };
   if (status !== undefined && status >= 500) return { reason, errorClass: 'http_5xx', retryable: true };
   if (status !== undefined && status >= 400) return { reason, errorClass: 'http_4xx', retryable: false };
   return { reason, errorClass: 'connection', retryable: true };
@@ -59,7 +109,7 @@ export function classifyS3Error(error: unknown): DownloadFailure {
  * An `s3://bucket/key` original, through the real S3 API with the bucket's
  * configured endpoint and credentials, into the store by the same
  * OriginalWriter (sniff, size limit, hash, temp + rename) and under the same
- * whole-download deadline as an HTTP one. Never throws.
+ * limits as an HTTP one (connect, first byte, the whole download). Never throws.
  */
 export async function fetchS3Original(clients: S3Clients, request: FetchRequest): Promise<FetchOutcome> {
   const target = parseS3Url(request.url);
@@ -68,7 +118,9 @@ export async function fetchS3Original(clients: S3Clients, request: FetchRequest)
     return {
       kind: 'failed',
       failure: {
-        reason: `bad URL: no configured S3 bucket for ${JSON.stringify(request.url.slice(0, 200))} (imaged.s3)`,
+        reason: target
+          ? `bad URL: no configured S3 bucket for ${JSON.stringify(request.url.slice(0, 200))} (imaged.s3)`
+          : `bad URL: not s3://bucket/key with a valid key: ${JSON.stringify(request.url.slice(0, 200))}`,
         errorClass: 'bad_url',
         retryable: false,
       },
@@ -77,11 +129,19 @@ export async function fetchS3Original(clients: S3Clients, request: FetchRequest)
   const abort = new AbortController();
   const started = Date.now();
   const deadline = setTimeout(() => abort.abort(), request.totalMs);
+  // An endpoint that accepts and never answers is cut where an HTTP server would be (connect, then the first
+  // byte), not held until the whole download's limit: every row of the bucket would keep a slot that long.
+  let noAnswer = false;
+  const firstByte = setTimeout(() => {
+    noAnswer = true;
+    abort.abort();
+  }, clients.limits.connectMs + clients.limits.firstByteMs);
   const onStop = () => abort.abort();
   request.signal?.addEventListener('abort', onStop, { once: true });
   let writer: OriginalWriter | null = null;
   try {
     const response = await client.send(new GetObjectCommand({ Bucket: target.bucket, Key: target.key }), { abortSignal: abort.signal });
+    clearTimeout(firstByte);
     if (response.ContentLength !== undefined && response.ContentLength > request.maxBytes) {
       throw new DownloadError('too_large', `too large: ContentLength ${response.ContentLength} is over ${request.maxBytes} bytes (download.maxBytes)`, {
         retryable: false,
@@ -109,14 +169,20 @@ export async function fetchS3Original(clients: S3Clients, request: FetchRequest)
   } catch (error) {
     await writer?.discard();
     if (request.signal?.aborted) return { kind: 'stopped' };
+    if (noAnswer)
+      return {
+        kind: 'failed',
+        failure: { reason: 'timeout: waiting for the first byte took too long (download.timeouts.firstByteSeconds)', errorClass: 'timeout', retryable: true },
+      };
     if (abort.signal.aborted)
       return {
         kind: 'failed',
         failure: { reason: `timeout: not done within ${request.totalMs / 1000} s (download.timeouts.totalSeconds)`, errorClass: 'timeout', retryable: true },
       };
-    return { kind: 'failed', failure: classifyS3Error(error) };
+    return { kind: 'failed', failure: classifyS3Error(error, target.bucket) };
   } finally {
     clearTimeout(deadline);
+    clearTimeout(firstByte);
     request.signal?.removeEventListener('abort', onStop);
   }
 }

@@ -85,6 +85,12 @@ export const FAILURE_REASONS = {
   rsync_missing: { owner: 'ours', retry: 'when_fixed', meaning: 'the rsync binary could not be started' },
   rsync_error: { owner: 'ours', retry: 'when_fixed', meaning: 'rsync failed for another reason (module, permissions)' },
   no_frontends: { owner: 'ours', retry: 'when_fixed', meaning: 'no enabled frontend to push to' },
+  s3_refused: {
+    owner: 'ours',
+    retry: 'when_fixed',
+    meaning:
+      'S3 refused us a bucket of imaged.s3 (its key id, secret, region or endpoint, a bucket that is not there, or its policy: any 403, AccessDenied too), not the image',
+  },
   database: { owner: 'ours', retry: 'when_fixed', meaning: 'the database could not be reached' },
   internal: { owner: 'ours', retry: 'when_fixed', meaning: 'a bug: an error nobody classified' },
 } as const satisfies Record<string, FailureReason>;

@@ -2,15 +2,22 @@ import { rename, rm } from 'node:fs/promises';
 import type { LisConfig } from '../config/config-schema.ts';
 import type { OriginalFetcher } from './host-slots.ts';
 import type { FetchOutcome } from '../download/fetch-original.ts';
+import { isSourceFault } from '../failure/failure-reasons.ts';
+import { tempPathFor } from '../store/atomic-file.ts';
 
 export type StoredOutcome = Exclude<FetchOutcome, { kind: 'stopped' }>;
 
 /**
  * Fetches an original from every candidate URL at once, each into its own
- * temp name beside `destination`; the first that arrives whole becomes the
+ * temp file beside `destination`, named as the store's temp files are (the
+ * writer's pid in it: a SIGKILL's leftovers are a dead writer's partial files
+ * to fs_check, removed at once, not real files judged an hour later); the first that arrives whole becomes the
  * original (renamed into place) and the others are cut off and removed.
  * When all fail, the first candidate's failure is the answer (the row's own
- * URL speaks for the row). Limits are the downloader's: maxBytes and the
+ * URL speaks for the row), unless another failed for our own fault: then
+ * that is, since the key may be where we could not look (a bucket S3 refused
+ * us), and a 404 of the others would fail the row (and lis_imaged delete it)
+ * for our config. Limits are the downloader's: maxBytes and the
  * whole-download deadline per fetch.
  */
 export async function fetchFromCandidates(
@@ -20,7 +27,7 @@ export async function fetchFromCandidates(
   config: Pick<LisConfig, 'download' | 'thumbnail'>,
 ): Promise<StoredOutcome> {
   const stop = new AbortController();
-  const parts = urls.map((_, i) => (urls.length === 1 ? destination : `${destination}.candidate-${process.pid}-${i}`));
+  const parts = urls.map(() => (urls.length === 1 ? destination : tempPathFor(destination)));
   const attempts = urls.map(async (url, i): Promise<FetchOutcome> => {
     const outcome = await fetcher.fetch({
       url,
@@ -40,5 +47,7 @@ export async function fetchFromCandidates(
   }
   if (winner >= 0) return outcomes[winner] as StoredOutcome;
   const first = outcomes[0];
-  return first.kind === 'stopped' ? { kind: 'failed', failure: { reason: 'stopped', errorClass: 'internal', retryable: true } } : first;
+  if (first.kind === 'stopped') return { kind: 'failed', failure: { reason: 'stopped', errorClass: 'internal', retryable: true } };
+  const ours = outcomes.find((o) => o.kind === 'failed' && !isSourceFault(o.failure.errorClass));
+  return (ours as StoredOutcome | undefined) ?? first;
 }
