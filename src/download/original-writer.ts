@@ -85,7 +85,7 @@ export class OriginalWriter {
       return;
     }
     this.check!.push(chunk);
-    await this.handle!.write(chunk).catch(namingFile(this.temp!));
+    await this.append(chunk);
   }
 
   /** Commits the file; when its hash equals `previousHash`, leaves the old one and reports `stored: false`. */
@@ -147,6 +147,16 @@ export class OriginalWriter {
       await ensureDir(folder);
       return open(this.temp!, 'wx');
     });
-    await this.handle.write(head).catch(namingFile(this.temp));
+    await this.append(head);
+  }
+
+  /**
+   * All of `data`, at the end of the temp file. A disk with less room than a write needs takes what fits and says
+   * so by the count, not by an error (a short write): `handle.write` alone let a truncated original be fsynced,
+   * renamed into place and recorded as whole. `writeFile` on the handle writes on from the current position until
+   * every byte is down, so the next write after a short one reports ENOSPC.
+   */
+  private async append(data: Buffer): Promise<void> {
+    await this.handle!.writeFile(data).catch(namingFile(this.temp!));
   }
 }
