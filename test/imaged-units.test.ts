@@ -67,6 +67,12 @@ describe('lis_imaged: pure parts', () => {
     assert.equal(url, 's3://b1/p/a%20b/c.jpg');
     assert.deepEqual(candidateUrls(url, { photos: origin }), [url, 'http://10.0.0.5/o/a%20b/c.jpg', 'file:///srv/up/a%20b/c.jpg']);
     assert.deepEqual(candidateUrls('http://elsewhere/x.jpg', { photos: origin }), ['http://elsewhere/x.jpg']);
+    // A folder first: its fallbacks get the key itself, not `/key`, and a neighbouring folder is not its.
+    const uploads = { ...origin, sources: [origin.sources[2], origin.sources[0]] };
+    const local = originImageUrl(uploads, 'x/1.jpg');
+    assert.equal(local, 'file:///srv/up/x/1.jpg');
+    assert.deepEqual(candidateUrls(local, { uploads }), [local, 's3://b1/p/x/1.jpg']);
+    assert.deepEqual(candidateUrls('file:///srv/upper/x/1.jpg', { uploads }), ['file:///srv/upper/x/1.jpg']);
     assert.deepEqual(parseS3Url(url), { bucket: 'b1', key: 'p/a b/c.jpg' });
     assert.equal(parseS3Url('s3://Bad_Bucket/x'), null);
     assert.equal(insideRoots('/srv/up/a/b.jpg', ['/srv/up']), true);

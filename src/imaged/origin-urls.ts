@@ -10,6 +10,16 @@ export function sourceUrl(source: OriginSource, key: string): string {
   return pathToFileURL(path.join(source.dir, key)).href;
 }
 
+/**
+ * What every key's URL at `source` starts with, ending in `/` (or the s3 prefix as configured): a folder's
+ * `file:///srv/up/`, so its keys are cut from the URL without a leading `/` and `/srv/upper` is not its. Pure.
+ */
+function sourcePrefix(source: OriginSource): string {
+  if (source.type !== 'folder') return sourceUrl(source, '');
+  const href = pathToFileURL(source.dir).href;
+  return href.endsWith('/') ? href : `${href}/`;
+}
+
 /** The row's `image_url` for a key: its URL at the origin's first source. */
 export function originImageUrl(origin: Origin, key: string): string {
   return sourceUrl(origin.sources[0], key);
@@ -22,7 +32,7 @@ export function originImageUrl(origin: Origin, key: string): string {
  */
 export function candidateUrls(imageUrl: string, origins: Record<string, Origin>): string[] {
   for (const origin of Object.values(origins)) {
-    const prefix = sourceUrl(origin.sources[0], '');
+    const prefix = sourcePrefix(origin.sources[0]);
     if (origin.sources.length < 2 || !imageUrl.startsWith(prefix)) continue;
     const encodedKey = imageUrl.slice(prefix.length);
     let key: string;
