@@ -2,6 +2,7 @@ import { createReadStream } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { errorMessage } from '../errors.ts';
+import { storeErrorOf, storeWords } from './classify-download-error.ts';
 import { DownloadError } from './download-error.ts';
 import type { FetchOutcome, FetchRequest } from './fetch-original.ts';
 import { OriginalWriter } from './original-writer.ts';
@@ -52,7 +53,12 @@ export async function fetchFileOriginal(allowedRoots: string[], request: FetchRe
   } catch (error) {
     await writer.discard();
     if (error instanceof DownloadError) return { kind: 'failed', failure: { reason: error.message, errorClass: error.errorClass, retryable: error.retryable } };
-    const code = (error as NodeJS.ErrnoException).code;
+    const { code, path: failedPath } = error as NodeJS.ErrnoException;
+    // Our originals store failing (full, read-only) while the copy is written: ours, as for an HTTP or S3 download.
+    // It was `connection`, the source's, charged to the row; errors of the file read keep their source's classes.
+    const store = storeErrorOf(error);
+    if (store && failedPath !== file)
+      return { kind: 'failed', failure: { reason: `cannot write the original: ${storeWords(store)}`, errorClass: 'store_write_failed', retryable: true } };
     if (code === 'ENOENT') return { kind: 'failed', failure: { reason: `not found: ${file}`, errorClass: 'http_404', retryable: false } };
     return { kind: 'failed', failure: { reason: `cannot read ${file}: ${errorMessage(error)}`, errorClass: 'connection', retryable: true } };
   }
