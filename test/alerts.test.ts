@@ -251,6 +251,21 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
     assert.equal(smtp.mails.length, 3);
   });
 
+  it('tells of S3 refusing us a datasource\'s bucket at once, and "recovered" once no row of it was refused for 15 minutes', async () => {
+    await sql`INSERT INTO datasource_minutes (country, datasource_id, minute, stage, error_class, n) VALUES
+                ('uk', 4, date_trunc('minute', now()) - interval '2 minutes', 'download', 's3_refused', 3),
+                ('uk', 4, date_trunc('minute', now()) - interval '1 minute', 'download', 's3_refused', 2),
+                ('uk', 5, date_trunc('minute', now()) - interval '40 minutes', 'download', 's3_refused', 9)`.execute(t.db);
+    const config = configWith({});
+    assert.match(await check(config), /^alerts: 1 sent/);
+    assert.equal(smtp.mails.at(-1)!.subject, '[ImageSys] S3 refuses us the originals of UK datasource 4');
+    assert.match(bodyOf(smtp.mails.at(-1)!.raw), /5 rows refused in the last 15 min/);
+    assert.match(bodyOf(smtp.mails.at(-1)!.raw), /imaged\.s3 entry/);
+    await sql`UPDATE datasource_minutes SET minute = minute - interval '20 minutes'`.execute(t.db);
+    assert.match(await check(config), /^alerts: 1 sent/);
+    assert.equal(smtp.mails.at(-1)!.subject, '[ImageSys] recovered: S3 refuses us the originals of UK datasource 4');
+  });
+
   it('sends at most alerts.maxPerHour an hour; the rest wait', async () => {
     await troubles(t);
     const config = configWith({ maxPerHour: 2 });

@@ -1,6 +1,6 @@
 // An S3 bucket's endpoint and credentials are ours (imaged.s3): when S3 refuses us the bucket (a key id it does
 // not know, a wrong signature, a policy that denies us, a bucket in our config that is not there), no row and
-// no datasource is to blame. The rows are given back uncharged, and the stage's error rate tells an operator.
+// no datasource is to blame. The rows are given back uncharged, and the s3_refused alert tells an operator.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { once } from 'node:events';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { sql } from 'kysely';
+import { findAlerts } from '../src/alerts/alert-sources.ts';
 import { runDaemon } from '../src/daemon/run-daemon.ts';
 import { DownloadWorker } from '../src/download/download-worker.ts';
 import { closeLogger, createLogger } from '../src/log/create-logger.ts';
@@ -87,7 +88,7 @@ describe("S3 refusing us a bucket of imaged.s3 is our fault, not the source's", 
       ).map((r) => [r.image_url, r]),
     );
 
-  it("lis_downloadd's worker gives such rows back uncharged (s3_refused, counted for the stage's error rate), and still charges a missing key (NoSuchKey)", async () => {
+  it("lis_downloadd's worker gives such rows back uncharged (s3_refused, told by its own alert), and still charges a missing key (NoSuchKey)", async () => {
     t = await createTestDatabase({ overrides: { download: TEST_DOWNLOAD, imaged: { s3: await buckets() } } });
     const db = t.db;
     const refused = ['locked', 'gone', 'denied', 'resigned'].map((b) => `s3://${b}/x/1.jpg`);
@@ -131,10 +132,17 @@ describe("S3 refusing us a bucket of imaged.s3 is our fault, not the source's", 
       assert.match(row.last_error ?? '', expected[url.split('/')[2]], url);
       assert.ok(row.next_attempt_at > started, `${url}: given back to wait (queue.oursRetrySeconds), not retried at once`);
     }
-    // The operator's part: no alert of its own covers it, so the stage's error rate counts every such row.
+    // The operator's part: the s3_refused alert names the datasource at once (the stage's error rate, which needs a
+    // hundred rows and a fifth of them, does not count them twice).
     const { rows: minutes } = await sql<{ ours: number; failed: number }>`
       SELECT sum(ours)::int AS ours, sum(failed)::int AS failed FROM worker_minutes WHERE worker_id = 'test:s3-refused'`.execute(db);
-    assert.deepEqual(minutes[0], { ours: refused.length, failed: 2 });
+    assert.deepEqual(minutes[0], { ours: 0, failed: 2 });
+    const alerts = await findAlerts(db, t.config.alerts, ['s3_refused']);
+    assert.deepEqual(
+      alerts.map((a) => [a.key, a.subject]),
+      [['s3_refused:uk:1', 'S3 refuses us the originals of UK datasource 1']],
+    );
+    assert.match(alerts[0].detail, new RegExp(`^${refused.length} rows refused in the last 15 min`));
   });
 
   it('lis_imaged answers 503 (our fault) for a key of a bucket S3 refuses us, and keeps the row uncharged; a missing key of a good bucket is still 404', async () => {

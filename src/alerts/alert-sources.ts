@@ -35,6 +35,28 @@ async function storesPaused(db: Db): Promise<Alert[]> {
   }));
 }
 
+/** How recent a refusal must be for `s3_refused` to go on: a bucket let in again ends it this long after. */
+const S3_REFUSED_MINUTES = 15;
+
+/**
+ * A datasource whose S3 originals S3 refused us lately (the stages' outcomes per minute, datasource_minutes):
+ * our credentials or config, not its images. Each such row is given back uncharged and tried again, so nothing
+ * else would tell: the stage's error rate needs a hundred rows and a fifth of them.
+ */
+async function s3Refused(db: Db): Promise<Alert[]> {
+  const { rows } = await sql<{ country: string; datasource_id: number; n: number; last: Date }>`
+    SELECT country, datasource_id, sum(n)::int AS n, max(minute) AS last FROM datasource_minutes
+     WHERE error_class = 's3_refused' AND minute > now() - make_interval(mins => ${S3_REFUSED_MINUTES})
+     GROUP BY country, datasource_id ORDER BY country, datasource_id`.execute(db);
+  return rows.map((r) => ({
+    kind: 's3_refused',
+    key: `s3_refused:${r.country}:${r.datasource_id}`,
+    subject: `S3 refuses us the originals of ${r.country.toUpperCase()} datasource ${r.datasource_id}`,
+    detail: `${r.n} rows refused in the last ${S3_REFUSED_MINUTES} min (the last in the minute of ${iso(r.last)}): S3 said no to our credentials or config for their bucket, not to the images. Each is given back uncharged and tried again after queue.oursRetrySeconds.`,
+    action: `The rows' reason names the bucket (lis_metrics --country ${r.country}, or the status page's lookup). Fix its imaged.s3 entry (key id, secret, region, endpoint) or the bucket's policy (s3:GetObject; s3:ListBucket too, so that a missing key says NoSuchKey), then restart the daemons that read it.`,
+  }));
+}
+
 async function frontendsDown(db: Db, minutes: number): Promise<Alert[]> {
   const { rows } = await sql<{ name: string; target: string; down_since: Date; down_reason: string | null }>`
     SELECT name, target, down_since, down_reason FROM frontends
@@ -135,6 +157,7 @@ async function errorRates(db: Db, config: AlertsConfig): Promise<Alert[]> {
 const RECOVERY: Partial<Record<AlertKind, string>> = {
   store_paused: 'no running worker of it is paused now (the store has room again or is writable, or the daemon was stopped)',
   frontend_down: 'it takes pushes again (or was disabled); backfill catches it up',
+  s3_refused: `no row of it was refused for ${S3_REFUSED_MINUTES} minutes (S3 lets us in again, or nothing asked)`,
   // Not error_rate: a rate hovering at the line would fire and recover every few minutes; it keeps dedupeMinutes.
 };
 
@@ -169,6 +192,7 @@ export async function findAlerts(db: Db, config: AlertsConfig, kinds?: AlertKind
   if (want('datasource_disabled')) found.push(...(await datasourcesDisabled(db)));
   if (want('store_paused')) found.push(...(await storesPaused(db)));
   if (want('frontend_down')) found.push(...(await frontendsDown(db, config.frontendDownMinutes)));
+  if (want('s3_refused')) found.push(...(await s3Refused(db)));
   if (want('worker_died')) found.push(...(await workersDied(db)));
   if (want('upkeep_failed')) found.push(...(await upkeepFailed(db)));
   if (want('error_rate')) found.push(...(await errorRates(db, config)));

@@ -106,6 +106,7 @@ const ALERTED_ON_THEIR_OWN: ReadonlySet<string> = new Set([
   'store_write_failed',
   'store_paused',
   'frontend_down',
+  's3_refused',
   'frontend_timeout',
   'frontend_disk_full',
   'rsync_error',
