@@ -50,13 +50,19 @@ const CONNECT_CODES = new Set([
 ]);
 
 /**
+ * pg's words for a connection lost under a query: the socket closed, or a pooled client whose connection
+ * broke before it was handed out ("Client has encountered a connection error and is not queryable").
+ */
+const LOST_CONNECTION = /Connection terminated|timeout expired|connect ETIMEDOUT|is not queryable/i;
+
+/**
  * A failure to connect as an operator should read it: "cannot connect to the
  * database at 127.0.0.1:54329/imagesys as imagesys: connect ECONNREFUSED
  * ..." (what the server is, never the password). Null for other errors.
  */
 export function connectionFailure(url: string, error: unknown): LisError | null {
   const e = error as { code?: string; message?: string };
-  const connectish = CONNECT_CODES.has(e?.code ?? '') || /Connection terminated|timeout expired|connect ETIMEDOUT/i.test(e?.message ?? '');
+  const connectish = CONNECT_CODES.has(e?.code ?? '') || LOST_CONNECTION.test(e?.message ?? '');
   if (!connectish) return null;
   const hint = e.code === 'ECONNREFUSED' ? ' (is the server running? `npx lis db status`)' : e.code === '28P01' ? ' (wrong password)' : '';
   return new LisError('ERR_DATABASE', `cannot connect to the database at ${describeServer(url)}: ${errorMessage(error)}${hint}`, { cause: error });
