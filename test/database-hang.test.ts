@@ -2,10 +2,69 @@
 // refuses: the daemons' runner says so, pauses, carries on when it answers again, charges nobody, and a
 // stop still ends the process within its grace.
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { sql } from 'kysely';
 import pg from 'pg';
-import { connectionFailure } from '../src/db/connect.ts';
+import { parseConfig } from '../src/config/load-config.ts';
+import { connectionFailure, createDb, type Db } from '../src/db/connect.ts';
+import { runDaemon, type StageWorker } from '../src/daemon/run-daemon.ts';
+import { closeLogger, createLogger } from '../src/log/create-logger.ts';
+import { startDatabaseProxy, type DatabaseProxy } from './helpers/database-proxy.ts';
+import { countBy, insertUrls } from './helpers/rows.ts';
+import { waitFor } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+
+/** Short bounds, so that a test sees them run out; the services' own are in SERVICE_QUERY_BOUNDS. */
+const TEST_BOUNDS = { connectMs: 1000, queryMs: 1500 };
+
+/** A stage that finishes each row at once. */
+const instantStage: StageWorker = {
+  component: 'testd',
+  scope: 'Test',
+  stage: 'download',
+  processChunk(rows, ctx) {
+    for (const row of rows) ctx.report({ ok: true, row: { id: row.id } });
+    return Promise.resolve();
+  },
+};
+
+/**
+ * The server keeping our connections and answering nothing on live_images (as one frozen on I/O, or
+ * stalled on a full disk's WAL): a session of its own holds the table's strongest lock until `end`.
+ */
+async function freezeQueue(url: string): Promise<{ session: pg.Client; end: (then?: string) => Promise<void> }> {
+  const session = new pg.Client({ connectionString: url });
+  await session.connect();
+  await session.query('BEGIN');
+  await session.query('LOCK TABLE live_images IN ACCESS EXCLUSIVE MODE');
+  return {
+    session,
+    end: async (then) => {
+      if (then) await session.query(then);
+      await session.query('COMMIT');
+      await session.end();
+    },
+  };
+}
+
+/** A path that accepts connections and never answers, on the relay's port while the relay is cut. */
+async function blackHole(port: number): Promise<{ accepted: () => number; close: () => Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  let accepted = 0;
+  const server = net.createServer((socket) => {
+    accepted++;
+    sockets.add(socket.on('error', () => {}).on('close', () => sockets.delete(socket)));
+  });
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  return {
+    accepted: () => accepted,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const s of sockets) s.destroy();
+      }),
+  };
+}
 
 describe('a database that hangs', function () {
   this.timeout(90_000);
@@ -36,5 +95,126 @@ describe('a database that hangs', function () {
       String(away?.message),
       /^cannot connect to the database at 127\.0\.0\.1:\d+\/lis_test_\w+ as \w+: Client has encountered a connection error and is not queryable$/,
     );
+  });
+
+  it('a query the server does not answer in time fails ERR_DATABASE_TIMEOUT, and its connection is dropped, not handed to the next query', async () => {
+    // One connection, so that the next query would get the same one. The session's statement_timeout off: the
+    // server goes on with the query as a frozen one would, and only our own timer can end the wait.
+    const db = createDb(t.url, 1, () => {}, TEST_BOUNDS);
+    cleanups.push(() => db.destroy());
+    const error = await db.connection().execute(async (c) => {
+      await sql`SET statement_timeout = 0`.execute(c);
+      return sql`SELECT pg_sleep(60)`.execute(c).then(
+        () => null,
+        (e: Error & { code?: string }) => e,
+      );
+    });
+    assert.equal(error?.code, 'ERR_DATABASE_TIMEOUT', String(error));
+    assert.match(String(error?.message), /^the database at 127\.0\.0\.1:\d+\/lis_test_\w+ as \w+ is not answering: no reply to a query in 1\.5 s$/);
+    assert.equal(connectionFailure(t.url, error), error, 'callers name it as it is');
+    const { rows } = await sql<{ one: number }>`SELECT 1 AS one`.execute(db);
+    assert.deepEqual(rows, [{ one: 1 }], 'the next query has a connection of its own');
+  });
+
+  it('the server cancelling a query at the bound (statement_timeout) is the same outage, on a connection still sound', async () => {
+    const db = createDb(t.url, 1, () => {}, TEST_BOUNDS);
+    cleanups.push(() => db.destroy());
+    const before = await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.execute(db);
+    const error = await sql`SELECT pg_sleep(60)`.execute(db).then(
+      () => null,
+      (e: Error & { code?: string }) => e,
+    );
+    assert.equal(error?.code, 'ERR_DATABASE_TIMEOUT', String(error));
+    const after = await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.execute(db);
+    assert.equal(after.rows[0].pid, before.rows[0].pid, 'the same connection serves on');
+  });
+
+  /** runDaemon in this process, through the relay, on a pool with TEST_BOUNDS. */
+  async function startRunner(relay: DatabaseProxy) {
+    const config = parseConfig({ ...t.config, queue: { ...t.config.queue, pollSeconds: 1, heartbeatSeconds: 1 } }, {});
+    const db: Db = createDb(relay.url, 4, () => {}, TEST_BOUNDS);
+    const log = createLogger({ component: 'testd', log: config.log, screen: false, files: false });
+    const lines: string[] = [];
+    for (const level of ['error', 'warn', 'info'] as const) {
+      const original = log[level].bind(log);
+      (log as unknown as Record<string, unknown>)[level] = (message: string, meta?: object) => {
+        lines.push(`${level.toUpperCase()} ${message}`);
+        return original(message, meta);
+      };
+    }
+    const stop = new AbortController();
+    let ready!: () => void;
+    const started = new Promise<void>((resolve) => (ready = resolve));
+    const settled = runDaemon(instantStage, {
+      config,
+      db,
+      databaseUrl: relay.url,
+      log,
+      country: 'uk',
+      chunkSize: 50,
+      service: true,
+      signal: stop.signal,
+      onReady: () => ready(),
+    }).then(
+      () => null,
+      (error: Error) => error,
+    );
+    cleanups.push(async () => {
+      stop.abort();
+      await settled;
+      await db.destroy();
+      await closeLogger(log);
+    });
+    await Promise.race([started, settled.then((e) => Promise.reject(e ?? new Error('the runner ended before it was ready')))]);
+    const text = () => lines.join('\n');
+    /** Waits for a log line, showing the log when it does not come. */
+    const logged = (line: RegExp, what: string) =>
+      waitFor(() => line.test(text()), 30_000, what).catch((error: Error) => {
+        throw new Error(`${error.message}; the log:\n${text()}`);
+      });
+    return { settled, text, logged };
+  }
+
+  it('a query left unanswered: the runner says "Database not answering", pauses, and works on when it answers, charging nobody', async () => {
+    const relay = await startDatabaseProxy(t.url);
+    cleanups.push(() => relay.cut());
+    const run = await startRunner(relay);
+    const frozen = await freezeQueue(t.url);
+    cleanups.push(() => frozen.end().catch(() => {}));
+    await run.logged(
+      /ERROR Database not answering \(claiming work\): the database at .* is not answering: no reply to a query in 1\.5 s; trying again/,
+      'the claim said unanswered',
+    );
+    // The rows arrive as the server answers again: they are claimed and worked as usual.
+    await frozen.end(
+      `INSERT INTO live_images (country, datasource_id, image_url) SELECT 'uk', 1, 'http://feed.example.com/' || g || '.jpg' FROM generate_series(1, 120) g`,
+    );
+    // Every row, the first claim's too: the server cancelled it (statement_timeout), so it cannot have taken rows after all.
+    await waitFor(async () => (await countBy(t.db))['thumbnail/waiting'] === 120, 30_000, 'every row worked');
+    assert.match(run.text(), /Database reachable again after \d+ failed claims: carrying on/);
+    const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM live_images WHERE attempts > 0 OR last_error IS NOT NULL`.execute(t.db);
+    assert.equal(Number(rows[0].n), 0, 'a database that hangs is our fault: no row charged');
+    assert.equal(await Promise.race([run.settled, 'running']), 'running', 'a hang is waited out, never fatal');
+  });
+
+  it('a path that accepts connections and never answers: connects time out, said as such, and the runner carries on once the path is back', async () => {
+    const relay = await startDatabaseProxy(t.url);
+    cleanups.push(() => relay.cut());
+    const run = await startRunner(relay);
+    await relay.cut();
+    const hole = await blackHole(relay.port);
+    cleanups.push(() => hole.close());
+    await run.logged(
+      /ERROR Database not answering \(claiming work\): the database at .* is not answering: no answer to a connect in 1 s; trying again/,
+      'the connect said unanswered',
+    );
+    assert.ok(hole.accepted() > 0, 'the connects reached the black hole');
+    await run.logged(/WARN Database not answering \(heartbeat\): the database at .* is not answering/, 'the heartbeat said unanswered');
+    await hole.close();
+    await relay.restore();
+    await insertUrls(t.db, 'uk', 80);
+    await waitFor(async () => (await countBy(t.db))['thumbnail/waiting'] === 80, 30_000, 'every row worked after the path came back');
+    const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM live_images WHERE attempts > 0`.execute(t.db);
+    assert.equal(Number(rows[0].n), 0, 'no row charged');
   });
 });

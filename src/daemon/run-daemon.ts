@@ -2,6 +2,7 @@ import path from 'node:path';
 import { setMaxListeners } from 'node:events';
 import type { LisConfig } from '../config/config-schema.ts';
 import type { Db } from '../db/connect.ts';
+import { isNotAnswering } from '../db/database-error.ts';
 import { errorMessage } from '../errors.ts';
 import { ownedByStageErrorRate } from '../failure/failure-reasons.ts';
 import type { Logger } from '../log/create-logger.ts';
@@ -125,6 +126,14 @@ const withTimeout = (p: Promise<unknown> | undefined, ms: number) =>
   Promise.race([Promise.resolve(p).catch(() => {}), new Promise((resolve) => setTimeout(resolve, ms).unref())]);
 
 /**
+ * A log line for a database outage: "Database not answering (`doing`)" when it hangs (a bound of
+ * connect.ts's QueryBounds ran out), else `failed` and the error: the operator learns which of the two it is.
+ */
+function outageLine(doing: string, failed: string, error: unknown): string {
+  return `${isNotAnswering(error) ? `Database not answering (${doing})` : failed}: ${errorMessage(error)}`;
+}
+
+/**
  * The chunk loop every daemon shares: register, claim a chunk, let the stage
  * work it, write results as they come, repeat; give back what was not done
  * when told to stop. Our own faults never cost a row: they are given back,
@@ -233,7 +242,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
       unbeaten.ours += batch.ours;
       tally.restore(outcomes);
       progressed ||= moved;
-      log.warn(`Heartbeat failed: ${errorMessage(error)}`, scope('heartbeat'));
+      log.warn(outageLine('heartbeat', 'Heartbeat failed', error), scope('heartbeat'));
     }
     await giveBackWedged();
   };
@@ -299,7 +308,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
     changed();
     if (unreported.length && !chunk.dropped) {
       const given = await releaseRows(db, workerId, unreported).catch((error) => {
-        log.error(`Could not give back ${unreported.length} rows: ${errorMessage(error)}; the manager will release them`, scope('release'));
+        log.error(`${outageLine('giving back rows', `Could not give back ${unreported.length} rows`, error)}; the manager will release them`, scope('release'));
         return 0;
       });
       totals.released += given;
@@ -336,7 +345,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
       } catch (error) {
         rethrowIfPermanent('Cannot claim work', error);
         outageTries++;
-        log.error(`Cannot claim work: ${errorMessage(error)}; trying again`, scope('get_chunk_of_work'));
+        log.error(`${outageLine('claiming work', 'Cannot claim work', error)}; trying again`, scope('get_chunk_of_work'));
         await abortableDelay(Math.min(30_000, 500 * 2 ** outageTries), signal);
         continue;
       }
