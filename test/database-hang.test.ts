@@ -2,7 +2,9 @@
 // refuses: the daemons' runner says so, pauses, carries on when it answers again, charges nobody, and a
 // stop still ends the process within its grace.
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import { sql } from 'kysely';
 import pg from 'pg';
 import { parseConfig } from '../src/config/load-config.ts';
@@ -11,7 +13,7 @@ import { runDaemon, type StageWorker } from '../src/daemon/run-daemon.ts';
 import { closeLogger, createLogger } from '../src/log/create-logger.ts';
 import { startDatabaseProxy, type DatabaseProxy } from './helpers/database-proxy.ts';
 import { countBy, insertUrls } from './helpers/rows.ts';
-import { waitFor } from './helpers/processes.ts';
+import { spawnTs, waitFor } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
 /** Short bounds, so that a test sees them run out; the services' own are in SERVICE_QUERY_BOUNDS. */
@@ -214,6 +216,69 @@ describe('a database that hangs', function () {
     await relay.restore();
     await insertUrls(t.db, 'uk', 80);
     await waitFor(async () => (await countBy(t.db))['thumbnail/waiting'] === 80, 30_000, 'every row worked after the path came back');
+    const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM live_images WHERE attempts > 0`.execute(t.db);
+    assert.equal(Number(rows[0].n), 0, 'no row charged');
+  });
+
+  /** A real daemon (test/fixtures/test-daemon.ts) as a service, registered; its config's pollSeconds 1. */
+  async function startDaemonProcess(env: NodeJS.ProcessEnv = {}) {
+    const config = t.writeConfig({ queue: { ...t.config.queue, pollSeconds: 1 } });
+    const run = spawnTs('test/fixtures/test-daemon.ts', ['--country', 'uk', '--config', config, '--service'], env);
+    cleanups.push(() => void (run.child.exitCode === null && run.child.kill('SIGKILL')));
+    await waitFor(
+      async () => {
+        const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM workers WHERE stopped_at IS NULL`.execute(t.db);
+        return Number(rows[0].n) === 1;
+      },
+      30_000,
+      'the daemon registered',
+    );
+    return run;
+  }
+
+  /** Waits until a query of the daemon's waits on the frozen table, unanswered. */
+  const daemonWaiting = () =>
+    waitFor(
+      async () => {
+        const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM pg_stat_activity
+          WHERE datname = current_database() AND application_name LIKE 'imagesys:%' AND wait_event_type = 'Lock'`.execute(t.db);
+        return Number(rows[0].n) > 0;
+      },
+      30_000,
+      'a query of the daemon waiting unanswered',
+    );
+
+  /** SIGTERM, then the exit within 20 s (services.stopTimeoutSeconds is 60 s: room for a loaded machine); its log. */
+  async function stopWithinGrace(run: ReturnType<typeof spawnTs>): Promise<string> {
+    const signalled = Date.now();
+    run.child.kill('SIGTERM');
+    const exit = await Promise.race([run.exited, new Promise<null>((resolve) => setTimeout(() => resolve(null), 20_000).unref())]);
+    assert.ok(exit, `still running ${Math.round((Date.now() - signalled) / 1000)} s after SIGTERM:\n${run.output()}`);
+    assert.equal(exit.code, 0, run.output());
+    const logged = fs.readFileSync(path.join(t.config.log.dir, 'testd.uk.log'), 'utf8');
+    assert.match(logged, /Exiting\(time_to_die: 1\)/);
+    return logged;
+  }
+
+  it('SIGTERM while a claim hangs: a real daemon exits within its grace, leaving the claim', async () => {
+    const run = await startDaemonProcess();
+    const frozen = await freezeQueue(t.url);
+    cleanups.push(() => frozen.end().catch(() => {}));
+    await daemonWaiting();
+    const logged = await stopWithinGrace(run);
+    assert.match(logged, /Database not answering \(claiming work\) as we stop: leaving the claim/);
+  });
+
+  it('SIGTERM while the results of the rows in hand cannot be written: a real daemon exits within its grace, charging nobody', async () => {
+    await insertUrls(t.db, 'uk', 40);
+    const run = await startDaemonProcess({ TEST_ROW_MS: '300' });
+    await waitFor(async () => (await countBy(t.db))['download/waiting/locked'] > 0, 30_000, 'a chunk claimed');
+    const frozen = await freezeQueue(t.url);
+    cleanups.push(() => frozen.end().catch(() => {}));
+    await daemonWaiting();
+    const logged = await stopWithinGrace(run);
+    assert.match(logged, /Database not answering \((writing results|giving back rows)\)/);
+    await frozen.end();
     const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM live_images WHERE attempts > 0`.execute(t.db);
     assert.equal(Number(rows[0].n), 0, 'no row charged');
   });

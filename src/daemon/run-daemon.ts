@@ -3,7 +3,7 @@ import { setMaxListeners } from 'node:events';
 import type { LisConfig } from '../config/config-schema.ts';
 import type { Db } from '../db/connect.ts';
 import { isNotAnswering } from '../db/database-error.ts';
-import { errorMessage } from '../errors.ts';
+import { LisError, errorMessage } from '../errors.ts';
 import { ownedByStageErrorRate } from '../failure/failure-reasons.ts';
 import type { Logger } from '../log/create-logger.ts';
 import type { ClaimedRow } from '../queue/claim-chunk.ts';
@@ -126,6 +126,43 @@ const withTimeout = (p: Promise<unknown> | undefined, ms: number) =>
   Promise.race([Promise.resolve(p).catch(() => {}), new Promise((resolve) => setTimeout(resolve, ms).unref())]);
 
 /**
+ * Once the daemon is stopping, its database calls are waited for at most this long in all (from the stop):
+ * a database that hangs must not hold the exit past its grace (services.stopTimeoutSeconds, 60 s) for up to
+ * its query bound (120 s). What is left unwritten is the manager's to give back. Answered calls take ms.
+ */
+export const STOP_DATABASE_WAIT_MS = 5000;
+
+/** When the stop came, so that every call after it shares one wait. */
+export class StopClock {
+  private stoppedAt: number | null = null;
+  constructor(
+    readonly signal: AbortSignal,
+    private readonly waitMs = STOP_DATABASE_WAIT_MS,
+  ) {
+    if (signal.aborted) this.stoppedAt = Date.now();
+    else signal.addEventListener('abort', () => (this.stoppedAt = Date.now()), { once: true });
+  }
+  /** Milliseconds left for database calls, or null while not stopping. */
+  left(): number | null {
+    return this.stoppedAt === null ? null : Math.max(0, this.stoppedAt + this.waitMs - Date.now());
+  }
+}
+
+/** What a database call came to: its value, or `stopped` when the stop came and its wait ran out unanswered. */
+export function answeredUnlessStopped<T>(call: Promise<T>, clock: StopClock): Promise<T | 'stopped'> {
+  return new Promise<T | 'stopped'>((resolve, reject) => {
+    let timer: NodeJS.Timeout | undefined;
+    const onStop = () => (timer = setTimeout(() => resolve('stopped'), clock.left() ?? 0));
+    if (clock.signal.aborted) onStop();
+    else clock.signal.addEventListener('abort', onStop, { once: true });
+    call.then(resolve, reject).finally(() => {
+      clearTimeout(timer);
+      clock.signal.removeEventListener('abort', onStop);
+    });
+  });
+}
+
+/**
  * A log line for a database outage: "Database not answering (`doing`)" when it hangs (a bound of
  * connect.ts's QueryBounds ran out), else `failed` and the error: the operator learns which of the two it is.
  */
@@ -149,6 +186,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
   const signal = AbortSignal.any([options.signal, fatalStop.signal]);
   // Every chunk in flight listens to it (AbortSignal.any): not a leak, so no warning for up to the cap.
   setMaxListeners(MAX_CHUNKS_IN_FLIGHT + 16, signal);
+  const stopClock = new StopClock(signal);
   // Set by failWith, from callbacks: declared so that TypeScript does not narrow it to null for the whole body.
   let fatal = null as Error | null;
   const failWith = (error: unknown) => {
@@ -205,7 +243,13 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
       options.onProgress?.(totals);
     },
   };
-  const flushChunk = (chunk: ChunkRun) => (chunk.flushing = chunk.flushing.then(() => writeResults(chunk, writerOptions)).catch(failWith));
+  const flushChunk = (chunk: ChunkRun) =>
+    (chunk.flushing = chunk.flushing
+      .then(async () => {
+        if ((await answeredUnlessStopped(writeResults(chunk, writerOptions), stopClock)) === 'stopped')
+          log.error('Database not answering (writing results) as we stop: leaving them; the manager will release the rows', scope('flush'));
+      })
+      .catch(failWith));
   const dropChunk = (chunk: ChunkRun) => {
     chunk.drop();
     chunks.delete(chunk);
@@ -307,10 +351,15 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
     chunks.delete(chunk);
     changed();
     if (unreported.length && !chunk.dropped) {
-      const given = await releaseRows(db, workerId, unreported).catch((error) => {
-        log.error(`${outageLine('giving back rows', `Could not give back ${unreported.length} rows`, error)}; the manager will release them`, scope('release'));
-        return 0;
-      });
+      const given = await answeredUnlessStopped(releaseRows(db, workerId, unreported), stopClock)
+        .then((n) => (n === 'stopped' ? Promise.reject(new LisError('ERR_DATABASE_TIMEOUT', 'no answer as we stop')) : n))
+        .catch((error: unknown) => {
+          log.error(
+            `${outageLine('giving back rows', `Could not give back ${unreported.length} rows`, error)}; the manager will release them`,
+            scope('release'),
+          );
+          return 0;
+        });
       totals.released += given;
       log.info(`Gave back ${given} unprocessed rows`, scope('release'));
     }
@@ -337,7 +386,13 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
       let rows: ClaimedRow[];
       const claimStarted = performance.now();
       try {
-        rows = await cursor.next(options.chunkSize);
+        const claimed = await answeredUnlessStopped(cursor.next(options.chunkSize), stopClock);
+        if (claimed === 'stopped') {
+          // A row the claim may still take is held by a stopped worker, which the manager's repair gives back.
+          log.error('Database not answering (claiming work) as we stop: leaving the claim', scope('get_chunk_of_work'));
+          break;
+        }
+        rows = claimed;
         options.observer?.onClaim(worker.stage, (performance.now() - claimStarted) / 1000, rows.length);
         // The operator who read "Cannot claim work" in the error log needs to read that it is over, too.
         if (outageTries > 0) log.info(`Database reachable again after ${outageTries} failed claims: carrying on`, scope('get_chunk_of_work'));

@@ -165,12 +165,36 @@ export function createDb(url: string, poolSize: number, onPoolError: (error: Err
   // pg emits 'error' on a client whose server connection dies, even while it is checked out and its
   // query is being rejected; the pool listens only to idle clients. Without a listener of our own, a
   // PostgreSQL restart would crash the process instead of failing the query in hand.
-  pool.on('connect', (client) => client.on('error', onPoolError));
+  const clients = new Set<pg.Client>();
+  pool.on('connect', (client) => {
+    clients.add(client);
+    client.on('error', onPoolError);
+  });
+  pool.on('remove', (client) => clients.delete(client as pg.Client));
   pool.on('error', onPoolError);
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   registerPool(db, pool);
   urls.set(db, url);
+  clientsOf.set(db, clients);
   return db;
+}
+
+/** The connected clients of each Db's pool, for closeDb. */
+const clientsOf = new WeakMap<Db, Set<pg.Client>>();
+
+/**
+ * Closes a Db, waiting at most `waitMs` for the queries in flight. Those still unanswered then (a database
+ * that hangs) have their connections cut: a socket that will never hear back would otherwise hold up the
+ * close, and keep a stopping process alive, until its query bound (120 s), past its grace.
+ */
+export async function closeDb(db: Db, waitMs: number): Promise<void> {
+  const closing = db.destroy();
+  let timer: NodeJS.Timeout | undefined;
+  const closed = await Promise.race([closing.then(() => true), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), waitMs)))]);
+  clearTimeout(timer);
+  if (closed) return;
+  for (const client of clientsOf.get(db) ?? []) client.connection.stream.destroy();
+  await closing;
 }
 
 export function migrator(db: Db): Migrator {
