@@ -282,4 +282,32 @@ describe('a database that hangs', function () {
     const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM live_images WHERE attempts > 0`.execute(t.db);
     assert.equal(Number(rows[0].n), 0, 'no row charged');
   });
+  it('lis_managerd: a check whose database hangs fails, said as such, and the schedule goes on (it ran again once the path was back)', async function () {
+    this.timeout(120_000);
+    const relay = await startDatabaseProxy(t.url);
+    cleanups.push(() => relay.cut());
+    const schedule = { stuck_jobs: '* * * * * *', bad_retry_jobs: null, bad_datasources: null, unlisted_rows: null, missed_origin_rows: null, alerts: null };
+    const config = t.writeConfig({ database: { ...t.config.database, url: relay.url }, manager: { ...t.config.manager, schedule } });
+    const run = spawnTs('bin/lis_managerd', ['--service', '--country', 'uk', '--config', config, '--metrics-port', '0']);
+    cleanups.push(() => void (run.child.exitCode === null && run.child.kill('SIGKILL')));
+    const logFile = path.join(t.config.log.dir, 'managerd.uk.log');
+    const log = () => (fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8') : '');
+    const checksDone = () => log().match(/INFO Manager::stuck_jobs\b.*$/gm)?.length ?? 0;
+    await waitFor(() => checksDone() > 0, 30_000, 'a stuck_jobs check done');
+    await relay.cut();
+    const hole = await blackHole(relay.port);
+    cleanups.push(() => hole.close());
+    // SERVICE_QUERY_BOUNDS' 10 s connect bound: the check ends, rather than holding its schedule (noOverlap) for ever.
+    await waitFor(
+      () => /ERROR Manager::stuck_jobs\b.*stuck_jobs failed: the database at .* is not answering: no answer to a connect in 10 s/.test(log()),
+      40_000,
+      'the hung check ended',
+    ).catch((error: Error) => {
+      throw new Error(`${error.message}; the log:\n${log()}`);
+    });
+    const before = checksDone();
+    await hole.close();
+    await relay.restore();
+    await waitFor(() => checksDone() > before, 40_000, 'stuck_jobs done again once the path is back');
+  });
 });
