@@ -282,6 +282,20 @@ describe('a database that hangs', function () {
     const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM live_images WHERE attempts > 0`.execute(t.db);
     assert.equal(Number(rows[0].n), 0, 'no row charged');
   });
+  it('SIGTERM with the database answering: the row in hand finishing long after the signal still has its result written', async function () {
+    this.timeout(60_000);
+    await insertUrls(t.db, 'uk', 3);
+    // Each row takes 7 s, longer than the stop's wait on one database call (STOP_DATABASE_WAIT_MS).
+    const run = await startDaemonProcess({ TEST_ROW_MS: '7000' });
+    await waitFor(async () => (await countBy(t.db))['download/waiting/locked'] === 3, 30_000, 'the chunk claimed');
+    run.child.kill('SIGTERM');
+    assert.equal((await run.exited).code, 0, run.output());
+    assert.deepEqual(await countBy(t.db), { 'thumbnail/waiting': 1, 'download/waiting': 2 }, 'the row in hand done, the rest given back');
+    const logged = fs.readFileSync(path.join(t.config.log.dir, 'testd.uk.log'), 'utf8');
+    assert.match(logged, /Gave back 2 unprocessed rows/);
+    assert.doesNotMatch(logged, /Database not answering/, 'each write waited for, none left as unanswered');
+  });
+
   it('lis_managerd: a check whose database hangs fails, said as such, and the schedule goes on (it ran again once the path was back)', async function () {
     this.timeout(120_000);
     const relay = await startDatabaseProxy(t.url);

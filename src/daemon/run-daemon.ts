@@ -126,40 +126,42 @@ const withTimeout = (p: Promise<unknown> | undefined, ms: number) =>
   Promise.race([Promise.resolve(p).catch(() => {}), new Promise((resolve) => setTimeout(resolve, ms).unref())]);
 
 /**
- * Once the daemon is stopping, its database calls are waited for at most this long in all (from the stop):
- * a database that hangs must not hold the exit past its grace (services.stopTimeoutSeconds, 60 s) for up to
- * its query bound (120 s). What is left unwritten is the manager's to give back. Answered calls take ms.
+ * Once the daemon is stopping, a database call is waited for at most this long, and once one went
+ * unanswered the rest are not waited for at all: a database that hangs must not hold the exit past its grace
+ * (services.stopTimeoutSeconds, 60 s) for up to its query bound (120 s). What is left unwritten is the
+ * manager's to give back. Per call, not from the stop: the rows in hand may finish long after the signal
+ * (a download up to its timeout), and their results must still be written.
  */
 export const STOP_DATABASE_WAIT_MS = 5000;
 
-/** When the stop came, so that every call after it shares one wait. */
-export class StopClock {
-  private stoppedAt: number | null = null;
+/** The stop's waits on the database: per call, until one goes unanswered. */
+export class StopWait {
+  /** Set when a call went unanswered after the stop: the database hangs, so no later call is waited for. */
+  private hung = false;
   constructor(
     readonly signal: AbortSignal,
     private readonly waitMs = STOP_DATABASE_WAIT_MS,
-  ) {
-    if (signal.aborted) this.stoppedAt = Date.now();
-    else signal.addEventListener('abort', () => (this.stoppedAt = Date.now()), { once: true });
-  }
-  /** Milliseconds left for database calls, or null while not stopping. */
-  left(): number | null {
-    return this.stoppedAt === null ? null : Math.max(0, this.stoppedAt + this.waitMs - Date.now());
-  }
-}
-
-/** What a database call came to: its value, or `stopped` when the stop came and its wait ran out unanswered. */
-export function answeredUnlessStopped<T>(call: Promise<T>, clock: StopClock): Promise<T | 'stopped'> {
-  return new Promise<T | 'stopped'>((resolve, reject) => {
-    let timer: NodeJS.Timeout | undefined;
-    const onStop = () => (timer = setTimeout(() => resolve('stopped'), clock.left() ?? 0));
-    if (clock.signal.aborted) onStop();
-    else clock.signal.addEventListener('abort', onStop, { once: true });
-    call.then(resolve, reject).finally(() => {
-      clearTimeout(timer);
-      clock.signal.removeEventListener('abort', onStop);
+  ) {}
+  /** What a database call came to: its value, or `stopped` when the stop came and it went unanswered. */
+  answered<T>(call: Promise<T>): Promise<T | 'stopped'> {
+    return new Promise<T | 'stopped'>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const onStop = () =>
+        (timer = setTimeout(
+          () => {
+            this.hung = true;
+            resolve('stopped');
+          },
+          this.hung ? 0 : this.waitMs,
+        ));
+      if (this.signal.aborted) onStop();
+      else this.signal.addEventListener('abort', onStop, { once: true });
+      call.then(resolve, reject).finally(() => {
+        clearTimeout(timer);
+        this.signal.removeEventListener('abort', onStop);
+      });
     });
-  });
+  }
 }
 
 /**
@@ -186,7 +188,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
   const signal = AbortSignal.any([options.signal, fatalStop.signal]);
   // Every chunk in flight listens to it (AbortSignal.any): not a leak, so no warning for up to the cap.
   setMaxListeners(MAX_CHUNKS_IN_FLIGHT + 16, signal);
-  const stopClock = new StopClock(signal);
+  const stopWait = new StopWait(signal);
   // Set by failWith, from callbacks: declared so that TypeScript does not narrow it to null for the whole body.
   let fatal = null as Error | null;
   const failWith = (error: unknown) => {
@@ -246,7 +248,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
   const flushChunk = (chunk: ChunkRun) =>
     (chunk.flushing = chunk.flushing
       .then(async () => {
-        if ((await answeredUnlessStopped(writeResults(chunk, writerOptions), stopClock)) === 'stopped')
+        if ((await stopWait.answered(writeResults(chunk, writerOptions))) === 'stopped')
           log.error('Database not answering (writing results) as we stop: leaving them; the manager will release the rows', scope('flush'));
       })
       .catch(failWith));
@@ -351,7 +353,8 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
     chunks.delete(chunk);
     changed();
     if (unreported.length && !chunk.dropped) {
-      const given = await answeredUnlessStopped(releaseRows(db, workerId, unreported), stopClock)
+      const given = await stopWait
+        .answered(releaseRows(db, workerId, unreported))
         .then((n) => (n === 'stopped' ? Promise.reject(new LisError('ERR_DATABASE_TIMEOUT', 'no answer as we stop')) : n))
         .catch((error: unknown) => {
           log.error(
@@ -386,7 +389,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
       let rows: ClaimedRow[];
       const claimStarted = performance.now();
       try {
-        const claimed = await answeredUnlessStopped(cursor.next(options.chunkSize), stopClock);
+        const claimed = await stopWait.answered(cursor.next(options.chunkSize));
         if (claimed === 'stopped') {
           // A row the claim may still take is held by a stopped worker, which the manager's repair gives back.
           log.error('Database not answering (claiming work) as we stop: leaving the claim', scope('get_chunk_of_work'));
