@@ -3,7 +3,7 @@ import type client from 'prom-client';
 import { parseCountry, parseIntFlag } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
 import type { LisConfig } from '../config/config-schema.ts';
-import type { Db } from '../db/connect.ts';
+import { closeDb, type Db } from '../db/connect.ts';
 import { openDaemonDatabase } from './open-daemon-database.ts';
 import { embeddedUrl } from '../db/embedded-server.ts';
 import { runCommand, usageErrorsExit2 } from '../util/exit-on-error.ts';
@@ -113,7 +113,8 @@ export async function daemonMain(definition: DaemonDefinition, argv = process.ar
       progress?.stop();
       await exporter?.close();
       uninstall();
-      await db?.destroy();
+      // Queries a hung database left unanswered are cut after a moment: the exit keeps within its grace.
+      if (db) await closeDb(db, 2000);
       await closeLogger(log);
     }
   });

@@ -1,5 +1,5 @@
 import type { LisConfig } from '../config/config-schema.ts';
-import { openDatabase, openDatabaseWaiting, type Db } from '../db/connect.ts';
+import { SERVICE_QUERY_BOUNDS, openDatabase, openDatabaseWaiting, type Db, type QueryBounds } from '../db/connect.ts';
 import { errorMessage } from '../errors.ts';
 
 /** How long a service waits for its database at start: a host's boot may start the daemons before PostgreSQL. */
@@ -8,13 +8,19 @@ export const SERVICE_DATABASE_WAIT_MS = 10 * 60_000;
 /**
  * The database of a long-running process (the daemons, lis_managerd, lis_imaged): as a service, waited
  * for, each failed try warned; by hand, opened at once, so the operator sees the error now. A connection
- * of the pool lost later is warned about, never thrown: the pool opens another on the next query.
+ * of the pool lost later is warned about, never thrown: the pool opens another on the next query. Its
+ * connects and queries are bounded (SERVICE_QUERY_BOUNDS), its migrations not.
  */
-export function openDaemonDatabase(config: LisConfig, options: { service: boolean; signal: AbortSignal; warn: (message: string) => void }): Promise<Db> {
+export function openDaemonDatabase(
+  config: LisConfig,
+  options: { service: boolean; signal: AbortSignal; warn: (message: string) => void; bounds?: QueryBounds },
+): Promise<Db> {
   const onPoolError = poolErrorWarning(options.warn);
+  // Run by hand or as a service alike: a database that hangs must not hang the process (connect.ts).
+  const bounds = options.bounds ?? SERVICE_QUERY_BOUNDS;
   return options.service
-    ? openDatabaseWaiting(config, { retryForMs: SERVICE_DATABASE_WAIT_MS, signal: options.signal, onPoolError, onRetry: options.warn })
-    : openDatabase(config, { onPoolError });
+    ? openDatabaseWaiting(config, { retryForMs: SERVICE_DATABASE_WAIT_MS, signal: options.signal, onPoolError, onRetry: options.warn, bounds })
+    : openDatabase(config, { onPoolError, bounds });
 }
 
 /** A pool's error handler that warns: an idle connection lost (a server restart) is news, not a crash. */

@@ -2,7 +2,8 @@ import path from 'node:path';
 import { setMaxListeners } from 'node:events';
 import type { LisConfig } from '../config/config-schema.ts';
 import type { Db } from '../db/connect.ts';
-import { errorMessage } from '../errors.ts';
+import { isNotAnswering } from '../db/database-error.ts';
+import { LisError, errorMessage } from '../errors.ts';
 import { ownedByStageErrorRate } from '../failure/failure-reasons.ts';
 import type { Logger } from '../log/create-logger.ts';
 import type { ClaimedRow } from '../queue/claim-chunk.ts';
@@ -125,6 +126,53 @@ const withTimeout = (p: Promise<unknown> | undefined, ms: number) =>
   Promise.race([Promise.resolve(p).catch(() => {}), new Promise((resolve) => setTimeout(resolve, ms).unref())]);
 
 /**
+ * Once the daemon is stopping, a database call is waited for at most this long, and once one went
+ * unanswered the rest are not waited for at all: a database that hangs must not hold the exit past its grace
+ * (services.stopTimeoutSeconds, 60 s) for up to its query bound (120 s). What is left unwritten is the
+ * manager's to give back. Per call, not from the stop: the rows in hand may finish long after the signal
+ * (a download up to its timeout), and their results must still be written.
+ */
+export const STOP_DATABASE_WAIT_MS = 5000;
+
+/** The stop's waits on the database: per call, until one goes unanswered. */
+export class StopWait {
+  /** Set when a call went unanswered after the stop: the database hangs, so no later call is waited for. */
+  private hung = false;
+  constructor(
+    readonly signal: AbortSignal,
+    private readonly waitMs = STOP_DATABASE_WAIT_MS,
+  ) {}
+  /** What a database call came to: its value, or `stopped` when the stop came and it went unanswered. */
+  answered<T>(call: Promise<T>): Promise<T | 'stopped'> {
+    return new Promise<T | 'stopped'>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const onStop = () =>
+        (timer = setTimeout(
+          () => {
+            this.hung = true;
+            resolve('stopped');
+          },
+          this.hung ? 0 : this.waitMs,
+        ));
+      if (this.signal.aborted) onStop();
+      else this.signal.addEventListener('abort', onStop, { once: true });
+      call.then(resolve, reject).finally(() => {
+        clearTimeout(timer);
+        this.signal.removeEventListener('abort', onStop);
+      });
+    });
+  }
+}
+
+/**
+ * A log line for a database outage: "Database not answering (`doing`)" when it hangs (a bound of
+ * connect.ts's QueryBounds ran out), else `failed` and the error: the operator learns which of the two it is.
+ */
+function outageLine(doing: string, failed: string, error: unknown): string {
+  return `${isNotAnswering(error) ? `Database not answering (${doing})` : failed}: ${errorMessage(error)}`;
+}
+
+/**
  * The chunk loop every daemon shares: register, claim a chunk, let the stage
  * work it, write results as they come, repeat; give back what was not done
  * when told to stop. Our own faults never cost a row: they are given back,
@@ -140,6 +188,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
   const signal = AbortSignal.any([options.signal, fatalStop.signal]);
   // Every chunk in flight listens to it (AbortSignal.any): not a leak, so no warning for up to the cap.
   setMaxListeners(MAX_CHUNKS_IN_FLIGHT + 16, signal);
+  const stopWait = new StopWait(signal);
   // Set by failWith, from callbacks: declared so that TypeScript does not narrow it to null for the whole body.
   let fatal = null as Error | null;
   const failWith = (error: unknown) => {
@@ -196,7 +245,13 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
       options.onProgress?.(totals);
     },
   };
-  const flushChunk = (chunk: ChunkRun) => (chunk.flushing = chunk.flushing.then(() => writeResults(chunk, writerOptions)).catch(failWith));
+  const flushChunk = (chunk: ChunkRun) =>
+    (chunk.flushing = chunk.flushing
+      .then(async () => {
+        if ((await stopWait.answered(writeResults(chunk, writerOptions))) === 'stopped')
+          log.error('Database not answering (writing results) as we stop: leaving them; the manager will release the rows', scope('flush'));
+      })
+      .catch(failWith));
   const dropChunk = (chunk: ChunkRun) => {
     chunk.drop();
     chunks.delete(chunk);
@@ -233,7 +288,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
       unbeaten.ours += batch.ours;
       tally.restore(outcomes);
       progressed ||= moved;
-      log.warn(`Heartbeat failed: ${errorMessage(error)}`, scope('heartbeat'));
+      log.warn(outageLine('heartbeat', 'Heartbeat failed', error), scope('heartbeat'));
     }
     await giveBackWedged();
   };
@@ -298,10 +353,16 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
     chunks.delete(chunk);
     changed();
     if (unreported.length && !chunk.dropped) {
-      const given = await releaseRows(db, workerId, unreported).catch((error) => {
-        log.error(`Could not give back ${unreported.length} rows: ${errorMessage(error)}; the manager will release them`, scope('release'));
-        return 0;
-      });
+      const given = await stopWait
+        .answered(releaseRows(db, workerId, unreported))
+        .then((n) => (n === 'stopped' ? Promise.reject(new LisError('ERR_DATABASE_TIMEOUT', 'no answer as we stop')) : n))
+        .catch((error: unknown) => {
+          log.error(
+            `${outageLine('giving back rows', `Could not give back ${unreported.length} rows`, error)}; the manager will release them`,
+            scope('release'),
+          );
+          return 0;
+        });
       totals.released += given;
       log.info(`Gave back ${given} unprocessed rows`, scope('release'));
     }
@@ -328,7 +389,13 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
       let rows: ClaimedRow[];
       const claimStarted = performance.now();
       try {
-        rows = await cursor.next(options.chunkSize);
+        const claimed = await stopWait.answered(cursor.next(options.chunkSize));
+        if (claimed === 'stopped') {
+          // A row the claim may still take is held by a stopped worker, which the manager's repair gives back.
+          log.error('Database not answering (claiming work) as we stop: leaving the claim', scope('get_chunk_of_work'));
+          break;
+        }
+        rows = claimed;
         options.observer?.onClaim(worker.stage, (performance.now() - claimStarted) / 1000, rows.length);
         // The operator who read "Cannot claim work" in the error log needs to read that it is over, too.
         if (outageTries > 0) log.info(`Database reachable again after ${outageTries} failed claims: carrying on`, scope('get_chunk_of_work'));
@@ -336,7 +403,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
       } catch (error) {
         rethrowIfPermanent('Cannot claim work', error);
         outageTries++;
-        log.error(`Cannot claim work: ${errorMessage(error)}; trying again`, scope('get_chunk_of_work'));
+        log.error(`${outageLine('claiming work', 'Cannot claim work', error)}; trying again`, scope('get_chunk_of_work'));
         await abortableDelay(Math.min(30_000, 500 * 2 ** outageTries), signal);
         continue;
       }

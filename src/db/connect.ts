@@ -4,6 +4,7 @@ import { FileMigrationProvider, Kysely, Migrator, PostgresDialect, type Migratio
 import pg from 'pg';
 import type { LisConfig } from '../config/config-schema.ts';
 import { LisError, errorMessage } from '../errors.ts';
+import { isNotAnswering } from './database-error.ts';
 import { ensureEmbeddedRunning } from './embedded-server.ts';
 import { registerPool } from './prepared-query.ts';
 import { MIGRATIONS_DIR, assertSchemaCurrent } from './schema-version.ts';
@@ -50,30 +51,150 @@ const CONNECT_CODES = new Set([
 ]);
 
 /**
+ * pg's words for a connection lost under a query: the socket closed, or a pooled client whose connection
+ * broke before it was handed out ("Client has encountered a connection error and is not queryable").
+ */
+const LOST_CONNECTION = /Connection terminated|connect ETIMEDOUT|is not queryable/i;
+
+/**
  * A failure to connect as an operator should read it: "cannot connect to the
  * database at 127.0.0.1:54329/imagesys as imagesys: connect ECONNREFUSED
- * ..." (what the server is, never the password). Null for other errors.
+ * ..." (what the server is, never the password); ERR_DATABASE_TIMEOUT, "the
+ * database at ... is not answering", when a bound of QueryBounds ran out
+ * (the server accepted, or had the connection, and said nothing). Null for other errors.
  */
 export function connectionFailure(url: string, error: unknown): LisError | null {
+  if (isNotAnswering(error)) {
+    if (error instanceof LisError) return error;
+    return notAnsweringError(url, errorMessage(error) === 'timeout expired' ? 'no answer to a connect in time' : errorMessage(error), error);
+  }
   const e = error as { code?: string; message?: string };
-  const connectish = CONNECT_CODES.has(e?.code ?? '') || /Connection terminated|timeout expired|connect ETIMEDOUT/i.test(e?.message ?? '');
+  const connectish = CONNECT_CODES.has(e?.code ?? '') || LOST_CONNECTION.test(e?.message ?? '');
   if (!connectish) return null;
   const hint = e.code === 'ECONNREFUSED' ? ' (is the server running? `npx lis db status`)' : e.code === '28P01' ? ' (wrong password)' : '';
   return new LisError('ERR_DATABASE', `cannot connect to the database at ${describeServer(url)}: ${errorMessage(error)}${hint}`, { cause: error });
 }
 
-/** A Kysely instance over a pg pool. An idle connection that dies (a server restart) is logged, not fatal. */
-export function createDb(url: string, poolSize: number, onPoolError: (error: Error) => void = () => {}): Db {
-  const pool = new pg.Pool({ connectionString: url, max: poolSize, application_name: `imagesys:${path.basename(process.argv[1] ?? 'node')}` });
+/**
+ * How long a connect and a query may go unanswered. A database that hangs (a dead network path, a server
+ * frozen on I/O, a WAL stall on a full disk) accepts, or keeps, the connection and never answers; pg has no
+ * bound of its own, so without these a claim, a heartbeat or a check waits for ever.
+ */
+export interface QueryBounds {
+  connectMs: number;
+  queryMs: number;
+}
+
+/**
+ * The long-running processes' bounds (daemons, lis_managerd, lis_imaged). A connect is a few ms on a LAN
+ * and well under a second on a loaded server (a full one refuses at once, 53300): 10 s means a dead path.
+ * Their queries are index-driven and short (a claim of up to 10,000 rows, a batch of results, a heartbeat,
+ * a check): 120 s is far above any of them, and twice the manager's staleWorkerSeconds, so a daemon whose
+ * heartbeat hangs is released by the manager before its own bound fires. Their long work runs elsewhere,
+ * unbounded: migrations on a connection of their own (openDatabase), db_scan's purge in lis_cron_frontend,
+ * bulk changes in the CLI, whose operator sees them waiting.
+ */
+export const SERVICE_QUERY_BOUNDS: QueryBounds = { connectMs: 10_000, queryMs: 120_000 };
+
+/** Our own timer on a query runs this much past the server's statement_timeout: the server's cancel needs a moment to come. */
+const QUERY_GRACE_MS = 2000;
+
+/** ERR_DATABASE_TIMEOUT: the line an operator reads for a bound that ran out. */
+function notAnsweringError(url: string, what: string, cause: unknown): LisError {
+  return new LisError('ERR_DATABASE_TIMEOUT', `the database at ${describeServer(url)} is not answering: ${what}`, { cause });
+}
+
+/**
+ * A pg client with QueryBounds, each query bounded twice. The server's statement_timeout cancels it there:
+ * the connection stays sound, and a query we gave up on cannot commit later (a claim left waiting on a lock
+ * took its rows after the runner had stopped waiting, rows that no chunk held). Our own timer (pg's
+ * query_timeout) fires when the server cannot answer at all: a lost path, a frozen server. TCP keepalive
+ * would not do: a frozen server's kernel answers the probes, and on a lost path Linux gives up only after
+ * 9 probes 75 s apart. pg's query_timeout fails the query but keeps the connection, with the unanswered
+ * query still first in line, so the next user of that pooled client would wait behind it: the connection
+ * is ended (destroyed, as a query is active) and the pool drops it.
+ */
+function boundedClient(url: string, bounds: QueryBounds): new () => pg.Client {
+  const seconds = (ms: number) => `${Math.round(ms / 100) / 10} s`;
+  class BoundedClient extends pg.Client {
+    constructor(config?: pg.ClientConfig) {
+      super({ ...config, connectionTimeoutMillis: bounds.connectMs, statement_timeout: bounds.queryMs, query_timeout: bounds.queryMs + QUERY_GRACE_MS });
+    }
+
+    // The pool connects with a callback; pg's bare "timeout expired" becomes a line an operator can read.
+    // @ts-expect-error pg's connect() has a promise and a callback form; this forwards both.
+    override connect(callback?: (error: Error | null) => void): unknown {
+      const named = (error: Error) => (isNotAnswering(error) ? notAnsweringError(url, `no answer to a connect in ${seconds(bounds.connectMs)}`, error) : error);
+      if (callback) return super.connect((error: Error | null) => callback(error && named(error)));
+      return super.connect().catch((error: Error) => Promise.reject(named(error)));
+    }
+
+    // @ts-expect-error pg's query() has a dozen overloads; this forwards them all, wrapping the promise and callback forms.
+    override query(...args: unknown[]): unknown {
+      const named = (error: Error) => {
+        if (!isNotAnswering(error)) return error;
+        // The server's own cancel (57014) leaves the connection sound; our timer's does not.
+        if ((error as { code?: unknown }).code !== '57014') this.end().catch(() => {});
+        return notAnsweringError(url, `no reply to a query in ${seconds(bounds.queryMs)}`, error);
+      };
+      const last = args.at(-1);
+      if (typeof last === 'function') {
+        const callback = last as (error: Error | null, ...rest: unknown[]) => void;
+        args[args.length - 1] = (error: Error | null, ...rest: unknown[]) => callback(error && named(error), ...rest);
+      }
+      const result = (super.query as (...a: unknown[]) => unknown)(...args);
+      return result instanceof Promise ? result.catch((error: Error) => Promise.reject(named(error))) : result;
+    }
+  }
+  return BoundedClient as unknown as new () => pg.Client;
+}
+
+/**
+ * A Kysely instance over a pg pool. An idle connection that dies (a server restart) is logged, not fatal.
+ * With `bounds`, a connect or query that goes unanswered fails with ERR_DATABASE_TIMEOUT (QueryBounds).
+ */
+export function createDb(url: string, poolSize: number, onPoolError: (error: Error) => void = () => {}, bounds?: QueryBounds): Db {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: poolSize,
+    application_name: `imagesys:${path.basename(process.argv[1] ?? 'node')}`,
+    // On the client, not the pool: the pool's connectionTimeoutMillis would also bound the wait for a free
+    // connection, which under load (a hundred chunks flushing) is long and legitimate.
+    ...(bounds ? { Client: boundedClient(url, bounds) } : {}),
+  });
   // pg emits 'error' on a client whose server connection dies, even while it is checked out and its
   // query is being rejected; the pool listens only to idle clients. Without a listener of our own, a
   // PostgreSQL restart would crash the process instead of failing the query in hand.
-  pool.on('connect', (client) => client.on('error', onPoolError));
+  const clients = new Set<pg.Client>();
+  pool.on('connect', (client) => {
+    clients.add(client);
+    client.on('error', onPoolError);
+  });
+  pool.on('remove', (client) => clients.delete(client as pg.Client));
   pool.on('error', onPoolError);
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   registerPool(db, pool);
   urls.set(db, url);
+  clientsOf.set(db, clients);
   return db;
+}
+
+/** The connected clients of each Db's pool, for closeDb. */
+const clientsOf = new WeakMap<Db, Set<pg.Client>>();
+
+/**
+ * Closes a Db, waiting at most `waitMs` for the queries in flight. Those still unanswered then (a database
+ * that hangs) have their connections cut: a socket that will never hear back would otherwise hold up the
+ * close, and keep a stopping process alive, until its query bound (120 s), past its grace.
+ */
+export async function closeDb(db: Db, waitMs: number): Promise<void> {
+  const closing = db.destroy();
+  let timer: NodeJS.Timeout | undefined;
+  const closed = await Promise.race([closing.then(() => true), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), waitMs)))]);
+  clearTimeout(timer);
+  if (closed) return;
+  for (const client of clientsOf.get(db) ?? []) client.connection.stream.destroy();
+  await closing;
 }
 
 export function migrator(db: Db): Migrator {
@@ -118,12 +239,22 @@ export async function pendingMigrations(db: Db): Promise<string[]> {
  * is only checked: ERR_SCHEMA_BEHIND when this code knows newer migrations.
  * `migrate: true` always migrates (the demo's own database, `lis db`).
  */
-export async function openDatabase(config: LisConfig, options: { onPoolError?: (error: Error) => void; migrate?: boolean } = {}): Promise<Db> {
+export async function openDatabase(
+  config: LisConfig,
+  options: { onPoolError?: (error: Error) => void; migrate?: boolean; bounds?: QueryBounds } = {},
+): Promise<Db> {
   const url = await databaseUrl(config);
-  const db = createDb(url, config.database.poolSize, options.onPoolError);
+  const db = createDb(url, config.database.poolSize, options.onPoolError, options.bounds);
   try {
-    if (options.migrate ?? config.database.url === null) await migrateToLatest(db);
-    else await assertSchemaCurrent(db, redactUrl(url));
+    if (options.migrate ?? config.database.url === null) {
+      // A migration may rewrite a big table: never under the query bound; on a connection of its own.
+      const unbounded = options.bounds ? createDb(url, 1, options.onPoolError) : db;
+      try {
+        await migrateToLatest(unbounded);
+      } finally {
+        if (unbounded !== db) await unbounded.destroy();
+      }
+    } else await assertSchemaCurrent(db, redactUrl(url));
   } catch (error) {
     await db.destroy();
     if (error instanceof LisError) throw error;
@@ -147,12 +278,12 @@ export function redactUrl(url: string): string {
  */
 export async function openDatabaseWaiting(
   config: LisConfig,
-  options: { retryForMs: number; signal: AbortSignal; onRetry: (message: string) => void; onPoolError?: (error: Error) => void },
+  options: { retryForMs: number; signal: AbortSignal; onRetry: (message: string) => void; onPoolError?: (error: Error) => void; bounds?: QueryBounds },
 ): Promise<Db> {
   const deadline = Date.now() + options.retryForMs;
   for (let attempt = 1; ; attempt++) {
     try {
-      return await openDatabase(config, { onPoolError: options.onPoolError });
+      return await openDatabase(config, { onPoolError: options.onPoolError, bounds: options.bounds });
     } catch (error) {
       const code = (error as { code?: string }).code;
       // A bad config or a broken migration will not mend itself: only outages are waited out.

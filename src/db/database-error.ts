@@ -21,3 +21,17 @@ export function permanentSqlState(error: unknown): string | null {
   }
   return null;
 }
+
+/**
+ * True when the database did not answer in time: a bound of connect.ts's QueryBounds ran out (pg's
+ * "timeout expired" on a connect, "Query read timeout" on a query, the server's statement_timeout
+ * (57014), or our ERR_DATABASE_TIMEOUT wrapping one of them). The database hangs, rather than refuses: an outage all the same, ours, waited out.
+ */
+export function isNotAnswering(error: unknown): boolean {
+  for (let e: unknown = error, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const { code, message } = e as { code?: unknown; message?: unknown };
+    if (code === 'ERR_DATABASE_TIMEOUT' || message === 'timeout expired' || message === 'Query read timeout') return true;
+    if (code === '57014' && typeof message === 'string' && /statement timeout/.test(message)) return true;
+  }
+  return false;
+}

@@ -134,9 +134,7 @@ export function createImagedServer(config: LisConfig, service: ThumbnailService,
       }
       // The database away (refused, reset mid-query): ours, passing, and not a bug. 503 so that nginx and the
       // browsers come back, rather than a 500 that reads as broken.
-      // pg's "Client has encountered a connection error and is not queryable" (a pooled client whose connection
-      // broke under it) is not among connectionFailure's words: the same outage.
-      const away = connectionFailure(databaseName, error) ?? (/is not queryable/.test(errorMessage(error)) ? error : null);
+      const away = connectionFailure(databaseName, error);
       if (away) {
         done(503, 'database');
         log.error(`${rawPath.slice(0, 300)}: the database cannot be reached: ${errorMessage(away)}`, { scope: 'Imaged::request' });

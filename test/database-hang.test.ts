@@ -1,0 +1,327 @@
+// A database that hangs (accepts, or keeps, the connection and never answers), as opposed to one that
+// refuses: the daemons' runner says so, pauses, carries on when it answers again, charges nobody, and a
+// stop still ends the process within its grace.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { sql } from 'kysely';
+import pg from 'pg';
+import { parseConfig } from '../src/config/load-config.ts';
+import { connectionFailure, createDb, type Db } from '../src/db/connect.ts';
+import { runDaemon, type StageWorker } from '../src/daemon/run-daemon.ts';
+import { closeLogger, createLogger } from '../src/log/create-logger.ts';
+import { startDatabaseProxy, type DatabaseProxy } from './helpers/database-proxy.ts';
+import { countBy, insertUrls } from './helpers/rows.ts';
+import { spawnTs, waitFor } from './helpers/processes.ts';
+import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+
+/** Short bounds, so that a test sees them run out; the services' own are in SERVICE_QUERY_BOUNDS. */
+const TEST_BOUNDS = { connectMs: 1000, queryMs: 1500 };
+
+/** A stage that finishes each row at once. */
+const instantStage: StageWorker = {
+  component: 'testd',
+  scope: 'Test',
+  stage: 'download',
+  processChunk(rows, ctx) {
+    for (const row of rows) ctx.report({ ok: true, row: { id: row.id } });
+    return Promise.resolve();
+  },
+};
+
+/**
+ * The server keeping our connections and answering nothing on live_images (as one frozen on I/O, or
+ * stalled on a full disk's WAL): a session of its own holds the table's strongest lock until `end`.
+ */
+async function freezeQueue(url: string): Promise<{ session: pg.Client; end: (then?: string) => Promise<void> }> {
+  const session = new pg.Client({ connectionString: url });
+  await session.connect();
+  await session.query('BEGIN');
+  await session.query('LOCK TABLE live_images IN ACCESS EXCLUSIVE MODE');
+  return {
+    session,
+    end: async (then) => {
+      if (then) await session.query(then);
+      await session.query('COMMIT');
+      await session.end();
+    },
+  };
+}
+
+/** A path that accepts connections and never answers, on the relay's port while the relay is cut. */
+async function blackHole(port: number): Promise<{ accepted: () => number; close: () => Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  let accepted = 0;
+  const server = net.createServer((socket) => {
+    accepted++;
+    sockets.add(socket.on('error', () => {}).on('close', () => sockets.delete(socket)));
+  });
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  return {
+    accepted: () => accepted,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const s of sockets) s.destroy();
+      }),
+  };
+}
+
+describe('a database that hangs', function () {
+  this.timeout(90_000);
+  let t: TestDatabase;
+  const cleanups: Array<() => Promise<void> | void> = [];
+  beforeEach(async () => (t = await createTestDatabase()));
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+    await t.drop();
+  });
+
+  it('a client whose connection broke ("not queryable") is the database away, named as such, for every caller', async () => {
+    const client = new pg.Client({ connectionString: t.url });
+    await client.connect();
+    cleanups.push(() => client.end().catch(() => {}));
+    const broken = new Promise((resolve) => client.once('error', resolve));
+    const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+    await sql`SELECT pg_terminate_backend(${rows[0].pid})`.execute(t.db);
+    await broken;
+    const error = await client.query('SELECT 1').then(
+      () => null,
+      (e: Error) => e,
+    );
+    assert.match(String(error?.message), /is not queryable/, 'pg says it so');
+    const away = connectionFailure(t.url, error);
+    assert.equal(away?.code, 'ERR_DATABASE');
+    assert.match(
+      String(away?.message),
+      /^cannot connect to the database at 127\.0\.0\.1:\d+\/lis_test_\w+ as \w+: Client has encountered a connection error and is not queryable$/,
+    );
+  });
+
+  it('a query the server does not answer in time fails ERR_DATABASE_TIMEOUT, and its connection is dropped, not handed to the next query', async () => {
+    // One connection, so that the next query would get the same one. The session's statement_timeout off: the
+    // server goes on with the query as a frozen one would, and only our own timer can end the wait.
+    const db = createDb(t.url, 1, () => {}, TEST_BOUNDS);
+    cleanups.push(() => db.destroy());
+    const error = await db.connection().execute(async (c) => {
+      await sql`SET statement_timeout = 0`.execute(c);
+      return sql`SELECT pg_sleep(60)`.execute(c).then(
+        () => null,
+        (e: Error & { code?: string }) => e,
+      );
+    });
+    assert.equal(error?.code, 'ERR_DATABASE_TIMEOUT', String(error));
+    assert.match(String(error?.message), /^the database at 127\.0\.0\.1:\d+\/lis_test_\w+ as \w+ is not answering: no reply to a query in 1\.5 s$/);
+    assert.equal(connectionFailure(t.url, error), error, 'callers name it as it is');
+    const { rows } = await sql<{ one: number }>`SELECT 1 AS one`.execute(db);
+    assert.deepEqual(rows, [{ one: 1 }], 'the next query has a connection of its own');
+  });
+
+  it('the server cancelling a query at the bound (statement_timeout) is the same outage, on a connection still sound', async () => {
+    const db = createDb(t.url, 1, () => {}, TEST_BOUNDS);
+    cleanups.push(() => db.destroy());
+    const before = await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.execute(db);
+    const error = await sql`SELECT pg_sleep(60)`.execute(db).then(
+      () => null,
+      (e: Error & { code?: string }) => e,
+    );
+    assert.equal(error?.code, 'ERR_DATABASE_TIMEOUT', String(error));
+    const after = await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.execute(db);
+    assert.equal(after.rows[0].pid, before.rows[0].pid, 'the same connection serves on');
+  });
+
+  /** runDaemon in this process, through the relay, on a pool with TEST_BOUNDS. */
+  async function startRunner(relay: DatabaseProxy) {
+    const config = parseConfig({ ...t.config, queue: { ...t.config.queue, pollSeconds: 1, heartbeatSeconds: 1 } }, {});
+    const db: Db = createDb(relay.url, 4, () => {}, TEST_BOUNDS);
+    const log = createLogger({ component: 'testd', log: config.log, screen: false, files: false });
+    const lines: string[] = [];
+    for (const level of ['error', 'warn', 'info'] as const) {
+      const original = log[level].bind(log);
+      (log as unknown as Record<string, unknown>)[level] = (message: string, meta?: object) => {
+        lines.push(`${level.toUpperCase()} ${message}`);
+        return original(message, meta);
+      };
+    }
+    const stop = new AbortController();
+    let ready!: () => void;
+    const started = new Promise<void>((resolve) => (ready = resolve));
+    const settled = runDaemon(instantStage, {
+      config,
+      db,
+      databaseUrl: relay.url,
+      log,
+      country: 'uk',
+      chunkSize: 50,
+      service: true,
+      signal: stop.signal,
+      onReady: () => ready(),
+    }).then(
+      () => null,
+      (error: Error) => error,
+    );
+    cleanups.push(async () => {
+      stop.abort();
+      await settled;
+      await db.destroy();
+      await closeLogger(log);
+    });
+    await Promise.race([started, settled.then((e) => Promise.reject(e ?? new Error('the runner ended before it was ready')))]);
+    const text = () => lines.join('\n');
+    /** Waits for a log line, showing the log when it does not come. */
+    const logged = (line: RegExp, what: string) =>
+      waitFor(() => line.test(text()), 30_000, what).catch((error: Error) => {
+        throw new Error(`${error.message}; the log:\n${text()}`);
+      });
+    return { settled, text, logged };
+  }
+
+  it('a query left unanswered: the runner says "Database not answering", pauses, and works on when it answers, charging nobody', async () => {
+    const relay = await startDatabaseProxy(t.url);
+    cleanups.push(() => relay.cut());
+    const run = await startRunner(relay);
+    const frozen = await freezeQueue(t.url);
+    cleanups.push(() => frozen.end().catch(() => {}));
+    await run.logged(
+      /ERROR Database not answering \(claiming work\): the database at .* is not answering: no reply to a query in 1\.5 s; trying again/,
+      'the claim said unanswered',
+    );
+    // The rows arrive as the server answers again: they are claimed and worked as usual.
+    await frozen.end(
+      `INSERT INTO live_images (country, datasource_id, image_url) SELECT 'uk', 1, 'http://feed.example.com/' || g || '.jpg' FROM generate_series(1, 120) g`,
+    );
+    // Every row, the first claim's too: the server cancelled it (statement_timeout), so it cannot have taken rows after all.
+    await waitFor(async () => (await countBy(t.db))['thumbnail/waiting'] === 120, 30_000, 'every row worked');
+    assert.match(run.text(), /Database reachable again after \d+ failed claims: carrying on/);
+    const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM live_images WHERE attempts > 0 OR last_error IS NOT NULL`.execute(t.db);
+    assert.equal(Number(rows[0].n), 0, 'a database that hangs is our fault: no row charged');
+    assert.equal(await Promise.race([run.settled, 'running']), 'running', 'a hang is waited out, never fatal');
+  });
+
+  it('a path that accepts connections and never answers: connects time out, said as such, and the runner carries on once the path is back', async () => {
+    const relay = await startDatabaseProxy(t.url);
+    cleanups.push(() => relay.cut());
+    const run = await startRunner(relay);
+    await relay.cut();
+    const hole = await blackHole(relay.port);
+    cleanups.push(() => hole.close());
+    await run.logged(
+      /ERROR Database not answering \(claiming work\): the database at .* is not answering: no answer to a connect in 1 s; trying again/,
+      'the connect said unanswered',
+    );
+    assert.ok(hole.accepted() > 0, 'the connects reached the black hole');
+    await run.logged(/WARN Database not answering \(heartbeat\): the database at .* is not answering/, 'the heartbeat said unanswered');
+    await hole.close();
+    await relay.restore();
+    await insertUrls(t.db, 'uk', 80);
+    await waitFor(async () => (await countBy(t.db))['thumbnail/waiting'] === 80, 30_000, 'every row worked after the path came back');
+    const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM live_images WHERE attempts > 0`.execute(t.db);
+    assert.equal(Number(rows[0].n), 0, 'no row charged');
+  });
+
+  /** A real daemon (test/fixtures/test-daemon.ts) as a service, registered; its config's pollSeconds 1. */
+  async function startDaemonProcess(env: NodeJS.ProcessEnv = {}) {
+    const config = t.writeConfig({ queue: { ...t.config.queue, pollSeconds: 1 } });
+    const run = spawnTs('test/fixtures/test-daemon.ts', ['--country', 'uk', '--config', config, '--service'], env);
+    cleanups.push(() => void (run.child.exitCode === null && run.child.kill('SIGKILL')));
+    await waitFor(
+      async () => {
+        const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM workers WHERE stopped_at IS NULL`.execute(t.db);
+        return Number(rows[0].n) === 1;
+      },
+      30_000,
+      'the daemon registered',
+    );
+    return run;
+  }
+
+  /** Waits until a query of the daemon's waits on the frozen table, unanswered. */
+  const daemonWaiting = () =>
+    waitFor(
+      async () => {
+        const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM pg_stat_activity
+          WHERE datname = current_database() AND application_name LIKE 'imagesys:%' AND wait_event_type = 'Lock'`.execute(t.db);
+        return Number(rows[0].n) > 0;
+      },
+      30_000,
+      'a query of the daemon waiting unanswered',
+    );
+
+  /** SIGTERM, then the exit within 20 s (services.stopTimeoutSeconds is 60 s: room for a loaded machine); its log. */
+  async function stopWithinGrace(run: ReturnType<typeof spawnTs>): Promise<string> {
+    const signalled = Date.now();
+    run.child.kill('SIGTERM');
+    const exit = await Promise.race([run.exited, new Promise<null>((resolve) => setTimeout(() => resolve(null), 20_000).unref())]);
+    assert.ok(exit, `still running ${Math.round((Date.now() - signalled) / 1000)} s after SIGTERM:\n${run.output()}`);
+    assert.equal(exit.code, 0, run.output());
+    const logged = fs.readFileSync(path.join(t.config.log.dir, 'testd.uk.log'), 'utf8');
+    assert.match(logged, /Exiting\(time_to_die: 1\)/);
+    return logged;
+  }
+
+  it('SIGTERM while a claim hangs: a real daemon exits within its grace, leaving the claim', async () => {
+    const run = await startDaemonProcess();
+    const frozen = await freezeQueue(t.url);
+    cleanups.push(() => frozen.end().catch(() => {}));
+    await daemonWaiting();
+    const logged = await stopWithinGrace(run);
+    assert.match(logged, /Database not answering \(claiming work\) as we stop: leaving the claim/);
+  });
+
+  it('SIGTERM while the results of the rows in hand cannot be written: a real daemon exits within its grace, charging nobody', async () => {
+    await insertUrls(t.db, 'uk', 40);
+    const run = await startDaemonProcess({ TEST_ROW_MS: '300' });
+    await waitFor(async () => (await countBy(t.db))['download/waiting/locked'] > 0, 30_000, 'a chunk claimed');
+    const frozen = await freezeQueue(t.url);
+    cleanups.push(() => frozen.end().catch(() => {}));
+    await daemonWaiting();
+    const logged = await stopWithinGrace(run);
+    assert.match(logged, /Database not answering \((writing results|giving back rows)\)/);
+    await frozen.end();
+    const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM live_images WHERE attempts > 0`.execute(t.db);
+    assert.equal(Number(rows[0].n), 0, 'no row charged');
+  });
+  it('SIGTERM with the database answering: the row in hand finishing long after the signal still has its result written', async function () {
+    this.timeout(60_000);
+    await insertUrls(t.db, 'uk', 3);
+    // Each row takes 7 s, longer than the stop's wait on one database call (STOP_DATABASE_WAIT_MS).
+    const run = await startDaemonProcess({ TEST_ROW_MS: '7000' });
+    await waitFor(async () => (await countBy(t.db))['download/waiting/locked'] === 3, 30_000, 'the chunk claimed');
+    run.child.kill('SIGTERM');
+    assert.equal((await run.exited).code, 0, run.output());
+    assert.deepEqual(await countBy(t.db), { 'thumbnail/waiting': 1, 'download/waiting': 2 }, 'the row in hand done, the rest given back');
+    const logged = fs.readFileSync(path.join(t.config.log.dir, 'testd.uk.log'), 'utf8');
+    assert.match(logged, /Gave back 2 unprocessed rows/);
+    assert.doesNotMatch(logged, /Database not answering/, 'each write waited for, none left as unanswered');
+  });
+
+  it('lis_managerd: a check whose database hangs fails, said as such, and the schedule goes on (it ran again once the path was back)', async function () {
+    this.timeout(120_000);
+    const relay = await startDatabaseProxy(t.url);
+    cleanups.push(() => relay.cut());
+    const schedule = { stuck_jobs: '* * * * * *', bad_retry_jobs: null, bad_datasources: null, unlisted_rows: null, missed_origin_rows: null, alerts: null };
+    const config = t.writeConfig({ database: { ...t.config.database, url: relay.url }, manager: { ...t.config.manager, schedule } });
+    const run = spawnTs('bin/lis_managerd', ['--service', '--country', 'uk', '--config', config, '--metrics-port', '0']);
+    cleanups.push(() => void (run.child.exitCode === null && run.child.kill('SIGKILL')));
+    const logFile = path.join(t.config.log.dir, 'managerd.uk.log');
+    const log = () => (fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8') : '');
+    const checksDone = () => log().match(/INFO Manager::stuck_jobs\b.*$/gm)?.length ?? 0;
+    await waitFor(() => checksDone() > 0, 30_000, 'a stuck_jobs check done');
+    await relay.cut();
+    const hole = await blackHole(relay.port);
+    cleanups.push(() => hole.close());
+    // SERVICE_QUERY_BOUNDS' 10 s connect bound: the check ends, rather than holding its schedule (noOverlap) for ever.
+    await waitFor(
+      () => /ERROR Manager::stuck_jobs\b.*stuck_jobs failed: the database at .* is not answering: no answer to a connect in 10 s/.test(log()),
+      40_000,
+      'the hung check ended',
+    ).catch((error: Error) => {
+      throw new Error(`${error.message}; the log:\n${log()}`);
+    });
+    const before = checksDone();
+    await hole.close();
+    await relay.restore();
+    await waitFor(() => checksDone() > before, 40_000, 'stuck_jobs done again once the path is back');
+  });
+});
