@@ -296,6 +296,33 @@ describe('a database that hangs', function () {
     assert.doesNotMatch(logged, /Database not answering/, 'each write waited for, none left as unanswered');
   });
 
+  it('lis_managerd stopped (SIGTERM) while its database hangs exits within its grace', async function () {
+    this.timeout(60_000);
+    const schedule = { stuck_jobs: null, bad_retry_jobs: null, bad_datasources: null, unlisted_rows: null, missed_origin_rows: null, alerts: null };
+    const config = t.writeConfig({ manager: { ...t.config.manager, schedule } });
+    const run = spawnTs('bin/lis_managerd', ['--service', '--country', 'uk', '--config', config, '--metrics-port', '0']);
+    cleanups.push(() => void (run.child.exitCode === null && run.child.kill('SIGKILL')));
+    await waitFor(
+      async () => {
+        const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM workers WHERE component = 'managerd' AND stopped_at IS NULL`.execute(t.db);
+        return Number(rows[0].n) === 1;
+      },
+      30_000,
+      'the manager registered',
+    );
+    // The server keeps the connection and answers nothing on workers, where the stop marks the manager stopped.
+    const session = new pg.Client({ connectionString: t.url });
+    await session.connect();
+    cleanups.push(() => session.end().catch(() => {}));
+    await session.query('BEGIN');
+    await session.query('LOCK TABLE workers IN ACCESS EXCLUSIVE MODE');
+    const signalled = Date.now();
+    run.child.kill('SIGTERM');
+    const exit = await Promise.race([run.exited, new Promise<null>((resolve) => setTimeout(() => resolve(null), 20_000).unref())]);
+    assert.ok(exit, `still running ${Math.round((Date.now() - signalled) / 1000)} s after SIGTERM:\n${run.output()}`);
+    assert.equal(exit.code, 0, run.output());
+  });
+
   it('lis_managerd: a check whose database hangs fails, said as such, and the schedule goes on (it ran again once the path was back)', async function () {
     this.timeout(120_000);
     const relay = await startDatabaseProxy(t.url);

@@ -3,7 +3,9 @@ import { Command } from 'commander';
 import { parseIntFlag } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
 import { runCommand, usageErrorsExit2 } from '../util/exit-on-error.ts';
-import { createDb, databaseUrl, type Db } from '../db/connect.ts';
+import { closeDb, createDb, databaseUrl, SERVICE_QUERY_BOUNDS, type Db } from '../db/connect.ts';
+import { STOP_DATABASE_WAIT_MS } from '../daemon/run-daemon.ts';
+import { settledWithin } from '../util/settled-within.ts';
 import { openDaemonDatabase, poolErrorWarning } from '../daemon/open-daemon-database.ts';
 import { createDownloadClient } from '../download/download-client.ts';
 import { SchemeFetcher } from '../download/fetch-by-scheme.ts';
@@ -52,7 +54,8 @@ export async function imagedMain(argv = process.argv): Promise<void> {
       const warn = (m: string) => log.warn(m, scope);
       db = await openDaemonDatabase(config, { service: Boolean(flags.service), signal: controller.signal, warn });
       const database = db;
-      locks = createDb(await databaseUrl(config), config.imaged.maxGenerations, poolErrorWarning(warn));
+      // Bounded as the main pool is (SERVICE_QUERY_BOUNDS): a generation's transaction on a hung path would keep its slot for ever.
+      locks = createDb(await databaseUrl(config), config.imaged.maxGenerations, poolErrorWarning(warn), SERVICE_QUERY_BOUNDS);
       // Registered like the daemons, so that if this process dies holding a row, lis_managerd gives it back.
       await registerWorker(database, { id: workerId, component: 'imaged', host: config.host, pid: process.pid, country: null });
       const thumbnailer = createThumbnailWorker({ config, db: database });
@@ -89,10 +92,11 @@ export async function imagedMain(argv = process.argv): Promise<void> {
       clearInterval(beat);
       fetcher.destroy();
       client.destroy();
-      if (db) await markStopped(db, workerId).catch(() => {});
+      // Bounded, as the daemons' stop is: a database that hangs would hold the exit past the service's grace.
+      if (db) await settledWithin(markStopped(db, workerId), STOP_DATABASE_WAIT_MS);
       uninstall();
-      await locks?.destroy();
-      await db?.destroy();
+      if (locks) await closeDb(locks, 2000);
+      if (db) await closeDb(db, 2000);
       await closeLogger(log);
     }
   });

@@ -2,7 +2,9 @@ import { Command, Option } from 'commander';
 import cron, { type ScheduledTask } from 'node-cron';
 import { parseCountry, parseIntFlag } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
-import type { Db } from '../db/connect.ts';
+import { closeDb, type Db } from '../db/connect.ts';
+import { STOP_DATABASE_WAIT_MS } from '../daemon/run-daemon.ts';
+import { settledWithin } from '../util/settled-within.ts';
 import { openDaemonDatabase } from '../daemon/open-daemon-database.ts';
 import { runCommand, usageErrorsExit2 } from '../util/exit-on-error.ts';
 import { closeLogger, createLogger } from '../log/create-logger.ts';
@@ -122,7 +124,8 @@ export async function managerdMain(argv = process.argv): Promise<void> {
           await serve(ctx, controller.signal, flags.config, signalReady);
         } finally {
           clearInterval(beat);
-          await markStopped(db, workerId).catch(() => {});
+          // Bounded: a database that hangs would hold the exit past the service's grace (its query bound is 120 s).
+          await settledWithin(markStopped(db, workerId), STOP_DATABASE_WAIT_MS);
         }
       } finally {
         await exporter?.close();
@@ -135,7 +138,8 @@ export async function managerdMain(argv = process.argv): Promise<void> {
       throw error;
     } finally {
       uninstall();
-      await db?.destroy();
+      // Queries a hung database left unanswered are cut after a moment: the exit keeps within its grace.
+      if (db) await closeDb(db, 2000);
       await closeLogger(log);
     }
   });
