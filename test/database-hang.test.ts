@@ -10,10 +10,11 @@ import pg from 'pg';
 import { parseConfig } from '../src/config/load-config.ts';
 import { connectionFailure, createDb, type Db } from '../src/db/connect.ts';
 import { runDaemon, type StageWorker } from '../src/daemon/run-daemon.ts';
-import { closeLogger, createLogger } from '../src/log/create-logger.ts';
+import { closeLogger } from '../src/log/create-logger.ts';
 import { startDatabaseProxy, type DatabaseProxy } from './helpers/database-proxy.ts';
 import { countBy, insertUrls } from './helpers/rows.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
+import { capturedLogger } from './helpers/captured-log.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
 /** Short bounds, so that a test sees them run out; the services' own are in SERVICE_QUERY_BOUNDS. */
@@ -135,15 +136,7 @@ describe('a database that hangs', function () {
   async function startRunner(relay: DatabaseProxy) {
     const config = parseConfig({ ...t.config, queue: { ...t.config.queue, pollSeconds: 1, heartbeatSeconds: 1 } }, {});
     const db: Db = createDb(relay.url, 4, () => {}, TEST_BOUNDS);
-    const log = createLogger({ component: 'testd', log: config.log, screen: false, files: false });
-    const lines: string[] = [];
-    for (const level of ['error', 'warn', 'info'] as const) {
-      const original = log[level].bind(log);
-      (log as unknown as Record<string, unknown>)[level] = (message: string, meta?: object) => {
-        lines.push(`${level.toUpperCase()} ${message}`);
-        return original(message, meta);
-      };
-    }
+    const { log, lines } = capturedLogger('testd', config.log);
     const stop = new AbortController();
     let ready!: () => void;
     const started = new Promise<void>((resolve) => (ready = resolve));

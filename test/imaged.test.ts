@@ -11,13 +11,12 @@ import { enqueueRows } from '../src/queue/enqueue-rows.ts';
 import { insertOriginRow } from '../src/queue/origin-rows.ts';
 import { disableDatasource } from '../src/manager/datasource-switch.ts';
 import { thumbnailRelativePath, thumbnailStorePath } from '../src/store/store-layout.ts';
-import { runDaemon, type RunTotals } from '../src/daemon/run-daemon.ts';
-import { DownloadWorker } from '../src/download/download-worker.ts';
-import { closeLogger, createLogger, type Logger } from '../src/log/create-logger.ts';
+import { closeLogger, createLogger } from '../src/log/create-logger.ts';
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
 import { insertLiveRow, insertQueuedRow, pushedToFrontend, rawGet, startImagedInProcess } from './helpers/imaged-in-process.ts';
 import { OriginServer, photoJpeg, s3Credentials, startS3rver } from './helpers/imaged-fixtures.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
+import { runDownloads } from './helpers/run-downloads.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
 const PRESETS = {
@@ -25,21 +24,6 @@ const PRESETS = {
   medium: { width: 320, height: 240, mode: 'pad' as const },
   large: { width: 640, height: 480, mode: 'resize' as const },
 };
-
-/** lis_downloadd's worker run by hand in this process (until no rows are gained), logging to `log`. */
-function runDownloads(t: TestDatabase, log: Logger, workerId: string): Promise<RunTotals> {
-  return runDaemon(new DownloadWorker(t.config, t.db, 'uk'), {
-    config: t.config,
-    db: t.db,
-    databaseUrl: t.url,
-    log,
-    country: 'uk',
-    chunkSize: 10,
-    service: false,
-    signal: new AbortController().signal,
-    workerId,
-  });
-}
 
 describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function () {
   this.timeout(60_000);

@@ -12,10 +12,11 @@ import { parseConfig } from '../src/config/load-config.ts';
 import { runDaemon, type RunOptions, type StageWorker } from '../src/daemon/run-daemon.ts';
 import { workerIdFor } from '../src/daemon/worker-registry.ts';
 import { DownloadWorker } from '../src/download/download-worker.ts';
-import { closeLogger, createLogger } from '../src/log/create-logger.ts';
+import { closeLogger } from '../src/log/create-logger.ts';
 import { releaseStuckJobs } from '../src/manager/stuck-jobs.ts';
 import { countBy, insertUrls } from './helpers/rows.ts';
 import { spawnTs, waitFor, type Spawned } from './helpers/processes.ts';
+import { capturedLogger } from './helpers/captured-log.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 import { startDatabaseProxy } from './helpers/database-proxy.ts';
 import { serverUpFor } from './helpers/server-uptime.ts';
@@ -33,15 +34,7 @@ describe('daemon runner: liveness and ids', function () {
   /** runDaemon in this process with the test's config plus `overrides`. */
   function start(worker: StageWorker, overrides: LisConfigInput = {}, options: Partial<RunOptions> = {}) {
     const config = parseConfig({ ...t.config, ...overrides, queue: { ...t.config.queue, ...overrides.queue } }, {});
-    const log = createLogger({ component: worker.component, log: config.log, screen: false, files: false });
-    const lines: string[] = [];
-    for (const level of ['error', 'warn', 'info'] as const) {
-      const original = log[level].bind(log);
-      (log as unknown as Record<string, unknown>)[level] = (message: string, meta?: object) => {
-        lines.push(`${level.toUpperCase()} ${message}`);
-        return original(message, meta);
-      };
-    }
+    const { log, lines } = capturedLogger(worker.component, config.log);
     const stop = new AbortController();
     const done = runDaemon(worker, { config, db: t.db, databaseUrl: t.url, log, country: 'uk', chunkSize: 50, service: true, signal: stop.signal, ...options });
     const settled = done.then(

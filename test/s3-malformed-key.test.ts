@@ -2,11 +2,10 @@
 // once), like any URL that does not parse. It made fetchS3Original throw, which the worker recorded as
 // `internal`: ours, given back uncharged for ever, and counted as a bug in the stage's error rate.
 import assert from 'node:assert/strict';
-import { runDaemon } from '../src/daemon/run-daemon.ts';
-import { DownloadWorker } from '../src/download/download-worker.ts';
 import { closeLogger, createLogger } from '../src/log/create-logger.ts';
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
 import { insertQueuedRow } from './helpers/imaged-in-process.ts';
+import { runDownloads } from './helpers/run-downloads.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
 describe('an s3:// URL with a malformed %-escape in its key', function () {
@@ -25,21 +24,9 @@ describe('an s3:// URL with a malformed %-escape in its key', function () {
     const bad = 's3://good/x/%E0%A4%A.jpg';
     await insertQueuedRow(t.db, bad);
     const log = createLogger({ component: 'downloadd', log: t.config.log, screen: false });
-    const worker = new DownloadWorker(t.config, t.db, 'uk');
     try {
-      await runDaemon(worker, {
-        config: t.config,
-        db: t.db,
-        databaseUrl: t.url,
-        log,
-        country: 'uk',
-        chunkSize: 10,
-        service: false,
-        signal: new AbortController().signal,
-        workerId: 'test:s3-malformed',
-      });
+      await runDownloads(t, log, 'test:s3-malformed');
     } finally {
-      worker.close();
       await closeLogger(log);
     }
     const row = await t.db.selectFrom('live_images').select(['state', 'attempts', 'last_error_class', 'last_error']).executeTakeFirstOrThrow();

@@ -9,12 +9,11 @@ import { once } from 'node:events';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { sql } from 'kysely';
 import { findAlerts } from '../src/alerts/alert-sources.ts';
-import { runDaemon } from '../src/daemon/run-daemon.ts';
-import { DownloadWorker } from '../src/download/download-worker.ts';
 import { closeLogger, createLogger } from '../src/log/create-logger.ts';
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
 import { OriginServer, photoJpeg, s3Credentials, startS3rver } from './helpers/imaged-fixtures.ts';
 import { insertQueuedRow, rawGet, startImagedInProcess } from './helpers/imaged-in-process.ts';
+import { runDownloads } from './helpers/run-downloads.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
 /**
@@ -95,20 +94,8 @@ describe("S3 refusing us a bucket of imaged.s3 is our fault, not the source's", 
     for (const url of ['s3://good/x/1.jpg', 's3://good/x/missing.jpg', 's3://impatient/x/1.jpg', ...refused]) await insertQueuedRow(db, url);
     const log = createLogger({ component: 'downloadd', log: t.config.log, screen: false });
     closers.push(() => closeLogger(log));
-    const worker = new DownloadWorker(t.config, db, 'uk');
-    closers.push(() => worker.close());
     const started = new Date();
-    await runDaemon(worker, {
-      config: t.config,
-      db,
-      databaseUrl: t.url,
-      log,
-      country: 'uk',
-      chunkSize: 10,
-      service: false,
-      signal: new AbortController().signal,
-      workerId: 'test:s3-refused',
-    });
+    await runDownloads(t, log, 'test:s3-refused');
 
     const rows = await rowsByUrl(db);
     assert.deepEqual([rows['s3://good/x/1.jpg'].stage, rows['s3://good/x/1.jpg'].last_error_class], ['thumbnail', null]);
