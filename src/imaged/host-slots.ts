@@ -1,7 +1,10 @@
 import type { LisConfig } from '../config/config-schema.ts';
 import { hostKey } from '../download/download-worker.ts';
 import type { FetchOutcome, FetchRequest } from '../download/fetch-original.ts';
-import { HostLimiter } from '../download/host-limiter.ts';
+import { drainLimiter, HostLimiter } from '../download/host-limiter.ts';
+
+/** HostSlots' drains are never stopped (no chunk to stop here): each ends once the fetches it started are done. */
+const NEVER = new AbortController().signal;
 
 /** What lis_imaged fetches originals through: a SchemeFetcher, or one behind HostSlots. */
 export interface OriginalFetcher {
@@ -19,7 +22,6 @@ export interface OriginalFetcher {
  */
 export class HostSlots implements OriginalFetcher {
   private readonly limiter: HostLimiter;
-  private timer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly fetcher: OriginalFetcher,
@@ -37,35 +39,13 @@ export class HostSlots implements OriginalFetcher {
     return this.limiter.queued;
   }
 
-  async fetch(request: FetchRequest): Promise<FetchOutcome> {
+  fetch(request: FetchRequest): Promise<FetchOutcome> {
     const host = request.url.startsWith('file:') ? null : hostKey(request.url);
     if (!host) return this.fetcher.fetch(request);
-    await new Promise<void>((start) => {
-      this.limiter.add(host, start);
-      this.pump();
+    return new Promise<FetchOutcome>((resolve, reject) => {
+      this.limiter.add(host, () => this.fetcher.fetch(request).then(resolve, reject));
+      // A drain per fetch, as lis_downloadd runs one per chunk: it also starts fetches queued by others.
+      void drainLimiter<() => Promise<void>>(this.limiter, (run) => run(), NEVER);
     });
-    try {
-      return await this.fetcher.fetch(request);
-    } finally {
-      this.limiter.done(host);
-      this.pump();
-    }
-  }
-
-  /** Starts every fetch the limits allow now; when only a host's delay holds one back, looks again then. */
-  private pump(): void {
-    for (;;) {
-      const next = this.limiter.take<() => void>();
-      if (next === null) return;
-      if ('waitMs' in next) {
-        if (this.timer) clearTimeout(this.timer);
-        this.timer = setTimeout(() => {
-          this.timer = null;
-          this.pump();
-        }, next.waitMs);
-        return;
-      }
-      next.item();
-    }
   }
 }
