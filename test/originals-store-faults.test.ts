@@ -48,6 +48,10 @@ describe('the stores a stage reads: not there, or a file unreadable', function (
     return run;
   }
 
+  /** The paused stage's chunk given back (its rows are locked until then, a moment after the pause is recorded). */
+  const chunkGivenBack = () =>
+    waitFor(async () => !Object.keys(await countBy(t.db)).some((k) => k.endsWith('/locked')), 10_000, 'the chunk in hand given back');
+
   it('with no folder for the country (not mounted) pauses the stage, sends nothing back to download, and resumes when it is back', async () => {
     t = await createTestDatabase();
     const specs = await Promise.all(
@@ -65,6 +69,7 @@ describe('the stores a stage reads: not there, or a file unreadable', function (
       10_000,
       'the pause in the error log',
     );
+    await chunkGivenBack();
     const facts = Object.values(await rowFacts(t));
     assert.deepEqual(await countBy(t.db), { 'thumbnail/waiting': 4 }, 'nothing moved while the store was away');
     assert.ok(
@@ -108,6 +113,7 @@ describe('the stores a stage reads: not there, or a file unreadable', function (
     fs.renameSync(country, away);
     const run = await startPausing('bin/lis_pusherd');
     assert.match((await pausedReason(t))!, /^ENOENT: cannot read .*thumbnails\/uk \(is the store mounted\?\)/);
+    await chunkGivenBack();
     assert.deepEqual(await countBy(t.db), { 'push/waiting': 3 }, 'nothing sent back to thumbnail');
     const facts = Object.values(await rowFacts(t));
     assert.ok(
