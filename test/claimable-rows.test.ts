@@ -1,7 +1,7 @@
 // claimable_rows, the list claims read: every claimable row of live_images must be on it, whatever moved the row.
 import assert from 'node:assert/strict';
 import { sql } from 'kysely';
-import type { Db } from '../src/db/connect.ts';
+import { createDb, type Db } from '../src/db/connect.ts';
 import { closeLogger, createLogger } from '../src/log/create-logger.ts';
 import { retryFailed } from '../src/manager/bad-retry-jobs.ts';
 import { disableDatasource, enableDatasource } from '../src/manager/datasource-switch.ts';
@@ -9,10 +9,12 @@ import { runCheck } from '../src/manager/run-check.ts';
 import { releaseStuckJobs } from '../src/manager/stuck-jobs.ts';
 import { refreshDueRows } from '../src/cli/refresh-command.ts';
 import { claimChunk } from '../src/queue/claim-chunk.ts';
+import { UNLISTED_LOCK } from '../src/queue/claimable-rows.ts';
 import { failRows } from '../src/queue/fail-rows.ts';
 import { finishRows } from '../src/queue/finish-rows.ts';
 import { releaseRows } from '../src/queue/release-rows.ts';
 import { reworkRows } from '../src/queue/rework-rows.ts';
+import { raceWhileHeld } from './helpers/forced-race.ts';
 import { insertUrls, relistAll } from './helpers/rows.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 import { serverUpFor } from './helpers/server-uptime.ts';
@@ -154,6 +156,34 @@ describe('claimable_rows', () => {
     assert.equal((await claim(t.db, 'w2', 10)).length, 3);
     const events = await t.db.selectFrom('manager_events').select(['check_name', 'rows']).execute();
     assert.deepEqual(events, [{ check_name: 'unlisted_rows', rows: 3 }]);
+  });
+
+  it('two managers running the alarm at once list the rows once, and only one of them says so', async () => {
+    await insertUrls(t.db, 'uk', 10);
+    assert.equal((await claim(t.db, 'w', 4)).length, 4);
+    await sql`UPDATE live_images SET locked_by = NULL, locked_at = NULL WHERE locked_by = 'w'`.execute(t.db);
+    const managers = [createDb(t.url, 1), createDb(t.url, 1)];
+    const log = createLogger({ component: 'managerd', log: t.config.log, screen: false, files: false });
+    try {
+      // Both started while the listers' lock is held: both wait for it, so neither has listed when the other reads.
+      const summaries = await raceWhileHeld(
+        t,
+        sql`SELECT pg_advisory_xact_lock(${UNLISTED_LOCK})`,
+        () => Promise.all(managers.map((db) => runCheck('unlisted_rows', { config: t.config, db, log, country: 'uk' }))),
+        2,
+        'both managers waiting to list',
+      );
+      assert.deepEqual([...summaries].sort(), [
+        'unlisted_rows: 0 claimable rows had no claim entry and were listed again',
+        'unlisted_rows: 4 claimable rows had no claim entry and were listed again',
+      ]);
+    } finally {
+      await closeLogger(log);
+      await Promise.all(managers.map((db) => db.destroy()));
+    }
+    await assertListed(t.db, 'two unlisted_rows checks at once', 10);
+    const events = await t.db.selectFrom('manager_events').select(['check_name', 'rows']).execute();
+    assert.deepEqual(events, [{ check_name: 'unlisted_rows', rows: 4 }], 'one alarm');
   });
 
   it('a claim drops entries whose row is gone or moved on, and still fills its chunk', async () => {

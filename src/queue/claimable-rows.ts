@@ -93,6 +93,9 @@ export async function runTransition(db: Kysely<Database>, t: Transition): Promis
   return row.updated;
 }
 
+/** Advisory-lock key (two-int form, namespace 'unls') under which unlisted rows are listed again. */
+export const UNLISTED_LOCK = sql`${0x756e6c73}::int, 0`;
+
 /**
  * The alarm: claimable rows that have no entry, which no operation leaves
  * (a transaction rolled back after a claim dropped an entry, or a hand-run
@@ -111,6 +114,11 @@ export async function listMissingClaimable(db: Kysely<Database>, country?: strin
     const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM (${missing}) m`.execute(db);
     return rows[0].n;
   }
-  const result = await sql`INSERT INTO claimable_rows (id, country, stage, store_host, next_attempt_at, priority) ${missing}`.execute(db);
-  return Number(result.numAffectedRows ?? 0);
+  // One lister at a time (two managers run the check at once): the second reads after the first's commit and
+  // finds nothing to list, instead of listing the same rows again and raising the same alarm twice.
+  return db.transaction().execute(async (trx) => {
+    await sql`SELECT pg_advisory_xact_lock(${UNLISTED_LOCK})`.execute(trx);
+    const result = await sql`INSERT INTO claimable_rows (id, country, stage, store_host, next_attempt_at, priority) ${missing}`.execute(trx);
+    return Number(result.numAffectedRows ?? 0);
+  });
 }
