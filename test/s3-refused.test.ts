@@ -75,8 +75,9 @@ describe("S3 refusing us a bucket of imaged.s3 is our fault, not the source's", 
       gone: { endpoint: s3.endpoint, ...s3Credentials() },
       denied: { endpoint: refusing.endpoint, ...s3Credentials() },
       resigned: { endpoint: refusing.endpoint, ...s3Credentials() },
-      // S3 gave up waiting for our request: a passing fault, retried like a timeout (as HTTP's 408).
-      impatient: { endpoint: refusing.endpoint, ...s3Credentials() },
+      // S3 gave up waiting for our request: a passing fault, retried like a timeout (as HTTP's 408). A feed's own
+      // bucket, so that it is charged as such (of an endpoint we operate it is our outage: s3-unavailable.test.ts).
+      impatient: { endpoint: refusing.endpoint, ...s3Credentials(), operatedBy: 'source' as const },
     };
   }
 

@@ -1,6 +1,8 @@
 // A stalled S3 endpoint (it accepts the connection and never answers, or stops in the middle of the body) is
 // held to the downloader's limits as an HTTP server is: no answer within download.timeouts.firstByteSeconds is
-// a timeout, a body not done within totalSeconds too, and the S3 client tries once (the queue retries).
+// a timeout, a body not done within totalSeconds too, and the S3 client tries once (the queue retries). The
+// buckets are a feed's own (operatedBy "source"), whose timeouts are the source's; of an endpoint we operate a
+// timeout is our outage, s3_unavailable, with the same words.
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
@@ -39,9 +41,13 @@ describe('a stalled S3 endpoint', function () {
     for (const close of closers.splice(0).reverse()) await close();
   });
 
-  function fetcherFor(buckets: Record<string, number>, timeouts: { connectSeconds: number; firstByteSeconds: number; totalSeconds: number }) {
+  function fetcherFor(
+    buckets: Record<string, number>,
+    timeouts: { connectSeconds: number; firstByteSeconds: number; totalSeconds: number },
+    operatedBy: 'us' | 'source' = 'source',
+  ) {
     const s3 = Object.fromEntries(
-      Object.entries(buckets).map(([bucket, port]) => [bucket, { endpoint: `http://127.0.0.1:${port}`, accessKeyId: 'k', secretAccessKey: 's' }]),
+      Object.entries(buckets).map(([bucket, port]) => [bucket, { endpoint: `http://127.0.0.1:${port}`, accessKeyId: 'k', secretAccessKey: 's', operatedBy }]),
     );
     const config = parseConfig({ database: { url: 'postgres://unused/db' }, download: { timeouts }, imaged: { s3 } }, {}, '/tmp');
     const http = createDownloadClient(config.download);
@@ -75,6 +81,15 @@ describe('a stalled S3 endpoint', function () {
       },
     });
     assert.equal(silent.connections(), 1, 'the SDK does not retry on its own');
+    const ours = await fetcherFor({ silent: silent.port }, { connectSeconds: 1, firstByteSeconds: 1, totalSeconds: 600 }, 'us')('s3://silent/x.jpg');
+    assert.deepEqual(ours, {
+      kind: 'failed',
+      failure: {
+        reason: `S3 bucket silent unavailable at http://127.0.0.1:${silent.port} (imaged.s3 operatedBy "us": our outage, not the image's): timeout: waiting for the first byte took too long (download.timeouts.firstByteSeconds)`,
+        errorClass: 's3_unavailable',
+        retryable: true,
+      },
+    });
   });
 
   it('that stops in the middle of the body is cut at totalSeconds; tried once', async () => {

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { AlertsConfig } from '../config/alerts-config.ts';
 import type { Db } from '../db/connect.ts';
+import { S3_UNAVAILABLE_BUCKET } from '../failure/s3-unavailable.ts';
 import { ALERT_KINDS, type Alert, type AlertKind } from './alert.ts';
 import { judgeErrorRate, stageRates } from './error-rate.ts';
 
@@ -35,8 +36,8 @@ async function storesPaused(db: Db): Promise<Alert[]> {
   }));
 }
 
-/** How recent a refusal must be for `s3_refused` to go on: a bucket let in again ends it this long after. */
-const S3_REFUSED_MINUTES = 15;
+/** How recent an S3 trouble of ours must be for its alert (s3_refused, s3_unavailable) to go on: it ends this long after the last. */
+const S3_QUIET_MINUTES = 15;
 
 /**
  * A datasource whose S3 originals S3 refused us lately (the stages' outcomes per minute, datasource_minutes):
@@ -46,14 +47,54 @@ const S3_REFUSED_MINUTES = 15;
 async function s3Refused(db: Db): Promise<Alert[]> {
   const { rows } = await sql<{ country: string; datasource_id: number; n: number; last: Date }>`
     SELECT country, datasource_id, sum(n)::int AS n, max(minute) AS last FROM datasource_minutes
-     WHERE error_class = 's3_refused' AND minute > now() - make_interval(mins => ${S3_REFUSED_MINUTES})
+     WHERE error_class = 's3_refused' AND minute > now() - make_interval(mins => ${S3_QUIET_MINUTES})
      GROUP BY country, datasource_id ORDER BY country, datasource_id`.execute(db);
   return rows.map((r) => ({
     kind: 's3_refused',
     key: `s3_refused:${r.country}:${r.datasource_id}`,
     subject: `S3 refuses us the originals of ${r.country.toUpperCase()} datasource ${r.datasource_id}`,
-    detail: `${r.n} rows refused in the last ${S3_REFUSED_MINUTES} min (the last in the minute of ${iso(r.last)}): S3 said no to our credentials or config for their bucket, not to the images. Each is given back uncharged and tried again after queue.oursRetrySeconds.`,
+    detail: `${r.n} rows refused in the last ${S3_QUIET_MINUTES} min (the last in the minute of ${iso(r.last)}): S3 said no to our credentials or config for their bucket, not to the images. Each is given back uncharged and tried again after queue.oursRetrySeconds.`,
     action: `The rows' reason names the bucket (lis_metrics --country ${r.country}, or the status page's lookup). Fix its imaged.s3 entry (key id, secret, region, endpoint) or the bucket's policy (s3:GetObject; s3:ListBucket too, so that a missing key says NoSuchKey), then restart the daemons that read it.`,
+  }));
+}
+
+/** Rows of each datasource given back for an S3 outage of ours that are looked at to learn which buckets it is. */
+const S3_UNAVAILABLE_SAMPLE = 50;
+
+/**
+ * A bucket we operate (imaged.s3 operatedBy "us") whose endpoint is down or failing: rows of datasources given
+ * back `s3_unavailable` lately (datasource_minutes, as for s3_refused), and the bucket and cause from the newest
+ * of those rows still waiting (their reason names the bucket first: src/failure/s3-unavailable.ts). One alert a
+ * bucket, however many datasources and countries read it: one MinIO down is one trouble. The sample looks only
+ * at waiting downloads of the datasources that had such outcomes, so nothing is read when nothing failed.
+ */
+async function s3Unavailable(db: Db): Promise<Alert[]> {
+  const { rows } = await sql<{ bucket: string; reason: string; datasources: string[]; n: number }>`
+    WITH recent AS (
+      SELECT country, datasource_id, sum(n)::int AS n FROM datasource_minutes
+       WHERE error_class = 's3_unavailable' AND minute > now() - make_interval(mins => ${S3_QUIET_MINUTES})
+       GROUP BY country, datasource_id),
+    waiting AS (
+      SELECT r.country, r.datasource_id, r.n, w.last_error, w.updated_at, substring(w.last_error from ${S3_UNAVAILABLE_BUCKET}) AS bucket
+        FROM recent r
+        CROSS JOIN LATERAL (
+          SELECT li.last_error, li.updated_at FROM live_images li
+           WHERE li.country = r.country AND li.stage = 'download' AND li.state = 'waiting'
+             AND li.datasource_id = r.datasource_id AND li.last_error_class = 's3_unavailable'
+           LIMIT ${S3_UNAVAILABLE_SAMPLE}) w)
+    SELECT bucket,
+           (array_agg(last_error ORDER BY updated_at DESC))[1] AS reason,
+           array_agg(DISTINCT upper(country) || ' datasource ' || datasource_id) AS datasources,
+           sum(n)::int AS n
+      FROM (SELECT DISTINCT ON (country, datasource_id, bucket) * FROM waiting WHERE bucket IS NOT NULL
+             ORDER BY country, datasource_id, bucket, updated_at DESC) b
+     GROUP BY bucket ORDER BY bucket`.execute(db);
+  return rows.map((r) => ({
+    kind: 's3_unavailable',
+    key: `s3_unavailable:${r.bucket}`,
+    subject: `S3 bucket ${r.bucket} unavailable (operated by us): rows wait`,
+    detail: `${r.reason}. Rows of ${r.datasources.join(', ')} read it (${r.n} given back in the last ${S3_QUIET_MINUTES} min): each is given back uncharged and tried again after queue.oursRetrySeconds; no attempt is counted and no datasource is disabled for it. lis_imaged answers 503 for them meanwhile.`,
+    action: `Bring the bucket's endpoint back (the reason names it: the MinIO server, its disk, its network, its TLS certificate); the rows go on by themselves. If this bucket is not ours but a feed's own, say so in its imaged.s3 entry ("operatedBy": "source") and restart the daemons: its outages are then charged to its rows and datasource.`,
   }));
 }
 
@@ -157,7 +198,8 @@ async function errorRates(db: Db, config: AlertsConfig): Promise<Alert[]> {
 const RECOVERY: Partial<Record<AlertKind, string>> = {
   store_paused: 'no running worker of it is paused now (the store has room again or is writable, or the daemon was stopped)',
   frontend_down: 'it takes pushes again (or was disabled); backfill catches it up',
-  s3_refused: `no row of it was refused for ${S3_REFUSED_MINUTES} minutes (S3 lets us in again, or nothing asked)`,
+  s3_refused: `no row of it was refused for ${S3_QUIET_MINUTES} minutes (S3 lets us in again, or nothing asked)`,
+  s3_unavailable: `no row waits on it any more (they were read once it was back), or none was given back for it for ${S3_QUIET_MINUTES} minutes (nothing asked)`,
   // Not error_rate: a rate hovering at the line would fire and recover every few minutes; it keeps dedupeMinutes.
 };
 
@@ -193,6 +235,7 @@ export async function findAlerts(db: Db, config: AlertsConfig, kinds?: AlertKind
   if (want('store_paused')) found.push(...(await storesPaused(db)));
   if (want('frontend_down')) found.push(...(await frontendsDown(db, config.frontendDownMinutes)));
   if (want('s3_refused')) found.push(...(await s3Refused(db)));
+  if (want('s3_unavailable')) found.push(...(await s3Unavailable(db)));
   if (want('worker_died')) found.push(...(await workersDied(db)));
   if (want('upkeep_failed')) found.push(...(await upkeepFailed(db)));
   if (want('error_rate')) found.push(...(await errorRates(db, config)));

@@ -1,5 +1,14 @@
 /** Kinds of alert, each with what it is about in its key (see README "Alerts"). */
-export const ALERT_KINDS = ['datasource_disabled', 'store_paused', 'frontend_down', 's3_refused', 'worker_died', 'upkeep_failed', 'error_rate'] as const;
+export const ALERT_KINDS = [
+  'datasource_disabled',
+  'store_paused',
+  'frontend_down',
+  's3_refused',
+  's3_unavailable',
+  'worker_died',
+  'upkeep_failed',
+  'error_rate',
+] as const;
 export type AlertKind = (typeof ALERT_KINDS)[number];
 
 /** One thing an operator must be told. */

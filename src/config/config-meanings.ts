@@ -109,7 +109,8 @@ export const CONFIG_MEANINGS: Record<string, string | { meaning: string; default
   'imaged.placeholder':
     'an image file sent as the body of a 404 for a picture lis_imaged cannot give (no row, failed or parked, no such version, a key the origin lacks); not for a WebP/AVIF twin not made; null: a short text',
   'imaged.origins': 'path prefix -> `{country, datasourceId, sources: [{type: s3|http|folder, ...}]}` (`GET /<origin>/<preset>/<key>`)',
-  'imaged.s3': 'bucket -> `{endpoint, region, accessKeyId, secretAccessKey, forcePathStyle}`, for origins and `s3://` URLs',
+  'imaged.s3':
+    'bucket -> `{endpoint, region, accessKeyId, secretAccessKey, forcePathStyle, operatedBy}`, for origins and `s3://` URLs; `operatedBy` (`us`, the default, or `source`): whose fault the endpoint down or a 5xx is (`us`: `s3_unavailable`, uncharged and alerted; `source`: charged to the row and its datasource)',
   'manager.schedule.alerts': 'node-cron expression for the alert checks; null: off',
   'alerts.smtp.host': 'SMTP server for alert mail; null: no mail',
   'alerts.smtp.port': 'its port',

@@ -18,6 +18,13 @@ export const s3BucketSchema = z.strictObject({
   secretAccessKey: z.string().min(1),
   /** Path-style URLs (`endpoint/bucket/key`): what MinIO and s3rver need. */
   forcePathStyle: z.boolean().default(true),
+  /**
+   * Whose the endpoint is, and so whose fault it is when it is down or answers 5xx. `us` (a MinIO next to
+   * us): our outage, rows given back uncharged and the s3_unavailable alert; `source` (a feed's own bucket):
+   * charged to the row and its datasource, as an HTTP server's. Default `us`: a wrongly charged row is lost
+   * work (failed for good, its datasource disabled), a wrongly deferred one only waits, and is alerted.
+   */
+  operatedBy: z.enum(['us', 'source']).default('us'),
 });
 export type S3Bucket = z.infer<typeof s3BucketSchema>;
 

@@ -2,6 +2,7 @@ import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import type { Readable } from 'node:stream';
 import type { S3Bucket } from '../config/imaged-config.ts';
 import { errorMessage } from '../errors.ts';
+import { endpointLabel, s3UnavailableReason } from '../failure/s3-unavailable.ts';
 import { storeErrorOf, storeWords, type DownloadFailure } from './classify-download-error.ts';
 import { DownloadError } from './download-error.ts';
 import type { FetchOutcome, FetchRequest } from './fetch-original.ts';
@@ -32,6 +33,11 @@ export class S3Clients {
     private readonly buckets: Record<string, S3Bucket>,
     readonly limits: S3Limits,
   ) {}
+
+  /** The bucket's imaged.s3 entry; null when it has none. */
+  settingsOf(bucket: string): S3Bucket | null {
+    return this.buckets[bucket] ?? null;
+  }
 
   clientFor(bucket: string): S3Client | null {
     const settings = this.buckets[bucket];
@@ -106,6 +112,30 @@ export function classifyS3Error(error: unknown, bucket = '?'): DownloadFailure {
 }
 
 /**
+ * The classes that say the endpoint did not serve us (refused, reset, a DNS name that does not resolve: all
+ * `connection` here; slow or silent: `timeout`; a body cut short: `truncated`; its own failure: `http_5xx`),
+ * whatever the key. Not a missing key (`http_404`), not other 4xx, not the object's bytes.
+ */
+const ENDPOINT_DOWN: ReadonlySet<string> = new Set(['connection', 'timeout', 'truncated', 'http_5xx']);
+
+/**
+ * A failure as whoever runs the bucket's endpoint is to be blamed for it. Pure. For a bucket we operate
+ * (imaged.s3 `operatedBy: "us"`, a MinIO next to us), the endpoint down or failing is our outage,
+ * `s3_unavailable`: given back uncharged and alerted, never charged to the row nor counted against its
+ * datasource, as a frontend down is; otherwise every row of the bucket would burn its attempts and fail for
+ * good, and bad_datasources would disable the datasources, for a server of ours. For a feed's own bucket
+ * (`source`) it stays the source's fault, as an HTTP server's.
+ */
+export function blameEndpoint(failure: DownloadFailure, bucket: string, settings: S3Bucket): DownloadFailure {
+  if (settings.operatedBy !== 'us' || !ENDPOINT_DOWN.has(failure.errorClass)) return failure;
+  return {
+    reason: s3UnavailableReason(bucket, endpointLabel(settings.endpoint, settings.region), failure.reason),
+    errorClass: 's3_unavailable',
+    retryable: true,
+  };
+}
+
+/**
  * An `s3://bucket/key` original, through the real S3 API with the bucket's
  * configured endpoint and credentials, into the store by the same
  * OriginalWriter (sniff, size limit, hash, temp + rename) and under the same
@@ -114,7 +144,8 @@ export function classifyS3Error(error: unknown, bucket = '?'): DownloadFailure {
 export async function fetchS3Original(clients: S3Clients, request: FetchRequest): Promise<FetchOutcome> {
   const target = parseS3Url(request.url);
   const client = target ? clients.clientFor(target.bucket) : null;
-  if (!target || !client) {
+  const settings = target ? clients.settingsOf(target.bucket) : null;
+  if (!target || !client || !settings) {
     return {
       kind: 'failed',
       failure: {
@@ -169,20 +200,21 @@ export async function fetchS3Original(clients: S3Clients, request: FetchRequest)
   } catch (error) {
     await writer?.discard();
     if (request.signal?.aborted) return { kind: 'stopped' };
-    if (noAnswer)
-      return {
-        kind: 'failed',
-        failure: { reason: 'timeout: waiting for the first byte took too long (download.timeouts.firstByteSeconds)', errorClass: 'timeout', retryable: true },
-      };
-    if (abort.signal.aborted)
-      return {
-        kind: 'failed',
-        failure: { reason: `timeout: not done within ${request.totalMs / 1000} s (download.timeouts.totalSeconds)`, errorClass: 'timeout', retryable: true },
-      };
-    return { kind: 'failed', failure: classifyS3Error(error, target.bucket) };
+    return {
+      kind: 'failed',
+      failure: blameEndpoint(failureOf(error, noAnswer, abort.signal.aborted, request.totalMs, target.bucket), target.bucket, settings),
+    };
   } finally {
     clearTimeout(deadline);
     clearTimeout(firstByte);
     request.signal?.removeEventListener('abort', onStop);
   }
+}
+
+/** What went wrong with one GetObject: our own limits first (they abort the request), else what S3 said. Pure. */
+function failureOf(error: unknown, noAnswer: boolean, aborted: boolean, totalMs: number, bucket: string): DownloadFailure {
+  if (noAnswer)
+    return { reason: 'timeout: waiting for the first byte took too long (download.timeouts.firstByteSeconds)', errorClass: 'timeout', retryable: true };
+  if (aborted) return { reason: `timeout: not done within ${totalMs / 1000} s (download.timeouts.totalSeconds)`, errorClass: 'timeout', retryable: true };
+  return classifyS3Error(error, bucket);
 }

@@ -91,6 +91,12 @@ export const FAILURE_REASONS = {
     meaning:
       'S3 refused us a bucket of imaged.s3 (its key id, secret, region or endpoint, a bucket that is not there, or its policy: any 403, AccessDenied too), not the image',
   },
+  s3_unavailable: {
+    owner: 'ours',
+    retry: 'when_fixed',
+    meaning:
+      'the endpoint of a bucket of imaged.s3 that we operate (operatedBy us) is down: refused, reset or timed out, or it answered 5xx; not the image (a missing key is still http_404)',
+  },
   database: { owner: 'ours', retry: 'when_fixed', meaning: 'the database could not be reached' },
   internal: { owner: 'ours', retry: 'when_fixed', meaning: 'a bug: an error nobody classified' },
 } as const satisfies Record<string, FailureReason>;
@@ -107,6 +113,7 @@ const ALERTED_ON_THEIR_OWN: ReadonlySet<string> = new Set([
   'store_paused',
   'frontend_down',
   's3_refused',
+  's3_unavailable',
   'frontend_timeout',
   'frontend_disk_full',
   'rsync_error',

@@ -87,12 +87,12 @@ export class OriginServer {
 /** s3rver's fixed credentials (a fresh object each time: the SDK marks the one it is given). */
 export const s3Credentials = () => ({ accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' });
 
-/** s3rver on a loopback port, its data in `dir`, with the given buckets. */
-export async function startS3rver(dir: string, buckets: string[]): Promise<{ endpoint: string; close: () => Promise<void> }> {
-  const port = await freePort();
+/** s3rver on a loopback port (`port`: the same again, to bring an endpoint back), its data in `dir`, with the given buckets. */
+export async function startS3rver(dir: string, buckets: string[], port?: number): Promise<{ endpoint: string; port: number; close: () => Promise<void> }> {
+  port ??= await freePort();
   const server = new S3rver({ port, address: '127.0.0.1', silent: true, directory: dir, configureBuckets: buckets.map((name) => ({ name })) });
   await server.run();
-  return { endpoint: `http://127.0.0.1:${port}`, close: () => server.close() };
+  return { endpoint: `http://127.0.0.1:${port}`, port, close: () => server.close() };
 }
 
 /** A lis_imaged child process on a free port, ready when it says it listens. */
