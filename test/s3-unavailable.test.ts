@@ -154,13 +154,19 @@ describe('an S3 endpoint that is down: ours (operatedBy "us") waits uncharged an
     assert.equal(await runCheck('bad_datasources', { config, db, log: manager, country: 'uk' }).then((s) => /1 disabled \(uk 2:/.test(s)), true);
     assert.deepEqual(await enabled(db), { 1: true, 2: false, 3: true }, 'only the feed whose own endpoint is down is disabled');
 
+    // An outage of a minute or two (a MinIO restart) pages nobody: alerts.s3DownMinutes (5) has not passed.
+    assert.deepEqual(await findAlerts(db, config.alerts, ['s3_unavailable']), [], 'not yet');
+    // Its first failures six minutes before its last (as rows tried again every queue.oursRetrySeconds give).
+    await sql`INSERT INTO datasource_minutes (country, datasource_id, minute, stage, error_class, n)
+              SELECT country, datasource_id, min(minute) - interval '6 minutes', stage, error_class, 1 FROM datasource_minutes
+               WHERE error_class = 's3_unavailable' GROUP BY country, datasource_id, stage, error_class`.execute(db);
     // The operator is told once, of the bucket (not of each datasource reading it), with the cause.
     const alerts = await findAlerts(db, config.alerts, ['s3_unavailable']);
     assert.deepEqual(
       alerts.map((a) => [a.key, a.subject]),
       [['s3_unavailable:ours', 'S3 bucket ours unavailable (operated by us): rows wait']],
     );
-    assert.match(alerts[0].detail, /ECONNREFUSED.*Rows of UK datasource 1, UK datasource 3 read it \(16 given back in the last 15 min\)/);
+    assert.match(alerts[0].detail, /ECONNREFUSED.*Rows of UK datasource 1, UK datasource 3 read it \(18 given back in the last 15 min\)/);
     assert.match(alerts[0].action, /"operatedBy": "source"/);
     // (bad_datasources told of the feed it disabled itself, when it did.)
     assert.match(await runCheck('alerts', { config, db, log: manager }), /^alerts: 1 sent, 1 already sent/);

@@ -68,12 +68,19 @@ const S3_UNAVAILABLE_SAMPLE = 50;
  * bucket, however many datasources and countries read it: one MinIO down is one trouble. The sample looks only
  * at waiting downloads of the datasources that had such outcomes, so nothing is read when nothing failed.
  */
-async function s3Unavailable(db: Db): Promise<Alert[]> {
+async function s3Unavailable(db: Db, downMinutes: number): Promise<Alert[]> {
+  // Failures of the last S3_QUIET_MINUTES, of an outage that has lasted downMinutes: its first failure at least that
+  // long before its last (the rows are tried again every queue.oursRetrySeconds while it lasts). The minutes are
+  // read as far back as both, so an outage that started before the quiet window still counts from its start.
   const { rows } = await sql<{ bucket: string; reason: string; datasources: string[]; n: number }>`
     WITH recent AS (
-      SELECT country, datasource_id, sum(n)::int AS n FROM datasource_minutes
-       WHERE error_class = 's3_unavailable' AND minute > now() - make_interval(mins => ${S3_QUIET_MINUTES})
-       GROUP BY country, datasource_id),
+      SELECT country, datasource_id,
+             (sum(n) FILTER (WHERE minute > now() - make_interval(mins => ${S3_QUIET_MINUTES})))::int AS n
+        FROM datasource_minutes
+       WHERE error_class = 's3_unavailable' AND minute > now() - make_interval(mins => ${S3_QUIET_MINUTES + downMinutes})
+       GROUP BY country, datasource_id
+      HAVING max(minute) > now() - make_interval(mins => ${S3_QUIET_MINUTES})
+         AND max(minute) - min(minute) >= make_interval(mins => ${downMinutes})),
     waiting AS (
       SELECT r.country, r.datasource_id, r.n, w.last_error, w.updated_at, substring(w.last_error from ${S3_UNAVAILABLE_BUCKET}) AS bucket
         FROM recent r
@@ -235,7 +242,7 @@ export async function findAlerts(db: Db, config: AlertsConfig, kinds?: AlertKind
   if (want('store_paused')) found.push(...(await storesPaused(db)));
   if (want('frontend_down')) found.push(...(await frontendsDown(db, config.frontendDownMinutes)));
   if (want('s3_refused')) found.push(...(await s3Refused(db)));
-  if (want('s3_unavailable')) found.push(...(await s3Unavailable(db)));
+  if (want('s3_unavailable')) found.push(...(await s3Unavailable(db, config.s3DownMinutes)));
   if (want('worker_died')) found.push(...(await workersDied(db)));
   if (want('upkeep_failed')) found.push(...(await upkeepFailed(db)));
   if (want('error_rate')) found.push(...(await errorRates(db, config)));

@@ -30,6 +30,8 @@ export const alertsConfigSchema = z.strictObject({
   maxPerHour: z.number().int().positive().default(20),
   /** A frontend unreachable for longer than this is alerted. */
   frontendDownMinutes: z.number().positive().default(30),
+  /** A bucket we operate whose endpoint has failed us for at least this long is alerted (a restart of seconds is not). */
+  s3DownMinutes: z.number().int().min(0).default(5),
   /** A stage whose share of failed rows over the last windowMinutes is far above its usual. */
   errorRate: z
     .strictObject({

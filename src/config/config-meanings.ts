@@ -123,6 +123,8 @@ export const CONFIG_MEANINGS: Record<string, string | { meaning: string; default
   'alerts.dedupeMinutes': 'the same alert is not sent again within this while it lasts',
   'alerts.maxPerHour': 'at most this many alerts an hour, from all managers together; the rest wait (and are logged)',
   'alerts.frontendDownMinutes': 'a frontend unreachable longer than this is alerted',
+  'alerts.s3DownMinutes':
+    'a bucket we operate (imaged.s3 operatedBy us) whose endpoint has failed us (s3_unavailable) from this many minutes before the last failure to it is alerted; a restart of seconds is not; 0: at the first',
   'alerts.errorRate.windowMinutes': "a stage's failed share over this window ...",
   'alerts.errorRate.baselineHours': '... against its usual share over these hours before ...',
   'alerts.errorRate.factor': '... is alerted at this many times the usual ...',
