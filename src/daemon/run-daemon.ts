@@ -128,7 +128,7 @@ const withTimeout = (p: Promise<unknown> | undefined, ms: number) =>
 /**
  * Once the daemon is stopping, a database call is waited for at most this long, and once one went
  * unanswered the rest are not waited for at all: a database that hangs must not hold the exit past its grace
- * (services.stopTimeoutSeconds, 60 s) for up to its query bound (120 s). What is left unwritten is the
+ * (services.stopTimeoutSeconds, 60 s) for up to its query bound (database.queryTimeoutSeconds, 120 s). What is left unwritten is the
  * manager's to give back. Per call, not from the stop: the rows in hand may finish long after the signal
  * (a download up to its timeout), and their results must still be written.
  */
