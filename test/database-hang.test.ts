@@ -277,6 +277,42 @@ describe('a database that hangs', function () {
     await stopWithinGrace(run);
   });
 
+  it('a claim whose answer is lost (the server committed it, then the path hung): once the path is back, a real daemon gives its rows back and works them, each once, charging nobody', async () => {
+    const relay = await startDatabaseProxy(t.url);
+    cleanups.push(() => relay.cut());
+    await insertUrls(t.db, 'uk', 30);
+    // claim-chunk.ts's statement (its text goes out in its Parse, on the first claim of a connection).
+    const claimSent = relay.stallAfter('claimed AS (');
+    const run = await startDaemonProcess({}, { database: { ...t.config.database, url: relay.url, ...TEST_DATABASE_BOUNDS } });
+    const logFile = path.join(t.config.log.dir, 'testd.uk.log');
+    const log = () => (fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8') : '');
+    const logged = (line: RegExp, what: string) =>
+      waitFor(() => line.test(log()), 30_000, what).catch((error: Error) => {
+        throw new Error(`${error.message}; the daemon:\n${run.output()}`);
+      });
+    await claimSent;
+    await logged(/ERROR .*Database not answering \(claiming work\): .* no reply to a query in 1\.5 s; trying again/, 'the claim timed out');
+    assert.deepEqual(
+      await countBy(t.db),
+      { 'download/waiting/locked': 30 },
+      'the server committed the claim: the rows are locked by the live daemon, in no chunk',
+    );
+    relay.mend();
+    await waitFor(async () => (await countBy(t.db))['thumbnail/waiting'] === 30, 60_000, 'every row worked once the path was back').catch(
+      async (error: Error) => {
+        throw new Error(`${error.message}: ${JSON.stringify(await countBy(t.db))}; the log:\n${log()}`);
+      },
+    );
+    assert.match(log(), /WARN .*Gave back 30 rows a failed claim had taken \(the server committed it, its answer was lost\): no attempt charged/);
+    // Each chunk's line comes after its results are written: waited for, then counted.
+    const worked = () => [...log().matchAll(/Chunk done: (\d+) of \d+ rows/g)].reduce((n, m) => n + Number(m[1]), 0);
+    await waitFor(() => worked() >= 30, 30_000, 'the chunks said done');
+    assert.equal(worked(), 30, 'each row worked once');
+    const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM live_images WHERE attempts > 0 OR last_error IS NOT NULL`.execute(t.db);
+    assert.equal(Number(rows[0].n), 0, 'no row charged');
+    await stopWithinGrace(run);
+  });
+
   it('SIGTERM while a claim hangs: a real daemon exits within its grace, leaving the claim', async () => {
     const run = await startDaemonProcess();
     const frozen = await freezeQueue(t.url);
