@@ -313,6 +313,57 @@ describe('a database that hangs', function () {
     await stopWithinGrace(run);
   });
 
+  it('work notifications after a cut-and-restored path, and after a path gone silent under the LISTEN connection, still wake a real daemon long before its poll', async () => {
+    const relay = await startDatabaseProxy(t.url);
+    cleanups.push(() => relay.cut());
+    // Polling every 10 minutes: rows worked within the test's deadlines were woken by a notification.
+    const queue = { ...t.config.queue, pollSeconds: 600, heartbeatSeconds: 1 };
+    const run = await startDaemonProcess({}, { database: { ...t.config.database, url: relay.url, ...TEST_DATABASE_BOUNDS }, queue });
+    const logFile = path.join(t.config.log.dir, 'testd.uk.log');
+    const log = () => (fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8') : '');
+    const count = (line: RegExp) => log().match(new RegExp(line.source, 'gm'))?.length ?? 0;
+    const logged = (line: RegExp, times: number, what: string) =>
+      waitFor(() => count(line) >= times, 30_000, what).catch((error: Error) => {
+        throw new Error(`${error.message}; the log:\n${log()}`);
+      });
+    const lost = /WARN .*notification connection lost: /;
+    const back = /INFO .*notification connection back: listening for work again/;
+    let rows = 0;
+    const insert = async () => {
+      await insertUrls(t.db, 'uk', 10, { prefix: `http://feed.example.com/${rows}/` });
+      rows += 10;
+    };
+    const worked = (what: string) =>
+      waitFor(async () => (await countBy(t.db))['thumbnail/waiting'] === rows, 30_000, what).catch((error: Error) => {
+        throw new Error(`${error.message}; the log:\n${log()}`);
+      });
+    const woken = async (what: string) => {
+      await insert();
+      await worked(what);
+    };
+    await woken('rows worked: the notifications reach the daemon');
+
+    // The server away and back: the connection reset, its loss said once, its return once.
+    await relay.cut();
+    await logged(lost, 1, 'the LISTEN connection said lost');
+    await relay.restore();
+    await logged(back, 1, 'the LISTEN connection said back');
+    await woken('rows worked after a cut-and-restored path');
+
+    // The path silent under the LISTEN connection: nothing fails by itself; its check, within the query bound, finds it.
+    relay.stall();
+    await logged(lost, 2, 'the silent LISTEN connection found lost');
+    // Rows added meanwhile: their notification is lost with the connection; its return wakes the daemon for them.
+    await insert();
+    relay.mend();
+    await logged(back, 2, 'the LISTEN connection back after the path mended');
+    await worked('rows added while the path was silent worked once it mended');
+    await woken('rows worked after a silent path mended');
+    assert.equal(count(lost), 2, 'each loss said once, not each try');
+    assert.equal(count(back), 2);
+    await stopWithinGrace(run);
+  });
+
   it('SIGTERM while a claim hangs: a real daemon exits within its grace, leaving the claim', async () => {
     const run = await startDaemonProcess();
     const frozen = await freezeQueue(t.url);

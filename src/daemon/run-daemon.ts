@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { setMaxListeners } from 'node:events';
 import type { LisConfig } from '../config/config-schema.ts';
-import type { Db } from '../db/connect.ts';
+import { serviceQueryBounds, type Db } from '../db/connect.ts';
 import { isNotAnswering } from '../db/database-error.ts';
 import { LisError, errorMessage } from '../errors.ts';
 import { ownedByStageErrorRate } from '../failure/failure-reasons.ts';
@@ -318,7 +318,15 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
     for (const chunk of chunks) if (chunk.pendingResults > 0) void flushChunk(chunk);
   }, FLUSH_MS);
 
-  const notifier = options.service ? new WorkNotifier(options.databaseUrl, `${country}:${worker.stage}`, (m) => log.warn(m, scope('listen'))) : null;
+  const notifier = options.service
+    ? new WorkNotifier(
+        options.databaseUrl,
+        `${country}:${worker.stage}`,
+        { warn: (m) => log.warn(m, scope('listen')), info: (m) => log.info(m, scope('listen')) },
+        // Checked as often as the worker beats: a silent path costs at most that plus a query bound in wake-ups.
+        { bounds: serviceQueryBounds(config), checkEveryMs: config.queue.heartbeatSeconds * 1000 },
+      )
+    : null;
   await notifier?.start();
   options.onReady?.();
 
