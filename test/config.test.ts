@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { loadConfig, parseConfig } from '../src/config/load-config.ts';
 import { parseCountry } from '../src/config/country.ts';
+import { serviceQueryBounds } from '../src/db/connect.ts';
 import { formatLine } from '../src/log/line-format.ts';
 import { formatProgress } from '../src/daemon/progress-line.ts';
 
@@ -63,6 +64,27 @@ describe('config', () => {
         /metrics\.ports\.downloadd: fr's instance \(place 2 in countries\) would get port 65536, past 65535: lower the base port/.test(error.message),
     );
     assert.equal(parseConfig({ metrics: { ports: { downloadd: 65535 } } }, {}).metrics.ports.downloadd, 65535, 'no countries: no offset');
+  });
+
+  it('the database bounds: 10 s and 120 s by default, as set, and a bad value refused naming the key', () => {
+    const defaults = parseConfig({}, {});
+    assert.deepEqual(serviceQueryBounds(defaults), { connectMs: 10_000, queryMs: 120_000 });
+    const set = parseConfig({ database: { connectTimeoutSeconds: 0.5, queryTimeoutSeconds: 3 } }, {});
+    assert.deepEqual(serviceQueryBounds(set), { connectMs: 500, queryMs: 3000 });
+    assert.throws(
+      () => parseConfig({ database: { connectTimeoutSeconds: 0, queryTimeoutSeconds: '120' } }, {}),
+      (error: Error & { code?: string }) => {
+        assert.equal(error.code, 'ERR_CONFIG');
+        assert.match(error.message, /database\.connectTimeoutSeconds: Too small: expected number to be >0/);
+        assert.match(error.message, /database\.queryTimeoutSeconds: Invalid input: expected number, received string/);
+        return true;
+      },
+    );
+    // Past 24.8 days Node's timers fire at once: a bound too long would be no bound, and worse, an instant timeout.
+    assert.throws(
+      () => parseConfig({ database: { queryTimeoutSeconds: 3_000_000 } }, {}),
+      /database\.queryTimeoutSeconds: Too big: expected number to be <=86400/,
+    );
   });
 
   it('accepts country codes in either case, and only configured ones when a list is set', () => {

@@ -7,6 +7,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { sql } from 'kysely';
 import pg from 'pg';
+import type { LisConfigInput } from '../src/config/config-schema.ts';
 import { parseConfig } from '../src/config/load-config.ts';
 import { connectionFailure, createDb, type Db } from '../src/db/connect.ts';
 import { runDaemon, type StageWorker } from '../src/daemon/run-daemon.ts';
@@ -17,8 +18,10 @@ import { spawnTs, waitFor } from './helpers/processes.ts';
 import { capturedLogger } from './helpers/captured-log.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
-/** Short bounds, so that a test sees them run out; the services' own are in SERVICE_QUERY_BOUNDS. */
+/** Short bounds, so that a test sees them run out; the services' own come from their config (serviceQueryBounds). */
 const TEST_BOUNDS = { connectMs: 1000, queryMs: 1500 };
+/** The same, as a process's config sets them. */
+const TEST_DATABASE_BOUNDS = { connectTimeoutSeconds: 1, queryTimeoutSeconds: 1.5 };
 
 /** A stage that finishes each row at once. */
 const instantStage: StageWorker = {
@@ -213,9 +216,9 @@ describe('a database that hangs', function () {
     assert.equal(Number(rows[0].n), 0, 'no row charged');
   });
 
-  /** A real daemon (test/fixtures/test-daemon.ts) as a service, registered; its config's pollSeconds 1. */
-  async function startDaemonProcess(env: NodeJS.ProcessEnv = {}) {
-    const config = t.writeConfig({ queue: { ...t.config.queue, pollSeconds: 1 } });
+  /** A real daemon (test/fixtures/test-daemon.ts) as a service, registered; its config's pollSeconds 1, and `overrides`. */
+  async function startDaemonProcess(env: NodeJS.ProcessEnv = {}, overrides: LisConfigInput = {}) {
+    const config = t.writeConfig({ ...overrides, queue: { ...t.config.queue, pollSeconds: 1, ...overrides.queue } });
     const run = spawnTs('test/fixtures/test-daemon.ts', ['--country', 'uk', '--config', config, '--service'], env);
     cleanups.push(() => void (run.child.exitCode === null && run.child.kill('SIGKILL')));
     await waitFor(
@@ -252,6 +255,114 @@ describe('a database that hangs', function () {
     assert.match(logged, /Exiting\(time_to_die: 1\)/);
     return logged;
   }
+
+  it("a real daemon's bounds are its config's (database.queryTimeoutSeconds): a claim left unanswered fails at 1.5 s, and the daemon works on when it answers", async () => {
+    const run = await startDaemonProcess({}, { database: { ...t.config.database, ...TEST_DATABASE_BOUNDS } });
+    const frozen = await freezeQueue(t.url);
+    cleanups.push(() => frozen.end().catch(() => {}));
+    const logFile = path.join(t.config.log.dir, 'testd.uk.log');
+    await waitFor(
+      () =>
+        fs.existsSync(logFile) &&
+        /ERROR .*Database not answering \(claiming work\): .* no reply to a query in 1\.5 s; trying again/.test(fs.readFileSync(logFile, 'utf8')),
+      30_000,
+      'the claim said unanswered after the configured bound',
+    ).catch((error: Error) => {
+      throw new Error(`${error.message}; the daemon:\n${run.output()}`);
+    });
+    await frozen.end(
+      `INSERT INTO live_images (country, datasource_id, image_url) SELECT 'uk', 1, 'http://feed.example.com/' || g || '.jpg' FROM generate_series(1, 20) g`,
+    );
+    await waitFor(async () => (await countBy(t.db))['thumbnail/waiting'] === 20, 30_000, 'every row worked');
+    await stopWithinGrace(run);
+  });
+
+  it('a claim whose answer is lost (the server committed it, then the path hung): once the path is back, a real daemon gives its rows back and works them, each once, charging nobody', async () => {
+    const relay = await startDatabaseProxy(t.url);
+    cleanups.push(() => relay.cut());
+    await insertUrls(t.db, 'uk', 30);
+    // claim-chunk.ts's statement (its text goes out in its Parse, on the first claim of a connection).
+    const claimSent = relay.stallAfter('claimed AS (');
+    const run = await startDaemonProcess({}, { database: { ...t.config.database, url: relay.url, ...TEST_DATABASE_BOUNDS } });
+    const logFile = path.join(t.config.log.dir, 'testd.uk.log');
+    const log = () => (fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8') : '');
+    const logged = (line: RegExp, what: string) =>
+      waitFor(() => line.test(log()), 30_000, what).catch((error: Error) => {
+        throw new Error(`${error.message}; the daemon:\n${run.output()}`);
+      });
+    await claimSent;
+    await logged(/ERROR .*Database not answering \(claiming work\): .* no reply to a query in 1\.5 s; trying again/, 'the claim timed out');
+    assert.deepEqual(
+      await countBy(t.db),
+      { 'download/waiting/locked': 30 },
+      'the server committed the claim: the rows are locked by the live daemon, in no chunk',
+    );
+    relay.mend();
+    await waitFor(async () => (await countBy(t.db))['thumbnail/waiting'] === 30, 60_000, 'every row worked once the path was back').catch(
+      async (error: Error) => {
+        throw new Error(`${error.message}: ${JSON.stringify(await countBy(t.db))}; the log:\n${log()}`);
+      },
+    );
+    assert.match(log(), /WARN .*Gave back 30 rows a failed claim had taken \(the server committed it, its answer was lost\): no attempt charged/);
+    // Each chunk's line comes after its results are written: waited for, then counted.
+    const worked = () => [...log().matchAll(/Chunk done: (\d+) of \d+ rows/g)].reduce((n, m) => n + Number(m[1]), 0);
+    await waitFor(() => worked() >= 30, 30_000, 'the chunks said done');
+    assert.equal(worked(), 30, 'each row worked once');
+    const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM live_images WHERE attempts > 0 OR last_error IS NOT NULL`.execute(t.db);
+    assert.equal(Number(rows[0].n), 0, 'no row charged');
+    await stopWithinGrace(run);
+  });
+
+  it('work notifications after a cut-and-restored path, and after a path gone silent under the LISTEN connection, still wake a real daemon long before its poll', async () => {
+    const relay = await startDatabaseProxy(t.url);
+    cleanups.push(() => relay.cut());
+    // Polling every 10 minutes: rows worked within the test's deadlines were woken by a notification.
+    const queue = { ...t.config.queue, pollSeconds: 600, heartbeatSeconds: 1 };
+    const run = await startDaemonProcess({}, { database: { ...t.config.database, url: relay.url, ...TEST_DATABASE_BOUNDS }, queue });
+    const logFile = path.join(t.config.log.dir, 'testd.uk.log');
+    const log = () => (fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8') : '');
+    const count = (line: RegExp) => log().match(new RegExp(line.source, 'gm'))?.length ?? 0;
+    const logged = (line: RegExp, times: number, what: string) =>
+      waitFor(() => count(line) >= times, 30_000, what).catch((error: Error) => {
+        throw new Error(`${error.message}; the log:\n${log()}`);
+      });
+    const lost = /WARN .*notification connection lost: /;
+    const back = /INFO .*notification connection back: listening for work again/;
+    let rows = 0;
+    const insert = async () => {
+      await insertUrls(t.db, 'uk', 10, { prefix: `http://feed.example.com/${rows}/` });
+      rows += 10;
+    };
+    const worked = (what: string) =>
+      waitFor(async () => (await countBy(t.db))['thumbnail/waiting'] === rows, 30_000, what).catch((error: Error) => {
+        throw new Error(`${error.message}; the log:\n${log()}`);
+      });
+    const woken = async (what: string) => {
+      await insert();
+      await worked(what);
+    };
+    await woken('rows worked: the notifications reach the daemon');
+
+    // The server away and back: the connection reset, its loss said once, its return once.
+    await relay.cut();
+    await logged(lost, 1, 'the LISTEN connection said lost');
+    await relay.restore();
+    await logged(back, 1, 'the LISTEN connection said back');
+    await woken('rows worked after a cut-and-restored path');
+
+    // The path silent under the LISTEN connection: nothing fails by itself; its check, within the query bound, finds it.
+    relay.stall();
+    await logged(lost, 2, 'the silent LISTEN connection found lost');
+    // Rows added meanwhile: their notification is lost with the connection; its return wakes the daemon for them.
+    await insert();
+    relay.mend();
+    await logged(back, 2, 'the LISTEN connection back after the path mended');
+    await worked('rows added while the path was silent worked once it mended');
+    await woken('rows worked after a silent path mended');
+    assert.equal(count(lost), 2, 'each loss said once, not each try');
+    assert.equal(count(back), 2);
+    await stopWithinGrace(run);
+  });
 
   it('SIGTERM while a claim hangs: a real daemon exits within its grace, leaving the claim', async () => {
     const run = await startDaemonProcess();
@@ -321,7 +432,7 @@ describe('a database that hangs', function () {
     const relay = await startDatabaseProxy(t.url);
     cleanups.push(() => relay.cut());
     const schedule = { stuck_jobs: '* * * * * *', bad_retry_jobs: null, bad_datasources: null, unlisted_rows: null, missed_origin_rows: null, alerts: null };
-    const config = t.writeConfig({ database: { ...t.config.database, url: relay.url }, manager: { ...t.config.manager, schedule } });
+    const config = t.writeConfig({ database: { ...t.config.database, url: relay.url, ...TEST_DATABASE_BOUNDS }, manager: { ...t.config.manager, schedule } });
     const run = spawnTs('bin/lis_managerd', ['--service', '--country', 'uk', '--config', config, '--metrics-port', '0']);
     cleanups.push(() => void (run.child.exitCode === null && run.child.kill('SIGKILL')));
     const logFile = path.join(t.config.log.dir, 'managerd.uk.log');
@@ -331,9 +442,9 @@ describe('a database that hangs', function () {
     await relay.cut();
     const hole = await blackHole(relay.port);
     cleanups.push(() => hole.close());
-    // SERVICE_QUERY_BOUNDS' 10 s connect bound: the check ends, rather than holding its schedule (noOverlap) for ever.
+    // The config's connect bound (1 s here, 10 s by default): the check ends, rather than holding its schedule (noOverlap) for ever.
     await waitFor(
-      () => /ERROR Manager::stuck_jobs\b.*stuck_jobs failed: the database at .* is not answering: no answer to a connect in 10 s/.test(log()),
+      () => /ERROR Manager::stuck_jobs\b.*stuck_jobs failed: the database at .* is not answering: no answer to a connect in 1 s/.test(log()),
       40_000,
       'the hung check ended',
     ).catch((error: Error) => {

@@ -10,6 +10,10 @@ export const CONFIG_MEANINGS: Record<string, string | { meaning: string; default
   countries: 'accepted `--country` values, and the instances servicectl runs per country (their order gives metrics port offsets); empty: any 2-3 letter code',
   'database.url': 'PostgreSQL URL (`LIS_DATABASE_URL` wins); null: the embedded server',
   'database.poolSize': 'connections per process',
+  'database.connectTimeoutSeconds':
+    'daemons, lis_managerd, lis_imaged: a connect unanswered this long fails `ERR_DATABASE_TIMEOUT` (a database that hangs), waited out as an outage',
+  'database.queryTimeoutSeconds':
+    "their queries likewise (the server's `statement_timeout`, and our own timer 2 s later); migrations and the CLI are not bounded",
   'database.embedded.dataDir': "embedded server's data folder",
   'database.embedded.port': 'its port, on 127.0.0.1',
   'database.embedded.user': "the daemons' role (no superuser; password in `<dataDir>.password`)",

@@ -37,6 +37,14 @@ const configObject = z.strictObject({
         .default(null),
       /** Connections per process. */
       poolSize: positiveInt.max(100).default(8),
+      /**
+       * The long-running processes' bounds on a database that hangs (connect.ts's QueryBounds): a connect
+       * is a few ms on a LAN, so 10 s means a dead path; their queries are short, so 120 s is far above any
+       * (and twice manager.staleWorkerSeconds: a daemon whose heartbeat hangs is released before its own
+       * bound fires). At most a day: past 24.8 days Node's timers fire at once.
+       */
+      connectTimeoutSeconds: seconds.max(86_400).default(10),
+      queryTimeoutSeconds: seconds.max(86_400).default(120),
       embedded: z
         .strictObject({
           dataDir: z.string().default('./var/pg'),

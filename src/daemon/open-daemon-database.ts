@@ -1,5 +1,5 @@
 import type { LisConfig } from '../config/config-schema.ts';
-import { SERVICE_QUERY_BOUNDS, openDatabase, openDatabaseWaiting, type Db, type QueryBounds } from '../db/connect.ts';
+import { openDatabase, openDatabaseWaiting, serviceQueryBounds, type Db } from '../db/connect.ts';
 import { errorMessage } from '../errors.ts';
 
 /** How long a service waits for its database at start: a host's boot may start the daemons before PostgreSQL. */
@@ -9,15 +9,12 @@ export const SERVICE_DATABASE_WAIT_MS = 10 * 60_000;
  * The database of a long-running process (the daemons, lis_managerd, lis_imaged): as a service, waited
  * for, each failed try warned; by hand, opened at once, so the operator sees the error now. A connection
  * of the pool lost later is warned about, never thrown: the pool opens another on the next query. Its
- * connects and queries are bounded (SERVICE_QUERY_BOUNDS), its migrations not.
+ * connects and queries are bounded (serviceQueryBounds: the config's database timeouts), its migrations not.
  */
-export function openDaemonDatabase(
-  config: LisConfig,
-  options: { service: boolean; signal: AbortSignal; warn: (message: string) => void; bounds?: QueryBounds },
-): Promise<Db> {
+export function openDaemonDatabase(config: LisConfig, options: { service: boolean; signal: AbortSignal; warn: (message: string) => void }): Promise<Db> {
   const onPoolError = poolErrorWarning(options.warn);
   // Run by hand or as a service alike: a database that hangs must not hang the process (connect.ts).
-  const bounds = options.bounds ?? SERVICE_QUERY_BOUNDS;
+  const bounds = serviceQueryBounds(config);
   return options.service
     ? openDatabaseWaiting(config, { retryForMs: SERVICE_DATABASE_WAIT_MS, signal: options.signal, onPoolError, onRetry: options.warn, bounds })
     : openDatabase(config, { onPoolError, bounds });

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { setMaxListeners } from 'node:events';
 import type { LisConfig } from '../config/config-schema.ts';
-import type { Db } from '../db/connect.ts';
+import { serviceQueryBounds, type Db } from '../db/connect.ts';
 import { isNotAnswering } from '../db/database-error.ts';
 import { LisError, errorMessage } from '../errors.ts';
 import { ownedByStageErrorRate } from '../failure/failure-reasons.ts';
@@ -9,7 +9,7 @@ import type { Logger } from '../log/create-logger.ts';
 import type { ClaimedRow } from '../queue/claim-chunk.ts';
 import { rowsPastStageOnHost } from '../queue/queue-figures.ts';
 import { ClaimCursor } from '../queue/claim-cursor.ts';
-import { releaseRows } from '../queue/release-rows.ts';
+import { releaseHeldExcept, releaseRows } from '../queue/release-rows.ts';
 import type { WorkStage } from '../queue/stages.ts';
 import { WorkNotifier } from '../queue/work-notifier.ts';
 import { abortableDelay } from '../util/abortable-delay.ts';
@@ -128,7 +128,7 @@ const withTimeout = (p: Promise<unknown> | undefined, ms: number) =>
 /**
  * Once the daemon is stopping, a database call is waited for at most this long, and once one went
  * unanswered the rest are not waited for at all: a database that hangs must not hold the exit past its grace
- * (services.stopTimeoutSeconds, 60 s) for up to its query bound (120 s). What is left unwritten is the
+ * (services.stopTimeoutSeconds, 60 s) for up to its query bound (database.queryTimeoutSeconds, 120 s). What is left unwritten is the
  * manager's to give back. Per call, not from the stop: the rows in hand may finish long after the signal
  * (a download up to its timeout), and their results must still be written.
  */
@@ -199,6 +199,8 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
   let progressed = false;
   const tally = new OutcomeTally();
   const chunks = new Set<ChunkRun>();
+  /** Chunks out of `chunks` whose unfinished rows are being given back: still ours until that is answered. */
+  const ending = new Set<ChunkRun>();
   const identity = { id: workerId, component: worker.component, host: config.host, pid: process.pid, country, stage: worker.stage };
   let wake: (() => void) | null = null;
   const changed = () => wake?.();
@@ -300,12 +302,15 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
       if (chunk.dropped || chunk.unreported === 0 || idleSeconds < config.queue.progressTimeoutSeconds) continue;
       await flushChunk(chunk);
       const ids = chunk.unreportedIds();
+      ending.add(chunk);
       dropChunk(chunk);
       log.error(
         `No progress on a chunk for ${Math.round(idleSeconds)}s (queue.progressTimeoutSeconds): giving back its ${ids.length} unfinished rows`,
         scope('progress'),
       );
-      totals.released += await releaseRows(db, workerId, ids).catch(() => 0);
+      totals.released += await releaseRows(db, workerId, ids)
+        .catch(() => 0)
+        .finally(() => ending.delete(chunk));
     }
   };
   const heartbeatTimer = setInterval(() => void beat(), config.queue.heartbeatSeconds * 1000);
@@ -313,11 +318,20 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
     for (const chunk of chunks) if (chunk.pendingResults > 0) void flushChunk(chunk);
   }, FLUSH_MS);
 
-  const notifier = options.service ? new WorkNotifier(options.databaseUrl, `${country}:${worker.stage}`, (m) => log.warn(m, scope('listen'))) : null;
+  const notifier = options.service
+    ? new WorkNotifier(
+        options.databaseUrl,
+        `${country}:${worker.stage}`,
+        { warn: (m) => log.warn(m, scope('listen')), info: (m) => log.info(m, scope('listen')) },
+        // Checked as often as the worker beats: a silent path costs at most that plus a query bound in wake-ups.
+        { bounds: serviceQueryBounds(config), checkEveryMs: config.queue.heartbeatSeconds * 1000 },
+      )
+    : null;
   await notifier?.start();
   options.onReady?.();
 
-  const cursor = new ClaimCursor(db, { country, stage: worker.stage, workerId, storeHost: claimHostFor(worker.stage, config) });
+  const claimScope = { workerId, country, stage: worker.stage, storeHost: claimHostFor(worker.stage, config) };
+  const cursor = new ClaimCursor(db, claimScope);
   const oursDelay = config.queue.oursRetrySeconds;
 
   async function workChunk(chunk: ChunkRun): Promise<void> {
@@ -350,6 +364,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
     if (chunk.dropped) return;
     await flushChunk(chunk);
     const unreported = chunk.unreportedIds();
+    ending.add(chunk);
     chunks.delete(chunk);
     changed();
     if (unreported.length && !chunk.dropped) {
@@ -366,6 +381,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
       totals.released += given;
       log.info(`Gave back ${given} unprocessed rows`, scope('release'));
     }
+    ending.delete(chunk);
     log.info(`Chunk done: ${chunk.reported.size} of ${chunk.rows.length} rows in ${((Date.now() - started) / 1000).toFixed(1)}s`, scope('get_chunk_of_work'));
   }
 
@@ -376,9 +392,16 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
     return abortableDelay(ms, AbortSignal.any([signal, timer.signal])).finally(() => (wake = null));
   };
 
+  /** The rows of the chunks in hand, and of those still giving theirs back: the rows this worker knows it holds. */
+  const heldIds = () => [...chunks, ...ending].flatMap((chunk) => chunk.rows.map((row) => row.id));
+
   const running = new Set<Promise<void>>();
   try {
     let outageTries = 0;
+    // Set when a claim failed for a database fault: the server may have committed it, its answer lost on the
+    // way back, leaving rows locked by this worker that no chunk holds. The manager would not release them
+    // (our heartbeat is alive): they are given back before the next claim.
+    let claimMayBeLost = false;
     while (!signal.aborted) {
       if (!roomForChunk([...chunks], Boolean(worker.overlapChunks), options.chunkSize, worker.chunksAtOnce)) {
         await nextChange(config.queue.pollSeconds * 1000);
@@ -389,6 +412,25 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
       let rows: ClaimedRow[];
       const claimStarted = performance.now();
       try {
+        // Part of claiming: its failure is logged and waited out as the claim's.
+        if (claimMayBeLost) {
+          const freed = await stopWait.answered(releaseHeldExcept(db, claimScope, heldIds()));
+          if (freed === 'stopped') {
+            log.error(
+              'Database not answering (claiming work: giving back a lost claim) as we stop: leaving it; the manager will release the rows',
+              scope('get_chunk_of_work'),
+            );
+            break;
+          }
+          claimMayBeLost = false;
+          if (freed > 0) {
+            totals.released += freed;
+            log.warn(
+              `Gave back ${freed} rows a failed claim had taken (the server committed it, its answer was lost): no attempt charged`,
+              scope('get_chunk_of_work'),
+            );
+          }
+        }
         const claimed = await stopWait.answered(cursor.next(options.chunkSize));
         if (claimed === 'stopped') {
           // A row the claim may still take is held by a stopped worker, which the manager's repair gives back.
@@ -403,6 +445,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
       } catch (error) {
         rethrowIfPermanent('Cannot claim work', error);
         outageTries++;
+        claimMayBeLost = true;
         log.error(`${outageLine('claiming work', 'Cannot claim work', error)}; trying again`, scope('get_chunk_of_work'));
         await abortableDelay(Math.min(30_000, 500 * 2 ** outageTries), signal);
         continue;

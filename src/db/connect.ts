@@ -86,15 +86,15 @@ export interface QueryBounds {
 }
 
 /**
- * The long-running processes' bounds (daemons, lis_managerd, lis_imaged). A connect is a few ms on a LAN
- * and well under a second on a loaded server (a full one refuses at once, 53300): 10 s means a dead path.
- * Their queries are index-driven and short (a claim of up to 10,000 rows, a batch of results, a heartbeat,
- * a check): 120 s is far above any of them, and twice the manager's staleWorkerSeconds, so a daemon whose
- * heartbeat hangs is released by the manager before its own bound fires. Their long work runs elsewhere,
- * unbounded: migrations on a connection of their own (openDatabase), db_scan's purge in lis_cron_frontend,
- * bulk changes in the CLI, whose operator sees them waiting.
+ * The long-running processes' bounds (daemons, lis_managerd, lis_imaged), from database.connectTimeoutSeconds
+ * and database.queryTimeoutSeconds (10 s and 120 s unless set; config-schema.ts says why those). Their
+ * queries are index-driven and short (a claim of up to 10,000 rows, a batch of results, a heartbeat, a
+ * check). Their long work runs elsewhere, unbounded: migrations on a connection of their own (openDatabase),
+ * db_scan's purge in lis_cron_frontend, bulk changes in the CLI, whose operator sees them waiting.
  */
-export const SERVICE_QUERY_BOUNDS: QueryBounds = { connectMs: 10_000, queryMs: 120_000 };
+export function serviceQueryBounds(config: LisConfig): QueryBounds {
+  return { connectMs: config.database.connectTimeoutSeconds * 1000, queryMs: config.database.queryTimeoutSeconds * 1000 };
+}
 
 /** Our own timer on a query runs this much past the server's statement_timeout: the server's cancel needs a moment to come. */
 const QUERY_GRACE_MS = 2000;
@@ -185,7 +185,7 @@ const clientsOf = new WeakMap<Db, Set<pg.Client>>();
 /**
  * Closes a Db, waiting at most `waitMs` for the queries in flight. Those still unanswered then (a database
  * that hangs) have their connections cut: a socket that will never hear back would otherwise hold up the
- * close, and keep a stopping process alive, until its query bound (120 s), past its grace.
+ * close, and keep a stopping process alive, until its query bound (database.queryTimeoutSeconds), past its grace.
  */
 export async function closeDb(db: Db, waitMs: number): Promise<void> {
   const closing = db.destroy();

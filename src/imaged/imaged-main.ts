@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { parseIntFlag } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
 import { runCommand, usageErrorsExit2 } from '../util/exit-on-error.ts';
-import { closeDb, createDb, databaseUrl, SERVICE_QUERY_BOUNDS, type Db } from '../db/connect.ts';
+import { closeDb, createDb, databaseUrl, serviceQueryBounds, type Db } from '../db/connect.ts';
 import { STOP_DATABASE_WAIT_MS } from '../daemon/run-daemon.ts';
 import { settledWithin } from '../util/settled-within.ts';
 import { openDaemonDatabase, poolErrorWarning } from '../daemon/open-daemon-database.ts';
@@ -54,8 +54,8 @@ export async function imagedMain(argv = process.argv): Promise<void> {
       const warn = (m: string) => log.warn(m, scope);
       db = await openDaemonDatabase(config, { service: Boolean(flags.service), signal: controller.signal, warn });
       const database = db;
-      // Bounded as the main pool is (SERVICE_QUERY_BOUNDS): a generation's transaction on a hung path would keep its slot for ever.
-      locks = createDb(await databaseUrl(config), config.imaged.maxGenerations, poolErrorWarning(warn), SERVICE_QUERY_BOUNDS);
+      // Bounded as the main pool is (serviceQueryBounds): a generation's transaction on a hung path would keep its slot for ever.
+      locks = createDb(await databaseUrl(config), config.imaged.maxGenerations, poolErrorWarning(warn), serviceQueryBounds(config));
       // Registered like the daemons, so that if this process dies holding a row, lis_managerd gives it back.
       await registerWorker(database, { id: workerId, component: 'imaged', host: config.host, pid: process.pid, country: null });
       const thumbnailer = createThumbnailWorker({ config, db: database });

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
 import { relistColumns, runTransition } from './claimable-rows.ts';
+import type { WorkStage } from './stages.ts';
 
 /** Gives rows back untouched (no attempt counted), for another worker or a later run. */
 export async function releaseRows(db: Db, workerId: string, ids: string[]): Promise<number> {
@@ -24,6 +25,33 @@ export async function releaseAllHeldBy(db: Db, workerId: string): Promise<number
   return runTransition(db, {
     mayBeListed: false,
     candidates: sql`SELECT li.id, li.country, li.stage, li.store_host FROM live_images li WHERE li.locked_by = ${workerId}`,
+    update: sql`
+    UPDATE live_images li SET locked_by = NULL, locked_at = NULL FROM locked WHERE li.id = locked.id
+    RETURNING ${relistColumns('li')}`,
+  });
+}
+
+/** The rows one worker's claims may take: its stage's rows of one country and store host (ClaimRequest). */
+export interface ClaimScope {
+  workerId: string;
+  country: string;
+  stage: WorkStage;
+  storeHost: string;
+}
+
+/**
+ * The rows a worker holds in its claims' scope that none of its chunks in hand does (`kept`), given back
+ * untouched: the rows of a claim whose answer was lost (the server committed it, the path died before
+ * the reply came back), which the worker never learnt it holds. Its heartbeat being alive, the manager
+ * would never release them. Read through the claim index (a held row is waiting), so its cost follows the
+ * scope's backlog, not the table; the runner calls it only after a claim failed.
+ */
+export async function releaseHeldExcept(db: Db, scope: ClaimScope, kept: string[]): Promise<number> {
+  return runTransition(db, {
+    mayBeListed: false,
+    candidates: sql`SELECT li.id, li.country, li.stage, li.store_host FROM live_images li
+                     WHERE li.country = ${scope.country} AND li.stage = ${scope.stage} AND li.store_host = ${scope.storeHost}
+                       AND li.state = 'waiting' AND li.locked_by = ${scope.workerId} AND NOT (li.id = ANY(${kept}::bigint[]))`,
     update: sql`
     UPDATE live_images li SET locked_by = NULL, locked_at = NULL FROM locked WHERE li.id = locked.id
     RETURNING ${relistColumns('li')}`,

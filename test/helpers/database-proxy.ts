@@ -1,4 +1,5 @@
 import net from 'node:net';
+import { Transform } from 'node:stream';
 
 /**
  * A TCP proxy on 127.0.0.1 in front of the test's database server, so that a test can cause outages
@@ -14,24 +15,88 @@ export interface DatabaseProxy {
   restore(): Promise<void>;
   /** The server's host dropping packets: open connections reset, new ones accepted and never answered. */
   hang(): void;
+  /**
+   * The path going silent under open connections: no byte passes either way on them any more, and no reset
+   * or close either (neither end learns of it); new connections are accepted and never answered.
+   */
+  stall(): void;
+  /**
+   * stall(), right after the first client bytes containing `text` (a statement's SQL, sent in its Parse)
+   * have passed to the server: the server runs (and commits) it, its answer never comes back. Resolves then.
+   */
+  stallAfter(text: string): Promise<void>;
+  /**
+   * The path back for new connections. Those open during the stall stay silent for good, as connections whose
+   * other end was lost meanwhile (a server that dropped them, its reset lost on the way): only a bound, a
+   * check or a keepalive of the client's own ends them.
+   */
+  mend(): void;
+}
+
+/** One proxied connection: `silent` once the path stalled under it. */
+interface Link {
+  silent: boolean;
 }
 
 export async function startDatabaseProxy(databaseUrl: string): Promise<DatabaseProxy> {
   const target = new URL(databaseUrl);
   const sockets = new Set<net.Socket>();
+  const links = new Set<Link>();
   let hanging = false;
+  let stalled = false;
+  let trigger: { text: string; fire: () => void } | null = null;
+  const stall = () => {
+    stalled = true;
+    for (const link of links) link.silent = true;
+  };
+  /** One direction of a link: passes bytes until the link is silent; `watch` sees each chunk passed. */
+  const gate = (link: Link, watch?: (chunk: Buffer) => void) =>
+    new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        if (link.silent) return done();
+        done(null, chunk);
+        watch?.(chunk);
+      },
+    });
+  /** Ends `to` when `from` ends, unless the link went silent: a FIN does not cross a dead path either. */
+  const forward = (from: Transform, to: net.Socket, link: Link) => {
+    from.pipe(to, { end: false });
+    from.on('end', () => link.silent || to.end());
+  };
   const proxy = net.createServer((client) => {
-    if (hanging) {
+    if (hanging || stalled) {
       sockets.add(client);
       client.on('error', () => {}).on('close', () => sockets.delete(client));
       return;
     }
     const upstream = net.connect(Number(target.port || 5432), target.hostname);
+    const link: Link = { silent: false };
+    links.add(link);
     for (const s of [client, upstream]) {
       sockets.add(s);
-      s.on('error', () => {}).on('close', () => sockets.delete(s));
+      s.on('error', () => {}).on('close', () => {
+        sockets.delete(s);
+        links.delete(link);
+      });
     }
-    client.pipe(upstream).pipe(client);
+    // The last bytes of the previous chunk, so that a statement split over two chunks is still seen.
+    let tail = '';
+    const watch = (chunk: Buffer) => {
+      if (!trigger) return;
+      const seen = tail + chunk.toString('latin1');
+      tail = seen.slice(-trigger.text.length);
+      if (!seen.includes(trigger.text)) return;
+      const { fire } = trigger;
+      trigger = null;
+      stall();
+      fire();
+    };
+    const up = gate(link, watch);
+    const down = gate(link);
+    client.pipe(up);
+    forward(up, upstream, link);
+    upstream.pipe(down);
+    forward(down, client, link);
   });
   const listen = (port: number) =>
     new Promise<void>((resolve, reject) => {
@@ -59,6 +124,11 @@ export async function startDatabaseProxy(databaseUrl: string): Promise<DatabaseP
     hang: () => {
       hanging = true;
       for (const s of sockets) s.destroy();
+    },
+    stall,
+    stallAfter: (text) => new Promise<void>((resolve) => (trigger = { text, fire: resolve })),
+    mend: () => {
+      stalled = false;
     },
   };
 }
