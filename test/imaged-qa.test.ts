@@ -192,6 +192,23 @@ describe('lis_imaged QA: our faults, abusive clients', function () {
     assert.deepEqual(await rowFacts(t.db, row.id), { stage: 'push', state: 'waiting', attempts: 0, locked_by: null, last_error_class: null });
   });
 
+  it('the database away: a thumbnail in the store is served all the same (its record can wait), a miss is 503 naming the database', async () => {
+    t = await createTestDatabase({ overrides: { download: TEST_DOWNLOAD, thumbnail: { presets: PRESETS } } });
+    const proxy = await startDatabaseProxy(t.url);
+    closers.push(() => proxy.cut());
+    const db = createDb(proxy.url, 4);
+    closers.push(() => db.destroy());
+    const server = await startImagedInProcess(t.config, db, proxy.url);
+    closers.push(server.close);
+    const row = await insertLiveRow(t.db, t.config, origin.url('/photo.jpg'), original, ['small']);
+    await proxy.cut();
+    const stored = await rawGet(server.url, row.pathOf('small'));
+    assert.deepEqual([stored.status, stored.headers['x-imaged'], stored.body.toString()], [200, 'store', 'stand-in for small']);
+    const missed = await rawGet(server.url, row.pathOf('medium'));
+    assert.deepEqual([missed.status, missed.headers['retry-after']], [503, '5'], missed.body.toString());
+    assert.match(missed.body.toString(), /database/);
+  });
+
   it('clients that hang up while waiting free their places at once: their generations never start, and nothing is fetched or inserted for them', async () => {
     const { t, server } = await setup({
       imaged: { maxGenerations: 1, maxWaiting: 2, origins: { web: { country: 'uk', datasourceId: 1, sources: [{ type: 'http', baseUrl: origin.url('/') }] } } },

@@ -3,7 +3,7 @@ import type { Db } from '../db/connect.ts';
 import { deleteMissedOriginRow, insertOriginRow } from '../queue/origin-rows.ts';
 import { thumbnailRelativePath, thumbnailStorePath } from '../store/store-layout.ts';
 import { GenerationGate } from './generation-gate.ts';
-import { lockImageRow, readRow } from './image-row.ts';
+import { lockImageRow, readRow, type RowState } from './image-row.ts';
 import type { Picture } from './http-answer.ts';
 import { makePresetOfRow, NotMadeError } from './make-preset.ts';
 import { originImageUrl } from './origin-urls.ts';
@@ -37,6 +37,19 @@ export interface ThumbnailName {
  * work thrown away, to be done again by the next request.
  */
 const UNSTOPPED = new AbortController().signal;
+
+/**
+ * Whether a file of `name` in the store may be served as it is: not for a row past thumbnailing that has no record
+ * of it, the leftover of a generation killed (or whose database went away) between the file and its record. Served
+ * as it is, that file was never pushed (the pusher sends what image_data lists), so every request for it came back
+ * here for good; instead the generation runs, writes the same bytes and records them. A request reaches lis_imaged
+ * only when its frontend lacks the file, so the row read is not on the hot path (nginx is). Pure.
+ */
+function servableAsStored(row: RowState | null, name: ThumbnailName): boolean {
+  if (!row || (row.stage !== 'push' && row.stage !== 'live')) return true;
+  if (name.version !== row.version && name.version !== row.live_version) return true;
+  return row.recorded;
+}
 
 /** One generation per thumbnail name in this process: what the gate's single flight is keyed by. */
 const gateKey = (name: ThumbnailName) => `${name.country}/${name.hash}/${name.preset}/${name.version}`;
@@ -81,14 +94,27 @@ export class ThumbnailService {
    * `signal`: the request's; when it aborts, RequestGoneError, and the request's place in the gate is freed.
    */
   async thumbnail(name: ThumbnailName, signal: AbortSignal): Promise<Answer> {
-    const stored = await this.fromStore(name, name.ext);
-    if (stored && (await this.recordedOrNotOurs(name))) return { picture: stored, source: 'store' };
+    // The row first: it says whether a file in the store may be served as it is, so the usual miss (a row past
+    // thumbnailing with no record of the preset) skips the store's lookup, a failed open on libuv's pool that
+    // the decodes share. No such image: 404 at once, outside the gate (below); paths of images that do not exist
+    // (random hashes, a crawler's guesses) would each take a generation slot and a locks-pool transaction to
+    // learn it, and push real misses into 503. generate reads the row again under the image's lock.
+    let row: RowState | null;
+    try {
+      row = await readRow(this.db, name.country, name.hash, { preset: name.preset, version: name.version });
+    } catch (error) {
+      // The database away: a file in the store is served all the same (its record can wait; the picture is there).
+      const stored = await this.fromStore(name, name.ext);
+      if (stored) return { picture: stored, source: 'store' };
+      throw error;
+    }
+    if (servableAsStored(row, name)) {
+      const stored = await this.fromStore(name, name.ext);
+      if (stored) return { picture: stored, source: 'store' };
+    }
     if (name.ext !== 'jpg' && !this.runner.config.thumbnail.twins[name.ext as 'webp' | 'avif'])
       throw new NotMadeError(404, `.${name.ext} twins are switched off (thumbnail.twins)`, 'ERR_IMAGED_NO_TWIN');
-    // No such image: 404 at once, outside the gate. Paths of images that do not exist (random hashes, a crawler's
-    // guesses) each took a generation slot and a locks-pool transaction to learn it, and pushed real misses into 503.
-    // One indexed read more for a real miss; generate reads the row again under the image's lock.
-    if (!(await readRow(this.db, name.country, name.hash))) throw new NotMadeError(404, 'no such image');
+    if (!row) throw new NotMadeError(404, 'no such image');
     const answer = await this.gate.run(gateKey(name), () => this.generate(name, UNSTOPPED), signal);
     if (answer.picture.ext === name.ext) return answer;
     const twin = await this.fromStore(name, name.ext);
@@ -133,21 +159,6 @@ export class ThumbnailService {
       },
       signal,
     );
-  }
-
-  /**
-   * Whether a file found in the store may be served as it is: false only for a row past thumbnailing that has no
-   * record of it, the leftover of a generation killed (or whose database went away) between the file and its
-   * record. Served as it is, that file was never pushed (the pusher sends what image_data lists), so every request
-   * for it came back here for good; now the generation runs, writes the same bytes and records them. A request
-   * reaches lis_imaged only when its frontend lacks the file, so the row read is not on the hot path (nginx is).
-   * The database away: the file is served all the same (the record can wait; the picture is there).
-   */
-  private async recordedOrNotOurs(name: ThumbnailName): Promise<boolean> {
-    const row = await readRow(this.db, name.country, name.hash, { preset: name.preset, version: name.version }).catch(() => null);
-    if (!row || (row.stage !== 'push' && row.stage !== 'live')) return true;
-    if (name.version !== row.version && name.version !== row.live_version) return true;
-    return row.recorded;
   }
 
   private async fromStore(name: Omit<ThumbnailName, 'ext'>, ext: string): Promise<Picture | null> {
