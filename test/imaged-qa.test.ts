@@ -209,6 +209,18 @@ describe('lis_imaged QA: our faults, abusive clients', function () {
     assert.match(missed.body.toString(), /database/);
   });
 
+  it("a live row's original replaced since its record (another size than image_data.original.bytes) is read whole, not cut at the recorded size", async () => {
+    const { t, server } = await setup();
+    const replacement = await photoJpeg(1800, 1200, 3);
+    assert.ok(replacement.length > original.length);
+    const replaced = await insertLiveRow(t.db, t.config, origin.url('/photo.jpg'), original);
+    fs.writeFileSync(originalPath(t.config, 'uk', replaced.hash), replacement);
+    const recorded = await insertLiveRow(t.db, t.config, origin.url('/h1.jpg'), replacement);
+    const [a, b] = [await rawGet(server.url, replaced.pathOf('medium')), await rawGet(server.url, recorded.pathOf('medium'))];
+    assert.deepEqual([a.status, b.status], [200, 200], a.body.toString());
+    assert.ok(a.body.equals(b.body), 'the same thumbnail as from a row that records the replacement');
+  });
+
   it('clients that hang up while waiting free their places at once: their generations never start, and nothing is fetched or inserted for them', async () => {
     const { t, server } = await setup({
       imaged: { maxGenerations: 1, maxWaiting: 2, origins: { web: { country: 'uk', datasourceId: 1, sources: [{ type: 'http', baseUrl: origin.url('/') }] } } },
