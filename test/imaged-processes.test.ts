@@ -5,9 +5,13 @@ import { addFrontend } from '../src/push/frontend-registry.ts';
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
 import { OriginServer, photoJpeg, startImaged, startNginx } from './helpers/imaged-fixtures.ts';
 import { insertLiveRow, insertQueuedRow, rawGet } from './helpers/imaged-in-process.ts';
+import { startDatabaseProxy } from './helpers/database-proxy.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
 import { serverUpFor } from './helpers/server-uptime.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+
+/** The service's grace: `servicectl stop` (services.stopTimeoutSeconds) and systemd (TimeoutStopSec) kill after 60 s. */
+const STOP_GRACE_MS = 60_000;
 
 const PRESETS = {
   small: { width: 120, height: 90, mode: 'crop' as const },
@@ -32,6 +36,44 @@ describe('lis_imaged as processes: two at once, and behind a real nginx', functi
   afterEach(async () => {
     for (const close of closers.splice(0).reverse()) await close().catch(() => {});
     await t.drop();
+  });
+
+  it('stopped (SIGTERM) while its database hangs, with a generation in hand and one waiting to start, it exits within its grace', async () => {
+    const proxy = await startDatabaseProxy(t.url);
+    closers.push(() => proxy.cut());
+    const imaged = await startImaged(t.writeConfig({ imaged: { maxGenerations: 1 } }), { LIS_DATABASE_URL: proxy.url });
+    closers.push(imaged.stop);
+    // Two live rows whose originals are lost: each generation, holding its image's lock, fetches it again from the
+    // origin, which holds the first; the second request has read its row and waits for the one generation slot.
+    const [first, second] = [
+      await insertLiveRow(t.db, t.config, origin.url('/photo.jpg?first'), null),
+      await insertLiveRow(t.db, t.config, origin.url('/photo.jpg?second'), null),
+    ];
+    origin.held.add('/photo.jpg');
+    const arrived = origin.arrival('/photo.jpg');
+    const requests = [first, second].map((row) => rawGet(imaged.url, row.pathOf('medium')).catch((error: unknown) => error));
+    await arrived;
+    await waitFor(
+      async () => /^lis_imaged_requests_waiting\S* 1$/m.test((await rawGet(imaged.url, '/metrics')).body.toString()),
+      10_000,
+      'the second request to wait',
+    );
+    // Every connection it has is cut, and every new one is accepted and never answered: the second generation,
+    // once the first has failed, connects for its lock's transaction into that.
+    proxy.hang();
+    const signalled = Date.now();
+    imaged.run.child.kill('SIGTERM');
+    const exit = await Promise.race([imaged.run.exited, new Promise<null>((resolve) => setTimeout(() => resolve(null), STOP_GRACE_MS).unref())]);
+    const took = `${Math.round((Date.now() - signalled) / 100) / 10} s after SIGTERM`;
+    assert.ok(exit, `still running ${took}:\n${imaged.run.output()}`);
+    assert.equal(exit.code, 0, imaged.run.output());
+    assert.match(
+      imaged.run.output(),
+      /medium\.jpg: the database cannot be reached: .* is not answering: no answer to a connect/,
+      'the second generation met the hang',
+    );
+    origin.release();
+    await Promise.all(requests);
   });
 
   it('50 concurrent requests for one missing thumbnail, split over two lis_imaged processes, cause one generation and get the same bytes', async () => {
