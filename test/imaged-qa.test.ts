@@ -301,6 +301,31 @@ describe('lis_imaged QA: our faults, abusive clients', function () {
     assert.equal(origin.hits.size, 3);
   });
 
+  it("a generation whose every request has gone (hung up, or answered 503 past imaged.timeoutSeconds) leaves its fetch's wait for the host's turn: its slot is freed at once, the host never asked, the row given back untouched", async () => {
+    const { t, server } = await setup({
+      download: { ...TEST_DOWNLOAD, perHostConcurrency: 1, timeouts: { connectSeconds: 5, firstByteSeconds: 20, totalSeconds: 20 } },
+      imaged: { maxGenerations: 3, origins: { web: { country: 'uk', datasourceId: 1, sources: [{ type: 'http', baseUrl: origin.url('/') }] } } },
+    });
+    origin.held.add('/h1.jpg');
+    const arrived = origin.arrival('/h1.jpg');
+    const first = rawGet(server.url, '/web/small/h1.jpg');
+    await arrived;
+    // A second key of the same host: its generation starts, and its fetch waits for the host's one place.
+    const port = new URL(server.url).port;
+    const leaver = http.get({ host: '127.0.0.1', port, path: '/web/small/h2.jpg', agent: false }).on('error', () => {});
+    await waitFor(() => server.service.hostSlots.queued === 1, 10_000, "the second key's fetch to wait for its turn");
+    assert.equal(server.service.gate.stats.running, 2);
+    leaver.destroy();
+    // While the first fetch is still held: before, the second generation kept its slot until its turn came.
+    await waitFor(() => server.service.hostSlots.queued === 0 && server.service.gate.stats.running === 1, 5_000, 'the abandoned generation to end');
+    const row = await t.db.selectFrom('live_images').select('id').where('image_url', '=', origin.url('/h2.jpg')).executeTakeFirstOrThrow();
+    assert.deepEqual(await rowFacts(t.db, row.id), { stage: 'download', state: 'waiting', attempts: 0, locked_by: null, last_error_class: null });
+
+    origin.release();
+    assert.equal((await first).status, 200);
+    assert.deepEqual([...origin.hits.keys()], ['/h1.jpg'], 'the host never asked for the abandoned key');
+  });
+
   it('a file in the store that its row has no record of (a generation killed between the file and its record) is made again and recorded, so it gets pushed; before, it was served as it was and never pushed', async () => {
     const { t, server } = await setup();
     const row = await insertLiveRow(t.db, t.config, origin.url('/photo.jpg'), original, ['small']);
