@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import { sql } from 'kysely';
+import pg from 'pg';
 import path from 'node:path';
 import { addFrontend } from '../src/push/frontend-registry.ts';
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
@@ -74,6 +76,46 @@ describe('lis_imaged as processes: two at once, and behind a real nginx', functi
     );
     origin.release();
     await Promise.all(requests);
+  });
+
+  it('stopped (SIGTERM) while a row is owed back and the database keeps its connections without answering, it exits within its grace', async () => {
+    const proxy = await startDatabaseProxy(t.url);
+    closers.push(() => proxy.cut());
+    const imaged = await startImaged(t.writeConfig(), { LIS_DATABASE_URL: proxy.url });
+    closers.push(imaged.stop);
+    // A queued row claimed and its download under way when the database goes: it cannot be given back, and is owed.
+    const row = await insertQueuedRow(t.db, origin.url('/photo.jpg'));
+    origin.held.add('/photo.jpg');
+    const arrived = origin.arrival('/photo.jpg');
+    const request = rawGet(imaged.url, row.pathOf('small')).catch((error: unknown) => error);
+    await arrived;
+    await proxy.cut();
+    origin.release();
+    await request;
+    await waitFor(() => /Could not give back row/.test(imaged.run.output()), 20_000, 'the row owed back');
+    // Back, but answering nothing on live_images (a server frozen on I/O): the retries wait on the table.
+    const session = new pg.Client({ connectionString: t.url });
+    await session.connect();
+    closers.push(() => session.end().catch(() => {}));
+    await session.query('BEGIN');
+    await session.query('LOCK TABLE live_images IN ACCESS EXCLUSIVE MODE');
+    await proxy.restore();
+    // (From another connection: within the locking session's transaction, pg_stat_activity stays as it first read it.)
+    await waitFor(
+      async () => {
+        const { rows } = await sql<{ n: string }>`
+          SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`.execute(t.db);
+        return Number(rows[0].n) > 0;
+      },
+      20_000,
+      'a retry waiting on the table',
+    );
+    const signalled = Date.now();
+    imaged.run.child.kill('SIGTERM');
+    const exit = await Promise.race([imaged.run.exited, new Promise<null>((resolve) => setTimeout(() => resolve(null), STOP_GRACE_MS).unref())]);
+    assert.ok(exit, `still running ${Math.round((Date.now() - signalled) / 1000)} s after SIGTERM:\n${imaged.run.output()}`);
+    assert.equal(exit.code, 0, imaged.run.output());
+    await session.query('ROLLBACK');
   });
 
   it('50 concurrent requests for one missing thumbnail, split over two lis_imaged processes, cause one generation and get the same bytes', async () => {
