@@ -12,7 +12,7 @@
 // - the plain server again, storing each file as lis_imaged does (temp file, fsync, rename): what
 //   keeping the result costs, apart from the database;
 // - hits through a real nginx with the shipped frontend config (the made files on its disk).
-// Prints CPU per miss of each (node, and the bench database's PostgreSQL processes), and ends with
+// Prints CPU per miss of each (node, its main thread apart, and the bench database's PostgreSQL processes) and their ratios, and ends with
 // `ratio imaged_vs_plain_misses: X.XX` and `ratio imaged_vs_plain_storing_misses: X.XX` (misses/s over misses/s).
 //   node --import tsx bench/imaged.ts [--misses 400] [--concurrency 4] [--hits 4000]
 import fs from 'node:fs';
@@ -84,6 +84,19 @@ async function postgresCpuMs(db: Db): Promise<number> {
   const { rows } = await sql<{ pid: number }>`
     SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() OR backend_type = 'walwriter'`.execute(db);
   return rows.reduce((ms, { pid }) => ms + cpuSeconds(pid) * 1000, 0);
+}
+
+/**
+ * CPU milliseconds this process's main thread has used so far (the servers' JavaScript, the HTTP client, the
+ * database driver), from /proc; the rest of node's CPU is its other threads' (libuv's pool and libvips': the image
+ * work and the file calls).
+ */
+function mainThreadCpuMs(): number {
+  const fields = fs
+    .readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8')
+    .replace(/^.*\) /s, '')
+    .split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
 }
 
 function report(name: string, r: { ms: number[]; seconds: number }): number {
@@ -200,17 +213,18 @@ try {
   const rounds = 4;
   const runs = Object.fromEntries(order.map((who) => [who, { ms: [] as number[], seconds: 0 }])) as Record<Contender, { ms: number[]; seconds: number }>;
   // CPU per miss, of this process (the servers and the client run here) and of PostgreSQL's processes.
-  const cpu = Object.fromEntries(order.map((who) => [who, { node: 0, pg: 0 }])) as Record<Contender, { node: number; pg: number }>;
+  const cpu = Object.fromEntries(order.map((who) => [who, { node: 0, main: 0, pg: 0 }])) as Record<Contender, { node: number; main: number; pg: number }>;
   for (let r = 0; r < rounds; r++) {
     const part = Array.from({ length: misses }, (_, i) => i + concurrency).filter((i) => i % rounds === r);
     for (const who of r % 2 === 0 ? order : [...order].reverse()) {
-      const [node, pg] = [process.cpuUsage(), await postgresCpuMs(bench.db)];
+      const [node, main, pg] = [process.cpuUsage(), mainThreadCpuMs(), await postgresCpuMs(bench.db)];
       const run = await drive(
         part.map((i) => contenders[who].url(i)),
         concurrency,
       );
       const used = process.cpuUsage(node);
       cpu[who].node += (used.user + used.system) / 1000;
+      cpu[who].main += mainThreadCpuMs() - main;
       cpu[who].pg += (await postgresCpuMs(bench.db)) - pg;
       runs[who].ms.push(...run.ms);
       runs[who].seconds += run.seconds;
@@ -224,7 +238,12 @@ try {
   }
   const perMiss = (ms: number) => (ms / misses).toFixed(2);
   console.log(
-    `CPU per miss (client included): ${order.map((who) => `${who} ${perMiss(cpu[who].node)} ms in node + ${perMiss(cpu[who].pg)} ms in PostgreSQL`).join('; ')}`,
+    `CPU per miss (client included): ${order.map((who) => `${who} ${perMiss(cpu[who].node)} ms in node (main thread ${perMiss(cpu[who].main)}) + ${perMiss(cpu[who].pg)} ms in PostgreSQL`).join('; ')}`,
+  );
+  // Steadier than misses/s on a shared machine: what a miss costs each, PostgreSQL's part included.
+  const total = (who: Contender) => cpu[who].node + cpu[who].pg;
+  console.log(
+    `CPU per miss, plain over lis_imaged: ${(total('plain') / total('imaged')).toFixed(2)}; storing over lis_imaged: ${(total('storing') / total('imaged')).toFixed(2)}`,
   );
 
   // Hits: nginx serving the made files from disk (its root is the thumbnail store, as a frontend's would be after a push).

@@ -1,13 +1,19 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import { sql } from 'kysely';
+import pg from 'pg';
 import path from 'node:path';
 import { addFrontend } from '../src/push/frontend-registry.ts';
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
 import { OriginServer, photoJpeg, startImaged, startNginx } from './helpers/imaged-fixtures.ts';
 import { insertLiveRow, insertQueuedRow, rawGet } from './helpers/imaged-in-process.ts';
+import { startDatabaseProxy } from './helpers/database-proxy.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
 import { serverUpFor } from './helpers/server-uptime.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+
+/** The service's grace: `servicectl stop` (services.stopTimeoutSeconds) and systemd (TimeoutStopSec) kill after 60 s. */
+const STOP_GRACE_MS = 60_000;
 
 const PRESETS = {
   small: { width: 120, height: 90, mode: 'crop' as const },
@@ -32,6 +38,84 @@ describe('lis_imaged as processes: two at once, and behind a real nginx', functi
   afterEach(async () => {
     for (const close of closers.splice(0).reverse()) await close().catch(() => {});
     await t.drop();
+  });
+
+  it('stopped (SIGTERM) while its database hangs, with a generation in hand and one waiting to start, it exits within its grace', async () => {
+    const proxy = await startDatabaseProxy(t.url);
+    closers.push(() => proxy.cut());
+    const imaged = await startImaged(t.writeConfig({ imaged: { maxGenerations: 1 } }), { LIS_DATABASE_URL: proxy.url });
+    closers.push(imaged.stop);
+    // Two live rows whose originals are lost: each generation, holding its image's lock, fetches it again from the
+    // origin, which holds the first; the second request has read its row and waits for the one generation slot.
+    const [first, second] = [
+      await insertLiveRow(t.db, t.config, origin.url('/photo.jpg?first'), null),
+      await insertLiveRow(t.db, t.config, origin.url('/photo.jpg?second'), null),
+    ];
+    origin.held.add('/photo.jpg');
+    const arrived = origin.arrival('/photo.jpg');
+    const requests = [first, second].map((row) => rawGet(imaged.url, row.pathOf('medium')).catch((error: unknown) => error));
+    await arrived;
+    await waitFor(
+      async () => /^lis_imaged_requests_waiting\S* 1$/m.test((await rawGet(imaged.url, '/metrics')).body.toString()),
+      10_000,
+      'the second request to wait',
+    );
+    // Every connection it has is cut, and every new one is accepted and never answered: the second generation,
+    // once the first has failed, connects for its lock's transaction into that.
+    proxy.hang();
+    const signalled = Date.now();
+    imaged.run.child.kill('SIGTERM');
+    const exit = await Promise.race([imaged.run.exited, new Promise<null>((resolve) => setTimeout(() => resolve(null), STOP_GRACE_MS).unref())]);
+    const took = `${Math.round((Date.now() - signalled) / 100) / 10} s after SIGTERM`;
+    assert.ok(exit, `still running ${took}:\n${imaged.run.output()}`);
+    assert.equal(exit.code, 0, imaged.run.output());
+    assert.match(
+      imaged.run.output(),
+      /medium\.jpg: the database cannot be reached: .* is not answering: no answer to a connect/,
+      'the second generation met the hang',
+    );
+    origin.release();
+    await Promise.all(requests);
+  });
+
+  it('stopped (SIGTERM) while a row is owed back and the database keeps its connections without answering, it exits within its grace', async () => {
+    const proxy = await startDatabaseProxy(t.url);
+    closers.push(() => proxy.cut());
+    const imaged = await startImaged(t.writeConfig(), { LIS_DATABASE_URL: proxy.url });
+    closers.push(imaged.stop);
+    // A queued row claimed and its download under way when the database goes: it cannot be given back, and is owed.
+    const row = await insertQueuedRow(t.db, origin.url('/photo.jpg'));
+    origin.held.add('/photo.jpg');
+    const arrived = origin.arrival('/photo.jpg');
+    const request = rawGet(imaged.url, row.pathOf('small')).catch((error: unknown) => error);
+    await arrived;
+    await proxy.cut();
+    origin.release();
+    await request;
+    await waitFor(() => /Could not give back row/.test(imaged.run.output()), 20_000, 'the row owed back');
+    // Back, but answering nothing on live_images (a server frozen on I/O): the retries wait on the table.
+    const session = new pg.Client({ connectionString: t.url });
+    await session.connect();
+    closers.push(() => session.end().catch(() => {}));
+    await session.query('BEGIN');
+    await session.query('LOCK TABLE live_images IN ACCESS EXCLUSIVE MODE');
+    await proxy.restore();
+    // (From another connection: within the locking session's transaction, pg_stat_activity stays as it first read it.)
+    await waitFor(
+      async () => {
+        const { rows } = await sql<{ n: string }>`
+          SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`.execute(t.db);
+        return Number(rows[0].n) > 0;
+      },
+      20_000,
+      'a retry waiting on the table',
+    );
+    const signalled = Date.now();
+    imaged.run.child.kill('SIGTERM');
+    const exit = await Promise.race([imaged.run.exited, new Promise<null>((resolve) => setTimeout(() => resolve(null), STOP_GRACE_MS).unref())]);
+    assert.ok(exit, `still running ${Math.round((Date.now() - signalled) / 1000)} s after SIGTERM:\n${imaged.run.output()}`);
+    assert.equal(exit.code, 0, imaged.run.output());
+    await session.query('ROLLBACK');
   });
 
   it('50 concurrent requests for one missing thumbnail, split over two lis_imaged processes, cause one generation and get the same bytes', async () => {

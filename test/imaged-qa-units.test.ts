@@ -37,6 +37,32 @@ describe('lis_imaged QA units: the generation gate and requests that go away', (
     assert.deepEqual(gate.stats, { running: 0, waiting: 0, keys: 0 });
   });
 
+  it('a started run is told once every request for it has gone (its `unwanted` signal), and a new request for its key starts a run of its own', async () => {
+    const gate = new GenerationGate<string>(2, 2);
+    let release!: () => void;
+    const blocked = new Promise<void>((resolve) => (release = resolve));
+    const told: boolean[] = [];
+    const make = (name: string) => async (unwanted: AbortSignal) => {
+      await blocked;
+      told.push(unwanted.aborted);
+      return name;
+    };
+    const one = new AbortController();
+    const two = new AbortController();
+    const first = gate.run('a', make('first'), one.signal);
+    const joined = gate.run('a', make('never'), two.signal);
+    one.abort();
+    assert.deepEqual(gate.stats, { running: 1, waiting: 1, keys: 1 }, 'still wanted by the second request');
+    two.abort();
+    await Promise.all([assert.rejects(first, RequestGoneError), assert.rejects(joined, RequestGoneError)]);
+    const again = gate.run('a', make('again'));
+    assert.deepEqual(gate.stats, { running: 2, waiting: 0, keys: 1 }, 'a run of its own, not one that may give up');
+    release();
+    assert.equal(await again, 'again');
+    assert.deepEqual(told.sort(), [false, true], 'the abandoned run was told, the new one not');
+    assert.deepEqual(gate.stats, { running: 0, waiting: 0, keys: 0 });
+  });
+
   it('a queued run that one of its requests still wants stays queued when another goes', async () => {
     const gate = new GenerationGate<string>(1, 3);
     let release!: () => void;

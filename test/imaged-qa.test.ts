@@ -192,6 +192,35 @@ describe('lis_imaged QA: our faults, abusive clients', function () {
     assert.deepEqual(await rowFacts(t.db, row.id), { stage: 'push', state: 'waiting', attempts: 0, locked_by: null, last_error_class: null });
   });
 
+  it('the database away: a thumbnail in the store is served all the same (its record can wait), a miss is 503 naming the database', async () => {
+    t = await createTestDatabase({ overrides: { download: TEST_DOWNLOAD, thumbnail: { presets: PRESETS } } });
+    const proxy = await startDatabaseProxy(t.url);
+    closers.push(() => proxy.cut());
+    const db = createDb(proxy.url, 4);
+    closers.push(() => db.destroy());
+    const server = await startImagedInProcess(t.config, db, proxy.url);
+    closers.push(server.close);
+    const row = await insertLiveRow(t.db, t.config, origin.url('/photo.jpg'), original, ['small']);
+    await proxy.cut();
+    const stored = await rawGet(server.url, row.pathOf('small'));
+    assert.deepEqual([stored.status, stored.headers['x-imaged'], stored.body.toString()], [200, 'store', 'stand-in for small']);
+    const missed = await rawGet(server.url, row.pathOf('medium'));
+    assert.deepEqual([missed.status, missed.headers['retry-after']], [503, '5'], missed.body.toString());
+    assert.match(missed.body.toString(), /database/);
+  });
+
+  it("a live row's original replaced since its record (another size than image_data.original.bytes) is read whole, not cut at the recorded size", async () => {
+    const { t, server } = await setup();
+    const replacement = await photoJpeg(1800, 1200, 3);
+    assert.ok(replacement.length > original.length);
+    const replaced = await insertLiveRow(t.db, t.config, origin.url('/photo.jpg'), original);
+    fs.writeFileSync(originalPath(t.config, 'uk', replaced.hash), replacement);
+    const recorded = await insertLiveRow(t.db, t.config, origin.url('/h1.jpg'), replacement);
+    const [a, b] = [await rawGet(server.url, replaced.pathOf('medium')), await rawGet(server.url, recorded.pathOf('medium'))];
+    assert.deepEqual([a.status, b.status], [200, 200], a.body.toString());
+    assert.ok(a.body.equals(b.body), 'the same thumbnail as from a row that records the replacement');
+  });
+
   it('clients that hang up while waiting free their places at once: their generations never start, and nothing is fetched or inserted for them', async () => {
     const { t, server } = await setup({
       imaged: { maxGenerations: 1, maxWaiting: 2, origins: { web: { country: 'uk', datasourceId: 1, sources: [{ type: 'http', baseUrl: origin.url('/') }] } } },
@@ -270,6 +299,31 @@ describe('lis_imaged QA: our faults, abusive clients', function () {
     origin.release();
     for (const answer of answers) assert.equal((await answer).status, 200);
     assert.equal(origin.hits.size, 3);
+  });
+
+  it("a generation whose every request has gone (hung up, or answered 503 past imaged.timeoutSeconds) leaves its fetch's wait for the host's turn: its slot is freed at once, the host never asked, the row given back untouched", async () => {
+    const { t, server } = await setup({
+      download: { ...TEST_DOWNLOAD, perHostConcurrency: 1, timeouts: { connectSeconds: 5, firstByteSeconds: 20, totalSeconds: 20 } },
+      imaged: { maxGenerations: 3, origins: { web: { country: 'uk', datasourceId: 1, sources: [{ type: 'http', baseUrl: origin.url('/') }] } } },
+    });
+    origin.held.add('/h1.jpg');
+    const arrived = origin.arrival('/h1.jpg');
+    const first = rawGet(server.url, '/web/small/h1.jpg');
+    await arrived;
+    // A second key of the same host: its generation starts, and its fetch waits for the host's one place.
+    const port = new URL(server.url).port;
+    const leaver = http.get({ host: '127.0.0.1', port, path: '/web/small/h2.jpg', agent: false }).on('error', () => {});
+    await waitFor(() => server.service.hostSlots.queued === 1, 10_000, "the second key's fetch to wait for its turn");
+    assert.equal(server.service.gate.stats.running, 2);
+    leaver.destroy();
+    // While the first fetch is still held: before, the second generation kept its slot until its turn came.
+    await waitFor(() => server.service.hostSlots.queued === 0 && server.service.gate.stats.running === 1, 5_000, 'the abandoned generation to end');
+    const row = await t.db.selectFrom('live_images').select('id').where('image_url', '=', origin.url('/h2.jpg')).executeTakeFirstOrThrow();
+    assert.deepEqual(await rowFacts(t.db, row.id), { stage: 'download', state: 'waiting', attempts: 0, locked_by: null, last_error_class: null });
+
+    origin.release();
+    assert.equal((await first).status, 200);
+    assert.deepEqual([...origin.hits.keys()], ['/h1.jpg'], 'the host never asked for the abandoned key');
   });
 
   it('a file in the store that its row has no record of (a generation killed between the file and its record) is made again and recorded, so it gets pushed; before, it was served as it was and never pushed', async () => {

@@ -22,6 +22,8 @@ interface Flight<T> {
   interest: number;
   /** Set while the run waits for a slot: takes it out of the queue (nobody wants it any more). */
   dequeue: (() => void) | null;
+  /** Aborted when every request for a started run has gone: what it has not begun yet it may leave undone. */
+  unwanted: AbortController;
 }
 
 /**
@@ -32,7 +34,11 @@ interface Flight<T> {
  * A request whose `signal` aborts (its client hung up) stops waiting at once
  * and frees its waiting place; a run still queued for a slot that nobody
  * wants any more leaves the queue unstarted. A run that has started is
- * finished all the same (never left half-done), for its file and its row.
+ * finished all the same (never left half-done), for its file and its row; its
+ * `unwanted` signal tells it that nobody waits for it any more, so that it need
+ * not begin what it has not begun (a fetch still waiting for its host's turn),
+ * and a new request for its key starts a run of its own rather than join one
+ * that may give up.
  */
 export class GenerationGate<T> {
   private readonly runs = new Map<string, Flight<T>>();
@@ -50,7 +56,7 @@ export class GenerationGate<T> {
     return { running: this.running, waiting: this.waiting, keys: this.runs.size };
   }
 
-  run(key: string, make: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+  run(key: string, make: (unwanted: AbortSignal) => Promise<T>, signal?: AbortSignal): Promise<T> {
     if (signal?.aborted) return Promise.reject(new RequestGoneError());
     const current = this.runs.get(key);
     if (current) {
@@ -64,13 +70,13 @@ export class GenerationGate<T> {
         new BusyError(`${this.running} generations running and ${this.waiting} requests waiting (imaged.maxGenerations, imaged.maxWaiting)`),
       );
     }
-    const flight: Flight<T> = { result: Promise.resolve() as Promise<T>, interest: 1, dequeue: null };
+    const flight: Flight<T> = { result: Promise.resolve() as Promise<T>, interest: 1, dequeue: null, unwanted: new AbortController() };
     flight.result = this.slot(key, flight).then(async () => {
       try {
-        return await make();
+        return await make(flight.unwanted.signal);
       } finally {
         this.running--;
-        this.runs.delete(key);
+        if (this.runs.get(key) === flight) this.runs.delete(key);
         this.queue.shift()?.();
       }
     });
@@ -94,7 +100,7 @@ export class GenerationGate<T> {
       const gone = () => {
         if (!end()) return;
         flight.interest--;
-        if (flight.interest === 0) flight.dequeue?.();
+        if (flight.interest === 0) this.abandon(flight);
         reject(new RequestGoneError());
       };
       signal?.addEventListener('abort', gone, { once: true });
@@ -103,6 +109,13 @@ export class GenerationGate<T> {
         (error: unknown) => end() && reject(error as Error),
       );
     });
+  }
+
+  /** Nobody wants the run any more: out of the queue when it waits for a slot, else told so (and left by its key). */
+  private abandon(flight: Flight<T>): void {
+    if (flight.dequeue) return flight.dequeue();
+    for (const [key, run] of this.runs) if (run === flight) this.runs.delete(key);
+    flight.unwanted.abort();
   }
 
   /** Resolves when a run may start (counting it as running); rejects if it leaves the queue unstarted. */

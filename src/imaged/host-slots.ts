@@ -11,6 +11,12 @@ export interface OriginalFetcher {
   fetch(request: FetchRequest): Promise<FetchOutcome>;
 }
 
+/** A fetch waiting for its host's turn in the limiter's queue. */
+interface QueuedFetch {
+  host: string;
+  start: () => Promise<void>;
+}
+
 /**
  * The downloader's per-host limits for lis_imaged's fetches: at most
  * `download.perHostConcurrency` in flight to one host, starts at least
@@ -19,6 +25,12 @@ export interface OriginalFetcher {
  * requests for new keys of one origin (or queued rows of one site) opened as
  * many connections to that host at once, whatever it was promised. Local
  * files (`file://`) have no host and are not limited.
+ * A fetch of a generation that every request has left (hung up, or answered
+ * 503 past imaged.timeoutSeconds) leaves the queue at once while it waits for
+ * its turn, `stopped`: it kept the generation's slot and lock transaction for
+ * a turn nobody needed, and would then have taken its host's place and delay
+ * for nothing. (FetchRequest.signal, fetchFromCandidates' stop once another
+ * source has arrived, is the fetch's own: it is passed on, and not waited on here.)
  */
 export class HostSlots implements OriginalFetcher {
   private readonly limiter: HostLimiter;
@@ -39,13 +51,48 @@ export class HostSlots implements OriginalFetcher {
     return this.limiter.queued;
   }
 
-  fetch(request: FetchRequest): Promise<FetchOutcome> {
+  /**
+   * `unwanted` (the generation's, see GenerationGate): aborted while the fetch waits for its host's turn, the fetch
+   * leaves the queue at once, `stopped`; a fetch that has begun goes on, as a started generation does.
+   */
+  fetch(request: FetchRequest, unwanted?: AbortSignal): Promise<FetchOutcome> {
     const host = request.url.startsWith('file:') ? null : hostKey(request.url);
     if (!host) return this.fetcher.fetch(request);
+    if (unwanted?.aborted) return Promise.resolve({ kind: 'stopped' });
     return new Promise<FetchOutcome>((resolve, reject) => {
-      this.limiter.add(host, () => this.fetcher.fetch(request).then(resolve, reject));
+      const leave = () => {
+        if (this.unqueue(queued)) resolve({ kind: 'stopped' });
+      };
+      const queued: QueuedFetch = {
+        host,
+        start: () => {
+          unwanted?.removeEventListener('abort', leave);
+          return this.fetcher.fetch(request).then(resolve, reject);
+        },
+      };
+      unwanted?.addEventListener('abort', leave, { once: true });
+      this.limiter.add(host, queued);
       // A drain per fetch, as lis_downloadd runs one per chunk: it also starts fetches queued by others.
-      void drainLimiter<() => Promise<void>>(this.limiter, (run) => run(), NEVER);
+      void drainLimiter<QueuedFetch>(this.limiter, (next) => next.start(), NEVER);
     });
+  }
+
+  /** This fetcher for one generation: its fetches leave their wait for a turn once nobody wants the generation. */
+  forGeneration(unwanted: AbortSignal): OriginalFetcher {
+    return { fetch: (request) => this.fetch(request, unwanted) };
+  }
+
+  /**
+   * Takes one fetch out of the queue; false when it is no longer there (started). HostLimiter removes only the
+   * whole queue, so the others go back in the order they were in (host by host, in turn order), their hosts'
+   * places and delays untouched.
+   */
+  private unqueue(fetch: QueuedFetch): boolean {
+    let found = false;
+    for (const other of this.limiter.clearQueued<QueuedFetch>()) {
+      if (other === fetch) found = true;
+      else this.limiter.add(other.host, other);
+    }
+    return found;
   }
 }

@@ -81,8 +81,10 @@ export async function imagedMain(argv = process.argv): Promise<void> {
         server.close(() => resolve());
         server.closeIdleConnections();
       });
-      // A last try at rows the database would not take back (UnreleasedRows), while it is still open.
-      await service.close();
+      // A last try at rows the database would not take back (UnreleasedRows), while it is still open. Bounded as
+      // markStopped is: a database that keeps the connection and never answers would hold the exit until the
+      // query's bound (120 s), past the service's grace; lis_managerd releases what is left once we are stopped.
+      await settledWithin(service.close(), STOP_DATABASE_WAIT_MS);
       await thumbnailer.close?.();
       return 0;
     } catch (error) {

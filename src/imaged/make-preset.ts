@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import type { LisConfig } from '../config/config-schema.ts';
 import type { Db } from '../db/connect.ts';
 import type { ImageData } from '../store/image-data.ts';
@@ -67,7 +67,7 @@ export async function makePresetOfRow(
   record: Db = db,
 ): Promise<Array<{ ext: string; data: Buffer }>> {
   const file = originalPath(config, row.country, row.image_hash);
-  let original = await readOriginal(file);
+  let original = await readOriginal(file, row.original?.bytes);
   if (!original) {
     const outcome = await fetchFromCandidates(fetcher, candidateUrls(row.image_url, config.imaged.origins), file, config);
     if (outcome.kind === 'failed') {
@@ -76,7 +76,7 @@ export async function makePresetOfRow(
       if (!isSourceFault(errorClass)) throw oursError(`the original is not in the store and could not be stored again: ${errorClass}: ${reason}`);
       throw new NotMadeError(502, `the original is not in the store and could not be fetched again: ${errorClass}: ${reason}`);
     }
-    original = await readOriginal(file);
+    original = await readOriginal(file, undefined);
     if (!original) throw oursError('the original fetched again is not in the store (removed meanwhile?)');
   }
   let details: ResolvedDetails;
@@ -133,12 +133,28 @@ function oursError(message: string): NotMadeError {
  * (permissions, EIO, a folder in its place) is our store's fault: 503 store_read_failed, not a reason to fetch the
  * original again from the source and answer for the source's reply.
  */
-async function readOriginal(file: string): Promise<Buffer | null> {
+async function readOriginal(file: string, knownBytes: number | undefined): Promise<Buffer | null> {
   try {
-    return await readFile(file);
+    return knownBytes ? await readOfSize(file, knownBytes) : await readFile(file);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw oursError(`store_read_failed: cannot read the original: ${errorMessage(error)}`);
+  }
+}
+
+/**
+ * The file, read in one call when it has the size image_data recorded: readFile asks for the size first (fstat),
+ * a turn on libuv's pool more, which the decodes share. One byte more is asked for, so that a longer file (the
+ * original replaced since) is seen and read whole.
+ */
+async function readOfSize(file: string, bytes: number): Promise<Buffer> {
+  const handle = await open(file);
+  try {
+    const buffer = Buffer.allocUnsafe(bytes + 1);
+    const { bytesRead } = await handle.read(buffer, 0, bytes + 1, 0);
+    return bytesRead === bytes ? buffer.subarray(0, bytes) : await handle.readFile();
+  } finally {
+    await handle.close();
   }
 }
 

@@ -31,6 +31,8 @@ export interface StageRunner {
   fetcher: OriginalFetcher;
   /** lis_thumbnaild's own stage worker: the thumbnails are made by its code, classification included. */
   thumbnailer: StageWorker;
+  /** Aborted once nobody waits for the generation: a download still waiting for its host's turn is left undone. */
+  unwanted?: AbortSignal;
 }
 
 /** How far this process took a queued row: `claimed: false` when a daemon (or another lis_imaged) holds it. */
@@ -82,8 +84,12 @@ async function endStage(runner: StageRunner, stage: WorkStage, result: RowResult
   await failRows(db, workerId, [result.failure], { maxAttempts: config.queue.maxAttempts, backoff: config.queue.backoff });
 }
 
-/** The download stage for one row: its URL (and an origin's fallbacks, in parallel), under the downloader's limits. */
-async function downloadStage(runner: StageRunner, row: ClaimedRow): Promise<RowResult> {
+/**
+ * The download stage for one row: its URL (and an origin's fallbacks, in parallel), under the downloader's limits;
+ * null (the row given back untouched, as a daemon's unstarted rows at a stop) when its fetch was left undone,
+ * still waiting for its host's turn when nobody wanted the generation any more.
+ */
+async function downloadStage(runner: StageRunner, row: ClaimedRow): Promise<RowResult | null> {
   const { config } = runner;
   const outcome = await fetchFromCandidates(
     runner.fetcher,
@@ -91,6 +97,7 @@ async function downloadStage(runner: StageRunner, row: ClaimedRow): Promise<RowR
     originalPath(config, row.country, row.image_hash),
     config,
   );
+  if (runner.unwanted?.aborted && outcome.kind === 'failed' && outcome.failure.reason === 'stopped') return null;
   return rowResult(row, outcome, config.stores.shared ? '' : config.host);
 }
 

@@ -2,8 +2,8 @@ import { open, stat } from 'node:fs/promises';
 import type { Db } from '../db/connect.ts';
 import { deleteMissedOriginRow, insertOriginRow } from '../queue/origin-rows.ts';
 import { thumbnailRelativePath, thumbnailStorePath } from '../store/store-layout.ts';
-import { GenerationGate } from './generation-gate.ts';
-import { lockImageRow, readRow } from './image-row.ts';
+import { GenerationGate, RequestGoneError } from './generation-gate.ts';
+import { lockImageRow, readRow, type RowState } from './image-row.ts';
 import type { Picture } from './http-answer.ts';
 import { makePresetOfRow, NotMadeError } from './make-preset.ts';
 import { originImageUrl } from './origin-urls.ts';
@@ -34,9 +34,23 @@ export interface ThumbnailName {
  * The signal a generation runs under: a request's own (`signal` of thumbnail() and originThumbnail(), aborted when
  * its client hangs up) only ends that request's wait in the gate. A generation that has started is shared by every
  * request of its key and is finished whatever they do: stopped half-way, it would leave its row given back and its
- * work thrown away, to be done again by the next request.
+ * work thrown away, to be done again by the next request. (Once none is left, it leaves undone only what it has not
+ * begun: a fetch waiting for its host's turn, a wait for a daemon; see generate's `unwanted`.)
  */
 const UNSTOPPED = new AbortController().signal;
+
+/**
+ * Whether a file of `name` in the store may be served as it is: not for a row past thumbnailing that has no record
+ * of it, the leftover of a generation killed (or whose database went away) between the file and its record. Served
+ * as it is, that file was never pushed (the pusher sends what image_data lists), so every request for it came back
+ * here for good; instead the generation runs, writes the same bytes and records them. A request reaches lis_imaged
+ * only when its frontend lacks the file, so the row read is not on the hot path (nginx is). Pure.
+ */
+function servableAsStored(row: RowState | null, name: ThumbnailName): boolean {
+  if (!row || (row.stage !== 'push' && row.stage !== 'live')) return true;
+  if (name.version !== row.version && name.version !== row.live_version) return true;
+  return row.recorded;
+}
 
 /** One generation per thumbnail name in this process: what the gate's single flight is keyed by. */
 const gateKey = (name: ThumbnailName) => `${name.country}/${name.hash}/${name.preset}/${name.version}`;
@@ -81,15 +95,28 @@ export class ThumbnailService {
    * `signal`: the request's; when it aborts, RequestGoneError, and the request's place in the gate is freed.
    */
   async thumbnail(name: ThumbnailName, signal: AbortSignal): Promise<Answer> {
-    const stored = await this.fromStore(name, name.ext);
-    if (stored && (await this.recordedOrNotOurs(name))) return { picture: stored, source: 'store' };
+    // The row first: it says whether a file in the store may be served as it is, so the usual miss (a row past
+    // thumbnailing with no record of the preset) skips the store's lookup, a failed open on libuv's pool that
+    // the decodes share. No such image: 404 at once, outside the gate (below); paths of images that do not exist
+    // (random hashes, a crawler's guesses) would each take a generation slot and a locks-pool transaction to
+    // learn it, and push real misses into 503. generate reads the row again under the image's lock.
+    let row: RowState | null;
+    try {
+      row = await readRow(this.db, name.country, name.hash, { preset: name.preset, version: name.version });
+    } catch (error) {
+      // The database away: a file in the store is served all the same (its record can wait; the picture is there).
+      const stored = await this.fromStore(name, name.ext);
+      if (stored) return { picture: stored, source: 'store' };
+      throw error;
+    }
+    if (servableAsStored(row, name)) {
+      const stored = await this.fromStore(name, name.ext);
+      if (stored) return { picture: stored, source: 'store' };
+    }
     if (name.ext !== 'jpg' && !this.runner.config.thumbnail.twins[name.ext as 'webp' | 'avif'])
       throw new NotMadeError(404, `.${name.ext} twins are switched off (thumbnail.twins)`, 'ERR_IMAGED_NO_TWIN');
-    // No such image: 404 at once, outside the gate. Paths of images that do not exist (random hashes, a crawler's
-    // guesses) each took a generation slot and a locks-pool transaction to learn it, and pushed real misses into 503.
-    // One indexed read more for a real miss; generate reads the row again under the image's lock.
-    if (!(await readRow(this.db, name.country, name.hash))) throw new NotMadeError(404, 'no such image');
-    const answer = await this.gate.run(gateKey(name), () => this.generate(name, UNSTOPPED), signal);
+    if (!row) throw new NotMadeError(404, 'no such image');
+    const answer = await this.gate.run(gateKey(name), (unwanted) => this.generate(name, UNSTOPPED, unwanted), signal);
     if (answer.picture.ext === name.ext) return answer;
     const twin = await this.fromStore(name, name.ext);
     if (!twin) throw new NotMadeError(404, `no .${name.ext} twin was made`, 'ERR_IMAGED_NO_TWIN');
@@ -117,10 +144,10 @@ export class ThumbnailService {
     if (row) return this.thumbnail(name, signal);
     return this.gate.run(
       gateKey(name),
-      async () => {
+      async (unwanted) => {
         const inserted = await insertOriginRow(this.db, spec.country, spec.datasourceId, url);
         try {
-          return await this.generate(name, UNSTOPPED);
+          return await this.generate(name, UNSTOPPED, unwanted);
         } catch (error) {
           // Whatever the generation answered (404 from our own download or a daemon's, 503 after waiting for one):
           // the delete's conditions are what decide. After the generation, so its lock is released and nothing of
@@ -133,21 +160,6 @@ export class ThumbnailService {
       },
       signal,
     );
-  }
-
-  /**
-   * Whether a file found in the store may be served as it is: false only for a row past thumbnailing that has no
-   * record of it, the leftover of a generation killed (or whose database went away) between the file and its
-   * record. Served as it is, that file was never pushed (the pusher sends what image_data lists), so every request
-   * for it came back here for good; now the generation runs, writes the same bytes and records them. A request
-   * reaches lis_imaged only when its frontend lacks the file, so the row read is not on the hot path (nginx is).
-   * The database away: the file is served all the same (the record can wait; the picture is there).
-   */
-  private async recordedOrNotOurs(name: ThumbnailName): Promise<boolean> {
-    const row = await readRow(this.db, name.country, name.hash, { preset: name.preset, version: name.version }).catch(() => null);
-    if (!row || (row.stage !== 'push' && row.stage !== 'live')) return true;
-    if (name.version !== row.version && name.version !== row.live_version) return true;
-    return row.recorded;
   }
 
   private async fromStore(name: Omit<ThumbnailName, 'ext'>, ext: string): Promise<Picture | null> {
@@ -165,9 +177,14 @@ export class ThumbnailService {
     }
   }
 
-  /** One generation, under the image's advisory lock (held by a transaction for the whole run). */
-  private async generate(name: ThumbnailName, signal: AbortSignal): Promise<Answer> {
-    const { config, log } = this.runner;
+  /**
+   * One generation, under the image's advisory lock (held by a transaction for the whole run). `unwanted`: the
+   * gate's, aborted once every request for it has gone; a fetch of its original still waiting for its host's
+   * turn is then left undone (HostSlots), and a queued row whose download was so left is given back untouched.
+   */
+  private async generate(name: ThumbnailName, signal: AbortSignal, unwanted: AbortSignal): Promise<Answer> {
+    const runner: StageRunner = { ...this.runner, fetcher: this.hostSlots.forGeneration(unwanted), unwanted };
+    const { config, log } = runner;
     const { country, hash, preset } = name;
     const label = `${country}/${hash}_${preset}${name.version > 1 ? `.v${name.version}` : ''}`;
     const timeoutMs = Math.ceil(config.imaged.timeoutSeconds * 1000);
@@ -186,18 +203,20 @@ export class ThumbnailService {
         // Only the names of a version the row has: the one being worked on (image_data) or the one served (live_data).
         if (name.version !== row.version && name.version !== row.live_version) throw new NotMadeError(404, `no version ${name.version} of this image`);
         this.generations++;
-        const files = await makePresetOfRow(this.db, config, this.runner.fetcher, row, preset, name.version, trx);
+        const files = await makePresetOfRow(this.db, config, runner.fetcher, row, preset, name.version, trx);
         log.info(`${label}: made from the original for a ${row.stage} row`, { scope: 'Imaged::make' });
         return { picture: await this.madePicture(name, files[0]), source: 'made' as const };
       }
       if (row.state === 'failed' || row.state === 'parked')
         throw new NotMadeError(404, `the image ${row.state === 'failed' ? 'failed' : 'is parked'} in stage ${row.stage}`);
-      const outcome = await runRowStages(this.runner, row.id, signal, this.unreleased);
+      const outcome = await runRowStages(runner, row.id, signal, this.unreleased);
+      // Its download left undone and the row given back: nobody is waiting for the answer.
+      if (!outcome.claimed && unwanted.aborted) throw new RequestGoneError();
       if (outcome.claimed && !outcome.result.ok) throw await this.stageFailed(trx, country, hash, outcome.stage, outcome.result.failure);
       const ours = outcome.claimed && outcome.stage === 'thumbnail';
       if (ours) this.generations++;
       // Not ours (a daemon holds the row, or took it between two stages): its file once it has one.
-      const made = (await this.fromStore(name, 'jpg')) ?? (await this.waitForDaemon(row.id, name, timeoutMs - (Date.now() - started), signal));
+      const made = (await this.fromStore(name, 'jpg')) ?? (await this.waitForDaemon(runner, row.id, name, timeoutMs - (Date.now() - started), signal));
       if (!made) {
         // Thumbnailed now, but not under this name: a version the row does not have (`.v2` of a new row) is 404 as
         // for any row past thumbnailing (above); a 503 would only send the client back for the same 404.
@@ -212,10 +231,10 @@ export class ThumbnailService {
   }
 
   /** A row a daemon holds (or that waits for its retry time): its file once it has one, within the time left. */
-  private async waitForDaemon(id: string, name: ThumbnailName, leftMs: number, signal: AbortSignal): Promise<Picture | null> {
+  private async waitForDaemon(runner: StageRunner, id: string, name: ThumbnailName, leftMs: number, signal: AbortSignal): Promise<Picture | null> {
     const { country, hash, preset } = name;
     const deadline = Date.now() + Math.max(0, leftMs);
-    while (Date.now() < deadline && !signal.aborted) {
+    while (Date.now() < deadline && !signal.aborted && !runner.unwanted?.aborted) {
       const found = await this.fromStore(name, 'jpg');
       if (found) return found;
       const row = await this.db
@@ -234,7 +253,7 @@ export class ThumbnailService {
             retryAfterSeconds: Math.max(1, Math.ceil((retryAt - Date.now()) / 1000)),
           });
         }
-        const outcome = await runRowStages(this.runner, id, signal, this.unreleased);
+        const outcome = await runRowStages(runner, id, signal, this.unreleased);
         if (outcome.claimed && !outcome.result.ok) throw await this.stageFailed(this.db, country, hash, outcome.stage, outcome.result.failure);
         // Not claimable here either (its files are on another host): that host's daemon will make it.
         if (!outcome.claimed) return null;
