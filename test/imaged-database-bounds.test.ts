@@ -1,10 +1,13 @@
 // lis_imaged's bounds on a database that hangs are its config's (database.queryTimeoutSeconds), on its lock
 // pool as on its main pool: a generation whose lock query goes unanswered ends at the bound, with a 503.
 import assert from 'node:assert/strict';
+import { sql } from 'kysely';
 import pg from 'pg';
+import { startDatabaseProxy } from './helpers/database-proxy.ts';
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
 import { OriginServer, photoJpeg, startImaged } from './helpers/imaged-fixtures.ts';
 import { insertQueuedRow, rawGet } from './helpers/imaged-in-process.ts';
+import { waitFor } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
 /** src/imaged/image-row.ts's advisory lock namespace ("imgd"), under which a generation locks its image. */
@@ -38,5 +41,50 @@ describe("lis_imaged's database bounds", function () {
     const answer = await rawGet(imaged.url, row.pathOf('small'));
     assert.equal(answer.status, 503, answer.body.toString());
     assert.match(imaged.run.output(), /is not answering: no reply to a query in 1\.5 s/, imaged.run.output());
+  });
+
+  it('a claim of a queued row whose answer is lost (the server committed it, then the path hung) does not leave the row locked by the live process: given back once the path is back, the next request makes it', async () => {
+    const origin = await OriginServer.start(new Map([['/photo.jpg', await photoJpeg(300, 200)]]));
+    closers.push(() => origin.close());
+    const relay = await startDatabaseProxy(t.url);
+    closers.push(async () => relay.cut());
+    // A generation may leave its lock's transaction idle for 2 + 2 + 3 + 10 s (generationIdleBoundMs).
+    const config = t.writeConfig({
+      database: { ...t.config.database, connectTimeoutSeconds: 1, queryTimeoutSeconds: 1.5 },
+      imaged: { ...t.config.imaged, timeoutSeconds: 3 },
+      thumbnail: { ...t.config.thumbnail, timeoutSeconds: 2 },
+    });
+    const imaged = await startImaged(config, { LIS_DATABASE_URL: relay.url });
+    closers.push(imaged.stop);
+    const row = await insertQueuedRow(t.db, origin.url('/photo.jpg'));
+    // claim-row.ts's statement: its text goes out in its Parse, the first claim of a connection.
+    const claimSent = relay.stallAfter('FOR UPDATE OF c SKIP LOCKED))');
+    const first = await rawGet(imaged.url, row.pathOf('small'));
+    await claimSent;
+    assert.equal(first.status, 503, first.body.toString());
+    const lockedBy = async () =>
+      (await sql<{ locked_by: string | null; attempts: number }>`SELECT locked_by, attempts FROM live_images WHERE id = ${row.id}`.execute(t.db)).rows[0];
+    const held = await lockedBy();
+    assert.notEqual(held.locked_by, null, `the server committed the claim: the row is locked by lis_imaged (${JSON.stringify(held)})`);
+    relay.mend();
+    await waitFor(async () => (await lockedBy()).locked_by === null, 30_000, 'the row given back once the path was back').catch((error: Error) => {
+      throw new Error(`${error.message}; lis_imaged:\n${imaged.run.output()}`);
+    });
+    assert.equal((await lockedBy()).attempts, 0, 'nobody charged');
+    // Connections that were open during the stall stay silent: each is dropped at its bound, then the pool's new ones
+    // answer. The generation's session stays on the server, idle in its transaction with the image's lock, until
+    // the server ends it (idle_in_transaction_session_timeout, 17 s): then the image can be made again.
+    let last = '';
+    await waitFor(
+      async () => {
+        const next = await rawGet(imaged.url, row.pathOf('small'));
+        last = `${next.status} ${next.body.toString().slice(0, 200)}`;
+        return next.status === 200;
+      },
+      60_000,
+      'the next request made the thumbnail',
+    ).catch((error: Error) => {
+      throw new Error(`${error.message}; the last answer: ${last}; lis_imaged:\n${imaged.run.output()}`);
+    });
   });
 });

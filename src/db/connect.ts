@@ -83,6 +83,13 @@ export function connectionFailure(url: string, error: unknown): LisError | null 
 export interface QueryBounds {
   connectMs: number;
   queryMs: number;
+  /**
+   * The server ends a session left idle inside a transaction this long (idle_in_transaction_session_timeout):
+   * for pools whose transactions hold locks while the client works (lis_imaged's image locks). On a path that
+   * was lost, the server's side of the session stays, idle in its transaction, its locks held, until its TCP
+   * keepalive gives up (two hours by default). Unset: no such bound.
+   */
+  idleInTransactionMs?: number;
 }
 
 /**
@@ -118,7 +125,13 @@ function boundedClient(url: string, bounds: QueryBounds): new () => pg.Client {
   const seconds = (ms: number) => `${Math.round(ms / 100) / 10} s`;
   class BoundedClient extends pg.Client {
     constructor(config?: pg.ClientConfig) {
-      super({ ...config, connectionTimeoutMillis: bounds.connectMs, statement_timeout: bounds.queryMs, query_timeout: bounds.queryMs + QUERY_GRACE_MS });
+      super({
+        ...config,
+        connectionTimeoutMillis: bounds.connectMs,
+        statement_timeout: bounds.queryMs,
+        query_timeout: bounds.queryMs + QUERY_GRACE_MS,
+        ...(bounds.idleInTransactionMs ? { idle_in_transaction_session_timeout: bounds.idleInTransactionMs } : {}),
+      });
     }
 
     // The pool connects with a callback; pg's bare "timeout expired" becomes a line an operator can read.

@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import type { LisConfig } from '../config/config-schema.ts';
 import type { Db } from '../db/connect.ts';
 import { runPrepared } from '../db/prepared-query.ts';
 import { NotMadeError } from './make-preset.ts';
@@ -51,6 +52,18 @@ const rowSelect = (country: string, hash: string, wanted: Wanted | null) => sql`
 export async function readRow(db: Db, country: string, hash: string, wanted: Wanted | null = null): Promise<RowState | null> {
   const [row] = await runPrepared(db, sql<RowState>`${rowSelect(country, hash, wanted)}`);
   return row ?? null;
+}
+
+/** Beyond the stages' own bounds: store writes and the database's round trips of a generation. */
+const GENERATION_SLACK_SECONDS = 10;
+
+/**
+ * How long a generation may leave its lock's transaction idle, at most: it runs a download (its total bound), a
+ * thumbnail (its bound) and waits for a daemon's file (imaged.timeoutSeconds) while holding it. Longer, its
+ * client is gone (a lost path) and the server may end the session, freeing the image's lock. Pure.
+ */
+export function generationIdleBoundMs(config: Pick<LisConfig, 'download' | 'thumbnail' | 'imaged'>): number {
+  return (config.download.timeouts.totalSeconds + config.thumbnail.timeoutSeconds + config.imaged.timeoutSeconds + GENERATION_SLACK_SECONDS) * 1000;
 }
 
 /**

@@ -16,6 +16,7 @@ import { errorMessage } from '../errors.ts';
 import { listenOrExplain } from '../util/listen.ts';
 import { closeLogger, createLogger } from '../log/create-logger.ts';
 import { createThumbnailWorker } from '../thumbnail/thumbnail-worker.ts';
+import { generationIdleBoundMs } from './image-row.ts';
 import { createImagedServer } from './imaged-server.ts';
 import { ThumbnailService } from './thumbnail-service.ts';
 
@@ -55,7 +56,12 @@ export async function imagedMain(argv = process.argv): Promise<void> {
       db = await openDaemonDatabase(config, { service: Boolean(flags.service), signal: controller.signal, warn });
       const database = db;
       // Bounded as the main pool is (serviceQueryBounds): a generation's transaction on a hung path would keep its slot for ever.
-      locks = createDb(await databaseUrl(config), config.imaged.maxGenerations, poolErrorWarning(warn), serviceQueryBounds(config));
+      // And on the server's side: a generation whose path was lost leaves its session there, idle in its transaction,
+      // holding the image's lock (every request for the image 503) until the server's TCP keepalive gives up, hours later.
+      locks = createDb(await databaseUrl(config), config.imaged.maxGenerations, poolErrorWarning(warn), {
+        ...serviceQueryBounds(config),
+        idleInTransactionMs: generationIdleBoundMs(config),
+      });
       // Registered like the daemons, so that if this process dies holding a row, lis_managerd gives it back.
       await registerWorker(database, { id: workerId, component: 'imaged', host: config.host, pid: process.pid, country: null });
       const thumbnailer = createThumbnailWorker({ config, db: database });

@@ -50,7 +50,17 @@ export type StagesOutcome = { claimed: false } | { claimed: true; result: RowRes
 export async function runRowStages(runner: StageRunner, rowId: string, signal: AbortSignal, unreleased: UnreleasedRows): Promise<StagesOutcome> {
   let last: StagesOutcome = { claimed: false };
   for (;;) {
-    const row = await claimRow(runner.db, rowId, runner.workerId, claimHostFor('thumbnail', runner.config));
+    // A release still owed for this row goes first: given back later, it would take the row from under this claim.
+    await unreleased.settle(rowId);
+    let row: Awaited<ReturnType<typeof claimRow>>;
+    try {
+      row = await claimRow(runner.db, rowId, runner.workerId, claimHostFor('thumbnail', runner.config));
+    } catch (error) {
+      // The claim may have been committed with its answer lost on the way back (a path that hung): the row would
+      // stay locked by this live process, which lis_managerd never takes for dead. Given back (a no-op if it was not taken).
+      await unreleased.giveBack(rowId);
+      throw error;
+    }
     if (!row) return last;
     let result: RowResult | null;
     try {

@@ -40,6 +40,20 @@ export class UnreleasedRows {
     }
   }
 
+  /**
+   * Before this process claims `id` again: a release still owed for it is made now, so that a later retry cannot
+   * take the row from under the new claim (both are this worker's). Rejects, keeping it owed, when the database
+   * still refuses: the claim would fail too.
+   */
+  async settle(id: string): Promise<void> {
+    if (!this.ids.has(id)) return;
+    // A retry under way may still be releasing it: after that, not alongside (its release could land after our claim).
+    await this.trying;
+    if (!this.ids.has(id)) return;
+    await releaseRows(this.db, this.workerId, [id]);
+    this.ids.delete(id);
+  }
+
   /** One more try for every row owed; never rejects. */
   retry(): Promise<void> {
     this.trying = this.trying.then(() => this.tryAll()).catch(() => {});
