@@ -7,8 +7,10 @@ import { parseConfig } from '../../src/config/load-config.ts';
 import type { LisConfig, LisConfigInput } from '../../src/config/config-schema.ts';
 import { createDb, databaseUrl, dropDatabase, migrateToLatest, recreateDatabase, type Db } from '../../src/db/connect.ts';
 
-// One per test run, so that runs side by side (several checkouts, CI) do not clobber each other's.
-export const TEMPLATE_DB = `lis_test_template_${process.pid}`;
+// One per test run, so that runs side by side (several checkouts, CI) do not clobber each other's. Named by
+// the process that makes it (mocha's global setup) and passed on in the environment: with --parallel the test
+// files run in worker processes, which would otherwise look for a template named by their own pid.
+export const TEMPLATE_DB = (process.env.LIS_TEST_TEMPLATE_DB ??= `lis_test_template_${process.pid}`);
 
 /**
  * The server the tests use: LIS_DATABASE_URL when set, else the embedded one
