@@ -88,29 +88,30 @@ describe('daemon runner (a real daemon process)', () => {
   });
 
   it('rejects bad flags and bad config with a clear message and a non-zero exit', async () => {
-    const noCountry = spawnTs(DAEMON, ['--config', t.writeConfig()]);
-    assert.equal((await noCountry.exited).code, 2, 'every usage error exits 2');
-    assert.match(noCountry.output(), /required option '--country <code>' not specified/);
-    const unknownFlag = spawnTs(DAEMON, ['--country', 'uk', '--colour', 'red']);
-    assert.equal((await unknownFlag.exited).code, 2);
-    assert.match(unknownFlag.output(), /unknown option '--colour'/);
-    const help = spawnTs(DAEMON, ['--help']);
-    assert.equal((await help.exited).code, 0);
-    assert.match(help.output(), /--country <code>/);
-    const badChunk = spawnTs(DAEMON, ['--country', 'uk', '--chunk-size', 'lots', '--config', t.writeConfig()]);
-    assert.equal((await badChunk.exited).code, 2);
-    assert.match(badChunk.output(), /--chunk-size "lots": expected a whole number from 1 to 10000/);
+    // Seven processes that each only start and refuse: started together, then checked one by one.
     // A bad --metrics-port is refused before anything starts: with the database unreachable, the flag is still what is named.
     const unreachable = t.writeConfig({ database: { url: 'postgres://imagesys:x@127.0.0.1:1/nowhere' } });
-    const badPort = spawnTs(DAEMON, ['--country', 'uk', '--metrics-port', '99999', '--config', unreachable]);
-    assert.equal((await badPort.exited).code, 2, badPort.output());
-    assert.equal(badPort.output(), 'error: --metrics-port "99999": expected a whole number from 0 to 65535\n');
-    const managerPort = spawnTs('bin/lis_managerd', ['--service', '--metrics-port', 'x', '--config', unreachable]);
-    assert.equal((await managerPort.exited).code, 2, managerPort.output());
-    assert.equal(managerPort.output(), 'error: --metrics-port "x": expected a whole number from 0 to 65535\n');
     const badFile = path.join(t.dir, 'bad.json');
     fs.writeFileSync(badFile, JSON.stringify({ queue: { chunkSize: -1 }, stores: { sharedd: true } }));
+    const noCountry = spawnTs(DAEMON, ['--config', t.writeConfig()]);
+    const unknownFlag = spawnTs(DAEMON, ['--country', 'uk', '--colour', 'red']);
+    const help = spawnTs(DAEMON, ['--help']);
+    const badChunk = spawnTs(DAEMON, ['--country', 'uk', '--chunk-size', 'lots', '--config', t.writeConfig()]);
+    const badPort = spawnTs(DAEMON, ['--country', 'uk', '--metrics-port', '99999', '--config', unreachable]);
+    const managerPort = spawnTs('bin/lis_managerd', ['--service', '--metrics-port', 'x', '--config', unreachable]);
     const badConfig = spawnTs(DAEMON, ['--country', 'uk', '--config', badFile]);
+    assert.equal((await noCountry.exited).code, 2, 'every usage error exits 2');
+    assert.match(noCountry.output(), /required option '--country <code>' not specified/);
+    assert.equal((await unknownFlag.exited).code, 2);
+    assert.match(unknownFlag.output(), /unknown option '--colour'/);
+    assert.equal((await help.exited).code, 0);
+    assert.match(help.output(), /--country <code>/);
+    assert.equal((await badChunk.exited).code, 2);
+    assert.match(badChunk.output(), /--chunk-size "lots": expected a whole number from 1 to 10000/);
+    assert.equal((await badPort.exited).code, 2, badPort.output());
+    assert.equal(badPort.output(), 'error: --metrics-port "99999": expected a whole number from 0 to 65535\n');
+    assert.equal((await managerPort.exited).code, 2, managerPort.output());
+    assert.equal(managerPort.output(), 'error: --metrics-port "x": expected a whole number from 0 to 65535\n');
     assert.equal((await badConfig.exited).code, 1);
     assert.match(badConfig.output(), /queue\.chunkSize: Too small/);
     assert.match(badConfig.output(), /stores: Unrecognized key: "sharedd"/);

@@ -26,6 +26,8 @@ describe("a daemon's /metrics while PostgreSQL is away", () => {
       host: '127.0.0.1',
       port: 0,
       extra: (registry) => registerFrontendLagMetrics(registry, db, 'uk'),
+      // A read the database does not answer is given up after this (5 s in the daemons): the hang case waits it out.
+      scrapeDeadlineMs: 1_000,
     });
     exporter.observer.onHeartbeat();
     const failure = { id: '1', attempts: 0, reason: 'database away', errorClass: 'database', retryable: true };

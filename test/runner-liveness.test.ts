@@ -267,11 +267,19 @@ describe('daemon runner: liveness and ids', function () {
   });
 
   it('a URL that drips a byte a second holds neither the rest of its chunk nor the next chunk', async () => {
+    // A drip ends when its 16th byte lets the download sniff it (not_image), 16 s in, or as soon as every fast
+    // row is done (the test sends the rest then): the fast rows are waited for, not a fixed 16 s. Were they
+    // held behind a drip, they would be done only after it ended, and the check below fails.
+    const dripping = new Set<http.ServerResponse>();
+    const endDrips = () => {
+      for (const res of dripping) res.write(Buffer.alloc(16, 0xff));
+    };
     const server = http.createServer((req, res) => {
       if (req.url!.includes('drip')) {
         res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': '100000' });
+        dripping.add(res);
         const timer = setInterval(() => res.write(Buffer.from([0xff])), 1000);
-        res.on('close', () => clearInterval(timer));
+        res.on('close', () => (clearInterval(timer), dripping.delete(res)));
         return;
       }
       res.writeHead(404).end('no');
@@ -294,7 +302,15 @@ describe('daemon runner: liveness and ids', function () {
     const overrides: LisConfigInput = { download: { allowAddresses: ['127.0.0.1:*'], concurrency: 8, perHostConcurrency: 8, perHostDelaySeconds: 0 } };
     const config = parseConfig({ ...t.config, ...overrides }, {});
     const run = start(new DownloadWorker(config, t.db, 'uk'), overrides, { chunkSize: 40 });
-    await waitFor(async () => (await countBy(t.db))['download/failed'] === 240, 120_000, 'every row done (the drips cut by a download timeout)');
+    const fastDone = async () => {
+      const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM live_images WHERE image_url NOT LIKE '%/drip/%' AND state = 'failed'`.execute(
+        t.db,
+      );
+      return rows[0].n === 234;
+    };
+    await waitFor(fastDone, 60_000, 'every fast row done');
+    endDrips();
+    await waitFor(async () => (await countBy(t.db))['download/failed'] === 240, 60_000, 'every row done (the drips cut by their sniff)');
     const { rows } = await sql<{ drip: boolean; first: Date; last: Date }>`
       SELECT image_url LIKE '%/drip/%' AS drip, min(updated_at) AS first, max(updated_at) AS last FROM live_images GROUP BY 1`.execute(t.db);
     const fast = rows.find((r) => !r.drip)!;

@@ -1,6 +1,7 @@
 // makeThumbnails on real images: orientation, PngSuite, colour, safety, process details.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -263,13 +264,12 @@ describe('thumbnails of real images (sharp)', () => {
 
   it('gives up on an image that takes longer than timeoutSeconds to decode, as a retryable processing_timeout', async function () {
     this.timeout(60_000);
-    // Noise in AVIF is slow to decode (about 3 s here for 17.5 megapixels), well over a 1 s limit yet far under maxPixels.
-    const [width, height] = [5000, 3500];
-    const noise = await sharp({ create: { width, height, channels: 3, background: 'black', noise: { type: 'gaussian', mean: 128, sigma: 60 } } })
-      .raw()
-      .toBuffer();
-    const slow = await sharp(noise, { raw: { width, height, channels: 3 } })
-      .avif({ effort: 0, quality: 90 })
+    // Random noise as lossless AVIF is slow to decode (about 3 s for 6 megapixels on a loaded 2-core machine,
+    // as long as encoding it), well over a 1 s limit yet far under maxPixels. Gaussian noise from libvips at
+    // 17.5 megapixels, lossy, decoded as slowly but took 8 s to make.
+    const [width, height] = [3000, 2000];
+    const slow = await sharp(crypto.randomBytes(width * height * 3), { raw: { width, height, channels: 3 } })
+      .avif({ effort: 0, lossless: true })
       .toBuffer();
     const started = Date.now();
     const error = await rejection(makeThumbnails(slow, settings({}, { timeoutSeconds: 1 })));

@@ -29,9 +29,9 @@ export function mailChannel(smtp: AlertsConfig['smtp']): MailChannel | null {
     port: smtp.port,
     secure: smtp.secure,
     auth: smtp.user ? { user: smtp.user, pass: smtp.password ?? '' } : undefined,
-    connectionTimeout: 15_000,
-    greetingTimeout: 15_000,
-    socketTimeout: 30_000,
+    connectionTimeout: smtp.timeoutSeconds * 1000,
+    greetingTimeout: smtp.timeoutSeconds * 1000,
+    socketTimeout: smtp.timeoutSeconds * 2000,
     // nodemailer's own logging would print the conversation, AUTH included.
     logger: false,
     debug: false,

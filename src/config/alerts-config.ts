@@ -17,6 +17,8 @@ export const alertsConfigSchema = z.strictObject({
       password: z.string().nullable().default(null),
       from: z.string().min(3).default('imagesys@localhost'),
       to: z.array(z.string().min(3)).default([]),
+      /** Connecting and the server's greeting, each; a silent server costs this once a run (then the mail waits for the next run). */
+      timeoutSeconds: z.number().positive().max(300).default(15),
     })
     .prefault({}),
   /** A URL that gets each alert as a JSON POST (chat, pager); never logged. Falls back to manager.webhookUrl. */

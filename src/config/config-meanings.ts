@@ -123,6 +123,7 @@ export const CONFIG_MEANINGS: Record<string, string | { meaning: string; default
   'alerts.smtp.password': 'never logged; better in `LIS_SMTP_PASSWORD`',
   'alerts.smtp.from': 'the From address',
   'alerts.smtp.to': 'who gets the mail',
+  'alerts.smtp.timeoutSeconds': "connecting and the server's greeting, each (an idle conversation: twice this); a silent server costs it once a run",
   'alerts.webhookUrl': 'each alert as a JSON POST (never logged); falls back to `manager.webhookUrl`',
   'alerts.dedupeMinutes': 'the same alert is not sent again within this while it lasts',
   'alerts.maxPerHour': 'at most this many alerts an hour, from all managers together; the rest wait (and are logged)',

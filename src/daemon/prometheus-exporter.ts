@@ -20,6 +20,8 @@ export interface ExporterOptions {
   heartbeatSeconds?: number;
   /** The component's own metrics (the pusher's frontend lag, the manager's events), registered on the instance's registry. */
   extra?: (registry: client.Registry) => void;
+  /** How long a scrape waits for a family read from the database (SCRAPE_DEADLINE_MS; tests shorten it). */
+  scrapeDeadlineMs?: number;
 }
 
 function nearestExisting(dir: string): string {
@@ -57,12 +59,12 @@ function within<T>(promise: Promise<T>, ms: number): Promise<T> {
  * lis_metric_read_failed{metric}, rather than failing the whole scrape, which
  * Prometheus would show as the daemon down and lose its own counters with.
  */
-async function exposition(registry: client.Registry, readFailed: client.Gauge): Promise<string> {
+async function exposition(registry: client.Registry, readFailed: client.Gauge, deadlineMs: number): Promise<string> {
   const names = registry
     .getMetricsAsArray()
     .map((m) => m.name)
     .filter((n) => n !== READ_FAILED);
-  const read = await Promise.allSettled(names.map((name) => within(registry.getSingleMetricAsString(name), SCRAPE_DEADLINE_MS)));
+  const read = await Promise.allSettled(names.map((name) => within(registry.getSingleMetricAsString(name), deadlineMs)));
   readFailed.reset();
   const parts: string[] = [];
   read.forEach((r, i) => {
@@ -216,7 +218,7 @@ export async function startPrometheusExporter(options: ExporterOptions): Promise
       return;
     }
     try {
-      const body = await exposition(registry, readFailed);
+      const body = await exposition(registry, readFailed, options.scrapeDeadlineMs ?? SCRAPE_DEADLINE_MS);
       res.writeHead(200, { 'Content-Type': registry.contentType }).end(body);
     } catch (error) {
       res.writeHead(500).end(`${(error as Error).message}\n`);

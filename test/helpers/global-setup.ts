@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { embeddedStatus, stopEmbedded } from '../../src/db/embedded-server.ts';
 import { ROOT } from './processes.ts';
-import { baseTestConfig, dropTemplate, prepareTemplate } from './test-database.ts';
+import { baseTestConfig, dropTemplate, prepareTemplate, settleTestDatabases } from './test-database.ts';
 
 /** Whether this run started the embedded PostgreSQL (no LIS_DATABASE_URL, and it was not running): then it stops it. */
 let startedEmbedded = false;
@@ -15,6 +15,17 @@ export async function mochaGlobalSetup(): Promise<void> {
   startedEmbedded = !database.url && !embeddedStatus(database.embedded).running;
   await prepareTemplate();
 }
+
+/**
+ * Root hooks. afterAll: the test databases still being dropped in the background, and the spare copy, are
+ * settled: once at the end of a serial run; with --parallel, in each worker after each of its files (the
+ * global teardown below runs in the main process, which never sees the workers' databases).
+ */
+export const mochaHooks = {
+  async afterAll(): Promise<void> {
+    await settleTestDatabases();
+  },
+};
 
 /** Drops the template; a server this run started is stopped, one found running (`lis db start`) is left as found. */
 export async function mochaGlobalTeardown(): Promise<void> {

@@ -32,10 +32,10 @@ export async function waitForPort(port: number, timeoutMs = 10_000, child?: Chil
   }
 }
 
-async function stopChild(child: ChildProcess | null): Promise<void> {
+async function stopChild(child: ChildProcess | null, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
   if (!child || child.exitCode !== null || child.signalCode !== null) return;
   const closed = new Promise((resolve) => child.once('close', resolve));
-  child.kill('SIGTERM');
+  child.kill(signal);
   await closed;
 }
 
@@ -111,8 +111,13 @@ export class RsyncDaemon {
     }
   }
 
+  /**
+   * SIGKILL: on SIGTERM or SIGINT rsync sleeps 400 ms before it exits (its signal handler gives an ssh child
+   * time to restore the tty), which every test's clean-up paid for each daemon. The listener only accepts and
+   * forks, and a transfer's own process is not stopped by either signal, so a frontend going away is as abrupt.
+   */
   async stop(): Promise<void> {
-    await stopChild(this.child);
+    await stopChild(this.child, 'SIGKILL');
     this.child = null;
   }
 }
