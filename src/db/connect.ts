@@ -6,7 +6,7 @@ import type { LisConfig } from '../config/config-schema.ts';
 import { LisError, errorMessage } from '../errors.ts';
 import { isNotAnswering } from './database-error.ts';
 import { ensureEmbeddedRunning } from './embedded-server.ts';
-import { registerPool } from './prepared-query.ts';
+import { preparingClient } from './prepared-query.ts';
 import { MIGRATIONS_DIR, assertSchemaCurrent } from './schema-version.ts';
 import { abortableDelay } from '../util/abortable-delay.ts';
 import type { Database } from './schema.ts';
@@ -121,7 +121,7 @@ function notAnsweringError(url: string, what: string, cause: unknown): LisError 
  * query still first in line, so the next user of that pooled client would wait behind it: the connection
  * is ended (destroyed, as a query is active) and the pool drops it.
  */
-function boundedClient(url: string, bounds: QueryBounds): new () => pg.Client {
+function boundedClient(url: string, bounds: QueryBounds): typeof pg.Client {
   const seconds = (ms: number) => `${Math.round(ms / 100) / 10} s`;
   class BoundedClient extends pg.Client {
     constructor(config?: pg.ClientConfig) {
@@ -159,7 +159,7 @@ function boundedClient(url: string, bounds: QueryBounds): new () => pg.Client {
       return result instanceof Promise ? result.catch((error: Error) => Promise.reject(named(error))) : result;
     }
   }
-  return BoundedClient as unknown as new () => pg.Client;
+  return BoundedClient as unknown as typeof pg.Client;
 }
 
 /**
@@ -173,7 +173,8 @@ export function createDb(url: string, poolSize: number, onPoolError: (error: Err
     application_name: `imagesys:${path.basename(process.argv[1] ?? 'node')}`,
     // On the client, not the pool: the pool's connectionTimeoutMillis would also bound the wait for a free
     // connection, which under load (a hundred chunks flushing) is long and legitimate.
-    ...(bounds ? { Client: boundedClient(url, bounds) } : {}),
+    // Statements marked by runPrepared run as named prepared statements, on the pool and in transactions alike.
+    Client: preparingClient(bounds ? boundedClient(url, bounds) : pg.Client),
   });
   // pg emits 'error' on a client whose server connection dies, even while it is checked out and its
   // query is being rejected; the pool listens only to idle clients. Without a listener of our own, a
@@ -186,7 +187,6 @@ export function createDb(url: string, poolSize: number, onPoolError: (error: Err
   pool.on('remove', (client) => clients.delete(client as pg.Client));
   pool.on('error', onPoolError);
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-  registerPool(db, pool);
   urls.set(db, url);
   clientsOf.set(db, clients);
   return db;

@@ -76,10 +76,13 @@ export function generationIdleBoundMs(config: Pick<LisConfig, 'download' | 'thum
  */
 export async function lockImageRow(trx: Db, country: string, hash: string, wanted: Wanted, timeoutMs: number): Promise<RowState | null> {
   const key = `${country}/${hash}`;
-  const { rows } = await sql<{ locked: boolean; row: RowState | null }>`
+  const [first] = await runPrepared(
+    trx,
+    sql<{ locked: boolean; row: RowState | null }>`
     SELECT pg_try_advisory_xact_lock(${LOCK_NAMESPACE}::int, hashtext(${key})) AS locked,
-           (SELECT to_jsonb(r) FROM (${rowSelect(country, hash, wanted)}) r) AS row`.execute(trx);
-  if (rows[0].locked) return rows[0].row;
+           (SELECT to_jsonb(r) FROM (${rowSelect(country, hash, wanted)}) r) AS row`,
+  );
+  if (first.locked) return first.row;
   // One round trip: the wait for the lock is bounded by lock_timeout, set first in the same statement.
   try {
     await sql`SELECT set_config('lock_timeout', ${`${timeoutMs}ms`}, true), pg_advisory_xact_lock(${LOCK_NAMESPACE}::int, hashtext(${key}))`.execute(trx);

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
+import { runPrepared } from '../db/prepared-query.ts';
 import type { ImageData } from '../store/image-data.ts';
 
 /**
@@ -10,7 +11,10 @@ import type { ImageData } from '../store/image-data.ts';
  * Not a stage move: stage, state and lock are untouched (lis_imaged's one door).
  */
 export async function addPreset(db: Db, id: string, preset: string, entry: ImageData['presets'][string], version: number): Promise<void> {
-  await sql`
+  // Prepared: a lis_imaged miss records its preset in its lock's transaction, and planning this cost more than running it.
+  await runPrepared(
+    db,
+    sql`
     WITH row AS (
       UPDATE live_images
          SET image_data = CASE WHEN coalesce((image_data->>'version')::int, 1) = ${version}
@@ -24,5 +28,6 @@ export async function addPreset(db: Db, id: string, preset: string, entry: Image
        WHERE id = ${id}::bigint AND image_data ? 'presets'
       RETURNING country, image_hash)
     UPDATE frontend_pushes fp SET pushed_at = NULL, next_attempt_at = now(), updated_at = now()
-      FROM row WHERE fp.country = row.country AND fp.image_hash = row.image_hash`.execute(db);
+      FROM row WHERE fp.country = row.country AND fp.image_hash = row.image_hash`,
+  );
 }
