@@ -43,7 +43,10 @@ describe('lis_imaged as processes: two at once, and behind a real nginx', functi
   it('stopped (SIGTERM) while its database hangs, with a generation in hand and one waiting to start, it exits within its grace', async () => {
     const proxy = await startDatabaseProxy(t.url);
     closers.push(() => proxy.cut());
-    const imaged = await startImaged(t.writeConfig({ imaged: { maxGenerations: 1 } }), { LIS_DATABASE_URL: proxy.url });
+    // Connects bounded at 2 s (database.connectTimeoutSeconds), not 10: the stop waits one out, as it would the configured one.
+    const imaged = await startImaged(t.writeConfig({ imaged: { maxGenerations: 1 }, database: { ...t.config.database, connectTimeoutSeconds: 2 } }), {
+      LIS_DATABASE_URL: proxy.url,
+    });
     closers.push(imaged.stop);
     // Two live rows whose originals are lost: each generation, holding its image's lock, fetches it again from the
     // origin, which holds the first; the second request has read its row and waits for the one generation slot.

@@ -159,11 +159,20 @@ describe('metrics per daemon instance', () => {
       const urlFile = metricsUrlFile(runDir, 'managerd', undefined);
       await waitFor(() => fs.existsSync(urlFile), 30_000, "the manager's metrics URL");
       const url = fs.readFileSync(urlFile, 'utf8').trim();
-      assert.match(await (await fetch(url)).text(), /lis_store_free_bytes\{store="originals",component="managerd",country="all"\}/);
-      await waitFor(async () => (await fetch(url.replace('/metrics', '/health'))).status === 200, 20_000, "the manager's health");
+      // Each answer within a deadline, so that a hang is told as such, with the manager's output.
+      const get = (u: string) => fetch(u, { signal: AbortSignal.timeout(15_000) });
+      try {
+        assert.match(await (await get(url)).text(), /lis_store_free_bytes\{store="originals",component="managerd",country="all"\}/);
+        await waitFor(async () => (await get(url.replace('/metrics', '/health'))).status === 200, 20_000, "the manager's health");
+      } catch (error) {
+        throw new Error(`${(error as Error).message}; the manager:\n${manager.output()}`, { cause: error });
+      }
     } finally {
       manager.child.kill('SIGTERM');
-      assert.equal((await manager.exited).code, 0, manager.output());
+      const exit = await Promise.race([manager.exited, new Promise<null>((resolve) => setTimeout(() => resolve(null), 20_000).unref())]);
+      if (!exit) manager.child.kill('SIGKILL');
+      assert.ok(exit, `the manager still running 20 s after SIGTERM:\n${manager.output()}`);
+      assert.equal(exit.code, 0, manager.output());
     }
   });
 });
