@@ -163,14 +163,21 @@ describe('lis_imaged QA: our faults, abusive clients', function () {
     assert.equal((await rawGet(server.url, row.pathOf('medium'))).status, 200);
   });
 
-  it('the database going away mid-generation is 503 with Retry-After, not 500; the claimed row is given back once it is back, uncharged, and the next request makes it', async () => {
-    t = await createTestDatabase({ overrides: { download: TEST_DOWNLOAD, thumbnail: { presets: PRESETS } } });
-    const proxy = await startDatabaseProxy(t.url);
+  /** A fresh database (also `t`, for the clean-up), and lis_imaged in process reaching it only through a proxy the test can cut. */
+  async function imagedBehindProxy() {
+    const created = await createTestDatabase({ overrides: { download: TEST_DOWNLOAD, thumbnail: { presets: PRESETS } } });
+    t = created;
+    const proxy = await startDatabaseProxy(created.url);
     closers.push(() => proxy.cut());
     const db = createDb(proxy.url, 4);
     closers.push(() => db.destroy());
-    const server = await startImagedInProcess(t.config, db, proxy.url);
+    const server = await startImagedInProcess(created.config, db, proxy.url);
     closers.push(server.close);
+    return { t: created, proxy, server };
+  }
+
+  it('the database going away mid-generation is 503 with Retry-After, not 500; the claimed row is given back once it is back, uncharged, and the next request makes it', async () => {
+    const { t, proxy, server } = await imagedBehindProxy();
     const row = await insertQueuedRow(t.db, origin.url('/photo.jpg'));
     // The row is claimed and its download under way when the database goes.
     origin.held.add('/photo.jpg');
@@ -193,13 +200,7 @@ describe('lis_imaged QA: our faults, abusive clients', function () {
   });
 
   it('the database away: a thumbnail in the store is served all the same (its record can wait), a miss is 503 naming the database', async () => {
-    t = await createTestDatabase({ overrides: { download: TEST_DOWNLOAD, thumbnail: { presets: PRESETS } } });
-    const proxy = await startDatabaseProxy(t.url);
-    closers.push(() => proxy.cut());
-    const db = createDb(proxy.url, 4);
-    closers.push(() => db.destroy());
-    const server = await startImagedInProcess(t.config, db, proxy.url);
-    closers.push(server.close);
+    const { t, proxy, server } = await imagedBehindProxy();
     const row = await insertLiveRow(t.db, t.config, origin.url('/photo.jpg'), original, ['small']);
     await proxy.cut();
     const stored = await rawGet(server.url, row.pathOf('small'));
