@@ -19,9 +19,10 @@ import { addFrontend } from '../src/push/frontend-registry.ts';
 import { enqueueRows } from '../src/queue/enqueue-rows.ts';
 import { createThumbnailWorker } from '../src/thumbnail/thumbnail-worker.ts';
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
-import { photoJpeg, s3Credentials, startS3rver } from './helpers/imaged-fixtures.ts';
+import { photoJpeg, s3Credentials, startImaged, startS3rver } from './helpers/imaged-fixtures.ts';
 import { rawGet, startImagedInProcess } from './helpers/imaged-in-process.ts';
 import { runDownloads } from './helpers/run-downloads.ts';
+import { waitFor } from './helpers/processes.ts';
 import { runPusherOnce } from './helpers/run-pusher.ts';
 import { startSmtpSink } from './helpers/smtp-sink.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
@@ -190,6 +191,36 @@ describe('an S3 endpoint that is down: ours (operatedBy "us") waits uncharged an
     assert.match(await runCheck('alerts', { config, db, log: manager }), /^alerts: 1 sent/);
     assert.equal(smtp.mails.at(-1)!.subject, '[ImageSys] recovered: S3 bucket ours unavailable (operated by us): rows wait');
     assert.deepEqual(await enabled(db), { 1: true, 2: false, 3: true });
+  });
+
+  it("an outage only lis_imaged has met is told all the same: its heartbeat adds its stages' outcomes to the per-minute figures the alert reads", async () => {
+    const endpoint = await downEndpoint();
+    t = await createTestDatabase({
+      overrides: {
+        download: TEST_DOWNLOAD,
+        thumbnail: { presets: { small: { width: 120, height: 90, mode: 'crop' } } },
+        imaged: { s3: endpoint.buckets, origins: { ours: { country: 'uk', datasourceId: 1, sources: [{ type: 's3', bucket: 'ours' }] } } },
+      },
+    });
+    const imaged = await startImaged(t.writeConfig({ queue: { ...t.config.queue, heartbeatSeconds: 1 } }), { LIS_DATABASE_URL: t.url });
+    closers.push(imaged.stop);
+    const down = await rawGet(imaged.url, '/ours/small/x/1.jpg');
+    assert.equal(down.status, 503, down.body.toString());
+    // No lis_downloadd runs: what the alert reads comes from lis_imaged's own beat.
+    const counted = async () =>
+      (
+        await sql<{ n: number }>`SELECT coalesce(sum(n), 0)::int AS n FROM datasource_minutes
+                                  WHERE country = 'uk' AND datasource_id = 1 AND stage = 'download' AND error_class = 's3_unavailable'`.execute(t!.db)
+      ).rows[0].n;
+    await waitFor(async () => (await counted()) === 1, 20_000, "lis_imaged's outcome in datasource_minutes").catch((error: Error) => {
+      throw new Error(`${error.message}; lis_imaged:\n${imaged.run.output()}`, { cause: error });
+    });
+    const alerts = await findAlerts(t.db, { ...t.config.alerts, s3DownMinutes: 0 }, ['s3_unavailable']);
+    assert.deepEqual(
+      alerts.map((a) => a.key),
+      ['s3_unavailable:ours'],
+    );
+    assert.match(alerts[0].detail, /ECONNREFUSED.*Rows of UK datasource 1 read it \(1 given back in the last 15 min\)/);
   });
 
   it("lis_imaged: a key of our bucket is 503 with Retry-After and its row kept uncharged; the feed's bucket is the source's 502, charged; back up, 200", async () => {

@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
 import { releaseAllHeldBy } from '../queue/release-rows.ts';
+import type { OutcomeCount } from './outcome-tally.ts';
 
 export interface WorkerIdentity {
   id: string;
@@ -63,8 +64,8 @@ export interface Beat {
   country?: string;
   /** True when a row of its chunks was finished, failed or given back since the last beat, or it holds none: liveness by progress. */
   progressed?: boolean;
-  /** Outcomes per datasource since the last beat ('' = done). */
-  outcomes?: Array<{ datasourceId: number; errorClass: string; n: number }>;
+  /** Outcomes per datasource since the last beat ('' = done), each of the beat's country and stage unless it names its own. */
+  outcomes?: OutcomeCount[];
 }
 
 /**
@@ -92,12 +93,15 @@ export async function heartbeat(db: Db, workerId: string, beat: Beat): Promise<b
             ours = worker_minutes.ours + EXCLUDED.ours)
     SELECT count(*) > 0 AS alive FROM w`.execute(db);
   if (!rows[0]?.alive) return false;
-  const outcomes = beat.outcomes ?? [];
-  if (outcomes.length && beat.country && beat.stage) {
+  const outcomes = (beat.outcomes ?? [])
+    .map((o) => ({ ...o, country: o.country ?? beat.country, stage: o.stage ?? beat.stage }))
+    .filter((o): o is OutcomeCount & { country: string; stage: string } => Boolean(o.country && o.stage));
+  if (outcomes.length) {
     await sql`
       INSERT INTO datasource_minutes (country, datasource_id, minute, stage, error_class, n)
-      SELECT ${beat.country}, d, date_trunc('minute', now()), ${beat.stage}, c, n
-        FROM unnest(${outcomes.map((o) => o.datasourceId)}::int[], ${outcomes.map((o) => o.errorClass)}::text[], ${outcomes.map((o) => o.n)}::int[]) AS v(d, c, n)
+      SELECT k, d, date_trunc('minute', now()), s, c, n
+        FROM unnest(${outcomes.map((o) => o.country)}::text[], ${outcomes.map((o) => o.stage)}::text[], ${outcomes.map((o) => o.datasourceId)}::int[],
+                    ${outcomes.map((o) => o.errorClass)}::text[], ${outcomes.map((o) => o.n)}::int[]) AS v(k, s, d, c, n)
       ON CONFLICT (country, datasource_id, minute, stage, error_class) DO UPDATE SET n = datasource_minutes.n + EXCLUDED.n`.execute(db);
   }
   return true;

@@ -11,6 +11,7 @@ import { createDownloadClient } from '../download/download-client.ts';
 import { SchemeFetcher } from '../download/fetch-by-scheme.ts';
 import { signalReady } from '../daemon/ready-signal.ts';
 import { heartbeat, markStopped, registerWorker, workerIdFor } from '../daemon/worker-registry.ts';
+import { OutcomeTally } from '../daemon/outcome-tally.ts';
 import { installStopSignals } from '../daemon/signals.ts';
 import { errorMessage } from '../errors.ts';
 import { listenOrExplain } from '../util/listen.ts';
@@ -65,15 +66,20 @@ export async function imagedMain(argv = process.argv): Promise<void> {
       // Registered like the daemons, so that if this process dies holding a row, lis_managerd gives it back.
       await registerWorker(database, { id: workerId, component: 'imaged', host: config.host, pid: process.pid, country: null });
       const thumbnailer = createThumbnailWorker({ config, db: database });
-      const service = new ThumbnailService({ config, db: database, locks, log, workerId, fetcher, thumbnailer });
+      const outcomes = new OutcomeTally();
+      const service = new ThumbnailService({ config, db: database, locks, log, workerId, fetcher, thumbnailer, outcomes });
       const server = createImagedServer(config, service, log);
-      beat = setInterval(
-        () =>
-          void heartbeat(database, workerId, { done: 0, failed: 0, holding: service.gate.stats.running }).catch((error: unknown) =>
-            log.warn(`heartbeat: ${errorMessage(error)}`, scope),
-          ),
-        config.queue.heartbeatSeconds * 1000,
-      );
+      // Each beat also adds the stages' outcomes since the last to datasource_minutes (kept for the next when it fails).
+      const beatOnce = async () => {
+        const counted = outcomes.take();
+        try {
+          await heartbeat(database, workerId, { done: 0, failed: 0, holding: service.gate.stats.running, outcomes: counted });
+        } catch (error) {
+          outcomes.restore(counted);
+          log.warn(`heartbeat: ${errorMessage(error)}`, scope);
+        }
+      };
+      beat = setInterval(() => void beatOnce(), config.queue.heartbeatSeconds * 1000);
       await listenOrExplain(server, port, config.imaged.host, 'lis_imaged');
       const address = server.address() as AddressInfo;
       log.info(`lis_imaged listening on http://${config.imaged.host}:${address.port}/`, scope);

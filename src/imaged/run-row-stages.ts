@@ -16,6 +16,7 @@ import { fetchFromCandidates } from './fetch-candidates.ts';
 import type { OriginalFetcher } from './host-slots.ts';
 import { candidateUrls } from './origin-urls.ts';
 import type { UnreleasedRows } from './unreleased-rows.ts';
+import type { OutcomeTally } from '../daemon/outcome-tally.ts';
 
 export interface StageRunner {
   config: LisConfig;
@@ -33,6 +34,11 @@ export interface StageRunner {
   thumbnailer: StageWorker;
   /** Aborted once nobody waits for the generation: a download still waiting for its host's turn is left undone. */
   unwanted?: AbortSignal;
+  /**
+   * Each stage's outcome, by country and stage, for the heartbeat to add to datasource_minutes as the daemons'
+   * are: the alerts that read them (s3_refused, s3_unavailable, error rates) see a trouble lis_imaged met too.
+   */
+  outcomes?: OutcomeTally;
 }
 
 /** How far this process took a queued row: `claimed: false` when a daemon (or another lis_imaged) holds it. */
@@ -66,7 +72,10 @@ export async function runRowStages(runner: StageRunner, rowId: string, signal: A
     try {
       result = row.stage === 'download' ? await downloadStage(runner, row) : await thumbnailStage(runner, row, signal);
       // The stage gave no verdict (a database or internal fault): the row goes back untouched.
-      if (result) await endStage(runner, row.stage, result);
+      if (result) {
+        await endStage(runner, row.stage, result);
+        runner.outcomes?.add(row.datasource_id, result.ok ? '' : result.failure.errorClass, { country: row.country, stage: row.stage });
+      }
     } catch (error) {
       // Whatever failed (the stage, or the database under its end), the claim must not outlive this request.
       await unreleased.giveBack(row.id);
