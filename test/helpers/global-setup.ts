@@ -4,6 +4,15 @@ import { embeddedStatus, stopEmbedded } from '../../src/db/embedded-server.ts';
 import { ROOT } from './processes.ts';
 import { baseTestConfig, dropTemplate, prepareTemplate, settleTestDatabases } from './test-database.ts';
 
+/**
+ * Every fetch a test makes without a signal of its own gives up after this long. Node's fetch waits up to 300 s
+ * for headers: one that hangs outlasts mocha's timeout, which then leaves the test's `finally` (where it stops the
+ * processes it started) unreached, and the process alive after the run (a lis_managerd was, once).
+ */
+const FETCH_DEADLINE_MS = 30_000;
+const plainFetch = globalThis.fetch;
+globalThis.fetch = (input, init) => plainFetch(input, init?.signal ? init : { ...init, signal: AbortSignal.timeout(FETCH_DEADLINE_MS) });
+
 /** Whether this run started the embedded PostgreSQL (no LIS_DATABASE_URL, and it was not running): then it stops it. */
 let startedEmbedded = false;
 
