@@ -13,6 +13,7 @@ import { releaseHeldExcept, releaseRows } from '../queue/release-rows.ts';
 import type { WorkStage } from '../queue/stages.ts';
 import { WorkNotifier } from '../queue/work-notifier.ts';
 import { abortableDelay } from '../util/abortable-delay.ts';
+import { settledWithin } from '../util/settled-within.ts';
 import { ChunkRun, isStoreFault, type ResultKind, type RowResult } from './chunk-run.ts';
 import { OutcomeTally } from './outcome-tally.ts';
 import { rethrowIfPermanent, writeResults } from './result-writer.ts';
@@ -121,9 +122,6 @@ export function roomForChunk(inFlight: Array<{ unreported: number }>, overlap: b
   if (!overlap || inFlight.length >= MAX_CHUNKS_IN_FLIGHT) return false;
   return inFlight.reduce((n, c) => n + c.unreported, 0) <= Math.max(1, Math.floor(chunkSize * STRAGGLER_SHARE));
 }
-
-const withTimeout = (p: Promise<unknown> | undefined, ms: number) =>
-  Promise.race([Promise.resolve(p).catch(() => {}), new Promise((resolve) => setTimeout(resolve, ms).unref())]);
 
 /**
  * Once the daemon is stopping, a database call is waited for at most this long, and once one went
@@ -475,15 +473,15 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
     clearInterval(heartbeatTimer);
     clearInterval(flushTimer);
     // Each of these may meet a database that is gone: none may hold up the exit for long.
-    await withTimeout(notifier?.close(), 2000);
+    if (notifier) await settledWithin(notifier.close(), 2000);
     await worker.close?.();
     exiting = true;
     // The timer's beat may still be under way: wait for it, then the last beat with the last figures, then the
     // mark. A beat landing after the mark would read our own stop as the manager's and register us again: a
     // worker row "running" with no process behind it, which the manager would later report as dead.
-    await withTimeout(beating ?? undefined, 2000);
-    await withTimeout(beat(), 2000);
-    await withTimeout(markStopped(db, workerId), 2000);
+    if (beating) await settledWithin(beating, 2000);
+    await settledWithin(beat(), 2000);
+    await settledWithin(markStopped(db, workerId), 2000);
     log.info(`Exiting(time_to_die: ${options.signal.aborted ? 1 : 0})`, scope('main'));
   }
   if (fatal) throw fatal;

@@ -9,6 +9,7 @@ import { ensureEmbeddedRunning } from './embedded-server.ts';
 import { preparingClient } from './prepared-query.ts';
 import { MIGRATIONS_DIR, assertSchemaCurrent } from './schema-version.ts';
 import { abortableDelay } from '../util/abortable-delay.ts';
+import { settledWithin } from '../util/settled-within.ts';
 import type { Database } from './schema.ts';
 
 export type Db = Kysely<Database>;
@@ -202,10 +203,7 @@ const clientsOf = new WeakMap<Db, Set<pg.Client>>();
  */
 export async function closeDb(db: Db, waitMs: number): Promise<void> {
   const closing = db.destroy();
-  let timer: NodeJS.Timeout | undefined;
-  const closed = await Promise.race([closing.then(() => true), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), waitMs)))]);
-  clearTimeout(timer);
-  if (closed) return;
+  if (await settledWithin(closing, waitMs)) return closing;
   for (const client of clientsOf.get(db) ?? []) client.connection.stream.destroy();
   await closing;
 }

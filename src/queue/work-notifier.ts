@@ -2,6 +2,7 @@ import pg from 'pg';
 import { connectionFailure, type QueryBounds } from '../db/connect.ts';
 import { isNotAnswering } from '../db/database-error.ts';
 import { errorMessage } from '../errors.ts';
+import { settledWithin } from '../util/settled-within.ts';
 
 export const WORK_CHANNEL = 'lis_work';
 
@@ -163,9 +164,7 @@ export class WorkNotifier {
     this.client = null;
     if (!client) return;
     this.dropped.add(client);
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([client.end().catch(() => {}), new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_WAIT_MS)))]);
-    clearTimeout(timer);
+    await settledWithin(client.end(), CLOSE_WAIT_MS);
     cut(client);
   }
 }
