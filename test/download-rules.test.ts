@@ -205,6 +205,19 @@ describe('download rules (pure)', () => {
       now += 500;
       assert.deepEqual(limiter.take(), { item: 2, host: 'a' });
     });
+    it('takes one queued job out, leaving the others and their turns as they were; a job started is not there', () => {
+      const limiter = new HostLimiter({ concurrency: 10, perHost: 10, perHostDelayMs: 0 }, () => 0);
+      limiter.add('a', 'a0');
+      limiter.add('b', 'b0');
+      limiter.add('a', 'a1');
+      assert.deepEqual(limiter.take(), { item: 'a0', host: 'a' });
+      assert.equal(limiter.remove('a', 'a0'), false, 'started');
+      assert.equal(limiter.remove('b', 'b0'), true);
+      assert.equal(limiter.remove('b', 'b0'), false, 'already out');
+      assert.equal(limiter.queued, 1);
+      assert.deepEqual(limiter.take(), { item: 'a1', host: 'a' });
+      assert.equal(limiter.take(), null, 'nothing left, no host left in turn');
+    });
   });
 
   describe('row results', () => {

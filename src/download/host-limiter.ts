@@ -113,6 +113,17 @@ export class HostLimiter {
     if (state.active === 0 && state.queue.length === 0 && state.lastStart + this.limits.perHostDelayMs <= this.now()) this.hosts.delete(host);
   }
 
+  /** Takes one queued job out (a job nobody wants any more); false when it is not queued (started, or never added). */
+  remove(host: string, item: unknown): boolean {
+    const state = this.hosts.get(host);
+    const at = state ? state.queue.indexOf(item) : -1;
+    if (!state || at < 0) return false;
+    state.queue.splice(at, 1);
+    this.queuedTotal--;
+    if (state.queue.length === 0) this.turn = this.turn.filter((h) => h !== host);
+    return true;
+  }
+
   /** Drops every queued job (not the active ones); returns them. */
   clearQueued<T>(): T[] {
     const dropped: T[] = [];

@@ -13,7 +13,6 @@ export interface OriginalFetcher {
 
 /** A fetch waiting for its host's turn in the limiter's queue. */
 interface QueuedFetch {
-  host: string;
   start: () => Promise<void>;
 }
 
@@ -61,10 +60,9 @@ export class HostSlots implements OriginalFetcher {
     if (unwanted?.aborted) return Promise.resolve({ kind: 'stopped' });
     return new Promise<FetchOutcome>((resolve, reject) => {
       const leave = () => {
-        if (this.unqueue(queued)) resolve({ kind: 'stopped' });
+        if (this.limiter.remove(host, queued)) resolve({ kind: 'stopped' });
       };
       const queued: QueuedFetch = {
-        host,
         start: () => {
           unwanted?.removeEventListener('abort', leave);
           return this.fetcher.fetch(request).then(resolve, reject);
@@ -80,19 +78,5 @@ export class HostSlots implements OriginalFetcher {
   /** This fetcher for one generation: its fetches leave their wait for a turn once nobody wants the generation. */
   forGeneration(unwanted: AbortSignal): OriginalFetcher {
     return { fetch: (request) => this.fetch(request, unwanted) };
-  }
-
-  /**
-   * Takes one fetch out of the queue; false when it is no longer there (started). HostLimiter removes only the
-   * whole queue, so the others go back in the order they were in (host by host, in turn order), their hosts'
-   * places and delays untouched.
-   */
-  private unqueue(fetch: QueuedFetch): boolean {
-    let found = false;
-    for (const other of this.limiter.clearQueued<QueuedFetch>()) {
-      if (other === fetch) found = true;
-      else this.limiter.add(other.host, other);
-    }
-    return found;
   }
 }
