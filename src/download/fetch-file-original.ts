@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { errorMessage } from '../errors.ts';
 import { storeErrorOf, storeWords } from './classify-download-error.ts';
 import { DownloadError } from './download-error.ts';
-import type { FetchOutcome, FetchRequest } from './fetch-original.ts';
+import { writtenOutcome, type FetchOutcome, type FetchRequest } from './fetch-original.ts';
 import { OriginalWriter } from './original-writer.ts';
 
 /** Whether `file` lies inside one of `roots` (after resolving `..`). Pure. */
@@ -40,16 +40,8 @@ export async function fetchFileOriginal(allowedRoots: string[], request: FetchRe
   });
   try {
     for await (const chunk of createReadStream(file)) await writer.write(chunk as Buffer);
-    const written = await writer.finish(request.previousHash);
-    return {
-      kind: written.stored ? 'stored' : 'identical',
-      bytes: written.bytes,
-      contentHash: written.contentHash,
-      format: written.format,
-      ...(written.unverified ? { unverified: written.unverified } : {}),
-      etag: null,
-      lastModified: null,
-    };
+    // A folder has no validators: a changed file is told by its hash.
+    return writtenOutcome(await writer.finish(request.previousHash), { etag: null, lastModified: null });
   } catch (error) {
     await writer.discard();
     if (error instanceof DownloadError) return { kind: 'failed', failure: { reason: error.message, errorClass: error.errorClass, retryable: error.retryable } };

@@ -3,7 +3,7 @@ import type { Request as GotRequest } from 'got';
 import { classifyDownloadError, classifyTransferError, statusFailure, type DownloadFailure, type TransferSoFar } from './classify-download-error.ts';
 import type { DownloadClient } from './download-client.ts';
 import { DownloadError } from './download-error.ts';
-import { OriginalWriter } from './original-writer.ts';
+import { OriginalWriter, type WrittenOriginal } from './original-writer.ts';
 import type { ImageFormat } from './magic-sniff.ts';
 
 export interface FetchRequest {
@@ -32,6 +32,12 @@ export type FetchOutcome =
   | ({ kind: 'not_modified' } & Validators)
   | { kind: 'failed'; failure: DownloadFailure }
   | { kind: 'stopped' };
+
+/** The outcome of an original written to the store, whatever brought its bytes (HTTP, S3, a folder). Pure. */
+export function writtenOutcome(written: WrittenOriginal, found: Validators): FetchOutcome {
+  const { stored, ...kept } = written;
+  return { kind: stored ? 'stored' : 'identical', ...kept, ...found };
+}
 
 interface ResponseHead {
   statusCode: number;
@@ -147,9 +153,7 @@ async function fetchOnce(client: DownloadClient, request: FetchRequest, leftMs: 
       transfer.received += (chunk as Buffer).length;
       await writer.write(chunk as Buffer);
     }
-    const written = await writer.finish(request.previousHash);
-    const { stored, ...kept } = written;
-    return { outcome: { kind: stored ? 'stored' : 'identical', ...kept, ...found } };
+    return { outcome: writtenOutcome(await writer.finish(request.previousHash), found) };
   } catch (error) {
     await writer?.discard();
     // A stop during the decoder's check comes as the signal's reason, the transfer being over.

@@ -5,7 +5,7 @@ import { errorMessage } from '../errors.ts';
 import { endpointLabel, s3UnavailableReason } from '../failure/s3-unavailable.ts';
 import { storeErrorOf, storeWords, type DownloadFailure } from './classify-download-error.ts';
 import { DownloadError } from './download-error.ts';
-import type { FetchOutcome, FetchRequest } from './fetch-original.ts';
+import { writtenOutcome, type FetchOutcome, type FetchRequest } from './fetch-original.ts';
 import { OriginalWriter } from './original-writer.ts';
 
 /** `s3://bucket/some/key.jpg` -> bucket and key; null when it is not such a URL (a broken %-escape too). */
@@ -185,18 +185,10 @@ export async function fetchS3Original(clients: S3Clients, request: FetchRequest)
       signal: request.signal,
     });
     for await (const chunk of response.Body as Readable) await writer.write(chunk as Buffer);
-    const written = await writer.finish(request.previousHash);
-    const etag = response.ETag ?? null;
-    const lastModified = response.LastModified?.toUTCString() ?? null;
-    return {
-      kind: written.stored ? 'stored' : 'identical',
-      bytes: written.bytes,
-      contentHash: written.contentHash,
-      format: written.format,
-      ...(written.unverified ? { unverified: written.unverified } : {}),
-      etag,
-      lastModified,
-    };
+    return writtenOutcome(await writer.finish(request.previousHash), {
+      etag: response.ETag ?? null,
+      lastModified: response.LastModified?.toUTCString() ?? null,
+    });
   } catch (error) {
     await writer?.discard();
     if (request.signal?.aborted) return { kind: 'stopped' };
