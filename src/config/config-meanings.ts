@@ -11,7 +11,7 @@ export const CONFIG_MEANINGS: Record<string, string | { meaning: string; default
   'database.url': 'PostgreSQL URL (`LIS_DATABASE_URL` wins); null: the embedded server',
   'database.poolSize': 'connections per process',
   'database.connectTimeoutSeconds':
-    'daemons, lis_managerd, lis_imaged: a connect unanswered this long fails `ERR_DATABASE_TIMEOUT` (a database that hangs), waited out as an outage',
+    'daemons, lis_managerd, lis_imaged, the Interface (unless `ImageSys.open` is given `bounds`): a connect unanswered this long fails `ERR_DATABASE_TIMEOUT` (a database that hangs), waited out as an outage by the daemons',
   'database.queryTimeoutSeconds':
     "their queries likewise (the server's `statement_timeout`, and our own timer 2 s later); migrations and the CLI are not bounded",
   'database.embedded.dataDir': "embedded server's data folder",
