@@ -22,6 +22,8 @@ import { createTestDatabase, type TestDatabase } from './helpers/test-database.t
 const TEST_BOUNDS = { connectMs: 1000, queryMs: 1500 };
 /** The same, as a process's config sets them. */
 const TEST_DATABASE_BOUNDS = { connectTimeoutSeconds: 1, queryTimeoutSeconds: 1.5 };
+/** A stop's wait on one database call (database.stopWaitSeconds, 5 s by default), short: the stop tests wait it out. */
+const SHORT_STOP_WAIT = { stopWaitSeconds: 0.5 };
 
 /** A stage that finishes each row at once. */
 const instantStage: StageWorker = {
@@ -365,7 +367,7 @@ describe('a database that hangs', function () {
   });
 
   it('SIGTERM while a claim hangs: a real daemon exits within its grace, leaving the claim', async () => {
-    const run = await startDaemonProcess();
+    const run = await startDaemonProcess({}, { database: { ...t.config.database, ...SHORT_STOP_WAIT } });
     const frozen = await freezeQueue(t.url);
     cleanups.push(() => frozen.end().catch(() => {}));
     await daemonWaiting();
@@ -375,7 +377,7 @@ describe('a database that hangs', function () {
 
   it('SIGTERM while the results of the rows in hand cannot be written: a real daemon exits within its grace, charging nobody', async () => {
     await insertUrls(t.db, 'uk', 40);
-    const run = await startDaemonProcess({ TEST_ROW_MS: '300' });
+    const run = await startDaemonProcess({ TEST_ROW_MS: '300' }, { database: { ...t.config.database, ...SHORT_STOP_WAIT } });
     await waitFor(async () => (await countBy(t.db))['download/waiting/locked'] > 0, 30_000, 'a chunk claimed');
     const frozen = await freezeQueue(t.url);
     cleanups.push(() => frozen.end().catch(() => {}));
@@ -389,8 +391,8 @@ describe('a database that hangs', function () {
   it('SIGTERM with the database answering: the row in hand finishing long after the signal still has its result written', async function () {
     this.timeout(60_000);
     await insertUrls(t.db, 'uk', 3);
-    // Each row takes 7 s, longer than the stop's wait on one database call (STOP_DATABASE_WAIT_MS).
-    const run = await startDaemonProcess({ TEST_ROW_MS: '7000' });
+    // Each row takes 2 s, longer than the stop's wait on one database call (database.stopWaitSeconds, 0.5 s here).
+    const run = await startDaemonProcess({ TEST_ROW_MS: '2000' }, { database: { ...t.config.database, ...SHORT_STOP_WAIT } });
     await waitFor(async () => (await countBy(t.db))['download/waiting/locked'] === 3, 30_000, 'the chunk claimed');
     run.child.kill('SIGTERM');
     assert.equal((await run.exited).code, 0, run.output());

@@ -20,7 +20,8 @@ describe("lis_imaged's fetches under the per-host limits (HostSlots)", function 
     for (const close of closers.splice(0).reverse()) await close();
   });
 
-  it("a fetch whose generation nobody wants any more (its `unwanted` signal) leaves its wait for the host's turn at once, stopped, and never reaches the host; the others keep their turn", async () => {
+  /** Three fetches of one host, one at a time: the first held at the origin, `/b.jpg` (left by `leave`) and `/c.jpg` behind it. */
+  async function leftWhileQueued(how: 'unwanted' | 'signal'): Promise<void> {
     const picture = await photoJpeg(300, 200);
     const origin = await OriginServer.start(new Map(['/a.jpg', '/b.jpg', '/c.jpg'].map((p) => [p, picture])));
     closers.push(() => origin.close());
@@ -39,14 +40,24 @@ describe("lis_imaged's fetches under the per-host limits (HostSlots)", function 
     const fetcher = new SchemeFetcher(client, config);
     closers.push(() => (fetcher.destroy(), client.destroy()));
     const slots = new HostSlots(fetcher, config.download);
-    const fetch = (p: string, unwanted?: AbortSignal) =>
-      slots.fetch({ url: origin.url(p), destination: path.join(dir, p.slice(1)), maxBytes: 1_000_000, maxPixels: 1e8, totalMs: 20_000 }, unwanted);
+    const fetch = (p: string, stop?: AbortSignal) =>
+      slots.fetch(
+        {
+          url: origin.url(p),
+          destination: path.join(dir, p.slice(1)),
+          maxBytes: 1_000_000,
+          maxPixels: 1e8,
+          totalMs: 20_000,
+          ...(how === 'signal' && stop ? { signal: stop } : {}),
+        },
+        how === 'unwanted' ? stop : undefined,
+      );
 
     origin.held.add('/a.jpg');
     const arrived = origin.arrival('/a.jpg');
     const first = fetch('/a.jpg');
     await arrived;
-    // Two more for the same host wait behind it (one at a time to a host); nobody wants the first of them any more.
+    // Two more for the same host wait behind it (one at a time to a host); the first of them is stopped.
     const stop = new AbortController();
     let aborted: FetchOutcome | null = null;
     void fetch('/b.jpg', stop.signal).then((outcome) => (aborted = outcome));
@@ -63,5 +74,11 @@ describe("lis_imaged's fetches under the per-host limits (HostSlots)", function 
     assert.equal((await first).kind, 'stored');
     assert.equal((await third).kind, 'stored');
     assert.deepEqual([...origin.hits.keys()].sort(), ['/a.jpg', '/c.jpg'], 'the aborted fetch never reached the host');
-  });
+  }
+
+  it("a fetch whose generation nobody wants any more (its `unwanted` signal) leaves its wait for the host's turn at once, stopped, and never reaches the host; the others keep their turn", () =>
+    leftWhileQueued('unwanted'));
+
+  it("a fetch stopped by its own request.signal (fetchFromCandidates: another source won) leaves its wait for the host's turn at once, stopped, and never reaches the host", () =>
+    leftWhileQueued('signal'));
 });

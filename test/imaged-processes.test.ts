@@ -43,10 +43,14 @@ describe('lis_imaged as processes: two at once, and behind a real nginx', functi
   it('stopped (SIGTERM) while its database hangs, with a generation in hand and one waiting to start, it exits within its grace', async () => {
     const proxy = await startDatabaseProxy(t.url);
     closers.push(() => proxy.cut());
-    // Connects bounded at 2 s (database.connectTimeoutSeconds), not 10: the stop waits one out, as it would the configured one.
-    const imaged = await startImaged(t.writeConfig({ imaged: { maxGenerations: 1 }, database: { ...t.config.database, connectTimeoutSeconds: 2 } }), {
-      LIS_DATABASE_URL: proxy.url,
-    });
+    // Connects bounded at 2 s (database.connectTimeoutSeconds), not 10: the stop waits one out, as it would the configured
+    // one; a stop's wait on one database call (database.stopWaitSeconds) 0.5 s, not 5.
+    const imaged = await startImaged(
+      t.writeConfig({ imaged: { maxGenerations: 1 }, database: { ...t.config.database, connectTimeoutSeconds: 2, stopWaitSeconds: 0.5 } }),
+      {
+        LIS_DATABASE_URL: proxy.url,
+      },
+    );
     closers.push(imaged.stop);
     // Two live rows whose originals are lost: each generation, holding its image's lock, fetches it again from the
     // origin, which holds the first; the second request has read its row and waits for the one generation slot.
@@ -84,7 +88,8 @@ describe('lis_imaged as processes: two at once, and behind a real nginx', functi
   it('stopped (SIGTERM) while a row is owed back and the database keeps its connections without answering, it exits within its grace', async () => {
     const proxy = await startDatabaseProxy(t.url);
     closers.push(() => proxy.cut());
-    const imaged = await startImaged(t.writeConfig(), { LIS_DATABASE_URL: proxy.url });
+    // A stop's wait on one database call (database.stopWaitSeconds) 0.5 s, not 5: the test waits it out.
+    const imaged = await startImaged(t.writeConfig({ database: { ...t.config.database, stopWaitSeconds: 0.5 } }), { LIS_DATABASE_URL: proxy.url });
     closers.push(imaged.stop);
     // A queued row claimed and its download under way when the database goes: it cannot be given back, and is owed.
     const row = await insertQueuedRow(t.db, origin.url('/photo.jpg'));

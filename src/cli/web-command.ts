@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { parseIntFlag } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
-import { openDatabase } from '../db/connect.ts';
+import { openDatabase, serviceQueryBounds } from '../db/connect.ts';
 import { installStopSignals } from '../daemon/signals.ts';
 import { exposedBindWarning } from '../util/bind-address.ts';
 import { listenOrExplain } from '../util/listen.ts';
@@ -21,7 +21,11 @@ export function addWebCommand(program: Command): void {
         const config = loadConfig({ file: configFileOf(command) });
         const port = opts.port === undefined ? config.metrics.webPort : parseIntFlag('--port', opts.port, 0, 65535);
         const host = opts.host ?? config.metrics.host;
-        const db = await openDatabase(config);
+        // The daemons' bounds (database.connectTimeoutSeconds, queryTimeoutSeconds): a page's reads are index
+        // lookups, but for its whole-table figures (a scan of live_images, at most once a minute), far inside 120 s.
+        // A database that hangs is then a 503 saying so at the bound (and a clear error at start), not a page
+        // that spins for ever; the bounded client ends the hung connection, so the next request works once it answers.
+        const db = await openDatabase(config, { bounds: serviceQueryBounds(config) });
         // try/finally: a port that cannot be bound must not leave the pool's connections holding the process open.
         try {
           const server = createStatusServer(db, config, host);

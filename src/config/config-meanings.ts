@@ -11,9 +11,11 @@ export const CONFIG_MEANINGS: Record<string, string | { meaning: string; default
   'database.url': 'PostgreSQL URL (`LIS_DATABASE_URL` wins); null: the embedded server',
   'database.poolSize': 'connections per process',
   'database.connectTimeoutSeconds':
-    'daemons, lis_managerd, lis_imaged: a connect unanswered this long fails `ERR_DATABASE_TIMEOUT` (a database that hangs), waited out as an outage',
+    'daemons, lis_managerd, lis_imaged, `lis web`, lis_cron_frontend, the Interface (unless `ImageSys.open` is given `bounds`): a connect unanswered this long fails `ERR_DATABASE_TIMEOUT` (a database that hangs), waited out as an outage by the daemons',
   'database.queryTimeoutSeconds':
-    "their queries likewise (the server's `statement_timeout`, and our own timer 2 s later); migrations and the CLI are not bounded",
+    "their queries likewise (the server's `statement_timeout`, and our own timer 2 s later); lis_cron_frontend's scans (db_scan, fs_check), migrations and the CLI's bulk changes are not bounded",
+  'database.stopWaitSeconds':
+    'daemons, lis_imaged: once stopping, a database call is waited for this long, then left (lis_managerd releases what it held); after one went unanswered, none is waited for',
   'database.embedded.dataDir': "embedded server's data folder",
   'database.embedded.port': 'its port, on 127.0.0.1',
   'database.embedded.user': "the daemons' role (no superuser; password in `<dataDir>.password`)",

@@ -45,6 +45,13 @@ const configObject = z.strictObject({
        */
       connectTimeoutSeconds: seconds.max(86_400).default(10),
       queryTimeoutSeconds: seconds.max(86_400).default(120),
+      /**
+       * Once a service is stopping, how long it waits for one database call (a results write, a give-back, its
+       * stop mark) before leaving it to lis_managerd; once one went unanswered, the rest are not waited for.
+       * 5 s: far above such a call's few ms, and with the 2 s close it keeps the exit well inside
+       * services.stopTimeoutSeconds (60 s) while the database hangs. At most 10 minutes, a stop's whole grace.
+       */
+      stopWaitSeconds: seconds.max(600).default(5),
       embedded: z
         .strictObject({
           dataDir: z.string().default('./var/pg'),

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { sql } from 'kysely';
-import type { Db } from '../db/connect.ts';
+import { connectionFailure, type Db, type QueryBounds } from '../db/connect.ts';
 import { errorMessage } from '../errors.ts';
 
 /**
@@ -22,17 +22,28 @@ export function holderName(host: string, pid: number): string {
  * advisory lock on a connection of its own, named for this host and process, so that the server releases it if
  * the process dies (no stale lock to take over) and another host can say who holds it. Never waits: when
  * another run holds it, says who. `onLost` hears of the connection dying meanwhile (the lock went with it).
+ * `bounds` bound its connect and its one statement (a try, never a wait): a database that hangs fails it.
  */
 export async function takeClusterPart(
   url: string,
   db: Db,
   country: string,
   who: { host: string; pid: number },
+  bounds: QueryBounds,
   onLost: (error: Error) => void,
 ): Promise<ClusterPart> {
-  const client = new pg.Client({ connectionString: url, application_name: holderName(who.host, who.pid) });
+  const client = new pg.Client({
+    connectionString: url,
+    application_name: holderName(who.host, who.pid),
+    connectionTimeoutMillis: bounds.connectMs,
+    query_timeout: bounds.queryMs,
+  });
   client.on('error', onLost);
-  await client.connect();
+  // pg's bare "timeout expired" / "Query read timeout" said as ERR_DATABASE_TIMEOUT naming the server.
+  const named = (error: unknown) => connectionFailure(url, error) ?? error;
+  await client.connect().catch((error: unknown) => {
+    throw named(error);
+  });
   try {
     const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1::int, hashtext($2)) AS locked', [UPKEEP_LOCK, country]);
     if (rows[0].locked) {
@@ -41,8 +52,9 @@ export async function takeClusterPart(
       return { held: true, release: () => (released ??= client.end().catch(() => {})) };
     }
   } catch (error) {
-    await client.end().catch(() => {});
-    throw error;
+    // Cut, not ended: an end() waits for the server's goodbye, which a hung one never sends.
+    client.connection.stream.destroy();
+    throw named(error);
   }
   await client.end().catch(() => {});
   return { held: false, holder: await holderOf(db, country) };

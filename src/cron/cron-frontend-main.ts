@@ -5,7 +5,7 @@ import { Command } from 'commander';
 import { sql } from 'kysely';
 import { parseCountry } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
-import { databaseUrl, openDatabase, type Db } from '../db/connect.ts';
+import { connectBound, createDb, databaseUrl, openDatabase, serviceQueryBounds, type Db } from '../db/connect.ts';
 import { runCommand, usageErrorsExit2 } from '../util/exit-on-error.ts';
 import { LisError, UsageError, errorMessage } from '../errors.ts';
 import { closeLogger, createLogger } from '../log/create-logger.ts';
@@ -76,6 +76,7 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
     const log = createLogger({ component: 'cron_frontend', log: config.log, screen: true, verbose: flags.verbose, country: only });
     lowerPriority();
     let db: Db | null = null;
+    let scanDb: Db | null = null;
     const scope = { scope: 'CronFrontend::main' };
     let failures = 0;
     // The country being worked, for a stop by signal (systemd, a shutdown, Ctrl-C) half-way.
@@ -104,8 +105,15 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
     try {
       const swept = sweepDeadRunsTempFolders();
       if (swept) log.info(`Removed ${swept} temp folders of earlier runs that were killed`, scope);
-      db = await openDatabase(config);
+      // Two pools. The run's own short statements (the schema check, the countries, the outcome, who holds a
+      // lock) have the daemons' bounds: a database that hangs at 3 a.m. fails the run at once with
+      // ERR_DATABASE_TIMEOUT and exit 1 (cron mails it; the pid locks go with the process), rather than leaving
+      // it hanging silently and the next week's run "already running". The scans (db_scan's purge and repairs,
+      // fs_check's reads and re-pushes) whole-table or waiting on row locks under load, may rightly outlast any
+      // query bound: only their connects are bounded, and keepalive ends one whose path was lost.
+      db = await openDatabase(config, { bounds: serviceQueryBounds(config) });
       const url = await databaseUrl(config);
+      scanDb = createDb(url, config.database.poolSize, () => {}, connectBound(config));
       const countries = only ? [only] : await countriesOf(db);
       // Said rather than left silent: an operator checking a run (or a cron mail) must see that it ran and why it did nothing.
       if (countries.length === 0) log.info('No country has rows in live_images: nothing to do (--country XX checks one anyway)', scope);
@@ -136,14 +144,14 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
         try {
           // What makes this country's run a failure, each in a few words: the outcome's one-line reason.
           const problems: string[] = [];
-          const ctx = { config, db, log: log.child({ country }), country, dryRun: Boolean(flags.dryRun) };
+          const ctx = { config, db: scanDb, log: log.child({ country }), country, dryRun: Boolean(flags.dryRun) };
           const parts: string[] = [];
           // What every host shares (the database scan and purge, the frontends' trees) is worked by one host at a
           // time; this host's stores by each. A dry run changes nothing: it neither takes the shared part nor makes
           // a real run skip it.
           cluster = flags.dryRun
             ? null
-            : await takeClusterPart(url, db, country, { host: config.host, pid: process.pid }, (error) =>
+            : await takeClusterPart(url, db, country, { host: config.host, pid: process.pid }, serviceQueryBounds(config), (error) =>
                 log.error(`the database connection holding ${country.toUpperCase()}'s shared upkeep was lost: ${errorMessage(error)}`, { ...scope, country }),
               );
           const elsewhere = cluster && !cluster.held ? cluster.holder : null;
@@ -203,6 +211,7 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
       }
       return failures ? 1 : 0;
     } finally {
+      await scanDb?.destroy();
       await db?.destroy();
       await closeLogger(log);
     }

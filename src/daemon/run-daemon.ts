@@ -124,12 +124,17 @@ export function roomForChunk(inFlight: Array<{ unreported: number }>, overlap: b
 }
 
 /**
- * Once the daemon is stopping, a database call is waited for at most this long, and once one went
- * unanswered the rest are not waited for at all: a database that hangs must not hold the exit past its grace
+ * Once the daemon is stopping, a database call is waited for at most database.stopWaitSeconds (5 s), and once
+ * one went unanswered the rest are not waited for at all: a database that hangs must not hold the exit past its grace
  * (services.stopTimeoutSeconds, 60 s) for up to its query bound (database.queryTimeoutSeconds, 120 s). What is left unwritten is the
  * manager's to give back. Per call, not from the stop: the rows in hand may finish long after the signal
  * (a download up to its timeout), and their results must still be written.
  */
+export function stopDatabaseWaitMs(config: LisConfig): number {
+  return config.database.stopWaitSeconds * 1000;
+}
+
+/** database.stopWaitSeconds's default: lis_managerd's stop still waits this long, not yet the config's. */
 export const STOP_DATABASE_WAIT_MS = 5000;
 
 /** The stop's waits on the database: per call, until one goes unanswered. */
@@ -138,7 +143,7 @@ export class StopWait {
   private hung = false;
   constructor(
     readonly signal: AbortSignal,
-    private readonly waitMs = STOP_DATABASE_WAIT_MS,
+    private readonly waitMs: number,
   ) {}
   /** What a database call came to: its value, or `stopped` when the stop came and it went unanswered. */
   answered<T>(call: Promise<T>): Promise<T | 'stopped'> {
@@ -186,7 +191,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
   const signal = AbortSignal.any([options.signal, fatalStop.signal]);
   // Every chunk in flight listens to it (AbortSignal.any): not a leak, so no warning for up to the cap.
   setMaxListeners(MAX_CHUNKS_IN_FLIGHT + 16, signal);
-  const stopWait = new StopWait(signal);
+  const stopWait = new StopWait(signal, stopDatabaseWaitMs(config));
   // Set by failWith, from callbacks: declared so that TypeScript does not narrow it to null for the whole body.
   let fatal = null as Error | null;
   const failWith = (error: unknown) => {

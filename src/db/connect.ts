@@ -83,7 +83,12 @@ export function connectionFailure(url: string, error: unknown): LisError | null 
  */
 export interface QueryBounds {
   connectMs: number;
-  queryMs: number;
+  /**
+   * Unset: connects only are bounded (connectBound), for work whose statements may rightly run long
+   * (lis_cron_frontend's scans); its connections then have TCP keepalive, so that a path lost under a long
+   * statement ends it in minutes (Linux: 9 probes 75 s apart), where nothing else would.
+   */
+  queryMs?: number;
   /**
    * The server ends a session left idle inside a transaction this long (idle_in_transaction_session_timeout):
    * for pools whose transactions hold locks while the client works (lis_imaged's image locks). On a path that
@@ -97,11 +102,20 @@ export interface QueryBounds {
  * The long-running processes' bounds (daemons, lis_managerd, lis_imaged), from database.connectTimeoutSeconds
  * and database.queryTimeoutSeconds (10 s and 120 s unless set; config-schema.ts says why those). Their
  * queries are index-driven and short (a claim of up to 10,000 rows, a batch of results, a heartbeat, a
- * check). Their long work runs elsewhere, unbounded: migrations on a connection of their own (openDatabase),
- * db_scan's purge in lis_cron_frontend, bulk changes in the CLI, whose operator sees them waiting.
+ * check); `lis web`'s and lis_cron_frontend's short statements take them too. Long work is not cut by them:
+ * migrations run on a connection of their own (openDatabase), lis_cron_frontend's scans (db_scan's purge and
+ * repairs, fs_check) under connectBound only, bulk changes in the CLI unbounded, whose operator sees them waiting.
  */
 export function serviceQueryBounds(config: LisConfig): QueryBounds {
   return { connectMs: config.database.connectTimeoutSeconds * 1000, queryMs: config.database.queryTimeoutSeconds * 1000 };
+}
+
+/**
+ * Only the connect bound of the config (database.connectTimeoutSeconds): a database that hangs fails a connect
+ * with ERR_DATABASE_TIMEOUT; the statements themselves are not cut (QueryBounds.queryMs unset).
+ */
+export function connectBound(config: LisConfig): QueryBounds {
+  return { connectMs: config.database.connectTimeoutSeconds * 1000 };
 }
 
 /** Our own timer on a query runs this much past the server's statement_timeout: the server's cancel needs a moment to come. */
@@ -129,8 +143,7 @@ function boundedClient(url: string, bounds: QueryBounds): typeof pg.Client {
       super({
         ...config,
         connectionTimeoutMillis: bounds.connectMs,
-        statement_timeout: bounds.queryMs,
-        query_timeout: bounds.queryMs + QUERY_GRACE_MS,
+        ...(bounds.queryMs === undefined ? { keepAlive: true } : { statement_timeout: bounds.queryMs, query_timeout: bounds.queryMs + QUERY_GRACE_MS }),
         ...(bounds.idleInTransactionMs ? { idle_in_transaction_session_timeout: bounds.idleInTransactionMs } : {}),
       });
     }
@@ -149,7 +162,7 @@ function boundedClient(url: string, bounds: QueryBounds): typeof pg.Client {
         if (!isNotAnswering(error)) return error;
         // The server's own cancel (57014) leaves the connection sound; our timer's does not.
         if ((error as { code?: unknown }).code !== '57014') this.end().catch(() => {});
-        return notAnsweringError(url, `no reply to a query in ${seconds(bounds.queryMs)}`, error);
+        return notAnsweringError(url, bounds.queryMs === undefined ? 'no reply to a query' : `no reply to a query in ${seconds(bounds.queryMs)}`, error);
       };
       const last = args.at(-1);
       if (typeof last === 'function') {

@@ -28,8 +28,9 @@ interface QueuedFetch {
  * 503 past imaged.timeoutSeconds) leaves the queue at once while it waits for
  * its turn, `stopped`: it kept the generation's slot and lock transaction for
  * a turn nobody needed, and would then have taken its host's place and delay
- * for nothing. (FetchRequest.signal, fetchFromCandidates' stop once another
- * source has arrived, is the fetch's own: it is passed on, and not waited on here.)
+ * for nothing. So does one whose own FetchRequest.signal aborts meanwhile
+ * (fetchFromCandidates' stop once another source has arrived): its turn would
+ * have started a fetch already stopped.
  */
 export class HostSlots implements OriginalFetcher {
   private readonly limiter: HostLimiter;
@@ -51,24 +52,31 @@ export class HostSlots implements OriginalFetcher {
   }
 
   /**
-   * `unwanted` (the generation's, see GenerationGate): aborted while the fetch waits for its host's turn, the fetch
-   * leaves the queue at once, `stopped`; a fetch that has begun goes on, as a started generation does.
+   * `unwanted` (the generation's, see GenerationGate) or the request's own signal (fetchFromCandidates' stop once
+   * another source has arrived): either aborted while the fetch waits for its host's turn, the fetch leaves the
+   * queue at once, `stopped`; a fetch that has begun goes on (the request's signal then stops it in the fetcher),
+   * as a started generation does.
    */
   fetch(request: FetchRequest, unwanted?: AbortSignal): Promise<FetchOutcome> {
     const host = request.url.startsWith('file:') ? null : hostKey(request.url);
     if (!host) return this.fetcher.fetch(request);
-    if (unwanted?.aborted) return Promise.resolve({ kind: 'stopped' });
+    const stops = [unwanted, request.signal].filter((s): s is AbortSignal => s !== undefined);
+    if (stops.some((s) => s.aborted)) return Promise.resolve({ kind: 'stopped' });
     return new Promise<FetchOutcome>((resolve, reject) => {
+      const unlisten = () => {
+        for (const s of stops) s.removeEventListener('abort', leave);
+      };
       const leave = () => {
+        unlisten();
         if (this.limiter.remove(host, queued)) resolve({ kind: 'stopped' });
       };
       const queued: QueuedFetch = {
         start: () => {
-          unwanted?.removeEventListener('abort', leave);
+          unlisten();
           return this.fetcher.fetch(request).then(resolve, reject);
         },
       };
-      unwanted?.addEventListener('abort', leave, { once: true });
+      for (const s of stops) s.addEventListener('abort', leave, { once: true });
       this.limiter.add(host, queued);
       // A drain per fetch, as lis_downloadd runs one per chunk: it also starts fetches queued by others.
       void drainLimiter<QueuedFetch>(this.limiter, (next) => next.start(), NEVER);

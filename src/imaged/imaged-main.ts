@@ -4,7 +4,7 @@ import { parseIntFlag } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
 import { runCommand, usageErrorsExit2 } from '../util/exit-on-error.ts';
 import { closeDb, createDb, databaseUrl, serviceQueryBounds, type Db } from '../db/connect.ts';
-import { STOP_DATABASE_WAIT_MS } from '../daemon/run-daemon.ts';
+import { stopDatabaseWaitMs } from '../daemon/run-daemon.ts';
 import { settledWithin } from '../util/settled-within.ts';
 import { openDaemonDatabase, poolErrorWarning } from '../daemon/open-daemon-database.ts';
 import { createDownloadClient } from '../download/download-client.ts';
@@ -96,7 +96,7 @@ export async function imagedMain(argv = process.argv): Promise<void> {
       // A last try at rows the database would not take back (UnreleasedRows), while it is still open. Bounded as
       // markStopped is: a database that keeps the connection and never answers would hold the exit until the
       // query's bound (120 s), past the service's grace; lis_managerd releases what is left once we are stopped.
-      await settledWithin(service.close(), STOP_DATABASE_WAIT_MS);
+      await settledWithin(service.close(), stopDatabaseWaitMs(config));
       await thumbnailer.close?.();
       return 0;
     } catch (error) {
@@ -107,7 +107,7 @@ export async function imagedMain(argv = process.argv): Promise<void> {
       fetcher.destroy();
       client.destroy();
       // Bounded, as the daemons' stop is: a database that hangs would hold the exit past the service's grace.
-      if (db) await settledWithin(markStopped(db, workerId), STOP_DATABASE_WAIT_MS);
+      if (db) await settledWithin(markStopped(db, workerId), stopDatabaseWaitMs(config));
       uninstall();
       if (locks) await closeDb(locks, 2000);
       if (db) await closeDb(db, 2000);

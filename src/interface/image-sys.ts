@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import type { LisConfig } from '../config/config-schema.ts';
 import { parseCountry } from '../config/country.ts';
 import { loadConfig, parseConfig } from '../config/load-config.ts';
-import { connectionFailure, createDb, describeServer, redactUrl, type Db } from '../db/connect.ts';
+import { connectionFailure, createDb, describeServer, redactUrl, serviceQueryBounds, type Db, type QueryBounds } from '../db/connect.ts';
 import { embeddedUrl } from '../db/embedded-server.ts';
 import { assertSchemaCurrent } from '../db/schema-version.ts';
 import { LisError, UsageError, errorMessage } from '../errors.ts';
@@ -16,6 +16,33 @@ import { toSearchApiImage, type SearchApiImage } from './search-api-image.ts';
 export interface OpenOptions {
   /** A config object, or a config file's path; default: as every command finds it ($LIS_CONFIG, ./imagesys.json, defaults). */
   config?: LisConfig | string;
+  /**
+   * How long a connect and a query may go unanswered (a database that hangs: a lost path, a frozen server)
+   * before the call fails with ERR_DATABASE_TIMEOUT; default: the config's database.connectTimeoutSeconds
+   * and database.queryTimeoutSeconds (10 s, 120 s), the bounds every long-running process shares. A
+   * listing page passes its own budget (e.g. `{ connectMs: 2000, queryMs: 3000 }`, its calls being one
+   * index lookup of a few ms); a search-index build can afford the config's.
+   */
+  bounds?: { connectMs?: number; queryMs?: number };
+}
+
+/** A day, as the config's timeouts: past 24.8 days Node's timers fire at once. */
+const MAX_BOUND_MS = 86_400_000;
+
+/** The bounds of open(): the caller's, each in (0, a day] ms, over the config's. */
+function openBounds(given: unknown, config: LisConfig): QueryBounds {
+  const bounds = serviceQueryBounds(config);
+  if (given === undefined) return bounds;
+  if (typeof given !== 'object' || given === null)
+    throw usage('open', `bounds must be an object such as { connectMs: 2000, queryMs: 3000 }, got ${shown(given)}`);
+  for (const key of ['connectMs', 'queryMs'] as const) {
+    const ms = (given as Record<string, unknown>)[key];
+    if (ms === undefined) continue;
+    if (typeof ms !== 'number' || !(ms > 0 && ms <= MAX_BOUND_MS))
+      throw usage('open', `bounds.${key} must be a number of milliseconds above 0 and at most ${MAX_BOUND_MS}, got ${shown(ms)}`);
+    bounds[key] = ms;
+  }
+  return bounds;
 }
 
 /** One of a listing's photos, for the search-index build. */
@@ -65,12 +92,26 @@ function urlVerdict(value: unknown, maxUrlLength: number): { ok: true } | { ok: 
 }
 
 /**
+ * A bound of open()'s ran out (the database hangs): ERR_DATABASE_TIMEOUT, "ImageSys.<method>: the database at
+ * ... is not answering: no reply to a query in 3 s"; null for any other error.
+ */
+function notAnswering(method: string, url: string, error: unknown): LisError | null {
+  const failure = connectionFailure(url, error);
+  if (failure?.code !== 'ERR_DATABASE_TIMEOUT') return null;
+  return new LisError('ERR_DATABASE_TIMEOUT', `ImageSys.${method}: ${failure.message}`, { cause: error });
+}
+
+/**
  * The server gone under a call (stopped, restarting, unreachable) is said as
  * open() says it, ERR_DATABASE naming the server, not as pg's bare "Connection
  * terminated unexpectedly" (no code) or a 57P01 from a connection the restart
- * killed. The pool drops dead connections, so a call once the server is back works.
+ * killed; one that hangs is ERR_DATABASE_TIMEOUT once a bound ran out. The
+ * pool drops dead connections (and those a bound ended), so a call once the
+ * server answers again works.
  */
 function unreachable(method: string, url: string, error: unknown): unknown {
+  const timedOut = notAnswering(method, url, error);
+  if (timedOut) return timedOut;
   const code = (error as { code?: unknown } | null)?.code;
   const shutDown = typeof code === 'string' && /^57P0[123]$/.test(code); // admin_shutdown, crash_shutdown, cannot_connect_now
   if (!shutDown && !connectionFailure(url, error)) return error;
@@ -109,7 +150,8 @@ export class ImageSys {
    * is configured). A client, not an installer: it never starts a server and
    * never migrates. Throws ERR_SCHEMA_BEHIND when the database lacks
    * migrations this code knows (`lis db migrate`), ERR_DATABASE when the
-   * server cannot be reached.
+   * server cannot be reached, ERR_DATABASE_TIMEOUT when it does not answer
+   * within the bounds (OpenOptions.bounds), as every call does.
    */
   static async open(options: OpenOptions = {}): Promise<ImageSys> {
     // An object is validated like a file (a partial object would otherwise fail later, in the middle of a call).
@@ -117,12 +159,15 @@ export class ImageSys {
       typeof options.config === 'object' && options.config !== null
         ? parseConfig(options.config, {}, process.cwd(), 'the config given to ImageSys.open')
         : loadConfig({ file: options.config });
+    const bounds = openBounds(options.bounds, config);
     const url = config.database.url ?? embeddedUrl(config.database.embedded);
-    const db = createDb(url, config.database.poolSize);
+    const db = createDb(url, config.database.poolSize, () => {}, bounds);
     try {
       await assertSchemaCurrent(db, redactUrl(url));
     } catch (error) {
       await db.destroy();
+      const timedOut = notAnswering('open', url, error);
+      if (timedOut) throw timedOut;
       if (error instanceof LisError) throw error;
       const hint = config.database.url ? '' : ' (the embedded server: is it started? `lis db start`)';
       throw new LisError('ERR_DATABASE', `ImageSys cannot reach the database at ${redactUrl(url)}${hint}: ${errorMessage(error)}`, { cause: error });

@@ -1,0 +1,114 @@
+// The results writer against a real database through a relay: a flush whose COMMIT reached the server and
+// whose answer was lost is known, on the retry, to have been written (not counted as rows lost).
+import assert from 'node:assert/strict';
+import { sql } from 'kysely';
+import pg from 'pg';
+import { closeDb, createDb, type Db } from '../src/db/connect.ts';
+import { ChunkRun } from '../src/daemon/chunk-run.ts';
+import { writeResults } from '../src/daemon/result-writer.ts';
+import { closeLogger, type Logger } from '../src/log/create-logger.ts';
+import { claimChunk } from '../src/queue/claim-chunk.ts';
+import { commitStatus } from '../src/queue/commit-status.ts';
+import type { FlushOutcome } from '../src/queue/flush-results.ts';
+import { startDatabaseProxy } from './helpers/database-proxy.ts';
+import { capturedLogger } from './helpers/captured-log.ts';
+import { countBy, insertUrls } from './helpers/rows.ts';
+import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+
+/** Short bounds, so that the lost answer's query fails within the test. */
+const TEST_BOUNDS = { connectMs: 1000, queryMs: 1500 };
+
+describe('the results writer', function () {
+  this.timeout(60_000);
+  let t: TestDatabase;
+  const cleanups: Array<() => Promise<void> | void> = [];
+  beforeEach(async () => (t = await createTestDatabase()));
+  const writerOptions = (db: Db, log: Logger, signal: AbortSignal) => ({
+    db,
+    workerId: () => 'w1',
+    stage: 'download' as const,
+    policy: { maxAttempts: t.config.queue.maxAttempts, backoff: t.config.queue.backoff },
+    log,
+    scope: 'Test::flush',
+    signal,
+  });
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+    await t.drop();
+  });
+
+  it('a flush whose COMMIT the server ran and whose answer was lost: the retry learns it committed, and says the rows written, none lost', async () => {
+    await insertUrls(t.db, 'uk', 10);
+    const rows = await claimChunk(t.db, { country: 'uk', stage: 'download', workerId: 'w1', storeHost: '', limit: 10, afterId: '0' });
+    assert.equal(rows.length, 10);
+    const relay = await startDatabaseProxy(t.url);
+    cleanups.push(() => relay.cut());
+    const db: Db = createDb(relay.url, 2, () => {}, TEST_BOUNDS);
+    cleanups.push(() => closeDb(db, 1000));
+    const { log, lines } = capturedLogger('testd', t.config.log);
+    cleanups.push(() => closeLogger(log));
+    const stop = new AbortController();
+    cleanups.push(() => stop.abort());
+    const chunk = new ChunkRun(rows, Date.now(), stop.signal);
+    for (const row of rows) chunk.add({ ok: true, row: { id: row.id } }, 0);
+    const written: FlushOutcome[] = [];
+
+    // Kysely ends a transaction with `commit`: it reaches the server, its answer never comes back.
+    const commitSent = relay.stallAfter('commit');
+    const writing = writeResults(chunk, { ...writerOptions(db, log, stop.signal), onWritten: (outcome) => written.push(outcome) });
+    await commitSent;
+    relay.mend();
+    await writing;
+
+    assert.deepEqual(await countBy(t.db), { 'thumbnail/waiting': 10 }, 'the rows moved on once');
+    assert.deepEqual(written, [{ done: 10, failed: 0, deferred: 0, lost: 0 }], 'counted as written');
+    const said = lines.join('\n');
+    assert.match(said, /ERROR Could not write 10 results \(try 1\): .*not answering/, 'the lost answer was said');
+    assert.match(said, /INFO The earlier write of 10 results committed \(its answer was lost\)/);
+    assert.doesNotMatch(said, /Lost the lock/);
+  });
+
+  it('a flush whose COMMIT failed (the server aborted it): the retry learns it did not commit, and writes the results again', async () => {
+    await insertUrls(t.db, 'uk', 5);
+    const rows = await claimChunk(t.db, { country: 'uk', stage: 'download', workerId: 'w1', storeHost: '', limit: 5, afterId: '0' });
+    // A deferred check that fails the first COMMIT after a write of live_images (a sequence counts across rollbacks), as a serialization failure would.
+    await sql`CREATE SEQUENCE commit_tries`.execute(t.db);
+    await sql`CREATE FUNCTION fail_first_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+              BEGIN
+                IF nextval('commit_tries') = 1 THEN RAISE EXCEPTION 'first commit refused' USING ERRCODE = '40001'; END IF;
+                RETURN NULL;
+              END $$`.execute(t.db);
+    await sql`CREATE CONSTRAINT TRIGGER fail_first_commit AFTER UPDATE ON live_images DEFERRABLE INITIALLY DEFERRED
+              FOR EACH ROW EXECUTE FUNCTION fail_first_commit()`.execute(t.db);
+    const { log, lines } = capturedLogger('testd', t.config.log);
+    cleanups.push(() => closeLogger(log));
+    const stop = new AbortController();
+    cleanups.push(() => stop.abort());
+    const chunk = new ChunkRun(rows, Date.now(), stop.signal);
+    for (const row of rows) chunk.add({ ok: true, row: { id: row.id } }, 0);
+    const written: FlushOutcome[] = [];
+    await writeResults(chunk, { ...writerOptions(t.db, log, stop.signal), onWritten: (outcome) => written.push(outcome) });
+    assert.deepEqual(await countBy(t.db), { 'thumbnail/waiting': 5 });
+    assert.deepEqual(written, [{ done: 5, failed: 0, deferred: 0, lost: 0 }]);
+    const said = lines.join('\n');
+    assert.match(said, /ERROR Could not write 5 results \(try 1\): the commit of transaction \d+ was not confirmed: first commit refused/);
+    assert.match(said, /WARN The earlier write of 5 results did not commit \(transaction \d+\): writing them again/);
+  });
+
+  it('commitStatus tells a committed transaction from an aborted one and from one still open', async () => {
+    const session = new pg.Client({ connectionString: t.url });
+    await session.connect();
+    cleanups.push(() => session.end());
+    const begin = async () => {
+      await session.query('BEGIN');
+      return (await session.query<{ xid: string }>('SELECT pg_current_xact_id()::text AS xid')).rows[0].xid;
+    };
+    const committed = await begin();
+    assert.equal(await commitStatus(t.db, committed), 'in progress');
+    await session.query('COMMIT');
+    assert.equal(await commitStatus(t.db, committed), 'committed');
+    const aborted = await begin();
+    await session.query('ROLLBACK');
+    assert.equal(await commitStatus(t.db, aborted), 'aborted');
+  });
+});

@@ -1,0 +1,64 @@
+// `lis web` and lis_cron_frontend against a database that hangs (accepts, or keeps, the connection and never
+// answers): each says so within the config's bounds rather than hanging silently.
+import assert from 'node:assert/strict';
+import { lis_hash_for_url } from '../src/hash/image-hash.ts';
+import { startDatabaseProxy, type DatabaseProxy } from './helpers/database-proxy.ts';
+import { insertUrls } from './helpers/rows.ts';
+import { spawnTs, waitFor, type Spawned } from './helpers/processes.ts';
+import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+
+/** Short bounds, so that a test sees them run out. */
+const TEST_DATABASE_BOUNDS = { connectTimeoutSeconds: 1, queryTimeoutSeconds: 1.5 };
+
+describe('lis web and lis_cron_frontend against a database that hangs', function () {
+  this.timeout(60_000);
+  let t: TestDatabase;
+  let relay: DatabaseProxy;
+  const spawned: Spawned[] = [];
+
+  beforeEach(async () => {
+    t = await createTestDatabase();
+    relay = await startDatabaseProxy(t.url);
+  });
+  afterEach(async () => {
+    for (const run of spawned.splice(0)) {
+      run.child.kill('SIGKILL');
+      await run.exited;
+    }
+    await relay.cut();
+    await t.drop();
+  });
+
+  const configFile = () => t.writeConfig({ database: { url: relay.url, ...TEST_DATABASE_BOUNDS } });
+
+  it('lis web answers 503 ERR_DATABASE_TIMEOUT at the query bound while the database hangs, and answers again once it is back', async () => {
+    const web = spawnTs('bin/lis', ['--config', configFile(), 'web', '--port', '0']);
+    spawned.push(web);
+    await waitFor(() => /status page at (http:\S+)/.test(web.output()), 30_000, 'lis web').catch((error: Error) => {
+      throw new Error(`${error.message}:\n${web.output()}`);
+    });
+    const base = /status page at (http:\S+)/.exec(web.output())![1];
+    const lookup = () => fetch(new URL(`api/lookup?q=${lis_hash_for_url('http://feed.example.com/1.jpg')}`, base));
+    assert.equal((await lookup()).status, 200);
+
+    relay.stall();
+    const hung = await lookup();
+    assert.equal(hung.status, 503);
+    const body = (await hung.json()) as { error: string; code: string };
+    assert.equal(body.code, 'ERR_DATABASE_TIMEOUT');
+    assert.match(body.error, /the database at 127\.0\.0\.1:\d+\/\w+ as \w+ is not answering: no (reply to a query in 1\.5 s|answer to a connect in 1 s)/);
+
+    relay.mend();
+    assert.equal((await lookup()).status, 200, 'the next request, on a new connection');
+  });
+
+  it('lis_cron_frontend fails at the connect bound with a clear error (exit 1) when the database hangs', async () => {
+    await insertUrls(t.db, 'uk', 3);
+    relay.hang();
+    const cron = spawnTs('bin/lis_cron_frontend', ['--db_scan', '--country', 'uk', '--config', configFile()]);
+    spawned.push(cron);
+    const exit = await cron.exited;
+    assert.equal(exit.code, 1, cron.output());
+    assert.match(cron.output(), /the database at 127\.0\.0\.1:\d+\/\w+ as \w+ is not answering: no answer to a connect in 1 s/);
+  });
+});
