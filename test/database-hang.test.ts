@@ -405,7 +405,7 @@ describe('a database that hangs', function () {
   it('lis_managerd stopped (SIGTERM) while its database hangs exits within its grace', async function () {
     this.timeout(60_000);
     const schedule = { stuck_jobs: null, bad_retry_jobs: null, bad_datasources: null, unlisted_rows: null, missed_origin_rows: null, alerts: null };
-    const config = t.writeConfig({ manager: { ...t.config.manager, schedule } });
+    const config = t.writeConfig({ manager: { ...t.config.manager, schedule }, database: { ...t.config.database, ...SHORT_STOP_WAIT } });
     const run = spawnTs('bin/lis_managerd', ['--service', '--country', 'uk', '--config', config, '--metrics-port', '0']);
     cleanups.push(() => void (run.child.exitCode === null && run.child.kill('SIGKILL')));
     await waitFor(

@@ -15,7 +15,7 @@ export const CONFIG_MEANINGS: Record<string, string | { meaning: string; default
   'database.queryTimeoutSeconds':
     "their queries likewise (the server's `statement_timeout`, and our own timer 2 s later); lis_cron_frontend's scans (db_scan, fs_check), migrations and the CLI's bulk changes are not bounded",
   'database.stopWaitSeconds':
-    'daemons, lis_imaged: once stopping, a database call is waited for this long, then left (lis_managerd releases what it held); after one went unanswered, none is waited for',
+    'daemons, lis_managerd, lis_imaged: once stopping, a database call is waited for this long, then left (lis_managerd releases what it held); after one went unanswered, none is waited for',
   'database.embedded.dataDir': "embedded server's data folder",
   'database.embedded.port': 'its port, on 127.0.0.1',
   'database.embedded.user': "the daemons' role (no superuser; password in `<dataDir>.password`)",

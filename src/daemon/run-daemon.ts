@@ -134,9 +134,6 @@ export function stopDatabaseWaitMs(config: LisConfig): number {
   return config.database.stopWaitSeconds * 1000;
 }
 
-/** database.stopWaitSeconds's default: lis_managerd's stop still waits this long, not yet the config's. */
-export const STOP_DATABASE_WAIT_MS = 5000;
-
 /** The stop's waits on the database: per call, until one goes unanswered. */
 export class StopWait {
   /** Set when a call went unanswered after the stop: the database hangs, so no later call is waited for. */

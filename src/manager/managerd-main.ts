@@ -3,7 +3,7 @@ import cron, { type ScheduledTask } from 'node-cron';
 import { parseCountry, parseIntFlag } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
 import { closeDb, type Db } from '../db/connect.ts';
-import { STOP_DATABASE_WAIT_MS } from '../daemon/run-daemon.ts';
+import { stopDatabaseWaitMs } from '../daemon/run-daemon.ts';
 import { settledWithin } from '../util/settled-within.ts';
 import { openDaemonDatabase } from '../daemon/open-daemon-database.ts';
 import { runCommand, usageErrorsExit2 } from '../util/exit-on-error.ts';
@@ -125,7 +125,7 @@ export async function managerdMain(argv = process.argv): Promise<void> {
         } finally {
           clearInterval(beat);
           // Bounded: a database that hangs would hold the exit past the service's grace (its query bound is 120 s).
-          await settledWithin(markStopped(db, workerId), STOP_DATABASE_WAIT_MS);
+          await settledWithin(markStopped(db, workerId), stopDatabaseWaitMs(config));
         }
       } finally {
         await exporter?.close();
