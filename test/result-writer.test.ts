@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { sql } from 'kysely';
 import pg from 'pg';
-import { closeDb, createDb, type Db } from '../src/db/connect.ts';
+import { closeDb, createDb, serviceQueryBounds, type Db } from '../src/db/connect.ts';
 import { ChunkRun } from '../src/daemon/chunk-run.ts';
 import { writeResults } from '../src/daemon/result-writer.ts';
 import { closeLogger, type Logger } from '../src/log/create-logger.ts';
@@ -11,6 +11,7 @@ import { claimChunk } from '../src/queue/claim-chunk.ts';
 import { commitStatus } from '../src/queue/commit-status.ts';
 import type { FlushOutcome } from '../src/queue/flush-results.ts';
 import { startDatabaseProxy } from './helpers/database-proxy.ts';
+import { waitFor } from './helpers/processes.ts';
 import { capturedLogger } from './helpers/captured-log.ts';
 import { countBy, insertUrls } from './helpers/rows.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
@@ -93,6 +94,46 @@ describe('the results writer', function () {
     const said = lines.join('\n');
     assert.match(said, /ERROR Could not write 5 results \(try 1\): the commit of transaction \d+ was not confirmed: first commit refused/);
     assert.match(said, /WARN The earlier write of 5 results did not commit \(transaction \d+\): writing them again/);
+  });
+
+  it("a flush whose path went silent mid-transaction: the server ends the session at the services' bound, and the rows' locks with it", async () => {
+    await insertUrls(t.db, 'uk', 10);
+    const rows = await claimChunk(t.db, { country: 'uk', stage: 'download', workerId: 'w1', storeHost: '', limit: 10, afterId: '0' });
+    const ids = rows.map((r) => r.id);
+    const relay = await startDatabaseProxy(t.url);
+    cleanups.push(() => relay.cut());
+    const bounds = serviceQueryBounds({ ...t.config, database: { ...t.config.database, connectTimeoutSeconds: 1, queryTimeoutSeconds: 1.5 } });
+    const db: Db = createDb(relay.url, 2, () => {}, bounds);
+    cleanups.push(() => closeDb(db, 1000));
+    const { log } = capturedLogger('testd', t.config.log);
+    cleanups.push(() => closeLogger(log));
+    const stop = new AbortController();
+    const chunk = new ChunkRun(rows, Date.now(), stop.signal);
+    for (const row of rows) chunk.add({ ok: true, row: { id: row.id } }, 0);
+    // The finish (it lists the rows for the next stage) has locked and moved the rows; its answer, and all after it, is lost.
+    const finishSent = relay.stallAfter('INSERT INTO claimable_rows');
+    const writing = writeResults(chunk, { ...writerOptions(db, log, stop.signal), onWritten: () => {} });
+    cleanups.push(async () => {
+      stop.abort();
+      await writing.catch(() => {});
+    });
+    await finishSent;
+    const locked = async () =>
+      Number(
+        (
+          await sql<{ n: string }>`SELECT count(*) AS n FROM (SELECT id FROM live_images WHERE id = ANY(${ids}::bigint[]) FOR UPDATE SKIP LOCKED) f`.execute(
+            t.db,
+          )
+        ).rows[0].n,
+      );
+    // The statement has reached the server; it takes the rows' locks as it runs.
+    await waitFor(async () => (await locked()) === 0, 10_000, 'the silent transaction holding the rows');
+    // Far longer than the 1.5 s bound, far shorter than the server's TCP keepalive (two hours) that ended it before.
+    await waitFor(async () => (await locked()) === 10, 20_000, 'the rows unlocked by the server');
+    const { rows: idle } = await sql<{ n: string }>`
+      SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND state = 'idle in transaction'`.execute(t.db);
+    assert.equal(Number(idle[0].n), 0, 'no session left idle in its transaction');
+    assert.deepEqual(await countBy(t.db), { 'download/waiting/locked': 10 }, 'the transaction rolled back: the rows as claimed, still held by the worker');
   });
 
   it('commitStatus tells a committed transaction from an aborted one and from one still open', async () => {

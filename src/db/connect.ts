@@ -91,8 +91,8 @@ export interface QueryBounds {
   queryMs?: number;
   /**
    * The server ends a session left idle inside a transaction this long (idle_in_transaction_session_timeout):
-   * for pools whose transactions hold locks while the client works (lis_imaged's image locks). On a path that
-   * was lost, the server's side of the session stays, idle in its transaction, its locks held, until its TCP
+   * the services' query bound (serviceQueryBounds), and longer for pools whose transactions hold locks while
+   * the client works (lis_imaged's image locks: generationIdleBoundMs). On a path that was lost, the server's side of the session stays, idle in its transaction, its locks held, until its TCP
    * keepalive gives up (two hours by default). Unset: no such bound.
    */
   idleInTransactionMs?: number;
@@ -107,7 +107,12 @@ export interface QueryBounds {
  * repairs, fs_check) under connectBound only, bulk changes in the CLI unbounded, whose operator sees them waiting.
  */
 export function serviceQueryBounds(config: LisConfig): QueryBounds {
-  return { connectMs: config.database.connectTimeoutSeconds * 1000, queryMs: config.database.queryTimeoutSeconds * 1000 };
+  const queryMs = config.database.queryTimeoutSeconds * 1000;
+  // Their transactions are statements sent back to back (a results flush, a stuck worker's release), never
+  // waiting on other work, so one idle longer than a query may take has lost its client: a path that went
+  // silent mid-transaction, after our bound ended our side. The server would keep it, its row locks held
+  // (the retry of the same results waiting on them), until its TCP keepalive gave up, two hours later.
+  return { connectMs: config.database.connectTimeoutSeconds * 1000, queryMs, idleInTransactionMs: queryMs };
 }
 
 /**
