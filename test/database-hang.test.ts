@@ -9,7 +9,7 @@ import { sql } from 'kysely';
 import pg from 'pg';
 import type { LisConfigInput } from '../src/config/config-schema.ts';
 import { parseConfig } from '../src/config/load-config.ts';
-import { connectionFailure, createDb, type Db } from '../src/db/connect.ts';
+import { connectionFailure, createDb, openDatabase, type Db } from '../src/db/connect.ts';
 import { runDaemon, type StageWorker } from '../src/daemon/run-daemon.ts';
 import { closeLogger } from '../src/log/create-logger.ts';
 import { startDatabaseProxy, type DatabaseProxy } from './helpers/database-proxy.ts';
@@ -195,6 +195,23 @@ describe('a database that hangs', function () {
     const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM live_images WHERE attempts > 0 OR last_error IS NOT NULL`.execute(t.db);
     assert.equal(Number(rows[0].n), 0, 'a database that hangs is our fault: no row charged');
     assert.equal(await Promise.race([run.settled, 'running']), 'running', 'a hang is waited out, never fatal');
+  });
+
+  it("a service's start that migrates (the embedded default) against a path that never answers: its migration's connect fails at the connect bound, not never", async () => {
+    const relay = await startDatabaseProxy(t.url);
+    cleanups.push(() => relay.cut());
+    relay.hang();
+    const config = { ...t.config, database: { ...t.config.database, url: relay.url } };
+    const opening = openDatabase(config, { migrate: true, bounds: { connectMs: 500, queryMs: 1000 } });
+    const outcome = await Promise.race([
+      opening.then(
+        () => 'opened',
+        (error: unknown) => error,
+      ),
+      new Promise((resolve) => setTimeout(() => resolve('still waiting after 15 s'), 15_000).unref()),
+    ]);
+    assert.equal((outcome as { code?: string }).code, 'ERR_DATABASE_TIMEOUT', String(outcome));
+    assert.match(String(outcome), /not answering: no answer to a connect/);
   });
 
   it('a path that accepts connections and never answers: connects time out, said as such, and the runner carries on once the path is back', async () => {

@@ -276,12 +276,13 @@ export async function openDatabase(
   const db = createDb(url, config.database.poolSize, options.onPoolError, options.bounds);
   try {
     if (options.migrate ?? config.database.url === null) {
-      // A migration may rewrite a big table: never under the query bound; on a connection of its own.
-      const unbounded = options.bounds ? createDb(url, 1, options.onPoolError) : db;
+      // A migration may rewrite a big table: never under the query bound; on a connection of its own, whose
+      // connect is bounded all the same (a service starting against a hung server must fail, not wait for ever).
+      const migrating = options.bounds ? createDb(url, 1, options.onPoolError, { connectMs: options.bounds.connectMs }) : db;
       try {
-        await migrateToLatest(unbounded);
+        await migrateToLatest(migrating);
       } finally {
-        if (unbounded !== db) await unbounded.destroy();
+        if (migrating !== db) await migrating.destroy();
       }
     } else await assertSchemaCurrent(db, redactUrl(url));
   } catch (error) {
