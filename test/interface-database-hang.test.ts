@@ -52,6 +52,8 @@ describe('the Interface against a database that hangs', function () {
     const either = /no (reply to a query in 1\.5 s|answer to a connect in 1 s)/;
     await notAnswering('imagesForSiBuild', () => images.imagesForSiBuild([url], listing), either);
     await notAnswering('enqueue', () => images.enqueue([url], listing), either);
+    // The single form is named as itself, not as the batch form it shares its work with.
+    await notAnswering('getSearchApiDataForHash', () => images.getSearchApiDataForHash(hash), either);
     proxy.mend();
     assert.equal(await images.getSearchApiDataForHash(hash), null);
     assert.equal((await images.imagesForSiBuild([url], listing))[0].status, 'download');

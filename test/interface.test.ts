@@ -66,6 +66,10 @@ describe('the Interface (imported as a package)', () => {
     assert.equal(await images.getSearchApiDataForHash(lis_hash_for_url('http://nowhere.example.com/x.jpg')), null);
     assert.equal(await images.getSearchApiDataForHash(liveHash, { country: 'fr' }), null);
     await assert.rejects(images.getSearchApiDataForHash('not-a-hash'), /not an image hash/);
+    await assert.rejects(
+      images.getSearchApiDataForHash(liveHash, { country: 7 as unknown as string }),
+      /^UsageError: ImageSys\.getSearchApiDataForHash: country must be/,
+    );
   });
 
   it('answers many hashes in one query', async () => {

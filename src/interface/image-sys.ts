@@ -177,19 +177,23 @@ export class ImageSys {
 
   /** What the search API shows for a live image, or null when it is not live (or unknown). */
   async getSearchApiDataForHash(hash: string, options: { country?: string } = {}): Promise<SearchApiImage | null> {
-    this.assertOpen('getSearchApiDataForHash');
-    return (await this.getSearchApiDataForHashes([hash], options)).get(hash) ?? null;
+    return (await this.searchApiData('getSearchApiDataForHash', [hash], options)).get(hash) ?? null;
   }
 
   /** The batch form: every hash asked for is in the map, null where not live. */
-  async getSearchApiDataForHashes(hashes: string[], options: { country?: string } = {}): Promise<Map<string, SearchApiImage | null>> {
-    this.assertOpen('getSearchApiDataForHashes');
-    requireArray('getSearchApiDataForHashes', 'hashes', hashes);
-    if (typeof options !== 'object' || options === null) throw usage('getSearchApiDataForHashes', 'options must be an object such as { country: "uk" }');
+  getSearchApiDataForHashes(hashes: string[], options: { country?: string } = {}): Promise<Map<string, SearchApiImage | null>> {
+    return this.searchApiData('getSearchApiDataForHashes', hashes, options);
+  }
+
+  /** Both forms' work; `method`, the one the caller called, names it in every error. */
+  private async searchApiData(method: string, hashes: string[], options: { country?: string }): Promise<Map<string, SearchApiImage | null>> {
+    this.assertOpen(method);
+    requireArray(method, 'hashes', hashes);
+    if (typeof options !== 'object' || options === null) throw usage(method, 'options must be an object such as { country: "uk" }');
     if (options.country !== undefined && typeof options.country !== 'string')
-      throw usage('getSearchApiDataForHashes', `country must be a string such as 'uk', got ${shown(options.country)}`);
+      throw usage(method, `country must be a string such as 'uk', got ${shown(options.country)}`);
     for (const h of hashes) if (!isImageHash(h)) throw new UsageError(`not an image hash (32 lowercase hex digits): ${JSON.stringify(h)}`);
-    const country = options.country === undefined ? undefined : parseCountry(options.country, this.config, 'ImageSys.getSearchApiDataForHashes: country');
+    const country = options.country === undefined ? undefined : parseCountry(options.country, this.config, `ImageSys.${method}: country`);
     const result = new Map<string, SearchApiImage | null>(hashes.map((h) => [h, null]));
     if (hashes.length === 0) return result;
     // live_data: the version on every frontend; a row being reworked keeps answering with it (not one being purged).
@@ -199,7 +203,7 @@ export class ImageSys {
          AND ${country === undefined ? sql`true` : sql`country = ${country}`}`
       .execute(this.db)
       .catch((error: unknown) => {
-        throw unreachable('getSearchApiDataForHashes', this.url, error);
+        throw unreachable(method, this.url, error);
       });
     for (const row of rows) result.set(row.image_hash, toSearchApiImage(row, this.config.searchApi.thumbnailBaseUrl));
     return result;
