@@ -7,7 +7,7 @@ import { closeDb, createDb, serviceQueryBounds, type Db } from '../src/db/connec
 import { ChunkRun } from '../src/daemon/chunk-run.ts';
 import { writeResults } from '../src/daemon/result-writer.ts';
 import { closeLogger, type Logger } from '../src/log/create-logger.ts';
-import { claimChunk } from '../src/queue/claim-chunk.ts';
+import { claimChunk, type ClaimedRow } from '../src/queue/claim-chunk.ts';
 import { commitStatus } from '../src/queue/commit-status.ts';
 import type { FlushOutcome } from '../src/queue/flush-results.ts';
 import { startDatabaseProxy } from './helpers/database-proxy.ts';
@@ -33,6 +33,16 @@ describe('the results writer', function () {
     scope: 'Test::flush',
     signal,
   });
+  /** A chunk of `rows`, each finished, its results not yet written; a captured log and the chunk's stop, both cleaned up. */
+  const finishedChunk = (rows: ClaimedRow[]) => {
+    const { log, lines } = capturedLogger('testd', t.config.log);
+    cleanups.push(() => closeLogger(log));
+    const stop = new AbortController();
+    cleanups.push(() => stop.abort());
+    const chunk = new ChunkRun(rows, Date.now(), stop.signal);
+    for (const row of rows) chunk.add({ ok: true, row: { id: row.id } }, 0);
+    return { log, lines, stop, chunk };
+  };
   afterEach(async () => {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
     await t.drop();
@@ -46,12 +56,7 @@ describe('the results writer', function () {
     cleanups.push(() => relay.cut());
     const db: Db = createDb(relay.url, 2, () => {}, TEST_BOUNDS);
     cleanups.push(() => closeDb(db, 1000));
-    const { log, lines } = capturedLogger('testd', t.config.log);
-    cleanups.push(() => closeLogger(log));
-    const stop = new AbortController();
-    cleanups.push(() => stop.abort());
-    const chunk = new ChunkRun(rows, Date.now(), stop.signal);
-    for (const row of rows) chunk.add({ ok: true, row: { id: row.id } }, 0);
+    const { log, lines, stop, chunk } = finishedChunk(rows);
     const written: FlushOutcome[] = [];
 
     // Kysely ends a transaction with `commit`: it reaches the server, its answer never comes back.
@@ -81,12 +86,7 @@ describe('the results writer', function () {
               END $$`.execute(t.db);
     await sql`CREATE CONSTRAINT TRIGGER fail_first_commit AFTER UPDATE ON live_images DEFERRABLE INITIALLY DEFERRED
               FOR EACH ROW EXECUTE FUNCTION fail_first_commit()`.execute(t.db);
-    const { log, lines } = capturedLogger('testd', t.config.log);
-    cleanups.push(() => closeLogger(log));
-    const stop = new AbortController();
-    cleanups.push(() => stop.abort());
-    const chunk = new ChunkRun(rows, Date.now(), stop.signal);
-    for (const row of rows) chunk.add({ ok: true, row: { id: row.id } }, 0);
+    const { log, lines, stop, chunk } = finishedChunk(rows);
     const written: FlushOutcome[] = [];
     await writeResults(chunk, { ...writerOptions(t.db, log, stop.signal), onWritten: (outcome) => written.push(outcome) });
     assert.deepEqual(await countBy(t.db), { 'thumbnail/waiting': 5 });
@@ -105,11 +105,7 @@ describe('the results writer', function () {
     const bounds = serviceQueryBounds({ ...t.config, database: { ...t.config.database, connectTimeoutSeconds: 1, queryTimeoutSeconds: 1.5 } });
     const db: Db = createDb(relay.url, 2, () => {}, bounds);
     cleanups.push(() => closeDb(db, 1000));
-    const { log } = capturedLogger('testd', t.config.log);
-    cleanups.push(() => closeLogger(log));
-    const stop = new AbortController();
-    const chunk = new ChunkRun(rows, Date.now(), stop.signal);
-    for (const row of rows) chunk.add({ ok: true, row: { id: row.id } }, 0);
+    const { log, stop, chunk } = finishedChunk(rows);
     // The finish (it lists the rows for the next stage) has locked and moved the rows; its answer, and all after it, is lost.
     const finishSent = relay.stallAfter('INSERT INTO claimable_rows');
     const writing = writeResults(chunk, { ...writerOptions(db, log, stop.signal), onWritten: () => {} });
