@@ -19,6 +19,7 @@ import { RsyncDaemon } from '../test/helpers/rsync-daemons.ts';
 import { plainSharp, workloads } from './lib/thumbnail-contenders.ts';
 import { argOf, benchConfig, flag, freshBenchDatabase, geomean, printRatio, waitUntil } from './lib/bench-database.ts';
 import { busyShare, cpuSeconds, machineCpu, peakRssKb } from './lib/proc-stats.ts';
+import { cpuByThread, threadLine } from './lib/thumbnail-threads.ts';
 
 // fileURLToPath, not URL.pathname: a checkout under a folder with a space would read as my%20clone.
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -87,12 +88,15 @@ async function plainRun(): Promise<number> {
   const busy = busyShare(machineStart, machineCpu());
   const plainRate = images / plainSeconds;
   console.log(
-    `plain sharp loop: ${plainRate.toFixed(1)} images/s (${(plainRate * presets.length).toFixed(1)} thumbnails/s) in ${plainSeconds.toFixed(1)}s, CPU ${plainCpuSeconds.toFixed(1)} s; the machine's cores ${(busy * 100).toFixed(0)} % busy`,
+    `plain sharp loop: ${plainRate.toFixed(1)} images/s (${(plainRate * presets.length).toFixed(1)} thumbnails/s) in ${plainSeconds.toFixed(1)}s, CPU ${plainCpuSeconds.toFixed(1)} s (${((plainCpuSeconds * 1000) / images).toFixed(1)} ms an image); the machine's cores ${(busy * 100).toFixed(0)} % busy`,
   );
   return plainRate;
 }
 
 // The system.
+/** E2E_CPU_PROF=DIR: lis_thumbnaild writes a V8 CPU profile of its run into DIR at exit (node --cpu-prof). */
+const profileFlags = (bin: string): string[] =>
+  process.env.E2E_CPU_PROF && bin === 'lis_thumbnaild' ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(process.env.E2E_CPU_PROF)}`] : [];
 async function systemRun(): Promise<number> {
   const { db, url, drop } = await freshBenchDatabase('lis_bench_e2e');
   fs.rmSync(path.join(work, 'frontends'), { recursive: true, force: true });
@@ -128,18 +132,24 @@ async function systemRun(): Promise<number> {
       thumbnail: { ...base.thumbnail, ...(process.env.E2E_IN_FLIGHT ? { imagesInFlight: Number(process.env.E2E_IN_FLIGHT) } : {}) },
     }),
   );
-  const daemons: Array<{ bin: string; child: ChildProcess; peakKb: number; cpuSeconds?: number }> = ['lis_downloadd', 'lis_thumbnaild', 'lis_pusherd'].map(
-    (bin) => ({
-      bin,
-      // Started as servicectl starts them: the launch settings (malloc arenas, V8 flags) of src/services/launch-settings.ts.
-      child: spawn(process.execPath, [...nodeFlagsOf(bin), path.join(ROOT, 'bin', bin), '--country', 'uk', '--service', '--config', configFile], {
+  const daemons: Array<{ bin: string; child: ChildProcess; peakKb: number; cpuSeconds?: number; startCpuSeconds?: number; threads?: Map<string, number> }> = [
+    'lis_downloadd',
+    'lis_thumbnaild',
+    'lis_pusherd',
+  ].map((bin) => ({
+    bin,
+    // Started as servicectl starts them: the launch settings (malloc arenas, V8 flags) of src/services/launch-settings.ts.
+    child: spawn(
+      process.execPath,
+      [...nodeFlagsOf(bin), ...profileFlags(bin), path.join(ROOT, 'bin', bin), '--country', 'uk', '--service', '--config', configFile],
+      {
         stdio: 'ignore',
         // LIS_DATABASE_URL wins over a config file: the children must get the bench's database, not the caller's.
         env: { ...process.env, ...DAEMON_ENV, LIS_DATABASE_URL: url, LIS_CONFIG: configFile },
-      }),
-      peakKb: 0,
-    }),
-  );
+      },
+    ),
+    peakKb: 0,
+  }));
   // Let the daemons start (and register) before the clock starts.
   const exited = daemons.map((d) => new Promise<string>((resolve) => d.child.once('exit', (code) => resolve(`${d.bin} exited ${code}`))));
   const stopDaemons = () =>
@@ -161,6 +171,8 @@ async function systemRun(): Promise<number> {
       const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM workers WHERE stopped_at IS NULL`.execute(db);
       return Number(rows[0].n) === daemons.length;
     });
+    // Start-up (loading the code, connecting, registering) is paid once per process, not per image: counted apart.
+    for (const d of daemons) d.startCpuSeconds = cpuSeconds(d.child.pid!, { children: true });
     const started = performance.now();
     machineStart = machineCpu();
     t0 = (await sql<{ t0: Date }>`SELECT clock_timestamp() AS t0`.execute(db)).rows[0].t0;
@@ -177,6 +189,7 @@ async function systemRun(): Promise<number> {
     for (const d of daemons) {
       d.peakKb = Math.max(d.peakKb, peakRssKb(d.child.pid!));
       d.cpuSeconds = cpuSeconds(d.child.pid!, { children: true });
+      d.threads = cpuByThread(d.child.pid!);
     }
   } finally {
     await stopDaemons();
@@ -204,7 +217,12 @@ async function systemRun(): Promise<number> {
       );
   }
   for (const d of daemons)
-    console.log(`  ${d.bin.padEnd(15)} peak memory ${(d.peakKb / 1024).toFixed(0)} MB, CPU ${d.cpuSeconds!.toFixed(1)} s (start-up included)`);
+    console.log(
+      `  ${d.bin.padEnd(15)} peak memory ${(d.peakKb / 1024).toFixed(0)} MB, CPU ${d.cpuSeconds!.toFixed(1)} s (start-up ${d.startCpuSeconds!.toFixed(1)} s; after it ${(
+        ((d.cpuSeconds! - d.startCpuSeconds!) * 1000) /
+        images
+      ).toFixed(1)} ms an image); by thread: ${threadLine(d.threads!)}`,
+    );
   server.close();
   await Promise.all(frontends.map((f) => f.stop()));
   await drop();

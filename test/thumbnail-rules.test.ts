@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { thumbnailConfigSchema } from '../src/config/thumbnail-config.ts';
 import { UsageError } from '../src/errors.ts';
-import { classifyImage } from '../src/thumbnail/classify-image.ts';
+import { classifyImage, sameHashCountMatters } from '../src/thumbnail/classify-image.ts';
 import { gammaTable } from '../src/thumbnail/gamma-curve.ts';
 import { ImageError } from '../src/thumbnail/image-error.ts';
 import { decodeError } from '../src/thumbnail/make-thumbnails.ts';
@@ -162,6 +162,17 @@ describe('thumbnail rules (pure)', () => {
     assert.equal(classifyImage({ ...photo, sameHashListings: 5 }, rules), 'duplicate');
     assert.equal(classifyImage({ ...photo, sameHashListings: 4 }, rules), 'photo');
     assert.equal(classifyImage({ ...photo, maxStdev: 1, sameHashListings: 50 }, rules), 'placeholder');
+  });
+
+  it('asks for the count of rows with the same picture only when it can change the class', () => {
+    const rules = thumbnailConfigSchema.parse({}).classes;
+    const photo = { original: { width: 1800, height: 1200 }, maxStdev: 60, entropy: 7.5 };
+    assert.equal(sameHashCountMatters(photo, 1, rules), true);
+    assert.equal(sameHashCountMatters(photo, rules.duplicateMinListings - 1, rules), true);
+    assert.equal(sameHashCountMatters(photo, rules.duplicateMinListings, rules), false, 'the chunk alone reaches the threshold');
+    assert.equal(sameHashCountMatters({ ...photo, original: { width: 32, height: 32 } }, 1, rules), false, 'tiny whatever the count');
+    assert.equal(sameHashCountMatters({ ...photo, maxStdev: 1 }, 1, rules), false, 'placeholder whatever the count');
+    assert.equal(sameHashCountMatters({ ...photo, entropy: 0.1 }, 1, rules), false, 'placeholder whatever the count');
   });
 
   it('measures a picture: dominant colour cube, largest channel stdev, grey entropy', () => {

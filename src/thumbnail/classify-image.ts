@@ -32,3 +32,14 @@ export function classifyImage(facts: ClassFacts, rules: ThumbnailConfig['classes
   if (facts.sameHashListings >= rules.duplicateMinListings) return 'duplicate';
   return 'photo';
 }
+
+/**
+ * Whether the count of rows with the same picture can change the class: not when an earlier rule
+ * (`tiny`, `placeholder`) settles it whatever the count, nor when the rows already counted reach the
+ * threshold. The thumbnailer asks the database for the count only when it matters (three rows in four
+ * of a set of small PNGs are `tiny`: a query each, for nothing). Pure.
+ */
+export function sameHashCountMatters(facts: Omit<ClassFacts, 'sameHashListings'>, known: number, rules: ThumbnailConfig['classes']): boolean {
+  if (known >= rules.duplicateMinListings) return false;
+  return classifyImage({ ...facts, sameHashListings: rules.duplicateMinListings }, rules) === 'duplicate';
+}

@@ -8,7 +8,7 @@ import type { ChunkContext, RowResult, StageWorker } from '../daemon/run-daemon.
 import type { ClaimedRow } from '../queue/claim-chunk.ts';
 import { writeFileAtomic } from '../store/atomic-file.ts';
 import { nextThumbnailVersion, originalPath, thumbnailRelativePath, thumbnailStorePath } from '../store/store-layout.ts';
-import { classifyImage } from './classify-image.ts';
+import { classifyImage, sameHashCountMatters } from './classify-image.ts';
 import { countSameHash, markEarlierDuplicates, type DuplicateKey } from './duplicate-count.ts';
 import { ImageError } from './image-error.ts';
 import { imageDataOf } from './image-data-of.ts';
@@ -147,8 +147,9 @@ export function createThumbnailWorker({ config, db }: ThumbnailWorkerOptions): S
     const key = `${row.country}:${row.datasource_id}:${made.perceptualHash}`;
     const inChunk = chunk.sawHash(key);
     const query = { country: row.country, datasourceId: row.datasource_id, perceptualHash: made.perceptualHash, excludeIds: chunk.ids };
-    const recorded = await countSameHash(db, { ...query, limit: rules.duplicateMinListings });
-    const imageClass = classifyImage({ original: made.original, maxStdev: made.maxStdev, entropy: made.entropy, sameHashListings: recorded + inChunk }, rules);
+    const facts = { original: made.original, maxStdev: made.maxStdev, entropy: made.entropy };
+    const recorded = sameHashCountMatters(facts, inChunk, rules) ? await countSameHash(db, { ...query, limit: rules.duplicateMinListings }) : 0;
+    const imageClass = classifyImage({ ...facts, sameHashListings: recorded + inChunk }, rules);
     if (imageClass === 'duplicate') newDuplicates.set(key, { country: row.country, datasourceId: row.datasource_id, perceptualHash: made.perceptualHash });
     return imageClass;
   }
