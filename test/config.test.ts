@@ -68,9 +68,9 @@ describe('config', () => {
 
   it('the database bounds: 10 s and 120 s by default, as set, and a bad value refused naming the key', () => {
     const defaults = parseConfig({}, {});
-    assert.deepEqual(serviceQueryBounds(defaults), { connectMs: 10_000, queryMs: 120_000 });
+    assert.deepEqual(serviceQueryBounds(defaults), { connectMs: 10_000, queryMs: 120_000, idleInTransactionMs: 120_000 });
     const set = parseConfig({ database: { connectTimeoutSeconds: 0.5, queryTimeoutSeconds: 3 } }, {});
-    assert.deepEqual(serviceQueryBounds(set), { connectMs: 500, queryMs: 3000 });
+    assert.deepEqual(serviceQueryBounds(set), { connectMs: 500, queryMs: 3000, idleInTransactionMs: 3000 });
     assert.throws(
       () => parseConfig({ database: { connectTimeoutSeconds: 0, queryTimeoutSeconds: '120' } }, {}),
       (error: Error & { code?: string }) => {
