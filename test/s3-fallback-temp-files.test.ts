@@ -24,16 +24,17 @@ describe("lis_imaged's fallback files, left by a SIGKILL", function () {
   });
 
   it("are temp files of the dead process: fs_check removes them at once, as any dead writer's partial file", async () => {
-    const origin = await OriginServer.start(new Map());
+    const photo = await photoJpeg(400, 300);
+    const origin = await OriginServer.start(new Map([['/web/k.jpg', photo]]));
     closers.push(() => origin.close());
-    origin.held.add('/web/held.jpg');
+    // The origin sends half the photo, then holds the rest: its candidate is being written when the process dies.
+    origin.halfway.add('/web/k.jpg');
+    // The uploads folder lacks the key: a second source, so that each candidate writes into a file of its own.
     const uploads = fs.mkdtempSync('/tmp/lis-uploads-');
     closers.push(() => fs.rmSync(uploads, { recursive: true, force: true }));
-    fs.writeFileSync(path.join(uploads, 'k.jpg'), await photoJpeg(400, 300));
     t = await createTestDatabase({
       overrides: {
-        // One connection to the origin's host at a time, and time enough to hold it.
-        download: { ...TEST_DOWNLOAD, perHostConcurrency: 1, timeouts: { connectSeconds: 60, firstByteSeconds: 60, totalSeconds: 60 } },
+        download: { ...TEST_DOWNLOAD, timeouts: { connectSeconds: 60, firstByteSeconds: 60, totalSeconds: 60 } },
         thumbnail: { presets: { small: { width: 120, height: 90, mode: 'crop' } } },
         imaged: {
           origins: {
@@ -53,25 +54,20 @@ describe("lis_imaged's fallback files, left by a SIGKILL", function () {
     const imaged = await startImaged(config, { LIS_DATABASE_URL: t.url });
     closers.push(imaged.stop);
 
-    // The first request holds the host's one slot (its origin does not answer)...
-    const arrived = origin.arrival('/web/held.jpg');
-    void rawGet(imaged.url, '/web/small/held.jpg').catch(() => {});
-    await arrived;
-    // ...so the second's HTTP candidate waits for it, while its folder candidate has arrived whole: that file
-    // waits beside the original until every candidate has ended.
     void rawGet(imaged.url, '/web/small/k.jpg').catch(() => {});
     const original = originalPath(t.config, 'uk', lis_hash_for_url(origin.url('/web/k.jpg')));
     const dir = path.dirname(original);
     const base = path.basename(original);
     const leftovers = () => (fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.startsWith(`${base}.`)) : []);
-    // The candidate's own file (renamed from its writer's temp file), not that writer's temp file.
-    const whole = (f: string) => f.split(/\.(?:tmp|candidate)-/).length === 2;
-    await waitFor(() => leftovers().some(whole), 30_000, 'the folder candidate to arrive');
+    // The HTTP candidate's file, `<original>.tmp-<pid>-<x>`, as its writer writes it (`.tmp-<pid>-<y>` more).
+    await waitFor(() => leftovers().length > 0, 30_000, 'the HTTP candidate being written');
     imaged.run.child.kill('SIGKILL');
     await imaged.run.exited;
     const left = leftovers();
     assert.equal(left.length, 1, left.join(', '));
-    assert.equal(tempFileWriter(left[0]), imaged.run.child.pid, `${left[0]}: named as a temp file of the process that wrote it`);
+    const pid = imaged.run.child.pid;
+    assert.equal(tempFileWriter(left[0]), pid, `${left[0]}: named as a temp file of the process that wrote it`);
+    assert.equal(tempFileWriter(left[0].replace(/\.tmp-\d+-[0-9a-f]+$/, '')), pid, `${left[0]}: the candidate's own file, a temp file too`);
     assert.ok(!fs.existsSync(original));
 
     const check = spawnTs('bin/lis_cron_frontend', ['--fs_check', '--country', 'uk'], { LIS_CONFIG: config, LIS_DATABASE_URL: t.url });

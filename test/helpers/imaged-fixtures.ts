@@ -29,6 +29,8 @@ export async function photoJpeg(width: number, height: number, seed = 1): Promis
 export class OriginServer {
   readonly hits = new Map<string, number>();
   readonly held = new Set<string>();
+  /** Paths answered with their headers and the first half of their body, the rest held back until release(). */
+  readonly halfway = new Set<string>();
   private readonly waiting: Array<() => void> = [];
   private readonly arrivals = new Set<(path: string) => void>();
   private constructor(
@@ -48,7 +50,13 @@ export class OriginServer {
         res.writeHead(200, { 'Content-Type': 'image/jpeg', 'Content-Length': body.length }).end(body);
       };
       if (self!.held.has(p)) self!.waiting.push(answer);
-      else answer();
+      else if (self!.halfway.has(p) && files.has(p)) {
+        const body = files.get(p)!;
+        const half = Math.floor(body.length / 2);
+        res.writeHead(200, { 'Content-Type': 'image/jpeg', 'Content-Length': body.length });
+        res.write(body.subarray(0, half));
+        self!.waiting.push(() => res.end(body.subarray(half)));
+      } else answer();
     });
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
