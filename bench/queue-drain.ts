@@ -5,20 +5,31 @@
 // Per window: rows/s of each, their ratio, the claim p50/p99 of each, and the CPU time each side's database
 // connections used per row (from /proc, so only for a server on this machine): on a shared machine the rows/s
 // move with the load, the CPU per row much less. Then the whole drain.
+// With --prototype, a third side in each window: the narrow queue table of bench/lib/narrow-queue-prototype.ts
+// (a bench-only prototype, issue 17: would a queue as narrow as the raw one reach 0.9x of it?).
 //   node --import tsx bench/queue-drain.ts [--rows 1000000] [--workers N] [--chunk 500] [--window 100000] [--config FILE]
+//     [--patch] [--prototype [--prototype-status wide|queue] [--prototype-fillfactor 50]] [--database lis_bench_queue] (the bench database's name, dropped and made anew: two runs at once need two)
 // Workers default to one per core: the database shares the cores, so more only queue for them.
 import os from 'node:os';
 import { sql } from 'kysely';
 import { createDb, type Db } from '../src/db/connect.ts';
 import { ClaimCursor } from '../src/queue/claim-cursor.ts';
-import { finishRows } from '../src/queue/finish-rows.ts';
-import { flag, freshBenchDatabase, printRatio, percentile } from './lib/bench-database.ts';
+import { finishRows, type FinishedRow } from '../src/queue/finish-rows.ts';
+import { argOf, flag, freshBenchDatabase, printRatio, percentile } from './lib/bench-database.ts';
 import { cpuSeconds } from './lib/proc-stats.ts';
+import { fillNarrowQueue, finishNarrow, NarrowCursor, type NarrowOptions } from './lib/narrow-queue-prototype.ts';
 
 const rows = flag('rows', 1_000_000);
 const workers = flag('workers', os.availableParallelism());
 const chunk = flag('chunk', 500);
 const windowSize = flag('window', Math.max(100_000, Math.floor(rows / 10)));
+const prototype = process.argv.includes('--prototype');
+// With --patch, ours and the prototype finish each row with what a download writes (the raw keyset writes none).
+const patch = process.argv.includes('--patch');
+const finished = (id: string): FinishedRow =>
+  patch
+    ? { id, set: { content_hash: id.padStart(64, '0'), downloaded_at: new Date().toISOString(), original_bytes: 123_456, original_format: 'jpeg' } }
+    : { id };
 
 interface Side {
   label: string;
@@ -30,7 +41,7 @@ interface Side {
   workers: Array<{ db: Db; step: () => Promise<number> }>;
 }
 
-const { db, url, drop } = await freshBenchDatabase('lis_bench_queue');
+const { db, url, drop } = await freshBenchDatabase(argOf('database') ?? 'lis_bench_queue');
 console.log(`filling ${rows.toLocaleString('en-GB')} rows in live_images and in a narrow table ...`);
 const fillStart = performance.now();
 for (let from = 1; from <= rows; from += 1_000_000) {
@@ -43,11 +54,14 @@ await sql`INSERT INTO bench_raw (id) SELECT g FROM generate_series(1, ${rows}::i
 await sql`VACUUM ANALYZE live_images`.execute(db);
 await sql`VACUUM ANALYZE claimable_rows`.execute(db);
 await sql`VACUUM ANALYZE bench_raw`.execute(db);
+const narrow: NarrowOptions = { queueFillfactor: flag('prototype-fillfactor', 50), status: argOf('prototype-status') === 'queue' ? 'queue' : 'wide' };
+if (prototype) await fillNarrowQueue(db, rows, narrow);
 console.log(
   `filled in ${((performance.now() - fillStart) / 1000).toFixed(0)} s; ${workers} workers, chunk ${chunk}, windows of ${windowSize.toLocaleString('en-GB')} rows`,
 );
 
-const claimTimes = { ours: [] as number[], raw: [] as number[] };
+type SideKey = 'ours' | 'raw' | 'proto';
+const claimTimes: Record<SideKey, number[]> = { ours: [], raw: [], proto: [] };
 
 function ourSide(): Side {
   return {
@@ -64,13 +78,16 @@ function ourSide(): Side {
           const t0 = performance.now();
           const got = await cursor.next(chunk);
           claimTimes.ours.push(performance.now() - t0);
-          if (got.length)
-            await finishRows(
+          if (
+            got.length &&
+            (await finishRows(
               wdb,
               `bench:${i}`,
               'download',
-              got.map((r) => ({ id: r.id })),
-            );
+              got.map((r) => finished(r.id)),
+            )) !== got.length
+          )
+            throw new Error(`bench: finishRows moved fewer rows than were claimed`);
           return got.length;
         },
       };
@@ -110,6 +127,40 @@ function rawSide(): Side {
   };
 }
 
+/** The bench-only narrow queue: NarrowCursor + finishNarrow on proto_queue and proto_wide. */
+function prototypeSide(): Side {
+  return {
+    label: 'narrow queue prototype (proto_queue + proto_wide)',
+    done: 0,
+    seconds: 0,
+    serverCpu: 0,
+    workers: Array.from({ length: workers }, (_, i) => {
+      const wdb = createDb(url, 2);
+      const cursor = new NarrowCursor(wdb, { country: 'uk', stage: 'download', workerId: `bench:${i}`, storeHost: '' });
+      return {
+        db: wdb,
+        step: async () => {
+          const t0 = performance.now();
+          const got = await cursor.next(chunk);
+          claimTimes.proto.push(performance.now() - t0);
+          if (
+            got.length &&
+            (await finishNarrow(
+              wdb,
+              `bench:${i}`,
+              'download',
+              got.map((r) => finished(r.id)),
+              narrow.status,
+            )) !== got.length
+          )
+            throw new Error(`bench: finishNarrow moved fewer rows than were claimed`);
+          return got.length;
+        },
+      };
+    }),
+  };
+}
+
 /**
  * CPU seconds used so far by each server process of a connection to the bench database but `db`'s own (0 when
  * the server is on another machine). Only one side runs at a time, so what they add up in a window is its.
@@ -121,7 +172,7 @@ async function serverCpuByPid(): Promise<Map<number, number>> {
 }
 
 /** Runs one side until `until` rows are done (or it is drained); rows/s, claim p50/p99 and server CPU µs a row of the window. */
-async function window(side: Side, key: 'ours' | 'raw', until: number): Promise<{ rate: number; p50: number; p99: number; rows: number; cpuPerRow: number }> {
+async function window(side: Side, key: SideKey, until: number): Promise<{ rate: number; p50: number; p99: number; rows: number; cpuPerRow: number }> {
   claimTimes[key] = [];
   const before = side.done;
   const cpuBefore = await serverCpuByPid();
@@ -148,31 +199,40 @@ async function window(side: Side, key: 'ours' | 'raw', until: number): Promise<{
 
 const ours = ourSide();
 const raw = rawSide();
+const proto = prototype ? prototypeSide() : undefined;
 console.log('\n  window end   ours rows/s   raw rows/s   ratio   ours claim p50 / p99     raw claim p50 / p99   server CPU µs/row ours / raw');
-const ratios: number[] = [];
+if (proto) console.log('             proto rows/s            proto/raw  proto claim p50 / p99                          server CPU µs/row proto');
 for (let end = windowSize; ; end += windowSize) {
   const target = Math.min(end, rows);
   const a = await window(ours, 'ours', target);
   const b = await window(raw, 'raw', target);
-  if (a.rows === 0 && b.rows === 0) break;
-  ratios.push(a.rate / b.rate);
+  const c = proto ? await window(proto, 'proto', target) : undefined;
+  if (a.rows === 0 && b.rows === 0 && !c?.rows) break;
   console.log(
     `  ${String(target).padStart(10)} ${Math.round(a.rate).toString().padStart(13)} ${Math.round(b.rate).toString().padStart(12)} ${(a.rate / b.rate).toFixed(2).padStart(7)}   ${a.p50.toFixed(1).padStart(6)} / ${a.p99.toFixed(1).padStart(6)} ms    ${b.p50.toFixed(1).padStart(6)} / ${b.p99.toFixed(1).padStart(6)} ms   ${a.cpuPerRow.toFixed(1).padStart(6)} / ${b.cpuPerRow.toFixed(1).padStart(5)}`,
   );
+  if (c)
+    console.log(
+      `  ${''.padStart(10)} ${Math.round(c.rate).toString().padStart(13)} ${''.padStart(12)} ${(c.rate / b.rate).toFixed(2).padStart(7)}   ${c.p50.toFixed(1).padStart(6)} / ${c.p99.toFixed(1).padStart(6)} ms    ${''.padStart(20)}   ${c.cpuPerRow.toFixed(1).padStart(6)}`,
+    );
   if (target >= rows) break;
 }
-const ourRate = ours.done / ours.seconds;
-const rawRate = raw.done / raw.seconds;
+const rate = (side: Side) => side.done / side.seconds;
+const cpuPerRow = (side: Side) => (side.serverCpu / side.done) * 1e6;
 console.log(
-  `\n  whole drain: ours ${Math.round(ourRate).toLocaleString('en-GB')} rows/s (${ours.done} rows), raw ${Math.round(rawRate).toLocaleString('en-GB')} rows/s (${raw.done} rows)`,
+  `\n  whole drain: ours ${Math.round(rate(ours)).toLocaleString('en-GB')} rows/s (${ours.done} rows), raw ${Math.round(rate(raw)).toLocaleString('en-GB')} rows/s (${raw.done} rows)` +
+    (proto ? `, prototype ${Math.round(rate(proto)).toLocaleString('en-GB')} rows/s (${proto.done} rows)` : ''),
 );
-const ourCpu = (ours.serverCpu / ours.done) * 1e6;
-const rawCpu = (raw.serverCpu / raw.done) * 1e6;
-if (ourCpu > 0 && rawCpu > 0)
-  console.log(`  server CPU a row: ours ${ourCpu.toFixed(1)} µs, raw ${rawCpu.toFixed(1)} µs (raw / ours ${(rawCpu / ourCpu).toFixed(2)})`);
+if (cpuPerRow(ours) > 0 && cpuPerRow(raw) > 0) {
+  console.log(
+    `  server CPU a row: ours ${cpuPerRow(ours).toFixed(1)} µs, raw ${cpuPerRow(raw).toFixed(1)} µs (raw / ours ${(cpuPerRow(raw) / cpuPerRow(ours)).toFixed(2)})`,
+  );
+  if (proto) console.log(`  server CPU a row: prototype ${cpuPerRow(proto).toFixed(1)} µs (raw / prototype ${(cpuPerRow(raw) / cpuPerRow(proto)).toFixed(2)})`);
+}
 console.log('');
-printRatio('queue drain ClaimCursor / raw keyset claim+finish', ourRate / rawRate);
+printRatio('queue drain ClaimCursor / raw keyset claim+finish', rate(ours) / rate(raw));
+if (proto) printRatio('queue drain narrow prototype / raw keyset claim+finish', rate(proto) / rate(raw));
 // After the figures: an autovacuum still working on the database can make dropping it fail.
-await Promise.all([...ours.workers, ...raw.workers].map((w) => w.db.destroy()));
+await Promise.all([ours, raw, ...(proto ? [proto] : [])].flatMap((side) => side.workers).map((w) => w.db.destroy()));
 await drop();
 process.exit(0);

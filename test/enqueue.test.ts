@@ -5,7 +5,7 @@ import { sql } from 'kysely';
 import type { Db } from '../src/db/connect.ts';
 import { EnqueueIncompleteError, enqueueUrlStream, type EnqueueOptions, type EnqueueStats } from '../src/intake/enqueue-urls.ts';
 import { parseUrlLine } from '../src/intake/parse-url-line.ts';
-import { lineRanges } from '../src/intake/store-batch.ts';
+import { lineRanges, storeBatch } from '../src/intake/store-batch.ts';
 import { spawnTs } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
@@ -163,6 +163,21 @@ describe('ETL intake', () => {
     assert.match(bad[0], /^7: refused by the table: .*test_no_blocked/);
     const stored = await t.db.selectFrom('live_images').select('image_url').where('image_url', 'like', 'HTTP:%').execute();
     assert.equal(stored.length, 4);
+  });
+
+  it("a URL only the table's own rule refuses (a scheme it does not take) is skipped alone, named by that rule", async () => {
+    const rows = ['http://a.com/1.jpg', 'gopher://a.com/2.jpg', 'HTTPS://a.com/3.jpg', 's3://bucket/4.jpg'].map((url, i) => ({
+      datasourceId: 16,
+      url,
+      line: i + 1,
+    }));
+    const outcome = await storeBatch(t.db, 'uk', rows);
+    assert.deepEqual(outcome.failed, []);
+    assert.equal(outcome.inserted, 3);
+    assert.deepEqual(
+      outcome.refused.map((r) => [r.row.line, r.reason]),
+      [[2, 'refused by the table: new row for relation "live_images" violates check constraint "live_images_image_url_check"']],
+    );
   });
 
   it('a batch that keeps failing is retried, then the run fails naming every line not stored', async () => {

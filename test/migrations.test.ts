@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { sql } from 'kysely';
 import { relistAll } from './helpers/rows.ts';
 import { createDb, migrateToLatest, migrator } from '../src/db/connect.ts';
+import { claimChunk } from '../src/queue/claim-chunk.ts';
+import { finishRows } from '../src/queue/finish-rows.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
 describe('migrations', () => {
@@ -47,6 +49,40 @@ describe('migrations', () => {
        WHERE country = 'uk' AND stage = 'download' AND store_host = '' AND priority = 0 AND id > 0 AND next_attempt_at <= now()
        ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED`.execute(t.db);
     assert.match(rows.map((r) => r['QUERY PLAN']).join('\n'), /Index Scan using claimable_rows_claim/);
+  });
+
+  it("checks a row's country and image_url when a statement writes them, with a CHECK's error, and not on the queue's updates", async () => {
+    await migrateToLatest(t.db);
+    await sql`INSERT INTO live_images (country, datasource_id, image_url) VALUES
+                ('uk', 1, 'http://a.com/1.jpg'), ('fr', 1, 'HTTPS://a.com/2.jpg'), ('uk', 1, 's3://b/3.jpg'), ('uk', 1, 'file:///o/4.jpg')`.execute(t.db);
+    const refusals: Array<[ReturnType<typeof sql>, string]> = [
+      [sql`INSERT INTO live_images (country, datasource_id, image_url) VALUES ('UK', 1, 'http://a.com/5.jpg')`, 'live_images_country_check'],
+      [sql`INSERT INTO live_images (country, datasource_id, image_url) VALUES ('uk', 1, 'ftp://a.com/5.jpg')`, 'live_images_image_url_check'],
+      [sql`INSERT INTO live_images (country, datasource_id, image_url) VALUES ('uk', 1, 'a.com/5.jpg') ON CONFLICT DO NOTHING`, 'live_images_image_url_check'],
+      [sql`UPDATE live_images SET image_url = 'http:/a.com/1.jpg' WHERE image_url = 'http://a.com/1.jpg'`, 'live_images_image_url_check'],
+      [sql`UPDATE live_images SET country = 'u' WHERE country = 'fr'`, 'live_images_country_check'],
+    ];
+    for (const [statement, constraint] of refusals) {
+      const error = (await statement.execute(t.db).then(
+        () => null,
+        (e: unknown) => e,
+      )) as { code?: string; constraint?: string; message?: string } | null;
+      assert.deepEqual(
+        { code: error?.code, constraint: error?.constraint, message: error?.message },
+        { code: '23514', constraint, message: `new row for relation "live_images" violates check constraint "${constraint}"` },
+      );
+    }
+    // A row that breaks the rules (written with the trigger off, as a restore may): the rules are not what a
+    // claim or a finish pays for, so they go through; a CHECK would refuse both.
+    await sql`ALTER TABLE live_images DISABLE TRIGGER live_images_country_url_check`.execute(t.db);
+    await sql`INSERT INTO live_images (country, datasource_id, image_url) VALUES ('XX1', 1, 'gopher://a.com/6.jpg')`.execute(t.db);
+    await sql`ALTER TABLE live_images ENABLE TRIGGER live_images_country_url_check`.execute(t.db);
+    const claimed = await claimChunk(t.db, { country: 'XX1', stage: 'download', workerId: 'w1', storeHost: '', limit: 10, afterId: '0' });
+    assert.deepEqual(
+      claimed.map((r) => r.image_url),
+      ['gopher://a.com/6.jpg'],
+    );
+    assert.equal(await finishRows(t.db, 'w1', 'download', [{ id: claimed[0].id, set: { original_bytes: 10 } }]), 1);
   });
 
   it("gives each row's same-error streak its own class: the last error's, where there is a streak", async () => {
