@@ -10,9 +10,10 @@ export type ParsedLine =
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
 /**
- * The scheme test live_images' CHECK makes (`image_url ~* '^https?://'`):
- * case-insensitive, as schemes are. Kept identical so that a line the parser
- * takes is never refused by the table.
+ * The scheme test of live_images' rule on image_url (lis_image_url_ok, in the
+ * trigger that replaced its CHECK: the scheme before `://`, any case; the table
+ * also takes file:// for origin folders): case-insensitive, as schemes are.
+ * Kept in step so that a line the parser takes is never refused by the table.
  */
 // s3://bucket/key: fetched through the S3 API with the bucket's configured credentials (imaged.s3).
 export const URL_SCHEME = /^(https?|s3):\/\//i;
