@@ -63,36 +63,52 @@ console.log(
 type SideKey = 'ours' | 'raw' | 'proto';
 const claimTimes: Record<SideKey, number[]> = { ours: [], raw: [], proto: [] };
 
-function ourSide(): Side {
+/**
+ * A side whose workers claim through a cursor and finish what it gave: ours (ClaimCursor + finishRows) and the
+ * prototype's. A finish that moves fewer rows than were claimed stops the bench: the drain would count rows it never moved.
+ */
+function cursorSide(
+  key: 'ours' | 'proto',
+  label: string,
+  cursorOf: (db: Db, workerId: string) => { next(limit: number): Promise<Array<{ id: string }>> },
+  finish: (db: Db, workerId: string, rows: Array<{ id: string }>) => Promise<number>,
+): Side {
   return {
-    label: 'ClaimCursor + finishRows (live_images)',
+    label,
     done: 0,
     seconds: 0,
     serverCpu: 0,
     workers: Array.from({ length: workers }, (_, i) => {
       const wdb = createDb(url, 2);
-      const cursor = new ClaimCursor(wdb, { country: 'uk', stage: 'download', workerId: `bench:${i}`, storeHost: '' });
+      const workerId = `bench:${i}`;
+      const cursor = cursorOf(wdb, workerId);
       return {
         db: wdb,
         step: async () => {
           const t0 = performance.now();
           const got = await cursor.next(chunk);
-          claimTimes.ours.push(performance.now() - t0);
-          if (
-            got.length &&
-            (await finishRows(
-              wdb,
-              `bench:${i}`,
-              'download',
-              got.map((r) => finished(r.id)),
-            )) !== got.length
-          )
-            throw new Error(`bench: finishRows moved fewer rows than were claimed`);
+          claimTimes[key].push(performance.now() - t0);
+          if (got.length && (await finish(wdb, workerId, got)) !== got.length) throw new Error(`bench: ${label} moved fewer rows than were claimed`);
           return got.length;
         },
       };
     }),
   };
+}
+
+function ourSide(): Side {
+  return cursorSide(
+    'ours',
+    'ClaimCursor + finishRows (live_images)',
+    (db, workerId) => new ClaimCursor(db, { country: 'uk', stage: 'download', workerId, storeHost: '' }),
+    (db, workerId, got) =>
+      finishRows(
+        db,
+        workerId,
+        'download',
+        got.map((r) => finished(r.id)),
+      ),
+  );
 }
 
 /** The floor: keyset claim (after this worker's last id, SKIP LOCKED) and finish by primary key, on three columns. */
@@ -129,36 +145,19 @@ function rawSide(): Side {
 
 /** The bench-only narrow queue: NarrowCursor + finishNarrow on proto_queue and proto_wide. */
 function prototypeSide(): Side {
-  return {
-    label: 'narrow queue prototype (proto_queue + proto_wide)',
-    done: 0,
-    seconds: 0,
-    serverCpu: 0,
-    workers: Array.from({ length: workers }, (_, i) => {
-      const wdb = createDb(url, 2);
-      const cursor = new NarrowCursor(wdb, { country: 'uk', stage: 'download', workerId: `bench:${i}`, storeHost: '' });
-      return {
-        db: wdb,
-        step: async () => {
-          const t0 = performance.now();
-          const got = await cursor.next(chunk);
-          claimTimes.proto.push(performance.now() - t0);
-          if (
-            got.length &&
-            (await finishNarrow(
-              wdb,
-              `bench:${i}`,
-              'download',
-              got.map((r) => finished(r.id)),
-              narrow.status,
-            )) !== got.length
-          )
-            throw new Error(`bench: finishNarrow moved fewer rows than were claimed`);
-          return got.length;
-        },
-      };
-    }),
-  };
+  return cursorSide(
+    'proto',
+    'narrow queue prototype (proto_queue + proto_wide)',
+    (db, workerId) => new NarrowCursor(db, { country: 'uk', stage: 'download', workerId, storeHost: '' }),
+    (db, workerId, got) =>
+      finishNarrow(
+        db,
+        workerId,
+        'download',
+        got.map((r) => finished(r.id)),
+        narrow.status,
+      ),
+  );
 }
 
 /**
