@@ -29,7 +29,7 @@ describe('lis web and lis_cron_frontend against a database that hangs', function
     await t.drop();
   });
 
-  const configFile = () => t.writeConfig({ database: { url: relay.url, ...TEST_DATABASE_BOUNDS } });
+  const configFile = (more: Record<string, unknown> = {}) => t.writeConfig({ database: { url: relay.url, ...TEST_DATABASE_BOUNDS }, ...more });
 
   it('lis web answers 503 ERR_DATABASE_TIMEOUT at the query bound while the database hangs, and answers again once it is back', async () => {
     const web = spawnTs('bin/lis', ['--config', configFile(), 'web', '--port', '0']);
@@ -60,5 +60,22 @@ describe('lis web and lis_cron_frontend against a database that hangs', function
     const exit = await cron.exited;
     assert.equal(exit.code, 1, cron.output());
     assert.match(cron.output(), /the database at 127\.0\.0\.1:\d+\/\w+ as \w+ is not answering: no answer to a connect in 1 s/);
+  });
+
+  it("lis_cron_frontend's db_scan, which no query bound cuts, says every upkeep.progressMinutes that it is still running while the database does not answer", async () => {
+    await insertUrls(t.db, 'uk', 3);
+    const config = configFile({ upkeep: { ...t.config.upkeep, progressMinutes: 0.01 } });
+    // The scan's first read of expired rows reaches the server; its answer, and every byte after, is lost.
+    const scanSent = relay.stallAfter('last_seen <');
+    const cron = spawnTs('bin/lis_cron_frontend', ['--db_scan', '--country', 'uk', '--config', config]);
+    spawned.push(cron);
+    await scanSent;
+    await waitFor(() => (cron.output().match(/UK: db_scan still running after/g) ?? []).length >= 2, 30_000, 'two "still running" lines').catch(
+      (error: Error) => {
+        throw new Error(`${error.message}:\n${cron.output()}`);
+      },
+    );
+    assert.match(cron.output(), /WARN .*UK: db_scan still running after \d+ s \(a long purge, or a database that does not answer: see pg_stat_activity\)/);
+    assert.equal(cron.child.exitCode, null, 'the scan is still waiting: it is not cut');
   });
 });

@@ -58,6 +58,8 @@ export const CONFIG_MEANINGS: Record<string, string | { meaning: string; default
   'upkeep.purgeAfterDays': 'images not seen by the ETL this long are purged',
   'upkeep.pruneOriginals': '`after_live`: delete originals of rows live for `keepOriginalsDays`',
   'upkeep.keepOriginalsDays': 'see `upkeep.pruneOriginals`',
+  'upkeep.progressMinutes':
+    "lis_cron_frontend logs this often, while a country's db_scan or fs_check runs, that it is still running and for how long (its scans have no query bound: a frozen database would leave the log silent)",
   'services.runDir': 'pid, ready and lock files, metrics URLs',
   'services.stopTimeoutSeconds': 'how long `servicectl stop` waits before SIGKILL',
   'services.startTimeoutSeconds': 'how long `servicectl start` waits for the daemon to say it is ready',

@@ -53,6 +53,12 @@ export const upkeepConfigSchema = z.strictObject({
   /** `after_live`: originals of rows live for keepOriginalsDays are deleted (a refresh downloads again); `never`: kept. */
   pruneOriginals: z.enum(['after_live', 'never']).default('never'),
   keepOriginalsDays: z.number().nonnegative().default(7),
+  /**
+   * lis_cron_frontend logs, this often while a country's db_scan or fs_check runs, that it is still running
+   * (its scans have no query bound, so a frozen database would otherwise leave the log silent). 10 minutes:
+   * a weekly scan of millions of rows runs for minutes, and a line a minute would be noise.
+   */
+  progressMinutes: z.number().positive().max(1440).default(10),
 });
 
 /** servicectl: pid and ready files, how long a start waits for ready and a stop before SIGKILL. */

@@ -9,6 +9,7 @@ import { connectBound, createDb, databaseUrl, openDatabase, serviceQueryBounds, 
 import { runCommand, usageErrorsExit2 } from '../util/exit-on-error.ts';
 import { LisError, UsageError, errorMessage } from '../errors.ts';
 import { closeLogger, createLogger } from '../log/create-logger.ts';
+import { watchProgress } from './progress-watch.ts';
 import { recordEvent } from '../manager/manager-events.ts';
 import { acquirePidLock, LockHeldError } from '../util/pid-lock-file.ts';
 import { takeClusterPart, type ClusterPart } from './cluster-lock.ts';
@@ -78,6 +79,15 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
     let db: Db | null = null;
     let scanDb: Db | null = null;
     const scope = { scope: 'CronFrontend::main' };
+    /** A part of the upkeep, said to be still running every upkeep.progressMinutes (watchProgress). */
+    const watched = async <T>(what: string, country: string, part: () => Promise<T>): Promise<T> => {
+      const stop = watchProgress(log, what, config.upkeep.progressMinutes * 60_000, { ...scope, country });
+      try {
+        return await part();
+      } finally {
+        stop();
+      }
+    };
     let failures = 0;
     // The country being worked, for a stop by signal (systemd, a shutdown, Ctrl-C) half-way.
     let current: { country: string; release: () => void } | null = null;
@@ -164,14 +174,16 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
             );
           if ((flags.all || flags.db_scan) && elsewhere) parts.push(`db_scan: skipped (worked by ${elsewhere})`);
           else if (flags.all || flags.db_scan) {
-            const s = await dbScan(ctx);
+            const s = await watched(`${country.toUpperCase()}: db_scan`, country, () => dbScan(ctx));
             const repaired = Object.values(s.repaired).reduce((a, b) => a + b, 0);
             parts.push(`db_scan: ${s.purged} purged, ${s.purgeDeferred} deferred, ${repaired} repaired`);
             // Deferred is not done: those images are still on a frontend, and only a next run removes them.
             if (s.purgeDeferred) problems.push(`${s.purgeDeferred} expired images not purged: ${s.uncleaned.join(', ')} could not be cleaned`);
           }
           if (flags.all || flags.fs_check) {
-            const s = await fsCheck({ ...ctx, walkFrontends: !elsewhere, walkStores: !(elsewhere && sharedStores) });
+            const s = await watched(`${country.toUpperCase()}: fs_check`, country, () =>
+              fsCheck({ ...ctx, walkFrontends: !elsewhere, walkStores: !(elsewhere && sharedStores) }),
+            );
             const fronts = Object.entries(s.frontends)
               .map(
                 ([n, t]) =>
