@@ -9,7 +9,7 @@ import path from 'node:path';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { sql } from 'kysely';
 import { findAlerts } from '../src/alerts/alert-sources.ts';
-import type { LisConfig } from '../src/config/config-schema.ts';
+import type { LisConfig, LisConfigInput } from '../src/config/config-schema.ts';
 import { runDaemon } from '../src/daemon/run-daemon.ts';
 import type { DownloadFailure } from '../src/download/classify-download-error.ts';
 import { blameEndpoint, classifyS3Error } from '../src/download/fetch-s3-original.ts';
@@ -28,6 +28,8 @@ import { startSmtpSink } from './helpers/smtp-sink.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
 const KEYS = ['x/1.jpg', 'x/2.jpg', 'x/3.jpg'];
+/** The origin on our own bucket, read by datasource 1. */
+const ORIGIN_OURS = { country: 'uk', datasourceId: 1, sources: [{ type: 's3' as const, bucket: 'ours' }] };
 
 describe('an S3 endpoint that is down: ours (operatedBy "us") waits uncharged and alerted, a feed\'s ("source") is charged', function () {
   this.timeout(120_000);
@@ -38,6 +40,12 @@ describe('an S3 endpoint that is down: ours (operatedBy "us") waits uncharged an
     await t?.drop();
     t = null;
   });
+
+  /** A test database for lis_imaged: one small preset, the endpoint's buckets and these origins. */
+  const imagedDatabase = (buckets: NonNullable<LisConfigInput['imaged']>['s3'], origins: NonNullable<LisConfigInput['imaged']>['origins']) =>
+    createTestDatabase({
+      overrides: { download: TEST_DOWNLOAD, thumbnail: { presets: { small: { width: 120, height: 90, mode: 'crop' } } }, imaged: { s3: buckets, origins } },
+    });
 
   /**
    * s3rver holding KEYS in `ours` and `theirs`, then stopped: the buckets as imaged.s3 has them (`ours` left to
@@ -195,13 +203,7 @@ describe('an S3 endpoint that is down: ours (operatedBy "us") waits uncharged an
 
   it("an outage only lis_imaged has met is told all the same: its heartbeat adds its stages' outcomes to the per-minute figures the alert reads", async () => {
     const endpoint = await downEndpoint();
-    t = await createTestDatabase({
-      overrides: {
-        download: TEST_DOWNLOAD,
-        thumbnail: { presets: { small: { width: 120, height: 90, mode: 'crop' } } },
-        imaged: { s3: endpoint.buckets, origins: { ours: { country: 'uk', datasourceId: 1, sources: [{ type: 's3', bucket: 'ours' }] } } },
-      },
-    });
+    t = await imagedDatabase(endpoint.buckets, { ours: ORIGIN_OURS });
     const imaged = await startImaged(t.writeConfig({ queue: { ...t.config.queue, heartbeatSeconds: 1 } }), { LIS_DATABASE_URL: t.url });
     closers.push(imaged.stop);
     const down = await rawGet(imaged.url, '/ours/small/x/1.jpg');
@@ -225,18 +227,9 @@ describe('an S3 endpoint that is down: ours (operatedBy "us") waits uncharged an
 
   it("lis_imaged: a key of our bucket is 503 with Retry-After and its row kept uncharged; the feed's bucket is the source's 502, charged; back up, 200", async () => {
     const endpoint = await downEndpoint();
-    t = await createTestDatabase({
-      overrides: {
-        download: TEST_DOWNLOAD,
-        thumbnail: { presets: { small: { width: 120, height: 90, mode: 'crop' } } },
-        imaged: {
-          s3: endpoint.buckets,
-          origins: {
-            ours: { country: 'uk', datasourceId: 1, sources: [{ type: 's3', bucket: 'ours' }] },
-            theirs: { country: 'uk', datasourceId: 2, sources: [{ type: 's3', bucket: 'theirs' }] },
-          },
-        },
-      },
+    t = await imagedDatabase(endpoint.buckets, {
+      ours: ORIGIN_OURS,
+      theirs: { country: 'uk', datasourceId: 2, sources: [{ type: 's3' as const, bucket: 'theirs' }] },
     });
     const server = await startImagedInProcess(t.config, t.db, t.url);
     closers.push(server.close);

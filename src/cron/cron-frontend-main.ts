@@ -79,6 +79,7 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
     let db: Db | null = null;
     let scanDb: Db | null = null;
     const scope = { scope: 'CronFrontend::main' };
+    const bounds = serviceQueryBounds(config);
     /** A part of the upkeep, said to be still running every upkeep.progressMinutes (watchProgress). */
     const watched = async <T>(what: string, country: string, part: () => Promise<T>): Promise<T> => {
       const stop = watchProgress(log, what, config.upkeep.progressMinutes * 60_000, { ...scope, country });
@@ -121,7 +122,7 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
       // it hanging silently and the next week's run "already running". The scans (db_scan's purge and repairs,
       // fs_check's reads and re-pushes) whole-table or waiting on row locks under load, may rightly outlast any
       // query bound: only their connects are bounded, and keepalive ends one whose path was lost.
-      db = await openDatabase(config, { bounds: serviceQueryBounds(config) });
+      db = await openDatabase(config, { bounds });
       const url = await databaseUrl(config);
       scanDb = createDb(url, config.database.poolSize, () => {}, connectBound(config));
       const countries = only ? [only] : await countriesOf(db);
@@ -161,7 +162,7 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
           // a real run skip it.
           cluster = flags.dryRun
             ? null
-            : await takeClusterPart(url, db, country, { host: config.host, pid: process.pid }, serviceQueryBounds(config), (error) =>
+            : await takeClusterPart(url, db, country, { host: config.host, pid: process.pid }, bounds, (error) =>
                 log.error(`the database connection holding ${country.toUpperCase()}'s shared upkeep was lost: ${errorMessage(error)}`, { ...scope, country }),
               );
           const elsewhere = cluster && !cluster.held ? cluster.holder : null;
