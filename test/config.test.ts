@@ -7,6 +7,7 @@ import { parseCountry } from '../src/config/country.ts';
 import { serviceQueryBounds } from '../src/db/connect.ts';
 import { formatLine } from '../src/log/line-format.ts';
 import { formatProgress } from '../src/daemon/progress-line.ts';
+import { stopDatabaseWaitMs } from '../src/daemon/run-daemon.ts';
 
 describe('config', () => {
   it('runs on defaults with no file at all', () => {
@@ -64,6 +65,24 @@ describe('config', () => {
         /metrics\.ports\.downloadd: fr's instance \(place 2 in countries\) would get port 65536, past 65535: lower the base port/.test(error.message),
     );
     assert.equal(parseConfig({ metrics: { ports: { downloadd: 65535 } } }, {}).metrics.ports.downloadd, 65535, 'no countries: no offset');
+  });
+
+  it('database.stopWaitSeconds and upkeep.progressMinutes: 5 s and 10 min by default, as set, and a bad value refused naming the key', () => {
+    const defaults = parseConfig({}, {});
+    assert.equal(stopDatabaseWaitMs(defaults), 5000);
+    assert.equal(defaults.upkeep.progressMinutes, 10);
+    const set = parseConfig({ database: { stopWaitSeconds: 0.5 }, upkeep: { progressMinutes: 1.5 } }, {});
+    assert.equal(stopDatabaseWaitMs(set), 500);
+    assert.equal(set.upkeep.progressMinutes, 1.5);
+    assert.throws(
+      () => parseConfig({ database: { stopWaitSeconds: 601 }, upkeep: { progressMinutes: 0 } }, {}),
+      (error: Error & { code?: string }) => {
+        assert.equal(error.code, 'ERR_CONFIG');
+        assert.match(error.message, /database\.stopWaitSeconds: Too big: expected number to be <=600/);
+        assert.match(error.message, /upkeep\.progressMinutes: Too small: expected number to be >0/);
+        return true;
+      },
+    );
   });
 
   it('the database bounds: 10 s and 120 s by default, as set, and a bad value refused naming the key', () => {
