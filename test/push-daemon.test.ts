@@ -44,7 +44,8 @@ describe('lis_pusherd and lis frontend (real processes)', function () {
     assert.equal(code, 0, run.output());
     assert.match(run.output(), /INFO Push::get_chunk_of_work\[\d+\]:UK Doing chunk of work for UK \(size 10\)/);
     assert.match(run.output(), /No rows gained\. No work to do\./);
-    assert.deepEqual(await countBy(t.db), { 'live/done': 25 });
+    // The daemon's words with the rows: in one CI run of 2026-11-30, 10 rows were left push/waiting, and why went unsaid.
+    assert.deepEqual(await countBy(t.db), { 'live/done': 25 }, run.output());
     const roots = {
       local,
       n1: path.join(daemons[0].moduleDir, 'live'),
