@@ -30,6 +30,16 @@ export function workerIdFor(host: string, pid: number): string {
  */
 export async function registerWorker(db: Db, worker: WorkerIdentity): Promise<number> {
   const released = await releaseAllHeldBy(db, worker.id);
+  await reviveWorker(db, worker);
+  return released;
+}
+
+/**
+ * Records the worker as started, its figures from nought, keeping what it holds: for a live worker the
+ * manager marked stopped (silent through a database outage), whose rows the manager released then; a row
+ * it claimed since is in hand and stays its own.
+ */
+export async function reviveWorker(db: Db, worker: WorkerIdentity): Promise<void> {
   await db
     .insertInto('workers')
     .values({ ...worker, rows_done: 0, rows_failed: 0, progress_at: sql`now()` })
@@ -50,7 +60,6 @@ export async function registerWorker(db: Db, worker: WorkerIdentity): Promise<nu
       }),
     )
     .execute();
-  return released;
 }
 
 export interface Beat {

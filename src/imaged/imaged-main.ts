@@ -10,7 +10,8 @@ import { openDaemonDatabase, poolErrorWarning } from '../daemon/open-daemon-data
 import { createDownloadClient } from '../download/download-client.ts';
 import { SchemeFetcher } from '../download/fetch-by-scheme.ts';
 import { signalReady } from '../daemon/ready-signal.ts';
-import { heartbeat, markStopped, registerWorker, workerIdFor } from '../daemon/worker-registry.ts';
+import { startServiceHeartbeat, type HeartbeatLoop } from '../daemon/heartbeat-loop.ts';
+import { markStopped, registerWorker, workerIdFor } from '../daemon/worker-registry.ts';
 import { OutcomeTally } from '../daemon/outcome-tally.ts';
 import { installStopSignals } from '../daemon/signals.ts';
 import { errorMessage } from '../errors.ts';
@@ -51,7 +52,7 @@ export async function imagedMain(argv = process.argv): Promise<void> {
     const client = createDownloadClient(config.download);
     const fetcher = new SchemeFetcher(client, config);
     const workerId = workerIdFor(config.host, process.pid);
-    let beat: NodeJS.Timeout | undefined;
+    let beat: HeartbeatLoop | undefined;
     try {
       const warn = (m: string) => log.warn(m, scope);
       db = await openDaemonDatabase(config, { service: Boolean(flags.service), signal: controller.signal, warn });
@@ -64,22 +65,20 @@ export async function imagedMain(argv = process.argv): Promise<void> {
         idleInTransactionMs: generationIdleBoundMs(config),
       });
       // Registered like the daemons, so that if this process dies holding a row, lis_managerd gives it back.
-      await registerWorker(database, { id: workerId, component: 'imaged', host: config.host, pid: process.pid, country: null });
+      const identity = { id: workerId, component: 'imaged', host: config.host, pid: process.pid, country: null };
+      await registerWorker(database, identity);
       const thumbnailer = createThumbnailWorker({ config, db: database });
       const outcomes = new OutcomeTally();
       const service = new ThumbnailService({ config, db: database, locks, log, workerId, fetcher, thumbnailer, outcomes });
       const server = createImagedServer(config, service, log);
       // Each beat also adds the stages' outcomes since the last to datasource_minutes (kept for the next when it fails).
-      const beatOnce = async () => {
-        const counted = outcomes.take();
-        try {
-          await heartbeat(database, workerId, { done: 0, failed: 0, holding: service.gate.stats.running, outcomes: counted });
-        } catch (error) {
-          outcomes.restore(counted);
-          log.warn(`heartbeat: ${errorMessage(error)}`, scope);
-        }
-      };
-      beat = setInterval(() => void beatOnce(), config.queue.heartbeatSeconds * 1000);
+      beat = startServiceHeartbeat(database, identity, {
+        everyMs: config.queue.heartbeatSeconds * 1000,
+        take: () => ({ done: 0, failed: 0, holding: service.gate.stats.running, outcomes: outcomes.take() }),
+        restore: (unsent) => outcomes.restore(unsent.outcomes ?? []),
+        warn,
+        error: (m) => log.error(m, scope),
+      });
       await listenOrExplain(server, port, config.imaged.host, 'lis_imaged');
       const address = server.address() as AddressInfo;
       log.info(`lis_imaged listening on http://${config.imaged.host}:${address.port}/`, scope);
@@ -103,7 +102,7 @@ export async function imagedMain(argv = process.argv): Promise<void> {
       log.error(errorMessage(error), scope);
       throw error;
     } finally {
-      clearInterval(beat);
+      await beat?.stop(stopDatabaseWaitMs(config));
       fetcher.destroy();
       client.destroy();
       // Bounded, as the daemons' stop is: a database that hangs would hold the exit past the service's grace.

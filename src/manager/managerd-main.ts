@@ -11,7 +11,8 @@ import { closeLogger, createLogger } from '../log/create-logger.ts';
 import { errorMessage } from '../errors.ts';
 import { installStopSignals } from '../daemon/signals.ts';
 import { signalReady } from '../daemon/ready-signal.ts';
-import { heartbeat, markStopped, registerWorker, workerIdFor } from '../daemon/worker-registry.ts';
+import { startServiceHeartbeat } from '../daemon/heartbeat-loop.ts';
+import { markStopped, registerWorker, workerIdFor } from '../daemon/worker-registry.ts';
 import { upkeepFromManager } from './run-upkeep.ts';
 import { registerManagerEventMetrics } from './manager-event-metrics.ts';
 import { startInstanceExporter } from '../daemon/instance-exporter.ts';
@@ -111,19 +112,19 @@ export async function managerdMain(argv = process.argv): Promise<void> {
         extra: (registry) => registerManagerEventMetrics(registry, db!),
       });
       try {
-        await registerWorker(db, { id: workerId, component: 'managerd', host: config.host, pid: process.pid, country: country ?? null });
-        const beat = setInterval(
-          () =>
-            void heartbeat(db!, workerId, { done: 0, failed: 0, holding: 0 }).then(
-              () => exporter?.observer.onHeartbeat(),
-              () => {},
-            ),
-          config.queue.heartbeatSeconds * 1000,
-        );
+        const identity = { id: workerId, component: 'managerd', host: config.host, pid: process.pid, country: country ?? null };
+        await registerWorker(db, identity);
+        const beat = startServiceHeartbeat(db, identity, {
+          everyMs: config.queue.heartbeatSeconds * 1000,
+          take: () => ({ done: 0, failed: 0, holding: 0 }),
+          beaten: () => exporter?.observer.onHeartbeat(),
+          warn: (m) => log.warn(m, { scope: 'Manager::main' }),
+          error: (m) => log.error(m, { scope: 'Manager::main' }),
+        });
         try {
           await serve(ctx, controller.signal, flags.config, signalReady);
         } finally {
-          clearInterval(beat);
+          await beat.stop(stopDatabaseWaitMs(config));
           // Bounded: a database that hangs would hold the exit past the service's grace (its query bound is 120 s).
           await settledWithin(markStopped(db, workerId), stopDatabaseWaitMs(config));
         }
