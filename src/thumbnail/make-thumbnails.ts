@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import sharp, { type Metadata, type Sharp, type SharpOptions } from 'sharp';
 import type { Preset, ThumbnailConfig } from '../config/thumbnail-config.ts';
+import { attentionOffset, rawInput } from './attention-crop.ts';
 import { applyGamma } from './gamma-curve.ts';
 import { decoderFailure, ImageError } from './image-error.ts';
 import { jpegOptions } from './jpeg-options.ts';
@@ -84,7 +85,7 @@ export async function makeThumbnailsWithoutAnalysis(original: Buffer, settings: 
 }
 
 /** An original decoded to the working picture, gamma applied, with what the presets and analyses need of it. */
-interface Decoded {
+export interface Decoded {
   working: Working;
   raw: RawInput;
   upright: Size;
@@ -136,7 +137,7 @@ export async function readHeader(original: Buffer, settings: Pick<ThumbnailSetti
 }
 
 /** Header checks (format, size, pixel limit), then the one decode to the working picture every preset is cut from. */
-async function decodeOriginal(original: Buffer, settings: ThumbnailSettings, admit?: AdmitPixels, header?: Header): Promise<Decoded> {
+export async function decodeOriginal(original: Buffer, settings: ThumbnailSettings, admit?: AdmitPixels, header?: Header): Promise<Decoded> {
   const input = decoderInput(settings);
   const known = header ?? (await readHeader(original, settings));
   const { format, upright } = known;
@@ -210,7 +211,7 @@ async function derivePresets({ working, raw, upright }: Decoded, settings: Thumb
 }
 
 function derivePreset(working: Working, raw: RawInput, upright: Size, preset: Preset, settings: ThumbnailSettings): Promise<PresetOutput> {
-  return cutPreset(() => sharp(working.pixels, raw), working.size, upright, preset, settings);
+  return cutPreset(() => sharp(working.pixels, raw), working.size, upright, preset, settings, { workingPicture: true });
 }
 
 /**
@@ -221,28 +222,33 @@ function derivePreset(working: Working, raw: RawInput, upright: Size, preset: Pr
  * sharp's clone(): it structuredClone()s the options, input buffer included,
  * a copy of the whole working picture (or original) per file.
  */
-export async function cutPreset(input: () => Sharp, picture: Size, upright: Size, preset: Preset, settings: ThumbnailSettings): Promise<PresetOutput> {
+export async function cutPreset(
+  input: () => Sharp,
+  picture: Size,
+  upright: Size,
+  preset: Preset,
+  settings: ThumbnailSettings,
+  options: CutOptions = {},
+): Promise<PresetOutput> {
   const geometry = presetGeometry(upright, preset);
+  // From the working picture, a crop is cut at an offset found once (cutAtAttention); else each pipeline finds it.
+  const atAttention = preset.mode === 'crop' && options.workingPicture ? await cutAtAttention(input, picture, preset) : null;
+  const shape = (pipeline: Sharp): Sharp => {
+    if (preset.mode === 'crop') return cropSearchWindow(pipeline, picture, preset).resize(preset.width, preset.height, { fit: 'cover', position: 'attention' });
+    const inner = pipeline.resize(geometry.inner.width, geometry.inner.height, { fit: 'fill' });
+    if (preset.mode !== 'pad') return inner;
+    const left = Math.floor((geometry.width - geometry.inner.width) / 2);
+    const top = Math.floor((geometry.height - geometry.inner.height) / 2);
+    return inner.extend({
+      left,
+      right: geometry.width - geometry.inner.width - left,
+      top,
+      bottom: geometry.height - geometry.inner.height - top,
+      background: WHITE,
+    });
+  };
   const cut = (): Sharp => {
-    let pipeline = input();
-    if (preset.mode === 'crop') {
-      const window = cropWindow(picture, preset);
-      if (window.width !== picture.width || window.height !== picture.height) pipeline = pipeline.extract(window);
-      pipeline = pipeline.resize(preset.width, preset.height, { fit: 'cover', position: 'attention' });
-    } else {
-      pipeline = pipeline.resize(geometry.inner.width, geometry.inner.height, { fit: 'fill' });
-      if (preset.mode === 'pad') {
-        const left = Math.floor((geometry.width - geometry.inner.width) / 2);
-        const top = Math.floor((geometry.height - geometry.inner.height) / 2);
-        pipeline = pipeline.extend({
-          left,
-          right: geometry.width - geometry.inner.width - left,
-          top,
-          bottom: geometry.height - geometry.inner.height - top,
-          background: WHITE,
-        });
-      }
-    }
+    const pipeline = atAttention ? atAttention() : shape(input());
     return settings.details.sharpenKernel ? pipeline.convolve(settings.details.sharpenKernel) : pipeline;
   };
   const { quality } = settings.details;
@@ -251,6 +257,42 @@ export async function cutPreset(input: () => Sharp, picture: Size, upright: Size
   if (settings.twins.avif) encoders.push(['avif', () => cut().avif({ quality: settings.twins.avifQuality, effort: 3 })]);
   const files = await Promise.all(encoders.map(async ([ext, encoder]) => ({ ext, data: await encoder().toBuffer() })));
   return { width: geometry.width, height: geometry.height, files };
+}
+
+export interface CutOptions {
+  /**
+   * `input()` gives the working picture (8-bit sRGB, 3 channels), so a crop preset's attention offset is
+   * found by attentionOffset instead of libvips' smartcrop, once for all its files: the same offset and
+   * bytes, for less CPU (docs/benchmarks.md, "Thumbnails: where the time goes"). Not for an original's own pipeline
+   * (makePresets' one pipeline): libvips would search the decoded original, grey or colour, before
+   * the conversion to sRGB.
+   */
+  workingPicture?: boolean;
+}
+
+/** The input cut to the part a crop may search (cropWindow), when that is not the whole picture. */
+function cropSearchWindow(pipeline: Sharp, picture: Size, box: Size): Sharp {
+  const window = cropWindow(picture, box);
+  return window.width !== picture.width || window.height !== picture.height ? pipeline.extract(window) : pipeline;
+}
+
+/**
+ * What sharp's resize(box, { fit: 'cover', position: 'attention' }) does, in two steps: scale to cover
+ * the box (fit 'outside' scales exactly as 'cover' does, without its crop) into raw pixels, find the
+ * attention offset there (attentionOffset), and give pipelines that cut the box out of those pixels.
+ */
+async function cutAtAttention(input: () => Sharp, picture: Size, box: Size): Promise<() => Sharp> {
+  // The box's own shape (a 4:3 picture in a 4:3 box): 'cover' scales both sides by the same factor 'fill'
+  // computes for each, and there is nothing to crop, so one pipeline makes it (libvips' smartcrop would
+  // still search the picture, and find the only offset there is).
+  if (picture.width * box.height === picture.height * box.width) return () => input().resize(box.width, box.height, { fit: 'fill' });
+  const { data, info } = await cropSearchWindow(input(), picture, box)
+    .resize(box.width, box.height, { fit: 'outside' })
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  const cover = { data, size: { width: info.width, height: info.height } };
+  const { left, top } = await attentionOffset(cover, box);
+  return () => sharp(data, rawInput(cover)).extract({ left, top, width: box.width, height: box.height });
 }
 
 /**
