@@ -310,7 +310,10 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
       );
       totals.released += await releaseRows(db, workerId, ids)
         .catch(() => 0)
-        .finally(() => ending.delete(chunk));
+        .finally(() => {
+          ending.delete(chunk);
+          changed();
+        });
     }
   };
   const heartbeatTimer = setInterval(() => void beat(), config.queue.heartbeatSeconds * 1000);
@@ -382,6 +385,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
       log.info(`Gave back ${given} unprocessed rows`, scope('release'));
     }
     ending.delete(chunk);
+    changed();
     log.info(`Chunk done: ${chunk.reported.size} of ${chunk.rows.length} rows in ${((Date.now() - started) / 1000).toFixed(1)}s`, scope('get_chunk_of_work'));
   }
 
@@ -451,7 +455,9 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
         continue;
       }
       if (rows.length === 0) {
-        if (chunks.size > 0) await nextChange(config.queue.pollSeconds * 1000);
+        // A chunk still giving back its rows counts as in hand: once given back they are claimable, and a run
+        // by hand that ended before would leave them behind unsaid.
+        if (chunks.size > 0 || ending.size > 0) await nextChange(config.queue.pollSeconds * 1000);
         else if (!options.service) {
           log.info('No rows gained. No work to do.', scope('get_chunk_of_work'));
           break;
