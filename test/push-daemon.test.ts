@@ -86,6 +86,25 @@ describe('lis_pusherd and lis frontend (real processes)', function () {
     assert.deepEqual(differingFiles(t.config.stores.thumbnails, path.join(d.moduleDir, 'live'), files), []);
   });
 
+  it('a run by hand with a frontend down ends saying how many rows wait for a retry, until when and why, and exits 0', async () => {
+    await addFrontend(t.db, 'n1', daemons[0].url('live'));
+    await addFrontend(t.db, 'n2', daemons[1].url('live'));
+    await daemons[1].stop();
+    await insertPushRows(t.db, t.config, 'uk', 12);
+    const run = spawnTs('bin/lis_pusherd', ['--country', 'uk', '--config', t.writeConfig(), '--chunk-size', '5']);
+    assert.equal((await run.exited).code, 0, run.output());
+    assert.deepEqual(await countBy(t.db), { 'push/waiting': 12 }, run.output());
+    // Given back for our fault (queue.oursRetrySeconds, 60 s): the line names the time the last of them is due.
+    const { rows } = await sql<{ last: Date }>`SELECT max(next_attempt_at) AS last FROM live_images`.execute(t.db);
+    const due = new Date(Math.ceil(rows[0].last.getTime() / 1000) * 1000);
+    const clock = [due.getHours(), due.getMinutes(), due.getSeconds()].map((n) => String(n).padStart(2, '0')).join(':');
+    const lines = run.output().trimEnd().split('\n');
+    const said = String.raw`WARN Push::get_chunk_of_work\[\d+\]:UK No rows gained\. No work to do\. 12 rows wait for a retry (from \d\d:\d\d:\d\d )?until ${clock} `;
+    const why = String.raw`\(frontend_down: not on n2 \(rsync exit 10 .*Connection refused.*\); run again then, or start the service\.$`;
+    assert.match(lines.at(-2)!, new RegExp(said + why), run.output());
+    assert.match(lines.at(-1)!, /Exiting\(time_to_die: 0\)$/);
+  });
+
   it('lis frontend add refuses a target that does not parse as a usage error (exit 2), before connecting', async () => {
     // A database nobody listens on: reaching for it would fail with exit 1 and "cannot connect".
     const config = t.writeConfig({ database: { url: 'postgres://nobody@127.0.0.1:1/none' } });
