@@ -2,6 +2,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { sql } from 'kysely';
+import { runDaemon, type StageWorker } from '../src/daemon/run-daemon.ts';
+import { closeLogger } from '../src/log/create-logger.ts';
+import { capturedLogger } from './helpers/captured-log.ts';
 import { countBy, insertUrls } from './helpers/rows.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
@@ -36,6 +39,68 @@ describe('daemon runner (a real daemon process)', () => {
     assert.equal(Number(worker.rows_done), 1200);
     assert.equal(Number(worker.rows_failed), 3);
     assert.ok(worker.stopped_at);
+  });
+
+  it('a run by hand does not end while a chunk is giving back its rows: it claims them again once they are back, and works them', async () => {
+    await insertUrls(t.db, 'uk', 20);
+    const { log, lines } = capturedLogger('testd', t.config.log);
+    let chunks = 0;
+    // The first chunk reports nothing (a stage cut short), so the runner gives its rows back. The test holds a
+    // lock on one of them until the runner has claimed after the chunk ended: the give-back waits meanwhile, as
+    // a slow one would, and the claim finds nothing.
+    let unblock!: () => void;
+    const blocked = new Promise<void>((resolve) => (unblock = resolve));
+    let holding: Promise<void> = Promise.resolve();
+    const stage: StageWorker = {
+      component: 'testd',
+      scope: 'Test',
+      stage: 'download',
+      async processChunk(rows, ctx) {
+        if (++chunks > 1) {
+          for (const row of rows) ctx.report({ ok: true, row: { id: row.id } });
+          return;
+        }
+        let taken!: () => void;
+        const lockTaken = new Promise<void>((resolve) => (taken = resolve));
+        holding = t.db.transaction().execute(async (trx) => {
+          await sql`SELECT id FROM live_images WHERE id = ${rows[0].id} FOR UPDATE`.execute(trx);
+          taken();
+          await blocked;
+        });
+        await lockTaken;
+      },
+    };
+    const claims: number[] = [];
+    try {
+      await runDaemon(stage, {
+        config: t.config,
+        db: t.db,
+        databaseUrl: t.url,
+        log,
+        country: 'uk',
+        chunkSize: 50,
+        service: false,
+        signal: new AbortController().signal,
+        observer: {
+          onClaim: (_stage, _seconds, rows) => {
+            claims.push(rows);
+            if (chunks === 1 && rows === 0) unblock();
+          },
+          onResult: () => {},
+          onHeartbeat: () => {},
+        },
+      });
+    } finally {
+      unblock();
+      await holding;
+      await closeLogger(log);
+    }
+    assert.deepEqual(await countBy(t.db), { 'thumbnail/waiting': 20 }, lines.join('\n'));
+    assert.equal(chunks, 2, 'the rows given back were claimed again by the same run');
+    assert.equal(claims.filter((n) => n === 20).length, 2, JSON.stringify(claims));
+    const given = lines.findIndex((l) => l === 'INFO Gave back 20 unprocessed rows');
+    const end = lines.findIndex((l) => l === 'INFO No rows gained. No work to do.');
+    assert.ok(given >= 0 && end > given, lines.join('\n'));
   });
 
   it('on SIGTERM mid-chunk it finishes the row in hand, gives back the rest of the chunk and exits', async () => {

@@ -44,7 +44,8 @@ describe('lis_pusherd and lis frontend (real processes)', function () {
     assert.equal(code, 0, run.output());
     assert.match(run.output(), /INFO Push::get_chunk_of_work\[\d+\]:UK Doing chunk of work for UK \(size 10\)/);
     assert.match(run.output(), /No rows gained\. No work to do\./);
-    // The daemon's words with the rows: in one CI run of 2026-11-30, 10 rows were left push/waiting, and why went unsaid.
+    // The daemon's words with the rows: in one CI run of 2026-11-30, 10 rows were left push/waiting, and why went unsaid
+    // (two chunks' rsyncs making n1's new root at once, one losing: see the next test).
     assert.deepEqual(await countBy(t.db), { 'live/done': 25 }, run.output());
     const roots = {
       local,
@@ -57,6 +58,51 @@ describe('lis_pusherd and lis frontend (real processes)', function () {
     const list = await lis(config, 'frontend', 'list');
     assert.match(list, new RegExp(`^n1\tyes\t0\t0\t\\d{4}-.*\t${daemons[0].url('live').replace(/[/.]/g, '\\$&')}$`, 'm'));
     assert.match(list, /^local\tyes\t0\t0\t/m);
+  });
+
+  it('an rsync that loses the race to make a new frontend root (mkdir: File exists, exit 11) is run again, and the rows go live', async () => {
+    // Two chunks at once on a new frontend each run an rsync that finds its root missing and makes it; the one
+    // made second fails: `mkdir "live" (in thumbs) failed: File exists (17)`. That rsync is lost here every
+    // time: its root is a link to a folder not there yet (missing to its look, there to its mkdir), which the
+    // daemon's pre-transfer hook makes when the second connection comes.
+    const d = daemons[0];
+    fs.symlinkSync('made-meanwhile', path.join(d.moduleDir, 'live'));
+    const connections = path.join(t.dir, 'connections');
+    const hook = path.join(t.dir, 'pre-xfer.sh');
+    fs.writeFileSync(
+      hook,
+      `#!/bin/sh\necho x >> '${connections}'\n[ "$(wc -l < '${connections}')" -ge 2 ] && mkdir -p '${path.join(d.moduleDir, 'made-meanwhile')}'\nexit 0\n`,
+      { mode: 0o755 },
+    );
+    // The daemon reads its configuration again for each connection.
+    fs.appendFileSync(path.join(d.dir, 'rsyncd.conf'), `  pre-xfer exec = ${hook}\n`);
+    await addFrontend(t.db, 'n1', d.url('live'));
+    const files = await insertPushRows(t.db, t.config, 'uk', 5);
+
+    const run = spawnTs('bin/lis_pusherd', ['--country', 'uk', '--config', t.writeConfig()]);
+    assert.equal((await run.exited).code, 0, run.output());
+    assert.deepEqual(await countBy(t.db), { 'live/done': 5 }, run.output());
+    assert.equal(fs.readFileSync(connections, 'utf8'), 'x\nx\n', 'one rsync lost, the same run again went through');
+    assert.deepEqual(differingFiles(t.config.stores.thumbnails, path.join(d.moduleDir, 'live'), files), []);
+  });
+
+  it('a run by hand with a frontend down ends saying how many rows wait for a retry, until when and why, and exits 0', async () => {
+    await addFrontend(t.db, 'n1', daemons[0].url('live'));
+    await addFrontend(t.db, 'n2', daemons[1].url('live'));
+    await daemons[1].stop();
+    await insertPushRows(t.db, t.config, 'uk', 12);
+    const run = spawnTs('bin/lis_pusherd', ['--country', 'uk', '--config', t.writeConfig(), '--chunk-size', '5']);
+    assert.equal((await run.exited).code, 0, run.output());
+    assert.deepEqual(await countBy(t.db), { 'push/waiting': 12 }, run.output());
+    // Given back for our fault (queue.oursRetrySeconds, 60 s): the line names the time the last of them is due.
+    const { rows } = await sql<{ last: Date }>`SELECT max(next_attempt_at) AS last FROM live_images`.execute(t.db);
+    const due = new Date(Math.ceil(rows[0].last.getTime() / 1000) * 1000);
+    const clock = [due.getHours(), due.getMinutes(), due.getSeconds()].map((n) => String(n).padStart(2, '0')).join(':');
+    const lines = run.output().trimEnd().split('\n');
+    const said = String.raw`WARN Push::get_chunk_of_work\[\d+\]:UK No rows gained\. No work to do\. 12 rows wait for a retry (from \d\d:\d\d:\d\d )?until ${clock} `;
+    const why = String.raw`\(frontend_down: not on n2 \(rsync exit 10 .*Connection refused.*\); run again then, or start the service\.$`;
+    assert.match(lines.at(-2)!, new RegExp(said + why), run.output());
+    assert.match(lines.at(-1)!, /Exiting\(time_to_die: 0\)$/);
   });
 
   it('lis frontend add refuses a target that does not parse as a usage error (exit 2), before connecting', async () => {

@@ -1,3 +1,5 @@
+import type { RetryWaits } from '../queue/retry-waits.ts';
+
 /** Pure: `12,500 rows done (2,480/s), 3 failed` for the terminal's status line. */
 export function formatProgress(done: number, failed: number, elapsedMs: number, noun = 'rows done'): string {
   const rate = elapsedMs > 0 ? Math.round((done / elapsedMs) * 1000) : 0;
@@ -39,4 +41,39 @@ export class ProgressLine {
       this.stream.write('\n');
     }
   }
+}
+
+/** Longest reason quoted in a line: the first words of an rsync or HTTP error say enough. */
+const REASON_CHARS = 200;
+
+/**
+ * Pure: what a run by hand says as it ends with rows of its scope waiting for a retry it may not take yet
+ * (given back for our fault, or backing off after the source's), or null when none wait:
+ * `10 rows wait for a retry until 15:02:11 (frontend_down: not on n2 (...)); run again then, or start the service.`
+ * Times are local, as in the log; with the date when not today.
+ */
+export function retryWaitLine(waits: RetryWaits, now: Date): string | null {
+  if (waits.rows === 0 || waits.first === null || waits.last === null) return null;
+  const at = (d: Date) => clockTime(d, now);
+  const when = at(waits.first) === at(waits.last) ? `until ${at(waits.last)}` : `from ${at(waits.first)} until ${at(waits.last)}`;
+  const said = [waits.errorClass, waits.reason && shorten(waits.reason)].filter(Boolean).join(': ');
+  const others = waits.otherReasons ? `; and ${waits.otherReasons} other reason${waits.otherReasons === 1 ? '' : 's'}` : '';
+  const why = said ? ` (${said}${others})` : '';
+  const rows = waits.rows === 1 ? '1 row waits' : `${waits.rows.toLocaleString('en-GB')} rows wait`;
+  return `${rows} for a retry ${when}${why}; run again then, or start the service.`;
+}
+
+function shorten(text: string): string {
+  const line = text.replace(/\s+/g, ' ').trim();
+  return line.length > REASON_CHARS ? `${line.slice(0, REASON_CHARS - 3)}...` : line;
+}
+
+/** `15:02:11`, or `Dec 01 15:02:11` when not on `now`'s day (local time, as the log's lines), rounded up. */
+function clockTime(when: Date, now: Date): string {
+  // Up to the next whole second: a run started at the time said finds the rows due.
+  const d = new Date(Math.ceil(when.getTime() / 1000) * 1000);
+  const pad = (n: number) => String(n).padStart(2, '0');
+  const time = `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  if (d.toDateString() === now.toDateString()) return time;
+  return `${d.toLocaleString('en-GB', { month: 'short' })} ${pad(d.getDate())} ${time}`;
 }

@@ -10,12 +10,14 @@ import type { ClaimedRow } from '../queue/claim-chunk.ts';
 import { rowsPastStageOnHost } from '../queue/queue-figures.ts';
 import { ClaimCursor } from '../queue/claim-cursor.ts';
 import { releaseHeldExcept, releaseRows } from '../queue/release-rows.ts';
+import { retryWaits } from '../queue/retry-waits.ts';
 import type { WorkStage } from '../queue/stages.ts';
 import { WorkNotifier } from '../queue/work-notifier.ts';
 import { abortableDelay } from '../util/abortable-delay.ts';
 import { settledWithin } from '../util/settled-within.ts';
 import { ChunkRun, isStoreFault, type ResultKind, type RowResult } from './chunk-run.ts';
 import { OutcomeTally } from './outcome-tally.ts';
+import { retryWaitLine } from './progress-line.ts';
 import { rethrowIfPermanent, writeResults } from './result-writer.ts';
 import type { StoreHealth } from './store-check.ts';
 import { StoreGuard } from './store-guard.ts';
@@ -310,7 +312,10 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
       );
       totals.released += await releaseRows(db, workerId, ids)
         .catch(() => 0)
-        .finally(() => ending.delete(chunk));
+        .finally(() => {
+          ending.delete(chunk);
+          changed();
+        });
     }
   };
   const heartbeatTimer = setInterval(() => void beat(), config.queue.heartbeatSeconds * 1000);
@@ -382,6 +387,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
       log.info(`Gave back ${given} unprocessed rows`, scope('release'));
     }
     ending.delete(chunk);
+    changed();
     log.info(`Chunk done: ${chunk.reported.size} of ${chunk.rows.length} rows in ${((Date.now() - started) / 1000).toFixed(1)}s`, scope('get_chunk_of_work'));
   }
 
@@ -390,6 +396,24 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
     const timer = new AbortController();
     wake = () => timer.abort();
     return abortableDelay(ms, AbortSignal.any([signal, timer.signal])).finally(() => (wake = null));
+  };
+
+  /**
+   * The last word of a run by hand. Rows of its scope waiting for a retry it may not take yet (given back for
+   * our fault, backing off after the source's) are not "no work": the operator is told how many, until when
+   * and why, or would take the run for the end of it.
+   */
+  const sayNoRowsGained = async () => {
+    const at = scope('get_chunk_of_work');
+    try {
+      const waits = await stopWait.answered(retryWaits(db, claimScope));
+      const line = waits === 'stopped' ? null : retryWaitLine(waits, new Date());
+      // "No work to do." stays as it was (scripts and tests look for it): the rows waiting follow it, as a warning.
+      if (line) log.warn(`No rows gained. No work to do. ${line}`, at);
+      else log.info('No rows gained. No work to do.', at);
+    } catch (error) {
+      log.warn(`No rows gained. ${outageLine('reading the rows waiting for a retry', 'Cannot tell whether rows wait for a retry', error)}`, at);
+    }
   };
 
   /** The rows of the chunks in hand, and of those still giving theirs back: the rows this worker knows it holds. */
@@ -451,9 +475,11 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
         continue;
       }
       if (rows.length === 0) {
-        if (chunks.size > 0) await nextChange(config.queue.pollSeconds * 1000);
+        // A chunk still giving back its rows counts as in hand: once given back they are claimable, and a run
+        // by hand that ended before would leave them behind unsaid.
+        if (chunks.size > 0 || ending.size > 0) await nextChange(config.queue.pollSeconds * 1000);
         else if (!options.service) {
-          log.info('No rows gained. No work to do.', scope('get_chunk_of_work'));
+          await sayNoRowsGained();
           break;
         } else await notifier!.wait(config.queue.pollSeconds * 1000, signal);
         continue;

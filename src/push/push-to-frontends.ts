@@ -5,7 +5,7 @@ import { localRootAway, pushedTo } from './frontend-root-check.ts';
 import type { ConcurrencyLimit } from './limit-concurrency.ts';
 import { pushKey, type FrontendRowOutcome, type PushRow } from './push-plan.ts';
 import { buildRsyncInvocation } from './rsync-command.ts';
-import type { RsyncOutcome } from './rsync-outcome.ts';
+import { lostDestinationRace, type RsyncOutcome } from './rsync-outcome.ts';
 import { runRsync } from './run-rsync.ts';
 import { findMissingFiles } from './store-files.ts';
 
@@ -23,7 +23,8 @@ export interface FrontendTransfer {
  * (within the shared limit), and turns each run into per-row outcomes. On
  * exit 24 (files vanished from the store mid-run) rsync sent everything else,
  * so the store is looked at again: rows whose files are all there count as
- * pushed, the others as `thumbnail_missing`.
+ * pushed, the others as `thumbnail_missing`. An rsync that lost the race to
+ * make a new destination folder (lostDestinationRace) is run once more.
  */
 export async function pushToFrontends(
   plan: Map<string, PushRow[]>,
@@ -43,7 +44,10 @@ export async function pushToFrontends(
       const outcome = await options.limit.run(async (): Promise<RsyncOutcome> => {
         const away = await localRootAway(name, frontend.parsed, () => pushedTo(options.db, name));
         if (away) return { ok: false, errorClass: 'frontend_down', exitCode: null, message: away };
-        return runRsync(buildRsyncInvocation(options.config, frontend.parsed, options.storeRoot, files));
+        const invocation = buildRsyncInvocation(options.config, frontend.parsed, options.storeRoot, files);
+        const first = await runRsync(invocation);
+        // Lost the race to make a new frontend root (two chunks at once on a new frontend): made now, so once more.
+        return lostDestinationRace(first) ? runRsync(invocation) : first;
       });
       const seconds = (performance.now() - started) / 1000;
       if (outcome.ok) {

@@ -66,6 +66,17 @@ function errorClassOf(exitCode: number | null, stderr: string): RsyncErrorClass 
   return 'rsync_error';
 }
 
+/**
+ * Pure: did rsync fail only because another rsync made the destination folder at the same moment? rsync
+ * looks for the destination folder and, finding none, makes it; a second rsync to the same new folder (the
+ * next chunk's, backfill's, another country's pusher's) can find it missing too, then fail to make it:
+ * `mkdir "live" (in thumbs) failed: File exists (17)`, exit 11 (RsyncProject/rsync issue 863). The folder is
+ * there now, so the same rsync run again goes through: it is no fault of the frontend's.
+ */
+export function lostDestinationRace(outcome: RsyncOutcome): boolean {
+  return !outcome.ok && outcome.exitCode === 11 && /\bmkdir "[^"]*"[^:]* failed: File exists \(17\)/.test(outcome.message);
+}
+
 /** The lines of stderr that say what went wrong (rsync's own, the daemon's @ERROR, ssh's), de-duplicated. */
 export function rsyncSaid(stderr: string): string {
   const lines = stderr
