@@ -16,6 +16,7 @@ import { WorkNotifier } from '../queue/work-notifier.ts';
 import { abortableDelay } from '../util/abortable-delay.ts';
 import { settledWithin } from '../util/settled-within.ts';
 import { ChunkRun, isStoreFault, type ResultKind, type RowResult } from './chunk-run.ts';
+import { HeartbeatLoop } from './heartbeat-loop.ts';
 import { OutcomeTally } from './outcome-tally.ts';
 import { retryWaitLine } from './progress-line.ts';
 import { rethrowIfPermanent, writeResults } from './result-writer.ts';
@@ -262,11 +263,6 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
     changed();
   };
 
-  // The beat in flight, if any: the exit waits for it, so that no beat of ours lands after markStopped.
-  let beating: Promise<void> | null = null;
-  // Set once the run is over: a worker marked stopped then (by the manager, or by our own exit) stays stopped.
-  let exiting = false;
-  const beat = (): Promise<void> => (beating ??= beatOnce().finally(() => (beating = null)));
   const beatOnce = async () => {
     const batch = unbeaten;
     unbeaten = { done: 0, failed: 0, ours: 0 };
@@ -277,7 +273,8 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
     try {
       const alive = await heartbeat(db, workerId, { ...batch, holding, progressed: moved, country, stage: worker.stage, outcomes });
       options.observer?.onHeartbeat();
-      if (!alive && !options.signal.aborted && !exiting) {
+      // Once the run is over (heartbeats.stopping), a worker marked stopped, by the manager or by our own exit, stays stopped.
+      if (!alive && !options.signal.aborted && !heartbeats.stopping) {
         // The manager found us silent or wedged and gave our rows to others: never carry on as if nothing happened.
         log.error(
           `The manager marked this worker stopped and released its rows (no heartbeat or no progress for too long): dropping ${chunks.size} chunks in hand, registering again`,
@@ -318,7 +315,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
         });
     }
   };
-  const heartbeatTimer = setInterval(() => void beat(), config.queue.heartbeatSeconds * 1000);
+  const heartbeats = new HeartbeatLoop(config.queue.heartbeatSeconds * 1000, beatOnce, (m) => log.warn(m, scope('heartbeat'))).start();
   const flushTimer = setInterval(() => {
     for (const chunk of chunks) if (chunk.pendingResults > 0) void flushChunk(chunk);
   }, FLUSH_MS);
@@ -498,17 +495,17 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
     failWith(error);
     await Promise.all([...running]);
   } finally {
-    clearInterval(heartbeatTimer);
+    // No more timed beats from here (the run is over); the one under way is waited for below.
+    const beatsStopped = heartbeats.stop(2000);
     clearInterval(flushTimer);
     // Each of these may meet a database that is gone: none may hold up the exit for long.
     if (notifier) await settledWithin(notifier.close(), 2000);
     await worker.close?.();
-    exiting = true;
     // The timer's beat may still be under way: wait for it, then the last beat with the last figures, then the
     // mark. A beat landing after the mark would read our own stop as the manager's and register us again: a
     // worker row "running" with no process behind it, which the manager would later report as dead.
-    if (beating) await settledWithin(beating, 2000);
-    await settledWithin(beat(), 2000);
+    await beatsStopped;
+    await settledWithin(heartbeats.beat(), 2000);
     await settledWithin(markStopped(db, workerId), 2000);
     log.info(`Exiting(time_to_die: ${options.signal.aborted ? 1 : 0})`, scope('main'));
   }
