@@ -16,7 +16,7 @@ import { startDatabaseProxy, type DatabaseProxy } from './helpers/database-proxy
 import { countBy, insertUrls } from './helpers/rows.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
 import { capturedLogger } from './helpers/captured-log.ts';
-import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+import { databasePerTest, type TestDatabase } from './helpers/test-database.ts';
 
 /** Short bounds, so that a test sees them run out; the services' own come from their config (serviceQueryBounds). */
 const TEST_BOUNDS = { connectMs: 1000, queryMs: 1500 };
@@ -77,12 +77,7 @@ async function blackHole(port: number): Promise<{ accepted: () => number; close:
 describe('a database that hangs', function () {
   this.timeout(90_000);
   let t: TestDatabase;
-  const cleanups: Array<() => Promise<void> | void> = [];
-  beforeEach(async () => (t = await createTestDatabase()));
-  afterEach(async () => {
-    for (const c of cleanups.splice(0).reverse()) await c();
-    await t.drop();
-  });
+  const cleanups = databasePerTest((made) => (t = made));
 
   it('a client whose connection broke ("not queryable") is the database away, named as such, for every caller', async () => {
     const client = new pg.Client({ connectionString: t.url });

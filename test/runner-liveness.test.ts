@@ -17,19 +17,14 @@ import { releaseStuckJobs } from '../src/manager/stuck-jobs.ts';
 import { countBy, insertUrls } from './helpers/rows.ts';
 import { spawnTs, waitFor, type Spawned } from './helpers/processes.ts';
 import { capturedLogger } from './helpers/captured-log.ts';
-import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+import { databasePerTest, type TestDatabase } from './helpers/test-database.ts';
 import { startDatabaseProxy } from './helpers/database-proxy.ts';
 import { serverUpFor } from './helpers/server-uptime.ts';
 
 describe('daemon runner: liveness and ids', function () {
   this.timeout(90_000);
   let t: TestDatabase;
-  const cleanups: Array<() => Promise<void> | void> = [];
-  beforeEach(async () => (t = await createTestDatabase()));
-  afterEach(async () => {
-    for (const c of cleanups.splice(0).reverse()) await c();
-    await t.drop();
-  });
+  const cleanups = databasePerTest((made) => (t = made));
 
   /** runDaemon in this process with the test's config plus `overrides`. */
   function start(worker: StageWorker, overrides: LisConfigInput = {}, options: Partial<RunOptions> = {}) {

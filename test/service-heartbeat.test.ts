@@ -7,17 +7,12 @@ import path from 'node:path';
 import { sql } from 'kysely';
 import { startImaged } from './helpers/imaged-fixtures.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
-import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+import { databasePerTest, type TestDatabase } from './helpers/test-database.ts';
 
 describe('services: heartbeat', function () {
   this.timeout(90_000);
   let t: TestDatabase;
-  const cleanups: Array<() => Promise<void> | void> = [];
-  beforeEach(async () => (t = await createTestDatabase()));
-  afterEach(async () => {
-    for (const c of cleanups.splice(0).reverse()) await c();
-    await t.drop();
-  });
+  const cleanups = databasePerTest((made) => (t = made));
 
   const stoppedAt = async (component: string) =>
     (await t.db.selectFrom('workers').select(['stopped_at', 'heartbeat_at']).where('component', '=', component).executeTakeFirstOrThrow()).stopped_at;

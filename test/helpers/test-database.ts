@@ -157,3 +157,23 @@ export async function createTestDatabase(options: { migrated?: boolean; override
     },
   };
 }
+
+/** What a test leaves to be undone after it: run in reverse order, failed or not. */
+export type Cleanups = Array<() => Promise<void> | void>;
+
+/**
+ * For a describe block: each test gets a fresh test database (handed to `use`) and a list of cleanups, run
+ * in reverse after the test, failed or not, before its database is dropped (a process still connected to it
+ * would hold the drop).
+ */
+export function databasePerTest(use: (t: TestDatabase) => void, options?: Parameters<typeof createTestDatabase>[0]): Cleanups {
+  const cleanups: Cleanups = [];
+  let current: TestDatabase | undefined;
+  beforeEach(async () => use((current = await createTestDatabase(options))));
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+    await current?.drop();
+    current = undefined;
+  });
+  return cleanups;
+}
