@@ -14,7 +14,9 @@
 // - hits through a real nginx with the shipped frontend config (the made files on its disk).
 // Prints CPU per miss of each (node, its main thread apart, and the bench database's PostgreSQL processes) and their ratios, and ends with
 // `ratio imaged_vs_plain_misses: X.XX` and `ratio imaged_vs_plain_storing_misses: X.XX` (misses/s over misses/s).
-//   node --import tsx bench/imaged.ts [--misses 400] [--concurrency 4] [--hits 4000]
+//   node --import tsx bench/imaged.ts [--misses 400] [--concurrency 4] [--hits 4000] [--preset medium]
+// --preset: which configured preset the misses ask for (medium, pad, by default; small is a crop, where the plain
+// server's sharp pipeline runs libvips' attention search and lis_imaged finds the same offset itself).
 import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -22,7 +24,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { once } from 'node:events';
 import { sql } from 'kysely';
-import sharp from 'sharp';
+import sharp, { type ResizeOptions } from 'sharp';
+import type { Preset } from '../src/config/thumbnail-config.ts';
 import { parseConfig } from '../src/config/load-config.ts';
 import { createDb, type Db } from '../src/db/connect.ts';
 import { createDownloadClient } from '../src/download/download-client.ts';
@@ -36,13 +39,13 @@ import { jpegOptions } from '../src/thumbnail/jpeg-options.ts';
 import { resolveDetails } from '../src/thumbnail/process-details.ts';
 import { createThumbnailWorker } from '../src/thumbnail/thumbnail-worker.ts';
 import { photoJpeg, startNginx } from '../test/helpers/imaged-fixtures.ts';
-import { flag, freshBenchDatabase, percentile } from './lib/bench-database.ts';
+import { argOf, flag, freshBenchDatabase, percentile } from './lib/bench-database.ts';
 import { cpuSeconds } from './lib/proc-stats.ts';
 
 const misses = flag('misses', 400);
 const concurrency = flag('concurrency', 4);
 const hits = flag('hits', 4000);
-const PRESET = 'medium';
+const PRESET = argOf('preset') ?? 'medium';
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 function get(url: string): Promise<{ status: number; bytes: number }> {
@@ -55,6 +58,13 @@ function get(url: string): Promise<{ status: number; bytes: number }> {
       })
       .on('error', reject);
   });
+}
+
+/** The plain server's resize for a preset's mode: what a plain resizer asks sharp for, the same geometry as ours. */
+function plainFit(preset: Preset): ResizeOptions {
+  if (preset.mode === 'crop') return { fit: 'cover', position: 'attention' };
+  if (preset.mode === 'pad') return { fit: 'contain', background: '#ffffff' };
+  return { fit: 'inside' };
 }
 
 /** Requests `urls` with `lanes` in flight; per-request milliseconds and the wall time. */
@@ -120,6 +130,10 @@ const config = parseConfig(
   {},
   dir,
 );
+if (!config.thumbnail.presets[PRESET]) {
+  console.error(`--preset ${PRESET}: no such preset (configured: ${Object.keys(config.thumbnail.presets).join(', ')})`);
+  process.exit(2);
+}
 const log = createLogger({ component: 'imaged', log: config.log, screen: false });
 const client = createDownloadClient(config.download);
 const fetcher = new SchemeFetcher(client, config);
@@ -176,7 +190,7 @@ try {
     const url = new URL(req.url!, 'http://plain');
     const row = rows[Number(url.pathname.slice(1))];
     let pipeline = sharp(originalPath(config, 'uk', row.image_hash))
-      .resize(preset.width, preset.height, { fit: 'contain', background: '#ffffff' })
+      .resize(preset.width, preset.height, plainFit(preset))
       .flatten({ background: '#ffffff' });
     if (sharpenKernel) pipeline = pipeline.convolve(sharpenKernel);
     pipeline

@@ -41,14 +41,17 @@ export interface MakePresetsOptions {
  * two pipelines. That gives the same bytes, since the working size of one
  * preset is that preset's own size; 16-bit pictures do not (the working copy is
  * 8-bit), nor does a gamma curve (applied to the working copy), so they take
- * makeThumbnails' road.
+ * makeThumbnails' road. So does a crop preset: from the working picture its attention offset is found without
+ * libvips' smartcrop (attention-crop.ts), which costs more than the raw copy between the two pipelines saves
+ * (a 120x90 crop of an 1800x1200 photo: 9.0-10.6 ms of CPU against 12.4-14.6 in one pipeline, the same bytes).
  */
 export async function makePresets(original: Buffer, settings: ThumbnailSettings, options: MakePresetsOptions = {}): Promise<Presets> {
   const header = headerFromRecord(original, options.known) ?? (await readHeader(original, settings));
   const presets = Object.entries(settings.presets);
-  if (presets.length !== 1 || settings.details.gamma !== 1 || header.depth !== 'uchar' || settings.twins.webp || settings.twins.avif)
+  const only = presets.length === 1 ? presets[0] : null;
+  if (!only || only[1].mode === 'crop' || settings.details.gamma !== 1 || header.depth !== 'uchar' || settings.twins.webp || settings.twins.avif)
     return makeThumbnailsWithoutAnalysis(original, settings, header, options.admit);
-  const [name, preset] = presets[0];
+  const [name, preset] = only;
   return {
     original: { width: header.upright.width, height: header.upright.height, format: header.format, bytes: original.length },
     presets: { [name]: await onePipeline(original, header, preset, settings, options.admit) },
