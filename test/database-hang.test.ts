@@ -83,7 +83,9 @@ describe('a database that hangs', function () {
     const client = new pg.Client({ connectionString: t.url });
     await client.connect();
     cleanups.push(() => client.end().catch(() => {}));
-    const broken = new Promise((resolve) => client.once('error', resolve));
+    // on, not once: a terminated backend can make the client emit twice (the server's FATAL, then "Connection
+    // terminated unexpectedly" as the socket ends), and an error with no listener is an uncaught exception.
+    const broken = new Promise((resolve) => client.on('error', resolve));
     const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
     await sql`SELECT pg_terminate_backend(${rows[0].pid})`.execute(t.db);
     await broken;
