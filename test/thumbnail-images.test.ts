@@ -16,6 +16,7 @@ import { THUMBHASH_MAX_SIDE } from '../src/thumbnail/placeholder.ts';
 import { presetGeometry } from '../src/thumbnail/preset-geometry.ts';
 import { parseSharpen } from '../src/config/parse-sharpen.ts';
 import { resolveDetails } from '../src/thumbnail/process-details.ts';
+import { separableSharpen, sharpenSeparably } from '../src/thumbnail/separable-sharpen.ts';
 import { sharpenKernel } from '../src/thumbnail/sharpen-kernel.ts';
 import { gammaRgbProfile, pngWithProfile, srgbOfLinear } from './helpers/icc-profile.ts';
 import { makeTestImages, startImageServer } from './helpers/image-server.ts';
@@ -437,6 +438,67 @@ describe('thumbnails of real images (sharp)', () => {
       }
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("sharpens with a wide mask through a Gaussian blur's two passes: what convolve() gives, but for float rounding", async function () {
+    this.timeout(60_000);
+    // Pictures as cutPreset shapes them: photos at preset sizes, PngSuite's colour ones at their own size.
+    const photos = ['Landscape_1.jpg', 'Portrait_5.jpg', 'Landscape_7.jpg'].map((name) => path.join(EXIF_DIR, name));
+    const pictures: Array<{ pixels: Buffer; width: number; height: number }> = [];
+    for (const [file, width, height] of photos.flatMap(
+      (f) =>
+        [
+          [f, 640, 427],
+          [f, 120, 90],
+        ] as const,
+    )) {
+      pictures.push({ pixels: await sharp(file).resize(width, height, { fit: 'fill' }).removeAlpha().raw().toBuffer(), width, height });
+    }
+    for (const name of fs.readdirSync(PNGSUITE_DIR).filter((f) => /^(basn2|basn6|f0|s3)/.test(f))) {
+      const { data, info } = await sharp(path.join(PNGSUITE_DIR, name))
+        .flatten({ background: '#ffffff' })
+        .toColourspace('srgb')
+        .removeAlpha()
+        .raw()
+        .toBuffer({ resolveWithObject: true });
+      pictures.push({ pixels: data, width: info.width, height: info.height });
+    }
+    for (const notation of ['0x1', '0x1.5', '3x1.5', '0x3']) {
+      const spec = parseSharpen(notation);
+      const kernel = sharpenKernel(spec)!;
+      const plan = separableSharpen(spec, kernel);
+      assert.ok(plan, `${notation} (a ${kernel.width}x${kernel.width} mask) goes the separable road`);
+      let samples = 0;
+      let differing = 0;
+      for (const { pixels, width, height } of pictures) {
+        const raw = { raw: { width, height, channels: 3 as const } };
+        const convolved = await sharp(pixels, raw).convolve(kernel).raw().toBuffer();
+        const separable = await sharpenSeparably(pixels, { width, height }, 3, plan);
+        for (let i = 0; i < convolved.length; i++) {
+          const d = Math.abs(convolved[i] - separable[i]);
+          assert.ok(d <= 1, `${notation}, ${width}x${height}: sample ${i} is ${separable[i]} against convolve()'s ${convolved[i]}`);
+          if (d) differing++;
+        }
+        samples += convolved.length;
+      }
+      assert.ok(samples > 2_000_000 && differing / samples < 1e-4, `${notation}: ${differing} of ${samples} samples one level off`);
+    }
+    // A flat picture stays flat at every level, as with convolve(): float rounding must not darken it by one.
+    for (const notation of ['0x1', '0x1.2', '0x2', '0x3', '0x5', '0x10', '4x1.7']) {
+      const spec = parseSharpen(notation);
+      const kernel = sharpenKernel(spec)!;
+      const plan = separableSharpen(spec, kernel)!;
+      assert.ok(plan, notation);
+      // A band of each level, one pixel wide, twice as tall as the mask plus a margin: its middle is out of its neighbours' reach.
+      const band = 2 * kernel.width + 2;
+      const levels = Buffer.alloc(256 * band * 3);
+      for (let level = 0; level < 256; level++) levels.fill(level, level * band * 3, (level + 1) * band * 3);
+      const flat = await sharpenSeparably(levels, { width: 1, height: band * 256 }, 3, plan);
+      for (let level = 0; level < 256; level++) {
+        const at = (level * band + band / 2) * 3;
+        assert.equal(flat[at], level, `${notation}: flat level ${level}`);
+      }
     }
   });
 

@@ -7,6 +7,7 @@ import { gammaTable } from '../src/thumbnail/gamma-curve.ts';
 import { ImageError } from '../src/thumbnail/image-error.ts';
 import { decodeError } from '../src/thumbnail/make-thumbnails.ts';
 import { parseSharpen } from '../src/config/parse-sharpen.ts';
+import { separableSharpen } from '../src/thumbnail/separable-sharpen.ts';
 import { imageMagickWidth, sharpenKernel } from '../src/thumbnail/sharpen-kernel.ts';
 import { pictureStats } from '../src/thumbnail/picture-stats.ts';
 import { differenceHash, hammingDistance } from '../src/thumbnail/perceptual-hash.ts';
@@ -59,6 +60,30 @@ describe('thumbnail rules (pure)', () => {
     assert.equal(sharpenKernel({ radius: 0, sigma: 0.01 }), null, 'too slight to change a pixel');
   });
 
+  it('a sharpen mask of 7x7 or wider goes the separable road, with the Gaussian libvips makes of the same width', () => {
+    for (const notation of ['0x0.5', '0x0.8', '2x1.5', 'none']) {
+      const spec = parseSharpen(notation);
+      assert.equal(separableSharpen(spec, sharpenKernel(spec)), null, `${notation}: convolve() is as cheap`);
+    }
+    for (const notation of ['0x1', '0x1.5', '3x1.5', '0x3', '0x10']) {
+      const spec = parseSharpen(notation)!;
+      const kernel = sharpenKernel(spec)!;
+      const plan = separableSharpen(spec, kernel)!;
+      assert.ok(plan, notation);
+      // vips_gaussmat widens while exp(-x²/2σ²) >= min_ampl: the first x below it is the mask's reach + 1.
+      const reach = (kernel.width - 1) / 2;
+      const tap = (x: number) => Math.exp(-(x * x) / (2 * spec.sigma * spec.sigma));
+      assert.ok(tap(reach) >= plan.minAmplitude && tap(reach + 1) < plan.minAmplitude, `${notation}: min_ampl ${plan.minAmplitude}`);
+      // centre·x - blur·x is x: a flat picture stays flat.
+      assert.ok(Math.abs(plan.centre - plan.blur - 1) < 1e-12, notation);
+      // The mask's centre weight is the separable form's centre minus the blur's share at the centre.
+      let line = 0;
+      for (let u = -reach; u <= reach; u++) line += tap(u);
+      const centreWeight = kernel.kernel[(kernel.kernel.length - 1) / 2];
+      assert.ok(Math.abs(plan.centre - plan.blur / (line * line) - centreWeight) < 1e-9, `${notation}: centre ${centreWeight}`);
+    }
+  });
+
   it('validates process details given on the command line, naming the flag', () => {
     assert.deepEqual(validateDetails({ sharpen: '0x1', gamma: '1.0', quality: '90' }), { sharpen: '0x1', gamma: 1, quality: 90 });
     assert.throws(() => validateDetails({ gamma: '0' }), /--gamma "0": expected a number from 0.1 to 10/);
@@ -71,6 +96,7 @@ describe('thumbnail rules (pure)', () => {
       gamma: 1.2,
       quality: 82,
       sharpenKernel: sharpenKernel({ radius: 0, sigma: 0.5 }),
+      separableSharpen: null,
     });
   });
 
