@@ -83,6 +83,12 @@ describe('lis_pusherd and lis frontend (real processes)', function () {
     assert.equal((await run.exited).code, 0, run.output());
     assert.deepEqual(await countBy(t.db), { 'live/done': 5 }, run.output());
     assert.equal(fs.readFileSync(connections, 'utf8'), 'x\nx\n', 'one rsync lost, the same run again went through');
+    // The retry is in the log: the operator sees why there were two connections.
+    assert.match(
+      run.output(),
+      /INFO .*n1: 5 rows, \d+ files .* \(run twice: the first rsync lost the race to make the destination folder: .*File exists \(17\)/,
+      run.output(),
+    );
     assert.deepEqual(differingFiles(t.config.stores.thumbnails, path.join(d.moduleDir, 'live'), files), []);
   });
 

@@ -16,6 +16,8 @@ export interface FrontendTransfer {
   files: number;
   outcome: RsyncOutcome;
   seconds: number;
+  /** What the first rsync said when it lost the race to make the destination folder and was run again. */
+  lostRace?: string;
 }
 
 /**
@@ -41,13 +43,16 @@ export async function pushToFrontends(
       // A local root away (its disk not mounted) is that frontend's outage: rsync is not run, as it would
       // write to this host's own disk and the rows would go live without being served.
       // Looked at just before rsync would start (a run may wait its turn in the limit for a while).
+      let lostRace: string | undefined;
       const outcome = await options.limit.run(async (): Promise<RsyncOutcome> => {
         const away = await localRootAway(name, frontend.parsed, () => pushedTo(options.db, name));
         if (away) return { ok: false, errorClass: 'frontend_down', exitCode: null, message: away };
         const invocation = buildRsyncInvocation(options.config, frontend.parsed, options.storeRoot, files);
         const first = await runRsync(invocation);
         // Lost the race to make a new frontend root (two chunks at once on a new frontend): made now, so once more.
-        return lostDestinationRace(first) ? runRsync(invocation) : first;
+        if (!lostDestinationRace(first)) return first;
+        lostRace = first.ok ? undefined : first.message;
+        return runRsync(invocation);
       });
       const seconds = (performance.now() - started) / 1000;
       if (outcome.ok) {
@@ -66,7 +71,7 @@ export async function pushToFrontends(
       } else {
         for (const row of rows) outcomes.set(pushKey(name, row.id), { ok: false, errorClass: outcome.errorClass, message: outcome.message });
       }
-      return { frontend: name, rows: rows.length, files: files.length, outcome, seconds };
+      return { frontend: name, rows: rows.length, files: files.length, outcome, seconds, ...(lostRace === undefined ? {} : { lostRace }) };
     }),
   );
   return { outcomes, transfers };
@@ -74,7 +79,9 @@ export async function pushToFrontends(
 
 /** For the log: `n1: 500 rows, 1500 files, 21.4 MB in 0.8s` or `n3: FAILED rsync exit 10 ...`. */
 export function describeTransfer(t: FrontendTransfer): string {
-  if (!t.outcome.ok) return `${t.frontend}: ${t.rows} rows FAILED after ${t.seconds.toFixed(1)}s: ${t.outcome.message}`;
+  // A retry is said either way: an operator who sees two connections per chunk in the daemon's log can tell why.
+  const retried = t.lostRace === undefined ? '' : ` (run twice: the first rsync lost the race to make the destination folder: ${t.lostRace})`;
+  if (!t.outcome.ok) return `${t.frontend}: ${t.rows} rows FAILED after ${t.seconds.toFixed(1)}s: ${t.outcome.message}${retried}`;
   const mb = (t.outcome.stats.bytesTransferred / 1e6).toFixed(1);
-  return `${t.frontend}: ${t.rows} rows, ${t.files} files (${t.outcome.stats.filesTransferred} sent, ${mb} MB) in ${t.seconds.toFixed(1)}s`;
+  return `${t.frontend}: ${t.rows} rows, ${t.files} files (${t.outcome.stats.filesTransferred} sent, ${mb} MB) in ${t.seconds.toFixed(1)}s${retried}`;
 }

@@ -94,7 +94,9 @@ export class PushWorker implements StageWorker {
       db,
     });
     for (const t of transfers) {
-      if (t.outcome.ok) ctx.log.debug(describeTransfer(t), scope);
+      // A transfer that needed a second rsync is told at info: it is rare, and otherwise shows only as a second connection.
+      if (t.outcome.ok && t.lostRace !== undefined) ctx.log.info(describeTransfer(t), scope);
+      else if (t.outcome.ok) ctx.log.debug(describeTransfer(t), scope);
       else ctx.log.warn(`${describeTransfer(t)}; its rows stay not live until it catches up (no row is charged)`, scope);
     }
     await recordFrontendHealth(db, transfers).catch((error: Error) => ctx.log.warn(`Cannot record frontend health: ${error.message}`, scope));
