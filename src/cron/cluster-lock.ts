@@ -10,7 +10,7 @@ import { errorMessage } from '../errors.ts';
 const UPKEEP_LOCK = 0x75706b70;
 
 /** The part of a country's upkeep every host shares, held here, or by whom it is held. */
-export type ClusterPart = { held: true; release: () => Promise<void> } | { held: false; holder: string };
+export type ClusterPart = { held: true; release: () => Promise<void>; cut: () => void } | { held: false; holder: string };
 
 /** Pure: the name the lock's session goes by, which a second host reads to say who holds it (at most 63 bytes kept). */
 export function holderName(host: string, pid: number): string {
@@ -49,7 +49,16 @@ export async function takeClusterPart(
     if (rows[0].locked) {
       let released: Promise<void> | null = null;
       // Ending the session releases the lock; an error then means the connection is gone, and the lock with it.
-      return { held: true, release: () => (released ??= client.end().catch(() => {})) };
+      // cut() for a server that does not answer: its socket closed at once, as an end() would wait for ever for
+      // the goodbye. The server drops the session, and the lock, once it reads that close: a stopped process as
+      // soon as it runs again, a host that hung once it is back (or its TCP keepalive gives up on us).
+      const cut = () => {
+        released ??= Promise.resolve();
+        // Our own close, not a lost connection: not told as one.
+        client.removeListener('error', onLost).on('error', () => {});
+        client.connection.stream.destroy();
+      };
+      return { held: true, release: () => (released ??= client.end().catch(() => {})), cut };
     }
   } catch (error) {
     // Cut, not ended: an end() waits for the server's goodbye, which a hung one never sends.
