@@ -18,7 +18,8 @@ import { spawnTs, waitFor, type Spawned } from './helpers/processes.ts';
 import { freePort } from './helpers/rsync-daemons.ts';
 import { countBy, insertUrls } from './helpers/rows.ts';
 import { startSmtpSink, type SmtpSink } from './helpers/smtp-sink.ts';
-import type { Cleanups } from './helpers/test-database.ts';
+import { startDatabaseProxy, type DatabaseProxy } from './helpers/database-proxy.ts';
+import { databasePerTest, type Cleanups, type TestDatabase } from './helpers/test-database.ts';
 
 /** Short bounds, so that a test sees them: a probe's connect 1 s, the server judged frozen after 3 s of silence. */
 const SHORT = {
@@ -178,6 +179,61 @@ describe('lis_cron_frontend against a database server that freezes', function ()
     assert.equal((await run.exited).code, 0, run.output());
     assert.match(run.output(), /Summary for UK in [\d.]+s: db_scan: 5 purged/);
     assert.deepEqual(await countBy(db), {});
+  });
+});
+
+describe('lis_cron_frontend cut on a lost path to the database', function () {
+  this.timeout(120_000);
+  let t: TestDatabase;
+  let relay: DatabaseProxy;
+  const cleanups = databasePerTest((made) => (t = made));
+
+  beforeEach(async () => {
+    relay = await startDatabaseProxy(t.url);
+    cleanups.push(() => relay.cut());
+    await insertUrls(t.db, 'uk', 5);
+    await sql`UPDATE live_images SET last_seen = now() - interval '40 days'`.execute(t.db);
+  });
+
+  const cron = (...args: string[]): Spawned => {
+    const config = t.writeConfig({
+      database: { url: relay.url, ...SHORT.database },
+      upkeep: SHORT.upkeep,
+      services: { runDir: path.join(t.dir, 'run') },
+    });
+    const run = spawnTs('bin/lis_cron_frontend', [...args, '--config', config]);
+    cleanups.push(async () => {
+      if (run.child.exitCode === null && run.child.signalCode === null) run.child.kill('SIGKILL');
+      await run.exited;
+    });
+    return run;
+  };
+
+  /** A run cut once the path went silent under the scan's statement `at`: exit 1, said so. */
+  const cutAt = async (at: string) => {
+    const silent = relay.stallAfter(at);
+    const run = cron('--db_scan', '--country', 'uk');
+    await silent;
+    const { code } = await run.exited;
+    assert.equal(code, 1, run.output());
+    assert.match(run.output(), /did not answer for .*: cut UK: db_scan after/);
+    relay.mend();
+  };
+
+  it("the next run of this host takes the shared upkeep from the cut run's session, which the server still keeps", async () => {
+    await cutAt('last_seen <');
+    // The server never heard of the close: the cut run's lock session is still there (its path is kept by the relay).
+    const { rows } =
+      await sql`SELECT 1 FROM pg_stat_activity WHERE datname = ${t.name} AND application_name LIKE 'lis_cron_frontend on testhost pid %'`.execute(t.db);
+    assert.equal(rows.length, 1, 'the lock session kept');
+    const next = cron('--db_scan', '--country', 'uk');
+    assert.equal((await next.exited).code, 0, next.output());
+    assert.match(
+      next.output(),
+      /UK: took over the shared upkeep from lis_cron_frontend on testhost pid \d+ \(since .*\), a run of this host that is gone: its session ended/,
+    );
+    assert.match(next.output(), /Summary for UK in [\d.]+s: db_scan: 5 purged/);
+    assert.deepEqual(await countBy(t.db), {});
   });
 });
 

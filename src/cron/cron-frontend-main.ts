@@ -221,6 +221,11 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
             : await takeClusterPart(url, db, country, { host: config.host, pid: process.pid }, bounds, (error) =>
                 log.error(`the database connection holding ${country.toUpperCase()}'s shared upkeep was lost: ${errorMessage(error)}`, { ...scope, country }),
               );
+          if (cluster?.held && cluster.tookOver)
+            log.info(`${country.toUpperCase()}: took over the shared upkeep from ${cluster.tookOver}, a run of this host that is gone: its session ended`, {
+              ...scope,
+              country,
+            });
           const elsewhere = cluster && !cluster.held ? cluster.holder : null;
           // Stores every host mounts are shared work as well.
           const sharedStores = config.stores.shared;
