@@ -177,7 +177,11 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
       // answers nothing at all under them (stopped, its host hung) is found by probing it (watched): the run is cut.
       db = await openDatabase(config, { bounds });
       url = await databaseUrl(config);
-      scanDb = createDb(url, config.database.poolSize, () => {}, connectBound(config));
+      // Their transactions (a purge's delete, a re-push) are statements sent back to back, never waiting on our own
+      // work between them: one idle inside a transaction for a query's bound has lost its client (a run cut, or
+      // killed, on a path that was lost), and the server ends it rather than keep its row locks, which the next
+      // run's scan would wait on until its TCP keepalive gave up, hours later (the daemons' reason as well).
+      scanDb = createDb(url, config.database.poolSize, () => {}, { ...connectBound(config), idleInTransactionMs: bounds.queryMs });
       const countries = only ? [only] : await countriesOf(db);
       // Said rather than left silent: an operator checking a run (or a cron mail) must see that it ran and why it did nothing.
       if (countries.length === 0) log.info('No country has rows in live_images: nothing to do (--country XX checks one anyway)', scope);
