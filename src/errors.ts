@@ -25,6 +25,18 @@ export class UsageError extends LisError {
   }
 }
 
+/**
+ * ERR_DATABASE_FROZEN: lis_cron_frontend cut its run, the database having answered none of its probes for
+ * upkeep.frozenDatabaseMinutes (its process stopped, its host hung). Not ERR_DATABASE_TIMEOUT, one bound
+ * that ran out: the whole run was cut, its scans mid-way, and the next run takes over.
+ */
+export class DatabaseFrozenError extends LisError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_DATABASE_FROZEN', message, options);
+    this.name = 'DatabaseFrozenError';
+  }
+}
+
 export function errorMessage(error: unknown): string {
   if (error instanceof Error) return error.message;
   return String(error);

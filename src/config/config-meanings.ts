@@ -60,6 +60,8 @@ export const CONFIG_MEANINGS: Record<string, string | { meaning: string; default
   'upkeep.keepOriginalsDays': 'see `upkeep.pruneOriginals`',
   'upkeep.progressMinutes':
     "lis_cron_frontend logs this often, while a country's db_scan or fs_check runs, that it is still running and for how long (its scans have no query bound: a frozen database would leave the log silent)",
+  'upkeep.frozenDatabaseMinutes':
+    'while its db_scan or fs_check runs, lis_cron_frontend probes the database (`SELECT 1` on a connection of its own, within the `database.*` timeouts); one that answers none of them for this long (3 probes at least: its process stopped, its host hung) cuts the run: exit 1, `ERR_DATABASE_FROZEN`, an `upkeep_failed` alert; a busy server answers them and is never cut',
   'services.runDir': 'pid, ready and lock files, metrics URLs',
   'services.stopTimeoutSeconds': 'how long `servicectl stop` waits before SIGKILL',
   'services.startTimeoutSeconds': 'how long `servicectl start` waits for the daemon to say it is ready',

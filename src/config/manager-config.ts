@@ -59,6 +59,14 @@ export const upkeepConfigSchema = z.strictObject({
    * a weekly scan of millions of rows runs for minutes, and a line a minute would be noise.
    */
   progressMinutes: z.number().positive().max(1440).default(10),
+  /**
+   * lis_cron_frontend cuts its run when the database has answered none of its probes (`SELECT 1` on a connection
+   * of their own, three at least, bounded by database.connectTimeoutSeconds and queryTimeoutSeconds) for this
+   * long: a server frozen or a host hung, which would hold the run and its locks for ever, where a busy server
+   * (a long purge, a wait on row locks) answers them and is never cut. 5 minutes: a server restart or a
+   * failover is over well within it, and the weekly run is cut long before anyone would look.
+   */
+  frozenDatabaseMinutes: z.number().positive().max(1440).default(5),
 });
 
 /** servicectl: pid and ready files, how long a start waits for ready and a stop before SIGKILL. */

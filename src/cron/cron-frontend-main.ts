@@ -5,9 +5,10 @@ import { Command } from 'commander';
 import { sql } from 'kysely';
 import { parseCountry } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
-import { connectBound, createDb, databaseUrl, openDatabase, serviceQueryBounds, type Db } from '../db/connect.ts';
+import { closeDb, connectBound, createDb, databaseUrl, openDatabase, serviceQueryBounds, type Db } from '../db/connect.ts';
+import { probeServer } from '../db/probe-server.ts';
 import { runCommand, usageErrorsExit2 } from '../util/exit-on-error.ts';
-import { LisError, UsageError, errorMessage } from '../errors.ts';
+import { DatabaseFrozenError, LisError, UsageError, errorMessage } from '../errors.ts';
 import { closeLogger, createLogger } from '../log/create-logger.ts';
 import { watchProgress } from './progress-watch.ts';
 import { recordEvent } from '../manager/manager-events.ts';
@@ -16,6 +17,9 @@ import { takeClusterPart, type ClusterPart } from './cluster-lock.ts';
 import { dbScan } from './db-scan.ts';
 import { fsCheck } from './fs-check.ts';
 import { sweepDeadRunsTempFolders } from './frontend-files.ts';
+import { watchDatabase } from './database-watch.ts';
+import { duration, frozenError, tellDatabaseFrozen } from './frozen-database.ts';
+import { settledWithin } from '../util/settled-within.ts';
 
 /** The weekly job runs behind the daemons: lowest CPU priority, and idle I/O class where ionice exists. */
 function lowerPriority(): void {
@@ -78,15 +82,63 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
     lowerPriority();
     let db: Db | null = null;
     let scanDb: Db | null = null;
+    let url = '';
     const scope = { scope: 'CronFrontend::main' };
     const bounds = serviceQueryBounds(config);
-    /** A part of the upkeep, said to be still running every upkeep.progressMinutes (watchProgress). */
+    const stopWaitMs = config.database.stopWaitSeconds * 1000;
+    // What a cut closes besides the scans' pool: the country's shared-upkeep lock, whose session would hold it.
+    let cutLock: (() => void) | null = null;
+    let scansCut = false;
+    /**
+     * The scans' connections closed at once (never a goodbye, which a silent server never returns): the
+     * statement in flight rejects, and the server rolls it back, or its transaction, when it reads the close.
+     */
+    const cutScans = async () => {
+      scansCut = true;
+      cutLock?.();
+      if (scanDb) await settledWithin(closeDb(scanDb, 0), stopWaitMs);
+    };
+    const boundMs = config.upkeep.frozenDatabaseMinutes * 60_000;
+    /**
+     * A part of the upkeep, said to be still running every upkeep.progressMinutes (watchProgress), while the
+     * database is probed (watchDatabase): a server busy with it answers, and the part goes on however long; one
+     * that answers nothing for upkeep.frozenDatabaseMinutes has the part cut (DatabaseFrozenError).
+     */
     const watched = async <T>(what: string, country: string, part: () => Promise<T>): Promise<T> => {
-      const stop = watchProgress(log, what, config.upkeep.progressMinutes * 60_000, { ...scope, country });
+      const meta = { ...scope, country };
+      const stop = watchProgress(log, what, config.upkeep.progressMinutes * 60_000, meta);
+      const probeBounds = { connectMs: bounds.connectMs, queryMs: config.database.queryTimeoutSeconds * 1000 };
+      const database = watchDatabase(
+        () => probeServer(url, probeBounds),
+        boundMs,
+        (outcome, silence, previous) => {
+          if (silence)
+            log.warn(
+              `${what}: the database did not answer a probe (${silence.failed} in a row, for ${duration(Date.now() - silence.since)}: ${errorMessage(silence.last)}); the run is cut if it answers none for ${duration(boundMs)}`,
+              meta,
+            );
+          else if (previous) log.info(`${what}: the database answers again, after ${previous.failed} probes unanswered`, meta);
+        },
+      );
+      const started = Date.now();
       try {
-        return await part();
+        const work = part();
+        const silence = await Promise.race([
+          work.then(
+            () => null,
+            () => null,
+          ),
+          database.frozen,
+        ]);
+        if (!silence) return await work;
+        const error = frozenError(url, silence, what, started, Date.now());
+        await cutScans();
+        // Its statement rejected as the connections closed; what it does meanwhile (an rsync) is not waited for long.
+        await settledWithin(work, stopWaitMs);
+        throw error;
       } finally {
         stop();
+        database.stop();
       }
     };
     let failures = 0;
@@ -121,14 +173,19 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
       // ERR_DATABASE_TIMEOUT and exit 1 (cron mails it; the pid locks go with the process), rather than leaving
       // it hanging silently and the next week's run "already running". The scans (db_scan's purge and repairs,
       // fs_check's reads and re-pushes) whole-table or waiting on row locks under load, may rightly outlast any
-      // query bound: only their connects are bounded, and keepalive ends one whose path was lost.
+      // query bound: only their connects are bounded, and keepalive ends one whose path was lost. A server that
+      // answers nothing at all under them (stopped, its host hung) is found by probing it (watched): the run is cut.
       db = await openDatabase(config, { bounds });
-      const url = await databaseUrl(config);
-      scanDb = createDb(url, config.database.poolSize, () => {}, connectBound(config));
+      url = await databaseUrl(config);
+      // Their transactions (a purge's delete, a re-push) are statements sent back to back, never waiting on our own
+      // work between them: one idle inside a transaction for a query's bound has lost its client (a run cut, or
+      // killed, on a path that was lost), and the server ends it rather than keep its row locks, which the next
+      // run's scan would wait on until its TCP keepalive gave up, hours later (the daemons' reason as well).
+      scanDb = createDb(url, config.database.poolSize, () => {}, { ...connectBound(config), idleInTransactionMs: bounds.queryMs });
       const countries = only ? [only] : await countriesOf(db);
       // Said rather than left silent: an operator checking a run (or a cron mail) must see that it ran and why it did nothing.
       if (countries.length === 0) log.info('No country has rows in live_images: nothing to do (--country XX checks one anyway)', scope);
-      for (const country of countries) {
+      for (const [index, country] of countries.entries()) {
         const lockFile = path.join(config.services.runDir, `cron_frontend.${country}.lock`);
         let release: () => void;
         try {
@@ -152,6 +209,9 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
             if (cluster?.held) void cluster.release();
           },
         };
+        cutLock = () => {
+          if (cluster?.held) cluster.cut();
+        };
         try {
           // What makes this country's run a failure, each in a few words: the outcome's one-line reason.
           const problems: string[] = [];
@@ -165,6 +225,11 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
             : await takeClusterPart(url, db, country, { host: config.host, pid: process.pid }, bounds, (error) =>
                 log.error(`the database connection holding ${country.toUpperCase()}'s shared upkeep was lost: ${errorMessage(error)}`, { ...scope, country }),
               );
+          if (cluster?.held && cluster.tookOver)
+            log.info(`${country.toUpperCase()}: took over the shared upkeep from ${cluster.tookOver}, a run of this host that is gone: its session ended`, {
+              ...scope,
+              country,
+            });
           const elsewhere = cluster && !cluster.held ? cluster.holder : null;
           // Stores every host mounts are shared work as well.
           const sharedStores = config.stores.shared;
@@ -213,19 +278,26 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
           if (problems.length) failures++;
           if (!flags.dryRun) await recordUpkeep(db, country, config.host, problems.length ? `failed: ${problems.join('; ')}; ${summary}` : `ok: ${summary}`);
         } catch (error) {
+          // The database silent: the run stops here, every country after this one with it.
+          if (error instanceof DatabaseFrozenError) {
+            await tellDatabaseFrozen({ config, db, log }, country, error, { notDone: countries.slice(index + 1), lockHeld: Boolean(cluster?.held) });
+            throw error;
+          }
           failures++;
           log.error(`${country.toUpperCase()}: ${errorMessage(error)}`, { ...scope, country });
           await recordUpkeep(db, country, config.host, `failed: ${errorMessage(error)}`);
         } finally {
           current = null;
+          cutLock = null;
           release();
           if (cluster?.held) await cluster.release();
         }
       }
       return failures ? 1 : 0;
     } finally {
-      await scanDb?.destroy();
-      await db?.destroy();
+      // Bounded: a query of the short pool's may still wait on a silent database (the outcome recorded above).
+      if (scanDb && !scansCut) await closeDb(scanDb, stopWaitMs);
+      if (db) await closeDb(db, stopWaitMs);
       await closeLogger(log);
     }
   });

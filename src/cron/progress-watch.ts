@@ -2,9 +2,9 @@ import type { Logger } from '../log/create-logger.ts';
 
 /**
  * Says, every `everyMs` while a part of the upkeep runs, that it is still running and for how long. The scans
- * have no query bound (a purge may rightly take an hour), so a server frozen under one (its kernel still
- * answering TCP keepalive) would leave the run waiting with nothing in the log: an operator tailing it at
- * 3 a.m. now sees which part waits, and since when. Returns the stop, to be called when the part ends.
+ * have no query bound (a purge may rightly take an hour): an operator tailing the log at 3 a.m. sees which part
+ * waits, and since when, whether the server is busy or (until upkeep.frozenDatabaseMinutes cuts the run,
+ * database-watch.ts) answers nothing. Returns the stop, to be called when the part ends.
  */
 export function watchProgress(log: Logger, what: string, everyMs: number, meta: Record<string, unknown>): () => void {
   const started = Date.now();
