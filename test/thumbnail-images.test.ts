@@ -17,6 +17,8 @@ import { presetGeometry } from '../src/thumbnail/preset-geometry.ts';
 import { parseSharpen } from '../src/config/parse-sharpen.ts';
 import { resolveDetails } from '../src/thumbnail/process-details.ts';
 import { separableSharpen, sharpenSeparably } from '../src/thumbnail/separable-sharpen.ts';
+import { sharpen3x3, threeByThree } from '../src/thumbnail/sharpen-3x3.ts';
+import { sharpenOnRoad, sharpenRoad } from '../src/thumbnail/sharpen-road.ts';
 import { sharpenKernel } from '../src/thumbnail/sharpen-kernel.ts';
 import { gammaRgbProfile, pngWithProfile, srgbOfLinear } from './helpers/icc-profile.ts';
 import { makeTestImages, startImageServer } from './helpers/image-server.ts';
@@ -424,10 +426,10 @@ describe('thumbnails of real images (sharp)', () => {
         const spec = parseSharpen(notation);
         const kernel = sharpenKernel(spec)!;
         const whole = await sharp(input).removeAlpha().convolve(kernel).raw().toBuffer();
-        // A wide mask goes the separable road in the daemon (separable-sharpen.ts): that road is held to ImageMagick too.
-        const plan = separableSharpen(spec, kernel);
+        // The daemon's road for the mask, where it has one (sharpen-road.ts), is held to ImageMagick as well.
+        const road = sharpenRoad(spec, kernel);
         const roads: Array<[string, Buffer]> = [['convolve', whole]];
-        if (plan) roads.push(['separable', await sharpenSeparably(before, await sharp(input).metadata(), 3, plan)]);
+        if (road) roads.push([road.kind, await sharpenOnRoad(road, before, await sharp(input).metadata(), 3)]);
         for (const [road, ours] of roads) {
           let sum = 0;
           let max = 0;
@@ -438,12 +440,68 @@ describe('thumbnails of real images (sharp)', () => {
           }
           assert.ok(max <= 1 && sum / ours.length < 0.05, `${notation} (${road}): mean ${(sum / ours.length).toFixed(3)}, max ${max} levels from ImageMagick`);
         }
-        assert.equal(roads.length, notation === '0x1' ? 2 : 1, `${notation}: the separable road is taken from 7x7 on`);
+        assert.deepEqual(
+          roads.map(([name]) => name),
+          { '0x0.5': ['convolve', '3x3'], '0x1': ['convolve', 'separable'], '2x1.5': ['convolve'] }[notation],
+        );
         assert.ok(meanAbsDiff(before, theirs) > 1, `${notation} changes the picture, so the comparison means something`);
       }
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('sharpens with a 3x3 mask through WebAssembly: what convolve() gives, but for float rounding, at every size down to a pixel', async function () {
+    this.timeout(60_000);
+    const kernel = sharpenKernel(parseSharpen('0x0.5'))!;
+    const mask = threeByThree(kernel)!;
+    const pictures: Array<{ pixels: Buffer; width: number; height: number; channels: number }> = [];
+    const photo = path.join(EXIF_DIR, 'Landscape_1.jpg');
+    // Preset sizes, and the small and odd ones where the edges are most of the picture (the SIMD loop takes eight samples at a time).
+    for (const [width, height] of [
+      [640, 427],
+      [320, 240],
+      [120, 90],
+      [9, 7],
+      [3, 3],
+      [1, 9],
+      [9, 1],
+      [2, 2],
+      [1, 1],
+    ] as const) {
+      pictures.push({ pixels: await sharp(photo).resize(width, height, { fit: 'fill' }).raw().toBuffer(), width, height, channels: 3 });
+    }
+    pictures.push({ pixels: await sharp(photo).resize(33, 17, { fit: 'fill' }).greyscale().raw().toBuffer(), width: 33, height: 17, channels: 1 });
+    for (const name of fs.readdirSync(PNGSUITE_DIR).filter((f) => /^(basn2|basn6|f0|s0|s3)/.test(f))) {
+      const { data, info } = await sharp(path.join(PNGSUITE_DIR, name))
+        .flatten({ background: '#ffffff' })
+        .toColourspace('srgb')
+        .removeAlpha()
+        .raw()
+        .toBuffer({ resolveWithObject: true });
+      pictures.push({ pixels: data, width: info.width, height: info.height, channels: 3 });
+    }
+    let samples = 0;
+    let differing = 0;
+    for (const { pixels, width, height, channels } of pictures) {
+      const raw = { raw: { width, height, channels: channels as 1 | 3 } };
+      // sharp hands a one-band picture back as sRGB: its first band is the grey one.
+      const convolved = await (channels === 1 ? sharp(pixels, raw).convolve(kernel).extractChannel(0) : sharp(pixels, raw).convolve(kernel)).raw().toBuffer();
+      const ours = sharpen3x3(pixels, { width, height }, channels, mask);
+      assert.equal(ours.length, convolved.length);
+      for (let i = 0; i < ours.length; i++) {
+        const d = Math.abs(convolved[i] - ours[i]);
+        assert.ok(d <= 1, `${width}x${height}x${channels}: sample ${i} is ${ours[i]} against convolve()'s ${convolved[i]}`);
+        if (d) differing++;
+      }
+      samples += ours.length;
+    }
+    assert.ok(samples > 1_000_000 && differing / samples < 1e-4, `${differing} of ${samples} samples one level off`);
+    // Every flat level stays, as with convolve().
+    const levels = Buffer.alloc(256 * 5 * 3);
+    for (let level = 0; level < 256; level++) levels.fill(level, level * 15, (level + 1) * 15);
+    const flat = sharpen3x3(levels, { width: 1, height: 256 * 5 }, 3, mask);
+    for (let level = 0; level < 256; level++) assert.equal(flat[(level * 5 + 2) * 3], level, `flat level ${level}`);
   });
 
   it("sharpens with a wide mask through a Gaussian blur's two passes: what convolve() gives, but for float rounding", async function () {

@@ -8,6 +8,8 @@ import { ImageError } from '../src/thumbnail/image-error.ts';
 import { decodeError } from '../src/thumbnail/make-thumbnails.ts';
 import { parseSharpen } from '../src/config/parse-sharpen.ts';
 import { separableSharpen } from '../src/thumbnail/separable-sharpen.ts';
+import { threeByThree } from '../src/thumbnail/sharpen-3x3.ts';
+import { sharpenRoad } from '../src/thumbnail/sharpen-road.ts';
 import { imageMagickWidth, sharpenKernel } from '../src/thumbnail/sharpen-kernel.ts';
 import { pictureStats } from '../src/thumbnail/picture-stats.ts';
 import { differenceHash, hammingDistance } from '../src/thumbnail/perceptual-hash.ts';
@@ -60,6 +62,18 @@ describe('thumbnail rules (pure)', () => {
     assert.equal(sharpenKernel({ radius: 0, sigma: 0.01 }), null, 'too slight to change a pixel');
   });
 
+  it("a sharpen mask's road: 3x3 through WebAssembly, 5x5 through convolve(), 7x7 and wider separable", () => {
+    const road = (notation: string) => {
+      const spec = parseSharpen(notation);
+      return sharpenRoad(spec, sharpenKernel(spec))?.kind ?? null;
+    };
+    assert.deepEqual(['0x0.5', '1x0.5', '0x0.8', '2x1.5', '0x1', '0x3', 'none'].map(road), ['3x3', '3x3', null, null, 'separable', 'separable', null]);
+    const mask = threeByThree(sharpenKernel({ radius: 0, sigma: 0.5 }))!;
+    // The weights sum to 1 (a flat picture stays flat): centre, four edges, four corners.
+    assert.ok(Math.abs(mask.centre + 4 * mask.edge + 4 * mask.corner - 1) < 1e-12);
+    assert.equal(threeByThree({ width: 3, height: 3, scale: 1, kernel: [0, 1, 0, 0, 1, 0, 0, 0, -1] }), null, 'not symmetric');
+  });
+
   it('a sharpen mask of 7x7 or wider goes the separable road, with the Gaussian libvips makes of the same width', () => {
     for (const notation of ['0x0.5', '0x0.8', '2x1.5', 'none']) {
       const spec = parseSharpen(notation);
@@ -96,7 +110,7 @@ describe('thumbnail rules (pure)', () => {
       gamma: 1.2,
       quality: 82,
       sharpenKernel: sharpenKernel({ radius: 0, sigma: 0.5 }),
-      separableSharpen: null,
+      sharpenRoad: { kind: '3x3', mask: threeByThree(sharpenKernel({ radius: 0, sigma: 0.5 })) },
     });
   });
 

@@ -8,7 +8,7 @@ import { jpegOptions } from './jpeg-options.ts';
 import { decodeCost } from './pixel-budget.ts';
 import { DHASH_HEIGHT, DHASH_WIDTH, differenceHash } from './perceptual-hash.ts';
 import { pictureStats } from './picture-stats.ts';
-import { sharpenSeparably, type SeparableSharpen } from './separable-sharpen.ts';
+import { sharpenOnRoad, type SharpenRoad } from './sharpen-road.ts';
 import { hexColour, THUMBHASH_MAX_SIDE, thumbHashOf } from './placeholder.ts';
 import { cropWindow, presetGeometry, uprightSize, workingSize, type Size } from './preset-geometry.ts';
 import type { ResolvedDetails } from './process-details.ts';
@@ -221,9 +221,10 @@ function derivePreset(working: Working, raw: RawInput, upright: Size, preset: Pr
  * `upright` pixels: the preset's geometry (a crop from `cropWindow`), the datasource's
  * sharpening, then the JPEG and any twins, one pipeline per encoder. Not
  * sharp's clone(): it structuredClone()s the options, input buffer included,
- * a copy of the whole working picture (or original) per file. A mask of 7x7 or
- * wider is applied once, as a blur's two passes, to raw pixels the encoders share
- * (separable-sharpen.ts); a narrower one by convolve() in each encoder's pipeline.
+ * a copy of the whole working picture (or original) per file. A 3x3 mask, or one
+ * of 7x7 and wider, is applied once to raw pixels the encoders share, on a cheaper
+ * road than convolve() with the same arithmetic (sharpen-road.ts); a 5x5 one by
+ * convolve() in each encoder's pipeline.
  */
 export async function cutPreset(
   input: () => Sharp,
@@ -251,9 +252,9 @@ export async function cutPreset(
     });
   };
   const shaped = (): Sharp => (atAttention ? atAttention() : shape(input()));
-  const { sharpenKernel, separableSharpen: separable } = settings.details;
-  // A wide mask is cheaper as a blur's two passes (separable-sharpen.ts), made once for all the encoders.
-  const cut = separable ? await sharpenedOnce(shaped, separable) : (): Sharp => (sharpenKernel ? shaped().convolve(sharpenKernel) : shaped());
+  const { sharpenKernel, sharpenRoad: road } = settings.details;
+  // A mask with a cheaper road than convolve() (sharpen-road.ts) is applied once, for all the encoders.
+  const cut = road ? await sharpenedOnce(shaped, road) : (): Sharp => (sharpenKernel ? shaped().convolve(sharpenKernel) : shaped());
   const { quality } = settings.details;
   const encoders: Array<['jpg' | TwinFormat, () => Sharp]> = [['jpg', () => cut().jpeg(jpegOptions(quality, preset.width * preset.height))]];
   if (settings.twins.webp) encoders.push(['webp', () => cut().webp({ quality: settings.twins.webpQuality ?? quality, effort: 4 })]);
@@ -262,10 +263,10 @@ export async function cutPreset(
   return { width: geometry.width, height: geometry.height, files };
 }
 
-/** The shaped preset as raw pixels, sharpened by `plan`; pipelines from those pixels for the encoders. */
-async function sharpenedOnce(shaped: () => Sharp, plan: SeparableSharpen): Promise<() => Sharp> {
+/** The shaped preset as raw pixels, sharpened on `road`; pipelines from those pixels for the encoders. */
+async function sharpenedOnce(shaped: () => Sharp, road: SharpenRoad): Promise<() => Sharp> {
   const { data, info } = await shaped().raw().toBuffer({ resolveWithObject: true });
-  const sharpened = await sharpenSeparably(data, info, info.channels, plan);
+  const sharpened = await sharpenOnRoad(road, data, info, info.channels);
   const raw = { raw: { width: info.width, height: info.height, channels: info.channels } };
   return () => sharp(sharpened, raw);
 }

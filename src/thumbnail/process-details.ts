@@ -3,7 +3,7 @@ import type { ThumbnailConfig } from '../config/thumbnail-config.ts';
 import type { Db } from '../db/connect.ts';
 import { UsageError } from '../errors.ts';
 import { parseSharpen } from '../config/parse-sharpen.ts';
-import { separableSharpen, type SeparableSharpen } from './separable-sharpen.ts';
+import { sharpenRoad, type SharpenRoad } from './sharpen-road.ts';
 import { sharpenKernel, type Kernel } from './sharpen-kernel.ts';
 
 /** How one datasource's images are processed. */
@@ -18,8 +18,8 @@ export interface ProcessDetails {
 export interface ResolvedDetails extends ProcessDetails {
   /** ImageMagick's sharpen mask for `sharpen`; null: none. */
   sharpenKernel: Kernel | null;
-  /** The same mask as a Gaussian blur's two passes, where that is cheaper (separable-sharpen.ts); null: convolve(). */
-  separableSharpen: SeparableSharpen | null;
+  /** How the mask is applied where sharp's convolve() is not the cheapest road (sharpen-road.ts); null: convolve(). */
+  sharpenRoad: SharpenRoad | null;
 }
 
 /** What a datasource sets for itself; null: the config's default. */
@@ -66,7 +66,7 @@ export function resolveDetails(stored: StoredDetails, defaults: ThumbnailConfig[
   }
   const spec = parseSharpen(sharpen, 'sharpen');
   const kernel = sharpenKernel(spec);
-  return { sharpen, gamma, quality: stored.quality ?? defaults.quality, sharpenKernel: kernel, separableSharpen: separableSharpen(spec, kernel) };
+  return { sharpen, gamma, quality: stored.quality ?? defaults.quality, sharpenKernel: kernel, sharpenRoad: sharpenRoad(spec, kernel) };
 }
 
 /** `lis_datasource_process_details(country, datasource_id)`: one row, NULLs where the datasource sets nothing. */
