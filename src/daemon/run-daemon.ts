@@ -15,7 +15,7 @@ import type { WorkStage } from '../queue/stages.ts';
 import { WorkNotifier } from '../queue/work-notifier.ts';
 import { abortableDelay } from '../util/abortable-delay.ts';
 import { settledWithin } from '../util/settled-within.ts';
-import { ChunkRun, isStoreFault, type ResultKind, type RowResult } from './chunk-run.ts';
+import { ChunkRun, isStoreFault, thrownChunkResults, type ResultKind, type RowResult } from './chunk-run.ts';
 import { HeartbeatLoop } from './heartbeat-loop.ts';
 import { OutcomeTally } from './outcome-tally.ts';
 import { retryWaitLine } from './progress-line.ts';
@@ -360,8 +360,12 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
     try {
       await worker.processChunk(chunk.rows, { signal: chunk.signal, log, report });
     } catch (error) {
-      // A stage must report its rows' failures itself; this is a bug or an outage, so the rest is retried later.
-      log.error(`Chunk failed: ${errorMessage(error)}`, scope('process_chunk'));
+      const ours = thrownChunkResults(chunk.unreportedRows(), error, chunk.signal.aborted);
+      const road = ours.length ? `; its ${ours.length} unreported rows wait queue.oursRetrySeconds, uncharged (internal)` : '';
+      log.error(`Chunk failed: ${errorMessage(error)}${road}`, scope('process_chunk'));
+      // Each row as its own result of ours, written with the chunk's results; the stage error rate counts rows, and
+      // these rows were not worked: one chunk thrown counts as its rows' worth, as the same bug met row by row would.
+      for (const result of ours) report(result);
     }
     if (chunk.dropped) return;
     await flushChunk(chunk);
