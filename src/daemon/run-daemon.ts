@@ -15,6 +15,7 @@ import type { WorkStage } from '../queue/stages.ts';
 import { WorkNotifier } from '../queue/work-notifier.ts';
 import { abortableDelay } from '../util/abortable-delay.ts';
 import { settledWithin } from '../util/settled-within.ts';
+import { afterEmptyClaim } from './empty-claim.ts';
 import { ChunkRun, isStoreFault, thrownChunkResults, type ResultKind, type RowResult } from './chunk-run.ts';
 import { HeartbeatLoop } from './heartbeat-loop.ts';
 import { OutcomeTally } from './outcome-tally.ts';
@@ -436,6 +437,8 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
       if (signal.aborted) break;
       let rows: ClaimedRow[];
       const claimStarted = performance.now();
+      // Rows these may give back while the claim runs are not in what it reads (afterEmptyClaim).
+      const heldAtClaim = chunks.size > 0 || ending.size > 0;
       try {
         // Part of claiming: its failure is logged and waited out as the claim's.
         if (claimMayBeLost) {
@@ -476,13 +479,12 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
         continue;
       }
       if (rows.length === 0) {
-        // A chunk still giving back its rows counts as in hand: once given back they are claimable, and a run
-        // by hand that ended before would leave them behind unsaid.
-        if (chunks.size > 0 || ending.size > 0) await nextChange(config.queue.pollSeconds * 1000);
-        else if (!options.service) {
+        const next = afterEmptyClaim(heldAtClaim, chunks.size > 0 || ending.size > 0, options.service);
+        if (next === 'wait for chunks') await nextChange(config.queue.pollSeconds * 1000);
+        else if (next === 'end') {
           await sayNoRowsGained();
           break;
-        } else await notifier!.wait(config.queue.pollSeconds * 1000, signal);
+        } else if (next === 'wait for work') await notifier!.wait(config.queue.pollSeconds * 1000, signal);
         continue;
       }
       totals.chunks++;
