@@ -3,6 +3,7 @@ import type { ClaimedRow } from '../queue/claim-chunk.ts';
 import type { DeferredRow } from '../queue/defer-rows.ts';
 import type { ResultBatch } from '../queue/flush-results.ts';
 import type { FinishedRow } from '../queue/finish-rows.ts';
+import { errorMessage } from '../errors.ts';
 import { failureReason } from '../failure/failure-reasons.ts';
 
 export type RowResult = { ok: true; row: FinishedRow } | { ok: false; failure: RowFailure };
@@ -75,8 +76,12 @@ export class ChunkRun {
     return batch;
   }
 
+  unreportedRows(): ClaimedRow[] {
+    return this.rows.filter((r) => !this.reported.has(r.id));
+  }
+
   unreportedIds(): string[] {
-    return this.rows.filter((r) => !this.reported.has(r.id)).map((r) => r.id);
+    return this.unreportedRows().map((r) => r.id);
   }
 
   /** Tells the stage to start no new row of this chunk (a store fault: the rest is given back). */
@@ -97,6 +102,20 @@ export function deferredOf(failure: RowFailure, oursDelaySeconds: number): Defer
   // Store faults pause claiming, so the row may come back as soon as the store is fine again.
   const delaySeconds = isStoreFault(failure.errorClass) ? 0 : oursDelaySeconds;
   return { id: failure.id, reason: failure.reason, errorClass: failure.errorClass, delaySeconds };
+}
+
+/**
+ * Pure: what becomes of the rows a chunk left unreported when its stage threw (a stage reports its rows'
+ * failures itself, so a throw is our bug, or an outage inside the stage): each is our fault (`internal`), given
+ * back uncharged to wait queue.oursRetrySeconds like any result of ours. Given back at once instead, they would be
+ * claimed again at once and thrown on again: a hot loop for a service, and a run by hand that never ends.
+ * None when the chunk was stopped first (the daemon's stop, the chunk dropped, our store failing): the throw may
+ * be the stop's own (an aborted read), and the rows go to the next worker at once, as the stop promises.
+ */
+export function thrownChunkResults(unreported: ClaimedRow[], error: unknown, stopped: boolean): RowResult[] {
+  if (stopped) return [];
+  const reason = `the stage threw on its chunk: ${errorMessage(error)}`;
+  return unreported.map((row) => ({ ok: false, failure: { id: row.id, attempts: row.attempts, reason, errorClass: 'internal', retryable: true } }));
 }
 
 /** Classes that mean a store of ours cannot be used (written, or read at all): the stage pauses until it can. */

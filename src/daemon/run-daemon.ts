@@ -15,7 +15,8 @@ import type { WorkStage } from '../queue/stages.ts';
 import { WorkNotifier } from '../queue/work-notifier.ts';
 import { abortableDelay } from '../util/abortable-delay.ts';
 import { settledWithin } from '../util/settled-within.ts';
-import { ChunkRun, isStoreFault, type ResultKind, type RowResult } from './chunk-run.ts';
+import { afterEmptyClaim } from './empty-claim.ts';
+import { ChunkRun, isStoreFault, thrownChunkResults, type ResultKind, type RowResult } from './chunk-run.ts';
 import { HeartbeatLoop } from './heartbeat-loop.ts';
 import { OutcomeTally } from './outcome-tally.ts';
 import { retryWaitLine } from './progress-line.ts';
@@ -360,8 +361,12 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
     try {
       await worker.processChunk(chunk.rows, { signal: chunk.signal, log, report });
     } catch (error) {
-      // A stage must report its rows' failures itself; this is a bug or an outage, so the rest is retried later.
-      log.error(`Chunk failed: ${errorMessage(error)}`, scope('process_chunk'));
+      const ours = thrownChunkResults(chunk.unreportedRows(), error, chunk.signal.aborted);
+      const road = ours.length ? `; its ${ours.length} unreported rows wait queue.oursRetrySeconds, uncharged (internal)` : '';
+      log.error(`Chunk failed: ${errorMessage(error)}${road}`, scope('process_chunk'));
+      // Each row as its own result of ours, written with the chunk's results; the stage error rate counts rows, and
+      // these rows were not worked: one chunk thrown counts as its rows' worth, as the same bug met row by row would.
+      for (const result of ours) report(result);
     }
     if (chunk.dropped) return;
     await flushChunk(chunk);
@@ -432,6 +437,8 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
       if (signal.aborted) break;
       let rows: ClaimedRow[];
       const claimStarted = performance.now();
+      // Rows these may give back while the claim runs are not in what it reads (afterEmptyClaim).
+      const heldAtClaim = chunks.size > 0 || ending.size > 0;
       try {
         // Part of claiming: its failure is logged and waited out as the claim's.
         if (claimMayBeLost) {
@@ -472,13 +479,12 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
         continue;
       }
       if (rows.length === 0) {
-        // A chunk still giving back its rows counts as in hand: once given back they are claimable, and a run
-        // by hand that ended before would leave them behind unsaid.
-        if (chunks.size > 0 || ending.size > 0) await nextChange(config.queue.pollSeconds * 1000);
-        else if (!options.service) {
+        const next = afterEmptyClaim(heldAtClaim, chunks.size > 0 || ending.size > 0, options.service);
+        if (next === 'wait for chunks') await nextChange(config.queue.pollSeconds * 1000);
+        else if (next === 'end') {
           await sayNoRowsGained();
           break;
-        } else await notifier!.wait(config.queue.pollSeconds * 1000, signal);
+        } else if (next === 'wait for work') await notifier!.wait(config.queue.pollSeconds * 1000, signal);
         continue;
       }
       totals.chunks++;
