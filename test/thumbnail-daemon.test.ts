@@ -9,7 +9,7 @@ import { thumbnailStorePath } from '../src/store/store-layout.ts';
 import { storedDetails } from '../src/thumbnail/process-details.ts';
 import { gammaRgbProfile, pngWithProfile } from './helpers/icc-profile.ts';
 import { countBy } from './helpers/rows.ts';
-import { spawnTs } from './helpers/processes.ts';
+import { spawnTs, waitFor } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 import {
   EXIF_DIR,
@@ -215,6 +215,39 @@ describe('lis_thumbnaild (real daemon, real PostgreSQL)', () => {
       assert.equal(row.attempts, 0, 'our fault (a bad setting), not the image');
       assert.equal(row.image_data, null);
     }
+  });
+
+  it('a row the database fails us on (its process details unreadable) waits queue.oursRetrySeconds as ours, uncharged: a run by hand ends', async () => {
+    t = await createTestDatabase();
+    await insertThumbnailRows(t.db, t.config, 'uk', [
+      { url: 'http://a.example/one.jpg', datasourceId: 16, original: photo('Landscape_1') },
+      { url: 'http://a.example/two.jpg', datasourceId: 16, original: photo('Portrait_5') },
+    ]);
+    // The read fails with the server's own error (no such function), as a broken or unreachable database would.
+    await sql`ALTER FUNCTION lis_datasource_process_details(text, integer) RENAME TO lis_datasource_process_details_gone`.execute(t.db);
+    const before = Date.now();
+    const run = spawnTs('bin/lis_thumbnaild', ['--country', 'uk', '--config', t.writeConfig()], { LIS_DATABASE_URL: t.url });
+    let exited: { code: number | null } | null = null;
+    void run.exited.then((e) => (exited = e));
+    try {
+      // Left unreported, the rows went back at once and were claimed and failed again: the run never ended.
+      await waitFor(() => exited !== null, 30_000, 'the run by hand to end by itself');
+    } finally {
+      if (exited === null) run.child.kill('SIGKILL');
+      await run.exited;
+    }
+    assert.equal(exited!.code, 0, run.output());
+    const rows = [...(await rowsByUrl(t.db)).values()];
+    assert.equal(rows.length, 2);
+    for (const row of rows) {
+      assert.equal(row.stage, 'thumbnail');
+      assert.equal(row.state, 'waiting');
+      assert.equal(row.attempts, 0, 'our fault, not the image');
+      assert.equal(row.last_error_class, 'database');
+      assert.match(row.last_error!, /^datasource 16: cannot read its process details: function lis_datasource_process_details\(/);
+      assert.ok(row.next_attempt_at.getTime() >= before + (t.config.queue.oursRetrySeconds - 1) * 1000, 'waits oursRetrySeconds');
+    }
+    assert.match(run.output(), /No rows gained\. No work to do\. 2 rows wait for a retry .*\(database: datasource 16: cannot read its process details/);
   });
 
   it("lis_datasource_process_details gives a datasource's own settings, NULLs for what it leaves to the config", async () => {

@@ -66,28 +66,36 @@ export function createThumbnailWorker({ config, db }: ThumbnailWorkerOptions): S
       const lane = async () => {
         while (next < rows.length && !ctx.signal.aborted) {
           const row = rows[next++];
-          const result = await thumbnailRow(row, chunk, ctx);
-          if (result) ctx.report(result);
+          ctx.report(await thumbnailRow(row, chunk, ctx));
         }
       };
       await Promise.all(Array.from({ length: Math.min(parallelism.imagesInFlight, rows.length) }, lane));
     },
   };
 
-  /** One row, start to finish; null leaves it unreported (given back) when the database failed us. */
-  async function thumbnailRow(row: ClaimedRow, chunk: ChunkState, ctx: ChunkContext): Promise<RowResult | null> {
+  /**
+   * One row, start to finish. A fault of ours (the database failing us, a bug, memory or threads short) is a
+   * result of ours: the row waits queue.oursRetrySeconds uncharged. Left unreported it was given back at once,
+   * and claimed and failed again at once: a hot loop on that row, and a run by hand that never ended.
+   */
+  async function thumbnailRow(row: ClaimedRow, chunk: ChunkState, ctx: ChunkContext): Promise<RowResult> {
     const fail = (error: ImageError): RowResult => {
       ctx.log.debug(`${row.image_hash}: ${error.code}: ${error.message}`, { scope: 'Thumbnail::process' });
       return { ok: false, failure: { id: row.id, attempts: row.attempts, reason: error.message, errorClass: error.code, retryable: error.retryable } };
     };
+    const ours = (errorClass: 'database' | 'internal', reason: string): RowResult => ({
+      ok: false,
+      failure: { id: row.id, attempts: row.attempts, reason, errorClass, retryable: true },
+    });
     let details: ResolvedDetails;
     try {
       details = await chunk.detailsFor(row.datasource_id, () => processDetails(db, row.country, row.datasource_id, settings.defaults));
     } catch (error) {
       // A bad value written straight into the table: permanent until someone fixes it and runs `lis retry`.
       if (error instanceof UsageError) return fail(new ImageError('bad_process_details', `datasource ${row.datasource_id}: ${error.message}`));
-      ctx.log.error(`Datasource ${row.datasource_id}: cannot read its process details: ${errorMessage(error)}`, { scope: 'Thumbnail::process' });
-      return null;
+      const reason = `datasource ${row.datasource_id}: cannot read its process details: ${errorMessage(error)}`;
+      ctx.log.error(`D${reason.slice(1)}`, { scope: 'Thumbnail::process' });
+      return ours('database', reason);
     }
 
     let original: Buffer;
@@ -102,9 +110,9 @@ export function createThumbnailWorker({ config, db }: ThumbnailWorkerOptions): S
       made = await makeThumbnails(original, { ...settings, details }, admitPixels);
     } catch (error) {
       if (error instanceof ImageError) return fail(error);
-      // Not the image's fault (out of memory, a bug): give the row back and let a later run try it.
+      // Not the image's fault (out of memory, threads, a bug): ours, and a later run tries it.
       ctx.log.error(`${row.image_hash}: ${errorMessage(error)}`, { scope: 'Thumbnail::process' });
-      return null;
+      return ours('internal', `not the image: ${errorMessage(error)}`);
     }
 
     // A new version gets new names: the files the frontends serve stay untouched until it is live everywhere.
@@ -126,7 +134,7 @@ export function createThumbnailWorker({ config, db }: ThumbnailWorkerOptions): S
         imageClass = await classOf(row, made, chunk);
       } catch (error) {
         ctx.log.error(`${row.image_hash}: cannot classify: ${errorMessage(error)}`, { scope: 'Thumbnail::classify' });
-        return null;
+        return ours('database', `cannot classify: ${errorMessage(error)}`);
       }
     }
     return {

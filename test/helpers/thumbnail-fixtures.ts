@@ -90,12 +90,13 @@ export async function rowsByUrl(db: Db): Promise<
       last_error_class: string | null;
       attempts: number;
       perceptual_hash: string | null;
+      next_attempt_at: Date;
     }
   >
 > {
   const rows = await db
     .selectFrom('live_images')
-    .select(['image_url', 'stage', 'state', 'image_class', 'image_data', 'last_error', 'last_error_class', 'attempts', 'perceptual_hash'])
+    .select(['image_url', 'stage', 'state', 'image_class', 'image_data', 'last_error', 'last_error_class', 'attempts', 'perceptual_hash', 'next_attempt_at'])
     .execute();
   return new Map(rows.map((r) => [r.image_url, r]));
 }
