@@ -11,7 +11,7 @@ import { thumbnailConfigSchema, type ThumbnailConfig } from '../src/config/thumb
 import { ImageError } from '../src/thumbnail/image-error.ts';
 import { BASELINE_MAX_PIXELS } from '../src/thumbnail/jpeg-options.ts';
 import { makePresets } from '../src/thumbnail/make-presets.ts';
-import { analysisCopy, makeThumbnails, type ThumbnailSettings } from '../src/thumbnail/make-thumbnails.ts';
+import { analysisCopy, cutPreset, decodeOriginal, makeThumbnails, type ThumbnailSettings } from '../src/thumbnail/make-thumbnails.ts';
 import { THUMBHASH_MAX_SIDE } from '../src/thumbnail/placeholder.ts';
 import { presetGeometry } from '../src/thumbnail/preset-geometry.ts';
 import { parseSharpen } from '../src/config/parse-sharpen.ts';
@@ -429,7 +429,7 @@ describe('thumbnails of real images (sharp)', () => {
         // The daemon's road for the mask, where it has one (sharpen-road.ts), is held to ImageMagick as well.
         const road = sharpenRoad(spec, kernel);
         const roads: Array<[string, Buffer]> = [['convolve', whole]];
-        if (road) roads.push([road.kind, await sharpenOnRoad(road, before, await sharp(input).metadata(), 3)]);
+        if (road) roads.push([road.kind, sharpenOnRoad(road, before, await sharp(input).metadata(), 3)]);
         for (const [road, ours] of roads) {
           let sum = 0;
           let max = 0;
@@ -504,6 +504,20 @@ describe('thumbnails of real images (sharp)', () => {
     for (let level = 0; level < 256; level++) assert.equal(flat[(level * 5 + 2) * 3], level, `flat level ${level}`);
   });
 
+  it("a preset of the working picture's own size is sharpened from its pixels as they are: the same bytes as through a pipeline", async () => {
+    const decoded = await decodeOriginal(fs.readFileSync(path.join(EXIF_DIR, 'Landscape_5.jpg')), settings({ sharpen: '0x0.5' }));
+    const { working, raw, upright } = decoded;
+    const own = { width: working.size.width, height: working.size.height, mode: 'resize' as const };
+    for (const sharpen of ['0x0.5', '0x1', 'none']) {
+      const s = settings({ sharpen });
+      const [asIs, piped] = await Promise.all([
+        cutPreset(() => sharp(working.pixels, raw), working.size, upright, own, s, { workingPicture: true, pixels: working.pixels }),
+        cutPreset(() => sharp(working.pixels, raw), working.size, upright, own, s, { workingPicture: true }),
+      ]);
+      assert.ok(asIs.files[0].data.equals(piped.files[0].data), `${sharpen}: the same JPEG`);
+    }
+  });
+
   it("sharpens with a wide mask through a Gaussian blur's two passes: what convolve() gives, but for float rounding", async function () {
     this.timeout(60_000);
     // Pictures as cutPreset shapes them: photos at preset sizes, PngSuite's colour ones at their own size.
@@ -537,7 +551,7 @@ describe('thumbnails of real images (sharp)', () => {
       for (const { pixels, width, height } of pictures) {
         const raw = { raw: { width, height, channels: 3 as const } };
         const convolved = await sharp(pixels, raw).convolve(kernel).raw().toBuffer();
-        const separable = await sharpenSeparably(pixels, { width, height }, 3, plan);
+        const separable = sharpenSeparably(pixels, { width, height }, 3, plan);
         for (let i = 0; i < convolved.length; i++) {
           const d = Math.abs(convolved[i] - separable[i]);
           assert.ok(d <= 1, `${notation}, ${width}x${height}: sample ${i} is ${separable[i]} against convolve()'s ${convolved[i]}`);
@@ -557,7 +571,7 @@ describe('thumbnails of real images (sharp)', () => {
       const band = 2 * kernel.width + 2;
       const levels = Buffer.alloc(256 * band * 3);
       for (let level = 0; level < 256; level++) levels.fill(level, level * band * 3, (level + 1) * band * 3);
-      const flat = await sharpenSeparably(levels, { width: 1, height: band * 256 }, 3, plan);
+      const flat = sharpenSeparably(levels, { width: 1, height: band * 256 }, 3, plan);
       for (let level = 0; level < 256; level++) {
         const at = (level * band + band / 2) * 3;
         assert.equal(flat[at], level, `${notation}: flat level ${level}`);

@@ -212,7 +212,7 @@ async function derivePresets({ working, raw, upright }: Decoded, settings: Thumb
 }
 
 function derivePreset(working: Working, raw: RawInput, upright: Size, preset: Preset, settings: ThumbnailSettings): Promise<PresetOutput> {
-  return cutPreset(() => sharp(working.pixels, raw), working.size, upright, preset, settings, { workingPicture: true });
+  return cutPreset(() => sharp(working.pixels, raw), working.size, upright, preset, settings, { workingPicture: true, pixels: working.pixels });
 }
 
 /**
@@ -253,8 +253,12 @@ export async function cutPreset(
   };
   const shaped = (): Sharp => (atAttention ? atAttention() : shape(input()));
   const { sharpenKernel, sharpenRoad: road } = settings.details;
+  // A preset of the picture's own size (the largest 'resize' preset, usually) needs no shaping: its pixels are the picture's.
+  const asIs = preset.mode !== 'crop' && sameSize(geometry, picture) && sameSize(geometry.inner, picture) ? options.pixels : undefined;
   // A mask with a cheaper road than convolve() (sharpen-road.ts) is applied once, for all the encoders.
-  const cut = road ? await sharpenedOnce(shaped, road) : (): Sharp => (sharpenKernel ? shaped().convolve(sharpenKernel) : shaped());
+  const cut = road
+    ? await sharpenedOnce(shaped, road, asIs && { data: asIs, info: { ...picture, channels: 3 as const } })
+    : (): Sharp => (sharpenKernel ? shaped().convolve(sharpenKernel) : shaped());
   const { quality } = settings.details;
   const encoders: Array<['jpg' | TwinFormat, () => Sharp]> = [['jpg', () => cut().jpeg(jpegOptions(quality, preset.width * preset.height))]];
   if (settings.twins.webp) encoders.push(['webp', () => cut().webp({ quality: settings.twins.webpQuality ?? quality, effort: 4 })]);
@@ -263,10 +267,15 @@ export async function cutPreset(
   return { width: geometry.width, height: geometry.height, files };
 }
 
-/** The shaped preset as raw pixels, sharpened on `road`; pipelines from those pixels for the encoders. */
-async function sharpenedOnce(shaped: () => Sharp, road: SharpenRoad): Promise<() => Sharp> {
-  const { data, info } = await shaped().raw().toBuffer({ resolveWithObject: true });
-  const sharpened = await sharpenOnRoad(road, data, info, info.channels);
+const sameSize = (a: Size, b: Size) => a.width === b.width && a.height === b.height;
+
+/**
+ * The shaped preset as raw pixels (`asIs`: they are already, with no pipeline to copy them), sharpened on
+ * `road`; pipelines from those pixels for the encoders.
+ */
+async function sharpenedOnce(shaped: () => Sharp, road: SharpenRoad, asIs?: { data: Buffer; info: Size & { channels: 3 } }): Promise<() => Sharp> {
+  const { data, info } = asIs ?? (await shaped().raw().toBuffer({ resolveWithObject: true }));
+  const sharpened = sharpenOnRoad(road, data, info, info.channels);
   const raw = { raw: { width: info.width, height: info.height, channels: info.channels } };
   return () => sharp(sharpened, raw);
 }
@@ -280,6 +289,11 @@ export interface CutOptions {
    * the conversion to sRGB.
    */
   workingPicture?: boolean;
+  /**
+   * The working picture's own pixels (8-bit sRGB, 3 channels, `picture` in size), when the caller has them: a
+   * preset of that very size is sharpened from them, without a pipeline that would only copy them.
+   */
+  pixels?: Buffer;
 }
 
 /** The input cut to the part a crop may search (cropWindow), when that is not the whole picture. */

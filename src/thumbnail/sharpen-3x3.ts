@@ -1,5 +1,7 @@
 import type { Kernel } from './sharpen-kernel.ts';
 import type { Size } from './preset-geometry.ts';
+import { ensureMemory, lazyWasm } from '../util/wasm-module.ts';
+import { FLOAT_SLACK } from './separable-sharpen.ts';
 import { WASM_BASE64 } from './sharpen-3x3.wasm.ts';
 
 /**
@@ -16,9 +18,6 @@ export interface ThreeByThree {
   corner: number;
 }
 
-/** Float rounding must not darken a flat area by a level (the reason separable-sharpen.ts has one too). */
-const FLOAT_SLACK = 2e-5;
-
 /** The weights of a 3x3 mask with ImageMagick's symmetry (sharpenKernel's), else null. Pure. */
 export function threeByThree(kernel: Kernel | null): ThreeByThree | null {
   if (!kernel || kernel.width !== 3 || kernel.height !== 3 || kernel.scale !== 1) return null;
@@ -29,23 +28,7 @@ export function threeByThree(kernel: Kernel | null): ThreeByThree | null {
 
 type SharpenCall = (width: number, height: number, channels: number, centre: number, edge: number, corner: number, slack: number) => void;
 
-interface Loaded {
-  memory: WebAssembly.Memory;
-  sharpen: SharpenCall;
-}
-
-let loaded: Loaded | null = null;
-
-/** The module, compiled once per process (about 1 KB: synchronously). */
-function module(): Loaded {
-  if (loaded) return loaded;
-  const instance = new WebAssembly.Instance(new WebAssembly.Module(Buffer.from(WASM_BASE64, 'base64')));
-  const exports = instance.exports as unknown as Loaded;
-  loaded = { memory: exports.memory, sharpen: exports.sharpen };
-  return loaded;
-}
-
-const PAGE = 65_536;
+const module = lazyWasm<{ sharpen: SharpenCall }>(WASM_BASE64);
 
 /**
  * `pixels` (8-bit, `channels` a pixel, `size`) sharpened by `mask`, as a new buffer. Synchronous, on the
@@ -55,9 +38,9 @@ const PAGE = 65_536;
 export function sharpen3x3(pixels: Uint8Array, size: Size, channels: number, mask: ThreeByThree): Buffer {
   const bytes = size.width * size.height * channels;
   if (pixels.length !== bytes) throw new Error(`${pixels.length} bytes given for ${size.width}x${size.height}x${channels}`);
-  const { memory, sharpen } = module();
-  if (memory.buffer.byteLength < 2 * bytes) memory.grow(Math.ceil((2 * bytes - memory.buffer.byteLength) / PAGE));
+  const { memory, exports } = module();
+  ensureMemory(memory, 2 * bytes);
   new Uint8Array(memory.buffer, 0, bytes).set(pixels);
-  sharpen(size.width, size.height, channels, mask.centre, mask.edge, mask.corner, FLOAT_SLACK);
+  exports.sharpen(size.width, size.height, channels, mask.centre, mask.edge, mask.corner, FLOAT_SLACK);
   return Buffer.from(new Uint8Array(memory.buffer, bytes, bytes));
 }

@@ -8,7 +8,8 @@ import type { Kernel } from './sharpen-kernel.ts';
  * How a datasource's sharpen mask is applied to a preset's pixels when sharp's convolve() (libvips' float
  * convolution, generic and not vectorised) is not the cheapest road with the same arithmetic:
  * - `3x3` (the default `0x0.5`): a WebAssembly SIMD loop (sharpen-3x3.ts);
- * - `separable` (7x7 and wider: `0x1` and up): a Gaussian blur's two passes and one combination (separable-sharpen.ts).
+ * - `separable` (7x7 and wider: `0x1` and up): a Gaussian blur's two passes and one combination, in
+ *   WebAssembly SIMD as well (separable-sharpen.ts).
  * A 5x5 mask costs about the same either way and stays on convolve() (null here).
  */
 export type SharpenRoad = { kind: '3x3'; mask: ThreeByThree } | { kind: 'separable'; plan: SeparableSharpen };
@@ -22,6 +23,6 @@ export function sharpenRoad(spec: SharpenSpec, kernel: Kernel | null): SharpenRo
 }
 
 /** `pixels` (8-bit, `channels` a pixel, `size`) sharpened on `road`: a new buffer. */
-export async function sharpenOnRoad(road: SharpenRoad, pixels: Buffer, size: Size, channels: number): Promise<Buffer> {
+export function sharpenOnRoad(road: SharpenRoad, pixels: Buffer, size: Size, channels: number): Buffer {
   return road.kind === '3x3' ? sharpen3x3(pixels, size, channels, road.mask) : sharpenSeparably(pixels, size, channels, road.plan);
 }
