@@ -221,10 +221,9 @@ function derivePreset(working: Working, raw: RawInput, upright: Size, preset: Pr
  * `upright` pixels: the preset's geometry (a crop from `cropWindow`), the datasource's
  * sharpening, then the JPEG and any twins, one pipeline per encoder. Not
  * sharp's clone(): it structuredClone()s the options, input buffer included,
- * a copy of the whole working picture (or original) per file. A 3x3 mask, or one
- * of 7x7 and wider, is applied once to raw pixels the encoders share, on a cheaper
- * road than convolve() with the same arithmetic (sharpen-road.ts); a 5x5 one by
- * convolve() in each encoder's pipeline.
+ * a copy of the whole working picture (or original) per file. The sharpen mask is
+ * applied once, to raw pixels the encoders share, on a cheaper road than
+ * convolve() with the same arithmetic (sharpen-road.ts).
  */
 export async function cutPreset(
   input: () => Sharp,

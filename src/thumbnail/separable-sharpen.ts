@@ -27,10 +27,11 @@ export interface SeparableSharpen {
 }
 
 /**
- * Masks narrower than this stay one convolve() or the 3x3 road (sharpen-road.ts). Measured one at a time on
- * photos: 7x7 and wider pay at every preset size (7x7 at 480x320 2.6 ms against 17); a 5x5 is about even.
+ * Masks narrower than this (3x3) take the 3x3 road (sharpen-road.ts). Measured one at a time on photos, the
+ * JPEG included: 5x5 (sigma 0.7) 30.4 against 39.7 ms at 640x427 with convolve(), 9.8 against 12.5 at 320x240,
+ * 2.4 against 2.7 at 120x90; wider masks gain more.
  */
-export const SEPARABLE_MIN_WIDTH = 7;
+export const SEPARABLE_MIN_WIDTH = 5;
 
 /**
  * What float rounding may take off a sample that is exactly a level: a flat area's blur comes back a few units in

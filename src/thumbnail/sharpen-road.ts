@@ -5,16 +5,16 @@ import { sharpen3x3, threeByThree, type ThreeByThree } from './sharpen-3x3.ts';
 import type { Kernel } from './sharpen-kernel.ts';
 
 /**
- * How a datasource's sharpen mask is applied to a preset's pixels when sharp's convolve() (libvips' float
- * convolution, generic and not vectorised) is not the cheapest road with the same arithmetic:
+ * How a datasource's sharpen mask is applied to a preset's pixels: not by sharp's convolve() (libvips' float
+ * convolution, generic and not vectorised) but on a cheaper road with the same arithmetic:
  * - `3x3` (the default `0x0.5`): a WebAssembly SIMD loop (sharpen-3x3.ts);
- * - `separable` (7x7 and wider: `0x1` and up): a Gaussian blur's two passes and one combination, in
- *   WebAssembly SIMD as well (separable-sharpen.ts).
- * A 5x5 mask costs about the same either way and stays on convolve() (null here).
+ * - `separable` (5x5 and wider): a Gaussian blur's two passes and one combination, in WebAssembly SIMD as well
+ *   (separable-sharpen.ts).
+ * Every mask sharpenKernel makes has one; convolve() stays for one that had not (null here).
  */
 export type SharpenRoad = { kind: '3x3'; mask: ThreeByThree } | { kind: 'separable'; plan: SeparableSharpen };
 
-/** The road for `kernel` (sharpenKernel(spec)), or null: convolve(), or no sharpening. Pure. */
+/** The road for `kernel` (sharpenKernel(spec)), or null: no sharpening (or a mask neither road takes: convolve()). Pure. */
 export function sharpenRoad(spec: SharpenSpec, kernel: Kernel | null): SharpenRoad | null {
   const mask = threeByThree(kernel);
   if (mask) return { kind: '3x3', mask };

@@ -1,4 +1,4 @@
-;; A wide sharpen mask (7x7 and up) over 8-bit interleaved pixels, as separable-sharpen.ts defines it:
+;; A sharpen mask of 5x5 and wider over 8-bit interleaved pixels, as separable-sharpen.ts defines it:
 ;; out = centre*x - blur*(x blurred by the normalised Gaussian g (x) g), truncated toward zero and clamped to
 ;; 0..255 as libvips' cast is, plus `slack` (see separable-sharpen.ts). Compiled by `npm run build:wasm`
 ;; into sharpen-separable.wasm.ts; test/wasm-modules.test.ts fails when the two no longer agree.
