@@ -17,7 +17,7 @@ import { addFrontend } from '../src/push/frontend-registry.ts';
 import { DAEMON_ENV, nodeFlagsOf } from '../src/services/launch-settings.ts';
 import { RsyncDaemon } from '../test/helpers/rsync-daemons.ts';
 import { plainSharp, workloads } from './lib/thumbnail-contenders.ts';
-import { argOf, benchConfig, flag, freshBenchDatabase, geomean, printRatio, waitUntil } from './lib/bench-database.ts';
+import { argOf, benchConfig, flag, freshBenchDatabase, geomean, printRatio, settleMachine, waitUntil } from './lib/bench-database.ts';
 import { busyShare, cpuSeconds, machineCpu, peakRssKb } from './lib/proc-stats.ts';
 import { cpuByThread, threadLine } from './lib/thumbnail-threads.ts';
 
@@ -73,6 +73,7 @@ async function plainThumbnails(i: number): Promise<void> {
 }
 const cores = os.availableParallelism();
 async function plainRun(): Promise<number> {
+  await settleMachine();
   let next = 0;
   const plainStart = performance.now();
   const plainCpuStart = process.cpuUsage();
@@ -171,6 +172,7 @@ async function systemRun(): Promise<number> {
       const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM workers WHERE stopped_at IS NULL`.execute(db);
       return Number(rows[0].n) === daemons.length;
     });
+    await settleMachine();
     // Start-up (loading the code, connecting, registering) is paid once per process, not per image: counted apart.
     for (const d of daemons) d.startCpuSeconds = cpuSeconds(d.child.pid!, { children: true });
     const started = performance.now();

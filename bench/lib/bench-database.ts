@@ -1,3 +1,5 @@
+import { execFileSync } from 'node:child_process';
+import pg from 'pg';
 import { loadConfig } from '../../src/config/load-config.ts';
 import type { LisConfig } from '../../src/config/config-schema.ts';
 import { createDb, databaseUrl, dropDatabase, migrateToLatest, recreateDatabase, type Db } from '../../src/db/connect.ts';
@@ -19,6 +21,30 @@ export function benchConfig(): LisConfig {
 /** The configured database server (or the embedded one, started on its configured port if need be). */
 export async function benchServerUrl(): Promise<string> {
   return databaseUrl(benchConfig());
+}
+
+let checkpointRefused: string | null = null;
+
+/**
+ * Before a side's clock starts: the machine's dirty files written back (`sync`) and the server's dirty pages
+ * flushed (`CHECKPOINT`), so that no side runs while the previous one's writes (a run's stores and rows, the
+ * database it dropped, the one just made for this run) are still being written back under it. Without it the
+ * e2e bench's system run right after another system run (every second pair) was the slower one of its pair in
+ * every run. A server user that may not CHECKPOINT (no pg_checkpoint role) is said once, and the sync still done.
+ */
+export async function settleMachine(): Promise<void> {
+  execFileSync('sync');
+  if (checkpointRefused !== null) return;
+  const client = new pg.Client({ connectionString: await benchServerUrl() });
+  await client.connect();
+  try {
+    await client.query('CHECKPOINT');
+  } catch (error) {
+    checkpointRefused = (error as Error).message;
+    console.log(`bench: cannot CHECKPOINT as this user (${checkpointRefused}): each side starts after a sync only`);
+  } finally {
+    await client.end();
+  }
 }
 
 /** A fresh, migrated database on the configured (or embedded) server, dropped and made anew each run. */
