@@ -22,7 +22,7 @@ import { sharpenOnRoad, sharpenRoad } from '../src/thumbnail/sharpen-road.ts';
 import { sharpenKernel } from '../src/thumbnail/sharpen-kernel.ts';
 import { gammaRgbProfile, pngWithProfile, srgbOfLinear } from './helpers/icc-profile.ts';
 import { makeTestImages, startImageServer } from './helpers/image-server.ts';
-import { BAR_COLOURS, cmykColourBars, EXIF_DIR, meanAbsDiff, pixelBombPng, PNGSUITE_DIR, rgbPixels } from './helpers/thumbnail-fixtures.ts';
+import { BAR_COLOURS, cmykColourBars, EXIF_DIR, meanAbsDiff, pixelBombPng, pngSuitePictures, PNGSUITE_DIR, rgbPixels } from './helpers/thumbnail-fixtures.ts';
 
 const config: ThumbnailConfig = thumbnailConfigSchema.parse({});
 
@@ -472,15 +472,7 @@ describe('thumbnails of real images (sharp)', () => {
       pictures.push({ pixels: await sharp(photo).resize(width, height, { fit: 'fill' }).raw().toBuffer(), width, height, channels: 3 });
     }
     pictures.push({ pixels: await sharp(photo).resize(33, 17, { fit: 'fill' }).greyscale().raw().toBuffer(), width: 33, height: 17, channels: 1 });
-    for (const name of fs.readdirSync(PNGSUITE_DIR).filter((f) => /^(basn2|basn6|f0|s0|s3)/.test(f))) {
-      const { data, info } = await sharp(path.join(PNGSUITE_DIR, name))
-        .flatten({ background: '#ffffff' })
-        .toColourspace('srgb')
-        .removeAlpha()
-        .raw()
-        .toBuffer({ resolveWithObject: true });
-      pictures.push({ pixels: data, width: info.width, height: info.height, channels: 3 });
-    }
+    pictures.push(...(await pngSuitePictures(/^(basn2|basn6|f0|s0|s3)/)));
     let samples = 0;
     let differing = 0;
     for (const { pixels, width, height, channels } of pictures) {
@@ -532,15 +524,7 @@ describe('thumbnails of real images (sharp)', () => {
     )) {
       pictures.push({ pixels: await sharp(file).resize(width, height, { fit: 'fill' }).removeAlpha().raw().toBuffer(), width, height });
     }
-    for (const name of fs.readdirSync(PNGSUITE_DIR).filter((f) => /^(basn2|basn6|f0|s3)/.test(f))) {
-      const { data, info } = await sharp(path.join(PNGSUITE_DIR, name))
-        .flatten({ background: '#ffffff' })
-        .toColourspace('srgb')
-        .removeAlpha()
-        .raw()
-        .toBuffer({ resolveWithObject: true });
-      pictures.push({ pixels: data, width: info.width, height: info.height });
-    }
+    pictures.push(...(await pngSuitePictures(/^(basn2|basn6|f0|s3)/)));
     for (const notation of ['0x0.8', '0x1', '0x1.5', '3x1.5', '0x3']) {
       const spec = parseSharpen(notation);
       const kernel = sharpenKernel(spec)!;

@@ -197,3 +197,18 @@ export async function countLiveImages(db: Db): Promise<number> {
   const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM live_images`.execute(db);
   return Number(rows[0].n);
 }
+
+/** PngSuite images whose names match `names`, flattened on white as 8-bit sRGB raw pixels (what a preset is cut from). */
+export async function pngSuitePictures(names: RegExp): Promise<Array<{ pixels: Buffer; width: number; height: number; channels: 3 }>> {
+  const pictures: Array<{ pixels: Buffer; width: number; height: number; channels: 3 }> = [];
+  for (const name of fs.readdirSync(PNGSUITE_DIR).filter((f) => names.test(f))) {
+    const { data, info } = await sharp(path.join(PNGSUITE_DIR, name))
+      .flatten({ background: '#ffffff' })
+      .toColourspace('srgb')
+      .removeAlpha()
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    pictures.push({ pixels: data, width: info.width, height: info.height, channels: 3 });
+  }
+  return pictures;
+}
