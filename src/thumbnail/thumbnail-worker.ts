@@ -94,7 +94,7 @@ export function createThumbnailWorker({ config, db }: ThumbnailWorkerOptions): S
       // A bad value written straight into the table: permanent until someone fixes it and runs `lis retry`.
       if (error instanceof UsageError) return fail(new ImageError('bad_process_details', `datasource ${row.datasource_id}: ${error.message}`));
       const reason = `datasource ${row.datasource_id}: cannot read its process details: ${errorMessage(error)}`;
-      ctx.log.error(`D${reason.slice(1)}`, { scope: 'Thumbnail::process' });
+      ctx.log.error(reason, { scope: 'Thumbnail::process' });
       return ours('database', reason);
     }
 
