@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { sql } from 'kysely';
+import pg from 'pg';
 import { runDaemon, type StageWorker } from '../src/daemon/run-daemon.ts';
 import { closeLogger } from '../src/log/create-logger.ts';
 import { claimChunk } from '../src/queue/claim-chunk.ts';
@@ -96,5 +97,57 @@ describe('a chunk whose stage throws', () => {
     );
     const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM live_images WHERE last_error IS NOT NULL`.execute(t.db);
     assert.equal(rows[0].n, '0', 'no fault recorded for a stop');
+  });
+
+  it("a chunk whose stage meets a database outage gives its rows back as the database's fault, not a bug", async () => {
+    await insertUrls(t.db, 'uk', 6);
+    const { log, lines } = capturedLogger('testd', t.config.log);
+    cleanups.push(() => closeLogger(log));
+    const stage: StageWorker = {
+      component: 'testd',
+      scope: 'Test',
+      stage: 'download',
+      async processChunk() {
+        // A real server ending the stage's session under a query, as a restart does (57P01, then the socket closes).
+        const client = new pg.Client({ connectionString: t.url });
+        client.on('error', () => {});
+        await client.connect();
+        try {
+          await client.query('SELECT pg_terminate_backend(pg_backend_pid())');
+        } finally {
+          await client.end().catch(() => {});
+        }
+      },
+    };
+    // Run by hand: it ends once no row is left to claim (the six wait out queue.oursRetrySeconds).
+    await runDaemon(stage, {
+      config: t.config,
+      db: t.db,
+      databaseUrl: t.url,
+      log,
+      country: 'uk',
+      chunkSize: 50,
+      service: false,
+      signal: new AbortController().signal,
+    });
+    const waiting = await t.db.selectFrom('live_images').select(['attempts', 'last_error', 'last_error_class', 'locked_by']).execute();
+    assert.equal(waiting.length, 6);
+    for (const row of waiting) {
+      assert.equal(row.last_error_class, 'database', `an outage, not a bug: ${row.last_error}`);
+      assert.match(row.last_error!, /^the stage threw on its chunk: terminating connection due to administrator command/);
+      assert.equal(row.attempts, 0, 'uncharged');
+      assert.equal(row.locked_by, null);
+    }
+    assert.ok(
+      lines.some((l) =>
+        /^ERROR Chunk failed: terminating connection due to administrator command; its 6 unreported rows wait queue\.oursRetrySeconds, uncharged \(database\)$/.test(
+          l,
+        ),
+      ),
+      lines.join('\n'),
+    );
+    // Not counted toward the stage's error-rate alert (a bug's): the database's own alerts tell of an outage.
+    const { rows: minutes } = await sql<{ ours: string | null }>`SELECT sum(ours) AS ours FROM worker_minutes`.execute(t.db);
+    assert.ok(minutes[0].ours === null || minutes[0].ours === '0', `ours counted: ${minutes[0].ours}`);
   });
 });

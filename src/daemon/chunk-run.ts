@@ -3,6 +3,7 @@ import type { ClaimedRow } from '../queue/claim-chunk.ts';
 import type { DeferredRow } from '../queue/defer-rows.ts';
 import type { ResultBatch } from '../queue/flush-results.ts';
 import type { FinishedRow } from '../queue/finish-rows.ts';
+import { isDatabaseOutage } from '../db/database-error.ts';
 import { errorMessage } from '../errors.ts';
 import { failureReason } from '../failure/failure-reasons.ts';
 
@@ -106,8 +107,10 @@ export function deferredOf(failure: RowFailure, oursDelaySeconds: number): Defer
 
 /**
  * Pure: what becomes of the rows a chunk left unreported when its stage threw (a stage reports its rows'
- * failures itself, so a throw is our bug, or an outage inside the stage): each is our fault (`internal`), given
- * back uncharged to wait queue.oursRetrySeconds like any result of ours. Given back at once instead, they would be
+ * failures itself, so a throw is our bug, or an outage inside the stage): each is our fault, given back uncharged
+ * to wait queue.oursRetrySeconds like any result of ours: `database` when the error says the database went away
+ * or stopped answering (isDatabaseOutage: a restart, a lost path), which the operators' alerts on the database
+ * cover; else `internal`, a bug, which the stage's error-rate alert counts. Given back at once instead, they would be
  * claimed again at once and thrown on again: a hot loop for a service, and a run by hand that never ends.
  * None when the chunk was stopped first (the daemon's stop, the chunk dropped, our store failing): the throw may
  * be the stop's own (an aborted read), and the rows go to the next worker at once, as the stop promises.
@@ -115,7 +118,8 @@ export function deferredOf(failure: RowFailure, oursDelaySeconds: number): Defer
 export function thrownChunkResults(unreported: ClaimedRow[], error: unknown, stopped: boolean): RowResult[] {
   if (stopped) return [];
   const reason = `the stage threw on its chunk: ${errorMessage(error)}`;
-  return unreported.map((row) => ({ ok: false, failure: { id: row.id, attempts: row.attempts, reason, errorClass: 'internal', retryable: true } }));
+  const errorClass = isDatabaseOutage(error) ? 'database' : 'internal';
+  return unreported.map((row) => ({ ok: false, failure: { id: row.id, attempts: row.attempts, reason, errorClass, retryable: true } }));
 }
 
 /** Classes that mean a store of ours cannot be used (written, or read at all): the stage pauses until it can. */

@@ -362,7 +362,8 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
       await worker.processChunk(chunk.rows, { signal: chunk.signal, log, report });
     } catch (error) {
       const ours = thrownChunkResults(chunk.unreportedRows(), error, chunk.signal.aborted);
-      const road = ours.length ? `; its ${ours.length} unreported rows wait queue.oursRetrySeconds, uncharged (internal)` : '';
+      const [first] = ours;
+      const road = first && !first.ok ? `; its ${ours.length} unreported rows wait queue.oursRetrySeconds, uncharged (${first.failure.errorClass})` : '';
       log.error(`Chunk failed: ${errorMessage(error)}${road}`, scope('process_chunk'));
       // Each row as its own result of ours, written with the chunk's results; the stage error rate counts rows, and
       // these rows were not worked: one chunk thrown counts as its rows' worth, as the same bug met row by row would.

@@ -4,7 +4,7 @@ import { FileMigrationProvider, Kysely, Migrator, PostgresDialect, type Migratio
 import pg from 'pg';
 import type { LisConfig } from '../config/config-schema.ts';
 import { LisError, errorMessage } from '../errors.ts';
-import { isNotAnswering } from './database-error.ts';
+import { isConnectError, isNotAnswering } from './database-error.ts';
 import { ensureEmbeddedRunning } from './embedded-server.ts';
 import { preparingClient } from './prepared-query.ts';
 import { MIGRATIONS_DIR, assertSchemaCurrent } from './schema-version.ts';
@@ -35,28 +35,6 @@ export function describeServer(url: string): string {
   }
 }
 
-/** Errors that mean the server could not be reached or would not let us in (no query ran). */
-const CONNECT_CODES = new Set([
-  'ECONNREFUSED',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ECONNRESET',
-  '28P01',
-  '28000',
-  '3D000',
-  '57P03',
-  '53300',
-]);
-
-/**
- * pg's words for a connection lost under a query: the socket closed, or a pooled client whose connection
- * broke before it was handed out ("Client has encountered a connection error and is not queryable").
- */
-const LOST_CONNECTION = /Connection terminated|connect ETIMEDOUT|is not queryable/i;
-
 /**
  * A failure to connect as an operator should read it: "cannot connect to the
  * database at 127.0.0.1:54329/imagesys as imagesys: connect ECONNREFUSED
@@ -69,9 +47,8 @@ export function connectionFailure(url: string, error: unknown): LisError | null 
     if (error instanceof LisError) return error;
     return notAnsweringError(url, errorMessage(error) === 'timeout expired' ? 'no answer to a connect in time' : errorMessage(error), error);
   }
-  const e = error as { code?: string; message?: string };
-  const connectish = CONNECT_CODES.has(e?.code ?? '') || LOST_CONNECTION.test(e?.message ?? '');
-  if (!connectish) return null;
+  if (!isConnectError(error)) return null;
+  const e = error as { code?: string };
   const hint = e.code === 'ECONNREFUSED' ? ' (is the server running? `npx lis db status`)' : e.code === '28P01' ? ' (wrong password)' : '';
   return new LisError('ERR_DATABASE', `cannot connect to the database at ${describeServer(url)}: ${errorMessage(error)}${hint}`, { cause: error });
 }

@@ -35,3 +35,52 @@ export function isNotAnswering(error: unknown): boolean {
   }
   return false;
 }
+
+/** Errors that mean the server could not be reached or would not let us in (no query ran). */
+const CONNECT_CODES = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ECONNRESET',
+  '28P01',
+  '28000',
+  '3D000',
+  '57P03',
+  '53300',
+]);
+
+/**
+ * pg's words for a connection lost under a query: the socket closed, or a pooled client whose connection
+ * broke before it was handed out ("Client has encountered a connection error and is not queryable").
+ */
+const LOST_CONNECTION = /Connection terminated|connect ETIMEDOUT|is not queryable/i;
+
+/** True when `error` is one of pg's connect failures or a connection lost under a query (the sets above). */
+export function isConnectError(error: unknown): boolean {
+  const e = error as { code?: unknown; message?: unknown } | null;
+  return (typeof e?.code === 'string' && CONNECT_CODES.has(e.code)) || (typeof e?.message === 'string' && LOST_CONNECTION.test(e.message));
+}
+
+/**
+ * SQLSTATEs of a server going away under a session: the connection class (08), a shutdown or restart
+ * (57P01 administrator command, 57P02 crash, 57P03 not yet accepting), and too few resources to serve it (53).
+ */
+const OUTAGE_STATE = /^(08...|57P0[1-3]|53...)$/;
+
+/**
+ * True when `error` (or a cause of it) says the database is away, restarting or not answering: not a bug of the
+ * code that met it, and not the row's or its source's doing. What a stage that throws on its chunk is charged
+ * as (chunk-run.ts): `database`, not `internal`, so that operators read an outage as one. Pure.
+ */
+export function isDatabaseOutage(error: unknown): boolean {
+  if (isNotAnswering(error)) return true;
+  for (let e: unknown = error, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if (isConnectError(e)) return true;
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && (e as { severity?: unknown }).severity !== undefined && OUTAGE_STATE.test(code)) return true;
+  }
+  return false;
+}
