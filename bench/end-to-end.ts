@@ -6,17 +6,20 @@
 //   node --import tsx bench/end-to-end.ts [--images 400] [--pairs 2] [--deadline 600] [--config FILE]
 // Needs ../shared/testdata (the exif-orientation set and PngSuite).
 import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
+import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
 import sharp from 'sharp';
 import { addFrontend } from '../src/push/frontend-registry.ts';
 import { DAEMON_ENV, nodeFlagsOf } from '../src/services/launch-settings.ts';
 import { RsyncDaemon } from '../test/helpers/rsync-daemons.ts';
-import { plainSharp, workloads } from './lib/thumbnail-contenders.ts';
+import type { PlainLoopJob } from './lib/plain-loop-child.ts';
+import { workloads } from './lib/thumbnail-contenders.ts';
 import { argOf, benchConfig, flag, freshBenchDatabase, geomean, printRatio, settleMachine, waitUntil } from './lib/bench-database.ts';
 import { busyShare, cpuSeconds, machineCpu, peakRssKb } from './lib/proc-stats.ts';
 import { cpuByThread, threadLine } from './lib/thumbnail-threads.ts';
@@ -67,26 +70,43 @@ const workload = workloads(base.thumbnail).default;
 const presets = Object.entries(workload.presets);
 const plainOut = path.join(work, 'plain-thumbs');
 fs.mkdirSync(plainOut, { recursive: true });
-async function plainThumbnails(i: number): Promise<void> {
-  const file = path.join(originalsDir, String(i));
-  for (const [name, preset] of presets) await plainSharp(file, preset, workload, base.thumbnail).toFile(path.join(plainOut, `${i}_${name}.jpg`));
-}
 const cores = os.availableParallelism();
+const plainJob = path.join(work, 'plain-loop-job.json');
+fs.writeFileSync(
+  plainJob,
+  JSON.stringify({ originalsDir, images, outDir: plainOut, inFlight: cores, workload, thumbnail: base.thumbnail } satisfies PlainLoopJob),
+);
+
+/** One run of the loop, in a fresh process (bench/lib/plain-loop-child.ts says why), timed from its start signal. */
+async function plainLoopInChild(): Promise<{ seconds: number; cpuSeconds: number; busy: number }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench', 'lib', 'plain-loop-child.ts'), plainJob], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const lines = readline.createInterface({ input: child.stdout });
+  const gone = once(child, 'exit');
+  const exited = gone.then(([code, signal]) => {
+    throw new Error(`bench: the plain loop exited (${code ?? signal}) before its result`);
+  });
+  // Its next line, or an error when it exits first or says nothing within the bench's deadline. A line comes only
+  // after what the parent does before it asks (the child waits for "go"), so none is missed between two asks.
+  const nextLine = async () => ((await Promise.race([once(lines, 'line', { signal: AbortSignal.timeout(deadlineSeconds * 1000) }), exited])) as [string])[0];
+  try {
+    if ((await nextLine()) !== 'ready') throw new Error('bench: the plain loop did not say ready');
+    await settleMachine();
+    const machineStart = machineCpu();
+    child.stdin.write('go\n');
+    const result = JSON.parse(await nextLine()) as { seconds: number; cpuSeconds: number };
+    return { ...result, busy: busyShare(machineStart, machineCpu()) };
+  } finally {
+    exited.catch(() => {});
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await gone;
+    lines.close();
+  }
+}
+
 async function plainRun(): Promise<number> {
-  await settleMachine();
-  let next = 0;
-  const plainStart = performance.now();
-  const plainCpuStart = process.cpuUsage();
-  const machineStart = machineCpu();
-  await Promise.all(
-    Array.from({ length: cores }, async () => {
-      while (next < images) await plainThumbnails(next++);
-    }),
-  );
-  const plainSeconds = (performance.now() - plainStart) / 1000;
-  const plainCpu = process.cpuUsage(plainCpuStart);
-  const plainCpuSeconds = (plainCpu.user + plainCpu.system) / 1e6;
-  const busy = busyShare(machineStart, machineCpu());
+  const { seconds: plainSeconds, cpuSeconds: plainCpuSeconds, busy } = await plainLoopInChild();
   const plainRate = images / plainSeconds;
   console.log(
     `plain sharp loop: ${plainRate.toFixed(1)} images/s (${(plainRate * presets.length).toFixed(1)} thumbnails/s) in ${plainSeconds.toFixed(1)}s, CPU ${plainCpuSeconds.toFixed(1)} s (${((plainCpuSeconds * 1000) / images).toFixed(1)} ms an image); the machine's cores ${(busy * 100).toFixed(0)} % busy`,
