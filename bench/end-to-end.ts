@@ -68,17 +68,24 @@ console.log(
 const base = benchConfig();
 const workload = workloads(base.thumbnail).default;
 const presets = Object.entries(workload.presets);
-const plainOut = path.join(work, 'plain-thumbs');
-fs.mkdirSync(plainOut, { recursive: true });
 const cores = os.availableParallelism();
-const plainJob = path.join(work, 'plain-loop-job.json');
-fs.writeFileSync(
-  plainJob,
-  JSON.stringify({ originalsDir, images, outDir: plainOut, inFlight: cores, workload, thumbnail: base.thumbnail } satisfies PlainLoopJob),
-);
+
+/**
+ * Each run (of either side) writes into folders of its own, and nothing is deleted until the last run is over.
+ * Deleting the last system run's 13,000 files at the start of the next (as this bench did) frees their blocks, and
+ * on a disk mounted with `discard` (this machine's) the kernel trims them after its journal commits, a second or so
+ * of the disk's time, still going on when the next run's clock started (after `sync`): that run's fsyncs queued
+ * behind the trims, and every system run after a bench's first was 5-12 % slower than the first.
+ */
+let runs = 0;
+const runFolder = (side: string) => path.join(work, `${side}-${++runs}`);
 
 /** One run of the loop, in a fresh process (bench/lib/plain-loop-child.ts says why), timed from its start signal. */
 async function plainLoopInChild(): Promise<{ seconds: number; cpuSeconds: number; busy: number }> {
+  const outDir = runFolder('plain');
+  fs.mkdirSync(outDir, { recursive: true });
+  const plainJob = path.join(outDir, 'job.json');
+  fs.writeFileSync(plainJob, JSON.stringify({ originalsDir, images, outDir, inFlight: cores, workload, thumbnail: base.thumbnail } satisfies PlainLoopJob));
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench', 'lib', 'plain-loop-child.ts'), plainJob], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
@@ -120,8 +127,7 @@ const profileFlags = (bin: string): string[] =>
   process.env.E2E_CPU_PROF && bin === 'lis_thumbnaild' ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(process.env.E2E_CPU_PROF)}`] : [];
 async function systemRun(): Promise<number> {
   const { db, url, drop } = await freshBenchDatabase('lis_bench_e2e');
-  fs.rmSync(path.join(work, 'frontends'), { recursive: true, force: true });
-  for (const d of ['originals', 'thumbnails', 'log']) fs.rmSync(path.join(work, d), { recursive: true, force: true });
+  const run = runFolder('system');
   await sql`
   CREATE TABLE bench_moves (from_stage text, to_stage text, at timestamptz DEFAULT clock_timestamp());
   CREATE FUNCTION bench_audit() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -137,17 +143,18 @@ async function systemRun(): Promise<number> {
   const sourceBase = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
   const frontends: RsyncDaemon[] = [];
   for (const name of ['n1', 'n2', 'n3']) {
-    const daemon = await RsyncDaemon.start(path.join(work, 'frontends', name));
+    const daemon = await RsyncDaemon.start(path.join(run, 'frontends', name));
     frontends.push(daemon);
     await addFrontend(db, name, daemon.url());
   }
-  const configFile = path.join(work, 'config.json');
+  fs.mkdirSync(run, { recursive: true });
+  const configFile = path.join(run, 'config.json');
   fs.writeFileSync(
     configFile,
     JSON.stringify({
       database: { url },
-      stores: { originals: path.join(work, 'originals'), thumbnails: path.join(work, 'thumbnails') },
-      log: { dir: path.join(work, 'log') },
+      stores: { originals: path.join(run, 'originals'), thumbnails: path.join(run, 'thumbnails') },
+      log: { dir: path.join(run, 'log') },
       download: { allowAddresses: ['127.0.0.1:*'] },
       queue: { pollSeconds: 0.2 },
       thumbnail: { ...base.thumbnail, ...(process.env.E2E_IN_FLIGHT ? { imagesInFlight: Number(process.env.E2E_IN_FLIGHT) } : {}) },
@@ -188,7 +195,7 @@ async function systemRun(): Promise<number> {
   let busy: number;
   try {
     await waitUntil('the three daemons to register', 120, async () => {
-      if (early) throw new Error(`bench: ${early} before registering (logs in ${path.join(work, 'log')})`);
+      if (early) throw new Error(`bench: ${early} before registering (logs in ${path.join(run, 'log')})`);
       const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM workers WHERE stopped_at IS NULL`.execute(db);
       return Number(rows[0].n) === daemons.length;
     });
@@ -201,7 +208,7 @@ async function systemRun(): Promise<number> {
     await sql`INSERT INTO live_images (country, datasource_id, image_url)
           SELECT 'uk', 1, ${sourceBase} || '/img/' || g FROM generate_series(0, ${images - 1}) g`.execute(db);
     await waitUntil('every row to leave the waiting state', deadlineSeconds, async () => {
-      if (early) throw new Error(`bench: ${early} during the run (logs in ${path.join(work, 'log')})`);
+      if (early) throw new Error(`bench: ${early} during the run (logs in ${path.join(run, 'log')})`);
       const { rows } = await sql<{ waiting: string }>`SELECT count(*) FILTER (WHERE state = 'waiting') AS waiting FROM live_images`.execute(db);
       for (const d of daemons) d.peakKb = Math.max(d.peakKb, peakRssKb(d.child.pid!));
       return Number(rows[0].waiting) === 0;
@@ -267,4 +274,6 @@ for (let pair = 1; pair <= pairs; pair++) {
 }
 console.log('');
 printRatio('e2e system / plain sharp loop (geometric mean of the pairs)', geomean(ratios));
+// Every run's folders, once no run is left to measure (a failed bench leaves them, with the daemons' logs).
+fs.rmSync(work, { recursive: true, force: true });
 process.exit(0);
