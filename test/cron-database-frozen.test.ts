@@ -72,14 +72,14 @@ describe('lis_cron_frontend against a database server that freezes', function ()
     for (const c of cleanups.splice(0).reverse()) await c();
   });
 
-  const configFile = () => {
+  const configFile = (upkeep: LisConfigInput['upkeep'] = SHORT.upkeep) => {
     const file = path.join(dir, 'cron.json');
     fs.writeFileSync(
       file,
       JSON.stringify({
         ...serverConfig,
         database: { ...serverConfig.database, ...SHORT.database },
-        upkeep: SHORT.upkeep,
+        upkeep,
         services: { runDir: path.join(dir, 'run') },
         stores: { originals: path.join(dir, 'originals'), thumbnails: path.join(dir, 'thumbnails') },
         log: { dir: path.join(dir, 'log') },
@@ -89,8 +89,9 @@ describe('lis_cron_frontend against a database server that freezes', function ()
     return file;
   };
 
-  const cron = (...args: string[]): Spawned => {
-    const run = spawnTs('bin/lis_cron_frontend', [...args, '--config', configFile()]);
+  const cron = (...args: string[]): Spawned => cronWith(SHORT.upkeep, ...args);
+  const cronWith = (upkeep: LisConfigInput['upkeep'], ...args: string[]): Spawned => {
+    const run = spawnTs('bin/lis_cron_frontend', [...args, '--config', configFile(upkeep)]);
     cleanups.push(async () => {
       if (run.child.exitCode === null && run.child.signalCode === null) run.child.kill('SIGKILL');
       await run.exited;
@@ -169,7 +170,8 @@ describe('lis_cron_frontend against a database server that freezes', function ()
 
   it('a server busy past the bound (the scan waiting on a lock) answers the probes: the scan is not cut, and finishes once the lock goes', async () => {
     const endHold = await holdTable();
-    const run = cron('--db_scan', '--country', 'uk');
+    // A "still running" line every second, not every 3 s: the first past 7 s comes at 7 s, not at 9.
+    const run = cronWith({ ...SHORT.upkeep, progressMinutes: 1 / 60 }, '--db_scan', '--country', 'uk');
     await waitFor(scanWaitsOnLock, 30_000, 'db_scan waiting on the table').catch(failWith(run));
     // Over twice upkeep.frozenDatabaseMinutes (3 s), as the run's own "still running" lines count it.
     await waitFor(() => /UK: db_scan still running after ([7-9]|\d\d+) s/.test(run.output()), 60_000, 'a scan held past the bound').catch(failWith(run));
