@@ -15,7 +15,7 @@ import { embeddedStatus } from '../src/db/embedded-server.ts';
 import { afterProbe, isFrozen, probeEveryMs } from '../src/cron/database-watch.ts';
 import { freezeServer } from './helpers/frozen-server.ts';
 import { spawnTs, waitFor, type Spawned } from './helpers/processes.ts';
-import { freePort } from './helpers/rsync-daemons.ts';
+import { freePort } from './helpers/free-port.ts';
 import { countBy, insertUrls } from './helpers/rows.ts';
 import { startSmtpSink, type SmtpSink } from './helpers/smtp-sink.ts';
 import { startDatabaseProxy, type DatabaseProxy } from './helpers/database-proxy.ts';

@@ -17,7 +17,8 @@ import { deletionRules, parseListOnly } from '../src/cron/frontend-files.ts';
 import { originalPath } from '../src/store/store-layout.ts';
 import { insertPushRows } from './helpers/push-fixtures.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
-import { freePort, RsyncDaemon } from './helpers/rsync-daemons.ts';
+import { freePort } from './helpers/free-port.ts';
+import { RsyncDaemon } from './helpers/rsync-daemons.ts';
 import { countBy } from './helpers/rows.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 

@@ -8,7 +8,7 @@ import { databaseUrl, dropDatabase } from '../src/db/connect.ts';
 import { FRONTEND_MARKER } from '../src/push/frontend-root-check.ts';
 import { ROOT, spawnTs } from './helpers/processes.ts';
 import { baseTestConfig } from './helpers/test-database.ts';
-import { freePort } from './helpers/rsync-daemons.ts';
+import { freePort } from './helpers/free-port.ts';
 
 /** `lis demo` in `cwd` with `env` (and no LIS_DATABASE_URL of the test run's); its exit code and output. */
 function demoIn(cwd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; out: string }> {

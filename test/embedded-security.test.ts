@@ -8,7 +8,7 @@ import { parseConfig } from '../src/config/load-config.ts';
 import { createDb, dropDatabase, migrateToLatest, recreateDatabase } from '../src/db/connect.ts';
 import { passwordFile, readPassword, scramVerifier, writePassword } from '../src/db/embedded-credentials.ts';
 import { startLegacyFolder } from './helpers/legacy-embedded.ts';
-import { freePort } from './helpers/rsync-daemons.ts';
+import { freePort } from './helpers/free-port.ts';
 import { spawnTs } from './helpers/processes.ts';
 
 /** The CLI with this config and no LIS_DATABASE_URL (which would win over the config). */

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { sql } from 'kysely';
 import { embeddedServerSettings, machineMemory } from '../src/db/embedded-server.ts';
 import { spawnTs } from './helpers/processes.ts';
-import { freePort } from './helpers/rsync-daemons.ts';
+import { freePort } from './helpers/free-port.ts';
 import { createTestDatabase } from './helpers/test-database.ts';
 
 describe('the embedded PostgreSQL', () => {

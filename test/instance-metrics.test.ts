@@ -10,28 +10,9 @@ import { instanceMetricsPort, metricsUrlFile } from '../src/config/metrics-ports
 import { isHealthy, startPrometheusExporter } from '../src/daemon/prometheus-exporter.ts';
 import { registerFrontendLagMetrics } from '../src/push/frontend-lag-metrics.ts';
 import { addFrontend } from '../src/push/frontend-registry.ts';
+import { freeConsecutivePorts } from './helpers/free-port.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
-
-/** Two consecutive loopback ports that are free now: a base port for two countries' instances. */
-async function freePortPair(): Promise<number> {
-  const bind = (port: number) =>
-    new Promise<net.Server | null>((resolve) => {
-      const server = net.createServer();
-      server.once('error', () => resolve(null));
-      server.listen(port, '127.0.0.1', () => resolve(server));
-    });
-  for (;;) {
-    const first = (await bind(0))!;
-    const port = (first.address() as net.AddressInfo).port;
-    const second = port < 65535 ? await bind(port + 1) : null;
-    await new Promise((resolve) => first.close(resolve));
-    if (second) {
-      await new Promise((resolve) => second.close(resolve));
-      return port;
-    }
-  }
-}
 
 describe('metrics per daemon instance', () => {
   let t: TestDatabase;
@@ -57,7 +38,7 @@ describe('metrics per daemon instance', () => {
 
   it("two countries' daemons on one host each serve /metrics and /health on their own port, and say where in the run dir", async function () {
     this.timeout(90_000);
-    const base = await freePortPair();
+    const base = await freeConsecutivePorts(2); // a base port for two countries' instances
     const runDir = path.join(t.dir, 'run');
     const config = t.writeConfig({ countries: ['uk', 'de'], metrics: { ports: { thumbnaild: base } }, services: { runDir } });
     const daemons = ['uk', 'de'].map((country) => spawnTs('bin/lis_thumbnaild', ['--country', country, '--service', '--config', config]));

@@ -8,7 +8,7 @@ import { openDatabase, type Db } from '../src/db/connect.ts';
 import { registerWorker } from '../src/daemon/worker-registry.ts';
 import { releaseStuckJobs } from '../src/manager/stuck-jobs.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
-import { freePort } from './helpers/rsync-daemons.ts';
+import { freePort } from './helpers/free-port.ts';
 import { countBy, insertUrls } from './helpers/rows.ts';
 
 /**

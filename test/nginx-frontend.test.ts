@@ -14,7 +14,7 @@ import { startHostileServer, rawHead, type HostileServer, type RawHandler } from
 import { OriginServer, photoJpeg, startNginx, type NginxOptions } from './helpers/imaged-fixtures.ts';
 import { insertLiveRow, insertQueuedRow, rawGet, startImagedInProcess } from './helpers/imaged-in-process.ts';
 import { thumbnailRelativePath, thumbnailStorePath } from '../src/store/store-layout.ts';
-import { freePort } from './helpers/rsync-daemons.ts';
+import { freePort } from './helpers/free-port.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
 /** What lis_imaged sends by default; the config must say the same (README: keep them equal). */

@@ -7,7 +7,7 @@ import { parseConfig } from '../src/config/load-config.ts';
 import { compareMigrations, knownMigrations } from '../src/db/schema-version.ts';
 import { spawnTs } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
-import { freePort } from './helpers/rsync-daemons.ts';
+import { freePort } from './helpers/free-port.ts';
 
 const newest = () => knownMigrations().at(-1)!;
 

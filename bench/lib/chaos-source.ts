@@ -1,5 +1,6 @@
 import http from 'node:http';
 import sharp from 'sharp';
+import { freePort } from '../../test/helpers/free-port.ts';
 
 /** The ways a URL of the chaos run is bad, and the failure class each must end with. */
 export const BAD_KINDS = {
@@ -69,8 +70,10 @@ export async function startChaosSource(): Promise<{ base: string; slowBase: stri
     res.writeHead(404).end();
   };
   const server = http.createServer((req, res) => void handle(req, res));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const { port } = server.address() as { port: number };
+  // A reserved port, as the second listener below binds the same one again on 127.0.0.2: one the kernel picked
+  // for 127.0.0.1 it may also hand to another listener on 0 at 127.0.0.2 meanwhile.
+  const port = await freePort();
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', () => resolve()));
   // The slow URLs come from a host of their own (another loopback address), as a slow feed would:
   // the per-host limits keep it from holding up the others.
   const slowServer = http.createServer((req, res) => server.emit('request', req, res));

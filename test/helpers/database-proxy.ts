@@ -1,5 +1,6 @@
 import net from 'node:net';
 import { Transform } from 'node:stream';
+import { freePort } from './free-port.ts';
 
 /**
  * A TCP proxy on 127.0.0.1 in front of the test's database server, so that a test can cause outages
@@ -106,8 +107,10 @@ export async function startDatabaseProxy(databaseUrl: string): Promise<DatabaseP
         resolve();
       });
     });
-  await listen(0);
-  const port = (proxy.address() as net.AddressInfo).port;
+  // A reserved port, not one the kernel picks (listen on 0): while cut(), the port must stay ours, for
+  // restore() (and a test's own listener there) to bind it again and a client's connects to be refused.
+  const port = await freePort();
+  await listen(port);
   const url = new URL(databaseUrl);
   url.hostname = '127.0.0.1';
   url.port = String(port);

@@ -7,7 +7,8 @@ import { once } from 'node:events';
 import S3rver from 's3rver';
 import sharp from 'sharp';
 import { ROOT, spawnTs, waitFor, type Spawned } from './processes.ts';
-import { freePort, waitForPort } from './rsync-daemons.ts';
+import { freePort } from './free-port.ts';
+import { waitForPort } from './rsync-daemons.ts';
 
 /** A photo-like JPEG (gradients and noise), as a listing's original would be. */
 export async function photoJpeg(width: number, height: number, seed = 1): Promise<Buffer> {

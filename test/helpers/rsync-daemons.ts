@@ -2,19 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-
-/** A port nobody listens on right now (bind port 0, read it, let it go). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from './free-port.ts';
 
 /** Resolves once something accepts connections on 127.0.0.1:port. */
 export async function waitForPort(port: number, timeoutMs = 10_000, child?: ChildProcess): Promise<void> {

@@ -1,7 +1,8 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { freePort, stopChild, waitForPort } from './rsync-daemons.ts';
+import { freePort } from './free-port.ts';
+import { stopChild, waitForPort } from './rsync-daemons.ts';
 
 /**
  * A real sshd on 127.0.0.1 for one test, with a throw-away host key and

@@ -1,0 +1,255 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { LisError } from '../../src/errors.ts';
+import { isProcessAlive } from '../../src/util/pid-lock-file.ts';
+
+/**
+ * Loopback ports for the servers a test starts as child processes (rsync, sshd, nginx, PostgreSQL, lis_imaged,
+ * s3rver...), which must be told their port before they bind it.
+ *
+ * Picking a port by listening on 0 and closing it leaves a gap until the child binds, in which the kernel may
+ * hand the same port to anything else: the other mocha worker's pick, any outgoing connection (both draw from
+ * the ephemeral range, where freed ports come back), and a test waiting for the port may then reach the wrong
+ * server. So ports come from a pool below the ephemeral range, which the kernel never hands out by itself, and
+ * each is reserved across processes by a file of its own in RESERVATIONS_DIR holding its owner's identity. A
+ * reservation lasts until its process exits (or releasePort); one whose process is gone is taken over.
+ *
+ * No npm package does this: get-port and portfinder reserve within one process only, and @ava/get-port
+ * coordinates through AVA's own main process, which mocha's workers do not have.
+ */
+
+/** Shared by every process of this machine that reserves ports (every user: sticky and world-writable, as /tmp). */
+export const RESERVATIONS_DIR = path.join(os.tmpdir(), 'imagesys-test-ports');
+
+/** Ports [low, high] to reserve from. */
+export interface PortPool {
+  low: number;
+  high: number;
+}
+
+/** Fewer than this many ports out of the kernel's reach and the pool is not worth it: the kernel's way then. */
+const MIN_POOL = 1000;
+const PREFERRED: PortPool = { low: 20_000, high: 29_999 };
+
+/**
+ * The pool for an ephemeral range [first, last] (ip_local_port_range): 20000-29999 cut to end below the range,
+ * else up to 10 000 ports above it; null when neither leaves MIN_POOL ports.
+ */
+export function reservablePool([first, last]: readonly [number, number]): PortPool | null {
+  const below = { low: PREFERRED.low, high: Math.min(PREFERRED.high, first - 1) };
+  if (below.high - below.low + 1 >= MIN_POOL) return below;
+  const above = { low: last + 1, high: Math.min(65_535, last + 10_000) };
+  if (above.high - above.low + 1 >= MIN_POOL) return above;
+  return null;
+}
+
+/** The kernel's ephemeral range, or null where it cannot be read (not Linux). */
+function ephemeralRange(): [number, number] | null {
+  try {
+    const [first, last] = fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    return Number.isInteger(first) && Number.isInteger(last) ? [first, last] : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * A process's start time (clock ticks since boot, /proc/PID/stat field 22), '-' where unknown: with the pid it
+ * names one process, so that a reservation is not kept alive by a later process that got the same pid.
+ */
+function processStart(pid: number): string {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '-';
+  } catch {
+    return '-';
+  }
+}
+
+/** What our reservation files hold: pid, start time, and a nonce (a file is ours only if it holds exactly this). */
+const IDENTITY = `${process.pid} ${processStart(process.pid)} ${crypto.randomBytes(6).toString('hex')}\n`;
+
+/** Whether the process that wrote `identity` still runs. */
+export function holderAlive(identity: string): boolean {
+  const [pidText, start] = identity.split(' ');
+  const pid = Number(pidText);
+  if (!isProcessAlive(pid)) return false;
+  const now = processStart(pid);
+  return start === undefined || start === '-' || now === '-' || now === start;
+}
+
+export function reservationFile(port: number): string {
+  return path.join(RESERVATIONS_DIR, String(port));
+}
+
+function readOrNull(file: string): string | null {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw error;
+  }
+}
+
+let tempSeq = 0;
+
+/**
+ * Creates `file` holding `content` unless it exists; true if we made it. Written aside, then hard-linked into
+ * place (link fails with EEXIST as open's O_EXCL does): the file never exists empty, so nobody reads a
+ * reservation without its owner, which would look stale.
+ */
+function createExclusive(file: string, content: string): boolean {
+  const temp = path.join(path.dirname(file), `.${process.pid}-${++tempSeq}.tmp`);
+  fs.writeFileSync(temp, content, { mode: 0o644 }); // its name is ours: our pid, unique among live processes
+  try {
+    fs.linkSync(temp, file);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw error;
+  } finally {
+    fs.rmSync(temp, { force: true });
+  }
+}
+
+/** Ports this process holds. */
+const held = new Set<number>();
+let releasesOnExit = false;
+
+function releaseAll(): void {
+  for (const port of held) releasePort(port);
+}
+
+/** Gives reserved ports back before the process exits (`count` of them from `port`), as a test done with them may. */
+export function releasePort(port: number, count = 1): void {
+  for (let p = port; p < port + count; p++) {
+    if (!held.delete(p)) continue;
+    const file = reservationFile(p);
+    // Ours only while it holds our identity (never otherwise: nobody takes over a live process's port).
+    if (readOrNull(file) === IDENTITY) fs.rmSync(file, { force: true });
+  }
+}
+
+/**
+ * The stale reservation `stale` replaced by ours. Under a per-port lock file, so that two processes who both
+ * saw it stale cannot both remove it (the second one removing the first one's new reservation). The lock is
+ * held for a read, an unlink and a link; a process killed in between leaves it behind, and that port unused.
+ */
+function takeOver(port: number, stale: string): boolean {
+  const file = reservationFile(port);
+  const lock = `${file}.takeover`;
+  if (!createExclusive(lock, IDENTITY)) return false;
+  try {
+    const now = readOrNull(file);
+    if (now !== null && now !== stale) return false; // someone took it over before us
+    try {
+      fs.rmSync(file, { force: true });
+    } catch (error) {
+      // Another user's, in the sticky folder: not ours to remove, so not ours to take.
+      if ((error as NodeJS.ErrnoException).code === 'EPERM' || (error as NodeJS.ErrnoException).code === 'EACCES') return false;
+      throw error;
+    }
+    return createExclusive(file, IDENTITY);
+  } finally {
+    fs.rmSync(lock, { force: true });
+  }
+}
+
+/** Reserves one port for this process: true if it is ours now (it still has to be checked bindable). */
+function reserve(port: number): boolean {
+  const file = reservationFile(port);
+  let taken = createExclusive(file, IDENTITY);
+  if (!taken) {
+    // Gone (given back meanwhile): one more try; held by a process that is gone: taken over.
+    const holder = readOrNull(file);
+    if (holder === null) taken = createExclusive(file, IDENTITY);
+    else if (!holderAlive(holder)) taken = takeOver(port, holder);
+  }
+  if (taken) {
+    if (!releasesOnExit) process.once('exit', releaseAll);
+    releasesOnExit = true;
+    held.add(port);
+  }
+  return taken;
+}
+
+/** Whether a listener may bind 127.0.0.1:port now (nothing listens or is bound there). */
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.unref();
+    server.once('error', () => resolve(false));
+    server.listen({ port, host: '127.0.0.1', exclusive: true }, () => server.close(() => resolve(true)));
+  });
+}
+
+/** Reserves `count` ports from `base`, all bindable; on any failure gives back those it took. */
+async function reserveRun(base: number, count: number): Promise<boolean> {
+  const taken: number[] = [];
+  let ok = true;
+  for (let p = base; p < base + count && ok; p++) {
+    ok = reserve(p);
+    if (ok) taken.push(p);
+  }
+  for (const p of taken) ok &&= await bindable(p);
+  if (!ok) for (const p of taken) releasePort(p);
+  return ok;
+}
+
+/** A port the kernel picks now (listen on 0): the fallback where no pool is out of its reach. */
+function kernelPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function ensureDir(): void {
+  if (fs.mkdirSync(RESERVATIONS_DIR, { recursive: true }) !== undefined) fs.chmodSync(RESERVATIONS_DIR, 0o1777);
+}
+
+/**
+ * Reserves `count` consecutive loopback ports and returns the first. From `pool` (default: the one below the
+ * ephemeral range), starting at a random place so that two processes do not walk the same sequence; with no
+ * pool (null), from ports the kernel picks, reserved all the same but open to the old race with it.
+ * ERR_NO_FREE_PORT when none is left.
+ */
+export async function reservePorts(count = 1, pool: PortPool | null | undefined = undefined): Promise<number> {
+  ensureDir();
+  if (pool === undefined) {
+    const range = ephemeralRange();
+    pool = range && reservablePool(range);
+  }
+  if (pool === null) {
+    for (let tries = 0; tries < 100; tries++) {
+      const base = await kernelPort();
+      if (base + count - 1 <= 65_535 && (await reserveRun(base, count))) return base;
+    }
+    throw new LisError('ERR_NO_FREE_PORT', `no ${count} free consecutive port(s) from the kernel in 100 tries`);
+  }
+  const bases = pool.high - pool.low + 2 - count;
+  const start = bases > 0 ? crypto.randomInt(bases) : 0;
+  for (let i = 0; i < bases; i++) {
+    const base = pool.low + ((start + i) % bases);
+    if (await reserveRun(base, count)) return base;
+  }
+  throw new LisError('ERR_NO_FREE_PORT', `no ${count} free consecutive port(s) in ${pool.low}-${pool.high} (reservations in ${RESERVATIONS_DIR})`);
+}
+
+/** A loopback port that nothing listens on and no other process of this machine will be given, until we exit. */
+export function freePort(): Promise<number> {
+  return reservePorts(1);
+}
+
+/** `count` consecutive such ports (a base port and the ones after it); returns the first. */
+export function freeConsecutivePorts(count: number): Promise<number> {
+  return reservePorts(count);
+}
