@@ -3,7 +3,7 @@ import { pushConfigSchema } from '../src/config/push-config.ts';
 import { parseConfig } from '../src/config/load-config.ts';
 import { roomForChunk } from '../src/daemon/run-daemon.ts';
 import type { Db } from '../src/db/connect.ts';
-import { ConcurrencyLimit } from '../src/push/limit-concurrency.ts';
+import pLimit from 'p-limit';
 import { PushWorker } from '../src/push/push-worker.ts';
 import { formatTarget, normaliseTarget, parseFrontendTarget, rsyncDestination } from '../src/push/frontend-target.ts';
 import { decideRowResults, planPush, pushKey, type FrontendRowOutcome, type PushRow } from '../src/push/push-plan.ts';
@@ -16,7 +16,7 @@ describe('push: pure parts', () => {
     assert.equal(pushConfigSchema.parse({}).chunksAtOnce, 2);
     // The pusher hands the runner what the config says.
     const config = parseConfig({ host: 'h', database: { url: 'postgres://h/db' }, push: { chunksAtOnce: 3 } }, {}, '/tmp');
-    assert.equal(new PushWorker({ config, db: null as unknown as Db, country: 'uk', limit: new ConcurrencyLimit(8) }).chunksAtOnce, 3);
+    assert.equal(new PushWorker({ config, db: null as unknown as Db, country: 'uk', limit: pLimit(8) }).chunksAtOnce, 3);
     assert.throws(() => parseConfig({ push: { chunksAtOnce: 0 } }, {}, '/tmp'), /chunksAtOnce/);
     assert.equal(roomForChunk([], false, 500, 2), true);
     assert.equal(roomForChunk([busy], false, 500, 2), true, 'the next chunk is sent while the last one finishes');

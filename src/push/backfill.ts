@@ -7,7 +7,7 @@ import { errorMessage } from '../errors.ts';
 import type { Logger } from '../log/create-logger.ts';
 import type { ClaimedRow } from '../queue/claim-chunk.ts';
 import { enabledFrontends, frontendsVersion, type Frontend } from './frontend-registry.ts';
-import type { ConcurrencyLimit } from './limit-concurrency.ts';
+import type { LimitFunction } from 'p-limit';
 import { prepareRows, pushKey } from './push-plan.ts';
 import { filesDigest, recordPushResults, type PushResult } from './push-records.ts';
 import { describeTransfer, pushToFrontends } from './push-to-frontends.ts';
@@ -31,7 +31,7 @@ export interface BackfillOptions {
   log: Logger;
   country: string;
   chunkSize: number;
-  limit: ConcurrencyLimit;
+  limit: LimitFunction;
   signal: AbortSignal;
 }
 

@@ -2,7 +2,7 @@ import type { PushConfig } from '../config/push-config.ts';
 import type { Db } from '../db/connect.ts';
 import type { Frontend } from './frontend-registry.ts';
 import { localRootAway, pushedTo } from './frontend-root-check.ts';
-import type { ConcurrencyLimit } from './limit-concurrency.ts';
+import type { LimitFunction } from 'p-limit';
 import { pushKey, type FrontendRowOutcome, type PushRow } from './push-plan.ts';
 import { buildRsyncInvocation } from './rsync-command.ts';
 import { lostDestinationRace, type RsyncOutcome } from './rsync-outcome.ts';
@@ -31,7 +31,7 @@ export interface FrontendTransfer {
 export async function pushToFrontends(
   plan: Map<string, PushRow[]>,
   frontends: Frontend[],
-  options: { config: PushConfig; storeRoot: string; limit: ConcurrencyLimit; db: Db },
+  options: { config: PushConfig; storeRoot: string; limit: LimitFunction; db: Db },
 ): Promise<{ outcomes: Map<string, FrontendRowOutcome>; transfers: FrontendTransfer[] }> {
   const outcomes = new Map<string, FrontendRowOutcome>();
   const byName = new Map(frontends.map((f) => [f.name, f]));
@@ -44,7 +44,7 @@ export async function pushToFrontends(
       // write to this host's own disk and the rows would go live without being served.
       // Looked at just before rsync would start (a run may wait its turn in the limit for a while).
       let lostRace: string | undefined;
-      const outcome = await options.limit.run(async (): Promise<RsyncOutcome> => {
+      const outcome = await options.limit(async (): Promise<RsyncOutcome> => {
         const away = await localRootAway(name, frontend.parsed, () => pushedTo(options.db, name));
         if (away) return { ok: false, errorClass: 'frontend_down', exitCode: null, message: away };
         const invocation = buildRsyncInvocation(options.config, frontend.parsed, options.storeRoot, files);

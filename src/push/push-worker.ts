@@ -5,7 +5,7 @@ import type { ChunkContext, StageWorker } from '../daemon/run-daemon.ts';
 import type { Db } from '../db/connect.ts';
 import type { ClaimedRow } from '../queue/claim-chunk.ts';
 import { enabledFrontends } from './frontend-registry.ts';
-import type { ConcurrencyLimit } from './limit-concurrency.ts';
+import type { LimitFunction } from 'p-limit';
 import { decideRowResults, planPush, prepareRows, type FrontendRowOutcome } from './push-plan.ts';
 import { loadCurrentPushes, recordPushResults, type PushResult } from './push-records.ts';
 import { describeTransfer, pushToFrontends } from './push-to-frontends.ts';
@@ -16,7 +16,7 @@ export interface PushWorkerOptions {
   config: LisConfig;
   db: Db;
   country: string;
-  limit: ConcurrencyLimit;
+  limit: LimitFunction;
   /** Called by close(): the backfill loop that runs beside the chunk loop. */
   onClose?: () => Promise<void>;
 }

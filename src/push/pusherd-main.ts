@@ -4,7 +4,7 @@ import { registerFrontendLagMetrics } from './frontend-lag-metrics.ts';
 import type { Db } from '../db/connect.ts';
 import type { Logger } from '../log/create-logger.ts';
 import { BackfillLoop } from './backfill.ts';
-import { ConcurrencyLimit } from './limit-concurrency.ts';
+import pLimit from 'p-limit';
 import { PushWorker } from './push-worker.ts';
 import { checkRsync } from './run-rsync.ts';
 
@@ -26,7 +26,8 @@ export interface PusherSetup {
 export async function createPusher(setup: PusherSetup): Promise<PushWorker> {
   const version = await checkRsync(setup.config.push.rsyncPath);
   setup.log.debug(`Using rsync ${version} (${setup.config.push.rsyncPath})`, { scope: 'Push::start' });
-  const limit = new ConcurrencyLimit(setup.config.push.maxParallel);
+  // At most push.maxParallel rsync processes at once, across the chunk's frontends and backfill; the rest queue in order.
+  const limit = pLimit(setup.config.push.maxParallel);
   const backfill = new BackfillLoop({ ...setup, limit }).start();
   return new PushWorker({ config: setup.config, db: setup.db, country: setup.country, limit, onClose: () => backfill.stop() });
 }
