@@ -1,3 +1,5 @@
+import { Semaphore } from 'async-mutex';
+
 /**
  * Admission of images by the pixels their decoding holds, not by their count:
  * eight 49-megapixel interlaced PNGs must not be decoded at once just because
@@ -6,15 +8,20 @@
  * served in order, so a big image is not starved by a stream of small ones; an
  * image larger than the whole budget runs alone (serialised, never refused:
  * `thumbnail.maxPixels` is what refuses). No I/O: pure bookkeeping.
+ *
+ * The waiting is async-mutex's weighted Semaphore (first in line first served; a waiter that does not fit holds
+ * back those behind it, which is what keeps a big image from starving). A cost over the whole budget asks for the
+ * whole budget, so it is admitted once nothing else runs, and alone. `held` and `queued` count the real costs.
  */
 export class PixelBudget {
+  private readonly semaphore: Semaphore;
   private inUse = 0;
-  private running = 0;
-  private readonly waiting: Array<{ pixels: number; admit: () => void }> = [];
+  private waiters = 0;
 
   /** `limit`: decoded pixels held at once (`thumbnail.pixelBudget`). */
   constructor(readonly limit: number) {
     if (!(limit > 0)) throw new RangeError(`pixel budget must be positive, got ${limit}`);
+    this.semaphore = new Semaphore(limit);
   }
 
   /** Pixels admitted and not yet released. */
@@ -24,7 +31,7 @@ export class PixelBudget {
 
   /** Images waiting for room. */
   get queued(): number {
-    return this.waiting.length;
+    return this.waiters;
   }
 
   /**
@@ -33,35 +40,23 @@ export class PixelBudget {
    */
   async acquire(pixels: number): Promise<() => void> {
     const cost = Math.max(0, pixels);
-    if (this.waiting.length === 0 && this.fits(cost)) this.take(cost);
-    else await new Promise<void>((admit) => this.waiting.push({ pixels: cost, admit }));
+    // The semaphore takes weights in (0, limit]: a picture of no pixels still takes its turn, one too big the whole budget.
+    const weight = Math.min(this.limit, Math.max(cost, 1));
+    this.waiters++;
+    let releaseWeight: () => void;
+    try {
+      [, releaseWeight] = await this.semaphore.acquire(weight);
+    } finally {
+      this.waiters--;
+    }
+    this.inUse += cost;
     let released = false;
     return () => {
       if (released) return;
       released = true;
       this.inUse -= cost;
-      this.running--;
-      this.admitWaiting();
+      releaseWeight();
     };
-  }
-
-  /** Room for `cost`: within the limit, or nothing else running (a too-big image goes alone). */
-  private fits(cost: number): boolean {
-    return this.running === 0 || this.inUse + cost <= this.limit;
-  }
-
-  private take(cost: number): void {
-    this.inUse += cost;
-    this.running++;
-  }
-
-  /** In order: the first waiter that does not fit holds back those behind it. */
-  private admitWaiting(): void {
-    while (this.waiting.length > 0 && this.fits(this.waiting[0].pixels)) {
-      const next = this.waiting.shift()!;
-      this.take(next.pixels);
-      next.admit();
-    }
   }
 }
 
