@@ -94,10 +94,9 @@ class Racer {
   }
 }
 
-async function startRacers(count: number): Promise<Racer[]> {
-  const racers = Array.from({ length: count }, () => new Racer());
+/** Once every one of `racers` said it is ready. */
+async function ready(racers: Racer[]): Promise<void> {
   for (const racer of racers) assert.deepEqual(await racer.reply('ready'), { ready: racer.pid });
-  return racers;
 }
 
 /** A pid that was a process of ours and is gone (reaped): what a lock left by a run that died names. */
@@ -108,16 +107,21 @@ async function deadPid(): Promise<number> {
 }
 
 /** What a racer's lock file held after the racer was killed (SIGKILL) holding it: a stale lock as the product writes it. */
-async function killedHoldersLock(dir: string): Promise<string> {
-  const [racer] = await startRacers(1);
-  const file = path.join(dir, 'killed.lock');
-  assert.deepEqual(await racer.ask({ op: 'take', file }), { won: true });
-  const exited = once(racer.child, 'exit');
-  racer.child.kill('SIGKILL');
-  await within(exited, 'the killed holder’s exit');
-  const text = fs.readFileSync(file, 'utf8');
-  fs.rmSync(file);
-  return text;
+async function killedHoldersLock(): Promise<string> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pid-lock-killed-'));
+  const racer = new Racer();
+  try {
+    await ready([racer]);
+    const file = path.join(dir, 'killed.lock');
+    assert.deepEqual(await racer.ask({ op: 'take', file }), { won: true });
+    const exited = once(racer.child, 'exit');
+    racer.child.kill('SIGKILL');
+    await within(exited, 'the killed holder’s exit');
+    return fs.readFileSync(file, 'utf8');
+  } finally {
+    if (racer.child.exitCode === null && racer.child.signalCode === null) racer.child.kill('SIGKILL');
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 describe('pid lock files: one holder at a time across processes, a dead holder’s lock taken over at once', function () {
@@ -127,8 +131,10 @@ describe('pid lock files: one holder at a time across processes, a dead holder�
   let killed = '';
 
   before(async () => {
-    racers = await startRacers(RACERS);
-    killed = await killedHoldersLock(fs.mkdtempSync(path.join(os.tmpdir(), 'pid-lock-killed-')));
+    // Kept as they start, so that the after hook ends them even if one never gets ready.
+    racers = Array.from({ length: RACERS }, () => new Racer());
+    await ready(racers);
+    killed = await killedHoldersLock();
   });
   after(async () => {
     await Promise.all(racers.map((racer) => racer.end()));
