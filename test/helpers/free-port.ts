@@ -4,7 +4,9 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { LisError } from '../../src/errors.ts';
+import { createExclusive } from '../../src/util/exclusive-file.ts';
 import { isProcessAlive } from '../../src/util/pid-lock-file.ts';
+import { processStart } from '../../src/util/process-start.ts';
 
 /**
  * Loopback ports for the servers a test starts as child processes (rsync, sshd, nginx, PostgreSQL, lis_imaged,
@@ -56,19 +58,6 @@ function ephemeralRange(): [number, number] | null {
   }
 }
 
-/**
- * A process's start time (clock ticks since boot, /proc/PID/stat field 22), '-' where unknown: with the pid it
- * names one process, so that a reservation is not kept alive by a later process that got the same pid.
- */
-function processStart(pid: number): string {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '-';
-  } catch {
-    return '-';
-  }
-}
-
 /** What our reservation files hold: pid, start time, and a nonce (a file is ours only if it holds exactly this). */
 const IDENTITY = `${process.pid} ${processStart(process.pid)} ${crypto.randomBytes(6).toString('hex')}\n`;
 
@@ -91,27 +80,6 @@ function readOrNull(file: string): string | null {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw error;
-  }
-}
-
-let tempSeq = 0;
-
-/**
- * Creates `file` holding `content` unless it exists; true if we made it. Written aside, then hard-linked into
- * place (link fails with EEXIST as open's O_EXCL does): the file never exists empty, so nobody reads a
- * reservation without its owner, which would look stale.
- */
-function createExclusive(file: string, content: string): boolean {
-  const temp = path.join(path.dirname(file), `.${process.pid}-${++tempSeq}.tmp`);
-  fs.writeFileSync(temp, content, { mode: 0o644 }); // its name is ours: our pid, unique among live processes
-  try {
-    fs.linkSync(temp, file);
-    return true;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw error;
-  } finally {
-    fs.rmSync(temp, { force: true });
   }
 }
 
