@@ -7,19 +7,12 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { freeConsecutivePorts, freePort, releasePort, reservablePool, reservationFile, reservePorts, type PortPool } from './helpers/free-port.ts';
 import { ROOT } from './helpers/processes.ts';
+import { within as withinDeadline } from './helpers/within-deadline.ts';
 
 const DEADLINE_MS = 20_000;
 
 /** `promise`, or a failure naming `what` after DEADLINE_MS. */
-async function within<T>(promise: Promise<T>, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no ${what} within ${DEADLINE_MS} ms`)), DEADLINE_MS)));
-  try {
-    return await Promise.race([promise, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+const within = <T>(promise: Promise<T>, what: string): Promise<T> => withinDeadline(promise, what, DEADLINE_MS);
 
 /**
  * A node child that reserves `count` ports at once (all asked for together) when told "go" on stdin, prints

@@ -7,21 +7,14 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { readPidFile } from '../src/util/pid-lock-file.ts';
 import { ROOT } from './helpers/processes.ts';
+import { within as withinDeadline } from './helpers/within-deadline.ts';
 
 const DEADLINE_MS = 20_000;
 const RACERS = 8;
 const ROUNDS = 20;
 
 /** `promise`, or a failure naming `what` after DEADLINE_MS. */
-async function within<T>(promise: Promise<T>, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no ${what} within ${DEADLINE_MS} ms`)), DEADLINE_MS)));
-  try {
-    return await Promise.race([promise, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+const within = <T>(promise: Promise<T>, what: string): Promise<T> => withinDeadline(promise, what, DEADLINE_MS);
 
 type Reply = { ready: number } | { won: true } | { held: number } | { error: string } | { released: true };
 

@@ -45,3 +45,13 @@ export function createExclusive(file: string, content: string): boolean {
 export function replaceWhole(file: string, content: string): void {
   writeAside(file, content, (temp) => fs.renameSync(temp, file));
 }
+
+/** `file`'s text, or null when there is none (ENOENT); any other failure is thrown: a file that names its owner and cannot be read cannot be judged. */
+export function readFileOrNull(file: string): string | null {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw error;
+  }
+}

@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { LisError } from '../errors.ts';
-import { createExclusive, replaceWhole } from './exclusive-file.ts';
+import { createExclusive, readFileOrNull as readOrNull, replaceWhole } from './exclusive-file.ts';
 import { processStart } from './process-start.ts';
 
 /**
@@ -70,16 +70,6 @@ export function readPidFile(file: string): PidFileContent | null {
     return null;
   }
   return parsePidFile(text);
-}
-
-/** A lock file's text, null when there is none; any other failure is thrown (a lock we cannot read, we cannot judge). */
-function readOrNull(file: string): string | null {
-  try {
-    return fs.readFileSync(file, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw error;
-  }
 }
 
 /** Whether the process a lock file names still runs: its pid, and the same process (start time) where the file says. */

@@ -4,7 +4,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { LisError } from '../../src/errors.ts';
-import { createExclusive } from '../../src/util/exclusive-file.ts';
+import { createExclusive, readFileOrNull as readOrNull } from '../../src/util/exclusive-file.ts';
 import { isProcessAlive } from '../../src/util/pid-lock-file.ts';
 import { processStart } from '../../src/util/process-start.ts';
 
@@ -72,15 +72,6 @@ export function holderAlive(identity: string): boolean {
 
 export function reservationFile(port: number): string {
   return path.join(RESERVATIONS_DIR, String(port));
-}
-
-function readOrNull(file: string): string | null {
-  try {
-    return fs.readFileSync(file, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw error;
-  }
 }
 
 /** Ports this process holds. */
