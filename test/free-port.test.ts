@@ -46,7 +46,7 @@ async function ended(child: ChildProcess): Promise<{ code: number | null; signal
 
 const holderPid = (port: number): number | null => {
   try {
-    return Number(fs.readFileSync(reservationFile(port), 'utf8').split(' ')[0]);
+    return Number(fs.readFileSync(reservationFile(port), 'utf8').split('\n')[0]);
   } catch {
     return null;
   }
@@ -111,12 +111,14 @@ describe('free ports for test servers: reserved across processes, out of the ker
 
   it('a reservation whose pid now belongs to another process (its start time differs) is stale too', async () => {
     const port = await freePort();
-    fs.writeFileSync(reservationFile(port), `${process.pid} 1 0123456789ab\n`); // our pid, as a process started at tick 1
-    releasePort(port); // not ours any more by its content: left as it is
-    assert.equal(fs.readFileSync(reservationFile(port), 'utf8'), `${process.pid} 1 0123456789ab\n`);
-    assert.equal(await reservePorts(1, only(port)), port);
-    assert.notEqual(fs.readFileSync(reservationFile(port), 'utf8'), `${process.pid} 1 0123456789ab\n`);
     releasePort(port);
+    // Our pid, as written by a process started at tick 1: not us, so gone.
+    const stale = `${process.pid}\na test server's port\nprocess-start=1 token=0123456789ab\n`;
+    fs.writeFileSync(reservationFile(port), stale);
+    assert.equal(await reservePorts(1, only(port)), port);
+    assert.notEqual(fs.readFileSync(reservationFile(port), 'utf8'), stale);
+    releasePort(port);
+    assert.equal(holderPid(port), null, 'given back');
   });
 
   it('never gives a port that a listener holds, and leaves no reservation for it', async () => {

@@ -4,9 +4,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { LisError } from '../../src/errors.ts';
-import { createExclusive, readFileOrNull as readOrNull } from '../../src/util/exclusive-file.ts';
-import { isProcessAlive } from '../../src/util/pid-lock-file.ts';
-import { processStart } from '../../src/util/process-start.ts';
+import { acquirePidLock, LockHeldError } from '../../src/util/pid-lock-file.ts';
 
 /**
  * Loopback ports for the servers a test starts as child processes (rsync, sshd, nginx, PostgreSQL, lis_imaged,
@@ -16,8 +14,8 @@ import { processStart } from '../../src/util/process-start.ts';
  * hand the same port to anything else: the other mocha worker's pick, any outgoing connection (both draw from
  * the ephemeral range, where freed ports come back), and a test waiting for the port may then reach the wrong
  * server. So ports come from a pool below the ephemeral range, which the kernel never hands out by itself, and
- * each is reserved across processes by a file of its own in RESERVATIONS_DIR holding its owner's identity. A
- * reservation lasts until its process exits (or releasePort); one whose process is gone is taken over.
+ * each is reserved across processes by a lock file of its own in RESERVATIONS_DIR naming its owner (the product's pid
+ * lock). A reservation lasts until its process exits (or releasePort); one whose process is gone is taken over.
  *
  * No npm package does this: get-port and portfinder reserve within one process only, and @ava/get-port
  * coordinates through AVA's own main process, which mocha's workers do not have.
@@ -58,81 +56,47 @@ function ephemeralRange(): [number, number] | null {
   }
 }
 
-/** What our reservation files hold: pid, start time, and a nonce (a file is ours only if it holds exactly this). */
-const IDENTITY = `${process.pid} ${processStart(process.pid)} ${crypto.randomBytes(6).toString('hex')}\n`;
-
-/** Whether the process that wrote `identity` still runs. */
-export function holderAlive(identity: string): boolean {
-  const [pidText, start] = identity.split(' ');
-  const pid = Number(pidText);
-  if (!isProcessAlive(pid)) return false;
-  const now = processStart(pid);
-  return start === undefined || start === '-' || now === '-' || now === start;
-}
-
 export function reservationFile(port: number): string {
   return path.join(RESERVATIONS_DIR, String(port));
 }
 
-/** Ports this process holds. */
-const held = new Set<number>();
+/** Ports this process holds, and how to give each back. */
+const held = new Map<number, () => void>();
 let releasesOnExit = false;
 
 function releaseAll(): void {
-  for (const port of held) releasePort(port);
+  for (const port of [...held.keys()]) releasePort(port);
 }
 
 /** Gives reserved ports back before the process exits (`count` of them from `port`), as a test done with them may. */
 export function releasePort(port: number, count = 1): void {
   for (let p = port; p < port + count; p++) {
-    if (!held.delete(p)) continue;
-    const file = reservationFile(p);
-    // Ours only while it holds our identity (never otherwise: nobody takes over a live process's port).
-    if (readOrNull(file) === IDENTITY) fs.rmSync(file, { force: true });
+    const release = held.get(p);
+    held.delete(p);
+    release?.();
   }
 }
 
 /**
- * The stale reservation `stale` replaced by ours. Under a per-port lock file, so that two processes who both
- * saw it stale cannot both remove it (the second one removing the first one's new reservation). The lock is
- * held for a read, an unlink and a link; a process killed in between leaves it behind, and that port unused.
+ * Reserves one port for this process: true if it is ours now (it still has to be checked bindable). A reservation
+ * is the product's pid lock file (src/util/pid-lock-file.ts): made whole, taken over at once and by one process only
+ * when its holder is gone (a later process with the same pid included), removed only by its holder.
  */
-function takeOver(port: number, stale: string): boolean {
-  const file = reservationFile(port);
-  const lock = `${file}.takeover`;
-  if (!createExclusive(lock, IDENTITY)) return false;
-  try {
-    const now = readOrNull(file);
-    if (now !== null && now !== stale) return false; // someone took it over before us
-    try {
-      fs.rmSync(file, { force: true });
-    } catch (error) {
-      // Another user's, in the sticky folder: not ours to remove, so not ours to take.
-      if ((error as NodeJS.ErrnoException).code === 'EPERM' || (error as NodeJS.ErrnoException).code === 'EACCES') return false;
-      throw error;
-    }
-    return createExclusive(file, IDENTITY);
-  } finally {
-    fs.rmSync(lock, { force: true });
-  }
-}
-
-/** Reserves one port for this process: true if it is ours now (it still has to be checked bindable). */
 function reserve(port: number): boolean {
-  const file = reservationFile(port);
-  let taken = createExclusive(file, IDENTITY);
-  if (!taken) {
-    // Gone (given back meanwhile): one more try; held by a process that is gone: taken over.
-    const holder = readOrNull(file);
-    if (holder === null) taken = createExclusive(file, IDENTITY);
-    else if (!holderAlive(holder)) taken = takeOver(port, holder);
+  let release: () => void;
+  try {
+    release = acquirePidLock(reservationFile(port), "a test server's port (test/helpers/free-port.ts)");
+  } catch (error) {
+    if (error instanceof LockHeldError) return false;
+    // Another user's reservation in the sticky folder: not ours to replace, so not ours to take.
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EPERM' || code === 'EACCES') return false;
+    throw error;
   }
-  if (taken) {
-    if (!releasesOnExit) process.once('exit', releaseAll);
-    releasesOnExit = true;
-    held.add(port);
-  }
-  return taken;
+  if (!releasesOnExit) process.once('exit', releaseAll);
+  releasesOnExit = true;
+  held.set(port, release);
+  return true;
 }
 
 /** Whether a listener may bind 127.0.0.1:port now (nothing listens or is bound there). */
