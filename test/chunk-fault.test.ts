@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
 import { sql } from 'kysely';
 import pg from 'pg';
-import { runDaemon, type StageWorker } from '../src/daemon/run-daemon.ts';
+import type { StageWorker } from '../src/daemon/run-daemon.ts';
 import { closeLogger } from '../src/log/create-logger.ts';
 import { claimChunk } from '../src/queue/claim-chunk.ts';
 import { capturedLogger } from './helpers/captured-log.ts';
 import { countBy, insertUrls } from './helpers/rows.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
 import { databasePerTest, type TestDatabase } from './helpers/test-database.ts';
+import { runByHand } from './helpers/run-by-hand.ts';
 
 /** What another worker's claim of the uk download rows takes now: the rows claimable at once. */
 const claimNow = (t: TestDatabase) => claimChunk(t.db, { country: 'uk', stage: 'download', workerId: 'other:1:x', storeHost: '', limit: 100, afterId: '0' });
@@ -87,7 +88,7 @@ describe('a chunk whose stage throws', () => {
         return Promise.reject(ctx.signal.reason as Error);
       },
     };
-    await runDaemon(stage, { config: t.config, db: t.db, databaseUrl: t.url, log, country: 'uk', chunkSize: 50, service: false, signal: stop.signal });
+    await runByHand(stage, t, log, { signal: stop.signal });
     assert.ok(lines.includes('INFO Gave back 9 unprocessed rows'), lines.join('\n'));
     const next = await claimNow(t);
     assert.equal(next.length, 9, 'claimable by the next worker at once');
@@ -120,16 +121,7 @@ describe('a chunk whose stage throws', () => {
       },
     };
     // Run by hand: it ends once no row is left to claim (the six wait out queue.oursRetrySeconds).
-    await runDaemon(stage, {
-      config: t.config,
-      db: t.db,
-      databaseUrl: t.url,
-      log,
-      country: 'uk',
-      chunkSize: 50,
-      service: false,
-      signal: new AbortController().signal,
-    });
+    await runByHand(stage, t, log);
     const waiting = await t.db.selectFrom('live_images').select(['attempts', 'last_error', 'last_error_class', 'locked_by']).execute();
     assert.equal(waiting.length, 6);
     for (const row of waiting) {

@@ -2,12 +2,13 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { sql } from 'kysely';
-import { runDaemon, type StageWorker } from '../src/daemon/run-daemon.ts';
+import type { StageWorker } from '../src/daemon/run-daemon.ts';
 import { closeLogger } from '../src/log/create-logger.ts';
 import { capturedLogger } from './helpers/captured-log.ts';
 import { countBy, insertUrls } from './helpers/rows.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+import { runByHand } from './helpers/run-by-hand.ts';
 
 const DAEMON = 'test/fixtures/test-daemon.ts';
 
@@ -72,15 +73,7 @@ describe('daemon runner (a real daemon process)', () => {
     };
     const claims: number[] = [];
     try {
-      await runDaemon(stage, {
-        config: t.config,
-        db: t.db,
-        databaseUrl: t.url,
-        log,
-        country: 'uk',
-        chunkSize: 50,
-        service: false,
-        signal: new AbortController().signal,
+      await runByHand(stage, t, log, {
         observer: {
           onClaim: (_stage, _seconds, rows) => {
             claims.push(rows);

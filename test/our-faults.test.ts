@@ -8,7 +8,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { sql } from 'kysely';
 import { parseConfig } from '../src/config/load-config.ts';
-import { runDaemon } from '../src/daemon/run-daemon.ts';
 import { closeLogger, createLogger } from '../src/log/create-logger.ts';
 import { runCheck } from '../src/manager/run-check.ts';
 import { addFrontend } from '../src/push/frontend-registry.ts';
@@ -24,6 +23,7 @@ import { DownloadWorker } from '../src/download/download-worker.ts';
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
 import { insertUrls } from './helpers/rows.ts';
 import { makeTestImages, startImageServer } from './helpers/image-server.ts';
+import { runByHand } from './helpers/run-by-hand.ts';
 
 async function chargedRows(t: TestDatabase): Promise<number> {
   const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM live_images WHERE attempts > 0 OR state = 'failed'`.execute(t.db);
@@ -117,7 +117,7 @@ describe('our own faults are never charged to a row', function () {
     const stop = new AbortController();
     cleanups.push(() => stop.abort());
     const worker = new DownloadWorker(config, t.db, 'uk');
-    const run = runDaemon(worker, { config, db: t.db, databaseUrl: t.url, log, country: 'uk', chunkSize: 500, service: false, signal: stop.signal });
+    const run = runByHand(worker, { ...t, config }, log, { chunkSize: 500, signal: stop.signal });
     cleanups.push(async () => {
       stop.abort();
       await run.catch(() => {});
@@ -178,16 +178,7 @@ describe('our own faults are never charged to a row', function () {
     cleanups.push(() => closeLogger(log));
     for (let round = 0; round < 6; round++) {
       const pusher = await createPusher({ config, db: t.db, log, country: 'uk', chunkSize: 30, service: false, signal: new AbortController().signal });
-      await runDaemon(pusher, {
-        config,
-        db: t.db,
-        databaseUrl: t.url,
-        log,
-        country: 'uk',
-        chunkSize: 30,
-        service: false,
-        signal: new AbortController().signal,
-      });
+      await runByHand(pusher, { ...t, config }, log, { chunkSize: 30 });
       await sql`UPDATE live_images SET next_attempt_at = now()`.execute(t.db);
       await runCheck('bad_datasources', { config, db: t.db, log, country: 'uk' });
     }
@@ -206,7 +197,7 @@ describe('our own faults are never charged to a row', function () {
 
     await daemons[1].start();
     const pusher = await createPusher({ config, db: t.db, log, country: 'uk', chunkSize: 30, service: false, signal: new AbortController().signal });
-    await runDaemon(pusher, { config, db: t.db, databaseUrl: t.url, log, country: 'uk', chunkSize: 30, service: false, signal: new AbortController().signal });
+    await runByHand(pusher, { ...t, config }, log, { chunkSize: 30 });
     assert.deepEqual(await countBy(t.db), { 'live/done': 30 });
     assert.equal(
       (await t.db.selectFrom('frontends').select('down_since').where('name', '=', 'n2').executeTakeFirstOrThrow()).down_since,

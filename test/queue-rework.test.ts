@@ -4,7 +4,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { sql } from 'kysely';
 import { parseConfig } from '../src/config/load-config.ts';
-import { runDaemon } from '../src/daemon/run-daemon.ts';
 import { ImageSys } from '../src/interface/image-sys.ts';
 import { closeLogger, createLogger } from '../src/log/create-logger.ts';
 import { addFrontend, removeFrontend } from '../src/push/frontend-registry.ts';
@@ -19,6 +18,7 @@ import { nextThumbnailVersion, thumbnailRelativePath, thumbnailStorePath } from 
 import { insertPushRows, jpegBytes } from './helpers/push-fixtures.ts';
 import { countBy, insertUrls, relistAll } from './helpers/rows.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+import { runByHand } from './helpers/run-by-hand.ts';
 
 describe('rework of live images', function () {
   this.timeout(120_000);
@@ -32,17 +32,7 @@ describe('rework of live images', function () {
     const controller = new AbortController();
     try {
       const worker = await createPusher({ config, db: t.db, log, country: 'uk', chunkSize: 40, service: false, signal: controller.signal });
-      await runDaemon(worker, {
-        config,
-        db: t.db,
-        databaseUrl: t.url,
-        log,
-        country: 'uk',
-        chunkSize: 40,
-        service: false,
-        signal: controller.signal,
-        workerId: 'test:1',
-      });
+      await runByHand(worker, { ...t, config }, log, { chunkSize: 40, signal: controller.signal, workerId: 'test:1' });
     } finally {
       await closeLogger(log);
     }

@@ -10,7 +10,6 @@ import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { sql } from 'kysely';
 import { findAlerts } from '../src/alerts/alert-sources.ts';
 import type { LisConfig, LisConfigInput } from '../src/config/config-schema.ts';
-import { runDaemon } from '../src/daemon/run-daemon.ts';
 import type { DownloadFailure } from '../src/download/classify-download-error.ts';
 import { blameEndpoint, classifyS3Error } from '../src/download/fetch-s3-original.ts';
 import { closeLogger, createLogger, type Logger } from '../src/log/create-logger.ts';
@@ -26,6 +25,7 @@ import { waitFor } from './helpers/processes.ts';
 import { runPusherOnce } from './helpers/run-pusher.ts';
 import { startSmtpSink } from './helpers/smtp-sink.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+import { runByHand } from './helpers/run-by-hand.ts';
 
 const KEYS = ['x/1.jpg', 'x/2.jpg', 'x/3.jpg'];
 /** The origin on our own bucket, read by datasource 1. */
@@ -94,7 +94,7 @@ describe('an S3 endpoint that is down: ours (operatedBy "us") waits uncharged an
   /** lis_thumbnaild's worker run by hand on uk until no rows are gained. */
   async function runThumbnails(config: LisConfig, db: TestDatabase['db'], url: string, log: Logger): Promise<void> {
     const worker = createThumbnailWorker({ config, db });
-    await runDaemon(worker, { config, db, databaseUrl: url, log, country: 'uk', chunkSize: 10, service: false, signal: new AbortController().signal });
+    await runByHand(worker, { config, db, url }, log, { chunkSize: 10 });
   }
 
   it("lis_downloadd over many retry rounds: our bucket's rows wait uncharged (datasource enabled, one alert naming the bucket and cause), the feed's fail for good (datasource disabled); back up, ours go live and the alert recovers", async () => {
