@@ -6,6 +6,7 @@ import type { Logger } from '../log/create-logger.ts';
 import { instanceMetricsPort, metricsUrlFile } from '../config/metrics-ports.ts';
 import type { startPrometheusExporter } from './prometheus-exporter.ts';
 import { exposedBindWarning } from '../util/bind-address.ts';
+import { replaceWhole } from '../util/exclusive-file.ts';
 
 export type InstanceExporter = Awaited<ReturnType<typeof startPrometheusExporter>>;
 
@@ -41,7 +42,8 @@ export async function startInstanceExporter(options: {
   });
   const urlFile = metricsUrlFile(config.services.runDir, component, country);
   fs.mkdirSync(config.services.runDir, { recursive: true });
-  fs.writeFileSync(urlFile, `${exporter.url}\n`);
+  // Whole or absent: a scraper's discovery (or a test) that finds the file must never read it empty.
+  replaceWhole(urlFile, `${exporter.url}\n`);
   options.log.info(`Prometheus metrics at ${exporter.url} (health at ${exporter.url.replace(/\/metrics$/, '/health')})`, { scope: `${component}::metrics` });
   const warning = exposedBindWarning('Prometheus /metrics', config.metrics.host);
   if (warning) options.log.warn(warning, { scope: `${component}::metrics` });

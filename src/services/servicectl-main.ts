@@ -8,6 +8,7 @@ import { loadConfig } from '../config/load-config.ts';
 import { runCommand, usageErrorsExit2 } from '../util/exit-on-error.ts';
 import { readReadyPid } from '../daemon/ready-signal.ts';
 import { UsageError } from '../errors.ts';
+import { replaceWhole } from '../util/exclusive-file.ts';
 import { isProcessAlive } from '../util/pid-lock-file.ts';
 import { DAEMON_ENV, nodeFlagsOf } from './launch-settings.ts';
 import { serviceState, waitForExit } from './process-control.ts';
@@ -56,7 +57,8 @@ async function start(config: LisConfig, instance: ServiceInstance, configFile: s
   const args = [SUPERVISOR, instance.readyFile, instance.pidFile, instance.label, ...node, instance.executable, ...daemonArgs(instance, configFile)];
   const supervisor = spawn('/bin/sh', args, { detached: true, stdio: ['ignore', fd, fd], env: { ...DAEMON_ENV, ...process.env } });
   fs.closeSync(fd);
-  fs.writeFileSync(instance.pidFile, `${supervisor.pid}\n${instance.label} supervisor, started ${new Date().toISOString()}\n`);
+  // Whole or absent: a `servicectl status` meeting it half written would call the service stale.
+  replaceWhole(instance.pidFile, `${supervisor.pid}\n${instance.label} supervisor, started ${new Date().toISOString()}\n`);
   out(`Starting ${instance.label}...`);
   const outcome = await readyOrDeath(instance, supervisor, config.services.startTimeoutSeconds * 1000);
   supervisor.unref();
