@@ -10,7 +10,7 @@ import { originalPath } from '../src/store/store-layout.ts';
 import { addFrontend } from '../src/push/frontend-registry.ts';
 import { insertPushRows } from './helpers/push-fixtures.ts';
 import { countBy } from './helpers/rows.ts';
-import { spawnTs, waitFor, type Spawned } from './helpers/processes.ts';
+import { spawnTs, waitFor, waitForLogLine, type Spawned } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 import { flatJpeg, insertThumbnailRows, runThumbnailStage } from './helpers/thumbnail-fixtures.ts';
 
@@ -80,7 +80,7 @@ describe('the stores a stage reads: not there, or a file unreadable', function (
     fs.renameSync(away, country);
     await waitFor(async () => (await countBy(t.db))['push/waiting'] === 4, 30_000, 'every row thumbnailed once the store was back');
     assert.equal(await pausedReason(t), null, 'the pause is over');
-    assert.match(fs.readFileSync(path.join(t.config.log.dir, 'thumbnaild.uk.log'), 'utf8'), /Store readable again, resuming/);
+    await waitForLogLine(path.join(t.config.log.dir, 'thumbnaild.uk.log'), /Store readable again, resuming/);
     run.child.kill('SIGTERM');
     assert.equal((await run.exited).code, 0, run.output());
   });

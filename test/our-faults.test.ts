@@ -14,7 +14,7 @@ import { addFrontend } from '../src/push/frontend-registry.ts';
 import { createPusher } from '../src/push/pusherd-main.ts';
 import { countBy } from './helpers/rows.ts';
 import { insertPushRows } from './helpers/push-fixtures.ts';
-import { spawnTs, waitFor, type Spawned } from './helpers/processes.ts';
+import { spawnTs, waitFor, waitForLogLine, type Spawned } from './helpers/processes.ts';
 import { RsyncDaemon } from './helpers/rsync-daemons.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 import { flatJpeg, insertThumbnailRows } from './helpers/thumbnail-fixtures.ts';
@@ -89,7 +89,7 @@ describe('our own faults are never charged to a row', function () {
     await waitFor(async () => (await countBy(t.db))['push/waiting'] === 6, 30_000, 'every row thumbnailed once space returned');
     assert.equal(await chargedRows(t), 0);
     assert.equal((await paused())!.paused_reason, null, 'the pause is over');
-    assert.match(fs.readFileSync(path.join(t.config.log.dir, 'thumbnaild.uk.log'), 'utf8'), /Store writable again, resuming/);
+    await waitForLogLine(path.join(t.config.log.dir, 'thumbnaild.uk.log'), /Store writable again, resuming/);
     run.child.kill('SIGTERM');
     assert.equal((await run.exited).code, 0, run.output());
   });
@@ -137,7 +137,7 @@ describe('our own faults are never charged to a row', function () {
     // The operator reads why the rest of the chunk was not started: not a stop of the daemon.
     const logFile = path.join(config.log.dir, 'downloadd.uk.log');
     const said = /Not starting \d+ downloads of this chunk: the originals store cannot be written \(store_write_failed\); given back uncharged/;
-    await waitFor(() => fs.existsSync(logFile) && said.test(fs.readFileSync(logFile, 'utf8')), 10_000, 'why the chunk stopped, in the log');
+    await waitForLogLine(logFile, said, 10_000); // why the chunk stopped
     assert.doesNotMatch(fs.readFileSync(logFile, 'utf8'), /Stopping: \d+ downloads not started/);
     const stored = (await countBy(t.db))['thumbnail/waiting'] ?? 0;
     // Once the store failed, no more of the chunk was fetched: only what was in flight went to the source in vain.

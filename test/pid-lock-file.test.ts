@@ -5,7 +5,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
-import { readPidFile } from '../src/util/pid-lock-file.ts';
+import { tempWriterPid } from '../src/util/exclusive-file.ts';
+import { acquirePidLock, readPidFile } from '../src/util/pid-lock-file.ts';
 import { ROOT } from './helpers/processes.ts';
 import { within as withinDeadline } from './helpers/within-deadline.ts';
 
@@ -262,5 +263,30 @@ describe('pid lock files: one holder at a time across processes, a dead holderâ€
     fs.writeFileSync(file, other);
     assert.deepEqual(await holder.ask({ op: 'release' }), { released: true });
     assert.equal(fs.readFileSync(file, 'utf8'), other);
+  });
+  it('a temp file left by a writer killed before putting it in place is removed by the next write, once it is old and its writer gone', async () => {
+    const file = path.join(dir, 'swept.lock');
+    const gone = await deadPid();
+    const aMinuteAgo = new Date(Date.now() - 61_000);
+    const left = (pid: number, random: string, old: boolean): string => {
+      const temp = path.join(dir, `.swept.lock.${pid}-${random}.tmp`);
+      fs.writeFileSync(temp, `${pid}\n`);
+      if (old) fs.utimesSync(temp, aMinuteAgo, aMinuteAgo);
+      assert.equal(tempWriterPid(file, path.basename(temp)), pid, 'named as writeAside names its temp files');
+      return path.basename(temp);
+    };
+    const killedWriters = left(gone, '0badf00d', true);
+    const justNow = left(gone, '1badf00d', false); // maybe a writer in another pid namespace, about to put it in place
+    const liveWriters = left(process.pid, '2badf00d', true);
+    const another = '.swept.lock.other.tmp';
+    fs.writeFileSync(path.join(dir, another), '');
+    const release = acquirePidLock(file, 'sweeper');
+    try {
+      assert.deepEqual(fs.readdirSync(dir).sort(), [another, justNow, liveWriters, 'swept.lock'].sort());
+      assert.equal(fs.existsSync(path.join(dir, killedWriters)), false);
+    } finally {
+      release();
+    }
+    assert.equal(tempWriterPid(file, '.other.lock.12-0badf00d.tmp'), null, "another file's temp files are not this one's");
   });
 });

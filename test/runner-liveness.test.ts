@@ -15,7 +15,7 @@ import { DownloadWorker } from '../src/download/download-worker.ts';
 import { closeLogger } from '../src/log/create-logger.ts';
 import { releaseStuckJobs } from '../src/manager/stuck-jobs.ts';
 import { countBy, insertUrls } from './helpers/rows.ts';
-import { spawnTs, waitFor, type Spawned } from './helpers/processes.ts';
+import { spawnTs, waitFor, waitForLogLine, type Spawned } from './helpers/processes.ts';
 import { capturedLogger } from './helpers/captured-log.ts';
 import { databasePerTest, type TestDatabase } from './helpers/test-database.ts';
 import { startDatabaseProxy } from './helpers/database-proxy.ts';
@@ -232,7 +232,7 @@ describe('daemon runner: liveness and ids', function () {
       await waiting.exited;
     });
     const logFile = path.join(t.config.log.dir, 'testd.uk.log');
-    await waitFor(() => fs.existsSync(logFile) && /database not reachable/.test(fs.readFileSync(logFile, 'utf8')), 20_000, 'waiting for the database');
+    await waitForLogLine(logFile, /database not reachable/); // waiting for the database
     const asked = Date.now();
     waiting.child.kill('SIGTERM');
     await waiting.exited;

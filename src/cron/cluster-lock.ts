@@ -2,7 +2,7 @@ import pg from 'pg';
 import { sql } from 'kysely';
 import { connectionFailure, type Db, type QueryBounds } from '../db/connect.ts';
 import { errorMessage } from '../errors.ts';
-import { isProcessAlive } from '../util/pid-lock-file.ts';
+import { isProcessAlive } from '../util/process-alive.ts';
 
 /**
  * First key of the upkeep's advisory locks ('upkp'); the second is the country's hashtext. Both int4, as

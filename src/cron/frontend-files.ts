@@ -7,7 +7,7 @@ import { LisError } from '../errors.ts';
 import { rsyncDestination, type FrontendTarget } from '../push/frontend-target.ts';
 import { sshCommand } from '../push/rsync-command.ts';
 import { isThumbnailName } from '../store/store-layout.ts';
-import { isProcessAlive } from '../util/pid-lock-file.ts';
+import { isProcessAlive } from '../util/process-alive.ts';
 import { isPlainFileBelow, isRecent, walkLocalTree, type LocalTree } from './local-files.ts';
 
 /**

@@ -12,7 +12,7 @@ import { deleteFrontendFiles, isOurFrontendName, isRsyncTempName, listFrontendTr
 import { behindLink, isRecent, walkLocalTree, type LocalTree } from './local-files.ts';
 import { tempFileWriter } from '../store/atomic-file.ts';
 import { originalPath } from '../store/store-layout.ts';
-import { isProcessAlive } from '../util/pid-lock-file.ts';
+import { isProcessAlive } from '../util/process-alive.ts';
 import { reworkRows } from '../queue/rework-rows.ts';
 import { idsInStage, sendBackRows } from '../queue/send-back-rows.ts';
 import { STORE_MARKER, storeMarkState } from '../daemon/store-check.ts';

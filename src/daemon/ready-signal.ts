@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import { replaceWhole } from '../util/exclusive-file.ts';
 
 /** The environment variable through which a supervisor (servicectl) asks to be told "ready". */
 export const READY_FILE_ENV = 'LIS_READY_FILE';
@@ -11,9 +12,7 @@ export const READY_FILE_ENV = 'LIS_READY_FILE';
 export function signalReady(env: NodeJS.ProcessEnv = process.env): void {
   const file = env[READY_FILE_ENV];
   if (!file) return;
-  const temp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(temp, `${process.pid}\n`);
-  fs.renameSync(temp, file);
+  replaceWhole(file, `${process.pid}\n`);
 }
 
 /** The pid a ready file names, or null when there is none (yet). */

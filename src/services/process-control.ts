@@ -1,5 +1,6 @@
 import fs from 'node:fs';
-import { isProcessAlive, readPidFile } from '../util/pid-lock-file.ts';
+import { readPidFile } from '../util/pid-lock-file.ts';
+import { isProcessAlive } from '../util/process-alive.ts';
 
 export type ServiceState = { state: 'running'; pid: number; since: Date } | { state: 'stopped' } | { state: 'stale'; pid: number };
 

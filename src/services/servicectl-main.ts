@@ -9,7 +9,7 @@ import { runCommand, usageErrorsExit2 } from '../util/exit-on-error.ts';
 import { readReadyPid } from '../daemon/ready-signal.ts';
 import { UsageError } from '../errors.ts';
 import { replaceWhole } from '../util/exclusive-file.ts';
-import { isProcessAlive } from '../util/pid-lock-file.ts';
+import { isProcessAlive } from '../util/process-alive.ts';
 import { DAEMON_ENV, nodeFlagsOf } from './launch-settings.ts';
 import { serviceState, waitForExit } from './process-control.ts';
 import { instancesOf, type ServiceInstance } from './service-instances.ts';

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { LisError } from '../errors.ts';
 import { createExclusive, readFileOrNull as readOrNull, replaceWhole } from './exclusive-file.ts';
+import { isProcessAlive } from './process-alive.ts';
 import { processStart } from './process-start.ts';
 
 /**
@@ -26,16 +27,6 @@ export class LockHeldError extends LisError {
     super('ERR_LOCK_HELD', `${file} is held by pid ${holderPid}${holderNote ? ` (${holderNote})` : ''}`);
     this.name = 'LockHeldError';
     this.holderPid = holderPid;
-  }
-}
-
-export function isProcessAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
