@@ -440,6 +440,8 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
       const claimStarted = performance.now();
       // Rows these may give back while the claim runs are not in what it reads (afterEmptyClaim).
       const heldAtClaim = chunks.size > 0 || ending.size > 0;
+      // A notification while the claim runs is for rows it may not see: the wait after an empty claim ends at once then.
+      const wokenAtClaim = notifier?.mark() ?? 0;
       try {
         // Part of claiming: its failure is logged and waited out as the claim's.
         if (claimMayBeLost) {
@@ -485,7 +487,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
         else if (next === 'end') {
           await sayNoRowsGained();
           break;
-        } else if (next === 'wait for work') await notifier!.wait(config.queue.pollSeconds * 1000, signal);
+        } else if (next === 'wait for work') await notifier!.wait(config.queue.pollSeconds * 1000, signal, wokenAtClaim);
         continue;
       }
       totals.chunks++;

@@ -41,6 +41,8 @@ const CLOSE_WAIT_MS = 1000;
 export class WorkNotifier {
   private client: pg.Client | null = null;
   private waiters = new Set<() => void>();
+  /** Wake-ups so far (notifications for our topic, a connection back): a wait given a count below it ends at once. */
+  private woken = 0;
   private closed = false;
   /** Set from a loss until the connection is back: each is logged once, not every try. */
   private lost = false;
@@ -135,9 +137,21 @@ export class WorkNotifier {
     }
   }
 
-  /** Resolves on a notification for our topic, after `timeoutMs`, or when `signal` aborts. */
-  wait(timeoutMs: number, signal: AbortSignal): Promise<void> {
-    if (signal.aborted) return Promise.resolve();
+  /**
+   * The wake-ups so far, to pass to wait(): taken before a claim, it makes a notification that came while the
+   * claim ran (its rows committed after the claim's snapshot, so not in what it read) end the wait that follows
+   * at once. Without it that notification woke nobody, and its rows waited for the next poll.
+   */
+  mark(): number {
+    return this.woken;
+  }
+
+  /**
+   * Resolves on a notification for our topic, after `timeoutMs`, or when `signal` aborts; at once when a
+   * wake-up came since `since` (mark()).
+   */
+  wait(timeoutMs: number, signal: AbortSignal, since = this.woken): Promise<void> {
+    if (signal.aborted || this.woken > since) return Promise.resolve();
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(timer);
@@ -152,6 +166,7 @@ export class WorkNotifier {
   }
 
   private wakeAll(): void {
+    this.woken++;
     for (const wake of [...this.waiters]) wake();
   }
 
