@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import { sql } from 'kysely';
@@ -418,7 +419,10 @@ describe('lis_cron_frontend', () => {
       assert.equal(run.code, 1);
       assert.match(run.text, new RegExp(`lis_cron_frontend for UK is already running: .*held by pid ${holder.pid}`));
     } finally {
+      // Until it is reaped (its exit event) a killed process is still there to the next run's check of the lock.
+      const gone = once(holder, 'exit');
       holder.kill();
+      await gone;
     }
     // A lock left by a process that died is stale and taken over.
     const run = await cron(['--all', '--country', 'uk']);

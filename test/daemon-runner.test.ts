@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { sql } from 'kysely';
 import type { StageWorker } from '../src/daemon/run-daemon.ts';
+import { metricsUrlFile } from '../src/config/metrics-ports.ts';
 import { closeLogger } from '../src/log/create-logger.ts';
 import { capturedLogger } from './helpers/captured-log.ts';
 import { countBy, insertUrls } from './helpers/rows.ts';
@@ -128,11 +129,22 @@ describe('daemon runner (a real daemon process)', () => {
   });
 
   it('in service mode an idle daemon wakes at once when the ETL adds rows (LISTEN/NOTIFY, not the poll)', async () => {
-    const config = t.writeConfig({ queue: { pollSeconds: 120 } });
-    const run = spawnTs(DAEMON, ['--country', 'uk', '--config', config, '--service']);
+    const runDir = path.join(t.dir, 'run');
+    const config = t.writeConfig({ queue: { pollSeconds: 120 }, services: { runDir } });
+    // Its metrics (on a port it picks) tell when its first claim has come back empty: the runner then waits for
+    // work in the same tick (LISTEN is set up before that claim). A notification sent before it waits is lost,
+    // and the rows would wait for the 120 s poll: the rows go in only once it waits, not after a fixed pause.
+    const run = spawnTs(DAEMON, ['--country', 'uk', '--config', config, '--service', '--metrics-port', '0']);
     try {
       await waitFor(async () => (await t.db.selectFrom('workers').select('id').execute()).length === 1, 20_000, 'the daemon to register');
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      const urlFile = metricsUrlFile(runDir, 'testd', 'uk');
+      await waitFor(() => fs.existsSync(urlFile), 20_000, 'the metrics URL');
+      const url = fs.readFileSync(urlFile, 'utf8').trim();
+      await waitFor(
+        async () => /^lis_claim_seconds_count\{[^}]*\} [1-9]/m.test(await (await fetch(url)).text()),
+        20_000,
+        'the first claim, empty, so that the daemon waits for work',
+      );
       const started = Date.now();
       await insertUrls(t.db, 'uk', 5);
       await waitFor(async () => (await countBy(t.db))['thumbnail/waiting'] === 5, 10_000, 'rows worked');

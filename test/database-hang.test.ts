@@ -14,7 +14,7 @@ import { runDaemon, type StageWorker } from '../src/daemon/run-daemon.ts';
 import { closeLogger } from '../src/log/create-logger.ts';
 import { startDatabaseProxy, type DatabaseProxy } from './helpers/database-proxy.ts';
 import { countBy, insertUrls } from './helpers/rows.ts';
-import { spawnTs, waitFor } from './helpers/processes.ts';
+import { spawnTs, waitFor, waitForLogLine } from './helpers/processes.ts';
 import { capturedLogger } from './helpers/captured-log.ts';
 import { databasePerTest, type TestDatabase } from './helpers/test-database.ts';
 
@@ -319,7 +319,12 @@ describe('a database that hangs', function () {
         throw new Error(`${error.message}: ${JSON.stringify(await countBy(t.db))}; the log:\n${log()}`);
       },
     );
-    assert.match(log(), /WARN .*Gave back 30 rows a failed claim had taken \(the server committed it, its answer was lost\): no attempt charged/);
+    // Logged before the rows were claimed again and worked; winston writes the file after the call returns.
+    await waitForLogLine(
+      logFile,
+      /WARN .*Gave back 30 rows a failed claim had taken \(the server committed it, its answer was lost\): no attempt charged/,
+      10_000,
+    );
     // Each chunk's line comes after its results are written: waited for, then counted.
     const worked = () => [...log().matchAll(/Chunk done: (\d+) of \d+ rows/g)].reduce((n, m) => n + Number(m[1]), 0);
     await waitFor(() => worked() >= 30, 30_000, 'the chunks said done');

@@ -40,7 +40,10 @@ describe("lis_imaged's database bounds", function () {
     await holder.query('SELECT pg_advisory_lock($1::int, hashtext($2))', [IMAGED_LOCK_NAMESPACE, `uk/${row.hash}`]);
     const answer = await rawGet(imaged.url, row.pathOf('small'));
     assert.equal(answer.status, 503, answer.body.toString());
-    assert.match(imaged.run.output(), /is not answering: no reply to a query in 1\.5 s/, imaged.run.output());
+    // Logged before the answer, but read from the child's stderr pipe apart from the answer's socket: waited for.
+    await waitFor(() => /is not answering: no reply to a query in 1\.5 s/.test(imaged.run.output()), 20_000, 'the query bound said').catch((error: Error) => {
+      throw new Error(`${error.message}; lis_imaged:\n${imaged.run.output()}`);
+    });
   });
 
   it('a claim of a queued row whose answer is lost (the server committed it, then the path hung) does not leave the row locked by the live process: given back once the path is back, the next request makes it', async () => {

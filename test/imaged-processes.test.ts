@@ -137,8 +137,10 @@ describe('lis_imaged as processes: two at once, and behind a real nginx', functi
       assert.deepEqual(answer.body, answers[0].body);
     }
     assert.equal(origin.hits.get('/photo.jpg'), 1, 'the original was fetched once');
-    const made = [a, b].map((p) => (p.run.output().match(/made by working the queued row's stages/g) ?? []).length);
-    assert.equal(made[0] + made[1], 1, `one generation in all: ${made.join(' + ')}`);
+    const made = () => [a, b].map((p) => (p.run.output().match(/made by working the queued row's stages/g) ?? []).length);
+    // The line reaches us through the child's stderr pipe, which is read apart from the answers' sockets: waited for.
+    await waitFor(() => made()[0] + made()[1] > 0, 20_000, 'the generation said');
+    assert.equal(made()[0] + made()[1], 1, `one generation in all: ${made().join(' + ')}`);
     const after = await t.db.selectFrom('live_images').select(['stage', 'state', 'locked_by']).where('id', '=', row.id).executeTakeFirstOrThrow();
     assert.deepEqual([after.stage, after.state, after.locked_by], ['push', 'waiting', null]);
   });

@@ -34,7 +34,8 @@ describe('metrics', () => {
     try {
       // A service logs to its files only.
       const logFile = path.join(t.config.log.dir, 'testd.uk.log');
-      const announced = () => (fs.existsSync(logFile) ? /Prometheus metrics at (http:\S+)/.exec(fs.readFileSync(logFile, 'utf8')) : null);
+      // Up to the text after the URL: a line read while it is being written would give a URL cut short.
+      const announced = () => (fs.existsSync(logFile) ? /Prometheus metrics at (http:\S+) \(health at/.exec(fs.readFileSync(logFile, 'utf8')) : null);
       await waitFor(() => announced() !== null, 20_000, 'the exporter');
       const url = announced()![1];
       let body = '';
@@ -45,6 +46,9 @@ describe('metrics', () => {
             /lis_rows_done_total\{[^}]*stage="download"[^}]*\} 30/.test(body) &&
             /lis_rows_failed_total\{[^}]*\} 4/.test(body) &&
             /lis_worker_heartbeat_timestamp_seconds\{[^}]*\} [1-9]/.test(body) &&
+            // The claim after the chunk (empty) comes only once the chunk's results are written: a scrape between
+            // the two has the rows done and the queue read, but one claim.
+            sample(body, 'lis_claim_seconds_count', { stage: 'download' }) >= 2 &&
             // Queue figures are cached for 2 s: wait for a read after the chunk.
             sample(body, 'lis_queue_rows', { stage: 'thumbnail', kind: 'due' }) === 30
           );

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { sql } from 'kysely';
 import { addFrontend } from '../src/push/frontend-registry.ts';
+import { frontendLag } from '../src/push/frontend-lag.ts';
 import { countBy } from './helpers/rows.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
 import { differingFiles, insertPushRows } from './helpers/push-fixtures.ts';
@@ -168,6 +169,8 @@ describe('lis_pusherd and lis frontend (real processes)', function () {
       await waitFor(async () => (await countBy(t.db))['live/done'] === 8, 30_000, 'rows live on n1');
       await lis(config, 'frontend', 'add', 'n2', daemons[1].url());
       await waitFor(() => differingFiles(t.config.stores.thumbnails, daemons[1].moduleDir, files).length === 0, 30_000, 'n2 backfilled');
+      // The files are on n2 once its rsync is done; the backfill records them after that: its lag is 0 only then.
+      await waitFor(async () => (await frontendLag(t.db)).find((l) => l.frontend === 'n2')?.live === 0, 30_000, "n2's backfill recorded");
       await lis(config, 'frontend', 'disable', 'n1');
       const list = await lis(config, 'frontend', 'list');
       assert.match(list, /^n1\tno\t0\t0\t/m);

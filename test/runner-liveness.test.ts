@@ -256,7 +256,10 @@ describe('daemon runner: liveness and ids', function () {
     await proxy.restore();
     await insertUrls(t.db, 'uk', 5);
     await waitFor(async () => (await countBy(t.db))['thumbnail/waiting'] === 5, 30_000, 'the rows worked after the outage');
-    assert.ok(logged(/Database reachable again after \d+ failed claims: carrying on/), fs.readFileSync(logFile, 'utf8'));
+    // Logged as the claim came back, before the rows were worked; winston writes the file after the call returns.
+    await waitForLogLine(logFile, /Database reachable again after \d+ failed claims: carrying on/, 10_000).catch((error: Error) => {
+      throw new Error(`${error.message}:\n${fs.readFileSync(logFile, 'utf8')}`);
+    });
     run.child.kill('SIGTERM');
     assert.equal((await run.exited).code, 0, run.output());
   });
