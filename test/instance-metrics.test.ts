@@ -13,6 +13,10 @@ import { addFrontend } from '../src/push/frontend-registry.ts';
 import { freeConsecutivePorts } from './helpers/free-port.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+import { within } from './helpers/within-deadline.ts';
+
+/** A GET that fails, naming it, if no answer comes within 15 s: a hang is told as such, not as mocha's timeout. */
+const get = (url: string) => fetch(url, { signal: AbortSignal.timeout(15_000) });
 
 describe('metrics per daemon instance', () => {
   let t: TestDatabase;
@@ -48,17 +52,23 @@ describe('metrics per daemon instance', () => {
         await waitFor(() => fs.existsSync(urlFile), 30_000, `${country}'s metrics URL`);
         const url = fs.readFileSync(urlFile, 'utf8').trim();
         assert.equal(url, `http://127.0.0.1:${base + i}/metrics`);
-        const body = await (await fetch(url)).text();
+        const body = await (await get(url)).text();
         assert.match(body, new RegExp(`lis_process_process_resident_memory_bytes\\{component="thumbnaild",country="${country}"\\} [1-9]`));
         assert.match(body, /lis_store_free_bytes\{store="originals",component="thumbnaild",country="\w+"\} [1-9]\d*/);
         let health: Response | null = null;
-        await waitFor(async () => (health = await fetch(url.replace('/metrics', '/health'))).status === 200, 20_000, `${country}'s health`);
+        await waitFor(async () => (health = await get(url.replace('/metrics', '/health'))).status === 200, 20_000, `${country}'s health`);
         const status = (await health!.json()) as { status: string; component: string; country: string; pid: number };
         assert.deepEqual([status.status, status.component, status.country, status.pid], ['ok', 'thumbnaild', country, daemons[i].child.pid]);
       }
     } finally {
       for (const d of daemons) d.child.kill('SIGTERM');
-      for (const d of daemons) assert.equal((await d.exited).code, 0, d.output());
+      for (const d of daemons) {
+        const exit = await within(d.exited, `exit of lis_thumbnaild (pid ${d.child.pid}) after SIGTERM`, 20_000).catch((error: Error) => {
+          d.child.kill('SIGKILL');
+          throw new Error(`${error.message}:\n${d.output()}`, { cause: error });
+        });
+        assert.equal(exit.code, 0, d.output());
+      }
     }
     for (const country of ['uk', 'de']) assert.equal(fs.existsSync(metricsUrlFile(runDir, 'thumbnaild', country)), false, 'the URL file goes with the daemon');
   });
@@ -121,7 +131,11 @@ describe('metrics per daemon instance', () => {
     const port = (taken.address() as net.AddressInfo).port;
     try {
       const manager = spawnTs('bin/lis_managerd', ['--service', '--metrics-port', String(port), '--config', t.writeConfig()]);
-      assert.equal((await manager.exited).code, 1, manager.output());
+      const exit = await within(manager.exited, `exit of the manager whose port is taken`, 20_000).catch((error: Error) => {
+        manager.child.kill('SIGKILL');
+        throw new Error(`${error.message}:\n${manager.output()}`, { cause: error });
+      });
+      assert.equal(exit.code, 1, manager.output());
       assert.match(manager.output(), new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}: EADDRINUSE`));
       const alive = await t.db.selectFrom('workers').select('id').where('component', '=', 'managerd').where('stopped_at', 'is', null).execute();
       assert.deepEqual(alive, [], 'no row says the manager is alive');
@@ -140,8 +154,7 @@ describe('metrics per daemon instance', () => {
       const urlFile = metricsUrlFile(runDir, 'managerd', undefined);
       await waitFor(() => fs.existsSync(urlFile), 30_000, "the manager's metrics URL");
       const url = fs.readFileSync(urlFile, 'utf8').trim();
-      // Each answer within a deadline, so that a hang is told as such, with the manager's output.
-      const get = (u: string) => fetch(u, { signal: AbortSignal.timeout(15_000) });
+      // Each answer within a deadline (get), so that a hang is told as such, with the manager's output.
       try {
         assert.match(await (await get(url)).text(), /lis_store_free_bytes\{store="originals",component="managerd",country="all"\}/);
         await waitFor(async () => (await get(url.replace('/metrics', '/health'))).status === 200, 20_000, "the manager's health");

@@ -16,8 +16,10 @@ import { ensureEmbeddedRunning, stopEmbedded } from '../../src/db/embedded-serve
 import { FAILURE_REASONS } from '../../src/failure/failure-reasons.ts';
 import { addFrontend } from '../../src/push/frontend-registry.ts';
 import { thumbnailFilesOf, type ImageData } from '../../src/store/image-data.ts';
+import { waitFor } from '../../test/helpers/processes.ts';
 import { RsyncDaemon } from '../../test/helpers/rsync-daemons.ts';
 import { BAD_KINDS, startChaosSource, type BadKind } from './chaos-source.ts';
+import { tcpClientPorts } from './client-ports.ts';
 import { fillUp } from './fill-up.ts';
 
 // fileURLToPath, not URL.pathname: a checkout under a folder with a space would read as my%20clone.
@@ -292,6 +294,22 @@ async function runChaosOnce(options: ChaosOptions, cleanups: Array<() => unknown
   const elapsed = () => (performance.now() - started) / 1000;
   const kills: Kill[] = [];
   const crashes: string[] = [];
+  /**
+   * Records a kill with the rows its worker holds, counted once each database session of the killed process
+   * (`ports`, its client ports) has ended. A statement it had sent just before the kill (a claim, a finish, a
+   * give-back) still runs in its server session and commits; counted as soon as the process was gone, it was
+   * left out, and the manager's release of the dead worker's rows (the check below) found more or fewer.
+   */
+  const countHeldOnceGone = async (victim: Member, workerId: string, ports: number[]) => {
+    const ended = async () =>
+      ports.length === 0 ||
+      (await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE client_port = ANY(${ports}::int[])`.execute(db)).rows[0].n === 0;
+    await waitFor(ended, 30_000, `the database sessions of killed ${victim.name} to end`).catch((error: Error) =>
+      print(`  ${error.message}; its held rows counted all the same`),
+    );
+    const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM live_images WHERE locked_by = ${workerId}`.execute(db);
+    kills.push({ at: elapsed(), member: victim.name, workerId, held: Number(rows[0].n), stage: victim.bin !== 'lis_managerd' });
+  };
   let frontendOutage = 'none';
   let pgRestart = 'none';
   let drainedAt: number | null = null;
@@ -374,13 +392,23 @@ async function runChaosOnce(options: ChaosOptions, cleanups: Array<() => unknown
           .catch(() => undefined);
         if (!registered) continue; // still starting: it holds nothing yet; try another next time.
         const workerId = registered.id;
+        const child = victim.child!;
+        // Exited by itself during the query: its 'close' has come and gone (a wait for it would never end); the
+        // crash check above records and restarts it next round.
+        if (child.exitCode !== null || child.signalCode !== null) continue;
         victim.killing = true;
-        victim.child!.kill('SIGKILL');
-        await new Promise((resolve) => victim.child!.once('close', resolve));
+        const closed = new Promise((resolve) => child.once('close', resolve));
+        // Stopped first, so that it opens no connection between the reading of its sockets and its death.
+        child.kill('SIGSTOP');
+        const ports = tcpClientPorts(child.pid!);
+        child.kill('SIGKILL');
+        await closed;
         victim.killing = false;
-        const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM live_images WHERE locked_by = ${workerId}`.execute(db);
-        kills.push({ at: elapsed(), member: victim.name, workerId, held: Number(rows[0].n), stage: victim.bin !== 'lis_managerd' });
-        start(victim, path.join(dir, 'out'));
+        try {
+          await countHeldOnceGone(victim, workerId, ports);
+        } finally {
+          start(victim, path.join(dir, 'out'));
+        }
       } catch (error) {
         print(`  ${t.toFixed(0)}s: kill round skipped: ${(error as Error).message}`);
       }
@@ -388,10 +416,26 @@ async function runChaosOnce(options: ChaosOptions, cleanups: Array<() => unknown
   const drainSeconds = drainedAt;
   for (const m of members) m.killing = true;
   print(drainSeconds === null ? `  not drained after ${options.limitSeconds}s` : `  drained after ${drainSeconds.toFixed(1)}s`);
-  // A worker killed just before the drain, holding nothing, is noticed once its heartbeat is stale.
-  const lastKill = kills.length ? kills[kills.length - 1].at : 0;
-  const settle = Math.max(1, lastKill + STALE_SECONDS + 4 - elapsed());
-  await new Promise((resolve) => setTimeout(resolve, settle * 1000));
+  // A stage daemon killed holding nothing (the drain did not wait for it) is released, and recorded, only once its
+  // heartbeat is stale (STALE_SECONDS) and stuck_jobs runs next: the check below reads those records, so they are
+  // waited for, within a minute more; one that never comes is the check's to report, naming the worker.
+  const killedIds = kills.filter((k) => k.stage).map((k) => k.workerId);
+  if (killedIds.length)
+    await waitFor(
+      async () => {
+        const rows = await db
+          .selectFrom('manager_events')
+          .select('subject')
+          .distinct()
+          .where('check_name', '=', 'stuck_jobs')
+          .where('subject', 'in', killedIds)
+          .execute()
+          .catch(() => []);
+        return rows.length === new Set(killedIds).size;
+      },
+      (STALE_SECONDS + 60) * 1000,
+      "the manager's stuck_jobs record of every killed stage daemon",
+    ).catch((error: Error) => print(`  ${error.message}`));
   await stopAll(members);
   if (storeState === 'full') fs.rmSync(filler);
 
@@ -403,12 +447,21 @@ async function runChaosOnce(options: ChaosOptions, cleanups: Array<() => unknown
   const partialBefore = allFiles().filter(isTemp).length;
   for (const host of HOSTS) {
     for (const country of options.countries) {
-      await new Promise<void>((resolve) => {
+      const out = path.join(dir, 'out', `fs_check-${host}-${country}.out`);
+      await new Promise<void>((resolve, reject) => {
+        // stderr to the file too: a pipe nobody reads stops the child once it fills.
+        const fd = fs.openSync(out, 'a');
         const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'lis_cron_frontend'), '--fs_check', '--country', country], {
           env: { ...childEnv(), LIS_CONFIG: path.join(dir, `${host}.json`) },
-          stdio: ['ignore', fs.openSync(path.join(dir, 'out', `fs_check-${host}-${country}.out`), 'a'), 'pipe'],
+          stdio: ['ignore', fd, fd],
         });
-        child.on('close', () => resolve());
+        fs.closeSync(fd);
+        // Bounded: one that hangs fails the run naming itself, rather than holding it until the caller's timeout.
+        const timer = setTimeout(() => {
+          child.kill('SIGKILL');
+          reject(new Error(`lis_cron_frontend --fs_check --country ${country} on ${host} still running after 120 s (its output: ${out})`));
+        }, 120_000);
+        child.on('close', () => (clearTimeout(timer), resolve()));
       });
     }
   }
@@ -550,11 +603,13 @@ async function runChaosOnce(options: ChaosOptions, cleanups: Array<() => unknown
   const { rows: charged } = await sql<{ n: number }>`
     SELECT count(*)::int AS n FROM live_images WHERE last_error_class = ANY(${ourClasses()}::text[]) AND attempts > 0`.execute(db);
   if (storeMounted) {
-    // One log per daemon instance: <component>.<country>.log.
+    // One log per daemon instance and day, <component>.<country>-<date>.log (and .N when rotated by size), each of
+    // them: <component>.<country>.log only links to today's, and a run that crosses midnight logged its pause in
+    // yesterday's (a chaos test that started at 23:59:17 read 0 pauses so).
     const logDir = path.join(dir, 'hosta', 'log');
     const log = fs
       .readdirSync(logDir)
-      .filter((f) => /^(thumbnaild|downloadd)\.[a-z]+\.log$/.test(f))
+      .filter((f) => /^(thumbnaild|downloadd)\.[a-z]+-\d{4}-\d{2}-\d{2}\.log(\.\d+)?$/.test(f))
       .map((f) => fs.readFileSync(path.join(logDir, f), 'utf8'))
       .join('\n');
     const pauses = (log.match(/Store not writable, pausing/g) ?? []).length;

@@ -79,12 +79,21 @@ export interface Beat {
 
 /**
  * Says we are alive, what we hold, and adds what we did since the last beat
- * to our totals and to this minute's counts, in one statement. Returns false,
+ * to our totals and to this minute's counts, in one transaction. Returns false,
  * writing nothing, when the manager has marked us stopped (silent or wedged too
  * long) and released our rows: a beat never revives a worker; the caller drops
  * its chunks and registers again.
+ *
+ * One transaction, not the worker's statement and then the datasources' apart: a beat that failed between them
+ * had its totals written and was sent again whole (the caller restores a failed beat), counting them twice; and
+ * a stop's mark (markStopped, which waits for the worker row's lock) could land between them, so that a worker
+ * marked stopped did not yet have its last outcomes in datasource_minutes.
  */
 export async function heartbeat(db: Db, workerId: string, beat: Beat): Promise<boolean> {
+  return db.transaction().execute((trx) => beatIn(trx, workerId, beat));
+}
+
+async function beatIn(db: Db, workerId: string, beat: Beat): Promise<boolean> {
   const { rows } = await sql<{ alive: boolean }>`
     WITH w AS (
       UPDATE workers

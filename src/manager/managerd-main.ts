@@ -60,7 +60,9 @@ async function serve(ctx: CheckContext, signal: AbortSignal, configFile: string 
     }),
   );
   onReady();
-  await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+  // A stop that came before this point (SIGTERM while the exporter was up but the worker not yet registered: a
+  // supervisor, or a test that has had its /metrics answer) has fired its 'abort' already and will not again.
+  if (!signal.aborted) await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
   await Promise.all(tasks.map((t) => t.destroy()));
 }
 
