@@ -16,6 +16,7 @@ import { spawnTs } from './helpers/processes.ts';
 import { startSmtpSink, type SmtpSink } from './helpers/smtp-sink.ts';
 import { raceWhileHeld } from './helpers/forced-race.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+import { readLog } from './helpers/log-files.ts';
 
 /** A webhook receiver on 127.0.0.1 answering with `status`. */
 /** A webhook receiver answering `statuses` in turn (the last one from then on). */
@@ -280,7 +281,7 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
     const config = configWith({ maxPerHour: 2 });
     assert.match(await check(config), /^alerts: 2 sent, 0 already sent, 4 held back by the hourly cap/);
     assert.equal(smtp.mails.length, 2);
-    assert.match(fs.readFileSync(path.join(config.log.dir, 'managerd.log'), 'utf8'), /4 alerts held back by alerts\.maxPerHour \(2\)/);
+    assert.match(readLog(path.join(config.log.dir, 'managerd.log')), /4 alerts held back by alerts\.maxPerHour \(2\)/);
     // The hour passes (as far as the cap knows): the held ones go out.
     await sql`UPDATE alerts_sent SET sent_at = now() - interval '61 minutes'`.execute(t.db);
     assert.match(await check(configWith({ maxPerHour: 20, dedupeMinutes: 24 * 60 })), /^alerts: 4 sent, 2 already sent/);

@@ -62,7 +62,7 @@ describe('a chunk whose stage throws', () => {
     assert.match(lines.at(-1)!, /Exiting\(time_to_die: 0\)$/);
     assert.match(
       lines.at(-2)!,
-      / WARN Test::get_chunk_of_work\[\d+\]:UK No rows gained\. No work to do\. 22 rows wait for a retry (until|from) [\d:]+.* \(internal: the stage threw on its chunk: stage bug \(fixture\)\); run again then, or start the service\.$/,
+      / WARN Test::get_chunk_of_work\[\d+\]:UK No rows gained\. No work to do\. 22 rows wait for a retry (until|from) (?:[A-Z][a-z]{2} \d{2} )?\d{2}:\d{2}:\d{2}.* \(internal: the stage threw on its chunk: stage bug \(fixture\)\); run again then, or start the service\.$/,
     );
     assert.match(
       run.output(),

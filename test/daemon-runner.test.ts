@@ -10,6 +10,7 @@ import { countBy, insertUrls } from './helpers/rows.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 import { runByHand } from './helpers/run-by-hand.ts';
+import { readLog } from './helpers/log-files.ts';
 
 const DAEMON = 'test/fixtures/test-daemon.ts';
 
@@ -32,7 +33,7 @@ describe('daemon runner (a real daemon process)', () => {
     assert.match(screen, /^[A-Z][a-z]{2} \d{2} \d{2}:\d{2}:\d{2} INFO Test::get_chunk_of_work\[\d+\]:UK Doing chunk of work for UK \(size 500\)$/m);
     assert.match(screen, /INFO Test::get_chunk_of_work\[\d+\]:UK No rows gained\. No work to do\.$/m);
     assert.match(screen, /Exiting\(time_to_die: 0\)$/m);
-    const logFile = fs.readFileSync(path.join(t.config.log.dir, 'testd.uk.log'), 'utf8');
+    const logFile = readLog(path.join(t.config.log.dir, 'testd.uk.log'));
     assert.match(logFile, /Doing chunk of work for UK \(size 203\)/);
     assert.ok(fs.existsSync(path.join(t.config.log.dir, 'testd.uk.error.log')));
     const worker = await t.db.selectFrom('workers').selectAll().executeTakeFirstOrThrow();
@@ -154,7 +155,7 @@ describe('daemon runner (a real daemon process)', () => {
       const { code } = await run.exited;
       assert.equal(code, 0, run.output());
     }
-    assert.equal(fs.readFileSync(path.join(t.config.log.dir, 'testd.uk.log'), 'utf8').includes('service mode'), true);
+    assert.equal(readLog(path.join(t.config.log.dir, 'testd.uk.log')).includes('service mode'), true);
   });
 
   it('rejects bad flags and bad config with a clear message and a non-zero exit', async () => {

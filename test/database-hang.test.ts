@@ -14,9 +14,10 @@ import { runDaemon, type StageWorker } from '../src/daemon/run-daemon.ts';
 import { closeLogger } from '../src/log/create-logger.ts';
 import { startDatabaseProxy, type DatabaseProxy } from './helpers/database-proxy.ts';
 import { countBy, insertUrls } from './helpers/rows.ts';
-import { spawnTs, waitFor, waitForLogLine } from './helpers/processes.ts';
+import { spawnTs, waitFor } from './helpers/processes.ts';
 import { capturedLogger } from './helpers/captured-log.ts';
 import { databasePerTest, type TestDatabase } from './helpers/test-database.ts';
+import { readLog, readLogIfAny, waitForLogLine } from './helpers/log-files.ts';
 
 /** Short bounds, so that a test sees them run out; the services' own come from their config (serviceQueryBounds). */
 const TEST_BOUNDS = { connectMs: 1000, queryMs: 1500 };
@@ -267,7 +268,7 @@ describe('a database that hangs', function () {
     const exit = await Promise.race([run.exited, new Promise<null>((resolve) => setTimeout(() => resolve(null), 20_000).unref())]);
     assert.ok(exit, `still running ${Math.round((Date.now() - signalled) / 1000)} s after SIGTERM:\n${run.output()}`);
     assert.equal(exit.code, 0, run.output());
-    const logged = fs.readFileSync(path.join(t.config.log.dir, 'testd.uk.log'), 'utf8');
+    const logged = readLog(path.join(t.config.log.dir, 'testd.uk.log'));
     assert.match(logged, /Exiting\(time_to_die: 1\)/);
     return logged;
   }
@@ -278,9 +279,7 @@ describe('a database that hangs', function () {
     cleanups.push(() => frozen.end().catch(() => {}));
     const logFile = path.join(t.config.log.dir, 'testd.uk.log');
     await waitFor(
-      () =>
-        fs.existsSync(logFile) &&
-        /ERROR .*Database not answering \(claiming work\): .* no reply to a query in 1\.5 s; trying again/.test(fs.readFileSync(logFile, 'utf8')),
+      () => fs.existsSync(logFile) && /ERROR .*Database not answering \(claiming work\): .* no reply to a query in 1\.5 s; trying again/.test(readLog(logFile)),
       30_000,
       'the claim said unanswered after the configured bound',
     ).catch((error: Error) => {
@@ -301,7 +300,7 @@ describe('a database that hangs', function () {
     const claimSent = relay.stallAfter('claimed AS (');
     const run = await startDaemonProcess({}, { database: { ...t.config.database, url: relay.url, ...TEST_DATABASE_BOUNDS } });
     const logFile = path.join(t.config.log.dir, 'testd.uk.log');
-    const log = () => (fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8') : '');
+    const log = () => readLogIfAny(logFile);
     const logged = (line: RegExp, what: string) =>
       waitFor(() => line.test(log()), 30_000, what).catch((error: Error) => {
         throw new Error(`${error.message}; the daemon:\n${run.output()}`);
@@ -341,7 +340,7 @@ describe('a database that hangs', function () {
     const queue = { ...t.config.queue, pollSeconds: 600, heartbeatSeconds: 1 };
     const run = await startDaemonProcess({}, { database: { ...t.config.database, url: relay.url, ...TEST_DATABASE_BOUNDS }, queue });
     const logFile = path.join(t.config.log.dir, 'testd.uk.log');
-    const log = () => (fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8') : '');
+    const log = () => readLogIfAny(logFile);
     const count = (line: RegExp) => log().match(new RegExp(line.source, 'gm'))?.length ?? 0;
     const logged = (line: RegExp, times: number, what: string) =>
       waitFor(() => count(line) >= times, 30_000, what).catch((error: Error) => {
@@ -416,7 +415,7 @@ describe('a database that hangs', function () {
     run.child.kill('SIGTERM');
     assert.equal((await run.exited).code, 0, run.output());
     assert.deepEqual(await countBy(t.db), { 'thumbnail/waiting': 1, 'download/waiting': 2 }, 'the row in hand done, the rest given back');
-    const logged = fs.readFileSync(path.join(t.config.log.dir, 'testd.uk.log'), 'utf8');
+    const logged = readLog(path.join(t.config.log.dir, 'testd.uk.log'));
     assert.match(logged, /Gave back 2 unprocessed rows/);
     assert.doesNotMatch(logged, /Database not answering/, 'each write waited for, none left as unanswered');
   });
@@ -457,7 +456,7 @@ describe('a database that hangs', function () {
     const run = spawnTs('bin/lis_managerd', ['--service', '--country', 'uk', '--config', config, '--metrics-port', '0']);
     cleanups.push(() => void (run.child.exitCode === null && run.child.kill('SIGKILL')));
     const logFile = path.join(t.config.log.dir, 'managerd.uk.log');
-    const log = () => (fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8') : '');
+    const log = () => readLogIfAny(logFile);
     const checksDone = () => log().match(/INFO Manager::stuck_jobs\b.*$/gm)?.length ?? 0;
     await waitFor(() => checksDone() > 0, 30_000, 'a stuck_jobs check done');
     await relay.cut();

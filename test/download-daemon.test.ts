@@ -6,6 +6,7 @@ import { makeTestImages, startImageServer, type ImageServer, type TestImages } f
 import { spawnTs } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
+import { readLog } from './helpers/log-files.ts';
 
 describe('bin/lis_downloadd (a real daemon process)', function () {
   this.timeout(40_000);
@@ -69,7 +70,7 @@ describe('bin/lis_downloadd (a real daemon process)', function () {
       .map(String)
       .filter((f) => /[0-9a-f]{32}/.test(path.basename(f)));
     assert.equal(stored.length, 3, `only the three good originals, no temp files: ${stored.join(', ')}`);
-    const log = fs.readFileSync(path.join(t.config.log.dir, 'downloadd.uk.log'), 'utf8');
+    const log = readLog(path.join(t.config.log.dir, 'downloadd.uk.log'));
     assert.match(log, /Download::fetch.*\/404: http_404: HTTP 404 Not Found/);
     const worker = await t.db.selectFrom('workers').selectAll().executeTakeFirstOrThrow();
     assert.equal(worker.component, 'downloadd');

@@ -17,7 +17,8 @@ import { originalPath, thumbnailStorePath } from '../src/store/store-layout.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 import { startDatabaseProxy } from './helpers/database-proxy.ts';
 import { createDb } from '../src/db/connect.ts';
-import { waitFor, waitForLogLine } from './helpers/processes.ts';
+import { waitFor } from './helpers/processes.ts';
+import { waitForLogLine } from './helpers/log-files.ts';
 
 const PRESETS = {
   small: { width: 120, height: 90, mode: 'crop' as const },

@@ -14,6 +14,7 @@ import { freeConsecutivePorts } from './helpers/free-port.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 import { within } from './helpers/within-deadline.ts';
+import { readLog } from './helpers/log-files.ts';
 
 /** A GET that fails, naming it, if no answer comes within 15 s: a hang is told as such, not as mocha's timeout. */
 const get = (url: string) => fetch(url, { signal: AbortSignal.timeout(15_000) });
@@ -140,7 +141,7 @@ describe('metrics per daemon instance', () => {
       const alive = await t.db.selectFrom('workers').select('id').where('component', '=', 'managerd').where('stopped_at', 'is', null).execute();
       assert.deepEqual(alive, [], 'no row says the manager is alive');
       // A service logs to files only: why it stopped is there too.
-      assert.match(fs.readFileSync(path.join(t.config.log.dir, 'managerd.error.log'), 'utf8'), /cannot listen on .*EADDRINUSE/);
+      assert.match(readLog(path.join(t.config.log.dir, 'managerd.error.log')), /cannot listen on .*EADDRINUSE/);
     } finally {
       await new Promise((resolve) => taken.close(resolve));
     }

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import path from 'node:path';
 import { sql } from 'kysely';
 import { escapeControl, formatLine } from '../src/log/line-format.ts';
@@ -7,6 +6,7 @@ import { makeTestImages, startImageServer, type ImageServer } from './helpers/im
 import { spawnTs } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
+import { readLog } from './helpers/log-files.ts';
 
 describe('log lines cannot be forged', function () {
   this.timeout(40_000);
@@ -43,7 +43,7 @@ describe('log lines cannot be forged', function () {
       await sql`INSERT INTO live_images (country, datasource_id, image_url) VALUES ('uk', 1, ${server.url('/404')} || E'\n' || ${forged})`.execute(t.db);
       const run = spawnTs('bin/lis_downloadd', ['--country', 'uk', '--config', t.writeConfig(), '--noproxy', '--verbose'], { LIS_DATABASE_URL: t.url });
       assert.equal((await run.exited).code, 0, run.output());
-      const lines = fs.readFileSync(path.join(t.config.log.dir, 'downloadd.uk.log'), 'utf8').split('\n');
+      const lines = readLog(path.join(t.config.log.dir, 'downloadd.uk.log')).split('\n');
       assert.ok(!lines.some((l) => l.startsWith('Jun 19 09:11:26')), `no forged line:\n${lines.join('\n')}`);
       const mentions = lines.filter((l) => l.includes('forged line'));
       assert.equal(mentions.length, 1, mentions.join('\n'));

@@ -7,6 +7,7 @@ import pg from 'pg';
 import { runUpkeep, upkeepFromManager } from '../src/manager/run-upkeep.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+import { readLog } from './helpers/log-files.ts';
 
 describe("the manager's scheduled upkeep (lis_cron_frontend --all)", () => {
   let t: TestDatabase;
@@ -18,7 +19,7 @@ describe("the manager's scheduled upkeep (lis_cron_frontend --all)", () => {
     // Without the run's LIS_DATABASE_URL, which would win over the config file's database.
     const code = await runUpkeep(log, configFile, { ...process.env, LIS_DATABASE_URL: undefined });
     await closeLogger(log);
-    const read = (name: string) => fs.readFileSync(path.join(t.config.log.dir, name), 'utf8');
+    const read = (name: string) => readLog(path.join(t.config.log.dir, name));
     return { code, log: read('managerd.log'), errors: fs.existsSync(path.join(t.config.log.dir, 'managerd.error.log')) ? read('managerd.error.log') : '' };
   }
 
@@ -30,7 +31,7 @@ describe("the manager's scheduled upkeep (lis_cron_frontend --all)", () => {
     assert.equal(run.code, 0, run.log);
     assert.match(run.log, /INFO Manager::cron_frontend\[\d+\] lis_cron_frontend --all exited 0/);
     // It worked this test's database (named only in the config file), and said so in its own log.
-    assert.match(fs.readFileSync(path.join(t.config.log.dir, 'cron_frontend.log'), 'utf8'), /Summary for UK/);
+    assert.match(readLog(path.join(t.config.log.dir, 'cron_frontend.log')), /Summary for UK/);
     assert.equal(run.errors, '');
   });
 

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { createDb } from '../src/db/connect.ts';
-import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { closeLogger, createLogger } from '../src/log/create-logger.ts';
@@ -21,6 +20,7 @@ import { spawnTs, waitFor } from './helpers/processes.ts';
 import { raceWhileHeld } from './helpers/forced-race.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 import { serverUpFor } from './helpers/server-uptime.ts';
+import { readLog } from './helpers/log-files.ts';
 
 const DAEMON = 'test/fixtures/test-daemon.ts';
 
@@ -199,7 +199,7 @@ describe('lis_managerd', () => {
       assert.equal(received[0].subject, 'datasource 9 of UK disabled');
       assert.match(String(received[0].detail), /Re-open with: lis datasource enable uk 9/);
       assert.equal(received[0].source, 'imagesys');
-      assert.match(fs.readFileSync(path.join(t.config.log.dir, 'managerd.error.log'), 'utf8'), /ERROR Manager::notify.*datasource 9 of UK disabled/);
+      assert.match(readLog(path.join(t.config.log.dir, 'managerd.error.log')), /ERROR Manager::notify.*datasource 9 of UK disabled/);
     } finally {
       hook.close();
     }

@@ -9,6 +9,7 @@ import { cachedStoreDiskUse, storeDiskUse } from '../src/store/store-disk-use.ts
 import { insertUrls } from './helpers/rows.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+import { readLogIfAny } from './helpers/log-files.ts';
 
 /** The value of a Prometheus sample whose labels include `labels`, whatever their order; NaN when absent. */
 function sample(body: string, name: string, labels: Record<string, string>): number {
@@ -35,7 +36,7 @@ describe('metrics', () => {
       // A service logs to its files only.
       const logFile = path.join(t.config.log.dir, 'testd.uk.log');
       // Up to the text after the URL: a line read while it is being written would give a URL cut short.
-      const announced = () => (fs.existsSync(logFile) ? /Prometheus metrics at (http:\S+) \(health at/.exec(fs.readFileSync(logFile, 'utf8')) : null);
+      const announced = () => /Prometheus metrics at (http:\S+) \(health at/.exec(readLogIfAny(logFile));
       await waitFor(() => announced() !== null, 20_000, 'the exporter');
       const url = announced()![1];
       let body = '';

@@ -10,9 +10,10 @@ import { originalPath } from '../src/store/store-layout.ts';
 import { addFrontend } from '../src/push/frontend-registry.ts';
 import { insertPushRows } from './helpers/push-fixtures.ts';
 import { countBy } from './helpers/rows.ts';
-import { spawnTs, waitFor, waitForLogLine, type Spawned } from './helpers/processes.ts';
+import { spawnTs, waitFor, type Spawned } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 import { flatJpeg, insertThumbnailRows, runThumbnailStage } from './helpers/thumbnail-fixtures.ts';
+import { waitForLogLine } from './helpers/log-files.ts';
 
 /** Each row's class and attempts, by URL. */
 async function rowFacts(t: TestDatabase): Promise<Record<string, { stage: string; state: string; attempts: number; cls: string | null }>> {

@@ -14,7 +14,7 @@ import { addFrontend } from '../src/push/frontend-registry.ts';
 import { createPusher } from '../src/push/pusherd-main.ts';
 import { countBy } from './helpers/rows.ts';
 import { insertPushRows } from './helpers/push-fixtures.ts';
-import { spawnTs, waitFor, waitForLogLine, type Spawned } from './helpers/processes.ts';
+import { spawnTs, waitFor, type Spawned } from './helpers/processes.ts';
 import { RsyncDaemon } from './helpers/rsync-daemons.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 import { flatJpeg, insertThumbnailRows } from './helpers/thumbnail-fixtures.ts';
@@ -24,6 +24,7 @@ import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
 import { insertUrls } from './helpers/rows.ts';
 import { makeTestImages, startImageServer } from './helpers/image-server.ts';
 import { runByHand } from './helpers/run-by-hand.ts';
+import { readLog, waitForLogLine } from './helpers/log-files.ts';
 
 async function chargedRows(t: TestDatabase): Promise<number> {
   const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM live_images WHERE attempts > 0 OR state = 'failed'`.execute(t.db);
@@ -138,7 +139,7 @@ describe('our own faults are never charged to a row', function () {
     const logFile = path.join(config.log.dir, 'downloadd.uk.log');
     const said = /Not starting \d+ downloads of this chunk: the originals store cannot be written \(store_write_failed\); given back uncharged/;
     await waitForLogLine(logFile, said, 10_000); // why the chunk stopped
-    assert.doesNotMatch(fs.readFileSync(logFile, 'utf8'), /Stopping: \d+ downloads not started/);
+    assert.doesNotMatch(readLog(logFile), /Stopping: \d+ downloads not started/);
     const stored = (await countBy(t.db))['thumbnail/waiting'] ?? 0;
     // Once the store failed, no more of the chunk was fetched: only what was in flight went to the source in vain.
     const fetched = images.hits.get('/good.jpg') ?? 0;

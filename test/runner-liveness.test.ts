@@ -2,7 +2,6 @@
 // released workers that learn it, permanent SQL errors, SIGTERM in an outage,
 // and no head-of-line blocking behind a slow row.
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import net from 'node:net';
@@ -15,11 +14,12 @@ import { DownloadWorker } from '../src/download/download-worker.ts';
 import { closeLogger } from '../src/log/create-logger.ts';
 import { releaseStuckJobs } from '../src/manager/stuck-jobs.ts';
 import { countBy, insertUrls } from './helpers/rows.ts';
-import { spawnTs, waitFor, waitForLogLine, type Spawned } from './helpers/processes.ts';
+import { spawnTs, waitFor, type Spawned } from './helpers/processes.ts';
 import { capturedLogger } from './helpers/captured-log.ts';
 import { databasePerTest, type TestDatabase } from './helpers/test-database.ts';
 import { startDatabaseProxy } from './helpers/database-proxy.ts';
 import { serverUpFor } from './helpers/server-uptime.ts';
+import { readLog, readLogIfAny, waitForLogLine } from './helpers/log-files.ts';
 
 describe('daemon runner: liveness and ids', function () {
   this.timeout(90_000);
@@ -249,7 +249,7 @@ describe('daemon runner: liveness and ids', function () {
       await run.exited;
     });
     const logFile = path.join(t.config.log.dir, 'testd.uk.log');
-    const logged = (pattern: RegExp) => fs.existsSync(logFile) && pattern.test(fs.readFileSync(logFile, 'utf8'));
+    const logged = (pattern: RegExp) => pattern.test(readLogIfAny(logFile));
     await waitFor(() => logged(/Starting testd for UK/), 20_000, 'the daemon started');
     await proxy.cut();
     await waitFor(() => logged(/Cannot claim work: .*; trying again/), 20_000, 'the outage logged');
@@ -258,7 +258,7 @@ describe('daemon runner: liveness and ids', function () {
     await waitFor(async () => (await countBy(t.db))['thumbnail/waiting'] === 5, 30_000, 'the rows worked after the outage');
     // Logged as the claim came back, before the rows were worked; winston writes the file after the call returns.
     await waitForLogLine(logFile, /Database reachable again after \d+ failed claims: carrying on/, 10_000).catch((error: Error) => {
-      throw new Error(`${error.message}:\n${fs.readFileSync(logFile, 'utf8')}`);
+      throw new Error(`${error.message}:\n${readLog(logFile)}`);
     });
     run.child.kill('SIGTERM');
     assert.equal((await run.exited).code, 0, run.output());

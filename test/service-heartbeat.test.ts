@@ -2,12 +2,12 @@
 // to life in the registry when the manager marked them stopped while they lived (a database outage longer
 // than manager.staleWorkerSeconds does it): before, they stayed marked stopped for the rest of their run.
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import path from 'node:path';
 import { sql } from 'kysely';
 import { startImaged } from './helpers/imaged-fixtures.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
 import { databasePerTest, type TestDatabase } from './helpers/test-database.ts';
+import { readLogIfAny } from './helpers/log-files.ts';
 
 describe('services: heartbeat', function () {
   this.timeout(90_000);
@@ -42,7 +42,7 @@ describe('services: heartbeat', function () {
     const run = spawnTs('bin/lis_managerd', ['--service', '--country', 'uk', '--config', config, '--metrics-port', '0']);
     cleanups.push(() => void (run.child.exitCode === null && run.child.kill('SIGKILL')));
     const logFile = path.join(t.config.log.dir, 'managerd.uk.log');
-    const log = () => (fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8') : '');
+    const log = () => readLogIfAny(logFile);
     await waitFor(
       async () => (await t.db.selectFrom('workers').select('id').where('component', '=', 'managerd').where('stopped_at', 'is', null).execute()).length === 1,
       30_000,

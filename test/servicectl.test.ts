@@ -4,6 +4,7 @@ import path from 'node:path';
 import { DAEMON_ENV, nodeFlagsOf } from '../src/services/launch-settings.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+import { readLog } from './helpers/log-files.ts';
 
 /** Pids of live processes whose command line mentions `text` (a test's config file: its daemons and supervisors). */
 function processesMentioning(text: string): number[] {
@@ -53,7 +54,7 @@ describe('servicectl', () => {
     assert.equal(stopped.code, 0);
     assert.equal(stopped.text, `Waiting for ${pid} to die...dead.\n`);
     assert.equal((await ctl(['status', 'imagesys-managerd', '--config', config])).code, 3);
-    const log = fs.readFileSync(path.join(t.config.log.dir, 'managerd.log'), 'utf8');
+    const log = readLog(path.join(t.config.log.dir, 'managerd.log'));
     assert.match(log, /Scheduled stuck_jobs/);
     assert.match(log, /SIGTERM received: stopping/);
     const worker = await t.db.selectFrom('workers').select('stopped_at').where('component', '=', 'managerd').executeTakeFirstOrThrow();

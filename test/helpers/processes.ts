@@ -1,5 +1,4 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -42,20 +41,4 @@ export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-}
-
-/**
- * Waits until the log file `file` holds a line matching `pattern`: a logger writes its files after the call
- * that logs returns (winston's streams), so a line is read only once it is there, within `timeoutMs`.
- */
-export async function waitForLogLine(file: string, pattern: RegExp, timeoutMs = 20_000): Promise<void> {
-  const holds = (): boolean => {
-    try {
-      return pattern.test(fs.readFileSync(file, 'utf8'));
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
-      throw error;
-    }
-  };
-  await waitFor(holds, timeoutMs, `${pattern} in ${path.basename(file)}`);
 }
