@@ -295,20 +295,47 @@ async function runChaosOnce(options: ChaosOptions, cleanups: Array<() => unknown
   const kills: Kill[] = [];
   const crashes: string[] = [];
   /**
-   * Records a kill with the rows its worker holds, counted once each database session of the killed process
-   * (`ports`, its client ports) has ended. A statement it had sent just before the kill (a claim, a finish, a
-   * give-back) still runs in its server session and commits; counted as soon as the process was gone, it was
-   * left out, and the manager's release of the dead worker's rows (the check below) found more or fewer.
+   * The server pids of the killed process's database sessions, found by their client ports (read from /proc while
+   * it was stopped: a live connection's port is its own, to the one server). Read before the kill: a port freed by
+   * the kill is soon another process's (after a restart of the server every daemon reconnects), so sessions are
+   * followed by their server pid, not their port. None when the server cannot be asked (down: it has no sessions).
    */
-  const countHeldOnceGone = async (victim: Member, workerId: string, ports: number[]) => {
+  const sessionsOf = async (ports: number[]): Promise<number[]> =>
+    ports.length === 0
+      ? []
+      : (
+          await sql<{ pid: number }>`SELECT pid FROM pg_stat_activity WHERE client_port = ANY(${ports}::int[])`
+            .execute(db)
+            .catch(() => ({ rows: [] as Array<{ pid: number }> }))
+        ).rows.map((r) => r.pid);
+  /**
+   * Records a kill with the rows its worker holds, counted once the killed process's database `sessions` have
+   * ended. A statement it had sent just before the kill (a claim, a finish, a give-back) still runs in its server
+   * session and commits; counted as soon as the process was gone, it was left out, and the manager's release of
+   * the dead worker's rows (the check below) found more or fewer. Counted well within STALE_SECONDS, before the
+   * manager may release them; while the server is down (no sessions then) the count waits for it to be back.
+   */
+  const countHeldOnceGone = async (victim: Member, workerId: string, sessions: number[]) => {
     const ended = async () =>
-      ports.length === 0 ||
-      (await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE client_port = ANY(${ports}::int[])`.execute(db)).rows[0].n === 0;
-    await waitFor(ended, 30_000, `the database sessions of killed ${victim.name} to end`).catch((error: Error) =>
+      sessions.length === 0 ||
+      (await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = ANY(${sessions}::int[])`
+        .execute(db)
+        .then(({ rows }) => rows[0].n === 0)
+        .catch(() => true)); // the server is down: every session of the killed process with it
+    await waitFor(ended, (STALE_SECONDS / 2) * 1000, `the database sessions of killed ${victim.name} to end`).catch((error: Error) =>
       print(`  ${error.message}; its held rows counted all the same`),
     );
-    const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM live_images WHERE locked_by = ${workerId}`.execute(db);
-    kills.push({ at: elapsed(), member: victim.name, workerId, held: Number(rows[0].n), stage: victim.bin !== 'lis_managerd' });
+    let held = 0;
+    await waitFor(
+      async () =>
+        sql<{ n: string }>`SELECT count(*) AS n FROM live_images WHERE locked_by = ${workerId}`
+          .execute(db)
+          .then(({ rows }) => ((held = Number(rows[0].n)), true))
+          .catch(() => false),
+      60_000,
+      `the database back, to count the rows killed ${victim.name} held`,
+    );
+    kills.push({ at: elapsed(), member: victim.name, workerId, held, stage: victim.bin !== 'lis_managerd' });
   };
   let frontendOutage = 'none';
   let pgRestart = 'none';
@@ -400,12 +427,12 @@ async function runChaosOnce(options: ChaosOptions, cleanups: Array<() => unknown
         const closed = new Promise((resolve) => child.once('close', resolve));
         // Stopped first, so that it opens no connection between the reading of its sockets and its death.
         child.kill('SIGSTOP');
-        const ports = tcpClientPorts(child.pid!);
+        const sessions = await sessionsOf(tcpClientPorts(child.pid!));
         child.kill('SIGKILL');
         await closed;
         victim.killing = false;
         try {
-          await countHeldOnceGone(victim, workerId, ports);
+          await countHeldOnceGone(victim, workerId, sessions);
         } finally {
           start(victim, path.join(dir, 'out'));
         }
