@@ -123,7 +123,9 @@ export class BackfillLoop {
   private running: Promise<void> | null = null;
 
   constructor(private readonly options: Omit<BackfillOptions, 'signal'> & { service: boolean; signal: AbortSignal }) {
-    options.signal.addEventListener('abort', () => this.stopper.abort(), { once: true });
+    // A stop that came before (SIGTERM while rsync's version was checked) has fired its 'abort' already, never again.
+    if (options.signal.aborted) this.stopper.abort();
+    else options.signal.addEventListener('abort', () => this.stopper.abort(), { once: true });
   }
 
   start(): this {
