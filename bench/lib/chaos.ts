@@ -102,6 +102,36 @@ function start(member: Member, logDir: string): void {
   member.starts++;
 }
 
+/**
+ * What a crashed member left: the end of its stdout/stderr (an uncaught error's stack goes there) and of its log
+ * files. The run's folder is removed after a test, so a crash in CI is explained in the report or not at all.
+ */
+function crashEvidence(dir: string, member: Member): string {
+  const tail = (file: string, lines: number) => {
+    try {
+      return fs.readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines);
+    } catch {
+      return [];
+    }
+  };
+  // Its logs: <component>.<country>-<date>.log, or <component>-<date>.log for one of no country (and .N rotated).
+  const component = member.bin.replace(/^lis_/, '');
+  const country = member.args.includes('--country') ? member.args[member.args.indexOf('--country') + 1] : null;
+  const prefix = country ? `${component}.${country}-` : `${component}-`;
+  const logDir = path.join(dir, member.host, 'log');
+  const logs = fs.existsSync(logDir)
+    ? fs
+        .readdirSync(logDir)
+        .filter((f) => f.startsWith(prefix) && /\d{4}-\d{2}-\d{2}\.log/.test(f))
+        .sort()
+    : [];
+  const lines = [
+    ...tail(path.join(dir, 'out', `${member.name.replaceAll('/', '-')}.out`), 20).map((l) => `  out| ${l}`),
+    ...logs.flatMap((f) => tail(path.join(logDir, f), 12).map((l) => `  ${f}| ${l}`)),
+  ];
+  return lines.length ? `\n${lines.join('\n')}\n` : '';
+}
+
 async function stopAll(members: Member[]): Promise<void> {
   await Promise.all(
     members.map(
@@ -360,7 +390,7 @@ async function runChaosOnce(options: ChaosOptions, cleanups: Array<() => unknown
     // A daemon that exits by itself has crashed: record it, and restart it as its supervisor would.
     for (const m of members) {
       if (m.child && !m.killing && (m.child.exitCode !== null || m.child.signalCode !== null)) {
-        crashes.push(`${m.name} exited ${m.child.exitCode ?? m.child.signalCode} at ${t.toFixed(0)}s`);
+        crashes.push(`${m.name} exited ${m.child.exitCode ?? m.child.signalCode} at ${t.toFixed(0)}s${crashEvidence(dir, m)}`);
         start(m, path.join(dir, 'out'));
       }
     }
