@@ -20,6 +20,7 @@ import { ChunkRun, isStoreFault, thrownChunkResults, type ResultKind, type RowRe
 import { HeartbeatLoop } from './heartbeat-loop.ts';
 import { OutcomeTally } from './outcome-tally.ts';
 import { retryWaitLine } from './progress-line.ts';
+import { registerAtStart } from './register-at-start.ts';
 import { rethrowIfPermanent, writeResults } from './result-writer.ts';
 import type { StoreHealth } from './store-check.ts';
 import { StoreGuard } from './store-guard.ts';
@@ -209,10 +210,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
   let wake: (() => void) | null = null;
   const changed = () => wake?.();
 
-  const released = await registerWorker(db, identity).catch((error) => {
-    rethrowIfPermanent('Cannot register the worker', error);
-    throw error;
-  });
+  const released = await registerAtStart(db, identity, { service: options.service, signal: options.signal, warn: (m) => log.warn(m, scope('start')) });
   if (released) log.warn(`Released ${released} rows an earlier process with this worker id (${workerId}) still held`, scope('start'));
   log.info(
     `Starting ${worker.component} for ${country.toUpperCase()} (worker ${workerId}, chunk size ${options.chunkSize}${options.service ? ', service mode' : ''})`,

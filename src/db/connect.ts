@@ -8,7 +8,7 @@ import { isConnectError, isNotAnswering } from './database-error.ts';
 import { ensureEmbeddedRunning } from './embedded-server.ts';
 import { preparingClient } from './prepared-query.ts';
 import { MIGRATIONS_DIR, assertSchemaCurrent } from './schema-version.ts';
-import { abortableDelay } from '../util/abortable-delay.ts';
+import { retryWithBackoff } from '../util/retry-with-backoff.ts';
 import { settledWithin } from '../util/settled-within.ts';
 import type { Database } from './schema.ts';
 
@@ -287,26 +287,20 @@ export async function openDatabaseWaiting(
   config: LisConfig,
   options: { retryForMs: number; signal: AbortSignal; onRetry: (message: string) => void; onPoolError?: (error: Error) => void; bounds?: QueryBounds },
 ): Promise<Db> {
-  const deadline = Date.now() + options.retryForMs;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await openDatabase(config, { onPoolError: options.onPoolError, bounds: options.bounds });
-    } catch (error) {
+  return retryWithBackoff(() => openDatabase(config, { onPoolError: options.onPoolError, bounds: options.bounds }), {
+    retryForMs: options.retryForMs,
+    signal: options.signal,
+    // A bad config or a broken migration will not mend itself: only outages are waited out.
+    retryable: (error) => {
       const code = (error as { code?: string }).code;
-      // A bad config or a broken migration will not mend itself: only outages are waited out.
-      if (
+      return !(
         code === 'ERR_CONFIG' ||
         code === 'ERR_SCHEMA_BEHIND' ||
         (error instanceof LisError && error.code === 'ERR_MIGRATION' && /migration \S+ failed/.test(error.message))
-      )
-        throw error;
-      if (Date.now() > deadline || options.signal.aborted) throw error;
-      const delay = Math.min(30_000, 500 * 2 ** attempt);
-      options.onRetry(`database not reachable (${errorMessage(error)}); trying again in ${Math.round(delay / 1000)}s`);
-      await abortableDelay(delay, options.signal);
-      if (options.signal.aborted) throw error;
-    }
-  }
+      );
+    },
+    onRetry: (error, delay) => options.onRetry(`database not reachable (${errorMessage(error)}); trying again in ${Math.round(delay / 1000)}s`),
+  });
 }
 
 /** Drops and creates database `name` on the server of `serverUrl`; returns its URL. For benchmarks, the demo, tests. */

@@ -11,7 +11,8 @@ import { createDownloadClient } from '../download/download-client.ts';
 import { SchemeFetcher } from '../download/fetch-by-scheme.ts';
 import { signalReady } from '../daemon/ready-signal.ts';
 import { startServiceHeartbeat, type HeartbeatLoop } from '../daemon/heartbeat-loop.ts';
-import { markStopped, registerWorker, workerIdFor } from '../daemon/worker-registry.ts';
+import { registerAtStart } from '../daemon/register-at-start.ts';
+import { markStopped, workerIdFor } from '../daemon/worker-registry.ts';
 import { OutcomeTally } from '../daemon/outcome-tally.ts';
 import { installStopSignals } from '../daemon/signals.ts';
 import { errorMessage } from '../errors.ts';
@@ -66,7 +67,7 @@ export async function imagedMain(argv = process.argv): Promise<void> {
       });
       // Registered like the daemons, so that if this process dies holding a row, lis_managerd gives it back.
       const identity = { id: workerId, component: 'imaged', host: config.host, pid: process.pid, country: null };
-      await registerWorker(database, identity);
+      await registerAtStart(database, identity, { service: Boolean(flags.service), signal: controller.signal, warn });
       const thumbnailer = createThumbnailWorker({ config, db: database });
       const outcomes = new OutcomeTally();
       const service = new ThumbnailService({ config, db: database, locks, log, workerId, fetcher, thumbnailer, outcomes });

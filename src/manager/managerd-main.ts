@@ -12,7 +12,8 @@ import { errorMessage } from '../errors.ts';
 import { installStopSignals } from '../daemon/signals.ts';
 import { signalReady } from '../daemon/ready-signal.ts';
 import { startServiceHeartbeat } from '../daemon/heartbeat-loop.ts';
-import { markStopped, registerWorker, workerIdFor } from '../daemon/worker-registry.ts';
+import { registerAtStart } from '../daemon/register-at-start.ts';
+import { markStopped, workerIdFor } from '../daemon/worker-registry.ts';
 import { upkeepFromManager } from './run-upkeep.ts';
 import { registerManagerEventMetrics } from './manager-event-metrics.ts';
 import { startInstanceExporter } from '../daemon/instance-exporter.ts';
@@ -115,7 +116,7 @@ export async function managerdMain(argv = process.argv): Promise<void> {
       });
       try {
         const identity = { id: workerId, component: 'managerd', host: config.host, pid: process.pid, country: country ?? null };
-        await registerWorker(db, identity);
+        await registerAtStart(db, identity, { service: true, signal: controller.signal, warn: (m) => log.warn(m, { scope: 'Manager::main' }) });
         const beat = startServiceHeartbeat(db, identity, {
           everyMs: config.queue.heartbeatSeconds * 1000,
           take: () => ({ done: 0, failed: 0, holding: 0 }),
