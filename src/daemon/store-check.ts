@@ -2,6 +2,7 @@ import { constants } from 'node:fs';
 import { access, mkdir, open, readdir, stat, statfs, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { tempFileWriter, tempPathFor } from '../store/atomic-file.ts';
+import { isProcessAlive } from '../util/process-alive.ts';
 
 export interface StoreLimits {
   /** Pause below this many free bytes (stores.minFreeBytes). */
@@ -134,15 +135,6 @@ export async function checkStoreMarker(dir: string, expectsFiles: () => Promise<
   return null;
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /**
  * Probes sit at the store's top, where fs_check (which walks country folders)
  * never looks; so a probe whose writer died (SIGKILL between write and unlink)
@@ -152,7 +144,7 @@ async function sweepDeadProbes(dir: string): Promise<void> {
   for (const name of await readdir(dir)) {
     if (!name.startsWith(`${PROBE_NAME}.`)) continue;
     const writer = tempFileWriter(name);
-    if (writer !== null && writer !== process.pid && !isAlive(writer)) await unlink(path.join(dir, name)).catch(() => {});
+    if (writer !== null && writer !== process.pid && !isProcessAlive(writer)) await unlink(path.join(dir, name)).catch(() => {});
   }
 }
 
