@@ -78,4 +78,33 @@ describe('services: a database that goes away as they register', function () {
     const run = spawned(spawnTs('bin/lis_imaged', ['--service', '--config', t.writeConfig(), '--port', String(await freePort())]));
     await waitsThenRuns(run, 'imaged', path.join(t.config.log.dir, 'imaged.log'));
   });
+
+  it('a stop while they wait to register ends them at once, cleanly (exit 0, saying so), registered nowhere', async () => {
+    await refuseRegistrations(1_000_000);
+    const schedule = { stuck_jobs: null, bad_retry_jobs: null, bad_datasources: null, unlisted_rows: null, missed_origin_rows: null, alerts: null };
+    const config = t.writeConfig({ manager: { ...t.config.manager, schedule } });
+    const services = [
+      { component: 'downloadd', log: 'downloadd.uk.log', bin: 'bin/lis_downloadd', args: ['--country', 'uk', '--metrics-port', '0'] },
+      { component: 'managerd', log: 'managerd.uk.log', bin: 'bin/lis_managerd', args: ['--country', 'uk', '--metrics-port', '0'] },
+      { component: 'imaged', log: 'imaged.log', bin: 'bin/lis_imaged', args: ['--port', String(await freePort())] },
+    ];
+    for (const service of services) {
+      const run = spawned(spawnTs(service.bin, ['--service', '--config', config, ...service.args]));
+      const logFile = path.join(t.config.log.dir, service.log);
+      await waitFor(
+        () => /Cannot register the worker, the database is away/.test(readLogIfAny(logFile)) || run.child.exitCode !== null,
+        60_000,
+        `${service.component} waiting`,
+      );
+      const asked = Date.now();
+      run.child.kill('SIGTERM');
+      const { code } = await run.exited;
+      const log = readLogIfAny(logFile);
+      assert.equal(code, 0, `${service.component}:\n${run.output()}\n${log}`);
+      assert.ok(Date.now() - asked < 5000, `${service.component} took ${Date.now() - asked} ms to stop`);
+      assert.match(log, /Stopped while waiting for the database: terminating connection due to administrator command \(fixture\)/);
+      assert.doesNotMatch(log, /ERROR/, `${service.component}: a stop is no error`);
+      assert.equal(await registered(service.component), false);
+    }
+  });
 });

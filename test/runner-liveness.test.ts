@@ -235,8 +235,11 @@ describe('daemon runner: liveness and ids', function () {
     await waitForLogLine(logFile, /database not reachable/); // waiting for the database
     const asked = Date.now();
     waiting.child.kill('SIGTERM');
-    await waiting.exited;
+    const { code: waitingCode } = await waiting.exited;
     assert.ok((Date.now() - asked) / 1000 < 5, waiting.output());
+    // The operator's stop, not a failure: exit 0, and the log says what it was waiting for.
+    assert.equal(waitingCode, 0, waiting.output());
+    await waitForLogLine(logFile, /Stopped while waiting for the database: /);
   });
 
   it('after "Cannot claim work" in a database outage, the log says when the database is back, and work goes on', async () => {

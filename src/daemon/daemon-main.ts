@@ -12,7 +12,7 @@ import { errorMessage } from '../errors.ts';
 import { ProgressLine } from './progress-line.ts';
 import { signalReady } from './ready-signal.ts';
 import { runDaemon, type StageWorker } from './run-daemon.ts';
-import { installStopSignals } from './signals.ts';
+import { installStopSignals, stoppedWhileDatabaseAway } from './signals.ts';
 import { startInstanceExporter, type InstanceExporter } from './instance-exporter.ts';
 
 export interface DaemonFlags {
@@ -107,6 +107,10 @@ export async function daemonMain(definition: DaemonDefinition, argv = process.ar
       });
       return 0;
     } catch (error) {
+      if (stoppedWhileDatabaseAway(error, controller.signal)) {
+        log.info(`Stopped while waiting for the database: ${errorMessage(error)}`, { scope: `${definition.component}::main` });
+        return 0;
+      }
       log.error(errorMessage(error), { scope: `${definition.component}::main` });
       throw error;
     } finally {

@@ -14,7 +14,7 @@ import { startServiceHeartbeat, type HeartbeatLoop } from '../daemon/heartbeat-l
 import { registerAtStart } from '../daemon/register-at-start.ts';
 import { markStopped, workerIdFor } from '../daemon/worker-registry.ts';
 import { OutcomeTally } from '../daemon/outcome-tally.ts';
-import { installStopSignals } from '../daemon/signals.ts';
+import { installStopSignals, stoppedWhileDatabaseAway } from '../daemon/signals.ts';
 import { errorMessage } from '../errors.ts';
 import { listenOrExplain } from '../util/listen.ts';
 import { closeLogger, createLogger } from '../log/create-logger.ts';
@@ -100,6 +100,10 @@ export async function imagedMain(argv = process.argv): Promise<void> {
       await thumbnailer.close?.();
       return 0;
     } catch (error) {
+      if (stoppedWhileDatabaseAway(error, controller.signal)) {
+        log.info(`Stopped while waiting for the database: ${errorMessage(error)}`, scope);
+        return 0;
+      }
       log.error(errorMessage(error), scope);
       throw error;
     } finally {

@@ -9,7 +9,7 @@ import { openDaemonDatabase } from '../daemon/open-daemon-database.ts';
 import { runCommand, usageErrorsExit2 } from '../util/exit-on-error.ts';
 import { closeLogger, createLogger } from '../log/create-logger.ts';
 import { errorMessage } from '../errors.ts';
-import { installStopSignals } from '../daemon/signals.ts';
+import { installStopSignals, stoppedWhileDatabaseAway } from '../daemon/signals.ts';
 import { signalReady } from '../daemon/ready-signal.ts';
 import { startServiceHeartbeat } from '../daemon/heartbeat-loop.ts';
 import { registerAtStart } from '../daemon/register-at-start.ts';
@@ -137,6 +137,10 @@ export async function managerdMain(argv = process.argv): Promise<void> {
       log.info('Exiting(time_to_die: 1)', { scope: 'Manager::main' });
       return 0;
     } catch (error) {
+      if (stoppedWhileDatabaseAway(error, controller.signal)) {
+        log.info(`Stopped while waiting for the database: ${errorMessage(error)}`, { scope: 'Manager::main' });
+        return 0;
+      }
       // As the daemons do: a service logs to files only, so why it stopped must be there too, not only on stderr.
       log.error(errorMessage(error), { scope: 'Manager::main' });
       throw error;
