@@ -107,4 +107,35 @@ describe('services: a database that goes away as they register', function () {
       assert.equal(await registered(service.component), false);
     }
   });
+
+  it('a stop that comes while they register is not lost: each exits once registered, cleanly, and marks itself stopped', async () => {
+    // A slow registration holds each service there while the stop comes: a stop before the point where a service
+    // starts listening for it has fired already and never fires again (lis_managerd waited for it for ever).
+    await sql`CREATE FUNCTION slow_registration() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(1.5); RETURN NEW; END $$`.execute(t.db);
+    await sql`CREATE TRIGGER slow_registration BEFORE INSERT ON workers FOR EACH ROW EXECUTE FUNCTION slow_registration()`.execute(t.db);
+    const registering = async () =>
+      (
+        await sql<{
+          n: number;
+        }>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND query ILIKE '%insert into "workers"%'`.execute(t.db)
+      ).rows[0].n > 0;
+    const schedule = { stuck_jobs: null, bad_retry_jobs: null, bad_datasources: null, unlisted_rows: null, missed_origin_rows: null, alerts: null };
+    const config = t.writeConfig({ manager: { ...t.config.manager, schedule } });
+    const services = [
+      { component: 'downloadd', bin: 'bin/lis_downloadd', args: ['--country', 'uk', '--metrics-port', '0'] },
+      { component: 'managerd', bin: 'bin/lis_managerd', args: ['--country', 'uk', '--metrics-port', '0'] },
+      { component: 'imaged', bin: 'bin/lis_imaged', args: ['--port', String(await freePort())] },
+    ];
+    for (const service of services) {
+      const run = spawned(spawnTs(service.bin, ['--service', '--config', config, ...service.args]));
+      await waitFor(async () => (await registering()) || run.child.exitCode !== null, 60_000, `${service.component} registering`);
+      run.child.kill('SIGTERM');
+      const exited = await Promise.race([run.exited, new Promise<null>((resolve) => setTimeout(() => resolve(null), 20_000))]);
+      assert.ok(exited, `${service.component} still running 20 s after a SIGTERM that came while it registered:\n${run.output()}`);
+      assert.equal(exited.code, 0, `${service.component}:\n${run.output()}`);
+      const rows = await t.db.selectFrom('workers').select(['stopped_at']).where('component', '=', service.component).execute();
+      assert.equal(rows.length, 1);
+      assert.ok(rows[0].stopped_at, `${service.component} marked itself stopped`);
+    }
+  });
 });
