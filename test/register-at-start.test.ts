@@ -4,7 +4,6 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { sql } from 'kysely';
-import { freePort } from './helpers/free-port.ts';
 import { readLogIfAny } from './helpers/log-files.ts';
 import { spawnTs, waitFor, type Spawned } from './helpers/processes.ts';
 import { databasePerTest, type TestDatabase } from './helpers/test-database.ts';
@@ -15,9 +14,9 @@ const NO_CHECKS = { stuck_jobs: null, bad_retry_jobs: null, bad_datasources: nul
 
 /** The services that register in `workers`, as a supervisor starts them, and the log each writes. */
 const SERVICES = [
-  { component: 'downloadd', log: 'downloadd.uk.log', bin: 'bin/lis_downloadd', args: async () => ['--country', 'uk', '--metrics-port', '0'] },
-  { component: 'managerd', log: 'managerd.uk.log', bin: 'bin/lis_managerd', args: async () => ['--country', 'uk', '--metrics-port', '0'] },
-  { component: 'imaged', log: 'imaged.log', bin: 'bin/lis_imaged', args: async () => ['--port', String(await freePort())] },
+  { component: 'downloadd', log: 'downloadd.uk.log', bin: 'bin/lis_downloadd', args: ['--country', 'uk', '--metrics-port', '0'] },
+  { component: 'managerd', log: 'managerd.uk.log', bin: 'bin/lis_managerd', args: ['--country', 'uk', '--metrics-port', '0'] },
+  { component: 'imaged', log: 'imaged.log', bin: 'bin/lis_imaged', args: ['--port', '0'] },
 ];
 type Service = (typeof SERVICES)[number];
 
@@ -50,9 +49,9 @@ describe('services: a database that goes away as they register', function () {
     (await t.db.selectFrom('workers').select('id').where('component', '=', component).where('stopped_at', 'is', null).execute()).length === 1;
   const logFile = (service: Service) => path.join(t.config.log.dir, service.log);
   /** The service started as a supervisor would (--service), killed after the test if it is still running. */
-  const startService = async (service: Service): Promise<Spawned> => {
+  const startService = (service: Service): Spawned => {
     const config = t.writeConfig({ manager: { ...t.config.manager, schedule: NO_CHECKS } });
-    const run = spawnTs(service.bin, ['--service', '--config', config, ...(await service.args())]);
+    const run = spawnTs(service.bin, ['--service', '--config', config, ...service.args]);
     cleanups.push(() => void (run.child.exitCode === null && run.child.signalCode === null && run.child.kill('SIGKILL')));
     return run;
   };
@@ -60,7 +59,7 @@ describe('services: a database that goes away as they register', function () {
   for (const service of SERVICES)
     it(`lis_${service.component} as a service waits and registers`, async () => {
       await refuseRegistrations(2);
-      const run = await startService(service);
+      const run = startService(service);
       const log = logFile(service);
       await waitFor(async () => (await registered(service.component)) || run.child.exitCode !== null, 60_000, `${service.component} registered`);
       assert.equal(run.child.exitCode, null, `${service.component} is still running:\n${run.output()}\n${readLogIfAny(log)}`);
@@ -86,7 +85,7 @@ describe('services: a database that goes away as they register', function () {
   it('a stop while they wait to register ends them at once, cleanly (exit 0, saying so), registered nowhere', async () => {
     await refuseRegistrations(1_000_000);
     for (const service of SERVICES) {
-      const run = await startService(service);
+      const run = startService(service);
       const log = logFile(service);
       await waitFor(
         () => /Cannot register the worker, the database is away/.test(readLogIfAny(log)) || run.child.exitCode !== null,
@@ -117,7 +116,7 @@ describe('services: a database that goes away as they register', function () {
         }>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND query ILIKE '%insert into "workers"%'`.execute(t.db)
       ).rows[0].n > 0;
     for (const service of SERVICES) {
-      const run = await startService(service);
+      const run = startService(service);
       await waitFor(async () => (await registering()) || run.child.exitCode !== null, 60_000, `${service.component} registering`);
       run.child.kill('SIGTERM');
       const { code } = await within(run.exited, `exit of ${service.component} after a SIGTERM that came while it registered`, 20_000);
