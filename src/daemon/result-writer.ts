@@ -7,6 +7,7 @@ import { commitStatus, type CommitStatus } from '../queue/commit-status.ts';
 import { FlushInDoubt, flushResults, type FlushOutcome, type ResultBatch } from '../queue/flush-results.ts';
 import type { WorkStage } from '../queue/stages.ts';
 import { abortableDelay } from '../util/abortable-delay.ts';
+import { backoffDelayMs } from '../util/retry-with-backoff.ts';
 import type { ChunkRun } from './chunk-run.ts';
 
 /** A database error that no retry can fix (bad SQL, a missing column): the daemon stops with it. */
@@ -101,7 +102,7 @@ export async function writeResults(chunk: ChunkRun, options: WriterOptions): Pro
         return;
       }
       log.error(`Could not write ${count} results (try ${attempt}): ${errorMessage(error)}`, { scope: options.scope });
-      await abortableDelay(Math.min(30_000, 500 * 2 ** attempt), options.signal);
+      await abortableDelay(backoffDelayMs(attempt), options.signal);
     }
   }
 }

@@ -14,6 +14,7 @@ import { retryWaits } from '../queue/retry-waits.ts';
 import type { WorkStage } from '../queue/stages.ts';
 import { WorkNotifier } from '../queue/work-notifier.ts';
 import { abortableDelay } from '../util/abortable-delay.ts';
+import { backoffDelayMs } from '../util/retry-with-backoff.ts';
 import { settledWithin } from '../util/settled-within.ts';
 import { afterEmptyClaim } from './empty-claim.ts';
 import { ChunkRun, isStoreFault, thrownChunkResults, type ResultKind, type RowResult } from './chunk-run.ts';
@@ -476,7 +477,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
         outageTries++;
         claimMayBeLost = true;
         log.error(`${outageLine('claiming work', 'Cannot claim work', error)}; trying again`, scope('get_chunk_of_work'));
-        await abortableDelay(Math.min(30_000, 500 * 2 ** outageTries), signal);
+        await abortableDelay(backoffDelayMs(outageTries), signal);
         continue;
       }
       if (rows.length === 0) {

@@ -11,7 +11,7 @@ export interface RetryOptions {
   onRetry: (error: unknown, delayMs: number) => void;
 }
 
-/** The wait after failed try `attempt` (1, 2, ...): 1 s, 2 s, 4 s ... up to 30 s. Pure. */
+/** The wait after failed try `attempt` (1, 2, ...): 1 s, 2 s, 4 s ... up to 30 s; the database outages' backoff (start-up, claims, writes). Pure. */
 export function backoffDelayMs(attempt: number): number {
   return Math.min(30_000, 500 * 2 ** attempt);
 }
