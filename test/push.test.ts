@@ -5,6 +5,9 @@ import { sql } from 'kysely';
 import type { LisConfigInput } from '../src/config/config-schema.ts';
 import { frontendLag } from '../src/push/frontend-lag.ts';
 import { addFrontend, setFrontendEnabled } from '../src/push/frontend-registry.ts';
+import { BackfillLoop } from '../src/push/backfill.ts';
+import { closeLogger, createLogger } from '../src/log/create-logger.ts';
+import pLimit from 'p-limit';
 import { countBy, relistAll } from './helpers/rows.ts';
 import { differingFiles, insertPushRows } from './helpers/push-fixtures.ts';
 import { RsyncDaemon } from './helpers/rsync-daemons.ts';
@@ -141,6 +144,27 @@ describe('lis_pusherd: pushing to rsync daemons, a local path and ssh (in-proces
     assert.deepEqual(differingFiles(t.config.stores.thumbnails, roots.n2, [...first, ...second]), []);
     assert.equal(await pushedCount('n2'), 20);
     assert.ok((await frontendLag(t.db)).every((l) => l.total === 0));
+  });
+
+  it('a stop that came before the backfill was made (SIGTERM during the rsync version check) ends it before any pass', async () => {
+    const root = path.join(t.dir, 'frontend-local');
+    await addFrontend(t.db, 'local', root);
+    const files = await insertPushRows(t.db, t.config, 'uk', 5, { stage: 'live' });
+    const log = createLogger({ component: 'pusherd', log: t.config.log, screen: false, country: 'uk' });
+    try {
+      // By hand, as `lis_pusherd --country uk` runs it: stop() waits for the pass instead of cutting it.
+      const options = { config: t.config, db: t.db, log, country: 'uk', chunkSize: 40, limit: pLimit(2), service: false };
+      const stopped = new AbortController();
+      stopped.abort();
+      await new BackfillLoop({ ...options, signal: stopped.signal }).start().stop();
+      assert.equal(await pushedCount('local'), 0, 'no pass after the stop');
+      // Not stopped, the same loop backfills them: the pass above had work it did not do.
+      await new BackfillLoop({ ...options, signal: new AbortController().signal }).start().stop();
+      assert.equal(await pushedCount('local'), 5);
+      assert.deepEqual(differingFiles(t.config.stores.thumbnails, root, files), []);
+    } finally {
+      await closeLogger(log);
+    }
   });
 
   it("rsync's own failures: an unknown module, a blocked path and a thumbnail missing from the store", async () => {
