@@ -67,6 +67,22 @@ describe('config', () => {
     assert.equal(parseConfig({ metrics: { ports: { downloadd: 65535 } } }, {}).metrics.ports.downloadd, 65535, 'no countries: no offset');
   });
 
+  it('refuses a metrics.ports name no component reads (a typo would leave its daemon serving no metrics, silently)', () => {
+    assert.deepEqual(parseConfig({ metrics: { ports: { downloadd: 9401, thumbnaild: 9411, pusherd: null, managerd: 0 } } }, {}).metrics.ports, {
+      downloadd: 9401,
+      thumbnaild: 9411,
+      pusherd: null,
+      managerd: 0,
+    });
+    for (const name of ['downloadD', 'lis_downloadd', 'imaged']) {
+      assert.throws(
+        () => parseConfig({ metrics: { ports: { [name]: 9401 } } }, {}),
+        (error: Error & { code?: string }) => error.code === 'ERR_CONFIG' && error.message.includes(`metrics.ports: Unrecognized key: "${name}"`),
+        name,
+      );
+    }
+  });
+
   it('database.stopWaitSeconds and upkeep.progressMinutes: 5 s and 10 min by default, as set, and a bad value refused naming the key', () => {
     const defaults = parseConfig({}, {});
     assert.equal(stopDatabaseWaitMs(defaults), 5000);
