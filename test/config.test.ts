@@ -8,6 +8,7 @@ import { serviceQueryBounds } from '../src/db/connect.ts';
 import { formatLine } from '../src/log/line-format.ts';
 import { formatProgress } from '../src/daemon/progress-line.ts';
 import { stopDatabaseWaitMs } from '../src/daemon/run-daemon.ts';
+import { withSecretsHidden } from '../src/cli/config-command.ts';
 
 describe('config', () => {
   it('runs on defaults with no file at all', () => {
@@ -120,6 +121,26 @@ describe('config', () => {
       () => parseConfig({ database: { queryTimeoutSeconds: 3_000_000 } }, {}),
       /database\.queryTimeoutSeconds: Too big: expected number to be <=86400/,
     );
+  });
+
+  it("`lis config` hides every secret: the database password, a proxy login, a bucket's secret key, the SMTP password and webhooks", () => {
+    const config = parseConfig(
+      {
+        database: { url: 'postgres://imagesys:db-secret@db1/imagesys' },
+        download: { proxy: 'http://squid:proxy-secret@proxy.internal:3128' },
+        imaged: { s3: { photos: { accessKeyId: 'AKIAEXAMPLE', secretAccessKey: 's3-secret' } } },
+        alerts: { smtp: { password: 'smtp-secret' }, webhookUrl: 'https://hooks.example/hook-secret' },
+        manager: { webhookUrl: 'https://hooks.example/old-hook-secret' },
+      },
+      {},
+    );
+    const shown = withSecretsHidden(config);
+    const text = JSON.stringify(shown);
+    for (const secret of ['db-secret', 'proxy-secret', 's3-secret', 'smtp-secret', 'hook-secret']) assert.ok(!text.includes(secret), secret);
+    assert.equal(shown.download.proxy, 'http://squid:***@proxy.internal:3128');
+    assert.equal(shown.imaged.s3.photos.secretAccessKey, '***');
+    assert.equal(shown.imaged.s3.photos.accessKeyId, 'AKIAEXAMPLE', 'a key id names the key; it is no secret');
+    assert.equal(config.imaged.s3.photos.secretAccessKey, 's3-secret', 'the configuration in force is left as it is');
   });
 
   it('accepts country codes in either case, and only configured ones when a list is set', () => {
