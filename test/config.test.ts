@@ -35,7 +35,49 @@ describe('config', () => {
         assert.match(error.message, /queue\.chunkSize: Invalid input: expected number, received string/);
         assert.match(error.message, /queue\.backoff\.jitter: Too big/);
         assert.match(error.message, /log\.level: Invalid option: expected one of "error"\|"warn"\|"info"\|"debug"/);
-        assert.match(error.message, /\(top level\): Unrecognized key: "hots"/);
+        assert.match(error.message, /^ {2}hots: unknown key; did you mean host\?$/m);
+        return true;
+      },
+    );
+  });
+
+  it('names an unknown key by its whole path, with the key it most likely misspells, or else the keys there are', () => {
+    assert.throws(
+      () =>
+        parseConfig(
+          {
+            queue: { chunksize: 10, foo: 1 },
+            metrics: { ports: { downloadD: 9401 } },
+            thumbnail: { presets: { small: { width: 100, height: 90, mode: 'crop', quality: 80 } } },
+          },
+          {},
+        ),
+      (error: Error) => {
+        assert.match(error.message, /^ {2}queue\.chunksize: unknown key; did you mean queue\.chunkSize\?$/m);
+        assert.match(
+          error.message,
+          /^ {2}queue\.foo: unknown key \(the keys here: chunkSize, maxAttempts, backoff, pollSeconds, heartbeatSeconds, progressTimeoutSeconds, oursRetrySeconds\)$/m,
+        );
+        assert.match(error.message, /^ {2}metrics\.ports\.downloadD: unknown key; did you mean metrics\.ports\.downloadd\?$/m);
+        assert.match(error.message, /^ {2}thumbnail\.presets\.small\.quality: unknown key \(the keys here: width, height, mode\)$/m);
+        return true;
+      },
+    );
+  });
+
+  it('says what a name must be, and each form a value may take, where zod says only "invalid"', () => {
+    assert.throws(
+      () => parseConfig({ thumbnail: { presets: { Small: { width: 120, height: 90, mode: 'crop' } } }, log: { maxFiles: true } }, {}),
+      (error: Error) => {
+        assert.match(
+          error.message,
+          /^ {2}thumbnail\.presets\.Small: not a valid name here: a preset name: a lower-case letter, then up to 15 letters or digits$/m,
+        );
+        assert.match(
+          error.message,
+          /^ {2}log\.maxFiles: Invalid input: expected number, received boolean; or Invalid input: expected string, received boolean$/m,
+        );
+        assert.doesNotMatch(error.message, /Invalid key in record/);
         return true;
       },
     );
@@ -78,7 +120,7 @@ describe('config', () => {
     for (const name of ['downloadD', 'lis_downloadd', 'imaged']) {
       assert.throws(
         () => parseConfig({ metrics: { ports: { [name]: 9401 } } }, {}),
-        (error: Error & { code?: string }) => error.code === 'ERR_CONFIG' && error.message.includes(`metrics.ports: Unrecognized key: "${name}"`),
+        (error: Error & { code?: string }) => error.code === 'ERR_CONFIG' && error.message.includes(`metrics.ports.${name}: unknown key`),
         name,
       );
     }
