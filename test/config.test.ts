@@ -83,6 +83,18 @@ describe('config', () => {
     );
   });
 
+  it('says a webhook must be an http(s) URL, not only that it is "invalid"', () => {
+    assert.throws(
+      () => parseConfig({ alerts: { webhookUrl: 'ftp://hooks.example/x' }, manager: { webhookUrl: 'hooks.example/x' } }, {}),
+      (error: Error) => {
+        assert.match(error.message, /^ {2}alerts\.webhookUrl: an http:\/\/ or https:\/\/ URL$/m);
+        assert.match(error.message, /^ {2}manager\.webhookUrl: an http:\/\/ or https:\/\/ URL$/m);
+        return true;
+      },
+    );
+    assert.equal(parseConfig({ alerts: { webhookUrl: 'https://hooks.example/x' } }, {}).alerts.webhookUrl, 'https://hooks.example/x');
+  });
+
   it('reports a file that is not JSON, or missing, by its path', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-config-'));
     fs.writeFileSync(path.join(dir, 'imagesys.json'), '{ nope');
