@@ -28,6 +28,19 @@ describe('config', () => {
     assert.throws(() => parseConfig({}, { LIS_DATABASE_URL: 'mysql://x' }), /LIS_DATABASE_URL is not valid/);
   });
 
+  it('holds LIS_HOST to the rule of `host`: no spaces or colons (worker ids are host:pid:random)', () => {
+    assert.throws(() => parseConfig({ host: 'web 1' }, {}), /host: a host name without spaces or colons/);
+    for (const bad of ['web 1', 'web1:8080']) {
+      assert.throws(
+        () => parseConfig({}, { LIS_HOST: bad }),
+        (error: Error & { code?: string }) =>
+          error.code === 'ERR_CONFIG' && error.message === `LIS_HOST ${JSON.stringify(bad)} is not valid: a host name without spaces or colons`,
+        bad,
+      );
+    }
+    assert.equal(parseConfig({ host: 'web1' }, { LIS_HOST: 'web2.internal' }).host, 'web2.internal');
+  });
+
   it('names every bad key and says what it expects', () => {
     assert.throws(
       () => parseConfig({ queue: { chunkSize: 'big', backoff: { jitter: 2 } }, log: { level: 'loud' }, hots: 'x' }, {}),

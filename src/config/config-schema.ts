@@ -17,14 +17,15 @@ import { MAX_PORT, METRICS_COMPONENTS, metricsPortsPastRange } from './metrics-p
 const positiveInt = z.number().int().positive();
 const seconds = z.number().positive();
 
+/** This machine's name in the workers table and in `store_host` (worker ids are `host:pid:random`); `LIS_HOST` obeys it too. */
+export const hostNameSchema = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(/^[^\s:]+$/, 'a host name without spaces or colons');
+
 const configObject = z.strictObject({
-  /** This machine's name in the workers table and in `store_host`. */
-  host: z
-    .string()
-    .min(1)
-    .max(200)
-    .regex(/^[^\s:]+$/, 'a host name without spaces or colons')
-    .default(() => os.hostname()),
+  host: hostNameSchema.default(() => os.hostname()),
   /** Countries are lower-case codes such as `uk`; this list is what `--country` accepts (empty: any 2-3 letter code). */
   countries: z.array(z.string().regex(/^[a-z]{2,3}$/, 'a 2-3 letter lower-case country code')).default([]),
   database: z

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { ConfigError } from '../errors.ts';
-import { configSchema, type LisConfig } from './config-schema.ts';
+import { configSchema, hostNameSchema, type LisConfig } from './config-schema.ts';
 import { describeIssues } from './describe-issues.ts';
 
 /** Looked for in the working folder when neither --config nor LIS_CONFIG names a file. */
@@ -35,7 +35,12 @@ export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env, 
     }
     config.database.url = env.LIS_DATABASE_URL;
   }
-  if (env.LIS_HOST) config.host = env.LIS_HOST;
+  if (env.LIS_HOST) {
+    // The same rule as `host`: the override must not bring in what the file may not (a colon would split worker ids).
+    const host = hostNameSchema.safeParse(env.LIS_HOST);
+    if (!host.success) throw new ConfigError(`LIS_HOST ${JSON.stringify(env.LIS_HOST)} is not valid: ${host.error.issues.map((i) => i.message).join('; ')}`);
+    config.host = host.data;
+  }
   if (env.LIS_SMTP_PASSWORD) config.alerts.smtp.password = env.LIS_SMTP_PASSWORD;
   const resolve = (p: string) => path.resolve(cwd, p);
   config.database.embedded.dataDir = resolve(config.database.embedded.dataDir);
