@@ -8,6 +8,7 @@ import { serviceQueryBounds } from '../src/db/connect.ts';
 import { formatLine } from '../src/log/line-format.ts';
 import { formatProgress } from '../src/daemon/progress-line.ts';
 import { stopDatabaseWaitMs } from '../src/daemon/run-daemon.ts';
+import { withSecretsHidden } from '../src/cli/config-command.ts';
 
 describe('config', () => {
   it('runs on defaults with no file at all', () => {
@@ -27,6 +28,19 @@ describe('config', () => {
     assert.throws(() => parseConfig({}, { LIS_DATABASE_URL: 'mysql://x' }), /LIS_DATABASE_URL is not valid/);
   });
 
+  it('holds LIS_HOST to the rule of `host`: no spaces or colons (worker ids are host:pid:random)', () => {
+    assert.throws(() => parseConfig({ host: 'web 1' }, {}), /host: a host name without spaces or colons/);
+    for (const bad of ['web 1', 'web1:8080']) {
+      assert.throws(
+        () => parseConfig({}, { LIS_HOST: bad }),
+        (error: Error & { code?: string }) =>
+          error.code === 'ERR_CONFIG' && error.message === `LIS_HOST ${JSON.stringify(bad)} is not valid: a host name without spaces or colons`,
+        bad,
+      );
+    }
+    assert.equal(parseConfig({ host: 'web1' }, { LIS_HOST: 'web2.internal' }).host, 'web2.internal');
+  });
+
   it('names every bad key and says what it expects', () => {
     assert.throws(
       () => parseConfig({ queue: { chunkSize: 'big', backoff: { jitter: 2 } }, log: { level: 'loud' }, hots: 'x' }, {}),
@@ -34,10 +48,64 @@ describe('config', () => {
         assert.match(error.message, /queue\.chunkSize: Invalid input: expected number, received string/);
         assert.match(error.message, /queue\.backoff\.jitter: Too big/);
         assert.match(error.message, /log\.level: Invalid option: expected one of "error"\|"warn"\|"info"\|"debug"/);
-        assert.match(error.message, /\(top level\): Unrecognized key: "hots"/);
+        assert.match(error.message, /^ {2}hots: unknown key; did you mean host\?$/m);
         return true;
       },
     );
+  });
+
+  it('names an unknown key by its whole path, with the key it most likely misspells, or else the keys there are', () => {
+    assert.throws(
+      () =>
+        parseConfig(
+          {
+            queue: { chunksize: 10, foo: 1 },
+            metrics: { ports: { downloadD: 9401 } },
+            thumbnail: { presets: { small: { width: 100, height: 90, mode: 'crop', quality: 80 } } },
+          },
+          {},
+        ),
+      (error: Error) => {
+        assert.match(error.message, /^ {2}queue\.chunksize: unknown key; did you mean queue\.chunkSize\?$/m);
+        assert.match(
+          error.message,
+          /^ {2}queue\.foo: unknown key \(the keys here: chunkSize, maxAttempts, backoff, pollSeconds, heartbeatSeconds, progressTimeoutSeconds, oursRetrySeconds\)$/m,
+        );
+        assert.match(error.message, /^ {2}metrics\.ports\.downloadD: unknown key; did you mean metrics\.ports\.downloadd\?$/m);
+        assert.match(error.message, /^ {2}thumbnail\.presets\.small\.quality: unknown key \(the keys here: width, height, mode\)$/m);
+        return true;
+      },
+    );
+  });
+
+  it('says what a name must be, and each form a value may take, where zod says only "invalid"', () => {
+    assert.throws(
+      () => parseConfig({ thumbnail: { presets: { Small: { width: 120, height: 90, mode: 'crop' } } }, log: { maxFiles: true } }, {}),
+      (error: Error) => {
+        assert.match(
+          error.message,
+          /^ {2}thumbnail\.presets\.Small: not a valid name here: a preset name: a lower-case letter, then up to 15 letters or digits$/m,
+        );
+        assert.match(
+          error.message,
+          /^ {2}log\.maxFiles: Invalid input: expected number, received boolean; or Invalid input: expected string, received boolean$/m,
+        );
+        assert.doesNotMatch(error.message, /Invalid key in record/);
+        return true;
+      },
+    );
+  });
+
+  it('says a webhook must be an http(s) URL, not only that it is "invalid"', () => {
+    assert.throws(
+      () => parseConfig({ alerts: { webhookUrl: 'ftp://hooks.example/x' }, manager: { webhookUrl: 'hooks.example/x' } }, {}),
+      (error: Error) => {
+        assert.match(error.message, /^ {2}alerts\.webhookUrl: an http:\/\/ or https:\/\/ URL$/m);
+        assert.match(error.message, /^ {2}manager\.webhookUrl: an http:\/\/ or https:\/\/ URL$/m);
+        return true;
+      },
+    );
+    assert.equal(parseConfig({ alerts: { webhookUrl: 'https://hooks.example/x' } }, {}).alerts.webhookUrl, 'https://hooks.example/x');
   });
 
   it('reports a file that is not JSON, or missing, by its path', () => {
@@ -65,6 +133,22 @@ describe('config', () => {
         /metrics\.ports\.downloadd: fr's instance \(place 2 in countries\) would get port 65536, past 65535: lower the base port/.test(error.message),
     );
     assert.equal(parseConfig({ metrics: { ports: { downloadd: 65535 } } }, {}).metrics.ports.downloadd, 65535, 'no countries: no offset');
+  });
+
+  it('refuses a metrics.ports name no component reads (a typo would leave its daemon serving no metrics, silently)', () => {
+    assert.deepEqual(parseConfig({ metrics: { ports: { downloadd: 9401, thumbnaild: 9411, pusherd: null, managerd: 0 } } }, {}).metrics.ports, {
+      downloadd: 9401,
+      thumbnaild: 9411,
+      pusherd: null,
+      managerd: 0,
+    });
+    for (const name of ['downloadD', 'lis_downloadd', 'imaged']) {
+      assert.throws(
+        () => parseConfig({ metrics: { ports: { [name]: 9401 } } }, {}),
+        (error: Error & { code?: string }) => error.code === 'ERR_CONFIG' && error.message.includes(`metrics.ports.${name}: unknown key`),
+        name,
+      );
+    }
   });
 
   it('database.stopWaitSeconds and upkeep.progressMinutes: 5 s and 10 min by default, as set, and a bad value refused naming the key', () => {
@@ -104,6 +188,26 @@ describe('config', () => {
       () => parseConfig({ database: { queryTimeoutSeconds: 3_000_000 } }, {}),
       /database\.queryTimeoutSeconds: Too big: expected number to be <=86400/,
     );
+  });
+
+  it("`lis config` hides every secret: the database password, a proxy login, a bucket's secret key, the SMTP password and webhooks", () => {
+    const config = parseConfig(
+      {
+        database: { url: 'postgres://imagesys:db-secret@db1/imagesys' },
+        download: { proxy: 'http://squid:proxy-secret@proxy.internal:3128' },
+        imaged: { s3: { photos: { accessKeyId: 'AKIAEXAMPLE', secretAccessKey: 's3-secret' } } },
+        alerts: { smtp: { password: 'smtp-secret' }, webhookUrl: 'https://hooks.example/hook-secret' },
+        manager: { webhookUrl: 'https://hooks.example/old-hook-secret' },
+      },
+      {},
+    );
+    const shown = withSecretsHidden(config);
+    const text = JSON.stringify(shown);
+    for (const secret of ['db-secret', 'proxy-secret', 's3-secret', 'smtp-secret', 'hook-secret']) assert.ok(!text.includes(secret), secret);
+    assert.equal(shown.download.proxy, 'http://squid:***@proxy.internal:3128');
+    assert.equal(shown.imaged.s3.photos.secretAccessKey, '***');
+    assert.equal(shown.imaged.s3.photos.accessKeyId, 'AKIAEXAMPLE', 'a key id names the key; it is no secret');
+    assert.equal(config.imaged.s3.photos.secretAccessKey, 's3-secret', 'the configuration in force is left as it is');
   });
 
   it('accepts country codes in either case, and only configured ones when a list is set', () => {

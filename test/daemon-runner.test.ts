@@ -185,6 +185,6 @@ describe('daemon runner (a real daemon process)', () => {
     assert.equal(managerPort.output(), 'error: --metrics-port "x": expected a whole number from 0 to 65535\n');
     assert.equal((await badConfig.exited).code, 1);
     assert.match(badConfig.output(), /queue\.chunkSize: Too small/);
-    assert.match(badConfig.output(), /stores: Unrecognized key: "sharedd"/);
+    assert.match(badConfig.output(), /stores\.sharedd: unknown key; did you mean stores\.shared\?/);
   });
 });

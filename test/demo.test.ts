@@ -9,6 +9,7 @@ import { FRONTEND_MARKER } from '../src/push/frontend-root-check.ts';
 import { ROOT, spawnTs } from './helpers/processes.ts';
 import { baseTestConfig } from './helpers/test-database.ts';
 import { freePort } from './helpers/free-port.ts';
+import { lookAroundLines } from '../src/demo/run-demo.ts';
 
 /** `lis demo` in `cwd` with `env` (and no LIS_DATABASE_URL of the test run's); its exit code and output. */
 function demoIn(cwd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; out: string }> {
@@ -55,6 +56,17 @@ describe('lis demo', () => {
       const rel = path.relative(n1, file);
       for (const other of ['n2', 'n3']) assert.ok(fs.readFileSync(file).equals(fs.readFileSync(path.join(dir, 'demo', 'frontends', other, rel))), rel);
     }
+  });
+
+  it('ends with commands that show its own database, also with LIS_DATABASE_URL set (which would win over its config file)', () => {
+    assert.deepEqual(lookAroundLines('var/demo/config.json', {}), [
+      'Look around: npx lis_metrics --config var/demo/config.json',
+      '             npx lis web --config var/demo/config.json   (status page, lookup by URL or hash)',
+    ]);
+    assert.deepEqual(lookAroundLines('var/demo/config.json', { LIS_DATABASE_URL: 'postgres://imagesys:x@db1/imagesys' }), [
+      'Look around: env -u LIS_DATABASE_URL npx lis_metrics --config var/demo/config.json',
+      '             env -u LIS_DATABASE_URL npx lis web --config var/demo/config.json   (status page, lookup by URL or hash)',
+    ]);
   });
 
   it('finds its config as every command does: --config, then $LIS_CONFIG, then ./imagesys.json', async function () {

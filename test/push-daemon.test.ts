@@ -201,6 +201,10 @@ describe('lis_pusherd and lis frontend (real processes)', function () {
     const bad = spawnTs('bin/lis', ['--config', config, 'frontend', 'add', 'n1', 'http://n1/thumbs']);
     assert.equal((await bad.exited).code, 2, 'a usage error');
     assert.match(bad.output(), /frontend target "http:\/\/n1\/thumbs": neither an absolute local path/);
+    // A bad name is a usage error too, said before the database is asked (as a bad target is).
+    const badName = spawnTs('bin/lis', ['--config', config, 'frontend', 'add', 'n 1', '/srv/thumbs']);
+    assert.equal((await badName.exited).code, 2, badName.output());
+    assert.equal(badName.output(), 'error: frontend name "n 1": use 1-64 letters, digits, _ . -\n');
     const unknown = spawnTs('bin/lis', ['--config', config, 'frontend', 'enable', 'n9']);
     assert.equal((await unknown.exited).code, 1);
     assert.match(unknown.output(), /no frontend named n9/);

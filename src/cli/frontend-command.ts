@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { parseCountry } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
 import { openDatabase, type Db } from '../db/connect.ts';
-import { addFrontend, listFrontends, removeFrontend, setFrontendEnabled } from '../push/frontend-registry.ts';
+import { addFrontend, frontendNameProblem, listFrontends, removeFrontend, setFrontendEnabled } from '../push/frontend-registry.ts';
 import { frontendLag } from '../push/frontend-lag.ts';
 import { UsageError } from '../errors.ts';
 import { FrontendTargetError, normaliseTarget } from '../push/frontend-target.ts';
@@ -41,7 +41,11 @@ export function addFrontendCommand(program: Command): void {
           await addFrontend(db, name, normalised, !opts.disabled);
           console.log(`frontend ${name} added (${normalised})${opts.disabled ? ', disabled' : ': lis_pusherd backfills it with everything live'}`);
         },
-        () => targetArgument(target),
+        () => {
+          const nameProblem = frontendNameProblem(name);
+          if (nameProblem) throw new UsageError(nameProblem);
+          targetArgument(target);
+        },
       ),
     );
 

@@ -23,7 +23,7 @@ export const alertsConfigSchema = z.strictObject({
     .prefault({}),
   /** A URL that gets each alert as a JSON POST (chat, pager); never logged. Falls back to manager.webhookUrl. */
   webhookUrl: z
-    .url({ protocol: /^https?$/ })
+    .url({ protocol: /^https?$/, error: 'an http:// or https:// URL' })
     .nullable()
     .default(null),
   /** The same alert (same thing, same cause) is not sent again within this many minutes while it lasts. */

@@ -38,7 +38,7 @@ export const CONFIG_MEANINGS: Record<string, string | { meaning: string; default
   'searchApi.thumbnailBaseUrl': 'prefix of thumbnail URLs the Interface gives',
   'metrics.host': 'where `/metrics`, `/health` and `lis web` listen',
   'metrics.ports':
-    'base Prometheus port per component, e.g. `{"downloadd": 9401}`: a country\'s instance adds its place in `countries` (the last one\'s port must stay within 65535); 0: any free port',
+    'base Prometheus port per component (`downloadd`, `thumbnaild`, `pusherd`, `managerd`; lis_imaged serves its own on `imaged.port`), e.g. `{"downloadd": 9401}`: a country\'s instance adds its place in `countries` (the last one\'s port must stay within 65535); 0: any free port',
   'metrics.webPort': "`lis web`'s port",
   'metrics.webHostNames': 'host names `lis web` answers besides localhost, `host`, its bind address and IP addresses',
   'manager.schedule.stuck_jobs': 'node-cron expression (seconds field optional); null: off',

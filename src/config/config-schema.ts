@@ -6,7 +6,7 @@ import { pushConfigSchema } from './push-config.ts';
 import { thumbnailConfigSchema } from './thumbnail-config.ts';
 import { imagedConfigSchema } from './imaged-config.ts';
 import { managerConfigSchema, servicesConfigSchema, upkeepConfigSchema } from './manager-config.ts';
-import { MAX_PORT, metricsPortsPastRange } from './metrics-ports.ts';
+import { MAX_PORT, METRICS_COMPONENTS, metricsPortsPastRange } from './metrics-ports.ts';
 
 /**
  * The whole configuration, with its defaults. Every key is optional in the
@@ -17,14 +17,15 @@ import { MAX_PORT, metricsPortsPastRange } from './metrics-ports.ts';
 const positiveInt = z.number().int().positive();
 const seconds = z.number().positive();
 
+/** This machine's name in the workers table and in `store_host` (worker ids are `host:pid:random`); `LIS_HOST` obeys it too. */
+export const hostNameSchema = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(/^[^\s:]+$/, 'a host name without spaces or colons');
+
 const configObject = z.strictObject({
-  /** This machine's name in the workers table and in `store_host`. */
-  host: z
-    .string()
-    .min(1)
-    .max(200)
-    .regex(/^[^\s:]+$/, 'a host name without spaces or colons')
-    .default(() => os.hostname()),
+  host: hostNameSchema.default(() => os.hostname()),
   /** Countries are lower-case codes such as `uk`; this list is what `--country` accepts (empty: any 2-3 letter code). */
   countries: z.array(z.string().regex(/^[a-z]{2,3}$/, 'a 2-3 letter lower-case country code')).default([]),
   database: z
@@ -142,8 +143,8 @@ const configObject = z.strictObject({
     .strictObject({
       /** Where /metrics and `lis web` listen: loopback unless an operator opens them up. */
       host: z.string().default('127.0.0.1'),
-      /** Base port per component (`{"downloadd": 9401}`): a country's daemon adds its place in `countries` (uk 9401, de 9402; the last must stay within 65535, see configSchema); 0: any free port; null or absent: none. */
-      ports: z.record(z.string(), z.number().int().min(0).max(65535).nullable()).default({}),
+      /** Base port per component (`{"downloadd": 9401}`): a country's daemon adds its place in `countries` (uk 9401, de 9402; the last must stay within 65535, see configSchema); 0: any free port; null or absent: none. Only the components that read it (a typo would leave its daemon without metrics, silently). */
+      ports: z.partialRecord(z.enum(METRICS_COMPONENTS), z.number().int().min(0).max(65535).nullable()).default({}),
       /** `lis web`'s port. */
       webPort: z.number().int().min(0).max(65535).default(8470),
       /** Host names `lis web` answers besides localhost, `host`, its bind address and IP addresses (others get 421: DNS rebinding). */

@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { z } from 'zod';
 import { ConfigError } from '../errors.ts';
-import { configSchema, type LisConfig } from './config-schema.ts';
+import { configSchema, hostNameSchema, type LisConfig } from './config-schema.ts';
+import { describeIssues } from './describe-issues.ts';
 
 /** Looked for in the working folder when neither --config nor LIS_CONFIG names a file. */
 export const DEFAULT_CONFIG_FILE = 'imagesys.json';
@@ -22,17 +22,12 @@ export function configFilePath({ file, env = process.env, cwd = process.cwd() }:
   return fs.existsSync(local) ? local : null;
 }
 
-/** One line per problem, each naming the key, e.g. `queue.chunkSize: Too big: expected number to be <=10000`. */
-export function describeIssues(error: z.ZodError): string {
-  return error.issues.map((issue) => `  ${issue.path.length ? issue.path.join('.') : '(top level)'}: ${issue.message}`).join('\n');
-}
-
 /** Validates a parsed object, resolving relative paths against `cwd`. */
 export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env, cwd = process.cwd(), source = 'config'): LisConfig {
   // Only "nothing given" means the defaults: a file holding `null` is a mistake (an
   // emptied or half-written file), not a request to run on the embedded server.
   const result = configSchema.safeParse(raw === undefined ? {} : raw);
-  if (!result.success) throw new ConfigError(`${source} is not valid:\n${describeIssues(result.error)}`);
+  if (!result.success) throw new ConfigError(`${source} is not valid:\n${describeIssues(result.error, configSchema)}`);
   const config = result.data;
   if (env.LIS_DATABASE_URL) {
     if (!/^postgres(ql)?:\/\//.test(env.LIS_DATABASE_URL)) {
@@ -40,7 +35,12 @@ export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env, 
     }
     config.database.url = env.LIS_DATABASE_URL;
   }
-  if (env.LIS_HOST) config.host = env.LIS_HOST;
+  if (env.LIS_HOST) {
+    // The same rule as `host`: the override must not bring in what the file may not (a colon would split worker ids).
+    const host = hostNameSchema.safeParse(env.LIS_HOST);
+    if (!host.success) throw new ConfigError(`LIS_HOST ${JSON.stringify(env.LIS_HOST)} is not valid: ${host.error.issues.map((i) => i.message).join('; ')}`);
+    config.host = host.data;
+  }
   if (env.LIS_SMTP_PASSWORD) config.alerts.smtp.password = env.LIS_SMTP_PASSWORD;
   const resolve = (p: string) => path.resolve(cwd, p);
   config.database.embedded.dataDir = resolve(config.database.embedded.dataDir);

@@ -39,7 +39,7 @@ export const managerConfigSchema = z.strictObject({
     .prefault({}),
   /** Deprecated: alerts.webhookUrl. Where operators are told, besides the error log: a URL that gets a JSON POST. */
   webhookUrl: z
-    .url({ protocol: /^https?$/ })
+    .url({ protocol: /^https?$/, error: 'an http:// or https:// URL' })
     .nullable()
     .default(null),
   /** How long worker_minutes and manager_events are kept. */

@@ -80,7 +80,7 @@ export const thumbnailConfigSchema = z.strictObject({
    * decoder warning fails the image), `error`, `truncated`, `none`.
    */
   failOn: z.enum(['none', 'truncated', 'error', 'warning']).default('warning'),
-  /** Images worked at once; null: the number of cores (os.availableParallelism()), at most UV_THREADPOOL_SIZE (default 4). */
+  /** Images worked at once; null: twice the cores (os.availableParallelism()), at most UV_THREADPOOL_SIZE (default 4): see parallelismFor. */
   imagesInFlight: z.number().int().min(1).max(256).nullable().default(null),
   /** libvips threads per image (sharp.concurrency); null: cores / images in flight (1 unless libuv's pool is the limit). */
   sharpThreads: z.number().int().min(1).max(256).nullable().default(null),

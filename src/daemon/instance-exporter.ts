@@ -3,7 +3,7 @@ import type client from 'prom-client';
 import type { LisConfig } from '../config/config-schema.ts';
 import type { Db } from '../db/connect.ts';
 import type { Logger } from '../log/create-logger.ts';
-import { instanceMetricsPort, metricsUrlFile } from '../config/metrics-ports.ts';
+import { basePortOf, instanceMetricsPort, metricsUrlFile } from '../config/metrics-ports.ts';
 import type { startPrometheusExporter } from './prometheus-exporter.ts';
 import { exposedBindWarning } from '../util/bind-address.ts';
 import { replaceWhole } from '../util/exclusive-file.ts';
@@ -26,7 +26,7 @@ export async function startInstanceExporter(options: {
   extra?: (registry: client.Registry) => void;
 }): Promise<InstanceExporter | null> {
   const { config, component, country } = options;
-  const port = options.portFlag ?? instanceMetricsPort(config.metrics.ports[component], country, config.countries);
+  const port = options.portFlag ?? instanceMetricsPort(basePortOf(config.metrics.ports, component), country, config.countries);
   if (port === null) return null;
   // Loaded only when metrics are served: prom-client costs a daemon ~6 MB of RSS it would never use otherwise.
   const { startPrometheusExporter } = await import('./prometheus-exporter.ts');

@@ -43,6 +43,18 @@ function runStage(bin: string, configFile: string, logFile: string): Promise<{ c
 }
 
 /**
+ * Pure: the commands the demo ends with, to look at its database. LIS_DATABASE_URL wins over a config file's
+ * `database.url`: with it set in the shell, they would show the server's other database, not the demo's.
+ */
+export function lookAroundLines(configFile: string, env: NodeJS.ProcessEnv = process.env): string[] {
+  const npx = env.LIS_DATABASE_URL ? 'env -u LIS_DATABASE_URL npx' : 'npx';
+  return [
+    `Look around: ${npx} lis_metrics --config ${configFile}`,
+    `             ${npx} lis web --config ${configFile}   (status page, lookup by URL or hash)`,
+  ];
+}
+
+/**
  * The whole system on one machine in a minute: the embedded PostgreSQL (a
  * database of its own), a local photo server with generated photos and a few
  * bad URLs, three local frontends, and every daemon run until the queue is
@@ -126,8 +138,7 @@ export async function runDemo({ config: base, configFile, dir, photos, database,
       for (const f of failures) print(`  ${f.last_error_class.padEnd(16)} ${f.image_url.replace(server.base, '')}: ${f.last_error}`);
       print(`Stage times: ${timings.join(', ')}`);
       print('');
-      print(`Look around: npx lis_metrics --config ${path.relative(process.cwd(), configFile)}`);
-      print(`             npx lis web --config ${path.relative(process.cwd(), configFile)}   (status page, lookup by URL or hash)`);
+      for (const line of lookAroundLines(path.relative(process.cwd(), configFile))) print(line);
       const expectedFailures = bad.length;
       return live === good.length && failures.length === expectedFailures ? 0 : 1;
     } finally {

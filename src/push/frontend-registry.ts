@@ -17,6 +17,11 @@ export const FRONTEND_ERROR_CLASSES = ['frontend_down', 'frontend_timeout', 'fro
 
 const NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 
+/** Pure: the problem with a frontend's name, or null when it is a good one. */
+export function frontendNameProblem(name: string): string | null {
+  return NAME.test(name) ? null : `frontend name ${JSON.stringify(name)}: use 1-64 letters, digits, _ . -`;
+}
+
 export async function listFrontends(db: Db): Promise<Frontend[]> {
   const rows = await db.selectFrom('frontends').select(['name', 'target', 'enabled']).orderBy('name').execute();
   return rows.map((r) => ({ ...r, parsed: parseFrontendTarget(r.target) }));
@@ -32,7 +37,8 @@ export async function enabledFrontends(db: Db): Promise<Frontend[]> {
  * fs_check leave it alone rather than recreate it on this host's own disk.
  */
 export async function addFrontend(db: Db, name: string, target: string, enabled = true): Promise<void> {
-  if (!NAME.test(name)) throw new LisError('ERR_FRONTEND_NAME', `frontend name ${JSON.stringify(name)}: use 1-64 letters, digits, _ . -`);
+  const nameProblem = frontendNameProblem(name);
+  if (nameProblem) throw new LisError('ERR_FRONTEND_NAME', nameProblem);
   const parsed = parseFrontendTarget(target);
   if (parsed.kind === 'local') {
     try {

@@ -16,7 +16,7 @@ export function libuvPoolSize(env: NodeJS.ProcessEnv = process.env): number {
 }
 
 /**
- * From the cores unless configured: one image per core with one libvips
+ * From the cores unless configured: two images per core with one libvips
  * thread each (thumbnails are small, so whole images in parallel beat tiles of
  * one image in parallel: see bench/thumbnail.ts). libuv's pool caps the images
  * in flight, so on a machine with more cores than pool threads each image gets
