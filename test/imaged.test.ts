@@ -365,6 +365,20 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     assert.equal(await count(), 3);
   });
 
+  it("a folder origin's key that names a folder, or goes below a file (`photo.jpg/x.jpg`), is a key the folder lacks: 404, no row left; before, 502 and a row kept for each", async () => {
+    const uploads = fs.mkdtempSync('/tmp/lis-uploads-');
+    closers.push(() => fs.rmSync(uploads, { recursive: true, force: true }));
+    fs.mkdirSync(path.join(uploads, 'sub'));
+    fs.writeFileSync(path.join(uploads, 'photo.jpg'), original);
+    const server = await setup({ origins: { up: { country: 'uk', datasourceId: 3, sources: [{ type: 'folder', dir: uploads }] } } });
+    for (const p of ['/up/small/sub', '/up/small/photo.jpg/x.jpg', '/up/120x90/photo.jpg/y.jpg']) {
+      const answer = await rawGet(server.url, p);
+      assert.equal(answer.status, 404, `${p}: ${answer.body.toString()}`);
+    }
+    assert.deepEqual(await t.db.selectFrom('live_images').select('image_url').execute(), [], 'no row left behind');
+    assert.equal((await rawGet(server.url, '/up/small/photo.jpg')).status, 200, 'the file itself is served');
+  });
+
   it("an origin key's row that lis_downloadd claimed first, and failed with 404 after the request gave up and lis_imaged stopped, is deleted by lis_managerd's missed_origin_rows; a key the origin has and the ETL's rows are kept", async () => {
     const server = await setup(
       { timeoutSeconds: 3, origins: { web: { country: 'uk', datasourceId: 3, sources: [{ type: 'http', baseUrl: origin.url('/') }] } } },
