@@ -13,7 +13,7 @@ import { disableDatasource } from '../src/manager/datasource-switch.ts';
 import { thumbnailRelativePath, thumbnailStorePath } from '../src/store/store-layout.ts';
 import { closeLogger, createLogger } from '../src/log/create-logger.ts';
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
-import { insertLiveRow, insertQueuedRow, pushedToFrontend, rawGet, startImagedInProcess } from './helpers/imaged-in-process.ts';
+import { insertLiveRow, insertQueuedRow, pushedToFrontend, rawExchange, rawGet, startImagedInProcess } from './helpers/imaged-in-process.ts';
 import { OriginServer, photoJpeg, s3Credentials, startS3rver } from './helpers/imaged-fixtures.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
 import { runDownloads } from './helpers/run-downloads.ts';
@@ -308,6 +308,32 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     assert.equal(scraped.status, 200);
     assert.match(scraped.body.toString(), /^lis_imaged_requests_total\{/m);
     assert.equal(origin.hits.size, 0, 'no refused request reached the origin');
+  });
+
+  it('HEAD and GET carry the same headers, text answers included (their length said); an HTTP/1.0 client keeps its connection after a refusal', async () => {
+    const server = await setup();
+    const row = await insertLiveRow(t.db, t.config, 'http://example.invalid/a.jpg', original, ['small']);
+    const nothing = `/${thumbnailRelativePath('uk', lis_hash_for_url('http://nowhere.invalid/x.jpg'), 'small', 'jpg')}`;
+    const cases: Array<[string, number]> = [
+      [row.pathOf('small'), 200],
+      [row.pathOf('small', 'webp'), 404],
+      [nothing, 404],
+      ['/uk/../x', 400],
+      ['/nosuch/small/a.jpg', 404],
+      ['/healthz', 200],
+    ];
+    for (const [p, status] of cases) {
+      const [get, head] = [await rawGet(server.url, p), await rawGet(server.url, p, { method: 'HEAD' })];
+      const { date: _g, ...getHeaders } = get.headers;
+      const { date: _h, ...headHeaders } = head.headers;
+      assert.deepEqual([get.status, head.status], [status, status], p);
+      assert.deepEqual(headHeaders, getHeaders, p);
+      assert.equal(Number(get.headers['content-length']), get.body.length, p);
+      assert.equal(head.body.length, 0, p);
+    }
+    // Two requests on one HTTP/1.0 connection, the first kept alive: both answered (before, the refusal closed it).
+    const both = await rawExchange(server.url, `GET /uk/../x HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /healthz HTTP/1.0\r\n\r\n`);
+    assert.deepEqual(both.match(/^HTTP\/1\.1 \d+/gm), ['HTTP/1.1 400', 'HTTP/1.1 200'], both);
   });
 
   it('an origin key the origin lacks leaves no row behind (one request or many at once); a passing failure, a row the ETL enqueued before or during the request, are kept', async () => {

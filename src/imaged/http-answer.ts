@@ -52,6 +52,9 @@ export function sendPicture(req: http.IncomingMessage, res: http.ServerResponse,
 /** A short text answer: errors, refusals, 503 with Retry-After. */
 export function sendText(res: http.ServerResponse, status: number, text: string, extra: http.OutgoingHttpHeaders = {}): void {
   if (res.headersSent) return void res.destroy();
-  res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'Cache-Control': 'no-store', ...extra });
-  res.end(`${text}\n`);
+  const body = `${text}\n`;
+  // Its length said, as a picture's is: without it a GET went chunked and its HEAD had neither header (the two
+  // answers' headers differed), and an HTTP/1.0 client's kept-alive connection was closed after every refusal.
+  res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'Cache-Control': 'no-store', 'Content-Length': Buffer.byteLength(body), ...extra });
+  res.end(body);
 }
