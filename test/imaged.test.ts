@@ -299,8 +299,12 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     for (const [p, status] of cases) assert.equal((await rawGet(server.url, p)).status, status, p);
     assert.equal((await rawGet(server.url, '/web/small/photo.jpg', { method: 'POST' })).status, 405);
     assert.equal((await rawGet(server.url, '/web/small/photo.jpg', { method: 'DELETE' })).status, 405);
+    // CONNECT too (node hands it to no request handler; before, the connection was dropped unanswered).
+    const connect = await rawExchange(server.url, 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n');
+    assert.match(connect, /^HTTP\/1\.1 405 Method Not Allowed\r\n/);
+    assert.match(connect, /\r\nAllow: GET, HEAD\r\n/);
     const metrics = (await rawGet(server.url, '/metrics')).body.toString();
-    assert.match(metrics, /^lis_imaged_requests_total\{[^}]*status="405"[^}]*\} 2$/m, '405 answers are counted');
+    assert.match(metrics, /^lis_imaged_requests_total\{[^}]*status="405"[^}]*\} 3$/m, '405 answers are counted');
     // The monitoring paths ignore a query, as the thumbnail paths do.
     const health = await rawGet(server.url, '/healthz?x');
     assert.deepEqual([health.status, health.body.toString()], [200, 'ok\n']);
