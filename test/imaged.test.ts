@@ -335,6 +335,11 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
       assert.equal(Number(get.headers['content-length']), get.body.length, p);
       assert.equal(head.body.length, 0, p);
     }
+    // /metrics too (its figures, and so its length, change from one request to the next).
+    const [metrics, metricsHead] = [await rawGet(server.url, '/metrics'), await rawGet(server.url, '/metrics', { method: 'HEAD' })];
+    assert.equal(Number(metrics.headers['content-length']), metrics.body.length);
+    assert.match(metricsHead.headers['content-length'] ?? '', /^\d+$/);
+    assert.equal(metricsHead.headers['transfer-encoding'], undefined);
     // Two requests on one HTTP/1.0 connection, the first kept alive: both answered (before, the refusal closed it).
     const both = await rawExchange(server.url, `GET /uk/../x HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /healthz HTTP/1.0\r\n\r\n`);
     assert.deepEqual(both.match(/^HTTP\/1\.1 \d+/gm), ['HTTP/1.1 400', 'HTTP/1.1 200'], both);

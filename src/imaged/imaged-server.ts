@@ -82,8 +82,9 @@ export function createImagedServer(config: LisConfig, service: ThumbnailService,
     const bare = rawPath.split('?')[0];
     if (bare === '/healthz') return sendText(res, 200, 'ok');
     if (bare === '/metrics') {
-      res.writeHead(200, { 'Content-Type': registry.contentType });
-      return void res.end(await registry.metrics());
+      const text = await registry.metrics();
+      res.writeHead(200, { 'Content-Type': registry.contentType, 'Content-Length': Buffer.byteLength(text) });
+      return void res.end(text);
     }
     const parsed = parseRequestPath(rawPath, config.thumbnail.presets, origins);
     if (parsed.kind === 'refused') {
