@@ -212,6 +212,18 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     assert.equal(server.service.generations, 1);
   });
 
+  it('a twin lost from the store (its JPEG still there) is made again, as a lost JPEG is; before, 404 for good', async () => {
+    const server = await setup({}, { thumbnail: { presets: PRESETS, twins: { webp: true, avif: false } } });
+    const row = await insertLiveRow(t.db, t.config, 'http://example.invalid/tw.jpg', original, []);
+    assert.equal((await rawGet(server.url, row.pathOf('small', 'webp'))).status, 200);
+    const twin = thumbnailStorePath(t.config, row.pathOf('small', 'webp').slice(1));
+    fs.rmSync(twin);
+    const again = await rawGet(server.url, row.pathOf('small', 'webp'));
+    assert.deepEqual([again.status, again.headers['content-type'], again.headers['x-imaged']], [200, 'image/webp', 'made'], again.body.toString());
+    assert.deepEqual(fs.readFileSync(twin), again.body);
+    assert.equal(server.service.generations, 2);
+  });
+
   it('fetches the original again when a live row has lost it', async () => {
     const server = await setup();
     const row = await insertLiveRow(t.db, t.config, origin.url('/photo.jpg'), null, ['small']);
