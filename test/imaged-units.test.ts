@@ -93,6 +93,11 @@ describe('lis_imaged: pure parts', () => {
     assert.equal(notModified({ 'if-modified-since': 'Sun Nov 29 10:00:00 2026' }, etag, picture.mtime), true);
     assert.equal(notModified({ 'if-modified-since': '2099' }, etag, picture.mtime), false);
     assert.equal(notModified({ 'if-modified-since': '1 Jan 3000' }, etag, picture.mtime), false);
+    // Dates that are no dates, ignored as nginx ignores them: Date.parse rolled them over into 2099 (and so 304).
+    for (const bad of ['Tue, 31 Feb 2099 10:00:00 GMT', 'Tue, 01 Dec 2099 24:00:00 GMT', 'Tue, 01 Dec 2099 23:00:60 GMT', 'Tue Feb 31 10:00:00 2099'])
+      assert.equal(notModified({ 'if-modified-since': bad }, etag, picture.mtime), false, bad);
+    assert.equal(notModified({ 'if-modified-since': 'Tue Dec  1 10:00:00 2099' }, etag, picture.mtime), true, 'a one-digit asctime day');
+    assert.equal(notModified({ 'if-modified-since': 'Thursday, 31-Dec-26 23:59:59 GMT' }, etag, picture.mtime), true);
   });
 
   it('the gate runs one make per key, bounds runs and waiters, and refuses beyond', async () => {

@@ -13,7 +13,7 @@ import { disableDatasource } from '../src/manager/datasource-switch.ts';
 import { thumbnailRelativePath, thumbnailStorePath } from '../src/store/store-layout.ts';
 import { closeLogger, createLogger } from '../src/log/create-logger.ts';
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
-import { insertLiveRow, insertQueuedRow, pushedToFrontend, rawGet, startImagedInProcess } from './helpers/imaged-in-process.ts';
+import { insertLiveRow, insertQueuedRow, pushedToFrontend, rawExchange, rawGet, startImagedInProcess } from './helpers/imaged-in-process.ts';
 import { OriginServer, photoJpeg, s3Credentials, startS3rver } from './helpers/imaged-fixtures.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
 import { runDownloads } from './helpers/run-downloads.ts';
@@ -212,6 +212,18 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     assert.equal(server.service.generations, 1);
   });
 
+  it('a twin lost from the store (its JPEG still there) is made again, as a lost JPEG is; before, 404 for good', async () => {
+    const server = await setup({}, { thumbnail: { presets: PRESETS, twins: { webp: true, avif: false } } });
+    const row = await insertLiveRow(t.db, t.config, 'http://example.invalid/tw.jpg', original, []);
+    assert.equal((await rawGet(server.url, row.pathOf('small', 'webp'))).status, 200);
+    const twin = thumbnailStorePath(t.config, row.pathOf('small', 'webp').slice(1));
+    fs.rmSync(twin);
+    const again = await rawGet(server.url, row.pathOf('small', 'webp'));
+    assert.deepEqual([again.status, again.headers['content-type'], again.headers['x-imaged']], [200, 'image/webp', 'made'], again.body.toString());
+    assert.deepEqual(fs.readFileSync(twin), again.body);
+    assert.equal(server.service.generations, 2);
+  });
+
   it('fetches the original again when a live row has lost it', async () => {
     const server = await setup();
     const row = await insertLiveRow(t.db, t.config, origin.url('/photo.jpg'), null, ['small']);
@@ -299,8 +311,12 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     for (const [p, status] of cases) assert.equal((await rawGet(server.url, p)).status, status, p);
     assert.equal((await rawGet(server.url, '/web/small/photo.jpg', { method: 'POST' })).status, 405);
     assert.equal((await rawGet(server.url, '/web/small/photo.jpg', { method: 'DELETE' })).status, 405);
+    // CONNECT too (node hands it to no request handler; before, the connection was dropped unanswered).
+    const connect = await rawExchange(server.url, 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n');
+    assert.match(connect, /^HTTP\/1\.1 405 Method Not Allowed\r\n/);
+    assert.match(connect, /\r\nAllow: GET, HEAD\r\n/);
     const metrics = (await rawGet(server.url, '/metrics')).body.toString();
-    assert.match(metrics, /^lis_imaged_requests_total\{[^}]*status="405"[^}]*\} 2$/m, '405 answers are counted');
+    assert.match(metrics, /^lis_imaged_requests_total\{[^}]*status="405"[^}]*\} 3$/m, '405 answers are counted');
     // The monitoring paths ignore a query, as the thumbnail paths do.
     const health = await rawGet(server.url, '/healthz?x');
     assert.deepEqual([health.status, health.body.toString()], [200, 'ok\n']);
@@ -308,6 +324,37 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     assert.equal(scraped.status, 200);
     assert.match(scraped.body.toString(), /^lis_imaged_requests_total\{/m);
     assert.equal(origin.hits.size, 0, 'no refused request reached the origin');
+  });
+
+  it('HEAD and GET carry the same headers, text answers included (their length said); an HTTP/1.0 client keeps its connection after a refusal', async () => {
+    const server = await setup();
+    const row = await insertLiveRow(t.db, t.config, 'http://example.invalid/a.jpg', original, ['small']);
+    const nothing = `/${thumbnailRelativePath('uk', lis_hash_for_url('http://nowhere.invalid/x.jpg'), 'small', 'jpg')}`;
+    const cases: Array<[string, number]> = [
+      [row.pathOf('small'), 200],
+      [row.pathOf('small', 'webp'), 404],
+      [nothing, 404],
+      ['/uk/../x', 400],
+      ['/nosuch/small/a.jpg', 404],
+      ['/healthz', 200],
+    ];
+    for (const [p, status] of cases) {
+      const [get, head] = [await rawGet(server.url, p), await rawGet(server.url, p, { method: 'HEAD' })];
+      const { date: _g, ...getHeaders } = get.headers;
+      const { date: _h, ...headHeaders } = head.headers;
+      assert.deepEqual([get.status, head.status], [status, status], p);
+      assert.deepEqual(headHeaders, getHeaders, p);
+      assert.equal(Number(get.headers['content-length']), get.body.length, p);
+      assert.equal(head.body.length, 0, p);
+    }
+    // /metrics too (its figures, and so its length, change from one request to the next).
+    const [metrics, metricsHead] = [await rawGet(server.url, '/metrics'), await rawGet(server.url, '/metrics', { method: 'HEAD' })];
+    assert.equal(Number(metrics.headers['content-length']), metrics.body.length);
+    assert.match(metricsHead.headers['content-length'] ?? '', /^\d+$/);
+    assert.equal(metricsHead.headers['transfer-encoding'], undefined);
+    // Two requests on one HTTP/1.0 connection, the first kept alive: both answered (before, the refusal closed it).
+    const both = await rawExchange(server.url, `GET /uk/../x HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /healthz HTTP/1.0\r\n\r\n`);
+    assert.deepEqual(both.match(/^HTTP\/1\.1 \d+/gm), ['HTTP/1.1 400', 'HTTP/1.1 200'], both);
   });
 
   it('an origin key the origin lacks leaves no row behind (one request or many at once); a passing failure, a row the ETL enqueued before or during the request, are kept', async () => {
@@ -363,6 +410,20 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     assert.equal((await late).status, 404);
     assert.deepEqual(await rowOf(origin.url('/late.jpg')), { stage: 'download', state: 'failed', last_error_class: 'http_404' });
     assert.equal(await count(), 3);
+  });
+
+  it("a folder origin's key that names a folder, or goes below a file (`photo.jpg/x.jpg`), is a key the folder lacks: 404, no row left; before, 502 and a row kept for each", async () => {
+    const uploads = fs.mkdtempSync('/tmp/lis-uploads-');
+    closers.push(() => fs.rmSync(uploads, { recursive: true, force: true }));
+    fs.mkdirSync(path.join(uploads, 'sub'));
+    fs.writeFileSync(path.join(uploads, 'photo.jpg'), original);
+    const server = await setup({ origins: { up: { country: 'uk', datasourceId: 3, sources: [{ type: 'folder', dir: uploads }] } } });
+    for (const p of ['/up/small/sub', '/up/small/photo.jpg/x.jpg', '/up/120x90/photo.jpg/y.jpg']) {
+      const answer = await rawGet(server.url, p);
+      assert.equal(answer.status, 404, `${p}: ${answer.body.toString()}`);
+    }
+    assert.deepEqual(await t.db.selectFrom('live_images').select('image_url').execute(), [], 'no row left behind');
+    assert.equal((await rawGet(server.url, '/up/small/photo.jpg')).status, 200, 'the file itself is served');
   });
 
   it("an origin key's row that lis_downloadd claimed first, and failed with 404 after the request gave up and lis_imaged stopped, is deleted by lis_managerd's missed_origin_rows; a key the origin has and the ETL's rows are kept", async () => {

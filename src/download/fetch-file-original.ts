@@ -51,7 +51,11 @@ export async function fetchFileOriginal(allowedRoots: string[], request: FetchRe
     const store = storeErrorOf(error);
     if (store && failedPath !== file)
       return { kind: 'failed', failure: { reason: `cannot write the original: ${storeWords(store)}`, errorClass: 'store_write_failed', retryable: true } };
-    if (code === 'ENOENT') return { kind: 'failed', failure: { reason: `not found: ${file}`, errorClass: 'http_404', retryable: false } };
+    // No file of that name: none there (ENOENT), a folder there (EISDIR), or a file where the key has a folder
+    // (ENOTDIR: `photo.jpg/x.jpg`). All are a key the folder lacks, as an S3 NoSuchKey is; as `connection` (the
+    // source's passing fault) each was retried, and lis_imaged kept the row of every such key a request named.
+    if (code === 'ENOENT' || code === 'EISDIR' || code === 'ENOTDIR')
+      return { kind: 'failed', failure: { reason: `not found: ${file}${code === 'ENOENT' ? '' : ` (${code})`}`, errorClass: 'http_404', retryable: false } };
     return { kind: 'failed', failure: { reason: `cannot read ${file}: ${errorMessage(error)}`, errorClass: 'connection', retryable: true } };
   }
 }

@@ -26,7 +26,19 @@ export function notModified(headers: http.IncomingHttpHeaders, etag: string, mti
   if (!HTTP_DATE.test(value)) return false;
   // asctime carries no zone, and Date.parse would read it as local time: it is GMT.
   const since = Date.parse(value.endsWith(' GMT') ? value : `${value} GMT`);
-  return !Number.isNaN(since) && Math.floor(mtime.getTime() / 1000) * 1000 <= since;
+  return !Number.isNaN(since) && writtenAsParsed(value, new Date(since)) && Math.floor(mtime.getTime() / 1000) * 1000 <= since;
+}
+
+/**
+ * Whether the date written is the date parsed: Date.parse rolls `31 Feb` over to 3 March and `24:00:00` to the next
+ * day, and drops a 60th second, where nginx's parser refuses them; such a date (in 2099, say) answered 304 for a
+ * file the client never had. Pure.
+ */
+function writtenAsParsed(value: string, parsed: Date): boolean {
+  // The day comes before the month (`06 Nov`, `06-Nov`), or after it in asctime (`Nov  6 08:49:37`).
+  const day = /(\d{2})[ -][A-Z]/.exec(value)?.[1] ?? /[a-z] +(\d{1,2}) \d/.exec(value)?.[1];
+  const time = /\d{2}:\d{2}:\d{2}/.exec(value)?.[0];
+  return Number(day) === parsed.getUTCDate() && time === parsed.toISOString().slice(11, 19);
 }
 
 /** RFC 9110's three forms: IMF-fixdate, obsolete RFC 850, asctime. */
@@ -52,6 +64,9 @@ export function sendPicture(req: http.IncomingMessage, res: http.ServerResponse,
 /** A short text answer: errors, refusals, 503 with Retry-After. */
 export function sendText(res: http.ServerResponse, status: number, text: string, extra: http.OutgoingHttpHeaders = {}): void {
   if (res.headersSent) return void res.destroy();
-  res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'Cache-Control': 'no-store', ...extra });
-  res.end(`${text}\n`);
+  const body = `${text}\n`;
+  // Its length said, as a picture's is: without it a GET went chunked and its HEAD had neither header (the two
+  // answers' headers differed), and an HTTP/1.0 client's kept-alive connection was closed after every refusal.
+  res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'Cache-Control': 'no-store', 'Content-Length': Buffer.byteLength(body), ...extra });
+  res.end(body);
 }

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
+import type { Duplex } from 'node:stream';
 import client from 'prom-client';
 import type { LisConfig } from '../config/config-schema.ts';
 import { connectionFailure } from '../db/connect.ts';
@@ -81,8 +82,9 @@ export function createImagedServer(config: LisConfig, service: ThumbnailService,
     const bare = rawPath.split('?')[0];
     if (bare === '/healthz') return sendText(res, 200, 'ok');
     if (bare === '/metrics') {
-      res.writeHead(200, { 'Content-Type': registry.contentType });
-      return void res.end(await registry.metrics());
+      const text = await registry.metrics();
+      res.writeHead(200, { 'Content-Type': registry.contentType, 'Content-Length': Buffer.byteLength(text) });
+      return void res.end(text);
     }
     const parsed = parseRequestPath(rawPath, config.thumbnail.presets, origins);
     if (parsed.kind === 'refused') {
@@ -156,6 +158,17 @@ export function createImagedServer(config: LisConfig, service: ThumbnailService,
         sendText(res, 500, 'internal error (logged)');
       }),
   );
+  // CONNECT never reaches the request handler: with no listener node drops the connection unanswered. Answered as
+  // every other method we do not serve is (405, Allow), and the connection closed, since it cannot carry HTTP on.
+  server.on('connect', (_req: http.IncomingMessage, socket: Duplex) => {
+    answers.inc({ status: '405', source: 'refused' });
+    const body = 'GET or HEAD only\n';
+    socket.on('error', () => {});
+    socket.end(
+      'HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD\r\nContent-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\n' +
+        `Content-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  });
   server.requestTimeout = (imaged.timeoutSeconds + 10) * 1000;
   server.headersTimeout = 10_000;
   return server;

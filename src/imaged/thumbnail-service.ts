@@ -195,8 +195,10 @@ export class ThumbnailService {
       // lock, so a row past thumbnailing with no record of it has no file of it to find: skip the store's lookup.
       // (A crash between a file and its record costs one generation more: thumbnail() does not serve such a file as
       // it is (recordedOrNotOurs), so it comes here and is written again whole, the same bytes, and recorded.)
+      // The file asked for, a twin too: looking for the JPEG alone, a twin lost from the store (its JPEG there) was
+      // taken for made, and answered 404 for good where a lost JPEG is made again.
       const past = row?.stage === 'push' || row?.stage === 'live';
-      const waited = !past || row.recorded ? await this.fromStore(name, 'jpg') : null;
+      const waited = !past || row.recorded ? await this.fromStore(name, name.ext) : null;
       if (waited) return { picture: waited, source: 'waited' as const };
       if (!row) throw new NotMadeError(404, 'no such image');
       if (row.stage === 'push' || row.stage === 'live') {

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { once } from 'node:events';
@@ -75,6 +76,29 @@ export function rawGet(base: string, rawPath: string, options: { method?: string
     );
     req.on('error', reject);
     req.end();
+  });
+}
+
+/**
+ * Bytes written as they are on one connection (several requests, an HTTP/1.0 one, a CONNECT line), and all that
+ * comes back until the server ends the connection (so the last request should ask it to: `Connection: close`, or
+ * HTTP/1.0 without keep-alive); rejects when it has not within `deadlineMs`.
+ */
+export function rawExchange(base: string, text: string, deadlineMs = 5000): Promise<string> {
+  const url = new URL(base);
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(Number(url.port), url.hostname, () => socket.write(text, 'latin1'));
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`the server did not end the connection within ${deadlineMs} ms; got ${JSON.stringify(Buffer.concat(chunks).toString('latin1'))}`));
+    }, deadlineMs);
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(chunks).toString('latin1'));
+    });
   });
 }
 
