@@ -4,6 +4,7 @@ import { sql } from 'kysely';
 import { ImageSys, lis_hash_for_url, type SearchApiImage } from 'imagesys';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 import { startDatabaseProxy } from './helpers/database-proxy.ts';
+import { within } from './helpers/within-deadline.ts';
 
 describe('the Interface (imported as a package)', () => {
   let t: TestDatabase;
@@ -156,6 +157,27 @@ describe('the Interface (imported as a package)', () => {
     await refused(() => closed.enqueue([liveUrl], { country: 'uk', datasourceId: 16 }), 'enqueue');
     // Even a call that would not have needed the database: a closed ImageSys answers nothing.
     await refused(() => closed.enqueue([], { country: 'uk', datasourceId: 16 }), 'enqueue');
+  });
+
+  it('close() lets the calls in flight finish with their answers before it ends the connections', async () => {
+    // Before: close() ended the pool at once, and the calls still waiting for one of its connections never settled.
+    const closing = await ImageSys.open({ config: t.config });
+    const listing = { country: 'uk', datasourceId: 16 };
+    const calls = Array.from({ length: 20 }, (_, i) =>
+      i % 3 === 0
+        ? closing.getSearchApiDataForHashes([liveHash]).then((map) => map.get(liveHash)?.hash)
+        : i % 3 === 1
+          ? closing.imagesForSiBuild([liveUrl], listing).then((si) => si[0].status)
+          : closing.enqueue([`http://g.example.com/${i}.jpg`], listing).then((r) => r.inserted),
+    );
+    const closed = closing.close();
+    await assert.rejects(closing.getSearchApiDataForHash(liveHash), { code: 'ERR_CLOSED' });
+    const answers = await within(Promise.all(calls), 'answer to the calls in flight', 5000);
+    assert.deepEqual(
+      answers,
+      calls.map((_, i) => (i % 3 === 0 ? liveHash : i % 3 === 1 ? 'live' : 1)),
+    );
+    await within(Promise.all([closed, closing.close()]), 'close', 5000);
   });
 
   it("checks each URL as given, not as a line of lis enqueue's input: nothing trimmed, no comments, no DATASOURCE<TAB>", async () => {

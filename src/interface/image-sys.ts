@@ -133,6 +133,9 @@ export interface EnqueueResult {
  */
 export class ImageSys {
   private closed = false;
+  private closing: Promise<void> | null = null;
+  /** The calls started and not yet settled, which close() lets finish. */
+  private readonly inFlight = new Set<Promise<unknown>>();
 
   private constructor(
     private readonly db: Db,
@@ -143,6 +146,21 @@ export class ImageSys {
   /** A call after close() is the caller's bug; said as one, with a stable code, not as the pool's "driver has already been destroyed". */
   private assertOpen(method: string): void {
     if (this.closed) throw new LisError('ERR_CLOSED', `ImageSys.${method}: ImageSys is closed; open() a new one`);
+  }
+
+  /**
+   * One call, counted until it settles so that close() ends the pool only after it: pg's pool, ended,
+   * neither serves nor rejects the calls still waiting for one of its connections, which then never settle.
+   */
+  private run<T>(method: string, work: () => Promise<T>): Promise<T> {
+    const call = (async () => {
+      this.assertOpen(method);
+      return work();
+    })();
+    this.inFlight.add(call);
+    const settled = () => this.inFlight.delete(call);
+    call.then(settled, settled);
+    return call;
   }
 
   /**
@@ -186,8 +204,11 @@ export class ImageSys {
   }
 
   /** Both forms' work; `method`, the one the caller called, names it in every error. */
-  private async searchApiData(method: string, hashes: string[], options: { country?: string }): Promise<Map<string, SearchApiImage | null>> {
-    this.assertOpen(method);
+  private searchApiData(method: string, hashes: string[], options: { country?: string }): Promise<Map<string, SearchApiImage | null>> {
+    return this.run(method, () => this.searchApiDataOf(method, hashes, options));
+  }
+
+  private async searchApiDataOf(method: string, hashes: string[], options: { country?: string }): Promise<Map<string, SearchApiImage | null>> {
     requireArray(method, 'hashes', hashes);
     if (typeof options !== 'object' || options === null) throw usage(method, 'options must be an object such as { country: "uk" }');
     if (options.country !== undefined && typeof options.country !== 'string')
@@ -215,8 +236,11 @@ export class ImageSys {
    * ones have last_seen refreshed (so the weekly purge keeps them). A URL the
    * parser or the table refuses is `rejected` with its reason, alone.
    */
-  async imagesForSiBuild(photoUrls: string[], options: { country: string; datasourceId: number }): Promise<SiImage[]> {
-    this.assertOpen('imagesForSiBuild');
+  imagesForSiBuild(photoUrls: string[], options: { country: string; datasourceId: number }): Promise<SiImage[]> {
+    return this.run('imagesForSiBuild', () => this.siImages(photoUrls, options));
+  }
+
+  private async siImages(photoUrls: string[], options: { country: string; datasourceId: number }): Promise<SiImage[]> {
     const { country, datasourceId } = listingOptions('imagesForSiBuild', options, this.config);
     const checked = requireArray('imagesForSiBuild', 'photoUrls', photoUrls).map((url) => ({
       url: url as string,
@@ -253,8 +277,11 @@ export class ImageSys {
   }
 
   /** Queues URLs for one country and datasource (refreshing last_seen of known ones); bad URLs come back with the reason, each alone. */
-  async enqueue(urls: string[], options: { country: string; datasourceId: number }): Promise<EnqueueResult> {
-    this.assertOpen('enqueue');
+  enqueue(urls: string[], options: { country: string; datasourceId: number }): Promise<EnqueueResult> {
+    return this.run('enqueue', () => this.queueUrls(urls, options));
+  }
+
+  private async queueUrls(urls: string[], options: { country: string; datasourceId: number }): Promise<EnqueueResult> {
     const { country, datasourceId } = listingOptions('enqueue', options, this.config);
     const rejected: EnqueueResult['rejected'] = [];
     const good: string[] = [];
@@ -290,10 +317,15 @@ export class ImageSys {
     return outcome;
   }
 
-  /** Ends the connections. Once is enough: a second close() does nothing. */
-  async close(): Promise<void> {
-    if (this.closed) return;
+  /**
+   * Ends the connections once the calls in flight have settled (each within its bounds); calls made from
+   * now on throw ERR_CLOSED. Once is enough: a second close() waits for the first.
+   */
+  close(): Promise<void> {
     this.closed = true;
-    await this.db.destroy();
+    return (this.closing ??= (async () => {
+      while (this.inFlight.size) await Promise.allSettled([...this.inFlight]);
+      await this.db.destroy();
+    })());
   }
 }
