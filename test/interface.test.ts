@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { sql } from 'kysely';
 // As listing code would: by the package's name, through its public entry only.
-import { ImageSys, lis_hash_for_url, type SearchApiImage } from 'imagesys';
+import { ImageSys, lis_hash_for_url, type OpenOptions, type SearchApiImage } from 'imagesys';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 import { startDatabaseProxy } from './helpers/database-proxy.ts';
 import { within } from './helpers/within-deadline.ts';
@@ -140,6 +140,19 @@ describe('the Interface (imported as a package)', () => {
     await refused(js.getSearchApiDataForHashes([liveHash], { country: 5 }), /country must be a string/);
     const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM live_images WHERE image_url LIKE 'http://d.example.com/%'`.execute(t.db);
     assert.equal(rows[0].n, 0, 'nothing was stored by a refused call');
+  });
+
+  it('open() refuses options that are not an object, and a config neither an object nor a file path, as ERR_USAGE', async () => {
+    // Before: open(null) was a TypeError, { config: 5 } Node's ERR_INVALID_ARG_TYPE, and a bare path or '' opened the defaults.
+    const open = (options: unknown) => ImageSys.open(options as OpenOptions);
+    for (const [options, message] of [
+      [null, /^ImageSys\.open: options must be an object such as \{ config: '\/etc\/imagesys\/config\.json' \}, got null$/],
+      ['/etc/imagesys/config.json', /^ImageSys\.open: options must be an object .*, got "\/etc\/imagesys\/config\.json"$/],
+      [{ config: 5 }, /^ImageSys\.open: config must be a config object or a config file's path, got 5$/],
+      [{ config: null }, /config must be .*, got null$/],
+      [{ config: '' }, /config must be .*, got ""$/],
+    ] as const)
+      await assert.rejects(open(options), (e: Error & { code?: string }) => e.code === 'ERR_USAGE' && message.test(e.message));
   });
 
   it('refuses a call after close() as ERR_CLOSED, saying to open a new one', async () => {

@@ -172,6 +172,12 @@ export class ImageSys {
    * within the bounds (OpenOptions.bounds), as every call does.
    */
   static async open(options: OpenOptions = {}): Promise<ImageSys> {
+    // From plain JavaScript: null would be a TypeError here, a path given bare (not as `config`) ignored for the defaults.
+    if (typeof options !== 'object' || options === null)
+      throw usage('open', `options must be an object such as { config: '/etc/imagesys/config.json' }, got ${shown(options)}`);
+    const given: unknown = options.config;
+    if (given !== undefined && (given === null || given === '' || (typeof given !== 'string' && typeof given !== 'object')))
+      throw usage('open', `config must be a config object or a config file's path, got ${shown(given)}`);
     // An object is validated like a file (a partial object would otherwise fail later, in the middle of a call).
     const config =
       typeof options.config === 'object' && options.config !== null
