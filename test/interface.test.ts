@@ -138,6 +138,10 @@ describe('the Interface (imported as a package)', () => {
     await refused(js.getSearchApiDataForHashes([liveHash], { country: 'u1' }), /^ImageSys\.getSearchApiDataForHashes: country "u1": expected a 2-3 letter/);
     await refused(js.getSearchApiDataForHashes(null), /hashes must be an array, got null/);
     await refused(js.getSearchApiDataForHashes([liveHash], { country: 5 }), /country must be a string/);
+    // Named as the other wrong arguments are; before: no method named, and [hash] (a String() of a hash) answered null.
+    for (const hash of [[liveHash], 5, null, undefined, liveHash.toUpperCase()])
+      await refused(js.getSearchApiDataForHash(hash), /^ImageSys\.getSearchApiDataForHash: not an image hash \(32 lowercase hex digits\): /);
+    await refused(js.getSearchApiDataForHashes([liveHash, [liveHash]]), /^ImageSys\.getSearchApiDataForHashes: not an image hash .*: \["[0-9a-f]{32}"\]$/);
     const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM live_images WHERE image_url LIKE 'http://d.example.com/%'`.execute(t.db);
     assert.equal(rows[0].n, 0, 'nothing was stored by a refused call');
   });

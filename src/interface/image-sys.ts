@@ -219,7 +219,9 @@ export class ImageSys {
     if (typeof options !== 'object' || options === null) throw usage(method, 'options must be an object such as { country: "uk" }');
     if (options.country !== undefined && typeof options.country !== 'string')
       throw usage(method, `country must be a string such as 'uk', got ${shown(options.country)}`);
-    for (const h of hashes) if (!isImageHash(h)) throw new UsageError(`not an image hash (32 lowercase hex digits): ${JSON.stringify(h)}`);
+    // A string, not anything whose String() is a hash: ['a30f...'] would pass the pattern and be answered null.
+    for (const h of hashes as unknown[])
+      if (typeof h !== 'string' || !isImageHash(h)) throw usage(method, `not an image hash (32 lowercase hex digits): ${shown(h)}`);
     const country = options.country === undefined ? undefined : parseCountry(options.country, this.config, `ImageSys.${method}: country`);
     const result = new Map<string, SearchApiImage | null>(hashes.map((h) => [h, null]));
     if (hashes.length === 0) return result;
