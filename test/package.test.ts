@@ -69,6 +69,8 @@ describe('the package, installed by another project', () => {
        const images: ImageSys = await ImageSys.open();
        const data: SearchApiImage | null = await images.getSearchApiDataForHash('0'.repeat(32));
        const wrong: number = data?.url ?? 0;
+       // A partial config object, as open() takes it (the rest defaults): no error.
+       await ImageSys.open({ config: { database: { url: 'postgres://imagesys@db1/imagesys' }, countries: ['uk'] } });
        export { wrong };\n`,
     );
     fs.writeFileSync(

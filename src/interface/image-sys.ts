@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { LisConfig } from '../config/config-schema.ts';
+import type { LisConfig, LisConfigInput } from '../config/config-schema.ts';
 import { parseCountry } from '../config/country.ts';
 import { loadConfig, parseConfig } from '../config/load-config.ts';
 import { connectionFailure, createDb, describeServer, redactUrl, serviceQueryBounds, type Db, type QueryBounds } from '../db/connect.ts';
@@ -14,8 +14,11 @@ import type { ImageData } from '../store/image-data.ts';
 import { toSearchApiImage, type SearchApiImage } from './search-api-image.ts';
 
 export interface OpenOptions {
-  /** A config object, or a config file's path; default: as every command finds it ($LIS_CONFIG, ./imagesys.json, defaults). */
-  config?: LisConfig | string;
+  /**
+   * A config object (as a config file holds it: what it leaves out takes the defaults), or a config file's
+   * path; default: as every command finds it ($LIS_CONFIG, ./imagesys.json, defaults).
+   */
+  config?: LisConfigInput | string;
   /**
    * How long a connect and a query may go unanswered (a database that hangs: a lost path, a frozen server)
    * before the call fails with ERR_DATABASE_TIMEOUT; default: the config's database.connectTimeoutSeconds
