@@ -68,8 +68,13 @@ export interface SiImage {
   hash: string | null;
   /** True when the image is live: its thumbnails are on every frontend (also while it is reworked). */
   live: boolean;
-  /** Where it stands: `download`, `thumbnail`, `push`, `live`, or `failed`/`parked` with `error`. */
-  status: string;
+  /**
+   * Where it stands: the stage it waits in or is worked in (`download`, `thumbnail`, `push`), `live`, `failed`
+   * (with `error`, its last failure; `lis retry`), `parked` (its datasource disabled, or being purged: not seen
+   * by the ETL for upkeep.purgeAfterDays), or `rejected` (with `error`: the URL is not acceptable).
+   */
+  status: 'download' | 'thumbnail' | 'push' | 'live' | 'failed' | 'parked' | 'rejected';
+  /** Why, for `failed` and `rejected`. */
   error?: string;
 }
 
@@ -301,7 +306,7 @@ export class ImageSys {
       if (!verdict.ok) return { url, hash: null, live: false, status: 'rejected', error: verdict.reason };
       if (refused.has(url)) return { url, hash: null, live: false, status: 'rejected', error: refused.get(url) };
       const s = states.get(url);
-      const status = !s ? 'download' : s.state === 'failed' || s.state === 'parked' ? s.state : s.stage;
+      const status = (!s ? 'download' : s.state === 'failed' || s.state === 'parked' ? s.state : s.stage) as SiImage['status'];
       return { url, hash: lis_hash_for_url(url), live: s?.live ?? false, status, ...(s?.lastError && s.state === 'failed' ? { error: s.lastError } : {}) };
     });
   }
