@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { inspect } from 'node:util';
 import { sql } from 'kysely';
 // As listing code would: by the package's name, through its public entry only.
 import { ImageSys, lis_hash_for_url, type OpenOptions, type SearchApiImage } from 'imagesys';
@@ -157,6 +158,14 @@ describe('the Interface (imported as a package)', () => {
       [{ config: '' }, /config must be .*, got ""$/],
     ] as const)
       await assert.rejects(open(options), (e: Error & { code?: string }) => e.code === 'ERR_USAGE' && message.test(e.message));
+  });
+
+  it('never shows the database password when listing code logs or serialises an ImageSys', () => {
+    // Before: its config and pool were plain properties, database.url with the password in both.
+    const password = decodeURIComponent(new URL(t.url).password);
+    assert.ok(password.length > 0, 'the test database URL has a password');
+    for (const shown of [inspect(images, { depth: 20, showHidden: true }), JSON.stringify(images), JSON.stringify({ ...images })])
+      assert.ok(!shown.includes(password), shown.slice(0, 200));
   });
 
   it('refuses a call after close() as ERR_CLOSED, saying to open a new one', async () => {

@@ -164,11 +164,17 @@ export class ImageSys {
   /** The calls started and not yet settled, which close() lets finish. */
   private readonly inFlight = new Set<Promise<unknown>>();
 
-  private constructor(
-    private readonly db: Db,
-    private readonly config: LisConfig,
-    private readonly url: string,
-  ) {}
+  // JavaScript's own private fields, not TypeScript's `private`: listing code that logs or serialises an ImageSys
+  // (console.log, JSON.stringify, a logger's meta) would otherwise print the database URL with its password.
+  readonly #db: Db;
+  readonly #config: LisConfig;
+  readonly #url: string;
+
+  private constructor(db: Db, config: LisConfig, url: string) {
+    this.#db = db;
+    this.#config = config;
+    this.#url = url;
+  }
 
   /** A call after close() is the caller's bug; said as one, with a stable code, not as the pool's "driver has already been destroyed". */
   private assertOpen(method: string): void {
@@ -249,7 +255,7 @@ export class ImageSys {
     // A string, not anything whose String() is a hash: ['a30f...'] would pass the pattern and be answered null.
     for (const h of hashes as unknown[])
       if (typeof h !== 'string' || !isImageHash(h)) throw usage(method, `not an image hash (32 lowercase hex digits): ${shown(h)}`);
-    const country = options.country === undefined ? undefined : parseCountry(options.country, this.config, `ImageSys.${method}: country`);
+    const country = options.country === undefined ? undefined : parseCountry(options.country, this.#config, `ImageSys.${method}: country`);
     const result = new Map<string, SearchApiImage | null>(hashes.map((h) => [h, null]));
     if (hashes.length === 0) return result;
     // live_data: the version on every frontend; a row being reworked keeps answering with it (not one being purged).
@@ -257,11 +263,11 @@ export class ImageSys {
       SELECT image_hash, country, image_url, image_class, live_data AS image_data FROM live_images
        WHERE image_hash = ANY(${[...new Set(hashes)]}::text[]) AND live_data IS NOT NULL AND last_error_class IS DISTINCT FROM 'expired'
          AND ${country === undefined ? sql`true` : sql`country = ${country}`}`
-      .execute(this.db)
+      .execute(this.#db)
       .catch((error: unknown) => {
-        throw unreachable(method, this.url, error);
+        throw unreachable(method, this.#url, error);
       });
-    for (const row of rows) result.set(row.image_hash, toSearchApiImage(row, this.config.searchApi.thumbnailBaseUrl));
+    for (const row of rows) result.set(row.image_hash, toSearchApiImage(row, this.#config.searchApi.thumbnailBaseUrl));
     return result;
   }
 
@@ -276,10 +282,10 @@ export class ImageSys {
   }
 
   private async siImages(photoUrls: string[], options: { country: string; datasourceId: number }): Promise<SiImage[]> {
-    const { country, datasourceId } = listingOptions('imagesForSiBuild', options, this.config);
+    const { country, datasourceId } = listingOptions('imagesForSiBuild', options, this.#config);
     const checked = requireArray('imagesForSiBuild', 'photoUrls', photoUrls).map((url) => ({
       url: url as string,
-      verdict: urlVerdict(url, this.config.enqueue.maxUrlLength),
+      verdict: urlVerdict(url, this.#config.enqueue.maxUrlLength),
     }));
     const good = [...new Set(checked.filter((c) => c.verdict.ok).map((c) => c.url))];
     const states = new Map<string, EnqueuedRow>();
@@ -287,7 +293,7 @@ export class ImageSys {
     if (good.length) {
       const queue = (urls: string[]) =>
         enqueueRowStates(
-          this.db,
+          this.#db,
           country,
           urls.map((url) => ({ datasourceId, url })),
         );
@@ -295,7 +301,7 @@ export class ImageSys {
       try {
         rows = await queue(good);
       } catch (error) {
-        if (!isRowDataError(error)) throw unreachable('imagesForSiBuild', this.url, error);
+        if (!isRowDataError(error)) throw unreachable('imagesForSiBuild', this.#url, error);
         // Rare: a row the table refuses. Find it (and only it), then read the others' states.
         for (const r of (await this.storeUrls('imagesForSiBuild', country, datasourceId, good)).refused) refused.set(r.row.url, r.reason);
         rows = await queue(good.filter((u) => !refused.has(u)));
@@ -317,11 +323,11 @@ export class ImageSys {
   }
 
   private async queueUrls(urls: string[], options: { country: string; datasourceId: number }): Promise<EnqueueResult> {
-    const { country, datasourceId } = listingOptions('enqueue', options, this.config);
+    const { country, datasourceId } = listingOptions('enqueue', options, this.#config);
     const rejected: EnqueueResult['rejected'] = [];
     const good: string[] = [];
     for (const url of requireArray('enqueue', 'urls', urls)) {
-      const verdict = urlVerdict(url, this.config.enqueue.maxUrlLength);
+      const verdict = urlVerdict(url, this.#config.enqueue.maxUrlLength);
       if (verdict.ok) good.push(url as string);
       else rejected.push({ url: url as string, reason: verdict.reason });
     }
@@ -339,13 +345,13 @@ export class ImageSys {
    */
   private async storeUrls(method: string, country: string, datasourceId: number, urls: string[]): Promise<BatchOutcome> {
     const outcome = await storeBatch(
-      this.db,
+      this.#db,
       country,
       urls.map((url) => ({ datasourceId, url })),
     );
     if (outcome.failed.length) {
       const { error, reason } = outcome.failed[0];
-      const away = unreachable(method, this.url, error);
+      const away = unreachable(method, this.#url, error);
       if (away !== error) throw away;
       throw new LisError('ERR_ENQUEUE_INCOMPLETE', `${outcome.failed.length} URLs not stored: ${reason}`);
     }
@@ -360,7 +366,7 @@ export class ImageSys {
     this.closed = true;
     return (this.closing ??= (async () => {
       while (this.inFlight.size) await Promise.allSettled([...this.inFlight]);
-      await this.db.destroy();
+      await this.#db.destroy();
     })());
   }
 }
