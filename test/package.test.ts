@@ -71,6 +71,11 @@ describe('the package, installed by another project', () => {
        const wrong: number = data?.url ?? 0;
        // A partial config object, as open() takes it (the rest defaults): no error.
        await ImageSys.open({ config: { database: { url: 'postgres://imagesys@db1/imagesys' }, countries: ['uk'] } });
+       // Read-only lists (as const, a frozen listing's photos) are taken: no call changes them.
+       const photos = ['http://feed.example.com/a.jpg'] as const;
+       await images.imagesForSiBuild(photos, { country: 'uk', datasourceId: 16 });
+       await images.enqueue(photos, { country: 'uk', datasourceId: 16 });
+       await images.getSearchApiDataForHashes(['0'.repeat(32)] as readonly string[]);
        // Every status an SiImage can have, and only those: a switch over them needs no default.
        function shown(status: SiImage['status']): string {
          switch (status) {

@@ -238,16 +238,16 @@ export class ImageSys {
   }
 
   /** The batch form: every hash asked for is in the map, null where not live. */
-  getSearchApiDataForHashes(hashes: string[], options: { country?: string } = {}): Promise<Map<string, SearchApiImage | null>> {
+  getSearchApiDataForHashes(hashes: readonly string[], options: { country?: string } = {}): Promise<Map<string, SearchApiImage | null>> {
     return this.searchApiData('getSearchApiDataForHashes', hashes, options);
   }
 
   /** Both forms' work; `method`, the one the caller called, names it in every error. */
-  private searchApiData(method: string, hashes: string[], options: { country?: string }): Promise<Map<string, SearchApiImage | null>> {
+  private searchApiData(method: string, hashes: readonly string[], options: { country?: string }): Promise<Map<string, SearchApiImage | null>> {
     return this.run(method, () => this.searchApiDataOf(method, hashes, options));
   }
 
-  private async searchApiDataOf(method: string, hashes: string[], options: { country?: string }): Promise<Map<string, SearchApiImage | null>> {
+  private async searchApiDataOf(method: string, hashes: readonly string[], options: { country?: string }): Promise<Map<string, SearchApiImage | null>> {
     requireArray(method, 'hashes', hashes);
     if (typeof options !== 'object' || options === null) throw usage(method, 'options must be an object such as { country: "uk" }');
     if (options.country !== undefined && typeof options.country !== 'string')
@@ -277,11 +277,11 @@ export class ImageSys {
    * ones have last_seen refreshed (so the weekly purge keeps them). A URL the
    * parser or the table refuses is `rejected` with its reason, alone.
    */
-  imagesForSiBuild(photoUrls: string[], options: { country: string; datasourceId: number }): Promise<SiImage[]> {
+  imagesForSiBuild(photoUrls: readonly string[], options: { country: string; datasourceId: number }): Promise<SiImage[]> {
     return this.run('imagesForSiBuild', () => this.siImages(photoUrls, options));
   }
 
-  private async siImages(photoUrls: string[], options: { country: string; datasourceId: number }): Promise<SiImage[]> {
+  private async siImages(photoUrls: readonly string[], options: { country: string; datasourceId: number }): Promise<SiImage[]> {
     const { country, datasourceId } = listingOptions('imagesForSiBuild', options, this.#config);
     const checked = requireArray('imagesForSiBuild', 'photoUrls', photoUrls).map((url) => ({
       url: url as string,
@@ -318,11 +318,11 @@ export class ImageSys {
   }
 
   /** Queues URLs for one country and datasource (refreshing last_seen of known ones); bad URLs come back with the reason, each alone. */
-  enqueue(urls: string[], options: { country: string; datasourceId: number }): Promise<EnqueueResult> {
+  enqueue(urls: readonly string[], options: { country: string; datasourceId: number }): Promise<EnqueueResult> {
     return this.run('enqueue', () => this.queueUrls(urls, options));
   }
 
-  private async queueUrls(urls: string[], options: { country: string; datasourceId: number }): Promise<EnqueueResult> {
+  private async queueUrls(urls: readonly string[], options: { country: string; datasourceId: number }): Promise<EnqueueResult> {
     const { country, datasourceId } = listingOptions('enqueue', options, this.#config);
     const rejected: EnqueueResult['rejected'] = [];
     const good: string[] = [];
