@@ -78,6 +78,34 @@ describe('the Interface against a database that hangs', function () {
     assert.equal((await images.imagesForSiBuild([url], listing))[0].status, 'download');
   });
 
+  it('calls waiting for a connection of the pool fail at the bounds too, instead of queueing behind a database that hangs', async () => {
+    // Before: each call waited its turn for one of the 2 connections, then for its own connect bound: the last of
+    // 60 failed after 7.2 s, and a busy page's calls queued without end.
+    const images = await open({ poolSize: 2 }, { bounds: { connectMs: 200, queryMs: 300 } });
+    await images.getSearchApiDataForHashes([hash]);
+    proxy.stall();
+    const started = Date.now();
+    const failures = await Promise.all(
+      Array.from({ length: 60 }, () =>
+        images.getSearchApiDataForHash(hash).then(
+          () => 'answered',
+          (e: Error & { code?: string }) => `${e.code}: ${e.message.replace(/ at \S+ as \w+/, '')}`,
+        ),
+      ),
+    );
+    const elapsed = Date.now() - started;
+    // The one on the pooled connection takes the query bound and pg's grace for the server's cancel (2 s).
+    assert.ok(elapsed < 4000, `all 60 failed within ${elapsed} ms`);
+    const kinds = [...new Set(failures.map((f) => f.replace(/ in [\d.]+ s$/, '')))].sort();
+    assert.deepEqual(kinds, [
+      'ERR_DATABASE_TIMEOUT: ImageSys.getSearchApiDataForHash: the database is not answering: no answer to a connect',
+      'ERR_DATABASE_TIMEOUT: ImageSys.getSearchApiDataForHash: the database is not answering: no connection of its pool (database.poolSize) free within a connect and a query bound',
+      'ERR_DATABASE_TIMEOUT: ImageSys.getSearchApiDataForHash: the database is not answering: no reply to a query',
+    ]);
+    proxy.mend();
+    assert.equal(await images.getSearchApiDataForHash(hash), null, 'works again once the database answers');
+  });
+
   it('refuses bounds that are not positive numbers of milliseconds, as ERR_USAGE naming them', async () => {
     for (const bounds of [{ queryMs: 0 }, { connectMs: -1 }, { queryMs: '5' }, { connectMs: Infinity }, 'fast'])
       await assert.rejects(open({}, { bounds }), (e: Error & { code?: string }) => {

@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
+import { inspect } from 'node:util';
 import { sql } from 'kysely';
 // As listing code would: by the package's name, through its public entry only.
-import { ImageSys, lis_hash_for_url, type SearchApiImage } from 'imagesys';
+import { ImageSys, lis_hash_for_url, type OpenOptions, type SearchApiImage } from 'imagesys';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 import { startDatabaseProxy } from './helpers/database-proxy.ts';
+import { within } from './helpers/within-deadline.ts';
 
 describe('the Interface (imported as a package)', () => {
   let t: TestDatabase;
@@ -137,8 +139,33 @@ describe('the Interface (imported as a package)', () => {
     await refused(js.getSearchApiDataForHashes([liveHash], { country: 'u1' }), /^ImageSys\.getSearchApiDataForHashes: country "u1": expected a 2-3 letter/);
     await refused(js.getSearchApiDataForHashes(null), /hashes must be an array, got null/);
     await refused(js.getSearchApiDataForHashes([liveHash], { country: 5 }), /country must be a string/);
+    // Named as the other wrong arguments are; before: no method named, and [hash] (a String() of a hash) answered null.
+    for (const hash of [[liveHash], 5, null, undefined, liveHash.toUpperCase()])
+      await refused(js.getSearchApiDataForHash(hash), /^ImageSys\.getSearchApiDataForHash: not an image hash \(32 lowercase hex digits\): /);
+    await refused(js.getSearchApiDataForHashes([liveHash, [liveHash]]), /^ImageSys\.getSearchApiDataForHashes: not an image hash .*: \["[0-9a-f]{32}"\]$/);
     const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM live_images WHERE image_url LIKE 'http://d.example.com/%'`.execute(t.db);
     assert.equal(rows[0].n, 0, 'nothing was stored by a refused call');
+  });
+
+  it('open() refuses options that are not an object, and a config neither an object nor a file path, as ERR_USAGE', async () => {
+    // Before: open(null) was a TypeError, { config: 5 } Node's ERR_INVALID_ARG_TYPE, and a bare path or '' opened the defaults.
+    const open = (options: unknown) => ImageSys.open(options as OpenOptions);
+    for (const [options, message] of [
+      [null, /^ImageSys\.open: options must be an object such as \{ config: '\/etc\/imagesys\/config\.json' \}, got null$/],
+      ['/etc/imagesys/config.json', /^ImageSys\.open: options must be an object .*, got "\/etc\/imagesys\/config\.json"$/],
+      [{ config: 5 }, /^ImageSys\.open: config must be a config object or a config file's path, got 5$/],
+      [{ config: null }, /config must be .*, got null$/],
+      [{ config: '' }, /config must be .*, got ""$/],
+    ] as const)
+      await assert.rejects(open(options), (e: Error & { code?: string }) => e.code === 'ERR_USAGE' && message.test(e.message));
+  });
+
+  it('never shows the database password when listing code logs or serialises an ImageSys', () => {
+    // Before: its config and pool were plain properties, database.url with the password in both.
+    const password = decodeURIComponent(new URL(t.url).password);
+    assert.ok(password.length > 0, 'the test database URL has a password');
+    for (const shown of [inspect(images, { depth: 20, showHidden: true }), JSON.stringify(images), JSON.stringify({ ...images })])
+      assert.ok(!shown.includes(password), shown.slice(0, 200));
   });
 
   it('refuses a call after close() as ERR_CLOSED, saying to open a new one', async () => {
@@ -156,6 +183,27 @@ describe('the Interface (imported as a package)', () => {
     await refused(() => closed.enqueue([liveUrl], { country: 'uk', datasourceId: 16 }), 'enqueue');
     // Even a call that would not have needed the database: a closed ImageSys answers nothing.
     await refused(() => closed.enqueue([], { country: 'uk', datasourceId: 16 }), 'enqueue');
+  });
+
+  it('close() lets the calls in flight finish with their answers before it ends the connections', async () => {
+    // Before: close() ended the pool at once, and the calls still waiting for one of its connections never settled.
+    const closing = await ImageSys.open({ config: t.config });
+    const listing = { country: 'uk', datasourceId: 16 };
+    const calls = Array.from({ length: 20 }, (_, i) =>
+      i % 3 === 0
+        ? closing.getSearchApiDataForHashes([liveHash]).then((map) => map.get(liveHash)?.hash)
+        : i % 3 === 1
+          ? closing.imagesForSiBuild([liveUrl], listing).then((si) => si[0].status)
+          : closing.enqueue([`http://g.example.com/${i}.jpg`], listing).then((r) => r.inserted),
+    );
+    const closed = closing.close();
+    await assert.rejects(closing.getSearchApiDataForHash(liveHash), { code: 'ERR_CLOSED' });
+    const answers = await within(Promise.all(calls), 'answer to the calls in flight', 5000);
+    assert.deepEqual(
+      answers,
+      calls.map((_, i) => (i % 3 === 0 ? liveHash : i % 3 === 1 ? 'live' : 1)),
+    );
+    await within(Promise.all([closed, closing.close()]), 'close', 5000);
   });
 
   it("checks each URL as given, not as a line of lis enqueue's input: nothing trimmed, no comments, no DATASOURCE<TAB>", async () => {

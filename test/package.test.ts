@@ -65,10 +65,26 @@ describe('the package, installed by another project', () => {
     this.timeout(120_000);
     fs.writeFileSync(
       path.join(project, 'listing.ts'),
-      `import { ImageSys, type SearchApiImage } from 'imagesys';
+      `import { ImageSys, type SearchApiImage, type SiImage } from 'imagesys';
        const images: ImageSys = await ImageSys.open();
        const data: SearchApiImage | null = await images.getSearchApiDataForHash('0'.repeat(32));
        const wrong: number = data?.url ?? 0;
+       // A partial config object, as open() takes it (the rest defaults): no error.
+       await ImageSys.open({ config: { database: { url: 'postgres://imagesys@db1/imagesys' }, countries: ['uk'] } });
+       // Read-only lists (as const, a frozen listing's photos) are taken: no call changes them.
+       const photos = ['http://feed.example.com/a.jpg'] as const;
+       await images.imagesForSiBuild(photos, { country: 'uk', datasourceId: 16 });
+       await images.enqueue(photos, { country: 'uk', datasourceId: 16 });
+       await images.getSearchApiDataForHashes(['0'.repeat(32)] as readonly string[]);
+       // Every status an SiImage can have, and only those: a switch over them needs no default.
+       function shown(status: SiImage['status']): string {
+         switch (status) {
+           case 'download': case 'thumbnail': case 'push': return 'coming';
+           case 'live': return 'shown';
+           case 'failed': case 'parked': case 'rejected': return 'not shown';
+         }
+       }
+       export { shown };
        export { wrong };\n`,
     );
     fs.writeFileSync(

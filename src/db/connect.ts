@@ -73,6 +73,13 @@ export interface QueryBounds {
    * keepalive gives up (two hours by default). Unset: no such bound.
    */
   idleInTransactionMs?: number;
+  /**
+   * How long a query may wait for a connection of the pool (all in use), connect included, before it fails with
+   * pg-pool's "timeout exceeded when trying to connect": the Interface's, whose callers (a listing page) must not
+   * queue without end behind a database that hangs. Unset: as long as it takes (a daemon's hundred chunks
+   * flushing under load wait rightly).
+   */
+  poolWaitMs?: number;
 }
 
 /**
@@ -171,6 +178,8 @@ export function createDb(url: string, poolSize: number, onPoolError: (error: Err
     // connection, which under load (a hundred chunks flushing) is long and legitimate.
     // Statements marked by runPrepared run as named prepared statements, on the pool and in transactions alike.
     Client: preparingClient(bounds ? boundedClient(url, bounds) : pg.Client),
+    // The pool's own bound; the client's connect keeps its connectMs (BoundedClient sets its own).
+    ...(bounds?.poolWaitMs ? { connectionTimeoutMillis: bounds.poolWaitMs } : {}),
   });
   // pg emits 'error' on a client whose server connection dies, even while it is checked out and its
   // query is being rejected; the pool listens only to idle clients. Without a listener of our own, a

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { LisConfig } from '../config/config-schema.ts';
+import type { LisConfig, LisConfigInput } from '../config/config-schema.ts';
 import { parseCountry } from '../config/country.ts';
 import { loadConfig, parseConfig } from '../config/load-config.ts';
 import { connectionFailure, createDb, describeServer, redactUrl, serviceQueryBounds, type Db, type QueryBounds } from '../db/connect.ts';
@@ -14,8 +14,11 @@ import type { ImageData } from '../store/image-data.ts';
 import { toSearchApiImage, type SearchApiImage } from './search-api-image.ts';
 
 export interface OpenOptions {
-  /** A config object, or a config file's path; default: as every command finds it ($LIS_CONFIG, ./imagesys.json, defaults). */
-  config?: LisConfig | string;
+  /**
+   * A config object (as a config file holds it: what it leaves out takes the defaults), or a config file's
+   * path; default: as every command finds it ($LIS_CONFIG, ./imagesys.json, defaults).
+   */
+  config?: LisConfigInput | string;
   /**
    * How long a connect and a query may go unanswered (a database that hangs: a lost path, a frozen server)
    * before the call fails with ERR_DATABASE_TIMEOUT; default: the config's database.connectTimeoutSeconds
@@ -32,7 +35,7 @@ const MAX_BOUND_MS = 86_400_000;
 /** The bounds of open(): the caller's, each in (0, a day] ms, over the config's. */
 function openBounds(given: unknown, config: LisConfig): QueryBounds {
   const bounds = serviceQueryBounds(config);
-  if (given === undefined) return bounds;
+  if (given === undefined) return withPoolWait(bounds);
   if (typeof given !== 'object' || given === null)
     throw usage('open', `bounds must be an object such as { connectMs: 2000, queryMs: 3000 }, got ${shown(given)}`);
   for (const key of ['connectMs', 'queryMs'] as const) {
@@ -42,8 +45,21 @@ function openBounds(given: unknown, config: LisConfig): QueryBounds {
       throw usage('open', `bounds.${key} must be a number of milliseconds above 0 and at most ${MAX_BOUND_MS}, got ${shown(ms)}`);
     bounds[key] = ms;
   }
-  return bounds;
+  return withPoolWait(bounds);
 }
+
+/**
+ * A call waits for one of the pool's connections at most as long as a call ahead of it may take (a connect and
+ * a query): behind a database that hangs, calls of a busy listing site would otherwise queue for the pool
+ * without end, each waiting its turn to run into the bounds (60 calls on a pool of 2, bounds 0.2 s and 0.3 s:
+ * the last failed after 7.2 s, now all within 2.4 s).
+ */
+function withPoolWait(bounds: QueryBounds): QueryBounds {
+  return { ...bounds, poolWaitMs: bounds.connectMs + (bounds.queryMs ?? 0) };
+}
+
+/** pg-pool's words when a query waited poolWaitMs for a connection. */
+const POOL_WAIT_TIMEOUT = 'timeout exceeded when trying to connect';
 
 /** One of a listing's photos, for the search-index build. */
 export interface SiImage {
@@ -52,8 +68,13 @@ export interface SiImage {
   hash: string | null;
   /** True when the image is live: its thumbnails are on every frontend (also while it is reworked). */
   live: boolean;
-  /** Where it stands: `download`, `thumbnail`, `push`, `live`, or `failed`/`parked` with `error`. */
-  status: string;
+  /**
+   * Where it stands: the stage it waits in or is worked in (`download`, `thumbnail`, `push`), `live`, `failed`
+   * (with `error`, its last failure; `lis retry`), `parked` (its datasource disabled, or being purged: not seen
+   * by the ETL for upkeep.purgeAfterDays), or `rejected` (with `error`: the URL is not acceptable).
+   */
+  status: 'download' | 'thumbnail' | 'push' | 'live' | 'failed' | 'parked' | 'rejected';
+  /** Why, for `failed` and `rejected`. */
   error?: string;
 }
 
@@ -96,6 +117,12 @@ function urlVerdict(value: unknown, maxUrlLength: number): { ok: true } | { ok: 
  * ... is not answering: no reply to a query in 3 s"; null for any other error.
  */
 function notAnswering(method: string, url: string, error: unknown): LisError | null {
+  if (errorMessage(error) === POOL_WAIT_TIMEOUT)
+    return new LisError(
+      'ERR_DATABASE_TIMEOUT',
+      `ImageSys.${method}: the database at ${describeServer(url)} is not answering: no connection of its pool (database.poolSize) free within a connect and a query bound`,
+      { cause: error },
+    );
   const failure = connectionFailure(url, error);
   if (failure?.code !== 'ERR_DATABASE_TIMEOUT') return null;
   return new LisError('ERR_DATABASE_TIMEOUT', `ImageSys.${method}: ${failure.message}`, { cause: error });
@@ -133,16 +160,40 @@ export interface EnqueueResult {
  */
 export class ImageSys {
   private closed = false;
+  private closing: Promise<void> | null = null;
+  /** The calls started and not yet settled, which close() lets finish. */
+  private readonly inFlight = new Set<Promise<unknown>>();
 
-  private constructor(
-    private readonly db: Db,
-    private readonly config: LisConfig,
-    private readonly url: string,
-  ) {}
+  // JavaScript's own private fields, not TypeScript's `private`: listing code that logs or serialises an ImageSys
+  // (console.log, JSON.stringify, a logger's meta) would otherwise print the database URL with its password.
+  readonly #db: Db;
+  readonly #config: LisConfig;
+  readonly #url: string;
+
+  private constructor(db: Db, config: LisConfig, url: string) {
+    this.#db = db;
+    this.#config = config;
+    this.#url = url;
+  }
 
   /** A call after close() is the caller's bug; said as one, with a stable code, not as the pool's "driver has already been destroyed". */
   private assertOpen(method: string): void {
     if (this.closed) throw new LisError('ERR_CLOSED', `ImageSys.${method}: ImageSys is closed; open() a new one`);
+  }
+
+  /**
+   * One call, counted until it settles so that close() ends the pool only after it: pg's pool, ended,
+   * neither serves nor rejects the calls still waiting for one of its connections, which then never settle.
+   */
+  private run<T>(method: string, work: () => Promise<T>): Promise<T> {
+    const call = (async () => {
+      this.assertOpen(method);
+      return work();
+    })();
+    this.inFlight.add(call);
+    const settled = () => this.inFlight.delete(call);
+    call.then(settled, settled);
+    return call;
   }
 
   /**
@@ -154,6 +205,12 @@ export class ImageSys {
    * within the bounds (OpenOptions.bounds), as every call does.
    */
   static async open(options: OpenOptions = {}): Promise<ImageSys> {
+    // From plain JavaScript: null would be a TypeError here, a path given bare (not as `config`) ignored for the defaults.
+    if (typeof options !== 'object' || options === null)
+      throw usage('open', `options must be an object such as { config: '/etc/imagesys/config.json' }, got ${shown(options)}`);
+    const given: unknown = options.config;
+    if (given !== undefined && (given === null || given === '' || (typeof given !== 'string' && typeof given !== 'object')))
+      throw usage('open', `config must be a config object or a config file's path, got ${shown(given)}`);
     // An object is validated like a file (a partial object would otherwise fail later, in the middle of a call).
     const config =
       typeof options.config === 'object' && options.config !== null
@@ -181,19 +238,24 @@ export class ImageSys {
   }
 
   /** The batch form: every hash asked for is in the map, null where not live. */
-  getSearchApiDataForHashes(hashes: string[], options: { country?: string } = {}): Promise<Map<string, SearchApiImage | null>> {
+  getSearchApiDataForHashes(hashes: readonly string[], options: { country?: string } = {}): Promise<Map<string, SearchApiImage | null>> {
     return this.searchApiData('getSearchApiDataForHashes', hashes, options);
   }
 
   /** Both forms' work; `method`, the one the caller called, names it in every error. */
-  private async searchApiData(method: string, hashes: string[], options: { country?: string }): Promise<Map<string, SearchApiImage | null>> {
-    this.assertOpen(method);
+  private searchApiData(method: string, hashes: readonly string[], options: { country?: string }): Promise<Map<string, SearchApiImage | null>> {
+    return this.run(method, () => this.searchApiDataOf(method, hashes, options));
+  }
+
+  private async searchApiDataOf(method: string, hashes: readonly string[], options: { country?: string }): Promise<Map<string, SearchApiImage | null>> {
     requireArray(method, 'hashes', hashes);
     if (typeof options !== 'object' || options === null) throw usage(method, 'options must be an object such as { country: "uk" }');
     if (options.country !== undefined && typeof options.country !== 'string')
       throw usage(method, `country must be a string such as 'uk', got ${shown(options.country)}`);
-    for (const h of hashes) if (!isImageHash(h)) throw new UsageError(`not an image hash (32 lowercase hex digits): ${JSON.stringify(h)}`);
-    const country = options.country === undefined ? undefined : parseCountry(options.country, this.config, `ImageSys.${method}: country`);
+    // A string, not anything whose String() is a hash: ['a30f...'] would pass the pattern and be answered null.
+    for (const h of hashes as unknown[])
+      if (typeof h !== 'string' || !isImageHash(h)) throw usage(method, `not an image hash (32 lowercase hex digits): ${shown(h)}`);
+    const country = options.country === undefined ? undefined : parseCountry(options.country, this.#config, `ImageSys.${method}: country`);
     const result = new Map<string, SearchApiImage | null>(hashes.map((h) => [h, null]));
     if (hashes.length === 0) return result;
     // live_data: the version on every frontend; a row being reworked keeps answering with it (not one being purged).
@@ -201,11 +263,11 @@ export class ImageSys {
       SELECT image_hash, country, image_url, image_class, live_data AS image_data FROM live_images
        WHERE image_hash = ANY(${[...new Set(hashes)]}::text[]) AND live_data IS NOT NULL AND last_error_class IS DISTINCT FROM 'expired'
          AND ${country === undefined ? sql`true` : sql`country = ${country}`}`
-      .execute(this.db)
+      .execute(this.#db)
       .catch((error: unknown) => {
-        throw unreachable(method, this.url, error);
+        throw unreachable(method, this.#url, error);
       });
-    for (const row of rows) result.set(row.image_hash, toSearchApiImage(row, this.config.searchApi.thumbnailBaseUrl));
+    for (const row of rows) result.set(row.image_hash, toSearchApiImage(row, this.#config.searchApi.thumbnailBaseUrl));
     return result;
   }
 
@@ -215,12 +277,15 @@ export class ImageSys {
    * ones have last_seen refreshed (so the weekly purge keeps them). A URL the
    * parser or the table refuses is `rejected` with its reason, alone.
    */
-  async imagesForSiBuild(photoUrls: string[], options: { country: string; datasourceId: number }): Promise<SiImage[]> {
-    this.assertOpen('imagesForSiBuild');
-    const { country, datasourceId } = listingOptions('imagesForSiBuild', options, this.config);
+  imagesForSiBuild(photoUrls: readonly string[], options: { country: string; datasourceId: number }): Promise<SiImage[]> {
+    return this.run('imagesForSiBuild', () => this.siImages(photoUrls, options));
+  }
+
+  private async siImages(photoUrls: readonly string[], options: { country: string; datasourceId: number }): Promise<SiImage[]> {
+    const { country, datasourceId } = listingOptions('imagesForSiBuild', options, this.#config);
     const checked = requireArray('imagesForSiBuild', 'photoUrls', photoUrls).map((url) => ({
       url: url as string,
-      verdict: urlVerdict(url, this.config.enqueue.maxUrlLength),
+      verdict: urlVerdict(url, this.#config.enqueue.maxUrlLength),
     }));
     const good = [...new Set(checked.filter((c) => c.verdict.ok).map((c) => c.url))];
     const states = new Map<string, EnqueuedRow>();
@@ -228,7 +293,7 @@ export class ImageSys {
     if (good.length) {
       const queue = (urls: string[]) =>
         enqueueRowStates(
-          this.db,
+          this.#db,
           country,
           urls.map((url) => ({ datasourceId, url })),
         );
@@ -236,7 +301,7 @@ export class ImageSys {
       try {
         rows = await queue(good);
       } catch (error) {
-        if (!isRowDataError(error)) throw unreachable('imagesForSiBuild', this.url, error);
+        if (!isRowDataError(error)) throw unreachable('imagesForSiBuild', this.#url, error);
         // Rare: a row the table refuses. Find it (and only it), then read the others' states.
         for (const r of (await this.storeUrls('imagesForSiBuild', country, datasourceId, good)).refused) refused.set(r.row.url, r.reason);
         rows = await queue(good.filter((u) => !refused.has(u)));
@@ -247,19 +312,22 @@ export class ImageSys {
       if (!verdict.ok) return { url, hash: null, live: false, status: 'rejected', error: verdict.reason };
       if (refused.has(url)) return { url, hash: null, live: false, status: 'rejected', error: refused.get(url) };
       const s = states.get(url);
-      const status = !s ? 'download' : s.state === 'failed' || s.state === 'parked' ? s.state : s.stage;
+      const status = (!s ? 'download' : s.state === 'failed' || s.state === 'parked' ? s.state : s.stage) as SiImage['status'];
       return { url, hash: lis_hash_for_url(url), live: s?.live ?? false, status, ...(s?.lastError && s.state === 'failed' ? { error: s.lastError } : {}) };
     });
   }
 
   /** Queues URLs for one country and datasource (refreshing last_seen of known ones); bad URLs come back with the reason, each alone. */
-  async enqueue(urls: string[], options: { country: string; datasourceId: number }): Promise<EnqueueResult> {
-    this.assertOpen('enqueue');
-    const { country, datasourceId } = listingOptions('enqueue', options, this.config);
+  enqueue(urls: readonly string[], options: { country: string; datasourceId: number }): Promise<EnqueueResult> {
+    return this.run('enqueue', () => this.queueUrls(urls, options));
+  }
+
+  private async queueUrls(urls: readonly string[], options: { country: string; datasourceId: number }): Promise<EnqueueResult> {
+    const { country, datasourceId } = listingOptions('enqueue', options, this.#config);
     const rejected: EnqueueResult['rejected'] = [];
     const good: string[] = [];
     for (const url of requireArray('enqueue', 'urls', urls)) {
-      const verdict = urlVerdict(url, this.config.enqueue.maxUrlLength);
+      const verdict = urlVerdict(url, this.#config.enqueue.maxUrlLength);
       if (verdict.ok) good.push(url as string);
       else rejected.push({ url: url as string, reason: verdict.reason });
     }
@@ -277,23 +345,28 @@ export class ImageSys {
    */
   private async storeUrls(method: string, country: string, datasourceId: number, urls: string[]): Promise<BatchOutcome> {
     const outcome = await storeBatch(
-      this.db,
+      this.#db,
       country,
       urls.map((url) => ({ datasourceId, url })),
     );
     if (outcome.failed.length) {
       const { error, reason } = outcome.failed[0];
-      const away = unreachable(method, this.url, error);
+      const away = unreachable(method, this.#url, error);
       if (away !== error) throw away;
       throw new LisError('ERR_ENQUEUE_INCOMPLETE', `${outcome.failed.length} URLs not stored: ${reason}`);
     }
     return outcome;
   }
 
-  /** Ends the connections. Once is enough: a second close() does nothing. */
-  async close(): Promise<void> {
-    if (this.closed) return;
+  /**
+   * Ends the connections once the calls in flight have settled (each within its bounds); calls made from
+   * now on throw ERR_CLOSED. Once is enough: a second close() waits for the first.
+   */
+  close(): Promise<void> {
     this.closed = true;
-    await this.db.destroy();
+    return (this.closing ??= (async () => {
+      while (this.inFlight.size) await Promise.allSettled([...this.inFlight]);
+      await this.#db.destroy();
+    })());
   }
 }

@@ -10,4 +10,4 @@
 export { ImageSys, type EnqueueResult, type OpenOptions, type SiImage } from './image-sys.ts';
 export type { SearchApiImage } from './search-api-image.ts';
 export { lis_hash_for_url, lis_path_for_hash } from '../hash/image-hash.ts';
-export type { LisConfig } from '../config/config-schema.ts';
+export type { LisConfig, LisConfigInput } from '../config/config-schema.ts';
