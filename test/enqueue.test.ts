@@ -68,6 +68,12 @@ describe('ETL intake', () => {
     assert.match(bad('x1\thttp://a.com/b.jpg'), /datasource "x1" is not a whole number/);
     assert.match(bad('http://a.com/b.jpg', null), /no datasource/);
     assert.match(bad('http://[bad/b.jpg'), /not a valid URL/);
+    // Parsed, `http:///b.jpg` is http://b.jpg/: another URL than the one given.
+    assert.match(bad('http:///b.jpg'), /no host/);
+    // An s3 URL is judged as the downloader judges it: one it could never ask S3 for is refused here, not failed later.
+    for (const url of ['s3://bucket', 's3://bucket/', 's3://Bucket/k.jpg', 's3://b_b/k.jpg', 's3://good/x/%E0%A4%A.jpg'])
+      assert.match(bad(url), /^not s3:\/\/bucket\/key: /, url);
+    for (const url of ['s3://bucket/k.jpg', 'S3://bucket/a%20b.jpg']) assert.deepEqual(parseUrlLine(url, 16, 2048), { kind: 'url', datasourceId: 16, url });
   });
 
   it('queues good lines, skips bad ones with their line numbers, and only refreshes known URLs', async () => {

@@ -3,7 +3,7 @@ import { BusyError, GenerationGate } from '../src/imaged/generation-gate.ts';
 import { etagOf, notModified } from '../src/imaged/http-answer.ts';
 import { candidateUrls, originImageUrl } from '../src/imaged/origin-urls.ts';
 import { parseRequestPath } from '../src/imaged/request-path.ts';
-import { parseS3Url } from '../src/download/fetch-s3-original.ts';
+import { parseS3Url } from '../src/net/s3-url.ts';
 import { insideRoots } from '../src/download/fetch-file-original.ts';
 
 const PRESETS = {

@@ -92,14 +92,16 @@ describe("S3 refusing us a bucket of imaged.s3 is our fault, not the source's", 
     t = await createTestDatabase({ overrides: { download: TEST_DOWNLOAD, imaged: { s3: await buckets() } } });
     const db = t.db;
     const refused = ['locked', 'gone', 'denied', 'resigned'].map((b) => `s3://${b}/x/1.jpg`);
-    for (const url of ['s3://good/x/1.jpg', 's3://good/x/missing.jpg', 's3://impatient/x/1.jpg', ...refused]) await insertQueuedRow(db, url);
+    // S3:// too: schemes are case-insensitive, and enqueue takes it (as it takes HTTP://).
+    for (const url of ['s3://good/x/1.jpg', 'S3://good/x/1.jpg', 's3://good/x/missing.jpg', 's3://impatient/x/1.jpg', ...refused])
+      await insertQueuedRow(db, url);
     const log = createLogger({ component: 'downloadd', log: t.config.log, screen: false });
     closers.push(() => closeLogger(log));
     const started = new Date();
     await runDownloads(t, log, 'test:s3-refused');
 
     const rows = await rowsByUrl(db);
-    assert.deepEqual([rows['s3://good/x/1.jpg'].stage, rows['s3://good/x/1.jpg'].last_error_class], ['thumbnail', null]);
+    for (const url of ['s3://good/x/1.jpg', 'S3://good/x/1.jpg']) assert.deepEqual([rows[url].stage, rows[url].last_error_class], ['thumbnail', null], url);
     const missing = rows['s3://good/x/missing.jpg'];
     assert.deepEqual([missing.state, missing.last_error_class, missing.attempts], ['failed', 'http_404', 1], 'a missing key stays the source fault it is');
     const impatient = rows['s3://impatient/x/1.jpg'];

@@ -3,6 +3,7 @@ import type { DownloadClient } from './download-client.ts';
 import { fetchFileOriginal } from './fetch-file-original.ts';
 import { fetchOriginal, type FetchOutcome, type FetchRequest } from './fetch-original.ts';
 import { fetchS3Original, S3Clients } from './fetch-s3-original.ts';
+import { S3_SCHEME } from '../net/s3-url.ts';
 
 /**
  * Every scheme an `image_url` may have: http(s) through the download client
@@ -24,7 +25,7 @@ export class SchemeFetcher {
   }
 
   fetch(request: FetchRequest): Promise<FetchOutcome> {
-    if (request.url.startsWith('s3://')) return fetchS3Original(this.s3, request);
+    if (S3_SCHEME.test(request.url)) return fetchS3Original(this.s3, request);
     if (request.url.startsWith('file://')) return fetchFileOriginal(this.folders, request);
     return fetchOriginal(this.client, request);
   }

@@ -7,18 +7,7 @@ import { storeErrorOf, storeWords, type DownloadFailure } from './classify-downl
 import { DownloadError } from './download-error.ts';
 import { writtenOutcome, type FetchOutcome, type FetchRequest } from './fetch-original.ts';
 import { OriginalWriter } from './original-writer.ts';
-
-/** `s3://bucket/some/key.jpg` -> bucket and key; null when it is not such a URL (a broken %-escape too). */
-export function parseS3Url(url: string): { bucket: string; key: string } | null {
-  const m = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,62})\/(.+)$/.exec(url);
-  if (!m) return null;
-  try {
-    return { bucket: m[1], key: decodeURIComponent(m[2]) };
-  } catch {
-    // A URIError thrown out of a fetch that never throws became the worker's `internal`: retried for ever.
-    return null;
-  }
-}
+import { parseS3Url } from '../net/s3-url.ts';
 
 /** The downloader's phase limits (download.timeouts), which hold for S3 as for HTTP. */
 export interface S3Limits {

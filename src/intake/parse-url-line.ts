@@ -1,3 +1,4 @@
+import { parseS3Url, S3_SCHEME } from '../net/s3-url.ts';
 import { codePointLength } from '../util/code-points.ts';
 
 export type ParsedLine =
@@ -69,6 +70,12 @@ export function checkUrl(url: string, maxUrlLength: number): { ok: true } | { ok
   } catch {
     return bad(`not a valid URL: ${JSON.stringify(url.slice(0, 80))}`);
   }
-  if (!parsed.hostname) return bad('URL has no host');
+  // `http:///a.jpg` parses as http://a.jpg/ (WHATWG URL skips the empty authority): another URL than the one given.
+  if (!parsed.hostname || url.charAt(url.indexOf('//') + 2) === '/') return bad('URL has no host');
+  // Judged as the downloader will: a URL it could never ask S3 for is refused here, not failed later as bad_url.
+  if (S3_SCHEME.test(url) && !parseS3Url(url))
+    return bad(
+      `not s3://bucket/key: a bucket named in lower case (2-63 letters, digits, dots, hyphens), then a key, its %-escapes whole: ${JSON.stringify(url.slice(0, 80))}`,
+    );
   return { ok: true };
 }
