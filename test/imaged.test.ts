@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import sharp from 'sharp';
@@ -7,6 +8,7 @@ import type { LisConfigInput } from '../src/config/config-schema.ts';
 import { sql } from 'kysely';
 import { lis_hash_for_url } from '../src/hash/image-hash.ts';
 import { lockImageRow } from '../src/imaged/image-row.ts';
+import { closeServer } from '../src/imaged/imaged-server.ts';
 import { enqueueRows } from '../src/queue/enqueue-rows.ts';
 import { insertOriginRow } from '../src/queue/origin-rows.ts';
 import { disableDatasource } from '../src/manager/datasource-switch.ts';
@@ -18,6 +20,7 @@ import { OriginServer, photoJpeg, s3Credentials, startS3rver } from './helpers/i
 import { spawnTs, waitFor } from './helpers/processes.ts';
 import { runDownloads } from './helpers/run-downloads.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+import { within } from './helpers/within-deadline.ts';
 
 const PRESETS = {
   small: { width: 120, height: 90, mode: 'crop' as const },
@@ -574,6 +577,26 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     origin.release();
     assert.equal((await slow).status, 200);
     assert.equal((await rawGet(server.url, '/web/small/other.jpg')).status, 200);
+  });
+
+  it('a stop lets the answer in hand finish, then closes its connection instead of keeping it alive until keepAliveTimeout', async () => {
+    const server = await setup({ origins: { web: { country: 'uk', sources: [{ type: 'http', baseUrl: origin.url('/') }] } } });
+    // Long, so that a connection kept alive after its answer would hold the stop past the deadline below.
+    server.http.keepAliveTimeout = 60_000;
+    origin.held.add('/slow.jpg');
+    const arrived = origin.arrival('/slow.jpg');
+    const agent = new http.Agent({ keepAlive: true });
+    closers.push(() => agent.destroy());
+    const answer = new Promise<http.IncomingMessage>((resolve, reject) => {
+      http.get(`${server.url}/web/small/slow.jpg`, { agent }, (res) => res.resume().on('end', () => resolve(res))).on('error', reject);
+    });
+    await arrived;
+    const closed = closeServer(server.http);
+    origin.release();
+    const res = await answer;
+    assert.equal(res.statusCode, 200);
+    assert.equal(res.headers.connection, 'close');
+    await within(closed, 'stop once the answer in hand was sent', 15_000);
   });
 
   it('origins: an S3 bucket (s3rver, through @aws-sdk/client-s3) with a local-folder fallback, in its own, OpenRoss and phizer forms', async () => {

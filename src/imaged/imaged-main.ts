@@ -20,7 +20,7 @@ import { listenOrExplain } from '../util/listen.ts';
 import { closeLogger, createLogger } from '../log/create-logger.ts';
 import { createThumbnailWorker } from '../thumbnail/thumbnail-worker.ts';
 import { generationIdleBoundMs } from './image-row.ts';
-import { createImagedServer } from './imaged-server.ts';
+import { closeServer, createImagedServer } from './imaged-server.ts';
 import { ThumbnailService } from './thumbnail-service.ts';
 
 interface ImagedFlags {
@@ -89,10 +89,7 @@ export async function imagedMain(argv = process.argv): Promise<void> {
         if (controller.signal.aborted) resolve();
         controller.signal.addEventListener('abort', () => resolve(), { once: true });
       });
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeIdleConnections();
-      });
+      await closeServer(server);
       // A last try at rows the database would not take back (UnreleasedRows), while it is still open. Bounded as
       // markStopped is: a database that keeps the connection and never answers would hold the exit until the
       // query's bound (120 s), past the service's grace; lis_managerd releases what is left once we are stopped.

@@ -20,7 +20,7 @@ export async function startImagedInProcess(
   config: LisConfig,
   db: Db,
   url: string,
-): Promise<{ url: string; service: ThumbnailService; close: () => Promise<void> }> {
+): Promise<{ url: string; service: ThumbnailService; http: http.Server; close: () => Promise<void> }> {
   const log = createLogger({ component: 'imaged', log: config.log, screen: false });
   const client = createDownloadClient(config.download);
   const fetcher = new SchemeFetcher(client, config);
@@ -41,6 +41,7 @@ export async function startImagedInProcess(
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     service,
+    http: server,
     // Once, however often it is called (a test may close it itself, and afterEach again).
     close: () =>
       (closing ??= (async () => {
