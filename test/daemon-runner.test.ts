@@ -159,7 +159,7 @@ describe('daemon runner (a real daemon process)', () => {
   });
 
   it('rejects bad flags and bad config with a clear message and a non-zero exit', async () => {
-    // Seven processes that each only start and refuse: started together, then checked one by one.
+    // Eight processes that each only start and refuse: started together, then checked one by one.
     // A bad --metrics-port is refused before anything starts: with the database unreachable, the flag is still what is named.
     const unreachable = t.writeConfig({ database: { url: 'postgres://imagesys:x@127.0.0.1:1/nowhere' } });
     const badFile = path.join(t.dir, 'bad.json');
@@ -171,6 +171,7 @@ describe('daemon runner (a real daemon process)', () => {
     const badPort = spawnTs(DAEMON, ['--country', 'uk', '--metrics-port', '99999', '--config', unreachable]);
     const managerPort = spawnTs('bin/lis_managerd', ['--service', '--metrics-port', 'x', '--config', unreachable]);
     const badConfig = spawnTs(DAEMON, ['--country', 'uk', '--config', badFile]);
+    const managerBoth = spawnTs('bin/lis_managerd', ['--service', '--check', 'stuck_jobs', '--config', unreachable]);
     assert.equal((await noCountry.exited).code, 2, 'every usage error exits 2');
     assert.match(noCountry.output(), /required option '--country <code>' not specified/);
     assert.equal((await unknownFlag.exited).code, 2);
@@ -183,6 +184,8 @@ describe('daemon runner (a real daemon process)', () => {
     assert.equal(badPort.output(), 'error: --metrics-port "99999": expected a whole number from 0 to 65535\n');
     assert.equal((await managerPort.exited).code, 2, managerPort.output());
     assert.equal(managerPort.output(), 'error: --metrics-port "x": expected a whole number from 0 to 65535\n');
+    assert.equal((await managerBoth.exited).code, 2, managerBoth.output());
+    assert.match(managerBoth.output(), /option '--check <name>' cannot be used with option '--service'/);
     assert.equal((await badConfig.exited).code, 1);
     assert.match(badConfig.output(), /queue\.chunkSize: Too small/);
     assert.match(badConfig.output(), /stores: Unrecognized key: "sharedd"/);
