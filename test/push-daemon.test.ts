@@ -115,7 +115,7 @@ describe('lis_pusherd and lis frontend (real processes)', function () {
     assert.match(lines.at(-1)!, /Exiting\(time_to_die: 0\)$/);
   });
 
-  it('lis frontend add refuses a target that does not parse as a usage error (exit 2), before connecting', async () => {
+  it('lis frontend add refuses a target that does not parse, or a bad name, as a usage error (exit 2), before connecting', async () => {
     // A database nobody listens on: reaching for it would fail with exit 1 and "cannot connect".
     const config = t.writeConfig({ database: { url: 'postgres://nobody@127.0.0.1:1/none' } });
     for (const target of ['../../etc', 'not a target']) {
@@ -123,6 +123,10 @@ describe('lis_pusherd and lis frontend (real processes)', function () {
       assert.equal((await run.exited).code, 2, run.output());
       assert.match(run.output(), new RegExp(`^error: frontend target "${target.replace(/\./g, '\\.')}": `, 'm'));
     }
+    // So is a name the table would refuse: it exited 1, having connected first.
+    const badName = spawnTs('bin/lis', ['--config', config, 'frontend', 'add', 'n 4', '/srv/thumbs'], { LIS_DATABASE_URL: '' });
+    assert.equal((await badName.exited).code, 2, badName.output());
+    assert.match(badName.output(), /^error: frontend name "n 4": use 1-64 letters, digits, _ \. -$/m);
   });
 
   it("a row whose thumbnails are not in the store, or not listed, is given back uncharged, and lis_managerd's bad_retry_jobs sends it back to thumbnail", async () => {

@@ -2,9 +2,9 @@ import type { Command } from 'commander';
 import { parseCountry } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
 import { openDatabase, type Db } from '../db/connect.ts';
-import { addFrontend, listFrontends, removeFrontend, setFrontendEnabled } from '../push/frontend-registry.ts';
+import { addFrontend, checkFrontendName, listFrontends, removeFrontend, setFrontendEnabled } from '../push/frontend-registry.ts';
 import { frontendLag } from '../push/frontend-lag.ts';
-import { UsageError } from '../errors.ts';
+import { LisError, UsageError } from '../errors.ts';
 import { FrontendTargetError, normaliseTarget } from '../push/frontend-target.ts';
 import { runCommand } from '../util/exit-on-error.ts';
 import { configFileOf } from './global-options.ts';
@@ -41,7 +41,10 @@ export function addFrontendCommand(program: Command): void {
           await addFrontend(db, name, normalised, !opts.disabled);
           console.log(`frontend ${name} added (${normalised})${opts.disabled ? ', disabled' : ': lis_pusherd backfills it with everything live'}`);
         },
-        () => targetArgument(target),
+        () => {
+          nameArgument(name);
+          targetArgument(target);
+        },
       ),
     );
 
@@ -101,6 +104,16 @@ export function addFrontendCommand(program: Command): void {
         console.log(`frontend ${name} removed`);
       }),
     );
+}
+
+/** A name the table would refuse is a usage error too (exit 2), said before connecting, as a bad target. */
+function nameArgument(name: string): void {
+  try {
+    checkFrontendName(name);
+  } catch (error) {
+    if (error instanceof LisError && error.code === 'ERR_FRONTEND_NAME') throw new UsageError(error.message);
+    throw error;
+  }
 }
 
 /** A target typed on the command line that does not parse is a usage error (exit 2, as every wrong argument), said before connecting. */

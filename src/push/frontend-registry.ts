@@ -32,7 +32,7 @@ export async function enabledFrontends(db: Db): Promise<Frontend[]> {
  * fs_check leave it alone rather than recreate it on this host's own disk.
  */
 export async function addFrontend(db: Db, name: string, target: string, enabled = true): Promise<void> {
-  if (!NAME.test(name)) throw new LisError('ERR_FRONTEND_NAME', `frontend name ${JSON.stringify(name)}: use 1-64 letters, digits, _ . -`);
+  checkFrontendName(name);
   const parsed = parseFrontendTarget(target);
   if (parsed.kind === 'local') {
     try {
@@ -48,6 +48,11 @@ export async function addFrontend(db: Db, name: string, target: string, enabled 
     .executeTakeFirst();
   if (Number(inserted.numInsertedOrUpdatedRows ?? 0) === 0)
     throw new LisError('ERR_FRONTEND_EXISTS', `frontend ${name} already exists (lis frontend remove ${name} first)`);
+}
+
+/** Throws ERR_FRONTEND_NAME for a name the frontends table does not take: before anything is opened, for the CLI. */
+export function checkFrontendName(name: string): void {
+  if (!NAME.test(name)) throw new LisError('ERR_FRONTEND_NAME', `frontend name ${JSON.stringify(name)}: use 1-64 letters, digits, _ . -`);
 }
 
 /**
