@@ -116,7 +116,7 @@ describe('daemon runner (a real daemon process)', () => {
     assert.equal(Number(rows[0].n), 0, 'giving rows back costs them no attempt');
   });
 
-  it('a second SIGTERM exits at once, leaving what it held to the manager', async () => {
+  it('a second SIGTERM exits at once, leaving what it held to the manager; a run by hand after it names the rows held', async () => {
     await insertUrls(t.db, 'uk', 50);
     const run = spawnTs(DAEMON, ['--country', 'uk', '--config', t.writeConfig()], { TEST_ROW_MS: '60000' });
     await waitFor(async () => ((await countBy(t.db))['download/waiting/locked'] ?? 0) === 50, 30_000, 'the chunk claimed');
@@ -127,6 +127,13 @@ describe('daemon runner (a real daemon process)', () => {
     assert.equal(code, 143, run.output());
     assert.match(run.output(), /SIGTERM again: exiting now/);
     assert.equal((await countBy(t.db))['download/waiting/locked'], 50, 'still held: the manager releases them once the heartbeat is stale');
+    // The operator runs it again: before, it said only "No rows gained. No work to do." and the 50 rows went unmentioned.
+    const again = spawnTs(DAEMON, ['--country', 'uk', '--config', t.writeConfig()]);
+    assert.equal((await again.exited).code, 0, again.output());
+    assert.match(
+      again.output(),
+      /WARN .*No rows gained\. No work to do\. 50 rows are held by another worker, [^ ]+:\d+:[0-9a-f]+ \(last heartbeat \d+s ago\): if it is gone, lis_managerd releases them once it has been silent 60s \(manager\.staleWorkerSeconds\)\.$/m,
+    );
   });
 
   it('in service mode an idle daemon wakes at once when the ETL adds rows (LISTEN/NOTIFY, not the poll)', async () => {

@@ -1,3 +1,4 @@
+import type { HeldRows } from '../queue/held-rows.ts';
 import type { RetryWaits } from '../queue/retry-waits.ts';
 
 /** Pure: `12,500 rows done (2,480/s), 3 failed` for the terminal's status line. */
@@ -91,6 +92,24 @@ export function retryWaitLine(waits: RetryWaits, now: Date): string | null {
   const why = said ? ` (${said}${others})` : '';
   const rows = waits.rows === 1 ? '1 row waits' : `${waits.rows.toLocaleString('en-GB')} rows wait`;
   return `${rows} for a retry ${when}${why}; run again then, or start the service.`;
+}
+
+/**
+ * Pure: what a run by hand says as it ends with rows of its scope held by other workers, or null when none are:
+ * `10 rows are held by another worker, web3:4242:9f2c01ab (last heartbeat 12s ago): if it is gone, lis_managerd
+ * releases them once it has been silent 60s (manager.staleWorkerSeconds).`
+ */
+export function heldRowsLine(held: HeldRows, now: Date, staleWorkerSeconds: number): string | null {
+  if (held.rows === 0 || held.topWorker === null) return null;
+  const rows = held.rows === 1 ? '1 row is' : `${held.rows.toLocaleString('en-GB')} rows are`;
+  const beat =
+    held.topHeartbeat === null
+      ? 'no heartbeat recorded'
+      : `last heartbeat ${Math.max(0, Math.round((now.getTime() - held.topHeartbeat.getTime()) / 1000))}s ago`;
+  const by = held.workers === 1 ? `another worker, ${held.topWorker}` : `${held.workers} other workers (the most by ${held.topWorker})`;
+  const gone =
+    held.workers === 1 ? 'if it is gone, lis_managerd releases them once it has' : 'a worker that is gone has its rows released by lis_managerd once it has';
+  return `${rows} held by ${by} (${beat}): ${gone} been silent ${staleWorkerSeconds}s (manager.staleWorkerSeconds).`;
 }
 
 function shorten(text: string): string {
