@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import { Writable } from 'node:stream';
 import os from 'node:os';
 import path from 'node:path';
 import { loadConfig, parseConfig } from '../src/config/load-config.ts';
 import { parseCountry } from '../src/config/country.ts';
 import { serviceQueryBounds } from '../src/db/connect.ts';
 import { formatLine } from '../src/log/line-format.ts';
-import { formatProgress } from '../src/daemon/progress-line.ts';
+import { ProgressLine, formatProgress } from '../src/daemon/progress-line.ts';
+import { waitFor } from './helpers/processes.ts';
 import { stopDatabaseWaitMs } from '../src/daemon/run-daemon.ts';
 import { withSecretsHidden } from '../src/cli/config-command.ts';
 
@@ -233,5 +235,29 @@ describe('log and progress lines', () => {
 
   it('shows rows done, rate and failures', () => {
     assert.equal(formatProgress(12500, 3, 5000), '12,500 rows done (2,500/s), 3 failed');
+  });
+
+  it('clears the progress line before any other line written to its terminal, and ends it once however often stopped', async () => {
+    let out = '';
+    const terminal = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        out += chunk.toString();
+        done();
+      },
+    }) as unknown as NodeJS.WriteStream;
+    terminal.isTTY = true;
+    const original = Object.getOwnPropertyDescriptor(terminal, 'write');
+    const progress = new ProgressLine(terminal, () => ({ done: 5, failed: 1 }), undefined, 10).start();
+    await waitFor(() => out.includes('5 rows done'), 2000, 'the progress line drawn');
+    terminal.write('Dec 01 04:56:58 INFO Download::get_chunk_of_work[1]:DE Doing chunk of work\n');
+    // Before, the log line followed the status line on the same row: `... 1 failedDec 01 04:56:58 INFO ...`.
+    assert.ok(out.includes('1 failed\r\x1b[2KDec 01 04:56:58 INFO'), JSON.stringify(out));
+    assert.doesNotMatch(out, /failedDec/);
+    progress.stop();
+    const ended = out;
+    assert.match(ended, /5 rows done \(\d+\/s\), 1 failed\n$/);
+    progress.stop();
+    assert.equal(out, ended, 'a second stop draws nothing');
+    assert.deepEqual(Object.getOwnPropertyDescriptor(terminal, 'write'), original, 'the stream writes as before');
   });
 });

@@ -116,7 +116,7 @@ describe('daemon runner (a real daemon process)', () => {
     assert.equal(Number(rows[0].n), 0, 'giving rows back costs them no attempt');
   });
 
-  it('a second SIGTERM exits at once, leaving what it held to the manager', async () => {
+  it('a second SIGTERM exits at once, leaving what it held to the manager; a run by hand after it names the rows held', async () => {
     await insertUrls(t.db, 'uk', 50);
     const run = spawnTs(DAEMON, ['--country', 'uk', '--config', t.writeConfig()], { TEST_ROW_MS: '60000' });
     await waitFor(async () => ((await countBy(t.db))['download/waiting/locked'] ?? 0) === 50, 30_000, 'the chunk claimed');
@@ -127,6 +127,13 @@ describe('daemon runner (a real daemon process)', () => {
     assert.equal(code, 143, run.output());
     assert.match(run.output(), /SIGTERM again: exiting now/);
     assert.equal((await countBy(t.db))['download/waiting/locked'], 50, 'still held: the manager releases them once the heartbeat is stale');
+    // The operator runs it again: before, it said only "No rows gained. No work to do." and the 50 rows went unmentioned.
+    const again = spawnTs(DAEMON, ['--country', 'uk', '--config', t.writeConfig()]);
+    assert.equal((await again.exited).code, 0, again.output());
+    assert.match(
+      again.output(),
+      /WARN .*No rows gained\. No work to do\. 50 rows are held by another worker, [^ ]+:\d+:[0-9a-f]+ \(last heartbeat \d+s ago\): if it is gone, lis_managerd releases them once it has been silent 60s \(manager\.staleWorkerSeconds\)\.$/m,
+    );
   });
 
   it('in service mode an idle daemon wakes at once when the ETL adds rows (LISTEN/NOTIFY, not the poll)', async () => {
@@ -159,7 +166,7 @@ describe('daemon runner (a real daemon process)', () => {
   });
 
   it('rejects bad flags and bad config with a clear message and a non-zero exit', async () => {
-    // Seven processes that each only start and refuse: started together, then checked one by one.
+    // Eight processes that each only start and refuse: started together, then checked one by one.
     // A bad --metrics-port is refused before anything starts: with the database unreachable, the flag is still what is named.
     const unreachable = t.writeConfig({ database: { url: 'postgres://imagesys:x@127.0.0.1:1/nowhere' } });
     const badFile = path.join(t.dir, 'bad.json');
@@ -171,6 +178,7 @@ describe('daemon runner (a real daemon process)', () => {
     const badPort = spawnTs(DAEMON, ['--country', 'uk', '--metrics-port', '99999', '--config', unreachable]);
     const managerPort = spawnTs('bin/lis_managerd', ['--service', '--metrics-port', 'x', '--config', unreachable]);
     const badConfig = spawnTs(DAEMON, ['--country', 'uk', '--config', badFile]);
+    const managerBoth = spawnTs('bin/lis_managerd', ['--service', '--check', 'stuck_jobs', '--config', unreachable]);
     assert.equal((await noCountry.exited).code, 2, 'every usage error exits 2');
     assert.match(noCountry.output(), /required option '--country <code>' not specified/);
     assert.equal((await unknownFlag.exited).code, 2);
@@ -183,6 +191,8 @@ describe('daemon runner (a real daemon process)', () => {
     assert.equal(badPort.output(), 'error: --metrics-port "99999": expected a whole number from 0 to 65535\n');
     assert.equal((await managerPort.exited).code, 2, managerPort.output());
     assert.equal(managerPort.output(), 'error: --metrics-port "x": expected a whole number from 0 to 65535\n');
+    assert.equal((await managerBoth.exited).code, 2, managerBoth.output());
+    assert.match(managerBoth.output(), /option '--check <name>' cannot be used with option '--service'/);
     assert.equal((await badConfig.exited).code, 1);
     assert.match(badConfig.output(), /queue\.chunkSize: Too small/);
     assert.match(badConfig.output(), /stores\.sharedd: unknown key; did you mean stores\.shared\?/);

@@ -115,7 +115,41 @@ describe('lis_pusherd and lis frontend (real processes)', function () {
     assert.match(lines.at(-1)!, /Exiting\(time_to_die: 0\)$/);
   });
 
-  it('lis frontend add refuses a target that does not parse as a usage error (exit 2), before connecting', async () => {
+  it('Ctrl-C at a terminal (SIGINT to the whole process group) lets the rsync in hand finish: the chunk goes live, nothing held back, no frontend marked down', async () => {
+    const local = path.join(t.dir, 'frontend');
+    await addFrontend(t.db, 'local', local);
+    const files = await insertPushRows(t.db, t.config, 'uk', 12);
+    // Throttled so that the chunk's rsync runs about a second: the Ctrl-C comes while it copies.
+    const bytes = files.reduce((n, rel) => n + fs.statSync(path.join(t.config.stores.thumbnails, rel)).size, 0);
+    const config = t.writeConfig({ push: { bwLimit: `${Math.max(1, Math.ceil(bytes / 1024))}k` } });
+    const run = spawnTs('bin/lis_pusherd', ['--country', 'uk', '--config', config], {}, undefined, { detached: true });
+    const pid = run.child.pid!;
+    const rsyncOf = (parent: number) =>
+      fs.readdirSync('/proc').some((entry) => {
+        try {
+          const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+          return /^\d+ \(rsync\) [RSD] (\d+)/.exec(stat)?.[1] === String(parent);
+        } catch {
+          return false;
+        }
+      });
+    try {
+      await waitFor(() => rsyncOf(pid) || run.child.exitCode !== null, 10_000, 'the chunk in rsync');
+      process.kill(-pid, 'SIGINT');
+      const { code } = await run.exited;
+      // Before, rsync died of the SIGINT (exit 20): the 12 rows failed rsync_error, held back 60 s, the frontend marked down.
+      assert.equal(code, 0, run.output());
+      assert.match(run.output(), /SIGINT received: finishing the rows in hand/);
+      assert.deepEqual(await countBy(t.db), { 'live/done': 12 }, run.output());
+      assert.equal((await t.db.selectFrom('live_images').select('id').where('last_error_class', 'is not', null).execute()).length, 0);
+      assert.equal((await t.db.selectFrom('frontends').select('down_since').executeTakeFirstOrThrow()).down_since, null);
+      assert.deepEqual(differingFiles(t.config.stores.thumbnails, local, files), []);
+    } finally {
+      if (run.child.exitCode === null) process.kill(-pid, 'SIGKILL');
+    }
+  });
+
+  it('lis frontend add refuses a target that does not parse, or a bad name, as a usage error (exit 2), before connecting', async () => {
     // A database nobody listens on: reaching for it would fail with exit 1 and "cannot connect".
     const config = t.writeConfig({ database: { url: 'postgres://nobody@127.0.0.1:1/none' } });
     for (const target of ['../../etc', 'not a target']) {
@@ -123,6 +157,10 @@ describe('lis_pusherd and lis frontend (real processes)', function () {
       assert.equal((await run.exited).code, 2, run.output());
       assert.match(run.output(), new RegExp(`^error: frontend target "${target.replace(/\./g, '\\.')}": `, 'm'));
     }
+    // So is a name the table would refuse: it exited 1, having connected first.
+    const badName = spawnTs('bin/lis', ['--config', config, 'frontend', 'add', 'n 4', '/srv/thumbs'], { LIS_DATABASE_URL: '' });
+    assert.equal((await badName.exited).code, 2, badName.output());
+    assert.match(badName.output(), /^error: frontend name "n 4": use 1-64 letters, digits, _ \. -$/m);
   });
 
   it("a row whose thumbnails are not in the store, or not listed, is given back uncharged, and lis_managerd's bad_retry_jobs sends it back to thumbnail", async () => {
@@ -201,10 +239,6 @@ describe('lis_pusherd and lis frontend (real processes)', function () {
     const bad = spawnTs('bin/lis', ['--config', config, 'frontend', 'add', 'n1', 'http://n1/thumbs']);
     assert.equal((await bad.exited).code, 2, 'a usage error');
     assert.match(bad.output(), /frontend target "http:\/\/n1\/thumbs": neither an absolute local path/);
-    // A bad name is a usage error too, said before the database is asked (as a bad target is).
-    const badName = spawnTs('bin/lis', ['--config', config, 'frontend', 'add', 'n 1', '/srv/thumbs']);
-    assert.equal((await badName.exited).code, 2, badName.output());
-    assert.equal(badName.output(), 'error: frontend name "n 1": use 1-64 letters, digits, _ . -\n');
     const unknown = spawnTs('bin/lis', ['--config', config, 'frontend', 'enable', 'n9']);
     assert.equal((await unknown.exited).code, 1);
     assert.match(unknown.output(), /no frontend named n9/);

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { retryWaitLine } from '../src/daemon/progress-line.ts';
+import { heldRowsLine, retryWaitLine } from '../src/daemon/progress-line.ts';
 import type { RetryWaits } from '../src/queue/retry-waits.ts';
 
 /** Local times, as the line shows them. */
@@ -42,5 +42,29 @@ describe('retryWaitLine: what a run by hand says of the rows it leaves waiting f
 
   it('says nothing of why when the rows carry no reason', () => {
     assert.equal(retryWaitLine(waits({}), now), '10 rows wait for a retry until 15:02:11; run again then, or start the service.');
+  });
+});
+
+describe('heldRowsLine: what a run by hand says of the rows other workers hold', () => {
+  it('says nothing when no other worker holds a row of its scope', () => {
+    assert.equal(heldRowsLine({ rows: 0, workers: 0, topWorker: null, topHeartbeat: null }, now, 60), null);
+  });
+
+  it("names the worker and its heartbeat's age, and when lis_managerd would release them", () => {
+    assert.equal(
+      heldRowsLine({ rows: 10, workers: 1, topWorker: 'web3:4242:9f2c01ab', topHeartbeat: at(30, 14, 54, 48) }, now, 60),
+      '10 rows are held by another worker, web3:4242:9f2c01ab (last heartbeat 12s ago): if it is gone, lis_managerd releases them once it has been silent 60s (manager.staleWorkerSeconds).',
+    );
+  });
+
+  it('says how many workers, the one holding the most, and a worker with no heartbeat recorded', () => {
+    assert.equal(
+      heldRowsLine({ rows: 1_500, workers: 2, topWorker: 'web3:7:aa', topHeartbeat: null }, now, 90),
+      '1,500 rows are held by 2 other workers (the most by web3:7:aa) (no heartbeat recorded): a worker that is gone has its rows released by lis_managerd once it has been silent 90s (manager.staleWorkerSeconds).',
+    );
+    assert.match(
+      heldRowsLine({ rows: 1, workers: 1, topWorker: 'w', topHeartbeat: now }, now, 60)!,
+      /^1 row is held by another worker, w \(last heartbeat 0s ago\)/,
+    );
   });
 });

@@ -104,6 +104,32 @@ describe('servicectl', () => {
     assert.match(fs.readFileSync(path.join(t.config.log.dir, 'pusherd.uk.out'), 'utf8'), /exited 1 before it was ready: not restarting it/);
   });
 
+  it('reports a daemon whose configured server refuses its login or database as failed at once, not "not ready after 120s"', async function () {
+    this.timeout(30_000);
+    const wrong = (change: (url: URL) => void) => {
+      const url = new URL(t.url);
+      change(url);
+      return url.toString();
+    };
+    const cases = [
+      { name: 'password', url: wrong((u) => (u.password = 'wrong')), said: /password authentication failed for user .*\(wrong password\)/ },
+      { name: 'database', url: wrong((u) => (u.pathname = '/no_such_database')), said: /database "no_such_database" does not exist/ },
+    ];
+    // Both at once, each with its own run folder: the test stays within its couple of seconds.
+    await Promise.all(
+      cases.map(async ({ name, url, said }) => {
+        const config = t.writeConfig({ database: { url }, services: { runDir: path.join(t.dir, `run-${name}`) } });
+        const started = Date.now();
+        const run = await ctl(['start', 'imagesys-thumbnaild', '--country', 'uk', '--config', config]);
+        assert.equal(run.code, 1, run.text);
+        assert.match(run.text, /Starting imagesys-thumbnaild \(uk\)\.\.\.failed\./);
+        assert.match(run.text, said);
+        assert.ok(Date.now() - started < 15_000, `${name}: took ${Date.now() - started} ms: the refusal was waited out`);
+        assert.deepEqual(processesMentioning(config), [], `${name}: neither the daemon nor its supervisor left running`);
+      }),
+    );
+  });
+
   it('without --country acts on every configured country: starts, reports and stops each', async function () {
     this.timeout(120_000);
     const config = t.writeConfig({ countries: ['uk', 'de'], services: { runDir: path.join(t.dir, 'run') } });

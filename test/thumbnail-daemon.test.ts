@@ -47,8 +47,12 @@ describe('lis_thumbnaild (real daemon, real PostgreSQL)', () => {
     assert.equal((await set.exited).code, 0, set.output());
     assert.match(set.output(), /uk 16: sharpen 0x1, gamma 1, quality 90/);
     const bad = spawnTs('bin/lis', ['--config', config, 'datasource', 'set', 'uk', '16', '--sharpen', '1y2'], env);
+    // The country is an argument here, not a flag: the error named a --country the command does not have.
+    const badCountry = spawnTs('bin/lis', ['--config', config, 'datasource', 'show', 'u-k'], env);
     assert.equal((await bad.exited).code, 2);
     assert.match(bad.output(), /--sharpen "1y2": expected RADIUSxSIGMA such as 0x1/);
+    assert.equal((await badCountry.exited).code, 2, badCountry.output());
+    assert.match(badCountry.output(), /^error: country "u-k": expected a 2-3 letter country code such as uk$/m);
     const show = spawnTs('bin/lis', ['--config', config, 'datasource', 'show', 'uk', '16'], env);
     assert.equal((await show.exited).code, 0, show.output());
     assert.match(show.output(), /uk 16: sharpen 0x1, gamma 1, quality 90$/m);

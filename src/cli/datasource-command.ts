@@ -31,7 +31,7 @@ export function addDatasourceCommand(program: Command): Command {
     .action((countryArg: string, idArg: string, flags: SetFlags, command: Command) =>
       runCommand(async () => {
         const config = loadConfig({ file: configFileOf(command) });
-        const country = parseCountry(countryArg, config);
+        const country = parseCountry(countryArg, config, 'country');
         const datasourceId = parseIntFlag('datasource', idArg, 0, 999_999_999);
         const given = validateDetails(flags);
         if (!flags.default && Object.keys(given).length === 0)
@@ -65,7 +65,7 @@ export function addDatasourceCommand(program: Command): Command {
     .action((countryArg: string | undefined, idArg: string | undefined, _flags: unknown, command: Command) =>
       runCommand(async () => {
         const config = loadConfig({ file: configFileOf(command) });
-        const country = countryArg === undefined ? undefined : parseCountry(countryArg, config);
+        const country = countryArg === undefined ? undefined : parseCountry(countryArg, config, 'country');
         const datasourceId = idArg === undefined ? undefined : parseIntFlag('datasource', idArg, 0, 999_999_999);
         const db = await openDatabase(config);
         try {

@@ -11,7 +11,7 @@ import { configFileOf } from './global-options.ts';
 function withDatasource(command: Command, countryArg: string, idArg: string, fn: (db: Db, country: string, id: number) => Promise<void>): Promise<void> {
   return runCommand(async () => {
     const config = loadConfig({ file: configFileOf(command) });
-    const country = parseCountry(countryArg, config);
+    const country = parseCountry(countryArg, config, 'country');
     const id = parseIntFlag('datasource', idArg, 0, 999_999_999);
     const db = await openDatabase(config);
     try {

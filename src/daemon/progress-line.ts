@@ -1,3 +1,4 @@
+import type { HeldRows } from '../queue/held-rows.ts';
 import type { RetryWaits } from '../queue/retry-waits.ts';
 
 /** Pure: `12,500 rows done (2,480/s), 3 failed` for the terminal's status line. */
@@ -8,38 +9,68 @@ export function formatProgress(done: number, failed: number, elapsedMs: number, 
 
 /**
  * A status line rewritten in place on a terminal, and nothing at all when
- * the output is a file or a pipe (services, tests).
+ * the output is a file or a pipe (services, tests). Whatever else is written
+ * to its stream meanwhile (the log's screen lines, lis enqueue's bad lines)
+ * first clears it: written after it, a line read `0 rows done (0/s), 0
+ * failedDec 01 04:56:58 INFO ...`. It is drawn again at its next tick.
  */
 export class ProgressLine {
   private timer: NodeJS.Timeout | null = null;
   private readonly started = Date.now();
-  private shown = false;
+  /** Drawn, and not cleared since: the next foreign write clears it first. */
+  private onScreen = false;
+  private drawn = false;
+  private restoreWrite: (() => void) | null = null;
 
   constructor(
     private readonly stream: NodeJS.WriteStream,
     private readonly read: () => { done: number; failed: number },
     private readonly noun?: string,
+    private readonly everyMs = 1000,
   ) {}
 
   start(): this {
     if (!this.stream.isTTY) return this;
-    this.timer = setInterval(() => this.draw(), 1000);
+    const stream = this.stream;
+    // Put back as it was at stop(): most often no own property, the prototype's method.
+    const own = Object.getOwnPropertyDescriptor(stream, 'write');
+    const write = stream.write.bind(stream) as (...args: unknown[]) => boolean;
+    stream.write = (...args: unknown[]) => {
+      if (this.onScreen) {
+        this.onScreen = false;
+        write('\r\x1b[2K');
+      }
+      return write(...args);
+    };
+    this.restoreWrite = () => {
+      if (own) Object.defineProperty(stream, 'write', own);
+      else delete (stream as { write?: unknown }).write;
+    };
+    this.timer = setInterval(() => this.draw(), this.everyMs);
     this.timer.unref();
     return this;
   }
 
   private draw(): void {
     const { done, failed } = this.read();
+    this.onScreen = false;
     this.stream.write(`\r\x1b[2K${formatProgress(done, failed, Date.now() - this.started, this.noun)}`);
-    this.shown = true;
+    this.onScreen = true;
+    this.drawn = true;
   }
 
+  /** Draws the last figures and ends the line; a second stop does nothing (lis enqueue's drew them again under its summary). */
   stop(): void {
     if (this.timer) clearInterval(this.timer);
-    if (this.shown) {
+    this.timer = null;
+    if (this.drawn) {
       this.draw();
+      this.onScreen = false;
+      this.drawn = false;
       this.stream.write('\n');
     }
+    this.restoreWrite?.();
+    this.restoreWrite = null;
   }
 }
 
@@ -61,6 +92,24 @@ export function retryWaitLine(waits: RetryWaits, now: Date): string | null {
   const why = said ? ` (${said}${others})` : '';
   const rows = waits.rows === 1 ? '1 row waits' : `${waits.rows.toLocaleString('en-GB')} rows wait`;
   return `${rows} for a retry ${when}${why}; run again then, or start the service.`;
+}
+
+/**
+ * Pure: what a run by hand says as it ends with rows of its scope held by other workers, or null when none are:
+ * `10 rows are held by another worker, web3:4242:9f2c01ab (last heartbeat 12s ago): if it is gone, lis_managerd
+ * releases them once it has been silent 60s (manager.staleWorkerSeconds).`
+ */
+export function heldRowsLine(held: HeldRows, now: Date, staleWorkerSeconds: number): string | null {
+  if (held.rows === 0 || held.topWorker === null) return null;
+  const rows = held.rows === 1 ? '1 row is' : `${held.rows.toLocaleString('en-GB')} rows are`;
+  const beat =
+    held.topHeartbeat === null
+      ? 'no heartbeat recorded'
+      : `last heartbeat ${Math.max(0, Math.round((now.getTime() - held.topHeartbeat.getTime()) / 1000))}s ago`;
+  const by = held.workers === 1 ? `another worker, ${held.topWorker}` : `${held.workers} other workers (the most by ${held.topWorker})`;
+  const gone =
+    held.workers === 1 ? 'if it is gone, lis_managerd releases them once it has' : 'a worker that is gone has its rows released by lis_managerd once it has';
+  return `${rows} held by ${by} (${beat}): ${gone} been silent ${staleWorkerSeconds}s (manager.staleWorkerSeconds).`;
 }
 
 function shorten(text: string): string {

@@ -11,6 +11,7 @@ import { rowsPastStageOnHost } from '../queue/queue-figures.ts';
 import { ClaimCursor } from '../queue/claim-cursor.ts';
 import { releaseHeldExcept, releaseRows } from '../queue/release-rows.ts';
 import { retryWaits } from '../queue/retry-waits.ts';
+import { heldByOthers } from '../queue/held-rows.ts';
 import type { WorkStage } from '../queue/stages.ts';
 import { WorkNotifier } from '../queue/work-notifier.ts';
 import { abortableDelay } from '../util/abortable-delay.ts';
@@ -20,7 +21,7 @@ import { afterEmptyClaim } from './empty-claim.ts';
 import { ChunkRun, isStoreFault, thrownChunkResults, type ResultKind, type RowResult } from './chunk-run.ts';
 import { HeartbeatLoop } from './heartbeat-loop.ts';
 import { OutcomeTally } from './outcome-tally.ts';
-import { retryWaitLine } from './progress-line.ts';
+import { heldRowsLine, retryWaitLine } from './progress-line.ts';
 import { registerAtStart } from './register-at-start.ts';
 import { rethrowIfPermanent, writeResults } from './result-writer.ts';
 import type { StoreHealth } from './store-check.ts';
@@ -403,13 +404,20 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
   /**
    * The last word of a run by hand. Rows of its scope waiting for a retry it may not take yet (given back for
    * our fault, backing off after the source's) are not "no work": the operator is told how many, until when
-   * and why, or would take the run for the end of it.
+   * and why, or would take the run for the end of it. Nor are rows another worker holds: a service's, or those
+   * of a process that died with them (a second Ctrl-C), which wait for lis_managerd.
    */
   const sayNoRowsGained = async () => {
     const at = scope('get_chunk_of_work');
     try {
       const waits = await stopWait.answered(retryWaits(db, claimScope));
-      const line = waits === 'stopped' ? null : retryWaitLine(waits, new Date());
+      const held = waits === 'stopped' ? 'stopped' : await stopWait.answered(heldByOthers(db, claimScope));
+      const now = new Date();
+      const lines = [
+        waits === 'stopped' ? null : retryWaitLine(waits, now),
+        held === 'stopped' ? null : heldRowsLine(held, now, config.manager.staleWorkerSeconds),
+      ].filter(Boolean);
+      const line = lines.join(' ');
       // "No work to do." stays as it was (scripts and tests look for it): the rows waiting follow it, as a warning.
       if (line) log.warn(`No rows gained. No work to do. ${line}`, at);
       else log.info('No rows gained. No work to do.', at);

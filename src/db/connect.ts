@@ -4,7 +4,7 @@ import { FileMigrationProvider, Kysely, Migrator, PostgresDialect, type Migratio
 import pg from 'pg';
 import type { LisConfig } from '../config/config-schema.ts';
 import { LisError, errorMessage } from '../errors.ts';
-import { isConnectError, isNotAnswering } from './database-error.ts';
+import { isConnectError, isNotAnswering, permanentSqlState } from './database-error.ts';
 import { ensureEmbeddedRunning } from './embedded-server.ts';
 import { preparingClient } from './prepared-query.ts';
 import { MIGRATIONS_DIR, assertSchemaCurrent } from './schema-version.ts';
@@ -299,13 +299,17 @@ export async function openDatabaseWaiting(
   return retryWithBackoff(() => openDatabase(config, { onPoolError: options.onPoolError, bounds: options.bounds }), {
     retryForMs: options.retryForMs,
     signal: options.signal,
-    // A bad config or a broken migration will not mend itself: only outages are waited out.
+    // A bad config or a broken migration will not mend itself: only outages are waited out. Nor will a login or
+    // database a configured server refuses (SQLSTATE 28, 3D: this process keeps its URL): waiting them out, a
+    // service started with a wrong password said nothing for 10 minutes, servicectl only "not ready after 120s".
+    // The embedded server's are waited out still: its password file is read again on each try.
     retryable: (error) => {
       const code = (error as { code?: string }).code;
       return !(
         code === 'ERR_CONFIG' ||
         code === 'ERR_SCHEMA_BEHIND' ||
-        (error instanceof LisError && error.code === 'ERR_MIGRATION' && /migration \S+ failed/.test(error.message))
+        (error instanceof LisError && error.code === 'ERR_MIGRATION' && /migration \S+ failed/.test(error.message)) ||
+        (config.database.url !== null && /^(28|3D)/.test(permanentSqlState(error) ?? ''))
       );
     },
     onRetry: (error, delay) => options.onRetry(`database not reachable (${errorMessage(error)}); trying again in ${Math.round(delay / 1000)}s`),

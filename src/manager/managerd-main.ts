@@ -71,7 +71,9 @@ async function serve(ctx: CheckContext, signal: AbortSignal, configFile: string 
 export async function managerdMain(argv = process.argv): Promise<void> {
   const program = usageErrorsExit2(new Command('lis_managerd'))
     .description('heal the queue: release stuck jobs, park bad retries, disable bad datasources')
-    .addOption(new Option('--check <name>', 'run one check once and exit').choices([...CHECKS]))
+    // --service with --check ran the schedule, silently (a service logs to files only): an operator who meant one check
+    // saw nothing and no end. The two contradict: a usage error.
+    .addOption(new Option('--check <name>', 'run one check once and exit').choices([...CHECKS]).conflicts('service'))
     .option('--country <code>', 'only this country (default: all)')
     .option('--verbose', 'debug lines too')
     .option('--service', 'run the checks on their schedules (manager.schedule) until stopped')

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { LisError } from '../errors.ts';
 import { classifyRsyncExit, type RsyncOutcome } from './rsync-outcome.ts';
 import type { RsyncInvocation } from './rsync-command.ts';
@@ -6,17 +6,43 @@ import type { RsyncInvocation } from './rsync-command.ts';
 /** Keep this much of each stream: rsync's messages are short, a runaway stream must not fill memory. */
 const KEEP_CHARS = 64 * 1024;
 
+/** The rsyncs running now: ended with this process (a second signal's exit at once), see runRsync. */
+const running = new Set<ChildProcess>();
+let endedWithUs = false;
+
+function endWithThisProcess(child: ChildProcess): void {
+  running.add(child);
+  child.once('close', () => running.delete(child));
+  child.once('error', () => running.delete(child));
+  if (endedWithUs) return;
+  endedWithUs = true;
+  process.on('exit', () => {
+    for (const c of running) c.kill('SIGTERM');
+  });
+}
+
 /**
  * Runs one rsync to the end and says how it went. Never throws: a binary
  * that cannot be started is the outcome `rsync_missing`. It is not killed on
- * SIGTERM: the chunk in hand is finished, and `--timeout` bounds it.
+ * SIGTERM or SIGINT: the chunk in hand is finished, and `--timeout` bounds it.
+ * So it runs in a process group of its own: Ctrl-C at a terminal signals the
+ * whole foreground group, and an rsync killed by it (exit 20) failed the chunk
+ * in hand as `rsync_error`, its rows held back queue.oursRetrySeconds and its
+ * frontends marked down, where a stop gives them back untouched. A process that
+ * exits (a second signal: at once) ends the rsyncs it started.
  */
 export function runRsync(invocation: RsyncInvocation, cwd?: string): Promise<RsyncOutcome> {
   return new Promise((resolve) => {
     let stdout = '';
     let stderr = '';
     const keep = (s: string, chunk: Buffer) => (s.length < KEEP_CHARS ? s + chunk.toString('utf8') : s);
-    const child = spawn(invocation.command, invocation.args, { cwd, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
+    const child = spawn(invocation.command, invocation.args, {
+      cwd,
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: { ...process.env, LC_ALL: 'C' },
+      detached: true,
+    });
+    endWithThisProcess(child);
     child.stdout.on('data', (c: Buffer) => (stdout = keep(stdout, c)));
     child.stderr.on('data', (c: Buffer) => (stderr = keep(stderr, c)));
     // rsync may exit (a refused connection) before reading its list: a broken pipe here is not our failure.

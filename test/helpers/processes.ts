@@ -10,8 +10,11 @@ export interface Spawned {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Runs a TypeScript entry point (or a bin/ file) as a real child process, collecting its output. */
-export function spawnTs(file: string, args: string[], env: NodeJS.ProcessEnv = {}, input?: string): Spawned {
+/**
+ * Runs a TypeScript entry point (or a bin/ file) as a real child process, collecting its output. `detached`: in a
+ * process group of its own, as a terminal's foreground job is (Ctrl-C signals the whole group: `process.kill(-pid)`).
+ */
+export function spawnTs(file: string, args: string[], env: NodeJS.ProcessEnv = {}, input?: string, options: { detached?: boolean } = {}): Spawned {
   // A test that gives a config means its database: LIS_DATABASE_URL (the server the whole run uses,
   // which would override the config's url) is not passed on then.
   const inherited = { ...process.env };
@@ -22,6 +25,7 @@ export function spawnTs(file: string, args: string[], env: NodeJS.ProcessEnv = {
     cwd: ROOT,
     env: { ...inherited, ...env },
     stdio: ['pipe', 'pipe', 'pipe'],
+    detached: options.detached ?? false,
   });
   let out = '';
   child.stdout.on('data', (chunk) => (out += chunk));
