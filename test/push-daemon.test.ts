@@ -94,6 +94,34 @@ describe('lis_pusherd and lis frontend (real processes)', function () {
     assert.deepEqual(differingFiles(t.config.stores.thumbnails, path.join(d.moduleDir, 'live'), files), []);
   });
 
+  it("Ctrl-C at a terminal during start-up's rsync check stops the run with exit 0, rows untouched, not as rsync missing", async () => {
+    await addFrontend(t.db, 'local', path.join(t.dir, 'frontend'));
+    await insertPushRows(t.db, t.config, 'uk', 3);
+    // An rsync whose --version waits until the test has sent its Ctrl-C (a marker file says it has begun).
+    const begun = path.join(t.dir, 'version-begun');
+    const go = path.join(t.dir, 'version-go');
+    const rsync = path.join(t.dir, 'rsync-held');
+    fs.writeFileSync(rsync, `#!/bin/sh\nif [ "$1" = --version ]; then touch '${begun}'; while [ ! -e '${go}' ]; do sleep 0.05; done; fi\nexec rsync "$@"\n`, {
+      mode: 0o755,
+    });
+    const run = spawnTs('bin/lis_pusherd', ['--country', 'uk', '--config', t.writeConfig({ push: { rsyncPath: rsync } })], {}, undefined, { detached: true });
+    const pid = run.child.pid!;
+    try {
+      await waitFor(() => fs.existsSync(begun) || run.child.exitCode !== null, 20_000, 'the rsync check begun');
+      process.kill(-pid, 'SIGINT');
+      await waitFor(() => /SIGINT received/.test(run.output()) || run.child.exitCode !== null, 10_000, 'the SIGINT taken');
+      fs.writeFileSync(go, '');
+      // Before, the check died of the SIGINT too: "rsync --version did not run as rsync (exit null): install rsync", exit 1.
+      assert.equal((await run.exited).code, 0, run.output());
+      assert.doesNotMatch(run.output(), /install rsync/);
+      assert.deepEqual(await countBy(t.db), { 'push/waiting': 3 }, run.output());
+      assert.equal((await t.db.selectFrom('live_images').select('id').where('attempts', '>', 0).execute()).length, 0);
+    } finally {
+      fs.writeFileSync(go, '');
+      if (run.child.exitCode === null) process.kill(-pid, 'SIGKILL');
+    }
+  });
+
   it('a run by hand with a frontend down ends saying how many rows wait for a retry, until when and why, and exits 0', async () => {
     await addFrontend(t.db, 'n1', daemons[0].url('live'));
     await addFrontend(t.db, 'n2', daemons[1].url('live'));
@@ -124,11 +152,13 @@ describe('lis_pusherd and lis frontend (real processes)', function () {
     const config = t.writeConfig({ push: { bwLimit: `${Math.max(1, Math.ceil(bytes / 1024))}k` } });
     const run = spawnTs('bin/lis_pusherd', ['--country', 'uk', '--config', config], {}, undefined, { detached: true });
     const pid = run.child.pid!;
+    // The chunk's transfer, not the start-up's `rsync --version` (a Ctrl-C then is the next test's).
     const rsyncOf = (parent: number) =>
       fs.readdirSync('/proc').some((entry) => {
         try {
           const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
-          return /^\d+ \(rsync\) [RSD] (\d+)/.exec(stat)?.[1] === String(parent);
+          const transfer = !fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').includes('--version');
+          return /^\d+ \(rsync\) [RSD] (\d+)/.exec(stat)?.[1] === String(parent) && transfer;
         } catch {
           return false;
         }

@@ -68,7 +68,9 @@ export function rsyncMissingMessage(command: string): string {
 export async function checkRsync(command: string): Promise<string> {
   const outcome = await new Promise<{ code: number | null; out: string; missing: boolean; error?: string }>((resolve) => {
     let out = '';
-    const child = spawn(command, ['--version'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // A group of its own, as runRsync's: Ctrl-C at a terminal during start-up killed this check (exit null), and the
+    // stop meant for us came out as "install rsync", exit 1.
+    const child = spawn(command, ['--version'], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
     child.stderr.on('data', (c: Buffer) => (out += c.toString()));
     child.on('error', (e: NodeJS.ErrnoException) => resolve({ code: null, out, missing: e.code === 'ENOENT' || e.code === 'EACCES', error: e.message }));
