@@ -599,6 +599,13 @@ describe('lis_imaged (in process, real HTTP, PostgreSQL, sharp, S3)', function (
     await within(closed, 'stop once the answer in hand was sent', 15_000);
   });
 
+  it('a client that never ends its headers is answered 408 and cut at headersTimeout, not up to 30 s later', async () => {
+    const server = await setup();
+    server.http.headersTimeout = 1000;
+    const answer = await rawExchange(server.url, 'GET /healthz HTTP/1.1\r\nHost: imaged\r\n', 8000);
+    assert.match(answer, /^HTTP\/1\.1 408 /);
+  });
+
   it('origins: an S3 bucket (s3rver, through @aws-sdk/client-s3) with a local-folder fallback, in its own, OpenRoss and phizer forms', async () => {
     const s3dir = fs.mkdtempSync('/tmp/lis-s3rver-');
     const s3 = await startS3rver(s3dir, ['listing-photos']);
