@@ -147,6 +147,45 @@ describe('metrics per daemon instance', () => {
     }
   });
 
+  it('says the heartbeat of registering at once, not 0 (1970) until the next beat: a daemon and the manager', async function () {
+    this.timeout(60_000);
+    // Beats a minute apart: a timestamp seen within seconds of the start can only be registration's.
+    const runDir = path.join(t.dir, 'run');
+    const config = t.writeConfig({ queue: { heartbeatSeconds: 60 }, services: { runDir } });
+    const started = Date.now() / 1000;
+    const spawned = [
+      { component: 'thumbnaild', country: 'uk', p: spawnTs('bin/lis_thumbnaild', ['--country', 'uk', '--service', '--metrics-port', '0', '--config', config]) },
+      { component: 'managerd', country: undefined, p: spawnTs('bin/lis_managerd', ['--service', '--metrics-port', '0', '--config', config]) },
+    ];
+    try {
+      for (const { component, country, p } of spawned) {
+        const urlFile = metricsUrlFile(runDir, component, country);
+        await waitFor(() => fs.existsSync(urlFile), 30_000, `${component}'s metrics URL`);
+        const url = fs.readFileSync(urlFile, 'utf8').trim();
+        let beat = 0;
+        await waitFor(
+          async () => {
+            const m = /^lis_worker_heartbeat_timestamp_seconds\{[^}]*\} (\S+)$/m.exec(await (await get(url)).text());
+            beat = m ? Number(m[1]) : 0;
+            return beat > 0;
+          },
+          15_000,
+          `${component}'s heartbeat timestamp (output: ${p.output()})`,
+        );
+        assert.ok(beat >= started - 1 && beat <= Date.now() / 1000 + 1, `${component}: ${beat} is the registration's time`);
+      }
+    } finally {
+      for (const { p } of spawned) p.child.kill('SIGTERM');
+      for (const { component, p } of spawned) {
+        const exit = await within(p.exited, `exit of ${component} after SIGTERM`, 20_000).catch((error: Error) => {
+          p.child.kill('SIGKILL');
+          throw error;
+        });
+        assert.equal(exit.code, 0, p.output());
+      }
+    }
+  });
+
   it('the manager serves /metrics and /health too', async function () {
     this.timeout(60_000);
     const runDir = path.join(t.dir, 'run');
