@@ -64,6 +64,9 @@ describe('metrics', () => {
       assert.equal(sample(body, 'lis_queue_rows', { stage: 'thumbnail', kind: 'due' }), 30);
       assert.equal(sample(body, 'lis_queue_oldest_seconds', { stage: 'thumbnail' }) >= 0, true);
       assert.equal((await fetch(url.replace('/metrics', '/other'))).status, 404);
+      // A scrape job's `params` come as a query string: still the metrics, and the health.
+      assert.match(await (await fetch(`${url}?module=imagesys`)).text(), /lis_rows_done_total/);
+      assert.equal((await fetch(url.replace('/metrics', '/health?probe=1'))).status, 200);
     } finally {
       daemon.child.kill('SIGTERM');
       assert.equal((await daemon.exited).code, 0);
