@@ -125,6 +125,34 @@ describe('metrics per daemon instance', () => {
     }
   });
 
+  it("names every series a daemon, the pusher and the manager serve in the README's Metrics section", async () => {
+    const exporter = await startPrometheusExporter({
+      db: t.db,
+      component: 'pusherd',
+      country: 'uk',
+      host: '127.0.0.1',
+      port: 0,
+      extra: (registry) => {
+        registerFrontendLagMetrics(registry, t.db, 'uk');
+        registerManagerEventMetrics(registry, t.db);
+      },
+    });
+    try {
+      const body = await (await get(exporter.url)).text();
+      const families = [...body.matchAll(/^# TYPE (lis_\w+) /gm)].map((m) => m[1]).filter((n) => !n.startsWith('lis_process_'));
+      assert.ok(families.length >= 15, families.join(' '));
+      const readme = fs.readFileSync(path.join(import.meta.dirname, '..', 'README.md'), 'utf8');
+      const section = readme.slice(readme.indexOf('## Metrics and the status page'), readme.indexOf('## Healing'));
+      assert.deepEqual(
+        families.filter((name) => !section.includes(`\`${name}`)),
+        [],
+        'series the README does not name',
+      );
+    } finally {
+      await exporter.close();
+    }
+  });
+
   it('a manager whose /metrics port is taken exits 1, saying why, and leaves no live workers row', async function () {
     this.timeout(60_000);
     const taken = net.createServer();
