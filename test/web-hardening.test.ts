@@ -78,6 +78,12 @@ describe('lis web survives malformed requests and answers only its own host name
     }
   });
 
+  it('says why a lookup is refused: nothing given, or a URL longer than any queued one', async () => {
+    for (const q of ['', '%20%20']) assert.match(await get(`/api/lookup?q=${q}`, '127.0.0.1'), /^HTTP\/1\.1 400[^]*give an image URL or hash/);
+    const long = await get(`/api/lookup?q=http://x.example/${'a'.repeat(5000)}`, '127.0.0.1');
+    assert.match(long, /^HTTP\/1\.1 400[^]*longer than enqueue\.maxUrlLength \(\d+ characters\)/);
+  });
+
   it('refuses a Host header it does not know with 421 (DNS rebinding), and answers its own names and IP addresses', async () => {
     for (const host of ['rebind.attacker.example', 'rebind.attacker.example:8470', 'localhost.attacker.example']) {
       assert.equal(statusOf(await get('/api/overview', host)), 421, host);

@@ -54,7 +54,10 @@ async function handle(
   if (url.pathname === '/api/overview') return json(res, 200, await overview());
   if (url.pathname === '/api/lookup') {
     const q = url.searchParams.get('q') ?? '';
-    if (!q.trim() || codePointLength(q) > config.enqueue.maxUrlLength) return json(res, 400, { error: 'give an image URL or hash' });
+    if (!q.trim()) return json(res, 400, { error: 'give an image URL or hash' });
+    // Said as what it is: the operator did give a URL, one no row can have (enqueue refuses it).
+    if (codePointLength(q) > config.enqueue.maxUrlLength)
+      return json(res, 400, { error: `longer than enqueue.maxUrlLength (${config.enqueue.maxUrlLength} characters): no queued URL is that long` });
     return json(res, 200, await lookupImage(db, q));
   }
   if (url.pathname.startsWith('/thumbs/')) {
