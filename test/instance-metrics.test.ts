@@ -125,6 +125,34 @@ describe('metrics per daemon instance', () => {
     }
   });
 
+  it("names every series a daemon, the pusher and the manager serve in the README's Metrics section", async () => {
+    const exporter = await startPrometheusExporter({
+      db: t.db,
+      component: 'pusherd',
+      country: 'uk',
+      host: '127.0.0.1',
+      port: 0,
+      extra: (registry) => {
+        registerFrontendLagMetrics(registry, t.db, 'uk');
+        registerManagerEventMetrics(registry, t.db);
+      },
+    });
+    try {
+      const body = await (await get(exporter.url)).text();
+      const families = [...body.matchAll(/^# TYPE (lis_\w+) /gm)].map((m) => m[1]).filter((n) => !n.startsWith('lis_process_'));
+      assert.ok(families.length >= 15, families.join(' '));
+      const readme = fs.readFileSync(path.join(import.meta.dirname, '..', 'README.md'), 'utf8');
+      const section = readme.slice(readme.indexOf('## Metrics and the status page'), readme.indexOf('## Healing'));
+      assert.deepEqual(
+        families.filter((name) => !section.includes(`\`${name}`)),
+        [],
+        'series the README does not name',
+      );
+    } finally {
+      await exporter.close();
+    }
+  });
+
   it('a manager whose /metrics port is taken exits 1, saying why, and leaves no live workers row', async function () {
     this.timeout(60_000);
     const taken = net.createServer();
@@ -144,6 +172,45 @@ describe('metrics per daemon instance', () => {
       assert.match(readLog(path.join(t.config.log.dir, 'managerd.error.log')), /cannot listen on .*EADDRINUSE/);
     } finally {
       await new Promise((resolve) => taken.close(resolve));
+    }
+  });
+
+  it('says the heartbeat of registering at once, not 0 (1970) until the next beat: a daemon and the manager', async function () {
+    this.timeout(60_000);
+    // Beats a minute apart: a timestamp seen within seconds of the start can only be registration's.
+    const runDir = path.join(t.dir, 'run');
+    const config = t.writeConfig({ queue: { heartbeatSeconds: 60 }, services: { runDir } });
+    const started = Date.now() / 1000;
+    const spawned = [
+      { component: 'thumbnaild', country: 'uk', p: spawnTs('bin/lis_thumbnaild', ['--country', 'uk', '--service', '--metrics-port', '0', '--config', config]) },
+      { component: 'managerd', country: undefined, p: spawnTs('bin/lis_managerd', ['--service', '--metrics-port', '0', '--config', config]) },
+    ];
+    try {
+      for (const { component, country, p } of spawned) {
+        const urlFile = metricsUrlFile(runDir, component, country);
+        await waitFor(() => fs.existsSync(urlFile), 30_000, `${component}'s metrics URL`);
+        const url = fs.readFileSync(urlFile, 'utf8').trim();
+        let beat = 0;
+        await waitFor(
+          async () => {
+            const m = /^lis_worker_heartbeat_timestamp_seconds\{[^}]*\} (\S+)$/m.exec(await (await get(url)).text());
+            beat = m ? Number(m[1]) : 0;
+            return beat > 0;
+          },
+          15_000,
+          `${component}'s heartbeat timestamp (output: ${p.output()})`,
+        );
+        assert.ok(beat >= started - 1 && beat <= Date.now() / 1000 + 1, `${component}: ${beat} is the registration's time`);
+      }
+    } finally {
+      for (const { p } of spawned) p.child.kill('SIGTERM');
+      for (const { component, p } of spawned) {
+        const exit = await within(p.exited, `exit of ${component} after SIGTERM`, 20_000).catch((error: Error) => {
+          p.child.kill('SIGKILL');
+          throw error;
+        });
+        assert.equal(exit.code, 0, p.output());
+      }
     }
   });
 

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { sql } from 'kysely';
 import { sampleQueue } from '../src/manager/run-check.ts';
 import type { MetricsReport } from '../src/metrics/collect-report.ts';
+import { frontendLag } from '../src/push/frontend-lag.ts';
 import { datasourceFailures, queueDepth } from '../src/queue/queue-figures.ts';
 import { cachedStoreDiskUse, storeDiskUse } from '../src/store/store-disk-use.ts';
 import { insertUrls } from './helpers/rows.ts';
@@ -64,10 +65,31 @@ describe('metrics', () => {
       assert.equal(sample(body, 'lis_queue_rows', { stage: 'thumbnail', kind: 'due' }), 30);
       assert.equal(sample(body, 'lis_queue_oldest_seconds', { stage: 'thumbnail' }) >= 0, true);
       assert.equal((await fetch(url.replace('/metrics', '/other'))).status, 404);
+      // A scrape job's `params` come as a query string: still the metrics, and the health.
+      assert.match(await (await fetch(`${url}?module=imagesys`)).text(), /lis_rows_done_total/);
+      assert.equal((await fetch(url.replace('/metrics', '/health?probe=1'))).status, 200);
     } finally {
       daemon.child.kill('SIGTERM');
       assert.equal((await daemon.exited).code, 0);
     }
+  });
+
+  it("a country's frontend figures are its own: last push and last error of its rows, not another country's", async () => {
+    await t.db.insertInto('frontends').values({ name: 'n1', target: 'rsync://n1/thumbs', enabled: true }).execute();
+    // uk's pushes to n1 failed since yesterday; fr's went through an hour ago.
+    await sql`INSERT INTO frontend_pushes (frontend, country, image_hash, pushed_at, last_error, updated_at)
+              VALUES ('n1', 'uk', ${'a'.repeat(32)}, now() - interval '2 days', NULL, now() - interval '2 days'),
+                     ('n1', 'uk', ${'b'.repeat(32)}, NULL, 'rsync exit 10: Connection refused', now() - interval '1 day'),
+                     ('n1', 'fr', ${'c'.repeat(32)}, now() - interval '1 hour', NULL, now() - interval '1 hour')`.execute(t.db);
+    const of = async (country?: string) => (await frontendLag(t.db, { country }))[0];
+    const uk = await of('uk');
+    assert.equal(uk.lastPushedAt!.getTime() < Date.now() - 36 * 3600_000, true, `uk last pushed 2 days ago, not ${uk.lastPushedAt!.toISOString()}`);
+    assert.match(uk.lastError ?? '', /Connection refused/);
+    const fr = await of('fr');
+    assert.equal(fr.lastPushedAt!.getTime() > Date.now() - 2 * 3600_000, true);
+    assert.equal(fr.lastError, null);
+    const all = await of();
+    assert.equal(all.lastPushedAt!.getTime(), fr.lastPushedAt!.getTime(), 'every country: the newest push of any');
   });
 
   it('lis_metrics reports rows by state, the queue and its age, throughput, datasource failures and disk use', async function () {

@@ -66,6 +66,24 @@ describe('lis web survives malformed requests and answers only its own host name
     assert.doesNotMatch(web.output(), /Unhandled|TypeError|ERR_INVALID_URL/);
   });
 
+  it('answers HEAD as GET without a body, and refuses other methods with 405 and Allow', async () => {
+    const head = await raw(port, 'HEAD / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n');
+    assert.equal(statusOf(head), 200, head);
+    assert.match(head, /content-type: text\/html/i);
+    assert.equal(head.slice(head.indexOf('\r\n\r\n') + 4), '', 'no body');
+    for (const method of ['POST', 'PUT', 'DELETE', 'OPTIONS']) {
+      const answer = await raw(port, `${method} /api/overview HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+      assert.equal(statusOf(answer), 405, method);
+      assert.match(answer, /^allow: GET, HEAD\r$/im, method);
+    }
+  });
+
+  it('says why a lookup is refused: nothing given, or a URL longer than any queued one', async () => {
+    for (const q of ['', '%20%20']) assert.match(await get(`/api/lookup?q=${q}`, '127.0.0.1'), /^HTTP\/1\.1 400[^]*give an image URL or hash/);
+    const long = await get(`/api/lookup?q=http://x.example/${'a'.repeat(5000)}`, '127.0.0.1');
+    assert.match(long, /^HTTP\/1\.1 400[^]*longer than enqueue\.maxUrlLength \(\d+ characters\)/);
+  });
+
   it('refuses a Host header it does not know with 421 (DNS rebinding), and answers its own names and IP addresses', async () => {
     for (const host of ['rebind.attacker.example', 'rebind.attacker.example:8470', 'localhost.attacker.example']) {
       assert.equal(statusOf(await get('/api/overview', host)), 421, host);

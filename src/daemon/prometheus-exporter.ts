@@ -200,7 +200,9 @@ export async function startPrometheusExporter(options: ExporterOptions): Promise
   let lastBeat: number | null = null;
 
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
-    if (req.url === '/health') {
+    // By path: a scrape job's `params` (or a probe's cache-buster) add a query string, and must not get a 404.
+    const at = (req.url ?? '').split('?')[0];
+    if (at === '/health') {
       const ageSeconds = (Date.now() - (lastBeat ?? started)) / 1000;
       const ok = isHealthy(ageSeconds, options.heartbeatSeconds ?? 10);
       const body = {
@@ -213,7 +215,7 @@ export async function startPrometheusExporter(options: ExporterOptions): Promise
       res.writeHead(ok ? 200 : 503, { 'Content-Type': 'application/json' }).end(`${JSON.stringify(body)}\n`);
       return;
     }
-    if (req.url !== '/metrics') {
+    if (at !== '/metrics') {
       res.writeHead(404).end('see /metrics and /health\n');
       return;
     }

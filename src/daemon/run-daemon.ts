@@ -213,6 +213,8 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
   const changed = () => wake?.();
 
   const released = await registerAtStart(db, identity, { service: options.service, signal: options.signal, warn: (m) => log.warn(m, scope('start')) });
+  // Registering is the first heartbeat (it sets heartbeat_at): /metrics says so, rather than 0 (1970) until the next beat.
+  options.observer?.onHeartbeat();
   if (released) log.warn(`Released ${released} rows an earlier process with this worker id (${workerId}) still held`, scope('start'));
   log.info(
     `Starting ${worker.component} for ${country.toUpperCase()} (worker ${workerId}, chunk size ${options.chunkSize}${options.service ? ', service mode' : ''})`,

@@ -119,6 +119,8 @@ export async function managerdMain(argv = process.argv): Promise<void> {
       try {
         const identity = { id: workerId, component: 'managerd', host: config.host, pid: process.pid, country: country ?? null };
         await registerAtStart(db, identity, { service: true, signal: controller.signal, warn: (m) => log.warn(m, { scope: 'Manager::main' }) });
+        // Registering is the first heartbeat: /metrics says so, rather than 0 (1970) until the next beat.
+        exporter?.observer.onHeartbeat();
         const beat = startServiceHeartbeat(db, identity, {
           everyMs: config.queue.heartbeatSeconds * 1000,
           take: () => ({ done: 0, failed: 0, holding: 0 }),

@@ -24,14 +24,17 @@ export interface FrontendLag {
  */
 export async function frontendLag(db: Db, options: { country?: string } = {}): Promise<FrontendLag[]> {
   const country = options.country ? sql`AND li.country = ${options.country}` : sql``;
+  // Its last push and last error of that country too: another country's push an hour ago must not hide that
+  // this one's have failed since yesterday.
+  const pushCountry = options.country ? sql`AND country = ${options.country}` : sql``;
   const { rows } = await sql<{ frontend: string; enabled: boolean; live: string; push: string; last_pushed_at: Date | null; last_error: string | null }>`
     SELECT f.name AS frontend, f.enabled,
            (SELECT count(*) FROM live_images li
              WHERE li.stage = 'live' AND li.state = 'done' ${country} AND NOT ${hasCurrentPush(sql`f.name`)}) AS live,
            (SELECT count(*) FROM live_images li
              WHERE li.stage = 'push' AND li.state = 'waiting' ${country} AND NOT ${hasCurrentPush(sql`f.name`)}) AS push,
-           (SELECT max(pushed_at) FROM frontend_pushes WHERE frontend = f.name) AS last_pushed_at,
-           (SELECT last_error FROM frontend_pushes WHERE frontend = f.name ORDER BY updated_at DESC LIMIT 1) AS last_error
+           (SELECT max(pushed_at) FROM frontend_pushes WHERE frontend = f.name ${pushCountry}) AS last_pushed_at,
+           (SELECT last_error FROM frontend_pushes WHERE frontend = f.name ${pushCountry} ORDER BY updated_at DESC LIMIT 1) AS last_error
       FROM frontends f
      ORDER BY f.name`.execute(db);
   return rows.map((r) => ({

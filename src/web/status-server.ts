@@ -17,8 +17,8 @@ const PAGE = fs.readFileSync(path.join(path.dirname(fileURLToPath(import.meta.ur
 const THUMBNAIL_PATH = /^[a-z]{2,3}\/[0-9a-f]{2}\/[0-9a-f]{2}\/[0-9a-f]{32}_[A-Za-z0-9_-]+\.(jpg|webp|avif)$/;
 const TYPES: Record<string, string> = { jpg: 'image/jpeg', webp: 'image/webp', avif: 'image/avif' };
 
-function json(res: http.ServerResponse, status: number, body: unknown): void {
-  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store' }).end(JSON.stringify(body));
+function json(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store', ...headers }).end(JSON.stringify(body));
 }
 
 /** `/thumbs/<path>` with its escapes undone; null when the escapes are broken. */
@@ -47,12 +47,17 @@ async function handle(
   } catch {
     return json(res, 400, { error: 'bad request target' });
   }
-  if (req.method !== 'GET') return json(res, 405, { error: 'read-only: GET only' });
+  // HEAD is a GET without the body (node leaves it out): a monitor's `curl -I` must not read as the page broken.
+  // Any other method is refused, saying which are taken (Allow, as HTTP asks of a 405).
+  if (req.method !== 'GET' && req.method !== 'HEAD') return json(res, 405, { error: 'read-only: GET and HEAD only' }, { Allow: 'GET, HEAD' });
   if (url.pathname === '/') return void res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' }).end(PAGE);
   if (url.pathname === '/api/overview') return json(res, 200, await overview());
   if (url.pathname === '/api/lookup') {
     const q = url.searchParams.get('q') ?? '';
-    if (!q.trim() || codePointLength(q) > config.enqueue.maxUrlLength) return json(res, 400, { error: 'give an image URL or hash' });
+    if (!q.trim()) return json(res, 400, { error: 'give an image URL or hash' });
+    // Said as what it is: the operator did give a URL, one no row can have (enqueue refuses it).
+    if (codePointLength(q) > config.enqueue.maxUrlLength)
+      return json(res, 400, { error: `longer than enqueue.maxUrlLength (${config.enqueue.maxUrlLength} characters): no queued URL is that long` });
     return json(res, 200, await lookupImage(db, q));
   }
   if (url.pathname.startsWith('/thumbs/')) {
@@ -72,7 +77,7 @@ async function handle(
 /**
  * The status page: reads, never writes. `/` the page, `/api/overview` its
  * figures, `/api/lookup?q=URL-or-hash` one image, `/thumbs/<path>` thumbnails
- * from this host's store. Only GET, only for the host names of
+ * from this host's store. Only GET (and HEAD), only for the host names of
  * hostHeaderCheck (others get 421). No request, however malformed, can stop
  * it: each one's failure is answered (or its socket closed) and forgotten.
  */
