@@ -166,6 +166,28 @@ describe('lis_cron_frontend', () => {
     assert.deepEqual(left, []);
   });
 
+  it("--db_scan keeps expired rows while a local frontend's disk is not mounted (root missing), rather than deleting the rows with their files still on it", async function () {
+    this.timeout(60_000);
+    await sql`UPDATE live_images SET last_seen = now() - interval '40 days'`.execute(t.db);
+    const unmounted = `${local}.unmounted`;
+    fs.renameSync(local, unmounted);
+    const run = await cron(['--db_scan', '--country', 'uk']);
+    assert.equal(run.code, 1, run.text);
+    assert.match(run.text, /0 purged, 6 deferred/);
+    assert.ok(run.text.includes(`n2: cannot delete 18 files: frontend n2's root ${local} is missing (not mounted?)`), run.text);
+    assert.equal((await countBy(t.db))['live/parked'], 6, 'parked for the next run');
+    assert.equal(fs.existsSync(local), false, 'nothing made in its place');
+    fs.renameSync(unmounted, local);
+    const again = await cron(['--db_scan', '--country', 'uk']);
+    assert.equal(again.code, 0, again.text);
+    assert.match(again.text, /6 purged, 0 deferred/);
+    assert.deepEqual(
+      files.filter((f) => fs.existsSync(path.join(local, f))),
+      [],
+      'removed from its disk once mounted',
+    );
+  });
+
   it('--db_scan purges although a disabled frontend (gone for good) cannot be reached, and says what it left there', async function () {
     this.timeout(60_000);
     // `lis frontend disable n3` is what the README says to do with a frontend gone for good: it must not hold every purge back.
