@@ -157,6 +157,11 @@ describe('lis_cron_frontend', () => {
     );
     assert.match(outcome[0].detail, /^failed: 6 expired images not purged: n1 could not be cleaned; /);
     assert.equal((await countBy(t.db))['live/parked'], 6, 'parked, so no longer served, and retried next run');
+    // n2 (local) was cleaned: the parked rows lack their files there by design, and are not the pusher's to send again.
+    const check = await cron(['--fs_check', '--country', 'uk']);
+    assert.match(check.text, /n2: deleted 0 orphans, 0 live rows missing files sent back to the pusher/);
+    assert.match(check.text, /n2 0 orphans\/0 re-pushed/);
+    assert.equal((await countBy(t.db))['live/parked'], 6);
     await daemon.start();
     const again = await cron(['--db_scan', '--country', 'uk']);
     assert.match(again.text, /6 purged, 0 deferred/);

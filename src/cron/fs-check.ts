@@ -186,8 +186,17 @@ export async function fsCheck(ctx: {
           // Files behind a link were not seen, so not judged missing: walked as empty, a linked country would
           // send every live row of it back to the pusher on every run.
           // And only rows live before the listing: one that went live since is on the frontend, not in the listing.
+          // And only rows the pusher can take again (live, done, held by nobody: reworkRows moves no other): a row
+          // parked for its purge, whose files db_scan removed from this frontend but not from one that was down,
+          // lacks them by design, and was counted as re-pushed (its push record dropped) while nothing moved.
           const missing = rows.filter(
-            (r) => r.stage === 'live' && r.updated_at < seenAt && !rowBehindLinks(r, tree.links) && thumbnailFilesOf(r.image_data).some((f) => !present.has(f)),
+            (r) =>
+              r.stage === 'live' &&
+              r.state === 'done' &&
+              r.locked_by === null &&
+              r.updated_at < seenAt &&
+              !rowBehindLinks(r, tree.links) &&
+              thumbnailFilesOf(r.image_data).some((f) => !present.has(f)),
           );
           if (!dryRun) {
             await deleteFrontendFiles(config.push, frontend.parsed, orphans);
