@@ -631,6 +631,26 @@ describe('lis_cron_frontend on two hosts at once', () => {
     assert.equal(fs.existsSync(orphan), false);
   });
 
+  it("with stores.shared, a partial write is judged by its age, not by a pid that may be another host's writer", async function () {
+    this.timeout(60_000);
+    const shared = t.writeConfig({ services: { runDir: path.join(t.dir, 'run') }, stores: { shared: true } });
+    // Both named for a pid not alive here: on a shared store, that is as likely host B's writer as a dead one.
+    const fresh = path.join(t.config.stores.thumbnails, `${files[0]}.tmp-999999-abcd1234`);
+    const stale = path.join(t.config.stores.originals, 'uk', 'ab', 'cd', 'abcd0000000000000000000000000000.tmp-999998-abcd1234');
+    for (const f of [fresh, stale]) {
+      fs.mkdirSync(path.dirname(f), { recursive: true });
+      fs.writeFileSync(f, 'half a file');
+    }
+    const old = new Date(Date.now() - 2 * 3600_000);
+    fs.utimesSync(stale, old, old);
+    const run = spawnTs('bin/lis_cron_frontend', ['--fs_check', '--country', 'uk'], { LIS_CONFIG: shared });
+    const { code } = await run.exited;
+    assert.equal(code, 0, run.output());
+    assert.equal(fs.existsSync(fresh), true, 'a write that may be in progress on another host is left alone');
+    assert.equal(fs.existsSync(stale), false, "one untouched for over an hour is a dead writer's");
+    assert.match(run.output(), /thumbnails 0 orphans\/0 partial\/0 redone; originals 0 orphans\/1 partial/);
+  });
+
   it("a host's run killed outright (SIGKILL) leaves no lock behind: the next run of another host does the shared part", async function () {
     this.timeout(90_000);
     await sql`UPDATE live_images SET last_seen = now() - interval '40 days'`.execute(t.db);

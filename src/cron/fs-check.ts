@@ -33,10 +33,14 @@ const SETTLE_SECONDS = 3600;
  * whatever its age; a live writer's is left alone. Returns false for files
  * that are not temp files, which the caller then judges.
  */
-function handledAsTemp(file: string, full: string, tally: { partial: number }, dryRun: boolean): boolean {
+function handledAsTemp(file: string, full: string, tally: { partial: number }, dryRun: boolean, shared: boolean): boolean {
   const pid = tempFileWriter(file);
   if (pid === null) return false;
-  if (!isProcessAlive(pid)) {
+  // On stores every host mounts (stores.shared) the writer may be another host's process, whose pid says
+  // nothing here: were it judged by pid, a download or thumbnail being written on host B was deleted under
+  // it. There a temp file is a dead writer's once it has not changed for SETTLE_SECONDS, as other files.
+  const dead = shared ? !isRecent(full, SETTLE_SECONDS) : !isProcessAlive(pid);
+  if (dead) {
     tally.partial++;
     if (!dryRun) fs.rmSync(full, { force: true });
   }
@@ -221,7 +225,7 @@ export async function fsCheck(ctx: {
         const storeSet = new Set(storeFiles);
         for (const file of storeFiles) {
           const full = path.join(config.stores.thumbnails, file);
-          if (handledAsTemp(file, full, summary.thumbnailStore, dryRun)) continue;
+          if (handledAsTemp(file, full, summary.thumbnailStore, dryRun, config.stores.shared)) continue;
           if (here.has(file) || (!elsewhere.has(file) && isRecent(full, SETTLE_SECONDS))) continue;
           summary.thumbnailStore.orphans++;
           if (!dryRun) fs.rmSync(full, { force: true });
@@ -246,7 +250,7 @@ export async function fsCheck(ctx: {
         const originalSet = new Set(originals.map((f) => path.basename(f)));
         for (const file of originals) {
           const full = path.join(config.stores.originals, file);
-          if (handledAsTemp(file, full, summary.originalsStore, dryRun)) continue;
+          if (handledAsTemp(file, full, summary.originalsStore, dryRun, config.stores.shared)) continue;
           const row = hashes.get(path.basename(file));
           if (!row || ownedElsewhere(row)) {
             if (!row && isRecent(full, SETTLE_SECONDS)) continue;
