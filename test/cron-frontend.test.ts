@@ -171,6 +171,27 @@ describe('lis_cron_frontend', () => {
     assert.deepEqual(left, []);
   });
 
+  it('--db_scan purging a row whose image_data breaks the contract deletes nothing its paths point at outside our names', async function () {
+    this.timeout(60_000);
+    const victim = path.join(t.dir, 'victim.txt');
+    fs.writeFileSync(victim, 'not ours');
+    const neighbour = files[0]; // another (live) row's thumbnail
+    const imageData = {
+      presets: {
+        small: { width: 64, height: 48, bytes: 8, path: 'uk/../../victim.txt' },
+        medium: { width: 1, height: 1, bytes: 1, path: `uk/../${neighbour}` },
+      },
+    };
+    await sql`INSERT INTO live_images (country, datasource_id, image_url, stage, state, image_data, last_seen)
+              VALUES ('uk', 1, 'http://x.com/bad-data.jpg', 'push', 'waiting', ${JSON.stringify(imageData)}::jsonb, now() - interval '40 days')`.execute(t.db);
+    const run = await cron(['--db_scan', '--country', 'uk']);
+    assert.equal(run.code, 0, run.text);
+    assert.match(run.text, /1 purged, 0 deferred/);
+    assert.equal(fs.existsSync(victim), true, 'a file outside the store and the frontends is kept');
+    for (const root of [t.config.stores.thumbnails, daemon.moduleDir, local])
+      assert.ok(fs.existsSync(path.join(root, neighbour)), `${neighbour} kept in ${root}`);
+  });
+
   it("--db_scan keeps expired rows while a local frontend's disk is not mounted (root missing), rather than deleting the rows with their files still on it", async function () {
     this.timeout(60_000);
     await sql`UPDATE live_images SET last_seen = now() - interval '40 days'`.execute(t.db);

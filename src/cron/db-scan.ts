@@ -11,7 +11,7 @@ import { listFrontends, type Frontend } from '../push/frontend-registry.ts';
 import { localRootAway, pushedTo } from '../push/frontend-root-check.ts';
 import { thumbnailFilesOf, type ImageData } from '../store/image-data.ts';
 import { originalPath, thumbnailStorePath } from '../store/store-layout.ts';
-import { deleteFrontendFiles } from './frontend-files.ts';
+import { deleteFrontendFiles, isOurFrontendName } from './frontend-files.ts';
 
 export interface DbScanSummary {
   purged: number;
@@ -69,8 +69,11 @@ async function purgeExpired({ config, db, log, country, dryRun }: { config: LisC
       SELECT id, image_hash, image_data, live_data, store_host FROM live_images
        WHERE id = ANY(${rows.map((r) => r.id)}::bigint[]) AND state = 'parked' AND last_error_class = ${PURGING} ORDER BY id`.execute(db);
     const ids = marked.rows.map((r) => r.id);
-    // Both versions of a row being reworked: the one served and the one worked on.
-    const filesOf = (r: (typeof rows)[number]) => [...new Set([...thumbnailFilesOf(r.live_data), ...thumbnailFilesOf(r.image_data)])];
+    // Both versions of a row being reworked: the one served and the one worked on. Only paths named as we name
+    // thumbnails: a row's image_data may break the contract (bad_image_data, a `../` path), and a purge must not
+    // delete, on a frontend or in the store, whatever such a path points at.
+    const filesOf = (r: (typeof rows)[number]) =>
+      [...new Set([...thumbnailFilesOf(r.live_data), ...thumbnailFilesOf(r.image_data)])].filter((f) => isOurFrontendName(f, country));
     const files = marked.rows.flatMap(filesOf);
     // A disabled frontend is cleaned too when it answers (it may be enabled again), but one that does not
     // holds nothing back: disabling is what the README says to do with a frontend gone for good, and were it
