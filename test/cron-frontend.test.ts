@@ -157,6 +157,11 @@ describe('lis_cron_frontend', () => {
     );
     assert.match(outcome[0].detail, /^failed: 6 expired images not purged: n1 could not be cleaned; /);
     assert.equal((await countBy(t.db))['live/parked'], 6, 'parked, so no longer served, and retried next run');
+    // n2 (local) was cleaned: the parked rows lack their files there by design, and are not the pusher's to send again.
+    const check = await cron(['--fs_check', '--country', 'uk']);
+    assert.match(check.text, /n2: deleted 0 orphans, 0 live rows missing files sent back to the pusher/);
+    assert.match(check.text, /n2 0 orphans\/0 re-pushed/);
+    assert.equal((await countBy(t.db))['live/parked'], 6);
     await daemon.start();
     const again = await cron(['--db_scan', '--country', 'uk']);
     assert.match(again.text, /6 purged, 0 deferred/);
@@ -164,6 +169,49 @@ describe('lis_cron_frontend', () => {
     assert.deepEqual(await countBy(t.db), {});
     const left = files.filter((f) => fs.existsSync(path.join(daemon.moduleDir, f)));
     assert.deepEqual(left, []);
+  });
+
+  it('--db_scan purging a row whose image_data breaks the contract deletes nothing its paths point at outside our names', async function () {
+    this.timeout(60_000);
+    const victim = path.join(t.dir, 'victim.txt');
+    fs.writeFileSync(victim, 'not ours');
+    const neighbour = files[0]; // another (live) row's thumbnail
+    const imageData = {
+      presets: {
+        small: { width: 64, height: 48, bytes: 8, path: 'uk/../../victim.txt' },
+        medium: { width: 1, height: 1, bytes: 1, path: `uk/../${neighbour}` },
+      },
+    };
+    await sql`INSERT INTO live_images (country, datasource_id, image_url, stage, state, image_data, last_seen)
+              VALUES ('uk', 1, 'http://x.com/bad-data.jpg', 'push', 'waiting', ${JSON.stringify(imageData)}::jsonb, now() - interval '40 days')`.execute(t.db);
+    const run = await cron(['--db_scan', '--country', 'uk']);
+    assert.equal(run.code, 0, run.text);
+    assert.match(run.text, /1 purged, 0 deferred/);
+    assert.equal(fs.existsSync(victim), true, 'a file outside the store and the frontends is kept');
+    for (const root of [t.config.stores.thumbnails, daemon.moduleDir, local])
+      assert.ok(fs.existsSync(path.join(root, neighbour)), `${neighbour} kept in ${root}`);
+  });
+
+  it("--db_scan keeps expired rows while a local frontend's disk is not mounted (root missing), rather than deleting the rows with their files still on it", async function () {
+    this.timeout(60_000);
+    await sql`UPDATE live_images SET last_seen = now() - interval '40 days'`.execute(t.db);
+    const unmounted = `${local}.unmounted`;
+    fs.renameSync(local, unmounted);
+    const run = await cron(['--db_scan', '--country', 'uk']);
+    assert.equal(run.code, 1, run.text);
+    assert.match(run.text, /0 purged, 6 deferred/);
+    assert.ok(run.text.includes(`n2: cannot delete 18 files: frontend n2's root ${local} is missing (not mounted?)`), run.text);
+    assert.equal((await countBy(t.db))['live/parked'], 6, 'parked for the next run');
+    assert.equal(fs.existsSync(local), false, 'nothing made in its place');
+    fs.renameSync(unmounted, local);
+    const again = await cron(['--db_scan', '--country', 'uk']);
+    assert.equal(again.code, 0, again.text);
+    assert.match(again.text, /6 purged, 0 deferred/);
+    assert.deepEqual(
+      files.filter((f) => fs.existsSync(path.join(local, f))),
+      [],
+      'removed from its disk once mounted',
+    );
   });
 
   it('--db_scan purges although a disabled frontend (gone for good) cannot be reached, and says what it left there', async function () {
@@ -602,6 +650,26 @@ describe('lis_cron_frontend on two hosts at once', () => {
     assert.match(a.text, /fs_check: n1 0 orphans\/0 re-pushed, n2 0 orphans\/1 re-pushed; thumbnails 1 orphans/, summaries);
     assert.equal(a.code, 0, a.text);
     assert.equal(fs.existsSync(orphan), false);
+  });
+
+  it("with stores.shared, a partial write is judged by its age, not by a pid that may be another host's writer", async function () {
+    this.timeout(60_000);
+    const shared = t.writeConfig({ services: { runDir: path.join(t.dir, 'run') }, stores: { shared: true } });
+    // Both named for a pid not alive here: on a shared store, that is as likely host B's writer as a dead one.
+    const fresh = path.join(t.config.stores.thumbnails, `${files[0]}.tmp-999999-abcd1234`);
+    const stale = path.join(t.config.stores.originals, 'uk', 'ab', 'cd', 'abcd0000000000000000000000000000.tmp-999998-abcd1234');
+    for (const f of [fresh, stale]) {
+      fs.mkdirSync(path.dirname(f), { recursive: true });
+      fs.writeFileSync(f, 'half a file');
+    }
+    const old = new Date(Date.now() - 2 * 3600_000);
+    fs.utimesSync(stale, old, old);
+    const run = spawnTs('bin/lis_cron_frontend', ['--fs_check', '--country', 'uk'], { LIS_CONFIG: shared });
+    const { code } = await run.exited;
+    assert.equal(code, 0, run.output());
+    assert.equal(fs.existsSync(fresh), true, 'a write that may be in progress on another host is left alone');
+    assert.equal(fs.existsSync(stale), false, "one untouched for over an hour is a dead writer's");
+    assert.match(run.output(), /thumbnails 0 orphans\/0 partial\/0 redone; originals 0 orphans\/1 partial/);
   });
 
   it("a host's run killed outright (SIGKILL) leaves no lock behind: the next run of another host does the shared part", async function () {

@@ -2,15 +2,16 @@ import fs from 'node:fs';
 import { sql } from 'kysely';
 import type { LisConfig } from '../config/config-schema.ts';
 import type { Db } from '../db/connect.ts';
-import { errorMessage } from '../errors.ts';
+import { errorMessage, LisError } from '../errors.ts';
 import type { Logger } from '../log/create-logger.ts';
 import { listMissingClaimable } from '../queue/claimable-rows.ts';
 import { deletePurgedRows, markRowsForPurge, PURGING } from '../queue/purge-rows.ts';
 import { repairImpossibleRows } from '../queue/repair-rows.ts';
 import { listFrontends, type Frontend } from '../push/frontend-registry.ts';
+import { localRootAway, pushedTo } from '../push/frontend-root-check.ts';
 import { thumbnailFilesOf, type ImageData } from '../store/image-data.ts';
 import { originalPath, thumbnailStorePath } from '../store/store-layout.ts';
-import { deleteFrontendFiles } from './frontend-files.ts';
+import { deleteFrontendFiles, isOurFrontendName } from './frontend-files.ts';
 
 export interface DbScanSummary {
   purged: number;
@@ -68,13 +69,16 @@ async function purgeExpired({ config, db, log, country, dryRun }: { config: LisC
       SELECT id, image_hash, image_data, live_data, store_host FROM live_images
        WHERE id = ANY(${rows.map((r) => r.id)}::bigint[]) AND state = 'parked' AND last_error_class = ${PURGING} ORDER BY id`.execute(db);
     const ids = marked.rows.map((r) => r.id);
-    // Both versions of a row being reworked: the one served and the one worked on.
-    const filesOf = (r: (typeof rows)[number]) => [...new Set([...thumbnailFilesOf(r.live_data), ...thumbnailFilesOf(r.image_data)])];
+    // Both versions of a row being reworked: the one served and the one worked on. Only paths named as we name
+    // thumbnails: a row's image_data may break the contract (bad_image_data, a `../` path), and a purge must not
+    // delete, on a frontend or in the store, whatever such a path points at.
+    const filesOf = (r: (typeof rows)[number]) =>
+      [...new Set([...thumbnailFilesOf(r.live_data), ...thumbnailFilesOf(r.image_data)])].filter((f) => isOurFrontendName(f, country));
     const files = marked.rows.flatMap(filesOf);
     // A disabled frontend is cleaned too when it answers (it may be enabled again), but one that does not
     // holds nothing back: disabling is what the README says to do with a frontend gone for good, and were it
     // enabled again, fs_check deletes there whatever no row accounts for.
-    const failed = await removeFromFrontends(config, frontends, files, log);
+    const failed = await removeFromFrontends(config, db, frontends, files, log);
     const failedFrontends = failed.filter((name) => frontends.some((f) => f.name === name && f.enabled));
     const leftOnDisabled = failed.filter((name) => !failedFrontends.includes(name));
     if (leftOnDisabled.length)
@@ -108,12 +112,19 @@ async function purgeExpired({ config, db, log, country, dryRun }: { config: LisC
   return { purged, purgeDeferred, uncleaned: [...uncleaned] };
 }
 
-/** Removes files from every frontend (enabled or not: a disabled one may be re-enabled). Returns the names of the frontends that failed. */
-export async function removeFromFrontends(config: LisConfig, frontends: Frontend[], files: string[], log: Logger): Promise<string[]> {
+/**
+ * Removes files from every frontend (enabled or not: a disabled one may be re-enabled). Returns the names of the
+ * frontends that failed. A local frontend whose disk is not mounted has failed too: removing from its missing (or
+ * empty, unmarked) root removes nothing, and the rows would be deleted with their files still on the disk.
+ */
+export async function removeFromFrontends(config: LisConfig, db: Db, frontends: Frontend[], files: string[], log: Logger): Promise<string[]> {
   const failed: string[] = [];
   await Promise.all(
     frontends.map(async (f) => {
       try {
+        if (files.length === 0) return;
+        const away = await localRootAway(f.name, f.parsed, () => pushedTo(db, f.name));
+        if (away) throw new LisError('ERR_FRONTEND_AWAY', `cannot delete ${files.length} files: ${away}`);
         await deleteFrontendFiles(config.push, f.parsed, files);
       } catch (error) {
         failed.push(f.name);

@@ -33,10 +33,14 @@ const SETTLE_SECONDS = 3600;
  * whatever its age; a live writer's is left alone. Returns false for files
  * that are not temp files, which the caller then judges.
  */
-function handledAsTemp(file: string, full: string, tally: { partial: number }, dryRun: boolean): boolean {
+function handledAsTemp(file: string, full: string, tally: { partial: number }, dryRun: boolean, shared: boolean): boolean {
   const pid = tempFileWriter(file);
   if (pid === null) return false;
-  if (!isProcessAlive(pid)) {
+  // On stores every host mounts (stores.shared) the writer may be another host's process, whose pid says
+  // nothing here: were it judged by pid, a download or thumbnail being written on host B was deleted under
+  // it. There a temp file is a dead writer's once it has not changed for SETTLE_SECONDS, as other files.
+  const dead = shared ? !isRecent(full, SETTLE_SECONDS) : !isProcessAlive(pid);
+  if (dead) {
     tally.partial++;
     if (!dryRun) fs.rmSync(full, { force: true });
   }
@@ -186,8 +190,17 @@ export async function fsCheck(ctx: {
           // Files behind a link were not seen, so not judged missing: walked as empty, a linked country would
           // send every live row of it back to the pusher on every run.
           // And only rows live before the listing: one that went live since is on the frontend, not in the listing.
+          // And only rows the pusher can take again (live, done, held by nobody: reworkRows moves no other): a row
+          // parked for its purge, whose files db_scan removed from this frontend but not from one that was down,
+          // lacks them by design, and was counted as re-pushed (its push record dropped) while nothing moved.
           const missing = rows.filter(
-            (r) => r.stage === 'live' && r.updated_at < seenAt && !rowBehindLinks(r, tree.links) && thumbnailFilesOf(r.image_data).some((f) => !present.has(f)),
+            (r) =>
+              r.stage === 'live' &&
+              r.state === 'done' &&
+              r.locked_by === null &&
+              r.updated_at < seenAt &&
+              !rowBehindLinks(r, tree.links) &&
+              thumbnailFilesOf(r.image_data).some((f) => !present.has(f)),
           );
           if (!dryRun) {
             await deleteFrontendFiles(config.push, frontend.parsed, orphans);
@@ -212,7 +225,7 @@ export async function fsCheck(ctx: {
         const storeSet = new Set(storeFiles);
         for (const file of storeFiles) {
           const full = path.join(config.stores.thumbnails, file);
-          if (handledAsTemp(file, full, summary.thumbnailStore, dryRun)) continue;
+          if (handledAsTemp(file, full, summary.thumbnailStore, dryRun, config.stores.shared)) continue;
           if (here.has(file) || (!elsewhere.has(file) && isRecent(full, SETTLE_SECONDS))) continue;
           summary.thumbnailStore.orphans++;
           if (!dryRun) fs.rmSync(full, { force: true });
@@ -237,7 +250,7 @@ export async function fsCheck(ctx: {
         const originalSet = new Set(originals.map((f) => path.basename(f)));
         for (const file of originals) {
           const full = path.join(config.stores.originals, file);
-          if (handledAsTemp(file, full, summary.originalsStore, dryRun)) continue;
+          if (handledAsTemp(file, full, summary.originalsStore, dryRun, config.stores.shared)) continue;
           const row = hashes.get(path.basename(file));
           if (!row || ownedElsewhere(row)) {
             if (!row && isRecent(full, SETTLE_SECONDS)) continue;
