@@ -10,12 +10,20 @@ export type ImageErrorClass =
   | 'processing_timeout'
   | 'unsupported_format'
   | 'store_write_failed'
+  | 'store_path_failed'
   | 'store_read_failed'
   | 'store_paused'
   | 'bad_process_details';
 
 /** Retrying helps: the store may come back, a busy machine may be faster next time, a disk may be freed. */
-const RETRYABLE: ReadonlySet<ImageErrorClass> = new Set(['original_missing', 'processing_timeout', 'store_write_failed', 'store_read_failed', 'store_paused']);
+const RETRYABLE: ReadonlySet<ImageErrorClass> = new Set([
+  'original_missing',
+  'processing_timeout',
+  'store_write_failed',
+  'store_path_failed',
+  'store_read_failed',
+  'store_paused',
+]);
 
 /** Why one image could not be thumbnailed; `code` is the row's error class. */
 export class ImageError extends LisError {
