@@ -105,6 +105,20 @@ describe('the stores a stage reads: not there, or a file unreadable', function (
     assert.equal(paused_reason, null, 'one unreadable file pauses nothing');
   });
 
+  it('an original that is empty in the store is our damage, original_missing (the manager fetches it again), not the image blamed as corrupt_image', async () => {
+    t = await createTestDatabase();
+    const specs = await Promise.all(
+      [0, 1].map(async (i) => ({ url: `http://e.example/${i}.jpg`, original: await flatJpeg(320, 240, { r: 90, g: 60 * i, b: 200 }) })),
+    );
+    const [empty] = await insertThumbnailRows(t.db, t.config, 'uk', specs);
+    // lis_downloadd refuses an empty body (not_image), so an empty original was cut short here (a crash, a copy).
+    fs.writeFileSync(originalPath(t.config, 'uk', empty.image_hash), '');
+    await runThumbnailStage(t.db, t.config, t.url);
+    const facts = await rowFacts(t);
+    assert.deepEqual(facts[empty.url], { stage: 'thumbnail', state: 'waiting', attempts: 0, cls: 'original_missing' });
+    assert.equal(facts['http://e.example/1.jpg'].stage, 'push');
+  });
+
   it('a thumbnail store with no folder for the country pauses lis_pusherd: nothing sent back to thumbnail, and it resumes when it is back', async () => {
     t = await createTestDatabase();
     await addFrontend(t.db, 'n1', path.join(t.dir, 'n1'));

@@ -104,6 +104,11 @@ export function createThumbnailWorker({ config, db }: ThumbnailWorkerOptions): S
     } catch (error) {
       return fail(await originalReadFailure(config.stores.originals, row.country, error));
     }
+    // lis_downloadd stores no empty body (it is not_image there): an empty original was damaged in our store
+    // (a crash, a copy cut short), not sent so. Blamed on the image it failed the row for good, corrupt_image
+    // charged to its datasource; as lost, the manager has it fetched again.
+    if (original.length === 0)
+      return fail(new ImageError('original_missing', 'the original in the store is empty (0 bytes): damaged in the store, not sent so'));
 
     let made: Thumbnails;
     try {
