@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { checkReadable, checkStore } from '../daemon/store-check.ts';
 import type { LisConfig } from '../config/config-schema.ts';
@@ -104,11 +104,7 @@ export function createThumbnailWorker({ config, db }: ThumbnailWorkerOptions): S
     } catch (error) {
       return fail(await originalReadFailure(config.stores.originals, row.country, error));
     }
-    // lis_downloadd stores no empty body (it is not_image there): an empty original was damaged in our store
-    // (a crash, a copy cut short), not sent so. Blamed on the image it failed the row for good, corrupt_image
-    // charged to its datasource; as lost, the manager has it fetched again.
-    if (original.length === 0)
-      return fail(new ImageError('original_missing', 'the original in the store is empty (0 bytes): damaged in the store, not sent so'));
+    if (original.length === 0) return fail(await emptyOriginal(originalPath(config, row.country, row.image_hash)));
 
     let made: Thumbnails;
     try {
@@ -211,6 +207,21 @@ export async function thumbnailWriteFailure(config: Pick<LisConfig, 'stores'>, e
   const store = await checkStore(thumbnails, { minFreeBytes, minFreePercent });
   if (!store.ok) return new ImageError('store_write_failed', reason);
   return new ImageError('store_path_failed', `${reason} (the store itself can be written: the fault is in this row's folder or file)`);
+}
+
+/**
+ * An original of 0 bytes. lis_downloadd stores no empty body (it is not_image there), so it was damaged in our
+ * store (a crash, a copy or restore cut short), not sent so. Blamed on the image it failed the row for good,
+ * corrupt_image charged to its datasource. It is lost: original_missing, and the manager sends the row back to
+ * download. The empty file goes first: left there, the download took it for the original it holds and asked
+ * the source with the last ETag, and a 304 sent the row to live with no thumbnails.
+ */
+export async function emptyOriginal(file: string): Promise<ImageError> {
+  const removed = await unlink(file).then(
+    () => 'removed',
+    (error: unknown) => `not removed: ${errorMessage(error)}`,
+  );
+  return new ImageError('original_missing', `the original in the store is empty (0 bytes): damaged in the store, not sent so (${removed})`);
 }
 
 /**
