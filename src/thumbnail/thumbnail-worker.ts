@@ -91,7 +91,7 @@ export function createThumbnailWorker({ config, db }: ThumbnailWorkerOptions): S
     try {
       details = await chunk.detailsFor(row.datasource_id, () => processDetails(db, row.country, row.datasource_id, settings.defaults));
     } catch (error) {
-      // A bad value written straight into the table: permanent until someone fixes it and runs `lis retry`.
+      // A bad value written straight into the table: ours, the row waits and is tried again until it is set right.
       if (error instanceof UsageError) return fail(new ImageError('bad_process_details', `datasource ${row.datasource_id}: ${error.message}`));
       const reason = `datasource ${row.datasource_id}: cannot read its process details: ${errorMessage(error)}`;
       ctx.log.error(reason, { scope: 'Thumbnail::process' });
