@@ -14,6 +14,12 @@ import { spawnTs, waitFor, type Spawned } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 import { flatJpeg, insertThumbnailRows, runThumbnailStage } from './helpers/thumbnail-fixtures.ts';
 import { waitForLogLine } from './helpers/log-files.ts';
+import { DownloadWorker } from '../src/download/download-worker.ts';
+import { closeLogger, createLogger } from '../src/log/create-logger.ts';
+import { runCheck } from '../src/manager/run-check.ts';
+import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
+import { makeTestImages, startImageServer } from './helpers/image-server.ts';
+import { runByHand } from './helpers/run-by-hand.ts';
 
 /** Each row's class and attempts, by URL. */
 async function rowFacts(t: TestDatabase): Promise<Record<string, { stage: string; state: string; attempts: number; cls: string | null }>> {
@@ -103,6 +109,36 @@ describe('the stores a stage reads: not there, or a file unreadable', function (
     assert.equal(facts['http://b.example/2.jpg'].stage, 'push');
     const { paused_reason } = await t.db.selectFrom('workers').select('paused_reason').executeTakeFirstOrThrow();
     assert.equal(paused_reason, null, 'one unreadable file pauses nothing');
+  });
+
+  it('an original that is empty in the store is our damage: original_missing, uncharged, and the manager has it fetched again whole, never a 304 to live without thumbnails', async () => {
+    t = await createTestDatabase({ overrides: { download: TEST_DOWNLOAD } });
+    const images = await startImageServer(await makeTestImages());
+    cleanups.push(() => images.close());
+    // /etag.jpg answers a conditional request with 304: the download that holds the original asks so.
+    const url = images.url('/etag.jpg');
+    await t.db.insertInto('live_images').values({ country: 'uk', datasource_id: 1, image_url: url }).execute();
+    const downloader = new DownloadWorker(t.config, t.db, 'uk');
+    cleanups.push(() => downloader.close());
+    const log = createLogger({ component: 'downloadd', log: t.config.log, screen: false, country: 'uk' });
+    cleanups.push(() => closeLogger(log));
+    await runByHand(downloader, t, log);
+    const { image_hash } = await t.db.selectFrom('live_images').select('image_hash').executeTakeFirstOrThrow();
+    // lis_downloadd refuses an empty body (not_image), so an empty original was cut short here (a crash, a copy).
+    const original = originalPath(t.config, 'uk', image_hash);
+    fs.writeFileSync(original, '');
+
+    await runThumbnailStage(t.db, t.config, t.url);
+    assert.deepEqual(Object.values(await rowFacts(t)), [{ stage: 'thumbnail', state: 'waiting', attempts: 0, cls: 'original_missing' }]);
+    await runCheck('bad_retry_jobs', { config: t.config, db: t.db, log });
+    assert.deepEqual(await countBy(t.db), { 'download/waiting': 1 }, 'sent back to download');
+    await runByHand(downloader, t, log);
+    // Were the empty file still there, the download would hold it for the last original: a conditional request,
+    // a 304, and the row live with no thumbnails at all.
+    assert.deepEqual(await countBy(t.db), { 'thumbnail/waiting': 1 }, 'fetched again, whole');
+    assert.equal(fs.readFileSync(original).length, (await makeTestImages()).jpeg.length);
+    await runThumbnailStage(t.db, t.config, t.url);
+    assert.deepEqual(await countBy(t.db), { 'push/waiting': 1 });
   });
 
   it('a thumbnail store with no folder for the country pauses lis_pusherd: nothing sent back to thumbnail, and it resumes when it is back', async () => {

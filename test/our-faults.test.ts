@@ -25,6 +25,8 @@ import { insertUrls } from './helpers/rows.ts';
 import { makeTestImages, startImageServer } from './helpers/image-server.ts';
 import { runByHand } from './helpers/run-by-hand.ts';
 import { readLog, waitForLogLine } from './helpers/log-files.ts';
+import { within } from './helpers/within-deadline.ts';
+import { createThumbnailWorker } from '../src/thumbnail/thumbnail-worker.ts';
 
 async function chargedRows(t: TestDatabase): Promise<number> {
   const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM live_images WHERE attempts > 0 OR state = 'failed'`.execute(t.db);
@@ -93,6 +95,51 @@ describe('our own faults are never charged to a row', function () {
     await waitForLogLine(path.join(t.config.log.dir, 'thumbnaild.uk.log'), /Store writable again, resuming/);
     run.child.kill('SIGTERM');
     assert.equal((await run.exited).code, 0, run.output());
+  });
+
+  it("a fault inside the thumbnail store (a file where a row's folder should be) is that row's, store_path_failed: uncharged, it waits queue.oursRetrySeconds, the stage goes on unpaused and a run by hand ends", async () => {
+    t = await createTestDatabase();
+    const rows = await insertThumbnailRows(
+      t.db,
+      t.config,
+      'uk',
+      await Promise.all([0, 1, 2].map(async (i) => ({ url: `http://a.example/${i}.jpg`, original: await flatJpeg(320, 240, { r: 200, g: 80 * i, b: 40 }) }))),
+    );
+    // The bad row's folder <store>/uk/<aa>/<bb> is a file: its writes fail ENOTDIR, while the store's own check
+    // (statfs, a probe at its top) passes. Given back as store_write_failed, the row was claimed again at once.
+    const hash = rows[0].image_hash;
+    const folder = path.join(t.config.stores.thumbnails, 'uk', hash.slice(0, 2), hash.slice(2, 4));
+    fs.mkdirSync(path.dirname(folder), { recursive: true });
+    fs.writeFileSync(folder, 'not a folder');
+    const log = createLogger({ component: 'thumbnaild', log: t.config.log, screen: false, country: 'uk' });
+    cleanups.push(() => closeLogger(log));
+    const stop = new AbortController();
+    cleanups.push(() => stop.abort());
+    const run = runByHand(createThumbnailWorker({ config: t.config, db: t.db }), t, log, { signal: stop.signal });
+    const totals = await within(run, 'end of the run by hand', 20_000);
+    assert.deepEqual([totals.done, totals.deferred], [2, 1], 'each row worked once');
+    const { rows: facts } = await sql<{
+      image_url: string;
+      stage: string;
+      attempts: number;
+      last_error_class: string | null;
+      last_error: string | null;
+      wait: number;
+    }>`
+      SELECT image_url, stage, attempts, last_error_class, last_error, extract(epoch FROM next_attempt_at - now())::float AS wait
+      FROM live_images ORDER BY id`.execute(t.db);
+    assert.deepEqual(
+      facts.map((f) => [f.stage, f.attempts, f.last_error_class]),
+      [
+        ['thumbnail', 0, 'store_path_failed'],
+        ['push', 0, null],
+        ['push', 0, null],
+      ],
+    );
+    assert.match(facts[0].last_error!, /ENOTDIR.*the store itself can be written/);
+    assert.ok(facts[0].wait > t.config.queue.oursRetrySeconds - 10, `waits queue.oursRetrySeconds, not claimed again at once (${facts[0].wait} s)`);
+    const { paused_reason } = await t.db.selectFrom('workers').select('paused_reason').executeTakeFirstOrThrow();
+    assert.equal(paused_reason, null, 'the store is fine: nothing paused');
   });
 
   it('an originals store that fills up mid-chunk: lis_downloadd records store_write_failed (not internal), fetches no more of the chunk, pauses, charges nothing, and resumes when space returns', async () => {

@@ -194,7 +194,7 @@ describe('lis_thumbnaild (real daemon, real PostgreSQL)', () => {
     );
   });
 
-  it('a gamma written straight into the table outside 0.1-10 (0, negative, NaN, 11) fails its rows as bad_process_details, uncharged, with no thumbnail made', async () => {
+  it('a gamma written straight into the table outside 0.1-10 (0, negative, NaN, 11) gives its rows back as bad_process_details, uncharged, with no thumbnail made; lis datasource show marks it INVALID', async () => {
     t = await createTestDatabase();
     const gammas = { 21: '0', 22: '-1', 23: 'NaN', 24: '11', 25: '0.1', 26: '10' } as Record<number, string>;
     for (const [id, gamma] of Object.entries(gammas)) {
@@ -219,6 +219,19 @@ describe('lis_thumbnaild (real daemon, real PostgreSQL)', () => {
       assert.equal(row.attempts, 0, 'our fault (a bad setting), not the image');
       assert.equal(row.image_data, null);
     }
+    // The operator looks: every datasource is listed, the bad ones marked with what is wrong. The command died at the
+    // first (exit 2, "error: gamma 0: ..." naming none), and `set` of another flag said so too, its change written.
+    const config = t.writeConfig();
+    const show = spawnTs('bin/lis', ['--config', config, 'datasource', 'show', 'uk'], { LIS_DATABASE_URL: t.url });
+    assert.equal((await show.exited).code, 0, show.output());
+    for (const [id, gamma] of Object.entries(gammas)) {
+      const line = new RegExp(`^uk ${id}: sharpen 0x0\\.5 \\(default\\), gamma ${gamma === 'NaN' ? 'NaN' : Number(gamma)}, quality 82 \\(default\\)$`, 'm');
+      assert.match(show.output(), line);
+    }
+    assert.equal(show.output().match(/^ {2}INVALID: gamma .*: expected a number from 0\.1 to 10; its images are not thumbnailed/gm)?.length, 4, show.output());
+    const set = spawnTs('bin/lis', ['--config', config, 'datasource', 'set', 'uk', '21', '--quality', '90'], { LIS_DATABASE_URL: t.url });
+    assert.equal((await set.exited).code, 0, set.output());
+    assert.match(set.output(), /^uk 21: sharpen 0x0\.5 \(default\), gamma 0, quality 90\n {2}INVALID: gamma 0: /m);
   });
 
   it('a row the database fails us on (its process details unreadable) waits queue.oursRetrySeconds as ours, uncharged: a run by hand ends', async () => {

@@ -22,7 +22,17 @@ import { sharpenOnRoad, sharpenRoad } from '../src/thumbnail/sharpen-road.ts';
 import { sharpenKernel } from '../src/thumbnail/sharpen-kernel.ts';
 import { gammaRgbProfile, pngWithProfile, srgbOfLinear } from './helpers/icc-profile.ts';
 import { makeTestImages, startImageServer } from './helpers/image-server.ts';
-import { BAR_COLOURS, cmykColourBars, EXIF_DIR, meanAbsDiff, pixelBombPng, pngSuitePictures, PNGSUITE_DIR, rgbPixels } from './helpers/thumbnail-fixtures.ts';
+import {
+  BAR_COLOURS,
+  cmykColourBars,
+  EXIF_DIR,
+  HEVC_HEIC,
+  meanAbsDiff,
+  pixelBombPng,
+  pngSuitePictures,
+  PNGSUITE_DIR,
+  rgbPixels,
+} from './helpers/thumbnail-fixtures.ts';
 
 const config: ThumbnailConfig = thumbnailConfigSchema.parse({});
 
@@ -292,6 +302,15 @@ describe('thumbnails of real images (sharp)', () => {
     const cut = await rejection(makeThumbnails(truncated, settings()));
     assert.equal(cut.code, 'corrupt_image');
     assert.ok(cut.message.length > 5, cut.message);
+    // Not a damaged file (it was corrupt_image, "source: bad seek to 528; heif: Error while loading plugin"): a
+    // compression this build does not decode, said so.
+    assert.equal((await sharp(HEVC_HEIC).metadata()).compression, 'hevc');
+    const heic = await rejection(makeThumbnails(HEVC_HEIC, settings()));
+    assert.equal(heic.code, 'unsupported_format', heic.message);
+    assert.match(
+      heic.message,
+      /^a HEIF image compressed with HEVC \(an iPhone's HEIC\): this build decodes HEIF compressed with AV1 \(AVIF\) only \(decoder: heif: /,
+    );
   });
 
   it('an SVG that points outside (image, use, XInclude, external entity, CSS import, file:) is refused without a single connection', async () => {

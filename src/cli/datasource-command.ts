@@ -4,7 +4,8 @@ import { parseCountry, parseIntFlag } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
 import { openDatabase } from '../db/connect.ts';
 import { UsageError } from '../errors.ts';
-import { resolveDetails, storedDetails, validateDetails } from '../thumbnail/process-details.ts';
+import type { ThumbnailConfig } from '../config/thumbnail-config.ts';
+import { detailsInForce, resolveDetails, storedDetails, validateDetails, type StoredDetails } from '../thumbnail/process-details.ts';
 import { runCommand } from '../util/exit-on-error.ts';
 import { configFileOf } from './global-options.ts';
 
@@ -45,12 +46,7 @@ export function addDatasourceCommand(program: Command): Command {
             .values({ country, datasource_id: datasourceId, ...columns })
             .onConflict((oc) => oc.columns(['country', 'datasource_id']).doUpdateSet({ ...columns, updated_at: sql`now()` }))
             .execute();
-          printDetails(
-            country,
-            datasourceId,
-            resolveDetails(await storedDetails(db, country, datasourceId), config.thumbnail.defaults),
-            await storedDetails(db, country, datasourceId),
-          );
+          printDetails(country, datasourceId, await storedDetails(db, country, datasourceId), config.thumbnail.defaults);
         } finally {
           await db.destroy();
         }
@@ -72,8 +68,7 @@ export function addDatasourceCommand(program: Command): Command {
           const { defaults } = config.thumbnail;
           console.log(`defaults (config thumbnail.defaults): sharpen ${defaults.sharpen}, gamma ${defaults.gamma}, quality ${defaults.quality}`);
           if (country !== undefined && datasourceId !== undefined) {
-            const stored = await storedDetails(db, country, datasourceId);
-            printDetails(country, datasourceId, resolveDetails(stored, defaults), stored);
+            printDetails(country, datasourceId, await storedDetails(db, country, datasourceId), defaults);
             return;
           }
           let query = db
@@ -83,7 +78,7 @@ export function addDatasourceCommand(program: Command): Command {
             .orderBy('datasource_id');
           if (country !== undefined) query = query.where('country', '=', country);
           for (const row of await query.execute()) {
-            printDetails(row.country, row.datasource_id, resolveDetails(row, defaults), row);
+            printDetails(row.country, row.datasource_id, row, defaults);
             if (!row.enabled)
               console.log(`  DISABLED: ${row.disabled_reason ?? 'no reason recorded'} (lis datasource enable ${row.country} ${row.datasource_id})`);
           }
@@ -95,14 +90,32 @@ export function addDatasourceCommand(program: Command): Command {
   return datasource;
 }
 
-function printDetails(
-  country: string,
-  datasourceId: number,
-  details: { sharpen: string; gamma: number; quality: number },
-  stored: { sharpen: string | null; gamma: number | null; quality: number | null },
-): void {
+/**
+ * One datasource's settings in force, `(default)` marked. A value no command would have written (put straight
+ * into the table) is shown as it is, with what is wrong and how to put it right: its rows wait as
+ * bad_process_details. The command had died on it (exit 2, a usage error, naming no datasource), so `show`
+ * listed nothing past it, and `set` of another flag said "error" though its change was written.
+ */
+function printDetails(country: string, datasourceId: number, stored: StoredDetails, defaults: ThumbnailConfig['defaults']): void {
+  const details = detailsInForce(stored, defaults);
   const mark = (own: unknown) => (own === null ? ' (default)' : '');
   console.log(
     `${country} ${datasourceId}: sharpen ${details.sharpen}${mark(stored.sharpen)}, gamma ${details.gamma}${mark(stored.gamma)}, quality ${details.quality}${mark(stored.quality)}`,
   );
+  const invalid = invalidDetails(stored, defaults);
+  if (invalid)
+    console.log(
+      `  INVALID: ${invalid}; its images are not thumbnailed (bad_process_details) until it is set right: lis datasource set ${country} ${datasourceId} --sharpen ... / --gamma ..., or --default`,
+    );
+}
+
+/** Pure: what is wrong with a datasource's stored settings, or null. */
+export function invalidDetails(stored: StoredDetails, defaults: ThumbnailConfig['defaults']): string | null {
+  try {
+    resolveDetails(stored, defaults);
+    return null;
+  } catch (error) {
+    if (error instanceof UsageError) return error.message;
+    throw error;
+  }
 }

@@ -64,6 +64,12 @@ export const FAILURE_REASONS = {
     meaning:
       'a store is below its free-space minimum or unwritable, or a store the stage reads has no folder for the country (not mounted?); the stage is paused',
   },
+  store_path_failed: {
+    owner: 'ours',
+    retry: 'when_fixed',
+    meaning:
+      "a file or folder inside a store could not be written though the store itself can be (a folder's owner or permissions, a file where a folder should be, an I/O error there); the stage goes on",
+  },
   store_read_failed: {
     owner: 'ours',
     retry: 'when_fixed',

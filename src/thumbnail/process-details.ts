@@ -58,15 +58,20 @@ export function validateDetails(given: { sharpen?: string; gamma?: string; quali
  * thumbnails, a negative one garbage, and they went live as if nothing were wrong.
  */
 export function resolveDetails(stored: StoredDetails, defaults: ThumbnailConfig['defaults']): ResolvedDetails {
-  const sharpen = stored.sharpen ?? defaults.sharpen;
-  // real (float4) comes back as 1.2000000476837158
-  const gamma = stored.gamma === null ? defaults.gamma : Math.round(stored.gamma * 1000) / 1000;
+  const { sharpen, gamma, quality } = detailsInForce(stored, defaults);
   if (!(gamma >= GAMMA_RANGE.min && gamma <= GAMMA_RANGE.max)) {
     throw new UsageError(`gamma ${gamma}: expected a number from ${GAMMA_RANGE.min} to ${GAMMA_RANGE.max}`);
   }
   const spec = parseSharpen(sharpen, 'sharpen');
   const kernel = sharpenKernel(spec);
-  return { sharpen, gamma, quality: stored.quality ?? defaults.quality, sharpenKernel: kernel, sharpenRoad: sharpenRoad(spec, kernel) };
+  return { sharpen, gamma, quality, sharpenKernel: kernel, sharpenRoad: sharpenRoad(spec, kernel) };
+}
+
+/** A datasource's own settings over the config's defaults, as stored, unchecked (resolveDetails checks them). Pure. */
+export function detailsInForce(stored: StoredDetails, defaults: ThumbnailConfig['defaults']): ProcessDetails {
+  // real (float4) comes back as 1.2000000476837158
+  const gamma = stored.gamma === null ? defaults.gamma : Math.round(stored.gamma * 1000) / 1000;
+  return { sharpen: stored.sharpen ?? defaults.sharpen, gamma, quality: stored.quality ?? defaults.quality };
 }
 
 /** `lis_datasource_process_details(country, datasource_id)`: one row, NULLs where the datasource sets nothing. */

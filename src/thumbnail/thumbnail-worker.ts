@@ -1,6 +1,6 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { checkReadable } from '../daemon/store-check.ts';
+import { checkReadable, checkStore } from '../daemon/store-check.ts';
 import type { LisConfig } from '../config/config-schema.ts';
 import type { Db } from '../db/connect.ts';
 import { UsageError, errorMessage } from '../errors.ts';
@@ -91,7 +91,7 @@ export function createThumbnailWorker({ config, db }: ThumbnailWorkerOptions): S
     try {
       details = await chunk.detailsFor(row.datasource_id, () => processDetails(db, row.country, row.datasource_id, settings.defaults));
     } catch (error) {
-      // A bad value written straight into the table: permanent until someone fixes it and runs `lis retry`.
+      // A bad value written straight into the table: ours, the row waits and is tried again until it is set right.
       if (error instanceof UsageError) return fail(new ImageError('bad_process_details', `datasource ${row.datasource_id}: ${error.message}`));
       const reason = `datasource ${row.datasource_id}: cannot read its process details: ${errorMessage(error)}`;
       ctx.log.error(reason, { scope: 'Thumbnail::process' });
@@ -104,6 +104,7 @@ export function createThumbnailWorker({ config, db }: ThumbnailWorkerOptions): S
     } catch (error) {
       return fail(await originalReadFailure(config.stores.originals, row.country, error));
     }
+    if (original.length === 0) return fail(await emptyOriginal(originalPath(config, row.country, row.image_hash)));
 
     let made: Thumbnails;
     try {
@@ -125,7 +126,7 @@ export function createThumbnailWorker({ config, db }: ThumbnailWorkerOptions): S
         ),
       );
     } catch (error) {
-      return fail(new ImageError('store_write_failed', `cannot write thumbnails: ${errorMessage(error)}`));
+      return fail(await thumbnailWriteFailure(config, error));
     }
 
     let imageClass: string | undefined;
@@ -185,6 +186,42 @@ class ChunkState {
     this.hashes.set(key, n);
     return n;
   }
+}
+
+const STORE_WIDE_CODES: ReadonlySet<string> = new Set(['ENOSPC', 'EROFS', 'EDQUOT']);
+
+/**
+ * Why a row's thumbnails could not be written, and so what becomes of its row. `store_write_failed` pauses the
+ * stage and gives the row back to be claimed again at once, which is right only when the store itself cannot be
+ * written (full, read-only, not mounted): the pause holds every claim until it can. A fault inside the store (a
+ * folder of the wrong owner or mode, a file where a folder should be, an I/O error in one folder) passes the
+ * store's check: the stage resumed at once, claimed the row at once and failed it again, a hot loop that kept a
+ * run by hand from ever ending. So the store is looked at here: fine, it is `store_path_failed`, a row of ours
+ * waiting queue.oursRetrySeconds while the stage goes on.
+ */
+export async function thumbnailWriteFailure(config: Pick<LisConfig, 'stores'>, error: unknown): Promise<ImageError> {
+  const reason = `cannot write thumbnails: ${errorMessage(error)}`;
+  // A full or read-only file system is the whole store's, whatever a check finds a moment later (a file deleted meanwhile).
+  if (STORE_WIDE_CODES.has(String((error as { code?: unknown }).code))) return new ImageError('store_write_failed', reason);
+  const { thumbnails, minFreeBytes, minFreePercent } = config.stores;
+  const store = await checkStore(thumbnails, { minFreeBytes, minFreePercent });
+  if (!store.ok) return new ImageError('store_write_failed', reason);
+  return new ImageError('store_path_failed', `${reason} (the store itself can be written: the fault is in this row's folder or file)`);
+}
+
+/**
+ * An original of 0 bytes. lis_downloadd stores no empty body (it is not_image there), so it was damaged in our
+ * store (a crash, a copy or restore cut short), not sent so. Blamed on the image it failed the row for good,
+ * corrupt_image charged to its datasource. It is lost: original_missing, and the manager sends the row back to
+ * download. The empty file goes first: left there, the download took it for the original it holds and asked
+ * the source with the last ETag, and a 304 sent the row to live with no thumbnails.
+ */
+export async function emptyOriginal(file: string): Promise<ImageError> {
+  const removed = await unlink(file).then(
+    () => 'removed',
+    (error: unknown) => `not removed: ${errorMessage(error)}`,
+  );
+  return new ImageError('original_missing', `the original in the store is empty (0 bytes): damaged in the store, not sent so (${removed})`);
 }
 
 /**
