@@ -198,4 +198,39 @@ describe('servicectl', () => {
       await ctl(['stop', 'imagesys-managerd', '--config', config]);
     }
   });
+
+  it('still sees a daemon whose supervisor was killed: status says so, start adds no second, stop stops it', async function () {
+    this.timeout(60_000);
+    const runDir = path.join(t.dir, 'run');
+    const config = t.writeConfig({ services: { runDir } });
+    try {
+      const started = await ctl(['start', 'imagesys-managerd', '--config', config]);
+      assert.equal(started.code, 0, started.text);
+      const daemon = Number(/started \(pid (\d+)\)/.exec(started.text)![1]);
+      const supervisor = Number.parseInt(fs.readFileSync(path.join(runDir, 'imagesys-managerd.pid'), 'utf8'), 10);
+      // An operator's kill -9, or the OOM killer, takes the supervisor and leaves the daemon working.
+      process.kill(supervisor, 'SIGKILL');
+      await waitFor(() => !processesMentioning(config).includes(supervisor), 10_000, 'the supervisor to die');
+      assert.deepEqual(processesMentioning(config), [daemon]);
+      const status = await ctl(['status', 'imagesys-managerd', '--config', config]);
+      assert.deepEqual(status, {
+        code: 4,
+        text:
+          `imagesys-managerd is running (pid ${daemon}) without a supervisor (its supervisor (pid ${supervisor}) died): ` +
+          'nothing starts it again if it dies; `servicectl restart imagesys-managerd` supervises it again\n',
+      });
+      const again = await ctl(['start', 'imagesys-managerd', '--config', config]);
+      assert.equal(again.code, 0, again.text);
+      assert.match(again.text, new RegExp(`already running \\(pid ${daemon}\\), without its supervisor`));
+      assert.deepEqual(processesMentioning(config), [daemon], 'no second manager beside it');
+      const stopped = await ctl(['stop', 'imagesys-managerd', '--config', config]);
+      assert.deepEqual(stopped, { code: 0, text: `Waiting for ${daemon} to die...dead.\n` });
+      assert.deepEqual(processesMentioning(config), []);
+      assert.equal((await ctl(['status', 'imagesys-managerd', '--config', config])).code, 3);
+      const worker = await t.db.selectFrom('workers').select('stopped_at').where('component', '=', 'managerd').executeTakeFirstOrThrow();
+      assert.ok(worker.stopped_at, 'it stopped cleanly (SIGTERM), not killed');
+    } finally {
+      for (const pid of processesMentioning(config)) process.kill(pid, 'SIGKILL');
+    }
+  });
 });

@@ -6,12 +6,12 @@ import { Command } from 'commander';
 import type { LisConfig } from '../config/config-schema.ts';
 import { loadConfig } from '../config/load-config.ts';
 import { runCommand, usageErrorsExit2 } from '../util/exit-on-error.ts';
-import { readReadyPid } from '../daemon/ready-signal.ts';
+import { READY_FILE_ENV, readReadyPid } from '../daemon/ready-signal.ts';
 import { UsageError } from '../errors.ts';
 import { replaceWhole } from '../util/exclusive-file.ts';
 import { isProcessAlive } from '../util/process-alive.ts';
 import { DAEMON_ENV, nodeFlagsOf } from './launch-settings.ts';
-import { serviceState, waitForExit } from './process-control.ts';
+import { environHas, serviceState, waitForExit } from './process-control.ts';
 import { instancesOf, type ServiceInstance } from './service-instances.ts';
 import { SERVICES } from './service-names.ts';
 
@@ -21,6 +21,34 @@ const ACTIONS = ['start', 'stop', 'restart', 'status'];
 const SUPERVISOR = fileURLToPath(new URL('./supervise.sh', import.meta.url));
 /** A supervisor's command line names its pid file: a pid file naming some other process is known stale. */
 const supervisorMarker = (instance: ServiceInstance) => `\0${instance.pidFile}\0`;
+
+/**
+ * A daemon of this instance still running after its supervisor died (SIGKILL, the OOM killer): its pid, else
+ * null. Known by its environment (the ready file its supervisor gave it), so a pid reused by another program is
+ * not taken for it. Left alone it would be invisible: status would call the service dead, start would add a
+ * second daemon beside it, and stop would not stop it.
+ */
+function unsupervisedDaemon(instance: ServiceInstance): number | null {
+  const pid = readReadyPid(instance.readyFile);
+  return pid !== null && environHas(pid, `${READY_FILE_ENV}=${instance.readyFile}`) ? pid : null;
+}
+
+/** The command that puts an instance back under a supervisor. */
+const restartCommand = (instance: ServiceInstance) => `servicectl restart ${instance.service}${instance.country ? ` --country ${instance.country}` : ''}`;
+
+/** SIGTERMs `pid` (a supervisor passes it on), waits for it and then for `daemon`, SIGKILLs both after the grace. */
+async function terminate(config: LisConfig, pid: number, daemon: number | null): Promise<void> {
+  process.kill(pid, 'SIGTERM');
+  out(`Waiting for ${daemon ?? pid} to die...`);
+  const timeoutMs = config.services.stopTimeoutSeconds * 1000;
+  if ((await waitForExit(pid, timeoutMs)) && (daemon === null || daemon === pid || (await waitForExit(daemon, 5_000)))) {
+    out('dead.\n');
+  } else {
+    for (const p of [daemon, pid]) if (p !== null && isProcessAlive(p)) process.kill(p, 'SIGKILL');
+    await waitForExit(pid, 10_000);
+    out(`still alive after ${config.services.stopTimeoutSeconds}s: killed (SIGKILL); the manager releases the rows it held.\n`);
+  }
+}
 
 function daemonArgs(instance: ServiceInstance, configFile: string | undefined): string[] {
   return ['--service', ...(instance.country ? ['--country', instance.country] : []), ...(configFile ? ['--config', configFile] : [])];
@@ -47,6 +75,11 @@ async function start(config: LisConfig, instance: ServiceInstance, configFile: s
   const state = serviceState(instance.pidFile, supervisorMarker(instance));
   if (state.state === 'running') {
     out(`${instance.label} is already running (pid ${readReadyPid(instance.readyFile) ?? state.pid})\n`);
+    return 0;
+  }
+  const orphan = unsupervisedDaemon(instance);
+  if (orphan !== null) {
+    out(`${instance.label} is already running (pid ${orphan}), without its supervisor: \`${restartCommand(instance)}\` to supervise it again\n`);
     return 0;
   }
   fs.mkdirSync(path.dirname(instance.pidFile), { recursive: true });
@@ -78,35 +111,40 @@ async function start(config: LisConfig, instance: ServiceInstance, configFile: s
 
 async function stop(config: LisConfig, instance: ServiceInstance): Promise<number> {
   const state = serviceState(instance.pidFile, supervisorMarker(instance));
-  if (state.state === 'stopped') {
-    out(`${instance.label} is not running\n`);
-    return 0;
-  }
-  if (state.state === 'stale') {
-    fs.rmSync(instance.pidFile, { force: true });
-    out(`${instance.label} is not running (removed stale pid file for ${state.pid})\n`);
-    return 0;
-  }
-  const daemon = readReadyPid(instance.readyFile);
-  // The supervisor passes SIGTERM on to the daemon and exits once the daemon has.
-  process.kill(state.pid, 'SIGTERM');
-  out(`Waiting for ${daemon ?? state.pid} to die...`);
-  const timeoutMs = config.services.stopTimeoutSeconds * 1000;
-  if ((await waitForExit(state.pid, timeoutMs)) && (daemon === null || (await waitForExit(daemon, 5_000)))) {
-    out('dead.\n');
+  if (state.state !== 'running') {
+    const orphan = unsupervisedDaemon(instance);
+    if (orphan !== null) {
+      // Its supervisor died: the daemon itself is told to finish its rows and stop.
+      await terminate(config, orphan, null);
+    } else if (state.state === 'stopped') {
+      out(`${instance.label} is not running\n`);
+      return 0;
+    } else {
+      out(`${instance.label} is not running (removed stale pid file for ${state.pid})\n`);
+    }
   } else {
-    for (const pid of [daemon, state.pid]) if (pid !== null && isProcessAlive(pid)) process.kill(pid, 'SIGKILL');
-    await waitForExit(state.pid, 10_000);
-    out(`still alive after ${config.services.stopTimeoutSeconds}s: killed (SIGKILL); the manager releases the rows it held.\n`);
+    // The supervisor passes SIGTERM on to the daemon and exits once the daemon has.
+    await terminate(config, state.pid, readReadyPid(instance.readyFile));
   }
   fs.rmSync(instance.pidFile, { force: true });
   fs.rmSync(instance.readyFile, { force: true });
   return 0;
 }
 
-/** LSB status codes: 0 running, 1 dead with a pid file left, 3 stopped, 4 supervised but not ready (starting, or restarting after a crash). */
+/**
+ * LSB status codes: 0 running, 1 dead with a pid file left, 3 stopped, 4 supervised but not ready (starting, or
+ * restarting after a crash) or running without its supervisor (nothing would start it again).
+ */
 function status(instance: ServiceInstance): number {
   const state = serviceState(instance.pidFile, supervisorMarker(instance));
+  const orphan = state.state === 'running' ? null : unsupervisedDaemon(instance);
+  if (orphan !== null) {
+    const supervisor = state.state === 'stale' ? `its supervisor (pid ${state.pid}) died` : 'its supervisor died';
+    out(
+      `${instance.label} is running (pid ${orphan}) without a supervisor (${supervisor}): nothing starts it again if it dies; \`${restartCommand(instance)}\` supervises it again\n`,
+    );
+    return 4;
+  }
   if (state.state === 'running') {
     const daemon = readReadyPid(instance.readyFile);
     if (daemon !== null && isProcessAlive(daemon)) {
