@@ -2,10 +2,10 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Command } from 'commander';
 import type { LisConfig } from '../config/config-schema.ts';
 import { loadConfig } from '../config/load-config.ts';
-import { runCommand, usageErrorsExit2 } from '../util/exit-on-error.ts';
+import { runCommand } from '../util/exit-on-error.ts';
+import { cliProgram } from '../util/cli-program.ts';
 import { READY_FILE_ENV, readReadyPid } from '../daemon/ready-signal.ts';
 import { UsageError } from '../errors.ts';
 import { replaceWhole } from '../util/exclusive-file.ts';
@@ -174,7 +174,7 @@ async function eachInstance(instances: ServiceInstance[], action: (i: ServiceIns
 
 /** servicectl start|stop|restart|status SERVICE [--country uk] */
 export async function servicectlMain(argv = process.argv): Promise<void> {
-  const program = usageErrorsExit2(new Command('servicectl'))
+  const program = cliProgram('servicectl')
     .description(
       `start, stop and check the ImageSys daemons as services (${Object.keys(SERVICES).join(', ')}); each runs under a supervisor that starts it again when it dies`,
     )
