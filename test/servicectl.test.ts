@@ -233,4 +233,23 @@ describe('servicectl', () => {
       for (const pid of processesMentioning(config)) process.kill(pid, 'SIGKILL');
     }
   });
+
+  it('lets only one of several starts at once start the service: one supervisor, one daemon, and stop leaves none', async function () {
+    this.timeout(90_000);
+    const config = t.writeConfig({ services: { runDir: path.join(t.dir, 'run') } });
+    try {
+      // A deploy script and an operator, or a loop run twice: each start found the service stopped.
+      const starts = await Promise.all([1, 2, 3, 4].map(() => ctl(['start', 'imagesys-managerd', '--config', config])));
+      for (const run of starts) assert.equal(run.code, 0, run.text);
+      assert.equal(starts.filter((run) => /started \(pid \d+\)/.test(run.text)).length, 1, starts.map((run) => run.text).join(''));
+      const daemon = Number(/started \(pid (\d+)\)/.exec(starts.map((run) => run.text).join(''))![1]);
+      for (const run of starts) if (!run.text.includes('started')) assert.equal(run.text, `imagesys-managerd is already running (pid ${daemon})\n`);
+      assert.equal(processesMentioning(config).length, 2, 'one supervisor and its daemon');
+      const stopped = await ctl(['stop', 'imagesys-managerd', '--config', config]);
+      assert.deepEqual(stopped, { code: 0, text: `Waiting for ${daemon} to die...dead.\n` });
+      assert.deepEqual(processesMentioning(config), []);
+    } finally {
+      for (const pid of processesMentioning(config)) process.kill(pid, 'SIGKILL');
+    }
+  });
 });

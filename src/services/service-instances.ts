@@ -15,6 +15,8 @@ export interface ServiceInstance {
   pidFile: string;
   /** The daemon's pid, written by the daemon itself once it is ready. */
   readyFile: string;
+  /** Held by the one servicectl starting or stopping the instance (see servicectl-main's `exclusively`). */
+  lockFile: string;
   /** The supervisor's and the daemon's screen output: crashes at start, restarts. */
   outFile: string;
   label: string;
@@ -44,6 +46,7 @@ export function instancesOf(config: LisConfig, name: string, countryFlag: string
       executable,
       pidFile: path.join(config.services.runDir, `${base}.pid`),
       readyFile: path.join(config.services.runDir, `${base}.ready`),
+      lockFile: path.join(config.services.runDir, `${base}.servicectl.lock`),
       outFile: path.join(config.log.dir, `${spec.component}${country ? `.${country}` : ''}.out`),
       label: country ? `${service} (${country})` : service,
     };

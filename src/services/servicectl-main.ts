@@ -7,8 +7,9 @@ import { loadConfig } from '../config/load-config.ts';
 import { runCommand } from '../util/exit-on-error.ts';
 import { cliProgram } from '../util/cli-program.ts';
 import { READY_FILE_ENV, readReadyPid } from '../daemon/ready-signal.ts';
-import { UsageError } from '../errors.ts';
+import { LisError, UsageError } from '../errors.ts';
 import { replaceWhole } from '../util/exclusive-file.ts';
+import { LockHeldError, waitForPidLock } from '../util/pid-lock-file.ts';
 import { isProcessAlive } from '../util/process-alive.ts';
 import { DAEMON_ENV, nodeFlagsOf } from './launch-settings.ts';
 import { environHas, serviceState, waitForExit } from './process-control.ts';
@@ -162,6 +163,28 @@ function status(instance: ServiceInstance): number {
   return 3;
 }
 
+/**
+ * Runs `action` (a start, a stop, a restart) as the one servicectl acting on the instance. Two starts at once (a
+ * deploy script and an operator, a loop run twice) each found it stopped and each spawned a supervisor; the
+ * second's pid file hid the first's daemon from stop for good. The later one now waits for the first to finish
+ * (a start until ready, a stop until dead), then finds the service as that one left it.
+ */
+async function exclusively(config: LisConfig, instance: ServiceInstance, action: () => Promise<number>): Promise<number> {
+  const waitSeconds = config.services.startTimeoutSeconds + config.services.stopTimeoutSeconds + 30;
+  let release: () => void;
+  try {
+    release = await waitForPidLock(instance.lockFile, `servicectl for ${instance.label} since ${new Date().toISOString()}`, waitSeconds * 1000);
+  } catch (error) {
+    if (!(error instanceof LockHeldError)) throw error;
+    throw new LisError('ERR_SERVICE_BUSY', `another servicectl (pid ${error.holderPid}) is still starting or stopping ${instance.label} after ${waitSeconds}s`);
+  }
+  try {
+    return await action();
+  } finally {
+    release();
+  }
+}
+
 /** Runs an action on each instance in turn; the first non-zero code, else 0. */
 async function eachInstance(instances: ServiceInstance[], action: (i: ServiceInstance) => Promise<number> | number): Promise<number> {
   let code = 0;
@@ -192,11 +215,11 @@ export async function servicectlMain(argv = process.argv): Promise<void> {
         const configFile = opts.config ? path.resolve(opts.config) : undefined;
         switch (action) {
           case 'start':
-            return eachInstance(instances, (i) => start(config, i, configFile));
+            return eachInstance(instances, (i) => exclusively(config, i, () => start(config, i, configFile)));
           case 'stop':
-            return eachInstance(instances, (i) => stop(config, i));
+            return eachInstance(instances, (i) => exclusively(config, i, () => stop(config, i)));
           case 'restart':
-            return eachInstance(instances, async (i) => (await stop(config, i), start(config, i, configFile)));
+            return eachInstance(instances, (i) => exclusively(config, i, async () => (await stop(config, i), start(config, i, configFile))));
           case 'status':
             return eachInstance(instances, status);
           default:
