@@ -252,4 +252,25 @@ describe('servicectl', () => {
       for (const pid of processesMentioning(config)) process.kill(pid, 'SIGKILL');
     }
   });
+
+  it('names a run or log folder it cannot use, with its config key, not a stack trace', async function () {
+    this.timeout(30_000);
+    // A file where the folder should be (as root, the one way a test can make a folder unusable).
+    const file = path.join(t.dir, 'a-file');
+    fs.writeFileSync(file, '');
+    const badRun = t.writeConfig({ services: { runDir: path.join(file, 'run') } });
+    const badLog = t.writeConfig({ services: { runDir: path.join(t.dir, 'run') }, log: { dir: path.join(file, 'log') } });
+    for (const action of ['start', 'stop', 'restart']) {
+      const run = await ctl([action, 'imagesys-managerd', '--config', badRun]);
+      assert.deepEqual(run, {
+        code: 1,
+        text: `error: cannot use services.runDir ${path.join(file, 'run')} for imagesys-managerd: ENOTDIR: not a directory, mkdir '${path.join(file, 'run')}'\n`,
+      });
+    }
+    const run = await ctl(['start', 'imagesys-managerd', '--config', badLog]);
+    assert.equal(run.code, 1, run.text);
+    assert.match(run.text, /^error: cannot use log\.dir .*\/a-file\/log for imagesys-managerd: ENOTDIR/);
+    assert.doesNotMatch(run.text, /\n\s+at /);
+    assert.deepEqual(processesMentioning(badLog), []);
+  });
 });

@@ -7,7 +7,7 @@ import { loadConfig } from '../config/load-config.ts';
 import { runCommand } from '../util/exit-on-error.ts';
 import { cliProgram } from '../util/cli-program.ts';
 import { READY_FILE_ENV, readReadyPid } from '../daemon/ready-signal.ts';
-import { LisError, UsageError } from '../errors.ts';
+import { LisError, UsageError, errorMessage } from '../errors.ts';
 import { replaceWhole } from '../util/exclusive-file.ts';
 import { LockHeldError, waitForPidLock } from '../util/pid-lock-file.ts';
 import { isProcessAlive } from '../util/process-alive.ts';
@@ -164,12 +164,37 @@ function status(instance: ServiceInstance): number {
 }
 
 /**
+ * Makes the instance's run and log folders if need be. One that cannot be made or written (a file in the way, a
+ * folder owned by another user) is named with its config key, not left to a stack trace from deep inside a start.
+ */
+function ensureServiceDirs(instance: ServiceInstance): void {
+  const dirs: Array<[string, string]> = [
+    ['services.runDir', path.dirname(instance.pidFile)],
+    ['log.dir', path.dirname(instance.outFile)],
+  ];
+  for (const [key, dir] of dirs) {
+    try {
+      fs.mkdirSync(dir, { recursive: true });
+      fs.accessSync(dir, fs.constants.W_OK);
+    } catch (error) {
+      throw new LisError('ERR_SERVICE_DIR', `cannot use ${key} ${dir} for ${instance.label}: ${errorMessage(error)}`);
+    }
+  }
+  try {
+    if (fs.existsSync(instance.outFile)) fs.accessSync(instance.outFile, fs.constants.W_OK);
+  } catch (error) {
+    throw new LisError('ERR_SERVICE_DIR', `cannot write ${instance.outFile} (log.dir) for ${instance.label}: ${errorMessage(error)}`);
+  }
+}
+
+/**
  * Runs `action` (a start, a stop, a restart) as the one servicectl acting on the instance. Two starts at once (a
  * deploy script and an operator, a loop run twice) each found it stopped and each spawned a supervisor; the
  * second's pid file hid the first's daemon from stop for good. The later one now waits for the first to finish
  * (a start until ready, a stop until dead), then finds the service as that one left it.
  */
 async function exclusively(config: LisConfig, instance: ServiceInstance, action: () => Promise<number>): Promise<number> {
+  ensureServiceDirs(instance);
   const waitSeconds = config.services.startTimeoutSeconds + config.services.stopTimeoutSeconds + 30;
   let release: () => void;
   try {
