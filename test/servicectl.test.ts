@@ -102,6 +102,16 @@ describe('servicectl', () => {
     assert.equal(fs.existsSync(path.join(t.dir, 'run', 'imagesys-pusherd.uk.pid')), false, 'no pid file left behind');
     assert.deepEqual(processesMentioning(config), [], 'neither the daemon nor its supervisor left running');
     assert.match(fs.readFileSync(path.join(t.config.log.dir, 'pusherd.uk.out'), 'utf8'), /exited 1 before it was ready: not restarting it/);
+    // Later, at 3 a.m., status says that it failed, not merely "stopped" (the same exit code: it is not running).
+    const status = await ctl(['status', 'imagesys-pusherd', '--country', 'uk', '--config', config]);
+    assert.equal(status.code, 3);
+    assert.match(
+      status.text,
+      /^imagesys-pusherd \(uk\) is stopped: it failed to start \(\d{4}-\d\d-\d\dT[\d:]+Z: \(pid \d+\) exited 1 before it was ready\); see .*pusherd\.uk\.out\n$/,
+    );
+    // A stop clears it: stopped by the operator now.
+    assert.equal((await ctl(['stop', 'imagesys-pusherd', '--country', 'uk', '--config', config])).text, 'imagesys-pusherd (uk) is not running\n');
+    assert.deepEqual(await ctl(['status', 'imagesys-pusherd', '--country', 'uk', '--config', config]), { code: 3, text: 'imagesys-pusherd (uk) is stopped\n' });
   });
 
   it('reports a daemon whose configured server refuses its login or database as failed at once, not "not ready after 120s"', async function () {

@@ -8,7 +8,7 @@ import { runCommand } from '../util/exit-on-error.ts';
 import { cliProgram } from '../util/cli-program.ts';
 import { READY_FILE_ENV, readReadyPid } from '../daemon/ready-signal.ts';
 import { LisError, UsageError, errorMessage } from '../errors.ts';
-import { replaceWhole } from '../util/exclusive-file.ts';
+import { readFileOrNull, replaceWhole } from '../util/exclusive-file.ts';
 import { LockHeldError, waitForPidLock } from '../util/pid-lock-file.ts';
 import { isProcessAlive } from '../util/process-alive.ts';
 import { DAEMON_ENV, nodeFlagsOf } from './launch-settings.ts';
@@ -86,6 +86,7 @@ async function start(config: LisConfig, instance: ServiceInstance, configFile: s
   fs.mkdirSync(path.dirname(instance.pidFile), { recursive: true });
   fs.mkdirSync(path.dirname(instance.outFile), { recursive: true });
   fs.rmSync(instance.readyFile, { force: true });
+  fs.rmSync(instance.failedFile, { force: true });
   const fd = fs.openSync(instance.outFile, 'a');
   const node = [process.execPath, ...nodeFlagsOf(SERVICES[instance.service].bin)];
   const args = [SUPERVISOR, instance.readyFile, instance.pidFile, instance.label, ...node, instance.executable, ...daemonArgs(instance, configFile)];
@@ -118,6 +119,7 @@ async function stop(config: LisConfig, instance: ServiceInstance): Promise<numbe
       // Its supervisor died: the daemon itself is told to finish its rows and stop.
       await terminate(config, orphan, null);
     } else if (state.state === 'stopped') {
+      fs.rmSync(instance.failedFile, { force: true });
       out(`${instance.label} is not running\n`);
       return 0;
     } else {
@@ -127,8 +129,7 @@ async function stop(config: LisConfig, instance: ServiceInstance): Promise<numbe
     // The supervisor passes SIGTERM on to the daemon and exits once the daemon has.
     await terminate(config, state.pid, readReadyPid(instance.readyFile));
   }
-  fs.rmSync(instance.pidFile, { force: true });
-  fs.rmSync(instance.readyFile, { force: true });
+  for (const file of [instance.pidFile, instance.readyFile, instance.failedFile]) fs.rmSync(file, { force: true });
   return 0;
 }
 
@@ -158,6 +159,12 @@ function status(instance: ServiceInstance): number {
   if (state.state === 'stale') {
     out(`${instance.label} is not running, but its pid file names ${state.pid} (stale: it died)\n`);
     return 1;
+  }
+  const failed = readFileOrNull(instance.failedFile)?.trim();
+  if (failed) {
+    // Stopped, but not by anyone: its last start failed (at once, or after "not ready after Ns; still trying").
+    out(`${instance.label} is stopped: it failed to start (${failed}); see ${instance.outFile}\n`);
+    return 3;
   }
   out(`${instance.label} is stopped\n`);
   return 3;
