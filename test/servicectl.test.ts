@@ -265,12 +265,17 @@ describe('servicectl', () => {
 
   it('names a run or log folder it cannot use, with its config key, not a stack trace', async function () {
     this.timeout(30_000);
-    // A file where the folder should be (as root, the one way a test can make a folder unusable).
     const file = path.join(t.dir, 'a-file');
     fs.writeFileSync(file, '');
+    // A file where the folder should be (as root, the one way a test can make a folder unusable). A stop finds
+    // nothing there to stop (no pid file can be in it), and says so.
+    assert.deepEqual(await ctl(['stop', 'imagesys-managerd', '--config', t.writeConfig({ services: { runDir: path.join(t.dir, 'a-file', 'run') } })]), {
+      code: 0,
+      text: 'imagesys-managerd is not running\n',
+    });
     const badRun = t.writeConfig({ services: { runDir: path.join(file, 'run') } });
     const badLog = t.writeConfig({ services: { runDir: path.join(t.dir, 'run') }, log: { dir: path.join(file, 'log') } });
-    for (const action of ['start', 'stop', 'restart']) {
+    for (const action of ['start', 'restart']) {
       const run = await ctl([action, 'imagesys-managerd', '--config', badRun]);
       assert.deepEqual(run, {
         code: 1,
@@ -282,5 +287,25 @@ describe('servicectl', () => {
     assert.match(run.text, /^error: cannot use log\.dir .*\/a-file\/log for imagesys-managerd: ENOTDIR/);
     assert.doesNotMatch(run.text, /\n\s+at /);
     assert.deepEqual(processesMentioning(badLog), []);
+  });
+
+  it('stops at once a start still waiting for its daemon (the database away), which then reports it failed', async function () {
+    this.timeout(60_000);
+    const config = t.writeConfig({ services: { runDir: path.join(t.dir, 'run') }, database: { url: 'postgres://imagesys:x@127.0.0.1:1/nowhere' } });
+    try {
+      const start = spawnTs('bin/servicectl', ['start', 'imagesys-managerd', '--config', config]);
+      // The daemon waits out the database as a service does: the start waits for its ready signal meanwhile.
+      // servicectl itself, the supervisor and the daemon.
+      await waitFor(() => start.output().includes('Starting imagesys-managerd...') && processesMentioning(config).length === 3, 20_000, 'the start to wait');
+      const began = Date.now();
+      const stopped = await ctl(['stop', 'imagesys-managerd', '--config', config]);
+      assert.equal(stopped.code, 0, stopped.text);
+      assert.ok(Date.now() - began < 15_000, `the stop took ${Date.now() - began} ms`);
+      assert.equal((await start.exited).code, 1);
+      assert.match(start.output(), /Starting imagesys-managerd\.\.\.failed\./);
+      assert.deepEqual(processesMentioning(config), []);
+    } finally {
+      for (const pid of processesMentioning(config)) process.kill(pid, 'SIGKILL');
+    }
   });
 });

@@ -119,7 +119,7 @@ async function stop(config: LisConfig, instance: ServiceInstance): Promise<numbe
       // Its supervisor died: the daemon itself is told to finish its rows and stop.
       await terminate(config, orphan, null);
     } else if (state.state === 'stopped') {
-      fs.rmSync(instance.failedFile, { force: true });
+      if (fs.existsSync(instance.failedFile)) fs.rmSync(instance.failedFile);
       out(`${instance.label} is not running\n`);
       return 0;
     } else {
@@ -195,10 +195,10 @@ function ensureServiceDirs(instance: ServiceInstance): void {
 }
 
 /**
- * Runs `action` (a start, a stop, a restart) as the one servicectl acting on the instance. Two starts at once (a
- * deploy script and an operator, a loop run twice) each found it stopped and each spawned a supervisor; the
- * second's pid file hid the first's daemon from stop for good. The later one now waits for the first to finish
- * (a start until ready, a stop until dead), then finds the service as that one left it.
+ * Runs `action` (a start, a restart) as the one servicectl starting the instance. Two starts at once (a deploy
+ * script and an operator, a loop run twice) each found it stopped and each spawned a supervisor; the second's pid
+ * file hid the first's daemon from stop for good. The later one now waits for the first to finish (until ready,
+ * or failed), then finds the service as that one left it.
  */
 async function exclusively(config: LisConfig, instance: ServiceInstance, action: () => Promise<number>): Promise<number> {
   ensureServiceDirs(instance);
@@ -249,7 +249,8 @@ export async function servicectlMain(argv = process.argv): Promise<void> {
           case 'start':
             return eachInstance(instances, (i) => exclusively(config, i, () => start(config, i, configFile)));
           case 'stop':
-            return eachInstance(instances, (i) => exclusively(config, i, () => stop(config, i)));
+            // Not exclusively: a stop must end a start still waiting for its daemon (which then reports "failed") at once.
+            return eachInstance(instances, (i) => stop(config, i));
           case 'restart':
             return eachInstance(instances, (i) => exclusively(config, i, async () => (await stop(config, i), start(config, i, configFile))));
           case 'status':
