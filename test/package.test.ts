@@ -101,3 +101,15 @@ describe('the package, installed by another project', () => {
     assert.equal(run.out.match(/error TS/g)?.length, 1, run.out);
   });
 });
+
+describe('every executable the package lists', () => {
+  const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string; bin: Record<string, string> };
+
+  it('answers --version with the installed version, exit 0, even a daemon whose --country is required', async function () {
+    this.timeout(60_000);
+    // An operator asks a host which release it runs: every executable says, with plain Node, from anywhere.
+    const calls = [...Object.entries(pkg.bin).map(([name, file]) => [name, file, '--version']), ['lis', pkg.bin.lis, '-V']];
+    const runs = await Promise.all(calls.map(async ([name, file, flag]) => ({ name, flag, ...(await plainNode(os.tmpdir(), [path.join(ROOT, file), flag])) })));
+    for (const run of runs) assert.deepEqual(run, { name: run.name, flag: run.flag, code: 0, out: `${pkg.version}\n` });
+  });
+});

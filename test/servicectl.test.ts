@@ -102,6 +102,16 @@ describe('servicectl', () => {
     assert.equal(fs.existsSync(path.join(t.dir, 'run', 'imagesys-pusherd.uk.pid')), false, 'no pid file left behind');
     assert.deepEqual(processesMentioning(config), [], 'neither the daemon nor its supervisor left running');
     assert.match(fs.readFileSync(path.join(t.config.log.dir, 'pusherd.uk.out'), 'utf8'), /exited 1 before it was ready: not restarting it/);
+    // Later, at 3 a.m., status says that it failed, not merely "stopped" (the same exit code: it is not running).
+    const status = await ctl(['status', 'imagesys-pusherd', '--country', 'uk', '--config', config]);
+    assert.equal(status.code, 3);
+    assert.match(
+      status.text,
+      /^imagesys-pusherd \(uk\) is stopped: it failed to start \(\d{4}-\d\d-\d\dT[\d:]+Z: \(pid \d+\) exited 1 before it was ready\); see .*pusherd\.uk\.out\n$/,
+    );
+    // A stop clears it: stopped by the operator now.
+    assert.equal((await ctl(['stop', 'imagesys-pusherd', '--country', 'uk', '--config', config])).text, 'imagesys-pusherd (uk) is not running\n');
+    assert.deepEqual(await ctl(['status', 'imagesys-pusherd', '--country', 'uk', '--config', config]), { code: 3, text: 'imagesys-pusherd (uk) is stopped\n' });
   });
 
   it('reports a daemon whose configured server refuses its login or database as failed at once, not "not ready after 120s"', async function () {
@@ -196,6 +206,106 @@ describe('servicectl', () => {
       assert.deepEqual(processesMentioning(config), []);
     } finally {
       await ctl(['stop', 'imagesys-managerd', '--config', config]);
+    }
+  });
+
+  it('still sees a daemon whose supervisor was killed: status says so, start adds no second, stop stops it', async function () {
+    this.timeout(60_000);
+    const runDir = path.join(t.dir, 'run');
+    const config = t.writeConfig({ services: { runDir } });
+    try {
+      const started = await ctl(['start', 'imagesys-managerd', '--config', config]);
+      assert.equal(started.code, 0, started.text);
+      const daemon = Number(/started \(pid (\d+)\)/.exec(started.text)![1]);
+      const supervisor = Number.parseInt(fs.readFileSync(path.join(runDir, 'imagesys-managerd.pid'), 'utf8'), 10);
+      // An operator's kill -9, or the OOM killer, takes the supervisor and leaves the daemon working.
+      process.kill(supervisor, 'SIGKILL');
+      await waitFor(() => !processesMentioning(config).includes(supervisor), 10_000, 'the supervisor to die');
+      assert.deepEqual(processesMentioning(config), [daemon]);
+      const status = await ctl(['status', 'imagesys-managerd', '--config', config]);
+      assert.deepEqual(status, {
+        code: 4,
+        text:
+          `imagesys-managerd is running (pid ${daemon}) without a supervisor (its supervisor (pid ${supervisor}) died): ` +
+          'nothing starts it again if it dies; `servicectl restart imagesys-managerd` supervises it again\n',
+      });
+      const again = await ctl(['start', 'imagesys-managerd', '--config', config]);
+      assert.equal(again.code, 0, again.text);
+      assert.match(again.text, new RegExp(`already running \\(pid ${daemon}\\), without its supervisor`));
+      assert.deepEqual(processesMentioning(config), [daemon], 'no second manager beside it');
+      const stopped = await ctl(['stop', 'imagesys-managerd', '--config', config]);
+      assert.deepEqual(stopped, { code: 0, text: `Waiting for ${daemon} to die...dead.\n` });
+      assert.deepEqual(processesMentioning(config), []);
+      assert.equal((await ctl(['status', 'imagesys-managerd', '--config', config])).code, 3);
+      const worker = await t.db.selectFrom('workers').select('stopped_at').where('component', '=', 'managerd').executeTakeFirstOrThrow();
+      assert.ok(worker.stopped_at, 'it stopped cleanly (SIGTERM), not killed');
+    } finally {
+      for (const pid of processesMentioning(config)) process.kill(pid, 'SIGKILL');
+    }
+  });
+
+  it('lets only one of several starts at once start the service: one supervisor, one daemon, and stop leaves none', async function () {
+    this.timeout(90_000);
+    const config = t.writeConfig({ services: { runDir: path.join(t.dir, 'run') } });
+    try {
+      // A deploy script and an operator, or a loop run twice: each start found the service stopped.
+      const starts = await Promise.all([1, 2, 3, 4].map(() => ctl(['start', 'imagesys-managerd', '--config', config])));
+      for (const run of starts) assert.equal(run.code, 0, run.text);
+      assert.equal(starts.filter((run) => /started \(pid \d+\)/.test(run.text)).length, 1, starts.map((run) => run.text).join(''));
+      const daemon = Number(/started \(pid (\d+)\)/.exec(starts.map((run) => run.text).join(''))![1]);
+      for (const run of starts) if (!run.text.includes('started')) assert.equal(run.text, `imagesys-managerd is already running (pid ${daemon})\n`);
+      assert.equal(processesMentioning(config).length, 2, 'one supervisor and its daemon');
+      const stopped = await ctl(['stop', 'imagesys-managerd', '--config', config]);
+      assert.deepEqual(stopped, { code: 0, text: `Waiting for ${daemon} to die...dead.\n` });
+      assert.deepEqual(processesMentioning(config), []);
+    } finally {
+      for (const pid of processesMentioning(config)) process.kill(pid, 'SIGKILL');
+    }
+  });
+
+  it('names a run or log folder it cannot use, with its config key, not a stack trace', async function () {
+    this.timeout(30_000);
+    const file = path.join(t.dir, 'a-file');
+    fs.writeFileSync(file, '');
+    // A file where the folder should be (as root, the one way a test can make a folder unusable). A stop finds
+    // nothing there to stop (no pid file can be in it), and says so.
+    assert.deepEqual(await ctl(['stop', 'imagesys-managerd', '--config', t.writeConfig({ services: { runDir: path.join(t.dir, 'a-file', 'run') } })]), {
+      code: 0,
+      text: 'imagesys-managerd is not running\n',
+    });
+    const badRun = t.writeConfig({ services: { runDir: path.join(file, 'run') } });
+    const badLog = t.writeConfig({ services: { runDir: path.join(t.dir, 'run') }, log: { dir: path.join(file, 'log') } });
+    for (const action of ['start', 'restart']) {
+      const run = await ctl([action, 'imagesys-managerd', '--config', badRun]);
+      assert.deepEqual(run, {
+        code: 1,
+        text: `error: cannot use services.runDir ${path.join(file, 'run')} for imagesys-managerd: ENOTDIR: not a directory, mkdir '${path.join(file, 'run')}'\n`,
+      });
+    }
+    const run = await ctl(['start', 'imagesys-managerd', '--config', badLog]);
+    assert.equal(run.code, 1, run.text);
+    assert.match(run.text, /^error: cannot use log\.dir .*\/a-file\/log for imagesys-managerd: ENOTDIR/);
+    assert.doesNotMatch(run.text, /\n\s+at /);
+    assert.deepEqual(processesMentioning(badLog), []);
+  });
+
+  it('stops at once a start still waiting for its daemon (the database away), which then reports it failed', async function () {
+    this.timeout(60_000);
+    const config = t.writeConfig({ services: { runDir: path.join(t.dir, 'run') }, database: { url: 'postgres://imagesys:x@127.0.0.1:1/nowhere' } });
+    try {
+      const start = spawnTs('bin/servicectl', ['start', 'imagesys-managerd', '--config', config]);
+      // The daemon waits out the database as a service does: the start waits for its ready signal meanwhile.
+      // servicectl itself, the supervisor and the daemon.
+      await waitFor(() => start.output().includes('Starting imagesys-managerd...') && processesMentioning(config).length === 3, 20_000, 'the start to wait');
+      const began = Date.now();
+      const stopped = await ctl(['stop', 'imagesys-managerd', '--config', config]);
+      assert.equal(stopped.code, 0, stopped.text);
+      assert.ok(Date.now() - began < 15_000, `the stop took ${Date.now() - began} ms`);
+      assert.equal((await start.exited).code, 1);
+      assert.match(start.output(), /Starting imagesys-managerd\.\.\.failed\./);
+      assert.deepEqual(processesMentioning(config), []);
+    } finally {
+      for (const pid of processesMentioning(config)) process.kill(pid, 'SIGKILL');
     }
   });
 });

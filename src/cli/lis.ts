@@ -1,6 +1,5 @@
-import { Command } from 'commander';
 import { addDbCommand } from './db-command.ts';
-import { usageErrorsExit2 } from '../util/exit-on-error.ts';
+import { cliProgram } from '../util/cli-program.ts';
 import { addEnqueueCommand } from './enqueue-command.ts';
 import { addConfigCommand } from './config-command.ts';
 import { addRefreshCommand } from './refresh-command.ts';
@@ -15,7 +14,7 @@ import { addImageCommand } from './image-command.ts';
 import { addRethumbnailCommand } from './rethumbnail-command.ts';
 
 /** `lis`: every command that is not a daemon. */
-const program = usageErrorsExit2(new Command('lis'))
+const program = cliProgram('lis')
   .description('ImageSys: listing photos downloaded, thumbnailed and pushed to the frontends')
   .option('--config <file>', 'config file (default: $LIS_CONFIG, else ./imagesys.json, else built-in defaults)')
   .showHelpAfterError();

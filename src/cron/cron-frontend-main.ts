@@ -1,13 +1,13 @@
 import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
-import { Command } from 'commander';
 import { sql } from 'kysely';
 import { parseCountry } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
 import { closeDb, connectBound, createDb, databaseUrl, openDatabase, serviceQueryBounds, type Db } from '../db/connect.ts';
 import { probeServer } from '../db/probe-server.ts';
-import { runCommand, usageErrorsExit2 } from '../util/exit-on-error.ts';
+import { runCommand } from '../util/exit-on-error.ts';
+import { cliProgram } from '../util/cli-program.ts';
 import { DatabaseFrozenError, LisError, UsageError, errorMessage } from '../errors.ts';
 import { closeLogger, createLogger } from '../log/create-logger.ts';
 import { watchProgress } from './progress-watch.ts';
@@ -51,7 +51,7 @@ async function recordUpkeep(db: Db, country: string, host: string, detail: strin
 
 /** lis_cron_frontend --all | --fs_check | --db_scan [--country uk] [--verbose] [--dry-run] */
 export async function cronFrontendMain(argv = process.argv): Promise<void> {
-  const program = usageErrorsExit2(new Command('lis_cron_frontend'))
+  const program = cliProgram('lis_cron_frontend')
     .description(
       'weekly upkeep: purge images no longer listed, check the frontends and stores against the table (config: --config, else $LIS_CONFIG, else ./imagesys.json)',
     )

@@ -6,7 +6,8 @@ import type { LisConfig } from '../config/config-schema.ts';
 import { closeDb, type Db } from '../db/connect.ts';
 import { openDaemonDatabase } from './open-daemon-database.ts';
 import { embeddedUrl } from '../db/embedded-server.ts';
-import { runCommand, usageErrorsExit2 } from '../util/exit-on-error.ts';
+import { runCommand } from '../util/exit-on-error.ts';
+import { cliProgram } from '../util/cli-program.ts';
 import { closeLogger, createLogger, type Logger } from '../log/create-logger.ts';
 import { errorMessage } from '../errors.ts';
 import { ProgressLine } from './progress-line.ts';
@@ -43,7 +44,7 @@ export interface DaemonDefinition {
  * the chunk loop, and an exit code. Each bin/lis_*d is this plus its stage.
  */
 export async function daemonMain(definition: DaemonDefinition, argv = process.argv): Promise<void> {
-  const program = usageErrorsExit2(new Command(definition.command))
+  const program = cliProgram(definition.command)
     .description(definition.description)
     .requiredOption('--country <code>', 'the country to work, e.g. uk')
     .option('--verbose', 'debug lines too, and on screen')

@@ -1,8 +1,8 @@
 import type { AddressInfo } from 'node:net';
-import { Command } from 'commander';
 import { parseIntFlag } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
-import { runCommand, usageErrorsExit2 } from '../util/exit-on-error.ts';
+import { runCommand } from '../util/exit-on-error.ts';
+import { cliProgram } from '../util/cli-program.ts';
 import { closeDb, createDb, databaseUrl, serviceQueryBounds, type Db } from '../db/connect.ts';
 import { stopDatabaseWaitMs } from '../daemon/run-daemon.ts';
 import { settledWithin } from '../util/settled-within.ts';
@@ -32,7 +32,7 @@ interface ImagedFlags {
 
 /** `lis_imaged [--port N] [--config FILE]`: the on-demand thumbnail server behind the frontends' nginx. */
 export async function imagedMain(argv = process.argv): Promise<void> {
-  const program = usageErrorsExit2(new Command('lis_imaged'))
+  const program = cliProgram('lis_imaged')
     .description('answer for thumbnails the frontends lack: serve them from the store, or make them now')
     .option('--port <n>', 'listen on this port (default: imaged.port from config; 0 picks a free one)')
     .option('--config <file>', 'config file (default: $LIS_CONFIG, else ./imagesys.json, else built-in defaults)')

@@ -1,8 +1,8 @@
-import fs from 'node:fs';
 import winston from 'winston';
 import DailyRotateFile from 'winston-daily-rotate-file';
 import type { LisConfig } from '../config/config-schema.ts';
 import { formatLine } from './line-format.ts';
+import { checkLogDir } from './log-dir-check.ts';
 
 export type Logger = winston.Logger;
 
@@ -51,7 +51,7 @@ export function createLogger(options: LoggerOptions): Logger {
   const transports: winston.transport[] = [];
   const base = logBaseName(options.component, options.country);
   if (options.files !== false) {
-    fs.mkdirSync(options.log.dir, { recursive: true });
+    checkLogDir(options.log.dir, base);
     const common = {
       dirname: options.log.dir,
       datePattern: 'YYYY-MM-DD',

@@ -1,4 +1,4 @@
-import { Command, Option } from 'commander';
+import { Option } from 'commander';
 import cron, { type ScheduledTask } from 'node-cron';
 import { parseCountry, parseIntFlag } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
@@ -6,7 +6,8 @@ import { closeDb, type Db } from '../db/connect.ts';
 import { stopDatabaseWaitMs } from '../daemon/run-daemon.ts';
 import { settledWithin } from '../util/settled-within.ts';
 import { openDaemonDatabase } from '../daemon/open-daemon-database.ts';
-import { runCommand, usageErrorsExit2 } from '../util/exit-on-error.ts';
+import { runCommand } from '../util/exit-on-error.ts';
+import { cliProgram } from '../util/cli-program.ts';
 import { closeLogger, createLogger } from '../log/create-logger.ts';
 import { errorMessage } from '../errors.ts';
 import { installStopSignals, stoppedWhileDatabaseAway } from '../daemon/signals.ts';
@@ -69,7 +70,7 @@ async function serve(ctx: CheckContext, signal: AbortSignal, configFile: string 
 
 /** lis_managerd: heals the queue on a schedule (--service), or runs checks once by hand. */
 export async function managerdMain(argv = process.argv): Promise<void> {
-  const program = usageErrorsExit2(new Command('lis_managerd'))
+  const program = cliProgram('lis_managerd')
     .description('heal the queue: release stuck jobs, park bad retries, disable bad datasources')
     // --service with --check ran the schedule, silently (a service logs to files only): an operator who meant one check
     // saw nothing and no end. The two contradict: a usage error.

@@ -1,14 +1,14 @@
-import { Command } from 'commander';
 import { parseCountry } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
 import { openDatabase } from '../db/connect.ts';
-import { runCommand, usageErrorsExit2 } from '../util/exit-on-error.ts';
+import { runCommand } from '../util/exit-on-error.ts';
+import { cliProgram } from '../util/cli-program.ts';
 import { collectReport } from './collect-report.ts';
 import { formatReport } from './format-report.ts';
 
 /** lis_metrics [--country uk] [--json] */
 export async function metricsMain(argv = process.argv): Promise<void> {
-  const program = usageErrorsExit2(new Command('lis_metrics'))
+  const program = cliProgram('lis_metrics')
     .description('rows per country and state, the queue and its age, throughput, datasource failure rates, frontend lag, store disk use')
     .option('--country <code>', 'only this country')
     .option('--json', 'machine-readable')

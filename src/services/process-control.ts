@@ -25,6 +25,19 @@ function commandLineMentions(pid: number, marker: string): boolean {
   }
 }
 
+/**
+ * Whether a live process's environment holds exactly `entry` (`NAME=value`). False when it cannot be
+ * read (gone, another user's, no /proc): a process we cannot identify is never taken for ours.
+ */
+export function environHas(pid: number, entry: string): boolean {
+  if (!isProcessAlive(pid) || isZombie(pid)) return false;
+  try {
+    return fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes(entry);
+  } catch {
+    return false;
+  }
+}
+
 /** Resolves true once the process is gone, false after `timeoutMs`. */
 export async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;

@@ -15,6 +15,10 @@ export interface ServiceInstance {
   pidFile: string;
   /** The daemon's pid, written by the daemon itself once it is ready. */
   readyFile: string;
+  /** Left by a supervisor whose daemon died before it was ever ready: when and how (supervise.sh names it from pidFile). */
+  failedFile: string;
+  /** Held by the one servicectl starting or stopping the instance (see servicectl-main's `exclusively`). */
+  lockFile: string;
   /** The supervisor's and the daemon's screen output: crashes at start, restarts. */
   outFile: string;
   label: string;
@@ -44,6 +48,8 @@ export function instancesOf(config: LisConfig, name: string, countryFlag: string
       executable,
       pidFile: path.join(config.services.runDir, `${base}.pid`),
       readyFile: path.join(config.services.runDir, `${base}.ready`),
+      failedFile: path.join(config.services.runDir, `${base}.failed`),
+      lockFile: path.join(config.services.runDir, `${base}.servicectl.lock`),
       outFile: path.join(config.log.dir, `${spec.component}${country ? `.${country}` : ''}.out`),
       label: country ? `${service} (${country})` : service,
     };

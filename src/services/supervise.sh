@@ -5,9 +5,11 @@
 # The daemon writes its pid to READY_FILE ($LIS_READY_FILE) once it is registered and listening.
 # A daemon that dies after it was ready once is started again with backoff (1s, 2s, 4s ... 60s;
 # afresh after it ran 60s); one that dies before it was ever ready (a bad config, no rsync) is not,
-# and the supervisor exits 1, which `servicectl start` reports as "failed".
+# and the supervisor exits 1, which `servicectl start` reports as "failed"; it leaves the reason in
+# PID_FILE's name with .failed for .pid, so that a later `servicectl status` says so rather than "stopped".
 # SIGTERM/SIGINT are passed on to the daemon; the supervisor exits once the daemon has.
 ready=$1 pidfile=$2 label=$3
+failed="${pidfile%.pid}.failed"
 shift 3
 say() { echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) servicectl: $label $*"; }
 stopping=0 child='' delay='' ever=0 result=0
@@ -35,6 +37,7 @@ while [ "$stopping" = 0 ]; do
   if [ "$code" -gt 128 ]; then how="was killed (signal $((code - 128)))"; else how="exited $code"; fi
   if [ "$was_ready" = 0 ] && [ "$ever" = 0 ]; then
     say "(pid $pid) $how before it was ready: not restarting it"
+    echo "$(date -u +%Y-%m-%dT%H:%M:%SZ): (pid $pid) $how before it was ready" >"$failed"
     result=1
     break
   fi

@@ -23,3 +23,6 @@ export const PACKAGE_ROOT = findRoot();
 export function packagePath(...parts: string[]): string {
   return path.join(PACKAGE_ROOT, ...parts);
 }
+
+/** The installed package's version (its package.json), for every executable's `--version`. */
+export const PACKAGE_VERSION: string = (JSON.parse(fs.readFileSync(packagePath('package.json'), 'utf8')) as { version: string }).version;
