@@ -124,6 +124,17 @@ export class HostLimiter {
     return true;
   }
 
+  /** Takes every queued job of one host out (the host asked us to wait); returns them. */
+  takeQueuedOf<T>(host: string): T[] {
+    const state = this.hosts.get(host);
+    if (!state || state.queue.length === 0) return [];
+    const taken = state.queue.splice(0) as T[];
+    this.queuedTotal -= taken.length;
+    this.turn = this.turn.filter((h) => h !== host);
+    if (state.active === 0 && state.lastStart + this.limits.perHostDelayMs <= this.now()) this.hosts.delete(host);
+    return taken;
+  }
+
   /** Drops every queued job (not the active ones); returns them. */
   clearQueued<T>(): T[] {
     const dropped: T[] = [];
