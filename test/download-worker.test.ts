@@ -12,6 +12,7 @@ import { createLogger } from '../src/log/create-logger.ts';
 import { originalPath } from '../src/store/store-layout.ts';
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
 import { countBy, relistAll } from './helpers/rows.ts';
+import { freePort } from './helpers/free-port.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
 import { makeTestImages, startImageServer, type ImageServer, type TestImages } from './helpers/image-server.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
@@ -360,6 +361,30 @@ describe('lis_downloadd worker (a real HTTP server, a real database)', function 
     } finally {
       proxy.closeAllConnections();
       await new Promise((resolve) => proxy.close(resolve));
+    }
+  });
+
+  it('a configured proxy that cannot be reached is our fault (proxy_down): nothing charged, the rows wait queue.oursRetrySeconds', async () => {
+    // Nothing listens on a reserved port: every connect to the proxy is refused. And a proxy name that does not resolve.
+    const proxies = [`http://127.0.0.1:${await freePort()}`, 'http://no-such-proxy.invalid:3128'];
+    for (const proxy of proxies) {
+      if (proxy !== proxies[0]) await t.drop(); // afterEach drops the last
+      await setup({ ...TEST_DOWNLOAD, proxy });
+      await enqueue([server.url('/good.jpg'), server.url('/good.png')]);
+      const hits = server.hits.get('/good.jpg') ?? 0;
+      const totals = await run();
+      assert.equal(totals.done, 0);
+      const found = await t.db.selectFrom('live_images').select(['state', 'attempts', 'last_error_class', 'last_error', 'next_attempt_at']).execute();
+      for (const r of found) {
+        assert.deepEqual([r.state, r.attempts, r.last_error_class], ['waiting', 0, 'proxy_down'], `${proxy}: ${r.last_error}`);
+        assert.match(
+          r.last_error!,
+          new RegExp(`^proxy down: cannot reach download\\.proxy ${new URL(proxy).host.replace(/\./g, '\\.')} \\(.+\\); not the image's fault$`),
+        );
+        const wait = (r.next_attempt_at.getTime() - Date.now()) / 1000;
+        assert.ok(wait > 50 && wait <= 60, `waits queue.oursRetrySeconds: ${wait}`);
+      }
+      assert.equal(server.hits.get('/good.jpg') ?? 0, hits, 'nothing reached the server');
     }
   });
 

@@ -14,6 +14,8 @@ export interface DownloadClient {
   got: Got;
   /** Whether requests go through `download.proxy`. */
   proxied: boolean;
+  /** `download.proxy`, when requests go through it. */
+  proxy: URL | null;
   destroy(): void;
 }
 
@@ -88,6 +90,7 @@ export function createDownloadClient(config: DownloadConfig, options: { noproxy?
   return {
     got: instance,
     proxied: Boolean(proxy),
+    proxy: proxy ? new URL(proxy) : null,
     destroy() {
       agent.http.destroy();
       agent.https.destroy();

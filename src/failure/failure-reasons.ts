@@ -97,6 +97,11 @@ export const FAILURE_REASONS = {
     meaning:
       'the endpoint of a bucket of imaged.s3 that we operate (operatedBy us) is down: refused, reset or timed out, or it answered 5xx; not the image (a missing key is still http_404)',
   },
+  proxy_down: {
+    owner: 'ours',
+    retry: 'when_fixed',
+    meaning: 'the configured proxy (download.proxy) could not be reached (refused, unreachable, timed out connecting, its name not resolving), not the image',
+  },
   host_throttled: {
     owner: 'ours',
     retry: 'when_fixed',
