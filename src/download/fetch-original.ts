@@ -65,6 +65,14 @@ function responseOf(stream: GotRequest): Promise<ResponseHead> {
   });
 }
 
+function hostOf(url: string): string {
+  try {
+    return new URL(url).hostname;
+  } catch {
+    return 'the host';
+  }
+}
+
 function validators(headers: IncomingHttpHeaders): Validators {
   const etag = typeof headers.etag === 'string' && headers.etag.length <= 500 ? headers.etag : null;
   const lastModified = typeof headers['last-modified'] === 'string' && headers['last-modified'].length <= 100 ? headers['last-modified'] : null;
@@ -161,7 +169,10 @@ async function fetchOnce(client: DownloadClient, request: FetchRequest, leftMs: 
     if (error instanceof Stopped || stream.errored instanceof Stopped || request.signal?.aborted) return { outcome: { kind: 'stopped' } };
     // Leaving the loop early destroys the stream with a bare AbortError: the error we threw is the story.
     // Through a proxy, a socket that cannot be made is the proxy's (ours), not the image's.
-    const failure = transfer ? classifyTransferError(error, transfer) : ((client.proxy && proxyFault(error, client.proxy)) ?? classifyDownloadError(error));
+    // And a name that cannot be looked up because our own resolver is down is ours too.
+    const failure = transfer
+      ? classifyTransferError(error, transfer)
+      : ((client.proxy && proxyFault(error, client.proxy)) ?? (await client.resolver.oursInstead(error, hostOf(request.url))) ?? classifyDownloadError(error));
     // No response at all on a reused socket that was reset or closed: the stale keep-alive race.
     const staleSocket = !transfer && stream.reusedSocket === true && failure.errorClass === 'connection';
     return { outcome: { kind: 'failed', failure }, staleSocket };

@@ -97,6 +97,11 @@ export const FAILURE_REASONS = {
     meaning:
       'the endpoint of a bucket of imaged.s3 that we operate (operatedBy us) is down: refused, reset or timed out, or it answered 5xx; not the image (a missing key is still http_404)',
   },
+  dns_unavailable: {
+    owner: 'ours',
+    retry: 'when_fixed',
+    meaning: 'our DNS resolver does not answer (refused, timed out) or refuses us, so no host name can be looked up; not the source',
+  },
   proxy_down: {
     owner: 'ours',
     retry: 'when_fixed',
