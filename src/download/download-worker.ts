@@ -40,12 +40,18 @@ interface HostPause {
   status: string;
 }
 
+/**
+ * The longest a host is paused for one answer: a Retry-After may say a day (the row that got it waits that long),
+ * but one URL's odd 503 must not park a whole feed for a day; if the host still means it, its next answer says so.
+ */
+const HOST_PAUSE_MAX_SECONDS = 3600;
+
 /** Pure: the wait a failed download's host asked for (a 429 or 5xx with Retry-After), in seconds; null for none. */
 export function hostWaitOf(outcome: FetchOutcome): { seconds: number; status: string } | null {
   if (outcome.kind !== 'failed') return null;
   const { errorClass, retryAfterSeconds, reason } = outcome.failure;
   if ((errorClass !== 'http_429' && errorClass !== 'http_5xx') || !retryAfterSeconds) return null;
-  return { seconds: retryAfterSeconds, status: reason };
+  return { seconds: Math.min(retryAfterSeconds, HOST_PAUSE_MAX_SECONDS), status: reason };
 }
 
 /** The limiter's key: the URL's host name; null for a URL that does not parse (failed at once). */
