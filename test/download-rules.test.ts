@@ -193,6 +193,21 @@ describe('download rules (pure)', () => {
       limiter.done('slow.example');
       assert.deepEqual(limiter.take(), { item: 's2', host: 'slow.example' });
     });
+    it('a slow download gives its overall slot to another host, but still counts toward its own host: a slow host is never asked more at once', () => {
+      const limiter = new HostLimiter({ concurrency: 2, perHost: 2, perHostDelayMs: 0 }, () => 0);
+      for (let i = 0; i < 4; i++) limiter.add('slow.example', `s${i}`);
+      limiter.add('other.example', 'o0');
+      assert.deepEqual(limiter.take(), { item: 's0', host: 'slow.example' });
+      assert.deepEqual(limiter.take(), { item: 'o0', host: 'other.example' });
+      assert.deepEqual(limiter.take(), null, 'overall cap');
+      // s0 drips: its overall slot goes to the queue, yet slow.example already has s0 in flight.
+      assert.equal(limiter.demote('slow.example'), true);
+      assert.deepEqual(limiter.take(), { item: 's1', host: 'slow.example' });
+      assert.equal(limiter.demote('slow.example'), true);
+      assert.equal(limiter.take(), null, 'slow.example has its 2 in flight (both slow): no third, whatever the free overall slots');
+      limiter.done('slow.example', true);
+      assert.deepEqual(limiter.take(), { item: 's2', host: 'slow.example' });
+    });
     it('spaces the starts of one host by the delay, and says how long to wait', () => {
       let now = 1000;
       const limiter = new HostLimiter({ concurrency: 10, perHost: 10, perHostDelayMs: 500 }, () => now);
