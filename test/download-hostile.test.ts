@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
@@ -148,6 +150,23 @@ describe('downloads from hostile servers', function () {
     assert.match(f.reason, /^response headers too large: over Node's limit of 16384 bytes/);
     assert.equal(s.received.length, 1, 'asked once');
     assert.deepEqual(fs.readdirSync(dir), []);
+  });
+
+  it("an https URL whose port speaks plain HTTP is the source's TLS failure (tls, permanent), not our internal error retried for ever", async () => {
+    // A real plain HTTP server: it answers the TLS ClientHello with a 400, which OpenSSL reads as a record
+    // of a wrong version (EPROTO). Left unclassified it was `internal`: uncharged, given back every minute.
+    const plain = http.createServer((_q, res) => res.end('plain'));
+    await new Promise<void>((resolve) => plain.listen(0, '127.0.0.1', resolve));
+    try {
+      await serve({});
+      const f = failure(await fetch(`https://127.0.0.1:${(plain.address() as AddressInfo).port}/a.jpg`));
+      assert.deepEqual([f.errorClass, f.retryable], ['tls', false], f.reason);
+      assert.match(f.reason, /^TLS: wrong version number \(does the server speak TLS on this port\?\)$/);
+      assert.deepEqual(fs.readdirSync(dir), []);
+    } finally {
+      plain.closeAllConnections();
+      await new Promise((resolve) => plain.close(resolve));
+    }
   });
 
   it('still fails a fresh connection that the server resets, without asking twice', async () => {

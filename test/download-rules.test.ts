@@ -3,7 +3,7 @@ import { addressPolicy } from '../src/net/address-policy.ts';
 import { classifyDownloadError, classifyTransferError, parseRetryAfter, statusFailure } from '../src/download/classify-download-error.ts';
 import { shortOrUnreadable } from '../src/download/decoder-verdict.ts';
 import { DownloadError } from '../src/download/download-error.ts';
-import { rowResult } from '../src/download/download-worker.ts';
+import { hostWaitOf, rowResult } from '../src/download/download-worker.ts';
 import { HostLimiter } from '../src/download/host-limiter.ts';
 import { completenessCheck } from '../src/download/image-completeness.ts';
 import { describeStart, sniffImageFormat } from '../src/download/magic-sniff.ts';
@@ -193,6 +193,21 @@ describe('download rules (pure)', () => {
       limiter.done('slow.example');
       assert.deepEqual(limiter.take(), { item: 's2', host: 'slow.example' });
     });
+    it('a slow download gives its overall slot to another host, but still counts toward its own host: a slow host is never asked more at once', () => {
+      const limiter = new HostLimiter({ concurrency: 2, perHost: 2, perHostDelayMs: 0 }, () => 0);
+      for (let i = 0; i < 4; i++) limiter.add('slow.example', `s${i}`);
+      limiter.add('other.example', 'o0');
+      assert.deepEqual(limiter.take(), { item: 's0', host: 'slow.example' });
+      assert.deepEqual(limiter.take(), { item: 'o0', host: 'other.example' });
+      assert.deepEqual(limiter.take(), null, 'overall cap');
+      // s0 drips: its overall slot goes to the queue, yet slow.example already has s0 in flight.
+      assert.equal(limiter.demote('slow.example'), true);
+      assert.deepEqual(limiter.take(), { item: 's1', host: 'slow.example' });
+      assert.equal(limiter.demote('slow.example'), true);
+      assert.equal(limiter.take(), null, 'slow.example has its 2 in flight (both slow): no third, whatever the free overall slots');
+      limiter.done('slow.example', true);
+      assert.deepEqual(limiter.take(), { item: 's2', host: 'slow.example' });
+    });
     it('spaces the starts of one host by the delay, and says how long to wait', () => {
       let now = 1000;
       const limiter = new HostLimiter({ concurrency: 10, perHost: 10, perHostDelayMs: 500 }, () => now);
@@ -249,6 +264,19 @@ describe('download rules (pure)', () => {
       assert.equal(notModified.ok && notModified.row.set?.content_hash, undefined);
       // Nothing was written on web2 (a refresh downloaded there, the files are on web1): the row keeps its host.
       for (const r of [same, notModified]) assert.ok(r.ok && r.row.set && !('store_host' in r.row.set), JSON.stringify(r));
+    });
+    it('a 429 or 5xx with Retry-After pauses its host for that long, an hour at most; nothing else does', () => {
+      const failed = (errorClass: string, retryAfterSeconds?: number) =>
+        hostWaitOf({ kind: 'failed', failure: { reason: `HTTP ${errorClass}`, errorClass, retryable: true, retryAfterSeconds } });
+      assert.deepEqual(failed('http_429', 120), { seconds: 120, status: 'HTTP http_429' });
+      assert.deepEqual(
+        failed('http_5xx', 86_400),
+        { seconds: 3600, status: 'HTTP http_5xx' },
+        "one URL's day-long Retry-After parks its row, not its host's feed, for a day",
+      );
+      assert.equal(failed('http_429'), null, 'no Retry-After: the row backs off alone');
+      assert.equal(failed('http_404', 120), null);
+      assert.equal(hostWaitOf({ kind: 'not_modified', etag: null, lastModified: null }), null);
     });
     it('a failure keeps its class and attempts', () => {
       assert.deepEqual(rowResult(row, { kind: 'failed', failure: { reason: 'HTTP 404', errorClass: 'http_404', retryable: false } }, '', at), {

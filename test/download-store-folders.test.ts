@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
+import { checkStore } from '../src/daemon/store-check.ts';
 import { classifyDownloadError } from '../src/download/classify-download-error.ts';
 import { OriginalWriter } from '../src/download/original-writer.ts';
 
@@ -53,6 +54,20 @@ describe("the originals store's folders", () => {
       assert.match(failure.reason, /^cannot write the original: EROFS: read-only file system, mkdir '.*\/originals\/uk'$/);
     } finally {
       execFileSync('umount', ['-l', store]);
+    }
+  });
+
+  it('the store check before each claim says EROFS for a store folder not yet made on a read-only disk, not ENOENT', async () => {
+    // The pause line an operator reads: before, `ENOENT: cannot write .../originals: ENOENT: no such file or directory, mkdir`.
+    const disk = path.join(dir, 'disk');
+    fs.mkdirSync(disk);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,ro', 'tmpfs', disk]);
+    try {
+      const health = await checkStore(path.join(disk, 'originals'), { minFreeBytes: 0, minFreePercent: 0 });
+      assert.equal(health.ok, false);
+      assert.match(health.reason!, /^EROFS: cannot write .*\/disk\/originals: EROFS: read-only file system, mkdir '.*\/disk\/originals'$/);
+    } finally {
+      execFileSync('umount', ['-l', disk]);
     }
   });
 });

@@ -12,6 +12,7 @@ import { createLogger } from '../src/log/create-logger.ts';
 import { originalPath } from '../src/store/store-layout.ts';
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
 import { countBy, relistAll } from './helpers/rows.ts';
+import { freePort } from './helpers/free-port.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
 import { makeTestImages, startImageServer, type ImageServer, type TestImages } from './helpers/image-server.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
@@ -99,7 +100,7 @@ describe('lis_downloadd worker (a real HTTP server, a real database)', function 
         'downloaded_at',
       ])
       .execute();
-    return new Map(found.map((r) => [r.image_url.replace(server.origin, ''), r as RowView]));
+    return new Map(found.map((r) => [r.image_url.replace(server.origin, '').replace(`http://localhost:${server.port}`, ''), r as RowView]));
   }
 
   const sha256 = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex');
@@ -155,7 +156,9 @@ describe('lis_downloadd worker (a real HTTP server, a real database)', function 
       '/truncated.png': ['corrupt_image', /^PNG ends before its IEND chunk, and the decoder cannot read it: .*PNG ends inside the IDAT chunk/, 'failed'],
       '/bad-gzip.jpg': ['bad_encoding', /^bad content encoding: /, 'failed'],
     };
-    await enqueue([...Object.keys(good), ...Object.keys(bad)].map((p) => server.url(p)));
+    // A 429 or 503 with Retry-After pauses its host: those two are asked of another host name, so that the rest is asked.
+    const throttling = new Set(['/429', '/503']);
+    await enqueue([...Object.keys(good), ...Object.keys(bad)].map((p) => (throttling.has(p) ? `http://localhost:${server.port}${p}` : server.url(p))));
     const totals = await run();
     assert.equal(totals.done + totals.failed, Object.keys(good).length + Object.keys(bad).length);
 
@@ -222,6 +225,41 @@ describe('lis_downloadd worker (a real HTTP server, a real database)', function 
     assert.equal(totals.done, 12);
     assert.ok(server.maxActive <= 2, `at most 2 at once to one host, saw ${server.maxActive}`);
     assert.ok(server.connections() - before <= 2, `keep-alive: ${server.connections() - before} connections for 12 requests`);
+  });
+
+  it('a host that answers 429 with Retry-After is asked no more meanwhile: its other rows wait that long, uncharged; other hosts go on', async () => {
+    await setup({ ...TEST_DOWNLOAD, concurrency: 8, perHostConcurrency: 2 });
+    const hitsBefore = server.hits.get('/429') ?? 0;
+    // Another host name for the same server: `localhost` (its ::1 answer is refused, 127.0.0.1 allowed).
+    await enqueue([
+      ...Array.from({ length: 30 }, (_, i) => server.url(`/429?${i}`)),
+      ...Array.from({ length: 6 }, (_, i) => `http://localhost:${server.port}/good.jpg?other${i}`),
+    ]);
+    const totals = await run();
+    const asked = (server.hits.get('/429') ?? 0) - hitsBefore;
+    // The downloads already under way when the first 429 came back (perHostConcurrency) may end in one too; no more.
+    assert.ok(asked >= 1 && asked <= 2, `the throttling host was asked ${asked} times`);
+    const found = await t.db
+      .selectFrom('live_images')
+      .select(['image_url', 'stage', 'state', 'attempts', 'last_error_class', 'last_error', 'next_attempt_at'])
+      .execute();
+    const throttled = found.filter((r) => r.image_url.includes('/429'));
+    const charged = throttled.filter((r) => r.attempts === 1);
+    assert.equal(charged.length, asked, 'only the rows asked are charged');
+    for (const r of charged) assert.equal(`${r.state}/${r.last_error_class}`, 'waiting/http_429');
+    const held = throttled.filter((r) => r.attempts === 0);
+    assert.equal(held.length, 30 - asked);
+    for (const r of held) {
+      assert.equal(`${r.stage}/${r.state}/${r.last_error_class}`, 'download/waiting/host_throttled', r.last_error!);
+      assert.match(
+        r.last_error!,
+        /^not tried: 127\.0\.0\.1 asked us to wait until \S+Z \(HTTP 429 Too Many Requests with Retry-After on another of its URLs\)$/,
+      );
+      const wait = (r.next_attempt_at.getTime() - Date.now()) / 1000;
+      assert.ok(wait > 100 && wait <= 121, `held for the Retry-After (120 s), not queue.oursRetrySeconds: ${wait}`);
+    }
+    assert.equal(found.filter((r) => r.image_url.includes('localhost') && r.stage === 'thumbnail').length, 6, 'the other host went on');
+    assert.equal(totals.done, 6);
   });
 
   it('refuses loopback reached through DNS or an IP literal when not allowed', async () => {
@@ -323,6 +361,30 @@ describe('lis_downloadd worker (a real HTTP server, a real database)', function 
     } finally {
       proxy.closeAllConnections();
       await new Promise((resolve) => proxy.close(resolve));
+    }
+  });
+
+  it('a configured proxy that cannot be reached is our fault (proxy_down): nothing charged, the rows wait queue.oursRetrySeconds', async () => {
+    // Nothing listens on a reserved port: every connect to the proxy is refused. And a proxy name that does not resolve.
+    const proxies = [`http://127.0.0.1:${await freePort()}`, 'http://no-such-proxy.invalid:3128'];
+    for (const proxy of proxies) {
+      if (proxy !== proxies[0]) await t.drop(); // afterEach drops the last
+      await setup({ ...TEST_DOWNLOAD, proxy });
+      await enqueue([server.url('/good.jpg'), server.url('/good.png')]);
+      const hits = server.hits.get('/good.jpg') ?? 0;
+      const totals = await run();
+      assert.equal(totals.done, 0);
+      const found = await t.db.selectFrom('live_images').select(['state', 'attempts', 'last_error_class', 'last_error', 'next_attempt_at']).execute();
+      for (const r of found) {
+        assert.deepEqual([r.state, r.attempts, r.last_error_class], ['waiting', 0, 'proxy_down'], `${proxy}: ${r.last_error}`);
+        assert.match(
+          r.last_error!,
+          new RegExp(`^proxy down: cannot reach download\\.proxy ${new URL(proxy).host.replace(/\./g, '\\.')} \\(.+\\); not the image's fault$`),
+        );
+        const wait = (r.next_attempt_at.getTime() - Date.now()) / 1000;
+        assert.ok(wait > 50 && wait <= 60, `waits queue.oursRetrySeconds: ${wait}`);
+      }
+      assert.equal(server.hits.get('/good.jpg') ?? 0, hits, 'nothing reached the server');
     }
   });
 

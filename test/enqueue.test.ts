@@ -66,6 +66,8 @@ describe('ETL intake', () => {
     assert.deepEqual(parseUrlLine(emoji, 16, 40), { kind: 'url', datasourceId: 16, url: emoji });
     assert.match(bad(`${emoji}\u{1F600}`), /longer than 40 characters \(41\)/);
     assert.match(bad('x1\thttp://a.com/b.jpg'), /datasource "x1" is not a whole number/);
+    // A tab inside a URL is white space in it, not a DATASOURCE<TAB>URL line whose datasource is a URL.
+    assert.equal(bad('http://a.com/b\tc.jpg'), 'URL contains white space (a tab)');
     assert.match(bad('http://a.com/b.jpg', null), /no datasource/);
     assert.match(bad('http://[bad/b.jpg'), /not a valid URL/);
     // Parsed, `http:///b.jpg` is http://b.jpg/: another URL than the one given.

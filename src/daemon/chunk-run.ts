@@ -98,10 +98,13 @@ export class ChunkRun {
   }
 }
 
-/** Pure: our fault becomes a give-back with a short fixed delay: store faults pause the stage, the rest wait that long. */
+/**
+ * Pure: our fault becomes a give-back with a short fixed delay: store faults pause the stage, the rest wait that
+ * long, or as long as the result says (`retryAfterSeconds`: a row held back because its host asked us to wait).
+ */
 export function deferredOf(failure: RowFailure, oursDelaySeconds: number): DeferredRow {
   // Store faults pause claiming, so the row may come back as soon as the store is fine again.
-  const delaySeconds = isStoreFault(failure.errorClass) ? 0 : oursDelaySeconds;
+  const delaySeconds = isStoreFault(failure.errorClass) ? 0 : (failure.retryAfterSeconds ?? oursDelaySeconds);
   return { id: failure.id, reason: failure.reason, errorClass: failure.errorClass, delaySeconds };
 }
 

@@ -1,7 +1,8 @@
 import { constants } from 'node:fs';
-import { access, mkdir, open, readdir, stat, statfs, unlink, writeFile } from 'node:fs/promises';
+import { access, open, readdir, stat, statfs, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { tempFileWriter, tempPathFor } from '../store/atomic-file.ts';
+import { makeFolders } from '../store/make-folders.ts';
 import { isProcessAlive } from '../util/process-alive.ts';
 
 export interface StoreLimits {
@@ -65,7 +66,8 @@ export async function checkStore(dir: string, limits: StoreLimits, expectsFiles?
   // Named as our temp files are (the writer's pid in the name): a probe a killed process left is swept here.
   const probe = tempPathFor(path.join(dir, PROBE_NAME));
   try {
-    await mkdir(dir, { recursive: true });
+    // Not a bare recursive mkdir: on a read-only or full disk it says ENOENT, and the pause line would too.
+    await makeFolders(dir);
     await sweepDeadProbes(dir);
     const unmounted = expectsFiles ? await checkStoreMarker(dir, expectsFiles) : null;
     if (unmounted) return { dir, ok: false, reason: unmounted, freeBytes, totalBytes };

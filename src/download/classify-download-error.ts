@@ -168,6 +168,10 @@ export function classifyDownloadError(error: unknown, afterHeaders = false): Dow
   if (codes.some((c) => c.startsWith('ERR_TLS') || c.startsWith('ERR_SSL') || /CERT|SELF_SIGNED|UNABLE_TO_VERIFY/.test(c))) {
     return { reason: `TLS: ${message}`, errorClass: 'tls', retryable: false };
   }
+  // OpenSSL failing the handshake on what the server sent (`write EPROTO ...:SSL routines:...:wrong version
+  // number:...`): most often an https URL whose port speaks plain HTTP. The URL's or the server's doing, the same on
+  // every try; left alone it fell through to `internal` and was given back, uncharged, every minute for ever.
+  if (codes.includes('EPROTO')) return { reason: `TLS: ${tlsWords(message)}`, errorClass: 'tls', retryable: false };
   if (/^Bad response: \d+$/.test(message) || /Proxy timeout/.test(message)) return { reason: `proxy: ${message}`, errorClass: 'proxy', retryable: true };
   // More header bytes than Node's parser reads: what the server sends, not the network, and the same on every try.
   if (codes.includes('HPE_HEADER_OVERFLOW'))
@@ -182,6 +186,16 @@ export function classifyDownloadError(error: unknown, afterHeaders = false): Dow
       : { reason: `connection: ${message}`, errorClass: 'connection', retryable: true };
   }
   return { reason: `internal: ${message}`, errorClass: 'internal', retryable: true };
+}
+
+/**
+ * OpenSSL's reason out of Node's EPROTO message (`write EPROTO 80CC...:error:0A00010B:SSL routines:ssl3_get_record:wrong
+ * version number:../deps/openssl/...:350:\n`): the words, without its addresses and source paths. Pure.
+ */
+export function tlsWords(message: string): string {
+  const reason = /SSL routines:[^:]*:([^:]+):/.exec(message)?.[1]?.trim();
+  if (!reason) return message.trim().slice(0, 200);
+  return reason === 'wrong version number' ? `${reason} (does the server speak TLS on this port?)` : reason;
 }
 
 /** What had arrived of a body when its transfer failed. */

@@ -5,6 +5,7 @@ import { HttpProxyAgent, HttpsProxyAgent } from 'hpagent';
 import type { DownloadConfig } from '../config/download-config.ts';
 import { addressPolicy, parseIp, urlPort, type AddressPolicy } from '../net/address-policy.ts';
 import { DownloadError, refusedAddress } from './download-error.ts';
+import { ResolverProbe } from './resolver-probe.ts';
 import { checkHostBeforeProxy, policeAgent } from './safe-lookup.ts';
 
 /** Idle keep-alive sockets are closed after this long (servers often close theirs after 5-60 s). */
@@ -14,6 +15,10 @@ export interface DownloadClient {
   got: Got;
   /** Whether requests go through `download.proxy`. */
   proxied: boolean;
+  /** `download.proxy`, when requests go through it. */
+  proxy: URL | null;
+  /** Whether our own resolver answers: a DNS failure of every host is ours, not theirs. */
+  resolver: ResolverProbe;
   destroy(): void;
 }
 
@@ -88,6 +93,8 @@ export function createDownloadClient(config: DownloadConfig, options: { noproxy?
   return {
     got: instance,
     proxied: Boolean(proxy),
+    proxy: proxy ? new URL(proxy) : null,
+    resolver: new ResolverProbe(),
     destroy() {
       agent.http.destroy();
       agent.https.destroy();

@@ -34,6 +34,26 @@ interface DownloadJob {
   skipped: () => void;
 }
 
+/** A host that answered 429 or 503 with Retry-After: until when (ms) it asked us to wait, and what it said. */
+interface HostPause {
+  until: number;
+  status: string;
+}
+
+/**
+ * The longest a host is paused for one answer: a Retry-After may say a day (the row that got it waits that long),
+ * but one URL's odd 503 must not park a whole feed for a day; if the host still means it, its next answer says so.
+ */
+const HOST_PAUSE_MAX_SECONDS = 3600;
+
+/** Pure: the wait a failed download's host asked for (a 429 or 5xx with Retry-After), in seconds; null for none. */
+export function hostWaitOf(outcome: FetchOutcome): { seconds: number; status: string } | null {
+  if (outcome.kind !== 'failed') return null;
+  const { errorClass, retryAfterSeconds, reason } = outcome.failure;
+  if ((errorClass !== 'http_429' && errorClass !== 'http_5xx') || !retryAfterSeconds) return null;
+  return { seconds: Math.min(retryAfterSeconds, HOST_PAUSE_MAX_SECONDS), status: reason };
+}
+
 /** The limiter's key: the URL's host name; null for a URL that does not parse (failed at once). */
 export function hostKey(url: string): string | null {
   try {
@@ -85,6 +105,12 @@ export class DownloadWorker implements StageWorker {
   private readonly fetcher: SchemeFetcher;
   private readonly limiter: HostLimiter;
   private readonly storeHost: string;
+  /**
+   * Hosts that asked us to wait (429/503 with Retry-After): their rows not yet started are not sent meanwhile but
+   * given back uncharged until then (`host_throttled`). Before, every queued row of the host was sent all the same,
+   * each got the 429 and was charged an attempt: a throttling host's rows burned queue.maxAttempts in a few rounds.
+   */
+  private readonly paused = new Map<string, HostPause>();
 
   constructor(
     private readonly config: LisConfig,
@@ -158,7 +184,8 @@ export class DownloadWorker implements StageWorker {
               retryable: false,
             },
           });
-        } else jobs.push({ host, row, previous: previous.get(row.id), ctx: chunkCtx, hardStop: hardStop.signal, settle, skipped: () => unstarted++ });
+        } else if (this.pausedFor(host)) ctx.report(this.heldBack(row, host));
+        else jobs.push({ host, row, previous: previous.get(row.id), ctx: chunkCtx, hardStop: hardStop.signal, settle, skipped: () => unstarted++ });
       }
       left = jobs.length;
       if (left === 0) return;
@@ -184,11 +211,51 @@ export class DownloadWorker implements StageWorker {
     const slow = setTimeout(demote, SLOW_AFTER_MS);
     try {
       if (job.ctx.signal.aborted) job.skipped();
-      else await this.downloadRow(job.row, job.previous, job.ctx, job.hardStop);
+      else {
+        const wait = await this.downloadRow(job.row, job.previous, job.ctx, job.hardStop);
+        if (wait) this.pauseHost(job.host, wait);
+      }
     } finally {
       clearTimeout(slow);
       job.settle();
     }
+  }
+
+  /** The host asked us to wait: its queued rows (of every chunk) go back uncharged until then, as do those claimed meanwhile. */
+  private pauseHost(host: string, wait: { seconds: number; status: string }): void {
+    const until = Date.now() + wait.seconds * 1000;
+    const known = this.paused.get(host);
+    if (!known || known.until < until) this.paused.set(host, { until, status: wait.status });
+    for (const job of this.limiter.takeQueuedOf<DownloadJob>(host)) {
+      job.ctx.report(this.heldBack(job.row, host));
+      job.settle();
+    }
+  }
+
+  /** The host's pause, while it lasts. */
+  private pausedFor(host: string): HostPause | null {
+    const pause = this.paused.get(host);
+    if (!pause) return null;
+    if (pause.until > Date.now()) return pause;
+    this.paused.delete(host);
+    return null;
+  }
+
+  /** A row of a paused host, not tried: given back uncharged until the host's wait is over. */
+  private heldBack(row: ClaimedRow, host: string): RowResult {
+    const pause = this.paused.get(host)!;
+    const at = new Date(pause.until).toISOString().replace(/\.\d+Z$/, 'Z');
+    return {
+      ok: false,
+      failure: {
+        id: row.id,
+        attempts: row.attempts,
+        reason: `not tried: ${host} asked us to wait until ${at} (${pause.status} with Retry-After on another of its URLs)`,
+        errorClass: 'host_throttled',
+        retryable: true,
+        retryAfterSeconds: Math.max(1, Math.ceil((pause.until - Date.now()) / 1000)),
+      },
+    };
   }
 
   close(): void {
@@ -196,8 +263,16 @@ export class DownloadWorker implements StageWorker {
     this.fetcher.destroy();
   }
 
-  /** Never throws: whatever goes wrong becomes the row's failure (`internal`, retryable, when unforeseen). */
-  private async downloadRow(row: ClaimedRow, previous: PreviousDownload | undefined, ctx: ChunkContext, hardStop: AbortSignal): Promise<void> {
+  /**
+   * Never throws: whatever goes wrong becomes the row's failure (`internal`, retryable, when unforeseen). Returns the
+   * wait its host asked for, if it did (hostWaitOf).
+   */
+  private async downloadRow(
+    row: ClaimedRow,
+    previous: PreviousDownload | undefined,
+    ctx: ChunkContext,
+    hardStop: AbortSignal,
+  ): Promise<{ seconds: number; status: string } | null> {
     try {
       const destination = originalPath(this.config, this.country, row.image_hash);
       // Conditional requests and the same-bytes shortcut only when this host holds the last original
@@ -219,7 +294,7 @@ export class DownloadWorker implements StageWorker {
         totalMs: this.config.download.timeouts.totalSeconds * 1000,
         signal: hardStop,
       });
-      if (outcome.kind === 'stopped') return;
+      if (outcome.kind === 'stopped') return null;
       const ms = Date.now() - started;
       if (outcome.kind === 'failed')
         ctx.log.debug(`${row.image_url}: ${outcome.failure.errorClass}: ${outcome.failure.reason} (${ms} ms)`, { scope: 'Download::fetch' });
@@ -231,6 +306,7 @@ export class DownloadWorker implements StageWorker {
           },
         );
       ctx.report(rowResult(row, outcome, this.storeHost));
+      return hostWaitOf(outcome);
     } catch (error) {
       if (storeErrorOf(error)) {
         ctx.report({
@@ -243,13 +319,14 @@ export class DownloadWorker implements StageWorker {
             retryable: true,
           },
         });
-        return;
+        return null;
       }
       ctx.log.error(`${row.image_url}: unexpected: ${errorMessage(error)}`, { scope: 'Download::fetch' });
       ctx.report({
         ok: false,
         failure: { id: row.id, attempts: row.attempts, reason: `internal: ${errorMessage(error)}`, errorClass: 'internal', retryable: true },
       });
+      return null;
     }
   }
 

@@ -4,6 +4,7 @@ import { classifyDownloadError, classifyTransferError, statusFailure, type Downl
 import type { DownloadClient } from './download-client.ts';
 import { DownloadError } from './download-error.ts';
 import { OriginalWriter, type WrittenOriginal } from './original-writer.ts';
+import { proxyFault } from './proxy-fault.ts';
 import type { ImageFormat } from './magic-sniff.ts';
 
 export interface FetchRequest {
@@ -62,6 +63,14 @@ function responseOf(stream: GotRequest): Promise<ResponseHead> {
     stream.once('error', onError);
     stream.once('close', onClose);
   });
+}
+
+function hostOf(url: string): string {
+  try {
+    return new URL(url).hostname;
+  } catch {
+    return 'the host';
+  }
 }
 
 function validators(headers: IncomingHttpHeaders): Validators {
@@ -159,7 +168,11 @@ async function fetchOnce(client: DownloadClient, request: FetchRequest, leftMs: 
     // A stop during the decoder's check comes as the signal's reason, the transfer being over.
     if (error instanceof Stopped || stream.errored instanceof Stopped || request.signal?.aborted) return { outcome: { kind: 'stopped' } };
     // Leaving the loop early destroys the stream with a bare AbortError: the error we threw is the story.
-    const failure = transfer ? classifyTransferError(error, transfer) : classifyDownloadError(error);
+    // Through a proxy, a socket that cannot be made is the proxy's (ours), not the image's.
+    // And a name that cannot be looked up because our own resolver is down is ours too.
+    const failure = transfer
+      ? classifyTransferError(error, transfer)
+      : ((client.proxy && proxyFault(error, client.proxy)) ?? (await client.resolver.oursInstead(error, hostOf(request.url))) ?? classifyDownloadError(error));
     // No response at all on a reused socket that was reset or closed: the stale keep-alive race.
     const staleSocket = !transfer && stream.reusedSocket === true && failure.errorClass === 'connection';
     return { outcome: { kind: 'failed', failure }, staleSocket };

@@ -83,32 +83,31 @@ export class HostLimiter {
   }
 
   /**
-   * A job that has run for long (a server dripping bytes) gives its slots to
-   * the queue, so one slow URL does not idle a download slot; at most twice
-   * `concurrency` such jobs at once (a slow job is an idle socket and a body
-   * capped at maxBytes), so slow hosts cannot take unbounded connections.
+   * A job that has run for long (a server dripping bytes) gives its overall
+   * slot to the queue, so one slow URL does not idle a download slot; at most
+   * twice `concurrency` such jobs at once (a slow job is an idle socket and a
+   * body capped at maxBytes), so slow hosts cannot take unbounded connections.
    * A quarter of `concurrency` was too few: with one drip-feed URL per chunk
-   * the drips outnumbered it and held every slot again. True when demoted:
-   * then `done(host, true)`.
+   * the drips outnumbered it and held every slot again. It still counts toward
+   * its own host's `perHost`: a host slow to answer (an overloaded one above all)
+   * is never asked more at once. Before, each demoted job freed its host's slot
+   * too, and a slow host with perHost 2 had 10 downloads in flight at once. True
+   * when demoted: then `done(host, true)`.
    */
   demote(host: string): boolean {
     const state = this.hosts.get(host);
     if (!state || this.slowTotal >= this.limits.concurrency * 2) return false;
-    state.active--;
     this.activeTotal--;
     this.slowTotal++;
     return true;
   }
 
   done(host: string, demoted = false): void {
-    if (demoted) {
-      this.slowTotal--;
-      return;
-    }
     const state = this.hosts.get(host);
+    if (demoted) this.slowTotal--;
+    else this.activeTotal--;
     if (!state) return;
     state.active--;
-    this.activeTotal--;
     // Forget idle hosts whose delay has passed, so millions of hosts over a day do not pile up.
     if (state.active === 0 && state.queue.length === 0 && state.lastStart + this.limits.perHostDelayMs <= this.now()) this.hosts.delete(host);
   }
@@ -122,6 +121,17 @@ export class HostLimiter {
     this.queuedTotal--;
     if (state.queue.length === 0) this.turn = this.turn.filter((h) => h !== host);
     return true;
+  }
+
+  /** Takes every queued job of one host out (the host asked us to wait); returns them. */
+  takeQueuedOf<T>(host: string): T[] {
+    const state = this.hosts.get(host);
+    if (!state || state.queue.length === 0) return [];
+    const taken = state.queue.splice(0) as T[];
+    this.queuedTotal -= taken.length;
+    this.turn = this.turn.filter((h) => h !== host);
+    if (state.active === 0 && state.lastStart + this.limits.perHostDelayMs <= this.now()) this.hosts.delete(host);
+    return taken;
   }
 
   /** Drops every queued job (not the active ones); returns them. */

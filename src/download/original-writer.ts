@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
-import { mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
+import { makeFolders } from '../store/make-folders.ts';
 import { decoderVerdict, type VerdictLimits } from './decoder-verdict.ts';
 import { DownloadError } from './download-error.ts';
 import { completenessCheck, type CompletenessCheck } from './image-completeness.ts';
@@ -39,15 +40,7 @@ const madeDirs = new Set<string>();
 
 async function ensureDir(dir: string): Promise<void> {
   if (madeDirs.has(dir)) return;
-  await mkdir(dir, { recursive: true }).catch(async (error: NodeJS.ErrnoException) => {
-    // A recursive mkdir says ENOENT for the first level it could not make, whatever the reason (a read-only or
-    // full file system): that level made alone says the real one, which the row's reason and the operator need.
-    if (error.code !== 'ENOENT' || !error.path) throw error;
-    await mkdir(error.path).catch((alone: NodeJS.ErrnoException) => {
-      if (alone.code !== 'EEXIST') throw alone; // made meanwhile (another process): go on
-    });
-    await mkdir(dir, { recursive: true });
-  });
+  await makeFolders(dir);
   madeDirs.add(dir);
 }
 

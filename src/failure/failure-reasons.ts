@@ -103,6 +103,22 @@ export const FAILURE_REASONS = {
     meaning:
       'the endpoint of a bucket of imaged.s3 that we operate (operatedBy us) is down: refused, reset or timed out, or it answered 5xx; not the image (a missing key is still http_404)',
   },
+  dns_unavailable: {
+    owner: 'ours',
+    retry: 'when_fixed',
+    meaning: 'our DNS resolver does not answer (refused, timed out) or refuses us, so no host name can be looked up; not the source',
+  },
+  proxy_down: {
+    owner: 'ours',
+    retry: 'when_fixed',
+    meaning: 'the configured proxy (download.proxy) could not be reached (refused, unreachable, timed out connecting, its name not resolving), not the image',
+  },
+  host_throttled: {
+    owner: 'ours',
+    retry: 'when_fixed',
+    meaning:
+      'not tried: its host asked us to wait (a 429 or 503 with Retry-After on another of its URLs), so its rows not yet started wait that long, uncharged',
+  },
   database: { owner: 'ours', retry: 'when_fixed', meaning: 'the database could not be reached' },
   internal: { owner: 'ours', retry: 'when_fixed', meaning: 'a bug: an error nobody classified' },
 } as const satisfies Record<string, FailureReason>;
@@ -127,9 +143,12 @@ const ALERTED_ON_THEIR_OWN: ReadonlySet<string> = new Set([
   'database',
 ]);
 
+/** Rows held back uncharged that are nobody's fault: a host asked us to wait. Neither an error nor an alert. */
+const NOBODYS_FAULT: ReadonlySet<string> = new Set(['host_throttled']);
+
 /** True for a class of ours that only the stage's error-rate alert tells operators about (an unknown class: a bug). */
 export function ownedByStageErrorRate(errorClass: string): boolean {
-  return !isSourceFault(errorClass) && !ALERTED_ON_THEIR_OWN.has(errorClass);
+  return !isSourceFault(errorClass) && !ALERTED_ON_THEIR_OWN.has(errorClass) && !NOBODYS_FAULT.has(errorClass);
 }
 
 /** The rule for a class; an unknown class is treated as our bug, so nobody is blamed for it. */

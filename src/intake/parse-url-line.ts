@@ -35,6 +35,8 @@ export function parseUrlLine(line: string, defaultDatasource: number | undefined
   const tab = text.indexOf('\t');
   if (tab >= 0) {
     const field = text.slice(0, tab);
+    // A first field that is a URL: the tab is inside the URL (a feed's stray tab), not a DATASOURCE<TAB> column.
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(field)) return { kind: 'bad', reason: 'URL contains white space (a tab)' };
     if (!/^\d{1,9}$/.test(field)) return { kind: 'bad', reason: `datasource ${JSON.stringify(field)} is not a whole number` };
     datasourceId = Number(field);
     url = text.slice(tab + 1);
