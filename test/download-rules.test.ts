@@ -262,8 +262,9 @@ describe('download rules (pure)', () => {
       const notModified = rowResult(row, { kind: 'not_modified', etag: '"e"', lastModified: null }, 'web2', at);
       assert.equal(notModified.ok && notModified.row.toStage, 'live');
       assert.equal(notModified.ok && notModified.row.set?.content_hash, undefined);
-      // Nothing was written on web2 (a refresh downloaded there, the files are on web1): the row keeps its host.
-      for (const r of [same, notModified]) assert.ok(r.ok && r.row.set && !('store_host' in r.row.set), JSON.stringify(r));
+      // Asked only on the host holding the original (and so the thumbnails): a refresh cleared store_host, and a
+      // live row of no host was never backfilled, nor claimed by a pusher once fs_check sent it back to push.
+      for (const r of [same, notModified]) assert.equal(r.ok && r.row.set?.store_host, 'web2', JSON.stringify(r));
     });
     it('a 429 or 5xx with Retry-After pauses its host for that long, an hour at most; nothing else does', () => {
       const failed = (errorClass: string, retryAfterSeconds?: number) =>

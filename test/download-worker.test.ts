@@ -288,8 +288,9 @@ describe('lis_downloadd worker (a real HTTP server, a real database)', function 
     let found = await rows();
     assert.equal(found.get('/etag.jpg')!.etag, '"v1"');
     assert.equal(found.get('/etag.jpg')!.last_modified, 'Thu, 01 Jan 2026 00:00:00 GMT');
-    // As if thumbnailed and pushed a while ago.
-    await sql`UPDATE live_images SET stage = 'live', state = 'done', downloaded_at = now() - interval '40 days'`.execute(t.db);
+    // As if thumbnailed and pushed a while ago: the served version was made from these bytes.
+    await sql`UPDATE live_images SET stage = 'live', state = 'done', downloaded_at = now() - interval '40 days',
+                     image_data = jsonb_build_object('contentHash', content_hash), live_data = jsonb_build_object('contentHash', content_hash)`.execute(t.db);
     await relistAll(t.db);
     // The operator's command, as a real process.
     const config = t.writeConfig();
@@ -314,6 +315,7 @@ describe('lis_downloadd worker (a real HTTP server, a real database)', function 
     for (const p of ['/etag.jpg', '/same.jpg']) {
       const row = found.get(p)!;
       assert.equal(`${row.stage}/${row.state}`, 'live/done', `${p} unchanged: no new thumbnails`);
+      assert.equal(row.store_host, t.config.host, `${p}: named again as the host holding its files (the refresh cleared it)`);
       assert.ok(Date.now() - row.downloaded_at!.getTime() < 60_000, `${p} downloaded_at renewed`);
     }
     assert.equal(await refreshDueRows(t.db, { country: 'uk', olderThanDays: 30 }), 0, 'nothing is due any more');
@@ -327,6 +329,36 @@ describe('lis_downloadd worker (a real HTTP server, a real database)', function 
     assert.equal(changed.etag, '"v2"');
     assert.equal(changed.content_hash, sha256(images.jpeg2));
     assert.deepEqual(fs.readFileSync(originalPath(t.config, 'uk', changed.image_hash)), images.jpeg2);
+  });
+
+  it('a row back in download whose served version is not of the bytes on disk is downloaded whole and thumbnailed, never sent to live by a 304', async () => {
+    await setup();
+    server.etagVersion = 1;
+    await enqueue([server.url('/etag.jpg'), server.url('/same.jpg'), server.url('/etag.jpg?reworked')]);
+    await run();
+    assert.deepEqual(await countBy(t.db), { 'thumbnail/waiting': 3 });
+    // Sent back to download with the original still in this host's store (lis_managerd's bad_retry_jobs, a host
+    // gone on a shared store): never live; live, but the version in the works (image_data) not the served one;
+    // and live with an older version's pictures than the bytes downloaded since.
+    await sql`UPDATE live_images SET stage = 'download', state = 'waiting', store_host = '', image_data = NULL, live_data = NULL
+               WHERE image_url LIKE '%/same.jpg'`.execute(t.db);
+    await sql`UPDATE live_images SET stage = 'download', state = 'waiting', store_host = '',
+                     live_data = jsonb_build_object('contentHash', content_hash, 'version', 1),
+                     image_data = jsonb_build_object('contentHash', content_hash, 'version', 2)
+               WHERE image_url LIKE '%?reworked'`.execute(t.db);
+    await sql`UPDATE live_images SET stage = 'download', state = 'waiting', store_host = '',
+                     live_data = jsonb_build_object('contentHash', 'an older original'), image_data = jsonb_build_object('contentHash', 'an older original')
+               WHERE image_url LIKE '%/etag.jpg'`.execute(t.db);
+    await relistAll(t.db);
+    server.lastHeaders.clear();
+    await run();
+    const found = await rows();
+    for (const p of ['/etag.jpg', '/same.jpg', '/etag.jpg?reworked']) {
+      const row = found.get(p)!;
+      assert.equal(`${row.stage}/${row.state}`, 'thumbnail/waiting', `${p}: its thumbnails are made from these bytes, not taken as served`);
+      assert.equal(row.store_host, t.config.host);
+    }
+    assert.equal(server.lastHeaders.get('/etag.jpg')!['if-none-match'], undefined, 'asked whole, not conditionally');
   });
 
   it('goes through download.proxy (CONNECT), and straight past it with --noproxy', async () => {

@@ -142,6 +142,55 @@ describe('our own faults are never charged to a row', function () {
     assert.equal(paused_reason, null, 'the store is fine: nothing paused');
   });
 
+  it("a fault inside the originals store (a file where a row's folder should be) is that row's, store_path_failed: its source is not asked, it waits queue.oursRetrySeconds, the rest go on and a run by hand ends", async () => {
+    t = await createTestDatabase({ overrides: { download: TEST_DOWNLOAD } });
+    const images = await startImageServer(await makeTestImages());
+    cleanups.push(() => images.close());
+    await t.db
+      .insertInto('live_images')
+      .values(
+        [images.url('/same.jpg'), images.url('/good.jpg?1'), images.url('/good.jpg?2')].map((image_url) => ({ country: 'uk', datasource_id: 1, image_url })),
+      )
+      .execute();
+    const { image_hash: hash } = await t.db.selectFrom('live_images').select('image_hash').where('image_url', 'like', '%/same.jpg').executeTakeFirstOrThrow();
+    // <originals>/uk/<aa>/<bb> is a file: the original's folder cannot be made (EEXIST), while the store's own
+    // check passes. As store_write_failed the stage paused, resumed at once and fetched the URL again and again.
+    const folder = path.join(t.config.stores.originals, 'uk', hash.slice(0, 2), hash.slice(2, 4));
+    fs.mkdirSync(path.dirname(folder), { recursive: true });
+    fs.writeFileSync(folder, 'not a folder');
+    const log = createLogger({ component: 'downloadd', log: t.config.log, screen: false, country: 'uk' });
+    cleanups.push(() => closeLogger(log));
+    const stop = new AbortController();
+    cleanups.push(() => stop.abort());
+    const worker = new DownloadWorker(t.config, t.db, 'uk');
+    cleanups.push(() => worker.close());
+    const totals = await within(runByHand(worker, t, log, { signal: stop.signal }), 'end of the run by hand', 20_000);
+    assert.deepEqual([totals.done, totals.deferred], [2, 1], 'each row worked once');
+    const { rows: facts } = await sql<{
+      image_url: string;
+      stage: string;
+      attempts: number;
+      last_error_class: string | null;
+      last_error: string | null;
+      wait: number;
+    }>`
+      SELECT image_url, stage, attempts, last_error_class, last_error, extract(epoch FROM next_attempt_at - now())::float AS wait
+      FROM live_images ORDER BY id`.execute(t.db);
+    assert.deepEqual(
+      facts.map((f) => [f.stage, f.attempts, f.last_error_class]),
+      [
+        ['download', 0, 'store_path_failed'],
+        ['thumbnail', 0, null],
+        ['thumbnail', 0, null],
+      ],
+    );
+    assert.match(facts[0].last_error!, /EEXIST.*the store itself can be written/);
+    assert.ok(facts[0].wait > t.config.queue.oursRetrySeconds - 10, `waits queue.oursRetrySeconds, not claimed again at once (${facts[0].wait} s)`);
+    assert.equal(images.hits.get('/same.jpg') ?? 0, 0, 'a store that cannot take the original costs its source no request');
+    const { paused_reason } = await t.db.selectFrom('workers').select('paused_reason').executeTakeFirstOrThrow();
+    assert.equal(paused_reason, null, 'the store is fine: nothing paused');
+  });
+
   it('an originals store that fills up mid-chunk: lis_downloadd records store_write_failed (not internal), fetches no more of the chunk, pauses, charges nothing, and resumes when space returns', async () => {
     const store = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-originals-tmpfs-'));
     // Room for a few dozen originals (a tmpfs page each): full well before the chunk's 400 rows are done.

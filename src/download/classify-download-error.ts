@@ -7,6 +7,8 @@ export interface DownloadFailure {
   errorClass: string;
   retryable: boolean;
   retryAfterSeconds?: number;
+  /** A store_write_failed's errno (ENOSPC, EROFS, ENOTDIR...): whether the whole store is at fault (storeWriteFault). */
+  storeCode?: string;
 }
 
 /**
@@ -129,6 +131,11 @@ export function storeWords(store: { code: string; message: string }): string {
   return store.message.startsWith(`${store.code}:`) ? store.message : `${store.code}: ${store.message}`;
 }
 
+/** Our store failing to take the original: the runner pauses on it, or the worker narrows it to the row (storeWriteFault). */
+export function storeWriteFailure(store: { code: string; message: string }): DownloadFailure {
+  return { reason: `cannot write the original: ${storeWords(store)}`, errorClass: 'store_write_failed', retryable: true, storeCode: store.code };
+}
+
 /**
  * Any error a download can end in -> what to record. Our own DownloadErrors
  * (wherever got wrapped them) keep their class; got's and the socket's are
@@ -142,7 +149,7 @@ export function classifyDownloadError(error: unknown, afterHeaders = false): Dow
   if (ours) return { reason: ours.message, errorClass: ours.errorClass, retryable: ours.retryable, retryAfterSeconds: ours.retryAfterSeconds };
   const store = storeErrorOf(error);
   // Our disk, not the URL: the runner gives the row back uncharged and pauses until the store is writable.
-  if (store) return { reason: `cannot write the original: ${storeWords(store)}`, errorClass: 'store_write_failed', retryable: true };
+  if (store) return storeWriteFailure(store);
 
   const codes = errors.map((e) => e.code).filter((c): c is string => typeof c === 'string');
   const message = errors[0]?.message ?? String(error);

@@ -1,14 +1,17 @@
 import { setMaxListeners } from 'node:events';
+import { sql } from 'kysely';
 import { access } from 'node:fs/promises';
 import type { LisConfig } from '../config/config-schema.ts';
 import type { ChunkContext, RowResult, StageWorker } from '../daemon/run-daemon.ts';
+import { STORE_PATH_WORDS, storeWriteFault } from '../daemon/store-write-fault.ts';
 import type { Db } from '../db/connect.ts';
 import { errorMessage } from '../errors.ts';
 import type { ClaimedRow } from '../queue/claim-chunk.ts';
 import type { RowPatch } from '../queue/row-patch.ts';
 import { originalPath } from '../store/store-layout.ts';
 import { createDownloadClient, type DownloadClient } from './download-client.ts';
-import { storeErrorOf } from './classify-download-error.ts';
+import { storeErrorOf, storeWriteFailure, type DownloadFailure } from './classify-download-error.ts';
+import { makeOriginalFolder } from './original-writer.ts';
 import { SchemeFetcher } from './fetch-by-scheme.ts';
 import type { FetchOutcome } from './fetch-original.ts';
 import { drainLimiter, HostLimiter } from './host-limiter.ts';
@@ -65,11 +68,12 @@ export function hostKey(url: string): string | null {
 
 /**
  * Pure: a download's outcome -> the row's result. New or changed bytes go on
- * to thumbnailing, and the row's files are now in this host's store
- * (`store_host`); a 304 or the same bytes as before go straight back to live
- * (the thumbnails on the frontends are still right) and write nothing here, so
- * the row's files stay on the host that has them: naming this one would send
- * later stages and fs_check to a store without them.
+ * to thumbnailing; a 304 or the same bytes as before go straight back to live
+ * (asked only when the served version was made from the bytes this host holds:
+ * servedFromTheseBytes), the thumbnails on the frontends still right. Either way
+ * the row's files are in this host's store, so it is named (`store_host`): a
+ * refresh cleared it, and a live row of no host was never backfilled, nor
+ * claimed by any pusher once fs_check sent it back to push.
  */
 export function rowResult(
   row: Pick<ClaimedRow, 'id' | 'attempts'>,
@@ -78,13 +82,13 @@ export function rowResult(
   now = new Date(),
 ): RowResult {
   if (outcome.kind === 'failed') return { ok: false, failure: { id: row.id, attempts: row.attempts, ...outcome.failure } };
-  const set: RowPatch = { downloaded_at: now.toISOString(), etag: outcome.etag, last_modified: outcome.lastModified };
+  const set: RowPatch = { store_host: storeHost, downloaded_at: now.toISOString(), etag: outcome.etag, last_modified: outcome.lastModified };
   if (outcome.kind === 'not_modified') return { ok: true, row: { id: row.id, set, toStage: 'live' } };
   set.content_hash = outcome.contentHash;
   set.original_bytes = outcome.bytes;
   set.original_format = outcome.format;
   if (outcome.kind === 'identical') return { ok: true, row: { id: row.id, set, toStage: 'live' } };
-  return { ok: true, row: { id: row.id, set: { store_host: storeHost, ...set } } };
+  return { ok: true, row: { id: row.id, set } };
 }
 
 /**
@@ -275,6 +279,7 @@ export class DownloadWorker implements StageWorker {
   ): Promise<{ seconds: number; status: string } | null> {
     try {
       const destination = originalPath(this.config, this.country, row.image_hash);
+      await makeOriginalFolder(destination);
       // Conditional requests and the same-bytes shortcut only when this host holds the last original
       // (and so its thumbnails); otherwise the row needs a full download and new thumbnails here.
       const haveOriginal = previous?.content_hash
@@ -305,20 +310,13 @@ export class DownloadWorker implements StageWorker {
             scope: 'Download::fetch',
           },
         );
-      ctx.report(rowResult(row, outcome, this.storeHost));
+      const result = rowResult(row, outcome, this.storeHost);
+      ctx.report(result.ok || result.failure.errorClass !== 'store_write_failed' ? result : { ok: false, failure: await this.storeFault(result.failure) });
       return hostWaitOf(outcome);
     } catch (error) {
-      if (storeErrorOf(error)) {
-        ctx.report({
-          ok: false,
-          failure: {
-            id: row.id,
-            attempts: row.attempts,
-            reason: `cannot write the original: ${errorMessage(error)}`,
-            errorClass: 'store_write_failed',
-            retryable: true,
-          },
-        });
+      const store = storeErrorOf(error);
+      if (store) {
+        ctx.report({ ok: false, failure: await this.storeFault({ id: row.id, attempts: row.attempts, ...storeWriteFailure(store) }) });
         return null;
       }
       ctx.log.error(`${row.image_url}: unexpected: ${errorMessage(error)}`, { scope: 'Download::fetch' });
@@ -330,7 +328,23 @@ export class DownloadWorker implements StageWorker {
     }
   }
 
-  /** The validators and hash of rows downloaded before (refreshes); one query per chunk. */
+  /**
+   * A store_write_failed as the store's (it pauses the stage, every chunk's rows given back) or, when the store
+   * itself can be written, as this row's folder or file (store_path_failed: the row waits, the rest go on).
+   */
+  private async storeFault<F extends DownloadFailure>(failure: F): Promise<F> {
+    const { originals, minFreeBytes, minFreePercent } = this.config.stores;
+    const fault = await storeWriteFault(originals, { minFreeBytes, minFreePercent }, failure.storeCode);
+    return fault === 'store_write_failed' ? failure : { ...failure, errorClass: fault, reason: `${failure.reason} (${STORE_PATH_WORDS})` };
+  }
+
+  /**
+   * The validators and hash of rows whose served version was made from the bytes last downloaded (a refresh of a
+   * live row); one query per chunk. Only those may take the 304 / same-bytes shortcut back to live: a row sent back
+   * to download before it was ever live, or while a newer download or a rework of it was not yet served, has no
+   * thumbnails of these bytes on the frontends. Asked conditionally, such a row went "live" with nothing served, or
+   * with the last version's pictures for new bytes, for good.
+   */
   private async previousDownloads(rows: ClaimedRow[]): Promise<Map<string, PreviousDownload>> {
     const found = await this.db
       .selectFrom('live_images')
@@ -341,6 +355,7 @@ export class DownloadWorker implements StageWorker {
         rows.map((r) => r.id),
       )
       .where('content_hash', 'is not', null)
+      .where(sql<boolean>`live_data IS NOT NULL AND image_data = live_data AND live_data->>'contentHash' = content_hash`)
       .execute();
     return new Map(found.map((r) => [r.id, r]));
   }

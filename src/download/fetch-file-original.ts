@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { errorMessage } from '../errors.ts';
-import { storeErrorOf, storeWords } from './classify-download-error.ts';
+import { storeErrorOf, storeWriteFailure } from './classify-download-error.ts';
 import { DownloadError } from './download-error.ts';
 import { writtenOutcome, type FetchOutcome, type FetchRequest } from './fetch-original.ts';
 import { OriginalWriter } from './original-writer.ts';
@@ -49,8 +49,7 @@ export async function fetchFileOriginal(allowedRoots: string[], request: FetchRe
     // Our originals store failing (full, read-only) while the copy is written: ours, as for an HTTP or S3 download.
     // It was `connection`, the source's, charged to the row; errors of the file read keep their source's classes.
     const store = storeErrorOf(error);
-    if (store && failedPath !== file)
-      return { kind: 'failed', failure: { reason: `cannot write the original: ${storeWords(store)}`, errorClass: 'store_write_failed', retryable: true } };
+    if (store && failedPath !== file) return { kind: 'failed', failure: storeWriteFailure(store) };
     // No file of that name: none there (ENOENT), a folder there (EISDIR), or a file where the key has a folder
     // (ENOTDIR: `photo.jpg/x.jpg`). All are a key the folder lacks, as an S3 NoSuchKey is; as `connection` (the
     // source's passing fault) each was retried, and lis_imaged kept the row of every such key a request named.

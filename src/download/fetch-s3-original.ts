@@ -3,7 +3,7 @@ import type { Readable } from 'node:stream';
 import type { S3Bucket } from '../config/imaged-config.ts';
 import { errorMessage } from '../errors.ts';
 import { endpointLabel, s3UnavailableReason } from '../failure/s3-unavailable.ts';
-import { storeErrorOf, storeWords, type DownloadFailure } from './classify-download-error.ts';
+import { storeErrorOf, storeWriteFailure, type DownloadFailure } from './classify-download-error.ts';
 import { DownloadError } from './download-error.ts';
 import { writtenOutcome, type FetchOutcome, type FetchRequest } from './fetch-original.ts';
 import { OriginalWriter } from './original-writer.ts';
@@ -85,7 +85,7 @@ export function classifyS3Error(error: unknown, bucket = '?'): DownloadFailure {
   if (error instanceof DownloadError) return { reason: error.message, errorClass: error.errorClass, retryable: error.retryable };
   // Our disk failing while the body is written (it names a path): ours, as for an HTTP download, not a broken connection.
   const store = storeErrorOf(error);
-  if (store) return { reason: `cannot write the original: ${storeWords(store)}`, errorClass: 'store_write_failed', retryable: true };
+  if (store) return storeWriteFailure(store);
   const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
   const status = e.$metadata?.httpStatusCode;
   const reason = `S3 ${e.name ?? 'error'}: ${errorMessage(error)}`;

@@ -45,6 +45,14 @@ async function ensureDir(dir: string): Promise<void> {
 }
 
 /**
+ * The folder of `destination`, made before its source is asked: a store that cannot take the original costs the
+ * source no request (a row whose folder could not be made was otherwise fetched at every retry).
+ */
+export function makeOriginalFolder(destination: string): Promise<void> {
+  return ensureDir(path.dirname(destination));
+}
+
+/**
  * Streams one original into a temp file beside its final place, and only an
  * image that arrived whole and can be read gets there: the first bytes are sniffed before a
  * file is even made, the size is counted as bytes arrive, the hash is taken

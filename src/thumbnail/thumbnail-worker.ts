@@ -1,6 +1,7 @@
 import { readFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { checkReadable, checkStore } from '../daemon/store-check.ts';
+import { checkReadable } from '../daemon/store-check.ts';
+import { STORE_PATH_WORDS, storeWriteFault } from '../daemon/store-write-fault.ts';
 import type { LisConfig } from '../config/config-schema.ts';
 import type { Db } from '../db/connect.ts';
 import { UsageError, errorMessage } from '../errors.ts';
@@ -188,25 +189,15 @@ class ChunkState {
   }
 }
 
-const STORE_WIDE_CODES: ReadonlySet<string> = new Set(['ENOSPC', 'EROFS', 'EDQUOT']);
-
 /**
- * Why a row's thumbnails could not be written, and so what becomes of its row. `store_write_failed` pauses the
- * stage and gives the row back to be claimed again at once, which is right only when the store itself cannot be
- * written (full, read-only, not mounted): the pause holds every claim until it can. A fault inside the store (a
- * folder of the wrong owner or mode, a file where a folder should be, an I/O error in one folder) passes the
- * store's check: the stage resumed at once, claimed the row at once and failed it again, a hot loop that kept a
- * run by hand from ever ending. So the store is looked at here: fine, it is `store_path_failed`, a row of ours
- * waiting queue.oursRetrySeconds while the stage goes on.
+ * Why a row's thumbnails could not be written, and so what becomes of its row: the store's fault pauses the
+ * stage, a fault in the row's own folder or file waits that row (storeWriteFault).
  */
 export async function thumbnailWriteFailure(config: Pick<LisConfig, 'stores'>, error: unknown): Promise<ImageError> {
   const reason = `cannot write thumbnails: ${errorMessage(error)}`;
-  // A full or read-only file system is the whole store's, whatever a check finds a moment later (a file deleted meanwhile).
-  if (STORE_WIDE_CODES.has(String((error as { code?: unknown }).code))) return new ImageError('store_write_failed', reason);
   const { thumbnails, minFreeBytes, minFreePercent } = config.stores;
-  const store = await checkStore(thumbnails, { minFreeBytes, minFreePercent });
-  if (!store.ok) return new ImageError('store_write_failed', reason);
-  return new ImageError('store_path_failed', `${reason} (the store itself can be written: the fault is in this row's folder or file)`);
+  const fault = await storeWriteFault(thumbnails, { minFreeBytes, minFreePercent }, (error as { code?: unknown } | null)?.code);
+  return fault === 'store_write_failed' ? new ImageError(fault, reason) : new ImageError(fault, `${reason} (${STORE_PATH_WORDS})`);
 }
 
 /**
