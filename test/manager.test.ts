@@ -262,6 +262,36 @@ describe('lis_managerd', () => {
     );
   });
 
+  it('disables no datasource when the biggest feed crosses the line first while the others fail as badly on fewer rows: our outage, not feed after feed', async () => {
+    await sql`INSERT INTO datasources (country, datasource_id, updated_at) SELECT 'uk', g, now() - interval '1 hour' FROM generate_series(51, 54) g`.execute(
+      t.db,
+    );
+    // Our DNS down: the biggest feed's nightly batch has 60 rows tried, the others 12 each so far, all failing.
+    await failedRows(t, 51, 60, 'dns');
+    await failedRows(t, 52, 12, 'dns');
+    await failedRows(t, 53, 12, 'connection');
+    // A feed whose rows were done before the outage.
+    await sql`INSERT INTO datasource_minutes (country, datasource_id, minute, stage, error_class, n) VALUES ('uk', 54, date_trunc('minute', now()), 'download', '', 60)`.execute(
+      t.db,
+    );
+    const policy = { windowHours: 6, minAttempts: 50, failureRate: 0.9 };
+    // Judged alone, 51 was disabled now, 52 and 53 at the runs after, as their rows reached 50.
+    assert.deepEqual(await disableBadDatasources(t.db, policy, 'uk'), []);
+    assert.equal((await t.db.selectFrom('datasources').select('datasource_id').where('enabled', '=', false).execute()).length, 0);
+    const events = await t.db.selectFrom('manager_events').select('detail').execute();
+    assert.deepEqual(
+      events.map((e) => e.detail),
+      ['3 of 4 active datasources fail at once (dns, connection): our network, DNS or proxy, not their feeds; none disabled'],
+    );
+    // Once the others' rows go through, a dead feed among them is still disabled, though one still has failing rows (9 of 12).
+    await sql`UPDATE live_images SET last_error_class = NULL, updated_at = now() WHERE datasource_id = 53
+                 OR id IN (SELECT id FROM live_images WHERE datasource_id = 52 ORDER BY id LIMIT 3)`.execute(t.db);
+    assert.deepEqual(
+      (await disableBadDatasources(t.db, policy, 'uk')).map((d) => d.datasourceId),
+      [51],
+    );
+  });
+
   it('two managers judging the same datasource at once disable it once: one event, one alert, and the second does not overwrite the first', async () => {
     await sql`INSERT INTO datasources (country, datasource_id, updated_at) VALUES ('uk', 41, now() - interval '1 hour')`.execute(t.db);
     await failedRows(t, 41, 60, 'http_404');

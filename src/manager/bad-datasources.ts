@@ -81,16 +81,25 @@ async function rowHealth(db: Db, windowHours: number, country: string, datasourc
  * Enabled datasources worked in the window (at least minAttempts outcomes, done or the source's fault), from
  * the per-minute counts: what the bad ones are measured against, to tell a bad feed from our own outage.
  */
-async function activeDatasources(db: Db, windowHours: number, minOutcomes: number, country?: string): Promise<number> {
-  const { rows } = await sql<{ n: number }>`
-    SELECT count(*)::int AS n FROM (
-      SELECT 1 FROM datasource_minutes m
-        JOIN datasources d ON d.country = m.country AND d.datasource_id = m.datasource_id AND d.enabled
-       WHERE m.minute > now() - make_interval(secs => ${windowHours * 3600}::float8)
-         AND (m.error_class = '' OR m.error_class = ANY(${sourceFaultClasses()}::text[]))
-         AND ${country === undefined ? sql`true` : sql`m.country = ${country}`}
-       GROUP BY m.country, m.datasource_id HAVING sum(m.n) >= ${minOutcomes}) a`.execute(db);
-  return rows[0].n;
+async function activeDatasources(db: Db, windowHours: number, minOutcomes: number, country?: string): Promise<string[]> {
+  const { rows } = await sql<{ key: string }>`
+    SELECT m.country || ':' || m.datasource_id AS key FROM datasource_minutes m
+      JOIN datasources d ON d.country = m.country AND d.datasource_id = m.datasource_id AND d.enabled
+     WHERE m.minute > now() - make_interval(secs => ${windowHours * 3600}::float8)
+       AND (m.error_class = '' OR m.error_class = ANY(${sourceFaultClasses()}::text[]))
+       AND ${country === undefined ? sql`true` : sql`m.country = ${country}`}
+     GROUP BY m.country, m.datasource_id HAVING sum(m.n) >= ${minOutcomes}`.execute(db);
+  return rows.map((r) => r.key);
+}
+
+/**
+ * Pure: the rows a datasource needs tried, failing at the policy's rate, to count as failing along with a bad one
+ * (a fifth of minAttempts, 10 by default). A feed that crosses minAttempts first (the nightly batch of the biggest)
+ * is not alone when the others' fewer rows fail as badly: our DNS or uplink going down fails every feed at once,
+ * each reaching minAttempts at its own pace; judged one at a time, each was disabled alone, run after run.
+ */
+export function evidenceRows(policy: BadDatasourcePolicy): number {
+  return Math.max(1, Math.ceil(policy.minAttempts / 5));
 }
 
 /**
@@ -130,18 +139,23 @@ export async function disableBadDatasources(
     const reason = judgeDatasource(health, policy);
     return reason ? [{ health, reason }] : [];
   });
-  if (bad.length >= 2) {
-    const active = await activeDatasources(db, policy.windowHours, policy.minAttempts, country);
-    if (failingTogether(bad.length, active)) {
-      const reasons = [...new Set(bad.map((b) => b.health.topReason))].join(', ');
+  if (bad.length >= 1) {
+    // Those failing as badly with fewer rows tried (evidenceRows) fail along with the bad ones.
+    const evidence = { ...policy, minAttempts: evidenceRows(policy) };
+    const failing = (await datasourceHealth(db, evidence, country)).filter((h) => judgeDatasource(h, evidence) !== null);
+    const keyOf = (h: DatasourceHealth) => `${h.country}:${h.datasourceId}`;
+    const failingKeys = new Set([...bad.map((b) => keyOf(b.health)), ...failing.map(keyOf)]);
+    const active = new Set([...(await activeDatasources(db, policy.windowHours, policy.minAttempts, country)), ...failingKeys]).size;
+    if (failingTogether(failingKeys.size, active)) {
+      const reasons = [...new Set([...bad.map((b) => b.health.topReason), ...failing.map((h) => h.topReason)])].join(', ');
       await recordEvent(db, {
         check: 'bad_datasources',
         country,
         rows: 0,
-        detail: `${bad.length} of ${active} active datasources fail at once (${reasons}): our network, DNS or proxy, not their feeds; none disabled`,
+        detail: `${failingKeys.size} of ${active} active datasources fail at once (${reasons}): our network, DNS or proxy, not their feeds; none disabled`,
       });
       onFailingTogether?.(
-        `${bad.length} of ${active} active datasources fail at once (top reasons: ${reasons}): check this side's DNS, uplink and proxy; none disabled`,
+        `${failingKeys.size} of ${active} active datasources fail at once (top reasons: ${reasons}): check this side's DNS, uplink and proxy; none disabled`,
       );
       return [];
     }
