@@ -7,6 +7,7 @@ import { closeLogger } from '../src/log/create-logger.ts';
 import { markStopped, registerWorker } from '../src/daemon/worker-registry.ts';
 import { UnreleasedRows } from '../src/imaged/unreleased-rows.ts';
 import { releaseLeftRows, releaseStuckJobs } from '../src/manager/stuck-jobs.ts';
+import { workerReport } from '../src/manager/worker-report.ts';
 import { claimChunk } from '../src/queue/claim-chunk.ts';
 import { capturedLogger } from './helpers/captured-log.ts';
 import { countBy, insertUrls } from './helpers/rows.ts';
@@ -100,6 +101,11 @@ describe('a give-back the database refuses', () => {
       lines.join('\n'),
     );
 
+    // `lis worker-report` (and the status page) show them held, not 0, until the manager releases them.
+    assert.deepEqual(
+      (await workerReport(t.db, 60)).map((r) => [r.status, r.holding]),
+      [['stopped', 6]],
+    );
     // Not a dead worker: stuck_jobs' left rows, recorded as such (no worker_died alert reads them).
     assert.deepEqual(await releaseStuckJobs(t.db, 60, 'uk', 660), []);
     const left = await releaseLeftRows(t.db);
