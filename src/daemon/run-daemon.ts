@@ -448,12 +448,13 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
 
   /** At the end: a last try at the rows this worker may hold that no chunk does (mayHoldStrays). */
   const giveBackStrays = async () => {
-    // Not when a call went unanswered as we stop (the database hangs): the exit keeps within its grace.
+    // Not when a call went unanswered as we stop (the database hangs), and bounded as the stop mark is: the exit
+    // keeps within its grace.
     if (stopWait.unanswered) return;
     let timer: NodeJS.Timeout | undefined;
     const freed = await Promise.race([
       releaseHeldExcept(db, claimScope, []).catch((error: unknown) => outageLine('giving back rows', 'Could not give back rows', error)),
-      new Promise<string>((resolve) => (timer = setTimeout(() => resolve('Database not answering (giving back rows)'), stopDatabaseWaitMs(config)))),
+      new Promise<string>((resolve) => (timer = setTimeout(() => resolve('Database not answering (giving back rows)'), 2000))),
     ]);
     clearTimeout(timer);
     if (typeof freed !== 'number') {
