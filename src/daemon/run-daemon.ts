@@ -221,9 +221,20 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
   // (releaseHeldExcept), tried once more at the end, and if still held then, left to the manager in our stop mark.
   let mayHoldStrays = false;
   let strayRows = 0;
+  /** Counts strayed() calls: a give-back of strays clears the flag only if none came while it ran (it may not cover them). */
+  let strays = 0;
   const strayed = (rows: number) => {
     mayHoldStrays = true;
     strayRows += rows;
+    strays++;
+  };
+  /** After a give-back of strays begun at `since` (strays then) succeeded: what it gave back, unless more strayed meanwhile. */
+  const straysGivenBack = (since: number) => {
+    const refused = strayRows;
+    if (strays !== since) return refused;
+    mayHoldStrays = false;
+    strayRows = 0;
+    return refused;
   };
 
   const released = await registerAtStart(db, identity, { service: options.service, signal: options.signal, warn: (m) => log.warn(m, scope('start')) });
@@ -490,6 +501,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
         // Part of claiming: its failure is logged and waited out as the claim's.
         // A claim failed for a database fault may have been committed, its answer lost on the way back (mayHoldStrays).
         if (mayHoldStrays) {
+          const since = strays;
           const freed = await stopWait.answered(releaseHeldExcept(db, claimScope, heldIds()));
           if (freed === 'stopped') {
             log.error(
@@ -498,9 +510,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
             );
             break;
           }
-          const refused = strayRows;
-          mayHoldStrays = false;
-          strayRows = 0;
+          const refused = straysGivenBack(since);
           if (freed > 0) {
             totals.released += freed;
             log.warn(
