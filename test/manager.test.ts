@@ -315,7 +315,7 @@ describe('lis_managerd', () => {
     const events = await t.db.selectFrom('manager_events').select('detail').execute();
     assert.deepEqual(
       events.map((e) => e.detail),
-      ['3 of 4 active datasources fail at once (dns, connection): our network, DNS or proxy, not their feeds; none disabled'],
+      ['3 of 4 active datasources fail at once (dns): our network, DNS or proxy, not their feeds; none disabled'],
     );
     // Once the others' rows go through, a dead feed among them is still disabled, though one still has failing rows (9 of 12).
     await sql`UPDATE live_images SET last_error_class = NULL, updated_at = now() WHERE datasource_id = 53

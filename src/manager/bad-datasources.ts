@@ -93,13 +93,33 @@ async function activeDatasources(db: Db, windowHours: number, minOutcomes: numbe
 }
 
 /**
- * Pure: the rows a datasource needs tried, failing at the policy's rate, to count as failing along with a bad one
- * (a fifth of minAttempts, 10 by default). A feed that crosses minAttempts first (the nightly batch of the biggest)
- * is not alone when the others' fewer rows fail as badly: our DNS or uplink going down fails every feed at once,
- * each reaching minAttempts at its own pace; judged one at a time, each was disabled alone, run after run.
+ * Pure: the source failures a datasource needs in the window, at the policy's rate of its outcomes, to count as
+ * failing along with a bad one (a fifth of minAttempts, 10 by default). A feed that crosses minAttempts first (the
+ * nightly batch of the biggest) is not alone when the others' fewer rows fail as badly: our DNS or uplink going
+ * down fails every feed at once, each reaching minAttempts at its own pace; judged one at a time, each was
+ * disabled alone, run after run.
  */
-export function evidenceRows(policy: BadDatasourcePolicy): number {
+export function evidenceFailures(policy: BadDatasourcePolicy): number {
   return Math.max(1, Math.ceil(policy.minAttempts / 5));
+}
+
+/**
+ * Enabled datasources whose outcomes in the window (done or the source's fault, since the datasource last changed)
+ * are at least `minFailures` source failures and at least `share` of them: those that may be failing, from the
+ * per-minute counts (a row done counts once per stage, a row failing once per try: their rows decide).
+ */
+async function mayBeFailing(db: Db, policy: BadDatasourcePolicy, minFailures: number, share: number, country?: string) {
+  const { rows } = await sql<{ country: string; datasource_id: number }>`
+    SELECT m.country, m.datasource_id FROM datasource_minutes m
+      JOIN datasources d ON d.country = m.country AND d.datasource_id = m.datasource_id AND d.enabled
+     WHERE m.minute > now() - make_interval(secs => ${policy.windowHours * 3600}::float8)
+       AND m.minute >= date_trunc('minute', d.updated_at)
+       AND (m.error_class = '' OR m.error_class = ANY(${sourceFaultClasses()}::text[]))
+       AND ${country === undefined ? sql`true` : sql`m.country = ${country}`}
+     GROUP BY m.country, m.datasource_id
+    HAVING sum(m.n) FILTER (WHERE m.error_class <> '') >= ${minFailures}
+       AND sum(m.n) FILTER (WHERE m.error_class <> '') >= ${share}::float8 * sum(m.n)`.execute(db);
+  return rows;
 }
 
 /**
@@ -140,14 +160,18 @@ export async function disableBadDatasources(
     return reason ? [{ health, reason }] : [];
   });
   if (bad.length >= 1) {
-    // Those failing as badly with fewer rows tried (evidenceRows) fail along with the bad ones.
-    const evidence = { ...policy, minAttempts: evidenceRows(policy) };
-    const failing = (await datasourceHealth(db, evidence, country)).filter((h) => judgeDatasource(h, evidence) !== null);
-    const keyOf = (h: DatasourceHealth) => `${h.country}:${h.datasourceId}`;
-    const failingKeys = new Set([...bad.map((b) => keyOf(b.health)), ...failing.map(keyOf)]);
+    // Those whose fewer rows (evidenceFailures) fail at the rate fail along with the bad ones. Their rows are read
+    // only when their outcomes are at least half the rate source failures: most feeds have a few 404s, not that.
+    const evidence = { ...policy, minAttempts: evidenceFailures(policy) };
+    const failing: string[] = [];
+    for (const d of await mayBeFailing(db, policy, Math.ceil(evidence.minAttempts * policy.failureRate), policy.failureRate / 2, country)) {
+      const health = await rowHealth(db, policy.windowHours, d.country, d.datasource_id);
+      if (judgeDatasource(health, evidence) !== null) failing.push(`${d.country}:${d.datasource_id}`);
+    }
+    const failingKeys = new Set([...bad.map((b) => `${b.health.country}:${b.health.datasourceId}`), ...failing]);
     const active = new Set([...(await activeDatasources(db, policy.windowHours, policy.minAttempts, country)), ...failingKeys]).size;
     if (failingTogether(failingKeys.size, active)) {
-      const reasons = [...new Set([...bad.map((b) => b.health.topReason), ...failing.map((h) => h.topReason)])].join(', ');
+      const reasons = [...new Set(bad.map((b) => b.health.topReason))].join(', ');
       await recordEvent(db, {
         check: 'bad_datasources',
         country,
