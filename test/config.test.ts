@@ -137,6 +137,28 @@ describe('config', () => {
     assert.equal(parseConfig({ metrics: { ports: { downloadd: 65535 } } }, {}).metrics.ports.downloadd, 65535, 'no countries: no offset');
   });
 
+  it('refuses a queue.progressTimeoutSeconds not longer than a stage bound on one row, naming both keys (a slow row would be given back and started again for ever)', () => {
+    const config = (totalSeconds: number, timeoutSeconds: number, progressTimeoutSeconds: number) => ({
+      download: { timeouts: { totalSeconds } },
+      thumbnail: { timeoutSeconds },
+      queue: { progressTimeoutSeconds },
+    });
+    assert.equal(parseConfig(config(599, 599, 600), {}).queue.progressTimeoutSeconds, 600);
+    assert.throws(
+      () => parseConfig(config(900, 30, 600), {}),
+      (error: Error & { code?: string }) =>
+        error.code === 'ERR_CONFIG' &&
+        /queue\.progressTimeoutSeconds: 600 s is not longer than download\.timeouts\.totalSeconds \(900 s\): a row still within it would be taken for wedged, given back and started again for ever; raise it, or lower download\.timeouts\.totalSeconds/.test(
+          error.message,
+        ),
+    );
+    assert.throws(
+      () => parseConfig(config(60, 30, 30), {}),
+      (error: Error & { code?: string }) =>
+        error.code === 'ERR_CONFIG' && /queue\.progressTimeoutSeconds: 30 s is not longer than thumbnail\.timeoutSeconds \(30 s\)/.test(error.message),
+    );
+  });
+
   it('refuses a metrics.ports name no component reads (a typo would leave its daemon serving no metrics, silently)', () => {
     assert.deepEqual(parseConfig({ metrics: { ports: { downloadd: 9401, thumbnaild: 9411, pusherd: null, managerd: 0 } } }, {}).metrics.ports, {
       downloadd: 9401,

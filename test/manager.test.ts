@@ -7,7 +7,9 @@ import { runCheck } from '../src/manager/run-check.ts';
 import { sql } from 'kysely';
 import { parkBadRetryJobs } from '../src/manager/bad-retry-jobs.ts';
 import { disableBadDatasources, judgeDatasource } from '../src/manager/bad-datasources.ts';
-import { enableDatasource } from '../src/manager/datasource-switch.ts';
+import { disableDatasource, enableDatasource } from '../src/manager/datasource-switch.ts';
+import { deferRows } from '../src/queue/defer-rows.ts';
+import { releaseAllHeldBy, releaseRows } from '../src/queue/release-rows.ts';
 import { redownloadFromGoneHosts, releaseStuckJobs } from '../src/manager/stuck-jobs.ts';
 import { claimChunk } from '../src/queue/claim-chunk.ts';
 import { claimRow } from '../src/queue/claim-row.ts';
@@ -175,6 +177,38 @@ describe('lis_managerd', () => {
     assert.match(unknown.output(), /no datasource 999 in uk/);
   });
 
+  it('parks the rows that were being worked when their datasource was disabled, as they come back, and its re-opening resumes them', async () => {
+    await sql`INSERT INTO datasources (country, datasource_id) VALUES ('uk', 61)`.execute(t.db);
+    await insertUrls(t.db, 'uk', 6, { datasourceId: 61, prefix: 'http://feed61.example.com/' });
+    const rows = await claimChunk(t.db, { country: 'uk', stage: 'download', workerId: 'w:1:a', storeHost: '', limit: 6, afterId: '0' });
+    assert.equal(rows.length, 6);
+    // Disabled while all six are in hand: none is parked now (rows being worked finish as usual).
+    assert.equal(await disableDatasource(t.db, 'uk', 61, 'bad feed'), 0);
+    const [a, b, c, d, e, f] = rows.map((r) => r.id);
+    // They come back: the feed failing again (retryable, and for good), our fault, a stop's give-back, a dead worker's release.
+    const policy = { maxAttempts: 5, backoff: { baseSeconds: 0, maxSeconds: 0, jitter: 0 } };
+    await failRows(
+      t.db,
+      'w:1:a',
+      [
+        { id: a, attempts: 0, reason: 'HTTP 503', errorClass: 'http_5xx', retryable: true },
+        { id: b, attempts: 0, reason: 'HTTP 404', errorClass: 'http_404', retryable: false },
+      ],
+      policy,
+    );
+    await deferRows(t.db, 'w:1:a', [{ id: c, reason: 'store full', errorClass: 'store_write_failed', delaySeconds: 0 }]);
+    await releaseRows(t.db, 'w:1:a', [d]);
+    await sql`UPDATE live_images SET locked_by = 'w:2:b' WHERE id IN (${e}, ${f})`.execute(t.db);
+    await releaseAllHeldBy(t.db, 'w:2:b');
+    // Not one is claimable while the datasource is disabled: tried again, the bad feed's rows would end failed.
+    assert.deepEqual(await countBy(t.db), { 'download/failed': 1, 'download/parked': 5 });
+    assert.deepEqual(await claimChunk(t.db, { country: 'uk', stage: 'download', workerId: 'w:3:c', storeHost: '', limit: 6, afterId: '0' }), []);
+    // Re-opened: all five wait again (the 404 stays failed, as before).
+    assert.equal(await enableDatasource(t.db, 'uk', 61), 5);
+    const again = await claimChunk(t.db, { country: 'uk', stage: 'download', workerId: 'w:3:c', storeHost: '', limit: 6, afterId: '0' });
+    assert.deepEqual(again.map((r) => r.id).sort(), [a, c, d, e, f].sort());
+  });
+
   it('tells the operators through the webhook (and the error log) when it disables a datasource', async () => {
     const received: Array<Record<string, unknown>> = [];
     const hook = http.createServer((req, res) => {
@@ -259,6 +293,36 @@ describe('lis_managerd', () => {
     assert.deepEqual(
       (await disableBadDatasources(t.db, policy, 'uk')).map((d) => d.datasourceId),
       [21],
+    );
+  });
+
+  it('disables no datasource when the biggest feed crosses the line first while the others fail as badly on fewer rows: our outage, not feed after feed', async () => {
+    await sql`INSERT INTO datasources (country, datasource_id, updated_at) SELECT 'uk', g, now() - interval '1 hour' FROM generate_series(51, 54) g`.execute(
+      t.db,
+    );
+    // Our DNS down: the biggest feed's nightly batch has 60 rows tried, the others 12 each so far, all failing.
+    await failedRows(t, 51, 60, 'dns');
+    await failedRows(t, 52, 12, 'dns');
+    await failedRows(t, 53, 12, 'connection');
+    // A feed whose rows were done before the outage.
+    await sql`INSERT INTO datasource_minutes (country, datasource_id, minute, stage, error_class, n) VALUES ('uk', 54, date_trunc('minute', now()), 'download', '', 60)`.execute(
+      t.db,
+    );
+    const policy = { windowHours: 6, minAttempts: 50, failureRate: 0.9 };
+    // Judged alone, 51 was disabled now, 52 and 53 at the runs after, as their rows reached 50.
+    assert.deepEqual(await disableBadDatasources(t.db, policy, 'uk'), []);
+    assert.equal((await t.db.selectFrom('datasources').select('datasource_id').where('enabled', '=', false).execute()).length, 0);
+    const events = await t.db.selectFrom('manager_events').select('detail').execute();
+    assert.deepEqual(
+      events.map((e) => e.detail),
+      ['3 of 4 active datasources fail at once (dns): our network, DNS or proxy, not their feeds; none disabled'],
+    );
+    // Once the others' rows go through, a dead feed among them is still disabled, though one still has failing rows (9 of 12).
+    await sql`UPDATE live_images SET last_error_class = NULL, updated_at = now() WHERE datasource_id = 53
+                 OR id IN (SELECT id FROM live_images WHERE datasource_id = 52 ORDER BY id LIMIT 3)`.execute(t.db);
+    assert.deepEqual(
+      (await disableBadDatasources(t.db, policy, 'uk')).map((d) => d.datasourceId),
+      [51],
     );
   });
 

@@ -26,6 +26,12 @@ describe('daemon runner: liveness and ids', function () {
   let t: TestDatabase;
   const cleanups = databasePerTest((made) => (t = made));
 
+  /** A progress timeout of 1 s must be longer than every stage's bound on one row (the config refuses it otherwise). */
+  const shortRowBounds = (): LisConfigInput => ({
+    download: { ...t.config.download, timeouts: { ...t.config.download.timeouts, totalSeconds: 0.5 } },
+    thumbnail: { ...t.config.thumbnail, timeoutSeconds: 0.5 },
+  });
+
   /** runDaemon in this process with the test's config plus `overrides`. */
   function start(worker: StageWorker, overrides: LisConfigInput = {}, options: Partial<RunOptions> = {}) {
     const config = parseConfig({ ...t.config, ...overrides, queue: { ...t.config.queue, ...overrides.queue } }, {});
@@ -95,7 +101,7 @@ describe('daemon runner: liveness and ids', function () {
 
   it('a wedged chunk is given back by the worker itself after queue.progressTimeoutSeconds, uncharged', async () => {
     await insertUrls(t.db, 'uk', 20);
-    const run = start(wedgedOnce(), { queue: { progressTimeoutSeconds: 1, heartbeatSeconds: 0.2, pollSeconds: 60 } });
+    const run = start(wedgedOnce(), { ...shortRowBounds(), queue: { progressTimeoutSeconds: 1, heartbeatSeconds: 0.2, pollSeconds: 60 } });
     await waitFor(
       () => run.lines.some((l) => /^ERROR No progress on a chunk for \d+s .*giving back its 20 unfinished rows/.test(l)),
       20_000,

@@ -70,7 +70,7 @@ describe('a stalled S3 endpoint', function () {
     const silent = await tcpServer(() => {});
     closers.push(() => silent.close());
     // The total is far above the first-byte limit: reaching it would take the mocha timeout.
-    const fetch = fetcherFor({ silent: silent.port }, { connectSeconds: 1, firstByteSeconds: 1, totalSeconds: 600 });
+    const fetch = fetcherFor({ silent: silent.port }, { connectSeconds: 1, firstByteSeconds: 1, totalSeconds: 300 });
     const outcome = await fetch('s3://silent/x.jpg');
     assert.deepEqual(outcome, {
       kind: 'failed',
@@ -81,7 +81,7 @@ describe('a stalled S3 endpoint', function () {
       },
     });
     assert.equal(silent.connections(), 1, 'the SDK does not retry on its own');
-    const ours = await fetcherFor({ silent: silent.port }, { connectSeconds: 1, firstByteSeconds: 1, totalSeconds: 600 }, 'us')('s3://silent/x.jpg');
+    const ours = await fetcherFor({ silent: silent.port }, { connectSeconds: 1, firstByteSeconds: 1, totalSeconds: 300 }, 'us')('s3://silent/x.jpg');
     assert.deepEqual(ours, {
       kind: 'failed',
       failure: {

@@ -168,6 +168,15 @@ const configObject = z.strictObject({
 });
 
 export const configSchema = configObject.superRefine((config, ctx) => {
+  // A row a stage is still working within its own bound must never be taken for wedged: its chunk was given back
+  // at queue.progressTimeoutSeconds (and the download cut), claimed again, and cut again, for ever, uncharged.
+  for (const { key, seconds } of rowBoundsPastProgressTimeout(config)) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['queue', 'progressTimeoutSeconds'],
+      message: `${config.queue.progressTimeoutSeconds} s is not longer than ${key} (${seconds} s): a row still within it would be taken for wedged, given back and started again for ever; raise it, or lower ${key}`,
+    });
+  }
   // A country's instance listens on its base port plus the country's place: past 65535 it could only fail at
   // start, with a bare RangeError. Said here, where both numbers are, naming the key to change.
   for (const { component, country, port } of metricsPortsPastRange(config.metrics.ports, config.countries)) {
@@ -178,6 +187,15 @@ export const configSchema = configObject.superRefine((config, ctx) => {
     });
   }
 });
+
+/** The per-row bounds of the stages the runner works that are not below queue.progressTimeoutSeconds. */
+function rowBoundsPastProgressTimeout(config: z.infer<typeof configObject>): Array<{ key: string; seconds: number }> {
+  const bounds = [
+    { key: 'download.timeouts.totalSeconds', seconds: config.download.timeouts.totalSeconds },
+    { key: 'thumbnail.timeoutSeconds', seconds: config.thumbnail.timeoutSeconds },
+  ];
+  return bounds.filter((b) => b.seconds >= config.queue.progressTimeoutSeconds);
+}
 
 export type LisConfig = z.infer<typeof configSchema>;
 export type LisConfigInput = z.input<typeof configSchema>;

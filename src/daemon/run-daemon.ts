@@ -145,6 +145,10 @@ export function stopDatabaseWaitMs(config: LisConfig): number {
 export class StopWait {
   /** Set when a call went unanswered after the stop: the database hangs, so no later call is waited for. */
   private hung = false;
+  /** True once a call went unanswered after the stop. */
+  get unanswered(): boolean {
+    return this.hung;
+  }
   constructor(
     readonly signal: AbortSignal,
     private readonly waitMs: number,
@@ -211,6 +215,27 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
   const identity = { id: workerId, component: worker.component, host: config.host, pid: process.pid, country, stage: worker.stage };
   let wake: (() => void) | null = null;
   const changed = () => wake?.();
+  // Rows this worker may hold that no chunk in hand does: a claim whose answer was lost (the server committed it),
+  // or a give-back the database refused or left unanswered (`strayRows` counts those). The manager would not
+  // release them while we beat, nor once we are marked stopped: they are given back before the next claim
+  // (releaseHeldExcept), tried once more at the end, and if still held then, left to the manager in our stop mark.
+  let mayHoldStrays = false;
+  let strayRows = 0;
+  /** Counts strayed() calls: a give-back of strays clears the flag only if none came while it ran (it may not cover them). */
+  let strays = 0;
+  const strayed = (rows: number) => {
+    mayHoldStrays = true;
+    strayRows += rows;
+    strays++;
+  };
+  /** After a give-back of strays begun at `since` (strays then) succeeded: what it gave back, unless more strayed meanwhile. */
+  const straysGivenBack = (since: number) => {
+    const refused = strayRows;
+    if (strays !== since) return refused;
+    mayHoldStrays = false;
+    strayRows = 0;
+    return refused;
+  };
 
   const released = await registerAtStart(db, identity, { service: options.service, signal: options.signal, warn: (m) => log.warn(m, scope('start')) });
   // Registering is the first heartbeat (it sets heartbeat_at): /metrics says so, rather than 0 (1970) until the next beat.
@@ -256,8 +281,10 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
   const flushChunk = (chunk: ChunkRun) =>
     (chunk.flushing = chunk.flushing
       .then(async () => {
-        if ((await stopWait.answered(writeResults(chunk, writerOptions))) === 'stopped')
+        if ((await stopWait.answered(writeResults(chunk, writerOptions))) === 'stopped') {
+          strayed(0);
           log.error('Database not answering (writing results) as we stop: leaving them; the manager will release the rows', scope('flush'));
+        }
       })
       .catch(failWith));
   const dropChunk = (chunk: ChunkRun) => {
@@ -311,7 +338,11 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
         scope('progress'),
       );
       totals.released += await releaseRows(db, workerId, ids)
-        .catch(() => 0)
+        .catch((error: unknown) => {
+          strayed(ids.length);
+          log.error(`${outageLine('giving back rows', `Could not give back ${ids.length} rows`, error)}; giving them back later`, scope('progress'));
+          return 0;
+        })
         .finally(() => {
           ending.delete(chunk);
           changed();
@@ -382,10 +413,8 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
         .answered(releaseRows(db, workerId, unreported))
         .then((n) => (n === 'stopped' ? Promise.reject(new LisError('ERR_DATABASE_TIMEOUT', 'no answer as we stop')) : n))
         .catch((error: unknown) => {
-          log.error(
-            `${outageLine('giving back rows', `Could not give back ${unreported.length} rows`, error)}; the manager will release them`,
-            scope('release'),
-          );
+          strayed(unreported.length);
+          log.error(`${outageLine('giving back rows', `Could not give back ${unreported.length} rows`, error)}; giving them back later`, scope('release'));
           return 0;
         });
       totals.released += given;
@@ -428,16 +457,33 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
     }
   };
 
+  /** At the end: a last try at the rows this worker may hold that no chunk does (mayHoldStrays). */
+  const giveBackStrays = async () => {
+    // Not when a call went unanswered as we stop (the database hangs), and bounded as the stop mark is: the exit
+    // keeps within its grace.
+    if (stopWait.unanswered) return;
+    let timer: NodeJS.Timeout | undefined;
+    const freed = await Promise.race([
+      releaseHeldExcept(db, claimScope, []).catch((error: unknown) => outageLine('giving back rows', 'Could not give back rows', error)),
+      new Promise<string>((resolve) => (timer = setTimeout(() => resolve('Database not answering (giving back rows)'), 2000))),
+    ]);
+    clearTimeout(timer);
+    if (typeof freed !== 'number') {
+      log.error(`${freed}: the rows this worker may still hold are left to the manager, which releases them once it is stopped`, scope('release'));
+      return;
+    }
+    mayHoldStrays = false;
+    strayRows = 0;
+    totals.released += freed;
+    if (freed > 0) log.warn(`Gave back ${freed} rows the database had not taken back before: no attempt charged`, scope('release'));
+  };
+
   /** The rows of the chunks in hand, and of those still giving theirs back: the rows this worker knows it holds. */
   const heldIds = () => [...chunks, ...ending].flatMap((chunk) => chunk.rows.map((row) => row.id));
 
   const running = new Set<Promise<void>>();
   try {
     let outageTries = 0;
-    // Set when a claim failed for a database fault: the server may have committed it, its answer lost on the
-    // way back, leaving rows locked by this worker that no chunk holds. The manager would not release them
-    // (our heartbeat is alive): they are given back before the next claim.
-    let claimMayBeLost = false;
     while (!signal.aborted) {
       if (!roomForChunk([...chunks], Boolean(worker.overlapChunks), options.chunkSize, worker.chunksAtOnce)) {
         await nextChange(config.queue.pollSeconds * 1000);
@@ -453,7 +499,9 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
       const wokenAtClaim = notifier?.mark() ?? 0;
       try {
         // Part of claiming: its failure is logged and waited out as the claim's.
-        if (claimMayBeLost) {
+        // A claim failed for a database fault may have been committed, its answer lost on the way back (mayHoldStrays).
+        if (mayHoldStrays) {
+          const since = strays;
           const freed = await stopWait.answered(releaseHeldExcept(db, claimScope, heldIds()));
           if (freed === 'stopped') {
             log.error(
@@ -462,19 +510,22 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
             );
             break;
           }
-          claimMayBeLost = false;
+          const refused = straysGivenBack(since);
           if (freed > 0) {
             totals.released += freed;
             log.warn(
-              `Gave back ${freed} rows a failed claim had taken (the server committed it, its answer was lost): no attempt charged`,
+              refused > 0
+                ? `Gave back ${freed} rows the database had refused to take back: no attempt charged`
+                : `Gave back ${freed} rows a failed claim had taken (the server committed it, its answer was lost): no attempt charged`,
               scope('get_chunk_of_work'),
             );
           }
         }
         const claimed = await stopWait.answered(cursor.next(options.chunkSize));
         if (claimed === 'stopped') {
-          // A row the claim may still take is held by a stopped worker, which the manager's repair gives back.
+          // A row the claim may still take is held as we stop: our stop mark says so (mayHoldStrays), and stuck_jobs releases it.
           log.error('Database not answering (claiming work) as we stop: leaving the claim', scope('get_chunk_of_work'));
+          strayed(0);
           break;
         }
         rows = claimed;
@@ -485,7 +536,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
       } catch (error) {
         rethrowIfPermanent('Cannot claim work', error);
         outageTries++;
-        claimMayBeLost = true;
+        strayed(0);
         log.error(`${outageLine('claiming work', 'Cannot claim work', error)}; trying again`, scope('get_chunk_of_work'));
         await abortableDelay(backoffDelayMs(outageTries), signal);
         continue;
@@ -524,7 +575,9 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
     // worker row "running" with no process behind it, which the manager would later report as dead.
     await beatsStopped;
     await settledWithin(heartbeats.beat(), 2000);
-    await settledWithin(markStopped(db, workerId), 2000);
+    if (mayHoldStrays) await giveBackStrays();
+    // Rows still held then are left to the manager (stuck_jobs releases what a stopped worker says it holds).
+    await settledWithin(markStopped(db, workerId, mayHoldStrays ? Math.max(strayRows, 1) : 0), 2000);
     log.info(`Exiting(time_to_die: ${options.signal.aborted ? 1 : 0})`, scope('main'));
   }
   if (fatal) throw fatal;

@@ -134,10 +134,15 @@ export async function setPaused(db: Db, workerId: string, reason: string | null)
     .execute();
 }
 
-export async function markStopped(db: Db, workerId: string): Promise<void> {
+/**
+ * Marks the worker stopped. `leftHeld`: rows it may still hold as it goes (a give-back the database refused or left
+ * unanswered, a claim left unanswered): kept in `holding`, so that lis_managerd's stuck_jobs releases them. A stopped
+ * worker was never looked at again, and its rows stayed locked until the weekly db_scan's repair.
+ */
+export async function markStopped(db: Db, workerId: string, leftHeld = 0): Promise<void> {
   await db
     .updateTable('workers')
-    .set({ stopped_at: sql`now()`, heartbeat_at: sql`now()`, holding: 0 })
+    .set({ stopped_at: sql`now()`, heartbeat_at: sql`now()`, holding: leftHeld })
     .where('id', '=', workerId)
     .execute();
 }

@@ -54,6 +54,8 @@ export async function imagedMain(argv = process.argv): Promise<void> {
     const fetcher = new SchemeFetcher(client, config);
     const workerId = workerIdFor(config.host, process.pid);
     let beat: HeartbeatLoop | undefined;
+    // Rows the database would not take back, still held as we stop (UnreleasedRows): the stop mark says how many.
+    let owed = () => 0;
     try {
       const warn = (m: string) => log.warn(m, scope);
       db = await openDaemonDatabase(config, { service: Boolean(flags.service), signal: controller.signal, warn });
@@ -71,6 +73,7 @@ export async function imagedMain(argv = process.argv): Promise<void> {
       const thumbnailer = createThumbnailWorker({ config, db: database });
       const outcomes = new OutcomeTally();
       const service = new ThumbnailService({ config, db: database, locks, log, workerId, fetcher, thumbnailer, outcomes });
+      owed = () => service.unreleased.size;
       const server = createImagedServer(config, service, log);
       // Each beat also adds the stages' outcomes since the last to datasource_minutes (kept for the next when it fails).
       beat = startServiceHeartbeat(database, identity, {
@@ -108,7 +111,7 @@ export async function imagedMain(argv = process.argv): Promise<void> {
       fetcher.destroy();
       client.destroy();
       // Bounded, as the daemons' stop is: a database that hangs would hold the exit past the service's grace.
-      if (db) await settledWithin(markStopped(db, workerId), stopDatabaseWaitMs(config));
+      if (db) await settledWithin(markStopped(db, workerId, owed()), stopDatabaseWaitMs(config));
       uninstall();
       if (locks) await closeDb(locks, 2000);
       if (db) await closeDb(db, 2000);

@@ -69,11 +69,13 @@ export class UnreleasedRows {
     this.stop();
   }
 
-  /** A last try, then no more (at a stop: lis_managerd releases what is left once this worker is stopped). */
+  /**
+   * A last try, then no more. What is left stays counted in `size`: the stop mark says so (markStopped's
+   * leftHeld), and lis_managerd releases those rows once this worker is stopped.
+   */
   async close(): Promise<void> {
     this.stop();
     await this.retry();
-    this.ids.clear();
   }
 
   private stop(): void {

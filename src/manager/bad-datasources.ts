@@ -81,16 +81,45 @@ async function rowHealth(db: Db, windowHours: number, country: string, datasourc
  * Enabled datasources worked in the window (at least minAttempts outcomes, done or the source's fault), from
  * the per-minute counts: what the bad ones are measured against, to tell a bad feed from our own outage.
  */
-async function activeDatasources(db: Db, windowHours: number, minOutcomes: number, country?: string): Promise<number> {
-  const { rows } = await sql<{ n: number }>`
-    SELECT count(*)::int AS n FROM (
-      SELECT 1 FROM datasource_minutes m
-        JOIN datasources d ON d.country = m.country AND d.datasource_id = m.datasource_id AND d.enabled
-       WHERE m.minute > now() - make_interval(secs => ${windowHours * 3600}::float8)
-         AND (m.error_class = '' OR m.error_class = ANY(${sourceFaultClasses()}::text[]))
-         AND ${country === undefined ? sql`true` : sql`m.country = ${country}`}
-       GROUP BY m.country, m.datasource_id HAVING sum(m.n) >= ${minOutcomes}) a`.execute(db);
-  return rows[0].n;
+async function activeDatasources(db: Db, windowHours: number, minOutcomes: number, country?: string): Promise<string[]> {
+  const { rows } = await sql<{ key: string }>`
+    SELECT m.country || ':' || m.datasource_id AS key FROM datasource_minutes m
+      JOIN datasources d ON d.country = m.country AND d.datasource_id = m.datasource_id AND d.enabled
+     WHERE m.minute > now() - make_interval(secs => ${windowHours * 3600}::float8)
+       AND (m.error_class = '' OR m.error_class = ANY(${sourceFaultClasses()}::text[]))
+       AND ${country === undefined ? sql`true` : sql`m.country = ${country}`}
+     GROUP BY m.country, m.datasource_id HAVING sum(m.n) >= ${minOutcomes}`.execute(db);
+  return rows.map((r) => r.key);
+}
+
+/**
+ * Pure: the source failures a datasource needs in the window, at the policy's rate of its outcomes, to count as
+ * failing along with a bad one (a fifth of minAttempts, 10 by default). A feed that crosses minAttempts first (the
+ * nightly batch of the biggest) is not alone when the others' fewer rows fail as badly: our DNS or uplink going
+ * down fails every feed at once, each reaching minAttempts at its own pace; judged one at a time, each was
+ * disabled alone, run after run.
+ */
+export function evidenceFailures(policy: BadDatasourcePolicy): number {
+  return Math.max(1, Math.ceil(policy.minAttempts / 5));
+}
+
+/**
+ * Enabled datasources whose outcomes in the window (done or the source's fault, since the datasource last changed)
+ * are at least `minFailures` source failures and at least `share` of them: those that may be failing, from the
+ * per-minute counts (a row done counts once per stage, a row failing once per try: their rows decide).
+ */
+async function mayBeFailing(db: Db, policy: BadDatasourcePolicy, minFailures: number, share: number, country?: string) {
+  const { rows } = await sql<{ country: string; datasource_id: number }>`
+    SELECT m.country, m.datasource_id FROM datasource_minutes m
+      JOIN datasources d ON d.country = m.country AND d.datasource_id = m.datasource_id AND d.enabled
+     WHERE m.minute > now() - make_interval(secs => ${policy.windowHours * 3600}::float8)
+       AND m.minute >= date_trunc('minute', d.updated_at)
+       AND (m.error_class = '' OR m.error_class = ANY(${sourceFaultClasses()}::text[]))
+       AND ${country === undefined ? sql`true` : sql`m.country = ${country}`}
+     GROUP BY m.country, m.datasource_id
+    HAVING sum(m.n) FILTER (WHERE m.error_class <> '') >= ${minFailures}
+       AND sum(m.n) FILTER (WHERE m.error_class <> '') >= ${share}::float8 * sum(m.n)`.execute(db);
+  return rows;
 }
 
 /**
@@ -130,18 +159,27 @@ export async function disableBadDatasources(
     const reason = judgeDatasource(health, policy);
     return reason ? [{ health, reason }] : [];
   });
-  if (bad.length >= 2) {
-    const active = await activeDatasources(db, policy.windowHours, policy.minAttempts, country);
-    if (failingTogether(bad.length, active)) {
+  if (bad.length >= 1) {
+    // Those whose fewer rows (evidenceFailures) fail at the rate fail along with the bad ones. Their rows are read
+    // only when their outcomes are at least half the rate source failures: most feeds have a few 404s, not that.
+    const evidence = { ...policy, minAttempts: evidenceFailures(policy) };
+    const failing: string[] = [];
+    for (const d of await mayBeFailing(db, policy, Math.ceil(evidence.minAttempts * policy.failureRate), policy.failureRate / 2, country)) {
+      const health = await rowHealth(db, policy.windowHours, d.country, d.datasource_id);
+      if (judgeDatasource(health, evidence) !== null) failing.push(`${d.country}:${d.datasource_id}`);
+    }
+    const failingKeys = new Set([...bad.map((b) => `${b.health.country}:${b.health.datasourceId}`), ...failing]);
+    const active = new Set([...(await activeDatasources(db, policy.windowHours, policy.minAttempts, country)), ...failingKeys]).size;
+    if (failingTogether(failingKeys.size, active)) {
       const reasons = [...new Set(bad.map((b) => b.health.topReason))].join(', ');
       await recordEvent(db, {
         check: 'bad_datasources',
         country,
         rows: 0,
-        detail: `${bad.length} of ${active} active datasources fail at once (${reasons}): our network, DNS or proxy, not their feeds; none disabled`,
+        detail: `${failingKeys.size} of ${active} active datasources fail at once (${reasons}): our network, DNS or proxy, not their feeds; none disabled`,
       });
       onFailingTogether?.(
-        `${bad.length} of ${active} active datasources fail at once (top reasons: ${reasons}): check this side's DNS, uplink and proxy; none disabled`,
+        `${failingKeys.size} of ${active} active datasources fail at once (top reasons: ${reasons}): check this side's DNS, uplink and proxy; none disabled`,
       );
       return [];
     }

@@ -1,7 +1,7 @@
 import type { Db } from '../db/connect.ts';
 
-/** `upkeep`: a run of lis_cron_frontend (detail starts `ok:` or `failed:`), for the alerts. */
-export type CheckName = 'stuck_jobs' | 'bad_retry_jobs' | 'bad_datasources' | 'host_gone' | 'unlisted_rows' | 'missed_origin_rows' | 'upkeep';
+/** `left_rows`: rows a stopped worker still held, released by stuck_jobs (not a death). `upkeep`: a run of lis_cron_frontend (detail starts `ok:` or `failed:`), for the alerts. */
+export type CheckName = 'stuck_jobs' | 'left_rows' | 'bad_retry_jobs' | 'bad_datasources' | 'host_gone' | 'unlisted_rows' | 'missed_origin_rows' | 'upkeep';
 
 /** Records what the manager did, for the reports and for checking its figures afterwards. */
 export async function recordEvent(

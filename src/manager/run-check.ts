@@ -8,7 +8,7 @@ import { disableBadDatasources } from './bad-datasources.ts';
 import { recordEvent } from './manager-events.ts';
 import { settleMissedOriginRows } from './missed-origin-rows.ts';
 import { runAlerts } from './alerts-check.ts';
-import { redownloadFromGoneHosts, releaseStuckJobs } from './stuck-jobs.ts';
+import { redownloadFromGoneHosts, releaseLeftRows, releaseStuckJobs } from './stuck-jobs.ts';
 
 export const CHECKS = ['stuck_jobs', 'bad_retry_jobs', 'bad_datasources', 'unlisted_rows', 'missed_origin_rows', 'alerts'] as const;
 export type Check = (typeof CHECKS)[number];
@@ -33,10 +33,13 @@ export async function runCheck(check: Check, ctx: CheckContext): Promise<string>
         config.queue.progressTimeoutSeconds + config.manager.staleWorkerSeconds,
       );
       for (const w of released) log.warn(`Released ${w.rows} rows held by ${w.workerId} (${w.component} on ${w.host}, silent for ${w.silentSeconds}s)`, scope);
+      const left = await releaseLeftRows(db, country);
+      for (const w of left) log.warn(`Released ${w.rows} rows ${w.workerId} (${w.component} on ${w.host}) still held as it stopped`, scope);
       const gone = config.stores.shared ? [] : await redownloadFromGoneHosts(db, config.manager.hostGoneHours, config.host, country);
       for (const g of gone) log.warn(`Host ${g.host} gone for over ${config.manager.hostGoneHours}h: ${g.rows} rows sent back to download`, scope);
       const rows = released.reduce((n, w) => n + w.rows, 0);
-      return `stuck_jobs: ${released.length} dead workers, ${rows} rows released; ${gone.length} gone hosts, ${gone.reduce((n, g) => n + g.rows, 0)} rows to download again`;
+      const leftRows = left.reduce((n, w) => n + w.rows, 0);
+      return `stuck_jobs: ${released.length} dead workers, ${rows} rows released; ${leftRows} rows stopped workers left held released; ${gone.length} gone hosts, ${gone.reduce((n, g) => n + g.rows, 0)} rows to download again`;
     }
     case 'bad_retry_jobs': {
       const r = await parkBadRetryJobs(db, { maxAttempts: config.queue.maxAttempts, sameReasonLimit: config.manager.sameReasonLimit, country });

@@ -70,6 +70,53 @@ export async function releaseStuckJobs(db: Db, staleSeconds: number, country?: s
   return released;
 }
 
+export interface LeftRows {
+  workerId: string;
+  component: string;
+  host: string;
+  rows: number;
+}
+
+/**
+ * Releases the rows of workers that stopped saying they may still hold some (markStopped's `leftHeld`: the
+ * database refused or left unanswered their last give-back, e.g. it was restarting as they stopped). Not a
+ * death: recorded as `left_rows`, which no alert reads (the worker stopped as asked; the database's fault is
+ * told by its own symptoms). One transaction per worker, under its row's lock: of two managers, one releases.
+ */
+export async function releaseLeftRows(db: Db, country?: string): Promise<LeftRows[]> {
+  const stopped = await db
+    .selectFrom('workers')
+    .select(['id', 'component', 'host'])
+    .where('stopped_at', 'is not', null)
+    .where('holding', '>', 0)
+    .$if(country !== undefined, (q) => q.where('country', '=', country!))
+    .execute();
+  const out: LeftRows[] = [];
+  for (const worker of stopped) {
+    const rows = await db.transaction().execute(async (trx) => {
+      const marked = await trx
+        .updateTable('workers')
+        .set({ holding: 0 })
+        .where('id', '=', worker.id)
+        .where('stopped_at', 'is not', null)
+        .where('holding', '>', 0)
+        .executeTakeFirst();
+      if (Number(marked.numUpdatedRows) === 0) return null;
+      const count = await releaseAllHeldBy(trx, worker.id);
+      await recordEvent(trx, {
+        check: 'left_rows',
+        country,
+        subject: worker.id,
+        rows: count,
+        detail: `released ${count} rows ${worker.id} (${worker.component}) still held as it stopped (the database did not take them back then)`,
+      });
+      return count;
+    });
+    if (rows !== null) out.push({ workerId: worker.id, component: worker.component, host: worker.host, rows });
+  }
+  return out;
+}
+
 /** Advisory-lock namespace of host_gone ('gone'), keyed by the host: one manager at a time handles a gone host. */
 const GONE_LOCK = 0x676f6e65;
 

@@ -56,7 +56,8 @@ export async function workerReport(db: Db, staleSeconds: number, country?: strin
     heartbeatAt: r.heartbeat_at,
     silentSeconds: Math.round(r.silent),
     status: r.stopped_at ? 'stopped' : r.silent >= staleSeconds ? 'silent' : 'alive',
-    holding: r.stopped_at ? 0 : r.holding,
+    // A stopped worker holds none, unless the database would not take its rows back as it stopped: those wait for stuck_jobs.
+    holding: r.holding,
     doneLastHour: Number(r.done),
     failedLastHour: Number(r.failed),
   }));

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
 import { relistColumns, runTransition } from './claimable-rows.ts';
+import { parkedIfDisabled } from './park-rows.ts';
 
 /** A row given back because of our own fault (a store, a frontend, the database): the row is not to blame. */
 export interface DeferredRow {
@@ -33,7 +34,8 @@ export async function deferRows(db: Db, workerId: string, rows: DeferredRow[]): 
                      WHERE li.locked_by = ${workerId}`,
     update: sql`
     UPDATE live_images AS li
-       SET next_attempt_at = now() + make_interval(secs => v.delay),
+       SET state = ${parkedIfDisabled(sql`li.state`)},
+           next_attempt_at = now() + make_interval(secs => v.delay),
            last_error = left(v.reason, 2000),
            last_error_class = v.error_class,
            locked_by = NULL, locked_at = NULL,

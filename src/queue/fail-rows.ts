@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
 import { retryDelaySeconds, type BackoffPolicy } from './backoff.ts';
 import { relistColumns, runTransition } from './claimable-rows.ts';
+import { parkedIfDisabled } from './park-rows.ts';
 
 /** Why a row could not be worked, as a stage reports it. */
 export interface RowFailure {
@@ -67,7 +68,7 @@ export async function failRows(
                      WHERE li.locked_by = ${workerId}`,
     update: sql`
     UPDATE live_images AS li
-       SET state = v.state,
+       SET state = ${parkedIfDisabled(sql`v.state`)},
            attempts = li.attempts + 1,
            next_attempt_at = now() + make_interval(secs => v.delay),
            last_error = left(v.reason, 2000),

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
 import { relistColumns, runTransition } from './claimable-rows.ts';
+import { parkedIfDisabled } from './park-rows.ts';
 import type { WorkStage } from './stages.ts';
 
 /** Gives rows back untouched (no attempt counted), for another worker or a later run. */
@@ -11,7 +12,7 @@ export async function releaseRows(db: Db, workerId: string, ids: string[]): Prom
     candidates: sql`SELECT li.id, li.country, li.stage, li.store_host FROM live_images li
                      WHERE li.id = ANY(${ids}::bigint[]) AND li.locked_by = ${workerId}`,
     update: sql`
-    UPDATE live_images li SET locked_by = NULL, locked_at = NULL FROM locked WHERE li.id = locked.id
+    UPDATE live_images li SET state = ${parkedIfDisabled(sql`li.state`)}, locked_by = NULL, locked_at = NULL FROM locked WHERE li.id = locked.id
     RETURNING ${relistColumns('li')}`,
   });
 }
@@ -26,7 +27,7 @@ export async function releaseAllHeldBy(db: Db, workerId: string): Promise<number
     mayBeListed: false,
     candidates: sql`SELECT li.id, li.country, li.stage, li.store_host FROM live_images li WHERE li.locked_by = ${workerId}`,
     update: sql`
-    UPDATE live_images li SET locked_by = NULL, locked_at = NULL FROM locked WHERE li.id = locked.id
+    UPDATE live_images li SET state = ${parkedIfDisabled(sql`li.state`)}, locked_by = NULL, locked_at = NULL FROM locked WHERE li.id = locked.id
     RETURNING ${relistColumns('li')}`,
   });
 }
@@ -53,7 +54,7 @@ export async function releaseHeldExcept(db: Db, scope: ClaimScope, kept: string[
                      WHERE li.country = ${scope.country} AND li.stage = ${scope.stage} AND li.store_host = ${scope.storeHost}
                        AND li.state = 'waiting' AND li.locked_by = ${scope.workerId} AND NOT (li.id = ANY(${kept}::bigint[]))`,
     update: sql`
-    UPDATE live_images li SET locked_by = NULL, locked_at = NULL FROM locked WHERE li.id = locked.id
+    UPDATE live_images li SET state = ${parkedIfDisabled(sql`li.state`)}, locked_by = NULL, locked_at = NULL FROM locked WHERE li.id = locked.id
     RETURNING ${relistColumns('li')}`,
   });
 }
