@@ -5,6 +5,7 @@ import net from 'node:net';
 import path from 'node:path';
 import type { LisConfigInput } from '../src/config/config-schema.ts';
 import { addFrontend, removeFrontend, setFrontendEnabled } from '../src/push/frontend-registry.ts';
+import { frontendLag } from '../src/push/frontend-lag.ts';
 import { insertPushRows } from './helpers/push-fixtures.ts';
 import { RsyncDaemon } from './helpers/rsync-daemons.ts';
 import { FRONTEND_MARKER } from '../src/push/frontend-root-check.ts';
@@ -219,5 +220,47 @@ describe('lis_pusherd against faulty frontends', function () {
     assert.deepEqual(allFiles(d.moduleDir).sort(), [...files].sort());
     const up = await t.db.selectFrom('frontends').select(['down_since', 'down_reason']).executeTakeFirstOrThrow();
     assert.deepEqual(up, { down_since: null, down_reason: null });
+  });
+
+  it("a frontend's outage does not back its push records off: once back (re-enabled, or new), one backfill pass catches it up, however long it was down", async () => {
+    const n2 = await RsyncDaemon.start(path.join(t.dir, 'n2'));
+    const n3 = await RsyncDaemon.start(path.join(t.dir, 'n3'));
+    daemons.push(n2, n3);
+    await addFrontend(t.db, 'n1', path.join(t.dir, 'n1'));
+    await addFrontend(t.db, 'n2', n2.url());
+    await n2.stop();
+    const files = await insertPushRows(t.db, t.config, 'uk', 4);
+    // The queue's own backoff (30 s, doubling to 6 h), as in production; rows given back for our fault are due at once.
+    const real = { queue: { backoff: { baseSeconds: 30, jitter: 0 }, oursRetrySeconds: 0.01 } };
+    // n2 is down through several tries of the rows (hours of them, in production), then disabled: the rows go live.
+    for (let i = 0; i < 4; i++) await runPusher(real);
+    assert.deepEqual(
+      (await t.db.selectFrom('live_images').select(['stage', 'attempts']).execute()).map((r) => [r.stage, r.attempts]),
+      files.slice(0, 4).map(() => ['push', 0]),
+    );
+    await setFrontendEnabled(t.db, 'n2', false);
+    await runPusher(real);
+    // A new frontend, n3, is down too: its backfill fails pass after pass.
+    await addFrontend(t.db, 'n3', n3.url());
+    await n3.stop();
+    for (let i = 0; i < 3; i++) await runPusher(real);
+    assert.ok((await t.db.selectFrom('frontends').select('down_since').where('name', '=', 'n3').executeTakeFirstOrThrow()).down_since);
+
+    // Both are back (n2 re-enabled): the next run by hand (one backfill pass) gives them everything.
+    await n2.start();
+    await n3.start();
+    await setFrontendEnabled(t.db, 'n2', true);
+    await runPusher(real);
+    assert.deepEqual(allFiles(n2.moduleDir).sort(), [...files].sort(), 'n2 has every file');
+    assert.deepEqual(allFiles(n3.moduleDir).sort(), [...files].sort(), 'n3 has every file');
+    assert.deepEqual(
+      (await frontendLag(t.db)).map((l) => [l.frontend, l.total]),
+      [
+        ['n1', 0],
+        ['n2', 0],
+        ['n3', 0],
+      ],
+    );
+    assert.deepEqual(await t.db.selectFrom('frontends').select(['name', 'down_since']).where('down_since', 'is not', null).execute(), [], 'none left marked down');
   });
 });

@@ -92,7 +92,11 @@ async function backfillFrontend(frontend: Frontend, options: BackfillOptions): P
       });
       for (const row of rows) {
         const outcome = outcomes.get(pushKey(frontend.name, row.id))!;
-        results.push({ frontend: frontend.name, rowId: row.id, error: outcome.ok ? null : outcome.message });
+        results.push(
+          outcome.ok
+            ? { frontend: frontend.name, rowId: row.id, error: null }
+            : { frontend: frontend.name, rowId: row.id, error: outcome.message, errorClass: outcome.errorClass },
+        );
       }
       const t = transfers[0];
       // Backfill may be all the traffic a frontend gets (a new or re-enabled one, a quiet country): its

@@ -72,6 +72,9 @@ export async function setFrontendEnabled(db: Db, name: string, enabled: boolean,
       .executeTakeFirst();
     if (Number(updated.numUpdatedRows) === 0) throw new LisError('ERR_NO_FRONTEND', `no frontend named ${name} (lis frontend list)`);
     if (options.forget) await trx.deleteFrom('frontend_pushes').where('frontend', '=', name).execute();
+    // What it failed before it was disabled is due again: it is back now, and backfill should not wait out old backoffs.
+    else if (enabled)
+      await trx.updateTable('frontend_pushes').set({ next_attempt_at: sql<Date>`now()` }).where('frontend', '=', name).where('next_attempt_at', '>', sql<Date>`now()`).execute();
   });
   if (!enabled) await wakeRowsWaitingOnFrontends(db);
 }

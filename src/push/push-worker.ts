@@ -122,6 +122,6 @@ export class PushWorker implements StageWorker {
 export function pushResultsOf(outcomes: Map<string, FrontendRowOutcome>): PushResult[] {
   return [...outcomes].map(([key, outcome]) => {
     const [frontend, rowId] = key.split('\t');
-    return { frontend, rowId, error: outcome.ok ? null : outcome.message };
+    return outcome.ok ? { frontend, rowId, error: null } : { frontend, rowId, error: outcome.message, errorClass: outcome.errorClass };
   });
 }
