@@ -261,6 +261,10 @@ describe('lis_pusherd against faulty frontends', function () {
         ['n3', 0],
       ],
     );
-    assert.deepEqual(await t.db.selectFrom('frontends').select(['name', 'down_since']).where('down_since', 'is not', null).execute(), [], 'none left marked down');
+    assert.deepEqual(
+      await t.db.selectFrom('frontends').select(['name', 'down_since']).where('down_since', 'is not', null).execute(),
+      [],
+      'none left marked down',
+    );
   });
 });

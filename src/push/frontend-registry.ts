@@ -74,7 +74,12 @@ export async function setFrontendEnabled(db: Db, name: string, enabled: boolean,
     if (options.forget) await trx.deleteFrom('frontend_pushes').where('frontend', '=', name).execute();
     // What it failed before it was disabled is due again: it is back now, and backfill should not wait out old backoffs.
     else if (enabled)
-      await trx.updateTable('frontend_pushes').set({ next_attempt_at: sql<Date>`now()` }).where('frontend', '=', name).where('next_attempt_at', '>', sql<Date>`now()`).execute();
+      await trx
+        .updateTable('frontend_pushes')
+        .set({ next_attempt_at: sql<Date>`now()` })
+        .where('frontend', '=', name)
+        .where('next_attempt_at', '>', sql<Date>`now()`)
+        .execute();
   });
   if (!enabled) await wakeRowsWaitingOnFrontends(db);
 }
