@@ -13,6 +13,36 @@ export function filesDigest(alias: string): RawBuilder<string> {
   return sql<string>`md5(coalesce(${sql.ref(`${alias}.image_data`)}->'presets', 'null'::jsonb)::text)`;
 }
 
+/**
+ * SQL: the row `alias` is served (the Interface answers with it, the site shows it): live, or live before
+ * and being reworked meanwhile (`live_data` kept: refreshed, re-thumbnailed, sent back), not being purged.
+ */
+export function isServed(alias: string): RawBuilder<boolean> {
+  const li = (column: string) => sql.ref(`${alias}.${column}`);
+  return sql<boolean>`((${li('live_data')} IS NOT NULL OR (${li('stage')} = 'live' AND ${li('state')} = 'done'))
+                       AND ${li('last_error_class')} IS DISTINCT FROM 'expired')`;
+}
+
+/** SQL: what the frontends serve of row `alias`: live_data (image_data for a live row from before live_data). */
+export function servedData(alias: string): RawBuilder<unknown> {
+  return sql`coalesce(${sql.ref(`${alias}.live_data`)}, ${sql.ref(`${alias}.image_data`)})`;
+}
+
+/** The fingerprint of the files served (servedData), as filesDigest's of the files worked on. */
+export function servedFilesDigest(alias: string): RawBuilder<string> {
+  return sql<string>`md5(coalesce(${servedData(alias)}->'presets', 'null'::jsonb)::text)`;
+}
+
+/**
+ * SQL: frontend `frontend` can serve row `li`: it has the version served, or the one being worked on (which
+ * the push stage sends it, and which is served as soon as every enabled frontend has it).
+ */
+export function hasServedPush(frontend: RawBuilder<string>): RawBuilder<boolean> {
+  return sql<boolean>`EXISTS (SELECT 1 FROM frontend_pushes fp
+                               WHERE fp.frontend = ${frontend} AND fp.country = li.country AND fp.image_hash = li.image_hash
+                                 AND fp.pushed_at IS NOT NULL AND fp.files_digest IN (${servedFilesDigest('li')}, ${filesDigest('li')}))`;
+}
+
 /** SQL: frontend `frontend` has row `li` as it is now. */
 export function hasCurrentPush(frontend: RawBuilder<string> | string): RawBuilder<boolean> {
   const f = typeof frontend === 'string' ? sql`${frontend}` : frontend;
@@ -40,6 +70,8 @@ export interface PushResult {
   error: string | null;
   /** The failure's class: one of the frontend's own (FRONTEND_ERROR_CLASSES) does not back the record off. */
   errorClass?: string;
+  /** The digest of the files sent, when not the row's image_data now (backfill sends the version served). */
+  digest?: string;
 }
 
 /** Pure: does this failure say the frontend was unwell, rather than the row (its files missing, its image_data bad)? */
@@ -70,12 +102,12 @@ export async function recordPushResults(db: Db, results: PushResult[], backoff: 
            CASE WHEN v.error IS NULL THEN now() END,
            CASE WHEN v.error IS NULL THEN 0 ELSE 1 END,
            left(v.error, 2000),
-           CASE WHEN v.error IS NULL THEN ${filesDigest('li')} END,
+           CASE WHEN v.error IS NULL THEN coalesce(v.digest, ${filesDigest('li')}) END,
            CASE WHEN v.error IS NULL OR v.frontend_fault THEN now() ELSE now() + make_interval(secs => ${backoff.baseSeconds}::float8) END,
            now()
       FROM unnest(${sorted.map((r) => r.frontend)}::text[], ${sorted.map((r) => r.rowId)}::bigint[], ${sorted.map((r) => r.error)}::text[],
-                  ${frontendFaults}::boolean[])
-             WITH ORDINALITY AS v(frontend, id, error, frontend_fault, n)
+                  ${frontendFaults}::boolean[], ${sorted.map((r) => r.digest ?? null)}::text[])
+             WITH ORDINALITY AS v(frontend, id, error, frontend_fault, digest, n)
       JOIN live_images li ON li.id = v.id
       JOIN frontends f ON f.name = v.frontend
      ORDER BY v.n
