@@ -267,4 +267,48 @@ describe('lis_pusherd against faulty frontends', function () {
       'none left marked down',
     );
   });
+
+  it('a frontend that refuses one pushing host (its rsync password wrong) stays marked down, naming that host, while another host pushes to it fine', async () => {
+    const d = await RsyncDaemon.start(path.join(t.dir, 'n1'));
+    daemons.push(d);
+    // An rsync daemon with `auth users`: web1 has the right password, web2 a wrong one (a host set up by hand).
+    const secrets = path.join(t.dir, 'rsyncd.secrets');
+    fs.writeFileSync(secrets, 'push:right\n', { mode: 0o600 });
+    fs.appendFileSync(path.join(d.dir, 'rsyncd.conf'), `  auth users = push\n  secrets file = ${secrets}\n`);
+    await d.stop();
+    await d.start();
+    await addFrontend(t.db, 'n1', d.url().replace('rsync://', 'rsync://push@'));
+    const passwordFile = (host: string, password: string) => {
+      const file = path.join(t.dir, `${host}.password`);
+      fs.writeFileSync(file, `${password}\n`, { mode: 0o600 });
+      return file;
+    };
+    const web1 = { host: 'web1', push: { daemonPasswordFile: passwordFile('web1', 'right') } };
+    // Rows given back for our fault are due again at once: web2's next run is their retry.
+    const web2 = {
+      host: 'web2',
+      push: { daemonPasswordFile: passwordFile('web2', 'wrong') },
+      queue: { backoff: { baseSeconds: 0.01, jitter: 0 }, oursRetrySeconds: 0.01 },
+    };
+    await insertPushRows(t.db, { ...t.config, host: 'web1' }, 'uk', 2, { prefix: 'http://img.example.com/web1/' });
+    await insertPushRows(t.db, { ...t.config, host: 'web2' }, 'uk', 2, { prefix: 'http://img.example.com/web2/' });
+    const frontend = () => t.db.selectFrom('frontends').select(['down_since', 'down_reason', 'down_host']).executeTakeFirstOrThrow();
+
+    await runPusher(web2);
+    const down = await frontend();
+    assert.ok(down.down_since, 'marked down');
+    assert.match(down.down_reason!, /^rsync_error: rsync exit 5 .*auth failed on module thumbs/);
+    // web1's pushes go through: n1 is up for web1, not for web2, whose rows wait; the mark (what the alert reads) stays.
+    await runPusher(web1);
+    assert.deepEqual(await frontend(), down);
+    assert.equal(down.down_host, 'web2', 'the alert can say which host it refuses');
+    assert.deepEqual(
+      (await t.db.selectFrom('live_images').select(['store_host', 'stage']).orderBy('id').execute()).map((r) => `${r.store_host} ${r.stage}`),
+      ['web1 live', 'web1 live', 'web2 push', 'web2 push'],
+    );
+    // web2's password put right: its pushes clear it.
+    fs.writeFileSync(web2.push.daemonPasswordFile, 'right\n');
+    await runPusher(web2);
+    assert.deepEqual(await frontend(), { down_since: null, down_reason: null, down_host: null });
+  });
 });

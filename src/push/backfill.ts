@@ -118,7 +118,7 @@ async function backfillFrontend(frontend: Frontend, options: BackfillOptions): P
       const t = transfers[0];
       // Backfill may be all the traffic a frontend gets (a new or re-enabled one, a quiet country): its
       // failures must mark it down for the manager's alert, and its successes clear that, as chunks do.
-      await recordFrontendHealth(db, transfers).catch((error: Error) => log.warn(`Cannot record frontend health: ${error.message}`, scope));
+      await recordFrontendHealth(db, transfers, config.host).catch((error: Error) => log.warn(`Cannot record frontend health: ${error.message}`, scope));
       failedTransfer = !t.outcome.ok && t.outcome.errorClass !== 'files_vanished';
       if (failedTransfer) log.warn(`Backfill ${describeTransfer(t)}; trying again later`, scope);
       else log.info(`Backfill ${describeTransfer(t)}`, scope);

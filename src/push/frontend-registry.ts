@@ -67,7 +67,11 @@ export async function setFrontendEnabled(db: Db, name: string, enabled: boolean,
   await db.transaction().execute(async (trx) => {
     const updated = await trx
       .updateTable('frontends')
-      .set({ enabled, updated_at: sql<Date>`now()` })
+      // Enabling clears a down mark: the operator says it is back (the next failure marks it again), and a mark
+      // left by a pushing host since retired would never be cleared by another's success.
+      .set(
+        enabled ? { enabled, updated_at: sql<Date>`now()`, down_since: null, down_reason: null, down_host: null } : { enabled, updated_at: sql<Date>`now()` },
+      )
       .where('name', '=', name)
       .executeTakeFirst();
     if (Number(updated.numUpdatedRows) === 0) throw new LisError('ERR_NO_FRONTEND', `no frontend named ${name} (lis frontend list)`);

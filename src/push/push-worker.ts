@@ -99,7 +99,7 @@ export class PushWorker implements StageWorker {
       else if (t.outcome.ok) ctx.log.debug(describeTransfer(t), scope);
       else ctx.log.warn(`${describeTransfer(t)}; its rows stay not live until it catches up (no row is charged)`, scope);
     }
-    await recordFrontendHealth(db, transfers).catch((error: Error) => ctx.log.warn(`Cannot record frontend health: ${error.message}`, scope));
+    await recordFrontendHealth(db, transfers, config.host).catch((error: Error) => ctx.log.warn(`Cannot record frontend health: ${error.message}`, scope));
 
     await recordPushResults(db, pushResultsOf(outcomes), config.queue.backoff);
     // A frontend disabled or removed while its rsync ran (typically the one that hangs, which is why it was
