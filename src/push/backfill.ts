@@ -9,7 +9,7 @@ import type { ClaimedRow } from '../queue/claim-chunk.ts';
 import { enabledFrontends, frontendsVersion, type Frontend } from './frontend-registry.ts';
 import type { LimitFunction } from 'p-limit';
 import { prepareRows, pushKey } from './push-plan.ts';
-import { filesDigest, isServed, recordPushResults, servedData, servedFilesDigest, type PushResult } from './push-records.ts';
+import { isServed, recordPushResults, servedData, servedFilesDigest, servedOrWorkedOn, type PushResult } from './push-records.ts';
 import { describeTransfer, pushToFrontends } from './push-to-frontends.ts';
 import { findMissingFiles } from './store-files.ts';
 import { recordFrontendHealth } from './frontend-health.ts';
@@ -62,7 +62,7 @@ export async function servedRowsLacking(db: Db, frontend: string, country: strin
        AND li.id > ${afterId}::bigint
        AND NOT EXISTS (SELECT 1 FROM frontend_pushes fp
                         WHERE fp.frontend = ${frontend} AND fp.country = li.country AND fp.image_hash = li.image_hash
-                          AND ((fp.pushed_at IS NOT NULL AND fp.files_digest IN (${servedFilesDigest('li')}, ${filesDigest('li')}))
+                          AND ((fp.pushed_at IS NOT NULL AND ${servedOrWorkedOn('fp', 'li')})
                                OR fp.next_attempt_at > now()))
      ORDER BY li.id
      LIMIT ${limit}`.execute(db);

@@ -40,7 +40,16 @@ export function servedFilesDigest(alias: string): RawBuilder<string> {
 export function hasServedPush(frontend: RawBuilder<string>): RawBuilder<boolean> {
   return sql<boolean>`EXISTS (SELECT 1 FROM frontend_pushes fp
                                WHERE fp.frontend = ${frontend} AND fp.country = li.country AND fp.image_hash = li.image_hash
-                                 AND fp.pushed_at IS NOT NULL AND fp.files_digest IN (${servedFilesDigest('li')}, ${filesDigest('li')}))`;
+                                 AND fp.pushed_at IS NOT NULL AND ${servedOrWorkedOn('fp', 'li')})`;
+}
+
+/**
+ * SQL: push record `fp` holds the version of row `li` served or the one worked on. The second digest only for a
+ * row not live (live, both are one): the lag and backfill scan every row, and md5 of image_data is their cost.
+ */
+export function servedOrWorkedOn(fp: string, li: string): RawBuilder<boolean> {
+  const digest = sql.ref(`${fp}.files_digest`);
+  return sql<boolean>`(${digest} = ${servedFilesDigest(li)} OR (${sql.ref(`${li}.stage`)} <> 'live' AND ${digest} = ${filesDigest(li)}))`;
 }
 
 /** SQL: frontend `frontend` has row `li` as it is now. */
