@@ -31,6 +31,17 @@ export async function enabledFrontends(db: Db): Promise<Frontend[]> {
   return (await listFrontends(db)).filter((f) => f.enabled);
 }
 
+/** Frontends marked down (what the frontend_down alert reads): since when, why, and which pushing host met it. */
+export async function downFrontends(db: Db): Promise<Array<{ name: string; since: Date; reason: string | null; host: string | null }>> {
+  const rows = await db
+    .selectFrom('frontends')
+    .select(['name', 'down_since', 'down_reason', 'down_host'])
+    .where('down_since', 'is not', null)
+    .orderBy('name')
+    .execute();
+  return rows.map((r) => ({ name: r.name, since: r.down_since!, reason: r.down_reason, host: r.down_host }));
+}
+
 /**
  * Adds a frontend. A local one's root is created here, once (mkdir -p): from
  * then on a missing root means its disk is not mounted, and the pushers and
