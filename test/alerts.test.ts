@@ -57,9 +57,9 @@ async function troubles(t: TestDatabase): Promise<void> {
       ('uk', 8, false, 'by hand: feed sends watermarked photos', now());
     INSERT INTO workers (id, component, host, pid, paused_reason, paused_since) VALUES
       ('h1:10', 'thumbnaild', 'h1', 10, 'thumbnails store /srv/thumbs: 2.0% free, below thumbnail.minFreePercent 5%', now() - interval '3 minutes');
-    INSERT INTO frontends (name, target, down_since, down_reason) VALUES
-      ('n1', 'rsync://n1/thumbs', now() - interval '2 hours', 'rsync: connection refused'),
-      ('n2', 'rsync://n2/thumbs', now() - interval '1 minute', 'rsync: connection refused');
+    INSERT INTO frontends (name, target, down_since, down_reason, down_host) VALUES
+      ('n1', 'rsync://n1/thumbs', now() - interval '2 hours', 'rsync: connection refused', 'web2'),
+      ('n2', 'rsync://n2/thumbs', now() - interval '1 minute', 'rsync: connection refused', NULL);
     INSERT INTO worker_minutes (worker_id, minute, component, done, failed) VALUES
       ('h1:11', date_trunc('minute', now()) - interval '5 minutes', 'downloadd', 100, 150),
       ('h1:11', date_trunc('minute', now()) - interval '3 hours', 'downloadd', 10000, 100),
@@ -133,6 +133,9 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
       assert.match(text('datasource 7'), /97% of 300 rows failed.*\n*.*lis datasource enable uk 7/);
       assert.match(text('error rate'), /60\.0% of 250 rows failed in the last 60 min; its usual 1\.0%/);
       assert.match(text('paused'), /2\.0% free, below thumbnail\.minFreePercent/);
+      // Which pushing host it refuses: another may reach it (hosts allow, a key or password set up on one host only).
+      assert.match(text('frontend n1'), /down since \S+ for lis_pusherd on web2: rsync: connection refused/);
+      assert.match(text('frontend n1'), /lets web2 in \(hosts allow, auth users and the password file, authorized_keys\)/);
       assert.match(text('frontend n1'), /rsync: connection refused/);
       assert.equal(hook.received.length, 6);
       assert.ok(hook.received.every((a) => a.source === 'imagesys' && typeof a.action === 'string' && typeof a.key === 'string'));

@@ -10,6 +10,8 @@ import { instanceMetricsPort, metricsUrlFile } from '../src/config/metrics-ports
 import { isHealthy, startPrometheusExporter } from '../src/daemon/prometheus-exporter.ts';
 import { registerFrontendLagMetrics } from '../src/push/frontend-lag-metrics.ts';
 import { addFrontend } from '../src/push/frontend-registry.ts';
+import { createDb } from '../src/db/connect.ts';
+import { startDatabaseProxy } from './helpers/database-proxy.ts';
 import { freeConsecutivePorts } from './helpers/free-port.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
@@ -97,6 +99,46 @@ describe('metrics per daemon instance', () => {
     const events = await manager.metrics();
     assert.match(events, /lis_manager_events_last_day\{check="stuck_jobs",event_country="uk"\} 2/);
     assert.match(events, /lis_manager_event_rows_last_day\{check="stuck_jobs",event_country="uk"\} 42/);
+  });
+
+  it('reads the frontend lag once for every scrape that comes while it is read, and serves the last value while a new read runs', async function () {
+    this.timeout(20_000);
+    await addFrontend(t.db, 'n1', path.join(t.dir, 'n1'));
+    await sql`INSERT INTO live_images (country, datasource_id, image_url, stage, state) VALUES ('uk', 16, 'http://feed.example.com/1.jpg', 'push', 'waiting')`.execute(
+      t.db,
+    );
+    const relay = await startDatabaseProxy(t.url);
+    const db = createDb(relay.url, 4);
+    try {
+      const lagReads = relay.countSent('AS live');
+      const registry = new client.Registry();
+      // Stale at once (a read slower than the scrape interval, as on a big country, is stale when the next scrape comes).
+      registerFrontendLagMetrics(registry, db, 'uk', 0);
+      const pushLag = async () => /lis_frontend_lag_rows\{frontend="n1",kind="push"\} (\d+)/.exec(await registry.metrics())![1];
+      // Three scrapes at once, two series each: one read (there were six, and as many table scans on a big country).
+      assert.deepEqual(await Promise.all([pushLag(), pushLag(), pushLag()]), ['1', '1', '1']);
+      assert.equal(lagReads(), 1);
+      // A row more: the next scrape gets the last value at once, and the read behind it brings the new one.
+      await sql`INSERT INTO live_images (country, datasource_id, image_url, stage, state) VALUES ('uk', 16, 'http://feed.example.com/2.jpg', 'push', 'waiting')`.execute(
+        t.db,
+      );
+      assert.equal(await pushLag(), '1');
+      await waitFor(async () => (await pushLag()) === '2', 10_000, 'the new value');
+      // The database away: said (the scrape's read fails), not hidden behind the last value.
+      await relay.cut();
+      await waitFor(
+        async () =>
+          registry.metrics().then(
+            () => false,
+            () => true,
+          ),
+        10_000,
+        'a failed read',
+      );
+    } finally {
+      await relay.cut();
+      await db.destroy();
+    }
   });
 
   it("labels a store's size as its free space (store=originals|thumbnails), so that free / size can be computed", async () => {

@@ -141,6 +141,16 @@ describe('lis_pusherd and lis frontend (real processes)', function () {
     const why = String.raw`\(frontend_down: not on n2 \(rsync exit 10 .*Connection refused.*\); run again then, or start the service\.$`;
     assert.match(lines.at(-2)!, new RegExp(said + why), run.output());
     assert.match(lines.at(-1)!, /Exiting\(time_to_die: 0\)$/);
+    // What an operator woken by the frontend_down alert reads: since when, from which pushing host, why.
+    const list = await lis(t.writeConfig(), 'frontend', 'list');
+    assert.match(
+      list,
+      new RegExp(
+        `^n2\tyes\t0\t12\t-\t.*\n\tdown since \\d{4}-\\S+ \\(from lis_pusherd on ${t.config.host.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\): frontend_down: rsync exit 10 .*Connection refused`,
+        'm',
+      ),
+    );
+    assert.doesNotMatch(list, /^n1\t.*\n\tdown since/m);
   });
 
   it('Ctrl-C at a terminal (SIGINT to the whole process group) lets the rsync in hand finish: the chunk goes live, nothing held back, no frontend marked down', async () => {

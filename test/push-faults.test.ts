@@ -5,6 +5,7 @@ import net from 'node:net';
 import path from 'node:path';
 import type { LisConfigInput } from '../src/config/config-schema.ts';
 import { addFrontend, removeFrontend, setFrontendEnabled } from '../src/push/frontend-registry.ts';
+import { frontendLag } from '../src/push/frontend-lag.ts';
 import { insertPushRows } from './helpers/push-fixtures.ts';
 import { RsyncDaemon } from './helpers/rsync-daemons.ts';
 import { FRONTEND_MARKER } from '../src/push/frontend-root-check.ts';
@@ -219,5 +220,95 @@ describe('lis_pusherd against faulty frontends', function () {
     assert.deepEqual(allFiles(d.moduleDir).sort(), [...files].sort());
     const up = await t.db.selectFrom('frontends').select(['down_since', 'down_reason']).executeTakeFirstOrThrow();
     assert.deepEqual(up, { down_since: null, down_reason: null });
+  });
+
+  it("a frontend's outage does not back its push records off: once back (re-enabled, or new), one backfill pass catches it up, however long it was down", async () => {
+    const n2 = await RsyncDaemon.start(path.join(t.dir, 'n2'));
+    const n3 = await RsyncDaemon.start(path.join(t.dir, 'n3'));
+    daemons.push(n2, n3);
+    await addFrontend(t.db, 'n1', path.join(t.dir, 'n1'));
+    await addFrontend(t.db, 'n2', n2.url());
+    await n2.stop();
+    const files = await insertPushRows(t.db, t.config, 'uk', 4);
+    // The queue's own backoff (30 s, doubling to 6 h), as in production; rows given back for our fault are due at once.
+    const real = { queue: { backoff: { baseSeconds: 30, jitter: 0 }, oursRetrySeconds: 0.01 } };
+    // n2 is down through several tries of the rows (hours of them, in production), then disabled: the rows go live.
+    for (let i = 0; i < 4; i++) await runPusher(real);
+    assert.deepEqual(
+      (await t.db.selectFrom('live_images').select(['stage', 'attempts']).execute()).map((r) => [r.stage, r.attempts]),
+      files.slice(0, 4).map(() => ['push', 0]),
+    );
+    await setFrontendEnabled(t.db, 'n2', false);
+    await runPusher(real);
+    // A new frontend, n3, is down too: its backfill fails pass after pass.
+    await addFrontend(t.db, 'n3', n3.url());
+    await n3.stop();
+    for (let i = 0; i < 3; i++) await runPusher(real);
+    assert.ok((await t.db.selectFrom('frontends').select('down_since').where('name', '=', 'n3').executeTakeFirstOrThrow()).down_since);
+
+    // Both are back (n2 re-enabled): the next run by hand (one backfill pass) gives them everything.
+    await n2.start();
+    await n3.start();
+    await setFrontendEnabled(t.db, 'n2', true);
+    await runPusher(real);
+    assert.deepEqual(allFiles(n2.moduleDir).sort(), [...files].sort(), 'n2 has every file');
+    assert.deepEqual(allFiles(n3.moduleDir).sort(), [...files].sort(), 'n3 has every file');
+    assert.deepEqual(
+      (await frontendLag(t.db)).map((l) => [l.frontend, l.total]),
+      [
+        ['n1', 0],
+        ['n2', 0],
+        ['n3', 0],
+      ],
+    );
+    assert.deepEqual(
+      await t.db.selectFrom('frontends').select(['name', 'down_since']).where('down_since', 'is not', null).execute(),
+      [],
+      'none left marked down',
+    );
+  });
+
+  it('a frontend that refuses one pushing host (its rsync password wrong) stays marked down, naming that host, while another host pushes to it fine', async () => {
+    const d = await RsyncDaemon.start(path.join(t.dir, 'n1'));
+    daemons.push(d);
+    // An rsync daemon with `auth users`: web1 has the right password, web2 a wrong one (a host set up by hand).
+    const secrets = path.join(t.dir, 'rsyncd.secrets');
+    fs.writeFileSync(secrets, 'push:right\n', { mode: 0o600 });
+    fs.appendFileSync(path.join(d.dir, 'rsyncd.conf'), `  auth users = push\n  secrets file = ${secrets}\n`);
+    await d.stop();
+    await d.start();
+    await addFrontend(t.db, 'n1', d.url().replace('rsync://', 'rsync://push@'));
+    const passwordFile = (host: string, password: string) => {
+      const file = path.join(t.dir, `${host}.password`);
+      fs.writeFileSync(file, `${password}\n`, { mode: 0o600 });
+      return file;
+    };
+    const web1 = { host: 'web1', push: { daemonPasswordFile: passwordFile('web1', 'right') } };
+    // Rows given back for our fault are due again at once: web2's next run is their retry.
+    const web2 = {
+      host: 'web2',
+      push: { daemonPasswordFile: passwordFile('web2', 'wrong') },
+      queue: { backoff: { baseSeconds: 0.01, jitter: 0 }, oursRetrySeconds: 0.01 },
+    };
+    await insertPushRows(t.db, { ...t.config, host: 'web1' }, 'uk', 2, { prefix: 'http://img.example.com/web1/' });
+    await insertPushRows(t.db, { ...t.config, host: 'web2' }, 'uk', 2, { prefix: 'http://img.example.com/web2/' });
+    const frontend = () => t.db.selectFrom('frontends').select(['down_since', 'down_reason', 'down_host']).executeTakeFirstOrThrow();
+
+    await runPusher(web2);
+    const down = await frontend();
+    assert.ok(down.down_since, 'marked down');
+    assert.match(down.down_reason!, /^rsync_error: rsync exit 5 .*auth failed on module thumbs/);
+    // web1's pushes go through: n1 is up for web1, not for web2, whose rows wait; the mark (what the alert reads) stays.
+    await runPusher(web1);
+    assert.deepEqual(await frontend(), down);
+    assert.equal(down.down_host, 'web2', 'the alert can say which host it refuses');
+    assert.deepEqual(
+      (await t.db.selectFrom('live_images').select(['store_host', 'stage']).orderBy('id').execute()).map((r) => `${r.store_host} ${r.stage}`),
+      ['web1 live', 'web1 live', 'web2 push', 'web2 push'],
+    );
+    // web2's password put right: its pushes clear it.
+    fs.writeFileSync(web2.push.daemonPasswordFile, 'right\n');
+    await runPusher(web2);
+    assert.deepEqual(await frontend(), { down_since: null, down_reason: null, down_host: null });
   });
 });

@@ -6,6 +6,8 @@ import type { LisConfigInput } from '../src/config/config-schema.ts';
 import { frontendLag } from '../src/push/frontend-lag.ts';
 import { addFrontend, setFrontendEnabled } from '../src/push/frontend-registry.ts';
 import { BackfillLoop } from '../src/push/backfill.ts';
+import { refreshRows } from '../src/queue/refresh-rows.ts';
+import { reworkRows } from '../src/queue/rework-rows.ts';
 import { closeLogger, createLogger } from '../src/log/create-logger.ts';
 import pLimit from 'p-limit';
 import { countBy, relistAll } from './helpers/rows.ts';
@@ -144,6 +146,30 @@ describe('lis_pusherd: pushing to rsync daemons, a local path and ssh (in-proces
     assert.deepEqual(differingFiles(t.config.stores.thumbnails, roots.n2, [...first, ...second]), []);
     assert.equal(await pushedCount('n2'), 20);
     assert.ok((await frontendLag(t.db)).every((l) => l.total === 0));
+  });
+
+  it('a frontend added while live rows are being reworked (re-thumbnailed, refreshed) gets the version the site serves, and its lag says so until then', async () => {
+    const n1 = path.join(t.dir, 'n1');
+    await addFrontend(t.db, 'n1', n1);
+    const files = await insertPushRows(t.db, t.config, 'uk', 6, { stage: 'live' });
+    await runPusher();
+    const ids = (await t.db.selectFrom('live_images').select('id').orderBy('id').execute()).map((r) => r.id);
+    // Rows 1-2 re-thumbnailed (lis rethumbnail), 3-4 refreshed (lis refresh: back to download, no host); the refresh of
+    // 4 failed for good (a 404), and 5's came back unchanged (a 304: live again, still of no host). All stay served.
+    assert.equal(await reworkRows(t.db, 'thumbnail', { country: 'uk', ids: ids.slice(0, 2) }), 2);
+    assert.equal(await refreshRows(t.db, { country: 'uk', olderThanDays: 0, limit: 3 }), 3);
+    await sql`UPDATE live_images SET state = 'failed', last_error_class = 'http_404', last_error = 'HTTP 404' WHERE id = ${ids[3]}`.execute(t.db);
+    await sql`UPDATE live_images SET stage = 'live', state = 'done' WHERE id = ${ids[4]}`.execute(t.db);
+    await relistAll(t.db);
+    assert.deepEqual(await countBy(t.db), { 'download/failed': 1, 'download/waiting': 1, 'live/done': 2, 'thumbnail/waiting': 2 });
+
+    const n2 = path.join(t.dir, 'n2');
+    await addFrontend(t.db, 'n2', n2);
+    const lag = async () => Object.fromEntries((await frontendLag(t.db, { country: 'uk' })).map((l) => [l.frontend, [l.live, l.push]]));
+    assert.deepEqual(await lag(), { n1: [0, 0], n2: [6, 0] }, 'n2 lacks all six: it must not join the load balancer yet');
+    await runPusher();
+    assert.deepEqual(differingFiles(t.config.stores.thumbnails, n2, files), [], 'n2 has the files the site serves');
+    assert.deepEqual(await lag(), { n1: [0, 0], n2: [0, 0] });
   });
 
   it('a stop that came before the backfill was made (SIGTERM during the rsync version check) ends it before any pass', async () => {

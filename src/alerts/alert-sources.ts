@@ -106,15 +106,15 @@ async function s3Unavailable(db: Db, downMinutes: number): Promise<Alert[]> {
 }
 
 async function frontendsDown(db: Db, minutes: number): Promise<Alert[]> {
-  const { rows } = await sql<{ name: string; target: string; down_since: Date; down_reason: string | null }>`
-    SELECT name, target, down_since, down_reason FROM frontends
+  const { rows } = await sql<{ name: string; target: string; down_since: Date; down_reason: string | null; down_host: string | null }>`
+    SELECT name, target, down_since, down_reason, down_host FROM frontends
      WHERE enabled AND down_since IS NOT NULL AND down_since < now() - make_interval(secs => ${minutes * 60}::float8)`.execute(db);
   return rows.map((r) => ({
     kind: 'frontend_down',
     key: `frontend_down:${r.name}:${iso(r.down_since)}`,
     subject: `frontend ${r.name} unreachable for over ${minutes} min`,
-    detail: `${r.name} (${r.target}) down since ${iso(r.down_since)}: ${r.down_reason ?? 'no reason recorded'}. Only its own pushes wait; the other frontends get everything.`,
-    action: `Check the host, its rsync daemon or sshd, and its disk. Once it answers, backfill catches it up. Gone for good: lis frontend disable ${r.name}`,
+    detail: `${r.name} (${r.target}) down since ${iso(r.down_since)}${r.down_host ? ` for lis_pusherd on ${r.down_host}` : ''}: ${r.down_reason ?? 'no reason recorded'}. Only its own pushes wait; the other frontends get everything.`,
+    action: `Check the host, its rsync daemon or sshd, and its disk${r.down_host ? `, and that it lets ${r.down_host} in (hosts allow, auth users and the password file, authorized_keys): another pushing host may reach it` : ''}. Once it answers, backfill catches it up. Gone for good: lis frontend disable ${r.name}`,
   }));
 }
 

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { parseCountry } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
 import { openDatabase, type Db } from '../db/connect.ts';
-import { addFrontend, frontendNameProblem, listFrontends, removeFrontend, setFrontendEnabled } from '../push/frontend-registry.ts';
+import { addFrontend, downFrontends, frontendNameProblem, listFrontends, removeFrontend, setFrontendEnabled } from '../push/frontend-registry.ts';
 import { frontendLag } from '../push/frontend-lag.ts';
 import { UsageError } from '../errors.ts';
 import { FrontendTargetError, normaliseTarget } from '../push/frontend-target.ts';
@@ -58,6 +58,7 @@ export function addFrontendCommand(program: Command): void {
         const config = loadConfig({ file: configFileOf(command) });
         const country = opts.country === undefined ? undefined : parseCountry(opts.country, config);
         const frontends = await listFrontends(db);
+        const down = new Map((await downFrontends(db)).map((d) => [d.name, d]));
         const lag = new Map((await frontendLag(db, { country })).map((l) => [l.frontend, l]));
         if (frontends.length === 0) {
           console.log('no frontends (lis frontend add NAME TARGET)');
@@ -67,6 +68,8 @@ export function addFrontendCommand(program: Command): void {
         for (const f of frontends) {
           const l = lag.get(f.name);
           console.log([f.name, f.enabled ? 'yes' : 'no', l?.live ?? 0, l?.push ?? 0, l?.lastPushedAt?.toISOString() ?? '-', f.target].join('\t'));
+          const d = down.get(f.name);
+          if (d) console.log(`\tdown since ${d.since.toISOString()}${d.host ? ` (from lis_pusherd on ${d.host})` : ''}: ${d.reason ?? '?'}`);
           if (l?.lastError) console.log(`\tlast error: ${l.lastError}`);
         }
       }),

@@ -73,6 +73,8 @@ export interface FrontendsTable {
   /** Since when rsync could not reach it (null: reachable); only its own pushes wait meanwhile. */
   down_since: Date | null;
   down_reason: string | null;
+  /** The pushing host (config.host) whose push found it down: only that host's success clears the mark. */
+  down_host: string | null;
 }
 
 export interface FrontendPushesTable {

@@ -17,19 +17,30 @@ export function frontendHealthOf(transfers: FrontendTransfer[]): { down: Array<{
 }
 
 /**
- * Records frontends.down_since (kept from the first failure) and down_reason
- * for frontends that failed, and clears them for those that answered: what
- * the manager's "frontend down" alert reads. Only that frontend's pushes wait.
+ * Records frontends.down_since (kept from the first failure), down_reason and
+ * down_host (this pushing host) for frontends that failed, and clears them for
+ * those that answered: what the manager's "frontend down" alert reads. Only
+ * that frontend's pushes wait. A frontend may refuse one pushing host and not
+ * another (`hosts allow`, authorized_keys, a password file set up on one host
+ * only): so only the host that marked it down clears the mark (or any host, for
+ * a mark without one); another host's success clearing it kept the alert from
+ * ever firing while the refused host's rows waited.
  */
-export async function recordFrontendHealth(db: Db, transfers: FrontendTransfer[]): Promise<void> {
+export async function recordFrontendHealth(db: Db, transfers: FrontendTransfer[], host: string): Promise<void> {
   const { down, up } = frontendHealthOf(transfers);
   for (const d of down) {
     await db
       .updateTable('frontends')
-      .set({ down_since: sql`coalesce(down_since, now())`, down_reason: d.reason.slice(0, 2000) })
+      .set({ down_since: sql`coalesce(down_since, now())`, down_reason: d.reason.slice(0, 2000), down_host: host })
       .where('name', '=', d.name)
       .execute();
   }
   if (up.length)
-    await db.updateTable('frontends').set({ down_since: null, down_reason: null }).where('name', 'in', up).where('down_since', 'is not', null).execute();
+    await db
+      .updateTable('frontends')
+      .set({ down_since: null, down_reason: null, down_host: null })
+      .where('name', 'in', up)
+      .where('down_since', 'is not', null)
+      .where((eb) => eb.or([eb('down_host', 'is', null), eb('down_host', '=', host)]))
+      .execute();
 }

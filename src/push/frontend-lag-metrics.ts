@@ -9,11 +9,38 @@ const LAG_CACHE_MS = 30_000;
  * lis_frontend_lag_rows{frontend, kind}: rows of this country a frontend
  * lacks (kind `live`: backfill's work; `push`: the next chunks'), and
  * lis_frontend_enabled{frontend}. Registered on the pusher's exporter.
+ *
+ * One read at a time, shared by both series and by every scrape that comes
+ * while it runs; once a value is known, a scrape after LAG_CACHE_MS gets it at
+ * once and starts a fresh read behind it. On a big country the read takes
+ * longer than a scrape may (it scans the country's rows once per frontend:
+ * 6-9 s for 200k rows and 3 frontends on a busy 2-core machine): each scrape
+ * then started another one, both series each their own, and the scans piled up
+ * on the database while every scrape reported the read failed.
  */
-export function registerFrontendLagMetrics(registry: client.Registry, db: Db, country: string): void {
+export function registerFrontendLagMetrics(registry: client.Registry, db: Db, country: string, cacheMs = LAG_CACHE_MS): void {
   let cache: { at: number; lag: FrontendLag[] } | null = null;
-  const read = async () => {
-    if (!cache || Date.now() - cache.at > LAG_CACHE_MS) cache = { at: Date.now(), lag: await frontendLag(db, { country }) };
+  let reading: Promise<FrontendLag[]> | null = null;
+  /** The last read's failure (the database away): said by each scrape until a read succeeds, never hidden behind an old value. */
+  let failed: Error | null = null;
+  const refresh = () =>
+    (reading ??= frontendLag(db, { country })
+      .then(
+        (lag) => {
+          cache = { at: Date.now(), lag };
+          failed = null;
+          return lag;
+        },
+        (error: Error) => {
+          failed = error;
+          throw error;
+        },
+      )
+      .finally(() => (reading = null)));
+  const read = async (): Promise<FrontendLag[]> => {
+    if (!cache) return refresh();
+    if (Date.now() - cache.at > cacheMs) refresh().catch(() => {});
+    if (failed) throw failed;
     return cache.lag;
   };
   new client.Gauge({

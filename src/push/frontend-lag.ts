@@ -1,12 +1,12 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
-import { hasCurrentPush } from './push-records.ts';
+import { hasCurrentPush, hasServedPush, isServed } from './push-records.ts';
 
-/** How far one frontend is behind: rows live or in push whose current files it does not have. */
+/** How far one frontend is behind: rows served whose served files it does not have, rows in push whose current ones. */
 export interface FrontendLag {
   frontend: string;
   enabled: boolean;
-  /** Live rows it lacks: backfill's work. */
+  /** Rows the site serves (live, or live and being reworked) whose served files it lacks: backfill's work. */
   live: number;
   /** Rows in stage push (waiting, not failed) it lacks: the next chunks' work, or held back by it. */
   push: number;
@@ -30,7 +30,7 @@ export async function frontendLag(db: Db, options: { country?: string } = {}): P
   const { rows } = await sql<{ frontend: string; enabled: boolean; live: string; push: string; last_pushed_at: Date | null; last_error: string | null }>`
     SELECT f.name AS frontend, f.enabled,
            (SELECT count(*) FROM live_images li
-             WHERE li.stage = 'live' AND li.state = 'done' ${country} AND NOT ${hasCurrentPush(sql`f.name`)}) AS live,
+             WHERE ${isServed('li')} ${country} AND NOT ${hasServedPush(sql`f.name`)}) AS live,
            (SELECT count(*) FROM live_images li
              WHERE li.stage = 'push' AND li.state = 'waiting' ${country} AND NOT ${hasCurrentPush(sql`f.name`)}) AS push,
            (SELECT max(pushed_at) FROM frontend_pushes WHERE frontend = f.name ${pushCountry}) AS last_pushed_at,

@@ -31,6 +31,17 @@ export async function enabledFrontends(db: Db): Promise<Frontend[]> {
   return (await listFrontends(db)).filter((f) => f.enabled);
 }
 
+/** Frontends marked down (what the frontend_down alert reads): since when, why, and which pushing host met it. */
+export async function downFrontends(db: Db): Promise<Array<{ name: string; since: Date; reason: string | null; host: string | null }>> {
+  const rows = await db
+    .selectFrom('frontends')
+    .select(['name', 'down_since', 'down_reason', 'down_host'])
+    .where('down_since', 'is not', null)
+    .orderBy('name')
+    .execute();
+  return rows.map((r) => ({ name: r.name, since: r.down_since!, reason: r.down_reason, host: r.down_host }));
+}
+
 /**
  * Adds a frontend. A local one's root is created here, once (mkdir -p): from
  * then on a missing root means its disk is not mounted, and the pushers and
@@ -67,11 +78,23 @@ export async function setFrontendEnabled(db: Db, name: string, enabled: boolean,
   await db.transaction().execute(async (trx) => {
     const updated = await trx
       .updateTable('frontends')
-      .set({ enabled, updated_at: sql<Date>`now()` })
+      // Enabling clears a down mark: the operator says it is back (the next failure marks it again), and a mark
+      // left by a pushing host since retired would never be cleared by another's success.
+      .set(
+        enabled ? { enabled, updated_at: sql<Date>`now()`, down_since: null, down_reason: null, down_host: null } : { enabled, updated_at: sql<Date>`now()` },
+      )
       .where('name', '=', name)
       .executeTakeFirst();
     if (Number(updated.numUpdatedRows) === 0) throw new LisError('ERR_NO_FRONTEND', `no frontend named ${name} (lis frontend list)`);
     if (options.forget) await trx.deleteFrom('frontend_pushes').where('frontend', '=', name).execute();
+    // What it failed before it was disabled is due again: it is back now, and backfill should not wait out old backoffs.
+    else if (enabled)
+      await trx
+        .updateTable('frontend_pushes')
+        .set({ next_attempt_at: sql<Date>`now()` })
+        .where('frontend', '=', name)
+        .where('next_attempt_at', '>', sql<Date>`now()`)
+        .execute();
   });
   if (!enabled) await wakeRowsWaitingOnFrontends(db);
 }

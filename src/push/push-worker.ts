@@ -99,7 +99,7 @@ export class PushWorker implements StageWorker {
       else if (t.outcome.ok) ctx.log.debug(describeTransfer(t), scope);
       else ctx.log.warn(`${describeTransfer(t)}; its rows stay not live until it catches up (no row is charged)`, scope);
     }
-    await recordFrontendHealth(db, transfers).catch((error: Error) => ctx.log.warn(`Cannot record frontend health: ${error.message}`, scope));
+    await recordFrontendHealth(db, transfers, config.host).catch((error: Error) => ctx.log.warn(`Cannot record frontend health: ${error.message}`, scope));
 
     await recordPushResults(db, pushResultsOf(outcomes), config.queue.backoff);
     // A frontend disabled or removed while its rsync ran (typically the one that hangs, which is why it was
@@ -122,6 +122,6 @@ export class PushWorker implements StageWorker {
 export function pushResultsOf(outcomes: Map<string, FrontendRowOutcome>): PushResult[] {
   return [...outcomes].map(([key, outcome]) => {
     const [frontend, rowId] = key.split('\t');
-    return { frontend, rowId, error: outcome.ok ? null : outcome.message };
+    return outcome.ok ? { frontend, rowId, error: null } : { frontend, rowId, error: outcome.message, errorClass: outcome.errorClass };
   });
 }

@@ -32,6 +32,8 @@ export interface DatabaseProxy {
    * check or a keepalive of the client's own ends them.
    */
   mend(): void;
+  /** From now on, counts the client bytes containing `text` (a statement's SQL, in its Parse): how many times it was sent. */
+  countSent(text: string): () => number;
 }
 
 /** One proxied connection: `silent` once the path stalled under it. */
@@ -46,6 +48,7 @@ export async function startDatabaseProxy(databaseUrl: string): Promise<DatabaseP
   let hanging = false;
   let stalled = false;
   let trigger: { text: string; fire: () => void } | null = null;
+  const counters: Array<{ text: string; n: number }> = [];
   const stall = () => {
     stalled = true;
     for (const link of links) link.silent = true;
@@ -82,7 +85,19 @@ export async function startDatabaseProxy(databaseUrl: string): Promise<DatabaseP
     }
     // The last bytes of the previous chunk, so that a statement split over two chunks is still seen.
     let tail = '';
+    // Per counter, the end of the last chunk, so that a statement split over two chunks is counted once.
+    const counted = new Map<{ text: string; n: number }, string>();
     const watch = (chunk: Buffer) => {
+      for (const c of counters) {
+        const text = (counted.get(c) ?? '') + chunk.toString('latin1');
+        let end = 0;
+        for (let at = text.indexOf(c.text); at !== -1; at = text.indexOf(c.text, end)) {
+          c.n++;
+          end = at + c.text.length;
+        }
+        // Kept: what could be the start of a match split over two chunks, never part of one counted.
+        counted.set(c, text.slice(Math.max(end, text.length - c.text.length + 1)));
+      }
       if (!trigger) return;
       const seen = tail + chunk.toString('latin1');
       tail = seen.slice(-trigger.text.length);
@@ -132,6 +147,11 @@ export async function startDatabaseProxy(databaseUrl: string): Promise<DatabaseP
     stallAfter: (text) => new Promise<void>((resolve) => (trigger = { text, fire: resolve })),
     mend: () => {
       stalled = false;
+    },
+    countSent: (text) => {
+      const counter = { text, n: 0 };
+      counters.push(counter);
+      return () => counter.n;
     },
   };
 }
