@@ -110,6 +110,10 @@ describe('thumbnail rules (pure)', () => {
 
   it('validates process details given on the command line, naming the flag', () => {
     assert.deepEqual(validateDetails({ sharpen: '0x1', gamma: '1.0', quality: '90' }), { sharpen: '0x1', gamma: 1, quality: 90 });
+    assert.deepEqual(validateDetails({ gamma: '.5' }), { gamma: 0.5 }, 'a decimal as people write it');
+    assert.deepEqual(validateDetails({ gamma: '2.' }), { gamma: 2 });
+    assert.throws(() => validateDetails({ gamma: '1e0' }), /--gamma "1e0": expected a number from 0.1 to 10/);
+    assert.throws(() => validateDetails({ gamma: '.' }), /--gamma ".": expected a number from 0.1 to 10/);
     assert.throws(() => validateDetails({ gamma: '0' }), /--gamma "0": expected a number from 0.1 to 10/);
     assert.throws(() => validateDetails({ gamma: 'bright' }), /--gamma "bright": expected a number from 0.1 to 10/);
     assert.throws(() => validateDetails({ quality: '101' }), /--quality "101": expected a number from 1 to 100/);

@@ -28,10 +28,13 @@ export type StoredDetails = { [K in keyof ProcessDetails]: ProcessDetails[K] | n
 export const GAMMA_RANGE = { min: 0.1, max: 10 } as const;
 export const QUALITY_RANGE = { min: 1, max: 100 } as const;
 
-/** A number within bounds, for decimal flags; the one wording of the error names the flag (cf. parseIntFlag). */
+/**
+ * A number within bounds, for decimal flags, written as people write decimals (`0.5`, `.5`, `2.`; not `1e3`, `0x10`,
+ * `-1`); the one wording of the error names the flag (cf. parseIntFlag).
+ */
 export function parseNumberFlag(flag: string, value: string, min: number, max: number): number {
   const n = Number(value);
-  if (!/^\d+(\.\d+)?$/.test(value.trim()) || n < min || n > max) {
+  if (!/^(\d+(\.\d*)?|\.\d+)$/.test(value.trim()) || n < min || n > max) {
     throw new UsageError(`${flag} ${JSON.stringify(value)}: expected a number from ${min} to ${max}`);
   }
   return n;
