@@ -9,6 +9,8 @@ import { readPidFile, waitForPidLock } from '../util/pid-lock-file.ts';
 import { isProcessAlive } from '../util/process-alive.ts';
 import { passwordFile, randomPassword, readPassword, SUPERUSER, writePassword } from './embedded-credentials.ts';
 import { ensureDaemonRole } from './embedded-roles.ts';
+import { embeddedAccessError } from './embedded-folder-access.ts';
+import { assertPortFree, PORT_IN_USE_LOG, portInUseError } from './embedded-port.ts';
 import { grantServerUserTraverse, serverIds } from './server-user-access.ts';
 
 export type EmbeddedSettings = LisConfig['database']['embedded'];
@@ -103,6 +105,7 @@ async function runPgCtl(args: string[], settings: EmbeddedSettings): Promise<voi
     child.on('error', reject);
     child.on('close', (code) => {
       if (code === 0) resolve();
+      else if (args[0] === 'start' && PORT_IN_USE_LOG.test(serverLogTail(settings))) reject(portInUseError(settings.port));
       else reject(new LisError('ERR_EMBEDDED_PG', `pg_ctl ${args[0]} failed (exit ${code}): ${output.trim()}\n${serverLogTail(settings)}`));
     });
   });
@@ -200,6 +203,16 @@ export async function startServer(settings: EmbeddedSettings): Promise<void> {
  * Safe to call from several processes at once. Returns the database URL.
  */
 export async function ensureEmbeddedRunning(settings: EmbeddedSettings): Promise<string> {
+  try {
+    return await startIfNeeded(settings);
+  } catch (error) {
+    // A permission refused on our own files (a daemon run as another user than the folder's) is named as such.
+    const folder = path.dirname(path.resolve(settings.dataDir));
+    throw embeddedAccessError(folder, [passwordFile(settings, 'role'), passwordFile(settings, 'superuser')], error) ?? error;
+  }
+}
+
+async function startIfNeeded(settings: EmbeddedSettings): Promise<string> {
   const lockFile = path.join(path.dirname(settings.dataDir), `.${path.basename(settings.dataDir)}.start.lock`);
   fs.mkdirSync(path.dirname(settings.dataDir), { recursive: true });
   const release = await waitForPidLock(lockFile, 'starting the embedded PostgreSQL', 120_000);
@@ -208,6 +221,8 @@ export async function ensureEmbeddedRunning(settings: EmbeddedSettings): Promise
     if (!status.running) {
       // As root the server runs as postgres, which must reach its binaries and its data (a checkout under /root).
       grantServerUserTraverse([path.dirname((await binaries()).postgres), path.dirname(path.resolve(settings.dataDir))]);
+      // Before initdb and pg_ctl, whose own words for a taken port name neither our setting nor the way out.
+      await assertPortFree(settings.port);
       if (!status.initialised) await initialise(settings);
       await startServer(settings);
     }
