@@ -139,4 +139,28 @@ describe('the embedded PostgreSQL', () => {
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it("a start that fails for another reason is not blamed on the port by an older start's line in the server log", async function () {
+    this.timeout(60_000);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-embedded-oldlog-'));
+    try {
+      const port = await freePort();
+      const dataDir = path.join(dir, 'var', 'pg');
+      // A folder that claims to be initialised but is not (no server can start on it), whose log tells of an older start's taken port.
+      fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+      fs.writeFileSync(path.join(dataDir, 'PG_VERSION'), '18\n');
+      fs.writeFileSync(
+        path.join(dataDir, 'server.log'),
+        `2026-11-30 10:00:00.000 UTC [1] LOG:  could not bind IPv4 address "127.0.0.1": Address already in use\n`,
+      );
+      const config = path.join(dir, 'config.json');
+      fs.writeFileSync(config, JSON.stringify({ database: { embedded: { dataDir, port } } }));
+      const start = spawnTs('bin/lis', ['--config', config, 'db', 'start'], { LIS_DATABASE_URL: '' });
+      assert.equal((await start.exited).code, 1, start.output());
+      assert.doesNotMatch(start.output(), /in use by another program/);
+      assert.match(start.output(), /pg_ctl start failed/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -28,7 +28,8 @@ export const PORT_IN_USE_LOG = /could not bind IPv[46] address .*Address already
 export async function assertPortFree(port: number): Promise<void> {
   const server = net.createServer();
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (error: NodeJS.ErrnoException) => reject(error.code === 'EADDRINUSE' ? portInUseError(port, error) : error));
+    // Any other refusal (a port below 1024 as another user than root) is left to the server to report.
+    server.once('error', (error: NodeJS.ErrnoException) => (error.code === 'EADDRINUSE' ? reject(portInUseError(port, error)) : resolve()));
     server.listen({ port, host: '127.0.0.1', exclusive: true }, () => server.close(() => resolve()));
   });
 }

@@ -83,19 +83,29 @@ export function embeddedStatus(settings: EmbeddedSettings): EmbeddedStatus {
 }
 
 /** The server's last words, so that a failed start says why (a port in use, a permission). */
-function serverLogTail(settings: EmbeddedSettings, lines = 6): string {
+function serverLogTail(settings: EmbeddedSettings, lines = 6, from = 0): string {
   const file = path.join(settings.dataDir, 'server.log');
   try {
-    const tail = fs.readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+    const tail = fs.readFileSync(file).subarray(from).toString('utf8').trimEnd().split('\n').slice(-lines).join('\n');
     return `last lines of ${file}:\n${tail}`;
   } catch {
     return `no server log at ${file}`;
   }
 }
 
+function logSize(settings: EmbeddedSettings): number {
+  try {
+    return fs.statSync(path.join(settings.dataDir, 'server.log')).size;
+  } catch {
+    return 0;
+  }
+}
+
 async function runPgCtl(args: string[], settings: EmbeddedSettings): Promise<void> {
   const { pg_ctl } = await binaries();
   const ids = serverIds();
+  // The log's lines of this run only: an older start's "Address already in use" must not explain this one's failure.
+  const logStart = logSize(settings);
   await new Promise<void>((resolve, reject) => {
     // Its own session, so that the server outlives this command and a Ctrl-C on the terminal.
     const child = spawn(pg_ctl, args, { ...ids, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_MESSAGES: 'C' } });
@@ -105,7 +115,7 @@ async function runPgCtl(args: string[], settings: EmbeddedSettings): Promise<voi
     child.on('error', reject);
     child.on('close', (code) => {
       if (code === 0) resolve();
-      else if (args[0] === 'start' && PORT_IN_USE_LOG.test(serverLogTail(settings))) reject(portInUseError(settings.port));
+      else if (args[0] === 'start' && PORT_IN_USE_LOG.test(serverLogTail(settings, 20, logStart))) reject(portInUseError(settings.port));
       else reject(new LisError('ERR_EMBEDDED_PG', `pg_ctl ${args[0]} failed (exit ${code}): ${output.trim()}\n${serverLogTail(settings)}`));
     });
   });
