@@ -163,4 +163,58 @@ describe('the embedded PostgreSQL', () => {
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it("daemons run as the owner of ./var use the server root started (its data folder postgres's), and say who may start it when it is down", async function () {
+    this.timeout(90_000);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-embedded-owner-'));
+    fs.chmodSync(dir, 0o755);
+    const asRoot = process.getuid?.() === 0;
+    const varDir = path.join(dir, 'var');
+    const dataDir = path.join(varDir, 'pg');
+    fs.mkdirSync(varDir);
+    // As root: ./var is the daemons' user's (nobody here), the server runs as postgres. Not root: the data folder closed to us meanwhile.
+    if (asRoot) fs.chownSync(varDir, 65534, 65534);
+    const config = path.join(dir, 'config.json');
+    fs.writeFileSync(config, JSON.stringify({ database: { embedded: { dataDir, port: await freePort() } }, log: { dir: path.join(dir, 'logs') } }));
+    fs.mkdirSync(path.join(dir, 'logs'), { mode: 0o777 });
+    fs.chmodSync(path.join(dir, 'logs'), 0o777);
+    const daemon = async (): Promise<{ code: number | null; out: string }> => {
+      const env = { ...process.env };
+      delete env.LIS_DATABASE_URL;
+      delete env.NODE_OPTIONS;
+      const argv = [process.execPath, path.join(ROOT, 'bin/lis_thumbnaild'), '--config', config, '--country', 'uk'];
+      const [command, ...args] = asRoot ? ['setpriv', '--reuid', 'nobody', '--regid', 'nogroup', '--clear-groups', ...argv] : argv;
+      if (!asRoot) fs.chmodSync(dataDir, 0);
+      const child = spawn(command, args, { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout.on('data', (c) => (out += c));
+      child.stderr.on('data', (c) => (out += c));
+      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+      clearTimeout(timer);
+      if (!asRoot) fs.chmodSync(dataDir, 0o700);
+      return { code, out };
+    };
+    const lis = (command: string) => spawnTs('bin/lis', ['--config', config, 'db', command], { LIS_DATABASE_URL: '' });
+    try {
+      const start = lis('start');
+      assert.equal((await start.exited).code, 0, start.output());
+      // Before: postmaster.pid unreadable, the server was taken for stopped, and started anew (in vain: mkdir EEXIST).
+      const running = await daemon();
+      assert.equal(running.code, 0, running.out);
+      assert.match(running.out, /No work to do/);
+      assert.equal((await lis('stop').exited).code, 0);
+      const stopped = await daemon();
+      assert.equal(stopped.code, 1, stopped.out);
+      assert.match(
+        stopped.out,
+        new RegExp(
+          `the embedded PostgreSQL \\(data ${dataDir}\\) is not running, and \\S+ \\(uid \\d+\\) may not start it: its data folder belongs to \\S+ \\(uid \\d+\\); start it as root`,
+        ),
+      );
+    } finally {
+      await lis('stop').exited;
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -21,7 +21,7 @@ export function currentUser(): string {
 }
 
 /** `root (uid 0)`: the owner of `file`, by name when /etc/passwd has one for it. */
-function ownerOf(file: string): string | null {
+export function ownerOf(file: string): string | null {
   let uid: number;
   try {
     uid = fs.statSync(file).uid;

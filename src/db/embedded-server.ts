@@ -9,9 +9,9 @@ import { readPidFile, waitForPidLock } from '../util/pid-lock-file.ts';
 import { isProcessAlive } from '../util/process-alive.ts';
 import { passwordFile, randomPassword, readPassword, SUPERUSER, writePassword } from './embedded-credentials.ts';
 import { ensureDaemonRole } from './embedded-roles.ts';
-import { embeddedAccessError } from './embedded-folder-access.ts';
-import { assertPortFree, PORT_IN_USE_LOG, portInUseError } from './embedded-port.ts';
-import { grantServerUserTraverse, serverIds } from './server-user-access.ts';
+import { currentUser, embeddedAccessError, ownerOf } from './embedded-folder-access.ts';
+import { assertPortFree, PORT_IN_USE_LOG, portInUse, portInUseError } from './embedded-port.ts';
+import { grantServerUserTraverse, SERVER_USER, serverIds } from './server-user-access.ts';
 
 export type EmbeddedSettings = LisConfig['database']['embedded'];
 
@@ -184,6 +184,16 @@ async function createDatabaseIfMissing(settings: EmbeddedSettings): Promise<void
   }
 }
 
+/** Whether this process may read the data folder (false: it exists and is another user's); a missing one is readable (ours to make). */
+function dataDirReadable(dataDir: string): boolean {
+  try {
+    fs.accessSync(dataDir, fs.constants.R_OK | fs.constants.X_OK);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code !== 'EACCES';
+  }
+}
+
 /** Starts the initialised server, detached. */
 export async function startServer(settings: EmbeddedSettings): Promise<void> {
   await runPgCtl(
@@ -228,7 +238,18 @@ async function startIfNeeded(settings: EmbeddedSettings): Promise<string> {
   const release = await waitForPidLock(lockFile, 'starting the embedded PostgreSQL', 120_000);
   try {
     const status = embeddedStatus(settings);
-    if (!status.running) {
+    if (!status.running && !dataDirReadable(settings.dataDir)) {
+      // Another user's data folder: the server's user's (`postgres`) when root set it up, and the daemons run as the
+      // owner of ./var, as they should. Its postmaster.pid cannot be read: a server answering its port is taken for
+      // it (the login with our password file then proves it); none there, this user could not start one.
+      if (!(await portInUse(settings.port))) {
+        throw new LisError(
+          'ERR_EMBEDDED_PG',
+          `the embedded PostgreSQL (data ${settings.dataDir}) is not running, and ${currentUser()} may not start it: its data folder belongs to ` +
+            `${ownerOf(settings.dataDir) ?? 'another user'}; start it as root (\`npx lis db start\`: it runs as ${SERVER_USER}) or as that user`,
+        );
+      }
+    } else if (!status.running) {
       // As root the server runs as postgres, which must reach its binaries and its data (a checkout under /root).
       grantServerUserTraverse([path.dirname((await binaries()).postgres), path.dirname(path.resolve(settings.dataDir))]);
       // Before initdb and pg_ctl, whose own words for a taken port name neither our setting nor the way out.
