@@ -178,11 +178,11 @@ describe('the embedded PostgreSQL', () => {
     fs.writeFileSync(config, JSON.stringify({ database: { embedded: { dataDir, port: await freePort() } }, log: { dir: path.join(dir, 'logs') } }));
     fs.mkdirSync(path.join(dir, 'logs'), { mode: 0o777 });
     fs.chmodSync(path.join(dir, 'logs'), 0o777);
-    const daemon = async (): Promise<{ code: number | null; out: string }> => {
+    const asOwner = async (bin: string, more: string[]): Promise<{ code: number | null; out: string }> => {
       const env = { ...process.env };
       delete env.LIS_DATABASE_URL;
       delete env.NODE_OPTIONS;
-      const argv = [process.execPath, path.join(ROOT, 'bin/lis_thumbnaild'), '--config', config, '--country', 'uk'];
+      const argv = [process.execPath, path.join(ROOT, bin), '--config', config, ...more];
       const [command, ...args] = asRoot ? ['setpriv', '--reuid', 'nobody', '--regid', 'nogroup', '--clear-groups', ...argv] : argv;
       if (!asRoot) fs.chmodSync(dataDir, 0);
       const child = spawn(command, args, { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -200,11 +200,21 @@ describe('the embedded PostgreSQL', () => {
       const start = lis('start');
       assert.equal((await start.exited).code, 0, start.output());
       // Before: postmaster.pid unreadable, the server was taken for stopped, and started anew (in vain: mkdir EEXIST).
-      const running = await daemon();
+      const running = await asOwner('bin/lis_thumbnaild', ['--country', 'uk']);
       assert.equal(running.code, 0, running.out);
       assert.match(running.out, /No work to do/);
+      // `lis db status` as that user: before, "not initialised", exit 3.
+      const status = await asOwner('bin/lis', ['db', 'status']);
+      assert.equal(status.code, 0, status.out);
+      assert.match(
+        status.out,
+        /embedded PostgreSQL: running \(port \d+\); data \S+ \(its data folder is \S+ \(uid \d+\), closed to \S+ \(uid \d+\)\)\nschema: current/,
+      );
       assert.equal((await lis('stop').exited).code, 0);
-      const stopped = await daemon();
+      const statusStopped = await asOwner('bin/lis', ['db', 'status']);
+      assert.equal(statusStopped.code, 3, statusStopped.out);
+      assert.match(statusStopped.out, /embedded PostgreSQL: stopped; data /);
+      const stopped = await asOwner('bin/lis_thumbnaild', ['--country', 'uk']);
       assert.equal(stopped.code, 1, stopped.out);
       assert.match(
         stopped.out,

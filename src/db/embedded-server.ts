@@ -9,7 +9,7 @@ import { readPidFile, waitForPidLock } from '../util/pid-lock-file.ts';
 import { isProcessAlive } from '../util/process-alive.ts';
 import { passwordFile, randomPassword, readPassword, SUPERUSER, writePassword } from './embedded-credentials.ts';
 import { ensureDaemonRole } from './embedded-roles.ts';
-import { currentUser, embeddedAccessError, ownerOf } from './embedded-folder-access.ts';
+import { currentUser, EMBEDDED_ACCESS, embeddedAccessError, ownerOf } from './embedded-folder-access.ts';
 import { assertPortFree, PORT_IN_USE_LOG, portInUse, portInUseError } from './embedded-port.ts';
 import { grantServerUserTraverse, SERVER_USER, serverIds } from './server-user-access.ts';
 
@@ -22,6 +22,11 @@ export interface EmbeddedStatus {
   pid: number | null;
   /** The port the running server listens on (from postmaster.pid), else the configured one. */
   port: number;
+  /**
+   * The data folder exists but this user may not read it (root set it up: it is `postgres`'s): `running` is
+   * then false for want of postmaster.pid, and only its port can tell (portInUse).
+   */
+  closed: boolean;
 }
 
 /**
@@ -66,7 +71,8 @@ export function embeddedUrl(settings: EmbeddedSettings, database = settings.data
 }
 
 export function embeddedStatus(settings: EmbeddedSettings): EmbeddedStatus {
-  const initialised = fs.existsSync(path.join(settings.dataDir, 'PG_VERSION'));
+  const closed = !dataDirReadable(settings.dataDir);
+  const initialised = closed || fs.existsSync(path.join(settings.dataDir, 'PG_VERSION'));
   const pidFile = path.join(settings.dataDir, 'postmaster.pid');
   const holder = readPidFile(pidFile);
   const running = holder !== null && isProcessAlive(holder.pid);
@@ -79,7 +85,7 @@ export function embeddedStatus(settings: EmbeddedSettings): EmbeddedStatus {
       // gone meanwhile: the configured port it is
     }
   }
-  return { dataDir: settings.dataDir, initialised, running, pid: running ? holder.pid : null, port };
+  return { dataDir: settings.dataDir, initialised, running, pid: running ? holder.pid : null, port, closed };
 }
 
 /** The server's last words, so that a failed start says why (a port in use, a permission). */
@@ -238,7 +244,7 @@ async function startIfNeeded(settings: EmbeddedSettings): Promise<string> {
   const release = await waitForPidLock(lockFile, 'starting the embedded PostgreSQL', 120_000);
   try {
     const status = embeddedStatus(settings);
-    if (!status.running && !dataDirReadable(settings.dataDir)) {
+    if (!status.running && status.closed) {
       // Another user's data folder: the server's user's (`postgres`) when root set it up, and the daemons run as the
       // owner of ./var, as they should. Its postmaster.pid cannot be read: a server answering its port is taken for
       // it (the login with our password file then proves it); none there, this user could not start one.
@@ -267,7 +273,14 @@ async function startIfNeeded(settings: EmbeddedSettings): Promise<string> {
 
 /** Stops the embedded server (fast shutdown: open transactions roll back, nothing committed is lost). */
 export async function stopEmbedded(settings: EmbeddedSettings): Promise<boolean> {
-  if (!embeddedStatus(settings).running) return false;
+  const status = embeddedStatus(settings);
+  if (status.closed) {
+    throw new LisError(
+      EMBEDDED_ACCESS,
+      `cannot stop the embedded PostgreSQL as ${currentUser()}: its data folder ${settings.dataDir} belongs to ${ownerOf(settings.dataDir) ?? 'another user'}; stop it as root`,
+    );
+  }
+  if (!status.running) return false;
   await runPgCtl(['stop', '-w', '-t', '60', '-m', 'fast', '-D', settings.dataDir], settings);
   return true;
 }
