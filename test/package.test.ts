@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { ROOT } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
@@ -111,5 +112,57 @@ describe('every executable the package lists', () => {
     const calls = [...Object.entries(pkg.bin).map(([name, file]) => [name, file, '--version']), ['lis', pkg.bin.lis, '-V']];
     const runs = await Promise.all(calls.map(async ([name, file, flag]) => ({ name, flag, ...(await plainNode(os.tmpdir(), [path.join(ROOT, file), flag])) })));
     for (const run of runs) assert.deepEqual(run, { name: run.name, flag: run.flag, code: 0, out: `${pkg.version}\n` });
+  });
+});
+
+describe('the packed package (npm pack)', () => {
+  /** The files `npm pack` puts in the tarball, relative to the package's root. */
+  async function packedFiles(): Promise<string[]> {
+    const { stdout } = await promisify(execFile)('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: ROOT, maxBuffer: 64 << 20 });
+    return (JSON.parse(stdout) as { files: { path: string }[] }[])[0].files.map((f) => f.path);
+  }
+
+  it('ships source maps that carry the TypeScript they point to (no src/ in the package): each source is inside its map, as in the checkout', async function () {
+    this.timeout(60_000);
+    const files = await packedFiles();
+    const maps = files.filter((f) => f.endsWith('.js.map'));
+    assert.ok(maps.length > 100, `${maps.length} maps`);
+    assert.ok(!files.some((f) => f.startsWith('src/')), 'src/ is not shipped: the maps carry it');
+    const wrong: string[] = [];
+    for (const file of maps) {
+      const map = JSON.parse(fs.readFileSync(path.join(ROOT, file), 'utf8')) as { sourceRoot?: string; sources: string[]; sourcesContent?: (string | null)[] };
+      map.sources.forEach((source, i) => {
+        const target = path.resolve(path.dirname(path.join(ROOT, file)), map.sourceRoot ?? '', source);
+        if (files.includes(path.relative(ROOT, target))) return; // shipped itself
+        // Before: no sourcesContent, and src/*.ts not shipped: debuggers and error excerpts had nothing to show.
+        if (map.sourcesContent?.[i] !== fs.readFileSync(target, 'utf8')) wrong.push(`${file}: ${source}`);
+      });
+    }
+    assert.deepEqual(wrong.slice(0, 5), [], `${wrong.length} of the maps' sources neither shipped nor inside their map`);
+  });
+
+  it('an uncaught error from an installed copy shows its TypeScript file, line and code under --enable-source-maps', async function () {
+    this.timeout(60_000);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-packed-'));
+    try {
+      await promisify(execFile)('npm', ['pack', '--ignore-scripts', '--silent', '--pack-destination', dir], { cwd: ROOT });
+      const tarball = fs.readdirSync(dir).find((f) => f.endsWith('.tgz'))!;
+      await promisify(execFile)('tar', ['xzf', tarball], { cwd: dir });
+      const installed = path.join(dir, 'package');
+      fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(installed, 'node_modules'));
+      const module = path.join(installed, 'dist/src/config/load-config.js');
+      const script = `import { loadConfig } from ${JSON.stringify(module)}; loadConfig({ file: '/nonexistent/imagesys.json' });`;
+      const run = await plainNode(installed, ['--enable-source-maps', '--input-type=module', '-e', script]);
+      assert.equal(run.code, 1, run.out);
+      assert.ok(!fs.existsSync(path.join(installed, 'src')));
+      // The excerpt's first lines: where, in TypeScript, and that line's code (from the map: src/ is not there).
+      assert.match(
+        run.out,
+        new RegExp(`^${installed}/src/config/load-config\\.ts:\\d+\\n\\s*throw new ConfigError\\(.*\\(error as NodeJS\\.ErrnoException\\)`),
+      );
+      assert.match(run.out, /at loadConfig \(\S+\/src\/config\/load-config\.ts:\d+:\d+\)/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -2,6 +2,8 @@ import type { Command } from 'commander';
 import { loadConfig } from '../config/load-config.ts';
 import { connectionFailure, createDb, databaseUrl, describeServer, migrateToLatest, pendingMigrations, redactUrl } from '../db/connect.ts';
 import { embeddedStatus, embeddedUrl, stopEmbedded } from '../db/embedded-server.ts';
+import { currentUser, ownerOf } from '../db/embedded-folder-access.ts';
+import { portInUse } from '../db/embedded-port.ts';
 import { errorMessage } from '../errors.ts';
 import { runCommand } from '../util/exit-on-error.ts';
 import { configFileOf } from './global-options.ts';
@@ -25,7 +27,8 @@ export function addDbCommand(program: Command): void {
           await kdb.destroy();
         }
         const status = config.database.url ? null : embeddedStatus(config.database.embedded);
-        console.log(status ? `embedded PostgreSQL running (pid ${status.pid}, port ${status.port}, data ${status.dataDir})` : `using ${redactUrl(url)}`);
+        const pid = status?.pid ? `pid ${status.pid}, ` : ''; // unknown when its data folder is closed to us (root's server)
+        console.log(status ? `embedded PostgreSQL running (${pid}port ${status.port}, data ${status.dataDir})` : `using ${redactUrl(url)}`);
       }),
     );
 
@@ -50,9 +53,16 @@ export function addDbCommand(program: Command): void {
         let url = config.database.url;
         if (!url) {
           const s = embeddedStatus(config.database.embedded);
-          console.log(
-            `embedded PostgreSQL: ${s.running ? `running (pid ${s.pid}, port ${s.port})` : s.initialised ? 'stopped' : 'not initialised'}; data ${s.dataDir}`,
-          );
+          if (s.closed) {
+            // Root's server, its data folder postgres's: no postmaster.pid to read, its port tells.
+            s.running = await portInUse(s.port);
+            const whose = `its data folder is ${ownerOf(s.dataDir) ?? "another user's"}, closed to ${currentUser()}`;
+            console.log(`embedded PostgreSQL: ${s.running ? `running (port ${s.port})` : 'stopped'}; data ${s.dataDir} (${whose})`);
+          } else {
+            console.log(
+              `embedded PostgreSQL: ${s.running ? `running (pid ${s.pid}, port ${s.port})` : s.initialised ? 'stopped' : 'not initialised'}; data ${s.dataDir}`,
+            );
+          }
           if (!s.running) return 3;
           url = embeddedUrl(config.database.embedded, undefined, s.port);
         } else {

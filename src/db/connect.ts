@@ -5,6 +5,7 @@ import pg from 'pg';
 import type { LisConfig } from '../config/config-schema.ts';
 import { LisError, errorMessage } from '../errors.ts';
 import { isConnectError, isNotAnswering, permanentSqlState } from './database-error.ts';
+import { EMBEDDED_ACCESS } from './embedded-folder-access.ts';
 import { ensureEmbeddedRunning } from './embedded-server.ts';
 import { preparingClient } from './prepared-query.ts';
 import { MIGRATIONS_DIR, assertSchemaCurrent } from './schema-version.ts';
@@ -302,12 +303,15 @@ export async function openDatabaseWaiting(
     // A bad config or a broken migration will not mend itself: only outages are waited out. Nor will a login or
     // database a configured server refuses (SQLSTATE 28, 3D: this process keeps its URL): waiting them out, a
     // service started with a wrong password said nothing for 10 minutes, servicectl only "not ready after 120s".
-    // The embedded server's are waited out still: its password file is read again on each try.
+    // The embedded server's are waited out still: its password file is read again on each try. Nor will a
+    // permission refused on the embedded server's own files (ERR_EMBEDDED_ACCESS: a daemon run as a user
+    // who may not use ./var): it said "database not reachable (EACCES ...)" for 10 minutes.
     retryable: (error) => {
       const code = (error as { code?: string }).code;
       return !(
         code === 'ERR_CONFIG' ||
         code === 'ERR_SCHEMA_BEHIND' ||
+        code === EMBEDDED_ACCESS ||
         (error instanceof LisError && error.code === 'ERR_MIGRATION' && /migration \S+ failed/.test(error.message)) ||
         (config.database.url !== null && /^(28|3D)/.test(permanentSqlState(error) ?? ''))
       );

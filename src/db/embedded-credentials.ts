@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { LisConfig } from '../config/config-schema.ts';
 import { LisError } from '../errors.ts';
+import { EMBEDDED_ACCESS, embeddedAccessMessage } from './embedded-folder-access.ts';
 
 type EmbeddedSettings = LisConfig['database']['embedded'];
 
@@ -27,10 +28,8 @@ export function readPassword(file: string): string | null {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
     if ((error as NodeJS.ErrnoException).code === 'EACCES') {
-      throw new LisError(
-        'ERR_EMBEDDED_PG',
-        `cannot read the database password in ${file} (mode 0600, owner uid ${fs.statSync(file).uid}): run this as its owner, the user the daemons run as`,
-      );
+      // Not ERR_EMBEDDED_PG: a service must exit at once, this will not heal by waiting (embedded-folder-access.ts).
+      throw new LisError(EMBEDDED_ACCESS, embeddedAccessMessage(path.dirname(file), [file], file, `mode 0600, readable by its owner only`), { cause: error });
     }
     throw error;
   }

@@ -9,7 +9,9 @@ import { readPidFile, waitForPidLock } from '../util/pid-lock-file.ts';
 import { isProcessAlive } from '../util/process-alive.ts';
 import { passwordFile, randomPassword, readPassword, SUPERUSER, writePassword } from './embedded-credentials.ts';
 import { ensureDaemonRole } from './embedded-roles.ts';
-import { grantServerUserTraverse, serverIds } from './server-user-access.ts';
+import { currentUser, EMBEDDED_ACCESS, embeddedAccessError, ownerOf } from './embedded-folder-access.ts';
+import { assertPortFree, PORT_IN_USE_LOG, portInUse, portInUseError } from './embedded-port.ts';
+import { grantServerUserTraverse, SERVER_USER, serverIds } from './server-user-access.ts';
 
 export type EmbeddedSettings = LisConfig['database']['embedded'];
 
@@ -20,6 +22,11 @@ export interface EmbeddedStatus {
   pid: number | null;
   /** The port the running server listens on (from postmaster.pid), else the configured one. */
   port: number;
+  /**
+   * The data folder exists but this user may not read it (root set it up: it is `postgres`'s): `running` is
+   * then false for want of postmaster.pid, and only its port can tell (portInUse).
+   */
+  closed: boolean;
 }
 
 /**
@@ -64,7 +71,8 @@ export function embeddedUrl(settings: EmbeddedSettings, database = settings.data
 }
 
 export function embeddedStatus(settings: EmbeddedSettings): EmbeddedStatus {
-  const initialised = fs.existsSync(path.join(settings.dataDir, 'PG_VERSION'));
+  const closed = !dataDirReadable(settings.dataDir);
+  const initialised = closed || fs.existsSync(path.join(settings.dataDir, 'PG_VERSION'));
   const pidFile = path.join(settings.dataDir, 'postmaster.pid');
   const holder = readPidFile(pidFile);
   const running = holder !== null && isProcessAlive(holder.pid);
@@ -77,23 +85,33 @@ export function embeddedStatus(settings: EmbeddedSettings): EmbeddedStatus {
       // gone meanwhile: the configured port it is
     }
   }
-  return { dataDir: settings.dataDir, initialised, running, pid: running ? holder.pid : null, port };
+  return { dataDir: settings.dataDir, initialised, running, pid: running ? holder.pid : null, port, closed };
 }
 
 /** The server's last words, so that a failed start says why (a port in use, a permission). */
-function serverLogTail(settings: EmbeddedSettings, lines = 6): string {
+function serverLogTail(settings: EmbeddedSettings, lines = 6, from = 0): string {
   const file = path.join(settings.dataDir, 'server.log');
   try {
-    const tail = fs.readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+    const tail = fs.readFileSync(file).subarray(from).toString('utf8').trimEnd().split('\n').slice(-lines).join('\n');
     return `last lines of ${file}:\n${tail}`;
   } catch {
     return `no server log at ${file}`;
   }
 }
 
+function logSize(settings: EmbeddedSettings): number {
+  try {
+    return fs.statSync(path.join(settings.dataDir, 'server.log')).size;
+  } catch {
+    return 0;
+  }
+}
+
 async function runPgCtl(args: string[], settings: EmbeddedSettings): Promise<void> {
   const { pg_ctl } = await binaries();
   const ids = serverIds();
+  // The log's lines of this run only: an older start's "Address already in use" must not explain this one's failure.
+  const logStart = logSize(settings);
   await new Promise<void>((resolve, reject) => {
     // Its own session, so that the server outlives this command and a Ctrl-C on the terminal.
     const child = spawn(pg_ctl, args, { ...ids, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_MESSAGES: 'C' } });
@@ -103,6 +121,7 @@ async function runPgCtl(args: string[], settings: EmbeddedSettings): Promise<voi
     child.on('error', reject);
     child.on('close', (code) => {
       if (code === 0) resolve();
+      else if (args[0] === 'start' && PORT_IN_USE_LOG.test(serverLogTail(settings, 20, logStart))) reject(portInUseError(settings.port));
       else reject(new LisError('ERR_EMBEDDED_PG', `pg_ctl ${args[0]} failed (exit ${code}): ${output.trim()}\n${serverLogTail(settings)}`));
     });
   });
@@ -171,6 +190,16 @@ async function createDatabaseIfMissing(settings: EmbeddedSettings): Promise<void
   }
 }
 
+/** Whether this process may read the data folder (false: it exists and is another user's); a missing one is readable (ours to make). */
+function dataDirReadable(dataDir: string): boolean {
+  try {
+    fs.accessSync(dataDir, fs.constants.R_OK | fs.constants.X_OK);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code !== 'EACCES';
+  }
+}
+
 /** Starts the initialised server, detached. */
 export async function startServer(settings: EmbeddedSettings): Promise<void> {
   await runPgCtl(
@@ -200,14 +229,37 @@ export async function startServer(settings: EmbeddedSettings): Promise<void> {
  * Safe to call from several processes at once. Returns the database URL.
  */
 export async function ensureEmbeddedRunning(settings: EmbeddedSettings): Promise<string> {
+  try {
+    return await startIfNeeded(settings);
+  } catch (error) {
+    // A permission refused on our own files (a daemon run as another user than the folder's) is named as such.
+    const folder = path.dirname(path.resolve(settings.dataDir));
+    throw embeddedAccessError(folder, [passwordFile(settings, 'role'), passwordFile(settings, 'superuser')], error) ?? error;
+  }
+}
+
+async function startIfNeeded(settings: EmbeddedSettings): Promise<string> {
   const lockFile = path.join(path.dirname(settings.dataDir), `.${path.basename(settings.dataDir)}.start.lock`);
   fs.mkdirSync(path.dirname(settings.dataDir), { recursive: true });
   const release = await waitForPidLock(lockFile, 'starting the embedded PostgreSQL', 120_000);
   try {
     const status = embeddedStatus(settings);
-    if (!status.running) {
+    if (!status.running && status.closed) {
+      // Another user's data folder: the server's user's (`postgres`) when root set it up, and the daemons run as the
+      // owner of ./var, as they should. Its postmaster.pid cannot be read: a server answering its port is taken for
+      // it (the login with our password file then proves it); none there, this user could not start one.
+      if (!(await portInUse(settings.port))) {
+        throw new LisError(
+          'ERR_EMBEDDED_PG',
+          `the embedded PostgreSQL (data ${settings.dataDir}) is not running, and ${currentUser()} may not start it: its data folder belongs to ` +
+            `${ownerOf(settings.dataDir) ?? 'another user'}; start it as root (\`npx lis db start\`: it runs as ${SERVER_USER}) or as that user`,
+        );
+      }
+    } else if (!status.running) {
       // As root the server runs as postgres, which must reach its binaries and its data (a checkout under /root).
       grantServerUserTraverse([path.dirname((await binaries()).postgres), path.dirname(path.resolve(settings.dataDir))]);
+      // Before initdb and pg_ctl, whose own words for a taken port name neither our setting nor the way out.
+      await assertPortFree(settings.port);
       if (!status.initialised) await initialise(settings);
       await startServer(settings);
     }
@@ -221,7 +273,14 @@ export async function ensureEmbeddedRunning(settings: EmbeddedSettings): Promise
 
 /** Stops the embedded server (fast shutdown: open transactions roll back, nothing committed is lost). */
 export async function stopEmbedded(settings: EmbeddedSettings): Promise<boolean> {
-  if (!embeddedStatus(settings).running) return false;
+  const status = embeddedStatus(settings);
+  if (status.closed) {
+    throw new LisError(
+      EMBEDDED_ACCESS,
+      `cannot stop the embedded PostgreSQL as ${currentUser()}: its data folder ${settings.dataDir} belongs to ${ownerOf(settings.dataDir) ?? 'another user'}; stop it as root`,
+    );
+  }
+  if (!status.running) return false;
   await runPgCtl(['stop', '-w', '-t', '60', '-m', 'fast', '-D', settings.dataDir], settings);
   return true;
 }
