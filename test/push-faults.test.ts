@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
+import { sql } from 'kysely';
 import path from 'node:path';
 import type { LisConfigInput } from '../src/config/config-schema.ts';
 import { addFrontend, removeFrontend, setFrontendEnabled } from '../src/push/frontend-registry.ts';
@@ -10,6 +11,8 @@ import { insertPushRows } from './helpers/push-fixtures.ts';
 import { RsyncDaemon } from './helpers/rsync-daemons.ts';
 import { FRONTEND_MARKER } from '../src/push/frontend-root-check.ts';
 import { runPusherOnce } from './helpers/run-pusher.ts';
+import { waitFor } from './helpers/processes.ts';
+import { relistAll } from './helpers/rows.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
 /** Every file below `root`, relative, hidden ones (rsync's temp files) included; not a local frontend root's own marker. */
@@ -311,4 +314,49 @@ describe('lis_pusherd against faulty frontends', function () {
     await runPusher(web2);
     assert.deepEqual(await frontend(), { down_since: null, down_reason: null, down_host: null });
   });
+
+  for (const signal of ['SIGKILL', 'SIGTERM'] as const) {
+    it(`our rsync killed by ${signal} mid-transfer (the OOM killer, an operator's kill) is our fault, not the frontend's: not marked down, rows given back uncharged, live on the retry`, async () => {
+      const root = path.join(t.dir, 'n1');
+      await addFrontend(t.db, 'n1', root);
+      // The real rsync, which says its pid (exec keeps it) so that the test can kill it once files are moving.
+      const pidFile = path.join(t.dir, 'rsync.pid');
+      const wrapper = path.join(t.dir, 'rsync-wrapper');
+      fs.writeFileSync(wrapper, `#!/bin/sh\n[ "$1" = --version ] || echo $$ > '${pidFile}'\nexec rsync "$@"\n`, { mode: 0o755 });
+      const files = await insertPushRows(t.db, t.config, 'uk', 4);
+      // 10 KB/s: the chunk (~220 KB) takes many seconds, so the kill lands mid-transfer.
+      // Given back for our fault, the rows wait queue.oursRetrySeconds (a minute): the run ends with them not live.
+      const killed = runPusher({ push: { rsyncPath: wrapper, bwLimit: '10' } });
+      await waitFor(() => fs.existsSync(pidFile) && allFiles(root).some((f) => path.basename(f).startsWith('.')), 20_000, 'a temp file of the transfer');
+      process.kill(Number(fs.readFileSync(pidFile, 'utf8')), signal);
+      await killed;
+      const rows = await t.db.selectFrom('live_images').select(['stage', 'state', 'attempts', 'last_error', 'last_error_class']).execute();
+      for (const r of rows) {
+        assert.deepEqual([r.stage, r.state, r.attempts, r.last_error_class], ['push', 'waiting', 0, 'rsync_killed'], JSON.stringify(r));
+        assert.match(
+          r.last_error!,
+          signal === 'SIGKILL'
+            ? /^not on n1 \(rsync killed by SIGKILL on this host/
+            : /^not on n1 \(rsync exit 20 \(received SIGINT, SIGTERM, or SIGHUP\) on this host/,
+        );
+      }
+      const n1 = await t.db.selectFrom('frontends').select(['down_since', 'down_reason']).executeTakeFirstOrThrow();
+      assert.deepEqual(n1, { down_since: null, down_reason: null }, 'the frontend is not marked down (no alert) for our own process dying');
+      // Their retry (the minute made up; no kill this time) pushes them all.
+      await sql`UPDATE live_images SET next_attempt_at = now()`.execute(t.db);
+      await relistAll(t.db);
+      await runPusher();
+      const after = await t.db.selectFrom('live_images').select(['stage', 'attempts']).execute();
+      assert.deepEqual(
+        after.map((r) => [r.stage, r.attempts]),
+        after.map(() => ['live', 0]),
+      );
+      assert.deepEqual(
+        allFiles(root)
+          .filter((f) => !path.basename(f).startsWith('.'))
+          .sort(),
+        [...files].sort(),
+      );
+    });
+  }
 });

@@ -143,7 +143,11 @@ describe('push: pure parts', () => {
         assert.ok(!outcome.ok && outcome.errorClass === expected, `${code} ${stderr}: ${JSON.stringify(outcome)}`);
       }
       const killed = classifyRsyncExit(null, 'SIGKILL', '');
-      assert.ok(!killed.ok && killed.message === 'rsync killed by SIGKILL' && killed.errorClass === 'rsync_error');
+      // Our process died (the OOM killer, a kill): not the frontend's fault, which rsync_error would mark down.
+      assert.ok(!killed.ok && killed.message === 'rsync killed by SIGKILL on this host (the OOM killer, or a kill): not the frontend', JSON.stringify(killed));
+      assert.equal(!killed.ok && killed.errorClass, 'rsync_killed');
+      const terminated = classifyRsyncExit(20, null, 'rsync error: received SIGINT, SIGTERM, or SIGHUP (code 20) at rsync.c(713) [sender=3.2.7]');
+      assert.equal(!terminated.ok && terminated.errorClass, 'rsync_killed');
     });
 
     it('reads --stats figures', () => {

@@ -6,9 +6,11 @@
  * - `frontend_disk_full`: the frontend's disk (or quota) is full;
  * - `files_vanished`: exit 24, source files went away during the run (the rest arrived);
  * - `rsync_missing`: the rsync binary could not be started;
+ * - `rsync_killed`: our rsync was killed by a signal on this host (the OOM killer, an operator's kill: a signal
+ *   kills it, SIGTERM, SIGINT or SIGHUP make it exit 20): our process died, the frontend refused nothing;
  * - `rsync_error`: anything else rsync refused or failed at (bad module, permissions, ...).
  */
-export type RsyncErrorClass = 'frontend_down' | 'frontend_timeout' | 'frontend_disk_full' | 'files_vanished' | 'rsync_missing' | 'rsync_error';
+export type RsyncErrorClass = 'frontend_down' | 'frontend_timeout' | 'frontend_disk_full' | 'files_vanished' | 'rsync_missing' | 'rsync_killed' | 'rsync_error';
 
 export interface RsyncStats {
   filesTransferred: number;
@@ -53,11 +55,18 @@ export function classifyRsyncExit(exitCode: number | null, signal: string | null
   if (exitCode === 0) return { ok: true, stats: parseRsyncStats(stdout) };
   const meaning = exitCode === null ? `killed by ${signal ?? 'a signal'}` : `exit ${exitCode}${EXIT_MEANINGS[exitCode] ? ` (${EXIT_MEANINGS[exitCode]})` : ''}`;
   const said = rsyncSaid(stderr);
-  const message = `rsync ${meaning}${said ? `: ${said}` : ''}`.slice(0, 1000);
-  return { ok: false, errorClass: errorClassOf(exitCode, stderr), exitCode, message };
+  const errorClass = errorClassOf(exitCode, stderr);
+  // Said at once, before rsync's own lines: whoever reads last_error or the log must not go looking at the frontend.
+  const whose = errorClass === 'rsync_killed' ? ' on this host (the OOM killer, or a kill): not the frontend' : '';
+  const message = `rsync ${meaning}${whose}${said ? `: ${said}` : ''}`.slice(0, 1000);
+  return { ok: false, errorClass, exitCode, message };
 }
 
 function errorClassOf(exitCode: number | null, stderr: string): RsyncErrorClass {
+  // Killed by a signal, or exit 20 (rsync's own handler for SIGINT, SIGTERM and SIGHUP): our process died, which
+  // as rsync_error marked the frontend down and alerted on it until its next push. Our own stop never gets here:
+  // a first signal leaves the rsyncs alone (a group of their own), a second ends them as this process exits.
+  if (exitCode === null || exitCode === 20) return 'rsync_killed';
   if (DISK_FULL.test(stderr)) return 'frontend_disk_full';
   if (exitCode === 24) return 'files_vanished';
   if (exitCode === 30) return 'frontend_timeout';

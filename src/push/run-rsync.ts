@@ -27,8 +27,8 @@ function endWithThisProcess(child: ChildProcess): void {
  * SIGTERM or SIGINT: the chunk in hand is finished, and `--timeout` bounds it.
  * So it runs in a process group of its own: Ctrl-C at a terminal signals the
  * whole foreground group, and an rsync killed by it (exit 20) failed the chunk
- * in hand as `rsync_error`, its rows held back queue.oursRetrySeconds and its
- * frontends marked down, where a stop gives them back untouched. A process that
+ * in hand, its rows held back queue.oursRetrySeconds, where a stop gives them
+ * back untouched (an rsync killed otherwise is `rsync_killed`). A process that
  * exits (a second signal: at once) ends the rsyncs it started.
  */
 export function runRsync(invocation: RsyncInvocation, cwd?: string): Promise<RsyncOutcome> {
