@@ -359,4 +359,38 @@ describe('lis_pusherd against faulty frontends', function () {
       );
     });
   }
+
+  it('a chunk slower than queue.progressTimeoutSeconds (a low push.bwLimit) is not given back while its rsync runs, nor while it waits its turn behind one: pushed once, live, uncharged', async () => {
+    const root = path.join(t.dir, 'n1');
+    await addFrontend(t.db, 'n1', root);
+    const files = await insertPushRows(t.db, t.config, 'uk', 2);
+    const rowBytes = [0, 3].map((i) => files.slice(i, i + 3).reduce((n, f) => n + fs.statSync(path.join(t.config.stores.thumbnails, f)).size, 0));
+    const started = performance.now();
+    // A chunk per row, two at once, one rsync at a time, 16 KB/s: each rsync takes longer than the progress timeout
+    // (2.5 s), and the second chunk waits that long for its turn. rsync's own --timeout (2 s) is under it, as the
+    // config requires (1 s timed rsync out under load, bwlimit's sleeps and all).
+    const totals = await runPusher(
+      {
+        download: { ...t.config.download, timeouts: { ...t.config.download.timeouts, totalSeconds: 0.5 } },
+        thumbnail: { ...t.config.thumbnail, timeoutSeconds: 0.5 },
+        push: { ...t.config.push, bwLimit: '16', timeoutSeconds: 2, maxParallel: 1, chunksAtOnce: 2 },
+        queue: { ...t.config.queue, progressTimeoutSeconds: 2.5, heartbeatSeconds: 0.2 },
+      },
+      1,
+    );
+    const seconds = (performance.now() - started) / 1000;
+    assert.ok(
+      rowBytes.every((b) => b / 16_384 > 3) && seconds > 6,
+      `each rsync outlasted the progress timeout (${rowBytes.join(', ')} bytes in ${seconds.toFixed(1)}s)`,
+    );
+    // Before, each chunk was given back at 2.5 s while its rsync ran on (or waited), claimed again and sent again.
+    assert.equal(totals.released, 0, 'no rows given back as wedged');
+    const rows = await t.db.selectFrom('live_images').select(['stage', 'attempts', 'last_error']).execute();
+    assert.deepEqual(
+      rows.map((r) => [r.stage, r.attempts]),
+      rows.map(() => ['live', 0]),
+      JSON.stringify(rows),
+    );
+    assert.deepEqual(allFiles(root).sort(), [...files].sort());
+  });
 });
