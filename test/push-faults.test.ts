@@ -360,6 +360,42 @@ describe('lis_pusherd against faulty frontends', function () {
     });
   }
 
+  it("the frontend's rsync killed on its side (a frontend shutting down signals it) stays the frontend's: marked down, rows uncharged", async () => {
+    const d = await RsyncDaemon.start(path.join(t.dir, 'd1'));
+    daemons.push(d);
+    await addFrontend(t.db, 'n1', d.url());
+    await insertPushRows(t.db, t.config, 'uk', 4);
+    const daemonPid = Number(fs.readFileSync(path.join(d.dir, 'rsyncd.pid'), 'utf8'));
+    const ppidOf = (pid: string) => fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[1];
+    /** The daemon's processes serving our connection: its child, and the generator that child forks. */
+    const serving = () =>
+      fs
+        .readdirSync('/proc')
+        .filter((e) => /^\d+$/.test(e))
+        .filter((e) => {
+          try {
+            const ppid = ppidOf(e);
+            return ppid === String(daemonPid) || ppidOf(ppid) === String(daemonPid);
+          } catch {
+            return false;
+          }
+        })
+        .map(Number);
+    const run = runPusher({ push: { bwLimit: '10', timeoutSeconds: 5 } });
+    await waitFor(() => allFiles(d.moduleDir).some((f) => path.basename(f).startsWith('.')), 20_000, 'a temp file of the transfer');
+    for (const pid of serving()) process.kill(pid, 'SIGTERM');
+    await run;
+    // Our rsync sees the connection reset (exit 10), or the frontend's rsync's own exit 20 passed on (its line ending
+    // `[generator=...]`): the frontend's trouble either way, which rsync_killed must not take over.
+    const rows = await t.db.selectFrom('live_images').select(['stage', 'attempts', 'last_error_class', 'last_error']).execute();
+    for (const r of rows) {
+      assert.deepEqual([r.stage, r.attempts], ['push', 0], JSON.stringify(r));
+      assert.ok(['frontend_down', 'rsync_error'].includes(r.last_error_class!), JSON.stringify(r));
+    }
+    const n1 = await t.db.selectFrom('frontends').select(['down_since']).executeTakeFirstOrThrow();
+    assert.ok(n1.down_since, 'the frontend is marked down');
+  });
+
   it('a chunk slower than queue.progressTimeoutSeconds (a low push.bwLimit) is not given back while its rsync runs, nor while it waits its turn behind one: pushed once, live, uncharged', async () => {
     const root = path.join(t.dir, 'n1');
     await addFrontend(t.db, 'n1', root);
