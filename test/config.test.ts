@@ -157,6 +157,12 @@ describe('config', () => {
       (error: Error & { code?: string }) =>
         error.code === 'ERR_CONFIG' && /queue\.progressTimeoutSeconds: 30 s is not longer than thumbnail\.timeoutSeconds \(30 s\)/.test(error.message),
     );
+    // A push counts as progress while its rsyncs run: one silent for push.timeoutSeconds must have ended by then.
+    assert.throws(
+      () => parseConfig({ ...config(60, 30, 600), push: { timeoutSeconds: 600 } }, {}),
+      (error: Error & { code?: string }) =>
+        error.code === 'ERR_CONFIG' && /queue\.progressTimeoutSeconds: 600 s is not longer than push\.timeoutSeconds \(600 s\)/.test(error.message),
+    );
   });
 
   it('refuses a metrics.ports name no component reads (a typo would leave its daemon serving no metrics, silently)', () => {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
+import { sql } from 'kysely';
 import path from 'node:path';
 import type { LisConfigInput } from '../src/config/config-schema.ts';
 import { addFrontend, removeFrontend, setFrontendEnabled } from '../src/push/frontend-registry.ts';
@@ -10,6 +11,8 @@ import { insertPushRows } from './helpers/push-fixtures.ts';
 import { RsyncDaemon } from './helpers/rsync-daemons.ts';
 import { FRONTEND_MARKER } from '../src/push/frontend-root-check.ts';
 import { runPusherOnce } from './helpers/run-pusher.ts';
+import { waitFor } from './helpers/processes.ts';
+import { relistAll } from './helpers/rows.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
 /** Every file below `root`, relative, hidden ones (rsync's temp files) included; not a local frontend root's own marker. */
@@ -310,5 +313,120 @@ describe('lis_pusherd against faulty frontends', function () {
     fs.writeFileSync(web2.push.daemonPasswordFile, 'right\n');
     await runPusher(web2);
     assert.deepEqual(await frontend(), { down_since: null, down_reason: null, down_host: null });
+  });
+
+  for (const signal of ['SIGKILL', 'SIGTERM'] as const) {
+    it(`our rsync killed by ${signal} mid-transfer (the OOM killer, an operator's kill) is our fault, not the frontend's: not marked down, rows given back uncharged, live on the retry`, async () => {
+      const root = path.join(t.dir, 'n1');
+      await addFrontend(t.db, 'n1', root);
+      // The real rsync, which says its pid (exec keeps it) so that the test can kill it once files are moving.
+      const pidFile = path.join(t.dir, 'rsync.pid');
+      const wrapper = path.join(t.dir, 'rsync-wrapper');
+      fs.writeFileSync(wrapper, `#!/bin/sh\n[ "$1" = --version ] || echo $$ > '${pidFile}'\nexec rsync "$@"\n`, { mode: 0o755 });
+      const files = await insertPushRows(t.db, t.config, 'uk', 4);
+      // 10 KB/s: the chunk (~220 KB) takes many seconds, so the kill lands mid-transfer.
+      // Given back for our fault, the rows wait queue.oursRetrySeconds (a minute): the run ends with them not live.
+      const killed = runPusher({ push: { rsyncPath: wrapper, bwLimit: '10' } });
+      await waitFor(() => fs.existsSync(pidFile) && allFiles(root).some((f) => path.basename(f).startsWith('.')), 20_000, 'a temp file of the transfer');
+      process.kill(Number(fs.readFileSync(pidFile, 'utf8')), signal);
+      await killed;
+      const rows = await t.db.selectFrom('live_images').select(['stage', 'state', 'attempts', 'last_error', 'last_error_class']).execute();
+      for (const r of rows) {
+        assert.deepEqual([r.stage, r.state, r.attempts, r.last_error_class], ['push', 'waiting', 0, 'rsync_killed'], JSON.stringify(r));
+        assert.match(
+          r.last_error!,
+          signal === 'SIGKILL'
+            ? /^not on n1 \(rsync killed by SIGKILL on this host/
+            : /^not on n1 \(rsync exit 20 \(received SIGINT, SIGTERM, or SIGHUP\) on this host/,
+        );
+      }
+      const n1 = await t.db.selectFrom('frontends').select(['down_since', 'down_reason']).executeTakeFirstOrThrow();
+      assert.deepEqual(n1, { down_since: null, down_reason: null }, 'the frontend is not marked down (no alert) for our own process dying');
+      // Their retry (the minute made up; no kill this time) pushes them all.
+      await sql`UPDATE live_images SET next_attempt_at = now()`.execute(t.db);
+      await relistAll(t.db);
+      await runPusher();
+      const after = await t.db.selectFrom('live_images').select(['stage', 'attempts']).execute();
+      assert.deepEqual(
+        after.map((r) => [r.stage, r.attempts]),
+        after.map(() => ['live', 0]),
+      );
+      assert.deepEqual(
+        allFiles(root)
+          .filter((f) => !path.basename(f).startsWith('.'))
+          .sort(),
+        [...files].sort(),
+      );
+    });
+  }
+
+  it("the frontend's rsync killed on its side (a frontend shutting down signals it) stays the frontend's: marked down, rows uncharged", async () => {
+    const d = await RsyncDaemon.start(path.join(t.dir, 'd1'));
+    daemons.push(d);
+    await addFrontend(t.db, 'n1', d.url());
+    await insertPushRows(t.db, t.config, 'uk', 4);
+    const daemonPid = Number(fs.readFileSync(path.join(d.dir, 'rsyncd.pid'), 'utf8'));
+    const ppidOf = (pid: string) => fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[1];
+    /** The daemon's processes serving our connection: its child, and the generator that child forks. */
+    const serving = () =>
+      fs
+        .readdirSync('/proc')
+        .filter((e) => /^\d+$/.test(e))
+        .filter((e) => {
+          try {
+            const ppid = ppidOf(e);
+            return ppid === String(daemonPid) || ppidOf(ppid) === String(daemonPid);
+          } catch {
+            return false;
+          }
+        })
+        .map(Number);
+    const run = runPusher({ push: { bwLimit: '10', timeoutSeconds: 5 } });
+    await waitFor(() => allFiles(d.moduleDir).some((f) => path.basename(f).startsWith('.')), 20_000, 'a temp file of the transfer');
+    for (const pid of serving()) process.kill(pid, 'SIGTERM');
+    await run;
+    // Our rsync sees the connection reset (exit 10), or the frontend's rsync's own exit 20 passed on (its line ending
+    // `[generator=...]`): the frontend's trouble either way, which rsync_killed must not take over.
+    const rows = await t.db.selectFrom('live_images').select(['stage', 'attempts', 'last_error_class', 'last_error']).execute();
+    for (const r of rows) {
+      assert.deepEqual([r.stage, r.attempts], ['push', 0], JSON.stringify(r));
+      assert.ok(['frontend_down', 'rsync_error'].includes(r.last_error_class!), JSON.stringify(r));
+    }
+    const n1 = await t.db.selectFrom('frontends').select(['down_since']).executeTakeFirstOrThrow();
+    assert.ok(n1.down_since, 'the frontend is marked down');
+  });
+
+  it('a chunk slower than queue.progressTimeoutSeconds (a low push.bwLimit) is not given back while its rsync runs, nor while it waits its turn behind one: pushed once, live, uncharged', async () => {
+    const root = path.join(t.dir, 'n1');
+    await addFrontend(t.db, 'n1', root);
+    const files = await insertPushRows(t.db, t.config, 'uk', 2);
+    const rowBytes = [0, 3].map((i) => files.slice(i, i + 3).reduce((n, f) => n + fs.statSync(path.join(t.config.stores.thumbnails, f)).size, 0));
+    const started = performance.now();
+    // A chunk per row, two at once, one rsync at a time, 16 KB/s: each rsync takes longer than the progress timeout
+    // (2.5 s), and the second chunk waits that long for its turn. rsync's own --timeout (2 s) is under it, as the
+    // config requires (1 s timed rsync out under load, bwlimit's sleeps and all).
+    const totals = await runPusher(
+      {
+        download: { ...t.config.download, timeouts: { ...t.config.download.timeouts, totalSeconds: 0.5 } },
+        thumbnail: { ...t.config.thumbnail, timeoutSeconds: 0.5 },
+        push: { ...t.config.push, bwLimit: '16', timeoutSeconds: 2, maxParallel: 1, chunksAtOnce: 2 },
+        queue: { ...t.config.queue, progressTimeoutSeconds: 2.5, heartbeatSeconds: 0.2 },
+      },
+      1,
+    );
+    const seconds = (performance.now() - started) / 1000;
+    assert.ok(
+      rowBytes.every((b) => b / 16_384 > 3) && seconds > 6,
+      `each rsync outlasted the progress timeout (${rowBytes.join(', ')} bytes in ${seconds.toFixed(1)}s)`,
+    );
+    // Before, each chunk was given back at 2.5 s while its rsync ran on (or waited), claimed again and sent again.
+    assert.equal(totals.released, 0, 'no rows given back as wedged');
+    const rows = await t.db.selectFrom('live_images').select(['stage', 'attempts', 'last_error']).execute();
+    assert.deepEqual(
+      rows.map((r) => [r.stage, r.attempts]),
+      rows.map(() => ['live', 0]),
+      JSON.stringify(rows),
+    );
+    assert.deepEqual(allFiles(root).sort(), [...files].sort());
   });
 });

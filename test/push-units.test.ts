@@ -143,7 +143,14 @@ describe('push: pure parts', () => {
         assert.ok(!outcome.ok && outcome.errorClass === expected, `${code} ${stderr}: ${JSON.stringify(outcome)}`);
       }
       const killed = classifyRsyncExit(null, 'SIGKILL', '');
-      assert.ok(!killed.ok && killed.message === 'rsync killed by SIGKILL' && killed.errorClass === 'rsync_error');
+      // Our process died (the OOM killer, a kill): not the frontend's fault, which rsync_error would mark down.
+      assert.ok(!killed.ok && killed.message === 'rsync killed by SIGKILL on this host (the OOM killer, or a kill): not the frontend', JSON.stringify(killed));
+      assert.equal(!killed.ok && killed.errorClass, 'rsync_killed');
+      const terminated = classifyRsyncExit(20, null, 'rsync error: received SIGINT, SIGTERM, or SIGHUP (code 20) at rsync.c(713) [sender=3.2.7]');
+      assert.equal(!terminated.ok && terminated.errorClass, 'rsync_killed');
+      // The same exit when it is the frontend's side that was signalled (a frontend shutting down): not ours.
+      const theirs = classifyRsyncExit(20, null, 'rsync error: received SIGINT, SIGTERM, or SIGHUP (code 20) at io.c(586) [generator=3.2.7]');
+      assert.equal(!theirs.ok && theirs.errorClass, 'rsync_error');
     });
 
     it('reads --stats figures', () => {

@@ -30,6 +30,7 @@ describe('daemon runner: liveness and ids', function () {
   const shortRowBounds = (): LisConfigInput => ({
     download: { ...t.config.download, timeouts: { ...t.config.download.timeouts, totalSeconds: 0.5 } },
     thumbnail: { ...t.config.thumbnail, timeoutSeconds: 0.5 },
+    push: { ...t.config.push, timeoutSeconds: 1 },
   });
 
   /** runDaemon in this process with the test's config plus `overrides`. */
@@ -101,7 +102,7 @@ describe('daemon runner: liveness and ids', function () {
 
   it('a wedged chunk is given back by the worker itself after queue.progressTimeoutSeconds, uncharged', async () => {
     await insertUrls(t.db, 'uk', 20);
-    const run = start(wedgedOnce(), { ...shortRowBounds(), queue: { progressTimeoutSeconds: 1, heartbeatSeconds: 0.2, pollSeconds: 60 } });
+    const run = start(wedgedOnce(), { ...shortRowBounds(), queue: { progressTimeoutSeconds: 1.5, heartbeatSeconds: 0.2, pollSeconds: 60 } });
     await waitFor(
       () => run.lines.some((l) => /^ERROR No progress on a chunk for \d+s .*giving back its 20 unfinished rows/.test(l)),
       20_000,

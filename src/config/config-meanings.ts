@@ -80,7 +80,7 @@ export const CONFIG_MEANINGS: Record<string, string | { meaning: string; default
   'enqueue.maxUrlLength': 'longer URLs are bad lines',
   'enqueue.batchSize': 'URLs per insert statement',
   'push.rsyncPath': 'the rsync executable',
-  'push.timeoutSeconds': 'rsync `--timeout`: seconds without data moving before it gives up',
+  'push.timeoutSeconds': 'rsync `--timeout`: seconds without data moving before it gives up; under `queue.progressTimeoutSeconds`',
   'push.connectTimeoutSeconds': 'rsync `--contimeout` (daemons), ssh `ConnectTimeout`',
   'push.bwLimit': 'rsync `--bwlimit` per transfer, e.g. `20m`; null: none',
   'push.chmod': 'modes on the frontends (`--perms --chmod`)',
@@ -146,6 +146,6 @@ export const CONFIG_MEANINGS: Record<string, string | { meaning: string; default
   'stores.checkSeconds': 'how often free space is looked at while all is well',
   'stores.retryMaxSeconds': 'while paused, the store is looked at again with a backoff capped at this',
   'queue.progressTimeoutSeconds':
-    'a chunk with no result for this long is given back; the manager treats the worker as wedged after this plus `manager.staleWorkerSeconds`; longer than `download.timeouts.totalSeconds` and `thumbnail.timeoutSeconds` (a row still within its bound would be given back and started again for ever)',
+    'a chunk with no result for this long is given back (a push chunk progresses while its rsyncs run); the manager treats the worker as wedged after this plus `manager.staleWorkerSeconds`; longer than `download.timeouts.totalSeconds`, `thumbnail.timeoutSeconds` and `push.timeoutSeconds` (a row still within its bound would be given back and started again for ever)',
   'queue.oursRetrySeconds': 'rows given back for our own fault (a frontend down, a bug) may be claimed again after this; never charged',
 };

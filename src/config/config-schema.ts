@@ -193,6 +193,8 @@ function rowBoundsPastProgressTimeout(config: z.infer<typeof configObject>): Arr
   const bounds = [
     { key: 'download.timeouts.totalSeconds', seconds: config.download.timeouts.totalSeconds },
     { key: 'thumbnail.timeoutSeconds', seconds: config.thumbnail.timeoutSeconds },
+    // A push counts as progress while its rsyncs run (RsyncMovement): one that moves nothing must end before that.
+    { key: 'push.timeoutSeconds', seconds: config.push.timeoutSeconds },
   ];
   return bounds.filter((b) => b.seconds >= config.queue.progressTimeoutSeconds);
 }

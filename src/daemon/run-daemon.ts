@@ -36,6 +36,11 @@ export interface ChunkContext {
   log: Logger;
   /** Call once per row as soon as it is done; rows never reported are given back. */
   report(result: RowResult): void;
+  /**
+   * Call while the chunk moves though no row is done yet (a push's rsyncs running): counts as progress, so a chunk
+   * longer than queue.progressTimeoutSeconds is not given back as wedged while it moves.
+   */
+  progress?: () => void;
 }
 
 /** What a daemon brings to the runner: its stage and how it works a chunk. */
@@ -392,7 +397,12 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
       changed();
     };
     try {
-      await worker.processChunk(chunk.rows, { signal: chunk.signal, log, report });
+      const progress = () => {
+        if (chunk.dropped) return;
+        chunk.lastProgressAt = Date.now();
+        progressed = true;
+      };
+      await worker.processChunk(chunk.rows, { signal: chunk.signal, log, report, progress });
     } catch (error) {
       const ours = thrownChunkResults(chunk.unreportedRows(), error, chunk.signal.aborted);
       const [first] = ours;

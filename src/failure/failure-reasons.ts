@@ -89,6 +89,11 @@ export const FAILURE_REASONS = {
   frontend_disk_full: { owner: 'ours', retry: 'when_fixed', meaning: "a frontend's disk is full" },
   files_vanished: { owner: 'ours', retry: 'when_fixed', meaning: 'files went away from the store during a push' },
   rsync_missing: { owner: 'ours', retry: 'when_fixed', meaning: 'the rsync binary could not be started' },
+  rsync_killed: {
+    owner: 'ours',
+    retry: 'when_fixed',
+    meaning: "our rsync was killed by a signal on this host (the OOM killer, an operator's kill): not the frontend's fault, which is not marked down",
+  },
   rsync_error: { owner: 'ours', retry: 'when_fixed', meaning: 'rsync failed for another reason (module, permissions)' },
   no_frontends: { owner: 'ours', retry: 'when_fixed', meaning: 'no enabled frontend to push to' },
   s3_refused: {

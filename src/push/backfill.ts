@@ -11,6 +11,7 @@ import type { LimitFunction } from 'p-limit';
 import { prepareRows, pushKey } from './push-plan.ts';
 import { isServed, recordPushResults, servedData, servedFilesDigest, servedOrWorkedOn, type PushResult } from './push-records.ts';
 import { describeTransfer, pushToFrontends } from './push-to-frontends.ts';
+import type { RsyncMovement } from './rsync-movement.ts';
 import { findMissingFiles } from './store-files.ts';
 import { recordFrontendHealth } from './frontend-health.ts';
 
@@ -36,6 +37,8 @@ export interface BackfillOptions {
   chunkSize: number;
   limit: LimitFunction;
   signal: AbortSignal;
+  /** Its rsyncs running, told to chunks waiting behind them for a turn in push.maxParallel. */
+  movement?: RsyncMovement;
 }
 
 export interface BackfillTotals {
@@ -106,6 +109,7 @@ async function backfillFrontend(frontend: Frontend, options: BackfillOptions): P
         storeRoot: config.stores.thumbnails,
         limit: options.limit,
         db,
+        movement: options.movement,
       });
       for (const row of rows) {
         const outcome = outcomes.get(pushKey(frontend.name, row.id))!;

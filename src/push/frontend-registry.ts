@@ -12,8 +12,16 @@ export interface Frontend {
   parsed: FrontendTarget;
 }
 
-/** Failure classes that are a frontend's trouble, not the row's (see rsync-outcome.ts). */
-export const FRONTEND_ERROR_CLASSES = ['frontend_down', 'frontend_timeout', 'frontend_disk_full', 'rsync_error', 'rsync_missing', 'no_frontends'] as const;
+/** Failure classes of a push that are a frontend's trouble or our own, never the row's (see rsync-outcome.ts). */
+export const FRONTEND_ERROR_CLASSES = [
+  'frontend_down',
+  'frontend_timeout',
+  'frontend_disk_full',
+  'rsync_error',
+  'rsync_missing',
+  'rsync_killed',
+  'no_frontends',
+] as const;
 
 const NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 

@@ -7,6 +7,7 @@ import { pushKey, type FrontendRowOutcome, type PushRow } from './push-plan.ts';
 import { buildRsyncInvocation } from './rsync-command.ts';
 import { lostDestinationRace, type RsyncOutcome } from './rsync-outcome.ts';
 import { runRsync } from './run-rsync.ts';
+import type { RsyncMovement } from './rsync-movement.ts';
 import { findMissingFiles } from './store-files.ts';
 
 /** One frontend's rsync of a chunk, for the log and the lag warning. */
@@ -31,7 +32,15 @@ export interface FrontendTransfer {
 export async function pushToFrontends(
   plan: Map<string, PushRow[]>,
   frontends: Frontend[],
-  options: { config: PushConfig; storeRoot: string; limit: LimitFunction; db: Db },
+  options: {
+    config: PushConfig;
+    storeRoot: string;
+    limit: LimitFunction;
+    db: Db;
+    /** The pusher's rsyncs running; with `onProgress`, the chunk's push as progress (see RsyncMovement). */
+    movement?: RsyncMovement;
+    onProgress?: () => void;
+  },
 ): Promise<{ outcomes: Map<string, FrontendRowOutcome>; transfers: FrontendTransfer[] }> {
   const outcomes = new Map<string, FrontendRowOutcome>();
   const byName = new Map(frontends.map((f) => [f.name, f]));
@@ -44,16 +53,25 @@ export async function pushToFrontends(
       // write to this host's own disk and the rows would go live without being served.
       // Looked at just before rsync would start (a run may wait its turn in the limit for a while).
       let lostRace: string | undefined;
-      const outcome = await options.limit(async (): Promise<RsyncOutcome> => {
-        const away = await localRootAway(name, frontend.parsed, () => pushedTo(options.db, name));
-        if (away) return { ok: false, errorClass: 'frontend_down', exitCode: null, message: away };
-        const invocation = buildRsyncInvocation(options.config, frontend.parsed, options.storeRoot, files);
-        const first = await runRsync(invocation);
-        // Lost the race to make a new frontend root (two chunks at once on a new frontend): made now, so once more.
-        if (!lostDestinationRace(first)) return first;
-        lostRace = first.ok ? undefined : first.message;
-        return runRsync(invocation);
-      });
+      // Waiting for a turn behind rsyncs that run is progress too: the wait ends when they do.
+      const stopWaiting = options.onProgress ? options.movement?.wait(options.onProgress) : undefined;
+      const moved = () => {
+        options.onProgress?.();
+        options.movement?.moved();
+      };
+      const outcome = await options
+        .limit(async (): Promise<RsyncOutcome> => {
+          stopWaiting?.();
+          const away = await localRootAway(name, frontend.parsed, () => pushedTo(options.db, name));
+          if (away) return { ok: false, errorClass: 'frontend_down', exitCode: null, message: away };
+          const invocation = buildRsyncInvocation(options.config, frontend.parsed, options.storeRoot, files);
+          const first = await runRsync(invocation, undefined, moved);
+          // Lost the race to make a new frontend root (two chunks at once on a new frontend): made now, so once more.
+          if (!lostDestinationRace(first)) return first;
+          lostRace = first.ok ? undefined : first.message;
+          return runRsync(invocation, undefined, moved);
+        })
+        .finally(() => stopWaiting?.());
       const seconds = (performance.now() - started) / 1000;
       if (outcome.ok) {
         for (const row of rows) outcomes.set(pushKey(name, row.id), { ok: true });

@@ -11,12 +11,15 @@ import { loadCurrentPushes, recordPushResults, type PushResult } from './push-re
 import { describeTransfer, pushToFrontends } from './push-to-frontends.ts';
 import { findMissingFiles } from './store-files.ts';
 import { recordFrontendHealth } from './frontend-health.ts';
+import type { RsyncMovement } from './rsync-movement.ts';
 
 export interface PushWorkerOptions {
   config: LisConfig;
   db: Db;
   country: string;
   limit: LimitFunction;
+  /** The pusher's rsyncs running (chunks and backfill): a chunk's push in progress counts as progress. */
+  movement?: RsyncMovement;
   /** Called by close(): the backfill loop that runs beside the chunk loop. */
   onClose?: () => Promise<void>;
 }
@@ -92,6 +95,9 @@ export class PushWorker implements StageWorker {
       storeRoot: config.stores.thumbnails,
       limit: this.options.limit,
       db,
+      movement: this.options.movement,
+      // Its rsyncs running is progress: a chunk longer than queue.progressTimeoutSeconds is not given back as wedged.
+      onProgress: ctx.progress,
     });
     for (const t of transfers) {
       // A transfer that needed a second rsync is told at info: it is rare, and otherwise shows only as a second connection.

@@ -5,6 +5,7 @@ import type { Db } from '../db/connect.ts';
 import type { Logger } from '../log/create-logger.ts';
 import { BackfillLoop } from './backfill.ts';
 import pLimit from 'p-limit';
+import { RsyncMovement } from './rsync-movement.ts';
 import { PushWorker } from './push-worker.ts';
 import { checkRsync } from './run-rsync.ts';
 
@@ -28,8 +29,9 @@ export async function createPusher(setup: PusherSetup): Promise<PushWorker> {
   setup.log.debug(`Using rsync ${version} (${setup.config.push.rsyncPath})`, { scope: 'Push::start' });
   // At most push.maxParallel rsync processes at once, across the chunk's frontends and backfill; the rest queue in order.
   const limit = pLimit(setup.config.push.maxParallel);
-  const backfill = new BackfillLoop({ ...setup, limit }).start();
-  return new PushWorker({ config: setup.config, db: setup.db, country: setup.country, limit, onClose: () => backfill.stop() });
+  const movement = new RsyncMovement();
+  const backfill = new BackfillLoop({ ...setup, limit, movement }).start();
+  return new PushWorker({ config: setup.config, db: setup.db, country: setup.country, limit, movement, onClose: () => backfill.stop() });
 }
 
 /** The daemon's own stop signal is not handed to stages; backfill listens for the same signals. */

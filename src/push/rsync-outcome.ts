@@ -6,9 +6,11 @@
  * - `frontend_disk_full`: the frontend's disk (or quota) is full;
  * - `files_vanished`: exit 24, source files went away during the run (the rest arrived);
  * - `rsync_missing`: the rsync binary could not be started;
+ * - `rsync_killed`: our rsync was killed by a signal on this host (the OOM killer, an operator's kill: a signal
+ *   kills it, SIGTERM, SIGINT or SIGHUP make it exit 20, `[sender=...]`): our process died, the frontend refused nothing;
  * - `rsync_error`: anything else rsync refused or failed at (bad module, permissions, ...).
  */
-export type RsyncErrorClass = 'frontend_down' | 'frontend_timeout' | 'frontend_disk_full' | 'files_vanished' | 'rsync_missing' | 'rsync_error';
+export type RsyncErrorClass = 'frontend_down' | 'frontend_timeout' | 'frontend_disk_full' | 'files_vanished' | 'rsync_missing' | 'rsync_killed' | 'rsync_error';
 
 export interface RsyncStats {
   filesTransferred: number;
@@ -48,16 +50,30 @@ const UNREACHABLE =
   /Connection refused|No route to host|Network is unreachable|Name or service not known|Could not resolve hostname|Temporary failure in name resolution|Connection timed out|connection unexpectedly closed|Connection reset by peer|Permission denied \(publickey|Host key verification failed|failed to connect to/i;
 const DISK_FULL = /No space left on device|Disk quota exceeded/i;
 
+/**
+ * rsync's closing line when the process that received SIGINT, SIGTERM or SIGHUP is the sender: in a push, our own
+ * client. The frontend's side (a frontend shutting down signals its rsync) says `[generator=...]` or
+ * `[Receiver=...]`, and our client exits 20 too: that one stays the frontend's.
+ */
+const OUR_SENDER_SIGNALLED = /\(code 20\) at \S+ \[sender=/;
+
 /** Pure: classifies an exit (code, or the signal that killed rsync) with its stderr. */
 export function classifyRsyncExit(exitCode: number | null, signal: string | null, stderr: string, stdout = ''): RsyncOutcome {
   if (exitCode === 0) return { ok: true, stats: parseRsyncStats(stdout) };
   const meaning = exitCode === null ? `killed by ${signal ?? 'a signal'}` : `exit ${exitCode}${EXIT_MEANINGS[exitCode] ? ` (${EXIT_MEANINGS[exitCode]})` : ''}`;
   const said = rsyncSaid(stderr);
-  const message = `rsync ${meaning}${said ? `: ${said}` : ''}`.slice(0, 1000);
-  return { ok: false, errorClass: errorClassOf(exitCode, stderr), exitCode, message };
+  const errorClass = errorClassOf(exitCode, stderr);
+  // Said at once, before rsync's own lines: whoever reads last_error or the log must not go looking at the frontend.
+  const whose = errorClass === 'rsync_killed' ? ' on this host (the OOM killer, or a kill): not the frontend' : '';
+  const message = `rsync ${meaning}${whose}${said ? `: ${said}` : ''}`.slice(0, 1000);
+  return { ok: false, errorClass, exitCode, message };
 }
 
 function errorClassOf(exitCode: number | null, stderr: string): RsyncErrorClass {
+  // Killed by a signal, or exit 20 (rsync's own handler for SIGINT, SIGTERM and SIGHUP) in our sender: our process died, which
+  // as rsync_error marked the frontend down and alerted on it until its next push. Our own stop never gets here:
+  // a first signal leaves the rsyncs alone (a group of their own), a second ends them as this process exits.
+  if (exitCode === null || (exitCode === 20 && OUR_SENDER_SIGNALLED.test(stderr))) return 'rsync_killed';
   if (DISK_FULL.test(stderr)) return 'frontend_disk_full';
   if (exitCode === 24) return 'files_vanished';
   if (exitCode === 30) return 'frontend_timeout';

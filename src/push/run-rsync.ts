@@ -5,6 +5,7 @@ import type { RsyncInvocation } from './rsync-command.ts';
 
 /** Keep this much of each stream: rsync's messages are short, a runaway stream must not fill memory. */
 const KEEP_CHARS = 64 * 1024;
+const RUNNING_TICK_MS = 1000;
 
 /** The rsyncs running now: ended with this process (a second signal's exit at once), see runRsync. */
 const running = new Set<ChildProcess>();
@@ -22,16 +23,17 @@ function endWithThisProcess(child: ChildProcess): void {
 }
 
 /**
- * Runs one rsync to the end and says how it went. Never throws: a binary
+ * Runs one rsync to the end and says how it went, calling `whileRunning` once
+ * a second until it ends. Never throws: a binary
  * that cannot be started is the outcome `rsync_missing`. It is not killed on
  * SIGTERM or SIGINT: the chunk in hand is finished, and `--timeout` bounds it.
  * So it runs in a process group of its own: Ctrl-C at a terminal signals the
  * whole foreground group, and an rsync killed by it (exit 20) failed the chunk
- * in hand as `rsync_error`, its rows held back queue.oursRetrySeconds and its
- * frontends marked down, where a stop gives them back untouched. A process that
+ * in hand, its rows held back queue.oursRetrySeconds, where a stop gives them
+ * back untouched (an rsync killed otherwise is `rsync_killed`). A process that
  * exits (a second signal: at once) ends the rsyncs it started.
  */
-export function runRsync(invocation: RsyncInvocation, cwd?: string): Promise<RsyncOutcome> {
+export function runRsync(invocation: RsyncInvocation, cwd?: string, whileRunning?: () => void): Promise<RsyncOutcome> {
   return new Promise((resolve) => {
     let stdout = '';
     let stderr = '';
@@ -56,7 +58,15 @@ export function runRsync(invocation: RsyncInvocation, cwd?: string): Promise<Rsy
         message: error.code === 'ENOENT' ? rsyncMissingMessage(invocation.command) : `cannot start ${invocation.command}: ${error.message}`,
       });
     });
-    child.on('close', (code, signal) => resolve(classifyRsyncExit(code, signal, stderr, stdout)));
+    // Until it ends, once a second: see RsyncMovement.
+    const running = whileRunning ? setInterval(whileRunning, RUNNING_TICK_MS) : undefined;
+    whileRunning?.();
+    const ended = () => clearInterval(running);
+    child.on('error', ended);
+    child.on('close', (code, signal) => {
+      ended();
+      resolve(classifyRsyncExit(code, signal, stderr, stdout));
+    });
   });
 }
 
