@@ -66,5 +66,18 @@ describe('URL passwords are not shown to operators', function () {
       const page = JSON.stringify(await lookupImage(t.db, urls[1]));
       assert.ok(page.includes('feeduser:***@127.0.0.1') && !page.includes(secret), page);
     });
+
+    it('lis enqueue names a bad line without its password', async () => {
+      const secret = 's3cret-Pw9';
+      const run = spawnTs(
+        'bin/lis',
+        ['--config', t.writeConfig(), 'enqueue', '--country', 'uk', '--datasource', '16', '-'],
+        {},
+        `http://feeduser:${secret}@[bad/x.jpg\n`,
+      );
+      await run.exited;
+      assert.match(run.output(), /line 1: not a valid URL: "http:\/\/feeduser:\*\*\*@\[bad\/x\.jpg"/, run.output());
+      assert.ok(!run.output().includes(secret), run.output());
+    });
   });
 });
