@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
-import { networkFault, noRouteFailures, type NoRoute } from '../src/download/uplink-probe.ts';
+import { networkFault, noRouteFailures, silentGateways, type NoRoute } from '../src/download/uplink-probe.ts';
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
 import { ROOT } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
@@ -53,6 +53,19 @@ describe('lis_downloadd when our own network is down', function () {
       assert.equal(networkFault(v6, { 4: null, 6: down[6] }, 'img.example'), null);
       assert.equal(networkFault(v6, down, 'img.example')?.errorClass, 'network_unavailable');
     });
+  });
+
+  it('a default gateway that does not answer ARP is ours (silentGateways); one that does, or none, is not', () => {
+    const route = (gateway: string) =>
+      `Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n` +
+      `eth0\t00000000\t${gateway}\t0003\t0\t0\t0\t00000000\t0\t0\t0\n` +
+      `eth0\t0000090A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n`;
+    const arp = (flags: string) =>
+      `IP address       HW type     Flags       HW address            Mask     Device\n10.9.0.2         0x1         ${flags}         00:00:00:00:00:00     *        eth0\n`;
+    assert.equal(silentGateways(route('0200090A'), arp('0x0')), 'our gateway 10.9.0.2 on eth0 does not answer (no ARP reply)');
+    assert.equal(silentGateways(route('0200090A'), arp('0x2')), null);
+    assert.equal(silentGateways(route('0200090A'), arp('0x0').split('\n')[0]), null, 'not asked yet: no entry');
+    assert.equal(silentGateways(route('00000000'), arp('0x0')), null, 'a point-to-point default route has no gateway');
   });
 
   describe('lis_downloadd in a network namespace of its own (unshare -n)', () => {
@@ -123,10 +136,29 @@ describe('lis_downloadd when our own network is down', function () {
         assert.deepEqual([r.state, r.attempts, r.last_error_class], ['waiting', 0, 'network_unavailable'], `${r.image_url}: ${r.last_error}`);
         assert.match(
           r.last_error!,
-          /^network unavailable: this host has no route to the Internet \(ENETUNREACH for 8\.8\.8\.8\), so (203\.0\.113\.1|198\.51\.100\.1|the endpoint of bucket feed) could not be reached \(connect ENETUNREACH .*\); not the source's fault$/,
+          /^network unavailable: this host has no way to the Internet \(ENETUNREACH for 8\.8\.8\.8\), so (203\.0\.113\.1|198\.51\.100\.1|the endpoint of bucket feed) could not be reached \(connect ENETUNREACH .*\); not the source's fault$/,
         );
       }
       assert.match(output, /No rows gained\. No work to do\. 3 rows wait for a retry until \S+ \(network_unavailable: network unavailable: /);
+    });
+
+    it('a default route whose gateway does not answer (ARP): every row given back uncharged (network_unavailable)', async () => {
+      t = await createTestDatabase({ overrides: { download, imaged } });
+      await enqueue();
+      // A link whose other end (v1) has no address: nobody answers ARP for the gateway 10.9.0.2. The kernel gives up
+      // after one question and 200 ms here (~3 s by default), within the connect limit (1 s).
+      const { code, output } = await runInNamespace(
+        'ip link add v0 type veth peer name v1 && ip addr add 10.9.0.1/24 dev v0 && ip link set v0 up && ip link set v1 up && ip route add default via 10.9.0.2 && ' +
+          'sysctl -qw net.ipv4.neigh.v0.mcast_solicit=1 net.ipv4.neigh.v0.ucast_solicit=0 net.ipv4.neigh.v0.app_solicit=0 net.ipv4.neigh.v0.retrans_time_ms=200 &&',
+      );
+      assert.equal(code, 0, output);
+      for (const r of await rows()) {
+        assert.deepEqual([r.state, r.attempts, r.last_error_class], ['waiting', 0, 'network_unavailable'], `${r.image_url}: ${r.last_error}`);
+        assert.match(
+          r.last_error!,
+          /^network unavailable: this host has no way to the Internet \(our gateway 10\.9\.0\.2 on v0 does not answer \(no ARP reply\)\), so .* \(connect EHOSTUNREACH /,
+        );
+      }
     });
 
     it('a route out, but none to the target (a throw or unreachable route): the source is unreachable, connection, charged as before', async () => {

@@ -1,4 +1,5 @@
 import dgram from 'node:dgram';
+import fs from 'node:fs';
 import net from 'node:net';
 import type { DownloadFailure } from './classify-download-error.ts';
 
@@ -63,8 +64,9 @@ export function noRouteFailures(error: unknown): NoRoute[] | null {
  * Pure: whose fault a connect that could not send is. `uplink(family)`: why this host has no way out for that
  * family (null: it has one). EADDRNOTAVAIL and ENETDOWN are this host's whatever the target (no local address
  * or port to send from, an interface down). ENETUNREACH and EHOSTUNREACH are ours only when the host has no
- * route to the Internet at all for the target's family: with one, the target alone is unreachable (a router on
- * the way said so, or an odd address), which is the source's, `connection`, as before. A host without IPv6 whose
+ * way to the Internet for the target's family (no route at all, or its IPv4 default gateway silent to ARP):
+ * with one, the target alone is unreachable (a router on the way said so, or an odd address), which is the
+ * source's, `connection`, as before. A host without IPv6 whose
  * IPv4 works is no outage: an IPv6-only source stays the source's, so that such rows end rather than wait for ever.
  */
 export function networkFault(failures: NoRoute[], uplink: Record<4 | 6, string | null>, host: string): DownloadFailure | null {
@@ -78,7 +80,7 @@ export function networkFault(failures: NoRoute[], uplink: Record<4 | 6, string |
   const first = local ?? failures[0];
   const why = local
     ? `this host has no address or port to send from, or its interface is down`
-    : `this host has no route to the Internet (${uplink[first.family]})`;
+    : `this host has no way to the Internet (${uplink[first.family]})`;
   return {
     reason: `network unavailable: ${why}, so ${host} could not be reached (${first.message}); not the source's fault`,
     errorClass: 'network_unavailable',
@@ -86,8 +88,55 @@ export function networkFault(failures: NoRoute[], uplink: Record<4 | 6, string |
   };
 }
 
+/**
+ * Pure: the IPv4 default gateways (`/proc/net/route`) when none of them answers ARP (`/proc/net/arp`: an entry with
+ * flags 0x0, incomplete), in words; null when one answers, or none is known, or the default route has no gateway
+ * (a point-to-point link). A gateway that does not answer makes every connect fail with EHOSTUNREACH (after the
+ * kernel's ~3 s of ARP), while the route itself is there: the router down, or our link to it. A router on the way
+ * answering "unreachable" for one host needs a gateway that answered ARP, so it is told apart.
+ */
+export function silentGateways(routeText: string, arpText: string): string | null {
+  const gateways = routeText
+    .split('\n')
+    .slice(1)
+    .map((line) => line.trim().split(/\s+/))
+    .filter((f) => f.length >= 8 && f[1] === '00000000' && f[7] === '00000000' && /^[0-9A-F]{8}$/i.test(f[2]) && f[2] !== '00000000')
+    // The kernel writes the address in host order, little-endian on the machines this runs on.
+    .map((f) => ({ address: [6, 4, 2, 0].map((i) => parseInt(f[2].slice(i, i + 2), 16)).join('.'), device: f[0] }));
+  if (gateways.length === 0) return null;
+  const entries = new Map(
+    arpText
+      .split('\n')
+      .slice(1)
+      .map((line) => line.trim().split(/\s+/))
+      .filter((f) => f.length >= 6)
+      .map((f) => [`${f[0]} ${f[5]}`, f[2]] as const),
+  );
+  const silent = gateways.filter((g) => entries.get(`${g.address} ${g.device}`) === '0x0');
+  if (silent.length < gateways.length) return null;
+  return `our gateway ${silent.map((g) => `${g.address} on ${g.device}`).join(', ')} does not answer (no ARP reply)`;
+}
+
+/** silentGateways on this machine's tables; null where there are none to read (not Linux). */
+function silentGatewaysHere(): string | null {
+  try {
+    return silentGateways(fs.readFileSync('/proc/net/route', 'utf8'), fs.readFileSync('/proc/net/arp', 'utf8'));
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Why this host has no way to the Internet for `family` (`ENETUNREACH for 8.8.8.8`, or its IPv4 gateway silent),
+ * or null when it has one.
+ */
+async function askUplink(family: 4 | 6): Promise<string | null> {
+  const route = await askRoute(family);
+  return route ?? (family === 4 ? silentGatewaysHere() : null);
+}
+
 /** Why this host has no route to the Internet for `family` (`ENETUNREACH for 8.8.8.8`), or null when it has one. */
-function askUplink(family: 4 | 6): Promise<string | null> {
+function askRoute(family: 4 | 6): Promise<string | null> {
   return new Promise((resolve) => {
     const socket = dgram.createSocket(family === 6 ? 'udp6' : 'udp4');
     const done = (why: string | null) => {
@@ -106,9 +155,10 @@ function askUplink(family: 4 | 6): Promise<string | null> {
 
 /**
  * Tells our uplink down from a source unreachable. With this host's network down (no route: an interface or
- * its default route gone) every connect fails with ENETUNREACH, charged to every row as `connection`: the
- * whole backlog failed after queue.maxAttempts. On a connect that could not send, this host's routing is asked
- * (a UDP connect to a public address: no packet, only the route lookup), one question per family at a time,
+ * its default route gone; or the gateway not answering) every connect fails with ENETUNREACH (EHOSTUNREACH),
+ * charged to every row as `connection`: the whole backlog failed after queue.maxAttempts. On a connect that could
+ * not send, this host's routing is asked (a UDP connect to a public address: no packet, only the route lookup;
+ * then whether the IPv4 default gateway answered ARP), one question per family at a time,
  * its verdict kept `ttlMs` as ResolverProbe's, so a chunk of failing rows asks once.
  */
 export class UplinkProbe {

@@ -112,7 +112,7 @@ export const FAILURE_REASONS = {
     owner: 'ours',
     retry: 'when_fixed',
     meaning:
-      'our network is down: a connect could not leave this host (no route to the Internet for that address family, no local address or port to send from, an interface down), so no host can be reached; not the source',
+      'our network is down: a connect could not leave this host (no route to the Internet for that address family, its IPv4 default gateway not answering ARP, no local address or port to send from, an interface down), so no host can be reached; not the source',
   },
   proxy_down: {
     owner: 'ours',
