@@ -7,6 +7,7 @@ import { ProgressLine } from '../daemon/progress-line.ts';
 import { LisError, UsageError, errorMessage } from '../errors.ts';
 import { EnqueueIncompleteError, enqueueUrlStream, type EnqueueStats } from '../intake/enqueue-urls.ts';
 import { runCommand } from '../util/exit-on-error.ts';
+import { maskUrlPasswords } from '../util/mask-url-password.ts';
 import { configFileOf } from './global-options.ts';
 
 const summary = (s: EnqueueStats) => `${s.inserted} new, ${s.refreshed} already known (last_seen refreshed), ${s.bad} bad lines skipped, ${s.lines} lines read`;
@@ -58,7 +59,8 @@ export function addEnqueueCommand(program: Command): void {
               datasourceId,
               maxUrlLength: config.enqueue.maxUrlLength,
               batchSize: config.enqueue.batchSize,
-              onBadLine: (n, reason) => process.stderr.write(`line ${n}: ${reason}\n`),
+              // A reason quotes its URL: its password (userinfo) is not for the terminal or a cron mail.
+              onBadLine: (n, reason) => process.stderr.write(`line ${n}: ${maskUrlPasswords(reason)}\n`),
               onProgress: (s) => (shown = { done: s.inserted + s.refreshed, failed: s.bad }),
             });
           } catch (error) {

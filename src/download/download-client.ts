@@ -7,6 +7,7 @@ import { addressPolicy, parseIp, urlPort, type AddressPolicy } from '../net/addr
 import { DownloadError, refusedAddress } from './download-error.ts';
 import { ResolverProbe } from './resolver-probe.ts';
 import { checkHostBeforeProxy, policeAgent } from './safe-lookup.ts';
+import { UplinkProbe } from './uplink-probe.ts';
 
 /** Idle keep-alive sockets are closed after this long (servers often close theirs after 5-60 s). */
 const FREE_SOCKET_MS = 15_000;
@@ -19,6 +20,8 @@ export interface DownloadClient {
   proxy: URL | null;
   /** Whether our own resolver answers: a DNS failure of every host is ours, not theirs. */
   resolver: ResolverProbe;
+  /** Whether this host has a route out: a connect that cannot send to any host is ours, not the source's. */
+  uplink: UplinkProbe;
   destroy(): void;
 }
 
@@ -95,6 +98,7 @@ export function createDownloadClient(config: DownloadConfig, options: { noproxy?
     proxied: Boolean(proxy),
     proxy: proxy ? new URL(proxy) : null,
     resolver: new ResolverProbe(),
+    uplink: new UplinkProbe(),
     destroy() {
       agent.http.destroy();
       agent.https.destroy();

@@ -169,10 +169,14 @@ async function fetchOnce(client: DownloadClient, request: FetchRequest, leftMs: 
     if (error instanceof Stopped || stream.errored instanceof Stopped || request.signal?.aborted) return { outcome: { kind: 'stopped' } };
     // Leaving the loop early destroys the stream with a bare AbortError: the error we threw is the story.
     // Through a proxy, a socket that cannot be made is the proxy's (ours), not the image's.
-    // And a name that cannot be looked up because our own resolver is down is ours too.
+    // And a name that cannot be looked up because our own resolver is down is ours too, as is a connect that
+    // cannot leave this host (no route out: our network down).
     const failure = transfer
       ? classifyTransferError(error, transfer)
-      : ((client.proxy && proxyFault(error, client.proxy)) ?? (await client.resolver.oursInstead(error, hostOf(request.url))) ?? classifyDownloadError(error));
+      : ((client.proxy && proxyFault(error, client.proxy)) ??
+        (await client.resolver.oursInstead(error, hostOf(request.url))) ??
+        (await client.uplink.oursInstead(error, hostOf(request.url))) ??
+        classifyDownloadError(error));
     // No response at all on a reused socket that was reset or closed: the stale keep-alive race.
     const staleSocket = !transfer && stream.reusedSocket === true && failure.errorClass === 'connection';
     return { outcome: { kind: 'failed', failure }, staleSocket };

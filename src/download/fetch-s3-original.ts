@@ -4,6 +4,7 @@ import type { S3Bucket } from '../config/imaged-config.ts';
 import { errorMessage } from '../errors.ts';
 import { endpointLabel, s3UnavailableReason } from '../failure/s3-unavailable.ts';
 import { storeErrorOf, storeWriteFailure, type DownloadFailure } from './classify-download-error.ts';
+import { UplinkProbe } from './uplink-probe.ts';
 import { DownloadError } from './download-error.ts';
 import { writtenOutcome, type FetchOutcome, type FetchRequest } from './fetch-original.ts';
 import { OriginalWriter } from './original-writer.ts';
@@ -21,6 +22,8 @@ export class S3Clients {
   constructor(
     private readonly buckets: Record<string, S3Bucket>,
     readonly limits: S3Limits,
+    /** Whether this host has a route out (the download client's): a connect that cannot leave is ours. */
+    readonly uplink: UplinkProbe = new UplinkProbe(),
   ) {}
 
   /** The bucket's imaged.s3 entry; null when it has none. */
@@ -181,9 +184,11 @@ export async function fetchS3Original(clients: S3Clients, request: FetchRequest)
   } catch (error) {
     await writer?.discard();
     if (request.signal?.aborted) return { kind: 'stopped' };
+    // Our network down (no route out) is ours whoever runs the bucket, as for an HTTP download.
+    const ours = noAnswer || abort.signal.aborted ? null : await clients.uplink.oursInstead(error, `the endpoint of bucket ${target.bucket}`);
     return {
       kind: 'failed',
-      failure: blameEndpoint(failureOf(error, noAnswer, abort.signal.aborted, request.totalMs, target.bucket), target.bucket, settings),
+      failure: ours ?? blameEndpoint(failureOf(error, noAnswer, abort.signal.aborted, request.totalMs, target.bucket), target.bucket, settings),
     };
   } finally {
     clearTimeout(deadline);

@@ -113,6 +113,12 @@ export const FAILURE_REASONS = {
     retry: 'when_fixed',
     meaning: 'our DNS resolver does not answer (refused, timed out) or refuses us, so no host name can be looked up; not the source',
   },
+  network_unavailable: {
+    owner: 'ours',
+    retry: 'when_fixed',
+    meaning:
+      'our network is down: a connect could not leave this host (no route to the Internet for that address family, its IPv4 default gateway not answering ARP, no local address or port to send from, an interface down), so no host can be reached; not the source',
+  },
   proxy_down: {
     owner: 'ours',
     retry: 'when_fixed',

@@ -1,3 +1,5 @@
+import { maskUrlPasswords } from '../util/mask-url-password.ts';
+
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 
 const pad = (n: number) => String(n).padStart(2, '0');
@@ -35,14 +37,17 @@ export function escapeControl(text: string): string {
   });
 }
 
-/** `Jun 19 09:11:26 INFO Download::get_chunk_of_work[6881]:UK Doing chunk of work for UK (size 500)` */
+/**
+ * `Jun 19 09:11:26 INFO Download::get_chunk_of_work[6881]:UK Doing chunk of work for UK (size 500)`. A URL's
+ * password (a feed's `http://user:secret@host/...`) is masked here, once for every line (maskUrlPasswords).
+ */
 export function formatLine({ time, level, scope, pid, country, message, detail }: LineFields): string {
   const where = `${escapeControl(scope ?? 'ImageSys')}[${pid}]${country ? `:${escapeControl(country.toUpperCase())}` : ''}`;
   const more = detail
     ? detail
         .split(/\r?\n/)
-        .map((line) => `\n    ${escapeControl(line.trim())}`)
+        .map((line) => `\n    ${escapeControl(maskUrlPasswords(line.trim()))}`)
         .join('')
     : '';
-  return `${syslogTime(time)} ${level.toUpperCase()} ${where} ${escapeControl(message)}${more}`;
+  return `${syslogTime(time)} ${level.toUpperCase()} ${where} ${escapeControl(maskUrlPasswords(message))}${more}`;
 }

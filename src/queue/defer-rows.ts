@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
+import { maskUrlPasswords } from '../util/mask-url-password.ts';
 import { relistColumns, runTransition } from './claimable-rows.ts';
 import { parkedIfDisabled } from './park-rows.ts';
 
@@ -28,7 +29,7 @@ export async function deferRows(db: Db, workerId: string, rows: DeferredRow[]): 
   return runTransition(db, {
     mayBeListed: false,
     candidates: sql`SELECT v.* FROM unnest(${rows.map((r) => r.id)}::bigint[], ${rows.map((r) => r.delaySeconds)}::float8[],
-                                           ${rows.map((r) => r.reason)}::text[], ${rows.map((r) => r.errorClass)}::text[])
+                                           ${rows.map((r) => maskUrlPasswords(r.reason))}::text[], ${rows.map((r) => r.errorClass)}::text[])
                            AS v(id, delay, reason, error_class)
                       JOIN live_images li ON li.id = v.id
                      WHERE li.locked_by = ${workerId}`,

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
+import { maskUrlPasswords } from '../util/mask-url-password.ts';
 import { retryDelaySeconds, type BackoffPolicy } from './backoff.ts';
 import { relistColumns, runTransition } from './claimable-rows.ts';
 import { parkedIfDisabled } from './park-rows.ts';
@@ -61,7 +62,7 @@ export async function failRows(
     candidates: sql`SELECT v.* FROM unnest(${outcomes.map((o) => o.id)}::bigint[],
                                            ${outcomes.map((o) => o.state)}::text[],
                                            ${outcomes.map((o) => o.delaySeconds)}::float8[],
-                                           ${failures.map((f) => f.reason)}::text[],
+                                           ${failures.map((f) => maskUrlPasswords(f.reason))}::text[],
                                            ${failures.map((f) => f.errorClass)}::text[])
                            AS v(id, state, delay, reason, error_class)
                       JOIN live_images li ON li.id = v.id

@@ -1,5 +1,6 @@
 import { sql, type RawBuilder } from 'kysely';
 import type { Db } from '../db/connect.ts';
+import { maskUrlPasswords } from '../util/mask-url-password.ts';
 import { moveRows } from './move-rows.ts';
 
 export interface SendBack {
@@ -25,7 +26,7 @@ export async function sendBackRows(db: Db, s: SendBack): Promise<number> {
     s.where,
     sql`stage = ${s.to}, state = 'waiting', attempts = 0, same_error_count = 0, streak_class = NULL, next_attempt_at = now(),
         ${s.to === 'download' ? sql`store_host = '',` : sql``}
-        locked_by = NULL, locked_at = NULL, last_error = ${value(s.reason)}, last_error_class = ${value(s.errorClass)}`,
+        locked_by = NULL, locked_at = NULL, last_error = ${value(typeof s.reason === 'string' ? maskUrlPasswords(s.reason) : s.reason)}, last_error_class = ${value(s.errorClass)}`,
   );
 }
 

@@ -4,6 +4,7 @@ import type { LiveImage } from '../db/schema.ts';
 import { isImageHash, lis_hash_for_url } from '../hash/image-hash.ts';
 import { thumbnailFilesOf, type ImageData } from '../store/image-data.ts';
 import { UNSEEN } from '../queue/enqueue-rows.ts';
+import { maskUrlPasswords } from '../util/mask-url-password.ts';
 
 export interface ImageLookup {
   row: Record<string, unknown>;
@@ -41,7 +42,13 @@ export async function lookupImage(db: Db, query: string): Promise<ImageLookup[]>
     out.push({
       // A person's word (lis image classify) is shown as such; `serving` says whether the frontends
       // serve a version of it (also while it is reworked).
-      row: { ...row, classified_by: row.human_classified ? 'a person (lis image classify)' : 'automatic', serving: row.live_data != null ? 'yes' : 'no' },
+      // The URL's password (userinfo) is for the source, not the operator's page (maskUrlPasswords).
+      row: {
+        ...row,
+        image_url: maskUrlPasswords(row.image_url),
+        classified_by: row.human_classified ? 'a person (lis image classify)' : 'automatic',
+        serving: row.live_data != null ? 'yes' : 'no',
+      },
       history,
       pushes: pushes.map((p) => ({ ...p, pushed_at: at(p.pushed_at) })),
       thumbnails: thumbnailFilesOf(row.live_data ?? row.image_data),
