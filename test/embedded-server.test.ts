@@ -9,6 +9,7 @@ import { embeddedServerSettings, machineMemory } from '../src/db/embedded-server
 import { ROOT, spawnTs } from './helpers/processes.ts';
 import { freePort } from './helpers/free-port.ts';
 import { createTestDatabase } from './helpers/test-database.ts';
+import { openToUser } from './helpers/open-to-user.ts';
 
 describe('the embedded PostgreSQL', () => {
   it('sizes shared_buffers from the machine: a quarter of its memory, 128 MB to 2 GB', async () => {
@@ -62,6 +63,7 @@ describe('the embedded PostgreSQL', () => {
     // The suite runs as root: the daemon runs as nobody next to a ./var of root's (mode 755), as a service
     // set up by root and started as `imagesys` would. Not root: a ./var this user may not write (mode 555).
     const asRoot = process.getuid?.() === 0;
+    const close = openToUser('nobody', ROOT);
     const child = (() => {
       try {
         fs.chmodSync(dir, 0o755);
@@ -80,6 +82,7 @@ describe('the embedded PostgreSQL', () => {
         const [command, ...args] = asRoot ? ['setpriv', '--reuid', 'nobody', '--regid', 'nogroup', '--clear-groups', ...daemon] : daemon;
         return spawn(command, args, { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
       } catch (error) {
+        close();
         fs.rmSync(dir, { recursive: true, force: true });
         throw error;
       }
@@ -111,6 +114,7 @@ describe('the embedded PostgreSQL', () => {
     } finally {
       child.kill('SIGKILL');
       await exited;
+      close();
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
@@ -196,6 +200,7 @@ describe('the embedded PostgreSQL', () => {
       return { code, out };
     };
     const lis = (command: string) => spawnTs('bin/lis', ['--config', config, 'db', command], { LIS_DATABASE_URL: '' });
+    const close = openToUser('nobody', ROOT);
     try {
       const start = lis('start');
       assert.equal((await start.exited).code, 0, start.output());
@@ -224,6 +229,7 @@ describe('the embedded PostgreSQL', () => {
       );
     } finally {
       await lis('stop').exited;
+      close();
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
