@@ -33,6 +33,24 @@ async function chargedRows(t: TestDatabase): Promise<number> {
   return rows[0].n;
 }
 
+/**
+ * A store_path_failed run by hand: the rows' stage, attempts and class are `expected` (in id order); the first row's
+ * reason matches `reason` and it waits queue.oursRetrySeconds (not claimed again at once); nothing is paused.
+ */
+async function assertOneRowWaits(t: TestDatabase, expected: Array<[string, number, string | null]>, reason: RegExp): Promise<void> {
+  const { rows: facts } = await sql<{ stage: string; attempts: number; last_error_class: string | null; last_error: string | null; wait: number }>`
+    SELECT stage, attempts, last_error_class, last_error, extract(epoch FROM next_attempt_at - now())::float AS wait
+    FROM live_images ORDER BY id`.execute(t.db);
+  assert.deepEqual(
+    facts.map((f) => [f.stage, f.attempts, f.last_error_class]),
+    expected,
+  );
+  assert.match(facts[0].last_error!, reason);
+  assert.ok(facts[0].wait > t.config.queue.oursRetrySeconds - 10, `waits queue.oursRetrySeconds, not claimed again at once (${facts[0].wait} s)`);
+  const { paused_reason } = await t.db.selectFrom('workers').select('paused_reason').executeTakeFirstOrThrow();
+  assert.equal(paused_reason, null, 'the store is fine: nothing paused');
+}
+
 describe('our own faults are never charged to a row', function () {
   this.timeout(120_000);
   let t: TestDatabase;
@@ -118,28 +136,15 @@ describe('our own faults are never charged to a row', function () {
     const run = runByHand(createThumbnailWorker({ config: t.config, db: t.db }), t, log, { signal: stop.signal });
     const totals = await within(run, 'end of the run by hand', 20_000);
     assert.deepEqual([totals.done, totals.deferred], [2, 1], 'each row worked once');
-    const { rows: facts } = await sql<{
-      image_url: string;
-      stage: string;
-      attempts: number;
-      last_error_class: string | null;
-      last_error: string | null;
-      wait: number;
-    }>`
-      SELECT image_url, stage, attempts, last_error_class, last_error, extract(epoch FROM next_attempt_at - now())::float AS wait
-      FROM live_images ORDER BY id`.execute(t.db);
-    assert.deepEqual(
-      facts.map((f) => [f.stage, f.attempts, f.last_error_class]),
+    await assertOneRowWaits(
+      t,
       [
         ['thumbnail', 0, 'store_path_failed'],
         ['push', 0, null],
         ['push', 0, null],
       ],
+      /ENOTDIR.*the store itself can be written/,
     );
-    assert.match(facts[0].last_error!, /ENOTDIR.*the store itself can be written/);
-    assert.ok(facts[0].wait > t.config.queue.oursRetrySeconds - 10, `waits queue.oursRetrySeconds, not claimed again at once (${facts[0].wait} s)`);
-    const { paused_reason } = await t.db.selectFrom('workers').select('paused_reason').executeTakeFirstOrThrow();
-    assert.equal(paused_reason, null, 'the store is fine: nothing paused');
   });
 
   it("a fault inside the originals store (a file where a row's folder should be) is that row's, store_path_failed: its source is not asked, it waits queue.oursRetrySeconds, the rest go on and a run by hand ends", async () => {
@@ -166,29 +171,16 @@ describe('our own faults are never charged to a row', function () {
     cleanups.push(() => worker.close());
     const totals = await within(runByHand(worker, t, log, { signal: stop.signal }), 'end of the run by hand', 20_000);
     assert.deepEqual([totals.done, totals.deferred], [2, 1], 'each row worked once');
-    const { rows: facts } = await sql<{
-      image_url: string;
-      stage: string;
-      attempts: number;
-      last_error_class: string | null;
-      last_error: string | null;
-      wait: number;
-    }>`
-      SELECT image_url, stage, attempts, last_error_class, last_error, extract(epoch FROM next_attempt_at - now())::float AS wait
-      FROM live_images ORDER BY id`.execute(t.db);
-    assert.deepEqual(
-      facts.map((f) => [f.stage, f.attempts, f.last_error_class]),
+    await assertOneRowWaits(
+      t,
       [
         ['download', 0, 'store_path_failed'],
         ['thumbnail', 0, null],
         ['thumbnail', 0, null],
       ],
+      /EEXIST.*the store itself can be written/,
     );
-    assert.match(facts[0].last_error!, /EEXIST.*the store itself can be written/);
-    assert.ok(facts[0].wait > t.config.queue.oursRetrySeconds - 10, `waits queue.oursRetrySeconds, not claimed again at once (${facts[0].wait} s)`);
     assert.equal(images.hits.get('/same.jpg') ?? 0, 0, 'a store that cannot take the original costs its source no request');
-    const { paused_reason } = await t.db.selectFrom('workers').select('paused_reason').executeTakeFirstOrThrow();
-    assert.equal(paused_reason, null, 'the store is fine: nothing paused');
   });
 
   it('an originals store that fills up mid-chunk: lis_downloadd records store_write_failed (not internal), fetches no more of the chunk, pauses, charges nothing, and resumes when space returns', async () => {
