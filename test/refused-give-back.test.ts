@@ -38,6 +38,19 @@ async function refuseGiveBacks(t: TestDatabase, times: number): Promise<void> {
               EXECUTE FUNCTION refuse_give_back()`.execute(t.db);
 }
 
+/** A download stage that stops its run by hand on its first chunk, reporting nothing: the chunk's rows go back. */
+function stoppingStage(stop: AbortController): StageWorker {
+  return {
+    component: 'testd',
+    scope: 'Test',
+    stage: 'download',
+    processChunk() {
+      stop.abort();
+      return Promise.resolve();
+    },
+  };
+}
+
 describe('a give-back the database refuses', () => {
   let t: TestDatabase;
   const cleanups = databasePerTest((db) => (t = db));
@@ -82,16 +95,7 @@ describe('a give-back the database refuses', () => {
     const { log, lines } = capturedLogger('testd', t.config.log);
     cleanups.push(() => closeLogger(log));
     const stop = new AbortController();
-    const stage: StageWorker = {
-      component: 'testd',
-      scope: 'Test',
-      stage: 'download',
-      processChunk() {
-        stop.abort();
-        return Promise.resolve();
-      },
-    };
-    await runByHand(stage, t, log, { signal: stop.signal });
+    await runByHand(stoppingStage(stop), t, log, { signal: stop.signal });
     assert.deepEqual(await countBy(t.db), { 'download/waiting/locked': 6 }, lines.join('\n'));
     const [worker] = await t.db.selectFrom('workers').select(['id', 'holding', 'stopped_at']).execute();
     assert.notEqual(worker.stopped_at, null, 'it stopped');
@@ -129,16 +133,7 @@ describe('a give-back the database refuses', () => {
     const { log, lines } = capturedLogger('testd', t.config.log);
     cleanups.push(() => closeLogger(log));
     const stop = new AbortController();
-    const stage: StageWorker = {
-      component: 'testd',
-      scope: 'Test',
-      stage: 'download',
-      processChunk() {
-        stop.abort();
-        return Promise.resolve();
-      },
-    };
-    await runByHand(stage, t, log, { signal: stop.signal });
+    await runByHand(stoppingStage(stop), t, log, { signal: stop.signal });
     assert.deepEqual(await countBy(t.db), { 'download/waiting': 6 }, lines.join('\n'));
     const [worker] = await t.db.selectFrom('workers').select(['holding', 'stopped_at']).execute();
     assert.equal(worker.holding, 0);
