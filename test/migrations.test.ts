@@ -4,6 +4,7 @@ import { relistAll } from './helpers/rows.ts';
 import { createDb, migrateToLatest, migrator } from '../src/db/connect.ts';
 import { claimChunk } from '../src/queue/claim-chunk.ts';
 import { finishRows } from '../src/queue/finish-rows.ts';
+import { maskUrlPasswords } from '../src/util/mask-url-password.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
 describe('migrations', () => {
@@ -100,5 +101,44 @@ describe('migrations', () => {
       { image_url: 'http://a.com/deferred-only.jpg', streak_class: null },
       { image_url: 'http://a.com/new.jpg', streak_class: null },
     ]);
+  });
+  it('masks the URL passwords in reasons recorded before they were masked, as maskUrlPasswords does, and nothing else', async () => {
+    const before = await migrator(t.db).migrateTo('2026-12-01T00-frontend-down-host');
+    assert.equal(before.error, undefined);
+    const texts = [
+      'http_404: HTTP 404 for http://feed:s3cr%40t@img.example.com/a/1.jpg',
+      'connection: connect ECONNREFUSED for HTTPS://User:Pa:ss@Host.example:8443/x.jpg?w=1 and s3://key:secret@bucket/k.jpg',
+      'timeout: http://feed@img.example.com/no-password.jpg (a user with no password is no secret)',
+      'http_500: http://feed:***@img.example.com/already-masked.jpg',
+      'corrupt_image: mail ops@example.com, ratio 1:2 @ 50%',
+      'dns: getaddrinfo EAI_AGAIN img.example.com',
+    ];
+    const hashes = texts.map((_, i) => `h${i}`);
+    await sql`INSERT INTO live_images (country, datasource_id, image_url, last_error)
+              SELECT 'uk', 1, 'http://a.com/' || i, t FROM unnest(${texts}::text[]) WITH ORDINALITY AS x(t, i)`.execute(t.db);
+    await sql`INSERT INTO datasources (country, datasource_id, enabled, disabled_reason)
+              SELECT 'uk', i, false, t FROM unnest(${texts}::text[]) WITH ORDINALITY AS x(t, i)`.execute(t.db);
+    await sql`INSERT INTO manager_events (check_name, subject, rows, detail)
+              SELECT 'bad_datasources', t, 1, t FROM unnest(${texts}::text[]) AS x(t)`.execute(t.db);
+    await sql`INSERT INTO frontends (name, target, down_since, down_reason)
+              SELECT 'n' || i, 'rsync://127.0.0.1/n' || i, now(), t FROM unnest(${texts}::text[]) WITH ORDINALITY AS x(t, i)`.execute(t.db);
+    await sql`INSERT INTO frontend_pushes (frontend, country, image_hash, last_error)
+              SELECT 'n1', 'uk', h, t FROM unnest(${texts}::text[], ${hashes}::text[]) AS x(t, h)`.execute(t.db);
+    await sql`INSERT INTO alerts_sent (key, kind, subject) SELECT 'k' || i, 'datasource_disabled', t
+                FROM unnest(${texts}::text[]) WITH ORDINALITY AS x(t, i)`.execute(t.db);
+    await sql`INSERT INTO workers (id, component, host, pid, paused_reason)
+              SELECT 'w' || i, 'lis_downloadd', 'h', 1, t FROM unnest(${texts}::text[]) WITH ORDINALITY AS x(t, i)`.execute(t.db);
+    await migrateToLatest(t.db);
+    const expected = texts.map(maskUrlPasswords);
+    assert.equal(expected[0], 'http_404: HTTP 404 for http://feed:***@img.example.com/a/1.jpg', 'the rule itself, as a check of the list');
+    const read = async (query: ReturnType<typeof sql<{ v: string }>>) => (await query.execute(t.db)).rows.map((r) => r.v);
+    assert.deepEqual(await read(sql`SELECT last_error AS v FROM live_images ORDER BY id`), expected, 'live_images.last_error');
+    assert.deepEqual(await read(sql`SELECT disabled_reason AS v FROM datasources ORDER BY datasource_id`), expected, 'datasources.disabled_reason');
+    assert.deepEqual(await read(sql`SELECT detail AS v FROM manager_events ORDER BY id`), expected, 'manager_events.detail');
+    assert.deepEqual(await read(sql`SELECT subject AS v FROM manager_events ORDER BY id`), expected, 'manager_events.subject');
+    assert.deepEqual(await read(sql`SELECT down_reason AS v FROM frontends ORDER BY substr(name, 2)::int`), expected, 'frontends.down_reason');
+    assert.deepEqual(await read(sql`SELECT last_error AS v FROM frontend_pushes ORDER BY substr(image_hash, 2)::int`), expected, 'frontend_pushes.last_error');
+    assert.deepEqual(await read(sql`SELECT subject AS v FROM alerts_sent ORDER BY substr(key, 2)::int`), expected, 'alerts_sent.subject');
+    assert.deepEqual(await read(sql`SELECT paused_reason AS v FROM workers ORDER BY substr(id, 2)::int`), expected, 'workers.paused_reason');
   });
 });
