@@ -6,7 +6,7 @@ import type { RetryWaits } from '../src/queue/retry-waits.ts';
 const at = (day: number, h: number, m: number, s: number, ms = 0) => new Date(2026, 10, day, h, m, s, ms);
 const now = at(30, 14, 55, 0);
 
-function waits(overrides: Partial<RetryWaits>): RetryWaits {
+function waits(overrides: Partial<RetryWaits>): Omit<RetryWaits, 'dbNow'> {
   return { rows: 10, first: at(30, 15, 2, 11), last: at(30, 15, 2, 11), reason: null, errorClass: null, otherReasons: 0, ...overrides };
 }
 

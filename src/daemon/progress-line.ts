@@ -83,7 +83,7 @@ const REASON_CHARS = 200;
  * `10 rows wait for a retry until 15:02:11 (frontend_down: not on n2 (...)); run again then, or start the service.`
  * Times are local, as in the log; with the date when not today.
  */
-export function retryWaitLine(waits: RetryWaits, now: Date): string | null {
+export function retryWaitLine(waits: Omit<RetryWaits, 'dbNow'>, now: Date): string | null {
   if (waits.rows === 0 || waits.first === null || waits.last === null) return null;
   const at = (d: Date) => clockTime(d, now);
   const when = at(waits.first) === at(waits.last) ? `until ${at(waits.last)}` : `from ${at(waits.first)} until ${at(waits.last)}`;
@@ -99,7 +99,7 @@ export function retryWaitLine(waits: RetryWaits, now: Date): string | null {
  * `10 rows are held by another worker, web3:4242:9f2c01ab (last heartbeat 12s ago): if it is gone, lis_managerd
  * releases them once it has been silent 60s (manager.staleWorkerSeconds).`
  */
-export function heldRowsLine(held: HeldRows, now: Date, staleWorkerSeconds: number): string | null {
+export function heldRowsLine(held: Omit<HeldRows, 'dbNow'>, now: Date, staleWorkerSeconds: number): string | null {
   if (held.rows === 0 || held.topWorker === null) return null;
   const rows = held.rows === 1 ? '1 row is' : `${held.rows.toLocaleString('en-GB')} rows are`;
   const beat =

@@ -22,6 +22,7 @@ import { ChunkRun, isStoreFault, thrownChunkResults, type ResultKind, type RowRe
 import { HeartbeatLoop } from './heartbeat-loop.ts';
 import { OutcomeTally } from './outcome-tally.ts';
 import { heldRowsLine, retryWaitLine } from './progress-line.ts';
+import { toHostClock } from '../util/host-clock.ts';
 import { registerAtStart } from './register-at-start.ts';
 import { rethrowIfPermanent, writeResults } from './result-writer.ts';
 import type { StoreHealth } from './store-check.ts';
@@ -453,10 +454,12 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
     try {
       const waits = await stopWait.answered(retryWaits(db, claimScope));
       const held = waits === 'stopped' ? 'stopped' : await stopWait.answered(heldByOthers(db, claimScope));
+      // Told on this host's clock (the operator's), though read on the database's (toHostClock).
       const now = new Date();
+      const here = (d: Date | null, dbNow: Date | null) => (d && dbNow ? toHostClock(d, dbNow, now) : d);
       const lines = [
-        waits === 'stopped' ? null : retryWaitLine(waits, now),
-        held === 'stopped' ? null : heldRowsLine(held, now, config.manager.staleWorkerSeconds),
+        waits === 'stopped' ? null : retryWaitLine({ ...waits, first: here(waits.first, waits.dbNow), last: here(waits.last, waits.dbNow) }, now),
+        held === 'stopped' ? null : heldRowsLine({ ...held, topHeartbeat: here(held.topHeartbeat, held.dbNow) }, now, config.manager.staleWorkerSeconds),
       ].filter(Boolean);
       const line = lines.join(' ');
       // "No work to do." stays as it was (scripts and tests look for it): the rows waiting follow it, as a warning.

@@ -1,4 +1,5 @@
 import { open, stat } from 'node:fs/promises';
+import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
 import { deleteMissedOriginRow, insertOriginRow } from '../queue/origin-rows.ts';
 import { thumbnailRelativePath, thumbnailStorePath } from '../store/store-layout.ts';
@@ -239,20 +240,22 @@ export class ThumbnailService {
     while (Date.now() < deadline && !signal.aborted && !runner.unwanted?.aborted) {
       const found = await this.fromStore(name, 'jpg');
       if (found) return found;
+      // How long until its retry, on the database's clock (the one the claim's due check uses): on this host's, a
+      // host whose clock is fast took a row not yet due for due, and one whose clock is slow refused a due row.
       const row = await this.db
         .selectFrom('live_images')
         .select(['state', 'locked_by', 'next_attempt_at', 'last_error_class'])
+        .select(sql<number>`extract(epoch FROM next_attempt_at - now())::float8`.as('due_in_seconds'))
         .where('id', '=', id)
         .executeTakeFirst();
       if (!row || row.state !== 'waiting') return this.fromStore(name, 'jpg');
       if (row.locked_by === null) {
         // Given back (or between two stages) and due: work it here after all. Not due: nobody is making it (a
         // failure's backoff, or a row given back for our own fault), so say so and when to come back.
-        const retryAt = row.next_attempt_at.getTime();
-        if (retryAt > Date.now() + 1000) {
+        if (row.due_in_seconds > 1) {
           const why = row.last_error_class ? ` (last error: ${row.last_error_class})` : '';
           throw new NotMadeError(503, `the image waits for its retry at ${row.next_attempt_at.toISOString()}${why}`, 'ERR_IMAGED_NOT_MADE', {
-            retryAfterSeconds: Math.max(1, Math.ceil((retryAt - Date.now()) / 1000)),
+            retryAfterSeconds: Math.max(1, Math.ceil(row.due_in_seconds)),
           });
         }
         const outcome = await runRowStages(runner, id, signal, this.unreleased);

@@ -9,6 +9,8 @@ export interface HeldRows {
   /** The worker holding the most of them, and its last heartbeat (null: no such worker registered). */
   topWorker: string | null;
   topHeartbeat: Date | null;
+  /** The database's clock as it read them: what `topHeartbeat` is relative to (toHostClock); null when none is held. */
+  dbNow: Date | null;
 }
 
 /**
@@ -18,8 +20,8 @@ export interface HeldRows {
  * (live_images_waiting), once at the end of a run.
  */
 export async function heldByOthers(db: Db, scope: ClaimScope): Promise<HeldRows> {
-  const { rows } = await sql<{ worker: string; n: number; heartbeat_at: Date | null }>`
-    SELECT li.locked_by AS worker, count(*)::int AS n, max(w.heartbeat_at) AS heartbeat_at
+  const { rows } = await sql<{ worker: string; n: number; heartbeat_at: Date | null; db_now: Date }>`
+    SELECT li.locked_by AS worker, count(*)::int AS n, max(w.heartbeat_at) AS heartbeat_at, now() AS db_now
       FROM live_images li LEFT JOIN workers w ON w.id = li.locked_by
      WHERE li.state = 'waiting' AND li.country = ${scope.country} AND li.stage = ${scope.stage} AND li.store_host = ${scope.storeHost}
        AND li.locked_by IS NOT NULL AND li.locked_by <> ${scope.workerId}
@@ -29,5 +31,6 @@ export async function heldByOthers(db: Db, scope: ClaimScope): Promise<HeldRows>
     workers: rows.length,
     topWorker: rows[0]?.worker ?? null,
     topHeartbeat: rows[0]?.heartbeat_at ?? null,
+    dbNow: rows[0]?.db_now ?? null,
   };
 }

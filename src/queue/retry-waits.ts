@@ -13,6 +13,8 @@ export interface RetryWaits {
   errorClass: string | null;
   /** How many other reasons the rest have. */
   otherReasons: number;
+  /** The database's clock as it read them: what `first` and `last` are relative to (toHostClock). */
+  dbNow: Date;
 }
 
 /**
@@ -22,7 +24,15 @@ export interface RetryWaits {
  * (live_images_waiting), once at the end of a run.
  */
 export async function retryWaits(db: Db, scope: Omit<ClaimScope, 'workerId'>): Promise<RetryWaits> {
-  const { rows } = await sql<{ n: number; first: Date | null; last: Date | null; reason: string | null; error_class: string | null; reasons: number }>`
+  const { rows } = await sql<{
+    n: number;
+    first: Date | null;
+    last: Date | null;
+    reason: string | null;
+    error_class: string | null;
+    reasons: number;
+    db_now: Date;
+  }>`
     WITH later AS (
       SELECT next_attempt_at, last_error, last_error_class FROM live_images
        WHERE state = 'waiting' AND country = ${scope.country} AND stage = ${scope.stage} AND store_host = ${scope.storeHost}
@@ -31,7 +41,7 @@ export async function retryWaits(db: Db, scope: Omit<ClaimScope, 'workerId'>): P
       SELECT last_error, last_error_class FROM later GROUP BY 1, 2 ORDER BY count(*) DESC, 1 LIMIT 1)
     SELECT count(*)::int AS n, min(next_attempt_at) AS first, max(next_attempt_at) AS last,
            (SELECT last_error FROM top) AS reason, (SELECT last_error_class FROM top) AS error_class,
-           count(DISTINCT (coalesce(last_error, ''), coalesce(last_error_class, '')))::int AS reasons
+           count(DISTINCT (coalesce(last_error, ''), coalesce(last_error_class, '')))::int AS reasons, now() AS db_now
       FROM later`.execute(db);
   const [r] = rows;
   return {
@@ -41,5 +51,6 @@ export async function retryWaits(db: Db, scope: Omit<ClaimScope, 'workerId'>): P
     reason: r.reason,
     errorClass: r.error_class,
     otherReasons: Math.max(0, r.reasons - 1),
+    dbNow: r.db_now,
   };
 }
