@@ -5,9 +5,12 @@ import { sql } from 'kysely';
 import { sampleQueue } from '../src/manager/run-check.ts';
 import type { MetricsReport } from '../src/metrics/collect-report.ts';
 import { frontendLag } from '../src/push/frontend-lag.ts';
+import { isServed } from '../src/push/push-records.ts';
 import { datasourceFailures, queueDepth } from '../src/queue/queue-figures.ts';
 import { cachedStoreDiskUse, storeDiskUse } from '../src/store/store-disk-use.ts';
 import { insertUrls } from './helpers/rows.ts';
+import { frontendLagPerFrontend } from './helpers/frontend-lag-reference.ts';
+import { fillLagMix } from './helpers/lag-mix.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 import { readLogIfAny } from './helpers/log-files.ts';
@@ -90,6 +93,45 @@ describe('metrics', () => {
     assert.equal(fr.lastError, null);
     const all = await of();
     assert.equal(all.lastPushedAt!.getTime(), fr.lastPushedAt!.getTime(), 'every country: the newest push of any');
+  });
+
+  it('the frontend lag, counted for every frontend in one pass, is what the per-frontend anti-joins said, on every kind of row and record', async () => {
+    // Rows live, from before live_data, new and reworked in push, reworked elsewhere, expired, failed, of no
+    // presets, in uk and fr; frontends with every record, with gaps and failed first pushes, with older versions
+    // and failed later pushes, disabled, and added after the rows went live (no records).
+    await fillLagMix(t.db, 2000, [
+      { name: 'n1', kind: 'complete' },
+      { name: 'n2', kind: 'gaps' },
+      { name: 'n3', kind: 'stale' },
+      { name: 'off', kind: 'stale', enabled: false },
+      { name: 'z-new', kind: 'none' },
+    ]);
+    for (const country of [undefined, 'uk', 'fr', 'de']) {
+      assert.deepEqual(await frontendLag(t.db, { country }), await frontendLagPerFrontend(t.db, { country }), `country ${country ?? 'all'}`);
+    }
+    // The mix holds what it says: every figure takes more than one value.
+    const all = await frontendLag(t.db);
+    assert.deepEqual(
+      all.map((l) => [l.frontend, l.enabled, l.live > 0, l.push > 0, l.lastPushedAt !== null, l.lastError !== null]),
+      [
+        ['n1', true, false, true, true, false],
+        ['n2', true, true, true, true, false],
+        ['n3', true, true, true, true, true],
+        ['off', false, true, true, true, true],
+        ['z-new', true, true, true, false, false],
+      ],
+    );
+    const znew = all.find((l) => l.frontend === 'z-new')!;
+    const served = Number((await sql<{ n: string }>`SELECT count(*) AS n FROM live_images li WHERE ${isServed('li')}`.execute(t.db)).rows[0].n);
+    assert.equal(znew.live, served, 'a frontend with no records lacks every row served');
+
+    // One statement records a chunk at one updated_at: of its records, the failure is the frontend's last error.
+    const chunk = sql`SELECT image_hash FROM frontend_pushes WHERE frontend = 'n1' AND country = 'uk' ORDER BY image_hash LIMIT 3`;
+    await sql`UPDATE frontend_pushes SET updated_at = now() + interval '1 minute'
+               WHERE frontend = 'n1' AND country = 'uk' AND image_hash IN (${chunk})`.execute(t.db);
+    await sql`UPDATE frontend_pushes SET last_error = 'thumbnail missing from the store'
+               WHERE frontend = 'n1' AND country = 'uk' AND image_hash = (SELECT max(image_hash) FROM (${chunk}) c)`.execute(t.db);
+    assert.equal((await frontendLag(t.db, { country: 'uk' }))[0].lastError, 'thumbnail missing from the store');
   });
 
   it('lis_metrics reports rows by state, the queue and its age, throughput, datasource failures and disk use', async function () {

@@ -44,12 +44,26 @@ export function hasServedPush(frontend: RawBuilder<string>): RawBuilder<boolean>
 }
 
 /**
- * SQL: push record `fp` holds the version of row `li` served or the one worked on. The second digest only for a
- * row not live (live, both are one): the lag and backfill scan every row, and md5 of image_data is their cost.
+ * The fingerprint of the version of row `alias` being worked on, for a row not live; NULL for a live one (its
+ * served version is the one: servedFilesDigest). Only then: the lag and backfill scan every row, and md5 of
+ * image_data is their cost.
  */
+export function workedOnFilesDigest(alias: string): RawBuilder<string | null> {
+  return sql<string | null>`CASE WHEN ${sql.ref(`${alias}.stage`)} <> 'live' THEN ${filesDigest(alias)} END`;
+}
+
+/**
+ * SQL: a record holding `digest` serves a row whose served and worked-on fingerprints are these
+ * (servedFilesDigest, workedOnFilesDigest). Apart from servedOrWorkedOn, so that a scan of every row can
+ * compute a row's two once and compare them with each frontend's record (frontendLag).
+ */
+export function holdsServedOrWorkedOn(digest: RawBuilder<unknown>, served: RawBuilder<unknown>, workedOn: RawBuilder<unknown>): RawBuilder<boolean> {
+  return sql<boolean>`(${digest} = ${served} OR ${digest} = ${workedOn})`;
+}
+
+/** SQL: push record `fp` holds the version of row `li` served or the one worked on. */
 export function servedOrWorkedOn(fp: string, li: string): RawBuilder<boolean> {
-  const digest = sql.ref(`${fp}.files_digest`);
-  return sql<boolean>`(${digest} = ${servedFilesDigest(li)} OR (${sql.ref(`${li}.stage`)} <> 'live' AND ${digest} = ${filesDigest(li)}))`;
+  return holdsServedOrWorkedOn(sql.ref(`${fp}.files_digest`), servedFilesDigest(li), workedOnFilesDigest(li));
 }
 
 /** SQL: frontend `frontend` has row `li` as it is now. */
