@@ -17,6 +17,9 @@ const run = promisify(execFile);
 /** The two sources' addresses, on "the Internet": a namespace beyond our gateway. */
 const A = '203.0.113.1';
 const B = '198.51.100.1';
+/** The same two sources over IPv6, and the link between the daemon and the gateway. */
+const A6 = '2001:db8:a::1';
+const B6 = '2001:db8:b::1';
 
 describe('lis_downloadd when the network beyond our gateway is dead (outside references)', function () {
   this.timeout(60_000);
@@ -104,19 +107,22 @@ describe('lis_downloadd when the network beyond our gateway is dead (outside ref
      * `keepAlive: false`: it closes every connection after its answer, so that each download connects anew.
      * `cut` takes addresses away from it: their packets are then forwarded nowhere: dropped without a word with
      * forwarding off (a router whose uplink died), answered "unreachable" with it on. `mend` puts them back.
+     * `silenceV6` turns IPv6 off on the gateway's side of the link (its address and Neighbor Discovery go): a
+     * gateway that does not answer, over IPv6 only; `mend` brings it back.
      */
     async function internet(
       keepAlive = true,
-    ): Promise<{ pid: number; cut(addresses: string[], how: 'silent' | 'unreachable'): Promise<void>; mend(): Promise<void> }> {
+    ): Promise<{ pid: number; cut(addresses: string[], how: 'silent' | 'unreachable'): Promise<void>; silenceV6(): Promise<void>; mend(): Promise<void> }> {
       const jpeg = (await makeTestImages()).jpeg.toString('base64');
-      const server = `const b=Buffer.from(process.env.JPEG,'base64');require('http').createServer((q,s)=>{q.resume();s.writeHead(200,{'content-type':'image/jpeg','content-length':b.length,...(process.env.CLOSE?{connection:'close'}:{})});s.end(b)}).listen(80,'0.0.0.0',()=>console.log('listening'))`;
+      const server = `const b=Buffer.from(process.env.JPEG,'base64');require('http').createServer((q,s)=>{q.resume();s.writeHead(200,{'content-type':'image/jpeg','content-length':b.length,...(process.env.CLOSE?{connection:'close'}:{})});s.end(b)}).listen(80,'::',()=>console.log('listening'))`;
       const child = spawn(
         'unshare',
         [
           '-n',
           'sh',
           '-c',
-          `ip link set lo up && ip addr add ${A}/32 dev lo && ip addr add ${B}/32 dev lo && sysctl -qw net.ipv4.ip_forward=1 && exec "$0" -e "$1"`,
+          `ip link set lo up && ip addr add ${A}/32 dev lo && ip addr add ${B}/32 dev lo && ip addr add ${A6}/128 dev lo && ip addr add ${B6}/128 dev lo && ` +
+            `sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 && exec "$0" -e "$1"`,
           process.execPath,
           server,
         ],
@@ -135,33 +141,42 @@ describe('lis_downloadd when the network beyond our gateway is dead (outside ref
       );
       const inside = (script: string) => run('nsenter', ['-t', String(child.pid), '-n', 'sh', '-c', script]);
       let taken: string[] = [];
+      let v6Silent = false;
       return {
         pid: child.pid!,
         async cut(addresses, how) {
           taken = addresses;
           await inside(`${addresses.map((a) => `ip addr del ${a}/32 dev lo`).join(' && ')} && sysctl -qw net.ipv4.ip_forward=${how === 'silent' ? 0 : 1}`);
         },
+        async silenceV6() {
+          v6Silent = true;
+          await inside('sysctl -qw net.ipv6.conf.v1.disable_ipv6=1');
+        },
         async mend() {
-          await inside(`${taken.map((a) => `ip addr add ${a}/32 dev lo`).join(' && ')} && sysctl -qw net.ipv4.ip_forward=1`);
+          const v6 = v6Silent ? ['sysctl -qw net.ipv6.conf.v1.disable_ipv6=0', 'ip addr add 2001:db8:9::2/64 dev v1 nodad'] : [];
+          await inside([...taken.map((a) => `ip addr add ${a}/32 dev lo`), ...v6, 'sysctl -qw net.ipv4.ip_forward=1'].join(' && '));
           taken = [];
+          v6Silent = false;
         },
       };
     }
 
     /**
      * lis_downloadd as a service in a network namespace of its own, linked to the Internet's (pid `internet`) by a
-     * veth pair, its default route through 10.9.0.2 (which answers ARP); the database through a unix socket.
+     * veth pair, its default routes through 10.9.0.2 (which answers ARP) and 2001:db8:9::2; the database through a unix socket.
      */
     async function downloadd(internet: number, download: Record<string, unknown> = {}): Promise<void> {
       const socket = await databaseSocket(t.url, t.dir);
       cleanups.push(() => socket.close());
       const config = t.writeConfig({
-        download: { ...TEST_DOWNLOAD, allowAddresses: [`${A}:*`, `${B}:*`], ...download },
+        download: { ...TEST_DOWNLOAD, allowAddresses: [`${A}:*`, `${B}:*`, '[2001:db8::/32]:*'], ...download },
         queue: { pollSeconds: 0.2, heartbeatSeconds: 0.5, oursRetrySeconds: 0.5 },
       });
       const link =
-        'ip link set lo up && ip link add v0 type veth peer name v1 netns "$2" && nsenter -t "$2" -n sh -c "ip addr add 10.9.0.2/24 dev v1 && ip link set v1 up" && ' +
-        'ip addr add 10.9.0.1/24 dev v0 && ip link set v0 up && ip route add default via 10.9.0.2';
+        'ip link set lo up && ip link add v0 type veth peer name v1 netns "$2" && ' +
+        'nsenter -t "$2" -n sh -c "ip addr add 10.9.0.2/24 dev v1 && ip addr add 2001:db8:9::2/64 dev v1 nodad && ip link set v1 up" && ' +
+        'ip addr add 10.9.0.1/24 dev v0 && ip addr add 2001:db8:9::1/64 dev v0 nodad && ip link set v0 up && ' +
+        'ip route add default via 10.9.0.2 && ip -6 route add default via 2001:db8:9::2';
       const child = spawn(
         'unshare',
         ['-n', 'sh', '-c', `${link} && exec "$0" bin/lis_downloadd --country uk --config "$1" --noproxy --service`, process.execPath, config, String(internet)],
@@ -177,9 +192,9 @@ describe('lis_downloadd when the network beyond our gateway is dead (outside ref
       cleanups.push(stopped(child));
     }
 
-    /** New rows, one of datasource 7 (on A) and one of datasource 8 (on B), named by `tag`. */
-    async function enqueue(tag: string): Promise<string[]> {
-      const urls = [`http://${A}/${tag}.jpg`, `http://${B}/${tag}.jpg`];
+    /** New rows, one of datasource 7 (on A) and one of datasource 8 (on B), named by `tag`; `v6`: at their IPv6 addresses. */
+    async function enqueue(tag: string, v6 = false): Promise<string[]> {
+      const urls = v6 ? [`http://[${A6}]/${tag}.jpg`, `http://[${B6}]/${tag}.jpg`] : [`http://${A}/${tag}.jpg`, `http://${B}/${tag}.jpg`];
       await t.db
         .insertInto('live_images')
         .values(urls.map((image_url, i) => ({ country: 'uk', datasource_id: 7 + i, image_url })))
@@ -197,7 +212,8 @@ describe('lis_downloadd when the network beyond our gateway is dead (outside ref
     const failed = (urls: string[], what: string) =>
       waitFor(async () => (await rowsOf(urls)).every((r) => r.last_error_class !== null || r.downloaded_at !== null), 20_000, what);
 
-    async function sourcesReached(keepAlive = true): Promise<{ cut: Awaited<ReturnType<typeof internet>>['cut']; mend(): Promise<void> }> {
+    type Internet = Awaited<ReturnType<typeof internet>>;
+    async function sourcesReached(keepAlive = true, v6 = false): Promise<Internet> {
       t = await createTestDatabase();
       await t.db
         .insertInto('datasources')
@@ -205,25 +221,49 @@ describe('lis_downloadd when the network beyond our gateway is dead (outside ref
         .execute();
       const net = await internet(keepAlive);
       await downloadd(net.pid);
-      await downloaded(await enqueue('before'), 'the rows of both sources downloaded while the way out works');
+      await downloaded(await enqueue('before', v6), 'the rows of both sources downloaded while the way out works');
       return net;
     }
 
+    const escaped = (text: string) => text.replace(/[.[\]]/g, '\\$&');
+    const either = (a: string, b: string) => `(${escaped(a)}|${escaped(b)})`;
     // Silent: the requests go on the sockets kept alive from before, and get no response at all. Unreachable: each
-    // download connects anew (the server closes its connections), and the router answers the SYN.
-    for (const how of ['silent', 'unreachable'] as const) {
-      it(`the way on dead beyond our gateway (${how === 'silent' ? 'packets vanish, on kept-alive sockets' : 'the router answers a new connect unreachable'}): rows of both sources given back uncharged (network_unavailable), then downloaded once it is back`, async () => {
-        const net = await sourcesReached(how === 'silent');
-        await net.cut([A, B], how);
-        const urls = await enqueue('during');
+    // download connects anew (the server closes its connections), and the router answers the SYN. IPv6: the
+    // gateway stops answering over IPv6 (Neighbor Discovery too), new connects to sources reached over IPv6.
+    const outages = [
+      {
+        how: 'packets vanish, on kept-alive sockets',
+        keepAlive: true,
+        v6: false,
+        cut: (net: Internet) => net.cut([A, B], 'silent'),
+        reason: `from ${either(A, B)}:80\\), so ${either(A, B)} could not be reached \\(timeout: waiting for the first byte took too long\\)`,
+      },
+      {
+        how: 'the router answers a new connect unreachable',
+        keepAlive: false,
+        v6: false,
+        cut: (net: Internet) => net.cut([A, B], 'unreachable'),
+        reason: `from ${either(A, B)}:80\\), so ${either(A, B)} could not be reached \\(connection: connect ENETUNREACH .*\\)`,
+      },
+      {
+        how: 'our IPv6 gateway silent, sources reached over IPv6',
+        keepAlive: false,
+        v6: true,
+        cut: (net: Internet) => net.silenceV6(),
+        reason: `from ${either(`[${A6}]`, `[${B6}]`)}:80\\), so ${either(`[${A6}]`, `[${B6}]`)} could not be reached \\((timeout: .*|connection: connect EHOSTUNREACH .*)\\)`,
+      },
+    ];
+    for (const outage of outages) {
+      it(`the way on dead beyond our gateway (${outage.how}): rows of both sources given back uncharged (network_unavailable), then downloaded once it is back`, async () => {
+        const net = await sourcesReached(outage.keepAlive, outage.v6);
+        await outage.cut(net);
+        const urls = await enqueue('during', outage.v6);
         await failed(urls, 'the rows tried while the way on is dead');
         for (const r of await rowsOf(urls)) {
           assert.deepEqual([r.state, r.attempts, r.last_error_class], ['waiting', 0, 'network_unavailable'], `${r.image_url}: ${r.last_error}`);
           assert.match(
             r.last_error!,
-            new RegExp(
-              `^network unavailable: nothing answers beyond our gateway \\(no TCP answer within 1000 ms from (${A}|${B}):80\\), so (${A}|${B}) could not be reached \\(${how === 'silent' ? 'timeout: waiting for the first byte took too long' : 'connection: connect ENETUNREACH .*'}\\); not the source's fault$`,
-            ),
+            new RegExp(`^network unavailable: nothing answers beyond our gateway \\(no TCP answer within 1000 ms ${outage.reason}; not the source's fault$`),
           );
         }
         const sources = await t.db.selectFrom('datasources').select(['datasource_id', 'enabled']).orderBy('datasource_id').execute();
@@ -244,7 +284,7 @@ describe('lis_downloadd when the network beyond our gateway is dead (outside ref
       await failed(urls, 'the rows tried while A is silent');
       const [onA, onB] = await rowsOf(urls);
       assert.deepEqual([onA.state, onA.attempts, onA.last_error_class], ['waiting', 1, 'timeout'], onA.last_error!);
-      assert.match(onA.last_error!, new RegExp(`^timeout: .* \\(our way out works: ${B.replace(/\./g, '\\.')}:80 answered\\)$`));
+      assert.match(onA.last_error!, new RegExp(`^timeout: .* \\(our way out works: ${escaped(B)}:80 answered\\)$`));
       assert.equal(onB.attempts, 0);
       assert.notEqual(onB.downloaded_at, null);
     });
@@ -260,9 +300,7 @@ describe('lis_downloadd when the network beyond our gateway is dead (outside ref
       assert.deepEqual([r.state, r.attempts, r.last_error_class], ['waiting', 0, 'network_unavailable'], r.last_error!);
       assert.match(
         r.last_error!,
-        new RegExp(
-          `no TCP answer within 1000 ms from ${B.replace(/\./g, '\\.')}:80\\), so ${A.replace(/\./g, '\\.')} could not be reached \\(timeout: connecting took too long\\)`,
-        ),
+        new RegExp(`no TCP answer within 1000 ms from ${escaped(B)}:80\\), so ${escaped(A)} could not be reached \\(timeout: connecting took too long\\)`),
       );
     });
   });

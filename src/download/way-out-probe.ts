@@ -108,7 +108,7 @@ export class WayOutProbe {
   /** A download got a response from `address:port` (for `host`): a reference from now on. */
   remember(reached: Reached): void {
     if (!familyOf(reached.address) || !reached.port) return;
-    this.ring = ringWith(this.ring, { ...reached, host: reached.host.toLowerCase() });
+    this.ring = ringWith(this.ring, { ...reached, host: reached.host.toLowerCase().replace(/^\[|\]$/g, '') });
   }
 
   /** The references for a failure of `host` (see referencesFor), asked; the ring is pruned of those silent while another answered. */
