@@ -213,8 +213,10 @@ describe('lis_downloadd when the network beyond our gateway is dead (outside ref
       waitFor(async () => (await rowsOf(urls)).every((r) => r.last_error_class !== null || r.downloaded_at !== null), 20_000, what);
 
     type Internet = Awaited<ReturnType<typeof internet>>;
+    // A feed's own bucket (operatedBy source) on A, where nothing listens: only tried while the way on is dead.
+    const imaged = { s3: { feed: { endpoint: `http://${A}:9000`, accessKeyId: 'k', secretAccessKey: 's', operatedBy: 'source' as const } } };
     async function sourcesReached(keepAlive = true, v6 = false): Promise<Internet> {
-      t = await createTestDatabase();
+      t = await createTestDatabase({ overrides: { imaged } });
       await t.db
         .insertInto('datasources')
         .values([7, 8].map((datasource_id) => ({ country: 'uk', datasource_id })))
@@ -237,6 +239,8 @@ describe('lis_downloadd when the network beyond our gateway is dead (outside ref
         v6: false,
         cut: (net: Internet) => net.cut([A, B], 'silent'),
         reason: `from ${either(A, B)}:80\\), so ${either(A, B)} could not be reached \\(timeout: waiting for the first byte took too long\\)`,
+        // And a feed's bucket on A: its endpoint times out, ours as well.
+        s3: `from ${escaped(B)}:80\\), so the endpoint of bucket feed could not be reached \\(S3 TimeoutError: .*\\)`,
       },
       {
         how: 'the router answers a new connect unreachable',
@@ -258,7 +262,16 @@ describe('lis_downloadd when the network beyond our gateway is dead (outside ref
         const net = await sourcesReached(outage.keepAlive, outage.v6);
         await outage.cut(net);
         const urls = await enqueue('during', outage.v6);
-        await failed(urls, 'the rows tried while the way on is dead');
+        const bucket = outage.s3 ? ['s3://feed/during.jpg'] : [];
+        if (outage.s3) await t.db.insertInto('live_images').values({ country: 'uk', datasource_id: 8, image_url: bucket[0] }).execute();
+        await failed([...urls, ...bucket], 'the rows tried while the way on is dead');
+        for (const r of bucket.length ? await rowsOf(bucket) : []) {
+          assert.deepEqual([r.state, r.attempts, r.last_error_class], ['waiting', 0, 'network_unavailable'], `${r.image_url}: ${r.last_error}`);
+          assert.match(
+            r.last_error!,
+            new RegExp(`^network unavailable: nothing answers beyond our gateway \\(no TCP answer within 1000 ms ${outage.s3}; not the source's fault$`),
+          );
+        }
         for (const r of await rowsOf(urls)) {
           assert.deepEqual([r.state, r.attempts, r.last_error_class], ['waiting', 0, 'network_unavailable'], `${r.image_url}: ${r.last_error}`);
           assert.match(

@@ -140,7 +140,14 @@ export class WayOutProbe {
  * routes of our own) is `network_unavailable`, uncharged, when no outside reference answered either; the source's as
  * before, saying so, when one did; unchanged without references. Other failures are not asked about.
  */
-export async function judgeBeyondGateway(probe: WayOutProbe, failure: DownloadFailure, error: unknown, host: string): Promise<DownloadFailure> {
+export async function judgeBeyondGateway(
+  probe: WayOutProbe,
+  failure: DownloadFailure,
+  error: unknown,
+  host: string,
+  /** What could not be reached, in the reason (`the endpoint of bucket feed`); the host by default. */
+  what = host,
+): Promise<DownloadFailure> {
   const unreachable = failure.errorClass === 'connection' ? noRouteFailures(error) : null;
   if (failure.errorClass !== 'timeout' && !unreachable) return failure;
   const verdict = await probe.judge(
@@ -148,7 +155,7 @@ export async function judgeBeyondGateway(probe: WayOutProbe, failure: DownloadFa
     (unreachable ?? []).map((f) => f.address),
     unreachable ? new Set(unreachable.map((f) => f.family)) : null,
   );
-  return wayOutFailure(failure, verdict, host, probe.boundMs);
+  return wayOutFailure(failure, verdict, what, probe.boundMs);
 }
 
 /** Pure: the failure to record for `verdict` (judgeBeyondGateway). */
