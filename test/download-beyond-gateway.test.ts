@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import { promisify } from 'node:util';
 import { isSourceFault } from '../src/failure/failure-reasons.ts';
 import { parseHostPort } from '../src/net/host-port.ts';
-import { referencesFor, ringWith, WayOutProbe, wayOutFailure, type Reached } from '../src/download/way-out-probe.ts';
+import { referencesFor, ringWith, targetAddresses, WayOutProbe, wayOutFailure, type Reached } from '../src/download/way-out-probe.ts';
 import { databaseSocket } from './helpers/database-socket.ts';
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
 import { makeTestImages } from './helpers/image-server.ts';
@@ -53,6 +53,13 @@ describe('lis_downloadd when the network beyond our gateway is dead (outside ref
         ['[2001:db8::1]:443'],
       );
       assert.deepEqual(referencesFor([reached(A, A)], [], A, [], null), [], 'the only host reached is the failing one: no outside reference');
+    });
+
+    it("a target's addresses: its IP literal, else those Node tried (autoSelectFamilyAttemptedAddresses), else none", () => {
+      assert.deepEqual(targetAddresses('[2001:db8::1]', undefined), ['2001:db8::1']);
+      assert.deepEqual(targetAddresses(A, ['192.0.2.1:80']), [A]);
+      assert.deepEqual(targetAddresses('img.example', ['2001:db8::1:443', '192.0.2.1:443']), ['2001:db8::1', '192.0.2.1']);
+      assert.deepEqual(targetAddresses('img.example', undefined), []);
     });
 
     it('no reference keeps the failure as it was; one that answered says so; none answering is ours, uncharged', () => {
@@ -223,6 +230,8 @@ describe('lis_downloadd when the network beyond our gateway is dead (outside ref
         .execute();
       const net = await internet(keepAlive);
       await downloadd(net.pid);
+      // Over IPv6, the sources are reached over IPv4 too: IPv4 references that answer, which an IPv6 target's failure does not ask.
+      if (v6) await downloaded(await enqueue('before4'), 'the rows of both sources downloaded over IPv4');
       await downloaded(await enqueue('before', v6), 'the rows of both sources downloaded while the way out works');
       return net;
     }
@@ -250,7 +259,7 @@ describe('lis_downloadd when the network beyond our gateway is dead (outside ref
         reason: `from ${either(A, B)}:80\\), so ${either(A, B)} could not be reached \\(connection: connect ENETUNREACH .*\\)`,
       },
       {
-        how: 'our IPv6 gateway silent, sources reached over IPv6',
+        how: 'our IPv6 gateway silent, while IPv4 works',
         keepAlive: false,
         v6: true,
         cut: (net: Internet) => net.silenceV6(),

@@ -5,7 +5,7 @@ import type { DownloadClient } from './download-client.ts';
 import { DownloadError } from './download-error.ts';
 import { OriginalWriter, type WrittenOriginal } from './original-writer.ts';
 import { proxyFault } from './proxy-fault.ts';
-import { judgeBeyondGateway } from './way-out-probe.ts';
+import { judgeBeyondGateway, targetAddresses, type FailedTarget } from './way-out-probe.ts';
 import type { ImageFormat } from './magic-sniff.ts';
 
 export interface FetchRequest {
@@ -72,6 +72,15 @@ function hostOf(url: string): string {
   } catch {
     return 'the host';
   }
+}
+
+/** The host a request failed on (the last redirect's) and the addresses it was connecting to, when known. */
+function failedTarget(stream: GotRequest, url: string): FailedTarget {
+  const host = stream.requestUrl?.hostname ?? hostOf(url);
+  return {
+    host,
+    addresses: targetAddresses(host, (stream.socket as { autoSelectFamilyAttemptedAddresses?: string[] } | undefined)?.autoSelectFamilyAttemptedAddresses),
+  };
 }
 
 function validators(headers: IncomingHttpHeaders): Validators {
@@ -189,7 +198,7 @@ async function fetchOnce(client: DownloadClient, request: FetchRequest, leftMs: 
         (await client.uplink.oursInstead(error, hostOf(request.url))) ??
         (client.proxy
           ? classifyDownloadError(error)
-          : await judgeBeyondGateway(client.wayOut, classifyDownloadError(error), error, stream.requestUrl?.hostname ?? hostOf(request.url))));
+          : await judgeBeyondGateway(client.wayOut, classifyDownloadError(error), error, failedTarget(stream, request.url))));
     // No response at all on a reused socket that was reset or closed: the stale keep-alive race.
     const staleSocket = !transfer && stream.reusedSocket === true && failure.errorClass === 'connection';
     return { outcome: { kind: 'failed', failure }, staleSocket };

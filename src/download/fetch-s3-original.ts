@@ -5,7 +5,7 @@ import { errorMessage } from '../errors.ts';
 import { endpointLabel, s3UnavailableReason } from '../failure/s3-unavailable.ts';
 import { storeErrorOf, storeWriteFailure, type DownloadFailure } from './classify-download-error.ts';
 import { UplinkProbe } from './uplink-probe.ts';
-import { judgeBeyondGateway, WayOutProbe } from './way-out-probe.ts';
+import { judgeBeyondGateway, targetAddresses, WayOutProbe } from './way-out-probe.ts';
 import { DownloadError } from './download-error.ts';
 import { writtenOutcome, type FetchOutcome, type FetchRequest } from './fetch-original.ts';
 import { OriginalWriter } from './original-writer.ts';
@@ -190,16 +190,15 @@ export async function fetchS3Original(clients: S3Clients, request: FetchRequest)
     // Our network down (no route out, or nothing answering beyond our gateway) is ours whoever runs the bucket, as
     // for an HTTP download.
     const what = `the endpoint of bucket ${target.bucket}`;
+    const endpointHost = settings.endpoint ? new URL(settings.endpoint).hostname : `s3.${settings.region}.amazonaws.com`;
     const ours = noAnswer || abort.signal.aborted ? null : await clients.uplink.oursInstead(error, what);
     const failure =
       ours ??
-      (await judgeBeyondGateway(
-        clients.wayOut,
-        failureOf(error, noAnswer, abort.signal.aborted, request.totalMs, target.bucket),
-        error,
-        settings.endpoint ? new URL(settings.endpoint).hostname : `s3.${settings.region}.amazonaws.com`,
+      (await judgeBeyondGateway(clients.wayOut, failureOf(error, noAnswer, abort.signal.aborted, request.totalMs, target.bucket), error, {
+        host: endpointHost,
         what,
-      ));
+        addresses: targetAddresses(endpointHost, undefined),
+      }));
     return { kind: 'failed', failure: blameEndpoint(failure, target.bucket, settings) };
   } finally {
     clearTimeout(deadline);

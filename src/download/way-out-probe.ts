@@ -135,27 +135,39 @@ export class WayOutProbe {
 }
 
 /**
+ * Pure: the addresses a connect to `host` was for, when known: the host itself when it is an IP literal, else those
+ * Node tried (a socket's autoSelectFamilyAttemptedAddresses, `address:port` each); none when neither says.
+ */
+export function targetAddresses(host: string, attempted: readonly string[] | undefined): string[] {
+  const bare = host.replace(/^\[|\]$/g, '');
+  if (familyOf(bare)) return [bare];
+  return (attempted ?? []).map((a) => a.slice(0, a.lastIndexOf(':')).replace(/^\[|\]$/g, '')).filter((a) => familyOf(a) !== null);
+}
+
+/** The failing target of judgeBeyondGateway. */
+export interface FailedTarget {
+  /** The URL's host name (or the endpoint's): never its own reference. */
+  host: string;
+  /** What could not be reached, in the reason (`the endpoint of bucket feed`); the host by default. */
+  what?: string;
+  /** The addresses its connects were for, when known (targetAddresses): references of their families only. */
+  addresses?: readonly string[];
+}
+
+/**
  * What a failure before any response becomes once the way out is judged: a timeout (any phase: the connect, the
  * first byte on a kept-alive socket, the lookup) or a connect that a router on the way refused (`unreachable`, with
- * routes of our own) is `network_unavailable`, uncharged, when no outside reference answered either; the source's as
- * before, saying so, when one did; unchanged without references. Other failures are not asked about.
+ * routes of our own) is `network_unavailable`, uncharged, when no outside reference of the target's address family
+ * (any, when it is not known) answered either; the source's as before, saying so, when one did; unchanged without
+ * references. Other failures are not asked about.
  */
-export async function judgeBeyondGateway(
-  probe: WayOutProbe,
-  failure: DownloadFailure,
-  error: unknown,
-  host: string,
-  /** What could not be reached, in the reason (`the endpoint of bucket feed`); the host by default. */
-  what = host,
-): Promise<DownloadFailure> {
+export async function judgeBeyondGateway(probe: WayOutProbe, failure: DownloadFailure, error: unknown, target: FailedTarget): Promise<DownloadFailure> {
   const unreachable = failure.errorClass === 'connection' ? noRouteFailures(error) : null;
   if (failure.errorClass !== 'timeout' && !unreachable) return failure;
-  const verdict = await probe.judge(
-    host,
-    (unreachable ?? []).map((f) => f.address),
-    unreachable ? new Set(unreachable.map((f) => f.family)) : null,
-  );
-  return wayOutFailure(failure, verdict, what, probe.boundMs);
+  const addresses = unreachable ? unreachable.map((f) => f.address) : [...(target.addresses ?? [])];
+  const families = new Set(addresses.map(familyOf).filter((f): f is 4 | 6 => f !== null));
+  const verdict = await probe.judge(target.host, addresses, families.size > 0 ? families : null);
+  return wayOutFailure(failure, verdict, target.what ?? target.host, probe.boundMs);
 }
 
 /** Pure: the failure to record for `verdict` (judgeBeyondGateway). */
