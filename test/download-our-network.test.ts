@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import net from 'node:net';
-import path from 'node:path';
 import { networkFault, noRouteFailures, silentGateways, type NoRoute } from '../src/download/uplink-probe.ts';
+import { databaseSocket, type DatabaseSocket } from './helpers/database-socket.ts';
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
 import { ROOT } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
@@ -70,12 +69,10 @@ describe('lis_downloadd when our own network is down', function () {
 
   describe('lis_downloadd in a network namespace of its own (unshare -n)', () => {
     let t: TestDatabase;
-    let forwarder: net.Server | null = null;
-    const sockets = new Set<net.Socket>();
+    let socket: DatabaseSocket | null = null;
     afterEach(async () => {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((resolve) => (forwarder ? forwarder.close(() => resolve()) : resolve()));
-      forwarder = null;
+      await socket?.close();
+      socket = null;
       await t?.drop();
     });
 
@@ -84,18 +81,7 @@ describe('lis_downloadd when our own network is down', function () {
      * database is reached through a unix socket (the file system is shared) forwarded to the test's server.
      */
     async function runInNamespace(setup: string): Promise<{ code: number | null; output: string }> {
-      const server = new URL(t.url);
-      const socketDir = t.dir;
-      forwarder = net.createServer((client) => {
-        const upstream = net.connect(Number(server.port || 5432), server.hostname);
-        for (const s of [client, upstream]) {
-          sockets.add(s);
-          s.on('error', () => {}).on('close', () => (client.destroy(), upstream.destroy(), sockets.delete(s)));
-        }
-        client.pipe(upstream).pipe(client);
-      });
-      await new Promise<void>((resolve) => forwarder!.listen(path.join(socketDir, '.s.PGSQL.5432'), resolve));
-      const viaSocket = `postgres://${server.username}:${server.password}@/${server.pathname.slice(1)}?host=${encodeURIComponent(socketDir)}&port=5432`;
+      socket = await databaseSocket(t.url, t.dir);
       const child = spawn(
         'unshare',
         [
@@ -106,7 +92,7 @@ describe('lis_downloadd when our own network is down', function () {
           process.execPath,
           t.writeConfig(),
         ],
-        { cwd: ROOT, env: { ...process.env, LIS_DATABASE_URL: viaSocket }, stdio: ['ignore', 'pipe', 'pipe'] },
+        { cwd: ROOT, env: { ...process.env, LIS_DATABASE_URL: socket.url }, stdio: ['ignore', 'pipe', 'pipe'] },
       );
       let output = '';
       child.stdout.on('data', (chunk) => (output += chunk));

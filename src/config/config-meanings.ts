@@ -76,6 +76,8 @@ export const CONFIG_MEANINGS: Record<string, string | { meaning: string; default
   'download.maxBytes': 'largest original (25 MiB by default), counted while streaming',
   'download.maxRedirects': 'redirects followed',
   'download.allowAddresses': 'addresses/ranges allowed although refused, with a port (`10.0.0.5:8080`, `127.0.0.1:*`); without one only 80 and 443',
+  'download.uplinkProbeTargets':
+    'hosts (`192.0.2.10:443`, `[2001:db8::1]:443`, `probe.example.net:80`) a TCP connect reaches whenever our way to the Internet works: with the hosts downloads reached lately, what a timeout of every source is judged against (`network_unavailable`); they also cover a fresh start, when nothing was reached yet; none: only the hosts reached lately',
   'download.stopGraceSeconds': 'on SIGTERM, in-flight downloads get this long; the rest are given back untouched',
   'enqueue.maxUrlLength': 'longer URLs are bad lines',
   'enqueue.batchSize': 'URLs per insert statement',

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parseAllowEntry } from '../net/address-policy.ts';
+import { parseHostPort } from '../net/host-port.ts';
 
 const positiveInt = z.number().int().positive();
 const seconds = z.number().positive();
@@ -54,6 +55,24 @@ export const downloadConfigSchema = z.strictObject({
         }
       }, 'an address or range with an optional port, such as 127.0.0.1, 10.0.0.0/8:8080, 127.0.0.1:* or [::1]:8080'),
     )
+    .default([]),
+  /**
+   * Hosts (`192.0.2.10:443`, `[2001:db8::1]:443`, `probe.example.net:80`) that a TCP connect should reach
+   * whenever our way to the Internet works: with the hosts downloads reached lately, the outside references
+   * a connect timeout is judged against (WayOutProbe). Default none: only the hosts reached lately.
+   */
+  uplinkProbeTargets: z
+    .array(
+      z.string().refine((text) => {
+        try {
+          parseHostPort(text);
+          return true;
+        } catch {
+          return false;
+        }
+      }, 'a host and port such as 192.0.2.10:443, [2001:db8::1]:443 or probe.example.net:80'),
+    )
+    .max(20)
     .default([]),
   /** On SIGTERM, in-flight downloads get this long to finish; the rest are given back untouched. */
   stopGraceSeconds: z.number().min(0).max(600).default(10),

@@ -8,6 +8,11 @@ import { DownloadError, refusedAddress } from './download-error.ts';
 import { ResolverProbe } from './resolver-probe.ts';
 import { checkHostBeforeProxy, policeAgent } from './safe-lookup.ts';
 import { UplinkProbe } from './uplink-probe.ts';
+import { WayOutProbe } from './way-out-probe.ts';
+import { parseHostPort } from '../net/host-port.ts';
+
+/** The longest an outside reference is given to answer a TCP connect (less when download.timeouts.connectSeconds is). */
+const WAY_OUT_BOUND_MS = 3000;
 
 /** Idle keep-alive sockets are closed after this long (servers often close theirs after 5-60 s). */
 const FREE_SOCKET_MS = 15_000;
@@ -22,6 +27,8 @@ export interface DownloadClient {
   resolver: ResolverProbe;
   /** Whether this host has a route out: a connect that cannot send to any host is ours, not the source's. */
   uplink: UplinkProbe;
+  /** Whether anything beyond our gateway answers (hosts reached lately, download.uplinkProbeTargets): a timeout of every host is ours. */
+  wayOut: WayOutProbe;
   destroy(): void;
 }
 
@@ -99,6 +106,7 @@ export function createDownloadClient(config: DownloadConfig, options: { noproxy?
     proxy: proxy ? new URL(proxy) : null,
     resolver: new ResolverProbe(),
     uplink: new UplinkProbe(),
+    wayOut: new WayOutProbe(config.uplinkProbeTargets.map(parseHostPort), Math.min(connect, WAY_OUT_BOUND_MS)),
     destroy() {
       agent.http.destroy();
       agent.https.destroy();

@@ -20,7 +20,7 @@ export class SchemeFetcher {
     config: Pick<LisConfig, 'imaged' | 'download'>,
   ) {
     const { connectSeconds, firstByteSeconds } = config.download.timeouts;
-    this.s3 = new S3Clients(config.imaged.s3, { connectMs: connectSeconds * 1000, firstByteMs: firstByteSeconds * 1000 }, client.uplink);
+    this.s3 = new S3Clients(config.imaged.s3, { connectMs: connectSeconds * 1000, firstByteMs: firstByteSeconds * 1000 }, client.uplink, client.wayOut);
     this.folders = Object.values(config.imaged.origins).flatMap((o) => o.sources.flatMap((s) => (s.type === 'folder' ? [s.dir] : [])));
   }
 

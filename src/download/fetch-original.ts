@@ -5,6 +5,7 @@ import type { DownloadClient } from './download-client.ts';
 import { DownloadError } from './download-error.ts';
 import { OriginalWriter, type WrittenOriginal } from './original-writer.ts';
 import { proxyFault } from './proxy-fault.ts';
+import { judgeBeyondGateway, targetAddresses, type FailedTarget } from './way-out-probe.ts';
 import type { ImageFormat } from './magic-sniff.ts';
 
 export interface FetchRequest {
@@ -73,6 +74,15 @@ function hostOf(url: string): string {
   }
 }
 
+/** The host a request failed on (the last redirect's) and the addresses it was connecting to, when known. */
+function failedTarget(stream: GotRequest, url: string): FailedTarget {
+  const host = stream.requestUrl?.hostname ?? hostOf(url);
+  return {
+    host,
+    addresses: targetAddresses(host, (stream.socket as { autoSelectFamilyAttemptedAddresses?: string[] } | undefined)?.autoSelectFamilyAttemptedAddresses),
+  };
+}
+
 function validators(headers: IncomingHttpHeaders): Validators {
   const etag = typeof headers.etag === 'string' && headers.etag.length <= 500 ? headers.etag : null;
   const lastModified = typeof headers['last-modified'] === 'string' && headers['last-modified'].length <= 100 ? headers['last-modified'] : null;
@@ -128,6 +138,14 @@ async function fetchOnce(client: DownloadClient, request: FetchRequest, leftMs: 
   let writer: OriginalWriter | null = null;
   try {
     const response = await responseOf(stream);
+    // Any response says the way out works to there: an outside reference for later timeouts (not through a proxy,
+    // whose socket it is).
+    if (!client.proxy && stream.socket?.remoteAddress)
+      client.wayOut.remember({
+        host: stream.requestUrl?.hostname ?? hostOf(request.url),
+        address: stream.socket.remoteAddress,
+        port: stream.socket.remotePort ?? 0,
+      });
     const length = Number(response.headers['content-length']);
     transfer = {
       declared: !response.headers['content-encoding'] && response.headers['content-length'] !== undefined && Number.isSafeInteger(length) ? length : null,
@@ -171,12 +189,16 @@ async function fetchOnce(client: DownloadClient, request: FetchRequest, leftMs: 
     // Through a proxy, a socket that cannot be made is the proxy's (ours), not the image's.
     // And a name that cannot be looked up because our own resolver is down is ours too, as is a connect that
     // cannot leave this host (no route out: our network down).
+    // A timeout, or a router's "unreachable", with no response at all: our network dead beyond the gateway, when
+    // nothing outside answers either (judgeBeyondGateway). Through a proxy the way out is the proxy's: not asked.
     const failure = transfer
       ? classifyTransferError(error, transfer)
       : ((client.proxy && proxyFault(error, client.proxy)) ??
         (await client.resolver.oursInstead(error, hostOf(request.url))) ??
         (await client.uplink.oursInstead(error, hostOf(request.url))) ??
-        classifyDownloadError(error));
+        (client.proxy
+          ? classifyDownloadError(error)
+          : await judgeBeyondGateway(client.wayOut, classifyDownloadError(error), error, failedTarget(stream, request.url))));
     // No response at all on a reused socket that was reset or closed: the stale keep-alive race.
     const staleSocket = !transfer && stream.reusedSocket === true && failure.errorClass === 'connection';
     return { outcome: { kind: 'failed', failure }, staleSocket };

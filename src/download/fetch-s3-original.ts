@@ -5,6 +5,7 @@ import { errorMessage } from '../errors.ts';
 import { endpointLabel, s3UnavailableReason } from '../failure/s3-unavailable.ts';
 import { storeErrorOf, storeWriteFailure, type DownloadFailure } from './classify-download-error.ts';
 import { UplinkProbe } from './uplink-probe.ts';
+import { judgeBeyondGateway, targetAddresses, WayOutProbe } from './way-out-probe.ts';
 import { DownloadError } from './download-error.ts';
 import { writtenOutcome, type FetchOutcome, type FetchRequest } from './fetch-original.ts';
 import { OriginalWriter } from './original-writer.ts';
@@ -24,6 +25,8 @@ export class S3Clients {
     readonly limits: S3Limits,
     /** Whether this host has a route out (the download client's): a connect that cannot leave is ours. */
     readonly uplink: UplinkProbe = new UplinkProbe(),
+    /** Whether anything beyond our gateway answers (the download client's): a timeout of the endpoint may be ours. */
+    readonly wayOut: WayOutProbe = new WayOutProbe([], limits.connectMs),
   ) {}
 
   /** The bucket's imaged.s3 entry; null when it has none. */
@@ -184,12 +187,19 @@ export async function fetchS3Original(clients: S3Clients, request: FetchRequest)
   } catch (error) {
     await writer?.discard();
     if (request.signal?.aborted) return { kind: 'stopped' };
-    // Our network down (no route out) is ours whoever runs the bucket, as for an HTTP download.
-    const ours = noAnswer || abort.signal.aborted ? null : await clients.uplink.oursInstead(error, `the endpoint of bucket ${target.bucket}`);
-    return {
-      kind: 'failed',
-      failure: ours ?? blameEndpoint(failureOf(error, noAnswer, abort.signal.aborted, request.totalMs, target.bucket), target.bucket, settings),
-    };
+    // Our network down (no route out, or nothing answering beyond our gateway) is ours whoever runs the bucket, as
+    // for an HTTP download.
+    const what = `the endpoint of bucket ${target.bucket}`;
+    const endpointHost = settings.endpoint ? new URL(settings.endpoint).hostname : `s3.${settings.region}.amazonaws.com`;
+    const ours = noAnswer || abort.signal.aborted ? null : await clients.uplink.oursInstead(error, what);
+    const failure =
+      ours ??
+      (await judgeBeyondGateway(clients.wayOut, failureOf(error, noAnswer, abort.signal.aborted, request.totalMs, target.bucket), error, {
+        host: endpointHost,
+        what,
+        addresses: targetAddresses(endpointHost, undefined),
+      }));
+    return { kind: 'failed', failure: blameEndpoint(failure, target.bucket, settings) };
   } finally {
     clearTimeout(deadline);
     clearTimeout(firstByte);

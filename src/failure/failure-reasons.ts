@@ -117,7 +117,7 @@ export const FAILURE_REASONS = {
     owner: 'ours',
     retry: 'when_fixed',
     meaning:
-      'our network is down: a connect could not leave this host (no route to the Internet for that address family, its IPv4 default gateway not answering ARP, no local address or port to send from, an interface down), so no host can be reached; not the source',
+      'our network is down: a connect could not leave this host (no route to the Internet for that address family, its IPv4 default gateway not answering ARP, no local address or port to send from, an interface down), or nothing answers beyond our gateway (a timeout, or a router answering unreachable, while no host reached lately nor download.uplinkProbeTargets answers a TCP connect either), so no host can be reached; not the source',
   },
   proxy_down: {
     owner: 'ours',
