@@ -25,6 +25,13 @@ export async function databaseUrl(config: LisConfig): Promise<string> {
 /** The URL each Db was made for, so that a failure to connect can name the server. */
 const urls = new WeakMap<Db, string>();
 
+/** The URL `db` was made for (createDb): for a session of its own beside the pool (a lock held across statements). */
+export function urlOf(db: Db): string {
+  const url = urls.get(db);
+  if (url === undefined) throw new LisError('ERR_NO_DATABASE_URL', 'this database handle was not made by createDb: its URL is unknown');
+  return url;
+}
+
 /** `127.0.0.1:54329/imagesys as imagesys`: where a URL leads, without its password. */
 export function describeServer(url: string): string {
   try {

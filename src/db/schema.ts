@@ -89,6 +89,8 @@ export interface FrontendPushesTable {
   /** Backfill tries this frontend again for the row no sooner than this. */
   next_attempt_at: Timestamp;
   updated_at: Timestamp;
+  /** With shared stores: the token of the backfill pass sending it now (see src/push/backfill-claims.ts). */
+  claimed_by: number | null;
 }
 
 export interface WorkersTable {

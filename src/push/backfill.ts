@@ -2,8 +2,8 @@ import { sql } from 'kysely';
 import type { LisConfig } from '../config/config-schema.ts';
 import { claimHostFor } from '../daemon/run-daemon.ts';
 import { abortableDelay } from '../daemon/signals.ts';
-import type { Db } from '../db/connect.ts';
-import { errorMessage } from '../errors.ts';
+import { serviceQueryBounds, type Db } from '../db/connect.ts';
+import { errorMessage, LisError } from '../errors.ts';
 import type { Logger } from '../log/create-logger.ts';
 import type { ClaimedRow } from '../queue/claim-chunk.ts';
 import { enabledFrontends, frontendsVersion, type Frontend } from './frontend-registry.ts';
@@ -14,6 +14,16 @@ import { describeTransfer, pushToFrontends } from './push-to-frontends.ts';
 import type { RsyncMovement } from './rsync-movement.ts';
 import { findMissingFiles } from './store-files.ts';
 import { recordFrontendHealth } from './frontend-health.ts';
+import {
+  claimedElsewhere,
+  claimRows,
+  claimsElsewhere,
+  clearEndedClaims,
+  livePassesCte,
+  releaseClaims,
+  withClaimToken,
+  type ClaimToken,
+} from './backfill-claims.ts';
 
 /**
  * Backfill: rows the site serves that a frontend lacks (it was added, or
@@ -28,6 +38,12 @@ import { recordFrontendHealth } from './frontend-health.ts';
  * Rows are found by their missing (or out-of-date) frontend_pushes record;
  * a failed record waits for its `next_attempt_at` (at once after a fault of
  * the frontend's: see recordPushResults).
+ *
+ * Each host sends the rows whose files it holds. With `stores.shared` that is
+ * every row for every host, so the hosts split the work: each chunk is claimed
+ * first, and rows another host's live pass has claimed are left to it
+ * (backfill-claims.ts). The loop below watches such rows until they are
+ * sent, so that the rows of a host that died mid-chunk are sent by another.
  */
 export interface BackfillOptions {
   config: LisConfig;
@@ -41,9 +57,15 @@ export interface BackfillOptions {
   movement?: RsyncMovement;
 }
 
+/** One frontend's pass: rows pushed, rows that failed; with shared stores, the rows it lacks that other hosts' passes hold. */
+export interface FrontendTotals {
+  pushed: number;
+  failed: number;
+  elsewhere: Array<{ name: string; rows: number }>;
+}
+
 export interface BackfillTotals {
-  /** Per frontend: rows pushed, rows that failed. */
-  [frontend: string]: { pushed: number; failed: number };
+  [frontend: string]: FrontendTotals;
 }
 
 /** A served row to send to one frontend: image_data holds the version served; `own`: its files must be in this host's store. */
@@ -54,9 +76,19 @@ export type ServedRow = ClaimedRow & { served_digest: string; own: boolean };
  * the one being worked on, after `afterId`, in id order, with `image_data` the version served. Rows of this host's
  * store, and rows of no host (store_host '': a `lis refresh` cleared it, and the row is waiting for its download, or
  * went straight back to live on a 304, its files still where they were made): those whose files are here are sent.
+ * With a `token` (shared stores), not the rows another live pass has claimed.
  */
-export async function servedRowsLacking(db: Db, frontend: string, country: string, storeHost: string, afterId: string, limit: number): Promise<ServedRow[]> {
+export async function servedRowsLacking(
+  db: Db,
+  frontend: string,
+  country: string,
+  storeHost: string,
+  afterId: string,
+  limit: number,
+  token: number | null = null,
+): Promise<ServedRow[]> {
   const { rows } = await sql<ServedRow>`
+    ${token === null ? sql`` : sql`WITH ${livePassesCte()}`}
     SELECT li.id, li.country, li.image_url, li.image_hash, li.datasource_id, ${servedData('li')} AS image_data, li.human_classified,
            li.image_class, li.attempts, li.store_host, ${servedFilesDigest('li')} AS served_digest,
            (li.store_host = ${storeHost} AND li.stage = 'live' AND li.state = 'done') AS own
@@ -66,30 +98,53 @@ export async function servedRowsLacking(db: Db, frontend: string, country: strin
        AND NOT EXISTS (SELECT 1 FROM frontend_pushes fp
                         WHERE fp.frontend = ${frontend} AND fp.country = li.country AND fp.image_hash = li.image_hash
                           AND ((fp.pushed_at IS NOT NULL AND ${servedOrWorkedOn('fp', 'li')})
-                               OR fp.next_attempt_at > now()))
+                               OR fp.next_attempt_at > now() ${token === null ? sql`` : sql`OR ${claimedElsewhere('fp', token)}`}))
      ORDER BY li.id
      LIMIT ${limit}`.execute(db);
   return rows;
 }
 
-/** One pass: for each enabled frontend (at once), chunk after chunk until it lacks nothing or fails. */
+/**
+ * One pass: for each enabled frontend (at once), chunk after chunk until it lacks nothing or fails. With shared
+ * stores under a claim token of its own, its session named for this host and process.
+ */
 export async function backfillPass(options: BackfillOptions): Promise<BackfillTotals> {
   const frontends = await enabledFrontends(options.db);
   const totals: BackfillTotals = {};
-  await Promise.all(frontends.map(async (f) => (totals[f.name] = await backfillFrontend(f, options))));
-  return totals;
+  const run = async (claim: ClaimToken | null) => {
+    // Every frontend's work ended before the pass is: with claims, before the session holding them ends.
+    const settled = await Promise.allSettled(frontends.map(async (f) => (totals[f.name] = await backfillFrontend(f, options, claim))));
+    const failed = settled.find((s) => s.status === 'rejected');
+    if (failed) throw failed.reason;
+    return totals;
+  };
+  if (!options.config.stores.shared || frontends.length === 0) return run(null);
+  const name = `lis_pusherd backfill on ${options.config.host} pid ${process.pid}`;
+  return withClaimToken(options.db, serviceQueryBounds(options.config), name, run);
 }
 
-async function backfillFrontend(frontend: Frontend, options: BackfillOptions): Promise<{ pushed: number; failed: number }> {
+async function backfillFrontend(frontend: Frontend, options: BackfillOptions, claim: ClaimToken | null): Promise<FrontendTotals> {
   const { config, db, log, country } = options;
   const scope = { scope: 'Push::backfill' };
   const storeHost = claimHostFor('push', config);
-  const totals = { pushed: 0, failed: 0 };
+  const token = claim?.token ?? null;
+  const totals: FrontendTotals = { pushed: 0, failed: 0, elsewhere: [] };
   let afterId = '0';
+  let failedTransfer = false;
   while (!options.signal.aborted) {
-    const claimed = await servedRowsLacking(db, frontend.name, country, storeHost, afterId, options.chunkSize);
-    if (claimed.length === 0) break;
-    afterId = claimed[claimed.length - 1].id;
+    const found = await servedRowsLacking(db, frontend.name, country, storeHost, afterId, options.chunkSize, token);
+    if (found.length === 0) break;
+    afterId = found[found.length - 1].id;
+    let claimed = found;
+    if (claim) {
+      // Claims made now would be void at once: another host could send the same rows.
+      if (claim.lost) throw new LisError('ERR_BACKFILL_SESSION_LOST', `the database session holding this pass's claims was lost: ${errorMessage(claim.lost)}`);
+      const ids = found.map((r) => r.id);
+      const ours = await claimRows(db, frontend.name, claim.token, ids);
+      claimed = found.filter((r) => ours.has(r.id));
+      // All taken by other hosts since the look: on to the next rows.
+      if (claimed.length === 0) continue;
+    }
     const byId = new Map(claimed.map((r) => [r.id, r]));
     const { rows: prepared, rejected } = prepareRows(claimed, country);
     const missing = await findMissingFiles(config.stores.thumbnails, prepared);
@@ -102,7 +157,6 @@ async function backfillFrontend(frontend: Frontend, options: BackfillOptions): P
         .filter(([rowId]) => byId.get(rowId)!.own)
         .map(([rowId, file]) => ({ frontend: frontend.name, rowId, error: `thumbnail missing from the store: ${file}` })),
     ];
-    let failedTransfer = false;
     if (rows.length) {
       const { outcomes, transfers } = await pushToFrontends(new Map([[frontend.name, rows]]), [frontend], {
         config: config.push,
@@ -128,11 +182,15 @@ async function backfillFrontend(frontend: Frontend, options: BackfillOptions): P
       else log.info(`Backfill ${describeTransfer(t)}`, scope);
     }
     if (results.length) await recordPushResults(db, results, config.queue.backoff);
+    // Recorded first: a pass that looks in between finds the rows sent, not free to send again.
+    if (token !== null) await releaseClaims(db, frontend.name, token);
     totals.pushed += results.filter((r) => r.error === null).length;
     totals.failed += results.filter((r) => r.error !== null).length;
     // A frontend that failed is still down: the rest of its backlog waits for the next pass.
     if (failedTransfer) break;
   }
+  // Rows other hosts are sending: the loop watches their claims, in case one of them dies before it is done.
+  if (token !== null && !failedTransfer && !options.signal.aborted) totals.elsewhere = await claimsElsewhere(db, frontend.name, country, token);
   return totals;
 }
 
@@ -141,7 +199,12 @@ async function backfillFrontend(frontend: Frontend, options: BackfillOptions): P
  * waits for before it exits. Service mode: a pass at start, then again when
  * the frontends change (added, enabled; looked at every `queue.pollSeconds`)
  * or every `push.backfillCheckSeconds` in any case (a frontend whose pushes
- * failed is retried by then: its records' backoff has passed).
+ * failed is retried by then: its records' backoff has passed). With shared
+ * stores, a pass that left rows to other hosts' passes (they claimed them)
+ * is followed, by hand as well, by a look at their claims every
+ * `queue.pollSeconds` (not a pass: a pass reads every served row) until
+ * they let go; claims of a pass that ended without sending its rows (its host
+ * died) are cleared, and a pass then sends those rows.
  */
 export class BackfillLoop {
   private readonly stopper = new AbortController();
@@ -167,28 +230,56 @@ export class BackfillLoop {
   }
 
   private async loop(): Promise<void> {
-    const { db, config, log } = this.options;
+    const { db, config, log, country } = this.options;
+    const scope = { scope: 'Push::backfill' };
     const signal = this.stopper.signal;
     let lastVersion = '';
     let lastPass = 0;
+    // Other hosts' passes held rows a frontend lacks at the end of the last pass: watched until they let go.
+    let waiting = false;
     while (!signal.aborted) {
       const version = await frontendsVersion(db).catch(() => lastVersion);
-      if (version !== lastVersion || Date.now() - lastPass >= config.push.backfillCheckSeconds * 1000) {
+      let due = version !== lastVersion || Date.now() - lastPass >= config.push.backfillCheckSeconds * 1000;
+      if (waiting && !due) {
+        // Cheap, unlike a pass (which reads every served row): only the claims are read.
+        const claims = await clearEndedClaims(db, country).catch((error: Error) => {
+          log.warn(`Cannot read backfill claims: ${errorMessage(error)}; left to the next pass`, scope);
+          return { freed: 0, held: 0 };
+        });
+        if (claims.freed)
+          log.info(
+            `Backfill: ${claims.freed} rows were claimed by passes that ended before they sent them (a host stopped, or lost the database): sending them`,
+            scope,
+          );
+        due = claims.freed > 0;
+        waiting = !due && claims.held > 0;
+      }
+      if (due) {
         lastVersion = version;
         lastPass = Date.now();
+        waiting = false;
         try {
           const totals = await backfillPass({ ...this.options, signal });
           const moved = Object.entries(totals).filter(([, t]) => t.pushed || t.failed);
           if (moved.length)
-            log.info(`Backfill pass: ${moved.map(([f, t]) => `${f} +${t.pushed}${t.failed ? ` (${t.failed} failed)` : ''}`).join(', ')}`, {
-              scope: 'Push::backfill',
-            });
+            log.info(`Backfill pass: ${moved.map(([f, t]) => `${f} +${t.pushed}${t.failed ? ` (${t.failed} failed)` : ''}`).join(', ')}`, scope);
+          const held = describeHeldElsewhere(totals);
+          waiting = held !== '';
+          if (waiting) log.info(`Backfill: ${held}; watching their claims every ${config.queue.pollSeconds}s, in case a host stops before it is done`, scope);
         } catch (error) {
-          log.error(`Backfill pass failed: ${errorMessage(error)}; trying again later`, { scope: 'Push::backfill' });
+          log.error(`Backfill pass failed: ${errorMessage(error)}; trying again later`, scope);
         }
       }
-      if (!this.options.service) return;
+      if (!this.options.service && !waiting) return;
       await abortableDelay(config.queue.pollSeconds * 1000, signal);
     }
   }
+}
+
+/** Pure: the rows each frontend lacks that other hosts' passes hold, for the log ('' when none). */
+export function describeHeldElsewhere(totals: BackfillTotals): string {
+  return Object.entries(totals)
+    .filter(([, t]) => t.elsewhere.length)
+    .map(([f, t]) => `${f}: ${t.elsewhere.map((e) => `${e.rows} rows being sent by ${e.name}`).join(', ')}`)
+    .join('; ');
 }
