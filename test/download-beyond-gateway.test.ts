@@ -129,7 +129,8 @@ describe('lis_downloadd when the network beyond our gateway is dead (outside ref
           'sh',
           '-c',
           `ip link set lo up && ip addr add ${A}/32 dev lo && ip addr add ${B}/32 dev lo && ip addr add ${A6}/128 dev lo && ip addr add ${B6}/128 dev lo && ` +
-            `sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 && exec "$0" -e "$1"`,
+            // No rate limit on its "unreachable" answers (Linux sends one a second by default): each connect gets one.
+            `sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 net.ipv4.icmp_ratelimit=0 net.ipv6.icmp.ratelimit=0 && exec "$0" -e "$1"`,
           process.execPath,
           server,
         ],
