@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
+import { staleOutputs } from './stale-outputs.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const dist = path.join(root, 'dist');
@@ -21,9 +22,16 @@ function* files(dir) {
   }
 }
 
+function* folders(dir) {
+  yield dir;
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) if (entry.isDirectory()) yield* folders(path.join(dir, entry.name));
+}
+
 function newestSource() {
   let newest = 0;
   for (const dir of ['src', 'migrations']) for (const f of files(path.join(root, dir))) newest = Math.max(newest, fs.statSync(f).mtimeMs);
+  // A folder's time moves when a file in it is deleted or renamed: its output is then stale, to be removed.
+  for (const dir of ['src', 'migrations']) for (const d of folders(path.join(root, dir))) newest = Math.max(newest, fs.statSync(d).mtimeMs);
   for (const f of ['tsconfig.json', 'tsconfig.build.json']) newest = Math.max(newest, fs.statSync(path.join(root, f)).mtimeMs);
   return newest;
 }
@@ -39,6 +47,8 @@ for (const file of files(path.join(root, 'src'))) {
   fs.mkdirSync(path.dirname(target), { recursive: true });
   fs.copyFileSync(file, target);
 }
+// What a deleted or renamed source left (tsc deletes nothing): not run, not packed, not migrated.
+for (const file of staleOutputs(root, ['src', 'migrations'])) fs.rmSync(file, { force: true });
 fs.writeFileSync(stamp, `${new Date(started).toISOString()}\n`);
 // The stamp's time is when the build began: a file saved during the build makes the next one run.
 fs.utimesSync(stamp, new Date(started), new Date(started));
