@@ -95,5 +95,8 @@ export async function pruneStats(db: Db, days: number): Promise<void> {
   await sql`DELETE FROM manager_events WHERE at < ${cutoff}`.execute(db);
   await sql`DELETE FROM queue_samples WHERE at < ${cutoff}`.execute(db);
   await sql`DELETE FROM alerts_sent WHERE sent_at < ${cutoff}`.execute(db);
-  await sql`DELETE FROM workers WHERE stopped_at < ${cutoff}`.execute(db);
+  // Each host's last worker is kept, however old: it is how stuck_jobs knows a host is gone (manager.hostGoneHours),
+  // and rows naming a host gone longer than this (reworked since: a rethumbnail, a re-push) must still be sent back.
+  await sql`DELETE FROM workers w WHERE w.stopped_at < ${cutoff}
+              AND EXISTS (SELECT 1 FROM workers n WHERE n.host = w.host AND (n.heartbeat_at, n.id) > (w.heartbeat_at, w.id))`.execute(db);
 }
