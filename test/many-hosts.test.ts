@@ -5,6 +5,9 @@ import { pruneStats } from '../src/manager/run-check.ts';
 import { reworkRows } from '../src/queue/rework-rows.ts';
 import { countBy, insertUrls, relistAll } from './helpers/rows.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
+import { insertLiveRow, pushedToFrontend, rawGet, startImagedInProcess } from './helpers/imaged-in-process.ts';
+import { OriginServer, photoJpeg } from './helpers/imaged-fixtures.ts';
 
 /** A worker of `host` that stopped `ago` (an SQL interval) ago: the host's last sign of life. */
 async function workerOf(t: TestDatabase, host: string, ago: string): Promise<void> {
@@ -69,5 +72,48 @@ describe('many hosts on one database: a host gone for good', () => {
     assert.equal(await reworkRows(t.db, 'thumbnail', { country: 'uk' }), 2);
     assert.deepEqual(await redownloadFromGoneHosts(t.db, 24, 'testhost'), [{ host: 'oldhost', rows: 2 }]);
     assert.deepEqual(await countBy(t.db), { 'download/waiting': 2 });
+  });
+});
+
+describe("many hosts on one database: lis_imaged asked for another host's row", function () {
+  this.timeout(30_000);
+  let t: TestDatabase;
+  const closers: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const close of closers.splice(0).reverse()) await close();
+    await t?.drop();
+  });
+
+  it("serves a preset of a live row whose files are on another host without recording it there: that host's pusher would look for the file in its own store, never find it, and fail the push again and again", async () => {
+    const original = await photoJpeg(900, 600);
+    const origin = await OriginServer.start(new Map([['/photo.jpg', original]]));
+    closers.push(() => origin.close());
+    t = await createTestDatabase({
+      overrides: {
+        download: TEST_DOWNLOAD,
+        thumbnail: { presets: { small: { width: 120, height: 90, mode: 'crop' }, medium: { width: 320, height: 240, mode: 'pad' } } },
+      },
+    });
+    const imaged = await startImagedInProcess(t.config, t.db, t.url);
+    closers.push(imaged.close);
+    // Made live on web2 (its original and its small thumbnail in web2's stores); medium added to the config since.
+    const row = await insertLiveRow(t.db, t.config, origin.url('/photo.jpg'), null, ['small']);
+    await sql`UPDATE live_images SET store_host = 'web2' WHERE id = ${row.id}`.execute(t.db);
+    await pushedToFrontend(t.db, t.dir, row.hash);
+
+    // nginx sent the miss to this host's lis_imaged: the visitor gets the picture all the same.
+    const made = await rawGet(imaged.url, row.pathOf('medium'));
+    assert.equal(made.status, 200, made.body.toString());
+    assert.equal(made.headers['x-imaged'], 'made');
+    // But the row is web2's: its image_data names files in web2's store only, and its push records stand.
+    const after = await t.db.selectFrom('live_images').select(['image_data', 'live_data', 'store_host']).where('id', '=', row.id).executeTakeFirstOrThrow();
+    assert.deepEqual(Object.keys((after.image_data as { presets: object }).presets), ['small']);
+    assert.deepEqual(Object.keys((after.live_data as { presets: object }).presets), ['small']);
+    assert.equal(after.store_host, 'web2');
+    const push = await t.db.selectFrom('frontend_pushes').select('pushed_at').where('image_hash', '=', row.hash).executeTakeFirstOrThrow();
+    assert.notEqual(push.pushed_at, null, 'not marked for a backfill that web2 cannot do');
+    // Asked again here: made again (nothing recorded), from the original this host fetched once.
+    assert.equal((await rawGet(imaged.url, row.pathOf('medium'))).status, 200);
+    assert.equal(origin.hits.get('/photo.jpg'), 1);
   });
 });
