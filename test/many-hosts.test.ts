@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import { sql } from 'kysely';
 import { redownloadFromGoneHosts } from '../src/manager/stuck-jobs.ts';
 import { pruneStats } from '../src/manager/run-check.ts';
@@ -8,6 +10,10 @@ import { createTestDatabase, type TestDatabase } from './helpers/test-database.t
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
 import { insertLiveRow, pushedToFrontend, rawGet, startImagedInProcess } from './helpers/imaged-in-process.ts';
 import { OriginServer, photoJpeg } from './helpers/imaged-fixtures.ts';
+import { spawnTs } from './helpers/processes.ts';
+import { registerWorker } from '../src/daemon/worker-registry.ts';
+import { refuseHostNameClash } from '../src/daemon/host-name-clash.ts';
+import { storeIdentities } from '../src/daemon/store-identity.ts';
 
 /** A worker of `host` that stopped `ago` (an SQL interval) ago: the host's last sign of life. */
 async function workerOf(t: TestDatabase, host: string, ago: string): Promise<void> {
@@ -115,5 +121,60 @@ describe("many hosts on one database: lis_imaged asked for another host's row", 
     // Asked again here: made again (nothing recorded), from the original this host fetched once.
     assert.equal((await rawGet(imaged.url, row.pathOf('medium'))).status, 200);
     assert.equal(origin.hits.get('/photo.jpg'), 1);
+  });
+});
+
+describe('many hosts on one database: two machines with one host name', function () {
+  this.timeout(20_000);
+  let t: TestDatabase;
+  afterEach(async () => t?.drop());
+
+  /** A machine's stores, each marked as a daemon marks it at its first check (the marker names the moment). */
+  function machine(name: string, markedAt: string): { originals: string; thumbnails: string } {
+    const stores = { originals: path.join(t.dir, name, 'originals'), thumbnails: path.join(t.dir, name, 'thumbnails') };
+    for (const dir of Object.values(stores)) {
+      fs.mkdirSync(dir, { recursive: true });
+      fs.writeFileSync(
+        path.join(dir, '.imagesys-store'),
+        `An ImageSys store, marked ${markedAt}. Its absence tells an unmounted disk from the store: do not remove.\n`,
+      );
+    }
+    return stores;
+  }
+
+  it('a second machine started under a host name another machine runs as (its config copied) is refused at start, naming both; another process of the same machine is not', async () => {
+    t = await createTestDatabase();
+    // The first machine's daemon, registered as run-daemon registers it (its stores' identities from their markers).
+    const first = machine('web1', '2026-11-01T10:00:00.000Z');
+    const running = {
+      id: 'web1:4242:9f2c01ab',
+      component: 'thumbnaild',
+      host: 'web1',
+      pid: 4242,
+      country: 'uk',
+      stores: await storeIdentities({ stores: { ...t.config.stores, ...first } }),
+    };
+    await registerWorker(t.db, running);
+    // The copy: the same "host", its own disks.
+    const copy = spawnTs('test/fixtures/test-daemon.ts', [
+      '--country',
+      'uk',
+      '--config',
+      t.writeConfig({ host: 'web1', stores: machine('web1-copy', '2026-11-30T16:20:00.123Z') }),
+    ]);
+    assert.equal((await copy.exited).code, 1, copy.output());
+    assert.match(
+      copy.output(),
+      /another machine already runs as host "web1": worker web1:4242:9f2c01ab \(thumbnaild uk, last heartbeat \d+s ago\) uses another originals store .* and thumbnails store/,
+    );
+    assert.match(copy.output(), /Give each machine its own name \("host" in the config, or LIS_HOST\)/);
+    assert.deepEqual(await t.db.selectFrom('workers').select('id').execute(), [{ id: running.id }], 'the copy never registered');
+    // Another process of the first machine: its stores, so their markers. And one started before its store was marked.
+    const sameStores = await storeIdentities({ stores: { ...t.config.stores, ...first } });
+    await refuseHostNameClash(t.db, { ...running, id: 'web1:77:00000001', stores: sameStores }, 60);
+    await registerWorker(t.db, { ...running, id: 'web1:78:00000002', stores: { originals: null, thumbnails: null } });
+    await refuseHostNameClash(t.db, { ...running, id: 'web1:79:00000003', stores: sameStores }, 60);
+    // With stores.shared every host mounts the same stores: nothing to tell.
+    assert.equal(await storeIdentities({ stores: { ...t.config.stores, shared: true } }), null);
   });
 });
