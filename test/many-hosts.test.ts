@@ -56,6 +56,20 @@ describe('many hosts on one database: a host gone for good', () => {
     ]);
   });
 
+  it('a frontend marked down by a pushing host that is gone for good (only that host may clear its mark) is cleared, so frontend_down is not alerted for ever', async () => {
+    await sql`INSERT INTO frontends (name, target, down_since, down_reason, down_host) VALUES
+              ('n1', '/srv/n1', now() - interval '2 days', 'rsync_error: auth failed', 'oldhost'),
+              ('n2', '/srv/n2', now() - interval '1 hour', 'frontend_down: refused', 'web2')`.execute(t.db);
+    await workerOf(t, 'oldhost', '3 days');
+    await workerOf(t, 'web2', '1 minute');
+    assert.deepEqual(await redownloadFromGoneHosts(t.db, 24, 'testhost'), [{ host: 'oldhost', rows: 0, frontends: ['n1'] }]);
+    const marks = await t.db.selectFrom('frontends').select(['name', 'down_host']).orderBy('name').execute();
+    assert.deepEqual(marks, [
+      { name: 'n1', down_host: null },
+      { name: 'n2', down_host: 'web2' },
+    ]);
+  });
+
   it('manager.hostGoneHours may be a fraction of an hour, as the config allows', async () => {
     await insertUrls(t.db, 'uk', 2);
     await sql`UPDATE live_images SET stage = 'push', store_host = CASE WHEN id % 2 = 0 THEN 'web1' ELSE 'web2' END`.execute(t.db);

@@ -36,7 +36,11 @@ export async function runCheck(check: Check, ctx: CheckContext): Promise<string>
       const left = await releaseLeftRows(db, country);
       for (const w of left) log.warn(`Released ${w.rows} rows ${w.workerId} (${w.component} on ${w.host}) still held as it stopped`, scope);
       const gone = config.stores.shared ? [] : await redownloadFromGoneHosts(db, config.manager.hostGoneHours, config.host, country);
-      for (const g of gone) log.warn(`Host ${g.host} gone for over ${config.manager.hostGoneHours}h: ${g.rows} rows sent back to download`, scope);
+      for (const g of gone)
+        log.warn(
+          `Host ${g.host} gone for over ${config.manager.hostGoneHours}h: ${g.rows} rows sent back to download${g.frontends ? `; frontends it had marked down cleared: ${g.frontends.join(', ')}` : ''}`,
+          scope,
+        );
       const rows = released.reduce((n, w) => n + w.rows, 0);
       const leftRows = left.reduce((n, w) => n + w.rows, 0);
       return `stuck_jobs: ${released.length} dead workers, ${rows} rows released; ${leftRows} rows stopped workers left held released; ${gone.length} gone hosts, ${gone.reduce((n, g) => n + g.rows, 0)} rows to download again`;

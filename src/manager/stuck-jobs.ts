@@ -155,6 +155,14 @@ function waitingOnHost(host: string, country: string | undefined) {
              AND li.store_host = ${host} AND li.stage IN ('thumbnail', 'push') AND li.state = 'waiting' AND li.locked_by IS NULL`;
 }
 
+export interface GoneHost {
+  host: string;
+  /** Rows sent back to download. */
+  rows: number;
+  /** Frontends it had marked down (which only it could clear), cleared. */
+  frontends?: string[];
+}
+
 /**
  * Rows whose files sit only in the stores of a host that has been gone for
  * `goneHours` (no worker of it has beaten since) are sent back to download,
@@ -166,11 +174,12 @@ function waitingOnHost(host: string, country: string | undefined) {
  * that come to wait in those stages later (a `lis rethumbnail`, fs_check's
  * re-push of a live row a frontend lacks, a retry, a datasource enabled again)
  * are sent back at each run, as none of its daemons will ever claim them.
- * Shared stores (store_host '') are never affected.
+ * Shared stores (store_host '') are never affected. The frontends it had
+ * marked down are cleared too: only it could clear them.
  */
-export async function redownloadFromGoneHosts(db: Db, goneHours: number, thisHost: string, country?: string): Promise<Array<{ host: string; rows: number }>> {
+export async function redownloadFromGoneHosts(db: Db, goneHours: number, thisHost: string, country?: string): Promise<GoneHost[]> {
   const { rows: gone } = await goneHosts(db, goneHours, thisHost, country);
-  const out: Array<{ host: string; rows: number }> = [];
+  const out: GoneHost[] = [];
   for (const { host } of gone) {
     // One transaction for the send-back and its event, under the host's lock, asking again whether the host
     // is gone and unhandled: two managers (two hosts) that found it gone at the same moment both sent back
@@ -179,6 +188,12 @@ export async function redownloadFromGoneHosts(db: Db, goneHours: number, thisHos
       await sql`SELECT pg_advisory_xact_lock(${GONE_LOCK}::int, hashtext(${host}))`.execute(trx);
       const [now] = (await goneHosts(trx, goneHours, thisHost, country, host)).rows;
       if (!now) return null;
+      // Its marks of frontends down (only the host that marked one may clear it: frontend-health.ts). No pusher of it
+      // will push again, and its rows go back to download: the mark stands for nothing that waits. Left, the frontend
+      // showed down in `lis frontend list` and frontend_down was alerted every alerts.dedupeMinutes for ever, though
+      // every live host pushed to it. Control rows before live_images rows (the queue's lock order).
+      const { rows: cleared } = await sql<{ name: string }>`
+        UPDATE frontends SET down_since = NULL, down_reason = NULL, down_host = NULL WHERE down_host = ${host} RETURNING name`.execute(trx);
       const count = await sendBackRows(trx, {
         where: now.handled
           ? waitingOnHost(host, country)
@@ -188,18 +203,18 @@ export async function redownloadFromGoneHosts(db: Db, goneHours: number, thisHos
         errorClass: 'host_gone',
       });
       // Handled already and nothing came since: nothing to record (this runs every 30 s).
-      if (now.handled && count === 0) return null;
+      if (now.handled && count === 0 && cleared.length === 0) return null;
       const scope = country === undefined ? '' : ` of ${country}`;
       await recordEvent(trx, {
         check: 'host_gone',
         country,
         subject: host,
         rows: count,
-        detail: `host ${host} gone for over ${goneHours}h: ${count} rows${scope} sent back to download`,
+        detail: `host ${host} gone for over ${goneHours}h: ${count} rows${scope} sent back to download${cleared.length ? `; its marks of ${cleared.map((c) => c.name).join(', ')} down cleared` : ''}`,
       });
-      return count;
+      return { count, frontends: cleared.map((c) => c.name) };
     });
-    if (rows !== null) out.push({ host, rows });
+    if (rows !== null) out.push({ host, rows: rows.count, ...(rows.frontends.length ? { frontends: rows.frontends } : {}) });
   }
   return out;
 }
