@@ -14,6 +14,7 @@ import { spawnTs } from './helpers/processes.ts';
 import { registerWorker } from '../src/daemon/worker-registry.ts';
 import { refuseHostNameClash } from '../src/daemon/host-name-clash.ts';
 import { storeIdentities } from '../src/daemon/store-identity.ts';
+import { insertPushRows } from './helpers/push-fixtures.ts';
 
 /** A worker of `host` that stopped `ago` (an SQL interval) ago: the host's last sign of life. */
 async function workerOf(t: TestDatabase, host: string, ago: string): Promise<void> {
@@ -190,5 +191,31 @@ describe('many hosts on one database: two machines with one host name', function
     await refuseHostNameClash(t.db, { ...running, id: 'web1:79:00000003', stores: sameStores }, 60);
     // With stores.shared every host mounts the same stores: nothing to tell.
     assert.equal(await storeIdentities({ stores: { ...t.config.stores, shared: true } }), null);
+  });
+
+  it("lis_cron_frontend --fs_check on a second machine under the name does not walk its stores: every row of the name would go back a stage, its files being on the other machine's disks", async () => {
+    t = await createTestDatabase();
+    const first = machine('web1', '2026-11-01T10:00:00.000Z');
+    const firstConfig = { ...t.config, host: 'web1', stores: { ...t.config.stores, ...first } };
+    await registerWorker(t.db, {
+      id: 'web1:4242:9f2c01ab',
+      component: 'pusherd',
+      host: 'web1',
+      pid: 4242,
+      country: 'uk',
+      stores: await storeIdentities(firstConfig),
+    });
+    // Thumbnailed on web1, waiting for its pusher: the files are on web1's disk.
+    await insertPushRows(t.db, firstConfig, 'uk', 3);
+    const copy = spawnTs('bin/lis_cron_frontend', [
+      '--fs_check',
+      '--country',
+      'uk',
+      '--config',
+      t.writeConfig({ host: 'web1', stores: machine('web1-copy', '2026-11-30T16:20:00.123Z') }),
+    ]);
+    assert.equal((await copy.exited).code, 1, copy.output());
+    assert.match(copy.output(), /another machine already runs as host "web1": worker web1:4242:9f2c01ab \(pusherd uk/);
+    assert.deepEqual(await countBy(t.db), { 'push/waiting': 3 }, 'nothing sent back to thumbnail');
   });
 });
