@@ -71,6 +71,23 @@ describe('many hosts on one database: a host gone for good', () => {
     ]);
   });
 
+  it('`lis host gone NAME` sends its rows back now, without waiting manager.hostGoneHours; refuses a live host and a name no worker had', async () => {
+    await insertUrls(t.db, 'uk', 3);
+    await sql`UPDATE live_images SET stage = 'push', store_host = CASE WHEN id % 3 = 0 THEN 'web2' ELSE 'oldhost' END`.execute(t.db);
+    await relistAll(t.db);
+    await workerOf(t, 'oldhost', '10 minutes');
+    await registerWorker(t.db, { id: 'web2:1:00000001', component: 'pusherd', host: 'web2', pid: 1, country: 'uk' });
+    const lis = (...args: string[]) => spawnTs('bin/lis', ['--config', t.writeConfig(), 'host', 'gone', ...args]);
+    const [gone, alive, typo] = [lis('oldhost'), lis('web2'), lis('oldhots')];
+    assert.equal((await gone.exited).code, 0, gone.output());
+    assert.match(gone.output(), /^2 rows of oldhost sent back to download$/m);
+    assert.equal((await alive.exited).code, 1, alive.output());
+    assert.match(alive.output(), /host web2 is alive: its worker web2:1:00000001 beat \d+s ago\. Stop its daemons first/);
+    assert.equal((await typo.exited).code, 1, typo.output());
+    assert.match(typo.output(), /no worker ever ran on a host named "oldhots"; the hosts known: oldhost, web2/);
+    assert.deepEqual(await countBy(t.db), { 'download/waiting': 2, 'push/waiting': 1 });
+  });
+
   it('manager.hostGoneHours may be a fraction of an hour, as the config allows', async () => {
     await insertUrls(t.db, 'uk', 2);
     await sql`UPDATE live_images SET stage = 'push', store_host = CASE WHEN id % 2 = 0 THEN 'web1' ELSE 'web2' END`.execute(t.db);

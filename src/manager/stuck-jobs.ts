@@ -175,10 +175,11 @@ export interface GoneHost {
  * re-push of a live row a frontend lacks, a retry, a datasource enabled again)
  * are sent back at each run, as none of its daemons will ever claim them.
  * Shared stores (store_host '') are never affected. The frontends it had
- * marked down are cleared too: only it could clear them.
+ * marked down are cleared too: only it could clear them. `only`: that host
+ * alone (`lis host gone`).
  */
-export async function redownloadFromGoneHosts(db: Db, goneHours: number, thisHost: string, country?: string): Promise<GoneHost[]> {
-  const { rows: gone } = await goneHosts(db, goneHours, thisHost, country);
+export async function redownloadFromGoneHosts(db: Db, goneHours: number, thisHost: string, country?: string, only?: string): Promise<GoneHost[]> {
+  const { rows: gone } = await goneHosts(db, goneHours, thisHost, country, only);
   const out: GoneHost[] = [];
   for (const { host } of gone) {
     // One transaction for the send-back and its event, under the host's lock, asking again whether the host
