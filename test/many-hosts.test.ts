@@ -15,6 +15,8 @@ import { registerWorker } from '../src/daemon/worker-registry.ts';
 import { refuseHostNameClash } from '../src/daemon/host-name-clash.ts';
 import { storeIdentities } from '../src/daemon/store-identity.ts';
 import { insertPushRows } from './helpers/push-fixtures.ts';
+import pg from 'pg';
+import { holderName } from '../src/cron/cluster-lock.ts';
 
 /** A worker of `host` that stopped `ago` (an SQL interval) ago: the host's last sign of life. */
 async function workerOf(t: TestDatabase, host: string, ago: string): Promise<void> {
@@ -210,7 +212,7 @@ describe('many hosts on one database: two machines with one host name', function
     assert.equal(await storeIdentities({ stores: { ...t.config.stores, shared: true } }), null);
   });
 
-  it("lis_cron_frontend --fs_check on a second machine under the name does not walk its stores: every row of the name would go back a stage, its files being on the other machine's disks", async () => {
+  it("lis_cron_frontend on a second machine under the name fails, touching nothing: not its stores (every row of the name would go back a stage), nor the other machine's run (its lock session taken for a dead run of this host and ended)", async () => {
     t = await createTestDatabase();
     const first = machine('web1', '2026-11-01T10:00:00.000Z');
     const firstConfig = { ...t.config, host: 'web1', stores: { ...t.config.stores, ...first } };
@@ -224,15 +226,28 @@ describe('many hosts on one database: two machines with one host name', function
     });
     // Thumbnailed on web1, waiting for its pusher: the files are on web1's disk.
     await insertPushRows(t.db, firstConfig, 'uk', 3);
-    const copy = spawnTs('bin/lis_cron_frontend', [
-      '--fs_check',
-      '--country',
-      'uk',
-      '--config',
-      t.writeConfig({ host: 'web1', stores: machine('web1-copy', '2026-11-30T16:20:00.123Z') }),
-    ]);
-    assert.equal((await copy.exited).code, 1, copy.output());
-    assert.match(copy.output(), /another machine already runs as host "web1": worker web1:4242:9f2c01ab \(pusherd uk/);
+    // web1's weekly run, under way: its lock session named for web1 and a pid that is not running on the copy.
+    const running = new pg.Client({ connectionString: t.url, application_name: holderName('web1', 4_000_000) });
+    running.on('error', () => {}); // ended by a takeover: the assertions below say so
+    await running.connect();
+    try {
+      await running.query(`SELECT pg_advisory_lock(x'75706b70'::int, hashtext('uk'))`);
+      const copy = spawnTs('bin/lis_cron_frontend', [
+        '--all',
+        '--country',
+        'uk',
+        '--config',
+        t.writeConfig({ host: 'web1', stores: machine('web1-copy', '2026-11-30T16:20:00.123Z') }),
+      ]);
+      assert.equal((await copy.exited).code, 1, copy.output());
+      assert.match(copy.output(), /UK: another machine already runs as host "web1": worker web1:4242:9f2c01ab \(pusherd uk/);
+      assert.deepEqual((await running.query('SELECT 1 AS alive')).rows, [{ alive: 1 }], "web1's run keeps its session and its lock");
+    } finally {
+      await running.end();
+    }
     assert.deepEqual(await countBy(t.db), { 'push/waiting': 3 }, 'nothing sent back to thumbnail');
+    const outcome = await t.db.selectFrom('manager_events').select(['subject', 'detail']).where('check_name', '=', 'upkeep').executeTakeFirstOrThrow();
+    assert.equal(outcome.subject, 'web1');
+    assert.match(outcome.detail, /^failed: another machine already runs as host "web1"/);
   });
 });

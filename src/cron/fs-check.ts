@@ -16,8 +16,6 @@ import { isProcessAlive } from '../util/process-alive.ts';
 import { reworkRows } from '../queue/rework-rows.ts';
 import { idsInStage, sendBackRows } from '../queue/send-back-rows.ts';
 import { STORE_MARKER, storeMarkState } from '../daemon/store-check.ts';
-import { hostNameClash } from '../daemon/host-name-clash.ts';
-import { storeIdentities } from '../daemon/store-identity.ts';
 
 export interface FsCheckSummary {
   /** Per frontend: orphans deleted, live rows sent back to the pusher, and the linked folders not walked (nothing judged behind them). */
@@ -130,19 +128,8 @@ export async function fsCheck(ctx: {
    * Asked before each folder, and skipped while missing; it is an error (the run fails) once rows of
    * this host need it (`needing`), as a host that never wrote a store has none.
    */
-  // Another machine runs under this host name (a config copied): the rows of the name have their files on its disks,
-  // not on these, and walking these would send every one of them back a stage. Its stores are not walked.
-  const clash =
-    ctx.walkStores === false
-      ? null
-      : await hostNameClash(db, { id: '', host: config.host, stores: await storeIdentities(config) }, config.manager.staleWorkerSeconds);
-  if (clash) log.error(`${clash}; not checking this host's stores this run, nothing made again or downloaded again`, scope);
   const storeSkipped = async (label: string, root: string, tally: { error?: string }, needing: number): Promise<boolean> => {
     if (ctx.walkStores === false) return true;
-    if (clash) {
-      tally.error ??= 'another machine runs under this host name';
-      return true;
-    }
     const away = await storeAway(root);
     if (!away) return false;
     if (needing > 0 && !tally.error) {
