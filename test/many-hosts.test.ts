@@ -158,6 +158,30 @@ describe("many hosts on one database: lis_imaged asked for another host's row", 
   });
 });
 
+describe('many hosts on one database: lis_imaged asked for a queued row of another host', function () {
+  this.timeout(30_000);
+  let t: TestDatabase;
+  const closers: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const close of closers.splice(0).reverse()) await close();
+    await t?.drop();
+  });
+
+  it('a row waiting in thumbnail for the host whose store holds its original is 503 naming that host, not "being worked by a daemon"', async () => {
+    t = await createTestDatabase({ overrides: { download: TEST_DOWNLOAD } });
+    const imaged = await startImagedInProcess(t.config, t.db, t.url);
+    closers.push(imaged.close);
+    await insertUrls(t.db, 'uk', 1);
+    await sql`UPDATE live_images SET stage = 'thumbnail', store_host = 'web2'`.execute(t.db);
+    await relistAll(t.db);
+    const { image_hash: hash } = await t.db.selectFrom('live_images').select('image_hash').executeTakeFirstOrThrow();
+    const res = await rawGet(imaged.url, `/uk/${hash.slice(0, 2)}/${hash.slice(2, 4)}/${hash}_small.jpg`);
+    assert.equal(res.status, 503, res.body.toString());
+    assert.match(res.body.toString(), /waits for its thumbnails on web2, whose store holds its original \(its lis_thumbnaild makes them\)/);
+    assert.deepEqual(await countBy(t.db), { 'thumbnail/waiting': 1 }, 'left to web2, uncharged');
+  });
+});
+
 describe('many hosts on one database: two machines with one host name', function () {
   this.timeout(20_000);
   let t: TestDatabase;

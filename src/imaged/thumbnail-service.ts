@@ -233,6 +233,14 @@ export class ThumbnailService {
         const now = await readRow(trx, country, hash);
         if ((now?.stage === 'push' || now?.stage === 'live') && name.version !== now.version && name.version !== now.live_version)
           throw new NotMadeError(404, `no version ${name.version} of this image`);
+        // Its original is in another host's store, for that host's lis_thumbnaild (this host cannot claim it): say so,
+        // rather than "being worked by a daemon", which sent the operator looking for a worker that held nothing.
+        const host = now?.stage === 'thumbnail' && now.locked_by === null ? now.store_host : '';
+        if (host !== '' && host !== this.runner.config.host && !this.runner.config.stores.shared)
+          throw new NotMadeError(
+            503,
+            `the image waits for its thumbnails on ${host}, whose store holds its original (its lis_thumbnaild makes them); try again shortly`,
+          );
         throw new NotMadeError(503, 'the image is being worked by a daemon, or its files are under another name; try again shortly');
       }
       if (ours) log.info(`${label}: made by working the queued row's stages`, { scope: 'Imaged::make' });
