@@ -12,6 +12,7 @@ import { addWebCommand } from './web-command.ts';
 import { addDemoCommand } from './demo-command.ts';
 import { addImageCommand } from './image-command.ts';
 import { addRethumbnailCommand } from './rethumbnail-command.ts';
+import { addHostCommand } from './host-command.ts';
 
 /** `lis`: every command that is not a daemon. */
 const program = cliProgram('lis')
@@ -29,6 +30,7 @@ addFrontendCommand(program);
 addDatasourceSwitchCommands(addDatasourceCommand(program));
 addRetryCommand(program);
 addWorkerReportCommand(program);
+addHostCommand(program);
 addWebCommand(program);
 addDemoCommand(program);
 

@@ -13,6 +13,8 @@ import { closeLogger, createLogger } from '../log/create-logger.ts';
 import { watchProgress } from './progress-watch.ts';
 import { recordEvent } from '../manager/manager-events.ts';
 import { acquirePidLock, LockHeldError } from '../util/pid-lock-file.ts';
+import { hostNameClash } from '../daemon/host-name-clash.ts';
+import { storeIdentities } from '../daemon/store-identity.ts';
 import { takeClusterPart, type ClusterPart } from './cluster-lock.ts';
 import { dbScan } from './db-scan.ts';
 import { fsCheck } from './fs-check.ts';
@@ -183,6 +185,11 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
       // run's scan would wait on until its TCP keepalive gave up, hours later (the daemons' reason as well).
       scanDb = createDb(url, config.database.poolSize, () => {}, { ...connectBound(config), idleInTransactionMs: bounds.queryMs });
       const countries = only ? [only] : await countriesOf(db);
+      // Another machine runs under this host name (a config copied): every country's run fails, saying so. Its
+      // stores walked here would send every row of the name back a stage (their files are on the other machine's
+      // disks), and its run's lock session, named for this host and a pid not running here, would be taken for a
+      // dead run of this host and ended, both machines then working the shared part at once.
+      const clash = await hostNameClash(db, { id: '', host: config.host, stores: await storeIdentities(config) }, config.manager.staleWorkerSeconds);
       // Said rather than left silent: an operator checking a run (or a cron mail) must see that it ran and why it did nothing.
       if (countries.length === 0) log.info('No country has rows in live_images: nothing to do (--country XX checks one anyway)', scope);
       for (const [index, country] of countries.entries()) {
@@ -220,6 +227,7 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
           // What every host shares (the database scan and purge, the frontends' trees) is worked by one host at a
           // time; this host's stores by each. A dry run changes nothing: it neither takes the shared part nor makes
           // a real run skip it.
+          if (clash) throw new LisError('ERR_HOST_NAME_TAKEN', clash);
           cluster = flags.dryRun
             ? null
             : await takeClusterPart(url, db, country, { host: config.host, pid: process.pid }, bounds, (error) =>

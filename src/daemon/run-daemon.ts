@@ -27,6 +27,7 @@ import { registerAtStart } from './register-at-start.ts';
 import { rethrowIfPermanent, writeResults } from './result-writer.ts';
 import type { StoreHealth } from './store-check.ts';
 import { StoreGuard } from './store-guard.ts';
+import { storeIdentities } from './store-identity.ts';
 import { heartbeat, markStopped, registerWorker, setPaused, workerIdFor } from './worker-registry.ts';
 
 export type { RowResult } from './chunk-run.ts';
@@ -218,7 +219,15 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
   const chunks = new Set<ChunkRun>();
   /** Chunks out of `chunks` whose unfinished rows are being given back: still ours until that is answered. */
   const ending = new Set<ChunkRun>();
-  const identity = { id: workerId, component: worker.component, host: config.host, pid: process.pid, country, stage: worker.stage };
+  const identity = {
+    id: workerId,
+    component: worker.component,
+    host: config.host,
+    pid: process.pid,
+    country,
+    stage: worker.stage,
+    stores: await storeIdentities(config),
+  };
   let wake: (() => void) | null = null;
   const changed = () => wake?.();
   // Rows this worker may hold that no chunk in hand does: a claim whose answer was lost (the server committed it),
@@ -243,7 +252,12 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
     return refused;
   };
 
-  const released = await registerAtStart(db, identity, { service: options.service, signal: options.signal, warn: (m) => log.warn(m, scope('start')) });
+  const released = await registerAtStart(db, identity, {
+    service: options.service,
+    signal: options.signal,
+    warn: (m) => log.warn(m, scope('start')),
+    liveSeconds: config.manager.staleWorkerSeconds,
+  });
   // Registering is the first heartbeat (it sets heartbeat_at): /metrics says so, rather than 0 (1970) until the next beat.
   options.observer?.onHeartbeat();
   if (released) log.warn(`Released ${released} rows an earlier process with this worker id (${workerId}) still held`, scope('start'));

@@ -132,7 +132,7 @@ export async function checkStoreMarker(dir: string, expectsFiles: () => Promise<
   const expected = state === 'empty' ? await expectsFiles().catch(() => null) : false;
   if (expected === null) return null;
   if (expected)
-    return `ENOENT: ${dir} is empty and has no ${STORE_MARKER}, but rows of this host have files there: is its disk mounted? (If its files are really gone, say so: touch ${marker})`;
+    return `ENOENT: ${dir} is empty and has no ${STORE_MARKER}, but rows of this host have files there: is its disk mounted? (If its files are really gone, say so: touch ${marker}. If this is a second machine started under this host's name, a config copied, give it its own: "host" in the config, or LIS_HOST.)`;
   await writeFile(marker, `An ImageSys store, marked ${new Date().toISOString()}. Its absence tells an unmounted disk from the store: do not remove.\n`);
   return null;
 }

@@ -3,6 +3,7 @@ import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
 import { releaseAllHeldBy } from '../queue/release-rows.ts';
 import type { OutcomeCount } from './outcome-tally.ts';
+import type { StoreIdentities } from '../db/schema.ts';
 
 export interface WorkerIdentity {
   id: string;
@@ -11,6 +12,8 @@ export interface WorkerIdentity {
   pid: number;
   country: string | null;
   stage?: string | null;
+  /** Its host's stores (storeIdentities), checked against the other live workers of its host name at start. */
+  stores?: StoreIdentities | null;
 }
 
 /**
@@ -42,7 +45,7 @@ export async function registerWorker(db: Db, worker: WorkerIdentity): Promise<nu
 export async function reviveWorker(db: Db, worker: WorkerIdentity): Promise<void> {
   await db
     .insertInto('workers')
-    .values({ ...worker, rows_done: 0, rows_failed: 0, progress_at: sql`now()` })
+    .values({ ...worker, stores: storesColumn(worker), rows_done: 0, rows_failed: 0, progress_at: sql`now()` })
     .onConflict((oc) =>
       oc.column('id').doUpdateSet({
         component: worker.component,
@@ -57,6 +60,7 @@ export async function reviveWorker(db: Db, worker: WorkerIdentity): Promise<void
         rows_failed: 0,
         holding: 0,
         stage: worker.stage ?? null,
+        stores: storesColumn(worker),
       }),
     )
     .execute();
@@ -75,6 +79,10 @@ export interface Beat {
   progressed?: boolean;
   /** Outcomes per datasource since the last beat ('' = done), each of the beat's country and stage unless it names its own. */
   outcomes?: OutcomeCount[];
+}
+
+function storesColumn(worker: WorkerIdentity): string | null {
+  return worker.stores ? JSON.stringify(worker.stores) : null;
 }
 
 /**

@@ -113,6 +113,14 @@ export interface WorkersTable {
   paused_since: Date | null;
   /** When it last finished, failed or gave back a row of its chunk: liveness by progress. */
   progress_at: Date | null;
+  /** Its host's stores as it started (StoreIdentities: a digest of each store's marker, null when unmarked); null with stores.shared. */
+  stores: ColumnType<StoreIdentities | null, string | null | undefined, string | null>;
+}
+
+/** A digest of each store's marker file (`.imagesys-store`), null when the store has none (not made, or not mounted). */
+export interface StoreIdentities {
+  originals: string | null;
+  thumbnails: string | null;
 }
 
 /** Rows done and failed per worker per minute: the last hour's figures and throughput. */

@@ -14,6 +14,8 @@ export interface RowState {
   stage: string;
   state: string;
   locked_by: string | null;
+  /** The host whose stores hold its files ('' before download, or with stores.shared). */
+  store_host: string;
   /** The thumbnails' version in image_data (1 when unversioned), and in live_data (null: never live). */
   version: number;
   live_version: number | null;
@@ -36,7 +38,7 @@ export interface Wanted {
 
 /** The columns of RowState (id as text, so to_jsonb keeps every digit of a bigint). */
 const rowSelect = (country: string, hash: string, wanted: Wanted | null) => sql`
-  SELECT id::text AS id, country, image_hash, image_url, datasource_id, stage, state, locked_by,
+  SELECT id::text AS id, country, image_hash, image_url, datasource_id, stage, state, locked_by, store_host,
          coalesce((image_data->>'version')::int, 1) AS version,
          CASE WHEN live_data IS NULL THEN NULL ELSE coalesce((live_data->>'version')::int, 1) END AS live_version,
          coalesce(${wanted !== null} AND (

@@ -12,6 +12,7 @@ import { SchemeFetcher } from '../download/fetch-by-scheme.ts';
 import { signalReady } from '../daemon/ready-signal.ts';
 import { startServiceHeartbeat, type HeartbeatLoop } from '../daemon/heartbeat-loop.ts';
 import { registerAtStart } from '../daemon/register-at-start.ts';
+import { storeIdentities } from '../daemon/store-identity.ts';
 import { markStopped, workerIdFor } from '../daemon/worker-registry.ts';
 import { OutcomeTally } from '../daemon/outcome-tally.ts';
 import { installStopSignals, stoppedWhileDatabaseAway } from '../daemon/signals.ts';
@@ -68,8 +69,13 @@ export async function imagedMain(argv = process.argv): Promise<void> {
         idleInTransactionMs: generationIdleBoundMs(config),
       });
       // Registered like the daemons, so that if this process dies holding a row, lis_managerd gives it back.
-      const identity = { id: workerId, component: 'imaged', host: config.host, pid: process.pid, country: null };
-      await registerAtStart(database, identity, { service: Boolean(flags.service), signal: controller.signal, warn });
+      const identity = { id: workerId, component: 'imaged', host: config.host, pid: process.pid, country: null, stores: await storeIdentities(config) };
+      await registerAtStart(database, identity, {
+        service: Boolean(flags.service),
+        signal: controller.signal,
+        warn,
+        liveSeconds: config.manager.staleWorkerSeconds,
+      });
       const thumbnailer = createThumbnailWorker({ config, db: database });
       const outcomes = new OutcomeTally();
       const service = new ThumbnailService({ config, db: database, locks, log, workerId, fetcher, thumbnailer, outcomes });

@@ -55,7 +55,8 @@ export class NotMadeError extends LisError {
  * frontend. Returns the files made (the JPEG, then any twins).
  * `record` is where the preset is recorded: the caller's transaction (the one
  * holding the image's lock), so the record shares its commit instead of
- * costing a round trip and a WAL flush of its own.
+ * costing a round trip and a WAL flush of its own; null: not recorded (a row
+ * whose files are on another host: see ThumbnailService.generate).
  */
 export async function makePresetOfRow(
   db: Db,
@@ -64,7 +65,7 @@ export async function makePresetOfRow(
   row: RowForPreset,
   preset: string,
   version = 1,
-  record: Db = db,
+  record: Db | null = db,
 ): Promise<Array<{ ext: string; data: Buffer }>> {
   const file = originalPath(config, row.country, row.image_hash);
   let original = await readOriginal(file, row.original?.bytes);
@@ -119,7 +120,7 @@ export async function makePresetOfRow(
     path: relative(jpeg.ext),
     ...(twins.length ? { twins: Object.fromEntries(twins.map((t) => [t.ext, { path: relative(t.ext), bytes: t.data.length }])) } : {}),
   };
-  await addPreset(record, row.id, preset, entry, version);
+  if (record) await addPreset(record, row.id, preset, entry, version);
   return output.files;
 }
 

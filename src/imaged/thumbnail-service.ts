@@ -206,8 +206,16 @@ export class ThumbnailService {
         // Only the names of a version the row has: the one being worked on (image_data) or the one served (live_data).
         if (name.version !== row.version && name.version !== row.live_version) throw new NotMadeError(404, `no version ${name.version} of this image`);
         this.generations++;
-        const files = await makePresetOfRow(this.db, config, runner.fetcher, row, preset, name.version, trx);
-        log.info(`${label}: made from the original for a ${row.stage} row`, { scope: 'Imaged::make' });
+        // A row whose files are in another host's stores (nginx balances misses over every host's lis_imaged): the
+        // picture is made here for the visitor, but not recorded. Recorded, its image_data named a file that host's
+        // pusher looks for in its own store, never finds, and fails to push again and again (backfill pushes a
+        // host's own rows only), while the frontends kept asking for it. That host's lis_imaged records it when
+        // asked, or `lis rethumbnail --preset` makes it there.
+        const elsewhere = !config.stores.shared && row.store_host !== '' && row.store_host !== config.host;
+        const files = await makePresetOfRow(this.db, config, runner.fetcher, row, preset, name.version, elsewhere ? null : trx);
+        log.info(`${label}: made from the original for a ${row.stage} row${elsewhere ? ` of ${row.store_host}'s stores (served, not recorded)` : ''}`, {
+          scope: 'Imaged::make',
+        });
         return { picture: await this.madePicture(name, files[0]), source: 'made' as const };
       }
       if (row.state === 'failed' || row.state === 'parked')
@@ -226,6 +234,14 @@ export class ThumbnailService {
         const now = await readRow(trx, country, hash);
         if ((now?.stage === 'push' || now?.stage === 'live') && name.version !== now.version && name.version !== now.live_version)
           throw new NotMadeError(404, `no version ${name.version} of this image`);
+        // Its original is in another host's store, for that host's lis_thumbnaild (this host cannot claim it): say so,
+        // rather than "being worked by a daemon", which sent the operator looking for a worker that held nothing.
+        const host = now?.stage === 'thumbnail' && now.locked_by === null ? now.store_host : '';
+        if (host !== '' && host !== this.runner.config.host && !this.runner.config.stores.shared)
+          throw new NotMadeError(
+            503,
+            `the image waits for its thumbnails on ${host}, whose store holds its original (its lis_thumbnaild makes them); try again shortly`,
+          );
         throw new NotMadeError(503, 'the image is being worked by a daemon, or its files are under another name; try again shortly');
       }
       if (ours) log.info(`${label}: made by working the queued row's stages`, { scope: 'Imaged::make' });

@@ -36,7 +36,11 @@ export async function runCheck(check: Check, ctx: CheckContext): Promise<string>
       const left = await releaseLeftRows(db, country);
       for (const w of left) log.warn(`Released ${w.rows} rows ${w.workerId} (${w.component} on ${w.host}) still held as it stopped`, scope);
       const gone = config.stores.shared ? [] : await redownloadFromGoneHosts(db, config.manager.hostGoneHours, config.host, country);
-      for (const g of gone) log.warn(`Host ${g.host} gone for over ${config.manager.hostGoneHours}h: ${g.rows} rows sent back to download`, scope);
+      for (const g of gone)
+        log.warn(
+          `Host ${g.host} gone for over ${config.manager.hostGoneHours}h: ${g.rows} rows sent back to download${g.frontends ? `; frontends it had marked down cleared: ${g.frontends.join(', ')}` : ''}`,
+          scope,
+        );
       const rows = released.reduce((n, w) => n + w.rows, 0);
       const leftRows = left.reduce((n, w) => n + w.rows, 0);
       return `stuck_jobs: ${released.length} dead workers, ${rows} rows released; ${leftRows} rows stopped workers left held released; ${gone.length} gone hosts, ${gone.reduce((n, g) => n + g.rows, 0)} rows to download again`;
@@ -95,5 +99,8 @@ export async function pruneStats(db: Db, days: number): Promise<void> {
   await sql`DELETE FROM manager_events WHERE at < ${cutoff}`.execute(db);
   await sql`DELETE FROM queue_samples WHERE at < ${cutoff}`.execute(db);
   await sql`DELETE FROM alerts_sent WHERE sent_at < ${cutoff}`.execute(db);
-  await sql`DELETE FROM workers WHERE stopped_at < ${cutoff}`.execute(db);
+  // Each host's last worker is kept, however old: it is how stuck_jobs knows a host is gone (manager.hostGoneHours),
+  // and rows naming a host gone longer than this (reworked since: a rethumbnail, a re-push) must still be sent back.
+  await sql`DELETE FROM workers w WHERE w.stopped_at < ${cutoff}
+              AND EXISTS (SELECT 1 FROM workers n WHERE n.host = w.host AND (n.heartbeat_at, n.id) > (w.heartbeat_at, w.id))`.execute(db);
 }

@@ -121,18 +121,46 @@ export async function releaseLeftRows(db: Db, country?: string): Promise<LeftRow
 const GONE_LOCK = 0x676f6e65;
 
 /**
- * Hosts other than `thisHost` none of whose workers has beaten for `goneHours`, not yet handled for this scope
- * since: a host_gone event for all countries covers every scope, one for a country covers that country's.
+ * Hosts other than `thisHost` none of whose workers has beaten for `goneHours` (seconds, not whole hours: the
+ * config allows 0.5), and whether they were handled for this scope since: a host_gone event for all countries
+ * covers every scope, one for a country covers that country's.
  */
 function goneHosts(db: Db, goneHours: number, thisHost: string, country: string | undefined, only?: string) {
   const handled = country === undefined ? sql`e.country IS NULL` : sql`(e.country IS NULL OR e.country = ${country})`;
-  return sql<{ host: string }>`
-    SELECT w.host FROM workers w
+  return sql<{ host: string; handled: boolean }>`
+    SELECT w.host,
+           EXISTS (SELECT 1 FROM manager_events e
+                    WHERE e.check_name = 'host_gone' AND e.subject = w.host AND ${handled} AND e.at > max(w.heartbeat_at)) AS handled
+      FROM workers w
      WHERE w.host <> ${thisHost} AND ${only === undefined ? sql`true` : sql`w.host = ${only}`}
      GROUP BY w.host
-    HAVING max(w.heartbeat_at) < now() - make_interval(hours => ${goneHours}::int)
-       AND NOT EXISTS (SELECT 1 FROM manager_events e
-                        WHERE e.check_name = 'host_gone' AND e.subject = w.host AND ${handled} AND e.at > max(w.heartbeat_at))`.execute(db);
+    HAVING max(w.heartbeat_at) < now() - make_interval(secs => ${goneHours * 3600}::float8)`.execute(db);
+}
+
+/**
+ * Rows of `host` waiting in thumbnail or push, found through claimable_rows (its index leads with country, stage,
+ * store_host, so this is a few index probes per country, not a scan of live_images): what reaches those stages
+ * after the host was handled, every 30 s at no cost worth counting.
+ */
+function waitingOnHost(host: string, country: string | undefined) {
+  const countries =
+    country === undefined
+      ? sql`(WITH RECURSIVE k AS (SELECT min(country) AS country FROM claimable_rows
+                                  UNION ALL
+                                  SELECT (SELECT min(c.country) FROM claimable_rows c WHERE c.country > k.country) FROM k WHERE k.country IS NOT NULL)
+             SELECT country FROM k WHERE country IS NOT NULL)`
+      : sql`(SELECT ${country}::text)`;
+  return sql`li.id = ANY(ARRAY(SELECT c.id FROM claimable_rows c
+                                WHERE c.country IN ${countries} AND c.stage IN ('thumbnail', 'push') AND c.store_host = ${host}))
+             AND li.store_host = ${host} AND li.stage IN ('thumbnail', 'push') AND li.state = 'waiting' AND li.locked_by IS NULL`;
+}
+
+export interface GoneHost {
+  host: string;
+  /** Rows sent back to download. */
+  rows: number;
+  /** Frontends it had marked down (which only it could clear), cleared. */
+  frontends?: string[];
 }
 
 /**
@@ -140,37 +168,54 @@ function goneHosts(db: Db, goneHours: number, thisHost: string, country: string 
  * `goneHours` (no worker of it has beaten since) are sent back to download,
  * where a live host will fetch them again: only the rows of `country` when
  * given (a manager run with --country acts on its country alone, as its other
- * checks do). Each gone host is handled once per country (an event records it,
- * with the country; one recorded for all countries covers each); shared stores
- * (store_host '') are never affected.
+ * checks do). The first time a gone host is found (per country; one recorded
+ * for all countries covers each), every row of it in thumbnail or push, failed
+ * ones too, is sent back, which reads the table once; after that, rows of it
+ * that come to wait in those stages later (a `lis rethumbnail`, fs_check's
+ * re-push of a live row a frontend lacks, a retry, a datasource enabled again)
+ * are sent back at each run, as none of its daemons will ever claim them.
+ * Shared stores (store_host '') are never affected. The frontends it had
+ * marked down are cleared too: only it could clear them. `only`: that host
+ * alone (`lis host gone`).
  */
-export async function redownloadFromGoneHosts(db: Db, goneHours: number, thisHost: string, country?: string): Promise<Array<{ host: string; rows: number }>> {
-  const { rows: gone } = await goneHosts(db, goneHours, thisHost, country);
-  const out: Array<{ host: string; rows: number }> = [];
+export async function redownloadFromGoneHosts(db: Db, goneHours: number, thisHost: string, country?: string, only?: string): Promise<GoneHost[]> {
+  const { rows: gone } = await goneHosts(db, goneHours, thisHost, country, only);
+  const out: GoneHost[] = [];
   for (const { host } of gone) {
     // One transaction for the send-back and its event, under the host's lock, asking again whether the host
     // is gone and unhandled: two managers (two hosts) that found it gone at the same moment both sent back
     // (the second 0 rows) and both recorded and logged it.
     const rows = await db.transaction().execute(async (trx) => {
       await sql`SELECT pg_advisory_xact_lock(${GONE_LOCK}::int, hashtext(${host}))`.execute(trx);
-      if ((await goneHosts(trx, goneHours, thisHost, country, host)).rows.length === 0) return null;
+      const [now] = (await goneHosts(trx, goneHours, thisHost, country, host)).rows;
+      if (!now) return null;
+      // Its marks of frontends down (only the host that marked one may clear it: frontend-health.ts). No pusher of it
+      // will push again, and its rows go back to download: the mark stands for nothing that waits. Left, the frontend
+      // showed down in `lis frontend list` and frontend_down was alerted every alerts.dedupeMinutes for ever, though
+      // every live host pushed to it. Control rows before live_images rows (the queue's lock order).
+      const { rows: cleared } = await sql<{ name: string }>`
+        UPDATE frontends SET down_since = NULL, down_reason = NULL, down_host = NULL WHERE down_host = ${host} RETURNING name`.execute(trx);
       const count = await sendBackRows(trx, {
-        where: sql`li.store_host = ${host} AND ${optionalFilter('country', country)} AND li.stage IN ('thumbnail', 'push') AND li.state IN ('waiting', 'failed')`,
+        where: now.handled
+          ? waitingOnHost(host, country)
+          : sql`li.store_host = ${host} AND ${optionalFilter('country', country)} AND li.stage IN ('thumbnail', 'push') AND li.state IN ('waiting', 'failed')`,
         to: 'download',
         reason: sql`'files were on ' || li.store_host || ', gone for over ' || ${goneHours}::text || 'h'`,
         errorClass: 'host_gone',
       });
+      // Handled already and nothing came since: nothing to record (this runs every 30 s).
+      if (now.handled && count === 0 && cleared.length === 0) return null;
       const scope = country === undefined ? '' : ` of ${country}`;
       await recordEvent(trx, {
         check: 'host_gone',
         country,
         subject: host,
         rows: count,
-        detail: `host ${host} gone for over ${goneHours}h: ${count} rows${scope} sent back to download`,
+        detail: `host ${host} gone for over ${goneHours}h: ${count} rows${scope} sent back to download${cleared.length ? `; its marks of ${cleared.map((c) => c.name).join(', ')} down cleared` : ''}`,
       });
-      return count;
+      return { count, frontends: cleared.map((c) => c.name) };
     });
-    if (rows !== null) out.push({ host, rows });
+    if (rows !== null) out.push({ host, rows: rows.count, ...(rows.frontends.length ? { frontends: rows.frontends } : {}) });
   }
   return out;
 }
