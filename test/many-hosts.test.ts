@@ -115,7 +115,7 @@ describe('many hosts on one database: a host gone for good', () => {
   });
 });
 
-describe("many hosts on one database: lis_imaged asked for another host's row", function () {
+describe("many hosts on one database: lis_imaged asked for another host's row (live, or queued)", function () {
   this.timeout(30_000);
   let t: TestDatabase;
   const closers: Array<() => Promise<void>> = [];
@@ -155,16 +155,6 @@ describe("many hosts on one database: lis_imaged asked for another host's row", 
     // Asked again here: made again (nothing recorded), from the original this host fetched once.
     assert.equal((await rawGet(imaged.url, row.pathOf('medium'))).status, 200);
     assert.equal(origin.hits.get('/photo.jpg'), 1);
-  });
-});
-
-describe('many hosts on one database: lis_imaged asked for a queued row of another host', function () {
-  this.timeout(30_000);
-  let t: TestDatabase;
-  const closers: Array<() => Promise<void>> = [];
-  afterEach(async () => {
-    for (const close of closers.splice(0).reverse()) await close();
-    await t?.drop();
   });
 
   it('a row waiting in thumbnail for the host whose store holds its original is 503 naming that host, not "being worked by a daemon"', async () => {
