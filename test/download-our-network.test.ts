@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { findAlerts } from '../src/alerts/alert-sources.ts';
 import { networkFault, noRouteFailures, silentGateways, type NoRoute } from '../src/download/uplink-probe.ts';
 import { databaseSocket, type DatabaseSocket } from './helpers/database-socket.ts';
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
@@ -126,6 +127,19 @@ describe('lis_downloadd when our own network is down', function () {
         );
       }
       assert.match(output, /No rows gained\. No work to do\. 3 rows wait for a retry until \S+ \(network_unavailable: network unavailable: /);
+      // Told as what it is (network_down, from the run's outcomes per minute), not left to the stage's error rate,
+      // which does not count these rows.
+      const alerts = await findAlerts(t.db, { ...t.config.alerts, networkDownMinutes: 0 }, ['network_down']);
+      assert.deepEqual(
+        alerts.map((a) => [a.key, a.subject]),
+        [['network_down:network_unavailable', 'our network is unavailable: downloads wait']],
+      );
+      assert.match(alerts[0].detail, /^network unavailable: this host has no way to the Internet .*\. 3 downloads of UK given back for it in the last 15 min /);
+      const { ours } = await t.db
+        .selectFrom('worker_minutes')
+        .select((eb) => eb.fn.coalesce(eb.fn.sum<number>('ours'), eb.lit(0)).as('ours'))
+        .executeTakeFirstOrThrow();
+      assert.equal(Number(ours), 0, 'not counted in the stage error rate');
     });
 
     it('a default route whose gateway does not answer (ARP): every row given back uncharged (network_unavailable)', async () => {

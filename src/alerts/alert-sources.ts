@@ -105,6 +105,57 @@ async function s3Unavailable(db: Db, downMinutes: number): Promise<Alert[]> {
   }));
 }
 
+/** Our way out, failing: classes given back uncharged because our network, our DNS resolver or our proxy failed (src/download). */
+const OUR_WAY_OUT = ['network_unavailable', 'dns_unavailable', 'proxy_down'];
+
+/** What each class says our trouble is, for the subject. */
+const WAY_OUT_TROUBLE: Record<string, string> = {
+  network_unavailable: 'our network is unavailable',
+  dns_unavailable: 'our DNS resolver is unavailable',
+  proxy_down: 'our download proxy is unavailable',
+};
+
+/**
+ * Downloads given back because our own way out failed (OUR_WAY_OUT), lately and for at least downMinutes: the
+ * stages' outcomes per minute (datasource_minutes, which lis_imaged's downloads reach too), as for s3_unavailable.
+ * One alert a class, whatever the countries and datasources: one dead uplink is one trouble. The cause in the
+ * words of the newest of a sample of the rows still waiting for it (each reason says what was asked and what did
+ * not answer). The stage's error rate no longer counts these rows (ownedByStageErrorRate): this says what it is.
+ */
+async function networkDown(db: Db, downMinutes: number): Promise<Alert[]> {
+  const { rows } = await sql<{ error_class: string; n: number; countries: string[]; since: Date; reason: string | null }>`
+    WITH recent AS (
+      SELECT error_class, country,
+             (sum(n) FILTER (WHERE minute > now() - make_interval(mins => ${S3_QUIET_MINUTES})))::int AS n,
+             min(minute) AS since, max(minute) AS last
+        FROM datasource_minutes
+       WHERE stage = 'download' AND error_class = ANY(${OUR_WAY_OUT}::text[])
+         AND minute > now() - make_interval(mins => ${S3_QUIET_MINUTES + downMinutes})
+       GROUP BY error_class, country
+      HAVING max(minute) > now() - make_interval(mins => ${S3_QUIET_MINUTES})),
+    classes AS (
+      SELECT error_class, sum(n)::int AS n, array_agg(upper(country) ORDER BY country) AS countries, min(since) AS since
+        FROM recent GROUP BY error_class
+      -- An outage that has lasted downMinutes: its first failure at least that long before its last (the rows are
+      -- tried again every queue.oursRetrySeconds while it lasts).
+      HAVING max(last) - min(since) >= make_interval(mins => ${downMinutes}))
+    SELECT c.error_class, c.n, c.countries, c.since,
+           (SELECT w.last_error FROM recent r
+              CROSS JOIN LATERAL (
+                SELECT li.last_error, li.updated_at FROM live_images li
+                 WHERE li.country = r.country AND li.stage = 'download' AND li.state = 'waiting' AND li.last_error_class = r.error_class
+                 LIMIT ${S3_UNAVAILABLE_SAMPLE}) w
+             WHERE r.error_class = c.error_class ORDER BY w.updated_at DESC LIMIT 1) AS reason
+      FROM classes c ORDER BY c.error_class`.execute(db);
+  return rows.map((r) => ({
+    kind: 'network_down',
+    key: `network_down:${r.error_class}`,
+    subject: `${WAY_OUT_TROUBLE[r.error_class] ?? r.error_class}: downloads wait`,
+    detail: `${r.reason ?? r.error_class}. ${r.n} downloads of ${r.countries.join(', ')} given back for it in the last ${S3_QUIET_MINUTES} min (since ${iso(r.since)}, class ${r.error_class}): each is tried again after queue.oursRetrySeconds, uncharged; no attempt is counted and no datasource is disabled for it. lis_imaged answers 503 for the images it would fetch meanwhile.`,
+    action: `On the hosts running lis_downloadd (their log says which: grep ${r.error_class} downloadd.log): check the way out (ip route; ping the gateway; a DNS query to the resolver in /etc/resolv.conf; the proxy in download.proxy). The rows go on by themselves once it works. Give download.uplinkProbeTargets a host outside that always answers, so that a dead uplink is told from slow sources from the first minute.`,
+  }));
+}
+
 async function frontendsDown(db: Db, minutes: number): Promise<Alert[]> {
   const { rows } = await sql<{ name: string; target: string; down_since: Date; down_reason: string | null; down_host: string | null }>`
     SELECT name, target, down_since, down_reason, down_host FROM frontends
@@ -207,6 +258,7 @@ const RECOVERY: Partial<Record<AlertKind, string>> = {
   frontend_down: 'it takes pushes again (or was disabled); backfill catches it up',
   s3_refused: `no row of it was refused for ${S3_QUIET_MINUTES} minutes (S3 lets us in again, or nothing asked)`,
   s3_unavailable: `no row waits on it any more (they were read once it was back), or none was given back for it for ${S3_QUIET_MINUTES} minutes (nothing asked)`,
+  network_down: `no download was given back for it for ${S3_QUIET_MINUTES} minutes (the way out works again, or nothing asked)`,
   // Not error_rate: a rate hovering at the line would fire and recover every few minutes; it keeps dedupeMinutes.
 };
 
@@ -243,6 +295,7 @@ export async function findAlerts(db: Db, config: AlertsConfig, kinds?: AlertKind
   if (want('frontend_down')) found.push(...(await frontendsDown(db, config.frontendDownMinutes)));
   if (want('s3_refused')) found.push(...(await s3Refused(db)));
   if (want('s3_unavailable')) found.push(...(await s3Unavailable(db, config.s3DownMinutes)));
+  if (want('network_down')) found.push(...(await networkDown(db, config.networkDownMinutes)));
   if (want('worker_died')) found.push(...(await workersDied(db)));
   if (want('upkeep_failed')) found.push(...(await upkeepFailed(db)));
   if (want('error_rate')) found.push(...(await errorRates(db, config)));

@@ -5,6 +5,7 @@ export const ALERT_KINDS = [
   'frontend_down',
   's3_refused',
   's3_unavailable',
+  'network_down',
   'worker_died',
   'upkeep_failed',
   'error_rate',

@@ -34,6 +34,8 @@ export const alertsConfigSchema = z.strictObject({
   frontendDownMinutes: z.number().positive().default(30),
   /** A bucket we operate whose endpoint has failed us for at least this long is alerted (a restart of seconds is not). */
   s3DownMinutes: z.number().int().min(0).default(5),
+  /** Our way out (network, DNS resolver, proxy) failing downloads for at least this long is alerted (a blip is not). */
+  networkDownMinutes: z.number().int().min(0).default(5),
   /** A stage whose share of failed rows over the last windowMinutes is far above its usual. */
   errorRate: z
     .strictObject({

@@ -138,6 +138,8 @@ export const CONFIG_MEANINGS: Record<string, string | { meaning: string; default
   'alerts.frontendDownMinutes': 'a frontend unreachable longer than this is alerted',
   'alerts.s3DownMinutes':
     'a bucket we operate (imaged.s3 operatedBy us) whose endpoint has failed us (s3_unavailable) from this many minutes before the last failure to it is alerted; a restart of seconds is not; 0: at the first',
+  'alerts.networkDownMinutes':
+    'downloads given back because our own way out failed (network_unavailable, dns_unavailable, proxy_down) from this many minutes before the last such failure are alerted; a blip is not; 0: at the first',
   'alerts.errorRate.windowMinutes': "a stage's failed share over this window ...",
   'alerts.errorRate.baselineHours': '... against its usual share over these hours before ...',
   'alerts.errorRate.factor': '... is alerted at this many times the usual ...',

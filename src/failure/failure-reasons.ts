@@ -137,8 +137,8 @@ export const FAILURE_REASONS = {
 export type FailureClass = keyof typeof FAILURE_REASONS;
 
 /**
- * Our classes that an alert of their own covers: a store paused, a frontend down, a worker that died (the
- * database away). The others of ours (a bug, a lost original, files gone from the store) are the stage's
+ * Our classes that an alert of their own covers: a store paused, a frontend down, our way out failing
+ * (network_down), a worker that died (the database away). The others of ours (a bug, a lost original, files gone from the store) are the stage's
  * error-rate alert's, counted per worker and minute (worker_minutes.ours).
  */
 const ALERTED_ON_THEIR_OWN: ReadonlySet<string> = new Set([
@@ -147,6 +147,9 @@ const ALERTED_ON_THEIR_OWN: ReadonlySet<string> = new Set([
   'frontend_down',
   's3_refused',
   's3_unavailable',
+  'network_unavailable',
+  'dns_unavailable',
+  'proxy_down',
   'frontend_timeout',
   'frontend_disk_full',
   'rsync_error',
