@@ -1,15 +1,11 @@
 import fs from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { sql, type Kysely } from 'kysely';
 import { LisError } from '../errors.ts';
 import type { Database } from './schema.ts';
+import { runtimePath } from '../util/package-root.ts';
 
-/**
- * The migrations this code knows: `migrations/*.ts` through tsx, the compiled
- * `dist/migrations/*.js` when built (the same `../../migrations` from either).
- */
-export const MIGRATIONS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../migrations');
+/** The migrations this code knows: `migrations/*.ts` through tsx, the compiled `dist/migrations/*.js` when built. */
+export const MIGRATIONS_DIR = runtimePath('migrations');
 
 /** Names as Kysely records them in kysely_migration: the file name without its extension. */
 export function knownMigrations(dir = MIGRATIONS_DIR): string[] {

@@ -1,4 +1,4 @@
-import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
 import type { Readable } from 'node:stream';
 import type { S3Bucket } from '../config/imaged-config.ts';
 import { errorMessage } from '../errors.ts';
@@ -17,6 +17,13 @@ export interface S3Limits {
   firstByteMs: number;
 }
 
+/**
+ * The S3 SDK, loaded on the first `s3://` download: it is a fifth of a daemon's start-up CPU, and most
+ * deployments (and every `lis` command) never fetch from S3.
+ */
+let sdk: Promise<typeof import('@aws-sdk/client-s3')> | null = null;
+const loadSdk = () => (sdk ??= import('@aws-sdk/client-s3'));
+
 /** One client per configured bucket, made on first use (they keep their sockets). */
 export class S3Clients {
   private readonly clients = new Map<string, S3Client>();
@@ -34,9 +41,10 @@ export class S3Clients {
     return this.buckets[bucket] ?? null;
   }
 
-  clientFor(bucket: string): S3Client | null {
+  async clientFor(bucket: string): Promise<S3Client | null> {
     const settings = this.buckets[bucket];
     if (!settings) return null;
+    const { S3Client } = await loadSdk();
     let client = this.clients.get(bucket);
     if (!client) {
       client = new S3Client({
@@ -138,7 +146,7 @@ export function blameEndpoint(failure: DownloadFailure, bucket: string, settings
  */
 export async function fetchS3Original(clients: S3Clients, request: FetchRequest): Promise<FetchOutcome> {
   const target = parseS3Url(request.url);
-  const client = target ? clients.clientFor(target.bucket) : null;
+  const client = target ? await clients.clientFor(target.bucket) : null;
   const settings = target ? clients.settingsOf(target.bucket) : null;
   if (!target || !client || !settings) {
     return {
@@ -166,6 +174,7 @@ export async function fetchS3Original(clients: S3Clients, request: FetchRequest)
   request.signal?.addEventListener('abort', onStop, { once: true });
   let writer: OriginalWriter | null = null;
   try {
+    const { GetObjectCommand } = await loadSdk();
     const response = await client.send(new GetObjectCommand({ Bucket: target.bucket, Key: target.key }), { abortSignal: abort.signal });
     clearTimeout(firstByte);
     if (response.ContentLength !== undefined && response.ContentLength > request.maxBytes) {

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { runtimePath } from '../util/package-root.ts';
 import type { LisConfig } from '../config/config-schema.ts';
 import { loadConfig } from '../config/load-config.ts';
 import { runCommand } from '../util/exit-on-error.ts';
@@ -18,8 +18,8 @@ import { SERVICES } from './service-names.ts';
 
 const out = (text: string) => process.stdout.write(text);
 const ACTIONS = ['start', 'stop', 'restart', 'status'];
-/** The supervisor (a shell script beside this file, in src/ or dist/) that keeps an instance running. */
-const SUPERVISOR = fileURLToPath(new URL('./supervise.sh', import.meta.url));
+/** The supervisor (a shell script beside this file, in src/ or dist/src/) that keeps an instance running. */
+const SUPERVISOR = runtimePath('src', 'services', 'supervise.sh');
 /** A supervisor's command line names its pid file: a pid file naming some other process is known stale. */
 const supervisorMarker = (instance: ServiceInstance) => `\0${instance.pidFile}\0`;
 

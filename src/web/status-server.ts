@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { runtimePath } from '../util/package-root.ts';
 import type { LisConfig } from '../config/config-schema.ts';
 import type { Db } from '../db/connect.ts';
 import { connectionFailure } from '../db/connect.ts';
@@ -11,7 +11,7 @@ import { hostHeaderCheck } from './host-check.ts';
 import { lookupImage } from './lookup-image.ts';
 import { overviewReader } from './overview.ts';
 
-const PAGE = fs.readFileSync(path.join(path.dirname(fileURLToPath(import.meta.url)), 'status-page.html'));
+const PAGE = fs.readFileSync(runtimePath('src', 'web', 'status-page.html'));
 
 /** Only thumbnail paths as the store lays them out: nothing else on the disk can be asked for. */
 const THUMBNAIL_PATH = /^[a-z]{2,3}\/[0-9a-f]{2}\/[0-9a-f]{2}\/[0-9a-f]{32}_[A-Za-z0-9_-]+\.(jpg|webp|avif)$/;
