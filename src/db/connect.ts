@@ -8,7 +8,7 @@ import { isConnectError, isNotAnswering, permanentSqlState } from './database-er
 import { EMBEDDED_ACCESS } from './embedded-folder-access.ts';
 import { ensureEmbeddedRunning } from './embedded-server.ts';
 import { preparingClient } from './prepared-query.ts';
-import { MIGRATIONS_DIR, assertSchemaCurrent } from './schema-version.ts';
+import { MIGRATIONS_DIR, assertSchemaCurrent, refuseMixedSchema, schemaStatus, type SchemaStatus } from './schema-version.ts';
 import { retryWithBackoff } from '../util/retry-with-backoff.ts';
 import { settledWithin } from '../util/settled-within.ts';
 import type { Database } from './schema.ts';
@@ -234,15 +234,28 @@ export function migrator(db: Db): Migrator {
  * two processes running this at once is safe: the second finds nothing to do.
  */
 export async function migrateToLatest(db: Db): Promise<MigrationResult[]> {
+  const url = urls.get(db);
+  // A newer release may have migrated it (a rolling upgrade: its hosts first, then ours): that schema counts as
+  // current here too (assertSchemaCurrent), and Kysely, finding applied migrations it does not know, would call
+  // them "corrupted" and refuse every command and (embedded) daemon start of this release.
+  let status: SchemaStatus;
+  try {
+    status = await schemaStatus(db);
+  } catch (error) {
+    throw (url ? connectionFailure(url, error) : null) ?? error;
+  }
+  refuseMixedSchema(status, url ? redactUrl(url) : 'the database');
+  if (status.unknown.length > 0) return [];
   const { error, results } = await migrator(db).migrateToLatest();
   if (error) {
-    const url = urls.get(db);
     const unreachable = url ? connectionFailure(url, error) : null;
     if (unreachable) throw unreachable;
     const failed = results?.find((r) => r.status === 'Error');
+    // All pending migrations run in one transaction (PostgreSQL's DDL is transactional): a failure undoes them all.
+    const undone = `; nothing was applied (the ${status.missing.length} pending migration(s) run in one transaction), the schema is as it was`;
     throw new LisError(
       'ERR_MIGRATION',
-      failed ? `migration ${failed.migrationName} failed: ${errorMessage(error)}` : `cannot bring the schema up to date: ${errorMessage(error)}`,
+      failed ? `migration ${failed.migrationName} failed: ${errorMessage(error)}${undone}` : `cannot bring the schema up to date: ${errorMessage(error)}`,
       { cause: error },
     );
   }
@@ -318,6 +331,7 @@ export async function openDatabaseWaiting(
       return !(
         code === 'ERR_CONFIG' ||
         code === 'ERR_SCHEMA_BEHIND' ||
+        code === 'ERR_SCHEMA_MIXED' ||
         code === EMBEDDED_ACCESS ||
         (error instanceof LisError && error.code === 'ERR_MIGRATION' && /migration \S+ failed/.test(error.message)) ||
         (config.database.url !== null && /^(28|3D)/.test(permanentSqlState(error) ?? ''))
