@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { sql } from 'kysely';
 import { migrateToLatest } from '../src/db/connect.ts';
 import { knownMigrations } from '../src/db/schema-version.ts';
+import { recordFrontendHealth } from '../src/push/frontend-health.ts';
+import type { FrontendTransfer } from '../src/push/push-to-frontends.ts';
 import { spawnTs } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
@@ -60,5 +62,49 @@ describe('a rolling upgrade: two releases on one database', () => {
     assert.deepEqual(await applied(), []);
     const { rows } = await sql<{ t: string | null }>`SELECT to_regclass('live_images')::text AS t`.execute(t.db);
     assert.equal(rows[0].t, null, 'the first migration undone with the rest');
+  });
+
+  it("an older release's pusher (no down_host) clears no other host's down mark, and leaves no host name on a frontend that is up", async () => {
+    t = await createTestDatabase();
+    await sql`INSERT INTO frontends (name, target) VALUES ('n1', '/srv/n1'), ('n2', '/srv/n2')`.execute(t.db);
+    const transfer = (frontend: string, ok: boolean) =>
+      ({
+        frontend,
+        outcome: ok ? { ok: true } : { ok: false, errorClass: 'rsync_error', message: 'rsync exit 5: auth failed on module thumbs' },
+      }) as unknown as FrontendTransfer;
+    // The older release's statements (src/push/frontend-health.ts before down_host).
+    const olderMarks = (name: string) =>
+      sql`UPDATE frontends SET down_since = coalesce(down_since, now()), down_reason = 'frontend_down: refused' WHERE name = ${name}`.execute(t.db);
+    const olderClears = (name: string) =>
+      sql`UPDATE frontends SET down_since = NULL, down_reason = NULL WHERE name IN (${name}) AND down_since IS NOT NULL`.execute(t.db);
+    const marks = async () =>
+      Object.fromEntries(
+        (await t.db.selectFrom('frontends').select(['name', 'down_since', 'down_reason', 'down_host']).orderBy('name').execute()).map((r) => [
+          r.name,
+          r.down_since ? `down (${r.down_host ?? 'no host'}): ${r.down_reason}` : `up${r.down_host ? ` (${r.down_host})` : ''}`,
+        ]),
+      );
+
+    // n1 refuses web2 (this release); web1, of the older one, pushes to it fine: the mark stays web2's.
+    await recordFrontendHealth(t.db, [transfer('n1', false)], 'web2');
+    const since = (await t.db.selectFrom('frontends').select('down_since').where('name', '=', 'n1').executeTakeFirstOrThrow()).down_since;
+    await olderClears('n1');
+    assert.deepEqual(await marks(), { n1: 'down (web2): rsync_error: rsync exit 5: auth failed on module thumbs', n2: 'up' });
+    assert.deepEqual(
+      (await t.db.selectFrom('frontends').select('down_since').where('name', '=', 'n1').executeTakeFirstOrThrow()).down_since,
+      since,
+      'down since the first failure still: the alert can fire',
+    );
+    // web2's own success clears it.
+    await recordFrontendHealth(t.db, [transfer('n1', true)], 'web2');
+    assert.deepEqual(await marks(), { n1: 'up', n2: 'up' });
+
+    // An older host's mark names no host (as in its release): any host's success clears it, the older one's too.
+    await olderMarks('n2');
+    assert.deepEqual((await marks()).n2, 'down (no host): frontend_down: refused');
+    await olderClears('n2');
+    await olderMarks('n2');
+    await recordFrontendHealth(t.db, [transfer('n2', true)], 'web2');
+    assert.deepEqual(await marks(), { n1: 'up', n2: 'up' });
   });
 });
