@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { sql } from 'kysely';
+import { deliverAlerts } from '../src/alerts/deliver-alerts.ts';
+import type { Alert } from '../src/alerts/alert.ts';
 import { migrateToLatest } from '../src/db/connect.ts';
 import { knownMigrations } from '../src/db/schema-version.ts';
 import { recordFrontendHealth } from '../src/push/frontend-health.ts';
@@ -106,5 +108,31 @@ describe('a rolling upgrade: two releases on one database', () => {
     await olderMarks('n2');
     await recordFrontendHealth(t.db, [transfer('n2', true)], 'web2');
     assert.deepEqual(await marks(), { n1: 'up', n2: 'up' });
+  });
+
+  it("an alert an older release's manager sent (it claims and sends with one INSERT, no delivered_at) is not sent again by a newer one beside it", async () => {
+    t = await createTestDatabase();
+    const alert: Alert = {
+      kind: 'frontend_down',
+      key: 'frontend_down:n1:2026-12-01T03:00:00.000Z',
+      subject: 'frontend n1 unreachable for over 30 min',
+      detail: '',
+      action: '',
+    };
+    // The older manager's statement (src/alerts/deliver-alerts.ts before 2026-11-30T01), ten minutes ago; its send went out.
+    await sql`INSERT INTO alerts_sent AS s (key, kind, subject) VALUES (${alert.key}, ${alert.kind}, ${alert.subject})
+              ON CONFLICT (key) DO UPDATE SET sent_at = now(), subject = EXCLUDED.subject WHERE s.sent_at <= now() - interval '6 hours'`.execute(t.db);
+    await sql`UPDATE alerts_sent SET sent_at = now() - interval '10 minutes'`.execute(t.db);
+    const sent: string[] = [];
+    const report = await deliverAlerts(t.db, [alert], { dedupeMinutes: 360, maxPerHour: 20 }, (a) => Promise.resolve((sent.push(a.key), true)));
+    assert.deepEqual(sent, [], 'told once, by the older manager');
+    assert.equal(report.repeated, 1);
+    // This release's own claims still start undelivered (a manager dying before its send leaves one to be taken again).
+    const next: Alert = { ...alert, key: 'frontend_down:n2:2026-12-01T03:00:00.000Z' };
+    await deliverAlerts(t.db, [next], { dedupeMinutes: 360, maxPerHour: 20 }, async () => {
+      const { rows } = await sql<{ d: Date | null }>`SELECT delivered_at AS d FROM alerts_sent WHERE key = ${next.key}`.execute(t.db);
+      assert.equal(rows[0].d, null, 'claimed, not yet delivered, while it is sent');
+      return true;
+    });
   });
 });
