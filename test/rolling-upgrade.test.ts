@@ -6,6 +6,7 @@ import { migrateToLatest } from '../src/db/connect.ts';
 import { knownMigrations } from '../src/db/schema-version.ts';
 import { recordFrontendHealth } from '../src/push/frontend-health.ts';
 import type { FrontendTransfer } from '../src/push/push-to-frontends.ts';
+import pg from 'pg';
 import { spawnTs } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
@@ -134,5 +135,47 @@ describe('a rolling upgrade: two releases on one database', () => {
       assert.equal(rows[0].d, null, 'claimed, not yet delivered, while it is sent');
       return true;
     });
+  });
+
+  it('a migration waiting for a table another session holds gives up after its lock wait, naming that session, rather than stall the daemons behind it', async () => {
+    t = await createTestDatabase();
+    // The schema before 2026-12-01T03-alerts-delivered-by-default (an ALTER TABLE of alerts_sent).
+    await sql`ALTER TABLE alerts_sent ALTER COLUMN delivered_at DROP DEFAULT`.execute(t.db);
+    await sql`DELETE FROM kysely_migration WHERE name = '2026-12-01T03-alerts-delivered-by-default'`.execute(t.db);
+    // An operator's psql left in a transaction that read the table.
+    const psql = new pg.Client({ connectionString: t.url, application_name: 'psql' });
+    await psql.connect();
+    try {
+      await psql.query('BEGIN');
+      await psql.query('SELECT count(*) FROM alerts_sent');
+      const { rows } = await psql.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+      // Bounded for the test as it was before (no lock wait): the session ends after 3 s and the migration then goes on.
+      const ends = setTimeout(() => void psql.query('COMMIT'), 3000);
+      try {
+        const started = Date.now();
+        await assert.rejects(migrateToLatest(t.db, 200), (error: Error & { code?: string }) => {
+          assert.equal(error.code, 'ERR_MIGRATION_LOCKED');
+          assert.match(error.message, /^migration 2026-12-01T03-alerts-delivered-by-default waited 0\.2s for a lock on a table another session holds/);
+          assert.match(
+            error.message,
+            new RegExp(
+              `nothing was applied\\. Sessions in a transaction for longer: pid ${rows[0].pid} \\(psql, idle in transaction for \\d+s: SELECT pg_backend_pid`,
+            ),
+          );
+          return true;
+        });
+        assert.ok(Date.now() - started < 2500, 'gave up before the session ended');
+      } finally {
+        clearTimeout(ends);
+      }
+      assert.equal((await applied()).includes('2026-12-01T03-alerts-delivered-by-default'), false);
+      await psql.query('COMMIT');
+    } finally {
+      await psql.end();
+    }
+    assert.deepEqual(
+      (await migrateToLatest(t.db, 200)).map((r) => r.migrationName),
+      ['2026-12-01T03-alerts-delivered-by-default'],
+    );
   });
 });
