@@ -24,6 +24,8 @@ export async function databaseUrl(config: LisConfig): Promise<string> {
 
 /** The URL each Db was made for, so that a failure to connect can name the server. */
 const urls = new WeakMap<Db, string>();
+/** The connect bound each Db was made with, for the migration's own connection. */
+const connectBounds = new WeakMap<Db, number>();
 
 /** The URL `db` was made for (createDb): for a session of its own beside the pool (a lock held across statements). */
 export function urlOf(db: Db): string {
@@ -201,6 +203,7 @@ export function createDb(url: string, poolSize: number, onPoolError: (error: Err
   pool.on('error', onPoolError);
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   urls.set(db, url);
+  if (bounds?.connectMs !== undefined) connectBounds.set(db, bounds.connectMs);
   clientsOf.set(db, clients);
   return db;
 }
@@ -272,7 +275,8 @@ export async function migrateToLatest(db: Db, lockWaitMs = MIGRATION_LOCK_WAIT_M
   refuseMixedSchema(status, url ? redactUrl(url) : 'the database');
   if (status.unknown.length > 0 || status.missing.length === 0) return [];
   // On a connection of its own whose lock waits are bounded (the Migrator runs every pending migration on one).
-  const migrating = url ? createDb(withLockTimeout(url, lockWaitMs), 1) : db;
+  const connectMs = connectBounds.get(db);
+  const migrating = url ? createDb(withLockTimeout(url, lockWaitMs), 1, undefined, connectMs === undefined ? undefined : { connectMs }) : db;
   let run: Awaited<ReturnType<Migrator['migrateToLatest']>>;
   try {
     run = await migrator(migrating).migrateToLatest();
