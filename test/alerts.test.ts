@@ -332,7 +332,7 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
     // Claimed a moment ago by another manager, which may be sending it now.
     const { id } = await t.db.selectFrom('manager_events').select('id').where('check_name', '=', 'upkeep').executeTakeFirstOrThrow();
     const key = `upkeep_failed:uk:${id}`;
-    await sql`INSERT INTO alerts_sent (key, kind, subject, sent_at) VALUES (${key}, 'upkeep_failed', 'weekly upkeep failed for UK', now() - interval '30 seconds')`.execute(
+    await sql`INSERT INTO alerts_sent (key, kind, subject, sent_at, delivered_at) VALUES (${key}, 'upkeep_failed', 'weekly upkeep failed for UK', now() - interval '30 seconds', NULL)`.execute(
       t.db,
     );
     assert.match(await check(config), /^alerts: 0 sent, 1 already sent/);

@@ -16,8 +16,8 @@ describe('schema version: clients check, only installers migrate', () => {
   afterEach(async () => t?.drop());
 
   it('compares applied migrations with the known ones (a database ahead of the code is current)', () => {
-    assert.deepEqual(compareMigrations(['a', 'b', 'c'], ['a', 'b']), { current: false, lastApplied: 'b', newestKnown: 'c', missing: ['c'] });
-    assert.deepEqual(compareMigrations(['a', 'b'], ['b', 'a', 'z']), { current: true, lastApplied: 'z', newestKnown: 'b', missing: [] });
+    assert.deepEqual(compareMigrations(['a', 'b', 'c'], ['a', 'b']), { current: false, lastApplied: 'b', newestKnown: 'c', missing: ['c'], unknown: [] });
+    assert.deepEqual(compareMigrations(['a', 'b'], ['b', 'a', 'z']), { current: true, lastApplied: 'z', newestKnown: 'b', missing: [], unknown: ['z'] });
     assert.equal(compareMigrations(['a'], []).lastApplied, null);
   });
 

@@ -57,8 +57,9 @@ async function claimUnderCap(db: Db, alert: Alert, policy: DeliveryPolicy, dedup
     await sql`SELECT pg_advisory_xact_lock(${CAP_LOCK})`.execute(trx);
     const recent = await sql<{ n: number }>`SELECT count(*)::int AS n FROM alerts_sent WHERE sent_at > now() - interval '1 hour'`.execute(trx);
     if (recent.rows[0].n >= policy.maxPerHour) return 'capped';
+    // delivered_at named: a row without it (its default, now()) is an older release's manager's, which claims and sends in one.
     const claim = await sql<{ key: string }>`
-      INSERT INTO alerts_sent AS s (key, kind, subject) VALUES (${alert.key}, ${alert.kind}, ${alert.subject})
+      INSERT INTO alerts_sent AS s (key, kind, subject, delivered_at) VALUES (${alert.key}, ${alert.kind}, ${alert.subject}, NULL)
       ON CONFLICT (key) DO UPDATE SET sent_at = now(), subject = EXCLUDED.subject, delivered_at = NULL
         WHERE s.sent_at <= ${dedupe} OR (s.delivered_at IS NULL AND s.sent_at <= ${abandoned})
       RETURNING key`.execute(trx);

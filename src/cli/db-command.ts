@@ -4,6 +4,7 @@ import { connectionFailure, createDb, databaseUrl, describeServer, migrateToLate
 import { embeddedStatus, embeddedUrl, stopEmbedded } from '../db/embedded-server.ts';
 import { currentUser, ownerOf } from '../db/embedded-folder-access.ts';
 import { portInUse } from '../db/embedded-port.ts';
+import { aheadNote, schemaStatus } from '../db/schema-version.ts';
 import { errorMessage } from '../errors.ts';
 import { runCommand } from '../util/exit-on-error.ts';
 import { configFileOf } from './global-options.ts';
@@ -71,8 +72,11 @@ export function addDbCommand(program: Command): void {
         const kdb = createDb(url, 1);
         try {
           const pending = await pendingMigrations(kdb);
+          const ahead = pending.length === 0 ? aheadNote(await schemaStatus(kdb)) : null;
           console.log(
-            pending.length === 0 ? 'schema: current' : `schema: behind, ${pending.length} migrations to apply (npx lis db migrate): ${pending.join(', ')}`,
+            pending.length === 0
+              ? `schema: ${ahead ? `current (${ahead})` : 'current'}`
+              : `schema: behind, ${pending.length} migrations to apply (npx lis db migrate): ${pending.join(', ')}`,
           );
           return 0;
         } catch (error) {
@@ -94,7 +98,8 @@ export function addDbCommand(program: Command): void {
         const kdb = createDb(await databaseUrl(config), 1);
         try {
           const results = await migrateToLatest(kdb);
-          console.log(results.length ? results.map((r) => `applied ${r.migrationName}`).join('\n') : 'schema is up to date');
+          const ahead = results.length ? null : aheadNote(await schemaStatus(kdb));
+          console.log(results.length ? results.map((r) => `applied ${r.migrationName}`).join('\n') : (ahead ?? 'schema is up to date'));
         } finally {
           await kdb.destroy();
         }

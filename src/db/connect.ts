@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { promises as fs } from 'node:fs';
-import { FileMigrationProvider, Kysely, Migrator, PostgresDialect, type MigrationResult } from 'kysely';
+import { FileMigrationProvider, Kysely, Migrator, PostgresDialect, sql, type MigrationResult } from 'kysely';
 import pg from 'pg';
 import type { LisConfig } from '../config/config-schema.ts';
 import { LisError, errorMessage } from '../errors.ts';
@@ -8,7 +8,7 @@ import { isConnectError, isNotAnswering, permanentSqlState } from './database-er
 import { EMBEDDED_ACCESS } from './embedded-folder-access.ts';
 import { ensureEmbeddedRunning } from './embedded-server.ts';
 import { preparingClient } from './prepared-query.ts';
-import { MIGRATIONS_DIR, assertSchemaCurrent } from './schema-version.ts';
+import { MIGRATIONS_DIR, assertSchemaCurrent, refuseMixedSchema, schemaStatus, type SchemaStatus } from './schema-version.ts';
 import { retryWithBackoff } from '../util/retry-with-backoff.ts';
 import { settledWithin } from '../util/settled-within.ts';
 import type { Database } from './schema.ts';
@@ -24,6 +24,8 @@ export async function databaseUrl(config: LisConfig): Promise<string> {
 
 /** The URL each Db was made for, so that a failure to connect can name the server. */
 const urls = new WeakMap<Db, string>();
+/** The connect bound each Db was made with, for the migration's own connection. */
+const connectBounds = new WeakMap<Db, number>();
 
 /** The URL `db` was made for (createDb): for a session of its own beside the pool (a lock held across statements). */
 export function urlOf(db: Db): string {
@@ -201,6 +203,7 @@ export function createDb(url: string, poolSize: number, onPoolError: (error: Err
   pool.on('error', onPoolError);
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   urls.set(db, url);
+  if (bounds?.connectMs !== undefined) connectBounds.set(db, bounds.connectMs);
   clientsOf.set(db, clients);
   return db;
 }
@@ -233,16 +236,71 @@ export function migrator(db: Db): Migrator {
  * Brings the schema up to date. Kysely's Migrator holds an advisory lock, so
  * two processes running this at once is safe: the second finds nothing to do.
  */
-export async function migrateToLatest(db: Db): Promise<MigrationResult[]> {
-  const { error, results } = await migrator(db).migrateToLatest();
+/**
+ * How long a migration waits for a table's lock (SQLSTATE 55P03 after). An ALTER TABLE waiting for a session that
+ * holds its table (a psql left idle in a transaction, a long scan) makes every later statement on that table wait
+ * behind it: the daemons' heartbeats and pushes stood still until the session ended, with no word from the migration.
+ */
+export const MIGRATION_LOCK_WAIT_MS = 10_000;
+
+/** The URL with PostgreSQL's lock_timeout set for the session (the startup packet's options). */
+function withLockTimeout(url: string, ms: number): string {
+  const u = new URL(url);
+  u.searchParams.set('options', `${u.searchParams.get('options') ?? ''} -c lock_timeout=${ms}`.trim());
+  return u.toString();
+}
+
+/** The sessions of this database in a transaction for over `ms`: who may hold the lock a migration gave up on. */
+async function longTransactions(db: Db, ms: number): Promise<string> {
+  const { rows } = await sql<{ pid: number; app: string; state: string; secs: number; query: string }>`
+    SELECT pid, coalesce(nullif(application_name, ''), '?') AS app, state, extract(epoch FROM now() - xact_start)::int AS secs,
+           left(query, 80) AS query
+      FROM pg_stat_activity
+     WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start < now() - make_interval(secs => ${ms / 1000}::float8)
+     ORDER BY xact_start LIMIT 5`.execute(db);
+  return rows.length ? rows.map((r) => `pid ${r.pid} (${r.app}, ${r.state} for ${r.secs}s: ${r.query})`).join('; ') : 'none now (it has ended: run it again)';
+}
+
+export async function migrateToLatest(db: Db, lockWaitMs = MIGRATION_LOCK_WAIT_MS): Promise<MigrationResult[]> {
+  const url = urls.get(db);
+  // A newer release may have migrated it (a rolling upgrade: its hosts first, then ours): that schema counts as
+  // current here too (assertSchemaCurrent), and Kysely, finding applied migrations it does not know, would call
+  // them "corrupted" and refuse every command and (embedded) daemon start of this release.
+  let status: SchemaStatus;
+  try {
+    status = await schemaStatus(db);
+  } catch (error) {
+    throw (url ? connectionFailure(url, error) : null) ?? error;
+  }
+  refuseMixedSchema(status, url ? redactUrl(url) : 'the database');
+  if (status.unknown.length > 0 || status.missing.length === 0) return [];
+  // On a connection of its own whose lock waits are bounded (the Migrator runs every pending migration on one).
+  const connectMs = connectBounds.get(db);
+  const migrating = url ? createDb(withLockTimeout(url, lockWaitMs), 1, undefined, connectMs === undefined ? undefined : { connectMs }) : db;
+  let run: Awaited<ReturnType<Migrator['migrateToLatest']>>;
+  try {
+    run = await migrator(migrating).migrateToLatest();
+  } finally {
+    if (migrating !== db) await migrating.destroy();
+  }
+  const { error, results } = run;
   if (error) {
-    const url = urls.get(db);
     const unreachable = url ? connectionFailure(url, error) : null;
     if (unreachable) throw unreachable;
     const failed = results?.find((r) => r.status === 'Error');
+    if ((error as { code?: unknown }).code === '55P03')
+      throw new LisError(
+        'ERR_MIGRATION_LOCKED',
+        `migration ${failed?.migrationName ?? '?'} waited ${lockWaitMs / 1000}s for a lock on a table another session holds, and gave up ` +
+          `rather than hold up the daemons' statements on that table behind it; nothing was applied. Sessions in a transaction ` +
+          `for longer: ${await longTransactions(db, lockWaitMs).catch(() => 'unknown')}. End or wait for that session, then run \`lis db migrate\` again`,
+        { cause: error },
+      );
+    // All pending migrations run in one transaction (PostgreSQL's DDL is transactional): a failure undoes them all.
+    const undone = `; nothing was applied (the ${status.missing.length} pending migration(s) run in one transaction), the schema is as it was`;
     throw new LisError(
       'ERR_MIGRATION',
-      failed ? `migration ${failed.migrationName} failed: ${errorMessage(error)}` : `cannot bring the schema up to date: ${errorMessage(error)}`,
+      failed ? `migration ${failed.migrationName} failed: ${errorMessage(error)}${undone}` : `cannot bring the schema up to date: ${errorMessage(error)}`,
       { cause: error },
     );
   }
@@ -318,6 +376,7 @@ export async function openDatabaseWaiting(
       return !(
         code === 'ERR_CONFIG' ||
         code === 'ERR_SCHEMA_BEHIND' ||
+        code === 'ERR_SCHEMA_MIXED' ||
         code === EMBEDDED_ACCESS ||
         (error instanceof LisError && error.code === 'ERR_MIGRATION' && /migration \S+ failed/.test(error.message)) ||
         (config.database.url !== null && /^(28|3D)/.test(permanentSqlState(error) ?? ''))
