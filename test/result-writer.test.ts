@@ -85,7 +85,10 @@ describe('the results writer', function () {
     await writeResults(chunk, { ...writerOptions(t.db, log, stop.signal), onWritten: (outcome) => written.push(outcome) });
     assert.deepEqual(written, [{ done: 1, failed: 0, deferred: 0, lost: 3, deleted: 2 }]);
     const said = lines.join('\n');
-    assert.match(said, /WARN 2 rows were deleted from live_images while this worker held them \(a DELETE by hand or by an ETL, not the manager\): their results were dropped/);
+    assert.match(
+      said,
+      /WARN 2 rows were deleted from live_images while this worker held them \(a DELETE by hand or by an ETL, not the manager\): their results were dropped/,
+    );
     assert.match(said, /WARN Lost the lock on 1 rows \(released by the manager\?\)/);
   });
 
