@@ -11,7 +11,8 @@ import { createPusher } from '../src/push/pusherd-main.ts';
 import { ClaimCursor } from '../src/queue/claim-cursor.ts';
 import { claimChunk } from '../src/queue/claim-chunk.ts';
 import { finishRows } from '../src/queue/finish-rows.ts';
-import { refreshRows } from '../src/queue/refresh-rows.ts';
+import { disableDatasource, enableDatasource } from '../src/manager/datasource-switch.ts';
+import { refreshHeldByDisabled, refreshRows } from '../src/queue/refresh-rows.ts';
 import { reworkRows } from '../src/queue/rework-rows.ts';
 import type { ImageData } from '../src/store/image-data.ts';
 import { nextThumbnailVersion, thumbnailRelativePath, thumbnailStorePath } from '../src/store/store-layout.ts';
@@ -25,6 +26,20 @@ describe('rework of live images', function () {
   let t: TestDatabase;
   beforeEach(async () => (t = await createTestDatabase()));
   afterEach(async () => t.drop());
+
+  it("a refresh leaves a disabled datasource's live images as they are (its source is not to be asked), and takes them once it is enabled", async () => {
+    await insertUrls(t.db, 'uk', 2, { datasourceId: 1, prefix: 'http://one.example/' });
+    await insertUrls(t.db, 'uk', 2, { datasourceId: 2, prefix: 'http://two.example/' });
+    await sql`UPDATE live_images SET stage = 'live', state = 'done', image_data = '{"presets":{}}', live_data = '{"presets":{}}'`.execute(t.db);
+    await relistAll(t.db);
+    await disableDatasource(t.db, 'uk', 2, 'by hand: the source asked us to stop');
+    assert.equal(await refreshRows(t.db, { country: 'uk', olderThanDays: 0 }), 2);
+    assert.equal(await refreshHeldByDisabled(t.db, { country: 'uk', olderThanDays: 0 }), 2);
+    assert.deepEqual(await countBy(t.db, sql`datasource_id = 2`), { 'live/done': 2 }, 'not queued for lis_downloadd');
+    assert.equal(await enableDatasource(t.db, 'uk', 2), 0);
+    assert.equal(await refreshRows(t.db, { country: 'uk', olderThanDays: 0 }), 2);
+    assert.deepEqual(await countBy(t.db), { 'download/waiting': 4 });
+  });
 
   async function runPusher(): Promise<void> {
     const config = parseConfig({ ...JSON.parse(fs.readFileSync(t.writeConfig(), 'utf8')), queue: { backoff: { baseSeconds: 0.01, jitter: 0 } } }, {}, t.dir);
