@@ -129,8 +129,9 @@ describe('lis image classify and lis rethumbnail', function () {
     await relistAll(t.db);
 
     // The operator changes the datasource's quality and re-thumbnails it.
-    await sql`INSERT INTO datasources (country, datasource_id, quality) VALUES ('uk', 16, 50)
-              ON CONFLICT (country, datasource_id) DO UPDATE SET quality = 50`.execute(t.db);
+    // A gamma too: stored as a real (1.2000000476837158), compared as the thumbnailer records it (1.2).
+    await sql`INSERT INTO datasources (country, datasource_id, quality, gamma) VALUES ('uk', 16, 50, 1.2)
+              ON CONFLICT (country, datasource_id) DO UPDATE SET quality = 50, gamma = 1.2`.execute(t.db);
     const first = await lis('rethumbnail', '--country', 'uk', '--datasource', '16');
     assert.equal(first.code, 0, first.output);
     assert.match(first.output, /^3 images queued for thumbnailing again/m, 'the live ones and the one waiting in push (it would go live with the old quality)');
@@ -145,8 +146,8 @@ describe('lis image classify and lis rethumbnail', function () {
     await goLive(sql`true`);
     const after = await details();
     assert.deepEqual(
-      after.map((r) => (r.details as { quality: number }).quality),
-      [50, 50, quality, 50],
+      after.map((r) => r.details),
+      [1, 2, 3, 4].map((i) => (i === 3 ? { sharpen, gamma, quality } : { sharpen, gamma: 1.2, quality: 50 })),
     );
     const stale = await lis('rethumbnail', '--country', 'uk', '--datasource', '16', '--stale');
     assert.equal(stale.code, 0, stale.output);
