@@ -67,5 +67,5 @@ export function heldNotice(held: number, opts: { country?: string; datasource?: 
   const again = ['lis rethumbnail', ...flag('--country', opts.country), ...flag('--datasource', opts.datasource), ...flag('--preset', opts.preset)];
   if (opts.preset === undefined) again.push('--stale');
   const takes = opts.preset === undefined ? 'takes every image not made with the settings in force' : `takes those that still lack ${opts.preset}`;
-  return `${held} more are being thumbnailed or pushed right now, made with what was in force before: once they are live, \`${again.join(' ')}\` ${takes}`;
+  return `${held} more are being thumbnailed or pushed right now, perhaps made with what was in force before: once they are live, \`${again.join(' ')}\` ${takes}`;
 }
