@@ -13,6 +13,7 @@ import { claimChunk } from '../src/queue/claim-chunk.ts';
 import { finishRows } from '../src/queue/finish-rows.ts';
 import { disableDatasource, enableDatasource } from '../src/manager/datasource-switch.ts';
 import { refreshHeldByDisabled, refreshRows } from '../src/queue/refresh-rows.ts';
+import { sendBackRows } from '../src/queue/send-back-rows.ts';
 import { reworkRows } from '../src/queue/rework-rows.ts';
 import type { ImageData } from '../src/store/image-data.ts';
 import { nextThumbnailVersion, thumbnailRelativePath, thumbnailStorePath } from '../src/store/store-layout.ts';
@@ -39,6 +40,17 @@ describe('rework of live images', function () {
     assert.equal(await enableDatasource(t.db, 'uk', 2), 0);
     assert.equal(await refreshRows(t.db, { country: 'uk', olderThanDays: 0 }), 2);
     assert.deepEqual(await countBy(t.db), { 'download/waiting': 4 });
+  });
+
+  it('rows of a disabled datasource sent back to download (their original lost, their host gone) are parked there, not downloaded from its source', async () => {
+    await insertUrls(t.db, 'uk', 2, { datasourceId: 2 });
+    await sql`UPDATE live_images SET stage = 'thumbnail', state = 'failed', last_error_class = 'original_missing'`.execute(t.db);
+    await disableDatasource(t.db, 'uk', 2, 'by hand: the source asked us to stop');
+    const where = sql`li.stage = 'thumbnail' AND li.state = 'failed' AND li.locked_by IS NULL`;
+    assert.equal(await sendBackRows(t.db, { where, to: 'download', reason: sql`li.last_error`, errorClass: sql`li.last_error_class` }), 2);
+    assert.deepEqual(await countBy(t.db), { 'download/parked': 2 });
+    assert.equal(await enableDatasource(t.db, 'uk', 2), 2, 'its re-opening puts them back');
+    assert.deepEqual(await countBy(t.db), { 'download/waiting': 2 });
   });
 
   async function runPusher(): Promise<void> {
