@@ -9,6 +9,7 @@ import { lis_hash_for_url } from '../src/hash/image-hash.ts';
 import { lookupImage } from '../src/web/lookup-image.ts';
 import { spawnTs } from './helpers/processes.ts';
 import { countBy, insertUrls, relistAll } from './helpers/rows.ts';
+import { flatJpeg, insertThumbnailRows, runThumbnailStage } from './helpers/thumbnail-fixtures.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
 describe('lis image classify and lis rethumbnail', function () {
@@ -84,10 +85,10 @@ describe('lis image classify and lis rethumbnail', function () {
     await relistAll(t.db);
     const some = await lis('rethumbnail', '--country', 'uk', '--preset', 'huge');
     assert.equal(some.code, 0, some.output);
-    assert.match(some.output, /^2 live images queued/m);
+    assert.match(some.output, /^2 images queued/m);
     assert.deepEqual(await countBy(t.db), { 'live/done': 2, 'thumbnail/waiting': 2 });
     const all = await lis('rethumbnail');
-    assert.match(all.output, /^2 live images queued/m, 'every country; the rest');
+    assert.match(all.output, /^2 images queued/m, 'every country; the rest');
     const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM live_images WHERE live_data IS NOT NULL`.execute(t.db);
     assert.equal(rows[0].n, 4, 'all still served');
     assert.equal((await lis('rethumbnail', '--datasource', '1')).code, 2, '--datasource needs --country');
@@ -104,5 +105,54 @@ describe('lis image classify and lis rethumbnail', function () {
     assert.equal(typo.code, 2, typo.output);
     assert.match(typo.output, /--preset "hgue": not a configured preset \(thumbnail.presets: small, huge\)/);
     assert.deepEqual(await countBy(t.db), { 'live/done': 2 });
+  });
+
+  it("lis rethumbnail after a datasource's settings changed takes its images waiting in push too, tells of those in hand, and --stale later takes only those", async () => {
+    const original = await flatJpeg(64, 48);
+    await insertThumbnailRows(
+      t.db,
+      t.config,
+      'uk',
+      [1, 2, 3, 4].map((i) => ({ url: `http://ds16.example/${i}.jpg`, datasourceId: 16, original })),
+    );
+    await runThumbnailStage(t.db, t.config, t.url);
+    const details = async () =>
+      (await sql<{ n: number; details: unknown }>`SELECT id::int AS n, image_data->'details' AS details FROM live_images ORDER BY id`.execute(t.db)).rows;
+    const { sharpen, gamma, quality } = t.config.thumbnail.defaults;
+    for (const row of await details()) assert.deepEqual(row.details, { sharpen, gamma, quality }, 'image_data records the settings it was made with');
+    // 1 and 4 went live; 2 waits in push; 3 is being pushed (a pusher holds it).
+    const goLive = (where: ReturnType<typeof sql>) =>
+      sql`UPDATE live_images SET stage = 'live', state = 'done', live_data = image_data, locked_by = NULL, locked_at = NULL WHERE ${where}`.execute(t.db);
+    const ids = (await details()).map((r) => r.n);
+    await goLive(sql`id IN (${ids[0]}, ${ids[3]})`);
+    await sql`UPDATE live_images SET locked_by = 'web1:42', locked_at = now() WHERE id = ${ids[2]}`.execute(t.db);
+    await relistAll(t.db);
+
+    // The operator changes the datasource's quality and re-thumbnails it.
+    // A gamma too: stored as a real (1.2000000476837158), compared as the thumbnailer records it (1.2).
+    await sql`INSERT INTO datasources (country, datasource_id, quality, gamma) VALUES ('uk', 16, 50, 1.2)
+              ON CONFLICT (country, datasource_id) DO UPDATE SET quality = 50, gamma = 1.2`.execute(t.db);
+    const first = await lis('rethumbnail', '--country', 'uk', '--datasource', '16');
+    assert.equal(first.code, 0, first.output);
+    assert.match(first.output, /^3 images queued for thumbnailing again/m, 'the live ones and the one waiting in push (it would go live with the old quality)');
+    assert.match(
+      first.output,
+      /^1 more are being thumbnailed or pushed right now, .*`lis rethumbnail --country uk --datasource 16 --stale` takes every image not made with the settings in force$/m,
+    );
+    assert.deepEqual(await countBy(t.db), { 'push/waiting/locked': 1, 'thumbnail/waiting': 3 });
+
+    // Made again with quality 50 and live; the held one went live as it was.
+    await runThumbnailStage(t.db, t.config, t.url);
+    await goLive(sql`true`);
+    const after = await details();
+    assert.deepEqual(
+      after.map((r) => r.details),
+      [1, 2, 3, 4].map((i) => (i === 3 ? { sharpen, gamma, quality } : { sharpen, gamma: 1.2, quality: 50 })),
+    );
+    const stale = await lis('rethumbnail', '--country', 'uk', '--datasource', '16', '--stale');
+    assert.equal(stale.code, 0, stale.output);
+    assert.match(stale.output, /^1 images queued/m, 'only the one made with the old quality');
+    assert.doesNotMatch(stale.output, /more are being/);
+    assert.deepEqual(await countBy(t.db), { 'live/done': 3, 'thumbnail/waiting': 1 });
   });
 });

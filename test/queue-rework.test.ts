@@ -11,7 +11,9 @@ import { createPusher } from '../src/push/pusherd-main.ts';
 import { ClaimCursor } from '../src/queue/claim-cursor.ts';
 import { claimChunk } from '../src/queue/claim-chunk.ts';
 import { finishRows } from '../src/queue/finish-rows.ts';
-import { refreshRows } from '../src/queue/refresh-rows.ts';
+import { disableDatasource, enableDatasource } from '../src/manager/datasource-switch.ts';
+import { refreshHeldByDisabled, refreshRows } from '../src/queue/refresh-rows.ts';
+import { sendBackRows } from '../src/queue/send-back-rows.ts';
 import { reworkRows } from '../src/queue/rework-rows.ts';
 import type { ImageData } from '../src/store/image-data.ts';
 import { nextThumbnailVersion, thumbnailRelativePath, thumbnailStorePath } from '../src/store/store-layout.ts';
@@ -25,6 +27,31 @@ describe('rework of live images', function () {
   let t: TestDatabase;
   beforeEach(async () => (t = await createTestDatabase()));
   afterEach(async () => t.drop());
+
+  it("a refresh leaves a disabled datasource's live images as they are (its source is not to be asked), and takes them once it is enabled", async () => {
+    await insertUrls(t.db, 'uk', 2, { datasourceId: 1, prefix: 'http://one.example/' });
+    await insertUrls(t.db, 'uk', 2, { datasourceId: 2, prefix: 'http://two.example/' });
+    await sql`UPDATE live_images SET stage = 'live', state = 'done', image_data = '{"presets":{}}', live_data = '{"presets":{}}'`.execute(t.db);
+    await relistAll(t.db);
+    await disableDatasource(t.db, 'uk', 2, 'by hand: the source asked us to stop');
+    assert.equal(await refreshRows(t.db, { country: 'uk', olderThanDays: 0 }), 2);
+    assert.equal(await refreshHeldByDisabled(t.db, { country: 'uk', olderThanDays: 0 }), 2);
+    assert.deepEqual(await countBy(t.db, sql`datasource_id = 2`), { 'live/done': 2 }, 'not queued for lis_downloadd');
+    assert.equal(await enableDatasource(t.db, 'uk', 2), 0);
+    assert.equal(await refreshRows(t.db, { country: 'uk', olderThanDays: 0 }), 2);
+    assert.deepEqual(await countBy(t.db), { 'download/waiting': 4 });
+  });
+
+  it('rows of a disabled datasource sent back to download (their original lost, their host gone) are parked there, not downloaded from its source', async () => {
+    await insertUrls(t.db, 'uk', 2, { datasourceId: 2 });
+    await sql`UPDATE live_images SET stage = 'thumbnail', state = 'failed', last_error_class = 'original_missing'`.execute(t.db);
+    await disableDatasource(t.db, 'uk', 2, 'by hand: the source asked us to stop');
+    const where = sql`li.stage = 'thumbnail' AND li.state = 'failed' AND li.locked_by IS NULL`;
+    assert.equal(await sendBackRows(t.db, { where, to: 'download', reason: sql`li.last_error`, errorClass: sql`li.last_error_class` }), 2);
+    assert.deepEqual(await countBy(t.db), { 'download/parked': 2 });
+    assert.equal(await enableDatasource(t.db, 'uk', 2), 2, 'its re-opening puts them back');
+    assert.deepEqual(await countBy(t.db), { 'download/waiting': 2 });
+  });
 
   async function runPusher(): Promise<void> {
     const config = parseConfig({ ...JSON.parse(fs.readFileSync(t.writeConfig(), 'utf8')), queue: { backoff: { baseSeconds: 0.01, jitter: 0 } } }, {}, t.dir);

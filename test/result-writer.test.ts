@@ -74,6 +74,24 @@ describe('the results writer', function () {
     assert.doesNotMatch(said, /Lost the lock/);
   });
 
+  it('rows deleted while held (an ETL or a person ran DELETE) are told as deleted, not as locks the manager took back', async () => {
+    await insertUrls(t.db, 'uk', 4);
+    const rows = await claimChunk(t.db, { country: 'uk', stage: 'download', workerId: 'w1', storeHost: '', limit: 4, afterId: '0' });
+    await sql`DELETE FROM live_images WHERE id IN (${rows[0].id}, ${rows[1].id})`.execute(t.db);
+    // And one the manager released meanwhile, which another worker holds now.
+    await sql`UPDATE live_images SET locked_by = 'w2' WHERE id = ${rows[2].id}`.execute(t.db);
+    const { log, lines, stop, chunk } = finishedChunk(rows);
+    const written: FlushOutcome[] = [];
+    await writeResults(chunk, { ...writerOptions(t.db, log, stop.signal), onWritten: (outcome) => written.push(outcome) });
+    assert.deepEqual(written, [{ done: 1, failed: 0, deferred: 0, lost: 3, deleted: 2 }]);
+    const said = lines.join('\n');
+    assert.match(
+      said,
+      /WARN 2 rows were deleted from live_images while this worker held them \(a DELETE by hand or by an ETL, not the manager\): their results were dropped/,
+    );
+    assert.match(said, /WARN Lost the lock on 1 rows \(released by the manager\?\)/);
+  });
+
   it('a flush whose COMMIT failed (the server aborted it): the retry learns it did not commit, and writes the results again', async () => {
     await insertUrls(t.db, 'uk', 5);
     const rows = await claimChunk(t.db, { country: 'uk', stage: 'download', workerId: 'w1', storeHost: '', limit: 5, afterId: '0' });

@@ -46,6 +46,10 @@ describe('lis_thumbnaild (real daemon, real PostgreSQL)', () => {
     const set = spawnTs('bin/lis', ['--config', config, 'datasource', 'set', 'uk', '16', '--sharpen', '0x1', '--gamma', '1.0', '--quality', '90'], env);
     assert.equal((await set.exited).code, 0, set.output());
     assert.match(set.output(), /uk 16: sharpen 0x1, gamma 1, quality 90/);
+    assert.match(
+      set.output(),
+      /^images thumbnailed before, or being thumbnailed now, keep the settings they were made with until `lis rethumbnail --country uk --datasource 16 --stale` makes them again/m,
+    );
     const bad = spawnTs('bin/lis', ['--config', config, 'datasource', 'set', 'uk', '16', '--sharpen', '1y2'], env);
     // The country is an argument here, not a flag: the error named a --country the command does not have.
     const badCountry = spawnTs('bin/lis', ['--config', config, 'datasource', 'show', 'u-k'], env);

@@ -47,6 +47,10 @@ export function addDatasourceCommand(program: Command): Command {
             .onConflict((oc) => oc.columns(['country', 'datasource_id']).doUpdateSet({ ...columns, updated_at: sql`now()` }))
             .execute();
           printDetails(country, datasourceId, await storedDetails(db, country, datasourceId), config.thumbnail.defaults);
+          // Nothing made already changes by itself: say what does, or the old look stays for good unnoticed.
+          console.log(
+            `images thumbnailed before, or being thumbnailed now, keep the settings they were made with until \`lis rethumbnail --country ${country} --datasource ${datasourceId} --stale\` makes them again (they stay live meanwhile)`,
+          );
         } finally {
           await db.destroy();
         }

@@ -3,7 +3,7 @@ import { parseCountry, parseIntFlag } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
 import type { Db } from '../db/connect.ts';
 import { openDatabase } from '../db/connect.ts';
-import { refreshRows } from '../queue/refresh-rows.ts';
+import { refreshHeldByDisabled, refreshRows } from '../queue/refresh-rows.ts';
 import { runCommand } from '../util/exit-on-error.ts';
 import { configFileOf } from './global-options.ts';
 
@@ -33,6 +33,11 @@ export function addRefreshCommand(program: Command): void {
         try {
           const moved = await refreshDueRows(db, { country, olderThanDays, limit });
           console.log(`${moved} live images queued for refresh (downloaded more than ${olderThanDays} days ago)`);
+          const disabled = await refreshHeldByDisabled(db, { country, olderThanDays });
+          if (disabled > 0)
+            console.log(
+              `${disabled} more are of disabled datasources, whose sources are not asked: left as they are (lis datasource show ${country}; a refresh after lis datasource enable takes them)`,
+            );
           return 0;
         } finally {
           await db.destroy();

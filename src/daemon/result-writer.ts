@@ -69,8 +69,14 @@ export async function writeResults(chunk: ChunkRun, options: WriterOptions): Pro
   if (count === 0) return;
   const { log } = options;
   const written = (outcome: FlushOutcome) => {
-    if (outcome.lost > 0)
-      log.warn(`Lost the lock on ${outcome.lost} rows (released by the manager?); their results were not written`, { scope: options.scope });
+    const deleted = outcome.deleted ?? 0;
+    if (deleted > 0)
+      log.warn(
+        `${deleted} rows were deleted from live_images while this worker held them (a DELETE by hand or by an ETL, not the manager): their results were dropped`,
+        { scope: options.scope },
+      );
+    if (outcome.lost > deleted)
+      log.warn(`Lost the lock on ${outcome.lost - deleted} rows (released by the manager?); their results were not written`, { scope: options.scope });
     options.onWritten(outcome);
   };
   let inDoubt: FlushInDoubt | null = null;

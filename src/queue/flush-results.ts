@@ -19,8 +19,10 @@ export interface FlushOutcome {
   done: number;
   failed: number;
   deferred: number;
-  /** Rows of the batch this worker no longer held (the manager released them): nothing was written for them. */
+  /** Rows of the batch this worker no longer held (the manager released them, or they were deleted): nothing was written for them. */
   lost: number;
+  /** Of `lost`, the rows no longer in live_images (a DELETE by hand or by an ETL while held); present only when some were. */
+  deleted?: number;
 }
 
 /**
@@ -60,7 +62,11 @@ export async function flushResults(db: Db, workerId: string, stage: WorkStage, b
     const done = await finishRows(trx, workerId, stage, batch.finished);
     const failed = (await failRows(trx, workerId, batch.failures, policy)).updated;
     const deferred = await deferRows(trx, workerId, batch.deferred);
-    outcome = { done, failed, deferred, lost: total - done - failed - deferred };
+    const lost = total - done - failed - deferred;
+    outcome = { done, failed, deferred, lost };
+    // Which of them are gone from the table, not held by another: each needs its own words (and its own culprit).
+    const deleted = lost > 0 ? await countDeleted(trx, batchIds(batch)) : 0;
+    if (deleted > 0) outcome.deleted = deleted;
   } catch (error) {
     await giveUp(trx);
     throw error;
@@ -72,6 +78,21 @@ export async function flushResults(db: Db, workerId: string, stage: WorkStage, b
     throw new FlushInDoubt(xid, outcome, error);
   }
   return outcome;
+}
+
+/** Every row id of a batch. */
+function batchIds(batch: ResultBatch): string[] {
+  return [...batch.finished.map((r) => r.id), ...batch.failures.map((r) => r.id), ...batch.deferred.map((r) => r.id)];
+}
+
+/**
+ * How many of `ids` are no longer rows of live_images. Read in the flush's transaction after its writes: a row it
+ * wrote cannot be deleted before it commits (its lock), so a row missing now was gone before the write.
+ */
+async function countDeleted(trx: ControlledTransaction<Database>, ids: string[]): Promise<number> {
+  const { rows } = await sql<{ n: number }>`
+    SELECT count(*)::int AS n FROM unnest(${ids}::bigint[]) AS v(id) WHERE NOT EXISTS (SELECT 1 FROM live_images li WHERE li.id = v.id)`.execute(trx);
+  return rows[0].n;
 }
 
 /**

@@ -2,6 +2,7 @@ import { sql, type RawBuilder } from 'kysely';
 import type { Db } from '../db/connect.ts';
 import { maskUrlPasswords } from '../util/mask-url-password.ts';
 import { moveRows } from './move-rows.ts';
+import { parkedIfDisabled } from './park-rows.ts';
 
 export interface SendBack {
   /** Which rows (over alias `li`), built by the caller from the selectors below. */
@@ -16,7 +17,9 @@ export interface SendBack {
  * Send back: rows go back to an earlier stage, because what that stage made
  * is gone (an original or thumbnail missing from the store, a host gone with
  * its stores). Attempts reset; back in download, store_host is cleared (the
- * download stage claims only such rows). A live row's served version
+ * download stage claims only such rows), and a row of a disabled datasource
+ * is parked there: waiting, it was downloaded at once from the source that was
+ * stopped (its re-opening puts it back). A live row's served version
  * (`live_data`) is kept: it stays on the frontends and in the Interface.
  */
 export async function sendBackRows(db: Db, s: SendBack): Promise<number> {
@@ -24,7 +27,7 @@ export async function sendBackRows(db: Db, s: SendBack): Promise<number> {
   return moveRows(
     db,
     s.where,
-    sql`stage = ${s.to}, state = 'waiting', attempts = 0, same_error_count = 0, streak_class = NULL, next_attempt_at = now(),
+    sql`stage = ${s.to}, state = ${s.to === 'download' ? parkedIfDisabled(sql`'waiting'`) : sql`'waiting'`}, attempts = 0, same_error_count = 0, streak_class = NULL, next_attempt_at = now(),
         ${s.to === 'download' ? sql`store_host = '',` : sql``}
         locked_by = NULL, locked_at = NULL, last_error = ${value(typeof s.reason === 'string' ? maskUrlPasswords(s.reason) : s.reason)}, last_error_class = ${value(s.errorClass)}`,
   );

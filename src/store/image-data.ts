@@ -10,6 +10,11 @@ export interface ImageData {
   presets: Record<string, PresetFile>;
   /** Which thumbnailing of the row made the files (absent: 1); part of the file names from 2 on. */
   version?: number;
+  /**
+   * The datasource's process details in force when the files were made (absent: made before they were
+   * recorded): `lis rethumbnail --stale` takes the images made with other settings than those now in force.
+   */
+  details?: { sharpen: string; gamma: number; quality: number };
   /** `#rrggbb` */
   dominantColor?: string;
   /** A tiny blurred stand-in shown while the thumbnail loads. */

@@ -144,7 +144,7 @@ export function createThumbnailWorker({ config, db }: ThumbnailWorkerOptions): S
       row: {
         id: row.id,
         set: {
-          image_data: imageDataOf(made, relative, version) as unknown as Record<string, unknown>,
+          image_data: imageDataOf(made, relative, version, details) as unknown as Record<string, unknown>,
           perceptual_hash: made.perceptualHash,
           ...(imageClass ? { image_class: imageClass } : {}),
         },
