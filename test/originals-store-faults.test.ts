@@ -204,6 +204,62 @@ describe('the stores a stage reads: not there, or a file unreadable', function (
     assert.equal((await run.exited).code, 0, run.output());
   });
 
+  it("a thumbnail store whose disk goes away while lis_thumbnaild runs (after the check before the claim) is not written either: the chunk's rows wait uncharged, the stage pauses, and it resumes on the disk", async () => {
+    t = await createTestDatabase({
+      overrides: { queue: { chunkSize: 2 }, thumbnail: { imagesInFlight: 2 }, stores: { minFreeBytes: 0, minFreePercent: 0, retryMaxSeconds: 0.2 } },
+    });
+    const disk = path.join(t.dir, 'thumbs-disk');
+    const store = t.config.stores.thumbnails;
+    fs.mkdirSync(disk);
+    fs.mkdirSync(store, { recursive: true });
+    const mounted = () => execFileSync('findmnt', ['-n', store], { encoding: 'utf8' }).trim() !== '';
+    const mount = () => execFileSync('mount', ['--bind', disk, store]);
+    const umount = () => execFileSync('umount', [store]);
+    mount();
+    cleanups.push(() => {
+      try {
+        if (mounted()) umount();
+      } catch {
+        // not mounted
+      }
+    });
+    const specs = await Promise.all(
+      [0, 1, 2, 3].map(async (i) => ({ url: `http://e.example/${i}.jpg`, original: await flatJpeg(160, 120, { r: 40 * i, g: 90, b: 200 }) })),
+    );
+    await insertThumbnailRows(t.db, t.config, 'uk', specs);
+    // The disk goes (an operator's umount, a mount unit stopped: the daemon holds no file open there between
+    // writes) once the first chunk is done and the second claimed: its check before the claim passed.
+    let chunks = 0;
+    const run = runThumbnailStage(t.db, t.config, t.url, 'uk', (worker) => ({
+      ...worker,
+      processChunk: (rows, ctx) => {
+        if (++chunks === 2) umount();
+        return worker.processChunk(rows, ctx);
+      },
+    }));
+    await waitFor(async () => (await pausedReason(t)) !== null, 20_000, 'lis_thumbnaild paused');
+    assert.match((await pausedReason(t))!, /is empty and has no \.imagesys-store, but rows of this host have files there: is its disk mounted\?/);
+    // Before, the write made the folders again on the host's own disk, the next check marked that as the store,
+    // and the rows went on to push with their files on the wrong disk.
+    assert.deepEqual(fs.readdirSync(store), [], "nothing written on the host's own disk");
+    const waiting = Object.values(await rowFacts(t)).filter((r) => r.stage === 'thumbnail');
+    assert.deepEqual(
+      waiting.map((r) => [r.attempts, r.cls]),
+      [
+        [0, 'store_write_failed'],
+        [0, 'store_write_failed'],
+      ],
+      'the second chunk given back, uncharged, as the store fault it is',
+    );
+
+    mount();
+    await run;
+    assert.equal(await pausedReason(t), null, 'the pause is over');
+    assert.deepEqual(await countBy(t.db), { 'push/waiting': 4 }, 'every row thumbnailed once the disk was back');
+    const files = fs.readdirSync(path.join(disk, 'uk'), { recursive: true }).filter((f) => String(f).endsWith('.jpg'));
+    assert.equal(files.length, 4 * 3, "every row's files on the disk");
+  });
+
   it('a new store, or one from before the marker, is marked at its first check', async () => {
     t = await createTestDatabase();
     await insertThumbnailRows(t.db, t.config, 'uk', [{ url: 'http://d.example/0.jpg', original: await flatJpeg(64, 48) }]);

@@ -1,12 +1,13 @@
 import { readFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { checkReadable } from '../daemon/store-check.ts';
+import { assertStoreMounted, checkReadable } from '../daemon/store-check.ts';
 import { STORE_PATH_WORDS, storeWriteFault } from '../daemon/store-write-fault.ts';
 import type { LisConfig } from '../config/config-schema.ts';
 import type { Db } from '../db/connect.ts';
 import { UsageError, errorMessage } from '../errors.ts';
 import type { ChunkContext, RowResult, StageWorker } from '../daemon/run-daemon.ts';
 import type { ClaimedRow } from '../queue/claim-chunk.ts';
+import { rowsPastStageOnHost } from '../queue/queue-figures.ts';
 import { writeFileAtomic } from '../store/atomic-file.ts';
 import { nextThumbnailVersion, originalPath, thumbnailRelativePath, thumbnailStorePath } from '../store/store-layout.ts';
 import { classifyImage, sameHashCountMatters } from './classify-image.ts';
@@ -46,6 +47,8 @@ export function createThumbnailWorker({ config, db }: ThumbnailWorkerOptions): S
     }
   };
   let lastLog: ChunkContext['log'] | null = null;
+  // Whether the thumbnail store should hold files: rows of this host (or of the shared stores) past this stage.
+  const rowsPastThumbnailing = () => rowsPastStageOnHost(db, config.stores.shared ? '' : config.host, 'thumbnail');
 
   return {
     component: 'thumbnaild',
@@ -120,10 +123,12 @@ export function createThumbnailWorker({ config, db }: ThumbnailWorkerOptions): S
     // A new version gets new names: the files the frontends serve stay untouched until it is live everywhere.
     const version = nextThumbnailVersion(row.image_data);
     const relative = (preset: string, ext: string) => thumbnailRelativePath(row.country, row.image_hash, preset, ext, version);
+    // A row's folder is made only in a store that is mounted: one whose disk went since the check would be made on the host's disk.
+    const writeOptions = { beforeMakingFolders: () => assertStoreMounted(config.stores.thumbnails, rowsPastThumbnailing) };
     try {
       await Promise.all(
         Object.entries(made.presets).flatMap(([name, output]) =>
-          output.files.map((file) => writeFileAtomic(thumbnailStorePath(config, relative(name, file.ext)), file.data)),
+          output.files.map((file) => writeFileAtomic(thumbnailStorePath(config, relative(name, file.ext)), file.data, writeOptions)),
         ),
       );
     } catch (error) {
