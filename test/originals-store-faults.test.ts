@@ -1,6 +1,7 @@
 // A store that is not there (not mounted), or a file in it that cannot be read, is our fault: lis_thumbnaild
 // and lis_pusherd pause (or give the row back) instead of sending rows a stage back for files never lost.
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -139,6 +140,40 @@ describe('the stores a stage reads: not there, or a file unreadable', function (
     assert.equal(fs.readFileSync(original).length, (await makeTestImages()).jpeg.length);
     await runThumbnailStage(t.db, t.config, t.url);
     assert.deepEqual(await countBy(t.db), { 'push/waiting': 1 });
+  });
+
+  it("an original cut short in the store (not as downloaded: fewer bytes than lis_downloadd stored) is our damage, original_missing, uncharged and removed; one that came so is still the source's", async () => {
+    t = await createTestDatabase();
+    const whole = await flatJpeg(320, 240, { r: 30, g: 160, b: 90 });
+    const cut = whole.subarray(0, Math.floor(whole.length / 2));
+    const rows = await insertThumbnailRows(t.db, t.config, 'uk', [
+      { url: 'http://f.example/damaged.jpg', original: whole },
+      { url: 'http://f.example/sent-cut.jpg', original: cut },
+      { url: 'http://f.example/fine.jpg', original: whole },
+    ]);
+    // What lis_downloadd recorded of each original it stored: its bytes and SHA-256.
+    for (const row of rows) {
+      const bytes = fs.readFileSync(originalPath(t.config, 'uk', row.image_hash));
+      const contentHash = crypto.createHash('sha256').update(bytes).digest('hex');
+      await t.db.updateTable('live_images').set({ original_bytes: bytes.length, content_hash: contentHash }).where('id', '=', row.id).execute();
+    }
+    // Then a crash, or a copy or restore cut short, leaves the first one half there.
+    const damaged = originalPath(t.config, 'uk', rows[0].image_hash);
+    fs.writeFileSync(damaged, cut);
+
+    await runThumbnailStage(t.db, t.config, t.url);
+    const facts = await rowFacts(t);
+    // Before, corrupt_image: failed for good and charged to its datasource, for a file our store cut.
+    assert.deepEqual(facts['http://f.example/damaged.jpg'], { stage: 'thumbnail', state: 'waiting', attempts: 0, cls: 'original_missing' });
+    const { last_error } = await t.db.selectFrom('live_images').select('last_error').where('id', '=', rows[0].id).executeTakeFirstOrThrow();
+    assert.match(last_error!, /the original in the store is \d+ bytes where \d+ were downloaded: damaged in the store, not sent so \(removed\)/);
+    assert.equal(fs.existsSync(damaged), false, 'removed, so that the download fetches it whole (no conditional request)');
+    assert.deepEqual(
+      facts['http://f.example/sent-cut.jpg'],
+      { stage: 'thumbnail', state: 'failed', attempts: 1, cls: 'corrupt_image' },
+      'cut as it came: the source',
+    );
+    assert.equal(facts['http://f.example/fine.jpg'].stage, 'push');
   });
 
   it('a thumbnail store with no folder for the country pauses lis_pusherd: nothing sent back to thumbnail, and it resumes when it is back', async () => {

@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import { readFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { assertStoreMounted, checkReadable } from '../daemon/store-check.ts';
@@ -5,6 +6,7 @@ import { STORE_PATH_WORDS, storeWriteFault } from '../daemon/store-write-fault.t
 import type { LisConfig } from '../config/config-schema.ts';
 import type { Db } from '../db/connect.ts';
 import { UsageError, errorMessage } from '../errors.ts';
+import { isSourceFault } from '../failure/failure-reasons.ts';
 import type { ChunkContext, RowResult, StageWorker } from '../daemon/run-daemon.ts';
 import type { ClaimedRow } from '../queue/claim-chunk.ts';
 import { rowsPastStageOnHost } from '../queue/queue-figures.ts';
@@ -114,6 +116,16 @@ export function createThumbnailWorker({ config, db }: ThumbnailWorkerOptions): S
     try {
       made = await makeThumbnails(original, { ...settings, details }, admitPixels);
     } catch (error) {
+      if (error instanceof ImageError && isSourceFault(error.code)) {
+        // The source is blamed only for the bytes it sent: a file our store cut (a crash, a copy) is ours.
+        let damaged: ImageError | null;
+        try {
+          damaged = await damagedOriginal(db, row.id, originalPath(config, row.country, row.image_hash), original);
+        } catch (dbError) {
+          return ours('database', `cannot tell whether the original was damaged in the store: ${errorMessage(dbError)}`);
+        }
+        return fail(damaged ? new ImageError(damaged.code, `${damaged.message}; the decoder: ${error.message}`) : error);
+      }
       if (error instanceof ImageError) return fail(error);
       // Not the image's fault (out of memory, threads, a bug): ours, and a later run tries it.
       ctx.log.error(`${row.image_hash}: ${errorMessage(error)}`, { scope: 'Thumbnail::process' });
@@ -218,6 +230,28 @@ export async function emptyOriginal(file: string): Promise<ImageError> {
     (error: unknown) => `not removed: ${errorMessage(error)}`,
   );
   return new ImageError('original_missing', `the original in the store is empty (0 bytes): damaged in the store, not sent so (${removed})`);
+}
+
+/**
+ * An original the decoder refused, judged against what lis_downloadd recorded when it stored it (its bytes and
+ * SHA-256): when they differ, the file was damaged in our store (a crash, a copy or restore cut short), not sent
+ * so, and the row is ours, `original_missing`: lis_managerd sends it back to download. Blamed on the image, it was
+ * failed for good as corrupt_image and charged to its datasource. The damaged file goes first, as an empty one
+ * does (emptyOriginal). Null when the bytes are those downloaded (or nothing was recorded): the source's verdict stands.
+ */
+export async function damagedOriginal(db: Db, id: string, file: string, original: Buffer): Promise<ImageError | null> {
+  const recorded = await db.selectFrom('live_images').select(['original_bytes', 'content_hash']).where('id', '=', id).executeTakeFirst();
+  let what: string;
+  if (recorded?.original_bytes != null && recorded.original_bytes !== original.length)
+    what = `the original in the store is ${original.length} bytes where ${recorded.original_bytes} were downloaded`;
+  else if (recorded?.content_hash && recorded.content_hash !== crypto.createHash('sha256').update(original).digest('hex'))
+    what = `the original in the store is not the one downloaded (its SHA-256 differs)`;
+  else return null;
+  const removed = await unlink(file).then(
+    () => 'removed',
+    (error: unknown) => `not removed: ${errorMessage(error)}`,
+  );
+  return new ImageError('original_missing', `${what}: damaged in the store, not sent so (${removed})`);
 }
 
 /**
