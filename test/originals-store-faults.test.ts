@@ -21,6 +21,8 @@ import { runCheck } from '../src/manager/run-check.ts';
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
 import { makeTestImages, startImageServer } from './helpers/image-server.ts';
 import { runByHand } from './helpers/run-by-hand.ts';
+import { rawGet, startImagedInProcess } from './helpers/imaged-in-process.ts';
+import type { ImageData } from '../src/store/image-data.ts';
 
 /** Each row's class and attempts, by URL. */
 async function rowFacts(t: TestDatabase): Promise<Record<string, { stage: string; state: string; attempts: number; cls: string | null }>> {
@@ -293,6 +295,26 @@ describe('the stores a stage reads: not there, or a file unreadable', function (
     assert.deepEqual(await countBy(t.db), { 'push/waiting': 4 }, 'every row thumbnailed once the disk was back');
     const files = fs.readdirSync(path.join(disk, 'uk'), { recursive: true }).filter((f) => String(f).endsWith('.jpg'));
     assert.equal(files.length, 4 * 3, "every row's files on the disk");
+  });
+
+  it("lis_imaged makes no thumbnail in a thumbnail store whose disk is not mounted: 503, our fault, nothing on the host's disk", async () => {
+    t = await createTestDatabase();
+    const [row] = await insertThumbnailRows(t.db, t.config, 'uk', [{ url: 'http://g.example/0.jpg', original: await flatJpeg(320, 240) }]);
+    await runThumbnailStage(t.db, t.config, t.url);
+    // The store's disk goes: its folder is left empty (the mount point), the files and the marker on the disk.
+    const store = t.config.stores.thumbnails;
+    fs.renameSync(store, path.join(t.dir, 'thumbs-disk'));
+    fs.mkdirSync(store);
+    const imaged = await startImagedInProcess(t.config, t.db, t.url);
+    cleanups.push(() => imaged.close());
+    const { image_data } = await t.db.selectFrom('live_images').select('image_data').where('id', '=', row.id).executeTakeFirstOrThrow();
+    const small = (image_data as unknown as ImageData).presets.small.path;
+    const answer = await rawGet(imaged.url, `/${small}`);
+    // Before, 200: the file was made on the host's own disk, and lis_thumbnaild's next check took that folder,
+    // no longer empty, for the store and marked it.
+    assert.equal(answer.status, 503, answer.body.toString());
+    assert.match(answer.body.toString(), /store_write_failed: .*is its disk mounted\?/);
+    assert.deepEqual(fs.readdirSync(store), [], "nothing written on the host's own disk");
   });
 
   it('a new store, or one from before the marker, is marked at its first check', async () => {
