@@ -1,6 +1,7 @@
 // A store that is not there (not mounted), or a file in it that cannot be read, is our fault: lis_thumbnaild
 // and lis_pusherd pause (or give the row back) instead of sending rows a stage back for files never lost.
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -20,6 +21,8 @@ import { runCheck } from '../src/manager/run-check.ts';
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
 import { makeTestImages, startImageServer } from './helpers/image-server.ts';
 import { runByHand } from './helpers/run-by-hand.ts';
+import { rawGet, startImagedInProcess } from './helpers/imaged-in-process.ts';
+import type { ImageData } from '../src/store/image-data.ts';
 
 /** Each row's class and attempts, by URL. */
 async function rowFacts(t: TestDatabase): Promise<Record<string, { stage: string; state: string; attempts: number; cls: string | null }>> {
@@ -141,6 +144,40 @@ describe('the stores a stage reads: not there, or a file unreadable', function (
     assert.deepEqual(await countBy(t.db), { 'push/waiting': 1 });
   });
 
+  it("an original cut short in the store (not as downloaded: fewer bytes than lis_downloadd stored) is our damage, original_missing, uncharged and removed; one that came so is still the source's", async () => {
+    t = await createTestDatabase();
+    const whole = await flatJpeg(320, 240, { r: 30, g: 160, b: 90 });
+    const cut = whole.subarray(0, Math.floor(whole.length / 2));
+    const rows = await insertThumbnailRows(t.db, t.config, 'uk', [
+      { url: 'http://f.example/damaged.jpg', original: whole },
+      { url: 'http://f.example/sent-cut.jpg', original: cut },
+      { url: 'http://f.example/fine.jpg', original: whole },
+    ]);
+    // What lis_downloadd recorded of each original it stored: its bytes and SHA-256.
+    for (const row of rows) {
+      const bytes = fs.readFileSync(originalPath(t.config, 'uk', row.image_hash));
+      const contentHash = crypto.createHash('sha256').update(bytes).digest('hex');
+      await t.db.updateTable('live_images').set({ original_bytes: bytes.length, content_hash: contentHash }).where('id', '=', row.id).execute();
+    }
+    // Then a crash, or a copy or restore cut short, leaves the first one half there.
+    const damaged = originalPath(t.config, 'uk', rows[0].image_hash);
+    fs.writeFileSync(damaged, cut);
+
+    await runThumbnailStage(t.db, t.config, t.url);
+    const facts = await rowFacts(t);
+    // Before, corrupt_image: failed for good and charged to its datasource, for a file our store cut.
+    assert.deepEqual(facts['http://f.example/damaged.jpg'], { stage: 'thumbnail', state: 'waiting', attempts: 0, cls: 'original_missing' });
+    const { last_error } = await t.db.selectFrom('live_images').select('last_error').where('id', '=', rows[0].id).executeTakeFirstOrThrow();
+    assert.match(last_error!, /the original in the store is \d+ bytes where \d+ were downloaded: damaged in the store, not sent so \(removed\)/);
+    assert.equal(fs.existsSync(damaged), false, 'removed, so that the download fetches it whole (no conditional request)');
+    assert.deepEqual(
+      facts['http://f.example/sent-cut.jpg'],
+      { stage: 'thumbnail', state: 'failed', attempts: 1, cls: 'corrupt_image' },
+      'cut as it came: the source',
+    );
+    assert.equal(facts['http://f.example/fine.jpg'].stage, 'push');
+  });
+
   it('a thumbnail store with no folder for the country pauses lis_pusherd: nothing sent back to thumbnail, and it resumes when it is back', async () => {
     t = await createTestDatabase();
     await addFrontend(t.db, 'n1', path.join(t.dir, 'n1'));
@@ -202,6 +239,82 @@ describe('the stores a stage reads: not there, or a file unreadable', function (
     assert.ok(fs.readdirSync(path.join(disk, 'uk')).length > 0, 'the files are on the disk');
     run.child.kill('SIGTERM');
     assert.equal((await run.exited).code, 0, run.output());
+  });
+
+  it("a thumbnail store whose disk goes away while lis_thumbnaild runs (after the check before the claim) is not written either: the chunk's rows wait uncharged, the stage pauses, and it resumes on the disk", async () => {
+    t = await createTestDatabase({
+      overrides: { queue: { chunkSize: 2 }, thumbnail: { imagesInFlight: 2 }, stores: { minFreeBytes: 0, minFreePercent: 0, retryMaxSeconds: 0.2 } },
+    });
+    const disk = path.join(t.dir, 'thumbs-disk');
+    const store = t.config.stores.thumbnails;
+    fs.mkdirSync(disk);
+    fs.mkdirSync(store, { recursive: true });
+    const mounted = () => execFileSync('findmnt', ['-n', store], { encoding: 'utf8' }).trim() !== '';
+    const mount = () => execFileSync('mount', ['--bind', disk, store]);
+    const umount = () => execFileSync('umount', [store]);
+    mount();
+    cleanups.push(() => {
+      try {
+        if (mounted()) umount();
+      } catch {
+        // not mounted
+      }
+    });
+    const specs = await Promise.all(
+      [0, 1, 2, 3].map(async (i) => ({ url: `http://e.example/${i}.jpg`, original: await flatJpeg(160, 120, { r: 40 * i, g: 90, b: 200 }) })),
+    );
+    await insertThumbnailRows(t.db, t.config, 'uk', specs);
+    // The disk goes (an operator's umount, a mount unit stopped: the daemon holds no file open there between
+    // writes) once the first chunk is done and the second claimed: its check before the claim passed.
+    let chunks = 0;
+    const run = runThumbnailStage(t.db, t.config, t.url, 'uk', (worker) => ({
+      ...worker,
+      processChunk: (rows, ctx) => {
+        if (++chunks === 2) umount();
+        return worker.processChunk(rows, ctx);
+      },
+    }));
+    await waitFor(async () => (await pausedReason(t)) !== null, 20_000, 'lis_thumbnaild paused');
+    assert.match((await pausedReason(t))!, /is empty and has no \.imagesys-store, but rows of this host have files there: is its disk mounted\?/);
+    // Before, the write made the folders again on the host's own disk, the next check marked that as the store,
+    // and the rows went on to push with their files on the wrong disk.
+    assert.deepEqual(fs.readdirSync(store), [], "nothing written on the host's own disk");
+    const waiting = Object.values(await rowFacts(t)).filter((r) => r.stage === 'thumbnail');
+    assert.deepEqual(
+      waiting.map((r) => [r.attempts, r.cls]),
+      [
+        [0, 'store_write_failed'],
+        [0, 'store_write_failed'],
+      ],
+      'the second chunk given back, uncharged, as the store fault it is',
+    );
+
+    mount();
+    await run;
+    assert.equal(await pausedReason(t), null, 'the pause is over');
+    assert.deepEqual(await countBy(t.db), { 'push/waiting': 4 }, 'every row thumbnailed once the disk was back');
+    const files = fs.readdirSync(path.join(disk, 'uk'), { recursive: true }).filter((f) => String(f).endsWith('.jpg'));
+    assert.equal(files.length, 4 * 3, "every row's files on the disk");
+  });
+
+  it("lis_imaged makes no thumbnail in a thumbnail store whose disk is not mounted: 503, our fault, nothing on the host's disk", async () => {
+    t = await createTestDatabase();
+    const [row] = await insertThumbnailRows(t.db, t.config, 'uk', [{ url: 'http://g.example/0.jpg', original: await flatJpeg(320, 240) }]);
+    await runThumbnailStage(t.db, t.config, t.url);
+    // The store's disk goes: its folder is left empty (the mount point), the files and the marker on the disk.
+    const store = t.config.stores.thumbnails;
+    fs.renameSync(store, path.join(t.dir, 'thumbs-disk'));
+    fs.mkdirSync(store);
+    const imaged = await startImagedInProcess(t.config, t.db, t.url);
+    cleanups.push(() => imaged.close());
+    const { image_data } = await t.db.selectFrom('live_images').select('image_data').where('id', '=', row.id).executeTakeFirstOrThrow();
+    const small = (image_data as unknown as ImageData).presets.small.path;
+    const answer = await rawGet(imaged.url, `/${small}`);
+    // Before, 200: the file was made on the host's own disk, and lis_thumbnaild's next check took that folder,
+    // no longer empty, for the store and marked it.
+    assert.equal(answer.status, 503, answer.body.toString());
+    assert.match(answer.body.toString(), /store_write_failed: .*is its disk mounted\?/);
+    assert.deepEqual(fs.readdirSync(store), [], "nothing written on the host's own disk");
   });
 
   it('a new store, or one from before the marker, is marked at its first check', async () => {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { heldRowsLine, retryWaitLine } from '../src/daemon/progress-line.ts';
+import { disabledDatasourcesLine, heldRowsLine, retryWaitLine } from '../src/daemon/progress-line.ts';
 import type { RetryWaits } from '../src/queue/retry-waits.ts';
 
 /** Local times, as the line shows them. */
@@ -65,6 +65,21 @@ describe('heldRowsLine: what a run by hand says of the rows other workers hold',
     assert.match(
       heldRowsLine({ rows: 1, workers: 1, topWorker: 'w', topHeartbeat: now }, now, 60)!,
       /^1 row is held by another worker, w \(last heartbeat 0s ago\)/,
+    );
+  });
+});
+
+describe('disabledDatasourcesLine: what a run by hand says of the datasources whose rows are parked', () => {
+  it('says nothing when none is disabled; names one, or the first three and how many more', () => {
+    assert.equal(disabledDatasourcesLine([], 'uk'), null);
+    assert.equal(
+      disabledDatasourcesLine([{ datasourceId: 16, reason: null }], 'uk'),
+      'Datasource 16 (no reason recorded) of uk is disabled: its rows are parked, not waiting; lis datasource enable uk 16 puts them back.',
+    );
+    const many = [16, 17, 18, 19, 20].map((id) => ({ datasourceId: id, reason: `reason ${id}` }));
+    assert.equal(
+      disabledDatasourcesLine(many, 'de'),
+      "Datasources 16 (reason 16), 17 (reason 17), 18 (reason 18) and 2 more of de are disabled: their rows are parked, not waiting; lis datasource enable de <datasource> puts one's back (lis datasource show de lists them).",
     );
   });
 });

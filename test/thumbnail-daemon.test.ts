@@ -11,6 +11,11 @@ import { gammaRgbProfile, pngWithProfile } from './helpers/icc-profile.ts';
 import { countBy } from './helpers/rows.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
+import { capturedLogger } from './helpers/captured-log.ts';
+import { runByHand } from './helpers/run-by-hand.ts';
+import { closeLogger } from '../src/log/create-logger.ts';
+import { disableDatasource } from '../src/manager/datasource-switch.ts';
+import { createThumbnailWorker } from '../src/thumbnail/thumbnail-worker.ts';
 import {
   EXIF_DIR,
   flatJpeg,
@@ -269,6 +274,29 @@ describe('lis_thumbnaild (real daemon, real PostgreSQL)', () => {
       assert.ok(row.next_attempt_at.getTime() >= before + (t.config.queue.oursRetrySeconds - 1) * 1000, 'waits oursRetrySeconds');
     }
     assert.match(run.output(), /No rows gained\. No work to do\. 2 rows wait for a retry .*\(database: datasource 16: cannot read its process details/);
+  });
+
+  it('a run by hand with a datasource disabled names it as it ends: its rows are parked, not waiting, and how to put them back', async () => {
+    t = await createTestDatabase();
+    await insertThumbnailRows(t.db, t.config, 'uk', [
+      { url: 'http://a.example/parked.jpg', datasourceId: 16, original: await flatJpeg(64, 48) },
+      { url: 'http://a.example/worked.jpg', datasourceId: 17, original: await flatJpeg(64, 48) },
+    ]);
+    await disableDatasource(t.db, 'uk', 16, 'by hand: feed broken (ticket 42)');
+    const { log, lines } = capturedLogger('thumbnaild', t.config.log);
+    try {
+      await runByHand(createThumbnailWorker({ config: t.config, db: t.db }), t, log);
+    } finally {
+      await closeLogger(log);
+    }
+    assert.deepEqual(await countBy(t.db), { 'thumbnail/parked': 1, 'push/waiting': 1 });
+    // Before, only "No rows gained. No work to do.", while the datasource's rows sat parked, unmentioned.
+    assert.ok(
+      lines.includes(
+        'WARN No rows gained. No work to do. Datasource 16 (by hand: feed broken (ticket 42)) of uk is disabled: its rows are parked, not waiting; lis datasource enable uk 16 puts them back.',
+      ),
+      lines.join('\n'),
+    );
   });
 
   it("lis_datasource_process_details gives a datasource's own settings, NULLs for what it leaves to the config", async () => {

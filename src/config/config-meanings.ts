@@ -92,7 +92,11 @@ export const CONFIG_MEANINGS: Record<string, string | { meaning: string; default
   'push.maxParallel': 'rsync processes at once (chunk and backfill together)',
   'push.chunksAtOnce': 'chunks one lis_pusherd sends at once (one rsync per frontend each): one is claimed and sent while the last finishes',
   'push.backfillCheckSeconds': 'service mode: backfill pass at least this often',
-  'thumbnail.presets': { meaning: 'the only sizes: `{name: {width, height, mode}}`', default: 'small 120x90 crop, medium 320x240 pad, large 640x480 resize' },
+  'thumbnail.presets': {
+    meaning:
+      'the only sizes: `{name: {width, height, mode}}`, width and height 8-4096, mode `crop`, `pad` or `resize` (see Thumbnails), the name a lower-case letter and up to 15 more letters or digits',
+    default: 'small 120x90 crop, medium 320x240 pad, large 640x480 resize',
+  },
   'thumbnail.defaults.sharpen': 'for datasources without their own (`lis datasource set`)',
   'thumbnail.defaults.gamma': 'likewise',
   'thumbnail.defaults.quality': 'likewise (JPEG quality)',

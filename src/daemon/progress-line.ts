@@ -1,4 +1,5 @@
 import type { HeldRows } from '../queue/held-rows.ts';
+import type { DisabledDatasource } from '../queue/disabled-datasources.ts';
 import type { RetryWaits } from '../queue/retry-waits.ts';
 
 /** Pure: `12,500 rows done (2,480/s), 3 failed` for the terminal's status line. */
@@ -110,6 +111,24 @@ export function heldRowsLine(held: Omit<HeldRows, 'dbNow'>, now: Date, staleWork
   const gone =
     held.workers === 1 ? 'if it is gone, lis_managerd releases them once it has' : 'a worker that is gone has its rows released by lis_managerd once it has';
   return `${rows} held by ${by} (${beat}): ${gone} been silent ${staleWorkerSeconds}s (manager.staleWorkerSeconds).`;
+}
+
+/** How many disabled datasources a run's last line names; the rest are counted. */
+const NAMED_DATASOURCES = 3;
+
+/**
+ * Pure: what a run by hand says as it ends while datasources of its country are disabled (their rows parked, so
+ * not claimed however many there are), or null when none is:
+ * `Datasource 16 of uk is disabled (97% of 212 rows failed ...): its rows are parked, not waiting; lis datasource
+ * enable uk 16 puts them back.`
+ */
+export function disabledDatasourcesLine(disabled: DisabledDatasource[], country: string): string | null {
+  if (disabled.length === 0) return null;
+  const named = disabled.slice(0, NAMED_DATASOURCES).map((d) => `${d.datasourceId} (${d.reason ? shorten(d.reason) : 'no reason recorded'})`);
+  const more = disabled.length > NAMED_DATASOURCES ? ` and ${disabled.length - NAMED_DATASOURCES} more` : '';
+  if (disabled.length === 1)
+    return `Datasource ${named[0]} of ${country} is disabled: its rows are parked, not waiting; lis datasource enable ${country} ${disabled[0].datasourceId} puts them back.`;
+  return `Datasources ${named.join(', ')}${more} of ${country} are disabled: their rows are parked, not waiting; lis datasource enable ${country} <datasource> puts one's back (lis datasource show ${country} lists them).`;
 }
 
 function shorten(text: string): string {

@@ -11,6 +11,7 @@ import { rowsPastStageOnHost } from '../queue/queue-figures.ts';
 import { ClaimCursor } from '../queue/claim-cursor.ts';
 import { releaseHeldExcept, releaseRows } from '../queue/release-rows.ts';
 import { retryWaits } from '../queue/retry-waits.ts';
+import { disabledDatasources } from '../queue/disabled-datasources.ts';
 import { heldByOthers } from '../queue/held-rows.ts';
 import type { WorkStage } from '../queue/stages.ts';
 import { WorkNotifier } from '../queue/work-notifier.ts';
@@ -21,7 +22,7 @@ import { afterEmptyClaim } from './empty-claim.ts';
 import { ChunkRun, isStoreFault, thrownChunkResults, type ResultKind, type RowResult } from './chunk-run.ts';
 import { HeartbeatLoop } from './heartbeat-loop.ts';
 import { OutcomeTally } from './outcome-tally.ts';
-import { heldRowsLine, retryWaitLine } from './progress-line.ts';
+import { disabledDatasourcesLine, heldRowsLine, retryWaitLine } from './progress-line.ts';
 import { toHostClock } from '../util/host-clock.ts';
 import { registerAtStart } from './register-at-start.ts';
 import { rethrowIfPermanent, writeResults } from './result-writer.ts';
@@ -461,19 +462,22 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
    * The last word of a run by hand. Rows of its scope waiting for a retry it may not take yet (given back for
    * our fault, backing off after the source's) are not "no work": the operator is told how many, until when
    * and why, or would take the run for the end of it. Nor are rows another worker holds: a service's, or those
-   * of a process that died with them (a second Ctrl-C), which wait for lis_managerd.
+   * of a process that died with them (a second Ctrl-C), which wait for lis_managerd. The country's disabled
+   * datasources are named too: their rows are parked, and the run said nothing of them.
    */
   const sayNoRowsGained = async () => {
     const at = scope('get_chunk_of_work');
     try {
       const waits = await stopWait.answered(retryWaits(db, claimScope));
       const held = waits === 'stopped' ? 'stopped' : await stopWait.answered(heldByOthers(db, claimScope));
+      const disabled = held === 'stopped' ? 'stopped' : await stopWait.answered(disabledDatasources(db, claimScope.country));
       // Told on this host's clock (the operator's), though read on the database's (toHostClock).
       const now = new Date();
       const here = (d: Date | null, dbNow: Date | null) => (d && dbNow ? toHostClock(d, dbNow, now) : d);
       const lines = [
         waits === 'stopped' ? null : retryWaitLine({ ...waits, first: here(waits.first, waits.dbNow), last: here(waits.last, waits.dbNow) }, now),
         held === 'stopped' ? null : heldRowsLine({ ...held, topHeartbeat: here(held.topHeartbeat, held.dbNow) }, now, config.manager.staleWorkerSeconds),
+        disabled === 'stopped' ? null : disabledDatasourcesLine(disabled, claimScope.country),
       ].filter(Boolean);
       const line = lines.join(' ');
       // "No work to do." stays as it was (scripts and tests look for it): the rows waiting follow it, as a warning.

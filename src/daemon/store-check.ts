@@ -137,6 +137,28 @@ export async function checkStoreMarker(dir: string, expectsFiles: () => Promise<
   return null;
 }
 
+/** The code of assertStoreMounted's error: a store-wide fault (store-write-fault.ts), which pauses the stage. */
+export const STORE_UNMARKED = 'ERR_STORE_UNMARKED';
+
+/**
+ * For a writer about to make folders missing in a store: throws (code STORE_UNMARKED) when the store is the
+ * empty folder of a disk that is not mounted (checkStoreMarker), else returns, the store marked. The stage's
+ * guard checks the store before each claim, but the disk may go after (an umount between two writes: nothing
+ * holds a file open there), and making the folders again put the files on the host's own disk, in a folder
+ * the next check found full and marked as the store. Refused, the write is a store fault: the stage pauses,
+ * and its check says why. Marked (the usual case), it costs one access().
+ */
+export async function assertStoreMounted(dir: string, expectsFiles: () => Promise<boolean>): Promise<void> {
+  const marked = await access(path.join(dir, STORE_MARKER)).then(
+    () => true,
+    () => false,
+  );
+  if (marked) return;
+  await makeFolders(dir);
+  const unmounted = await checkStoreMarker(dir, expectsFiles);
+  if (unmounted) throw Object.assign(new Error(unmounted), { code: STORE_UNMARKED });
+}
+
 /**
  * Probes sit at the store's top, where fs_check (which walks country folders)
  * never looks; so a probe whose writer died (SIGKILL between write and unlink)

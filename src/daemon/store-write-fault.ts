@@ -1,7 +1,10 @@
-import { checkStore, type StoreLimits } from './store-check.ts';
+import { checkStore, STORE_UNMARKED, type StoreLimits } from './store-check.ts';
 
-/** A file system's own state: the whole store's, whatever a check finds a moment later (a file deleted meanwhile). */
-const STORE_WIDE_CODES: ReadonlySet<string> = new Set(['ENOSPC', 'EROFS', 'EDQUOT']);
+/**
+ * A file system's own state: the whole store's, whatever a check finds a moment later (a file deleted meanwhile);
+ * and a store found to be the empty folder of a disk not mounted (assertStoreMounted).
+ */
+const STORE_WIDE_CODES: ReadonlySet<string> = new Set(['ENOSPC', 'EROFS', 'EDQUOT', STORE_UNMARKED]);
 
 /** store_write_failed pauses the stage until its store can be written; store_path_failed waits one row. */
 export type StoreWriteFault = 'store_write_failed' | 'store_path_failed';

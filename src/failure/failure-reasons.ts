@@ -75,7 +75,12 @@ export const FAILURE_REASONS = {
     retry: 'when_fixed',
     meaning: 'a file in a store could not be read for a reason other than its absence (permissions, an I/O error, too many open files)',
   },
-  original_missing: { owner: 'ours', retry: 'when_fixed', meaning: 'the downloaded original is not in the store (lost, or another host)' },
+  original_missing: {
+    owner: 'ours',
+    retry: 'when_fixed',
+    meaning:
+      'the downloaded original is not in the store (lost, or another host), or not as downloaded (cut short or changed there: its bytes or SHA-256 differ from what lis_downloadd recorded)',
+  },
   thumbnail_missing: { owner: 'ours', retry: 'when_fixed', meaning: 'a thumbnail is not in the store when pushing' },
   bad_process_details: { owner: 'ours', retry: 'when_fixed', meaning: "the datasource's sharpen/gamma/quality settings are invalid" },
   no_thumbnails: { owner: 'ours', retry: 'when_fixed', meaning: 'image_data lists no thumbnail files, so there is nothing to push' },

@@ -11,6 +11,8 @@ import { processDetails, type ResolvedDetails } from '../thumbnail/process-detai
 import { LisError, UsageError, errorMessage } from '../errors.ts';
 import { isSourceFault } from '../failure/failure-reasons.ts';
 import { addPreset } from '../queue/add-preset.ts';
+import { rowsPastStageOnHost } from '../queue/queue-figures.ts';
+import { assertStoreMounted } from '../daemon/store-check.ts';
 import { candidateUrls } from './origin-urls.ts';
 import { fetchFromCandidates } from './fetch-candidates.ts';
 import type { OriginalFetcher } from './host-slots.ts';
@@ -108,7 +110,11 @@ export async function makePresetOfRow(
   }
   const output = made.presets[preset];
   const relative = (ext: string) => thumbnailRelativePath(row.country, row.image_hash, preset, ext, version);
-  await Promise.all(output.files.map((f) => writeFileAtomic(thumbnailStorePath(config, relative(f.ext)), f.data))).catch((error: unknown) => {
+  // As lis_thumbnaild does: a row's folder is made only in a store that is mounted. Made in the empty folder of a
+  // disk not mounted, the file went to the host's own disk, and lis_thumbnaild's next check took it for the store.
+  const rowsPastThumbnailing = () => rowsPastStageOnHost(db, config.stores.shared ? '' : config.host, 'thumbnail');
+  const writeOptions = { beforeMakingFolders: () => assertStoreMounted(config.stores.thumbnails, rowsPastThumbnailing) };
+  await Promise.all(output.files.map((f) => writeFileAtomic(thumbnailStorePath(config, relative(f.ext)), f.data, writeOptions))).catch((error: unknown) => {
     // A store full or read-only is ours to fix, not a bug (500): 503, nothing recorded (writeFileAtomic leaves no temp).
     throw oursError(`store_write_failed: cannot write thumbnails: ${errorMessage(error)}`);
   });

@@ -22,10 +22,10 @@ export function tempFileWriter(file: string): number | null {
  * (Not write-file-atomic: its temp names do not say which process wrote
  * them, and cleanup after a SIGKILL needs to know.)
  */
-export async function writeFileAtomic(file: string, data: Buffer | string): Promise<void> {
+export async function writeFileAtomic(file: string, data: Buffer | string, options: WriteOptions = {}): Promise<void> {
   const temp = tempPathFor(file);
   try {
-    const handle = await openMakingFolders(temp);
+    const handle = await openMakingFolders(temp, options);
     try {
       await handle.writeFile(data);
       await handle.sync();
@@ -39,16 +39,26 @@ export async function writeFileAtomic(file: string, data: Buffer | string): Prom
   }
 }
 
+export interface WriteOptions {
+  /**
+   * Called before missing folders are made, and may throw to refuse: a store's folder that is gone may be a disk
+   * no longer mounted, and making its folders again would fill the host's own disk instead (see
+   * assertStoreMounted in src/daemon/store-check.ts).
+   */
+  beforeMakingFolders?: () => Promise<void>;
+}
+
 /**
  * Opens a new file for writing, making its folders only when they are missing:
  * they usually exist, and each call is a turn on libuv's pool, which sharp's
  * decodes share.
  */
-async function openMakingFolders(file: string) {
+async function openMakingFolders(file: string, options: WriteOptions) {
   try {
     return await open(file, 'w', 0o644);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    await options.beforeMakingFolders?.();
     await mkdir(path.dirname(file), { recursive: true });
     return open(file, 'w', 0o644);
   }

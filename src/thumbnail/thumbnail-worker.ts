@@ -1,12 +1,15 @@
+import crypto from 'node:crypto';
 import { readFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { checkReadable } from '../daemon/store-check.ts';
+import { assertStoreMounted, checkReadable } from '../daemon/store-check.ts';
 import { STORE_PATH_WORDS, storeWriteFault } from '../daemon/store-write-fault.ts';
 import type { LisConfig } from '../config/config-schema.ts';
 import type { Db } from '../db/connect.ts';
 import { UsageError, errorMessage } from '../errors.ts';
+import { isSourceFault } from '../failure/failure-reasons.ts';
 import type { ChunkContext, RowResult, StageWorker } from '../daemon/run-daemon.ts';
 import type { ClaimedRow } from '../queue/claim-chunk.ts';
+import { rowsPastStageOnHost } from '../queue/queue-figures.ts';
 import { writeFileAtomic } from '../store/atomic-file.ts';
 import { nextThumbnailVersion, originalPath, thumbnailRelativePath, thumbnailStorePath } from '../store/store-layout.ts';
 import { classifyImage, sameHashCountMatters } from './classify-image.ts';
@@ -46,6 +49,8 @@ export function createThumbnailWorker({ config, db }: ThumbnailWorkerOptions): S
     }
   };
   let lastLog: ChunkContext['log'] | null = null;
+  // Whether the thumbnail store should hold files: rows of this host (or of the shared stores) past this stage.
+  const rowsPastThumbnailing = () => rowsPastStageOnHost(db, config.stores.shared ? '' : config.host, 'thumbnail');
 
   return {
     component: 'thumbnaild',
@@ -111,6 +116,16 @@ export function createThumbnailWorker({ config, db }: ThumbnailWorkerOptions): S
     try {
       made = await makeThumbnails(original, { ...settings, details }, admitPixels);
     } catch (error) {
+      if (error instanceof ImageError && isSourceFault(error.code)) {
+        // The source is blamed only for the bytes it sent: a file our store cut (a crash, a copy) is ours.
+        let damaged: ImageError | null;
+        try {
+          damaged = await damagedOriginal(db, row.id, originalPath(config, row.country, row.image_hash), original);
+        } catch (dbError) {
+          return ours('database', `cannot tell whether the original was damaged in the store: ${errorMessage(dbError)}`);
+        }
+        return fail(damaged ? new ImageError(damaged.code, `${damaged.message}; the decoder: ${error.message}`) : error);
+      }
       if (error instanceof ImageError) return fail(error);
       // Not the image's fault (out of memory, threads, a bug): ours, and a later run tries it.
       ctx.log.error(`${row.image_hash}: ${errorMessage(error)}`, { scope: 'Thumbnail::process' });
@@ -120,10 +135,12 @@ export function createThumbnailWorker({ config, db }: ThumbnailWorkerOptions): S
     // A new version gets new names: the files the frontends serve stay untouched until it is live everywhere.
     const version = nextThumbnailVersion(row.image_data);
     const relative = (preset: string, ext: string) => thumbnailRelativePath(row.country, row.image_hash, preset, ext, version);
+    // A row's folder is made only in a store that is mounted: one whose disk went since the check would be made on the host's disk.
+    const writeOptions = { beforeMakingFolders: () => assertStoreMounted(config.stores.thumbnails, rowsPastThumbnailing) };
     try {
       await Promise.all(
         Object.entries(made.presets).flatMap(([name, output]) =>
-          output.files.map((file) => writeFileAtomic(thumbnailStorePath(config, relative(name, file.ext)), file.data)),
+          output.files.map((file) => writeFileAtomic(thumbnailStorePath(config, relative(name, file.ext)), file.data, writeOptions)),
         ),
       );
     } catch (error) {
@@ -213,6 +230,28 @@ export async function emptyOriginal(file: string): Promise<ImageError> {
     (error: unknown) => `not removed: ${errorMessage(error)}`,
   );
   return new ImageError('original_missing', `the original in the store is empty (0 bytes): damaged in the store, not sent so (${removed})`);
+}
+
+/**
+ * An original the decoder refused, judged against what lis_downloadd recorded when it stored it (its bytes and
+ * SHA-256): when they differ, the file was damaged in our store (a crash, a copy or restore cut short), not sent
+ * so, and the row is ours, `original_missing`: lis_managerd sends it back to download. Blamed on the image, it was
+ * failed for good as corrupt_image and charged to its datasource. The damaged file goes first, as an empty one
+ * does (emptyOriginal). Null when the bytes are those downloaded (or nothing was recorded): the source's verdict stands.
+ */
+export async function damagedOriginal(db: Db, id: string, file: string, original: Buffer): Promise<ImageError | null> {
+  const recorded = await db.selectFrom('live_images').select(['original_bytes', 'content_hash']).where('id', '=', id).executeTakeFirst();
+  let what: string;
+  if (recorded?.original_bytes != null && recorded.original_bytes !== original.length)
+    what = `the original in the store is ${original.length} bytes where ${recorded.original_bytes} were downloaded`;
+  else if (recorded?.content_hash && recorded.content_hash !== crypto.createHash('sha256').update(original).digest('hex'))
+    what = `the original in the store is not the one downloaded (its SHA-256 differs)`;
+  else return null;
+  const removed = await unlink(file).then(
+    () => 'removed',
+    (error: unknown) => `not removed: ${errorMessage(error)}`,
+  );
+  return new ImageError('original_missing', `${what}: damaged in the store, not sent so (${removed})`);
 }
 
 /**

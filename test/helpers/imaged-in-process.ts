@@ -14,6 +14,7 @@ import { ThumbnailService } from '../../src/imaged/thumbnail-service.ts';
 import { closeLogger, createLogger } from '../../src/log/create-logger.ts';
 import { originalPath, thumbnailRelativePath, thumbnailStorePath } from '../../src/store/store-layout.ts';
 import { createThumbnailWorker } from '../../src/thumbnail/thumbnail-worker.ts';
+import { STORE_MARKER } from '../../src/daemon/store-check.ts';
 
 /** lis_imaged's server and service in this process, on a loopback port: real HTTP, real database, real sharp. */
 export async function startImagedInProcess(
@@ -120,6 +121,10 @@ export async function insertLiveRow(
     VALUES ('uk', 1, ${url}, 'live', 'done', ${config.host}) RETURNING id, image_hash`.execute(db);
   const { id, image_hash: hash } = rows[0];
   const pathOf = (preset: string, ext = 'jpg') => `/${thumbnailRelativePath('uk', hash, preset, ext)}`;
+  // The thumbnail store as lis_thumbnaild leaves it: marked at its first check. Empty and unmarked while live rows
+  // of this host have files there, it is a disk not mounted, which lis_imaged does not write either.
+  fs.mkdirSync(config.stores.thumbnails, { recursive: true });
+  fs.writeFileSync(path.join(config.stores.thumbnails, STORE_MARKER), 'marked\n');
   if (original) {
     const file = originalPath(config, 'uk', hash);
     fs.mkdirSync(path.dirname(file), { recursive: true });

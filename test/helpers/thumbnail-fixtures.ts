@@ -5,7 +5,7 @@ import { sql } from 'kysely';
 import sharp from 'sharp';
 import type { LisConfig } from '../../src/config/config-schema.ts';
 import type { Db } from '../../src/db/connect.ts';
-import { runDaemon, type RunTotals } from '../../src/daemon/run-daemon.ts';
+import { runDaemon, type RunTotals, type StageWorker } from '../../src/daemon/run-daemon.ts';
 import { closeLogger, createLogger } from '../../src/log/create-logger.ts';
 import { originalPath } from '../../src/store/store-layout.ts';
 import { createThumbnailWorker } from '../../src/thumbnail/thumbnail-worker.ts';
@@ -58,11 +58,20 @@ export async function insertThumbnailRows(
   return out;
 }
 
-/** Works the thumbnail stage in this process with the real worker and runner, until no rows are left. */
-export async function runThumbnailStage(db: Db, config: LisConfig, url: string, country = 'uk'): Promise<RunTotals> {
+/**
+ * Works the thumbnail stage in this process with the real worker and runner, until no rows are left. `wrap`: the
+ * worker as the runner gets it (a test's hook around the real one, e.g. a fault between chunks).
+ */
+export async function runThumbnailStage(
+  db: Db,
+  config: LisConfig,
+  url: string,
+  country = 'uk',
+  wrap: (worker: StageWorker) => StageWorker = (worker) => worker,
+): Promise<RunTotals> {
   const log = createLogger({ component: 'thumbnaild', log: config.log, screen: false, country });
   try {
-    return await runDaemon(createThumbnailWorker({ config, db }), {
+    return await runDaemon(wrap(createThumbnailWorker({ config, db })), {
       config,
       db,
       databaseUrl: url,
