@@ -299,7 +299,10 @@ describe('lis_imaged QA: our faults, abusive clients', function () {
     await waitFor(() => origin.hits.size === 3 || server.service.hostSlots.queued === 2, 10_000, 'the fetches to start or queue');
     assert.equal(origin.hits.size, 1, `one fetch at a time to the host: ${[...origin.hits.keys()].join(', ')}`);
     origin.release();
-    for (const answer of answers) assert.equal((await answer).status, 200);
+    for (const answer of answers) {
+      const { status, body } = await answer;
+      assert.equal(status, 200, body.toString());
+    }
     assert.equal(origin.hits.size, 3);
   });
 

@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { checkStore } from '../src/daemon/store-check.ts';
+import { assertStoreMounted, checkStore, STORE_MARKER } from '../src/daemon/store-check.ts';
 
 describe('store check: probes left behind', () => {
   let dir: string;
@@ -26,5 +26,31 @@ describe('store check: probes left behind', () => {
       alive.kill('SIGKILL');
       await closed;
     }
+  });
+});
+
+describe('store check: a writer about to make folders (assertStoreMounted)', () => {
+  let dir: string;
+  beforeEach(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-store-mounted-'))));
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('refuses an empty, unmarked store while rows have files there, and marks a new one', async () => {
+    await assert.rejects(
+      assertStoreMounted(dir, () => Promise.resolve(true)),
+      (error: NodeJS.ErrnoException) => error.code === 'ERR_STORE_UNMARKED' && /is its disk mounted\?/.test(error.message),
+    );
+    assert.deepEqual(fs.readdirSync(dir), []);
+    await assertStoreMounted(dir, () => Promise.resolve(false));
+    assert.deepEqual(fs.readdirSync(dir), [STORE_MARKER]);
+  });
+
+  it('is not refused for a row another writer finished while the database was asked: that writer marked the store first', async () => {
+    // Two of lis_imaged's generations: both found the store new; the other marked it and recorded its row past
+    // thumbnailing before this one's question (any row past thumbnailing?) was answered.
+    const otherWriterDone = () => {
+      fs.writeFileSync(path.join(dir, STORE_MARKER), 'marked by the other writer\n');
+      return Promise.resolve(true);
+    };
+    await assertStoreMounted(dir, otherWriterDone);
   });
 });

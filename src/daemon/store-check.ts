@@ -131,6 +131,9 @@ export async function checkStoreMarker(dir: string, expectsFiles: () => Promise<
   // Not known (the database away): neither pause for it nor mark, and look again at the next check.
   const expected = state === 'empty' ? await expectsFiles().catch(() => null) : false;
   if (expected === null) return null;
+  // Looked at again after the database answered: a writer beside this one (another of lis_imaged's generations)
+  // may have marked the store and finished a row meanwhile, and that row is then no sign of a disk gone.
+  if (expected && (await storeMarkState(dir)) === 'marked') return null;
   if (expected)
     return `ENOENT: ${dir} is empty and has no ${STORE_MARKER}, but rows of this host have files there: is its disk mounted? (If its files are really gone, say so: touch ${marker}. If this is a second machine started under this host's name, a config copied, give it its own: "host" in the config, or LIS_HOST.)`;
   await writeFile(marker, `An ImageSys store, marked ${new Date().toISOString()}. Its absence tells an unmounted disk from the store: do not remove.\n`);
