@@ -34,6 +34,29 @@ async function rowFacts(t: TestDatabase): Promise<Record<string, { stage: string
 /** The worker's pause as recorded (null: not paused). */
 const pausedReason = async (t: TestDatabase) => (await t.db.selectFrom('workers').select('paused_reason').executeTakeFirst())?.paused_reason ?? null;
 
+/**
+ * The thumbnail store on a disk of its own: a folder bind-mounted on the configured store, mounted now, unmounted
+ * by the test's cleanups whatever happens.
+ */
+function mountedThumbnailStore(t: TestDatabase, cleanups: (() => void)[]) {
+  const disk = path.join(t.dir, 'thumbs-disk');
+  const store = t.config.stores.thumbnails;
+  fs.mkdirSync(disk);
+  fs.mkdirSync(store, { recursive: true });
+  const mounted = () => execFileSync('findmnt', ['-n', store], { encoding: 'utf8' }).trim() !== '';
+  const mount = () => execFileSync('mount', ['--bind', disk, store]);
+  const umount = () => execFileSync('umount', [store]);
+  mount();
+  cleanups.push(() => {
+    try {
+      if (mounted()) umount();
+    } catch {
+      // not mounted
+    }
+  });
+  return { disk, store, mount, umount };
+}
+
 describe('the stores a stage reads: not there, or a file unreadable', function () {
   this.timeout(90_000);
   let t: TestDatabase;
@@ -205,21 +228,7 @@ describe('the stores a stage reads: not there, or a file unreadable', function (
   it("a thumbnail store whose disk is not mounted pauses lis_thumbnaild instead of filling the host's own disk, and it resumes when the disk is back", async () => {
     t = await createTestDatabase();
     // The store's disk: a folder bind-mounted on the configured store, as a separate disk would be.
-    const disk = path.join(t.dir, 'thumbs-disk');
-    const store = t.config.stores.thumbnails;
-    fs.mkdirSync(disk);
-    fs.mkdirSync(store, { recursive: true });
-    const mounted = () => execFileSync('findmnt', ['-n', store], { encoding: 'utf8' }).trim() !== '';
-    const mount = () => execFileSync('mount', ['--bind', disk, store]);
-    const umount = () => execFileSync('umount', [store]);
-    mount();
-    cleanups.push(() => {
-      try {
-        if (mounted()) umount();
-      } catch {
-        // not mounted
-      }
-    });
+    const { disk, store, mount, umount } = mountedThumbnailStore(t, cleanups);
     // Earlier work of this host: live rows whose thumbnails are on that disk (the marker a first check left).
     await insertPushRows(t.db, t.config, 'uk', 2, { stage: 'live' });
     fs.writeFileSync(path.join(store, STORE_MARKER), 'marked\n');
@@ -245,21 +254,7 @@ describe('the stores a stage reads: not there, or a file unreadable', function (
     t = await createTestDatabase({
       overrides: { queue: { chunkSize: 2 }, thumbnail: { imagesInFlight: 2 }, stores: { minFreeBytes: 0, minFreePercent: 0, retryMaxSeconds: 0.2 } },
     });
-    const disk = path.join(t.dir, 'thumbs-disk');
-    const store = t.config.stores.thumbnails;
-    fs.mkdirSync(disk);
-    fs.mkdirSync(store, { recursive: true });
-    const mounted = () => execFileSync('findmnt', ['-n', store], { encoding: 'utf8' }).trim() !== '';
-    const mount = () => execFileSync('mount', ['--bind', disk, store]);
-    const umount = () => execFileSync('umount', [store]);
-    mount();
-    cleanups.push(() => {
-      try {
-        if (mounted()) umount();
-      } catch {
-        // not mounted
-      }
-    });
+    const { disk, store, mount, umount } = mountedThumbnailStore(t, cleanups);
     const specs = await Promise.all(
       [0, 1, 2, 3].map(async (i) => ({ url: `http://e.example/${i}.jpg`, original: await flatJpeg(160, 120, { r: 40 * i, g: 90, b: 200 }) })),
     );
