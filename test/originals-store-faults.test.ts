@@ -16,6 +16,8 @@ import { createTestDatabase, type TestDatabase } from './helpers/test-database.t
 import { flatJpeg, insertThumbnailRows, runThumbnailStage } from './helpers/thumbnail-fixtures.ts';
 import { waitForLogLine } from './helpers/log-files.ts';
 import { DownloadWorker } from '../src/download/download-worker.ts';
+import type { ChunkContext, StageWorker } from '../src/daemon/run-daemon.ts';
+import type { ClaimedRow } from '../src/queue/claim-chunk.ts';
 import { closeLogger, createLogger } from '../src/log/create-logger.ts';
 import { runCheck } from '../src/manager/run-check.ts';
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
@@ -35,12 +37,11 @@ async function rowFacts(t: TestDatabase): Promise<Record<string, { stage: string
 const pausedReason = async (t: TestDatabase) => (await t.db.selectFrom('workers').select('paused_reason').executeTakeFirst())?.paused_reason ?? null;
 
 /**
- * The thumbnail store on a disk of its own: a folder bind-mounted on the configured store, mounted now, unmounted
+ * A store (the thumbnail store unless told) on a disk of its own: a folder bind-mounted on it, mounted now, unmounted
  * by the test's cleanups whatever happens.
  */
-function mountedThumbnailStore(t: TestDatabase, cleanups: (() => void)[]) {
-  const disk = path.join(t.dir, 'thumbs-disk');
-  const store = t.config.stores.thumbnails;
+function mountedThumbnailStore(t: TestDatabase, cleanups: (() => void)[], store = t.config.stores.thumbnails) {
+  const disk = path.join(t.dir, `${path.basename(store)}-disk`);
   fs.mkdirSync(disk);
   fs.mkdirSync(store, { recursive: true });
   const mounted = () => execFileSync('findmnt', ['-n', store], { encoding: 'utf8' }).trim() !== '';
@@ -290,6 +291,54 @@ describe('the stores a stage reads: not there, or a file unreadable', function (
     assert.deepEqual(await countBy(t.db), { 'push/waiting': 4 }, 'every row thumbnailed once the disk was back');
     const files = fs.readdirSync(path.join(disk, 'uk'), { recursive: true }).filter((f) => String(f).endsWith('.jpg'));
     assert.equal(files.length, 4 * 3, "every row's files on the disk");
+  });
+
+  it('an originals store whose disk goes away while lis_downloadd runs (after the check before the claim) is not written: the row waits uncharged, the stage pauses, and it resumes on the disk', async () => {
+    t = await createTestDatabase({
+      overrides: { download: TEST_DOWNLOAD, stores: { minFreeBytes: 0, minFreePercent: 0, retryMaxSeconds: 0.2 } },
+    });
+    const images = await startImageServer(await makeTestImages());
+    cleanups.push(() => images.close());
+    const { disk, store, mount, umount } = mountedThumbnailStore(t, cleanups, t.config.stores.originals);
+    for (const file of ['/good.jpg', '/good.png'])
+      await t.db
+        .insertInto('live_images')
+        .values({ country: 'uk', datasource_id: 1, image_url: images.url(file) })
+        .execute();
+    const downloader = new DownloadWorker(t.config, t.db, 'uk');
+    cleanups.push(() => downloader.close());
+    const log = createLogger({ component: 'downloadd', log: t.config.log, screen: false, country: 'uk' });
+    cleanups.push(() => closeLogger(log));
+    // The disk goes once the first row is stored and the second claimed: the check before that claim passed.
+    let chunks = 0;
+    const wrapped: StageWorker = Object.assign(Object.create(downloader) as DownloadWorker, {
+      processChunk: async (rows: ClaimedRow[], ctx: ChunkContext) => {
+        if (++chunks === 2) {
+          // Once the first row's result is written (the runner writes results beside the next chunk's work).
+          await waitFor(async () => (await countBy(t.db))['thumbnail/waiting'] === 1, 10_000, 'the first row stored');
+          umount();
+        }
+        return downloader.processChunk(rows, ctx);
+      },
+    });
+    const run = runByHand(wrapped, t, log, { chunkSize: 1 });
+    await waitFor(async () => (await pausedReason(t)) !== null, 20_000, 'lis_downloadd paused');
+    assert.match((await pausedReason(t))!, /is empty and has no \.imagesys-store, but rows of this host have files there: is its disk mounted\?/);
+    // Before, the download made the row's folders again on the host's own disk and stored the original there.
+    assert.deepEqual(fs.readdirSync(store), [], "nothing written on the host's own disk");
+    const facts = Object.values(await rowFacts(t));
+    assert.deepEqual(
+      facts.filter((r) => r.stage === 'download').map((r) => [r.attempts, r.cls]),
+      [[0, 'store_write_failed']],
+      'the row given back, uncharged, as the store fault it is',
+    );
+
+    mount();
+    await run;
+    assert.equal(await pausedReason(t), null, 'the pause is over');
+    assert.deepEqual(await countBy(t.db), { 'thumbnail/waiting': 2 }, 'both downloaded once the disk was back');
+    const files = fs.readdirSync(path.join(disk, 'uk'), { recursive: true }).filter((f) => !String(f).includes('.tmp-') && /[0-9a-f]{32}$/.test(String(f)));
+    assert.equal(files.length, 2, 'both originals on the disk');
   });
 
   it("lis_imaged makes no thumbnail in a thumbnail store whose disk is not mounted: 503, our fault, nothing on the host's disk", async () => {

@@ -159,7 +159,8 @@ export async function assertStoreMounted(dir: string, expectsFiles: () => Promis
   if (marked) return;
   await makeFolders(dir);
   const unmounted = await checkStoreMarker(dir, expectsFiles);
-  if (unmounted) throw Object.assign(new Error(unmounted), { code: STORE_UNMARKED });
+  // Named as a file system error is (path, syscall): lis_downloadd tells its store's faults from others by them.
+  if (unmounted) throw Object.assign(new Error(unmounted), { code: STORE_UNMARKED, path: dir, syscall: 'mkdir' });
 }
 
 /**

@@ -3,10 +3,12 @@ import { sql } from 'kysely';
 import { access } from 'node:fs/promises';
 import type { LisConfig } from '../config/config-schema.ts';
 import type { ChunkContext, RowResult, StageWorker } from '../daemon/run-daemon.ts';
+import { assertStoreMounted } from '../daemon/store-check.ts';
 import { STORE_PATH_WORDS, storeWriteFault } from '../daemon/store-write-fault.ts';
 import type { Db } from '../db/connect.ts';
 import { errorMessage } from '../errors.ts';
 import type { ClaimedRow } from '../queue/claim-chunk.ts';
+import { rowsPastStageOnHost } from '../queue/queue-figures.ts';
 import type { RowPatch } from '../queue/row-patch.ts';
 import { originalPath } from '../store/store-layout.ts';
 import { createDownloadClient, type DownloadClient } from './download-client.ts';
@@ -129,6 +131,13 @@ export class DownloadWorker implements StageWorker {
     this.storeHost = config.stores.shared ? '' : config.host;
     this.stores = [config.stores.originals];
   }
+
+  /**
+   * As lis_thumbnaild's: a row's folder is made only in a store that is mounted. The stage checks the store before
+   * each claim, but its disk may go after (an umount between two downloads: nothing holds a file open there), and
+   * the folders made again put the originals on the host's own disk, in a folder the next check took for the store.
+   */
+  private readonly beforeMakingFolders = () => assertStoreMounted(this.config.stores.originals, () => rowsPastStageOnHost(this.db, this.storeHost, 'download'));
 
   get proxied(): boolean {
     return this.client.proxied;
@@ -279,7 +288,7 @@ export class DownloadWorker implements StageWorker {
   ): Promise<{ seconds: number; status: string } | null> {
     try {
       const destination = originalPath(this.config, this.country, row.image_hash);
-      await makeOriginalFolder(destination);
+      await makeOriginalFolder(destination, this.beforeMakingFolders);
       // Conditional requests and the same-bytes shortcut only when this host holds the last original
       // (and so its thumbnails); otherwise the row needs a full download and new thumbnails here.
       const haveOriginal = previous?.content_hash
@@ -298,6 +307,7 @@ export class DownloadWorker implements StageWorker {
         maxPixels: this.config.thumbnail.maxPixels,
         totalMs: this.config.download.timeouts.totalSeconds * 1000,
         signal: hardStop,
+        beforeMakingFolders: this.beforeMakingFolders,
       });
       if (outcome.kind === 'stopped') return null;
       const ms = Date.now() - started;

@@ -34,6 +34,7 @@ export async function fetchFileOriginal(allowedRoots: string[], request: FetchRe
   }
   const writer = new OriginalWriter(request.destination, {
     maxBytes: request.maxBytes,
+    beforeMakingFolders: request.beforeMakingFolders,
     maxPixels: request.maxPixels,
     until: Date.now() + request.totalMs,
     signal: request.signal,

@@ -22,6 +22,8 @@ export interface FetchRequest {
   totalMs: number;
   /** Aborts at once (a stop whose grace ran out); the outcome is then `stopped`. */
   signal?: AbortSignal;
+  /** The store's guard before a folder is made (WriterLimits). */
+  beforeMakingFolders?: () => Promise<void>;
 }
 
 interface Validators {
@@ -172,6 +174,7 @@ async function fetchOnce(client: DownloadClient, request: FetchRequest, leftMs: 
     }
     writer = new OriginalWriter(request.destination, {
       maxBytes: request.maxBytes,
+      beforeMakingFolders: request.beforeMakingFolders,
       maxPixels: request.maxPixels,
       until: started + leftMs,
       signal: request.signal,

@@ -184,6 +184,7 @@ export async function fetchS3Original(clients: S3Clients, request: FetchRequest)
     }
     writer = new OriginalWriter(request.destination, {
       maxBytes: request.maxBytes,
+      beforeMakingFolders: request.beforeMakingFolders,
       maxPixels: request.maxPixels,
       until: started + request.totalMs,
       signal: request.signal,

@@ -20,6 +20,11 @@ export interface WrittenOriginal {
 /** What an original may cost: its bytes (download.maxBytes), and the decoder's check of a doubted one. */
 export interface WriterLimits extends VerdictLimits {
   maxBytes: number;
+  /**
+   * Called before making a folder this process has not made (or saw go): throws when the store is the empty folder
+   * of a disk not mounted (assertStoreMounted), so the original is not written on the host's own disk.
+   */
+  beforeMakingFolders?: () => Promise<void>;
 }
 
 /**
@@ -38,8 +43,9 @@ const namingFile =
 /** Folders already made by this process: the store has 65,536 per country, so this stays small. */
 const madeDirs = new Set<string>();
 
-async function ensureDir(dir: string): Promise<void> {
+async function ensureDir(dir: string, beforeMakingFolders?: () => Promise<void>): Promise<void> {
   if (madeDirs.has(dir)) return;
+  await beforeMakingFolders?.();
   await makeFolders(dir);
   madeDirs.add(dir);
 }
@@ -48,8 +54,8 @@ async function ensureDir(dir: string): Promise<void> {
  * The folder of `destination`, made before its source is asked: a store that cannot take the original costs the
  * source no request (a row whose folder could not be made was otherwise fetched at every retry).
  */
-export function makeOriginalFolder(destination: string): Promise<void> {
-  return ensureDir(path.dirname(destination));
+export function makeOriginalFolder(destination: string, beforeMakingFolders?: () => Promise<void>): Promise<void> {
+  return ensureDir(path.dirname(destination), beforeMakingFolders);
 }
 
 /**
@@ -137,7 +143,7 @@ export class OriginalWriter {
     this.check = completenessCheck(this.format);
     this.check.push(head);
     const folder = path.dirname(this.destination);
-    await ensureDir(folder);
+    await ensureDir(folder, this.limits.beforeMakingFolders);
     this.temp = `${this.destination}.tmp-${process.pid}-${crypto.randomBytes(4).toString('hex')}`;
     this.handle = await open(this.temp, 'wx').catch(async (error: NodeJS.ErrnoException) => {
       // Made by this process, and gone since (the store emptied, a fresh disk mounted in its place): made again,
@@ -145,7 +151,7 @@ export class OriginalWriter {
       // back) until the process restarted.
       if (error.code !== 'ENOENT') throw error;
       madeDirs.delete(folder);
-      await ensureDir(folder);
+      await ensureDir(folder, this.limits.beforeMakingFolders);
       return open(this.temp!, 'wx');
     });
     await this.append(head);
