@@ -9,6 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { staleOutputs } from './stale-outputs.mjs';
+import { EXECUTABLES } from './executables.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const dist = path.join(root, 'dist');
@@ -35,23 +36,6 @@ function newestSource() {
   for (const f of ['tsconfig.json', 'tsconfig.build.json']) newest = Math.max(newest, fs.statSync(path.join(root, f)).mtimeMs);
   return newest;
 }
-
-/**
- * What each executable in bin/ runs: the compiled module it starts from (dist/bin/<name>.js is made from it).
- * A daemon's start-up was mostly Node loading ~500 small modules (kysely alone is 262 files, zod 95); one bundle
- * per executable, sharing chunks, takes ~35 % of that CPU off every `lis` command and daemon start.
- */
-const EXECUTABLES = {
-  lis: 'dist/src/cli/lis.js',
-  lis_cron_frontend: 'dist/src/cron/cron-frontend-main.js',
-  lis_downloadd: 'dist/src/download/downloadd-main.js',
-  lis_imaged: 'dist/src/imaged/imaged-main.js',
-  lis_managerd: 'dist/src/manager/managerd-main.js',
-  lis_metrics: 'dist/src/metrics/metrics-main.js',
-  lis_pusherd: 'dist/src/push/pusherd-main.js',
-  lis_thumbnaild: 'dist/src/thumbnail/thumbnaild-main.js',
-  servicectl: 'dist/src/services/servicectl-main.js',
-};
 
 /**
  * Dependencies left to Node's own loading, outside the bundles: sharp (native, finds its libvips binaries from

@@ -18,7 +18,8 @@ describe('npm run build: dist/ holds only what the sources make', function () {
   beforeEach(() => {
     project = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-build-'));
     fs.mkdirSync(path.join(project, 'scripts'));
-    for (const script of ['build.mjs', 'stale-outputs.mjs']) fs.copyFileSync(path.join(ROOT, 'scripts', script), path.join(project, 'scripts', script));
+    for (const script of ['build.mjs', 'stale-outputs.mjs', 'executables.mjs'])
+      fs.copyFileSync(path.join(ROOT, 'scripts', script), path.join(project, 'scripts', script));
     fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(project, 'node_modules'));
     for (const config of ['tsconfig.json', 'tsconfig.build.json']) fs.copyFileSync(path.join(ROOT, config), path.join(project, config));
     fs.writeFileSync(path.join(project, 'package.json'), JSON.stringify({ type: 'module' }));
