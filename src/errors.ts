@@ -41,3 +41,13 @@ export function errorMessage(error: unknown): string {
   if (error instanceof Error) return error.message;
   return String(error);
 }
+
+/**
+ * A log line's fields for a bug (an error the code did not expect): its stack, which the line format writes below
+ * the line, indented, at ERROR as at debug. A bug's one-line message ("Cannot read properties of undefined") says
+ * nothing of where; the executables map the stack to src/<file>.ts:<line> (bin/*). Our known errors, LisError's
+ * codes, need no stack: their message names the fault.
+ */
+export function stackOf(error: unknown): { stack?: string } {
+  return error instanceof Error && !(error instanceof LisError) && error.stack ? { stack: error.stack } : {};
+}

@@ -68,6 +68,11 @@ describe('a chunk whose stage throws', () => {
       run.output(),
       /ERROR Test::process_chunk\[\d+\]:UK Chunk failed: stage bug \(fixture\); its 10 unreported rows wait queue\.oursRetrySeconds, uncharged \(internal\)$/m,
     );
+    // A bug's stack, below its line and indented, naming the file and line that threw (before: the message alone).
+    assert.match(
+      run.output(),
+      /Chunk failed: stage bug \(fixture\);[^\n]*\n {4}Error: stage bug \(fixture\)\n {4}at \S+ \(\S*test\/fixtures\/throwing-daemon\.ts:\d+:\d+\)\n/,
+    );
     assert.doesNotMatch(run.output(), /Gave back \d+ unprocessed rows/);
   });
 

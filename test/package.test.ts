@@ -168,3 +168,26 @@ describe('the packed package (npm pack)', () => {
     }
   });
 });
+
+describe('the executables (bundles)', () => {
+  it("name the TypeScript in a bug's stack trace, not the bundle's lines (their maps are on)", async function () {
+    this.timeout(60_000);
+    // A fault from outside: a write to stdout throws, so commander's --help throws through our code's frames.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-stack-'));
+    try {
+      const fault = path.join(dir, 'stdout-throws.mjs');
+      fs.writeFileSync(fault, "process.stdout.write = () => { throw new Error('stdout refused (test)'); };\n");
+      // lis, and a daemon whose first line passes options to node (its own shebang).
+      const runs = await Promise.all(['lis', 'lis_thumbnaild'].map((name) => plainNode(ROOT, ['--import', fault, path.join('bin', name), '--help'])));
+      for (const [i, run] of runs.entries()) {
+        assert.equal(run.code, 1, run.out);
+        assert.match(run.out, /Error: stdout refused \(test\)/);
+        // Before: `at file:///.../dist/bin/lis.js:1548:15` and commander's frames in dist/bin/chunks/.
+        assert.match(run.out, new RegExp(`at .*${ROOT}/src/(cli/lis|thumbnail/thumbnaild-main)\\.ts:\\d+:\\d+`), `run ${i}: ${run.out}`);
+        assert.doesNotMatch(run.out, /dist\/bin\//, run.out);
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -3,7 +3,7 @@ import { setMaxListeners } from 'node:events';
 import type { LisConfig } from '../config/config-schema.ts';
 import { serviceQueryBounds, type Db } from '../db/connect.ts';
 import { isNotAnswering } from '../db/database-error.ts';
-import { LisError, errorMessage } from '../errors.ts';
+import { LisError, errorMessage, stackOf } from '../errors.ts';
 import { ownedByStageErrorRate } from '../failure/failure-reasons.ts';
 import type { Logger } from '../log/create-logger.ts';
 import type { ClaimedRow } from '../queue/claim-chunk.ts';
@@ -423,7 +423,9 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
       const ours = thrownChunkResults(chunk.unreportedRows(), error, chunk.signal.aborted);
       const [first] = ours;
       const road = first && !first.ok ? `; its ${ours.length} unreported rows wait queue.oursRetrySeconds, uncharged (${first.failure.errorClass})` : '';
-      log.error(`Chunk failed: ${errorMessage(error)}${road}`, scope('process_chunk'));
+      // A bug's stack goes with it; an outage's (a driver's) says nothing an operator can use.
+      const bug = first && !first.ok && first.failure.errorClass === 'internal' ? stackOf(error) : {};
+      log.error(`Chunk failed: ${errorMessage(error)}${road}`, { ...scope('process_chunk'), ...bug });
       // Each row as its own result of ours, written with the chunk's results; the stage error rate counts rows, and
       // these rows were not worked: one chunk thrown counts as its rows' worth, as the same bug met row by row would.
       for (const result of ours) report(result);

@@ -6,7 +6,7 @@ import type { ChunkContext, RowResult, StageWorker } from '../daemon/run-daemon.
 import { assertStoreMounted } from '../daemon/store-check.ts';
 import { STORE_PATH_WORDS, storeWriteFault } from '../daemon/store-write-fault.ts';
 import type { Db } from '../db/connect.ts';
-import { errorMessage } from '../errors.ts';
+import { errorMessage, stackOf } from '../errors.ts';
 import type { ClaimedRow } from '../queue/claim-chunk.ts';
 import { rowsPastStageOnHost } from '../queue/queue-figures.ts';
 import type { RowPatch } from '../queue/row-patch.ts';
@@ -329,7 +329,7 @@ export class DownloadWorker implements StageWorker {
         ctx.report({ ok: false, failure: await this.storeFault({ id: row.id, attempts: row.attempts, ...storeWriteFailure(store) }) });
         return null;
       }
-      ctx.log.error(`${row.image_url}: unexpected: ${errorMessage(error)}`, { scope: 'Download::fetch' });
+      ctx.log.error(`${row.image_url}: unexpected: ${errorMessage(error)}`, { scope: 'Download::fetch', ...stackOf(error) });
       ctx.report({
         ok: false,
         failure: { id: row.id, attempts: row.attempts, reason: `internal: ${errorMessage(error)}`, errorClass: 'internal', retryable: true },

@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream';
 import client from 'prom-client';
 import type { LisConfig } from '../config/config-schema.ts';
 import { connectionFailure } from '../db/connect.ts';
-import { errorMessage } from '../errors.ts';
+import { errorMessage, stackOf } from '../errors.ts';
 import type { Logger } from '../log/create-logger.ts';
 import { BusyError, RequestGoneError } from './generation-gate.ts';
 import { CONTENT_TYPES, sendPicture, sendText } from './http-answer.ts';
@@ -143,7 +143,7 @@ export function createImagedServer(config: LisConfig, service: ThumbnailService,
         return sendText(res, 503, 'the database cannot be reached; try again shortly', retryAfter);
       }
       done(500, 'error');
-      log.error(`${rawPath.slice(0, 300)}: ${errorMessage(error)}`, { scope: 'Imaged::request' });
+      log.error(`${rawPath.slice(0, 300)}: ${errorMessage(error)}`, { scope: 'Imaged::request', ...stackOf(error) });
       sendText(res, 500, 'internal error (logged)');
     } finally {
       clearTimeout(timer);

@@ -27,7 +27,7 @@ const lineFormat = winston.format.printf((info) =>
     pid: process.pid,
     country: info.country as string | undefined,
     message: String(info.message),
-    detail: info.level === 'debug' && typeof info.stack === 'string' && info.stack ? info.stack : undefined,
+    detail: (info.level === 'debug' || info.level === 'error') && typeof info.stack === 'string' && info.stack ? info.stack : undefined,
   }),
 );
 

@@ -17,7 +17,7 @@ export interface LineFields {
   pid: number;
   country?: string;
   message: string;
-  /** A stack trace (debug): on lines of its own below, each indented so that none reads as a log line. */
+  /** A stack trace (debug, or a bug's at error: stackOf): on lines of its own below, each indented so that none reads as a log line. */
   detail?: string;
 }
 

@@ -5,7 +5,7 @@ import { assertStoreMounted, checkReadable } from '../daemon/store-check.ts';
 import { STORE_PATH_WORDS, storeWriteFault } from '../daemon/store-write-fault.ts';
 import type { LisConfig } from '../config/config-schema.ts';
 import type { Db } from '../db/connect.ts';
-import { UsageError, errorMessage } from '../errors.ts';
+import { UsageError, errorMessage, stackOf } from '../errors.ts';
 import { isSourceFault } from '../failure/failure-reasons.ts';
 import type { ChunkContext, RowResult, StageWorker } from '../daemon/run-daemon.ts';
 import type { ClaimedRow } from '../queue/claim-chunk.ts';
@@ -128,7 +128,7 @@ export function createThumbnailWorker({ config, db }: ThumbnailWorkerOptions): S
       }
       if (error instanceof ImageError) return fail(error);
       // Not the image's fault (out of memory, threads, a bug): ours, and a later run tries it.
-      ctx.log.error(`${row.image_hash}: ${errorMessage(error)}`, { scope: 'Thumbnail::process' });
+      ctx.log.error(`${row.image_hash}: ${errorMessage(error)}`, { scope: 'Thumbnail::process', ...stackOf(error) });
       return ours('internal', `not the image: ${errorMessage(error)}`);
     }
 
