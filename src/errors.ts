@@ -1,3 +1,4 @@
+import { mappedStack } from './util/mapped-stack.ts';
 /**
  * Errors an operator should read, with a stable `code` that scripts and tests
  * can match instead of the wording.
@@ -45,9 +46,9 @@ export function errorMessage(error: unknown): string {
 /**
  * A log line's fields for a bug (an error the code did not expect): its stack, which the line format writes below
  * the line, indented, at ERROR as at debug. A bug's one-line message ("Cannot read properties of undefined") says
- * nothing of where; the executables map the stack to src/<file>.ts:<line> (bin/*). Our known errors, LisError's
- * codes, need no stack: their message names the fault.
+ * nothing of where; the stack names src/<file>.ts:<line> (mappedStack), not the bundle's line. Our known errors,
+ * LisError's codes, need no stack: their message names the fault.
  */
 export function stackOf(error: unknown): { stack?: string } {
-  return error instanceof Error && !(error instanceof LisError) && error.stack ? { stack: error.stack } : {};
+  return error instanceof Error && !(error instanceof LisError) && error.stack ? { stack: mappedStack(error.stack) } : {};
 }

@@ -1,8 +1,9 @@
 import { LisError, errorMessage } from '../errors.ts';
+import { mappedStack } from './mapped-stack.ts';
 
 /**
  * The last word of every command: a known error prints its message and exits
- * 1 (2 for usage); anything else is a bug and prints its stack.
+ * 1 (2 for usage); anything else is a bug and prints its stack, naming the TypeScript (mappedStack).
  */
 export async function runCommand(main: () => Promise<number | void> | number | void): Promise<void> {
   try {
@@ -13,7 +14,7 @@ export async function runCommand(main: () => Promise<number | void> | number | v
       process.stderr.write(`error: ${error.message}\n`);
       process.exitCode = error.code === 'ERR_USAGE' ? 2 : 1;
     } else {
-      process.stderr.write(`error: ${error instanceof Error ? error.stack : errorMessage(error)}\n`);
+      process.stderr.write(`error: ${error instanceof Error && error.stack ? mappedStack(error.stack) : errorMessage(error)}\n`);
       process.exitCode = 1;
     }
   }
