@@ -5,6 +5,7 @@ import { shortOrUnreadable } from '../src/download/decoder-verdict.ts';
 import { DownloadError } from '../src/download/download-error.ts';
 import { hostWaitOf, rowResult } from '../src/download/download-worker.ts';
 import { HostLimiter } from '../src/download/host-limiter.ts';
+import { HostPauses } from '../src/download/host-pauses.ts';
 import { completenessCheck } from '../src/download/image-completeness.ts';
 import { describeStart, sniffImageFormat } from '../src/download/magic-sniff.ts';
 import { safeLookup } from '../src/download/safe-lookup.ts';
@@ -232,6 +233,56 @@ describe('download rules (pure)', () => {
       assert.equal(limiter.queued, 1);
       assert.deepEqual(limiter.take(), { item: 'a1', host: 'a' });
       assert.equal(limiter.take(), null, 'nothing left, no host left in turn');
+    });
+    it('forgets the hosts it is done with once their delay has passed, however fast their downloads were (a service sees millions over weeks)', () => {
+      let now = 0;
+      const limiter = new HostLimiter({ concurrency: 10, perHost: 2, perHostDelayMs: 500 }, () => now);
+      // 10,000 hosts, one 20 ms download each, 5 ms apart: each ends inside its own host's delay.
+      for (let i = 0; i < 10_000; i++) {
+        limiter.add(`h${i}.example`, i);
+        const taken = limiter.take();
+        assert.ok(taken && 'item' in taken);
+        now += 20;
+        limiter.done(taken.host);
+        now += 5;
+        // One left by remove(), one by takeQueuedOf(), while another job of theirs runs.
+        if (i % 100 === 0) {
+          limiter.add(`r${i}.example`, 'a');
+          limiter.add(`r${i}.example`, 'b');
+          const running = limiter.take();
+          assert.ok(running && 'item' in running);
+          assert.equal(limiter.remove(`r${i}.example`, 'b'), true);
+          now += 1;
+          limiter.done(running.host);
+        }
+      }
+      assert.ok(limiter.hostsKept <= 60, `${limiter.hostsKept} hosts kept: only those within their delay (500 ms, 25 ms a host) may be`);
+      now += 500;
+      limiter.add('last.example', 'x');
+      assert.ok(limiter.hostsKept <= 2, `${limiter.hostsKept} hosts kept after every delay passed`);
+    });
+  });
+
+  describe('host pauses', () => {
+    it('a host paused for its Retry-After is paused until then, the later of two pauses winning', () => {
+      let now = 0;
+      const pauses = new HostPauses(() => now);
+      pauses.pause('a', 30_000, 'HTTP 429');
+      pauses.pause('a', 10_000, 'HTTP 503');
+      assert.deepEqual(pauses.of('a'), { until: 30_000, status: 'HTTP 429' });
+      assert.equal(pauses.of('b'), null);
+      now = 30_000;
+      assert.equal(pauses.of('a'), null, 'over');
+    });
+    it('forgets the pauses that ran out of hosts never asked again (a hostile source throttling from host name after host name)', () => {
+      let now = 0;
+      const pauses = new HostPauses(() => now);
+      // 10,000 hosts, each answering one 429 with Retry-After 30 s, one a second, none asked again.
+      for (let i = 0; i < 10_000; i++) {
+        pauses.pause(`h${i}.example`, now + 30_000, 'HTTP 429 Too Many Requests');
+        now += 1000;
+      }
+      assert.ok(pauses.size <= 91, `${pauses.size} pauses kept: only those of the last minute and a half may be`);
     });
   });
 

@@ -194,13 +194,21 @@ export function createDb(url: string, poolSize: number, onPoolError: (error: Err
   // pg emits 'error' on a client whose server connection dies, even while it is checked out and its
   // query is being rejected; the pool listens only to idle clients. Without a listener of our own, a
   // PostgreSQL restart would crash the process instead of failing the query in hand.
+  // The pool also emits an idle client's error as its own: said once per connection, not twice (a database
+  // restart logged each pooled connection's loss twice, `Database connection lost: ...`).
   const clients = new Set<pg.Client>();
+  const told = new WeakSet<object>();
+  const tell = (error: Error, client: object) => {
+    if (told.has(client)) return;
+    told.add(client);
+    onPoolError(error);
+  };
   pool.on('connect', (client) => {
     clients.add(client);
-    client.on('error', onPoolError);
+    client.on('error', (error: Error) => tell(error, client));
   });
   pool.on('remove', (client) => clients.delete(client as pg.Client));
-  pool.on('error', onPoolError);
+  pool.on('error', (error, client) => tell(error, client));
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   urls.set(db, url);
   if (bounds?.connectMs !== undefined) connectBounds.set(db, bounds.connectMs);

@@ -17,6 +17,7 @@ import { makeOriginalFolder } from './original-writer.ts';
 import { SchemeFetcher } from './fetch-by-scheme.ts';
 import type { FetchOutcome } from './fetch-original.ts';
 import { drainLimiter, HostLimiter } from './host-limiter.ts';
+import { HostPauses, type HostPause } from './host-pauses.ts';
 
 /** What the last download left on a row: present on rows being refreshed. */
 interface PreviousDownload {
@@ -37,12 +38,6 @@ interface DownloadJob {
   hardStop: AbortSignal;
   settle: () => void;
   skipped: () => void;
-}
-
-/** A host that answered 429 or 503 with Retry-After: until when (ms) it asked us to wait, and what it said. */
-interface HostPause {
-  until: number;
-  status: string;
 }
 
 /**
@@ -116,7 +111,7 @@ export class DownloadWorker implements StageWorker {
    * given back uncharged until then (`host_throttled`). Before, every queued row of the host was sent all the same,
    * each got the 429 and was charged an attempt: a throttling host's rows burned queue.maxAttempts in a few rounds.
    */
-  private readonly paused = new Map<string, HostPause>();
+  private readonly paused = new HostPauses();
 
   constructor(
     private readonly config: LisConfig,
@@ -197,8 +192,11 @@ export class DownloadWorker implements StageWorker {
               retryable: false,
             },
           });
-        } else if (this.pausedFor(host)) ctx.report(this.heldBack(row, host));
-        else jobs.push({ host, row, previous: previous.get(row.id), ctx: chunkCtx, hardStop: hardStop.signal, settle, skipped: () => unstarted++ });
+        } else {
+          const pause = this.paused.of(host);
+          if (pause) ctx.report(this.heldBack(row, host, pause));
+          else jobs.push({ host, row, previous: previous.get(row.id), ctx: chunkCtx, hardStop: hardStop.signal, settle, skipped: () => unstarted++ });
+        }
       }
       left = jobs.length;
       if (left === 0) return;
@@ -236,27 +234,15 @@ export class DownloadWorker implements StageWorker {
 
   /** The host asked us to wait: its queued rows (of every chunk) go back uncharged until then, as do those claimed meanwhile. */
   private pauseHost(host: string, wait: { seconds: number; status: string }): void {
-    const until = Date.now() + wait.seconds * 1000;
-    const known = this.paused.get(host);
-    if (!known || known.until < until) this.paused.set(host, { until, status: wait.status });
+    const pause = this.paused.pause(host, Date.now() + wait.seconds * 1000, wait.status);
     for (const job of this.limiter.takeQueuedOf<DownloadJob>(host)) {
-      job.ctx.report(this.heldBack(job.row, host));
+      job.ctx.report(this.heldBack(job.row, host, pause));
       job.settle();
     }
   }
 
-  /** The host's pause, while it lasts. */
-  private pausedFor(host: string): HostPause | null {
-    const pause = this.paused.get(host);
-    if (!pause) return null;
-    if (pause.until > Date.now()) return pause;
-    this.paused.delete(host);
-    return null;
-  }
-
   /** A row of a paused host, not tried: given back uncharged until the host's wait is over. */
-  private heldBack(row: ClaimedRow, host: string): RowResult {
-    const pause = this.paused.get(host)!;
+  private heldBack(row: ClaimedRow, host: string, pause: HostPause): RowResult {
     const at = new Date(pause.until).toISOString().replace(/\.\d+Z$/, 'Z');
     return {
       ok: false,

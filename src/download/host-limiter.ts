@@ -30,6 +30,8 @@ export class HostLimiter {
   private queuedTotal = 0;
   /** Jobs running so long that their slots were handed to others (see demote). */
   private slowTotal = 0;
+  /** When forgetIdle last looked at every host. */
+  private sweptAt = -Infinity;
 
   constructor(
     private readonly limits: HostLimits,
@@ -44,7 +46,13 @@ export class HostLimiter {
     return this.queuedTotal;
   }
 
+  /** Hosts whose state is held (tests: it must not grow with every host ever seen). */
+  get hostsKept(): number {
+    return this.hosts.size;
+  }
+
   add<T>(host: string, item: T): void {
+    this.forgetIdle();
     let state = this.hosts.get(host);
     if (!state) this.hosts.set(host, (state = { active: 0, lastStart: -Infinity, queue: [] }));
     if (state.queue.length === 0) this.turn.push(host);
@@ -109,7 +117,26 @@ export class HostLimiter {
     if (!state) return;
     state.active--;
     // Forget idle hosts whose delay has passed, so millions of hosts over a day do not pile up.
-    if (state.active === 0 && state.queue.length === 0 && state.lastStart + this.limits.perHostDelayMs <= this.now()) this.hosts.delete(host);
+    if (this.idle(state, this.now())) this.hosts.delete(host);
+    this.forgetIdle();
+  }
+
+  private idle(state: HostState, now: number): boolean {
+    return state.active === 0 && state.queue.length === 0 && state.lastStart + this.limits.perHostDelayMs <= now;
+  }
+
+  /**
+   * A host whose last job ended within its delay (any download faster than download.perHostDelaySeconds) could not
+   * be forgotten then, and was kept for ever unless it came back: a service with a delay set held every host it had
+   * ever seen. So every delay (a second at least) the idle hosts whose delay has passed are forgotten; the map holds
+   * the hosts of the last delay or two only.
+   */
+  private forgetIdle(): void {
+    if (this.limits.perHostDelayMs <= 0) return;
+    const now = this.now();
+    if (now - this.sweptAt < Math.max(this.limits.perHostDelayMs, 1000)) return;
+    this.sweptAt = now;
+    for (const [host, state] of this.hosts) if (this.idle(state, now)) this.hosts.delete(host);
   }
 
   /** Takes one queued job out (a job nobody wants any more); false when it is not queued (started, or never added). */

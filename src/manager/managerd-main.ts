@@ -1,5 +1,5 @@
 import { Option } from 'commander';
-import cron, { type ScheduledTask } from 'node-cron';
+import type { ScheduledTask } from 'node-cron';
 import { parseCountry, parseIntFlag } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
 import { closeDb, type Db } from '../db/connect.ts';
@@ -16,6 +16,7 @@ import { startServiceHeartbeat } from '../daemon/heartbeat-loop.ts';
 import { registerAtStart } from '../daemon/register-at-start.ts';
 import { markStopped, workerIdFor } from '../daemon/worker-registry.ts';
 import { upkeepFromManager } from './run-upkeep.ts';
+import { scheduleTask } from './scheduled-task.ts';
 import { registerManagerEventMetrics } from './manager-event-metrics.ts';
 import { startInstanceExporter } from '../daemon/instance-exporter.ts';
 import { CHECKS, pruneStats, runCheck, sampleQueue, type Check, type CheckContext } from './run-check.ts';
@@ -37,29 +38,23 @@ async function serve(ctx: CheckContext, signal: AbortSignal, configFile: string 
   for (const check of CHECKS) {
     const expression = config.manager.schedule[check];
     if (!expression) continue;
-    tasks.push(cron.schedule(expression, () => safeCheck(check, ctx), { name: check, noOverlap: true }));
+    tasks.push(scheduleTask(expression, check, () => safeCheck(check, ctx), log));
     log.info(`Scheduled ${check}: ${expression}`, { scope: 'Manager::serve' });
   }
   if (config.manager.schedule.cron_frontend) {
-    tasks.push(
-      cron.schedule(config.manager.schedule.cron_frontend, () => upkeepFromManager(ctx.db, log, config.host, configFile), {
-        name: 'cron_frontend',
-        noOverlap: true,
-      }),
-    );
+    tasks.push(scheduleTask(config.manager.schedule.cron_frontend, 'cron_frontend', () => upkeepFromManager(ctx.db, log, config.host, configFile), log));
     log.info(`Scheduled cron_frontend: ${config.manager.schedule.cron_frontend}`, { scope: 'Manager::serve' });
   }
   tasks.push(
-    cron.schedule('* * * * *', () => sampleQueue(ctx.db).catch((e) => log.error(`sampling the queue failed: ${errorMessage(e)}`)), {
-      name: 'sample_queue',
-      noOverlap: true,
-    }),
+    scheduleTask('* * * * *', 'sample_queue', () => sampleQueue(ctx.db).catch((e) => log.error(`sampling the queue failed: ${errorMessage(e)}`)), log),
   );
   tasks.push(
-    cron.schedule('17 * * * *', () => pruneStats(ctx.db, config.manager.keepStatsDays).catch((e) => log.error(`pruning stats failed: ${errorMessage(e)}`)), {
-      name: 'prune_stats',
-      noOverlap: true,
-    }),
+    scheduleTask(
+      '17 * * * *',
+      'prune_stats',
+      () => pruneStats(ctx.db, config.manager.keepStatsDays).catch((e) => log.error(`pruning stats failed: ${errorMessage(e)}`)),
+      log,
+    ),
   );
   onReady();
   // A stop that came before this point (SIGTERM while the exporter was up but the worker not yet registered: a
