@@ -136,7 +136,13 @@ export async function checkStoreMarker(dir: string, expectsFiles: () => Promise<
   if (expected && (await storeMarkState(dir)) === 'marked') return null;
   if (expected)
     return `ENOENT: ${dir} is empty and has no ${STORE_MARKER}, but rows of this host have files there: is its disk mounted? (If its files are really gone, say so: touch ${marker}. If this is a second machine started under this host's name, a config copied, give it its own: "host" in the config, or LIS_HOST.)`;
-  await writeFile(marker, `An ImageSys store, marked ${new Date().toISOString()}. Its absence tells an unmounted disk from the store: do not remove.\n`);
+  await writeFile(marker, `An ImageSys store, marked ${new Date().toISOString()}. Its absence tells an unmounted disk from the store: do not remove.\n`).catch(
+    (error: NodeJS.ErrnoException) => {
+      // A failed write (ENOSPC: a store full before its first check) names no path: named, a writer tells it for
+      // its store's fault (storeErrorOf), not a bug (500, `internal`).
+      throw Object.assign(error, { path: error.path ?? marker, syscall: error.syscall ?? 'write' });
+    },
+  );
   return null;
 }
 
