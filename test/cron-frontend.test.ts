@@ -274,6 +274,55 @@ describe('lis_cron_frontend', () => {
     }
   });
 
+  it('--db_scan queues anew, not deletes, a row the ETL lists again after it was marked for the purge: back in download, uncharged, not live, its push records gone', async function () {
+    this.timeout(60_000);
+    await sql`UPDATE live_images SET last_seen = now() - interval '40 days', attempts = 2`.execute(t.db);
+    const [relisted] = await t.db.selectFrom('live_images').select(['id', 'image_url', 'image_hash', 'datasource_id']).orderBy('id').execute();
+    await sql`INSERT INTO frontend_pushes (frontend, country, image_hash, pushed_at) SELECT 'n2', country, image_hash, now() FROM live_images`.execute(t.db);
+    const log = createLogger({ component: 'cron_frontend', log: t.config.log, screen: false });
+    const images = await ImageSys.open({ config: t.config });
+    try {
+      const scan = () => dbScan({ config: t.config, db: t.db, log, country: 'uk', dryRun: false });
+      // A run that cannot clean n1 marks every row and removes what it can (n2, the stores): the rows wait for the next.
+      await daemon.stop();
+      assert.equal((await scan()).purgeDeferred, 6);
+      const listing = { country: 'uk', datasourceId: relisted.datasource_id };
+      // Then the feed lists one of them again: the ETL only refreshes its last_seen (the row is known).
+      assert.deepEqual(await images.imagesForSiBuild([relisted.image_url], listing), [
+        { url: relisted.image_url, hash: relisted.image_hash, live: false, status: 'parked' },
+      ]);
+      await daemon.start();
+      const summary = await scan();
+      // Before, it was deleted with the others: a photo the feed lists, lost until its URL was new again.
+      assert.deepEqual([summary.purged, summary.purgeDeferred, summary.requeued], [5, 0, 1]);
+      const row = await t.db
+        .selectFrom('live_images')
+        .select(['stage', 'state', 'attempts', 'locked_by', 'store_host', 'last_error_class', 'live_data', 'content_hash'])
+        .where('id', '=', relisted.id)
+        .executeTakeFirstOrThrow();
+      assert.deepEqual(row, {
+        stage: 'download',
+        state: 'waiting',
+        attempts: 0,
+        locked_by: null,
+        store_host: '',
+        last_error_class: null,
+        live_data: null,
+        content_hash: null,
+      });
+      assert.equal((await t.db.selectFrom('frontend_pushes').where('image_hash', '=', relisted.image_hash).selectAll().execute()).length, 0);
+      assert.deepEqual(await countBy(t.db), { 'download/waiting': 1 }, 'the others purged');
+      const { rows: listed } = await sql`SELECT 1 FROM claimable_rows WHERE id = ${relisted.id}::bigint AND stage = 'download'`.execute(t.db);
+      assert.equal(listed.length, 1, 'claimable by lis_downloadd');
+      assert.deepEqual(await images.imagesForSiBuild([relisted.image_url], listing), [
+        { url: relisted.image_url, hash: relisted.image_hash, live: false, status: 'download' },
+      ]);
+    } finally {
+      await images.close();
+      await closeLogger(log);
+    }
+  });
+
   it('--fs_check deletes planted orphans and sends a live row whose file vanished back to the pusher', async function () {
     this.timeout(60_000);
     const orphan = 'uk/ab/cd/abcd0000000000000000000000000000_small.jpg';
