@@ -339,16 +339,23 @@ describe('lis_cron_frontend', () => {
       t.db,
     );
 
-    // Partial writes: one of a writer that died (SIGKILL mid-write), one of a writer still alive.
+    // Partial writes: one of a writer that died (SIGKILL mid-write), one of a writer still alive, and one whose pid
+    // names a live process that is not its writer: in a container every daemon is pid 1, so a killed writer's pid is
+    // always alive (and so is a pid reused after it). Untouched for two hours, no write of ours is still at it.
     const deadTemp = `${files[0]}.tmp-999999-abcd1234`;
     const liveTemp = `${files[1]}.tmp-${process.pid}-abcd1234`;
-    for (const f of [deadTemp, liveTemp]) fs.writeFileSync(path.join(t.config.stores.thumbnails, f), 'half a jpeg');
+    const reusedPidTemp = `${files[2]}.tmp-${process.pid}-5678abcd`;
+    for (const f of [deadTemp, liveTemp, reusedPidTemp]) fs.writeFileSync(path.join(t.config.stores.thumbnails, f), 'half a jpeg');
+    const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
+    fs.utimesSync(path.join(t.config.stores.thumbnails, reusedPidTemp), twoHoursAgo, twoHoursAgo);
 
     const run = await cron(['--fs_check', '--country', 'uk']);
     assert.equal(run.code, 0, run.text);
     assert.equal(fs.existsSync(path.join(t.config.stores.thumbnails, deadTemp)), false, "a dead writer's partial file is removed at once");
     assert.equal(fs.existsSync(path.join(t.config.stores.thumbnails, liveTemp)), true, "a live writer's is left alone");
-    assert.match(run.text, /thumbnails 1 orphans\/1 partial/);
+    // Before, kept for ever: its pid was alive.
+    assert.equal(fs.existsSync(path.join(t.config.stores.thumbnails, reusedPidTemp)), false, 'one unchanged for hours is removed, whatever its pid names');
+    assert.match(run.text, /thumbnails 1 orphans\/2 partial/);
     const upkeep = await t.db.selectFrom('manager_events').select(['subject', 'detail']).where('check_name', '=', 'upkeep').execute();
     assert.equal(upkeep.length, 1, 'the outcome is recorded for the alerts');
     assert.match(upkeep[0].detail, /^ok: fs_check: /);

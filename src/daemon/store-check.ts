@@ -1,9 +1,9 @@
 import { constants } from 'node:fs';
 import { access, open, readdir, stat, statfs, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { tempFileWriter, tempPathFor } from '../store/atomic-file.ts';
+import { tempPathFor } from '../store/atomic-file.ts';
+import { tempFileVerdict } from '../store/stale-temp.ts';
 import { makeFolders } from '../store/make-folders.ts';
-import { isProcessAlive } from '../util/process-alive.ts';
 
 export interface StoreLimits {
   /** Pause below this many free bytes (stores.minFreeBytes). */
@@ -102,6 +102,8 @@ export async function checkReadable(dir: string): Promise<string | null> {
 }
 
 const PROBE_NAME = '.lis-probe';
+/** A probe unchanged this long is a killed check's whoever its pid names now. */
+const PROBE_SETTLE_SECONDS = 3600;
 
 /** The file at a store's top that says "this is the store" (beside the probes, where fs_check never looks). */
 export const STORE_MARKER = '.imagesys-store';
@@ -177,8 +179,10 @@ export async function assertStoreMounted(dir: string, expectsFiles: () => Promis
 async function sweepDeadProbes(dir: string): Promise<void> {
   for (const name of await readdir(dir)) {
     if (!name.startsWith(`${PROBE_NAME}.`)) continue;
-    const writer = tempFileWriter(name);
-    if (writer !== null && writer !== process.pid && !isProcessAlive(writer)) await unlink(path.join(dir, name)).catch(() => {});
+    // Its writer gone from this host, or unchanged for an hour (a probe lives for a write and an unlink): a killed
+    // check's, whatever its pid names now (a daemon in a container is pid 1 there, as the killed one was).
+    if (tempFileVerdict(name, path.join(dir, name), { shared: false, settleSeconds: PROBE_SETTLE_SECONDS }) === 'stale')
+      await unlink(path.join(dir, name)).catch(() => {});
   }
 }
 
