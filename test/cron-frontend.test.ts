@@ -11,6 +11,7 @@ import pg from 'pg';
 import { dbScan } from '../src/cron/db-scan.ts';
 import { findAlerts } from '../src/alerts/alert-sources.ts';
 import { refreshRows } from '../src/queue/refresh-rows.ts';
+import { enqueueRows } from '../src/queue/enqueue-rows.ts';
 import { closeLogger, createLogger } from '../src/log/create-logger.ts';
 import { ImageSys } from '../src/interface/image-sys.ts';
 import { addFrontend } from '../src/push/frontend-registry.ts';
@@ -319,6 +320,25 @@ describe('lis_cron_frontend', () => {
       ]);
     } finally {
       await images.close();
+      await closeLogger(log);
+    }
+  });
+
+  it('--db_scan queues a row listed again anew even in a run that keeps the others for a frontend it cannot clean', async function () {
+    this.timeout(60_000);
+    await sql`UPDATE live_images SET last_seen = now() - interval '40 days'`.execute(t.db);
+    const [relisted] = await t.db.selectFrom('live_images').select(['id', 'image_url', 'datasource_id']).orderBy('id').execute();
+    const log = createLogger({ component: 'cron_frontend', log: t.config.log, screen: false });
+    try {
+      const scan = () => dbScan({ config: t.config, db: t.db, log, country: 'uk', dryRun: false });
+      await daemon.stop();
+      assert.equal((await scan()).purgeDeferred, 6);
+      await enqueueRows(t.db, 'uk', [{ datasourceId: relisted.datasource_id, url: relisted.image_url }]);
+      // n1 still down: before, the row stayed parked (not served) with the others until n1 could be cleaned.
+      const summary = await scan();
+      assert.deepEqual([summary.purged, summary.purgeDeferred, summary.requeued], [0, 5, 1]);
+      assert.deepEqual(await countBy(t.db), { 'download/waiting': 1, 'live/parked': 5 });
+    } finally {
       await closeLogger(log);
     }
   });
