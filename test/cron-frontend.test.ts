@@ -11,6 +11,7 @@ import pg from 'pg';
 import { dbScan } from '../src/cron/db-scan.ts';
 import { findAlerts } from '../src/alerts/alert-sources.ts';
 import { refreshRows } from '../src/queue/refresh-rows.ts';
+import { enqueueRows } from '../src/queue/enqueue-rows.ts';
 import { closeLogger, createLogger } from '../src/log/create-logger.ts';
 import { ImageSys } from '../src/interface/image-sys.ts';
 import { addFrontend } from '../src/push/frontend-registry.ts';
@@ -274,6 +275,74 @@ describe('lis_cron_frontend', () => {
     }
   });
 
+  it('--db_scan queues anew, not deletes, a row the ETL lists again after it was marked for the purge: back in download, uncharged, not live, its push records gone', async function () {
+    this.timeout(60_000);
+    await sql`UPDATE live_images SET last_seen = now() - interval '40 days', attempts = 2`.execute(t.db);
+    const [relisted] = await t.db.selectFrom('live_images').select(['id', 'image_url', 'image_hash', 'datasource_id']).orderBy('id').execute();
+    await sql`INSERT INTO frontend_pushes (frontend, country, image_hash, pushed_at) SELECT 'n2', country, image_hash, now() FROM live_images`.execute(t.db);
+    const log = createLogger({ component: 'cron_frontend', log: t.config.log, screen: false });
+    const images = await ImageSys.open({ config: t.config });
+    try {
+      const scan = () => dbScan({ config: t.config, db: t.db, log, country: 'uk', dryRun: false });
+      // A run that cannot clean n1 marks every row and removes what it can (n2, the stores): the rows wait for the next.
+      await daemon.stop();
+      assert.equal((await scan()).purgeDeferred, 6);
+      const listing = { country: 'uk', datasourceId: relisted.datasource_id };
+      // Then the feed lists one of them again: the ETL only refreshes its last_seen (the row is known).
+      assert.deepEqual(await images.imagesForSiBuild([relisted.image_url], listing), [
+        { url: relisted.image_url, hash: relisted.image_hash, live: false, status: 'parked' },
+      ]);
+      await daemon.start();
+      const summary = await scan();
+      // Before, it was deleted with the others: a photo the feed lists, lost until its URL was new again.
+      assert.deepEqual([summary.purged, summary.purgeDeferred, summary.requeued], [5, 0, 1]);
+      const row = await t.db
+        .selectFrom('live_images')
+        .select(['stage', 'state', 'attempts', 'locked_by', 'store_host', 'last_error_class', 'live_data', 'content_hash'])
+        .where('id', '=', relisted.id)
+        .executeTakeFirstOrThrow();
+      assert.deepEqual(row, {
+        stage: 'download',
+        state: 'waiting',
+        attempts: 0,
+        locked_by: null,
+        store_host: '',
+        last_error_class: null,
+        live_data: null,
+        content_hash: null,
+      });
+      assert.equal((await t.db.selectFrom('frontend_pushes').where('image_hash', '=', relisted.image_hash).selectAll().execute()).length, 0);
+      assert.deepEqual(await countBy(t.db), { 'download/waiting': 1 }, 'the others purged');
+      const { rows: listed } = await sql`SELECT 1 FROM claimable_rows WHERE id = ${relisted.id}::bigint AND stage = 'download'`.execute(t.db);
+      assert.equal(listed.length, 1, 'claimable by lis_downloadd');
+      assert.deepEqual(await images.imagesForSiBuild([relisted.image_url], listing), [
+        { url: relisted.image_url, hash: relisted.image_hash, live: false, status: 'download' },
+      ]);
+    } finally {
+      await images.close();
+      await closeLogger(log);
+    }
+  });
+
+  it('--db_scan queues a row listed again anew even in a run that keeps the others for a frontend it cannot clean', async function () {
+    this.timeout(60_000);
+    await sql`UPDATE live_images SET last_seen = now() - interval '40 days'`.execute(t.db);
+    const [relisted] = await t.db.selectFrom('live_images').select(['id', 'image_url', 'datasource_id']).orderBy('id').execute();
+    const log = createLogger({ component: 'cron_frontend', log: t.config.log, screen: false });
+    try {
+      const scan = () => dbScan({ config: t.config, db: t.db, log, country: 'uk', dryRun: false });
+      await daemon.stop();
+      assert.equal((await scan()).purgeDeferred, 6);
+      await enqueueRows(t.db, 'uk', [{ datasourceId: relisted.datasource_id, url: relisted.image_url }]);
+      // n1 still down: before, the row stayed parked (not served) with the others until n1 could be cleaned.
+      const summary = await scan();
+      assert.deepEqual([summary.purged, summary.purgeDeferred, summary.requeued], [0, 5, 1]);
+      assert.deepEqual(await countBy(t.db), { 'download/waiting': 1, 'live/parked': 5 });
+    } finally {
+      await closeLogger(log);
+    }
+  });
+
   it('--fs_check deletes planted orphans and sends a live row whose file vanished back to the pusher', async function () {
     this.timeout(60_000);
     const orphan = 'uk/ab/cd/abcd0000000000000000000000000000_small.jpg';
@@ -290,16 +359,23 @@ describe('lis_cron_frontend', () => {
       t.db,
     );
 
-    // Partial writes: one of a writer that died (SIGKILL mid-write), one of a writer still alive.
+    // Partial writes: one of a writer that died (SIGKILL mid-write), one of a writer still alive, and one whose pid
+    // names a live process that is not its writer: in a container every daemon is pid 1, so a killed writer's pid is
+    // always alive (and so is a pid reused after it). Untouched for two hours, no write of ours is still at it.
     const deadTemp = `${files[0]}.tmp-999999-abcd1234`;
     const liveTemp = `${files[1]}.tmp-${process.pid}-abcd1234`;
-    for (const f of [deadTemp, liveTemp]) fs.writeFileSync(path.join(t.config.stores.thumbnails, f), 'half a jpeg');
+    const reusedPidTemp = `${files[2]}.tmp-${process.pid}-5678abcd`;
+    for (const f of [deadTemp, liveTemp, reusedPidTemp]) fs.writeFileSync(path.join(t.config.stores.thumbnails, f), 'half a jpeg');
+    const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
+    fs.utimesSync(path.join(t.config.stores.thumbnails, reusedPidTemp), twoHoursAgo, twoHoursAgo);
 
     const run = await cron(['--fs_check', '--country', 'uk']);
     assert.equal(run.code, 0, run.text);
     assert.equal(fs.existsSync(path.join(t.config.stores.thumbnails, deadTemp)), false, "a dead writer's partial file is removed at once");
     assert.equal(fs.existsSync(path.join(t.config.stores.thumbnails, liveTemp)), true, "a live writer's is left alone");
-    assert.match(run.text, /thumbnails 1 orphans\/1 partial/);
+    // Before, kept for ever: its pid was alive.
+    assert.equal(fs.existsSync(path.join(t.config.stores.thumbnails, reusedPidTemp)), false, 'one unchanged for hours is removed, whatever its pid names');
+    assert.match(run.text, /thumbnails 1 orphans\/2 partial/);
     const upkeep = await t.db.selectFrom('manager_events').select(['subject', 'detail']).where('check_name', '=', 'upkeep').execute();
     assert.equal(upkeep.length, 1, 'the outcome is recorded for the alerts');
     assert.match(upkeep[0].detail, /^ok: fs_check: /);

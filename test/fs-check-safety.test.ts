@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { sql } from 'kysely';
-import { isRsyncTempName } from '../src/cron/frontend-files.ts';
+import { isRsyncTempName, sweepDeadRunsTempFolders } from '../src/cron/frontend-files.ts';
 import { addFrontend } from '../src/push/frontend-registry.ts';
 import { normaliseTarget } from '../src/push/frontend-target.ts';
 import { isThumbnailName } from '../src/store/store-layout.ts';
@@ -50,6 +50,18 @@ describe('frontend targets and fs_check never reach beyond what is ours', () => 
       'de/ab/cd/abcd0000000000000000000000000000_small.jpg',
     ]) {
       assert.equal(isThumbnailName(name, 'uk'), false, name);
+    }
+  });
+
+  it("removes a killed run's temp folder named for this run's own pid (a container's pid 1), not its own", () => {
+    const killed = path.join(os.tmpdir(), `lis-list-${process.pid}-Zz99Yy`);
+    fs.mkdirSync(killed, { recursive: true });
+    try {
+      // Before, kept for ever: its pid (this process's) was alive.
+      assert.ok(sweepDeadRunsTempFolders() >= 1);
+      assert.equal(fs.existsSync(killed), false);
+    } finally {
+      fs.rmSync(killed, { recursive: true, force: true });
     }
   });
 

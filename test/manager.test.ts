@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { PACKAGE_VERSION } from '../src/util/package-root.ts';
 import { createDb } from '../src/db/connect.ts';
 import http from 'node:http';
 import path from 'node:path';
@@ -504,8 +505,16 @@ describe('lis_managerd', () => {
     assert.match(check.output(), /INFO Manager::stuck_jobs\[\d+\]:UK stuck_jobs: 0 dead workers, 0 rows released/);
     const report = spawnTs('bin/lis', ['--config', config, 'worker-report']);
     assert.equal((await report.exited).code, 0, report.output());
-    assert.match(report.output(), /component\s+host\s+pid\s+country\s+status/);
-    assert.match(report.output(), /testd\s+testhost\s+\d+\s+uk\s+stopped\s+.*\s50\s+0\s+0$/m);
+    assert.match(report.output(), /component\s+host\s+pid\s+country\s+status\s+release\s+started/);
+    // Each worker's release, as it registered (a rolling upgrade shows who still runs the older one).
+    const release = PACKAGE_VERSION.replaceAll('.', '\\.');
+    assert.match(report.output(), new RegExp(`^testd\\s+testhost\\s+\\d+\\s+uk\\s+stopped\\s+${release}\\s+.*\\s50\\s+0\\s+0$`, 'm'));
+    const json = spawnTs('bin/lis', ['--config', config, 'worker-report', '--json']);
+    assert.equal((await json.exited).code, 0, json.output());
+    assert.deepEqual(
+      (JSON.parse(json.output()) as Array<{ release: string | null }>).map((w) => w.release),
+      [PACKAGE_VERSION],
+    );
   });
 });
 

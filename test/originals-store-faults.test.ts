@@ -361,6 +361,43 @@ describe('the stores a stage reads: not there, or a file unreadable', function (
     assert.deepEqual(fs.readdirSync(store), [], "nothing written on the host's own disk");
   });
 
+  it("lis_imaged fetches no original into an originals store whose disk is not mounted (an origin key's, a lost one's): 503, our fault, uncharged, the source not asked, nothing on the host's disk", async () => {
+    t = await createTestDatabase({ overrides: { download: TEST_DOWNLOAD } });
+    const images = await startImageServer(await makeTestImages());
+    cleanups.push(() => images.close());
+    t.config.imaged.origins = { web: { country: 'uk', datasourceId: 1, sources: [{ type: 'http', baseUrl: images.url('/') }] } };
+    // Earlier work of this host: a row past download, its original on the store's disk (marked at its first check).
+    const [row] = await insertThumbnailRows(t.db, t.config, 'uk', [{ url: images.url('/good.png'), original: (await makeTestImages()).png }]);
+    await runThumbnailStage(t.db, t.config, t.url);
+    // The originals store's disk goes: its folder is left empty (the mount point), the files and the marker on the disk.
+    const store = t.config.stores.originals;
+    fs.renameSync(store, path.join(t.dir, 'originals-disk'));
+    fs.mkdirSync(store);
+    // The row's thumbnail lost too, so that lis_imaged makes it again from an original it must fetch again.
+    const { image_data } = await t.db.selectFrom('live_images').select('image_data').where('id', '=', row.id).executeTakeFirstOrThrow();
+    const small = (image_data as unknown as ImageData).presets.small.path;
+    fs.rmSync(path.join(t.config.stores.thumbnails, small));
+    const imaged = await startImagedInProcess(t.config, t.db, t.url);
+    cleanups.push(() => imaged.close());
+
+    // Before, 200 for both: the originals were stored on the host's own disk, and lis_downloadd's next check took
+    // that folder, no longer empty, for the store and marked it.
+    const origin = await rawGet(imaged.url, '/web/small/good.jpg');
+    assert.equal(origin.status, 503, origin.body.toString());
+    assert.match(origin.body.toString(), /store_write_failed: .*is its disk mounted\?.*our fault/);
+    const lost = await rawGet(imaged.url, `/${small}`);
+    assert.equal(lost.status, 503, lost.body.toString());
+    assert.match(lost.body.toString(), /store_write_failed: .*is its disk mounted\?.*our fault/);
+    assert.deepEqual(fs.readdirSync(store), [], "nothing written on the host's own disk");
+    assert.equal(images.hits.get('/good.jpg') ?? 0, 0, 'the source not asked for what could not be kept');
+    const facts = await rowFacts(t);
+    assert.deepEqual(
+      facts[images.url('/good.jpg')],
+      { stage: 'download', state: 'waiting', attempts: 0, cls: 'store_write_failed' },
+      'the origin row kept, uncharged',
+    );
+  });
+
   it('a new store, or one from before the marker, is marked at its first check', async () => {
     t = await createTestDatabase();
     await insertThumbnailRows(t.db, t.config, 'uk', [{ url: 'http://d.example/0.jpg', original: await flatJpeg(64, 48) }]);

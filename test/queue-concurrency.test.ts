@@ -10,7 +10,7 @@ import { listMissingClaimable } from '../src/queue/claimable-rows.ts';
 import { failRows } from '../src/queue/fail-rows.ts';
 import { finishRows, type FinishedRow } from '../src/queue/finish-rows.ts';
 import { giveUpRows } from '../src/queue/give-up-rows.ts';
-import { deletePurgedRows, markRowsForPurge } from '../src/queue/purge-rows.ts';
+import { endPurge, markRowsForPurge } from '../src/queue/purge-rows.ts';
 import { refreshRows } from '../src/queue/refresh-rows.ts';
 import { retryFailedRows } from '../src/queue/retry-rows.ts';
 import { reworkRows } from '../src/queue/rework-rows.ts';
@@ -151,12 +151,7 @@ describe('the queue under concurrent operations', () => {
             rows.map((r) => r.id),
             30,
           );
-          const deleted = await deletePurgedRows(
-            db,
-            'uk',
-            rows.map((r) => r.id),
-            rows.map((r) => r.image_hash),
-          );
+          const { deleted } = await endPurge(db, 'uk', rows, { purgeAfterDays: 30, deleteRest: true });
           assert.equal(deleted, marked);
           const { rows: kept } = await sql<{ id: string }>`SELECT id::text AS id FROM live_images WHERE id = ANY(${rows.map((r) => r.id)}::bigint[])`.execute(
             db,

@@ -29,6 +29,26 @@ describe('store check: probes left behind', () => {
   });
 });
 
+describe('store check: probes whose pid is alive but not their writer', () => {
+  let dir: string;
+  beforeEach(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-store-check-'))));
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it("sweeps a probe unchanged for an hour, even named for this process's pid (a container's pid 1) or another live one", async () => {
+    // In a container every daemon is pid 1: a killed check's probe names the pid of the next one, which never swept
+    // it (its own pid), and of every other, for which that pid is alive.
+    const hoursAgo = new Date(Date.now() - 2 * 3600_000);
+    const own = `.lis-probe.tmp-${process.pid}-0badf00d`;
+    const other = `.lis-probe.tmp-1-0badf00d`;
+    const fresh = `.lis-probe.tmp-${process.pid}-0000f00d`;
+    for (const name of [own, other, fresh]) fs.writeFileSync(path.join(dir, name), '');
+    for (const name of [own, other]) fs.utimesSync(path.join(dir, name), hoursAgo, hoursAgo);
+    const health = await checkStore(dir, { minFreeBytes: 0, minFreePercent: 0 });
+    assert.equal(health.ok, true, health.reason ?? '');
+    assert.deepEqual(fs.readdirSync(dir), [fresh], 'the old ones swept, the fresh one (maybe a check in progress) kept');
+  });
+});
+
 describe('store check: a writer about to make folders (assertStoreMounted)', () => {
   let dir: string;
   beforeEach(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-store-mounted-'))));

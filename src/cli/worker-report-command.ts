@@ -10,7 +10,7 @@ import { configFileOf } from './global-options.ts';
 export function addWorkerReportCommand(program: Command): void {
   program
     .command('worker-report')
-    .description('every worker (running, or stopped in the last day): component, host, pid, heartbeat, last hour, rows held')
+    .description('every worker (running, or stopped in the last day): component, host, pid, release, heartbeat, last hour, rows held')
     .option('--country <code>', 'only this country')
     .option('--json', 'machine-readable')
     .action((opts: { country?: string; json?: boolean }, command: Command) =>
@@ -30,13 +30,15 @@ export function addWorkerReportCommand(program: Command): void {
           }
           console.log(
             formatTable(
-              ['component', 'host', 'pid', 'country', 'status', 'started', 'heartbeat', 'done/h', 'failed/h', 'holding'],
+              ['component', 'host', 'pid', 'country', 'status', 'release', 'started', 'heartbeat', 'done/h', 'failed/h', 'holding'],
               rows.map((r) => [
                 r.component,
                 r.host,
                 r.pid,
                 r.country ?? '-',
                 r.status,
+                // A worker of a release from before the column: its release is not known, not none.
+                r.release ?? '?',
                 r.startedAt.toISOString().slice(0, 19).replace('T', ' '),
                 ago(r.silentSeconds),
                 r.doneLastHour,

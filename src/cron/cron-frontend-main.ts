@@ -250,7 +250,9 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
           else if (flags.all || flags.db_scan) {
             const s = await watched(`${country.toUpperCase()}: db_scan`, country, () => dbScan(ctx));
             const repaired = Object.values(s.repaired).reduce((a, b) => a + b, 0);
-            parts.push(`db_scan: ${s.purged} purged, ${s.purgeDeferred} deferred, ${repaired} repaired`);
+            parts.push(
+              `db_scan: ${s.purged} purged, ${s.purgeDeferred} deferred${s.requeued ? `, ${s.requeued} listed again and queued anew` : ''}, ${repaired} repaired`,
+            );
             // Deferred is not done: those images are still on a frontend, and only a next run removes them.
             if (s.purgeDeferred) problems.push(`${s.purgeDeferred} expired images not purged: ${s.uncleaned.join(', ')} could not be cleaned`);
           }

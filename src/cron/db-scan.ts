@@ -5,7 +5,7 @@ import type { Db } from '../db/connect.ts';
 import { errorMessage, LisError } from '../errors.ts';
 import type { Logger } from '../log/create-logger.ts';
 import { listMissingClaimable } from '../queue/claimable-rows.ts';
-import { deletePurgedRows, markRowsForPurge, PURGING } from '../queue/purge-rows.ts';
+import { endPurge, markRowsForPurge, PURGING } from '../queue/purge-rows.ts';
 import { repairImpossibleRows } from '../queue/repair-rows.ts';
 import { listFrontends, type Frontend } from '../push/frontend-registry.ts';
 import { localRootAway, pushedTo } from '../push/frontend-root-check.ts';
@@ -17,6 +17,8 @@ export interface DbScanSummary {
   purged: number;
   /** Expired rows kept for the next run because a frontend could not be cleaned. */
   purgeDeferred: number;
+  /** Rows marked for the purge that the ETL listed again meanwhile: queued anew in download, not deleted. */
+  requeued: number;
   /** The frontends that could not be cleaned (why purgeDeferred is not 0). */
   uncleaned: string[];
   repaired: Record<string, number>;
@@ -41,11 +43,12 @@ async function purgeExpired({ config, db, log, country, dryRun }: { config: LisC
   const frontends = await listFrontends(db);
   let purged = 0;
   let purgeDeferred = 0;
+  let requeued = 0;
   const uncleaned = new Set<string>();
   let afterId = '0';
   for (;;) {
-    // A row is marked before its files go, so that a run cut short picks it up again
-    // even if the ETL saw it meanwhile: it will simply be queued anew.
+    // A row is marked before its files go, so that a run cut short picks it up again even if the ETL saw it
+    // meanwhile: its files may be partly gone, so endPurge queues it anew rather than leave it served half.
     const select = sql<{ id: string; image_hash: string; image_data: ImageData | null; live_data: ImageData | null; store_host: string }>`
       SELECT id, image_hash, image_data, live_data, store_host FROM live_images
        WHERE country = ${country} AND id > ${afterId}::bigint AND locked_by IS NULL
@@ -90,26 +93,30 @@ async function purgeExpired({ config, db, log, country, dryRun }: { config: LisC
       for (const f of filesOf(r)) fs.rmSync(thumbnailStorePath(config, f), { force: true });
       fs.rmSync(originalPath(config, country, r.image_hash), { force: true });
     }
+    // Rows the ETL listed again since they were marked are queued anew here, whatever a frontend did.
+    const end = await endPurge(db, country, marked.rows, { purgeAfterDays: config.upkeep.purgeAfterDays, deleteRest: failedFrontends.length === 0 });
+    if (end.requeued) {
+      requeued += end.requeued;
+      log.warn(
+        `${end.requeued} images listed again by the ETL while being purged were queued anew (download): their files were removed, and are made again`,
+        scope,
+      );
+    }
     if (failedFrontends.length) {
-      purgeDeferred += ids.length;
+      const kept = ids.length - end.requeued;
+      purgeDeferred += kept;
       for (const name of failedFrontends) uncleaned.add(name);
-      log.warn(`Kept ${ids.length} expired rows for the next run: ${failedFrontends.join(', ')} could not be cleaned`, scope);
+      log.warn(`Kept ${kept} expired rows for the next run: ${failedFrontends.join(', ')} could not be cleaned`, scope);
       continue;
     }
-    const deleted = await deletePurgedRows(
-      db,
-      country,
-      ids,
-      marked.rows.map((r) => r.image_hash),
-    );
-    purged += deleted;
+    purged += end.deleted;
   }
   if (purged || purgeDeferred)
     log.info(
       `${dryRun ? 'Would purge' : 'Purged'} ${purged} images not seen for ${config.upkeep.purgeAfterDays} days${purgeDeferred ? `; ${purgeDeferred} deferred` : ''}`,
       scope,
     );
-  return { purged, purgeDeferred, uncleaned: [...uncleaned] };
+  return { purged, purgeDeferred, requeued, uncleaned: [...uncleaned] };
 }
 
 /**

@@ -38,8 +38,13 @@ export function isRsyncTempName(relativePath: string, country?: string): boolean
 /** Temp folders of a run, named with its pid so that a later run can tell a dead run's leftovers. */
 const TEMP_PREFIXES = ['lis-list-', 'lis-delete-'] as const;
 
+/** The temp folders this process made (names): the only ones under its pid that are not a dead run's. */
+const ownTempFolders = new Set<string>();
+
 function makeTempFolder(prefix: (typeof TEMP_PREFIXES)[number]): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `${prefix}${process.pid}-`));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `${prefix}${process.pid}-`));
+  ownTempFolders.add(path.basename(dir));
+  return dir;
 }
 
 /**
@@ -51,7 +56,10 @@ export function sweepDeadRunsTempFolders(): number {
   for (const name of fs.readdirSync(os.tmpdir())) {
     const prefix = TEMP_PREFIXES.find((p) => name.startsWith(p));
     const pid = prefix ? /^(\d+)-/.exec(name.slice(prefix.length))?.[1] : undefined;
-    if (pid === undefined || isProcessAlive(Number(pid))) continue;
+    // Under this process's pid but not made by it: a killed run's whose pid this one has now (in a container each
+    // run is pid 1 there, as the killed one was), which "is it alive?" kept for ever.
+    const alive = Number(pid) === process.pid ? ownTempFolders.has(name) : isProcessAlive(Number(pid));
+    if (pid === undefined || alive) continue;
     fs.rmSync(path.join(os.tmpdir(), name), { recursive: true, force: true });
     swept++;
   }

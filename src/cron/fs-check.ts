@@ -10,9 +10,8 @@ import { localRootAway, pushedTo } from '../push/frontend-root-check.ts';
 import { thumbnailFilesOf, type ImageData } from '../store/image-data.ts';
 import { deleteFrontendFiles, isOurFrontendName, isRsyncTempName, listFrontendTree, type FrontendListing } from './frontend-files.ts';
 import { behindLink, isRecent, walkLocalTree, type LocalTree } from './local-files.ts';
-import { tempFileWriter } from '../store/atomic-file.ts';
+import { tempFileVerdict } from '../store/stale-temp.ts';
 import { originalPath } from '../store/store-layout.ts';
-import { isProcessAlive } from '../util/process-alive.ts';
 import { reworkRows } from '../queue/rework-rows.ts';
 import { idsInStage, sendBackRows } from '../queue/send-back-rows.ts';
 import { STORE_MARKER, storeMarkState } from '../daemon/store-check.ts';
@@ -28,19 +27,15 @@ export interface FsCheckSummary {
 const SETTLE_SECONDS = 3600;
 
 /**
- * Deals with a temp file of an atomic write: one whose writer on this host is
- * gone (killed mid-write) will never be renamed into place, so it is removed
- * whatever its age; a live writer's is left alone. Returns false for files
- * that are not temp files, which the caller then judges.
+ * Deals with a temp file of an atomic write: one whose writer is gone (killed mid-write: its pid names no process
+ * here, or the file has not changed for `settleSeconds`, see tempFileVerdict) will never be renamed into place, so
+ * it is removed; a live writer's is left alone. Returns false for files that are not temp files, which the caller
+ * then judges.
  */
-function handledAsTemp(file: string, full: string, tally: { partial: number }, dryRun: boolean, shared: boolean): boolean {
-  const pid = tempFileWriter(file);
-  if (pid === null) return false;
-  // On stores every host mounts (stores.shared) the writer may be another host's process, whose pid says
-  // nothing here: were it judged by pid, a download or thumbnail being written on host B was deleted under
-  // it. There a temp file is a dead writer's once it has not changed for SETTLE_SECONDS, as other files.
-  const dead = shared ? !isRecent(full, SETTLE_SECONDS) : !isProcessAlive(pid);
-  if (dead) {
+function handledAsTemp(file: string, full: string, tally: { partial: number }, dryRun: boolean, options: { shared: boolean; settleSeconds: number }): boolean {
+  const verdict = tempFileVerdict(file, full, options);
+  if (verdict === 'not_temp') return false;
+  if (verdict === 'stale') {
     tally.partial++;
     if (!dryRun) fs.rmSync(full, { force: true });
   }
@@ -153,6 +148,8 @@ export async function fsCheck(ctx: {
   }
   try {
     const pruneBefore = Date.now() - config.upkeep.keepOriginalsDays * 86400_000;
+    // A temp file unchanged for an hour, or past a download's whole bound if that is longer, is no live write's.
+    const tempRule = { shared: config.stores.shared, settleSeconds: Math.max(SETTLE_SECONDS, config.download.timeouts.totalSeconds) };
 
     for (const prefix of PREFIXES) {
       // The frontends' files first, then the rows: a file is on a frontend only once its row's image_data
@@ -225,7 +222,7 @@ export async function fsCheck(ctx: {
         const storeSet = new Set(storeFiles);
         for (const file of storeFiles) {
           const full = path.join(config.stores.thumbnails, file);
-          if (handledAsTemp(file, full, summary.thumbnailStore, dryRun, config.stores.shared)) continue;
+          if (handledAsTemp(file, full, summary.thumbnailStore, dryRun, tempRule)) continue;
           if (here.has(file) || (!elsewhere.has(file) && isRecent(full, SETTLE_SECONDS))) continue;
           summary.thumbnailStore.orphans++;
           if (!dryRun) fs.rmSync(full, { force: true });
@@ -250,7 +247,7 @@ export async function fsCheck(ctx: {
         const originalSet = new Set(originals.map((f) => path.basename(f)));
         for (const file of originals) {
           const full = path.join(config.stores.originals, file);
-          if (handledAsTemp(file, full, summary.originalsStore, dryRun, config.stores.shared)) continue;
+          if (handledAsTemp(file, full, summary.originalsStore, dryRun, tempRule)) continue;
           const row = hashes.get(path.basename(file));
           if (!row || ownedElsewhere(row)) {
             if (!row && isRecent(full, SETTLE_SECONDS)) continue;

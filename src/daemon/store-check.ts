@@ -1,9 +1,9 @@
 import { constants } from 'node:fs';
 import { access, open, readdir, stat, statfs, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { tempFileWriter, tempPathFor } from '../store/atomic-file.ts';
+import { tempPathFor } from '../store/atomic-file.ts';
+import { tempFileVerdict } from '../store/stale-temp.ts';
 import { makeFolders } from '../store/make-folders.ts';
-import { isProcessAlive } from '../util/process-alive.ts';
 
 export interface StoreLimits {
   /** Pause below this many free bytes (stores.minFreeBytes). */
@@ -102,6 +102,8 @@ export async function checkReadable(dir: string): Promise<string | null> {
 }
 
 const PROBE_NAME = '.lis-probe';
+/** A probe unchanged this long is a killed check's whoever its pid names now. */
+const PROBE_SETTLE_SECONDS = 3600;
 
 /** The file at a store's top that says "this is the store" (beside the probes, where fs_check never looks). */
 export const STORE_MARKER = '.imagesys-store';
@@ -136,7 +138,13 @@ export async function checkStoreMarker(dir: string, expectsFiles: () => Promise<
   if (expected && (await storeMarkState(dir)) === 'marked') return null;
   if (expected)
     return `ENOENT: ${dir} is empty and has no ${STORE_MARKER}, but rows of this host have files there: is its disk mounted? (If its files are really gone, say so: touch ${marker}. If this is a second machine started under this host's name, a config copied, give it its own: "host" in the config, or LIS_HOST.)`;
-  await writeFile(marker, `An ImageSys store, marked ${new Date().toISOString()}. Its absence tells an unmounted disk from the store: do not remove.\n`);
+  await writeFile(marker, `An ImageSys store, marked ${new Date().toISOString()}. Its absence tells an unmounted disk from the store: do not remove.\n`).catch(
+    (error: NodeJS.ErrnoException) => {
+      // A failed write (ENOSPC: a store full before its first check) names no path: named, a writer tells it for
+      // its store's fault (storeErrorOf), not a bug (500, `internal`).
+      throw Object.assign(error, { path: error.path ?? marker, syscall: error.syscall ?? 'write' });
+    },
+  );
   return null;
 }
 
@@ -171,8 +179,10 @@ export async function assertStoreMounted(dir: string, expectsFiles: () => Promis
 async function sweepDeadProbes(dir: string): Promise<void> {
   for (const name of await readdir(dir)) {
     if (!name.startsWith(`${PROBE_NAME}.`)) continue;
-    const writer = tempFileWriter(name);
-    if (writer !== null && writer !== process.pid && !isProcessAlive(writer)) await unlink(path.join(dir, name)).catch(() => {});
+    // Its writer gone from this host, or unchanged for an hour (a probe lives for a write and an unlink): a killed
+    // check's, whatever its pid names now (a daemon in a container is pid 1 there, as the killed one was).
+    if (tempFileVerdict(name, path.join(dir, name), { shared: false, settleSeconds: PROBE_SETTLE_SECONDS }) === 'stale')
+      await unlink(path.join(dir, name)).catch(() => {});
   }
 }
 

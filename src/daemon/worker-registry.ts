@@ -4,6 +4,7 @@ import type { Db } from '../db/connect.ts';
 import { releaseAllHeldBy } from '../queue/release-rows.ts';
 import type { OutcomeCount } from './outcome-tally.ts';
 import type { StoreIdentities } from '../db/schema.ts';
+import { PACKAGE_VERSION } from '../util/package-root.ts';
 
 export interface WorkerIdentity {
   id: string;
@@ -45,7 +46,7 @@ export async function registerWorker(db: Db, worker: WorkerIdentity): Promise<nu
 export async function reviveWorker(db: Db, worker: WorkerIdentity): Promise<void> {
   await db
     .insertInto('workers')
-    .values({ ...worker, stores: storesColumn(worker), rows_done: 0, rows_failed: 0, progress_at: sql`now()` })
+    .values({ ...worker, stores: storesColumn(worker), release: PACKAGE_VERSION, rows_done: 0, rows_failed: 0, progress_at: sql`now()` })
     .onConflict((oc) =>
       oc.column('id').doUpdateSet({
         component: worker.component,
@@ -61,6 +62,7 @@ export async function reviveWorker(db: Db, worker: WorkerIdentity): Promise<void
         holding: 0,
         stage: worker.stage ?? null,
         stores: storesColumn(worker),
+        release: PACKAGE_VERSION,
       }),
     )
     .execute();

@@ -115,6 +115,8 @@ export interface WorkersTable {
   progress_at: Date | null;
   /** Its host's stores as it started (StoreIdentities: a digest of each store's marker, null when unmarked); null with stores.shared. */
   stores: ColumnType<StoreIdentities | null, string | null | undefined, string | null>;
+  /** The release (package version) it runs, as it registered; null for a worker of a release before the column. */
+  release: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 /** A digest of each store's marker file (`.imagesys-store`), null when the store has none (not made, or not mounted). */

@@ -2,6 +2,8 @@ import { rename, rm } from 'node:fs/promises';
 import type { LisConfig } from '../config/config-schema.ts';
 import type { OriginalFetcher } from './host-slots.ts';
 import type { FetchOutcome } from '../download/fetch-original.ts';
+import { storeErrorOf, storeWriteFailure } from '../download/classify-download-error.ts';
+import { makeOriginalFolder } from '../download/original-writer.ts';
 import { isSourceFault } from '../failure/failure-reasons.ts';
 import { tempPathFor } from '../store/atomic-file.ts';
 
@@ -18,14 +20,24 @@ export type StoredOutcome = Exclude<FetchOutcome, { kind: 'stopped' }>;
  * that is, since the key may be where we could not look (a bucket S3 refused
  * us), and a 404 of the others would fail the row (and lis_imaged delete it)
  * for our config. Limits are the downloader's: maxBytes and the
- * whole-download deadline per fetch.
+ * whole-download deadline per fetch. `beforeMakingFolders`: the originals store's guard (originalsStoreGuard);
+ * the folder is made under it before any source is asked, so a store whose disk is gone costs no request and is
+ * `store_write_failed` (ours), as in lis_downloadd.
  */
 export async function fetchFromCandidates(
   fetcher: OriginalFetcher,
   urls: string[],
   destination: string,
   config: Pick<LisConfig, 'download' | 'thumbnail'>,
+  beforeMakingFolders?: () => Promise<void>,
 ): Promise<StoredOutcome> {
+  try {
+    await makeOriginalFolder(destination, beforeMakingFolders);
+  } catch (error) {
+    const store = storeErrorOf(error);
+    if (!store) throw error;
+    return { kind: 'failed', failure: storeWriteFailure(store) };
+  }
   const stop = new AbortController();
   const parts = urls.map(() => (urls.length === 1 ? destination : tempPathFor(destination)));
   const attempts = urls.map(async (url, i): Promise<FetchOutcome> => {
@@ -36,6 +48,7 @@ export async function fetchFromCandidates(
       maxPixels: config.thumbnail.maxPixels,
       totalMs: config.download.timeouts.totalSeconds * 1000,
       signal: stop.signal,
+      beforeMakingFolders,
     });
     if (outcome.kind === 'stored' || outcome.kind === 'identical') stop.abort();
     return outcome;

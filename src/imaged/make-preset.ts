@@ -15,6 +15,7 @@ import { rowsPastStageOnHost } from '../queue/queue-figures.ts';
 import { assertStoreMounted } from '../daemon/store-check.ts';
 import { candidateUrls } from './origin-urls.ts';
 import { fetchFromCandidates } from './fetch-candidates.ts';
+import { originalsStoreGuard } from './originals-store-guard.ts';
 import type { OriginalFetcher } from './host-slots.ts';
 
 export interface RowForPreset {
@@ -72,7 +73,7 @@ export async function makePresetOfRow(
   const file = originalPath(config, row.country, row.image_hash);
   let original = await readOriginal(file, row.original?.bytes);
   if (!original) {
-    const outcome = await fetchFromCandidates(fetcher, candidateUrls(row.image_url, config.imaged.origins), file, config);
+    const outcome = await fetchFromCandidates(fetcher, candidateUrls(row.image_url, config.imaged.origins), file, config, originalsStoreGuard(db, config));
     if (outcome.kind === 'failed') {
       const { errorClass, reason } = outcome.failure;
       // Fetched, but our store could not keep it (full, read-only): ours, not the source's 502.

@@ -15,6 +15,7 @@ import { originalPath } from '../store/store-layout.ts';
 import { fetchFromCandidates } from './fetch-candidates.ts';
 import type { OriginalFetcher } from './host-slots.ts';
 import { candidateUrls } from './origin-urls.ts';
+import { originalsStoreGuard } from './originals-store-guard.ts';
 import type { UnreleasedRows } from './unreleased-rows.ts';
 import type { OutcomeTally } from '../daemon/outcome-tally.ts';
 
@@ -115,6 +116,7 @@ async function downloadStage(runner: StageRunner, row: ClaimedRow): Promise<RowR
     candidateUrls(row.image_url, config.imaged.origins),
     originalPath(config, row.country, row.image_hash),
     config,
+    originalsStoreGuard(runner.db, config),
   );
   if (runner.unwanted?.aborted && outcome.kind === 'failed' && outcome.failure.reason === 'stopped') return null;
   return rowResult(row, outcome, config.stores.shared ? '' : config.host);

@@ -8,6 +8,8 @@ export interface WorkerReportRow {
   pid: number;
   country: string | null;
   stage: string | null;
+  /** The release (package version) it runs; null for a worker of a release that did not record it. */
+  release: string | null;
   startedAt: Date;
   heartbeatAt: Date;
   silentSeconds: number;
@@ -28,6 +30,7 @@ export async function workerReport(db: Db, staleSeconds: number, country?: strin
     pid: number;
     country: string | null;
     stage: string | null;
+    release: string | null;
     started_at: Date;
     heartbeat_at: Date;
     stopped_at: Date | null;
@@ -36,7 +39,7 @@ export async function workerReport(db: Db, staleSeconds: number, country?: strin
     done: string;
     failed: string;
   }>`
-    SELECT w.id, w.component, w.host, w.pid, w.country, w.stage, w.started_at, w.heartbeat_at, w.stopped_at, w.holding,
+    SELECT w.id, w.component, w.host, w.pid, w.country, w.stage, w.release, w.started_at, w.heartbeat_at, w.stopped_at, w.holding,
            extract(epoch FROM now() - w.heartbeat_at)::float8 AS silent,
            coalesce(sum(m.done), 0) AS done, coalesce(sum(m.failed), 0) AS failed
       FROM workers w
@@ -52,6 +55,7 @@ export async function workerReport(db: Db, staleSeconds: number, country?: strin
     pid: r.pid,
     country: r.country,
     stage: r.stage,
+    release: r.release,
     startedAt: r.started_at,
     heartbeatAt: r.heartbeat_at,
     silentSeconds: Math.round(r.silent),

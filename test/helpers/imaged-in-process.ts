@@ -121,10 +121,12 @@ export async function insertLiveRow(
     VALUES ('uk', 1, ${url}, 'live', 'done', ${config.host}) RETURNING id, image_hash`.execute(db);
   const { id, image_hash: hash } = rows[0];
   const pathOf = (preset: string, ext = 'jpg') => `/${thumbnailRelativePath('uk', hash, preset, ext)}`;
-  // The thumbnail store as lis_thumbnaild leaves it: marked at its first check. Empty and unmarked while live rows
-  // of this host have files there, it is a disk not mounted, which lis_imaged does not write either.
-  fs.mkdirSync(config.stores.thumbnails, { recursive: true });
-  fs.writeFileSync(path.join(config.stores.thumbnails, STORE_MARKER), 'marked\n');
+  // The stores as lis_thumbnaild and lis_downloadd leave them: marked at their first check. Empty and unmarked while
+  // live rows of this host have files there, a store is a disk not mounted, which lis_imaged does not write either.
+  for (const store of [config.stores.thumbnails, config.stores.originals]) {
+    fs.mkdirSync(store, { recursive: true });
+    fs.writeFileSync(path.join(store, STORE_MARKER), 'marked\n');
+  }
   if (original) {
     const file = originalPath(config, 'uk', hash);
     fs.mkdirSync(path.dirname(file), { recursive: true });
