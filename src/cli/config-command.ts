@@ -1,20 +1,20 @@
 import type { Command } from 'commander';
 import type { LisConfig } from '../config/config-schema.ts';
 import { configFilePath, loadConfig } from '../config/load-config.ts';
-import { redactUrl } from '../db/connect.ts';
 import { runCommand } from '../util/exit-on-error.ts';
+import { maskUrlPasswords } from '../util/mask-url-password.ts';
 import { configFileOf } from './global-options.ts';
 
 /** Pure: the configuration as `lis config` prints it, every secret in it hidden (passwords, tokens, keys). */
 export function withSecretsHidden(config: LisConfig): LisConfig {
   const shown = structuredClone(config);
-  if (shown.database.url) shown.database.url = redactUrl(shown.database.url);
+  if (shown.database.url) shown.database.url = maskUrlPasswords(shown.database.url);
   shown.database.embedded.password = '***';
   if (shown.alerts.smtp.password) shown.alerts.smtp.password = '***';
   if (shown.alerts.webhookUrl) shown.alerts.webhookUrl = '***';
   if (shown.manager.webhookUrl) shown.manager.webhookUrl = '***';
   // A proxy URL may carry its login (http://user:pass@proxy:3128); a bucket's secret key is a password.
-  if (shown.download.proxy) shown.download.proxy = redactUrl(shown.download.proxy);
+  if (shown.download.proxy) shown.download.proxy = maskUrlPasswords(shown.download.proxy);
   for (const bucket of Object.values(shown.imaged.s3)) bucket.secretAccessKey = '***';
   return shown;
 }

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { sql } from 'kysely';
 import type { LisConfig, LisConfigInput } from '../config/config-schema.ts';
 import { parseConfig } from '../config/load-config.ts';
-import { databaseUrl, openDatabase, recreateDatabase, redactUrl } from '../db/connect.ts';
+import { databaseUrl, openDatabase, recreateDatabase } from '../db/connect.ts';
 import { embeddedStatus } from '../db/embedded-server.ts';
 import { LisError } from '../errors.ts';
 import { ImageSys } from '../interface/image-sys.ts';
@@ -12,6 +12,7 @@ import { addFrontend } from '../push/frontend-registry.ts';
 import { FRONTEND_MARKER } from '../push/frontend-root-check.ts';
 import { BAD_PATHS, startSourceServer } from './source-server.ts';
 import { packagePath } from '../util/package-root.ts';
+import { maskUrlPasswords } from '../util/mask-url-password.ts';
 
 const BIN = packagePath('bin');
 
@@ -70,7 +71,7 @@ export async function runDemo({ config: base, configFile, dir, photos, database,
   try {
     const serverUrl = await databaseUrl(base);
     print(
-      `Database ${database} on ${base.database.url ? `the configured server ${redactUrl(serverUrl)}` : `the embedded PostgreSQL (port ${base.database.embedded.port}, data ${base.database.embedded.dataDir})`}`,
+      `Database ${database} on ${base.database.url ? `the configured server ${maskUrlPasswords(serverUrl)}` : `the embedded PostgreSQL (port ${base.database.embedded.port}, data ${base.database.embedded.dataDir})`}`,
     );
     const url = await recreateDatabase(serverUrl, database);
     const input: LisConfigInput = {
