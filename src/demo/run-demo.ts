@@ -87,7 +87,9 @@ export async function runDemo({ config: base, configFile, dir, photos, database,
     };
     fs.mkdirSync(path.join(root, 'log'), { recursive: true });
     const configFile = path.join(root, 'config.json');
-    fs.writeFileSync(configFile, `${JSON.stringify(input, null, 2)}\n`);
+    // It holds the database's password (the embedded server's, or the configured one's): its owner's only, as
+    // ./var/pg.password is. The folder (./var/demo) is open to all.
+    fs.writeFileSync(configFile, `${JSON.stringify(input, null, 2)}\n`, { mode: 0o600 });
     const config = parseConfig(input, {}, root, configFile);
     // A database of its own, made just now: the demo installs its schema (a daemon would only check it).
     const db = await openDatabase(config, { migrate: true });
