@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import { Writable } from 'node:stream';
 import os from 'node:os';
 import path from 'node:path';
+import { jsonSyntaxError } from '../src/config/json-syntax-error.ts';
 import { loadConfig, parseConfig } from '../src/config/load-config.ts';
 import { parseCountry } from '../src/config/country.ts';
 import { serviceQueryBounds } from '../src/db/connect.ts';
@@ -108,6 +109,59 @@ describe('config', () => {
       },
     );
     assert.equal(parseConfig({ alerts: { webhookUrl: 'https://hooks.example/x' } }, {}).alerts.webhookUrl, 'https://hooks.example/x');
+  });
+
+  it('says where a file is not JSON by line and column, never quoting it (a secret sits beside the fault)', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-config-'));
+    const file = path.join(dir, 'imagesys.json');
+    const cases: Array<[text: string, where: string]> = [
+      // A password pasted without its quotes; a stray character after a database URL; a comma forgotten.
+      ['{\n  "alerts": { "smtp": {\n    "password": Sup3rSecretPw } }\n}\n', 'line 3, column 17: expected a value'],
+      ['{ "database": { "url": "postgres://imagesys:Sup3rSecretPw@db1/imagesys"x } }', "line 1, column 72: expected ',' or '}' after a value"],
+      ['{ "alerts": { "smtp": { "password": "Sup3rSecretPw" "to": [] } } }', "line 1, column 53: expected ',' or '}' after a value"],
+      ['{ "alerts": { "smtp": { "password": "Sup3r\tSecretPw" } } }', 'line 1, column 43: a control character'],
+      ['{ "imaged": { "s3": { "b": { "secretAccessKey": "Sup3rSecretPw', 'line 1, column 49: a string is not closed'],
+    ];
+    for (const [text, where] of cases) {
+      fs.writeFileSync(file, text);
+      assert.throws(
+        () => loadConfig({ env: {}, cwd: dir }),
+        (error: Error) => {
+          assert.ok(error.message.startsWith(`config file ${file} is not valid JSON: ${where}`), error.message);
+          assert.ok(!/Sup3|cretPw/.test(error.message), error.message);
+          return true;
+        },
+      );
+    }
+    // The checker agrees with JSON.parse on what is JSON.
+    for (const text of [
+      '{}',
+      ' [1, -2.5e3, "a\\u00e9\\n", true, false, null, {"a": []}] ',
+      '"x"',
+      '0',
+      '{"a":1,}',
+      '[1,]',
+      '01',
+      '{"a" 1}',
+      '[',
+      '',
+      'tru',
+      '"\\x"',
+      '{} {}',
+    ])
+      assert.equal(
+        jsonSyntaxError(text) === null,
+        (() => {
+          try {
+            JSON.parse(text);
+            return true;
+          } catch {
+            return false;
+          }
+        })(),
+        text,
+      );
+    fs.rmSync(dir, { recursive: true, force: true });
   });
 
   it('reports a file that is not JSON, or missing, by its path', () => {
