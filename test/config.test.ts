@@ -279,16 +279,20 @@ describe('config', () => {
       {
         database: { url: 'postgres://imagesys:db-secret@db1/imagesys' },
         download: { proxy: 'http://squid:proxy-secret@proxy.internal:3128' },
-        imaged: { s3: { photos: { accessKeyId: 'AKIAEXAMPLE', secretAccessKey: 's3-secret' } } },
         alerts: { smtp: { password: 'smtp-secret' }, webhookUrl: 'https://hooks.example/hook-secret' },
         manager: { webhookUrl: 'https://hooks.example/old-hook-secret' },
+        imaged: {
+          s3: { photos: { accessKeyId: 'AKIAEXAMPLE', secretAccessKey: 's3-secret' } },
+          origins: { pics: { country: 'uk', datasourceId: 7, sources: [{ type: 'http', baseUrl: 'https://pics:origin-secret@photos.internal/' }] } },
+        },
       },
       {},
     );
     const shown = withSecretsHidden(config);
     const text = JSON.stringify(shown);
-    for (const secret of ['db-secret', 'proxy-secret', 's3-secret', 'smtp-secret', 'hook-secret']) assert.ok(!text.includes(secret), secret);
+    for (const secret of ['db-secret', 'proxy-secret', 's3-secret', 'smtp-secret', 'hook-secret', 'origin-secret']) assert.ok(!text.includes(secret), secret);
     assert.equal(shown.download.proxy, 'http://squid:***@proxy.internal:3128');
+    assert.deepEqual(shown.imaged.origins.pics.sources, [{ type: 'http', baseUrl: 'https://pics:***@photos.internal/' }], "an origin's login");
     assert.equal(shown.imaged.s3.photos.secretAccessKey, '***');
     assert.equal(shown.imaged.s3.photos.accessKeyId, 'AKIAEXAMPLE', 'a key id names the key; it is no secret');
     assert.equal(config.imaged.s3.photos.secretAccessKey, 's3-secret', 'the configuration in force is left as it is');
