@@ -3,13 +3,14 @@ import fs from 'node:fs';
 import { Writable } from 'node:stream';
 import os from 'node:os';
 import path from 'node:path';
+import { configFileExposure, secretKeysIn } from '../src/config/config-file-exposure.ts';
 import { jsonSyntaxError } from '../src/config/json-syntax-error.ts';
 import { loadConfig, parseConfig } from '../src/config/load-config.ts';
 import { parseCountry } from '../src/config/country.ts';
 import { serviceQueryBounds } from '../src/db/connect.ts';
 import { formatLine } from '../src/log/line-format.ts';
 import { ProgressLine, formatProgress } from '../src/daemon/progress-line.ts';
-import { waitFor } from './helpers/processes.ts';
+import { spawnTs, waitFor } from './helpers/processes.ts';
 import { stopDatabaseWaitMs } from '../src/daemon/run-daemon.ts';
 import { withSecretsHidden } from '../src/cli/config-command.ts';
 
@@ -162,6 +163,51 @@ describe('config', () => {
         text,
       );
     fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('warns, in lis config and at every daemon start, of a config file every user may read that holds secrets', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-config-'));
+    try {
+      const file = path.join(dir, 'config.json');
+      fs.writeFileSync(
+        file,
+        JSON.stringify({
+          // Port 1: nothing listens, so that a daemon started with it stops at once.
+          database: { url: 'postgres://imagesys:db-secret@127.0.0.1:1/imagesys' },
+          imaged: { s3: { photos: { accessKeyId: 'AKIAEXAMPLE', secretAccessKey: 's3-secret' } } },
+          push: { daemonPasswordFile: '/etc/imagesys/rsync.secret' },
+          log: { dir: path.join(dir, 'log') },
+        }),
+      );
+      fs.chmodSync(file, 0o644);
+      const warning = configFileExposure(file);
+      assert.equal(
+        warning,
+        `config file ${file} is readable by every user (mode 644) and holds secrets (database.url, imaged.s3.photos.secretAccessKey): ` +
+          `chmod o-r ${file} (its group or owner being the daemons' user), or give them in the environment (LIS_DATABASE_URL, LIS_SMTP_PASSWORD)`,
+      );
+      // \`lis config\` says so (and still prints the configuration, its secrets hidden).
+      const run = spawnTs('bin/lis', ['--config', file, 'config']);
+      assert.equal((await run.exited).code, 0, run.output());
+      assert.ok(run.output().includes(`# warning: ${warning}`), run.output());
+      assert.ok(!run.output().includes('db-secret'), run.output());
+      const daemon = spawnTs('bin/lis_downloadd', ['--country', 'uk', '--config', file]);
+      assert.equal((await daemon.exited).code, 1, daemon.output());
+      assert.match(daemon.output(), /WARN downloadd::main\[\d+\]:UK config file .* is readable by every user \(mode 644\) and holds secrets \(database\.url, /);
+      // Closed to others, or holding no secret (a password file's path is none): nothing to say.
+      fs.chmodSync(file, 0o640);
+      assert.equal(configFileExposure(file), null);
+      fs.writeFileSync(file, JSON.stringify({ database: { url: 'postgres://imagesys@db1/imagesys' }, push: { daemonPasswordFile: '/x' } }));
+      fs.chmodSync(file, 0o644);
+      assert.equal(configFileExposure(file), null);
+      assert.deepEqual(secretKeysIn({ alerts: { smtp: { password: 'p' }, webhookUrl: 'https://h/t' }, database: { embedded: { password: 'old' } } }), [
+        'alerts.smtp.password',
+        'alerts.webhookUrl',
+        'database.embedded.password',
+      ]);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('reports a file that is not JSON, or missing, by its path', () => {

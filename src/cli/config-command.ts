@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import type { LisConfig } from '../config/config-schema.ts';
+import { configFileExposure } from '../config/config-file-exposure.ts';
 import { configFilePath, loadConfig } from '../config/load-config.ts';
 import { runCommand } from '../util/exit-on-error.ts';
 import { maskUrlPasswords } from '../util/mask-url-password.ts';
@@ -37,6 +38,8 @@ export function addConfigCommand(program: Command): void {
         const file = configFileOf(command);
         const config = loadConfig({ file });
         console.error(`# from ${configFilePath({ file }) ?? 'built-in defaults (no config file)'}`);
+        const exposed = configFileExposure(configFilePath({ file }));
+        if (exposed) console.error(`# warning: ${exposed}`);
         console.log(JSON.stringify(withSecretsHidden(config), null, 2));
       }),
     );
