@@ -180,6 +180,9 @@ describe('config', () => {
         }),
       );
       fs.chmodSync(file, 0o644);
+      // In a folder closed to others (mkdtemp's 0700) the file is out of their reach, whatever its mode.
+      assert.equal(configFileExposure(file), null);
+      fs.chmodSync(dir, 0o755);
       const warning = configFileExposure(file);
       assert.equal(
         warning,

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import path from 'node:path';
 import { maskUrlPasswords } from '../util/mask-url-password.ts';
 
 /** Keys whose string values are secrets themselves (not a file that holds one: push.daemonPasswordFile). */
@@ -27,7 +28,7 @@ export function configFileExposure(file: string | null): string | null {
   let raw: unknown;
   try {
     mode = fs.statSync(file).mode & 0o777;
-    if ((mode & 0o004) === 0) return null;
+    if ((mode & 0o004) === 0 || !reachableByOthers(path.dirname(path.resolve(file)))) return null;
     raw = JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch {
     return null;
@@ -38,4 +39,12 @@ export function configFileExposure(file: string | null): string | null {
     `config file ${file} is readable by every user (mode ${mode.toString(8).padStart(3, '0')}) and holds secrets (${keys.join(', ')}): ` +
     `chmod o-r ${file} (its group or owner being the daemons' user), or give them in the environment (LIS_DATABASE_URL, LIS_SMTP_PASSWORD)`
   );
+}
+
+/** Whether users other than the owner may pass through `dir` and every folder above it (a mkdtemp folder, 0700, keeps its files closed). */
+function reachableByOthers(dir: string): boolean {
+  for (let d = dir; ; d = path.dirname(d)) {
+    if ((fs.statSync(d).mode & 0o001) === 0) return false;
+    if (path.dirname(d) === d) return true;
+  }
 }
