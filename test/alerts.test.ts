@@ -5,7 +5,9 @@ import net from 'node:net';
 import path from 'node:path';
 import { sql } from 'kysely';
 import type { LisConfig } from '../src/config/config-schema.ts';
+import nodemailer from 'nodemailer';
 import { judgeErrorRate } from '../src/alerts/error-rate.ts';
+import { mailTransportOptions } from '../src/alerts/mail-channel.ts';
 import { redactSecrets } from '../src/alerts/redact-secrets.ts';
 import { closeLogger, createLogger } from '../src/log/create-logger.ts';
 import { recordEvent } from '../src/manager/manager-events.ts';
@@ -452,5 +454,30 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
       redactSecrets('getaddrinfo ENOTFOUND eo9x2.m.example; connect ECONNREFUSED 127.0.0.1:9', ['https://eo9x2.m.example/', 'http://127.0.0.1:9/']),
       'getaddrinfo ENOTFOUND [redacted]; connect ECONNREFUSED 127.0.0.1:9',
     );
+  });
+});
+
+describe('alert mail: the SMTP login goes over TLS only', () => {
+  it('requires STARTTLS with a login to a server beyond this machine: one offering none (or a network stripping it) is never sent the password', async () => {
+    const login = { user: 'alerts', password: 'smtp-s3cret' };
+    const smtp = await startSmtpSink(login); // offers no STARTTLS
+    try {
+      const settings = parseConfig({ alerts: { smtp: { host: 'mail.example.com', port: smtp.port, ...login, to: ['ops@example.invalid'] } } }, {}).alerts.smtp;
+      // The options for mail.example.com, used against the real server on loopback (standing in for the network's).
+      const transport = nodemailer.createTransport({ ...mailTransportOptions({ ...settings, host: 'mail.example.com' }), host: '127.0.0.1' });
+      try {
+        await assert.rejects(transport.sendMail({ from: settings.from, to: settings.to, subject: 'x', text: 'y' }), /STARTTLS/);
+      } finally {
+        transport.close();
+      }
+      assert.deepEqual(smtp.logins, [], 'no login was sent in plain text');
+      assert.equal(smtp.mails.length, 0);
+      // A relay on this machine may take a login in plain text (nobody on the network sees loopback); no login, nothing to hide.
+      for (const host of ['127.0.0.1', 'localhost', '::1']) assert.equal(mailTransportOptions({ ...settings, host }).requireTLS, false, host);
+      assert.equal(mailTransportOptions({ ...settings, host: 'mail.example.com', user: null }).requireTLS, false);
+      assert.equal(mailTransportOptions({ ...settings, host: 'mail.example.com', secure: true }).requireTLS, false, 'TLS from the first byte');
+    } finally {
+      await smtp.close();
+    }
   });
 });

@@ -3,12 +3,14 @@ import fs from 'node:fs';
 import { Writable } from 'node:stream';
 import os from 'node:os';
 import path from 'node:path';
+import { configFileExposure, secretKeysIn } from '../src/config/config-file-exposure.ts';
+import { jsonSyntaxError } from '../src/config/json-syntax-error.ts';
 import { loadConfig, parseConfig } from '../src/config/load-config.ts';
 import { parseCountry } from '../src/config/country.ts';
 import { serviceQueryBounds } from '../src/db/connect.ts';
 import { formatLine } from '../src/log/line-format.ts';
 import { ProgressLine, formatProgress } from '../src/daemon/progress-line.ts';
-import { waitFor } from './helpers/processes.ts';
+import { spawnTs, waitFor } from './helpers/processes.ts';
 import { stopDatabaseWaitMs } from '../src/daemon/run-daemon.ts';
 import { withSecretsHidden } from '../src/cli/config-command.ts';
 
@@ -108,6 +110,107 @@ describe('config', () => {
       },
     );
     assert.equal(parseConfig({ alerts: { webhookUrl: 'https://hooks.example/x' } }, {}).alerts.webhookUrl, 'https://hooks.example/x');
+  });
+
+  it('says where a file is not JSON by line and column, never quoting it (a secret sits beside the fault)', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-config-'));
+    const file = path.join(dir, 'imagesys.json');
+    const cases: Array<[text: string, where: string]> = [
+      // A password pasted without its quotes; a stray character after a database URL; a comma forgotten.
+      ['{\n  "alerts": { "smtp": {\n    "password": Sup3rSecretPw } }\n}\n', 'line 3, column 17: expected a value'],
+      ['{ "database": { "url": "postgres://imagesys:Sup3rSecretPw@db1/imagesys"x } }', "line 1, column 72: expected ',' or '}' after a value"],
+      ['{ "alerts": { "smtp": { "password": "Sup3rSecretPw" "to": [] } } }', "line 1, column 53: expected ',' or '}' after a value"],
+      ['{ "alerts": { "smtp": { "password": "Sup3r\tSecretPw" } } }', 'line 1, column 43: a control character'],
+      ['{ "imaged": { "s3": { "b": { "secretAccessKey": "Sup3rSecretPw', 'line 1, column 49: a string is not closed'],
+    ];
+    for (const [text, where] of cases) {
+      fs.writeFileSync(file, text);
+      assert.throws(
+        () => loadConfig({ env: {}, cwd: dir }),
+        (error: Error) => {
+          assert.ok(error.message.startsWith(`config file ${file} is not valid JSON: ${where}`), error.message);
+          assert.ok(!/Sup3|cretPw/.test(error.message), error.message);
+          return true;
+        },
+      );
+    }
+    // The checker agrees with JSON.parse on what is JSON.
+    for (const text of [
+      '{}',
+      ' [1, -2.5e3, "a\\u00e9\\n", true, false, null, {"a": []}] ',
+      '"x"',
+      '0',
+      '{"a":1,}',
+      '[1,]',
+      '01',
+      '{"a" 1}',
+      '[',
+      '',
+      'tru',
+      '"\\x"',
+      '{} {}',
+    ])
+      assert.equal(
+        jsonSyntaxError(text) === null,
+        (() => {
+          try {
+            JSON.parse(text);
+            return true;
+          } catch {
+            return false;
+          }
+        })(),
+        text,
+      );
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('warns, in lis config and at every daemon start, of a config file every user may read that holds secrets', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-config-'));
+    try {
+      const file = path.join(dir, 'config.json');
+      fs.writeFileSync(
+        file,
+        JSON.stringify({
+          // Port 1: nothing listens, so that a daemon started with it stops at once.
+          database: { url: 'postgres://imagesys:db-secret@127.0.0.1:1/imagesys' },
+          imaged: { s3: { photos: { accessKeyId: 'AKIAEXAMPLE', secretAccessKey: 's3-secret' } } },
+          push: { daemonPasswordFile: '/etc/imagesys/rsync.secret' },
+          log: { dir: path.join(dir, 'log') },
+        }),
+      );
+      fs.chmodSync(file, 0o644);
+      // In a folder closed to others (mkdtemp's 0700) the file is out of their reach, whatever its mode.
+      assert.equal(configFileExposure(file), null);
+      fs.chmodSync(dir, 0o755);
+      const warning = configFileExposure(file);
+      assert.equal(
+        warning,
+        `config file ${file} is readable by every user (mode 644) and holds secrets (database.url, imaged.s3.photos.secretAccessKey): ` +
+          `chmod o-r ${file} (its group or owner being the daemons' user), or give them in the environment (LIS_DATABASE_URL, LIS_SMTP_PASSWORD)`,
+      );
+      // \`lis config\` says so (and still prints the configuration, its secrets hidden).
+      const run = spawnTs('bin/lis', ['--config', file, 'config']);
+      assert.equal((await run.exited).code, 0, run.output());
+      assert.ok(run.output().includes(`# warning: ${warning}`), run.output());
+      assert.ok(!run.output().includes('db-secret'), run.output());
+      const daemon = spawnTs('bin/lis_downloadd', ['--country', 'uk', '--config', file]);
+      assert.equal((await daemon.exited).code, 1, daemon.output());
+      assert.match(daemon.output(), /WARN downloadd::main\[\d+\]:UK config file .* is readable by every user \(mode 644\) and holds secrets \(database\.url, /);
+      // Closed to others, or holding no secret (a password file's path is none): nothing to say.
+      fs.chmodSync(file, 0o640);
+      assert.equal(configFileExposure(file), null);
+      fs.writeFileSync(file, JSON.stringify({ database: { url: 'postgres://imagesys@db1/imagesys' }, push: { daemonPasswordFile: '/x' } }));
+      fs.chmodSync(file, 0o644);
+      assert.equal(configFileExposure(file), null);
+      assert.deepEqual(secretKeysIn({ alerts: { smtp: { password: 'p' }, webhookUrl: 'https://h/t' }, database: { embedded: { password: 'old' } } }), [
+        'alerts.smtp.password',
+        'alerts.webhookUrl',
+        'database.embedded.password',
+      ]);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('reports a file that is not JSON, or missing, by its path', () => {
@@ -225,16 +328,20 @@ describe('config', () => {
       {
         database: { url: 'postgres://imagesys:db-secret@db1/imagesys' },
         download: { proxy: 'http://squid:proxy-secret@proxy.internal:3128' },
-        imaged: { s3: { photos: { accessKeyId: 'AKIAEXAMPLE', secretAccessKey: 's3-secret' } } },
         alerts: { smtp: { password: 'smtp-secret' }, webhookUrl: 'https://hooks.example/hook-secret' },
         manager: { webhookUrl: 'https://hooks.example/old-hook-secret' },
+        imaged: {
+          s3: { photos: { accessKeyId: 'AKIAEXAMPLE', secretAccessKey: 's3-secret' } },
+          origins: { pics: { country: 'uk', datasourceId: 7, sources: [{ type: 'http', baseUrl: 'https://pics:origin-secret@photos.internal/' }] } },
+        },
       },
       {},
     );
     const shown = withSecretsHidden(config);
     const text = JSON.stringify(shown);
-    for (const secret of ['db-secret', 'proxy-secret', 's3-secret', 'smtp-secret', 'hook-secret']) assert.ok(!text.includes(secret), secret);
+    for (const secret of ['db-secret', 'proxy-secret', 's3-secret', 'smtp-secret', 'hook-secret', 'origin-secret']) assert.ok(!text.includes(secret), secret);
     assert.equal(shown.download.proxy, 'http://squid:***@proxy.internal:3128');
+    assert.deepEqual(shown.imaged.origins.pics.sources, [{ type: 'http', baseUrl: 'https://pics:***@photos.internal/' }], "an origin's login");
     assert.equal(shown.imaged.s3.photos.secretAccessKey, '***');
     assert.equal(shown.imaged.s3.photos.accessKeyId, 'AKIAEXAMPLE', 'a key id names the key; it is no secret');
     assert.equal(config.imaged.s3.photos.secretAccessKey, 's3-secret', 'the configuration in force is left as it is');

@@ -46,6 +46,8 @@ describe('lis demo', () => {
     assert.match(out, /Live: 12 of 12 photos, on n1 \(36 files\), n2 \(36\), n3 \(36\)/);
     for (const reason of ['refused_address', 'not_image', 'http_410', 'http_404', 'truncated']) assert.match(out, new RegExp(`^  ${reason}\\s`, 'm'));
     assert.match(out, /Stage times: download [\d.]+s, thumbnail [\d.]+s, push [\d.]+s/);
+    // It names the database with its password: for its owner only, as ./var/pg.password is (./var is open to all).
+    assert.equal((fs.statSync(path.join(dir, 'demo', 'config.json')).mode & 0o777).toString(8), '600');
     if (baseTestConfig().database.url) assert.match(out, new RegExp(`Nothing left running; the demo's database ${database} stays on the configured server`));
     else assert.match(out, /The embedded PostgreSQL is still running \(port \d+, data .*\): stop it with npx lis db stop --config /);
     // Byte-identical on every frontend (each root's own marker apart).

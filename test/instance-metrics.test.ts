@@ -155,6 +155,35 @@ describe('metrics per daemon instance', () => {
     }
   });
 
+  it('holds at most 32 sockets however many are opened (a descriptor flood through a /metrics port), and answers again once they go', async () => {
+    const exporter = await startPrometheusExporter({ db: t.db, component: 'downloadd', country: 'uk', host: '127.0.0.1', port: 0 });
+    const sockets: net.Socket[] = [];
+    let closed = 0;
+    try {
+      const port = Number(new URL(exporter.url).port);
+      await Promise.all(
+        Array.from(
+          { length: 100 },
+          () =>
+            new Promise<void>((resolve) => {
+              const socket = net.connect(port, '127.0.0.1', () => resolve());
+              socket.on('error', () => {});
+              socket.on('close', () => closed++);
+              sockets.push(socket);
+            }),
+        ),
+      );
+      // Idle sockets that send nothing: the server closes those past its bound at once.
+      await waitFor(() => closed >= 100 - 32, 5000, 'the sockets past 32 closed by the server');
+      assert.equal(closed, 100 - 32);
+      for (const socket of sockets) socket.destroy();
+      await waitFor(async () => (await get(exporter.url.replace(/\/metrics$/, '/health')).catch(() => null))?.status === 200, 5000, '/health answering again');
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await exporter.close();
+    }
+  });
+
   it('says tries, not rows, in the HELP of the series that count each try of a row', async () => {
     const exporter = await startPrometheusExporter({ db: t.db, component: 'downloadd', country: 'uk', host: '127.0.0.1', port: 0 });
     try {

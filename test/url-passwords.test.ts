@@ -3,6 +3,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { sql } from 'kysely';
 import { lookupImage } from '../src/web/lookup-image.ts';
+import { withSecretsHidden } from '../src/cli/config-command.ts';
+import { parseConfig } from '../src/config/load-config.ts';
 import { maskUrlPasswords } from '../src/util/mask-url-password.ts';
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
 import { makeTestImages, startImageServer, type ImageServer } from './helpers/image-server.ts';
@@ -22,6 +24,22 @@ describe('URL passwords are not shown to operators', function () {
     assert.equal(maskUrlPasswords('"http://:pw@h/"'), '"http://:***@h/"');
     for (const kept of ['http://user@host/x.jpg', 'http://host:8080/a@2x.jpg', 'http://host/a:b@c.jpg', 'no URL: a:b@c'])
       assert.equal(maskUrlPasswords(kept), kept);
+  });
+
+  it("masks a password after a user name with an '@' (a mail address, Azure's user@server), one with an '@' unencoded, or given as a query parameter", () => {
+    // Each as pg and got read it: the userinfo ends at the last `@`; pg takes `?password=` as the password.
+    assert.equal(new URL('postgres://me@srv:s3cret@db.example/x').password, 's3cret');
+    assert.equal(maskUrlPasswords('GET http://me@corp.com:s3cret@host/x.jpg'), 'GET http://me@corp.com:***@host/x.jpg');
+    assert.equal(maskUrlPasswords('postgres://me@srv:s3cret@db.example:5432/imagesys'), 'postgres://me@srv:***@db.example:5432/imagesys');
+    assert.equal(maskUrlPasswords('http://u:p@ss@host/x.jpg at 1:2@3'), 'http://u:***@host/x.jpg at 1:2@3');
+    assert.equal(
+      maskUrlPasswords('postgres://imagesys@db/imagesys?sslmode=require&password=s3cret'),
+      'postgres://imagesys@db/imagesys?sslmode=require&password=***',
+    );
+    assert.equal(maskUrlPasswords('postgres://db/x?sslpassword=s3cret#y'), 'postgres://db/x?sslpassword=***#y');
+    const shown = withSecretsHidden(parseConfig({ database: { url: 'postgres://admin@srv:db-s3cret@srv.example/imagesys' } }, {}));
+    assert.equal(shown.database.url, 'postgres://admin@srv:***@srv.example/imagesys', '`lis config`');
+    for (const kept of ['http://me@corp.com@host:8080/x.jpg', 'http://host:8080/a@b?user=me']) assert.equal(maskUrlPasswords(kept), kept);
   });
 
   describe('lis_downloadd --verbose', () => {

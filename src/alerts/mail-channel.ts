@@ -1,5 +1,6 @@
 import nodemailer, { type Transporter } from 'nodemailer';
 import type { AlertsConfig } from '../config/alerts-config.ts';
+import { isLoopbackHost } from '../util/bind-address.ts';
 import type { Alert } from './alert.ts';
 
 /** Sends alerts as plain-text mail through the configured SMTP server. */
@@ -21,13 +22,18 @@ export function alertMail(alert: Alert, host: string, smtp: AlertsConfig['smtp']
 /** nodemailer's codes for a server that cannot take any mail now (not for one message it refused). */
 const SERVER_DOWN = new Set(['ETIMEDOUT', 'ECONNECTION', 'ESOCKET', 'EDNS', 'ETLS', 'EAUTH']);
 
-/** Null when no SMTP host or no recipient is configured. One channel serves one run of the alerts check. */
-export function mailChannel(smtp: AlertsConfig['smtp']): MailChannel | null {
-  if (!smtp.host || smtp.to.length === 0) return null;
-  const transport: Transporter = nodemailer.createTransport({
+/**
+ * Pure: how nodemailer reaches the server. Without `secure`, STARTTLS is taken when the server offers it; with a
+ * login it is required (`requireTLS`), unless the server is on this machine (a local relay, reached over loopback,
+ * which nobody on the network sees): a server, or anyone between us and it, that does not offer STARTTLS would
+ * otherwise be sent the password in plain text (nodemailer logs in without TLS when none is offered).
+ */
+export function mailTransportOptions(smtp: AlertsConfig['smtp'] & { host: string }) {
+  return {
     host: smtp.host,
     port: smtp.port,
     secure: smtp.secure,
+    requireTLS: !smtp.secure && smtp.user !== null && !isLoopbackHost(smtp.host),
     auth: smtp.user ? { user: smtp.user, pass: smtp.password ?? '' } : undefined,
     connectionTimeout: smtp.timeoutSeconds * 1000,
     greetingTimeout: smtp.timeoutSeconds * 1000,
@@ -35,7 +41,13 @@ export function mailChannel(smtp: AlertsConfig['smtp']): MailChannel | null {
     // nodemailer's own logging would print the conversation, AUTH included.
     logger: false,
     debug: false,
-  });
+  };
+}
+
+/** Null when no SMTP host or no recipient is configured. One channel serves one run of the alerts check. */
+export function mailChannel(smtp: AlertsConfig['smtp']): MailChannel | null {
+  if (!smtp.host || smtp.to.length === 0) return null;
+  const transport: Transporter = nodemailer.createTransport(mailTransportOptions({ ...smtp, host: smtp.host }));
   // A server that cannot be reached or refuses our login now will for the rest of this run: the later
   // alerts fail at once with its error, instead of each waiting out the timeouts (and delaying its webhook).
   let down: Error | null = null;

@@ -1,12 +1,13 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../config/load-config.ts';
-import { connectionFailure, createDb, databaseUrl, describeServer, migrateToLatest, pendingMigrations, redactUrl } from '../db/connect.ts';
+import { connectionFailure, createDb, databaseUrl, describeServer, migrateToLatest, pendingMigrations } from '../db/connect.ts';
 import { embeddedStatus, embeddedUrl, stopEmbedded } from '../db/embedded-server.ts';
 import { currentUser, ownerOf } from '../db/embedded-folder-access.ts';
 import { portInUse } from '../db/embedded-port.ts';
 import { aheadNote, schemaStatus } from '../db/schema-version.ts';
 import { errorMessage } from '../errors.ts';
 import { runCommand } from '../util/exit-on-error.ts';
+import { maskUrlPasswords } from '../util/mask-url-password.ts';
 import { configFileOf } from './global-options.ts';
 
 const configOf = (command: Command) => loadConfig({ file: configFileOf(command) });
@@ -29,7 +30,7 @@ export function addDbCommand(program: Command): void {
         }
         const status = config.database.url ? null : embeddedStatus(config.database.embedded);
         const pid = status?.pid ? `pid ${status.pid}, ` : ''; // unknown when its data folder is closed to us (root's server)
-        console.log(status ? `embedded PostgreSQL running (${pid}port ${status.port}, data ${status.dataDir})` : `using ${redactUrl(url)}`);
+        console.log(status ? `embedded PostgreSQL running (${pid}port ${status.port}, data ${status.dataDir})` : `using ${maskUrlPasswords(url)}`);
       }),
     );
 
@@ -39,7 +40,7 @@ export function addDbCommand(program: Command): void {
       runCommand(async () => {
         const config = configOf(command);
         if (config.database.url) {
-          console.log(`a database URL is configured (${redactUrl(config.database.url)}): nothing embedded to stop`);
+          console.log(`a database URL is configured (${maskUrlPasswords(config.database.url)}): nothing embedded to stop`);
           return;
         }
         console.log((await stopEmbedded(config.database.embedded)) ? 'embedded PostgreSQL stopped' : 'embedded PostgreSQL was not running');
@@ -67,7 +68,7 @@ export function addDbCommand(program: Command): void {
           if (!s.running) return 3;
           url = embeddedUrl(config.database.embedded, undefined, s.port);
         } else {
-          console.log(`configured database: ${redactUrl(url)}`);
+          console.log(`configured database: ${maskUrlPasswords(url)}`);
         }
         const kdb = createDb(url, 1);
         try {

@@ -10,7 +10,7 @@ export const alertsConfigSchema = z.strictObject({
     .strictObject({
       host: z.string().min(1).nullable().default(null),
       port: z.number().int().min(1).max(65535).default(587),
-      /** True: TLS from the first byte (port 465); false: STARTTLS when the server offers it. */
+      /** True: TLS from the first byte (port 465); false: STARTTLS when the server offers it, required with a login (unless on loopback). */
       secure: z.boolean().default(false),
       user: z.string().nullable().default(null),
       /** Never logged. Better in LIS_SMTP_PASSWORD than in the file. */

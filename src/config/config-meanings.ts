@@ -130,7 +130,7 @@ export const CONFIG_MEANINGS: Record<string, string | { meaning: string; default
   'manager.schedule.alerts': 'node-cron expression for the alert checks; null: off',
   'alerts.smtp.host': 'SMTP server for alert mail; null: no mail',
   'alerts.smtp.port': 'its port',
-  'alerts.smtp.secure': 'true: TLS from the first byte (465); false: STARTTLS when offered',
+  'alerts.smtp.secure': 'true: TLS from the first byte (465); false: STARTTLS when offered, and required with a login unless the host is loopback',
   'alerts.smtp.user': 'SMTP login; null: none',
   'alerts.smtp.password': 'never logged; better in `LIS_SMTP_PASSWORD`',
   'alerts.smtp.from': 'the From address',

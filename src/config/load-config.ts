@@ -3,6 +3,7 @@ import path from 'node:path';
 import { ConfigError } from '../errors.ts';
 import { configSchema, hostNameSchema, type LisConfig } from './config-schema.ts';
 import { describeIssues } from './describe-issues.ts';
+import { jsonSyntaxError } from './json-syntax-error.ts';
 
 /** Looked for in the working folder when neither --config nor LIS_CONFIG names a file. */
 export const DEFAULT_CONFIG_FILE = 'imagesys.json';
@@ -70,8 +71,10 @@ export function loadConfig(options: LoadConfigOptions = {}): LisConfig {
   let raw: unknown;
   try {
     raw = JSON.parse(text);
-  } catch (error) {
-    throw new ConfigError(`config file ${file} is not valid JSON: ${(error as Error).message}`);
+  } catch {
+    // Said by line and column, never with Node's message, which quotes the text around the fault: a secret, often.
+    const at = jsonSyntaxError(text);
+    throw new ConfigError(`config file ${file} is not valid JSON${at ? `: line ${at.line}, column ${at.column}: ${at.what}` : ''}`);
   }
   return parseConfig(raw, env, cwd, `config file ${file}`);
 }

@@ -3,7 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { sql } from 'kysely';
 import { parseCountry } from '../config/country.ts';
-import { loadConfig } from '../config/load-config.ts';
+import { configFileExposure } from '../config/config-file-exposure.ts';
+import { configFilePath, loadConfig } from '../config/load-config.ts';
 import { closeDb, connectBound, createDb, databaseUrl, openDatabase, serviceQueryBounds, type Db } from '../db/connect.ts';
 import { probeServer } from '../db/probe-server.ts';
 import { runCommand } from '../util/exit-on-error.ts';
@@ -86,6 +87,8 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
     let scanDb: Db | null = null;
     let url = '';
     const scope = { scope: 'CronFrontend::main' };
+    const exposed = configFileExposure(configFilePath({ file: flags.config }));
+    if (exposed) log.warn(exposed, scope);
     const bounds = serviceQueryBounds(config);
     const stopWaitMs = config.database.stopWaitSeconds * 1000;
     // What a cut closes besides the scans' pool: the country's shared-upkeep lock, whose session would hold it.

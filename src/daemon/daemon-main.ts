@@ -1,7 +1,8 @@
 import { Command } from 'commander';
 import type client from 'prom-client';
 import { parseCountry, parseIntFlag } from '../config/country.ts';
-import { loadConfig } from '../config/load-config.ts';
+import { configFileExposure } from '../config/config-file-exposure.ts';
+import { configFilePath, loadConfig } from '../config/load-config.ts';
 import type { LisConfig } from '../config/config-schema.ts';
 import { closeDb, type Db } from '../db/connect.ts';
 import { openDaemonDatabase } from './open-daemon-database.ts';
@@ -67,6 +68,8 @@ export async function daemonMain(definition: DaemonDefinition, argv = process.ar
     // Every flag is checked before anything starts: a bad one is a usage error (exit 2), not an ERROR in the daemon's log after connecting.
     const metricsPort = flags.metricsPort === undefined ? undefined : parseIntFlag('--metrics-port', flags.metricsPort, 0, 65535);
     const log = createLogger({ component: definition.component, log: config.log, screen: !flags.service, verbose: flags.verbose, country });
+    const exposed = configFileExposure(configFilePath({ file: flags.config }));
+    if (exposed) log.warn(exposed, { scope: `${definition.component}::main` });
     const { controller, uninstall } = installStopSignals((signal) =>
       log.info(`${signal} received: finishing the rows in hand, giving back the rest`, { scope: `${definition.component}::signal` }),
     );

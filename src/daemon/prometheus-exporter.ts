@@ -6,6 +6,7 @@ import type { Db } from '../db/connect.ts';
 import type { RunObserver } from './run-daemon.ts';
 import { queueDepth } from '../queue/queue-figures.ts';
 import { listenOrExplain } from '../util/listen.ts';
+import { createSmallServer } from '../util/small-server.ts';
 
 export interface ExporterOptions {
   db: Db;
@@ -226,7 +227,8 @@ export async function startPrometheusExporter(options: ExporterOptions): Promise
       res.writeHead(500).end(`${(error as Error).message}\n`);
     }
   };
-  const server = http.createServer((req, res) => void handle(req, res));
+  // A scrape or a probe takes one socket at a time: 32 leave room for several, and bound what anyone else can hold.
+  const server = createSmallServer(32, (req, res) => void handle(req, res));
   await listenOrExplain(server, options.port, options.host, `${options.component} /metrics`);
   const address = server.address() as { port: number };
   const observer: RunObserver = {

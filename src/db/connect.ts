@@ -9,6 +9,7 @@ import { EMBEDDED_ACCESS } from './embedded-folder-access.ts';
 import { ensureEmbeddedRunning } from './embedded-server.ts';
 import { preparingClient } from './prepared-query.ts';
 import { MIGRATIONS_DIR, assertSchemaCurrent, refuseMixedSchema, schemaStatus, type SchemaStatus } from './schema-version.ts';
+import { maskUrlPasswords } from '../util/mask-url-password.ts';
 import { retryWithBackoff } from '../util/retry-with-backoff.ts';
 import { settledWithin } from '../util/settled-within.ts';
 import type { Database } from './schema.ts';
@@ -41,7 +42,7 @@ export function describeServer(url: string): string {
     const user = decodeURIComponent(u.username);
     return `${u.hostname || 'localhost'}:${u.port || 5432}${u.pathname || '/'}${user ? ` as ${user}` : ''}`;
   } catch {
-    return redactUrl(url);
+    return maskUrlPasswords(url);
   }
 }
 
@@ -280,7 +281,7 @@ export async function migrateToLatest(db: Db, lockWaitMs = MIGRATION_LOCK_WAIT_M
   } catch (error) {
     throw (url ? connectionFailure(url, error) : null) ?? error;
   }
-  refuseMixedSchema(status, url ? redactUrl(url) : 'the database');
+  refuseMixedSchema(status, url ? maskUrlPasswords(url) : 'the database');
   if (status.unknown.length > 0 || status.missing.length === 0) return [];
   // On a connection of its own whose lock waits are bounded (the Migrator runs every pending migration on one).
   const connectMs = connectBounds.get(db);
@@ -344,7 +345,7 @@ export async function openDatabase(
       } finally {
         if (migrating !== db) await migrating.destroy();
       }
-    } else await assertSchemaCurrent(db, redactUrl(url));
+    } else await assertSchemaCurrent(db, maskUrlPasswords(url));
   } catch (error) {
     await db.destroy();
     if (error instanceof LisError) throw error;
@@ -354,11 +355,6 @@ export async function openDatabase(
     );
   }
   return db;
-}
-
-/** The URL without its password, for messages. */
-export function redactUrl(url: string): string {
-  return url.replace(/\/\/([^:/@]+):[^@]*@/, '//$1:***@');
 }
 
 /**

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { sql } from 'kysely';
 import type { LisConfig, LisConfigInput } from '../config/config-schema.ts';
 import { parseConfig } from '../config/load-config.ts';
-import { databaseUrl, openDatabase, recreateDatabase, redactUrl } from '../db/connect.ts';
+import { databaseUrl, openDatabase, recreateDatabase } from '../db/connect.ts';
 import { embeddedStatus } from '../db/embedded-server.ts';
 import { LisError } from '../errors.ts';
 import { ImageSys } from '../interface/image-sys.ts';
@@ -12,6 +12,7 @@ import { addFrontend } from '../push/frontend-registry.ts';
 import { FRONTEND_MARKER } from '../push/frontend-root-check.ts';
 import { BAD_PATHS, startSourceServer } from './source-server.ts';
 import { packagePath } from '../util/package-root.ts';
+import { maskUrlPasswords } from '../util/mask-url-password.ts';
 
 const BIN = packagePath('bin');
 
@@ -70,7 +71,7 @@ export async function runDemo({ config: base, configFile, dir, photos, database,
   try {
     const serverUrl = await databaseUrl(base);
     print(
-      `Database ${database} on ${base.database.url ? `the configured server ${redactUrl(serverUrl)}` : `the embedded PostgreSQL (port ${base.database.embedded.port}, data ${base.database.embedded.dataDir})`}`,
+      `Database ${database} on ${base.database.url ? `the configured server ${maskUrlPasswords(serverUrl)}` : `the embedded PostgreSQL (port ${base.database.embedded.port}, data ${base.database.embedded.dataDir})`}`,
     );
     const url = await recreateDatabase(serverUrl, database);
     const input: LisConfigInput = {
@@ -86,7 +87,9 @@ export async function runDemo({ config: base, configFile, dir, photos, database,
     };
     fs.mkdirSync(path.join(root, 'log'), { recursive: true });
     const configFile = path.join(root, 'config.json');
-    fs.writeFileSync(configFile, `${JSON.stringify(input, null, 2)}\n`);
+    // It holds the database's password (the embedded server's, or the configured one's): its owner's only, as
+    // ./var/pg.password is. The folder (./var/demo) is open to all.
+    fs.writeFileSync(configFile, `${JSON.stringify(input, null, 2)}\n`, { mode: 0o600 });
     const config = parseConfig(input, {}, root, configFile);
     // A database of its own, made just now: the demo installs its schema (a daemon would only check it).
     const db = await openDatabase(config, { migrate: true });

@@ -1,6 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { parseIntFlag } from '../config/country.ts';
-import { loadConfig } from '../config/load-config.ts';
+import { configFileExposure } from '../config/config-file-exposure.ts';
+import { configFilePath, loadConfig } from '../config/load-config.ts';
 import { runCommand } from '../util/exit-on-error.ts';
 import { cliProgram } from '../util/cli-program.ts';
 import { closeDb, createDb, databaseUrl, serviceQueryBounds, type Db } from '../db/connect.ts';
@@ -48,6 +49,8 @@ export async function imagedMain(argv = process.argv): Promise<void> {
     const port = flags.port === undefined ? config.imaged.port : parseIntFlag('--port', flags.port, 0, 65535);
     const log = createLogger({ component: 'imaged', log: config.log, screen: !flags.service, verbose: flags.verbose });
     const scope = { scope: 'Imaged::main' };
+    const exposed = configFileExposure(configFilePath({ file: flags.config }));
+    if (exposed) log.warn(exposed, scope);
     const { controller, uninstall } = installStopSignals((signal) => log.info(`${signal} received: finishing the requests in hand`, scope));
     let db: Db | null = null;
     let locks: Db | null = null;

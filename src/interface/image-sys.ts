@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import type { LisConfig, LisConfigInput } from '../config/config-schema.ts';
 import { parseCountry } from '../config/country.ts';
 import { loadConfig, parseConfig } from '../config/load-config.ts';
-import { connectionFailure, createDb, describeServer, redactUrl, serviceQueryBounds, type Db, type QueryBounds } from '../db/connect.ts';
+import { connectionFailure, createDb, describeServer, serviceQueryBounds, type Db, type QueryBounds } from '../db/connect.ts';
 import { embeddedUrl } from '../db/embedded-server.ts';
 import { assertSchemaCurrent } from '../db/schema-version.ts';
 import { LisError, UsageError, errorMessage } from '../errors.ts';
@@ -11,6 +11,7 @@ import { checkUrl } from '../intake/parse-url-line.ts';
 import { isRowDataError, storeBatch, type BatchOutcome } from '../intake/store-batch.ts';
 import { enqueueRowStates, type EnqueuedRow } from '../queue/enqueue-rows.ts';
 import type { ImageData } from '../store/image-data.ts';
+import { maskUrlPasswords } from '../util/mask-url-password.ts';
 import { toSearchApiImage, type SearchApiImage } from './search-api-image.ts';
 
 export interface OpenOptions {
@@ -220,14 +221,14 @@ export class ImageSys {
     const url = config.database.url ?? embeddedUrl(config.database.embedded);
     const db = createDb(url, config.database.poolSize, () => {}, bounds);
     try {
-      await assertSchemaCurrent(db, redactUrl(url));
+      await assertSchemaCurrent(db, maskUrlPasswords(url));
     } catch (error) {
       await db.destroy();
       const timedOut = notAnswering('open', url, error);
       if (timedOut) throw timedOut;
       if (error instanceof LisError) throw error;
       const hint = config.database.url ? '' : ' (the embedded server: is it started? `lis db start`)';
-      throw new LisError('ERR_DATABASE', `ImageSys cannot reach the database at ${redactUrl(url)}${hint}: ${errorMessage(error)}`, { cause: error });
+      throw new LisError('ERR_DATABASE', `ImageSys cannot reach the database at ${maskUrlPasswords(url)}${hint}: ${errorMessage(error)}`, { cause: error });
     }
     return new ImageSys(db, config, url);
   }

@@ -1,7 +1,8 @@
 import { Option } from 'commander';
 import type { ScheduledTask } from 'node-cron';
 import { parseCountry, parseIntFlag } from '../config/country.ts';
-import { loadConfig } from '../config/load-config.ts';
+import { configFileExposure } from '../config/config-file-exposure.ts';
+import { configFilePath, loadConfig } from '../config/load-config.ts';
 import { closeDb, type Db } from '../db/connect.ts';
 import { stopDatabaseWaitMs } from '../daemon/run-daemon.ts';
 import { settledWithin } from '../util/settled-within.ts';
@@ -85,6 +86,8 @@ export async function managerdMain(argv = process.argv): Promise<void> {
     // Checked before anything starts: a bad port is a usage error (exit 2), not found only after connecting and registering.
     const metricsPort = flags.metricsPort === undefined ? undefined : parseIntFlag('--metrics-port', flags.metricsPort, 0, 65535);
     const log = createLogger({ component: 'managerd', log: config.log, screen: !flags.service, verbose: flags.verbose, country });
+    const exposed = configFileExposure(configFilePath({ file: flags.config }));
+    if (exposed) log.warn(exposed, { scope: 'Manager::main' });
     const { controller, uninstall } = installStopSignals((s) => log.info(`${s} received: stopping`, { scope: 'Manager::signal' }));
     let db: Db | null = null;
     const workerId = workerIdFor(config.host, process.pid);

@@ -7,6 +7,7 @@ import type { Db } from '../db/connect.ts';
 import { connectionFailure } from '../db/connect.ts';
 import { errorMessage } from '../errors.ts';
 import { codePointLength } from '../util/code-points.ts';
+import { createSmallServer } from '../util/small-server.ts';
 import { hostHeaderCheck } from './host-check.ts';
 import { lookupImage } from './lookup-image.ts';
 import { overviewReader } from './overview.ts';
@@ -84,7 +85,8 @@ async function handle(
 export function createStatusServer(db: Db, config: LisConfig, bindHost = config.metrics.host): http.Server {
   const hostAllowed = hostHeaderCheck([config.host, bindHost, ...config.metrics.webHostNames]);
   const overview = overviewReader(db, config);
-  const server = http.createServer((req, res) => {
+  // A browser opens up to 6 sockets: 64 serve a few operators at once, and bound what anyone else can hold.
+  const server = createSmallServer(64, (req, res) => {
     void handle(req, res, db, config, hostAllowed, overview).catch((error: unknown) => {
       // The database away is not our bug: 503, and the page says so (never with the URL's password).
       const away = connectionFailure(config.database.url ?? 'the embedded server', error);

@@ -11,6 +11,8 @@ export interface ReceivedMail {
 export interface SmtpSink {
   port: number;
   mails: ReceivedMail[];
+  /** Every login the server was sent (user names), right or wrong. */
+  logins: string[];
   close(): Promise<void>;
 }
 
@@ -20,12 +22,14 @@ export interface SmtpSink {
  */
 export async function startSmtpSink(login: { user: string; password: string }): Promise<SmtpSink> {
   const mails: ReceivedMail[] = [];
+  const logins: string[] = [];
   const server = new SMTPServer({
     disabledCommands: ['STARTTLS'],
     allowInsecureAuth: true,
     authMethods: ['PLAIN', 'LOGIN'],
     logger: false,
     onAuth(auth, _session, callback) {
+      logins.push(auth.username ?? '');
       if (auth.username === login.user && auth.password === login.password) callback(null, { user: auth.username });
       else callback(new Error('Invalid username or password'));
     },
@@ -47,5 +51,5 @@ export async function startSmtpSink(login: { user: string; password: string }): 
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
   const port = (server.server.address() as { port: number }).port;
-  return { port, mails, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+  return { port, mails, logins, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
 }
