@@ -69,6 +69,9 @@ async function bundleExecutables() {
     platform: 'node',
     target: 'node20',
     external: UNBUNDLED.flatMap((name) => [name, `${name}/*`]),
+    // jsonc-parser's "main" is a UMD build that require()s its own files by computed names, which a bundle
+    // cannot follow; its ES module build bundles whole. (dist/src, under plain Node, keeps the UMD build.)
+    alias: { 'jsonc-parser': 'jsonc-parser/lib/esm/main.js' },
     sourcemap: 'linked',
     // Bundled CommonJS packages (pg, winston) call require() for Node's own modules: an ES module has none.
     banner: { js: "import { createRequire as __lisCreateRequire } from 'node:module';\nconst require = __lisCreateRequire(import.meta.url);" },

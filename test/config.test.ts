@@ -117,10 +117,13 @@ describe('config', () => {
     const file = path.join(dir, 'imagesys.json');
     const cases: Array<[text: string, where: string]> = [
       // A password pasted without its quotes; a stray character after a database URL; a comma forgotten.
-      ['{\n  "alerts": { "smtp": {\n    "password": Sup3rSecretPw } }\n}\n', 'line 3, column 17: expected a value'],
-      ['{ "database": { "url": "postgres://imagesys:Sup3rSecretPw@db1/imagesys"x } }', "line 1, column 72: expected ',' or '}' after a value"],
-      ['{ "alerts": { "smtp": { "password": "Sup3rSecretPw" "to": [] } } }', "line 1, column 53: expected ',' or '}' after a value"],
-      ['{ "alerts": { "smtp": { "password": "Sup3r\tSecretPw" } } }', 'line 1, column 43: a control character'],
+      [
+        '{\n  "alerts": { "smtp": {\n    "password": Sup3rSecretPw } }\n}\n',
+        'line 3, column 17: a character that cannot be here (a value is a string in double quotes',
+      ],
+      ['{ "database": { "url": "postgres://imagesys:Sup3rSecretPw@db1/imagesys"x } }', 'line 1, column 72: a character that cannot be here'],
+      ['{ "alerts": { "smtp": { "password": "Sup3rSecretPw" "to": [] } } }', "line 1, column 53: expected ',' between two values"],
+      ['{ "alerts": { "smtp": { "password": "Sup3r\tSecretPw" } } }', 'line 1, column 37: in the string that starts here, a control character'],
       ['{ "imaged": { "s3": { "b": { "secretAccessKey": "Sup3rSecretPw', 'line 1, column 49: a string is not closed'],
     ];
     for (const [text, where] of cases) {
