@@ -145,6 +145,9 @@ describe('download rules (pure)', () => {
       assert.equal(parseRetryAfter('soon', now), undefined);
       assert.equal(parseRetryAfter(new Date(now - 5000).toUTCString(), now), undefined);
       assert.equal(parseRetryAfter(undefined, now), undefined);
+      // A date is on the server's clock: counted from its Date when it sent one (here 10 minutes behind ours).
+      assert.equal(parseRetryAfter(new Date(now - 480_000).toUTCString(), now, new Date(now - 600_000).toUTCString()), 120);
+      assert.equal(parseRetryAfter(new Date(now + 90_000).toUTCString(), now, 'not a date'), 90);
     });
     it('finds our own errors inside got wrappers, and sorts socket errors', () => {
       const wrapped = Object.assign(new Error('wrapped'), {

@@ -262,6 +262,25 @@ describe('lis_downloadd worker (a real HTTP server, a real database)', function 
     assert.equal(totals.done, 6);
   });
 
+  it("a Retry-After date is counted from the source's own Date: a host whose clock is behind ours is still waited for, its other rows uncharged", async () => {
+    await setup({ ...TEST_DOWNLOAD, concurrency: 4, perHostConcurrency: 1 });
+    const hitsBefore = server.hits.get('/429-behind') ?? 0;
+    await enqueue(Array.from({ length: 8 }, (_, i) => server.url(`/429-behind?${i}`)));
+    await run();
+    const asked = (server.hits.get('/429-behind') ?? 0) - hitsBefore;
+    // Read against our clock, its date was 8 minutes past: no pause, and every row was asked and charged an attempt.
+    assert.equal(asked, 1, `the throttling host was asked ${asked} times`);
+    const found = await t.db.selectFrom('live_images').select(['attempts', 'last_error_class', 'next_attempt_at']).orderBy('attempts').execute();
+    assert.deepEqual(
+      found.map((r) => `${r.attempts}/${r.last_error_class}`),
+      [...Array.from({ length: 7 }, () => '0/host_throttled'), '1/http_429'],
+    );
+    for (const r of found) {
+      const wait = (r.next_attempt_at.getTime() - Date.now()) / 1000;
+      assert.ok(wait > 100 && wait <= 121, `held for its 2 minutes: ${wait}`);
+    }
+  });
+
   it('refuses loopback reached through DNS or an IP literal when not allowed', async () => {
     await setup({ ...TEST_DOWNLOAD, allowAddresses: [] });
     await enqueue([

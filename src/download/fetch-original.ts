@@ -165,7 +165,7 @@ async function fetchOnce(client: DownloadClient, request: FetchRequest, leftMs: 
       };
     }
     if (response.statusCode !== 200 && response.statusCode !== 203) {
-      throw statusFailure(response.statusCode, response.statusMessage, response.headers['retry-after']);
+      throw statusFailure(response.statusCode, response.statusMessage, response.headers['retry-after'], response.headers.date);
     }
     const declared = Number(response.headers['content-length']);
     if (!response.headers['content-encoding'] && Number.isFinite(declared) && declared > request.maxBytes) {
