@@ -1,5 +1,4 @@
 import { Option } from 'commander';
-import cron, { type ScheduledTask } from 'node-cron';
 import { parseCountry, parseIntFlag } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
 import { closeDb, type Db } from '../db/connect.ts';
@@ -16,6 +15,7 @@ import { startServiceHeartbeat } from '../daemon/heartbeat-loop.ts';
 import { registerAtStart } from '../daemon/register-at-start.ts';
 import { markStopped, workerIdFor } from '../daemon/worker-registry.ts';
 import { upkeepFromManager } from './run-upkeep.ts';
+import { startSchedule, type ScheduledJob } from './check-schedule.ts';
 import { registerManagerEventMetrics } from './manager-event-metrics.ts';
 import { startInstanceExporter } from '../daemon/instance-exporter.ts';
 import { CHECKS, pruneStats, runCheck, sampleQueue, type Check, type CheckContext } from './run-check.ts';
@@ -33,39 +33,33 @@ async function safeCheck(check: Check, ctx: CheckContext): Promise<boolean> {
 
 async function serve(ctx: CheckContext, signal: AbortSignal, configFile: string | undefined, onReady: () => void): Promise<void> {
   const { config, log } = ctx;
-  const tasks: ScheduledTask[] = [];
+  const jobs: ScheduledJob[] = [];
   for (const check of CHECKS) {
     const expression = config.manager.schedule[check];
     if (!expression) continue;
-    tasks.push(cron.schedule(expression, () => safeCheck(check, ctx), { name: check, noOverlap: true }));
+    jobs.push({ name: check, expression, run: () => safeCheck(check, ctx) });
     log.info(`Scheduled ${check}: ${expression}`, { scope: 'Manager::serve' });
   }
   if (config.manager.schedule.cron_frontend) {
-    tasks.push(
-      cron.schedule(config.manager.schedule.cron_frontend, () => upkeepFromManager(ctx.db, log, config.host, configFile), {
-        name: 'cron_frontend',
-        noOverlap: true,
-      }),
-    );
+    jobs.push({ name: 'cron_frontend', expression: config.manager.schedule.cron_frontend, run: () => upkeepFromManager(ctx.db, log, config.host, configFile) });
     log.info(`Scheduled cron_frontend: ${config.manager.schedule.cron_frontend}`, { scope: 'Manager::serve' });
   }
-  tasks.push(
-    cron.schedule('* * * * *', () => sampleQueue(ctx.db).catch((e) => log.error(`sampling the queue failed: ${errorMessage(e)}`)), {
-      name: 'sample_queue',
-      noOverlap: true,
-    }),
-  );
-  tasks.push(
-    cron.schedule('17 * * * *', () => pruneStats(ctx.db, config.manager.keepStatsDays).catch((e) => log.error(`pruning stats failed: ${errorMessage(e)}`)), {
-      name: 'prune_stats',
-      noOverlap: true,
-    }),
-  );
+  jobs.push({
+    name: 'sample_queue',
+    expression: '* * * * *',
+    run: () => sampleQueue(ctx.db).catch((e) => log.error(`sampling the queue failed: ${errorMessage(e)}`)),
+  });
+  jobs.push({
+    name: 'prune_stats',
+    expression: '17 * * * *',
+    run: () => pruneStats(ctx.db, config.manager.keepStatsDays).catch((e) => log.error(`pruning stats failed: ${errorMessage(e)}`)),
+  });
+  const schedule = startSchedule(jobs, log);
   onReady();
   // A stop that came before this point (SIGTERM while the exporter was up but the worker not yet registered: a
   // supervisor, or a test that has had its /metrics answer) has fired its 'abort' already and will not again.
   if (!signal.aborted) await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
-  await Promise.all(tasks.map((t) => t.destroy()));
+  await schedule.stop();
 }
 
 /** lis_managerd: heals the queue on a schedule (--service), or runs checks once by hand. */
