@@ -39,7 +39,7 @@ interface DownloadJob {
   skipped: () => void;
 }
 
-/** A host that answered 429 or 503 with Retry-After: until when (ms) it asked us to wait, and what it said. */
+/** A host that answered 429 or 503 with Retry-After: until when (ms on the monotonic clock, `performance.now()`) it asked us to wait, and what it said. */
 interface HostPause {
   until: number;
   status: string;
@@ -236,7 +236,9 @@ export class DownloadWorker implements StageWorker {
 
   /** The host asked us to wait: its queued rows (of every chunk) go back uncharged until then, as do those claimed meanwhile. */
   private pauseHost(host: string, wait: { seconds: number; status: string }): void {
-    const until = Date.now() + wait.seconds * 1000;
+    // On the monotonic clock: the wall clock stepped forward ended the pause at once (each row asked was charged a
+    // 429), stepped back it stretched the pause by the step.
+    const until = performance.now() + wait.seconds * 1000;
     const known = this.paused.get(host);
     if (!known || known.until < until) this.paused.set(host, { until, status: wait.status });
     for (const job of this.limiter.takeQueuedOf<DownloadJob>(host)) {
@@ -249,7 +251,7 @@ export class DownloadWorker implements StageWorker {
   private pausedFor(host: string): HostPause | null {
     const pause = this.paused.get(host);
     if (!pause) return null;
-    if (pause.until > Date.now()) return pause;
+    if (pause.until > performance.now()) return pause;
     this.paused.delete(host);
     return null;
   }
@@ -257,7 +259,8 @@ export class DownloadWorker implements StageWorker {
   /** A row of a paused host, not tried: given back uncharged until the host's wait is over. */
   private heldBack(row: ClaimedRow, host: string): RowResult {
     const pause = this.paused.get(host)!;
-    const at = new Date(pause.until).toISOString().replace(/\.\d+Z$/, 'Z');
+    const leftMs = pause.until - performance.now();
+    const at = new Date(Date.now() + leftMs).toISOString().replace(/\.\d+Z$/, 'Z');
     return {
       ok: false,
       failure: {
@@ -266,7 +269,7 @@ export class DownloadWorker implements StageWorker {
         reason: `not tried: ${host} asked us to wait until ${at} (${pause.status} with Retry-After on another of its URLs)`,
         errorClass: 'host_throttled',
         retryable: true,
-        retryAfterSeconds: Math.max(1, Math.ceil((pause.until - Date.now()) / 1000)),
+        retryAfterSeconds: Math.max(1, Math.ceil(leftMs / 1000)),
       },
     };
   }
@@ -297,7 +300,7 @@ export class DownloadWorker implements StageWorker {
             () => false,
           )
         : false;
-      const started = Date.now();
+      const started = performance.now();
       const outcome = await this.fetcher.fetch({
         url: row.image_url,
         destination,
@@ -310,7 +313,7 @@ export class DownloadWorker implements StageWorker {
         beforeMakingFolders: this.beforeMakingFolders,
       });
       if (outcome.kind === 'stopped') return null;
-      const ms = Date.now() - started;
+      const ms = Math.round(performance.now() - started);
       if (outcome.kind === 'failed')
         ctx.log.debug(`${row.image_url}: ${outcome.failure.errorClass}: ${outcome.failure.reason} (${ms} ms)`, { scope: 'Download::fetch' });
       else
