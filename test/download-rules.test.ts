@@ -149,6 +149,18 @@ describe('download rules (pure)', () => {
       assert.equal(parseRetryAfter(new Date(now - 480_000).toUTCString(), now, new Date(now - 600_000).toUTCString()), 120);
       assert.equal(parseRetryAfter(new Date(now + 90_000).toUTCString(), now, 'not a date'), 90);
     });
+    it("reads a Retry-After in asctime form (no zone) as GMT, whatever this host's time zone", () => {
+      const zone = process.env.TZ;
+      process.env.TZ = 'Asia/Kolkata';
+      try {
+        const now = Date.UTC(2026, 0, 1, 8, 0, 0);
+        assert.equal(parseRetryAfter('Thu Jan  1 08:02:00 2026', now), 120);
+        assert.equal(parseRetryAfter('Thu Jan  1 08:02:00 2026', now, 'Thu, 01 Jan 2026 08:00:00 GMT'), 120);
+      } finally {
+        if (zone === undefined) delete process.env.TZ;
+        else process.env.TZ = zone;
+      }
+    });
     it('finds our own errors inside got wrappers, and sorts socket errors', () => {
       const wrapped = Object.assign(new Error('wrapped'), {
         code: 'ERR_GOT_REQUEST_ERROR',

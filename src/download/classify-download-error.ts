@@ -25,12 +25,23 @@ export function parseRetryAfter(value: string | string[] | undefined, now = Date
   let secondsFromNow: number;
   if (/^\d+$/.test(trimmed)) secondsFromNow = Number(trimmed);
   else {
-    const at = Date.parse(trimmed);
+    const at = parseHttpDate(trimmed);
     if (Number.isNaN(at)) return undefined;
-    const its = Date.parse(String((Array.isArray(serverDate) ? serverDate[0] : serverDate) ?? ''));
+    const its = parseHttpDate(String((Array.isArray(serverDate) ? serverDate[0] : serverDate) ?? '').trim());
     secondsFromNow = Math.ceil((at - (Number.isNaN(its) ? now : its)) / 1000);
   }
   return secondsFromNow > 0 ? Math.min(secondsFromNow, 86_400) : undefined;
+}
+
+/** RFC 9110's asctime form, which carries no zone. */
+const ASCTIME = /^[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2} \d{4}$/;
+
+/**
+ * An HTTP date as epoch ms (NaN when none). Its asctime form is GMT, where Date.parse reads a date without a zone as
+ * this host's local time: in Asia/Kolkata a Retry-After 2 minutes on was read as 5 h 28 min past, and no pause kept.
+ */
+function parseHttpDate(text: string): number {
+  return Date.parse(ASCTIME.test(text) ? `${text} GMT` : text);
 }
 
 /**
