@@ -7,7 +7,7 @@ import { sql } from 'kysely';
 import { isRsyncTempName } from '../src/cron/frontend-files.ts';
 import { addFrontend } from '../src/push/frontend-registry.ts';
 import { normaliseTarget } from '../src/push/frontend-target.ts';
-import { isThumbnailName } from '../src/store/store-layout.ts';
+import { isThumbnailName, originalPath } from '../src/store/store-layout.ts';
 import { insertPushRows } from './helpers/push-fixtures.ts';
 import { spawnTs } from './helpers/processes.ts';
 import { skewedClockEnv } from './helpers/skewed-clock.ts';
@@ -210,6 +210,22 @@ describe('frontend targets and fs_check never reach beyond what is ours', () => 
       const run = spawnTs('bin/lis_cron_frontend', ['--fs_check', '--country', 'uk'], env);
       assert.equal((await run.exited).code, 0, run.output());
       assert.ok(fs.existsSync(path.join(daemon.moduleDir, fresh)), run.output());
+    });
+
+    it("prunes originals (upkeep.pruneOriginals) by the database's clock: a host two days fast keeps the original of a row just made live", async () => {
+      await insertPushRows(t.db, t.config, 'uk', 1, { stage: 'live' });
+      const { image_hash } = await t.db.selectFrom('live_images').select('image_hash').executeTakeFirstOrThrow();
+      const original = originalPath(t.config, 'uk', image_hash);
+      fs.mkdirSync(path.dirname(original), { recursive: true });
+      fs.writeFileSync(original, 'the original');
+      const config = t.writeConfig({ upkeep: { pruneOriginals: 'after_live', keepOriginalsDays: 1 } });
+      const run = spawnTs('bin/lis_cron_frontend', ['--fs_check', '--country', 'uk'], {
+        ...skewedClockEnv(2 * 86400),
+        LIS_CONFIG: config,
+        LIS_DATABASE_URL: t.url,
+      });
+      assert.equal((await run.exited).code, 0, run.output());
+      assert.ok(fs.existsSync(original), `live for a moment on the database's clock, 2 days on this host's:\n${run.output()}`);
     });
 
     it('removes the hidden temp files of an rsync killed mid-transfer once they are old, never a fresh one nor anything not ours', async () => {

@@ -152,7 +152,9 @@ export async function fsCheck(ctx: {
     }
   }
   try {
-    const pruneBefore = Date.now() - config.upkeep.keepOriginalsDays * 86400_000;
+    // On the database's clock, which wrote the rows' updated_at: on this host's, one two days fast pruned the
+    // originals of rows live for a moment.
+    const pruneBefore = (await databaseNow(db)).getTime() - config.upkeep.keepOriginalsDays * 86400_000;
 
     for (const prefix of PREFIXES) {
       // The frontends' files first, then the rows: a file is on a frontend only once its row's image_data
