@@ -146,6 +146,21 @@ describe('download rules (pure)', () => {
       assert.equal(parseRetryAfter('soon', now), undefined);
       assert.equal(parseRetryAfter(new Date(now - 5000).toUTCString(), now), undefined);
       assert.equal(parseRetryAfter(undefined, now), undefined);
+      // A date is on the server's clock: counted from its Date when it sent one (here 10 minutes behind ours).
+      assert.equal(parseRetryAfter(new Date(now - 480_000).toUTCString(), now, new Date(now - 600_000).toUTCString()), 120);
+      assert.equal(parseRetryAfter(new Date(now + 90_000).toUTCString(), now, 'not a date'), 90);
+    });
+    it("reads a Retry-After in asctime form (no zone) as GMT, whatever this host's time zone", () => {
+      const zone = process.env.TZ;
+      process.env.TZ = 'Asia/Kolkata';
+      try {
+        const now = Date.UTC(2026, 0, 1, 8, 0, 0);
+        assert.equal(parseRetryAfter('Thu Jan  1 08:02:00 2026', now), 120);
+        assert.equal(parseRetryAfter('Thu Jan  1 08:02:00 2026', now, 'Thu, 01 Jan 2026 08:00:00 GMT'), 120);
+      } finally {
+        if (zone === undefined) delete process.env.TZ;
+        else process.env.TZ = zone;
+      }
     });
     it('finds our own errors inside got wrappers, and sorts socket errors', () => {
       const wrapped = Object.assign(new Error('wrapped'), {

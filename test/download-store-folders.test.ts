@@ -21,7 +21,7 @@ describe("the originals store's folders", () => {
   afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   const write = async (file: string) => {
-    const writer = new OriginalWriter(file, { maxBytes: 1_000_000, maxPixels: 50_000_000, until: Date.now() + 10_000 });
+    const writer = new OriginalWriter(file, { maxBytes: 1_000_000, maxPixels: 50_000_000, until: performance.now() + 10_000 });
     try {
       await writer.write(jpeg);
       return await writer.finish();

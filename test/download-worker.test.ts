@@ -17,6 +17,7 @@ import { spawnTs, waitFor } from './helpers/processes.ts';
 import { makeTestImages, startImageServer, type ImageServer, type TestImages } from './helpers/image-server.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 import { runThumbnailStage } from './helpers/thumbnail-fixtures.ts';
+import { restoreWallClock, stepWallClock } from './helpers/wall-clock.ts';
 
 interface RowView {
   image_url: string;
@@ -62,9 +63,9 @@ describe('lis_downloadd worker (a real HTTP server, a real database)', function 
   }
 
   /** lis_downloadd's run by hand, in this process; `signal` stops it. */
-  async function run(options: { noproxy?: boolean; signal?: AbortSignal } = {}) {
+  async function run(options: { noproxy?: boolean; signal?: AbortSignal; worker?: DownloadWorker } = {}) {
     const log = createLogger({ component: 'downloadd', log: t.config.log, screen: false, files: false, verbose: true });
-    const worker = new DownloadWorker(t.config, t.db, 'uk', { noproxy: options.noproxy });
+    const worker = options.worker ?? new DownloadWorker(t.config, t.db, 'uk', { noproxy: options.noproxy });
     return runDaemon(worker, {
       config: t.config,
       db: t.db,
@@ -260,6 +261,66 @@ describe('lis_downloadd worker (a real HTTP server, a real database)', function 
     }
     assert.equal(found.filter((r) => r.image_url.includes('localhost') && r.stage === 'thumbnail').length, 6, 'the other host went on');
     assert.equal(totals.done, 6);
+  });
+
+  it("a Retry-After date is counted from the source's own Date: a host whose clock is behind ours is still waited for, its other rows uncharged", async () => {
+    await setup({ ...TEST_DOWNLOAD, concurrency: 4, perHostConcurrency: 1 });
+    const hitsBefore = server.hits.get('/429-behind') ?? 0;
+    await enqueue(Array.from({ length: 8 }, (_, i) => server.url(`/429-behind?${i}`)));
+    await run();
+    const asked = (server.hits.get('/429-behind') ?? 0) - hitsBefore;
+    // Read against our clock, its date was 8 minutes past: no pause, and every row was asked and charged an attempt.
+    assert.equal(asked, 1, `the throttling host was asked ${asked} times`);
+    const found = await t.db.selectFrom('live_images').select(['attempts', 'last_error_class', 'next_attempt_at']).orderBy('attempts').execute();
+    assert.deepEqual(
+      found.map((r) => `${r.attempts}/${r.last_error_class}`),
+      [...Array.from({ length: 7 }, () => '0/host_throttled'), '1/http_429'],
+    );
+    for (const r of found) {
+      const wait = (r.next_attempt_at.getTime() - Date.now()) / 1000;
+      assert.ok(wait > 100 && wait <= 121, `held for its 2 minutes: ${wait}`);
+    }
+  });
+
+  describe('when the wall clock steps (NTP) while it runs', () => {
+    let worker: DownloadWorker | undefined;
+    afterEach(() => {
+      restoreWallClock();
+      worker?.close();
+    });
+
+    it('an hour back: a host asked a moment ago is asked again at once, not an hour later', async () => {
+      // A delay between starts keeps the host's last start after its run (with none, the same comes of a step
+      // in the middle of a chunk of one host's rows).
+      await setup({ ...TEST_DOWNLOAD, perHostDelaySeconds: 1 });
+      stepWallClock(0); // the stepped clock in place before the worker is made (it may keep \`Date.now\` itself)
+      worker = new DownloadWorker(t.config, t.db, 'uk');
+      await enqueue([server.url('/good.jpg?before-the-step')]);
+      assert.equal((await run({ worker })).done, 1);
+      stepWallClock(-3600_000);
+      await enqueue([server.url('/good.jpg?after-the-step')]);
+      const stop = new AbortController();
+      const timer = setTimeout(() => stop.abort(), 4000);
+      const totals = await run({ worker, signal: stop.signal }).finally(() => clearTimeout(timer));
+      assert.equal(totals.done, 1, "the host's last start looked an hour ahead: its row waited for it");
+    });
+
+    it("forward past a host's Retry-After: its pause still lasts the time it asked for, its rows uncharged", async () => {
+      await setup({ ...TEST_DOWNLOAD, perHostConcurrency: 1 });
+      worker = new DownloadWorker(t.config, t.db, 'uk');
+      const hitsBefore = server.hits.get('/429') ?? 0;
+      await enqueue([server.url('/429?before-the-step')]);
+      await run({ worker });
+      stepWallClock(600_000);
+      await enqueue(Array.from({ length: 3 }, (_, i) => server.url(`/429?after-the-step-${i}`)));
+      await run({ worker });
+      assert.equal((server.hits.get('/429') ?? 0) - hitsBefore, 1, 'asked once: the 120 s it asked for are not over');
+      const after = await t.db.selectFrom('live_images').select(['attempts', 'last_error_class']).where('image_url', 'like', '%after-the-step%').execute();
+      assert.deepEqual(
+        after.map((r) => `${r.attempts}/${r.last_error_class}`),
+        ['0/host_throttled', '0/host_throttled', '0/host_throttled'],
+      );
+    });
   });
 
   it('refuses loopback reached through DNS or an IP literal when not allowed', async () => {

@@ -7,9 +7,10 @@ import { sql } from 'kysely';
 import { isRsyncTempName, sweepDeadRunsTempFolders } from '../src/cron/frontend-files.ts';
 import { addFrontend } from '../src/push/frontend-registry.ts';
 import { normaliseTarget } from '../src/push/frontend-target.ts';
-import { isThumbnailName } from '../src/store/store-layout.ts';
+import { isThumbnailName, originalPath } from '../src/store/store-layout.ts';
 import { insertPushRows } from './helpers/push-fixtures.ts';
 import { spawnTs } from './helpers/processes.ts';
+import { skewedClockEnv } from './helpers/skewed-clock.ts';
 import { RsyncDaemon } from './helpers/rsync-daemons.ts';
 import { countBy } from './helpers/rows.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
@@ -207,6 +208,36 @@ describe('frontend targets and fs_check never reach beyond what is ours', () => 
       } finally {
         for (const dir of [left, running]) fs.rmSync(dir, { recursive: true, force: true });
       }
+    });
+
+    it("keeps a fresh rsync temp file in the hour repeated as summer time ends (an rsync frontend's listing read in the host's zone)", async () => {
+      // 01:30 EST on 1 November 2026 in America/New_York (06:30 UTC): rsync printed a file's time in the host's
+      // zone, read back as 01:30 EDT, an hour earlier: a temp file written 10 s before looked an hour old, and was
+      // deleted as a killed transfer's while rsync may be writing it.
+      const at = Date.UTC(2026, 10, 1, 6, 30, 0);
+      const fresh = 'uk/ab/cd/.abcd2222222222222222222222222222_small.jpg.Zx9Yw8';
+      plant(daemon.moduleDir, fresh);
+      fs.utimesSync(path.join(daemon.moduleDir, fresh), new Date(at - 10_000), new Date(at - 10_000));
+      const env = { ...skewedClockEnv(Math.round((at - Date.now()) / 1000)), TZ: 'America/New_York', LIS_CONFIG: t.writeConfig(), LIS_DATABASE_URL: t.url };
+      const run = spawnTs('bin/lis_cron_frontend', ['--fs_check', '--country', 'uk'], env);
+      assert.equal((await run.exited).code, 0, run.output());
+      assert.ok(fs.existsSync(path.join(daemon.moduleDir, fresh)), run.output());
+    });
+
+    it("prunes originals (upkeep.pruneOriginals) by the database's clock: a host two days fast keeps the original of a row just made live", async () => {
+      await insertPushRows(t.db, t.config, 'uk', 1, { stage: 'live' });
+      const { image_hash } = await t.db.selectFrom('live_images').select('image_hash').executeTakeFirstOrThrow();
+      const original = originalPath(t.config, 'uk', image_hash);
+      fs.mkdirSync(path.dirname(original), { recursive: true });
+      fs.writeFileSync(original, 'the original');
+      const config = t.writeConfig({ upkeep: { pruneOriginals: 'after_live', keepOriginalsDays: 1 } });
+      const run = spawnTs('bin/lis_cron_frontend', ['--fs_check', '--country', 'uk'], {
+        ...skewedClockEnv(2 * 86400),
+        LIS_CONFIG: config,
+        LIS_DATABASE_URL: t.url,
+      });
+      assert.equal((await run.exited).code, 0, run.output());
+      assert.ok(fs.existsSync(original), `live for a moment on the database's clock, 2 days on this host's:\n${run.output()}`);
     });
 
     it('removes the hidden temp files of an rsync killed mid-transfer once they are old, never a fresh one nor anything not ours', async () => {

@@ -17,6 +17,7 @@ import { spawnTs, waitFor } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 import { within } from './helpers/within-deadline.ts';
 import { readLog } from './helpers/log-files.ts';
+import { restoreWallClock, stepWallClock } from './helpers/wall-clock.ts';
 
 /** A GET that fails, naming it, if no answer comes within 15 s: a hang is told as such, not as mocha's timeout. */
 const get = (url: string) => fetch(url, { signal: AbortSignal.timeout(15_000) });
@@ -180,6 +181,23 @@ describe('metrics per daemon instance', () => {
       await waitFor(async () => (await get(exporter.url.replace(/\/metrics$/, '/health')).catch(() => null))?.status === 200, 5000, '/health answering again');
     } finally {
       for (const socket of sockets) socket.destroy();
+      await exporter.close();
+    }
+  });
+
+  it("/health counts a heartbeat's age on the monotonic clock: a step of the wall clock makes a beating daemon neither stale nor a hung one fresh", async () => {
+    stepWallClock(0);
+    const exporter = await startPrometheusExporter({ db: t.db, component: 'downloadd', country: 'uk', host: '127.0.0.1', port: 0, heartbeatSeconds: 0.5 });
+    const health = async () => `${(await get(exporter.url.replace('/metrics', '/health'))).status}`;
+    try {
+      exporter.observer.onHeartbeat?.();
+      stepWallClock(60_000);
+      assert.equal(await health(), '200', 'a minute forward (NTP): stale, and a liveness probe would restart a daemon that beats');
+      // An hour back, and no beat for over three beats' time (1.5 s): it is stale, not fresh for an hour.
+      stepWallClock(-3600_000);
+      await waitFor(async () => (await health()) === '503', 3000, 'stale');
+    } finally {
+      restoreWallClock();
       await exporter.close();
     }
   });

@@ -33,7 +33,7 @@ describe('an original written to a disk that fills up', function () {
     const picture = await photoJpeg(1500, 1000);
     assert.ok(picture.length > 2 * 16 * 1024, `${picture.length} bytes: more than the disk holds`);
     const destination = path.join(store, 'uk', 'ab', 'cd', 'abcd0000000000000000000000000000');
-    const writer = new OriginalWriter(destination, { maxBytes: 10_000_000, maxPixels: 50_000_000, until: Date.now() + 20_000 });
+    const writer = new OriginalWriter(destination, { maxBytes: 10_000_000, maxPixels: 50_000_000, until: performance.now() + 20_000 });
     // One chunk: all of it goes to the file in one write, as when a small original arrives in one read.
     await assert.rejects(
       (async () => {

@@ -20,6 +20,7 @@ import { databasePerTest, type TestDatabase } from './helpers/test-database.ts';
 import { startDatabaseProxy } from './helpers/database-proxy.ts';
 import { serverUpFor } from './helpers/server-uptime.ts';
 import { readLog, readLogIfAny, waitForLogLine } from './helpers/log-files.ts';
+import { restoreWallClock, stepWallClock } from './helpers/wall-clock.ts';
 
 describe('daemon runner: liveness and ids', function () {
   this.timeout(90_000);
@@ -111,6 +112,47 @@ describe('daemon runner: liveness and ids', function () {
     await waitFor(async () => (await countBy(t.db))['thumbnail/waiting'] === 20, 10_000, 'the rows worked once given back');
     const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM live_images WHERE attempts > 0`.execute(t.db);
     assert.equal(rows[0].n, 0);
+  });
+
+  it('a chunk at work is not taken for wedged when the wall clock steps forward an hour (NTP): its rows are worked, not given back', async () => {
+    await insertUrls(t.db, 'uk', 5);
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let entered = false;
+    const stage: StageWorker = {
+      component: 'testd',
+      scope: 'Test',
+      stage: 'download',
+      async processChunk(rows, ctx) {
+        entered = true;
+        await gate;
+        for (const row of rows) ctx.report({ ok: true, row: { id: row.id } });
+      },
+    };
+    const run = start(stage, { queue: { heartbeatSeconds: 0.2, pollSeconds: 60 } });
+    try {
+      await waitFor(() => entered, 10_000, 'the chunk claimed');
+      stepWallClock(3600_000);
+      // Two beats after the step, on the database's clock (each beat also looks for wedged chunks).
+      const beat = async () =>
+        (
+          await t.db
+            .selectFrom('workers')
+            .select(sql<number>`extract(epoch FROM max(heartbeat_at))::float8`.as('at'))
+            .executeTakeFirstOrThrow()
+        ).at;
+      const stepped = await beat();
+      await waitFor(async () => (await beat()) > stepped + 0.3, 5000, 'two heartbeats');
+      release();
+      await waitFor(async () => (await countBy(t.db))['thumbnail/waiting'] === 5, 10_000, 'the rows worked');
+      assert.deepEqual(
+        run.lines.filter((l) => /No progress on a chunk/.test(l)),
+        [],
+      );
+    } finally {
+      release();
+      restoreWallClock();
+    }
   });
 
   it("the manager frees a wedged worker's rows by its progress_at; the worker learns it and drops the chunk instead of reviving", async () => {

@@ -119,13 +119,13 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
         (outcome, silence, previous) => {
           if (silence)
             log.warn(
-              `${what}: the database did not answer a probe (${silence.failed} in a row, for ${duration(Date.now() - silence.since)}: ${errorMessage(silence.last)}); the run is cut if it answers none for ${duration(boundMs)}`,
+              `${what}: the database did not answer a probe (${silence.failed} in a row, for ${duration(performance.now() - silence.since)}: ${errorMessage(silence.last)}); the run is cut if it answers none for ${duration(boundMs)}`,
               meta,
             );
           else if (previous) log.info(`${what}: the database answers again, after ${previous.failed} probes unanswered`, meta);
         },
       );
-      const started = Date.now();
+      const started = performance.now();
       try {
         const work = part();
         const silence = await Promise.race([
@@ -136,7 +136,7 @@ export async function cronFrontendMain(argv = process.argv): Promise<void> {
           database.frozen,
         ]);
         if (!silence) return await work;
-        const error = frozenError(url, silence, what, started, Date.now());
+        const error = frozenError(url, silence, what, started, performance.now());
         await cutScans();
         // Its statement rejected as the connections closed; what it does meanwhile (an rsync) is not waited for long.
         await settledWithin(work, stopWaitMs);

@@ -3,7 +3,7 @@ import type { ProbeOutcome } from '../db/probe-server.ts';
 /** Failed probes in a row, at the least, before the database is judged frozen: one lost probe is not an outage. */
 export const FROZEN_AFTER_PROBES = 3;
 
-/** The database answering none of the probes since `since` (ms): `failed` of them, the last failing with `last`. */
+/** The database answering none of the probes since `since` (ms, monotonic: performance.now()): `failed` of them, the last failing with `last`. */
 export interface Silence {
   since: number;
   failed: number;
@@ -51,15 +51,15 @@ export function watchDatabase(
   let judged: (s: Silence) => void = () => {};
   const frozen = new Promise<Silence>((resolve) => (judged = resolve));
   const round = async () => {
-    const startedAt = Date.now();
+    const startedAt = performance.now();
     const outcome = await probe();
     if (stopped) return;
     const previous = silence;
     silence = afterProbe(silence, outcome, startedAt);
     onProbe(outcome, silence, previous);
-    if (isFrozen(silence, Date.now(), boundMs)) return judged(silence);
+    if (isFrozen(silence, performance.now(), boundMs)) return judged(silence);
     // The next probe a full period after this one began, at once if this one took that long.
-    timer = setTimeout(() => void round(), Math.max(0, startedAt + probeEveryMs(boundMs) - Date.now()));
+    timer = setTimeout(() => void round(), Math.max(0, startedAt + probeEveryMs(boundMs) - performance.now()));
     // The part's own work keeps the process alive, never this.
     timer.unref();
   };

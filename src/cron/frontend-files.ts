@@ -94,7 +94,11 @@ export function parseListOnly(output: string): string[] {
   return parseListOnlyEntries(output).map((e) => e.file);
 }
 
-/** Pure: the files in `rsync --list-only -r` output with their modification times (rsync prints local time). */
+/**
+ * Pure: the files in `rsync --list-only -r` output with their modification times, printed in UTC (the listing's
+ * rsync runs with TZ=UTC: in the host's zone, the hour repeated as summer time ends read back as the summer one, an
+ * hour earlier, and a temp file a transfer was writing looked an hour old and was deleted).
+ */
 export function parseListOnlyEntries(output: string): Array<{ file: string; mtime: Date }> {
   const files: Array<{ file: string; mtime: Date }> = [];
   for (const line of output.split('\n')) {
@@ -102,7 +106,7 @@ export function parseListOnlyEntries(output: string): Array<{ file: string; mtim
     const m = /^-\S+\s+[\d,.]+\s+(\d+)\/(\d+)\/(\d+)\s+(\d+):(\d+):(\d+)\s+(.+)$/.exec(line);
     if (m) {
       const [y, mo, d, h, mi, se] = m.slice(1, 7).map(Number);
-      files.push({ file: m[7], mtime: new Date(y, mo - 1, d, h, mi, se) });
+      files.push({ file: m[7], mtime: new Date(Date.UTC(y, mo - 1, d, h, mi, se)) });
     }
   }
   return files;
@@ -167,7 +171,8 @@ export async function listFrontendTree(config: PushConfig, target: FrontendTarge
     // The country folder without a trailing slash: were it a link, rsync lists the link and does not follow it.
     const child = spawn(config.rsyncPath, ['--list-only', '-r', ...reachOptions(config, target), `${rsyncDestination(target)}${country}`], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, LC_ALL: 'C' },
+      // Its times in UTC, which parseListOnlyEntries reads back (an ssh target's remote rsync sends times, not text).
+      env: { ...process.env, LC_ALL: 'C', TZ: 'UTC' },
     });
     child.stdout.setEncoding('utf8');
     child.stdout.on('data', (chunk: string) => {

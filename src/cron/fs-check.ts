@@ -147,7 +147,9 @@ export async function fsCheck(ctx: {
     }
   }
   try {
-    const pruneBefore = Date.now() - config.upkeep.keepOriginalsDays * 86400_000;
+    // On the database's clock, which wrote the rows' updated_at: on this host's, one two days fast pruned the
+    // originals of rows live for a moment.
+    const pruneBefore = (await databaseNow(db)).getTime() - config.upkeep.keepOriginalsDays * 86400_000;
     // A temp file unchanged for an hour, or past a download's whole bound if that is longer, is no live write's.
     const tempRule = { shared: config.stores.shared, settleSeconds: Math.max(SETTLE_SECONDS, config.download.timeouts.totalSeconds) };
 

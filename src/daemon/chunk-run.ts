@@ -31,7 +31,8 @@ export class ChunkRun {
   readonly datasourceOf: Map<string, number>;
   private pending: ResultBatch = { finished: [], failures: [], deferred: [] };
   private pendingCount = 0;
-  lastProgressAt = Date.now();
+  /** On the monotonic clock (performance.now()): a step of the wall clock is no progress, nor its lack. */
+  lastProgressAt = performance.now();
   /** Set when its rows are no longer ours: later reports are ignored, nothing more is written. */
   dropped = false;
   /** Its writes, one after another. */
@@ -60,7 +61,7 @@ export class ChunkRun {
     const id = result.ok ? result.row.id : result.failure.id;
     if (this.dropped || this.reported.has(id) || !this.datasourceOf.has(id)) return null;
     this.reported.add(id);
-    this.lastProgressAt = Date.now();
+    this.lastProgressAt = performance.now();
     const kind = resultKind(result);
     if (result.ok) this.pending.finished.push(result.row);
     else if (kind === 'source') this.pending.failures.push(result.failure);

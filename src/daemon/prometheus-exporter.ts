@@ -149,9 +149,9 @@ export async function startPrometheusExporter(options: ExporterOptions): Promise
   // One read at a time, shared by the gauges that need it: a hung database is not asked again by each.
   let reading: Promise<Awaited<ReturnType<typeof queueDepth>>> | null = null;
   const readQueue = async () => {
-    if (cache && Date.now() - cache.at <= QUEUE_CACHE_MS) return cache.rows;
+    if (cache && performance.now() - cache.at <= QUEUE_CACHE_MS) return cache.rows;
     reading ??= queueDepth(options.db, options.country)
-      .then((rows) => (cache = { at: Date.now(), rows }).rows)
+      .then((rows) => (cache = { at: performance.now(), rows }).rows)
       .finally(() => (reading = null));
     return reading;
   };
@@ -197,14 +197,16 @@ export async function startPrometheusExporter(options: ExporterOptions): Promise
   options.extra?.(registry);
   // The same label as lis_store_free_bytes (originals|thumbnails), never a folder path: free / size must join.
   const storeName = (dir: string) => Object.entries(options.stores ?? {}).find(([, folder]) => path.resolve(folder) === path.resolve(dir))?.[0] ?? 'other';
-  const started = Date.now();
+  // Ages on the monotonic clock: on the wall clock, a step forward of a minute made a beating daemon `stale` (a
+  // liveness probe would restart it), and a step back of an hour kept a hung one `ok` for that hour.
+  const started = performance.now();
   let lastBeat: number | null = null;
 
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
     // By path: a scrape job's `params` (or a probe's cache-buster) add a query string, and must not get a 404.
     const at = (req.url ?? '').split('?')[0];
     if (at === '/health') {
-      const ageSeconds = (Date.now() - (lastBeat ?? started)) / 1000;
+      const ageSeconds = (performance.now() - (lastBeat ?? started)) / 1000;
       const ok = isHealthy(ageSeconds, options.heartbeatSeconds ?? 10);
       const body = {
         status: ok ? 'ok' : 'stale',
@@ -247,7 +249,7 @@ export async function startPrometheusExporter(options: ExporterOptions): Promise
     },
     onPaused: (isPaused) => paused.set(isPaused ? 1 : 0),
     onHeartbeat: () => {
-      lastBeat = Date.now();
+      lastBeat = performance.now();
       heartbeat.setToCurrentTime();
     },
   };

@@ -348,7 +348,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
   /** A chunk with no result for queue.progressTimeoutSeconds is given back, so its rows do not wait for ever. */
   const giveBackWedged = async () => {
     for (const chunk of [...chunks]) {
-      const idleSeconds = (Date.now() - chunk.lastProgressAt) / 1000;
+      const idleSeconds = (performance.now() - chunk.lastProgressAt) / 1000;
       if (chunk.dropped || chunk.unreported === 0 || idleSeconds < config.queue.progressTimeoutSeconds) continue;
       await flushChunk(chunk);
       const ids = chunk.unreportedIds();
@@ -415,7 +415,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
     try {
       const progress = () => {
         if (chunk.dropped) return;
-        chunk.lastProgressAt = Date.now();
+        chunk.lastProgressAt = performance.now();
         progressed = true;
       };
       await worker.processChunk(chunk.rows, { signal: chunk.signal, log, report, progress });

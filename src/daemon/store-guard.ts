@@ -36,7 +36,7 @@ export interface StoreGuardOptions {
  * itself once the store is fine.
  */
 export class StoreGuard {
-  private lastCheck = 0;
+  private lastCheck = -Infinity;
   private suspect = false;
   paused: string | null = null;
   private pausedKind: 'writable' | 'readable' = 'writable';
@@ -52,7 +52,7 @@ export class StoreGuard {
   async waitWritable(signal: AbortSignal): Promise<void> {
     const { dirs, log, scope } = this.options;
     if (dirs.length === 0 && !this.options.readDirs?.length) return;
-    if (!this.suspect && Date.now() - this.lastCheck < this.options.checkEverySeconds * 1000) return;
+    if (!this.suspect && performance.now() - this.lastCheck < this.options.checkEverySeconds * 1000) return;
     for (let attempt = 0; !signal.aborted; attempt++) {
       const bad = await this.checkAll();
       if (!bad) {
@@ -82,7 +82,7 @@ export class StoreGuard {
 
   /** The first store's trouble, or null when all are fine. */
   private async checkAll(): Promise<{ kind: 'writable' | 'readable'; reason: string } | null> {
-    this.lastCheck = Date.now();
+    this.lastCheck = performance.now();
     if (this.suspect)
       for (const dir of this.options.readDirs ?? []) {
         const unreadable = await checkReadable(dir);

@@ -14,20 +14,34 @@ export interface DownloadFailure {
 /**
  * `Retry-After: 120` or `Retry-After: Wed, 21 Oct 2026 07:28:00 GMT` -> seconds
  * from `now`; undefined when absent or nonsense. Capped at a day so that a
- * server cannot park a row for ever.
+ * server cannot park a row for ever. A date is on the server's clock, so it is counted from the response's own
+ * `Date` (`serverDate`) when that is one: read against ours, a source whose clock was 10 minutes behind asked for
+ * a wait 8 minutes past, no pause was kept, and each of its queued rows was asked and charged a 429.
  */
-export function parseRetryAfter(value: string | string[] | undefined, now = Date.now()): number | undefined {
+export function parseRetryAfter(value: string | string[] | undefined, now = Date.now(), serverDate?: string | string[]): number | undefined {
   const text = Array.isArray(value) ? value[0] : value;
   if (!text) return undefined;
   const trimmed = text.trim();
   let secondsFromNow: number;
   if (/^\d+$/.test(trimmed)) secondsFromNow = Number(trimmed);
   else {
-    const at = Date.parse(trimmed);
+    const at = parseHttpDate(trimmed);
     if (Number.isNaN(at)) return undefined;
-    secondsFromNow = Math.ceil((at - now) / 1000);
+    const its = parseHttpDate(String((Array.isArray(serverDate) ? serverDate[0] : serverDate) ?? '').trim());
+    secondsFromNow = Math.ceil((at - (Number.isNaN(its) ? now : its)) / 1000);
   }
   return secondsFromNow > 0 ? Math.min(secondsFromNow, 86_400) : undefined;
+}
+
+/** RFC 9110's asctime form, which carries no zone. */
+const ASCTIME = /^[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2} \d{4}$/;
+
+/**
+ * An HTTP date as epoch ms (NaN when none). Its asctime form is GMT, where Date.parse reads a date without a zone as
+ * this host's local time: in Asia/Kolkata a Retry-After 2 minutes on was read as 5 h 28 min past, and no pause kept.
+ */
+function parseHttpDate(text: string): number {
+  return Date.parse(ASCTIME.test(text) ? `${text} GMT` : text);
 }
 
 /**
@@ -35,9 +49,9 @@ export function parseRetryAfter(value: string | string[] | undefined, now = Date
  * 404/410 are permanent, 429/5xx and 408 retried (honouring Retry-After),
  * any other 4xx permanent, anything else unexpected.
  */
-export function statusFailure(status: number, statusMessage: string | undefined, retryAfter?: string | string[]): DownloadError {
+export function statusFailure(status: number, statusMessage: string | undefined, retryAfter?: string | string[], date?: string | string[]): DownloadError {
   const reason = `HTTP ${status}${statusMessage ? ` ${statusMessage}` : ''}`;
-  const after = parseRetryAfter(retryAfter);
+  const after = parseRetryAfter(retryAfter, Date.now(), date);
   if (status === 404 || status === 410) return new DownloadError(`http_${status}`, reason, { retryable: false });
   if (status === 429) return new DownloadError('http_429', reason, { retryable: true, retryAfterSeconds: after });
   if (status >= 500 && status <= 599) return new DownloadError('http_5xx', reason, { retryable: true, retryAfterSeconds: after });

@@ -8,7 +8,10 @@ export type DecoderVerdict = { kind: 'reads' } | { kind: 'unreadable'; words: st
 export interface VerdictLimits {
   /** thumbnail.maxPixels: a file over it is not decoded here (the thumbnailer refuses it from its header). */
   maxPixels: number;
-  /** Epoch ms when the download's time (download.timeouts.totalSeconds) runs out. */
+  /**
+   * When the download's time (download.timeouts.totalSeconds) runs out, on the monotonic clock (`performance.now()`):
+   * a step of the wall clock must not end a download's time early nor stretch it.
+   */
   until: number;
   /** A stop: the verdict is abandoned (it rejects). */
   signal?: AbortSignal;
@@ -44,7 +47,7 @@ export async function decoderVerdict(file: string, limits: VerdictLimits): Promi
   }
   if (pixels.width * pixels.height > limits.maxPixels)
     return { kind: 'undecided', why: `${pixels.width}x${pixels.height} is over thumbnail.maxPixels: not decoded here` };
-  const leftMs = limits.until - Date.now();
+  const leftMs = limits.until - performance.now();
   if (leftMs <= 0) return { kind: 'undecided', why: "not decoded within the download's time (download.timeouts.totalSeconds)" };
 
   // sharp's timeout is in whole seconds (0 would mean none); the timer below keeps to the exact deadline.

@@ -234,7 +234,9 @@ export class DownloadWorker implements StageWorker {
 
   /** The host asked us to wait: its queued rows (of every chunk) go back uncharged until then, as do those claimed meanwhile. */
   private pauseHost(host: string, wait: { seconds: number; status: string }): void {
-    const pause = this.paused.pause(host, Date.now() + wait.seconds * 1000, wait.status);
+    // On the monotonic clock: the wall clock stepped forward ended the pause at once (each row asked was charged a
+    // 429), stepped back it stretched the pause by the step.
+    const pause = this.paused.pause(host, performance.now() + wait.seconds * 1000, wait.status);
     for (const job of this.limiter.takeQueuedOf<DownloadJob>(host)) {
       job.ctx.report(this.heldBack(job.row, host, pause));
       job.settle();
@@ -243,7 +245,8 @@ export class DownloadWorker implements StageWorker {
 
   /** A row of a paused host, not tried: given back uncharged until the host's wait is over. */
   private heldBack(row: ClaimedRow, host: string, pause: HostPause): RowResult {
-    const at = new Date(pause.until).toISOString().replace(/\.\d+Z$/, 'Z');
+    const leftMs = pause.until - performance.now();
+    const at = new Date(Date.now() + leftMs).toISOString().replace(/\.\d+Z$/, 'Z');
     return {
       ok: false,
       failure: {
@@ -252,7 +255,7 @@ export class DownloadWorker implements StageWorker {
         reason: `not tried: ${host} asked us to wait until ${at} (${pause.status} with Retry-After on another of its URLs)`,
         errorClass: 'host_throttled',
         retryable: true,
-        retryAfterSeconds: Math.max(1, Math.ceil((pause.until - Date.now()) / 1000)),
+        retryAfterSeconds: Math.max(1, Math.ceil(leftMs / 1000)),
       },
     };
   }
@@ -283,7 +286,7 @@ export class DownloadWorker implements StageWorker {
             () => false,
           )
         : false;
-      const started = Date.now();
+      const started = performance.now();
       const outcome = await this.fetcher.fetch({
         url: row.image_url,
         destination,
@@ -296,7 +299,7 @@ export class DownloadWorker implements StageWorker {
         beforeMakingFolders: this.beforeMakingFolders,
       });
       if (outcome.kind === 'stopped') return null;
-      const ms = Date.now() - started;
+      const ms = Math.round(performance.now() - started);
       if (outcome.kind === 'failed')
         ctx.log.debug(`${row.image_url}: ${outcome.failure.errorClass}: ${outcome.failure.reason} (${ms} ms)`, { scope: 'Download::fetch' });
       else

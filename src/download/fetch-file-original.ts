@@ -36,7 +36,7 @@ export async function fetchFileOriginal(allowedRoots: string[], request: FetchRe
     maxBytes: request.maxBytes,
     beforeMakingFolders: request.beforeMakingFolders,
     maxPixels: request.maxPixels,
-    until: Date.now() + request.totalMs,
+    until: performance.now() + request.totalMs,
     signal: request.signal,
   });
   try {

@@ -104,12 +104,13 @@ function validators(headers: IncomingHttpHeaders): Validators {
  * as Node's docs advise (`request.reusedSocket`).
  */
 export async function fetchOriginal(client: DownloadClient, request: FetchRequest): Promise<FetchOutcome> {
-  const started = Date.now();
+  // The monotonic clock: a step of the wall clock must not cut a download's time short nor stretch it.
+  const started = performance.now();
   for (;;) {
-    const attempt = await fetchOnce(client, request, request.totalMs - (Date.now() - started));
+    const attempt = await fetchOnce(client, request, request.totalMs - (performance.now() - started));
     // Each stale failure drops that socket from the pool (at most maxFreeSockets of them), so this ends:
     // at the latest on a new connection, whose failure is the source's.
-    if (!attempt.staleSocket || Date.now() - started >= request.totalMs) return attempt.outcome;
+    if (!attempt.staleSocket || performance.now() - started >= request.totalMs) return attempt.outcome;
   }
 }
 
@@ -119,7 +120,7 @@ async function fetchOnce(client: DownloadClient, request: FetchRequest, leftMs: 
   if (request.conditional?.etag) headers['if-none-match'] = request.conditional.etag;
   if (request.conditional?.lastModified) headers['if-modified-since'] = request.conditional.lastModified;
   const conditional = Object.keys(headers).length > 0;
-  const started = Date.now();
+  const started = performance.now();
 
   let stream: GotRequest;
   try {
@@ -165,7 +166,7 @@ async function fetchOnce(client: DownloadClient, request: FetchRequest, leftMs: 
       };
     }
     if (response.statusCode !== 200 && response.statusCode !== 203) {
-      throw statusFailure(response.statusCode, response.statusMessage, response.headers['retry-after']);
+      throw statusFailure(response.statusCode, response.statusMessage, response.headers['retry-after'], response.headers.date);
     }
     const declared = Number(response.headers['content-length']);
     if (!response.headers['content-encoding'] && Number.isFinite(declared) && declared > request.maxBytes) {

@@ -161,7 +161,7 @@ export async function fetchS3Original(clients: S3Clients, request: FetchRequest)
     };
   }
   const abort = new AbortController();
-  const started = Date.now();
+  const started = performance.now();
   const deadline = setTimeout(() => abort.abort(), request.totalMs);
   // An endpoint that accepts and never answers is cut where an HTTP server would be (connect, then the first
   // byte), not held until the whole download's limit: every row of the bucket would keep a slot that long.

@@ -35,7 +35,11 @@ export class HostLimiter {
 
   constructor(
     private readonly limits: HostLimits,
-    private readonly now: () => number = Date.now,
+    /**
+     * The monotonic clock: on the wall clock, a step back of an hour held every host asked in the last hour for that
+     * hour (its last start looked an hour ahead), and lis_downloadd stopped downloading.
+     */
+    private readonly now: () => number = () => performance.now(),
   ) {}
 
   get active(): number {

@@ -1,4 +1,4 @@
-/** A host that answered 429 or 503 with Retry-After: until when (ms) it asked us to wait, and what it said. */
+/** A host that answered 429 or 503 with Retry-After: until when (ms on the monotonic clock, `performance.now()`) it asked us to wait, and what it said. */
 export interface HostPause {
   until: number;
   status: string;
@@ -11,13 +11,14 @@ const SWEEP_EVERY_MS = 60_000;
  * The hosts that asked lis_downloadd to wait, and until when. A pause was forgotten only when its host's next row
  * came after it ran out: a host that throttled once and was never asked again (a feed gone, a one-off URL, a
  * hostile source answering 429 from host name after host name) stayed in the map for the life of the service.
- * Pauses that ran out are now dropped every SWEEP_EVERY_MS, as new ones come. The clock is injected for tests.
+ * Pauses that ran out are now dropped every SWEEP_EVERY_MS, as new ones come. The clock (monotonic: a step of the
+ * wall clock must neither end a pause nor stretch it) is injected for tests.
  */
 export class HostPauses {
   private readonly pauses = new Map<string, HostPause>();
   private sweptAt = -Infinity;
 
-  constructor(private readonly now: () => number = Date.now) {}
+  constructor(private readonly now: () => number = () => performance.now()) {}
 
   /** Pauses kept (tests: it must not grow with every host that ever throttled). */
   get size(): number {

@@ -34,7 +34,8 @@ export function isTemporaryDnsFailure(error: unknown): boolean {
  * alike. Charged to the rows as `dns`, the second made the whole backlog fail after queue.maxAttempts (about
  * 15 min with the default backoff). So on EAI_AGAIN our resolver is asked directly (the root zone's NS, one try):
  * no answer at all (refused, timed out) or a refusal to serve us is ours, `dns_unavailable`, given back uncharged.
- * One question at a time, its verdict kept `ttlMs`, so a chunk of failing rows asks once.
+ * One question at a time, its verdict kept `ttlMs`, so a chunk of failing rows asks once (on the
+ * monotonic clock: on the wall clock, a step back of an hour kept a verdict of "no resolver" that hour).
  */
 export class ResolverProbe {
   private last: { at: number; verdict: Promise<string | null> } | null = null;
@@ -46,7 +47,7 @@ export class ResolverProbe {
 
   /** Why our resolver is down, or null when it answers. */
   check(): Promise<string | null> {
-    if (!this.last || Date.now() - this.last.at > this.ttlMs) this.last = { at: Date.now(), verdict: askResolver(this.timeoutMs) };
+    if (!this.last || performance.now() - this.last.at > this.ttlMs) this.last = { at: performance.now(), verdict: askResolver(this.timeoutMs) };
     return this.last.verdict;
   }
 

@@ -169,9 +169,9 @@ export class UplinkProbe {
   /** Why this host has no route to the Internet for `family`, or null when it has one. */
   check(family: 4 | 6): Promise<string | null> {
     const last = this.last[family];
-    if (last && Date.now() - last.at <= this.ttlMs) return last.verdict;
+    if (last && performance.now() - last.at <= this.ttlMs) return last.verdict;
     const verdict = askUplink(family);
-    this.last[family] = { at: Date.now(), verdict };
+    this.last[family] = { at: performance.now(), verdict };
     return verdict;
   }
 

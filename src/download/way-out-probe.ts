@@ -92,7 +92,7 @@ function answers(host: string, port: number, boundMs: number): Promise<boolean> 
  *
  * The hosts reached are kept whatever their age: an outage outlasting any age limit would empty the ring and charge
  * the rows again, which is what this is for. One found silent while another answers is dropped (it went away, the
- * way out works), so the ring does not keep a dead host for ever. Each reference is asked at most once in `ttlMs`,
+ * way out works), so the ring does not keep a dead host for ever. Each reference is asked at most once in `ttlMs` (monotonic),
  * so a backlog of timeouts probes once, not once per row.
  */
 export class WayOutProbe {
@@ -125,11 +125,11 @@ export class WayOutProbe {
 
   private ask(reference: Reference): Promise<boolean> {
     const last = this.asked.get(reference.label);
-    if (last && Date.now() - last.at <= this.ttlMs) return last.answered;
+    if (last && performance.now() - last.at <= this.ttlMs) return last.answered;
     // Answers past their time are no use: the map holds the references of the last few seconds only.
-    for (const [label, entry] of this.asked) if (Date.now() - entry.at > this.ttlMs) this.asked.delete(label);
+    for (const [label, entry] of this.asked) if (performance.now() - entry.at > this.ttlMs) this.asked.delete(label);
     const answered = answers(reference.host, reference.port, this.boundMs);
-    this.asked.set(reference.label, { at: Date.now(), answered });
+    this.asked.set(reference.label, { at: performance.now(), answered });
     return answered;
   }
 }

@@ -175,9 +175,9 @@ function detailsOf(db: Db, config: LisConfig, row: RowForPreset): Promise<Resolv
   if (!detailsCache) detailsCaches.set(db, (detailsCache = new Map<string, { at: number; details: Promise<ResolvedDetails> }>()));
   const key = `${row.country}:${row.datasource_id}`;
   const found = detailsCache.get(key);
-  if (found && Date.now() - found.at < DETAILS_MS) return found.details;
+  if (found && performance.now() - found.at < DETAILS_MS) return found.details;
   const details = processDetails(db, row.country, row.datasource_id, config.thumbnail.defaults);
   void details.catch(() => detailsCache.delete(key));
-  detailsCache.set(key, { at: Date.now(), details });
+  detailsCache.set(key, { at: performance.now(), details });
   return details;
 }

@@ -190,7 +190,7 @@ export class ThumbnailService {
     const label = `${country}/${hash}_${preset}${name.version > 1 ? `.v${name.version}` : ''}`;
     const timeoutMs = Math.ceil(config.imaged.timeoutSeconds * 1000);
     return this.runner.locks.transaction().execute(async (trx) => {
-      const started = Date.now();
+      const started = performance.now();
       const row = await lockImageRow(trx, country, hash, { preset, version: name.version }, timeoutMs);
       // Another process may have made it while we waited for the lock. A generation records its preset under this
       // lock, so a row past thumbnailing with no record of it has no file of it to find: skip the store's lookup.
@@ -227,7 +227,7 @@ export class ThumbnailService {
       const ours = outcome.claimed && outcome.stage === 'thumbnail';
       if (ours) this.generations++;
       // Not ours (a daemon holds the row, or took it between two stages): its file once it has one.
-      const made = (await this.fromStore(name, 'jpg')) ?? (await this.waitForDaemon(runner, row.id, name, timeoutMs - (Date.now() - started), signal));
+      const made = (await this.fromStore(name, 'jpg')) ?? (await this.waitForDaemon(runner, row.id, name, timeoutMs - (performance.now() - started), signal));
       if (!made) {
         // Thumbnailed now, but not under this name: a version the row does not have (`.v2` of a new row) is 404 as
         // for any row past thumbnailing (above); a 503 would only send the client back for the same 404.
@@ -252,8 +252,8 @@ export class ThumbnailService {
   /** A row a daemon holds (or that waits for its retry time): its file once it has one, within the time left. */
   private async waitForDaemon(runner: StageRunner, id: string, name: ThumbnailName, leftMs: number, signal: AbortSignal): Promise<Picture | null> {
     const { country, hash, preset } = name;
-    const deadline = Date.now() + Math.max(0, leftMs);
-    while (Date.now() < deadline && !signal.aborted && !runner.unwanted?.aborted) {
+    const deadline = performance.now() + Math.max(0, leftMs);
+    while (performance.now() < deadline && !signal.aborted && !runner.unwanted?.aborted) {
       const found = await this.fromStore(name, 'jpg');
       if (found) return found;
       // How long until its retry, on the database's clock (the one the claim's due check uses): on this host's, a

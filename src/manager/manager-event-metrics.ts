@@ -14,11 +14,11 @@ const CACHE_MS = 30_000;
 export function registerManagerEventMetrics(registry: client.Registry, db: Db): void {
   let cache: { at: number; rows: Array<{ check_name: string; country: string | null; events: string; rows: string }> } | null = null;
   const read = async () => {
-    if (!cache || Date.now() - cache.at > CACHE_MS) {
+    if (!cache || performance.now() - cache.at > CACHE_MS) {
       const { rows } = await sql<{ check_name: string; country: string | null; events: string; rows: string }>`
         SELECT check_name, country, count(*) AS events, coalesce(sum(rows), 0) AS rows
           FROM manager_events WHERE at > now() - interval '1 day' GROUP BY 1, 2`.execute(db);
-      cache = { at: Date.now(), rows };
+      cache = { at: performance.now(), rows };
     }
     return cache.rows;
   };

@@ -1,5 +1,4 @@
 import { Option } from 'commander';
-import type { ScheduledTask } from 'node-cron';
 import { parseCountry, parseIntFlag } from '../config/country.ts';
 import { configFileExposure } from '../config/config-file-exposure.ts';
 import { configFilePath, loadConfig } from '../config/load-config.ts';
@@ -17,7 +16,7 @@ import { startServiceHeartbeat } from '../daemon/heartbeat-loop.ts';
 import { registerAtStart } from '../daemon/register-at-start.ts';
 import { markStopped, workerIdFor } from '../daemon/worker-registry.ts';
 import { upkeepFromManager } from './run-upkeep.ts';
-import { scheduleTask } from './scheduled-task.ts';
+import { startSchedule, type ScheduledJob } from './check-schedule.ts';
 import { registerManagerEventMetrics } from './manager-event-metrics.ts';
 import { startInstanceExporter } from '../daemon/instance-exporter.ts';
 import { CHECKS, pruneStats, runCheck, sampleQueue, type Check, type CheckContext } from './run-check.ts';
@@ -35,33 +34,33 @@ async function safeCheck(check: Check, ctx: CheckContext): Promise<boolean> {
 
 async function serve(ctx: CheckContext, signal: AbortSignal, configFile: string | undefined, onReady: () => void): Promise<void> {
   const { config, log } = ctx;
-  const tasks: ScheduledTask[] = [];
+  const jobs: ScheduledJob[] = [];
   for (const check of CHECKS) {
     const expression = config.manager.schedule[check];
     if (!expression) continue;
-    tasks.push(scheduleTask(expression, check, () => safeCheck(check, ctx), log));
+    jobs.push({ name: check, expression, run: () => safeCheck(check, ctx) });
     log.info(`Scheduled ${check}: ${expression}`, { scope: 'Manager::serve' });
   }
   if (config.manager.schedule.cron_frontend) {
-    tasks.push(scheduleTask(config.manager.schedule.cron_frontend, 'cron_frontend', () => upkeepFromManager(ctx.db, log, config.host, configFile), log));
+    jobs.push({ name: 'cron_frontend', expression: config.manager.schedule.cron_frontend, run: () => upkeepFromManager(ctx.db, log, config.host, configFile) });
     log.info(`Scheduled cron_frontend: ${config.manager.schedule.cron_frontend}`, { scope: 'Manager::serve' });
   }
-  tasks.push(
-    scheduleTask('* * * * *', 'sample_queue', () => sampleQueue(ctx.db).catch((e) => log.error(`sampling the queue failed: ${errorMessage(e)}`)), log),
-  );
-  tasks.push(
-    scheduleTask(
-      '17 * * * *',
-      'prune_stats',
-      () => pruneStats(ctx.db, config.manager.keepStatsDays).catch((e) => log.error(`pruning stats failed: ${errorMessage(e)}`)),
-      log,
-    ),
-  );
+  jobs.push({
+    name: 'sample_queue',
+    expression: '* * * * *',
+    run: () => sampleQueue(ctx.db).catch((e) => log.error(`sampling the queue failed: ${errorMessage(e)}`)),
+  });
+  jobs.push({
+    name: 'prune_stats',
+    expression: '17 * * * *',
+    run: () => pruneStats(ctx.db, config.manager.keepStatsDays).catch((e) => log.error(`pruning stats failed: ${errorMessage(e)}`)),
+  });
+  const schedule = startSchedule(jobs, log);
   onReady();
   // A stop that came before this point (SIGTERM while the exporter was up but the worker not yet registered: a
   // supervisor, or a test that has had its /metrics answer) has fired its 'abort' already and will not again.
   if (!signal.aborted) await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
-  await Promise.all(tasks.map((t) => t.destroy()));
+  await schedule.stop();
 }
 
 /** lis_managerd: heals the queue on a schedule (--service), or runs checks once by hand. */

@@ -234,12 +234,12 @@ export class BackfillLoop {
     const scope = { scope: 'Push::backfill' };
     const signal = this.stopper.signal;
     let lastVersion = '';
-    let lastPass = 0;
+    let lastPass = -Infinity;
     // Other hosts' passes held rows a frontend lacks at the end of the last pass: watched until they let go.
     let waiting = false;
     while (!signal.aborted) {
       const version = await frontendsVersion(db).catch(() => lastVersion);
-      let due = version !== lastVersion || Date.now() - lastPass >= config.push.backfillCheckSeconds * 1000;
+      let due = version !== lastVersion || performance.now() - lastPass >= config.push.backfillCheckSeconds * 1000;
       if (waiting && !due) {
         // Cheap, unlike a pass (which reads every served row): only the claims are read.
         const claims = await clearEndedClaims(db, country).catch((error: Error) => {
@@ -256,7 +256,7 @@ export class BackfillLoop {
       }
       if (due) {
         lastVersion = version;
-        lastPass = Date.now();
+        lastPass = performance.now();
         waiting = false;
         try {
           const totals = await backfillPass({ ...this.options, signal });

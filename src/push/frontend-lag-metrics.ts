@@ -28,7 +28,7 @@ export function registerFrontendLagMetrics(registry: client.Registry, db: Db, co
     (reading ??= frontendLag(db, { country })
       .then(
         (lag) => {
-          cache = { at: Date.now(), lag };
+          cache = { at: performance.now(), lag };
           failed = null;
           return lag;
         },
@@ -40,7 +40,7 @@ export function registerFrontendLagMetrics(registry: client.Registry, db: Db, co
       .finally(() => (reading = null)));
   const read = async (): Promise<FrontendLag[]> => {
     if (!cache) return refresh();
-    if (Date.now() - cache.at > cacheMs) refresh().catch(() => {});
+    if (performance.now() - cache.at > cacheMs) refresh().catch(() => {});
     if (failed) throw failed;
     return cache.lag;
   };

@@ -40,9 +40,9 @@ export function environHas(pid: number, entry: string): boolean {
 
 /** Resolves true once the process is gone, false after `timeoutMs`. */
 export async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
+  const deadline = performance.now() + timeoutMs;
   while (isProcessAlive(pid) && !isZombie(pid)) {
-    if (Date.now() > deadline) return false;
+    if (performance.now() > deadline) return false;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   return true;

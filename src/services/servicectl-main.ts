@@ -58,14 +58,14 @@ function daemonArgs(instance: ServiceInstance, configFile: string | undefined): 
 /** Resolves when the daemon has written its ready file ('ready'), or the supervisor exited ('died'), or at the deadline. */
 function readyOrDeath(instance: ServiceInstance, supervisor: ReturnType<typeof spawn>, timeoutMs: number): Promise<'ready' | 'died' | 'timeout'> {
   return new Promise((resolve) => {
-    const deadline = Date.now() + timeoutMs;
+    const deadline = performance.now() + timeoutMs;
     let exited = false;
     supervisor.once('exit', () => (exited = true));
     const check = () => {
       // Ready counts only while the supervisor lives: a daemon that says ready and dies at once has not started.
       if (exited) resolve('died');
       else if (readReadyPid(instance.readyFile) !== null) resolve('ready');
-      else if (Date.now() > deadline) resolve('timeout');
+      else if (performance.now() > deadline) resolve('timeout');
       else setTimeout(check, 100);
     };
     check();

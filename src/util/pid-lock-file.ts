@@ -174,12 +174,12 @@ export function acquirePidLock(file: string, note = ''): () => void {
 
 /** Waits (polling) for a lock that another process holds, up to `timeoutMs`. */
 export async function waitForPidLock(file: string, note: string, timeoutMs: number): Promise<() => void> {
-  const deadline = Date.now() + timeoutMs;
+  const deadline = performance.now() + timeoutMs;
   for (;;) {
     try {
       return acquirePidLock(file, note);
     } catch (error) {
-      if (!(error instanceof LockHeldError) || Date.now() > deadline) throw error;
+      if (!(error instanceof LockHeldError) || performance.now() > deadline) throw error;
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }

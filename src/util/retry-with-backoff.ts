@@ -22,12 +22,12 @@ export function backoffDelayMs(attempt: number): number {
  * run it again by hand.
  */
 export async function retryWithBackoff<T>(attempt: () => Promise<T>, options: RetryOptions): Promise<T> {
-  const deadline = Date.now() + options.retryForMs;
+  const deadline = performance.now() + options.retryForMs;
   for (let tries = 1; ; tries++) {
     try {
       return await attempt();
     } catch (error) {
-      if (!options.retryable(error) || Date.now() > deadline || options.signal.aborted) throw error;
+      if (!options.retryable(error) || performance.now() > deadline || options.signal.aborted) throw error;
       const delay = backoffDelayMs(tries);
       options.onRetry(error, delay);
       await abortableDelay(delay, options.signal);

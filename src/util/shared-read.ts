@@ -7,8 +7,9 @@
 export function sharedRead<T>(read: () => Promise<T>, maxAgeMs: number): (fresherThanMs?: number) => Promise<{ value: T; at: Date }> {
   let last: { started: number; result: Promise<{ value: T; at: Date }> } | null = null;
   return (fresherThanMs = maxAgeMs) => {
-    if (last && Date.now() - last.started <= Math.min(maxAgeMs, fresherThanMs)) return last.result;
-    const started = Date.now();
+    // Its age on the monotonic clock: a step back of the wall clock kept a read that long.
+    if (last && performance.now() - last.started <= Math.min(maxAgeMs, fresherThanMs)) return last.result;
+    const started = performance.now();
     const result = read().then((value) => ({ value, at: new Date() }));
     const entry = { started, result };
     last = entry;

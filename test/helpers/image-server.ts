@@ -97,6 +97,11 @@ export async function startImageServer(images: TestImages, options: { dripMs?: n
       else send(res, images.jpeg);
     },
     '/429': (_q, res) => res.writeHead(429, { 'retry-after': '120' }).end('slow down'),
+    // A source whose clock is 10 minutes behind ours: its Retry-After date is 2 minutes after its own Date.
+    '/429-behind': (_q, res) => {
+      const its = Math.floor(Date.now() / 1000) * 1000 - 600_000;
+      res.writeHead(429, { date: new Date(its).toUTCString(), 'retry-after': new Date(its + 120_000).toUTCString() }).end('slow down');
+    },
     '/503': (_q, res) => res.writeHead(503, { 'retry-after': new Date(Date.now() + 600_000).toUTCString() }).end('maintenance'),
     // A JPEG start, then zeros for ever, as fast as the client reads.
     '/endless.jpg': (_q, res) => {

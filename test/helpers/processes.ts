@@ -40,9 +40,10 @@ export function spawnTs(file: string, args: string[], env: NodeJS.ProcessEnv = {
 
 /** Polls until `check` is true, failing after `timeoutMs`. */
 export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs = 20_000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
+  // On the monotonic clock: a test that steps the wall clock (test/helpers/wall-clock.ts) waits as long.
+  const deadline = performance.now() + timeoutMs;
   while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
