@@ -71,7 +71,7 @@ describe('a chunk whose stage throws', () => {
     // A bug's stack, below its line and indented, naming the file and line that threw (before: the message alone).
     assert.match(
       run.output(),
-      /Chunk failed: stage bug \(fixture\);[^\n]*\n {4}Error: stage bug \(fixture\)\n {4}at \S+ \(\S*test\/fixtures\/throwing-daemon\.ts:\d+:\d+\)\n/,
+      /Chunk failed: stage bug \(fixture\);[^\n]*\n {4}Error: stage bug \(fixture\)\n {4}at \S+ \([^()]*test\/fixtures\/throwing-daemon\.ts:\d+:\d+\)\n/,
     );
     assert.doesNotMatch(run.output(), /Gave back \d+ unprocessed rows/);
   });

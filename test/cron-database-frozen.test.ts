@@ -240,7 +240,7 @@ describe('lis_cron_frontend cut on a lost path to the database', function () {
 
   it("a transaction the cut run left open on the server (its COMMIT never sent) is ended by the server: the next run's scan does not wait on its row locks", async () => {
     // The purge's delete ran, the five rows locked and deleted in its transaction; the answer, and the COMMIT, lost.
-    await cutAt('DELETE FROM live_images li USING locked');
+    await cutAt('WITH gone AS (DELETE FROM live_images');
     const next = cron('--db_scan', '--country', 'uk');
     await waitFor(() => next.child.exitCode !== null, 30_000, 'the next run to end').catch((error: Error) => {
       throw new Error(`${error.message}:\n${next.output()}`);

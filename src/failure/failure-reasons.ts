@@ -136,7 +136,11 @@ export const FAILURE_REASONS = {
       'not tried: its host asked us to wait (a 429 or 503 with Retry-After on another of its URLs), so its rows not yet started wait that long, uncharged',
   },
   database: { owner: 'ours', retry: 'when_fixed', meaning: 'the database could not be reached' },
-  internal: { owner: 'ours', retry: 'when_fixed', meaning: 'a bug: an error nobody classified' },
+  internal: {
+    owner: 'ours',
+    retry: 'when_fixed',
+    meaning: 'a bug: an error nobody classified; its stack is logged below the ERROR line, naming the TypeScript file and line',
+  },
 } as const satisfies Record<string, FailureReason>;
 
 export type FailureClass = keyof typeof FAILURE_REASONS;
