@@ -303,16 +303,15 @@ describe('download rules (pure)', () => {
 
   describe('row results', () => {
     const row = { id: '7', attempts: 2 };
-    const at = new Date('2026-11-22T10:00:00Z');
     it('new bytes go on to thumbnailing with everything recorded', () => {
-      const result = rowResult(row, { kind: 'stored', bytes: 10, contentHash: 'ab', format: 'png', etag: '"e"', lastModified: null }, 'web1', at);
+      const result = rowResult(row, { kind: 'stored', bytes: 10, contentHash: 'ab', format: 'png', etag: '"e"', lastModified: null }, 'web1');
       assert.deepEqual(result, {
         ok: true,
         row: {
           id: '7',
           set: {
             store_host: 'web1',
-            downloaded_at: at.toISOString(),
+            downloaded_at: 'now', // the database's clock, not this host's
             etag: '"e"',
             last_modified: null,
             content_hash: 'ab',
@@ -323,9 +322,9 @@ describe('download rules (pure)', () => {
       });
     });
     it('a 304 or the same bytes go straight back to live', () => {
-      const same = rowResult(row, { kind: 'identical', bytes: 10, contentHash: 'ab', format: 'png', etag: null, lastModified: null }, 'web2', at);
+      const same = rowResult(row, { kind: 'identical', bytes: 10, contentHash: 'ab', format: 'png', etag: null, lastModified: null }, 'web2');
       assert.equal(same.ok && same.row.toStage, 'live');
-      const notModified = rowResult(row, { kind: 'not_modified', etag: '"e"', lastModified: null }, 'web2', at);
+      const notModified = rowResult(row, { kind: 'not_modified', etag: '"e"', lastModified: null }, 'web2');
       assert.equal(notModified.ok && notModified.row.toStage, 'live');
       assert.equal(notModified.ok && notModified.row.set?.content_hash, undefined);
       // Asked only on the host holding the original (and so the thumbnails): a refresh cleared store_host, and a
@@ -346,7 +345,7 @@ describe('download rules (pure)', () => {
       assert.equal(hostWaitOf({ kind: 'not_modified', etag: null, lastModified: null }), null);
     });
     it('a failure keeps its class and attempts', () => {
-      assert.deepEqual(rowResult(row, { kind: 'failed', failure: { reason: 'HTTP 404', errorClass: 'http_404', retryable: false } }, '', at), {
+      assert.deepEqual(rowResult(row, { kind: 'failed', failure: { reason: 'HTTP 404', errorClass: 'http_404', retryable: false } }, ''), {
         ok: false,
         failure: { id: '7', attempts: 2, reason: 'HTTP 404', errorClass: 'http_404', retryable: false },
       });

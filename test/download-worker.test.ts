@@ -305,6 +305,19 @@ describe('lis_downloadd worker (a real HTTP server, a real database)', function 
       assert.equal(totals.done, 1, "the host's last start looked an hour ahead: its row waited for it");
     });
 
+    it("a day off: the row's downloaded_at is the database's time, not this host's (refresh --older-than-days reads it so)", async () => {
+      await setup();
+      stepWallClock(-86_400_000);
+      worker = new DownloadWorker(t.config, t.db, 'uk');
+      await enqueue([server.url('/good.jpg?skewed-host')]);
+      assert.equal((await run({ worker })).done, 1);
+      const { off } = await t.db
+        .selectFrom('live_images')
+        .select(sql<number>`extract(epoch FROM now() - downloaded_at)::float8`.as('off'))
+        .executeTakeFirstOrThrow();
+      assert.ok(Math.abs(off) < 60, `downloaded_at is ${off} s before the database's now()`);
+    });
+
     it("forward past a host's Retry-After: its pause still lasts the time it asked for, its rows uncharged", async () => {
       await setup({ ...TEST_DOWNLOAD, perHostConcurrency: 1 });
       worker = new DownloadWorker(t.config, t.db, 'uk');

@@ -9,7 +9,7 @@ import type { Db } from '../db/connect.ts';
 import { errorMessage, stackOf } from '../errors.ts';
 import type { ClaimedRow } from '../queue/claim-chunk.ts';
 import { rowsPastStageOnHost } from '../queue/queue-figures.ts';
-import type { RowPatch } from '../queue/row-patch.ts';
+import { DATABASE_NOW, type RowPatch } from '../queue/row-patch.ts';
 import { originalPath } from '../store/store-layout.ts';
 import { createDownloadClient, type DownloadClient } from './download-client.ts';
 import { storeErrorOf, storeWriteFailure, type DownloadFailure } from './classify-download-error.ts';
@@ -72,14 +72,9 @@ export function hostKey(url: string): string | null {
  * refresh cleared it, and a live row of no host was never backfilled, nor
  * claimed by any pusher once fs_check sent it back to push.
  */
-export function rowResult(
-  row: Pick<ClaimedRow, 'id' | 'attempts'>,
-  outcome: Exclude<FetchOutcome, { kind: 'stopped' }>,
-  storeHost: string,
-  now = new Date(),
-): RowResult {
+export function rowResult(row: Pick<ClaimedRow, 'id' | 'attempts'>, outcome: Exclude<FetchOutcome, { kind: 'stopped' }>, storeHost: string): RowResult {
   if (outcome.kind === 'failed') return { ok: false, failure: { id: row.id, attempts: row.attempts, ...outcome.failure } };
-  const set: RowPatch = { store_host: storeHost, downloaded_at: now.toISOString(), etag: outcome.etag, last_modified: outcome.lastModified };
+  const set: RowPatch = { store_host: storeHost, downloaded_at: DATABASE_NOW, etag: outcome.etag, last_modified: outcome.lastModified };
   if (outcome.kind === 'not_modified') return { ok: true, row: { id: row.id, set, toStage: 'live' } };
   set.content_hash = outcome.contentHash;
   set.original_bytes = outcome.bytes;

@@ -17,6 +17,13 @@ export const PATCH_COLUMN_TYPES = {
   original_bytes: 'integer',
   original_format: 'text',
 } as const;
+/**
+ * A timestamp's value "now, on the database's clock": PostgreSQL reads the timestamptz input 'now' as the current
+ * transaction's start. A stamp from a host's own clock (JavaScript's Date) was out by that host's skew, while every
+ * decision read against it (`lis refresh --older-than-days`, the status page's history) is on the database's clock.
+ */
+export const DATABASE_NOW = 'now';
+
 export type PatchableColumn = keyof typeof PATCH_COLUMN_TYPES;
 export const PATCHABLE_COLUMNS = Object.keys(PATCH_COLUMN_TYPES) as PatchableColumn[];
 
@@ -32,7 +39,7 @@ export interface RowPatch {
   /** lis_downloadd: the server's ETag and Last-Modified, sent back on a refresh (null: none sent). */
   etag?: string | null;
   last_modified?: string | null;
-  /** lis_downloadd: when the original was last fetched or confirmed unchanged (ISO 8601). */
+  /** lis_downloadd: when the original was last fetched or confirmed unchanged: DATABASE_NOW (or ISO 8601). */
   downloaded_at?: string;
   original_bytes?: number;
   /** lis_downloadd: what the magic number says: jpeg, png, webp, gif, avif, heif, tiff. */
