@@ -19,6 +19,8 @@ import { createTestDatabase, type TestDatabase } from './helpers/test-database.t
 
 /** What lis_imaged sends by default; the config must say the same (README: keep them equal). */
 const IMAGED_DEFAULTS = imagedConfigSchema.parse({});
+/** The text the public gets for a 5xx of lis_imaged's, or when none answers (its own is for its operators). */
+const PUBLIC_503 = 'this image cannot be served now; try again shortly\n';
 const HASH = 'a30ff540c1d2e3f4a5b6c7d8e9f00112';
 const thumb = (preset: string, ext = 'jpg') => `/uk/a3/0f/${HASH}_${preset}.${ext}`;
 const PRESETS = {
@@ -130,7 +132,7 @@ describe('the frontend nginx config in a real nginx', function () {
     assert.equal(hung.hits.get(thumb('small')), 1, 'asked once');
   });
 
-  it("lis_imaged's own answers pass unchanged: 404 with the placeholder, 503 busy with its Retry-After, 405 with Allow, 304, HEAD", async () => {
+  it("lis_imaged's own answers pass unchanged: 404 with the placeholder, 503 busy with its Retry-After (and the config's text), 405 with Allow, 304, HEAD", async () => {
     const placeholder = await sharp({ create: { width: 10, height: 10, channels: 3, background: '#ccc' } })
       .png()
       .toBuffer();
@@ -155,7 +157,7 @@ describe('the frontend nginx config in a real nginx', function () {
     await arrived;
     const busy = await rawGet(nginx.url, row.pathOf('medium'));
     assert.deepEqual([busy.status, busy.headers['retry-after']], [503, '7'], busy.body.toString());
-    assert.doesNotMatch(busy.body.toString(), /cannot be reached/, "lis_imaged's text, not the config's");
+    assert.equal(busy.body.toString(), PUBLIC_503, "the config's text: lis_imaged's is for its operators");
     origin.release();
     const made = await first;
     assert.equal(made.status, 200, made.body.toString());
@@ -166,14 +168,36 @@ describe('the frontend nginx config in a real nginx', function () {
     assert.deepEqual([head.status, head.headers['content-length'], head.body.length], [200, made.headers['content-length'], 0]);
   });
 
-  it("an upstream's own 502 (lis_imaged: the source failed) passes unchanged, body and all", async () => {
-    const body = 'the source failed: http_500\n';
-    const upstream = await standIn({
-      [thumb('small')]: (s) => s.write(rawHead('502 Bad Gateway', { 'content-type': 'text/plain; charset=utf-8', 'content-length': body.length }) + body),
-    });
+  it("lis_imaged's 5xx texts (a store's path, the bucket, the source's error) stay its operators': the public gets a short text, 503 with lis_imaged's Retry-After", async () => {
+    const answers: Record<string, [string, Record<string, string | number>, string]> = {
+      [thumb('small')]: ['503 Service Unavailable', { 'retry-after': 17 }, 'the originals store /srv/imagesys/originals is not mounted (our fault)\n'],
+      [thumb('medium')]: ['502 Bad Gateway', {}, 'the source failed: http_500: HTTP 500 from s3.internal.example bucket lis-originals\n'],
+      '/web/small/a.jpg': ['500 Internal Server Error', {}, 'internal error (logged): /srv/imagesys/thumbs\n'],
+    };
+    const upstream = await standIn(
+      Object.fromEntries(
+        Object.entries(answers).map(([p, [status, headers, body]]) => [
+          p,
+          (s) => s.write(rawHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': body.length, ...headers }) + body),
+        ]),
+      ),
+    );
     const nginx = await nginxTo(upstream.port);
-    const answer = await rawGet(nginx.url, thumb('small'));
-    assert.deepEqual([answer.status, answer.body.toString()], [502, body]);
+    const seen = [];
+    for (const p of Object.keys(answers)) {
+      const answer = await rawGet(nginx.url, p);
+      assert.doesNotMatch(answer.body.toString(), /srv|s3|bucket|source|http_500/, `${p}: ${answer.body.toString()}`);
+      assert.equal(answer.headers['cache-control'], 'no-store', p);
+      seen.push([answer.status, answer.headers['retry-after'], answer.body.toString()]);
+    }
+    assert.deepEqual(seen, [
+      [503, '17', PUBLIC_503],
+      [503, String(IMAGED_DEFAULTS.retryAfterSeconds), PUBLIC_503],
+      [500, undefined, 'internal error\n'],
+    ]);
+    // Asked on its own port, lis_imaged still says what.
+    const direct = await rawGet(`http://127.0.0.1:${upstream.port}`, thumb('small'));
+    assert.match(direct.body.toString(), /not mounted/);
   });
 
   it('one thumbnail carries the same caching and validators from disk as from lis_imaged (imaged.cacheControl, no Expires)', async () => {
@@ -287,7 +311,7 @@ describe('the frontend nginx config in a real nginx', function () {
     assert.ok(reused > 0, 'upstream keepalive: a connection to lis_imaged served more than one request');
     for (let i = 0; i < 4; i++) {
       const answer = await rawGet(nginx.url, thumb('medium'));
-      assert.deepEqual([answer.status, answer.headers['retry-after'], answer.body.toString()], [503, '5', busy]);
+      assert.deepEqual([answer.status, answer.headers['retry-after'], answer.body.toString()], [503, '5', PUBLIC_503]);
     }
     const asked = (server: HostileServer, p: string) => server.received.filter((l) => l.includes(p)).length;
     assert.equal(asked(a, thumb('medium')) + asked(b, thumb('medium')), 4, 'each busy answer from one lis_imaged, none retried');
