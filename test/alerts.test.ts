@@ -11,6 +11,7 @@ import { mailTransportOptions } from '../src/alerts/mail-channel.ts';
 import { redactSecrets } from '../src/alerts/redact-secrets.ts';
 import { closeLogger, createLogger } from '../src/log/create-logger.ts';
 import { recordEvent } from '../src/manager/manager-events.ts';
+import { stalledDetail } from '../src/manager/stuck-jobs.ts';
 import { runCheck } from '../src/manager/run-check.ts';
 import { parseConfig } from '../src/config/load-config.ts';
 import { createDb, type Db } from '../src/db/connect.ts';
@@ -225,6 +226,23 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
     const back = bodyOf(smtp.mails.find((m) => m.subject.includes('h5:50'))!.raw);
     assert.doesNotMatch(back, /servicectl start/, 'nothing to start');
     assert.match(back, /database/);
+  });
+
+  it('a stalled worker that held no rows (an idle lis_imaged whose heartbeat hung) is not told that its rows went back to the queue', async () => {
+    await sql`
+      INSERT INTO workers (id, component, host, pid, country, heartbeat_at, stopped_at) VALUES
+        ('h9:90:aa', 'imaged', 'h9', 90, NULL, now(), NULL),
+        ('h9:91:bb', 'imaged', 'h9', 91, NULL, now() - interval '3 minutes', now() - interval '40 seconds')`.execute(t.db);
+    for (const id of ['h9:90:aa', 'h9:91:bb'])
+      await sql`INSERT INTO manager_events (at, check_name, subject, rows, detail)
+                VALUES (now() - interval '40 seconds', 'stuck_jobs', ${id}, 0, ${stalledDetail(0, id, 'imaged', 130)})`.execute(t.db);
+    assert.match(await check(configWith({})), /^alerts: 2 sent/);
+    const body = (who: string) => bodyOf(smtp.mails.find((m) => m.subject.includes(who))!.raw);
+    for (const who of ['h9:90', 'h9:91']) {
+      assert.doesNotMatch(body(who), /released 0|rows went back|rows are back/, body(who));
+      assert.match(body(who), /held no rows/, who);
+    }
+    assert.match(body('h9:90'), /its heartbeat hung/);
   });
 
   it("waits a moment before telling a worker's death, so that one which beats again is not told as dead", async () => {

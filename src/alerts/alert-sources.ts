@@ -187,8 +187,17 @@ export function workerDiedAction(component: string | null, country: string | nul
 const DEATH_GRACE = sql`now() - interval '30 seconds'`;
 
 async function workersDied(db: Db): Promise<Alert[]> {
-  const { rows } = await sql<{ id: string; subject: string | null; detail: string; at: Date; component: string | null; country: string | null; back: boolean }>`
-    SELECT e.id::text, e.subject, e.detail, e.at, w.component, w.country,
+  const { rows } = await sql<{
+    id: string;
+    subject: string | null;
+    detail: string;
+    at: Date;
+    held: number;
+    component: string | null;
+    country: string | null;
+    back: boolean;
+  }>`
+    SELECT e.id::text, e.subject, e.detail, e.at, e.rows AS held, w.component, w.country,
            coalesce(w.stopped_at IS NULL AND w.heartbeat_at > e.at, false) AS back
       FROM manager_events e LEFT JOIN workers w ON w.id = e.subject
      WHERE e.check_name = 'stuck_jobs' AND e.at > ${LOOKBACK} AND e.at <= ${DEATH_GRACE} ORDER BY e.id`.execute(db);
@@ -198,14 +207,14 @@ async function workersDied(db: Db): Promise<Alert[]> {
           kind: 'worker_died',
           key: `worker_died:${r.id}`,
           subject: `worker ${r.subject ?? '?'} stalled and is back`,
-          detail: `${r.detail} (at ${iso(r.at)}); its rows went back to the queue, and it beats again and works.`,
-          action: `Nothing to start. Several workers at once: the database or their host stalled (a database outage, a paused VM); one alone: it hung on its work, see its log (${workerLog(r.component, r.country)}).`,
+          detail: `${r.detail} (at ${iso(r.at)}); ${r.held > 0 ? 'its rows went back to the queue' : 'it held no rows, so none waited for it'}, and it beats again and works.`,
+          action: `Nothing to start. Several workers at once: the database or their host stalled (a database outage, a paused VM); one alone: ${r.held > 0 ? 'it hung on its work' : 'its heartbeat hung'}, see its log (${workerLog(r.component, r.country)}).`,
         }
       : {
           kind: 'worker_died',
           key: `worker_died:${r.id}`,
           subject: `worker ${r.subject ?? '?'} died`,
-          detail: `${r.detail} (at ${iso(r.at)}); its rows are back in the queue.`,
+          detail: `${r.detail} (at ${iso(r.at)}); ${r.held > 0 ? 'its rows are back in the queue' : 'it held no rows'}.`,
           action: workerDiedAction(r.component, r.country),
         },
   );

@@ -32,7 +32,11 @@ export async function runCheck(check: Check, ctx: CheckContext): Promise<string>
         country,
         config.queue.progressTimeoutSeconds + config.manager.staleWorkerSeconds,
       );
-      for (const w of released) log.warn(`Released ${w.rows} rows held by ${w.workerId} (${w.component} on ${w.host}, silent for ${w.silentSeconds}s)`, scope);
+      for (const w of released)
+        log.warn(
+          `${w.rows > 0 ? `Released ${w.rows} rows held by ${w.workerId}` : `Marked ${w.workerId} stopped, holding no rows`} (${w.component} on ${w.host}, silent for ${w.silentSeconds}s)`,
+          scope,
+        );
       const left = await releaseLeftRows(db, country);
       for (const w of left) log.warn(`Released ${w.rows} rows ${w.workerId} (${w.component} on ${w.host}) still held as it stopped`, scope);
       const gone = config.stores.shared ? [] : await redownloadFromGoneHosts(db, config.manager.hostGoneHours, config.host, country);

@@ -61,13 +61,22 @@ export async function releaseStuckJobs(db: Db, staleSeconds: number, country?: s
         country,
         subject: worker.id,
         rows: count,
-        detail: `released ${count} rows held by ${worker.id} (${worker.component}), silent or without progress for ${Math.round(worker.silent)}s`,
+        detail: stalledDetail(count, worker.id, worker.component, Math.round(worker.silent)),
       });
       return count;
     });
     if (rows !== null) released.push({ workerId: worker.id, component: worker.component, host: worker.host, silentSeconds: Math.round(worker.silent), rows });
   }
   return released;
+}
+
+/**
+ * Pure: the event of a stalled worker stuck_jobs marked stopped. One that held nothing (an idle lis_imaged whose
+ * heartbeat hung) was told "released 0 rows held by ...", and its alert that its rows went back to the queue.
+ */
+export function stalledDetail(rows: number, workerId: string, component: string, silentSeconds: number): string {
+  const silent = `silent or without progress for ${silentSeconds}s`;
+  return rows > 0 ? `released ${rows} rows held by ${workerId} (${component}), ${silent}` : `${workerId} (${component}) held no rows, ${silent}`;
 }
 
 export interface LeftRows {
