@@ -207,7 +207,7 @@ export async function redownloadFromGoneHosts(db: Db, goneHours: number, thisHos
       const count = await sendBackRows(trx, {
         where: now.handled
           ? waitingOnHost(host, country)
-          : sql`li.store_host = ${host} AND ${optionalFilter('country', country)} AND li.stage IN ('thumbnail', 'push') AND li.state IN ('waiting', 'failed')`,
+          : sql`li.store_host = ${host} AND ${optionalFilter('country', country)} AND li.stage IN ('thumbnail', 'push') AND (li.state = 'waiting' OR li.state = 'failed')`,
         to: 'download',
         reason: sql`'files were on ' || li.store_host || ', gone for over ' || ${goneHours}::text || 'h'`,
         errorClass: 'host_gone',
