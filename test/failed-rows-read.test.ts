@@ -26,7 +26,9 @@ describe('reads of the failed rows', () => {
     await insertUrls(t.db, 'uk', 8);
     await sql`UPDATE live_images SET stage = 'push', state = CASE WHEN id % 2 = 0 THEN 'failed' ELSE 'waiting' END,
                      last_error = 'gone', last_error_class = 'thumbnail_missing' WHERE id <= 4`.execute(t.db);
-    await sql`UPDATE live_images SET stage = 'thumbnail', state = 'failed', last_error = 'lost', last_error_class = 'original_missing' WHERE id = 5`.execute(t.db);
+    await sql`UPDATE live_images SET stage = 'thumbnail', state = 'failed', last_error = 'lost', last_error_class = 'original_missing' WHERE id = 5`.execute(
+      t.db,
+    );
     await sql`UPDATE live_images SET state = 'failed', last_error = 'HTTP 404', last_error_class = 'http_404' WHERE id = 6`.execute(t.db);
     // Most of a country's rows are live, as in production: then an index on country alone does not pick them.
     await sql`INSERT INTO live_images (country, datasource_id, image_url, stage, state)
