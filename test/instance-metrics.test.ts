@@ -102,6 +102,40 @@ describe('metrics per daemon instance', () => {
     assert.match(events, /lis_manager_event_rows_last_day\{check="stuck_jobs",event_country="uk"\} 42/);
   });
 
+  it("says which frontends are switched off while the lag's first read still runs (a big country's outlasts many scrapes)", async () => {
+    await addFrontend(t.db, 'n1', path.join(t.dir, 'n1'));
+    await addFrontend(t.db, 'n2', path.join(t.dir, 'n2'), false);
+    const registry = new client.Registry();
+    registerFrontendLagMetrics(registry, t.db, 'uk');
+    const holder = createDb(t.url, 1);
+    let lag: Promise<string> | null = null;
+    try {
+      // The lag's read held behind a lock on the push records, as a big country's is behind its scan.
+      await holder.transaction().execute(async (trx) => {
+        await sql`LOCK TABLE frontend_pushes IN ACCESS EXCLUSIVE MODE`.execute(trx);
+        lag = registry.getSingleMetricAsString('lis_frontend_lag_rows');
+        lag.catch(() => {});
+        await waitFor(
+          async () => {
+            const { rows } = await sql<{
+              n: string;
+            }>`SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`.execute(trx);
+            return Number(rows[0].n) > 0;
+          },
+          10_000,
+          "the lag's read waiting",
+        );
+        const enabled = await within(registry.getSingleMetricAsString('lis_frontend_enabled'), 'lis_frontend_enabled while the lag is read', 5_000);
+        assert.match(enabled, /^lis_frontend_enabled\{frontend="n1"\} 1$/m);
+        assert.match(enabled, /^lis_frontend_enabled\{frontend="n2"\} 0$/m);
+      });
+      // The lock gone, the lag comes too.
+      assert.match(await within(lag!, 'the lag once the lock went', 10_000), /lis_frontend_lag_rows\{frontend="n2",kind="live"\} 0/);
+    } finally {
+      await holder.destroy();
+    }
+  });
+
   it('reads the frontend lag once for every scrape that comes while it is read, and serves the last value while a new read runs', async function () {
     this.timeout(20_000);
     await addFrontend(t.db, 'n1', path.join(t.dir, 'n1'));

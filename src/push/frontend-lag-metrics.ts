@@ -8,15 +8,15 @@ const LAG_CACHE_MS = 30_000;
 /**
  * lis_frontend_lag_rows{frontend, kind}: rows of this country a frontend
  * lacks (kind `live`: backfill's work; `push`: the next chunks'), and
- * lis_frontend_enabled{frontend}. Registered on the pusher's exporter.
+ * lis_frontend_enabled{frontend} (read apart, from the frontends table). Registered on the pusher's exporter.
  *
- * One read at a time, shared by both series and by every scrape that comes
- * while it runs; once a value is known, a scrape after LAG_CACHE_MS gets it at
+ * The lag: one read at a time, shared by both of its kinds and by every scrape
+ * that comes while it runs; once a value is known, a scrape after LAG_CACHE_MS gets it at
  * once and starts a fresh read behind it. On a big country the read takes
  * longer than a scrape may (one scan of the country's rows and of the push
  * records: 2.5 s for 200k rows and 3 frontends on a busy 2-core machine, and it
  * was 7 s when it scanned the rows once per frontend): each scrape then started
- * another one, both series each their own, and the scans piled up on the
+ * another one, each series its own, and the scans piled up on the
  * database while every scrape reported the read failed.
  */
 export function registerFrontendLagMetrics(registry: client.Registry, db: Db, country: string, cacheMs = LAG_CACHE_MS): void {
@@ -63,8 +63,11 @@ export function registerFrontendLagMetrics(registry: client.Registry, db: Db, co
     labelNames: ['frontend'],
     registers: [registry],
     async collect() {
+      // Its own read of the frontends table (a few rows), not the lag's: on a big country the lag's first read
+      // outlasts many scrapes (45 s at 2.5M rows), and which frontends are switched off must be seen at once.
+      const frontends = await db.selectFrom('frontends').select(['name', 'enabled']).orderBy('name').execute();
       this.reset();
-      for (const f of await read()) this.set({ frontend: f.frontend }, f.enabled ? 1 : 0);
+      for (const f of frontends) this.set({ frontend: f.name }, f.enabled ? 1 : 0);
     },
   });
 }
