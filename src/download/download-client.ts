@@ -5,6 +5,7 @@ import { HttpProxyAgent, HttpsProxyAgent } from 'hpagent';
 import type { DownloadConfig } from '../config/download-config.ts';
 import { addressPolicy, parseIp, urlPort, type AddressPolicy } from '../net/address-policy.ts';
 import { DownloadError, refusedAddress } from './download-error.ts';
+import { dropCredentialsUnlessKept } from './redirect-credentials.ts';
 import { ResolverProbe } from './resolver-probe.ts';
 import { checkHostBeforeProxy, policeAgent } from './safe-lookup.ts';
 import { UplinkProbe } from './uplink-probe.ts';
@@ -96,7 +97,12 @@ export function createDownloadClient(config: DownloadConfig, options: { noproxy?
     headers: { 'user-agent': config.userAgent, accept: 'image/avif,image/webp,image/*;q=0.9,*/*;q=0.5' },
     hooks: {
       beforeRequest: [async (o) => void (await checkTarget(o))],
-      beforeRedirect: [async (o) => void (await checkTarget(o))],
+      beforeRedirect: [
+        async (o, response) => {
+          dropCredentialsUnlessKept(o, response.url);
+          await checkTarget(o);
+        },
+      ],
     },
   });
 
