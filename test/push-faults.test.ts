@@ -12,7 +12,7 @@ import { RsyncDaemon } from './helpers/rsync-daemons.ts';
 import { FRONTEND_MARKER } from '../src/push/frontend-root-check.ts';
 import { runPusherOnce } from './helpers/run-pusher.ts';
 import { waitFor } from './helpers/processes.ts';
-import { relistAll } from './helpers/rows.ts';
+import { countBy, relistAll } from './helpers/rows.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
 /** Every file below `root`, relative, hidden ones (rsync's temp files) included; not a local frontend root's own marker. */
@@ -204,6 +204,38 @@ describe('lis_pusherd against faulty frontends', function () {
       after.map(() => ['live', 0]),
     );
     assert.deepEqual(allFiles(disk).sort(), [...first, ...second].sort());
+  });
+
+  it("a local frontend's disk replaced by an empty one: its new rows wait uncharged while the live stay live; enabled with --full, one run by hand refills it and they go live", async () => {
+    const root = path.join(t.dir, 'n3');
+    await addFrontend(t.db, 'n1', path.join(t.dir, 'n1'));
+    await addFrontend(t.db, 'n3', root);
+    const first = await insertPushRows(t.db, t.config, 'uk', 3);
+    await runPusher();
+    // The new disk, empty, mounted at the root: no marker, and rows were pushed there.
+    fs.rmSync(root, { recursive: true });
+    fs.mkdirSync(root);
+    const second = await insertPushRows(t.db, t.config, 'uk', 2, { prefix: 'http://img.example.com/uk/later-' });
+    // Rows given back for our fault wait queue.oursRetrySeconds (60), as in production.
+    await runPusher({ queue: { backoff: { baseSeconds: 0.01, jitter: 0 } } });
+    assert.deepEqual(await countBy(t.db), { 'live/done': 3, 'push/waiting': 2 }, 'the live rows stay live');
+    assert.deepEqual(
+      (await t.db.selectFrom('live_images').select(['attempts', 'last_error_class']).where('stage', '=', 'push').execute()).map((r) => [
+        r.attempts,
+        r.last_error_class,
+      ]),
+      [
+        [0, 'frontend_down'],
+        [0, 'frontend_down'],
+      ],
+    );
+    assert.deepEqual(fs.readdirSync(root), [], 'nothing written on the empty disk yet');
+
+    // The operator: `lis frontend enable n3 --full`. Before, the two rows still waited out their 60 s.
+    await setFrontendEnabled(t.db, 'n3', true, { forget: true });
+    await runPusher({ queue: { backoff: { baseSeconds: 0.01, jitter: 0 } } });
+    assert.deepEqual(await countBy(t.db), { 'live/done': 5 });
+    assert.deepEqual(allFiles(root).sort(), [...first, ...second].sort(), 'n3 has every file again');
   });
 
   it('a frontend that fails only during backfill is marked down (the manager alerts on it) and cleared once backfill reaches it', async () => {
