@@ -167,6 +167,12 @@ describe('the embedded PostgreSQL', () => {
       assert.equal(fs.existsSync(dataDir), false, 'no new database made in its place');
       assert.equal(fs.readFileSync(`${dataDir}.password`, 'utf8'), 'the-old-folders-password\n', 'the password the old folder needs is kept');
       assert.equal(fs.existsSync(`${dataDir}.superuser-password`), false);
+      const status = lis('db', 'status');
+      assert.equal((await status.exited).code, 3);
+      assert.match(
+        status.output(),
+        /^embedded PostgreSQL: data folder lost: the embedded PostgreSQL's data folder .* is missing, but .* is its disk mounted\?/,
+      );
     } finally {
       // Before, it made and started a new server there.
       if (fs.existsSync(path.join(dataDir, 'PG_VERSION'))) await lis('db', 'stop').exited;

@@ -178,18 +178,23 @@ async function initialise(settings: EmbeddedSettings): Promise<void> {
  * A data folder with no database in it (missing, or empty) beside the daemons' password file, which only a setup
  * that finished writes: one was here, and its disk is not mounted, or the folder was lost. A new, empty database in
  * its place would hide that (every daemon idle on an empty queue, the ETL's rows going into it) and overwrite the
- * passwords the old folder needs once it is back. Refused, saying what to do.
+ * passwords the old folder needs once it is back. Returns what to say (null when it is not so): `lis db start`
+ * refuses with it, `lis db status` shows it.
  */
-function assertNotLost(settings: EmbeddedSettings): void {
+export function lostDataDir(settings: EmbeddedSettings): string | null {
   const role = passwordFile(settings, 'role');
-  if (!fs.existsSync(role)) return;
+  if (fs.existsSync(path.join(settings.dataDir, 'PG_VERSION')) || !fs.existsSync(role)) return null;
   const what = fs.existsSync(settings.dataDir) ? 'has no database in it' : 'is missing';
-  throw new LisError(
-    'ERR_EMBEDDED_PG',
+  return (
     `the embedded PostgreSQL's data folder ${settings.dataDir} ${what}, but ${role} says one was set up here: is its disk mounted? ` +
-      `Mount it (or restore the folder from a backup), then start again. To start afresh with an empty database instead ` +
-      `(every row lost: the ETL must send every URL again), remove ${role} and run \`npx lis db start\``,
+    `Mount it (or restore the folder from a backup), then start again. To start afresh with an empty database instead ` +
+    `(every row lost: the ETL must send every URL again), remove ${role} and run \`npx lis db start\``
   );
+}
+
+function assertNotLost(settings: EmbeddedSettings): void {
+  const lost = lostDataDir(settings);
+  if (lost) throw new LisError('ERR_EMBEDDED_PG', lost);
 }
 
 /** Our database, created by (so owned by) the daemons' role. */
