@@ -149,14 +149,17 @@ describe('lis_pusherd against faulty frontends', function () {
     assert.equal(rows.length, 3);
     for (const r of rows) {
       assert.deepEqual([r.stage, r.state, r.attempts, r.last_error_class], ['push', 'waiting', 0, 'frontend_down'], JSON.stringify(r));
-      assert.equal(r.last_error, `not on n3 (frontend n3's root ${root} is missing (not mounted?))`);
+      assert.equal(
+        r.last_error,
+        `not on n3 (frontend n3's root ${root} is missing (not mounted?); if its disk was replaced by an empty one, make the folder (mkdir -p ${root}) and send everything again: lis frontend enable n3 --full)`,
+      );
     }
     const backfilled = await t.db.selectFrom('frontend_pushes').select(['pushed_at', 'last_error']).execute();
     assert.equal(backfilled.filter((p) => p.pushed_at === null && p.last_error?.includes('is missing (not mounted?)')).length, 5, JSON.stringify(backfilled));
     assert.equal(fs.existsSync(mount), false, 'nothing is created where the disk should be');
     const n3 = await t.db.selectFrom('frontends').select(['down_since', 'down_reason']).executeTakeFirstOrThrow();
     assert.ok(n3.down_since, 'marked down (what the manager alerts on)');
-    assert.equal(n3.down_reason, `frontend_down: frontend n3's root ${root} is missing (not mounted?)`);
+    assert.ok(n3.down_reason!.startsWith(`frontend_down: frontend n3's root ${root} is missing (not mounted?); if its disk was replaced`), n3.down_reason!);
 
     fs.mkdirSync(root, { recursive: true });
     await runPusher(retrySoon);
