@@ -9,6 +9,7 @@ import { STORE_MARKER } from '../src/daemon/store-check.ts';
 import { FRONTEND_MARKER } from '../src/push/frontend-root-check.ts';
 import pg from 'pg';
 import { dbScan } from '../src/cron/db-scan.ts';
+import { fsCheck } from '../src/cron/fs-check.ts';
 import { findAlerts } from '../src/alerts/alert-sources.ts';
 import { refreshRows } from '../src/queue/refresh-rows.ts';
 import { enqueueRows } from '../src/queue/enqueue-rows.ts';
@@ -454,6 +455,40 @@ describe('lis_cron_frontend', () => {
     assert.deepEqual(await countBy(t.db), before, `no row sent back for files it cannot see: ${run.text}`);
     assert.equal(run.code, 1, run.text);
     assert.ok(run.text.includes(`thumbnail store ${store} is empty and has no ${STORE_MARKER} (not mounted?)`), run.text);
+  });
+
+  it('--fs_check makes again, from its original, a live row whose thumbnails the store lost (a new disk): it stays live; not one whose original is gone too, nor any while the country has no folder there', async function () {
+    const store = t.config.stores.thumbnails;
+    fs.writeFileSync(path.join(store, STORE_MARKER), '');
+    const log = createLogger({ component: 'cron_frontend', log: t.config.log, screen: false });
+    const check = () => fsCheck({ config: t.config, db: t.db, log, country: 'uk', dryRun: false });
+    try {
+      // The disk replaced, the country's folder not made again: the stages take that for a store not mounted.
+      fs.renameSync(path.join(store, 'uk'), path.join(t.dir, 'uk.lost'));
+      await check();
+      assert.deepEqual(await countBy(t.db), { 'live/done': 6 }, 'nothing made again while the store has no folder for the country');
+      // The folder back (the operator's mkdir, the files really gone): two rows lost their thumbnails, the second
+      // its original too.
+      fs.renameSync(path.join(t.dir, 'uk.lost'), path.join(store, 'uk'));
+      const hashOf = (f: string) => /([0-9a-f]{32})_/.exec(f)![1];
+      const [kept, gone] = [hashOf(files[0]), hashOf(files[3])];
+      for (const f of files.filter((f) => [kept, gone].includes(hashOf(f)))) fs.rmSync(path.join(store, f));
+      fs.rmSync(originalPath(t.config, 'uk', gone));
+      const summary = await check();
+      assert.equal(summary.thumbnailStore.missing, 1);
+      assert.deepEqual(await countBy(t.db), { 'live/done': 5, 'thumbnail/waiting': 1 });
+      const remade = await t.db
+        .selectFrom('live_images')
+        .select(['image_hash', 'attempts', 'live_data'])
+        .where('stage', '=', 'thumbnail')
+        .executeTakeFirstOrThrow();
+      assert.equal(remade.image_hash, kept, 'the row whose original is here, not the one whose original is gone too');
+      assert.equal(remade.attempts, 0);
+      assert.notEqual(remade.live_data, null, 'it stays live (live_data) while it is made again');
+      for (const root of [daemon.moduleDir, local]) for (const f of files) assert.ok(fs.existsSync(path.join(root, f)), `nothing taken off ${root}`);
+    } finally {
+      await closeLogger(log);
+    }
   });
 
   it('stopped by SIGTERM mid-run: exits non-zero saying so, records the failure for the alert, and frees its lock', async function () {

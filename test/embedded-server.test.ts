@@ -144,6 +144,42 @@ describe('the embedded PostgreSQL', () => {
     }
   });
 
+  it('`lis db start` with its data folder gone but its password file there (the disk not mounted) makes no new, empty database in its place, and says what to do', async function () {
+    this.timeout(60_000);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-embedded-lost-'));
+    const dataDir = path.join(dir, 'var', 'pg');
+    const config = path.join(dir, 'config.json');
+    const lis = (...args: string[]) => spawnTs('bin/lis', ['--config', config, ...args], { LIS_DATABASE_URL: '' });
+    try {
+      fs.mkdirSync(path.join(dir, 'var'));
+      fs.writeFileSync(path.join(dir, 'var', 'pg.password'), 'the-old-folders-password\n', { mode: 0o600 });
+      fs.writeFileSync(config, JSON.stringify({ database: { embedded: { dataDir, port: await freePort() } } }));
+      const start = lis('db', 'start');
+      assert.equal((await start.exited).code, 1, start.output());
+      assert.ok(
+        start
+          .output()
+          .includes(
+            `the embedded PostgreSQL's data folder ${dataDir} is missing, but ${dataDir}.password says one was set up here: is its disk mounted? Mount it (or restore the folder from a backup), then start again. To start afresh with an empty database instead (every row lost: the ETL must send every URL again), remove ${dataDir}.password and run \`npx lis db start\``,
+          ),
+        start.output(),
+      );
+      assert.equal(fs.existsSync(dataDir), false, 'no new database made in its place');
+      assert.equal(fs.readFileSync(`${dataDir}.password`, 'utf8'), 'the-old-folders-password\n', 'the password the old folder needs is kept');
+      assert.equal(fs.existsSync(`${dataDir}.superuser-password`), false);
+      const status = lis('db', 'status');
+      assert.equal((await status.exited).code, 3);
+      assert.match(
+        status.output(),
+        /^embedded PostgreSQL: data folder lost: the embedded PostgreSQL's data folder .* is missing, but .* is its disk mounted\?/,
+      );
+    } finally {
+      // Before, it made and started a new server there.
+      if (fs.existsSync(path.join(dataDir, 'PG_VERSION'))) await lis('db', 'stop').exited;
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("a start that fails for another reason is not blamed on the port by an older start's line in the server log", async function () {
     this.timeout(60_000);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-embedded-oldlog-'));

@@ -97,6 +97,12 @@ describe('the stores a stage reads: not there, or a file unreadable', function (
     fs.renameSync(country, away);
     const run = await startPausing('bin/lis_thumbnaild');
     assert.match((await pausedReason(t))!, /^ENOENT: cannot read .*originals\/uk \(is the store mounted\?\)/);
+    // And what to do when its files are really gone.
+    assert.ok(
+      (await pausedReason(t))!.endsWith(
+        `If its files are really gone (a new, empty disk), make the folder: mkdir -p ${country}; the rows missing them are then made again, uncharged`,
+      ),
+    );
     const errorLog = path.join(t.config.log.dir, 'thumbnaild.uk.error.log');
     await waitFor(
       () => fs.existsSync(errorLog) && /ERROR .*Store not readable, pausing/.test(fs.readFileSync(errorLog, 'utf8')),
@@ -211,6 +217,7 @@ describe('the stores a stage reads: not there, or a file unreadable', function (
     fs.renameSync(country, away);
     const run = await startPausing('bin/lis_pusherd');
     assert.match((await pausedReason(t))!, /^ENOENT: cannot read .*thumbnails\/uk \(is the store mounted\?\)/);
+    assert.match((await pausedReason(t))!, /make the folder: mkdir -p .*thumbnails\/uk; /);
     await chunkGivenBack();
     assert.deepEqual(await countBy(t.db), { 'push/waiting': 3 }, 'nothing sent back to thumbnail');
     const facts = Object.values(await rowFacts(t));

@@ -12,7 +12,7 @@ import { RsyncDaemon } from './helpers/rsync-daemons.ts';
 import { FRONTEND_MARKER } from '../src/push/frontend-root-check.ts';
 import { runPusherOnce } from './helpers/run-pusher.ts';
 import { waitFor } from './helpers/processes.ts';
-import { relistAll } from './helpers/rows.ts';
+import { countBy, relistAll } from './helpers/rows.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
 /** Every file below `root`, relative, hidden ones (rsync's temp files) included; not a local frontend root's own marker. */
@@ -149,14 +149,17 @@ describe('lis_pusherd against faulty frontends', function () {
     assert.equal(rows.length, 3);
     for (const r of rows) {
       assert.deepEqual([r.stage, r.state, r.attempts, r.last_error_class], ['push', 'waiting', 0, 'frontend_down'], JSON.stringify(r));
-      assert.equal(r.last_error, `not on n3 (frontend n3's root ${root} is missing (not mounted?))`);
+      assert.equal(
+        r.last_error,
+        `not on n3 (frontend n3's root ${root} is missing (not mounted?); if its disk was replaced by an empty one, make the folder (mkdir -p ${root}) and send everything again: lis frontend enable n3 --full)`,
+      );
     }
     const backfilled = await t.db.selectFrom('frontend_pushes').select(['pushed_at', 'last_error']).execute();
     assert.equal(backfilled.filter((p) => p.pushed_at === null && p.last_error?.includes('is missing (not mounted?)')).length, 5, JSON.stringify(backfilled));
     assert.equal(fs.existsSync(mount), false, 'nothing is created where the disk should be');
     const n3 = await t.db.selectFrom('frontends').select(['down_since', 'down_reason']).executeTakeFirstOrThrow();
     assert.ok(n3.down_since, 'marked down (what the manager alerts on)');
-    assert.equal(n3.down_reason, `frontend_down: frontend n3's root ${root} is missing (not mounted?)`);
+    assert.ok(n3.down_reason!.startsWith(`frontend_down: frontend n3's root ${root} is missing (not mounted?); if its disk was replaced`), n3.down_reason!);
 
     fs.mkdirSync(root, { recursive: true });
     await runPusher(retrySoon);
@@ -204,6 +207,38 @@ describe('lis_pusherd against faulty frontends', function () {
       after.map(() => ['live', 0]),
     );
     assert.deepEqual(allFiles(disk).sort(), [...first, ...second].sort());
+  });
+
+  it("a local frontend's disk replaced by an empty one: its new rows wait uncharged while the live stay live; enabled with --full, one run by hand refills it and they go live", async () => {
+    const root = path.join(t.dir, 'n3');
+    await addFrontend(t.db, 'n1', path.join(t.dir, 'n1'));
+    await addFrontend(t.db, 'n3', root);
+    const first = await insertPushRows(t.db, t.config, 'uk', 3);
+    await runPusher();
+    // The new disk, empty, mounted at the root: no marker, and rows were pushed there.
+    fs.rmSync(root, { recursive: true });
+    fs.mkdirSync(root);
+    const second = await insertPushRows(t.db, t.config, 'uk', 2, { prefix: 'http://img.example.com/uk/later-' });
+    // Rows given back for our fault wait queue.oursRetrySeconds (60), as in production.
+    await runPusher({ queue: { backoff: { baseSeconds: 0.01, jitter: 0 } } });
+    assert.deepEqual(await countBy(t.db), { 'live/done': 3, 'push/waiting': 2 }, 'the live rows stay live');
+    assert.deepEqual(
+      (await t.db.selectFrom('live_images').select(['attempts', 'last_error_class']).where('stage', '=', 'push').execute()).map((r) => [
+        r.attempts,
+        r.last_error_class,
+      ]),
+      [
+        [0, 'frontend_down'],
+        [0, 'frontend_down'],
+      ],
+    );
+    assert.deepEqual(fs.readdirSync(root), [], 'nothing written on the empty disk yet');
+
+    // The operator: `lis frontend enable n3 --full`. Before, the two rows still waited out their 60 s.
+    await setFrontendEnabled(t.db, 'n3', true, { forget: true });
+    await runPusher({ queue: { backoff: { baseSeconds: 0.01, jitter: 0 } } });
+    assert.deepEqual(await countBy(t.db), { 'live/done': 5 });
+    assert.deepEqual(allFiles(root).sort(), [...first, ...second].sort(), 'n3 has every file again');
   });
 
   it('a frontend that fails only during backfill is marked down (the manager alerts on it) and cleared once backfill reaches it', async () => {

@@ -13,6 +13,8 @@ import { workerIdFor } from '../src/daemon/worker-registry.ts';
 import { DownloadWorker } from '../src/download/download-worker.ts';
 import { closeLogger } from '../src/log/create-logger.ts';
 import { releaseStuckJobs } from '../src/manager/stuck-jobs.ts';
+import { openDaemonDatabase } from '../src/daemon/open-daemon-database.ts';
+import { claimChunk } from '../src/queue/claim-chunk.ts';
 import { countBy, insertUrls } from './helpers/rows.ts';
 import { spawnTs, waitFor, type Spawned } from './helpers/processes.ts';
 import { capturedLogger } from './helpers/captured-log.ts';
@@ -85,6 +87,36 @@ describe('daemon runner: liveness and ids', function () {
     assert.deepEqual(twice, [], 'no row worked by both');
     const workers = await t.db.selectFrom('workers').select('id').execute();
     assert.equal(new Set(workers.map((w) => w.id)).size, 2);
+  });
+
+  it('a database restored from a backup under a running worker (its connections ended): rows the backup has it hold, which no chunk does, are given back uncharged and worked', async () => {
+    let lost = 0;
+    const stopDb = new AbortController();
+    const db = await openDaemonDatabase(t.config, { service: false, signal: stopDb.signal, warn: () => {}, onConnectionLost: () => lost++ });
+    cleanups.push(() => db.destroy());
+    const workerId = workerIdFor('box', 1);
+    const seen = new Map<string, string>();
+    const run = start(recordingStage(seen, [], 'a'), { queue: { pollSeconds: 0.2, heartbeatSeconds: 0.2 } }, { db, workerId, connectionsLost: () => lost });
+    await insertUrls(t.db, 'uk', 3);
+    await waitFor(async () => (await countBy(t.db))['thumbnail/waiting'] === 3, 10_000, 'the first rows worked');
+    // The restore: rows this worker had claimed when the backup was taken come back held by it, and every session
+    // of the database is ended.
+    await t.db.transaction().execute(async (trx) => {
+      await insertUrls(trx, 'uk', 4, { prefix: 'http://img.example.com/restored/' });
+      assert.equal((await claimChunk(trx, { country: 'uk', stage: 'download', workerId, storeHost: '', limit: 4, afterId: '0' })).length, 4);
+    });
+    await sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ${t.name} AND pid <> pg_backend_pid()`.execute(t.db);
+    // Before, they stayed held by a worker whose heartbeat was alive: nobody released them.
+    await waitFor(async () => (await countBy(t.db))['thumbnail/waiting'] === 7, 10_000, 'the rows the backup had it hold given back and worked');
+    assert.ok(
+      run.lines.some((l) => /^WARN Gave back 4 rows the database says this worker holds and no chunk in hand does \(after a lost connection/.test(l)),
+      run.lines.join('\n'),
+    );
+    const attempts = await t.db.selectFrom('live_images').select('attempts').execute();
+    assert.ok(
+      attempts.every((r) => r.attempts === 0),
+      'no attempt charged',
+    );
   });
 
   /** Wedged on its first chunk (until that chunk is dropped); works later ones. */

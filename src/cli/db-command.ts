@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../config/load-config.ts';
 import { connectionFailure, createDb, databaseUrl, describeServer, migrateToLatest, pendingMigrations } from '../db/connect.ts';
-import { embeddedStatus, embeddedUrl, stopEmbedded } from '../db/embedded-server.ts';
+import { embeddedStatus, embeddedUrl, lostDataDir, stopEmbedded } from '../db/embedded-server.ts';
 import { currentUser, ownerOf } from '../db/embedded-folder-access.ts';
 import { portInUse } from '../db/embedded-port.ts';
 import { aheadNote, schemaStatus } from '../db/schema-version.ts';
@@ -61,8 +61,11 @@ export function addDbCommand(program: Command): void {
             const whose = `its data folder is ${ownerOf(s.dataDir) ?? "another user's"}, closed to ${currentUser()}`;
             console.log(`embedded PostgreSQL: ${s.running ? `running (port ${s.port})` : 'stopped'}; data ${s.dataDir} (${whose})`);
           } else {
+            const lost = s.running || s.initialised ? null : lostDataDir(config.database.embedded);
             console.log(
-              `embedded PostgreSQL: ${s.running ? `running (pid ${s.pid}, port ${s.port})` : s.initialised ? 'stopped' : 'not initialised'}; data ${s.dataDir}`,
+              lost
+                ? `embedded PostgreSQL: data folder lost: ${lost}`
+                : `embedded PostgreSQL: ${s.running ? `running (pid ${s.pid}, port ${s.port})` : s.initialised ? 'stopped' : 'not initialised'}; data ${s.dataDir}`,
             );
           }
           if (!s.running) return 3;

@@ -152,6 +152,7 @@ export async function fsCheck(ctx: {
     const pruneBefore = (await databaseNow(db)).getTime() - config.upkeep.keepOriginalsDays * 86400_000;
     // A temp file unchanged for an hour, or past a download's whole bound if that is longer, is no live write's.
     const tempRule = { shared: config.stores.shared, settleSeconds: Math.max(SETTLE_SECONDS, config.download.timeouts.totalSeconds) };
+    const countryStored = fs.existsSync(path.join(config.stores.thumbnails, country));
 
     for (const prefix of PREFIXES) {
       // The frontends' files first, then the rows: a file is on a frontend only once its row's image_data
@@ -237,8 +238,30 @@ export async function fsCheck(ctx: {
             !rowBehindLinks(r, storeLinks) &&
             thumbnailFilesOf(r.image_data).some((f) => !storeSet.has(f)),
         );
+        // Live rows of this host whose files are gone from the store (a thumbnail disk lost and replaced): the
+        // frontends still serve them, but a frontend backfilled later (a new one, `lis frontend enable --full`
+        // after its disk was replaced) is sent them from this store, and would lack them for good. Made again from
+        // their original here, as a rework: they stay live meanwhile. Not those whose original is gone too (pruned
+        // after going live, or lost with it): that would ask every source again; lis_imaged makes them on request.
+        // Not while the store has no folder for the country: the stages take that for a disk not mounted.
+        const remade = countryStored
+          ? rows.filter(
+              (r) =>
+                mine(r) &&
+                r.stage === 'live' &&
+                r.state === 'done' &&
+                r.locked_by === null &&
+                !rowBehindLinks(r, storeLinks) &&
+                thumbnailFilesOf(r.image_data).some((f) => !storeSet.has(f)) &&
+                fs.existsSync(originalPath(config, country, r.image_hash)),
+            )
+          : [];
         summary.thumbnailStore.missing += unthumbnailed.length;
         if (!dryRun) await moveBack(db, unthumbnailed, 'push', 'thumbnail');
+        // Counted as moved: one a frontend's pass above sent back to the pusher is no longer live, and is made
+        // again when its push finds its files missing (bad_retry_jobs).
+        summary.thumbnailStore.missing +=
+          dryRun || remade.length === 0 ? remade.length : await reworkRows(db, 'thumbnail', { country, ids: remade.map((r) => r.id) });
       }
 
       // This host's originals.

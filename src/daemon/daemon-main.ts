@@ -77,10 +77,12 @@ export async function daemonMain(definition: DaemonDefinition, argv = process.ar
     let progress: ProgressLine | null = null;
     let exporter: InstanceExporter | null = null;
     try {
+      let connectionsLost = 0;
       db = await openDaemonDatabase(config, {
         service: Boolean(flags.service),
         signal: controller.signal,
         warn: (m) => log.warn(m, { scope: `${definition.component}::main` }),
+        onConnectionLost: () => connectionsLost++,
       });
       // The server is up by now (openDatabase made sure): only its URL is needed, for LISTEN.
       const url = config.database.url ?? embeddedUrl(config.database.embedded);
@@ -106,6 +108,7 @@ export async function daemonMain(definition: DaemonDefinition, argv = process.ar
         service: Boolean(flags.service),
         signal: controller.signal,
         observer: exporter?.observer,
+        connectionsLost: () => connectionsLost,
         onProgress: (t) => (totals = { done: t.done, failed: t.failed }),
         onReady: () => signalReady(),
       });

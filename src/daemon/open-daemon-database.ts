@@ -11,8 +11,15 @@ export const SERVICE_DATABASE_WAIT_MS = 10 * 60_000;
  * of the pool lost later is warned about, never thrown: the pool opens another on the next query. Its
  * connects and queries are bounded (serviceQueryBounds: the config's database timeouts), its migrations not.
  */
-export function openDaemonDatabase(config: LisConfig, options: { service: boolean; signal: AbortSignal; warn: (message: string) => void }): Promise<Db> {
-  const onPoolError = poolErrorWarning(options.warn);
+export function openDaemonDatabase(
+  config: LisConfig,
+  options: { service: boolean; signal: AbortSignal; warn: (message: string) => void; onConnectionLost?: () => void },
+): Promise<Db> {
+  const warn = poolErrorWarning(options.warn);
+  const onPoolError = (error: Error) => {
+    warn(error);
+    options.onConnectionLost?.();
+  };
   // Run by hand or as a service alike: a database that hangs must not hang the process (connect.ts).
   const bounds = serviceQueryBounds(config);
   return options.service

@@ -93,6 +93,11 @@ export interface RunOptions {
   onProgress?: (totals: RunTotals) => void;
   /** Called once the worker is registered and listening: the daemon's readiness signal. */
   onReady?: () => void;
+  /**
+   * How many of the pool's connections were lost so far (a server restarted, a database restored or failed over
+   * under us): after a loss, the rows the database says this worker holds may not be those in hand.
+   */
+  connectionsLost?: () => number;
 }
 
 /** Hooks for metrics: what the runner saw, as it happens. */
@@ -244,6 +249,11 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
     strayRows += rows;
     strays++;
   };
+  // A connection lost: the database may have been restored from a backup (or failed over to a replica behind), in
+  // which rows this worker had claimed before the backup and finished since are held by it again; its heartbeat
+  // being alive, nobody else would release them. Given back before the next claim, as a lost claim's.
+  let lostSeen = options.connectionsLost?.() ?? 0;
+  let afterLostConnection = false;
   /** After a give-back of strays begun at `since` (strays then) succeeded: what it gave back, unless more strayed meanwhile. */
   const straysGivenBack = (since: number) => {
     const refused = strayRows;
@@ -532,6 +542,12 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
       const wokenAtClaim = notifier?.mark() ?? 0;
       try {
         // Part of claiming: its failure is logged and waited out as the claim's.
+        const lost = options.connectionsLost?.() ?? 0;
+        if (lost !== lostSeen) {
+          lostSeen = lost;
+          afterLostConnection = true;
+          strayed(0);
+        }
         // A claim failed for a database fault may have been committed, its answer lost on the way back (mayHoldStrays).
         if (mayHoldStrays) {
           const since = strays;
@@ -549,10 +565,13 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
             log.warn(
               refused > 0
                 ? `Gave back ${freed} rows the database had refused to take back: no attempt charged`
-                : `Gave back ${freed} rows a failed claim had taken (the server committed it, its answer was lost): no attempt charged`,
+                : afterLostConnection
+                  ? `Gave back ${freed} rows the database says this worker holds and no chunk in hand does (after a lost connection: a database restored from a backup, or failed over): no attempt charged`
+                  : `Gave back ${freed} rows a failed claim had taken (the server committed it, its answer was lost): no attempt charged`,
               scope('get_chunk_of_work'),
             );
           }
+          if (!mayHoldStrays) afterLostConnection = false;
         }
         const claimed = await stopWait.answered(cursor.next(options.chunkSize));
         if (claimed === 'stopped') {
@@ -608,7 +627,9 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
     // worker row "running" with no process behind it, which the manager would later report as dead.
     await beatsStopped;
     await settledWithin(heartbeats.beat(), 2000);
-    if (mayHoldStrays) await giveBackStrays();
+    // A connection lost since the last claim (a restore just before the stop) counts too: our stop mark says we hold
+    // nothing, so the manager would never release such rows.
+    if (mayHoldStrays || (options.connectionsLost?.() ?? 0) !== lostSeen) await giveBackStrays();
     // Rows still held then are left to the manager (stuck_jobs releases what a stopped worker says it holds).
     await settledWithin(markStopped(db, workerId, mayHoldStrays ? Math.max(strayRows, 1) : 0), 2000);
     log.info(`Exiting(time_to_die: ${options.signal.aborted ? 1 : 0})`, scope('main'));

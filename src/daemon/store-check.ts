@@ -97,7 +97,10 @@ export async function checkReadable(dir: string): Promise<string | null> {
     await access(dir, constants.R_OK | constants.X_OK);
     return null;
   } catch (error) {
-    return `${codeOf(error)}: cannot read ${dir}${codeOf(error) === 'ENOENT' ? ' (is the store mounted?)' : ''}: ${(error as Error).message}`;
+    if (codeOf(error) !== 'ENOENT') return `${codeOf(error)}: cannot read ${dir}: ${(error as Error).message}`;
+    // The way out when the disk is mounted and its files are really gone: said where the operator reads it (the
+    // pause line, the store_paused alert), as the frontends' and the writers' own checks say theirs.
+    return `ENOENT: cannot read ${dir} (is the store mounted?): ${(error as Error).message}. If its files are really gone (a new, empty disk), make the folder: mkdir -p ${dir}; the rows missing them are then made again, uncharged`;
   }
 }
 

@@ -174,6 +174,29 @@ async function initialise(settings: EmbeddedSettings): Promise<void> {
   }
 }
 
+/**
+ * A data folder with no database in it (missing, or empty) beside the daemons' password file, which only a setup
+ * that finished writes: one was here, and its disk is not mounted, or the folder was lost. A new, empty database in
+ * its place would hide that (every daemon idle on an empty queue, the ETL's rows going into it) and overwrite the
+ * passwords the old folder needs once it is back. Returns what to say (null when it is not so): `lis db start`
+ * refuses with it, `lis db status` shows it.
+ */
+export function lostDataDir(settings: EmbeddedSettings): string | null {
+  const role = passwordFile(settings, 'role');
+  if (fs.existsSync(path.join(settings.dataDir, 'PG_VERSION')) || !fs.existsSync(role)) return null;
+  const what = fs.existsSync(settings.dataDir) ? 'has no database in it' : 'is missing';
+  return (
+    `the embedded PostgreSQL's data folder ${settings.dataDir} ${what}, but ${role} says one was set up here: is its disk mounted? ` +
+    `Mount it (or restore the folder from a backup), then start again. To start afresh with an empty database instead ` +
+    `(every row lost: the ETL must send every URL again), remove ${role} and run \`npx lis db start\``
+  );
+}
+
+function assertNotLost(settings: EmbeddedSettings): void {
+  const lost = lostDataDir(settings);
+  if (lost) throw new LisError('ERR_EMBEDDED_PG', lost);
+}
+
 /** Our database, created by (so owned by) the daemons' role. */
 async function createDatabaseIfMissing(settings: EmbeddedSettings): Promise<void> {
   const client = new pg.Client({ connectionString: embeddedUrl(settings, 'postgres') });
@@ -260,7 +283,10 @@ async function startIfNeeded(settings: EmbeddedSettings): Promise<string> {
       grantServerUserTraverse([path.dirname((await binaries()).postgres), path.dirname(path.resolve(settings.dataDir))]);
       // Before initdb and pg_ctl, whose own words for a taken port name neither our setting nor the way out.
       await assertPortFree(settings.port);
-      if (!status.initialised) await initialise(settings);
+      if (!status.initialised) {
+        assertNotLost(settings);
+        await initialise(settings);
+      }
       await startServer(settings);
     }
     await ensureDaemonRole(settings);

@@ -104,7 +104,9 @@ export async function setFrontendEnabled(db: Db, name: string, enabled: boolean,
         .where('next_attempt_at', '>', sql<Date>`now()`)
         .execute();
   });
-  if (!enabled) await wakeRowsWaitingOnFrontends(db);
+  // Disabled: the rows waiting for it need it no more. Enabled: the operator says it is back (mounted, refilled with
+  // --full), and its rows waiting out a frontend_down backoff should not wait `queue.oursRetrySeconds` more.
+  await wakeRowsWaitingOnFrontends(db);
 }
 
 /** Removes a frontend and its push records. */

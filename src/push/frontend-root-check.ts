@@ -33,7 +33,7 @@ export async function localRootAway(name: string, target: FrontendTarget, pushed
   } catch (error) {
     // Only "not there" is an unmounted disk; anything else (no permission) rsync reports in its own words.
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') return null;
-    return `frontend ${name}'s root ${target.path} is missing (not mounted?)`;
+    return `frontend ${name}'s root ${target.path} is missing (not mounted?); if its disk was replaced by an empty one, make the folder (mkdir -p ${target.path}) and send everything again: lis frontend enable ${name} --full`;
   }
   if (state === 'marked') return null;
   const pushed = state === 'empty' ? await pushedBefore().catch(() => null) : false;
