@@ -4,10 +4,13 @@ import { FileMigrationProvider, Kysely, Migrator, PostgresDialect, sql, type Mig
 import pg from 'pg';
 import type { LisConfig } from '../config/config-schema.ts';
 import { LisError, errorMessage } from '../errors.ts';
-import { isConnectError, isNotAnswering, permanentSqlState } from './database-error.ts';
+import { isConnectError, isNotAnswering, permanentSqlState, sslTrouble } from './database-error.ts';
 import { EMBEDDED_ACCESS } from './embedded-folder-access.ts';
 import { ensureEmbeddedRunning } from './embedded-server.ts';
+import { clientUrl } from './client-config.ts';
 import { preparingClient } from './prepared-query.ts';
+import { withSessionSettings, type SessionSettings } from './session-settings.ts';
+import { assertServerFit } from './server-fit.ts';
 import { MIGRATIONS_DIR, assertSchemaCurrent, refuseMixedSchema, schemaStatus, type SchemaStatus } from './schema-version.ts';
 import { maskUrlPasswords } from '../util/mask-url-password.ts';
 import { retryWithBackoff } from '../util/retry-with-backoff.ts';
@@ -60,7 +63,8 @@ export function connectionFailure(url: string, error: unknown): LisError | null 
   }
   if (!isConnectError(error)) return null;
   const e = error as { code?: string };
-  const hint = e.code === 'ECONNREFUSED' ? ' (is the server running? `npx lis db status`)' : e.code === '28P01' ? ' (wrong password)' : '';
+  const ssl = sslTrouble(error);
+  const hint = ssl ? ` (${ssl})` : e.code === 'ECONNREFUSED' ? ' (is the server running? `npx lis db status`)' : e.code === '28P01' ? ' (wrong password)' : '';
   return new LisError('ERR_DATABASE', `cannot connect to the database at ${describeServer(url)}: ${errorMessage(error)}${hint}`, { cause: error });
 }
 
@@ -91,6 +95,13 @@ export interface QueryBounds {
    * flushing under load wait rightly).
    */
   poolWaitMs?: number;
+  /** The server's lock_timeout for the session (a migration's bounded wait for a table); unset: none (0), whatever the role's. */
+  lockTimeoutMs?: number;
+}
+
+/** The session settings (session-settings.ts) of a pool made with `bounds`: ours, never the role's or the database's. */
+export function sessionSettingsOf(bounds?: QueryBounds): SessionSettings {
+  return { statementTimeoutMs: bounds?.queryMs ?? 0, lockTimeoutMs: bounds?.lockTimeoutMs ?? 0, idleInTransactionMs: bounds?.idleInTransactionMs };
 }
 
 /**
@@ -143,8 +154,8 @@ function boundedClient(url: string, bounds: QueryBounds): typeof pg.Client {
       super({
         ...config,
         connectionTimeoutMillis: bounds.connectMs,
-        ...(bounds.queryMs === undefined ? { keepAlive: true } : { statement_timeout: bounds.queryMs, query_timeout: bounds.queryMs + QUERY_GRACE_MS }),
-        ...(bounds.idleInTransactionMs ? { idle_in_transaction_session_timeout: bounds.idleInTransactionMs } : {}),
+        // The server's statement_timeout and idle bound are set on the session (sessionSettingsOf), not here.
+        ...(bounds.queryMs === undefined ? { keepAlive: true } : { query_timeout: bounds.queryMs + QUERY_GRACE_MS }),
       });
     }
 
@@ -182,13 +193,14 @@ function boundedClient(url: string, bounds: QueryBounds): typeof pg.Client {
  */
 export function createDb(url: string, poolSize: number, onPoolError: (error: Error) => void = () => {}, bounds?: QueryBounds): Db {
   const pool = new pg.Pool({
-    connectionString: url,
+    connectionString: clientUrl(url),
     max: poolSize,
     application_name: `imagesys:${path.basename(process.argv[1] ?? 'node')}`,
     // On the client, not the pool: the pool's connectionTimeoutMillis would also bound the wait for a free
     // connection, which under load (a hundred chunks flushing) is long and legitimate.
     // Statements marked by runPrepared run as named prepared statements, on the pool and in transactions alike.
-    Client: preparingClient(bounds ? boundedClient(url, bounds) : pg.Client),
+    // Each connection sets our session settings first (session-settings.ts: date style, isolation, timeouts).
+    Client: preparingClient(withSessionSettings(bounds ? boundedClient(url, bounds) : pg.Client, sessionSettingsOf(bounds))),
     // The pool's own bound; the client's connect keeps its connectMs (BoundedClient sets its own).
     ...(bounds?.poolWaitMs ? { connectionTimeoutMillis: bounds.poolWaitMs } : {}),
   });
@@ -252,13 +264,6 @@ export function migrator(db: Db): Migrator {
  */
 export const MIGRATION_LOCK_WAIT_MS = 10_000;
 
-/** The URL with PostgreSQL's lock_timeout set for the session (the startup packet's options). */
-function withLockTimeout(url: string, ms: number): string {
-  const u = new URL(url);
-  u.searchParams.set('options', `${u.searchParams.get('options') ?? ''} -c lock_timeout=${ms}`.trim());
-  return u.toString();
-}
-
 /** The sessions of this database in a transaction for over `ms`: who may hold the lock a migration gave up on. */
 async function longTransactions(db: Db, ms: number): Promise<string> {
   const { rows } = await sql<{ pid: number; app: string; state: string; secs: number; query: string }>`
@@ -268,6 +273,24 @@ async function longTransactions(db: Db, ms: number): Promise<string> {
      WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start < now() - make_interval(secs => ${ms / 1000}::float8)
      ORDER BY xact_start LIMIT 5`.execute(db);
   return rows.length ? rows.map((r) => `pid ${r.pid} (${r.app}, ${r.state} for ${r.secs}s: ${r.query})`).join('; ') : 'none now (it has ended: run it again)';
+}
+
+/**
+ * What to do when a migration is refused a privilege (42501): migrations create and alter tables, functions and
+ * triggers, which only the schema's owner (or a role with CREATE on it, owning the tables) may do; the daemons need
+ * far less (README, "An external PostgreSQL").
+ */
+function migrationPrivilegeHint(url: string | undefined): string {
+  let role = 'this role';
+  try {
+    if (url) role = `the role ${decodeURIComponent(new URL(url).username) || '(default)'}`;
+  } catch {
+    // not a URL: said generically
+  }
+  return (
+    `${role} may not create or change the tables: run \`lis db migrate\` with a URL whose role owns the schema (or has CREATE on it ` +
+    'and owns the tables), then run the daemons with their own role, granted SELECT, INSERT, UPDATE, DELETE on the tables'
+  );
 }
 
 export async function migrateToLatest(db: Db, lockWaitMs = MIGRATION_LOCK_WAIT_MS): Promise<MigrationResult[]> {
@@ -285,7 +308,7 @@ export async function migrateToLatest(db: Db, lockWaitMs = MIGRATION_LOCK_WAIT_M
   if (status.unknown.length > 0 || status.missing.length === 0) return [];
   // On a connection of its own whose lock waits are bounded (the Migrator runs every pending migration on one).
   const connectMs = connectBounds.get(db);
-  const migrating = url ? createDb(withLockTimeout(url, lockWaitMs), 1, undefined, connectMs === undefined ? undefined : { connectMs }) : db;
+  const migrating = url ? createDb(url, 1, undefined, { connectMs: connectMs ?? 0, lockTimeoutMs: lockWaitMs }) : db;
   let run: Awaited<ReturnType<Migrator['migrateToLatest']>>;
   try {
     run = await migrator(migrating).migrateToLatest();
@@ -307,11 +330,17 @@ export async function migrateToLatest(db: Db, lockWaitMs = MIGRATION_LOCK_WAIT_M
       );
     // All pending migrations run in one transaction (PostgreSQL's DDL is transactional): a failure undoes them all.
     const undone = `; nothing was applied (the ${status.missing.length} pending migration(s) run in one transaction), the schema is as it was`;
-    throw new LisError(
-      'ERR_MIGRATION',
-      failed ? `migration ${failed.migrationName} failed: ${errorMessage(error)}${undone}` : `cannot bring the schema up to date: ${errorMessage(error)}`,
-      { cause: error },
-    );
+    const code = (error as { code?: unknown }).code;
+    const hint =
+      code === '42501'
+        ? ` (${migrationPrivilegeHint(url)})`
+        : code === '3F000'
+          ? " (the role's search_path names no schema that exists: create it, or set the role's search_path to one, ALTER ROLE ... SET search_path; the daemons' role needs the same search_path)"
+          : '';
+    const why = `${errorMessage(error)}${hint}`;
+    throw new LisError('ERR_MIGRATION', failed ? `migration ${failed.migrationName} failed: ${why}${undone}` : `cannot bring the schema up to date: ${why}`, {
+      cause: error,
+    });
   }
   return results ?? [];
 }
@@ -331,11 +360,18 @@ export async function pendingMigrations(db: Db): Promise<string[]> {
  */
 export async function openDatabase(
   config: LisConfig,
-  options: { onPoolError?: (error: Error) => void; migrate?: boolean; bounds?: QueryBounds } = {},
+  options: { onPoolError?: (error: Error) => void; migrate?: boolean; bounds?: QueryBounds; readOnly?: boolean } = {},
 ): Promise<Db> {
   const url = await databaseUrl(config);
   const db = createDb(url, config.database.poolSize, options.onPoolError, options.bounds);
   try {
+    // A server of the operator's may be too old, a read replica, or behind a transaction pooler (server-fit.ts).
+    if (config.database.url !== null)
+      await assertServerFit(db, url, describeServer(url), {
+        writes: !options.readOnly,
+        connectMs: options.bounds?.connectMs,
+        queryMs: options.bounds?.queryMs,
+      });
     if (options.migrate ?? config.database.url === null) {
       // A migration may rewrite a big table: never under the query bound; on a connection of its own, whose
       // connect is bounded all the same (a service starting against a hung server must fail, not wait for ever).
@@ -381,9 +417,14 @@ export async function openDatabaseWaiting(
         code === 'ERR_CONFIG' ||
         code === 'ERR_SCHEMA_BEHIND' ||
         code === 'ERR_SCHEMA_MIXED' ||
+        code === 'ERR_DATABASE_VERSION' ||
+        code === 'ERR_DATABASE_POOLER' ||
+        code === 'ERR_DATABASE_READ_ONLY' ||
         code === EMBEDDED_ACCESS ||
         (error instanceof LisError && error.code === 'ERR_MIGRATION' && /migration \S+ failed/.test(error.message)) ||
-        (config.database.url !== null && /^(28|3D)/.test(permanentSqlState(error) ?? ''))
+        (config.database.url !== null && /^(28|3D)/.test(permanentSqlState(error) ?? '')) ||
+        // Nor will an SSL the URL and the server disagree on (a certificate not trusted, SSL off at the server).
+        (config.database.url !== null && sslTrouble((error as { cause?: unknown }).cause ?? error) !== null)
       );
     },
     onRetry: (error, delay) => options.onRetry(`database not reachable (${errorMessage(error)}); trying again in ${Math.round(delay / 1000)}s`),
@@ -423,7 +464,7 @@ export async function dropDatabase(serverUrl: string, name: string): Promise<voi
 async function onServer(serverUrl: string, fn: (client: pg.Client) => Promise<unknown>): Promise<void> {
   const admin = new URL(serverUrl);
   admin.pathname = '/postgres';
-  const client = new pg.Client({ connectionString: admin.toString() });
+  const client = new pg.Client({ connectionString: clientUrl(admin.toString()) });
   await client.connect();
   try {
     await fn(client);

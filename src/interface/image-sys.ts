@@ -4,7 +4,9 @@ import { parseCountry } from '../config/country.ts';
 import { loadConfig, parseConfig } from '../config/load-config.ts';
 import { connectionFailure, createDb, describeServer, serviceQueryBounds, type Db, type QueryBounds } from '../db/connect.ts';
 import { embeddedUrl } from '../db/embedded-server.ts';
+import { sslTrouble } from '../db/database-error.ts';
 import { assertSchemaCurrent } from '../db/schema-version.ts';
+import { assertServerFit } from '../db/server-fit.ts';
 import { LisError, UsageError, errorMessage } from '../errors.ts';
 import { isImageHash, lis_hash_for_url } from '../hash/image-hash.ts';
 import { checkUrl } from '../intake/parse-url-line.ts';
@@ -221,13 +223,16 @@ export class ImageSys {
     const url = config.database.url ?? embeddedUrl(config.database.embedded);
     const db = createDb(url, config.database.poolSize, () => {}, bounds);
     try {
+      if (config.database.url !== null)
+        await assertServerFit(db, url, maskUrlPasswords(url), { writes: true, connectMs: bounds?.connectMs, queryMs: bounds?.queryMs });
       await assertSchemaCurrent(db, maskUrlPasswords(url));
     } catch (error) {
       await db.destroy();
       const timedOut = notAnswering('open', url, error);
       if (timedOut) throw timedOut;
       if (error instanceof LisError) throw error;
-      const hint = config.database.url ? '' : ' (the embedded server: is it started? `lis db start`)';
+      const ssl = sslTrouble(error);
+      const hint = ssl ? ` (${ssl})` : config.database.url ? '' : ' (the embedded server: is it started? `lis db start`)';
       throw new LisError('ERR_DATABASE', `ImageSys cannot reach the database at ${maskUrlPasswords(url)}${hint}: ${errorMessage(error)}`, { cause: error });
     }
     return new ImageSys(db, config, url);
