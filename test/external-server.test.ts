@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import pg from 'pg';
 import { sql } from 'kysely';
 import { parseConfig } from '../src/config/load-config.ts';
 import type { LisConfig } from '../src/config/config-schema.ts';
@@ -179,6 +180,33 @@ describe("an external PostgreSQL: SSL only, a DBA's settings, pgbouncer in front
       await assert.rejects(migrateToLatest(nowhere), /no schema has been selected to create in \(the role's search_path names no schema that exists/);
     } finally {
       await nowhere.destroy();
+    }
+  });
+
+  it('a migration that gives up on a lock names the session holding it, also one of another role whose details it may not see', async () => {
+    // A migration pending: the newest one's index dropped and its record removed, as before the upgrade.
+    await server.admin('lis', 'DROP INDEX live_images_failed', "DELETE FROM kysely_migration WHERE name = '2026-12-01T05-failed-rows-index'");
+    // A daemon of another role (lis_dba: the app role cannot see its sessions' state) in a transaction that wrote the table.
+    const holder = new pg.Client({ connectionString: server.url('lis_dba', 'dba', 'lis', CHECKED) });
+    await holder.connect();
+    const db = createDb(appUrl(CHECKED), 1);
+    try {
+      await holder.query('BEGIN');
+      await holder.query('UPDATE live_images SET attempts = attempts WHERE false');
+      const { rows } = await holder.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+      await assert.rejects(migrateToLatest(db, 300), (error: Error & { code?: string }) => {
+        assert.equal(error.code, 'ERR_MIGRATION_LOCKED');
+        assert.match(
+          error.message,
+          new RegExp(`Sessions in a transaction for longer: pid ${rows[0].pid} \\(\\?, role lis_dba, holding locks here; its state and query are hidden`),
+        );
+        return true;
+      });
+      await holder.query('ROLLBACK');
+      assert.equal((await migrateToLatest(db)).length, 1);
+    } finally {
+      await holder.end();
+      await db.destroy();
     }
   });
 

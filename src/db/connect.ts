@@ -264,15 +264,32 @@ export function migrator(db: Db): Migrator {
  */
 export const MIGRATION_LOCK_WAIT_MS = 10_000;
 
-/** The sessions of this database in a transaction for over `ms`: who may hold the lock a migration gave up on. */
+/**
+ * The sessions of this database in a transaction for over `ms`: who may hold the lock a migration gave up on. A
+ * session of another role shows no transaction start, state or query to a role without pg_read_all_stats (the
+ * daemons' role, when a role of its own migrates): such a session holding a lock on a table here (pg_locks shows
+ * every session's) is named all the same, with its role and program, rather than "none now".
+ */
 async function longTransactions(db: Db, ms: number): Promise<string> {
-  const { rows } = await sql<{ pid: number; app: string; state: string; secs: number; query: string }>`
-    SELECT pid, coalesce(nullif(application_name, ''), '?') AS app, state, extract(epoch FROM now() - xact_start)::int AS secs,
-           left(query, 80) AS query
-      FROM pg_stat_activity
-     WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start < now() - make_interval(secs => ${ms / 1000}::float8)
-     ORDER BY xact_start LIMIT 5`.execute(db);
-  return rows.length ? rows.map((r) => `pid ${r.pid} (${r.app}, ${r.state} for ${r.secs}s: ${r.query})`).join('; ') : 'none now (it has ended: run it again)';
+  const { rows } = await sql<{ pid: number; role: string; app: string; state: string | null; secs: number | null; query: string | null }>`
+    SELECT a.pid, coalesce(a.usename::text, '?') AS role, coalesce(nullif(a.application_name, ''), '?') AS app, a.state,
+           extract(epoch FROM now() - a.xact_start)::int AS secs, left(a.query, 80) AS query
+      FROM pg_stat_activity a
+     WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
+       AND (a.xact_start < now() - make_interval(secs => ${ms / 1000}::float8)
+            OR (a.xact_start IS NULL AND a.state IS NULL
+                AND EXISTS (SELECT 1 FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+                             WHERE l.pid = a.pid AND l.locktype = 'relation' AND l.granted AND d.datname = current_database())))
+     ORDER BY a.xact_start NULLS LAST LIMIT 5`.execute(db);
+  return rows.length
+    ? rows
+        .map((r) =>
+          r.secs === null
+            ? `pid ${r.pid} (${r.app}, role ${r.role}, holding locks here; its state and query are hidden from this role: a superuser or a member of pg_read_all_stats sees them)`
+            : `pid ${r.pid} (${r.app}, ${r.state} for ${r.secs}s: ${r.query})`,
+        )
+        .join('; ')
+    : 'none now (it has ended: run it again)';
 }
 
 /**
