@@ -3,7 +3,16 @@ import pg from 'pg';
 import { sql } from 'kysely';
 import { parseConfig } from '../src/config/load-config.ts';
 import type { LisConfig } from '../src/config/config-schema.ts';
-import { createDb, migrateToLatest, openDatabase, openDatabaseWaiting, serviceQueryBounds, type Db } from '../src/db/connect.ts';
+import {
+  createDb,
+  dropDatabase,
+  migrateToLatest,
+  openDatabase,
+  openDatabaseWaiting,
+  recreateDatabase,
+  serviceQueryBounds,
+  type Db,
+} from '../src/db/connect.ts';
 import { probeServer } from '../src/db/probe-server.ts';
 import { serverUnfit } from '../src/db/server-fit.ts';
 import { registerWorker } from '../src/daemon/worker-registry.ts';
@@ -181,6 +190,22 @@ describe("an external PostgreSQL: SSL only, a DBA's settings, pgbouncer in front
     } finally {
       await nowhere.destroy();
     }
+  });
+
+  it('lis demo on a database of another role, or without CREATEDB, says which (not "a superuser\'s session is on it")', async () => {
+    const serverUrl = appUrl(CHECKED, 'postgres');
+    await assert.rejects(dropDatabase(serverUrl, 'lis_locked'), (error: Error & { code?: string }) => {
+      assert.equal(error.code, 'ERR_DB_NOT_OWNER');
+      assert.match(
+        error.message,
+        /^cannot drop database lis_locked at 127\.0\.0\.1:\d+\/postgres as lis_app: must be owner of database lis_locked; drop it as its owner/,
+      );
+      return true;
+    });
+    await assert.rejects(
+      recreateDatabase(serverUrl, 'lis_demo_new'),
+      /cannot create database lis_demo_new at .*: permission denied to create database \(the role needs CREATEDB\)/,
+    );
   });
 
   it('a migration that gives up on a lock names the session holding it, also one of another role whose details it may not see', async () => {

@@ -452,14 +452,21 @@ export async function openDatabaseWaiting(
 export async function recreateDatabase(serverUrl: string, name: string): Promise<string> {
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name)) throw new LisError('ERR_USAGE', `not a plain database name: ${JSON.stringify(name)}`);
   await dropDatabase(serverUrl, name);
-  await onServer(serverUrl, (client) => client.query(`CREATE DATABASE ${name}`));
+  await onServer(serverUrl, (client) =>
+    client.query(`CREATE DATABASE ${name}`).catch((error: Error & { code?: string }) => {
+      if (error.code !== '42501') throw error;
+      throw new LisError('ERR_DB_CREATE', `cannot create database ${name} at ${describeServer(serverUrl)}: ${error.message} (the role needs CREATEDB)`, {
+        cause: error,
+      });
+    }),
+  );
   const url = new URL(serverUrl);
   url.pathname = `/${name}`;
   return url.toString();
 }
 
 /**
- * Drops database `name`, ending its sessions (FORCE). A session of a superuser's on it cannot be ended by
+ * Drops database `name`, ending its sessions (FORCE). A database of another role's is refused, saying so. A session of a superuser's on it cannot be ended by
  * our role (42501): after a bench's big drain that is autovacuum working on the database, which a plain
  * DROP DATABASE stops itself (waiting up to 5 s for it), so that is tried next; it fails with a clear
  * message when someone's session is still there.
@@ -472,6 +479,13 @@ export async function dropDatabase(serverUrl: string, name: string): Promise<voi
     } catch (error) {
       if ((error as { code?: string }).code !== '42501') throw error;
       await client.query(`DROP DATABASE IF EXISTS ${database}`).catch((again: Error) => {
+        // Not its owner (a database another role made, on a server of the operator's): no session is to blame.
+        if (/must be owner/.test(again.message))
+          throw new LisError(
+            'ERR_DB_NOT_OWNER',
+            `cannot drop database ${name} at ${describeServer(serverUrl)}: ${again.message}; drop it as its owner, or use another database name`,
+            { cause: again },
+          );
         throw new LisError('ERR_DB_IN_USE', `cannot drop database ${name}: a superuser's session is on it (${again.message})`, { cause: again });
       });
     }
