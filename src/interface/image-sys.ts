@@ -203,7 +203,8 @@ export class ImageSys {
    * Connects to the configured server (the embedded one's address when no URL
    * is configured). A client, not an installer: it never starts a server and
    * never migrates. Throws ERR_SCHEMA_BEHIND when the database lacks
-   * migrations this code knows (`lis db migrate`), ERR_DATABASE when the
+   * migrations this code knows (`lis db migrate`); ERR_DATABASE_POOLER, ERR_DATABASE_READ_ONLY, ERR_DATABASE_VERSION
+   * for a configured server behind a transaction pooler, read-only, or too old (server-fit.ts); ERR_DATABASE when the
    * server cannot be reached, ERR_DATABASE_TIMEOUT when it does not answer
    * within the bounds (OpenOptions.bounds), as every call does.
    */
