@@ -242,6 +242,14 @@ describe("an external PostgreSQL: SSL only, a DBA's settings, pgbouncer in front
     const { rows } = await sql<{ timeout: string }>`SELECT current_setting('statement_timeout') AS timeout`.execute(db);
     assert.equal(rows[0].timeout, '5s');
     await notified(url, db);
+    // A parameter of the URL's own that pgbouncer does not know: said as such, and not waited out by a service.
+    const withOptions = appUrl('options=-c%20search_path%3Dpublic', 'lis', port);
+    const refused = /unsupported startup parameter: options \(a pooler in front refuses a parameter of the URL: take options out of the URL/;
+    await assert.rejects(open(withOptions), refused);
+    await assert.rejects(
+      openDatabaseWaiting(configFor(withOptions), { retryForMs: 600_000, signal: new AbortController().signal, onRetry: () => {} }),
+      refused,
+    );
     await server.admin('postgres', `CREATE DATABASE lis_pooled OWNER ${APP.user}`);
     const fresh = createDb(appUrl('', 'lis_pooled', port), 1, undefined, { connectMs: 5000 });
     try {

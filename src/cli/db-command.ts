@@ -6,7 +6,7 @@ import { currentUser, ownerOf } from '../db/embedded-folder-access.ts';
 import { portInUse } from '../db/embedded-port.ts';
 import { aheadNote, schemaStatus } from '../db/schema-version.ts';
 import { assertServerFit } from '../db/server-fit.ts';
-import { errorMessage } from '../errors.ts';
+import { LisError, errorMessage } from '../errors.ts';
 import { runCommand } from '../util/exit-on-error.ts';
 import { maskUrlPasswords } from '../util/mask-url-password.ts';
 import { configFileOf } from './global-options.ts';
@@ -103,7 +103,11 @@ export function addDbCommand(program: Command): void {
           // An operator's server: too old, a replica or a transaction pooler is said as such, before any DDL fails on it.
           if (config.database.url !== null)
             await assertServerFit(kdb, url, describeServer(url), { writes: true }).catch((error: unknown) => {
-              throw connectionFailure(url, error) ?? error;
+              if (error instanceof LisError) throw error;
+              throw (
+                connectionFailure(url, error) ??
+                new LisError('ERR_DATABASE', `cannot use the database at ${describeServer(url)}: ${errorMessage(error)}`, { cause: error })
+              );
             });
           const results = await migrateToLatest(kdb);
           const ahead = results.length ? null : aheadNote(await schemaStatus(kdb));

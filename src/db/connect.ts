@@ -61,11 +61,28 @@ export function connectionFailure(url: string, error: unknown): LisError | null 
     if (error instanceof LisError) return error;
     return notAnsweringError(url, errorMessage(error) === 'timeout expired' ? 'no answer to a connect in time' : errorMessage(error), error);
   }
+  const refused = refusedStartupParameter(error);
+  if (refused)
+    return new LisError(
+      'ERR_DATABASE',
+      `cannot connect to the database at ${describeServer(url)}: ${errorMessage(error)} (a pooler in front refuses a parameter of the URL: ` +
+        `take ${refused} out of the URL and set it on the role instead, ALTER ROLE ... SET, or list it in pgbouncer's ignore_startup_parameters)`,
+      { cause: error },
+    );
   if (!isConnectError(error)) return null;
   const e = error as { code?: string };
   const ssl = sslTrouble(error);
   const hint = ssl ? ` (${ssl})` : e.code === 'ECONNREFUSED' ? ' (is the server running? `npx lis db status`)' : e.code === '28P01' ? ' (wrong password)' : '';
   return new LisError('ERR_DATABASE', `cannot connect to the database at ${describeServer(url)}: ${errorMessage(error)}${hint}`, { cause: error });
+}
+
+/**
+ * The startup parameter a pooler refused (pgbouncer: `unsupported startup parameter: options`), or null. We send
+ * none but application_name (session-settings.ts): the URL's own (`options=-c search_path=...`) are. Pure.
+ */
+export function refusedStartupParameter(error: unknown): string | null {
+  const message = (error as { message?: unknown } | null)?.message;
+  return typeof message === 'string' ? (/^unsupported startup parameter: (\S+)/.exec(message)?.[1] ?? null) : null;
 }
 
 /**
@@ -440,6 +457,8 @@ export async function openDatabaseWaiting(
         code === EMBEDDED_ACCESS ||
         (error instanceof LisError && error.code === 'ERR_MIGRATION' && /migration \S+ failed/.test(error.message)) ||
         (config.database.url !== null && /^(28|3D)/.test(permanentSqlState(error) ?? '')) ||
+        // Nor will a parameter of the URL a pooler refuses.
+        (config.database.url !== null && refusedStartupParameter((error as { cause?: unknown }).cause ?? error) !== null) ||
         // Nor will an SSL the URL and the server disagree on (a certificate not trusted, SSL off at the server).
         (config.database.url !== null && sslTrouble((error as { cause?: unknown }).cause ?? error) !== null)
       );
