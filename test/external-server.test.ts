@@ -153,7 +153,7 @@ describe("an external PostgreSQL: SSL only, a DBA's settings, pgbouncer in front
     }
   });
 
-  it('a read-only database (a replica, default_transaction_read_only) is refused at start, naming it; the read-only status page may use it', async () => {
+  it('a read-only database (a replica, default_transaction_read_only) is refused at start by writers, naming it; the status page and reads through the Interface may use it', async () => {
     const url = server.url('lis_ro', 'ro', 'lis', CHECKED);
     await assert.rejects(open(url), (error: Error & { code?: string }) => {
       assert.equal(error.code, 'ERR_DATABASE_READ_ONLY');
@@ -163,7 +163,17 @@ describe("an external PostgreSQL: SSL only, a DBA's settings, pgbouncer in front
       );
       return true;
     });
-    await assert.rejects(ImageSys.open({ config: { database: { url } } }), { code: 'ERR_DATABASE_READ_ONLY' });
+    // The Interface opens on it (listing pages may read from a replica); its writes say why they fail.
+    const lis = await ImageSys.open({ config: { database: { url } } });
+    try {
+      assert.equal(await lis.getSearchApiDataForHash('0'.repeat(32)), null);
+      await assert.rejects(
+        lis.imagesForSiBuild(['http://example.com/a.jpg'], { country: 'uk', datasourceId: 1 }),
+        /cannot execute INSERT in a read-only transaction/,
+      );
+    } finally {
+      await lis.close();
+    }
     await open(url, { readOnly: true });
     const old = serverUnfit({ versionNum: 120017, version: '12.17', inRecovery: false, readOnlyDefault: false }, 'db1:5432/lis', false);
     assert.equal(old?.code, 'ERR_DATABASE_VERSION');

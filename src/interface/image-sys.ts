@@ -203,8 +203,9 @@ export class ImageSys {
    * Connects to the configured server (the embedded one's address when no URL
    * is configured). A client, not an installer: it never starts a server and
    * never migrates. Throws ERR_SCHEMA_BEHIND when the database lacks
-   * migrations this code knows (`lis db migrate`); ERR_DATABASE_POOLER, ERR_DATABASE_READ_ONLY, ERR_DATABASE_VERSION
-   * for a configured server behind a transaction pooler, read-only, or too old (server-fit.ts); ERR_DATABASE when the
+   * migrations this code knows (`lis db migrate`); ERR_DATABASE_POOLER, ERR_DATABASE_VERSION for a configured
+   * server behind a transaction pooler or too old (server-fit.ts; a read-only one is opened: a listing page may
+   * read from a replica); ERR_DATABASE when the
    * server cannot be reached, ERR_DATABASE_TIMEOUT when it does not answer
    * within the bounds (OpenOptions.bounds), as every call does.
    */
@@ -224,8 +225,9 @@ export class ImageSys {
     const url = config.database.url ?? embeddedUrl(config.database.embedded);
     const db = createDb(url, config.database.poolSize, () => {}, bounds);
     try {
+      // Not refused when read-only: a listing page may read from a replica (its writes then fail, saying why).
       if (config.database.url !== null)
-        await assertServerFit(db, url, maskUrlPasswords(url), { writes: true, connectMs: bounds?.connectMs, queryMs: bounds?.queryMs });
+        await assertServerFit(db, url, maskUrlPasswords(url), { writes: false, connectMs: bounds?.connectMs, queryMs: bounds?.queryMs });
       await assertSchemaCurrent(db, maskUrlPasswords(url));
     } catch (error) {
       await db.destroy();
