@@ -5,7 +5,8 @@ import { embeddedStatus, embeddedUrl, lostDataDir, stopEmbedded } from '../db/em
 import { currentUser, ownerOf } from '../db/embedded-folder-access.ts';
 import { portInUse } from '../db/embedded-port.ts';
 import { aheadNote, schemaStatus } from '../db/schema-version.ts';
-import { errorMessage } from '../errors.ts';
+import { assertServerFit } from '../db/server-fit.ts';
+import { LisError, errorMessage } from '../errors.ts';
 import { runCommand } from '../util/exit-on-error.ts';
 import { maskUrlPasswords } from '../util/mask-url-password.ts';
 import { configFileOf } from './global-options.ts';
@@ -99,8 +100,18 @@ export function addDbCommand(program: Command): void {
     .action((_, command: Command) =>
       runCommand(async () => {
         const config = configOf(command);
-        const kdb = createDb(await databaseUrl(config), 1);
+        const url = await databaseUrl(config);
+        const kdb = createDb(url, 1);
         try {
+          // An operator's server: too old, a replica or a transaction pooler is said as such, before any DDL fails on it.
+          if (config.database.url !== null)
+            await assertServerFit(kdb, url, describeServer(url), { writes: true }).catch((error: unknown) => {
+              if (error instanceof LisError) throw error;
+              throw (
+                connectionFailure(url, error) ??
+                new LisError('ERR_DATABASE', `cannot use the database at ${describeServer(url)}: ${errorMessage(error)}`, { cause: error })
+              );
+            });
           const results = await migrateToLatest(kdb);
           const ahead = results.length ? null : aheadNote(await schemaStatus(kdb));
           console.log(results.length ? results.map((r) => `applied ${r.migrationName}`).join('\n') : (ahead ?? 'schema is up to date'));

@@ -25,7 +25,7 @@ export function addWebCommand(program: Command): void {
         // lookups, but for its whole-table figures (a scan of live_images, at most once a minute), far inside 120 s.
         // A database that hangs is then a 503 saying so at the bound (and a clear error at start), not a page
         // that spins for ever; the bounded client ends the hung connection, so the next request works once it answers.
-        const db = await openDatabase(config, { bounds: serviceQueryBounds(config) });
+        const db = await openDatabase(config, { bounds: serviceQueryBounds(config), readOnly: true });
         // try/finally: a port that cannot be bound must not leave the pool's connections holding the process open.
         try {
           const server = createStatusServer(db, config, host);

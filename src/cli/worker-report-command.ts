@@ -17,7 +17,7 @@ export function addWorkerReportCommand(program: Command): void {
       runCommand(async () => {
         const config = loadConfig({ file: configFileOf(command) });
         const country = opts.country === undefined ? undefined : parseCountry(opts.country, config);
-        const db = await openDatabase(config);
+        const db = await openDatabase(config, { readOnly: true });
         try {
           const rows = await workerReport(db, config.manager.staleWorkerSeconds, country);
           if (opts.json) {

@@ -1,6 +1,8 @@
 import pg from 'pg';
 import { sql } from 'kysely';
+import { clientUrl } from '../db/client-config.ts';
 import { connectionFailure, type Db, type QueryBounds } from '../db/connect.ts';
+import { withSessionSettings } from '../db/session-settings.ts';
 import { errorMessage } from '../errors.ts';
 import { isProcessAlive } from '../util/process-alive.ts';
 
@@ -57,8 +59,9 @@ export async function takeClusterPart(
   bounds: QueryBounds,
   onLost: (error: Error) => void,
 ): Promise<ClusterPart> {
-  const client = new pg.Client({
-    connectionString: url,
+  // Our session settings (DateStyle: it reads a holder's backend_start); no statement_timeout: a takeover waits for its lock.
+  const client = new (withSessionSettings(pg.Client, { statementTimeoutMs: 0, lockTimeoutMs: 0 }))({
+    connectionString: clientUrl(url),
     application_name: holderName(who.host, who.pid),
     connectionTimeoutMillis: bounds.connectMs,
     query_timeout: bounds.queryMs,

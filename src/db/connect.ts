@@ -4,10 +4,13 @@ import { FileMigrationProvider, Kysely, Migrator, PostgresDialect, sql, type Mig
 import pg from 'pg';
 import type { LisConfig } from '../config/config-schema.ts';
 import { LisError, errorMessage } from '../errors.ts';
-import { isConnectError, isNotAnswering, permanentSqlState } from './database-error.ts';
+import { isConnectError, isNotAnswering, permanentSqlState, sslTrouble } from './database-error.ts';
 import { EMBEDDED_ACCESS } from './embedded-folder-access.ts';
 import { ensureEmbeddedRunning } from './embedded-server.ts';
+import { clientUrl } from './client-config.ts';
 import { preparingClient } from './prepared-query.ts';
+import { withSessionSettings, type SessionSettings } from './session-settings.ts';
+import { assertServerFit } from './server-fit.ts';
 import { MIGRATIONS_DIR, assertSchemaCurrent, refuseMixedSchema, schemaStatus, type SchemaStatus } from './schema-version.ts';
 import { maskUrlPasswords } from '../util/mask-url-password.ts';
 import { retryWithBackoff } from '../util/retry-with-backoff.ts';
@@ -58,10 +61,28 @@ export function connectionFailure(url: string, error: unknown): LisError | null 
     if (error instanceof LisError) return error;
     return notAnsweringError(url, errorMessage(error) === 'timeout expired' ? 'no answer to a connect in time' : errorMessage(error), error);
   }
+  const refused = refusedStartupParameter(error);
+  if (refused)
+    return new LisError(
+      'ERR_DATABASE',
+      `cannot connect to the database at ${describeServer(url)}: ${errorMessage(error)} (a pooler in front refuses a parameter of the URL: ` +
+        `take ${refused} out of the URL and set it on the role instead, ALTER ROLE ... SET, or list it in pgbouncer's ignore_startup_parameters)`,
+      { cause: error },
+    );
   if (!isConnectError(error)) return null;
   const e = error as { code?: string };
-  const hint = e.code === 'ECONNREFUSED' ? ' (is the server running? `npx lis db status`)' : e.code === '28P01' ? ' (wrong password)' : '';
+  const ssl = sslTrouble(error);
+  const hint = ssl ? ` (${ssl})` : e.code === 'ECONNREFUSED' ? ' (is the server running? `npx lis db status`)' : e.code === '28P01' ? ' (wrong password)' : '';
   return new LisError('ERR_DATABASE', `cannot connect to the database at ${describeServer(url)}: ${errorMessage(error)}${hint}`, { cause: error });
+}
+
+/**
+ * The startup parameter a pooler refused (pgbouncer: `unsupported startup parameter: options`), or null. We send
+ * none but application_name (session-settings.ts): the URL's own (`options=-c search_path=...`) are. Pure.
+ */
+export function refusedStartupParameter(error: unknown): string | null {
+  const message = (error as { message?: unknown } | null)?.message;
+  return typeof message === 'string' ? (/^unsupported startup parameter: (\S+)/.exec(message)?.[1] ?? null) : null;
 }
 
 /**
@@ -91,6 +112,13 @@ export interface QueryBounds {
    * flushing under load wait rightly).
    */
   poolWaitMs?: number;
+  /** The server's lock_timeout for the session (a migration's bounded wait for a table); unset: none (0), whatever the role's. */
+  lockTimeoutMs?: number;
+}
+
+/** The session settings (session-settings.ts) of a pool made with `bounds`: ours, never the role's or the database's. */
+export function sessionSettingsOf(bounds?: QueryBounds): SessionSettings {
+  return { statementTimeoutMs: bounds?.queryMs ?? 0, lockTimeoutMs: bounds?.lockTimeoutMs ?? 0, idleInTransactionMs: bounds?.idleInTransactionMs };
 }
 
 /**
@@ -143,8 +171,8 @@ function boundedClient(url: string, bounds: QueryBounds): typeof pg.Client {
       super({
         ...config,
         connectionTimeoutMillis: bounds.connectMs,
-        ...(bounds.queryMs === undefined ? { keepAlive: true } : { statement_timeout: bounds.queryMs, query_timeout: bounds.queryMs + QUERY_GRACE_MS }),
-        ...(bounds.idleInTransactionMs ? { idle_in_transaction_session_timeout: bounds.idleInTransactionMs } : {}),
+        // The server's statement_timeout and idle bound are set on the session (sessionSettingsOf), not here.
+        ...(bounds.queryMs === undefined ? { keepAlive: true } : { query_timeout: bounds.queryMs + QUERY_GRACE_MS }),
       });
     }
 
@@ -182,13 +210,14 @@ function boundedClient(url: string, bounds: QueryBounds): typeof pg.Client {
  */
 export function createDb(url: string, poolSize: number, onPoolError: (error: Error) => void = () => {}, bounds?: QueryBounds): Db {
   const pool = new pg.Pool({
-    connectionString: url,
+    connectionString: clientUrl(url),
     max: poolSize,
     application_name: `imagesys:${path.basename(process.argv[1] ?? 'node')}`,
     // On the client, not the pool: the pool's connectionTimeoutMillis would also bound the wait for a free
     // connection, which under load (a hundred chunks flushing) is long and legitimate.
     // Statements marked by runPrepared run as named prepared statements, on the pool and in transactions alike.
-    Client: preparingClient(bounds ? boundedClient(url, bounds) : pg.Client),
+    // Each connection sets our session settings first (session-settings.ts: date style, isolation, timeouts).
+    Client: preparingClient(withSessionSettings(bounds ? boundedClient(url, bounds) : pg.Client, sessionSettingsOf(bounds))),
     // The pool's own bound; the client's connect keeps its connectMs (BoundedClient sets its own).
     ...(bounds?.poolWaitMs ? { connectionTimeoutMillis: bounds.poolWaitMs } : {}),
   });
@@ -252,22 +281,50 @@ export function migrator(db: Db): Migrator {
  */
 export const MIGRATION_LOCK_WAIT_MS = 10_000;
 
-/** The URL with PostgreSQL's lock_timeout set for the session (the startup packet's options). */
-function withLockTimeout(url: string, ms: number): string {
-  const u = new URL(url);
-  u.searchParams.set('options', `${u.searchParams.get('options') ?? ''} -c lock_timeout=${ms}`.trim());
-  return u.toString();
+/**
+ * The sessions of this database in a transaction for over `ms`: who may hold the lock a migration gave up on. A
+ * session of another role shows no transaction start, state or query to a role without pg_read_all_stats (the
+ * daemons' role, when a role of its own migrates): such a session holding a lock on a table here (pg_locks shows
+ * every session's) is named all the same, with its role and program, rather than "none now".
+ */
+async function longTransactions(db: Db, ms: number): Promise<string> {
+  const { rows } = await sql<{ pid: number; role: string; app: string; state: string | null; secs: number | null; query: string | null }>`
+    SELECT a.pid, coalesce(a.usename::text, '?') AS role, coalesce(nullif(a.application_name, ''), '?') AS app, a.state,
+           extract(epoch FROM now() - a.xact_start)::int AS secs, left(a.query, 80) AS query
+      FROM pg_stat_activity a
+     WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
+       AND (a.xact_start < now() - make_interval(secs => ${ms / 1000}::float8)
+            OR (a.xact_start IS NULL AND a.state IS NULL
+                AND EXISTS (SELECT 1 FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+                             WHERE l.pid = a.pid AND l.locktype = 'relation' AND l.granted AND d.datname = current_database())))
+     ORDER BY a.xact_start NULLS LAST LIMIT 5`.execute(db);
+  return rows.length
+    ? rows
+        .map((r) =>
+          r.secs === null
+            ? `pid ${r.pid} (${r.app}, role ${r.role}, holding locks here; its state and query are hidden from this role: a superuser or a member of pg_read_all_stats sees them)`
+            : `pid ${r.pid} (${r.app}, ${r.state} for ${r.secs}s: ${r.query})`,
+        )
+        .join('; ')
+    : 'none now (it has ended: run it again)';
 }
 
-/** The sessions of this database in a transaction for over `ms`: who may hold the lock a migration gave up on. */
-async function longTransactions(db: Db, ms: number): Promise<string> {
-  const { rows } = await sql<{ pid: number; app: string; state: string; secs: number; query: string }>`
-    SELECT pid, coalesce(nullif(application_name, ''), '?') AS app, state, extract(epoch FROM now() - xact_start)::int AS secs,
-           left(query, 80) AS query
-      FROM pg_stat_activity
-     WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start < now() - make_interval(secs => ${ms / 1000}::float8)
-     ORDER BY xact_start LIMIT 5`.execute(db);
-  return rows.length ? rows.map((r) => `pid ${r.pid} (${r.app}, ${r.state} for ${r.secs}s: ${r.query})`).join('; ') : 'none now (it has ended: run it again)';
+/**
+ * What to do when a migration is refused a privilege (42501): migrations create and alter tables, functions and
+ * triggers, which only the schema's owner (or a role with CREATE on it, owning the tables) may do; the daemons need
+ * far less (README, "An external PostgreSQL").
+ */
+function migrationPrivilegeHint(url: string | undefined): string {
+  let role = 'this role';
+  try {
+    if (url) role = `the role ${decodeURIComponent(new URL(url).username) || '(default)'}`;
+  } catch {
+    // not a URL: said generically
+  }
+  return (
+    `${role} may not create or change the tables: run \`lis db migrate\` with a URL whose role owns the schema (or has CREATE on it ` +
+    'and owns the tables), then run the daemons with their own role, granted SELECT, INSERT, UPDATE, DELETE on the tables'
+  );
 }
 
 export async function migrateToLatest(db: Db, lockWaitMs = MIGRATION_LOCK_WAIT_MS): Promise<MigrationResult[]> {
@@ -285,7 +342,7 @@ export async function migrateToLatest(db: Db, lockWaitMs = MIGRATION_LOCK_WAIT_M
   if (status.unknown.length > 0 || status.missing.length === 0) return [];
   // On a connection of its own whose lock waits are bounded (the Migrator runs every pending migration on one).
   const connectMs = connectBounds.get(db);
-  const migrating = url ? createDb(withLockTimeout(url, lockWaitMs), 1, undefined, connectMs === undefined ? undefined : { connectMs }) : db;
+  const migrating = url ? createDb(url, 1, undefined, { connectMs: connectMs ?? 0, lockTimeoutMs: lockWaitMs }) : db;
   let run: Awaited<ReturnType<Migrator['migrateToLatest']>>;
   try {
     run = await migrator(migrating).migrateToLatest();
@@ -307,11 +364,17 @@ export async function migrateToLatest(db: Db, lockWaitMs = MIGRATION_LOCK_WAIT_M
       );
     // All pending migrations run in one transaction (PostgreSQL's DDL is transactional): a failure undoes them all.
     const undone = `; nothing was applied (the ${status.missing.length} pending migration(s) run in one transaction), the schema is as it was`;
-    throw new LisError(
-      'ERR_MIGRATION',
-      failed ? `migration ${failed.migrationName} failed: ${errorMessage(error)}${undone}` : `cannot bring the schema up to date: ${errorMessage(error)}`,
-      { cause: error },
-    );
+    const code = (error as { code?: unknown }).code;
+    const hint =
+      code === '42501'
+        ? ` (${migrationPrivilegeHint(url)})`
+        : code === '3F000'
+          ? " (the role's search_path names no schema that exists: create it, or set the role's search_path to one, ALTER ROLE ... SET search_path; the daemons' role needs the same search_path)"
+          : '';
+    const why = `${errorMessage(error)}${hint}`;
+    throw new LisError('ERR_MIGRATION', failed ? `migration ${failed.migrationName} failed: ${why}${undone}` : `cannot bring the schema up to date: ${why}`, {
+      cause: error,
+    });
   }
   return results ?? [];
 }
@@ -331,11 +394,18 @@ export async function pendingMigrations(db: Db): Promise<string[]> {
  */
 export async function openDatabase(
   config: LisConfig,
-  options: { onPoolError?: (error: Error) => void; migrate?: boolean; bounds?: QueryBounds } = {},
+  options: { onPoolError?: (error: Error) => void; migrate?: boolean; bounds?: QueryBounds; readOnly?: boolean } = {},
 ): Promise<Db> {
   const url = await databaseUrl(config);
   const db = createDb(url, config.database.poolSize, options.onPoolError, options.bounds);
   try {
+    // A server of the operator's may be too old, a read replica, or behind a transaction pooler (server-fit.ts).
+    if (config.database.url !== null)
+      await assertServerFit(db, url, describeServer(url), {
+        writes: !options.readOnly,
+        connectMs: options.bounds?.connectMs,
+        queryMs: options.bounds?.queryMs,
+      });
     if (options.migrate ?? config.database.url === null) {
       // A migration may rewrite a big table: never under the query bound; on a connection of its own, whose
       // connect is bounded all the same (a service starting against a hung server must fail, not wait for ever).
@@ -381,9 +451,16 @@ export async function openDatabaseWaiting(
         code === 'ERR_CONFIG' ||
         code === 'ERR_SCHEMA_BEHIND' ||
         code === 'ERR_SCHEMA_MIXED' ||
+        code === 'ERR_DATABASE_VERSION' ||
+        code === 'ERR_DATABASE_POOLER' ||
+        code === 'ERR_DATABASE_READ_ONLY' ||
         code === EMBEDDED_ACCESS ||
         (error instanceof LisError && error.code === 'ERR_MIGRATION' && /migration \S+ failed/.test(error.message)) ||
-        (config.database.url !== null && /^(28|3D)/.test(permanentSqlState(error) ?? ''))
+        (config.database.url !== null && /^(28|3D)/.test(permanentSqlState(error) ?? '')) ||
+        // Nor will a parameter of the URL a pooler refuses.
+        (config.database.url !== null && refusedStartupParameter((error as { cause?: unknown }).cause ?? error) !== null) ||
+        // Nor will an SSL the URL and the server disagree on (a certificate not trusted, SSL off at the server).
+        (config.database.url !== null && sslTrouble((error as { cause?: unknown }).cause ?? error) !== null)
       );
     },
     onRetry: (error, delay) => options.onRetry(`database not reachable (${errorMessage(error)}); trying again in ${Math.round(delay / 1000)}s`),
@@ -394,14 +471,21 @@ export async function openDatabaseWaiting(
 export async function recreateDatabase(serverUrl: string, name: string): Promise<string> {
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name)) throw new LisError('ERR_USAGE', `not a plain database name: ${JSON.stringify(name)}`);
   await dropDatabase(serverUrl, name);
-  await onServer(serverUrl, (client) => client.query(`CREATE DATABASE ${name}`));
+  await onServer(serverUrl, (client) =>
+    client.query(`CREATE DATABASE ${name}`).catch((error: Error & { code?: string }) => {
+      if (error.code !== '42501') throw error;
+      throw new LisError('ERR_DB_CREATE', `cannot create database ${name} at ${describeServer(serverUrl)}: ${error.message} (the role needs CREATEDB)`, {
+        cause: error,
+      });
+    }),
+  );
   const url = new URL(serverUrl);
   url.pathname = `/${name}`;
   return url.toString();
 }
 
 /**
- * Drops database `name`, ending its sessions (FORCE). A session of a superuser's on it cannot be ended by
+ * Drops database `name`, ending its sessions (FORCE). A database of another role's is refused, saying so. A session of a superuser's on it cannot be ended by
  * our role (42501): after a bench's big drain that is autovacuum working on the database, which a plain
  * DROP DATABASE stops itself (waiting up to 5 s for it), so that is tried next; it fails with a clear
  * message when someone's session is still there.
@@ -414,6 +498,13 @@ export async function dropDatabase(serverUrl: string, name: string): Promise<voi
     } catch (error) {
       if ((error as { code?: string }).code !== '42501') throw error;
       await client.query(`DROP DATABASE IF EXISTS ${database}`).catch((again: Error) => {
+        // Not its owner (a database another role made, on a server of the operator's): no session is to blame.
+        if (/must be owner/.test(again.message))
+          throw new LisError(
+            'ERR_DB_NOT_OWNER',
+            `cannot drop database ${name} at ${describeServer(serverUrl)}: ${again.message}; drop it as its owner, or use another database name`,
+            { cause: again },
+          );
         throw new LisError('ERR_DB_IN_USE', `cannot drop database ${name}: a superuser's session is on it (${again.message})`, { cause: again });
       });
     }
@@ -423,7 +514,7 @@ export async function dropDatabase(serverUrl: string, name: string): Promise<voi
 async function onServer(serverUrl: string, fn: (client: pg.Client) => Promise<unknown>): Promise<void> {
   const admin = new URL(serverUrl);
   admin.pathname = '/postgres';
-  const client = new pg.Client({ connectionString: admin.toString() });
+  const client = new pg.Client({ connectionString: clientUrl(admin.toString()) });
   await client.connect();
   try {
     await fn(client);

@@ -53,6 +53,46 @@ const CONNECT_CODES = new Set([
 ]);
 
 /**
+ * Node's codes for a server certificate that TLS would not accept (sslmode verify-full, verify-ca, or require
+ * with sslrootcert): self-signed, signed by a CA not trusted, expired, or for another host name.
+ */
+const CERTIFICATE_CODES = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_UNTRUSTED',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+/** pg's words when the URL asks for SSL and the server has it off. */
+const NO_SSL_AT_SERVER = /^The server does not support SSL connections/;
+
+/**
+ * What is wrong with the SSL of a connect that failed, as a hint an operator can act on, or null when SSL is
+ * not the cause. Such a failure is the URL's (or the server's certificate's), not an outage: waiting mends nothing.
+ */
+export function sslTrouble(error: unknown): string | null {
+  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID')
+    return "the server's certificate is for another host name: put a name it is for in the URL, or sslmode=verify-ca to check only the CA that signed it";
+  if (typeof code === 'string' && CERTIFICATE_CODES.has(code))
+    return (
+      "the server's certificate was not accepted: give the CA that signed it with sslrootcert=/path/to/ca.crt in the URL " +
+      '(sslmode=verify-full also checks the host name against it), or sslmode=require to encrypt without checking it'
+    );
+  if (typeof message !== 'string') return null;
+  if (NO_SSL_AT_SERVER.test(message)) return 'the URL asks for SSL (sslmode) and the server has SSL off: turn ssl on at the server, or leave sslmode out';
+  // pg_hba.conf has only hostssl lines for us: "no pg_hba.conf entry for host ..., no encryption".
+  if (code === '28000' && /no encryption/.test(message))
+    return 'the server accepts only SSL connections from here: add sslmode=verify-full&sslrootcert=/path/to/ca.crt (or sslmode=require) to the URL';
+  return null;
+}
+
+/**
  * pg's words for a connection lost under a query: the socket closed, or a pooled client whose connection
  * broke before it was handed out ("Client has encountered a connection error and is not queryable").
  */
@@ -61,7 +101,10 @@ const LOST_CONNECTION = /Connection terminated|connect ETIMEDOUT|is not queryabl
 /** True when `error` is one of pg's connect failures or a connection lost under a query (the sets above). */
 export function isConnectError(error: unknown): boolean {
   const e = error as { code?: unknown; message?: unknown } | null;
-  return (typeof e?.code === 'string' && CONNECT_CODES.has(e.code)) || (typeof e?.message === 'string' && LOST_CONNECTION.test(e.message));
+  return (
+    (typeof e?.code === 'string' && (CONNECT_CODES.has(e.code) || CERTIFICATE_CODES.has(e.code))) ||
+    (typeof e?.message === 'string' && (LOST_CONNECTION.test(e.message) || NO_SSL_AT_SERVER.test(e.message)))
+  );
 }
 
 /**

@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { settledWithin } from '../util/settled-within.ts';
 import { LisError } from '../errors.ts';
+import { clientUrl } from './client-config.ts';
 import { connectionFailure, describeServer } from './connect.ts';
 import { isNotAnswering } from './database-error.ts';
 
@@ -24,7 +25,7 @@ export function serverAnswered(error: unknown): boolean {
  */
 export async function probeServer(url: string, bounds: { connectMs: number; queryMs: number }): Promise<ProbeOutcome> {
   const client = new pg.Client({
-    connectionString: url,
+    connectionString: clientUrl(url),
     application_name: 'imagesys:probe',
     connectionTimeoutMillis: bounds.connectMs,
     query_timeout: bounds.queryMs,

@@ -4,7 +4,9 @@ import { parseCountry } from '../config/country.ts';
 import { loadConfig, parseConfig } from '../config/load-config.ts';
 import { connectionFailure, createDb, describeServer, serviceQueryBounds, type Db, type QueryBounds } from '../db/connect.ts';
 import { embeddedUrl } from '../db/embedded-server.ts';
+import { sslTrouble } from '../db/database-error.ts';
 import { assertSchemaCurrent } from '../db/schema-version.ts';
+import { assertServerFit } from '../db/server-fit.ts';
 import { LisError, UsageError, errorMessage } from '../errors.ts';
 import { isImageHash, lis_hash_for_url } from '../hash/image-hash.ts';
 import { checkUrl } from '../intake/parse-url-line.ts';
@@ -201,7 +203,9 @@ export class ImageSys {
    * Connects to the configured server (the embedded one's address when no URL
    * is configured). A client, not an installer: it never starts a server and
    * never migrates. Throws ERR_SCHEMA_BEHIND when the database lacks
-   * migrations this code knows (`lis db migrate`), ERR_DATABASE when the
+   * migrations this code knows (`lis db migrate`); ERR_DATABASE_POOLER, ERR_DATABASE_VERSION for a configured
+   * server behind a transaction pooler or too old (server-fit.ts; a read-only one is opened: a listing page may
+   * read from a replica); ERR_DATABASE when the
    * server cannot be reached, ERR_DATABASE_TIMEOUT when it does not answer
    * within the bounds (OpenOptions.bounds), as every call does.
    */
@@ -221,13 +225,17 @@ export class ImageSys {
     const url = config.database.url ?? embeddedUrl(config.database.embedded);
     const db = createDb(url, config.database.poolSize, () => {}, bounds);
     try {
+      // Not refused when read-only: a listing page may read from a replica (its writes then fail, saying why).
+      if (config.database.url !== null)
+        await assertServerFit(db, url, maskUrlPasswords(url), { writes: false, connectMs: bounds?.connectMs, queryMs: bounds?.queryMs });
       await assertSchemaCurrent(db, maskUrlPasswords(url));
     } catch (error) {
       await db.destroy();
       const timedOut = notAnswering('open', url, error);
       if (timedOut) throw timedOut;
       if (error instanceof LisError) throw error;
-      const hint = config.database.url ? '' : ' (the embedded server: is it started? `lis db start`)';
+      const ssl = sslTrouble(error);
+      const hint = ssl ? ` (${ssl})` : config.database.url ? '' : ' (the embedded server: is it started? `lis db start`)';
       throw new LisError('ERR_DATABASE', `ImageSys cannot reach the database at ${maskUrlPasswords(url)}${hint}: ${errorMessage(error)}`, { cause: error });
     }
     return new ImageSys(db, config, url);

@@ -19,7 +19,7 @@ export async function metricsMain(argv = process.argv): Promise<void> {
   await runCommand(async () => {
     const config = loadConfig({ file: flags.config });
     const country = flags.country === undefined ? undefined : parseCountry(flags.country, config);
-    const db = await openDatabase(config);
+    const db = await openDatabase(config, { readOnly: true });
     try {
       const report = await collectReport(db, config, country);
       console.log(flags.json ? JSON.stringify(report, null, 2) : formatReport(report));

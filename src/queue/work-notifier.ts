@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { clientUrl } from '../db/client-config.ts';
 import { connectionFailure, type QueryBounds } from '../db/connect.ts';
 import { isNotAnswering } from '../db/database-error.ts';
 import { errorMessage } from '../errors.ts';
@@ -71,7 +72,7 @@ export class WorkNotifier {
     if (this.closed) return;
     const { bounds } = this.options;
     const client = new pg.Client({
-      connectionString: this.url,
+      connectionString: clientUrl(this.url),
       application_name: 'imagesys:listen',
       connectionTimeoutMillis: bounds.connectMs,
       query_timeout: bounds.queryMs,

@@ -1,0 +1,38 @@
+import fs from 'node:fs';
+import { LisError, errorMessage } from '../errors.ts';
+import { maskUrlPasswords } from '../util/mask-url-password.ts';
+
+/**
+ * The database URL as pg must be given it for its `sslmode` to mean what it means to libpq (psql, pg_dump, every
+ * PostgreSQL tool): `require` encrypts without checking the certificate (with `sslrootcert`, it checks the CA, not
+ * the host name), `verify-ca` checks the CA, `verify-full` the CA and the host name. pg 8 reads `prefer`, `require`
+ * and `verify-ca` as `verify-full` unless told `uselibpqcompat=true`: the URL an operator copies from psql
+ * (`?sslmode=require`) failed against a server with a self-signed or a private CA's certificate, `self-signed
+ * certificate`, in every command and daemon. A URL that says `uselibpqcompat` itself, or uses pg's own
+ * `sslmode=no-verify`, is left as it is; so is one without `sslmode` (no SSL, as before).
+ *
+ * Throws ERR_CONFIG when a certificate file the URL names (sslrootcert, sslcert, sslkey) cannot be read: said once,
+ * at start, naming the file. Pure but for that check.
+ */
+export function clientUrl(url: string): string {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return url; // pg says what is wrong with it
+  }
+  for (const key of ['sslrootcert', 'sslcert', 'sslkey']) {
+    const file = u.searchParams.get(key);
+    if (file === null) continue;
+    try {
+      fs.accessSync(file, fs.constants.R_OK);
+    } catch (error) {
+      throw new LisError('ERR_CONFIG', `the database URL ${maskUrlPasswords(url)} names ${key}=${file}, which cannot be read: ${errorMessage(error)}`, {
+        cause: error,
+      });
+    }
+  }
+  const mode = u.searchParams.get('sslmode');
+  if (mode === null || mode === 'no-verify' || u.searchParams.has('uselibpqcompat')) return url;
+  return `${url}${url.includes('?') ? '&' : '?'}uselibpqcompat=true`;
+}
