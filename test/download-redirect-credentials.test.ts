@@ -13,10 +13,10 @@ import { fetchOriginal } from '../src/download/fetch-original.ts';
 import { redirectKeepsCredentials } from '../src/download/redirect-credentials.ts';
 import { TEST_DOWNLOAD } from './helpers/download-test-config.ts';
 
-/** A certificate for 127.0.0.1 (made once with openssl, valid to 2126), trusted by this test's requests only. */
+/** The tests' certificate for localhost and 127.0.0.1 (made once with openssl, valid to 2126), trusted by this test's requests only. */
 const TLS = path.join(import.meta.dirname, 'fixtures', 'tls');
-const cert = fs.readFileSync(path.join(TLS, 'loopback.crt'));
-const key = fs.readFileSync(path.join(TLS, 'loopback.key'));
+const cert = fs.readFileSync(path.join(TLS, 'server.crt'));
+const key = fs.readFileSync(path.join(TLS, 'server.key'));
 
 /**
  * HTTPS and plain HTTP on one port, as a source's host answers both on their default ports: a URL says no port
