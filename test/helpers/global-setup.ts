@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { embeddedStatus, stopEmbedded } from '../../src/db/embedded-server.ts';
+import { bundleFixtures, removeFixtureBundles } from './fixture-bundles.ts';
 import { ROOT } from './processes.ts';
 import { baseTestConfig, dropTemplate, prepareTemplate, settleTestDatabases } from './test-database.ts';
 
@@ -20,6 +21,7 @@ let startedEmbedded = false;
 export async function mochaGlobalSetup(): Promise<void> {
   // Tests that spawn bin/* run the compiled dist/: rebuild it when a source file changed since the last build.
   execFileSync(process.execPath, [path.join(ROOT, 'scripts/build.mjs'), '--if-stale'], { stdio: 'inherit' });
+  await bundleFixtures(ROOT);
   const { database } = baseTestConfig();
   startedEmbedded = !database.url && !embeddedStatus(database.embedded).running;
   await prepareTemplate();
@@ -38,6 +40,7 @@ export const mochaHooks = {
 
 /** Drops the template; a server this run started is stopped, one found running (`lis db start`) is left as found. */
 export async function mochaGlobalTeardown(): Promise<void> {
+  removeFixtureBundles();
   try {
     await dropTemplate();
   } finally {
