@@ -28,13 +28,13 @@ export async function mochaGlobalSetup(): Promise<void> {
 }
 
 /**
- * Root hooks. afterAll: the test databases still being dropped in the background, and the spare copy, are
- * settled: once at the end of a serial run; with --parallel, in each worker after each of its files (the
- * global teardown below runs in the main process, which never sees the workers' databases).
+ * Root hooks. afterAll: the test databases still being dropped in the background are settled, and the spare copy
+ * made: once at the end of a serial run; with --parallel, in each worker after each of its files. The spare is
+ * kept for the worker's next file; the global teardown below (in the main process) drops the last ones by name.
  */
 export const mochaHooks = {
   async afterAll(): Promise<void> {
-    await settleTestDatabases();
+    await settleTestDatabases({ keepSpare: true });
   },
 };
 
