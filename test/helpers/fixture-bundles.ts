@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
 /**
@@ -11,14 +12,29 @@ import { build } from 'esbuild';
  */
 export const BUNDLED_FIXTURES = ['test/fixtures/test-daemon.ts'];
 
+/**
+ * Modules that a test's child processes import from an inline script (`node -e`): the pid-lock racers (nine a run
+ * of pid-lock-file.test.ts, all starting at once: about 4 s of its 6) and the port reservers. Bundled likewise.
+ */
+export const BUNDLED_MODULES = ['src/util/pid-lock-file.ts', 'test/helpers/free-port.ts'];
+
 /** Where spawnTs finds the bundles: set by the global setup, passed on to the --parallel workers in the environment. */
 export const FIXTURE_BUNDLES_ENV = 'LIS_TEST_FIXTURE_BUNDLES';
 
 /** The bundle of `file` (a BUNDLED_FIXTURES path) when this run made one; null otherwise (then tsx runs it). */
 export function fixtureBundle(file: string): string | null {
   const dir = process.env[FIXTURE_BUNDLES_ENV];
-  if (!dir || !BUNDLED_FIXTURES.includes(file)) return null;
+  if (!dir || ![...BUNDLED_FIXTURES, ...BUNDLED_MODULES].includes(file)) return null;
   return path.join(dir, `${path.basename(file, '.ts')}.mjs`);
+}
+
+/**
+ * How a child process (`node <loader> -e <script>`) imports `file` (a BUNDLED_MODULES path): its bundle with plain
+ * Node when this run made one, else the TypeScript through tsx.
+ */
+export function childImport(file: string): { loader: string[]; path: string } {
+  const bundle = fixtureBundle(file);
+  return bundle ? { loader: [], path: bundle } : { loader: ['--import', 'tsx'], path: path.resolve(fileURLToPath(import.meta.url), '../../..', file) };
 }
 
 /**
@@ -31,7 +47,7 @@ export async function bundleFixtures(root: string): Promise<void> {
   const dir = path.join(root, 'var', 'test-fixtures', `run-${process.pid}`);
   await build({
     absWorkingDir: root,
-    entryPoints: Object.fromEntries(BUNDLED_FIXTURES.map((file) => [path.basename(file, '.ts'), path.join(root, file)])),
+    entryPoints: Object.fromEntries([...BUNDLED_FIXTURES, ...BUNDLED_MODULES].map((file) => [path.basename(file, '.ts'), path.join(root, file)])),
     outdir: dir,
     outExtension: { '.js': '.mjs' },
     bundle: true,
