@@ -6,11 +6,11 @@ import { build } from 'esbuild';
 /**
  * Fixture daemons the tests spawn many times, run as a bundle rather than through tsx: tsx took 1.3-2 s to start
  * test-daemon.ts (transpiling and loading src/ module by module), its bundle 0.2 s, and the suite spawns it about
- * 30 times. Bundled once a run by mocha's global setup, from the current sources, with the options
- * scripts/build.mjs bundles the executables with. throwing-daemon.ts stays on tsx: its test reads the TypeScript
- * file and line of its stack trace.
+ * 30 times; log-writer.ts (two at once in log-files.test.ts) likewise. Bundled once a run by mocha's global setup,
+ * from the current sources, with the options scripts/build.mjs bundles the executables with. throwing-daemon.ts
+ * stays on tsx: its test reads the TypeScript file and line of its stack trace.
  */
-export const BUNDLED_FIXTURES = ['test/fixtures/test-daemon.ts'];
+export const BUNDLED_FIXTURES = ['test/fixtures/test-daemon.ts', 'test/helpers/log-writer.ts'];
 
 /**
  * Modules that a test's child processes import from an inline script (`node -e`): the pid-lock racers (nine a run
