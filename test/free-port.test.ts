@@ -3,9 +3,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import net from 'node:net';
-import path from 'node:path';
 import readline from 'node:readline';
 import { freeConsecutivePorts, freePort, releasePort, reservablePool, reservationFile, reservePorts, type PortPool } from './helpers/free-port.ts';
+import { childImport } from './helpers/fixture-bundles.ts';
 import { ROOT } from './helpers/processes.ts';
 import { within as withinDeadline } from './helpers/within-deadline.ts';
 
@@ -19,14 +19,15 @@ const within = <T>(promise: Promise<T>, what: string): Promise<T> => withinDeadl
  * them as a JSON line, and exits normally when its stdin ends; it says "ready" first.
  */
 function reservingChild(count: number): { child: ChildProcess; line: () => Promise<string> } {
-  const script = `import { reservePorts } from ${JSON.stringify(path.join(ROOT, 'test/helpers/free-port.ts'))};
+  const portsModule = childImport('test/helpers/free-port.ts');
+  const script = `import { reservePorts } from ${JSON.stringify(portsModule.path)};
     process.stdout.write('ready\\n');
     process.stdin.once('data', async () => {
       const ports = await Promise.all(Array.from({ length: ${count} }, () => reservePorts(1)));
       process.stdout.write(JSON.stringify(ports) + '\\n');
     });
     process.stdin.resume();`;
-  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...portsModule.loader, '--input-type=module', '-e', script], { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
   const lines: string[] = [];
   const waiting: Array<(line: string) => void> = [];
   readline.createInterface({ input: child.stdout }).on('line', (line) => {

@@ -51,11 +51,14 @@ describe("lis_imaged's database bounds", function () {
     closers.push(() => origin.close());
     const relay = await startDatabaseProxy(t.url);
     closers.push(async () => relay.cut());
-    // A generation may leave its lock's transaction idle for 2 + 2 + 3 + 10 s (generationIdleBoundMs).
+    // A generation may leave its lock's transaction idle for 1 + 1 + 2 + 10 s (generationIdleBoundMs: the download's
+    // total bound, the thumbnail's, the request's, and 10 s for the rest), which the test waits out below: each as
+    // short as a 300x200 photo from a local origin allows; the request's still over the query bound (1.5 s).
     const config = t.writeConfig({
       database: { ...t.config.database, connectTimeoutSeconds: 1, queryTimeoutSeconds: 1.5 },
-      imaged: { ...t.config.imaged, timeoutSeconds: 3 },
-      thumbnail: { ...t.config.thumbnail, timeoutSeconds: 2 },
+      download: { ...TEST_DOWNLOAD, timeouts: { connectSeconds: 1, firstByteSeconds: 1, totalSeconds: 1 } },
+      imaged: { ...t.config.imaged, timeoutSeconds: 2 },
+      thumbnail: { ...t.config.thumbnail, timeoutSeconds: 1 },
     });
     const imaged = await startImaged(config, { LIS_DATABASE_URL: relay.url });
     closers.push(imaged.stop);
@@ -76,7 +79,7 @@ describe("lis_imaged's database bounds", function () {
     assert.equal((await lockedBy()).attempts, 0, 'nobody charged');
     // Connections that were open during the stall stay silent: each is dropped at its bound, then the pool's new ones
     // answer. The generation's session stays on the server, idle in its transaction with the image's lock, until
-    // the server ends it (idle_in_transaction_session_timeout, 17 s): then the image can be made again.
+    // the server ends it (idle_in_transaction_session_timeout, 14 s): then the image can be made again.
     let last = '';
     await waitFor(
       async () => {

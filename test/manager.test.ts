@@ -34,6 +34,12 @@ const DAEMON = 'test/fixtures/test-daemon.ts';
  */
 const DEAD_SILENCE_SECONDS = 2;
 
+/**
+ * The stale limit the slow worker's rows are held past (releaseStuckJobs called directly, as above): its heartbeat
+ * (0.5 s here) is what keeps it alive, so a short limit proves as much; the test waits past it, and 5 s cost 2 s more.
+ */
+const SLOW_STALE_SECONDS = 3;
+
 /** Test-only audit: one line per row each time it leaves the download stage. */
 async function auditStageMoves(t: TestDatabase): Promise<void> {
   await sql`
@@ -112,16 +118,18 @@ describe('lis_managerd', () => {
     const slow = spawnTs(DAEMON, ['--country', 'uk', '--config', t.writeConfig(), '--service'], { TEST_ROW_MS: '60000' });
     try {
       await waitFor(async () => ((await countBy(t.db))['download/waiting/locked'] ?? 0) === 20, 20_000, 'the chunk claimed');
-      // Held for longer than the stale limit (5 s), beating all along.
+      // Held for longer than the stale limit, beating all along (every 0.5 s: six beats to a limit).
       await waitFor(
         async () => {
-          const { rows } = await sql<{ held: boolean }>`SELECT bool_and(locked_at < now() - interval '6 seconds') AS held FROM live_images`.execute(t.db);
+          const { rows } = await sql<{
+            held: boolean;
+          }>`SELECT bool_and(locked_at < now() - make_interval(secs => ${SLOW_STALE_SECONDS + 1})) AS held FROM live_images`.execute(t.db);
           return rows[0].held === true;
         },
         20_000,
-        'the chunk held for over 6 s',
+        `the chunk held for over ${SLOW_STALE_SECONDS + 1} s`,
       );
-      assert.deepEqual(await releaseStuckJobs(t.db, 5), [], 'its heartbeat keeps it alive');
+      assert.deepEqual(await releaseStuckJobs(t.db, SLOW_STALE_SECONDS), [], 'its heartbeat keeps it alive');
       assert.equal((await countBy(t.db))['download/waiting/locked'], 20);
     } finally {
       slow.child.kill('SIGKILL');

@@ -116,10 +116,29 @@ describe('every executable the package lists', () => {
 });
 
 describe('the packed package (npm pack)', () => {
+  /**
+   * One `npm pack` for the describe (its tarball and, from --json, the files it put in it): both tests read the
+   * package as packed, neither changes it, and a pack costs 2-3 s (it was run twice, once as a --dry-run).
+   */
+  let packed: Promise<{ dir: string; tarball: string; files: string[] }> | undefined;
+  const pack = () =>
+    (packed ??= (async () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-packed-'));
+      const { stdout } = await promisify(execFile)('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', dir], {
+        cwd: ROOT,
+        maxBuffer: 64 << 20,
+      });
+      const [report] = JSON.parse(stdout) as { filename: string; files: { path: string }[] }[];
+      return { dir, tarball: path.join(dir, report.filename), files: report.files.map((f) => f.path) };
+    })());
+  after(async () => {
+    const made = await packed?.catch(() => null);
+    if (made) fs.rmSync(made.dir, { recursive: true, force: true });
+  });
+
   /** The files `npm pack` puts in the tarball, relative to the package's root. */
   async function packedFiles(): Promise<string[]> {
-    const { stdout } = await promisify(execFile)('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: ROOT, maxBuffer: 64 << 20 });
-    return (JSON.parse(stdout) as { files: { path: string }[] }[])[0].files.map((f) => f.path);
+    return (await pack()).files;
   }
 
   it('ships source maps that carry the TypeScript they point to (no src/ in the package): each source is inside its map, as in the checkout', async function () {
@@ -145,10 +164,9 @@ describe('the packed package (npm pack)', () => {
 
   it('an uncaught error from an installed copy shows its TypeScript file, line and code under --enable-source-maps', async function () {
     this.timeout(60_000);
+    const { tarball } = await pack();
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-packed-'));
     try {
-      await promisify(execFile)('npm', ['pack', '--ignore-scripts', '--silent', '--pack-destination', dir], { cwd: ROOT });
-      const tarball = fs.readdirSync(dir).find((f) => f.endsWith('.tgz'))!;
       await promisify(execFile)('tar', ['xzf', tarball], { cwd: dir });
       const installed = path.join(dir, 'package');
       fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(installed, 'node_modules'));

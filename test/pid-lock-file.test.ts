@@ -7,6 +7,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { tempWriterPid } from '../src/util/exclusive-file.ts';
 import { acquirePidLock, readPidFile } from '../src/util/pid-lock-file.ts';
+import { childImport } from './helpers/fixture-bundles.ts';
 import { ROOT } from './helpers/processes.ts';
 import { within as withinDeadline } from './helpers/within-deadline.ts';
 
@@ -31,8 +32,9 @@ class Racer {
   private readonly waiting: Array<(line: string) => void> = [];
 
   constructor() {
+    const lockModule = childImport('src/util/pid-lock-file.ts');
     const script = `import readline from 'node:readline';
-      import { acquirePidLock, LockHeldError } from ${JSON.stringify(path.join(ROOT, 'src/util/pid-lock-file.ts'))};
+      import { acquirePidLock, LockHeldError } from ${JSON.stringify(lockModule.path)};
       let release = null;
       const say = (reply) => process.stdout.write(JSON.stringify(reply) + '\\n');
       readline.createInterface({ input: process.stdin }).on('line', (line) => {
@@ -51,7 +53,7 @@ class Racer {
         }
       });
       say({ ready: process.pid });`;
-    this.child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
+    this.child = spawn(process.execPath, [...lockModule.loader, '--input-type=module', '-e', script], { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
     this.pid = this.child.pid!;
     readline.createInterface({ input: this.child.stdout! }).on('line', (line) => {
       const next = this.waiting.shift();

@@ -1,64 +1,29 @@
 // makeThumbnails on real images: orientation, PngSuite, colour, safety, process details.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { crc32 } from 'node:zlib';
 import sharp from 'sharp';
-import { thumbnailConfigSchema, type ThumbnailConfig } from '../src/config/thumbnail-config.ts';
-import { ImageError } from '../src/thumbnail/image-error.ts';
 import { BASELINE_MAX_PIXELS } from '../src/thumbnail/jpeg-options.ts';
 import { makePresets } from '../src/thumbnail/make-presets.ts';
 import { analysisCopy, cutPreset, decodeOriginal, makeThumbnails, type ThumbnailSettings } from '../src/thumbnail/make-thumbnails.ts';
 import { THUMBHASH_MAX_SIDE } from '../src/thumbnail/placeholder.ts';
 import { presetGeometry } from '../src/thumbnail/preset-geometry.ts';
 import { parseSharpen } from '../src/config/parse-sharpen.ts';
-import { resolveDetails } from '../src/thumbnail/process-details.ts';
 import { separableSharpen, sharpenSeparably } from '../src/thumbnail/separable-sharpen.ts';
 import { sharpen3x3, threeByThree } from '../src/thumbnail/sharpen-3x3.ts';
 import { sharpenOnRoad, sharpenRoad } from '../src/thumbnail/sharpen-road.ts';
 import { sharpenKernel } from '../src/thumbnail/sharpen-kernel.ts';
 import { gammaRgbProfile, pngWithProfile, srgbOfLinear } from './helpers/icc-profile.ts';
 import { makeTestImages, startImageServer } from './helpers/image-server.ts';
-import {
-  BAR_COLOURS,
-  cmykColourBars,
-  EXIF_DIR,
-  HEVC_HEIC,
-  meanAbsDiff,
-  pixelBombPng,
-  pngSuitePictures,
-  PNGSUITE_DIR,
-  rgbPixels,
-} from './helpers/thumbnail-fixtures.ts';
+import { rejection, settings, THUMBNAIL_DEFAULTS } from './helpers/thumbnail-settings.ts';
+import { BAR_COLOURS, cmykColourBars, EXIF_DIR, HEVC_HEIC, meanAbsDiff, pngSuitePictures, PNGSUITE_DIR, rgbPixels } from './helpers/thumbnail-fixtures.ts';
 
-const config: ThumbnailConfig = thumbnailConfigSchema.parse({});
-
-function settings(details: { sharpen?: string; gamma?: number; quality?: number } = {}, more: Partial<ThumbnailSettings> = {}): ThumbnailSettings {
-  return {
-    presets: config.presets,
-    details: resolveDetails({ sharpen: details.sharpen ?? 'none', gamma: details.gamma ?? 1, quality: details.quality ?? 82 }, config.defaults),
-    twins: config.twins,
-    maxPixels: config.maxPixels,
-    timeoutSeconds: config.timeoutSeconds,
-    failOn: config.failOn,
-    ...more,
-  };
-}
+const config = THUMBNAIL_DEFAULTS;
 
 const jpegOf = (made: Awaited<ReturnType<typeof makeThumbnails>>, preset: string) => made.presets[preset].files[0].data;
-
-async function rejection(promise: Promise<unknown>): Promise<ImageError> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.ok(error instanceof ImageError, `expected an ImageError, got ${String(error)}`);
-    return error;
-  }
-  assert.fail('expected the image to be refused');
-}
 
 describe('thumbnails of real images (sharp)', () => {
   it('turns every EXIF orientation upright (pixels compared with the unrotated photo)', async () => {
@@ -261,35 +226,6 @@ describe('thumbnails of real images (sharp)', () => {
         assert.ok(centre[0] > 150 && centre[2] < 100, `${name}: the crop shows the red middle, got ${centre.join(',')}`);
       }
     }
-  });
-
-  it('refuses a pixel bomb (a tiny PNG declaring 60000x60000) quickly, from the header', async () => {
-    const bomb = pixelBombPng(60000, 60000);
-    assert.ok(bomb.length < 200);
-    const started = Date.now();
-    const error = await rejection(makeThumbnails(bomb, settings()));
-    assert.equal(error.code, 'too_many_pixels');
-    assert.match(error.message, /3600\.0 megapixels, over the limit of 50\.0/);
-    assert.ok(Date.now() - started < 5000);
-    const limited = await rejection(makeThumbnails(fs.readFileSync(path.join(EXIF_DIR, 'Landscape_1.jpg')), settings({}, { maxPixels: 1_000_000 })));
-    assert.equal(limited.code, 'too_many_pixels');
-  });
-
-  it('gives up on an image that takes longer than timeoutSeconds to decode, as a retryable processing_timeout', async function () {
-    this.timeout(60_000);
-    // Random noise as lossless AVIF is slow to decode (about 3 s for 6 megapixels on a loaded 2-core machine,
-    // as long as encoding it), well over a 1 s limit yet far under maxPixels. Gaussian noise from libvips at
-    // 17.5 megapixels, lossy, decoded as slowly but took 8 s to make.
-    const [width, height] = [3000, 2000];
-    const slow = await sharp(crypto.randomBytes(width * height * 3), { raw: { width, height, channels: 3 } })
-      .avif({ effort: 0, lossless: true })
-      .toBuffer();
-    const started = Date.now();
-    const error = await rejection(makeThumbnails(slow, settings({}, { timeoutSeconds: 1 })));
-    assert.equal(error.code, 'processing_timeout');
-    assert.equal(error.retryable, true);
-    assert.match(error.message, /^not decoded within 1 s \(thumbnail\.timeoutSeconds\); libvips: timeout: \d+% complete$/);
-    assert.ok(Date.now() - started < 30_000);
   });
 
   it('refuses what is not an image, and formats we do not take, as unsupported_format', async () => {

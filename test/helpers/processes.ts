@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { fixtureBundle } from './fixture-bundles.ts';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -19,9 +20,11 @@ export function spawnTs(file: string, args: string[], env: NodeJS.ProcessEnv = {
   // which would override the config's url) is not passed on then.
   const inherited = { ...process.env };
   if (args.includes('--config') || env.LIS_CONFIG !== undefined) delete inherited.LIS_DATABASE_URL;
-  // bin/* run the compiled code in dist/ as in production; other entry points are TypeScript, through tsx.
-  const loader = file.startsWith('bin/') ? [] : ['--import', 'tsx'];
-  const child = spawn(process.execPath, [...loader, path.resolve(ROOT, file), ...args], {
+  // bin/* run the compiled code in dist/ as in production; a bundled fixture its bundle (fixture-bundles.ts); other
+  // entry points are TypeScript, through tsx.
+  const bundle = fixtureBundle(file);
+  const loader = file.startsWith('bin/') || bundle ? [] : ['--import', 'tsx'];
+  const child = spawn(process.execPath, [...loader, bundle ?? path.resolve(ROOT, file), ...args], {
     cwd: ROOT,
     env: { ...inherited, ...env },
     stdio: ['pipe', 'pipe', 'pipe'],
