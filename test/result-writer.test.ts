@@ -59,8 +59,9 @@ describe('the results writer', function () {
     const { log, lines, stop, chunk } = finishedChunk(rows);
     const written: FlushOutcome[] = [];
 
-    // Kysely ends a transaction with `commit`: it reaches the server, its answer never comes back.
-    const commitSent = relay.stallAfter('commit');
+    // Kysely ends a transaction with `commit`: it reaches the server, its answer never comes back. The statement's
+    // text ends there (NUL-terminated in the protocol): the session settings sent at connect say `read committed`.
+    const commitSent = relay.stallAfter('commit\0');
     const writing = writeResults(chunk, { ...writerOptions(db, log, stop.signal), onWritten: (outcome) => written.push(outcome) });
     await commitSent;
     relay.mend();

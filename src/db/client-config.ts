@@ -32,7 +32,11 @@ export function clientUrl(url: string): string {
       });
     }
   }
+  // White space written as it is (a certificate's path with a space, as libpq takes it): pg reads a URL that is not
+  // one by another road, which decodes the password only in part, and the server said "wrong password". As a URL
+  // encodes it, pg reads it as meant.
+  const given = /\s/.test(url) ? u.href : url;
   const mode = u.searchParams.get('sslmode');
-  if (mode === null || mode === 'no-verify' || u.searchParams.has('uselibpqcompat')) return url;
-  return `${url}${url.includes('?') ? '&' : '?'}uselibpqcompat=true`;
+  if (mode === null || mode === 'no-verify' || u.searchParams.has('uselibpqcompat')) return given;
+  return `${given}${given.includes('?') ? '&' : '?'}uselibpqcompat=true`;
 }
