@@ -154,6 +154,9 @@ export async function createTestDatabase(options: { migrated?: boolean; override
     database: { url, poolSize: 4, ...overrides.database },
     stores: { originals: path.join(dir, 'originals'), thumbnails: path.join(dir, 'thumbnails'), ...overrides.stores },
     log: { dir: path.join(dir, 'log'), ...overrides.log },
+    // Pid, lock and metrics-URL files in the test's folder, not the checkout's ./var/run: a daemon a test kills
+    // leaves its lock there, which the next run (or a person's by hand) would meet.
+    services: { runDir: path.join(dir, 'run'), ...overrides.services },
   });
   const config = parseConfig(input(options.overrides), {}, dir, 'test config');
   const db = createDb(url, 8);
