@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { LisError } from '../errors.ts';
 import { CONFIG_MEANINGS } from './config-meanings.ts';
 import { configSchema } from './config-schema.ts';

@@ -1,5 +1,5 @@
 import os from 'node:os';
-import { z } from 'zod';
+import * as z from 'zod';
 import { alertsConfigSchema } from './alerts-config.ts';
 import { downloadConfigSchema } from './download-config.ts';
 import { pushConfigSchema } from './push-config.ts';

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 
 /** The parts of a JSON Schema node that say which keys an object has. */
 interface KeysNode {

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { parseAllowEntry } from '../net/address-policy.ts';
 import { parseHostPort } from '../net/host-port.ts';
 

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 
 /**
  * lis_imaged: the HTTP server that makes a thumbnail a frontend lacks, on the

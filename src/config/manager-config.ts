@@ -1,5 +1,5 @@
 import cron from 'node-cron';
-import { z } from 'zod';
+import * as z from 'zod';
 
 const cronExpression = z.string().refine((v) => cron.validate(v), 'not a valid cron expression (e.g. "*/10 * * * *", or with seconds "*/30 * * * * *")');
 

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 
 /**
  * `push`: how lis_pusherd runs rsync to the frontends. Frontends themselves

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { errorMessage } from '../errors.ts';
 import { parseSharpen } from './parse-sharpen.ts';
 
