@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { assertStoreMounted, checkStore, STORE_MARKER } from '../src/daemon/store-check.ts';
+import { storeIdentity } from '../src/daemon/store-identity.ts';
 
 describe('store check: probes left behind', () => {
   let dir: string;
@@ -72,5 +74,28 @@ describe('store check: a writer about to make folders (assertStoreMounted)', () 
       return Promise.resolve(true);
     };
     await assertStoreMounted(dir, otherWriterDone);
+  });
+});
+
+describe('store check: a new store marked by many processes at once', () => {
+  let dir: string;
+  beforeEach(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-store-mark-'))));
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('is marked once, whole: every writer that finds it new reads the one identity it keeps, never an empty marker', async () => {
+    // Daemons of one host starting together on a new store each find it unmarked and mark it. Each then registers
+    // the store's identity (a digest of the marker), and a worker of this host whose identity differs is taken for
+    // another machine under this host's name. The writers' answers to "rows here?" come back spread over some
+    // milliseconds (the marker's text carries the time), and each reads the identity as soon as its check is done.
+    const writers = Array.from({ length: 40 }, async (_, i) => {
+      await assertStoreMounted(dir, () => new Promise((resolve) => setTimeout(() => resolve(false), i % 8)));
+      return storeIdentity(dir);
+    });
+    const identities = new Set(await Promise.all(writers));
+    const final = await storeIdentity(dir);
+    assert.notEqual(final, null);
+    assert.notEqual(final, crypto.createHash('sha256').update('').digest('hex').slice(0, 16), 'the marker has its text');
+    assert.deepEqual([...identities], [final], 'every writer read the identity the store keeps');
+    assert.deepEqual(fs.readdirSync(dir), [STORE_MARKER], 'no temp file left');
   });
 });

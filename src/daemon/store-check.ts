@@ -1,5 +1,5 @@
 import { constants } from 'node:fs';
-import { access, open, readdir, stat, statfs, unlink, writeFile } from 'node:fs/promises';
+import { access, link, open, readdir, stat, statfs, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { tempPathFor } from '../store/atomic-file.ts';
 import { tempFileVerdict } from '../store/stale-temp.ts';
@@ -141,14 +141,32 @@ export async function checkStoreMarker(dir: string, expectsFiles: () => Promise<
   if (expected && (await storeMarkState(dir)) === 'marked') return null;
   if (expected)
     return `ENOENT: ${dir} is empty and has no ${STORE_MARKER}, but rows of this host have files there: is its disk mounted? (If its files are really gone, say so: touch ${marker}. If this is a second machine started under this host's name, a config copied, give it its own: "host" in the config, or LIS_HOST.)`;
-  await writeFile(marker, `An ImageSys store, marked ${new Date().toISOString()}. Its absence tells an unmounted disk from the store: do not remove.\n`).catch(
-    (error: NodeJS.ErrnoException) => {
-      // A failed write (ENOSPC: a store full before its first check) names no path: named, a writer tells it for
-      // its store's fault (storeErrorOf), not a bug (500, `internal`).
-      throw Object.assign(error, { path: error.path ?? marker, syscall: error.syscall ?? 'write' });
-    },
-  );
+  await markStore(dir).catch((error: NodeJS.ErrnoException) => {
+    // A failed write (ENOSPC: a store full before its first check) names no path: named, a writer tells it for
+    // its store's fault (storeErrorOf), not a bug (500, `internal`).
+    throw Object.assign(error, { path: error.path ?? marker, syscall: error.syscall ?? 'write' });
+  });
   return null;
+}
+
+/**
+ * Writes the store's marker whole and once: its text goes to a probe-named temp file (swept if we are killed),
+ * which is then linked into place. A link never replaces a marker another process made first (EEXIST: theirs
+ * stands), and nobody sees the marker half written. Written in place, as before, two daemons of a host starting
+ * together on a new store each wrote their own text over the other's, or one read the other's empty file: their
+ * identities (storeIdentity, a digest of the text) then differed, and a restarted daemon was refused as "another
+ * machine already runs as host" by its own host's workers.
+ */
+async function markStore(dir: string): Promise<void> {
+  const temp = tempPathFor(path.join(dir, PROBE_NAME));
+  try {
+    await writeFile(temp, `An ImageSys store, marked ${new Date().toISOString()}. Its absence tells an unmounted disk from the store: do not remove.\n`);
+    await link(temp, path.join(dir, STORE_MARKER)).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EEXIST') throw error;
+    });
+  } finally {
+    await unlink(temp).catch(() => {});
+  }
 }
 
 /** The code of assertStoreMounted's error: a store-wide fault (store-write-fault.ts), which pauses the stage. */
