@@ -46,15 +46,27 @@ export function withSessionSettings(Base: typeof pg.Client, settings: SessionSet
   class SessionClient extends Base {
     // @ts-expect-error pg's connect() has a promise and a callback form; this serves both.
     override connect(callback?: (error: Error | null) => void): unknown {
-      const connected = (super.connect() as Promise<unknown>).then(() =>
-        (Base.prototype.query as (this: unknown, text: string, values: string[]) => Promise<unknown>).call(this, text, values).then(
-          () => undefined,
-          (error: Error) => {
-            this.end().catch(() => {});
-            throw error;
+      // An error the server sends while no query is active (a FATAL 57P01 as it shuts down, in the same chunk as
+      // the settings' answer) is an 'error' event, and nobody listens yet: the pool's listener comes once this
+      // connect is done, and an unheard 'error' event kills the process. Heard here, it fails the connect.
+      let lost: Error | null = null;
+      const hear = (error: Error) => (lost ??= error);
+      this.on('error', hear);
+      const connected = (super.connect() as Promise<unknown>)
+        .then(() => (Base.prototype.query as (this: unknown, text: string, values: string[]) => Promise<unknown>).call(this, text, values))
+        .then(
+          () => {
+            if (lost) throw lost;
           },
-        ),
-      );
+          (error: Error) => {
+            throw lost ?? error;
+          },
+        )
+        .catch((error: Error) => {
+          this.end().catch(() => {});
+          throw error;
+        })
+        .finally(() => this.off('error', hear));
       if (!callback) return connected;
       connected.then(
         () => callback(null),

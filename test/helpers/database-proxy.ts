@@ -34,11 +34,29 @@ export interface DatabaseProxy {
   mend(): void;
   /** From now on, counts the client bytes containing `text` (a statement's SQL, in its Parse): how many times it was sent. */
   countSent(text: string): () => number;
+  /**
+   * A server shutting down under a connection that was just answered: once client bytes containing `text` have
+   * passed to the server, its answer goes back followed, in the same chunk, by the FATAL 57P01 a fast shutdown
+   * sends every session ("terminating connection due to administrator command"), and the connection is closed.
+   * Once, on the first connection that sends `text`.
+   */
+  terminateAfterReply(text: string): void;
+}
+
+/** The ErrorResponse a PostgreSQL backend sends as a fast shutdown ends its session. */
+function adminShutdownMessage(): Buffer {
+  const fields = Buffer.from('SFATAL\0VFATAL\0C57P01\0Mterminating connection due to administrator command\0\0', 'latin1');
+  const head = Buffer.alloc(5);
+  head.write('E', 0, 'latin1');
+  head.writeInt32BE(4 + fields.length, 1);
+  return Buffer.concat([head, fields]);
 }
 
 /** One proxied connection: `silent` once the path stalled under it. */
 interface Link {
   silent: boolean;
+  /** The server's next chunk is its last: followed by a FATAL 57P01, then the connection closed (terminateAfterReply). */
+  terminateNext?: boolean;
 }
 
 export async function startDatabaseProxy(databaseUrl: string): Promise<DatabaseProxy> {
@@ -48,6 +66,7 @@ export async function startDatabaseProxy(databaseUrl: string): Promise<DatabaseP
   let hanging = false;
   let stalled = false;
   let trigger: { text: string; fire: () => void } | null = null;
+  let terminateText: string | null = null;
   const counters: Array<{ text: string; n: number }> = [];
   const stall = () => {
     stalled = true;
@@ -98,6 +117,10 @@ export async function startDatabaseProxy(databaseUrl: string): Promise<DatabaseP
         // Kept: what could be the start of a match split over two chunks, never part of one counted.
         counted.set(c, text.slice(Math.max(end, text.length - c.text.length + 1)));
       }
+      if (terminateText !== null && chunk.toString('latin1').includes(terminateText)) {
+        terminateText = null;
+        link.terminateNext = true;
+      }
       if (!trigger) return;
       const seen = tail + chunk.toString('latin1');
       tail = seen.slice(-trigger.text.length);
@@ -108,7 +131,18 @@ export async function startDatabaseProxy(databaseUrl: string): Promise<DatabaseP
       fire();
     };
     const up = gate(link, watch);
-    const down = gate(link);
+    const down = new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        if (link.silent) return done();
+        if (!link.terminateNext) return done(null, chunk);
+        link.silent = true;
+        done(null, Buffer.concat([chunk, adminShutdownMessage()]));
+        setImmediate(() => {
+          upstream.destroy();
+          client.end();
+        });
+      },
+    });
     client.pipe(up);
     forward(up, upstream, link);
     upstream.pipe(down);
@@ -147,6 +181,9 @@ export async function startDatabaseProxy(databaseUrl: string): Promise<DatabaseP
     stallAfter: (text) => new Promise<void>((resolve) => (trigger = { text, fire: resolve })),
     mend: () => {
       stalled = false;
+    },
+    terminateAfterReply: (text) => {
+      terminateText = text;
     },
     countSent: (text) => {
       const counter = { text, n: 0 };
