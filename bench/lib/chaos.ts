@@ -45,6 +45,12 @@ export interface ChaosOptions {
   datasourceCheck?: boolean;
   /** Restart the embedded PostgreSQL this long after the start (null: not; skipped with LIS_DATABASE_URL). */
   restartPostgresAtSeconds: number | null;
+  /**
+   * An embedded server of the run's own (its data folder and port) instead of the configured one, started when
+   * needed and left running (the caller stops it): the test suite's, so that restarting it stops no other test's
+   * database and the run can go side by side with them. LIS_DATABASE_URL is then not read.
+   */
+  embedded?: { dataDir: string; port: number };
   dir: string;
   print: (line: string) => void;
 }
@@ -153,7 +159,7 @@ function crashEvidence(dir: string, member: Member): string {
         .sort()
     : [];
   const lines = [
-    ...tail(path.join(dir, 'out', `${member.name.replaceAll('/', '-')}.out`), 20).map((l) => `  out| ${l}`),
+    ...tail(path.join(dir, 'out', `${member.name.replaceAll('/', '-')}.out`), 60).map((l) => `  out| ${l}`),
     ...logs.flatMap((f) => tail(path.join(logDir, f), 12).map((l) => `  ${f}| ${l}`)),
   ];
   return lines.length ? `\n${lines.join('\n')}\n` : '';
@@ -215,7 +221,7 @@ async function runChaosOnce(options: ChaosOptions, cleanups: Array<() => unknown
   const dir = path.resolve(options.dir);
   fs.rmSync(dir, { recursive: true, force: true });
   fs.mkdirSync(path.join(dir, 'out'), { recursive: true });
-  const base = parseConfig({}, process.env);
+  const base = options.embedded ? parseConfig({ database: { embedded: options.embedded } }, childEnv()) : parseConfig({}, process.env);
   const embedded = !base.database.url;
   const serverUrl = await databaseUrl(base);
   const dbName = `lis_chaos_${crypto.randomBytes(4).toString('hex')}`;
