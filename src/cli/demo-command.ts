@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../config/load-config.ts';
 import { parseIntFlag } from '../config/country.ts';
-import { runDemo } from '../demo/run-demo.ts';
 import { UsageError } from '../errors.ts';
 import { runCommand } from '../util/exit-on-error.ts';
 import { configFileOf } from './global-options.ts';
@@ -20,10 +19,13 @@ export function addDemoCommand(program: Command): void {
     .option('--dir <folder>', 'where the demo keeps its stores, frontends and logs (emptied first)', './var/demo')
     .option('--database <name>', "the demo's own database on the server (dropped and made anew)", 'imagesys_demo')
     .action((opts: { photos?: string; dir: string; database: string }, command: Command) =>
-      runCommand(() => {
+      runCommand(async () => {
         if (!/^[a-z_][a-z0-9_]{0,62}$/.test(opts.database))
           throw new UsageError(`--database ${JSON.stringify(opts.database)}: a lower-case name such as imagesys_demo`);
         const configFile = configFileOf(command);
+        // Loaded for the demo only: its photos are made with sharp, whose load (libvips, ~0.2 s of CPU) every
+        // other `lis` command paid at start when this import was static.
+        const { runDemo } = await import('../demo/run-demo.ts');
         return runDemo({
           config: loadConfig({ file: configFile }),
           configFile,
