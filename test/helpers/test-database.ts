@@ -5,7 +5,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { parseConfig } from '../../src/config/load-config.ts';
 import type { LisConfig, LisConfigInput } from '../../src/config/config-schema.ts';
-import { createDb, databaseUrl, dropDatabase, migrateToLatest, recreateDatabase, type Db } from '../../src/db/connect.ts';
+import { createDb, databaseUrl, migrateToLatest, recreateDatabase, type Db } from '../../src/db/connect.ts';
 
 // One per test run, so that runs side by side (several checkouts, CI) do not clobber each other's. Named by
 // the process that makes it (mocha's global setup) and passed on in the environment: with --parallel the test
@@ -27,16 +27,41 @@ export function withDatabase(url: string, database: string): string {
   return u.toString();
 }
 
-async function admin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const url = withDatabase(await databaseUrl(baseTestConfig()), 'postgres');
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
+/**
+ * Sessions on the server's `postgres` database for this process's CREATE and DROP DATABASE, kept between tests: a
+ * connection of its own each (about two a test, 1,400 a run) cost the server a backend start each, ~20 ms of CPU
+ * on a 2-core VM, and the client a SCRAM exchange. Two, so a copy made ahead and a drop behind still overlap; the
+ * pool makes a lost one again, and lets the process exit while they are idle.
+ */
+let adminPool: Promise<pg.Pool> | null = null;
+
+async function openAdminPool(): Promise<pg.Pool> {
+  const pool = new pg.Pool({ connectionString: withDatabase(await databaseUrl(baseTestConfig()), 'postgres'), max: 2, allowExitOnIdle: true });
+  // An idle session the server ended (a restart): the pool drops it and makes another when asked.
+  pool.on('error', () => {});
+  return pool;
+}
+
+async function admin<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  adminPool ??= openAdminPool().catch((error: Error) => {
+    adminPool = null;
+    throw error;
+  });
+  const client = await (await adminPool).connect();
+  let broken: Error | undefined;
   try {
     return await fn(client);
+  } catch (error) {
+    // A failed statement leaves the session sound; a lost connection does not: dropped rather than reused.
+    if (!(error instanceof pg.DatabaseError) || error.severity === 'FATAL') broken = error as Error;
+    throw error;
   } finally {
-    await client.end();
+    client.release(broken);
   }
 }
+
+/** DROP DATABASE ... WITH (FORCE) (its sessions ended first) on an admin session; the name is one this run made. */
+const dropTestDatabase = (name: string) => admin((client) => client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(name)} WITH (FORCE)`));
 
 /** Once per run: a migrated template database that each test database is copied from. */
 export async function prepareTemplate(): Promise<void> {
@@ -67,12 +92,14 @@ export interface TestDatabase {
  */
 export async function dropTemplate(): Promise<void> {
   await settleTestDatabases();
-  const serverUrl = await databaseUrl(baseTestConfig());
   const left = await admin((client) =>
     client.query<{ datname: string }>(`SELECT datname FROM pg_database WHERE starts_with(datname, $1)`, [RUN_DATABASE_PREFIX]),
   );
-  for (const { datname } of left.rows) await dropDatabase(serverUrl, datname);
-  await dropDatabase(serverUrl, TEMPLATE_DB);
+  for (const { datname } of left.rows) await dropTestDatabase(datname);
+  await dropTestDatabase(TEMPLATE_DB);
+  const pool = adminPool;
+  adminPool = null;
+  await (await pool)?.end();
 }
 
 /** This run's test databases are named for its template (`lis_test_<pid>_...`): the end of the run finds them all. */
@@ -113,7 +140,7 @@ const dropFailed: string[] = [];
 function dropLater(name: string, dir: string): void {
   const done: Promise<void> = (async () => {
     try {
-      await dropDatabase(await databaseUrl(baseTestConfig()), name);
+      await dropTestDatabase(name);
     } catch {
       dropFailed.push(name);
     }
@@ -135,8 +162,7 @@ export async function settleTestDatabases(options: { keepSpare?: boolean } = {})
   if (unused && options.keepSpare) spare = Promise.resolve(unused);
   else if (unused) dropFailed.push(unused);
   while (dropping.size) await Promise.all([...dropping]);
-  const serverUrl = await databaseUrl(baseTestConfig());
-  for (const name of dropFailed.splice(0)) await dropDatabase(serverUrl, name);
+  for (const name of dropFailed.splice(0)) await dropTestDatabase(name);
 }
 
 /** A fresh, migrated database of its own (copied from the template) and a temp folder. */
