@@ -73,8 +73,19 @@ describe('lis_managerd', () => {
     await insertUrls(t.db, 'uk', 600);
     const config = t.writeConfig();
     const victim = spawnTs(DAEMON, ['--country', 'uk', '--config', config, '--chunk-size', '200'], { TEST_ROW_MS: '10' });
-    await waitFor(async () => ((await countBy(t.db))['thumbnail/waiting'] ?? 0) >= 150, 30_000, 'some rows done');
-    victim.child.kill('SIGKILL');
+    // Killed as soon as it is seen mid-chunk with rows done and 60 or more still in hand (0.6 s of work at least):
+    // killed after a separate wait for rows done, on a loaded machine it had sometimes finished its chunk and held
+    // nothing when the signal came.
+    await waitFor(
+      async () => {
+        const counts = await countBy(t.db);
+        if ((counts['thumbnail/waiting'] ?? 0) < 150 || (counts['download/waiting/locked'] ?? 0) < 60) return false;
+        victim.child.kill('SIGKILL');
+        return true;
+      },
+      30_000,
+      'some rows done and 60 in hand',
+    );
     await victim.exited;
     const held = (await countBy(t.db))['download/waiting/locked'] ?? 0;
     assert.ok(held > 0, 'the killed daemon held rows');
