@@ -249,7 +249,7 @@ describe('the embedded PostgreSQL', () => {
       assert.equal(status.code, 0, status.out);
       assert.match(
         status.out,
-        /embedded PostgreSQL: running \(port \d+\); data \S+ \(its data folder is \S+ \(uid \d+\), closed to \S+ \(uid \d+\)\)\nschema: current/,
+        /embedded PostgreSQL: running \(port \d+\); data \S+ \(its data folder is \S+ \(uid \d+\), closed to \S+ \(uid \d+\)\)\nserver: PostgreSQL [^\n]+ \(ImageSys runs on it\)\nschema: current/,
       );
       assert.equal((await lis('stop').exited).code, 0);
       const statusStopped = await asOwner('bin/lis', ['db', 'status']);

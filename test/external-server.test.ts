@@ -179,6 +179,11 @@ describe("an external PostgreSQL: SSL only, a DBA's settings, pgbouncer in front
       await lis.close();
     }
     await open(url, { readOnly: true });
+    // `lis db status` says it too, where an operator looks first: exit 4, the same words.
+    const status = spawnTs('bin/lis', ['db', 'status'], { LIS_DATABASE_URL: url });
+    assert.equal((await status.exited).code, 4, status.output());
+    assert.match(status.output(), /^server: PostgreSQL \d+\.\d+.*: ImageSys cannot run on it \(ERR_DATABASE_READ_ONLY\): the database at .* is read-only/m);
+    assert.match(status.output(), /^schema: /m);
     const old = serverUnfit({ versionNum: 120017, version: '12.17', inRecovery: false, readOnlyDefault: false }, 'db1:5432/lis', false);
     assert.equal(old?.code, 'ERR_DATABASE_VERSION');
     assert.match(old.message, /is PostgreSQL 12\.17; ImageSys needs PostgreSQL 13 or newer/);
@@ -264,6 +269,9 @@ describe("an external PostgreSQL: SSL only, a DBA's settings, pgbouncer in front
       openDatabaseWaiting(configFor(withOptions), { retryForMs: 600_000, signal: new AbortController().signal, onRetry: () => {} }),
       refused,
     );
+    const status = spawnTs('bin/lis', ['db', 'status'], { LIS_DATABASE_URL: url });
+    assert.equal((await status.exited).code, 0, status.output());
+    assert.match(status.output(), /^server: PostgreSQL \d+\.\d+.*, read-write, a server session per connection \(ImageSys runs on it\)$/m);
     await server.admin('postgres', `CREATE DATABASE lis_pooled OWNER ${APP.user}`);
     const fresh = createDb(appUrl('', 'lis_pooled', port), 1, undefined, { connectMs: 5000 });
     try {
@@ -294,6 +302,10 @@ describe("an external PostgreSQL: SSL only, a DBA's settings, pgbouncer in front
     assert.equal((await migrate.exited).code, 1);
     assert.match(migrate.output(), named);
     assert.doesNotMatch(migrate.output(), /p@ss/);
+    const status = spawnTs('bin/lis', ['db', 'status'], { LIS_DATABASE_URL: url });
+    assert.equal((await status.exited).code, 4, status.output());
+    assert.match(status.output(), /^server: PostgreSQL .*: ImageSys cannot run on it \(ERR_DATABASE_POOLER\): /m);
+    assert.doesNotMatch(status.output(), /p@ss/);
   });
 });
 

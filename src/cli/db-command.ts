@@ -1,11 +1,11 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../config/load-config.ts';
-import { connectionFailure, createDb, databaseUrl, describeServer, migrateToLatest, pendingMigrations } from '../db/connect.ts';
+import { connectionFailure, createDb, databaseUrl, describeServer, migrateToLatest, pendingMigrations, serviceQueryBounds } from '../db/connect.ts';
 import { embeddedStatus, embeddedUrl, lostDataDir, stopEmbedded } from '../db/embedded-server.ts';
 import { currentUser, ownerOf } from '../db/embedded-folder-access.ts';
 import { portInUse } from '../db/embedded-port.ts';
 import { aheadNote, schemaStatus } from '../db/schema-version.ts';
-import { assertServerFit } from '../db/server-fit.ts';
+import { assertServerFit, serverFit, type ServerFacts } from '../db/server-fit.ts';
 import { LisError, errorMessage } from '../errors.ts';
 import { runCommand } from '../util/exit-on-error.ts';
 import { maskUrlPasswords } from '../util/mask-url-password.ts';
@@ -49,7 +49,9 @@ export function addDbCommand(program: Command): void {
     );
 
   db.command('status')
-    .description('say whether the database is up (the port it listens on) and its schema current; exit 3 when it is not reachable')
+    .description(
+      'say whether the database is up (the port it listens on), what server it is and whether ImageSys can run on it, and whether its schema is current; exit 3 when it is not reachable, 4 when ImageSys cannot run on it (too old, read-only, a transaction pooler)',
+    )
     .action((_, command: Command) =>
       runCommand(async () => {
         const config = configOf(command);
@@ -74,8 +76,14 @@ export function addDbCommand(program: Command): void {
         } else {
           console.log(`configured database: ${maskUrlPasswords(url)}`);
         }
-        const kdb = createDb(url, 1);
+        // Bounded as the services' connections are: a status asked of a server that hangs says so, in seconds.
+        const bounds = serviceQueryBounds(config);
+        const kdb = createDb(url, 1, undefined, bounds);
         try {
+          // The checks every daemon, command that writes and lis db migrate make at start: a URL that reaches a replica
+          // or a transaction pooler is said here, where an operator looks first, rather than only as their refusal.
+          const { facts, unfit } = await serverFit(kdb, url, describeServer(url), { writes: true, connectMs: bounds.connectMs, queryMs: bounds.queryMs });
+          console.log(serverLine(facts, unfit));
           const pending = await pendingMigrations(kdb);
           const ahead = pending.length === 0 ? aheadNote(await schemaStatus(kdb)) : null;
           console.log(
@@ -83,9 +91,9 @@ export function addDbCommand(program: Command): void {
               ? `schema: ${ahead ? `current (${ahead})` : 'current'}`
               : `schema: behind, ${pending.length} migrations to apply (npx lis db migrate): ${pending.join(', ')}`,
           );
-          return 0;
+          return unfit ? 4 : 0;
         } catch (error) {
-          console.log(connectionFailure(url, error)?.message ?? `cannot read the schema's state at ${describeServer(url)}: ${errorMessage(error)}`);
+          console.log(connectionFailure(url, error)?.message ?? `cannot query the database at ${describeServer(url)}: ${errorMessage(error)}`);
           return 3;
         } finally {
           await kdb.destroy();
@@ -124,4 +132,14 @@ export function addDbCommand(program: Command): void {
   db.command('url')
     .description('print the database URL (starting the embedded server if need be), e.g. for psql "$(npx lis db url)"')
     .action((_, command: Command) => runCommand(async () => console.log(await databaseUrl(configOf(command)))));
+}
+
+/**
+ * `lis db status`'s line for the server: its version and that ImageSys can run on it, or why not, with the code its
+ * daemons would refuse it with. Pure.
+ */
+export function serverLine(facts: ServerFacts, unfit: LisError | null): string {
+  const server = `server: PostgreSQL ${facts.version}`;
+  if (unfit) return `${server}: ImageSys cannot run on it (${unfit.code}): ${unfit.message}`;
+  return `${server}, read-write, a server session per connection (ImageSys runs on it)`;
 }

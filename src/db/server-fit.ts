@@ -61,18 +61,31 @@ export function sharedSessions(firstBefore: number, second: number, firstAfter: 
  * that never wake, two hosts purging one country, `prepared statement ... does not exist`. `url` for the second
  * connection; `connectMs` and `queryMs` bound its connect and queries (a path that hangs).
  */
-export async function assertServerFit(db: Db, url: string, where: string, options: { writes: boolean; connectMs?: number; queryMs?: number }): Promise<void> {
-  await db.connection().execute(async (first) => {
+export async function assertServerFit(db: Db, url: string, where: string, options: FitOptions): Promise<void> {
+  const { unfit } = await serverFit(db, url, where, options);
+  if (unfit) throw unfit;
+}
+
+export interface FitOptions {
+  writes: boolean;
+  connectMs?: number;
+  queryMs?: number;
+}
+
+/**
+ * What assertServerFit checks, as an answer rather than a throw (`lis db status` prints both): the server's facts,
+ * and why ImageSys cannot run on it (ERR_DATABASE_VERSION, ERR_DATABASE_READ_ONLY, ERR_DATABASE_POOLER), or null.
+ * The pooler check is not made on a server already unfit.
+ */
+export async function serverFit(db: Db, url: string, where: string, options: FitOptions): Promise<{ facts: ServerFacts; unfit: LisError | null }> {
+  return db.connection().execute(async (first) => {
     const { rows } = await sql<{ pid: number; num: number; version: string; recovery: boolean; ro: string }>`
       SELECT pg_backend_pid() AS pid, current_setting('server_version_num')::int AS num, current_setting('server_version') AS version,
              pg_is_in_recovery() AS recovery, current_setting('default_transaction_read_only') AS ro`.execute(first);
-    const facts = rows[0];
-    const unfit = serverUnfit(
-      { versionNum: facts.num, version: facts.version, inRecovery: facts.recovery, readOnlyDefault: facts.ro === 'on' },
-      where,
-      options.writes,
-    );
-    if (unfit) throw unfit;
+    const row = rows[0];
+    const facts: ServerFacts = { versionNum: row.num, version: row.version, inRecovery: row.recovery, readOnlyDefault: row.ro === 'on' };
+    const unfit = serverUnfit(facts, where, options.writes);
+    if (unfit) return { facts, unfit };
     const second = new pg.Client({
       connectionString: clientUrl(url),
       application_name: 'imagesys:check',
@@ -86,14 +99,15 @@ export async function assertServerFit(db: Db, url: string, where: string, option
       const { rows: held } = await second.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
       const { rows: again } = await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.execute(first);
       await second.query('COMMIT');
-      if (sharedSessions(facts.pid, held[0].pid, again[0].pid))
-        throw new LisError(
-          'ERR_DATABASE_POOLER',
-          `the database at ${where} is reached through a pooler that shares server sessions between transactions (transaction or statement ` +
-            `pooling: two connections of ours were served by one server process, pid ${held[0].pid === facts.pid ? facts.pid : again[0].pid}). ImageSys needs a ` +
-            'session of its own per connection (LISTEN for work, session advisory locks, its session settings, prepared statements): ' +
-            'point the URL at the pooler in session mode (pgbouncer: pool_mode = session) or at the server itself',
-        );
+      if (!sharedSessions(row.pid, held[0].pid, again[0].pid)) return { facts, unfit: null };
+      const shared = new LisError(
+        'ERR_DATABASE_POOLER',
+        `the database at ${where} is reached through a pooler that shares server sessions between transactions (transaction or statement ` +
+          `pooling: two connections of ours were served by one server process, pid ${held[0].pid === row.pid ? row.pid : again[0].pid}). ImageSys needs a ` +
+          'session of its own per connection (LISTEN for work, session advisory locks, its session settings, prepared statements): ' +
+          'point the URL at the pooler in session mode (pgbouncer: pool_mode = session) or at the server itself',
+      );
+      return { facts, unfit: shared };
     } finally {
       await second.end().catch(() => {});
     }
