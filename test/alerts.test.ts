@@ -45,9 +45,12 @@ const bodyOf = (raw: string) =>
     .replace(/=\r?\n/g, '')
     .replace(/=([0-9A-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
 
-/** stuck_jobs released `subject` a minute ago (deaths are told once they are not this fresh). */
-async function workerDied(t: TestDatabase, subject: string, detail: string, rows = 1): Promise<void> {
-  await sql`INSERT INTO manager_events (at, check_name, subject, rows, detail) VALUES (now() - interval '1 minute', 'stuck_jobs', ${subject}, ${rows}, ${detail})`.execute(
+/**
+ * stuck_jobs released `subject` `ago` (deaths are told once they are not this fresh; deaths within seconds of each
+ * other are told together).
+ */
+async function workerDied(t: TestDatabase, subject: string, detail: string, rows = 1, ago = '1 minute'): Promise<void> {
+  await sql`INSERT INTO manager_events (at, check_name, subject, rows, detail) VALUES (now() - ${ago}::interval, 'stuck_jobs', ${subject}, ${rows}, ${detail})`.execute(
     t.db,
   );
 }
@@ -67,7 +70,7 @@ async function troubles(t: TestDatabase): Promise<void> {
       ('h1:11', date_trunc('minute', now()) - interval '5 minutes', 'downloadd', 100, 150),
       ('h1:11', date_trunc('minute', now()) - interval '3 hours', 'downloadd', 10000, 100),
       ('h1:12', date_trunc('minute', now()) - interval '5 minutes', 'thumbnaild', 300, 3);`.execute(t.db);
-  await workerDied(t, 'h1:13', 'released 40 rows held by h1:13 (downloadd), silent for 75s', 40);
+  await workerDied(t, 'h1:13', 'released 40 rows held by h1:13 (downloadd), silent for 75s', 40, '5 minutes');
   await recordEvent(t.db, { check: 'upkeep', country: 'uk', subject: 'uk', rows: 0, detail: 'failed: frontend n1: rsync: connection refused' });
   await recordEvent(t.db, { check: 'upkeep', country: 'fr', subject: 'fr', rows: 0, detail: 'ok: db_scan: 0 purged' });
 }
@@ -209,17 +212,13 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
   });
 
   it('a worker the manager released that is beating again is told as back, not as dead to be started', async () => {
-    // The database was away for two minutes: the manager released both workers when it came back. h5:50 beat
-    // again and registered anew (same id); h5:51 really died.
+    // h5:50 beat again and registered anew (same id) after the manager released it; h5:51 really died. A minute apart.
     await sql`
       INSERT INTO workers (id, component, host, pid, country, heartbeat_at, stopped_at) VALUES
         ('h5:50:aa', 'downloadd', 'h5', 50, 'uk', now(), NULL),
         ('h5:51:bb', 'thumbnaild', 'h5', 51, 'uk', now() - interval '3 minutes', now() - interval '40 seconds')`.execute(t.db);
-    for (const id of ['h5:50:aa', 'h5:51:bb'])
-      await sql`INSERT INTO manager_events (at, check_name, subject, rows, detail)
-                VALUES (now() - interval '40 seconds', 'stuck_jobs', ${id}, 7, ${`released 7 rows held by ${id}, silent or without progress for 130s`})`.execute(
-        t.db,
-      );
+    await workerDied(t, 'h5:50:aa', 'released 7 rows held by h5:50:aa, silent or without progress for 130s', 7, '100 seconds');
+    await workerDied(t, 'h5:51:bb', 'released 7 rows held by h5:51:bb, silent or without progress for 130s', 7, '40 seconds');
     assert.match(await check(configWith({})), /^alerts: 2 sent/);
     const subjects = smtp.mails.map((m) => m.subject).sort();
     assert.deepEqual(subjects, ['[ImageSys] worker h5:50:aa stalled and is back', '[ImageSys] worker h5:51:bb died']);
@@ -228,14 +227,48 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
     assert.match(back, /database/);
   });
 
+  it('workers released together (the database down, or restored from a backup) are one alert naming each, not a mail each', async () => {
+    // After a restore: 25 workers of the backup found dead in one stuck_jobs run, 2 of which run still and beat again.
+    const ids = Array.from({ length: 25 }, (_, i) => `h4:${100 + i}:aa`);
+    for (const [i, id] of ids.entries()) {
+      const back = i < 2;
+      await sql`INSERT INTO workers (id, component, host, pid, country, heartbeat_at, stopped_at)
+                VALUES (${id}, ${i % 2 ? 'pusherd' : 'downloadd'}, 'h4', ${100 + i}, 'uk',
+                        ${back ? sql`now()` : sql`now() - interval '2 hours'`}, ${back ? null : sql`now() - interval '1 minute'`})`.execute(t.db);
+      await workerDied(t, id, stalledDetail(3, id, i % 2 ? 'pusherd' : 'downloadd', 7200), 3, `${60_000 - i * 100} milliseconds`);
+    }
+    // Within alerts.maxPerHour (20) they were 20 mails, and 5 more the next hour.
+    assert.match(await check(configWith({})), /^alerts: 1 sent/);
+    assert.equal(smtp.mails.length, 1);
+    assert.equal(smtp.mails[0].subject, '[ImageSys] 25 workers stalled at once: 2 back, 23 died');
+    const text = bodyOf(smtp.mails[0].raw);
+    assert.match(text, /h4:100:aa is back: released 3 rows held by h4:100:aa \(downloadd\)/);
+    assert.match(text, /h4:102:aa died: released 3 rows held by h4:102:aa \(downloadd\)/);
+    assert.match(text, /and 5 more \(lis worker-report\)/);
+    assert.match(text, /75 rows they held are back in the queue/);
+    assert.match(text, /restored from a backup/);
+    // Each service to start named once.
+    assert.equal(text.match(/servicectl start imagesys-downloadd --country uk/g)?.length, 1, text);
+    assert.equal(text.match(/servicectl start imagesys-pusherd --country uk/g)?.length, 1, text);
+    assert.match(await check(configWith({})), /^alerts: 0 sent, 1 already sent/);
+
+    // A death a run later is told on its own. One whose run may still grow (its newest death is fresh) waits for it:
+    // told as it was, the run's later deaths would have been folded into an alert already sent.
+    await workerDied(t, 'h4:200:aa', stalledDetail(1, 'h4:200:aa', 'downloadd', 70), 1, '35 seconds');
+    await workerDied(t, 'h4:201:aa', stalledDetail(1, 'h4:201:aa', 'downloadd', 70), 1, '28 seconds');
+    assert.match(await check(configWith({})), /^alerts: 0 sent/);
+    await sql`UPDATE manager_events SET at = at - interval '5 seconds' WHERE subject IN ('h4:200:aa', 'h4:201:aa')`.execute(t.db);
+    assert.match(await check(configWith({})), /^alerts: 1 sent/);
+    assert.equal(smtp.mails.at(-1)!.subject, '[ImageSys] 2 workers died at once');
+  });
+
   it('a stalled worker that held no rows (an idle lis_imaged whose heartbeat hung) is not told that its rows went back to the queue', async () => {
     await sql`
       INSERT INTO workers (id, component, host, pid, country, heartbeat_at, stopped_at) VALUES
         ('h9:90:aa', 'imaged', 'h9', 90, NULL, now(), NULL),
         ('h9:91:bb', 'imaged', 'h9', 91, NULL, now() - interval '3 minutes', now() - interval '40 seconds')`.execute(t.db);
-    for (const id of ['h9:90:aa', 'h9:91:bb'])
-      await sql`INSERT INTO manager_events (at, check_name, subject, rows, detail)
-                VALUES (now() - interval '40 seconds', 'stuck_jobs', ${id}, 0, ${stalledDetail(0, id, 'imaged', 130)})`.execute(t.db);
+    await workerDied(t, 'h9:90:aa', stalledDetail(0, 'h9:90:aa', 'imaged', 130), 0, '100 seconds');
+    await workerDied(t, 'h9:91:bb', stalledDetail(0, 'h9:91:bb', 'imaged', 130), 0, '40 seconds');
     assert.match(await check(configWith({})), /^alerts: 2 sent/);
     const body = (who: string) => bodyOf(smtp.mails.find((m) => m.subject.includes(who))!.raw);
     for (const who of ['h9:90', 'h9:91']) {
@@ -313,7 +346,8 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
 
   it('a flood of one kind (a worker crash-looping) does not spend the hourly cap before the other kinds get theirs', async () => {
     // A worker dying every two minutes: 25 deaths within the hour, each its own alert.
-    for (let i = 0; i < 25; i++) await workerDied(t, `h1:${100 + i}`, `released 1 rows held by h1:${100 + i} (downloadd), silent for 70s`);
+    for (let i = 0; i < 25; i++)
+      await workerDied(t, `h1:${100 + i}`, `released 1 rows held by h1:${100 + i} (downloadd), silent for 70s`, 1, `${1 + 2 * i} minutes`);
     await recordEvent(t.db, { check: 'upkeep', country: 'uk', subject: 'uk', rows: 0, detail: 'failed: frontend n1: rsync: connection refused' });
     await sql`INSERT INTO frontends (name, target, down_since, down_reason) VALUES ('n1', 'rsync://n1/thumbs', now() - interval '2 hours', 'rsync: connection refused')`.execute(
       t.db,

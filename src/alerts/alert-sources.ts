@@ -2,11 +2,9 @@ import { sql } from 'kysely';
 import type { AlertsConfig } from '../config/alerts-config.ts';
 import type { Db } from '../db/connect.ts';
 import { S3_UNAVAILABLE_BUCKET } from '../failure/s3-unavailable.ts';
-import { ALERT_KINDS, type Alert, type AlertKind } from './alert.ts';
+import { ALERT_KINDS, LOOKBACK, type Alert, type AlertKind } from './alert.ts';
 import { judgeErrorRate, stageRates } from './error-rate.ts';
-
-/** Events older than this are not alerted any more (a manager that was down a day does not mail the past). */
-const LOOKBACK = sql`now() - interval '24 hours'`;
+import { workersDied } from './worker-deaths.ts';
 
 const iso = (d: Date) => d.toISOString();
 
@@ -167,57 +165,6 @@ async function frontendsDown(db: Db, minutes: number): Promise<Alert[]> {
     detail: `${r.name} (${r.target}) down since ${iso(r.down_since)}${r.down_host ? ` for lis_pusherd on ${r.down_host}` : ''}: ${r.down_reason ?? 'no reason recorded'}. Only its own pushes wait; the other frontends get everything.`,
     action: `Check the host, its rsync daemon or sshd, and its disk${r.down_host ? `, and that it lets ${r.down_host} in (hosts allow, auth users and the password file, authorized_keys): another pushing host may reach it` : ''}. Once it answers, backfill catches it up. Gone for good: lis frontend disable ${r.name}`,
   }));
-}
-
-function workerLog(component: string | null, country: string | null): string {
-  return component ? `var/log/${component}${country ? `.${country}` : ''}.error.log` : 'var/log/<component>.<country>.error.log';
-}
-
-/** Where a worker's errors are logged, and how to start it again (its log file and service are per component and country). */
-export function workerDiedAction(component: string | null, country: string | null): string {
-  const log = workerLog(component, country);
-  const start = component ? `servicectl start imagesys-${component}${country ? ` --country ${country}` : ''}` : 'servicectl start imagesys-<component>';
-  return `Read its log on that host (${log}), then start it again (${start}). Repeated deaths: out of memory (dmesg) or a crash to report.`;
-}
-
-/**
- * A released worker's next heartbeat (every queue.heartbeatSeconds, 10 s) registers it again: a death is told
- * once this old, so that stuck_jobs and the alerts running in the same second do not call a living worker dead.
- */
-const DEATH_GRACE = sql`now() - interval '30 seconds'`;
-
-async function workersDied(db: Db): Promise<Alert[]> {
-  const { rows } = await sql<{
-    id: string;
-    subject: string | null;
-    detail: string;
-    at: Date;
-    held: number;
-    component: string | null;
-    country: string | null;
-    back: boolean;
-  }>`
-    SELECT e.id::text, e.subject, e.detail, e.at, e.rows AS held, w.component, w.country,
-           coalesce(w.stopped_at IS NULL AND w.heartbeat_at > e.at, false) AS back
-      FROM manager_events e LEFT JOIN workers w ON w.id = e.subject
-     WHERE e.check_name = 'stuck_jobs' AND e.at > ${LOOKBACK} AND e.at <= ${DEATH_GRACE} ORDER BY e.id`.execute(db);
-  return rows.map((r) =>
-    r.back
-      ? {
-          kind: 'worker_died',
-          key: `worker_died:${r.id}`,
-          subject: `worker ${r.subject ?? '?'} stalled and is back`,
-          detail: `${r.detail} (at ${iso(r.at)}); ${r.held > 0 ? 'its rows went back to the queue' : 'it held no rows, so none waited for it'}, and it beats again and works.`,
-          action: `Nothing to start. Several workers at once: the database or their host stalled (a database outage, a paused VM); one alone: ${r.held > 0 ? 'it hung on its work' : 'its heartbeat hung'}, see its log (${workerLog(r.component, r.country)}).`,
-        }
-      : {
-          kind: 'worker_died',
-          key: `worker_died:${r.id}`,
-          subject: `worker ${r.subject ?? '?'} died`,
-          detail: `${r.detail} (at ${iso(r.at)}); ${r.held > 0 ? 'its rows are back in the queue' : 'it held no rows'}.`,
-          action: workerDiedAction(r.component, r.country),
-        },
-  );
 }
 
 async function upkeepFailed(db: Db): Promise<Alert[]> {

@@ -1,3 +1,5 @@
+import { sql } from 'kysely';
+
 /** Kinds of alert, each with what it is about in its key (see README "Alerts"). */
 export const ALERT_KINDS = [
   'datasource_disabled',
@@ -26,3 +28,6 @@ export interface Alert {
   /** For a "recovered" notice: the key of the trouble that ended, set aside once the notice went out. */
   recovers?: string;
 }
+
+/** Events older than this are not alerted any more (a manager that was down a day does not mail the past). */
+export const LOOKBACK = sql`now() - interval '24 hours'`;
