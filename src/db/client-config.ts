@@ -9,7 +9,8 @@ import { maskUrlPasswords } from '../util/mask-url-password.ts';
  * and `verify-ca` as `verify-full` unless told `uselibpqcompat=true`: the URL an operator copies from psql
  * (`?sslmode=require`) failed against a server with a self-signed or a private CA's certificate, `self-signed
  * certificate`, in every command and daemon. A URL that says `uselibpqcompat` itself, or uses pg's own
- * `sslmode=no-verify`, is left as it is; so is one without `sslmode` (no SSL, as before).
+ * `sslmode=no-verify`, is left as it is; so is one without `sslmode` (no SSL, as before). An `application_name` in the
+ * URL is dropped (below).
  *
  * Throws ERR_CONFIG when a certificate file the URL names (sslrootcert, sslcert, sslkey) cannot be read: said once,
  * at start, naming the file. Pure but for that check.
@@ -31,6 +32,13 @@ export function clientUrl(url: string): string {
         cause: error,
       });
     }
+  }
+  // Our sessions are named by us (imagesys:<process>): pg lets a URL's application_name win over the name a
+  // client is given, and the name of the upkeep's lock session says which host and process holds it, which is how
+  // a run of this host whose process is gone is found and its session ended. The URL's name dropped, those work.
+  if (u.searchParams.has('application_name')) {
+    u.searchParams.delete('application_name');
+    url = u.href;
   }
   // White space written as it is (a certificate's path with a space, as libpq takes it): pg reads a URL that is not
   // one by another road, which decodes the password only in part, and the server said "wrong password". As a URL
