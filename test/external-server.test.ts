@@ -75,6 +75,7 @@ describe("an external PostgreSQL: SSL only, a DBA's settings, pgbouncer in front
       `ALTER ROLE lis_dba SET default_transaction_isolation = 'serializable'`,
       `ALTER ROLE lis_dba SET statement_timeout = '200ms'`,
       `ALTER ROLE lis_dba SET lock_timeout = '100ms'`,
+      `ALTER ROLE lis_dba SET idle_session_timeout = '300ms'`,
       `CREATE ROLE lis_ro LOGIN PASSWORD 'ro' IN ROLE ${APP.user}`,
       `ALTER ROLE lis_ro SET default_transaction_read_only = on`,
       // A database whose public schema (PostgreSQL 15+: the database owner's) the app's role may not create in.
@@ -134,6 +135,24 @@ describe("an external PostgreSQL: SSL only, a DBA's settings, pgbouncer in front
       assert.doesNotMatch(error.message, /p@ss/);
       return true;
     });
+  });
+
+  it("a DBA's short idle_session_timeout does not end our sessions (LISTEN, the upkeep's lock, the pools' connections idle on purpose)", async () => {
+    const url = server.url('lis_dba', 'dba', 'lis', CHECKED);
+    const db = await open(url, { bounds: serviceQueryBounds(configFor(url)) });
+    const { rows } = await sql<{ idle: string; pid: number }>`SELECT current_setting('idle_session_timeout') AS idle, pg_backend_pid() AS pid`.execute(db);
+    assert.equal(rows[0].idle, '0');
+    // A session as the role's settings leave it, opened after ours: once the server has ended it for idling, ours
+    // (idle at least as long) is asked again. Before, the server had ended it too (57P05), and the pool's next query
+    // came on a new session; the upkeep's lock went with its.
+    const bare = new pg.Client({ connectionString: clientUrl(url) });
+    const ended = new Promise<string>((resolve) => bare.on('error', (error: Error & { code?: string }) => resolve(error.code ?? error.message)));
+    await bare.connect();
+    await bare.query('SELECT 1');
+    assert.equal(await within(ended, "end of the role's idle session by the server", 20_000), '57P05');
+    await bare.end().catch(() => {});
+    const again = await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.execute(db);
+    assert.equal(again.rows[0].pid, rows[0].pid, 'the same session, not ended');
   });
 
   it("a DBA's role settings (DateStyle, IntervalStyle, serializable, short statement and lock timeouts) do not change how our sessions read or wait", async () => {

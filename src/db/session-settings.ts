@@ -11,6 +11,10 @@ import type pg from 'pg';
  *   migration, the weekly scans, the CLI's bulk changes): a role's lower statement_timeout cut those and was
  *   reported as a database that does not answer.
  * - idle_in_transaction_session_timeout: ours where we set one, else the server's.
+ * - idle_session_timeout (PostgreSQL 14+) off: a session of ours idles on purpose while it holds what lives in the
+ *   session (the work notifier's LISTEN, the weekly upkeep's lock while it walks the stores, backfill's claims), and
+ *   our pools close their idle connections themselves. A role's short one ended them: the upkeep's lock went with
+ *   its session mid-run (free for another host's run of the country), an idle daemon's LISTEN with its. Where the setting does not exist (13) nothing is set.
  * Set with a statement once connected, not as startup parameters: a pooler in front (pgbouncer) refuses
  * startup parameters it does not know (`unsupported startup parameter: options`, `...: statement_timeout`).
  */
@@ -30,8 +34,10 @@ export function sessionSettingsQuery(settings: SessionSettings): { text: string;
     ['lock_timeout', `${Math.round(settings.lockTimeoutMs)}`],
   ];
   if (settings.idleInTransactionMs) pairs.push(['idle_in_transaction_session_timeout', `${Math.round(settings.idleInTransactionMs)}`]);
+  // current_setting's missing_ok: NULL on a server without it, and CASE sets nothing then.
+  const idle = `CASE WHEN current_setting('idle_session_timeout', true) IS NOT NULL THEN set_config('idle_session_timeout', '0', false) END`;
   return {
-    text: `SELECT ${pairs.map((_, i) => `set_config($${2 * i + 1}, $${2 * i + 2}, false)`).join(', ')}`,
+    text: `SELECT ${pairs.map((_, i) => `set_config($${2 * i + 1}, $${2 * i + 2}, false)`).join(', ')}, ${idle}`,
     values: pairs.flat(),
   };
 }
