@@ -31,7 +31,12 @@ export class ExternalPostgres {
 
   /** `poolerUsers`: the roles the poolers let log in (pgbouncer reads its auth file at start). */
   static async start(
-    options: { poolModes?: ('session' | 'transaction')[]; poolerUsers?: { user: string; password: string }[] } = {},
+    options: {
+      poolModes?: ('session' | 'transaction')[];
+      poolerUsers?: { user: string; password: string }[];
+      /** Another PostgreSQL's programs (the oldest we support: the postgres13 package); else the embedded one's. */
+      binaries?: { initdb: string; postgres: string };
+    } = {},
   ): Promise<ExternalPostgres> {
     const ids = serverIds();
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-external-pg-'));
@@ -46,12 +51,8 @@ export class ExternalPostgres {
       chown(data);
       const pwfile = path.join(dir, 'pw');
       fs.writeFileSync(pwfile, `${ADMIN.password}\n`, { mode: 0o644 });
-      const { initdb, postgres } = await binaries();
-      await run(
-        initdb,
-        [`--pgdata=${data}`, '--auth=scram-sha-256', `--username=${ADMIN.user}`, `--pwfile=${pwfile}`, '--encoding=UTF8', '--no-instructions', '--no-sync'],
-        ids,
-      );
+      const { initdb, postgres } = options.binaries ?? (await binaries());
+      await run(initdb, [`--pgdata=${data}`, '--auth=scram-sha-256', `--username=${ADMIN.user}`, `--pwfile=${pwfile}`, '--encoding=UTF8', '--no-sync'], ids);
       for (const [from, name] of [
         [TEST_CERT, 'server.crt'],
         [TEST_KEY, 'server.key'],
