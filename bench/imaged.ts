@@ -14,7 +14,7 @@
 // - hits through a real nginx with the shipped frontend config (the made files on its disk).
 // Prints CPU per miss of each (node, its main thread apart, and the bench database's PostgreSQL processes) and their ratios, and ends with
 // `ratio imaged_vs_plain_misses: X.XX` and `ratio imaged_vs_plain_storing_misses: X.XX` (misses/s over misses/s).
-//   node --import tsx bench/imaged.ts [--misses 400] [--concurrency 4] [--hits 4000] [--preset medium]
+//   node --import tsx bench/imaged.ts [--misses 400] [--concurrency 4] [--hits 4000] [--preset medium] [--profile DIR]
 // --preset: which configured preset the misses ask for (medium, pad, by default; small is a crop, where the plain
 // server's sharp pipeline runs libvips' attention search and lis_imaged finds the same offset itself).
 import fs from 'node:fs';
@@ -41,11 +41,14 @@ import { createThumbnailWorker } from '../src/thumbnail/thumbnail-worker.ts';
 import { photoJpeg, startNginx } from '../test/helpers/imaged-fixtures.ts';
 import { argOf, flag, freshBenchDatabase, percentile } from './lib/bench-database.ts';
 import { cpuSeconds } from './lib/proc-stats.ts';
+import { MainThreadProfile } from './lib/main-thread-profile.ts';
 
 const misses = flag('misses', 400);
 const concurrency = flag('concurrency', 4);
 const hits = flag('hits', 4000);
 const PRESET = argOf('preset') ?? 'medium';
+/** `--profile DIR`: the main thread's CPU profile during each contender's runs, and their summaries, written there. */
+const profileDir = argOf('profile');
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 function get(url: string): Promise<{ status: number; bytes: number }> {
@@ -223,6 +226,9 @@ try {
       concurrency,
     );
 
+  const profilers = profileDir
+    ? (Object.fromEntries(order.map((who) => [who, new MainThreadProfile(path.join(profileDir, who))])) as Record<Contender, MainThreadProfile>)
+    : null;
   // Interleaved rounds (A B C, then C B A, ...), so that load from elsewhere on the machine falls on all alike.
   const rounds = 4;
   const runs = Object.fromEntries(order.map((who) => [who, { ms: [] as number[], seconds: 0 }])) as Record<Contender, { ms: number[]; seconds: number }>;
@@ -232,10 +238,12 @@ try {
     const part = Array.from({ length: misses }, (_, i) => i + concurrency).filter((i) => i % rounds === r);
     for (const who of r % 2 === 0 ? order : [...order].reverse()) {
       const [node, main, pg] = [process.cpuUsage(), mainThreadCpuMs(), await postgresCpuMs(bench.db)];
+      await profilers?.[who].start();
       const run = await drive(
         part.map((i) => contenders[who].url(i)),
         concurrency,
       );
+      await profilers?.[who].pause();
       const used = process.cpuUsage(node);
       cpu[who].node += (used.user + used.system) / 1000;
       cpu[who].main += mainThreadCpuMs() - main;
@@ -244,6 +252,7 @@ try {
       runs[who].seconds += run.seconds;
     }
   }
+  if (profilers) for (const who of order) console.log(`profile of the main thread during ${who}'s runs (client included): ${profilers[who].save()}`);
   if (service.generations !== rows.length) throw new Error(`expected ${rows.length} generations, saw ${service.generations}`);
   const rate = {} as Record<Contender, number>;
   for (const who of order) {
