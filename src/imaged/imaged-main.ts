@@ -62,7 +62,9 @@ export async function imagedMain(argv = process.argv): Promise<void> {
     let owed = () => 0;
     try {
       const warn = (m: string) => log.warn(m, scope);
-      db = await openDaemonDatabase(config, { service: Boolean(flags.service), signal: controller.signal, warn });
+      // A connection lost (a database restarted, restored from a backup, failed over): what it says we hold is looked at.
+      let lost = () => {};
+      db = await openDaemonDatabase(config, { service: Boolean(flags.service), signal: controller.signal, warn, onConnectionLost: () => lost() });
       const database = db;
       // Bounded as the main pool is (serviceQueryBounds): a generation's transaction on a hung path would keep its slot for ever.
       // And on the server's side: a generation whose path was lost leaves its session there, idle in its transaction,
@@ -83,6 +85,8 @@ export async function imagedMain(argv = process.argv): Promise<void> {
       const outcomes = new OutcomeTally();
       const service = new ThumbnailService({ config, db: database, locks, log, workerId, fetcher, thumbnailer, outcomes });
       owed = () => service.unreleased.size;
+      lost = () => service.held.lost();
+      service.held.start(config.queue.heartbeatSeconds * 1000);
       const server = createImagedServer(config, service, log);
       // Each beat also adds the stages' outcomes since the last to datasource_minutes (kept for the next when it fails).
       beat = startServiceHeartbeat(database, identity, {

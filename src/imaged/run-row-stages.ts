@@ -17,6 +17,7 @@ import type { OriginalFetcher } from './host-slots.ts';
 import { candidateUrls } from './origin-urls.ts';
 import { originalsStoreGuard } from './originals-store-guard.ts';
 import type { UnreleasedRows } from './unreleased-rows.ts';
+import type { HeldRows } from './held-rows.ts';
 import type { OutcomeTally } from '../daemon/outcome-tally.ts';
 
 export interface StageRunner {
@@ -54,14 +55,20 @@ export type StagesOutcome = { claimed: false } | { claimed: true; result: RowRes
  * Between stages the row is claimed again; if a daemon got it in that
  * instant, the caller waits for it like for any held row.
  */
-export async function runRowStages(runner: StageRunner, rowId: string, signal: AbortSignal, unreleased: UnreleasedRows): Promise<StagesOutcome> {
+export async function runRowStages(
+  runner: StageRunner,
+  rowId: string,
+  signal: AbortSignal,
+  unreleased: UnreleasedRows,
+  held: HeldRows,
+): Promise<StagesOutcome> {
   let last: StagesOutcome = { claimed: false };
   for (;;) {
     // A release still owed for this row goes first: given back later, it would take the row from under this claim.
     await unreleased.settle(rowId);
     let row: Awaited<ReturnType<typeof claimRow>>;
     try {
-      row = await claimRow(runner.db, rowId, runner.workerId, claimHostFor('thumbnail', runner.config));
+      row = await held.claim(rowId, () => claimRow(runner.db, rowId, runner.workerId, claimHostFor('thumbnail', runner.config)));
     } catch (error) {
       // The claim may have been committed with its answer lost on the way back (a path that hung): the row would
       // stay locked by this live process, which lis_managerd never takes for dead. Given back (a no-op if it was not taken).
@@ -71,27 +78,44 @@ export async function runRowStages(runner: StageRunner, rowId: string, signal: A
     if (!row) return last;
     let result: RowResult | null;
     try {
-      result = row.stage === 'download' ? await downloadStage(runner, row) : await thumbnailStage(runner, row, signal);
-      // The stage gave no verdict (a database or internal fault): the row goes back untouched.
-      if (result) {
-        await endStage(runner, row.stage, result);
-        runner.outcomes?.add(row.datasource_id, result.ok ? '' : result.failure.errorClass, { country: row.country, stage: row.stage });
-      }
-    } catch (error) {
-      // Whatever failed (the stage, or the database under its end), the claim must not outlive this request.
-      await unreleased.giveBack(row.id);
-      throw error;
+      result = await workStage(runner, row, signal, unreleased);
+    } finally {
+      // Ended, given back, or owed back (UnreleasedRows): no longer a row a request has in hand.
+      held.done(row.id);
     }
-    if (!result) {
-      await unreleased.giveBack(row.id);
-      return last;
-    }
+    if (!result) return last;
     last = { claimed: true, result, stage: row.stage };
     runner.log.info(`${row.country}/${row.image_hash}: ${row.stage} ${result.ok ? 'done' : `failed: ${result.failure.errorClass}`} on request`, {
       scope: 'Imaged::stage',
     });
     if (!result.ok || row.stage === 'thumbnail' || (result.row.toStage && result.row.toStage !== 'thumbnail')) return last;
   }
+}
+
+/**
+ * The claimed row's stage, ended as a daemon's chunk would end it; null when the stage gave no verdict (a database or
+ * internal fault) and the row went back untouched. Whatever fails (the stage, or the database under its end), the
+ * claim does not outlive the request: the row is given back.
+ */
+async function workStage(
+  runner: StageRunner,
+  row: ClaimedRow & { stage: WorkStage },
+  signal: AbortSignal,
+  unreleased: UnreleasedRows,
+): Promise<RowResult | null> {
+  let result: RowResult | null;
+  try {
+    result = row.stage === 'download' ? await downloadStage(runner, row) : await thumbnailStage(runner, row, signal);
+    if (result) {
+      await endStage(runner, row.stage, result);
+      runner.outcomes?.add(row.datasource_id, result.ok ? '' : result.failure.errorClass, { country: row.country, stage: row.stage });
+    }
+  } catch (error) {
+    await unreleased.giveBack(row.id);
+    throw error;
+  }
+  if (!result) await unreleased.giveBack(row.id);
+  return result;
 }
 
 /** Ends a stage as a daemon's chunk would: finished, the source's failure charged, or ours given back uncharged. */

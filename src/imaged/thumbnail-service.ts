@@ -10,6 +10,7 @@ import { makePresetOfRow, NotMadeError } from './make-preset.ts';
 import { originImageUrl } from './origin-urls.ts';
 import { runRowStages, type StageRunner } from './run-row-stages.ts';
 import { UnreleasedRows } from './unreleased-rows.ts';
+import { HeldRows } from './held-rows.ts';
 import { HostSlots } from './host-slots.ts';
 import { lis_hash_for_url } from '../hash/image-hash.ts';
 import { isSourceFault } from '../failure/failure-reasons.ts';
@@ -69,6 +70,8 @@ export class ThumbnailService {
   generations = 0;
   /** Rows claimed for a request that the database did not let us give back yet. */
   readonly unreleased: UnreleasedRows;
+  /** Rows claimed for a request and in hand; after a lost connection, the others the database says we hold go back. */
+  readonly held: HeldRows;
 
   /** Every fetch of an original, within the downloader's per-host limits. */
   readonly hostSlots: HostSlots;
@@ -80,10 +83,12 @@ export class ThumbnailService {
     this.runner = { ...runner, fetcher: this.hostSlots };
     this.gate = new GenerationGate(imaged.maxGenerations, imaged.maxWaiting);
     this.unreleased = new UnreleasedRows(runner.db, runner.workerId, runner.log);
+    this.held = new HeldRows(runner.db, runner.workerId, runner.log);
   }
 
   /** At a stop, before the database closes: a last try at rows owed back. */
   async close(): Promise<void> {
+    this.held.stop();
     await this.unreleased.close();
   }
 
@@ -220,7 +225,7 @@ export class ThumbnailService {
       }
       if (row.state === 'failed' || row.state === 'parked')
         throw new NotMadeError(404, `the image ${row.state === 'failed' ? 'failed' : 'is parked'} in stage ${row.stage}`);
-      const outcome = await runRowStages(runner, row.id, signal, this.unreleased);
+      const outcome = await runRowStages(runner, row.id, signal, this.unreleased, this.held);
       // Its download left undone and the row given back: nobody is waiting for the answer.
       if (!outcome.claimed && unwanted.aborted) throw new RequestGoneError();
       if (outcome.claimed && !outcome.result.ok) throw await this.stageFailed(trx, country, hash, outcome.stage, outcome.result.failure);
@@ -274,7 +279,7 @@ export class ThumbnailService {
             retryAfterSeconds: Math.max(1, Math.ceil(row.due_in_seconds)),
           });
         }
-        const outcome = await runRowStages(runner, id, signal, this.unreleased);
+        const outcome = await runRowStages(runner, id, signal, this.unreleased, this.held);
         if (outcome.claimed && !outcome.result.ok) throw await this.stageFailed(this.db, country, hash, outcome.stage, outcome.result.failure);
         // Not claimable here either (its files are on another host): that host's daemon will make it.
         if (!outcome.claimed) return null;

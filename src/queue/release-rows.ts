@@ -43,6 +43,22 @@ export async function releaseAllHeldBy(db: Db, workerId: string): Promise<number
   });
 }
 
+/**
+ * The rows a worker holds that it does not have in hand (`kept`), given back untouched: after a lost connection
+ * (a database restored from a backup, or failed over), the rows the database says it holds may be others than
+ * those it works. For a worker whose claims have no one scope (lis_imaged claims rows of any country and stage
+ * for its requests); a daemon uses releaseHeldExcept, in its claims' scope.
+ */
+export async function releaseHeldByExcept(db: Db, workerId: string, kept: string[]): Promise<number> {
+  return runTransition(db, {
+    mayBeListed: false,
+    candidates: sql`${heldBy(workerId)} AND NOT (li.id = ANY(${kept}::bigint[]))`,
+    update: sql`
+    UPDATE live_images li SET state = ${parkedIfDisabled(sql`li.state`)}, locked_by = NULL, locked_at = NULL FROM locked WHERE li.id = locked.id
+    RETURNING ${relistColumns('li')}`,
+  });
+}
+
 /** The rows one worker's claims may take: its stage's rows of one country and store host (ClaimRequest). */
 export interface ClaimScope {
   workerId: string;
