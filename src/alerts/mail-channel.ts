@@ -1,4 +1,4 @@
-import nodemailer, { type Transporter } from 'nodemailer';
+import type { Transporter } from 'nodemailer';
 import type { AlertsConfig } from '../config/alerts-config.ts';
 import { isLoopbackHost } from '../util/bind-address.ts';
 import type { Alert } from './alert.ts';
@@ -44,23 +44,30 @@ export function mailTransportOptions(smtp: AlertsConfig['smtp'] & { host: string
   };
 }
 
-/** Null when no SMTP host or no recipient is configured. One channel serves one run of the alerts check. */
+/**
+ * Null when no SMTP host or no recipient is configured. One channel serves one run of the alerts check.
+ * nodemailer is loaded by the first mail sent, not with the program: lis_managerd and lis_cron_frontend start
+ * without it (its modules and Node's tls, dns and crypto with them), and most of their runs send no mail.
+ */
 export function mailChannel(smtp: AlertsConfig['smtp']): MailChannel | null {
-  if (!smtp.host || smtp.to.length === 0) return null;
-  const transport: Transporter = nodemailer.createTransport(mailTransportOptions({ ...smtp, host: smtp.host }));
+  const { host } = smtp;
+  if (!host || smtp.to.length === 0) return null;
+  let transport: Promise<Transporter> | null = null;
   // A server that cannot be reached or refuses our login now will for the rest of this run: the later
   // alerts fail at once with its error, instead of each waiting out the timeouts (and delaying its webhook).
   let down: Error | null = null;
   return {
-    send: async (alert, host) => {
+    send: async (alert, from) => {
       if (down) throw down;
+      transport ??= import('nodemailer').then(({ default: nodemailer }) => nodemailer.createTransport(mailTransportOptions({ ...smtp, host })));
+      const sender = await transport;
       try {
-        await transport.sendMail(alertMail(alert, host, smtp));
+        await sender.sendMail(alertMail(alert, from, smtp));
       } catch (error) {
         if (SERVER_DOWN.has((error as { code?: string }).code ?? '')) down = error as Error;
         throw error;
       }
     },
-    close: () => transport.close(),
+    close: () => void transport?.then((sender) => sender.close()),
   };
 }
