@@ -113,6 +113,10 @@ describe("an external PostgreSQL: SSL only, a DBA's settings, pgbouncer in front
     } finally {
       await lis.close();
     }
+    // prefer, to a server that takes SSL (this one takes nothing else): encrypted, as libpq does.
+    const preferred = await open(appUrl('sslmode=prefer'));
+    const { rows: over } = await sql<{ ssl: boolean }>`SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()`.execute(preferred);
+    assert.equal(over[0].ssl, true);
   });
 
   it('an SSL the URL and the server disagree on is named with what to do, at once (a service does not wait it out)', async () => {

@@ -75,6 +75,7 @@ export function addDbCommand(program: Command): void {
           url = embeddedUrl(config.database.embedded, undefined, s.port);
         } else {
           console.log(`configured database: ${maskUrlPasswords(url)}`);
+          url = await databaseUrl(config);
         }
         // Bounded as the services' connections are: a status asked of a server that hangs says so, in seconds.
         const bounds = serviceQueryBounds(config);

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import { LisError, errorMessage } from '../errors.ts';
 import { maskUrlPasswords } from '../util/mask-url-password.ts';
+import { sslPreferAnswer } from './ssl-prefer.ts';
 
 /**
  * The database URL as pg must be given it for its `sslmode` to mean what it means to libpq (psql, pg_dump, every
@@ -10,7 +11,7 @@ import { maskUrlPasswords } from '../util/mask-url-password.ts';
  * (`?sslmode=require`) failed against a server with a self-signed or a private CA's certificate, `self-signed
  * certificate`, in every command and daemon. A URL that says `uselibpqcompat` itself, or uses pg's own
  * `sslmode=no-verify`, is left as it is; so is one without `sslmode` (no SSL, as before). An `application_name` in the
- * URL is dropped (below).
+ * URL is dropped (below). `prefer` to a server that said it takes no SSL (askSslPrefer) is `disable`.
  *
  * Throws ERR_CONFIG when a certificate file the URL names (sslrootcert, sslcert, sslkey) cannot be read: said once,
  * at start, naming the file. Pure but for that check.
@@ -36,8 +37,14 @@ export function clientUrl(url: string): string {
   // Our sessions are named by us (imagesys:<process>): pg lets a URL's application_name win over the name a
   // client is given, and the name of the upkeep's lock session says which host and process holds it, which is how
   // a run of this host whose process is gone is found and its session ended. The URL's name dropped, those work.
+  const asked = url;
   if (u.searchParams.has('application_name')) {
     u.searchParams.delete('application_name');
+    url = u.href;
+  }
+  // sslmode=prefer to a server that said it takes no SSL (ssl-prefer.ts): plain, as libpq falls back to.
+  if (u.searchParams.get('sslmode') === 'prefer' && sslPreferAnswer(asked) === 'plain') {
+    u.searchParams.set('sslmode', 'disable');
     url = u.href;
   }
   // White space written as it is (a certificate's path with a space, as libpq takes it): pg reads a URL that is not

@@ -11,6 +11,7 @@ import { clientUrl } from './client-config.ts';
 import { preparingClient } from './prepared-query.ts';
 import { withSessionSettings, type SessionSettings } from './session-settings.ts';
 import { assertServerFit } from './server-fit.ts';
+import { askSslPrefer } from './ssl-prefer.ts';
 import { MIGRATIONS_DIR, assertSchemaCurrent, refuseMixedSchema, schemaStatus, type SchemaStatus } from './schema-version.ts';
 import { maskUrlPasswords } from '../util/mask-url-password.ts';
 import { retryWithBackoff } from '../util/retry-with-backoff.ts';
@@ -23,7 +24,10 @@ export { MIGRATIONS_DIR };
 
 /** The configured server's URL, or the embedded server's, started if need be. */
 export async function databaseUrl(config: LisConfig): Promise<string> {
-  return config.database.url ?? (await ensureEmbeddedRunning(config.database.embedded));
+  if (config.database.url === null) return ensureEmbeddedRunning(config.database.embedded);
+  // sslmode=prefer: the server asked once whether it takes SSL, so that clientUrl can fall back to plain as libpq does.
+  await askSslPrefer(config.database.url, config.database.connectTimeoutSeconds * 1000);
+  return config.database.url;
 }
 
 /** The URL each Db was made for, so that a failure to connect can name the server. */

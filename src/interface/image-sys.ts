@@ -7,6 +7,7 @@ import { embeddedUrl } from '../db/embedded-server.ts';
 import { sslTrouble } from '../db/database-error.ts';
 import { assertSchemaCurrent } from '../db/schema-version.ts';
 import { assertServerFit } from '../db/server-fit.ts';
+import { askSslPrefer } from '../db/ssl-prefer.ts';
 import { LisError, UsageError, errorMessage } from '../errors.ts';
 import { isImageHash, lis_hash_for_url } from '../hash/image-hash.ts';
 import { checkUrl } from '../intake/parse-url-line.ts';
@@ -223,6 +224,8 @@ export class ImageSys {
         : loadConfig({ file: options.config });
     const bounds = openBounds(options.bounds, config);
     const url = config.database.url ?? embeddedUrl(config.database.embedded);
+    // sslmode=prefer: as libpq, plain when the server takes no SSL (ssl-prefer.ts).
+    await askSslPrefer(url, bounds?.connectMs ?? config.database.connectTimeoutSeconds * 1000);
     const db = createDb(url, config.database.poolSize, () => {}, bounds);
     try {
       // Not refused when read-only: a listing page may read from a replica (its writes then fail, saying why).
