@@ -197,9 +197,16 @@ describe('lis_cron_frontend cut on a lost path to the database', function () {
     await sql`UPDATE live_images SET last_seen = now() - interval '40 days'`.execute(t.db);
   });
 
-  const cron = (...args: string[]): Spawned => {
+  /**
+   * A run through the relay, with the short bounds that cut it soon once its path goes silent. `next`: a run that is
+   * to succeed after a cut, whose connects get the default bound: one second (SHORT) was missed by a connect (its
+   * SCRAM login and settings) on a loaded machine, and that run then failed for it.
+   */
+  const cron = (...args: string[]): Spawned => runOf(SHORT.database, args);
+  const next = (...args: string[]): Spawned => runOf({ ...SHORT.database, connectTimeoutSeconds: 10 }, args);
+  const runOf = (bounds: typeof SHORT.database, args: string[]): Spawned => {
     const config = t.writeConfig({
-      database: { url: relay.url, ...SHORT.database },
+      database: { url: relay.url, ...bounds },
       upkeep: SHORT.upkeep,
       services: { runDir: path.join(t.dir, 'run') },
     });
@@ -228,25 +235,25 @@ describe('lis_cron_frontend cut on a lost path to the database', function () {
     const { rows } =
       await sql`SELECT 1 FROM pg_stat_activity WHERE datname = ${t.name} AND application_name LIKE 'lis_cron_frontend on testhost pid %'`.execute(t.db);
     assert.equal(rows.length, 1, 'the lock session kept');
-    const next = cron('--db_scan', '--country', 'uk');
-    assert.equal((await next.exited).code, 0, next.output());
+    const after = next('--db_scan', '--country', 'uk');
+    assert.equal((await after.exited).code, 0, after.output());
     assert.match(
-      next.output(),
+      after.output(),
       /UK: took over the shared upkeep from lis_cron_frontend on testhost pid \d+ \(since .*\), a run of this host that is gone: its session ended/,
     );
-    assert.match(next.output(), /Summary for UK in [\d.]+s: db_scan: 5 purged/);
+    assert.match(after.output(), /Summary for UK in [\d.]+s: db_scan: 5 purged/);
     assert.deepEqual(await countBy(t.db), {});
   });
 
   it("a transaction the cut run left open on the server (its COMMIT never sent) is ended by the server: the next run's scan does not wait on its row locks", async () => {
     // The purge's delete ran, the five rows locked and deleted in its transaction; the answer, and the COMMIT, lost.
     await cutAt('WITH gone AS (DELETE FROM live_images');
-    const next = cron('--db_scan', '--country', 'uk');
-    await waitFor(() => next.child.exitCode !== null, 30_000, 'the next run to end').catch((error: Error) => {
-      throw new Error(`${error.message}:\n${next.output()}`);
+    const after = next('--db_scan', '--country', 'uk');
+    await waitFor(() => after.child.exitCode !== null, 30_000, 'the next run to end').catch((error: Error) => {
+      throw new Error(`${error.message}:\n${after.output()}`);
     });
-    assert.equal((await next.exited).code, 0, next.output());
-    assert.match(next.output(), /Summary for UK in [\d.]+s: db_scan: 5 purged/);
+    assert.equal((await after.exited).code, 0, after.output());
+    assert.match(after.output(), /Summary for UK in [\d.]+s: db_scan: 5 purged/);
     assert.deepEqual(await countBy(t.db), {});
   });
 });
