@@ -198,11 +198,12 @@ describe('lis_cron_frontend cut on a lost path to the database', function () {
   });
 
   /**
-   * A run through the relay, with the short bounds that cut it soon once its path goes silent. `next`: a run that is
-   * to succeed after a cut, whose connects get the default bound: one second (SHORT) was missed by a connect (its
-   * SCRAM login and settings) on a loaded machine, and that run then failed for it.
+   * A run through the relay, with bounds that cut it soon once its path goes silent (its probes' connects are
+   * bounded by connectTimeoutSeconds). One second (SHORT) was missed by a connect (its SCRAM login and settings) on a
+   * loaded machine (CI: three test files at once on two cores), and the run failed before its scan: 2.5 s. `next`: a
+   * run that is to succeed after a cut, with the default connect bound.
    */
-  const cron = (...args: string[]): Spawned => runOf(SHORT.database, args);
+  const cron = (...args: string[]): Spawned => runOf({ ...SHORT.database, connectTimeoutSeconds: 2.5 }, args);
   const next = (...args: string[]): Spawned => runOf({ ...SHORT.database, connectTimeoutSeconds: 10 }, args);
   const runOf = (bounds: typeof SHORT.database, args: string[]): Spawned => {
     const config = t.writeConfig({
@@ -222,7 +223,9 @@ describe('lis_cron_frontend cut on a lost path to the database', function () {
   const cutAt = async (at: string) => {
     const silent = relay.stallAfter(at);
     const run = cron('--db_scan', '--country', 'uk');
-    await silent;
+    // A run that ends before its scan reaches `at` (it could not connect) fails the test saying so, not by its timeout.
+    const early = await Promise.race([silent.then(() => null), run.exited]);
+    if (early) assert.fail(`the run ended (exit ${early.code}) before its scan sent ${at}:\n${run.output()}`);
     const { code } = await run.exited;
     assert.equal(code, 1, run.output());
     assert.match(run.output(), /did not answer for .*: cut UK: db_scan after/);
