@@ -29,7 +29,7 @@ export class HeldRows {
     private readonly log: Logger,
   ) {}
 
-  /** Rows in hand now (tests, and the give-back's keep list). */
+  /** Rows in hand now (for tests and diagnostics). */
   get size(): number {
     return this.inHand.size;
   }

@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { sql, type RawBuilder } from 'kysely';
 import type { Db } from '../db/connect.ts';
 import { relistColumns, runTransition } from './claimable-rows.ts';
 import { parkedIfDisabled } from './park-rows.ts';
@@ -7,14 +7,11 @@ import type { WorkStage } from './stages.ts';
 /** Gives rows back untouched (no attempt counted), for another worker or a later run. */
 export async function releaseRows(db: Db, workerId: string, ids: string[]): Promise<number> {
   if (ids.length === 0) return 0;
-  return runTransition(db, {
-    mayBeListed: false,
-    candidates: sql`SELECT li.id, li.country, li.stage, li.store_host FROM live_images li
+  return unlockRows(
+    db,
+    sql`SELECT li.id, li.country, li.stage, li.store_host FROM live_images li
                      WHERE li.id = ANY(${ids}::bigint[]) AND li.locked_by = ${workerId}`,
-    update: sql`
-    UPDATE live_images li SET state = ${parkedIfDisabled(sql`li.state`)}, locked_by = NULL, locked_at = NULL FROM locked WHERE li.id = locked.id
-    RETURNING ${relistColumns('li')}`,
-  });
+  );
 }
 
 /**
@@ -34,13 +31,7 @@ export function heldBy(workerId: string) {
  * transaction that marks it stopped).
  */
 export async function releaseAllHeldBy(db: Db, workerId: string): Promise<number> {
-  return runTransition(db, {
-    mayBeListed: false,
-    candidates: heldBy(workerId),
-    update: sql`
-    UPDATE live_images li SET state = ${parkedIfDisabled(sql`li.state`)}, locked_by = NULL, locked_at = NULL FROM locked WHERE li.id = locked.id
-    RETURNING ${relistColumns('li')}`,
-  });
+  return unlockRows(db, heldBy(workerId));
 }
 
 /**
@@ -50,13 +41,7 @@ export async function releaseAllHeldBy(db: Db, workerId: string): Promise<number
  * for its requests); a daemon uses releaseHeldExcept, in its claims' scope.
  */
 export async function releaseHeldByExcept(db: Db, workerId: string, kept: string[]): Promise<number> {
-  return runTransition(db, {
-    mayBeListed: false,
-    candidates: sql`${heldBy(workerId)} AND NOT (li.id = ANY(${kept}::bigint[]))`,
-    update: sql`
-    UPDATE live_images li SET state = ${parkedIfDisabled(sql`li.state`)}, locked_by = NULL, locked_at = NULL FROM locked WHERE li.id = locked.id
-    RETURNING ${relistColumns('li')}`,
-  });
+  return unlockRows(db, sql`${heldBy(workerId)} AND NOT (li.id = ANY(${kept}::bigint[]))`);
 }
 
 /** The rows one worker's claims may take: its stage's rows of one country and store host (ClaimRequest). */
@@ -75,11 +60,23 @@ export interface ClaimScope {
  * scope's backlog, not the table; the runner calls it only after a claim failed.
  */
 export async function releaseHeldExcept(db: Db, scope: ClaimScope, kept: string[]): Promise<number> {
-  return runTransition(db, {
-    mayBeListed: false,
-    candidates: sql`SELECT li.id, li.country, li.stage, li.store_host FROM live_images li
+  return unlockRows(
+    db,
+    sql`SELECT li.id, li.country, li.stage, li.store_host FROM live_images li
                      WHERE li.country = ${scope.country} AND li.stage = ${scope.stage} AND li.store_host = ${scope.storeHost}
                        AND li.state = 'waiting' AND li.locked_by = ${scope.workerId} AND NOT (li.id = ANY(${kept}::bigint[]))`,
+  );
+}
+
+/**
+ * The rows `candidates` selects (id, country, stage, store_host), unlocked and listed claimable again, untouched:
+ * no attempt counted, no error recorded (parked instead when their datasource was disabled meanwhile). The one
+ * transition every give-back above is.
+ */
+function unlockRows(db: Db, candidates: RawBuilder<unknown>): Promise<number> {
+  return runTransition(db, {
+    mayBeListed: false,
+    candidates,
     update: sql`
     UPDATE live_images li SET state = ${parkedIfDisabled(sql`li.state`)}, locked_by = NULL, locked_at = NULL FROM locked WHERE li.id = locked.id
     RETURNING ${relistColumns('li')}`,
