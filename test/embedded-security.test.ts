@@ -124,7 +124,22 @@ describe('the embedded PostgreSQL: secure defaults', function () {
       } finally {
         await held.end();
       }
-      await dropDatabase(url, 'lis_secure_copy');
+      // Such a session leaving while the plain DROP waits (autovacuum, told to stop by it, does), and one of our role's
+      // there: ours is ended (FORCE, refused, ended none), the superuser's leaves once it is, and the database is dropped.
+      const ours = new pg.Client({ connectionString: url.replace(/\/imagesys$/, '/lis_secure_copy') });
+      const passing = new pg.Client({ connectionString: superUrl.replace(/\/postgres$/, '/lis_secure_copy') });
+      await ours.connect();
+      await passing.connect();
+      const oursEnded = new Promise<Error & { code?: string }>((resolve) => ours.on('error', resolve));
+      const passed = oursEnded.then(() => passing.end());
+      try {
+        await dropDatabase(url, 'lis_secure_copy');
+        assert.equal((await oursEnded).code, '57P01', 'our session ended by the server');
+        await passed;
+      } finally {
+        await Promise.allSettled([ours.end(), passing.end()]);
+      }
+      assert.deepEqual(await query(superUrl, `SELECT datname FROM pg_database WHERE datname = 'lis_secure_copy'`), []);
       await dropDatabase(url, 'lis_secure_template');
       assert.deepEqual(await query(superUrl, `SELECT datname FROM pg_database WHERE datname LIKE 'lis_secure_%'`), []);
 

@@ -490,28 +490,40 @@ export async function recreateDatabase(serverUrl: string, name: string): Promise
 
 /**
  * Drops database `name`, ending its sessions (FORCE). A database of another role's is refused, saying so. A session of a superuser's on it cannot be ended by
- * our role (42501): after a bench's big drain that is autovacuum working on the database, which a plain
- * DROP DATABASE stops itself (waiting up to 5 s for it), so that is tried next; it fails with a clear
- * message when someone's session is still there.
+ * our role (42501), and FORCE then ends none: after a bench's big drain that is autovacuum working on the database (also on a tiny
+ * one, now and then: a test run's drop met it). The sessions our role may end are ended, and a plain DROP DATABASE follows, which
+ * stops autovacuum itself and waits up to 5 s for the sessions to go; it fails with a clear message when someone's session stays.
  */
 export async function dropDatabase(serverUrl: string, name: string): Promise<void> {
-  await onServer(serverUrl, async (client) => {
-    const database = client.escapeIdentifier(name);
-    try {
-      await client.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
-    } catch (error) {
-      if ((error as { code?: string }).code !== '42501') throw error;
-      await client.query(`DROP DATABASE IF EXISTS ${database}`).catch((again: Error) => {
-        // Not its owner (a database another role made, on a server of the operator's): no session is to blame.
-        if (/must be owner/.test(again.message))
-          throw new LisError(
-            'ERR_DB_NOT_OWNER',
-            `cannot drop database ${name} at ${describeServer(serverUrl)}: ${again.message}; drop it as its owner, or use another database name`,
-            { cause: again },
-          );
-        throw new LisError('ERR_DB_IN_USE', `cannot drop database ${name}: a superuser's session is on it (${again.message})`, { cause: again });
-      });
-    }
+  await onServer(serverUrl, (client) => dropDatabaseOn(client, name, serverUrl));
+}
+
+/** {@link dropDatabase} on a session of the server's already open (`serverUrl` names the server in errors). */
+export async function dropDatabaseOn(client: pg.ClientBase, name: string, serverUrl: string): Promise<void> {
+  const database = client.escapeIdentifier(name);
+  try {
+    await client.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+    return;
+  } catch (caught) {
+    const error = caught as Error & { code?: string };
+    if (error.code !== '42501') throw error;
+    // Not its owner (a database another role made, on a server of the operator's): no session is to blame, and none is ended.
+    if (/must be owner/.test(error.message))
+      throw new LisError(
+        'ERR_DB_NOT_OWNER',
+        `cannot drop database ${name} at ${describeServer(serverUrl)}: ${error.message}; drop it as its owner, or use another database name`,
+        { cause: error },
+      );
+  }
+  // Those whose privileges our role has (pg_terminate_backend's own rule); autovacuum's have no role (NULL), a superuser's fail it.
+  await client.query(
+    `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+      WHERE datname = $1 AND pid <> pg_backend_pid() AND pg_has_role(usesysid, 'USAGE')
+        AND NOT (SELECT rolsuper FROM pg_roles WHERE oid = usesysid)`,
+    [name],
+  );
+  await client.query(`DROP DATABASE IF EXISTS ${database}`).catch((again: Error) => {
+    throw new LisError('ERR_DB_IN_USE', `cannot drop database ${name}: a superuser's session is on it (${again.message})`, { cause: again });
   });
 }
 

@@ -5,7 +5,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { parseConfig } from '../../src/config/load-config.ts';
 import type { LisConfig, LisConfigInput } from '../../src/config/config-schema.ts';
-import { createDb, databaseUrl, migrateToLatest, recreateDatabase, type Db } from '../../src/db/connect.ts';
+import { createDb, databaseUrl, dropDatabaseOn, migrateToLatest, recreateDatabase, type Db } from '../../src/db/connect.ts';
 
 // One per test run, so that runs side by side (several checkouts, CI) do not clobber each other's. Named by
 // the process that makes it (mocha's global setup) and passed on in the environment: with --parallel the test
@@ -60,8 +60,11 @@ async function admin<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   }
 }
 
-/** DROP DATABASE ... WITH (FORCE) (its sessions ended first) on an admin session; the name is one this run made. */
-const dropTestDatabase = (name: string) => admin((client) => client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(name)} WITH (FORCE)`));
+/**
+ * The product's drop (its sessions ended first) on an admin session; the name is one this run made. Our role is no superuser: autovacuum on
+ * the database, now and then, fails FORCE (42501, "permission denied to terminate process", a CI run's end once), which dropDatabaseOn handles.
+ */
+const dropTestDatabase = (name: string) => admin(async (client) => dropDatabaseOn(client, name, await databaseUrl(baseTestConfig())));
 
 /** Once per run: a migrated template database that each test database is copied from. */
 export async function prepareTemplate(): Promise<void> {
