@@ -113,10 +113,13 @@ describe("an external PostgreSQL: SSL only, a DBA's settings, pgbouncer in front
     } finally {
       await lis.close();
     }
-    // prefer, to a server that takes SSL (this one takes nothing else): encrypted, as libpq does.
-    const preferred = await open(appUrl('sslmode=prefer'));
-    const { rows: over } = await sql<{ ssl: boolean }>`SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()`.execute(preferred);
-    assert.equal(over[0].ssl, true);
+    // prefer, and allow, to a server that takes SSL (this one takes nothing else): encrypted, the self-signed
+    // certificate taken, as libpq does (allow was read by pg as verify-full: "self-signed certificate").
+    for (const mode of ['prefer', 'allow']) {
+      const preferred = await open(appUrl(`sslmode=${mode}`));
+      const { rows: over } = await sql<{ ssl: boolean }>`SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()`.execute(preferred);
+      assert.equal(over[0].ssl, true, mode);
+    }
   });
 
   it('an SSL the URL and the server disagree on is named with what to do, at once (a service does not wait it out)', async () => {

@@ -6,7 +6,7 @@ import { ImageSys } from '../src/interface/image-sys.ts';
 import { spawnTs } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';
 
-describe('sslmode=prefer to a server with SSL off: a plain connection, as libpq makes', () => {
+describe('sslmode=prefer or allow to a server with SSL off: a plain connection, as libpq makes', () => {
   let t: TestDatabase;
   beforeEach(async () => {
     t = await createTestDatabase();
@@ -33,5 +33,16 @@ describe('sslmode=prefer to a server with SSL off: a plain connection, as libpq 
     const status = spawnTs('bin/lis', ['db', 'status'], { LIS_DATABASE_URL: url });
     assert.equal((await status.exited).code, 0, status.output());
     assert.match(status.output(), /^schema: current$/m);
+  });
+
+  it('sslmode=allow too (before: pg read it as verify-full and asked for SSL)', async () => {
+    const url = `${t.url}${t.url.includes('?') ? '&' : '?'}sslmode=allow`;
+    const db = await openDatabase(parseConfig({ database: { url } }, {}, process.cwd(), 'test'));
+    try {
+      const { rows } = await sql<{ ssl: boolean }>`SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()`.execute(db);
+      assert.equal(rows[0].ssl, false);
+    } finally {
+      await db.destroy();
+    }
   });
 });

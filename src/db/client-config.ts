@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { LisError, errorMessage } from '../errors.ts';
 import { maskUrlPasswords } from '../util/mask-url-password.ts';
-import { sslPreferAnswer } from './ssl-prefer.ts';
+import { ASKED_SSL_MODES, sslPreferAnswer } from './ssl-prefer.ts';
 
 /**
  * The database URL as pg must be given it for its `sslmode` to mean what it means to libpq (psql, pg_dump, every
@@ -11,7 +11,7 @@ import { sslPreferAnswer } from './ssl-prefer.ts';
  * (`?sslmode=require`) failed against a server with a self-signed or a private CA's certificate, `self-signed
  * certificate`, in every command and daemon. A URL that says `uselibpqcompat` itself, or uses pg's own
  * `sslmode=no-verify`, is left as it is; so is one without `sslmode` (no SSL, as before). An `application_name` in the
- * URL is dropped (below). `prefer` to a server that said it takes no SSL (askSslPrefer) is `disable`.
+ * URL is dropped (below). `prefer` to a server that said it takes no SSL (askSslPrefer) is `disable`; `allow` is read as `prefer`.
  *
  * Throws ERR_CONFIG when a certificate file the URL names (sslrootcert, sslcert, sslkey) cannot be read: said once,
  * at start, naming the file. Pure but for that check.
@@ -42,10 +42,15 @@ export function clientUrl(url: string): string {
     u.searchParams.delete('application_name');
     url = u.href;
   }
-  // sslmode=prefer to a server that said it takes no SSL (ssl-prefer.ts): plain, as libpq falls back to.
-  if (u.searchParams.get('sslmode') === 'prefer' && sslPreferAnswer(asked) === 'plain') {
-    u.searchParams.set('sslmode', 'disable');
-    url = u.href;
+  // sslmode=prefer to a server that said it takes no SSL (ssl-prefer.ts): plain, as libpq falls back to. `allow` is
+  // read as `prefer` (ssl-prefer.ts says why): pg would read it as verify-full.
+  const asks = u.searchParams.get('sslmode');
+  if (asks !== null && ASKED_SSL_MODES.has(asks)) {
+    const read = sslPreferAnswer(asked) === 'plain' ? 'disable' : 'prefer';
+    if (read !== asks) {
+      u.searchParams.set('sslmode', read);
+      url = u.href;
+    }
   }
   // White space written as it is (a certificate's path with a space, as libpq takes it): pg reads a URL that is not
   // one by another road, which decodes the password only in part, and the server said "wrong password". As a URL

@@ -25,7 +25,7 @@ export { MIGRATIONS_DIR };
 /** The configured server's URL, or the embedded server's, started if need be. */
 export async function databaseUrl(config: LisConfig): Promise<string> {
   if (config.database.url === null) return ensureEmbeddedRunning(config.database.embedded);
-  // sslmode=prefer: the server asked once whether it takes SSL, so that clientUrl can fall back to plain as libpq does.
+  // sslmode=prefer (or allow): the server asked once whether it takes SSL, so that clientUrl can fall back to plain as libpq does.
   await askSslPrefer(config.database.url, config.database.connectTimeoutSeconds * 1000);
   return config.database.url;
 }

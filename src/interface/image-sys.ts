@@ -224,7 +224,7 @@ export class ImageSys {
         : loadConfig({ file: options.config });
     const bounds = openBounds(options.bounds, config);
     const url = config.database.url ?? embeddedUrl(config.database.embedded);
-    // sslmode=prefer: as libpq, plain when the server takes no SSL (ssl-prefer.ts).
+    // sslmode=prefer (or allow): as libpq, plain when the server takes no SSL (ssl-prefer.ts).
     await askSslPrefer(url, bounds?.connectMs ?? config.database.connectTimeoutSeconds * 1000);
     const db = createDb(url, config.database.poolSize, () => {}, bounds);
     try {
