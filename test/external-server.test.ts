@@ -237,7 +237,7 @@ describe("an external PostgreSQL: SSL only, a DBA's settings, pgbouncer in front
     }
   });
 
-  it('lis demo on a database of another role, or without CREATEDB, says which (not "a superuser\'s session is on it")', async () => {
+  it('lis demo on a database of another role, or without CREATEDB, says which (not "a session our role may not end is on it")', async () => {
     const serverUrl = appUrl(CHECKED, 'postgres');
     await assert.rejects(dropDatabase(serverUrl, 'lis_locked'), (error: Error & { code?: string }) => {
       assert.equal(error.code, 'ERR_DB_NOT_OWNER');

@@ -515,15 +515,19 @@ export async function dropDatabaseOn(client: pg.ClientBase, name: string, server
         { cause: error },
       );
   }
-  // Those whose privileges our role has (pg_terminate_backend's own rule); autovacuum's have no role (NULL), a superuser's fail it.
+  // Those of roles whose privileges ours has (pg_terminate_backend's own rule): not a superuser's, nor autovacuum's (no role, NULL).
   await client.query(
-    `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-      WHERE datname = $1 AND pid <> pg_backend_pid() AND pg_has_role(usesysid, 'USAGE')
-        AND NOT (SELECT rolsuper FROM pg_roles WHERE oid = usesysid)`,
+    `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND pg_has_role(usesysid, 'USAGE')`,
     [name],
   );
   await client.query(`DROP DATABASE IF EXISTS ${database}`).catch((again: Error) => {
-    throw new LisError('ERR_DB_IN_USE', `cannot drop database ${name}: a superuser's session is on it (${again.message})`, { cause: again });
+    throw new LisError(
+      'ERR_DB_IN_USE',
+      `cannot drop database ${name}: a session our role may not end (a superuser's, another role's) is on it (${again.message})`,
+      {
+        cause: again,
+      },
+    );
   });
 }
 
