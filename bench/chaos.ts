@@ -1,7 +1,9 @@
 // The chaos run from the command line, bigger than the test's:
 //   node --import tsx bench/chaos.ts [--urls 5000] [--limit 900] [--kill-every 3]
-import { flag } from './lib/bench-database.ts';
+import { benchOptions, flag } from './lib/bench-args.ts';
 import { runChaos } from './lib/chaos.ts';
+
+benchOptions({ urls: 'N', limit: 'SECONDS', 'kill-every': 'SECONDS' });
 
 const result = await runChaos({
   urls: flag('urls', 5000),

@@ -7,7 +7,7 @@
 // URL per chunk that drips a byte a second; the clean rows' throughput should
 // not suffer (`ratio drip_vs_clean` near 1.00).
 //
-//   npm run bench:download -- [--small 3000] [--large 600] [--concurrency 32] [--drip-rows 3000]
+//   npm run bench:download -- [--small 3000] [--large 600] [--concurrency 32] [--drip-rows 3000] [--deadline 600]
 import { fork } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -25,7 +25,12 @@ import { DownloadWorker } from '../src/download/download-worker.ts';
 import { lis_hash_for_url } from '../src/hash/image-hash.ts';
 import { createLogger } from '../src/log/create-logger.ts';
 import { originalPath } from '../src/store/store-layout.ts';
-import { flag, freshBenchDatabase } from './lib/bench-database.ts';
+import { benchOptions, flag, hasSwitch } from './lib/bench-args.ts';
+import { freshBenchDatabase } from './lib/bench-database.ts';
+
+benchOptions({ small: 'N', large: 'N', concurrency: 'N', 'drip-rows': 'N', deadline: 'SECONDS', serve: null });
+/** No daemon run of this bench is longer. */
+const deadlineSeconds = flag('deadline', 600);
 
 async function noiseJpeg(width: number, height: number, quality: number): Promise<Buffer> {
   const raw = crypto.randomBytes(width * height * 3);
@@ -81,7 +86,9 @@ async function main(): Promise<void> {
       const size = info[kind];
       const config = parseConfig(
         {
-          host: 'bench',
+          // A host of its own for each kind: the small run's rows have their files in its own store, and lis_downloadd
+          // takes a fresh, empty store of a host whose rows have files for an unmounted disk, and pauses (the bench hung).
+          host: `bench-${kind}`,
           database: { url: bench.url },
           stores: { originals: path.join(dir, `daemon-${kind}`) },
           log: { dir: path.join(dir, 'log') },
@@ -106,11 +113,12 @@ async function main(): Promise<void> {
         country: 'uk',
         chunkSize: 500,
         service: false,
-        signal: new AbortController().signal,
+        // No wait without a deadline: a daemon that pauses (a store it will not write) fails the bench, not hangs it.
+        signal: AbortSignal.timeout(deadlineSeconds * 1000),
         workerId: `bench:${kind}`,
       });
       const daemon: Figures = { images: totals.done, bytes: totals.done * size, seconds: (performance.now() - started) / 1000 };
-      if (totals.done !== n) throw new Error(`only ${totals.done} of ${n} downloaded (${totals.failed} failed)`);
+      if (totals.done !== n) throw new Error(`only ${totals.done} of ${n} downloaded (${totals.failed} failed) within --deadline ${deadlineSeconds} s`);
 
       // Baseline: the same downloads and files, and nothing else (no queue, no checks, no fsync).
       const agent = { http: new http.Agent({ keepAlive: true, maxSockets: concurrency }) };
@@ -187,7 +195,7 @@ async function dripComparison(o: {
       country: 'uk',
       chunkSize,
       service: false,
-      signal: new AbortController().signal,
+      signal: AbortSignal.timeout(deadlineSeconds * 1000),
       workerId: `bench:${mode}:${round}`,
       onProgress: (t) => {
         if (!cleanDone && t.done >= o.n) cleanDone = performance.now();
@@ -205,5 +213,5 @@ async function dripComparison(o: {
   console.log(`ratio drip_vs_clean: ${Math.sqrt(pairs[0] * pairs[1]).toFixed(2)}`);
 }
 
-if (process.argv.includes('--serve')) await serve();
+if (hasSwitch('serve')) await serve();
 else await main();

@@ -20,9 +20,12 @@ import { DAEMON_ENV, nodeFlagsOf } from '../src/services/launch-settings.ts';
 import { RsyncDaemon } from '../test/helpers/rsync-daemons.ts';
 import type { PlainLoopJob } from './lib/plain-loop-child.ts';
 import { workloads } from './lib/thumbnail-contenders.ts';
-import { argOf, benchConfig, flag, freshBenchDatabase, geomean, printRatio, settleMachine, waitUntil } from './lib/bench-database.ts';
+import { argOf, benchOptions, flag } from './lib/bench-args.ts';
+import { benchConfig, freshBenchDatabase, geomean, printRatio, settleMachine, waitUntil } from './lib/bench-database.ts';
 import { busyShare, cpuSeconds, machineCpu, peakRssKb } from './lib/proc-stats.ts';
 import { cpuByThread, threadLine } from './lib/thumbnail-threads.ts';
+
+benchOptions({ images: 'N', pairs: 'N', deadline: 'SECONDS', testdata: 'FOLDER' });
 
 // fileURLToPath, not URL.pathname: a checkout under a folder with a space would read as my%20clone.
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');

@@ -9,7 +9,10 @@ import { Readable } from 'node:stream';
 import { sql } from 'kysely';
 import type { Db } from '../src/db/connect.ts';
 import { enqueueUrlStream } from '../src/intake/enqueue-urls.ts';
-import { flag, freshBenchDatabase, geomean, printRatio } from './lib/bench-database.ts';
+import { benchOptions, flag } from './lib/bench-args.ts';
+import { freshBenchDatabase, geomean, printRatio } from './lib/bench-database.ts';
+
+benchOptions({ existing: 'N', urls: 'N', pairs: 'N' });
 
 const existing = flag('existing', 1_000_000);
 const urls = flag('urls', 200_000);

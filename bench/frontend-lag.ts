@@ -11,7 +11,10 @@ import { sql } from 'kysely';
 import { frontendLag } from '../src/push/frontend-lag.ts';
 import { frontendLagPerFrontend } from '../test/helpers/frontend-lag-reference.ts';
 import { fillLagMix } from '../test/helpers/lag-mix.ts';
-import { flag, freshBenchDatabase, printRatio, settleMachine } from './lib/bench-database.ts';
+import { benchOptions, flag } from './lib/bench-args.ts';
+import { freshBenchDatabase, printRatio, settleMachine } from './lib/bench-database.ts';
+
+benchOptions({ rows: 'N', runs: 'N', frontends: 'N' });
 
 const rows = flag('rows', 200_000);
 const runs = flag('runs', 3);

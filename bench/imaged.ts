@@ -39,9 +39,12 @@ import { jpegOptions } from '../src/thumbnail/jpeg-options.ts';
 import { resolveDetails } from '../src/thumbnail/process-details.ts';
 import { createThumbnailWorker } from '../src/thumbnail/thumbnail-worker.ts';
 import { photoJpeg, startNginx } from '../test/helpers/imaged-fixtures.ts';
-import { argOf, flag, freshBenchDatabase, percentile } from './lib/bench-database.ts';
+import { argOf, benchOptions, flag } from './lib/bench-args.ts';
+import { freshBenchDatabase, percentile } from './lib/bench-database.ts';
 import { cpuSeconds } from './lib/proc-stats.ts';
 import { MainThreadProfile } from './lib/main-thread-profile.ts';
+
+benchOptions({ misses: 'N', concurrency: 'N', hits: 'N', preset: 'NAME', profile: 'DIR' });
 
 const misses = flag('misses', 400);
 const concurrency = flag('concurrency', 4);

@@ -18,7 +18,10 @@ import { createPusher } from '../src/push/pusherd-main.ts';
 import type { ImageData } from '../src/store/image-data.ts';
 import { thumbnailRelativePath } from '../src/store/store-layout.ts';
 import { RsyncDaemon } from '../test/helpers/rsync-daemons.ts';
-import { flag, freshBenchDatabase, geomean, printRatio } from './lib/bench-database.ts';
+import { benchOptions, flag } from './lib/bench-args.ts';
+import { freshBenchDatabase, geomean, printRatio } from './lib/bench-database.ts';
+
+benchOptions({ rows: 'N', chunk: 'N', pairs: 'N' });
 
 const rowCount = flag('rows', 2000);
 const chunkSize = flag('chunk', 500);

@@ -15,17 +15,30 @@ import { sql } from 'kysely';
 import { createDb, type Db } from '../src/db/connect.ts';
 import { ClaimCursor } from '../src/queue/claim-cursor.ts';
 import { finishRows, type FinishedRow } from '../src/queue/finish-rows.ts';
-import { argOf, flag, freshBenchDatabase, printRatio, percentile } from './lib/bench-database.ts';
+import { argOf, benchOptions, flag, hasSwitch } from './lib/bench-args.ts';
+import { freshBenchDatabase, printRatio, percentile } from './lib/bench-database.ts';
 import { cpuSeconds } from './lib/proc-stats.ts';
 import { fillNarrowQueue, finishNarrow, NarrowCursor, type NarrowOptions } from './lib/narrow-queue-prototype.ts';
+
+benchOptions({
+  rows: 'N',
+  workers: 'N',
+  chunk: 'N',
+  window: 'N',
+  patch: null,
+  prototype: null,
+  'prototype-status': 'wide|queue',
+  'prototype-fillfactor': 'N',
+  database: 'NAME',
+});
 
 const rows = flag('rows', 1_000_000);
 const workers = flag('workers', os.availableParallelism());
 const chunk = flag('chunk', 500);
 const windowSize = flag('window', Math.max(100_000, Math.floor(rows / 10)));
-const prototype = process.argv.includes('--prototype');
+const prototype = hasSwitch('prototype');
 // With --patch, ours and the prototype finish each row with what a download writes (the raw keyset writes none).
-const patch = process.argv.includes('--patch');
+const patch = hasSwitch('patch');
 const finished = (id: string): FinishedRow =>
   patch
     ? { id, set: { content_hash: id.padStart(64, '0'), downloaded_at: new Date().toISOString(), original_bytes: 123_456, original_format: 'jpeg' } }

@@ -9,7 +9,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { flag, printRatio } from './lib/bench-database.ts';
+import { benchOptions, flag } from './lib/bench-args.ts';
+import { printRatio } from './lib/bench-database.ts';
+
+benchOptions({ runs: 'N' });
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const TIME = '/usr/bin/time';

@@ -21,10 +21,27 @@ import { makeThumbnails } from '../src/thumbnail/make-thumbnails.ts';
 import { DAEMON_ENV, nodeFlagsOf } from '../src/services/launch-settings.ts';
 import { PixelBudget } from '../src/thumbnail/pixel-budget.ts';
 import { applySharpSettings, parallelismFor } from '../src/thumbnail/sharp-settings.ts';
-import { argOf, benchConfig, flag, geomean, printRatio } from './lib/bench-database.ts';
+import { argOf, benchOptions, flag, hasSwitch } from './lib/bench-args.ts';
+import { benchConfig, geomean, printRatio } from './lib/bench-database.ts';
 import { peakRssKb } from './lib/proc-stats.ts';
 import { quality } from './lib/thumbnail-bytes.ts';
 import { IM, imArgs, plainSharp, settingsOf, workloads, type Workload } from './lib/thumbnail-contenders.ts';
+
+benchOptions({
+  workload: 'default|migration|both',
+  rounds: 'N',
+  pairs: 'N',
+  dir: 'FOLDER',
+  images: 'N',
+  'no-quality': null,
+  memory: null,
+  'png-count': 'N',
+  'png-side': 'N',
+  child: 'daemon|loop',
+  list: 'FILE',
+  'in-flight': 'N',
+  threads: 'N',
+});
 
 const run = promisify(execFile);
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -200,7 +217,12 @@ async function memory(): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  if (process.argv.includes('--memory')) return memory();
+  if (hasSwitch('memory')) return memory();
+  const chosen = argOf('workload') ?? 'both';
+  if (chosen !== 'both' && !WORKLOADS[chosen]) {
+    console.error(`--workload ${chosen}: no such workload (${[...Object.keys(WORKLOADS), 'both'].join(', ')})`);
+    process.exit(2);
+  }
   const missing = [IM, TIME].filter((tool) => !fs.existsSync(tool));
   if (missing.length) {
     console.error(`bench/thumbnail.ts needs ImageMagick and GNU time from Debian; missing: ${missing.join(', ')}`);
@@ -221,7 +243,6 @@ async function main(): Promise<void> {
       .map((l) => l.toFixed(1))
       .join(' ')}), ${lanes} images in flight, ${parallelism.sharpThreads} libvips thread(s) each; ${pairs} interleaved pairs`,
   );
-  const chosen = argOf('workload') ?? 'both';
   const workloads = chosen === 'both' ? Object.values(WORKLOADS) : [WORKLOADS[chosen]];
   const ratios: Array<[string, number]> = [];
   for (const w of workloads) {
@@ -229,16 +250,16 @@ async function main(): Promise<void> {
     // Wall clock, then CPU time (loop's or ImageMagick's CPU over ours: other load on the machine sways it least).
     ratios.push([`thumbnail ${w.name} daemon / plain sharp loop`, r.vsLoop], [`thumbnail ${w.name} daemon / ImageMagick`, r.vsIm]);
     ratios.push([`thumbnail ${w.name} daemon / plain sharp loop (CPU)`, r.cpuVsLoop], [`thumbnail ${w.name} daemon / ImageMagick (CPU)`, r.cpuVsIm]);
-    if (!process.argv.includes('--no-quality')) ratios.push(...(await quality(w, files, config)));
+    if (!hasSwitch('no-quality')) ratios.push(...(await quality(w, files, config)));
   }
   console.log('');
   for (const [name, ratio] of ratios) printRatio(name, ratio);
 }
 
-const child = process.argv.indexOf('--child');
-if (child >= 0) {
+const child = argOf('child');
+if (child !== undefined) {
   const { files, workload, pixelBudget } = JSON.parse(fs.readFileSync(argOf('list')!, 'utf8')) as { files: string[]; workload: Workload; pixelBudget: number };
-  await childMain(process.argv[child + 1], workload, files, pixelBudget);
+  await childMain(child, workload, files, pixelBudget);
 } else {
   await main();
 }

@@ -2,13 +2,8 @@ import { execFileSync } from 'node:child_process';
 import pg from 'pg';
 import { loadConfig } from '../../src/config/load-config.ts';
 import type { LisConfig } from '../../src/config/config-schema.ts';
+import { argOf } from './bench-args.ts';
 import { createDb, databaseUrl, dropDatabase, migrateToLatest, recreateDatabase, type Db } from '../../src/db/connect.ts';
-
-/** A `--name value` argument, or undefined. */
-export function argOf(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-}
 
 /**
  * The configuration as every command reads it: `--config FILE`, else `LIS_CONFIG`, else `imagesys.json` in
@@ -66,11 +61,6 @@ export async function freshBenchDatabase(name: string): Promise<{ db: Db; url: s
 export function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-}
-
-export function flag(name: string, fallback: number): number {
-  const value = argOf(name);
-  return value === undefined ? fallback : Number(value);
 }
 
 /** The last lines of every bench: one per comparison, `ratio <name>: X.XX` (contender over baseline; above 1: ahead). */
