@@ -17,7 +17,7 @@ describe('log files', () => {
   beforeEach(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-logs-'))));
   afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-  it("two countries' daemons log and rotate at once, each in files of its own, losing no line", async function () {
+  it("two countries' daemons log and rotate at once, each in files of its own, losing no line, readable by owner and group only", async function () {
     this.timeout(60_000);
     const count = 600;
     const writers = ['uk', 'de'].map((country) => spawnTs('test/helpers/log-writer.ts', [dir, country, String(count)]));
@@ -41,6 +41,9 @@ describe('log files', () => {
       assert.ok(fs.readdirSync(dir).filter((f) => f.startsWith(`downloadd.${country}-`)).length > 20);
       const errors = linesOf(dir, `downloadd.${country}.error-`);
       assert.equal(errors.filter((l) => l.includes(`${country} error`)).length, count / 10);
+      // Its owner's and group's only, rotated files too (a line may name a signed URL).
+      for (const f of fs.readdirSync(dir).filter((f) => f.startsWith(`downloadd.${country}`) && !fs.lstatSync(path.join(dir, f)).isSymbolicLink()))
+        assert.equal(fs.statSync(path.join(dir, f)).mode & 0o027, 0, `${f}: no group write, nothing for others`);
       // The plain names follow the current files.
       assert.ok(fs.lstatSync(path.join(dir, `downloadd.${country}.log`)).isSymbolicLink());
       assert.ok(fs.lstatSync(path.join(dir, `downloadd.${country}.error.log`)).isSymbolicLink());

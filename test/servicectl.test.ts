@@ -57,6 +57,8 @@ describe('servicectl', () => {
     const log = readLog(path.join(t.config.log.dir, 'managerd.log'));
     assert.match(log, /Scheduled stuck_jobs/);
     assert.match(log, /SIGTERM received: stopping/);
+    // Its output file, as its log files: nothing for other users of the machine (a line may name a signed URL).
+    assert.equal(fs.statSync(path.join(t.config.log.dir, 'managerd.out')).mode & 0o027, 0);
     const worker = await t.db.selectFrom('workers').select('stopped_at').where('component', '=', 'managerd').executeTakeFirstOrThrow();
     assert.ok(worker.stopped_at, 'it stopped cleanly');
   });

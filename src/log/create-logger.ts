@@ -60,6 +60,9 @@ export function createLogger(options: LoggerOptions): Logger {
       // The current file keeps its plain name, so `tail -f downloadd.uk.log` follows it across rotations.
       createSymlink: true,
       auditFile: `${options.log.dir}/.${base}-audit.json`,
+      // Its owner's and group's only (as Debian's own logs, 0640): a line names the URL fetched, a signed URL's token
+      // with it, which other users of the machine should not read.
+      options: { flags: 'a', mode: 0o640 },
     };
     transports.push(
       new DailyRotateFile({ ...common, filename: `${base}-%DATE%.log`, symlinkName: `${base}.log` }),

@@ -87,7 +87,8 @@ async function start(config: LisConfig, instance: ServiceInstance, configFile: s
   fs.mkdirSync(path.dirname(instance.outFile), { recursive: true });
   fs.rmSync(instance.readyFile, { force: true });
   fs.rmSync(instance.failedFile, { force: true });
-  const fd = fs.openSync(instance.outFile, 'a');
+  // The daemon's own output (a crash's last words): its owner's and group's only, as its log files.
+  const fd = fs.openSync(instance.outFile, 'a', 0o640);
   const node = [process.execPath, ...nodeFlagsOf(SERVICES[instance.service].bin)];
   const args = [SUPERVISOR, instance.readyFile, instance.pidFile, instance.label, ...node, instance.executable, ...daemonArgs(instance, configFile)];
   const supervisor = spawn('/bin/sh', args, { detached: true, stdio: ['ignore', fd, fd], env: { ...DAEMON_ENV, ...process.env } });
