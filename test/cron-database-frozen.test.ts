@@ -21,9 +21,13 @@ import { startSmtpSink, type SmtpSink } from './helpers/smtp-sink.ts';
 import { startDatabaseProxy, type DatabaseProxy } from './helpers/database-proxy.ts';
 import { databasePerTest, type Cleanups, type TestDatabase } from './helpers/test-database.ts';
 
-/** Short bounds, so that a test sees them: a probe's connect 1 s, the server judged frozen after 3 s of silence. */
+/**
+ * Short bounds, so that a test sees them: a probe's connect 2.5 s, the server judged frozen after 3 s of silence (and
+ * three probes). A connect bound of 1 s was missed by a run's first connect (its SCRAM login and settings) on a loaded
+ * machine (three test files at once on two cores, every core busy), and the run failed before its scan.
+ */
 const SHORT = {
-  database: { connectTimeoutSeconds: 1, queryTimeoutSeconds: 1.5, stopWaitSeconds: 0.5 },
+  database: { connectTimeoutSeconds: 2.5, queryTimeoutSeconds: 1.5, stopWaitSeconds: 0.5 },
   upkeep: { frozenDatabaseMinutes: 0.05, progressMinutes: 0.05 },
 };
 
@@ -138,11 +142,11 @@ describe('lis_cron_frontend against a database server that freezes', function ()
     const out = run.output();
     assert.match(
       out,
-      /UK: db_scan: the database did not answer a probe \(1 in a row, for [\d.]+ s: the database at 127\.0\.0\.1:\d+\/imagesys as imagesys is not answering: no answer to a connect in 1 s\)/,
+      /UK: db_scan: the database did not answer a probe \(1 in a row, for [\d.]+ s: the database at 127\.0\.0\.1:\d+\/imagesys as imagesys is not answering: no answer to a connect in 2\.5 s\)/,
     );
     assert.match(
       out,
-      /ERROR .*UK: the database at 127\.0\.0\.1:\d+\/imagesys as imagesys did not answer for [\d.]+ s \([3-9] probes in a row, the last: no answer to a connect in 1 s\): cut UK: db_scan after [\d.]+ s\. Its connections were closed/,
+      /ERROR .*UK: the database at 127\.0\.0\.1:\d+\/imagesys as imagesys did not answer for [\d.]+ s \([3-9] probes in a row, the last: no answer to a connect in 2\.5 s\): cut UK: db_scan after [\d.]+ s\. Its connections were closed/,
     );
     assert.match(out, /^error: the database at .* did not answer for .*: cut UK: db_scan after/m);
     // The outcome could not reach the table, so the run told the operators itself.
@@ -199,11 +203,10 @@ describe('lis_cron_frontend cut on a lost path to the database', function () {
 
   /**
    * A run through the relay, with bounds that cut it soon once its path goes silent (its probes' connects are
-   * bounded by connectTimeoutSeconds). One second (SHORT) was missed by a connect (its SCRAM login and settings) on a
-   * loaded machine (CI: three test files at once on two cores), and the run failed before its scan: 2.5 s. `next`: a
-   * run that is to succeed after a cut, with the default connect bound.
+   * bounded by connectTimeoutSeconds, SHORT's 2.5 s). `next`: a run that is to succeed after a cut, with the default
+   * connect bound.
    */
-  const cron = (...args: string[]): Spawned => runOf({ ...SHORT.database, connectTimeoutSeconds: 2.5 }, args);
+  const cron = (...args: string[]): Spawned => runOf(SHORT.database, args);
   const next = (...args: string[]): Spawned => runOf({ ...SHORT.database, connectTimeoutSeconds: 10 }, args);
   const runOf = (bounds: typeof SHORT.database, args: string[]): Spawned => {
     const config = t.writeConfig({
