@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { sql } from 'kysely';
-import { isRsyncTempName, sweepDeadRunsTempFolders } from '../src/cron/frontend-files.ts';
+import { CLOCK_FILE, isRsyncTempName, sweepDeadRunsTempFolders } from '../src/cron/frontend-files.ts';
 import { addFrontend } from '../src/push/frontend-registry.ts';
 import { normaliseTarget } from '../src/push/frontend-target.ts';
 import { isThumbnailName, originalPath } from '../src/store/store-layout.ts';
@@ -210,18 +210,44 @@ describe('frontend targets and fs_check never reach beyond what is ours', () => 
       }
     });
 
-    it("keeps a fresh rsync temp file in the hour repeated as summer time ends (an rsync frontend's listing read in the host's zone)", async () => {
-      // 01:30 EST on 1 November 2026 in America/New_York (06:30 UTC): rsync printed a file's time in the host's
-      // zone, read back as 01:30 EDT, an hour earlier: a temp file written 10 s before looked an hour old, and was
-      // deleted as a killed transfer's while rsync may be writing it.
-      const at = Date.UTC(2026, 10, 1, 6, 30, 0);
+    it("judges rsync temp files on the frontend's clock: a host two hours fast keeps a running transfer's, one two hours slow deletes a killed one's", async () => {
+      // The frontends here stamp files with the real clock; lis_cron_frontend runs with its own two hours off it (and
+      // in a zone with summer time: the listing's times and the frontend's clock are read alike, in UTC). Judged on
+      // this host's clock, a fast host deleted the temp file a transfer was writing 10 s ago (two hours old by its
+      // clock), and a slow one kept a killed transfer's leftover of 90 minutes ago (30 minutes in the future).
       const fresh = 'uk/ab/cd/.abcd2222222222222222222222222222_small.jpg.Zx9Yw8';
-      plant(daemon.moduleDir, fresh);
-      fs.utimesSync(path.join(daemon.moduleDir, fresh), new Date(at - 10_000), new Date(at - 10_000));
-      const env = { ...skewedClockEnv(Math.round((at - Date.now()) / 1000)), TZ: 'America/New_York', LIS_CONFIG: t.writeConfig(), LIS_DATABASE_URL: t.url };
-      const run = spawnTs('bin/lis_cron_frontend', ['--fs_check', '--country', 'uk'], env);
-      assert.equal((await run.exited).code, 0, run.output());
-      assert.ok(fs.existsSync(path.join(daemon.moduleDir, fresh)), run.output());
+      const leftover = 'uk/ab/cd/.abcd3333333333333333333333333333_large.jpg.Qw3Er4';
+      const fsCheck = async (offsetSeconds: number, ...flags: string[]) => {
+        const env = { ...skewedClockEnv(offsetSeconds), TZ: 'America/New_York', LIS_CONFIG: t.writeConfig(), LIS_DATABASE_URL: t.url };
+        const run = spawnTs('bin/lis_cron_frontend', ['--fs_check', '--country', 'uk', ...flags], env);
+        assert.equal((await run.exited).code, 0, run.output());
+        return run.output();
+      };
+      const plantAged = (root: string, rel: string, ageSeconds: number) => {
+        plant(root, rel);
+        const at = new Date(Date.now() - ageSeconds * 1000);
+        fs.utimesSync(path.join(root, rel), at, at);
+      };
+      for (const root of [daemon.moduleDir, local]) plantAged(root, fresh, 10);
+      await fsCheck(2 * 3600);
+      for (const root of [daemon.moduleDir, local]) assert.ok(fs.existsSync(path.join(root, fresh)), `a running transfer's temp file is kept in ${root}`);
+
+      for (const root of [daemon.moduleDir, local]) plantAged(root, leftover, 90 * 60);
+      // A dry run writes nothing to a frontend, the file that gives its clock included: it judges on this host's.
+      for (const root of [daemon.moduleDir, local]) fs.rmSync(path.join(root, CLOCK_FILE));
+      assert.match(await fsCheck(-2 * 3600, '--dry-run'), /n1: would delete 0 orphans/);
+      for (const root of [daemon.moduleDir, local]) {
+        assert.equal(fs.existsSync(path.join(root, CLOCK_FILE)), false, `a dry run wrote to ${root}`);
+        assert.ok(fs.existsSync(path.join(root, leftover)), `a dry run deletes nothing in ${root}`);
+      }
+      const out = await fsCheck(-2 * 3600);
+      assert.match(out, /n1: deleted 1 orphans/);
+      assert.match(out, /n2: deleted 1 orphans/);
+      for (const root of [daemon.moduleDir, local]) {
+        assert.equal(fs.existsSync(path.join(root, leftover)), false, `a killed transfer's temp file of 90 minutes ago is gone from ${root}`);
+        assert.ok(fs.existsSync(path.join(root, fresh)), `the running transfer's is still kept in ${root}`);
+        assert.equal(fs.statSync(path.join(root, CLOCK_FILE)).size, 0, `the clock file is left, empty, in ${root}`);
+      }
     });
 
     it("prunes originals (upkeep.pruneOriginals) by the database's clock: a host two days fast keeps the original of a row just made live", async () => {

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
 import { STORE_MARKER } from '../../src/daemon/store-check.ts';
+import { CLOCK_FILE } from '../../src/cron/frontend-files.ts';
 import type { LisConfigInput } from '../../src/config/config-schema.ts';
 import { parseConfig } from '../../src/config/load-config.ts';
 import { createDb, databaseUrl, dropDatabase, migrateToLatest, recreateDatabase, type Db } from '../../src/db/connect.ts';
@@ -643,7 +644,8 @@ async function runChaosOnce(options: ChaosOptions, cleanups: Array<() => unknown
   );
 
   const frontendFiles = frontends.flatMap((fe) => walk(fe.moduleDir).map((f) => path.relative(fe.moduleDir, f)));
-  const frontendStray = frontendFiles.filter((f) => isTemp(`/${f}`) || !expectedFiles.has(f));
+  // The clock file fs_check writes at each frontend's root (readFrontendClock) is fs_check's, not a stray file.
+  const frontendStray = frontendFiles.filter((f) => f !== CLOCK_FILE && (isTemp(`/${f}`) || !expectedFiles.has(f)));
   const storeStray: string[] = [];
   // Each store's marker (its top, made by a daemon's first check) is the store's, not a stray file.
   const marker = (f: string) =>

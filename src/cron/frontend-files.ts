@@ -77,11 +77,11 @@ function reachOptions(config: PushConfig, target: FrontendTarget): string[] {
   return args;
 }
 
-function runRsync(config: PushConfig, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function runRsync(config: PushConfig, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     let stdout = '';
     let stderr = '';
-    const child = spawn(config.rsyncPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
+    const child = spawn(config.rsyncPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C', ...env } });
     child.stdout.on('data', (c) => (stdout += c));
     child.stderr.on('data', (c) => (stderr += c));
     child.on('error', (e) => resolve({ code: null, stdout, stderr: e.message }));
@@ -123,9 +123,57 @@ export function parseListOnlyLinks(output: string): string[] {
   return links;
 }
 
-/** A listed file fs_check may judge: anything but an rsync temp file that may still be written. */
-function settled(file: string, mtime: Date): boolean {
-  return !isRsyncTempName(file) || Date.now() - mtime.getTime() >= RSYNC_TEMP_SETTLE_SECONDS * 1000;
+/** A listed file fs_check may judge: anything but an rsync temp file that may still be written (its age on `now`, ms). */
+function settled(file: string, mtime: Date, now: number): boolean {
+  return !isRsyncTempName(file) || now - mtime.getTime() >= RSYNC_TEMP_SETTLE_SECONDS * 1000;
+}
+
+/**
+ * The empty file fs_check writes at a frontend's root before it lists the frontend: its modification time is the
+ * frontend's clock now. Left there (0 bytes), rewritten each run.
+ */
+export const CLOCK_FILE = '.imagesys-clock';
+
+/**
+ * The frontend's own time now, in ms (readFrontendClock), or this host's when `host` (a dry run, which writes
+ * nothing to a frontend).
+ */
+export type ClockSource = 'frontend' | 'host';
+
+/**
+ * The frontend's clock now, in ms: CLOCK_FILE written at its root (a local frontend's by this process; a remote's
+ * by rsync without --times, so the frontend's side stamps it, as it stamps the temp file of every transfer) and its
+ * time read back (listed, for a remote one). A temp file's age is judged on this: on this host's clock, a frontend
+ * an hour or more behind it had the temp file of a transfer still running deleted (the transfer then failed and was
+ * retried), and one ahead of it kept a killed transfer's leftovers longer than the hour.
+ */
+export async function readFrontendClock(config: PushConfig, target: FrontendTarget): Promise<number> {
+  if (target.kind === 'local') {
+    const file = path.join(target.path, CLOCK_FILE);
+    fs.writeFileSync(file, '');
+    return fs.statSync(file).mtimeMs;
+  }
+  const work = makeTempFolder('lis-list-');
+  try {
+    const local = path.join(work, CLOCK_FILE);
+    fs.writeFileSync(local, '');
+    // --ignore-times: the file is sent (and so stamped anew) even when the last run's is there, unchanged.
+    const sent = await runRsync(config, ['--ignore-times', ...reachOptions(config, target), local, rsyncDestination(target)]);
+    if (sent.code !== 0) throw clockError(target, `writing ${CLOCK_FILE}`, sent);
+    const listed = await runRsync(config, ['--list-only', ...reachOptions(config, target), `${rsyncDestination(target)}${CLOCK_FILE}`], { TZ: 'UTC' });
+    const entry = listed.code === 0 ? parseListOnlyEntries(listed.stdout).find((e) => e.file === CLOCK_FILE) : undefined;
+    if (!entry) throw clockError(target, `listing ${CLOCK_FILE}`, listed);
+    return entry.mtime.getTime();
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+function clockError(target: FrontendTarget, step: string, result: { code: number | null; stderr: string }): LisError {
+  return new LisError(
+    'ERR_FRONTEND_CLOCK',
+    `cannot read the clock of ${rsyncDestination(target)} (${step}, rsync exit ${result.code}: ${result.stderr.trim().split('\n').slice(-2).join(' ') || 'no such file listed'}): its rsync temp files are judged on its clock`,
+  );
 }
 
 /** A frontend's files for one country, split by first-level folder (`00`..`ff`) in temp files, so memory stays small. */
@@ -143,14 +191,19 @@ export interface FrontendListing {
  * folder at a time when asked; remote ones are listed by one rsync
  * (`--list-only -r`), its output spread over one temp file per first-level
  * folder as it streams, so ten million files need no more memory than a few.
+ * rsync temp files younger than RSYNC_TEMP_SETTLE_SECONDS are left out, their
+ * age judged on the frontend's clock (readFrontendClock) unless `clock` is
+ * `host` (a dry run), read once before the listing: a temp file begun since is
+ * younger than it, never older.
  */
-export async function listFrontendTree(config: PushConfig, target: FrontendTarget, country: string): Promise<FrontendListing> {
+export async function listFrontendTree(config: PushConfig, target: FrontendTarget, country: string, clock: ClockSource = 'frontend'): Promise<FrontendListing> {
+  const now = clock === 'frontend' ? await readFrontendClock(config, target) : Date.now();
   if (target.kind === 'local') {
     const root = target.path;
     return {
       treeIn: (prefix) => {
         const tree = walkLocalTree(root, `${country}/${prefix}`);
-        return { files: tree.files.filter((f) => !isRsyncTempName(f) || !isRecent(path.join(root, f), RSYNC_TEMP_SETTLE_SECONDS)), links: tree.links };
+        return { files: tree.files.filter((f) => !isRsyncTempName(f) || !isRecent(path.join(root, f), RSYNC_TEMP_SETTLE_SECONDS, now)), links: tree.links };
       },
       close: () => {},
     };
@@ -180,7 +233,7 @@ export async function listFrontendTree(config: PushConfig, target: FrontendTarge
       rest = lines.pop() ?? '';
       noteLinks(lines.join('\n'));
       for (const { file, mtime } of parseListOnlyEntries(lines.join('\n'))) {
-        if (!settled(file, mtime)) continue;
+        if (!settled(file, mtime, now)) continue;
         const prefix = file.slice(country.length + 1, country.length + 3);
         if (!file.startsWith(`${country}/`) || !/^[0-9a-f]{2}$/.test(prefix) || file[country.length + 3] !== '/') continue;
         let out = buckets.get(prefix);
@@ -193,7 +246,7 @@ export async function listFrontendTree(config: PushConfig, target: FrontendTarge
     child.on('close', (code) => {
       noteLinks(rest);
       for (const { file, mtime } of parseListOnlyEntries(rest))
-        if (file.startsWith(`${country}/`) && settled(file, mtime)) buckets.get(file.slice(country.length + 1, country.length + 3))?.write(`${file}\n`);
+        if (file.startsWith(`${country}/`) && settled(file, mtime, now)) buckets.get(file.slice(country.length + 1, country.length + 3))?.write(`${file}\n`);
       resolve({ code, stderr });
     });
   });

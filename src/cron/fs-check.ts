@@ -140,7 +140,8 @@ export async function fsCheck(ctx: {
     if (await skipIfRootAway(frontend)) continue;
     try {
       if (frontend.parsed.kind !== 'local') listedAt.set(frontend.name, await databaseNow(db));
-      listings.set(frontend.name, await listFrontendTree(config.push, frontend.parsed, country));
+      // A dry run writes nothing to a frontend, not even the file that gives its clock: it judges on this host's.
+      listings.set(frontend.name, await listFrontendTree(config.push, frontend.parsed, country, dryRun ? 'host' : 'frontend'));
     } catch (error) {
       summary.frontends[frontend.name].error = errorMessage(error);
       log.error(`${frontend.name}: ${errorMessage(error)}; skipping it this run`, scope);

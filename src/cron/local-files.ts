@@ -78,10 +78,13 @@ export function behindLink(file: string, links: readonly string[]): boolean {
   return links.some((l) => file === l || file.startsWith(`${l}/`));
 }
 
-/** True when the file changed within `seconds`: possibly a write in progress, not to be judged yet. */
-export function isRecent(file: string, seconds: number): boolean {
+/**
+ * True when the file changed within `seconds` before `now` (ms; this host's clock unless given: a file a frontend's
+ * rsync wrote carries the clock of the machine whose disk it is): possibly a write in progress, not to be judged yet.
+ */
+export function isRecent(file: string, seconds: number, now = Date.now()): boolean {
   try {
-    return Date.now() - fs.statSync(file).mtimeMs < seconds * 1000;
+    return now - fs.statSync(file).mtimeMs < seconds * 1000;
   } catch {
     return false;
   }
