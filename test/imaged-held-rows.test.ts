@@ -39,10 +39,13 @@ describe('lis_imaged after a lost connection: rows the database says it holds an
     await sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ${t.name} AND pid <> pg_backend_pid()`.execute(t.db);
     // Before, they stayed held by a process whose heartbeat was alive, until lis_managerd found it wedged.
     await waitFor(async () => (await holders(t)).every((r) => r.locked_by === null), 20_000, 'the rows given back');
-    assert.match(
-      imaged.run.output(),
-      /Gave back 4 rows the database says this worker holds and no request has in hand \(after a lost connection: a database restored from a backup, or failed over\): no attempt charged/,
-    );
+    // Its line is logged once the give-back has committed, and reaches us through a pipe: waited for, not read at once
+    // (a CI run read the output in between, once).
+    const said =
+      /Gave back 4 rows the database says this worker holds and no request has in hand \(after a lost connection: a database restored from a backup, or failed over\): no attempt charged/;
+    await waitFor(() => said.test(imaged.run.output()), 10_000, 'the give-back logged').catch((error: Error) => {
+      throw new Error(`${error.message}:\n${imaged.run.output()}`);
+    });
     assert.ok(
       (await holders(t)).every((r) => r.attempts === 0),
       'no attempt charged',
