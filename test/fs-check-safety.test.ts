@@ -250,6 +250,26 @@ describe('frontend targets and fs_check never reach beyond what is ours', () => 
       }
     });
 
+    it('does not check a frontend whose clock file cannot be written: it says so, fails the run, and deletes nothing there', async () => {
+      // A folder in the clock file's place: rsync cannot put a file over a folder with files, nor can a write.
+      const orphan = 'uk/ab/cd/abcd0000000000000000000000000000_small.jpg';
+      for (const root of [daemon.moduleDir, local]) {
+        plant(root, orphan);
+        plant(root, `${CLOCK_FILE}/keep`);
+      }
+      const run = spawnTs('bin/lis_cron_frontend', ['--fs_check', '--country', 'uk'], { LIS_CONFIG: t.writeConfig(), LIS_DATABASE_URL: t.url });
+      assert.equal((await run.exited).code, 1, run.output());
+      assert.match(
+        run.output(),
+        /n1: cannot read the clock of rsync:\/\/127\.0\.0\.1:\d+\/thumbs\/ \(writing \.imagesys-clock: rsync exit \d+: .+\): its rsync temp files are judged on its clock; skipping it this run/,
+      );
+      assert.match(
+        run.output(),
+        /n2: cannot read the clock of \/.+\/n2\/ \(writing \.imagesys-clock: EISDIR.*\): its rsync temp files are judged on its clock; skipping it this run/,
+      );
+      for (const root of [daemon.moduleDir, local]) assert.ok(fs.existsSync(path.join(root, orphan)), `nothing deleted in ${root}, which was not checked`);
+    });
+
     it("prunes originals (upkeep.pruneOriginals) by the database's clock: a host two days fast keeps the original of a row just made live", async () => {
       await insertPushRows(t.db, t.config, 'uk', 1, { stage: 'live' });
       const { image_hash } = await t.db.selectFrom('live_images').select('image_hash').executeTakeFirstOrThrow();

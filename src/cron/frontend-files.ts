@@ -150,8 +150,13 @@ export type ClockSource = 'frontend' | 'host';
 export async function readFrontendClock(config: PushConfig, target: FrontendTarget): Promise<number> {
   if (target.kind === 'local') {
     const file = path.join(target.path, CLOCK_FILE);
-    fs.writeFileSync(file, '');
-    return fs.statSync(file).mtimeMs;
+    try {
+      fs.writeFileSync(file, '');
+      return fs.statSync(file).mtimeMs;
+    } catch (error) {
+      // A read-only mount, a full disk: said as a remote frontend's is, with the same code.
+      throw clockError(target, `writing ${CLOCK_FILE}`, { stderr: (error as Error).message });
+    }
   }
   const work = makeTempFolder('lis-list-');
   try {
@@ -169,10 +174,11 @@ export async function readFrontendClock(config: PushConfig, target: FrontendTarg
   }
 }
 
-function clockError(target: FrontendTarget, step: string, result: { code: number | null; stderr: string }): LisError {
+function clockError(target: FrontendTarget, step: string, result: { code?: number | null; stderr: string }): LisError {
+  const why = result.stderr.trim().split('\n').slice(-2).join(' ') || 'no such file listed';
   return new LisError(
     'ERR_FRONTEND_CLOCK',
-    `cannot read the clock of ${rsyncDestination(target)} (${step}, rsync exit ${result.code}: ${result.stderr.trim().split('\n').slice(-2).join(' ') || 'no such file listed'}): its rsync temp files are judged on its clock`,
+    `cannot read the clock of ${rsyncDestination(target)} (${step}: ${result.code === undefined ? '' : `rsync exit ${result.code}: `}${why}): its rsync temp files are judged on its clock`,
   );
 }
 
