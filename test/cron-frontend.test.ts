@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { sql } from 'kysely';
 import { STORE_MARKER } from '../src/daemon/store-check.ts';
-import { FRONTEND_MARKER } from '../src/push/frontend-root-check.ts';
+import { CLOCK_FILE, FRONTEND_MARKER } from '../src/push/frontend-root-check.ts';
 import pg from 'pg';
 import { dbScan } from '../src/cron/db-scan.ts';
 import { fsCheck } from '../src/cron/fs-check.ts';
@@ -396,12 +396,15 @@ describe('lis_cron_frontend', () => {
     }
   });
 
-  for (const how of ['missing', 'an empty folder without its marker (the mount point of a disk not mounted)'] as const) {
+  const CLOCK_ONLY = "a mount point holding only fs_check's clock file (left there by a run while the disk was away)";
+  for (const how of ['missing', 'an empty folder without its marker (the mount point of a disk not mounted)', CLOCK_ONLY] as const) {
     it(`--fs_check leaves a local frontend whose root is ${how} alone: nothing re-pushed, and says why`, async function () {
       this.timeout(60_000);
       await sql`INSERT INTO frontend_pushes (frontend, country, image_hash, pushed_at) SELECT 'n2', country, image_hash, now() FROM live_images`.execute(t.db);
       fs.rmSync(local, { recursive: true });
       if (how !== 'missing') fs.mkdirSync(local);
+      // The clock file is no sign of a mounted disk: before, any file there made the root look like one in use.
+      if (how === CLOCK_ONLY) fs.writeFileSync(path.join(local, CLOCK_FILE), '');
       const run = await cron(['--fs_check', '--country', 'uk']);
       assert.equal(run.code, 1, 'a frontend not checked is a failed run, as an unreachable one is');
       const why = how === 'missing' ? `is missing (not mounted?)` : `is empty and has no ${FRONTEND_MARKER}, but rows were pushed there: is its disk mounted?`;
@@ -417,7 +420,7 @@ describe('lis_cron_frontend', () => {
       );
       assert.deepEqual(
         how === 'missing' ? fs.existsSync(local) : fs.readdirSync(local),
-        how === 'missing' ? false : [],
+        how === 'missing' ? false : how === CLOCK_ONLY ? [CLOCK_FILE] : [],
         'nothing made or written in its place',
       );
       const upkeep = await t.db.selectFrom('manager_events').select('detail').where('check_name', '=', 'upkeep').executeTakeFirstOrThrow();

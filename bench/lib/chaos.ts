@@ -9,7 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
 import { STORE_MARKER } from '../../src/daemon/store-check.ts';
-import { CLOCK_FILE } from '../../src/cron/frontend-files.ts';
+import { CLOCK_FILE } from '../../src/push/frontend-root-check.ts';
 import type { LisConfigInput } from '../../src/config/config-schema.ts';
 import { parseConfig } from '../../src/config/load-config.ts';
 import { createDb, databaseUrl, dropDatabase, migrateToLatest, recreateDatabase, type Db } from '../../src/db/connect.ts';

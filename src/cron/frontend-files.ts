@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { PushConfig } from '../config/push-config.ts';
 import { LisError } from '../errors.ts';
+import { CLOCK_FILE } from '../push/frontend-root-check.ts';
 import { rsyncDestination, type FrontendTarget } from '../push/frontend-target.ts';
 import { sshCommand } from '../push/rsync-command.ts';
 import { isThumbnailName } from '../store/store-layout.ts';
@@ -127,12 +128,6 @@ export function parseListOnlyLinks(output: string): string[] {
 function settled(file: string, mtime: Date, now: number): boolean {
   return !isRsyncTempName(file) || now - mtime.getTime() >= RSYNC_TEMP_SETTLE_SECONDS * 1000;
 }
-
-/**
- * The empty file fs_check writes at a frontend's root before it lists the frontend: its modification time is the
- * frontend's clock now. Left there (0 bytes), rewritten each run.
- */
-export const CLOCK_FILE = '.imagesys-clock';
 
 /**
  * The frontend's own time now, in ms (readFrontendClock), or this host's when `host` (a dry run, which writes

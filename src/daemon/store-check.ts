@@ -112,15 +112,15 @@ const PROBE_SETTLE_SECONDS = 3600;
 export const STORE_MARKER = '.imagesys-store';
 
 /**
- * How a store's folder stands with its marker: `marked`; `empty` (no marker and nothing in it but probes:
+ * How a store's folder stands with its marker: `marked`; `empty` (no marker and nothing in it but probes and `ignored`:
  * a new store, or the folder a disk is mounted on without the disk); `unmarked` (files from before the
  * marker: the store). The folder must exist. One read of the store's top, whose few entries are countries.
  * A frontend's root is judged the same way, by its own marker (src/push/frontend-root-check.ts).
  */
-export async function storeMarkState(dir: string, marker = STORE_MARKER): Promise<'marked' | 'empty' | 'unmarked'> {
+export async function storeMarkState(dir: string, marker = STORE_MARKER, ignored: string[] = []): Promise<'marked' | 'empty' | 'unmarked'> {
   const entries = await readdir(dir);
   if (entries.includes(marker)) return 'marked';
-  return entries.some((name) => !name.startsWith(`${PROBE_NAME}.`)) ? 'unmarked' : 'empty';
+  return entries.some((name) => !name.startsWith(`${PROBE_NAME}.`) && !ignored.includes(name)) ? 'unmarked' : 'empty';
 }
 
 /**

@@ -8,6 +8,12 @@ import type { FrontendTarget } from './frontend-target.ts';
 /** The file at a local frontend's root that says "this is the frontend's disk" (fs_check walks countries only). */
 export const FRONTEND_MARKER = '.imagesys-frontend';
 
+/**
+ * The empty file lis_cron_frontend's fs_check writes at a frontend's root before it lists it, whose modification
+ * time is the frontend's clock (readFrontendClock). No sign of a mounted disk: a root holding only it is empty.
+ */
+export const CLOCK_FILE = '.imagesys-clock';
+
 /** Has anything ever been pushed to this frontend (and not forgotten by `lis frontend enable --full`)? */
 export async function pushedTo(db: Db, frontend: string): Promise<boolean> {
   const { rows } = await sql<{ any: boolean }>`
@@ -29,7 +35,7 @@ export async function localRootAway(name: string, target: FrontendTarget, pushed
   let state: Awaited<ReturnType<typeof storeMarkState>>;
   try {
     if (!(await stat(target.path)).isDirectory()) return null; // a file in its place: rsync says so in its own words
-    state = await storeMarkState(target.path, FRONTEND_MARKER);
+    state = await storeMarkState(target.path, FRONTEND_MARKER, [CLOCK_FILE]);
   } catch (error) {
     // Only "not there" is an unmounted disk; anything else (no permission) rsync reports in its own words.
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') return null;
