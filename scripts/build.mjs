@@ -73,8 +73,19 @@ async function bundleExecutables() {
     // cannot follow; its ES module build bundles whole. (dist/src, under plain Node, keeps the UMD build.)
     alias: { 'jsonc-parser': 'jsonc-parser/lib/esm/main.js' },
     sourcemap: 'linked',
+    // Every start reads, decodes and compiles an executable's whole static closure (~2 MB for a daemon): without
+    // the indentation and with shorter forms of the same code, a third fewer bytes, measured 5-15 % less CPU at each
+    // start. Names are kept (no renaming): stack traces still name the functions, and name the TypeScript through
+    // the maps (mapped-stack.ts, Node's --enable-source-maps), which is where the lines of a bundle were read anyway.
+    minifyWhitespace: true,
+    minifySyntax: true,
     // Bundled CommonJS packages (pg, winston) call require() for Node's own modules: an ES module has none.
     banner: { js: "import { createRequire as __lisCreateRequire } from 'node:module';\nconst require = __lisCreateRequire(import.meta.url);" },
+    // pg asks whether it runs on Cloudflare Workers when it is first loaded: on Node 20, which has no `navigator`, by
+    // making a `Response`, which loads Node's whole fetch implementation (undici) into every process that talks to
+    // PostgreSQL, ~20 ms of CPU at each start, for an answer that is always no here. The bundled code's `navigator`
+    // is Node's own where there is one (21 and later), else one that says Node (node-navigator.mjs).
+    inject: [path.join(root, 'scripts', 'node-navigator.mjs')],
     plugins: [dependenciesAsShipped],
     logLevel: 'warning',
   });

@@ -476,6 +476,22 @@ describe('alerts to operators (a real SMTP server and webhook on loopback)', () 
     }
   });
 
+  it('the executable lis_managerd posts an alert to the webhook (its HTTP client is loaded when an alert is sent)', async function () {
+    this.timeout(30_000);
+    await recordEvent(t.db, { check: 'upkeep', country: 'uk', subject: 'uk', rows: 0, detail: 'failed: frontend n1: rsync: connection refused' });
+    const hook = await startHook();
+    try {
+      const file = t.writeConfig({ alerts: { webhookUrl: hook.url('/alerts') } });
+      const run = spawnTs('bin/lis_managerd', ['--check', 'alerts', '--config', file]);
+      assert.equal((await run.exited).code, 0, run.output());
+      assert.match(run.output(), /alerts: 1 sent/);
+      assert.equal(hook.received.length, 1, run.output());
+      assert.equal(hook.received[0].subject, 'weekly upkeep failed for UK');
+    } finally {
+      hook.close();
+    }
+  });
+
   it('`lis config` shows neither the webhook URL nor the SMTP password; LIS_SMTP_PASSWORD sets it', async () => {
     const file = t.writeConfig({
       alerts: { webhookUrl: 'https://hooks.example.invalid/T0KEN-in-config', smtp: { host: 'mail.example.invalid', password: 'pw-in-config-secret' } },

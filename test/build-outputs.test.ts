@@ -50,3 +50,32 @@ describe('npm run build: dist/ holds only what the sources make', function () {
       assert.ok(dist(file), `${file} is there`);
   });
 });
+
+describe("the executables' bundles at start", function () {
+  this.timeout(60_000);
+
+  it('load no fetch implementation (undici): pg learns it runs on Node without building a Response', () => {
+    // Node's own modules a process loaded are in process.moduleLoadList; a hook run first prints them at exit.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-start-loads-'));
+    try {
+      const hook = path.join(dir, 'print-loaded.mjs');
+      fs.writeFileSync(hook, "process.on('exit', () => process.stdout.write(`\\nLOADED ${JSON.stringify(process.moduleLoadList)}\\n`));\n");
+      for (const name of ['lis', 'lis_managerd', 'lis_cron_frontend']) {
+        const out = execFileSync(process.execPath, ['--import', hook, path.join(ROOT, 'bin', name), '--help'], { cwd: ROOT, encoding: 'utf8' });
+        const loaded = JSON.parse(/^LOADED (.*)$/m.exec(out)![1]) as string[];
+        assert.ok(loaded.length > 50, `${name}: the list of loaded modules was read`);
+        assert.ok(
+          loaded.some((m) => m.includes('internal/modules/esm')),
+          `${name}: the bundle was loaded`,
+        );
+        assert.deepEqual(
+          loaded.filter((m) => m.includes('undici')),
+          [],
+          `${name} --help loaded undici`,
+        );
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,4 +1,3 @@
-import got from 'got';
 import type { Alert } from '../alerts/alert.ts';
 import type { MailChannel } from '../alerts/mail-channel.ts';
 import { redactSecrets } from '../alerts/redact-secrets.ts';
@@ -33,10 +32,13 @@ export async function notifyOperators(channels: OperatorChannels, alert: Alert):
   if (channels.mail) tries.push(channels.mail.send(alert, channels.host).then(() => true, failed('mail (alerts.smtp)')));
   if (channels.webhookUrl) {
     const json = { source: 'imagesys', at: new Date().toISOString(), host: channels.host, ...alert };
+    const webhookUrl = channels.webhookUrl;
     tries.push(
+      // got is loaded when an alert is sent, as nodemailer is (mail-channel.ts): imported at the top, it and its
+      // HTTP/2 and cache modules (~300 KB) were parsed at every start of lis_cron_frontend and lis_managerd.
       // got retries no POST unless told: the alert's `key` lets a receiver drop a repeat, so a retry is safe.
-      got
-        .post(channels.webhookUrl, { json, timeout: { request: 10_000 }, retry: { limit: 2, methods: ['POST'] } })
+      import('got')
+        .then(({ default: got }) => got.post(webhookUrl, { json, timeout: { request: 10_000 }, retry: { limit: 2, methods: ['POST'] } }))
         .then(() => true, failed('the webhook (alerts.webhookUrl)')),
     );
   }
