@@ -3,20 +3,27 @@
 // interleaved (tree, bundle, tree, bundle...), --runs of each. User+system CPU and peak RSS of each child, from
 // /usr/bin/time (Debian's `time` package); the median per side, and `ratio startup_<name>` (the tree's CPU over the
 // bundle's: above 1, the bundle starts cheaper), then their geometric mean. No database is used.
-//   node --import tsx bench/startup.ts [--runs 7]
+// `--against DIR`: instead, each bundle against the same executable of another built checkout (an earlier commit's,
+// `git worktree add` and `npm ci` or a link to this node_modules, then `npm run build` there), interleaved: what a
+// change bought at start-up, `ratio startup_against_<name>` (the other's CPU over this one's: above 1, this starts
+// cheaper).
+//   node --import tsx bench/startup.ts [--runs 7] [--against DIR]
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { benchOptions, flag } from './lib/bench-args.ts';
+import { argOf, benchOptions, flag, refuse } from './lib/bench-args.ts';
 import { printRatio } from './lib/bench-database.ts';
 
-benchOptions({ runs: 'N' });
+benchOptions({ runs: 'N', against: 'DIR' });
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const TIME = '/usr/bin/time';
 const runs = flag('runs', 7);
+const against = argOf('against');
+if (against !== undefined && !fs.existsSync(path.join(against, 'dist', 'bin')))
+  refuse(`--against ${against}: no built executables there (dist/bin/): run npm run build in that checkout first`);
 if (!fs.existsSync(TIME)) throw new Error(`bench: ${TIME} is needed to read a child's CPU and peak RSS (apt-get install time)`);
 const executablesModule = pathToFileURL(path.join(ROOT, 'scripts', 'executables.mjs')).href;
 const { EXECUTABLES } = (await import(executablesModule)) as { EXECUTABLES: Record<string, string> };
@@ -32,31 +39,46 @@ try {
   };
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   console.log(
-    `${Object.keys(EXECUTABLES).length} executables, ${runs} runs of each side, interleaved; ${os.cpus().length} cores, load ${os.loadavg()[0].toFixed(1)}`,
+    `${Object.keys(EXECUTABLES).length} executables, ${runs} runs of each side, interleaved${against !== undefined ? `, against ${path.resolve(against)}` : ''}; ${os.cpus().length} cores, load ${os.loadavg()[0].toFixed(1)}`,
   );
   const ratios: number[] = [];
+  const compared: string[] = [];
   for (const [name, module] of Object.entries(EXECUTABLES)) {
-    // The module tree as bin/<name> ran it before the bundles: import the first module, call its main if it has one.
-    const shim = path.join(dir, `${name}.mjs`);
-    fs.writeFileSync(
-      shim,
-      `const m = await import(${JSON.stringify(pathToFileURL(path.join(ROOT, module)).href)});\n` +
-        `const main = Object.values(m).find((v) => typeof v === 'function' && v.name.endsWith('Main'));\n` +
-        `if (main) await main();\n`,
-    );
-    const tree: { cpu: number; rssMb: number }[] = [];
+    // The baseline: the other checkout's bundle of the same executable, or else the module tree as bin/<name> ran it
+    // before the bundles (import the first module, call its main if it has one).
+    let baseline: string;
+    if (against !== undefined) {
+      baseline = path.join(path.resolve(against), 'bin', name);
+      // An executable the other checkout does not have yet: nothing to compare it with.
+      if (!fs.existsSync(baseline)) {
+        console.log(`${name.padEnd(18)} not in ${against}: left out`);
+        continue;
+      }
+    } else {
+      baseline = path.join(dir, `${name}.mjs`);
+      fs.writeFileSync(
+        baseline,
+        `const m = await import(${JSON.stringify(pathToFileURL(path.join(ROOT, module)).href)});\n` +
+          `const main = Object.values(m).find((v) => typeof v === 'function' && v.name.endsWith('Main'));\n` +
+          `if (main) await main();\n`,
+      );
+    }
+    const base: { cpu: number; rssMb: number }[] = [];
     const bundle: { cpu: number; rssMb: number }[] = [];
     for (let i = 0; i < runs; i++) {
-      tree.push(measure([shim, '--help']));
+      base.push(measure([baseline, '--help']));
       bundle.push(measure([path.join(ROOT, 'bin', name), '--help']));
     }
-    const t = { cpu: median(tree.map((r) => r.cpu)), rss: median(tree.map((r) => r.rssMb)) };
+    const t = { cpu: median(base.map((r) => r.cpu)), rss: median(base.map((r) => r.rssMb)) };
     const b = { cpu: median(bundle.map((r) => r.cpu)), rss: median(bundle.map((r) => r.rssMb)) };
-    console.log(`${name.padEnd(18)} module tree ${t.cpu.toFixed(2)} s ${t.rss.toFixed(0)} MB | bundle ${b.cpu.toFixed(2)} s ${b.rss.toFixed(0)} MB`);
+    const baseName = against !== undefined ? 'the other checkout' : 'module tree';
+    console.log(`${name.padEnd(18)} ${baseName} ${t.cpu.toFixed(2)} s ${t.rss.toFixed(0)} MB | bundle ${b.cpu.toFixed(2)} s ${b.rss.toFixed(0)} MB`);
     ratios.push(t.cpu / b.cpu);
+    compared.push(name);
   }
-  Object.keys(EXECUTABLES).forEach((name, i) => printRatio(`startup_${name}`, ratios[i]));
-  printRatio('startup_geomean', Math.exp(ratios.reduce((sum, r) => sum + Math.log(r), 0) / ratios.length));
+  const prefix = against !== undefined ? 'startup_against' : 'startup';
+  compared.forEach((name, i) => printRatio(`${prefix}_${name}`, ratios[i]));
+  printRatio(`${prefix}_geomean`, Math.exp(ratios.reduce((sum, r) => sum + Math.log(r), 0) / ratios.length));
 } finally {
   fs.rmSync(dir, { recursive: true, force: true });
 }

@@ -20,6 +20,7 @@ describe('a bench refuses an option it does not take, rather than run on its def
       ['queue-drain', ['--row', '100000'], /^bench: Unknown option '--row'$/m],
       ['imaged', ['--preset'], /^bench: Option '--preset <value>' argument missing$/m],
       ['startup', ['--runs', '2x'], /^bench: --runs takes a number, not "2x"$/m],
+      ['startup', ['--against', 'test'], /^bench: --against test: no built executables there \(dist\/bin\/\): run npm run build in that checkout first$/m],
       ['enqueue', ['stray'], /^bench: Unexpected argument 'stray'/m],
     ];
     for (const [bench, args, said] of cases) {

@@ -34,7 +34,8 @@ export function benchOptions(options: Record<string, string | null>): void {
   }
 }
 
-function refuse(message: string): never {
+/** Stops the bench before any work (exit 2), saying why and how it is called: a value it cannot use. */
+export function refuse(message: string): never {
   console.error(`bench: ${message.split('. To specify a positional')[0]}\n${usage}`);
   process.exit(2);
 }
