@@ -480,15 +480,23 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
   const sayNoRowsGained = async () => {
     const at = scope('get_chunk_of_work');
     try {
+      // Told on this host's clock (the operator's), though read on the database's (toHostClock): each answer's
+      // database time beside this host's as that answer came. One host time read after all three answers moved
+      // the first's times by the other two reads' duration, a second later than due when that crossed one.
       const waits = await stopWait.answered(retryWaits(db, claimScope));
+      const waitsAt = new Date();
       const held = waits === 'stopped' ? 'stopped' : await stopWait.answered(heldByOthers(db, claimScope));
+      const heldAt = new Date();
       const disabled = held === 'stopped' ? 'stopped' : await stopWait.answered(disabledDatasources(db, claimScope.country));
-      // Told on this host's clock (the operator's), though read on the database's (toHostClock).
       const now = new Date();
-      const here = (d: Date | null, dbNow: Date | null) => (d && dbNow ? toHostClock(d, dbNow, now) : d);
+      const here = (d: Date | null, dbNow: Date | null, hostAt: Date) => (d && dbNow ? toHostClock(d, dbNow, hostAt) : d);
       const lines = [
-        waits === 'stopped' ? null : retryWaitLine({ ...waits, first: here(waits.first, waits.dbNow), last: here(waits.last, waits.dbNow) }, now),
-        held === 'stopped' ? null : heldRowsLine({ ...held, topHeartbeat: here(held.topHeartbeat, held.dbNow) }, now, config.manager.staleWorkerSeconds),
+        waits === 'stopped'
+          ? null
+          : retryWaitLine({ ...waits, first: here(waits.first, waits.dbNow, waitsAt), last: here(waits.last, waits.dbNow, waitsAt) }, now),
+        held === 'stopped'
+          ? null
+          : heldRowsLine({ ...held, topHeartbeat: here(held.topHeartbeat, held.dbNow, heldAt) }, now, config.manager.staleWorkerSeconds),
         disabled === 'stopped' ? null : disabledDatasourcesLine(disabled, claimScope.country),
       ].filter(Boolean);
       const line = lines.join(' ');
