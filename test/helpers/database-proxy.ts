@@ -32,6 +32,11 @@ export interface DatabaseProxy {
    * check or a keepalive of the client's own ends them.
    */
   mend(): void;
+  /**
+   * From now on, client bytes containing `text` (a statement's SQL, in its Parse) wait `ms` before they pass to the
+   * server, and the bytes after them behind them: a read that is slow to reach the server, its answer as quick.
+   */
+  delaySent(text: string, ms: number): void;
   /** From now on, counts the client bytes containing `text` (a statement's SQL, in its Parse): how many times it was sent. */
   countSent(text: string): () => number;
   /**
@@ -68,17 +73,23 @@ export async function startDatabaseProxy(databaseUrl: string): Promise<DatabaseP
   let trigger: { text: string; fire: () => void } | null = null;
   let terminateText: string | null = null;
   const counters: Array<{ text: string; n: number }> = [];
+  const delays: Array<{ text: string; ms: number }> = [];
   const stall = () => {
     stalled = true;
     for (const link of links) link.silent = true;
   };
-  /** One direction of a link: passes bytes until the link is silent; `watch` sees each chunk passed. */
+  /** The client's direction of a link: passes bytes until the link is silent (after any delaySent); `watch` sees each chunk passed. */
   const gate = (link: Link, watch?: (chunk: Buffer) => void) =>
     new Transform({
       transform(chunk: Buffer, _encoding, done) {
-        if (link.silent) return done();
-        done(null, chunk);
-        watch?.(chunk);
+        const pass = () => {
+          if (link.silent) return done();
+          done(null, chunk);
+          watch?.(chunk);
+        };
+        const delay = delays.find((d) => chunk.toString('latin1').includes(d.text));
+        if (delay) setTimeout(pass, delay.ms);
+        else pass();
       },
     });
   /** Ends `to` when `from` ends, unless the link went silent: a FIN does not cross a dead path either. */
@@ -184,6 +195,9 @@ export async function startDatabaseProxy(databaseUrl: string): Promise<DatabaseP
     },
     terminateAfterReply: (text) => {
       terminateText = text;
+    },
+    delaySent: (text, ms) => {
+      delays.push({ text, ms });
     },
     countSent: (text) => {
       const counter = { text, n: 0 };
