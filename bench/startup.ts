@@ -41,6 +41,8 @@ try {
   console.log(
     `${Object.keys(EXECUTABLES).length} executables, ${runs} runs of each side, interleaved${against !== undefined ? `, against ${path.resolve(against)}` : ''}; ${os.cpus().length} cores, load ${os.loadavg()[0].toFixed(1)}`,
   );
+  const baseName = against !== undefined ? 'the other checkout' : 'module tree';
+  const prefix = against !== undefined ? 'startup_against' : 'startup';
   const ratios: number[] = [];
   const compared: string[] = [];
   for (const [name, module] of Object.entries(EXECUTABLES)) {
@@ -71,12 +73,10 @@ try {
     }
     const t = { cpu: median(base.map((r) => r.cpu)), rss: median(base.map((r) => r.rssMb)) };
     const b = { cpu: median(bundle.map((r) => r.cpu)), rss: median(bundle.map((r) => r.rssMb)) };
-    const baseName = against !== undefined ? 'the other checkout' : 'module tree';
     console.log(`${name.padEnd(18)} ${baseName} ${t.cpu.toFixed(2)} s ${t.rss.toFixed(0)} MB | bundle ${b.cpu.toFixed(2)} s ${b.rss.toFixed(0)} MB`);
     ratios.push(t.cpu / b.cpu);
     compared.push(name);
   }
-  const prefix = against !== undefined ? 'startup_against' : 'startup';
   compared.forEach((name, i) => printRatio(`${prefix}_${name}`, ratios[i]));
   printRatio(`${prefix}_geomean`, Math.exp(ratios.reduce((sum, r) => sum + Math.log(r), 0) / ratios.length));
 } finally {
