@@ -386,7 +386,7 @@ describe('log and progress lines', () => {
     terminal.isTTY = true;
     const original = Object.getOwnPropertyDescriptor(terminal, 'write');
     const progress = new ProgressLine(terminal, () => ({ done: 5, failed: 1 }), undefined, 10).start();
-    await waitFor(() => out.includes('5 rows done'), 2000, 'the progress line drawn');
+    await waitFor(() => out.includes('5 rows done'), 10_000, 'the progress line drawn');
     terminal.write('Dec 01 04:56:58 INFO Download::get_chunk_of_work[1]:DE Doing chunk of work\n');
     // Before, the log line followed the status line on the same row: `... 1 failedDec 01 04:56:58 INFO ...`.
     assert.ok(out.includes('1 failed\r\x1b[2KDec 01 04:56:58 INFO'), JSON.stringify(out));

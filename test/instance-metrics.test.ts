@@ -229,7 +229,7 @@ describe('metrics per daemon instance', () => {
       assert.equal(await health(), '200', 'a minute forward (NTP): stale, and a liveness probe would restart a daemon that beats');
       // An hour back, and no beat for over three beats' time (1.5 s): it is stale, not fresh for an hour.
       stepWallClock(-3600_000);
-      await waitFor(async () => (await health()) === '503', 3000, 'stale');
+      await waitFor(async () => (await health()) === '503', 10_000, 'stale');
     } finally {
       restoreWallClock();
       await exporter.close();

@@ -23,7 +23,7 @@ describe("lis_managerd's schedules when this host's clock steps", function () {
     try {
       // NTP steps the clock 3 s forward across 05:00: the slot's timer fires at 05:00:03.
       stepWallClock(3000);
-      await waitFor(() => runs.length === 1, 2000, 'the upkeep');
+      await waitFor(() => runs.length === 1, 8000, 'the upkeep');
       assert.equal(runs[0].getHours(), 5);
     } finally {
       await schedule.stop();
