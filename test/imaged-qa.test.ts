@@ -296,7 +296,9 @@ describe('lis_imaged QA: our faults, abusive clients', function () {
     for (const k of keys) origin.held.add(k);
     // Three new keys of one origin at once: three generations, one host.
     const answers = keys.map((k) => rawGet(server.url, `/web/small${k}`));
-    await waitFor(() => origin.hits.size === 3 || server.service.hostSlots.queued === 2, 10_000, 'the fetches to start or queue');
+    // Two queued and the one holding the host's slot arrived at the origin: two queued alone was reached before that
+    // fetch's request got there (CI, ed93b2c: no hit yet), and the count said 0.
+    await waitFor(() => origin.hits.size === 3 || (origin.hits.size >= 1 && server.service.hostSlots.queued === 2), 10_000, 'the fetches to start or queue');
     assert.equal(origin.hits.size, 1, `one fetch at a time to the host: ${[...origin.hits.keys()].join(', ')}`);
     origin.release();
     for (const answer of answers) {
