@@ -3,6 +3,7 @@
 // and its locks, for ever. The run probes the server on connections of its own: one busy with the scan answers,
 // and the scan goes on however long; one that answers nothing for upkeep.frozenDatabaseMinutes has the run cut.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,7 +15,7 @@ import { databaseUrl, openDatabase, type Db } from '../src/db/connect.ts';
 import { embeddedStatus } from '../src/db/embedded-server.ts';
 import { afterProbe, isFrozen, probeEveryMs } from '../src/cron/database-watch.ts';
 import { freezeServer } from './helpers/frozen-server.ts';
-import { spawnTs, waitFor, type Spawned } from './helpers/processes.ts';
+import { ROOT, spawnTs, waitFor, type Spawned } from './helpers/processes.ts';
 import { freePort } from './helpers/free-port.ts';
 import { countBy, insertUrls } from './helpers/rows.ts';
 import { startSmtpSink, type SmtpSink } from './helpers/smtp-sink.ts';
@@ -170,6 +171,40 @@ describe('lis_cron_frontend against a database server that freezes', function ()
     assert.equal((await next.exited).code, 0, next.output());
     assert.match(next.output(), /Summary for UK in [\d.]+s: db_scan: 5 purged/);
     assert.deepEqual(await countBy(db), {});
+  });
+
+  it("closeDb with the server frozen: the pool's idle connection is cut at the wait's end, and the process exits", async () => {
+    // A process of its own, as the commands are: what failed was a process with its work done that did not exit, held
+    // by the one socket the pool's end had left open, waiting for a server that never closes its side.
+    const script = `import { sql } from 'kysely';
+      import { closeDb, createDb } from ${JSON.stringify(path.join(ROOT, 'src/db/connect.ts'))};
+      const db = createDb(process.env.URL, 2);
+      await sql\`SELECT 1\`.execute(db);
+      process.stdout.write('ready\\n');
+      process.stdin.once('data', async () => {
+        await closeDb(db, 300);
+        process.stdout.write('closed\\n');
+        process.stdin.destroy();
+      });`;
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { env: { ...process.env, URL: url }, stdio: 'pipe' });
+    let out = '';
+    child.stdout.on('data', (chunk) => (out += chunk));
+    child.stderr.on('data', (chunk) => (out += chunk));
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    cleanups.push(async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    });
+    await waitFor(() => out.includes('ready') || child.exitCode !== null, 30_000, 'the pool connected');
+    const frozen = freezeServer(embeddedStatus(parseConfig(serverConfig, {}, dir, 'test config').database.embedded).pid!);
+    cleanups.push(() => frozen.resume());
+    child.stdin.write('close\n');
+    // Before, it printed "closed" and then waited, its socket open, until the server ran again.
+    await waitFor(() => child.exitCode !== null, 10_000, 'the process to exit while the server is frozen').catch((error: Error) => {
+      throw new Error(`${error.message}:\n${out}`);
+    });
+    assert.equal(await exited, 0, out);
+    assert.match(out, /closed/);
   });
 
   it('a server busy past the bound (the scan waiting on a lock) answers the probes: the scan is not cut, and finishes once the lock goes', async () => {

@@ -254,15 +254,27 @@ export function createDb(url: string, poolSize: number, onPoolError: (error: Err
 const clientsOf = new WeakMap<Db, Set<pg.Client>>();
 
 /**
- * Closes a Db, waiting at most `waitMs` for the queries in flight. Those still unanswered then (a database
- * that hangs) have their connections cut: a socket that will never hear back would otherwise hold up the
- * close, and keep a stopping process alive, until its query bound (database.queryTimeoutSeconds), past its grace.
+ * Closes a Db, waiting at most `waitMs` for the queries in flight and for the server to close each connection.
+ * Those still open then (a database that hangs) are cut: a socket that will never hear back would otherwise
+ * hold up the close, and keep a stopping process alive, until its query bound (database.queryTimeoutSeconds),
+ * past its grace. The pool's end leaves an idle connection at once, its goodbye sent and its socket open until
+ * the server closes its side: a server frozen (stopped, its host hung) never does, and that one socket kept a
+ * process whose work was done from exiting until the server ran again (lis_cron_frontend cut by a frozen server).
  */
 export async function closeDb(db: Db, waitMs: number): Promise<void> {
+  const live = clientsOf.get(db) ?? new Set<pg.Client>();
+  const clients = new Set(live);
   const closing = db.destroy();
-  if (await settledWithin(closing, waitMs)) return closing;
-  for (const client of clientsOf.get(db) ?? []) client.connection.stream.destroy();
+  if (await settledWithin(closing.then(() => Promise.all([...clients].map(socketClosed))), waitMs)) return closing;
+  for (const client of new Set([...clients, ...live])) client.connection.stream.destroy();
   await closing;
+}
+
+/** When a client's socket has closed (both ways), or at once when it already has. */
+function socketClosed(client: pg.Client): Promise<void> {
+  const { stream } = client.connection;
+  if (stream.closed || stream.destroyed) return Promise.resolve();
+  return new Promise((resolve) => stream.once('close', () => resolve()));
 }
 
 export function migrator(db: Db): Migrator {
