@@ -13,6 +13,8 @@ import { parseConfig } from '../src/config/load-config.ts';
 import type { LisConfigInput } from '../src/config/config-schema.ts';
 import { databaseUrl, openDatabase, type Db } from '../src/db/connect.ts';
 import { embeddedStatus } from '../src/db/embedded-server.ts';
+import { holderName, takeClusterPart } from '../src/cron/cluster-lock.ts';
+import { settledWithin } from '../src/util/settled-within.ts';
 import { afterProbe, isFrozen, probeEveryMs } from '../src/cron/database-watch.ts';
 import { freezeServer } from './helpers/frozen-server.ts';
 import { ROOT, spawnTs, waitFor, type Spawned } from './helpers/processes.ts';
@@ -205,6 +207,22 @@ describe('lis_cron_frontend against a database server that freezes', function ()
     });
     assert.equal(await exited, 0, out);
     assert.match(out, /closed/);
+  });
+
+  it("the upkeep's lock released while the server is frozen: the release ends within its bound, its socket cut, and the server drops the lock once it runs", async () => {
+    const part = await takeClusterPart(url, db, 'uk', { host: 'testhost', pid: process.pid }, { connectMs: 1000, queryMs: 1000 }, () => {});
+    assert.ok(part.held);
+    const frozen = freezeServer(embeddedStatus(parseConfig(serverConfig, {}, dir, 'test config').database.embedded).pid!);
+    cleanups.push(() => frozen.resume());
+    // Before, the release waited for the server's close of the session, which a stopped server never sends.
+    assert.ok(await settledWithin(part.release(), 10_000), 'the release still waits for the frozen server');
+    frozen.resume();
+    const name = holderName('testhost', process.pid);
+    await waitFor(
+      async () => (await sql`SELECT 1 FROM pg_stat_activity WHERE application_name = ${name}`.execute(db)).rows.length === 0,
+      30_000,
+      "the lock's session to end once the server runs",
+    );
   });
 
   it('a server busy past the bound (the scan waiting on a lock) answers the probes: the scan is not cut, and finishes once the lock goes', async () => {

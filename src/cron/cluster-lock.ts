@@ -2,6 +2,7 @@ import pg from 'pg';
 import { sql } from 'kysely';
 import { clientUrl } from '../db/client-config.ts';
 import { connectionFailure, type Db, type QueryBounds } from '../db/connect.ts';
+import { endClient } from '../db/end-client.ts';
 import { withSessionSettings } from '../db/session-settings.ts';
 import { errorMessage } from '../errors.ts';
 import { isProcessAlive } from '../util/process-alive.ts';
@@ -75,11 +76,11 @@ export async function takeClusterPart(
   let holder: Holder | null | Error;
   try {
     const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1::int, hashtext($2)) AS locked', [UPKEEP_LOCK, country]);
-    if (rows[0].locked) return heldPart(client, onLost);
+    if (rows[0].locked) return heldPart(client, onLost, bounds.connectMs);
     holder = await holderOf(db, country);
     const gone = holder && !(holder instanceof Error) ? runPidOn(who.host, holder.name) : null;
     if (holder && !(holder instanceof Error) && gone !== null && gone !== who.pid && !isProcessAlive(gone)) {
-      if (await takeOver(client, holder.pid, country, bounds.connectMs)) return heldPart(client, onLost, describeHolder(holder));
+      if (await takeOver(client, holder.pid, country, bounds.connectMs)) return heldPart(client, onLost, bounds.connectMs, describeHolder(holder));
       holder = await holderOf(db, country);
     }
   } catch (error) {
@@ -87,7 +88,7 @@ export async function takeClusterPart(
     client.connection.stream.destroy();
     throw named(error);
   }
-  await client.end().catch(() => {});
+  await endClient(client, bounds.connectMs);
   return {
     held: false,
     holder:
@@ -99,8 +100,8 @@ export async function takeClusterPart(
   };
 }
 
-/** The lock held on `client`'s session: released by ending it. */
-function heldPart(client: pg.Client, onLost: (error: Error) => void, tookOver?: string): ClusterPart {
+/** The lock held on `client`'s session: released by ending it, within `endWaitMs` (endClient). */
+function heldPart(client: pg.Client, onLost: (error: Error) => void, endWaitMs: number, tookOver?: string): ClusterPart {
   let released: Promise<void> | null = null;
   // Ending the session releases the lock; an error then means the connection is gone, and the lock with it.
   // cut() for a server that does not answer: its socket closed at once, as an end() would wait for ever for
@@ -112,7 +113,7 @@ function heldPart(client: pg.Client, onLost: (error: Error) => void, tookOver?: 
     client.removeListener('error', onLost).on('error', () => {});
     client.connection.stream.destroy();
   };
-  return { held: true, release: () => (released ??= client.end().catch(() => {})), cut, ...(tookOver ? { tookOver } : {}) };
+  return { held: true, release: () => (released ??= endClient(client, endWaitMs)), cut, ...(tookOver ? { tookOver } : {}) };
 }
 
 /**

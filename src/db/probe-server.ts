@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { settledWithin } from '../util/settled-within.ts';
+import { endClient } from './end-client.ts';
 import { LisError } from '../errors.ts';
 import { clientUrl } from './client-config.ts';
 import { connectionFailure, describeServer } from './connect.ts';
@@ -38,7 +38,7 @@ export async function probeServer(url: string, bounds: { connectMs: number; quer
     phase = 'SELECT 1';
     await client.query('SELECT 1');
     // A polite end; a server that froze right after answering never says goodbye, and is not waited for.
-    if (!(await settledWithin(client.end(), bounds.connectMs))) client.connection.stream.destroy();
+    await endClient(client, bounds.connectMs);
     return { answered: true };
   } catch (error) {
     client.connection.stream.destroy();

@@ -3,7 +3,7 @@ import { clientUrl } from '../db/client-config.ts';
 import { connectionFailure, type QueryBounds } from '../db/connect.ts';
 import { isNotAnswering } from '../db/database-error.ts';
 import { errorMessage } from '../errors.ts';
-import { settledWithin } from '../util/settled-within.ts';
+import { endClient } from '../db/end-client.ts';
 
 export const WORK_CHANNEL = 'lis_work';
 
@@ -180,8 +180,7 @@ export class WorkNotifier {
     this.client = null;
     if (!client) return;
     this.dropped.add(client);
-    await settledWithin(client.end(), CLOSE_WAIT_MS);
-    cut(client);
+    await endClient(client, CLOSE_WAIT_MS);
   }
 }
 
