@@ -175,38 +175,65 @@ describe('lis_cron_frontend against a database server that freezes', function ()
     assert.deepEqual(await countBy(db), {});
   });
 
-  it("closeDb with the server frozen: the pool's idle connection is cut at the wait's end, and the process exits", async () => {
-    // A process of its own, as the commands are: what failed was a process with its work done that did not exit, held
-    // by the one socket the pool's end had left open, waiting for a server that never closes its side.
-    const script = `import { sql } from 'kysely';
-      import { closeDb, createDb } from ${JSON.stringify(path.join(ROOT, 'src/db/connect.ts'))};
-      const db = createDb(process.env.URL, 2);
-      await sql\`SELECT 1\`.execute(db);
-      process.stdout.write('ready\\n');
-      process.stdin.once('data', async () => {
-        await closeDb(db, 300);
-        process.stdout.write('closed\\n');
-        process.stdin.destroy();
-      });`;
-    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { env: { ...process.env, URL: url }, stdio: 'pipe' });
-    let out = '';
-    child.stdout.on('data', (chunk) => (out += chunk));
-    child.stderr.on('data', (chunk) => (out += chunk));
-    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
-    cleanups.push(async () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-      await exited;
+  describe('closing connections while the server is frozen', () => {
+    /**
+     * A process of its own, as the commands and a listing page are: `setup` (a module body) connects and makes a
+     * query; on a line of stdin `closing` runs. What failed was a process with its work done that did not exit, held
+     * by a socket whose goodbye had been sent and whose close the frozen server never sent back.
+     */
+    async function closeWhileFrozen(setup: string, closing: string): Promise<{ code: number | null; out: string }> {
+      const script = `${setup}
+        process.stdout.write('ready\\n');
+        process.stdin.once('data', async () => {
+          ${closing};
+          process.stdout.write('closed\\n');
+          process.stdin.destroy();
+        });`;
+      const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+        cwd: ROOT,
+        env: { ...process.env, URL: url },
+        stdio: 'pipe',
+      });
+      let out = '';
+      child.stdout.on('data', (chunk) => (out += chunk));
+      child.stderr.on('data', (chunk) => (out += chunk));
+      const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+      cleanups.push(async () => {
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+        await exited;
+      });
+      await waitFor(() => out.includes('ready') || child.exitCode !== null, 30_000, 'the process connected');
+      const frozen = freezeServer(embeddedStatus(parseConfig(serverConfig, {}, dir, 'test config').database.embedded).pid!);
+      cleanups.push(() => frozen.resume());
+      child.stdin.write('close\n');
+      await waitFor(() => child.exitCode !== null, 10_000, 'the process to exit while the server is frozen').catch((error: Error) => {
+        throw new Error(`${error.message}:\n${out}`);
+      });
+      return { code: await exited, out };
+    }
+
+    it("closeDb: the pool's idle connection is cut at the wait's end, and the process exits", async () => {
+      const { code, out } = await closeWhileFrozen(
+        `import { sql } from 'kysely';
+        import { closeDb, createDb } from './src/db/connect.ts';
+        const db = createDb(process.env.URL, 2);
+        await sql\`SELECT 1\`.execute(db);`,
+        'await closeDb(db, 300)',
+      );
+      assert.equal(code, 0, out);
+      assert.match(out, /closed/);
     });
-    await waitFor(() => out.includes('ready') || child.exitCode !== null, 30_000, 'the pool connected');
-    const frozen = freezeServer(embeddedStatus(parseConfig(serverConfig, {}, dir, 'test config').database.embedded).pid!);
-    cleanups.push(() => frozen.resume());
-    child.stdin.write('close\n');
-    // Before, it printed "closed" and then waited, its socket open, until the server ran again.
-    await waitFor(() => child.exitCode !== null, 10_000, 'the process to exit while the server is frozen').catch((error: Error) => {
-      throw new Error(`${error.message}:\n${out}`);
+
+    it("the Interface's close(): its connections are cut at the connect bound, and the listing process exits", async () => {
+      const { code, out } = await closeWhileFrozen(
+        `import { ImageSys } from './src/interface/index.ts';
+        const images = await ImageSys.open({ config: { database: { url: process.env.URL } }, bounds: { connectMs: 500, queryMs: 1000 } });
+        await images.getSearchApiDataForHash('0'.repeat(32));`,
+        'await images.close()',
+      );
+      assert.equal(code, 0, out);
+      assert.match(out, /closed/);
     });
-    assert.equal(await exited, 0, out);
-    assert.match(out, /closed/);
   });
 
   it("the upkeep's lock released while the server is frozen: the release ends within its bound, its socket cut, and the server drops the lock once it runs", async () => {

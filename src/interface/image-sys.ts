@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import type { LisConfig, LisConfigInput } from '../config/config-schema.ts';
 import { parseCountry } from '../config/country.ts';
 import { loadConfig, parseConfig } from '../config/load-config.ts';
-import { connectionFailure, createDb, describeServer, serviceQueryBounds, type Db, type QueryBounds } from '../db/connect.ts';
+import { closeDb, connectionFailure, createDb, describeServer, serviceQueryBounds, type Db, type QueryBounds } from '../db/connect.ts';
 import { embeddedUrl } from '../db/embedded-server.ts';
 import { sslTrouble } from '../db/database-error.ts';
 import { assertSchemaCurrent } from '../db/schema-version.ts';
@@ -173,11 +173,14 @@ export class ImageSys {
   readonly #db: Db;
   readonly #config: LisConfig;
   readonly #url: string;
+  /** How long close() waits for the server to close the connections (the connect bound), before cutting them. */
+  readonly #closeWaitMs: number;
 
-  private constructor(db: Db, config: LisConfig, url: string) {
+  private constructor(db: Db, config: LisConfig, url: string, closeWaitMs: number) {
     this.#db = db;
     this.#config = config;
     this.#url = url;
+    this.#closeWaitMs = closeWaitMs;
   }
 
   /** A call after close() is the caller's bug; said as one, with a stable code, not as the pool's "driver has already been destroyed". */
@@ -233,7 +236,7 @@ export class ImageSys {
         await assertServerFit(db, url, maskUrlPasswords(url), { writes: false, connectMs: bounds?.connectMs, queryMs: bounds?.queryMs });
       await assertSchemaCurrent(db, maskUrlPasswords(url));
     } catch (error) {
-      await db.destroy();
+      await closeDb(db, bounds.connectMs);
       const timedOut = notAnswering('open', url, error);
       if (timedOut) throw timedOut;
       if (error instanceof LisError) throw error;
@@ -241,7 +244,7 @@ export class ImageSys {
       const hint = ssl ? ` (${ssl})` : config.database.url ? '' : ' (the embedded server: is it started? `lis db start`)';
       throw new LisError('ERR_DATABASE', `ImageSys cannot reach the database at ${maskUrlPasswords(url)}${hint}: ${errorMessage(error)}`, { cause: error });
     }
-    return new ImageSys(db, config, url);
+    return new ImageSys(db, config, url, bounds.connectMs);
   }
 
   /** What the search API shows for a live image, or null when it is not live (or unknown). */
@@ -372,13 +375,15 @@ export class ImageSys {
 
   /**
    * Ends the connections once the calls in flight have settled (each within its bounds); calls made from
-   * now on throw ERR_CLOSED. Once is enough: a second close() waits for the first.
+   * now on throw ERR_CLOSED. Once is enough: a second close() waits for the first. A server that does not close
+   * its side within the connect bound (frozen, its host hung) has the connections cut: left open, they kept the
+   * listing process from exiting until it ran again.
    */
   close(): Promise<void> {
     this.closed = true;
     return (this.closing ??= (async () => {
       while (this.inFlight.size) await Promise.allSettled([...this.inFlight]);
-      await this.#db.destroy();
+      await closeDb(this.#db, this.#closeWaitMs);
     })());
   }
 }
