@@ -265,7 +265,13 @@ export async function closeDb(db: Db, waitMs: number): Promise<void> {
   const live = clientsOf.get(db) ?? new Set<pg.Client>();
   const clients = new Set(live);
   const closing = db.destroy();
-  if (await settledWithin(closing.then(() => Promise.all([...clients].map(socketClosed))), waitMs)) return closing;
+  if (
+    await settledWithin(
+      closing.then(() => Promise.all([...clients].map(socketClosed))),
+      waitMs,
+    )
+  )
+    return closing;
   for (const client of new Set([...clients, ...live])) client.connection.stream.destroy();
   await closing;
 }
