@@ -2,12 +2,13 @@ import type pg from 'pg';
 import { settledWithin } from '../util/settled-within.ts';
 
 /**
- * Ends a client's session politely, waiting at most `waitMs` for the server to close its side, then cuts the
- * socket. pg's end() resolves only once the server has closed the connection: a server that is stopped, or
- * whose host hung, never does, and the open socket kept the process alive (and the caller waiting) until it ran
- * again. A session lock (the upkeep's) goes when the server reads either the goodbye or the close.
+ * Ends a client's session politely, waiting at most `waitMs` for the server to close its side, then cuts
+ * whatever of the socket is left (nothing, after a clean end; an end that failed may leave it open). pg's end()
+ * resolves only once the server has closed the connection: a server that is stopped, or whose host hung, never
+ * does, and the open socket kept the process alive (and the caller waiting) until it ran again. A session lock
+ * (the upkeep's) goes when the server reads either the goodbye or the close.
  */
 export async function endClient(client: pg.Client, waitMs: number): Promise<void> {
-  const ended = client.end().catch(() => {});
-  if (!(await settledWithin(ended, waitMs))) client.connection.stream.destroy();
+  await settledWithin(client.end(), waitMs);
+  client.connection.stream.destroy();
 }
