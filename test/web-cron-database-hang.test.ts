@@ -1,4 +1,4 @@
-// `lis web` and lis_cron_frontend against a database that hangs (accepts, or keeps, the connection and never
+// `lis web`, `lis db status` and lis_cron_frontend against a database that hangs (accepts, or keeps, the connection and never
 // answers): each says so within the config's bounds rather than hanging silently.
 import assert from 'node:assert/strict';
 import { lis_hash_for_url } from '../src/hash/image-hash.ts';
@@ -11,7 +11,7 @@ import { within } from './helpers/within-deadline.ts';
 /** Short bounds, so that a test sees them run out. */
 const TEST_DATABASE_BOUNDS = { connectTimeoutSeconds: 1, queryTimeoutSeconds: 1.5 };
 
-describe('lis web and lis_cron_frontend against a database that hangs', function () {
+describe('lis web, lis db status and lis_cron_frontend against a database that hangs', function () {
   this.timeout(60_000);
   let t: TestDatabase;
   let relay: DatabaseProxy;
@@ -32,7 +32,8 @@ describe('lis web and lis_cron_frontend against a database that hangs', function
 
   const configFile = (more: Record<string, unknown> = {}) => t.writeConfig({ database: { url: relay.url, ...TEST_DATABASE_BOUNDS }, ...more });
 
-  it('lis web answers 503 ERR_DATABASE_TIMEOUT at the query bound while the database hangs, and answers again once it is back', async () => {
+  /** `lis web` through the proxy, once it says where it listens; `lookup` asks its API for an image. */
+  const startWeb = async () => {
     const web = spawnTs('bin/lis', ['--config', configFile(), 'web', '--port', '0']);
     spawned.push(web);
     await waitFor(() => /status page at (http:\S+)/.test(web.output()), 30_000, 'lis web').catch((error: Error) => {
@@ -40,6 +41,11 @@ describe('lis web and lis_cron_frontend against a database that hangs', function
     });
     const base = /status page at (http:\S+)/.exec(web.output())![1];
     const lookup = () => fetch(new URL(`api/lookup?q=${lis_hash_for_url('http://feed.example.com/1.jpg')}`, base));
+    return { web, lookup };
+  };
+
+  it('lis web answers 503 ERR_DATABASE_TIMEOUT at the query bound while the database hangs, and answers again once it is back', async () => {
+    const { lookup } = await startWeb();
     assert.equal((await lookup()).status, 200);
 
     relay.stall();
@@ -51,6 +57,36 @@ describe('lis web and lis_cron_frontend against a database that hangs', function
 
     relay.mend();
     assert.equal((await lookup()).status, 200, 'the next request, on a new connection');
+  });
+
+  /** Resolves with `run`'s exit once it has exited; fails, with its output, after `ms`. */
+  const exitWithin = async (run: Spawned, ms: number, what: string) => {
+    await waitFor(() => run.child.exitCode !== null || run.child.signalCode !== null, ms, what).catch((error: Error) => {
+      throw new Error(`${error.message}:\n${run.output()}`);
+    });
+    return run.exited;
+  };
+
+  it('lis web stopped while the database hangs exits: its idle connections, their goodbye unanswered, are cut at the connect bound', async () => {
+    const { web, lookup } = await startWeb();
+    // A page's reads leave the pool a connection, idle, when the path goes silent.
+    assert.equal((await lookup()).status, 200);
+    relay.stall();
+    web.child.kill('SIGTERM');
+    // Before, the pool's end waited for the server's close of that connection, which a silent path never brings.
+    const exit = await exitWithin(web, 15_000, 'lis web to exit after SIGTERM while the database hangs');
+    assert.equal(exit.code, 0, web.output());
+  });
+
+  it('lis db status against a database that stops answering mid-way says so at the query bound (exit 3), and exits', async () => {
+    // The status's schema check reaches the server; its answer, and every byte after, is lost.
+    const sent = relay.stallAfter('kysely_migration');
+    const status = spawnTs('bin/lis', ['--config', configFile(), 'db', 'status']);
+    spawned.push(status);
+    await within(sent, 'the schema check sent', 30_000);
+    const exit = await exitWithin(status, 15_000, 'lis db status to exit');
+    assert.equal(exit.code, 3, status.output());
+    assert.match(status.output(), /the database at 127\.0\.0\.1:\d+\/\w+ as \w+ is not answering: no reply to a query in 1\.5 s/);
   });
 
   it('lis_cron_frontend fails at the connect bound with a clear error (exit 1) when the database hangs', async () => {

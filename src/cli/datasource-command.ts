@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { sql } from 'kysely';
 import { parseCountry, parseIntFlag } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
-import { openDatabase } from '../db/connect.ts';
+import { withDatabase } from '../db/with-database.ts';
 import { UsageError } from '../errors.ts';
 import type { ThumbnailConfig } from '../config/thumbnail-config.ts';
 import { detailsInForce, resolveDetails, storedDetails, validateDetails, type StoredDetails } from '../thumbnail/process-details.ts';
@@ -38,8 +38,7 @@ export function addDatasourceCommand(program: Command): Command {
         if (!flags.default && Object.keys(given).length === 0)
           throw new UsageError('datasource set: give at least one of --sharpen, --gamma, --quality (or --default)');
         if (flags.default && Object.keys(given).length) throw new UsageError('datasource set: --default cannot go with --sharpen, --gamma or --quality');
-        const db = await openDatabase(config);
-        try {
+        return withDatabase(config, async (db) => {
           const columns = flags.default ? { sharpen: null, gamma: null, quality: null } : given;
           await db
             .insertInto('datasources')
@@ -51,9 +50,7 @@ export function addDatasourceCommand(program: Command): Command {
           console.log(
             `images thumbnailed before, or being thumbnailed now, keep the settings they were made with until \`lis rethumbnail --country ${country} --datasource ${datasourceId} --stale\` makes them again (they stay live meanwhile)`,
           );
-        } finally {
-          await db.destroy();
-        }
+        });
       }),
     );
 
@@ -67,8 +64,7 @@ export function addDatasourceCommand(program: Command): Command {
         const config = loadConfig({ file: configFileOf(command) });
         const country = countryArg === undefined ? undefined : parseCountry(countryArg, config, 'country');
         const datasourceId = idArg === undefined ? undefined : parseIntFlag('datasource', idArg, 0, 999_999_999);
-        const db = await openDatabase(config);
-        try {
+        return withDatabase(config, async (db) => {
           const { defaults } = config.thumbnail;
           console.log(`defaults (config thumbnail.defaults): sharpen ${defaults.sharpen}, gamma ${defaults.gamma}, quality ${defaults.quality}`);
           if (country !== undefined && datasourceId !== undefined) {
@@ -86,9 +82,7 @@ export function addDatasourceCommand(program: Command): Command {
             if (!row.enabled)
               console.log(`  DISABLED: ${row.disabled_reason ?? 'no reason recorded'} (lis datasource enable ${row.country} ${row.datasource_id})`);
           }
-        } finally {
-          await db.destroy();
-        }
+        });
       }),
     );
   return datasource;

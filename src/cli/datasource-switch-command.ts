@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { parseCountry, parseIntFlag } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
-import { openDatabase, type Db } from '../db/connect.ts';
+import type { Db } from '../db/connect.ts';
+import { withDatabase } from '../db/with-database.ts';
 import { LisError } from '../errors.ts';
 import { disableDatasource, enableDatasource } from '../manager/datasource-switch.ts';
 import { runCommand } from '../util/exit-on-error.ts';
@@ -13,12 +14,7 @@ function withDatasource(command: Command, countryArg: string, idArg: string, fn:
     const config = loadConfig({ file: configFileOf(command) });
     const country = parseCountry(countryArg, config, 'country');
     const id = parseIntFlag('datasource', idArg, 0, 999_999_999);
-    const db = await openDatabase(config);
-    try {
-      await fn(db, country, id);
-    } finally {
-      await db.destroy();
-    }
+    return withDatabase(config, (db) => fn(db, country, id));
   });
 }
 

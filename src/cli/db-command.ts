@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../config/load-config.ts';
-import { connectionFailure, createDb, databaseUrl, describeServer, migrateToLatest, pendingMigrations, serviceQueryBounds } from '../db/connect.ts';
+import { closeDb, connectionFailure, createDb, databaseUrl, describeServer, migrateToLatest, pendingMigrations, serviceQueryBounds } from '../db/connect.ts';
 import { embeddedStatus, embeddedUrl, lostDataDir, stopEmbedded } from '../db/embedded-server.ts';
 import { currentUser, ownerOf } from '../db/embedded-folder-access.ts';
 import { portInUse } from '../db/embedded-port.ts';
@@ -27,7 +27,7 @@ export function addDbCommand(program: Command): void {
         try {
           await migrateToLatest(kdb);
         } finally {
-          await kdb.destroy();
+          await closeDb(kdb, config.database.connectTimeoutSeconds * 1000);
         }
         const status = config.database.url ? null : embeddedStatus(config.database.embedded);
         const pid = status?.pid ? `pid ${status.pid}, ` : ''; // unknown when its data folder is closed to us (root's server)
@@ -97,7 +97,8 @@ export function addDbCommand(program: Command): void {
           console.log(connectionFailure(url, error)?.message ?? `cannot query the database at ${describeServer(url)}: ${errorMessage(error)}`);
           return 3;
         } finally {
-          await kdb.destroy();
+          // A server that stopped answering must not hold the status, once said, from exiting (closeDb).
+          await closeDb(kdb, bounds.connectMs);
         }
       }),
     );
@@ -125,7 +126,7 @@ export function addDbCommand(program: Command): void {
           const ahead = results.length ? null : aheadNote(await schemaStatus(kdb));
           console.log(results.length ? results.map((r) => `applied ${r.migrationName}`).join('\n') : (ahead ?? 'schema is up to date'));
         } finally {
-          await kdb.destroy();
+          await closeDb(kdb, config.database.connectTimeoutSeconds * 1000);
         }
       }),
     );

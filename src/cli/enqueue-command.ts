@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import type { Command } from 'commander';
 import { parseCountry, parseIntFlag } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
-import { openDatabase } from '../db/connect.ts';
+import { withDatabase } from '../db/with-database.ts';
 import { ProgressLine } from '../daemon/progress-line.ts';
 import { LisError, UsageError, errorMessage } from '../errors.ts';
 import { EnqueueIncompleteError, enqueueUrlStream, type EnqueueStats } from '../intake/enqueue-urls.ts';
@@ -48,36 +48,36 @@ export function addEnqueueCommand(program: Command): void {
         let input: NodeJS.ReadableStream;
         if (file === '-') input = process.stdin;
         else input = openInput(file);
-        const db = await openDatabase(config);
-        let shown = { done: 0, failed: 0 };
-        const progress = new ProgressLine(process.stderr, () => shown, 'URLs queued or refreshed').start();
-        try {
-          let stats: EnqueueStats;
+        return withDatabase(config, async (db) => {
+          let shown = { done: 0, failed: 0 };
+          const progress = new ProgressLine(process.stderr, () => shown, 'URLs queued or refreshed').start();
           try {
-            stats = await enqueueUrlStream(db, input as import('node:stream').Readable, {
-              country,
-              datasourceId,
-              maxUrlLength: config.enqueue.maxUrlLength,
-              batchSize: config.enqueue.batchSize,
-              // A reason quotes its URL: its password (userinfo) is not for the terminal or a cron mail.
-              onBadLine: (n, reason) => process.stderr.write(`line ${n}: ${maskUrlPasswords(reason)}\n`),
-              onProgress: (s) => (shown = { done: s.inserted + s.refreshed, failed: s.bad }),
-            });
-          } catch (error) {
+            let stats: EnqueueStats;
+            try {
+              stats = await enqueueUrlStream(db, input as import('node:stream').Readable, {
+                country,
+                datasourceId,
+                maxUrlLength: config.enqueue.maxUrlLength,
+                batchSize: config.enqueue.batchSize,
+                // A reason quotes its URL: its password (userinfo) is not for the terminal or a cron mail.
+                onBadLine: (n, reason) => process.stderr.write(`line ${n}: ${maskUrlPasswords(reason)}\n`),
+                onProgress: (s) => (shown = { done: s.inserted + s.refreshed, failed: s.bad }),
+              });
+            } catch (error) {
+              progress.stop();
+              if (error instanceof EnqueueIncompleteError) console.log(summary(error.stats));
+              throw error;
+            }
             progress.stop();
-            if (error instanceof EnqueueIncompleteError) console.log(summary(error.stats));
-            throw error;
+            console.log(summary(stats));
+            if (stats.inserted + stats.refreshed === 0 && stats.noDatasource > 0) {
+              throw new UsageError(`nothing stored: ${stats.noDatasource} lines name no datasource; give --datasource or DATASOURCE<TAB>URL lines`);
+            }
+            return 0;
+          } finally {
+            progress.stop();
           }
-          progress.stop();
-          console.log(summary(stats));
-          if (stats.inserted + stats.refreshed === 0 && stats.noDatasource > 0) {
-            throw new UsageError(`nothing stored: ${stats.noDatasource} lines name no datasource; give --datasource or DATASOURCE<TAB>URL lines`);
-          }
-          return 0;
-        } finally {
-          progress.stop();
-          await db.destroy();
-        }
+        });
       }),
     );
 }

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { parseCountry } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
-import { openDatabase, type Db } from '../db/connect.ts';
+import type { Db } from '../db/connect.ts';
+import { withDatabase } from '../db/with-database.ts';
 import { addFrontend, downFrontends, frontendNameProblem, listFrontends, removeFrontend, setFrontendEnabled } from '../push/frontend-registry.ts';
 import { frontendLag } from '../push/frontend-lag.ts';
 import { UsageError } from '../errors.ts';
@@ -14,12 +15,7 @@ async function withDb(command: Command, fn: (db: Db) => Promise<number | void>, 
   await runCommand(async () => {
     checkFirst?.();
     const config = loadConfig({ file: configFileOf(command) });
-    const db = await openDatabase(config);
-    try {
-      return await fn(db);
-    } finally {
-      await db.destroy();
-    }
+    return withDatabase(config, fn);
   });
 }
 

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { sql } from 'kysely';
 import { parseCountry } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
-import { openDatabase } from '../db/connect.ts';
+import { withDatabase } from '../db/with-database.ts';
 import { LisError, UsageError } from '../errors.ts';
 import { redownloadFromGoneHosts } from '../manager/stuck-jobs.ts';
 import { runCommand } from '../util/exit-on-error.ts';
@@ -27,8 +27,7 @@ export function addHostCommand(program: Command): void {
         const config = loadConfig({ file: configFileOf(command) });
         const country = opts.country === undefined ? undefined : parseCountry(opts.country, config);
         if (name === config.host) throw new UsageError(`${name} is this host ("host" in the config): run it from another host`);
-        const db = await openDatabase(config);
-        try {
+        return withDatabase(config, async (db) => {
           const { rows } = await sql<{ host: string; live: string | null; silent: number }>`
             SELECT host, min(id) FILTER (WHERE stopped_at IS NULL AND heartbeat_at > now() - make_interval(secs => ${config.manager.staleWorkerSeconds}::float8)) AS live,
                    extract(epoch FROM now() - max(heartbeat_at))::float8 AS silent
@@ -50,9 +49,7 @@ export function addHostCommand(program: Command): void {
             `${done?.rows ?? 0} rows of ${name}${country ? ` (${country})` : ''} sent back to download` +
               (done?.frontends ? `; its marks of frontends down cleared: ${done.frontends.join(', ')}` : ''),
           );
-        } finally {
-          await db.destroy();
-        }
+        });
       }),
     );
 }

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { parseCountry } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
-import { openDatabase } from '../db/connect.ts';
+import { withDatabase } from '../db/with-database.ts';
 import { LisError, UsageError } from '../errors.ts';
 import { isImageHash } from '../hash/image-hash.ts';
 import { classifyByHuman, IMAGE_CLASSES, type ImageClass } from '../queue/classify-rows.ts';
@@ -26,15 +26,12 @@ export function addImageCommand(program: Command): void {
         if (opts.class !== undefined && !(IMAGE_CLASSES as readonly string[]).includes(opts.class)) {
           throw new UsageError(`--class ${JSON.stringify(opts.class)}: expected one of ${IMAGE_CLASSES.join(', ')}`);
         }
-        const db = await openDatabase(config);
-        try {
+        return withDatabase(config, async (db) => {
           const found = await classifyByHuman(db, country, hash, opts.auto ? null : (opts.class as ImageClass));
           if (!found) throw new LisError('ERR_NO_IMAGE', `no image ${hash} in ${country}`);
           console.log(opts.auto ? `${hash}: classified automatically again (at its next thumbnailing)` : `${hash}: class ${opts.class}, set by hand`);
           return 0;
-        } finally {
-          await db.destroy();
-        }
+        });
       }),
     );
 }

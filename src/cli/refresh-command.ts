@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { parseCountry, parseIntFlag } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
 import type { Db } from '../db/connect.ts';
-import { openDatabase } from '../db/connect.ts';
+import { withDatabase } from '../db/with-database.ts';
 import { refreshHeldByDisabled, refreshRows } from '../queue/refresh-rows.ts';
 import { runCommand } from '../util/exit-on-error.ts';
 import { configFileOf } from './global-options.ts';
@@ -29,8 +29,7 @@ export function addRefreshCommand(program: Command): void {
         const country = parseCountry(opts.country, config);
         const olderThanDays = opts.olderThanDays === undefined ? DEFAULT_OLDER_THAN_DAYS : parseIntFlag('--older-than-days', opts.olderThanDays, 0, 36500);
         const limit = opts.limit === undefined ? undefined : parseIntFlag('--limit', opts.limit, 1, 1_000_000_000);
-        const db = await openDatabase(config);
-        try {
+        return withDatabase(config, async (db) => {
           const moved = await refreshDueRows(db, { country, olderThanDays, limit });
           console.log(`${moved} live images queued for refresh (downloaded more than ${olderThanDays} days ago)`);
           const disabled = await refreshHeldByDisabled(db, { country, olderThanDays });
@@ -39,9 +38,7 @@ export function addRefreshCommand(program: Command): void {
               `${disabled} more are of disabled datasources, whose sources are not asked: left as they are (lis datasource show ${country}; a refresh after lis datasource enable takes them)`,
             );
           return 0;
-        } finally {
-          await db.destroy();
-        }
+        });
       }),
     );
 }

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { parseCountry, parseIntFlag } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
-import { openDatabase } from '../db/connect.ts';
+import { withDatabase } from '../db/with-database.ts';
 import { UsageError } from '../errors.ts';
 import { heldFromRework, reworkRows } from '../queue/rework-rows.ts';
 import { runCommand } from '../util/exit-on-error.ts';
@@ -36,8 +36,7 @@ export function addRethumbnailCommand(program: Command): void {
         if (opts.preset !== undefined && !presets.includes(opts.preset))
           throw new UsageError(`--preset ${JSON.stringify(opts.preset)}: not a configured preset (thumbnail.presets: ${presets.join(', ')})`);
         const limit = opts.limit === undefined ? undefined : parseIntFlag('--limit', opts.limit, 1, 1_000_000_000);
-        const db = await openDatabase(config);
-        try {
+        return withDatabase(config, async (db) => {
           const filter = {
             country,
             datasourceId,
@@ -50,9 +49,7 @@ export function addRethumbnailCommand(program: Command): void {
           const held = await heldFromRework(db, filter);
           if (held > 0) console.log(heldNotice(held, { country, datasource: datasourceId?.toString(), preset: opts.preset }));
           return 0;
-        } finally {
-          await db.destroy();
-        }
+        });
       }),
     );
 }

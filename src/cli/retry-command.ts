@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { parseCountry, parseIntFlag } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
-import { openDatabase } from '../db/connect.ts';
+import { withDatabase } from '../db/with-database.ts';
 import { UsageError } from '../errors.ts';
 import { retryFailed } from '../manager/bad-retry-jobs.ts';
 import { failedReasonCounts } from '../queue/failed-reasons.ts';
@@ -27,8 +27,7 @@ export function addRetryCommand(program: Command): void {
           throw new UsageError(`--stage ${JSON.stringify(opts.stage)}: expected one of ${WORK_STAGES.join(', ')}`);
         if (opts.reason !== undefined && !/^[a-z0-9_]+$/.test(opts.reason))
           throw new UsageError(`--reason ${JSON.stringify(opts.reason)}: expected an error class such as http_5xx or timeout`);
-        const db = await openDatabase(config);
-        try {
+        return withDatabase(config, async (db) => {
           const filter = { country, datasourceId, stage: opts.stage };
           const n = await retryFailed(db, { ...filter, reason: opts.reason });
           console.log(`${n} failed rows put back in the queue`);
@@ -46,9 +45,7 @@ export function addRetryCommand(program: Command): void {
                 (reasons.length ? `the failed rows' reasons now: ${reasons.map((r) => `${r.reason} (${r.rows})`).join(', ')}` : 'no row there is failed'),
             );
           }
-        } finally {
-          await db.destroy();
-        }
+        });
       }),
     );
 }

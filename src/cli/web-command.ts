@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { parseIntFlag } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
-import { openDatabase, serviceQueryBounds } from '../db/connect.ts';
+import { closeDb, openDatabase, serviceQueryBounds } from '../db/connect.ts';
 import { installStopSignals } from '../daemon/signals.ts';
 import { exposedBindWarning } from '../util/bind-address.ts';
 import { listenOrExplain } from '../util/listen.ts';
@@ -25,7 +25,8 @@ export function addWebCommand(program: Command): void {
         // lookups, but for its whole-table figures (a scan of live_images, at most once a minute), far inside 120 s.
         // A database that hangs is then a 503 saying so at the bound (and a clear error at start), not a page
         // that spins for ever; the bounded client ends the hung connection, so the next request works once it answers.
-        const db = await openDatabase(config, { bounds: serviceQueryBounds(config), readOnly: true });
+        const bounds = serviceQueryBounds(config);
+        const db = await openDatabase(config, { bounds, readOnly: true });
         // try/finally: a port that cannot be bound must not leave the pool's connections holding the process open.
         try {
           const server = createStatusServer(db, config, host);
@@ -39,7 +40,8 @@ export function addWebCommand(program: Command): void {
           server.closeAllConnections();
           await new Promise<void>((resolve) => server.close(() => resolve()));
         } finally {
-          await db.destroy();
+          // Stopped while the server is frozen, the pool's idle connections would wait for its close for ever (closeDb).
+          await closeDb(db, bounds.connectMs);
         }
       }),
     );

@@ -407,6 +407,16 @@ export async function pendingMigrations(db: Db): Promise<string[]> {
   return migrations.filter((m) => m.executedAt === undefined).map((m) => m.name);
 }
 
+/** What openDatabase is asked for beside the config. */
+export interface OpenDatabaseOptions {
+  onPoolError?: (error: Error) => void;
+  /** Migrate to the latest schema whatever the server (default: only the embedded one). */
+  migrate?: boolean;
+  bounds?: QueryBounds;
+  /** Only reads follow: a read replica is fit. */
+  readOnly?: boolean;
+}
+
 /**
  * Connects (starting the embedded server when no URL is configured). With the
  * embedded default it also migrates, which is what a newcomer needs; against a
@@ -414,12 +424,11 @@ export async function pendingMigrations(db: Db): Promise<string[]> {
  * is only checked: ERR_SCHEMA_BEHIND when this code knows newer migrations.
  * `migrate: true` always migrates (the demo's own database, `lis db`).
  */
-export async function openDatabase(
-  config: LisConfig,
-  options: { onPoolError?: (error: Error) => void; migrate?: boolean; bounds?: QueryBounds; readOnly?: boolean } = {},
-): Promise<Db> {
+export async function openDatabase(config: LisConfig, options: OpenDatabaseOptions = {}): Promise<Db> {
   const url = await databaseUrl(config);
   const db = createDb(url, config.database.poolSize, options.onPoolError, options.bounds);
+  // A server that stopped answering mid-check must not keep the process that gave up on it open (closeDb).
+  const closeWaitMs = options.bounds?.connectMs ?? config.database.connectTimeoutSeconds * 1000;
   try {
     // A server of the operator's may be too old, a read replica, or behind a transaction pooler (server-fit.ts).
     if (config.database.url !== null)
@@ -435,11 +444,11 @@ export async function openDatabase(
       try {
         await migrateToLatest(migrating);
       } finally {
-        if (migrating !== db) await migrating.destroy();
+        if (migrating !== db) await closeDb(migrating, closeWaitMs);
       }
     } else await assertSchemaCurrent(db, maskUrlPasswords(url));
   } catch (error) {
-    await db.destroy();
+    await closeDb(db, closeWaitMs);
     if (error instanceof LisError) throw error;
     throw (
       connectionFailure(url, error) ??

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { sql } from 'kysely';
 import type { LisConfig, LisConfigInput } from '../config/config-schema.ts';
 import { parseConfig } from '../config/load-config.ts';
-import { databaseUrl, openDatabase, recreateDatabase } from '../db/connect.ts';
+import { closeDb, databaseUrl, openDatabase, recreateDatabase } from '../db/connect.ts';
 import { embeddedStatus } from '../db/embedded-server.ts';
 import { LisError } from '../errors.ts';
 import { ImageSys } from '../interface/image-sys.ts';
@@ -145,7 +145,7 @@ export async function runDemo({ config: base, configFile, dir, photos, database,
       const expectedFailures = bad.length;
       return live === good.length && failures.length === expectedFailures ? 0 : 1;
     } finally {
-      await db.destroy();
+      await closeDb(db, config.database.connectTimeoutSeconds * 1000);
     }
   } finally {
     await server.close();

@@ -1,6 +1,6 @@
 import { parseCountry } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
-import { openDatabase } from '../db/connect.ts';
+import { withDatabase } from '../db/with-database.ts';
 import { runCommand } from '../util/exit-on-error.ts';
 import { cliProgram } from '../util/cli-program.ts';
 import { collectReport } from './collect-report.ts';
@@ -19,12 +19,13 @@ export async function metricsMain(argv = process.argv): Promise<void> {
   await runCommand(async () => {
     const config = loadConfig({ file: flags.config });
     const country = flags.country === undefined ? undefined : parseCountry(flags.country, config);
-    const db = await openDatabase(config, { readOnly: true });
-    try {
-      const report = await collectReport(db, config, country);
-      console.log(flags.json ? JSON.stringify(report, null, 2) : formatReport(report));
-    } finally {
-      await db.destroy();
-    }
+    return withDatabase(
+      config,
+      async (db) => {
+        const report = await collectReport(db, config, country);
+        console.log(flags.json ? JSON.stringify(report, null, 2) : formatReport(report));
+      },
+      { readOnly: true },
+    );
   });
 }

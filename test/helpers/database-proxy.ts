@@ -97,13 +97,15 @@ export async function startDatabaseProxy(databaseUrl: string): Promise<DatabaseP
     from.pipe(to, { end: false });
     from.on('end', () => link.silent || to.end());
   };
-  const proxy = net.createServer((client) => {
+  // Half-open allowed: a socket of Node's otherwise answers the client's FIN (its goodbye) with one of its own at once,
+  // which a dead path, or a frozen server, never sends; each direction's end is forwarded by hand (forward).
+  const proxy = net.createServer({ allowHalfOpen: true }, (client) => {
     if (hanging || stalled) {
       sockets.add(client);
       client.on('error', () => {}).on('close', () => sockets.delete(client));
       return;
     }
-    const upstream = net.connect(Number(target.port || 5432), target.hostname);
+    const upstream = net.connect({ port: Number(target.port || 5432), host: target.hostname, allowHalfOpen: true });
     const link: Link = { silent: false };
     links.add(link);
     for (const s of [client, upstream]) {
