@@ -6,16 +6,11 @@ import pg from 'pg';
 import { sql } from 'kysely';
 import { parseConfig } from '../src/config/load-config.ts';
 import type { LisConfig } from '../src/config/config-schema.ts';
-import {
-  createDb,
-  dropDatabase,
-  migrateToLatest,
-  openDatabase,
-  openDatabaseWaiting,
-  recreateDatabase,
-  serviceQueryBounds,
-  type Db,
-} from '../src/db/connect.ts';
+import { createDb, type Db } from '../src/db/connect.ts';
+import { migrateToLatest } from '../src/db/migrate-schema.ts';
+import { openDatabase, openDatabaseWaiting } from '../src/db/open-database.ts';
+import { serviceQueryBounds } from '../src/db/query-bounds.ts';
+import { dropDatabase, recreateDatabase } from '../src/db/recreate-database.ts';
 import { clientUrl } from '../src/db/client-config.ts';
 import { probeServer } from '../src/db/probe-server.ts';
 import { serverUnfit } from '../src/db/server-fit.ts';
@@ -257,8 +252,11 @@ describe("an external PostgreSQL: SSL only, a DBA's settings, pgbouncer in front
     // A migration pending: the newest one's index dropped and its record removed, as before the upgrade.
     await server.admin('lis', 'DROP INDEX live_images_failed', "DELETE FROM kysely_migration WHERE name = '2026-12-01T05-failed-rows-index'");
     // A daemon of another role (lis_dba: the app role cannot see its sessions' state) in a transaction that wrote the table.
-    const holder = new pg.Client({ connectionString: clientUrl(server.url('lis_dba', 'dba', 'lis', CHECKED)) });
+    // Without lis_dba's idle_session_timeout (300 ms, for the test of it above): on a loaded machine the server ended this
+    // session between its statements, an error on a client nobody listened to, and the run stopped at it (uncaught).
+    const holder = new pg.Client({ connectionString: clientUrl(server.url('lis_dba', 'dba', 'lis', CHECKED)), options: '-c idle_session_timeout=0' });
     await holder.connect();
+    assert.equal((await holder.query<{ idle_session_timeout: string }>('SHOW idle_session_timeout')).rows[0].idle_session_timeout, '0');
     const db = createDb(appUrl(CHECKED), 1);
     try {
       await holder.query('BEGIN');
