@@ -7,7 +7,7 @@ import { configFileExposure, secretKeysIn } from '../src/config/config-file-expo
 import { jsonSyntaxError } from '../src/config/json-syntax-error.ts';
 import { loadConfig, parseConfig } from '../src/config/load-config.ts';
 import { parseCountry } from '../src/config/country.ts';
-import { serviceQueryBounds } from '../src/db/connect.ts';
+import { serviceQueryBounds } from '../src/db/query-bounds.ts';
 import { formatLine } from '../src/log/line-format.ts';
 import { ProgressLine, formatProgress } from '../src/daemon/progress-line.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { sql } from 'kysely';
 import { relistAll } from './helpers/rows.ts';
-import { createDb, migrateToLatest, migrator } from '../src/db/connect.ts';
+import { createDb } from '../src/db/connect.ts';
+import { migrateToLatest, migrator } from '../src/db/migrate-schema.ts';
 import { claimChunk } from '../src/queue/claim-chunk.ts';
 import { finishRows } from '../src/queue/finish-rows.ts';
 import { maskUrlPasswords } from '../src/util/mask-url-password.ts';

@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import { sql } from 'kysely';
 import pg from 'pg';
-import { closeDb, createDb, serviceQueryBounds, type Db } from '../src/db/connect.ts';
+import { closeDb, createDb, type Db } from '../src/db/connect.ts';
+import { serviceQueryBounds } from '../src/db/query-bounds.ts';
 import { ChunkRun } from '../src/daemon/chunk-run.ts';
 import { writeResults } from '../src/daemon/result-writer.ts';
 import { closeLogger, type Logger } from '../src/log/create-logger.ts';

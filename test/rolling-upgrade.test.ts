@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { sql } from 'kysely';
 import { deliverAlerts } from '../src/alerts/deliver-alerts.ts';
 import type { Alert } from '../src/alerts/alert.ts';
-import { migrateToLatest } from '../src/db/connect.ts';
+import { migrateToLatest } from '../src/db/migrate-schema.ts';
 import { knownMigrations } from '../src/db/schema-version.ts';
 import { recordFrontendHealth } from '../src/push/frontend-health.ts';
 import type { FrontendTransfer } from '../src/push/push-to-frontends.ts';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { sql } from 'kysely';
 import { parseConfig } from '../src/config/load-config.ts';
-import { openDatabase } from '../src/db/connect.ts';
+import { openDatabase } from '../src/db/open-database.ts';
 import { ImageSys } from '../src/interface/image-sys.ts';
 import { spawnTs } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { sql } from 'kysely';
-import { serviceQueryBounds } from '../src/db/connect.ts';
+import { serviceQueryBounds } from '../src/db/query-bounds.ts';
 import { WorkNotifier } from '../src/queue/work-notifier.ts';
 import { waitFor } from './helpers/processes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/test-database.ts';

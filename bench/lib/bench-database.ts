@@ -3,7 +3,9 @@ import pg from 'pg';
 import { loadConfig } from '../../src/config/load-config.ts';
 import type { LisConfig } from '../../src/config/config-schema.ts';
 import { argOf } from './bench-args.ts';
-import { createDb, databaseUrl, dropDatabase, migrateToLatest, recreateDatabase, type Db } from '../../src/db/connect.ts';
+import { createDb, databaseUrl, type Db } from '../../src/db/connect.ts';
+import { migrateToLatest } from '../../src/db/migrate-schema.ts';
+import { dropDatabase, recreateDatabase } from '../../src/db/recreate-database.ts';
 
 /**
  * The configuration as every command reads it: `--config FILE`, else `LIS_CONFIG`, else `imagesys.json` in

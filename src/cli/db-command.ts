@@ -1,6 +1,9 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../config/load-config.ts';
-import { closeDb, connectionFailure, createDb, databaseUrl, describeServer, migrateToLatest, pendingMigrations, serviceQueryBounds } from '../db/connect.ts';
+import { closeDb, createDb, databaseUrl } from '../db/connect.ts';
+import { connectionFailure, describeServer } from '../db/connection-failure.ts';
+import { migrateToLatest, pendingMigrations } from '../db/migrate-schema.ts';
+import { serviceQueryBounds } from '../db/query-bounds.ts';
 import { embeddedStatus, embeddedUrl, lostDataDir, stopEmbedded } from '../db/embedded-server.ts';
 import { currentUser, ownerOf } from '../db/embedded-folder-access.ts';
 import { portInUse } from '../db/embedded-port.ts';

@@ -1,7 +1,9 @@
 import type { Command } from 'commander';
 import { parseIntFlag } from '../config/country.ts';
 import { loadConfig } from '../config/load-config.ts';
-import { closeDb, openDatabase, serviceQueryBounds } from '../db/connect.ts';
+import { closeDb } from '../db/connect.ts';
+import { openDatabase } from '../db/open-database.ts';
+import { serviceQueryBounds } from '../db/query-bounds.ts';
 import { installStopSignals } from '../daemon/signals.ts';
 import { exposedBindWarning } from '../util/bind-address.ts';
 import { listenOrExplain } from '../util/listen.ts';

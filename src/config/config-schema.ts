@@ -39,7 +39,7 @@ const configObject = z.strictObject({
       /** Connections per process. */
       poolSize: positiveInt.max(100).default(8),
       /**
-       * The long-running processes' bounds on a database that hangs (connect.ts's QueryBounds): a connect
+       * The long-running processes' bounds on a database that hangs (query-bounds.ts's QueryBounds): a connect
        * is a few ms on a LAN, so 10 s means a dead path; their queries are short, so 120 s is far above any
        * (and twice manager.staleWorkerSeconds: a daemon whose heartbeat hangs is released before its own
        * bound fires). At most a day: past 24.8 days Node's timers fire at once.

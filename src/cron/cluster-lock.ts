@@ -1,7 +1,9 @@
 import pg from 'pg';
 import { sql } from 'kysely';
 import { clientUrl } from '../db/client-config.ts';
-import { connectionFailure, type Db, type QueryBounds } from '../db/connect.ts';
+import type { Db } from '../db/connect.ts';
+import { connectionFailure } from '../db/connection-failure.ts';
+import type { QueryBounds } from '../db/query-bounds.ts';
 import { endClient } from '../db/end-client.ts';
 import { withSessionSettings } from '../db/session-settings.ts';
 import { errorMessage } from '../errors.ts';

@@ -1,7 +1,8 @@
 import type { Alert } from '../alerts/alert.ts';
 import { mailChannel } from '../alerts/mail-channel.ts';
 import type { LisConfig } from '../config/config-schema.ts';
-import { describeServer, type Db } from '../db/connect.ts';
+import type { Db } from '../db/connect.ts';
+import { describeServer } from '../db/connection-failure.ts';
 import { DatabaseFrozenError, errorMessage } from '../errors.ts';
 import type { Logger } from '../log/create-logger.ts';
 import { recordEvent } from '../manager/manager-events.ts';

@@ -1,5 +1,7 @@
 import type { LisConfig } from '../config/config-schema.ts';
-import { openDatabase, openDatabaseWaiting, serviceQueryBounds, type Db } from '../db/connect.ts';
+import type { Db } from '../db/connect.ts';
+import { openDatabase, openDatabaseWaiting } from '../db/open-database.ts';
+import { serviceQueryBounds } from '../db/query-bounds.ts';
 import { errorMessage } from '../errors.ts';
 
 /** How long a service waits for its database at start: a host's boot may start the daemons before PostgreSQL. */
@@ -20,7 +22,7 @@ export function openDaemonDatabase(
     warn(error);
     options.onConnectionLost?.();
   };
-  // Run by hand or as a service alike: a database that hangs must not hang the process (connect.ts).
+  // Run by hand or as a service alike: a database that hangs must not hang the process (query-bounds.ts, bounded-client.ts).
   const bounds = serviceQueryBounds(config);
   return options.service
     ? openDatabaseWaiting(config, { retryForMs: SERVICE_DATABASE_WAIT_MS, signal: options.signal, onPoolError, onRetry: options.warn, bounds })

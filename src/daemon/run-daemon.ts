@@ -1,7 +1,8 @@
 import path from 'node:path';
 import { setMaxListeners } from 'node:events';
 import type { LisConfig } from '../config/config-schema.ts';
-import { serviceQueryBounds, type Db } from '../db/connect.ts';
+import type { Db } from '../db/connect.ts';
+import { serviceQueryBounds } from '../db/query-bounds.ts';
 import { isNotAnswering } from '../db/database-error.ts';
 import { LisError, errorMessage, stackOf } from '../errors.ts';
 import { ownedByStageErrorRate } from '../failure/failure-reasons.ts';
@@ -190,7 +191,7 @@ export class StopWait {
 
 /**
  * A log line for a database outage: "Database not answering (`doing`)" when it hangs (a bound of
- * connect.ts's QueryBounds ran out), else `failed` and the error: the operator learns which of the two it is.
+ * query-bounds.ts's QueryBounds ran out), else `failed` and the error: the operator learns which of the two it is.
  */
 function outageLine(doing: string, failed: string, error: unknown): string {
   return `${isNotAnswering(error) ? `Database not answering (${doing})` : failed}: ${errorMessage(error)}`;

@@ -23,7 +23,7 @@ export function permanentSqlState(error: unknown): string | null {
 }
 
 /**
- * True when the database did not answer in time: a bound of connect.ts's QueryBounds ran out (pg's
+ * True when the database did not answer in time: a bound of query-bounds.ts's QueryBounds ran out (pg's
  * "timeout expired" on a connect, "Query read timeout" on a query, the server's statement_timeout
  * (57014), or our ERR_DATABASE_TIMEOUT wrapping one of them). The database hangs, rather than refuses: an outage all the same, ours, waited out.
  */

@@ -2,7 +2,7 @@ import pg from 'pg';
 import { endClient } from './end-client.ts';
 import { LisError } from '../errors.ts';
 import { clientUrl } from './client-config.ts';
-import { connectionFailure, describeServer } from './connect.ts';
+import { connectionFailure, describeServer } from './connection-failure.ts';
 import { isNotAnswering } from './database-error.ts';
 
 /** A probe's outcome: the server answered (with rows or with an error of its own), or it said nothing. */

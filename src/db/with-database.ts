@@ -1,5 +1,6 @@
 import type { LisConfig } from '../config/config-schema.ts';
-import { closeDb, openDatabase, type Db, type OpenDatabaseOptions } from './connect.ts';
+import { closeDb, type Db } from './connect.ts';
+import { openDatabase, type OpenDatabaseOptions } from './open-database.ts';
 
 /**
  * Opens the config's database (openDatabase), runs `work` on it, and closes it whatever `work` did: the commands'

@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import client from 'prom-client';
 import type { LisConfig } from '../config/config-schema.ts';
-import { connectionFailure } from '../db/connect.ts';
+import { connectionFailure } from '../db/connection-failure.ts';
 import { errorMessage, stackOf } from '../errors.ts';
 import type { Logger } from '../log/create-logger.ts';
 import { BusyError, RequestGoneError } from './generation-gate.ts';

@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import { sql, type RawBuilder } from 'kysely';
-import { closeDb, createDb, urlOf, type Db, type QueryBounds } from '../db/connect.ts';
+import { closeDb, createDb, urlOf, type Db } from '../db/connect.ts';
+import type { QueryBounds } from '../db/query-bounds.ts';
 import { LisError } from '../errors.ts';
 import { servedOrWorkedOn } from './push-records.ts';
 

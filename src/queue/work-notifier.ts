@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { clientUrl } from '../db/client-config.ts';
-import { connectionFailure, type QueryBounds } from '../db/connect.ts';
+import { connectionFailure } from '../db/connection-failure.ts';
+import type { QueryBounds } from '../db/query-bounds.ts';
 import { isNotAnswering } from '../db/database-error.ts';
 import { errorMessage } from '../errors.ts';
 import { endClient } from '../db/end-client.ts';

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { runtimePath } from '../util/package-root.ts';
 import type { LisConfig } from '../config/config-schema.ts';
 import type { Db } from '../db/connect.ts';
-import { connectionFailure } from '../db/connect.ts';
+import { connectionFailure } from '../db/connection-failure.ts';
 import { errorMessage } from '../errors.ts';
 import { codePointLength } from '../util/code-points.ts';
 import { createSmallServer } from '../util/small-server.ts';

@@ -5,7 +5,9 @@ import path from 'node:path';
 import pg from 'pg';
 import { parseConfig } from '../../src/config/load-config.ts';
 import type { LisConfig, LisConfigInput } from '../../src/config/config-schema.ts';
-import { createDb, databaseUrl, dropDatabaseOn, migrateToLatest, recreateDatabase, type Db } from '../../src/db/connect.ts';
+import { createDb, databaseUrl, type Db } from '../../src/db/connect.ts';
+import { migrateToLatest } from '../../src/db/migrate-schema.ts';
+import { dropDatabaseOn, recreateDatabase } from '../../src/db/recreate-database.ts';
 
 // One per test run, so that runs side by side (several checkouts, CI) do not clobber each other's. Named by
 // the process that makes it (mocha's global setup) and passed on in the environment: with --parallel the test
