@@ -78,15 +78,28 @@ describe('lis web, lis db status and lis_cron_frontend against a database that h
     assert.equal(exit.code, 0, web.output());
   });
 
-  it('lis db status against a database that stops answering mid-way says so at the query bound (exit 3), and exits', async () => {
-    // The status's schema check reaches the server; its answer, and every byte after, is lost.
-    const sent = relay.stallAfter('kysely_migration');
+  /** `lis db status` run while `silent` (a stall of the proxy's) waits for its moment: its output, once it has exited 3. */
+  const statusOnceSilent = async (silent: Promise<void>) => {
     const status = spawnTs('bin/lis', ['--config', configFile(), 'db', 'status']);
     spawned.push(status);
-    await within(sent, 'the schema check sent', 30_000);
+    await within(silent, 'the path gone silent', 30_000);
     const exit = await exitWithin(status, 15_000, 'lis db status to exit');
     assert.equal(exit.code, 3, status.output());
-    assert.match(status.output(), /the database at 127\.0\.0\.1:\d+\/\w+ as \w+ is not answering: no reply to a query in 1\.5 s/);
+    return status.output();
+  };
+
+  it('lis db status against a database that stops answering mid-way says so at the query bound (exit 3), and exits', async () => {
+    // The status's schema check reaches the server; its answer, and every byte after, is lost.
+    const output = await statusOnceSilent(relay.stallAfter('kysely_migration'));
+    assert.match(output, /the database at 127\.0\.0\.1:\d+\/\w+ as \w+ is not answering: no reply to a query in 1\.5 s/);
+  });
+
+  it("lis db status whose server stops answering once it has answered the start-up check exits (3): the check's own connection is cut at the connect bound", async () => {
+    // The pooler check's second connection commits, has its answer, and says goodbye into a path gone silent.
+    // Before, pg's end of that connection waited for the server's close for ever, and the status said nothing.
+    const output = await statusOnceSilent(relay.stallAfterReply('COMMIT'));
+    assert.match(output, /^server: PostgreSQL \d+/m);
+    assert.match(output, /is not answering: no reply to a query in 1\.5 s/);
   });
 
   it('lis_cron_frontend fails at the connect bound with a clear error (exit 1) when the database hangs', async () => {

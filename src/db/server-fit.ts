@@ -3,6 +3,7 @@ import pg from 'pg';
 import { LisError } from '../errors.ts';
 import { clientUrl } from './client-config.ts';
 import type { Db } from './connect.ts';
+import { endClient } from './end-client.ts';
 
 /**
  * The oldest PostgreSQL the schema and the queries run on: 13, for pg_current_xact_id() and pg_xact_status() on
@@ -66,6 +67,9 @@ export async function assertServerFit(db: Db, url: string, where: string, option
   if (unfit) throw unfit;
 }
 
+/** How long the check's second connection waits for the server's close when no connect bound is given (database.connectTimeoutSeconds' default). */
+const GOODBYE_WAIT_MS = 10_000;
+
 export interface FitOptions {
   writes: boolean;
   connectMs?: number;
@@ -109,7 +113,9 @@ export async function serverFit(db: Db, url: string, where: string, options: Fit
       );
       return { facts, unfit: shared };
     } finally {
-      await second.end().catch(() => {});
+      // Bounded: a server that froze once it had answered never closes the session, and pg's end waited for that for
+      // ever, holding a command or a daemon's start (which waits out outages, not this) at its check.
+      await endClient(second, options.connectMs || GOODBYE_WAIT_MS);
     }
   });
 }

@@ -46,6 +46,11 @@ export interface DatabaseProxy {
    * Once, on the first connection that sends `text`.
    */
   terminateAfterReply(text: string): void;
+  /**
+   * stall(), right after the server's answer to the first client bytes containing `text` has passed back: the client
+   * has its answer, and whatever it sends next (its goodbye included) is lost, as is any word of the server's. Resolves then.
+   */
+  stallAfterReply(text: string): Promise<void>;
 }
 
 /** The ErrorResponse a PostgreSQL backend sends as a fast shutdown ends its session. */
@@ -62,6 +67,8 @@ interface Link {
   silent: boolean;
   /** The server's next chunk is its last: followed by a FATAL 57P01, then the connection closed (terminateAfterReply). */
   terminateNext?: boolean;
+  /** The path stalls once the server's next chunk has passed (stallAfterReply), which is then told. */
+  stallAfterNext?: () => void;
 }
 
 export async function startDatabaseProxy(databaseUrl: string): Promise<DatabaseProxy> {
@@ -72,6 +79,7 @@ export async function startDatabaseProxy(databaseUrl: string): Promise<DatabaseP
   let stalled = false;
   let trigger: { text: string; fire: () => void } | null = null;
   let terminateText: string | null = null;
+  let replyTrigger: { text: string; fire: () => void } | null = null;
   const counters: Array<{ text: string; n: number }> = [];
   const delays: Array<{ text: string; ms: number }> = [];
   const stall = () => {
@@ -134,6 +142,10 @@ export async function startDatabaseProxy(databaseUrl: string): Promise<DatabaseP
         terminateText = null;
         link.terminateNext = true;
       }
+      if (replyTrigger !== null && chunk.toString('latin1').includes(replyTrigger.text)) {
+        link.stallAfterNext = replyTrigger.fire;
+        replyTrigger = null;
+      }
       if (!trigger) return;
       const seen = tail + chunk.toString('latin1');
       tail = seen.slice(-trigger.text.length);
@@ -147,6 +159,13 @@ export async function startDatabaseProxy(databaseUrl: string): Promise<DatabaseP
     const down = new Transform({
       transform(chunk: Buffer, _encoding, done) {
         if (link.silent) return done();
+        const stallNow = link.stallAfterNext;
+        if (stallNow) {
+          link.stallAfterNext = undefined;
+          done(null, chunk);
+          stall();
+          return stallNow();
+        }
         if (!link.terminateNext) return done(null, chunk);
         link.silent = true;
         done(null, Buffer.concat([chunk, adminShutdownMessage()]));
@@ -198,6 +217,7 @@ export async function startDatabaseProxy(databaseUrl: string): Promise<DatabaseP
     terminateAfterReply: (text) => {
       terminateText = text;
     },
+    stallAfterReply: (text) => new Promise<void>((resolve) => (replyTrigger = { text, fire: resolve })),
     delaySent: (text, ms) => {
       delays.push({ text, ms });
     },
