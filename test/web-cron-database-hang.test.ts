@@ -102,6 +102,28 @@ describe('lis web, lis db status and lis_cron_frontend against a database that h
     assert.match(output, /is not answering: no reply to a query in 1\.5 s/);
   });
 
+  it('lis db migrate whose server stops answering once the migration is done says what it applied and exits 0', async () => {
+    const fresh = await createTestDatabase({ migrated: false });
+    const freshRelay = await startDatabaseProxy(fresh.url);
+    try {
+      // The migration commits and gives back its lock (Kysely's unlock, its last statement), and has the answers; the
+      // goodbyes after them go into a silent path. (A freeze before that answer holds the unlock, which no query bound cuts.)
+      const committed = freshRelay.stallAfterReply('pg_advisory_unlock');
+      const config = fresh.writeConfig({ database: { url: freshRelay.url, ...TEST_DATABASE_BOUNDS } });
+      const migrate = spawnTs('bin/lis', ['--config', config, 'db', 'migrate']);
+      spawned.push(migrate);
+      await within(committed, 'the migration done', 30_000);
+      // Before, the migration's own connection waited for the server's close for ever: no word of what was applied.
+      // Its connection waits 10 s for the server's close (lis db migrate has no connect bound), then is cut.
+      const exit = await exitWithin(migrate, 30_000, 'lis db migrate to exit');
+      assert.equal(exit.code, 0, migrate.output());
+      assert.match(migrate.output(), /^applied \S+/m);
+    } finally {
+      await freshRelay.cut();
+      await fresh.drop();
+    }
+  });
+
   it('lis_cron_frontend fails at the connect bound with a clear error (exit 1) when the database hangs', async () => {
     await insertUrls(t.db, 'uk', 3);
     relay.hang();

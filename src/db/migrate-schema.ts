@@ -2,7 +2,7 @@ import path from 'node:path';
 import { promises as fs } from 'node:fs';
 import { FileMigrationProvider, Migrator, sql, type MigrationResult } from 'kysely';
 import { LisError, errorMessage } from '../errors.ts';
-import { createDb, madeWith, type Db } from './connect.ts';
+import { closeDb, createDb, madeWith, type Db } from './connect.ts';
 import { connectionFailure } from './connection-failure.ts';
 import { maskUrlPasswords } from '../util/mask-url-password.ts';
 import { MIGRATIONS_DIR, refuseMixedSchema, schemaStatus, type SchemaStatus } from './schema-version.ts';
@@ -22,6 +22,9 @@ export function migrator(db: Db): Migrator {
  * behind it: the daemons' heartbeats and pushes stood still until the session ended, with no word from the migration.
  */
 export const MIGRATION_LOCK_WAIT_MS = 10_000;
+
+/** How long the migration's connection waits for the server's close when its Db has no connect bound (database.connectTimeoutSeconds' default). */
+const GOODBYE_WAIT_MS = 10_000;
 
 /**
  * The sessions of this database in a transaction for over `ms`: who may hold the lock a migration gave up on. A
@@ -92,7 +95,9 @@ export async function migrateToLatest(db: Db, lockWaitMs = MIGRATION_LOCK_WAIT_M
   try {
     run = await migrator(migrating).migrateToLatest();
   } finally {
-    if (migrating !== db) await migrating.destroy();
+    // Bounded: a server that froze once the migration had committed never closes the session, and the command
+    // waited for that for ever, without a word of what it had applied.
+    if (migrating !== db) await closeDb(migrating, connectMs || GOODBYE_WAIT_MS);
   }
   const { error, results } = run;
   if (error) {
