@@ -4,6 +4,7 @@ import { FileMigrationProvider, Migrator, sql, type MigrationResult } from 'kyse
 import { LisError, errorMessage } from '../errors.ts';
 import { closeDb, createDb, madeWith, type Db } from './connect.ts';
 import { connectionFailure } from './connection-failure.ts';
+import { GOODBYE_WAIT_MS } from './end-client.ts';
 import { maskUrlPasswords } from '../util/mask-url-password.ts';
 import { MIGRATIONS_DIR, refuseMixedSchema, schemaStatus, type SchemaStatus } from './schema-version.ts';
 
@@ -22,9 +23,6 @@ export function migrator(db: Db): Migrator {
  * behind it: the daemons' heartbeats and pushes stood still until the session ended, with no word from the migration.
  */
 export const MIGRATION_LOCK_WAIT_MS = 10_000;
-
-/** How long the migration's connection waits for the server's close when its Db has no connect bound (database.connectTimeoutSeconds' default). */
-const GOODBYE_WAIT_MS = 10_000;
 
 /**
  * The sessions of this database in a transaction for over `ms`: who may hold the lock a migration gave up on. A

@@ -3,7 +3,7 @@ import pg from 'pg';
 import { LisError } from '../errors.ts';
 import { clientUrl } from './client-config.ts';
 import type { Db } from './connect.ts';
-import { endClient } from './end-client.ts';
+import { endClient, GOODBYE_WAIT_MS } from './end-client.ts';
 
 /**
  * The oldest PostgreSQL the schema and the queries run on: 13, for pg_current_xact_id() and pg_xact_status() on
@@ -66,9 +66,6 @@ export async function assertServerFit(db: Db, url: string, where: string, option
   const { unfit } = await serverFit(db, url, where, options);
   if (unfit) throw unfit;
 }
-
-/** How long the check's second connection waits for the server's close when no connect bound is given (database.connectTimeoutSeconds' default). */
-const GOODBYE_WAIT_MS = 10_000;
 
 export interface FitOptions {
   writes: boolean;
