@@ -11,7 +11,7 @@ import { serviceQueryBounds } from '../src/db/query-bounds.ts';
 import { formatLine } from '../src/log/line-format.ts';
 import { ProgressLine, formatProgress } from '../src/daemon/progress-line.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
-import { stopDatabaseWaitMs } from '../src/daemon/run-daemon.ts';
+import { stopDatabaseWaitMs } from '../src/daemon/stop-wait.ts';
 import { withSecretsHidden } from '../src/cli/config-command.ts';
 
 describe('config', () => {

@@ -3,7 +3,6 @@ import { setMaxListeners } from 'node:events';
 import type { LisConfig } from '../config/config-schema.ts';
 import type { Db } from '../db/connect.ts';
 import { serviceQueryBounds } from '../db/query-bounds.ts';
-import { isNotAnswering } from '../db/database-error.ts';
 import { LisError, errorMessage, stackOf } from '../errors.ts';
 import { ownedByStageErrorRate } from '../failure/failure-reasons.ts';
 import type { Logger } from '../log/create-logger.ts';
@@ -11,9 +10,6 @@ import type { ClaimedRow } from '../queue/claim-chunk.ts';
 import { rowsPastStageOnHost } from '../queue/queue-figures.ts';
 import { ClaimCursor } from '../queue/claim-cursor.ts';
 import { releaseHeldExcept, releaseRows } from '../queue/release-rows.ts';
-import { retryWaits } from '../queue/retry-waits.ts';
-import { disabledDatasources } from '../queue/disabled-datasources.ts';
-import { heldByOthers } from '../queue/held-rows.ts';
 import type { WorkStage } from '../queue/stages.ts';
 import { WorkNotifier } from '../queue/work-notifier.ts';
 import { abortableDelay } from '../util/abortable-delay.ts';
@@ -23,13 +19,15 @@ import { afterEmptyClaim } from './empty-claim.ts';
 import { ChunkRun, isStoreFault, thrownChunkResults, type ResultKind, type RowResult } from './chunk-run.ts';
 import { HeartbeatLoop } from './heartbeat-loop.ts';
 import { OutcomeTally } from './outcome-tally.ts';
-import { disabledDatasourcesLine, heldRowsLine, retryWaitLine } from './progress-line.ts';
-import { toHostClock } from '../util/host-clock.ts';
+import { sayNoRowsGained } from './no-rows-gained.ts';
+import { outageLine } from './outage-line.ts';
 import { registerAtStart } from './register-at-start.ts';
 import { rethrowIfPermanent, writeResults } from './result-writer.ts';
 import type { StoreHealth } from './store-check.ts';
 import { StoreGuard } from './store-guard.ts';
 import { storeIdentities } from './store-identity.ts';
+import { StopWait, stopDatabaseWaitMs } from './stop-wait.ts';
+import { StrayRows, straysGivenBackLine } from './stray-rows.ts';
 import { heartbeat, markStopped, registerWorker, setPaused, workerIdFor } from './worker-registry.ts';
 
 export type { RowResult } from './chunk-run.ts';
@@ -145,59 +143,6 @@ export function roomForChunk(inFlight: Array<{ unreported: number }>, overlap: b
 }
 
 /**
- * Once the daemon is stopping, a database call is waited for at most database.stopWaitSeconds (5 s), and once
- * one went unanswered the rest are not waited for at all: a database that hangs must not hold the exit past its grace
- * (services.stopTimeoutSeconds, 60 s) for up to its query bound (database.queryTimeoutSeconds, 120 s). What is left unwritten is the
- * manager's to give back. Per call, not from the stop: the rows in hand may finish long after the signal
- * (a download up to its timeout), and their results must still be written.
- */
-export function stopDatabaseWaitMs(config: LisConfig): number {
-  return config.database.stopWaitSeconds * 1000;
-}
-
-/** The stop's waits on the database: per call, until one goes unanswered. */
-export class StopWait {
-  /** Set when a call went unanswered after the stop: the database hangs, so no later call is waited for. */
-  private hung = false;
-  /** True once a call went unanswered after the stop. */
-  get unanswered(): boolean {
-    return this.hung;
-  }
-  constructor(
-    readonly signal: AbortSignal,
-    private readonly waitMs: number,
-  ) {}
-  /** What a database call came to: its value, or `stopped` when the stop came and it went unanswered. */
-  answered<T>(call: Promise<T>): Promise<T | 'stopped'> {
-    return new Promise<T | 'stopped'>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      const onStop = () =>
-        (timer = setTimeout(
-          () => {
-            this.hung = true;
-            resolve('stopped');
-          },
-          this.hung ? 0 : this.waitMs,
-        ));
-      if (this.signal.aborted) onStop();
-      else this.signal.addEventListener('abort', onStop, { once: true });
-      call.then(resolve, reject).finally(() => {
-        clearTimeout(timer);
-        this.signal.removeEventListener('abort', onStop);
-      });
-    });
-  }
-}
-
-/**
- * A log line for a database outage: "Database not answering (`doing`)" when it hangs (a bound of
- * query-bounds.ts's QueryBounds ran out), else `failed` and the error: the operator learns which of the two it is.
- */
-function outageLine(doing: string, failed: string, error: unknown): string {
-  return `${isNotAnswering(error) ? `Database not answering (${doing})` : failed}: ${errorMessage(error)}`;
-}
-
-/**
  * The chunk loop every daemon shares: register, claim a chunk, let the stage
  * work it, write results as they come, repeat; give back what was not done
  * when told to stop. Our own faults never cost a row: they are given back,
@@ -237,32 +182,8 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
   };
   let wake: (() => void) | null = null;
   const changed = () => wake?.();
-  // Rows this worker may hold that no chunk in hand does: a claim whose answer was lost (the server committed it),
-  // or a give-back the database refused or left unanswered (`strayRows` counts those). The manager would not
-  // release them while we beat, nor once we are marked stopped: they are given back before the next claim
-  // (releaseHeldExcept), tried once more at the end, and if still held then, left to the manager in our stop mark.
-  let mayHoldStrays = false;
-  let strayRows = 0;
-  /** Counts strayed() calls: a give-back of strays clears the flag only if none came while it ran (it may not cover them). */
-  let strays = 0;
-  const strayed = (rows: number) => {
-    mayHoldStrays = true;
-    strayRows += rows;
-    strays++;
-  };
-  // A connection lost: the database may have been restored from a backup (or failed over to a replica behind), in
-  // which rows this worker had claimed before the backup and finished since are held by it again; its heartbeat
-  // being alive, nobody else would release them. Given back before the next claim, as a lost claim's.
-  let lostSeen = options.connectionsLost?.() ?? 0;
-  let afterLostConnection = false;
-  /** After a give-back of strays begun at `since` (strays then) succeeded: what it gave back, unless more strayed meanwhile. */
-  const straysGivenBack = (since: number) => {
-    const refused = strayRows;
-    if (strays !== since) return refused;
-    mayHoldStrays = false;
-    strayRows = 0;
-    return refused;
-  };
+  // Rows this worker may hold that no chunk in hand does (stray-rows.ts): given back before the next claim.
+  const strays = new StrayRows(options.connectionsLost);
 
   const released = await registerAtStart(db, identity, {
     service: options.service,
@@ -314,7 +235,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
     (chunk.flushing = chunk.flushing
       .then(async () => {
         if ((await stopWait.answered(writeResults(chunk, writerOptions))) === 'stopped') {
-          strayed(0);
+          strays.strayed(0);
           log.error('Database not answering (writing results) as we stop: leaving them; the manager will release the rows', scope('flush'));
         }
       })
@@ -371,7 +292,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
       );
       totals.released += await releaseRows(db, workerId, ids)
         .catch((error: unknown) => {
-          strayed(ids.length);
+          strays.strayed(ids.length);
           log.error(`${outageLine('giving back rows', `Could not give back ${ids.length} rows`, error)}; giving them back later`, scope('progress'));
           return 0;
         })
@@ -452,7 +373,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
         .answered(releaseRows(db, workerId, unreported))
         .then((n) => (n === 'stopped' ? Promise.reject(new LisError('ERR_DATABASE_TIMEOUT', 'no answer as we stop')) : n))
         .catch((error: unknown) => {
-          strayed(unreported.length);
+          strays.strayed(unreported.length);
           log.error(`${outageLine('giving back rows', `Could not give back ${unreported.length} rows`, error)}; giving them back later`, scope('release'));
           return 0;
         });
@@ -471,45 +392,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
     return abortableDelay(ms, AbortSignal.any([signal, timer.signal])).finally(() => (wake = null));
   };
 
-  /**
-   * The last word of a run by hand. Rows of its scope waiting for a retry it may not take yet (given back for
-   * our fault, backing off after the source's) are not "no work": the operator is told how many, until when
-   * and why, or would take the run for the end of it. Nor are rows another worker holds: a service's, or those
-   * of a process that died with them (a second Ctrl-C), which wait for lis_managerd. The country's disabled
-   * datasources are named too: their rows are parked, and the run said nothing of them.
-   */
-  const sayNoRowsGained = async () => {
-    const at = scope('get_chunk_of_work');
-    try {
-      // Told on this host's clock (the operator's), though read on the database's (toHostClock): each answer's
-      // database time beside this host's as that answer came. One host time read after all three answers moved
-      // the first's times by the other two reads' duration, a second later than due when that crossed one.
-      const waits = await stopWait.answered(retryWaits(db, claimScope));
-      const waitsAt = new Date();
-      const held = waits === 'stopped' ? 'stopped' : await stopWait.answered(heldByOthers(db, claimScope));
-      const heldAt = new Date();
-      const disabled = held === 'stopped' ? 'stopped' : await stopWait.answered(disabledDatasources(db, claimScope.country));
-      const now = new Date();
-      const here = (d: Date | null, dbNow: Date | null, hostAt: Date) => (d && dbNow ? toHostClock(d, dbNow, hostAt) : d);
-      const lines = [
-        waits === 'stopped'
-          ? null
-          : retryWaitLine({ ...waits, first: here(waits.first, waits.dbNow, waitsAt), last: here(waits.last, waits.dbNow, waitsAt) }, now),
-        held === 'stopped'
-          ? null
-          : heldRowsLine({ ...held, topHeartbeat: here(held.topHeartbeat, held.dbNow, heldAt) }, now, config.manager.staleWorkerSeconds),
-        disabled === 'stopped' ? null : disabledDatasourcesLine(disabled, claimScope.country),
-      ].filter(Boolean);
-      const line = lines.join(' ');
-      // "No work to do." stays as it was (scripts and tests look for it): the rows waiting follow it, as a warning.
-      if (line) log.warn(`No rows gained. No work to do. ${line}`, at);
-      else log.info('No rows gained. No work to do.', at);
-    } catch (error) {
-      log.warn(`No rows gained. ${outageLine('reading the rows waiting for a retry', 'Cannot tell whether rows wait for a retry', error)}`, at);
-    }
-  };
-
-  /** At the end: a last try at the rows this worker may hold that no chunk does (mayHoldStrays). */
+  /** At the end: a last try at the rows this worker may hold that no chunk does (strays). */
   const giveBackStrays = async () => {
     // Not when a call went unanswered as we stop (the database hangs), and bounded as the stop mark is: the exit
     // keeps within its grace.
@@ -524,8 +407,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
       log.error(`${freed}: the rows this worker may still hold are left to the manager, which releases them once it is stopped`, scope('release'));
       return;
     }
-    mayHoldStrays = false;
-    strayRows = 0;
+    strays.clear();
     totals.released += freed;
     if (freed > 0) log.warn(`Gave back ${freed} rows the database had not taken back before: no attempt charged`, scope('release'));
   };
@@ -551,15 +433,10 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
       const wokenAtClaim = notifier?.mark() ?? 0;
       try {
         // Part of claiming: its failure is logged and waited out as the claim's.
-        const lost = options.connectionsLost?.() ?? 0;
-        if (lost !== lostSeen) {
-          lostSeen = lost;
-          afterLostConnection = true;
-          strayed(0);
-        }
-        // A claim failed for a database fault may have been committed, its answer lost on the way back (mayHoldStrays).
-        if (mayHoldStrays) {
-          const since = strays;
+        strays.lookForLostConnections();
+        // A claim failed for a database fault may have been committed, its answer lost on the way back.
+        if (strays.mayHold) {
+          const since = strays.mark();
           const freed = await stopWait.answered(releaseHeldExcept(db, claimScope, heldIds()));
           if (freed === 'stopped') {
             log.error(
@@ -568,25 +445,17 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
             );
             break;
           }
-          const refused = straysGivenBack(since);
+          const why = strays.givenBack(since);
           if (freed > 0) {
             totals.released += freed;
-            log.warn(
-              refused > 0
-                ? `Gave back ${freed} rows the database had refused to take back: no attempt charged`
-                : afterLostConnection
-                  ? `Gave back ${freed} rows the database says this worker holds and no chunk in hand does (after a lost connection: a database restored from a backup, or failed over): no attempt charged`
-                  : `Gave back ${freed} rows a failed claim had taken (the server committed it, its answer was lost): no attempt charged`,
-              scope('get_chunk_of_work'),
-            );
+            log.warn(straysGivenBackLine(freed, why), scope('get_chunk_of_work'));
           }
-          if (!mayHoldStrays) afterLostConnection = false;
         }
         const claimed = await stopWait.answered(cursor.next(options.chunkSize));
         if (claimed === 'stopped') {
-          // A row the claim may still take is held as we stop: our stop mark says so (mayHoldStrays), and stuck_jobs releases it.
+          // A row the claim may still take is held as we stop: our stop mark says so (strays), and stuck_jobs releases it.
           log.error('Database not answering (claiming work) as we stop: leaving the claim', scope('get_chunk_of_work'));
-          strayed(0);
+          strays.strayed(0);
           break;
         }
         rows = claimed;
@@ -597,7 +466,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
       } catch (error) {
         rethrowIfPermanent('Cannot claim work', error);
         outageTries++;
-        strayed(0);
+        strays.strayed(0);
         log.error(`${outageLine('claiming work', 'Cannot claim work', error)}; trying again`, scope('get_chunk_of_work'));
         await abortableDelay(backoffDelayMs(outageTries), signal);
         continue;
@@ -606,7 +475,7 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
         const next = afterEmptyClaim(heldAtClaim, chunks.size > 0 || ending.size > 0, options.service);
         if (next === 'wait for chunks') await nextChange(config.queue.pollSeconds * 1000);
         else if (next === 'end') {
-          await sayNoRowsGained();
+          await sayNoRowsGained(db, claimScope, { stopWait, log, scope: scope('get_chunk_of_work'), staleWorkerSeconds: config.manager.staleWorkerSeconds });
           break;
         } else if (next === 'wait for work') await notifier!.wait(config.queue.pollSeconds * 1000, signal, wokenAtClaim);
         continue;
@@ -638,9 +507,9 @@ export async function runDaemon(worker: StageWorker, options: RunOptions): Promi
     await settledWithin(heartbeats.beat(), 2000);
     // A connection lost since the last claim (a restore just before the stop) counts too: our stop mark says we hold
     // nothing, so the manager would never release such rows.
-    if (mayHoldStrays || (options.connectionsLost?.() ?? 0) !== lostSeen) await giveBackStrays();
+    if (strays.mayHold || strays.connectionLostSinceLastLook) await giveBackStrays();
     // Rows still held then are left to the manager (stuck_jobs releases what a stopped worker says it holds).
-    await settledWithin(markStopped(db, workerId, mayHoldStrays ? Math.max(strayRows, 1) : 0), 2000);
+    await settledWithin(markStopped(db, workerId, strays.forStopMark), 2000);
     log.info(`Exiting(time_to_die: ${options.signal.aborted ? 1 : 0})`, scope('main'));
   }
   if (fatal) throw fatal;

@@ -6,7 +6,7 @@ import { runCommand } from '../util/exit-on-error.ts';
 import { cliProgram } from '../util/cli-program.ts';
 import { closeDb, createDb, databaseUrl, type Db } from '../db/connect.ts';
 import { serviceQueryBounds } from '../db/query-bounds.ts';
-import { stopDatabaseWaitMs } from '../daemon/run-daemon.ts';
+import { stopDatabaseWaitMs } from '../daemon/stop-wait.ts';
 import { settledWithin } from '../util/settled-within.ts';
 import { openDaemonDatabase, poolErrorWarning } from '../daemon/open-daemon-database.ts';
 import { createDownloadClient } from '../download/download-client.ts';

@@ -3,7 +3,7 @@ import { parseCountry, parseIntFlag } from '../config/country.ts';
 import { configFileExposure } from '../config/config-file-exposure.ts';
 import { configFilePath, loadConfig } from '../config/load-config.ts';
 import { closeDb, type Db } from '../db/connect.ts';
-import { stopDatabaseWaitMs } from '../daemon/run-daemon.ts';
+import { stopDatabaseWaitMs } from '../daemon/stop-wait.ts';
 import { settledWithin } from '../util/settled-within.ts';
 import { openDaemonDatabase } from '../daemon/open-daemon-database.ts';
 import { runCommand } from '../util/exit-on-error.ts';
