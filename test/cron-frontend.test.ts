@@ -19,7 +19,7 @@ import { addFrontend } from '../src/push/frontend-registry.ts';
 import { deletionRules, parseListOnly } from '../src/cron/frontend-files.ts';
 import { originalPath } from '../src/store/store-layout.ts';
 import { insertPushRows } from './helpers/push-fixtures.ts';
-import { spawnTs, waitFor } from './helpers/processes.ts';
+import { spawnTs, waitFor, type Spawned } from './helpers/processes.ts';
 import { freePort } from './helpers/free-port.ts';
 import { RsyncDaemon } from './helpers/rsync-daemons.ts';
 import { countBy } from './helpers/rows.ts';
@@ -73,15 +73,22 @@ async function runHeldOnRow(t: TestDatabase, configFile: string, id: string, arg
     await other.query('ROLLBACK').catch(() => {});
     await other.end();
   };
+  let run: Spawned | null = null;
   try {
     await other.query('BEGIN');
     await other.query('SELECT 1 FROM live_images WHERE id = $1 FOR UPDATE', [id]);
-    const run = spawnTs('bin/lis_cron_frontend', args, { LIS_CONFIG: configFile });
-    await waitFor(async () => (await waitingOnLocks(t)) > 0, 30_000, what);
+    run = spawnTs('bin/lis_cron_frontend', args, { LIS_CONFIG: configFile });
+    // 60 s: on a machine loaded three times over (a test run beside a type-check), a run took over 30 s to get there.
+    await waitFor(async () => (await waitingOnLocks(t)) > 0, 60_000, what);
     return { run, release };
   } catch (error) {
+    // The run is stopped, not left to finish once the lock goes; what it said tells why it never waited there.
+    if (run) {
+      run.child.kill('SIGKILL');
+      await run.exited;
+    }
     await release();
-    throw error;
+    throw run ? new Error(`${(error as Error).message}; the run said:\n${run.output()}`, { cause: error }) : error;
   }
 }
 
@@ -495,7 +502,7 @@ describe('lis_cron_frontend', () => {
   });
 
   it('stopped by SIGTERM mid-run: exits non-zero saying so, records the failure for the alert, and frees its lock', async function () {
-    this.timeout(60_000);
+    this.timeout(120_000);
     // A live row n2 lacks, so fs_check re-pushes it; its row lock is held here, so the run stops there, mid-walk.
     const row = await t.db.selectFrom('live_images').select(['id', 'image_hash']).orderBy('id').executeTakeFirstOrThrow();
     for (const f of files.filter((f) => f.includes(row.image_hash))) fs.rmSync(path.join(local, f));
@@ -518,7 +525,7 @@ describe('lis_cron_frontend', () => {
   });
 
   it('--fs_check does not re-push a row that went live after it listed the frontend', async function () {
-    this.timeout(60_000);
+    this.timeout(120_000);
     // The walk is paused (a row lock, held here) at the first folder, after n1 was listed; meanwhile the pusher
     // puts a new row live in a later folder. n1's listing, hours old on a big frontend, cannot have its files.
     const rows = await t.db.selectFrom('live_images').select(['id', 'image_hash']).orderBy('image_hash').execute();
@@ -669,7 +676,7 @@ describe('lis_cron_frontend on two hosts at once', () => {
   }
 
   it('--db_scan of a country runs on one host at a time: the other says who runs it and skips it, and that is no failure', async function () {
-    this.timeout(90_000);
+    this.timeout(120_000);
     await sql`UPDATE live_images SET last_seen = now() - interval '40 days'`.execute(t.db);
     const first = await t.db.selectFrom('live_images').select('id').orderBy('id').executeTakeFirstOrThrow();
     const { a, b } = await bothAtOnce(first.id, ['--db_scan', '--country', 'uk']);
@@ -689,7 +696,7 @@ describe('lis_cron_frontend on two hosts at once', () => {
   });
 
   it('--fs_check walks the frontends from one host at a time, while each host still checks its own stores', async function () {
-    this.timeout(90_000);
+    this.timeout(120_000);
     // A live row n2 lacks: host A re-pushes it, held on its row lock meanwhile.
     const row = await t.db.selectFrom('live_images').select(['id', 'image_hash']).orderBy('id').executeTakeFirstOrThrow();
     for (const f of files.filter((f) => f.includes(row.image_hash))) fs.rmSync(path.join(local, f));
@@ -712,7 +719,7 @@ describe('lis_cron_frontend on two hosts at once', () => {
   });
 
   it('upkeep_failed names the host whose run failed: a frontend down fails the host working the shared part, not the one that skipped it', async function () {
-    this.timeout(90_000);
+    this.timeout(120_000);
     await sql`UPDATE live_images SET last_seen = now() - interval '40 days'`.execute(t.db);
     await daemon.stop();
     const first = await t.db.selectFrom('live_images').select('id').orderBy('id').executeTakeFirstOrThrow();
@@ -737,7 +744,7 @@ describe('lis_cron_frontend on two hosts at once', () => {
   });
 
   it('with stores every host mounts (stores.shared), the stores are walked from one host at a time too', async function () {
-    this.timeout(90_000);
+    this.timeout(120_000);
     const sharedA = t.writeConfig({ services: { runDir: path.join(t.dir, 'run') }, stores: { shared: true } });
     const sharedB = t.writeConfig({
       host: 'hostb',
@@ -787,7 +794,7 @@ describe('lis_cron_frontend on two hosts at once', () => {
   });
 
   it("a host's run killed outright (SIGKILL) leaves no lock behind: the next run of another host does the shared part", async function () {
-    this.timeout(90_000);
+    this.timeout(120_000);
     await sql`UPDATE live_images SET last_seen = now() - interval '40 days'`.execute(t.db);
     const first = await t.db.selectFrom('live_images').select('id').orderBy('id').executeTakeFirstOrThrow();
     const held = await runHeldOnRow(t, configFile, first.id, ['--db_scan', '--country', 'uk'], "host A's run to wait on the row");
