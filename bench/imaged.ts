@@ -13,7 +13,9 @@
 //   keeping the result costs, apart from the database;
 // - hits through a real nginx with the shipped frontend config (the made files on its disk).
 // Prints CPU per miss of each (node, its main thread apart, and the bench database's PostgreSQL processes) and their ratios, and ends with
-// `ratio imaged_vs_plain_misses: X.XX` and `ratio imaged_vs_plain_storing_misses: X.XX` (misses/s over misses/s).
+// `ratio imaged_vs_plain_misses: X.XX` and `ratio imaged_vs_plain_storing_misses: X.XX` (misses/s over misses/s);
+// - the image work alone, in this process (makePresets as a miss calls it, against the plain server's pipeline, the
+//   same bytes in memory): `ratio imaged_vs_plain_image_work: X.XX`, the share of the gap that is not the image's.
 //   node --import tsx bench/imaged.ts [--misses 400] [--concurrency 4] [--hits 4000] [--preset medium] [--profile DIR]
 // --preset: which configured preset the misses ask for (medium, pad, by default; small is a crop, where the plain
 // server's sharp pipeline runs libvips' attention search and lis_imaged finds the same offset itself).
@@ -36,6 +38,7 @@ import { closeLogger, createLogger } from '../src/log/create-logger.ts';
 import { writeFileAtomic } from '../src/store/atomic-file.ts';
 import { originalPath, thumbnailRelativePath } from '../src/store/store-layout.ts';
 import { jpegOptions } from '../src/thumbnail/jpeg-options.ts';
+import { makePresets } from '../src/thumbnail/make-presets.ts';
 import { resolveDetails } from '../src/thumbnail/process-details.ts';
 import { createThumbnailWorker } from '../src/thumbnail/thumbnail-worker.ts';
 import { photoJpeg, startNginx } from '../test/helpers/imaged-fixtures.ts';
@@ -73,6 +76,16 @@ function plainFit(preset: Preset): ResizeOptions {
   return { fit: 'inside' };
 }
 
+/** Calls `make(0..n-1)` with `lanes` in flight. */
+async function driveCalls(make: (i: number) => Promise<unknown>, n: number, lanes: number): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: lanes }, async () => {
+      while (next < n) await make(next++);
+    }),
+  );
+}
+
 /** Requests `urls` with `lanes` in flight; per-request milliseconds and the wall time. */
 async function drive(urls: string[], lanes: number): Promise<{ ms: number[]; seconds: number }> {
   const ms: number[] = [];
@@ -93,13 +106,22 @@ async function drive(urls: string[], lanes: number): Promise<{ ms: number[]; sec
 }
 
 /**
- * CPU milliseconds used so far by the bench database's own server processes (its connections, and the WAL
- * writer that flushes their commits), from /proc; other databases on the server do not count, nor a server on another machine.
+ * CPU milliseconds used so far by each of the bench database's own server processes (its connections, and the WAL
+ * writer that flushes their commits), from /proc; other databases on the server do not count, nor a server on
+ * another machine. Per process, so that a connection closed between two readings (a pool's idle one) does not take
+ * its whole CPU off the sum (postgresCpuSince).
  */
-async function postgresCpuMs(db: Db): Promise<number> {
+async function postgresCpuMs(db: Db): Promise<Map<number, number>> {
   const { rows } = await sql<{ pid: number }>`
     SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() OR backend_type = 'walwriter'`.execute(db);
-  return rows.reduce((ms, { pid }) => ms + cpuSeconds(pid) * 1000, 0);
+  return new Map(rows.map(({ pid }) => [pid, cpuSeconds(pid) * 1000]));
+}
+
+/** The server's CPU milliseconds since `before`: of the processes there now (a closed connection's since then is not known). */
+async function postgresCpuSince(db: Db, before: Map<number, number>): Promise<number> {
+  let ms = 0;
+  for (const [pid, now] of await postgresCpuMs(db)) ms += now - (before.get(pid) ?? 0);
+  return ms;
 }
 
 /**
@@ -190,18 +212,18 @@ try {
   // it also writes the file into a store of its own as lis_imaged does (temp file, fsync, rename), and nothing else:
   // the cost of keeping what was made, apart from the database.
   const preset = config.thumbnail.presets[PRESET];
-  const { sharpenKernel } = resolveDetails({ sharpen: null, gamma: null, quality: null }, config.thumbnail.defaults);
+  const details = resolveDetails({ sharpen: null, gamma: null, quality: null }, config.thumbnail.defaults);
+  /** The plain resizer's one pipeline, from an original (file or bytes) to the preset's JPEG. */
+  const plainJpeg = (original: string | Buffer): Promise<Buffer> => {
+    let pipeline = sharp(original).resize(preset.width, preset.height, plainFit(preset)).flatten({ background: '#ffffff' });
+    if (details.sharpenKernel) pipeline = pipeline.convolve(details.sharpenKernel);
+    return pipeline.jpeg(jpegOptions(details.quality, preset.width * preset.height)).toBuffer();
+  };
   const plainStore = path.join(dir, 'plain-store');
   const plain = http.createServer((req, res) => {
     const url = new URL(req.url!, 'http://plain');
     const row = rows[Number(url.pathname.slice(1))];
-    let pipeline = sharp(originalPath(config, 'uk', row.image_hash))
-      .resize(preset.width, preset.height, plainFit(preset))
-      .flatten({ background: '#ffffff' });
-    if (sharpenKernel) pipeline = pipeline.convolve(sharpenKernel);
-    pipeline
-      .jpeg(jpegOptions(config.thumbnail.defaults.quality, preset.width * preset.height))
-      .toBuffer()
+    plainJpeg(originalPath(config, 'uk', row.image_hash))
       .then(async (body) => {
         if (url.searchParams.has('store')) await writeFileAtomic(path.join(plainStore, thumbnailRelativePath('uk', row.image_hash, PRESET, 'jpg')), body);
         res.writeHead(200, { 'Content-Type': 'image/jpeg', 'Content-Length': body.length }).end(body);
@@ -250,7 +272,7 @@ try {
       const used = process.cpuUsage(node);
       cpu[who].node += (used.user + used.system) / 1000;
       cpu[who].main += mainThreadCpuMs() - main;
-      cpu[who].pg += (await postgresCpuMs(bench.db)) - pg;
+      cpu[who].pg += await postgresCpuSince(bench.db, pg);
       runs[who].ms.push(...run.ms);
       runs[who].seconds += run.seconds;
     }
@@ -272,6 +294,45 @@ try {
     `CPU per miss, plain over lis_imaged: ${(total('plain') / total('imaged')).toFixed(2)}; storing over lis_imaged: ${(total('storing') / total('imaged')).toFixed(2)}`,
   );
 
+  // The image work alone, in this process with no HTTP, store or database: lis_imaged's (makePresets, as
+  // make-preset.ts calls it for a recorded original) against the plain server's pipeline, from the same bytes in
+  // memory, `concurrency` at once, in alternated pairs. What the misses' ratio lacks of this one is the rest of a
+  // miss: the durable file, the record and the lock in PostgreSQL, the log line.
+  const settings = { ...config.thumbnail, presets: { [PRESET]: preset }, details };
+  const known = pictures.map((p) => ({ width: 1800, height: 1200, format: 'jpeg', bytes: p.length }));
+  const imageWork = {
+    imaged: async (i: number) => (await makePresets(pictures[i % 2], settings, { known: known[i % 2] })).presets[PRESET].files[0].data,
+    plain: (i: number) => plainJpeg(pictures[i % 2]),
+  };
+  const [ours, theirs] = await Promise.all([imageWork.imaged(0), imageWork.plain(0)]);
+  const sameSize = async (a: Buffer, b: Buffer) =>
+    JSON.stringify(
+      await sharp(a)
+        .metadata()
+        .then((m) => [m.width, m.height]),
+    ) ===
+    JSON.stringify(
+      await sharp(b)
+        .metadata()
+        .then((m) => [m.width, m.height]),
+    );
+  if (!(await sameSize(ours, theirs))) throw new Error('the image work of lis_imaged and of the plain server made thumbnails of different sizes');
+  const workRatios: number[] = [];
+  const workRate = (make: (i: number) => Promise<Buffer>) => async () => {
+    const started = performance.now();
+    await driveCalls(make, misses / 2, concurrency);
+    return misses / 2 / ((performance.now() - started) / 1000);
+  };
+  for (let pair = 0; pair < 2; pair++) {
+    const sides = pair % 2 === 0 ? (['imaged', 'plain'] as const) : (['plain', 'imaged'] as const);
+    const rateOf = {} as Record<'imaged' | 'plain', number>;
+    for (const side of sides) rateOf[side] = await workRate(imageWork[side])();
+    workRatios.push(rateOf.imaged / rateOf.plain);
+    console.log(
+      `image work alone, pair ${pair + 1}: lis_imaged ${rateOf.imaged.toFixed(1)}/s, plain ${rateOf.plain.toFixed(1)}/s: ${(rateOf.imaged / rateOf.plain).toFixed(2)}`,
+    );
+  }
+
   // Hits: nginx serving the made files from disk (its root is the thumbnail store, as a frontend's would be after a push).
   const nginx = await startNginx(path.join(dir, 'nginx'), config.stores.thumbnails, Number(new URL(imagedUrl).port));
   stops.push(nginx.stop);
@@ -286,6 +347,7 @@ try {
   );
   console.log(`ratio imaged_vs_plain_misses: ${(rate.imaged / rate.plain).toFixed(2)}`);
   console.log(`ratio imaged_vs_plain_storing_misses: ${(rate.imaged / rate.storing).toFixed(2)}`);
+  console.log(`ratio imaged_vs_plain_image_work: ${(workRatios.reduce((a, b) => a + b, 0) / workRatios.length).toFixed(2)}`);
 } finally {
   for (const stop of stops.reverse()) await stop().catch(() => {});
   agent.destroy();
