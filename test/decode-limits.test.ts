@@ -24,7 +24,8 @@ describe("the decoder's limits (makeThumbnails, real decodes)", () => {
   });
 
   it('gives up on an image that takes longer than timeoutSeconds to decode, as a retryable processing_timeout', async function () {
-    this.timeout(60_000);
+    // Making the AVIF took 42 s of a 60 s limit once, the suite beside a type-check on two cores.
+    this.timeout(120_000);
     // Random noise as lossless AVIF is slow to decode (about 3 s for 6 megapixels on a loaded 2-core machine,
     // as long as encoding it), well over a 1 s limit yet far under maxPixels. Gaussian noise from libvips at
     // 17.5 megapixels, lossy, decoded as slowly but took 8 s to make.
