@@ -15,7 +15,8 @@
 // Prints CPU per miss of each (node, its main thread apart, and the bench database's PostgreSQL processes) and their ratios, and ends with
 // `ratio imaged_vs_plain_misses: X.XX` and `ratio imaged_vs_plain_storing_misses: X.XX` (misses/s over misses/s);
 // - the image work alone, in this process (makePresets as a miss calls it, against the plain server's pipeline, the
-//   same bytes in memory): `ratio imaged_vs_plain_image_work: X.XX`, the share of the gap that is not the image's.
+//   same bytes in memory): `ratio imaged_vs_plain_image_work: X.XX`; what the misses' ratio falls short of it is what a
+//   miss does besides the image (the durable file, the record and the lock in PostgreSQL, the log line).
 //   node --import tsx bench/imaged.ts [--misses 400] [--concurrency 4] [--hits 4000] [--preset medium] [--profile DIR]
 // --preset: which configured preset the misses ask for (medium, pad, by default; small is a crop, where the plain
 // server's sharp pipeline runs libvips' attention search and lis_imaged finds the same offset itself).
@@ -304,21 +305,15 @@ try {
     imaged: async (i: number) => (await makePresets(pictures[i % 2], settings, { known: known[i % 2] })).presets[PRESET].files[0].data,
     plain: (i: number) => plainJpeg(pictures[i % 2]),
   };
-  const [ours, theirs] = await Promise.all([imageWork.imaged(0), imageWork.plain(0)]);
-  const sameSize = async (a: Buffer, b: Buffer) =>
-    JSON.stringify(
-      await sharp(a)
-        .metadata()
-        .then((m) => [m.width, m.height]),
-    ) ===
-    JSON.stringify(
-      await sharp(b)
-        .metadata()
-        .then((m) => [m.width, m.height]),
-    );
-  if (!(await sameSize(ours, theirs))) throw new Error('the image work of lis_imaged and of the plain server made thumbnails of different sizes');
+  const size = async (jpeg: Buffer) => {
+    const { width, height } = await sharp(jpeg).metadata();
+    return `${width}x${height}`;
+  };
+  const [ours, theirs] = await Promise.all([imageWork.imaged(0).then(size), imageWork.plain(0).then(size)]);
+  if (ours !== theirs) throw new Error(`the image work of lis_imaged made ${ours}, the plain server's ${theirs}: not the same thumbnail`);
   const workRatios: number[] = [];
-  const workRate = (make: (i: number) => Promise<Buffer>) => async () => {
+  /** Calls per second of `make`, `concurrency` at once. */
+  const workRate = async (make: (i: number) => Promise<Buffer>) => {
     const started = performance.now();
     await driveCalls(make, misses / 2, concurrency);
     return misses / 2 / ((performance.now() - started) / 1000);
@@ -326,7 +321,7 @@ try {
   for (let pair = 0; pair < 2; pair++) {
     const sides = pair % 2 === 0 ? (['imaged', 'plain'] as const) : (['plain', 'imaged'] as const);
     const rateOf = {} as Record<'imaged' | 'plain', number>;
-    for (const side of sides) rateOf[side] = await workRate(imageWork[side])();
+    for (const side of sides) rateOf[side] = await workRate(imageWork[side]);
     workRatios.push(rateOf.imaged / rateOf.plain);
     console.log(
       `image work alone, pair ${pair + 1}: lis_imaged ${rateOf.imaged.toFixed(1)}/s, plain ${rateOf.plain.toFixed(1)}/s: ${(rateOf.imaged / rateOf.plain).toFixed(2)}`,
