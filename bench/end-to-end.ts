@@ -145,120 +145,125 @@ async function systemRun(): Promise<number> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
   const sourceBase = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
   const frontends: RsyncDaemon[] = [];
-  for (const name of ['n1', 'n2', 'n3']) {
-    const daemon = await RsyncDaemon.start(path.join(run, 'frontends', name));
-    frontends.push(daemon);
-    await addFrontend(db, name, daemon.url());
-  }
-  fs.mkdirSync(run, { recursive: true });
-  const configFile = path.join(run, 'config.json');
-  fs.writeFileSync(
-    configFile,
-    JSON.stringify({
-      database: { url },
-      stores: { originals: path.join(run, 'originals'), thumbnails: path.join(run, 'thumbnails') },
-      log: { dir: path.join(run, 'log') },
-      download: { allowAddresses: ['127.0.0.1:*'] },
-      queue: { pollSeconds: 0.2 },
-      thumbnail: { ...base.thumbnail, ...(process.env.E2E_IN_FLIGHT ? { imagesInFlight: Number(process.env.E2E_IN_FLIGHT) } : {}) },
-    }),
-  );
-  const daemons: Array<{ bin: string; child: ChildProcess; peakKb: number; cpuSeconds?: number; startCpuSeconds?: number; threads?: Map<string, number> }> = [
-    'lis_downloadd',
-    'lis_thumbnaild',
-    'lis_pusherd',
-  ].map((bin) => ({
-    bin,
-    // Started as servicectl starts them: the launch settings (malloc arenas, V8 flags) of src/services/launch-settings.ts.
-    child: spawn(
-      process.execPath,
-      [...nodeFlagsOf(bin), ...profileFlags(bin), path.join(ROOT, 'bin', bin), '--country', 'uk', '--service', '--config', configFile],
-      {
-        stdio: 'ignore',
-        // LIS_DATABASE_URL wins over a config file: the children must get the bench's database, not the caller's.
-        env: { ...process.env, ...DAEMON_ENV, LIS_DATABASE_URL: url, LIS_CONFIG: configFile },
-      },
-    ),
-    peakKb: 0,
-  }));
-  // Let the daemons start (and register) before the clock starts.
-  const exited = daemons.map((d) => new Promise<string>((resolve) => d.child.once('exit', (code) => resolve(`${d.bin} exited ${code}`))));
-  const stopDaemons = () =>
-    Promise.all(
-      daemons.map((d) =>
-        d.child.exitCode === null && d.child.signalCode === null ? new Promise((resolve) => (d.child.once('close', resolve), d.child.kill('SIGTERM'))) : null,
-      ),
-    );
-  let early: string | null = null;
-  void Promise.race(exited).then((why) => (early = why));
-  let seconds: number;
-  let t0: Date;
-  // How busy the machine's cores were while the system ran (daemons, PostgreSQL, rsync, the source): idle cores are room it left unused.
-  let machineStart: ReturnType<typeof machineCpu>;
-  let busy: number;
+  // Whatever ends the run (a daemon that exits before registering, a deadline), the frontends' rsync daemons, the
+  // source and the bench database go with it: they were left running when a run failed.
   try {
-    await waitUntil('the three daemons to register', 120, async () => {
-      if (early) throw new Error(`bench: ${early} before registering (logs in ${path.join(run, 'log')})`);
-      const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM workers WHERE stopped_at IS NULL`.execute(db);
-      return Number(rows[0].n) === daemons.length;
-    });
-    await settleMachine();
-    // Start-up (loading the code, connecting, registering) is paid once per process, not per image: counted apart.
-    for (const d of daemons) d.startCpuSeconds = cpuSeconds(d.child.pid!, { children: true });
-    const started = performance.now();
-    machineStart = machineCpu();
-    t0 = (await sql<{ t0: Date }>`SELECT clock_timestamp() AS t0`.execute(db)).rows[0].t0;
-    await sql`INSERT INTO live_images (country, datasource_id, image_url)
-          SELECT 'uk', 1, ${sourceBase} || '/img/' || g FROM generate_series(0, ${images - 1}) g`.execute(db);
-    await waitUntil('every row to leave the waiting state', deadlineSeconds, async () => {
-      if (early) throw new Error(`bench: ${early} during the run (logs in ${path.join(run, 'log')})`);
-      const { rows } = await sql<{ waiting: string }>`SELECT count(*) FILTER (WHERE state = 'waiting') AS waiting FROM live_images`.execute(db);
-      for (const d of daemons) d.peakKb = Math.max(d.peakKb, peakRssKb(d.child.pid!));
-      return Number(rows[0].waiting) === 0;
-    });
-    seconds = (performance.now() - started) / 1000;
-    busy = busyShare(machineStart, machineCpu());
-    for (const d of daemons) {
-      d.peakKb = Math.max(d.peakKb, peakRssKb(d.child.pid!));
-      d.cpuSeconds = cpuSeconds(d.child.pid!, { children: true });
-      d.threads = cpuByThread(d.child.pid!);
+    for (const name of ['n1', 'n2', 'n3']) {
+      const daemon = await RsyncDaemon.start(path.join(run, 'frontends', name));
+      frontends.push(daemon);
+      await addFrontend(db, name, daemon.url());
     }
-  } finally {
-    await stopDaemons();
-  }
+    fs.mkdirSync(run, { recursive: true });
+    const configFile = path.join(run, 'config.json');
+    fs.writeFileSync(
+      configFile,
+      JSON.stringify({
+        database: { url },
+        stores: { originals: path.join(run, 'originals'), thumbnails: path.join(run, 'thumbnails') },
+        log: { dir: path.join(run, 'log') },
+        download: { allowAddresses: ['127.0.0.1:*'] },
+        queue: { pollSeconds: 0.2 },
+        thumbnail: { ...base.thumbnail, ...(process.env.E2E_IN_FLIGHT ? { imagesInFlight: Number(process.env.E2E_IN_FLIGHT) } : {}) },
+      }),
+    );
+    const daemons: Array<{ bin: string; child: ChildProcess; peakKb: number; cpuSeconds?: number; startCpuSeconds?: number; threads?: Map<string, number> }> = [
+      'lis_downloadd',
+      'lis_thumbnaild',
+      'lis_pusherd',
+    ].map((bin) => ({
+      bin,
+      // Started as servicectl starts them: the launch settings (malloc arenas, V8 flags) of src/services/launch-settings.ts.
+      child: spawn(
+        process.execPath,
+        [...nodeFlagsOf(bin), ...profileFlags(bin), path.join(ROOT, 'bin', bin), '--country', 'uk', '--service', '--config', configFile],
+        {
+          stdio: 'ignore',
+          // LIS_DATABASE_URL wins over a config file: the children must get the bench's database, not the caller's.
+          env: { ...process.env, ...DAEMON_ENV, LIS_DATABASE_URL: url, LIS_CONFIG: configFile },
+        },
+      ),
+      peakKb: 0,
+    }));
+    // Let the daemons start (and register) before the clock starts.
+    const exited = daemons.map((d) => new Promise<string>((resolve) => d.child.once('exit', (code) => resolve(`${d.bin} exited ${code}`))));
+    const stopDaemons = () =>
+      Promise.all(
+        daemons.map((d) =>
+          d.child.exitCode === null && d.child.signalCode === null ? new Promise((resolve) => (d.child.once('close', resolve), d.child.kill('SIGTERM'))) : null,
+        ),
+      );
+    let early: string | null = null;
+    void Promise.race(exited).then((why) => (early = why));
+    let seconds: number;
+    let t0: Date;
+    // How busy the machine's cores were while the system ran (daemons, PostgreSQL, rsync, the source): idle cores are room it left unused.
+    let machineStart: ReturnType<typeof machineCpu>;
+    let busy: number;
+    try {
+      await waitUntil('the three daemons to register', 120, async () => {
+        if (early) throw new Error(`bench: ${early} before registering (logs in ${path.join(run, 'log')})`);
+        const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM workers WHERE stopped_at IS NULL`.execute(db);
+        return Number(rows[0].n) === daemons.length;
+      });
+      await settleMachine();
+      // Start-up (loading the code, connecting, registering) is paid once per process, not per image: counted apart.
+      for (const d of daemons) d.startCpuSeconds = cpuSeconds(d.child.pid!, { children: true });
+      const started = performance.now();
+      machineStart = machineCpu();
+      t0 = (await sql<{ t0: Date }>`SELECT clock_timestamp() AS t0`.execute(db)).rows[0].t0;
+      await sql`INSERT INTO live_images (country, datasource_id, image_url)
+          SELECT 'uk', 1, ${sourceBase} || '/img/' || g FROM generate_series(0, ${images - 1}) g`.execute(db);
+      await waitUntil('every row to leave the waiting state', deadlineSeconds, async () => {
+        if (early) throw new Error(`bench: ${early} during the run (logs in ${path.join(run, 'log')})`);
+        const { rows } = await sql<{ waiting: string }>`SELECT count(*) FILTER (WHERE state = 'waiting') AS waiting FROM live_images`.execute(db);
+        for (const d of daemons) d.peakKb = Math.max(d.peakKb, peakRssKb(d.child.pid!));
+        return Number(rows[0].waiting) === 0;
+      });
+      seconds = (performance.now() - started) / 1000;
+      busy = busyShare(machineStart, machineCpu());
+      for (const d of daemons) {
+        d.peakKb = Math.max(d.peakKb, peakRssKb(d.child.pid!));
+        d.cpuSeconds = cpuSeconds(d.child.pid!, { children: true });
+        d.threads = cpuByThread(d.child.pid!);
+      }
+    } finally {
+      await stopDaemons();
+    }
 
-  const { rows: states } = await sql<{ stage: string; state: string; n: string }>`SELECT stage, state, count(*) AS n FROM live_images GROUP BY 1, 2`.execute(
-    db,
-  );
-  const live = Number(states.find((s) => s.stage === 'live')?.n ?? 0);
-  const { rows: stageSpans } = await sql<{ from_stage: string; n: string; span: number }>`
+    const { rows: states } = await sql<{ stage: string; state: string; n: string }>`SELECT stage, state, count(*) AS n FROM live_images GROUP BY 1, 2`.execute(
+      db,
+    );
+    const live = Number(states.find((s) => s.stage === 'live')?.n ?? 0);
+    const { rows: stageSpans } = await sql<{ from_stage: string; n: string; span: number }>`
   SELECT from_stage, count(*) AS n, extract(epoch FROM max(at) - min(at))::float8 AS span FROM bench_moves GROUP BY 1`.execute(db);
-  const { rows: offsets } = await sql<{ from_stage: string; first: number; last: number }>`
+    const { rows: offsets } = await sql<{ from_stage: string; first: number; last: number }>`
   SELECT from_stage, extract(epoch FROM min(at) - ${t0}::timestamptz)::float8 AS first, extract(epoch FROM max(at) - ${t0}::timestamptz)::float8 AS last
     FROM bench_moves GROUP BY 1`.execute(db);
-  const e2eRate = live / seconds;
-  console.log(
-    `\nsystem: ${live} of ${images} live on 3 frontends in ${seconds.toFixed(1)}s: ${e2eRate.toFixed(1)} images/s end to end (${states.map((s) => `${s.stage}/${s.state} ${s.n}`).join(', ')}); the machine's cores ${(busy * 100).toFixed(0)} % busy`,
-  );
-  for (const stage of ['download', 'thumbnail', 'push']) {
-    const s = stageSpans.find((x) => x.from_stage === stage);
-    const o = offsets.find((x) => x.from_stage === stage);
-    if (s && o)
-      console.log(
-        `  ${stage.padEnd(9)} ${(Number(s.n) / Math.max(s.span, 0.001)).toFixed(1)} images/s while it ran (${s.n} rows from ${o.first.toFixed(1)}s to ${o.last.toFixed(1)}s, in parallel with the other stages)`,
-      );
-  }
-  for (const d of daemons)
+    const e2eRate = live / seconds;
     console.log(
-      `  ${d.bin.padEnd(15)} peak memory ${(d.peakKb / 1024).toFixed(0)} MB, CPU ${d.cpuSeconds!.toFixed(1)} s (start-up ${d.startCpuSeconds!.toFixed(1)} s; after it ${(
-        ((d.cpuSeconds! - d.startCpuSeconds!) * 1000) /
-        images
-      ).toFixed(1)} ms an image); by thread: ${threadLine(d.threads!)}`,
+      `\nsystem: ${live} of ${images} live on 3 frontends in ${seconds.toFixed(1)}s: ${e2eRate.toFixed(1)} images/s end to end (${states.map((s) => `${s.stage}/${s.state} ${s.n}`).join(', ')}); the machine's cores ${(busy * 100).toFixed(0)} % busy`,
     );
-  server.close();
-  await Promise.all(frontends.map((f) => f.stop()));
-  await drop();
-  return e2eRate;
+    for (const stage of ['download', 'thumbnail', 'push']) {
+      const s = stageSpans.find((x) => x.from_stage === stage);
+      const o = offsets.find((x) => x.from_stage === stage);
+      if (s && o)
+        console.log(
+          `  ${stage.padEnd(9)} ${(Number(s.n) / Math.max(s.span, 0.001)).toFixed(1)} images/s while it ran (${s.n} rows from ${o.first.toFixed(1)}s to ${o.last.toFixed(1)}s, in parallel with the other stages)`,
+        );
+    }
+    for (const d of daemons)
+      console.log(
+        `  ${d.bin.padEnd(15)} peak memory ${(d.peakKb / 1024).toFixed(0)} MB, CPU ${d.cpuSeconds!.toFixed(1)} s (start-up ${d.startCpuSeconds!.toFixed(1)} s; after it ${(
+          ((d.cpuSeconds! - d.startCpuSeconds!) * 1000) /
+          images
+        ).toFixed(1)} ms an image); by thread: ${threadLine(d.threads!)}`,
+      );
+    return e2eRate;
+  } finally {
+    server.close();
+    await Promise.all(frontends.map((f) => f.stop()));
+    await drop();
+  }
 }
 
 const ratios: number[] = [];
