@@ -48,8 +48,9 @@ export class StrayRows {
 
   /** Before a claim: a connection lost since the last look makes strays possible. */
   lookForLostConnections(): void {
-    if (!this.connectionLostSinceLastLook) return;
-    this.lostSeen = this.connectionsLost();
+    const lost = this.connectionsLost();
+    if (lost === this.lostSeen) return;
+    this.lostSeen = lost;
     this.afterLost = true;
     this.strayed(0);
   }
