@@ -26,7 +26,7 @@ import { lis_hash_for_url } from '../src/hash/image-hash.ts';
 import { createLogger } from '../src/log/create-logger.ts';
 import { originalPath } from '../src/store/store-layout.ts';
 import { benchOptions, flag, hasSwitch } from './lib/bench-args.ts';
-import { freshBenchDatabase } from './lib/bench-database.ts';
+import { freshBenchDatabase, printRatio } from './lib/bench-database.ts';
 
 benchOptions({ small: 'N', large: 'N', concurrency: 'N', 'drip-rows': 'N', deadline: 'SECONDS', serve: null });
 /** No daemon run of this bench is longer. */
@@ -210,7 +210,7 @@ async function dripComparison(o: {
   // Throughput with drips over throughput without: clean seconds over drip seconds, per pair.
   const pairs = [took[0] / took[1], took[3] / took[2]];
   console.log(`pairs drip_vs_clean: ${pairs.map((r) => r.toFixed(2)).join(', ')}`);
-  console.log(`ratio drip_vs_clean: ${Math.sqrt(pairs[0] * pairs[1]).toFixed(2)}`);
+  printRatio('drip_vs_clean', Math.sqrt(pairs[0] * pairs[1]));
 }
 
 if (hasSwitch('serve')) await serve();

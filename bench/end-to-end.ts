@@ -22,7 +22,7 @@ import type { PlainLoopJob } from './lib/plain-loop-child.ts';
 import { workloads } from './lib/thumbnail-contenders.ts';
 import { argOf, benchOptions, flag } from './lib/bench-args.ts';
 import { benchConfig, freshBenchDatabase, geomean, printRatio, settleMachine, waitUntil } from './lib/bench-database.ts';
-import { busyShare, cpuSeconds, machineCpu, peakRssKb } from './lib/proc-stats.ts';
+import { busyShare, cpuSeconds, machineCpu, peakRssKb, percent, stealShare } from './lib/proc-stats.ts';
 import { cpuByThread, threadLine } from './lib/thumbnail-threads.ts';
 
 benchOptions({ images: 'N', pairs: 'N', deadline: 'SECONDS', testdata: 'FOLDER' });
@@ -84,7 +84,7 @@ let runs = 0;
 const runFolder = (side: string) => path.join(work, `${side}-${++runs}`);
 
 /** One run of the loop, in a fresh process (bench/lib/plain-loop-child.ts says why), timed from its start signal. */
-async function plainLoopInChild(): Promise<{ seconds: number; cpuSeconds: number; busy: number }> {
+async function plainLoopInChild(): Promise<{ seconds: number; cpuSeconds: number; busy: number; steal: number }> {
   const outDir = runFolder('plain');
   fs.mkdirSync(outDir, { recursive: true });
   const plainJob = path.join(outDir, 'job.json');
@@ -106,7 +106,8 @@ async function plainLoopInChild(): Promise<{ seconds: number; cpuSeconds: number
     const machineStart = machineCpu();
     child.stdin.write('go\n');
     const result = JSON.parse(await nextLine()) as { seconds: number; cpuSeconds: number };
-    return { ...result, busy: busyShare(machineStart, machineCpu()) };
+    const machineEnd = machineCpu();
+    return { ...result, busy: busyShare(machineStart, machineEnd), steal: stealShare(machineStart, machineEnd) };
   } finally {
     exited.catch(() => {});
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
@@ -116,10 +117,10 @@ async function plainLoopInChild(): Promise<{ seconds: number; cpuSeconds: number
 }
 
 async function plainRun(): Promise<number> {
-  const { seconds: plainSeconds, cpuSeconds: plainCpuSeconds, busy } = await plainLoopInChild();
+  const { seconds: plainSeconds, cpuSeconds: plainCpuSeconds, busy, steal } = await plainLoopInChild();
   const plainRate = images / plainSeconds;
   console.log(
-    `plain sharp loop: ${plainRate.toFixed(1)} images/s (${(plainRate * presets.length).toFixed(1)} thumbnails/s) in ${plainSeconds.toFixed(1)}s, CPU ${plainCpuSeconds.toFixed(1)} s (${((plainCpuSeconds * 1000) / images).toFixed(1)} ms an image); the machine's cores ${(busy * 100).toFixed(0)} % busy`,
+    `plain sharp loop: ${plainRate.toFixed(1)} images/s (${(plainRate * presets.length).toFixed(1)} thumbnails/s) in ${plainSeconds.toFixed(1)}s, CPU ${plainCpuSeconds.toFixed(1)} s (${((plainCpuSeconds * 1000) / images).toFixed(1)} ms an image); the machine's cores ${percent(busy)} busy, ${percent(steal)} taken by the host`,
   );
   return plainRate;
 }
@@ -199,6 +200,7 @@ async function systemRun(): Promise<number> {
     // How busy the machine's cores were while the system ran (daemons, PostgreSQL, rsync, the source): idle cores are room it left unused.
     let machineStart: ReturnType<typeof machineCpu>;
     let busy: number;
+    let steal: number;
     try {
       await waitUntil('the three daemons to register', 120, async () => {
         if (early) throw new Error(`bench: ${early} before registering (logs in ${path.join(run, 'log')})`);
@@ -220,7 +222,9 @@ async function systemRun(): Promise<number> {
         return Number(rows[0].waiting) === 0;
       });
       seconds = (performance.now() - started) / 1000;
-      busy = busyShare(machineStart, machineCpu());
+      const machineEnd = machineCpu();
+      busy = busyShare(machineStart, machineEnd);
+      steal = stealShare(machineStart, machineEnd);
       for (const d of daemons) {
         d.peakKb = Math.max(d.peakKb, peakRssKb(d.child.pid!));
         d.cpuSeconds = cpuSeconds(d.child.pid!, { children: true });
@@ -241,7 +245,7 @@ async function systemRun(): Promise<number> {
     FROM bench_moves GROUP BY 1`.execute(db);
     const e2eRate = live / seconds;
     console.log(
-      `\nsystem: ${live} of ${images} live on 3 frontends in ${seconds.toFixed(1)}s: ${e2eRate.toFixed(1)} images/s end to end (${states.map((s) => `${s.stage}/${s.state} ${s.n}`).join(', ')}); the machine's cores ${(busy * 100).toFixed(0)} % busy`,
+      `\nsystem: ${live} of ${images} live on 3 frontends in ${seconds.toFixed(1)}s: ${e2eRate.toFixed(1)} images/s end to end (${states.map((s) => `${s.stage}/${s.state} ${s.n}`).join(', ')}); the machine's cores ${percent(busy)} busy, ${percent(steal)} taken by the host`,
     );
     for (const stage of ['download', 'thumbnail', 'push']) {
       const s = stageSpans.find((x) => x.from_stage === stage);

@@ -44,7 +44,7 @@ import { resolveDetails } from '../src/thumbnail/process-details.ts';
 import { createThumbnailWorker } from '../src/thumbnail/thumbnail-worker.ts';
 import { photoJpeg, startNginx } from '../test/helpers/imaged-fixtures.ts';
 import { argOf, benchOptions, flag } from './lib/bench-args.ts';
-import { freshBenchDatabase, percentile } from './lib/bench-database.ts';
+import { freshBenchDatabase, percentile, printRatio } from './lib/bench-database.ts';
 import { cpuSeconds } from './lib/proc-stats.ts';
 import { MainThreadProfile } from './lib/main-thread-profile.ts';
 
@@ -340,9 +340,9 @@ try {
   console.log(
     `aim: miss p50 under 100 ms: ${percentile(runs.imaged.ms, 50) < 100 ? 'met' : 'NOT met'}; misses/s at least the plain server's: ${rate.imaged >= rate.plain ? 'met' : 'NOT met'}`,
   );
-  console.log(`ratio imaged_vs_plain_misses: ${(rate.imaged / rate.plain).toFixed(2)}`);
-  console.log(`ratio imaged_vs_plain_storing_misses: ${(rate.imaged / rate.storing).toFixed(2)}`);
-  console.log(`ratio imaged_vs_plain_image_work: ${(workRatios.reduce((a, b) => a + b, 0) / workRatios.length).toFixed(2)}`);
+  printRatio('imaged_vs_plain_misses', rate.imaged / rate.plain);
+  printRatio('imaged_vs_plain_storing_misses', rate.imaged / rate.storing);
+  printRatio('imaged_vs_plain_image_work', workRatios.reduce((a, b) => a + b, 0) / workRatios.length);
 } finally {
   for (const stop of stops.reverse()) await stop().catch(() => {});
   agent.destroy();

@@ -17,7 +17,7 @@ import { ClaimCursor } from '../src/queue/claim-cursor.ts';
 import { finishRows, type FinishedRow } from '../src/queue/finish-rows.ts';
 import { argOf, benchOptions, flag, hasSwitch } from './lib/bench-args.ts';
 import { freshBenchDatabase, printRatio, percentile } from './lib/bench-database.ts';
-import { cpuSeconds } from './lib/proc-stats.ts';
+import { cpuSeconds, machineCpu, percent, stealShare } from './lib/proc-stats.ts';
 import { fillNarrowQueue, finishNarrow, NarrowCursor, type NarrowOptions } from './lib/narrow-queue-prototype.ts';
 
 benchOptions({
@@ -212,16 +212,19 @@ async function window(side: Side, key: SideKey, until: number): Promise<{ rate: 
 const ours = ourSide();
 const raw = rawSide();
 const proto = prototype ? prototypeSide() : undefined;
-console.log('\n  window end   ours rows/s   raw rows/s   ratio   ours claim p50 / p99     raw claim p50 / p99   server CPU µs/row ours / raw');
+console.log('\n  window end   ours rows/s   raw rows/s   ratio   ours claim p50 / p99     raw claim p50 / p99   server CPU µs/row ours / raw   steal');
 if (proto) console.log('             proto rows/s            proto/raw  proto claim p50 / p99                          server CPU µs/row proto');
 for (let end = windowSize; ; end += windowSize) {
   const target = Math.min(end, rows);
+  // The host's steal over the window's sides: on a shared host, a window's rows/s and p99 follow it.
+  const machineStart = machineCpu();
   const a = await window(ours, 'ours', target);
   const b = await window(raw, 'raw', target);
   const c = proto ? await window(proto, 'proto', target) : undefined;
   if (a.rows === 0 && b.rows === 0 && !c?.rows) break;
+  const steal = stealShare(machineStart, machineCpu());
   console.log(
-    `  ${String(target).padStart(10)} ${Math.round(a.rate).toString().padStart(13)} ${Math.round(b.rate).toString().padStart(12)} ${(a.rate / b.rate).toFixed(2).padStart(7)}   ${a.p50.toFixed(1).padStart(6)} / ${a.p99.toFixed(1).padStart(6)} ms    ${b.p50.toFixed(1).padStart(6)} / ${b.p99.toFixed(1).padStart(6)} ms   ${a.cpuPerRow.toFixed(1).padStart(6)} / ${b.cpuPerRow.toFixed(1).padStart(5)}`,
+    `  ${String(target).padStart(10)} ${Math.round(a.rate).toString().padStart(13)} ${Math.round(b.rate).toString().padStart(12)} ${(a.rate / b.rate).toFixed(2).padStart(7)}   ${a.p50.toFixed(1).padStart(6)} / ${a.p99.toFixed(1).padStart(6)} ms    ${b.p50.toFixed(1).padStart(6)} / ${b.p99.toFixed(1).padStart(6)} ms   ${a.cpuPerRow.toFixed(1).padStart(6)} / ${b.cpuPerRow.toFixed(1).padStart(5)}   ${percent(steal).padStart(5)}`,
   );
   if (c)
     console.log(

@@ -1,8 +1,10 @@
 import { execFileSync } from 'node:child_process';
+import os from 'node:os';
 import pg from 'pg';
 import { loadConfig } from '../../src/config/load-config.ts';
 import type { LisConfig } from '../../src/config/config-schema.ts';
 import { argOf } from './bench-args.ts';
+import { busyShare, machineCpu, percent, stealShare, type MachineCpu } from './proc-stats.ts';
 import { createDb, databaseUrl, type Db } from '../../src/db/connect.ts';
 import { migrateToLatest } from '../../src/db/migrate-schema.ts';
 import { dropDatabase, recreateDatabase } from '../../src/db/recreate-database.ts';
@@ -67,7 +69,23 @@ export function percentile(sorted: number[], p: number): number {
 
 /** The last lines of every bench: one per comparison, `ratio <name>: X.XX` (contender over baseline; above 1: ahead). */
 export function printRatio(name: string, ratio: number): void {
+  if (!conditionsPrinted) {
+    conditionsPrinted = true;
+    console.log(machineConditionsLine(benchStart, machineCpu()));
+  }
   console.log(`ratio ${name}: ${ratio.toFixed(2)}`);
+}
+
+/** The machine's CPU when this module was loaded: at a bench's start, as every bench imports it first thing. */
+const benchStart = machineCpu();
+let conditionsPrinted = false;
+
+/**
+ * The line before a bench's ratios: how busy the machine was over the whole bench, how much of it the host took
+ * (steal), and the load average, so that a run can be read beside the last one. Pure.
+ */
+export function machineConditionsLine(start: MachineCpu, end: MachineCpu, load = os.loadavg()): string {
+  return `machine over the bench: cores ${percent(busyShare(start, end))} busy, ${percent(stealShare(start, end))} taken by the host (steal); load average now ${load.map((l) => l.toFixed(1)).join(' ')}`;
 }
 
 /** Polls `check` every `everyMs` until it returns true; throws after `seconds` naming `what`: no bench waits forever. */

@@ -33,15 +33,34 @@ export function cpuSeconds(pid: number, options: { children?: boolean } = {}): n
   }
 }
 
-/** The whole machine's CPU time so far, from /proc/stat's first line: busy and idle seconds over all cores. */
-export function machineCpu(): { busy: number; idle: number } {
+/**
+ * The whole machine's CPU time so far, from /proc/stat's first line: busy and idle seconds over all cores, and of
+ * the busy ones those the hypervisor took for other guests (steal: on a shared host, a cause of noise no load
+ * average shows).
+ */
+export function machineCpu(): MachineCpu {
   const [user, nice, system, idle, iowait, irq, softirq, steal] = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-  return { busy: (user + nice + system + irq + softirq + steal) / TICKS_PER_SECOND, idle: (idle + iowait) / TICKS_PER_SECOND };
+  return { busy: (user + nice + system + irq + softirq + steal) / TICKS_PER_SECOND, idle: (idle + iowait) / TICKS_PER_SECOND, steal: steal / TICKS_PER_SECOND };
+}
+
+export interface MachineCpu {
+  busy: number;
+  idle: number;
+  steal: number;
 }
 
 /** The share of the machine's CPU that was busy between two machineCpu() readings (0-1). */
-export function busyShare(before: { busy: number; idle: number }, after: { busy: number; idle: number }): number {
+export function busyShare(before: MachineCpu, after: MachineCpu): number {
   const busy = after.busy - before.busy;
   const idle = after.idle - before.idle;
   return busy + idle > 0 ? busy / (busy + idle) : 0;
 }
+
+/** The share of the machine's CPU the host took (steal) between two machineCpu() readings (0-1). Pure. */
+export function stealShare(before: MachineCpu, after: MachineCpu): number {
+  const total = after.busy - before.busy + (after.idle - before.idle);
+  return total > 0 ? (after.steal - before.steal) / total : 0;
+}
+
+/** `12 %`: a share as a whole percentage. Pure. */
+export const percent = (share: number): string => `${(share * 100).toFixed(0)} %`;
