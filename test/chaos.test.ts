@@ -7,6 +7,7 @@ import { runChaos } from '../bench/lib/chaos.ts';
 import { parseConfig } from '../src/config/load-config.ts';
 import { stopEmbedded } from '../src/db/embedded-server.ts';
 import { freePort } from './helpers/free-port.ts';
+import { killServerAtExit } from './helpers/reap-children.ts';
 
 describe('chaos: the whole system keeps its promises while daemons are killed, a frontend goes away, a store fills up and PostgreSQL restarts', () => {
   it('every good URL live everywhere, every bad one failed with its reason, nothing done twice, nothing left over', async function () {
@@ -16,6 +17,7 @@ describe('chaos: the whole system keeps its promises while daemons are killed, a
     // one, keep theirs. (Outside `dir`, which the run empties first.)
     const server = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-chaos-pg-'));
     const embedded = { dataDir: path.join(server, 'pg'), port: await freePort() };
+    killServerAtExit(embedded.dataDir);
     try {
       const result = await runChaos({
         embedded,

@@ -24,6 +24,7 @@ import { countBy, insertUrls } from './helpers/rows.ts';
 import { startSmtpSink, type SmtpSink } from './helpers/smtp-sink.ts';
 import { startDatabaseProxy, type DatabaseProxy } from './helpers/database-proxy.ts';
 import { databasePerTest, type Cleanups, type TestDatabase } from './helpers/test-database.ts';
+import { killServerAtExit } from './helpers/reap-children.ts';
 
 /**
  * Short bounds, so that a test sees them: a probe's connect 2.5 s, the server judged frozen after 3 s of silence (and
@@ -54,6 +55,7 @@ describe('lis_cron_frontend against a database server that freezes', function ()
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-frozen-'));
     serverConfig = { host: 'testhost', database: { embedded: { dataDir: path.join(dir, 'pg'), port: await freePort() } } };
     fs.writeFileSync(path.join(dir, 'server.json'), JSON.stringify(serverConfig));
+    killServerAtExit(path.join(dir, 'pg'));
     await lis('db', 'start');
     const config = parseConfig(serverConfig, {}, dir, 'test config');
     db = await openDatabase(config);

@@ -12,6 +12,7 @@ import { passwordFile, readPassword, scramVerifier, writePassword } from '../src
 import { startLegacyFolder } from './helpers/legacy-embedded.ts';
 import { freePort } from './helpers/free-port.ts';
 import { spawnTs } from './helpers/processes.ts';
+import { killServerAtExit } from './helpers/reap-children.ts';
 
 /** The CLI with this config and no LIS_DATABASE_URL (which would win over the config). */
 const lis = async (config: string, ...args: string[]) => {
@@ -79,6 +80,7 @@ describe('the embedded PostgreSQL: secure defaults', function () {
     // A free port of its own: other checkouts on this machine run servers of their own.
     const port = await freePort();
     fs.writeFileSync(config, JSON.stringify({ database: { embedded: { dataDir, port } } }));
+    killServerAtExit(dataDir);
     try {
       const start = await lis(config, 'db', 'start');
       assert.equal(start.code, 0, start.out);
@@ -165,6 +167,7 @@ describe('the embedded PostgreSQL: secure defaults', function () {
     const settings = parseConfig({ database: { embedded: { dataDir: path.join(dir, 'var', 'pg'), port } } }, {}, dir).database.embedded;
     const config = path.join(dir, 'config.json');
     fs.writeFileSync(config, JSON.stringify({ database: { embedded: { dataDir: settings.dataDir, port } } }));
+    killServerAtExit(settings.dataDir);
     const oldUrl = (db: string) => `postgres://imagesys:imagesys@127.0.0.1:${port}/${db}`;
     try {
       await startLegacyFolder(settings);

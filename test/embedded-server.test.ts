@@ -10,6 +10,7 @@ import { ROOT, spawnTs } from './helpers/processes.ts';
 import { freePort } from './helpers/free-port.ts';
 import { createTestDatabase } from './helpers/test-database.ts';
 import { openToUser } from './helpers/open-to-user.ts';
+import { killServerAtExit } from './helpers/reap-children.ts';
 
 describe('the embedded PostgreSQL', () => {
   it('sizes shared_buffers from the machine: a quarter of its memory, 128 MB to 2 GB', async () => {
@@ -44,6 +45,7 @@ describe('the embedded PostgreSQL', () => {
       fs.mkdirSync(privateDir, { mode: 0o700 });
       fs.chmodSync(privateDir, 0o700);
       fs.writeFileSync(config, JSON.stringify({ database: { embedded: { dataDir: path.join(privateDir, 'var', 'pg'), port: await freePort() } } }));
+      killServerAtExit(path.join(privateDir, 'var', 'pg'));
       const status = spawnTs('bin/lis', ['--config', config, 'db', 'status'], { LIS_DATABASE_URL: '' });
       assert.equal((await status.exited).code, 3);
       assert.match(status.output(), /embedded PostgreSQL: not initialised; data .*private\/var\/pg/);
@@ -154,6 +156,7 @@ describe('the embedded PostgreSQL', () => {
       fs.mkdirSync(path.join(dir, 'var'));
       fs.writeFileSync(path.join(dir, 'var', 'pg.password'), 'the-old-folders-password\n', { mode: 0o600 });
       fs.writeFileSync(config, JSON.stringify({ database: { embedded: { dataDir, port: await freePort() } } }));
+      killServerAtExit(dataDir);
       const start = lis('db', 'start');
       assert.equal((await start.exited).code, 1, start.output());
       assert.ok(

@@ -11,6 +11,7 @@ import { releaseStuckJobs } from '../src/manager/stuck-jobs.ts';
 import { spawnTs, waitFor } from './helpers/processes.ts';
 import { freePort } from './helpers/free-port.ts';
 import { countBy, insertUrls } from './helpers/rows.ts';
+import { killServerAtExit } from './helpers/reap-children.ts';
 
 /**
  * The database itself restarting is our fault, not the workers': while it is down no worker can beat, so
@@ -31,6 +32,7 @@ describe('stuck_jobs after the database restarted', function () {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-restart-'));
     configFile = path.join(dir, 'config.json');
     fs.writeFileSync(configFile, JSON.stringify({ database: { embedded: { dataDir: path.join(dir, 'pg'), port: await freePort() } } }));
+    killServerAtExit(path.join(dir, 'pg'));
     await lis('db', 'start');
   });
   after(async () => {

@@ -1,4 +1,6 @@
 import { execFileSync } from 'node:child_process';
+// First: every child a test process starts from here on is killed when that process ends (see the file).
+import './reap-children.ts';
 import path from 'node:path';
 import { embeddedStatus, stopEmbedded } from '../../src/db/embedded-server.ts';
 import { bundleFixtures, removeFixtureBundles } from './fixture-bundles.ts';
