@@ -19,8 +19,8 @@ function running(pid: number): boolean {
 /** The stand-in worker, and the pids of the two children it started. */
 async function startParent(args: string[] = []) {
   const parent = fork(path.join(ROOT, 'test/fixtures/reaped-parent.ts'), args, { execArgv: ['--import', 'tsx'], stdio: 'ignore' });
-  const [message] = (await once(parent, 'message')) as [{ pids: number[]; postmaster?: number }];
-  return { parent, pids: message.pids, postmaster: message.postmaster };
+  const [message] = (await once(parent, 'message')) as [{ pids: number[]; serverPids: number[] }];
+  return { parent, pids: message.pids, serverPids: message.serverPids };
 }
 
 describe('a test process stopped from outside leaves no child of its own running', () => {
@@ -46,18 +46,17 @@ describe('a test process stopped from outside leaves no child of its own running
     });
   }
 
-  it('a PostgreSQL server a test started for itself (detached, and frozen by the test) is killed too', async function () {
+  it('a PostgreSQL server a test started for itself (detached, and frozen by the test: every process of it stopped) is killed too, all of it', async function () {
     this.timeout(60_000);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lis-reaped-'));
     try {
-      const { parent, pids, postmaster } = await startParent(['--server', dir]);
-      started.push(parent.pid!, ...pids, postmaster!);
-      assert.ok(postmaster && running(postmaster), 'the server runs before its test process stops');
-      process.kill(postmaster, 'SIGSTOP');
+      const { parent, pids, serverPids } = await startParent(['--server', dir]);
+      started.push(parent.pid!, ...pids, ...serverPids);
+      assert.ok(serverPids.length > 1 && serverPids.every(running), `the server runs before its test process stops: ${serverPids.join(' ')}`);
       const exited = once(parent, 'exit');
       parent.kill('SIGTERM');
       await exited;
-      await waitFor(() => !running(postmaster) && !pids.some(running), 10_000, 'the server and the children to be killed');
+      await waitFor(() => ![...serverPids, ...pids].some(running), 10_000, 'every process of the server and the children to be killed');
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 
 /** The pids whose parent is `pid` (from /proc: a server's backends and helpers). */
-function childrenOf(pid: number): number[] {
+export function childrenOf(pid: number): number[] {
   const children: number[] = [];
   for (const entry of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;

@@ -1,6 +1,7 @@
 import { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { childrenOf } from './frozen-server.ts';
 
 /**
  * Kills, when a test process ends, every child process it started that is still running. A test stops what it
@@ -27,9 +28,10 @@ export function liveChildren(): ReadonlySet<ChildProcess> {
 /**
  * The data folders of the PostgreSQL servers a test started for itself. pg_ctl starts a server detached (it outlives
  * whoever started it, as `lis db start` wants), so it is no child to kill: the test names its folder here, and when
- * the process ends with the server still up (the test's `after` never reached), its postmaster is killed, by the pid
- * the server wrote in the folder, and only if that process is a postgres of that folder. SIGCONT first: a test may
- * have frozen it (SIGSTOP). Its backends end on their own once their postmaster is gone.
+ * the process ends with the server still up (the test's `after` never reached), its postmaster and every process of
+ * it are killed, by the pid the server wrote in the folder, and only if that process is a postgres of that folder.
+ * All of them, not the postmaster alone: a backend notices its postmaster's death, but not while a test holds it
+ * stopped (freezeServer stops every process of a server), and SIGKILL ends a stopped process as any other.
  */
 const servers = new Set<string>();
 
@@ -44,8 +46,14 @@ function killServers(): void {
       const pid = Number(fs.readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
       const command = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
       if (!command[0].endsWith('postgres') || !command.includes(dataDir)) continue;
-      process.kill(pid, 'SIGCONT');
-      process.kill(pid, 'SIGKILL');
+      const processes = [pid, ...childrenOf(pid)];
+      for (const each of processes) {
+        try {
+          process.kill(each, 'SIGKILL');
+        } catch {
+          // Gone meanwhile.
+        }
+      }
     } catch {
       // Stopped already (no postmaster.pid), or gone: nothing to do.
     }
